@@ -1,0 +1,222 @@
+"""Cluster and node configuration: ``cluster.toml`` and the node options.
+
+One file describes a cluster (written by ``replikv up``, read by ``replikv
+node|status|failover``)::
+
+    [cluster]
+    mode = "leader-follower"
+    secret = "..."            # cluster secret, checked at the peer handshake
+    initial_leader = "n1"
+
+    [options]                 # every node option, shared by all nodes
+    fsync = "everysec"
+    ack = "async"
+    ...
+
+    [nodes.n1]
+    host = "127.0.0.1"
+    port = 7001               # RESP clients
+    peer_port = 17001         # peer (cluster bus) traffic, port + 10000 by default
+    data_dir = "/abs/path/n1"
+
+Bad configuration raises ``ConfigError`` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("leader-follower",)
+FSYNC_POLICIES = ("always", "everysec", "no")
+READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
+MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
+PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
+
+
+class ConfigError(ValueError):
+    """A configuration the node cannot run with; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class AckLevel:
+    """Write ack level for leader-follower mode.
+
+    ``kind`` is ``async`` (ack after the leader's own log write),
+    ``semi-sync`` (after ``replicas`` followers have it durable) or ``sync``
+    (after every follower has it durable).
+    """
+
+    kind: str
+    replicas: int = 0
+
+    @staticmethod
+    def parse(text: str) -> "AckLevel":
+        parts = text.replace("=", " ").split()
+        if not parts:
+            raise ConfigError("empty ack level; use async, semi-sync <k> or sync")
+        kind = parts[0].lower()
+        if kind == "async" and len(parts) == 1:
+            return AckLevel("async")
+        if kind == "sync" and len(parts) == 1:
+            return AckLevel("sync")
+        if kind in ("semi-sync", "semisync", "semi_sync"):
+            if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) < 1:
+                raise ConfigError(f"semi-sync needs a replica count >= 1, e.g. 'semi-sync 1' (got {text!r})")
+            return AckLevel("semi-sync", int(parts[1]))
+        raise ConfigError(f"unknown ack level {text!r}; use async, semi-sync <k> or sync")
+
+    def __str__(self) -> str:
+        return f"semi-sync {self.replicas}" if self.kind == "semi-sync" else self.kind
+
+
+@dataclass(slots=True)
+class NodeOptions:
+    """Options every node of a cluster shares (``[options]`` in cluster.toml)."""
+
+    fsync: str = "everysec"
+    ack: str = "async"
+    ack_timeout_ms: int = 5000
+    requirepass: str | None = None
+    redirect: bool = False
+    read_default: str = "eventual"  # default read level on followers
+    session_timeout_ms: int = 1000  # how long a session / bounded read may wait
+    max_bulk_len: int = MAX_BULK_LEN_DEFAULT
+    max_args: int = 1024 * 1024
+    snapshot_bytes: int = 64 * 1024 * 1024  # WAL size that triggers a snapshot
+    segment_bytes: int = 16 * 1024 * 1024
+    heartbeat_ms: int = 100
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if self.fsync not in FSYNC_POLICIES:
+            raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
+        AckLevel.parse(self.ack)
+        for name in ("ack_timeout_ms", "session_timeout_ms", "max_bulk_len", "max_args",
+                     "snapshot_bytes", "segment_bytes", "heartbeat_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer (got {value!r})")
+        if self.read_default not in ("eventual", "prefix", "session"):
+            raise ConfigError(f"read_default must be eventual, prefix or session (got {self.read_default!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    id: str
+    host: str
+    port: int
+    peer_port: int
+    data_dir: str
+
+
+@dataclass(slots=True)
+class ClusterConfig:
+    mode: str
+    secret: str
+    initial_leader: str
+    nodes: dict[str, NodeAddress]
+    options: NodeOptions = field(default_factory=NodeOptions)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        if not self.nodes:
+            raise ConfigError("a cluster needs at least one node")
+        if self.initial_leader not in self.nodes:
+            raise ConfigError(f"initial_leader {self.initial_leader!r} is not one of the nodes")
+        seen: set[tuple[str, int]] = set()
+        for node in self.nodes.values():
+            for port in (node.port, node.peer_port):
+                if not 0 < port < 65536:
+                    raise ConfigError(f"node {node.id}: port {port} out of range")
+                if (node.host, port) in seen:
+                    raise ConfigError(f"node {node.id}: address {node.host}:{port} used twice")
+                seen.add((node.host, port))
+        self.options.validate()
+
+    def node(self, node_id: str) -> NodeAddress:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise ConfigError(f"no node {node_id!r} in this cluster (have {', '.join(self.nodes)})") from None
+
+    # -- TOML ------------------------------------------------------------
+    @staticmethod
+    def load(path: str | Path) -> "ClusterConfig":
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        try:
+            cluster = doc["cluster"]
+            known = {f.name for f in dataclasses.fields(NodeOptions)}
+            raw_options: dict[str, Any] = doc.get("options", {})
+            unknown = set(raw_options) - known
+            if unknown:
+                raise ConfigError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
+            options = NodeOptions(**raw_options)
+            nodes = {
+                node_id: NodeAddress(
+                    id=node_id,
+                    host=str(spec.get("host", "127.0.0.1")),
+                    port=int(spec["port"]),
+                    peer_port=int(spec.get("peer_port", int(spec["port"]) + PEER_PORT_OFFSET)),
+                    data_dir=str(spec["data_dir"]),
+                )
+                for node_id, spec in doc["nodes"].items()
+            }
+            config = ClusterConfig(
+                mode=str(cluster.get("mode", "leader-follower")),
+                secret=str(cluster["secret"]),
+                initial_leader=str(cluster.get("initial_leader", next(iter(nodes)))),
+                nodes=nodes,
+                options=options,
+            )
+        except KeyError as e:
+            raise ConfigError(f"{path}: missing required key {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: {e}") from None
+        config.validate()
+        return config
+
+    def dump(self) -> str:
+        lines = ["[cluster]", f"mode = {_toml(self.mode)}", f"secret = {_toml(self.secret)}",
+                 f"initial_leader = {_toml(self.initial_leader)}", "", "[options]"]
+        for f in dataclasses.fields(NodeOptions):
+            value = getattr(self.options, f.name)
+            if value is not None:
+                lines.append(f"{f.name} = {_toml(value)}")
+        for node in self.nodes.values():
+            lines += ["", f"[nodes.{node.id}]", f"host = {_toml(node.host)}", f"port = {node.port}",
+                      f"peer_port = {node.peer_port}", f"data_dir = {_toml(node.data_dir)}"]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.dump())
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost' (protected mode, as Redis)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
