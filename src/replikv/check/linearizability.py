@@ -1,0 +1,356 @@
+"""Linearizability checker for register histories (read / write / cas per key).
+
+The model: one register per key, initially absent (None). `write v` sets it;
+`read` returns it (the op's `value`); `cas expected -> value` sets it iff it
+equals `expected`.
+
+Rules, in the order the checker applies them:
+
+1. P-compositionality (Herlihy & Wing 1990; Horn & Kroening 2015): a history
+   of independent registers is linearizable iff each key's sub-history is, so
+   each key is checked on its own.
+2. Outcomes (see history.py): ok=true ops took effect between call and
+   return. ok=false ops did not take effect and are dropped (a failed cas
+   changed nothing; a failed read tells nothing). An ok=null write or cas may
+   have taken effect at any time after its call, or never: its return is at
+   +infinity and the search need not linearize it. An ok=null read says
+   nothing and is dropped.
+3. Search: Wing & Gong (1993) depth-first search for a linearization, made
+   "just in time" by Lowe (2017, "Testing for linearizability", CCPE): the
+   history becomes a time-ordered list of call and return entries; the search
+   walks it from the front, may linearize (lift out of the list) any op whose
+   call it reaches if the model allows it, and must backtrack when it reaches
+   the return of an op it has not linearized. Configurations (set of
+   linearized ops, register state) already explored are memoized, so each is
+   expanded once; this is the algorithm of Porcupine (Athalye, 2017).
+   Invariant: the lifted ops are exactly the bits of `linearized`, each lifted
+   op's call and return entries are out of the list, and `state` is the
+   register after applying the lifted ops in stack order.
+   Success: every op with a known return is linearized (unknown-outcome ops
+   may remain, i.e. never took effect). Failure: a return is reached with an
+   empty stack.
+4. Diagnosis: the furthest return entry at which the search ever had to
+   backtrack bounds the smallest failing prefix: the ops called before it are
+   not linearizable, while every shorter prefix (up to the previous return)
+   is, since the search got past it.
+
+States are small ints (values interned, 0 = absent); the linearized set is a
+Python int used as a bitset; the list is two int arrays (dancing links).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from replikv.check.history import Op
+
+__all__ = ["KeyResult", "Verdict", "check_key", "check_register_history"]
+
+_READ, _WRITE, _CAS = 0, 1, 2
+_KINDS = {"read": _READ, "write": _WRITE, "cas": _CAS}
+_CHECK_EVERY = 4096  # search steps between two looks at the clock
+_MAX_REPORTED = 8  # stuck states / pending ops named in an explanation
+
+
+@dataclass
+class Verdict:
+    """The outcome of a check. `linearizable` is None when undecided (timeout)."""
+
+    linearizable: bool | None
+    bad_key: str | None
+    explanation: str
+    per_key: dict[str, bool | None]
+    elapsed_s: float
+    ops_involved: list[int] = field(default_factory=list)  # history indices
+
+
+@dataclass
+class KeyResult:
+    """The outcome for one key's sub-history (indices are into the full history)."""
+
+    key: str
+    linearizable: bool | None
+    explanation: str = ""
+    ops_involved: list[int] = field(default_factory=list)
+    failing_prefix: list[int] = field(default_factory=list)
+    steps: int = 0
+
+
+def _describe(op: Op, idx: int) -> str:
+    if op.op == "read":
+        what = f"read of {op.key!r} returned {op.value!r}"
+    elif op.op == "write":
+        what = f"write of {op.value!r} to {op.key!r}"
+    else:
+        what = f"cas of {op.key!r} from {op.expected!r} to {op.value!r}"
+    outcome = "" if op.ok else " (outcome unknown)"
+    ret = "never" if op.ret is None else str(op.ret)
+    return f"op #{idx} (process {op.process}: {what}{outcome}, call {op.call}, return {ret})"
+
+
+def check_key(
+    ops: Sequence[Op], indices: Sequence[int], deadline: float | None = None
+) -> KeyResult:
+    """Check one key's sub-history; `indices[i]` is `ops[i]`'s index in the full history.
+
+    `ops` must all be on the same key and be read/write/cas; ok=false ops and
+    unknown-outcome reads are dropped here (rule 2).
+    """
+    key = ops[0].key if ops else ""
+    # --- rule 2: keep the ops that constrain the register ---
+    kept: list[int] = []
+    for i, op in enumerate(ops):
+        if op.op not in _KINDS:
+            raise ValueError(f"op #{indices[i]}: {op.op!r} is not a register operation")
+        if op.ok is False or (op.ok is None and op.op == "read"):
+            continue
+        kept.append(i)
+    n = len(kept)
+    if n == 0:
+        return KeyResult(key, True, f"key {key!r}: no operation constrains the register")
+
+    # --- intern values: state 0 is "absent" ---
+    interned: dict[str | None, int] = {None: 0}
+    names: list[str | None] = [None]
+
+    def intern(v: str | None) -> int:
+        s = interned.get(v)
+        if s is None:
+            s = interned[v] = len(names)
+            names.append(v)
+        return s
+
+    kind = [0] * n
+    arg_a = [0] * n  # read: value seen; write: value; cas: expected
+    arg_b = [0] * n  # cas: new value
+    known = [0] * n  # 1 iff the op has a return entry (must be linearized)
+    events: list[tuple[int, int, int]] = []  # (time, 0=call/1=return, op)
+    for j, i in enumerate(kept):
+        op = ops[i]
+        k = kind[j] = _KINDS[op.op]
+        if k == _CAS:
+            arg_a[j] = intern(op.expected)
+            arg_b[j] = intern(op.value)
+        else:
+            arg_a[j] = intern(op.value)
+        events.append((op.call, 0, j))
+        if op.ok is True:
+            known[j] = 1
+            events.append((op.ret, 1, j))  # type: ignore[arg-type]
+    # Calls sort before returns at equal times: such ops overlap.
+    events.sort()
+
+    # --- the entry list: entries 0..E-1 in time order, HEAD = E ---
+    e_count = len(events)
+    head = e_count
+    nxt = list(range(1, e_count + 1)) + [0]
+    nxt[e_count - 1] = -1
+    nxt[head] = 0
+    prv = [-1] + list(range(0, e_count - 1)) + [-1]
+    prv[0] = head
+    is_call = [ev[1] == 0 for ev in events]
+    op_of = [ev[2] for ev in events]
+    match = [-1] * e_count  # call entry -> its return entry, -1 if unknown outcome
+    ret_entry = [-1] * n
+    for e, (_, is_ret, j) in enumerate(events):
+        if is_ret:
+            ret_entry[j] = e
+    for e in range(e_count):
+        if is_call[e]:
+            match[e] = ret_entry[op_of[e]]
+    bit = [1 << j for j in range(n)]
+
+    # --- rule 3: just-in-time depth-first search with memoization ---
+    cache: set[tuple[int, int]] = set()
+    stack: list[tuple[int, int]] = []  # (call entry lifted, state before it)
+    linearized = 0
+    state = 0
+    remaining = sum(known)
+    steps = 0
+    budget = _CHECK_EVERY
+    furthest = -1  # furthest return entry where the search had to backtrack
+    stuck_states: set[int] = set()
+    entry = nxt[head]
+    result: bool | None = None
+    while True:
+        if remaining == 0:
+            result = True
+            break
+        budget -= 1
+        if budget == 0:
+            budget = _CHECK_EVERY
+            steps += _CHECK_EVERY
+            if deadline is not None and time.monotonic() > deadline:
+                result = None
+                break
+        if is_call[entry]:
+            j = op_of[entry]
+            k = kind[j]
+            if k == _WRITE:
+                new_state = arg_a[j]
+            elif state == arg_a[j]:
+                new_state = state if k == _READ else arg_b[j]
+            else:
+                entry = nxt[entry]
+                continue
+            new_lin = linearized | bit[j]
+            config = (new_lin, new_state)
+            if config in cache:
+                entry = nxt[entry]
+                continue
+            cache.add(config)
+            stack.append((entry, state))
+            # lift the call entry and its return entry out of the list
+            p, q = prv[entry], nxt[entry]
+            nxt[p] = q
+            if q >= 0:
+                prv[q] = p
+            r = match[entry]
+            if r >= 0:
+                p, q = prv[r], nxt[r]
+                nxt[p] = q
+                if q >= 0:
+                    prv[q] = p
+            linearized = new_lin
+            state = new_state
+            remaining -= known[j]
+            entry = nxt[head]
+        else:
+            if entry > furthest:
+                furthest = entry
+                stuck_states = {state}
+            elif entry == furthest and len(stuck_states) < _MAX_REPORTED:
+                stuck_states.add(state)
+            if not stack:
+                result = False
+                break
+            entry, state = stack.pop()
+            j = op_of[entry]
+            linearized ^= bit[j]
+            remaining += known[j]
+            # unlift in reverse order of lifting (return entry first)
+            r = match[entry]
+            if r >= 0:
+                p, q = prv[r], nxt[r]
+                nxt[p] = r
+                if q >= 0:
+                    prv[q] = r
+            p, q = prv[entry], nxt[entry]
+            nxt[p] = entry
+            if q >= 0:
+                prv[q] = entry
+            entry = nxt[entry]
+    steps += _CHECK_EVERY - budget
+
+    if result is True:
+        return KeyResult(key, True, f"key {key!r}: linearizable ({n} ops)", steps=steps)
+    if result is None:
+        return KeyResult(
+            key, None, f"key {key!r}: undecided after {steps} search steps (timeout)", steps=steps
+        )
+
+    # --- rule 4: explain the failure at the furthest stuck return ---
+    stuck_op = op_of[furthest]
+    stuck_time = events[furthest][0]
+    prefix = sorted(indices[kept[j]] for (t, is_ret, j) in events[:furthest] if not is_ret)
+    culprit = ops[kept[stuck_op]]
+    # ops whose interval overlaps the culprit's: unknown-outcome ops never end
+    pending = [
+        j
+        for (t, is_ret, j) in events[:furthest]
+        if not is_ret
+        and j != stuck_op
+        and (not known[j] or events[ret_entry[j]][0] >= culprit.call)
+    ]
+    writers = {arg_a[j] if kind[j] == _WRITE else arg_b[j]: j for j in range(n) if kind[j] != _READ}
+    held = []
+    for s in sorted(stuck_states):
+        w = writers.get(s)
+        src = "initial value" if s == 0 else (
+            f"written by {_describe(ops[kept[w]], indices[kept[w]])}" if w is not None else "?"
+        )
+        held.append(f"{names[s]!r} ({src})")
+    lines = [
+        f"key {key!r}: not linearizable.",
+        f"{_describe(culprit, indices[kept[stuck_op]])} could not be linearized: whenever the "
+        f"search reached its return, every order of the earlier operations left the register "
+        f"holding one of: {', '.join(held)}.",
+        f"Smallest failing prefix: the {len(prefix)} operations on {key!r} called before "
+        f"time {stuck_time} (history indices {_span(prefix)}); every shorter prefix is "
+        "linearizable.",
+    ]
+    if pending:
+        shown = pending[:_MAX_REPORTED]
+        lines.append(
+            "Operations concurrent with it: "
+            + "; ".join(_describe(ops[kept[j]], indices[kept[j]]) for j in shown)
+            + (f"; and {len(pending) - len(shown)} more" if len(pending) > len(shown) else "")
+            + "."
+        )
+    involved = [indices[kept[stuck_op]]] + [indices[kept[j]] for j in pending]
+    involved += [indices[kept[writers[s]]] for s in stuck_states if s in writers]
+    return KeyResult(
+        key,
+        False,
+        "\n".join(lines),
+        ops_involved=sorted(set(involved)),
+        failing_prefix=prefix,
+        steps=steps,
+    )
+
+
+def _span(indices: list[int]) -> str:
+    if len(indices) <= 12:
+        return ", ".join(map(str, indices))
+    return ", ".join(map(str, indices[:4])) + ", ..., " + ", ".join(map(str, indices[-4:]))
+
+
+def check_register_history(ops: list[Op], timeout_s: float | None = 60.0) -> Verdict:
+    """Decide whether a register history is linearizable (rules 1-4 above).
+
+    `timeout_s` bounds the whole check; keys not decided in time are None in
+    `per_key`, and the verdict is None unless some key is already known not
+    to be linearizable. Keys are checked in order of first appearance; the
+    first non-linearizable one is `bad_key`.
+    """
+    start = time.monotonic()
+    deadline = None if timeout_s is None else start + timeout_s
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for i, op in enumerate(ops):
+        by_key[op.key].append(i)
+    per_key: dict[str, bool | None] = {}
+    results: list[KeyResult] = []
+    for key, idxs in by_key.items():
+        if deadline is not None and time.monotonic() > deadline:
+            per_key[key] = None
+            results.append(KeyResult(key, None, f"key {key!r}: not checked (timeout)"))
+            continue
+        res = check_key([ops[i] for i in idxs], idxs, deadline)
+        per_key[key] = res.linearizable
+        results.append(res)
+    elapsed = time.monotonic() - start
+    bad = next((r for r in results if r.linearizable is False), None)
+    if bad is not None:
+        others = [r.key for r in results if r.linearizable is False and r is not bad]
+        more = f"\n(also not linearizable: {', '.join(map(repr, others))})" if others else ""
+        return Verdict(False, bad.key, bad.explanation + more, per_key, elapsed, bad.ops_involved)
+    undecided = [r.key for r in results if r.linearizable is None]
+    if undecided:
+        return Verdict(
+            None,
+            None,
+            f"undecided: {len(undecided)} of {len(results)} keys not decided within "
+            f"{timeout_s} s ({', '.join(map(repr, undecided[:_MAX_REPORTED]))})",
+            per_key,
+            elapsed,
+        )
+    return Verdict(
+        True,
+        None,
+        f"linearizable: all {len(results)} keys ({len(ops)} ops)",
+        per_key,
+        elapsed,
+    )
