@@ -1,0 +1,310 @@
+"""Snapshots: a checksummed dump of the state machine and the index it covers.
+
+File ``snapshot-<index:020d>.snap``, all integers little-endian::
+
+    offset  size  field
+    0       4     magic  b"RKS1"
+    4       4     crc32c (Castagnoli) of data, continued over bytes 8..32
+    8       8     index   last log index the snapshot covers
+    16      8     epoch   term / epoch of the entry at ``index``
+    24      8     length  of data in bytes
+    32      ...   data    (opaque to this module: the state machine's dump)
+
+The checksum runs over the data first and the header fields second, so a
+snapshot received in chunks is checksummed as it streams in and the header is
+written last.
+
+Rules:
+- Install is atomic: write ``<name>.tmp``, fsync it, rename it to its final
+  name, fsync the directory. A crash leaves either the previous snapshot set
+  or the new one, plus perhaps a ``.tmp`` file that nothing ever reads
+  (``remove_temp_files`` deletes them at start-up).
+- The snapshot just installed is the only one that counts. Snapshots with a
+  *higher* index are deleted (and the deletion made durable) *before* the
+  rename: after a full resync from a leader, a local snapshot of a divergent
+  history must never win ``load_latest_snapshot`` by having a bigger index.
+  Snapshots with a lower index are deleted after the rename.
+- A corrupt newest snapshot raises ``CorruptSnapshotError``; there is no
+  fall-back to an older one. The log may already be compacted up to the
+  newest snapshot's index (``WriteAheadLog.drop_before``), so an older
+  snapshot plus the log would silently miss acknowledged writes. (Older
+  snapshots are deleted right after the rename anyway; one only survives a
+  crash in that window.)
+
+This module also holds the two file primitives the storage layer shares:
+``fsync_directory`` and ``atomic_write_file``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from crc32c import crc32c
+
+from replikv.storage.errors import CorruptSnapshotError
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_MAGIC = b"RKS1"
+_HEADER = struct.Struct("<4sIQQQ")
+_FIELDS = struct.Struct("<QQQ")  # index, epoch, length: the checksummed header part
+HEADER_BYTES = _HEADER.size  # 32
+_NAME_RE = re.compile(r"^snapshot-(\d{20})\.snap$")
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make the creations, renames and deletions in ``directory`` durable.
+
+    POSIX: fsync on a file covers its data, not its directory entry; a new or
+    renamed file survives power loss only after its directory is fsynced.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def atomic_write_file(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a crash leaves the old or the new file.
+
+    Steps: write ``<path>.tmp``, fsync it, rename over ``path``, fsync the
+    directory. Readers never see a partial file.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A verified snapshot: state-machine ``data`` covering log ``index``."""
+
+    index: int
+    epoch: int
+    data: bytes
+
+
+def snapshot_name(index: int) -> str:
+    return f"snapshot-{index:020d}.snap"
+
+
+def _list_snapshots(directory: Path) -> list[tuple[int, Path]]:
+    """Installed snapshot files in ``directory``, sorted by index."""
+    found = []
+    for name in os.listdir(directory):
+        m = _NAME_RE.match(name)
+        if m:
+            found.append((int(m.group(1)), directory / name))
+    found.sort()
+    return found
+
+
+def _checksum(data_crc: int, index: int, epoch: int, length: int) -> int:
+    return crc32c(_FIELDS.pack(index, epoch, length), value=data_crc)
+
+
+class SnapshotWriter:
+    """Receives a snapshot in chunks and installs it atomically.
+
+    Usage: ``begin(index, epoch)``, any number of ``write(chunk)``, then
+    ``finish()`` (installs and returns the final path) or ``abort()``
+    (removes the partial file). Used for a full resync from a leader. As a
+    context manager it aborts if the block raises before ``finish()``.
+
+    Invariant: between ``begin`` and ``finish``/``abort`` the data lives only
+    in ``snapshot-<index>.snap.tmp``, which ``load_latest_snapshot`` ignores.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._fd: int | None = None
+        self._tmp: Path | None = None
+        self._index = 0
+        self._epoch = 0
+        self._length = 0
+        self._crc = 0
+
+    @property
+    def active(self) -> bool:
+        return self._fd is not None
+
+    @property
+    def bytes_written(self) -> int:
+        return self._length
+
+    def begin(self, index: int, epoch: int) -> None:
+        if self._fd is not None:
+            raise RuntimeError("SnapshotWriter.begin() called twice without finish/abort")
+        if index < 0 or epoch < 0:
+            raise ValueError(f"index and epoch must be >= 0, got {index}, {epoch}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.directory / (snapshot_name(index) + ".tmp")
+        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._index, self._epoch, self._length, self._crc = index, epoch, 0, 0
+        # Placeholder header; the real one is written by finish() once the
+        # length and checksum are known.
+        _write_all(self._fd, bytes(HEADER_BYTES))
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        if self._fd is None:
+            raise RuntimeError("SnapshotWriter.write() before begin()")
+        _write_all(self._fd, chunk)
+        self._crc = crc32c(chunk, value=self._crc)
+        self._length += len(chunk)
+
+    def finish(self) -> Path:
+        """Write the header, fsync, rename into place; return the final path."""
+        if self._fd is None or self._tmp is None:
+            raise RuntimeError("SnapshotWriter.finish() before begin()")
+        fd, tmp = self._fd, self._tmp
+        try:
+            crc = _checksum(self._crc, self._index, self._epoch, self._length)
+            header = _HEADER.pack(SNAPSHOT_MAGIC, crc, self._index, self._epoch, self._length)
+            os.pwrite(fd, header, 0)
+            os.fsync(fd)
+        except BaseException:
+            self.abort()
+            raise
+        os.close(fd)
+        self._fd = None
+        self._tmp = None
+        return _install(self.directory, tmp, self._index)
+
+    def abort(self) -> None:
+        """Drop the partial snapshot; a no-op when nothing was begun."""
+        fd, tmp = self._fd, self._tmp
+        self._fd = None
+        self._tmp = None
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> SnapshotWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            self.abort()
+
+
+def _install(directory: Path, tmp: Path, index: int) -> Path:
+    """Rename a fsynced ``tmp`` snapshot into place; see the module rules."""
+    final = directory / snapshot_name(index)
+    newer = [p for i, p in _list_snapshots(directory) if i > index]
+    for path in reversed(newer):
+        os.unlink(path)
+    if newer:
+        log.warning(
+            "snapshot %d installed over %d newer snapshot(s) (full resync); deleted %s",
+            index,
+            len(newer),
+            ", ".join(p.name for p in newer),
+        )
+        fsync_directory(directory)
+    os.replace(tmp, final)
+    fsync_directory(directory)
+    older = [p for i, p in _list_snapshots(directory) if i < index]
+    for path in older:
+        os.unlink(path)
+    if older:
+        fsync_directory(directory)
+    return final
+
+
+def write_snapshot(directory: str | Path, index: int, epoch: int, data: bytes) -> Path:
+    """Atomically install a snapshot of ``data`` covering ``index``; return its path."""
+    writer = SnapshotWriter(directory)
+    writer.begin(index, epoch)
+    try:
+        writer.write(data)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
+
+
+def read_snapshot_file(path: str | Path) -> Snapshot:
+    """Read and verify one snapshot file; raise ``CorruptSnapshotError`` if bad."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < HEADER_BYTES:
+        raise CorruptSnapshotError(f"{path.name}: {len(raw)} bytes, shorter than the header")
+    magic, crc, index, epoch, length = _HEADER.unpack_from(raw, 0)
+    if magic != SNAPSHOT_MAGIC:
+        raise CorruptSnapshotError(f"{path.name}: bad magic {magic!r}")
+    if length != len(raw) - HEADER_BYTES:
+        raise CorruptSnapshotError(
+            f"{path.name}: header says {length} data bytes, file holds {len(raw) - HEADER_BYTES}"
+        )
+    data = memoryview(raw)[HEADER_BYTES:]
+    if _checksum(crc32c(data), index, epoch, length) != crc:
+        raise CorruptSnapshotError(f"{path.name}: checksum mismatch")
+    m = _NAME_RE.match(path.name)
+    if m and int(m.group(1)) != index:
+        raise CorruptSnapshotError(f"{path.name}: header index {index} does not match the name")
+    return Snapshot(index=index, epoch=epoch, data=bytes(data))
+
+
+def load_latest_snapshot(directory: str | Path) -> Snapshot | None:
+    """The newest installed snapshot, verified; None if there is none.
+
+    Raises ``CorruptSnapshotError`` if the newest one is corrupt (no fall-back,
+    see the module docstring).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    found = _list_snapshots(directory)
+    if not found:
+        return None
+    return read_snapshot_file(found[-1][1])
+
+
+def remove_temp_files(directory: str | Path) -> int:
+    """Delete ``*.snap.tmp`` leftovers of interrupted writes; return how many.
+
+    Call at start-up only, while no ``SnapshotWriter`` is active.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for name in os.listdir(directory):
+        if name.startswith("snapshot-") and name.endswith(".snap.tmp"):
+            os.unlink(directory / name)
+            removed += 1
+    if removed:
+        log.info("removed %d interrupted snapshot file(s) in %s", removed, directory)
+        fsync_directory(directory)
+    return removed

@@ -1,0 +1,733 @@
+"""Write-ahead log: segment files of checksummed records, group commit, fsync policy.
+
+The log is a sequence of entries with consecutive indexes starting at 1. Each
+entry is any msgpack-able object; the WAL never looks inside one, except to
+split a batch on truncation. Entries arrive in batches and one batch is one
+on-disk record.
+
+Files in the WAL directory:
+
+- ``wal-<first_index:020d>.log``: a segment; its records hold consecutive
+  entries starting at ``first_index``.
+- ``wal.intent``: present only while a ``truncate_after`` or ``reset`` is in
+  progress (see "Crash safety" below).
+
+Record format, all integers little-endian, a 24-byte header then the payload::
+
+    offset  size  field
+    0       4     magic  0x4C574B52 (b"RKWL" on disk)
+    4       4     crc32c (Castagnoli) of bytes 8..24, continued over the payload
+    8       4     length of the payload in bytes
+    12      4     count  of entries in the payload (>= 1)
+    16      8     first_index of the first entry
+    24      ...   payload = msgpack.packb(list_of_entries)
+
+Invariants:
+- Indexes are consecutive across records and segments: a record's
+  ``first_index`` is the previous record's ``first_index + count``, and a
+  segment's name is the ``first_index`` of its first record (a segment may be
+  empty: it then says where the next entry goes).
+- ``first_index <= last_index + 1``; the log is empty when they are equal.
+- Only the last segment can have a torn tail: before a new segment is
+  created the previous one is fsynced, whatever the fsync policy.
+- ``append`` only buffers; ``commit`` writes every buffered record with one
+  ``write`` call, then fsyncs according to the policy (``always``: every
+  commit; ``everysec``: when a second has passed since the last fsync, plus
+  ``fsync_now`` from the runtime's timer; ``no``: never, the kernel decides).
+
+Recovery rules (``recover``):
+- A bad record in the last segment whose bytes are not followed by any valid
+  record (incomplete header or payload, checksum mismatch in the final record,
+  trailing zeros) is a torn tail: a crash cut the last write short, and that
+  write was never acknowledged. The file is truncated there, fsynced, and the
+  number of bytes dropped is logged.
+- Any other damage (a bad record followed by a valid one, a bad record in an
+  earlier segment, an index gap) raises ``CorruptLogError`` naming the segment
+  and byte offset. Nothing is ever silently skipped.
+- Entries at or below ``after_index`` (the snapshot's index) are not
+  returned: whole segments before it may have been deleted by
+  ``drop_before`` while the segment holding it still has older entries.
+
+Crash safety of ``truncate_after`` and ``reset``: both first write an intent
+file atomically (tmp, fsync, rename, directory fsync) describing the end
+state, including the re-encoded prefix of a split record, then carry it out
+(deleting whole segments newest first, truncating the split segment, writing
+the prefix record, fsyncs), then delete the intent and fsync the directory.
+Carrying an intent out is idempotent; ``recover`` redoes a leftover one before
+reading the log. A crash therefore leaves the old log (intent not yet durable)
+or the new one.
+
+I/O errors: a failed ``write`` is rolled back with ``ftruncate`` when
+possible; any failed write or fsync puts the WAL in a failed state where every
+later mutation raises ``WalFailedError`` (after a failed fsync the on-disk
+state is unknown, so the process must restart and recover).
+
+Not thread-safe: one owner calls every method (the node's event loop, or a
+single writer thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from crc32c import crc32c
+
+from replikv.storage.errors import CorruptLogError, WalFailedError
+from replikv.storage.snapshot import atomic_write_file, fsync_directory
+
+log = logging.getLogger(__name__)
+
+FSYNC_POLICIES = ("always", "everysec", "no")
+DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+EVERYSEC_INTERVAL_S = 1.0
+
+RECORD_MAGIC = 0x4C574B52  # b"RKWL" little-endian
+_MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
+_HEADER = struct.Struct("<IIIIQ")  # magic, crc, length, count, first_index
+_PREFIX = struct.Struct("<II")  # magic, crc
+_TAIL = struct.Struct("<IIQ")  # length, count, first_index: covered by the crc
+HEADER_BYTES = _HEADER.size  # 24
+MAX_PAYLOAD_BYTES = 0xFFFFFFFF
+
+INTENT_FILE = "wal.intent"
+_INTENT_MAGIC = b"RKWI"
+_INTENT_HEADER = struct.Struct("<4sI")  # magic, crc32c of the msgpack body
+_SEGMENT_RE = re.compile(r"^wal-(\d{20})\.log$")
+
+
+def segment_name(first_index: int) -> str:
+    return f"wal-{first_index:020d}.log"
+
+
+def encode_record(first_index: int, packed_entries: bytes, count: int) -> bytes:
+    """One on-disk record (header + payload) for already-packed entries."""
+    tail = _TAIL.pack(len(packed_entries), count, first_index)
+    crc = crc32c(packed_entries, value=crc32c(tail))
+    return _PREFIX.pack(RECORD_MAGIC, crc) + tail + packed_entries
+
+
+def _unpack_entries(payload: bytes | memoryview) -> list[Any]:
+    entries = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    if not isinstance(entries, list):
+        raise ValueError(f"payload is a {type(entries).__name__}, not a list")
+    return entries
+
+
+@dataclass(slots=True)
+class _Segment:
+    first_index: int
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _RecordPos:
+    offset: int
+    first_index: int
+    count: int
+    length: int  # payload bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _BadRecord:
+    offset: int
+    reason: str
+
+
+def _scan(
+    data: bytes, expected_first: int, segment: str
+) -> tuple[list[_RecordPos], _BadRecord | None]:
+    """Walk the records of one segment's bytes.
+
+    Returns the valid records up to the first bad one, and that bad one (or
+    None if the segment is clean to its end). Raises ``CorruptLogError`` for a
+    valid record that breaks index continuity: that is never a torn write.
+    """
+    records: list[_RecordPos] = []
+    offset = 0
+    end = len(data)
+    expected = expected_first
+    while offset < end:
+        if end - offset < HEADER_BYTES:
+            return records, _BadRecord(offset, "incomplete header")
+        magic, crc, length, count, first = _HEADER.unpack_from(data, offset)
+        if magic != RECORD_MAGIC:
+            return records, _BadRecord(offset, "bad magic")
+        if length > end - offset - HEADER_BYTES:
+            return records, _BadRecord(offset, "incomplete payload")
+        body_start = offset + HEADER_BYTES
+        payload = memoryview(data)[body_start : body_start + length]
+        if crc32c(payload, value=crc32c(memoryview(data)[offset + 8 : body_start])) != crc:
+            return records, _BadRecord(offset, "checksum mismatch")
+        if count < 1:
+            raise CorruptLogError(segment, offset, "valid checksum but zero entries")
+        if first != expected:
+            raise CorruptLogError(
+                segment, offset, f"index gap: record starts at {first}, expected {expected}"
+            )
+        records.append(_RecordPos(offset, first, count, length))
+        expected = first + count
+        offset = body_start + length
+    return records, None
+
+
+def _valid_record_after(data: bytes, start: int, min_first: int) -> int | None:
+    """Offset of the first checksum-valid record at or after ``start`` whose
+    first index is >= ``min_first``, if any. (The index filter keeps a record
+    that merely appears inside a torn payload, e.g. a client's value, from
+    counting.)"""
+    pos = data.find(_MAGIC_BYTES, start)
+    while pos != -1:
+        if len(data) - pos >= HEADER_BYTES:
+            _, crc, length, _, first = _HEADER.unpack_from(data, pos)
+            body = pos + HEADER_BYTES
+            if first >= min_first and length <= len(data) - body:
+                view = memoryview(data)
+                if crc32c(view[body : body + length], value=crc32c(view[pos + 8 : body])) == crc:
+                    return pos
+        pos = data.find(_MAGIC_BYTES, pos + 1)
+    return None
+
+
+def _list_segments(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for name in os.listdir(directory):
+        m = _SEGMENT_RE.match(name)
+        if m:
+            found.append((int(m.group(1)), directory / name))
+    found.sort()
+    return found
+
+
+class WriteAheadLog:
+    """The write-ahead log of one node; see the module docstring for the rules.
+
+    Lifecycle: construct, ``recover()`` (mandatory, even on an empty
+    directory), then ``append``/``commit`` and the maintenance calls, then
+    ``close()``.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        fsync: str = "everysec",
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}, got {fsync!r}")
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes must be >= 1, got {segment_bytes}")
+        self.directory = Path(directory)
+        self.fsync_policy = fsync
+        self.segment_bytes = segment_bytes
+        self._clock = clock
+        self._segments: list[_Segment] = []  # on disk, ordered; the last one is written to
+        self._fd: int | None = None  # append fd of self._segments[-1]
+        self._buffer: list[bytes] = []  # headers and payloads not yet written
+        self._buffer_bytes = 0
+        self._buffer_first = 0  # first index in the buffer (meaningful when non-empty)
+        # Invariants: first_index <= written_index + 1 <= last_index + 1,
+        # durable_index <= written_index.
+        self._first_index = 1
+        self._last_index = 0  # including buffered records
+        self._written_index = 0  # handed to the kernel
+        self._durable_index = 0  # fsynced
+        self._dirty = 0  # bytes written since the last fsync
+        self._last_fsync = clock()
+        self._open = False
+        self._failed: BaseException | None = None
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def first_index(self) -> int:
+        """First index the log still holds (snapshot index + 1 after compaction)."""
+        return self._first_index
+
+    @property
+    def last_index(self) -> int:
+        """Last appended index, buffered records included; 0 for a fresh log."""
+        return self._last_index
+
+    @property
+    def written_index(self) -> int:
+        """Last index written to the kernel by ``commit`` (may not be fsynced)."""
+        return self._written_index
+
+    @property
+    def durable_index(self) -> int:
+        """Last index known fsynced to disk."""
+        return self._durable_index
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of all segment files on disk (buffered records excluded)."""
+        return sum(seg.size for seg in self._segments)
+
+    @property
+    def dirty(self) -> int:
+        """Bytes written to the kernel but not yet fsynced."""
+        return self._dirty
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffer_bytes
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    # -------------------------------------------------------------- recovery
+
+    def recover(self, after_index: int = 0) -> Iterator[tuple[int, list[Any]]]:
+        """Open the log and return its records with entries > ``after_index``.
+
+        Every segment is read and checked (and a torn tail repaired) before
+        this returns, so corruption raises here, not halfway through the
+        replay. The returned iterator decodes records lazily, in index order,
+        as ``(first_index, entries)``; consume it before mutating the log.
+
+        Afterwards the log is ready to append at ``last_index + 1`` where
+        ``last_index = max(last index on disk, after_index)``. If the whole log
+        lies at or below ``after_index`` it is reset so the next append is
+        ``after_index + 1``. If the log starts above ``after_index + 1`` the
+        entries in between are missing: ``CorruptLogError``.
+        """
+        if self._open:
+            raise RuntimeError("recover() called on an open WAL")
+        if after_index < 0:
+            raise ValueError(f"after_index must be >= 0, got {after_index}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._redo_intent()
+
+        plan: list[tuple[_Segment, list[_RecordPos]]] = []
+        found = _list_segments(self.directory)
+        expected: int | None = None
+        for i, (seg_first, path) in enumerate(found):
+            name = path.name
+            if expected is not None and seg_first != expected:
+                raise CorruptLogError(
+                    name, -1, f"index gap: segment starts at {seg_first}, expected {expected}"
+                )
+            data = path.read_bytes()
+            records, bad = _scan(data, seg_first, name)
+            size = len(data)
+            if bad is not None:
+                if i != len(found) - 1:
+                    raise CorruptLogError(name, bad.offset, f"{bad.reason} (not the last segment)")
+                bad_first = records[-1].first_index + records[-1].count if records else seg_first
+                later = _valid_record_after(data, bad.offset + 1, bad_first + 1)
+                if later is not None:
+                    raise CorruptLogError(
+                        name,
+                        bad.offset,
+                        f"{bad.reason}, followed by a valid record at byte {later}",
+                    )
+                self._truncate_torn_tail(path, bad, size)
+                size = bad.offset
+            expected = records[-1].first_index + records[-1].count if records else seg_first
+            plan.append((_Segment(seg_first, path, size), records))
+
+        self._segments = [seg for seg, _ in plan]
+        self._open = True
+        if not self._segments:
+            self._set_empty(after_index + 1)
+            return iter(())
+        assert expected is not None
+        disk_first, disk_last = self._segments[0].first_index, expected - 1
+        if disk_first > after_index + 1:
+            raise CorruptLogError(
+                self._segments[0].path.name,
+                -1,
+                f"log starts at index {disk_first} but entries after {after_index} are needed",
+            )
+        if disk_last < after_index:
+            log.info(
+                "WAL %s: log ends at %d, below snapshot index %d; resetting it",
+                self.directory,
+                disk_last,
+                after_index,
+            )
+            self.reset(after_index + 1)
+            return iter(())
+        self._first_index = after_index + 1 if after_index >= disk_first else disk_first
+        self._last_index = self._written_index = self._durable_index = disk_last
+        self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+        self._last_fsync = self._clock()
+        return self._replay(plan, after_index)
+
+    def _replay(
+        self, plan: list[tuple[_Segment, list[_RecordPos]]], after_index: int
+    ) -> Iterator[tuple[int, list[Any]]]:
+        for seg, records in plan:
+            wanted = [r for r in records if r.first_index + r.count - 1 > after_index]
+            if not wanted:
+                continue
+            with open(seg.path, "rb") as f:
+                data = f.read(seg.size)
+            view = memoryview(data)
+            for rec in wanted:
+                start = rec.offset + HEADER_BYTES
+                try:
+                    entries = _unpack_entries(view[start : start + rec.length])
+                except (ValueError, TypeError, msgpack.UnpackException) as exc:
+                    raise CorruptLogError(
+                        seg.path.name, rec.offset, f"undecodable payload: {exc}"
+                    ) from exc
+                if len(entries) != rec.count:
+                    raise CorruptLogError(
+                        seg.path.name,
+                        rec.offset,
+                        f"header says {rec.count} entries, payload has {len(entries)}",
+                    )
+                first = rec.first_index
+                if first <= after_index:
+                    entries = entries[after_index - first + 1 :]
+                    first = after_index + 1
+                yield first, entries
+
+    def _truncate_torn_tail(self, path: Path, bad: _BadRecord, size: int) -> None:
+        dropped = size - bad.offset
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, bad.offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.warning(
+            "WAL %s: torn tail at byte %d (%s): dropped %d bytes",
+            path.name,
+            bad.offset,
+            bad.reason,
+            dropped,
+        )
+
+    def _set_empty(self, next_index: int) -> None:
+        self._first_index = next_index
+        self._last_index = self._written_index = self._durable_index = next_index - 1
+        self._buffer.clear()
+        self._buffer_bytes = 0
+        self._dirty = 0
+
+    # ---------------------------------------------------------------- append
+
+    def append(self, first_index: int, packed_entries: bytes, count: int) -> None:
+        """Buffer one record; no system call. ``packed_entries`` is
+        ``msgpack.packb(entries)`` with ``len(entries) == count``.
+
+        Invariant: ``first_index == last_index + 1`` (``ValueError`` otherwise).
+        """
+        if first_index != self._last_index + 1:
+            raise ValueError(
+                f"append at {first_index}, expected last_index + 1 = {self._last_index + 1}"
+            )
+        if not self._open or self._failed is not None:
+            self._check_writable()
+        if count < 1:
+            raise ValueError(f"a record holds at least one entry, got count={count}")
+        length = len(packed_entries)
+        if length > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload of {length} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        tail = _TAIL.pack(length, count, first_index)
+        crc = crc32c(packed_entries, value=crc32c(tail))
+        if not self._buffer:
+            self._buffer_first = first_index
+        self._buffer.append(_PREFIX.pack(RECORD_MAGIC, crc) + tail)
+        self._buffer.append(packed_entries)
+        self._buffer_bytes += HEADER_BYTES + length
+        self._last_index = first_index + count - 1
+
+    def append_entries(self, first_index: int, entries: list[Any]) -> bytes:
+        """Pack ``entries`` and ``append`` them; return the packed bytes for reuse."""
+        packed: bytes = msgpack.packb(entries)
+        self.append(first_index, packed, len(entries))
+        return packed
+
+    def commit(self) -> None:
+        """Group commit: write every buffered record with one ``write``, then
+        fsync as the policy says (see the module docstring)."""
+        self._check_writable()
+        self._write_buffer()
+        if self.fsync_policy == "always":
+            if self._dirty:
+                self._fsync()
+        elif self.fsync_policy == "everysec" and self.fsync_due():
+            self._fsync()
+
+    def _write_buffer(self) -> None:
+        """Hand every buffered record to the kernel in one ``write`` (no fsync)."""
+        if not self._buffer:
+            return
+        if self._fd is None or self._segments[-1].size >= self.segment_bytes:
+            self._roll_segment(self._buffer_first)
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        self._buffer_bytes = 0
+        self._write(data)
+        self._written_index = self._last_index
+
+    def fsync_due(self) -> bool:
+        """True under ``everysec`` when data is dirty and a second has passed
+        since the last fsync; the runtime's timer then calls ``fsync_now``."""
+        return (
+            self.fsync_policy == "everysec"
+            and self._dirty > 0
+            and self._clock() - self._last_fsync >= EVERYSEC_INTERVAL_S
+        )
+
+    def fsync_now(self) -> None:
+        """Fsync written data now if any is dirty (whatever the policy)."""
+        self._check_writable()
+        if self._dirty:
+            self._fsync()
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
+        seg = self._segments[-1]
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except BaseException as exc:
+            # Roll back a partial record so later writes never land after garbage.
+            try:
+                os.ftruncate(self._fd, seg.size)
+            except OSError:
+                pass
+            self._fail(exc)
+            raise WalFailedError(f"WAL write to {seg.path.name} failed: {exc}") from exc
+        seg.size += len(data)
+        self._dirty += len(data)
+
+    def _fsync(self) -> None:
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._fail(exc)
+            raise WalFailedError(f"WAL fsync failed: {exc}") from exc
+        self._dirty = 0
+        self._durable_index = self._written_index
+        self._last_fsync = self._clock()
+
+    def _roll_segment(self, first_index: int) -> None:
+        """Start ``wal-<first_index>.log``; the previous segment is fsynced first
+        so that only the last segment can ever have a torn tail."""
+        if self._fd is not None:
+            if self._dirty:
+                self._fsync()
+            os.close(self._fd)
+            self._fd = None
+        path = self.directory / segment_name(first_index)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        self._segments.append(_Segment(first_index, path, 0))
+        fsync_directory(self.directory)
+
+    # ----------------------------------------------------------- maintenance
+
+    def truncate_after(self, index: int) -> None:
+        """Durably remove every entry with an index > ``index``.
+
+        A record straddling ``index`` is split: its payload is decoded, the
+        prefix re-encoded as a new record. Crash-safe through the intent file
+        (module docstring). ``index >= last_index`` is a no-op; ``index`` below
+        ``first_index - 1`` would cut into compacted entries: ``ValueError``.
+        """
+        self._check_writable()
+        if index >= self._last_index:
+            return
+        if index < self._first_index - 1:
+            raise ValueError(
+                f"cannot truncate after {index}: entries before {self._first_index} are compacted"
+            )
+        self._write_buffer()  # rare path: buffered records become ordinary on-disk ones
+        target = index + 1  # first index to remove
+        seg_pos = max(i for i, s in enumerate(self._segments) if s.first_index <= target)
+        seg = self._segments[seg_pos]
+        data = seg.path.read_bytes()[: seg.size]
+        records, bad = _scan(data, seg.first_index, seg.path.name)
+        if bad is not None:
+            raise CorruptLogError(seg.path.name, bad.offset, bad.reason)
+        rec = next(r for r in records if r.first_index + r.count > target)
+        replacement = b""
+        if rec.first_index < target:
+            start = rec.offset + HEADER_BYTES
+            entries = _unpack_entries(memoryview(data)[start : start + rec.length])
+            keep = entries[: target - rec.first_index]
+            replacement = encode_record(rec.first_index, msgpack.packb(keep), len(keep))
+        intent = {
+            "op": "truncate",
+            "index": index,
+            "segment": seg.first_index,
+            "offset": rec.offset,
+            "record": replacement,
+        }
+        self._write_intent(intent)
+        self._close_fd()
+        self._apply_truncate(seg.first_index, rec.offset, replacement)
+        self._clear_intent()
+        del self._segments[seg_pos + 1 :]
+        seg.size = rec.offset + len(replacement)
+        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+        self._last_index = self._written_index = self._durable_index = index
+        self._dirty = 0
+        self._last_fsync = self._clock()
+
+    def drop_before(self, index: int) -> None:
+        """Compaction after a snapshot covering entries <= ``index``: delete the
+        whole segments whose entries are all <= ``index`` (oldest first, so the
+        remaining segments stay contiguous after a crash). The segment being
+        written is never deleted; ``recover(after_index=...)`` skips its older
+        entries. Afterwards ``first_index == index + 1``."""
+        self._check_writable()
+        if index > self._last_index:
+            raise ValueError(
+                f"drop_before({index}) beyond last_index {self._last_index}; use reset()"
+            )
+        if index < self._first_index:
+            return
+        doomed = 0
+        while (
+            doomed < len(self._segments) - 1
+            and self._segments[doomed + 1].first_index - 1 <= index
+        ):
+            doomed += 1
+        for seg in self._segments[:doomed]:
+            os.unlink(seg.path)
+        if doomed:
+            del self._segments[:doomed]
+            fsync_directory(self.directory)
+        self._first_index = index + 1
+
+    def reset(self, next_index: int) -> None:
+        """Durably delete the whole log; the next append is at ``next_index``
+        (after a full resync from a snapshot at ``next_index - 1``). An empty
+        segment ``wal-<next_index>.log`` records where the log resumes."""
+        self._check_writable()
+        if next_index < 1:
+            raise ValueError(f"next_index must be >= 1, got {next_index}")
+        self._buffer.clear()
+        self._buffer_bytes = 0
+        self._write_intent({"op": "reset", "next_index": next_index})
+        self._close_fd()
+        self._apply_reset(next_index)
+        self._clear_intent()
+        path = self.directory / segment_name(next_index)
+        self._segments = [_Segment(next_index, path, 0)]
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._set_empty(next_index)
+        self._last_fsync = self._clock()
+
+    def close(self) -> None:
+        """Write buffered records, fsync if dirty (any policy), close. Idempotent."""
+        if not self._open:
+            return
+        try:
+            if self._failed is None:
+                if self._buffer:
+                    self.commit()
+                if self._dirty:
+                    self._fsync()
+        finally:
+            self._close_fd()
+            self._open = False
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------- intents
+
+    def _write_intent(self, intent: dict[str, Any]) -> None:
+        body: bytes = msgpack.packb(intent)
+        atomic_write_file(
+            self.directory / INTENT_FILE, _INTENT_HEADER.pack(_INTENT_MAGIC, crc32c(body)) + body
+        )
+
+    def _clear_intent(self) -> None:
+        os.unlink(self.directory / INTENT_FILE)
+        fsync_directory(self.directory)
+
+    def _redo_intent(self) -> None:
+        """Finish a ``truncate_after`` or ``reset`` that a crash interrupted."""
+        tmp = self.directory / (INTENT_FILE + ".tmp")
+        if tmp.exists():  # never renamed into place: the operation never started
+            os.unlink(tmp)
+        path = self.directory / INTENT_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return
+        if len(raw) < _INTENT_HEADER.size:
+            raise CorruptLogError(INTENT_FILE, 0, "incomplete intent file")
+        magic, crc = _INTENT_HEADER.unpack_from(raw, 0)
+        body = raw[_INTENT_HEADER.size :]
+        if magic != _INTENT_MAGIC or crc32c(body) != crc:
+            raise CorruptLogError(INTENT_FILE, 0, "bad intent file magic or checksum")
+        intent = msgpack.unpackb(body, raw=False)
+        log.warning("WAL %s: finishing interrupted %s", self.directory, intent)
+        if intent["op"] == "truncate":
+            self._apply_truncate(intent["segment"], intent["offset"], intent["record"])
+        elif intent["op"] == "reset":
+            self._apply_reset(intent["next_index"])
+        else:
+            raise CorruptLogError(INTENT_FILE, 0, f"unknown intent {intent['op']!r}")
+        self._clear_intent()
+
+    def _apply_truncate(self, segment_first: int, offset: int, replacement: bytes) -> None:
+        """Idempotent: delete segments after ``segment_first`` (newest first),
+        cut that segment at ``offset``, append ``replacement``, fsync."""
+        later = [p for first, p in _list_segments(self.directory) if first > segment_first]
+        for path in reversed(later):
+            os.unlink(path)
+        if later:
+            fsync_directory(self.directory)
+        path = self.directory / segment_name(segment_first)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, offset)
+            if replacement:
+                os.pwrite(fd, replacement, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _apply_reset(self, next_index: int) -> None:
+        """Idempotent: delete every segment (newest first), create an empty
+        ``wal-<next_index>.log``, fsync the directory."""
+        for _, path in reversed(_list_segments(self.directory)):
+            os.unlink(path)
+        fd = os.open(self.directory / segment_name(next_index), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
+        fsync_directory(self.directory)
+
+    # --------------------------------------------------------------- helpers
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _check_writable(self) -> None:
+        if self._failed is not None:
+            raise WalFailedError(f"WAL stopped after an I/O error: {self._failed}")
+        if not self._open:
+            raise RuntimeError("WAL is not open: call recover() first")
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failed = exc
+        log.error("WAL %s: I/O error, refusing further writes: %s", self.directory, exc)
