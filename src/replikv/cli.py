@@ -1,0 +1,879 @@
+"""The ``replikv`` command line: up | node | status | failover | sim | version.
+
+``up`` is a small process supervisor: it writes ``DIR/cluster.toml``, starts
+one ``replikv node`` child per node (output to ``DIR/<id>/node.log``), waits
+until every node answers PING, and stops them all on Ctrl-C / SIGTERM.
+``status`` and ``failover`` talk to the nodes over RESP with redis-py, as any
+client would; nothing here imports the runtime except ``node``.
+
+Exit codes: 0 success, 1 a runtime failure (a node down, a refused failover),
+2 a usage or configuration error (as click does for bad options).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import inspect
+import json
+import os
+import secrets as secrets_mod
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, Optional
+
+import redis
+import typer
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from replikv import __version__
+from replikv.config import (
+    MODES,
+    PEER_PORT_OFFSET,
+    AckLevel,
+    ClusterConfig,
+    ConfigError,
+    NodeAddress,
+    NodeOptions,
+    is_loopback,
+)
+
+USAGE_ERROR = 2
+FAILURE = 1
+CONFIG_FILE = "cluster.toml"
+LOG_FILE = "node.log"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DEFAULT_NODES = 3
+DEFAULT_PORT = 7001
+DEFAULT_HOST = "127.0.0.1"
+
+app = typer.Typer(
+    name="replikv",
+    help="replikv: a replicated key-value store that speaks the Redis protocol.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # plain tracebacks; never print locals (secrets)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main() -> None:
+    app(prog_name="replikv")
+
+
+def fail(message: str, code: int = USAGE_ERROR) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------
+# Node options: one --flag per NodeOptions field, generated from the dataclass
+# so a field added to config.py shows up in `replikv up --help` by itself.
+
+NODE_OPTION_HELP: dict[str, str] = {
+    "fsync": "WAL fsync policy: always (group commit: one fsync per batch, before the ack), "
+    "everysec, or no.",
+    "ack": "Write ack level: async, 'semi-sync K' (or semi-sync=K), or sync.",
+    "ack_timeout_ms": "How long a write waits for its ack level before the client gets an "
+    "error (the write may still be applied).",
+    "requirepass": "Password clients must AUTH with (required with a non-loopback --host).",
+    "redirect": "Answer writes sent to a follower with a redirect error naming the leader "
+    "instead of forwarding them.",
+    "read_default": "Default read level on followers: eventual, prefix or session.",
+    "session_timeout_ms": "How long a session or bounded read on a follower may wait.",
+    "max_bulk_len": "Largest bulk string a client may send, in bytes.",
+    "max_args": "Most arguments one command may have.",
+    "snapshot_bytes": "WAL size (bytes) that triggers a snapshot and compaction.",
+    "segment_bytes": "WAL segment file size (bytes).",
+    "heartbeat_ms": "Leader-to-follower heartbeat interval.",
+    "log_level": "Node log level: " + ", ".join(LOG_LEVELS) + ".",
+}
+NODE_OPTIONS_PANEL = "Node options (shared by every node)"
+_OPT_PREFIX = "opt_"
+
+
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def node_option_flags() -> dict[str, str]:
+    """NodeOptions field name -> its command-line flag (``ack_timeout_ms`` -> ``--ack-timeout-ms``)."""
+    return {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(NodeOptions)}
+
+
+def with_node_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a typer command one option per NodeOptions field.
+
+    Every generated option defaults to None (not given); the command receives
+    the ones given as ``node_options={field name: value}``, so it can tell
+    "not given" from "given the default" (which matters when an existing
+    cluster.toml is reused).
+    """
+    base = inspect.signature(func, eval_str=True)
+    params = [p for name, p in base.parameters.items() if name != "node_options"]
+    annotations: dict[str, Any] = {p.name: p.annotation for p in params}
+    flags = node_option_flags()
+    for f in dataclasses.fields(NodeOptions):
+        default = _field_default(f)
+        flag = flags[f.name]
+        kind: type
+        if isinstance(default, bool):
+            kind, decls = bool, [f"{flag}/--no-{flag[2:]}"]
+            shown = "on" if default else "off"
+        elif isinstance(default, int):
+            kind, decls, shown = int, [flag], str(default)
+        else:
+            kind, decls, shown = str, [flag], "none" if default is None else str(default)
+        help_text = f"{NODE_OPTION_HELP.get(f.name, f.name.replace('_', ' '))} (default: {shown})"
+        name = _OPT_PREFIX + f.name
+        option = typer.Option(None, *decls, help=help_text, show_default=False,
+                              rich_help_panel=NODE_OPTIONS_PANEL)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=Optional[kind]))
+        annotations[name] = Optional[kind]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        given = {k[len(_OPT_PREFIX):]: v for k, v in kwargs.items()
+                 if k.startswith(_OPT_PREFIX) and v is not None}
+        rest = {k: v for k, v in kwargs.items() if not k.startswith(_OPT_PREFIX)}
+        return func(**rest, node_options=given)
+
+    wrapper.__signature__ = base.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = annotations
+    return wrapper
+
+
+# ---------------------------------------------------------------------------
+# Building cluster.toml (pure: no processes, testable on its own)
+
+def normalize_node_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Check and canonicalize option values given on the command line."""
+    known = {f.name for f in dataclasses.fields(NodeOptions)}
+    unknown = set(given) - known
+    if unknown:
+        raise ConfigError(f"unknown node option(s): {', '.join(sorted(unknown))}")
+    out = dict(given)
+    if "ack" in out:
+        out["ack"] = str(AckLevel.parse(str(out["ack"])))
+    if "fsync" in out:
+        out["fsync"] = str(out["fsync"]).lower()
+    if "log_level" in out:
+        level = str(out["log_level"]).lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)} (got {level!r})")
+        out["log_level"] = level
+    if out.get("requirepass") == "":
+        raise ConfigError("--requirepass must not be empty")
+    return out
+
+
+def check_cluster_rules(config: ClusterConfig) -> None:
+    """Rules that need the whole cluster in view (beyond ClusterConfig.validate)."""
+    config.validate()
+    followers = len(config.nodes) - 1
+    ack = AckLevel.parse(config.options.ack)
+    if ack.kind == "semi-sync" and ack.replicas > followers:
+        raise ConfigError(f"--ack 'semi-sync {ack.replicas}' needs at least {ack.replicas} "
+                          f"followers; this cluster has {followers}")
+    for node in config.nodes.values():
+        if not is_loopback(node.host) and not (config.options.requirepass and config.secret):
+            raise ConfigError(
+                f"protected mode: node {node.id} would listen on {node.host}, which is not a "
+                "loopback address; give --requirepass (and share the cluster secret) to accept "
+                f"remote clients, or use --host {DEFAULT_HOST}")
+
+
+def build_cluster_config(
+    *,
+    data_dir: Path,
+    mode: str | None = None,
+    nodes: int | None = None,
+    port: int | None = None,
+    peer_port: int | None = None,
+    host: str | None = None,
+    secret: str | None = None,
+    node_options: Mapping[str, Any] | None = None,
+    existing: ClusterConfig | None = None,
+) -> tuple[ClusterConfig, list[str]]:
+    """The cluster ``replikv up`` should run, and notes to tell the user.
+
+    Without ``existing``: nodes n1..nN on ports port..port+N-1 (peers on
+    peer_port.., by default port+10000..), data in data_dir/nX, n1 the
+    initial leader, a random secret unless one is given.
+    With ``existing`` (a cluster.toml already in data_dir): its nodes and
+    secret are kept, the options given are applied over its options, and a
+    --nodes/--port/--peer-port/--host/--mode that disagrees with it is an
+    error (restarting with other addresses would orphan the data on disk).
+    """
+    notes: list[str] = []
+    given = normalize_node_options(node_options or {})
+    if existing is None:
+        count = DEFAULT_NODES if nodes is None else nodes
+        if count < 1:
+            raise ConfigError(f"--nodes must be at least 1 (got {count})")
+        base = DEFAULT_PORT if port is None else port
+        peer_base = base + PEER_PORT_OFFSET if peer_port is None else peer_port
+        bind = host or DEFAULT_HOST
+        for what, first_port in (("--port", base), ("peer port", peer_base)):
+            if first_port + count - 1 > 65535:
+                hint = "" if peer_port is not None else " (port + 10000; pick one with --peer-port)"
+                raise ConfigError(f"{what} {first_port}{hint}: {count} nodes need ports up to "
+                                  f"{first_port + count - 1}, beyond 65535")
+        root = data_dir.resolve()
+        addresses: dict[str, NodeAddress] = {}
+        for i in range(count):
+            node_id = f"n{i + 1}"
+            addresses[node_id] = NodeAddress(id=node_id, host=bind, port=base + i,
+                                             peer_port=peer_base + i, data_dir=str(root / node_id))
+        if secret is None:
+            secret = secrets_mod.token_hex(16)
+            notes.append("generated a random cluster secret (kept in cluster.toml)")
+        try:
+            options = NodeOptions(**given)
+        except TypeError as e:
+            raise ConfigError(str(e)) from None
+        config = ClusterConfig(mode=mode or MODES[0], secret=secret, initial_leader="n1",
+                               nodes=addresses, options=options)
+    else:
+        first = next(iter(existing.nodes.values()))
+        conflicts: list[str] = []
+        if mode is not None and mode != existing.mode:
+            conflicts.append(f"--mode {mode} (it is {existing.mode})")
+        if nodes is not None and nodes != len(existing.nodes):
+            conflicts.append(f"--nodes {nodes} (it has {len(existing.nodes)})")
+        if port is not None and port != first.port:
+            conflicts.append(f"--port {port} (it starts at {first.port})")
+        if peer_port is not None and peer_port != first.peer_port:
+            conflicts.append(f"--peer-port {peer_port} (it starts at {first.peer_port})")
+        if host is not None and any(n.host != host for n in existing.nodes.values()):
+            conflicts.append(f"--host {host} (it uses {first.host})")
+        if conflicts:
+            raise ConfigError(
+                f"{data_dir / CONFIG_FILE} already describes a cluster that disagrees with "
+                f"{'; '.join(conflicts)}. Use another --data-dir, or delete that directory "
+                "to start over.")
+        options = dataclasses.replace(existing.options, **given)
+        config = ClusterConfig(mode=existing.mode, secret=secret or existing.secret,
+                               initial_leader=existing.initial_leader,
+                               nodes=dict(existing.nodes), options=options)
+        note = f"reusing {data_dir / CONFIG_FILE}: its {len(existing.nodes)} nodes and secret"
+        if given:
+            flags = node_option_flags()
+            note += "; applying " + ", ".join(flags[name] for name in given)
+        notes.append(note)
+        if secret is not None and secret != existing.secret:
+            notes.append("the cluster secret changes to the one given")
+    check_cluster_rules(config)
+    return config, notes
+
+
+def load_config(path: Path) -> ClusterConfig:
+    try:
+        return ClusterConfig.load(path)
+    except ConfigError as e:
+        fail(str(e))
+
+
+# ---------------------------------------------------------------------------
+# Talking to nodes
+
+def dial_host(host: str) -> str:
+    """Where to connect to reach a node bound to ``host`` (a wildcard means here)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def node_client(config: ClusterConfig, node: NodeAddress, timeout_s: float) -> redis.Redis:
+    return redis.Redis(
+        host=dial_host(node.host), port=node.port, password=config.options.requirepass,
+        socket_timeout=timeout_s, socket_connect_timeout=min(timeout_s, 1.0),
+        decode_responses=True, retry=Retry(NoBackoff(), 0),
+    )
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """Redis INFO text -> {field: value} (section headers and blank lines skipped)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        out[key] = value
+    return out
+
+
+def parse_kv_list(text: str) -> dict[str, str]:
+    """``ip=1.2.3.4,port=7002,state=online`` -> dict."""
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+@dataclass
+class NodeStatus:
+    id: str
+    address: str
+    state: str  # "up", "down" (unreachable) or "error" (answered with an error)
+    role: str = ""  # "leader" | "follower" | as reported
+    epoch: str = ""
+    leader: str = ""
+    offset: str = ""
+    applied: str = ""
+    lag_ops: str = ""
+    lag_ms: str = ""
+    link: str = ""
+    error: str = ""
+    followers: list[dict[str, str]] = field(default_factory=list)
+
+
+ROLE_NAMES = {"master": "leader", "slave": "follower"}
+
+
+def query_status(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.5) -> NodeStatus:
+    status = NodeStatus(id=node.id, address=f"{node.host}:{node.port}", state="up")
+    client = node_client(config, node, timeout_s)
+    client.set_response_callback("INFO", lambda response, **options: response)  # raw text
+    try:
+        raw = client.execute_command("INFO", "replication")
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        status.state, status.role, status.error = "down", "down", str(e)
+        return status
+    except redis.RedisError as e:
+        status.state, status.role, status.error = "error", "error", str(e)
+        return status
+    finally:
+        client.close()
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    info = parse_info(text)
+    status.role = ROLE_NAMES.get(info.get("role", ""), info.get("role", "?"))
+    status.epoch = info.get("replikv_epoch", "")
+    status.leader = info.get("replikv_leader", "")
+    status.offset = info.get("master_repl_offset", "")
+    status.applied = info.get("replikv_applied_index", "")
+    status.lag_ops = info.get("replikv_lag_ops", "")
+    status.lag_ms = info.get("replikv_lag_ms", "")
+    status.link = info.get("master_link_status", "")
+    i = 0
+    while f"slave{i}" in info:
+        status.followers.append(parse_kv_list(info[f"slave{i}"]))
+        i += 1
+    return status
+
+
+def collect_status(config: ClusterConfig, timeout_s: float = 0.5) -> list[NodeStatus]:
+    """Ask every node at once (a down node costs one timeout, not one each)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(config.nodes))) as pool:
+        return list(pool.map(lambda n: query_status(config, n, timeout_s), config.nodes.values()))
+
+
+def status_table(statuses: list[NodeStatus], title: str = "replikv cluster") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("node", "left"), ("address", "left"), ("role", "left"),
+                          ("epoch", "right"), ("leader", "left"), ("log offset", "right"),
+                          ("applied", "right"), ("lag (ops / ms)", "right"), ("link", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in statuses:
+        if s.state != "up":
+            style = "bold red"
+            role = Text(s.role, style=style)
+            table.add_row(s.id, s.address, role, "", "", "", "", "",
+                          Text(s.error[:60], style="dim"))
+            continue
+        role_style = {"leader": "bold green", "follower": "cyan"}.get(s.role, "yellow")
+        lag = "-" if s.role == "leader" else f"{s.lag_ops or '?'} / {s.lag_ms or '?'}"
+        table.add_row(s.id, s.address, Text(s.role, style=role_style), s.epoch, s.leader,
+                      s.offset, s.applied, lag, s.link or ("-" if s.role == "leader" else ""))
+    return table
+
+
+def leaders(statuses: list[NodeStatus]) -> list[str]:
+    return [s.id for s in statuses if s.state == "up" and s.role == "leader"]
+
+
+def ping(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.3) -> bool:
+    client = node_client(config, node, timeout_s)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def port_in_use(host: str, port: int, timeout_s: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((dial_host(host), port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------
+# The supervisor behind `replikv up`
+
+_libc: Any = None
+
+
+def _load_libc() -> None:
+    global _libc
+    if sys.platform.startswith("linux") and _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = False
+
+
+def _child_setup() -> None:
+    # Runs in the child between fork and exec: if the supervisor dies without
+    # cleaning up (kill -9), the kernel sends the node SIGTERM (PR_SET_PDEATHSIG).
+    if _libc:
+        _libc.prctl(1, signal.SIGTERM)
+
+
+NODE_STYLES = ("green", "cyan", "magenta", "yellow", "blue", "bright_red", "bright_green")
+
+
+@dataclass
+class Child:
+    node_id: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log_start: int  # offset in node.log where this run's output begins
+    reported: bool = False
+
+
+class Supervisor:
+    """Starts, watches and stops the node processes of one cluster."""
+
+    def __init__(self, config: ClusterConfig, config_path: Path, echo: bool,
+                 node_command: Callable[[NodeAddress], list[str]] | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.echo = echo
+        self.node_command = node_command or self._replikv_node
+        self.children: dict[str, Child] = {}
+        self._threads: list[threading.Thread] = []
+        self._tail_stop = threading.Event()
+
+    def _replikv_node(self, node: NodeAddress) -> list[str]:
+        return [sys.executable, "-m", "replikv", "node", "--config", str(self.config_path),
+                "--id", node.id]
+
+    def start(self) -> None:
+        _load_libc()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for i, node in enumerate(self.config.nodes.values()):
+            node_dir = Path(node.data_dir)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            log_path = node_dir / LOG_FILE
+            with open(log_path, "ab") as log:
+                log_start = log.tell()
+                log.write(f"---- replikv up: starting {node.id} at "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode())
+                log.flush()
+                proc = subprocess.Popen(
+                    self.node_command(node),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    process_group=0,  # Ctrl-C reaches only us; we stop the nodes in order
+                    preexec_fn=_child_setup if _libc else None,
+                )
+            child = Child(node.id, proc, log_path, log_start)
+            self.children[node.id] = child
+            if self.echo:
+                t = threading.Thread(target=self._tail, args=(child, NODE_STYLES[i % len(NODE_STYLES)]),
+                                     name=f"tail-{node.id}", daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _tail(self, child: Child, style: str) -> None:
+        prefix = Text(f"{child.node_id} | ", style=style)
+        with open(child.log_path, "rb") as f:
+            f.seek(child.log_start)
+            pending = b""
+            while True:
+                chunk = f.readline()
+                if chunk:
+                    pending += chunk
+                    if pending.endswith(b"\n"):
+                        line = pending.decode("utf-8", "replace").rstrip("\n")
+                        pending = b""
+                        console.print(prefix + Text(line), soft_wrap=True)
+                    continue
+                if self._tail_stop.is_set() or (child.proc.poll() is not None and not chunk):
+                    if child.proc.poll() is not None:
+                        rest = f.read()
+                        for line in (pending + rest).decode("utf-8", "replace").splitlines():
+                            console.print(prefix + Text(line), soft_wrap=True)
+                    return
+                self._tail_stop.wait(0.1)
+
+    def log_tail(self, node_id: str, lines: int = 20) -> list[str]:
+        child = self.children[node_id]
+        try:
+            with open(child.log_path, "rb") as f:
+                f.seek(child.log_start)
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return text.splitlines()[-lines:]
+
+    def newly_exited(self) -> list[tuple[str, int]]:
+        out = []
+        for child in self.children.values():
+            code = child.proc.poll()
+            if code is not None and not child.reported:
+                child.reported = True
+                out.append((child.node_id, code))
+        return out
+
+    def running(self) -> list[str]:
+        return [c.node_id for c in self.children.values() if c.proc.poll() is None]
+
+    def wait_ready(self, deadline: float, stop: threading.Event) -> tuple[bool, str]:
+        """Wait until every node answers PING; (False, why) if one exits or time runs out."""
+        pending = list(self.config.nodes.values())
+        while pending:
+            if stop.is_set():
+                return False, "interrupted"
+            for node in list(pending):
+                code = self.children[node.id].proc.poll()
+                if code is not None:
+                    return False, f"{node.id} exited with code {code} while starting"
+                if ping(self.config, node):
+                    pending.remove(node)
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                return False, ("timed out waiting for " + ", ".join(n.id for n in pending)
+                               + " to answer PING")
+            stop.wait(0.1)
+        return True, ""
+
+    def stop(self, timeout_s: float = 10.0, force: threading.Event | None = None) -> list[str]:
+        """SIGTERM every node, wait up to timeout_s, then SIGKILL; returns the killed ones."""
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                try:
+                    child.proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout_s
+        killed = []
+        for child in self.children.values():
+            while child.proc.poll() is None and time.monotonic() < deadline:
+                if force is not None and force.is_set():
+                    break
+                try:
+                    child.proc.wait(timeout=0.1)
+                except subprocess.TimeoutExpired:
+                    pass
+            if child.proc.poll() is None:
+                child.proc.kill()
+                child.proc.wait()
+                killed.append(child.node_id)
+        self._tail_stop.set()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        return killed
+
+
+def print_exit_report(sup: Supervisor, node_id: str, code: int) -> None:
+    reason = f"code {code}" if code >= 0 else f"signal {signal.Signals(-code).name}"
+    err_console.print(f"[bold red]node {node_id} exited ({reason})[/]; "
+                      f"last lines of {escape(str(sup.children[node_id].log_path))}:")
+    for line in sup.log_tail(node_id):
+        err_console.print(Text("  " + line, style="dim"))
+
+
+def connect_hint(config: ClusterConfig, node: NodeAddress) -> str:
+    parts = ["redis-cli"]
+    if dial_host(node.host) != DEFAULT_HOST:
+        parts += ["-h", dial_host(node.host)]
+    parts += ["-p", str(node.port)]
+    if config.options.requirepass:
+        parts.append("--askpass")
+    return " ".join(parts)
+
+
+def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
+    statuses = {s.id: s for s in collect_status(config)}
+    table = Table(title=f"replikv {config.mode} cluster is up", title_justify="left")
+    for name in ("node", "address", "role", "data dir", "connect"):
+        table.add_column(name)
+    for node in config.nodes.values():
+        s = statuses[node.id]
+        role = s.role or "?"
+        style = {"leader": "bold green", "follower": "cyan"}.get(role, "red")
+        table.add_row(node.id, f"{node.host}:{node.port}", Text(role, style=style),
+                      node.data_dir, connect_hint(config, node))
+    console.print(table)
+    leader = next((s.id for s in statuses.values() if s.role == "leader"), config.initial_leader)
+    if config.options.redirect:
+        console.print(f"Writes sent to a follower are answered with a redirect error naming "
+                      f"the leader ({leader}); reads are served where they land.")
+    else:
+        console.print(f"Writes sent to a follower are forwarded to the leader ({leader}); "
+                      "reads are served where they land.")
+    console.print(f"Status: [bold]replikv status --config {escape(str(config_path))}[/]   "
+                  f"Node logs: {escape(str(Path(next(iter(config.nodes.values())).data_dir).parent))}"
+                  f"/<node>/{LOG_FILE}   Stop: Ctrl-C")
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+@app.command()
+@with_node_options
+def up(
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help=f"Replication mode: {', '.join(MODES)}. (default: {MODES[0]})",
+        show_default=False),
+    nodes: Optional[int] = typer.Option(
+        None, "--nodes", "-n", min=1, help=f"Number of nodes, n1..nN. (default: {DEFAULT_NODES})",
+        show_default=False),
+    port: Optional[int] = typer.Option(
+        None, "--port", "-p", min=1, max=65535,
+        help=f"Client (RESP) port of n1; nN gets port+N-1. (default: {DEFAULT_PORT})",
+        show_default=False),
+    peer_port: Optional[int] = typer.Option(
+        None, "--peer-port", min=1, max=65535,
+        help=f"Peer port of n1; nN gets peer-port+N-1. (default: port+{PEER_PORT_OFFSET})",
+        show_default=False),
+    host: Optional[str] = typer.Option(
+        None, "--host", help=f"Address every node binds to. (default: {DEFAULT_HOST}; "
+        "a non-loopback address needs --requirepass)", show_default=False),
+    data_dir: Path = typer.Option(
+        Path("./data"), "--data-dir", "-d", help="Cluster directory: cluster.toml and one "
+        "data directory per node (reused if it already holds a cluster.toml)."),
+    secret: Optional[str] = typer.Option(
+        None, "--secret", help="Cluster secret checked at the peer handshake. (default: a "
+        "random one, or the one in an existing cluster.toml)", show_default=False),
+    start_timeout: float = typer.Option(
+        30.0, "--start-timeout", min=0.1, help="Seconds to wait for every node to answer PING."),
+    stop_timeout: float = typer.Option(
+        10.0, "--stop-timeout", min=0.1,
+        help="Seconds a node gets to exit after SIGTERM before it is killed."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Don't echo node logs to the terminal (they are always "
+        f"in DATA_DIR/<node>/{LOG_FILE})."),
+    node_options: Optional[dict[str, Any]] = None,
+) -> None:
+    """Start a local cluster (n1 leads), supervise it, and stop it on Ctrl-C / SIGTERM.
+
+    Writes DATA_DIR/cluster.toml, starts each node as `python -m replikv node`
+    with its output in DATA_DIR/<node>/node.log, waits until every node
+    answers PING, prints how to connect, then reports any node that exits.
+    """
+    config_path = data_dir.resolve() / CONFIG_FILE
+    existing = None
+    if config_path.exists():
+        existing = load_config(config_path)
+    try:
+        config, notes = build_cluster_config(
+            data_dir=data_dir, mode=mode, nodes=nodes, port=port, peer_port=peer_port, host=host,
+            secret=secret, node_options=node_options, existing=existing)
+    except ConfigError as e:
+        fail(str(e))
+    busy = [f"{n.host}:{p}" for n in config.nodes.values() for p in (n.port, n.peer_port)
+            if port_in_use(n.host, p)]
+    if busy:
+        fail(f"address already in use: {', '.join(busy)} (is another cluster running? "
+             "stop it, or pick other ports with --port / --peer-port)")
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config.save(config_path)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(f"wrote {escape(str(config_path))}")
+
+    stop = threading.Event()
+    force = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            force.set()  # a second Ctrl-C: don't wait for the nodes
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    sup = Supervisor(config, config_path, echo=not quiet)
+    exit_code = 0
+    try:
+        sup.start()
+        ok, why = sup.wait_ready(time.monotonic() + start_timeout, stop)
+        if not ok and not stop.is_set():
+            err_console.print(f"[bold red]cluster did not start:[/] {escape(why)}")
+            for node_id, code in sup.newly_exited():
+                print_exit_report(sup, node_id, code)
+            for node_id in sup.running():
+                if not ping(config, config.nodes[node_id]):
+                    err_console.print(f"last lines of {node_id}'s log:")
+                    for line in sup.log_tail(node_id):
+                        err_console.print(Text("  " + line, style="dim"))
+            exit_code = FAILURE
+            stop.set()
+        if not stop.is_set():
+            print_cluster_ready(config, config_path)
+        while not stop.is_set():
+            stop.wait(0.25)
+            if stop.is_set():
+                break
+            for node_id, code in sup.newly_exited():
+                print_exit_report(sup, node_id, code)
+                err_console.print(f"restart it alone with: replikv node --config "
+                                  f"{escape(str(config_path))} --id {node_id}")
+            if not sup.running():
+                err_console.print("[bold red]every node has exited; stopping[/]")
+                exit_code = FAILURE
+                break
+    finally:
+        if sup.children:
+            console.print("stopping nodes ...")
+            killed = sup.stop(stop_timeout, force)
+            if killed:
+                err_console.print(f"[yellow]killed (did not exit within {stop_timeout:g}s):[/] "
+                                  f"{', '.join(killed)}")
+            console.print("all nodes stopped")
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    raise typer.Exit(exit_code)
+
+
+@app.command()
+def node(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    node_id: str = typer.Option(..., "--id", help="Which node of the cluster to run, e.g. n2."),
+) -> None:
+    """Run one node of a cluster in the foreground (until SIGTERM / Ctrl-C)."""
+    config = load_config(config_path)
+    try:
+        config.node(node_id)
+    except ConfigError as e:
+        fail(str(e))
+    try:
+        from replikv.runtime.node import run_node
+    except ImportError as e:
+        fail(f"the node runtime is not available in this build: {e}", FAILURE)
+    try:
+        code = run_node(config, node_id)
+    except ConfigError as e:
+        fail(str(e))
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def status(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    timeout: float = typer.Option(0.5, "--timeout", min=0.05,
+                                  help="Seconds to wait for each node before calling it down."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show each node's role, epoch, log offset and lag ("down" if unreachable).
+
+    Exits 0 when every node answered, 1 when any is down.
+    """
+    config = load_config(config_path)
+    statuses = collect_status(config, timeout)
+    if as_json:
+        print(json.dumps([dataclasses.asdict(s) for s in statuses], indent=2))
+    else:
+        console.print(status_table(statuses))
+        heads = leaders(statuses)
+        if len(heads) > 1:
+            err_console.print(f"[bold yellow]warning:[/] more than one node says it leads: "
+                              f"{', '.join(heads)} (the one with the highest epoch wins)")
+        elif not heads:
+            err_console.print("[yellow]no reachable node says it is the leader[/]")
+    raise typer.Exit(0 if all(s.state == "up" for s in statuses) else FAILURE)
+
+
+@app.command()
+def failover(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    to: str = typer.Option(..., "--to", help="The node to promote, e.g. n2."),
+    force: bool = typer.Option(False, "--force", help="Promote even if the current leader is "
+                               "unreachable (writes it had not shipped can be lost)."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1,
+                                  help="Seconds to wait for the failover to finish."),
+) -> None:
+    """Promote a node to leader (sends FAILOVER TO <node> [FORCE] to that node)."""
+    config = load_config(config_path)
+    try:
+        target = config.node(to)
+    except ConfigError as e:
+        fail(str(e))
+    command = ["FAILOVER", "TO", to] + (["FORCE"] if force else [])
+    client = node_client(config, target, timeout)
+    try:
+        reply = client.execute_command(*command)
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        fail(f"{to} at {target.host}:{target.port} did not answer ({e}); is it running? "
+             f"(replikv node --config {config_path} --id {to})", FAILURE)
+    except redis.ResponseError as e:
+        err_console.print(f"[bold red]failover to {escape(to)} refused:[/] {escape(str(e))}")
+        console.print(status_table(collect_status(config)))
+        raise typer.Exit(FAILURE)
+    finally:
+        client.close()
+    console.print(f"[bold green]{escape(' '.join(command))}[/] -> {escape(str(reply))}")
+    # The reply can come before every node has heard of the new epoch: give
+    # the table a moment to show the settled state.
+    deadline = time.monotonic() + min(timeout, 5.0)
+    statuses = collect_status(config)
+    while time.monotonic() < deadline and leaders(statuses) != [to]:
+        time.sleep(0.1)
+        statuses = collect_status(config)
+    console.print(status_table(statuses))
+    if to not in leaders(statuses):
+        err_console.print(f"[yellow]{escape(to)} does not report itself leader yet[/]")
+        raise typer.Exit(FAILURE)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sim(ctx: typer.Context) -> None:
+    """Run the deterministic simulator: `python -m replikv.sim ARGS...`.
+
+    Every argument is passed through; `replikv sim -- --help` shows the
+    simulator's own help.
+    """
+    try:
+        spec = importlib.util.find_spec("replikv.sim.__main__")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        fail("the simulator (python -m replikv.sim) is not available in this build yet")
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "replikv.sim", *ctx.args]))
+
+
+@app.command()
+def version() -> None:
+    """Print the replikv version."""
+    print(f"replikv {__version__}")
+
+
+if __name__ == "__main__":
+    main()
