@@ -1,16 +1,33 @@
-"""Broken invariants: raised, never caught, never stripped by ``python -O``."""
+"""The `invariant()` helper: a broken invariant is a bug, never an expected condition.
+
+Rule (DESIGN.md, "Rules that keep the core honest"): a broken invariant raises
+`InvariantViolation` through `invariant()` and is never caught; a bare
+`assert` would vanish under `python -O`. Expected conditions (not the leader,
+a dropped proposal) are typed errors in each protocol's `errors.py` instead.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NoReturn
+
+__all__ = ["InvariantViolation", "invariant", "violated"]
+
 
 class InvariantViolation(Exception):
-    """A rule of the algorithm was broken: a bug, never an expected condition."""
+    """An invariant of a core object does not hold: the code (or its input) is broken."""
 
 
-def invariant(condition: bool, message: str) -> None:
-    """Raise ``InvariantViolation(message)`` unless ``condition`` holds.
+def invariant(cond: bool, msg: str | Callable[[], str]) -> None:
+    """Raise `InvariantViolation(msg)` unless `cond` holds.
 
-    Used instead of ``assert`` because asserts vanish under ``python -O``.
+    `msg` may be a zero-argument callable so that an expensive message is only
+    built when the invariant is actually broken.
     """
-    if not condition:
-        raise InvariantViolation(message)
+    if not cond:
+        violated(msg() if callable(msg) else msg)
+
+
+def violated(msg: str) -> NoReturn:
+    """Raise `InvariantViolation(msg)` unconditionally (unreachable branches)."""
+    raise InvariantViolation(msg)

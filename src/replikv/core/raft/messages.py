@@ -1,0 +1,235 @@
+"""Raft messages and log records (Raft paper Figure 2; Ongaro thesis ch. 3-6, 9.6).
+
+Every message is a frozen, slotted, keyword-only dataclass carrying the
+sender's `term`, its `src` and its `dst`; `RaftMsg` is the union the node
+dispatches on with `match`. Log records (`Entry`, `Snapshot`, `HardState`,
+`Config`) live here too because they travel inside messages.
+
+Differences from the paper's two RPCs, each after etcd-io/raft:
+- heartbeats are their own message (`Heartbeat`) carrying the commit index the
+  follower may use (min(match, commit)) and a round number `ctx` that the
+  ReadIndex and lease machinery count acknowledgements of (thesis §6.4);
+- a rejected AppendEntries carries a conflict hint (term and first index of
+  that term in the follower's log, Raft §5.3 "fast backtracking");
+- RequestVote has a `pre_vote` flag (thesis §9.6) and a `transfer` flag
+  (thesis §3.10: a vote caused by TimeoutNow bypasses leader stickiness).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "AppendEntries",
+    "AppendEntriesResponse",
+    "Config",
+    "Entry",
+    "EntryKind",
+    "HardState",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "InstallSnapshot",
+    "InstallSnapshotResponse",
+    "RaftMsg",
+    "ReadIndexRequest",
+    "ReadIndexResponse",
+    "RequestVote",
+    "RequestVoteResponse",
+    "Snapshot",
+    "TimeoutNow",
+]
+
+NodeId = int
+
+
+class EntryKind(Enum):
+    NORMAL = "normal"  # an application command
+    NOOP = "noop"  # appended by each new leader (Raft §5.4.2 / §8)
+    CONFIG = "config"  # a full membership configuration (thesis §4.1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """A membership configuration: voters count in quorums, learners only replicate.
+
+    Invariant: no node is both a voter and a learner.
+    """
+
+    voters: frozenset[NodeId]
+    learners: frozenset[NodeId] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.voters & self.learners:
+            raise ValueError(f"nodes {sorted(self.voters & self.learners)} are voters and learners")
+
+    @property
+    def members(self) -> frozenset[NodeId]:
+        return self.voters | self.learners
+
+    def describe(self) -> str:
+        v = " ".join(str(n) for n in sorted(self.voters))
+        learners = " ".join(str(n) for n in sorted(self.learners))
+        return f"voters=({v})" + (f" learners=({learners})" if learners else "")
+
+
+EMPTY_CONFIG = Config(voters=frozenset())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One log entry. `client_id`/`seq` identify a client command for
+    exactly-once application (thesis §6.3); `config` is set iff kind is CONFIG
+    and holds the whole new configuration, so a node that appends it knows the
+    membership without earlier entries."""
+
+    term: int
+    index: int
+    kind: EntryKind = EntryKind.NORMAL
+    data: bytes = b""
+    client_id: int | None = None
+    seq: int | None = None
+    config: Config | None = None
+
+    def size_bytes(self) -> int:
+        """The size flow control counts (payload plus a fixed header estimate)."""
+        return len(self.data) + 24
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardState:
+    """What must be on stable storage before any message depending on it is
+    sent (Figure 2 "Persistent state on all servers"; commit is kept too, as
+    etcd does, so a restarted node re-applies without waiting for a leader)."""
+
+    term: int = 0
+    vote: NodeId | None = None
+    commit: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Application state up to and including `index` (Raft §7), with the term
+    of that entry and the configuration in force at that index."""
+
+    index: int = 0
+    term: int = 0
+    config: Config = EMPTY_CONFIG
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Msg:
+    term: int
+    src: NodeId
+    dst: NodeId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVote(_Msg):
+    """Figure 2 RequestVote; with pre_vote, `term` is the term the sender
+    would campaign in and no receiver changes its own term (thesis §9.6)."""
+
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    transfer: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVoteResponse(_Msg):
+    granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntries(_Msg):
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...] = ()
+    leader_commit: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntriesResponse(_Msg):
+    """On success `match_index` is the last index known to match the leader.
+    On rejection `reject_index` is the prev_log_index that did not match and
+    (`conflict_term`, `conflict_index`) is the hint: the term of the
+    follower's entry at reject_index and the first index it holds of that
+    term, or (0, last_index + 1) when its log is too short (Raft §5.3)."""
+
+    success: bool
+    match_index: int = 0
+    reject_index: int = 0
+    conflict_term: int = 0
+    conflict_index: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(_Msg):
+    commit: int
+    ctx: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatResponse(_Msg):
+    ctx: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot(_Msg):
+    """One chunk of a snapshot (Raft Figure 13): bytes [offset, offset+len(data))."""
+
+    last_included_index: int
+    last_included_term: int
+    config: Config
+    offset: int
+    data: bytes
+    done: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshotResponse(_Msg):
+    """`next_offset` asks for the next chunk; when `done`, `match_index` is
+    the follower's commit after installing (or ignoring) the snapshot."""
+
+    last_included_index: int
+    next_offset: int = 0
+    done: bool = False
+    match_index: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow(_Msg):
+    """Leadership transfer: start an election now (thesis §3.10)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexRequest(_Msg):
+    """A follower asks the leader for a read index (thesis §6.4)."""
+
+    request_id: object
+    lease: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadIndexResponse(_Msg):
+    request_id: object
+    index: int = 0
+    ok: bool = True
+
+
+RaftMsg = (
+    RequestVote
+    | RequestVoteResponse
+    | AppendEntries
+    | AppendEntriesResponse
+    | Heartbeat
+    | HeartbeatResponse
+    | InstallSnapshot
+    | InstallSnapshotResponse
+    | TimeoutNow
+    | ReadIndexRequest
+    | ReadIndexResponse
+)
+

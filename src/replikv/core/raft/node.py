@@ -1,0 +1,1105 @@
+"""The Raft consensus core: a pure state machine from inputs to effects.
+
+Implements (section numbers: Raft paper "In Search of an Understandable
+Consensus Algorithm" and Ongaro's thesis "Consensus: Bridging Theory and
+Practice"):
+- Figure 2 Rules for Servers (All Servers, Followers, Candidates, Leaders) and
+  the RequestVote / AppendEntries receiver rules; each is named where it is
+  implemented (`# Fig2 ...`).
+- Randomized election timeouts in [T, 2T) (Raft §5.2).
+- PreVote and CheckQuorum (thesis §9.6), with leader stickiness (thesis
+  §4.2.3): a node that heard from a leader within an election timeout
+  ignores vote requests, so a partitioned node cannot disrupt the cluster and
+  a leader that lost its majority steps down.
+- Replication with batching, pipelining and flow control (progress.py) and
+  fast backtracking with a conflict hint (Raft §5.3).
+- Commit only by counting replicas of an entry of the current term (Raft
+  §5.4.2); a no-op entry at the start of each term (Raft §8).
+- Snapshots: `compact()` from the application; chunked InstallSnapshot to
+  followers behind the first log index (Raft §7, Figure 13).
+- Membership changes one server at a time with learners (thesis §4.1-4.3):
+  a configuration takes effect when appended; a removed leader steps down
+  once the change commits (thesis §4.2.2).
+- Leadership transfer with TimeoutNow (thesis §3.10).
+- ReadIndex reads and lease reads (thesis §6.4, §6.4.1; read_index.py).
+
+Purity: no I/O, no clock, no global randomness. Time is `tick()`, randomness
+is the injected `random.Random`, and every public call returns the ordered
+list of effects (effects.py) the driver must carry out.
+
+Invariants (checked after every call by `_check`):
+  applied <= commit <= last_index; a leader's `leader` is itself;
+  role changes only through the `_become_*` methods and `_LEGAL`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from replikv.core.invariant import invariant, violated
+from replikv.core.raft.effects import (
+    Apply,
+    Effect,
+    Persist,
+    ReadReady,
+    Reply,
+    RestoreSnapshot,
+    Send,
+)
+from replikv.core.raft.errors import (
+    ConfigChangeInProgress,
+    InvalidConfigChange,
+    LearnerNotCaughtUp,
+    NotLeader,
+    ProposalDropped,
+    QuorumUnavailable,
+)
+from replikv.core.raft.log import RaftLog
+from replikv.core.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Config,
+    Entry,
+    EntryKind,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    RaftMsg,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    RequestVoteResponse,
+    Snapshot,
+    TimeoutNow,
+)
+from replikv.core.raft.progress import Progress, ProgressState
+from replikv.core.raft.read_index import PendingRead, ReadTracker
+
+__all__ = ["DurableState", "RaftNode", "Role", "Status"]
+
+
+class Role(Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+F, P, C, L = Role.FOLLOWER, Role.PRE_CANDIDATE, Role.CANDIDATE, Role.LEADER
+# The legal role transitions (from, to). A follower never becomes leader
+# without an election; a leader never campaigns without stepping down.
+_LEGAL: frozenset[tuple[Role, Role]] = frozenset(
+    {(F, F), (F, P), (F, C), (P, F), (P, P), (P, C), (C, F), (C, P), (C, C), (C, L), (L, F)}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DurableState:
+    """What a node finds on stable storage when it (re)starts."""
+
+    hard_state: HardState = HardState()
+    snapshot: Snapshot | None = None
+    entries: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    id: int
+    role: Role
+    term: int
+    vote: int | None
+    leader: int | None
+    commit: int
+    applied: int
+    first_index: int
+    last_index: int
+    config: Config
+    progress: dict[int, str] = field(default_factory=dict)
+
+
+class RaftNode:
+    def __init__(
+        self,
+        id: int,
+        *,
+        voters: Iterable[int] = (),
+        learners: Iterable[int] = (),
+        storage: DurableState | None = None,
+        rng: random.Random,
+        election_timeout_ticks: int = 10,
+        heartbeat_ticks: int = 1,
+        pre_vote: bool = True,
+        check_quorum: bool = True,
+        lease_reads: bool = False,
+        lease_drift_margin_ticks: int = 2,
+        max_msg_bytes: int = 64 * 1024,
+        max_inflight_msgs: int = 64,
+        max_inflight_bytes: int = 1 << 20,
+        snapshot_chunk_bytes: int = 64 * 1024,
+        max_pending_proposals: int = 4096,
+        max_pending_reads: int = 4096,
+    ) -> None:
+        invariant(heartbeat_ticks < election_timeout_ticks, "heartbeat must be below election timeout")
+        invariant(not lease_reads or check_quorum, "lease reads rely on CheckQuorum stickiness")
+        invariant(0 <= lease_drift_margin_ticks < election_timeout_ticks, "drift margin < timeout")
+        self.id = id
+        self.rng = rng
+        self.election_timeout_ticks = election_timeout_ticks
+        self.heartbeat_ticks = heartbeat_ticks
+        self.pre_vote = pre_vote
+        self.check_quorum = check_quorum
+        self.lease_reads = lease_reads
+        self.lease_drift_margin_ticks = lease_drift_margin_ticks
+        self.max_msg_bytes = max_msg_bytes
+        self.max_inflight_msgs = max_inflight_msgs
+        self.max_inflight_bytes = max_inflight_bytes
+        self.snapshot_chunk_bytes = snapshot_chunk_bytes
+        self.max_pending_proposals = max_pending_proposals
+
+        st = storage or DurableState()
+        snap = st.snapshot
+        if snap is None or (snap.index == 0 and not snap.config.members):
+            # Bootstrap: the configuration given is the one before any entry;
+            # a stored configuration (snapshot or config entry) wins over it.
+            snap = Snapshot(
+                index=snap.index if snap else 0,
+                term=snap.term if snap else 0,
+                config=Config(voters=frozenset(voters), learners=frozenset(learners)),
+                data=snap.data if snap else b"",
+            )
+        self.log = RaftLog(snap, st.entries)
+        hs = st.hard_state
+        self.term: int = hs.term
+        self.vote: int | None = hs.vote
+        self.log.commit = max(self.log.snapshot.index, min(hs.commit, self.log.last_index))
+        self.role = Role.FOLLOWER
+        self.leader: int | None = None  # the leader of `term` as far as we know
+        self.now_ticks = 0
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_timeout_ticks = election_timeout_ticks
+        self._reset_randomized_timeout()
+        # A restarted node has forgotten which leader it heard from: with lease
+        # reads on, it ignores votes for one election timeout (thesis §6.4.1).
+        self._startup_guard_ticks = election_timeout_ticks if lease_reads else 0
+        self.votes: dict[int, bool] = {}
+        self.progress: dict[int, Progress] = {}  # leader only
+        self.lead_transferee: int | None = None  # leader only (thesis §3.10)
+        self.pending_conf_index = 0  # leader only: thesis §4.1, one change at a time
+        # local proposals awaiting their entry: index -> (term, request id)
+        self.pending_proposals: dict[int, tuple[int, object]] = {}
+        self.reads = ReadTracker(max_pending_reads)
+        self._incoming: tuple[int, int, bytearray] | None = None  # snapshot being received
+        # effects being assembled for the current call
+        self._sends: list[Effect] = []
+        self._replies: list[Effect] = []
+        self._unstable_from: int | None = None
+        self._snap_out: Snapshot | None = None
+        self._discard_log = False
+        self._restore_out: Snapshot | None = None
+        self._persisted_hs = hs
+
+    # ------------------------------------------------------------------ API
+    def step(self, msg: RaftMsg) -> list[Effect]:
+        """A message arrived from a peer."""
+        invariant(msg.dst == self.id, f"message for {msg.dst} stepped into {self.id}")
+        self._step(msg)
+        return self._flush()
+
+    def tick(self) -> list[Effect]:
+        """One tick of logical time."""
+        self.now_ticks += 1
+        if self._startup_guard_ticks > 0:
+            self._startup_guard_ticks -= 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._tick_election()
+        return self._flush()
+
+    def start(self) -> list[Effect]:
+        """Effects owed right after (re)start: Apply of entries committed
+        before the crash (applied starts at the snapshot index)."""
+        return self._flush()
+
+    def campaign(self) -> list[Effect]:
+        """Start an election now (as if the election timeout elapsed)."""
+        if self.role is not Role.LEADER and self._promotable():
+            self._campaign(transfer=False)
+        return self._flush()
+
+    def propose(
+        self,
+        command: bytes,
+        request_id: object,
+        *,
+        client_id: int | None = None,
+        seq: int | None = None,
+    ) -> list[Effect]:
+        """Fig2 Leaders: "If command received from client: append entry to
+        local log, respond after entry applied to state machine". The answer
+        comes through Apply.waiters (or a Reply with a typed error)."""
+        self._propose_many([(command, request_id, client_id, seq)])
+        return self._flush()
+
+    def propose_batch(
+        self, commands: Iterable[tuple[bytes, object, int | None, int | None]]
+    ) -> list[Effect]:
+        """Many proposals, one Persist and one AppendEntries per follower."""
+        self._propose_many(list(commands))
+        return self._flush()
+
+    def read_index(self, request_id: object, *, lease: bool = False) -> list[Effect]:
+        """A linearizable read (thesis §6.4): answered by ReadReady(request_id,
+        index) once confirmed, or a Reply with NotLeader / QuorumUnavailable.
+        With `lease` (and the node's `lease_reads` opt-in) the leader skips
+        the heartbeat round while its lease holds (thesis §6.4.1)."""
+        if self.role is Role.LEADER:
+            self._handle_read(self.id, request_id, lease)
+        elif self.leader is not None:
+            self._send(
+                ReadIndexRequest(
+                    term=self.term, src=self.id, dst=self.leader, request_id=request_id, lease=lease
+                )
+            )
+        else:
+            self._replies.append(Reply(request_id=request_id, result=NotLeader(None)))
+        return self._flush()
+
+    def add_learner(self, node_id: int, request_id: object) -> list[Effect]:
+        """Propose adding a non-voting member (thesis §4.2.1)."""
+
+        def change(c: Config) -> Config | InvalidConfigChange:
+            if node_id in c.members:
+                return InvalidConfigChange(f"{node_id} is already a member")
+            return Config(voters=c.voters, learners=c.learners | {node_id})
+
+        self._propose_config(request_id, change)
+        return self._flush()
+
+    def promote(self, node_id: int, request_id: object) -> list[Effect]:
+        """Propose making a caught-up learner a voter (thesis §4.2.1): its log
+        must hold everything the leader has committed."""
+
+        def change(c: Config) -> Config | InvalidConfigChange | LearnerNotCaughtUp:
+            if node_id not in c.learners:
+                return InvalidConfigChange(f"{node_id} is not a learner")
+            pr = self.progress.get(node_id)
+            if pr is None or pr.match < self.log.commit:
+                return LearnerNotCaughtUp(node_id)
+            return Config(voters=c.voters | {node_id}, learners=c.learners - {node_id})
+
+        self._propose_config(request_id, change)
+        return self._flush()
+
+    def remove(self, node_id: int, request_id: object) -> list[Effect]:
+        """Propose removing a member (thesis §4.1); the leader may remove itself
+        and steps down once the change commits (thesis §4.2.2)."""
+
+        def change(c: Config) -> Config | InvalidConfigChange:
+            if node_id not in c.members:
+                return InvalidConfigChange(f"{node_id} is not a member")
+            if c.voters == {node_id}:
+                return InvalidConfigChange("cannot remove the last voter")
+            return Config(voters=c.voters - {node_id}, learners=c.learners - {node_id})
+
+        self._propose_config(request_id, change)
+        return self._flush()
+
+    def transfer_leadership(self, to: int) -> list[Effect]:
+        """Thesis §3.10: stop accepting proposals, bring `to` up to date, then
+        send it TimeoutNow. Aborted after an election timeout. Raises
+        NotLeader / InvalidConfigChange for a request that cannot start."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if to not in self.log.config().voters:
+            raise InvalidConfigChange(f"transfer target {to} is not a voter")
+        if to != self.id and self.lead_transferee != to:
+            self.lead_transferee = to
+            self.election_elapsed = 0
+            if self.progress[to].match == self.log.last_index:
+                self._send_timeout_now(to)
+            else:
+                self._send_append(to)
+        return self._flush()
+
+    def compact(self, index: int, snapshot_bytes: bytes) -> list[Effect]:
+        """The application's snapshot of its state at applied `index`: the log
+        up to it is discarded (Raft §7). Returns the Persist of the snapshot."""
+        invariant(index <= self.log.applied, f"compact({index}) past applied {self.log.applied}")
+        if index > self.log.snapshot.index:
+            term = self.log.term(index)
+            invariant(term is not None, "compacted index has a term")
+            snap = Snapshot(
+                index=index, term=int(term), config=self.log.config_at(index), data=snapshot_bytes
+            )
+            self.log.compact(snap)
+            self._snap_out = snap
+        return self._flush()
+
+    def status(self) -> Status:
+        return Status(
+            id=self.id,
+            role=self.role,
+            term=self.term,
+            vote=self.vote,
+            leader=self.leader,
+            commit=self.log.commit,
+            applied=self.log.applied,
+            first_index=self.log.first_index,
+            last_index=self.log.last_index,
+            config=self.log.config(),
+            progress={i: repr(p) for i, p in sorted(self.progress.items())},
+        )
+
+    def hard_state(self) -> HardState:
+        return HardState(term=self.term, vote=self.vote, commit=self.log.commit)
+
+    # ------------------------------------------------------- role changes
+    def _transition(self, to: Role) -> None:
+        invariant((self.role, to) in _LEGAL, f"illegal role change {self.role} -> {to}")
+        self.role = to
+
+    def _become_follower(self, term: int, leader: int | None) -> None:
+        """Fig2 All Servers: "If RPC request or response contains term T >
+        currentTerm: set currentTerm = T, convert to follower"."""
+        invariant(term >= self.term, "terms never go backwards")
+        was_leader = self.role is Role.LEADER
+        self._transition(Role.FOLLOWER)
+        if term > self.term:
+            self.term = term
+            self.vote = None
+        self.leader = leader
+        self.votes = {}
+        self._reset_election_timer()
+        if was_leader:
+            self.progress = {}
+            self.lead_transferee = None
+            for r in self.reads.pending:
+                self._fail_read(r.origin, r.request_id)
+            for origin, rid, _ in self.reads.waiting_for_commit:
+                self._fail_read(origin, rid)
+            self.reads.reset()
+
+    def _become_pre_candidate(self) -> None:
+        """Thesis §9.6: ask whether we could win before disturbing anyone's term."""
+        self._transition(Role.PRE_CANDIDATE)
+        self.leader = None
+        self.votes = {self.id: True}
+        self._reset_election_timer()
+        if self._tally() == 1:
+            self._become_candidate(transfer=False)
+            return
+        for v in self._other_voters():
+            self._send(self._vote_request(v, self.term + 1, pre_vote=True, transfer=False))
+
+    def _become_candidate(self, *, transfer: bool) -> None:
+        """Fig2 Candidates: "On conversion to candidate, start election:
+        increment currentTerm, vote for self, reset election timer, send
+        RequestVote RPCs to all other servers"."""
+        self._transition(Role.CANDIDATE)
+        self.term += 1
+        self.vote = self.id
+        self.leader = None
+        self.votes = {self.id: True}
+        self._reset_election_timer()
+        if self._tally() == 1:
+            self._become_leader()
+            return
+        for v in self._other_voters():
+            self._send(self._vote_request(v, self.term, pre_vote=False, transfer=transfer))
+
+    def _become_leader(self) -> None:
+        """Fig2 Leaders: "Upon election: send initial empty AppendEntries RPCs
+        (heartbeat) to each server"; here the first AppendEntries carries the
+        term's no-op entry (Raft §8), which also lets the leader commit."""
+        self._transition(Role.LEADER)
+        self.leader = self.id
+        self.lead_transferee = None
+        self.votes = {}
+        self.heartbeat_elapsed = 0
+        self.election_elapsed = 0
+        self.reads.reset()
+        self.progress = {}
+        self._sync_progress()
+        # Conservative: a config entry of an earlier term may still be uncommitted.
+        self.pending_conf_index = self.log.last_index
+        self._append_local([Entry(term=self.term, index=self.log.last_index + 1, kind=EntryKind.NOOP)])
+
+    # --------------------------------------------------------------- ticks
+    def _tick_election(self) -> None:
+        """Fig2 Followers: "If election timeout elapses without receiving
+        AppendEntries RPC from current leader or granting vote to candidate:
+        convert to candidate". Fig2 Candidates: "If election timeout elapses:
+        start new election"."""
+        self.election_elapsed += 1
+        if self._promotable() and self.election_elapsed >= self.randomized_timeout_ticks:
+            self.election_elapsed = 0
+            self._campaign(transfer=False)
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        if self.election_elapsed >= self.election_timeout_ticks:
+            self.election_elapsed = 0
+            if self.check_quorum:
+                # Thesis §6.2 / §9.6 CheckQuorum: step down without a live majority.
+                if not self._quorum_active():
+                    self._become_follower(self.term, None)
+                    return
+                for pid, pr in self.progress.items():
+                    if pid != self.id:
+                        pr.recent_active = False
+            self.lead_transferee = None  # thesis §3.10: transfer timed out
+        if self.heartbeat_elapsed >= self.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+
+    def _campaign(self, *, transfer: bool) -> None:
+        if self.pre_vote and not transfer:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate(transfer=transfer)
+
+    # ------------------------------------------------------------ messages
+    def _in_lease(self) -> bool:
+        """Thesis §4.2.3: heard from a leader less than an election timeout ago."""
+        if self._startup_guard_ticks > 0:
+            return True
+        return (
+            self.check_quorum
+            and self.leader is not None
+            and self.election_elapsed < self.election_timeout_ticks
+        )
+
+    def _step(self, m: RaftMsg) -> None:
+        if m.term > self.term:
+            if isinstance(m, RequestVote) and not m.transfer and self._in_lease():
+                return  # leader stickiness: ignore a disruptive candidate
+            if isinstance(m, RequestVote) and m.pre_vote:
+                pass  # a pre-vote changes nobody's term (thesis §9.6)
+            elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
+                pass  # granted pre-votes carry the future term
+            else:
+                lead = m.src if isinstance(m, AppendEntries | Heartbeat | InstallSnapshot) else None
+                self._become_follower(m.term, lead)
+        elif m.term < self.term:
+            self._answer_stale(m)
+            return
+
+        match m:
+            case RequestVote():
+                self._on_request_vote(m)
+            case RequestVoteResponse():
+                self._on_vote_response(m)
+            case AppendEntries():
+                self._accept_leader(m.src)
+                self._on_append_entries(m)
+            case Heartbeat():
+                self._accept_leader(m.src)
+                self.log.commit_to(min(m.commit, self.log.last_index))
+                self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, ctx=m.ctx))
+            case InstallSnapshot():
+                self._accept_leader(m.src)
+                self._on_install_snapshot(m)
+            case AppendEntriesResponse():
+                if self.role is Role.LEADER:
+                    self._on_append_response(m)
+            case HeartbeatResponse():
+                if self.role is Role.LEADER:
+                    self._on_heartbeat_response(m)
+            case InstallSnapshotResponse():
+                if self.role is Role.LEADER:
+                    self._on_snapshot_response(m)
+            case TimeoutNow():
+                if self.role is not Role.LEADER and self._promotable():
+                    self._campaign(transfer=True)  # thesis §3.10
+            case ReadIndexRequest():
+                if self.role is Role.LEADER:
+                    self._handle_read(m.src, m.request_id, m.lease)
+                else:
+                    self._send(
+                        ReadIndexResponse(
+                            term=self.term, src=self.id, dst=m.src, request_id=m.request_id, ok=False
+                        )
+                    )
+            case ReadIndexResponse():
+                if m.ok:
+                    self._replies.append(ReadReady(request_id=m.request_id, index=m.index))
+                else:
+                    self._replies.append(Reply(request_id=m.request_id, result=NotLeader(self.leader)))
+            case _:
+                violated(f"unknown message {m!r}")
+
+    def _answer_stale(self, m: RaftMsg) -> None:
+        """Fig2 RequestVote / AppendEntries receiver rule 1: "Reply false if
+        term < currentTerm"; the stale sender learns our term and steps down.
+        Stale responses are ignored."""
+        if isinstance(m, AppendEntries):
+            self._send(
+                AppendEntriesResponse(
+                    term=self.term, src=self.id, dst=m.src, success=False, reject_index=m.prev_log_index
+                )
+            )
+        elif isinstance(m, Heartbeat):
+            self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, ctx=0))
+        elif isinstance(m, RequestVote):
+            self._send(
+                RequestVoteResponse(
+                    term=self.term, src=self.id, dst=m.src, granted=False, pre_vote=m.pre_vote
+                )
+            )
+        elif isinstance(m, InstallSnapshot):
+            self._send(
+                InstallSnapshotResponse(
+                    term=self.term, src=self.id, dst=m.src, last_included_index=m.last_included_index
+                )
+            )
+
+    def _accept_leader(self, src: int) -> None:
+        """Fig2 Candidates: "If AppendEntries RPC received from new leader:
+        convert to follower". Election Safety: two leaders of one term would
+        be a broken invariant."""
+        invariant(self.role is not Role.LEADER, f"two leaders in term {self.term}: {self.id}, {src}")
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, src)
+        self.leader = src
+        self.election_elapsed = 0
+
+    def _on_request_vote(self, m: RequestVote) -> None:
+        """Fig2 RequestVote receiver rule 2: "If votedFor is null or
+        candidateId, and candidate's log is at least as up-to-date as
+        receiver's log, grant vote"."""
+        can_vote = (
+            self.vote == m.src
+            or (self.vote is None and self.leader is None)
+            or (m.pre_vote and m.term > self.term)
+        )
+        if can_vote and self.log.is_up_to_date(m.last_log_index, m.last_log_term):
+            if not m.pre_vote:
+                self.vote = m.src
+                self.election_elapsed = 0  # Fig2 Followers: granting a vote resets the timer
+            self._send(
+                RequestVoteResponse(term=m.term, src=self.id, dst=m.src, granted=True, pre_vote=m.pre_vote)
+            )
+        else:
+            self._send(
+                RequestVoteResponse(
+                    term=self.term, src=self.id, dst=m.src, granted=False, pre_vote=m.pre_vote
+                )
+            )
+
+    def _on_vote_response(self, m: RequestVoteResponse) -> None:
+        """Fig2 Candidates: "If votes received from majority of servers: become leader"."""
+        if m.pre_vote:
+            if self.role is not Role.PRE_CANDIDATE or (m.granted and m.term != self.term + 1):
+                return
+        elif self.role is not Role.CANDIDATE:
+            return
+        if m.src not in self.log.config().voters:
+            return
+        self.votes[m.src] = m.granted
+        result = self._tally()
+        if result == 1:
+            if self.role is Role.PRE_CANDIDATE:
+                self._become_candidate(transfer=False)
+            else:
+                self._become_leader()
+        elif result == -1:
+            self._become_follower(self.term, None)
+
+    def _on_append_entries(self, m: AppendEntries) -> None:
+        """Fig2 AppendEntries receiver rules 2-5 (rule 1 in _answer_stale)."""
+        log = self.log
+        if m.prev_log_index < log.commit:
+            # Already committed here: tell the leader where we are (etcd does the same).
+            self._send(
+                AppendEntriesResponse(
+                    term=self.term, src=self.id, dst=m.src, success=True, match_index=log.commit
+                )
+            )
+            return
+        if not log.matches(m.prev_log_index, m.prev_log_term):
+            # Rule 2: "Reply false if log doesn't contain an entry at
+            # prevLogIndex whose term matches prevLogTerm", with the hint.
+            ct, ci = log.conflict_hint(m.prev_log_index)
+            self._send(
+                AppendEntriesResponse(
+                    term=self.term,
+                    src=self.id,
+                    dst=m.src,
+                    success=False,
+                    reject_index=m.prev_log_index,
+                    conflict_term=ct,
+                    conflict_index=ci,
+                )
+            )
+            return
+        # Rules 3 and 4: truncate at the first conflict, append what is new.
+        first = log.append_after(m.prev_log_index, m.entries)
+        if first is not None:
+            self._mark_unstable(first)
+            self._drop_overwritten_proposals(first)
+        last_new = m.prev_log_index + len(m.entries)
+        # Rule 5: "If leaderCommit > commitIndex, set commitIndex =
+        # min(leaderCommit, index of last new entry)".
+        if m.leader_commit > log.commit:
+            log.commit_to(min(m.leader_commit, last_new))
+        self._send(
+            AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, match_index=last_new)
+        )
+
+    def _on_install_snapshot(self, m: InstallSnapshot) -> None:
+        """Raft Figure 13 InstallSnapshot receiver, chunk by chunk."""
+        log = self.log
+
+        def answer(next_offset: int = 0, done: bool = False, match: int = 0) -> None:
+            self._send(
+                InstallSnapshotResponse(
+                    term=self.term,
+                    src=self.id,
+                    dst=m.src,
+                    last_included_index=m.last_included_index,
+                    next_offset=next_offset,
+                    done=done,
+                    match_index=match,
+                )
+            )
+
+        if m.last_included_index <= log.commit:
+            self._incoming = None
+            answer(done=True, match=log.commit)  # nothing to learn from it
+            return
+        key = (m.last_included_index, m.last_included_term)
+        if m.offset == 0:
+            self._incoming = (key[0], key[1], bytearray())
+        inc = self._incoming
+        if inc is None or (inc[0], inc[1]) != key or len(inc[2]) != m.offset:
+            # Rule 3/4 out of order: ask for the offset we can continue from.
+            same = inc is not None and (inc[0], inc[1]) == key
+            answer(next_offset=len(inc[2]) if same and inc is not None else 0)
+            return
+        inc[2].extend(m.data)
+        if not m.done:
+            answer(next_offset=len(inc[2]))
+            return
+        snap = Snapshot(
+            index=m.last_included_index, term=m.last_included_term, config=m.config, data=bytes(inc[2])
+        )
+        self._incoming = None
+        self._discard_log = log.restore(snap) or self._discard_log  # rules 6-7
+        self._snap_out = snap
+        self._restore_out = snap  # rule 8: reset the state machine
+        for idx in [i for i in self.pending_proposals if i <= snap.index]:
+            _, rid = self.pending_proposals.pop(idx)
+            self._replies.append(
+                Reply(request_id=rid, result=ProposalDropped("outcome unknown: covered by a snapshot"))
+            )
+        if self._discard_log:
+            self._drop_overwritten_proposals(snap.index + 1)
+        answer(done=True, match=snap.index)
+
+    # ------------------------------------------------------------- leader
+    def _on_append_response(self, m: AppendEntriesResponse) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if not m.success:
+            # Fig2 Leaders: "If AppendEntries fails because of log
+            # inconsistency: decrement nextIndex and retry", skipping a whole
+            # conflicting term at a time with the hint (Raft §5.3).
+            guess = m.conflict_index
+            if m.conflict_term > 0 and m.reject_index >= self.log.first_index:
+                last_of_term = self.log.last_index_of_term(m.conflict_term, m.reject_index)
+                if last_of_term is not None:
+                    guess = last_of_term + 1
+            if pr.maybe_decrease(m.reject_index, max(guess, 1)):
+                self._send_append(m.src)
+            return
+        # Fig2 Leaders: "If successful: update nextIndex and matchIndex for follower".
+        was_paused = pr.is_paused()
+        if not pr.maybe_update(m.match_index):
+            return
+        if pr.state is ProgressState.PROBE:
+            pr.become_replicate()
+        elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+            pr.become_replicate()
+        if self._maybe_commit():
+            self._broadcast_append()
+        elif was_paused:
+            self._send_append(m.src)
+        while self._send_append(m.src, send_if_empty=False):
+            pass  # pipelining: fill the inflight window
+        if m.src == self.lead_transferee and pr.match == self.log.last_index:
+            self._send_timeout_now(m.src)
+
+    def _on_heartbeat_response(self, m: HeartbeatResponse) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.probe_sent = False
+        if pr.state is ProgressState.SNAPSHOT:
+            self._send_snapshot_chunk(m.src)  # retransmit a lost chunk
+        elif pr.match < self.log.last_index:
+            self._send_append(m.src)
+        if m.ctx > 0:
+            self.reads.ack(m.src, m.ctx)
+            for r in self.reads.pop_ready(self.log.config().voters, self.id):
+                self._read_ready(r.origin, r.request_id, r.index)
+
+    def _on_snapshot_response(self, m: InstallSnapshotResponse) -> None:
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if m.done:
+            pr.maybe_update(m.match_index)
+            if pr.state is ProgressState.SNAPSHOT:
+                pr.become_probe()
+            self._maybe_commit()
+            self._send_append(m.src)
+        elif pr.state is ProgressState.SNAPSHOT and m.last_included_index == pr.pending_snapshot:
+            pr.snapshot_offset = m.next_offset
+            self._send_snapshot_chunk(m.src)
+
+    def _send_append(self, to: int, *, send_if_empty: bool = True) -> bool:
+        """Fig2 Leaders: "If last log index >= nextIndex for a follower: send
+        AppendEntries RPC with log entries starting at nextIndex". Returns
+        True if a message went out."""
+        pr = self.progress[to]
+        if pr.is_paused():
+            return False
+        log = self.log
+        prev = pr.next - 1
+        invariant(prev <= log.last_index, lambda: f"next {pr.next} past last {log.last_index}")
+        if prev < log.snapshot.index:
+            pr.become_snapshot(log.snapshot.index)  # Raft §7: the entries are gone
+            self._send_snapshot_chunk(to)
+            return False
+        entries = log.slice(pr.next, log.last_index + 1, self.max_msg_bytes)
+        if not entries and not send_if_empty:
+            return False
+        self._send(
+            AppendEntries(
+                term=self.term,
+                src=self.id,
+                dst=to,
+                prev_log_index=prev,
+                prev_log_term=int(log.term(prev) or 0),
+                entries=tuple(entries),
+                leader_commit=log.commit,
+            )
+        )
+        if entries:
+            pr.sent_entries(entries[-1].index, sum(e.size_bytes() for e in entries))
+        elif pr.state is ProgressState.PROBE:
+            pr.probe_sent = True
+        return True
+
+    def _send_snapshot_chunk(self, to: int) -> None:
+        pr = self.progress[to]
+        snap = self.log.snapshot
+        if pr.pending_snapshot != snap.index:
+            pr.become_snapshot(snap.index)  # compacted again since: start over
+        off = min(pr.snapshot_offset, len(snap.data))
+        chunk = snap.data[off : off + self.snapshot_chunk_bytes]
+        self._send(
+            InstallSnapshot(
+                term=self.term,
+                src=self.id,
+                dst=to,
+                last_included_index=snap.index,
+                last_included_term=snap.term,
+                config=snap.config,
+                offset=off,
+                data=chunk,
+                done=off + len(chunk) >= len(snap.data),
+            )
+        )
+
+    def _broadcast_append(self) -> None:
+        for pid in self.progress:
+            if pid != self.id:
+                self._send_append(pid)
+
+    def _broadcast_heartbeat(self) -> int:
+        """Fig2 Leaders: "repeat during idle periods to prevent election timeouts".
+        Each broadcast is a numbered round for ReadIndex / leases."""
+        ctx = self.reads.new_round(self.now_ticks, self.election_timeout_ticks)
+        for pid, pr in self.progress.items():
+            if pid != self.id:
+                commit = min(pr.match, self.log.commit)
+                self._send(Heartbeat(term=self.term, src=self.id, dst=pid, commit=commit, ctx=ctx))
+        return ctx
+
+    def _send_timeout_now(self, to: int) -> None:
+        self._send(TimeoutNow(term=self.term, src=self.id, dst=to))
+
+    def _maybe_commit(self) -> bool:
+        """Fig2 Leaders: "If there exists an N such that N > commitIndex, a
+        majority of matchIndex[i] >= N, and log[N].term == currentTerm: set
+        commitIndex = N" (Raft §5.4.2: only current-term entries by counting)."""
+        voters = self.log.config().voters
+        if not voters:
+            return False
+        matches = sorted(
+            (self.progress[v].match if v in self.progress else 0 for v in voters), reverse=True
+        )
+        n = matches[len(voters) // 2]
+        if n <= self.log.commit or self.log.term(n) != self.term:
+            return False
+        self.log.commit_to(n)
+        self._on_commit_advanced()
+        return True
+
+    def _on_commit_advanced(self) -> None:
+        if self.reads.waiting_for_commit and self.log.term(self.log.commit) == self.term:
+            waiting, self.reads.waiting_for_commit = self.reads.waiting_for_commit, []
+            for origin, rid, lease in waiting:
+                self._handle_read(origin, rid, lease)
+        cfg = self.log.config()
+        if self.id not in cfg.voters and self.log.commit >= self.log.last_config_index():
+            self._become_follower(self.term, None)  # thesis §4.2.2: removed leader steps down
+
+    def _quorum_active(self) -> bool:
+        voters = self.log.config().voters
+        active = sum(
+            1 for v in voters if v == self.id or (v in self.progress and self.progress[v].recent_active)
+        )
+        return active > len(voters) // 2
+
+    def _propose_many(self, commands: list[tuple[bytes, object, int | None, int | None]]) -> None:
+        entries: list[Entry] = []
+        for command, rid, client_id, seq in commands:
+            err: Exception | None = None
+            if self.role is not Role.LEADER:
+                err = NotLeader(self.leader)
+            elif self.lead_transferee is not None:
+                err = ProposalDropped("leadership transfer in progress")
+            elif len(self.pending_proposals) >= self.max_pending_proposals:
+                err = ProposalDropped("too many pending proposals")
+            if err is not None:
+                self._replies.append(Reply(request_id=rid, result=err))
+                continue
+            idx = self.log.last_index + 1 + len(entries)
+            entries.append(Entry(term=self.term, index=idx, data=command, client_id=client_id, seq=seq))
+            self.pending_proposals[idx] = (self.term, rid)
+        if entries:
+            self._append_local(entries)
+
+    def _propose_config(self, rid: object, change: object) -> None:
+        err: Exception | None = None
+        if self.role is not Role.LEADER:
+            err = NotLeader(self.leader)
+        elif self.lead_transferee is not None:
+            err = ProposalDropped("leadership transfer in progress")
+        elif self.pending_conf_index > self.log.commit:
+            err = ConfigChangeInProgress("a membership change is not committed yet")
+        elif self.log.term(self.log.commit) != self.term:
+            err = ConfigChangeInProgress("the leader has not committed an entry of its term")
+        if err is None:
+            new = change(self.log.config())  # type: ignore[operator]
+            if isinstance(new, Config):
+                idx = self.log.last_index + 1
+                self.pending_conf_index = idx
+                self.pending_proposals[idx] = (self.term, rid)
+                self._append_local(
+                    [Entry(term=self.term, index=idx, kind=EntryKind.CONFIG, config=new)]
+                )
+                return
+            err = new
+        self._replies.append(Reply(request_id=rid, result=err))
+
+    def _append_local(self, entries: list[Entry]) -> None:
+        for e in entries:
+            self.log.append(e)
+        self._mark_unstable(entries[0].index)
+        if any(e.config is not None for e in entries):
+            self._sync_progress()  # thesis §4.1: the new config is used at once
+        me = self.progress.get(self.id)
+        if me is not None:
+            me.maybe_update(self.log.last_index)
+        self._maybe_commit()
+        self._broadcast_append()
+
+    def _sync_progress(self) -> None:
+        """Leader: one Progress per member of the configuration in force."""
+        members = self.log.config().members
+        for pid in list(self.progress):
+            if pid not in members:
+                del self.progress[pid]
+        for pid in members:
+            if pid not in self.progress:
+                pr = Progress(self.log.last_index + 1, self.max_inflight_msgs, self.max_inflight_bytes)
+                if pid == self.id:
+                    pr.maybe_update(self.log.last_index)
+                    pr.become_replicate()
+                pr.recent_active = True
+                self.progress[pid] = pr
+        if self.lead_transferee is not None and self.lead_transferee not in members:
+            self.lead_transferee = None
+
+    def _handle_read(self, origin: int, rid: object, lease: bool) -> None:
+        """Thesis §6.4 steps 1-3 (step 4, waiting for apply, is the driver's)."""
+        if self.reads.full():
+            self._fail_read(origin, rid, QuorumUnavailable("too many pending reads"))
+            return
+        if self.log.term(self.log.commit) != self.term:
+            self.reads.waiting_for_commit.append((origin, rid, lease))  # step 1
+            return
+        index = self.log.commit  # step 2
+        voters = self.log.config().voters
+        if voters == {self.id}:
+            self._read_ready(origin, rid, index)
+            return
+        if (
+            lease
+            and self.lease_reads
+            and self.lead_transferee is None
+            and self.reads.lease_valid(
+                voters,
+                self.id,
+                self.now_ticks,
+                self.election_timeout_ticks - self.lease_drift_margin_ticks,
+            )
+        ):
+            self._read_ready(origin, rid, index)  # §6.4.1: lease holds, skip the round
+            return
+        ctx = self._broadcast_heartbeat()  # step 3
+        self.reads.add(PendingRead(origin, rid, index, ctx))
+
+    def _read_ready(self, origin: int, rid: object, index: int) -> None:
+        if origin == self.id:
+            self._replies.append(ReadReady(request_id=rid, index=index))
+        else:
+            self._send(
+                ReadIndexResponse(term=self.term, src=self.id, dst=origin, request_id=rid, index=index)
+            )
+
+    def _fail_read(self, origin: int, rid: object, err: Exception | None = None) -> None:
+        if origin == self.id:
+            self._replies.append(Reply(request_id=rid, result=err or NotLeader(self.leader)))
+        else:
+            self._send(
+                ReadIndexResponse(term=self.term, src=self.id, dst=origin, request_id=rid, ok=False)
+            )
+
+    # ------------------------------------------------------------ helpers
+    def _promotable(self) -> bool:
+        return self.id in self.log.config().voters
+
+    def _other_voters(self) -> list[int]:
+        return sorted(v for v in self.log.config().voters if v != self.id)
+
+    def _tally(self) -> int:
+        """1 if a majority of voters granted, -1 if a majority refused, else 0."""
+        voters = self.log.config().voters
+        granted = sum(1 for v in voters if self.votes.get(v) is True)
+        refused = sum(1 for v in voters if self.votes.get(v) is False)
+        q = len(voters) // 2 + 1
+        return 1 if granted >= q else -1 if refused >= q else 0
+
+    def _vote_request(self, to: int, term: int, *, pre_vote: bool, transfer: bool) -> RequestVote:
+        return RequestVote(
+            term=term,
+            src=self.id,
+            dst=to,
+            last_log_index=self.log.last_index,
+            last_log_term=self.log.last_term,
+            pre_vote=pre_vote,
+            transfer=transfer,
+        )
+
+    def _reset_randomized_timeout(self) -> None:
+        et = self.election_timeout_ticks
+        self.randomized_timeout_ticks = et + self.rng.randrange(et)  # Raft §5.2: [T, 2T)
+
+    def _reset_election_timer(self) -> None:
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_randomized_timeout()
+
+    def _send(self, msg: RaftMsg) -> None:
+        self._sends.append(Send(to=msg.dst, msg=msg))
+
+    def _mark_unstable(self, index: int) -> None:
+        if self._unstable_from is None or index < self._unstable_from:
+            self._unstable_from = index
+
+    def _drop_overwritten_proposals(self, from_index: int) -> None:
+        """Raft §5.3: entries from from_index were replaced; proposals of ours
+        there are lost unless the new entry is the same (checked at apply)."""
+        for idx in [i for i in self.pending_proposals if i >= from_index]:
+            term, rid = self.pending_proposals[idx]
+            t = self.log.term(idx) if idx <= self.log.last_index else None
+            if t != term:
+                del self.pending_proposals[idx]
+                self._replies.append(
+                    Reply(request_id=rid, result=ProposalDropped("entry replaced by another leader"))
+                )
+
+    def _flush(self) -> list[Effect]:
+        """Assemble this call's effects in the durability order (effects.py)."""
+        log = self.log
+        out: list[Effect] = []
+        hs = HardState(term=self.term, vote=self.vote, commit=log.commit)
+        entries: tuple[Entry, ...] = ()
+        if self._unstable_from is not None:
+            lo = max(self._unstable_from, log.first_index)
+            if lo <= log.last_index:
+                entries = tuple(log.slice(lo, log.last_index + 1))
+        if hs != self._persisted_hs or entries or self._snap_out is not None:
+            out.append(
+                Persist(
+                    hard_state=hs if hs != self._persisted_hs else None,
+                    entries=entries,
+                    snapshot=self._snap_out,
+                    discard_log=self._discard_log,
+                )
+            )
+            self._persisted_hs = hs
+        if self._restore_out is not None:
+            out.append(RestoreSnapshot(snapshot=self._restore_out))
+        if log.commit > log.applied:
+            applied = log.slice(log.applied + 1, log.commit + 1)
+            waiters: list[tuple[int, object]] = []
+            for e in applied:
+                p = self.pending_proposals.pop(e.index, None)
+                if p is None:
+                    continue
+                if p[0] == e.term:
+                    waiters.append((e.index, p[1]))
+                else:
+                    self._replies.append(
+                        Reply(request_id=p[1], result=ProposalDropped("entry replaced by another leader"))
+                    )
+            log.applied = log.commit
+            out.append(Apply(entries=tuple(applied), waiters=tuple(waiters)))
+        out.extend(self._sends)
+        out.extend(self._replies)
+        self._sends = []
+        self._replies = []
+        self._unstable_from = None
+        self._snap_out = None
+        self._discard_log = False
+        self._restore_out = None
+        self._check()
+        return out
+
+    def _check(self) -> None:
+        log = self.log
+        invariant(
+            log.snapshot.index <= log.applied <= log.commit <= log.last_index,
+            lambda: f"node {self.id}: snap {log.snapshot.index} applied {log.applied} "
+            f"commit {log.commit} last {log.last_index}",
+        )
+        invariant(
+            (self.role is Role.LEADER) <= (self.leader == self.id), "a leader knows it leads"
+        )

@@ -1,0 +1,106 @@
+"""ReadIndex and lease reads on the leader (Ongaro thesis §6.4 and §6.4.1).
+
+ReadIndex (§6.4), as the leader runs it:
+1. it must have committed an entry of its current term (its no-op) so that
+   its commit index is at least every committed index; reads arriving
+   earlier wait in `waiting_for_commit` (bounded);
+2. it records read_index = commit;
+3. it confirms it is still the leader: a heartbeat round numbered `ctx` goes
+   to every follower; once a quorum of voters (itself included) has answered
+   round ctx or a later one, every read registered at ctx or earlier is
+   ready (an answer to a later round confirms earlier ones too, since it was
+   sent later);
+4. the read is served once the state machine has applied read_index (the
+   driver waits on ReadReady).
+
+Lease reads (§6.4.1) are an explicit opt-in and weaker: they rely on bounded
+clock drift. A follower that heard from the leader ignores vote requests for
+an election timeout (leader stickiness, thesis §4.2.3), so a round sent at
+leader tick t that a quorum acknowledged keeps any other leader away until
+t + election_timeout on the followers' clocks; the leader uses its lease only
+until t + election_timeout - drift_margin on its own clock.
+
+Bounds: `max_pending` reads at a time; round send times older than an
+election timeout are forgotten (they can no longer give a lease).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from replikv.core.invariant import invariant
+
+__all__ = ["PendingRead", "ReadTracker"]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRead:
+    origin: int  # the node that asked (the leader itself or a follower)
+    request_id: object
+    index: int  # the read index: the leader's commit when the read arrived
+    ctx: int  # the heartbeat round that must be acknowledged by a quorum
+
+
+class ReadTracker:
+    __slots__ = ("round", "round_tick", "acked", "pending", "waiting_for_commit", "max_pending")
+
+    def __init__(self, max_pending: int) -> None:
+        self.round = 0  # number of the last heartbeat round sent
+        self.round_tick: dict[int, int] = {}  # round -> leader tick it was sent at
+        self.acked: dict[int, int] = {}  # voter -> highest round it answered
+        self.pending: list[PendingRead] = []  # ordered by ctx
+        self.waiting_for_commit: list[tuple[int, object, bool]] = []  # (origin, rid, lease)
+        self.max_pending = max_pending
+
+    def reset(self) -> None:
+        """A new term: no acknowledgement of an older term counts."""
+        self.acked.clear()
+        self.round_tick.clear()
+        self.pending.clear()
+        self.waiting_for_commit.clear()
+
+    def full(self) -> bool:
+        return len(self.pending) + len(self.waiting_for_commit) >= self.max_pending
+
+    def new_round(self, now_tick: int, election_timeout_ticks: int) -> int:
+        self.round += 1
+        self.round_tick[self.round] = now_tick
+        for r in [r for r, t in self.round_tick.items() if t < now_tick - election_timeout_ticks]:
+            del self.round_tick[r]
+        return self.round
+
+    def add(self, read: PendingRead) -> None:
+        invariant(not self.pending or self.pending[-1].ctx <= read.ctx, "reads ordered by ctx")
+        self.pending.append(read)
+
+    def ack(self, voter: int, ctx: int) -> None:
+        if ctx > self.acked.get(voter, 0):
+            self.acked[voter] = ctx
+
+    def quorum_round(self, voters: frozenset[int], self_id: int) -> int:
+        """The highest round acknowledged by a quorum of voters (0 if none).
+        The leader's own acknowledgement of every round is implicit."""
+        if not voters:
+            return 0
+        rounds = sorted(
+            (self.round if v == self_id else self.acked.get(v, 0) for v in voters), reverse=True
+        )
+        return rounds[len(voters) // 2]
+
+    def pop_ready(self, voters: frozenset[int], self_id: int) -> list[PendingRead]:
+        q = self.quorum_round(voters, self_id)
+        n = 0
+        while n < len(self.pending) and self.pending[n].ctx <= q:
+            n += 1
+        ready, self.pending = self.pending[:n], self.pending[n:]
+        return ready
+
+    def lease_valid(
+        self, voters: frozenset[int], self_id: int, now_tick: int, lease_ticks: int
+    ) -> bool:
+        """§6.4.1: a quorum answered a round sent less than lease_ticks ago."""
+        q = self.quorum_round(voters, self_id)
+        sent = self.round_tick.get(q)
+        if q == self.round and self_id in voters and len(voters) == 1:
+            return True
+        return sent is not None and now_tick < sent + lease_ticks
