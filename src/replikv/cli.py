@@ -707,6 +707,7 @@ def up(
              "stop it, or pick other ports with --port / --peer-port)")
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config.save(config_path)
+    config_path.chmod(0o600)  # it holds the cluster secret and requirepass
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"wrote {escape(str(config_path))}")
