@@ -1,0 +1,120 @@
+"""The SCAN cursor scheme: keys bucketed by a stable hash.
+
+Every key has a fixed 32-bit position ``crc32(key)`` (stable across
+processes and nodes, unlike Python's salted ``hash``). The index holds
+``2**bits`` buckets; bucket ``b`` holds the keys whose position has ``b`` as
+its top ``bits`` bits, i.e. the positions ``[b << shift, (b + 1) << shift)``
+with ``shift = 32 - bits``. The bucket count grows and shrinks with the key
+count (at most ~8 keys per bucket on average).
+
+A SCAN cursor is a position ``P`` in ``[0, 2**32)``: every position below
+``P`` has been covered. One call visits whole buckets starting with the one
+holding ``P`` and returns the next uncovered position, or 0 once the whole
+space ``[0, 2**32)`` is covered.
+
+Guarantees (Redis's SCAN contract):
+
+- A key present for the whole scan is returned at least once: its position
+  never changes, the calls cover ``[0, 2**32)`` contiguously, and the call
+  covering the key's position returns its bucket whole. If the bucket count
+  shrank between calls, the bucket holding ``P`` also holds positions below
+  ``P``; those keys may come back again (duplicates are allowed).
+- A scan terminates: each call covers at least one bucket, so the cursor
+  strictly increases until it wraps to 0.
+
+Invariant: ``set().union(*buckets) == set(keys of the data set)`` and a key
+is in exactly the bucket its position names.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+from zlib import crc32
+
+__all__ = ["ScanIndex", "SPACE"]
+
+SPACE = 1 << 32  # cursor positions are in [0, SPACE)
+_MIN_BITS = 4
+_MAX_BITS = 24
+_KEYS_PER_BUCKET_MAX = 8
+
+
+class ScanIndex:
+    """Keys bucketed by ``crc32`` top bits; see the module docstring."""
+
+    __slots__ = ("_bits", "_shift", "_buckets", "_count")
+
+    def __init__(self, keys: Iterable[bytes] = ()) -> None:
+        keys = list(keys)
+        self._build(keys, self._bits_for(len(keys)))
+
+    @staticmethod
+    def _bits_for(count: int) -> int:
+        bits = _MIN_BITS
+        while bits < _MAX_BITS and count > (_KEYS_PER_BUCKET_MAX << bits) // 2:
+            bits += 1
+        return bits
+
+    def _build(self, keys: Iterable[bytes], bits: int) -> None:
+        self._bits = bits
+        self._shift = 32 - bits
+        self._buckets: list[set[bytes] | None] = [None] * (1 << bits)
+        self._count = 0
+        for key in keys:
+            self.add(key)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _all_keys(self) -> list[bytes]:
+        return [k for b in self._buckets if b for k in b]
+
+    def add(self, key: bytes) -> None:
+        """Index a key that was not in the data set before."""
+        i = crc32(key) >> self._shift
+        bucket = self._buckets[i]
+        if bucket is None:
+            self._buckets[i] = {key}
+        else:
+            bucket.add(key)
+        self._count += 1
+        if self._count > _KEYS_PER_BUCKET_MAX << self._bits and self._bits < _MAX_BITS:
+            self._build(self._all_keys(), self._bits + 1)
+
+    def discard(self, key: bytes) -> None:
+        """Forget a key that left the data set."""
+        i = crc32(key) >> self._shift
+        bucket = self._buckets[i]
+        if bucket is None or key not in bucket:
+            return
+        bucket.remove(key)
+        if not bucket:
+            self._buckets[i] = None
+        self._count -= 1
+        if self._bits > _MIN_BITS and self._count < (1 << self._bits) // 2:
+            self._build(self._all_keys(), self._bits_for(self._count))
+
+    def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
+        """Keys of the buckets from position ``cursor`` on, and the next cursor.
+
+        Visits buckets until at least ``count`` keys are collected or
+        ``10 * count`` buckets were visited (as Redis bounds empty visits);
+        the next cursor is 0 when the end of the space was reached.
+        """
+        if not 0 <= cursor < SPACE:
+            return 0, []
+        buckets = self._buckets
+        nbuckets = len(buckets)
+        i = cursor >> self._shift
+        out: list[bytes] = []
+        budget = max(count, 1) * 10
+        while i < nbuckets:
+            bucket = buckets[i]
+            i += 1
+            if bucket:
+                out.extend(bucket)
+            budget -= 1
+            if len(out) >= count or budget <= 0:
+                break
+        nxt = i << self._shift
+        return (0 if nxt >= SPACE else nxt), out
