@@ -1,0 +1,201 @@
+"""Peer messages of leader-follower log shipping, and their one wire encoding.
+
+Every message carries the sender's epoch: a receiver that knows a higher
+epoch answers ``Fenced`` and ignores the message; a receiver that sees a
+higher epoch adopts it before anything else (the epoch is the fencing token
+of this mode, as Kafka's leader epoch and Redis's replication id).
+
+Wire form: ``msgpack([tag, field1, field2, ...])`` in field order; the
+transport adds the length prefix. ``decode`` raises ``ValueError`` on any
+frame it does not understand, so a peer speaking garbage is dropped, never
+obeyed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello:
+    """Gossip, every heartbeat, to every peer: who I am and what I believe."""
+
+    sender: str
+    epoch: int
+    leader: str  # "" when unknown
+    last_index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncRequest:
+    """Follower → leader: stream to me after my last entry (Redis PSYNC).
+
+    ``full`` asks for a snapshot (the follower cannot truncate below its own
+    snapshot, or has nothing).
+    """
+
+    sender: str
+    epoch: int
+    last_index: int
+    epoch_starts: list[list[int]]  # the follower's epoch history, to find the match point
+    full: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Truncate:
+    """Leader → follower: our logs agree up to ``to_index``; drop the rest."""
+
+    sender: str
+    epoch: int
+    to_index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Append:
+    """Leader → follower: entries ``first_index ..`` packed as one msgpack list.
+
+    ``prev_index``/``prev_epoch`` name the entry just before them; a follower
+    appends only when its log ends exactly there (Log Matching, as Raft §5.3).
+    ``count == 0`` is a heartbeat. ``leader_last_index`` lets a follower
+    measure its lag.
+    """
+
+    sender: str
+    epoch: int
+    prev_index: int
+    prev_epoch: int
+    count: int
+    entries: bytes
+    leader_last_index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack:
+    """Follower → leader: every entry up to ``durable_index`` is in my WAL."""
+
+    sender: str
+    epoch: int
+    durable_index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fenced:
+    """Answer to a message from a lower epoch: this is the epoch and leader."""
+
+    sender: str
+    epoch: int
+    leader: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotBegin:
+    """Leader → follower: a full resync starts; state as of ``index``."""
+
+    sender: str
+    epoch: int
+    index: int
+    snapshot_epoch: int
+    size: int
+    epoch_starts: list[list[Any]]  # [[epoch, first_index, leader], ...] up to index
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotChunk:
+    sender: str
+    epoch: int
+    data: bytes
+    last: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandOverRequest:
+    """Failover target → leader: stop taking writes and let me catch up."""
+
+    sender: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandOverReady:
+    """Leader → target: you hold every entry up to ``last_index``; take over."""
+
+    sender: str
+    epoch: int
+    last_index: int
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forward:
+    """Follower → leader: a client's write (or MULTI block) to run there."""
+
+    sender: str
+    epoch: int
+    request_id: int
+    commands: list[list[bytes]]
+    transaction: bool
+    resp3: bool
+    ack: str  # the client's write level, e.g. "async", "semi-sync 1", "sync"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardReply:
+    """Leader → follower: the RESP-encoded reply and the write's log index."""
+
+    sender: str
+    epoch: int
+    request_id: int
+    reply: bytes
+    index: int
+
+
+ShippingMsg = (
+    Hello | SyncRequest | Truncate | Append | Ack | Fenced | SnapshotBegin | SnapshotChunk
+    | HandOverRequest | HandOverReady | Forward | ForwardReply
+)
+
+_TYPES: tuple[type, ...] = (
+    Hello, SyncRequest, Truncate, Append, Ack, Fenced, SnapshotBegin, SnapshotChunk,
+    HandOverRequest, HandOverReady, Forward, ForwardReply,
+)
+_TAG = {cls: tag for tag, cls in enumerate(_TYPES)}
+_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _TYPES}
+_SCALARS: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool, "bytes": bytes}
+# Per class, the (name, type) of every scalar field, checked on decode so a
+# malformed frame is refused at the border instead of failing deep inside.
+_CHECKS = {
+    cls: tuple((f.name, _SCALARS[str(f.type)]) for f in dataclasses.fields(cls) if str(f.type) in _SCALARS)
+    for cls in _TYPES
+}
+
+
+def encode(msg: ShippingMsg) -> bytes:
+    cls = type(msg)
+    return msgpack.packb([_TAG[cls], *(getattr(msg, name) for name in _FIELDS[cls])])
+
+
+def decode(frame: bytes) -> ShippingMsg:
+    """Decode one frame; ``ValueError`` for anything malformed."""
+    try:
+        parts = msgpack.unpackb(frame, use_list=True)
+    except Exception as e:  # msgpack raises several types for bad input
+        raise ValueError(f"undecodable peer frame: {e}") from None
+    if not isinstance(parts, list) or not parts or not isinstance(parts[0], int):
+        raise ValueError("peer frame is not a tagged message")
+    tag = parts[0]
+    if not 0 <= tag < len(_TYPES):
+        raise ValueError(f"unknown peer message tag {tag}")
+    cls = _TYPES[tag]
+    names = _FIELDS[cls]
+    if len(parts) - 1 != len(names):
+        raise ValueError(f"{cls.__name__} frame has {len(parts) - 1} fields, expected {len(names)}")
+    values = dict(zip(names, parts[1:]))
+    for name, kind in _CHECKS[cls]:
+        if not isinstance(values[name], kind):
+            raise ValueError(f"bad {cls.__name__} frame: field {name} is {type(values[name]).__name__}")
+    return cls(**values)

@@ -1,0 +1,428 @@
+"""Leader-follower log shipping: one node's replication state, pure.
+
+The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
+
+1. Epochs fence. Every message carries the sender's epoch. A node that sees
+   a higher epoch adopts it and the leader that goes with it, and a leader
+   that sees one steps down (``_observe``). A message from a lower epoch is
+   answered with ``Fenced`` and otherwise ignored.
+2. The leader orders every write: ``propose`` numbers entries after its last
+   index, tags them with its epoch, logs them and ships them to every follower
+   that streams from the right place.
+3. A follower appends only in order: an ``Append`` whose ``prev_index`` /
+   ``prev_epoch`` is not its last entry triggers a ``SyncRequest``.
+4. Sync (partial resync): the follower names its last index and epoch
+   history. If the leader holds its last entry with the same epoch the logs
+   match there and the leader streams from the next index. If not, the
+   leader answers ``Truncate`` to the highest index where both agree; the follower
+   drops its divergent suffix (counting the writes it had acknowledged as
+   leader) and asks again. The leader finds the match point in one round
+   from both epoch histories (``ShippingLog.match_point``). If the leader has compacted past the follower, or the
+   follower cannot truncate below its own snapshot, the leader sends a
+   snapshot (full resync).
+5. Flow control: at most ``window_entries`` unacknowledged entries are in
+   flight per follower; acks open the window again, so catch-up is bounded.
+6. Acks: a follower acks the highest index in its WAL after the driver has
+   persisted it; the leader's ``ack_watermark(k)`` is the highest index that
+   k followers hold (semi-sync k; sync is k = number of followers).
+7. Hand-over (manual failover): the leader stops taking writes, waits until
+   the target has acked its whole log, and tells it to take over; the target
+   promotes itself with a higher epoch, which fences the old leader.
+
+Time arrives as ``now_ms`` arguments; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from replikv.core.invariant import invariant
+from replikv.core.shipping.effects import (
+    ApplyEntries, Effect, HandOverDone, PersistEntries, PersistMeta, RoleChanged, Send,
+    SendSnapshot, TruncateLog,
+)
+from replikv.core.shipping.log import ShippingLog
+from replikv.core.shipping.messages import (
+    Ack, Append, Fenced, Forward, ForwardReply, HandOverReady, HandOverRequest, Hello,
+    ShippingMsg, SnapshotBegin, SnapshotChunk, SyncRequest, Truncate,
+)
+
+LEADER = "leader"
+FOLLOWER = "follower"
+
+PROBE = "probe"        # not streaming: waiting for the follower's SyncRequest
+STREAM = "stream"      # entries next_index.. are sent as they are written
+SNAPSHOT = "snapshot"  # a full resync is in progress
+
+
+@dataclass(slots=True)
+class FollowerProgress:
+    """The leader's view of one follower.
+
+    Invariant: ``match_index < next_index <= leader.last_index + 1`` while
+    streaming; ``match_index`` only grows within an epoch.
+    """
+
+    state: str = PROBE
+    match_index: int = 0
+    next_index: int = 0
+    last_ack_ms: int = -1
+
+
+class ShippingNode:
+    def __init__(self, node_id: str, peers: list[str], *, epoch: int = 0, leader: str = "",
+                 log: ShippingLog | None = None, led_epochs: list[int] | None = None,
+                 window_entries: int = 50_000, max_batch_entries: int = 2048) -> None:
+        invariant(node_id not in peers, "a node is not its own peer")
+        self.id = node_id
+        self.peers = list(peers)
+        self.epoch = epoch
+        self.leader = leader
+        self.log = log or ShippingLog()
+        self.led_epochs = list(led_epochs or ([epoch] if leader == node_id else []))
+        self.window_entries = window_entries
+        self.max_batch_entries = max_batch_entries
+        self.role = LEADER if leader == node_id else FOLLOWER
+        self.progress: dict[str, FollowerProgress] = {p: FollowerProgress() for p in self.peers}
+        self.syncing = False            # follower: a SyncRequest is outstanding
+        self.handing_over_to = ""       # leader: writes paused for this target
+        self.handover_target_pending = False  # follower: we asked the leader to hand over
+        # follower lag: (leader_last_index, received_ms) marks not yet applied
+        self._lag_marks: list[tuple[int, int]] = []
+        self.last_heard_ms = -1         # follower: last message from the leader
+        # leader lag: (first_index, appended_ms) of recent batches
+        self._append_marks: list[tuple[int, int]] = []
+        self.peer_epochs: dict[str, int] = {}
+
+    # -- roles (the only places role changes) -----------------------------
+    def become_leader(self, epoch: int) -> list[Effect]:
+        """Take over at ``epoch`` (> every epoch this node has seen)."""
+        invariant(epoch > self.epoch, f"promotion to epoch {epoch} not above {self.epoch}")
+        self.role, self.epoch, self.leader = LEADER, epoch, self.id
+        self.led_epochs = (self.led_epochs + [epoch])[-16:]
+        self.progress = {p: FollowerProgress() for p in self.peers}
+        self.syncing = False
+        self.handover_target_pending = False
+        self._append_marks.clear()
+        effects: list[Effect] = [
+            PersistMeta(epoch=epoch, leader=self.id, led_epochs=list(self.led_epochs)),
+            RoleChanged(role=LEADER, epoch=epoch, leader=self.id),
+        ]
+        effects += self._broadcast_hello()
+        return effects
+
+    def become_follower(self, epoch: int, leader: str) -> list[Effect]:
+        invariant(epoch >= self.epoch, "an epoch never goes back")
+        was = self.role
+        self.role, self.epoch, self.leader = FOLLOWER, epoch, leader
+        self.handing_over_to = ""
+        self.syncing = False
+        self._lag_marks.clear()
+        effects: list[Effect] = [PersistMeta(epoch=epoch, leader=leader, led_epochs=list(self.led_epochs))]
+        if was != FOLLOWER or leader:
+            effects.append(RoleChanged(role=FOLLOWER, epoch=epoch, leader=leader))
+        effects += self._request_sync()
+        return effects
+
+    def promote(self) -> list[Effect]:
+        """Become leader with an epoch above every epoch seen (manual failover)."""
+        highest = max([self.epoch, *self.peer_epochs.values()])
+        return self.become_leader(highest + 1)
+
+    # -- epochs (rule 1) ---------------------------------------------------
+    def _observe(self, sender: str, epoch: int, leader: str) -> tuple[bool, list[Effect]]:
+        """Returns (accept, effects). Adopts a higher epoch; fences a lower one."""
+        self.peer_epochs[sender] = max(epoch, self.peer_epochs.get(sender, 0))
+        if epoch < self.epoch:
+            return False, [Send(to=sender, msg=Fenced(sender=self.id, epoch=self.epoch, leader=self.leader))]
+        if epoch > self.epoch:
+            return True, self.become_follower(epoch, leader)
+        if not self.leader and leader and self.role == FOLLOWER:
+            self.leader = leader
+            return True, [RoleChanged(role=FOLLOWER, epoch=epoch, leader=leader),
+                          *self._request_sync()]
+        return True, []
+
+    # -- leader: writes (rule 2) -------------------------------------------
+    def propose(self, cmds_list: list[list[list[bytes]]], now_ms: int) -> tuple[int, list[Effect]]:
+        """Log one entry per element (each a list of commands); returns first index."""
+        invariant(self.role == LEADER, "only the leader proposes")
+        epoch = self.epoch
+        entries = [[epoch, cmds] for cmds in cmds_list]
+        first = self.log.last_index + 1
+        self.log.append(entries)
+        packed = msgpack.packb(entries)
+        count = len(entries)
+        effects: list[Effect] = [PersistEntries(first_index=first, count=count, packed=packed)]
+        marks = self._append_marks
+        marks.append((first, now_ms))
+        if len(marks) > 4096:
+            del marks[:2048]
+        prev_epoch = self.log.epoch_at(first - 1)
+        last = self.log.last_index
+        window = self.window_entries
+        for peer, pr in self.progress.items():
+            if pr.state == STREAM and pr.next_index == first and last - pr.match_index <= window:
+                effects.append(Send(to=peer, msg=Append(
+                    sender=self.id, epoch=epoch, prev_index=first - 1, prev_epoch=prev_epoch,
+                    count=count, entries=packed, leader_last_index=last)))
+                pr.next_index = last + 1
+        return first, effects
+
+    def _send_more(self, peer: str) -> list[Effect]:
+        """Catch a streaming follower up, within its window (rule 5)."""
+        pr = self.progress[peer]
+        effects: list[Effect] = []
+        last = self.log.last_index
+        while pr.state == STREAM and pr.next_index <= last and pr.next_index - pr.match_index <= self.window_entries:
+            entries = self.log.slice(pr.next_index, self.max_batch_entries)
+            effects.append(Send(to=peer, msg=Append(
+                sender=self.id, epoch=self.epoch, prev_index=pr.next_index - 1,
+                prev_epoch=self.log.epoch_at(pr.next_index - 1), count=len(entries),
+                entries=msgpack.packb(entries), leader_last_index=last)))
+            pr.next_index += len(entries)
+        return effects
+
+    def ack_watermark(self, k: int) -> int:
+        """Highest index held durably by at least ``k`` followers (rule 6)."""
+        if k <= 0:
+            return self.log.last_index
+        matches = sorted((pr.match_index for pr in self.progress.values()), reverse=True)
+        return matches[k - 1] if k <= len(matches) else 0
+
+    def replicas_holding(self, index: int) -> int:
+        return sum(1 for pr in self.progress.values() if pr.match_index >= index)
+
+    def follower_lag_ms(self, peer: str, now_ms: int) -> int:
+        """How long ago the oldest entry this follower lacks was written."""
+        match = self.progress[peer].match_index
+        if match >= self.log.last_index:
+            return 0
+        for first, at in self._append_marks:
+            if first > match:
+                return max(0, now_ms - at)
+        return max(0, now_ms - self._append_marks[0][1]) if self._append_marks else 0
+
+    # -- messages ------------------------------------------------------------
+    def step(self, msg: ShippingMsg, now_ms: int) -> list[Effect]:
+        match msg:
+            case Append():
+                return self._on_append(msg, now_ms)
+            case Ack():
+                return self._on_ack(msg, now_ms)
+            case Hello():
+                _, effects = self._observe(msg.sender, msg.epoch, msg.leader)
+                return effects
+            case SyncRequest():
+                return self._on_sync_request(msg)
+            case Truncate():
+                return self._on_truncate(msg)
+            case Fenced():
+                _, effects = self._observe(msg.sender, msg.epoch, msg.leader)
+                return effects
+            case HandOverRequest():
+                return self._on_handover_request(msg)
+            case HandOverReady():
+                return self._on_handover_ready(msg)
+            case SnapshotBegin() | SnapshotChunk() | Forward() | ForwardReply():
+                raise ValueError(f"{type(msg).__name__} is handled by the driver")
+        raise ValueError(f"unexpected message {msg!r}")
+
+    def _on_append(self, msg: Append, now_ms: int) -> list[Effect]:
+        ok, effects = self._observe(msg.sender, msg.epoch, msg.sender)
+        if not ok:
+            return effects
+        if self.role == LEADER:  # same epoch, two leaders: impossible by rule 1
+            invariant(False, f"two leaders in epoch {msg.epoch}: {self.id} and {msg.sender}")
+        if self.leader != msg.sender:
+            self.leader = msg.sender
+        self.last_heard_ms = now_ms
+        log = self.log
+        marks = self._lag_marks
+        if msg.leader_last_index > log.last_index and (not marks or marks[-1][0] < msg.leader_last_index):
+            marks.append((msg.leader_last_index, now_ms))
+            if len(marks) > 1024:
+                del marks[:512]
+        if msg.prev_index != log.last_index or log.epoch_at(msg.prev_index) != msg.prev_epoch:
+            if not self.syncing:
+                effects += self._request_sync()
+            return effects
+        self.syncing = False
+        if msg.count:
+            entries = msgpack.unpackb(msg.entries)
+            invariant(len(entries) == msg.count, "Append count does not match its entries")
+            first = log.last_index + 1
+            log.append(entries)
+            effects.append(PersistEntries(first_index=first, count=msg.count, packed=msg.entries))
+            effects.append(ApplyEntries(first_index=first, entries=entries))
+            effects.append(Send(to=msg.sender, msg=Ack(sender=self.id, epoch=self.epoch,
+                                                       durable_index=log.last_index)))
+        while marks and marks[0][0] <= log.last_index:
+            marks.pop(0)
+        return effects
+
+    def lag_ms(self, now_ms: int) -> int:
+        """Follower: age of the oldest write the leader had that we lack."""
+        return max(0, now_ms - self._lag_marks[0][1]) if self._lag_marks else 0
+
+    def lag_ops(self) -> int:
+        return max(0, self._lag_marks[-1][0] - self.log.last_index) if self._lag_marks else 0
+
+    def _on_ack(self, msg: Ack, now_ms: int) -> list[Effect]:
+        ok, effects = self._observe(msg.sender, msg.epoch, "")
+        if not ok or self.role != LEADER or msg.sender not in self.progress:
+            return effects
+        pr = self.progress[msg.sender]
+        pr.last_ack_ms = now_ms
+        if msg.durable_index > pr.match_index:
+            pr.match_index = min(msg.durable_index, self.log.last_index)
+        effects += self._send_more(msg.sender)
+        effects += self._check_handover()
+        return effects
+
+    def _request_sync(self, full: bool = False) -> list[Effect]:
+        if self.role != FOLLOWER or not self.leader or self.leader == self.id:
+            return []
+        self.syncing = True
+        return [Send(to=self.leader, msg=SyncRequest(
+            sender=self.id, epoch=self.epoch, last_index=self.log.last_index,
+            epoch_starts=self.log.epoch_starts, full=full))]
+
+    def _on_sync_request(self, msg: SyncRequest) -> list[Effect]:
+        ok, effects = self._observe(msg.sender, msg.epoch, "")
+        if not ok or msg.sender not in self.progress:
+            return effects
+        if self.role != LEADER:
+            # Not the leader: tell the follower who is (Fenced carries it).
+            return effects + [Send(to=msg.sender, msg=Fenced(sender=self.id, epoch=self.epoch, leader=self.leader))]
+        pr = self.progress[msg.sender]
+        log = self.log
+        if msg.full or msg.last_index < log.base_index:
+            pr.state, pr.match_index, pr.next_index = SNAPSHOT, 0, 0
+            return effects + [SendSnapshot(to=msg.sender)]
+        to_index = log.match_point(msg.epoch_starts, msg.last_index)
+        if to_index < msg.last_index:
+            pr.state = PROBE
+            return effects + [Send(to=msg.sender, msg=Truncate(sender=self.id, epoch=self.epoch, to_index=to_index))]
+        pr.state, pr.match_index, pr.next_index = STREAM, msg.last_index, msg.last_index + 1
+        if msg.last_index == log.last_index:  # caught up: a heartbeat confirms the position
+            effects.append(Send(to=msg.sender, msg=self._heartbeat()))
+        return effects + self._send_more(msg.sender) + self._check_handover()
+
+    def snapshot_sent(self, peer: str, index: int) -> list[Effect]:
+        """The driver finished streaming a snapshot at ``index`` to ``peer``."""
+        pr = self.progress.get(peer)
+        if self.role != LEADER or pr is None or pr.state != SNAPSHOT:
+            return []
+        pr.state, pr.match_index, pr.next_index = STREAM, 0, index + 1
+        return self._send_more(peer)
+
+    def _on_truncate(self, msg: Truncate) -> list[Effect]:
+        ok, effects = self._observe(msg.sender, msg.epoch, msg.sender)
+        if not ok or self.role != FOLLOWER:
+            return effects
+        log = self.log
+        if msg.to_index < log.base_index:
+            return effects + self._request_sync(full=True)
+        if msg.to_index < log.last_index:
+            dropped = log.truncate_after(msg.to_index)
+            own = sum(1 for entry in dropped if entry[0] in self.led_epochs)
+            effects.append(TruncateLog(to_index=msg.to_index, discarded=len(dropped), discarded_own=own))
+        return effects + self._request_sync()
+
+    def snapshot_installed(self, index: int, epoch: int, epoch_starts: list[list[int]]) -> list[Effect]:
+        """The driver installed a snapshot at ``index``: the log restarts there."""
+        self.log.reset(index, epoch, epoch_starts)
+        self._lag_marks.clear()
+        return self._request_sync()
+
+    # -- connectivity and time ---------------------------------------------
+    def peer_connected(self, peer: str) -> list[Effect]:
+        effects = [Send(to=peer, msg=self._hello())]
+        if self.role == FOLLOWER and peer == self.leader:
+            effects += self._request_sync()
+        return effects
+
+    def peer_disconnected(self, peer: str) -> list[Effect]:
+        if self.role == LEADER and peer in self.progress:
+            self.progress[peer].state = PROBE
+        if self.role == FOLLOWER and peer == self.leader:
+            self.syncing = False
+        return []
+
+    def tick(self, now_ms: int) -> list[Effect]:
+        """One heartbeat: gossip epochs; the leader also confirms positions."""
+        effects = self._broadcast_hello()
+        if self.role == LEADER:
+            heartbeat = self._heartbeat()
+            for peer, pr in self.progress.items():
+                if pr.state == STREAM and pr.next_index > self.log.last_index:
+                    effects.append(Send(to=peer, msg=heartbeat))
+        return effects
+
+    def _heartbeat(self) -> Append:
+        last = self.log.last_index
+        return Append(sender=self.id, epoch=self.epoch, prev_index=last, prev_epoch=self.log.epoch_at(last),
+                      count=0, entries=b"", leader_last_index=last)
+
+    def _hello(self) -> Hello:
+        return Hello(sender=self.id, epoch=self.epoch, leader=self.leader, last_index=self.log.last_index)
+
+    def _broadcast_hello(self) -> list[Effect]:
+        hello = self._hello()
+        return [Send(to=p, msg=hello) for p in self.peers]
+
+    # -- hand-over (rule 7) ----------------------------------------------------
+    def request_handover(self) -> list[Effect]:
+        """Failover target: ask the current leader to hand over to us."""
+        if self.role == LEADER:
+            return [HandOverDone(ok=False, reason="already the leader")]
+        if not self.leader:
+            return [HandOverDone(ok=False, reason="no known leader to hand over; use FORCE")]
+        self.handover_target_pending = True
+        return [Send(to=self.leader, msg=HandOverRequest(sender=self.id, epoch=self.epoch))]
+
+    def _on_handover_request(self, msg: HandOverRequest) -> list[Effect]:
+        ok, effects = self._observe(msg.sender, msg.epoch, "")
+        if not ok:
+            return effects
+        if self.role != LEADER or msg.sender not in self.progress:
+            return effects + [Send(to=msg.sender, msg=HandOverReady(
+                sender=self.id, epoch=self.epoch, last_index=0, ok=False, reason=f"{self.id} is not the leader"))]
+        self.handing_over_to = msg.sender
+        return effects + self._check_handover()
+
+    def _check_handover(self) -> list[Effect]:
+        target = self.handing_over_to
+        if not target or self.role != LEADER:
+            return []
+        if self.progress[target].match_index < self.log.last_index:
+            return []
+        return [Send(to=target, msg=HandOverReady(sender=self.id, epoch=self.epoch,
+                                                  last_index=self.log.last_index, ok=True))]
+
+    def cancel_handover(self) -> None:
+        """Leader: the hand-over timed out; take writes again."""
+        self.handing_over_to = ""
+
+    def _on_handover_ready(self, msg: HandOverReady) -> list[Effect]:
+        ok, effects = self._observe(msg.sender, msg.epoch, "")
+        if not ok or not self.handover_target_pending:
+            return effects
+        self.handover_target_pending = False
+        if not msg.ok:
+            return effects + [HandOverDone(ok=False, reason=msg.reason)]
+        if self.log.last_index < msg.last_index:
+            return effects + [HandOverDone(ok=False, reason="target is missing entries the leader has")]
+        return effects + self.promote() + [HandOverDone(ok=True, reason="")]
+
+    @property
+    def writes_paused(self) -> bool:
+        return bool(self.handing_over_to)
+
+    def status(self) -> dict[str, Any]:
+        return {"role": self.role, "epoch": self.epoch, "leader": self.leader,
+                "last_index": self.log.last_index}

@@ -1,0 +1,280 @@
+"""The leader-follower shipping core, driven by scripted messages.
+
+A tiny in-memory harness carries Send effects between ShippingNode objects
+(messages are encoded and decoded on the way, as on the wire) and records the
+other effects, so each test states a rule and checks what the core emitted.
+"""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from replikv.core.invariant import InvariantViolation
+from replikv.core.shipping import messages as m
+from replikv.core.shipping.effects import (
+    ApplyEntries, HandOverDone, PersistEntries, PersistMeta, RoleChanged, Send, SendSnapshot, TruncateLog,
+)
+from replikv.core.shipping.log import ShippingLog
+from replikv.core.shipping.node import FOLLOWER, LEADER, STREAM, ShippingNode
+
+
+class Net:
+    """Delivers sends between nodes; partitioned nodes lose their messages."""
+
+    def __init__(self, ids: list[str], leader: str = "n1") -> None:
+        self.nodes = {i: ShippingNode(i, [p for p in ids if p != i], epoch=1, leader=leader) for i in ids}
+        self.queue: list[tuple[str, bytes]] = []
+        self.effects: dict[str, list] = {i: [] for i in ids}
+        self.down: set[str] = set()
+        self.now = 0
+
+    def run(self, node_id: str, effects: list) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                if node_id not in self.down and e.to not in self.down:
+                    self.queue.append((e.to, m.encode(e.msg)))
+            else:
+                self.effects[node_id].append(e)
+
+    def connect_all(self) -> None:
+        for i, node in self.nodes.items():
+            for p in node.peers:
+                self.run(i, node.peer_connected(p))
+
+    def deliver(self, limit: int = 10_000) -> None:
+        steps = 0
+        while self.queue and steps < limit:
+            to, frame = self.queue.pop(0)
+            if to in self.down:
+                continue
+            self.run(to, self.nodes[to].step(m.decode(frame), self.now))
+            steps += 1
+
+    def write(self, leader: str, *keys: str) -> int:
+        first, effects = self.nodes[leader].propose([[[b"SET", k.encode(), b"v"]] for k in keys], self.now)
+        self.run(leader, effects)
+        return first
+
+    def applied(self, node_id: str) -> list[bytes]:
+        out = []
+        for e in self.effects[node_id]:
+            if isinstance(e, ApplyEntries):
+                out += [entry[1][0][1] for entry in e.entries]
+        return out
+
+
+def entries_of(node: ShippingNode) -> list[tuple[int, bytes]]:
+    return [(e[0], e[1][0][1]) for e in node.log.entries]
+
+
+def test_leader_streams_every_write_to_followers_in_order():
+    net = Net(["n1", "n2", "n3"])
+    net.connect_all()
+    net.deliver()
+    for i in range(10):
+        net.write("n1", f"k{i}")
+    net.deliver()
+    expected = [f"k{i}".encode() for i in range(10)]
+    assert net.applied("n2") == expected and net.applied("n3") == expected
+    assert net.nodes["n1"].ack_watermark(2) == 10
+    assert net.nodes["n1"].ack_watermark(1) == 10
+
+
+def test_leader_persists_before_sending_and_follower_persists_before_acking():
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    _, effects = net.nodes["n1"].propose([[[b"SET", b"a", b"1"]]], 0)
+    kinds = [type(e) for e in effects]
+    assert kinds[0] is PersistEntries and Send in kinds
+    assert kinds.index(PersistEntries) < kinds.index(Send)
+    append = next(e.msg for e in effects if isinstance(e, Send))
+    out = net.nodes["n2"].step(append, 0)
+    kinds = [type(e) for e in out]
+    assert kinds == [PersistEntries, ApplyEntries, Send] and isinstance(out[-1].msg, m.Ack)
+    assert out[-1].msg.durable_index == 1
+
+
+def test_follower_out_of_order_append_requests_sync_instead_of_appending():
+    n2 = ShippingNode("n2", ["n1"], epoch=1, leader="n1")
+    packed = msgpack.packb([[1, [[b"SET", b"x", b"1"]]]])
+    gap = m.Append(sender="n1", epoch=1, prev_index=5, prev_epoch=1, count=1, entries=packed, leader_last_index=6)
+    out = n2.step(gap, 0)
+    assert n2.log.last_index == 0
+    assert [type(e.msg) for e in out if isinstance(e, Send)] == [m.SyncRequest]
+
+
+def test_ack_watermark_counts_k_followers():
+    net = Net(["n1", "n2", "n3"])
+    net.connect_all()
+    net.deliver()
+    net.down.add("n3")
+    net.write("n1", "a", "b")
+    net.deliver()
+    leader = net.nodes["n1"]
+    assert leader.ack_watermark(1) == 2       # semi-sync 1: n2 has both
+    assert leader.ack_watermark(2) == 0       # sync: n3 has none
+    assert leader.replicas_holding(2) == 1
+
+
+def test_restarted_follower_resumes_from_its_offset_partial_resync():
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    net.write("n1", "a", "b")
+    net.deliver()
+    net.down.add("n2")
+    net.write("n1", "c", "d", "e")
+    net.deliver()
+    # n2 restarts with its log (2 entries) and reconnects
+    old = net.nodes["n2"]
+    fresh = ShippingNode("n2", ["n1"], epoch=1, leader="n1", log=old.log)
+    net.nodes["n2"] = fresh
+    net.effects["n2"] = []
+    net.down.clear()
+    net.run("n1", net.nodes["n1"].peer_disconnected("n2"))
+    net.run("n2", fresh.peer_connected("n1"))
+    net.deliver()
+    assert [k for _, k in entries_of(fresh)] == [b"a", b"b", b"c", b"d", b"e"]
+    assert net.applied("n2") == [b"c", b"d", b"e"]  # only the missing ones were shipped
+
+
+def test_follower_behind_the_compacted_log_gets_a_snapshot():
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    net.down.add("n2")
+    net.write("n1", "a", "b", "c")
+    net.nodes["n1"].log.compact(3)
+    net.down.clear()
+    net.run("n2", net.nodes["n2"].peer_connected("n1"))
+    net.deliver()
+    assert any(isinstance(e, SendSnapshot) and e.to == "n2" for e in net.effects["n1"])
+    # the driver streams it, the follower installs it, then streaming resumes
+    net.run("n2", net.nodes["n2"].snapshot_installed(3, 1, net.nodes["n1"].log.epoch_starts))
+    net.run("n1", net.nodes["n1"].snapshot_sent("n2", 3))
+    net.deliver()
+    net.write("n1", "d")
+    net.deliver()
+    assert net.nodes["n2"].log.last_index == 4 and net.applied("n2") == [b"d"]
+
+
+def test_higher_epoch_fences_old_leader_which_truncates_unreplicated_writes():
+    net = Net(["n1", "n2", "n3"])
+    net.connect_all()
+    net.deliver()
+    net.write("n1", "a", "b")
+    net.deliver()
+    # n1 is cut off and keeps accepting writes (async acks)
+    net.down.add("n1")
+    net.write("n1", "lost1", "lost2")
+    # n2 is promoted by hand
+    net.run("n2", net.nodes["n2"].promote())
+    net.deliver()
+    assert net.nodes["n2"].role == LEADER and net.nodes["n2"].epoch == 2
+    assert net.nodes["n3"].leader == "n2"
+    net.write("n2", "c")
+    net.deliver()
+    # n1 comes back: the first message it hears carries epoch 2
+    net.down.clear()
+    for p in ("n2", "n3"):
+        net.run("n1", net.nodes["n1"].peer_connected(p))
+    net.deliver()
+    n1 = net.nodes["n1"]
+    assert n1.role == FOLLOWER and n1.epoch == 2 and n1.leader == "n2"
+    truncs = [e for e in net.effects["n1"] if isinstance(e, TruncateLog)]
+    assert truncs == [TruncateLog(to_index=2, discarded=2, discarded_own=2)]
+    assert entries_of(n1) == entries_of(net.nodes["n2"]) == entries_of(net.nodes["n3"])
+    assert [k for _, k in entries_of(n1)] == [b"a", b"b", b"c"]
+
+
+def test_message_from_lower_epoch_is_answered_with_fenced_and_ignored():
+    n2 = ShippingNode("n2", ["n1", "n3"], epoch=3, leader="n3")
+    stale = m.Append(sender="n1", epoch=2, prev_index=0, prev_epoch=0, count=1,
+                     entries=msgpack.packb([[2, [[b"SET", b"x", b"1"]]]]), leader_last_index=1)
+    out = n2.step(stale, 0)
+    assert n2.log.last_index == 0
+    assert out == [Send(to="n1", msg=m.Fenced(sender="n2", epoch=3, leader="n3"))]
+
+
+def test_leader_steps_down_on_fenced():
+    n1 = ShippingNode("n1", ["n2"], epoch=1, leader="n1")
+    out = n1.step(m.Fenced(sender="n2", epoch=2, leader="n2"), 0)
+    assert n1.role == FOLLOWER and n1.leader == "n2"
+    assert any(isinstance(e, RoleChanged) and e.role == FOLLOWER for e in out)
+    assert any(isinstance(e, PersistMeta) and e.epoch == 2 for e in out)
+
+
+def test_divergence_across_several_epochs_converges_by_repeated_truncation():
+    # n3's log: epochs 1,1,3,3 ; leader n2's log: epochs 1,1,2,4 (n3 led epoch 3 alone)
+    leader_log = ShippingLog()
+    leader_log.append([[1, [[b"SET", b"a", b"1"]]], [1, [[b"SET", b"b", b"1"]]],
+                       [2, [[b"SET", b"c", b"1"]]], [4, [[b"SET", b"d", b"1"]]]])
+    n3_log = ShippingLog()
+    n3_log.append([[1, [[b"SET", b"a", b"1"]]], [1, [[b"SET", b"b", b"1"]]],
+                   [3, [[b"SET", b"x", b"1"]]], [3, [[b"SET", b"y", b"1"]]]])
+    net = Net(["n2", "n3"], leader="n2")
+    net.nodes["n2"] = ShippingNode("n2", ["n3"], epoch=4, leader="n2", log=leader_log)
+    net.nodes["n3"] = ShippingNode("n3", ["n2"], epoch=4, leader="n2", log=n3_log, led_epochs=[3])
+    net.connect_all()
+    net.deliver()
+    assert entries_of(net.nodes["n3"]) == entries_of(net.nodes["n2"])
+    assert [e for e in net.effects["n3"] if isinstance(e, TruncateLog)] == [
+        TruncateLog(to_index=2, discarded=2, discarded_own=2)]
+
+
+def test_handover_waits_for_target_to_catch_up_then_target_promotes():
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    net.write("n1", "a")
+    net.down.add("n2")
+    net.write("n1", "b")   # n2 misses it for now
+    net.down.clear()
+    net.run("n2", net.nodes["n2"].request_handover())
+    net.deliver()
+    n1, n2 = net.nodes["n1"], net.nodes["n2"]
+    assert n1.writes_paused and n2.role == FOLLOWER
+    # n2 reconnects and resyncs; the leader sees the ack and hands over
+    net.run("n2", n2.peer_connected("n1"))
+    net.deliver()
+    assert n2.role == LEADER and n2.epoch == 2 and n2.log.last_index == 2
+    assert n1.role == FOLLOWER and n1.leader == "n2"
+    assert HandOverDone(ok=True, reason="") in net.effects["n2"]
+
+
+def test_window_bounds_entries_in_flight():
+    net = Net(["n1", "n2"])
+    leader = ShippingNode("n1", ["n2"], epoch=1, leader="n1", window_entries=10, max_batch_entries=4)
+    net.nodes["n1"] = leader
+    for i in range(30):
+        leader.propose([[[b"SET", b"k%d" % i, b"v"]]], 0)
+    out = leader.step(m.SyncRequest(sender="n2", epoch=1, last_index=0, epoch_starts=[]), 0)
+    sent = sum(e.msg.count for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append))
+    assert 10 <= sent <= 14  # the window (10) plus at most one batch
+    assert leader.progress["n2"].state == STREAM
+
+
+def test_two_leaders_in_one_epoch_is_an_invariant_violation():
+    n1 = ShippingNode("n1", ["n2"], epoch=1, leader="n1")
+    with pytest.raises(InvariantViolation):
+        n1.step(m.Append(sender="n2", epoch=1, prev_index=0, prev_epoch=0, count=0, entries=b"",
+                         leader_last_index=0), 0)
+
+
+def test_follower_lag_marks_track_what_the_leader_had():
+    n2 = ShippingNode("n2", ["n1"], epoch=1, leader="n1")
+    n2.step(m.Append(sender="n1", epoch=1, prev_index=0, prev_epoch=0, count=0, entries=b"",
+                     leader_last_index=0), 100)
+    assert n2.lag_ms(150) == 0
+    # leader says it has 5 entries; we have 0: lag grows from the moment we heard it
+    n2.step(m.Append(sender="n1", epoch=1, prev_index=3, prev_epoch=1, count=0, entries=b"",
+                     leader_last_index=5), 200)
+    assert n2.lag_ms(450) == 250 and n2.lag_ops() == 5
+
+
+def test_decode_rejects_garbage_frames():
+    for bad in (b"", b"\xc1", msgpack.packb("hello"), msgpack.packb([99, 1]), msgpack.packb([4, "n1", 1])):
+        with pytest.raises(ValueError):
+            m.decode(bad)
