@@ -811,7 +811,10 @@ class StateMachine:
             raise wrong_arity("lpop" if left else "rpop")
         count = None
         if len(argv) == 3:
-            count = _int(argv[2])
+            try:
+                count = _int(argv[2])
+            except RespError:
+                raise NOT_POSITIVE from None
             if count < 0:
                 raise NOT_POSITIVE
         key = argv[1]
