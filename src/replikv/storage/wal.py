@@ -496,10 +496,11 @@ class WriteAheadLog:
         assert self._fd is not None
         seg = self._segments[-1]
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            written = os.write(self._fd, data)
+            if written != len(data):  # short write: rare (signals, nearly full disk)
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view) :]
         except BaseException as exc:
             # Roll back a partial record so later writes never land after garbage.
             try:
