@@ -731,6 +731,8 @@ class RaftNode:
         elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
             pr.become_replicate()
         if self._maybe_commit():
+            if self.role is not Role.LEADER:
+                return  # removed leader stepped down (thesis §4.2.2)
             self._broadcast_append()
         elif was_paused:
             self._send_append(m.src)
@@ -763,7 +765,8 @@ class RaftNode:
             pr.maybe_update(m.match_index)
             if pr.state is ProgressState.SNAPSHOT:
                 pr.become_probe()
-            self._maybe_commit()
+            if self._maybe_commit() and self.role is not Role.LEADER:
+                return
             self._send_append(m.src)
         elif pr.state is ProgressState.SNAPSHOT and m.last_included_index == pr.pending_snapshot:
             pr.snapshot_offset = m.next_offset
