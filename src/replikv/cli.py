@@ -69,7 +69,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # plain tracebacks; never print locals (secrets)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(highlight=False)
+# Piped output (CI logs, tests) gets a width that fits the status table, not rich's 80.
+_PIPE_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+console = Console(highlight=False, width=_PIPE_WIDTH)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -360,7 +362,12 @@ def query_status(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.
     try:
         raw = client.execute_command("INFO", "replication")
     except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-        status.state, status.role, status.error = "down", "down", str(e)
+        # Refused or silent: down. Accepted and then dropped or stalled: the
+        # process is there but not answering properly, which is worth telling apart.
+        if port_in_use(node.host, node.port, timeout_s):
+            status.state, status.role, status.error = "error", "error", str(e) or type(e).__name__
+        else:
+            status.state, status.role, status.error = "down", "down", str(e) or type(e).__name__
         return status
     except redis.RedisError as e:
         status.state, status.role, status.error = "error", "error", str(e)
@@ -391,20 +398,20 @@ def collect_status(config: ClusterConfig, timeout_s: float = 0.5) -> list[NodeSt
 
 
 def status_table(statuses: list[NodeStatus], title: str = "replikv cluster") -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left",
+                  caption="\n".join(f"{s.id}: {s.error}" for s in statuses if s.state == "error")
+                  or None, caption_justify="left")
     for name, justify in (("node", "left"), ("address", "left"), ("role", "left"),
                           ("epoch", "right"), ("leader", "left"), ("log offset", "right"),
-                          ("applied", "right"), ("lag (ops / ms)", "right"), ("link", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+                          ("applied", "right"), ("lag ops/ms", "right"), ("link", "left")):
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=name in ("node", "address", "role"))
     for s in statuses:
         if s.state != "up":
-            style = "bold red"
-            role = Text(s.role, style=style)
-            table.add_row(s.id, s.address, role, "", "", "", "", "",
-                          Text(s.error[:60], style="dim"))
+            table.add_row(s.id, s.address, Text(s.role, style="bold red"), "", "", "", "", "", "")
             continue
         role_style = {"leader": "bold green", "follower": "cyan"}.get(s.role, "yellow")
-        lag = "-" if s.role == "leader" else f"{s.lag_ops or '?'} / {s.lag_ms or '?'}"
+        lag = "-" if s.role == "leader" else f"{s.lag_ops or '?'}/{s.lag_ms or '?'}"
         table.add_row(s.id, s.address, Text(s.role, style=role_style), s.epoch, s.leader,
                       s.offset, s.applied, lag, s.link or ("-" if s.role == "leader" else ""))
     return table

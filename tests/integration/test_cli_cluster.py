@@ -1,0 +1,153 @@
+"""`replikv up` as a user runs it: a real 3-node cluster in subprocesses,
+driven with the replikv CLI and redis-cli."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli (redis-tools)"),
+]
+
+START_TIMEOUT_S = 60.0
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int, avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        block = set(range(base, base + count))
+        if base + count <= 65535 and not block & avoid and all(port_free(p) for p in block):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout_s: float, what: str, alive=lambda: None):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        problem = alive()
+        if problem:
+            raise AssertionError(f"{what}: {problem}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def replikv(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "replikv", *args], capture_output=True,
+                          text=True, timeout=timeout_s)
+
+
+def redis_cli(port: int, *args: str) -> str:
+    done = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                          timeout=30)
+    return done.stdout.strip()
+
+
+def roles(config: Path) -> dict[str, str]:
+    done = replikv("status", "--config", str(config), "--json")
+    return {row["id"]: row["role"] for row in json.loads(done.stdout)} if done.stdout else {}
+
+
+def settled(config: Path, leader: str) -> dict[str, str] | None:
+    """The status rows once `leader` leads and every other node follows it with its link up."""
+    done = replikv("status", "--config", str(config), "--json")
+    if done.returncode != 0 or not done.stdout:
+        return None
+    rows = json.loads(done.stdout)
+    for row in rows:
+        if row["id"] == leader:
+            if row["role"] != "leader":
+                return None
+        elif row["role"] != "follower" or row["link"] != "up" or row["leader"] != leader:
+            return None
+    return {row["id"]: row["role"] for row in rows}
+
+
+def test_up_status_replicate_failover_and_stop(tmp_path: Path) -> None:
+    base = free_port_block(3)
+    peer_base = free_port_block(3, avoid=set(range(base, base + 3)))
+    ports = {f"n{i + 1}": base + i for i in range(3)}
+    all_ports = list(ports.values()) + [peer_base + i for i in range(3)]
+    data = tmp_path / "data"
+    config = data / "cluster.toml"
+    up_log = tmp_path / "up.log"
+    with open(up_log, "wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "replikv", "up", "--mode", "leader-follower", "--nodes", "3",
+             "--port", str(base), "--peer-port", str(peer_base), "--data-dir", str(data)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+    def up_alive() -> str | None:
+        if up.poll() is not None:
+            return f"`replikv up` exited with {up.returncode}:\n{up_log.read_text()[-3000:]}"
+        return None
+
+    try:
+        wait_for(lambda: "cluster is up" in up_log.read_text(errors="replace"), START_TIMEOUT_S,
+                 "`replikv up` to report the cluster up", up_alive)
+        assert config.exists()
+
+        # one leader (n1) and two followers
+        assert wait_for(lambda: settled(config, "n1"), 30, "n1 leading two followers",
+                        up_alive) == {"n1": "leader", "n2": "follower", "n3": "follower"}
+        table = replikv("status", "--config", str(config))
+        assert table.returncode == 0, table.stdout + table.stderr
+        assert table.stdout.count("leader") >= 1 and table.stdout.count("follower") == 2
+
+        # a write on the leader reaches both followers
+        assert redis_cli(ports["n1"], "SET", "k", "v") == "OK"
+        for follower in ("n2", "n3"):
+            wait_for(lambda: redis_cli(ports[follower], "GET", "k") == "v", 30,
+                     f"k=v on {follower}", up_alive)
+
+        # failover makes n2 the leader
+        done = replikv("failover", "--config", str(config), "--to", "n2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert wait_for(lambda: settled(config, "n2"), 30, "n2 leading", up_alive) == {
+            "n1": "follower", "n2": "leader", "n3": "follower"}
+        assert redis_cli(ports["n2"], "SET", "k2", "v2") == "OK"
+        wait_for(lambda: redis_cli(ports["n1"], "GET", "k2") == "v2", 30, "k2 on n1", up_alive)
+        assert up.poll() is None
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+        try:
+            code = up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            code = up.wait()
+    assert code == 0, up_log.read_text()[-3000:]
+    assert "all nodes stopped" in up_log.read_text()
+    wait_for(lambda: not any(listening(p) for p in all_ports), 10, "every node port closed")
