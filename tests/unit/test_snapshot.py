@@ -140,11 +140,10 @@ def test_abort_leaves_no_trace(tmp_path: Path) -> None:
 
 
 def test_writer_context_manager_aborts_on_error(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="connection lost"):
-        with SnapshotWriter(tmp_path) as writer:
-            writer.begin(10, 2)
-            writer.write(b"partial")
-            raise RuntimeError("connection lost")
+    with pytest.raises(RuntimeError, match="connection lost"), SnapshotWriter(tmp_path) as writer:
+        writer.begin(10, 2)
+        writer.write(b"partial")
+        raise RuntimeError("connection lost")
     assert snap_files(tmp_path) == []
 
 

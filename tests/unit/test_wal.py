@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import random
@@ -31,7 +32,7 @@ from replikv.storage.wal import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wal_crash_child import crash_entry  # noqa: E402
+from wal_crash_child import crash_entry
 
 BATCHES = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]  # sum 44
 
@@ -40,7 +41,9 @@ def entry(index: int, epoch: int = 1) -> list[Any]:
     return [epoch, [b"SET", f"k{index}".encode(), b"v" * (index % 17)]]
 
 
-def open_wal(directory: Path, after_index: int = 0, **kw: Any) -> tuple[WriteAheadLog, list[tuple[int, list[Any]]]]:
+def open_wal(
+    directory: Path, after_index: int = 0, **kw: Any
+) -> tuple[WriteAheadLog, list[tuple[int, list[Any]]]]:
     wal = WriteAheadLog(directory, **kw)
     records = list(wal.recover(after_index=after_index))
     return wal, records
@@ -253,7 +256,7 @@ def test_flipped_byte_in_an_earlier_record_raises_with_segment_and_offset(
 ) -> None:
     data, _ = _log_with_big_last_record(tmp_path)
     offsets = record_offsets(data)
-    for rec_start, rec_end in zip(offsets[:-1], offsets[1:]):
+    for rec_start, rec_end in itertools.pairwise(offsets):
         for pos in (rec_start + 1, rec_start + 9, rec_start + 17, rec_end - 1):
             broken = bytearray(data)
             broken[pos] ^= 0x01
@@ -312,7 +315,7 @@ def test_valid_record_with_wrong_index_is_corruption_even_at_the_tail(tmp_path: 
 
 
 def test_bad_record_followed_by_valid_record_in_last_segment_raises(tmp_path: Path) -> None:
-    data, last = _log_with_big_last_record(tmp_path)
+    data, _ = _log_with_big_last_record(tmp_path)
     offsets = record_offsets(data)
     broken = bytearray(data)
     broken[offsets[-2] : offsets[-2] + 8] = bytes(8)  # wipe the header of record 4
@@ -334,7 +337,7 @@ def test_count_mismatch_with_valid_checksum_raises(tmp_path: Path) -> None:
 @pytest.mark.parametrize("buffered", [False, True])
 def test_truncate_after_every_index_then_append_continues(tmp_path: Path, buffered: bool) -> None:
     total = sum(BATCHES)
-    for index in range(0, total + 1):
+    for index in range(total + 1):
         d = tmp_path / f"t{index}"
         wal, _ = open_wal(d, fsync="always", segment_bytes=500)
         fill(wal, BATCHES[:-2])

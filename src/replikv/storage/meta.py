@@ -21,7 +21,6 @@ Rules:
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any

@@ -44,6 +44,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from crc32c import crc32c
 
@@ -204,7 +205,7 @@ class SnapshotWriter:
             except FileNotFoundError:
                 pass
 
-    def __enter__(self) -> SnapshotWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

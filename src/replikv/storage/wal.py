@@ -76,7 +76,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import msgpack
 from crc32c import crc32c
@@ -118,7 +118,7 @@ def encode_record(first_index: int, packed_entries: bytes, count: int) -> bytes:
 def _unpack_entries(payload: bytes | memoryview) -> list[Any]:
     entries = msgpack.unpackb(payload, raw=False, strict_map_key=False)
     if not isinstance(entries, list):
-        raise ValueError(f"payload is a {type(entries).__name__}, not a list")
+        raise TypeError(f"payload is a {type(entries).__name__}, not a list")
     return entries
 
 
@@ -341,10 +341,9 @@ class WriteAheadLog:
 
         self._segments = [seg for seg, _ in plan]
         self._open = True
-        if not self._segments:
+        if expected is None:  # no segment files at all
             self._set_empty(after_index + 1)
             return iter(())
-        assert expected is not None
         disk_first, disk_last = self._segments[0].first_index, expected - 1
         if disk_first > after_index + 1:
             raise CorruptLogError(
@@ -493,18 +492,18 @@ class WriteAheadLog:
             self._fsync()
 
     def _write(self, data: bytes) -> None:
-        assert self._fd is not None
+        fd = self._require_fd()
         seg = self._segments[-1]
         try:
-            written = os.write(self._fd, data)
+            written = os.write(fd, data)
             if written != len(data):  # short write: rare (signals, nearly full disk)
                 view = memoryview(data)[written:]
                 while view:
-                    view = view[os.write(self._fd, view) :]
+                    view = view[os.write(fd, view) :]
         except BaseException as exc:
             # Roll back a partial record so later writes never land after garbage.
             try:
-                os.ftruncate(self._fd, seg.size)
+                os.ftruncate(fd, seg.size)
             except OSError:
                 pass
             self._fail(exc)
@@ -513,9 +512,9 @@ class WriteAheadLog:
         self._dirty += len(data)
 
     def _fsync(self) -> None:
-        assert self._fd is not None
+        fd = self._require_fd()
         try:
-            os.fsync(self._fd)
+            os.fsync(fd)
         except OSError as exc:
             self._fail(exc)
             raise WalFailedError(f"WAL fsync failed: {exc}") from exc
@@ -601,8 +600,7 @@ class WriteAheadLog:
             return
         doomed = 0
         while (
-            doomed < len(self._segments) - 1
-            and self._segments[doomed + 1].first_index - 1 <= index
+            doomed < len(self._segments) - 1 and self._segments[doomed + 1].first_index - 1 <= index
         ):
             doomed += 1
         for seg in self._segments[:doomed]:
@@ -645,7 +643,7 @@ class WriteAheadLog:
             self._close_fd()
             self._open = False
 
-    def __enter__(self) -> WriteAheadLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -717,6 +715,11 @@ class WriteAheadLog:
         fsync_directory(self.directory)
 
     # --------------------------------------------------------------- helpers
+
+    def _require_fd(self) -> int:
+        if self._fd is None:  # broken invariant: dirty or buffered data implies a segment
+            raise RuntimeError("WAL has no open segment")
+        return self._fd
 
     def _close_fd(self) -> None:
         if self._fd is not None:
