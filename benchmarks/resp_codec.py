@@ -10,6 +10,7 @@ replies a server sends most (OK, bulk, null, integer, a 10-element array).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import hiredis
 
@@ -20,11 +21,11 @@ CHUNK = 64 * 1024
 ROUNDS = 5
 
 
-def best_of(fn: object, rounds: int = ROUNDS) -> float:
+def best_of(fn: Callable[[], None], rounds: int = ROUNDS) -> float:
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         best = min(best, time.perf_counter() - t0)
     return best
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import hiredis
@@ -25,7 +26,7 @@ def feed_in_chunks(parser: RequestParser, data: bytes, cuts: list[int]) -> list[
     """Feed data cut at cuts (offsets), collecting commands; errors propagate."""
     got: list[list[bytes]] = []
     bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in pairwise(bounds):
         parser.feed(data[a:b])
         got += parser.commands()
     return got
@@ -36,7 +37,7 @@ def outcome(data: bytes, cuts: list[int], **limits: int) -> tuple[list[list[byte
     got: list[list[bytes]] = []
     bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
     try:
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in pairwise(bounds):
             parser.feed(data[a:b])
             got += parser.commands()
     except ProtocolError as err:
@@ -84,8 +85,30 @@ def test_mixed_inline_and_array_round_trip(
 
 # Bytes that exercise the parser's branches far more often than uniform noise.
 protocol_alphabet = st.sampled_from(
-    [b"*", b"$", b"\r\n", b"\r", b"\n", b"0", b"1", b"2", b"3", b"-", b"+", b":", b" ", b'"',
-     b"'", b"\\", b"x", b"a", b"\0", b"*1\r\n", b"$1\r\n", b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"]
+    [
+        b"*",
+        b"$",
+        b"\r\n",
+        b"\r",
+        b"\n",
+        b"0",
+        b"1",
+        b"2",
+        b"3",
+        b"-",
+        b"+",
+        b":",
+        b" ",
+        b'"',
+        b"'",
+        b"\\",
+        b"x",
+        b"a",
+        b"\0",
+        b"*1\r\n",
+        b"$1\r\n",
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+    ]
 )
 protocolish_st = st.lists(protocol_alphabet, max_size=40).map(b"".join)
 limits_st = st.fixed_dictionaries(
@@ -151,7 +174,7 @@ def expected_decode(value: Any, resp3: bool) -> Any:
     if isinstance(value, float):
         return value if resp3 else b"%.17g" % value
     if isinstance(value, RespError):
-        message = value.message[1:] if value.message.startswith("-") else value.message
+        message = value.message.removeprefix("-")
         return RespError(message or "ERR")
     if isinstance(value, (list, tuple)):
         return [expected_decode(v, resp3) for v in value]
@@ -188,7 +211,7 @@ def test_encode_reply_round_trip(value: Any, resp3: bool, cuts: list[int]) -> No
     parser = ReplyParser()
     got = []
     bounds = [0, *sorted({c % (len(wire) + 1) for c in cuts}), len(wire)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in pairwise(bounds):
         parser.feed(wire[a:b])
         got += parser.replies()
     assert len(got) == 1

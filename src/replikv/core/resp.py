@@ -222,24 +222,26 @@ class RequestParser:
       ``_inline_from`` how far the newline search of an incomplete inline
       line at ``_buf[0]`` got; both are reset when a command completes, so
       re-checking never rescans old bytes (no quadratic work on slow feeds).
-    * Pending bytes never exceed what the limits allow plus one ``feed()``:
-      one bulk of ``max_bulk_len`` (declared, so allowed) or a header / inline
-      line of ``max_inline_len``.
+    * Pending bytes are a prefix of one command whose declared sizes passed
+      the limits (at most ``max_args`` bulks of at most ``max_bulk_len``), or
+      a header / inline line of at most ``max_inline_len``, plus the last
+      ``feed()``. A cap on the total (Redis's client-query-buffer-limit) is
+      the runtime's to apply; it can read ``pending``.
     """
 
     __slots__ = (
-        "max_bulk_len",
-        "max_args",
-        "max_inline_len",
-        "_small",
         "_buf",
+        "_error",
+        "_fed",
+        "_inline_from",
         "_reader",
         "_rstart",
-        "_fed",
-        "_scan_off",
         "_scan_left",
-        "_inline_from",
-        "_error",
+        "_scan_off",
+        "_small",
+        "max_args",
+        "max_bulk_len",
+        "max_inline_len",
     )
 
     def __init__(
@@ -312,7 +314,7 @@ class RequestParser:
                     self._rstart = self._fed = pos
                 reader = self._reader
                 if self._fed < n:
-                    reader.feed(buf, self._fed, n - self._fed)
+                    reader.feed(buf, self._fed, n - self._fed)  # type: ignore[arg-type]
                     self._fed = n
                 batch: list[Any] = []
                 broken = False
@@ -322,12 +324,12 @@ class RequestParser:
                     while item is not False:
                         batch.append(item)
                         item = gets()
-                except Exception:  # hiredis.ProtocolError, MemoryError on a huge count
+                except Exception:  # noqa: BLE001 - any hiredis failure: the exact parser decides
                     broken = True
                 if batch:
                     try:
                         packed: bytes | None = b"".join(map(_pack_command, map(tuple, batch)))
-                    except Exception:  # an element that is not bytes
+                    except TypeError:  # an element or a command that is not bytes / a list
                         packed = None
                     if (
                         packed is not None
@@ -374,9 +376,10 @@ class RequestParser:
             self._fed -= pos
 
     def _within_limits(self, batch: list[list[bytes]]) -> bool:
-        return max(map(len, batch)) <= self.max_args and max(
-            map(len, chain.from_iterable(batch)), default=0
-        ) <= self.max_bulk_len
+        return (
+            max(map(len, batch)) <= self.max_args
+            and max(map(len, chain.from_iterable(batch)), default=0) <= self.max_bulk_len
+        )
 
     # -- exact parser ------------------------------------------------------ #
 
@@ -434,9 +437,7 @@ class RequestParser:
             left -= 1
         return p, left
 
-    def _exact_array(
-        self, buf: bytearray, start: int, n: int
-    ) -> tuple[list[bytes], int] | None:
+    def _exact_array(self, buf: bytearray, start: int, n: int) -> tuple[list[bytes], int] | None:
         head = self._header(buf, start, n)
         if head is None:
             return None
@@ -461,9 +462,7 @@ class RequestParser:
         p, left = self._bulks(buf, p, n, left, None)
         self._scan_off, self._scan_left = p - start, left
 
-    def _exact_inline(
-        self, buf: bytearray, start: int, n: int
-    ) -> tuple[list[bytes], int] | None:
+    def _exact_inline(self, buf: bytearray, start: int, n: int) -> tuple[list[bytes], int] | None:
         nl = buf.find(b"\n", start + self._inline_from, n)
         if nl < 0:
             known = n - start - (1 if buf[n - 1] == _CR else 0)
@@ -530,9 +529,7 @@ def _encode_float(f: float, resp3: bool) -> bytes:
 
 
 def _encode_error(e: RespError) -> bytes:
-    message = e.message
-    if message.startswith("-"):
-        message = message[1:]
+    message = e.message.removeprefix("-")
     return b"-%b\r\n" % (message or "ERR").encode()
 
 
@@ -553,7 +550,8 @@ def encode_reply(value: Any, resp3: bool = False) -> bytes:
     if value is None:
         return RESP3_NULL if resp3 else NULL_BULK
     if t is Raw:
-        return bytes(value)
+        raw: bytes = value
+        return raw
     parts: list[bytes] = []
     _encode_into(value, parts, resp3)
     return b"".join(parts)
@@ -581,7 +579,9 @@ def _encode_into(value: Any, out: list[bytes], resp3: bool) -> None:
     elif value is None:
         append(RESP3_NULL if resp3 else NULL_BULK)
     elif t is bool:
-        append((b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n"))
+        append(
+            (b"#t\r\n" if value else b"#f\r\n") if resp3 else (b":1\r\n" if value else b":0\r\n")
+        )
     elif t is RespError or isinstance(value, RespError):
         append(_encode_error(value))
     elif t is Raw:
