@@ -328,7 +328,11 @@ class RequestParser:
                     broken = True
                 if batch:
                     try:
-                        packed: bytes | None = b"".join(map(_pack_command, map(tuple, batch)))
+                        packed: bytes | None = (
+                            _pack_command(tuple(batch[0]))
+                            if len(batch) == 1
+                            else b"".join(map(_pack_command, map(tuple, batch)))
+                        )
                     except TypeError:  # an element or a command that is not bytes / a list
                         packed = None
                     if (
