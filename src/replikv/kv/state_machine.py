@@ -105,6 +105,9 @@ def _int(arg: bytes) -> int:
     Only canonical decimal is accepted: no sign ``+``, no leading zeros, no
     ``-0``, no spaces; otherwise NOT_INTEGER is raised.
     """
+    # Fast path: up to 18 ASCII digits without a leading zero always fit.
+    if arg.isdigit() and len(arg) < 19 and (arg[0] != 0x30 or len(arg) == 1):
+        return int(arg)
     try:
         value = int(arg)
     except ValueError:
@@ -566,6 +569,21 @@ class StateMachine:
         data[key] = b"%d" % new
         self.dirty += 1
         return new
+
+    def _w_incr(self, argv: list[bytes], now_ms: int) -> tuple[Reply, Cmds | None]:
+        """INCR's leader side, unrolled: it is a hot command."""
+        key = argv[1]
+        pre = None
+        if self.expires and key in self.expires:
+            pre = self._expire_if_due(key, now_ms, None)
+        try:
+            reply = self._incrby(key, 1)  # always a change when it succeeds
+        except RespError as err:
+            return err, pre
+        if pre is None:
+            return reply, [argv]
+        pre.append(argv)
+        return reply, pre
 
     def _a_incr(self, argv: list[bytes]) -> Reply:
         return self._incrby(argv[1], 1)
@@ -1184,7 +1202,7 @@ _WRITE_FNS: dict[str, tuple[LeaderFn, ApplyFn]] = {
     "getset": (_deterministic(SM._a_getset), SM._a_getset),
     "getdel": (_deterministic(SM._a_getdel), SM._a_getdel),
     "mset": (_deterministic(SM._a_mset, 1, -1, 2), SM._a_mset),
-    "incr": (_deterministic(SM._a_incr), SM._a_incr),
+    "incr": (SM._w_incr, SM._a_incr),
     "decr": (_deterministic(SM._a_decr), SM._a_decr),
     "incrby": (_deterministic(SM._a_incrby), SM._a_incrby),
     "decrby": (_deterministic(SM._a_decrby), SM._a_decrby),
