@@ -32,12 +32,26 @@ def _cmd(name: bytes, *parts: st.SearchStrategy[bytes]) -> st.SearchStrategy[lis
     return st.tuples(*parts).map(lambda t: [name, *t])
 
 
-def _varargs(name: bytes, head: st.SearchStrategy[bytes], item: st.SearchStrategy[bytes]) -> st.SearchStrategy[list[bytes]]:
-    return st.tuples(head, st.lists(item, min_size=1, max_size=3)).map(lambda t: [name, t[0], *t[1]])
+def _varargs(
+    name: bytes, head: st.SearchStrategy[bytes], item: st.SearchStrategy[bytes]
+) -> st.SearchStrategy[list[bytes]]:
+    return st.tuples(head, st.lists(item, min_size=1, max_size=3)).map(
+        lambda t: [name, t[0], *t[1]]
+    )
 
 
 set_options = st.lists(
-    st.sampled_from([[b"NX"], [b"XX"], [b"GET"], [b"KEEPTTL"], [b"PX", b"7"], [b"EX", b"1"], [b"PXAT", b"%d" % (T0 + 40)]]),
+    st.sampled_from(
+        [
+            [b"NX"],
+            [b"XX"],
+            [b"GET"],
+            [b"KEEPTTL"],
+            [b"PX", b"7"],
+            [b"EX", b"1"],
+            [b"PXAT", b"%d" % (T0 + 40)],
+        ]
+    ),
     max_size=2,
 ).map(lambda opts: [x for o in opts for x in o])
 
@@ -76,7 +90,9 @@ write_cmd = st.one_of(
     st.just([b"FLUSHALL"]),
 )
 
-read_cmd = st.one_of(_cmd(b"GET", key), _cmd(b"TTL", key), _cmd(b"LRANGE", key, small_int, small_int))
+read_cmd = st.one_of(
+    _cmd(b"GET", key), _cmd(b"TTL", key), _cmd(b"LRANGE", key, small_int, small_int)
+)
 
 step = st.one_of(
     st.tuples(st.just("write"), write_cmd),
@@ -91,7 +107,17 @@ def _reads(sm: StateMachine, now: int) -> list[object]:
     """Every observable answer at ``now`` (unordered replies made comparable)."""
     out: list[object] = []
     for k in KEYS:
-        for name in (b"GET", b"TYPE", b"TTL", b"PTTL", b"EXISTS", b"STRLEN", b"LLEN", b"SCARD", b"HLEN"):
+        for name in (
+            b"GET",
+            b"TYPE",
+            b"TTL",
+            b"PTTL",
+            b"EXISTS",
+            b"STRLEN",
+            b"LLEN",
+            b"SCARD",
+            b"HLEN",
+        ):
             out.append(sm.read([name, k], now))
         out.append(sm.read([b"LRANGE", k, b"0", b"-1"], now))
         members = sm.read([b"SMEMBERS", k], now)
@@ -124,8 +150,12 @@ def _check_invariants(sm: StateMachine) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(steps=st.lists(step, min_size=5, max_size=60), restore_at=st.integers(min_value=0, max_value=60))
-def test_log_replay_reproduces_leader_state(steps: list[tuple[str, object]], restore_at: int) -> None:
+@given(
+    steps=st.lists(step, min_size=5, max_size=60), restore_at=st.integers(min_value=0, max_value=60)
+)
+def test_log_replay_reproduces_leader_state(
+    steps: list[tuple[str, object]], restore_at: int
+) -> None:
     leader = StateMachine()
     followers = [StateMachine()]
     now = T0
@@ -146,7 +176,8 @@ def test_log_replay_reproduces_leader_state(steps: list[tuple[str, object]], res
             _reply, entry = leader.execute_write(argv, now)
             ship(entry)
         elif kind == "multi":
-            _replies, entry = leader.execute_transaction([list(c) for c in arg], now)  # type: ignore[union-attr]
+            queued = [list(c) for c in arg]  # type: ignore[union-attr]
+            _replies, entry = leader.execute_transaction(queued, now)
             ship(entry)
         elif kind == "expire_cycle":
             ship(leader.expire_cycle(now, arg))  # type: ignore[arg-type]

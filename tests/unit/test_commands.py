@@ -9,10 +9,32 @@ from replikv.kv import glob
 from replikv.kv.commands import COMMANDS, CommandSpec, command_reply, lookup, unknown_command
 from replikv.kv.state_machine import READ_COMMANDS, WRITE_COMMANDS
 
-RUNTIME_COMMANDS = (
-    "PING ECHO HELLO AUTH SELECT QUIT MULTI EXEC DISCARD WAIT INFO CLIENT COMMAND "
-    "CONSISTENCY SESSION FAILOVER REPLIKV CONFIG DBSIZE FLUSHALL SCAN KEYS WRITE READ"
-).split()
+RUNTIME_COMMANDS = [
+    "PING",
+    "ECHO",
+    "HELLO",
+    "AUTH",
+    "SELECT",
+    "QUIT",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
+    "WAIT",
+    "INFO",
+    "CLIENT",
+    "COMMAND",
+    "CONSISTENCY",
+    "SESSION",
+    "FAILOVER",
+    "REPLIKV",
+    "CONFIG",
+    "DBSIZE",
+    "FLUSHALL",
+    "SCAN",
+    "KEYS",
+    "WRITE",
+    "READ",
+]
 
 
 # --- table ---------------------------------------------------------------------

@@ -125,9 +125,13 @@ def test_set_with_get_on_wrong_type(p: Pair) -> None:
 
 
 def test_set_ex_is_logged_as_pxat(p: Pair) -> None:
-    assert p.logged("SET", "k", "v", "EX", "10") == [[b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 10_000)]]
+    assert p.logged("SET", "k", "v", "EX", "10") == [
+        [b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 10_000)]
+    ]
     assert p.logged("SET", "k", "v", "PX", "5", "NX") is None  # NX failed: nothing
-    assert p.logged("SET", "k", "v", "XX", "PX", "5") == [[b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 5)]]
+    assert p.logged("SET", "k", "v", "XX", "PX", "5") == [
+        [b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 5)]
+    ]
     assert p.follower.expires[b"k"] == NOW + 5
 
 
@@ -148,9 +152,13 @@ def test_set_clears_ttl_unless_keepttl(p: Pair) -> None:
 
 
 def test_setex_psetex(p: Pair) -> None:
-    assert p.logged("SETEX", "k", "10", "v") == [[b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 10_000)]]
+    assert p.logged("SETEX", "k", "10", "v") == [
+        [b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 10_000)]
+    ]
     assert p.r("PTTL", "k") == 10_000
-    assert p.logged("PSETEX", "k", "1500", "v") == [[b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 1500)]]
+    assert p.logged("PSETEX", "k", "1500", "v") == [
+        [b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 1500)]
+    ]
     assert p.w("SETEX", "k", "0", "v") == err("ERR invalid expire time in 'setex' command")
     assert p.w("PSETEX", "k", "-1", "v") == err("ERR invalid expire time in 'psetex' command")
     assert p.w("SETEX", "k", "a", "v") == NOT_INTEGER
@@ -404,7 +412,9 @@ def test_hashes(p: Pair) -> None:
     assert p.r("EXISTS", "h") == 0
     assert p.r("HGETALL", "h") == {}
     assert p.w("HSET", "h", "f") == err("ERR wrong number of arguments for 'hset' command")
-    assert p.w("HSET", "h", "f", "v", "g") == err("ERR wrong number of arguments for 'hset' command")
+    assert p.w("HSET", "h", "f", "v", "g") == err(
+        "ERR wrong number of arguments for 'hset' command"
+    )
     p.w("SET", "str", "x")
     assert p.w("HSET", "str", "f", "v") == WRONGTYPE
     assert p.w("HINCRBY", "str", "f", "1") == WRONGTYPE
@@ -557,7 +567,7 @@ def test_snapshot_restore_round_trip(p: Pair) -> None:
     assert copy.data == p.leader.data and copy.expires == p.leader.expires
     assert copy.read([b"LRANGE", b"l", b"0", b"-1"], NOW) == [b"a", b"b", b"c"]
     # the restored machine keeps working as a follower
-    reply, cmds = p.leader.execute_write([b"LPUSH", b"l", b"z"], NOW)
+    _reply, cmds = p.leader.execute_write([b"LPUSH", b"l", b"z"], NOW)
     copy.apply(cmds)
     assert copy.digest() == p.leader.digest()
 
@@ -578,8 +588,20 @@ def test_restore_rejects_unknown_version() -> None:
 
 def test_digest_is_order_independent_and_sensitive() -> None:
     a, b = StateMachine(), StateMachine()
-    a.apply([[b"SADD", b"s", b"1", b"2", b"3"], [b"SET", b"k", b"v"], [b"HSET", b"h", b"a", b"1", b"b", b"2"]])
-    b.apply([[b"HSET", b"h", b"b", b"2", b"a", b"1"], [b"SET", b"k", b"v"], [b"SADD", b"s", b"3", b"2", b"1"]])
+    a.apply(
+        [
+            [b"SADD", b"s", b"1", b"2", b"3"],
+            [b"SET", b"k", b"v"],
+            [b"HSET", b"h", b"a", b"1", b"b", b"2"],
+        ]
+    )
+    b.apply(
+        [
+            [b"HSET", b"h", b"b", b"2", b"a", b"1"],
+            [b"SET", b"k", b"v"],
+            [b"SADD", b"s", b"3", b"2", b"1"],
+        ]
+    )
     assert a.digest() == b.digest()
     b.apply([[b"PEXPIREAT", b"k", b"5"]])
     assert a.digest() != b.digest()

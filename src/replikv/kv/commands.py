@@ -76,7 +76,9 @@ class CommandSpec:
         return argv[self.first_key : last + 1 : self.key_step]
 
 
-def _spec(name: str, arity: int, flags: str, first: int = 1, last: int = 1, step: int = 1) -> CommandSpec:
+def _spec(
+    name: str, arity: int, flags: str, first: int = 1, last: int = 1, step: int = 1
+) -> CommandSpec:
     return CommandSpec(name.lower(), arity, frozenset(flags.split()), first, last, step)
 
 

@@ -23,8 +23,8 @@ A pattern is translated once into an anchored ``re`` bytes regex (DOTALL, so
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 __all__ = ["compile_glob", "match", "matches_all"]
 

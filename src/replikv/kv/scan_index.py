@@ -28,10 +28,10 @@ is in exactly the bucket its position names.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 from zlib import crc32
 
-__all__ = ["ScanIndex", "SPACE"]
+__all__ = ["SPACE", "ScanIndex"]
 
 SPACE = 1 << 32  # cursor positions are in [0, SPACE)
 _MIN_BITS = 4
@@ -42,7 +42,7 @@ _KEYS_PER_BUCKET_MAX = 8
 class ScanIndex:
     """Keys bucketed by ``crc32`` top bits; see the module docstring."""
 
-    __slots__ = ("_bits", "_shift", "_buckets", "_count")
+    __slots__ = ("_bits", "_buckets", "_count", "_shift")
 
     def __init__(self, keys: Iterable[bytes] = ()) -> None:
         keys = list(keys)

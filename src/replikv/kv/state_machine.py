@@ -56,9 +56,10 @@ from __future__ import annotations
 import heapq
 import re
 from collections import deque
+from collections.abc import Callable
 from hashlib import blake2b
 from itertools import islice
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -73,9 +74,9 @@ from replikv.core.replies import (
 )
 from replikv.kv.commands import COMMANDS, unknown_command
 from replikv.kv.glob import compile_glob, matches_all
-from replikv.kv.scan_index import SPACE, ScanIndex
+from replikv.kv.scan_index import ScanIndex
 
-__all__ = ["StateMachine", "SNAPSHOT_VERSION"]
+__all__ = ["SNAPSHOT_VERSION", "StateMachine"]
 
 Reply = Any
 Cmds = list[list[bytes]]
@@ -130,7 +131,7 @@ def _as_list(value: Any) -> deque[bytes]:
 class StateMachine:
     """The key space plus TTLs; see the module docstring for the rules."""
 
-    __slots__ = ("data", "expires", "dirty", "_heap", "_scan")
+    __slots__ = ("_heap", "_scan", "data", "dirty", "expires")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
@@ -701,7 +702,9 @@ class StateMachine:
         self.dirty += 1
         return 1
 
-    def _expire_allowed(self, key: bytes, when: int, nx: bool, xx: bool, gt: bool, lt: bool) -> bool:
+    def _expire_allowed(
+        self, key: bytes, when: int, nx: bool, xx: bool, gt: bool, lt: bool
+    ) -> bool:
         """The NX/XX/GT/LT conditions of EXPIRE (no TTL counts as infinite)."""
         if not (nx or xx or gt or lt):
             return True
@@ -712,9 +715,7 @@ class StateMachine:
             return False
         if gt and (current is None or when <= current):
             return False
-        if lt and current is not None and when >= current:
-            return False
-        return True
+        return not (lt and current is not None and when >= current)
 
     def _r_exists(self, argv: list[bytes], now_ms: int) -> Reply:
         return sum(1 for key in argv[1:] if self._live(key, now_ms) is not None)
@@ -757,11 +758,7 @@ class StateMachine:
                 return list(self.data)
             return [k for k in self.data if not (k in expires and expires[k] <= now_ms)]
         pred = compile_glob(pattern)
-        return [
-            k
-            for k in self.data
-            if pred(k) and not (k in expires and expires[k] <= now_ms)
-        ]
+        return [k for k in self.data if pred(k) and not (k in expires and expires[k] <= now_ms)]
 
     def _r_scan(self, argv: list[bytes], now_ms: int) -> Reply:
         """SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]; see kv/scan_index.py."""
