@@ -175,6 +175,12 @@ def test_command_errors_match_redis() -> None:
     )
 
 
+def test_command_reply_accepts_args_without_the_name() -> None:
+    assert command_reply([b"COUNT"]) == command_reply([b"COMMAND", b"COUNT"])
+    assert command_reply([]) == command_reply([b"COMMAND"])
+    assert command_reply([b"INFO", b"get"]) == command_reply([b"command", b"INFO", b"get"])
+
+
 def test_command_help_is_simple_strings() -> None:
     lines = command_reply([b"COMMAND", b"HELP"])
     assert lines and all(isinstance(line, str) for line in lines)

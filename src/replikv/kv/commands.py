@@ -255,9 +255,13 @@ _SUBCOMMAND_ARITY = {b"COUNT": 2, b"LIST": -2, b"INFO": -2, b"DOCS": -2, b"GETKE
 def command_reply(argv: list[bytes]) -> object:
     """The reply to ``COMMAND [COUNT|LIST|INFO|DOCS|GETKEYS|HELP ...]``.
 
-    ``argv`` is the full command, ``argv[0]`` being ``COMMAND`` itself.
+    ``argv`` is either the full command (``argv[0]`` is ``COMMAND``) or only
+    its arguments (``argv[0]`` is the subcommand, ``[]`` for bare COMMAND);
+    the two cannot be confused since ``COMMAND`` is no subcommand.
     DOCS answers an empty map per command (clients only need the keys).
     """
+    if not argv or argv[0].upper() != b"COMMAND":
+        argv = [b"COMMAND", *argv]
     if len(argv) == 1:
         return [_info(s) for s in _SPECS]
     sub = argv[1].upper()
