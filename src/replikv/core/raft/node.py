@@ -747,6 +747,8 @@ class RaftNode:
             return
         pr.recent_active = True
         pr.probe_sent = False
+        if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+            pr.inflights.free_first_one()  # messages may be lost: let one more through
         if pr.state is ProgressState.SNAPSHOT:
             self._send_snapshot_chunk(m.src)  # retransmit a lost chunk
         elif pr.match < self.log.last_index:

@@ -61,6 +61,12 @@ class Inflights:
         while self._q and self._q[0][0] <= index:
             self.bytes -= self._q.popleft()[1]
 
+    def free_first_one(self) -> None:
+        """Give up on the oldest message (it may be lost) so a full window can
+        send again; a gap then makes the follower reject, and we probe."""
+        if self._q:
+            self.bytes -= self._q.popleft()[1]
+
     def reset(self) -> None:
         self._q.clear()
         self.bytes = 0
