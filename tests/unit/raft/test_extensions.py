@@ -1,0 +1,363 @@
+"""Beyond Figure 2: PreVote, CheckQuorum, stickiness, pipelining, snapshots,
+membership, leadership transfer, ReadIndex / lease reads, role legality."""
+
+from __future__ import annotations
+
+import pytest
+from raft_helpers import ae, elapse, elect, make, msgs, persists, resp, rv, timeout
+
+from replikv.core.invariant import InvariantViolation
+from replikv.core.raft.effects import Apply, ReadReady, Reply, RestoreSnapshot
+from replikv.core.raft.errors import (
+    ConfigChangeInProgress,
+    InvalidConfigChange,
+    LearnerNotCaughtUp,
+    NotLeader,
+    ProposalDropped,
+)
+from replikv.core.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from replikv.core.raft.node import Role
+
+
+def _leader(**kw: object) -> object:
+    n = make(term=1, **kw)  # type: ignore[arg-type]
+    elect(n)
+    for v in sorted(n.log.config().voters - {1}):
+        n.step(AppendEntriesResponse(term=n.term, src=v, dst=1, success=True, match_index=1))
+    return n
+
+
+# ----------------------------------------------------------------- PreVote
+
+
+def test_prevote_timeout_does_not_increment_term() -> None:
+    n = make(term=1, pre_vote=True)
+    effs = timeout(n)
+    assert n.role is Role.PRE_CANDIDATE and n.term == 1
+    assert all(m.pre_vote and m.term == 2 for m in msgs(effs, RequestVote))
+
+
+def test_prevote_receiver_does_not_change_term_or_vote() -> None:
+    n = make(term=1, pre_vote=True)
+    r = resp(n.step(rv(2, (0, 0), pre_vote=True)), RequestVoteResponse)
+    assert r.granted and r.pre_vote and n.term == 1 and n.vote is None
+
+
+def test_prevote_majority_then_real_election() -> None:
+    n = make(term=1, pre_vote=True)
+    timeout(n)
+    effs = n.step(RequestVoteResponse(term=2, src=2, dst=1, granted=True, pre_vote=True))
+    assert n.role is Role.CANDIDATE and n.term == 2
+    assert all(not m.pre_vote for m in msgs(effs, RequestVote))
+
+
+def test_prevote_partitioned_node_keeps_its_term_forever() -> None:
+    n = make(term=1, pre_vote=True)
+    for _ in range(5):
+        timeout(n)
+    assert n.term == 1
+
+
+# ---------------------------------------------------- CheckQuorum, stickiness
+
+
+def test_check_quorum_leader_without_active_majority_steps_down() -> None:
+    n = make(term=1, check_quorum=True)
+    elect(n)
+    elapse(n, n.election_timeout_ticks)  # clears the activity marks
+    assert n.role is Role.LEADER
+    elapse(n, n.election_timeout_ticks)
+    assert n.role is Role.FOLLOWER and n.term == 2
+
+
+def test_check_quorum_leader_with_active_majority_stays() -> None:
+    n = make(term=1, check_quorum=True)
+    elect(n)
+    for _ in range(4):
+        elapse(n, n.election_timeout_ticks - 1)
+        n.step(HeartbeatResponse(term=2, src=2, dst=1))
+        elapse(n, 1)
+    assert n.role is Role.LEADER
+
+
+def test_stickiness_vote_request_ignored_while_leader_heard_recently() -> None:
+    n = make(term=1, check_quorum=True)
+    n.step(ae(1, (0, 0)))
+    assert n.step(rv(5, (9, 9), src=3)) == []
+    assert n.term == 1
+    elapse(n, n.election_timeout_ticks)
+    assert resp(n.step(rv(5, (9, 9), src=3)), RequestVoteResponse).granted
+
+
+def test_stale_leader_gets_higher_term_answer_and_steps_down() -> None:
+    n = make(term=5, check_quorum=True, pre_vote=True)
+    r = resp(n.step(ae(3, (0, 0))), AppendEntriesResponse)
+    assert r.term == 5 and not r.success
+
+
+# ----------------------------------------------------- replication pipeline
+
+
+def test_replicate_state_pipelines_up_to_the_inflight_limit() -> None:
+    n = make(term=1, max_inflight_msgs=2)
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    sent = []
+    for i in range(4):
+        sent += [m for m in msgs(n.propose(b"x%d" % i, i), AppendEntries) if m.dst == 2]
+    assert len(sent) == 2  # window full
+    effs = n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=3))
+    more = [m for m in msgs(effs, AppendEntries) if m.dst == 2 and m.entries]
+    assert more and more[0].entries[0].index == 4
+
+
+def test_probe_state_sends_one_message_until_answered() -> None:
+    n = make(term=1)
+    elect(n)  # node 3 is probing, its no-op append unanswered
+    effs = n.propose(b"x", 1)
+    assert not [m for m in msgs(effs, AppendEntries) if m.dst == 3]
+
+
+def test_messages_are_cut_at_max_msg_bytes() -> None:
+    n = make(term=1, max_msg_bytes=100)
+    elect(n)
+    n.propose_batch([(b"y" * 60, i, None, None) for i in range(3)])
+    effs = n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    assert all(len(m.entries) <= 1 for m in msgs(effs, AppendEntries))
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def test_follower_behind_first_index_gets_chunked_snapshot() -> None:
+    n = make(term=1, snapshot_chunk_bytes=4)
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    n.propose(b"a", 1)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=2))
+    (p,) = persists(n.compact(2, b"0123456789"))
+    assert p.snapshot is not None and p.snapshot.index == 2 and n.log.first_index == 3
+    # node 3 rejects the probe (prev 0) that carried the no-op: it needs entry 1, compacted
+    effs = n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=False, reject_index=0,
+                                        conflict_term=0, conflict_index=1))
+    chunk = resp(effs, InstallSnapshot)
+    assert (chunk.offset, chunk.data, chunk.done) == (0, b"0123", False)
+    effs = n.step(InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=2, next_offset=4))
+    assert resp(effs, InstallSnapshot).offset == 4
+
+
+def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:
+    n = make(terms=(1, 1, 1), term=1, commit=1)
+    cfg = n.log.config()
+    out = []
+    for off, data, done in ((0, b"ab", False), (2, b"cd", True)):
+        out += n.step(InstallSnapshot(term=2, src=2, dst=1, last_included_index=5,
+                                      last_included_term=2, config=cfg, offset=off, data=data,
+                                      done=done))
+    (restore,) = [e for e in out if isinstance(e, RestoreSnapshot)]
+    assert restore.snapshot.data == b"abcd"
+    assert n.log.first_index == 6 and n.log.commit == 5 and n.log.entries == []
+    assert any(p.discard_log for p in persists(out))
+
+
+def test_out_of_order_snapshot_chunk_asks_for_expected_offset() -> None:
+    n = make(term=1)
+    cfg = n.log.config()
+    n.step(InstallSnapshot(term=1, src=2, dst=1, last_included_index=5, last_included_term=1,
+                           config=cfg, offset=0, data=b"ab", done=False))
+    effs = n.step(InstallSnapshot(term=1, src=2, dst=1, last_included_index=5, last_included_term=1,
+                                  config=cfg, offset=4, data=b"ef", done=True))
+    assert resp(effs, InstallSnapshotResponse).next_offset == 2
+
+
+# ----------------------------------------------------------------- membership
+
+
+def test_config_change_takes_effect_when_appended() -> None:
+    n = _leader()
+    n.add_learner(4, "r")
+    assert 4 in n.log.config().learners and 4 in n.progress
+    assert n.log.commit < n.log.last_index
+
+
+def test_one_config_change_at_a_time() -> None:
+    n = _leader()
+    n.add_learner(4, "a")
+    (r,) = [e for e in n.add_learner(5, "b") if isinstance(e, Reply)]
+    assert isinstance(r.result, ConfigChangeInProgress)
+
+
+def test_promote_requires_caught_up_learner() -> None:
+    n = _leader()
+    n.add_learner(4, "a")
+    for v in (2, 3):
+        n.step(AppendEntriesResponse(term=2, src=v, dst=1, success=True, match_index=2))
+    (r,) = [e for e in n.promote(4, "p") if isinstance(e, Reply)]
+    assert r.result == LearnerNotCaughtUp(4)
+    n.step(AppendEntriesResponse(term=2, src=4, dst=1, success=True, match_index=2))
+    n.promote(4, "p")
+    assert 4 in n.log.config().voters
+
+
+def test_cannot_remove_last_voter() -> None:
+    n = make(voters=(1,), term=1)
+    n.campaign()
+    assert n.role is Role.LEADER
+    (r,) = [e for e in n.remove(1, "x") if isinstance(e, Reply)]
+    assert isinstance(r.result, InvalidConfigChange)
+
+
+def test_follower_config_reverts_when_config_entry_truncated() -> None:
+    n = make(terms=(1,), term=1)
+    from replikv.core.raft.messages import Config, Entry, EntryKind
+
+    cfg = Config(voters=frozenset({1, 2, 3}), learners=frozenset({4}))
+    n.step(AppendEntries(term=1, src=2, dst=1, prev_log_index=1, prev_log_term=1,
+                         entries=(Entry(term=1, index=2, kind=EntryKind.CONFIG, config=cfg),)))
+    assert n.log.config() == cfg
+    n.step(ae(2, (1, 1), ((2, 2),), src=3))
+    assert n.log.config().learners == frozenset()
+
+
+def test_learner_never_campaigns() -> None:
+    n = make(nid=4, voters=(1, 2, 3))
+    elapse(n, 100)
+    assert n.role is Role.FOLLOWER and n.term == 0
+
+
+# --------------------------------------------------------- leadership transfer
+
+
+def test_transfer_sends_timeout_now_when_target_caught_up() -> None:
+    n = _leader()
+    effs = n.transfer_leadership(2)
+    assert resp(effs, TimeoutNow).dst == 2
+    (r,) = [e for e in n.propose(b"x", "p") if isinstance(e, Reply)]
+    assert isinstance(r.result, ProposalDropped)
+
+
+def test_transfer_aborted_after_election_timeout() -> None:
+    n = _leader()
+    n.transfer_leadership(2)
+    elapse(n, n.election_timeout_ticks)
+    assert n.lead_transferee is None
+
+
+def test_timeout_now_starts_election_that_bypasses_stickiness() -> None:
+    n = make(nid=2, term=1, check_quorum=True, pre_vote=True)
+    effs = n.step(TimeoutNow(term=1, src=1, dst=2))
+    assert n.role is Role.CANDIDATE and n.term == 2
+    assert all(m.transfer for m in msgs(effs, RequestVote))
+    voter = make(nid=3, term=1, check_quorum=True)
+    voter.step(ae(1, (0, 0), src=1, dst=3))
+    assert resp(voter.step(rv(2, (0, 0), src=2, dst=3, transfer=True)), RequestVoteResponse).granted
+
+
+def test_transfer_by_non_leader_raises_not_leader() -> None:
+    with pytest.raises(NotLeader):
+        make().transfer_leadership(2)
+
+
+# ------------------------------------------------------------------ reads
+
+
+def test_read_index_waits_for_quorum_heartbeat_round() -> None:
+    n = _leader()
+    effs = n.read_index("r")
+    ctx = msgs(effs, Heartbeat)[0].ctx
+    assert not any(isinstance(e, ReadReady) for e in effs)
+    effs = n.step(HeartbeatResponse(term=2, src=3, dst=1, ctx=ctx))
+    assert [e for e in effs if isinstance(e, ReadReady)][0].index == n.log.commit
+
+
+def test_read_index_waits_for_commit_of_leader_term() -> None:
+    n = make(term=1)
+    elect(n)
+    assert not [e for e in n.read_index("r") if isinstance(e, ReadReady)]
+    effs = n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    ctx = msgs(effs, Heartbeat)[0].ctx
+    (ready,) = [e for e in n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=ctx))
+                if isinstance(e, ReadReady)]
+    assert ready.index == 1
+
+
+def test_follower_read_index_asks_leader() -> None:
+    n = make(nid=2, term=1)
+    n.step(ae(1, (0, 0), src=1, dst=2))
+    assert resp(n.read_index("r"), ReadIndexRequest).dst == 1
+    (ready,) = n.step(ReadIndexResponse(term=1, src=1, dst=2, request_id="r", index=7))
+    assert ready == ReadReady(request_id="r", index=7)
+
+
+def test_read_without_known_leader_is_refused() -> None:
+    (r,) = make().read_index("r")
+    assert r == Reply(request_id="r", result=NotLeader(None))
+
+
+def test_leader_stepping_down_fails_pending_reads() -> None:
+    n = _leader()
+    n.read_index("r")
+    effs = n.step(ae(9, (0, 0), src=3))
+    assert Reply(request_id="r", result=NotLeader(3)) in effs
+
+
+def test_lease_read_served_without_round_then_expires() -> None:
+    n = make(term=1, check_quorum=True, lease_reads=True)
+    elapse(n, n.election_timeout_ticks)
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    ctx = msgs(elapse(n, n.heartbeat_ticks), Heartbeat)[0].ctx
+    n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=ctx))
+    assert any(isinstance(e, ReadReady) for e in n.read_index("a", lease=True))
+    elapse(n, n.election_timeout_ticks - n.lease_drift_margin_ticks)
+    effs = n.read_index("b", lease=True)
+    assert not any(isinstance(e, ReadReady) for e in effs) and msgs(effs, Heartbeat)
+
+
+# ---------------------------------------------------------- core discipline
+
+
+def test_illegal_role_change_is_an_invariant_violation() -> None:
+    n = make()
+    with pytest.raises(InvariantViolation):
+        n._become_leader()
+
+
+def test_two_leaders_in_one_term_is_an_invariant_violation() -> None:
+    n = make(term=1)
+    elect(n)
+    with pytest.raises(InvariantViolation):
+        n.step(ae(2, (0, 0), src=3))
+
+
+def test_truncating_committed_entry_is_an_invariant_violation() -> None:
+    n = make(terms=(1, 1), term=1, commit=2)
+    with pytest.raises(InvariantViolation):
+        n.log.truncate_from(2)
+
+
+def test_proposal_on_follower_is_refused_with_leader_hint() -> None:
+    n = make(term=1)
+    n.step(ae(1, (0, 0), src=3))
+    assert n.propose(b"x", "p") == [Reply(request_id="p", result=NotLeader(3))]
+
+
+def test_overwritten_proposal_is_reported_dropped() -> None:
+    n = make(term=1)
+    elect(n)
+    n.propose(b"mine", "p")
+    effs = n.step(ae(3, (1, 2), ((2, 3),), commit=2, src=2))
+    assert Reply(request_id="p", result=ProposalDropped("entry replaced by another leader")) in effs
+    assert any(isinstance(e, Apply) for e in effs)
