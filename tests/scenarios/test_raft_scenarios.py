@@ -80,7 +80,9 @@ def test_scenario(path: pathlib.Path) -> None:
         path.write_text(render(actual))
         return
     for (_, cmd, expected), (_, _, got) in zip(blocks, actual):
-        assert got == expected, f"{path.name}: command {cmd!r}\n--- expected\n{expected}\n--- got\n{got}"
+        assert got == expected, (
+            f"{path.name}: command {cmd!r}\n--- expected\n{expected}\n--- got\n{got}"
+        )
 
 
 def test_scenario_files_exist() -> None:

@@ -65,5 +65,7 @@ def test_replay_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_failure_message_names_replay_command() -> None:
     sim = Simulation(SimConfig(seed=42, nodes=5))
-    with pytest.raises(SafetyViolation, match=r"python -m replikv.sim --mode raft --seed 42 --nodes 5"):
+    with pytest.raises(
+        SafetyViolation, match=r"python -m replikv.sim --mode raft --seed 42 --nodes 5"
+    ):
         sim._fail("synthetic")

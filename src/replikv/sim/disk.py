@@ -22,7 +22,7 @@ __all__ = ["SimDisk"]
 
 
 class SimDisk:
-    __slots__ = ("hard_state", "snapshot", "entries", "_unsynced", "writes", "syncs")
+    __slots__ = ("_unsynced", "entries", "hard_state", "snapshot", "syncs", "writes")
 
     def __init__(self) -> None:
         self.hard_state = HardState()

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from replikv.core.raft.effects import Apply, Effect, Persist, ReadReady, Reply, RestoreSnapshot, Send
+from replikv.core.raft.effects import (
+    Apply,
+    Effect,
+    Persist,
+    ReadReady,
+    Reply,
+    RestoreSnapshot,
+    Send,
+)
 from replikv.core.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -74,17 +82,28 @@ def fmt_msg(m: RaftMsg) -> str:
         case InstallSnapshot():
             done = " done" if m.done else ""
             return (
-                head + f"MsgSnap term={m.term} snap=({m.last_included_index},{m.last_included_term})"
+                head
+                + f"MsgSnap term={m.term} snap=({m.last_included_index},{m.last_included_term})"
                 f" offset={m.offset} len={len(m.data)}{done} {m.config.describe()}"
             )
         case InstallSnapshotResponse():
             if m.done:
-                return head + f"MsgSnapResp term={m.term} snap={m.last_included_index} done match={m.match_index}"
-            return head + f"MsgSnapResp term={m.term} snap={m.last_included_index} next={m.next_offset}"
+                return (
+                    head
+                    + f"MsgSnapResp term={m.term} snap={m.last_included_index} done match={m.match_index}"
+                )
+            return (
+                head
+                + f"MsgSnapResp term={m.term} snap={m.last_included_index} next={m.next_offset}"
+            )
         case TimeoutNow():
             return head + f"MsgTimeoutNow term={m.term}"
         case ReadIndexRequest():
-            return head + f"MsgReadIndex term={m.term} rid={m.request_id}" + (" lease" if m.lease else "")
+            return (
+                head
+                + f"MsgReadIndex term={m.term} rid={m.request_id}"
+                + (" lease" if m.lease else "")
+            )
         case ReadIndexResponse():
             res = f"index={m.index}" if m.ok else "rejected"
             return head + f"MsgReadIndexResp term={m.term} rid={m.request_id} {res}"

@@ -120,8 +120,14 @@ class InteractionEnv:
             case Reply() | ReadReady():
                 self._log(1, "  " + fmt_effect(e))
 
-    def _make(self, nid: int, opts: dict[str, object], disk: SimDisk, voters: list[int],
-              learners: list[int]) -> RaftNode:
+    def _make(
+        self,
+        nid: int,
+        opts: dict[str, object],
+        disk: SimDisk,
+        voters: list[int],
+        learners: list[int],
+    ) -> RaftNode:
         return RaftNode(
             nid,
             voters=voters,
@@ -155,8 +161,10 @@ class InteractionEnv:
                 disk.hard_state = HardState(term=1, vote=None, commit=index)
             opts: dict[str, object] = dict(kw)
             self.nodes[nid] = _Node(self._make(nid, opts, disk, voters, learners), disk, opts)
-            self.out.append(f"INFO {nid} added: {self.nodes[nid].node.log.config().describe()}"
-                            f" first={self.nodes[nid].node.log.first_index}")
+            self.out.append(
+                f"INFO {nid} added: {self.nodes[nid].node.log.config().describe()}"
+                f" first={self.nodes[nid].node.log.first_index}"
+            )
 
     def cmd_campaign(self, pos: list[str], kw: dict[str, str]) -> None:
         nid = int(pos[0])
@@ -170,7 +178,11 @@ class InteractionEnv:
     def cmd_tick_election(self, pos: list[str], kw: dict[str, str]) -> None:
         nid = int(pos[0])
         node = self.nodes[nid].node
-        n = node.randomized_timeout_ticks if node.role is not Role.LEADER else node.election_timeout_ticks
+        n = (
+            node.randomized_timeout_ticks
+            if node.role is not Role.LEADER
+            else node.election_timeout_ticks
+        )
         for _ in range(n - node.election_elapsed):
             self._handle(nid, node.tick)
 
@@ -185,7 +197,9 @@ class InteractionEnv:
         client = int(kw["client"]) if "client" in kw else None
         seq = int(kw["seq"]) if "seq" in kw else None
         node = self.nodes[nid].node
-        self._handle(nid, lambda: node.propose(data.encode(), f"p:{data}", client_id=client, seq=seq))
+        self._handle(
+            nid, lambda: node.propose(data.encode(), f"p:{data}", client_id=client, seq=seq)
+        )
 
     def cmd_read_index(self, pos: list[str], kw: dict[str, str]) -> None:
         nid, rid = int(pos[0]), pos[1]

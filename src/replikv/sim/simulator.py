@@ -121,7 +121,12 @@ class Simulation:
             clock = NodeClock(self.rng, cfg.tick_us, cfg.max_drift)
             self.nodes[nid] = SimNode(nid, self._make_core(nid, None), clock)
         self.clients = [
-            Client(p, 1000 + p, random.Random(self.rng.getrandbits(64)), [f"k{i}" for i in range(cfg.keys)])
+            Client(
+                p,
+                1000 + p,
+                random.Random(self.rng.getrandbits(64)),
+                [f"k{i}" for i in range(cfg.keys)],
+            )
             for p in range(1, cfg.clients + 1)
         ]
         self.events: list[tuple[int, int, int, Any]] = []
@@ -288,7 +293,9 @@ class Simulation:
             return
         p.attempts += 1
         c.tokens += 1
-        p.attempt_id = c.tokens  # unique per attempt: an old attempt's answer is never taken for this one
+        p.attempt_id = (
+            c.tokens
+        )  # unique per attempt: an old attempt's answer is never taken for this one
         rid = (c.process, p.attempt_id)
         self._at(now + self.cfg.client_timeout_us, _TIMEOUT, rid)
         up = [i for i in sorted(self.nodes) if self.nodes[i].up]
@@ -381,12 +388,15 @@ class Simulation:
                 self._client_start(self.clients[payload - 1])
             elif kind == _TIMEOUT:
                 c = self._client_of(payload)
-                if c is not None and c.pending is not None and payload == (c.process, c.pending.attempt_id):
+                if (
+                    c is not None
+                    and c.pending is not None
+                    and payload == (c.process, c.pending.attempt_id)
+                ):
                     self._client_attempt(c)
-            elif kind == _NEMESIS:
-                if not self.healing:
-                    self.nemesis.act(self)
-                    self._at(t + self.nemesis.gap_us(), _NEMESIS, None)
+            elif kind == _NEMESIS and not self.healing:
+                self.nemesis.act(self)
+                self._at(t + self.nemesis.gap_us(), _NEMESIS, None)
             if self.healing and t >= next_check:
                 next_check = t + cfg.tick_us
                 if self.converged():
@@ -435,7 +445,9 @@ class Simulation:
                     continue
                 for idx in range(lo, agree + 1):
                     if la.entry(idx) != lb.entry(idx):
-                        self._fail(f"Log Matching: nodes {a.id},{b.id} differ at {idx} below {agree}")
+                        self._fail(
+                            f"Log Matching: nodes {a.id},{b.id} differ at {idx} below {agree}"
+                        )
 
 
 def run(seed: int, nodes: int = 3, **overrides: Any) -> SimResult:

@@ -31,7 +31,7 @@ __all__ = ["Client", "KVStateMachine", "PendingOp"]
 
 
 class KVStateMachine:
-    __slots__ = ("data", "sessions", "applied_index")
+    __slots__ = ("applied_index", "data", "sessions")
 
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
@@ -57,13 +57,15 @@ class KVStateMachine:
         raise ValueError(f"unknown command {cmd!r}")
 
     def snapshot(self) -> bytes:
-        return msgpack.packb([self.applied_index, sorted(self.data.items()), self.sessions.to_state()])
+        return msgpack.packb(
+            [self.applied_index, sorted(self.data.items()), self.sessions.to_state()]
+        )
 
     def restore(self, data: bytes, index: int) -> None:
         if not data:
             self.data, self.sessions, self.applied_index = {}, SessionTable(256), index
             return
-        applied, items, sessions = msgpack.unpackb(data, strict_map_key=False)
+        _applied, items, sessions = msgpack.unpackb(data, strict_map_key=False)
         self.applied_index = index
         self.data = {k: v for k, v in items}
         self.sessions = SessionTable.from_state([tuple(s) for s in sessions], 256)
@@ -110,7 +112,11 @@ class Client:
         else:
             self.seq += 1
             # Expect a value this client may have seen or written, or absence.
-            pool = [None] + [f"{p}.{c}" for p in range(1, 4) for c in range(max(1, self.counter - 3), self.counter)]
+            pool = [None] + [
+                f"{p}.{c}"
+                for p in range(1, 4)
+                for c in range(max(1, self.counter - 3), self.counter)
+            ]
             op = PendingOp(self.process, "cas", key, value, self.rng.choice(pool), now_us, self.seq)
         self.pending = op
         return op
@@ -121,7 +127,16 @@ class Client:
             return
         v = value if p.op == "read" else p.value
         self.history.append(
-            Op(p.process, p.op, p.key, v, p.expected, ok, p.call_us * 1000, now_us * 1000 if ok is not None else None)
+            Op(
+                p.process,
+                p.op,
+                p.key,
+                v,
+                p.expected,
+                ok,
+                p.call_us * 1000,
+                now_us * 1000 if ok is not None else None,
+            )
         )
         self.pending = None
 

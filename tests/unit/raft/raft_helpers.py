@@ -73,15 +73,17 @@ def elect(node: RaftNode) -> list[Effect]:
     """Make `node` leader with votes from every other voter; returns all effects."""
     out = node.campaign()
     for v in sorted(node.log.config().voters - {node.id}):
-        out += node.step(
-            RequestVoteResponse(term=node.term, src=v, dst=node.id, granted=True)
-        )
+        out += node.step(RequestVoteResponse(term=node.term, src=v, dst=node.id, granted=True))
     return out
 
 
 def ae(
-    term: int, prev: tuple[int, int], entries: tuple[tuple[int, int], ...] = (), commit: int = 0,
-    src: int = 2, dst: int = 1,
+    term: int,
+    prev: tuple[int, int],
+    entries: tuple[tuple[int, int], ...] = (),
+    commit: int = 0,
+    src: int = 2,
+    dst: int = 1,
 ) -> AppendEntries:
     """AppendEntries with entries given as (index, term)."""
     return AppendEntries(
@@ -96,7 +98,9 @@ def ae(
 
 
 def rv(term: int, last: tuple[int, int], src: int = 2, dst: int = 1, **kw: Any) -> RequestVote:
-    return RequestVote(term=term, src=src, dst=dst, last_log_index=last[0], last_log_term=last[1], **kw)
+    return RequestVote(
+        term=term, src=src, dst=dst, last_log_index=last[0], last_log_term=last[1], **kw
+    )
 
 
 def resp(effects: list[Effect], kind: type[T]) -> T:

@@ -150,11 +150,16 @@ def test_follower_behind_first_index_gets_chunked_snapshot() -> None:
     (p,) = persists(n.compact(2, b"0123456789"))
     assert p.snapshot is not None and p.snapshot.index == 2 and n.log.first_index == 3
     # node 3 rejects the probe (prev 0) that carried the no-op: it needs entry 1, compacted
-    effs = n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=False, reject_index=0,
-                                        conflict_term=0, conflict_index=1))
+    effs = n.step(
+        AppendEntriesResponse(
+            term=2, src=3, dst=1, success=False, reject_index=0, conflict_term=0, conflict_index=1
+        )
+    )
     chunk = resp(effs, InstallSnapshot)
     assert (chunk.offset, chunk.data, chunk.done) == (0, b"0123", False)
-    effs = n.step(InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=2, next_offset=4))
+    effs = n.step(
+        InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=2, next_offset=4)
+    )
     assert resp(effs, InstallSnapshot).offset == 4
 
 
@@ -163,9 +168,19 @@ def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:
     cfg = n.log.config()
     out = []
     for off, data, done in ((0, b"ab", False), (2, b"cd", True)):
-        out += n.step(InstallSnapshot(term=2, src=2, dst=1, last_included_index=5,
-                                      last_included_term=2, config=cfg, offset=off, data=data,
-                                      done=done))
+        out += n.step(
+            InstallSnapshot(
+                term=2,
+                src=2,
+                dst=1,
+                last_included_index=5,
+                last_included_term=2,
+                config=cfg,
+                offset=off,
+                data=data,
+                done=done,
+            )
+        )
     (restore,) = [e for e in out if isinstance(e, RestoreSnapshot)]
     assert restore.snapshot.data == b"abcd"
     assert n.log.first_index == 6 and n.log.commit == 5 and n.log.entries == []
@@ -175,10 +190,32 @@ def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:
 def test_out_of_order_snapshot_chunk_asks_for_expected_offset() -> None:
     n = make(term=1)
     cfg = n.log.config()
-    n.step(InstallSnapshot(term=1, src=2, dst=1, last_included_index=5, last_included_term=1,
-                           config=cfg, offset=0, data=b"ab", done=False))
-    effs = n.step(InstallSnapshot(term=1, src=2, dst=1, last_included_index=5, last_included_term=1,
-                                  config=cfg, offset=4, data=b"ef", done=True))
+    n.step(
+        InstallSnapshot(
+            term=1,
+            src=2,
+            dst=1,
+            last_included_index=5,
+            last_included_term=1,
+            config=cfg,
+            offset=0,
+            data=b"ab",
+            done=False,
+        )
+    )
+    effs = n.step(
+        InstallSnapshot(
+            term=1,
+            src=2,
+            dst=1,
+            last_included_index=5,
+            last_included_term=1,
+            config=cfg,
+            offset=4,
+            data=b"ef",
+            done=True,
+        )
+    )
     assert resp(effs, InstallSnapshotResponse).next_offset == 2
 
 
@@ -224,8 +261,16 @@ def test_follower_config_reverts_when_config_entry_truncated() -> None:
     from replikv.core.raft.messages import Config, Entry, EntryKind
 
     cfg = Config(voters=frozenset({1, 2, 3}), learners=frozenset({4}))
-    n.step(AppendEntries(term=1, src=2, dst=1, prev_log_index=1, prev_log_term=1,
-                         entries=(Entry(term=1, index=2, kind=EntryKind.CONFIG, config=cfg),)))
+    n.step(
+        AppendEntries(
+            term=1,
+            src=2,
+            dst=1,
+            prev_log_index=1,
+            prev_log_term=1,
+            entries=(Entry(term=1, index=2, kind=EntryKind.CONFIG, config=cfg),),
+        )
+    )
     assert n.log.config() == cfg
     n.step(ae(2, (1, 1), ((2, 2),), src=3))
     assert n.log.config().learners == frozenset()
@@ -279,7 +324,7 @@ def test_read_index_waits_for_quorum_heartbeat_round() -> None:
     ctx = msgs(effs, Heartbeat)[0].ctx
     assert not any(isinstance(e, ReadReady) for e in effs)
     effs = n.step(HeartbeatResponse(term=2, src=3, dst=1, ctx=ctx))
-    assert [e for e in effs if isinstance(e, ReadReady)][0].index == n.log.commit
+    assert next(e for e in effs if isinstance(e, ReadReady)).index == n.log.commit
 
 
 def test_read_index_waits_for_commit_of_leader_term() -> None:
@@ -288,8 +333,11 @@ def test_read_index_waits_for_commit_of_leader_term() -> None:
     assert not [e for e in n.read_index("r") if isinstance(e, ReadReady)]
     effs = n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
     ctx = msgs(effs, Heartbeat)[0].ctx
-    (ready,) = [e for e in n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=ctx))
-                if isinstance(e, ReadReady)]
+    (ready,) = [
+        e
+        for e in n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=ctx))
+        if isinstance(e, ReadReady)
+    ]
     assert ready.index == 1
 
 

@@ -192,7 +192,7 @@ def test_leaders_append_fails_on_log_inconsistency_decrement_next_index_and_retr
         )
     )
     (m,) = msgs(effs, AppendEntries)
-    assert m.dst == 3 and m.prev_log_index == 2 and [e.index for e in m.entries][0] == 3
+    assert m.dst == 3 and m.prev_log_index == 2 and next(e.index for e in m.entries) == 3
 
 
 def test_leaders_commit_index_set_to_n_replicated_on_majority_of_current_term() -> None:
@@ -208,8 +208,11 @@ def test_leaders_never_commit_previous_term_entries_by_counting_replicas() -> No
     until an entry of the current term is."""
     n = make(terms=(1, 2), term=3)
     elect(n)  # term 4, no-op at 3
-    n.step(AppendEntriesResponse(term=4, src=2, dst=1, success=False, reject_index=2,
-                                 conflict_term=0, conflict_index=2))
+    n.step(
+        AppendEntriesResponse(
+            term=4, src=2, dst=1, success=False, reject_index=2, conflict_term=0, conflict_index=2
+        )
+    )
     n.step(AppendEntriesResponse(term=4, src=2, dst=1, success=True, match_index=2))
     assert n.log.commit == 0  # entry 2 (term 2) is on a majority but not committable
     n.step(AppendEntriesResponse(term=4, src=2, dst=1, success=True, match_index=3))
@@ -248,7 +251,9 @@ def test_request_vote_rule2_grant_again_to_the_same_candidate() -> None:
     [((5, 1), False), ((1, 2), False), ((2, 2), True), ((1, 3), True)],
     ids=["older-last-term", "same-term-shorter", "same-term-equal", "newer-last-term"],
 )
-def test_request_vote_rule2_candidate_log_at_least_as_up_to_date(last: tuple[int, int], granted: bool) -> None:
+def test_request_vote_rule2_candidate_log_at_least_as_up_to_date(
+    last: tuple[int, int], granted: bool
+) -> None:
     n = make(terms=(1, 2), term=2)
     assert resp(n.step(rv(3, last)), RequestVoteResponse).granted is granted
 
@@ -262,7 +267,9 @@ def test_append_entries_rule1_reply_false_if_term_below_current_term() -> None:
     assert not r.success and r.term == 3 and n.log.last_index == 1
 
 
-def test_append_entries_rule2_reply_false_if_no_entry_at_prev_log_index_with_prev_log_term() -> None:
+def test_append_entries_rule2_reply_false_if_no_entry_at_prev_log_index_with_prev_log_term() -> (
+    None
+):
     n = make(terms=(1, 1, 2), term=2)
     r = resp(n.step(ae(3, (3, 3), ((4, 3),))), AppendEntriesResponse)
     assert not r.success and r.reject_index == 3

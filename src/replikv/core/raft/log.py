@@ -30,7 +30,7 @@ __all__ = ["RaftLog"]
 
 
 class RaftLog:
-    __slots__ = ("snapshot", "entries", "commit", "applied", "_configs")
+    __slots__ = ("_configs", "applied", "commit", "entries", "snapshot")
 
     def __init__(self, snapshot: Snapshot | None = None, entries: Iterable[Entry] = ()) -> None:
         self.snapshot: Snapshot = snapshot or Snapshot()  # base: everything <= its index
@@ -222,8 +222,10 @@ class RaftLog:
         """Verify the structural invariants (used by tests and the simulator)."""
         invariant(
             self.snapshot.index <= self.applied <= self.commit <= self.last_index,
-            lambda: f"snap {self.snapshot.index} applied {self.applied} commit {self.commit} "
-            f"last {self.last_index}",
+            lambda: (
+                f"snap {self.snapshot.index} applied {self.applied} commit {self.commit} "
+                f"last {self.last_index}"
+            ),
         )
         prev = self.snapshot.term
         for i, e in enumerate(self.entries):

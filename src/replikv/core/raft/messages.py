@@ -232,4 +232,3 @@ RaftMsg = (
     | ReadIndexRequest
     | ReadIndexResponse
 )
-

@@ -102,7 +102,7 @@ _LEGAL: frozenset[tuple[Role, Role]] = frozenset(
 class DurableState:
     """What a node finds on stable storage when it (re)starts."""
 
-    hard_state: HardState = HardState()
+    hard_state: HardState = field(default_factory=HardState)
     snapshot: Snapshot | None = None
     entries: tuple[Entry, ...] = ()
 
@@ -144,7 +144,9 @@ class RaftNode:
         max_pending_proposals: int = 4096,
         max_pending_reads: int = 4096,
     ) -> None:
-        invariant(heartbeat_ticks < election_timeout_ticks, "heartbeat must be below election timeout")
+        invariant(
+            heartbeat_ticks < election_timeout_ticks, "heartbeat must be below election timeout"
+        )
         invariant(not lease_reads or check_quorum, "lease reads rely on CheckQuorum stickiness")
         invariant(0 <= lease_drift_margin_ticks < election_timeout_ticks, "drift margin < timeout")
         self.id = id
@@ -429,7 +431,9 @@ class RaftNode:
         self._sync_progress()
         # Conservative: a config entry of an earlier term may still be uncommitted.
         self.pending_conf_index = self.log.last_index
-        self._append_local([Entry(term=self.term, index=self.log.last_index + 1, kind=EntryKind.NOOP)])
+        self._append_local(
+            [Entry(term=self.term, index=self.log.last_index + 1, kind=EntryKind.NOOP)]
+        )
 
     # --------------------------------------------------------------- ticks
     def _tick_election(self) -> None:
@@ -525,14 +529,20 @@ class RaftNode:
                 else:
                     self._send(
                         ReadIndexResponse(
-                            term=self.term, src=self.id, dst=m.src, request_id=m.request_id, ok=False
+                            term=self.term,
+                            src=self.id,
+                            dst=m.src,
+                            request_id=m.request_id,
+                            ok=False,
                         )
                     )
             case ReadIndexResponse():
                 if m.ok:
                     self._replies.append(ReadReady(request_id=m.request_id, index=m.index))
                 else:
-                    self._replies.append(Reply(request_id=m.request_id, result=NotLeader(self.leader)))
+                    self._replies.append(
+                        Reply(request_id=m.request_id, result=NotLeader(self.leader))
+                    )
             case _:
                 violated(f"unknown message {m!r}")
 
@@ -543,7 +553,11 @@ class RaftNode:
         if isinstance(m, AppendEntries):
             self._send(
                 AppendEntriesResponse(
-                    term=self.term, src=self.id, dst=m.src, success=False, reject_index=m.prev_log_index
+                    term=self.term,
+                    src=self.id,
+                    dst=m.src,
+                    success=False,
+                    reject_index=m.prev_log_index,
                 )
             )
         elif isinstance(m, Heartbeat):
@@ -557,7 +571,10 @@ class RaftNode:
         elif isinstance(m, InstallSnapshot):
             self._send(
                 InstallSnapshotResponse(
-                    term=self.term, src=self.id, dst=m.src, last_included_index=m.last_included_index
+                    term=self.term,
+                    src=self.id,
+                    dst=m.src,
+                    last_included_index=m.last_included_index,
                 )
             )
 
@@ -565,7 +582,9 @@ class RaftNode:
         """Fig2 Candidates: "If AppendEntries RPC received from new leader:
         convert to follower". Election Safety: two leaders of one term would
         be a broken invariant."""
-        invariant(self.role is not Role.LEADER, f"two leaders in term {self.term}: {self.id}, {src}")
+        invariant(
+            self.role is not Role.LEADER, f"two leaders in term {self.term}: {self.id}, {src}"
+        )
         if self.role is not Role.FOLLOWER:
             self._become_follower(self.term, src)
         self.leader = src
@@ -585,7 +604,9 @@ class RaftNode:
                 self.vote = m.src
                 self.election_elapsed = 0  # Fig2 Followers: granting a vote resets the timer
             self._send(
-                RequestVoteResponse(term=m.term, src=self.id, dst=m.src, granted=True, pre_vote=m.pre_vote)
+                RequestVoteResponse(
+                    term=m.term, src=self.id, dst=m.src, granted=True, pre_vote=m.pre_vote
+                )
             )
         else:
             self._send(
@@ -651,7 +672,9 @@ class RaftNode:
         if m.leader_commit > log.commit:
             log.commit_to(min(m.leader_commit, last_new))
         self._send(
-            AppendEntriesResponse(term=self.term, src=self.id, dst=m.src, success=True, match_index=last_new)
+            AppendEntriesResponse(
+                term=self.term, src=self.id, dst=m.src, success=True, match_index=last_new
+            )
         )
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
@@ -689,7 +712,10 @@ class RaftNode:
             answer(next_offset=len(inc[2]))
             return
         snap = Snapshot(
-            index=m.last_included_index, term=m.last_included_term, config=m.config, data=bytes(inc[2])
+            index=m.last_included_index,
+            term=m.last_included_term,
+            config=m.config,
+            data=bytes(inc[2]),
         )
         self._incoming = None
         self._discard_log = log.restore(snap) or self._discard_log  # rules 6-7
@@ -698,7 +724,9 @@ class RaftNode:
         for idx in [i for i in self.pending_proposals if i <= snap.index]:
             _, rid = self.pending_proposals.pop(idx)
             self._replies.append(
-                Reply(request_id=rid, result=ProposalDropped("outcome unknown: covered by a snapshot"))
+                Reply(
+                    request_id=rid, result=ProposalDropped("outcome unknown: covered by a snapshot")
+                )
             )
         if self._discard_log:
             self._drop_overwritten_proposals(snap.index + 1)
@@ -726,9 +754,11 @@ class RaftNode:
         was_paused = pr.is_paused()
         if not pr.maybe_update(m.match_index):
             return
-        if pr.state is ProgressState.PROBE:
-            pr.become_replicate()
-        elif pr.state is ProgressState.SNAPSHOT and pr.match >= pr.pending_snapshot:
+        if (
+            pr.state is ProgressState.PROBE
+            or pr.state is ProgressState.SNAPSHOT
+            and pr.match >= pr.pending_snapshot
+        ):
             pr.become_replicate()
         if self._maybe_commit():
             if self.role is not Role.LEADER:
@@ -876,7 +906,9 @@ class RaftNode:
     def _quorum_active(self) -> bool:
         voters = self.log.config().voters
         active = sum(
-            1 for v in voters if v == self.id or (v in self.progress and self.progress[v].recent_active)
+            1
+            for v in voters
+            if v == self.id or (v in self.progress and self.progress[v].recent_active)
         )
         return active > len(voters) // 2
 
@@ -894,7 +926,9 @@ class RaftNode:
                 self._replies.append(Reply(request_id=rid, result=err))
                 continue
             idx = self.log.last_index + 1 + len(entries)
-            entries.append(Entry(term=self.term, index=idx, data=command, client_id=client_id, seq=seq))
+            entries.append(
+                Entry(term=self.term, index=idx, data=command, client_id=client_id, seq=seq)
+            )
             self.pending_proposals[idx] = (self.term, rid)
         if entries:
             self._append_local(entries)
@@ -942,7 +976,9 @@ class RaftNode:
                 del self.progress[pid]
         for pid in members:
             if pid not in self.progress:
-                pr = Progress(self.log.last_index + 1, self.max_inflight_msgs, self.max_inflight_bytes)
+                pr = Progress(
+                    self.log.last_index + 1, self.max_inflight_msgs, self.max_inflight_bytes
+                )
                 if pid == self.id:
                     pr.maybe_update(self.log.last_index)
                     pr.become_replicate()
@@ -985,7 +1021,9 @@ class RaftNode:
             self._replies.append(ReadReady(request_id=rid, index=index))
         else:
             self._send(
-                ReadIndexResponse(term=self.term, src=self.id, dst=origin, request_id=rid, index=index)
+                ReadIndexResponse(
+                    term=self.term, src=self.id, dst=origin, request_id=rid, index=index
+                )
             )
 
     def _fail_read(self, origin: int, rid: object, err: Exception | None = None) -> None:
@@ -1047,7 +1085,9 @@ class RaftNode:
             if t != term:
                 del self.pending_proposals[idx]
                 self._replies.append(
-                    Reply(request_id=rid, result=ProposalDropped("entry replaced by another leader"))
+                    Reply(
+                        request_id=rid, result=ProposalDropped("entry replaced by another leader")
+                    )
                 )
 
     def _flush(self) -> list[Effect]:
@@ -1083,7 +1123,10 @@ class RaftNode:
                     waiters.append((e.index, p[1]))
                 else:
                     self._replies.append(
-                        Reply(request_id=p[1], result=ProposalDropped("entry replaced by another leader"))
+                        Reply(
+                            request_id=p[1],
+                            result=ProposalDropped("entry replaced by another leader"),
+                        )
                     )
             log.applied = log.commit
             out.append(Apply(entries=tuple(applied), waiters=tuple(waiters)))
@@ -1102,9 +1145,9 @@ class RaftNode:
         log = self.log
         invariant(
             log.snapshot.index <= log.applied <= log.commit <= log.last_index,
-            lambda: f"node {self.id}: snap {log.snapshot.index} applied {log.applied} "
-            f"commit {log.commit} last {log.last_index}",
+            lambda: (
+                f"node {self.id}: snap {log.snapshot.index} applied {log.applied} "
+                f"commit {log.commit} last {log.last_index}"
+            ),
         )
-        invariant(
-            (self.role is Role.LEADER) <= (self.leader == self.id), "a leader knows it leads"
-        )
+        invariant((self.role is Role.LEADER) <= (self.leader == self.id), "a leader knows it leads")

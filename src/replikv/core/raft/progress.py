@@ -36,7 +36,7 @@ class Inflights:
     """AppendEntries sent and not yet acknowledged: (last index, bytes) each.
     Full when either bound is reached; the bounds make pipelining finite."""
 
-    __slots__ = ("max_count", "max_bytes", "_q", "bytes")
+    __slots__ = ("_q", "bytes", "max_bytes", "max_count")
 
     def __init__(self, max_count: int, max_bytes: int) -> None:
         invariant(max_count > 0 and max_bytes > 0, "inflight bounds are positive")
@@ -74,14 +74,14 @@ class Inflights:
 
 class Progress:
     __slots__ = (
+        "inflights",
         "match",
         "next",
-        "state",
+        "pending_snapshot",
         "probe_sent",
         "recent_active",
-        "inflights",
-        "pending_snapshot",
         "snapshot_offset",
+        "state",
     )
 
     def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int) -> None:

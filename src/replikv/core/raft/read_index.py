@@ -42,7 +42,7 @@ class PendingRead:
 
 
 class ReadTracker:
-    __slots__ = ("round", "round_tick", "acked", "pending", "waiting_for_commit", "max_pending")
+    __slots__ = ("acked", "max_pending", "pending", "round", "round_tick", "waiting_for_commit")
 
     def __init__(self, max_pending: int) -> None:
         self.round = 0  # number of the last heartbeat round sent

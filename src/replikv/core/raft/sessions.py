@@ -27,7 +27,7 @@ __all__ = ["SessionTable"]
 
 
 class SessionTable:
-    __slots__ = ("max_sessions", "_sessions")
+    __slots__ = ("_sessions", "max_sessions")
 
     def __init__(self, max_sessions: int = 1024) -> None:
         self.max_sessions = max_sessions
