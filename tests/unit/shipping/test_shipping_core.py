@@ -184,7 +184,7 @@ def test_higher_epoch_fences_old_leader_which_truncates_unreplicated_writes():
     n1 = net.nodes["n1"]
     assert n1.role == FOLLOWER and n1.epoch == 2 and n1.leader == "n2"
     truncs = [e for e in net.effects["n1"] if isinstance(e, TruncateLog)]
-    assert truncs == [TruncateLog(to_index=2, discarded=2, discarded_own=2)]
+    assert truncs == [TruncateLog(to_index=2, discarded=2, discarded_own=2, discarded_acked=2)]
     assert entries_of(n1) == entries_of(net.nodes["n2"]) == entries_of(net.nodes["n3"])
     assert [k for _, k in entries_of(n1)] == [b"a", b"b", b"c"]
 
@@ -221,7 +221,7 @@ def test_divergence_across_several_epochs_converges_by_repeated_truncation():
     net.deliver()
     assert entries_of(net.nodes["n3"]) == entries_of(net.nodes["n2"])
     assert [e for e in net.effects["n3"] if isinstance(e, TruncateLog)] == [
-        TruncateLog(to_index=2, discarded=2, discarded_own=2)]
+        TruncateLog(to_index=2, discarded=2, discarded_own=2, discarded_acked=2)]
 
 
 def test_handover_waits_for_target_to_catch_up_then_target_promotes():
@@ -278,3 +278,21 @@ def test_decode_rejects_garbage_frames():
     for bad in (b"", b"\xc1", msgpack.packb("hello"), msgpack.packb([99, 1]), msgpack.packb([4, "n1", 1])):
         with pytest.raises(ValueError):
             m.decode(bad)
+
+
+def test_discarded_writes_that_waited_for_every_follower_were_never_acknowledged():
+    net = Net(["n1", "n2", "n3"])
+    net.connect_all()
+    net.deliver()
+    net.down.add("n1")
+    first, effects = net.nodes["n1"].propose([[[b"SET", b"s", b"1"]], [[b"SET", b"h", b"1"]],
+                                              [[b"SET", b"a", b"1"]]], 0, acks=[2, 1, 0])
+    net.run("n1", effects)
+    net.run("n2", net.nodes["n2"].promote())
+    net.deliver()
+    net.down.clear()
+    net.run("n1", net.nodes["n1"].peer_connected("n2"))
+    net.deliver()
+    # sync (k=2 of 2): never acknowledged; semi-sync 1 and async: may have been
+    assert [e for e in net.effects["n1"] if isinstance(e, TruncateLog)] == [
+        TruncateLog(to_index=0, discarded=3, discarded_own=3, discarded_acked=2)]

@@ -36,12 +36,17 @@ class TruncateLog:
     """Drop entries after ``to_index`` from WAL and state (roll back).
 
     ``discarded`` entries are lost; ``discarded_own`` of them were written
-    while this node led (under async acks they may have been acknowledged).
+    while this node led, and ``discarded_acked`` of those may have been
+    acknowledged to a client: an async write is acknowledged once in the
+    leader's WAL; a write that waited for k replicas was not acknowledged
+    if k was every follower (the new leader lacks it), and may have been
+    otherwise.
     """
 
     to_index: int
     discarded: int
     discarded_own: int
+    discarded_acked: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

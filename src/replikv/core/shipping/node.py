@@ -75,7 +75,7 @@ class FollowerProgress:
 class ShippingNode:
     def __init__(self, node_id: str, peers: list[str], *, epoch: int = 0, leader: str = "",
                  log: ShippingLog | None = None, led_epochs: list[int] | None = None,
-                 window_entries: int = 50_000, max_batch_entries: int = 2048) -> None:
+                 window_entries: int = 50_000, max_batch_entries: int = 2048, sync_retry_ms: int = 300) -> None:
         invariant(node_id not in peers, "a node is not its own peer")
         self.id = node_id
         self.peers = list(peers)
@@ -88,6 +88,9 @@ class ShippingNode:
         self.role = LEADER if leader == node_id else FOLLOWER
         self.progress: dict[str, FollowerProgress] = {p: FollowerProgress() for p in self.peers}
         self.syncing = False            # follower: a SyncRequest is outstanding
+        self.sync_sent_ms = -1          # follower: when it was sent (retried after sync_retry_ms)
+        self.sync_retry_ms = sync_retry_ms
+        self.now_ms = 0                 # the latest time a step/tick was given
         self.handing_over_to = ""       # leader: writes paused for this target
         self.handover_target_pending = False  # follower: we asked the leader to hand over
         # follower lag: (leader_last_index, received_ms) marks not yet applied
@@ -147,11 +150,20 @@ class ShippingNode:
         return True, []
 
     # -- leader: writes (rule 2) -------------------------------------------
-    def propose(self, cmds_list: list[list[list[bytes]]], now_ms: int) -> tuple[int, list[Effect]]:
-        """Log one entry per element (each a list of commands); returns first index."""
+    def propose(self, cmds_list: list[list[list[bytes]]], now_ms: int,
+                acks: list[int] | None = None) -> tuple[int, list[Effect]]:
+        """Log one entry per element (each a list of commands); returns first index.
+
+        An entry is ``[epoch, cmds]``, or ``[epoch, cmds, k]`` when its client
+        waits for ``k`` replicas (``acks[i]``): the WAL then tells, after any
+        restart, which discarded writes can have been acknowledged.
+        """
         invariant(self.role == LEADER, "only the leader proposes")
         epoch = self.epoch
-        entries = [[epoch, cmds] for cmds in cmds_list]
+        if acks is None:
+            entries = [[epoch, cmds] for cmds in cmds_list]
+        else:
+            entries = [[epoch, cmds] if not k else [epoch, cmds, k] for cmds, k in zip(cmds_list, acks)]
         first = self.log.last_index + 1
         self.log.append(entries)
         packed = msgpack.packb(entries)
@@ -208,6 +220,7 @@ class ShippingNode:
 
     # -- messages ------------------------------------------------------------
     def step(self, msg: ShippingMsg, now_ms: int) -> list[Effect]:
+        self.now_ms = now_ms
         match msg:
             case Append():
                 return self._on_append(msg, now_ms)
@@ -247,7 +260,7 @@ class ShippingNode:
             if len(marks) > 1024:
                 del marks[:512]
         if msg.prev_index != log.last_index or log.epoch_at(msg.prev_index) != msg.prev_epoch:
-            if not self.syncing:
+            if not self.syncing or now_ms - self.sync_sent_ms >= self.sync_retry_ms:
                 effects += self._request_sync()
             return effects
         self.syncing = False
@@ -287,6 +300,7 @@ class ShippingNode:
         if self.role != FOLLOWER or not self.leader or self.leader == self.id:
             return []
         self.syncing = True
+        self.sync_sent_ms = self.now_ms
         return [Send(to=self.leader, msg=SyncRequest(
             sender=self.id, epoch=self.epoch, last_index=self.log.last_index,
             epoch_starts=self.log.epoch_starts, full=full))]
@@ -329,8 +343,10 @@ class ShippingNode:
             return effects + self._request_sync(full=True)
         if msg.to_index < log.last_index:
             dropped = log.truncate_after(msg.to_index)
-            own = sum(1 for entry in dropped if entry[0] in self.led_epochs)
-            effects.append(TruncateLog(to_index=msg.to_index, discarded=len(dropped), discarded_own=own))
+            own = [entry for entry in dropped if entry[0] in self.led_epochs]
+            acked = sum(1 for entry in own if len(entry) < 3 or entry[2] < len(self.peers))
+            effects.append(TruncateLog(to_index=msg.to_index, discarded=len(dropped),
+                                       discarded_own=len(own), discarded_acked=acked))
         return effects + self._request_sync()
 
     def snapshot_installed(self, index: int, epoch: int, epoch_starts: list[list[int]]) -> list[Effect]:
@@ -354,8 +370,17 @@ class ShippingNode:
         return []
 
     def tick(self, now_ms: int) -> list[Effect]:
-        """One heartbeat: gossip epochs; the leader also confirms positions."""
+        """One heartbeat: gossip epochs; the leader also confirms positions.
+
+        A follower that has not heard its leader (or an answer to its
+        SyncRequest) for ``sync_retry_ms`` asks again: a SyncRequest or its
+        answer may have been lost with a connection.
+        """
+        self.now_ms = now_ms
         effects = self._broadcast_hello()
+        if (self.role == FOLLOWER and self.leader and self.leader != self.id
+                and now_ms - max(self.last_heard_ms, self.sync_sent_ms) >= self.sync_retry_ms):
+            effects += self._request_sync()
         if self.role == LEADER:
             heartbeat = self._heartbeat()
             for peer, pr in self.progress.items():

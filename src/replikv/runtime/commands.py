@@ -1,0 +1,355 @@
+"""Connection and admin commands: the ones the node answers itself.
+
+Data commands (strings, lists, sets, hashes, TTLs, SCAN, ...) live in
+``kv/``; these need the connection or the node: authentication, protocol
+version, transactions, consistency levels, replication status, failover.
+Each handler is ``handler(node, conn, argv)`` and replies through ``conn``;
+arity was already checked against ``kv/commands.py``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from replikv import __version__
+from replikv.config import AckLevel, ConfigError
+from replikv.core.replies import NULL_ARRAY, OK, RespError, SYNTAX_ERROR, wrong_arity
+from replikv.kv.commands import command_reply
+
+if TYPE_CHECKING:
+    from replikv.runtime.node import NodeRunner
+    from replikv.runtime.resp_server import ClientConnection
+
+Handler = Callable[["NodeRunner", "ClientConnection", list[bytes]], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+def _int(arg: bytes) -> int:
+    try:
+        return int(arg)
+    except ValueError:
+        raise RespError("ERR value is not an integer or out of range") from None
+
+
+def _dispatch(fn: Handler) -> Handler:
+    """Turn a RespError raised inside a handler into the reply."""
+    def wrapper(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+        try:
+            fn(node, conn, argv)
+        except RespError as e:
+            conn.reply(e)
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def handler(name: str) -> Callable[[Handler], Handler]:
+    return lambda fn: command(name)(_dispatch(fn))
+
+
+@handler("PING")
+def ping(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    if len(argv) > 2:
+        raise wrong_arity("ping")
+    if len(argv) == 2:
+        conn.reply(argv[1])
+    else:
+        conn.reply_bytes(b"+PONG\r\n")
+
+
+@handler("ECHO")
+def echo(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    conn.reply(argv[1])
+
+
+def _check_password(node: "NodeRunner", user: bytes, password: bytes) -> bool:
+    expected = node.options.requirepass
+    if expected is None:
+        return False
+    return user in (b"default",) and hmac.compare_digest(password, expected.encode())
+
+
+@handler("AUTH")
+def auth(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    if len(argv) > 3:
+        raise SYNTAX_ERROR
+    if node.options.requirepass is None:
+        raise RespError("ERR AUTH <password> called without any password configured for the default user. "
+                        "Are you sure your configuration is correct?")
+    user, password = (b"default", argv[1]) if len(argv) == 2 else (argv[1], argv[2])
+    if not _check_password(node, user, password):
+        conn.authenticated = False
+        raise RespError("WRONGPASS invalid username-password pair or user is disabled.")
+    conn.authenticated = True
+    conn.reply(OK)
+
+
+@handler("HELLO")
+def hello(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    proto = None
+    i = 1
+    if len(argv) > 1:
+        try:
+            proto = int(argv[1])
+        except ValueError:
+            raise RespError("ERR Protocol version is not an integer or out of range") from None
+        if proto not in (2, 3):
+            raise RespError("NOPROTO unsupported protocol version")
+        i = 2
+    name = None
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"AUTH" and i + 2 < len(argv):
+            if node.options.requirepass is None or not _check_password(node, argv[i + 1], argv[i + 2]):
+                raise RespError("WRONGPASS invalid username-password pair or user is disabled.")
+            conn.authenticated = True
+            i += 3
+        elif opt == b"SETNAME" and i + 1 < len(argv):
+            name = argv[i + 1]
+            i += 2
+        else:
+            raise RespError(f"ERR Syntax error in HELLO option '{argv[i].decode(errors='replace')}'")
+    if not conn.authenticated:
+        raise RespError("NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+                        "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+                        "select the RESP protocol version at the same time")
+    if proto is not None:
+        conn.resp3 = proto == 3
+    if name is not None:
+        conn.name = name
+    conn.reply({
+        "server": "redis", "version": "7.0.0", "proto": 3 if conn.resp3 else 2, "id": conn.id,
+        "mode": "standalone", "role": "master" if node.is_leader else "replica", "modules": [],
+        "replikv": __version__,
+    })
+
+
+@handler("SELECT")
+def select(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    if _int(argv[1]) != 0:
+        raise RespError("ERR DB index is out of range")
+    conn.reply(OK)
+
+
+@handler("QUIT")
+def quit_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    conn.reply(OK)
+    conn.close_after_replies()
+
+
+@handler("MULTI")
+def multi(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    if conn.multi is not None:
+        raise RespError("ERR MULTI calls can not be nested")
+    conn.multi = []
+    conn.multi_dirty = False
+    conn.reply(OK)
+
+
+@handler("DISCARD")
+def discard(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    if conn.multi is None:
+        raise RespError("ERR DISCARD without MULTI")
+    conn.multi = None
+    conn.reply(OK)
+
+
+@handler("EXEC")
+def exec_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """Run the queued commands as one log entry (atomic on every replica)."""
+    if conn.multi is None:
+        raise RespError("ERR EXEC without MULTI")
+    queued, dirty = conn.multi, conn.multi_dirty
+    conn.multi = None
+    if dirty:
+        raise RespError("EXECABORT Transaction discarded because of previous errors.")
+    if not queued:
+        conn.reply([])
+        return
+    from replikv.kv.commands import lookup
+    if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
+        node._write(conn, queued, transaction=True)
+    else:
+        replies, _ = node.sm.execute_transaction(queued, _wall_ms())
+        conn.reply(replies)
+
+
+@handler("WATCH")
+def watch(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    raise RespError("ERR WATCH is not supported by replikv; use MULTI/EXEC or CAS")
+
+
+@handler("WAIT")
+def wait(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """WAIT numreplicas timeout: followers holding this connection's last write."""
+    from replikv.runtime.node import Waiter
+    if not node.is_leader:
+        raise RespError("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 "
+                        "if a replica is configured to be writable (which is not the default) writes to "
+                        "replicas are just local and are not propagated.")
+    numreplicas, timeout_ms = _int(argv[1]), _int(argv[2])
+    if timeout_ms < 0:
+        raise RespError("ERR timeout is negative")
+    index = conn.session_index
+    held = node.core.replicas_holding(index) if index else len(node.peer_ids)
+    if held >= numreplicas or not index:
+        conn.reply(held)
+        return
+    deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else 0.0
+    node.ack_waiters.append(Waiter(index, numreplicas, deadline, conn.slot(), b"", "wait"))
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@handler("INFO")
+def info(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    section = argv[1].decode(errors="replace") if len(argv) > 1 else ""
+    conn.reply(node.info(section).encode())
+
+
+@handler("CLIENT")
+def client(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    sub = argv[1].upper()
+    if sub == b"SETNAME" and len(argv) == 3:
+        if b" " in argv[2] or b"\n" in argv[2]:
+            raise RespError("ERR Client names cannot contain spaces, newlines or special characters.")
+        conn.name = argv[2] or None
+        conn.reply(OK)
+    elif sub == b"GETNAME" and len(argv) == 2:
+        conn.reply(conn.name)
+    elif sub == b"ID" and len(argv) == 2:
+        conn.reply(conn.id)
+    elif sub == b"SETINFO" and len(argv) == 4:
+        attr = argv[2].upper()
+        if attr == b"LIB-NAME":
+            conn.lib_name = argv[3]
+        elif attr == b"LIB-VER":
+            conn.lib_ver = argv[3]
+        else:
+            raise RespError(f"ERR Unrecognized option '{argv[2].decode(errors='replace')}'")
+        conn.reply(OK)
+    elif sub == b"LIST" and len(argv) == 2:
+        lines = [f"id={c.id} addr={c.addr} name={(c.name or b'').decode(errors='replace')} "
+                 f"resp={3 if c.resp3 else 2} lib-name={c.lib_name.decode(errors='replace')} "
+                 f"lib-ver={c.lib_ver.decode(errors='replace')}" for c in node.clients.values()]
+        conn.reply(("\n".join(lines) + "\n").encode())
+    elif sub == b"INFO" and len(argv) == 2:
+        conn.reply(f"id={conn.id} addr={conn.addr} name={(conn.name or b'').decode(errors='replace')}\n".encode())
+    else:
+        raise RespError(f"ERR unknown subcommand or wrong number of arguments for "
+                        f"'{argv[1].decode(errors='replace')}'. Try CLIENT HELP.")
+
+
+@handler("COMMAND")
+def command_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    conn.reply(command_reply(argv[1:]))
+
+
+@handler("CONFIG")
+def config(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """CONFIG GET answers the few settings clients and redis-benchmark probe."""
+    sub = argv[1].upper()
+    if sub == b"GET" and len(argv) >= 3:
+        opts = node.options
+        known = {b"save": b"", b"appendonly": b"yes", b"appendfsync": opts.fsync.encode(),
+                 b"databases": b"1", b"maxmemory": b"0", b"proto-max-bulk-len": str(opts.max_bulk_len).encode()}
+        import fnmatch
+        out: dict[bytes, bytes] = {}
+        for pattern in argv[2:]:
+            for key, value in known.items():
+                if fnmatch.fnmatchcase(key.decode(), pattern.decode(errors="replace").lower()):
+                    out[key] = value
+        conn.reply(out)
+    elif sub in (b"SET", b"RESETSTAT", b"REWRITE"):
+        raise RespError("ERR CONFIG SET is not supported; set node options in cluster.toml")
+    else:
+        raise RespError(f"ERR unknown subcommand '{argv[1].decode(errors='replace')}'. Try CONFIG HELP.")
+
+
+@handler("CONSISTENCY")
+def consistency(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """CONSISTENCY [READ <level> [ms] | WRITE <level> [k]]: this connection's levels."""
+    if len(argv) == 1:
+        read = f"bounded {conn.read_bound_ms}" if conn.read_level == "bounded" else conn.read_level
+        conn.reply(f"read={read.replace(' ', ':')} write={str(conn.write_level).replace(' ', ':')}".encode())
+        return
+    what = argv[1].upper()
+    args = [a.decode(errors="replace").lower() for a in argv[2:]]
+    if what == b"READ" and args:
+        level = args[0]
+        if level in ("linearizable", "lease"):
+            raise RespError(f"ERR read level '{level}' needs consensus: leader-follower mode offers eventual, "
+                            "prefix, bounded <ms> and session; start the cluster with --mode raft")
+        if level == "bounded":
+            if len(args) != 2 or not args[1].isdigit():
+                raise RespError("ERR usage: CONSISTENCY READ bounded <ms>")
+            conn.read_level, conn.read_bound_ms = "bounded", int(args[1])
+        elif level in ("eventual", "prefix", "session") and len(args) == 1:
+            conn.read_level, conn.read_bound_ms = level, 0
+        else:
+            raise RespError(f"ERR unknown read level '{' '.join(args)}'; use eventual, prefix, bounded <ms> "
+                            "or session (linearizable needs --mode raft)")
+        conn.reply(OK)
+    elif what == b"WRITE" and args:
+        if args[0] in ("majority", "one", "quorum", "all"):
+            raise RespError(f"ERR write level '{args[0]}' is not offered in leader-follower mode; "
+                            "use async, semi-sync <k> or sync")
+        try:
+            level = AckLevel.parse(" ".join(args))
+        except ConfigError as e:
+            raise RespError(f"ERR {e}") from None
+        if level.kind == "semi-sync" and level.replicas > len(node.peer_ids):
+            raise RespError(f"ERR semi-sync {level.replicas} needs more followers than the "
+                            f"{len(node.peer_ids)} this cluster has")
+        conn.write_level = level
+        conn.reply(OK)
+    else:
+        raise RespError("ERR usage: CONSISTENCY [READ <level> [ms] | WRITE <level> [k]]")
+
+
+@handler("SESSION")
+def session(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """SESSION [token]: read-your-writes across connections (token = log index)."""
+    if len(argv) == 1:
+        conn.reply(str(conn.session_index).encode())
+        return
+    if len(argv) != 2 or not argv[1].isdigit():
+        raise RespError("ERR usage: SESSION [token] where token is what SESSION returned")
+    conn.session_index = int(argv[1])
+    conn.read_level = "session" if not node.is_leader else conn.read_level
+    conn.reply(OK)
+
+
+@handler("FAILOVER")
+def failover(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """FAILOVER TO <node-id> [FORCE], sent to the target node itself."""
+    args = [a.upper() for a in argv[1:]]
+    if len(args) not in (2, 3) or args[0] != b"TO" or (len(args) == 3 and args[2] != b"FORCE"):
+        raise RespError("ERR usage: FAILOVER TO <node-id> [FORCE]")
+    node.failover(conn, argv[2].decode(errors="replace"), force=len(args) == 3)
+
+
+@handler("REPLIKV")
+def replikv(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """Admin: REPLIKV DIGEST | SNAPSHOT | ROLE."""
+    sub = argv[1].upper()
+    if sub == b"DIGEST":
+        conn.reply(node.sm.digest().hex().encode())
+    elif sub == b"SNAPSHOT":
+        conn.reply(node._take_snapshot())
+    elif sub == b"ROLE":
+        core = node.core
+        conn.reply([core.role.encode(), core.epoch, core.leader.encode(), core.log.last_index])
+    else:
+        raise RespError("ERR usage: REPLIKV DIGEST | SNAPSHOT | ROLE")

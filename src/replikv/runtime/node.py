@@ -1,0 +1,826 @@
+"""NodeRunner: one replikv node process in leader-follower mode.
+
+The thin asyncio shell around the pure parts: it feeds client commands to the
+state machine (``kv/``) and the replication core (``core/shipping``), carries
+out the core's effects in order (WAL append, then commit = group fsync, then
+sends), resolves waiting replies, and talks to peers over
+``runtime/tcp_transport``.
+
+Rules it keeps:
+- Group commit: writes arriving in one loop iteration form one batch: one WAL
+  record, one ``write`` (+ one fsync under ``--fsync always``), one frame per
+  follower. A write's reply leaves only after its batch is in the WAL (and,
+  for semi-sync/sync, after enough followers acked it durable).
+- Persist before send: the WAL commit of a batch precedes every Send that the
+  same effects list returned (followers ack only durable entries).
+- The leader decides expiry: it logs DEL for expired keys; replicas never
+  consult their clock to change data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from replikv import __version__
+from replikv.config import AckLevel, ClusterConfig, ConfigError, NodeOptions, is_loopback
+from replikv.core.invariant import InvariantViolation
+from replikv.core.replies import OK, RespError, wrong_arity
+from replikv.core.resp import encode_reply
+from replikv.core.shipping import messages as m
+from replikv.core.shipping.effects import (
+    ApplyEntries, HandOverDone, PersistEntries, PersistMeta, RoleChanged, Send, SendSnapshot, TruncateLog,
+)
+from replikv.core.shipping.log import ShippingLog
+from replikv.core.shipping.node import LEADER, ShippingNode
+from replikv.kv.commands import lookup
+from replikv.kv.state_machine import StateMachine
+from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.runtime.tcp_transport import PeerTransport
+from replikv.storage.meta import MetaStore
+from replikv.storage.snapshot import SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot
+from replikv.storage.wal import WriteAheadLog
+
+log = logging.getLogger("replikv.node")
+
+SNAPSHOT_CHUNK = 1024 * 1024
+READ_LEVELS_HERE = ("eventual", "prefix", "bounded", "session")
+
+
+class Waiter:
+    """A reply that waits for ``k`` followers to hold ``index`` (or a deadline)."""
+
+    __slots__ = ("index", "k", "deadline", "slot", "data", "kind", "argv")
+
+    def __init__(self, index: int, k: int, deadline: float, slot: Slot, data: bytes, kind: str,
+                 argv: list[bytes] | None = None) -> None:
+        self.index, self.k, self.deadline, self.slot, self.data, self.kind = index, k, deadline, slot, data, kind
+        self.argv = argv  # a session read to run once ``index`` is applied
+
+
+def _ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class NodeRunner:
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        config.validate()
+        self.config = config
+        self.address = config.node(node_id)
+        self.id = node_id
+        self.options: NodeOptions = config.options
+        opts = self.options
+        if not is_loopback(self.address.host) and (not opts.requirepass or not config.secret):
+            raise ConfigError(
+                f"protected mode: node {node_id} would listen on non-loopback address {self.address.host} "
+                "without --requirepass and a cluster secret; set both, or bind to 127.0.0.1")
+        self.default_ack = AckLevel.parse(opts.ack)
+        self.peer_ids = [p for p in config.nodes if p != node_id]
+        if self.default_ack.kind == "semi-sync" and self.default_ack.replicas > len(self.peer_ids):
+            raise ConfigError(f"--ack {opts.ack} needs more followers than the {len(self.peer_ids)} this cluster has")
+        self.data_dir = Path(self.address.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.snapshot_dir = self.data_dir / "snapshots"
+        self.snapshot_dir.mkdir(exist_ok=True)
+        self.clients: dict[int, ClientConnection] = {}
+        self.dirty_clients: set[ClientConnection] = set()
+        self.batch: list[list[list[bytes]]] = []
+        self.batch_acks: list[int] | None = None  # per entry k, only once some k > 0
+        self.flush_waiters: list[tuple[Slot, bytes]] = []
+        self.ack_waiters: list[Waiter] = []
+        self.read_waiters: list[Waiter] = []
+        self.forwarded: dict[int, tuple[Slot, ClientConnection | None, float]] = {}
+        self.forward_seq = 0
+        self.flush_scheduled = False
+        self.snapshot_receiver: SnapshotWriter | None = None
+        self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
+        self.failover_waiter: tuple[Slot, float] | None = None
+        self.stats = {"total_commands_processed": 0, "total_connections_received": 0,
+                      "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
+                      "partial_resyncs": 0, "rejected_calls": 0}
+        self.started = time.time()
+        self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
+        self._next_tick = 0.0
+        self._handover_deadline = 0.0
+        self._recover()
+
+    # -- start-up ---------------------------------------------------------
+    def _recover(self) -> None:
+        """Load meta, the latest snapshot and the WAL tail; rebuild the state."""
+        self.meta = MetaStore(self.data_dir)
+        meta = self.meta.load()
+        self.sm = StateMachine()
+        remove_temp_files(self.snapshot_dir)
+        snap = load_latest_snapshot(self.snapshot_dir)
+        epoch_starts: list[list[int]] = []
+        base_index = base_epoch = 0
+        if snap is not None:
+            epoch_starts, sm_data = msgpack.unpackb(snap.data)
+            self.sm.restore(sm_data)
+            base_index, base_epoch = snap.index, snap.epoch
+        shipping_log = ShippingLog(base_index, base_epoch, epoch_starts)
+        opts = self.options
+        self.wal = WriteAheadLog(self.data_dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes)
+        replayed = 0
+        for first_index, entries in self.wal.recover(after_index=base_index):
+            if first_index != shipping_log.last_index + 1:
+                raise RuntimeError(f"WAL gap: record at {first_index} after index {shipping_log.last_index}")
+            shipping_log.append(entries)
+            apply = self.sm.apply
+            for entry in entries:
+                apply(entry[1])
+            replayed += len(entries)
+        if not meta:
+            leader = self.config.initial_leader
+            meta = {"epoch": 1, "leader": leader, "led_epochs": [1] if leader == self.id else []}
+            self.meta.save(meta)
+        self.core = ShippingNode(self.id, self.peer_ids, epoch=int(meta["epoch"]), leader=str(meta["leader"]),
+                                 log=shipping_log, led_epochs=list(meta.get("led_epochs", [])),
+                                 sync_retry_ms=3 * opts.heartbeat_ms)
+        log.info("node %s recovered: snapshot at %d, %d WAL entries replayed, last index %d, epoch %d, role %s",
+                 self.id, base_index, replayed, shipping_log.last_index, self.core.epoch, self.core.role)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        peers = {p: (self.config.nodes[p].host, self.config.nodes[p].peer_port) for p in self.peer_ids}
+        self.transport = PeerTransport(
+            self.id, self.address.host, self.address.peer_port, peers, self.config.secret,
+            on_frame=self._on_frame, on_connected=self._on_peer_connected,
+            on_disconnected=self._on_peer_disconnected,
+            max_frame_bytes=self.options.max_bulk_len + 64 * 1024 * 1024)
+        await self.transport.start()
+        self.server = await loop.create_server(lambda: ClientConnection(self), self.address.host,
+                                               self.address.port, reuse_address=True)
+        self._tasks = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._fsync_loop())]
+        log.info("node %s serving RESP on %s:%d, peers on %s:%d", self.id, self.address.host,
+                 self.address.port, self.address.host, self.address.peer_port)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.server.close()
+        for client in list(self.clients.values()):
+            if client.transport is not None:
+                client.transport.close()
+        await self.transport.stop()
+        if self.batch:
+            self._flush()
+        self.wal.fsync_now()
+        self._save_meta()
+        self.wal.close()
+
+    # -- levels -------------------------------------------------------------
+    def default_read_level(self) -> tuple[str, int]:
+        return self.options.read_default, 0
+
+    def ack_replicas(self, level: AckLevel) -> int:
+        if level.kind == "async":
+            return 0
+        if level.kind == "sync":
+            return len(self.peer_ids)
+        return level.replicas
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.role == LEADER
+
+    # -- command dispatch ---------------------------------------------------------
+    def execute(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        """Run one parsed command for ``conn`` (replies in pipeline order)."""
+        if not argv:
+            return
+        self.stats["total_commands_processed"] += 1
+        name = argv[0]
+        spec = lookup(name)
+        if spec is None:
+            self.stats["rejected_calls"] += 1
+            args = " ".join(f"'{a.decode(errors='replace')[:128]}'" for a in argv[1:4])
+            conn.reply(RespError(f"ERR unknown command '{name.decode(errors='replace')[:128]}', "
+                                 f"with args beginning with: {args}"))
+            if conn.multi is not None:
+                conn.multi_dirty = True
+            return
+        argc = len(argv)
+        if (spec.arity > 0 and argc != spec.arity) or (spec.arity < 0 and argc < -spec.arity):
+            self.stats["rejected_calls"] += 1
+            conn.reply(wrong_arity(spec.name))
+            if conn.multi is not None:
+                conn.multi_dirty = True
+            return
+        upper = spec.name.upper()
+        if not conn.authenticated and upper not in ("AUTH", "HELLO", "QUIT"):
+            conn.reply(RespError("NOAUTH Authentication required."))
+            return
+        if conn.multi is not None and upper not in ("EXEC", "DISCARD", "MULTI", "QUIT", "WATCH"):
+            if "connection" in spec.flags or "admin" in spec.flags:
+                conn.reply(RespError(f"ERR Command not allowed inside a transaction"))
+                conn.multi_dirty = True
+                return
+            conn.multi.append(argv)
+            conn.reply_bytes(b"+QUEUED\r\n")
+            return
+        try:
+            handler = self._handlers.get(upper)
+            if handler is not None:
+                handler(self, conn, argv)
+            elif "write" in spec.flags:
+                self._write(conn, [argv], transaction=False)
+            else:
+                self._read(conn, argv)
+        except InvariantViolation:
+            raise
+        except Exception as e:  # a bug must not take the connection (or the node) down
+            log.exception("command %r failed", spec.name)
+            conn.reply(RespError(f"ERR internal error running '{spec.name.lower()}': {type(e).__name__}"))
+
+    # -- writes ----------------------------------------------------------------
+    def _write(self, conn: ClientConnection, commands: list[list[bytes]], transaction: bool) -> None:
+        if not self.is_leader:
+            self._forward(conn, commands, transaction)
+            return
+        if self.core.writes_paused:
+            conn.reply(RespError("TRYAGAIN writes are paused while leadership is handed over"))
+            return
+        now = _wall_ms()
+        if transaction:
+            replies, cmds = self.sm.execute_transaction(commands, now)
+            data = encode_reply(replies, conn.resp3)
+        else:
+            reply, cmds = self.sm.execute_write(commands[0], now)
+            data = encode_reply(reply, conn.resp3)
+        if cmds is None:
+            conn.reply_bytes(data)
+            return
+        k = self.ack_replicas(conn.write_level)
+        index = self._enqueue(cmds, k)
+        conn.session_index = index
+        slot = conn.slot()
+        if k == 0:
+            self.flush_waiters.append((slot, data))
+        else:
+            deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
+            self.ack_waiters.append(Waiter(index, k, deadline, slot, data, "write"))
+
+    def _enqueue(self, cmds: list[list[bytes]], k: int = 0) -> int:
+        """Add one entry (waiting for ``k`` replicas) to the batch; returns its index."""
+        batch = self.batch
+        if k or self.batch_acks is not None:
+            if self.batch_acks is None:
+                self.batch_acks = [0] * len(batch)
+            self.batch_acks.append(k)
+        batch.append(cmds)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        return self.core.log.last_index + len(self.batch)
+
+    def _flush(self) -> None:
+        """Group commit: log the batch, fsync once, ship, then release replies."""
+        self.flush_scheduled = False
+        if self.batch:
+            batch, acks, self.batch, self.batch_acks = self.batch, self.batch_acks, [], None
+            _, effects = self.core.propose(batch, _ms(), acks)
+            self._run(effects)
+        else:
+            self._commit_and_send([])
+
+    def _run(self, effects: list[Any]) -> None:
+        """Carry out effects: storage first, then (after one commit) the sends."""
+        sends: list[Send] = []
+        for effect in effects:
+            match effect:
+                case PersistEntries():
+                    self.wal.append(effect.first_index, effect.packed, effect.count)
+                case Send():
+                    sends.append(effect)
+                case ApplyEntries():
+                    apply = self.sm.apply
+                    for entry in effect.entries:
+                        apply(entry[1])
+                case PersistMeta():
+                    self._save_meta(effect)
+                case TruncateLog():
+                    self._truncate(effect)
+                case SendSnapshot():
+                    self.loop.create_task(self._send_snapshot(effect.to))
+                case RoleChanged():
+                    self._role_changed(effect)
+                case HandOverDone():
+                    self._handover_done(effect)
+        self._commit_and_send(sends)
+
+    def _commit_and_send(self, sends: list[Send]) -> None:
+        self.wal.commit()
+        if self.flush_waiters:
+            waiters, self.flush_waiters = self.flush_waiters, []
+            for slot, data in waiters:
+                slot.resolve(data)
+        send = self.transport.send
+        last_ack: dict[str, bytes] = {}
+        lost: set[str] = set()
+        for effect in sends:
+            if isinstance(effect.msg, m.Ack):  # only the newest ack per peer matters
+                last_ack[effect.to] = m.encode(effect.msg)
+            elif not send(effect.to, m.encode(effect.msg)):
+                lost.add(effect.to)
+        for peer in lost:  # the follower resyncs once it hears from us again
+            self.core.peer_disconnected(peer)
+        for peer, payload in last_ack.items():
+            send(peer, payload)
+        if self.ack_waiters:
+            self._release_ack_waiters()
+        if self.read_waiters:
+            self._release_read_waiters()
+        self._flush_clients()
+        if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
+            self._take_snapshot()
+
+    def _flush_clients(self) -> None:
+        if self.dirty_clients:
+            dirty, self.dirty_clients = self.dirty_clients, set()
+            for conn in dirty:
+                conn.flush()
+
+    def _release_ack_waiters(self) -> None:
+        core = self.core
+        durable = self.wal.last_index
+        keep: list[Waiter] = []
+        for w in self.ack_waiters:
+            if w.kind == "wait":
+                held = core.replicas_holding(w.index) if self.is_leader else 0
+                if held >= w.k:
+                    w.slot.resolve(encode_reply(held, w.slot.conn.resp3))
+                else:
+                    keep.append(w)
+            elif w.index <= durable and self.is_leader and core.ack_watermark(w.k) >= w.index:
+                w.slot.resolve(w.data)
+            else:
+                keep.append(w)
+        self.ack_waiters = keep
+
+    def _expire_waiters(self) -> None:
+        now = time.monotonic()
+        keep: list[Waiter] = []
+        for w in self.ack_waiters:
+            if w.deadline and now >= w.deadline:
+                if w.kind == "wait":
+                    held = self.core.replicas_holding(w.index) if self.is_leader else 0
+                    w.slot.resolve(encode_reply(held, w.slot.conn.resp3))
+                else:
+                    held = self.core.replicas_holding(w.index) if self.is_leader else 0
+                    w.slot.resolve(encode_reply(RespError(
+                        f"NOREPLICAS write logged at index {w.index} reached {held} of {w.k} required replicas "
+                        f"within {self.options.ack_timeout_ms} ms; it is applied on the leader and may still "
+                        f"be applied on the replicas"), w.slot.conn.resp3))
+            else:
+                keep.append(w)
+        self.ack_waiters = keep
+        keep = []
+        for w in self.read_waiters:
+            if now >= w.deadline:
+                w.slot.resolve(encode_reply(RespError(
+                    f"STALE session position {w.index} not reached within {self.options.session_timeout_ms} ms "
+                    f"(this follower has applied {self.core.log.last_index})"), w.slot.conn.resp3))
+            else:
+                keep.append(w)
+        self.read_waiters = keep
+        expired = [rid for rid, (_, _, deadline) in self.forwarded.items() if now >= deadline]
+        for rid in expired:
+            slot, _, _ = self.forwarded.pop(rid)
+            slot.resolve(encode_reply(RespError(
+                "TRYAGAIN the leader did not answer the forwarded write in time; it may or may not be applied"),
+                slot.conn.resp3))
+        self._flush_clients()
+
+    # -- forwarding (follower -> leader) ---------------------------------------
+    def _forward(self, conn: ClientConnection | None, commands: list[list[bytes]], transaction: bool) -> None:
+        assert conn is not None
+        leader = self.core.leader
+        if self.options.redirect:
+            if leader and leader in self.config.nodes:
+                addr = self.config.nodes[leader]
+                conn.reply(RespError(f"MOVED 0 {addr.host}:{addr.port}"))
+            else:
+                conn.reply(RespError("CLUSTERDOWN no known leader"))
+            return
+        if not leader or not self.transport.connected(leader):
+            conn.reply(RespError(f"CLUSTERDOWN no reachable leader to forward the write to (leader: {leader or 'unknown'})"))
+            return
+        self.forward_seq += 1
+        rid = self.forward_seq
+        slot = conn.slot()
+        deadline = time.monotonic() + (self.options.ack_timeout_ms + 2000) / 1000
+        self.forwarded[rid] = (slot, conn, deadline)
+        self.transport.send(leader, m.encode(m.Forward(
+            sender=self.id, epoch=self.core.epoch, request_id=rid, commands=commands, transaction=transaction,
+            resp3=conn.resp3, ack=str(conn.write_level))))
+
+    def _on_forward(self, msg: m.Forward) -> None:
+        """Leader side: run a follower's client write as if it were local."""
+        proxy = _ForwardProxy(self, msg)
+        if not self.is_leader:
+            proxy.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
+        else:
+            try:
+                proxy.write_level = AckLevel.parse(msg.ack)
+            except ConfigError:
+                proxy.write_level = self.default_ack
+            self._write(proxy, msg.commands, msg.transaction)  # type: ignore[arg-type]
+        proxy.flush()
+
+    def _on_forward_reply(self, msg: m.ForwardReply) -> None:
+        entry = self.forwarded.pop(msg.request_id, None)
+        if entry is None:
+            return
+        slot, conn, _ = entry
+        if conn is not None and msg.index:
+            conn.session_index = max(conn.session_index, msg.index)
+        slot.resolve(msg.reply)
+        self._flush_clients()
+
+    # -- reads ------------------------------------------------------------------
+    def _read(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        if self.is_leader:
+            conn.reply(self.sm.read(argv, _wall_ms()))
+            return
+        level = conn.read_level
+        if level == "bounded":
+            staleness = self._staleness_ms()
+            if staleness > conn.read_bound_ms:
+                conn.reply(RespError(f"STALE follower {self.id} may be {staleness} ms behind the leader, "
+                                     f"above the bound of {conn.read_bound_ms} ms"))
+                return
+        elif level == "session" and conn.session_index > self.core.log.last_index:
+            deadline = time.monotonic() + self.options.session_timeout_ms / 1000
+            self.read_waiters.append(Waiter(conn.session_index, 0, deadline, conn.slot(), b"", "read", argv))
+            return
+        conn.reply(self.sm.read(argv, _wall_ms()))
+
+    def _release_read_waiters(self) -> None:
+        applied = self.core.log.last_index
+        keep: list[Waiter] = []
+        for w in self.read_waiters:
+            if w.index <= applied and w.argv is not None:
+                w.slot.resolve(encode_reply(self.sm.read(w.argv, _wall_ms()), w.slot.conn.resp3))
+            else:
+                keep.append(w)
+        self.read_waiters = keep
+
+    def _staleness_ms(self) -> int:
+        """Upper bound on how far this follower's data trails the leader's."""
+        now = _ms()
+        core = self.core
+        if core.last_heard_ms < 0:
+            return 1 << 31
+        silent = now - core.last_heard_ms
+        lag = core.lag_ms(now)
+        return max(lag, silent - 2 * self.options.heartbeat_ms) if silent > 2 * self.options.heartbeat_ms else lag
+
+    # -- peers -------------------------------------------------------------------
+    def _on_frame(self, peer: str, payload: bytes) -> None:
+        try:
+            msg = m.decode(payload)
+        except ValueError as e:
+            log.warning("dropping a bad frame from peer %s: %s", peer, e)
+            return
+        if msg.sender != peer:
+            log.warning("peer %s sent a message signed as %s; dropped", peer, msg.sender)
+            return
+        match msg:
+            case m.Forward():
+                self._on_forward(msg)
+            case m.ForwardReply():
+                self._on_forward_reply(msg)
+            case m.SnapshotBegin() | m.SnapshotChunk():
+                self._on_snapshot_frame(msg)
+            case _:
+                self._run(self.core.step(msg, _ms()))
+
+    def _on_peer_connected(self, peer: str) -> None:
+        self._run(self.core.peer_connected(peer))
+
+    def _on_peer_disconnected(self, peer: str) -> None:
+        self._run(self.core.peer_disconnected(peer))
+        if peer == self.core.leader:
+            self._fail_forwarded("the connection to the leader was lost; the write may or may not be applied")
+
+    def _fail_forwarded(self, why: str) -> None:
+        pending, self.forwarded = self.forwarded, {}
+        for slot, _, _ in pending.values():
+            slot.resolve(encode_reply(RespError(f"TRYAGAIN {why}"), slot.conn.resp3))
+        self._flush_clients()
+
+    def _role_changed(self, effect: RoleChanged) -> None:
+        log.warning("node %s is now %s in epoch %d (leader %s)", self.id, effect.role, effect.epoch,
+                    effect.leader or "unknown")
+        if effect.role != LEADER:
+            # Writes waiting for follower acks can no longer be confirmed by us.
+            for w in self.ack_waiters:
+                if w.kind == "write":
+                    w.slot.resolve(encode_reply(RespError(
+                        f"NOREPLICAS {self.id} lost leadership (epoch {effect.epoch}) before the write at index "
+                        f"{w.index} reached its replicas; it may be discarded"), w.slot.conn.resp3))
+            self.ack_waiters = [w for w in self.ack_waiters if w.kind != "write"]
+            self._flush_clients()
+
+    def _save_meta(self, effect: PersistMeta | None = None) -> None:
+        core = self.core
+        self.meta.save({"epoch": effect.epoch if effect else core.epoch,
+                        "leader": effect.leader if effect else core.leader,
+                        "led_epochs": effect.led_epochs if effect else core.led_epochs})
+
+    def _truncate(self, effect: TruncateLog) -> None:
+        """Drop a divergent suffix: WAL first, then rebuild the state from snapshot + log."""
+        self.wal.truncate_after(effect.to_index)
+        self.stats["discarded_writes"] += effect.discarded
+        self.stats["discarded_acked_writes"] += effect.discarded_acked
+        log.warning("node %s discarded %d log entries after index %d that the new leader never had; "
+                    "%d were written while this node led, %d of them had been acknowledged to clients",
+                    self.id, effect.discarded, effect.to_index, effect.discarded_own, effect.discarded_acked)
+        self._rebuild_state()
+
+    def _rebuild_state(self) -> None:
+        sm = StateMachine()
+        snap = load_latest_snapshot(self.snapshot_dir)
+        if snap is not None:
+            _, sm_data = msgpack.unpackb(snap.data)
+            sm.restore(sm_data)
+            start = snap.index
+        else:
+            start = 0
+        core_log = self.core.log
+        if start != core_log.base_index:
+            raise RuntimeError(f"snapshot at {start} does not match the log base {core_log.base_index}")
+        for entry in core_log.entries:
+            sm.apply(entry[1])
+        self.sm = sm
+
+    # -- snapshots ------------------------------------------------------------------
+    def _take_snapshot(self) -> int:
+        """Snapshot the state at the last index; compact WAL and memory log."""
+        if self.batch:
+            self._flush()
+        core_log = self.core.log
+        index = core_log.last_index
+        self.wal.commit()
+        self.wal.fsync_now()
+        data = msgpack.packb([core_log.epoch_starts, self.sm.snapshot()])
+        write_snapshot(self.snapshot_dir, index, core_log.epoch_at(index), data)
+        self.wal.drop_before(index)
+        self._wal_bytes_after_snapshot = self.wal.size_bytes
+        core_log.compact(index)
+        log.info("node %s took a snapshot at index %d (%d bytes); log compacted", self.id, index, len(data))
+        return index
+
+    async def _send_snapshot(self, peer: str) -> None:
+        """Full resync: stream the latest snapshot (taking one if needed)."""
+        snap = load_latest_snapshot(self.snapshot_dir)
+        if snap is None or snap.index != self.core.log.base_index:
+            self._take_snapshot()
+            snap = load_latest_snapshot(self.snapshot_dir)
+        assert snap is not None
+        self.stats["full_resyncs_sent"] += 1
+        epoch_starts, _ = msgpack.unpackb(snap.data)
+        log.info("node %s: full resync of %s from snapshot at %d (%d bytes)", self.id, peer, snap.index, len(snap.data))
+        send = self.transport.send
+        if not send(peer, m.encode(m.SnapshotBegin(sender=self.id, epoch=self.core.epoch, index=snap.index,
+                                                   snapshot_epoch=snap.epoch, size=len(snap.data),
+                                                   epoch_starts=epoch_starts))):
+            return
+        data = snap.data
+        for offset in range(0, max(len(data), 1), SNAPSHOT_CHUNK):
+            chunk = data[offset:offset + SNAPSHOT_CHUNK]
+            last = offset + SNAPSHOT_CHUNK >= len(data)
+            if not send(peer, m.encode(m.SnapshotChunk(sender=self.id, epoch=self.core.epoch, data=chunk, last=last))):
+                return
+            while self.transport.buffered_bytes(peer) > 8 * SNAPSHOT_CHUNK:
+                await asyncio.sleep(0.005)
+        self._run(self.core.snapshot_sent(peer, snap.index))
+
+    def _on_snapshot_frame(self, msg: m.SnapshotBegin | m.SnapshotChunk) -> None:
+        if msg.epoch < self.core.epoch:
+            return
+        if isinstance(msg, m.SnapshotBegin):
+            if self.snapshot_receiver is not None:
+                self.snapshot_receiver.abort()
+            self.snapshot_receiver = SnapshotWriter(self.snapshot_dir)
+            self.snapshot_receiver.begin(msg.index, msg.snapshot_epoch)
+            self.snapshot_meta = (msg.index, msg.snapshot_epoch, msg.epoch_starts)
+            return
+        receiver = self.snapshot_receiver
+        if receiver is None or self.snapshot_meta is None:
+            return
+        receiver.write(msg.data)
+        if not msg.last:
+            return
+        receiver.finish()
+        self.snapshot_receiver = None
+        index, epoch, epoch_starts = self.snapshot_meta
+        snap = load_latest_snapshot(self.snapshot_dir)
+        assert snap is not None and snap.index == index
+        _, sm_data = msgpack.unpackb(snap.data)
+        sm = StateMachine()
+        sm.restore(sm_data)
+        self.sm = sm
+        self.wal.reset(index + 1)
+        log.info("node %s installed a snapshot at index %d from the leader (full resync)", self.id, index)
+        self._run(self.core.snapshot_installed(index, epoch, epoch_starts))
+
+    # -- failover -----------------------------------------------------------------------
+    def failover(self, conn: ClientConnection, target: str, force: bool) -> None:
+        if target != self.id:
+            conn.reply(RespError(f"ERR send FAILOVER TO {target} to node {target} itself (this is {self.id})"))
+            return
+        if self.is_leader:
+            conn.reply(RespError(f"ERR {self.id} is already the leader (epoch {self.core.epoch})"))
+            return
+        leader = self.core.leader
+        if force or not leader or not self.transport.connected(leader):
+            self._run(self.core.promote())
+            conn.reply(OK)
+            return
+        if self.failover_waiter is not None:
+            conn.reply(RespError("ERR a failover is already in progress"))
+            return
+        self.failover_waiter = (conn.slot(), time.monotonic() + self.options.ack_timeout_ms / 1000)
+        self._run(self.core.request_handover())
+
+    def _handover_done(self, effect: HandOverDone) -> None:
+        if self.failover_waiter is None:
+            return
+        slot, _ = self.failover_waiter
+        self.failover_waiter = None
+        slot.resolve(encode_reply(OK if effect.ok else RespError(f"ERR failover failed: {effect.reason}"),
+                                  slot.conn.resp3))
+        self._flush_clients()
+
+    # -- timers ----------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        interval = self.options.heartbeat_ms / 1000
+        next_expiry = 0.0
+        while True:
+            await asyncio.sleep(min(interval, 0.02) if (self.ack_waiters or self.read_waiters or self.forwarded)
+                                else interval)
+            now = time.monotonic()
+            self._expire_waiters()
+            if self.failover_waiter is not None and now >= self.failover_waiter[1]:
+                self._handover_done(HandOverDone(ok=False, reason="the leader did not hand over in time"))
+                self.core.handover_target_pending = False
+            if now < self._next_tick:
+                continue
+            self._next_tick = now + interval
+            if self.is_leader and self.core.writes_paused:
+                if not self._handover_deadline:
+                    self._handover_deadline = now + self.options.ack_timeout_ms / 1000
+                elif now > self._handover_deadline:
+                    log.warning("hand-over to %s timed out; taking writes again", self.core.handing_over_to)
+                    self.core.cancel_handover()
+                    self._handover_deadline = 0.0
+            else:
+                self._handover_deadline = 0.0
+            self._run(self.core.tick(_ms()))
+            if self.is_leader and now >= next_expiry:
+                next_expiry = now + 0.1
+                self._expire_keys()
+
+    def _expire_keys(self) -> None:
+        """Active expiry (leader only): log DEL for keys whose TTL has passed."""
+        cmds = self.sm.expire_cycle(_wall_ms(), 200)
+        if cmds:
+            self._enqueue(cmds)
+
+    async def _fsync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.options.fsync == "everysec":
+                self.wal.fsync_now()
+
+    # -- INFO ----------------------------------------------------------------------------------
+    def info(self, section: str) -> str:
+        core = self.core
+        sections: dict[str, list[str]] = {}
+        sections["server"] = [
+            "redis_version:7.0.0", f"replikv_version:{__version__}", "redis_mode:standalone",
+            f"replikv_mode:{self.config.mode}", f"process_id:{os.getpid()}", f"run_id:{self.id}",
+            f"tcp_port:{self.address.port}", f"uptime_in_seconds:{int(time.time() - self.started)}",
+        ]
+        sections["clients"] = [f"connected_clients:{len(self.clients)}"]
+        sections["persistence"] = [
+            f"aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
+            f"replikv_wal_first_index:{self.wal.first_index}", f"replikv_snapshot_index:{core.log.base_index}",
+        ]
+        sections["stats"] = [f"{k}:{v}" for k, v in self.stats.items()]
+        now = _ms()
+        rep = [f"role:{'master' if self.is_leader else 'slave'}", f"replikv_node:{self.id}",
+               f"replikv_epoch:{core.epoch}", f"replikv_leader:{core.leader}",
+               f"master_repl_offset:{core.log.last_index}", f"replikv_applied_index:{core.log.last_index}",
+               f"replikv_ack:{self.default_ack}"]
+        if self.is_leader:
+            rep.append(f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}")
+            for i, peer in enumerate(self.peer_ids):
+                pr = core.progress[peer]
+                addr = self.config.nodes[peer]
+                state = "online" if self.transport.connected(peer) and pr.state == "stream" else "offline"
+                lag_s = (now - pr.last_ack_ms) // 1000 if pr.last_ack_ms >= 0 else -1
+                rep.append(f"slave{i}:ip={addr.host},port={addr.port},state={state},offset={pr.match_index},"
+                           f"lag={lag_s},id={peer},lag_ops={core.log.last_index - pr.match_index},"
+                           f"lag_ms={core.follower_lag_ms(peer, now)}")
+        else:
+            leader = self.config.nodes.get(core.leader)
+            up = bool(core.leader) and self.transport.connected(core.leader) and not core.syncing
+            rep += [f"master_host:{leader.host if leader else ''}", f"master_port:{leader.port if leader else 0}",
+                    f"master_link_status:{'up' if up else 'down'}", f"slave_repl_offset:{core.log.last_index}",
+                    f"replikv_lag_ops:{core.lag_ops()}", f"replikv_lag_ms:{core.lag_ms(now)}"]
+        sections["replication"] = rep
+        sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
+        wanted = section.lower()
+        if wanted in ("", "all", "default", "everything"):
+            names = list(sections)
+        elif wanted in sections:
+            names = [wanted]
+        else:
+            names = []
+        out = []
+        for name in names:
+            out.append(f"# {name.capitalize()}")
+            out += [line for line in sections[name] if line]
+            out.append("")
+        return "\r\n".join(out)
+
+    _handlers: dict[str, Any] = {}
+
+
+class _ForwardProxy:
+    """Stands in for a client connection on the leader for a forwarded write."""
+
+    def __init__(self, node: NodeRunner, msg: m.Forward) -> None:
+        self.node, self.msg = node, msg
+        self.resp3 = msg.resp3
+        self.write_level = node.default_ack
+        self.session_index = 0
+        self.queue: list[Slot] = []
+
+    def reply(self, value: Any) -> None:
+        self.reply_bytes(encode_reply(value, self.resp3))
+
+    def reply_bytes(self, data: bytes) -> None:
+        self._send(data)
+
+    def slot(self) -> Slot:
+        slot = Slot(self)  # type: ignore[arg-type]
+        self.queue.append(slot)
+        return slot
+
+    def slot_ready(self) -> None:
+        for slot in self.queue:
+            if slot.data is not None:
+                self._send(slot.data)
+        self.queue = [s for s in self.queue if s.data is None]
+
+    def _send(self, data: bytes) -> None:
+        node, msg = self.node, self.msg
+        node.transport.send(msg.sender, m.encode(m.ForwardReply(
+            sender=node.id, epoch=node.core.epoch, request_id=msg.request_id, reply=data,
+            index=self.session_index)))
+
+    def flush(self) -> None:
+        pass
+
+
+def run_node(config: ClusterConfig, node_id: str) -> int:
+    """Run one node until SIGTERM/SIGINT; returns the process exit code."""
+    from replikv.runtime.commands import HANDLERS  # the connection/admin commands
+    NodeRunner._handlers = HANDLERS
+    logging.basicConfig(level=getattr(logging, config.options.log_level.upper(), logging.INFO),
+                        format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+
+    async def main() -> None:
+        node = NodeRunner(config, node_id)
+        await node.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("node %s stopping", node_id)
+        await node.stop()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,143 @@
+"""One client connection: bytes in, commands to the node, replies out in order.
+
+An ``asyncio.Protocol`` (never streams: this is the hot path). Each
+``data_received`` parses every complete command, runs it, and writes all the
+replies that are ready with one ``transport.write``.
+
+Pipeline order (invariant): replies leave in the order the commands
+arrived. A command whose reply must wait (a write until its batch is in the
+WAL and has the ack level's replicas; a session read until the follower has
+applied a position; a forwarded write until the leader answers) takes a
+``Slot`` in ``self.queue``; every later reply queues behind it. When the
+queue is empty, replies go straight to ``self.out``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from replikv.core.resp import ProtocolError, RequestParser, encode_reply
+
+if TYPE_CHECKING:
+    from replikv.runtime.node import NodeRunner
+
+log = logging.getLogger("replikv.clients")
+_ids = itertools.count(1)
+
+
+class Slot:
+    """A reply position in a connection's pipeline; ``data`` set when ready."""
+
+    __slots__ = ("data", "conn")
+
+    def __init__(self, conn: "ClientConnection") -> None:
+        self.data: bytes | None = None
+        self.conn = conn
+
+    def resolve(self, data: bytes) -> None:
+        if self.data is None:
+            self.data = data
+            self.conn.slot_ready()
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, node: "NodeRunner") -> None:
+        self.node = node
+        opts = node.options
+        self.parser = RequestParser(max_bulk_len=opts.max_bulk_len, max_args=opts.max_args)
+        self.id = next(_ids)
+        self.name: bytes | None = None
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.resp3 = False
+        self.authenticated = opts.requirepass is None
+        self.multi: list[list[bytes]] | None = None
+        self.multi_dirty = False
+        self.read_level, self.read_bound_ms = node.default_read_level()
+        self.write_level = node.default_ack
+        self.session_index = 0  # highest log index this connection wrote or named
+        self.queue: deque[Slot] = deque()
+        self.out: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+        self.closing = False
+        self.addr = ""
+
+    # -- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.node.clients[self.id] = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.node.clients.pop(self.id, None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        parser = self.parser
+        parser.feed(data)
+        error: ProtocolError | None = None
+        try:
+            commands = parser.commands()
+        except ProtocolError as e:
+            # As Redis: the complete commands before the bad bytes run, then
+            # the client gets the error and the connection closes.
+            commands, error = e.commands, e
+        execute = self.node.execute
+        for argv in commands:
+            execute(self, argv)
+            if self.closing:
+                break
+        if error is not None:
+            self.reply_error_and_close(str(error))
+            return
+        self.flush()
+
+    # -- replies --------------------------------------------------------------
+    def reply(self, value: Any) -> None:
+        self.reply_bytes(encode_reply(value, self.resp3))
+
+    def reply_bytes(self, data: bytes) -> None:
+        if self.queue:
+            slot = Slot(self)
+            slot.data = data
+            self.queue.append(slot)
+        else:
+            self.out.append(data)
+
+    def slot(self) -> Slot:
+        slot = Slot(self)
+        self.queue.append(slot)
+        return slot
+
+    def slot_ready(self) -> None:
+        self.node.dirty_clients.add(self)
+
+    def flush(self) -> None:
+        """Write every reply that is ready, in pipeline order."""
+        queue = self.queue
+        out = self.out
+        while queue and queue[0].data is not None:
+            out.append(queue.popleft().data)  # type: ignore[arg-type]
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            out.clear()
+        if self.closing and not queue and self.transport is not None:
+            self.transport.close()
+
+    def reply_error_and_close(self, message: str) -> None:
+        log.info("client %s: %s; closing the connection", self.addr, message)
+        self.reply_bytes(b"-ERR " + message.encode() + b"\r\n")
+        self.closing = True
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def close_after_replies(self) -> None:
+        self.closing = True

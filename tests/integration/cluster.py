@@ -1,0 +1,150 @@
+"""Real node processes for integration tests, and condition waits.
+
+Every node is a separate ``python -m replikv node`` process on 127.0.0.1
+with its own data directory; tests talk to it with redis-py. Nothing here
+sleeps for a fixed time: ``wait_for`` polls a condition until a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+from replikv.config import ClusterConfig, NodeAddress, NodeOptions
+
+T = TypeVar("T")
+
+
+def free_ports(count: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition",
+             interval: float = 0.02) -> T:
+    """Poll ``condition`` until it returns a truthy value; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (redis.RedisError, OSError) as e:
+            last_error = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                 + (f" (last error: {last_error})" if last_error else ""))
+        time.sleep(interval)
+
+
+class Cluster:
+    def __init__(self, root: Path, n: int = 3, secret: str = "test-secret", **options: Any) -> None:
+        ports = free_ports(2 * n)
+        nodes = {
+            f"n{i + 1}": NodeAddress(id=f"n{i + 1}", host="127.0.0.1", port=ports[2 * i],
+                                     peer_port=ports[2 * i + 1], data_dir=str(root / f"n{i + 1}"))
+            for i in range(n)
+        }
+        options.setdefault("log_level", "info")
+        self.config = ClusterConfig(mode="leader-follower", secret=secret, initial_leader="n1",
+                                    nodes=nodes, options=NodeOptions(**options))
+        self.root = root
+        self.path = root / "cluster.toml"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.path)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.password = options.get("requirepass")
+
+    # -- processes ---------------------------------------------------------
+    def start(self, *ids: str, config_path: Path | None = None) -> "Cluster":
+        for node_id in ids or tuple(self.config.nodes):
+            log = open(self.log_path(node_id), "ab")
+            self.procs[node_id] = subprocess.Popen(
+                [sys.executable, "-m", "replikv", "node", "--config", str(config_path or self.path), "--id", node_id],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            log.close()
+        for node_id in ids or tuple(self.config.nodes):
+            wait_for(lambda: self.client(node_id, timeout=0.5).ping(), 20, f"{node_id} to answer PING")
+        return self
+
+    def log_path(self, node_id: str) -> Path:
+        path = self.root / f"{node_id}.log"
+        return path
+
+    def log_text(self, node_id: str) -> str:
+        return self.log_path(node_id).read_text(errors="replace")
+
+    def kill(self, node_id: str) -> None:
+        proc = self.procs.pop(node_id)
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self, node_id: str) -> None:
+        proc = self.procs.pop(node_id)
+        proc.terminate()
+        proc.wait(20)
+
+    def pause(self, node_id: str) -> None:
+        self.procs[node_id].send_signal(signal.SIGSTOP)
+
+    def resume(self, node_id: str) -> None:
+        self.procs[node_id].send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        for node_id, proc in list(self.procs.items()):
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait(10)
+        self.procs.clear()
+
+    # -- clients -----------------------------------------------------------------
+    def port(self, node_id: str) -> int:
+        return self.config.nodes[node_id].port
+
+    def client(self, node_id: str, timeout: float = 10.0, **kw: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port(node_id), socket_timeout=timeout,
+                           socket_connect_timeout=timeout, password=self.password, **kw)
+
+    def replication(self, node_id: str) -> dict[str, Any]:
+        return self.client(node_id, timeout=2).info("replication")
+
+    def last_index(self, node_id: str) -> int:
+        return int(self.replication(node_id)["master_repl_offset"])
+
+    def digest(self, node_id: str) -> bytes:
+        return self.client(node_id).execute_command("REPLIKV", "DIGEST")
+
+    def wait_replicated(self, ids: list[str], leader: str = "n1", timeout: float = 30.0) -> None:
+        target = self.last_index(leader)
+        for node_id in ids:
+            wait_for(lambda: self.last_index(node_id) >= target, timeout, f"{node_id} to reach index {target}")
+
+    def wait_streaming(self, leader: str = "n1", followers: int | None = None, timeout: float = 20.0) -> None:
+        """Wait until the leader streams to every follower (state=online)."""
+        want = len(self.config.nodes) - 1 if followers is None else followers
+
+        def online() -> bool:
+            info = self.replication(leader)
+            return sum(1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                       and v.get("state") == "online") >= want
+        wait_for(online, timeout, f"{leader} to stream to {want} followers")
+
+    def stats(self, node_id: str) -> dict[str, Any]:
+        return self.client(node_id, timeout=2).info("stats")
