@@ -15,6 +15,17 @@ Rules, in the order the checker applies them:
    have taken effect at any time after its call, or never: its return is at
    +infinity and the search need not linearize it. An ok=null read says
    nothing and is dropped.
+2b. Unknown-outcome writes and cas, settled up front (both sound, and both
+   cut the 2^u blow-up of u optional ops that the search would otherwise
+   explore when the history is not linearizable):
+   - one whose value no kept op could observe (no read returns it, no cas
+     expects it) is dropped: in any linearization the stretch where the
+     register holds its value contains no op, so removing it leaves a
+     linearization;
+   - one that is the only writer of a value (not None) that a completed read
+     or cas observes must take effect before that observer returns, so it
+     becomes a completed op whose return is the earliest such observer's
+     (never before its own call).
 3. Search: Wing & Gong (1993) depth-first search for a linearization, made
    "just in time" by Lowe (2017, "Testing for linearizability", CCPE): the
    history becomes a time-ordered list of call and return entries; the search
@@ -29,6 +40,13 @@ Rules, in the order the checker applies them:
    Success: every op with a known return is linearized (unknown-outcome ops
    may remain, i.e. never took effect). Failure: a return is reached with an
    empty stack.
+3b. Partial-order reduction for reads: when the walk reaches the call of a
+   read that is legal in the current state, every op still in the list
+   returns after that call, so in any linearization from here the read can
+   move to the front (it changes nothing). The search therefore takes it
+   greedily and never tries an alternative to it: backtracking pops through
+   a read's frame, and a legal read whose successor configuration is cached
+   (hence failed) fails the current configuration.
 4. Diagnosis: the furthest return entry at which the search ever had to
    backtrack bounds the smallest failing prefix: the ops called before it are
    not linearizable, while every shorter prefix (up to the previous return)
@@ -108,6 +126,7 @@ def check_key(
         if op.ok is False or (op.ok is None and op.op == "read"):
             continue
         kept.append(i)
+    kept, due = _settle_unknown(ops, kept)
     n = len(kept)
     if n == 0:
         return KeyResult(key, True, f"key {key!r}: no operation constrains the register")
@@ -137,9 +156,10 @@ def check_key(
         else:
             arg_a[j] = intern(op.value)
         events.append((op.call, 0, j))
-        if op.ok is True:
+        ret = op.ret if op.ok is True else due.get(i)
+        if ret is not None:
             known[j] = 1
-            events.append((op.ret, 1, j))  # type: ignore[arg-type]
+            events.append((ret, 1, j))
     # Calls sort before returns at equal times: such ops overlap.
     events.sort()
 
@@ -198,35 +218,37 @@ def check_key(
                 continue
             new_lin = linearized | bit[j]
             config = (new_lin, new_state)
-            if config in cache:
-                entry = nxt[entry]
-                continue
-            cache.add(config)
-            stack.append((entry, state))
-            # lift the call entry and its return entry out of the list
-            p, q = prv[entry], nxt[entry]
-            nxt[p] = q
-            if q >= 0:
-                prv[q] = p
-            r = match[entry]
-            if r >= 0:
-                p, q = prv[r], nxt[r]
+            if config not in cache:
+                cache.add(config)
+                stack.append((entry, state))
+                # lift the call entry and its return entry out of the list
+                p, q = prv[entry], nxt[entry]
                 nxt[p] = q
                 if q >= 0:
                     prv[q] = p
-            linearized = new_lin
-            state = new_state
-            remaining -= known[j]
-            entry = nxt[head]
+                r = match[entry]
+                if r >= 0:
+                    p, q = prv[r], nxt[r]
+                    nxt[p] = q
+                    if q >= 0:
+                        prv[q] = p
+                linearized = new_lin
+                state = new_state
+                remaining -= known[j]
+                entry = nxt[head]
+                continue
+            if k != _READ:
+                entry = nxt[entry]
+                continue
+            # rule 3b: a legal read whose configuration already failed: so does this one
         else:
             if entry > furthest:
                 furthest = entry
                 stuck_states = {state}
             elif entry == furthest and len(stuck_states) < _MAX_REPORTED:
                 stuck_states.add(state)
-            if not stack:
-                result = False
-                break
+        # backtrack; a read frame offers no alternative (rule 3b), so pop through it
+        while stack:
             entry, state = stack.pop()
             j = op_of[entry]
             linearized ^= bit[j]
@@ -242,7 +264,12 @@ def check_key(
             nxt[p] = entry
             if q >= 0:
                 prv[q] = entry
-            entry = nxt[entry]
+            if kind[j] != _READ:
+                break
+        else:
+            result = False
+            break
+        entry = nxt[entry]
     steps += _CHECK_EVERY - budget
 
     if result is True:
@@ -300,6 +327,36 @@ def check_key(
         failing_prefix=prefix,
         steps=steps,
     )
+
+
+def _settle_unknown(ops: Sequence[Op], kept: list[int]) -> tuple[list[int], dict[int, int]]:
+    """Rule 2b: drop unobservable unknown-outcome ops; give a return time (in
+    the returned dict, by index into `ops`) to those some completed op needs."""
+    writers: dict[str | None, int] = defaultdict(int)
+    observable: set[str | None] = set()
+    needed_by: dict[str | None, int] = {}  # value -> earliest return of a completed observer
+    for i in kept:
+        op = ops[i]
+        seen = op.value if op.op == "read" else op.expected if op.op == "cas" else None
+        if op.op != "write":
+            observable.add(seen)
+            if op.ok is True:
+                t = needed_by.get(seen)
+                needed_by[seen] = op.ret if t is None else min(t, op.ret)  # type: ignore[type-var]
+        if op.op != "read":
+            writers[op.value] += 1
+    settled: list[int] = []
+    due: dict[int, int] = {}
+    for i in kept:
+        op = ops[i]
+        if op.ok is None:
+            v = op.value
+            if v not in observable:
+                continue
+            if v is not None and writers[v] == 1 and v in needed_by:
+                due[i] = max(op.call, needed_by[v])
+        settled.append(i)
+    return settled, due
 
 
 def _span(indices: list[int]) -> str:
