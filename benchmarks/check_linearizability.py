@@ -41,10 +41,15 @@ def main() -> int:
             verdict = check_register_history(ops, timeout_s=None)
             best = min(best, time.perf_counter() - t0)
         assert verdict is not None
-        label = {True: "linearizable", False: f"NOT linearizable (key {verdict.bad_key})",
-                 None: "undecided"}[verdict.linearizable]
-        print(f"{path.name:<22} {len(ops):>7} {len(verdict.per_key):>5} "
-              f"{load_s:>8.3f} {best:>8.3f}  {label}")
+        label = {
+            True: "linearizable",
+            False: f"NOT linearizable (key {verdict.bad_key})",
+            None: "undecided",
+        }[verdict.linearizable]
+        print(
+            f"{path.name:<22} {len(ops):>7} {len(verdict.per_key):>5} "
+            f"{load_s:>8.3f} {best:>8.3f}  {label}"
+        )
     return 0
 
 

@@ -31,7 +31,14 @@ OPS = [
 def test_op_to_json_key_order_and_expected_only_for_cas() -> None:
     assert list(op_to_json(OPS[0])) == ["process", "op", "key", "value", "ok", "call", "return"]
     assert list(op_to_json(OPS[2])) == [
-        "process", "op", "key", "value", "expected", "ok", "call", "return",
+        "process",
+        "op",
+        "key",
+        "value",
+        "expected",
+        "ok",
+        "call",
+        "return",
     ]
     assert op_to_json(OPS[3])["expected"] is None
     assert op_to_json(OPS[3])["return"] is None
@@ -67,24 +74,50 @@ def test_blank_lines_are_skipped(tmp_path: Path) -> None:
     [
         ("{not json", "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
-        ('{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 1}',
-         "missing field(s) 'return'"),
-        ('{"process": 1, "op": "cas", "key": "k", "value": "v", "ok": true, "call": 1,'
-         ' "return": 2}', "missing field(s) 'expected'"),
-        ('{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 1,'
-         ' "return": 2, "node": 3}', "unknown field(s) 'node'"),
-        ('{"process": "p", "op": "read", "key": "k", "value": null, "ok": true, "call": 1,'
-         ' "return": 2}', "'process' must be an integer"),
-        ('{"process": 1, "op": "read", "key": "k", "value": 5, "ok": true, "call": 1,'
-         ' "return": 2}', "'value' must be a string or null"),
-        ('{"process": 1, "op": "read", "key": "k", "value": null, "ok": 1, "call": 1,'
-         ' "return": 2}', "'ok' must be true, false or null"),
-        ('{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 1,'
-         ' "return": null}', "needs a 'return' time"),
-        ('{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 5,'
-         ' "return": 2}', "is before 'call'"),
-        ('{"process": 1, "op": "", "key": "k", "value": null, "ok": true, "call": 1,'
-         ' "return": 2}', "'op' must be a non-empty string"),
+        (
+            '{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 1}',
+            "missing field(s) 'return'",
+        ),
+        (
+            '{"process": 1, "op": "cas", "key": "k", "value": "v", "ok": true, "call": 1,'
+            ' "return": 2}',
+            "missing field(s) 'expected'",
+        ),
+        (
+            '{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 1,'
+            ' "return": 2, "node": 3}',
+            "unknown field(s) 'node'",
+        ),
+        (
+            '{"process": "p", "op": "read", "key": "k", "value": null, "ok": true, "call": 1,'
+            ' "return": 2}',
+            "'process' must be an integer",
+        ),
+        (
+            '{"process": 1, "op": "read", "key": "k", "value": 5, "ok": true, "call": 1,'
+            ' "return": 2}',
+            "'value' must be a string or null",
+        ),
+        (
+            '{"process": 1, "op": "read", "key": "k", "value": null, "ok": 1, "call": 1,'
+            ' "return": 2}',
+            "'ok' must be true, false or null",
+        ),
+        (
+            '{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 1,'
+            ' "return": null}',
+            "needs a 'return' time",
+        ),
+        (
+            '{"process": 1, "op": "read", "key": "k", "value": null, "ok": true, "call": 5,'
+            ' "return": 2}',
+            "is before 'call'",
+        ),
+        (
+            '{"process": 1, "op": "", "key": "k", "value": null, "ok": true, "call": 1,'
+            ' "return": 2}',
+            "'op' must be a non-empty string",
+        ),
     ],
 )
 def test_malformed_line_is_named(tmp_path: Path, line: str, reason: str) -> None:
@@ -98,7 +131,6 @@ def test_malformed_line_is_named(tmp_path: Path, line: str, reason: str) -> None
 
 def test_unknown_outcome_may_carry_a_return_time() -> None:
     op = op_from_json(
-        {"process": 1, "op": "write", "key": "k", "value": "v", "ok": None, "call": 1,
-         "return": 9}
+        {"process": 1, "op": "write", "key": "k", "value": "v", "ok": None, "call": 1, "return": 9}
     )
     assert op.ok is None and op.ret == 9

@@ -20,13 +20,21 @@ def w(p: int, value: str, call: int, ret: int | None, ok: bool | None = True, ke
     return Op(p, "write", key, value, None, ok, call, ret)
 
 
-def r(p: int, value: str | None, call: int, ret: int | None, ok: bool | None = True,
-      key: str = "k") -> Op:
+def r(
+    p: int, value: str | None, call: int, ret: int | None, ok: bool | None = True, key: str = "k"
+) -> Op:
     return Op(p, "read", key, value, None, ok, call, ret)
 
 
-def cas(p: int, expected: str | None, value: str, call: int, ret: int | None,
-        ok: bool | None = True, key: str = "k") -> Op:
+def cas(
+    p: int,
+    expected: str | None,
+    value: str,
+    call: int,
+    ret: int | None,
+    ok: bool | None = True,
+    key: str = "k",
+) -> Op:
     return Op(p, "cas", key, value, expected, ok, call, ret)
 
 
@@ -36,14 +44,20 @@ def verdict(ops: list[Op]) -> bool | None:
 
 # --- hand-made histories ---
 
+
 def test_empty_history_is_linearizable() -> None:
     v = check_register_history([])
     assert v.linearizable is True and v.per_key == {}
 
 
 def test_sequential_history() -> None:
-    ops = [r(0, None, 0, 1), w(0, "a", 2, 3), r(1, "a", 4, 5), cas(1, "a", "b", 6, 7),
-           r(0, "b", 8, 9)]
+    ops = [
+        r(0, None, 0, 1),
+        w(0, "a", 2, 3),
+        r(1, "a", 4, 5),
+        cas(1, "a", "b", 6, 7),
+        r(0, "b", 8, 9),
+    ]
     assert verdict(ops) is True
 
 
@@ -105,8 +119,7 @@ def test_failed_cas_is_ignored() -> None:
 
 
 def test_failed_read_and_write_are_ignored() -> None:
-    ops = [w(0, "a", 0, 1), w(1, "b", 2, 3, ok=False), r(2, "zzz", 4, 5, ok=False),
-           r(2, "a", 6, 7)]
+    ops = [w(0, "a", 0, 1), w(1, "b", 2, 3, ok=False), r(2, "zzz", 4, 5, ok=False), r(2, "a", 6, 7)]
     assert verdict(ops) is True
 
 
@@ -142,13 +155,35 @@ def test_unknown_cas_may_apply_or_not() -> None:
     assert verdict(base + [r(2, "b", 10, 11), r(2, "a", 12, 13)]) is False
 
 
+def test_unknown_write_of_a_value_also_written_elsewhere_stays_optional() -> None:
+    # 'a' is observed, but the completed write explains it: the unknown one may never land
+    ops = [
+        w(0, "a", 0, 1),
+        r(1, "a", 2, 3),
+        w(0, "b", 4, 5),
+        w(2, "a", 6, None, ok=None),
+        r(1, "b", 10, 11),
+    ]
+    assert verdict(ops) is True
+    assert brute_force(ops) is True
+
+
+def test_completed_op_without_return_time_is_rejected() -> None:
+    with pytest.raises(ValueError, match="no return time"):
+        check_register_history([w(0, "a", 0, None, ok=True)])
+
+
 def test_unknown_read_is_dropped() -> None:
     assert verdict([w(0, "a", 0, 1), r(1, "zzz", 2, None, ok=None)]) is True
 
 
 def test_keys_are_independent_and_bad_key_is_reported() -> None:
-    ops = [w(0, "a", 0, 1, key="x"), w(0, "b", 0, 1, key="y"), r(1, "a", 2, 3, key="x"),
-           r(1, "a", 2, 3, key="y")]
+    ops = [
+        w(0, "a", 0, 1, key="x"),
+        w(0, "b", 0, 1, key="y"),
+        r(1, "a", 2, 3, key="x"),
+        r(1, "a", 2, 3, key="y"),
+    ]
     v = check_register_history(ops)
     assert v.linearizable is False
     assert v.bad_key == "y"
@@ -202,6 +237,7 @@ def test_shared_history_verdicts(name: str) -> None:
 
 # --- agreement with a brute-force checker on random small histories ---
 
+
 def brute_force(ops: list[Op]) -> bool:
     """Try every subset of the unknown-outcome writes/cas and every order."""
     known = [op for op in ops if op.ok is True]
@@ -215,7 +251,7 @@ def brute_force(ops: list[Op]) -> bool:
         for chosen in itertools.combinations(maybe, n_maybe):
             for order in itertools.permutations(known + list(chosen)):
                 # real time: nothing may come after an op that returned before it was called
-                if any(ret(b) < a.call for i, a in enumerate(order) for b in order[i + 1:]):
+                if any(ret(b) < a.call for i, a in enumerate(order) for b in order[i + 1 :]):
                     continue
                 state: str | None = None
                 for op in order:
@@ -251,8 +287,9 @@ def random_history(rng: random.Random, n_ops: int) -> list[Op]:
             ops.append(w(p, f"v{i}", call, None if ok is None else ret, ok=ok))
         else:
             values.append(f"v{i}")
-            ops.append(cas(p, rng.choice(values[:-1]), f"v{i}", call,
-                           None if ok is None else ret, ok=ok))
+            ops.append(
+                cas(p, rng.choice(values[:-1]), f"v{i}", call, None if ok is None else ret, ok=ok)
+            )
     return ops
 
 

@@ -25,12 +25,11 @@ know, the loader does not.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 __all__ = [
     "HistoryFormatError",
@@ -120,8 +119,8 @@ def op_to_json(op: Op) -> dict[str, Any]:
 
 def _open_text(path: str | os.PathLike[str], mode: str) -> TextIO:
     if os.fspath(path).endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
+        return cast(TextIO, gzip.open(path, mode + "t", encoding="utf-8"))
+    return cast(TextIO, open(path, mode, encoding="utf-8"))
 
 
 def load_history(path: str | os.PathLike[str]) -> list[Op]:

@@ -41,16 +41,20 @@ Rules, in the order the checker applies them:
    may remain, i.e. never took effect). Failure: a return is reached with an
    empty stack.
 3b. Partial-order reduction for reads: when the walk reaches the call of a
-   read that is legal in the current state, every op still in the list
-   returns after that call, so in any linearization from here the read can
+   read that is legal in the current state, no return entry precedes it in
+   the list (the walk would have stopped there), so every unlinearized op
+   returns after the read's call, and in any linearization from here the read can
    move to the front (it changes nothing). The search therefore takes it
    greedily and never tries an alternative to it: backtracking pops through
    a read's frame, and a legal read whose successor configuration is cached
-   (hence failed) fails the current configuration.
+   (hence failed: a configuration with more ops linearized cannot be on the
+   current path) fails the current configuration.
 4. Diagnosis: the furthest return entry at which the search ever had to
-   backtrack bounds the smallest failing prefix: the ops called before it are
-   not linearizable, while every shorter prefix (up to the previous return)
-   is, since the search got past it.
+   backtrack bounds the smallest failing prefix (of the history as rules 2
+   and 2b rewrite it): the ops called before it are not linearizable, while
+   every shorter prefix (up to the previous return) is, since the search got
+   past it. The pruning of 3 and 3b never hides a configuration that would
+   get further than one already explored.
 
 States are small ints (values interned, 0 = absent); the linearized set is a
 Python int used as a bitset; the list is two int arrays (dancing links).
@@ -123,6 +127,8 @@ def check_key(
     for i, op in enumerate(ops):
         if op.op not in _KINDS:
             raise ValueError(f"op #{indices[i]}: {op.op!r} is not a register operation")
+        if op.ok is True and op.ret is None:
+            raise ValueError(f"op #{indices[i]}: completed (ok=true) but has no return time")
         if op.ok is False or (op.ok is None and op.op == "read"):
             continue
         kept.append(i)
@@ -296,8 +302,12 @@ def check_key(
     held = []
     for s in sorted(stuck_states):
         w = writers.get(s)
-        src = "initial value" if s == 0 else (
-            f"written by {_describe(ops[kept[w]], indices[kept[w]])}" if w is not None else "?"
+        src = (
+            "initial value"
+            if s == 0
+            else (
+                f"written by {_describe(ops[kept[w]], indices[kept[w]])}" if w is not None else "?"
+            )
         )
         held.append(f"{names[s]!r} ({src})")
     lines = [
@@ -340,9 +350,9 @@ def _settle_unknown(ops: Sequence[Op], kept: list[int]) -> tuple[list[int], dict
         seen = op.value if op.op == "read" else op.expected if op.op == "cas" else None
         if op.op != "write":
             observable.add(seen)
-            if op.ok is True:
+            if op.ok is True and op.ret is not None:
                 t = needed_by.get(seen)
-                needed_by[seen] = op.ret if t is None else min(t, op.ret)  # type: ignore[type-var]
+                needed_by[seen] = op.ret if t is None else min(t, op.ret)
         if op.op != "read":
             writers[op.value] += 1
     settled: list[int] = []
