@@ -31,6 +31,7 @@ ACTIONS = (
     "lossy",
     "clean",
     "transfer",
+    "membership",
 )
 
 
@@ -83,6 +84,8 @@ class Nemesis:
         elif action == "clean":
             net.drop_p = net.dup_p = 0.0
             self.log.append("clean")
+        elif action == "membership":
+            self._membership(sim)
         elif action == "transfer":
             lead = sim.current_leader()
             if lead is not None:
@@ -92,6 +95,51 @@ class Nemesis:
                     self.log.append(f"transfer {lead} -> {target}")
                 except RaftError as e:
                     self.log.append(f"transfer {lead} -> {target} refused: {e!r}")
+
+    def _membership(self, sim: Simulation) -> None:
+        """One change at a time (thesis §4.1): remove a voter (keeping two), add a
+        non-member back as a learner, or promote a learner."""
+        lead = sim.current_leader()
+        if lead is None:
+            return
+        core = sim.nodes[lead].core
+        cfg = core.log.config()
+        outside = [i for i in sorted(sim.nodes) if i not in cfg.members]
+        choices = []
+        if len(cfg.voters) > 2:
+            choices.append("remove")
+        if outside:
+            choices.append("add")
+        if cfg.learners:
+            choices.append("promote")
+        if not choices:
+            return
+        kind = self.rng.choice(choices)
+        if kind == "remove":
+            target = self.rng.choice(sorted(cfg.voters))
+            sim.handle(lead, core.remove(target, ("m", len(self.log), 0)))
+        elif kind == "add":
+            target = self.rng.choice(outside)
+            sim.handle(lead, core.add_learner(target, ("m", len(self.log), 0)))
+        else:
+            target = self.rng.choice(sorted(cfg.learners))
+            sim.handle(lead, core.promote(target, ("m", len(self.log), 0)))
+        self.log.append(f"{kind} {target} (leader {lead})")
+
+    def repair_membership(self, sim: Simulation) -> None:
+        """Heal phase: bring every node back as a voter, one change at a time."""
+        lead = sim.current_leader()
+        if lead is None:
+            return
+        core = sim.nodes[lead].core
+        cfg = core.log.config()
+        for i in sorted(sim.nodes):
+            if i not in cfg.members:
+                sim.handle(lead, core.add_learner(i, ("m", -1, i)))
+                return
+            if i in cfg.learners:
+                sim.handle(lead, core.promote(i, ("m", -2, i)))
+                return
 
     def heal_all(self, sim: Simulation) -> None:
         sim.net.heal()

@@ -344,6 +344,8 @@ class Simulation:
         lc = self.nodes[lead].core
         if max(n.core.term for n in self.nodes.values()) != lc.term:
             return False
+        if lc.log.config().voters != set(self.nodes):
+            return False
         if lc.log.commit != lc.log.last_index:
             return False
         for n in self.nodes.values():
@@ -399,6 +401,7 @@ class Simulation:
                 self._at(t + self.nemesis.gap_us(), _NEMESIS, None)
             if self.healing and t >= next_check:
                 next_check = t + cfg.tick_us
+                self.nemesis.repair_membership(self)
                 if self.converged():
                     break
         if not self.converged():
