@@ -323,3 +323,12 @@ def test_python_dash_m_replikv_is_the_cli():
                          text=True, timeout=60)
     assert out.returncode == 0
     assert out.stdout.strip() == f"replikv {__version__}"
+
+
+def test_sim_passes_its_arguments_through():
+    if cli.importlib.util.find_spec("replikv.sim.__main__") is None:
+        pytest.skip("replikv.sim has no __main__ yet")
+    out = subprocess.run([sys.executable, "-m", "replikv", "sim", "--", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "replikv.sim" in out.stdout  # the simulator's own usage line, not the wrapper's
