@@ -69,3 +69,18 @@ def test_failure_message_names_replay_command() -> None:
         SafetyViolation, match=r"python -m replikv.sim --mode raft --seed 42 --nodes 5"
     ):
         sim._fail("synthetic")
+
+
+def test_simulator_catches_a_broken_election_restriction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation check: voting without the §5.4.1 up-to-date test must be caught
+    (Leader Completeness), or the checks above would be proving nothing."""
+    from replikv.core.raft.log import RaftLog
+
+    monkeypatch.setattr(RaftLog, "is_up_to_date", lambda self, i, t: True)
+    caught = 0
+    for seed in range(12):
+        try:
+            run(seed)
+        except SafetyViolation:
+            caught += 1
+    assert caught > 0
