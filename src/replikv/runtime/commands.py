@@ -312,7 +312,7 @@ def consistency(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes])
         if level.kind == "semi-sync" and level.replicas > len(node.peer_ids):
             raise RespError(f"ERR semi-sync {level.replicas} needs more followers than the "
                             f"{len(node.peer_ids)} this cluster has")
-        conn.write_level = level
+        conn.set_write_level(level)
         conn.reply(OK)
     else:
         raise RespError("ERR usage: CONSISTENCY [READ <level> [ms] | WRITE <level> [k]]")

@@ -33,14 +33,15 @@ from replikv import __version__
 from replikv.config import AckLevel, ClusterConfig, ConfigError, NodeOptions, is_loopback
 from replikv.core.invariant import InvariantViolation
 from replikv.core.replies import OK, RespError, wrong_arity
-from replikv.core.resp import encode_reply
+from replikv.core.replies import OK
+from replikv.core.resp import OK_REPLY, QUEUED_REPLY, encode_reply
 from replikv.core.shipping import messages as m
 from replikv.core.shipping.effects import (
     ApplyEntries, HandOverDone, PersistEntries, PersistMeta, RoleChanged, Send, SendSnapshot, TruncateLog,
 )
 from replikv.core.shipping.log import ShippingLog
 from replikv.core.shipping.node import LEADER, ShippingNode
-from replikv.kv.commands import lookup
+from replikv.kv.commands import lookup, unknown_command
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.runtime.tcp_transport import PeerTransport
@@ -51,7 +52,9 @@ from replikv.storage.wal import WriteAheadLog
 log = logging.getLogger("replikv.node")
 
 SNAPSHOT_CHUNK = 1024 * 1024
-READ_LEVELS_HERE = ("eventual", "prefix", "bounded", "session")
+_WRITE, _READ, _HANDLER = 0, 1, 2
+_BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
+_MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH"})
 
 
 class Waiter:
@@ -97,6 +100,10 @@ class NodeRunner:
         self.dirty_clients: set[ClientConnection] = set()
         self.batch: list[list[list[bytes]]] = []
         self.batch_acks: list[int] | None = None  # per entry k, only once some k > 0
+        self.batch_base = 0  # the log's last index when the current batch started
+        self.held_conns: list[ClientConnection] = []  # connections with replies held for the flush
+        self._dispatch: dict[bytes, tuple[Any, int, Any]] = {}
+        self.commands_processed = 0
         self.flush_waiters: list[tuple[Slot, bytes]] = []
         self.ack_waiters: list[Waiter] = []
         self.read_waiters: list[Waiter] = []
@@ -106,8 +113,7 @@ class NodeRunner:
         self.snapshot_receiver: SnapshotWriter | None = None
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
         self.failover_waiter: tuple[Slot, float] | None = None
-        self.stats = {"total_commands_processed": 0, "total_connections_received": 0,
-                      "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
+        self.stats = {"total_connections_received": 0, "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
                       "partial_resyncs": 0, "rejected_calls": 0}
         self.started = time.time()
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
@@ -197,48 +203,57 @@ class NodeRunner:
         return self.core.role == LEADER
 
     # -- command dispatch ---------------------------------------------------------
+    def _resolve(self, name: bytes) -> tuple[Any, int, Any] | None:
+        """(spec, kind, handler) for a command name as sent, cached per spelling."""
+        spec = lookup(name)
+        if spec is None:
+            return None
+        upper = spec.name.upper()
+        handler = self._handlers.get(upper)
+        kind = _HANDLER if handler is not None else _WRITE if "write" in spec.flags else _READ
+        entry = (spec, kind, handler)
+        if len(self._dispatch) < 4096:
+            self._dispatch[name] = entry
+        return entry
+
     def execute(self, conn: ClientConnection, argv: list[bytes]) -> None:
         """Run one parsed command for ``conn`` (replies in pipeline order)."""
         if not argv:
             return
-        self.stats["total_commands_processed"] += 1
-        name = argv[0]
-        spec = lookup(name)
-        if spec is None:
+        self.commands_processed += 1
+        entry = self._dispatch.get(argv[0]) or self._resolve(argv[0])
+        if entry is None:
             self.stats["rejected_calls"] += 1
-            args = " ".join(f"'{a.decode(errors='replace')[:128]}'" for a in argv[1:4])
-            conn.reply(RespError(f"ERR unknown command '{name.decode(errors='replace')[:128]}', "
-                                 f"with args beginning with: {args}"))
+            conn.reply(unknown_command(argv))
             if conn.multi is not None:
                 conn.multi_dirty = True
             return
-        argc = len(argv)
-        if (spec.arity > 0 and argc != spec.arity) or (spec.arity < 0 and argc < -spec.arity):
+        spec, kind, handler = entry
+        arity = spec.arity
+        if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
             self.stats["rejected_calls"] += 1
             conn.reply(wrong_arity(spec.name))
             if conn.multi is not None:
                 conn.multi_dirty = True
             return
-        upper = spec.name.upper()
-        if not conn.authenticated and upper not in ("AUTH", "HELLO", "QUIT"):
+        if not conn.authenticated and spec.name.upper() not in _BEFORE_AUTH:
             conn.reply(RespError("NOAUTH Authentication required."))
             return
-        if conn.multi is not None and upper not in ("EXEC", "DISCARD", "MULTI", "QUIT", "WATCH"):
-            if "connection" in spec.flags or "admin" in spec.flags:
-                conn.reply(RespError(f"ERR Command not allowed inside a transaction"))
+        if conn.multi is not None and spec.name.upper() not in _MULTI_CONTROL:
+            if kind == _HANDLER:
+                conn.reply(RespError("ERR Command not allowed inside a transaction"))
                 conn.multi_dirty = True
                 return
             conn.multi.append(argv)
-            conn.reply_bytes(b"+QUEUED\r\n")
+            conn.reply_bytes(QUEUED_REPLY)
             return
         try:
-            handler = self._handlers.get(upper)
-            if handler is not None:
-                handler(self, conn, argv)
-            elif "write" in spec.flags:
-                self._write(conn, [argv], transaction=False)
-            else:
+            if kind == _WRITE:
+                self._write_one(conn, argv)
+            elif kind == _READ:
                 self._read(conn, argv)
+            else:
+                handler(self, conn, argv)
         except InvariantViolation:
             raise
         except Exception as e:  # a bug must not take the connection (or the node) down
@@ -246,6 +261,19 @@ class NodeRunner:
             conn.reply(RespError(f"ERR internal error running '{spec.name.lower()}': {type(e).__name__}"))
 
     # -- writes ----------------------------------------------------------------
+    def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        """The hot path: one write command from a client."""
+        core = self.core
+        if core.role != LEADER or core.handing_over_to:
+            self._write(conn, [argv], transaction=False)
+            return
+        reply, cmds = self.sm.execute_write(argv, time.time_ns() // 1_000_000)
+        data = OK_REPLY if reply is OK else encode_reply(reply, conn.resp3)
+        if cmds is None:
+            conn.reply_bytes(data)
+        else:
+            self._logged(conn, cmds, data)
+
     def _write(self, conn: ClientConnection, commands: list[list[bytes]], transaction: bool) -> None:
         if not self.is_leader:
             self._forward(conn, commands, transaction)
@@ -262,29 +290,43 @@ class NodeRunner:
             data = encode_reply(reply, conn.resp3)
         if cmds is None:
             conn.reply_bytes(data)
-            return
-        k = self.ack_replicas(conn.write_level)
+        else:
+            self._logged(conn, cmds, data)
+
+    def _logged(self, conn: ClientConnection, cmds: list[list[bytes]], data: bytes) -> None:
+        """Log one entry for ``conn`` and hold its reply until its ack level is met.
+
+        An async write's reply is held on the connection until the batch's
+        WAL commit (``conn.held``); one that waits for replicas takes a slot.
+        """
+        k = conn.write_k
         index = self._enqueue(cmds, k)
         conn.session_index = index
-        slot = conn.slot()
         if k == 0:
-            self.flush_waiters.append((slot, data))
+            if conn.queue:
+                self.flush_waiters.append((conn.slot(), data))
+            else:
+                if not conn.held:
+                    self.held_conns.append(conn)
+                conn.held.append(data)
         else:
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
-            self.ack_waiters.append(Waiter(index, k, deadline, slot, data, "write"))
+            self.ack_waiters.append(Waiter(index, k, deadline, conn.slot(), data, "write"))
 
     def _enqueue(self, cmds: list[list[bytes]], k: int = 0) -> int:
         """Add one entry (waiting for ``k`` replicas) to the batch; returns its index."""
         batch = self.batch
+        if not batch:
+            self.batch_base = self.core.log.last_index
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self.loop.call_soon(self._flush)
         if k or self.batch_acks is not None:
             if self.batch_acks is None:
                 self.batch_acks = [0] * len(batch)
             self.batch_acks.append(k)
         batch.append(cmds)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
-        return self.core.log.last_index + len(self.batch)
+        return self.batch_base + len(batch)
 
     def _flush(self) -> None:
         """Group commit: log the batch, fsync once, ship, then release replies."""
@@ -322,8 +364,19 @@ class NodeRunner:
         self._commit_and_send(sends)
 
     def _commit_and_send(self, sends: list[Send]) -> None:
+        """Commit the WAL, then release replies it made durable, then send.
+
+        Invariant: a held reply belongs to an entry of the current batch or
+        of one already committed; while a batch is still being gathered
+        (``self.batch`` non-empty: its ``_flush`` is scheduled) nothing held
+        is released, since its entries are not in the WAL yet.
+        """
         self.wal.commit()
-        if self.flush_waiters:
+        if self.held_conns and not self.batch:
+            held, self.held_conns = self.held_conns, []
+            for conn in held:
+                conn.release_held()
+        if self.flush_waiters and not self.batch:
             waiters, self.flush_waiters = self.flush_waiters, []
             for slot, data in waiters:
                 slot.resolve(data)
@@ -434,9 +487,9 @@ class NodeRunner:
             proxy.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
         else:
             try:
-                proxy.write_level = AckLevel.parse(msg.ack)
+                proxy.set_write_level(AckLevel.parse(msg.ack))
             except ConfigError:
-                proxy.write_level = self.default_ack
+                proxy.set_write_level(self.default_ack)
             self._write(proxy, msg.commands, msg.transaction)  # type: ignore[arg-type]
         proxy.flush()
 
@@ -721,7 +774,8 @@ class NodeRunner:
             f"aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
             f"replikv_wal_first_index:{self.wal.first_index}", f"replikv_snapshot_index:{core.log.base_index}",
         ]
-        sections["stats"] = [f"{k}:{v}" for k, v in self.stats.items()]
+        sections["stats"] = [f"total_commands_processed:{self.commands_processed}"]
+        sections["stats"] += [f"{k}:{v}" for k, v in self.stats.items()]
         now = _ms()
         rep = [f"role:{'master' if self.is_leader else 'slave'}", f"replikv_node:{self.id}",
                f"replikv_epoch:{core.epoch}", f"replikv_leader:{core.leader}",
@@ -768,9 +822,19 @@ class _ForwardProxy:
     def __init__(self, node: NodeRunner, msg: m.Forward) -> None:
         self.node, self.msg = node, msg
         self.resp3 = msg.resp3
-        self.write_level = node.default_ack
+        self.set_write_level(node.default_ack)
         self.session_index = 0
         self.queue: list[Slot] = []
+        self.held: list[bytes] = []
+
+    def set_write_level(self, level: AckLevel) -> None:
+        self.write_level = level
+        self.write_k = self.node.ack_replicas(level)
+
+    def release_held(self) -> None:
+        for data in self.held:
+            self._send(data)
+        self.held.clear()
 
     def reply(self, value: Any) -> None:
         self.reply_bytes(encode_reply(value, self.resp3))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from replikv.core.resp import ProtocolError, RequestParser, encode_reply
 
 if TYPE_CHECKING:
+    from replikv.config import AckLevel
     from replikv.runtime.node import NodeRunner
 
 log = logging.getLogger("replikv.clients")
@@ -59,8 +60,10 @@ class ClientConnection(asyncio.Protocol):
         self.multi_dirty = False
         self.read_level, self.read_bound_ms = node.default_read_level()
         self.write_level = node.default_ack
+        self.write_k = node.ack_replicas(node.default_ack)  # replicas a write waits for
         self.session_index = 0  # highest log index this connection wrote or named
         self.queue: deque[Slot] = deque()
+        self.held: list[bytes] = []  # replies released by the next WAL commit, before ``queue``
         self.out: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.closing = False
@@ -108,10 +111,23 @@ class ClientConnection(asyncio.Protocol):
             slot = Slot(self)
             slot.data = data
             self.queue.append(slot)
+        elif self.held:
+            self.held.append(data)
         else:
             self.out.append(data)
 
+    def release_held(self) -> None:
+        """The batch holding our async writes is in the WAL: send their replies."""
+        self.out += self.held
+        self.held.clear()
+        self.flush()
+
+    def set_write_level(self, level: "AckLevel") -> None:
+        self.write_level = level
+        self.write_k = self.node.ack_replicas(level)
+
     def slot(self) -> Slot:
+        """A reply position that waits; everything after it queues behind."""
         slot = Slot(self)
         self.queue.append(slot)
         return slot

@@ -1,8 +1,10 @@
 """Peer transport: length-prefixed frames over TCP, authenticated by HMAC.
 
 Each node listens on its peer port and dials every other node; it sends on
-the connection it dialed and receives on the ones it accepted (two one-way
-pipes per pair, as etcd's stream transport). Frames are a 4-byte big-endian
+the connection it dialed and receives on the ones it accepted (two pipes per
+pair, as etcd's stream transport). Until its own dial succeeds, a node may
+answer a peer over that peer's connection (both ends deliver every frame
+after the handshake), so a reply is not lost to a slow reconnect. Frames are a 4-byte big-endian
 length then the payload (a msgpack message, see core/shipping/messages.py).
 
 Handshake (challenge-response, mutual): the acceptor sends a random nonce;
@@ -150,12 +152,15 @@ class _Inbound(_FrameProtocol):
             return
         self.peer_id = node_id
         self.max_frame = self.max_frame_after_handshake
+        self.owner._inbound_by_peer[node_id] = self
         self.send(msgpack.packb([True, _proof(self.owner.secret, b"accept", their_nonce, self.owner.node_id),
                                  self.owner.node_id]))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self.owner._inbound.discard(self)
+        if self.peer_id is not None and self.owner._inbound_by_peer.get(self.peer_id) is self:
+            del self.owner._inbound_by_peer[self.peer_id]
 
 
 class _Outbound(_FrameProtocol):
@@ -170,6 +175,9 @@ class _Outbound(_FrameProtocol):
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def frame_received(self, payload: bytes) -> None:
+        if self.ready:
+            self.owner.on_frame(self.peer_id, payload)
+            return
         try:
             msg = msgpack.unpackb(payload)
         except Exception:
@@ -228,6 +236,7 @@ class PeerTransport:
         self.max_buffer_bytes = max_buffer_bytes
         self._out: dict[str, _Outbound] = {}
         self._inbound: set[_Inbound] = set()
+        self._inbound_by_peer: dict[str, _Inbound] = {}  # authenticated, newest per peer
         self._tasks: list[asyncio.Task[None]] = []
         self._server: asyncio.AbstractServer | None = None
         self._stopping = False
@@ -265,15 +274,16 @@ class PeerTransport:
         self.on_connected(proto.peer_id)
 
     def connected(self, peer_id: str) -> bool:
-        return peer_id in self._out
+        return peer_id in self._out or peer_id in self._inbound_by_peer
 
     def send(self, peer_id: str, payload: bytes) -> bool:
         """Queue a frame; False if not connected (the caller resyncs later)."""
-        proto = self._out.get(peer_id)
+        proto: _FrameProtocol | None = self._out.get(peer_id) or self._inbound_by_peer.get(peer_id)
         if proto is None or proto.closed:
             return False
         transport = proto.transport
-        assert transport is not None
+        if transport is None:
+            return False
         if transport.get_write_buffer_size() > self.max_buffer_bytes:
             proto.fail(f"send queue to {peer_id} above {self.max_buffer_bytes} bytes")
             return False
