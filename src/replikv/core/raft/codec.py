@@ -1,0 +1,214 @@
+"""Wire encoding of Raft messages and log entries: msgpack, one place, one tag table.
+
+Wire form of a message: ``msgpack([tag, term, src, dst, field...])`` with the
+fields of the message class in declaration order, each converted by the
+field's kind (below). Entries travel as ``[term, index, kind, data,
+client_id, seq, config]``; a configuration as ``[voters, learners]`` (sorted
+lists); a request id (ReadIndex) may be None, an int, a str, bytes or a
+(nested) tuple of those, and decodes to the same value (lists become tuples).
+
+Rules:
+- Tags are the positions in ``_TYPES`` and never change meaning: a new
+  message type is appended at the end.
+- ``decode`` raises ``ValueError`` for anything that is not exactly a
+  message this module encodes: undecodable bytes, an unknown tag, a wrong
+  field count, or a field of the wrong type (an int where bytes belong, a
+  bool for an int, a negative term or index...). Garbage is refused at the
+  border instead of failing deep inside the core.
+- ``decode(encode(m)) == m`` for every message (tests/unit/raft/test_codec.py).
+
+The same entry encoding is what the runtime stores in its WAL
+(``entry_to_wire`` / ``entry_from_wire``), so an entry is packed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import msgpack
+
+from replikv.core.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Config,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    RaftMsg,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+
+__all__ = ["decode", "encode", "entry_from_wire", "entry_to_wire"]
+
+_TYPES: tuple[type, ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    TimeoutNow,
+    ReadIndexRequest,
+    ReadIndexResponse,
+)
+_TAG: dict[type, int] = {cls: i for i, cls in enumerate(_TYPES)}
+
+_KINDS = (EntryKind.NORMAL, EntryKind.NOOP, EntryKind.CONFIG)
+_KIND_CODE = {k: i for i, k in enumerate(_KINDS)}
+
+# field name -> kind, from the annotations as written in messages.py
+_KIND_OF_ANNOTATION = {
+    "int": "uint",
+    "NodeId": "uint",
+    "bool": "bool",
+    "bytes": "bytes",
+    "tuple[Entry, ...]": "entries",
+    "Config": "config",
+    "object": "rid",
+}
+_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {
+    cls: tuple((f.name, _KIND_OF_ANNOTATION[str(f.type)]) for f in fields(cls)) for cls in _TYPES
+}
+_MAX_RID_DEPTH = 4
+
+
+# ----------------------------------------------------------------- encoding
+def _config_out(c: Config) -> list[list[int]]:
+    return [sorted(c.voters), sorted(c.learners)]
+
+
+def entry_to_wire(e: Entry) -> list[Any]:
+    return [
+        e.term,
+        e.index,
+        _KIND_CODE[e.kind],
+        e.data,
+        e.client_id,
+        e.seq,
+        None if e.config is None else _config_out(e.config),
+    ]
+
+
+def _out(kind: str, value: Any) -> Any:
+    if kind == "entries":
+        return [entry_to_wire(e) for e in value]
+    if kind == "config":
+        return _config_out(value)
+    return value
+
+
+def encode(msg: RaftMsg) -> bytes:
+    """One message as bytes (see the module docstring for the form)."""
+    cls = type(msg)
+    out: list[Any] = [_TAG[cls]]
+    for name, kind in _FIELDS[cls]:
+        out.append(_out(kind, getattr(msg, name)))
+    packed: bytes = msgpack.packb(out, use_bin_type=True)
+    return packed
+
+
+# ----------------------------------------------------------------- decoding
+def _uint(v: Any, what: str) -> int:
+    if type(v) is not int or v < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {v!r:.40}")
+    return v
+
+
+def _opt_uint(v: Any, what: str) -> int | None:
+    return None if v is None else _uint(v, what)
+
+
+def _config_in(v: Any) -> Config:
+    if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, list) for x in v):
+        raise ValueError("a configuration must be [voters, learners]")
+    voters = frozenset(_uint(x, "voter id") for x in v[0])
+    learners = frozenset(_uint(x, "learner id") for x in v[1])
+    return Config(voters=voters, learners=learners)  # raises ValueError on overlap
+
+
+def entry_from_wire(v: Any) -> Entry:
+    """An entry from its wire (and WAL) form; ValueError if malformed."""
+    if not isinstance(v, list) or len(v) != 7:
+        raise ValueError("an entry must be a list of 7 fields")
+    term, index, kind, data, client_id, seq, config = v
+    if type(kind) is not int or not 0 <= kind < len(_KINDS):
+        raise ValueError(f"unknown entry kind {kind!r:.20}")
+    if not isinstance(data, bytes):
+        raise ValueError("entry data must be bytes")
+    entry_kind = _KINDS[kind]
+    cfg = None if config is None else _config_in(config)
+    if (cfg is not None) != (entry_kind is EntryKind.CONFIG):
+        raise ValueError("an entry carries a configuration iff it is a CONFIG entry")
+    return Entry(
+        term=_uint(term, "entry term"),
+        index=_uint(index, "entry index"),
+        kind=entry_kind,
+        data=data,
+        client_id=_opt_uint(client_id, "client id"),
+        seq=_opt_uint(seq, "seq"),
+        config=cfg,
+    )
+
+
+def _rid_in(v: Any, depth: int = 0) -> object:
+    if v is None or type(v) in (int, str, bytes):
+        return v
+    if isinstance(v, list) and depth < _MAX_RID_DEPTH:
+        return tuple(_rid_in(x, depth + 1) for x in v)
+    raise ValueError("a request id must be None, int, str, bytes or a tuple of those")
+
+
+def _in(kind: str, v: Any, what: str) -> Any:
+    if kind == "uint":
+        return _uint(v, what)
+    if kind == "bool":
+        if type(v) is not bool:
+            raise ValueError(f"{what} must be a boolean")
+        return v
+    if kind == "bytes":
+        if not isinstance(v, bytes):
+            raise ValueError(f"{what} must be bytes")
+        return v
+    if kind == "entries":
+        if not isinstance(v, list):
+            raise ValueError(f"{what} must be a list of entries")
+        return tuple(entry_from_wire(e) for e in v)
+    if kind == "config":
+        return _config_in(v)
+    return _rid_in(v)
+
+
+def decode(frame: bytes) -> RaftMsg:
+    """One message from bytes; ``ValueError`` for anything malformed."""
+    try:
+        parts = msgpack.unpackb(frame, use_list=True, raw=False)
+    except Exception as e:  # msgpack raises several exception types on garbage
+        raise ValueError(f"undecodable raft frame: {type(e).__name__}") from None
+    if not isinstance(parts, list) or not parts or type(parts[0]) is not int:
+        raise ValueError("raft frame is not a tagged message")
+    tag = parts[0]
+    if not 0 <= tag < len(_TYPES):
+        raise ValueError(f"unknown raft message tag {tag}")
+    cls = _TYPES[tag]
+    spec = _FIELDS[cls]
+    if len(parts) - 1 != len(spec):
+        raise ValueError(f"{cls.__name__} frame has {len(parts) - 1} fields, expected {len(spec)}")
+    kwargs = {
+        name: _in(kind, v, f"{cls.__name__}.{name}")
+        for (name, kind), v in zip(spec, parts[1:], strict=True)
+    }
+    try:
+        msg: RaftMsg = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad {cls.__name__} frame: {e}") from None
+    return msg
