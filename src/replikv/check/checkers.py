@@ -147,7 +147,7 @@ def _precedes(a: Op, b: Op) -> bool:
 
 
 def check_stale_reads(history: Sequence[Op]) -> CheckResult:
-    """Counts stale reads and their maximum staleness; never fails (it measures).
+    """Counts stale reads and their maximum staleness; ``fail`` when there is any.
 
     A read ``r`` of key ``k`` is stale when it returned the value of write ``A``
     (or nothing) although some acknowledged write ``B`` of ``k`` with
@@ -188,6 +188,7 @@ def check_stale_reads(history: Sequence[Op]) -> CheckResult:
             [i, j], r.call, r.process, staleness))
     res.stats["max_staleness_ms"] = max_ms
     res.stats["reads"] = len(reads)
+    res.status = "fail" if res.count else "pass"
     res.summary = (f"{res.count} of {len(reads)} reads stale, max staleness {max_ms:.1f} ms"
                    if res.count else f"no stale read among {len(reads)} reads")
     return res
@@ -335,7 +336,7 @@ def check_lost_writes(history: Sequence[Op]) -> CheckResult:
     res.stats["acknowledged"] = acked
     if res.count:
         res.status = "fail"
-        lost = sum(1 for a in res.anomalies if a.kind == "lost write")
+        lost = res.stats["lost"] = res.count - sum(1 for a in res.anomalies if a.kind != "lost write")
         res.summary = f"{res.count} anomalies: {lost} of {acked} acknowledged writes lost"
     elif missing_final:
         res.status = "unknown"

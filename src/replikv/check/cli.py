@@ -1,0 +1,93 @@
+"""`replikv check`: the command, as a function the main CLI registers.
+
+In ``replikv/cli.py``: ``app.command(name="check")(check_main)`` after
+``from replikv.check.cli import check_main``. Also runnable alone:
+``python -m replikv.check.cli --help``.
+
+Exit codes: 0 every required claim held; 1 a claim was refuted; 2 the check
+could not decide (or bad usage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from replikv.check.nemesis import NEMESES
+from replikv.check.runner import RunResult, run_check
+from replikv.check.workloads import WORKLOADS
+
+console = Console(highlight=False)
+
+
+def verdict_table(result: RunResult) -> Table:
+    p = result.params
+    table = Table(title=f"{p.get('mode')} ({p.get('setting')}) / {p.get('workload')}: "
+                        f"{result.verdict.upper()}")
+    for col in ("checker", "claim", "outcome", "what the checker saw"):
+        table.add_column(col)
+    by_name = {r.name: r for r in result.results}
+    for c in result.claims:
+        r = by_name.get(c.checker)
+        status = r.status if r else "unknown"
+        if c.required:
+            outcome = {"pass": "[green]held[/]", "fail": "[bold red]REFUTED[/]",
+                       "unknown": "[yellow]undecided[/]"}[status]
+        else:
+            outcome = "[yellow]seen[/] (not claimed)" if status == "fail" else "not seen (not claimed)"
+        table.add_row(escape(c.checker), escape(c.text), outcome, escape(r.summary if r else "not run"))
+    return table
+
+
+def check_main(
+    mode: str = typer.Option("leader-follower", "--mode", help="Replication mode to test."),
+    workload: str = typer.Option("register", "--workload", help=f"One of {', '.join(WORKLOADS)}."),
+    nemesis: str = typer.Option("partition,kill", "--nemesis",
+                                help=f"Comma-separated faults: {', '.join(NEMESES)} (or 'none')."),
+    time_s: float = typer.Option(60.0, "--time", min=1.0, help="Seconds of workload under faults."),
+    clients: int = typer.Option(10, "--clients", min=1, help="Concurrent clients."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the fault schedule and op mix."),
+    setting: Optional[str] = typer.Option(None, "--setting",
+                                          help="Mode setting, e.g. ack level 'async', 'semi-sync 1', 'sync'."),
+    nodes: int = typer.Option(3, "--nodes", min=1, help="Cluster size."),
+    store: Path = typer.Option(Path("store"), "--store", help="Where run directories go."),
+    matrix: bool = typer.Option(False, "--matrix", help="Run every mode x setting x nemesis that exists "
+                                "and write docs/consistency.md."),
+    docs: Path = typer.Option(Path("docs/consistency.md"), "--docs", help="Where --matrix writes its table."),
+) -> None:
+    """Jepsen-style check of a real cluster: drive it, inject faults, heal, check, report."""
+    if workload not in WORKLOADS:
+        console.print(f"[red]unknown workload {escape(workload)}[/]; choose {', '.join(WORKLOADS)}")
+        raise typer.Exit(2)
+    faults = [n.strip() for n in nemesis.split(",") if n.strip() and n.strip() != "none"]
+    unknown = [n for n in faults if n not in NEMESES]
+    if unknown:
+        console.print(f"[red]unknown nemesis {escape(', '.join(unknown))}[/]; choose {', '.join(NEMESES)}")
+        raise typer.Exit(2)
+    if matrix:
+        from replikv.check.matrix import run_matrix
+
+        code = run_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs, console=console)
+        raise typer.Exit(code)
+    result = run_check(mode=mode, workload=workload, nemeses=faults, time_s=time_s, clients=clients,
+                       seed=seed, setting=setting, store=store, nodes=nodes)
+    console.print(verdict_table(result))
+    for note in result.notes:
+        console.print(f"  [dim]{escape(note)}[/]")
+    console.print(f"history, node logs and report: {escape(str(result.directory))}/report.html")
+    raise typer.Exit(result.exit_code)
+
+
+def main() -> None:
+    app = typer.Typer(add_completion=False)
+    app.command()(check_main)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Nemeses: faults injected on a seeded schedule and recorded in the history.
+
+The schedule is drawn from the seed before the run: fault windows of a few
+seconds separated by quiet gaps, faults taken in turn from the ones asked
+for (shuffled by the seed). Each window becomes one history entry
+``{"process": -1, "op": "nemesis", "key": <fault>, "value": <what was done>,
+"ok": true, "call": <start>, "return": <end>}``; targets (which node, which
+halves) are chosen with the same seeded RNG when the window opens, since
+they depend on who leads at that moment.
+
+Faults:
+
+- ``kill``: SIGKILL a node (the leader half of the time), restart it at the end.
+- ``pause``: SIGSTOP a node (the leader half of the time), SIGCONT at the end.
+- ``partition``: one of majority/minority random halves, isolated leader,
+  bridge (two halves that only one node sees both of); iptables in the
+  harness's namespace; needs root.
+- ``clock``: skew one node's wall clock by 2-30 s with libfaketime; reset at
+  the end (needs Debian ``faketime``).
+- ``fsync-lie``: the cluster runs with ``--fsync no``; SIGKILL every node at
+  once and restart them: what the nodes had not handed to the kernel is
+  lost. A SIGKILL keeps the kernel's page cache, so this shows the cost of
+  user-space buffering only; a power loss would lose more.
+- ``failover`` (leader-follower): cut the leader off from its followers
+  (a partition as root, else SIGSTOP), then ``FAILOVER TO <follower> FORCE``
+  on a follower; heal at the end, when the old leader learns the newer epoch
+  and steps down, discarding what it alone had.
+
+`heal_all` undoes everything (restart, resume, heal, clocks back): it runs
+at the end of every window and before the final checks.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from replikv.check.checkers import NEMESIS_PROCESS
+from replikv.check.harness import Harness, can_partition, faketime_lib
+from replikv.check.history import Op
+
+NEMESES = ("kill", "pause", "partition", "clock", "fsync-lie", "failover")
+
+
+def nemesis_available(name: str, mode: str) -> tuple[bool, str]:
+    """(True, "") when this fault can run here for ``mode``; else (False, why not)."""
+    if name not in NEMESES:
+        return False, f"unknown nemesis {name!r}; choose from {', '.join(NEMESES)}"
+    if name == "partition":
+        return can_partition()
+    if name == "clock" and faketime_lib() is None:
+        return False, "the clock nemesis needs libfaketime (Debian package faketime)"
+    if name == "failover" and mode != "leader-follower":
+        return False, f"manual failover is a leader-follower fault; {mode} elects its own leader"
+    return True, ""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    start_s: float
+    duration_s: float
+    fault: str
+
+
+def schedule(faults: list[str], total_s: float, seed: int) -> list[Window]:
+    """Fault windows covering about half of ``total_s``; the last ends by 85% of it.
+
+    Windows last 15-25% of a 10 s cycle scaled to the run (at least 2 s, so a
+    fault outlives the nodes' timeouts), separated by quiet gaps of similar
+    length, so that the cluster recovers and serves between faults.
+    """
+    if not faults:
+        return []
+    rng = random.Random(seed)
+    order = list(faults)
+    rng.shuffle(order)
+    unit = max(2.0, min(8.0, total_s / 6))
+    t, out, i = unit * 0.5, [], 0
+    while True:
+        dur = unit * rng.uniform(0.8, 1.3)
+        if t + dur > total_s * 0.85:
+            break
+        out.append(Window(round(t, 3), round(dur, 3), order[i % len(order)]))
+        i += 1
+        t += dur + unit * rng.uniform(0.6, 1.0)
+    return out
+
+
+@dataclass
+class Nemesis:
+    """Runs a schedule against a harness in its own thread; `ops` records every window."""
+
+    harness: Harness
+    windows: list[Window]
+    seed: int
+    now: Callable[[], int]
+    ops: list[Op] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _failover_pauses: set[str] = field(default_factory=set)
+
+    def start(self, t0: float) -> None:
+        self._thread = threading.Thread(target=self._run, args=(t0,), name="check-nemesis", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout_s: float = 60.0) -> None:
+        self.stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self, t0: float) -> None:
+        rng = random.Random(self.seed ^ 0x5EED)
+        for w in self.windows:
+            if self.stop.wait(max(0.0, t0 + w.start_s - time.monotonic())):
+                return
+            call = self.now()
+            try:
+                what = self._begin(w.fault, rng)
+            except Exception as e:  # a fault that could not start is logged, the run goes on
+                what = f"could not start: {e}"
+            self.log.append(f"{call / 1e9:7.2f}s {w.fault}: {what}")
+            self.stop.wait(max(0.0, t0 + w.start_s + w.duration_s - time.monotonic()))
+            try:
+                self.heal_all()
+            except Exception as e:
+                self.log.append(f"heal after {w.fault} failed: {e}")
+            self.ops.append(Op(NEMESIS_PROCESS, "nemesis", w.fault, what, None, True, call, self.now()))
+            if self.stop.is_set():
+                return
+
+    # -- faults -------------------------------------------------------------------------------
+    def _target(self, rng: random.Random) -> str:
+        leader = self.harness.leader()
+        ids = self.harness.ids
+        if leader is not None and rng.random() < 0.5:
+            return leader
+        return rng.choice(ids)
+
+    def _begin(self, fault: str, rng: random.Random) -> str:
+        h = self.harness
+        if fault == "kill":
+            nid = self._target(rng)
+            h.kill(nid)
+            return f"killed {nid} (SIGKILL)"
+        if fault == "pause":
+            nid = self._target(rng)
+            h.pause(nid)
+            return f"paused {nid} (SIGSTOP)"
+        if fault == "clock":
+            nid = self._target(rng)
+            offset = rng.choice((-1, 1)) * rng.uniform(2, 30)
+            h.set_clock(nid, offset)
+            return f"{nid} clock {offset:+.1f} s"
+        if fault == "fsync-lie":
+            for nid in h.ids:
+                h.kill(nid)
+            return f"killed every node at once ({', '.join(h.ids)}) running with fsync={h.config.options.fsync}"
+        if fault == "partition":
+            return self._partition(rng)
+        if fault == "failover":
+            return self._failover(rng)
+        raise ValueError(f"unknown nemesis {fault!r}")
+
+    def _partition(self, rng: random.Random) -> str:
+        h = self.harness
+        ids = list(h.ids)
+        leader = h.leader() or ids[0]
+        kind = rng.choice(("halves", "isolated-leader", "bridge"))
+        if kind == "isolated-leader":
+            a, b = [leader], [n for n in ids if n != leader]
+        else:
+            rng.shuffle(ids)
+            half = len(ids) // 2
+            a, b = ids[:half], ids[half:]
+        cut = {frozenset((x, y)) for x in a for y in b}
+        desc = f"{kind}: {' '.join(sorted(a))} | {' '.join(sorted(b))}"
+        if kind == "bridge" and len(b) >= 2:
+            bridge = b[0]
+            cut = {p for p in cut if bridge not in p}
+            desc = f"bridge: {' '.join(sorted(a))} | {' '.join(sorted(b[1:]))}, {bridge} sees both"
+        h.partition(cut)
+        return desc
+
+    def _failover(self, rng: random.Random) -> str:
+        h = self.harness
+        leader = h.leader()
+        if leader is None:
+            return "no leader to fail over from"
+        followers = [n for n in h.ids if n != leader]
+        target = rng.choice(followers)
+        if h.use_netns:
+            h.partition({frozenset((leader, f)) for f in followers})
+            how = "cut off by a partition (clients still reach it)"
+        else:
+            h.pause(leader)
+            how = "paused (SIGSTOP)"
+        with h.netns():
+            c = h.client(target, 5.0)
+            try:
+                reply = c.execute_command("FAILOVER", "TO", target, "FORCE")
+            except redis.RedisError as e:
+                reply = f"error: {e}"
+            finally:
+                c.close()
+        return f"leader {leader} {how}; FAILOVER TO {target} FORCE -> {reply}"
+
+    def heal_all(self) -> None:
+        heal_everything(self.harness)
+
+
+def heal_everything(h: Harness) -> None:
+    """Undo every fault: heal partitions, resume, reset clocks, restart the dead."""
+    if h.use_netns:
+        h.heal()
+    for nid in list(h.paused):
+        h.resume(nid)
+    if h.faketime:
+        for nid in h.ids:
+            h.set_clock(nid, 0)
+    for nid in h.ids:
+        if not h.running(nid):
+            h.restart(nid)

@@ -1,0 +1,237 @@
+"""One `replikv check` run, and the claims each mode and setting make.
+
+A run: start a fresh cluster (harness.py), drive it with N clients
+(clients.py) while the nemesis injects faults on a seeded schedule
+(nemesis.py), stop the faults and heal, stop the clients, wait for
+quiescence (one leader streaming to every follower, equal state digests),
+read the final state on the leader, run the checkers (checkers.py) and
+judge them against the claims below. It writes ``history.jsonl`` (client
+ops, nemesis windows, final reads), each node's log and ``report.html``.
+
+Verdict and exit code: 0 when every claim marked *required* held; 1 when
+one was refuted; 2 when one could not be decided (a checker timeout, no
+final read, a cluster that did not settle). Observations a setting does not
+claim (stale reads under eventual reads, writes lost by async acks on
+failover) are shown and counted, and never change the exit code: "async may
+lose acknowledged writes" is the claim, and the report shows how many.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from replikv.check import checkers as ck
+from replikv.check.clients import ClientPool, run_final_reads
+from replikv.check.harness import Harness, HarnessError, mode_available
+from replikv.check.history import Op, dump_history
+from replikv.check.nemesis import Nemesis, heal_everything, nemesis_available, schedule
+from replikv.check.workloads import make_workload, probe_cas
+
+MODE_SETTINGS = {"leader-follower": ("async", "semi-sync 1", "sync"), "raft": ("majority",)}
+READ_LEVEL = {"leader-follower": "session", "raft": "linearizable"}
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    checker: str
+    required: bool
+    text: str
+
+
+def claims_for(mode: str, setting: str, workload: str) -> list[Claim]:
+    """What ``mode`` with ``setting`` promises for ``workload`` (the docs/consistency.md table)."""
+    loss = "lost writes" if workload != "counter" else "counter"
+    register = workload == "register"
+    out = [Claim("convergence", True, "after heal every replica holds the same state")]
+    if mode == "raft":
+        out.append(Claim(loss, True, "no acknowledged write is lost under any nemesis (majority commit)"))
+        if register:
+            out += [Claim("linearizable", True, "register ops are linearizable"),
+                    Claim("stale reads", True, "no read is stale (linearizable reads)"),
+                    Claim("read-your-writes", True, "a client sees its own writes"),
+                    Claim("monotonic reads", True, "a client never sees time go backwards")]
+        return out
+    # leader-follower
+    if setting == "sync":
+        out.append(Claim(loss, True, "sync acks: no acknowledged write is lost, even across a forced failover"))
+    elif setting.startswith("semi-sync"):
+        out.append(Claim(loss, False, "semi-sync acks: an acknowledged write may be lost when the leader "
+                                      "fails over to a follower that had not acked it (counted)"))
+    else:
+        out.append(Claim(loss, False, "async acks: acknowledged writes may be lost on failover (counted)"))
+    if register:
+        out += [
+            Claim("read-your-writes", setting == "sync",
+                  "session reads: a client sees its own acknowledged writes" +
+                  ("" if setting == "sync" else " unless a failover discards them")),
+            Claim("monotonic reads", False, "not claimed across failover: a follower may show a write the "
+                                            "new leader never had, then discard it"),
+            Claim("stale reads", False, "followers serve session reads: other clients' writes may be missed "
+                                        "(measured)"),
+            Claim("linearizable", False, "not claimed: reads are served by followers, and a cut-off leader "
+                                         "keeps serving until it learns of the failover"),
+        ]
+    return out
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    verdict: str  # "held" | "refuted" | "undecided"
+    directory: Path
+    results: list[ck.CheckResult] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    history: list[Op] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    params: dict[str, object] = field(default_factory=dict)
+
+    def result(self, name: str) -> ck.CheckResult | None:
+        return next((r for r in self.results if r.name == name), None)
+
+
+def judge(claims: list[Claim], results: list[ck.CheckResult]) -> tuple[int, str]:
+    by_name = {r.name: r for r in results}
+    refuted = undecided = False
+    for c in claims:
+        r = by_name.get(c.checker)
+        if not c.required:
+            continue
+        if r is None or r.status == "unknown":
+            undecided = True
+        elif r.status == "fail":
+            refuted = True
+    if refuted:
+        return 1, "refuted"
+    if undecided:
+        return 2, "undecided"
+    return 0, "held"
+
+
+def run_checkers(history: list[Op], workload: str, digests: dict[str, str | None],
+                 timeout_s: float = 60.0) -> list[ck.CheckResult]:
+    results = [ck.check_convergence(digests)]
+    if workload == "counter":
+        results.append(ck.check_counter(history))
+    else:
+        results.append(ck.check_lost_writes(history))
+    if workload == "register":
+        results += [ck.check_linearizable(history, timeout_s), ck.check_stale_reads(history),
+                    ck.check_read_your_writes(history), ck.check_monotonic_reads(history)]
+    return results
+
+
+def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
+              setting: str | None = None, store: Path = Path("store"), nodes: int = 3,
+              checker_timeout_s: float = 60.0, settle_s: float = 30.0) -> RunResult:
+    """Run one check end to end (see the module docstring); never raises for a cluster fault."""
+    seed = random.randrange(1 << 30) if seed is None else seed
+    setting = setting or MODE_SETTINGS.get(mode, ("default",))[0]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    directory = store / f"{stamp}-{mode}-{workload}-{setting.replace(' ', '')}-{seed}"
+    directory.mkdir(parents=True, exist_ok=True)
+    params: dict[str, object] = {"mode": mode, "setting": setting, "workload": workload, "nemesis": nemeses,
+                                 "time_s": time_s, "clients": clients, "seed": seed, "nodes": nodes}
+    notes: list[str] = []
+    claims = claims_for(mode, setting, workload)
+    ok, why = mode_available(mode)
+    if not ok:
+        notes.append(why)
+        return _finish(RunResult(2, "undecided", directory, [], claims, [], notes, params))
+    active = []
+    for n in nemeses:
+        ok, why = nemesis_available(n, mode)
+        if ok:
+            active.append(n)
+        else:
+            notes.append(f"nemesis {n} skipped: {why}")
+    options: dict[str, object] = {"ack_timeout_ms": 1000, "session_timeout_ms": 1000}
+    if mode == "leader-follower":
+        options["ack"] = setting
+        options["fsync"] = "no" if "fsync-lie" in active else "always"
+    cluster_dir = directory / "cluster"
+    harness = Harness(cluster_dir, mode, nodes, clock="clock" in active, **options)
+    history: list[Op] = []
+    digests: dict[str, str | None] = {}
+    try:
+        harness.start()
+        start_ns = time.monotonic_ns()
+        t0 = time.monotonic()
+        with harness.netns():
+            probe = harness.client(harness.leader() or harness.ids[0], 2.0)
+            cas = probe_cas(probe)
+            probe.close()
+        if workload == "register" and not cas:
+            notes.append(f"{mode} has no CAS command: the register workload issues reads and writes only")
+        wl = make_workload(workload, cas=cas)
+        pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=READ_LEVEL.get(mode))
+        nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now)
+        pool.start()
+        nem.start(t0)
+        pool.stop.wait(time_s)
+        nem.join()
+        heal_everything(harness)
+        pool.join()
+        notes += nem.log
+        history = sorted(pool.history + nem.ops, key=lambda o: o.call)
+        if pool.errors:
+            notes.append("client errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(pool.errors.items())))
+        try:
+            leader = harness.wait_stable(settle_s)
+        except HarnessError as e:
+            notes.append(f"cluster did not settle after heal: {e}")
+            leader = harness.leader() or harness.ids[0]
+        digests = harness.wait_converged(settle_s)
+        history += run_final_reads(harness, leader, wl, pool.now)
+    except HarnessError as e:
+        notes.append(f"run aborted: {e}")
+        harness.close()
+        _collect_logs(harness, directory)
+        return _finish(RunResult(2, "undecided", directory, [], claims, history, notes, params))
+    finally:
+        harness.close()
+    _collect_logs(harness, directory)
+    notes += _discarded_from_logs(directory, harness.ids)
+    results = run_checkers(history, workload, digests, checker_timeout_s)
+    code, verdict = judge(claims, results)
+    return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params))
+
+
+def _collect_logs(harness: Harness, directory: Path) -> None:
+    for nid in harness.ids:
+        src = harness.log_path(nid)
+        if src.exists():
+            shutil.copyfile(src, directory / f"{nid}.log")
+
+
+def _discarded_from_logs(directory: Path, ids: list[str]) -> list[str]:
+    out = []
+    for nid in ids:
+        path = directory / f"{nid}.log"
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            if "discarded" in line and "acknowledged" in line:
+                out.append(f"{nid} log: {line.split(' node ', 1)[-1].strip()}")
+    return out
+
+
+def _finish(result: RunResult) -> RunResult:
+    from replikv.check.report import write_report
+
+    dump_history(result.history, result.directory / "history.jsonl")
+    summary = {
+        "params": result.params, "verdict": result.verdict, "exit_code": result.exit_code,
+        "notes": result.notes,
+        "claims": [dataclasses.asdict(c) for c in result.claims],
+        "results": [{"name": r.name, "status": r.status, "summary": r.summary, "count": r.count,
+                     "stats": r.stats} for r in result.results],
+    }
+    (result.directory / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_report(result, result.directory / "report.html")
+    return result

@@ -1,0 +1,168 @@
+"""Workloads: what the clients do, over redis-py, and how the final state is read.
+
+Every workload writes values unique per key (``"<process>-<seq>"``), which
+the checkers rely on (a value read names its write). Op names per workload:
+
+- ``register``: ``read`` (GET), ``write`` (SET), ``cas`` (``CAS key expected
+  new``; only when the cluster has the command: `probe_cas` finds out, and
+  modes without it simply issue no cas). Checked for linearizability, stale
+  reads, read-your-writes, monotonic reads, lost writes.
+- ``counter``: ``incr`` (INCR, value "1") and ``read`` (GET). Final value must
+  lie between the acknowledged and the acknowledged + unknown increments.
+- ``set``: ``add`` (SADD of a unique element) and ``read`` (SMEMBERS, value
+  = JSON list). Every acknowledged element must be in the final set.
+- ``append``: ``append`` (RPUSH of a unique element) and ``read`` (LRANGE 0 -1,
+  value = JSON list). Every acknowledged element in the final list, in
+  real-time order, once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+WORKLOADS = ("register", "counter", "set", "append")
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    op: str
+    key: str
+    value: str | None = None
+    expected: str | None = None
+
+
+class Workload:
+    """Base: keys, the op mix, and how to run one op and the final read."""
+
+    name = ""
+    write_ops: tuple[str, ...] = ()
+
+    def __init__(self, keys: int, read_ratio: float = 0.5, cas: bool = False) -> None:
+        self.keys = [f"{self.name[0]}{i}" for i in range(keys)]
+        self.read_ratio = read_ratio
+        self.cas = cas
+
+    def next(self, rng: random.Random, process: int, seq: int) -> Invocation:
+        key = rng.choice(self.keys)
+        if rng.random() < self.read_ratio:
+            return Invocation("read", key)
+        return self._write(rng, key, f"{process}-{seq}")
+
+    def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
+        raise NotImplementedError
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        """Run ``inv``; returns the value to record (a read's result). Raises on error;
+        a cas whose comparison failed raises `CasFailed`."""
+        raise NotImplementedError
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        """The key's final state, JSON-encodable (read on the leader after heal)."""
+        raise NotImplementedError
+
+
+class CasFailed(Exception):
+    """The cas ran and did not swap: a definite failure (``ok=false``)."""
+
+
+class Register(Workload):
+    name = "register"
+    write_ops = ("write", "cas")
+
+    def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
+        if self.cas and rng.random() < 0.3:
+            return Invocation("cas", key, value, expected=None)  # expected is filled from the last read
+        return Invocation("write", key, value)
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op == "read":
+            return client.get(inv.key)  # type: ignore[return-value]
+        if inv.op == "write":
+            client.set(inv.key, inv.value or "")
+            return inv.value
+        reply = client.execute_command("CAS", inv.key, inv.expected or "", inv.value or "")
+        if reply in (0, "0", False, None):
+            raise CasFailed()
+        return inv.value
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        return client.get(key)
+
+
+class Counter(Workload):
+    name = "counter"
+    write_ops = ("incr",)
+
+    def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
+        return Invocation("incr", key, "1")
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op == "read":
+            v = client.get(inv.key)
+            return None if v is None else str(v)
+        client.incr(inv.key)
+        return "1"
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        v = client.get(key)
+        return 0 if v is None else int(v)  # type: ignore[arg-type]
+
+
+class SetWorkload(Workload):
+    name = "set"
+    write_ops = ("add",)
+
+    def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
+        return Invocation("add", key, value)
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op == "read":
+            return json.dumps(sorted(client.smembers(inv.key)))  # type: ignore[arg-type]
+        client.sadd(inv.key, inv.value or "")
+        return inv.value
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        return sorted(client.smembers(key))  # type: ignore[arg-type]
+
+
+class Append(Workload):
+    name = "append"
+    write_ops = ("append",)
+
+    def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
+        return Invocation("append", key, value)
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op == "read":
+            return json.dumps(client.lrange(inv.key, 0, -1))
+        client.rpush(inv.key, inv.value or "")
+        return inv.value
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        return client.lrange(key, 0, -1)
+
+
+def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Workload:
+    if name == "register":
+        return Register(keys or 16, cas=cas)
+    if name == "counter":
+        return Counter(keys or 4, read_ratio=0.2)
+    if name == "set":
+        return SetWorkload(keys or 4, read_ratio=0.1)
+    if name == "append":
+        return Append(keys or 4, read_ratio=0.2)
+    raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
+
+
+def probe_cas(client: redis.Redis) -> bool:
+    """True when the cluster answers ``CAS`` (an unknown command is an error)."""
+    try:
+        client.execute_command("CAS", "__replikv_check_probe", "x", "y")
+        return True
+    except redis.ResponseError as e:
+        return "unknown command" not in str(e).lower()
