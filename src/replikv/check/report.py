@@ -52,11 +52,11 @@ def render_report(result: "RunResult") -> str:
              f"<p>nemesis: {_e(', '.join(p.get('nemesis', [])) or 'none')} · {_e(p.get('time_s'))} s · "  # type: ignore[arg-type]
              f"{_e(p.get('clients'))} clients · seed {_e(p.get('seed'))} · "
              f"{sum(1 for o in result.history if o.process >= 0)} client ops</p>",
-             _verdict_table(result), _anomalies(result), "<h2>Timeline</h2>",
+             _verdict_table(result), "<h2>Timeline</h2>",
              "<p>One row per client process; shaded bands are nemesis windows; bars are ops "
              "(green ok, grey failed, amber unknown outcome, <b style='color:#c5221f'>red: part of an "
              "anomaly</b>; hover for details).</p>",
-             _timeline(result), "<h2>Throughput and latency</h2>", _rates(result.history),
+             _timeline(result), _anomalies(result), "<h2>Throughput and latency</h2>", _rates(result.history),
              "<h2>Notes</h2>", "".join(f"<div class='note'>{_e(n)}</div>" for n in result.notes) or "<p>none</p>",
              "</body></html>"]
     return "\n".join(parts)
@@ -83,11 +83,11 @@ def _verdict_table(result: "RunResult") -> str:
 def _anomalies(result: "RunResult") -> str:
     items = []
     for r in result.results:
-        for a in r.anomalies[:50]:
+        for a in r.anomalies[:20]:
             items.append(f"<div class='anomaly' data-kind='{_e(a.kind)}'><b>{_e(a.kind)}</b> "
                          f"({_e(r.name)}{', key ' + _e(a.key) if a.key else ''}): {_e(a.explanation)}</div>")
-        if r.count > min(50, len(r.anomalies)):
-            items.append(f"<p>... and {r.count - min(50, len(r.anomalies))} more {_e(r.name)} anomalies</p>")
+        if r.count > min(20, len(r.anomalies)):
+            items.append(f"<p>... and {r.count - min(20, len(r.anomalies))} more {_e(r.name)} anomalies</p>")
     if not items:
         return "<h2>Anomalies</h2><p>none found</p>"
     return f"<h2>Anomalies ({sum(r.count for r in result.results)})</h2>" + "".join(items)
