@@ -1,10 +1,14 @@
 """The replicated state machine: an in-memory Redis-like data set.
 
-Two entry points change the data, one per side of the log:
+Entry points that change the data:
 
-- ``execute_write(argv, now_ms)`` runs on the LEADER. It validates a client
-  write, rewrites it into deterministic form, applies it and returns
-  ``(reply, cmds_to_log)``, as Redis builds its replication stream:
+- ``prepare(argv, now_ms, exact=...)`` is the ONE rewrite path: it validates
+  a client write and rewrites it into deterministic form without applying
+  it (the raft leader proposes what it returns and applies it only once
+  committed, through ``apply_entry``).
+- ``execute_write(argv, now_ms)`` runs on the leader-follower LEADER: it is
+  ``prepare`` (exact) followed by apply, and returns ``(reply,
+  cmds_to_log)``, as Redis builds its replication stream:
 
   * a relative TTL becomes absolute: ``SET k v EX 10`` -> ``SET k v PXAT t``,
     ``EXPIRE k 10`` -> ``PEXPIREAT k t``, ``SETEX``/``PSETEX`` ->
@@ -184,16 +188,6 @@ class StateMachine:
             if len(heap) > 2 * len(self.expires) + 64:
                 self._heap = None  # too many stale entries: rebuild lazily
 
-    def _expire_if_due(self, key: bytes, now_ms: int, pre: Cmds | None) -> Cmds | None:
-        """Leader side: delete ``key`` if expired at now_ms, logging a DEL."""
-        when = self.expires.get(key)
-        if when is not None and when <= now_ms:
-            self._del(key)
-            if pre is None:
-                pre = []
-            pre.append([_DEL, key])
-        return pre
-
     def _live(self, key: bytes, now_ms: int) -> Any:
         """Read side: the value of ``key``, or None if missing or expired."""
         value = self.data.get(key)
@@ -205,24 +199,126 @@ class StateMachine:
 
     # ------------------------------------------------------------ leader side
 
-    def execute_write(self, argv: list[bytes], now_ms: int) -> tuple[Reply, Cmds | None]:
-        """Run a client write on the leader: ``(reply, cmds_to_log)``.
+    def prepare(
+        self, argv: list[bytes], now_ms: int, *, exact: bool = True
+    ) -> tuple[RespError | None, Cmds | None]:
+        """The deterministic rewrite of a client write, WITHOUT applying it.
 
-        A read-only command is served as :meth:`read` would (nothing logged).
+        Returns ``(error, None)`` when the command is refused before it could
+        change anything (arity, syntax, an invalid TTL), ``(None, None)``
+        when ``argv`` is not a write (serve it with :meth:`read`), else
+        ``(None, cmds)``: the deterministic commands to log and apply.
+
+        - A relative TTL becomes absolute at ``now_ms`` (``SET .. EX`` ->
+          ``SET .. PXAT``, ``EXPIRE`` -> ``PEXPIREAT``, ``SETEX`` -> ``SET ..
+          PXAT``); a command that is deterministic as sent is returned as
+          the very ``argv`` list (``cmds[-1] is argv``).
+        - ``exact=True`` (leader-follower: the cmds are applied to THIS
+          state right away): every touched key logically expired at
+          ``now_ms`` gets a ``DEL`` before the command, and an EXPIRE whose
+          time is already due on a live key becomes ``DEL`` (as Redis
+          replicates it). These decisions read the current state.
+        - ``exact=False`` (raft: other entries may apply between now and
+          this entry): nothing depends on the current state; the entry's
+          timestamp travels with it and :meth:`apply_entry` decides expiry
+          at apply time, identically on every replica.
         """
         entry = _WRITES.get(argv[0])
         if entry is None:
             entry = _WRITES.get(argv[0].upper())
             if entry is None:
-                return self.read(argv, now_ms), None
-        arity, leader, _apply, name = entry
+                return None, None
+        arity, rewrite, _apply, name, keys = entry
         argc = len(argv)
         if (argc != arity) if arity > 0 else (argc < -arity):
             return wrong_arity(name), None
         try:
-            return leader(self, argv, now_ms)
+            cmd = rewrite(self, argv, now_ms, exact)
         except RespError as err:
             return err, None
+        if exact and self.expires and keys is not None:
+            expires = self.expires
+            pre = [[_DEL, k] for k in _touched(argv, keys) if expires.get(k, _NEVER) <= now_ms]
+            if pre:
+                pre.append(cmd)
+                return None, pre
+        return None, [cmd]
+
+    def execute_write(self, argv: list[bytes], now_ms: int) -> tuple[Reply, Cmds | None]:
+        """Run a client write on the leader: ``(reply, cmds_to_log)``.
+
+        One rewrite path: :meth:`prepare` (exact), then apply. Commands that
+        changed nothing (an error at apply time, ``DEL missing``) are not
+        logged, and a rewritten command that did apply is logged in its
+        minimal form (its NX/XX/GET conditions held on this very state).
+        A read-only command is served as :meth:`read` would (nothing logged).
+        """
+        err, cmds = self.prepare(argv, now_ms)
+        if err is not None:
+            return err, None
+        if cmds is None:
+            return self.read(argv, now_ms), None
+        main = cmds[-1]
+        if len(cmds) > 1:
+            for pre in cmds[:-1]:
+                self._del(pre[1])
+            pre_cmds: Cmds | None = cmds[:-1]
+        else:
+            pre_cmds = None
+        entry = _WRITES.get(main[0]) or _WRITES[main[0].upper()]
+        dirty = self.dirty
+        try:
+            reply = entry[2](self, main)
+        except RespError as e:
+            return e, pre_cmds
+        if self.dirty == dirty:
+            return reply, pre_cmds
+        if main is not argv:
+            if main[0] == b"SET":  # SET k v [NX|XX] [GET] PXAT t
+                main = [b"SET", main[1], main[2], _PXAT, main[-1]]
+            elif main[0] == b"PEXPIREAT":  # PEXPIREAT k t [NX|XX|GT|LT]
+                main = main[:3]
+            if pre_cmds is None:
+                return reply, [main]
+            return reply, [*pre_cmds, main]
+        return reply, cmds
+
+    def apply_entry(self, cmds: Cmds, now_ms: int) -> list[Reply]:
+        """Apply a raft entry: :meth:`prepare` (``exact=False``) commands
+        with the leader's timestamp ``now_ms`` that travels in the entry.
+
+        For each command, every key it touches that is expired at ``now_ms``
+        is deleted first and again after it ran (a TTL already due, e.g.
+        ``EXPIRE k -1`` logged as ``PEXPIREAT k <past>``). A read-only
+        command (a read inside MULTI) is served at ``now_ms``; ``EXPIREDUE
+        key...`` (active expiry) deletes the listed keys due at ``now_ms``.
+        Deterministic: the result depends only on the state and the entry.
+        """
+        replies: list[Reply] = []
+        expires = self.expires
+        for argv in cmds:
+            if argv[0] == EXPIRE_DUE:
+                for key in argv[1:]:
+                    if self.expires.get(key, _NEVER) <= now_ms:
+                        self._del(key)
+                replies.append(OK)
+                continue
+            entry = _WRITES.get(argv[0]) or _WRITES.get(argv[0].upper())
+            if entry is None:
+                replies.append(self.read(argv, now_ms))
+                continue
+            keys = entry[4]
+            touched = _touched(argv, keys) if self.expires and keys is not None else ()
+            for key in touched:
+                if self.expires.get(key, _NEVER) <= now_ms:
+                    self._del(key)
+            replies.extend(self.apply([argv]))
+            expires = self.expires
+            if expires and keys is not None:
+                for key in _touched(argv, keys):
+                    if expires.get(key, _NEVER) <= now_ms:
+                        self._del(key)
+        return replies
 
     def execute_transaction(
         self, queued: list[list[bytes]], now_ms: int
@@ -300,7 +396,7 @@ class StateMachine:
                 if entry is None:
                     replies.append(unknown_command(argv))
                     continue
-            arity, _leader, fn, name = entry
+            arity, _rewrite, fn, name, _keys = entry
             argc = len(argv)
             if (argc != arity) if arity > 0 else (argc < -arity):
                 replies.append(wrong_arity(name))
@@ -432,39 +528,6 @@ class StateMachine:
 
     # --- strings -------------------------------------------------------------
 
-    def _w_set(self, argv: list[bytes], now_ms: int) -> tuple[Reply, Cmds | None]:
-        if len(argv) == 3:  # hot path: SET k v
-            key = argv[1]
-            data = self.data
-            expires = self.expires
-            pre = None
-            if expires and key in expires:
-                pre = self._expire_if_due(key, now_ms, None)
-                expires.pop(key, None)
-            if self._scan is not None and key not in data:
-                self._scan.add(key)
-            data[key] = argv[2]
-            self.dirty += 1
-            if pre is None:
-                return OK, [argv]
-            pre.append(argv)
-            return OK, pre
-        nx, xx, get, keepttl, when, relative = _parse_set(argv, now_ms, "set")
-        key = argv[1]
-        pre = self._expire_if_due(key, now_ms, None) if self.expires else None
-        dirty = self.dirty
-        try:
-            reply = self._do_set(key, argv[2], nx, xx, get, keepttl, when)
-        except RespError as err:
-            return err, pre
-        if self.dirty == dirty:
-            return reply, pre
-        cmd = [b"SET", key, argv[2], _PXAT, b"%d" % when] if relative else argv
-        if pre is None:
-            return reply, [cmd]
-        pre.append(cmd)
-        return reply, pre
-
     def _a_set(self, argv: list[bytes]) -> Reply:
         if len(argv) == 3:
             key = argv[1]
@@ -503,23 +566,6 @@ class StateMachine:
             self.expires.pop(key, None)
         self.dirty += 1
         return old if get else OK
-
-    def _w_setex(self, argv: list[bytes], now_ms: int, unit_ms: int) -> tuple[Reply, Cmds | None]:
-        name = "setex" if unit_ms == 1000 else "psetex"
-        ttl = _int(argv[2])
-        if ttl <= 0 or (unit_ms == 1000 and ttl > _SEC_MAX):
-            raise _expire_time_error(name)
-        when = ttl * unit_ms + now_ms
-        if when > I64_MAX:
-            raise _expire_time_error(name)
-        key = argv[1]
-        pre = self._expire_if_due(key, now_ms, None) if self.expires else None
-        self._do_set(key, argv[3], False, False, False, False, when)
-        cmd = [b"SET", key, argv[3], _PXAT, b"%d" % when]
-        if pre is None:
-            return OK, [cmd]
-        pre.append(cmd)
-        return OK, pre
 
     def _a_needs_clock(self, argv: list[bytes]) -> Reply:
         raise NEEDS_CLOCK
@@ -570,21 +616,6 @@ class StateMachine:
         data[key] = b"%d" % new
         self.dirty += 1
         return new
-
-    def _w_incr(self, argv: list[bytes], now_ms: int) -> tuple[Reply, Cmds | None]:
-        """INCR's leader side, unrolled: it is a hot command."""
-        key = argv[1]
-        pre = None
-        if self.expires and key in self.expires:
-            pre = self._expire_if_due(key, now_ms, None)
-        try:
-            reply = self._incrby(key, 1)  # always a change when it succeeds
-        except RespError as err:
-            return err, pre
-        if pre is None:
-            return reply, [argv]
-        pre.append(argv)
-        return reply, pre
 
     def _a_incr(self, argv: list[bytes]) -> Reply:
         return self._incrby(argv[1], 1)
@@ -670,27 +701,6 @@ class StateMachine:
             self._scan = None
             self.dirty += 1
         return OK
-
-    def _w_expire(
-        self, argv: list[bytes], now_ms: int, unit_ms: int, relative: bool, name: str
-    ) -> tuple[Reply, Cmds | None]:
-        nx, xx, gt, lt = _parse_expire_flags(argv)
-        when = _expire_when(argv[2], unit_ms, now_ms if relative else 0, name)
-        key = argv[1]
-        pre = self._expire_if_due(key, now_ms, None) if self.expires else None
-        if key not in self.data or not self._expire_allowed(key, when, nx, xx, gt, lt):
-            return 0, pre
-        if when <= now_ms:  # already due: Redis replicates this as a DEL
-            self._del(key)
-            cmd = [_DEL, key]
-        else:
-            self._set_expire(key, when)
-            self.dirty += 1
-            cmd = [b"PEXPIREAT", key, b"%d" % when] if relative else argv
-        if pre is None:
-            return 1, [cmd]
-        pre.append(cmd)
-        return 1, pre
 
     def _a_expireat(self, argv: list[bytes], unit_ms: int, name: str) -> Reply:
         nx, xx, gt, lt = _parse_expire_flags(argv)
@@ -1144,89 +1154,118 @@ def _unordered(items: Any) -> bytes:
 
 # ============================================================ dispatch tables
 
-LeaderFn = Callable[[StateMachine, list[bytes], int], tuple[Reply, Cmds | None]]
+RewriteFn = Callable[[StateMachine, list[bytes], int, bool], list[bytes]]
 ApplyFn = Callable[[StateMachine, list[bytes]], Reply]
 ReadFn = Callable[[StateMachine, list[bytes], int], Reply]
+KeySpec = tuple[int, int, int] | None  # (first, last, step) as in kv/commands.py; None: keyless
+
+EXPIRE_DUE = b"EXPIREDUE"  # log-only: active expiry in raft entries (see apply_entry)
+_NEVER = I64_MAX + 1
 
 
-def _deterministic(fn: ApplyFn, first: int = 1, last: int = 1, step: int = 1) -> LeaderFn:
-    """Leader side of a command that is deterministic as sent.
-
-    Deletes (and logs DEL for) the touched keys expired at now_ms, applies
-    ``fn``, and logs ``argv`` itself iff ``fn`` changed something.
-    """
-    single = first == 1 and last == 1
-    keyless = first == 0
-
-    def leader(sm: StateMachine, argv: list[bytes], now_ms: int) -> tuple[Reply, Cmds | None]:
-        pre = None
-        if sm.expires and not keyless:
-            if single:
-                pre = sm._expire_if_due(argv[1], now_ms, None)
-            else:
-                stop = len(argv) if last < 0 else last + 1
-                for i in range(first, stop, step):
-                    pre = sm._expire_if_due(argv[i], now_ms, pre)
-        dirty = sm.dirty
-        try:
-            reply = fn(sm, argv)
-        except RespError as err:
-            return err, pre
-        if sm.dirty == dirty:
-            return reply, pre
-        if pre is None:
-            return reply, [argv]
-        pre.append(argv)
-        return reply, pre
-
-    return leader
+def _touched(argv: list[bytes], keys: tuple[int, int, int]) -> list[bytes]:
+    first, last, step = keys
+    if first == 1 and last == 1:
+        return [argv[1]]
+    stop = len(argv) if last < 0 else last + 1
+    return argv[first:stop:step]
 
 
-def _leader_only(fn: Callable[..., tuple[Reply, Cmds | None]], *extra: Any) -> LeaderFn:
-    def leader(sm: StateMachine, argv: list[bytes], now_ms: int) -> tuple[Reply, Cmds | None]:
-        return fn(sm, argv, now_ms, *extra)
+def _as_sent(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
+    """A command deterministic as sent: logged as the very argv list."""
+    return argv
 
-    return leader
+
+def _rw_set(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
+    """SET .. EX/PX t -> SET k v [NX|XX] [GET] PXAT abs; anything else as sent."""
+    if len(argv) == 3:
+        return argv
+    nx, xx, get, _keepttl, when, relative = _parse_set(argv, now_ms, "set")
+    if not relative:
+        return argv
+    cmd = [b"SET", argv[1], argv[2]]
+    if nx:
+        cmd.append(b"NX")
+    if xx:
+        cmd.append(b"XX")
+    if get:
+        cmd.append(b"GET")
+    cmd += [_PXAT, b"%d" % when]  # type: ignore[operator]
+    return cmd
+
+
+def _rw_setex(unit_ms: int) -> RewriteFn:
+    name = "setex" if unit_ms == 1000 else "psetex"
+
+    def rewrite(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
+        ttl = _int(argv[2])
+        if ttl <= 0 or (unit_ms == 1000 and ttl > _SEC_MAX):
+            raise _expire_time_error(name)
+        when = ttl * unit_ms + now_ms
+        if when > I64_MAX:
+            raise _expire_time_error(name)
+        return [b"SET", argv[1], argv[3], _PXAT, b"%d" % when]
+
+    return rewrite
+
+
+def _rw_expire(unit_ms: int, relative: bool, name: str) -> RewriteFn:
+    def rewrite(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
+        nx, xx, gt, lt = _parse_expire_flags(argv)
+        when = _expire_when(argv[2], unit_ms, now_ms if relative else 0, name)
+        key = argv[1]
+        if exact and when <= now_ms:  # already due: Redis replicates this as a DEL
+            live = key in sm.data and sm.expires.get(key, _NEVER) > now_ms
+            if live and sm._expire_allowed(key, when, nx, xx, gt, lt):
+                return [_DEL, key]
+        if not relative:
+            return argv
+        return [b"PEXPIREAT", key, b"%d" % when, *argv[3:]]
+
+    return rewrite
 
 
 SM = StateMachine
-_WRITE_FNS: dict[str, tuple[LeaderFn, ApplyFn]] = {
-    "set": (SM._w_set, SM._a_set),
-    "write": (SM._w_set, SM._a_set),
-    "setnx": (_deterministic(SM._a_setnx), SM._a_setnx),
-    "setex": (_leader_only(SM._w_setex, 1000), SM._a_needs_clock),
-    "psetex": (_leader_only(SM._w_setex, 1), SM._a_needs_clock),
-    "getset": (_deterministic(SM._a_getset), SM._a_getset),
-    "getdel": (_deterministic(SM._a_getdel), SM._a_getdel),
-    "mset": (_deterministic(SM._a_mset, 1, -1, 2), SM._a_mset),
-    "incr": (SM._w_incr, SM._a_incr),
-    "decr": (_deterministic(SM._a_decr), SM._a_decr),
-    "incrby": (_deterministic(SM._a_incrby), SM._a_incrby),
-    "decrby": (_deterministic(SM._a_decrby), SM._a_decrby),
-    "append": (_deterministic(SM._a_append), SM._a_append),
-    "del": (_deterministic(SM._a_del, 1, -1, 1), SM._a_del),
-    "unlink": (_deterministic(SM._a_del, 1, -1, 1), SM._a_del),
-    "persist": (_deterministic(SM._a_persist), SM._a_persist),
-    "flushall": (_deterministic(SM._a_flushall, 0, 0, 0), SM._a_flushall),
-    "expire": (_leader_only(SM._w_expire, 1000, True, "expire"), SM._a_needs_clock),
-    "pexpire": (_leader_only(SM._w_expire, 1, True, "pexpire"), SM._a_needs_clock),
+_K1: KeySpec = (1, 1, 1)
+_WRITE_FNS: dict[str, tuple[RewriteFn, ApplyFn, KeySpec]] = {
+    "set": (_rw_set, SM._a_set, _K1),
+    "write": (_rw_set, SM._a_set, _K1),
+    "setnx": (_as_sent, SM._a_setnx, _K1),
+    "setex": (_rw_setex(1000), SM._a_needs_clock, _K1),
+    "psetex": (_rw_setex(1), SM._a_needs_clock, _K1),
+    "getset": (_as_sent, SM._a_getset, _K1),
+    "getdel": (_as_sent, SM._a_getdel, _K1),
+    "mset": (_as_sent, SM._a_mset, (1, -1, 2)),
+    "incr": (_as_sent, SM._a_incr, _K1),
+    "decr": (_as_sent, SM._a_decr, _K1),
+    "incrby": (_as_sent, SM._a_incrby, _K1),
+    "decrby": (_as_sent, SM._a_decrby, _K1),
+    "append": (_as_sent, SM._a_append, _K1),
+    "del": (_as_sent, SM._a_del, (1, -1, 1)),
+    "unlink": (_as_sent, SM._a_del, (1, -1, 1)),
+    "persist": (_as_sent, SM._a_persist, _K1),
+    "flushall": (_as_sent, SM._a_flushall, None),
+    "expire": (_rw_expire(1000, True, "expire"), SM._a_needs_clock, _K1),
+    "pexpire": (_rw_expire(1, True, "pexpire"), SM._a_needs_clock, _K1),
     "expireat": (
-        _leader_only(SM._w_expire, 1000, False, "expireat"),
+        _rw_expire(1000, False, "expireat"),
         lambda sm, argv: sm._a_expireat(argv, 1000, "expireat"),
+        _K1,
     ),
     "pexpireat": (
-        _leader_only(SM._w_expire, 1, False, "pexpireat"),
+        _rw_expire(1, False, "pexpireat"),
         lambda sm, argv: sm._a_expireat(argv, 1, "pexpireat"),
+        _K1,
     ),
-    "lpush": (_deterministic(SM._a_lpush), SM._a_lpush),
-    "rpush": (_deterministic(SM._a_rpush), SM._a_rpush),
-    "lpop": (_deterministic(SM._a_lpop), SM._a_lpop),
-    "rpop": (_deterministic(SM._a_rpop), SM._a_rpop),
-    "sadd": (_deterministic(SM._a_sadd), SM._a_sadd),
-    "srem": (_deterministic(SM._a_srem), SM._a_srem),
-    "hset": (_deterministic(SM._a_hset), SM._a_hset),
-    "hdel": (_deterministic(SM._a_hdel), SM._a_hdel),
-    "hincrby": (_deterministic(SM._a_hincrby), SM._a_hincrby),
+    "lpush": (_as_sent, SM._a_lpush, _K1),
+    "rpush": (_as_sent, SM._a_rpush, _K1),
+    "lpop": (_as_sent, SM._a_lpop, _K1),
+    "rpop": (_as_sent, SM._a_rpop, _K1),
+    "sadd": (_as_sent, SM._a_sadd, _K1),
+    "srem": (_as_sent, SM._a_srem, _K1),
+    "hset": (_as_sent, SM._a_hset, _K1),
+    "hdel": (_as_sent, SM._a_hdel, _K1),
+    "hincrby": (_as_sent, SM._a_hincrby, _K1),
 }
 
 _READ_FNS: dict[str, ReadFn] = {
@@ -1255,23 +1294,23 @@ _READ_FNS: dict[str, ReadFn] = {
     "hlen": SM._r_hlen,
 }
 
-# (arity, leader fn, apply fn, name) keyed by UPPER and lower name, so the
-# usual spellings cost one dict lookup.
-_WRITES: dict[bytes, tuple[int, LeaderFn, ApplyFn, str]] = {}
+# (arity, rewrite fn, apply fn, name, keys) keyed by UPPER and lower name, so
+# the usual spellings cost one dict lookup.
+_WRITES: dict[bytes, tuple[int, RewriteFn, ApplyFn, str, KeySpec]] = {}
 _READS: dict[bytes, tuple[int, ReadFn, str]] = {}
-for _name, (_leader, _apply) in _WRITE_FNS.items():
+for _name, (_rewrite, _apply, _keys) in _WRITE_FNS.items():
     _spec = COMMANDS[_name.upper().encode()]
     if not _spec.is_write:
         raise RuntimeError(f"{_name} must be flagged write in kv/commands.py")
     for _k in (_name.upper().encode(), _name.encode()):
-        _WRITES[_k] = (_spec.arity, _leader, _apply, _name)
+        _WRITES[_k] = (_spec.arity, _rewrite, _apply, _name, _keys)
 for _name, _read in _READ_FNS.items():
     _spec = COMMANDS[_name.upper().encode()]
     if not _spec.is_readonly:
         raise RuntimeError(f"{_name} must be flagged readonly in kv/commands.py")
     for _k in (_name.upper().encode(), _name.encode()):
         _READS[_k] = (_spec.arity, _read, _name)
-del _name, _leader, _apply, _read, _spec, _k
+del _name, _rewrite, _apply, _keys, _read, _spec, _k
 
 #: Names of the data commands the state machine serves (uppercase).
 WRITE_COMMANDS = frozenset(n.upper() for n in _WRITE_FNS)
