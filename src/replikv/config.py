@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODES = ("leader-follower",)
+MODES = ("leader-follower", "raft")
 FSYNC_POLICIES = ("always", "everysec", "no")
 READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
@@ -91,18 +91,25 @@ class NodeOptions:
     segment_bytes: int = 16 * 1024 * 1024
     heartbeat_ms: int = 100
     log_level: str = "info"
+    # raft mode: one tick of the Raft core every tick_ms; the election timeout
+    # is randomized in [T, 2T) with T = election_timeout_ms (Raft §5.2)
+    tick_ms: int = 10
+    election_timeout_ms: int = 150
 
     def validate(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         AckLevel.parse(self.ack)
         for name in ("ack_timeout_ms", "session_timeout_ms", "max_bulk_len", "max_args",
-                     "snapshot_bytes", "segment_bytes", "heartbeat_ms"):
+                     "snapshot_bytes", "segment_bytes", "heartbeat_ms", "tick_ms", "election_timeout_ms"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")
         if self.read_default not in ("eventual", "prefix", "session"):
             raise ConfigError(f"read_default must be eventual, prefix or session (got {self.read_default!r})")
+        if self.election_timeout_ms < 2 * self.tick_ms:
+            raise ConfigError(f"election_timeout_ms ({self.election_timeout_ms}) must be at least two ticks "
+                              f"(tick_ms {self.tick_ms})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +128,19 @@ class ClusterConfig:
     initial_leader: str
     nodes: dict[str, NodeAddress]
     options: NodeOptions = field(default_factory=NodeOptions)
+    # raft: the voters of the first configuration (empty: every node); nodes
+    # added later with ``replikv cluster add`` are not in it and join as learners
+    bootstrap: list[str] = field(default_factory=list)
+    source: str = field(default="", compare=False)  # the file this was loaded from
 
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
         if not self.nodes:
             raise ConfigError("a cluster needs at least one node")
+        for name in self.bootstrap:
+            if name not in self.nodes:
+                raise ConfigError(f"bootstrap node {name!r} is not one of the nodes")
         if self.initial_leader not in self.nodes:
             raise ConfigError(f"initial_leader {self.initial_leader!r} is not one of the nodes")
         seen: set[tuple[str, int]] = set()
@@ -179,6 +193,8 @@ class ClusterConfig:
                 initial_leader=str(cluster.get("initial_leader", next(iter(nodes)))),
                 nodes=nodes,
                 options=options,
+                bootstrap=[str(n) for n in cluster.get("bootstrap", [])],
+                source=str(path),
             )
         except KeyError as e:
             raise ConfigError(f"{path}: missing required key {e}") from None
@@ -189,7 +205,10 @@ class ClusterConfig:
 
     def dump(self) -> str:
         lines = ["[cluster]", f"mode = {_toml(self.mode)}", f"secret = {_toml(self.secret)}",
-                 f"initial_leader = {_toml(self.initial_leader)}", "", "[options]"]
+                 f"initial_leader = {_toml(self.initial_leader)}"]
+        if self.bootstrap:
+            lines.append("bootstrap = [" + ", ".join(_toml(n) for n in self.bootstrap) + "]")
+        lines += ["", "[options]"]
         for f in dataclasses.fields(NodeOptions):
             value = getattr(self.options, f.name)
             if value is not None:

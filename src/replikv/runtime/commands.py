@@ -175,12 +175,7 @@ def exec_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> No
     if not queued:
         conn.reply([])
         return
-    from replikv.kv.commands import lookup
-    if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
-        node._write(conn, queued, transaction=True)
-    else:
-        replies, _ = node.sm.execute_transaction(queued, _wall_ms())
-        conn.reply(replies)
+    node.exec_transaction(conn, queued)
 
 
 @handler("WATCH")
@@ -191,7 +186,6 @@ def watch(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> No
 @handler("WAIT")
 def wait(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
     """WAIT numreplicas timeout: followers holding this connection's last write."""
-    from replikv.runtime.node import Waiter
     if not node.is_leader:
         raise RespError("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 "
                         "if a replica is configured to be writable (which is not the default) writes to "
@@ -199,13 +193,7 @@ def wait(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> Non
     numreplicas, timeout_ms = _int(argv[1]), _int(argv[2])
     if timeout_ms < 0:
         raise RespError("ERR timeout is negative")
-    index = conn.session_index
-    held = node.core.replicas_holding(index) if index else len(node.peer_ids)
-    if held >= numreplicas or not index:
-        conn.reply(held)
-        return
-    deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else 0.0
-    node.ack_waiters.append(Waiter(index, numreplicas, deadline, conn.slot(), b"", "wait"))
+    node.wait_replicas(conn, numreplicas, timeout_ms)
 
 
 def _wall_ms() -> int:
@@ -286,6 +274,9 @@ def consistency(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes])
         return
     what = argv[1].upper()
     args = [a.decode(errors="replace").lower() for a in argv[2:]]
+    if node.config.mode == "raft":
+        _consistency_raft(conn, what, args)
+        return
     if what == b"READ" and args:
         level = args[0]
         if level in ("linearizable", "lease"):
@@ -318,6 +309,29 @@ def consistency(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes])
         raise RespError("ERR usage: CONSISTENCY [READ <level> [ms] | WRITE <level> [k]]")
 
 
+def _consistency_raft(conn: "ClientConnection", what: bytes, args: list[str]) -> None:
+    """Raft mode: every read level, and the one write level it has (majority)."""
+    if what == b"READ" and args:
+        level = args[0]
+        if level == "bounded":
+            if len(args) != 2 or not args[1].isdigit():
+                raise RespError("ERR usage: CONSISTENCY READ bounded <ms>")
+            conn.read_level, conn.read_bound_ms = "bounded", int(args[1])
+        elif level in ("linearizable", "lease", "eventual", "prefix", "session") and len(args) == 1:
+            conn.read_level, conn.read_bound_ms = level, 0
+        else:
+            raise RespError(f"ERR unknown read level '{' '.join(args)}'; use linearizable, lease (unsafe under "
+                            "clock drift), bounded <ms>, session, prefix or eventual")
+        conn.reply(OK)
+    elif what == b"WRITE" and args:
+        if args != ["majority"]:
+            raise RespError(f"ERR write level '{' '.join(args)}' is not offered in raft mode: every write is "
+                            "committed by a majority of voters before it is acknowledged (use majority)")
+        conn.reply(OK)
+    else:
+        raise RespError("ERR usage: CONSISTENCY [READ <level> [ms] | WRITE majority]")
+
+
 @handler("SESSION")
 def session(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
     """SESSION [token]: read-your-writes across connections (token = log index)."""
@@ -342,14 +356,27 @@ def failover(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) ->
 
 @handler("REPLIKV")
 def replikv(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
-    """Admin: REPLIKV DIGEST | SNAPSHOT | ROLE."""
+    """Admin: REPLIKV DIGEST | SNAPSHOT | ROLE, and in raft mode
+    REPLIKV EXEC <client-id> <seq> <command...> (exactly-once write, thesis §6.3),
+    REPLIKV CLUSTER ADD|PROMOTE|REMOVE <node-id> and REPLIKV CLUSTER MEMBERS."""
     sub = argv[1].upper()
+    raft = node.config.mode == "raft"
     if sub == b"DIGEST":
         conn.reply(node.sm.digest().hex().encode())
     elif sub == b"SNAPSHOT":
-        conn.reply(node._take_snapshot())
+        conn.reply(node.take_snapshot())
     elif sub == b"ROLE":
-        core = node.core
-        conn.reply([core.role.encode(), core.epoch, core.leader.encode(), core.log.last_index])
+        conn.reply(node.role_reply())
+    elif sub == b"EXEC" and raft:
+        if len(argv) < 5 or not argv[2].isdigit() or not argv[3].isdigit():
+            raise RespError("ERR usage: REPLIKV EXEC <client-id> <seq> <command> [arg ...]")
+        node.exec_once(conn, int(argv[2]), int(argv[3]), argv[4:])
+    elif sub == b"CLUSTER" and raft and len(argv) == 4 and argv[2].upper() in (b"ADD", b"PROMOTE", b"REMOVE"):
+        node.change_membership(conn, argv[2].upper().decode(), argv[3].decode(errors="replace"))
+    elif sub == b"CLUSTER" and raft and len(argv) == 3 and argv[2].upper() == b"MEMBERS":
+        conn.reply(node.membership())
+    elif sub in (b"EXEC", b"CLUSTER"):
+        raise RespError(f"ERR REPLIKV {sub.decode()} needs --mode raft")
     else:
-        raise RespError("ERR usage: REPLIKV DIGEST | SNAPSHOT | ROLE")
+        raise RespError("ERR usage: REPLIKV DIGEST | SNAPSHOT | ROLE | EXEC <client-id> <seq> <cmd...> | "
+                        "CLUSTER ADD|PROMOTE|REMOVE <id> | CLUSTER MEMBERS")

@@ -22,28 +22,24 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from replikv import __version__
-from replikv.config import AckLevel, ClusterConfig, ConfigError, NodeOptions, is_loopback
-from replikv.core.invariant import InvariantViolation
-from replikv.core.replies import OK, RespError, wrong_arity
-from replikv.core.replies import OK
-from replikv.core.resp import OK_REPLY, QUEUED_REPLY, encode_reply
+from replikv.config import AckLevel, ClusterConfig, ConfigError
+from replikv.core.replies import OK, RespError
+from replikv.core.resp import OK_REPLY, encode_reply
 from replikv.core.shipping import messages as m
 from replikv.core.shipping.effects import (
     ApplyEntries, HandOverDone, PersistEntries, PersistMeta, RoleChanged, Send, SendSnapshot, TruncateLog,
 )
 from replikv.core.shipping.log import ShippingLog
 from replikv.core.shipping.node import LEADER, ShippingNode
-from replikv.kv.commands import lookup, unknown_command
+from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
+from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.runtime.tcp_transport import PeerTransport
 from replikv.storage.meta import MetaStore
@@ -53,9 +49,6 @@ from replikv.storage.wal import WriteAheadLog
 log = logging.getLogger("replikv.node")
 
 SNAPSHOT_CHUNK = 1024 * 1024
-_WRITE, _READ, _HANDLER = 0, 1, 2
-_BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
-_MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH"})
 
 
 class Waiter:
@@ -77,35 +70,18 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class NodeRunner:
+class NodeRunner(BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
-        config.validate()
-        self.config = config
-        self.address = config.node(node_id)
-        self.id = node_id
-        self.options: NodeOptions = config.options
+        super().__init__(config, node_id)
         opts = self.options
-        if not is_loopback(self.address.host) and (not opts.requirepass or not config.secret):
-            raise ConfigError(
-                f"protected mode: node {node_id} would listen on non-loopback address {self.address.host} "
-                "without --requirepass and a cluster secret; set both, or bind to 127.0.0.1")
         self.default_ack = AckLevel.parse(opts.ack)
         self.peer_ids = [p for p in config.nodes if p != node_id]
         if self.default_ack.kind == "semi-sync" and self.default_ack.replicas > len(self.peer_ids):
             raise ConfigError(f"--ack {opts.ack} needs more followers than the {len(self.peer_ids)} this cluster has")
-        self.data_dir = Path(self.address.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.snapshot_dir = self.data_dir / "snapshots"
-        self.snapshot_dir.mkdir(exist_ok=True)
-        self.clients: dict[int, ClientConnection] = {}
-        self.dirty_clients: set[ClientConnection] = set()
         self.batch: list[list[list[bytes]]] = []
         self.batch_acks: list[int] | None = None  # per entry k, only once some k > 0
         self.batch_base = 0  # the log's last index when the current batch started
         self.held_conns: list[ClientConnection] = []  # connections with replies held for the flush
-        self._dispatch: dict[bytes, tuple[Any, int, Any]] = {}
-        self.commands_processed = 0
-        self.frames_in = 0
         self.flush_waiters: list[tuple[Slot, bytes]] = []
         self.ack_waiters: list[Waiter] = []
         self.read_waiters: list[Waiter] = []
@@ -115,9 +91,8 @@ class NodeRunner:
         self.snapshot_receiver: SnapshotWriter | None = None
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
         self.failover_waiter: tuple[Slot, float] | None = None
-        self.stats = {"total_connections_received": 0, "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
-                      "partial_resyncs": 0, "rejected_calls": 0}
-        self.started = time.time()
+        self.stats.update({"discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
+                           "partial_resyncs": 0})
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
         self._next_tick = 0.0
         self._handover_deadline = 0.0
@@ -204,63 +179,32 @@ class NodeRunner:
     def is_leader(self) -> bool:
         return self.core.role == LEADER
 
-    # -- command dispatch ---------------------------------------------------------
-    def _resolve(self, name: bytes) -> tuple[Any, int, Any] | None:
-        """(spec, kind, handler) for a command name as sent, cached per spelling."""
-        spec = lookup(name)
-        if spec is None:
-            return None
-        upper = spec.name.upper()
-        handler = self._handlers.get(upper)
-        kind = _HANDLER if handler is not None else _WRITE if "write" in spec.flags else _READ
-        entry = (spec, kind, handler)
-        if len(self._dispatch) < 4096:
-            self._dispatch[name] = entry
-        return entry
+    # -- what commands.py asks of every mode --------------------------------------
+    def exec_transaction(self, conn: ClientConnection, queued: list[list[bytes]]) -> None:
+        """EXEC: a block with a write is one log entry; a read-only block runs here."""
+        if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
+            self._write(conn, queued, transaction=True)
+        else:
+            replies, _ = self.sm.execute_transaction(queued, _wall_ms())
+            conn.reply(replies)
 
-    def execute(self, conn: ClientConnection, argv: list[bytes]) -> None:
-        """Run one parsed command for ``conn`` (replies in pipeline order)."""
-        if not argv:
+    def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
+        """WAIT: reply with the followers holding this connection's last write,
+        at once when enough do, else when they do or at the deadline."""
+        index = conn.session_index
+        held = self.core.replicas_holding(index) if index else len(self.peer_ids)
+        if held >= numreplicas or not index:
+            conn.reply(held)
             return
-        self.commands_processed += 1
-        entry = self._dispatch.get(argv[0]) or self._resolve(argv[0])
-        if entry is None:
-            self.stats["rejected_calls"] += 1
-            conn.reply(unknown_command(argv))
-            if conn.multi is not None:
-                conn.multi_dirty = True
-            return
-        spec, kind, handler = entry
-        arity = spec.arity
-        if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
-            self.stats["rejected_calls"] += 1
-            conn.reply(wrong_arity(spec.name))
-            if conn.multi is not None:
-                conn.multi_dirty = True
-            return
-        if not conn.authenticated and spec.name.upper() not in _BEFORE_AUTH:
-            conn.reply(RespError("NOAUTH Authentication required."))
-            return
-        if conn.multi is not None and spec.name.upper() not in _MULTI_CONTROL:
-            if kind == _HANDLER:
-                conn.reply(RespError("ERR Command not allowed inside a transaction"))
-                conn.multi_dirty = True
-                return
-            conn.multi.append(argv)
-            conn.reply_bytes(QUEUED_REPLY)
-            return
-        try:
-            if kind == _WRITE:
-                self._write_one(conn, argv)
-            elif kind == _READ:
-                self._read(conn, argv)
-            else:
-                handler(self, conn, argv)
-        except InvariantViolation:
-            raise
-        except Exception as e:  # a bug must not take the connection (or the node) down
-            log.exception("command %r failed", spec.name)
-            conn.reply(RespError(f"ERR internal error running '{spec.name.lower()}': {type(e).__name__}"))
+        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else 0.0
+        self.ack_waiters.append(Waiter(index, numreplicas, deadline, conn.slot(), b"", "wait"))
+
+    def role_reply(self) -> list[Any]:
+        core = self.core
+        return [core.role.encode(), core.epoch, core.leader.encode(), core.log.last_index]
+
+    def take_snapshot(self) -> int:
+        return self._take_snapshot()
 
     # -- writes ----------------------------------------------------------------
     def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:
@@ -401,12 +345,6 @@ class NodeRunner:
         self._flush_clients()
         if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
             self._take_snapshot()
-
-    def _flush_clients(self) -> None:
-        if self.dirty_clients:
-            dirty, self.dirty_clients = self.dirty_clients, set()
-            for conn in dirty:
-                conn.flush()
 
     def _release_ack_waiters(self) -> None:
         core = self.core
@@ -778,20 +716,11 @@ class NodeRunner:
     # -- INFO ----------------------------------------------------------------------------------
     def info(self, section: str) -> str:
         core = self.core
-        sections: dict[str, list[str]] = {}
-        sections["server"] = [
-            "redis_version:7.0.0", f"replikv_version:{__version__}", "redis_mode:standalone",
-            f"replikv_mode:{self.config.mode}", f"process_id:{os.getpid()}", f"run_id:{self.id}",
-            f"tcp_port:{self.address.port}", f"uptime_in_seconds:{int(time.time() - self.started)}",
-        ]
-        sections["clients"] = [f"connected_clients:{len(self.clients)}"]
+        sections = self.info_sections()
         sections["persistence"] = [
-            f"aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
+            "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
             f"replikv_wal_first_index:{self.wal.first_index}", f"replikv_snapshot_index:{core.log.base_index}",
         ]
-        sections["stats"] = [f"total_commands_processed:{self.commands_processed}",
-                             f"replikv_peer_frames_in:{self.frames_in}"]
-        sections["stats"] += [f"{k}:{v}" for k, v in self.stats.items()]
         now = _ms()
         rep = [f"role:{'master' if self.is_leader else 'slave'}", f"replikv_node:{self.id}",
                f"replikv_epoch:{core.epoch}", f"replikv_leader:{core.leader}",
@@ -815,21 +744,9 @@ class NodeRunner:
                     f"replikv_lag_ops:{core.lag_ops()}", f"replikv_lag_ms:{core.lag_ms(now)}"]
         sections["replication"] = rep
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
-        wanted = section.lower()
-        if wanted in ("", "all", "default", "everything"):
-            names = list(sections)
-        elif wanted in sections:
-            names = [wanted]
-        else:
-            names = []
-        out = []
-        for name in names:
-            out.append(f"# {name.capitalize()}")
-            out += [line for line in sections[name] if line]
-            out.append("")
-        return "\r\n".join(out)
+        return self.render_info(sections, section)
 
-    _handlers: dict[str, Any] = {}
+
 
 
 class _ForwardProxy:
@@ -881,8 +798,9 @@ class _ForwardProxy:
 
 def run_node(config: ClusterConfig, node_id: str) -> int:
     """Run one node until SIGTERM/SIGINT; returns the process exit code."""
-    from replikv.runtime.commands import HANDLERS  # the connection/admin commands
-    NodeRunner._handlers = HANDLERS
+    if config.mode == "raft":
+        from replikv.runtime.raft_runner import run_raft_node
+        return run_raft_node(config, node_id)
     logging.basicConfig(level=getattr(logging, config.options.log_level.upper(), logging.INFO),
                         format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
     try:

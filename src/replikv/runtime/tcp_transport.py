@@ -269,6 +269,15 @@ class PeerTransport:
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 2.0)
 
+    def add_peer(self, peer_id: str, address: tuple[str, int]) -> None:
+        """A new member (raft membership change): accept it and dial it from now on."""
+        if peer_id in self.peers or peer_id == self.node_id:
+            return
+        self.peers[peer_id] = address
+        self.peer_ids.add(peer_id)
+        if not self._stopping:
+            self._tasks.append(asyncio.create_task(self._dial_forever(peer_id)))
+
     def _outbound_ready(self, proto: _Outbound) -> None:
         self._out[proto.peer_id] = proto
         self.on_connected(proto.peer_id)

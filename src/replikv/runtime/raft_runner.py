@@ -1,0 +1,845 @@
+"""RaftRunner: one replikv node process in raft mode.
+
+The asyncio shell around the pure Raft core (``core/raft/node.py``): it feeds
+the core peer messages, ticks and client proposals, carries out the effects
+the core returns, and answers clients. It shares command dispatch, client
+bookkeeping and INFO with leader-follower mode (``runtime/base.py``), the
+WAL, snapshots and MetaStore (``storage/``), the RESP server and the peer
+transport (``runtime/resp_server.py``, ``runtime/tcp_transport.py``).
+
+Rules it keeps (Raft Figure 2 "Persistent state"; etcd's Ready contract):
+- Persist before send: effects returned by the core during one event-loop
+  iteration are carried out together by ``_drain``: every ``Persist`` first
+  (term/vote to MetaStore, entries and snapshots to the WAL), then ONE WAL
+  commit (group commit: one fsync per batch under ``--fsync always``), and
+  only then the sends, which may carry votes or acks that depend on it.
+- Apply in order: committed entries are applied to the StateMachine in
+  index order, each exactly once per (client id, seq) through the
+  replicated SessionTable (thesis §6.3); a client waiting on an entry gets
+  the reply when it applies, never before.
+- Determinism: a write is rewritten by ``StateMachine.prepare(exact=False)``
+  on the leader; the entry carries the leader's wall-clock ms, and every
+  replica applies it with ``apply_entry(cmds, now_ms)``.
+- Reads: ``linearizable`` goes through ReadIndex (thesis §6.4) on any node (a
+  follower asks the leader) and is served once the local state machine has
+  applied the read index; ``lease`` skips the heartbeat round while the
+  leader's lease holds (unsafe if clocks drift faster than the margin);
+  ``bounded``/``session``/``prefix``/``eventual`` are served locally.
+- Hard state (term, vote) is saved only when it changes; the commit index is
+  not forced to disk (a restarted node re-learns it from the leader; its
+  snapshot index is a safe lower bound).
+
+Entry payload (``Entry.data``): ``msgpack([now_ms, transaction, items])``,
+``items[i]`` a prepared command (list of bytes) or an error string decided at
+prepare time (inside MULTI). Node ids: a node named ``n<k>`` is raft id k.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import random
+import re
+import signal
+import time
+from typing import Any
+
+import msgpack
+
+from replikv.config import ClusterConfig, ConfigError
+from replikv.core.raft import codec
+from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot, Send
+from replikv.core.raft.errors import NotLeader, RaftError
+from replikv.core.raft.messages import Config, Entry, EntryKind, HardState, Snapshot
+from replikv.core.raft.node import DurableState, RaftNode, Role
+from replikv.core.raft.sessions import SessionTable
+from replikv.core.replies import OK, Raw, RespError
+from replikv.core.resp import encode_reply
+from replikv.kv.commands import lookup
+from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
+from replikv.runtime.base import BaseRunner
+from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.runtime.tcp_transport import PeerTransport
+from replikv.storage.meta import MetaStore
+from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
+from replikv.storage.wal import WriteAheadLog
+
+log = logging.getLogger("replikv.raft")
+
+RAFT_MSG, FORWARD, FORWARD_REPLY = b"R", b"F", b"G"  # first byte of a peer frame
+WRITE_LEVEL = "majority"
+READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
+
+
+def raft_id(name: str) -> int:
+    """``n3`` -> 3: raft ids are the number in the node's name (stable across
+    membership changes, unlike a position in cluster.toml)."""
+    m = re.fullmatch(r"[A-Za-z_-]*(\d+)", name)
+    if m is None or int(m.group(1)) == 0:
+        raise ConfigError(f"raft mode needs node names ending in a number >= 1 (n1, n2, ...), got {name!r}")
+    return int(m.group(1))
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Proxy:
+    """Stands in for a client connection on the leader for a forwarded command."""
+
+    def __init__(self, node: "RaftRunner", peer: str, rid: int, resp3: bool) -> None:
+        self.node, self.peer, self.rid, self.resp3 = node, peer, rid, resp3
+        self.session_index = 0
+        self.authenticated = True
+        self.multi = None
+        self.multi_dirty = False
+        self.read_level, self.read_bound_ms = "linearizable", 0
+        self.write_level = WRITE_LEVEL
+        self.queue: list[Slot] = []
+        self.held: list[bytes] = []
+        self.sent = False
+
+    def reply(self, value: Any) -> None:
+        self.reply_bytes(encode_reply(value, self.resp3))
+
+    def reply_bytes(self, data: bytes) -> None:
+        if not self.sent:
+            self.sent = True
+            self.node.transport.send(self.peer, FORWARD_REPLY + msgpack.packb(
+                [self.rid, data, self.session_index]))
+
+    def slot(self) -> Slot:
+        slot = Slot(self)  # type: ignore[arg-type]
+        self.queue.append(slot)
+        return slot
+
+    def slot_ready(self) -> None:
+        for slot in self.queue:
+            if slot.data is not None:
+                self.reply_bytes(slot.data)
+        self.queue = [s for s in self.queue if s.data is None]
+
+    def flush(self) -> None:
+        pass
+
+    def set_write_level(self, level: Any) -> None:
+        self.write_level = level
+
+
+class RaftRunner(BaseRunner):
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        super().__init__(config, node_id)
+        opts = self.options
+        self.default_ack = WRITE_LEVEL
+        self.raft_id = raft_id(node_id)
+        self.names: dict[int, str] = {}
+        for name in config.nodes:
+            self.names[raft_id(name)] = name
+        if len(self.names) != len(config.nodes):
+            raise ConfigError("two nodes of this cluster map to the same raft id")
+        self.peer_ids = [p for p in config.nodes if p != node_id]
+        self.tick_s = opts.tick_ms / 1000
+        self.election_ticks = max(2, opts.election_timeout_ms // opts.tick_ms)
+        self._rids = itertools.count(1)
+        self._effects: list[Any] = []
+        self._drain_scheduled = False
+        self.pending: list[tuple[bytes, object, int | None, int | None]] = []
+        # request id -> (slot, connection or proxy, deadline) for proposals and reads
+        self.writes: dict[int, tuple[Slot, Any]] = {}
+        self.reads: dict[int, tuple[Slot, Any, list[bytes], float]] = {}
+        self.ready_reads: list[tuple[int, Slot, list[bytes]]] = []  # (index, slot, argv)
+        self.session_reads: list[tuple[int, Slot, list[bytes], float]] = []
+        self.forwarded: dict[int, tuple[Slot, Any, float]] = {}
+        self.admin: dict[int, tuple[Slot, float]] = {}  # config changes in flight
+        self.failover_waiter: tuple[Slot, float, int] | None = None
+        self.last_leader_contact = 0.0
+        self._expiry_inflight = 0
+        self._wal_after_snapshot = 0
+        self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0})
+        self._recover()
+
+    # -- start-up ------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Snapshot, then the WAL after it, then hard state: the core's DurableState."""
+        self.meta = MetaStore(self.data_dir)
+        meta = self.meta.load()
+        self.sm = StateMachine()
+        self.sessions = SessionTable()
+        remove_temp_files(self.snapshot_dir)
+        stored = load_latest_snapshot(self.snapshot_dir)
+        snap: Snapshot | None = None
+        if stored is not None:
+            voters, learners, app = msgpack.unpackb(stored.data)
+            snap = Snapshot(index=stored.index, term=stored.epoch,
+                            config=Config(voters=frozenset(voters), learners=frozenset(learners)), data=app)
+            self._restore_app(app)
+        base = snap.index if snap else 0
+        opts = self.options
+        self.wal = WriteAheadLog(self.data_dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes)
+        entries: list[Entry] = []
+        for _first, batch in self.wal.recover(after_index=base):
+            entries.extend(codec.entry_from_wire(e) for e in batch)
+        if entries and entries[0].index != base + 1:
+            raise RuntimeError(f"WAL starts at {entries[0].index}, expected {base + 1} after the snapshot")
+        if not entries and self.wal.last_index < base:
+            self.wal.reset(base + 1)
+        self._wal_after_snapshot = self.wal.size_bytes
+        hs = HardState(term=int(meta.get("term", 0)), vote=meta.get("vote"), commit=int(meta.get("commit", 0)))
+        self._saved_tv = (hs.term, hs.vote)
+        bootstrap = self.config.bootstrap or list(self.config.nodes)
+        self.applied = base
+        self.node = RaftNode(
+            self.raft_id, voters=[raft_id(n) for n in bootstrap], storage=DurableState(
+                hard_state=hs, snapshot=snap, entries=tuple(entries)),
+            rng=random.Random(), election_timeout_ticks=self.election_ticks,
+            heartbeat_ticks=max(1, min(self.election_ticks // 5, opts.heartbeat_ms // opts.tick_ms)),
+            lease_reads=True)
+        log.info("node %s (raft id %d) recovered: snapshot at %d, %d WAL entries, term %d",
+                 self.id, self.raft_id, base, len(entries), hs.term)
+        self._queue(self.node.start())
+
+    def _restore_app(self, app: bytes) -> None:
+        sm_data, sessions = msgpack.unpackb(app)
+        sm = StateMachine()
+        sm.restore(sm_data)
+        self.sm = sm
+        self.sessions = SessionTable.from_state([(c, s, Raw(r), i) for c, s, r, i in sessions])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        peers = {p: (self.config.nodes[p].host, self.config.nodes[p].peer_port) for p in self.peer_ids}
+        self.transport = PeerTransport(
+            self.id, self.address.host, self.address.peer_port, peers, self.config.secret,
+            on_frame=self._on_frame, on_connected=lambda p: None, on_disconnected=self._on_peer_disconnected,
+            max_frame_bytes=self.options.max_bulk_len + 64 * 1024 * 1024)
+        await self.transport.start()
+        self.server = await loop.create_server(lambda: ClientConnection(self), self.address.host,
+                                               self.address.port, reuse_address=True)
+        self._tasks = [asyncio.create_task(self._tick_loop()), asyncio.create_task(self._fsync_loop())]
+        if self._effects:
+            self._schedule()
+        log.info("node %s serving RESP on %s:%d (raft, election timeout %d ticks of %d ms)", self.id,
+                 self.address.host, self.address.port, self.election_ticks, self.options.tick_ms)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.server.close()
+        for client in list(self.clients.values()):
+            if client.transport is not None:
+                client.transport.close()
+        await self.transport.stop()
+        self.wal.commit()
+        self.wal.fsync_now()
+        self.wal.close()
+
+    # -- levels (what ClientConnection and commands.py ask) ---------------------------
+    def default_read_level(self) -> tuple[str, int]:
+        return "linearizable", 0
+
+    def ack_replicas(self, level: Any) -> int:
+        return 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.role is Role.LEADER
+
+    @property
+    def leader_name(self) -> str:
+        leader = self.node.leader
+        return self.names.get(leader, "") if leader is not None else ""
+
+    # -- effects ---------------------------------------------------------------------
+    def _queue(self, effects: list[Any]) -> None:
+        if effects:
+            self._effects.extend(effects)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._drain_scheduled and hasattr(self, "loop"):
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Carry out the effects gathered this iteration: persist, ONE commit, then the rest."""
+        self._drain_scheduled = False
+        if self.pending:
+            batch, self.pending = self.pending, []
+            self._effects.extend(self.node.propose_batch(batch))
+        effects, self._effects = self._effects, []
+        sends: list[Send] = []
+        rest: list[Any] = []
+        for e in effects:
+            if isinstance(e, Persist):
+                self._persist(e)
+            elif isinstance(e, Send):
+                sends.append(e)
+            else:
+                rest.append(e)
+        self.wal.commit()  # group commit: durable before any dependent send or reply
+        for e in rest:
+            if isinstance(e, Apply):
+                self._apply(e)
+            elif isinstance(e, RestoreSnapshot):
+                self._restore_app(e.snapshot.data)
+                self.applied = e.snapshot.index
+                self.stats["snapshots_installed"] += 1
+                log.info("node %s installed a snapshot at index %d from the leader", self.id, e.snapshot.index)
+            elif isinstance(e, ReadReady):
+                self._read_ready(e.request_id, e.index)
+            elif isinstance(e, Reply):
+                self._on_reply(e.request_id, e.result)
+        for s in sends:
+            name = self.names.get(s.to)
+            if name is None:
+                self._learn_addresses()
+                name = self.names.get(s.to)
+            if name is not None:
+                self.transport.send(name, RAFT_MSG + codec.encode(s.msg))
+        if self.ready_reads:
+            self._serve_ready_reads()
+        if self.session_reads:
+            self._serve_session_reads()
+        self._flush_clients()
+        if self.wal.size_bytes - self._wal_after_snapshot > self.options.snapshot_bytes:
+            self.take_snapshot()
+        if self._effects:
+            self._schedule()
+
+    def _persist(self, p: Persist) -> None:
+        wal = self.wal
+        if p.snapshot is not None:
+            snap = p.snapshot
+            c = snap.config
+            write_snapshot(self.snapshot_dir, snap.index, snap.term,
+                           msgpack.packb([sorted(c.voters), sorted(c.learners), snap.data]))
+            if p.discard_log or snap.index > wal.last_index:
+                wal.reset(snap.index + 1)
+            else:
+                wal.drop_before(snap.index)
+            self._wal_after_snapshot = wal.size_bytes
+        if p.entries:
+            first = p.entries[0].index
+            if first <= wal.last_index:
+                wal.truncate_after(first - 1)
+            wal.append_entries(first, [codec.entry_to_wire(e) for e in p.entries])
+        hs = p.hard_state
+        if hs is not None and (hs.term, hs.vote) != self._saved_tv:
+            self.meta.save({"term": hs.term, "vote": hs.vote, "commit": hs.commit})
+            self._saved_tv = (hs.term, hs.vote)
+
+    # -- apply ------------------------------------------------------------------------
+    def _apply(self, effect: Apply) -> None:
+        waiters = dict(effect.waiters)
+        for entry in effect.entries:
+            if entry.index <= self.applied:
+                continue
+            result: Any = OK
+            if entry.kind is EntryKind.NORMAL and entry.data:
+                result = self.sessions.apply(entry, self._apply_normal)
+                if entry.client_id is not None and self._last_applied_index != entry.index:
+                    self.stats["exactly_once_hits"] += 1  # a retry: the cached result, not applied again
+            elif entry.kind is EntryKind.CONFIG:
+                self._config_applied(entry)
+            self.applied = entry.index
+            rid = waiters.get(entry.index)
+            if rid is not None:
+                self._resolve_write(rid, result, entry.index)
+
+    _last_applied_index = 0
+
+    def _apply_normal(self, entry: Entry) -> Any:
+        """Apply one NORMAL entry; the result is what its client gets."""
+        self._last_applied_index = entry.index
+        now_ms, transaction, items = msgpack.unpackb(entry.data)
+        replies: list[Any] = []
+        apply_entry = self.sm.apply_entry
+        for item in items:
+            if isinstance(item, str):
+                replies.append(RespError(item))
+            else:
+                replies.extend(apply_entry([item], now_ms))
+        if items and items[0] and items[0][0] == EXPIRE_DUE:
+            self._expiry_inflight = 0
+        result = replies if transaction else replies[-1]
+        if entry.client_id is not None:  # cached in the replicated session table
+            return Raw(encode_reply(result, False))
+        return result
+
+    def _resolve_write(self, rid: object, result: Any, index: int) -> None:
+        waiting = self.writes.pop(rid, None)  # type: ignore[call-overload]
+        if waiting is not None:
+            slot, conn = waiting
+            conn.session_index = max(conn.session_index, index)
+            slot.resolve(encode_reply(result, conn.resp3))
+            return
+        admin = self.admin.pop(rid, None)  # type: ignore[call-overload]
+        if admin is not None:
+            admin[0].resolve(encode_reply(OK, admin[0].conn.resp3))
+
+    def _on_reply(self, rid: object, result: object) -> None:
+        """A request the core answered itself: an error (or None = done)."""
+        if isinstance(result, NotLeader):
+            hint = self.names.get(result.hint, "unknown") if result.hint is not None else "unknown"
+            err = RespError(f"TRYAGAIN {self.id} is not the leader (leader: {hint}); retry")
+        elif isinstance(result, RaftError):
+            err = RespError(f"TRYAGAIN {type(result).__name__}: {result}")
+        elif result is None:
+            err = None
+        else:
+            err = RespError(f"ERR {result}")
+        target = self.writes.pop(rid, None) or self.reads.pop(rid, None)  # type: ignore[call-overload]
+        if target is None:
+            admin = self.admin.pop(rid, None)  # type: ignore[call-overload]
+            if admin is not None:
+                admin[0].resolve(encode_reply(err or OK, admin[0].conn.resp3))
+            return
+        slot, conn = target[0], target[1]
+        slot.resolve(encode_reply(err or OK, conn.resp3))
+
+    def _config_applied(self, entry: Entry) -> None:
+        assert entry.config is not None
+        log.info("node %s: membership is now %s (index %d)", self.id, entry.config.describe(), entry.index)
+        if any(i not in self.names for i in entry.config.members):
+            self._learn_addresses()
+
+    def _learn_addresses(self) -> None:
+        """New members' addresses come from cluster.toml (``replikv cluster add`` wrote them)."""
+        if not self.config.source:
+            return
+        try:
+            fresh = ClusterConfig.load(self.config.source)
+        except ConfigError as e:
+            log.warning("cannot reload %s: %s", self.config.source, e)
+            return
+        for name, addr in fresh.nodes.items():
+            rid = raft_id(name)
+            if rid not in self.names and name != self.id:
+                self.names[rid] = name
+                self.config.nodes[name] = addr
+                self.peer_ids.append(name)
+                self.transport.add_peer(name, (addr.host, addr.peer_port))
+                log.info("node %s: learned the address of %s (%s:%d)", self.id, name, addr.host, addr.peer_port)
+
+    # -- writes -------------------------------------------------------------------------
+    def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        self.write(conn, [argv], transaction=False)
+
+    def write(self, conn: Any, commands: list[list[bytes]], transaction: bool,
+              client: tuple[int, int] | None = None) -> None:
+        """Propose a write (or a MULTI block as ONE entry); reply when it applies."""
+        if not self.is_leader:
+            self._forward(conn, commands, transaction, client)
+            return
+        now = _wall_ms()
+        prepare = self.sm.prepare
+        items: list[Any] = []
+        for argv in commands:
+            err, cmds = prepare(argv, now, exact=False)
+            if err is not None:
+                if not transaction:
+                    conn.reply(err)
+                    return
+                items.append(err.message)
+            else:
+                items.append(cmds[0] if cmds else argv)
+        data = msgpack.packb([now, transaction, items])
+        rid = next(self._rids)
+        self.writes[rid] = (conn.slot(), conn)
+        cid, seq = client if client else (None, None)
+        self.pending.append((data, rid, cid, seq))
+        self._schedule()
+
+    def exec_transaction(self, conn: Any, queued: list[list[bytes]]) -> None:
+        """EXEC: a block with a write is one log entry; a read-only block is a read."""
+        if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
+            self.write(conn, queued, transaction=True)
+        else:
+            self._read(conn, queued, transaction=True)
+
+    def exec_once(self, conn: Any, client_id: int, seq: int, argv: list[bytes]) -> None:
+        """REPLIKV EXEC <client-id> <seq> <command...>: at most once per (client id, seq)."""
+        spec = lookup(argv[0])
+        if spec is None or "write" not in spec.flags:
+            raise RespError("ERR REPLIKV EXEC wraps a data write command (SET, INCR, ...)")
+        if not spec.arity_ok(len(argv)):
+            raise RespError(f"ERR wrong number of arguments for '{spec.name}' command")
+        self.write(conn, [argv], transaction=False, client=(client_id, seq))
+
+    # -- forwarding (follower -> leader) -----------------------------------------------------
+    def _forward(self, conn: Any, commands: list[list[bytes]], transaction: bool,
+                 client: tuple[int, int] | None, admin: bool = False) -> None:
+        leader = self.leader_name
+        if isinstance(conn, _Proxy):  # never forward twice
+            conn.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
+            return
+        if self.options.redirect and not admin:
+            if leader and leader in self.config.nodes:
+                addr = self.config.nodes[leader]
+                conn.reply(RespError(f"MOVED 0 {addr.host}:{addr.port}"))
+            else:
+                conn.reply(RespError("CLUSTERDOWN no known leader; retry after the election"))
+            return
+        if not leader or not self.transport.connected(leader):
+            conn.reply(RespError(f"TRYAGAIN no reachable leader to forward to (leader: {leader or 'unknown'})"))
+            return
+        rid = next(self._rids)
+        self.forwarded[rid] = (conn.slot(), conn, time.monotonic() + self.options.ack_timeout_ms / 1000)
+        self.transport.send(leader, FORWARD + msgpack.packb(
+            [rid, commands, transaction, conn.resp3, list(client) if client else None, admin]))
+
+    def _on_forward(self, peer: str, body: bytes) -> None:
+        rid, commands, transaction, resp3, client, admin = msgpack.unpackb(body)
+        proxy = _Proxy(self, peer, rid, resp3)
+        if admin:
+            self.execute(proxy, commands[0])  # type: ignore[arg-type]
+        elif not self.is_leader:
+            proxy.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
+        else:
+            self.write(proxy, commands, transaction, tuple(client) if client else None)  # type: ignore[arg-type]
+
+    def _on_forward_reply(self, body: bytes) -> None:
+        rid, data, index = msgpack.unpackb(body)
+        entry = self.forwarded.pop(rid, None)
+        if entry is None:
+            return
+        slot, conn, _ = entry
+        if index:
+            conn.session_index = max(conn.session_index, index)
+        slot.resolve(data)
+        self._flush_clients()
+
+    def forward_admin(self, conn: Any, argv: list[bytes]) -> bool:
+        """Run an admin command on the leader; False when this node is the leader."""
+        if self.is_leader:
+            return False
+        self._forward(conn, [argv], False, None, admin=True)
+        return True
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _read(self, conn: Any, argv: Any, transaction: bool = False) -> None:
+        level = conn.read_level
+        if level in ("linearizable", "lease"):
+            rid = next(self._rids)
+            deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
+            self.reads[rid] = (conn.slot(), conn, (argv, transaction), deadline)  # type: ignore[assignment]
+            self._queue(self.node.read_index(rid, lease=level == "lease"))
+            return
+        if level == "bounded" and not self.is_leader:
+            staleness = self._staleness_ms()
+            if staleness > conn.read_bound_ms:
+                conn.reply(RespError(f"STALE follower {self.id} may be {staleness} ms behind the leader, "
+                                     f"above the bound of {conn.read_bound_ms} ms"))
+                return
+        if level == "session" and conn.session_index > self.applied:
+            deadline = time.monotonic() + self.options.session_timeout_ms / 1000
+            self.session_reads.append((conn.session_index, conn.slot(), (argv, transaction), deadline))  # type: ignore[arg-type]
+            return
+        conn.reply(self._serve(argv, transaction))
+
+    def _serve(self, argv: Any, transaction: bool) -> Any:
+        now = _wall_ms()
+        if transaction:
+            return [self.sm.read(a, now) for a in argv]
+        return self.sm.read(argv, now)
+
+    def _read_ready(self, rid: object, index: int) -> None:
+        entry = self.reads.pop(rid, None)  # type: ignore[call-overload]
+        if entry is None:
+            return
+        slot, _conn, what, _ = entry
+        self.ready_reads.append((index, slot, what))  # type: ignore[arg-type]
+
+    def _serve_ready_reads(self) -> None:
+        keep = []
+        for index, slot, what in self.ready_reads:
+            if index <= self.applied:
+                argv, transaction = what  # type: ignore[misc]
+                slot.resolve(encode_reply(self._serve(argv, transaction), slot.conn.resp3))
+            else:
+                keep.append((index, slot, what))
+        self.ready_reads = keep
+
+    def _serve_session_reads(self) -> None:
+        keep = []
+        for index, slot, what, deadline in self.session_reads:
+            if index <= self.applied:
+                argv, transaction = what  # type: ignore[misc]
+                slot.resolve(encode_reply(self._serve(argv, transaction), slot.conn.resp3))
+            else:
+                keep.append((index, slot, what, deadline))
+        self.session_reads = keep
+
+    def _staleness_ms(self) -> int:
+        if self.is_leader:
+            return 0
+        if not self.last_leader_contact:
+            return 1 << 31
+        return int((time.monotonic() - self.last_leader_contact) * 1000)
+
+    # -- peers ------------------------------------------------------------------------------------
+    def _on_frame(self, peer: str, payload: bytes) -> None:
+        self.frames_in += 1
+        kind, body = payload[:1], payload[1:]
+        try:
+            if kind == RAFT_MSG:
+                msg = codec.decode(body)
+                if self.names.get(msg.src) != peer or msg.dst != self.raft_id:
+                    log.warning("peer %s sent a message from %d to %d; dropped", peer, msg.src, msg.dst)
+                    return
+                if msg.src == self.node.leader or msg.term > self.node.term:
+                    self.last_leader_contact = time.monotonic()
+                self._queue(self.node.step(msg))
+            elif kind == FORWARD:
+                self._on_forward(peer, body)
+            elif kind == FORWARD_REPLY:
+                self._on_forward_reply(body)
+            else:
+                raise ValueError(f"unknown frame kind {kind!r}")
+        except (ValueError, TypeError) as e:
+            log.warning("dropping a bad frame from peer %s: %s", peer, e)
+
+    def _on_peer_disconnected(self, peer: str) -> None:
+        if peer == self.leader_name:
+            pending, self.forwarded = self.forwarded, {}
+            for slot, _, _ in pending.values():
+                slot.resolve(encode_reply(RespError(
+                    "TRYAGAIN the connection to the leader was lost; the write may or may not be applied"),
+                    slot.conn.resp3))
+            self._flush_clients()
+
+    # -- snapshots -----------------------------------------------------------------------------------
+    def take_snapshot(self) -> int:
+        """Snapshot the applied state; the core compacts its log, the WAL drops segments."""
+        if self._effects or self.pending:
+            self._drain()
+        sessions = [(c, s, bytes(r) if isinstance(r, bytes) else encode_reply(r, False), i)
+                    for c, s, r, i in self.sessions.to_state()]
+        data = msgpack.packb([self.sm.snapshot(), sessions])
+        effects = self.node.compact(self.applied, data)
+        for e in effects:
+            if isinstance(e, Persist):
+                self._persist(e)
+        self.wal.commit()
+        self._wal_after_snapshot = self.wal.size_bytes
+        self.stats["snapshots_taken"] += 1
+        log.info("node %s took a snapshot at index %d (%d bytes)", self.id, self.applied, len(data))
+        return self.applied
+
+    # -- failover and membership --------------------------------------------------------------------------
+    def failover(self, conn: Any, target: str, force: bool) -> None:
+        """FAILOVER TO <id>: leadership transfer (thesis §3.10), run on the leader."""
+        if target not in self.config.nodes:
+            conn.reply(RespError(f"ERR no node {target} in this cluster"))
+            return
+        if self.forward_admin(conn, [b"FAILOVER", b"TO", target.encode()]):
+            return
+        tid = raft_id(target)
+        if tid == self.raft_id:
+            conn.reply(RespError(f"ERR {self.id} is already the leader (term {self.node.term})"))
+            return
+        if self.failover_waiter is not None:
+            conn.reply(RespError("ERR a leadership transfer is already in progress"))
+            return
+        try:
+            effects = self.node.transfer_leadership(tid)
+        except RaftError as e:
+            conn.reply(RespError(f"ERR leadership transfer to {target} refused: {type(e).__name__} {e}"))
+            return
+        deadline = time.monotonic() + max(self.options.ack_timeout_ms, 4 * self.options.election_timeout_ms) / 1000
+        self.failover_waiter = (conn.slot(), deadline, tid)
+        self._queue(effects)
+
+    def _check_failover(self) -> None:
+        if self.failover_waiter is None:
+            return
+        slot, deadline, tid = self.failover_waiter
+        if self.node.leader == tid and self.node.role is not Role.LEADER:
+            self.failover_waiter = None
+            slot.resolve(encode_reply(OK, slot.conn.resp3))
+        elif time.monotonic() > deadline:
+            self.failover_waiter = None
+            slot.resolve(encode_reply(RespError(
+                f"ERR leadership transfer to {self.names.get(tid)} did not finish in time"), slot.conn.resp3))
+
+    def change_membership(self, conn: Any, action: str, target: str) -> None:
+        """REPLIKV CLUSTER ADD|PROMOTE|REMOVE <id>: one server at a time (thesis §4.1)."""
+        if self.forward_admin(conn, [b"REPLIKV", b"CLUSTER", action.encode(), target.encode()]):
+            return
+        try:
+            tid = raft_id(target)
+        except ConfigError as e:
+            raise RespError(f"ERR {e}") from None
+        if tid not in self.names:
+            self._learn_addresses()
+        rid = next(self._rids)
+        self.admin[rid] = (conn.slot(), time.monotonic() + self.options.ack_timeout_ms / 1000)
+        if action == "ADD":
+            self._queue(self.node.add_learner(tid, rid))
+        elif action == "PROMOTE":
+            self._queue(self.node.promote(tid, rid))
+        else:
+            self._queue(self.node.remove(tid, rid))
+
+    def membership(self) -> list[Any]:
+        """[voters, learners, per-member match index (leader only)]."""
+        c = self.node.log.config()
+        progress = {self.names.get(i, str(i)): p.match for i, p in self.node.progress.items()}
+        return [[self.names.get(i, str(i)).encode() for i in sorted(c.voters)],
+                [self.names.get(i, str(i)).encode() for i in sorted(c.learners)],
+                [[k.encode(), v] for k, v in sorted(progress.items())], self.node.log.commit]
+
+    def wait_replicas(self, conn: Any, numreplicas: int, timeout_ms: int) -> None:
+        """WAIT: followers whose log holds this connection's last write (no waiting:
+        a raft write is answered only once a majority holds it)."""
+        index = conn.session_index
+        held = sum(1 for i, p in self.node.progress.items() if i != self.raft_id and p.match >= index)
+        conn.reply(held if self.is_leader else 0)
+
+    def role_reply(self) -> list[Any]:
+        role = b"leader" if self.is_leader else b"follower"
+        return [role, self.node.term, self.leader_name.encode(), self.node.log.last_index]
+
+    # -- timers -------------------------------------------------------------------------------------------
+    async def _tick_loop(self) -> None:
+        next_expiry = 0.0
+        interval = self.tick_s
+        next_tick = time.monotonic()
+        while True:
+            next_tick += interval
+            delay = next_tick - time.monotonic()
+            if delay < -5 * interval:  # fell far behind (a pause): do not replay a burst of ticks
+                next_tick = time.monotonic() + interval
+                delay = interval
+            await asyncio.sleep(max(0.0, delay))
+            self._queue(self.node.tick())
+            now = time.monotonic()
+            self._expire_waiters(now)
+            self._check_failover()
+            if self.is_leader and now >= next_expiry:
+                next_expiry = now + 0.1
+                self._expire_keys()
+
+    def _expire_keys(self) -> None:
+        """Active expiry (leader): propose EXPIREDUE for due keys; applied at the entry's time."""
+        if self._expiry_inflight:
+            return
+        now = _wall_ms()
+        keys = self.sm.expired_keys(now, 200)
+        if keys:
+            self._expiry_inflight = 1
+            data = msgpack.packb([now, False, [[EXPIRE_DUE, *keys]]])
+            self.pending.append((data, ("expiry", now), None, None))
+            self._schedule()
+
+    def _expire_waiters(self, now: float) -> None:
+        expired = False
+        for rid in [r for r, v in self.reads.items() if now >= v[3]]:
+            slot = self.reads.pop(rid)[0]
+            slot.resolve(encode_reply(RespError(
+                "TRYAGAIN the read index was not confirmed in time (no leader or no quorum)"), slot.conn.resp3))
+            expired = True
+        for rid in [r for r, v in self.forwarded.items() if now >= v[2]]:
+            slot = self.forwarded.pop(rid)[0]
+            slot.resolve(encode_reply(RespError(
+                "TRYAGAIN the leader did not answer the forwarded command in time; it may or may not be applied"),
+                slot.conn.resp3))
+            expired = True
+        for rid in [r for r, v in self.admin.items() if now >= v[1]]:
+            slot = self.admin.pop(rid)[0]
+            slot.resolve(encode_reply(RespError("TRYAGAIN the membership change did not commit in time"),
+                                      slot.conn.resp3))
+            expired = True
+        keep = []
+        for index, slot, what, deadline in self.session_reads:
+            if now >= deadline:
+                slot.resolve(encode_reply(RespError(
+                    f"STALE session position {index} not reached within {self.options.session_timeout_ms} ms "
+                    f"(this node has applied {self.applied})"), slot.conn.resp3))
+                expired = True
+            else:
+                keep.append((index, slot, what, deadline))
+        self.session_reads = keep
+        if expired:
+            self._flush_clients()
+        if self._expiry_inflight and not self.is_leader:
+            self._expiry_inflight = 0
+
+    async def _fsync_loop(self) -> None:
+        """Once a second: fsync under ``everysec``; freeze survivors out of the GC (see node.py)."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.options.fsync == "everysec":
+                self.wal.fsync_now()
+            gc.collect(1)
+            gc.freeze()
+
+    # -- INFO -------------------------------------------------------------------------------------------------
+    def info(self, section: str) -> str:
+        node = self.node
+        sections = self.info_sections()
+        sections["persistence"] = [
+            "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
+            f"replikv_wal_first_index:{self.wal.first_index}", f"replikv_snapshot_index:{node.log.snapshot.index}",
+        ]
+        c = node.log.config()
+        rep = [f"role:{'master' if self.is_leader else 'slave'}", f"replikv_node:{self.id}",
+               f"replikv_raft_role:{node.role.value}", f"replikv_epoch:{node.term}",
+               f"replikv_leader:{self.leader_name}", f"master_repl_offset:{node.log.last_index}",
+               f"replikv_commit_index:{node.log.commit}", f"replikv_applied_index:{self.applied}",
+               f"replikv_voters:{','.join(self.names.get(i, str(i)) for i in sorted(c.voters))}",
+               f"replikv_learners:{','.join(self.names.get(i, str(i)) for i in sorted(c.learners))}",
+               f"replikv_ack:{WRITE_LEVEL}"]
+        if self.is_leader:
+            followers = [i for i in sorted(node.progress) if i != self.raft_id]
+            rep.append(f"connected_slaves:{sum(1 for i in followers if self.transport.connected(self.names.get(i, '')))}")
+            for n, i in enumerate(followers):
+                pr = node.progress[i]
+                name = self.names.get(i, str(i))
+                addr = self.config.nodes.get(name)
+                state = "online" if self.transport.connected(name) and pr.match > 0 else "offline"
+                rep.append(f"slave{n}:ip={addr.host if addr else ''},port={addr.port if addr else 0},state={state},"
+                           f"offset={pr.match},lag=0,id={name},lag_ops={node.log.last_index - pr.match},"
+                           f"match_index={pr.match}")
+        else:
+            leader = self.config.nodes.get(self.leader_name)
+            up = bool(self.leader_name) and self.transport.connected(self.leader_name)
+            rep += [f"master_host:{leader.host if leader else ''}", f"master_port:{leader.port if leader else 0}",
+                    f"master_link_status:{'up' if up else 'down'}", f"slave_repl_offset:{self.applied}",
+                    f"replikv_lag_ms:{self._staleness_ms() if up else -1}"]
+        sections["replication"] = rep
+        sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
+        return self.render_info(sections, section)
+
+
+def run_raft_node(config: ClusterConfig, node_id: str) -> int:
+    """Run one raft node until SIGTERM/SIGINT; returns the process exit code."""
+    logging.basicConfig(level=getattr(logging, config.options.log_level.upper(), logging.INFO),
+                        format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+
+    async def main() -> None:
+        node = RaftRunner(config, node_id)
+        gc.collect()
+        gc.freeze()
+        await node.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("node %s stopping", node_id)
+        await node.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+__all__ = ["RaftRunner", "raft_id", "run_raft_node"]

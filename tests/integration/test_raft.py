@@ -1,0 +1,210 @@
+"""Raft mode on 3 real node processes (redis-py and replikv.client).
+
+No fixed sleeps: every wait is a condition with a deadline (cluster.wait_for).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import redis
+
+from replikv.client import Client
+from tests.integration.cluster import Cluster, wait_for
+
+ELECTION_MS = 300
+
+
+@pytest.fixture
+def raft_cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
+    made: list[Cluster] = []
+
+    def make(n: int = 3, **options: Any) -> Cluster:
+        options.setdefault("election_timeout_ms", ELECTION_MS)
+        options.setdefault("fsync", "always")
+        cluster = Cluster(tmp_path / f"c{len(made)}", n, **options)
+        cluster.config.mode = "raft"
+        cluster.config.save(cluster.path)
+        made.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.close()
+
+
+def leader_of(c: Cluster, among: list[str] | None = None) -> str | None:
+    """The node that says it leads, if exactly one of the reachable ones does."""
+    leaders = []
+    for n in among or list(c.procs):
+        try:
+            if c.replication(n)["role"] == "master":
+                leaders.append(n)
+        except (redis.RedisError, OSError):
+            pass
+    return leaders[0] if len(leaders) == 1 else None
+
+
+def wait_leader(c: Cluster, among: list[str] | None = None, timeout: float = 10) -> str:
+    return wait_for(lambda: leader_of(c, among), timeout, "a single leader")
+
+
+def addresses(c: Cluster) -> list[str]:
+    return [f"127.0.0.1:{c.port(n)}" for n in c.config.nodes]
+
+
+def test_writes_on_leader_and_linearizable_reads_on_followers(raft_cluster: Callable[..., Cluster]) -> None:
+    c = raft_cluster()
+    leader = wait_leader(c)
+    followers = [n for n in c.config.nodes if n != leader]
+    lc = c.client(leader)
+    fcs = [c.client(f) for f in followers]
+    for f in fcs:
+        assert f.execute_command("CONSISTENCY").startswith(b"read=linearizable write=majority")
+    for i in range(50):
+        assert lc.set("k", i)
+        # linearizable: a read that starts after the write was acknowledged sees it, on any node
+        for f in fcs:
+            assert f.get("k") == b"%d" % i
+    # writes sent to a follower are forwarded to the leader
+    assert fcs[0].incr("counter") == 1
+    assert lc.get("counter") == b"1"
+    info = c.replication(leader)
+    assert info["role"] == "master" and info["replikv_leader"] == leader
+    assert info["replikv_commit_index"] >= 52 and info["replikv_applied_index"] == info["replikv_commit_index"]
+    assert {info["slave0"]["id"], info["slave1"]["id"]} == set(followers)
+    assert all(info[s]["match_index"] > 0 for s in ("slave0", "slave1"))
+    finfo = c.replication(followers[0])
+    assert finfo["role"] == "slave" and finfo["replikv_epoch"] == info["replikv_epoch"]
+    # local read levels on a follower
+    f = fcs[1]
+    assert f.execute_command("CONSISTENCY", "READ", "eventual") == b"OK"
+    wait_for(lambda: f.get("counter") == b"1", 10, "follower to apply the counter")
+    assert f.execute_command("CONSISTENCY", "READ", "lease") == b"OK"
+    assert f.get("counter") == b"1"
+    digests = {c.digest(n) for n in c.config.nodes}
+    wait_for(lambda: len({c.digest(n) for n in c.config.nodes}) == 1, 10, "equal digests")
+    assert digests
+
+
+def test_write_levels_other_than_majority_are_refused(raft_cluster: Callable[..., Cluster]) -> None:
+    c = raft_cluster()
+    leader = wait_leader(c)
+    cl = c.client(leader)
+    with pytest.raises(redis.ResponseError, match="not offered in raft mode"):
+        cl.execute_command("CONSISTENCY", "WRITE", "async")
+    with pytest.raises(redis.ResponseError, match="not offered in raft mode"):
+        cl.execute_command("CONSISTENCY", "WRITE", "semi-sync", "1")
+    assert cl.execute_command("CONSISTENCY", "WRITE", "majority") == b"OK"
+
+
+def test_leader_kill_under_load_elects_quickly_and_loses_no_acked_write(
+        raft_cluster: Callable[..., Cluster]) -> None:
+    c = raft_cluster()
+    leader = wait_leader(c)
+    acked: list[list[tuple[str, int]]] = [[] for _ in range(10)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        client = Client(addresses(c), retry_timeout_s=30)
+        try:
+            j = 0
+            while not stop.is_set():
+                key = f"w{i}:{j}"
+                client.set(key, j)
+                acked[i].append((key, j))
+                j += 1
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(10)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: sum(map(len, acked)) >= 300, 30, "300 acknowledged writes")
+    survivors = [n for n in c.config.nodes if n != leader]
+    killed_at = time.monotonic()
+    c.kill(leader)
+    new_leader = wait_for(lambda: leader_of(c, survivors), 10, "a new leader", interval=0.005)
+    elected_s = time.monotonic() - killed_at
+    assert elected_s < 3 * ELECTION_MS / 1000, f"new leader after {elected_s:.3f}s"
+    before = sum(map(len, acked))
+    wait_for(lambda: sum(map(len, acked)) >= before + 300, 30, "writes to continue on the new leader")
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    c.start(leader)  # the old leader comes back as a follower
+    cl = c.client(new_leader)
+    for writes in acked:
+        for key, value in writes:
+            assert cl.get(key) == b"%d" % value, key
+    wait_for(lambda: len({c.digest(n) for n in c.config.nodes}) == 1, 30, "every node to converge")
+
+
+def test_leadership_transfer_via_failover(raft_cluster: Callable[..., Cluster]) -> None:
+    c = raft_cluster()
+    leader = wait_leader(c)
+    target = next(n for n in c.config.nodes if n != leader)
+    c.client(leader).set("before", "1")
+    # sent to the target itself (a follower): forwarded to the leader, which transfers
+    assert c.client(target).execute_command("FAILOVER", "TO", target) == b"OK"
+    assert wait_leader(c) == target
+    info = c.replication(target)
+    assert info["replikv_leader"] == target
+    assert c.client(target).get("before") == b"1"
+    # and back, sent to the leader this time
+    assert c.client(target).execute_command("FAILOVER", "TO", leader) == b"OK"
+    assert wait_leader(c) == leader
+
+
+def test_retried_incr_applies_once(raft_cluster: Callable[..., Cluster]) -> None:
+    c = raft_cluster()
+    leader = wait_leader(c)
+    client = Client(addresses(c))
+    assert client.incr("c") == 1
+    assert client.incr("c") == 2
+    # a retry of seq 2 (same client id, same seq) after a leader change: applied once
+    others = [n for n in c.config.nodes if n != leader]
+    assert c.client(others[0]).execute_command("FAILOVER", "TO", others[0]) == b"OK"
+    new_leader = wait_leader(c)
+    assert new_leader == others[0]
+    retry = c.client(others[1]).execute_command("REPLIKV", "EXEC", client.client_id, client.seq, "INCR", "c")
+    assert retry == 2  # the cached reply of the first attempt
+    assert c.client(new_leader).get("c") == b"2"
+    assert client.incr("c") == 3
+    stats = c.stats(new_leader)
+    assert stats["exactly_once_hits"] >= 1
+
+
+def test_removed_then_readded_node_catches_up_by_snapshot(raft_cluster: Callable[..., Cluster]) -> None:
+    c = raft_cluster(snapshot_bytes=64 * 1024, segment_bytes=16 * 1024)
+    leader = wait_leader(c)
+    gone = next(n for n in c.config.nodes if n != leader)
+    lc = c.client(leader)
+    assert lc.execute_command("REPLIKV", "CLUSTER", "REMOVE", gone) == b"OK"
+    c.stop(gone)
+    pipe_value = b"x" * 200
+    for i in range(0, 2000, 100):
+        pipe = lc.pipeline(transaction=False)
+        for j in range(i, i + 100):
+            pipe.set(f"key{j}", pipe_value)
+        pipe.execute()
+    assert c.stats(leader)["snapshots_taken"] >= 1
+    assert lc.execute_command("REPLIKV", "CLUSTER", "ADD", gone) == b"OK"
+    c.start(gone)
+    target = c.last_index(leader)
+    wait_for(lambda: c.replication(gone)["replikv_applied_index"] >= target, 30, f"{gone} to catch up")
+    assert c.stats(gone)["snapshots_installed"] >= 1
+    wait_for(lambda: lc.execute_command("REPLIKV", "CLUSTER", "PROMOTE", gone) == b"OK", 20,
+             f"{gone} to be promoted")
+    voters = c.replication(leader)["replikv_voters"]
+    assert gone in voters
+    wait_for(lambda: c.digest(gone) == c.digest(leader), 20, "equal digests")
