@@ -70,7 +70,7 @@ class Window:
 def schedule(faults: list[str], total_s: float, seed: int) -> list[Window]:
     """Fault windows covering about half of ``total_s``; the last ends by 85% of it.
 
-    Windows last 15-25% of a 10 s cycle scaled to the run (at least 2 s, so a
+    Windows last about an eighth of the run, 8 s at most (at least 1.5 s, so a
     fault outlives the nodes' timeouts), separated by quiet gaps of similar
     length, so that the cluster recovers and serves between faults.
     """
@@ -79,7 +79,7 @@ def schedule(faults: list[str], total_s: float, seed: int) -> list[Window]:
     rng = random.Random(seed)
     order = list(faults)
     rng.shuffle(order)
-    unit = max(2.0, min(8.0, total_s / 6))
+    unit = max(1.5, min(8.0, total_s / 8))
     t, out, i = unit * 0.5, [], 0
     while True:
         dur = unit * rng.uniform(0.8, 1.3)
