@@ -861,6 +861,104 @@ def failover(
         raise typer.Exit(FAILURE)
 
 
+cluster_app = typer.Typer(help="Raft membership: add or remove a node, one at a time.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+
+
+def _membership_command(config: ClusterConfig, skip: str, *args: str, timeout_s: float) -> Any:
+    """Send REPLIKV CLUSTER ... to the first reachable node other than ``skip``
+    (a follower forwards it to the leader)."""
+    last: Exception | None = None
+    for node in config.nodes.values():
+        if node.id == skip:
+            continue
+        client = node_client(config, node, timeout_s)
+        try:
+            return client.execute_command("REPLIKV", "CLUSTER", *args)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+            last = e
+        finally:
+            client.close()
+    fail(f"no node of the cluster answered ({last})", FAILURE)
+
+
+@cluster_app.command("add")
+def cluster_add(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    node_id: str = typer.Option(..., "--id", help="The new node's id, e.g. n4 (its number is its Raft id)."),
+    addr: str = typer.Option(..., "--addr", help="host:port for its RESP clients (peers on port+10000)."),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.0,
+                                  help="Seconds to wait for the node to catch up and be promoted "
+                                       "(0: add it as a learner and return)."),
+) -> None:
+    """Add a node: write it into cluster.toml, add it as a learner, promote it once caught up.
+
+    Start the new node (replikv node --config ... --id <id>) while this waits.
+    """
+    config = load_config(config_path)
+    if config.mode != "raft":
+        fail("replikv cluster add needs a raft cluster (--mode raft)")
+    if node_id in config.nodes:
+        fail(f"{node_id} is already in {config_path}")
+    host, _, port_text = addr.rpartition(":")
+    if not host or not port_text.isdigit():
+        fail(f"--addr must be host:port (got {addr!r})")
+    port = int(port_text)
+    first = next(iter(config.nodes.values()))
+    data_root = Path(first.data_dir).parent
+    if not config.bootstrap:
+        config.bootstrap = list(config.nodes)  # the new node must not count as a founding voter
+    config.nodes[node_id] = NodeAddress(id=node_id, host=host, port=port, peer_port=port + PEER_PORT_OFFSET,
+                                        data_dir=str(data_root / node_id))
+    try:
+        config.validate()
+    except ConfigError as e:
+        fail(str(e))
+    config.save(config_path)
+    try:
+        reply = _membership_command(config, node_id, "ADD", node_id, timeout_s=10)
+    except redis.ResponseError as e:
+        fail(f"adding {node_id} refused: {e}", FAILURE)
+    console.print(f"{escape(node_id)} added as a learner ({reply}); start it with: "
+                  f"replikv node --config {config_path} --id {escape(node_id)}")
+    if timeout <= 0:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _membership_command(config, node_id, "PROMOTE", node_id, timeout_s=10)
+            console.print(f"[bold green]{escape(node_id)} promoted to voter[/]")
+            return
+        except redis.ResponseError as e:
+            if time.monotonic() > deadline:
+                fail(f"{node_id} was not promoted within {timeout} s: {e}", FAILURE)
+        time.sleep(0.2)
+
+
+@cluster_app.command("remove")
+def cluster_remove(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    node_id: str = typer.Option(..., "--id", help="The node to remove, e.g. n2."),
+) -> None:
+    """Remove a node from the Raft configuration, then from cluster.toml (stop it afterwards)."""
+    config = load_config(config_path)
+    if config.mode != "raft":
+        fail("replikv cluster remove needs a raft cluster (--mode raft)")
+    config.node(node_id)
+    try:
+        reply = _membership_command(config, node_id, "REMOVE", node_id, timeout_s=10)
+    except redis.ResponseError as e:
+        fail(f"removing {node_id} refused: {e}", FAILURE)
+    if not config.bootstrap:
+        config.bootstrap = list(config.nodes)
+    del config.nodes[node_id]
+    config.bootstrap = [n for n in config.bootstrap if n != node_id]
+    if config.initial_leader == node_id:
+        config.initial_leader = next(iter(config.nodes))
+    config.save(config_path)
+    console.print(f"{escape(node_id)} removed ({reply}); you may stop its process now")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sim(ctx: typer.Context) -> None:
     """Run the deterministic simulator: `python -m replikv.sim ARGS...`.

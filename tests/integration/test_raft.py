@@ -208,3 +208,41 @@ def test_removed_then_readded_node_catches_up_by_snapshot(raft_cluster: Callable
     voters = c.replication(leader)["replikv_voters"]
     assert gone in voters
     wait_for(lambda: c.digest(gone) == c.digest(leader), 20, "equal digests")
+
+
+def test_cli_cluster_add_and_remove(raft_cluster: Callable[..., Cluster]) -> None:
+    import subprocess
+    import sys
+
+    from replikv.config import ClusterConfig
+    from tests.integration.cluster import free_ports
+
+    c = raft_cluster()
+    leader = wait_leader(c)
+    c.client(leader).set("k", "v")
+    port = free_ports(1)[0]
+    add = subprocess.Popen(
+        [sys.executable, "-m", "replikv", "cluster", "add", "--config", str(c.path), "--id", "n4",
+         "--addr", f"127.0.0.1:{port}", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "n4" in ClusterConfig.load(c.path).nodes, 20, "n4 in cluster.toml")
+        c.config = ClusterConfig.load(c.path)
+        c.start("n4")
+        out, _ = add.communicate(timeout=90)
+    finally:
+        if add.poll() is None:
+            add.kill()
+    assert add.returncode == 0, out.decode()
+    assert "n4" in c.replication(wait_leader(c))["replikv_voters"]
+    assert c.client("n4").get("k") == b"v"  # linearizable read on the new voter
+    gone = next(n for n in ("n1", "n2", "n3") if n != wait_leader(c))
+    done = subprocess.run(
+        [sys.executable, "-m", "replikv", "cluster", "remove", "--config", str(c.path), "--id", gone],
+        capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert gone not in ClusterConfig.load(c.path).nodes
+    c.stop(gone)
+    leader = wait_leader(c)
+    assert gone not in c.replication(leader)["replikv_voters"]
+    assert c.client(leader).set("after", "1")  # 3 voters left: still a majority
