@@ -89,7 +89,7 @@ def _wall_ms() -> int:
 class _Proxy:
     """Stands in for a client connection on the leader for a forwarded command."""
 
-    def __init__(self, node: "RaftRunner", peer: str, rid: int, resp3: bool) -> None:
+    def __init__(self, node: RaftRunner, peer: str, rid: int, resp3: bool) -> None:
         self.node, self.peer, self.rid, self.resp3 = node, peer, rid, resp3
         self.session_index = 0
         self.authenticated = True
@@ -147,7 +147,7 @@ class RaftRunner(BaseRunner):
         self._drain_scheduled = False
         self.pending: list[tuple[bytes, object, int | None, int | None]] = []
         # request id -> (slot, connection or proxy, deadline) for proposals and reads
-        self.writes: dict[int, tuple[Slot, Any]] = {}
+        self.writes: dict[int, tuple[Slot, Any, float]] = {}
         self.reads: dict[int, tuple[Slot, Any, list[bytes], float]] = {}
         self.ready_reads: list[tuple[int, Slot, list[bytes]]] = []  # (index, slot, argv)
         self.session_reads: list[tuple[int, Slot, list[bytes], float]] = []
@@ -372,7 +372,7 @@ class RaftRunner(BaseRunner):
     def _resolve_write(self, rid: object, result: Any, index: int) -> None:
         waiting = self.writes.pop(rid, None)  # type: ignore[call-overload]
         if waiting is not None:
-            slot, conn = waiting
+            slot, conn, _ = waiting
             conn.session_index = max(conn.session_index, index)
             slot.resolve(encode_reply(result, conn.resp3))
             return
@@ -448,7 +448,8 @@ class RaftRunner(BaseRunner):
                 items.append(cmds[0] if cmds else argv)
         data = msgpack.packb([now, transaction, items])
         rid = next(self._rids)
-        self.writes[rid] = (conn.slot(), conn)
+        # a bound on the wait: a leader cut off from its majority may never learn the outcome
+        self.writes[rid] = (conn.slot(), conn, time.monotonic() + 2 * self.options.ack_timeout_ms / 1000)
         cid, seq = client if client else (None, None)
         self.pending.append((data, rid, cid, seq))
         self._schedule()
@@ -741,6 +742,12 @@ class RaftRunner(BaseRunner):
             slot = self.reads.pop(rid)[0]
             slot.resolve(encode_reply(RespError(
                 "TRYAGAIN the read index was not confirmed in time (no leader or no quorum)"), slot.conn.resp3))
+            expired = True
+        for rid in [r for r, v in self.writes.items() if now >= v[2]]:
+            slot = self.writes.pop(rid)[0]
+            slot.resolve(encode_reply(RespError(
+                "TRYAGAIN the write was not committed in time (leader cut off from its majority?); it may or "
+                "may not be applied: retry it with the same REPLIKV EXEC client id and seq"), slot.conn.resp3))
             expired = True
         for rid in [r for r, v in self.forwarded.items() if now >= v[2]]:
             slot = self.forwarded.pop(rid)[0]

@@ -144,7 +144,7 @@ def entry_from_wire(v: Any) -> Entry:
     if type(kind) is not int or not 0 <= kind < len(_KINDS):
         raise ValueError(f"unknown entry kind {kind!r:.20}")
     if not isinstance(data, bytes):
-        raise ValueError("entry data must be bytes")
+        raise ValueError("entry data must be bytes")  # noqa: TRY004 - the codec's one error type
     entry_kind = _KINDS[kind]
     cfg = None if config is None else _config_in(config)
     if (cfg is not None) != (entry_kind is EntryKind.CONFIG):
@@ -192,7 +192,7 @@ def decode(frame: bytes) -> RaftMsg:
     """One message from bytes; ``ValueError`` for anything malformed."""
     try:
         parts = msgpack.unpackb(frame, use_list=True, raw=False)
-    except Exception as e:  # msgpack raises several exception types on garbage
+    except Exception as e:  # noqa: BLE001 - msgpack raises several exception types on garbage
         raise ValueError(f"undecodable raft frame: {type(e).__name__}") from None
     if not isinstance(parts, list) or not parts or type(parts[0]) is not int:
         raise ValueError("raft frame is not a tagged message")
