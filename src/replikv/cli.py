@@ -41,6 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from replikv import __version__
+from replikv.check.cli import check_main
 from replikv.config import (
     MODES,
     PEER_PORT_OFFSET,
@@ -973,6 +974,9 @@ def sim(ctx: typer.Context) -> None:
     if spec is None:
         fail("the simulator (python -m replikv.sim) is not available in this build yet")
     raise typer.Exit(subprocess.call([sys.executable, "-m", "replikv.sim", *ctx.args]))
+
+
+app.command(name="check")(check_main)
 
 
 @app.command()

@@ -10,13 +10,12 @@ arity was already checked against ``kv/commands.py``.
 from __future__ import annotations
 
 import hmac
-import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from replikv import __version__
 from replikv.config import AckLevel, ConfigError
-from replikv.core.replies import NULL_ARRAY, OK, RespError, SYNTAX_ERROR, wrong_arity
+from replikv.core.replies import OK, RespError, SYNTAX_ERROR, wrong_arity
 from replikv.kv.commands import command_reply
 
 if TYPE_CHECKING:

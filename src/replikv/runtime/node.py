@@ -20,9 +20,7 @@ Rules it keeps:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import signal
 import time
 from typing import Any
 
@@ -39,9 +37,8 @@ from replikv.core.shipping.log import ShippingLog
 from replikv.core.shipping.node import LEADER, ShippingNode
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.base import BaseRunner
+from replikv.runtime.base import BaseRunner, serve
 from replikv.runtime.resp_server import ClientConnection, Slot
-from replikv.runtime.tcp_transport import PeerTransport
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot
 from replikv.storage.wal import WriteAheadLog
@@ -135,29 +132,12 @@ class NodeRunner(BaseRunner):
                  self.id, base_index, replayed, shipping_log.last_index, self.core.epoch, self.core.role)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.loop = loop
-        peers = {p: (self.config.nodes[p].host, self.config.nodes[p].peer_port) for p in self.peer_ids}
-        self.transport = PeerTransport(
-            self.id, self.address.host, self.address.peer_port, peers, self.config.secret,
-            on_frame=self._on_frame, on_connected=self._on_peer_connected,
-            on_disconnected=self._on_peer_disconnected,
-            max_frame_bytes=self.options.max_bulk_len + 64 * 1024 * 1024)
-        await self.transport.start()
-        self.server = await loop.create_server(lambda: ClientConnection(self), self.address.host,
-                                               self.address.port, reuse_address=True)
-        self._tasks = [asyncio.create_task(self._heartbeat_loop()), asyncio.create_task(self._fsync_loop())]
+        await self.start_io(self._on_peer_connected, [self._heartbeat_loop])
         log.info("node %s serving RESP on %s:%d, peers on %s:%d", self.id, self.address.host,
                  self.address.port, self.address.host, self.address.peer_port)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self.server.close()
-        for client in list(self.clients.values()):
-            if client.transport is not None:
-                client.transport.close()
-        await self.transport.stop()
+        await self.stop_io()
         if self.batch:
             self._flush()
         self.wal.fsync_now()
@@ -402,11 +382,7 @@ class NodeRunner(BaseRunner):
         assert conn is not None
         leader = self.core.leader
         if self.options.redirect:
-            if leader and leader in self.config.nodes:
-                addr = self.config.nodes[leader]
-                conn.reply(RespError(f"MOVED 0 {addr.host}:{addr.port}"))
-            else:
-                conn.reply(RespError("CLUSTERDOWN no known leader"))
+            conn.reply(self.redirect_error(leader))
             return
         if not leader or not self.transport.connected(leader):
             conn.reply(RespError(f"CLUSTERDOWN no reachable leader to forward the write to (leader: {leader or 'unknown'})"))
@@ -450,10 +426,7 @@ class NodeRunner(BaseRunner):
             return
         level = conn.read_level
         if level == "bounded":
-            staleness = self._staleness_ms()
-            if staleness > conn.read_bound_ms:
-                conn.reply(RespError(f"STALE follower {self.id} may be {staleness} ms behind the leader, "
-                                     f"above the bound of {conn.read_bound_ms} ms"))
+            if self.refuse_stale(conn):
                 return
         elif level == "session" and conn.session_index > self.core.log.last_index:
             deadline = time.monotonic() + self.options.session_timeout_ms / 1000
@@ -484,6 +457,11 @@ class NodeRunner(BaseRunner):
     # -- peers -------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
         self.frames_in += 1
+        if self.batch:
+            # Log what this leader already executed before any message can make
+            # it step down: its state machine holds those writes, so they must
+            # be in its log too (a later truncation then rolls them back).
+            self._flush()
         try:
             msg = m.decode(payload)
         except ValueError as e:
@@ -684,6 +662,8 @@ class NodeRunner(BaseRunner):
                     self._handover_deadline = 0.0
             else:
                 self._handover_deadline = 0.0
+            if self.batch:
+                self._flush()  # as in _on_frame: a tick may end this node's leadership
             self._run(self.core.tick(_ms()))
             if self.is_leader and now >= next_expiry:
                 next_expiry = now + 0.1
@@ -694,24 +674,6 @@ class NodeRunner(BaseRunner):
         cmds = self.sm.expire_cycle(_wall_ms(), 200)
         if cmds:
             self._enqueue(cmds)
-
-    async def _fsync_loop(self) -> None:
-        """Once a second: fsync under ``everysec``; move survivors out of the GC's sight.
-
-        The log and the data set are millions of long-lived containers that
-        never form cycles; letting the cyclic GC re-scan them made full
-        collections cost tens of milliseconds on every busy second (seen as
-        p99 spikes and as most of a follower's CPU). ``gc.freeze`` parks what
-        survived a young collection in the permanent generation; reference
-        counting still frees it. The price: a garbage cycle alive at the
-        moment of a freeze is never collected.
-        """
-        while True:
-            await asyncio.sleep(1.0)
-            if self.options.fsync == "everysec":
-                self.wal.fsync_now()
-            gc.collect(1)
-            gc.freeze()
 
     # -- INFO ----------------------------------------------------------------------------------
     def info(self, section: str) -> str:
@@ -797,30 +759,8 @@ class _ForwardProxy:
 
 
 def run_node(config: ClusterConfig, node_id: str) -> int:
-    """Run one node until SIGTERM/SIGINT; returns the process exit code."""
+    """Run one node (of the cluster's mode) until SIGTERM/SIGINT; returns the exit code."""
     if config.mode == "raft":
-        from replikv.runtime.raft_runner import run_raft_node
-        return run_raft_node(config, node_id)
-    logging.basicConfig(level=getattr(logging, config.options.log_level.upper(), logging.INFO),
-                        format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        pass
-
-    async def main() -> None:
-        node = NodeRunner(config, node_id)
-        gc.collect()
-        gc.freeze()  # what recovery loaded is long-lived (see NodeRunner._fsync_loop)
-        await node.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("node %s stopping", node_id)
-        await node.stop()
-
-    asyncio.run(main())
-    return 0
+        from replikv.runtime.raft_runner import RaftRunner
+        return serve(RaftRunner, config, node_id)
+    return serve(NodeRunner, config, node_id)

@@ -37,12 +37,10 @@ prepare time (inside MULTI). Node ids: a node named ``n<k>`` is raft id k.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import logging
 import random
 import re
-import signal
 import time
 from typing import Any
 
@@ -61,7 +59,6 @@ from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, Slot
-from replikv.runtime.tcp_transport import PeerTransport
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
 from replikv.storage.wal import WriteAheadLog
@@ -208,30 +205,14 @@ class RaftRunner(BaseRunner):
         self.sessions = SessionTable.from_state([(c, s, Raw(r), i) for c, s, r, i in sessions])
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.loop = loop
-        peers = {p: (self.config.nodes[p].host, self.config.nodes[p].peer_port) for p in self.peer_ids}
-        self.transport = PeerTransport(
-            self.id, self.address.host, self.address.peer_port, peers, self.config.secret,
-            on_frame=self._on_frame, on_connected=lambda p: None, on_disconnected=self._on_peer_disconnected,
-            max_frame_bytes=self.options.max_bulk_len + 64 * 1024 * 1024)
-        await self.transport.start()
-        self.server = await loop.create_server(lambda: ClientConnection(self), self.address.host,
-                                               self.address.port, reuse_address=True)
-        self._tasks = [asyncio.create_task(self._tick_loop()), asyncio.create_task(self._fsync_loop())]
+        await self.start_io(lambda peer: None, [self._tick_loop])
         if self._effects:
             self._schedule()
         log.info("node %s serving RESP on %s:%d (raft, election timeout %d ticks of %d ms)", self.id,
                  self.address.host, self.address.port, self.election_ticks, self.options.tick_ms)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self.server.close()
-        for client in list(self.clients.values()):
-            if client.transport is not None:
-                client.transport.close()
-        await self.transport.stop()
+        await self.stop_io()
         self.wal.commit()
         self.wal.fsync_now()
         self.wal.close()
@@ -478,11 +459,7 @@ class RaftRunner(BaseRunner):
             conn.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
             return
         if self.options.redirect and not admin:
-            if leader and leader in self.config.nodes:
-                addr = self.config.nodes[leader]
-                conn.reply(RespError(f"MOVED 0 {addr.host}:{addr.port}"))
-            else:
-                conn.reply(RespError("CLUSTERDOWN no known leader; retry after the election"))
+            conn.reply(self.redirect_error(leader))
             return
         if not leader or not self.transport.connected(leader):
             conn.reply(RespError(f"TRYAGAIN no reachable leader to forward to (leader: {leader or 'unknown'})"))
@@ -529,12 +506,8 @@ class RaftRunner(BaseRunner):
             self.reads[rid] = (conn.slot(), conn, (argv, transaction), deadline)  # type: ignore[assignment]
             self._queue(self.node.read_index(rid, lease=level == "lease"))
             return
-        if level == "bounded" and not self.is_leader:
-            staleness = self._staleness_ms()
-            if staleness > conn.read_bound_ms:
-                conn.reply(RespError(f"STALE follower {self.id} may be {staleness} ms behind the leader, "
-                                     f"above the bound of {conn.read_bound_ms} ms"))
-                return
+        if level == "bounded" and not self.is_leader and self.refuse_stale(conn):
+            return
         if level == "session" and conn.session_index > self.applied:
             deadline = time.monotonic() + self.options.session_timeout_ms / 1000
             self.session_reads.append((conn.session_index, conn.slot(), (argv, transaction), deadline))  # type: ignore[arg-type]
@@ -775,15 +748,6 @@ class RaftRunner(BaseRunner):
         if self._expiry_inflight and not self.is_leader:
             self._expiry_inflight = 0
 
-    async def _fsync_loop(self) -> None:
-        """Once a second: fsync under ``everysec``; freeze survivors out of the GC (see node.py)."""
-        while True:
-            await asyncio.sleep(1.0)
-            if self.options.fsync == "everysec":
-                self.wal.fsync_now()
-            gc.collect(1)
-            gc.freeze()
-
     # -- INFO -------------------------------------------------------------------------------------------------
     def info(self, section: str) -> str:
         node = self.node
@@ -822,31 +786,4 @@ class RaftRunner(BaseRunner):
         return self.render_info(sections, section)
 
 
-def run_raft_node(config: ClusterConfig, node_id: str) -> int:
-    """Run one raft node until SIGTERM/SIGINT; returns the process exit code."""
-    logging.basicConfig(level=getattr(logging, config.options.log_level.upper(), logging.INFO),
-                        format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        pass
-
-    async def main() -> None:
-        node = RaftRunner(config, node_id)
-        gc.collect()
-        gc.freeze()
-        await node.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("node %s stopping", node_id)
-        await node.stop()
-
-    asyncio.run(main())
-    return 0
-
-
-__all__ = ["RaftRunner", "raft_id", "run_raft_node"]
+__all__ = ["RaftRunner", "raft_id"]

@@ -141,11 +141,15 @@ class ClientConnection(asyncio.Protocol):
         out = self.out
         while queue and queue[0].data is not None:
             out.append(queue.popleft().data)  # type: ignore[arg-type]
-        if out and self.transport is not None:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            out.clear()  # the client is gone: its replies have nowhere to go
+            return
+        if out:
+            transport.write(b"".join(out) if len(out) > 1 else out[0])
             out.clear()
-        if self.closing and not queue and self.transport is not None:
-            self.transport.close()
+        if self.closing and not queue:
+            transport.close()
 
     def reply_error_and_close(self, message: str) -> None:
         log.info("client %s: %s; closing the connection", self.addr, message)

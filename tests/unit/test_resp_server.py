@@ -1,0 +1,69 @@
+"""ClientConnection: pipeline order and a client that went away."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from replikv.config import AckLevel, NodeOptions
+from replikv.runtime.resp_server import ClientConnection
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        if self.closing:
+            raise RuntimeError("unable to perform operation: the handler is closed")
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str) -> object:
+        return ("127.0.0.1", 5555)
+
+
+def make_conn() -> tuple[ClientConnection, FakeTransport]:
+    node = SimpleNamespace(options=NodeOptions(), clients={}, dirty_clients=set(),
+                           default_read_level=lambda: ("eventual", 0), default_ack=AckLevel("async"),
+                           ack_replicas=lambda level: 0)
+    conn = ClientConnection(node)  # type: ignore[arg-type]
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport
+
+
+def test_replies_leave_in_pipeline_order_behind_a_waiting_slot():
+    conn, transport = make_conn()
+    slot = conn.slot()
+    conn.reply_bytes(b"+second\r\n")
+    conn.flush()
+    assert transport.written == []          # the first reply is not ready: nothing may overtake it
+    slot.resolve(b"+first\r\n")
+    conn.flush()
+    assert b"".join(transport.written) == b"+first\r\n+second\r\n"
+
+
+def test_held_replies_go_out_before_later_slots():
+    conn, transport = make_conn()
+    conn.held.append(b"+w1\r\n")
+    conn.reply_bytes(b"+r1\r\n")            # queued behind the held write
+    slot = conn.slot()
+    slot.resolve(b"+w2\r\n")
+    conn.release_held()
+    assert b"".join(transport.written) == b"+w1\r\n+r1\r\n+w2\r\n"
+
+
+def test_flush_to_a_client_that_went_away_drops_replies_without_raising():
+    conn, transport = make_conn()
+    slot = conn.slot()
+    transport.closing = True                # the client disconnected while its write waited
+    conn.connection_lost(None)
+    slot.resolve(b"+OK\r\n")
+    conn.flush()                            # must not raise: the caller is a peer frame or a timer
+    assert transport.written == []
