@@ -94,7 +94,7 @@ class NodeOptions:
     # raft mode: one tick of the Raft core every tick_ms; the election timeout
     # is randomized in [T, 2T) with T = election_timeout_ms (Raft §5.2)
     tick_ms: int = 10
-    election_timeout_ms: int = 150
+    election_timeout_ms: int = 1000  # as etcd; a loaded 2-core box stalls loops for 100+ ms
 
     def validate(self) -> None:
         if self.fsync not in FSYNC_POLICIES:

@@ -49,3 +49,14 @@ def test_leader_follower_sync_loses_nothing_under_kill_partition_failover(tmp_pa
     assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
     assert res.result("lost writes").stats["acknowledged"] > 100  # type: ignore[union-attr]
     assert any("partition" in n for n in res.notes) and any("failover" in n for n in res.notes)
+
+
+@pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
+def test_raft_stays_linearizable_under_partition_and_kill(tmp_path: Path) -> None:
+    res = run_check(mode="raft", workload="register", nemeses=["partition", "kill"], time_s=12, clients=6,
+                    seed=3, setting=None, store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    lin = res.result("linearizable")
+    assert lin is not None and lin.status == "pass", lin
+    assert res.result("lost writes").stats["acknowledged"] > 50  # type: ignore[union-attr]
+    assert any("partition" in n for n in res.notes) and any("kill" in n for n in res.notes)

@@ -729,3 +729,22 @@ def test_scan_index_grows_and_shrinks() -> None:
     for key in keys[:4990]:
         index.discard(key)
     assert len(index) == 10
+
+
+def test_cas_swaps_only_when_the_value_matches_and_replicates_deterministically():
+    from replikv.core.replies import WRONGTYPE
+    from replikv.kv.state_machine import StateMachine
+
+    leader, follower = StateMachine(), StateMachine()
+    log = []
+    for argv in ([b"SET", b"k", b"a"], [b"CAS", b"k", b"b", b"c"], [b"CAS", b"k", b"a", b"b"],
+                 [b"CAS", b"missing", b"a", b"b"], [b"LPUSH", b"l", b"x"]):
+        _, cmds = leader.execute_write(argv, 1_000)
+        if cmds:
+            log.append(cmds)
+    assert leader.read([b"GET", b"k"], 1_000) == b"b"
+    assert leader.execute_write([b"CAS", b"k", b"a", b"z"], 1_000)[0] == 0
+    assert leader.execute_write([b"CAS", b"l", b"x", b"y"], 1_000)[0] == WRONGTYPE
+    for cmds in log:
+        follower.apply(cmds)
+    assert follower.digest() == leader.digest()

@@ -89,6 +89,7 @@ _SPECS: tuple[CommandSpec, ...] = (
     _spec("get", 2, "readonly fast"),
     _spec("set", -3, "write denyoom"),
     _spec("setnx", 3, "write denyoom fast"),
+    _spec("cas", 4, "write denyoom fast"),
     _spec("setex", 4, "write denyoom"),
     _spec("psetex", 4, "write denyoom"),
     _spec("getset", 3, "write denyoom fast"),

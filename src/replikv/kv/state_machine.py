@@ -573,6 +573,22 @@ class StateMachine:
     def _a_setnx(self, argv: list[bytes]) -> Reply:
         return 1 if self._do_set(argv[1], argv[2], True, False, False, False, None) == OK else 0
 
+    def _a_cas(self, argv: list[bytes]) -> Reply:
+        """CAS key expected new: set ``new`` iff the string at key equals ``expected``.
+
+        1 if swapped, 0 if not (absent key, other value); the TTL is kept.
+        Deterministic, so logged as sent (the register workload's cas).
+        """
+        current = self.data.get(argv[1])
+        if current is None:
+            return 0
+        if type(current) is not bytes:
+            raise WRONGTYPE
+        if current != argv[2]:
+            return 0
+        self._do_set(argv[1], argv[3], False, False, False, True, None)
+        return 1
+
     def _a_getset(self, argv: list[bytes]) -> Reply:
         return self._do_set(argv[1], argv[2], False, False, True, False, None)
 
@@ -1234,6 +1250,7 @@ _WRITE_FNS: dict[str, tuple[RewriteFn, ApplyFn, KeySpec]] = {
     "setex": (_rw_setex(1000), SM._a_needs_clock, _K1),
     "psetex": (_rw_setex(1), SM._a_needs_clock, _K1),
     "getset": (_as_sent, SM._a_getset, _K1),
+    "cas": (_as_sent, SM._a_cas, _K1),
     "getdel": (_as_sent, SM._a_getdel, _K1),
     "mset": (_as_sent, SM._a_mset, (1, -1, 2)),
     "incr": (_as_sent, SM._a_incr, _K1),

@@ -1,4 +1,8 @@
-"""Replay or explore simulator seeds: `python -m replikv.sim --mode raft --seed N [--nodes 5]`."""
+"""Replay or explore simulator seeds.
+
+`python -m replikv.sim --mode raft --seed N [--nodes 5]` replays one seed;
+`--seeds 100000` runs that many consecutive seeds (from --seed, default 0).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from replikv.sim.simulator import SafetyViolation, run
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m replikv.sim", description=__doc__)
     ap.add_argument("--mode", choices=["raft"], default="raft")
-    ap.add_argument("--seed", type=int, required=True, help="first seed to run")
-    ap.add_argument("--count", type=int, default=1, help="number of consecutive seeds")
+    ap.add_argument("--seed", type=int, default=0, help="first seed to run")
+    ap.add_argument("--count", "--seeds", dest="count", type=int, default=1,
+                    help="number of consecutive seeds")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("-v", "--verbose", action="store_true", help="print the nemesis log")
     args = ap.parse_args(argv)
