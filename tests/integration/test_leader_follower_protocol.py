@@ -48,6 +48,7 @@ def test_info_sections_in_redis_format(make_cluster):
     assert info["role"] == "master" and info["connected_slaves"] >= 0
     assert info["db0"] == {"keys": 1, "expires": 1, "avg_ttl": 0}
     assert "redis_version" in info and "total_commands_processed" in info
+    assert r.config_get("append*") == {"appendonly": "yes", "appendfsync": "everysec"}
     raw = r.execute_command("INFO", "replication")
     assert raw.startswith(b"# Replication\r\nrole:master") if isinstance(raw, bytes) else raw["role"] == "master"
 

@@ -10,12 +10,12 @@ arity was already checked against ``kv/commands.py``.
 from __future__ import annotations
 
 import hmac
-import time
 from typing import TYPE_CHECKING, Callable
 
 from replikv import __version__
 from replikv.config import AckLevel, ConfigError
 from replikv.core.replies import OK, RespError, SYNTAX_ERROR, wrong_arity
+from replikv.kv import glob
 from replikv.kv.commands import command_reply
 
 if TYPE_CHECKING:
@@ -195,10 +195,6 @@ def wait(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> Non
     node.wait_replicas(conn, numreplicas, timeout_ms)
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @handler("INFO")
 def info(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
     section = argv[1].decode(errors="replace") if len(argv) > 1 else ""
@@ -251,11 +247,10 @@ def config(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> N
         opts = node.options
         known = {b"save": b"", b"appendonly": b"yes", b"appendfsync": opts.fsync.encode(),
                  b"databases": b"1", b"maxmemory": b"0", b"proto-max-bulk-len": str(opts.max_bulk_len).encode()}
-        import fnmatch
         out: dict[bytes, bytes] = {}
         for pattern in argv[2:]:
             for key, value in known.items():
-                if fnmatch.fnmatchcase(key.decode(), pattern.decode(errors="replace").lower()):
+                if glob.match(pattern.lower(), key):
                     out[key] = value
         conn.reply(out)
     elif sub in (b"SET", b"RESETSTAT", b"REWRITE"):
