@@ -12,13 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
 
+from replikv.check.harness import wait_for as harness_wait_for
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 
 T = TypeVar("T")
@@ -39,19 +39,7 @@ def free_ports(count: int) -> list[int]:
 def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition",
              interval: float = 0.02) -> T:
     """Poll ``condition`` until it returns a truthy value; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (redis.RedisError, OSError) as e:
-            last_error = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last_error})" if last_error else ""))
-        time.sleep(interval)
+    return harness_wait_for(condition, timeout, what, interval)
 
 
 class Cluster:
