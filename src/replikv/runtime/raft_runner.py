@@ -22,7 +22,9 @@ Rules it keeps (Raft Figure 2 "Persistent state"; etcd's Ready contract):
   replica applies it with ``apply_entry(cmds, now_ms)``.
 - Reads: ``linearizable`` goes through ReadIndex (thesis §6.4) on any node (a
   follower asks the leader) and is served once the local state machine has
-  applied the read index; ``lease`` skips the heartbeat round while the
+  applied the read index (the reads of one loop iteration go to the core in
+  one call, and the leader confirms a whole batch with one heartbeat round,
+  core/raft/read_index.py); ``lease`` skips the heartbeat round while the
   leader's lease holds (unsafe if clocks drift faster than the margin);
   ``bounded``/``session``/``prefix``/``eventual`` are served locally.
 - Hard state (term, vote) is saved only when it changes; the commit index is
@@ -143,6 +145,8 @@ class RaftRunner(BaseRunner):
         self._effects: list[Any] = []
         self._drain_scheduled = False
         self.pending: list[tuple[bytes, object, int | None, int | None]] = []
+        # linearizable/lease reads of this loop iteration: (request id, lease), one core call per drain
+        self.pending_reads: list[tuple[object, bool]] = []
         # request id -> (slot, connection or proxy, deadline) for proposals and reads
         self.writes: dict[int, tuple[Slot, Any, float]] = {}
         self.reads: dict[int, tuple[Slot, Any, list[bytes], float]] = {}
@@ -250,6 +254,10 @@ class RaftRunner(BaseRunner):
         if self.pending:
             batch, self.pending = self.pending, []
             self._effects.extend(self.node.propose_batch(batch))
+        if self.pending_reads:
+            # One call: on the leader, one heartbeat round confirms them all (ReadIndex batching).
+            reads, self.pending_reads = self.pending_reads, []
+            self._effects.extend(self.node.read_index_batch(reads))
         effects, self._effects = self._effects, []
         sends: list[Send] = []
         rest: list[Any] = []
@@ -504,7 +512,8 @@ class RaftRunner(BaseRunner):
             rid = next(self._rids)
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
             self.reads[rid] = (conn.slot(), conn, (argv, transaction), deadline)  # type: ignore[assignment]
-            self._queue(self.node.read_index(rid, lease=level == "lease"))
+            self.pending_reads.append((rid, level == "lease"))
+            self._schedule()
             return
         if level == "bounded" and not self.is_leader and self.refuse_stale(conn):
             return
@@ -588,7 +597,7 @@ class RaftRunner(BaseRunner):
     # -- snapshots -----------------------------------------------------------------------------------
     def take_snapshot(self) -> int:
         """Snapshot the applied state; the core compacts its log, the WAL drops segments."""
-        if self._effects or self.pending:
+        if self._effects or self.pending or self.pending_reads:
             self._drain()
         sessions = [(c, s, bytes(r) if isinstance(r, bytes) else encode_reply(r, False), i)
                     for c, s, r, i in self.sessions.to_state()]

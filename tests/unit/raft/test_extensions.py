@@ -3,6 +3,8 @@ membership, leadership transfer, ReadIndex / lease reads, role legality."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from raft_helpers import ae, elapse, elect, make, msgs, persists, resp, rv, timeout
 
@@ -371,7 +373,85 @@ def test_lease_read_served_without_round_then_expires() -> None:
     assert any(isinstance(e, ReadReady) for e in n.read_index("a", lease=True))
     elapse(n, n.election_timeout_ticks - n.lease_drift_margin_ticks)
     effs = n.read_index("b", lease=True)
-    assert not any(isinstance(e, ReadReady) for e in effs) and msgs(effs, Heartbeat)
+    # The lease expired: "b" needs a round. The heartbeat rounds of the ticks
+    # went unanswered (one is in flight), so "b" rides the next one.
+    assert not any(isinstance(e, ReadReady) for e in effs) and not msgs(effs, Heartbeat)
+    ctx = msgs(elapse(n, n.heartbeat_ticks), Heartbeat)[0].ctx
+    effs = n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=ctx))
+    assert [e.request_id for e in effs if isinstance(e, ReadReady)] == ["b"]
+
+
+# ReadIndex batching (read_index.py): one round confirms every read that
+# arrived before it was sent; at most one round in flight for reads.
+
+
+def _ready(effs: list[Any]) -> list[object]:
+    return [e.request_id for e in effs if isinstance(e, ReadReady)]
+
+
+def test_read_batch_rule_reads_of_one_call_share_one_round() -> None:
+    n = _leader()
+    effs = n.read_index_batch([("a", False), ("b", False), ("c", False)])
+    hbs = msgs(effs, Heartbeat)
+    assert len(hbs) == 2 and len({h.ctx for h in hbs}) == 1  # one round, to both followers
+    assert _ready(n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=hbs[0].ctx))) == ["a", "b", "c"]
+
+
+def test_read_batch_rule_no_round_while_one_is_in_flight() -> None:
+    n = _leader()
+    first = msgs(n.read_index("a"), Heartbeat)[0].ctx
+    # Reads arriving while round `first` is unconfirmed send nothing ...
+    assert not msgs(n.read_index("b"), Heartbeat)
+    assert not msgs(n.read_index("c"), Heartbeat)
+    # ... and a quorum answer to `first` serves "a" only (b and c arrived after
+    # it was sent) and sends the next round at once, for b and c together.
+    effs = n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=first))
+    assert _ready(effs) == ["a"]
+    nxt = msgs(effs, Heartbeat)
+    assert len(nxt) == 2 and {h.ctx for h in nxt} == {first + 1}
+    assert _ready(n.step(HeartbeatResponse(term=2, src=3, dst=1, ctx=first + 1))) == ["b", "c"]
+
+
+def test_read_batch_rule_answer_to_a_round_before_the_read_does_not_serve_it() -> None:
+    n = _leader()
+    sent = msgs(elapse(n, n.heartbeat_ticks), Heartbeat)[0].ctx  # a tick round, in flight
+    assert not msgs(n.read_index("r"), Heartbeat)
+    effs = n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=sent))
+    assert _ready(effs) == []  # that round left before "r" arrived
+    assert {h.ctx for h in msgs(effs, Heartbeat)} == {sent + 1}
+    assert _ready(n.step(HeartbeatResponse(term=2, src=3, dst=1, ctx=sent + 1))) == ["r"]
+
+
+def test_read_batch_rule_lost_round_is_replaced_by_the_next_tick() -> None:
+    n = _leader()
+    lost = msgs(n.read_index("a"), Heartbeat)[0].ctx
+    n.read_index("b")
+    hbs = msgs(elapse(n, n.heartbeat_ticks), Heartbeat)  # the tick's round covers both
+    assert {h.ctx for h in hbs} == {lost + 1}
+    assert _ready(n.step(HeartbeatResponse(term=2, src=3, dst=1, ctx=lost + 1))) == ["a", "b"]
+
+
+def test_read_batch_rule_minority_answers_do_not_confirm() -> None:
+    n = make(voters=(1, 2, 3, 4, 5), term=1)
+    elect(n)
+    for v in (2, 3):
+        n.step(AppendEntriesResponse(term=2, src=v, dst=1, success=True, match_index=1))
+    ctx = msgs(n.read_index("r"), Heartbeat)[0].ctx
+    assert _ready(n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=ctx))) == []
+    assert not msgs(n.read_index("s"), Heartbeat)  # still in flight: 2 of 5
+    effs = n.step(HeartbeatResponse(term=2, src=4, dst=1, ctx=ctx))
+    assert _ready(effs) == ["r"] and {h.ctx for h in msgs(effs, Heartbeat)} == {ctx + 1}
+
+
+def test_read_batch_rule_new_term_does_not_inherit_an_unconfirmed_round() -> None:
+    n = _leader()
+    msgs(elapse(n, n.heartbeat_ticks), Heartbeat)  # unanswered round of term 2
+    n.step(ae(3, (0, 0), src=2))  # steps down
+    elect(n)  # term 4
+    n.step(AppendEntriesResponse(term=n.term, src=2, dst=1, success=True, match_index=n.log.last_index))
+    hbs = msgs(n.read_index("r"), Heartbeat)  # no round of term 4 in flight: sent now
+    assert hbs
+    assert _ready(n.step(HeartbeatResponse(term=n.term, src=3, dst=1, ctx=hbs[0].ctx))) == ["r"]
 
 
 # ---------------------------------------------------------- core discipline

@@ -261,6 +261,17 @@ class RaftNode:
         index) once confirmed, or a Reply with NotLeader / QuorumUnavailable.
         With `lease` (and the node's `lease_reads` opt-in) the leader skips
         the heartbeat round while its lease holds (thesis §6.4.1)."""
+        self._read_one(request_id, lease)
+        return self._flush()
+
+    def read_index_batch(self, reads: Iterable[tuple[object, bool]]) -> list[Effect]:
+        """Many reads (request id, lease): on the leader one heartbeat round
+        confirms them all (read_index.py, batching)."""
+        for request_id, lease in reads:
+            self._read_one(request_id, lease)
+        return self._flush()
+
+    def _read_one(self, request_id: object, lease: bool) -> None:
         if self.role is Role.LEADER:
             self._handle_read(self.id, request_id, lease)
         elif self.leader is not None:
@@ -271,7 +282,6 @@ class RaftNode:
             )
         else:
             self._replies.append(Reply(request_id=request_id, result=NotLeader(None)))
-        return self._flush()
 
     def add_learner(self, node_id: int, request_id: object) -> list[Effect]:
         """Propose adding a non-voting member (thesis §4.2.1)."""
@@ -1013,8 +1023,9 @@ class RaftNode:
         ):
             self._read_ready(origin, rid, index)  # §6.4.1: lease holds, skip the round
             return
-        ctx = self._broadcast_heartbeat()  # step 3
-        self.reads.add(PendingRead(origin, rid, index, ctx))
+        # Step 3, batched: wait for the next round; _flush sends it unless one
+        # is in flight (then it goes out once that one is confirmed).
+        self.reads.add(PendingRead(origin, rid, index, self.reads.next_ctx()))
 
     def _read_ready(self, origin: int, rid: object, index: int) -> None:
         if origin == self.id:
@@ -1092,6 +1103,12 @@ class RaftNode:
 
     def _flush(self) -> list[Effect]:
         """Assemble this call's effects in the durability order (effects.py)."""
+        if (
+            self.role is Role.LEADER
+            and self.reads.pending
+            and self.reads.wants_round(self.log.config().voters, self.id)
+        ):
+            self._broadcast_heartbeat()  # ReadIndex step 3 for the reads of this batch
         log = self.log
         out: list[Effect] = []
         hs = HardState(term=self.term, vote=self.vote, commit=log.commit)

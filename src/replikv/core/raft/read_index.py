@@ -10,6 +10,15 @@ ReadIndex (§6.4), as the leader runs it:
    round ctx or a later one, every read registered at ctx or earlier is
    ready (an answer to a later round confirms earlier ones too, since it was
    sent later);
+   batching (as etcd): a read is registered for the NEXT round to be sent
+   (`round + 1`), never for one already sent, since only a round sent after
+   the read arrived can confirm it. At most one round is in flight for reads:
+   the leader starts one at the end of a call when reads wait for it and no
+   round of this term is unconfirmed (`wants_round`); reads that arrive while
+   a round is in flight ride the next one, started as soon as the one in
+   flight is confirmed by a quorum (or by the next heartbeat tick, which is a
+   round too, if it was lost). So one round confirms a whole batch of reads,
+   and a read waits at most for the round in flight plus its own;
 4. the read is served once the state machine has applied read_index (the
    driver waits on ReadReady).
 
@@ -42,10 +51,19 @@ class PendingRead:
 
 
 class ReadTracker:
-    __slots__ = ("acked", "max_pending", "pending", "round", "round_tick", "waiting_for_commit")
+    __slots__ = (
+        "acked",
+        "max_pending",
+        "pending",
+        "round",
+        "round_tick",
+        "term_first_round",
+        "waiting_for_commit",
+    )
 
     def __init__(self, max_pending: int) -> None:
         self.round = 0  # number of the last heartbeat round sent
+        self.term_first_round = 0  # rounds up to this one were sent in an earlier term
         self.round_tick: dict[int, int] = {}  # round -> leader tick it was sent at
         self.acked: dict[int, int] = {}  # voter -> highest round it answered
         self.pending: list[PendingRead] = []  # ordered by ctx
@@ -56,6 +74,7 @@ class ReadTracker:
         """A new term: no acknowledgement of an older term counts."""
         self.acked.clear()
         self.round_tick.clear()
+        self.term_first_round = self.round
         self.pending.clear()
         self.waiting_for_commit.clear()
 
@@ -69,9 +88,26 @@ class ReadTracker:
             del self.round_tick[r]
         return self.round
 
+    def next_ctx(self) -> int:
+        """The round a read arriving now waits for: the next one to be sent."""
+        return self.round + 1
+
     def add(self, read: PendingRead) -> None:
         invariant(not self.pending or self.pending[-1].ctx <= read.ctx, "reads ordered by ctx")
+        invariant(read.ctx == self.round + 1, "a read waits for a round sent after it arrived")
         self.pending.append(read)
+
+    def in_flight(self, voters: frozenset[int], self_id: int) -> bool:
+        """A round of this term was sent and no quorum has answered it yet."""
+        return self.round > self.term_first_round and self.quorum_round(voters, self_id) < self.round
+
+    def wants_round(self, voters: frozenset[int], self_id: int) -> bool:
+        """Reads wait for a round not sent yet, and none is in flight: send one now."""
+        return (
+            bool(self.pending)
+            and self.pending[-1].ctx > self.round
+            and not self.in_flight(voters, self_id)
+        )
 
     def ack(self, voter: int, ctx: int) -> None:
         if ctx > self.acked.get(voter, 0):
