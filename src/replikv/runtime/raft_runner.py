@@ -158,7 +158,8 @@ class RaftRunner(BaseRunner):
         self.last_leader_contact = 0.0
         self._expiry_inflight = 0
         self._wal_after_snapshot = 0
-        self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0})
+        self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
+                           "tick_stalls": 0})
         self._recover()
 
     # -- start-up ------------------------------------------------------------------
@@ -259,6 +260,9 @@ class RaftRunner(BaseRunner):
             reads, self.pending_reads = self.pending_reads, []
             self._effects.extend(self.node.read_index_batch(reads))
         effects, self._effects = self._effects, []
+        node = self.node
+        if node.term != self._seen_term or node.role is not self._seen_role:
+            self._role_changed()
         sends: list[Send] = []
         rest: list[Any] = []
         for e in effects:
@@ -297,6 +301,21 @@ class RaftRunner(BaseRunner):
             self.take_snapshot()
         if self._effects:
             self._schedule()
+
+    _seen_term = 0
+    _seen_role = Role.FOLLOWER
+
+    def _role_changed(self) -> None:
+        """Log term and role changes (a leader losing its leadership at warning level)."""
+        node = self.node
+        was_leader = self._seen_role is Role.LEADER
+        self._seen_term, self._seen_role = node.term, node.role
+        if was_leader and node.role is not Role.LEADER:
+            log.warning("node %s is no longer the leader: %s at term %d (leader now %s)", self.id,
+                        node.role.value, node.term, self.leader_name or "unknown")
+        else:
+            log.info("node %s is %s at term %d (leader %s)", self.id, node.role.value, node.term,
+                     self.leader_name or "unknown")
 
     def _persist(self, p: Persist) -> None:
         wal = self.wal
@@ -698,6 +717,10 @@ class RaftRunner(BaseRunner):
                 next_tick = time.monotonic() + interval
                 delay = interval
             await asyncio.sleep(max(0.0, delay))
+            late = time.monotonic() - next_tick
+            if late > 10 * interval:
+                self.stats["tick_stalls"] += 1
+                log.warning("node %s: tick %.0f ms late (event loop stalled)", self.id, late * 1000)
             self._queue(self.node.tick())
             now = time.monotonic()
             self._expire_waiters(now)

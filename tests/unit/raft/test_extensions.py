@@ -489,3 +489,18 @@ def test_overwritten_proposal_is_reported_dropped() -> None:
     effs = n.step(ae(3, (1, 2), ((2, 3),), commit=2, src=2))
     assert Reply(request_id="p", result=ProposalDropped("entry replaced by another leader")) in effs
     assert any(isinstance(e, Apply) for e in effs)
+
+
+def test_read_round_send_ticks_are_pruned_in_order_and_found() -> None:
+    from replikv.core.raft.read_index import ReadTracker
+
+    t = ReadTracker(16)
+    for tick in range(30):
+        t.new_round(tick, 10)  # round tick + 1 sent at `tick`
+    assert t.sent_tick(30) == 29 and t.sent_tick(20) == 19
+    assert t.sent_tick(19) is None and t.sent_tick(31) is None  # older than a timeout / unsent
+    assert len(t.round_ticks) == 11
+    t.reset()
+    assert t.sent_tick(30) is None
+    t.new_round(40, 10)
+    assert t.sent_tick(31) == 40

@@ -35,6 +35,7 @@ election timeout are forgotten (they can no longer give a lease).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from replikv.core.invariant import invariant
@@ -56,7 +57,8 @@ class ReadTracker:
         "max_pending",
         "pending",
         "round",
-        "round_tick",
+        "round_ticks",
+        "round_ticks_first",
         "term_first_round",
         "waiting_for_commit",
     )
@@ -64,7 +66,11 @@ class ReadTracker:
     def __init__(self, max_pending: int) -> None:
         self.round = 0  # number of the last heartbeat round sent
         self.term_first_round = 0  # rounds up to this one were sent in an earlier term
-        self.round_tick: dict[int, int] = {}  # round -> leader tick it was sent at
+        # leader tick each recent round was sent at: round_ticks[i] is round
+        # round_ticks_first + i (rounds are consecutive; pruned from the left
+        # in O(1) each: a scan per round made reads quadratic and stalled the loop)
+        self.round_ticks: deque[int] = deque()
+        self.round_ticks_first = 1
         self.acked: dict[int, int] = {}  # voter -> highest round it answered
         self.pending: list[PendingRead] = []  # ordered by ctx
         self.waiting_for_commit: list[tuple[int, object, bool]] = []  # (origin, rid, lease)
@@ -73,7 +79,8 @@ class ReadTracker:
     def reset(self) -> None:
         """A new term: no acknowledgement of an older term counts."""
         self.acked.clear()
-        self.round_tick.clear()
+        self.round_ticks.clear()
+        self.round_ticks_first = self.round + 1
         self.term_first_round = self.round
         self.pending.clear()
         self.waiting_for_commit.clear()
@@ -83,10 +90,20 @@ class ReadTracker:
 
     def new_round(self, now_tick: int, election_timeout_ticks: int) -> int:
         self.round += 1
-        self.round_tick[self.round] = now_tick
-        for r in [r for r, t in self.round_tick.items() if t < now_tick - election_timeout_ticks]:
-            del self.round_tick[r]
+        ticks = self.round_ticks
+        if not ticks:
+            self.round_ticks_first = self.round
+        ticks.append(now_tick)
+        limit = now_tick - election_timeout_ticks
+        while ticks[0] < limit:
+            ticks.popleft()
+            self.round_ticks_first += 1
         return self.round
+
+    def sent_tick(self, ctx: int) -> int | None:
+        """The leader tick round ctx was sent at, if it is recent."""
+        i = ctx - self.round_ticks_first
+        return self.round_ticks[i] if 0 <= i < len(self.round_ticks) else None
 
     def next_ctx(self) -> int:
         """The round a read arriving now waits for: the next one to be sent."""
@@ -136,7 +153,7 @@ class ReadTracker:
     ) -> bool:
         """§6.4.1: a quorum answered a round sent less than lease_ticks ago."""
         q = self.quorum_round(voters, self_id)
-        sent = self.round_tick.get(q)
+        sent = self.sent_tick(q)
         if q == self.round and self_id in voters and len(voters) == 1:
             return True
         return sent is not None and now_tick < sent + lease_ticks
