@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import redis
 
 from replikv.check.harness import wait_for as harness_wait_for
-from replikv.config import ClusterConfig, NodeAddress, NodeOptions
+from replikv.config import PEER_PORT_OFFSET, ClusterConfig, NodeAddress, NodeOptions
 
 T = TypeVar("T")
 
@@ -34,6 +34,20 @@ def free_ports(count: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def free_port_with_peer_port() -> int:
+    """A free port P whose peer port P + 10000 (the default) is free and valid too."""
+    for _ in range(200):
+        port = free_ports(1)[0]
+        if port + PEER_PORT_OFFSET < 65536:
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + PEER_PORT_OFFSET))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port P with P + 10000 free")
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition",

@@ -215,12 +215,12 @@ def test_cli_cluster_add_and_remove(raft_cluster: Callable[..., Cluster]) -> Non
     import sys
 
     from replikv.config import ClusterConfig
-    from tests.integration.cluster import free_ports
+    from tests.integration.cluster import free_port_with_peer_port
 
     c = raft_cluster()
     leader = wait_leader(c)
     c.client(leader).set("k", "v")
-    port = free_ports(1)[0]
+    port = free_port_with_peer_port()  # `cluster add` puts the peer port at port + 10000
     add = subprocess.Popen(
         [sys.executable, "-m", "replikv", "cluster", "add", "--config", str(c.path), "--id", "n4",
          "--addr", f"127.0.0.1:{port}", "--timeout", "60"],
