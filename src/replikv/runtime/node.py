@@ -38,7 +38,7 @@ from replikv.core.shipping.node import LEADER, ShippingNode
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner, serve
-from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot
 from replikv.storage.wal import WriteAheadLog
@@ -711,51 +711,23 @@ class NodeRunner(BaseRunner):
 
 
 
-class _ForwardProxy:
-    """Stands in for a client connection on the leader for a forwarded write."""
+class _ForwardProxy(PeerReplyConnection):
+    """A follower's forwarded write, run on the leader (replies go back as ForwardReply)."""
 
     def __init__(self, node: NodeRunner, msg: m.Forward) -> None:
+        super().__init__(msg.resp3)
         self.node, self.msg = node, msg
-        self.resp3 = msg.resp3
         self.set_write_level(node.default_ack)
-        self.session_index = 0
-        self.queue: list[Slot] = []
-        self.held: list[bytes] = []
 
     def set_write_level(self, level: AckLevel) -> None:
         self.write_level = level
         self.write_k = self.node.ack_replicas(level)
 
-    def release_held(self) -> None:
-        for data in self.held:
-            self._send(data)
-        self.held.clear()
-
-    def reply(self, value: Any) -> None:
-        self.reply_bytes(encode_reply(value, self.resp3))
-
-    def reply_bytes(self, data: bytes) -> None:
-        self._send(data)
-
-    def slot(self) -> Slot:
-        slot = Slot(self)  # type: ignore[arg-type]
-        self.queue.append(slot)
-        return slot
-
-    def slot_ready(self) -> None:
-        for slot in self.queue:
-            if slot.data is not None:
-                self._send(slot.data)
-        self.queue = [s for s in self.queue if s.data is None]
-
-    def _send(self, data: bytes) -> None:
+    def send_reply(self, data: bytes) -> None:
         node, msg = self.node, self.msg
         node.transport.send(msg.sender, m.encode(m.ForwardReply(
             sender=node.id, epoch=node.core.epoch, request_id=msg.request_id, reply=data,
             index=self.session_index)))
-
-    def flush(self) -> None:
-        pass
 
 
 def run_node(config: ClusterConfig, node_id: str) -> int:

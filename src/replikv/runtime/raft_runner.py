@@ -60,7 +60,7 @@ from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
-from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
 from replikv.storage.wal import WriteAheadLog
@@ -85,43 +85,24 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Proxy:
-    """Stands in for a client connection on the leader for a forwarded command."""
+class _Proxy(PeerReplyConnection):
+    """A command forwarded by a follower, run on the leader (one reply goes back)."""
 
     def __init__(self, node: RaftRunner, peer: str, rid: int, resp3: bool) -> None:
-        self.node, self.peer, self.rid, self.resp3 = node, peer, rid, resp3
-        self.session_index = 0
+        super().__init__(resp3)
+        self.node, self.peer, self.rid = node, peer, rid
         self.authenticated = True
         self.multi = None
         self.multi_dirty = False
         self.read_level, self.read_bound_ms = "linearizable", 0
         self.write_level = WRITE_LEVEL
-        self.queue: list[Slot] = []
-        self.held: list[bytes] = []
         self.sent = False
 
-    def reply(self, value: Any) -> None:
-        self.reply_bytes(encode_reply(value, self.resp3))
-
-    def reply_bytes(self, data: bytes) -> None:
+    def send_reply(self, data: bytes) -> None:
         if not self.sent:
             self.sent = True
             self.node.transport.send(self.peer, FORWARD_REPLY + msgpack.packb(
                 [self.rid, data, self.session_index]))
-
-    def slot(self) -> Slot:
-        slot = Slot(self)  # type: ignore[arg-type]
-        self.queue.append(slot)
-        return slot
-
-    def slot_ready(self) -> None:
-        for slot in self.queue:
-            if slot.data is not None:
-                self.reply_bytes(slot.data)
-        self.queue = [s for s in self.queue if s.data is None]
-
-    def flush(self) -> None:
-        pass
 
     def set_write_level(self, level: Any) -> None:
         self.write_level = level

@@ -161,3 +161,47 @@ class ClientConnection(asyncio.Protocol):
 
     def close_after_replies(self) -> None:
         self.closing = True
+
+
+class PeerReplyConnection:
+    """Stands in for a client connection when a command came from a peer.
+
+    A follower forwards a client's write to the leader; the leader runs it
+    through the same paths as a local client's and every reply, once ready
+    (after the WAL commit, the replicas' acks, the commit...), goes back to
+    that peer with ``send_reply``. One forwarded request gets one reply.
+    """
+
+    def __init__(self, resp3: bool) -> None:
+        self.resp3 = resp3
+        self.session_index = 0  # the log index of the write, returned with the reply
+        self.queue: list[Slot] = []
+        self.held: list[bytes] = []
+
+    def send_reply(self, data: bytes) -> None:  # pragma: no cover - provided by each mode
+        raise NotImplementedError
+
+    def reply(self, value: Any) -> None:
+        self.send_reply(encode_reply(value, self.resp3))
+
+    def reply_bytes(self, data: bytes) -> None:
+        self.send_reply(data)
+
+    def slot(self) -> Slot:
+        slot = Slot(self)  # type: ignore[arg-type]
+        self.queue.append(slot)
+        return slot
+
+    def slot_ready(self) -> None:
+        ready = [s for s in self.queue if s.data is not None]
+        self.queue = [s for s in self.queue if s.data is None]
+        for slot in ready:
+            self.send_reply(slot.data)  # type: ignore[arg-type]
+
+    def release_held(self) -> None:
+        held, self.held = self.held, []
+        for data in held:
+            self.send_reply(data)
+
+    def flush(self) -> None:
+        """Replies leave as they become ready; nothing is buffered here."""
