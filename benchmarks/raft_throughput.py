@@ -55,7 +55,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +70,8 @@ from pathlib import Path
 import redis
 from rich.console import Console
 from rich.table import Table
+
+from _support import free_ports, log_tail, wait_until
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 SYSTEMS = ("replikv", "etcd", "pysyncobj")
@@ -144,45 +145,6 @@ def ensure_pysyncobj() -> Path:
     return python
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-_taken: set[int] = set()
-
-
-def free_ports(count: int) -> list[int]:
-    """count consecutive free loopback ports, none handed out before in this run."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        block = list(range(base, base + count))
-        if base + count <= 65535 and not _taken & set(block) and all(map(port_free, block)):
-            _taken.update(block)
-            return block
-    raise RuntimeError(f"no block of {count} free ports found")
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, what: str,
-               alive: Callable[[], str | None] = lambda: None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return
-        problem = alive()
-        if problem:
-            raise RuntimeError(f"{what}: {problem}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def spawn(args: list[str], log: Path, stdin: int = subprocess.DEVNULL,
           stdout: int | None = None) -> subprocess.Popen[bytes]:
     """A process in its own process group (so its children are stopped with it)."""
@@ -214,13 +176,6 @@ def stop_group(proc: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S)
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         pass
-
-
-def log_tail(path: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def tool_version(args: list[str]) -> str:
@@ -310,7 +265,7 @@ def replikv_raft_cluster(root: Path, mode: str = "raft") -> Iterator[Callable[[]
                 return bool(leader)
 
             wait_until(found, START_TIMEOUT_S, f"a replikv {mode} leader that takes a write",
-                       dead)
+                       dead, interval_s=0.2)
             return leader[0]
 
         current_leader()
@@ -453,7 +408,7 @@ def etcd_cluster(root: Path) -> Iterator[int]:
             leader.append(port)
             return True
 
-        wait_until(ready, START_TIMEOUT_S, "an etcd leader that takes a put", dead)
+        wait_until(ready, START_TIMEOUT_S, "an etcd leader that takes a put", dead, interval_s=0.2)
         yield leader[0]
     finally:
         for p in procs:
@@ -757,7 +712,7 @@ def pysyncobj_cluster(root: Path, python: Path, journal: bool,
                             f"\n{log_tail(node.log)}")
             return None
 
-        wait_until(ready, START_TIMEOUT_S, "a PySyncObj leader", dead)
+        wait_until(ready, START_TIMEOUT_S, "a PySyncObj leader", dead, interval_s=0.2)
         yield leader[0]
     finally:
         for node in nodes:

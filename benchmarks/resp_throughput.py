@@ -31,12 +31,11 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,8 @@ from pathlib import Path
 import redis
 from rich.console import Console
 from rich.table import Table
+
+from _support import free_ports, log_tail, wait_until
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 BENCH_TESTS = ("SET", "GET")
@@ -77,41 +78,6 @@ def ensure_redis_tools() -> None:
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server", "redis-tools"],
                    check=True, env=env)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(count: int, avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
-    """A first port p with p..p+count-1 all free (and not in avoid)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        block = range(base, base + count)
-        if base + count <= 65535 and not avoid & set(block) and all(port_free(p) for p in block):
-            return base
-    raise RuntimeError(f"no block of {count} free ports found")
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, what: str,
-               alive: Callable[[], str | None] = lambda: None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return
-        problem = alive()
-        if problem:
-            raise RuntimeError(f"{what}: {problem}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def info_replication(port: int, password: str | None = None) -> dict[str, str]:
@@ -153,19 +119,12 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
         pass
 
 
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 # -- the systems under test -------------------------------------------------------------
 
 @contextmanager
 def redis_cluster(root: Path, durable: bool) -> Iterator[int]:
     """A redis-server master with 2 replicas; yields the master's port."""
-    base = free_port_block(3)
+    base = free_ports(3)[0]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(3):
@@ -209,8 +168,8 @@ def replikv_available() -> str | None:
 @contextmanager
 def replikv_cluster(root: Path, durable: bool) -> Iterator[int]:
     """`replikv up` with a leader and 2 followers, async acks; yields the leader's port."""
-    base = free_port_block(3)
-    peer_base = free_port_block(3, avoid=set(range(base, base + 3)))
+    base = free_ports(3)[0]
+    peer_base = free_ports(3)[0]
     data = root / f"replikv-{'always' if durable else 'everysec'}"
     out_path = root / f"{data.name}-up.log"
     args = [sys.executable, "-m", "replikv", "up", "--mode", "leader-follower", "--nodes", "3",
