@@ -8,6 +8,10 @@ WAL, snapshots and MetaStore (``storage/``), the RESP server and the peer
 transport (``runtime/resp_server.py``, ``runtime/tcp_transport.py``).
 
 Rules it keeps (Raft Figure 2 "Persistent state"; etcd's Ready contract):
+- One core call per event-loop iteration: the peer messages, client
+  proposals and reads that arrived in it go to ``RaftNode.advance`` together
+  from ``_drain`` (one Persist, one AppendEntries per follower, one ack per
+  leader, one heartbeat round for all the reads).
 - Persist before send: effects returned by the core during one event-loop
   iteration are carried out together by ``_drain``: every ``Persist`` first
   (term/vote to MetaStore, entries and snapshots to the WAL), then ONE WAL
@@ -125,6 +129,7 @@ class RaftRunner(BaseRunner):
         self._rids = itertools.count(1)
         self._effects: list[Any] = []
         self._drain_scheduled = False
+        self.inbox: list[Any] = []  # raft messages of this loop iteration, stepped in _drain
         self.pending: list[tuple[bytes, object, int | None, int | None]] = []
         # linearizable/lease reads of this loop iteration: (request id, lease), one core call per drain
         self.pending_reads: list[tuple[object, bool]] = []
@@ -233,13 +238,14 @@ class RaftRunner(BaseRunner):
     def _drain(self) -> None:
         """Carry out the effects gathered this iteration: persist, ONE commit, then the rest."""
         self._drain_scheduled = False
-        if self.pending:
+        if self.inbox or self.pending or self.pending_reads:
+            # One core call for the iteration: one Persist, one commit notice per
+            # follower, one ack per leader; one heartbeat round confirms all the
+            # reads (ReadIndex batching).
+            msgs, self.inbox = self.inbox, []
             batch, self.pending = self.pending, []
-            self._effects.extend(self.node.propose_batch(batch))
-        if self.pending_reads:
-            # One call: on the leader, one heartbeat round confirms them all (ReadIndex batching).
             reads, self.pending_reads = self.pending_reads, []
-            self._effects.extend(self.node.read_index_batch(reads))
+            self._effects.extend(self.node.advance(msgs, batch, reads))
         effects, self._effects = self._effects, []
         node = self.node
         if node.term != self._seen_term or node.role is not self._seen_role:
@@ -575,7 +581,8 @@ class RaftRunner(BaseRunner):
                     return
                 if msg.src == self.node.leader or msg.term > self.node.term:
                     self.last_leader_contact = time.monotonic()
-                self._queue(self.node.step(msg))
+                self.inbox.append(msg)
+                self._schedule()
             elif kind == FORWARD:
                 self._on_forward(peer, body)
             elif kind == FORWARD_REPLY:
@@ -597,7 +604,7 @@ class RaftRunner(BaseRunner):
     # -- snapshots -----------------------------------------------------------------------------------
     def take_snapshot(self) -> int:
         """Snapshot the applied state; the core compacts its log, the WAL drops segments."""
-        if self._effects or self.pending or self.pending_reads:
+        if self._effects or self.inbox or self.pending or self.pending_reads:
             self._drain()
         sessions = [(c, s, bytes(r) if isinstance(r, bytes) else encode_reply(r, False), i)
                     for c, s, r, i in self.sessions.to_state()]
@@ -767,6 +774,7 @@ class RaftRunner(BaseRunner):
         sections = self.info_sections()
         sections["persistence"] = [
             "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
+            f"replikv_wal_fsyncs:{self.wal.fsyncs}", f"replikv_wal_records:{self.wal.records}",
             f"replikv_wal_first_index:{self.wal.first_index}", f"replikv_snapshot_index:{node.log.snapshot.index}",
         ]
         c = node.log.config()

@@ -245,6 +245,8 @@ class WriteAheadLog:
         self._durable_index = 0  # fsynced
         self._dirty = 0  # bytes written since the last fsync
         self._last_fsync = clock()
+        self.fsyncs = 0  # fsyncs of segment data (INFO persistence: replikv_wal_fsyncs)
+        self.records = 0  # records appended since open (one per group-committed batch)
         self._open = False
         self._failed: BaseException | None = None
 
@@ -446,6 +448,7 @@ class WriteAheadLog:
         self._buffer.append(packed_entries)
         self._buffer_bytes += HEADER_BYTES + length
         self._last_index = first_index + count - 1
+        self.records += 1
 
     def append_entries(self, first_index: int, entries: list[Any]) -> bytes:
         """Pack ``entries`` and ``append`` them; return the packed bytes for reuse."""
@@ -521,6 +524,7 @@ class WriteAheadLog:
         self._dirty = 0
         self._durable_index = self._written_index
         self._last_fsync = self._clock()
+        self.fsyncs += 1
 
     def _roll_segment(self, first_index: int) -> None:
         """Start ``wal-<first_index>.log``; the previous segment is fsynced first

@@ -504,3 +504,59 @@ def test_read_round_send_ticks_are_pruned_in_order_and_found() -> None:
     assert t.sent_tick(30) is None
     t.new_round(40, 10)
     assert t.sent_tick(31) == 40
+
+
+# ------------------------------------------------------- advance() batching
+
+
+def _caught_up_leader() -> Any:
+    n = _leader()
+    n.propose(b"x", "x")
+    last = n.log.last_index
+    for v in (2, 3):
+        n.step(AppendEntriesResponse(term=n.term, src=v, dst=1, success=True, match_index=last))
+    return n
+
+
+def test_advance_acks_and_proposals_send_one_append_per_follower_with_the_new_commit() -> None:
+    n = _caught_up_leader()
+    effs = n.propose_batch([(b"a", "a", None, None)])  # index last+1, in flight
+    idx = n.log.last_index
+    acks = [AppendEntriesResponse(term=n.term, src=v, dst=1, success=True, match_index=idx) for v in (2, 3)]
+    effs = n.advance(acks, [(b"b", "b", None, None)], [])
+    appends = msgs(effs, AppendEntries)
+    assert sorted(m.dst for m in appends) == [2, 3]  # no separate commit notice
+    assert all(m.leader_commit == idx and [e.data for e in m.entries] == [b"b"] for m in appends)
+
+
+def test_advance_commit_without_proposals_sends_one_notice_per_follower() -> None:
+    n = _caught_up_leader()
+    n.propose(b"a", "a")
+    idx = n.log.last_index
+    acks = [AppendEntriesResponse(term=n.term, src=v, dst=1, success=True, match_index=idx) for v in (2, 3)]
+    effs = n.advance(acks)
+    appends = msgs(effs, AppendEntries)
+    assert sorted(m.dst for m in appends) == [2, 3]
+    assert all(m.leader_commit == idx and not m.entries for m in appends)
+    # a single step that advances commit still tells every follower (same as before batching)
+    n.propose(b"c", "c")
+    idx = n.log.last_index
+    effs = n.step(AppendEntriesResponse(term=n.term, src=2, dst=1, success=True, match_index=idx))
+    assert n.log.commit == idx
+    assert sorted((m.dst, m.leader_commit) for m in msgs(effs, AppendEntries)) == [(2, idx), (3, idx)]
+
+
+def test_advance_follower_answers_several_appends_with_one_ack_of_the_highest_match() -> None:
+    n = make(term=1)
+    batch = [ae(1, (0, 0), ((1, 1),)), ae(1, (1, 1), ((2, 1),)), ae(1, (2, 1), ((3, 1), (4, 1)))]
+    effs = n.advance(batch)
+    acks = msgs(effs, AppendEntriesResponse)
+    assert len(acks) == 1 and acks[0].success and acks[0].match_index == 4 and acks[0].dst == 2
+    assert len(persists(effs)) == 1 and [e.index for e in persists(effs)[0].entries] == [1, 2, 3, 4]
+
+
+def test_advance_follower_keeps_rejections_and_acks_per_term() -> None:
+    n = make(term=1)
+    batch = [ae(1, (0, 0), ((1, 1),)), ae(1, (5, 1)), ae(1, (1, 1), ((2, 1),))]
+    acks = msgs(n.advance(batch), AppendEntriesResponse)
+    assert [(a.success, a.match_index if a.success else a.reject_index) for a in acks] == [(False, 5), (True, 2)]

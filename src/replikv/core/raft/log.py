@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from replikv.core.invariant import invariant
+from replikv.core.invariant import invariant, violated
 from replikv.core.raft.errors import Compacted
-from replikv.core.raft.messages import Config, Entry, EntryKind, Snapshot
+from replikv.core.raft.messages import Config, Entry, EntryKind, Snapshot, entries_size
 
 __all__ = ["RaftLog"]
 
@@ -87,7 +87,7 @@ class RaftLog:
             raise Compacted(lo, self.first_index)
         base = self.snapshot.index + 1
         out = self.entries[lo - base : hi - base]
-        if max_bytes is None:
+        if max_bytes is None or entries_size(out) <= max_bytes:
             return out
         size = 0
         for i, e in enumerate(out):
@@ -146,16 +146,28 @@ class RaftLog:
 
     # -- writing -----------------------------------------------------------
     def _push(self, e: Entry) -> None:
-        invariant(e.index == self.last_index + 1, f"append {e.index} after {self.last_index}")
-        invariant(e.term >= self.last_term, f"entry {e.index} term {e.term} < {self.last_term}")
-        invariant((e.kind is EntryKind.CONFIG) == (e.config is not None), "config iff CONFIG")
-        self.entries.append(e)
+        """Append one entry. Invariants: it is at last_index + 1, its term is
+        not below the last term, and it carries a config iff it is CONFIG."""
+        entries = self.entries
+        last = self.snapshot.index + len(entries)
+        last_term = entries[-1].term if entries else self.snapshot.term
+        if (
+            e.index != last + 1
+            or e.term < last_term
+            or (e.kind is EntryKind.CONFIG) != (e.config is not None)
+        ):
+            violated(
+                f"bad append of entry {e.index} (term {e.term}, {e.kind.value}) "
+                f"after {last} (term {last_term})"
+            )
+        entries.append(e)
         if e.config is not None:
             self._configs.append((e.index, e.config))
 
-    def append(self, e: Entry) -> None:
-        """Leader append of a new entry at last_index + 1."""
-        self._push(e)
+    def append(self, new: list[Entry]) -> None:
+        """Leader append of new entries at last_index + 1 (the invariants of ``_push``)."""
+        for e in new:
+            self._push(e)
 
     def truncate_from(self, index: int) -> None:
         """Drop entries >= index. Invariant: never a committed one (Raft §5.4)."""

@@ -38,6 +38,7 @@ __all__ = [
     "RequestVoteResponse",
     "Snapshot",
     "TimeoutNow",
+    "entries_size",
 ]
 
 NodeId = int
@@ -93,7 +94,15 @@ class Entry:
 
     def size_bytes(self) -> int:
         """The size flow control counts (payload plus a fixed header estimate)."""
-        return len(self.data) + 24
+        return len(self.data) + ENTRY_OVERHEAD_BYTES
+
+
+ENTRY_OVERHEAD_BYTES = 24  # the header estimate of Entry.size_bytes
+
+
+def entries_size(entries: list[Entry] | tuple[Entry, ...]) -> int:
+    """``sum(e.size_bytes() for e in entries)``, without a call per entry."""
+    return sum([len(e.data) for e in entries]) + ENTRY_OVERHEAD_BYTES * len(entries)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from replikv.core.invariant import invariant, violated
@@ -76,6 +76,7 @@ from replikv.core.raft.messages import (
     RequestVoteResponse,
     Snapshot,
     TimeoutNow,
+    entries_size,
 )
 from replikv.core.raft.progress import Progress, ProgressState
 from replikv.core.raft.read_index import PendingRead, ReadTracker
@@ -205,12 +206,34 @@ class RaftNode:
         self._discard_log = False
         self._restore_out: Snapshot | None = None
         self._persisted_hs = hs
+        self._commit_notice = False  # leader: commit advanced, followers not yet told
 
     # ------------------------------------------------------------------ API
     def step(self, msg: RaftMsg) -> list[Effect]:
         """A message arrived from a peer."""
         invariant(msg.dst == self.id, f"message for {msg.dst} stepped into {self.id}")
         self._step(msg)
+        return self._flush()
+
+    def advance(
+        self,
+        msgs: Iterable[RaftMsg] = (),
+        proposals: Iterable[tuple[bytes, object, int | None, int | None]] = (),
+        reads: Iterable[tuple[object, bool]] = (),
+    ) -> list[Effect]:
+        """Everything a driver gathered in one event-loop iteration, in one
+        call: the messages (in arrival order), then the proposals, then the
+        reads; one Persist, and at most one commit notice per follower and one
+        successful AppendEntries response per leader (see ``_flush``)."""
+        for msg in msgs:
+            if msg.dst != self.id:
+                violated(f"message for {msg.dst} stepped into {self.id}")
+            self._step(msg)
+        proposals = list(proposals)
+        if proposals:
+            self._propose_many(proposals)
+        for request_id, lease in reads:
+            self._read_one(request_id, lease)
         return self._flush()
 
     def tick(self) -> list[Effect]:
@@ -773,8 +796,8 @@ class RaftNode:
         if self._maybe_commit():
             if self.role is not Role.LEADER:
                 return  # removed leader stepped down (thesis §4.2.2)
-            self._broadcast_append()
-        elif was_paused:
+            self._commit_notice = True  # followers learn the new commit in _flush
+        if was_paused:
             self._send_append(m.src)
         while self._send_append(m.src, send_if_empty=False):
             pass  # pipelining: fill the inflight window
@@ -843,7 +866,7 @@ class RaftNode:
             )
         )
         if entries:
-            pr.sent_entries(entries[-1].index, sum(e.size_bytes() for e in entries))
+            pr.sent_entries(entries[-1].index, entries_size(entries))
         elif pr.state is ProgressState.PROBE:
             pr.probe_sent = True
         return True
@@ -923,23 +946,29 @@ class RaftNode:
         return active > len(voters) // 2
 
     def _propose_many(self, commands: list[tuple[bytes, object, int | None, int | None]]) -> None:
-        entries: list[Entry] = []
-        for command, rid, client_id, seq in commands:
-            err: Exception | None = None
-            if self.role is not Role.LEADER:
-                err = NotLeader(self.leader)
-            elif self.lead_transferee is not None:
-                err = ProposalDropped("leadership transfer in progress")
-            elif len(self.pending_proposals) >= self.max_pending_proposals:
-                err = ProposalDropped("too many pending proposals")
-            if err is not None:
+        if self.role is not Role.LEADER or self.lead_transferee is not None:
+            for _, rid, _, _ in commands:
+                err: Exception = (
+                    NotLeader(self.leader)
+                    if self.role is not Role.LEADER
+                    else ProposalDropped("leadership transfer in progress")
+                )
                 self._replies.append(Reply(request_id=rid, result=err))
+            return
+        entries: list[Entry] = []
+        term, idx = self.term, self.log.last_index
+        pending = self.pending_proposals
+        room = self.max_pending_proposals - len(pending)
+        for command, rid, client_id, seq in commands:
+            if room <= 0:
+                self._replies.append(
+                    Reply(request_id=rid, result=ProposalDropped("too many pending proposals"))
+                )
                 continue
-            idx = self.log.last_index + 1 + len(entries)
-            entries.append(
-                Entry(term=self.term, index=idx, data=command, client_id=client_id, seq=seq)
-            )
-            self.pending_proposals[idx] = (self.term, rid)
+            room -= 1
+            idx += 1
+            entries.append(Entry(term=term, index=idx, data=command, client_id=client_id, seq=seq))
+            pending[idx] = (term, rid)
         if entries:
             self._append_local(entries)
 
@@ -967,8 +996,7 @@ class RaftNode:
         self._replies.append(Reply(request_id=rid, result=err))
 
     def _append_local(self, entries: list[Entry]) -> None:
-        for e in entries:
-            self.log.append(e)
+        self.log.append(entries)
         self._mark_unstable(entries[0].index)
         if any(e.config is not None for e in entries):
             self._sync_progress()  # thesis §4.1: the new config is used at once
@@ -1101,8 +1129,65 @@ class RaftNode:
                     )
                 )
 
+    def _notify_commit(self) -> None:
+        """Leader: tell each follower a commit index that advanced during this
+        call, unless an AppendEntries of this call already carries it (the
+        entries of a proposal batch do, so a busy leader sends no extra
+        message). Deferred to here from ``_on_append_response`` so that one
+        call (``advance``) sends one notice per follower, not one per ack."""
+        self._commit_notice = False
+        if self.role is not Role.LEADER:
+            return
+        commit = self.log.commit
+        told = {
+            s.to
+            for s in self._sends
+            if type(s.msg) is AppendEntries and s.msg.leader_commit >= commit  # type: ignore[attr-defined]
+        }
+        for pid in self.progress:
+            if pid != self.id and pid not in told:
+                self._send_append(pid)
+
+    def _coalesce_acks(self) -> None:
+        """Follower: successful AppendEntries responses of one call to the same
+        leader and term are merged into one carrying the highest match index,
+        placed where the last of them was. Safe: each response only states
+        that the log holds a prefix matching the leader's, and every one of
+        them is sent after the same Persist."""
+        acks = [
+            (i, s.msg)
+            for i, s in enumerate(self._sends)
+            if type(s.msg) is AppendEntriesResponse and s.msg.success  # type: ignore[attr-defined]
+        ]
+        if len(acks) < 2:
+            return
+        best: dict[tuple[int, int], int] = {}  # (dst, term) -> highest match index
+        last: dict[tuple[int, int], int] = {}  # (dst, term) -> position of its last response
+        for i, m in acks:
+            key = (m.dst, m.term)
+            best[key] = max(best.get(key, 0), m.match_index)
+            last[key] = i
+        if len(last) == len(acks):
+            return  # one response per leader already
+        merged = {i: m for i, m in acks}
+        out: list[Effect] = []
+        for i, s in enumerate(self._sends):
+            m = merged.get(i)
+            if m is not None:
+                key = (m.dst, m.term)
+                if last[key] != i:
+                    continue
+                if m.match_index != best[key]:
+                    s = Send(to=s.to, msg=replace(m, match_index=best[key]))
+            out.append(s)
+        self._sends = out
+
     def _flush(self) -> list[Effect]:
         """Assemble this call's effects in the durability order (effects.py)."""
+        if self._commit_notice:
+            self._notify_commit()
+        if len(self._sends) > 1 and self.role is not Role.LEADER:
+            self._coalesce_acks()
         if (
             self.role is Role.LEADER
             and self.reads.pending
