@@ -763,3 +763,95 @@ def test_sigkill_at_a_random_moment_loses_no_committed_index(tmp_path: Path, see
         assert printed and wal.last_index >= max(printed)
         assert got == [(i, crash_entry(i)) for i in range(1, wal.last_index + 1)]
         wal.close()
+
+
+# ------------------------------------------------- fsync off the owner's thread
+
+
+def _append(wal: WriteAheadLog, count: int) -> None:
+    start = wal.last_index + 1
+    wal.append_entries(start, [entry(i) for i in range(start, start + count)])
+
+
+def _sync_in_thread(wal: WriteAheadLog, ticket: Any) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            os.fsync(ticket.fd)
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    wal.end_sync(ticket, errors[0] if errors else None)
+
+
+def test_begin_end_sync_covers_what_was_written_before_it_only(tmp_path: Path) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always")
+    _append(wal, 3)
+    wal.write()
+    assert wal.written_index == 3 and wal.durable_index == 0 and wal.dirty > 0
+    ticket = wal.begin_sync()
+    assert ticket is not None and ticket.index == 3
+    before = wal.dirty
+    _append(wal, 2)
+    wal.write()  # written while the fsync runs: not covered by it
+    later = wal.dirty - before
+    _sync_in_thread(wal, ticket)
+    assert wal.durable_index == 3 and wal.written_index == 5
+    assert wal.dirty == later > 0
+    ticket2 = wal.begin_sync()
+    assert ticket2 is not None and ticket2.index == 5
+    _sync_in_thread(wal, ticket2)
+    assert wal.durable_index == 5 and wal.dirty == 0 and wal.begin_sync() is None
+    wal.close()
+    wal, records = open_wal(tmp_path)
+    assert flatten(records) == expected(1, 5)
+    wal.close()
+
+
+def test_sync_ticket_survives_a_segment_roll(tmp_path: Path) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always", segment_bytes=64)
+    _append(wal, 4)
+    wal.write()
+    ticket = wal.begin_sync()
+    assert ticket is not None
+    _append(wal, 2)
+    wal.write()  # the segment is full: rolls (fsyncs and closes the old fd)
+    assert wal.segment_count == 2 and wal.durable_index == 4
+    _sync_in_thread(wal, ticket)  # the duplicate descriptor is still open
+    assert wal.durable_index == 4 and wal.dirty > 0  # the new segment is not synced yet
+    wal.close()
+
+
+def test_sync_ticket_from_before_a_truncation_does_not_claim_the_new_entries(
+    tmp_path: Path,
+) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always")
+    _append(wal, 5)
+    wal.write()
+    ticket = wal.begin_sync()
+    assert ticket is not None and ticket.index == 5
+    wal.truncate_after(2)  # a new leader's log replaces 3..5
+    _append(wal, 4)  # new entries 3..6, written, not synced
+    wal.write()
+    _sync_in_thread(wal, ticket)
+    assert wal.durable_index == 2 and wal.dirty > 0
+    wal.close()
+
+
+def test_failed_background_fsync_fails_the_wal(tmp_path: Path) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always")
+    _append(wal, 1)
+    wal.write()
+    ticket = wal.begin_sync()
+    assert ticket is not None
+    with pytest.raises(WalFailedError):
+        wal.end_sync(ticket, OSError(errno.EIO, "I/O error"))
+    with pytest.raises(WalFailedError):
+        wal.write()
+    assert wal.durable_index == 0

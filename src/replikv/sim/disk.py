@@ -1,8 +1,9 @@
 """A simulated disk for Raft's stable storage: writes are volatile until synced.
 
 The driver hands every `Persist` effect to `write()`; `sync()` makes all
-writes so far durable (fsync, in order); `crash()` throws away the writes not
-yet synced, as a power loss loses the page cache. `load()` is what the node
+writes so far durable (fsync, in order), `sync(upto)` the first `upto` writes
+ever made (an fsync that started when that many had been written, while
+later writes went on); `crash()` throws away the writes not yet synced, as a power loss loses the page cache. `load()` is what the node
 finds at restart (a `DurableState`). Applying a Persist follows its
 documented semantics (core/raft/effects.py): snapshot first (dropping the
 covered prefix, or the whole log with discard_log), then entries replace the
@@ -22,14 +23,15 @@ __all__ = ["SimDisk"]
 
 
 class SimDisk:
-    __slots__ = ("_unsynced", "entries", "hard_state", "snapshot", "syncs", "writes")
+    __slots__ = ("_unsynced", "entries", "hard_state", "snapshot", "synced", "syncs", "writes")
 
     def __init__(self) -> None:
         self.hard_state = HardState()
         self.snapshot: Snapshot | None = None
         self.entries: list[Entry] = []  # durable, contiguous after snapshot.index
         self._unsynced: list[Persist] = []
-        self.writes = 0
+        self.writes = 0  # writes ever made (numbered 1..writes)
+        self.synced = 0  # writes 1..synced are durable or lost; _unsynced holds the rest
         self.syncs = 0
 
     @property
@@ -40,17 +42,22 @@ class SimDisk:
         self._unsynced.append(p)
         self.writes += 1
 
-    def sync(self) -> None:
-        for p in self._unsynced:
+    def sync(self, upto: int | None = None) -> None:
+        """Make writes numbered <= `upto` (default: all) durable, in order."""
+        upto = self.writes if upto is None else upto
+        count = max(0, upto - self.synced)
+        for p in self._unsynced[:count]:
             self._apply(p)
-        if self._unsynced:
+        if count:
             self.syncs += 1
-        self._unsynced.clear()
+            del self._unsynced[:count]
+            self.synced = upto
 
     def crash(self) -> int:
         """Lose unsynced writes; returns how many were lost."""
         lost = len(self._unsynced)
         self._unsynced.clear()
+        self.synced = self.writes
         return lost
 
     def load(self) -> DurableState:

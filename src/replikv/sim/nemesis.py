@@ -5,8 +5,11 @@ one action: a symmetric partition into two random groups, a one-way
 partition, isolating the current leader, healing the network, crashing a
 node (its unsynced disk writes are lost), restarting a crashed node, making
 the network lossy (drops, duplicates) or clean again, or asking the leader
-to transfer leadership. The heal phase undoes everything: the network is
-healed and made clean, every crashed node restarts.
+to transfer leadership; with asynchronous persistence also slowing one
+node's disk (its fsyncs then take tens of milliseconds, so a leader runs far
+ahead of its own disk, the case thesis §10.2.1 must survive when it crashes).
+The heal phase undoes everything: the network is healed and made clean, every
+disk is fast again, every crashed node restarts.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ ACTIONS = (
     "transfer",
     "membership",
 )
+SLOW_FSYNC_US = (10_000, 80_000)
 
 
 class Nemesis:
@@ -48,7 +52,7 @@ class Nemesis:
     def act(self, sim: Simulation) -> None:
         rng = self.rng
         ids = sorted(sim.nodes)
-        action = rng.choice(ACTIONS)
+        action = rng.choice(ACTIONS + ("slow_disk",) if sim.async_persist else ACTIONS)
         net = sim.net
         if action == "partition":
             a = set(rng.sample(ids, rng.randint(1, len(ids) - 1)))
@@ -63,6 +67,10 @@ class Nemesis:
             if lead is not None:
                 net.partition([{lead}, set(ids) - {lead}])
                 self.log.append(f"isolate leader {lead}")
+        elif action == "slow_disk":
+            victim = sim.current_leader() or rng.choice(ids)
+            sim.nodes[victim].fsync_us = SLOW_FSYNC_US
+            self.log.append(f"slow disk {victim}")
         elif action == "heal":
             net.heal()
             self.log.append("heal")
@@ -70,6 +78,9 @@ class Nemesis:
             up = [i for i in ids if sim.nodes[i].up]
             if up:
                 victim = rng.choice(up)
+                lead = sim.current_leader()
+                if sim.async_persist and lead is not None and rng.random() < 0.5:
+                    victim = lead  # most often the one whose unsynced writes matter
                 sim.crash(victim)
                 self.log.append(f"crash {victim}")
         elif action == "restart":
@@ -145,6 +156,7 @@ class Nemesis:
         sim.net.heal()
         sim.net.drop_p = sim.net.dup_p = 0.0
         for i in sorted(sim.nodes):
+            sim.nodes[i].fsync_us = None
             if not sim.nodes[i].up:
                 sim.restart(i)
         self.log.append("heal all")

@@ -8,7 +8,11 @@ and FoundationDB's simulator work the same way).
 The driver here is the reference for the effect contract (core/raft/effects.py):
 effects are carried out in order; a Persist is written to the simulated disk
 and synced before the next Send / Apply / Reply / ReadReady / RestoreSnapshot
-(the durability rule). A crash loses what is not synced.
+(the durability rule). A crash loses what is not synced. Odd seeds run the
+cores with ``async_persist``, as the real node does under ``--fsync always``:
+an fsync takes virtual time while the node goes on, a leader's replication
+messages leave at once, every other message waits for the fsync covering
+the writes before it, and the fsync's completion is reported to the core.
 
 Each run has a fault phase (nemesis.py) then a heal phase that must converge
 within a bound: one leader of the highest term, every log equal to the
@@ -37,6 +41,7 @@ from replikv.core.raft.effects import (
     Reply,
     RestoreSnapshot,
     Send,
+    may_send_before_sync,
 )
 from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.raft.messages import Entry, RaftMsg
@@ -49,7 +54,7 @@ from replikv.sim.workload import Client, KVStateMachine
 
 __all__ = ["SafetyViolation", "SimConfig", "SimResult", "Simulation", "replay_command", "run"]
 
-_TICK, _MSG, _CLIENT, _TIMEOUT, _NEMESIS = range(5)
+_TICK, _MSG, _CLIENT, _TIMEOUT, _NEMESIS, _SYNCED = range(6)
 
 
 class SafetyViolation(AssertionError):
@@ -74,6 +79,8 @@ class SimConfig:
     election_timeout_ticks: int = 10
     heartbeat_ticks: int = 2
     lease_reads: bool | None = None  # None: on for one seed in four
+    async_persist: bool | None = None  # None: on for odd seeds
+    fsync_us: tuple[int, int] = (100, 3_000)  # async_persist: how long one fsync takes
     compact_every: int = 12
     snapshot_chunk_bytes: int = 48
     client_timeout_us: int = 150_000
@@ -105,6 +112,9 @@ class SimNode:
         self.epoch = 0  # ticks scheduled in an older epoch (before a crash) are void
         self.reads: list[tuple[object, int, Client]] = []  # (rid, read index, client)
         self.seen_leader_terms: set[int] = set()
+        self.held: list[tuple[int, Send]] = []  # async_persist: (writes it waits for, message)
+        self.syncing = False  # async_persist: an fsync is in flight
+        self.fsync_us: tuple[int, int] | None = None  # a slow disk (nemesis), else the config's
 
 
 class Simulation:
@@ -115,6 +125,10 @@ class Simulation:
         self.net = SimNetwork(random.Random(self.rng.getrandbits(64)))
         self.nemesis = Nemesis(random.Random(self.rng.getrandbits(64)))
         self.lease = cfg.lease_reads if cfg.lease_reads is not None else cfg.seed % 4 == 0
+        self.async_persist = (
+            cfg.async_persist if cfg.async_persist is not None else cfg.seed % 2 == 1
+        )
+        self.fsync_rng = random.Random(cfg.seed ^ 0x5EED)  # apart from self.rng: seeds keep their runs
         self.voters = list(range(1, cfg.nodes + 1))
         self.nodes: dict[int, SimNode] = {}
         for nid in self.voters:
@@ -151,6 +165,7 @@ class Simulation:
             snapshot_chunk_bytes=cfg.snapshot_chunk_bytes,
             max_msg_bytes=256,
             max_inflight_msgs=4,
+            async_persist=self.async_persist,
         )
 
     def _at(self, t_us: int, kind: int, payload: Any) -> None:
@@ -173,16 +188,18 @@ class Simulation:
     def handle(self, nid: int, effects: list[Effect]) -> None:
         """Carry out one call's effects in order (the effect contract)."""
         n = self.nodes[nid]
-        now = self.clock.now_us
         for e in effects:
             if isinstance(e, Persist):
                 n.disk.write(e)
                 continue
-            if n.disk.dirty:
-                n.disk.sync()  # the durability rule: Persist before what depends on it
+            if not self.async_persist:
+                if n.disk.dirty:
+                    n.disk.sync()  # the durability rule: Persist before what depends on it
+            elif isinstance(e, Send) and n.disk.dirty and not may_send_before_sync(e):
+                n.held.append((n.disk.writes, e))  # waits for the fsync covering those writes
+                continue
             if isinstance(e, Send):
-                for d in self.net.delays(nid, e.to):
-                    self._at(now + d, _MSG, e.msg)
+                self._send(nid, e)
             elif isinstance(e, Apply):
                 waiters = dict(e.waiters)
                 for entry in e.entries:
@@ -205,7 +222,33 @@ class Simulation:
         core = n.core
         if n.up and core.log.applied - core.log.snapshot.index >= self.cfg.compact_every:
             self.handle(nid, core.compact(core.log.applied, n.sm.snapshot()))
+        if self.async_persist and n.up and n.disk.dirty and not n.syncing:
+            self._start_sync(n)
         self._observe(n)
+
+    def _send(self, nid: int, e: Send) -> None:
+        now = self.clock.now_us
+        for d in self.net.delays(nid, e.to):
+            self._at(now + d, _MSG, e.msg)
+
+    def _start_sync(self, n: SimNode) -> None:
+        """async_persist: an fsync of every write so far starts now; writes
+        made while it runs wait for the next one."""
+        n.syncing = True
+        log = n.core.log
+        done = self.clock.now_us + self.fsync_rng.randint(*(n.fsync_us or self.cfg.fsync_us))
+        self._at(done, _SYNCED, (n.id, n.epoch, n.disk.writes, log.last_index, log.last_term))
+
+    def _synced(self, nid: int, upto: int, index: int, term: int) -> None:
+        """async_persist: the fsync started at `upto` writes completed."""
+        n = self.nodes[nid]
+        n.syncing = False
+        n.disk.sync(upto)
+        ready = [s for w, s in n.held if w <= upto]
+        n.held = [(w, s) for w, s in n.held if w > upto]
+        for s in ready:
+            self._send(nid, s)
+        self.handle(nid, n.core.advance(persisted=(index, term)))
 
     def _check_apply(self, n: SimNode, entry: Entry) -> None:
         """State Machine Safety: the same entry at each index everywhere, in order."""
@@ -254,6 +297,8 @@ class Simulation:
         n.epoch += 1
         n.disk.crash()
         n.reads = []
+        n.held = []
+        n.syncing = False
 
     def restart(self, nid: int) -> None:
         n = self.nodes[nid]
@@ -396,6 +441,10 @@ class Simulation:
                     and payload == (c.process, c.pending.attempt_id)
                 ):
                     self._client_attempt(c)
+            elif kind == _SYNCED:
+                nid, epoch, upto, index, term = payload
+                if self.nodes[nid].up and self.nodes[nid].epoch == epoch:
+                    self._synced(nid, upto, index, term)
             elif kind == _NEMESIS and not self.healing:
                 self.nemesis.act(self)
                 self._at(t + self.nemesis.gap_us(), _NEMESIS, None)

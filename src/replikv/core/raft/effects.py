@@ -7,15 +7,43 @@ on them (Figure 2: "updated on stable storage before responding to RPCs").
 `RestoreSnapshot` comes before `Apply` (the state machine is replaced, then
 later entries are applied on top of it); `Apply` comes before `ReadReady` so
 that a driver may serve a read as soon as its index is applied.
+
+Asynchronous persistence (a node built with ``async_persist``; thesis
+§10.2.1): the driver may carry out the effects after a ``Persist`` before its
+fsync completes, except that a ``Send`` for which ``may_send_before_sync`` is
+false is held until every write made before it is durable (a vote, an
+acknowledgement of entries, a vote request carrying the term). When an fsync
+completes, the driver reports the (index, term) of the last entry it covered
+with ``RaftNode.advance(persisted=...)``; only then does a leader count its
+own copy towards a commit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from replikv.core.raft.messages import Entry, HardState, RaftMsg, Snapshot
+from replikv.core.raft.messages import (
+    AppendEntries,
+    Entry,
+    HardState,
+    Heartbeat,
+    InstallSnapshot,
+    RaftMsg,
+    ReadIndexResponse,
+    Snapshot,
+    TimeoutNow,
+)
 
-__all__ = ["Apply", "Effect", "Persist", "ReadReady", "Reply", "RestoreSnapshot", "Send"]
+__all__ = [
+    "Apply",
+    "Effect",
+    "Persist",
+    "ReadReady",
+    "Reply",
+    "RestoreSnapshot",
+    "Send",
+    "may_send_before_sync",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,3 +106,15 @@ class ReadReady:
 
 
 Effect = Persist | Send | Apply | RestoreSnapshot | Reply | ReadReady
+
+
+# A leader's replication traffic: it states nothing about the sender's own
+# unsynced writes (the leader counts itself only once they are durable), and
+# a follower's rejection of a read index depends on no stored state at all.
+_EARLY = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, ReadIndexResponse)
+
+
+def may_send_before_sync(send: Send) -> bool:
+    """async_persist: may this message leave before the writes made before it
+    are durable? (thesis §10.2.1; every other message waits for the fsync)."""
+    return type(send.msg) in _EARLY

@@ -22,6 +22,12 @@ Practice"):
   once the change commits (thesis §4.2.2).
 - Leadership transfer with TimeoutNow (thesis §3.10).
 - ReadIndex reads and lease reads (thesis §6.4, §6.4.1; read_index.py).
+- With ``async_persist`` (thesis §10.2.1, "the leader can write to its disk in
+  parallel with replicating to followers"; etcd's AsyncStorageWrites): the
+  leader counts its own log towards a commit majority only up to what the
+  driver reports durable (``advance(persisted=(index, term))``), so it may
+  send AppendEntries before its own fsync. The driver still holds every other
+  message until the writes before it are durable (effects.py).
 
 Purity: no I/O, no clock, no global randomness. Time is `tick()`, randomness
 is the injected `random.Random`, and every public call returns the ordered
@@ -50,6 +56,7 @@ from replikv.core.raft.effects import (
     Send,
 )
 from replikv.core.raft.errors import (
+    Compacted,
     ConfigChangeInProgress,
     InvalidConfigChange,
     LearnerNotCaughtUp,
@@ -144,6 +151,7 @@ class RaftNode:
         snapshot_chunk_bytes: int = 64 * 1024,
         max_pending_proposals: int = 4096,
         max_pending_reads: int = 4096,
+        async_persist: bool = False,
     ) -> None:
         invariant(
             heartbeat_ticks < election_timeout_ticks, "heartbeat must be below election timeout"
@@ -163,6 +171,7 @@ class RaftNode:
         self.max_inflight_bytes = max_inflight_bytes
         self.snapshot_chunk_bytes = snapshot_chunk_bytes
         self.max_pending_proposals = max_pending_proposals
+        self.async_persist = async_persist
 
         st = storage or DurableState()
         snap = st.snapshot
@@ -220,11 +229,16 @@ class RaftNode:
         msgs: Iterable[RaftMsg] = (),
         proposals: Iterable[tuple[bytes, object, int | None, int | None]] = (),
         reads: Iterable[tuple[object, bool]] = (),
+        persisted: tuple[int, int] | None = None,
     ) -> list[Effect]:
         """Everything a driver gathered in one event-loop iteration, in one
         call: the messages (in arrival order), then the proposals, then the
         reads; one Persist, and at most one commit notice per follower and one
-        successful AppendEntries response per leader (see ``_flush``)."""
+        successful AppendEntries response per leader (see ``_flush``).
+        ``persisted`` = (index, term) of the last entry an fsync made durable
+        (``async_persist`` only)."""
+        if persisted is not None:
+            self._on_persisted(*persisted)
         for msg in msgs:
             if msg.dst != self.id:
                 violated(f"message for {msg.dst} stepped into {self.id}")
@@ -1001,10 +1015,26 @@ class RaftNode:
         if any(e.config is not None for e in entries):
             self._sync_progress()  # thesis §4.1: the new config is used at once
         me = self.progress.get(self.id)
-        if me is not None:
-            me.maybe_update(self.log.last_index)
+        if me is not None and not self.async_persist:
+            me.maybe_update(self.log.last_index)  # the driver persists before anything else
         self._maybe_commit()
         self._broadcast_append()
+
+    def _on_persisted(self, index: int, term: int) -> None:
+        """async_persist: the local log up to (index, term) is durable. The
+        leader's own match advances only now (thesis §10.2.1); the term check
+        ignores a report about entries that a truncation has since replaced
+        (same index and term = same entry and prefix, Log Matching)."""
+        if self.role is not Role.LEADER or index > self.log.last_index:
+            return
+        try:
+            if self.log.term(index) != term:
+                return
+        except Compacted:
+            return
+        me = self.progress.get(self.id)
+        if me is not None and me.maybe_update(index) and self._maybe_commit():
+            self._commit_notice = self.role is Role.LEADER
 
     def _sync_progress(self) -> None:
         """Leader: one Progress per member of the configuration in force."""
