@@ -17,6 +17,10 @@ Rules it keeps (Raft Figure 2 "Persistent state"; etcd's Ready contract):
   (term/vote to MetaStore, entries and snapshots to the WAL), then ONE WAL
   commit (group commit: one fsync per batch under ``--fsync always``), and
   only then the sends, which may carry votes or acks that depend on it.
+  Except (thesis §10.2.1, the core's ``async_persist``, on under ``--fsync
+  always``): a leader's AppendEntries leave between the WAL write and the
+  fsync, so followers write in parallel with it; the leader counts its own
+  copy towards a commit only once the fsync is done (``advance(persisted)``).
 - Apply in order: committed entries are applied to the StateMachine in
   index order, each exactly once per (client id, seq) through the
   replicated SessionTable (thesis §6.3); a client waiting on an entry gets
@@ -54,7 +58,15 @@ import msgpack
 
 from replikv.config import ClusterConfig, ConfigError
 from replikv.core.raft import codec
-from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot, Send
+from replikv.core.raft.effects import (
+    Apply,
+    Persist,
+    ReadReady,
+    Reply,
+    RestoreSnapshot,
+    Send,
+    may_send_before_sync,
+)
 from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.raft.messages import Config, Entry, EntryKind, HardState, Snapshot
 from replikv.core.raft.node import DurableState, RaftNode, Role
@@ -144,6 +156,8 @@ class RaftRunner(BaseRunner):
         self.last_leader_contact = 0.0
         self._expiry_inflight = 0
         self._wal_after_snapshot = 0
+        # --fsync always: the leader replicates between its WAL write and its fsync
+        self.async_persist = opts.fsync == "always"
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
                            "tick_stalls": 0})
         self._recover()
@@ -183,7 +197,7 @@ class RaftRunner(BaseRunner):
                 hard_state=hs, snapshot=snap, entries=tuple(entries)),
             rng=random.Random(), election_timeout_ticks=self.election_ticks,
             heartbeat_ticks=max(1, min(self.election_ticks // 5, opts.heartbeat_ms // opts.tick_ms)),
-            lease_reads=True)
+            lease_reads=True, async_persist=self.async_persist)
         log.info("node %s (raft id %d) recovered: snapshot at %d, %d WAL entries, term %d",
                  self.id, self.raft_id, base, len(entries), hs.term)
         self._queue(self.node.start())
@@ -247,19 +261,53 @@ class RaftRunner(BaseRunner):
             reads, self.pending_reads = self.pending_reads, []
             self._effects.extend(self.node.advance(msgs, batch, reads))
         effects, self._effects = self._effects, []
+        while effects:
+            persisted = self._carry_out(effects)
+            # async_persist: the leader counts its own copy now that it is durable
+            effects = self.node.advance(persisted=persisted) if persisted else []
+        if self.ready_reads:
+            self._serve_ready_reads()
+        if self.session_reads:
+            self._serve_session_reads()
+        self._flush_clients()
+        if self.wal.size_bytes - self._wal_after_snapshot > self.options.snapshot_bytes:
+            self.take_snapshot()
+        if self._effects:
+            self._schedule()
+
+    def _carry_out(self, effects: list[Any]) -> tuple[int, int] | None:
+        """Persist, one WAL write and (``always``) one fsync, then the rest.
+
+        Under ``--fsync always`` (the core's ``async_persist``) the leader's
+        replication messages leave between the write and the fsync, so the
+        followers write in parallel with it (thesis §10.2.1); every other
+        message leaves after the fsync. Returns the (index, term) now durable
+        for a leader to count itself, or None."""
         node = self.node
         if node.term != self._seen_term or node.role is not self._seen_role:
             self._role_changed()
+        early: list[Send] = []
         sends: list[Send] = []
         rest: list[Any] = []
+        split = self.async_persist
         for e in effects:
             if isinstance(e, Persist):
                 self._persist(e)
             elif isinstance(e, Send):
-                sends.append(e)
+                (early if split and may_send_before_sync(e) else sends).append(e)
             else:
                 rest.append(e)
-        self.wal.commit()  # group commit: durable before any dependent send or reply
+        wal = self.wal
+        persisted = None
+        if split:
+            wal.write()
+            self._send_all(early)
+            if wal.dirty:
+                wal.fsync_now()  # group commit: one fsync for the batch
+                if node.role is Role.LEADER:
+                    persisted = (wal.durable_index, int(node.log.term(wal.durable_index) or 0))
+        else:
+            wal.commit()  # the policy's fsync, before any send or reply
         for e in rest:
             if isinstance(e, Apply):
                 self._apply(e)
@@ -272,6 +320,10 @@ class RaftRunner(BaseRunner):
                 self._read_ready(e.request_id, e.index)
             elif isinstance(e, Reply):
                 self._on_reply(e.request_id, e.result)
+        self._send_all(sends)
+        return persisted
+
+    def _send_all(self, sends: list[Send]) -> None:
         for s in sends:
             name = self.names.get(s.to)
             if name is None:
@@ -279,15 +331,6 @@ class RaftRunner(BaseRunner):
                 name = self.names.get(s.to)
             if name is not None:
                 self.transport.send(name, RAFT_MSG + codec.encode(s.msg))
-        if self.ready_reads:
-            self._serve_ready_reads()
-        if self.session_reads:
-            self._serve_session_reads()
-        self._flush_clients()
-        if self.wal.size_bytes - self._wal_after_snapshot > self.options.snapshot_bytes:
-            self.take_snapshot()
-        if self._effects:
-            self._schedule()
 
     _seen_term = 0
     _seen_role = Role.FOLLOWER

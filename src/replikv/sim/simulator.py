@@ -9,10 +9,12 @@ The driver here is the reference for the effect contract (core/raft/effects.py):
 effects are carried out in order; a Persist is written to the simulated disk
 and synced before the next Send / Apply / Reply / ReadReady / RestoreSnapshot
 (the durability rule). A crash loses what is not synced. Odd seeds run the
-cores with ``async_persist``, as the real node does under ``--fsync always``:
-an fsync takes virtual time while the node goes on, a leader's replication
-messages leave at once, every other message waits for the fsync covering
-the writes before it, and the fsync's completion is reported to the core.
+cores with ``async_persist``, as the real node does under ``--fsync always``
+(thesis §10.2.1): a leader's replication messages leave before its fsync,
+every other message waits for the fsync covering the writes before it, and
+the fsync's completion is reported to the core. Here an fsync also takes
+virtual time while the node goes on (the real node blocks on it), the harder
+case: more happens between a write and its fsync.
 
 Each run has a fault phase (nemesis.py) then a heal phase that must converge
 within a bound: one leader of the highest term, every log equal to the

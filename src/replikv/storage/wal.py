@@ -34,9 +34,6 @@ Invariants:
   ``write`` call, then fsyncs according to the policy (``always``: every
   commit; ``everysec``: when a second has passed since the last fsync, plus
   ``fsync_now`` from the runtime's timer; ``no``: never, the kernel decides).
-  Or, to keep fsync off the event loop: ``write`` (no fsync), then
-  ``begin_sync`` / ``os.fsync`` in a helper thread / ``end_sync``; the
-  ``durable_index`` advances only when that fsync has completed.
 
 Recovery rules (``recover``):
 - A bad record in the last segment whose bytes are not followed by any valid
@@ -138,17 +135,6 @@ class _RecordPos:
     first_index: int
     count: int
     length: int  # payload bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SyncTicket:
-    """An fsync started by ``WriteAheadLog.begin_sync``: run ``os.fsync(fd)``,
-    then hand the ticket back to ``end_sync``."""
-
-    fd: int  # a duplicate of the last segment's descriptor
-    upto_bytes: int  # bytes written when it started: the fsync covers them
-    index: int  # last index written when it started
-    generation: int  # the log's generation then (a rewrite voids ``index``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,11 +243,7 @@ class WriteAheadLog:
         self._last_index = 0  # including buffered records
         self._written_index = 0  # handed to the kernel
         self._durable_index = 0  # fsynced
-        # bytes ever written / covered by a completed fsync (both only grow);
-        # dirty = written - synced
-        self._written_bytes = 0
-        self._synced_bytes = 0
-        self._generation = 0  # bumped when the log is rewritten (truncate, reset, recover)
+        self._dirty = 0  # bytes written since the last fsync
         self._last_fsync = clock()
         self.fsyncs = 0  # fsyncs of segment data (INFO persistence: replikv_wal_fsyncs)
         self.records = 0  # records appended since open (one per group-committed batch)
@@ -298,7 +280,7 @@ class WriteAheadLog:
     @property
     def dirty(self) -> int:
         """Bytes written to the kernel but not yet fsynced."""
-        return self._written_bytes - self._synced_bytes
+        return self._dirty
 
     @property
     def buffered_bytes(self) -> int:
@@ -437,8 +419,7 @@ class WriteAheadLog:
         self._last_index = self._written_index = self._durable_index = next_index - 1
         self._buffer.clear()
         self._buffer_bytes = 0
-        self._synced_bytes = self._written_bytes
-        self._generation += 1
+        self._dirty = 0
 
     # ---------------------------------------------------------------- append
 
@@ -481,7 +462,7 @@ class WriteAheadLog:
         self._check_writable()
         self._write_buffer()
         if self.fsync_policy == "always":
-            if self.dirty:
+            if self._dirty:
                 self._fsync()
         elif self.fsync_policy == "everysec" and self.fsync_due():
             self._fsync()
@@ -498,19 +479,26 @@ class WriteAheadLog:
         self._write(data)
         self._written_index = self._last_index
 
+    def write(self) -> None:
+        """Hand every buffered record to the kernel with one ``write``, no fsync:
+        a raft leader sends its AppendEntries between this and ``fsync_now``
+        (thesis §10.2.1)."""
+        self._check_writable()
+        self._write_buffer()
+
     def fsync_due(self) -> bool:
         """True under ``everysec`` when data is dirty and a second has passed
         since the last fsync; the runtime's timer then calls ``fsync_now``."""
         return (
             self.fsync_policy == "everysec"
-            and self.dirty > 0
+            and self._dirty > 0
             and self._clock() - self._last_fsync >= EVERYSEC_INTERVAL_S
         )
 
     def fsync_now(self) -> None:
         """Fsync written data now if any is dirty (whatever the policy)."""
         self._check_writable()
-        if self.dirty:
+        if self._dirty:
             self._fsync()
 
     def _write(self, data: bytes) -> None:
@@ -531,7 +519,7 @@ class WriteAheadLog:
             self._fail(exc)
             raise WalFailedError(f"WAL write to {seg.path.name} failed: {exc}") from exc
         seg.size += len(data)
-        self._written_bytes += len(data)
+        self._dirty += len(data)
 
     def _fsync(self) -> None:
         fd = self._require_fd()
@@ -540,45 +528,8 @@ class WriteAheadLog:
         except OSError as exc:
             self._fail(exc)
             raise WalFailedError(f"WAL fsync failed: {exc}") from exc
-        self._synced_bytes = self._written_bytes
+        self._dirty = 0
         self._durable_index = self._written_index
-        self._last_fsync = self._clock()
-        self.fsyncs += 1
-
-    def write(self) -> None:
-        """Hand every buffered record to the kernel with one ``write``, no fsync
-        (``begin_sync``/``end_sync`` make it durable off the event loop)."""
-        self._check_writable()
-        self._write_buffer()
-
-    def begin_sync(self) -> SyncTicket | None:
-        """Start an fsync of everything written so far, to run outside the
-        owner's thread: ``os.fsync(ticket.fd)`` in any thread, then
-        ``end_sync(ticket, error)`` back on the owner's thread. Writes may go on
-        meanwhile; they wait for a later sync. None when nothing is dirty.
-
-        Everything not yet synced is in the last segment (a segment is fsynced
-        before the next one is created), and the ticket's fd is a duplicate,
-        so a roll, truncation or reset meanwhile cannot close it under the
-        fsync."""
-        self._check_writable()
-        if not self.dirty:
-            return None
-        return SyncTicket(
-            os.dup(self._require_fd()), self._written_bytes, self._written_index, self._generation
-        )
-
-    def end_sync(self, ticket: SyncTicket, error: BaseException | None) -> None:
-        """Record the outcome of ``begin_sync``'s fsync. A failed fsync fails the
-        WAL (``WalFailedError``: the page cache state is unknown). The durable
-        index advances only if the log was not rewritten since the ticket."""
-        os.close(ticket.fd)
-        if error is not None:
-            self._fail(error)
-            raise WalFailedError(f"WAL fsync failed: {error}") from error
-        self._synced_bytes = max(self._synced_bytes, ticket.upto_bytes)
-        if ticket.generation == self._generation:
-            self._durable_index = max(self._durable_index, ticket.index)
         self._last_fsync = self._clock()
         self.fsyncs += 1
 
@@ -586,7 +537,7 @@ class WriteAheadLog:
         """Start ``wal-<first_index>.log``; the previous segment is fsynced first
         so that only the last segment can ever have a torn tail."""
         if self._fd is not None:
-            if self.dirty:
+            if self._dirty:
                 self._fsync()
             os.close(self._fd)
             self._fd = None
@@ -642,8 +593,7 @@ class WriteAheadLog:
         seg.size = rec.offset + len(replacement)
         self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         self._last_index = self._written_index = self._durable_index = index
-        self._synced_bytes = self._written_bytes
-        self._generation += 1
+        self._dirty = 0
         self._last_fsync = self._clock()
 
     def drop_before(self, index: int) -> None:
@@ -698,7 +648,7 @@ class WriteAheadLog:
             if self._failed is None:
                 if self._buffer:
                     self.commit()
-                if self.dirty:
+                if self._dirty:
                     self._fsync()
         finally:
             self._close_fd()
