@@ -70,6 +70,16 @@ def test_entry_wire_form_round_trips() -> None:
         assert codec.entry_from_wire(msgpack.unpackb(msgpack.packb(codec.entry_to_wire(e)))) == e
 
 
+def test_fast_normal_entry_equals_the_keyword_constructor() -> None:
+    from replikv.core.raft.messages import normal_entry
+
+    fast = normal_entry(3, 7, b"cmd", 11, 2)
+    assert fast == Entry(term=3, index=7, data=b"cmd", client_id=11, seq=2)
+    assert hash(fast) == hash(Entry(term=3, index=7, data=b"cmd", client_id=11, seq=2))
+    with pytest.raises(AttributeError):
+        fast.term = 4  # type: ignore[misc]  # still frozen
+
+
 @pytest.mark.parametrize(
     "frame",
     [
@@ -90,6 +100,14 @@ def test_entry_wire_form_round_trips() -> None:
         msgpack.packb([2, 3, 1, 2, 0, 0, [[1, 1, 2, b"", None, None, None]], 0]),  # config missing
         msgpack.packb([6, 3, 1, 2, 1, 1, [[1, 2], [2]], 0, b"", True]),  # voter and learner
         msgpack.packb([9, 3, 1, 2, {"a": 1}, False]),  # request id a map
+        # NORMAL entries, the decoder's fast path: each field checked as on the slow one
+        msgpack.packb([2, 3, 1, 2, 0, 0, [[1, 1, False, b"", None, None, None]], 0]),  # bool kind
+        msgpack.packb([2, 3, 1, 2, 0, 0, [[-1, 1, 0, b"", None, None, None]], 0]),  # term < 0
+        msgpack.packb([2, 3, 1, 2, 0, 0, [[1, True, 0, b"", None, None, None]], 0]),  # bool index
+        msgpack.packb([2, 3, 1, 2, 0, 0, [[1, 1, 0, b"", -5, 1, None]], 0]),  # client id < 0
+        msgpack.packb([2, 3, 1, 2, 0, 0, [[1, 1, 0, b"", 5, "1", None]], 0]),  # seq a str
+        msgpack.packb([2, 3, 1, 2, 0, 0, [[1, 1, 0, b"", None, None, [[1], []]]], 0]),  # config
+        msgpack.packb([2, 3, 1, 2, 0, 0, [[1, 1, 0, b"", None, None]], 0]),  # 6 fields
     ],
 )
 def test_garbage_is_a_value_error(frame: bytes) -> None:

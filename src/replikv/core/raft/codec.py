@@ -44,6 +44,7 @@ from replikv.core.raft.messages import (
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
+    normal_entry,
 )
 
 __all__ = ["decode", "encode", "entry_from_wire", "entry_to_wire"]
@@ -78,6 +79,11 @@ _KIND_OF_ANNOTATION = {
 }
 _FIELDS: dict[type, tuple[tuple[str, str], ...]] = {
     cls: tuple((f.name, _KIND_OF_ANNOTATION[str(f.type)]) for f in fields(cls)) for cls in _TYPES
+}
+# (name, kind, "Class.name" for error messages) per field, for decode
+_DECODE: dict[type, tuple[tuple[str, str, str], ...]] = {
+    cls: tuple((name, kind, f"{cls.__name__}.{name}") for name, kind in spec)
+    for cls, spec in _FIELDS.items()
 }
 _MAX_RID_DEPTH = 4
 
@@ -138,6 +144,25 @@ def _config_in(v: Any) -> Config:
 
 def entry_from_wire(v: Any) -> Entry:
     """An entry from its wire (and WAL) form; ValueError if malformed."""
+    if type(v) is list and len(v) == 7:
+        term, index, kind, data, client_id, seq, config = v
+        if (  # the common case, checked field by field as below, without the messages
+            kind == 0
+            and type(kind) is int
+            and config is None
+            and type(term) is int
+            and term >= 0
+            and type(index) is int
+            and index >= 0
+            and type(data) is bytes
+            and (client_id is None or (type(client_id) is int and client_id >= 0))
+            and (seq is None or (type(seq) is int and seq >= 0))
+        ):
+            return normal_entry(term, index, data, client_id, seq)
+    return _entry_from_wire_checked(v)
+
+
+def _entry_from_wire_checked(v: Any) -> Entry:
     if not isinstance(v, list) or len(v) != 7:
         raise ValueError("an entry must be a list of 7 fields")
     term, index, kind, data, client_id, seq, config = v
@@ -200,12 +225,11 @@ def decode(frame: bytes) -> RaftMsg:
     if not 0 <= tag < len(_TYPES):
         raise ValueError(f"unknown raft message tag {tag}")
     cls = _TYPES[tag]
-    spec = _FIELDS[cls]
+    spec = _DECODE[cls]
     if len(parts) - 1 != len(spec):
         raise ValueError(f"{cls.__name__} frame has {len(parts) - 1} fields, expected {len(spec)}")
     kwargs = {
-        name: _in(kind, v, f"{cls.__name__}.{name}")
-        for (name, kind), v in zip(spec, parts[1:], strict=True)
+        name: _in(kind, v, what) for (name, kind, what), v in zip(spec, parts[1:], strict=True)
     }
     try:
         msg: RaftMsg = cls(**kwargs)

@@ -84,6 +84,7 @@ from replikv.core.raft.messages import (
     Snapshot,
     TimeoutNow,
     entries_size,
+    normal_entry,
 )
 from replikv.core.raft.progress import Progress, ProgressState
 from replikv.core.raft.read_index import PendingRead, ReadTracker
@@ -981,7 +982,7 @@ class RaftNode:
                 continue
             room -= 1
             idx += 1
-            entries.append(Entry(term=term, index=idx, data=command, client_id=client_id, seq=seq))
+            entries.append(normal_entry(term, idx, command, client_id, seq))
             pending[idx] = (term, rid)
         if entries:
             self._append_local(entries)
