@@ -583,6 +583,15 @@ class Supervisor:
             stop.wait(0.1)
         return True, ""
 
+    def wait_leader(self, deadline: float, stop: threading.Event) -> bool:
+        """Raft: wait until a node reports itself leader (an election takes about
+        one election timeout after start); False if time runs out first."""
+        while not stop.is_set() and time.monotonic() < deadline:
+            if leaders(collect_status(self.config)):
+                return True
+            stop.wait(0.1)
+        return False
+
     def stop(self, timeout_s: float = 10.0, force: threading.Event | None = None) -> list[str]:
         """SIGTERM every node, wait up to timeout_s, then SIGKILL; returns the killed ones."""
         for child in self.children.values():
@@ -641,8 +650,12 @@ def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
         table.add_row(node.id, f"{node.host}:{node.port}", Text(role, style=style),
                       node.data_dir, connect_hint(config, node))
     console.print(table)
-    leader = next((s.id for s in statuses.values() if s.role == "leader"), config.initial_leader)
-    if config.options.redirect:
+    leader = next((s.id for s in statuses.values() if s.role == "leader"),
+                  None if config.mode == "raft" else config.initial_leader)
+    if leader is None:
+        console.print("No leader elected yet: writes wait for the election "
+                      f"(watch it with replikv status --config {escape(str(config_path))}).")
+    elif config.options.redirect:
         console.print(f"Writes sent to a follower are answered with a redirect error naming "
                       f"the leader ({leader}); reads are served where they land.")
     else:
@@ -745,6 +758,8 @@ def up(
                         err_console.print(Text("  " + line, style="dim"))
             exit_code = FAILURE
             stop.set()
+        if not stop.is_set() and config.mode == "raft":
+            sup.wait_leader(time.monotonic() + start_timeout, stop)
         if not stop.is_set():
             print_cluster_ready(config, config_path)
         while not stop.is_set():

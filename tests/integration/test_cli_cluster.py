@@ -151,3 +151,37 @@ def test_up_status_replicate_failover_and_stop(tmp_path: Path) -> None:
     assert code == 0, up_log.read_text()[-3000:]
     assert "all nodes stopped" in up_log.read_text()
     wait_for(lambda: not any(listening(p) for p in all_ports), 10, "every node port closed")
+
+
+def test_up_raft_reports_the_elected_leader(tmp_path: Path) -> None:
+    """`replikv up --mode raft` says the cluster is up once a leader is elected,
+    and the leader it names is the one the nodes report."""
+    base = free_port_block(3)
+    peer_base = free_port_block(3, avoid=set(range(base, base + 3)))
+    data = tmp_path / "data"
+    up_log = tmp_path / "up.log"
+    with open(up_log, "wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "replikv", "up", "--mode", "raft", "--nodes", "3",
+             "--port", str(base), "--peer-port", str(peer_base), "--data-dir", str(data)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def up_alive() -> str | None:
+            if up.poll() is not None:
+                return f"`replikv up` exited with {up.returncode}:\n{up_log.read_text()[-3000:]}"
+            return None
+
+        wait_for(lambda: "forwarded to the leader" in up_log.read_text(errors="replace"),
+                 START_TIMEOUT_S, "`replikv up` to report the cluster up", up_alive)
+        text = up_log.read_text(errors="replace")
+        named = text.split("forwarded to the leader (", 1)[1].split(")", 1)[0]
+        current = [n for n, r in roles(data / "cluster.toml").items() if r == "leader"]
+        assert current == [named], (named, current, text[-2000:])
+        assert "│ leader" in text  # the table shows the leader's role, not only followers
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
