@@ -172,7 +172,8 @@ def test_higher_epoch_fences_old_leader_which_truncates_unreplicated_writes():
     # n2 is promoted by hand
     net.run("n2", net.nodes["n2"].promote())
     net.deliver()
-    assert net.nodes["n2"].role == LEADER and net.nodes["n2"].epoch == 2
+    # n2 is the second of three nodes: its own epochs are 1, 4, 7... (rule 8)
+    assert net.nodes["n2"].role == LEADER and net.nodes["n2"].epoch == 4
     assert net.nodes["n3"].leader == "n2"
     net.write("n2", "c")
     net.deliver()
@@ -182,7 +183,7 @@ def test_higher_epoch_fences_old_leader_which_truncates_unreplicated_writes():
         net.run("n1", net.nodes["n1"].peer_connected(p))
     net.deliver()
     n1 = net.nodes["n1"]
-    assert n1.role == FOLLOWER and n1.epoch == 2 and n1.leader == "n2"
+    assert n1.role == FOLLOWER and n1.epoch == 4 and n1.leader == "n2"
     truncs = [e for e in net.effects["n1"] if isinstance(e, TruncateLog)]
     assert truncs == [TruncateLog(to_index=2, discarded=2, discarded_own=2, discarded_acked=2)]
     assert entries_of(n1) == entries_of(net.nodes["n2"]) == entries_of(net.nodes["n3"])
@@ -239,7 +240,7 @@ def test_handover_waits_for_target_to_catch_up_then_target_promotes():
     # n2 reconnects and resyncs; the leader sees the ack and hands over
     net.run("n2", n2.peer_connected("n1"))
     net.deliver()
-    assert n2.role == LEADER and n2.epoch == 2 and n2.log.last_index == 2
+    assert n2.role == LEADER and n2.epoch == 3 and n2.log.last_index == 2  # n2's own: 1, 3, 5...
     assert n1.role == FOLLOWER and n1.leader == "n2"
     assert HandOverDone(ok=True, reason="") in net.effects["n2"]
 
@@ -296,3 +297,36 @@ def test_discarded_writes_that_waited_for_every_follower_were_never_acknowledged
     # sync (k=2 of 2): never acknowledged; semi-sync 1 and async: may have been
     assert [e for e in net.effects["n1"] if isinstance(e, TruncateLog)] == [
         TruncateLog(to_index=0, discarded=3, discarded_own=3, discarded_acked=2)]
+
+
+def test_two_nodes_promoted_at_once_never_lead_the_same_epoch():
+    """Rule 8: two concurrent FORCE failovers (n2 and n3 both promote from
+    epoch 1) take different epochs; the higher fences the lower, which
+    resyncs from it, instead of two leaders in one epoch."""
+    net = Net(["n1", "n2", "n3"])
+    net.connect_all()
+    net.deliver()
+    net.write("n1", "a")
+    n2, n3 = net.nodes["n2"], net.nodes["n3"]
+    net.run("n2", n2.promote())
+    net.run("n3", n3.promote())
+    assert {n2.epoch, n3.epoch} == {4, 2}  # n2 owns 1, 4, 7...; n3 owns 2, 5, 8...
+    net.deliver()
+    assert n2.role == LEADER and n2.epoch == 4
+    assert n3.role == FOLLOWER and n3.epoch == 4 and n3.leader == "n2"
+    assert net.nodes["n1"].leader == "n2"
+    net.write("n2", "b")
+    net.deliver()
+    assert n3.log.last_index == net.nodes["n1"].log.last_index == n2.log.last_index
+
+
+def test_own_epochs_are_disjoint_between_nodes():
+    ids = ["a", "b", "c", "d", "e"]
+    taken: dict[int, str] = {}
+    for nid in ids:
+        node = ShippingNode(nid, [p for p in ids if p != nid])
+        e = 0
+        for _ in range(20):
+            e = node.own_epoch_above(e)
+            assert taken.setdefault(e, nid) == nid, f"epoch {e} taken by {taken[e]} and {nid}"
+    assert sorted(taken) == list(range(1, 101))

@@ -28,6 +28,11 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
 7. Hand-over (manual failover): the leader stops taking writes, waits until
    the target has acked its whole log, and tells it to take over; the target
    promotes itself with a higher epoch, which fences the old leader.
+8. Epochs a node takes for itself are its own, like Paxos ballot numbers:
+   of n nodes, the k-th in name order only promotes itself to epochs
+   ``e`` with ``e % n == k``, so two nodes promoted at once (two concurrent
+   ``FAILOVER ... FORCE``) never lead the same epoch; the higher one fences
+   the other by rule 1.
 
 Time arrives as ``now_ms`` arguments; nothing here reads a clock.
 """
@@ -131,9 +136,16 @@ class ShippingNode:
         return effects
 
     def promote(self) -> list[Effect]:
-        """Become leader with an epoch above every epoch seen (manual failover)."""
-        highest = max([self.epoch, *self.peer_epochs.values()])
-        return self.become_leader(highest + 1)
+        """Become leader with an epoch above every epoch seen (manual failover),
+        the lowest such epoch that is this node's own (rule 8)."""
+        return self.become_leader(self.own_epoch_above(max([self.epoch, *self.peer_epochs.values()])))
+
+    def own_epoch_above(self, epoch: int) -> int:
+        """The lowest epoch > ``epoch`` that rule 8 gives this node."""
+        members = sorted([self.id, *self.peers])
+        n, k = len(members), members.index(self.id)
+        candidate = epoch + 1
+        return candidate + (k - candidate) % n
 
     # -- epochs (rule 1) ---------------------------------------------------
     def _observe(self, sender: str, epoch: int, leader: str) -> tuple[bool, list[Effect]]:
