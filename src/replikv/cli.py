@@ -52,6 +52,7 @@ from replikv.config import (
     NodeOptions,
     is_loopback,
 )
+from replikv.parent_death import child_env, die_with_parent
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -443,27 +444,6 @@ def port_in_use(host: str, port: int, timeout_s: float = 0.2) -> bool:
 # ---------------------------------------------------------------------------
 # The supervisor behind `replikv up`
 
-_libc: Any = None
-
-
-def _load_libc() -> None:
-    global _libc
-    if sys.platform.startswith("linux") and _libc is None:
-        try:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            _libc = False
-
-
-def _child_setup() -> None:
-    # Runs in the child between fork and exec: if the supervisor dies without
-    # cleaning up (kill -9), the kernel sends the node SIGTERM (PR_SET_PDEATHSIG).
-    if _libc:
-        _libc.prctl(1, signal.SIGTERM)
-
-
 NODE_STYLES = ("green", "cyan", "magenta", "yellow", "blue", "bright_red", "bright_green")
 
 
@@ -494,8 +474,8 @@ class Supervisor:
                 "--id", node.id]
 
     def start(self) -> None:
-        _load_libc()
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # a node exits with us even if we are killed outright (parent_death.py)
+        env = child_env(dict(os.environ, PYTHONUNBUFFERED="1"))
         for i, node in enumerate(self.config.nodes.values()):
             node_dir = Path(node.data_dir)
             node_dir.mkdir(parents=True, exist_ok=True)
@@ -509,7 +489,6 @@ class Supervisor:
                     self.node_command(node),
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                     process_group=0,  # Ctrl-C reaches only us; we stop the nodes in order
-                    preexec_fn=_child_setup if _libc else None,
                 )
             child = Child(node.id, proc, log_path, log_start)
             self.children[node.id] = child
@@ -798,6 +777,7 @@ def node(
         config.node(node_id)
     except ConfigError as e:
         fail(str(e))
+    die_with_parent()  # started by `replikv up` / `replikv check`: exit with it
     try:
         from replikv.runtime.node import run_node
     except ImportError as e:

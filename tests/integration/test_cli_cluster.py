@@ -153,9 +153,10 @@ def test_up_status_replicate_failover_and_stop(tmp_path: Path) -> None:
     wait_for(lambda: not any(listening(p) for p in all_ports), 10, "every node port closed")
 
 
-def test_up_raft_reports_the_elected_leader(tmp_path: Path) -> None:
+def test_up_raft_reports_the_elected_leader_and_its_nodes_die_with_it(tmp_path: Path) -> None:
     """`replikv up --mode raft` says the cluster is up once a leader is elected,
-    and the leader it names is the one the nodes report."""
+    and the leader it names is the one the nodes report; killed with SIGKILL,
+    it takes its nodes with it."""
     base = free_port_block(3)
     peer_base = free_port_block(3, avoid=set(range(base, base + 3)))
     data = tmp_path / "data"
@@ -178,10 +179,16 @@ def test_up_raft_reports_the_elected_leader(tmp_path: Path) -> None:
         current = [n for n, r in roles(data / "cluster.toml").items() if r == "leader"]
         assert current == [named], (named, current, text[-2000:])
         assert "│ leader" in text  # the table shows the leader's role, not only followers
+        # `up` killed outright: its nodes do not run on as orphans (parent_death.py)
+        up.send_signal(signal.SIGKILL)
+        up.wait(timeout=10)
+        wait_for(lambda: not any(listening(base + i) for i in range(3)), 20,
+                 "every node to exit with `replikv up`")
     finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()

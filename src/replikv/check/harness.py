@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from replikv.config import MODES, ClusterConfig, NodeAddress, NodeOptions
+from replikv.parent_death import child_env
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -149,6 +151,10 @@ class Harness:
         self.config_path = self.root / "cluster.toml"
         self.config.save(self.config_path)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        # Nodes are forked by this one thread, which lives as long as the harness:
+        # the kernel stops them if we die (parent_death.py), whichever thread
+        # (a nemesis restarting a node) asked for the start.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replikv-check-spawn")
         self.paused: set[str] = set()
         self.cut: set[frozenset[str]] = set()
         self.events: list[str] = []  # what the harness did, for the report
@@ -223,13 +229,16 @@ class Harness:
         if self.use_netns:
             cmd = ["ip", "netns", "exec", self.ns_name, "setpriv", "--regid", str(self._gid(nid)),
                    "--clear-groups", *cmd]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = child_env({**os.environ, "PYTHONUNBUFFERED": "1"})
         if self.faketime:
             env.update(LD_PRELOAD=self.faketime, FAKETIME_TIMESTAMP_FILE=str(self.clock_file(nid)),
                        FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1")
-        with open(self.log_path(nid), "ab") as log:
-            self.procs[nid] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                               start_new_session=True)
+        def popen() -> subprocess.Popen[bytes]:
+            with open(self.log_path(nid), "ab") as log:
+                return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
+
+        self.procs[nid] = self._spawner.submit(popen).result()
 
     def log_path(self, nid: str) -> Path:
         return self.root / f"{nid}.log"
@@ -277,6 +286,7 @@ class Harness:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
         self.procs.clear()
+        self._spawner.shutdown(wait=True)
         if self.use_netns:
             self._delete_netns()
 
