@@ -1,4 +1,4 @@
-"""Helpers the benchmark scripts share: free loopback ports, waits, log tails.
+"""Helpers the benchmark scripts share: free loopback ports, waits, log tails, timing.
 
 The scripts run as ``python benchmarks/<name>.py``, so this directory is on
 ``sys.path`` and they ``import _support``.
@@ -56,3 +56,14 @@ def log_tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def best_of(fn: Callable[[], None], rounds: int = 5) -> float:
+    """The fastest of ``rounds`` timed calls of ``fn``, in seconds (the least
+    disturbed by anything else running)."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best

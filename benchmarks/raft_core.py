@@ -16,26 +16,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import time
-from collections.abc import Callable
 
 import msgpack
+from _support import best_of
 
 from replikv.core.raft import codec
 from replikv.core.raft.effects import Send
 from replikv.core.raft.messages import AppendEntries, AppendEntriesResponse, RequestVoteResponse
 from replikv.core.raft.node import RaftNode, Role
-
-ROUNDS = 6
-
-
-def best_of(fn: Callable[[], None], rounds: int = ROUNDS) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def elected_leader() -> RaftNode:

@@ -10,25 +10,14 @@ replies a server sends most (OK, bulk, null, integer, a 10-element array).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import hiredis
+from _support import best_of
 
 from replikv.core.resp import RequestParser, encode_command, encode_reply
 
 N_COMMANDS = 100_000
 CHUNK = 64 * 1024
-ROUNDS = 5
 
-
-def best_of(fn: Callable[[], None], rounds: int = ROUNDS) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:

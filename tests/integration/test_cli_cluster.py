@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,24 +96,31 @@ def settled(config: Path, leader: str) -> dict[str, str] | None:
     return {row["id"]: row["role"] for row in rows}
 
 
-def test_up_status_replicate_failover_and_stop(tmp_path: Path) -> None:
+def start_up(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[bytes], int, int, Path, Callable[[], str | None]]:
+    """`replikv up --mode <mode> --nodes 3` on free ports: (process, client port base,
+    peer port base, its log, a check that it still runs)."""
     base = free_port_block(3)
     peer_base = free_port_block(3, avoid=set(range(base, base + 3)))
-    ports = {f"n{i + 1}": base + i for i in range(3)}
-    all_ports = list(ports.values()) + [peer_base + i for i in range(3)]
-    data = tmp_path / "data"
-    config = data / "cluster.toml"
     up_log = tmp_path / "up.log"
     with open(up_log, "wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "replikv", "up", "--mode", "leader-follower", "--nodes", "3",
-             "--port", str(base), "--peer-port", str(peer_base), "--data-dir", str(data)],
+            [sys.executable, "-m", "replikv", "up", "--mode", mode, "--nodes", "3",
+             "--port", str(base), "--peer-port", str(peer_base), "--data-dir", str(tmp_path / "data")],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
     def up_alive() -> str | None:
         if up.poll() is not None:
             return f"`replikv up` exited with {up.returncode}:\n{up_log.read_text()[-3000:]}"
         return None
+
+    return up, base, peer_base, up_log, up_alive
+
+
+def test_up_status_replicate_failover_and_stop(tmp_path: Path) -> None:
+    up, base, peer_base, up_log, up_alive = start_up(tmp_path, "leader-follower")
+    ports = {f"n{i + 1}": base + i for i in range(3)}
+    all_ports = list(ports.values()) + [peer_base + i for i in range(3)]
+    config = tmp_path / "data" / "cluster.toml"
 
     try:
         wait_for(lambda: "cluster is up" in up_log.read_text(errors="replace"), START_TIMEOUT_S,
@@ -157,26 +165,13 @@ def test_up_raft_reports_the_elected_leader_and_its_nodes_die_with_it(tmp_path: 
     """`replikv up --mode raft` says the cluster is up once a leader is elected,
     and the leader it names is the one the nodes report; killed with SIGKILL,
     it takes its nodes with it."""
-    base = free_port_block(3)
-    peer_base = free_port_block(3, avoid=set(range(base, base + 3)))
-    data = tmp_path / "data"
-    up_log = tmp_path / "up.log"
-    with open(up_log, "wb") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "replikv", "up", "--mode", "raft", "--nodes", "3",
-             "--port", str(base), "--peer-port", str(peer_base), "--data-dir", str(data)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    up, base, _, up_log, up_alive = start_up(tmp_path, "raft")
     try:
-        def up_alive() -> str | None:
-            if up.poll() is not None:
-                return f"`replikv up` exited with {up.returncode}:\n{up_log.read_text()[-3000:]}"
-            return None
-
         wait_for(lambda: "forwarded to the leader" in up_log.read_text(errors="replace"),
                  START_TIMEOUT_S, "`replikv up` to report the cluster up", up_alive)
         text = up_log.read_text(errors="replace")
         named = text.split("forwarded to the leader (", 1)[1].split(")", 1)[0]
-        current = [n for n, r in roles(data / "cluster.toml").items() if r == "leader"]
+        current = [n for n, r in roles(tmp_path / "data" / "cluster.toml").items() if r == "leader"]
         assert current == [named], (named, current, text[-2000:])
         assert "│ leader" in text  # the table shows the leader's role, not only followers
         # `up` killed outright: its nodes do not run on as orphans (parent_death.py)
