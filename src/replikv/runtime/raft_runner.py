@@ -265,11 +265,7 @@ class RaftRunner(BaseRunner):
             persisted = self._carry_out(effects)
             # async_persist: the leader counts its own copy now that it is durable
             effects = self.node.advance(persisted=persisted) if persisted else []
-        if self.ready_reads:
-            self._serve_ready_reads()
-        if self.session_reads:
-            self._serve_session_reads()
-        self._flush_clients()
+        self._answer_clients()
         if self.wal.size_bytes - self._wal_after_snapshot > self.options.snapshot_bytes:
             self.take_snapshot()
         if self._effects:
@@ -280,9 +276,12 @@ class RaftRunner(BaseRunner):
 
         Under ``--fsync always`` (the core's ``async_persist``) the leader's
         replication messages leave between the write and the fsync, so the
-        followers write in parallel with it (thesis §10.2.1); every other
-        message leaves after the fsync. Returns the (index, term) now durable
-        for a leader to count itself, or None."""
+        followers write in parallel with it (thesis §10.2.1), and so do the
+        replies to entries committed before it: a committed entry is on the
+        disks of a majority already (the leader counts itself only once
+        durable), whatever this fsync holds. Every other message leaves after
+        the fsync. Returns the (index, term) now durable for a leader to count
+        itself, or None."""
         node = self.node
         if node.term != self._seen_term or node.role is not self._seen_role:
             self._role_changed()
@@ -302,12 +301,20 @@ class RaftRunner(BaseRunner):
         if split:
             wal.write()
             self._send_all(early)
+            self._finish(rest)
+            self._answer_clients()
             if wal.dirty:
                 wal.fsync_now()  # group commit: one fsync for the batch
                 if node.role is Role.LEADER:
                     persisted = (wal.durable_index, int(node.log.term(wal.durable_index) or 0))
         else:
             wal.commit()  # the policy's fsync, before any send or reply
+            self._finish(rest)
+        self._send_all(sends)
+        return persisted
+
+    def _finish(self, rest: list[Any]) -> None:
+        """Apply, install, and answer: the effects after Persist and Send."""
         for e in rest:
             if isinstance(e, Apply):
                 self._apply(e)
@@ -320,8 +327,14 @@ class RaftRunner(BaseRunner):
                 self._read_ready(e.request_id, e.index)
             elif isinstance(e, Reply):
                 self._on_reply(e.request_id, e.result)
-        self._send_all(sends)
-        return persisted
+
+    def _answer_clients(self) -> None:
+        """Serve the reads whose index is applied; send every reply that is ready."""
+        if self.ready_reads:
+            self._serve_ready_reads()
+        if self.session_reads:
+            self._serve_session_reads()
+        self._flush_clients()
 
     def _send_all(self, sends: list[Send]) -> None:
         for s in sends:
