@@ -41,8 +41,7 @@ class RaftLog:
         for e in entries:
             if e.index <= self.snapshot.index:
                 continue
-            invariant(e.index == self.last_index + 1, f"stored log has a gap before {e.index}")
-            self._push(e)
+            self._push(e)  # a gap in the stored log breaks _push's invariant
 
     # -- reading -----------------------------------------------------------
     @property
@@ -197,7 +196,7 @@ class RaftLog:
         """Advance commit (never backwards). Invariant: commit <= last_index."""
         if index <= self.commit:
             return False
-        invariant(index <= self.last_index, f"commit {index} past last index {self.last_index}")
+        invariant(index <= self.last_index, lambda: f"commit {index} past last index {self.last_index}")
         self.commit = index
         return True
 

@@ -221,7 +221,7 @@ class RaftNode:
     # ------------------------------------------------------------------ API
     def step(self, msg: RaftMsg) -> list[Effect]:
         """A message arrived from a peer."""
-        invariant(msg.dst == self.id, f"message for {msg.dst} stepped into {self.id}")
+        invariant(msg.dst == self.id, lambda: f"message for {msg.dst} stepped into {self.id}")
         self._step(msg)
         return self._flush()
 
