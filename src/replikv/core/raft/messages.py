@@ -17,8 +17,10 @@ Differences from the paper's two RPCs, each after etcd-io/raft:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
+
+from replikv.core.invariant import invariant
 
 __all__ = [
     "AppendEntries",
@@ -101,10 +103,9 @@ class Entry:
 ENTRY_OVERHEAD_BYTES = 24  # the header estimate of Entry.size_bytes
 
 _new_object = object.__new__
-_ENTRY_SLOTS = tuple(
-    Entry.__dict__[name].__set__
-    for name in ("term", "index", "kind", "data", "client_id", "seq", "config")
-)
+_ENTRY_FIELDS = ("term", "index", "kind", "data", "client_id", "seq", "config")
+invariant(tuple(f.name for f in fields(Entry)) == _ENTRY_FIELDS, "update normal_entry()")
+_ENTRY_SLOTS = tuple(Entry.__dict__[name].__set__ for name in _ENTRY_FIELDS)
 
 
 def normal_entry(term: int, index: int, data: bytes, client_id: int | None, seq: int | None) -> Entry:
