@@ -3,7 +3,8 @@
 The driver hands every `Persist` effect to `write()`; `sync()` makes all
 writes so far durable (fsync, in order), `sync(upto)` the first `upto` writes
 ever made (an fsync that started when that many had been written, while
-later writes went on); `crash()` throws away the writes not yet synced, as a power loss loses the page cache. `load()` is what the node
+later writes went on); `crash()` throws away the writes not yet synced, as a
+power loss loses the page cache. `load()` is what the node
 finds at restart (a `DurableState`). Applying a Persist follows its
 documented semantics (core/raft/effects.py): snapshot first (dropping the
 covered prefix, or the whole log with discard_log), then entries replace the
