@@ -348,6 +348,24 @@ def test_header_line_too_long() -> None:
     )
 
 
+def test_complete_header_longer_than_the_line_limit_is_refused_on_every_path() -> None:
+    """Found by Hypothesis in CI: a whole ``*0\r\n`` passed the hiredis fast
+    path while the same bytes fed one at a time hit the line limit. Both
+    paths now refuse a header line longer than ``max_inline_len``."""
+    limits = {"max_bulk_len": 1, "max_args": 1, "max_inline_len": 1}
+    assert assert_chunk_independent(b"*0\r\n", **limits) == (
+        [],
+        "Protocol error: too big mbulk count string",
+    )
+    assert assert_chunk_independent(b"*1\r\n$1\r\na\r\n", **{**limits, "max_inline_len": 2}) == (
+        [[b"a"]],
+        None,
+    )
+    assert assert_chunk_independent(
+        b"*1\r\n$10\r\n0123456789\r\n", max_bulk_len=10, max_inline_len=2
+    ) == ([], "Protocol error: too big bulk count string")
+
+
 def test_pending_bytes_stay_bounded_on_slow_feed() -> None:
     parser = RequestParser(max_inline_len=1024)
     with pytest.raises(ProtocolError, match="too big inline request"):

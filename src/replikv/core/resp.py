@@ -253,8 +253,13 @@ class RequestParser:
         self.max_bulk_len = max_bulk_len
         self.max_args = max_args
         self.max_inline_len = max_inline_len
-        # A verified batch no longer than this cannot break either limit.
+        # A verified batch no longer than this cannot break any limit. Header
+        # lines (``*<count>``, ``$<len>``) are shorter than the batch, and
+        # when counts and lengths within their limits always fit on a line of
+        # max_inline_len (the defaults), the line limit adds nothing.
         self._small = min(max_bulk_len, max_args)
+        if 1 + len(str(max(max_args, max_bulk_len))) > max_inline_len:
+            self._small = min(self._small, max_inline_len)
         self._buf = bytearray()
         self._reader = _new_reader()
         self._rstart = 0
@@ -380,9 +385,15 @@ class RequestParser:
             self._fed -= pos
 
     def _within_limits(self, batch: list[list[bytes]]) -> bool:
+        """Every limit the exact parser checks, for a verified batch: the array
+        counts, the bulk lengths, and the longest header line (``*<count>`` or
+        ``$<len>``) against ``max_inline_len``."""
+        most_args = max(map(len, batch))
+        longest = max(map(len, chain.from_iterable(batch)), default=0)
         return (
-            max(map(len, batch)) <= self.max_args
-            and max(map(len, chain.from_iterable(batch)), default=0) <= self.max_bulk_len
+            most_args <= self.max_args
+            and longest <= self.max_bulk_len
+            and 1 + len(str(max(most_args, longest))) <= self.max_inline_len
         )
 
     # -- exact parser ------------------------------------------------------ #
