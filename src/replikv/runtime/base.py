@@ -250,6 +250,15 @@ class BaseRunner:
             + [f"{k}:{v}" for k, v in self.stats.items()],
         }
 
+    def persistence_info(self, snapshot_index: int) -> list[str]:
+        """INFO persistence: the WAL every mode keeps, and its snapshot index."""
+        wal = self.wal
+        return [
+            "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{wal.size_bytes}",
+            f"replikv_wal_fsyncs:{wal.fsyncs}", f"replikv_wal_records:{wal.records}",
+            f"replikv_wal_first_index:{wal.first_index}", f"replikv_snapshot_index:{snapshot_index}",
+        ]
+
     @staticmethod
     def render_info(sections: dict[str, list[str]], section: str) -> str:
         """Redis's INFO text: ``# Name`` headers, ``key:value`` lines, CRLF."""

@@ -679,11 +679,7 @@ class NodeRunner(BaseRunner):
     def info(self, section: str) -> str:
         core = self.core
         sections = self.info_sections()
-        sections["persistence"] = [
-            "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
-            f"replikv_wal_fsyncs:{self.wal.fsyncs}", f"replikv_wal_records:{self.wal.records}",
-            f"replikv_wal_first_index:{self.wal.first_index}", f"replikv_snapshot_index:{core.log.base_index}",
-        ]
+        sections["persistence"] = self.persistence_info(core.log.base_index)
         now = _ms()
         rep = [f"role:{'master' if self.is_leader else 'slave'}", f"replikv_node:{self.id}",
                f"replikv_epoch:{core.epoch}", f"replikv_leader:{core.leader}",

@@ -828,11 +828,7 @@ class RaftRunner(BaseRunner):
     def info(self, section: str) -> str:
         node = self.node
         sections = self.info_sections()
-        sections["persistence"] = [
-            "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{self.wal.size_bytes}",
-            f"replikv_wal_fsyncs:{self.wal.fsyncs}", f"replikv_wal_records:{self.wal.records}",
-            f"replikv_wal_first_index:{self.wal.first_index}", f"replikv_snapshot_index:{node.log.snapshot.index}",
-        ]
+        sections["persistence"] = self.persistence_info(node.log.snapshot.index)
         c = node.log.config()
         rep = [f"role:{'master' if self.is_leader else 'slave'}", f"replikv_node:{self.id}",
                f"replikv_raft_role:{node.role.value}", f"replikv_epoch:{node.term}",
