@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from replikv.storage.errors import CorruptLogError, WalFailedError
+from replikv.storage.errors import CorruptLogError, WalBlockedError, WalFailedError
 from replikv.storage.wal import (
     HEADER_BYTES,
     INTENT_FILE,
@@ -666,30 +666,133 @@ def test_everysec_fsyncs_when_a_second_has_passed(
 # ------------------------------------------------------------------ I/O errors
 
 
-def test_failed_write_is_rolled_back_and_stops_the_wal(
+def test_failed_write_is_rolled_back_and_kept_until_retry_writes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A full disk: the half-written record is cut off, the records stay
+    buffered (more may queue behind them), commit refuses without I/O while
+    blocked, and retry() writes all of them in order once the disk has room."""
     wal, _ = open_wal(tmp_path, fsync="always")
     fill(wal, [3])
+    size_before = wal.size_bytes
     real_write = os.write
+    calls = [0]
 
     def half_then_enospc(fd: int, data: Any) -> int:
+        calls[0] += 1
         if len(data) > 10:
             return real_write(fd, bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", half_then_enospc)
     wal.append_entries(4, [entry(4), entry(5)])
-    with pytest.raises(WalFailedError):
+    with pytest.raises(WalBlockedError, match="No space left on device"):
         wal.commit()
+    assert isinstance(wal.blocked, OSError) and wal.blocked.errno == errno.ENOSPC
+    assert wal.failed is None
+    assert (wal.written_index, wal.durable_index, wal.last_index) == (3, 3, 5)
+    wal.append_entries(6, [entry(6)])  # queues behind the blocked records
+    tried = calls[0]
+    with pytest.raises(WalBlockedError):
+        wal.commit()
+    with pytest.raises(WalBlockedError):
+        wal.write()
+    assert calls[0] == tried  # refused without touching the disk
+    assert not wal.retry()  # the disk is still full
+    assert wal.blocked is not None and wal.written_index == 3
+    # the half-written record was cut off: the files hold exactly entries 1..3
+    assert sum(p.stat().st_size for p in segments(tmp_path)) == size_before == wal.size_bytes
     monkeypatch.undo()
-    with pytest.raises(WalFailedError):
-        wal.append_entries(6, [entry(6)])
-    with pytest.raises(WalFailedError):
-        wal.commit()
+    assert wal.retry()
+    assert wal.blocked is None
+    assert (wal.written_index, wal.durable_index, wal.last_index) == (6, 6, 6)
+    wal.append_entries(7, [entry(7)])
+    wal.commit()
     wal.close()
     _, records = open_wal(tmp_path)
-    assert flatten(records) == expected(1, 3)
+    assert flatten(records) == expected(1, 7)
+
+
+def test_a_crash_while_blocked_keeps_exactly_the_written_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always")
+    fill(wal, [2])
+
+    def enospc(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", enospc)
+    wal.append_entries(3, [entry(3)])
+    with pytest.raises(WalBlockedError):
+        wal.commit()
+    # no close(): the process dies with the records still buffered
+    _, records = open_wal(tmp_path)
+    assert flatten(records) == expected(1, 2)
+
+
+def test_failed_segment_creation_blocks_and_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always", segment_bytes=1)
+    fill(wal, [1])
+    real_open = os.open
+
+    def no_new_files(path: Any, flags: int, *args: Any) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", no_new_files)
+    wal.append_entries(2, [entry(2)])
+    with pytest.raises(WalBlockedError, match="cannot create WAL segment"):
+        wal.commit()
+    assert not wal.retry()
+    monkeypatch.undo()
+    assert wal.retry()
+    wal.close()
+    _, records = open_wal(tmp_path)
+    assert flatten(records) == expected(1, 2)
+
+
+def test_close_while_blocked_does_not_raise_and_keeps_the_written_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always")
+    fill(wal, [2])
+
+    def enospc(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", enospc)
+    wal.append_entries(3, [entry(3)])
+    with pytest.raises(WalBlockedError):
+        wal.commit()
+    wal.close()
+    monkeypatch.undo()
+    _, records = open_wal(tmp_path)
+    assert flatten(records) == expected(1, 2)
+
+
+def test_truncate_refused_while_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wal, _ = open_wal(tmp_path, fsync="always")
+    fill(wal, [3])
+
+    def enospc(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", enospc)
+    wal.append_entries(4, [entry(4)])
+    with pytest.raises(WalBlockedError):
+        wal.commit()
+    with pytest.raises(WalBlockedError):
+        wal.truncate_after(2)
+    monkeypatch.undo()
+    assert wal.retry()
+    wal.truncate_after(2)
+    wal.close()
+    _, records = open_wal(tmp_path)
+    assert flatten(records) == expected(1, 2)
 
 
 def test_failed_fsync_stops_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

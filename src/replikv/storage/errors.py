@@ -44,3 +44,14 @@ class WalFailedError(StorageError):
     is on disk is unknown (PostgreSQL's "fsyncgate"); the only safe reaction
     is to stop writing and recover from disk in a new process.
     """
+
+
+class WalBlockedError(WalFailedError):
+    """A WAL write failed (a full disk, a quota, EIO) and was rolled back.
+
+    Unlike a failed fsync, the on-disk state is known: the segment was cut
+    back to its size before the write, so nothing partial is left behind.
+    The records stay buffered in memory, in order; ``WriteAheadLog.retry()``
+    writes them once the disk accepts writes again. Until then ``commit`` and
+    ``write`` raise this error without touching the disk.
+    """

@@ -57,10 +57,20 @@ Carrying an intent out is idempotent; ``recover`` redoes a leftover one before
 reading the log. A crash therefore leaves the old log (intent not yet durable)
 or the new one.
 
-I/O errors: a failed ``write`` is rolled back with ``ftruncate`` when
-possible; any failed write or fsync puts the WAL in a failed state where every
-later mutation raises ``WalFailedError`` (after a failed fsync the on-disk
-state is unknown, so the process must restart and recover).
+I/O errors (a full disk is the common case):
+- A failed ``write`` (or a failed creation of the next segment) is rolled
+  back with ``ftruncate`` to the segment's size before the write, and the
+  WAL becomes *blocked*: the records stay buffered, in order, nothing is
+  counted as written, and ``commit``/``write`` raise ``WalBlockedError``
+  without touching the disk until ``retry()`` manages to write them. More
+  records may be appended meanwhile (they queue behind). The owner decides
+  what may leave the node while blocked (nothing that depends on these
+  records being on disk: no ack, no reply, no vote).
+- A failed fsync, or a write whose rollback failed, puts the WAL in a
+  *failed* state where every later mutation raises ``WalFailedError``: after
+  a failed fsync the kernel may have dropped the dirty pages, so what is on
+  disk is unknown (PostgreSQL's "fsyncgate"); only a restart that recovers
+  from disk is safe.
 
 Not thread-safe: one owner calls every method (the node's event loop, or a
 single writer thread).
@@ -74,6 +84,7 @@ import re
 import struct
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -81,7 +92,7 @@ from typing import Any, Self
 import msgpack
 from crc32c import crc32c
 
-from replikv.storage.errors import CorruptLogError, WalFailedError
+from replikv.storage.errors import CorruptLogError, WalBlockedError, WalFailedError
 from replikv.storage.snapshot import atomic_write_file, fsync_directory
 
 log = logging.getLogger(__name__)
@@ -249,6 +260,7 @@ class WriteAheadLog:
         self.records = 0  # records appended since open (one per group-committed batch)
         self._open = False
         self._failed: BaseException | None = None
+        self._blocked: BaseException | None = None  # a rolled-back write; retry() clears it
 
     # ----------------------------------------------------------------- state
 
@@ -289,6 +301,16 @@ class WriteAheadLog:
     @property
     def segment_count(self) -> int:
         return len(self._segments)
+
+    @property
+    def blocked(self) -> BaseException | None:
+        """The error of the rolled-back write that blocks the WAL, or None."""
+        return self._blocked
+
+    @property
+    def failed(self) -> BaseException | None:
+        """The error that stopped the WAL for good (restart to recover), or None."""
+        return self._failed
 
     # -------------------------------------------------------------- recovery
 
@@ -458,8 +480,10 @@ class WriteAheadLog:
 
     def commit(self) -> None:
         """Group commit: write every buffered record with one ``write``, then
-        fsync as the policy says (see the module docstring)."""
+        fsync as the policy says (see the module docstring). Raises
+        ``WalBlockedError`` while blocked (see ``retry``)."""
         self._check_writable()
+        self._check_unblocked()
         self._write_buffer()
         if self.fsync_policy == "always":
             if self._dirty:
@@ -468,22 +492,49 @@ class WriteAheadLog:
             self._fsync()
 
     def _write_buffer(self) -> None:
-        """Hand every buffered record to the kernel in one ``write`` (no fsync)."""
+        """Hand every buffered record to the kernel in one ``write`` (no fsync).
+
+        On a failed write the buffer is kept whole (as one joined chunk) and
+        the WAL is blocked (module docstring, "I/O errors")."""
         if not self._buffer:
             return
-        if self._fd is None or self._segments[-1].size >= self.segment_bytes:
-            self._roll_segment(self._buffer_first)
-        data = b"".join(self._buffer)
+        data = b"".join(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        self._buffer = [data]
+        try:
+            if self._fd is None or self._segments[-1].size >= self.segment_bytes:
+                self._roll_segment(self._buffer_first)
+            self._write(data)
+        except WalBlockedError as exc:
+            self._blocked = exc.__cause__ or exc
+            raise
         self._buffer.clear()
         self._buffer_bytes = 0
-        self._write(data)
         self._written_index = self._last_index
+
+    def retry(self) -> bool:
+        """Try to write the records a failed write left buffered, then fsync
+        (whatever the policy: the owner is about to release what waited on
+        them). True when the WAL is unblocked (or was not blocked); False when
+        the disk still refuses (the WAL stays blocked, nothing partial left).
+        Raises ``WalFailedError`` when the WAL failed for good meanwhile."""
+        self._check_writable()
+        if self._blocked is None:
+            return True
+        self._blocked = None
+        try:
+            self._write_buffer()
+            if self._dirty:
+                self._fsync()
+        except WalBlockedError:
+            return False
+        return True
 
     def write(self) -> None:
         """Hand every buffered record to the kernel with one ``write``, no fsync:
         a raft leader sends its AppendEntries between this and ``fsync_now``
-        (thesis §10.2.1)."""
+        (thesis §10.2.1). Raises ``WalBlockedError`` while blocked."""
         self._check_writable()
+        self._check_unblocked()
         self._write_buffer()
 
     def fsync_due(self) -> bool:
@@ -510,8 +561,20 @@ class WriteAheadLog:
                 view = memoryview(data)[written:]
                 while view:
                     view = view[os.write(fd, view) :]
-        except BaseException as exc:
+        except OSError as exc:
             # Roll back a partial record so later writes never land after garbage.
+            try:
+                os.ftruncate(fd, seg.size)
+            except OSError:
+                self._fail(exc)
+                raise WalFailedError(
+                    f"WAL write to {seg.path.name} failed and could not be rolled back: {exc}"
+                ) from exc
+            raise WalBlockedError(
+                f"WAL write to {seg.path.name} failed ({exc.strerror or exc}); "
+                "rolled back, the records are kept for a retry"
+            ) from exc
+        except BaseException as exc:
             try:
                 os.ftruncate(fd, seg.size)
             except OSError:
@@ -542,9 +605,18 @@ class WriteAheadLog:
             os.close(self._fd)
             self._fd = None
         path = self.directory / segment_name(first_index)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:  # nothing was created: the next attempt starts over
+            raise WalBlockedError(
+                f"cannot create WAL segment {path.name} ({exc.strerror or exc})"
+            ) from exc
         self._segments.append(_Segment(first_index, path, 0))
-        fsync_directory(self.directory)
+        try:
+            fsync_directory(self.directory)
+        except OSError as exc:
+            self._fail(exc)
+            raise WalFailedError(f"fsync of the WAL directory failed: {exc}") from exc
 
     # ----------------------------------------------------------- maintenance
 
@@ -555,8 +627,11 @@ class WriteAheadLog:
         prefix re-encoded as a new record. Crash-safe through the intent file
         (module docstring). ``index >= last_index`` is a no-op; ``index`` below
         ``first_index - 1`` would cut into compacted entries: ``ValueError``.
+        Raises ``WalBlockedError`` while blocked; an I/O error on the way
+        fails the WAL for good (the intent makes the restart safe).
         """
         self._check_writable()
+        self._check_unblocked()
         if index >= self._last_index:
             return
         if index < self._first_index - 1:
@@ -564,6 +639,10 @@ class WriteAheadLog:
                 f"cannot truncate after {index}: entries before {self._first_index} are compacted"
             )
         self._write_buffer()  # rare path: buffered records become ordinary on-disk ones
+        with self._fatal_io_errors("truncate"):
+            self._truncate_after(index)
+
+    def _truncate_after(self, index: int) -> None:
         target = index + 1  # first index to remove
         seg_pos = max(i for i, s in enumerate(self._segments) if s.first_index <= target)
         seg = self._segments[seg_pos]
@@ -628,8 +707,13 @@ class WriteAheadLog:
         self._check_writable()
         if next_index < 1:
             raise ValueError(f"next_index must be >= 1, got {next_index}")
+        with self._fatal_io_errors("reset"):
+            self._reset(next_index)
+
+    def _reset(self, next_index: int) -> None:
         self._buffer.clear()
         self._buffer_bytes = 0
+        self._blocked = None  # what was buffered is discarded with the rest of the log
         self._write_intent({"op": "reset", "next_index": next_index})
         self._close_fd()
         self._apply_reset(next_index)
@@ -646,9 +730,12 @@ class WriteAheadLog:
             return
         try:
             if self._failed is None:
-                if self._buffer:
+                if self._blocked is not None and not self.retry():
+                    log.error("WAL %s: closing with entries %d..%d unwritten (%s)", self.directory,
+                              self._written_index + 1, self._last_index, self._blocked)
+                elif self._buffer:
                     self.commit()
-                if self._dirty:
+                if self._dirty and self._failed is None:
                     self._fsync()
         finally:
             self._close_fd()
@@ -742,6 +829,21 @@ class WriteAheadLog:
             raise WalFailedError(f"WAL stopped after an I/O error: {self._failed}")
         if not self._open:
             raise RuntimeError("WAL is not open: call recover() first")
+
+    @contextmanager
+    def _fatal_io_errors(self, what: str) -> Iterator[None]:
+        """An I/O error in a multi-step change (truncate, reset) fails the WAL
+        for good: its in-memory view may no longer match the files, and the
+        intent file makes the recovery of a restart exact."""
+        try:
+            yield
+        except OSError as exc:
+            self._fail(exc)
+            raise WalFailedError(f"WAL {what} failed: {exc}") from exc
+
+    def _check_unblocked(self) -> None:
+        if self._blocked is not None:
+            raise WalBlockedError(f"WAL writes are blocked: {self._blocked}")
 
     def _fail(self, exc: BaseException) -> None:
         self._failed = exc
