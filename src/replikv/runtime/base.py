@@ -9,7 +9,11 @@ connection/admin handlers (``runtime/commands.py``) rely on:
   to the mode's ``_write_one`` (a data write), ``_read`` (a data read) or a
   handler of ``commands.HANDLERS``;
 - the INFO skeleton (server, clients, stats, keyspace sections; the mode
-  adds persistence and replication).
+  adds persistence and replication);
+- the disk guard: when the WAL cannot be written (a full disk), writes are
+  refused at once with ``-MISCONF`` (as Redis does), reads go on, the node
+  retries once a second and resumes by itself (``_disk_failed`` /
+  ``_retry_disk``; the mode freezes its core meanwhile, see below).
 
 A mode subclasses it (``NodeRunner`` for leader-follower, ``RaftRunner`` for
 raft) and provides ``_write_one``, ``_read``, ``is_leader``,
@@ -19,6 +23,16 @@ sections it owns.
 Invariant (pipeline order): every command gets exactly one reply through
 ``conn`` (directly, or through a ``Slot`` resolved later), so replies leave in
 the order the commands arrived (resp_server.py).
+
+Invariant (disk guard): while ``disk_error`` is set, nothing that depends on
+the WAL records the failed write kept buffered leaves the node: no ack or
+vote to a peer, no reply acknowledging a write. The mode's core is frozen
+(no ticks, no proposals, peer messages dropped), so its log cannot move past
+what the WAL holds; a peer sees a silent node, which every protocol here
+already survives. A write that was executed but not written gets an error
+saying it may still be applied (the WAL keeps it and writes it when the disk
+has room; a crash first loses it, and it was never acknowledged). On resume
+the mode re-synchronises with its peers (``_on_disk_resumed``).
 """
 
 from __future__ import annotations
@@ -41,10 +55,12 @@ from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.tcp_transport import PeerTransport
+from replikv.storage.errors import WalBlockedError, WalFailedError
 
 log = logging.getLogger("replikv.node")
 
 _WRITE, _READ, _HANDLER = 0, 1, 2
+DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
 _BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
 _MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH"})
 
@@ -73,8 +89,12 @@ class BaseRunner:
         self._dispatch: dict[bytes, tuple[Any, int, Any]] = {}
         self.commands_processed = 0
         self.frames_in = 0
-        self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0}
+        self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0,
+                                      "disk_write_errors": 0}
         self.started = time.time()
+        self.disk_error: str | None = None  # why the WAL cannot be written (see the disk guard)
+        self.disk_error_fatal = False
+        self._disk_error_since = 0.0
 
     # -- process life ---------------------------------------------------------------
     async def start_io(self, on_peer_connected: Callable[[str], None],
@@ -137,10 +157,80 @@ class BaseRunner:
         """
         while True:
             await asyncio.sleep(1.0)
-            if self.options.fsync == "everysec":
-                self.wal.fsync_now()
+            if self.options.fsync == "everysec" and self.disk_error is None:
+                try:
+                    self.wal.fsync_now()
+                except WalFailedError as exc:
+                    self._disk_failed(exc)
             gc.collect(1)
             gc.freeze()
+
+    # -- the disk guard ------------------------------------------------------------
+    def _disk_failed(self, exc: BaseException, fatal: bool = False) -> None:
+        """The WAL refused a write (blocked: retried) or failed for good (fatal).
+
+        One log line per state change; the mode's ``_on_disk_blocked`` answers
+        what was waiting on the failed write and the core stays frozen until
+        ``_retry_disk`` succeeds. ``fatal``: the caller knows a retry cannot
+        make the log and the WAL agree again (only a restart's recovery can)."""
+        fatal = fatal or not isinstance(exc, WalBlockedError) or self.wal.failed is not None
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        reason = (cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause))
+        self.stats["disk_write_errors"] += 1
+        if self.disk_error is None:
+            self._disk_error_since = time.monotonic()
+            if fatal:
+                log.error("node %s: the WAL failed (%s); writes are refused and the node must be "
+                          "restarted to recover its log; reads are still served", self.id, exc)
+            else:
+                log.warning("node %s: cannot write the WAL (%s); refusing writes and retrying every %.0f s; "
+                            "reads are still served", self.id, exc, DISK_RETRY_S)
+                self.loop.create_task(self._retry_disk())
+        elif fatal and not self.disk_error_fatal:
+            log.error("node %s: the WAL failed (%s); the node must be restarted", self.id, exc)
+        self.disk_error = reason
+        self.disk_error_fatal = self.disk_error_fatal or fatal
+        self._on_disk_blocked()
+
+    async def _retry_disk(self) -> None:
+        """Once a second, write what the WAL kept; resume the node when it succeeds."""
+        while self.disk_error is not None and not self.disk_error_fatal:
+            await asyncio.sleep(DISK_RETRY_S)
+            try:
+                if not self.wal.retry() or not self._retry_mode_storage():
+                    continue
+            except (WalFailedError, OSError) as exc:
+                self._disk_failed(exc)
+                return
+            if self.disk_error_fatal:
+                return
+            log.warning("node %s: the WAL accepts writes again after %.1f s (%s); resuming", self.id,
+                        time.monotonic() - self._disk_error_since, self.disk_error)
+            self.disk_error = None
+            self._on_disk_resumed()
+
+    def _retry_mode_storage(self) -> bool:
+        """Retry what the mode writes beside the WAL (raft: its hard state); True when done."""
+        return True
+
+    def _on_disk_blocked(self) -> None:  # pragma: no cover - a mode provides it
+        raise NotImplementedError
+
+    def _on_disk_resumed(self) -> None:  # pragma: no cover - a mode provides it
+        raise NotImplementedError
+
+    def disk_refusal(self) -> RespError:
+        """The error a write gets while the WAL cannot be written (Redis's MISCONF)."""
+        if self.disk_error_fatal:
+            return RespError(f"MISCONF {self.id} cannot write its write-ahead log ({self.disk_error}); "
+                             "writes are refused until the node is restarted; reads are still served")
+        return RespError(f"MISCONF {self.id} cannot write its write-ahead log ({self.disk_error}); "
+                         "writes are refused until it can (retried every second); reads are still served")
+
+    def disk_inflight_error(self) -> RespError:
+        """The error of a write executed but not yet written when the WAL failed."""
+        return RespError(f"MISCONF {self.id} could not write its write-ahead log ({self.disk_error}); "
+                         "this write was not acknowledged and may still be applied if the disk recovers")
 
     # -- what a mode provides -------------------------------------------------
     @property
@@ -251,12 +341,14 @@ class BaseRunner:
         }
 
     def persistence_info(self, snapshot_index: int) -> list[str]:
-        """INFO persistence: the WAL every mode keeps, and its snapshot index."""
+        """INFO persistence: the WAL every mode keeps, its snapshot index, whether it can be written."""
         wal = self.wal
         return [
             "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{wal.size_bytes}",
             f"replikv_wal_fsyncs:{wal.fsyncs}", f"replikv_wal_records:{wal.records}",
             f"replikv_wal_first_index:{wal.first_index}", f"replikv_snapshot_index:{snapshot_index}",
+            f"aof_last_write_status:{'err' if self.disk_error else 'ok'}",  # Redis's name
+            f"replikv_disk_error:{self.disk_error or ''}",
         ]
 
     @staticmethod

@@ -15,6 +15,12 @@ Rules it keeps:
   same effects list returned (followers ack only durable entries).
 - The leader decides expiry: it logs DEL for expired keys; replicas never
   consult their clock to change data.
+- A WAL that cannot be written freezes the node (runtime/base.py, "disk
+  guard"): writes get MISCONF, the replies held for the failed batch get an
+  error saying it may still be applied, no Send of that batch leaves, peer
+  frames are dropped and the core is not ticked; on resume the node redoes
+  its handshake with every peer (a follower asks for a sync from its last
+  index, the leader probes each follower), so nothing is sent twice or lost.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner, serve
 from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
 from replikv.storage.meta import MetaStore
+from replikv.storage.errors import WalFailedError
 from replikv.storage.snapshot import SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot
 from replikv.storage.wal import WriteAheadLog
 
@@ -190,7 +197,7 @@ class NodeRunner(BaseRunner):
     def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:
         """The hot path: one write command from a client."""
         core = self.core
-        if core.role != LEADER or core.handing_over_to:
+        if core.role != LEADER or core.handing_over_to or self.disk_error is not None:
             self._write(conn, [argv], transaction=False)
             return
         reply, cmds = self.sm.execute_write(argv, time.time_ns() // 1_000_000)
@@ -201,6 +208,9 @@ class NodeRunner(BaseRunner):
             self._logged(conn, cmds, data)
 
     def _write(self, conn: ClientConnection, commands: list[list[bytes]], transaction: bool) -> None:
+        if self.disk_error is not None:
+            conn.reply(self.disk_refusal())
+            return
         if not self.is_leader:
             self._forward(conn, commands, transaction)
             return
@@ -270,7 +280,11 @@ class NodeRunner(BaseRunner):
         for effect in effects:
             match effect:
                 case PersistEntries():
-                    self.wal.append(effect.first_index, effect.packed, effect.count)
+                    try:  # buffers only; it raises once the WAL failed for good
+                        self.wal.append(effect.first_index, effect.packed, effect.count)
+                    except WalFailedError as exc:
+                        self._disk_failed(exc)
+                        return
                 case Send():
                     sends.append(effect)
                 case ApplyEntries():
@@ -295,9 +309,17 @@ class NodeRunner(BaseRunner):
         Invariant: a held reply belongs to an entry of the current batch or
         of one already committed; while a batch is still being gathered
         (``self.batch`` non-empty: its ``_flush`` is scheduled) nothing held
-        is released, since its entries are not in the WAL yet.
+        is released, since its entries are not in the WAL yet. A commit that
+        fails releases nothing and sends nothing (the disk guard).
         """
-        self.wal.commit()
+        if self.disk_error is not None:  # frozen: entries queue in the WAL's buffer, nothing leaves
+            self._on_disk_blocked()
+            return
+        try:
+            self.wal.commit()
+        except WalFailedError as exc:
+            self._disk_failed(exc)
+            return
         if self.held_conns and not self.batch:
             held, self.held_conns = self.held_conns, []
             for conn in held:
@@ -328,7 +350,7 @@ class NodeRunner(BaseRunner):
 
     def _release_ack_waiters(self) -> None:
         core = self.core
-        durable = self.wal.last_index
+        durable = self.wal.written_index  # fsynced too under --fsync always (commit fsyncs)
         keep: list[Waiter] = []
         for w in self.ack_waiters:
             if w.kind == "wait":
@@ -457,7 +479,7 @@ class NodeRunner(BaseRunner):
     # -- peers -------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
         self.frames_in += 1
-        if self.batch:
+        if self.batch and self.disk_error is None:
             # Log what this leader already executed before any message can make
             # it step down: its state machine holds those writes, so they must
             # be in its log too (a later truncation then rolls them back).
@@ -472,9 +494,11 @@ class NodeRunner(BaseRunner):
             return
         match msg:
             case m.Forward():
-                self._on_forward(msg)
+                self._on_forward(msg)  # refused with MISCONF while the disk guard holds
             case m.ForwardReply():
                 self._on_forward_reply(msg)
+            case _ if self.disk_error is not None:
+                return  # frozen: the peer sees a silent node; we resync on resume
             case m.SnapshotBegin() | m.SnapshotChunk():
                 self._on_snapshot_frame(msg)
             case _:
@@ -482,6 +506,35 @@ class NodeRunner(BaseRunner):
 
     def _on_peer_connected(self, peer: str) -> None:
         self._run(self.core.peer_connected(peer))
+
+    # -- the disk guard (runtime/base.py) ----------------------------------------------
+    def _on_disk_blocked(self) -> None:
+        """Answer what waited on the batch the WAL could not write; freeze."""
+        err = encode_reply(self.disk_inflight_error(), False)
+        held, self.held_conns = self.held_conns, []
+        for conn in held:
+            conn.held[:] = [err] * len(conn.held)
+            conn.release_held()
+        waiters, self.flush_waiters = self.flush_waiters, []
+        for slot, _ in waiters:
+            slot.resolve(err)
+        written = self.wal.written_index
+        keep: list[Waiter] = []
+        for w in self.ack_waiters:
+            if w.kind == "write" and w.index > written:
+                w.slot.resolve(err)
+            else:
+                keep.append(w)
+        self.ack_waiters = keep
+        self._flush_clients()
+
+    def _on_disk_resumed(self) -> None:
+        """Redo the handshake with every peer: what was dropped while frozen is resent from the log."""
+        self._commit_and_send([])
+        for peer in self.peer_ids:
+            self._run(self.core.peer_disconnected(peer))
+            if self.transport.connected(peer):
+                self._run(self.core.peer_connected(peer))
 
     def _on_peer_disconnected(self, peer: str) -> None:
         self._run(self.core.peer_disconnected(peer))
@@ -662,6 +715,8 @@ class NodeRunner(BaseRunner):
                     self._handover_deadline = 0.0
             else:
                 self._handover_deadline = 0.0
+            if self.disk_error is not None:
+                continue  # frozen by the disk guard
             if self.batch:
                 self._flush()  # as in _on_frame: a tick may end this node's leadership
             self._run(self.core.tick(_ms()))

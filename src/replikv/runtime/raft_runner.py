@@ -77,6 +77,7 @@ from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
+from replikv.storage.errors import WalFailedError
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
 from replikv.storage.wal import WriteAheadLog
@@ -281,34 +282,57 @@ class RaftRunner(BaseRunner):
         disks of a majority already (the leader counts itself only once
         durable), whatever this fsync holds. Every other message leaves after
         the fsync. Returns the (index, term) now durable for a leader to count
-        itself, or None."""
+        itself, or None.
+
+        The disk guard (runtime/base.py): when the WAL or the hard state
+        cannot be written, the effects that concern committed entries (apply,
+        replies, reads) are still carried out, since a majority holds those
+        entries, but no Send of the batch leaves (no ack, vote or
+        AppendEntries that the failed write backs) and the core stays frozen
+        until the disk recovers; the entries wait in the WAL's buffer."""
         node = self.node
         if node.term != self._seen_term or node.role is not self._seen_role:
             self._role_changed()
         early: list[Send] = []
         sends: list[Send] = []
         rest: list[Any] = []
+        persists: list[Persist] = []
         split = self.async_persist
         for e in effects:
             if isinstance(e, Persist):
-                self._persist(e)
+                persists.append(e)
             elif isinstance(e, Send):
                 (early if split and may_send_before_sync(e) else sends).append(e)
             else:
                 rest.append(e)
         wal = self.wal
+        frozen = self.disk_error is not None
+        try:
+            for p in persists:
+                self._persist(p)  # while frozen: entries only queue in the WAL's buffer
+            if not frozen:
+                wal.write() if split else wal.commit()
+        except (WalFailedError, OSError) as exc:
+            # frozen already: a persist that needs the disk now means log and WAL may differ
+            self._disk_failed(exc, fatal=frozen)
+        if self.disk_error is not None:
+            self._finish(rest)
+            self._answer_clients()
+            return None
         persisted = None
         if split:
-            wal.write()
             self._send_all(early)
             self._finish(rest)
             self._answer_clients()
             if wal.dirty:
-                wal.fsync_now()  # group commit: one fsync for the batch
+                try:
+                    wal.fsync_now()  # group commit: one fsync for the batch
+                except WalFailedError as exc:
+                    self._disk_failed(exc)
+                    return None
                 if node.role is Role.LEADER:
                     persisted = (wal.durable_index, int(node.log.term(wal.durable_index) or 0))
         else:
-            wal.commit()  # the policy's fsync, before any send or reply
             self._finish(rest)
         self._send_all(sends)
         return persisted
@@ -482,6 +506,9 @@ class RaftRunner(BaseRunner):
     def write(self, conn: Any, commands: list[list[bytes]], transaction: bool,
               client: tuple[int, int] | None = None) -> None:
         """Propose a write (or a MULTI block as ONE entry); reply when it applies."""
+        if self.disk_error is not None:
+            conn.reply(self.disk_refusal())
+            return
         if not self.is_leader:
             self._forward(conn, commands, transaction, client)
             return
@@ -571,6 +598,10 @@ class RaftRunner(BaseRunner):
     def _read(self, conn: Any, argv: Any, transaction: bool = False) -> None:
         level = conn.read_level
         if level in ("linearizable", "lease"):
+            if self.disk_error is not None:  # frozen: this node cannot confirm a read index
+                conn.reply(RespError(f"{self.disk_refusal().message}; {level} reads need a node that "
+                                     "takes part in the cluster: read another node, or CONSISTENCY READ eventual"))
+                return
             rid = next(self._rids)
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
             self.reads[rid] = (conn.slot(), conn, (argv, transaction), deadline)  # type: ignore[assignment]
@@ -631,6 +662,8 @@ class RaftRunner(BaseRunner):
         kind, body = payload[:1], payload[1:]
         try:
             if kind == RAFT_MSG:
+                if self.disk_error is not None:
+                    return  # frozen by the disk guard: a silent node to the cluster
                 msg = codec.decode(body)
                 if self.names.get(msg.src) != peer or msg.dst != self.raft_id:
                     log.warning("peer %s sent a message from %d to %d; dropped", peer, msg.src, msg.dst)
@@ -656,6 +689,45 @@ class RaftRunner(BaseRunner):
                     "TRYAGAIN the connection to the leader was lost; the write may or may not be applied"),
                     slot.conn.resp3))
             self._flush_clients()
+
+    # -- the disk guard (runtime/base.py) ------------------------------------------------------------
+    def _on_disk_blocked(self) -> None:
+        """Fail the writes waiting on this node: none can be acknowledged while frozen.
+
+        A proposal may already be on a follower's disk and commit without us,
+        so its error says it may still be applied; writes not yet proposed
+        were not applied at all."""
+        refused, inflight = self.disk_refusal(), self.disk_inflight_error()
+        queued, self.pending = self.pending, []
+        not_proposed = {rid for _data, rid, _cid, _seq in queued}
+        waiting, self.writes = self.writes, {}
+        for rid, (slot, conn, _) in waiting.items():
+            slot.resolve(encode_reply(refused if rid in not_proposed else inflight, conn.resp3))
+        reads, self.reads = self.reads, {}
+        self.pending_reads = []
+        for slot, conn, _, _ in reads.values():
+            slot.resolve(encode_reply(refused, conn.resp3))
+        self._expiry_inflight = 0
+        self._flush_clients()
+
+    def _retry_mode_storage(self) -> bool:
+        """Save the hard state (term, vote) if the failed batch carried one."""
+        hs = self.node.hard_state()
+        if (hs.term, hs.vote) != self._saved_tv:
+            try:
+                self.meta.save({"term": hs.term, "vote": hs.vote, "commit": hs.commit})
+            except OSError:
+                return False
+            self._saved_tv = (hs.term, hs.vote)
+        return True
+
+    def _on_disk_resumed(self) -> None:
+        """The kept entries are durable now: a leader counts itself; the core runs again."""
+        node = self.node
+        if self.async_persist and node.role is Role.LEADER:
+            durable = self.wal.durable_index
+            self._queue(node.advance(persisted=(durable, int(node.log.term(durable) or 0))))
+        self._schedule()
 
     # -- snapshots -----------------------------------------------------------------------------------
     def take_snapshot(self) -> int:
@@ -765,9 +837,11 @@ class RaftRunner(BaseRunner):
             if late > 10 * interval:
                 self.stats["tick_stalls"] += 1
                 log.warning("node %s: tick %.0f ms late (event loop stalled)", self.id, late * 1000)
-            self._queue(self.node.tick())
             now = time.monotonic()
             self._expire_waiters(now)
+            if self.disk_error is not None:
+                continue  # frozen by the disk guard
+            self._queue(self.node.tick())
             self._check_failover()
             if self.is_leader and now >= next_expiry:
                 next_expiry = now + 0.1
