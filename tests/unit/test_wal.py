@@ -25,6 +25,8 @@ import pytest
 from replikv.storage.errors import CorruptLogError, WalBlockedError, WalFailedError
 from replikv.storage.wal import (
     HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
+    SEGMENT_MAGIC,
     INTENT_FILE,
     WriteAheadLog,
     encode_record,
@@ -77,9 +79,9 @@ def segments(directory: Path) -> list[Path]:
 
 
 def record_offsets(data: bytes) -> list[int]:
-    """Start offsets of the records in a clean segment's bytes."""
-    offsets, pos = [], 0
-    while pos < len(data):
+    """Start offsets of the records in a clean segment's bytes (header and seal skipped)."""
+    offsets, pos = [], SEGMENT_HEADER_BYTES if data[:4] == SEGMENT_MAGIC else 0
+    while pos < len(data) and data[pos : pos + 4] != b"RKWN":
         offsets.append(pos)
         length = int.from_bytes(data[pos + 8 : pos + 12], "little")
         pos += HEADER_BYTES + length
@@ -207,19 +209,19 @@ def test_torn_tail_at_every_byte_of_the_last_record_keeps_all_complete_records(
         shutil.rmtree(d)
 
 
-def test_bad_checksum_in_last_record_is_a_torn_tail(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_bad_checksum_in_a_complete_last_record_is_refused_not_truncated(tmp_path: Path) -> None:
+    """A complete record that fails its checksum may have been fsynced and
+    acknowledged: refused with the file and offset, and the file left alone
+    (issue 11: only a genuinely torn record is ever truncated)."""
     data, last = _log_with_big_last_record(tmp_path)
-    for pos in (last + 4, last + 8, last + 20, last + HEADER_BYTES + 5, len(data) - 1):
+    for pos in (last + 4, last + 12, last + 20, last + HEADER_BYTES + 5, len(data) - 1):
         broken = bytearray(data)
         broken[pos] ^= 0x40
         (tmp_path / segment_name(1)).write_bytes(bytes(broken))
-        with caplog.at_level(logging.WARNING, logger="replikv.storage.wal"):
-            wal, records = open_wal(tmp_path)
-        assert flatten(records) == expected(1, 10), pos
-        assert f"dropped {len(data) - last} bytes" in caplog.text
-        wal.close()
+        with pytest.raises(CorruptLogError, match="checksum mismatch in a complete record") as info:
+            open_wal(tmp_path)
+        assert (info.value.segment, info.value.offset) == (segment_name(1), last), pos
+        assert (tmp_path / segment_name(1)).read_bytes() == bytes(broken)
 
 
 def test_trailing_zeros_after_a_crash_are_truncated(tmp_path: Path) -> None:
@@ -238,10 +240,10 @@ def test_torn_first_record_of_a_new_segment(tmp_path: Path) -> None:
     wal.close()
     last_seg = segments(tmp_path)[-1]
     assert last_seg.name == segment_name(4)
-    last_seg.write_bytes(last_seg.read_bytes()[:10])
+    last_seg.write_bytes(last_seg.read_bytes()[: SEGMENT_HEADER_BYTES + 10])
     wal, records = open_wal(tmp_path)
     assert flatten(records) == expected(1, 3)
-    assert last_seg.stat().st_size == 0
+    assert last_seg.stat().st_size == SEGMENT_HEADER_BYTES
     fill(wal, [2])  # goes into the now-empty wal-4
     wal.close()
     _, records = open_wal(tmp_path)
@@ -550,7 +552,7 @@ def test_reset_is_durable_and_appends_resume_at_next_index(tmp_path: Path) -> No
     fill(wal, BATCHES)
     wal.append_entries(wal.last_index + 1, [entry(0)])  # buffered, discarded by reset
     wal.reset(1000)
-    assert (wal.first_index, wal.last_index, wal.size_bytes) == (1000, 999, 0)
+    assert (wal.first_index, wal.last_index, wal.size_bytes) == (1000, 999, SEGMENT_HEADER_BYTES)
     assert [p.name for p in segments(tmp_path)] == [segment_name(1000)]
     wal.close()
     # The empty segment remembers where the log resumes, even with no append.
@@ -631,8 +633,10 @@ def test_rollover_fsyncs_the_previous_segment_even_with_policy_no(
     counter = FsyncCounter(monkeypatch)
     fill(wal, [10])  # still in wal-1: no fsync
     assert counter.calls == 0
-    fill(wal, [1])  # wal-1 is over 200 bytes: fsync it, create wal-12, fsync the directory
-    assert counter.calls == 2
+    # wal-1 is over 200 bytes: fsync it; create wal-12 whole (fsync its header,
+    # then the directory); seal wal-1 (fsync)
+    fill(wal, [1])
+    assert counter.calls == 4
     assert wal.durable_index == 11
     wal.close()
 
@@ -866,3 +870,76 @@ def test_sigkill_at_a_random_moment_loses_no_committed_index(tmp_path: Path, see
         assert printed and wal.last_index >= max(printed)
         assert got == [(i, crash_entry(i)) for i in range(1, wal.last_index + 1)]
         wal.close()
+
+
+# ------------------------------------------------- segment headers and seals
+
+
+def test_segments_start_with_a_versioned_header_and_full_ones_are_sealed(tmp_path: Path) -> None:
+    wal, _ = open_wal(tmp_path, segment_bytes=300)
+    fill(wal, BATCHES)
+    wal.close()
+    segs = segments(tmp_path)
+    assert len(segs) >= 3
+    for i, seg in enumerate(segs):
+        data = seg.read_bytes()
+        assert data[:4] == SEGMENT_MAGIC and int.from_bytes(data[4:8], "little") == 1
+        assert int.from_bytes(data[8:16], "little") == int(seg.name[4:24])
+        sealed = data[-HEADER_BYTES:][:4] == b"RKWN"
+        assert sealed == (i < len(segs) - 1), seg.name
+        assert seg.stat().st_mode & 0o777 == 0o600
+    assert tmp_path.stat().st_mode & 0o777 == 0o700
+
+
+def test_missing_newest_segment_is_refused_not_a_shorter_log(tmp_path: Path) -> None:
+    wal, _ = open_wal(tmp_path, segment_bytes=300)
+    fill(wal, BATCHES)
+    wal.close()
+    segs = segments(tmp_path)
+    segs[-1].unlink()
+    with pytest.raises(CorruptLogError, match=f"continues in {segs[-1].name}, which is missing"):
+        open_wal(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"RKWS\x01", b"x" * 100, b"RKWS" + bytes(20)])
+def test_emptied_or_foreign_newest_segment_is_refused(tmp_path: Path, content: bytes) -> None:
+    wal, _ = open_wal(tmp_path, segment_bytes=300)
+    fill(wal, BATCHES)
+    wal.close()
+    newest = segments(tmp_path)[-1]
+    newest.write_bytes(content)
+    with pytest.raises(CorruptLogError) as info:
+        open_wal(tmp_path)
+    assert info.value.segment == newest.name and info.value.offset == 0
+    assert newest.read_bytes() == content  # left alone
+
+
+def test_a_newer_format_version_is_refused(tmp_path: Path) -> None:
+    wal, _ = open_wal(tmp_path)
+    fill(wal, [3])
+    wal.close()
+    (seg,) = segments(tmp_path)
+    data = bytearray(seg.read_bytes())
+    data[4:8] = (2).to_bytes(4, "little")
+    head = bytes(data[:20])
+    from crc32c import crc32c
+
+    data[20:24] = crc32c(head).to_bytes(4, "little")
+    seg.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError, match="format version 2"):
+        open_wal(tmp_path)
+
+
+def test_version_0_segments_without_a_header_are_still_read(tmp_path: Path) -> None:
+    """Logs written before the segment header (records from byte 0) load; new
+    segments get the header."""
+    records = [encode_record(1, msgpack.packb([entry(1), entry(2)]), 2),
+               encode_record(3, msgpack.packb([entry(3)]), 1)]
+    (tmp_path / segment_name(1)).write_bytes(b"".join(records))
+    wal, got = open_wal(tmp_path, segment_bytes=1)
+    assert flatten(got) == expected(1, 3)
+    fill(wal, [2])
+    wal.close()
+    _, got = open_wal(tmp_path)
+    assert flatten(got) == expected(1, 5)
+    assert segments(tmp_path)[-1].read_bytes()[:4] == SEGMENT_MAGIC

@@ -28,7 +28,7 @@ from typing import Any
 from crc32c import crc32c
 
 from replikv.storage.errors import CorruptMetaError
-from replikv.storage.snapshot import atomic_write_file
+from replikv.storage.files import atomic_write_file, private_dir
 
 META_MAGIC = b"RKM1"
 META_FILE = "meta.bin"
@@ -83,5 +83,5 @@ class MetaStore:
     def save(self, state: dict[str, Any]) -> None:
         """Durably replace the saved dict with ``state`` (atomic, see module rules)."""
         data = encode_meta(state)  # encode first: a bad value must not touch the disk
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         atomic_write_file(self.path, data)

@@ -31,8 +31,8 @@ Rules:
   snapshots are deleted right after the rename anyway; one only survives a
   crash in that window.)
 
-This module also holds the two file primitives the storage layer shares:
-``fsync_directory`` and ``atomic_write_file``.
+The file primitives it uses (``fsync_directory``, ``atomic_write_file``,
+owner-only modes) are in ``storage/files.py``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ from typing import Self
 from crc32c import crc32c
 
 from replikv.storage.errors import CorruptSnapshotError
+from replikv.storage.files import FILE_MODE, atomic_write_file, fsync_directory, private_dir
+from replikv.storage.files import write_all as _write_all
+
+__all__ = ["atomic_write_file", "fsync_directory"]  # re-exported for older imports
 
 log = logging.getLogger(__name__)
 
@@ -57,44 +61,6 @@ _HEADER = struct.Struct("<4sIQQQ")
 _FIELDS = struct.Struct("<QQQ")  # index, epoch, length: the checksummed header part
 HEADER_BYTES = _HEADER.size  # 32
 _NAME_RE = re.compile(r"^snapshot-(\d{20})\.snap$")
-
-
-def fsync_directory(directory: str | Path) -> None:
-    """Make the creations, renames and deletions in ``directory`` durable.
-
-    POSIX: fsync on a file covers its data, not its directory entry; a new or
-    renamed file survives power loss only after its directory is fsynced.
-    """
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def atomic_write_file(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves the old or the new file.
-
-    Steps: write ``<path>.tmp``, fsync it, rename over ``path``, fsync the
-    directory. Readers never see a partial file.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +125,9 @@ class SnapshotWriter:
             raise RuntimeError("SnapshotWriter.begin() called twice without finish/abort")
         if index < 0 or epoch < 0:
             raise ValueError(f"index and epoch must be >= 0, got {index}, {epoch}")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self._tmp = self.directory / (snapshot_name(index) + ".tmp")
-        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         self._index, self._epoch, self._length, self._crc = index, epoch, 0, 0
         # Placeholder header; the real one is written by finish() once the
         # length and checksum are known.

@@ -7,10 +7,36 @@ on-disk record.
 
 Files in the WAL directory:
 
-- ``wal-<first_index:020d>.log``: a segment; its records hold consecutive
-  entries starting at ``first_index``.
+- ``wal-<first_index:020d>.log``: a segment; a 24-byte segment header,
+  then records holding consecutive entries starting at ``first_index``,
+  then (once the log has moved on to the next segment) a seal.
 - ``wal.intent``: present only while a ``truncate_after`` or ``reset`` is in
   progress (see "Crash safety" below).
+
+Files and directories are created owner-only (0600 / 0700): they hold
+client data.
+
+Segment header (format version 1), little-endian::
+
+    offset  size  field
+    0       4     magic  b"RKWS"
+    4       4     format version (1)
+    8       8     first_index (equals the number in the file name)
+    16      4     reserved, 0
+    20      4     crc32c of bytes 0..20
+
+A segment is created whole: header written to ``<name>.tmp``, fsynced,
+renamed into place, directory fsynced; so a segment file without a valid
+header is damage (an emptied file, another program's file, a newer
+replikv's format), never a crash artefact. Segments of format version 0
+(replikv before the header: records from byte 0) are still read; new
+segments are always version 1.
+
+Seal: when the log moves on to a new segment, the previous one gets a
+24-byte record header with magic b"RKWN", length 0, count 0 and
+``first_index`` = the new segment's first index, checksummed like a record,
+written only after the new segment exists durably. A sealed segment with no
+successor means the newest segment was lost: a refusal, not a shorter log.
 
 Record format, all integers little-endian, a 24-byte header then the payload::
 
@@ -36,14 +62,17 @@ Invariants:
   ``fsync_now`` from the runtime's timer; ``no``: never, the kernel decides).
 
 Recovery rules (``recover``):
-- A bad record in the last segment whose bytes are not followed by any valid
-  record (incomplete header or payload, checksum mismatch in the final record,
-  trailing zeros) is a torn tail: a crash cut the last write short, and that
-  write was never acknowledged. The file is truncated there, fsynced, and the
+- Only a genuinely torn tail is repaired: a record at the end of the last
+  segment that is incomplete (its header or payload runs past the end of
+  the file), or trailing zero bytes. A crash cut that write short, so it
+  was never acknowledged. The file is truncated there, fsynced, and the
   number of bytes dropped is logged.
-- Any other damage (a bad record followed by a valid one, a bad record in an
-  earlier segment, an index gap) raises ``CorruptLogError`` naming the segment
-  and byte offset. Nothing is ever silently skipped.
+- Any other damage raises ``CorruptLogError`` naming the segment and byte
+  offset: a *complete* record that fails its checksum (it may have been
+  fsynced and acknowledged), a bad record in an earlier segment, an index
+  gap, a missing or unknown segment header, a seal with no next segment.
+  Nothing is ever silently skipped or dropped; ``repair()`` (``replikv
+  repair``) truncates explicitly at the damage and says what it discards.
 - Entries at or below ``after_index`` (the snapshot's index) are not
   returned: whole segments before it may have been deleted by
   ``drop_before`` while the segment holding it still has older entries.
@@ -93,7 +122,7 @@ import msgpack
 from crc32c import crc32c
 
 from replikv.storage.errors import CorruptLogError, WalBlockedError, WalFailedError
-from replikv.storage.snapshot import atomic_write_file, fsync_directory
+from replikv.storage.files import atomic_write_file, fsync_directory, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +131,12 @@ DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 EVERYSEC_INTERVAL_S = 1.0
 
 RECORD_MAGIC = 0x4C574B52  # b"RKWL" little-endian
+SEAL_MAGIC = 0x4E574B52  # b"RKWN" little-endian: "the log continues in segment first_index"
 _MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
+SEGMENT_MAGIC = b"RKWS"
+FORMAT_VERSION = 1
+_SEGMENT_HEADER = struct.Struct("<4sIQI")  # magic, version, first_index, reserved; then crc32c
+SEGMENT_HEADER_BYTES = _SEGMENT_HEADER.size + 4  # 24
 _HEADER = struct.Struct("<IIIIQ")  # magic, crc, length, count, first_index
 _PREFIX = struct.Struct("<II")  # magic, crc
 _TAIL = struct.Struct("<IIQ")  # length, count, first_index: covered by the crc
@@ -126,6 +160,41 @@ def encode_record(first_index: int, packed_entries: bytes, count: int) -> bytes:
     return _PREFIX.pack(RECORD_MAGIC, crc) + tail + packed_entries
 
 
+def encode_segment_header(first_index: int) -> bytes:
+    head = _SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, first_index, 0)
+    return head + struct.pack("<I", crc32c(head))
+
+
+def encode_seal(next_first_index: int) -> bytes:
+    tail = _TAIL.pack(0, 0, next_first_index)
+    return _PREFIX.pack(SEAL_MAGIC, crc32c(tail)) + tail
+
+
+def _segment_start(data: bytes, first_index: int, segment: str) -> int:
+    """Byte offset of the first record: after a valid header (version 1), or
+    0 for a version-0 segment (it starts with a record). Raises
+    ``CorruptLogError`` for anything else."""
+    if data[:4] == SEGMENT_MAGIC:
+        if len(data) < SEGMENT_HEADER_BYTES:
+            raise CorruptLogError(segment, 0, "incomplete segment header")
+        magic, version, first, _ = _SEGMENT_HEADER.unpack_from(data, 0)
+        (crc,) = struct.unpack_from("<I", data, _SEGMENT_HEADER.size)
+        if crc32c(data[: _SEGMENT_HEADER.size]) != crc:
+            raise CorruptLogError(segment, 0, "segment header checksum mismatch")
+        if version != FORMAT_VERSION:
+            raise CorruptLogError(
+                segment, 0, f"segment format version {version}; this replikv reads {FORMAT_VERSION}"
+            )
+        if first != first_index:
+            raise CorruptLogError(segment, 0, f"header says first index {first}, name says {first_index}")
+        return SEGMENT_HEADER_BYTES
+    if data[:4] == _MAGIC_BYTES:
+        return 0  # format version 0: records from byte 0
+    if not data:
+        raise CorruptLogError(segment, 0, "empty file: a segment always has a header (emptied?)")
+    raise CorruptLogError(segment, 0, "no segment header: not a replikv WAL segment, or an unknown format")
+
+
 def _unpack_entries(payload: bytes | memoryview) -> list[Any]:
     entries = msgpack.unpackb(payload, raw=False, strict_map_key=False)
     if not isinstance(entries, list):
@@ -137,7 +206,8 @@ def _unpack_entries(payload: bytes | memoryview) -> list[Any]:
 class _Segment:
     first_index: int
     path: Path
-    size: int
+    size: int  # bytes in the file, segment header included
+    sealed: bool = False  # ends with a seal naming the next segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,33 +222,47 @@ class _RecordPos:
 class _BadRecord:
     offset: int
     reason: str
+    torn: bool = False  # only a write cut short can look like this
 
 
 def _scan(
-    data: bytes, expected_first: int, segment: str
-) -> tuple[list[_RecordPos], _BadRecord | None]:
-    """Walk the records of one segment's bytes.
+    data: bytes, expected_first: int, segment: str, start: int = 0
+) -> tuple[list[_RecordPos], _BadRecord | None, int | None]:
+    """Walk the records of one segment's bytes from ``start``.
 
-    Returns the valid records up to the first bad one, and that bad one (or
-    None if the segment is clean to its end). Raises ``CorruptLogError`` for a
-    valid record that breaks index continuity: that is never a torn write.
+    Returns the valid records up to the first bad one, that bad one (or None
+    if the segment is clean to its end), and the next segment's first index
+    if the segment ends with a seal. ``_BadRecord.torn`` says whether the bad
+    bytes can only be a write cut short (module docstring, recovery rules).
+    Raises ``CorruptLogError`` for a valid record that breaks index
+    continuity or anything after a seal: that is never a torn write.
     """
     records: list[_RecordPos] = []
-    offset = 0
+    offset = start
     end = len(data)
     expected = expected_first
     while offset < end:
         if end - offset < HEADER_BYTES:
-            return records, _BadRecord(offset, "incomplete header")
+            return records, _BadRecord(offset, "incomplete header", torn=True), None
         magic, crc, length, count, first = _HEADER.unpack_from(data, offset)
+        if magic == SEAL_MAGIC:
+            if crc32c(memoryview(data)[offset + 8 : offset + HEADER_BYTES]) != crc or length or count:
+                return records, _BadRecord(offset, "bad seal"), None
+            if first != expected:
+                raise CorruptLogError(segment, offset, f"seal names segment {first}, expected {expected}")
+            if offset + HEADER_BYTES != end:
+                raise CorruptLogError(segment, offset + HEADER_BYTES, "bytes after the seal")
+            return records, None, first
         if magic != RECORD_MAGIC:
-            return records, _BadRecord(offset, "bad magic")
+            if not any(memoryview(data)[offset:]):
+                return records, _BadRecord(offset, "trailing zero bytes", torn=True), None
+            return records, _BadRecord(offset, "bad magic"), None
         if length > end - offset - HEADER_BYTES:
-            return records, _BadRecord(offset, "incomplete payload")
+            return records, _BadRecord(offset, "incomplete payload", torn=True), None
         body_start = offset + HEADER_BYTES
         payload = memoryview(data)[body_start : body_start + length]
         if crc32c(payload, value=crc32c(memoryview(data)[offset + 8 : body_start])) != crc:
-            return records, _BadRecord(offset, "checksum mismatch")
+            return records, _BadRecord(offset, "checksum mismatch in a complete record"), None
         if count < 1:
             raise CorruptLogError(segment, offset, "valid checksum but zero entries")
         if first != expected:
@@ -188,7 +272,7 @@ def _scan(
         records.append(_RecordPos(offset, first, count, length))
         expected = first + count
         offset = body_start + length
-    return records, None
+    return records, None, None
 
 
 def _valid_record_after(data: bytes, start: int, min_first: int) -> int | None:
@@ -332,12 +416,15 @@ class WriteAheadLog:
             raise RuntimeError("recover() called on an open WAL")
         if after_index < 0:
             raise ValueError(f"after_index must be >= 0, got {after_index}")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self._redo_intent()
+        for leftover in self.directory.glob("wal-*.log.tmp"):  # a segment never renamed into place
+            leftover.unlink()
 
         plan: list[tuple[_Segment, list[_RecordPos]]] = []
         found = _list_segments(self.directory)
         expected: int | None = None
+        sealed: int | None = None
         for i, (seg_first, path) in enumerate(found):
             name = path.name
             if expected is not None and seg_first != expected:
@@ -345,7 +432,8 @@ class WriteAheadLog:
                     name, -1, f"index gap: segment starts at {seg_first}, expected {expected}"
                 )
             data = path.read_bytes()
-            records, bad = _scan(data, seg_first, name)
+            start = _segment_start(data, seg_first, name)
+            records, bad, sealed = _scan(data, seg_first, name, start)
             size = len(data)
             if bad is not None:
                 if i != len(found) - 1:
@@ -358,10 +446,17 @@ class WriteAheadLog:
                         bad.offset,
                         f"{bad.reason}, followed by a valid record at byte {later}",
                     )
+                if not bad.torn:
+                    raise CorruptLogError(name, bad.offset, bad.reason)
                 self._truncate_torn_tail(path, bad, size)
                 size = bad.offset
             expected = records[-1].first_index + records[-1].count if records else seg_first
-            plan.append((_Segment(seg_first, path, size), records))
+            plan.append((_Segment(seg_first, path, size, sealed=sealed is not None), records))
+        if sealed is not None:
+            raise CorruptLogError(
+                found[-1][1].name, -1,
+                f"sealed: the log continues in {segment_name(sealed)}, which is missing",
+            )
 
         self._segments = [seg for seg, _ in plan]
         self._open = True
@@ -597,26 +692,41 @@ class WriteAheadLog:
         self.fsyncs += 1
 
     def _roll_segment(self, first_index: int) -> None:
-        """Start ``wal-<first_index>.log``; the previous segment is fsynced first
-        so that only the last segment can ever have a torn tail."""
-        if self._fd is not None:
-            if self._dirty:
-                self._fsync()
-            os.close(self._fd)
-            self._fd = None
+        """Start ``wal-<first_index>.log``: the previous segment is fsynced
+        first (so only the last segment can ever have a torn tail), the new
+        one is created whole (module docstring), then the previous one is
+        sealed."""
+        if self._fd is not None and self._dirty:
+            self._fsync()
         path = self.directory / segment_name(first_index)
         try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:  # nothing was created: the next attempt starts over
+            atomic_write_file(path, encode_segment_header(first_index))
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:  # the next attempt starts over (a leftover .tmp is replaced)
             raise WalBlockedError(
                 f"cannot create WAL segment {path.name} ({exc.strerror or exc})"
             ) from exc
-        self._segments.append(_Segment(first_index, path, 0))
+        if self._fd is not None:
+            self._seal(self._fd, self._segments[-1], first_index)
+            os.close(self._fd)
+        self._fd = fd
+        self._segments.append(_Segment(first_index, path, SEGMENT_HEADER_BYTES))
+
+    def _seal(self, fd: int, seg: _Segment, next_first: int) -> None:
+        """Append the seal to a full segment; on failure it stays unsealed (still a valid log)."""
+        seal = encode_seal(next_first)
         try:
-            fsync_directory(self.directory)
+            os.write(fd, seal)
+            os.fsync(fd)
         except OSError as exc:
-            self._fail(exc)
-            raise WalFailedError(f"fsync of the WAL directory failed: {exc}") from exc
+            try:
+                os.ftruncate(fd, seg.size)
+            except OSError:
+                pass
+            log.warning("WAL %s: could not seal %s (%s)", self.directory, seg.path.name, exc)
+            return
+        seg.size += len(seal)
+        seg.sealed = True
 
     # ----------------------------------------------------------- maintenance
 
@@ -647,7 +757,8 @@ class WriteAheadLog:
         seg_pos = max(i for i, s in enumerate(self._segments) if s.first_index <= target)
         seg = self._segments[seg_pos]
         data = seg.path.read_bytes()[: seg.size]
-        records, bad = _scan(data, seg.first_index, seg.path.name)
+        start = _segment_start(data, seg.first_index, seg.path.name)
+        records, bad, _ = _scan(data, seg.first_index, seg.path.name, start)
         if bad is not None:
             raise CorruptLogError(seg.path.name, bad.offset, bad.reason)
         rec = next(r for r in records if r.first_index + r.count > target)
@@ -670,6 +781,7 @@ class WriteAheadLog:
         self._clear_intent()
         del self._segments[seg_pos + 1 :]
         seg.size = rec.offset + len(replacement)
+        seg.sealed = False
         self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         self._last_index = self._written_index = self._durable_index = index
         self._dirty = 0
@@ -719,7 +831,7 @@ class WriteAheadLog:
         self._apply_reset(next_index)
         self._clear_intent()
         path = self.directory / segment_name(next_index)
-        self._segments = [_Segment(next_index, path, 0)]
+        self._segments = [_Segment(next_index, path, SEGMENT_HEADER_BYTES)]
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._set_empty(next_index)
         self._last_fsync = self._clock()
@@ -808,9 +920,7 @@ class WriteAheadLog:
         ``wal-<next_index>.log``, fsync the directory."""
         for _, path in reversed(_list_segments(self.directory)):
             os.unlink(path)
-        fd = os.open(self.directory / segment_name(next_index), os.O_WRONLY | os.O_CREAT, 0o644)
-        os.close(fd)
-        fsync_directory(self.directory)
+        atomic_write_file(self.directory / segment_name(next_index), encode_segment_header(next_index))
 
     # --------------------------------------------------------------- helpers
 
