@@ -53,6 +53,7 @@ from replikv.config import (
     is_loopback,
 )
 from replikv.parent_death import child_env, die_with_parent
+from replikv.storage.files import private_dir
 
 USAGE_ERROR = 2
 FAILURE = 1
@@ -478,7 +479,7 @@ class Supervisor:
         env = child_env(dict(os.environ, PYTHONUNBUFFERED="1"))
         for i, node in enumerate(self.config.nodes.values()):
             node_dir = Path(node.data_dir)
-            node_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(node_dir)
             log_path = node_dir / LOG_FILE
             with open(log_path, "ab") as log:
                 log_start = log.tell()
@@ -705,9 +706,8 @@ def up(
     if busy:
         fail(f"address already in use: {', '.join(busy)} (is another cluster running? "
              "stop it, or pick other ports with --port / --peer-port)")
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config.save(config_path)
-    config_path.chmod(0o600)  # it holds the cluster secret and requirepass
+    private_dir(config_path.parent)
+    config.save(config_path)  # 0600 from creation: it holds the cluster secret and requirepass
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"wrote {escape(str(config_path))}")
@@ -787,6 +787,49 @@ def node(
     except ConfigError as e:
         fail(str(e))
     raise typer.Exit(code or 0)
+
+
+@app.command()
+def repair(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    node_id: str = typer.Option(..., "--id", help="The node whose write-ahead log to repair (stopped)."),
+    yes: bool = typer.Option(False, "--yes", help="Carry the repair out (without it: only say what it would do)."),
+) -> None:
+    """Truncate a damaged write-ahead log at its first damage, saying what that discards.
+
+    A node refuses to start on a damaged log (a bad checksum in a complete
+    record, an emptied or missing segment): it never drops data by itself.
+    Run this on the stopped node; without --yes nothing is changed. The
+    entries discarded may include acknowledged writes: in a replicated
+    cluster, wiping the node's data directory and letting it resynchronise
+    from the others is often the better repair.
+    """
+    from replikv.storage.errors import StorageError
+    from replikv.storage.wal import WriteAheadLog, apply_repair, plan_repair
+
+    config = load_config(config_path)
+    try:
+        address = config.node(node_id)
+    except ConfigError as e:
+        fail(str(e))
+    wal_dir = Path(address.data_dir) / "wal"
+    if not wal_dir.is_dir():
+        fail(f"{wal_dir} does not exist: nothing to repair", FAILURE)
+    try:
+        WriteAheadLog(wal_dir)._redo_intent()  # finish an interrupted truncate or reset first
+        plan = plan_repair(wal_dir)
+    except StorageError as e:
+        fail(f"cannot repair {wal_dir}: {e}", FAILURE)
+    if plan is None:
+        console.print(f"{wal_dir}: no damage found; nothing to repair")
+        return
+    for line in plan.describe():
+        console.print(line)
+    if not yes:
+        console.print("nothing changed; run again with --yes to carry this out")
+        raise typer.Exit(FAILURE)
+    apply_repair(wal_dir, plan)
+    console.print(f"repaired {wal_dir}; node {node_id} can be started")
 
 
 @app.command()

@@ -219,7 +219,10 @@ class ClusterConfig:
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.dump())
+        """Write atomically, owner-only from creation: the file holds the cluster secret."""
+        from replikv.storage.files import atomic_write_file
+
+        atomic_write_file(path, self.dump().encode())
 
 
 def _toml(value: object) -> str:
@@ -227,8 +230,13 @@ def _toml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return '"' + "".join(_TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ch < " " or ch == "\x7f" else ch)
+                         for ch in str(value)) + '"'
+
+
+# TOML basic strings: backslash, quote and control characters must be escaped
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+                 "\r": "\\r"}
 
 
 def is_loopback(host: str) -> bool:

@@ -55,7 +55,10 @@ from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.tcp_transport import PeerTransport
-from replikv.storage.errors import WalBlockedError, WalFailedError
+from replikv.storage.files import private_dir
+from replikv.storage.errors import (
+    CorruptLogError, MissingMetaError, StorageError, WalBlockedError, WalFailedError,
+)
 
 log = logging.getLogger("replikv.node")
 
@@ -80,10 +83,8 @@ class BaseRunner:
             raise ConfigError(
                 f"protected mode: node {node_id} would listen on non-loopback address {self.address.host} "
                 "without --requirepass and a cluster secret; set both, or bind to 127.0.0.1")
-        self.data_dir = Path(self.address.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.snapshot_dir = self.data_dir / "snapshots"
-        self.snapshot_dir.mkdir(exist_ok=True)
+        self.data_dir = private_dir(self.address.data_dir)
+        self.snapshot_dir = private_dir(self.data_dir / "snapshots", narrow=True)
         self.clients: dict[int, ClientConnection] = {}
         self.dirty_clients: set[ClientConnection] = set()
         self._dispatch: dict[bytes, tuple[Any, int, Any]] = {}
@@ -231,6 +232,13 @@ class BaseRunner:
         """The error of a write executed but not yet written when the WAL failed."""
         return RespError(f"MISCONF {self.id} could not write its write-ahead log ({self.disk_error}); "
                          "this write was not acknowledged and may still be applied if the disk recovers")
+
+    def require_meta_for(self, has_data: bool) -> None:
+        """A node with a snapshot or log but no metadata is damaged, not new."""
+        if has_data:
+            raise MissingMetaError(
+                f"{self.meta.path} is missing beside a non-empty log or snapshot in {self.data_dir}; "
+                "starting fresh could vote twice in one term or forget the epochs this node led")
 
     # -- what a mode provides -------------------------------------------------
     @property
@@ -380,7 +388,10 @@ def serve(runner_cls: Callable[[ClusterConfig, str], BaseRunner], config: Cluste
         pass
 
     async def main() -> None:
-        node = runner_cls(config, node_id)
+        try:
+            node = runner_cls(config, node_id)
+        except StorageError as e:
+            raise _Refused(storage_refusal(config, node_id, e)) from None
         gc.collect()
         gc.freeze()  # what recovery loaded is long-lived (see BaseRunner._fsync_loop)
         await node.start()  # type: ignore[attr-defined]
@@ -392,5 +403,28 @@ def serve(runner_cls: Callable[[ClusterConfig, str], BaseRunner], config: Cluste
         log.info("node %s stopping", node_id)
         await node.stop()  # type: ignore[attr-defined]
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except _Refused as refusal:
+        log.critical("%s", refusal)
+        return 1
     return 0
+
+
+class _Refused(Exception):
+    """Start-up refused with a message for the operator (no traceback)."""
+
+
+def storage_refusal(config: ClusterConfig, node_id: str, error: Exception) -> str:
+    """What an operator reads when recovery refuses the node's data: the file,
+    the offset, and what to do (nothing was changed)."""
+    where = f"--config {config.source} " if config.source else "--config <cluster.toml> "
+    text = f"node {node_id} cannot start: {error}. Nothing was changed."
+    if isinstance(error, MissingMetaError):
+        return (f"{text} Restore the file from a backup, or wipe this node's data directory "
+                "so that it resynchronises from the cluster.")
+    if isinstance(error, CorruptLogError):
+        return (f"{text} To see what truncating the log at the damage would discard, run "
+                f"`replikv repair {where}--id {node_id}` (add --yes to do it), or wipe this node's "
+                "data directory so that it resynchronises from the cluster.")
+    return f"{text} Restore the file from a backup, or wipe this node's data directory to resynchronise it."

@@ -129,6 +129,7 @@ class NodeRunner(BaseRunner):
                 apply(entry[1])
             replayed += len(entries)
         if not meta:
+            self.require_meta_for(has_data=snap is not None or self.wal.last_index > 0)
             leader = self.config.initial_leader
             meta = {"epoch": 1, "leader": leader, "led_epochs": [1] if leader == self.id else []}
             self.meta.save(meta)

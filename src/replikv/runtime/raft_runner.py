@@ -184,6 +184,8 @@ class RaftRunner(BaseRunner):
         entries: list[Entry] = []
         for _first, batch in self.wal.recover(after_index=base):
             entries.extend(codec.entry_from_wire(e) for e in batch)
+        if not meta:
+            self.require_meta_for(has_data=stored is not None or self.wal.last_index > 0)
         if entries and entries[0].index != base + 1:
             raise RuntimeError(f"WAL starts at {entries[0].index}, expected {base + 1} after the snapshot")
         if not entries and self.wal.last_index < base:
@@ -385,7 +387,13 @@ class RaftRunner(BaseRunner):
                      self.leader_name or "unknown")
 
     def _persist(self, p: Persist) -> None:
+        """Hard state first: a node must never hold data without the term and
+        vote that came with it (a restart refuses data without meta)."""
         wal = self.wal
+        hs = p.hard_state
+        if hs is not None and (hs.term, hs.vote) != self._saved_tv:
+            self.meta.save({"term": hs.term, "vote": hs.vote, "commit": hs.commit})
+            self._saved_tv = (hs.term, hs.vote)
         if p.snapshot is not None:
             snap = p.snapshot
             c = snap.config
@@ -401,10 +409,6 @@ class RaftRunner(BaseRunner):
             if first <= wal.last_index:
                 wal.truncate_after(first - 1)
             wal.append_entries(first, [codec.entry_to_wire(e) for e in p.entries])
-        hs = p.hard_state
-        if hs is not None and (hs.term, hs.vote) != self._saved_tv:
-            self.meta.save({"term": hs.term, "vote": hs.vote, "commit": hs.commit})
-            self._saved_tv = (hs.term, hs.vote)
 
     # -- apply ------------------------------------------------------------------------
     def _apply(self, effect: Apply) -> None:

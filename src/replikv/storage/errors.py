@@ -55,3 +55,12 @@ class WalBlockedError(WalFailedError):
     writes them once the disk accepts writes again. Until then ``commit`` and
     ``write`` raise this error without touching the disk.
     """
+
+
+class MissingMetaError(StorageError):
+    """The node's metadata (epoch / term and vote) is missing beside data.
+
+    Starting fresh would be unsafe: a raft node could vote twice in one
+    term, a leader-follower node would forget the epochs it led. The data
+    must be restored, or the node wiped and resynchronised from the cluster.
+    """

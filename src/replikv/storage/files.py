@@ -54,10 +54,12 @@ def atomic_write_file(path: str | Path, data: bytes) -> None:
     fsync_directory(path.parent)
 
 
-def private_dir(path: str | Path) -> Path:
-    """Create ``path`` (and missing parents) as 0700; narrow it if it exists wider."""
+def private_dir(path: str | Path, narrow: bool = False) -> Path:
+    """Create ``path`` (and missing parents) as 0700. ``narrow``: also make an
+    existing one 0700 (only for directories replikv owns by name, such as
+    ``wal/``: never a directory a user chose, which may be shared)."""
     path = Path(path)
     path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
+    if narrow and path.stat().st_mode & 0o077:
         os.chmod(path, DIR_MODE)
     return path

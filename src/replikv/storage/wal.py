@@ -416,7 +416,7 @@ class WriteAheadLog:
             raise RuntimeError("recover() called on an open WAL")
         if after_index < 0:
             raise ValueError(f"after_index must be >= 0, got {after_index}")
-        private_dir(self.directory)
+        private_dir(self.directory, narrow=True)
         self._redo_intent()
         for leftover in self.directory.glob("wal-*.log.tmp"):  # a segment never renamed into place
             leftover.unlink()
@@ -888,7 +888,8 @@ class WriteAheadLog:
         if magic != _INTENT_MAGIC or crc32c(body) != crc:
             raise CorruptLogError(INTENT_FILE, 0, "bad intent file magic or checksum")
         intent = msgpack.unpackb(body, raw=False)
-        log.warning("WAL %s: finishing interrupted %s", self.directory, intent)
+        where = intent.get("index", intent.get("next_index"))  # never the record: client data
+        log.warning("WAL %s: finishing an interrupted %s at index %s", self.directory, intent["op"], where)
         if intent["op"] == "truncate":
             self._apply_truncate(intent["segment"], intent["offset"], intent["record"])
         elif intent["op"] == "reset":
@@ -958,3 +959,99 @@ class WriteAheadLog:
     def _fail(self, exc: BaseException) -> None:
         self._failed = exc
         log.error("WAL %s: I/O error, refusing further writes: %s", self.directory, exc)
+
+
+# ----------------------------------------------------------------- repair
+
+
+@dataclass(frozen=True, slots=True)
+class RepairPlan:
+    """What ``apply_repair`` would do to a damaged log, and what it discards.
+
+    ``cut``: (segment path, byte offset, file size) truncated at offset;
+    ``unseal``: (segment path, seal offset) whose seal names a segment that
+    is gone; ``delete``: (segment path, size) removed whole, newest last.
+    The entries kept are exactly those before the first damage."""
+
+    damage: str
+    last_index_kept: int
+    cut: tuple[Path, int, int] | None
+    unseal: tuple[Path, int] | None
+    delete: tuple[tuple[Path, int], ...]
+
+    def describe(self) -> list[str]:
+        lines = [f"damage: {self.damage}", f"the log keeps entries up to index {self.last_index_kept}"]
+        if self.cut is not None:
+            path, offset, size = self.cut
+            lines.append(f"truncate {path.name} at byte {offset}: discards {size - offset} bytes")
+        if self.unseal is not None:
+            lines.append(f"remove the seal at the end of {self.unseal[0].name} (its next segment is gone)")
+        lines += [f"delete {path.name}: discards {size} bytes" for path, size in self.delete]
+        return lines
+
+
+def plan_repair(directory: str | Path) -> RepairPlan | None:
+    """Find the first damage in the log at ``directory`` (the same rules as
+    ``recover``) and plan the explicit truncation there; None if the log is
+    sound. Never changes anything. A segment of a newer format is not
+    damage this version may cut: ``CorruptLogError``."""
+    directory = Path(directory)
+    found = _list_segments(directory)
+    expected: int | None = None
+    last_kept = 0
+    prev_seal: tuple[Path, int] | None = None
+
+    def plan(damage: str, i: int, cut_at: int | None) -> RepairPlan:
+        path = found[i][1]
+        later = found[i + 1 :] if cut_at is not None else found[i:]
+        cut = (path, cut_at, path.stat().st_size) if cut_at is not None else None
+        return RepairPlan(
+            damage=damage, last_index_kept=last_kept, cut=cut,
+            unseal=prev_seal if cut_at is None else None,
+            delete=tuple((p, p.stat().st_size) for _, p in later),
+        )
+
+    for i, (seg_first, path) in enumerate(found):
+        if expected is not None and seg_first != expected:
+            return plan(f"{path.name}: index gap: segment starts at {seg_first}, expected {expected}", i, None)
+        data = path.read_bytes()
+        try:
+            start = _segment_start(data, seg_first, path.name)
+        except CorruptLogError as exc:
+            if data[:4] == SEGMENT_MAGIC and len(data) >= SEGMENT_HEADER_BYTES and "format version" in exc.reason:
+                raise
+            return plan(str(exc), i, None)
+        try:
+            records, bad, sealed = _scan(data, seg_first, path.name, start)
+        except CorruptLogError as exc:
+            return plan(str(exc), i, exc.offset)
+        if records:
+            last_kept = records[-1].first_index + records[-1].count - 1
+        if bad is not None:
+            return plan(f"{path.name} at byte {bad.offset}: {bad.reason}", i, bad.offset)
+        expected = last_kept + 1 if records else seg_first
+        prev_seal = (path, len(data) - HEADER_BYTES) if sealed is not None else None
+        if sealed is not None and i == len(found) - 1:
+            return RepairPlan(
+                damage=f"{path.name}: sealed, but {segment_name(sealed)} is missing",
+                last_index_kept=last_kept, cut=None, unseal=prev_seal, delete=(),
+            )
+    return None
+
+
+def apply_repair(directory: str | Path, plan: RepairPlan) -> None:
+    """Carry out ``plan``: delete (newest first), truncate, unseal, fsync."""
+    directory = Path(directory)
+    for path, _ in reversed(plan.delete):
+        os.unlink(path)
+    for target in (plan.cut, plan.unseal):
+        if target is None:
+            continue
+        path, offset = target[0], target[1]
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, offset)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fsync_directory(directory)
