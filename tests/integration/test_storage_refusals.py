@@ -112,3 +112,34 @@ def test_data_files_are_owner_only(tmp_path: Path) -> None:
     for path in [data_dir, *data_dir.rglob("*")]:
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {oct(mode)}"
+
+
+def test_raft_never_lowers_a_commit_index_it_recorded(tmp_path: Path) -> None:
+    """If the log ends before the commit index the node recorded, committed
+    entries are missing: refuse, instead of lowering the commit index."""
+    from replikv.storage.meta import MetaStore
+
+    c = Cluster(tmp_path / "c", 1, fsync="always", election_timeout_ms=300)
+    c.config.mode = "raft"
+    c.config.save(c.path)
+    c.start()
+    client = c.client("n1")
+    from tests.integration.cluster import wait_for
+
+    wait_for(lambda: client.info("replication")["role"] == "master", 20, "n1 to lead")
+    for i in range(20):
+        client.set(f"k{i}", "v")
+    c.stop("n1")
+    store = MetaStore(Path(c.config.nodes["n1"].data_dir))
+    meta = store.load()
+    assert meta["term"] >= 1
+    store.save({**meta, "commit": 10**6})
+    node = run_cli("node", "--config", str(c.path), "--id", "n1")
+    said = node.stdout + node.stderr
+    assert node.returncode == 1 and "records commit index 1000000" in said, said
+    assert "committed entries are missing" in said and "Traceback" not in said
+    store.save(meta)
+    c.start("n1")
+    wait_for(lambda: client.info("replication")["role"] == "master", 20, "n1 to lead again")
+    assert client.get("k19") == b"v"
+    c.close()

@@ -77,7 +77,7 @@ from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
-from replikv.storage.errors import WalFailedError
+from replikv.storage.errors import StorageError, WalFailedError
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
 from replikv.storage.wal import WriteAheadLog
@@ -192,6 +192,11 @@ class RaftRunner(BaseRunner):
             self.wal.reset(base + 1)
         self._wal_after_snapshot = self.wal.size_bytes
         hs = HardState(term=int(meta.get("term", 0)), vote=meta.get("vote"), commit=int(meta.get("commit", 0)))
+        last = entries[-1].index if entries else base
+        if hs.commit > last:  # the core would lower its commit index to the log's end: never silently
+            raise StorageError(
+                f"{self.meta.path} records commit index {hs.commit} but the snapshot and WAL in "
+                f"{self.data_dir} end at index {last}: committed entries are missing")
         self._saved_tv = (hs.term, hs.vote)
         bootstrap = self.config.bootstrap or list(self.config.nodes)
         self.applied = base
