@@ -1,48 +1,49 @@
-"""Peer transport: length-prefixed frames over TCP, authenticated by HMAC.
+"""Peer transport: length-prefixed, authenticated frames over TCP.
 
 Each node listens on its peer port and dials every other node; it sends on
 the connection it dialed and receives on the ones it accepted (two pipes per
 pair, as etcd's stream transport). Until its own dial succeeds, a node may
 answer a peer over that peer's connection (both ends deliver every frame
-after the handshake), so a reply is not lost to a slow reconnect. Frames are a 4-byte big-endian
-length then the payload (a msgpack message, see core/shipping/messages.py).
+after the handshake), so a reply is not lost to a slow reconnect. Frames are
+a 4-byte big-endian length then the payload (a msgpack message, see
+core/shipping/messages.py) and, after the handshake, its 16-byte MAC.
 
-Handshake (challenge-response, mutual): the acceptor sends a random nonce;
-the dialer answers with its id, its own nonce and HMAC-SHA256(secret,
-"dial" | nonce_a | id); the acceptor checks it and proves itself with
-HMAC(secret, "accept" | nonce_d | its id). A peer with the wrong secret is
-refused and the refusal logged; so is one that speaks garbage. Until the
-handshake completes, frames are limited to 4 KiB.
+Authentication (runtime/peer_auth.py): a mutual challenge-response that
+binds both nonces and both node ids, then a MAC with a sequence number on
+every frame in each direction. Every refused handshake gets the same answer.
 
-Bounds: a send queue beyond ``max_buffer_bytes`` closes the connection (the
-replication core resyncs on reconnect, so nothing is lost, only re-sent);
-a frame above ``max_frame_bytes`` closes the connection. Reconnects back off
-exponentially with jitter (50 ms to 2 s).
+Bounds: until the handshake completes, frames are limited to 4 KiB, the
+handshake must finish within ``handshake_timeout_s`` and at most
+``max_unauthenticated`` accepted connections may be waiting for it (more
+are closed at once). A send queue beyond ``max_buffer_bytes`` closes the
+connection (the replication core resyncs on reconnect, so nothing is lost,
+only re-sent); a frame above ``max_frame_bytes`` closes the connection.
+Reconnects back off exponentially with jitter (50 ms to 2 s).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import os
 import random
+import socket
 import struct
 from collections.abc import Callable
 
 import msgpack
 
+from replikv.runtime.peer_auth import (
+    NONCE_BYTES, PROTOCOL_NAME, PROTOCOL_VERSION, REFUSED, TAG_BYTES, FrameOpener, FrameSealer,
+    check_proof, proof, session_keys, transcript,
+)
+
 log = logging.getLogger("replikv.transport")
 
 _LEN = struct.Struct(">I")
 HANDSHAKE_MAX_FRAME = 4096
-PROTOCOL_NAME = "replikv-peer"
-PROTOCOL_VERSION = 1
-
-
-def _proof(secret: bytes, label: bytes, nonce: bytes, node_id: str) -> bytes:
-    return hmac.new(secret, label + nonce + node_id.encode(), hashlib.sha256).digest()
+HANDSHAKE_TIMEOUT_S = 5.0
+MAX_UNAUTHENTICATED = 32
 
 
 def frame(payload: bytes) -> bytes:
@@ -50,24 +51,42 @@ def frame(payload: bytes) -> bytes:
 
 
 class _FrameProtocol(asyncio.Protocol):
-    """Splits a byte stream into frames; subclasses handle them."""
+    """Splits a byte stream into frames; after the handshake, seals and opens them.
 
-    def __init__(self, max_frame_bytes: int) -> None:
+    Subclasses run the handshake in ``handshake_frame`` and set ``sealer``
+    and ``opener`` when it succeeds; from then on ``deliver`` gets payloads
+    whose MAC checked out."""
+
+    def __init__(self, owner: "PeerTransport") -> None:
+        self.owner = owner
         self.buf = bytearray()
         self.max_frame = HANDSHAKE_MAX_FRAME
-        self.max_frame_after_handshake = max_frame_bytes
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.sealer: FrameSealer | None = None
+        self.opener: FrameOpener | None = None
+        self._timeout: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
-                import socket
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+        self._timeout = asyncio.get_running_loop().call_later(
+            self.owner.handshake_timeout_s, self._handshake_timed_out)
+
+    def _handshake_timed_out(self) -> None:
+        if self.opener is None and not self.closed:
+            self.fail(f"no handshake within {self.owner.handshake_timeout_s:g} s")
+
+    def authenticated(self, sealer: FrameSealer, opener: FrameOpener) -> None:
+        self.sealer, self.opener = sealer, opener
+        self.max_frame = self.owner.max_frame_bytes + TAG_BYTES
+        if self._timeout is not None:
+            self._timeout.cancel()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -84,19 +103,35 @@ class _FrameProtocol(asyncio.Protocol):
                     break
                 payload = bytes(buf[pos + 4:pos + 4 + length])
                 pos += 4 + length
-                self.frame_received(payload)
+                if self.opener is None:
+                    self.handshake_frame(payload)
+                else:
+                    opened = self.opener.open(payload)
+                    if opened is None:
+                        self.fail("a frame failed its authentication (altered, injected or replayed)")
+                        return
+                    self.deliver(opened)
                 if self.closed:
                     return
         finally:
             if pos:
                 del buf[:pos]
 
-    def frame_received(self, payload: bytes) -> None:  # pragma: no cover - abstract
+    def handshake_frame(self, payload: bytes) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def send(self, payload: bytes) -> None:
+    def deliver(self, payload: bytes) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def send_plain(self, payload: bytes) -> None:
+        """A handshake frame (no MAC yet)."""
         if self.transport is not None and not self.closed:
             self.transport.write(_LEN.pack(len(payload)) + payload)
+
+    def send_sealed(self, payload: bytes) -> None:
+        """A data frame: payload and its MAC (only after the handshake)."""
+        sealed = self.sealer.seal(payload)  # type: ignore[union-attr]
+        self.transport.write(_LEN.pack(len(sealed)) + sealed)  # type: ignore[union-attr]
 
     def fail(self, reason: str) -> None:
         peer = self.transport.get_extra_info("peername") if self.transport else None
@@ -111,53 +146,70 @@ class _FrameProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._timeout is not None:
+            self._timeout.cancel()
 
 
 class _Inbound(_FrameProtocol):
     """An accepted connection: authenticate the dialer, then deliver frames."""
 
     def __init__(self, owner: "PeerTransport") -> None:
-        super().__init__(owner.max_frame_bytes)
-        self.owner = owner
-        self.nonce = os.urandom(16)
+        super().__init__(owner)
+        self.nonce = os.urandom(NONCE_BYTES)
         self.peer_id: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.owner._inbound.add(self)
-        self.send(msgpack.packb([PROTOCOL_NAME, PROTOCOL_VERSION, self.nonce]))
-
-    def frame_received(self, payload: bytes) -> None:
-        if self.peer_id is not None:
-            self.owner.on_frame(self.peer_id, payload)
+        owner = self.owner
+        if owner.unauthenticated >= owner.max_unauthenticated:
+            log.warning("refusing a peer connection from %s: %d connections already wait for their "
+                        "handshake", transport.get_extra_info("peername"), owner.unauthenticated)
+            self.close()
             return
+        owner.unauthenticated += 1
+        owner._inbound.add(self)
+        self.send_plain(msgpack.packb([PROTOCOL_NAME, PROTOCOL_VERSION, self.nonce]))
+
+    def handshake_frame(self, payload: bytes) -> None:
+        owner = self.owner
         peer = self.transport.get_extra_info("peername") if self.transport else None
         try:
-            node_id, their_nonce, proof = msgpack.unpackb(payload)
-            if not isinstance(node_id, str) or not isinstance(their_nonce, bytes) or not isinstance(proof, bytes):
+            d_id, a_id, their_nonce, given = msgpack.unpackb(payload)
+            if not (isinstance(d_id, str) and isinstance(a_id, str) and isinstance(their_nonce, bytes)
+                    and len(their_nonce) == NONCE_BYTES):
                 raise ValueError("bad field types")
         except Exception:
             self.fail(f"peer handshake from {peer} is not a replikv handshake")
             return
-        if node_id not in self.owner.peer_ids:
-            log.warning("refused peer connection from %s: unknown node id %r", peer, node_id)
-            self.send(msgpack.packb([False, f"unknown node id {node_id!r}"]))
+        script = transcript(self.nonce, their_nonce, d_id, a_id)
+        if d_id not in owner.peer_ids:
+            why = f"unknown node id {d_id!r}"
+        elif a_id != owner.node_id:
+            why = f"it meant to reach {a_id!r}, not this node (a relay?)"
+        elif not check_proof(owner.secret, b"dial", script, given):
+            why = "wrong cluster secret"
+        else:
+            why = ""
+        if why:
+            log.warning("refused peer connection from %s claiming to be %r: %s", peer, d_id, why)
+            self.send_plain(msgpack.packb([False, REFUSED]))
             self.close()
             return
-        expected = _proof(self.owner.secret, b"dial", self.nonce, node_id)
-        if not hmac.compare_digest(expected, proof):
-            log.warning("refused peer connection from %s claiming to be %s: wrong cluster secret", peer, node_id)
-            self.send(msgpack.packb([False, "wrong cluster secret"]))
-            self.close()
-            return
-        self.peer_id = node_id
-        self.max_frame = self.max_frame_after_handshake
-        self.owner._inbound_by_peer[node_id] = self
-        self.send(msgpack.packb([True, _proof(self.owner.secret, b"accept", their_nonce, self.owner.node_id),
-                                 self.owner.node_id]))
+        self.send_plain(msgpack.packb([True, proof(owner.secret, b"accept", script), owner.node_id]))
+        to_acceptor, to_dialer = session_keys(owner.secret, script)
+        self.authenticated(FrameSealer(to_dialer), FrameOpener(to_acceptor))
+        owner.unauthenticated -= 1
+        self.peer_id = d_id
+        owner._inbound_by_peer[d_id] = self
+
+    def deliver(self, payload: bytes) -> None:
+        self.owner.on_frame(self.peer_id, payload)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        was_waiting = self.opener is None and self in self.owner._inbound
         super().connection_lost(exc)
+        if was_waiting:
+            self.owner.unauthenticated -= 1
         self.owner._inbound.discard(self)
         if self.peer_id is not None and self.owner._inbound_by_peer.get(self.peer_id) is self:
             del self.owner._inbound_by_peer[self.peer_id]
@@ -167,44 +219,47 @@ class _Outbound(_FrameProtocol):
     """A dialed connection: prove ourselves, check the acceptor, then send."""
 
     def __init__(self, owner: "PeerTransport", peer_id: str) -> None:
-        super().__init__(owner.max_frame_bytes)
-        self.owner = owner
+        super().__init__(owner)
         self.peer_id = peer_id
-        self.nonce = os.urandom(16)
+        self.nonce = os.urandom(NONCE_BYTES)
+        self.script = b""
         self.ready = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def frame_received(self, payload: bytes) -> None:
-        if self.ready:
-            self.owner.on_frame(self.peer_id, payload)
-            return
+    def handshake_frame(self, payload: bytes) -> None:
+        owner = self.owner
         try:
             msg = msgpack.unpackb(payload)
         except Exception:
             self.fail(f"peer {self.peer_id} sent an undecodable handshake frame")
             return
-        if not self.ready and isinstance(msg, list) and len(msg) == 3 and msg[0] == PROTOCOL_NAME:
-            if msg[1] != PROTOCOL_VERSION or not isinstance(msg[2], bytes):
-                self.fail(f"peer {self.peer_id} speaks protocol version {msg[1]!r}")
+        if not self.script and isinstance(msg, list) and len(msg) == 3 and msg[0] == PROTOCOL_NAME:
+            if msg[1] != PROTOCOL_VERSION or not isinstance(msg[2], bytes) or len(msg[2]) != NONCE_BYTES:
+                self.fail(f"peer {self.peer_id} speaks protocol version {msg[1]!r}, not {PROTOCOL_VERSION}")
                 return
-            self.send(msgpack.packb([self.owner.node_id, self.nonce,
-                                     _proof(self.owner.secret, b"dial", msg[2], self.owner.node_id)]))
+            self.script = transcript(msg[2], self.nonce, owner.node_id, self.peer_id)
+            self.send_plain(msgpack.packb([owner.node_id, self.peer_id, self.nonce,
+                                           proof(owner.secret, b"dial", self.script)]))
             return
-        if not self.ready and isinstance(msg, list) and msg and msg[0] is False:
-            log.warning("peer %s refused our connection: %s", self.peer_id, msg[1] if len(msg) > 1 else "")
+        if self.script and isinstance(msg, list) and msg and msg[0] is False:
+            log.warning("peer %s refused our connection (check the cluster secret and node ids)",
+                        self.peer_id)
             self.close()
             return
-        if not self.ready and isinstance(msg, list) and len(msg) == 3 and msg[0] is True:
-            if msg[2] != self.peer_id or not isinstance(msg[1], bytes) or not hmac.compare_digest(
-                    msg[1], _proof(self.owner.secret, b"accept", self.nonce, self.peer_id)):
-                log.warning("peer at %s's address failed to prove the cluster secret", self.peer_id)
+        if self.script and isinstance(msg, list) and len(msg) == 3 and msg[0] is True:
+            if msg[2] != self.peer_id or not check_proof(owner.secret, b"accept", self.script, msg[1]):
+                log.warning("the node at %s's address failed to prove the cluster secret", self.peer_id)
                 self.close()
                 return
+            to_acceptor, to_dialer = session_keys(owner.secret, self.script)
+            self.authenticated(FrameSealer(to_acceptor), FrameOpener(to_dialer))
             self.ready = True
-            self.max_frame = self.max_frame_after_handshake
-            self.owner._outbound_ready(self)
+            owner._outbound_ready(self)
             return
-        self.fail(f"unexpected frame from peer {self.peer_id} on an outbound connection")
+        self.fail(f"unexpected handshake frame from peer {self.peer_id}")
+
+    def deliver(self, payload: bytes) -> None:
+        self.owner.on_frame(self.peer_id, payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -223,7 +278,8 @@ class PeerTransport:
     def __init__(self, node_id: str, host: str, port: int, peers: dict[str, tuple[str, int]], secret: str, *,
                  on_frame: Callable[[str, bytes], None], on_connected: Callable[[str], None],
                  on_disconnected: Callable[[str], None], max_frame_bytes: int = 600 * 1024 * 1024,
-                 max_buffer_bytes: int = 256 * 1024 * 1024) -> None:
+                 max_buffer_bytes: int = 256 * 1024 * 1024, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+                 max_unauthenticated: int = MAX_UNAUTHENTICATED) -> None:
         self.node_id = node_id
         self.host, self.port = host, port
         self.peers = peers
@@ -234,6 +290,9 @@ class PeerTransport:
         self.on_disconnected = on_disconnected
         self.max_frame_bytes = max_frame_bytes
         self.max_buffer_bytes = max_buffer_bytes
+        self.handshake_timeout_s = handshake_timeout_s
+        self.max_unauthenticated = max_unauthenticated
+        self.unauthenticated = 0  # accepted connections still in their handshake
         self._out: dict[str, _Outbound] = {}
         self._inbound: set[_Inbound] = set()
         self._inbound_by_peer: dict[str, _Inbound] = {}  # authenticated, newest per peer
@@ -288,7 +347,7 @@ class PeerTransport:
     def send(self, peer_id: str, payload: bytes) -> bool:
         """Queue a frame; False if not connected (the caller resyncs later)."""
         proto: _FrameProtocol | None = self._out.get(peer_id) or self._inbound_by_peer.get(peer_id)
-        if proto is None or proto.closed:
+        if proto is None or proto.closed or proto.sealer is None:
             return False
         transport = proto.transport
         if transport is None:
@@ -296,7 +355,7 @@ class PeerTransport:
         if transport.get_write_buffer_size() > self.max_buffer_bytes:
             proto.fail(f"send queue to {peer_id} above {self.max_buffer_bytes} bytes")
             return False
-        transport.write(_LEN.pack(len(payload)) + payload)
+        proto.send_sealed(payload)
         return True
 
     def buffered_bytes(self, peer_id: str) -> int:
