@@ -121,6 +121,24 @@ def _field_default(f: dataclasses.Field[Any]) -> Any:
     return None
 
 
+# Secrets may come from the environment (or a file, see ``up``) instead of the
+# command line, where any local user can read them in ``ps``.
+SECRET_ENV = {"requirepass": "REPLIKV_REQUIREPASS", "secret": "REPLIKV_SECRET"}
+
+
+def read_secret_file(path: Path | None, flag: str) -> str | None:
+    """The first line of a secret file (``--secret-file``), or None when not given."""
+    if path is None:
+        return None
+    try:
+        value = path.read_text().splitlines()[0].strip() if path.stat().st_size else ""
+    except (OSError, UnicodeDecodeError, IndexError) as e:
+        fail(f"{flag} {path}: cannot read it ({e})")
+    if not value:
+        fail(f"{flag} {path}: the file is empty")
+    return value
+
+
 def node_option_flags() -> dict[str, str]:
     """NodeOptions field name -> its command-line flag (``ack_timeout_ms`` -> ``--ack-timeout-ms``)."""
     return {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(NodeOptions)}
@@ -152,7 +170,7 @@ def with_node_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help_text = f"{NODE_OPTION_HELP.get(f.name, f.name.replace('_', ' '))} (default: {shown})"
         name = _OPT_PREFIX + f.name
         option = typer.Option(None, *decls, help=help_text, show_default=False,
-                              rich_help_panel=NODE_OPTIONS_PANEL)
+                              envvar=SECRET_ENV.get(f.name), rich_help_panel=NODE_OPTIONS_PANEL)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                         annotation=Optional[kind]))
         annotations[name] = Optional[kind]
@@ -673,8 +691,14 @@ def up(
         Path("./data"), "--data-dir", "-d", help="Cluster directory: cluster.toml and one "
         "data directory per node (reused if it already holds a cluster.toml)."),
     secret: Optional[str] = typer.Option(
-        None, "--secret", help="Cluster secret checked at the peer handshake. (default: a "
-        "random one, or the one in an existing cluster.toml)", show_default=False),
+        None, "--secret", envvar=SECRET_ENV["secret"],
+        help="Cluster secret checked at the peer handshake; prefer the environment variable or "
+        "--secret-file, which other users cannot see in ps. (default: a random one, or the one "
+        "in an existing cluster.toml)", show_default=False),
+    secret_file: Optional[Path] = typer.Option(
+        None, "--secret-file", help="Read the cluster secret from the first line of this file."),
+    requirepass_file: Optional[Path] = typer.Option(
+        None, "--requirepass-file", help="Read --requirepass from the first line of this file."),
     start_timeout: float = typer.Option(
         30.0, "--start-timeout", min=0.1, help="Seconds to wait for every node to answer PING."),
     stop_timeout: float = typer.Option(
@@ -692,6 +716,10 @@ def up(
     answers PING, prints how to connect, then reports any node that exits.
     """
     config_path = data_dir.resolve() / CONFIG_FILE
+    secret = read_secret_file(secret_file, "--secret-file") or secret
+    password = read_secret_file(requirepass_file, "--requirepass-file")
+    if password is not None:
+        node_options = {**(node_options or {}), "requirepass": password}
     existing = None
     if config_path.exists():
         existing = load_config(config_path)

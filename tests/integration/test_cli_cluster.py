@@ -4,6 +4,7 @@ driven with the replikv CLI and redis-cli."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -96,7 +97,8 @@ def settled(config: Path, leader: str) -> dict[str, str] | None:
     return {row["id"]: row["role"] for row in rows}
 
 
-def start_up(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[bytes], int, int, Path, Callable[[], str | None]]:
+def start_up(tmp_path: Path, mode: str, *extra: str, env: dict[str, str] | None = None,
+             ) -> tuple[subprocess.Popen[bytes], int, int, Path, Callable[[], str | None]]:
     """`replikv up --mode <mode> --nodes 3` on free ports: (process, client port base,
     peer port base, its log, a check that it still runs)."""
     base = free_port_block(3)
@@ -105,8 +107,10 @@ def start_up(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[bytes], int, i
     with open(up_log, "wb") as out:
         up = subprocess.Popen(
             [sys.executable, "-m", "replikv", "up", "--mode", mode, "--nodes", "3",
-             "--port", str(base), "--peer-port", str(peer_base), "--data-dir", str(tmp_path / "data")],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+             "--port", str(base), "--peer-port", str(peer_base), "--data-dir", str(tmp_path / "data"),
+             *extra],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
 
     def up_alive() -> str | None:
         if up.poll() is not None:
@@ -187,3 +191,34 @@ def test_up_raft_reports_the_elected_leader_and_its_nodes_die_with_it(tmp_path: 
             except subprocess.TimeoutExpired:
                 up.kill()
                 up.wait()
+
+
+def test_secrets_from_the_environment_and_a_file_stay_out_of_argv(tmp_path: Path) -> None:
+    """`ps` shows every local user the command lines: the secret and the password
+    given through REPLIKV_SECRET and --requirepass-file must not appear there."""
+    password_file = tmp_path / "pass.txt"
+    password_file.write_text("hunter2-from-a-file\n")
+    up, base, _, up_log, up_alive = start_up(
+        tmp_path, "leader-follower", "--requirepass-file", str(password_file),
+        env={"REPLIKV_SECRET": "secret-from-the-environment"})
+    config = tmp_path / "data" / "cluster.toml"
+    try:
+        wait_for(lambda: "cluster is up" in up_log.read_text(errors="replace"), START_TIMEOUT_S,
+                 "`replikv up` to report the cluster up", up_alive)
+        text = config.read_text()
+        assert 'secret = "secret-from-the-environment"' in text
+        assert 'requirepass = "hunter2-from-a-file"' in text
+        assert config.stat().st_mode & 0o777 == 0o600
+        assert redis_cli(base, "PING").startswith("NOAUTH")
+        assert redis_cli(base, "--no-auth-warning", "-a", "hunter2-from-a-file", "PING") == "PONG"
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"replikv" in cmdline:
+                assert b"secret-from-the-environment" not in cmdline
+                assert b"hunter2-from-a-file" not in cmdline
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
