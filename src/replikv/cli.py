@@ -108,6 +108,11 @@ NODE_OPTION_HELP: dict[str, str] = {
     "segment_bytes": "WAL segment file size (bytes).",
     "heartbeat_ms": "Leader-to-follower heartbeat interval.",
     "log_level": "Node log level: " + ", ".join(LOG_LEVELS) + ".",
+    "tls_cert_file": "The node's TLS certificate (PEM), for --tls-port and --tls-replication.",
+    "tls_key_file": "The private key of --tls-cert-file (PEM).",
+    "tls_ca_cert_file": "CA certificate (PEM) that clients' and peers' certificates must be signed by.",
+    "tls_auth_clients": "Whether TLS clients must show a certificate: yes, no or optional.",
+    "tls_replication": "Peers talk over mutual TLS (needs the certificate, key and CA).",
 }
 NODE_OPTIONS_PANEL = "Node options (shared by every node)"
 _OPT_PREFIX = "opt_"
@@ -238,6 +243,7 @@ def build_cluster_config(
     secret: str | None = None,
     node_options: Mapping[str, Any] | None = None,
     existing: ClusterConfig | None = None,
+    tls_port: int | None = None,
 ) -> tuple[ClusterConfig, list[str]]:
     """The cluster ``replikv up`` should run, and notes to tell the user.
 
@@ -268,7 +274,8 @@ def build_cluster_config(
         for i in range(count):
             node_id = f"n{i + 1}"
             addresses[node_id] = NodeAddress(id=node_id, host=bind, port=base + i,
-                                             peer_port=peer_base + i, data_dir=str(root / node_id))
+                                             peer_port=peer_base + i, data_dir=str(root / node_id),
+                                             tls_port=tls_port + i if tls_port else 0)
         if secret is None:
             secret = secrets_mod.token_hex(16)
             notes.append("generated a random cluster secret (kept in cluster.toml)")
@@ -289,6 +296,8 @@ def build_cluster_config(
             conflicts.append(f"--port {port} (it starts at {first.port})")
         if peer_port is not None and peer_port != first.peer_port:
             conflicts.append(f"--peer-port {peer_port} (it starts at {first.peer_port})")
+        if tls_port is not None and tls_port != first.tls_port:
+            conflicts.append(f"--tls-port {tls_port} (it is {first.tls_port or 'not set'})")
         if host is not None and any(n.host != host for n in existing.nodes.values()):
             conflicts.append(f"--host {host} (it uses {first.host})")
         if conflicts:
@@ -630,7 +639,13 @@ def connect_hint(config: ClusterConfig, node: NodeAddress) -> str:
     parts = ["redis-cli"]
     if dial_host(node.host) != DEFAULT_HOST:
         parts += ["-h", dial_host(node.host)]
-    parts += ["-p", str(node.port)]
+    if node.tls_port:
+        opts = config.options
+        parts += ["-p", str(node.tls_port), "--tls", "--cacert", str(opts.tls_ca_cert_file or "<ca.pem>")]
+        if opts.tls_auth_clients == "yes":
+            parts += ["--cert", "<client.pem>", "--key", "<client.key>"]
+    else:
+        parts += ["-p", str(node.port)]
     if config.options.requirepass:
         parts.append("--askpass")
     return " ".join(parts)
@@ -684,6 +699,11 @@ def up(
         None, "--peer-port", min=1, max=65535,
         help=f"Peer port of n1; nN gets peer-port+N-1. (default: port+{PEER_PORT_OFFSET})",
         show_default=False),
+    tls_port: Optional[int] = typer.Option(
+        None, "--tls-port", min=1, max=65535,
+        help="TLS client port of n1; nN gets tls-port+N-1 (needs --tls-cert-file, --tls-key-file "
+        "and, unless --tls-auth-clients no, --tls-ca-cert-file). (default: no TLS port)",
+        show_default=False),
     host: Optional[str] = typer.Option(
         None, "--host", help=f"Address every node binds to. (default: {DEFAULT_HOST}; "
         "a non-loopback address needs --requirepass)", show_default=False),
@@ -726,11 +746,11 @@ def up(
     try:
         config, notes = build_cluster_config(
             data_dir=data_dir, mode=mode, nodes=nodes, port=port, peer_port=peer_port, host=host,
-            secret=secret, node_options=node_options, existing=existing)
+            secret=secret, node_options=node_options, existing=existing, tls_port=tls_port)
     except ConfigError as e:
         fail(str(e))
-    busy = [f"{n.host}:{p}" for n in config.nodes.values() for p in (n.port, n.peer_port)
-            if port_in_use(n.host, p)]
+    busy = [f"{n.host}:{p}" for n in config.nodes.values() for p in (n.port, n.peer_port, n.tls_port)
+            if p and port_in_use(n.host, p)]
     if busy:
         fail(f"address already in use: {', '.join(busy)} (is another cluster running? "
              "stop it, or pick other ports with --port / --peer-port)")

@@ -17,6 +17,7 @@ node|status|failover``)::
     host = "127.0.0.1"
     port = 7001               # RESP clients
     peer_port = 17001         # peer (cluster bus) traffic, port + 10000 by default
+    tls_port = 7101           # RESP clients over TLS (absent: no TLS listener)
     data_dir = "/abs/path/n1"
 
 Bad configuration raises ``ConfigError`` with a message a person can act on.
@@ -36,6 +37,7 @@ FSYNC_POLICIES = ("always", "everysec", "no")
 READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
+TLS_AUTH_CLIENTS = ("yes", "no", "optional")
 
 
 class ConfigError(ValueError):
@@ -95,6 +97,14 @@ class NodeOptions:
     # is randomized in [T, 2T) with T = election_timeout_ms (Raft §5.2)
     tick_ms: int = 10
     election_timeout_ms: int = 1000  # as etcd; a loaded 2-core box stalls loops for 100+ ms
+    # TLS, with Redis's names: the node's certificate and key, the CA that signs
+    # clients' and peers' certificates, whether clients must show one
+    # (yes / no / optional), and whether peers talk over mutual TLS
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_ca_cert_file: str | None = None
+    tls_auth_clients: str = "yes"
+    tls_replication: bool = False
 
     def validate(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -107,6 +117,9 @@ class NodeOptions:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")
         if self.read_default not in ("eventual", "prefix", "session"):
             raise ConfigError(f"read_default must be eventual, prefix or session (got {self.read_default!r})")
+        if self.tls_auth_clients not in TLS_AUTH_CLIENTS:
+            raise ConfigError(f"tls_auth_clients must be one of {', '.join(TLS_AUTH_CLIENTS)} "
+                              f"(got {self.tls_auth_clients!r})")
         if self.election_timeout_ms < 2 * self.tick_ms:
             raise ConfigError(f"election_timeout_ms ({self.election_timeout_ms}) must be at least two ticks "
                               f"(tick_ms {self.tick_ms})")
@@ -119,6 +132,7 @@ class NodeAddress:
     port: int
     peer_port: int
     data_dir: str
+    tls_port: int = 0  # 0: no TLS listener for clients
 
 
 @dataclass(slots=True)
@@ -144,8 +158,15 @@ class ClusterConfig:
         if self.initial_leader not in self.nodes:
             raise ConfigError(f"initial_leader {self.initial_leader!r} is not one of the nodes")
         seen: set[tuple[str, int]] = set()
+        tls = self.options.tls_replication or any(n.tls_port for n in self.nodes.values())
+        opts = self.options
+        if tls and not (opts.tls_cert_file and opts.tls_key_file):
+            raise ConfigError("TLS (a tls_port or tls_replication) needs tls_cert_file and tls_key_file")
+        if tls and not opts.tls_ca_cert_file and (opts.tls_replication or opts.tls_auth_clients != "no"):
+            raise ConfigError("tls_ca_cert_file is needed to check peers' (tls_replication) or clients' "
+                              "(tls_auth_clients yes/optional) certificates")
         for node in self.nodes.values():
-            for port in (node.port, node.peer_port):
+            for port in (node.port, node.peer_port, *((node.tls_port,) if node.tls_port else ())):
                 if not 0 < port < 65536:
                     raise ConfigError(f"node {node.id}: port {port} out of range")
                 if (node.host, port) in seen:
@@ -184,6 +205,7 @@ class ClusterConfig:
                     port=int(spec["port"]),
                     peer_port=int(spec.get("peer_port", int(spec["port"]) + PEER_PORT_OFFSET)),
                     data_dir=str(spec["data_dir"]),
+                    tls_port=int(spec.get("tls_port", 0)),
                 )
                 for node_id, spec in doc["nodes"].items()
             }
@@ -216,6 +238,8 @@ class ClusterConfig:
         for node in self.nodes.values():
             lines += ["", f"[nodes.{node.id}]", f"host = {_toml(node.host)}", f"port = {node.port}",
                       f"peer_port = {node.peer_port}", f"data_dir = {_toml(node.data_dir)}"]
+            if node.tls_port:
+                lines.append(f"tls_port = {node.tls_port}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> None:

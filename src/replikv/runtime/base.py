@@ -55,6 +55,7 @@ from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.tcp_transport import PeerTransport
+from replikv.runtime.tls import client_listener_context, peer_contexts
 from replikv.storage.files import private_dir
 from replikv.storage.errors import (
     CorruptLogError, MissingMetaError, StorageError, WalBlockedError, WalFailedError,
@@ -104,14 +105,22 @@ class BaseRunner:
         loop = asyncio.get_running_loop()
         self.loop = loop
         peers = {p: (self.config.nodes[p].host, self.config.nodes[p].peer_port) for p in self.peer_ids}
+        opts = self.options
+        peer_tls = peer_contexts(opts) if opts.tls_replication else (None, None)
         self.transport = PeerTransport(
             self.id, self.address.host, self.address.peer_port, peers, self.config.secret,
             on_frame=self._on_frame, on_connected=on_peer_connected,
             on_disconnected=self._on_peer_disconnected,
-            max_frame_bytes=self.options.max_bulk_len + 64 * 1024 * 1024)
+            max_frame_bytes=opts.max_bulk_len + 64 * 1024 * 1024,
+            ssl_server=peer_tls[0], ssl_client=peer_tls[1])
         await self.transport.start()
         self.server = await loop.create_server(lambda: ClientConnection(self), self.address.host,
                                                self.address.port, reuse_address=True)
+        self.tls_server = None
+        if self.address.tls_port:
+            self.tls_server = await loop.create_server(
+                lambda: ClientConnection(self), self.address.host, self.address.tls_port,
+                reuse_address=True, ssl=client_listener_context(opts))
         self._tasks = [asyncio.create_task(self._guarded(fn)) for fn in (*loops, self._fsync_loop)]
 
     async def _guarded(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -140,6 +149,8 @@ class BaseRunner:
         for task in self._tasks:
             task.cancel()
         self.server.close()
+        if self.tls_server is not None:
+            self.tls_server.close()
         for client in list(self.clients.values()):
             if client.transport is not None:
                 client.transport.close()

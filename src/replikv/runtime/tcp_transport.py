@@ -19,6 +19,9 @@ are closed at once). A send queue beyond ``max_buffer_bytes`` closes the
 connection (the replication core resyncs on reconnect, so nothing is lost,
 only re-sent); a frame above ``max_frame_bytes`` closes the connection.
 Reconnects back off exponentially with jitter (50 ms to 2 s).
+
+With ``tls_replication`` both pipes run over mutual TLS (runtime/tls.py);
+the handshake and the frame MACs run inside it unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 
@@ -279,7 +283,8 @@ class PeerTransport:
                  on_frame: Callable[[str, bytes], None], on_connected: Callable[[str], None],
                  on_disconnected: Callable[[str], None], max_frame_bytes: int = 600 * 1024 * 1024,
                  max_buffer_bytes: int = 256 * 1024 * 1024, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
-                 max_unauthenticated: int = MAX_UNAUTHENTICATED) -> None:
+                 max_unauthenticated: int = MAX_UNAUTHENTICATED, ssl_server: ssl.SSLContext | None = None,
+                 ssl_client: ssl.SSLContext | None = None) -> None:
         self.node_id = node_id
         self.host, self.port = host, port
         self.peers = peers
@@ -293,6 +298,7 @@ class PeerTransport:
         self.handshake_timeout_s = handshake_timeout_s
         self.max_unauthenticated = max_unauthenticated
         self.unauthenticated = 0  # accepted connections still in their handshake
+        self.ssl_server, self.ssl_client = ssl_server, ssl_client  # mutual TLS (tls_replication)
         self._out: dict[str, _Outbound] = {}
         self._inbound: set[_Inbound] = set()
         self._inbound_by_peer: dict[str, _Inbound] = {}  # authenticated, newest per peer
@@ -302,7 +308,9 @@ class PeerTransport:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Inbound(self), self.host, self.port, reuse_address=True)
+        self._server = await loop.create_server(lambda: _Inbound(self), self.host, self.port, reuse_address=True,
+                                                ssl=self.ssl_server,
+                                                ssl_handshake_timeout=self.handshake_timeout_s if self.ssl_server else None)
         for peer_id in self.peers:
             self._tasks.append(asyncio.create_task(self._dial_forever(peer_id)))
 
@@ -313,7 +321,8 @@ class PeerTransport:
         while not self._stopping:
             proto: _Outbound | None = None
             try:
-                _, proto = await loop.create_connection(lambda: _Outbound(self, peer_id), host, port)
+                _, proto = await loop.create_connection(lambda: _Outbound(self, peer_id), host, port,
+                                                        ssl=self.ssl_client)
                 await proto.done
             except OSError:
                 pass
