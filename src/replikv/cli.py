@@ -59,6 +59,7 @@ USAGE_ERROR = 2
 FAILURE = 1
 CONFIG_FILE = "cluster.toml"
 LOG_FILE = "node.log"
+ACL_FILE = "users.acl"  # ACL SAVE writes the users here (beside cluster.toml)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_NODES = 3
 DEFAULT_PORT = 7001
@@ -113,6 +114,8 @@ NODE_OPTION_HELP: dict[str, str] = {
     "tls_ca_cert_file": "CA certificate (PEM) that clients' and peers' certificates must be signed by.",
     "tls_auth_clients": "Whether TLS clients must show a certificate: yes, no or optional.",
     "tls_replication": "Peers talk over mutual TLS (needs the certificate, key and CA).",
+    "aclfile": "File of ACL users (Redis's format), read at start and by ACL LOAD, written by "
+    "ACL SAVE. (up: DATA_DIR/users.acl)",
 }
 NODE_OPTIONS_PANEL = "Node options (shared by every node)"
 _OPT_PREFIX = "opt_"
@@ -279,6 +282,7 @@ def build_cluster_config(
         if secret is None:
             secret = secrets_mod.token_hex(16)
             notes.append("generated a random cluster secret (kept in cluster.toml)")
+        given.setdefault("aclfile", str(data_dir.resolve() / ACL_FILE))
         try:
             options = NodeOptions(**given)
         except TypeError as e:

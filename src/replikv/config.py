@@ -105,6 +105,7 @@ class NodeOptions:
     tls_ca_cert_file: str | None = None
     tls_auth_clients: str = "yes"
     tls_replication: bool = False
+    aclfile: str | None = None  # users (runtime/acl.py), Redis's aclfile format; ACL SAVE writes it
 
     def validate(self) -> None:
         if self.fsync not in FSYNC_POLICIES:

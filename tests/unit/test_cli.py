@@ -104,7 +104,8 @@ def test_build_config_lays_out_nodes(tmp_path):
     assert config.mode == "leader-follower"
     assert re.fullmatch(r"[0-9a-f]{32}", config.secret)
     assert any("secret" in note for note in notes)
-    assert config.options == NodeOptions()
+    # every option at its default, except the ACL file, which `up` keeps beside cluster.toml
+    assert config.options == NodeOptions(aclfile=str((tmp_path / "d" / "users.acl").resolve()))
     other, _ = cli.build_cluster_config(data_dir=tmp_path / "d")
     assert other.secret != config.secret  # random each time
 
@@ -115,7 +116,7 @@ def test_build_config_applies_every_option_and_round_trips(tmp_path):
              "max_bulk_len": 1024, "max_args": 64, "snapshot_bytes": 4096, "segment_bytes": 2048,
              "heartbeat_ms": 20, "log_level": "DEBUG", "tick_ms": 5, "election_timeout_ms": 100,
              "tls_cert_file": "/c.pem", "tls_key_file": "/k.pem", "tls_ca_cert_file": "/ca.pem",
-             "tls_auth_clients": "optional", "tls_replication": True}
+             "tls_auth_clients": "optional", "tls_replication": True, "aclfile": "/users.acl"}
     assert set(given) == {f.name for f in dataclasses.fields(NodeOptions)}
     config, _ = cli.build_cluster_config(data_dir=tmp_path, nodes=2, port=9000, peer_port=9100,
                                          secret="abc", node_options=given)

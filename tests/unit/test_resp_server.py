@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from replikv.config import AckLevel, NodeOptions
+from replikv.runtime.acl import AccessControl
 from replikv.runtime.resp_server import ClientConnection
 
 
@@ -30,6 +31,7 @@ class FakeTransport:
 
 def make_conn() -> tuple[ClientConnection, FakeTransport]:
     node = SimpleNamespace(options=NodeOptions(), clients={}, dirty_clients=set(),
+                           acl=AccessControl(requirepass=None, aclfile=None),
                            default_read_level=lambda: ("eventual", 0), default_ack=AckLevel("async"),
                            ack_replicas=lambda level: 0)
     conn = ClientConnection(node)  # type: ignore[arg-type]

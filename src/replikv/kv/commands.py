@@ -165,6 +165,7 @@ _SPECS: tuple[CommandSpec, ...] = (
     _spec("failover", -1, "admin noscript stale", *_KEYLESS),
     _spec("replikv", -2, "admin noscript loading stale", *_KEYLESS),
     _spec("cluster", -2, "connection", *_KEYLESS),
+    _spec("acl", -2, "admin noscript loading stale", *_KEYLESS),
 )
 
 COMMANDS: dict[bytes, CommandSpec] = {s.name.upper().encode(): s for s in _SPECS}
@@ -192,7 +193,8 @@ def unknown_command(argv: list[bytes]) -> RespError:
 # --- COMMAND -----------------------------------------------------------------
 
 
-def _categories(spec: CommandSpec) -> set[str]:
+def command_categories(spec: CommandSpec) -> set[str]:
+    """Redis's ACL categories of a command, from its flags (runtime/acl.py adds the rest)."""
     cats = set()
     if "write" in spec.flags:
         cats.add("@write")
@@ -219,7 +221,7 @@ def _info(spec: CommandSpec) -> list[object]:
         spec.first_key,
         spec.last_key,
         spec.key_step,
-        _categories(spec),
+        command_categories(spec),
         set(),  # tips
         [],  # key specs
         [],  # subcommands

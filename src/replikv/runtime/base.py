@@ -53,6 +53,7 @@ from replikv.core.invariant import InvariantViolation
 from replikv.core.replies import RespError, wrong_arity
 from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
+from replikv.runtime.acl import AccessControl
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.tcp_transport import PeerTransport
 from replikv.runtime.tls import client_listener_context, peer_contexts
@@ -84,6 +85,7 @@ class BaseRunner:
             raise ConfigError(
                 f"protected mode: node {node_id} would listen on non-loopback address {self.address.host} "
                 "without --requirepass and a cluster secret; set both, or bind to 127.0.0.1")
+        self.acl = AccessControl(opts.requirepass, opts.aclfile)
         self.data_dir = private_dir(self.address.data_dir)
         self.snapshot_dir = private_dir(self.data_dir / "snapshots", narrow=True)
         self.clients: dict[int, ClientConnection] = {}
@@ -299,6 +301,14 @@ class BaseRunner:
         if not conn.authenticated and spec.name.upper() not in _BEFORE_AUTH:
             conn.reply(RespError("NOAUTH Authentication required."))
             return
+        if not conn.user.unrestricted:
+            denied = conn.user.denial(spec, argv)
+            if denied is not None:
+                self.stats["rejected_calls"] += 1
+                conn.reply(denied)
+                if conn.multi is not None:
+                    conn.multi_dirty = True
+                return
         if conn.multi is not None and spec.name.upper() not in _MULTI_CONTROL:
             if kind == _HANDLER:
                 conn.reply(RespError("ERR Command not allowed inside a transaction"))

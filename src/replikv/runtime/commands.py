@@ -9,7 +9,6 @@ arity was already checked against ``kv/commands.py``.
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Callable
 
 from replikv import __version__
@@ -70,26 +69,76 @@ def echo(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> Non
     conn.reply(argv[1])
 
 
-def _check_password(node: "NodeRunner", user: bytes, password: bytes) -> bool:
-    expected = node.options.requirepass
-    if expected is None:
-        return False
-    return user in (b"default",) and hmac.compare_digest(password, expected.encode())
+_WRONGPASS = RespError("WRONGPASS invalid username-password pair or user is disabled.")
+
+
+def _login(node: "NodeRunner", conn: "ClientConnection", name: bytes, password: bytes) -> None:
+    """Authenticate ``conn`` as user ``name`` (runtime/acl.py) or raise WRONGPASS."""
+    user = node.acl.authenticate(name, password)
+    if user is None:
+        raise _WRONGPASS
+    conn.user = user
+    conn.authenticated = True
 
 
 @handler("AUTH")
 def auth(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
     if len(argv) > 3:
         raise SYNTAX_ERROR
-    if node.options.requirepass is None:
+    if len(argv) == 2 and node.acl.default.nopass:
         raise RespError("ERR AUTH <password> called without any password configured for the default user. "
                         "Are you sure your configuration is correct?")
-    user, password = (b"default", argv[1]) if len(argv) == 2 else (argv[1], argv[2])
-    if not _check_password(node, user, password):
-        conn.authenticated = False
-        raise RespError("WRONGPASS invalid username-password pair or user is disabled.")
-    conn.authenticated = True
+    name, password = (b"default", argv[1]) if len(argv) == 2 else (argv[1], argv[2])
+    _login(node, conn, name, password)
     conn.reply(OK)
+
+
+@handler("ACL")
+def acl(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """ACL SETUSER/GETUSER/DELUSER/LIST/USERS/WHOAMI/CAT/SAVE/LOAD (runtime/acl.py)."""
+    from replikv.runtime.acl import all_categories, categories
+    from replikv.kv.commands import COMMANDS
+
+    sub = argv[1].upper()
+    table = node.acl
+    text = [a.decode("utf-8", "replace") for a in argv[2:]]
+    if sub == b"WHOAMI" and not text:
+        conn.reply(conn.user.name.encode())
+    elif sub == b"SETUSER" and text:
+        table.set_user(text[0], text[1:])
+        conn.reply(OK)
+    elif sub == b"GETUSER" and len(text) == 1:
+        user = table.users.get(text[0])
+        if user is None:
+            conn.reply(None)
+            return
+        flags = [b"on" if user.enabled else b"off"] + ([b"nopass"] if user.nopass else [])
+        conn.reply([b"flags", flags, b"passwords", [p.encode() for p in user.passwords],
+                    b"commands", " ".join(user.command_rules or ["-@all"]).encode(),
+                    b"keys", b" ".join(b"~" + p for p in user.key_patterns), b"channels", b"",
+                    b"selectors", []])
+    elif sub == b"DELUSER" and text:
+        conn.reply(table.delete(text))
+    elif sub == b"LIST" and not text:
+        conn.reply([u.describe().encode() for u in table.users.values()])
+    elif sub == b"USERS" and not text:
+        conn.reply([name.encode() for name in table.users])
+    elif sub == b"CAT" and len(text) <= 1:
+        if not text:
+            conn.reply([c.encode() for c in all_categories()])
+        elif text[0].lower() not in all_categories():
+            raise RespError(f"ERR Unknown category '{text[0]}'")
+        else:
+            conn.reply(sorted(s.name.encode() for s in COMMANDS.values() if "@" + text[0].lower() in categories(s)))
+    elif sub == b"SAVE" and not text:
+        table.save()
+        conn.reply(OK)
+    elif sub == b"LOAD" and not text:
+        table.load()
+        conn.reply(OK)
+    else:
+        raise RespError(f"ERR unknown subcommand or wrong number of arguments for '{argv[1].decode(errors='replace')}'. "
+                        "Try ACL HELP.")
 
 
 @handler("HELLO")
@@ -108,9 +157,7 @@ def hello(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> No
     while i < len(argv):
         opt = argv[i].upper()
         if opt == b"AUTH" and i + 2 < len(argv):
-            if node.options.requirepass is None or not _check_password(node, argv[i + 1], argv[i + 2]):
-                raise RespError("WRONGPASS invalid username-password pair or user is disabled.")
-            conn.authenticated = True
+            _login(node, conn, argv[i + 1], argv[i + 2])
             i += 3
         elif opt == b"SETNAME" and i + 1 < len(argv):
             name = argv[i + 1]

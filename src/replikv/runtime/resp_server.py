@@ -21,6 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.resp import ProtocolError, RequestParser, encode_reply
+from replikv.runtime.acl import User
 
 if TYPE_CHECKING:
     from replikv.config import AckLevel
@@ -55,7 +56,8 @@ class ClientConnection(asyncio.Protocol):
         self.lib_name = b""
         self.lib_ver = b""
         self.resp3 = False
-        self.authenticated = opts.requirepass is None
+        self.user = node.acl.default  # runtime/acl.py: who this connection acts as
+        self.authenticated = node.acl.default.enabled and node.acl.default.nopass
         self.multi: list[list[bytes]] | None = None
         self.multi_dirty = False
         self.read_level, self.read_bound_ms = node.default_read_level()
@@ -163,6 +165,11 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
 
 
+PEER_USER = User("(peer)")
+for _rule in ("on", "nopass", "~*", "+@all"):
+    PEER_USER.apply(_rule)
+
+
 class PeerReplyConnection:
     """Stands in for a client connection when a command came from a peer.
 
@@ -171,6 +178,9 @@ class PeerReplyConnection:
     (after the WAL commit, the replicas' acks, the commit...), goes back to
     that peer with ``send_reply``. One forwarded request gets one reply.
     """
+
+    # the node the command came from checked the client's ACL before forwarding it
+    user = PEER_USER
 
     def __init__(self, resp3: bool) -> None:
         self.resp3 = resp3
