@@ -157,7 +157,7 @@ def redis_cluster(root: Path, durable: bool) -> Iterator[int]:
 
 def replikv_available() -> str | None:
     """None if the replikv node runtime can be imported, else why not."""
-    probe = subprocess.run([sys.executable, "-c", "import replikv.runtime.node"],
+    probe = subprocess.run([sys.executable, "-c", "import replikv.runtime.leader_follower"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]

@@ -40,10 +40,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from replikv import __version__
+from replikv import __version__, modes
 from replikv.check.cli import check_main
 from replikv.config import (
-    MODES,
     PEER_PORT_OFFSET,
     AckLevel,
     ClusterConfig,
@@ -287,7 +286,7 @@ def build_cluster_config(
             options = NodeOptions(**given)
         except TypeError as e:
             raise ConfigError(str(e)) from None
-        config = ClusterConfig(mode=mode or MODES[0], secret=secret, initial_leader="n1",
+        config = ClusterConfig(mode=mode or modes.names()[0], secret=secret, initial_leader="n1",
                                nodes=addresses, options=options)
     else:
         first = next(iter(existing.nodes.values()))
@@ -668,7 +667,7 @@ def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
                       node.data_dir, connect_hint(config, node))
     console.print(table)
     leader = next((s.id for s in statuses.values() if s.role == "leader"),
-                  None if config.mode == "raft" else config.initial_leader)
+                  None if modes.get(config.mode).elects_leader else config.initial_leader)
     if leader is None:
         console.print("No leader elected yet: writes wait for the election "
                       f"(watch it with replikv status --config {escape(str(config_path))}).")
@@ -690,7 +689,7 @@ def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
 @with_node_options
 def up(
     mode: Optional[str] = typer.Option(
-        None, "--mode", help=f"Replication mode: {', '.join(MODES)}. (default: {MODES[0]})",
+        None, "--mode", help=f"Replication mode: {', '.join(modes.names())}. (default: {modes.names()[0]})",
         show_default=False),
     nodes: Optional[int] = typer.Option(
         None, "--nodes", "-n", min=1, help=f"Number of nodes, n1..nN. (default: {DEFAULT_NODES})",
@@ -789,7 +788,7 @@ def up(
                         err_console.print(Text("  " + line, style="dim"))
             exit_code = FAILURE
             stop.set()
-        if not stop.is_set() and config.mode == "raft":
+        if not stop.is_set() and modes.get(config.mode).elects_leader:
             sup.wait_leader(time.monotonic() + start_timeout, stop)
         if not stop.is_set():
             print_cluster_ready(config, config_path)
@@ -831,7 +830,7 @@ def node(
         fail(str(e))
     die_with_parent()  # started by `replikv up` / `replikv check`: exit with it
     try:
-        from replikv.runtime.node import run_node
+        from replikv.runtime.base import run_node
     except ImportError as e:
         fail(f"the node runtime is not available in this build: {e}", FAILURE)
     try:
@@ -956,6 +955,13 @@ cluster_app = typer.Typer(help="Raft membership: add or remove a node, one at a 
 app.add_typer(cluster_app, name="cluster")
 
 
+def _require_membership(config: ClusterConfig, verb: str) -> None:
+    if not modes.get(config.mode).membership:
+        having = [s.name for s in modes.specs() if s.membership]
+        fail(f"replikv cluster {verb} needs a cluster whose mode changes membership "
+             f"({', '.join(having)}); this one runs {config.mode}")
+
+
 def _membership_command(config: ClusterConfig, skip: str, *args: str, timeout_s: float) -> Any:
     """Send REPLIKV CLUSTER ... to the first reachable node other than ``skip``
     (a follower forwards it to the leader)."""
@@ -987,8 +993,7 @@ def cluster_add(
     Start the new node (replikv node --config ... --id <id>) while this waits.
     """
     config = load_config(config_path)
-    if config.mode != "raft":
-        fail("replikv cluster add needs a raft cluster (--mode raft)")
+    _require_membership(config, "add")
     if node_id in config.nodes:
         fail(f"{node_id} is already in {config_path}")
     host, _, port_text = addr.rpartition(":")
@@ -1033,8 +1038,7 @@ def cluster_remove(
 ) -> None:
     """Remove a node from the Raft configuration, then from cluster.toml (stop it afterwards)."""
     config = load_config(config_path)
-    if config.mode != "raft":
-        fail("replikv cluster remove needs a raft cluster (--mode raft)")
+    _require_membership(config, "remove")
     config.node(node_id)
     try:
         reply = _membership_command(config, node_id, "REMOVE", node_id, timeout_s=10)

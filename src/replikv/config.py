@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODES = ("leader-follower", "raft")
 FSYNC_POLICIES = ("always", "everysec", "no")
 READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
+DEFAULT_MODE = "leader-follower"  # of a cluster.toml that names none (modes/ registers it first)
 
 
 class ConfigError(ValueError):
@@ -149,8 +149,16 @@ class ClusterConfig:
     source: str = field(default="", compare=False)  # the file this was loaded from
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {self.mode!r})")
+        from replikv import modes  # the registry imports this module: import it when used
+
+        try:
+            spec = modes.get(self.mode)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if len(self.nodes) < spec.min_nodes or (spec.max_nodes is not None and len(self.nodes) > spec.max_nodes):
+            most = f" and at most {spec.max_nodes}" if spec.max_nodes is not None else ""
+            raise ConfigError(f"{self.mode} mode needs at least {spec.min_nodes}{most} node(s) "
+                              f"(this cluster has {len(self.nodes)})")
         if not self.nodes:
             raise ConfigError("a cluster needs at least one node")
         for name in self.bootstrap:
@@ -211,7 +219,7 @@ class ClusterConfig:
                 for node_id, spec in doc["nodes"].items()
             }
             config = ClusterConfig(
-                mode=str(cluster.get("mode", "leader-follower")),
+                mode=str(cluster.get("mode", DEFAULT_MODE)),
                 secret=str(cluster["secret"]),
                 initial_leader=str(cluster.get("initial_leader", next(iter(nodes)))),
                 nodes=nodes,

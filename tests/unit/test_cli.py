@@ -154,7 +154,7 @@ def test_build_config_reuses_existing_cluster(tmp_path):
     ({"nodes": 0}, "at least 1"),
     ({"port": 60000}, "peer port 70000"),
     ({"host": "10.1.2.3"}, "protected mode"),
-    ({"mode": "chaos"}, "mode must be one of"),
+    ({"mode": "chaos"}, "unknown mode 'chaos'; choose from leader-follower, raft"),
 ])
 def test_build_config_rejects_bad_input(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -176,7 +176,7 @@ def test_non_loopback_host_is_allowed_with_requirepass(tmp_path):
     (["--nodes", "0"], "--nodes"),
     (["--port", "abc"], "--port"),
     (["--heartbeat-ms", "-5"], "heartbeat_ms"),
-    (["--mode", "raftish"], "mode must be one of"),
+    (["--mode", "raftish"], "unknown mode 'raftish'; choose from"),
     (["--bogus"], "--bogus"),
 ])
 def test_up_rejects_bad_options(tmp_path, args, message):

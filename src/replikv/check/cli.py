@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from replikv import modes
 from replikv.check.nemesis import NEMESES
 from replikv.check.runner import RunResult, run_check
 from replikv.check.workloads import WORKLOADS
@@ -45,7 +46,7 @@ def verdict_table(result: RunResult) -> Table:
 
 
 def check_main(
-    mode: str = typer.Option("leader-follower", "--mode", help="Replication mode to test."),
+    mode: str = typer.Option(modes.names()[0], "--mode", help=f"Replication mode to test: {', '.join(modes.names())}."),
     workload: str = typer.Option("register", "--workload", help=f"One of {', '.join(WORKLOADS)}."),
     nemesis: str = typer.Option("partition,kill", "--nemesis",
                                 help=f"Comma-separated faults: {', '.join(NEMESES)} (or 'none')."),

@@ -51,7 +51,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from replikv.config import MODES, ClusterConfig, NodeAddress, NodeOptions
+from replikv import modes
+from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.parent_death import child_env
 
 T = TypeVar("T")
@@ -87,9 +88,9 @@ def faketime_lib() -> str | None:
 
 
 def mode_available(mode: str) -> tuple[bool, str]:
-    if mode in MODES:
+    if mode in modes.names():
         return True, ""
-    return False, f"mode {mode!r} is not implemented in this build (have: {', '.join(MODES)})"
+    return False, f"mode {mode!r} is not implemented in this build (have: {', '.join(modes.names())})"
 
 
 def wait_for(condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.05) -> T:
@@ -124,8 +125,9 @@ def _setns(fd: int) -> None:
 class Harness:
     """Start, fault and inspect one cluster; see the module docstring."""
 
-    def __init__(self, root: Path, mode: str = "leader-follower", n: int = 3, *,
+    def __init__(self, root: Path, mode: str | None = None, n: int = 3, *,
                  use_netns: bool | None = None, clock: bool = False, **options: Any) -> None:
+        mode = mode or modes.names()[0]
         ok, why = mode_available(mode)
         if not ok:
             raise HarnessError(why)

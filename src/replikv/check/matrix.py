@@ -1,7 +1,7 @@
 """`replikv check --matrix`: every mode x setting x nemesis that exists, and docs/consistency.md.
 
-Modes come from runner.MODE_SETTINGS; a mode this build does not implement
-(see config.MODES) is listed as skipped with the reason, and joins the
+Modes and their settings come from the mode registry (modes/); a mode this build does not implement
+is listed as skipped with the reason, and joins the
 matrix by itself once it lands. Each cell is one run (set workload for
 loss, register workload for the read guarantees) with one nemesis; the
 page records what each setting claims and what the checker saw. Exit code:
@@ -18,7 +18,8 @@ from rich.console import Console
 
 from replikv.check.harness import mode_available
 from replikv.check.nemesis import NEMESES, nemesis_available
-from replikv.check.runner import MODE_SETTINGS, RunResult, claims_for, run_check
+from replikv import modes
+from replikv.check.runner import RunResult, claims_for, run_check
 
 MATRIX_WORKLOADS = ("set", "register")
 
@@ -38,7 +39,7 @@ def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, do
     rows: list[str] = []
     skipped: list[str] = []
     worst = 0
-    for mode, settings in MODE_SETTINGS.items():
+    for mode, settings in ((s.name, s.settings) for s in modes.specs()):
         ok, why = mode_available(mode)
         if not ok:
             skipped.append(f"- `{mode}`: {why}")
@@ -65,7 +66,7 @@ def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, do
 
 def claims_section() -> list[str]:
     out = ["| mode | setting | workload | checker | required | claim |", "|---|---|---|---|---|---|"]
-    for mode, settings in MODE_SETTINGS.items():
+    for mode, settings in ((s.name, s.settings) for s in modes.specs()):
         for setting in settings:
             for workload in MATRIX_WORKLOADS:
                 for c in claims_for(mode, setting, workload):

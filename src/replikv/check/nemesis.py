@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from replikv import modes
 from replikv.check.checkers import NEMESIS_PROCESS
 from replikv.check.harness import Harness, can_partition, faketime_lib
 from replikv.check.history import Op
@@ -55,8 +56,9 @@ def nemesis_available(name: str, mode: str) -> tuple[bool, str]:
         return can_partition()
     if name == "clock" and faketime_lib() is None:
         return False, "the clock nemesis needs libfaketime (Debian package faketime)"
-    if name == "failover" and mode != "leader-follower":
-        return False, f"manual failover is a leader-follower fault; {mode} elects its own leader"
+    if name not in modes.get(mode).nemeses:
+        having = [s.name for s in modes.specs() if name in s.nemeses]
+        return False, f"the {name} nemesis does not apply to {mode} mode (it applies to {', '.join(having)})"
     return True, ""
 
 

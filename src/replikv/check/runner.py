@@ -26,58 +26,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from replikv import modes
 from replikv.check import checkers as ck
 from replikv.check.clients import ClientPool, run_final_reads
 from replikv.check.harness import Harness, HarnessError, mode_available
 from replikv.check.history import Op, dump_history
 from replikv.check.nemesis import Nemesis, heal_everything, nemesis_available, schedule
 from replikv.check.workloads import make_workload, probe_cas
-
-MODE_SETTINGS = {"leader-follower": ("async", "semi-sync 1", "sync"), "raft": ("majority",)}
-READ_LEVEL = {"leader-follower": "session", "raft": "linearizable"}
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    checker: str
-    required: bool
-    text: str
-
+from replikv.modes import Claim
 
 def claims_for(mode: str, setting: str, workload: str) -> list[Claim]:
-    """What ``mode`` with ``setting`` promises for ``workload`` (the docs/consistency.md table)."""
-    loss = "lost writes" if workload != "counter" else "counter"
-    register = workload == "register"
-    out = [Claim("convergence", True, "after heal every replica holds the same state")]
-    if mode == "raft":
-        out.append(Claim(loss, True, "no acknowledged write is lost under any nemesis (majority commit)"))
-        if register:
-            out += [Claim("linearizable", True, "register ops are linearizable"),
-                    Claim("stale reads", True, "no read is stale (linearizable reads)"),
-                    Claim("read-your-writes", True, "a client sees its own writes"),
-                    Claim("monotonic reads", True, "a client never sees time go backwards")]
-        return out
-    # leader-follower
-    if setting == "sync":
-        out.append(Claim(loss, True, "sync acks: no acknowledged write is lost, even across a forced failover"))
-    elif setting.startswith("semi-sync"):
-        out.append(Claim(loss, False, "semi-sync acks: an acknowledged write may be lost when the leader "
-                                      "fails over to a follower that had not acked it (counted)"))
-    else:
-        out.append(Claim(loss, False, "async acks: acknowledged writes may be lost on failover (counted)"))
-    if register:
-        out += [
-            Claim("read-your-writes", setting == "sync",
-                  "session reads: a client sees its own acknowledged writes" +
-                  ("" if setting == "sync" else " unless a failover discards them")),
-            Claim("monotonic reads", False, "not claimed across failover: a follower may show a write the "
-                                            "new leader never had, then discard it"),
-            Claim("stale reads", False, "followers serve session reads: other clients' writes may be missed "
-                                        "(measured)"),
-            Claim("linearizable", False, "not claimed: reads are served by followers, and a cut-off leader "
-                                         "keeps serving until it learns of the failover"),
-        ]
-    return out
+    """What ``mode`` with ``setting`` promises for ``workload`` (its ModeSpec; docs/consistency.md)."""
+    return modes.get(mode).claims(setting, workload)
 
 
 @dataclass
@@ -131,7 +91,13 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
               checker_timeout_s: float = 60.0, settle_s: float = 30.0) -> RunResult:
     """Run one check end to end (see the module docstring); never raises for a cluster fault."""
     seed = random.randrange(1 << 30) if seed is None else seed
-    setting = setting or MODE_SETTINGS.get(mode, ("default",))[0]
+    ok, why = mode_available(mode)
+    if not ok:
+        directory = store / f"{time.strftime('%Y%m%d-%H%M%S')}-{mode}-{workload}-{seed}"
+        directory.mkdir(parents=True, exist_ok=True)
+        return _finish(RunResult(2, "undecided", directory, [], [], [], [why], {"mode": mode, "seed": seed}))
+    spec = modes.get(mode)
+    setting = setting or spec.settings[0]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     directory = store / f"{stamp}-{mode}-{workload}-{setting.replace(' ', '')}-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
@@ -139,10 +105,6 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
                                  "time_s": time_s, "clients": clients, "seed": seed, "nodes": nodes}
     notes: list[str] = []
     claims = claims_for(mode, setting, workload)
-    ok, why = mode_available(mode)
-    if not ok:
-        notes.append(why)
-        return _finish(RunResult(2, "undecided", directory, [], claims, [], notes, params))
     active = []
     for n in nemeses:
         ok, why = nemesis_available(n, mode)
@@ -150,10 +112,8 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
             active.append(n)
         else:
             notes.append(f"nemesis {n} skipped: {why}")
-    options: dict[str, object] = {"ack_timeout_ms": 1000, "session_timeout_ms": 1000}
-    if mode == "leader-follower":
-        options["ack"] = setting
-        options["fsync"] = "no" if "fsync-lie" in active else "always"
+    options: dict[str, object] = {"ack_timeout_ms": 1000, "session_timeout_ms": 1000,
+                                  **spec.check_options(setting, set(active))}
     cluster_dir = directory / "cluster"
     harness = Harness(cluster_dir, mode, nodes, clock="clock" in active, **options)
     history: list[Op] = []
@@ -169,7 +129,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         if workload == "register" and not cas:
             notes.append(f"{mode} has no CAS command: the register workload issues reads and writes only")
         wl = make_workload(workload, cas=cas)
-        pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=READ_LEVEL.get(mode))
+        pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level)
         nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now)
         pool.start()
         nem.start(t0)

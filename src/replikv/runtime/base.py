@@ -15,10 +15,12 @@ connection/admin handlers (``runtime/commands.py``) rely on:
   retries once a second and resumes by itself (``_disk_failed`` /
   ``_retry_disk``; the mode freezes its core meanwhile, see below).
 
-A mode subclasses it (``NodeRunner`` for leader-follower, ``RaftRunner`` for
-raft) and provides ``_write_one``, ``_read``, ``is_leader``,
-``default_read_level``, ``ack_replicas``, ``default_ack`` and the INFO
-sections it owns.
+A mode's runner subclasses it (runtime/leader_follower.py,
+runtime/raft_runner.py) and provides the rest of the contract in
+``runtime/mode.py``: ``_write_one``, ``_read``, ``is_leader``,
+``ack_replicas``, transactions, WAIT, failover, admin, snapshots and the INFO
+sections it owns. What differs between modes and is not behaviour (levels,
+defaults, claims) comes from ``self.spec`` (modes/spec.py).
 
 Invariant (pipeline order): every command gets exactly one reply through
 ``conn`` (directly, or through a ``Slot`` resolved later), so replies leave in
@@ -47,7 +49,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from replikv import __version__
+from replikv import __version__, modes
 from replikv.config import ClusterConfig, ConfigError, NodeOptions, is_loopback
 from replikv.core.invariant import InvariantViolation
 from replikv.core.replies import RespError, wrong_arity
@@ -80,7 +82,9 @@ class BaseRunner:
         self.address = config.node(node_id)
         self.id = node_id
         self.options: NodeOptions = config.options
+        self.spec = modes.get(config.mode)
         opts = self.options
+        self.default_ack = self.spec.default_write(opts)
         if not is_loopback(self.address.host) and (not opts.requirepass or not config.secret):
             raise ConfigError(
                 f"protected mode: node {node_id} would listen on non-loopback address {self.address.host} "
@@ -253,6 +257,13 @@ class BaseRunner:
                 f"{self.meta.path} is missing beside a non-empty log or snapshot in {self.data_dir}; "
                 "starting fresh could vote twice in one term or forget the epochs this node led")
 
+    def default_read_level(self) -> tuple[str, int]:
+        return self.spec.default_read(self.options), 0
+
+    def admin(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        """REPLIKV subcommands of the mode (``spec.admin``); a mode with some overrides this."""
+        raise RespError(f"ERR REPLIKV {argv[1].decode(errors='replace')} is not offered in {self.spec.name} mode")
+
     # -- what a mode provides -------------------------------------------------
     @property
     def is_leader(self) -> bool:  # pragma: no cover - abstract
@@ -396,6 +407,11 @@ class BaseRunner:
             out += [line for line in sections[name] if line]
             out.append("")
         return "\r\n".join(out)
+
+
+def run_node(config: ClusterConfig, node_id: str) -> int:
+    """Run one node of the cluster's mode (its ``ModeSpec`` names the runner) until SIGTERM/SIGINT."""
+    return serve(modes.get(config.mode).runner(), config, node_id)
 
 
 def serve(runner_cls: Callable[[ClusterConfig, str], BaseRunner], config: ClusterConfig, node_id: str) -> int:

@@ -12,16 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from replikv import __version__
-from replikv.config import AckLevel, ConfigError
+from replikv import modes
 from replikv.core.replies import OK, RespError, SYNTAX_ERROR, wrong_arity
 from replikv.kv import glob
 from replikv.kv.commands import command_reply
 
 if TYPE_CHECKING:
-    from replikv.runtime.node import NodeRunner
+    from replikv.runtime.mode import Mode
     from replikv.runtime.resp_server import ClientConnection
 
-Handler = Callable[["NodeRunner", "ClientConnection", list[bytes]], None]
+Handler = Callable[["Mode", "ClientConnection", list[bytes]], None]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -41,7 +41,7 @@ def _int(arg: bytes) -> int:
 
 def _dispatch(fn: Handler) -> Handler:
     """Turn a RespError raised inside a handler into the reply."""
-    def wrapper(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+    def wrapper(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
         try:
             fn(node, conn, argv)
         except RespError as e:
@@ -55,7 +55,7 @@ def handler(name: str) -> Callable[[Handler], Handler]:
 
 
 @handler("PING")
-def ping(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def ping(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if len(argv) > 2:
         raise wrong_arity("ping")
     if len(argv) == 2:
@@ -65,14 +65,14 @@ def ping(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> Non
 
 
 @handler("ECHO")
-def echo(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def echo(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(argv[1])
 
 
 _WRONGPASS = RespError("WRONGPASS invalid username-password pair or user is disabled.")
 
 
-def _login(node: "NodeRunner", conn: "ClientConnection", name: bytes, password: bytes) -> None:
+def _login(node: "Mode", conn: "ClientConnection", name: bytes, password: bytes) -> None:
     """Authenticate ``conn`` as user ``name`` (runtime/acl.py) or raise WRONGPASS."""
     user = node.acl.authenticate(name, password)
     if user is None:
@@ -82,7 +82,7 @@ def _login(node: "NodeRunner", conn: "ClientConnection", name: bytes, password: 
 
 
 @handler("AUTH")
-def auth(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def auth(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if len(argv) > 3:
         raise SYNTAX_ERROR
     if len(argv) == 2 and node.acl.default.nopass:
@@ -94,7 +94,7 @@ def auth(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> Non
 
 
 @handler("ACL")
-def acl(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def acl(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """ACL SETUSER/GETUSER/DELUSER/LIST/USERS/WHOAMI/CAT/SAVE/LOAD (runtime/acl.py)."""
     from replikv.runtime.acl import all_categories, categories
     from replikv.kv.commands import COMMANDS
@@ -142,7 +142,7 @@ def acl(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None
 
 
 @handler("HELLO")
-def hello(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def hello(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     proto = None
     i = 1
     if len(argv) > 1:
@@ -180,20 +180,20 @@ def hello(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> No
 
 
 @handler("SELECT")
-def select(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def select(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if _int(argv[1]) != 0:
         raise RespError("ERR DB index is out of range")
     conn.reply(OK)
 
 
 @handler("QUIT")
-def quit_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def quit_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(OK)
     conn.close_after_replies()
 
 
 @handler("MULTI")
-def multi(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def multi(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if conn.multi is not None:
         raise RespError("ERR MULTI calls can not be nested")
     conn.multi = []
@@ -202,7 +202,7 @@ def multi(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> No
 
 
 @handler("DISCARD")
-def discard(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def discard(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if conn.multi is None:
         raise RespError("ERR DISCARD without MULTI")
     conn.multi = None
@@ -210,7 +210,7 @@ def discard(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> 
 
 
 @handler("EXEC")
-def exec_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def exec_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """Run the queued commands as one log entry (atomic on every replica)."""
     if conn.multi is None:
         raise RespError("ERR EXEC without MULTI")
@@ -225,12 +225,12 @@ def exec_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> No
 
 
 @handler("WATCH")
-def watch(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def watch(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     raise RespError("ERR WATCH is not supported by replikv; use MULTI/EXEC or CAS")
 
 
 @handler("WAIT")
-def wait(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def wait(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """WAIT numreplicas timeout: followers holding this connection's last write."""
     if not node.is_leader:
         raise RespError("ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 "
@@ -243,13 +243,13 @@ def wait(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> Non
 
 
 @handler("INFO")
-def info(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def info(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     section = argv[1].decode(errors="replace") if len(argv) > 1 else ""
     conn.reply(node.info(section).encode())
 
 
 @handler("CLIENT")
-def client(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def client(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     sub = argv[1].upper()
     if sub == b"SETNAME" and len(argv) == 3:
         if b" " in argv[2] or b"\n" in argv[2]:
@@ -282,12 +282,12 @@ def client(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> N
 
 
 @handler("COMMAND")
-def command_(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def command_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(command_reply(argv[1:]))
 
 
 @handler("CONFIG")
-def config(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def config(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """CONFIG GET answers the few settings clients and redis-benchmark probe."""
     sub = argv[1].upper()
     if sub == b"GET" and len(argv) >= 3:
@@ -307,74 +307,46 @@ def config(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> N
 
 
 @handler("CONSISTENCY")
-def consistency(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
-    """CONSISTENCY [READ <level> [ms] | WRITE <level> [k]]: this connection's levels."""
+def consistency(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """CONSISTENCY [READ <level> [ms] | WRITE <level> [k]]: this connection's levels.
+
+    The levels are the mode's (``node.spec``); one it cannot give is refused
+    with an error that names the modes offering it, never downgraded."""
     if len(argv) == 1:
         read = f"bounded {conn.read_bound_ms}" if conn.read_level == "bounded" else conn.read_level
         conn.reply(f"read={read.replace(' ', ':')} write={str(conn.write_level).replace(' ', ':')}".encode())
         return
     what = argv[1].upper()
     args = [a.decode(errors="replace").lower() for a in argv[2:]]
-    if node.config.mode == "raft":
-        _consistency_raft(conn, what, args)
-        return
+    spec = node.spec
     if what == b"READ" and args:
         level = args[0]
-        if level in ("linearizable", "lease"):
-            raise RespError(f"ERR read level '{level}' needs consensus: leader-follower mode offers eventual, "
-                            "prefix, bounded <ms> and session; start the cluster with --mode raft")
+        if level not in spec.read_levels:
+            if level in modes.READ_LEVELS:
+                raise RespError(modes.level_refusal(spec, "read", level))
+            raise RespError(f"ERR unknown read level '{' '.join(args)}'; {spec.name} mode offers "
+                            f"{', '.join(spec.read_levels)}")
         if level == "bounded":
-            if len(args) != 2 or not args[1].isdigit():
+            if len(args) != 2 or not args[1].isdigit() or len(args[1]) > 12:
                 raise RespError("ERR usage: CONSISTENCY READ bounded <ms>")
             conn.read_level, conn.read_bound_ms = "bounded", int(args[1])
-        elif level in ("eventual", "prefix", "session") and len(args) == 1:
+        elif len(args) == 1:
             conn.read_level, conn.read_bound_ms = level, 0
         else:
-            raise RespError(f"ERR unknown read level '{' '.join(args)}'; use eventual, prefix, bounded <ms> "
-                            "or session (linearizable needs --mode raft)")
+            raise RespError(f"ERR usage: CONSISTENCY READ {level}")
         conn.reply(OK)
     elif what == b"WRITE" and args:
-        if args[0] in ("majority", "one", "quorum", "all"):
-            raise RespError(f"ERR write level '{args[0]}' is not offered in leader-follower mode; "
-                            "use async, semi-sync <k> or sync")
-        try:
-            level = AckLevel.parse(" ".join(args))
-        except ConfigError as e:
-            raise RespError(f"ERR {e}") from None
-        if level.kind == "semi-sync" and level.replicas > len(node.peer_ids):
-            raise RespError(f"ERR semi-sync {level.replicas} needs more followers than the "
-                            f"{len(node.peer_ids)} this cluster has")
-        conn.set_write_level(level)
+        first = args[0].replace("=", " ").split()[0]
+        if first not in spec.write_levels and modes.offering("write", first):
+            raise RespError(modes.level_refusal(spec, "write", first))
+        conn.set_write_level(spec.parse_write(args, len(node.peer_ids)))
         conn.reply(OK)
     else:
         raise RespError("ERR usage: CONSISTENCY [READ <level> [ms] | WRITE <level> [k]]")
 
 
-def _consistency_raft(conn: "ClientConnection", what: bytes, args: list[str]) -> None:
-    """Raft mode: every read level, and the one write level it has (majority)."""
-    if what == b"READ" and args:
-        level = args[0]
-        if level == "bounded":
-            if len(args) != 2 or not args[1].isdigit():
-                raise RespError("ERR usage: CONSISTENCY READ bounded <ms>")
-            conn.read_level, conn.read_bound_ms = "bounded", int(args[1])
-        elif level in ("linearizable", "lease", "eventual", "prefix", "session") and len(args) == 1:
-            conn.read_level, conn.read_bound_ms = level, 0
-        else:
-            raise RespError(f"ERR unknown read level '{' '.join(args)}'; use linearizable, lease (unsafe under "
-                            "clock drift), bounded <ms>, session, prefix or eventual")
-        conn.reply(OK)
-    elif what == b"WRITE" and args:
-        if args != ["majority"]:
-            raise RespError(f"ERR write level '{' '.join(args)}' is not offered in raft mode: every write is "
-                            "committed by a majority of voters before it is acknowledged (use majority)")
-        conn.reply(OK)
-    else:
-        raise RespError("ERR usage: CONSISTENCY [READ <level> [ms] | WRITE majority]")
-
-
 @handler("SESSION")
-def session(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def session(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """SESSION [token]: read-your-writes across connections (token = log index)."""
     if len(argv) == 1:
         conn.reply(str(conn.session_index).encode())
@@ -387,7 +359,7 @@ def session(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> 
 
 
 @handler("FAILOVER")
-def failover(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
+def failover(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """FAILOVER TO <node-id> [FORCE], sent to the target node itself."""
     args = [a.upper() for a in argv[1:]]
     if len(args) not in (2, 3) or args[0] != b"TO" or (len(args) == 3 and args[2] != b"FORCE"):
@@ -396,28 +368,21 @@ def failover(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) ->
 
 
 @handler("REPLIKV")
-def replikv(node: "NodeRunner", conn: "ClientConnection", argv: list[bytes]) -> None:
-    """Admin: REPLIKV DIGEST | SNAPSHOT | ROLE, and in raft mode
-    REPLIKV EXEC <client-id> <seq> <command...> (exactly-once write, thesis §6.3),
-    REPLIKV CLUSTER ADD|PROMOTE|REMOVE <node-id> and REPLIKV CLUSTER MEMBERS."""
+def replikv(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """Admin: REPLIKV DIGEST | SNAPSHOT | ROLE on every mode; a mode's own
+    subcommands (``spec.admin``, e.g. raft's EXEC and CLUSTER) go to its runner."""
     sub = argv[1].upper()
-    raft = node.config.mode == "raft"
+    name = sub.decode(errors="replace")
     if sub == b"DIGEST":
         conn.reply(node.sm.digest().hex().encode())
     elif sub == b"SNAPSHOT":
         conn.reply(node.take_snapshot())
     elif sub == b"ROLE":
         conn.reply(node.role_reply())
-    elif sub == b"EXEC" and raft:
-        if len(argv) < 5 or not argv[2].isdigit() or not argv[3].isdigit():
-            raise RespError("ERR usage: REPLIKV EXEC <client-id> <seq> <command> [arg ...]")
-        node.exec_once(conn, int(argv[2]), int(argv[3]), argv[4:])
-    elif sub == b"CLUSTER" and raft and len(argv) == 4 and argv[2].upper() in (b"ADD", b"PROMOTE", b"REMOVE"):
-        node.change_membership(conn, argv[2].upper().decode(), argv[3].decode(errors="replace"))
-    elif sub == b"CLUSTER" and raft and len(argv) == 3 and argv[2].upper() == b"MEMBERS":
-        conn.reply(node.membership())
-    elif sub in (b"EXEC", b"CLUSTER"):
-        raise RespError(f"ERR REPLIKV {sub.decode()} needs --mode raft")
+    elif name in node.spec.admin:
+        node.admin(conn, argv)
+    elif any(name in s.admin for s in modes.specs()):
+        having = [s.name for s in modes.specs() if name in s.admin]
+        raise RespError(f"ERR REPLIKV {name} needs --mode {' or '.join(having)}")
     else:
-        raise RespError("ERR usage: REPLIKV DIGEST | SNAPSHOT | ROLE | EXEC <client-id> <seq> <cmd...> | "
-                        "CLUSTER ADD|PROMOTE|REMOVE <id> | CLUSTER MEMBERS")
+        raise RespError("ERR usage: REPLIKV " + " | ".join(("DIGEST", "SNAPSHOT", "ROLE", *node.spec.admin)))

@@ -86,7 +86,6 @@ log = logging.getLogger("replikv.raft")
 
 RAFT_MSG, FORWARD, FORWARD_REPLY = b"R", b"F", b"G"  # first byte of a peer frame
 WRITE_LEVEL = "majority"
-READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
 
 
 def raft_id(name: str) -> int:
@@ -129,7 +128,6 @@ class RaftRunner(BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
         opts = self.options
-        self.default_ack = WRITE_LEVEL
         self.raft_id = raft_id(node_id)
         self.names: dict[int, str] = {}
         for name in config.nodes:
@@ -152,7 +150,7 @@ class RaftRunner(BaseRunner):
         self.ready_reads: list[tuple[int, Slot, list[bytes]]] = []  # (index, slot, argv)
         self.session_reads: list[tuple[int, Slot, list[bytes], float]] = []
         self.forwarded: dict[int, tuple[Slot, Any, float]] = {}
-        self.admin: dict[int, tuple[Slot, float]] = {}  # config changes in flight
+        self.config_changes: dict[int, tuple[Slot, float]] = {}  # config changes in flight
         self.failover_waiter: tuple[Slot, float, int] | None = None
         self.last_leader_contact = 0.0
         self._expiry_inflight = 0
@@ -200,7 +198,7 @@ class RaftRunner(BaseRunner):
         self._saved_tv = (hs.term, hs.vote)
         bootstrap = self.config.bootstrap or list(self.config.nodes)
         self.applied = base
-        self.node = RaftNode(
+        self.core = RaftNode(
             self.raft_id, voters=[raft_id(n) for n in bootstrap], storage=DurableState(
                 hard_state=hs, snapshot=snap, entries=tuple(entries)),
             rng=random.Random(), election_timeout_ticks=self.election_ticks,
@@ -208,7 +206,7 @@ class RaftRunner(BaseRunner):
             lease_reads=True, async_persist=self.async_persist)
         log.info("node %s (raft id %d) recovered: snapshot at %d, %d WAL entries, term %d",
                  self.id, self.raft_id, base, len(entries), hs.term)
-        self._queue(self.node.start())
+        self._queue(self.core.start())
 
     def _restore_app(self, app: bytes) -> None:
         sm_data, sessions = msgpack.unpackb(app)
@@ -231,19 +229,16 @@ class RaftRunner(BaseRunner):
         self.wal.close()
 
     # -- levels (what ClientConnection and commands.py ask) ---------------------------
-    def default_read_level(self) -> tuple[str, int]:
-        return "linearizable", 0
-
     def ack_replicas(self, level: Any) -> int:
         return 0
 
     @property
     def is_leader(self) -> bool:
-        return self.node.role is Role.LEADER
+        return self.core.role is Role.LEADER
 
     @property
     def leader_name(self) -> str:
-        leader = self.node.leader
+        leader = self.core.leader
         return self.names.get(leader, "") if leader is not None else ""
 
     # -- effects ---------------------------------------------------------------------
@@ -267,12 +262,12 @@ class RaftRunner(BaseRunner):
             msgs, self.inbox = self.inbox, []
             batch, self.pending = self.pending, []
             reads, self.pending_reads = self.pending_reads, []
-            self._effects.extend(self.node.advance(msgs, batch, reads))
+            self._effects.extend(self.core.advance(msgs, batch, reads))
         effects, self._effects = self._effects, []
         while effects:
             persisted = self._carry_out(effects)
             # async_persist: the leader counts its own copy now that it is durable
-            effects = self.node.advance(persisted=persisted) if persisted else []
+            effects = self.core.advance(persisted=persisted) if persisted else []
         self._answer_clients()
         if self.wal.size_bytes - self._wal_after_snapshot > self.options.snapshot_bytes:
             self.take_snapshot()
@@ -297,7 +292,7 @@ class RaftRunner(BaseRunner):
         entries, but no Send of the batch leaves (no ack, vote or
         AppendEntries that the failed write backs) and the core stays frozen
         until the disk recovers; the entries wait in the WAL's buffer."""
-        node = self.node
+        node = self.core
         if node.term != self._seen_term or node.role is not self._seen_role:
             self._role_changed()
         early: list[Send] = []
@@ -381,7 +376,7 @@ class RaftRunner(BaseRunner):
 
     def _role_changed(self) -> None:
         """Log term and role changes (a leader losing its leadership at warning level)."""
-        node = self.node
+        node = self.core
         was_leader = self._seen_role is Role.LEADER
         self._seen_term, self._seen_role = node.term, node.role
         if was_leader and node.role is not Role.LEADER:
@@ -460,7 +455,7 @@ class RaftRunner(BaseRunner):
             conn.session_index = max(conn.session_index, index)
             slot.resolve(encode_reply(result, conn.resp3))
             return
-        admin = self.admin.pop(rid, None)  # type: ignore[call-overload]
+        admin = self.config_changes.pop(rid, None)  # type: ignore[call-overload]
         if admin is not None:
             admin[0].resolve(encode_reply(OK, admin[0].conn.resp3))
 
@@ -477,7 +472,7 @@ class RaftRunner(BaseRunner):
             err = RespError(f"ERR {result}")
         target = self.writes.pop(rid, None) or self.reads.pop(rid, None)  # type: ignore[call-overload]
         if target is None:
-            admin = self.admin.pop(rid, None)  # type: ignore[call-overload]
+            admin = self.config_changes.pop(rid, None)  # type: ignore[call-overload]
             if admin is not None:
                 admin[0].resolve(encode_reply(err or OK, admin[0].conn.resp3))
             return
@@ -547,6 +542,21 @@ class RaftRunner(BaseRunner):
             self.write(conn, queued, transaction=True)
         else:
             self._read(conn, queued, transaction=True)
+
+    def admin(self, conn: Any, argv: list[bytes]) -> None:
+        """REPLIKV EXEC <client-id> <seq> <command...> (exactly-once write, thesis §6.3),
+        REPLIKV CLUSTER ADD|PROMOTE|REMOVE <node-id> and REPLIKV CLUSTER MEMBERS."""
+        sub = argv[1].upper()
+        if sub == b"EXEC":
+            if len(argv) < 5 or not argv[2].isdigit() or not argv[3].isdigit():
+                raise RespError("ERR usage: REPLIKV EXEC <client-id> <seq> <command> [arg ...]")
+            self.exec_once(conn, int(argv[2]), int(argv[3]), argv[4:])
+        elif len(argv) == 4 and argv[2].upper() in (b"ADD", b"PROMOTE", b"REMOVE"):
+            self.change_membership(conn, argv[2].upper().decode(), argv[3].decode(errors="replace"))
+        elif len(argv) == 3 and argv[2].upper() == b"MEMBERS":
+            conn.reply(self.membership())
+        else:
+            raise RespError("ERR usage: REPLIKV CLUSTER ADD|PROMOTE|REMOVE <node-id> | REPLIKV CLUSTER MEMBERS")
 
     def exec_once(self, conn: Any, client_id: int, seq: int, argv: list[bytes]) -> None:
         """REPLIKV EXEC <client-id> <seq> <command...>: at most once per (client id, seq)."""
@@ -677,7 +687,7 @@ class RaftRunner(BaseRunner):
                 if self.names.get(msg.src) != peer or msg.dst != self.raft_id:
                     log.warning("peer %s sent a message from %d to %d; dropped", peer, msg.src, msg.dst)
                     return
-                if msg.src == self.node.leader or msg.term > self.node.term:
+                if msg.src == self.core.leader or msg.term > self.core.term:
                     self.last_leader_contact = time.monotonic()
                 self.inbox.append(msg)
                 self._schedule()
@@ -721,7 +731,7 @@ class RaftRunner(BaseRunner):
 
     def _retry_mode_storage(self) -> bool:
         """Save the hard state (term, vote) if the failed batch carried one."""
-        hs = self.node.hard_state()
+        hs = self.core.hard_state()
         if (hs.term, hs.vote) != self._saved_tv:
             try:
                 self.meta.save({"term": hs.term, "vote": hs.vote, "commit": hs.commit})
@@ -732,7 +742,7 @@ class RaftRunner(BaseRunner):
 
     def _on_disk_resumed(self) -> None:
         """The kept entries are durable now: a leader counts itself; the core runs again."""
-        node = self.node
+        node = self.core
         if self.async_persist and node.role is Role.LEADER:
             durable = self.wal.durable_index
             self._queue(node.advance(persisted=(durable, int(node.log.term(durable) or 0))))
@@ -746,7 +756,7 @@ class RaftRunner(BaseRunner):
         sessions = [(c, s, bytes(r) if isinstance(r, bytes) else encode_reply(r, False), i)
                     for c, s, r, i in self.sessions.to_state()]
         data = msgpack.packb([self.sm.snapshot(), sessions])
-        effects = self.node.compact(self.applied, data)
+        effects = self.core.compact(self.applied, data)
         for e in effects:
             if isinstance(e, Persist):
                 self._persist(e)
@@ -766,13 +776,13 @@ class RaftRunner(BaseRunner):
             return
         tid = raft_id(target)
         if tid == self.raft_id:
-            conn.reply(RespError(f"ERR {self.id} is already the leader (term {self.node.term})"))
+            conn.reply(RespError(f"ERR {self.id} is already the leader (term {self.core.term})"))
             return
         if self.failover_waiter is not None:
             conn.reply(RespError("ERR a leadership transfer is already in progress"))
             return
         try:
-            effects = self.node.transfer_leadership(tid)
+            effects = self.core.transfer_leadership(tid)
         except RaftError as e:
             conn.reply(RespError(f"ERR leadership transfer to {target} refused: {type(e).__name__} {e}"))
             return
@@ -784,7 +794,7 @@ class RaftRunner(BaseRunner):
         if self.failover_waiter is None:
             return
         slot, deadline, tid = self.failover_waiter
-        if self.node.leader == tid and self.node.role is not Role.LEADER:
+        if self.core.leader == tid and self.core.role is not Role.LEADER:
             self.failover_waiter = None
             slot.resolve(encode_reply(OK, slot.conn.resp3))
         elif time.monotonic() > deadline:
@@ -803,32 +813,32 @@ class RaftRunner(BaseRunner):
         if tid not in self.names:
             self._learn_addresses()
         rid = next(self._rids)
-        self.admin[rid] = (conn.slot(), time.monotonic() + self.options.ack_timeout_ms / 1000)
+        self.config_changes[rid] = (conn.slot(), time.monotonic() + self.options.ack_timeout_ms / 1000)
         if action == "ADD":
-            self._queue(self.node.add_learner(tid, rid))
+            self._queue(self.core.add_learner(tid, rid))
         elif action == "PROMOTE":
-            self._queue(self.node.promote(tid, rid))
+            self._queue(self.core.promote(tid, rid))
         else:
-            self._queue(self.node.remove(tid, rid))
+            self._queue(self.core.remove(tid, rid))
 
     def membership(self) -> list[Any]:
         """[voters, learners, per-member match index (leader only)]."""
-        c = self.node.log.config()
-        progress = {self.names.get(i, str(i)): p.match for i, p in self.node.progress.items()}
+        c = self.core.log.config()
+        progress = {self.names.get(i, str(i)): p.match for i, p in self.core.progress.items()}
         return [[self.names.get(i, str(i)).encode() for i in sorted(c.voters)],
                 [self.names.get(i, str(i)).encode() for i in sorted(c.learners)],
-                [[k.encode(), v] for k, v in sorted(progress.items())], self.node.log.commit]
+                [[k.encode(), v] for k, v in sorted(progress.items())], self.core.log.commit]
 
     def wait_replicas(self, conn: Any, numreplicas: int, timeout_ms: int) -> None:
         """WAIT: followers whose log holds this connection's last write (no waiting:
         a raft write is answered only once a majority holds it)."""
         index = conn.session_index
-        held = sum(1 for i, p in self.node.progress.items() if i != self.raft_id and p.match >= index)
+        held = sum(1 for i, p in self.core.progress.items() if i != self.raft_id and p.match >= index)
         conn.reply(held if self.is_leader else 0)
 
     def role_reply(self) -> list[Any]:
         role = b"leader" if self.is_leader else b"follower"
-        return [role, self.node.term, self.leader_name.encode(), self.node.log.last_index]
+        return [role, self.core.term, self.leader_name.encode(), self.core.log.last_index]
 
     # -- timers -------------------------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
@@ -850,7 +860,7 @@ class RaftRunner(BaseRunner):
             self._expire_waiters(now)
             if self.disk_error is not None:
                 continue  # frozen by the disk guard
-            self._queue(self.node.tick())
+            self._queue(self.core.tick())
             self._check_failover()
             if self.is_leader and now >= next_expiry:
                 next_expiry = now + 0.1
@@ -887,8 +897,8 @@ class RaftRunner(BaseRunner):
                 "TRYAGAIN the leader did not answer the forwarded command in time; it may or may not be applied"),
                 slot.conn.resp3))
             expired = True
-        for rid in [r for r, v in self.admin.items() if now >= v[1]]:
-            slot = self.admin.pop(rid)[0]
+        for rid in [r for r, v in self.config_changes.items() if now >= v[1]]:
+            slot = self.config_changes.pop(rid)[0]
             slot.resolve(encode_reply(RespError("TRYAGAIN the membership change did not commit in time"),
                                       slot.conn.resp3))
             expired = True
@@ -909,7 +919,7 @@ class RaftRunner(BaseRunner):
 
     # -- INFO -------------------------------------------------------------------------------------------------
     def info(self, section: str) -> str:
-        node = self.node
+        node = self.core
         sections = self.info_sections()
         sections["persistence"] = self.persistence_info(node.log.snapshot.index)
         c = node.log.config()

@@ -25,7 +25,7 @@ from replikv.runtime.acl import User
 
 if TYPE_CHECKING:
     from replikv.config import AckLevel
-    from replikv.runtime.node import NodeRunner
+    from replikv.runtime.mode import Mode
 
 log = logging.getLogger("replikv.clients")
 _ids = itertools.count(1)
@@ -47,7 +47,7 @@ class Slot:
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, node: "NodeRunner") -> None:
+    def __init__(self, node: "Mode") -> None:
         self.node = node
         opts = node.options
         self.parser = RequestParser(max_bulk_len=opts.max_bulk_len, max_args=opts.max_args)

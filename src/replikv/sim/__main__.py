@@ -10,23 +10,27 @@ import argparse
 import sys
 import time
 
-from replikv.sim.simulator import SafetyViolation, run
+from replikv import modes
+from replikv.sim.simulator import SafetyViolation
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m replikv.sim", description=__doc__)
-    ap.add_argument("--mode", choices=["raft"], default="raft")
+    simulated = [spec.name for spec in modes.specs() if spec.sim is not None]
+    ap.add_argument("--mode", choices=simulated, default=simulated[0],
+                    help="a mode whose ModeSpec names a simulator")
     ap.add_argument("--seed", type=int, default=0, help="first seed to run")
     ap.add_argument("--count", "--seeds", dest="count", type=int, default=1,
                     help="number of consecutive seeds")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("-v", "--verbose", action="store_true", help="print the nemesis log")
     args = ap.parse_args(argv)
+    run = modes.get(args.mode).sim()  # type: ignore[misc]
     failed = 0
     for seed in range(args.seed, args.seed + args.count):
         t0 = time.perf_counter()
         try:
-            r = run(seed, args.nodes)
+            r = run(seed, args.nodes)  # the mode's simulator (ModeSpec.sim)
         except SafetyViolation as e:
             failed += 1
             print(f"FAIL {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""NodeRunner: one replikv node process in leader-follower mode.
+"""LeaderFollowerRunner: one replikv node process in leader-follower mode.
 
 The thin asyncio shell around the pure parts: it feeds client commands to the
 state machine (``kv/``) and the replication core (``core/shipping``), carries
@@ -43,7 +43,7 @@ from replikv.core.shipping.log import ShippingLog
 from replikv.core.shipping.node import LEADER, ShippingNode
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.base import BaseRunner, serve
+from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
 from replikv.storage.meta import MetaStore
 from replikv.storage.errors import WalFailedError
@@ -74,11 +74,10 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class NodeRunner(BaseRunner):
+class LeaderFollowerRunner(BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
         opts = self.options
-        self.default_ack = AckLevel.parse(opts.ack)
         self.peer_ids = [p for p in config.nodes if p != node_id]
         if self.default_ack.kind == "semi-sync" and self.default_ack.replicas > len(self.peer_ids):
             raise ConfigError(f"--ack {opts.ack} needs more followers than the {len(self.peer_ids)} this cluster has")
@@ -153,9 +152,6 @@ class NodeRunner(BaseRunner):
         self.wal.close()
 
     # -- levels -------------------------------------------------------------
-    def default_read_level(self) -> tuple[str, int]:
-        return self.options.read_default, 0
-
     def ack_replicas(self, level: AckLevel) -> int:
         if level.kind == "async":
             return 0
@@ -767,7 +763,7 @@ class NodeRunner(BaseRunner):
 class _ForwardProxy(PeerReplyConnection):
     """A follower's forwarded write, run on the leader (replies go back as ForwardReply)."""
 
-    def __init__(self, node: NodeRunner, msg: m.Forward) -> None:
+    def __init__(self, node: LeaderFollowerRunner, msg: m.Forward) -> None:
         super().__init__(msg.resp3)
         self.node, self.msg = node, msg
         self.set_write_level(node.default_ack)
@@ -781,11 +777,3 @@ class _ForwardProxy(PeerReplyConnection):
         node.transport.send(msg.sender, m.encode(m.ForwardReply(
             sender=node.id, epoch=node.core.epoch, request_id=msg.request_id, reply=data,
             index=self.session_index)))
-
-
-def run_node(config: ClusterConfig, node_id: str) -> int:
-    """Run one node (of the cluster's mode) until SIGTERM/SIGINT; returns the exit code."""
-    if config.mode == "raft":
-        from replikv.runtime.raft_runner import RaftRunner
-        return serve(RaftRunner, config, node_id)
-    return serve(NodeRunner, config, node_id)

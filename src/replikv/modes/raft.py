@@ -1,0 +1,67 @@
+"""Raft mode: an elected leader, majority commit, automatic failover,
+linearizable reads (core/raft, runtime/raft_runner.py).
+
+The one write level is ``majority``; every read level is offered
+(``linearizable`` through ReadIndex, ``lease`` through leader leases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from replikv.core.replies import RespError
+from replikv.modes import register
+from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec
+
+NAME = "raft"
+MAJORITY = "majority"
+
+
+def _runner() -> type:
+    from replikv.runtime.raft_runner import RaftRunner
+    return RaftRunner
+
+
+def _sim() -> Callable[..., Any]:
+    from replikv.sim.simulator import run
+    return run
+
+
+def parse_write(args: list[str], followers: int) -> str:
+    if args != [MAJORITY]:
+        raise RespError(f"ERR write level '{' '.join(args)}' is not offered in raft mode: every write is "
+                        "committed by a majority of voters before it is acknowledged (use majority)")
+    return MAJORITY
+
+
+def claims(setting: str, workload: str) -> list[Claim]:
+    loss = "lost writes" if workload != "counter" else "counter"
+    out = [Claim("convergence", True, "after heal every replica holds the same state"),
+           Claim(loss, True, "no acknowledged write is lost under any nemesis (majority commit)")]
+    if workload == "register":
+        out += [Claim("linearizable", True, "register ops are linearizable"),
+                Claim("stale reads", True, "no read is stale (linearizable reads)"),
+                Claim("read-your-writes", True, "a client sees its own writes"),
+                Claim("monotonic reads", True, "a client never sees time go backwards")]
+    return out
+
+
+SPEC = register(ModeSpec(
+    name=NAME,
+    summary="Raft consensus: an elected leader, majority commit, linearizable reads, automatic failover",
+    runner=_runner,
+    read_levels=READ_LEVELS,
+    write_levels=(MAJORITY,),
+    parse_write=parse_write,
+    default_write=lambda opts: MAJORITY,
+    default_read=lambda opts: "linearizable",
+    settings=(MAJORITY,),
+    check_read_level="linearizable",
+    claims=claims,
+    nemeses=frozenset({"kill", "pause", "partition", "clock", "fsync-lie"}),
+    elects_leader=True,
+    membership=True,
+    admin=("EXEC", "CLUSTER"),
+    sim=_sim,
+))

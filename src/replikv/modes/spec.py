@@ -1,0 +1,65 @@
+"""What a replication mode declares: its ``ModeSpec``.
+
+A mode is three things (docs/design.md, "Adding a mode"): a pure core under
+``core/<mode>/``, a runner under ``runtime/`` that carries out that core's
+effects and implements the runtime contract (``runtime/mode.py``), and a
+``ModeSpec`` registered in ``modes/__init__.py``. Everything else (the
+command handlers, the CLI, ``replikv check``, the simulator's command line)
+asks the spec and never compares a mode's name.
+
+Rules:
+- ``read_levels`` / ``write_levels`` are the names ``CONSISTENCY READ|WRITE``
+  accepts in this mode; a level another mode offers is refused with an error
+  that names the modes offering it (``level_refusal``), never downgraded.
+- ``claims(setting, workload)`` is what ``replikv check`` must see hold
+  (``required``) or may only measure; ``settings`` are the write settings
+  ``--matrix`` sweeps.
+- The runner and the simulator are imported lazily: reading the registry
+  costs nothing, and no import cycle runs through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from replikv.config import READ_LEVELS  # every read level any mode may offer, strongest first
+
+__all__ = ["READ_LEVELS", "Claim", "ModeSpec"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One guarantee ``replikv check`` holds a mode to (``required``), or
+    an anomaly it only measures and reports."""
+
+    checker: str
+    required: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    name: str  # --mode NAME
+    summary: str  # one line for --help and docs
+    runner: Callable[[], type]  # lazy import of the runtime class (runtime/mode.py contract)
+    read_levels: tuple[str, ...]  # CONSISTENCY READ names, from READ_LEVELS
+    write_levels: tuple[str, ...]  # CONSISTENCY WRITE names (first word)
+    # (words after CONSISTENCY WRITE, number of other nodes) -> the level object the runner uses
+    parse_write: Callable[[list[str], int], Any]
+    default_write: Callable[[Any], Any]  # NodeOptions -> the cluster's default write level
+    default_read: Callable[[Any], str]  # NodeOptions -> the default read level of a connection
+    settings: tuple[str, ...]  # the write settings `replikv check --matrix` sweeps
+    check_read_level: str  # the read level `replikv check` clients use
+    claims: Callable[[str, str], list[Claim]]  # (setting, workload) -> claims
+    nemeses: frozenset[str]  # the `replikv check` faults that apply
+    elects_leader: bool  # True: no configured initial leader; `up` waits for an election
+    membership: bool = False  # `replikv cluster add/remove` is supported
+    admin: tuple[str, ...] = ()  # REPLIKV subcommands only this mode has (runner.admin)
+    min_nodes: int = 1
+    max_nodes: int | None = None
+    sim: Callable[[], Callable[..., Any]] | None = None  # lazy: run(seed, nodes) of its simulator
+    # (setting, active nemeses) -> node options `replikv check` starts the cluster with
+    check_options: Callable[[str, set[str]], dict[str, Any]] = lambda setting, nemeses: {}
+    notes: tuple[str, ...] = field(default=())  # what docs/consistency.md says about its read level
