@@ -56,6 +56,7 @@ from replikv.core.replies import RespError, wrong_arity
 from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.acl import AccessControl
+from replikv.runtime.forwarding import Forwarder, no_leader_error
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.tcp_transport import PeerTransport
 from replikv.runtime.tls import client_listener_context, peer_contexts
@@ -100,6 +101,7 @@ class BaseRunner:
         self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0,
                                       "disk_write_errors": 0}
         self.started = time.time()
+        self.forwarder = Forwarder(self)  # writes sent on to the leader (runtime/forwarding.py)
         self.disk_error: str | None = None  # why the WAL cannot be written (see the disk guard)
         self.disk_error_fatal = False
         self._disk_error_since = 0.0
@@ -346,7 +348,7 @@ class BaseRunner:
         """``--redirect``: the MOVED error naming the leader's client address."""
         addr = self.config.nodes.get(leader) if leader else None
         if addr is None:
-            return RespError("CLUSTERDOWN no known leader; retry after the election")
+            return no_leader_error(leader)
         return RespError(f"MOVED 0 {addr.host}:{addr.port}")
 
     def refuse_stale(self, conn: ClientConnection) -> bool:

@@ -44,7 +44,7 @@ from replikv.core.shipping.node import LEADER, ShippingNode
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner
-from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
+from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.meta import MetaStore
 from replikv.storage.errors import WalFailedError
 from replikv.storage.snapshot import SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot
@@ -88,8 +88,6 @@ class LeaderFollowerRunner(BaseRunner):
         self.flush_waiters: list[tuple[Slot, bytes]] = []
         self.ack_waiters: list[Waiter] = []
         self.read_waiters: list[Waiter] = []
-        self.forwarded: dict[int, tuple[Slot, ClientConnection | None, float]] = {}
-        self.forward_seq = 0
         self.flush_scheduled = False
         self.snapshot_receiver: SnapshotWriter | None = None
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
@@ -209,7 +207,7 @@ class LeaderFollowerRunner(BaseRunner):
             conn.reply(self.disk_refusal())
             return
         if not self.is_leader:
-            self._forward(conn, commands, transaction)
+            self.forwarder.forward(conn, self.core.leader, commands, transaction)
             return
         if self.core.writes_paused:
             conn.reply(RespError("TRYAGAIN writes are paused while leadership is handed over"))
@@ -388,55 +386,21 @@ class LeaderFollowerRunner(BaseRunner):
             else:
                 keep.append(w)
         self.read_waiters = keep
-        expired = [rid for rid, (_, _, deadline) in self.forwarded.items() if now >= deadline]
-        for rid in expired:
-            slot, _, _ = self.forwarded.pop(rid)
-            slot.resolve(encode_reply(RespError(
-                "TRYAGAIN the leader did not answer the forwarded write in time; it may or may not be applied"),
-                slot.conn.resp3))
+        self.forwarder.expire(now)
         self._flush_clients()
 
-    # -- forwarding (follower -> leader) ---------------------------------------
-    def _forward(self, conn: ClientConnection | None, commands: list[list[bytes]], transaction: bool) -> None:
-        assert conn is not None
-        leader = self.core.leader
-        if self.options.redirect:
-            conn.reply(self.redirect_error(leader))
-            return
-        if not leader or not self.transport.connected(leader):
-            conn.reply(RespError(f"CLUSTERDOWN no reachable leader to forward the write to (leader: {leader or 'unknown'})"))
-            return
-        self.forward_seq += 1
-        rid = self.forward_seq
-        slot = conn.slot()
-        deadline = time.monotonic() + (self.options.ack_timeout_ms + 2000) / 1000
-        self.forwarded[rid] = (slot, conn, deadline)
-        self.transport.send(leader, m.encode(m.Forward(
-            sender=self.id, epoch=self.core.epoch, request_id=rid, commands=commands, transaction=transaction,
-            resp3=conn.resp3, ack=str(conn.write_level))))
+    # -- forwarding (runtime/forwarding.py) ---------------------------------------
+    @property
+    def leader_name(self) -> str:
+        return self.core.leader
 
-    def _on_forward(self, msg: m.Forward) -> None:
-        """Leader side: run a follower's client write as if it were local."""
-        proxy = _ForwardProxy(self, msg)
+    def run_forwarded(self, proxy: Any, commands: list[list[bytes]], transaction: bool,
+                      client: tuple[int, int] | None) -> None:
+        """Leader side: a follower's client write, run as if it were local."""
         if not self.is_leader:
             proxy.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
         else:
-            try:
-                proxy.set_write_level(AckLevel.parse(msg.ack))
-            except ConfigError:
-                proxy.set_write_level(self.default_ack)
-            self._write(proxy, msg.commands, msg.transaction)  # type: ignore[arg-type]
-        proxy.flush()
-
-    def _on_forward_reply(self, msg: m.ForwardReply) -> None:
-        entry = self.forwarded.pop(msg.request_id, None)
-        if entry is None:
-            return
-        slot, conn, _ = entry
-        if conn is not None and msg.index:
-            conn.session_index = max(conn.session_index, msg.index)
-        slot.resolve(msg.reply)
-        self._flush_clients()
+            self._write(proxy, commands, transaction)
 
     # -- reads ------------------------------------------------------------------
     def _read(self, conn: ClientConnection, argv: list[bytes]) -> None:
@@ -481,6 +445,8 @@ class LeaderFollowerRunner(BaseRunner):
             # it step down: its state machine holds those writes, so they must
             # be in its log too (a later truncation then rolls them back).
             self._flush()
+        if self.forwarder.handle(peer, payload):  # refused with MISCONF while the disk guard holds
+            return
         try:
             msg = m.decode(payload)
         except ValueError as e:
@@ -490,10 +456,6 @@ class LeaderFollowerRunner(BaseRunner):
             log.warning("peer %s sent a message signed as %s; dropped", peer, msg.sender)
             return
         match msg:
-            case m.Forward():
-                self._on_forward(msg)  # refused with MISCONF while the disk guard holds
-            case m.ForwardReply():
-                self._on_forward_reply(msg)
             case _ if self.disk_error is not None:
                 return  # frozen: the peer sees a silent node; we resync on resume
             case m.SnapshotBegin() | m.SnapshotChunk():
@@ -536,13 +498,7 @@ class LeaderFollowerRunner(BaseRunner):
     def _on_peer_disconnected(self, peer: str) -> None:
         self._run(self.core.peer_disconnected(peer))
         if peer == self.core.leader:
-            self._fail_forwarded("the connection to the leader was lost; the write may or may not be applied")
-
-    def _fail_forwarded(self, why: str) -> None:
-        pending, self.forwarded = self.forwarded, {}
-        for slot, _, _ in pending.values():
-            slot.resolve(encode_reply(RespError(f"TRYAGAIN {why}"), slot.conn.resp3))
-        self._flush_clients()
+            self.forwarder.leader_lost()
 
     def _role_changed(self, effect: RoleChanged) -> None:
         log.warning("node %s is now %s in epoch %d (leader %s)", self.id, effect.role, effect.epoch,
@@ -693,7 +649,7 @@ class LeaderFollowerRunner(BaseRunner):
         interval = self.options.heartbeat_ms / 1000
         next_expiry = 0.0
         while True:
-            await asyncio.sleep(min(interval, 0.02) if (self.ack_waiters or self.read_waiters or self.forwarded)
+            await asyncio.sleep(min(interval, 0.02) if (self.ack_waiters or self.read_waiters or self.forwarder.pending)
                                 else interval)
             now = time.monotonic()
             self._expire_waiters()
@@ -756,24 +712,3 @@ class LeaderFollowerRunner(BaseRunner):
         sections["replication"] = rep
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
         return self.render_info(sections, section)
-
-
-
-
-class _ForwardProxy(PeerReplyConnection):
-    """A follower's forwarded write, run on the leader (replies go back as ForwardReply)."""
-
-    def __init__(self, node: LeaderFollowerRunner, msg: m.Forward) -> None:
-        super().__init__(msg.resp3)
-        self.node, self.msg = node, msg
-        self.set_write_level(node.default_ack)
-
-    def set_write_level(self, level: AckLevel) -> None:
-        self.write_level = level
-        self.write_k = self.node.ack_replicas(level)
-
-    def send_reply(self, data: bytes) -> None:
-        node, msg = self.node, self.msg
-        node.transport.send(msg.sender, m.encode(m.ForwardReply(
-            sender=node.id, epoch=node.core.epoch, request_id=msg.request_id, reply=data,
-            index=self.session_index)))

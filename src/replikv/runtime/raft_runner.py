@@ -76,7 +76,7 @@ from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
-from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
+from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
@@ -84,8 +84,7 @@ from replikv.storage.wal import WriteAheadLog
 
 log = logging.getLogger("replikv.raft")
 
-RAFT_MSG, FORWARD, FORWARD_REPLY = b"R", b"F", b"G"  # first byte of a peer frame
-WRITE_LEVEL = "majority"
+RAFT_MSG = b"R"  # first byte of a raft message frame (runtime/forwarding.py has its own)
 
 
 def raft_id(name: str) -> int:
@@ -99,29 +98,6 @@ def raft_id(name: str) -> int:
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class _Proxy(PeerReplyConnection):
-    """A command forwarded by a follower, run on the leader (one reply goes back)."""
-
-    def __init__(self, node: RaftRunner, peer: str, rid: int, resp3: bool) -> None:
-        super().__init__(resp3)
-        self.node, self.peer, self.rid = node, peer, rid
-        self.authenticated = True
-        self.multi = None
-        self.multi_dirty = False
-        self.read_level, self.read_bound_ms = "linearizable", 0
-        self.write_level = WRITE_LEVEL
-        self.sent = False
-
-    def send_reply(self, data: bytes) -> None:
-        if not self.sent:
-            self.sent = True
-            self.node.transport.send(self.peer, FORWARD_REPLY + msgpack.packb(
-                [self.rid, data, self.session_index]))
-
-    def set_write_level(self, level: Any) -> None:
-        self.write_level = level
 
 
 class RaftRunner(BaseRunner):
@@ -149,7 +125,6 @@ class RaftRunner(BaseRunner):
         self.reads: dict[int, tuple[Slot, Any, list[bytes], float]] = {}
         self.ready_reads: list[tuple[int, Slot, list[bytes]]] = []  # (index, slot, argv)
         self.session_reads: list[tuple[int, Slot, list[bytes], float]] = []
-        self.forwarded: dict[int, tuple[Slot, Any, float]] = {}
         self.config_changes: dict[int, tuple[Slot, float]] = {}  # config changes in flight
         self.failover_waiter: tuple[Slot, float, int] | None = None
         self.last_leader_contact = 0.0
@@ -514,7 +489,7 @@ class RaftRunner(BaseRunner):
             conn.reply(self.disk_refusal())
             return
         if not self.is_leader:
-            self._forward(conn, commands, transaction, client)
+            self.forwarder.forward(conn, self.leader_name, commands, transaction, client=client)
             return
         now = _wall_ms()
         prepare = self.sm.prepare
@@ -567,50 +542,20 @@ class RaftRunner(BaseRunner):
             raise RespError(f"ERR wrong number of arguments for '{spec.name}' command")
         self.write(conn, [argv], transaction=False, client=(client_id, seq))
 
-    # -- forwarding (follower -> leader) -----------------------------------------------------
-    def _forward(self, conn: Any, commands: list[list[bytes]], transaction: bool,
-                 client: tuple[int, int] | None, admin: bool = False) -> None:
-        leader = self.leader_name
-        if isinstance(conn, _Proxy):  # never forward twice
-            conn.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
-            return
-        if self.options.redirect and not admin:
-            conn.reply(self.redirect_error(leader))
-            return
-        if not leader or not self.transport.connected(leader):
-            conn.reply(RespError(f"TRYAGAIN no reachable leader to forward to (leader: {leader or 'unknown'})"))
-            return
-        rid = next(self._rids)
-        self.forwarded[rid] = (conn.slot(), conn, time.monotonic() + self.options.ack_timeout_ms / 1000)
-        self.transport.send(leader, FORWARD + msgpack.packb(
-            [rid, commands, transaction, conn.resp3, list(client) if client else None, admin]))
-
-    def _on_forward(self, peer: str, body: bytes) -> None:
-        rid, commands, transaction, resp3, client, admin = msgpack.unpackb(body)
-        proxy = _Proxy(self, peer, rid, resp3)
-        if admin:
-            self.execute(proxy, commands[0])  # type: ignore[arg-type]
-        elif not self.is_leader:
+    # -- forwarding (runtime/forwarding.py) ------------------------------------------------------
+    def run_forwarded(self, proxy: Any, commands: list[list[bytes]], transaction: bool,
+                      client: tuple[int, int] | None) -> None:
+        """Leader side: a follower's client write, proposed as if it were local."""
+        if not self.is_leader:
             proxy.reply(RespError(f"TRYAGAIN {self.id} is no longer the leader"))
         else:
-            self.write(proxy, commands, transaction, tuple(client) if client else None)  # type: ignore[arg-type]
-
-    def _on_forward_reply(self, body: bytes) -> None:
-        rid, data, index = msgpack.unpackb(body)
-        entry = self.forwarded.pop(rid, None)
-        if entry is None:
-            return
-        slot, conn, _ = entry
-        if index:
-            conn.session_index = max(conn.session_index, index)
-        slot.resolve(data)
-        self._flush_clients()
+            self.write(proxy, commands, transaction, client)
 
     def forward_admin(self, conn: Any, argv: list[bytes]) -> bool:
         """Run an admin command on the leader; False when this node is the leader."""
         if self.is_leader:
             return False
-        self._forward(conn, [argv], False, None, admin=True)
+        self.forwarder.forward(conn, self.leader_name, [argv], False, admin=True)
         return True
 
     # -- reads ---------------------------------------------------------------------------------
@@ -680,6 +625,8 @@ class RaftRunner(BaseRunner):
         self.frames_in += 1
         kind, body = payload[:1], payload[1:]
         try:
+            if self.forwarder.handle(peer, payload):
+                return
             if kind == RAFT_MSG:
                 if self.disk_error is not None:
                     return  # frozen by the disk guard: a silent node to the cluster
@@ -691,10 +638,6 @@ class RaftRunner(BaseRunner):
                     self.last_leader_contact = time.monotonic()
                 self.inbox.append(msg)
                 self._schedule()
-            elif kind == FORWARD:
-                self._on_forward(peer, body)
-            elif kind == FORWARD_REPLY:
-                self._on_forward_reply(body)
             else:
                 raise ValueError(f"unknown frame kind {kind!r}")
         except (ValueError, TypeError) as e:
@@ -702,12 +645,7 @@ class RaftRunner(BaseRunner):
 
     def _on_peer_disconnected(self, peer: str) -> None:
         if peer == self.leader_name:
-            pending, self.forwarded = self.forwarded, {}
-            for slot, _, _ in pending.values():
-                slot.resolve(encode_reply(RespError(
-                    "TRYAGAIN the connection to the leader was lost; the write may or may not be applied"),
-                    slot.conn.resp3))
-            self._flush_clients()
+            self.forwarder.leader_lost()
 
     # -- the disk guard (runtime/base.py) ------------------------------------------------------------
     def _on_disk_blocked(self) -> None:
@@ -891,12 +829,7 @@ class RaftRunner(BaseRunner):
                 "TRYAGAIN the write was not committed in time (leader cut off from its majority?); it may or "
                 "may not be applied: retry it with the same REPLIKV EXEC client id and seq"), slot.conn.resp3))
             expired = True
-        for rid in [r for r, v in self.forwarded.items() if now >= v[2]]:
-            slot = self.forwarded.pop(rid)[0]
-            slot.resolve(encode_reply(RespError(
-                "TRYAGAIN the leader did not answer the forwarded command in time; it may or may not be applied"),
-                slot.conn.resp3))
-            expired = True
+        expired = self.forwarder.expire(now) or expired
         for rid in [r for r, v in self.config_changes.items() if now >= v[1]]:
             slot = self.config_changes.pop(rid)[0]
             slot.resolve(encode_reply(RespError("TRYAGAIN the membership change did not commit in time"),
@@ -929,7 +862,7 @@ class RaftRunner(BaseRunner):
                f"replikv_commit_index:{node.log.commit}", f"replikv_applied_index:{self.applied}",
                f"replikv_voters:{','.join(self.names.get(i, str(i)) for i in sorted(c.voters))}",
                f"replikv_learners:{','.join(self.names.get(i, str(i)) for i in sorted(c.learners))}",
-               f"replikv_ack:{WRITE_LEVEL}"]
+               f"replikv_ack:{self.default_ack}"]
         if self.is_leader:
             followers = [i for i in sorted(node.progress) if i != self.raft_id]
             rep.append(f"connected_slaves:{sum(1 for i in followers if self.transport.connected(self.names.get(i, '')))}")

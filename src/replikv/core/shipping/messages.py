@@ -130,38 +130,14 @@ class HandOverReady:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Forward:
-    """Follower → leader: a client's write (or MULTI block) to run there."""
-
-    sender: str
-    epoch: int
-    request_id: int
-    commands: list[list[bytes]]
-    transaction: bool
-    resp3: bool
-    ack: str  # the client's write level, e.g. "async", "semi-sync 1", "sync"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ForwardReply:
-    """Leader → follower: the RESP-encoded reply and the write's log index."""
-
-    sender: str
-    epoch: int
-    request_id: int
-    reply: bytes
-    index: int
-
-
 ShippingMsg = (
     Hello | SyncRequest | Truncate | Append | Ack | Fenced | SnapshotBegin | SnapshotChunk
-    | HandOverRequest | HandOverReady | Forward | ForwardReply
+    | HandOverRequest | HandOverReady
 )
 
 _TYPES: tuple[type, ...] = (
     Hello, SyncRequest, Truncate, Append, Ack, Fenced, SnapshotBegin, SnapshotChunk,
-    HandOverRequest, HandOverReady, Forward, ForwardReply,
+    HandOverRequest, HandOverReady,
 )
 _TAG = {cls: tag for tag, cls in enumerate(_TYPES)}
 _FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _TYPES}

@@ -51,7 +51,7 @@ from replikv.core.shipping.effects import (
 )
 from replikv.core.shipping.log import ShippingLog
 from replikv.core.shipping.messages import (
-    Ack, Append, Fenced, Forward, ForwardReply, HandOverReady, HandOverRequest, Hello,
+    Ack, Append, Fenced, HandOverReady, HandOverRequest, Hello,
     ShippingMsg, SnapshotBegin, SnapshotChunk, SyncRequest, Truncate,
 )
 
@@ -252,7 +252,7 @@ class ShippingNode:
                 return self._on_handover_request(msg)
             case HandOverReady():
                 return self._on_handover_ready(msg)
-            case SnapshotBegin() | SnapshotChunk() | Forward() | ForwardReply():
+            case SnapshotBegin() | SnapshotChunk():
                 raise ValueError(f"{type(msg).__name__} is handled by the driver")
         raise ValueError(f"unexpected message {msg!r}")
 

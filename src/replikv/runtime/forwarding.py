@@ -1,0 +1,161 @@
+"""Forwarding a client's command from a node that does not lead to the one that does.
+
+Every mode with a leader uses this one service (a follower forwards writes
+by default, as etcd does; with ``--redirect`` it answers ``-MOVED`` instead).
+
+Wire: two peer frames beside the mode's own protocol messages, told apart by
+their first byte (a mode's codec never starts a frame with these)::
+
+    FORWARD       b"F" + msgpack [rid, commands, transaction, resp3, write_level, client, admin]
+    FORWARD_REPLY b"G" + msgpack [rid, reply, index]
+
+``write_level`` is the client's ``CONSISTENCY WRITE`` level as text;
+``client`` is ``[client_id, seq]`` for an exactly-once write or nil;
+``admin`` marks an admin command run as is on the leader (raft's FAILOVER
+and membership changes); ``index`` is the log index of the write, which
+becomes the client's session position.
+
+Rules:
+- One forwarded request gets exactly one reply: the leader's, or TRYAGAIN
+  when its deadline passes or the connection to the leader drops; both say
+  the write may or may not be applied, since the leader may have logged it.
+- A command is never forwarded twice (a leader that lost its leadership
+  answers TRYAGAIN), so a forward cannot loop.
+- "No leader right now" is one error everywhere: ``no_leader_error``, a
+  ``TRYAGAIN`` (retry after the election or failover), as Redis Cluster says
+  TRYAGAIN for "try again later". ``-MOVED`` names the leader with
+  ``--redirect``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from replikv.core.replies import RespError
+from replikv.core.resp import encode_reply
+from replikv.runtime.resp_server import PeerReplyConnection, Slot
+
+if TYPE_CHECKING:
+    from replikv.runtime.base import BaseRunner
+
+FORWARD = b"F"
+FORWARD_REPLY = b"G"
+KINDS = (FORWARD, FORWARD_REPLY)
+
+
+def no_leader_error(leader: str) -> RespError:
+    return RespError(f"TRYAGAIN no reachable leader to forward to (leader: {leader or 'unknown'}); "
+                     "retry after the election or failover")
+
+
+class ForwardedCommand(PeerReplyConnection):
+    """A command forwarded by a peer, run on the leader; one reply goes back."""
+
+    def __init__(self, node: "BaseRunner", peer: str, rid: int, resp3: bool) -> None:
+        super().__init__(resp3)
+        self.node, self.peer, self.rid = node, peer, rid
+        self.authenticated = True
+        self.multi = None
+        self.multi_dirty = False
+        self.read_level, self.read_bound_ms = "linearizable", 0
+        self.sent = False
+        self.set_write_level(node.default_ack)
+
+    def set_write_level(self, level: Any) -> None:
+        self.write_level = level
+        self.write_k = self.node.ack_replicas(level)
+
+    def send_reply(self, data: bytes) -> None:
+        if not self.sent:
+            self.sent = True
+            self.node.transport.send(self.peer, FORWARD_REPLY + msgpack.packb([self.rid, data, self.session_index]))
+
+
+class Forwarder:
+    """The follower's table of forwarded requests (request id -> slot, connection,
+    deadline), and the leader's side of running them."""
+
+    def __init__(self, node: "BaseRunner") -> None:
+        self.node = node
+        self.pending: dict[int, tuple[Slot, Any, float]] = {}
+        self._rids = itertools.count(1)
+
+    def forward(self, conn: Any, leader: str, commands: list[list[bytes]], transaction: bool, *,
+                client: tuple[int, int] | None = None, admin: bool = False) -> None:
+        """Send ``commands`` to ``leader`` for ``conn`` (or answer why not)."""
+        node = self.node
+        if isinstance(conn, ForwardedCommand):  # never forward twice
+            conn.reply(RespError(f"TRYAGAIN {node.id} is no longer the leader"))
+            return
+        if node.options.redirect and not admin:
+            conn.reply(node.redirect_error(leader))
+            return
+        if not leader or not node.transport.connected(leader):
+            conn.reply(no_leader_error(leader))
+            return
+        rid = next(self._rids)
+        deadline = time.monotonic() + (node.options.ack_timeout_ms + 2000) / 1000
+        self.pending[rid] = (conn.slot(), conn, deadline)
+        node.transport.send(leader, FORWARD + msgpack.packb(
+            [rid, commands, transaction, conn.resp3, str(conn.write_level), list(client) if client else None,
+             admin]))
+
+    def on_forward(self, peer: str, body: bytes) -> None:
+        """Leader side: run a peer's forwarded command through the local paths."""
+        rid, commands, transaction, resp3, level, client, admin = msgpack.unpackb(body)
+        node = self.node
+        proxy = ForwardedCommand(node, peer, rid, resp3)
+        if admin:
+            node.execute(proxy, commands[0])  # type: ignore[arg-type]
+            return
+        try:
+            proxy.set_write_level(node.spec.parse_write(str(level).split(), len(node.peer_ids)))
+        except RespError:
+            pass  # a level this node cannot parse: the cluster default
+        node.run_forwarded(proxy, commands, transaction, tuple(client) if client else None)
+
+    def on_reply(self, body: bytes) -> None:
+        rid, data, index = msgpack.unpackb(body)
+        entry = self.pending.pop(rid, None)
+        if entry is None:
+            return  # answered already (deadline, lost connection)
+        slot, conn, _ = entry
+        if index:
+            conn.session_index = max(conn.session_index, index)
+        slot.resolve(data)
+        self.node._flush_clients()
+
+    def expire(self, now: float) -> bool:
+        """Answer the requests whose deadline passed; True if any was."""
+        expired = [rid for rid, (_, _, deadline) in self.pending.items() if now >= deadline]
+        for rid in expired:
+            slot = self.pending.pop(rid)[0]
+            slot.resolve(encode_reply(RespError(
+                "TRYAGAIN the leader did not answer the forwarded command in time; it may or may not be "
+                "applied"), slot.conn.resp3))
+        return bool(expired)
+
+    def leader_lost(self) -> None:
+        """The connection to the leader dropped: answer every pending request."""
+        pending, self.pending = self.pending, {}
+        for slot, _, _ in pending.values():
+            slot.resolve(encode_reply(RespError(
+                "TRYAGAIN the connection to the leader was lost; the write may or may not be applied"),
+                slot.conn.resp3))
+        if pending:
+            self.node._flush_clients()
+
+    def handle(self, peer: str, payload: bytes) -> bool:
+        """Take a FORWARD / FORWARD_REPLY frame; False for a frame of the mode's own protocol."""
+        kind = payload[:1]
+        if kind == FORWARD:
+            self.on_forward(peer, payload[1:])
+        elif kind == FORWARD_REPLY:
+            self.on_reply(payload[1:])
+        else:
+            return False
+        return True
