@@ -8,7 +8,7 @@ its outcome:
 - ``ok=True``: the node answered success;
 - ``ok=False``: the op definitely did not take effect: any failed read, a
   cas that did not swap, a write refused before it was logged
-  (``CLUSTERDOWN``, ``MOVED``, ``TRYAGAIN writes are paused``, wrong type);
+  (``MOVED``, ``TRYAGAIN no reachable leader``, ``TRYAGAIN writes are paused``, wrong type);
 - ``ok=None`` (``return`` null): unknown: a timeout, a lost connection, or
   a write error that says the write may still be applied (``NOREPLICAS``
   ack timeout, leadership lost mid-write). Unknown is always the safe
@@ -36,8 +36,8 @@ from replikv.check.history import Op
 from replikv.check.workloads import CasFailed, Invocation, Workload
 
 # Write errors that prove the write was never logged.
-_DEFINITE_WRITE_ERRORS = ("CLUSTERDOWN", "MOVED", "TRYAGAIN WRITES ARE PAUSED", "WRONGTYPE", "NOAUTH",
-                          "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER")
+_DEFINITE_WRITE_ERRORS = ("CLUSTERDOWN", "MOVED", "TRYAGAIN WRITES ARE PAUSED", "TRYAGAIN NO REACHABLE LEADER",
+                          "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER")
 
 
 def classify_error(op: str, error: Exception) -> bool | None:
