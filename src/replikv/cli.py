@@ -260,7 +260,12 @@ def build_cluster_config(
     notes: list[str] = []
     given = normalize_node_options(node_options or {})
     if existing is None:
-        count = DEFAULT_NODES if nodes is None else nodes
+        name = mode or modes.names()[0]
+        spec = modes.get(name) if name in modes.names() else None  # an unknown one is refused below
+        if nodes is not None:
+            count = nodes
+        else:  # a mode with fewer nodes than the default (single) gets as many as it takes
+            count = min(DEFAULT_NODES, spec.max_nodes) if spec and spec.max_nodes else DEFAULT_NODES
         if count < 1:
             raise ConfigError(f"--nodes must be at least 1 (got {count})")
         base = DEFAULT_PORT if port is None else port
