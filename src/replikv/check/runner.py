@@ -98,12 +98,14 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         return _finish(RunResult(2, "undecided", directory, [], [], [], [why], {"mode": mode, "seed": seed}))
     spec = modes.get(mode)
     setting = setting or spec.settings[0]
+    clamped = spec.max_nodes is not None and nodes > spec.max_nodes
+    nodes = min(nodes, spec.max_nodes) if spec.max_nodes is not None else nodes
     stamp = time.strftime("%Y%m%d-%H%M%S")
     directory = store / f"{stamp}-{mode}-{workload}-{setting.replace(' ', '')}-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
     params: dict[str, object] = {"mode": mode, "setting": setting, "workload": workload, "nemesis": nemeses,
                                  "time_s": time_s, "clients": clients, "seed": seed, "nodes": nodes}
-    notes: list[str] = []
+    notes: list[str] = [f"{mode} mode runs {nodes} node(s)"] if clamped else []
     claims = claims_for(mode, setting, workload)
     active = []
     for n in nemeses:
