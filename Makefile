@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(VENV)/bin/replikv up --mode leader-follower --nodes 3 --port 7001 --data-dir $(DATA)
 
 test: $(STAMP)
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean:

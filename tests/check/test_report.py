@@ -52,6 +52,7 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium (Debian package chromium) "
                     "is not installed")
+@pytest.mark.integration  # starts chromium
 def test_report_renders_anomalies_in_chromium(tmp_path: Path) -> None:
     path = tmp_path / "report.html"
     path.write_text(render_report(_result(tmp_path)))

@@ -280,6 +280,7 @@ needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="n
 
 
 @needs_redis
+@pytest.mark.integration  # starts processes
 def test_supervisor_starts_reports_and_stops(tmp_path):
     ports = [free_port(), free_port()]
     config = config_for(tmp_path, ports)
@@ -321,6 +322,7 @@ def test_supervisor_starts_reports_and_stops(tmp_path):
     assert "starting n1" in (tmp_path / "n1" / "node.log").read_text()
 
 
+@pytest.mark.integration  # starts processes
 def test_python_dash_m_replikv_is_the_cli():
     out = subprocess.run([sys.executable, "-m", "replikv", "version"], capture_output=True,
                          text=True, timeout=60)
@@ -328,6 +330,7 @@ def test_python_dash_m_replikv_is_the_cli():
     assert out.stdout.strip() == f"replikv {__version__}"
 
 
+@pytest.mark.integration  # starts processes
 def test_sim_passes_its_arguments_through():
     if cli.importlib.util.find_spec("replikv.sim.__main__") is None:
         pytest.skip("replikv.sim has no __main__ yet")

@@ -845,6 +845,7 @@ def _read_lines_until(proc: subprocess.Popen[bytes], want: int, deadline: float)
     return lines
 
 
+@pytest.mark.integration  # kills a child process
 @pytest.mark.parametrize("seed", range(6))
 def test_sigkill_at_a_random_moment_loses_no_committed_index(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)

@@ -40,6 +40,8 @@ Invariants (checked after every call by `_check`):
 
 from __future__ import annotations
 
+from typing import cast
+
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -209,7 +211,7 @@ class RaftNode:
         self.reads = ReadTracker(max_pending_reads)
         self._incoming: tuple[int, int, bytearray] | None = None  # snapshot being received
         # effects being assembled for the current call
-        self._sends: list[Effect] = []
+        self._sends: list[Send] = []
         self._replies: list[Effect] = []
         self._unstable_from: int | None = None
         self._snap_out: Snapshot | None = None
@@ -386,7 +388,7 @@ class RaftNode:
             term = self.log.term(index)
             invariant(term is not None, "compacted index has a term")
             snap = Snapshot(
-                index=index, term=int(term), config=self.log.config_at(index), data=snapshot_bytes
+                index=index, term=cast(int, term), config=self.log.config_at(index), data=snapshot_bytes
             )
             self.log.compact(snap)
             self._snap_out = snap
@@ -1173,7 +1175,7 @@ class RaftNode:
         told = {
             s.to
             for s in self._sends
-            if type(s.msg) is AppendEntries and s.msg.leader_commit >= commit  # type: ignore[attr-defined]
+            if isinstance(s.msg, AppendEntries) and s.msg.leader_commit >= commit
         }
         for pid in self.progress:
             if pid != self.id and pid not in told:
@@ -1188,7 +1190,7 @@ class RaftNode:
         acks = [
             (i, s.msg)
             for i, s in enumerate(self._sends)
-            if type(s.msg) is AppendEntriesResponse and s.msg.success  # type: ignore[attr-defined]
+            if isinstance(s.msg, AppendEntriesResponse) and s.msg.success
         ]
         if len(acks) < 2:
             return
@@ -1201,15 +1203,15 @@ class RaftNode:
         if len(last) == len(acks):
             return  # one response per leader already
         merged = {i: m for i, m in acks}
-        out: list[Effect] = []
+        out: list[Send] = []
         for i, s in enumerate(self._sends):
-            m = merged.get(i)
-            if m is not None:
-                key = (m.dst, m.term)
+            ack = merged.get(i)
+            if ack is not None:
+                key = (ack.dst, ack.term)
                 if last[key] != i:
                     continue
-                if m.match_index != best[key]:
-                    s = Send(to=s.to, msg=replace(m, match_index=best[key]))
+                if ack.match_index != best[key]:
+                    s = Send(to=s.to, msg=replace(ack, match_index=best[key]))
             out.append(s)
         self._sends = out
 

@@ -152,7 +152,8 @@ _CHECKS = {
 
 def encode(msg: ShippingMsg) -> bytes:
     cls = type(msg)
-    return msgpack.packb([_TAG[cls], *(getattr(msg, name) for name in _FIELDS[cls])])
+    data: bytes = msgpack.packb([_TAG[cls], *(getattr(msg, name) for name in _FIELDS[cls])])
+    return data
 
 
 def decode(frame: bytes) -> ShippingMsg:
@@ -174,4 +175,5 @@ def decode(frame: bytes) -> ShippingMsg:
     for name, kind in _CHECKS[cls]:
         if not isinstance(values[name], kind):
             raise ValueError(f"bad {cls.__name__} frame: field {name} is {type(values[name]).__name__}")
-    return cls(**values)
+    msg: ShippingMsg = cls(**values)
+    return msg

@@ -369,7 +369,7 @@ class ShippingNode:
 
     # -- connectivity and time ---------------------------------------------
     def peer_connected(self, peer: str) -> list[Effect]:
-        effects = [Send(to=peer, msg=self._hello())]
+        effects: list[Effect] = [Send(to=peer, msg=self._hello())]
         if self.role == FOLLOWER and peer == self.leader:
             effects += self._request_sync()
         return effects
