@@ -58,6 +58,7 @@ from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.acl import AccessControl
 from replikv.runtime.forwarding import Forwarder, no_leader_error
 from replikv.runtime.resp_server import ClientConnection
+from replikv.runtime.snapshotter import BackgroundSnapshotter
 from replikv.runtime.tcp_transport import PeerTransport
 from replikv.runtime.tls import client_listener_context, peer_contexts
 from replikv.storage.files import private_dir
@@ -93,6 +94,7 @@ class BaseRunner:
         self.acl = AccessControl(opts.requirepass, opts.aclfile)
         self.data_dir = private_dir(self.address.data_dir)
         self.snapshot_dir = private_dir(self.data_dir / "snapshots", narrow=True)
+        self.snapshotter = BackgroundSnapshotter(node_id, self.snapshot_dir)  # automatic snapshots
         self.clients: dict[int, ClientConnection] = {}
         self.dirty_clients: set[ClientConnection] = set()
         self._dispatch: dict[bytes, tuple[Any, int, Any]] = {}
@@ -389,6 +391,7 @@ class BaseRunner:
             "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{wal.size_bytes}",
             f"replikv_wal_fsyncs:{wal.fsyncs}", f"replikv_wal_records:{wal.records}",
             f"replikv_wal_first_index:{wal.first_index}", f"replikv_snapshot_index:{snapshot_index}",
+            *self.snapshotter.info(),
             f"aof_last_write_status:{'err' if self.disk_error else 'ok'}",  # Redis's name
             f"replikv_disk_error:{self.disk_error or ''}",
         ]

@@ -142,6 +142,7 @@ class LeaderFollowerRunner(BaseRunner):
                  self.address.port, self.address.host, self.address.peer_port)
 
     async def stop(self) -> None:
+        self.snapshotter.stop()
         await self.stop_io()
         if self.batch:
             self._flush()
@@ -341,7 +342,7 @@ class LeaderFollowerRunner(BaseRunner):
             self._release_read_waiters()
         self._flush_clients()
         if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
-            self._take_snapshot()
+            self._snapshot_in_background()
 
     def _release_ack_waiters(self) -> None:
         core = self.core
@@ -547,7 +548,10 @@ class LeaderFollowerRunner(BaseRunner):
 
     # -- snapshots ------------------------------------------------------------------
     def _take_snapshot(self) -> int:
-        """Snapshot the state at the last index; compact WAL and memory log."""
+        """Snapshot the state at the last index now, on the loop (REPLIKV SNAPSHOT,
+        a full resync that needs one: Redis's SAVE); compact WAL and memory log."""
+        if self.snapshotter.running:
+            raise RespError("ERR a background snapshot is in progress; try again when it is done")
         if self.batch:
             self._flush()
         core_log = self.core.log
@@ -556,21 +560,42 @@ class LeaderFollowerRunner(BaseRunner):
         self.wal.fsync_now()
         data = msgpack.packb([core_log.epoch_starts, self.sm.snapshot()])
         write_snapshot(self.snapshot_dir, index, core_log.epoch_at(index), data)
+        log.info("node %s took a snapshot at index %d (%d bytes)", self.id, index, len(data))
+        self._compact(index)
+        return index
+
+    def _snapshot_in_background(self) -> None:
+        """The WAL grew by --snapshot-bytes: snapshot in a forked child (Redis's
+        BGSAVE, runtime/snapshotter.py) and compact when it is durable."""
+        if self.disk_error is not None:
+            return
+        if self.batch:
+            self._flush()  # the state machine holds the batch's writes: log them before the fork
+        core_log = self.core.log
+        index = core_log.last_index
+        epoch_starts, sm = core_log.epoch_starts, self.sm  # as of the fork, in the child's copy
+        self.snapshotter.start(index, core_log.epoch_at(index),
+                               lambda: msgpack.packb([epoch_starts, sm.snapshot()]), self._compact)
+
+    def _compact(self, index: int) -> None:
+        """A snapshot covering ``index`` is durable: drop the WAL and memory log before it."""
+        if index <= self.core.log.base_index:
+            return
         self.wal.drop_before(index)
         self._wal_bytes_after_snapshot = self.wal.size_bytes
-        core_log.compact(index)
-        log.info("node %s took a snapshot at index %d (%d bytes); log compacted", self.id, index, len(data))
-        return index
+        self.core.log.compact(index)
 
     async def _send_snapshot(self, peer: str) -> None:
         """Full resync: stream the latest snapshot (taking one if needed)."""
+        while self.snapshotter.running:  # the snapshot it is writing is the one to send
+            await asyncio.sleep(0.05)
         snap = load_latest_snapshot(self.snapshot_dir)
         if snap is None or snap.index != self.core.log.base_index:
             self._take_snapshot()
             snap = load_latest_snapshot(self.snapshot_dir)
         assert snap is not None
         self.stats["full_resyncs_sent"] += 1
-        epoch_starts, _ = msgpack.unpackb(snap.data)
+        epoch_starts = _epoch_starts(snap.data)
         log.info("node %s: full resync of %s from snapshot at %d (%d bytes)", self.id, peer, snap.index, len(snap.data))
         send = self.transport.send
         if not send(peer, m.encode(m.SnapshotBegin(sender=self.id, epoch=self.core.epoch, index=snap.index,
@@ -712,3 +737,14 @@ class LeaderFollowerRunner(BaseRunner):
         sections["replication"] = rep
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
         return self.render_info(sections, section)
+
+
+def _epoch_starts(data: bytes) -> Any:
+    """The epoch history at the head of a snapshot, without decoding the data set after it."""
+    header = msgpack.Unpacker()
+    header.feed(data[:1 << 20])
+    try:
+        header.read_array_header()
+        return header.unpack()
+    except msgpack.OutOfData:  # a history longer than the first MiB: decode it all
+        return msgpack.unpackb(data)[0]

@@ -198,6 +198,7 @@ class RaftRunner(BaseRunner):
                  self.address.host, self.address.port, self.election_ticks, self.options.tick_ms)
 
     async def stop(self) -> None:
+        self.snapshotter.stop()
         await self.stop_io()
         self.wal.commit()
         self.wal.fsync_now()
@@ -245,7 +246,7 @@ class RaftRunner(BaseRunner):
             effects = self.core.advance(persisted=persisted) if persisted else []
         self._answer_clients()
         if self.wal.size_bytes - self._wal_after_snapshot > self.options.snapshot_bytes:
-            self.take_snapshot()
+            self._snapshot_in_background()
         if self._effects:
             self._schedule()
 
@@ -372,8 +373,9 @@ class RaftRunner(BaseRunner):
         if p.snapshot is not None:
             snap = p.snapshot
             c = snap.config
-            write_snapshot(self.snapshot_dir, snap.index, snap.term,
-                           msgpack.packb([sorted(c.voters), sorted(c.learners), snap.data]))
+            if snap.index != self._snapshot_on_disk:
+                write_snapshot(self.snapshot_dir, snap.index, snap.term,
+                               msgpack.packb([sorted(c.voters), sorted(c.learners), snap.data]))
             if p.discard_log or snap.index > wal.last_index:
                 wal.reset(snap.index + 1)
             else:
@@ -688,12 +690,13 @@ class RaftRunner(BaseRunner):
 
     # -- snapshots -----------------------------------------------------------------------------------
     def take_snapshot(self) -> int:
-        """Snapshot the applied state; the core compacts its log, the WAL drops segments."""
+        """Snapshot the applied state now, on the loop (REPLIKV SNAPSHOT: Redis's SAVE);
+        the core compacts its log, the WAL drops segments."""
+        if self.snapshotter.running:
+            raise RespError("ERR a background snapshot is in progress; try again when it is done")
         if self._effects or self.inbox or self.pending or self.pending_reads:
             self._drain()
-        sessions = [(c, s, bytes(r) if isinstance(r, bytes) else encode_reply(r, False), i)
-                    for c, s, r, i in self.sessions.to_state()]
-        data = msgpack.packb([self.sm.snapshot(), sessions])
+        data = _app_snapshot(self.sm, self.sessions.to_state())
         effects = self.core.compact(self.applied, data)
         for e in effects:
             if isinstance(e, Persist):
@@ -703,6 +706,39 @@ class RaftRunner(BaseRunner):
         self.stats["snapshots_taken"] += 1
         log.info("node %s took a snapshot at index %d (%d bytes)", self.id, self.applied, len(data))
         return self.applied
+
+    def _snapshot_in_background(self) -> None:
+        """The WAL grew by --snapshot-bytes: write a snapshot of the applied state in a
+        forked child (runtime/snapshotter.py), then hand it to the core to compact."""
+        core_log = self.core.log
+        index = self.applied
+        if self.disk_error is not None or index <= core_log.snapshot.index:
+            return
+        term, config = int(core_log.term(index) or 0), core_log.config_at(index)
+        sm, sessions = self.sm, self.sessions.to_state()  # as of the fork, in the child's copy
+        self.snapshotter.start(index, term, lambda: msgpack.packb(
+            [sorted(config.voters), sorted(config.learners), _app_snapshot(sm, sessions)]),
+            self._snapshot_written)
+
+    def _snapshot_written(self, index: int) -> None:
+        """The child's snapshot is durable: read it back off the loop, then compact."""
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, load_latest_snapshot, self.snapshot_dir).add_done_callback(
+            lambda done: self._install_written(index, done.result()))
+
+    def _install_written(self, index: int, stored: Any) -> None:
+        if stored is None or stored.index != index or index <= self.core.log.snapshot.index:
+            return  # a newer snapshot (from the leader) superseded it
+        _voters, _learners, app = msgpack.unpackb(stored.data)
+        self._snapshot_on_disk = index
+        for e in self.core.compact(index, app):
+            if isinstance(e, Persist):
+                self._persist(e)
+        self.wal.commit()
+        self._wal_after_snapshot = self.wal.size_bytes
+        self.stats["snapshots_taken"] += 1
+
+    _snapshot_on_disk = 0  # a snapshot the child already wrote: _persist only compacts the WAL
 
     # -- failover and membership --------------------------------------------------------------------------
     def failover(self, conn: Any, target: str, force: bool) -> None:
@@ -886,3 +922,10 @@ class RaftRunner(BaseRunner):
 
 
 __all__ = ["RaftRunner", "raft_id"]
+
+
+def _app_snapshot(sm: StateMachine, sessions: list[Any]) -> bytes:
+    """The application part of a raft snapshot: the data set and the exactly-once table."""
+    table = [(c, s, bytes(r) if isinstance(r, bytes) else encode_reply(r, False), i) for c, s, r, i in sessions]
+    data: bytes = msgpack.packb([sm.snapshot(), table])
+    return data
