@@ -1,0 +1,163 @@
+"""Large values: throughput, memory, event-loop stalls and leadership under SETs of 4 KiB and 64 KiB.
+
+Measures what issue 15 reports broken: with 64 KiB values the raft leader
+stalled its loop for seconds on every snapshot and lost its leadership, and
+the leader-follower leader restarted an endless full resync until the OOM
+killer ended it. For each system (Redis master + 2 replicas as the
+reference, replikv leader-follower, replikv raft) and value size it runs
+``redis-benchmark -t set -c 50 -r 10000 -d SIZE -n N`` and prints SET/s,
+the ratio to Redis, the leader's peak RSS (sampled from /proc), and for
+replikv the event-loop stalls (ticks more than 10 intervals late, raft),
+leadership changes (raft term) and full resyncs sent (leader-follower).
+
+    python benchmarks/large_values.py [--requests 20000] [--sizes 4096,65536] [--markdown]
+
+Installs redis-server/redis-tools with apt when missing (as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from _support import free_ports, log_tail, wait_until
+from resp_throughput import ensure_redis_tools, redis_cluster, replicas_online, stop_process
+
+START_TIMEOUT_S = 60.0
+
+
+def leader_pid(port: int) -> int:
+    return int(redis.Redis(port=port, socket_timeout=2).info("server")["process_id"])
+
+
+class RssSampler:
+    """The peak VmRSS of one process, sampled every 50 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                text = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            m = re.search(r"VmRSS:\s+(\d+) kB", text)
+            if m:
+                self.peak_kb = max(self.peak_kb, int(m.group(1)))
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextmanager
+def replikv_cluster(root: Path, mode: str) -> Iterator[int]:
+    """`replikv up` (3 nodes, async acks or majority, fsync everysec); yields the leader's port."""
+    base, peer_base = free_ports(3)[0], free_ports(3)[0]
+    data = root / f"replikv-{mode}"
+    root.mkdir(parents=True, exist_ok=True)
+    out_path = root / f"{data.name}-up.log"
+    args = [sys.executable, "-m", "replikv", "up", "--mode", mode, "--nodes", "3", "--port", str(base),
+            "--peer-port", str(peer_base), "--data-dir", str(data), "--fsync", "everysec",
+            "--log-level", "warning", "--quiet"]
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def dead() -> str | None:
+            return f"`replikv up` exited: {log_tail(out_path)}" if proc.poll() is not None else None
+
+        def leader() -> int | None:
+            for port in range(base, base + 3):
+                try:
+                    if redis.Redis(port=port, socket_timeout=1).info("replication")["role"] == "master":
+                        return port
+                except (redis.RedisError, OSError):
+                    pass
+            return None
+        wait_until(lambda: leader() is not None and (mode != "leader-follower" or replicas_online(base, 2)),
+                   START_TIMEOUT_S, f"a replikv {mode} leader", dead)
+        port = leader()
+        assert port is not None
+        yield port
+    finally:
+        stop_process(proc)
+
+
+def run_set(port: int, size: int, requests: int) -> float:
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set", "-c", "50", "-r", "10000",
+                          "-d", str(size), "-n", str(requests), "-q"],
+                         capture_output=True, text=True, timeout=900)
+    m = re.search(r"SET: ([\d.]+) requests per second", out.stdout)
+    if not m:
+        raise RuntimeError(f"redis-benchmark said: {out.stdout[-500:]} {out.stderr[-500:]}")
+    return float(m.group(1))
+
+
+def measure(port: int, size: int, requests: int) -> dict[str, object]:
+    client = redis.Redis(port=port, socket_timeout=5)
+    before = client.info()
+    with RssSampler(int(before["process_id"])) as rss:
+        ops = run_set(port, size, requests)
+    after = redis.Redis(port=port, socket_timeout=5).info()
+    return {
+        "ops": ops, "rss_mb": rss.peak_kb / 1024,
+        "stalls": int(after.get("tick_stalls", 0)) - int(before.get("tick_stalls", 0)),
+        "term_changes": int(after.get("replikv_epoch", 0)) - int(before.get("replikv_epoch", 0))
+        if "replikv_raft_role" in before else "",
+        "full_resyncs": int(after.get("full_resyncs_sent", 0)) - int(before.get("full_resyncs_sent", 0)),
+        "still_leader": after.get("role") == "master",
+        "bg_snapshots": int(after.get("replikv_snapshots_in_background", 0))
+        - int(before.get("replikv_snapshots_in_background", 0)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--sizes", default="4096,65536")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args(argv)
+    ensure_redis_tools()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows: list[tuple[str, int, dict[str, object]]] = []
+    with tempfile.TemporaryDirectory(prefix="replikv-large-") as tmp:
+        root = Path(tmp)
+        for size in sizes:
+            with redis_cluster(root / f"redis-{size}", durable=False) as port:
+                rows.append(("redis master + 2 replicas", size, measure(port, size, args.requests)))
+            for mode in ("leader-follower", "raft"):
+                with replikv_cluster(root / f"{mode}-{size}", mode) as port:
+                    rows.append((f"replikv {mode}", size, measure(port, size, args.requests)))
+    print(f"# {platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
+          f"redis-benchmark -t set -c 50 -r 10000 -n {args.requests}")
+    ref = {size: m["ops"] for name, size, m in rows if name.startswith("redis")}
+    head = "| system | value | SET/s | vs Redis | leader peak RSS MB | loop stalls | term changes | full resyncs | background snapshots |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    for name, size, m in rows:
+        ratio = float(m["ops"]) / float(ref[size]) if ref.get(size) else 0.0
+        print(f"| {name} | {size // 1024} KiB | {float(m['ops']):,.0f} | {ratio:.2f} | {float(m['rss_mb']):.0f} | "
+              f"{m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | {m['bg_snapshots']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
