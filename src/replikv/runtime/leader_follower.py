@@ -40,7 +40,7 @@ from replikv.core.shipping.effects import (
     ApplyEntries, HandOverDone, PersistEntries, PersistMeta, RoleChanged, Send, SendSnapshot, TruncateLog,
 )
 from replikv.core.shipping.log import ShippingLog
-from replikv.core.shipping.node import LEADER, ShippingNode
+from replikv.core.shipping.node import LEADER, SNAPSHOT, ShippingNode
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner
@@ -564,18 +564,20 @@ class LeaderFollowerRunner(BaseRunner):
         self._compact(index)
         return index
 
-    def _snapshot_in_background(self) -> None:
-        """The WAL grew by --snapshot-bytes: snapshot in a forked child (Redis's
-        BGSAVE, runtime/snapshotter.py) and compact when it is durable."""
-        if self.disk_error is not None:
-            return
+    def _snapshot_in_background(self, for_resync: bool = False) -> bool:
+        """The WAL grew by --snapshot-bytes (or a full resync needs a snapshot of the
+        current log base): snapshot in a forked child (Redis's BGSAVE,
+        runtime/snapshotter.py) and compact when it is durable. Not while a
+        follower is being resynced from the current snapshot (the core's rule 5)."""
+        if self.disk_error is not None or (self.core.full_resync_in_progress and not for_resync):
+            return False
         if self.batch:
             self._flush()  # the state machine holds the batch's writes: log them before the fork
         core_log = self.core.log
         index = core_log.last_index
         epoch_starts, sm = core_log.epoch_starts, self.sm  # as of the fork, in the child's copy
-        self.snapshotter.start(index, core_log.epoch_at(index),
-                               lambda: msgpack.packb([epoch_starts, sm.snapshot()]), self._compact)
+        return self.snapshotter.start(index, core_log.epoch_at(index),
+                                      lambda: msgpack.packb([epoch_starts, sm.snapshot()]), self._compact)
 
     def _compact(self, index: int) -> None:
         """A snapshot covering ``index`` is durable: drop the WAL and memory log before it."""
@@ -587,13 +589,16 @@ class LeaderFollowerRunner(BaseRunner):
 
     async def _send_snapshot(self, peer: str) -> None:
         """Full resync: stream the latest snapshot (taking one if needed)."""
-        while self.snapshotter.running:  # the snapshot it is writing is the one to send
-            await asyncio.sleep(0.05)
-        snap = load_latest_snapshot(self.snapshot_dir)
-        if snap is None or snap.index != self.core.log.base_index:
-            self._take_snapshot()
+        while True:  # the snapshot of the current log base: the one a child writes, or a new one
+            while self.snapshotter.running:
+                await asyncio.sleep(0.05)
             snap = load_latest_snapshot(self.snapshot_dir)
-        assert snap is not None
+            if snap is not None and snap.index == self.core.log.base_index:
+                break
+            if not self._snapshot_in_background(for_resync=True):
+                self._take_snapshot()  # the child could not start (a recent failure): on the loop
+        if self.core.progress[peer].state != SNAPSHOT:
+            return  # the follower went away or was fenced while the snapshot was written
         self.stats["full_resyncs_sent"] += 1
         epoch_starts = _epoch_starts(snap.data)
         log.info("node %s: full resync of %s from snapshot at %d (%d bytes)", self.id, peer, snap.index, len(snap.data))
@@ -727,7 +732,8 @@ class LeaderFollowerRunner(BaseRunner):
                 lag_s = (now - pr.last_ack_ms) // 1000 if pr.last_ack_ms >= 0 else -1
                 rep.append(f"slave{i}:ip={addr.host},port={addr.port},state={state},offset={pr.match_index},"
                            f"lag={lag_s},id={peer},lag_ops={core.log.last_index - pr.match_index},"
-                           f"lag_ms={core.follower_lag_ms(peer, now)}")
+                           f"lag_ms={core.follower_lag_ms(peer, now)},inflight_bytes={pr.inflight_bytes},"
+                           f"send_queue_bytes={self.transport.buffered_bytes(peer)}")
         else:
             leader = self.config.nodes.get(core.leader)
             up = bool(core.leader) and self.transport.connected(core.leader) and not core.syncing

@@ -16,7 +16,7 @@ from replikv.core.shipping.effects import (
     ApplyEntries, HandOverDone, PersistEntries, PersistMeta, RoleChanged, Send, SendSnapshot, TruncateLog,
 )
 from replikv.core.shipping.log import ShippingLog
-from replikv.core.shipping.node import FOLLOWER, LEADER, STREAM, ShippingNode
+from replikv.core.shipping.node import FOLLOWER, LEADER, SNAPSHOT, STREAM, ShippingNode
 
 
 class Net:
@@ -255,6 +255,31 @@ def test_window_bounds_entries_in_flight():
     sent = sum(e.msg.count for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append))
     assert 10 <= sent <= 14  # the window (10) plus at most one batch
     assert leader.progress["n2"].state == STREAM
+
+
+def test_window_bounds_bytes_in_flight_and_acks_reopen_it():
+    """Large values: the live stream to a follower stays under window_bytes (one
+    frame always goes), and every ack lets the next frames out (rule 5)."""
+    leader = ShippingNode("n1", ["n2"], epoch=1, leader="n1", window_bytes=200_000, max_batch_entries=1)
+    leader.step(m.SyncRequest(sender="n2", epoch=1, last_index=0, epoch_starts=[]), 0)
+    value = b"v" * 65536
+    sent: list[m.Append] = []
+    for i in range(20):
+        _, out = leader.propose([[[b"SET", b"k%d" % i, value]]], 0)
+        sent += [e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append)]
+    assert 1 <= len(sent) <= 4  # 200 kB of 64 KiB entries
+    assert leader.progress["n2"].inflight_bytes <= 200_000
+    acked = sent[-1].prev_index + sent[-1].count
+    out = leader.step(m.Ack(sender="n2", epoch=1, durable_index=acked), 0)
+    more = [e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append)]
+    assert more and more[0].prev_index == acked  # catch-up resumes right after the ack
+    assert leader.progress["n2"].inflight_bytes <= 200_000
+    # while a follower is sent a snapshot, the driver must not compact past the log base
+    assert not leader.full_resync_in_progress
+    leader.step(m.SyncRequest(sender="n2", epoch=1, last_index=0, epoch_starts=[], full=True), 0)
+    assert leader.progress["n2"].state == SNAPSHOT and leader.full_resync_in_progress
+    leader.snapshot_sent("n2", 0)
+    assert not leader.full_resync_in_progress
 
 
 def test_two_leaders_in_one_epoch_is_an_invariant_violation():

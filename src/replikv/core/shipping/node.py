@@ -20,8 +20,15 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    from both epoch histories (``ShippingLog.match_point``). If the leader has compacted past the follower, or the
    follower cannot truncate below its own snapshot, the leader sends a
    snapshot (full resync).
-5. Flow control: at most ``window_entries`` unacknowledged entries are in
-   flight per follower; acks open the window again, so catch-up is bounded.
+5. Flow control: at most ``window_entries`` unacknowledged entries and
+   ``window_bytes`` unacknowledged bytes (one frame always goes, however
+   big) are in flight per follower; acks open the window again, so catch-up
+   is bounded and the transport's send queue never fills with the live
+   stream (large values once filled it past its limit, which dropped the
+   follower into an endless full resync). While a follower is sent a
+   snapshot, no new snapshot compacts the log (``full_resync_in_progress``),
+   so the entries it needs next are still there when it lands: a full
+   resync that starts can finish.
 6. Acks: a follower acks the highest index in its WAL after the driver has
    persisted it; the leader's ``ack_watermark(k)`` is the highest index that
    k followers hold (semi-sync k; sync is k = number of followers).
@@ -39,7 +46,8 @@ Time arrives as ``now_ms`` arguments; nothing here reads a clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -75,12 +83,37 @@ class FollowerProgress:
     match_index: int = 0
     next_index: int = 0
     last_ack_ms: int = -1
+    # frames sent and not yet acked: (last index in the frame, its bytes), oldest first
+    inflight: deque[tuple[int, int]] = field(default_factory=deque)
+    inflight_bytes: int = 0
+
+    def reset(self, state: str, match_index: int = 0, next_index: int = 0) -> None:
+        self.state, self.match_index, self.next_index = state, match_index, next_index
+        self.inflight.clear()
+        self.inflight_bytes = 0
+
+    def probe(self) -> None:
+        """Stop streaming (what was in flight may be lost); ``match_index`` stays:
+        the follower still holds those entries durably."""
+        self.state = PROBE
+        self.inflight.clear()
+        self.inflight_bytes = 0
+
+    def acked(self) -> None:
+        """Forget the frames ``match_index`` covers (rule 5)."""
+        while self.inflight and self.inflight[0][0] <= self.match_index:
+            self.inflight_bytes -= self.inflight.popleft()[1]
+
+    def sent(self, last_index: int, size: int) -> None:
+        self.inflight.append((last_index, size))
+        self.inflight_bytes += size
 
 
 class ShippingNode:
     def __init__(self, node_id: str, peers: list[str], *, epoch: int = 0, leader: str = "",
                  log: ShippingLog | None = None, led_epochs: list[int] | None = None,
-                 window_entries: int = 50_000, max_batch_entries: int = 2048, sync_retry_ms: int = 300) -> None:
+                 window_entries: int = 50_000, window_bytes: int = 32 * 1024 * 1024,
+                 max_batch_entries: int = 2048, sync_retry_ms: int = 300) -> None:
         invariant(node_id not in peers, "a node is not its own peer")
         self.id = node_id
         self.peers = list(peers)
@@ -89,6 +122,7 @@ class ShippingNode:
         self.log = log or ShippingLog()
         self.led_epochs = list(led_epochs or ([epoch] if leader == node_id else []))
         self.window_entries = window_entries
+        self.window_bytes = window_bytes
         self.max_batch_entries = max_batch_entries
         self.role = LEADER if leader == node_id else FOLLOWER
         self.progress: dict[str, FollowerProgress] = {p: FollowerProgress() for p in self.peers}
@@ -187,28 +221,47 @@ class ShippingNode:
             del marks[:2048]
         prev_epoch = self.log.epoch_at(first - 1)
         last = self.log.last_index
-        window = self.window_entries
         for peer, pr in self.progress.items():
-            if pr.state == STREAM and pr.next_index == first and last - pr.match_index <= window:
+            if pr.state == STREAM and pr.next_index == first and self._window_open(pr, last, len(packed)):
                 effects.append(Send(to=peer, msg=Append(
                     sender=self.id, epoch=epoch, prev_index=first - 1, prev_epoch=prev_epoch,
                     count=count, entries=packed, leader_last_index=last)))
                 pr.next_index = last + 1
+                pr.sent(last, len(packed))
         return first, effects
+
+    def _window_open(self, pr: FollowerProgress, index: int, size: int) -> bool:
+        """Rule 5: may a frame of ``size`` bytes go to this follower now? ``index``: the
+        frame's last index for a new batch, its first for catch-up (which may thus
+        overshoot the entry window by one batch)."""
+        return index - pr.match_index <= self.window_entries and (
+            not pr.inflight_bytes or pr.inflight_bytes + size <= self.window_bytes)
 
     def _send_more(self, peer: str) -> list[Effect]:
         """Catch a streaming follower up, within its window (rule 5)."""
         pr = self.progress[peer]
         effects: list[Effect] = []
         last = self.log.last_index
-        while pr.state == STREAM and pr.next_index <= last and pr.next_index - pr.match_index <= self.window_entries:
+        while pr.state == STREAM and pr.next_index <= last:
             entries = self.log.slice(pr.next_index, self.max_batch_entries)
+            packed = msgpack.packb(entries)
+            end = pr.next_index + len(entries) - 1
+            if not self._window_open(pr, pr.next_index, len(packed)):
+                break  # the next ack opens the window again
             effects.append(Send(to=peer, msg=Append(
                 sender=self.id, epoch=self.epoch, prev_index=pr.next_index - 1,
                 prev_epoch=self.log.epoch_at(pr.next_index - 1), count=len(entries),
-                entries=msgpack.packb(entries), leader_last_index=last)))
-            pr.next_index += len(entries)
+                entries=packed, leader_last_index=last)))
+            pr.next_index = end + 1
+            pr.sent(end, len(packed))
         return effects
+
+    @property
+    def full_resync_in_progress(self) -> bool:
+        """A follower is being sent a snapshot: it will need the entries after the
+        current log base, so the driver takes no new snapshot (which would compact
+        them away) until it is streaming again (rule 5)."""
+        return self.role == LEADER and any(pr.state == SNAPSHOT for pr in self.progress.values())
 
     def ack_watermark(self, k: int) -> int:
         """Highest index held durably by at least ``k`` followers (rule 6)."""
@@ -304,6 +357,7 @@ class ShippingNode:
         pr.last_ack_ms = now_ms
         if msg.durable_index > pr.match_index:
             pr.match_index = min(msg.durable_index, self.log.last_index)
+            pr.acked()
         effects += self._send_more(msg.sender)
         effects += self._check_handover()
         return effects
@@ -327,13 +381,13 @@ class ShippingNode:
         pr = self.progress[msg.sender]
         log = self.log
         if msg.full or msg.last_index < log.base_index:
-            pr.state, pr.match_index, pr.next_index = SNAPSHOT, 0, 0
+            pr.reset(SNAPSHOT)
             return effects + [SendSnapshot(to=msg.sender)]
         to_index = log.match_point(msg.epoch_starts, msg.last_index)
         if to_index < msg.last_index:
-            pr.state = PROBE
+            pr.probe()
             return effects + [Send(to=msg.sender, msg=Truncate(sender=self.id, epoch=self.epoch, to_index=to_index))]
-        pr.state, pr.match_index, pr.next_index = STREAM, msg.last_index, msg.last_index + 1
+        pr.reset(STREAM, msg.last_index, msg.last_index + 1)
         if msg.last_index == log.last_index:  # caught up: a heartbeat confirms the position
             effects.append(Send(to=msg.sender, msg=self._heartbeat()))
         return effects + self._send_more(msg.sender) + self._check_handover()
@@ -343,7 +397,7 @@ class ShippingNode:
         pr = self.progress.get(peer)
         if self.role != LEADER or pr is None or pr.state != SNAPSHOT:
             return []
-        pr.state, pr.match_index, pr.next_index = STREAM, 0, index + 1
+        pr.reset(STREAM, 0, index + 1)
         return self._send_more(peer)
 
     def _on_truncate(self, msg: Truncate) -> list[Effect]:
@@ -376,7 +430,7 @@ class ShippingNode:
 
     def peer_disconnected(self, peer: str) -> list[Effect]:
         if self.role == LEADER and peer in self.progress:
-            self.progress[peer].state = PROBE
+            self.progress[peer].probe()
         if self.role == FOLLOWER and peer == self.leader:
             self.syncing = False
         return []
