@@ -10,7 +10,7 @@ the ratio to Redis, the leader's peak RSS (sampled from /proc), and for
 replikv the event-loop stalls (ticks more than 10 intervals late, raft),
 leadership changes (raft term) and full resyncs sent (leader-follower).
 
-    python benchmarks/large_values.py [--requests 20000] [--sizes 4096,65536] [--markdown]
+    python benchmarks/large_values.py [--requests 20000] [--sizes 4096,65536] [--systems redis,raft]
 
 Installs redis-server/redis-tools with apt when missing (as root).
 """
@@ -133,17 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--sizes", default="4096,65536")
-    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--systems", default="redis,leader-follower,raft",
+                    help="which of redis, leader-follower, raft to run")
     args = ap.parse_args(argv)
     ensure_redis_tools()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[tuple[str, int, dict[str, object]]] = []
     with tempfile.TemporaryDirectory(prefix="replikv-large-") as tmp:
         root = Path(tmp)
+        systems = args.systems.split(",")
         for size in sizes:
-            with redis_cluster(root / f"redis-{size}", durable=False) as port:
-                rows.append(("redis master + 2 replicas", size, measure(port, size, args.requests)))
-            for mode in ("leader-follower", "raft"):
+            if "redis" in systems:
+                with redis_cluster(root / f"redis-{size}", durable=False) as port:
+                    rows.append(("redis master + 2 replicas", size, measure(port, size, args.requests)))
+            for mode in (m for m in ("leader-follower", "raft") if m in systems):
                 with replikv_cluster(root / f"{mode}-{size}", mode) as port:
                     rows.append((f"replikv {mode}", size, measure(port, size, args.requests)))
     print(f"# {platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "

@@ -115,6 +115,11 @@ NODE_OPTION_HELP: dict[str, str] = {
     "tls_replication": "Peers talk over mutual TLS (needs the certificate, key and CA).",
     "aclfile": "File of ACL users (Redis's format), read at start and by ACL LOAD, written by "
     "ACL SAVE. (up: DATA_DIR/users.acl)",
+    "maxclients": "Most client connections at once; more are refused (Redis's maxclients).",
+    "timeout": "Close a client idle this many seconds; 0 never (Redis's timeout).",
+    "client_query_buffer_limit": "Most bytes of one client's input not yet parsed into commands.",
+    "client_output_buffer_limit": "Most bytes of replies a client leaves unread before it is "
+    "disconnected (reading from it pauses well before).",
 }
 NODE_OPTIONS_PANEL = "Node options (shared by every node)"
 _OPT_PREFIX = "opt_"

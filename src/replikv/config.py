@@ -106,18 +106,26 @@ class NodeOptions:
     tls_auth_clients: str = "yes"
     tls_replication: bool = False
     aclfile: str | None = None  # users (runtime/acl.py), Redis's aclfile format; ACL SAVE writes it
+    # client limits, Redis's names and meanings (runtime/resp_server.py)
+    maxclients: int = 10000
+    timeout: int = 0  # close a client idle this many seconds (0: never)
+    client_query_buffer_limit: int = 1024 * 1024 * 1024  # bytes of one client's unparsed input
+    client_output_buffer_limit: int = 256 * 1024 * 1024  # bytes of one client's unread replies
 
     def validate(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         AckLevel.parse(self.ack)
         for name in ("ack_timeout_ms", "session_timeout_ms", "max_bulk_len", "max_args",
-                     "snapshot_bytes", "segment_bytes", "heartbeat_ms", "tick_ms", "election_timeout_ms"):
+                     "snapshot_bytes", "segment_bytes", "heartbeat_ms", "tick_ms", "election_timeout_ms",
+                     "maxclients", "client_query_buffer_limit", "client_output_buffer_limit"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")
         if self.read_default not in ("eventual", "prefix", "session"):
             raise ConfigError(f"read_default must be eventual, prefix or session (got {self.read_default!r})")
+        if not isinstance(self.timeout, int) or self.timeout < 0:
+            raise ConfigError(f"timeout must be 0 (never) or a number of seconds (got {self.timeout!r})")
         if self.tls_auth_clients not in TLS_AUTH_CLIENTS:
             raise ConfigError(f"tls_auth_clients must be one of {', '.join(TLS_AUTH_CLIENTS)} "
                               f"(got {self.tls_auth_clients!r})")

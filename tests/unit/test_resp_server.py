@@ -28,6 +28,12 @@ class FakeTransport:
     def get_extra_info(self, name: str) -> object:
         return ("127.0.0.1", 5555)
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.high = high
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # the fake peer reads everything at once
+
 
 def make_conn() -> tuple[ClientConnection, FakeTransport]:
     node = SimpleNamespace(options=NodeOptions(), clients={}, dirty_clients=set(),

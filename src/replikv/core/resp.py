@@ -239,6 +239,7 @@ class RequestParser:
         "_scan_left",
         "_scan_off",
         "_small",
+        "_big_header",
         "max_args",
         "max_bulk_len",
         "max_inline_len",
@@ -250,17 +251,8 @@ class RequestParser:
         max_args: int = 1024 * 1024,
         max_inline_len: int = 64 * 1024,
     ) -> None:
-        self.max_bulk_len = max_bulk_len
-        self.max_args = max_args
-        self.max_inline_len = max_inline_len
-        # A verified batch no longer than this cannot break any limit. Header
-        # lines (``*<count>``, ``$<len>``) are shorter than the batch, and
-        # when counts and lengths within their limits always fit on a line of
-        # max_inline_len (the defaults), the line limit adds nothing.
-        self._small = min(max_bulk_len, max_args)
-        if 1 + len(str(max(max_args, max_bulk_len))) > max_inline_len:
-            self._small = min(self._small, max_inline_len)
         self._buf = bytearray()
+        self.set_limits(max_bulk_len, max_args, max_inline_len)
         self._reader = _new_reader()
         self._rstart = 0
         self._fed = 0
@@ -268,6 +260,27 @@ class RequestParser:
         self._scan_left = 0
         self._inline_from = 0
         self._error: str | None = None
+
+    def set_limits(self, max_bulk_len: int, max_args: int, max_inline_len: int | None = None) -> None:
+        """Change the limits (e.g. once a client has authenticated: Redis allows
+        an unauthenticated client far less). Buffered bytes already passed the
+        old limits; they are checked against the new ones as parsing goes on."""
+        self.max_bulk_len = max_bulk_len
+        self.max_args = max_args
+        if max_inline_len is not None:
+            self.max_inline_len = max_inline_len
+        max_inline_len = self.max_inline_len
+        # hiredis allocates an array the moment it reads its header (``*1000000000``
+        # is an 8 GB list): an array header with as many digits as max_args goes to
+        # the exact parser, which checks the count first.
+        self._big_header = re.compile(rb"\*[0-9]{%d,}" % len(str(max_args)))
+        # A verified batch no longer than this cannot break any limit. Header
+        # lines (``*<count>``, ``$<len>``) are shorter than the batch, and
+        # when counts and lengths within their limits always fit on a line of
+        # max_inline_len (the defaults), the line limit adds nothing.
+        self._small = min(max_bulk_len, max_args)
+        if 1 + len(str(max(max_args, max_bulk_len))) > max_inline_len:
+            self._small = min(self._small, max_inline_len)
 
     def feed(self, data: bytes) -> None:
         """Buffer bytes received from the client (ignored once the parser is dead)."""
@@ -319,6 +332,12 @@ class RequestParser:
                     self._rstart = self._fed = pos
                 reader = self._reader
                 if self._fed < n:
+                    # the new bytes (and a header that may straddle the last feed)
+                    if self._big_header.search(buf, max(pos, self._fed - 24), n):
+                        self._reader = _new_reader()
+                        self._rstart = self._fed = pos
+                        exact = True
+                        continue
                     reader.feed(buf, self._fed, n - self._fed)  # type: ignore[arg-type]
                     self._fed = n
                 batch: list[Any] = []

@@ -69,6 +69,8 @@ from replikv.storage.errors import (
 log = logging.getLogger("replikv.node")
 
 _WRITE, _READ, _HANDLER = 0, 1, 2
+# An HTTP request a browser was tricked into sending (Redis's guard): never executed
+_CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
 _BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
 _MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH"})
@@ -186,6 +188,14 @@ class BaseRunner:
                     self._disk_failed(exc)
             gc.collect(1)
             gc.freeze()
+            if self.options.timeout:
+                self._close_idle_clients(time.monotonic() - self.options.timeout)
+
+    def _close_idle_clients(self, before: float) -> None:
+        """Redis's ``timeout``: close clients silent since ``before`` (not one waiting on a reply)."""
+        for conn in [c for c in self.clients.values() if c.last_active < before and not c.queue]:
+            if conn.transport is not None:
+                conn.transport.close()
 
     # -- the disk guard ------------------------------------------------------------
     def _disk_failed(self, exc: BaseException, fatal: bool = False) -> None:
@@ -300,6 +310,9 @@ class BaseRunner:
         self.commands_processed += 1
         entry = self._dispatch.get(argv[0]) or self._resolve(argv[0])
         if entry is None:
+            if argv[0].upper() in _CROSS_PROTOCOL:
+                self._cross_protocol_attack(conn)
+                return
             self.stats["rejected_calls"] += 1
             conn.reply(unknown_command(argv))
             if conn.multi is not None:
@@ -344,6 +357,19 @@ class BaseRunner:
         except Exception as e:  # a bug must not take the connection (or the node) down
             log.exception("command %r failed", spec.name)
             conn.reply(RespError(f"ERR internal error running '{spec.name.lower()}': {type(e).__name__}"))
+
+    def _cross_protocol_attack(self, conn: ClientConnection) -> None:
+        """As Redis: a ``POST`` or ``Host:`` line is a browser's HTTP request smuggled
+        to the RESP port; log it (not the request) and close without executing anything."""
+        self.stats["cross_protocol_attacks"] = self.stats.get("cross_protocol_attacks", 0) + 1
+        log.warning("possible SECURITY ATTACK: %s sent POST or Host: (an HTTP request) to the RESP port; "
+                    "connection closed", conn.addr)
+        conn.multi = None
+        conn.closing = True
+        conn.out.clear()
+        conn.queue.clear()
+        if conn.transport is not None:
+            conn.transport.abort()
 
     # -- helpers both modes use ---------------------------------------------------------
     def redirect_error(self, leader: str) -> RespError:

@@ -78,7 +78,9 @@ def _login(node: "Mode", conn: "ClientConnection", name: bytes, password: bytes)
     if user is None:
         raise _WRONGPASS
     conn.user = user
-    conn.authenticated = True
+    if not conn.authenticated:
+        conn.authenticated = True
+        conn.authenticated_now()
 
 
 @handler("AUTH")
@@ -293,7 +295,10 @@ def config(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if sub == b"GET" and len(argv) >= 3:
         opts = node.options
         known = {b"save": b"", b"appendonly": b"yes", b"appendfsync": opts.fsync.encode(),
-                 b"databases": b"1", b"maxmemory": b"0", b"proto-max-bulk-len": str(opts.max_bulk_len).encode()}
+                 b"databases": b"1", b"maxmemory": b"0", b"proto-max-bulk-len": str(opts.max_bulk_len).encode(),
+                 b"maxclients": str(opts.maxclients).encode(), b"timeout": str(opts.timeout).encode(),
+                 b"client-query-buffer-limit": str(opts.client_query_buffer_limit).encode(),
+                 b"client-output-buffer-limit": f"normal {opts.client_output_buffer_limit} 0 0".encode()}
         out: dict[bytes, bytes] = {}
         for pattern in argv[2:]:
             for key, value in known.items():
@@ -351,7 +356,7 @@ def session(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if len(argv) == 1:
         conn.reply(str(conn.session_index).encode())
         return
-    if len(argv) != 2 or not argv[1].isdigit():
+    if len(argv) != 2 or not argv[1].isdigit() or len(argv[1]) > 19:
         raise RespError("ERR usage: SESSION [token] where token is what SESSION returned")
     conn.session_index = int(argv[1])
     conn.read_level = "session" if not node.is_leader else conn.read_level

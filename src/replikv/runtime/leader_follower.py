@@ -365,6 +365,8 @@ class LeaderFollowerRunner(BaseRunner):
         now = time.monotonic()
         keep: list[Waiter] = []
         for w in self.ack_waiters:
+            if w.slot.conn.closing:
+                continue  # its client is gone (WAIT n 0 would otherwise wait forever)
             if w.deadline and now >= w.deadline:
                 if w.kind == "wait":
                     held = self.core.replicas_holding(w.index) if self.is_leader else 0
@@ -741,6 +743,8 @@ class LeaderFollowerRunner(BaseRunner):
                     f"master_link_status:{'up' if up else 'down'}", f"slave_repl_offset:{core.log.last_index}",
                     f"replikv_lag_ops:{core.lag_ops()}", f"replikv_lag_ms:{core.lag_ms(now)}"]
         sections["replication"] = rep
+        sections["clients"].append(
+            f"blocked_clients:{len({id(w.slot.conn) for w in (*self.ack_waiters, *self.read_waiters)})}")
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
         return self.render_info(sections, section)
 

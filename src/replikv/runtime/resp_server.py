@@ -15,6 +15,7 @@ queue is empty, replies go straight to ``self.out``.
 from __future__ import annotations
 
 import asyncio
+import time
 import itertools
 import logging
 from collections import deque
@@ -26,6 +27,10 @@ from replikv.runtime.acl import User
 if TYPE_CHECKING:
     from replikv.config import AckLevel
     from replikv.runtime.mode import Mode
+
+OUT_FLUSH_BYTES = 1 << 20  # replies gathered in one read are written out past this
+UNAUTH_MAX_ARGS = 10  # Redis's limits for a client that has not authenticated yet
+UNAUTH_MAX_BULK_LEN = 16 * 1024
 
 log = logging.getLogger("replikv.clients")
 _ids = itertools.count(1)
@@ -58,6 +63,9 @@ class ClientConnection(asyncio.Protocol):
         self.resp3 = False
         self.user = node.acl.default  # runtime/acl.py: who this connection acts as
         self.authenticated = node.acl.default.enabled and node.acl.default.nopass
+        if not self.authenticated:  # as Redis: far smaller requests until AUTH succeeds
+            self.parser.set_limits(UNAUTH_MAX_BULK_LEN, UNAUTH_MAX_ARGS)
+        self.last_active = time.monotonic()  # for the idle `timeout`
         self.multi: list[list[bytes]] | None = None
         self.multi_dirty = False
         self.read_level, self.read_bound_ms = node.default_read_level()
@@ -67,6 +75,7 @@ class ClientConnection(asyncio.Protocol):
         self.queue: deque[Slot] = deque()
         self.held: list[bytes] = []  # replies released by the next WAL commit, before ``queue``
         self.out: list[bytes] = []
+        self.out_bytes = 0  # bytes in ``out``
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.addr = ""
@@ -76,7 +85,29 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        opts = self.node.options
+        if len(self.node.clients) >= opts.maxclients:
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closing = True
+            return
         self.node.clients[self.id] = self
+        # replies the client does not read: stop reading its requests above the
+        # high-water mark (pause_writing), disconnect it past the hard limit (flush)
+        transport.set_write_buffer_limits(high=min(opts.client_output_buffer_limit, 1 << 20))  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def authenticated_now(self) -> None:
+        """AUTH / HELLO AUTH succeeded: the full request limits apply."""
+        opts = self.node.options
+        self.parser.set_limits(opts.max_bulk_len, opts.max_args)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -87,6 +118,11 @@ class ClientConnection(asyncio.Protocol):
             return
         parser = self.parser
         parser.feed(data)
+        self.last_active = time.monotonic()
+        if parser.pending > self.node.options.client_query_buffer_limit:
+            self.reply_error_and_close(f"Protocol error: query buffer of {parser.pending} bytes is over "
+                                       "client-query-buffer-limit")
+            return
         error: ProtocolError | None = None
         try:
             commands = parser.commands()
@@ -117,6 +153,9 @@ class ClientConnection(asyncio.Protocol):
             self.held.append(data)
         else:
             self.out.append(data)
+            self.out_bytes += len(data)
+            if self.out_bytes > OUT_FLUSH_BYTES:  # a long pipeline of big replies: write as we go,
+                self.flush()  # so the output limit is checked before the replies pile up here
 
     def release_held(self) -> None:
         """The batch holding our async writes is in the WAL: send their replies."""
@@ -146,10 +185,20 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             out.clear()  # the client is gone: its replies have nowhere to go
+            self.out_bytes = 0
             return
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
             out.clear()
+            self.out_bytes = 0
+            limit = self.node.options.client_output_buffer_limit
+            if limit and transport.get_write_buffer_size() > limit:
+                log.warning("client %s: %d bytes of replies unread, over client-output-buffer-limit; "
+                            "closing the connection", self.addr, transport.get_write_buffer_size())
+                self.closing = True
+                queue.clear()
+                transport.abort()
+                return
         if self.closing and not queue:
             transport.close()
 

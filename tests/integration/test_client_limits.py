@@ -1,0 +1,150 @@
+"""Hostile and careless clients (issue 11, "Stalls and memory, before AUTH"),
+each reproduced against a real node over a raw socket or redis-py: the node
+answers with an error or closes the connection, and keeps serving others."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.cluster import Cluster, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def raw(port: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    return s
+
+
+def read_until_closed(s: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
+def rss_kb(pid: int) -> int:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def node(tmp_path: Path):  # type: ignore[no-untyped-def]
+    c = Cluster(tmp_path / "c", 1, requirepass="pw", maxclients=20, timeout=2,
+                client_output_buffer_limit=8 * 1024 * 1024)
+    c.start()
+    yield c
+    c.close()
+
+
+def test_a_billion_element_header_is_refused_before_any_allocation(node: Cluster) -> None:
+    before = rss_kb(node.procs["n1"].pid)
+    s = raw(node.port("n1"))
+    s.sendall(b"*1000000000\r\n")
+    reply = read_until_closed(s)
+    assert reply.startswith(b"-ERR Protocol error")
+    assert rss_kb(node.procs["n1"].pid) < before + 50_000  # no 8 GB list behind the error
+    assert node.client("n1").ping() is True
+
+
+def test_unauthenticated_clients_get_small_limits(node: Cluster) -> None:
+    s = raw(node.port("n1"))
+    sent = 0
+    s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$104857600\r\n")  # a 100 MB bulk, before AUTH
+    try:
+        chunk = b"x" * 65536
+        while sent < 100 * 1024 * 1024:
+            s.sendall(chunk)
+            sent += len(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    reply = read_until_closed(s)
+    assert b"unauthenticated bulk length" in reply or b"Protocol error" in reply
+    assert sent < 50 * 1024 * 1024  # the node closed the connection long before the bulk ended
+    many = raw(node.port("n1"))
+    many.sendall(b"*11\r\n" + b"$1\r\nx\r\n" * 11)
+    assert b"Protocol error" in read_until_closed(many)
+    # once authenticated, the full limits apply
+    r = node.client("n1")
+    assert r.set("big", b"v" * 100_000) is True
+
+
+def test_a_client_that_never_reads_is_disconnected_and_the_node_stays_small(node: Cluster) -> None:
+    r = node.client("n1")
+    r.set("mb", b"v" * (1024 * 1024))
+    pid = node.procs["n1"].pid
+    before = rss_kb(pid)
+    s = raw(node.port("n1"))
+    s.sendall(b"AUTH pw\r\n")
+    request = b"*2\r\n$3\r\nGET\r\n$2\r\nmb\r\n" * 64
+    closed = False
+    try:
+        for _ in range(2000):  # up to 128k GETs of 1 MB: 128 GB if nothing pushed back
+            s.sendall(request)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        closed = True
+    assert closed or read_until_closed(s) is not None
+    assert rss_kb(pid) < before + 200_000
+    assert r.ping() is True
+    wait_for(lambda: len(r.client_list()) == 1, 10, "the greedy client to be gone")
+
+
+def test_maxclients_idle_timeout_and_bad_arguments(node: Cluster) -> None:
+    conns = [raw(node.port("n1")) for _ in range(20)]
+    extra = raw(node.port("n1"))
+    assert read_until_closed(extra).startswith(b"-ERR max number of clients reached")
+    for c in conns:
+        c.close()
+    idle = raw(node.port("n1"))
+    idle.sendall(b"AUTH pw\r\n")
+    assert idle.recv(100) == b"+OK\r\n"
+    idle.settimeout(15)
+    assert read_until_closed(idle) == b""  # closed by the node after `timeout` seconds
+    r = node.client("n1")
+    with pytest.raises(redis.ResponseError, match="usage: SESSION"):
+        r.execute_command("SESSION", "9" * 5000)
+    with pytest.raises(redis.ResponseError, match="usage: CONSISTENCY READ bounded"):
+        r.execute_command("CONSISTENCY", "READ", "bounded")
+
+
+def test_an_http_post_is_never_executed(tmp_path: Path) -> None:
+    c = Cluster(tmp_path / "c", 1)  # no password: what a browser could reach
+    c.start()
+    try:
+        s = raw(c.port("n1"))
+        s.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 12\r\n\r\nSET pwned 1\r\n")
+        assert read_until_closed(s) == b""
+        s = raw(c.port("n1"))
+        s.sendall(b"Host: 127.0.0.1\r\nSET pwned 1\r\n")
+        assert read_until_closed(s) == b""
+        r = c.client("n1")
+        assert r.get("pwned") is None
+        assert "possible SECURITY ATTACK" in c.log_text("n1")
+        assert int(r.info("stats")["cross_protocol_attacks"]) == 2
+    finally:
+        c.close()
+
+
+def test_wait_forever_is_dropped_when_its_client_goes(tmp_path: Path) -> None:
+    c = Cluster(tmp_path / "c", 2)
+    c.start()
+    try:
+        c.wait_streaming()
+        c.kill("n2")
+        s = raw(c.port("n1"))
+        s.sendall(b"SET k v\r\nWAIT 1 0\r\n")
+        assert s.recv(100).startswith(b"+OK")
+        r = c.client("n1")
+        wait_for(lambda: int(r.info("clients")["blocked_clients"]) == 1, 10, "the WAIT to block")
+        s.close()
+        wait_for(lambda: int(r.info("clients")["blocked_clients"]) == 0, 10, "the waiter to be dropped")
+    finally:
+        c.close()
