@@ -181,3 +181,28 @@ def test_crash_between_fsync_and_rename_keeps_previous(
         write_snapshot(tmp_path, 4, 1, b"next")
     monkeypatch.undo()
     assert load_latest_snapshot(tmp_path) == Snapshot(3, 1, b"previous")
+
+
+def test_reader_streams_the_latest_snapshot_and_checks_it(tmp_path: Path) -> None:
+    from replikv.storage.snapshot import SnapshotReader
+
+    data = bytes(range(256)) * 5000
+    write_snapshot(tmp_path, 7, 2, data)
+    reader = SnapshotReader.open_latest(tmp_path)
+    assert reader is not None and (reader.index, reader.epoch, reader.length) == (7, 2, len(data))
+    got = b"".join(reader.chunk(off, 100_000) for off in range(0, len(data), 100_000))
+    assert got == data
+    reader.check()
+    reader.close()
+    # a flipped byte is caught before the last chunk would leave
+    path = next(tmp_path.glob("snapshot-*.snap"))
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 1
+    path.write_bytes(bytes(raw))
+    reader = SnapshotReader.open_latest(tmp_path)
+    assert reader is not None
+    for off in range(0, len(data), 100_000):
+        reader.chunk(off, 100_000)
+    with pytest.raises(CorruptSnapshotError):
+        reader.check()
+    reader.close()

@@ -45,9 +45,11 @@ from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.storage.errors import CorruptSnapshotError, WalFailedError
 from replikv.storage.meta import MetaStore
-from replikv.storage.errors import WalFailedError
-from replikv.storage.snapshot import SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot
+from replikv.storage.snapshot import (
+    SnapshotReader, SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot,
+)
 from replikv.storage.wal import WriteAheadLog
 
 log = logging.getLogger("replikv.node")
@@ -95,6 +97,7 @@ class LeaderFollowerRunner(BaseRunner):
         self.stats.update({"discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
                            "partial_resyncs": 0})
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
+        self._resyncs: set[str] = set()  # followers a snapshot is being streamed to
         self._next_tick = 0.0
         self._handover_deadline = 0.0
         self._recover()
@@ -590,34 +593,63 @@ class LeaderFollowerRunner(BaseRunner):
         self.core.log.compact(index)
 
     async def _send_snapshot(self, peer: str) -> None:
-        """Full resync: stream the latest snapshot (taking one if needed)."""
+        """Full resync: stream the snapshot of the current log base to ``peer``
+        (one stream per follower; a repeated request while it runs is ignored)."""
+        if peer in self._resyncs:
+            return
+        self._resyncs.add(peer)
+        try:
+            await self._stream_snapshot(peer)
+        except CorruptSnapshotError as e:
+            log.error("node %s: full resync of %s stopped: %s", self.id, peer, e)
+        finally:
+            self._resyncs.discard(peer)
+
+    async def _stream_snapshot(self, peer: str) -> None:
+        """The snapshot file is read chunk by chunk (never whole, never on the loop
+        for long) with back-pressure on the connection, and its checksum is
+        verified before the last chunk leaves."""
         while True:  # the snapshot of the current log base: the one a child writes, or a new one
             while self.snapshotter.running:
                 await asyncio.sleep(0.05)
-            snap = load_latest_snapshot(self.snapshot_dir)
-            if snap is not None and snap.index == self.core.log.base_index:
+            reader = SnapshotReader.open_latest(self.snapshot_dir)
+            if reader is not None and reader.index == self.core.log.base_index:
                 break
+            if reader is not None:
+                reader.close()
             if not self._snapshot_in_background(for_resync=True):
                 self._take_snapshot()  # the child could not start (a recent failure): on the loop
-        if self.core.progress[peer].state != SNAPSHOT:
-            return  # the follower went away or was fenced while the snapshot was written
-        self.stats["full_resyncs_sent"] += 1
-        epoch_starts = _epoch_starts(snap.data)
-        log.info("node %s: full resync of %s from snapshot at %d (%d bytes)", self.id, peer, snap.index, len(snap.data))
-        send = self.transport.send
-        if not send(peer, m.encode(m.SnapshotBegin(sender=self.id, epoch=self.core.epoch, index=snap.index,
-                                                   snapshot_epoch=snap.epoch, size=len(snap.data),
-                                                   epoch_starts=epoch_starts))):
-            return
-        data = snap.data
-        for offset in range(0, max(len(data), 1), SNAPSHOT_CHUNK):
-            chunk = data[offset:offset + SNAPSHOT_CHUNK]
-            last = offset + SNAPSHOT_CHUNK >= len(data)
-            if not send(peer, m.encode(m.SnapshotChunk(sender=self.id, epoch=self.core.epoch, data=chunk, last=last))):
+        try:
+            if self.core.progress[peer].state != SNAPSHOT:
+                return  # the follower went away or was fenced while the snapshot was written
+            self.stats["full_resyncs_sent"] += 1
+            first = reader.chunk(0, SNAPSHOT_CHUNK)
+            log.info("node %s: full resync of %s from snapshot at %d (%d bytes)", self.id, peer, reader.index,
+                     reader.length)
+            send = self.transport.send
+            if not send(peer, m.encode(m.SnapshotBegin(
+                    sender=self.id, epoch=self.core.epoch, index=reader.index, snapshot_epoch=reader.epoch,
+                    size=reader.length, epoch_starts=_epoch_starts(first, reader)))):
                 return
-            while self.transport.buffered_bytes(peer) > 8 * SNAPSHOT_CHUNK:
-                await asyncio.sleep(0.005)
-        self._run(self.core.snapshot_sent(peer, snap.index))
+            offset = 0
+            while True:
+                chunk = first if offset == 0 else reader.chunk(offset, SNAPSHOT_CHUNK)
+                last = offset + len(chunk) >= reader.length
+                if last:
+                    reader.check()
+                if not send(peer, m.encode(m.SnapshotChunk(sender=self.id, epoch=self.core.epoch, data=chunk,
+                                                           last=last))):
+                    return
+                offset += len(chunk)
+                if last:
+                    break
+                while self.transport.buffered_bytes(peer) > 8 * SNAPSHOT_CHUNK:
+                    await asyncio.sleep(0.005)
+                if self.core.progress[peer].state != SNAPSHOT:
+                    return
+        finally:
+            reader.close()
+        self._run(self.core.snapshot_sent(peer, reader.index))
 
     def _on_snapshot_frame(self, msg: m.SnapshotBegin | m.SnapshotChunk) -> None:
         if msg.epoch < self.core.epoch:
@@ -749,12 +781,12 @@ class LeaderFollowerRunner(BaseRunner):
         return self.render_info(sections, section)
 
 
-def _epoch_starts(data: bytes) -> Any:
+def _epoch_starts(first: bytes, reader: SnapshotReader) -> Any:
     """The epoch history at the head of a snapshot, without decoding the data set after it."""
     header = msgpack.Unpacker()
-    header.feed(data[:1 << 20])
+    header.feed(first)
     try:
         header.read_array_header()
         return header.unpack()
-    except msgpack.OutOfData:  # a history longer than the first MiB: decode it all
-        return msgpack.unpackb(data)[0]
+    except msgpack.OutOfData:  # a history longer than the first chunk: read on (rare)
+        return msgpack.unpackb(first + reader.chunk(len(first), reader.length - len(first)))[0]
