@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?= ./data
 
-.PHONY: run test venv clean bench
+.PHONY: run test venv clean bench fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# long fuzz runs (atheris): FUZZ_SECONDS per target, crashes kept in tests/fuzz/crashes/
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	$(PY) tests/fuzz/long.py $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -207,6 +207,8 @@ class ClusterConfig:
             raise ConfigError(f"config file {path} not found") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:  # found by tests/fuzz (config)
+            raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {e.start}") from None
         try:
             cluster = doc["cluster"]
             known = {f.name for f in dataclasses.fields(NodeOptions)}

@@ -340,3 +340,13 @@ def test_sim_passes_its_arguments_through():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "replikv.sim" in out.stdout  # the simulator's own usage line, not the wrapper's
+
+
+def test_a_cluster_toml_that_is_not_utf8_is_a_config_error(tmp_path):
+    """Found by the config fuzz target (tests/fuzz): tomllib raised UnicodeDecodeError."""
+    from replikv.config import ClusterConfig, ConfigError
+
+    path = tmp_path / "cluster.toml"
+    path.write_bytes(b'[cluster]\nsecret = "\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        ClusterConfig.load(path)
