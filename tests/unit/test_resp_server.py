@@ -75,3 +75,27 @@ def test_flush_to_a_client_that_went_away_drops_replies_without_raising():
     slot.resolve(b"+OK\r\n")
     conn.flush()                            # must not raise: the caller is a peer frame or a timer
     assert transport.written == []
+
+
+def test_protected_mode_refuses_a_remote_client_while_the_default_user_has_no_password() -> None:
+    """Redis's per-connection protected mode (no traffic leaves the machine: the
+    peer address is the fake transport's)."""
+
+    class RemoteTransport(FakeTransport):
+        def get_extra_info(self, name: str) -> object:
+            return ("10.20.30.40", 5555)
+
+    def connect(requirepass: str | None) -> RemoteTransport:
+        node = SimpleNamespace(options=NodeOptions(), clients={}, dirty_clients=set(),
+                               acl=AccessControl(requirepass=requirepass, aclfile=None),
+                               default_read_level=lambda: ("eventual", 0), default_ack=AckLevel("async"),
+                               ack_replicas=lambda level: 0)
+        conn = ClientConnection(node)  # type: ignore[arg-type]
+        transport = RemoteTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        return transport
+
+    refused = connect(None)
+    assert refused.written and refused.written[0].startswith(b"-DENIED") and refused.closing
+    served = connect("pw")  # with a password the client may connect (and must AUTH)
+    assert not served.written and not served.closing

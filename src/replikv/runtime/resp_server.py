@@ -22,12 +22,16 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.resp import ProtocolError, RequestParser, encode_reply
+from replikv.config import is_loopback
 from replikv.runtime.acl import User
 
 if TYPE_CHECKING:
     from replikv.config import AckLevel
     from replikv.runtime.mode import Mode
 
+PROTECTED_MODE_ERROR = (b"-DENIED replikv is running in protected mode: the default user has no password, so "
+                        b"only loopback clients are served. Set one (--requirepass, or ACL SETUSER default "
+                        b">password) to accept this connection.\r\n")
 OUT_FLUSH_BYTES = 1 << 20  # replies gathered in one read are written out past this
 UNAUTH_MAX_ARGS = 10  # Redis's limits for a client that has not authenticated yet
 UNAUTH_MAX_BULK_LEN = 16 * 1024
@@ -86,6 +90,15 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
         opts = self.node.options
+        default = self.node.acl.default
+        if default.enabled and default.nopass and peer and not is_loopback(str(peer[0])):
+            # Redis's protected mode, per connection: without a password only loopback
+            # clients are served (the node refuses to start so exposed; ACL SETUSER can
+            # still make the default user passwordless at run time)
+            transport.write(PROTECTED_MODE_ERROR)
+            transport.close()
+            self.closing = True
+            return
         if len(self.node.clients) >= opts.maxclients:
             transport.write(b"-ERR max number of clients reached\r\n")
             transport.close()
