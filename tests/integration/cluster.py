@@ -50,6 +50,17 @@ def free_port_with_peer_port() -> int:
     raise RuntimeError("no free port P with P + 10000 free")
 
 
+def read_until_closed(s: socket.socket) -> bytes:
+    """Everything a node sends on a raw socket until it closes it (or a reset / the socket's timeout)."""
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
 def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition",
              interval: float = 0.02) -> T:
     """Poll ``condition`` until it returns a truthy value; fail at the deadline."""

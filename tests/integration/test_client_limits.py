@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.cluster import Cluster, wait_for
+from tests.integration.cluster import Cluster, read_until_closed, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,16 +20,6 @@ def raw(port: int) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     return s
-
-
-def read_until_closed(s: socket.socket) -> bytes:
-    data = b""
-    try:
-        while chunk := s.recv(65536):
-            data += chunk
-    except (ConnectionResetError, socket.timeout):
-        pass
-    return data
 
 
 def rss_kb(pid: int) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.cluster import Cluster, free_ports, wait_for
+from tests.integration.cluster import Cluster, free_ports, read_until_closed, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -92,11 +92,5 @@ def test_the_peer_port_refuses_plain_text(tls_cluster) -> None:  # type: ignore[
     c, _ = tls_cluster
     with socket.create_connection(("127.0.0.1", c.config.nodes["n1"].peer_port), timeout=10) as s:
         s.sendall(b"\x00\x00\x00\x10not a tls hello!")
-        s.settimeout(10)
-        data = b""
-        try:
-            while chunk := s.recv(4096):
-                data += chunk
-        except (ConnectionResetError, socket.timeout):
-            pass
+        data = read_until_closed(s)
     assert b"replikv-peer" not in data  # no challenge was ever sent in the clear

@@ -35,13 +35,14 @@ class FakeTransport:
         return 0  # the fake peer reads everything at once
 
 
-def make_conn() -> tuple[ClientConnection, FakeTransport]:
+def make_conn(transport: FakeTransport | None = None,
+              requirepass: str | None = None) -> tuple[ClientConnection, FakeTransport]:
     node = SimpleNamespace(options=NodeOptions(), clients={}, dirty_clients=set(),
-                           acl=AccessControl(requirepass=None, aclfile=None),
+                           acl=AccessControl(requirepass=requirepass, aclfile=None),
                            default_read_level=lambda: ("eventual", 0), default_ack=AckLevel("async"),
                            ack_replicas=lambda level: 0)
     conn = ClientConnection(node)  # type: ignore[arg-type]
-    transport = FakeTransport()
+    transport = transport or FakeTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn, transport
 
@@ -85,17 +86,7 @@ def test_protected_mode_refuses_a_remote_client_while_the_default_user_has_no_pa
         def get_extra_info(self, name: str) -> object:
             return ("10.20.30.40", 5555)
 
-    def connect(requirepass: str | None) -> RemoteTransport:
-        node = SimpleNamespace(options=NodeOptions(), clients={}, dirty_clients=set(),
-                               acl=AccessControl(requirepass=requirepass, aclfile=None),
-                               default_read_level=lambda: ("eventual", 0), default_ack=AckLevel("async"),
-                               ack_replicas=lambda level: 0)
-        conn = ClientConnection(node)  # type: ignore[arg-type]
-        transport = RemoteTransport()
-        conn.connection_made(transport)  # type: ignore[arg-type]
-        return transport
-
-    refused = connect(None)
+    _, refused = make_conn(RemoteTransport())
     assert refused.written and refused.written[0].startswith(b"-DENIED") and refused.closing
-    served = connect("pw")  # with a password the client may connect (and must AUTH)
+    _, served = make_conn(RemoteTransport(), requirepass="pw")  # may connect (and must AUTH)
     assert not served.written and not served.closing

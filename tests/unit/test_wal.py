@@ -717,19 +717,25 @@ def test_failed_write_is_rolled_back_and_kept_until_retry_writes_it(
     assert flatten(records) == expected(1, 7)
 
 
-def test_a_crash_while_blocked_keeps_exactly_the_written_prefix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def blocked_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: int) -> WriteAheadLog:
+    """A WAL holding entries 1..written on disk and the next one blocked by a full disk."""
     wal, _ = open_wal(tmp_path, fsync="always")
-    fill(wal, [2])
+    fill(wal, [written])
 
     def enospc(fd: int, data: Any) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", enospc)
-    wal.append_entries(3, [entry(3)])
+    wal.append_entries(written + 1, [entry(written + 1)])
     with pytest.raises(WalBlockedError):
         wal.commit()
+    return wal
+
+
+def test_a_crash_while_blocked_keeps_exactly_the_written_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked_wal(tmp_path, monkeypatch, 2)
     # no close(): the process dies with the records still buffered
     _, records = open_wal(tmp_path)
     assert flatten(records) == expected(1, 2)
@@ -762,16 +768,7 @@ def test_failed_segment_creation_blocks_and_retries(
 def test_close_while_blocked_does_not_raise_and_keeps_the_written_prefix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wal, _ = open_wal(tmp_path, fsync="always")
-    fill(wal, [2])
-
-    def enospc(fd: int, data: Any) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "write", enospc)
-    wal.append_entries(3, [entry(3)])
-    with pytest.raises(WalBlockedError):
-        wal.commit()
+    wal = blocked_wal(tmp_path, monkeypatch, 2)
     wal.close()
     monkeypatch.undo()
     _, records = open_wal(tmp_path)
@@ -779,16 +776,7 @@ def test_close_while_blocked_does_not_raise_and_keeps_the_written_prefix(
 
 
 def test_truncate_refused_while_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    wal, _ = open_wal(tmp_path, fsync="always")
-    fill(wal, [3])
-
-    def enospc(fd: int, data: Any) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "write", enospc)
-    wal.append_entries(4, [entry(4)])
-    with pytest.raises(WalBlockedError):
-        wal.commit()
+    wal = blocked_wal(tmp_path, monkeypatch, 3)
     with pytest.raises(WalBlockedError):
         wal.truncate_after(2)
     monkeypatch.undo()
@@ -876,11 +864,18 @@ def test_sigkill_at_a_random_moment_loses_no_committed_index(tmp_path: Path, see
 # ------------------------------------------------- segment headers and seals
 
 
-def test_segments_start_with_a_versioned_header_and_full_ones_are_sealed(tmp_path: Path) -> None:
+def segmented_log(tmp_path: Path) -> list[Path]:
+    """A closed log of BATCHES over at least three segments; their paths."""
     wal, _ = open_wal(tmp_path, segment_bytes=300)
     fill(wal, BATCHES)
     wal.close()
     segs = segments(tmp_path)
+    assert len(segs) >= 3
+    return segs
+
+
+def test_segments_start_with_a_versioned_header_and_full_ones_are_sealed(tmp_path: Path) -> None:
+    segs = segmented_log(tmp_path)
     assert len(segs) >= 3
     for i, seg in enumerate(segs):
         data = seg.read_bytes()
@@ -893,10 +888,7 @@ def test_segments_start_with_a_versioned_header_and_full_ones_are_sealed(tmp_pat
 
 
 def test_missing_newest_segment_is_refused_not_a_shorter_log(tmp_path: Path) -> None:
-    wal, _ = open_wal(tmp_path, segment_bytes=300)
-    fill(wal, BATCHES)
-    wal.close()
-    segs = segments(tmp_path)
+    segs = segmented_log(tmp_path)
     segs[-1].unlink()
     with pytest.raises(CorruptLogError, match=f"continues in {segs[-1].name}, which is missing"):
         open_wal(tmp_path)
@@ -904,10 +896,7 @@ def test_missing_newest_segment_is_refused_not_a_shorter_log(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("content", [b"", b"RKWS\x01", b"x" * 100, b"RKWS" + bytes(20)])
 def test_emptied_or_foreign_newest_segment_is_refused(tmp_path: Path, content: bytes) -> None:
-    wal, _ = open_wal(tmp_path, segment_bytes=300)
-    fill(wal, BATCHES)
-    wal.close()
-    newest = segments(tmp_path)[-1]
+    newest = segmented_log(tmp_path)[-1]
     newest.write_bytes(content)
     with pytest.raises(CorruptLogError) as info:
         open_wal(tmp_path)

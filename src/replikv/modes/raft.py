@@ -12,7 +12,7 @@ from typing import Any
 
 from replikv.core.replies import RespError
 from replikv.modes import register
-from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec
+from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec, strong_claims
 
 NAME = "raft"
 MAJORITY = "majority"
@@ -36,15 +36,8 @@ def parse_write(args: list[str], followers: int) -> str:
 
 
 def claims(setting: str, workload: str) -> list[Claim]:
-    loss = "lost writes" if workload != "counter" else "counter"
-    out = [Claim("convergence", True, "after heal every replica holds the same state"),
-           Claim(loss, True, "no acknowledged write is lost under any nemesis (majority commit)")]
-    if workload == "register":
-        out += [Claim("linearizable", True, "register ops are linearizable"),
-                Claim("stale reads", True, "no read is stale (linearizable reads)"),
-                Claim("read-your-writes", True, "a client sees its own writes"),
-                Claim("monotonic reads", True, "a client never sees time go backwards")]
-    return out
+    return strong_claims(workload, "after heal every replica holds the same state",
+                         "no acknowledged write is lost under any nemesis (majority commit)")
 
 
 SPEC = register(ModeSpec(

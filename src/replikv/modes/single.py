@@ -11,7 +11,7 @@ from __future__ import annotations
 from replikv.config import AckLevel
 from replikv.core.replies import RespError
 from replikv.modes import register
-from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec
+from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec, strong_claims
 
 NAME = "single"
 LOCAL = AckLevel("local")  # the only level: in this node's WAL (waits for no replica)
@@ -30,15 +30,8 @@ def parse_write(args: list[str], others: int) -> AckLevel:
 
 
 def claims(setting: str, workload: str) -> list[Claim]:
-    loss = "lost writes" if workload != "counter" else "counter"
-    out = [Claim("convergence", True, "one replica: always converged"),
-           Claim(loss, True, "no acknowledged write is lost across a kill (--fsync always)")]
-    if workload == "register":
-        out += [Claim("linearizable", True, "one node serves every read and write in order"),
-                Claim("stale reads", True, "no read is stale"),
-                Claim("read-your-writes", True, "a client sees its own writes"),
-                Claim("monotonic reads", True, "a client never sees time go backwards")]
-    return out
+    return strong_claims(workload, "one replica: always converged",
+                         "no acknowledged write is lost across a kill (--fsync always)")
 
 
 SPEC = register(ModeSpec(

@@ -26,7 +26,7 @@ from typing import Any
 
 from replikv.config import READ_LEVELS  # every read level any mode may offer, strongest first
 
-__all__ = ["READ_LEVELS", "Claim", "ModeSpec"]
+__all__ = ["READ_LEVELS", "Claim", "ModeSpec", "strong_claims"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,19 @@ class Claim:
     checker: str
     required: bool
     text: str
+
+
+def strong_claims(workload: str, convergence: str, no_loss: str) -> list[Claim]:
+    """The claims of a mode whose reads are linearizable (raft, single): nothing
+    acknowledged is lost, and the register workload sees no anomaly at all."""
+    out = [Claim("convergence", True, convergence),
+           Claim("lost writes" if workload != "counter" else "counter", True, no_loss)]
+    if workload == "register":
+        out += [Claim("linearizable", True, "register ops are linearizable"),
+                Claim("stale reads", True, "no read is stale (linearizable reads)"),
+                Claim("read-your-writes", True, "a client sees its own writes"),
+                Claim("monotonic reads", True, "a client never sees time go backwards")]
+    return out
 
 
 @dataclass(frozen=True)
