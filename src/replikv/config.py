@@ -37,6 +37,7 @@ READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventua
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
+_KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 DEFAULT_MODE = "leader-follower"  # of a cluster.toml that names none (modes/ registers it first)
 
 
@@ -113,6 +114,12 @@ class NodeOptions:
     client_output_buffer_limit: int = 256 * 1024 * 1024  # bytes of one client's unread replies
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):  # the type each option's default has (found by tests/fuzz)
+            value, default = getattr(self, f.name), f.default
+            kind = str if default is None else type(default)
+            if not (value is None and default is None) and (
+                    not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+                raise ConfigError(f"{f.name} must be {_KIND_NAMES.get(kind, kind.__name__)} (got {value!r})")
         if self.fsync not in FSYNC_POLICIES:
             raise ConfigError(f"fsync must be one of {', '.join(FSYNC_POLICIES)} (got {self.fsync!r})")
         AckLevel.parse(self.ack)

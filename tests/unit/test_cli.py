@@ -350,3 +350,17 @@ def test_a_cluster_toml_that_is_not_utf8_is_a_config_error(tmp_path):
     path.write_bytes(b'[cluster]\nsecret = "\xff"\n')
     with pytest.raises(ConfigError, match="not UTF-8"):
         ClusterConfig.load(path)
+
+
+@pytest.mark.parametrize("line, message", [("ack = 4", "ack must be a string"),
+                                           ("redirect = 1", "redirect must be true or false"),
+                                           ("max_args = true", "max_args must be an integer"),
+                                           ("requirepass = 5", "requirepass must be a string")])
+def test_an_option_of_the_wrong_type_is_a_config_error(tmp_path, line, message):
+    """Found by the config fuzz target (tests/fuzz): `ack = 4` raised AttributeError."""
+    from replikv.config import ClusterConfig, ConfigError
+
+    path = tmp_path / "cluster.toml"
+    path.write_text(f'[cluster]\nsecret = "s"\n[options]\n{line}\n[nodes.n1]\nport = 7001\ndata_dir = "/d"\n')
+    with pytest.raises(ConfigError, match=message):
+        ClusterConfig.load(path)
