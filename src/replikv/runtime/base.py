@@ -45,7 +45,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,9 @@ from replikv.runtime.snapshotter import BackgroundSnapshotter
 from replikv.runtime.tcp_transport import PeerTransport
 from replikv.runtime.tls import client_listener_context, peer_contexts
 from replikv.storage.files import private_dir
+from replikv.storage.meta import MetaStore
+from replikv.storage.snapshot import Snapshot, load_latest_snapshot, remove_temp_files
+from replikv.storage.wal import WriteAheadLog
 from replikv.storage.errors import (
     CorruptLogError, MissingMetaError, StorageError, WalBlockedError, WalFailedError,
 )
@@ -264,12 +267,26 @@ class BaseRunner:
         return RespError(f"MISCONF {self.id} could not write its write-ahead log ({self.disk_error}); "
                          "this write was not acknowledged and may still be applied if the disk recovers")
 
-    def require_meta_for(self, has_data: bool) -> None:
-        """A node with a snapshot or log but no metadata is damaged, not new."""
-        if has_data:
+    def open_storage(self) -> tuple[dict[str, Any], Snapshot | None, Iterator[tuple[int, list[Any]]]]:
+        """Recovery, the part every mode shares: the meta file, the newest snapshot
+        (temp files of an interrupted one removed), and the WAL opened after it.
+        Returns (meta, snapshot or None, the WAL's records after the snapshot, to
+        replay in order). Damage raises a ``StorageError`` (a refusal, see
+        ``serve``); so does a missing meta file beside data: such a node is
+        damaged, not new (it could vote twice in one term, or forget the epochs
+        it led)."""
+        self.meta = MetaStore(self.data_dir)
+        meta = self.meta.load()
+        remove_temp_files(self.snapshot_dir)
+        snap = load_latest_snapshot(self.snapshot_dir)
+        opts = self.options
+        self.wal = WriteAheadLog(self.data_dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes)
+        records = self.wal.recover(after_index=snap.index if snap else 0)
+        if not meta and (snap is not None or self.wal.last_index > 0):
             raise MissingMetaError(
                 f"{self.meta.path} is missing beside a non-empty log or snapshot in {self.data_dir}; "
                 "starting fresh could vote twice in one term or forget the epochs this node led")
+        return meta, snap, records
 
     def default_read_level(self) -> tuple[str, int]:
         return self.spec.default_read(self.options), 0

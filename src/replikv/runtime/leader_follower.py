@@ -46,11 +46,9 @@ from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import CorruptSnapshotError, WalFailedError
-from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import (
-    SnapshotReader, SnapshotWriter, load_latest_snapshot, remove_temp_files, write_snapshot,
+    SnapshotReader, SnapshotWriter, load_latest_snapshot, write_snapshot,
 )
-from replikv.storage.wal import WriteAheadLog
 
 log = logging.getLogger("replikv.node")
 
@@ -104,12 +102,9 @@ class LeaderFollowerRunner(BaseRunner):
 
     # -- start-up ---------------------------------------------------------
     def _recover(self) -> None:
-        """Load meta, the latest snapshot and the WAL tail; rebuild the state."""
-        self.meta = MetaStore(self.data_dir)
-        meta = self.meta.load()
+        """Load meta, the latest snapshot and the WAL tail (BaseRunner.open_storage); rebuild the state."""
+        meta, snap, records = self.open_storage()
         self.sm = StateMachine()
-        remove_temp_files(self.snapshot_dir)
-        snap = load_latest_snapshot(self.snapshot_dir)
         epoch_starts: list[list[int]] = []
         base_index = base_epoch = 0
         if snap is not None:
@@ -118,9 +113,8 @@ class LeaderFollowerRunner(BaseRunner):
             base_index, base_epoch = snap.index, snap.epoch
         shipping_log = ShippingLog(base_index, base_epoch, epoch_starts)
         opts = self.options
-        self.wal = WriteAheadLog(self.data_dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes)
         replayed = 0
-        for first_index, entries in self.wal.recover(after_index=base_index):
+        for first_index, entries in records:
             if first_index != shipping_log.last_index + 1:
                 raise RuntimeError(f"WAL gap: record at {first_index} after index {shipping_log.last_index}")
             shipping_log.append(entries)
@@ -128,8 +122,7 @@ class LeaderFollowerRunner(BaseRunner):
             for entry in entries:
                 apply(entry[1])
             replayed += len(entries)
-        if not meta:
-            self.require_meta_for(has_data=snap is not None or self.wal.last_index > 0)
+        if not meta:  # a new node (open_storage refused one with data but no meta)
             leader = self.config.initial_leader
             meta = {"epoch": 1, "leader": leader, "led_epochs": [1] if leader == self.id else []}
             self.meta.save(meta)

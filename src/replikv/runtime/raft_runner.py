@@ -78,9 +78,7 @@ from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
-from replikv.storage.meta import MetaStore
-from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
-from replikv.storage.wal import WriteAheadLog
+from replikv.storage.snapshot import load_latest_snapshot, write_snapshot
 
 log = logging.getLogger("replikv.raft")
 
@@ -138,13 +136,11 @@ class RaftRunner(BaseRunner):
 
     # -- start-up ------------------------------------------------------------------
     def _recover(self) -> None:
-        """Snapshot, then the WAL after it, then hard state: the core's DurableState."""
-        self.meta = MetaStore(self.data_dir)
-        meta = self.meta.load()
+        """Snapshot, then the WAL after it, then hard state (BaseRunner.open_storage):
+        the core's DurableState."""
+        meta, stored, records = self.open_storage()
         self.sm = StateMachine()
         self.sessions = SessionTable()
-        remove_temp_files(self.snapshot_dir)
-        stored = load_latest_snapshot(self.snapshot_dir)
         snap: Snapshot | None = None
         if stored is not None:
             voters, learners, app = msgpack.unpackb(stored.data)
@@ -153,12 +149,9 @@ class RaftRunner(BaseRunner):
             self._restore_app(app)
         base = snap.index if snap else 0
         opts = self.options
-        self.wal = WriteAheadLog(self.data_dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes)
         entries: list[Entry] = []
-        for _first, batch in self.wal.recover(after_index=base):
+        for _first, batch in records:
             entries.extend(codec.entry_from_wire(e) for e in batch)
-        if not meta:
-            self.require_meta_for(has_data=stored is not None or self.wal.last_index > 0)
         if entries and entries[0].index != base + 1:
             raise RuntimeError(f"WAL starts at {entries[0].index}, expected {base + 1} after the snapshot")
         if not entries and self.wal.last_index < base:
