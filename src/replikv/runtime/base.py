@@ -101,6 +101,7 @@ class BaseRunner:
         self.snapshot_dir = private_dir(self.data_dir / "snapshots", narrow=True)
         self.snapshotter = BackgroundSnapshotter(node_id, self.snapshot_dir)  # automatic snapshots
         self.clients: dict[int, ClientConnection] = {}
+        self.clients_gone = False  # a client disconnected since the runner last dropped dead waiters
         self.dirty_clients: set[ClientConnection] = set()
         self._dispatch: dict[bytes, tuple[Any, int, Any]] = {}
         self.commands_processed = 0

@@ -87,6 +87,7 @@ class LeaderFollowerRunner(BaseRunner):
         self.held_conns: list[ClientConnection] = []  # connections with replies held for the flush
         self.flush_waiters: list[tuple[Slot, bytes]] = []
         self.ack_waiters: list[Waiter] = []
+        self._timed_waiters = 0  # ack waiters with a deadline (WAIT n 0 has none)
         self.read_waiters: list[Waiter] = []
         self.flush_scheduled = False
         self.snapshot_receiver: SnapshotWriter | None = None
@@ -177,6 +178,7 @@ class LeaderFollowerRunner(BaseRunner):
             return
         deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else 0.0
         self.ack_waiters.append(Waiter(index, numreplicas, deadline, conn.slot(), b"", "wait"))
+        self._timed_waiters += bool(deadline)
 
     def role_reply(self) -> list[Any]:
         core = self.core
@@ -240,6 +242,7 @@ class LeaderFollowerRunner(BaseRunner):
         else:
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
             self.ack_waiters.append(Waiter(index, k, deadline, conn.slot(), data, "write"))
+            self._timed_waiters += 1
 
     def _enqueue(self, cmds: list[list[bytes]], k: int = 0) -> int:
         """Add one entry (waiting for ``k`` replicas) to the batch; returns its index."""
@@ -358,7 +361,28 @@ class LeaderFollowerRunner(BaseRunner):
         self.ack_waiters = keep
 
     def _expire_waiters(self) -> None:
+        """Answer the waiters whose deadline passed; drop those of gone clients.
+
+        The scan of ack waiters runs only when one has a deadline or a client
+        went away since the last one: 200k ``WAIT n 0`` waiters cost nothing
+        while nothing happens."""
         now = time.monotonic()
+        if self._timed_waiters or self.clients_gone:
+            self._expire_ack_waiters(now)
+        keep: list[Waiter] = []
+        for w in self.read_waiters:
+            if now >= w.deadline:
+                w.slot.resolve(encode_reply(RespError(
+                    f"STALE session position {w.index} not reached within {self.options.session_timeout_ms} ms "
+                    f"(this follower has applied {self.core.log.last_index})"), w.slot.conn.resp3))
+            else:
+                keep.append(w)
+        self.read_waiters = keep
+        self.forwarder.expire(now)
+        self._flush_clients()
+
+    def _expire_ack_waiters(self, now: float) -> None:
+        self.clients_gone = False
         keep: list[Waiter] = []
         for w in self.ack_waiters:
             if w.slot.conn.closing:
@@ -376,17 +400,7 @@ class LeaderFollowerRunner(BaseRunner):
             else:
                 keep.append(w)
         self.ack_waiters = keep
-        keep = []
-        for w in self.read_waiters:
-            if now >= w.deadline:
-                w.slot.resolve(encode_reply(RespError(
-                    f"STALE session position {w.index} not reached within {self.options.session_timeout_ms} ms "
-                    f"(this follower has applied {self.core.log.last_index})"), w.slot.conn.resp3))
-            else:
-                keep.append(w)
-        self.read_waiters = keep
-        self.forwarder.expire(now)
-        self._flush_clients()
+        self._timed_waiters = sum(1 for w in keep if w.deadline)
 
     # -- forwarding (runtime/forwarding.py) ---------------------------------------
     @property
@@ -706,8 +720,8 @@ class LeaderFollowerRunner(BaseRunner):
         interval = self.options.heartbeat_ms / 1000
         next_expiry = 0.0
         while True:
-            await asyncio.sleep(min(interval, 0.02) if (self.ack_waiters or self.read_waiters or self.forwarder.pending)
-                                else interval)
+            await asyncio.sleep(min(interval, 0.02) if (self._timed_waiters or self.read_waiters
+                                                         or self.forwarder.pending) else interval)
             now = time.monotonic()
             self._expire_waiters()
             if self.failover_waiter is not None and now >= self.failover_waiter[1]:

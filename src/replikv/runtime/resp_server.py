@@ -125,6 +125,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.node.clients.pop(self.id, None)
+        self.node.clients_gone = True  # waiters of this client are dropped at the next sweep
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
