@@ -88,6 +88,7 @@ class LeaderFollowerRunner(BaseRunner):
         self.flush_waiters: list[tuple[Slot, bytes]] = []
         self.ack_waiters: list[Waiter] = []
         self._timed_waiters = 0  # ack waiters with a deadline (WAIT n 0 has none)
+        self._released_at: tuple[object, ...] = ()  # what _release_ack_waiters last saw
         self.read_waiters: list[Waiter] = []
         self.flush_scheduled = False
         self.snapshot_receiver: SnapshotWriter | None = None
@@ -344,8 +345,15 @@ class LeaderFollowerRunner(BaseRunner):
             self._snapshot_in_background()
 
     def _release_ack_waiters(self) -> None:
+        """Answer the waiters the followers' acks now satisfy; nothing to do (and no
+        scan) unless the log or an ack moved since the last time."""
         core = self.core
         durable = self.wal.written_index  # fsynced too under --fsync always (commit fsyncs)
+        progress = (durable, self.is_leader, len(self.ack_waiters),
+                    *(pr.match_index for pr in core.progress.values()))
+        if progress == self._released_at:
+            return
+        self._released_at = progress
         keep: list[Waiter] = []
         for w in self.ack_waiters:
             if w.kind == "wait":
