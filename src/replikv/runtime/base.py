@@ -46,7 +46,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
 from typing import Any
 
 from replikv import __version__, modes
@@ -61,13 +60,13 @@ from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.snapshotter import BackgroundSnapshotter
 from replikv.runtime.tcp_transport import PeerTransport
 from replikv.runtime.tls import client_listener_context, peer_contexts
+from replikv.storage.errors import (
+    CorruptLogError, MissingMetaError, StorageError, WalBlockedError, WalFailedError,
+)
 from replikv.storage.files import private_dir
 from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import Snapshot, load_latest_snapshot, remove_temp_files
 from replikv.storage.wal import WriteAheadLog
-from replikv.storage.errors import (
-    CorruptLogError, MissingMetaError, StorageError, WalBlockedError, WalFailedError,
-)
 
 log = logging.getLogger("replikv.node")
 

@@ -144,9 +144,8 @@ class LeaderFollowerRunner(BaseRunner):
         await self.stop_io()
         if self.batch:
             self._flush()
-        self.wal.fsync_now()
         self._save_meta()
-        self.wal.close()
+        self.wal.close()  # writes what is buffered and fsyncs (or, disk still full, says what it could not)
 
     # -- levels -------------------------------------------------------------
     def ack_replicas(self, level: AckLevel) -> int:

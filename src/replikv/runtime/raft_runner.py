@@ -193,9 +193,7 @@ class RaftRunner(BaseRunner):
     async def stop(self) -> None:
         self.snapshotter.stop()
         await self.stop_io()
-        self.wal.commit()
-        self.wal.fsync_now()
-        self.wal.close()
+        self.wal.close()  # writes what is buffered and fsyncs (or, disk still full, says what it could not)
 
     # -- levels (what ClientConnection and commands.py ask) ---------------------------
     def ack_replicas(self, level: Any) -> int:
