@@ -332,7 +332,7 @@ def consistency(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> No
             raise RespError(f"ERR unknown read level '{' '.join(args)}'; {spec.name} mode offers "
                             f"{', '.join(spec.read_levels)}")
         if level == "bounded":
-            if len(args) != 2 or not args[1].isdigit() or len(args[1]) > 12:
+            if len(args) != 2 or not (args[1].isascii() and args[1].isdigit()) or len(args[1]) > 12:
                 raise RespError("ERR usage: CONSISTENCY READ bounded <ms>")
             conn.read_level, conn.read_bound_ms = "bounded", int(args[1])
         elif len(args) == 1:

@@ -516,7 +516,7 @@ class RaftRunner(BaseRunner):
         REPLIKV CLUSTER ADD|PROMOTE|REMOVE <node-id> and REPLIKV CLUSTER MEMBERS."""
         sub = argv[1].upper()
         if sub == b"EXEC":
-            if len(argv) < 5 or not argv[2].isdigit() or not argv[3].isdigit():
+            if len(argv) < 5 or not all(a.isdigit() and len(a) <= 19 for a in argv[2:4]):
                 raise RespError("ERR usage: REPLIKV EXEC <client-id> <seq> <command> [arg ...]")
             self.exec_once(conn, int(argv[2]), int(argv[3]), argv[4:])
         elif len(argv) == 4 and argv[2].upper() in (b"ADD", b"PROMOTE", b"REMOVE"):
