@@ -1152,7 +1152,7 @@ _CURSOR_RE = re.compile(rb"[+-]?[0-9]+")
 
 def _parse_cursor(arg: bytes) -> int:
     """A SCAN cursor as Redis reads it (strtoul: sign allowed, wraps mod 2**64)."""
-    if _CURSOR_RE.fullmatch(arg) is None:
+    if _CURSOR_RE.fullmatch(arg) is None or len(arg) > 21:  # 2**64 has 20 digits (int() refuses > 4300)
         raise INVALID_CURSOR
     value = int(arg)
     if abs(value) >= 1 << 64:
