@@ -129,8 +129,10 @@ def test_raft_never_lowers_a_commit_index_it_recorded(tmp_path: Path) -> None:
     wait_for(lambda: client.info("replication")["role"] == "master", 20, "n1 to lead")
     for i in range(20):
         client.set(f"k{i}", "v")
-    c.stop("n1")
     store = MetaStore(Path(c.config.nodes["n1"].data_dir))
+    # the node records its commit index about once a second, as far as its WAL holds it
+    wait_for(lambda: store.load().get("commit", 0) >= 20, 10, "the commit index to be recorded")
+    c.stop("n1")
     meta = store.load()
     assert meta["term"] >= 1
     store.save({**meta, "commit": 10**6})

@@ -193,6 +193,11 @@ class BaseRunner:
             gc.freeze()
             if self.options.timeout:
                 self._close_idle_clients(time.monotonic() - self.options.timeout)
+            if self.disk_error is None:
+                self._every_second()
+
+    def _every_second(self) -> None:
+        """A mode's once-a-second bookkeeping (raft records its commit index)."""
 
     def _close_idle_clients(self, before: float) -> None:
         """Redis's ``timeout``: close clients silent since ``before`` (not one waiting on a reply)."""
