@@ -138,3 +138,22 @@ def test_wait_forever_is_dropped_when_its_client_goes(tmp_path: Path) -> None:
         wait_for(lambda: int(r.info("clients")["blocked_clients"]) == 0, 10, "the waiter to be dropped")
     finally:
         c.close()
+
+
+def test_client_query_buffer_limit_closes_an_authenticated_client_too(tmp_path: Path) -> None:
+    c = Cluster(tmp_path / "c", 1, client_query_buffer_limit=1024 * 1024)
+    c.start()
+    try:
+        r = c.client("n1")
+        assert r.config_get("client-query-buffer-limit") == {"client-query-buffer-limit": str(1024 * 1024)}
+        s = raw(c.port("n1"))
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n")  # a bulk within max-bulk-len
+        try:
+            for _ in range(40):
+                s.sendall(b"x" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert b"client-query-buffer-limit" in read_until_closed(s)
+        assert r.get("k") is None and r.ping() is True
+    finally:
+        c.close()

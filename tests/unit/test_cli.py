@@ -364,3 +364,14 @@ def test_an_option_of_the_wrong_type_is_a_config_error(tmp_path, line, message):
     path.write_text(f'[cluster]\nsecret = "s"\n[options]\n{line}\n[nodes.n1]\nport = 7001\ndata_dir = "/d"\n')
     with pytest.raises(ConfigError, match=message):
         ClusterConfig.load(path)
+
+
+def test_control_characters_survive_the_toml_round_trip(tmp_path):
+    """Issue 11: the TOML writer did not escape control characters."""
+    config, _ = cli.build_cluster_config(data_dir=tmp_path, nodes=1, secret='s"\\\n\t\x01\x7f',
+                                         node_options={"requirepass": "p\r\nq"})
+    path = tmp_path / "cluster.toml"
+    config.save(path)
+    again = ClusterConfig.load(path)
+    assert again.secret == 's"\\\n\t\x01\x7f' and again.options.requirepass == "p\r\nq"
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -933,3 +933,23 @@ def test_version_0_segments_without_a_header_are_still_read(tmp_path: Path) -> N
     _, got = open_wal(tmp_path)
     assert flatten(got) == expected(1, 5)
     assert segments(tmp_path)[-1].read_bytes()[:4] == SEGMENT_MAGIC
+
+
+def test_finishing_an_interrupted_truncate_logs_no_client_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: recovery logs printed the intent, whose re-encoded record is client data."""
+    secret = b"card-4111111111111111"
+    wal, _ = open_wal(tmp_path, fsync="always")
+    wal.append_entries(1, [[1, [[b"SET", b"k", secret]]], [1, [[b"SET", b"k2", secret]]]])
+    wal.commit()
+    # a truncate that split the record, interrupted after its intent was written
+    record = encode_record(1, msgpack.packb([[1, [[b"SET", b"k", secret]]]]), 1)
+    wal._write_intent({"op": "truncate", "index": 1, "segment": 1, "offset": SEGMENT_HEADER_BYTES,
+                       "record": record})
+    wal._close_fd()
+    with caplog.at_level(logging.INFO, logger="replikv.storage.wal"):
+        _, records = open_wal(tmp_path)
+    assert "finishing an interrupted truncate at index 1" in caplog.text
+    assert secret.decode() not in caplog.text
+    assert flatten(records) == [(1, [1, [[b"SET", b"k", secret]]])]
