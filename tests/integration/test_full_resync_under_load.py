@@ -53,7 +53,12 @@ def test_full_resync_completes_while_large_writes_go_on(tmp_path: Path) -> None:
             t.join(30)
         c.wait_replicated(["n2", "n3"])
         wait_for(lambda: len({c.digest(n) for n in ("n1", "n2", "n3")}) == 1, 30, "equal digests")
-        assert int(c.stats("n1")["full_resyncs_sent"]) == 1  # it finished, it did not start over
+        stats = c.stats("n1")
+        # every full resync that started finished (before: the send queue overflowed, the follower
+        # was dropped and the resync began again, endlessly); a follower that falls behind the
+        # leader's compaction again may need another one (no replication backlog yet, issue 15)
+        assert int(stats["full_resyncs_sent"]) >= 1
+        assert int(stats["full_resyncs_completed"]) == int(stats["full_resyncs_sent"])
         follower = c.replication("n1")["slave1"]
         assert int(follower["inflight_bytes"]) <= 32 * 1024 * 1024
     finally:

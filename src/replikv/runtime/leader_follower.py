@@ -95,6 +95,7 @@ class LeaderFollowerRunner(BaseRunner):
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
         self.failover_waiter: tuple[Slot, float] | None = None
         self.stats.update({"discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
+                           "full_resyncs_completed": 0,
                            "partial_resyncs": 0})
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
         self._resyncs: set[str] = set()  # followers a snapshot is being streamed to
@@ -663,6 +664,7 @@ class LeaderFollowerRunner(BaseRunner):
                     return
         finally:
             reader.close()
+        self.stats["full_resyncs_completed"] += 1
         self._run(self.core.snapshot_sent(peer, reader.index))
 
     def _on_snapshot_frame(self, msg: m.SnapshotBegin | m.SnapshotChunk) -> None:
