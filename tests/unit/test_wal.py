@@ -24,6 +24,7 @@ import pytest
 
 from replikv.storage.errors import CorruptLogError, WalBlockedError, WalFailedError
 from replikv.storage.wal import (
+    plan_repair,
     HEADER_BYTES,
     SEGMENT_HEADER_BYTES,
     SEGMENT_MAGIC,
@@ -287,8 +288,9 @@ def test_damage_in_an_earlier_segment_raises(tmp_path: Path) -> None:
     with pytest.raises(CorruptLogError) as info:
         open_wal(tmp_path)
     assert info.value.segment == segs[0].name and info.value.offset == last
-    # A cut-short non-last segment is not a torn tail either.
-    segs[0].write_bytes(original[:-3])
+    # A non-last segment cut short into its records is not a torn tail either (a cut
+    # within its seal is: a crash while sealing, see test_a_seal_cut_short_by_a_crash...).
+    segs[0].write_bytes(original[: -(HEADER_BYTES + 3)])
     with pytest.raises(CorruptLogError):
         open_wal(tmp_path)
 
@@ -953,3 +955,23 @@ def test_finishing_an_interrupted_truncate_logs_no_client_data(
     assert "finishing an interrupted truncate at index 1" in caplog.text
     assert secret.decode() not in caplog.text
     assert flatten(records) == [(1, [1, [[b"SET", b"k", secret]]])]
+
+
+@pytest.mark.parametrize("kept", [1, 10, HEADER_BYTES - 1])
+def test_a_seal_cut_short_by_a_crash_is_a_torn_tail(tmp_path: Path, kept: int) -> None:
+    """The seal is written after the next segment exists; a crash in that write
+    leaves a partial seal in a segment that is no longer the last."""
+    segs = segmented_log(tmp_path)
+    data = segs[0].read_bytes()
+    assert data[-HEADER_BYTES:][:4] == b"RKWN"
+    segs[0].write_bytes(data[: len(data) - HEADER_BYTES + kept])
+    wal, records = open_wal(tmp_path)
+    assert flatten(records) == expected(1, sum(BATCHES))
+    assert segs[0].stat().st_size == len(data) - HEADER_BYTES  # the partial seal was cut off
+    wal.close()
+    segs[0].write_bytes(data[: len(data) - HEADER_BYTES + kept])
+    assert plan_repair(tmp_path) is None  # nothing for `replikv repair` to discard
+    # anything else at the end of a full segment is still damage
+    segs[0].write_bytes(data[: len(data) - HEADER_BYTES] + b"garbage")
+    with pytest.raises(CorruptLogError, match="not the last segment"):
+        open_wal(tmp_path)

@@ -275,6 +275,14 @@ def _scan(
     return records, None, None
 
 
+def _torn_seal(data: bytes, bad: _BadRecord, next_first: int) -> bool:
+    """True when the bad bytes at the end of a full segment are the beginning of
+    the seal naming ``next_first``: the write of the seal was cut short by a crash
+    (it is written only after the next segment exists, see ``_roll_segment``)."""
+    rest = data[bad.offset :]
+    return bool(rest) and len(rest) < HEADER_BYTES and encode_seal(next_first).startswith(rest)
+
+
 def _valid_record_after(data: bytes, start: int, min_first: int) -> int | None:
     """Offset of the first checksum-valid record at or after ``start`` whose
     first index is >= ``min_first``, if any. (The index filter keeps a record
@@ -435,6 +443,10 @@ class WriteAheadLog:
             start = _segment_start(data, seg_first, name)
             records, bad, sealed = _scan(data, seg_first, name, start)
             size = len(data)
+            if bad is not None and i != len(found) - 1 and _torn_seal(data, bad, found[i + 1][0]):
+                # a crash while sealing: the next segment exists, its seal was cut short
+                self._truncate_torn_tail(path, bad, len(data))
+                size, bad = bad.offset, None
             if bad is not None:
                 if i != len(found) - 1:
                     raise CorruptLogError(name, bad.offset, f"{bad.reason} (not the last segment)")
@@ -1027,6 +1039,8 @@ def plan_repair(directory: str | Path) -> RepairPlan | None:
             return plan(str(exc), i, exc.offset)
         if records:
             last_kept = records[-1].first_index + records[-1].count - 1
+        if bad is not None and i != len(found) - 1 and _torn_seal(data, bad, found[i + 1][0]):
+            bad = None  # a seal cut short by a crash: recover() removes it, nothing is damaged
         if bad is not None:
             return plan(f"{path.name} at byte {bad.offset}: {bad.reason}", i, bad.offset)
         expected = last_kept + 1 if records else seg_first
