@@ -51,6 +51,7 @@ import itertools
 import logging
 import random
 import re
+import threading
 import time
 from typing import Any
 
@@ -722,7 +723,7 @@ class RaftRunner(BaseRunner):
         forked child (runtime/snapshotter.py), then hand it to the core to compact."""
         core_log = self.core.log
         index = self.applied
-        if self.disk_error is not None or index <= core_log.snapshot.index:
+        if self.disk_error is not None or index <= core_log.snapshot.index or self._reading_back is not None:
             return
         term, config = int(core_log.term(index) or 0), core_log.config_at(index)
         sm, sessions = self.sm, self.sessions.to_state()  # as of the fork, in the child's copy
@@ -731,12 +732,31 @@ class RaftRunner(BaseRunner):
             self._snapshot_written)
 
     def _snapshot_written(self, index: int) -> None:
-        """The child's snapshot is durable: read it back off the loop, then compact."""
+        """The child's snapshot is durable: read it back off the loop, then compact.
+
+        A one-shot thread, not an executor pool: no thread may outlive it into
+        the next fork (a thread holding a lock at fork time can deadlock the
+        child), and no snapshot starts while it runs."""
         loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, load_latest_snapshot, self.snapshot_dir).add_done_callback(
-            lambda done: self._install_written(index, done.result()))
+        directory = self.snapshot_dir
+
+        def read_back() -> None:
+            try:
+                stored: Any = load_latest_snapshot(directory)
+            except StorageError as exc:
+                stored = exc
+            loop.call_soon_threadsafe(self._install_written, index, stored)
+
+        self._reading_back = threading.Thread(target=read_back, name="snapshot-read-back", daemon=True)
+        self._reading_back.start()
+
+    _reading_back: threading.Thread | None = None
 
     def _install_written(self, index: int, stored: Any) -> None:
+        self._reading_back = None
+        if isinstance(stored, StorageError):
+            log.error("node %s: cannot read back the snapshot at %d the child wrote: %s", self.id, index, stored)
+            return
         if stored is None or stored.index != index or index <= self.core.log.snapshot.index:
             return  # a newer snapshot (from the leader) superseded it
         _voters, _learners, app = msgpack.unpackb(stored.data)
