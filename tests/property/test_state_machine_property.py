@@ -2,7 +2,7 @@
 
 A random sequence of client writes (with TTLs that expire along the way,
 MULTI blocks and active expiry cycles) runs on a leader through
-``execute_write``; every logged entry is applied with ``apply`` to a
+``execute``; every logged entry is applied with ``apply`` (no clock) to a
 follower, and at a random point a second follower is started from a
 snapshot of the first. After every step all machines have equal digests and
 answer every read equally at the same ``now_ms``; the leader's structural
@@ -16,9 +16,11 @@ from collections import deque
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 
 T0 = 1_700_000_000_000
+LOG = ApplyContext(None)  # followers apply the leader-follower log without a clock
 KEYS = [b"a", b"b", b"c"]
 VALUES = [b"0", b"1", b"-3", b"x", b"", b"9223372036854775807"]
 
@@ -164,7 +166,7 @@ def test_log_replay_reproduces_leader_state(
         if entry is not None:
             assert entry, "an entry is None or non-empty"
             for f in followers:
-                f.apply(entry)
+                f.apply(entry, LOG)
 
     for i, (kind, arg) in enumerate(steps):
         if i == restore_at:
@@ -173,11 +175,11 @@ def test_log_replay_reproduces_leader_state(
             followers.append(late)
         if kind == "write":
             argv = list(arg)  # type: ignore[call-overload]
-            _reply, entry = leader.execute_write(argv, now)
+            _reply, entry = leader.execute(argv, ApplyContext(now))
             ship(entry)
         elif kind == "multi":
             queued = [list(c) for c in arg]  # type: ignore[union-attr]
-            _replies, entry = leader.execute_transaction(queued, now)
+            _replies, entry = leader.execute_transaction(queued, ApplyContext(now))
             ship(entry)
         elif kind == "expire_cycle":
             ship(leader.expire_cycle(now, arg))  # type: ignore[arg-type]

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from replikv.core.replies import RespError
-from replikv.kv import glob
-from replikv.kv.commands import COMMANDS, CommandSpec, command_reply, lookup, unknown_command
-from replikv.kv.state_machine import READ_COMMANDS, WRITE_COMMANDS
+from replikv.kv import args, glob
+from replikv.kv.commands import (
+    COMMANDS,
+    CommandSpec,
+    command,
+    command_reply,
+    lookup,
+    unknown_command,
+)
+from replikv.kv.types import FAMILIES
 
 RUNTIME_COMMANDS = [
     "PING",
@@ -36,6 +45,14 @@ RUNTIME_COMMANDS = [
     "READ",
 ]
 
+DATA_COMMANDS = {
+    "write": "SET SETNX SETEX PSETEX GETSET CAS GETDEL MSET INCR DECR INCRBY DECRBY APPEND WRITE "
+    "DEL UNLINK PERSIST FLUSHALL EXPIRE PEXPIRE EXPIREAT PEXPIREAT LPUSH RPUSH LPOP RPOP "
+    "SADD SREM HSET HDEL HINCRBY",
+    "readonly": "GET READ MGET STRLEN EXISTS TYPE TTL PTTL EXPIRETIME PEXPIRETIME KEYS SCAN DBSIZE "
+    "LRANGE LLEN SMEMBERS SISMEMBER SCARD HGET HMGET HEXISTS HGETALL HLEN",
+}
+
 
 # --- table ---------------------------------------------------------------------
 
@@ -43,8 +60,9 @@ RUNTIME_COMMANDS = [
 def test_every_required_command_is_in_the_table() -> None:
     for name in RUNTIME_COMMANDS:
         assert name.encode() in COMMANDS, name
-    for name in WRITE_COMMANDS | READ_COMMANDS:
-        assert name.encode() in COMMANDS, name
+    for flag, names in DATA_COMMANDS.items():
+        for name in names.split():
+            assert flag in COMMANDS[name.encode()].flags, name
 
 
 def test_keys_are_uppercase_and_names_lowercase() -> None:
@@ -63,9 +81,37 @@ def test_exactly_one_routing_class_per_command() -> None:
         assert sum(classes) == 1, spec.name
 
 
-def test_state_machine_tables_match_flags() -> None:
-    assert all(COMMANDS[n.encode()].is_write for n in WRITE_COMMANDS)
-    assert all(COMMANDS[n.encode()].is_readonly for n in READ_COMMANDS)
+def test_the_one_table_carries_each_data_commands_operation() -> None:
+    """A write has an apply operation, a read a read operation, a runtime command neither."""
+    for spec in COMMANDS.values():
+        assert (spec.apply is not None) == spec.is_write, spec.name
+        assert (spec.read is not None) == spec.is_readonly, spec.name
+        if not spec.is_write:
+            assert spec.rewrite is None and spec.logged_as is None, spec.name
+
+
+def test_every_operation_is_reachable_from_the_table() -> None:
+    """Each public function of a family module is some command's operation,
+    rewrite or log form, and every operation in the table comes from a family."""
+    in_table = set()
+    for spec in COMMANDS.values():
+        in_table.update(f for f in (spec.apply, spec.read, spec.rewrite, spec.logged_as) if f)
+    family_names = {family.__name__ for family in FAMILIES}
+    for family in FAMILIES:
+        for name, fn in inspect.getmembers(family, inspect.isfunction):
+            if fn.__module__ == family.__name__ and not name.startswith("_"):
+                assert fn in in_table, f"{family.__name__}.{name} is not reachable from COMMANDS"
+    for fn in in_table:
+        assert fn.__module__ in family_names or fn is args.needs_clock, fn
+
+
+def test_a_command_is_declared_once_with_one_route() -> None:
+    with pytest.raises(ValueError, match="declared twice"):
+        command("get", 2, "readonly fast")(lambda sm, argv, now: None)
+    with pytest.raises(ValueError, match="exactly one"):
+        command("nosuch", 2, "readonly write")(lambda sm, argv, ctx: None)
+    assert b"NOSUCH" not in COMMANDS
+    assert COMMANDS[b"GET"].read is not None
 
 
 @pytest.mark.parametrize("name", [b"set", b"SET", b"SeT"])

@@ -12,10 +12,12 @@ import random
 import pytest
 
 from replikv.core.replies import NOT_INTEGER, NULL_ARRAY, SYNTAX_ERROR, WRONGTYPE, RespError
+from replikv.kv.context import ApplyContext
 from replikv.kv.scan_index import ScanIndex
 from replikv.kv.state_machine import StateMachine
 
 NOW = 1_700_000_000_000
+LOG = ApplyContext(None)  # a follower applying a leader-follower log: no clock
 
 
 def _argv(args: tuple[object, ...]) -> list[bytes]:
@@ -31,10 +33,10 @@ class Pair:
         self.log: list[list[list[bytes]]] = []
 
     def w(self, *args: object, now: int = NOW) -> object:
-        reply, cmds = self.leader.execute_write(_argv(args), now)
+        reply, cmds = self.leader.execute(_argv(args), ApplyContext(now))
         if cmds is not None:
             self.log.append(cmds)
-            self.follower.apply(cmds)
+            self.follower.apply(cmds, LOG)
         assert self.leader.digest() == self.follower.digest()
         return reply
 
@@ -78,7 +80,7 @@ def test_set_get(p: Pair) -> None:
 
 def test_plain_set_logs_the_argv_itself(p: Pair) -> None:
     argv = [b"SET", b"k", b"v"]
-    reply, cmds = p.leader.execute_write(argv, NOW)
+    reply, cmds = p.leader.execute(argv, ApplyContext(NOW))
     assert reply == "OK" and cmds is not None and len(cmds) == 1 and cmds[0] is argv
 
 
@@ -137,9 +139,9 @@ def test_set_ex_is_logged_as_pxat(p: Pair) -> None:
 
 def test_set_absolute_ttl_logged_as_is(p: Pair) -> None:
     argv = [b"SET", b"k", b"v", b"EXAT", b"%d" % (NOW // 1000 + 100)]
-    _, cmds = p.leader.execute_write(argv, NOW)
+    _, cmds = p.leader.execute(argv, ApplyContext(NOW))
     assert cmds is not None and cmds[0] is argv
-    p.follower.apply(cmds)
+    p.follower.apply(cmds, LOG)
     assert p.follower.expires[b"k"] == (NOW // 1000 + 100) * 1000
 
 
@@ -276,9 +278,9 @@ def test_expireat_future_logged_as_is(p: Pair) -> None:
     p.w("SET", "k", "v")
     when = NOW // 1000 + 50
     argv = [b"EXPIREAT", b"k", b"%d" % when]
-    reply, cmds = p.leader.execute_write(argv, NOW)
+    reply, cmds = p.leader.execute(argv, ApplyContext(NOW))
     assert reply == 1 and cmds is not None and cmds[0] is argv
-    p.follower.apply(cmds)
+    p.follower.apply(cmds, LOG)
     assert p.follower.expires[b"k"] == when * 1000 == p.leader.expires[b"k"]
 
 
@@ -430,10 +432,10 @@ def test_expired_key_is_deleted_first_and_del_logged(p: Pair) -> None:
     assert p.r("GET", "k", now=later) is None  # invisible to reads...
     assert b"k" in p.leader.data  # ...but reads never delete
     argv = [b"INCR", b"k"]
-    reply, cmds = p.leader.execute_write(argv, later)
+    reply, cmds = p.leader.execute(argv, ApplyContext(later))
     assert reply == 1  # counts from 0: the expired string is gone
     assert cmds == [[b"DEL", b"k"], argv] and cmds[1] is argv
-    p.follower.apply(cmds)
+    p.follower.apply(cmds, LOG)
     assert p.follower.digest() == p.leader.digest()
 
 
@@ -464,16 +466,17 @@ def test_multi_key_commands_delete_every_expired_key(p: Pair) -> None:
 
 def test_apply_never_reads_a_clock() -> None:
     follower = StateMachine()
-    follower.apply([[b"SET", b"k", b"v", b"PXAT", b"1"]])  # long past
+    follower.apply([[b"SET", b"k", b"v", b"PXAT", b"1"]], LOG)  # long past
     assert follower.data[b"k"] == b"v" and follower.expires[b"k"] == 1
-    follower.apply([[b"PEXPIREAT", b"k", b"2"]])
+    follower.apply([[b"PEXPIREAT", b"k", b"2"]], LOG)
     assert follower.expires[b"k"] == 2  # a past TTL is stored, never acted on
 
 
 def test_apply_refuses_commands_that_need_a_clock() -> None:
     sm = StateMachine()
     replies = sm.apply(
-        [[b"SET", b"k", b"v", b"EX", b"10"], [b"EXPIRE", b"k", b"1"], [b"SETEX", b"k", b"1", b"v"]]
+        [[b"SET", b"k", b"v", b"EX", b"10"], [b"EXPIRE", b"k", b"1"], [b"SETEX", b"k", b"1", b"v"]],
+        LOG,
     )
     assert all(isinstance(r, RespError) for r in replies)
     assert sm.data == {}
@@ -503,7 +506,7 @@ def test_expired_keys_and_expire_cycle(p: Pair) -> None:
     assert sm.expired_keys(NOW + 12, 100) == []  # stale heap entries skipped
     cmds = sm.expire_cycle(NOW + 15, 2)
     assert cmds == [[b"DEL", b"k3"], [b"DEL", b"k4"]]
-    p.follower.apply(cmds)
+    p.follower.apply(cmds, LOG)
     assert p.follower.digest() == sm.digest()
     assert sm.expire_cycle(NOW + 16, 100) == [[b"DEL", b"k5"], [b"DEL", b"k6"]]
     assert sm.expire_cycle(NOW + 16, 100) is None
@@ -511,11 +514,11 @@ def test_expired_keys_and_expire_cycle(p: Pair) -> None:
 
 def test_expired_keys_heap_stays_bounded() -> None:
     sm = StateMachine()
-    sm.execute_write([b"SET", b"k", b"v", b"PX", b"10"], NOW)
+    sm.execute([b"SET", b"k", b"v", b"PX", b"10"], ApplyContext(NOW))
     sm.expired_keys(NOW, 1)  # builds the heap
     for i in range(1000):
-        sm.execute_write([b"PEXPIRE", b"k", b"%d" % (10 + i)], NOW)
-    assert sm._heap is None or len(sm._heap) <= 2 * len(sm.expires) + 65
+        sm.execute([b"PEXPIRE", b"k", b"%d" % (10 + i)], ApplyContext(NOW))
+    assert sm.expiry_heap is None or len(sm.expiry_heap) <= 2 * len(sm.expires) + 65
     assert sm.expired_keys(NOW + 2000, 10) == [b"k"]
 
 
@@ -532,19 +535,20 @@ def test_transaction_is_one_entry_and_errors_do_not_stop_it(p: Pair) -> None:
         _argv(("SADD", "x", "a")),
         _argv(("SADD", "x", "a")),  # no-op, not logged
     ]
-    replies, entry = p.leader.execute_transaction(queued, NOW)
+    replies, entry = p.leader.execute_transaction(queued, ApplyContext(NOW))
     assert replies == [1, NOT_INTEGER, b"1", "OK", 1, 0]
     assert entry == [
         [b"INCR", b"n"],
         [b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 5000)],
         [b"SADD", b"x", b"a"],
     ]
-    p.follower.apply(entry)
+    p.follower.apply(entry, LOG)
     assert p.follower.digest() == p.leader.digest()
 
 
 def test_transaction_without_changes_logs_nothing(p: Pair) -> None:
-    replies, entry = p.leader.execute_transaction([_argv(("GET", "a")), _argv(("DEL", "a"))], NOW)
+    queued = [_argv(("GET", "a")), _argv(("DEL", "a"))]
+    replies, entry = p.leader.execute_transaction(queued, ApplyContext(NOW))
     assert replies == [None, 0] and entry is None
 
 
@@ -567,8 +571,8 @@ def test_snapshot_restore_round_trip(p: Pair) -> None:
     assert copy.data == p.leader.data and copy.expires == p.leader.expires
     assert copy.read([b"LRANGE", b"l", b"0", b"-1"], NOW) == [b"a", b"b", b"c"]
     # the restored machine keeps working as a follower
-    _reply, cmds = p.leader.execute_write([b"LPUSH", b"l", b"z"], NOW)
-    copy.apply(cmds)
+    _reply, cmds = p.leader.execute([b"LPUSH", b"l", b"z"], ApplyContext(NOW))
+    copy.apply(cmds, LOG)
     assert copy.digest() == p.leader.digest()
 
 
@@ -586,6 +590,30 @@ def test_restore_rejects_unknown_version() -> None:
         StateMachine().restore(msgpack.packb([99, []]))
 
 
+def test_snapshot_format_version_1_is_kept() -> None:
+    """Snapshots on disk stay loadable: version 1 rows are [key, tag, payload,
+    expire_ms|None] with tags 0 string, 1 list, 2 set, 3 hash (flat field, value)."""
+    from collections import deque
+
+    import msgpack
+
+    rows = [
+        [b"s", 0, b"v", None],
+        [b"l", 1, [b"a", b"b"], 1_900_000_000_000],
+        [b"t", 2, [b"m"], None],
+        [b"h", 3, [b"f", b"1", b"g", b"2"], None],
+    ]
+    raw = msgpack.packb([1, rows], use_bin_type=True)
+    sm = StateMachine()
+    sm.restore(raw)
+    hash_ = {b"f": b"1", b"g": b"2"}
+    assert sm.data == {b"s": b"v", b"l": deque([b"a", b"b"]), b"t": {b"m"}, b"h": hash_}
+    assert sm.expires == {b"l": 1_900_000_000_000}
+    assert sm.snapshot() == raw
+    with pytest.raises(ValueError, match="unknown value type 9"):
+        StateMachine().restore(msgpack.packb([1, [[b"x", 9, b"", None]]], use_bin_type=True))
+
+
 def test_digest_is_order_independent_and_sensitive() -> None:
     a, b = StateMachine(), StateMachine()
     a.apply(
@@ -593,26 +621,28 @@ def test_digest_is_order_independent_and_sensitive() -> None:
             [b"SADD", b"s", b"1", b"2", b"3"],
             [b"SET", b"k", b"v"],
             [b"HSET", b"h", b"a", b"1", b"b", b"2"],
-        ]
+        ],
+        LOG,
     )
     b.apply(
         [
             [b"HSET", b"h", b"b", b"2", b"a", b"1"],
             [b"SET", b"k", b"v"],
             [b"SADD", b"s", b"3", b"2", b"1"],
-        ]
+        ],
+        LOG,
     )
     assert a.digest() == b.digest()
-    b.apply([[b"PEXPIREAT", b"k", b"5"]])
+    b.apply([[b"PEXPIREAT", b"k", b"5"]], LOG)
     assert a.digest() != b.digest()
     c = StateMachine()
-    c.apply([[b"RPUSH", b"l", b"a", b"b"]])
+    c.apply([[b"RPUSH", b"l", b"a", b"b"]], LOG)
     d = StateMachine()
-    d.apply([[b"RPUSH", b"l", b"b", b"a"]])
+    d.apply([[b"RPUSH", b"l", b"b", b"a"]], LOG)
     assert c.digest() != d.digest()  # list order matters
     e, f = StateMachine(), StateMachine()
-    e.apply([[b"SET", b"k", b"ab"]])
-    f.apply([[b"SADD", b"k", b"ab"]])
+    e.apply([[b"SET", b"k", b"ab"]], LOG)
+    f.apply([[b"SADD", b"k", b"ab"]], LOG)
     assert e.digest() != f.digest()  # the type matters
 
 
@@ -668,7 +698,7 @@ def test_scan_guarantee_under_concurrent_inserts_and_deletes() -> None:
     sm = StateMachine()
     stable = {b"stable:%d" % i for i in range(300)}
     for key in stable:
-        sm.apply([[b"SET", key, b"v"]])
+        sm.apply([[b"SET", key, b"v"]], LOG)
     churn = [b"churn:%d" % i for i in range(3000)]
     seen: list[bytes] = []
     cursor = b"0"
@@ -678,9 +708,9 @@ def test_scan_guarantee_under_concurrent_inserts_and_deletes() -> None:
         seen.extend(keys)
         # between calls: insert many (the index grows), delete many (it shrinks)
         for _ in range(rng.randint(0, 60)):
-            sm.apply([[b"SET", rng.choice(churn), b"v"]])
+            sm.apply([[b"SET", rng.choice(churn), b"v"]], LOG)
         for _ in range(rng.randint(0, 60)):
-            sm.apply([[b"DEL", rng.choice(churn)]])
+            sm.apply([[b"DEL", rng.choice(churn)]], LOG)
         steps += 1
         assert steps < 100_000
         if cursor == b"0":
@@ -691,25 +721,25 @@ def test_scan_guarantee_under_concurrent_inserts_and_deletes() -> None:
 def test_scan_index_tracks_every_key_change() -> None:
     sm = StateMachine()
     sm.read([b"SCAN", b"0"], NOW)  # builds the index
-    sm.execute_write([b"SET", b"a", b"1"], NOW)
-    sm.execute_write([b"INCR", b"n"], NOW)
-    sm.execute_write([b"APPEND", b"ap", b"x"], NOW)
-    sm.execute_write([b"RPUSH", b"l", b"x"], NOW)
-    sm.execute_write([b"SADD", b"s", b"x"], NOW)
-    sm.execute_write([b"HSET", b"h", b"f", b"v"], NOW)
-    sm.execute_write([b"HINCRBY", b"h2", b"f", b"1"], NOW)
-    sm.execute_write([b"MSET", b"m1", b"1", b"m2", b"2"], NOW)
-    sm.execute_write([b"SET", b"x", b"1", b"NX", b"PX", b"5"], NOW)
-    sm.execute_write([b"SETEX", b"y", b"5", b"v"], NOW)
+    sm.execute([b"SET", b"a", b"1"], ApplyContext(NOW))
+    sm.execute([b"INCR", b"n"], ApplyContext(NOW))
+    sm.execute([b"APPEND", b"ap", b"x"], ApplyContext(NOW))
+    sm.execute([b"RPUSH", b"l", b"x"], ApplyContext(NOW))
+    sm.execute([b"SADD", b"s", b"x"], ApplyContext(NOW))
+    sm.execute([b"HSET", b"h", b"f", b"v"], ApplyContext(NOW))
+    sm.execute([b"HINCRBY", b"h2", b"f", b"1"], ApplyContext(NOW))
+    sm.execute([b"MSET", b"m1", b"1", b"m2", b"2"], ApplyContext(NOW))
+    sm.execute([b"SET", b"x", b"1", b"NX", b"PX", b"5"], ApplyContext(NOW))
+    sm.execute([b"SETEX", b"y", b"5", b"v"], ApplyContext(NOW))
     assert set(_full_scan(sm)) == set(sm.data)
-    sm.execute_write([b"LPOP", b"l"], NOW)
-    sm.execute_write([b"SREM", b"s", b"x"], NOW)
-    sm.execute_write([b"HDEL", b"h", b"f"], NOW)
-    sm.execute_write([b"GETDEL", b"a"], NOW)
-    sm.execute_write([b"INCR", b"x"], NOW + 5)  # x expired: DEL then a new key
+    sm.execute([b"LPOP", b"l"], ApplyContext(NOW))
+    sm.execute([b"SREM", b"s", b"x"], ApplyContext(NOW))
+    sm.execute([b"HDEL", b"h", b"f"], ApplyContext(NOW))
+    sm.execute([b"GETDEL", b"a"], ApplyContext(NOW))
+    sm.execute([b"INCR", b"x"], ApplyContext(NOW + 5))  # x expired: DEL then a new key
     assert set(_full_scan(sm, now=NOW + 5)) == set(sm.data)
-    assert sm._scan is not None and sorted(sm._scan._all_keys()) == sorted(sm.data)
-    sm.execute_write([b"FLUSHALL"], NOW)
+    assert sm.scan_index is not None and sorted(sm.scan_index._all_keys()) == sorted(sm.data)
+    sm.execute([b"FLUSHALL"], ApplyContext(NOW))
     assert _full_scan(sm) == []
 
 
@@ -739,12 +769,63 @@ def test_cas_swaps_only_when_the_value_matches_and_replicates_deterministically(
     log = []
     for argv in ([b"SET", b"k", b"a"], [b"CAS", b"k", b"b", b"c"], [b"CAS", b"k", b"a", b"b"],
                  [b"CAS", b"missing", b"a", b"b"], [b"LPUSH", b"l", b"x"]):
-        _, cmds = leader.execute_write(argv, 1_000)
+        _, cmds = leader.execute(argv, ApplyContext(1_000))
         if cmds:
             log.append(cmds)
     assert leader.read([b"GET", b"k"], 1_000) == b"b"
-    assert leader.execute_write([b"CAS", b"k", b"a", b"z"], 1_000)[0] == 0
-    assert leader.execute_write([b"CAS", b"l", b"x", b"y"], 1_000)[0] == WRONGTYPE
+    assert leader.execute([b"CAS", b"k", b"a", b"z"], ApplyContext(1_000))[0] == 0
+    assert leader.execute([b"CAS", b"l", b"x", b"y"], ApplyContext(1_000))[0] == WRONGTYPE
     for cmds in log:
-        follower.apply(cmds)
+        follower.apply(cmds, LOG)
     assert follower.digest() == leader.digest()
+
+
+# --- the apply context and the one table ------------------------------------------
+
+
+def test_the_apply_context_reaches_the_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write entry point dispatches through kv.commands.COMMANDS and hands
+    the operation the caller's ApplyContext (origin, log index, version, HLC),
+    which is where a merging mode will need them."""
+    from replikv.kv.commands import COMMANDS, CommandSpec
+
+    seen: list[ApplyContext] = []
+
+    def probe(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> object:
+        seen.append(ctx)
+        sm.data[argv[1]] = b"%s@%d" % (ctx.origin.encode(), ctx.log_index)
+        sm.dirty += 1
+        return 1
+
+    spec = CommandSpec("probe", 2, frozenset({"write"}), 1, 1, 1, apply=probe)
+    monkeypatch.setitem(COMMANDS, b"PROBE", spec)
+    follower = StateMachine()
+    ctx = ApplyContext(None, origin="n2", log_index=7, version=(("n2", 3),), hlc=42)
+    assert follower.apply([[b"PROBE", b"k"]], ctx) == [1]
+    assert seen == [ctx] and seen[0] is ctx
+    assert follower.data[b"k"] == b"n2@7"
+    raft = ApplyContext(NOW, origin="n1", log_index=9)
+    assert follower.apply([[b"probe", b"k"]], raft) == [1] and seen[-1] is raft
+    leader = StateMachine()
+    here = ApplyContext(NOW, origin="n1")
+    reply, cmds = leader.execute([b"PROBE", b"k"], here)
+    assert reply == 1 and cmds == [[b"PROBE", b"k"]] and seen[-1] is here
+    arity = RespError("ERR wrong number of arguments for 'probe' command")
+    assert leader.prepare([b"PROBE"], here) == (arity, None)
+    assert follower.apply([[b"PROBE"]], ctx) == [arity]
+
+
+def test_apply_without_a_time_refuses_what_needs_one() -> None:
+    """EXPIREDUE and a read need the entry's time; without one they are refused."""
+    from replikv.kv.state_machine import EXPIRE_DUE
+
+    sm = StateMachine()
+    sm.apply([[b"SET", b"k", b"v", b"PXAT", b"5"]], LOG)
+    needs_clock = RespError("ERR command needs a clock and cannot be applied from the log")
+    assert sm.apply([[EXPIRE_DUE, b"k"], [b"GET", b"k"]], LOG) == [needs_clock, needs_clock]
+    assert b"k" in sm.data
+    assert sm.apply([[b"NOSUCH", b"k"]], LOG) == [
+        RespError("ERR unknown command 'NOSUCH', with args beginning with: 'k' ")
+    ]
+    assert sm.apply([[EXPIRE_DUE, b"k"], [b"GET", b"k"]], ApplyContext(10)) == ["OK", None]
+    assert b"k" not in sm.data

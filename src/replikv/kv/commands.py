@@ -1,8 +1,7 @@
-"""The command table: every command replikv accepts, with Redis's metadata.
-
-One table serves three readers: the RESP server (arity check, read or write
-routing), the state machine (which keys a command touches) and the
-``COMMAND`` command (what redis-cli and redis-py see).
+"""The command table: every command replikv accepts, with Redis's metadata
+and, for a data command, the operation that carries it out. There is no
+other table: the RESP server routes by it, the state machine dispatches
+through it, ``COMMAND`` reports it.
 
 Rules:
 
@@ -10,11 +9,19 @@ Rules:
   case-insensitive (tries the name as sent, then ``.upper()``).
 - ``arity`` follows Redis: positive = exactly that many argv entries
   (including the name), negative = at least ``-arity``.
-- Routing by flags: ``write`` commands go through
-  ``StateMachine.execute_write`` (the leader logs them), ``readonly`` ones
-  through ``StateMachine.read`` (never logged); everything else
-  (``connection`` / ``admin``) is handled by the runtime itself.
-  Exactly one of ``write``, ``readonly``, ``connection``/``admin`` holds.
+- Routing by flags, exactly one of which holds: a ``write`` command carries
+  an ``apply`` operation (``StateMachine.execute``/``apply``; the leader
+  logs it), a ``readonly`` one a ``read`` operation (``StateMachine.read``;
+  never logged), a ``connection``/``admin`` one neither (the runtime
+  handles it, ``runtime/commands.py``). :func:`command` enforces it.
+- A data command is declared once, by the :func:`command` decorator on its
+  operation in its family module under ``kv/types/`` (one module per data
+  type; ``kv/types/__init__.py`` lists them). Importing anything from
+  ``replikv.kv`` loads every family, so the table is always complete.
+- A write may carry ``rewrite`` (the leader's deterministic form of a
+  command that depends on a clock, ``kv/rewrite.py``; None: deterministic
+  as sent) and ``logged_as`` (the minimal log form of a rewritten command
+  that applied, its conditions having held on the leader's state).
 - Keys follow Redis's legacy triple: argv positions ``first_key`` ..
   ``last_key`` (negative counts from the end, ``-1`` = last) stepping by
   ``key_step``; ``0, 0, 0`` means the command has no key arguments.
@@ -26,17 +33,30 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from replikv.core.replies import RespError
+
+if TYPE_CHECKING:
+    from replikv.kv.context import ApplyContext
+    from replikv.kv.state_machine import StateMachine
 
 __all__ = [
     "COMMANDS",
     "CommandSpec",
+    "command",
     "command_reply",
     "lookup",
     "unknown_command",
 ]
+
+Reply = Any
+ApplyFn = Callable[["StateMachine", list[bytes], "ApplyContext"], Reply]
+ReadFn = Callable[["StateMachine", list[bytes], int], Reply]
+RewriteFn = Callable[["StateMachine", list[bytes], int, bool], list[bytes]]
+LogFormFn = Callable[[list[bytes]], list[bytes]]
 
 # Flags replikv uses for routing that Redis does not have.
 _INTERNAL_FLAGS = frozenset({"connection"})
@@ -44,7 +64,7 @@ _INTERNAL_FLAGS = frozenset({"connection"})
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """One command's metadata (Redis's legacy COMMAND fields)."""
+    """One command: Redis's legacy COMMAND fields and, for data commands, its operation."""
 
     name: str  # lowercase, as COMMAND reports it
     arity: int
@@ -52,6 +72,10 @@ class CommandSpec:
     first_key: int
     last_key: int
     key_step: int
+    apply: ApplyFn | None = None  # write: (sm, argv, ctx) -> reply; changes the data
+    read: ReadFn | None = None  # readonly: (sm, argv, now_ms) -> reply; changes nothing
+    rewrite: RewriteFn | None = None  # write: (sm, argv, now_ms, exact) -> deterministic argv
+    logged_as: LogFormFn | None = None  # write: minimal log form of a rewritten command
 
     def arity_ok(self, argc: int) -> bool:
         """True when ``argc`` (argv length, name included) fits the arity."""
@@ -72,103 +96,85 @@ class CommandSpec:
         """The key arguments of ``argv`` (empty for keyless commands)."""
         if self.first_key == 0:
             return []
+        if self.first_key == 1 and self.last_key == 1:
+            return [argv[1]]
         last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
         return argv[self.first_key : last + 1 : self.key_step]
 
 
-def _spec(
-    name: str, arity: int, flags: str, first: int = 1, last: int = 1, step: int = 1
-) -> CommandSpec:
-    return CommandSpec(name.lower(), arity, frozenset(flags.split()), first, last, step)
-
+COMMANDS: dict[bytes, CommandSpec] = {}
 
 _KEYLESS = (0, 0, 0)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-_SPECS: tuple[CommandSpec, ...] = (
-    # strings
-    _spec("get", 2, "readonly fast"),
-    _spec("set", -3, "write denyoom"),
-    _spec("setnx", 3, "write denyoom fast"),
-    _spec("cas", 4, "write denyoom fast"),
-    _spec("setex", 4, "write denyoom"),
-    _spec("psetex", 4, "write denyoom"),
-    _spec("getset", 3, "write denyoom fast"),
-    _spec("getdel", 2, "write fast"),
-    _spec("mget", -2, "readonly fast", 1, -1, 1),
-    _spec("mset", -3, "write denyoom", 1, -1, 2),
-    _spec("append", 3, "write denyoom"),
-    _spec("strlen", 2, "readonly fast"),
-    _spec("incr", 2, "write denyoom fast"),
-    _spec("incrby", 3, "write denyoom fast"),
-    _spec("decr", 2, "write denyoom fast"),
-    _spec("decrby", 3, "write denyoom fast"),
-    # the seed's plain-text client: aliases of SET / GET
-    _spec("write", -3, "write denyoom"),
-    _spec("read", 2, "readonly fast"),
-    # keyspace
-    _spec("del", -2, "write", 1, -1, 1),
-    _spec("unlink", -2, "write fast", 1, -1, 1),
-    _spec("exists", -2, "readonly fast", 1, -1, 1),
-    _spec("type", 2, "readonly fast"),
-    _spec("expire", -3, "write fast"),
-    _spec("pexpire", -3, "write fast"),
-    _spec("expireat", -3, "write fast"),
-    _spec("pexpireat", -3, "write fast"),
-    _spec("persist", 2, "write fast"),
-    _spec("ttl", 2, "readonly fast"),
-    _spec("pttl", 2, "readonly fast"),
-    _spec("expiretime", 2, "readonly fast"),
-    _spec("pexpiretime", 2, "readonly fast"),
-    _spec("keys", 2, "readonly", *_KEYLESS),
-    _spec("scan", -2, "readonly", *_KEYLESS),
-    _spec("dbsize", 1, "readonly fast", *_KEYLESS),
-    _spec("flushall", -1, "write", *_KEYLESS),
-    # lists
-    _spec("lpush", -3, "write denyoom fast"),
-    _spec("rpush", -3, "write denyoom fast"),
-    _spec("lpop", -2, "write fast"),
-    _spec("rpop", -2, "write fast"),
-    _spec("lrange", 4, "readonly"),
-    _spec("llen", 2, "readonly fast"),
-    # sets
-    _spec("sadd", -3, "write denyoom fast"),
-    _spec("srem", -3, "write fast"),
-    _spec("smembers", 2, "readonly"),
-    _spec("sismember", 3, "readonly fast"),
-    _spec("scard", 2, "readonly fast"),
-    # hashes
-    _spec("hset", -4, "write denyoom fast"),
-    _spec("hget", 3, "readonly fast"),
-    _spec("hmget", -3, "readonly fast"),
-    _spec("hexists", 3, "readonly fast"),
-    _spec("hdel", -3, "write fast"),
-    _spec("hgetall", 2, "readonly"),
-    _spec("hlen", 2, "readonly fast"),
-    _spec("hincrby", 4, "write denyoom fast"),
-    # connection and admin: handled by the runtime, listed for arity + COMMAND
-    _spec("ping", -1, "fast connection", *_KEYLESS),
-    _spec("echo", 2, "fast connection", *_KEYLESS),
-    _spec("hello", -1, "noscript loading stale fast no_auth connection", *_KEYLESS),
-    _spec("auth", -2, "noscript loading stale fast no_auth connection", *_KEYLESS),
-    _spec("select", 2, "loading stale fast connection", *_KEYLESS),
-    _spec("quit", -1, "noscript loading stale fast no_auth allow_busy connection", *_KEYLESS),
-    _spec("multi", 1, "noscript loading stale fast allow_busy connection", *_KEYLESS),
-    _spec("exec", 1, "noscript loading stale skip_slowlog connection", *_KEYLESS),
-    _spec("discard", 1, "noscript loading stale fast allow_busy connection", *_KEYLESS),
-    _spec("wait", 3, "noscript connection", *_KEYLESS),
-    _spec("info", -1, "loading stale connection", *_KEYLESS),
-    _spec("client", -2, "noscript loading stale connection", *_KEYLESS),
-    _spec("command", -1, "loading stale connection", *_KEYLESS),
-    _spec("consistency", -1, "fast connection", *_KEYLESS),
-    _spec("session", -1, "fast connection", *_KEYLESS),
-    _spec("config", -2, "admin noscript loading stale", *_KEYLESS),
-    _spec("failover", -1, "admin noscript stale", *_KEYLESS),
-    _spec("replikv", -2, "admin noscript loading stale", *_KEYLESS),
-    _spec("cluster", -2, "connection", *_KEYLESS),
-    _spec("acl", -2, "admin noscript loading stale", *_KEYLESS),
-)
 
-COMMANDS: dict[bytes, CommandSpec] = {s.name.upper().encode(): s for s in _SPECS}
+def _add(spec: CommandSpec) -> None:
+    flags = spec.flags
+    routes = ("write" in flags, "readonly" in flags, bool(flags & {"connection", "admin"}))
+    if sum(routes) != 1:
+        raise ValueError(f"{spec.name}: exactly one of write, readonly, connection/admin must hold")
+    if (spec.apply is not None) != routes[0] or (spec.read is not None) != routes[1]:
+        raise ValueError(f"{spec.name}: a write carries an apply operation, a readonly one a read")
+    if (spec.rewrite or spec.logged_as) and not routes[0]:
+        raise ValueError(f"{spec.name}: only a write is rewritten")
+    key = spec.name.upper().encode()
+    if key in COMMANDS:
+        raise ValueError(f"{spec.name} is declared twice")
+    COMMANDS[key] = spec
+
+
+def command(
+    name: str,
+    arity: int,
+    flags: str,
+    keys: tuple[int, int, int] = (1, 1, 1),
+    *,
+    rewrite: RewriteFn | None = None,
+    logged_as: LogFormFn | None = None,
+) -> Callable[[_F], _F]:
+    """Declare data command ``name`` with the decorated function as its operation.
+
+    ``flags`` are Redis's; the operation is the command's ``apply`` if they
+    hold ``write``, its ``read`` if they hold ``readonly``. Stack the
+    decorator to declare an alias.
+    """
+    flag_set = frozenset(flags.split())
+
+    def register(fn: _F) -> _F:
+        is_write = "write" in flag_set
+        _add(CommandSpec(name.lower(), arity, flag_set, *keys, apply=fn if is_write else None,
+                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as))
+        return fn
+
+    return register
+
+
+def _runtime(name: str, arity: int, flags: str) -> None:
+    """Declare a keyless connection/admin command (handled in runtime/commands.py)."""
+    _add(CommandSpec(name, arity, frozenset(flags.split()), *_KEYLESS))
+
+
+# connection and admin: handled by the runtime, listed for arity + COMMAND
+_runtime("ping", -1, "fast connection")
+_runtime("echo", 2, "fast connection")
+_runtime("hello", -1, "noscript loading stale fast no_auth connection")
+_runtime("auth", -2, "noscript loading stale fast no_auth connection")
+_runtime("select", 2, "loading stale fast connection")
+_runtime("quit", -1, "noscript loading stale fast no_auth allow_busy connection")
+_runtime("multi", 1, "noscript loading stale fast allow_busy connection")
+_runtime("exec", 1, "noscript loading stale skip_slowlog connection")
+_runtime("discard", 1, "noscript loading stale fast allow_busy connection")
+_runtime("wait", 3, "noscript connection")
+_runtime("info", -1, "loading stale connection")
+_runtime("client", -2, "noscript loading stale connection")
+_runtime("command", -1, "loading stale connection")
+_runtime("consistency", -1, "fast connection")
+_runtime("session", -1, "fast connection")
+_runtime("config", -2, "admin noscript loading stale")
+_runtime("failover", -1, "admin noscript stale")
+_runtime("replikv", -2, "admin noscript loading stale")
+_runtime("cluster", -2, "connection")
+_runtime("acl", -2, "admin noscript loading stale")
 
 
 def lookup(name: bytes) -> CommandSpec | None:
@@ -266,7 +272,7 @@ def command_reply(argv: list[bytes]) -> object:
     if not argv or argv[0].upper() != b"COMMAND":
         argv = [b"COMMAND", *argv]
     if len(argv) == 1:
-        return [_info(s) for s in _SPECS]
+        return [_info(s) for s in COMMANDS.values()]
     sub = argv[1].upper()
     rest = argv[2:]
     arity = _SUBCOMMAND_ARITY.get(sub)
@@ -279,15 +285,15 @@ def command_reply(argv: list[bytes]) -> object:
             f"ERR wrong number of arguments for 'command|{sub.decode().lower()}' command"
         )
     if sub == b"COUNT":
-        return len(_SPECS)
+        return len(COMMANDS)
     if sub == b"LIST":
-        return [s.name.encode() for s in _SPECS]
+        return [s.name.encode() for s in COMMANDS.values()]
     if sub == b"INFO":
         if not rest:
-            return [_info(s) for s in _SPECS]
+            return [_info(s) for s in COMMANDS.values()]
         return [None if (spec := lookup(name)) is None else _info(spec) for name in rest]
     if sub == b"DOCS":
-        specs = _SPECS if not rest else [s for s in map(lookup, rest) if s is not None]
+        specs = [s for s in map(lookup, rest) if s is not None] if rest else COMMANDS.values()
         return {s.name.encode(): {} for s in specs}
     if sub == b"GETKEYS":
         spec = lookup(rest[0])

@@ -27,7 +27,8 @@ Rules it keeps (Raft Figure 2 "Persistent state"; etcd's Ready contract):
   the reply when it applies, never before.
 - Determinism: a write is rewritten by ``StateMachine.prepare(exact=False)``
   on the leader; the entry carries the leader's wall-clock ms, and every
-  replica applies it with ``apply_entry(cmds, now_ms)``.
+  replica applies it with ``StateMachine.apply(cmds, ApplyContext(now_ms,
+  log_index=index))``, which decides expiry at that time.
 - Reads: ``linearizable`` goes through ReadIndex (thesis §6.4) on any node (a
   follower asks the leader) and is served once the local state machine has
   applied the read index (the reads of one loop iteration go to the core in
@@ -75,6 +76,7 @@ from replikv.core.raft.sessions import SessionTable
 from replikv.core.replies import OK, Raw, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
+from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.resp_server import ClientConnection, Slot
@@ -403,12 +405,13 @@ class RaftRunner(BaseRunner):
         self._last_applied_index = entry.index
         now_ms, transaction, items = msgpack.unpackb(entry.data)
         replies: list[Any] = []
-        apply_entry = self.sm.apply_entry
+        apply = self.sm.apply
+        ctx = ApplyContext(now_ms, "", entry.index)  # the entry does not record its origin
         for item in items:
             if isinstance(item, str):
                 replies.append(RespError(item))
             else:
-                replies.extend(apply_entry([item], now_ms))
+                replies.extend(apply([item], ctx))
         if items and items[0] and items[0][0] == EXPIRE_DUE:
             self._expiry_inflight = 0
         result = replies if transaction else replies[-1]
@@ -485,10 +488,10 @@ class RaftRunner(BaseRunner):
             self.forwarder.forward(conn, self.leader_name, commands, transaction, client=client)
             return
         now = _wall_ms()
-        prepare = self.sm.prepare
+        prepare, ctx = self.sm.prepare, ApplyContext(now, self.id)
         items: list[Any] = []
         for argv in commands:
-            err, cmds = prepare(argv, now, exact=False)
+            err, cmds = prepare(argv, ctx, exact=False)
             if err is not None:
                 if not transaction:
                     conn.reply(err)
