@@ -158,7 +158,7 @@ def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callab
     """One ``final`` op per key, read on ``node`` (the leader after heal), value JSON-encoded."""
     import json
 
-    from replikv.check.checkers import FINAL_PROCESS
+    from replikv.check.history import FINAL_PROCESS
 
     ops: list[Op] = []
     with harness.netns():

@@ -20,25 +20,48 @@ Invariants of a well-formed `Op` (checked by `op_from_json`, hence by
 The op name is free text: the register workload uses read / write / cas and
 other workloads add their own names; a checker rejects the names it does not
 know, the loader does not.
+
+Long runs (bounded memory): `HistoryWriter` appends each op to the file as it
+completes, holding nothing; `HistoryFile` reads the file back as a
+`Sequence[Op]` (an op's index is its line number among the ops) without
+loading it: one pass indexes the byte offset of every line per key, and
+`by_key` then yields one key's operations at a time, so a checker that works
+key by key holds one key's ops, never the whole history. `by_key` works on an
+in-memory list too (the grouping every per-key checker uses).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import mmap
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, TextIO, cast
+import sys
+import threading
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO, cast, overload
 
 __all__ = [
+    "FINAL_PROCESS",
+    "NEMESIS_PROCESS",
+    "HistoryFile",
     "HistoryFormatError",
+    "HistoryWriter",
+    "KeyOps",
     "Op",
+    "by_key",
     "dump_history",
+    "iter_history",
     "load_history",
     "op_from_json",
     "op_to_json",
 ]
+
+
+NEMESIS_PROCESS = -1  # fault windows: op="nemesis", key = the fault, value = what was done
+FINAL_PROCESS = -2  # reads after heal and quiescence: op="final", value = JSON of the key's state
 
 
 class HistoryFormatError(ValueError):
@@ -123,26 +146,33 @@ def _open_text(path: str | os.PathLike[str], mode: str) -> TextIO:
     return cast(TextIO, open(path, mode, encoding="utf-8"))
 
 
+def _parse_line(line: str | bytes, where: str) -> Op:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise HistoryFormatError(f"{where}: invalid JSON: {e}") from e
+    try:
+        return op_from_json(obj)
+    except HistoryFormatError as e:
+        raise HistoryFormatError(f"{where}: {e}") from None
+
+
+def iter_history(path: str | os.PathLike[str]) -> Iterator[Op]:
+    """Stream the ops of a JSON-lines history (gzip when the name ends in .gz),
+    holding one line at a time; errors as `load_history`."""
+    with _open_text(path, "r") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield _parse_line(line, f"{os.fspath(path)}:{lineno}")
+
+
 def load_history(path: str | os.PathLike[str]) -> list[Op]:
     """Read a JSON-lines history (gzip-compressed when the name ends in .gz).
 
     Blank lines are skipped; any other malformed line raises HistoryFormatError
     naming the file and the 1-based line number.
     """
-    ops: list[Op] = []
-    with _open_text(path, "r") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HistoryFormatError(f"{os.fspath(path)}:{lineno}: invalid JSON: {e}") from e
-            try:
-                ops.append(op_from_json(obj))
-            except HistoryFormatError as e:
-                raise HistoryFormatError(f"{os.fspath(path)}:{lineno}: {e}") from None
-    return ops
+    return list(iter_history(path))
 
 
 def dump_history(ops: Iterable[Op], path: str | os.PathLike[str]) -> None:
@@ -151,3 +181,168 @@ def dump_history(ops: Iterable[Op], path: str | os.PathLike[str]) -> None:
         for op in ops:
             f.write(json.dumps(op_to_json(op)))
             f.write("\n")
+
+
+class HistoryWriter:
+    """Appends ops to a JSON-lines history as they complete (thread-safe).
+
+    Holds no op in memory: a run of any length costs a file handle and a
+    counter. Lines reach the OS at least once a second (`flush_every_s`) and at
+    `close`, so a crashed run leaves a readable prefix.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], flush_every_s: float = 1.0) -> None:
+        self.path = os.fspath(path)
+        self.count = 0
+        self._f = open(self.path, "w", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._flush_every_ns = int(flush_every_s * 1e9)
+        self._last_flush = 0
+
+    def append(self, op: Op, now_ns: int = 0) -> int:
+        """Write `op`; returns its index in the history. `now_ns` (any monotonic
+        clock) paces the flushes."""
+        line = json.dumps(op_to_json(op)) + "\n"
+        with self._lock:
+            self._f.write(line)
+            index = self.count
+            self.count += 1
+            if now_ns - self._last_flush >= self._flush_every_ns:
+                self._f.flush()
+                self._last_flush = now_ns
+        return index
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._f.closed:
+                self._f.close()
+
+
+@dataclass
+class KeyOps:
+    """One key's client operations (``process >= 0``) in history order, with their
+    history indices, and the key's final read (``FINAL_PROCESS``) if any."""
+
+    key: str
+    indices: list[int] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+    final: Op | None = None
+
+
+def by_key(history: Sequence[Op]) -> Iterator[KeyOps]:
+    """Group a history by key, keys in order of first appearance (nemesis ops are
+    left out). A `HistoryFile` yields one key at a time from disk."""
+    if isinstance(history, HistoryFile):
+        yield from history.by_key()
+        return
+    groups: dict[str, KeyOps] = {}
+    for i, op in enumerate(history):
+        if op.process == NEMESIS_PROCESS:
+            continue
+        g = groups.get(op.key)
+        if g is None:
+            g = groups[op.key] = KeyOps(op.key)
+        if op.process >= 0:
+            g.indices.append(i)
+            g.ops.append(op)
+        elif op.process == FINAL_PROCESS:
+            g.final = op
+    yield from groups.values()
+
+
+class HistoryFile(Sequence[Op]):
+    """A JSON-lines history on disk, read as a sequence without loading it.
+
+    Opening it makes one pass that records each line's byte offset (8 bytes
+    per op) and, per key, the line numbers of its ops (4 bytes per op); ops
+    are parsed when asked for. Indices are line numbers among non-blank lines,
+    as in `load_history`. Uncompressed files only (the runner writes those).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._offsets = array("q")
+        self._keys: dict[str, array[int]] = {}
+        self._nemesis = array("l")
+        self._file = open(self.path, "rb")
+        size = os.fstat(self._file.fileno()).st_size
+        self._map: mmap.mmap | bytes = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) \
+            if size else b""
+        self._index()
+
+    def _index(self) -> None:
+        pos = lineno = 0
+        data = self._map
+        end = len(data)
+        while pos < end:
+            lineno += 1
+            nl = data.find(b"\n", pos)
+            stop = end if nl < 0 else nl
+            line = data[pos:stop]
+            if line.strip():
+                n = len(self._offsets)
+                op = _parse_line(line, f"{self.path}:{lineno}")
+                self._offsets.append(pos)
+                if op.process == NEMESIS_PROCESS:
+                    self._nemesis.append(n)
+                else:
+                    key = sys.intern(op.key)
+                    idx = self._keys.get(key)
+                    if idx is None:
+                        idx = self._keys[key] = array("l")
+                    idx.append(n)
+            pos = stop + 1
+
+    def close(self) -> None:
+        if isinstance(self._map, mmap.mmap):
+            self._map.close()
+        self._file.close()
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def _op(self, i: int) -> Op:
+        start = self._offsets[i]
+        nl = self._map.find(b"\n", start)
+        return _parse_line(self._map[start: nl if nl >= 0 else len(self._map)], f"{self.path}: op #{i}")
+
+    @overload
+    def __getitem__(self, i: int) -> Op: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Op]: ...
+
+    def __getitem__(self, i: int | slice) -> Op | list[Op]:
+        if isinstance(i, slice):
+            return [self._op(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._op(i)
+
+    def __iter__(self) -> Iterator[Op]:
+        for i in range(len(self)):
+            yield self._op(i)
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def nemesis_ops(self) -> list[Op]:
+        return [self._op(i) for i in self._nemesis]
+
+    def ops_of(self, key: str) -> KeyOps:
+        """`key`'s ops, parsed now (the caller holds them as long as it needs)."""
+        g = KeyOps(key)
+        for i in self._keys.get(key, ()):
+            op = self._op(i)
+            if op.process >= 0:
+                g.indices.append(i)
+                g.ops.append(op)
+            elif op.process == FINAL_PROCESS:
+                g.final = op
+        return g
+
+    def by_key(self) -> Iterator[KeyOps]:
+        for key in self._keys:
+            yield self.ops_of(key)

@@ -23,6 +23,7 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from replikv.check import checkers as ck
 from replikv.check.clients import ClientPool, run_final_reads
 from replikv.check.harness import Harness, HarnessError, mode_available
 from replikv.check.history import Op, dump_history
+from replikv.check.result import run_key_checkers
 from replikv.check.nemesis import Nemesis, heal_everything, nemesis_available, schedule
 from replikv.check.workloads import make_workload, probe_cas
 from replikv.modes import Claim
@@ -73,17 +75,10 @@ def judge(claims: list[Claim], results: list[ck.CheckResult]) -> tuple[int, str]
     return 0, "held"
 
 
-def run_checkers(history: list[Op], workload: str, digests: dict[str, str | None],
+def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | None],
                  timeout_s: float = 60.0) -> list[ck.CheckResult]:
-    results = [ck.check_convergence(digests)]
-    if workload == "counter":
-        results.append(ck.check_counter(history))
-    else:
-        results.append(ck.check_lost_writes(history))
-    if workload == "register":
-        results += [ck.check_linearizable(history, timeout_s), ck.check_stale_reads(history),
-                    ck.check_read_your_writes(history), ck.check_monotonic_reads(history)]
-    return results
+    """Convergence, then every per-key checker of `workload` in one pass over the keys."""
+    return [ck.check_convergence(digests)] + run_key_checkers(history, ck.key_checkers(workload, timeout_s))
 
 
 def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
