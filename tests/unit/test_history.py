@@ -176,6 +176,13 @@ def test_history_file_names_a_bad_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(op_to_json(OPS[0])) + "\n\n{\"process\": 1}\n")
     with pytest.raises(HistoryFormatError, match=r"h.jsonl:3: missing field"):
         HistoryFile(path)
+    # a line whose start looks right is decoded (and refused) when its key is read
+    path.write_text(json.dumps(op_to_json(OPS[0])) + "\n" +
+                    '{"process": 1, "op": "read", "key": "k1", "value": 7, "ok": true}\n')
+    hf = HistoryFile(path)
+    with pytest.raises(HistoryFormatError, match=r"h.jsonl:2: missing field"):
+        hf.ops_of("k1")
+    hf.close()
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert len(HistoryFile(empty)) == 0

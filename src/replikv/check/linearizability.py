@@ -34,7 +34,7 @@ Rules, in the order the checker applies them:
    the return of an op it has not linearized. Configurations (set of
    linearized ops, register state) already explored are memoized, so each is
    expanded once; this is the algorithm of Porcupine (Athalye, 2017).
-   Invariant: the lifted ops are exactly the bits of `linearized`, each lifted
+   Invariant: the lifted ops are exactly the configuration's set, each lifted
    op's call and return entries are out of the list, and `state` is the
    register after applying the lifted ops in stack order.
    Success: every op with a known return is linearized (unknown-outcome ops
@@ -56,8 +56,16 @@ Rules, in the order the checker applies them:
    past it. The pruning of 3 and 3b never hides a configuration that would
    get further than one already explored.
 
-States are small ints (values interned, 0 = absent); the linearized set is a
-Python int used as a bitset; the list is two int arrays (dancing links).
+Representation: states are small ints (values interned, 0 = absent); the
+list is two int arrays (dancing links). The set of linearized ops is kept
+canonical and small, because the memo holds one per configuration: ops that
+must be linearized are numbered in call order, and the set is (base, above)
+where every op numbered below `base` is linearized, op `base` is not, and
+bit i of `above` says whether op base+i is; unknown-outcome ops, which may
+stay unlinearized for ever, have their own bitset. All ops called long
+before the search's position are linearized, so `above` spans only the ops
+that overlap it (a bitset over the whole key would cost O(n) per step and
+O(n) memory per memo entry).
 """
 
 from __future__ import annotations
@@ -186,15 +194,20 @@ def check_key(
     for e, (_, is_ret, j) in enumerate(events):
         if is_ret:
             ret_entry[j] = e
+    # rank: known ops numbered in call order, optional (unknown-outcome) ops apart
+    rank = [0] * n
+    counters = [0, 0]  # optional, known
     for e in range(e_count):
         if is_call[e]:
-            match[e] = ret_entry[op_of[e]]
-    bit = [1 << j for j in range(n)]
+            j = op_of[e]
+            match[e] = ret_entry[j]
+            rank[j] = counters[known[j]]
+            counters[known[j]] += 1
 
     # --- rule 3: just-in-time depth-first search with memoization ---
-    cache: set[tuple[int, int]] = set()
-    stack: list[tuple[int, int]] = []  # (call entry lifted, state before it)
-    linearized = 0
+    cache: set[tuple[int, int, int, int]] = set()  # (base, above, optional, state)
+    stack: list[tuple[int, int, int, int, int]] = []  # (call entry lifted, configuration before it)
+    base = above = optional = 0
     state = 0
     remaining = sum(known)
     steps = 0
@@ -224,11 +237,19 @@ def check_key(
             else:
                 entry = nxt[entry]
                 continue
-            new_lin = linearized | bit[j]
-            config = (new_lin, new_state)
+            if known[j]:
+                d = rank[j] - base
+                if d:
+                    config = (base, above | (1 << d), optional, new_state)
+                else:  # the lowest unlinearized op: the base moves past the run of ones
+                    a = above | 1
+                    t = ((~a) & (a + 1)).bit_length() - 1
+                    config = (base + t, a >> t, optional, new_state)
+            else:
+                config = (base, above, optional | (1 << rank[j]), new_state)
             if config not in cache:
                 cache.add(config)
-                stack.append((entry, state))
+                stack.append((entry, base, above, optional, state))
                 # lift the call entry and its return entry out of the list
                 p, q = prv[entry], nxt[entry]
                 nxt[p] = q
@@ -240,8 +261,7 @@ def check_key(
                     nxt[p] = q
                     if q >= 0:
                         prv[q] = p
-                linearized = new_lin
-                state = new_state
+                base, above, optional, state = config
                 remaining -= known[j]
                 entry = nxt[head]
                 continue
@@ -257,9 +277,8 @@ def check_key(
                 stuck_states.add(state)
         # backtrack; a read frame offers no alternative (rule 3b), so pop through it
         while stack:
-            entry, state = stack.pop()
+            entry, base, above, optional, state = stack.pop()
             j = op_of[entry]
-            linearized ^= bit[j]
             remaining += known[j]
             # unlift in reverse order of lifting (return entry first)
             r = match[entry]

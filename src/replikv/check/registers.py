@@ -36,16 +36,20 @@ def precedes(a: Op, b: Op) -> bool:
 
 def _sources(group: KeyOps) -> dict[str, tuple[int, Op]]:
     """value -> (history index, op) of the write or cas that could have produced it."""
-    out: dict[str, tuple[int, Op]] = {}
-    for i, op in zip(group.indices, group.ops):
-        if op.op in _WRITES and op.ok is not False and op.value is not None:
-            out[op.value] = (i, op)
+    out: dict[str, tuple[int, Op]] | None = group.memo.get("sources")
+    if out is None:
+        out = group.memo["sources"] = {
+            op.value: (i, op) for i, op in zip(group.indices, group.ops)
+            if op.op in _WRITES and op.ok is not False and op.value is not None}
     return out
 
 
 def _by_call(group: KeyOps) -> list[tuple[int, Op]]:
     """The key's ops in invocation order (history order among equal calls)."""
-    return sorted(zip(group.indices, group.ops), key=lambda io: io[1].call)
+    out: list[tuple[int, Op]] | None = group.memo.get("by_call")
+    if out is None:
+        out = group.memo["by_call"] = sorted(zip(group.indices, group.ops), key=lambda io: io[1].call)
+    return out
 
 
 class StaleReads(KeyChecker):
