@@ -19,7 +19,7 @@ from replikv.check.checkers import (
     check_stale_reads,
 )
 from replikv.check.checkers import key_checkers
-from replikv.check.history import HistoryFile, Op, dump_history, load_history
+from replikv.check.history import HistoryFile, Op, by_key, dump_history, load_history
 from replikv.check.linearizability import LinearizabilityChecker
 from replikv.check.loss import LostWrites
 from replikv.check.registers import MonotonicReads, ReadYourWrites, StaleReads
@@ -221,7 +221,7 @@ def test_every_checker_on_the_shared_histories(name: str) -> None:
     if not path.exists():
         pytest.skip(f"shared test data not found: {path} (expected beside the clone as ../shared)")
     history = load_history(path)
-    lin, stale, ryw, mono, lost = run_key_checkers(history, [
+    lin, stale, ryw, mono, lost = run_key_checkers(by_key(history), [
         LinearizabilityChecker(60), StaleReads(), ReadYourWrites(), MonotonicReads(), LostWrites()])
     ok = ".ok." in name
     assert lin.status == ("pass" if ok else "fail"), lin.summary
@@ -244,18 +244,18 @@ def test_synthetic_histories_of_a_correct_store_pass_and_injected_anomalies_fail
     and lost writes are refuted."""
     ok = register_history(20_000, seed=3)
     assert sum(1 for o in ok if o.ok is None) > 50 and sum(1 for o in ok if o.op == "cas") > 1000
-    results = run_key_checkers(ok, key_checkers("register"))
+    results = run_key_checkers(by_key(ok), key_checkers("register"))
     assert [r.status for r in results] == ["pass"] * 5, [r.summary for r in results]
     path = tmp_path / "history.jsonl"
     dump_history(ok, path)
     hf = HistoryFile(path)
-    from_file = run_key_checkers(hf, key_checkers("register"))
+    from_file = run_key_checkers(by_key(hf), key_checkers("register"))
     hf.close()
     assert [(r.name, r.status, r.summary) for r in from_file] == \
         [(r.name, r.status, r.summary) for r in results]
 
-    stale = run_key_checkers(register_history(20_000, seed=3, stale=3), key_checkers("register"))
+    stale = run_key_checkers(by_key(register_history(20_000, seed=3, stale=3)), key_checkers("register"))
     by = {r.name: r for r in stale}
     assert by["linearizable"].status == "fail" and by["stale reads"].count >= 1
-    lost = run_key_checkers(register_history(20_000, seed=4, lost=5), key_checkers("register"))
+    lost = run_key_checkers(by_key(register_history(20_000, seed=4, lost=5)), key_checkers("register"))
     assert {r.name: r for r in lost}["linearizable"].status == "fail"

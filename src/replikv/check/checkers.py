@@ -16,7 +16,7 @@ are ``ok=True`` happened, ``ok=False`` did not, ``ok=None`` may or may not
 have happened. Results are `CheckResult`s (result.py).
 
 `key_checkers(workload)` lists the per-key checkers a workload runs; the
-runner feeds them all in one pass over the history (`run_key_checkers`), which
+runner feeds them all in one pass over the keys (`run_key_checkers(by_key(history), ...)`), which
 on a `HistoryFile` holds one key's ops in memory at a time.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from replikv.check.convergence import check_convergence
-from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op
+from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op, by_key
 from replikv.check.linearizability import LinearizabilityChecker
 from replikv.check.loss import Counter, LostWrites
 from replikv.check.registers import MonotonicReads, ReadYourWrites, StaleReads
@@ -56,7 +56,7 @@ def key_checkers(workload: str, timeout_s: float = 60.0) -> list[KeyChecker]:
 
 
 def _one(checker: KeyChecker, history: Sequence[Op]) -> CheckResult:
-    return run_key_checkers(history, [checker])[0]
+    return run_key_checkers(by_key(history), [checker])[0]
 
 
 def check_linearizable(history: Sequence[Op], timeout_s: float = 60.0) -> CheckResult:

@@ -216,16 +216,20 @@ class HistoryWriter:
     def __init__(self, path: str | os.PathLike[str], flush_every_s: float = 1.0) -> None:
         self.path = os.fspath(path)
         self.count = 0
+        self.dropped = 0  # ops appended after close (not written)
         self._f = open(self.path, "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._flush_every_ns = int(flush_every_s * 1e9)
         self._last_flush = 0
 
     def append(self, op: Op, now_ns: int = 0) -> int:
-        """Write `op`; returns its index in the history. `now_ns` (any monotonic
-        clock) paces the flushes."""
+        """Write `op`; returns its index in the history (-1, and counted in `dropped`,
+        once closed). `now_ns` (any monotonic clock) paces the flushes."""
         line = json.dumps(op_to_json(op)) + "\n"
         with self._lock:
+            if self._f.closed:
+                self.dropped += 1
+                return -1
             self._f.write(line)
             index = self.count
             self.count += 1

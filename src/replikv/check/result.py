@@ -10,7 +10,7 @@ no final read). ``count`` is exact; ``anomalies`` keeps the first
 Most properties are per key (a register, a set, a list), so most checkers are
 `KeyChecker`s: they see one key's operations at a time (`history.KeyOps`) and
 keep only their running totals between keys. `run_key_checkers` feeds every
-key to several checkers in one pass over the history; on a `HistoryFile` that
+key (`history.by_key`) to several checkers in one pass over the history; on a `HistoryFile` that
 pass holds one key's ops in memory at a time (bounded memory for long runs).
 """
 
@@ -20,7 +20,7 @@ import gc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from replikv.check.history import KeyOps, Op, by_key
+from replikv.check.history import KeyOps
 
 __all__ = ["MAX_ANOMALIES", "Anomaly", "CheckResult", "KeyChecker", "run_key_checkers"]
 
@@ -70,15 +70,13 @@ class KeyChecker:
         raise NotImplementedError
 
 
-def run_key_checkers(history: Sequence[Op] | Iterable[KeyOps],
-                     checkers: Sequence[KeyChecker]) -> list[CheckResult]:
-    """Feed every key of `history` (a history, or its groups from `by_key`) to
-    each checker, one key at a time; their results in the same order.
+def run_key_checkers(groups: Iterable[KeyOps], checkers: Sequence[KeyChecker]) -> list[CheckResult]:
+    """Feed every key group (`history.by_key`) to each checker, one key at a time;
+    their results in the same order.
 
     The cyclic garbage collector is paused meanwhile: the checkers build
     millions of acyclic tuples, which every full collection would rescan
     (a third of the checking time on a million ops)."""
-    groups = by_key(history) if isinstance(history, Sequence) else history
     paused = gc.isenabled()
     gc.disable()
     try:

@@ -26,29 +26,73 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from replikv.check.history import FINAL_PROCESS, Op
 
-__all__ = ["register_history"]
+__all__ = ["iter_register_history", "register_history"]
 
 _US = 1000  # ns
 
 
-def register_history(n_ops: int, *, keys: int = 10, clients: int = 12, seed: int = 0,
-                     unknown: float = 0.01, failed: float = 0.02, read_ratio: float = 0.5,
-                     cas_ratio: float = 0.15, stale: int = 0, lost: int = 0) -> list[Op]:
-    """About `n_ops` client ops (plus one final read per key), in completion order."""
+def register_history(n_ops: int, **kwargs: Any) -> list[Op]:
+    """About `n_ops` client ops and one final read per key (see `iter_register_history`)."""
+    return list(iter_register_history(n_ops, **kwargs))
+
+
+@dataclass
+class _Clients:
+    """What carries over from one segment to the next."""
+
+    time: list[int]
+    process: list[int]
+    state: dict[str, str | None]
+    last_read: dict[tuple[int, str], str | None] = field(default_factory=dict)
+    replaced: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    seq: int = 0
+
+
+def iter_register_history(n_ops: int, *, keys: int = 10, clients: int = 12, seed: int = 0,
+                          unknown: float = 0.01, failed: float = 0.02, read_ratio: float = 0.5,
+                          cas_ratio: float = 0.15, stale: int = 0, lost: int = 0,
+                          segment: int = 200_000) -> Iterator[Op]:
+    """Yield about `n_ops` client ops in completion order, then one final read per key.
+
+    Generated `segment` ops at a time (memory is bounded by a segment): every
+    client starts a segment after everything of the previous one has taken
+    effect, and the registers, processes and last reads carry over. Injected
+    anomalies are spread over the segments."""
     rng = random.Random(seed)
     names = [f"k{i}" for i in range(keys)]
+    cl = _Clients([rng.randrange(1000) * _US for _ in range(clients)], list(range(clients)),
+                  {k: None for k in names}, replaced={k: [] for k in names})
+    segments = max(1, -(-n_ops // segment))
+    done = 0
+    for sgi in range(segments):
+        size = min(segment, n_ops - done)
+        done += size
+        yield from _segment(rng, cl, names, clients, size, unknown, failed, read_ratio, cas_ratio,
+                            stale * (sgi + 1) // segments - stale * sgi // segments,
+                            lost * (sgi + 1) // segments - lost * sgi // segments)
+    end = max(cl.time)
+    for i, k in enumerate(names):
+        yield Op(FINAL_PROCESS, "final", k, json.dumps(cl.state[k]), None, True, end + 2 * i + 1,
+                 end + 2 * i + 2)
+
+
+def _segment(rng: random.Random, cl: _Clients, names: list[str], clients: int, n_ops: int,
+             unknown: float, failed: float, read_ratio: float, cas_ratio: float, stale: int,
+             lost: int) -> Iterator[Op]:
     # 1. each client's op intervals, outcomes and linearization points
     plan: list[tuple[float, int, int, str, str, int, int | None, bool | None, bool, int]] = []
     # (point, seq, process, kind, key, call, ret, ok, applies, recorded at)
-    per_client = max(1, n_ops // clients)
-    seq = 0
+    start = max(cl.time)
     for c in range(clients):
-        t = rng.randrange(1000) * _US
-        process = c
-        for _ in range(per_client):
+        t = start + rng.randrange(1000) * _US
+        process = cl.process[c]
+        for _ in range(n_ops // clients + (c < n_ops % clients)):
             t += int(rng.expovariate(1 / 200)) * _US  # think time, mean 200 us
             call = t
             latency = (300 + int(rng.expovariate(1 / 700))) * _US  # 0.3 ms + mean 0.7 ms
@@ -60,7 +104,7 @@ def register_history(n_ops: int, *, keys: int = 10, clients: int = 12, seed: int
             if y < unknown:
                 ok: bool | None = None
                 applies = kind != "read" and rng.random() < 0.5
-                point = call + rng.random() * latency * 4  # may land after the client gave up
+                point = call + rng.random() * latency * 3  # may land after the client gave up
                 ret = None
                 t = call + latency * 3  # the client's timeout, then a new connection
             elif y < unknown + failed:
@@ -69,21 +113,23 @@ def register_history(n_ops: int, *, keys: int = 10, clients: int = 12, seed: int
             else:
                 ok, applies, point = True, True, call + rng.random() * latency
                 t = call + latency
-            plan.append((point, seq, process, kind, key, call, ret, ok, applies, t))
-            seq += 1
+            plan.append((point, cl.seq, process, kind, key, call, ret, ok, applies, t))
+            cl.seq += 1
             if ok is None:
                 process += clients
+        cl.time[c] = t + 1
+        cl.process[c] = process
     plan.sort()
+    for c in range(clients):  # nothing of this segment takes effect after the next one starts
+        cl.time[c] = max(cl.time[c], int(plan[-1][0]) + 1 if plan else 0)
 
     # 2. apply in linearization order; inject anomalies on chosen ops
+    state, replaced, last_read = cl.state, cl.replaced, cl.last_read
     writes = [i for i, p in enumerate(plan) if p[3] == "write" and p[7] is True]
     lost_at = set(rng.sample(writes, min(lost, len(writes))))
     reads = [i for i, p in enumerate(plan) if p[3] == "read" and p[7] is True]
     stale_at = set(rng.sample(reads, min(stale * 20, len(reads))))  # candidates; `stale` are used
     stale_left = stale
-    state: dict[str, str | None] = {k: None for k in names}
-    replaced: dict[str, list[tuple[str, int]]] = {k: [] for k in names}  # (old value, replacer's ret)
-    last_read: dict[tuple[int, str], str | None] = {}
     out: list[tuple[int, Op]] = []
     for n, (_, s, process, kind, key, call, ret, ok, applies, done) in enumerate(plan):
         value: str | None = f"{process}-{s}"
@@ -107,14 +153,12 @@ def register_history(n_ops: int, *, keys: int = 10, clients: int = 12, seed: int
                 if ok is True:
                     ok = False  # "precondition failed"
         if kind != "read" and applies and n not in lost_at:
-            if state[key] is not None and ok is True and ret is not None:
-                replaced[key].append((state[key], ret))  # type: ignore[arg-type]
+            old_value = state[key]
+            if old_value is not None and ok is True and ret is not None:
+                replaced[key].append((old_value, ret))
+                del replaced[key][:-100]
             state[key] = value
         out.append((done, Op(process, kind, key, value, expected, ok, call, ret)))
     out.sort(key=lambda t: t[0])  # the order clients record them: at completion or timeout
-    ops = [op for _, op in out]
-    end = max((op.ret or op.call) for op in ops) if ops else 0
-    for i, k in enumerate(names):
-        ops.append(Op(FINAL_PROCESS, "final", k, json.dumps(state[k]), None, True, end + i + 1, end + i + 2))
-    return ops
-
+    for _, op in out:
+        yield op
