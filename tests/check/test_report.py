@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, HistoryFile, Op, dump_history
+from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, HistoryFile, Op, by_key, dump_history
 from replikv.check.report import COLUMNS, MAX_BYTES, Summary, render_report
 from replikv.check.runner import RunResult, claims_for, judge, run_checkers
 from replikv.check.synth import register_history
@@ -75,12 +75,13 @@ def _synthetic_run(tmp_path: Path, n_ops: int, clients: int, **anomalies: int) -
     dump_history(register_history(n_ops, clients=clients, unknown=0.05, failed=0.1, seed=n_ops,
                                   **anomalies), path)
     history = HistoryFile(path)
-    results = run_checkers(history, "register", {"n1": "d", "n2": "d"})
+    summary = Summary(clients)  # built during the checkers' pass, as a run does
+    results = run_checkers(history, "register", {"n1": "d", "n2": "d"}, summary=summary)
     claims = claims_for("raft", "majority", "register")
     code, verdict = judge(claims, results)
     return RunResult(code, verdict, tmp_path, results, claims, history, ["a note"],
                      {"mode": "raft", "setting": "majority", "workload": "register", "nemesis": ["kill"],
-                      "time_s": 600, "clients": clients, "seed": 1})
+                      "time_s": 600, "clients": clients, "seed": 1}, summary)
 
 
 def test_report_size_is_bounded_and_anomalies_stay_at_full_detail(tmp_path: Path) -> None:
@@ -105,6 +106,9 @@ def test_report_size_is_bounded_and_anomalies_stay_at_full_detail(tmp_path: Path
 def test_summary_keeps_fixed_size_and_exact_counts() -> None:
     ops = register_history(50_000, clients=8, seed=2)
     s = Summary.of(ops, clients=8)
+    fed = Summary(8, origin=s.origin)
+    assert len(list(fed.feed(by_key(ops)))) == 10
+    assert (fed.ops, fed.ok, fed.other, fed.rows, fed.latency) == (s.ops, s.ok, s.other, s.rows, s.latency)
     client_ops = [o for o in ops if o.process >= 0]
     assert s.ops == len(client_ops) and s.detail is None and s.origin == min(o.call for o in ops[:1])
     assert len(s.ok) == len(s.other) == COLUMNS and len(s.rows) == 8

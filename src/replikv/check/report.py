@@ -10,7 +10,8 @@ Everything is inline SVG and CSS. Elements a test can look for:
 ``#verdict``, ``.anomaly``, ``svg.timeline rect.anomalous``, ``rect.nemesis``.
 
 Size is bounded whatever the run length (`MAX_BYTES` is what a test holds
-it to): the history is read once into a `Summary` of fixed size (time
+it to): the history is read once into a `Summary` of fixed size (a run
+builds it while the checkers read the history) (time
 columns that double in width when the run outgrows them, a latency
 histogram per column), and the timeline draws a history of up to
 `DETAIL_OPS` ops op by op, a longer one as cells (one bar per client and
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from replikv.check.history import NEMESIS_PROCESS, Op
+from replikv.check.history import NEMESIS_PROCESS, KeyOps, Op
 
 if TYPE_CHECKING:
     from replikv.check.runner import RunResult
@@ -91,6 +92,14 @@ class Summary:
         for i, op in enumerate(history):
             s.add(i, op)
         return s
+
+    def feed(self, groups: Iterable[KeyOps]) -> Iterator[KeyOps]:
+        """Pass key groups through, adding their ops: the summary is built during the
+        checkers' pass over the history instead of in a pass of its own."""
+        for g in groups:
+            for i, op in zip(g.indices, g.ops):
+                self.add(i, op)
+            yield g
 
     def row(self, process: int) -> int:
         return process % self.clients if self.clients else process
@@ -161,7 +170,7 @@ def write_report(result: "RunResult", path: Path) -> None:
 def render_report(result: "RunResult") -> str:
     p = result.params
     clients = p.get("clients")
-    summary = Summary.of(result.history, clients if isinstance(clients, int) else None)
+    summary = result.summary or Summary.of(result.history, clients if isinstance(clients, int) else None)
     title = f"replikv check: {p.get('mode')} ({p.get('setting')}) / {p.get('workload')}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",

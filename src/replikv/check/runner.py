@@ -34,7 +34,8 @@ from replikv import modes
 from replikv.check import checkers as ck
 from replikv.check.clients import ClientPool, run_final_reads
 from replikv.check.harness import Harness, HarnessError, mode_available
-from replikv.check.history import HistoryFile, HistoryWriter, Op, by_key, dump_history
+from replikv.check.history import NEMESIS_PROCESS, HistoryFile, HistoryWriter, Op, by_key, dump_history
+from replikv.check.report import Summary, write_report
 from replikv.check.result import run_key_checkers
 from replikv.check.nemesis import Nemesis, heal_everything, nemesis_available, schedule
 from replikv.check.workloads import make_workload, probe_cas
@@ -55,6 +56,7 @@ class RunResult:
     history: Sequence[Op] = field(default_factory=list)  # a run's: the HistoryFile it wrote
     notes: list[str] = field(default_factory=list)
     params: dict[str, object] = field(default_factory=dict)
+    summary: Summary | None = None  # the report's view of the history, built while checking
 
     def result(self, name: str) -> ck.CheckResult | None:
         return next((r for r in self.results if r.name == name), None)
@@ -79,9 +81,17 @@ def judge(claims: list[Claim], results: list[ck.CheckResult]) -> tuple[int, str]
 
 
 def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | None],
-                 timeout_s: float = 60.0) -> list[ck.CheckResult]:
-    """Convergence, then every per-key checker of `workload` in one pass over the keys."""
-    return [ck.check_convergence(digests)] + run_key_checkers(by_key(history), ck.key_checkers(workload, timeout_s))
+                 timeout_s: float = 60.0, summary: Summary | None = None) -> list[ck.CheckResult]:
+    """Convergence, then every per-key checker of `workload` in one pass over the keys
+    (which also fills `summary`, the report's view of the history, when given)."""
+    groups = by_key(history)
+    if summary is not None:
+        nemesis = history.nemesis_ops() if isinstance(history, HistoryFile) else \
+            [op for op in history if op.process == NEMESIS_PROCESS]
+        for op in nemesis:
+            summary.add(-1, op)
+        groups = summary.feed(groups)
+    return [ck.check_convergence(digests)] + run_key_checkers(groups, ck.key_checkers(workload, timeout_s))
 
 
 def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
@@ -168,9 +178,10 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     _collect_logs(harness, directory)
     notes += _discarded_from_logs(directory, harness.ids)
     history = HistoryFile(history_path)
-    results = run_checkers(history, workload, digests, checker_timeout_s)
+    summary = Summary(clients, origin=0)  # op times count from the run's start
+    results = run_checkers(history, workload, digests, checker_timeout_s, summary)
     code, verdict = judge(claims, results)
-    return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params))
+    return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params, summary))
 
 
 def _collect_logs(harness: Harness, directory: Path) -> None:
@@ -194,8 +205,6 @@ def _discarded_from_logs(directory: Path, ids: list[str]) -> list[str]:
 
 
 def _finish(result: RunResult) -> RunResult:
-    from replikv.check.report import write_report
-
     if not isinstance(result.history, HistoryFile):  # a run's history is already on disk
         dump_history(result.history, result.directory / "history.jsonl")
     summary = {
