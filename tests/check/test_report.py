@@ -1,4 +1,5 @@
-"""report.html renders the verdict and the anomalies, checked in headless Chromium."""
+"""report.html renders the verdict and the anomalies (checked in headless Chromium), and stays
+under MAX_BYTES however long the run."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from replikv.check.checkers import FINAL_PROCESS, NEMESIS_PROCESS
-from replikv.check.history import Op
-from replikv.check.report import render_report
+from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, HistoryFile, Op, by_key, dump_history
+from replikv.check.report import COLUMNS, MAX_BYTES, Summary, render_report
 from replikv.check.runner import RunResult, claims_for, judge, run_checkers
+from replikv.check.synth import register_history
 
 MS = 1_000_000
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -67,3 +68,51 @@ def test_report_renders_anomalies_in_chromium(tmp_path: Path) -> None:
     subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--screenshot={shot}", "--window-size=1200,900",
                     path.as_uri()], capture_output=True, timeout=60)
     assert shot.exists() and shot.stat().st_size > 5000
+
+
+def _synthetic_run(tmp_path: Path, n_ops: int, clients: int, **anomalies: int) -> RunResult:
+    path = tmp_path / f"history-{n_ops}.jsonl"
+    dump_history(register_history(n_ops, clients=clients, unknown=0.05, failed=0.1, seed=n_ops,
+                                  **anomalies), path)
+    history = HistoryFile(path)
+    summary = Summary(clients)  # built during the checkers' pass, as a run does
+    results = run_checkers(history, "register", {"n1": "d", "n2": "d"}, summary=summary)
+    claims = claims_for("raft", "majority", "register")
+    code, verdict = judge(claims, results)
+    return RunResult(code, verdict, tmp_path, results, claims, history, ["a note"],
+                     {"mode": "raft", "setting": "majority", "workload": "register", "nemesis": ["kill"],
+                      "time_s": 600, "clients": clients, "seed": 1}, summary)
+
+
+def test_report_size_is_bounded_and_anomalies_stay_at_full_detail(tmp_path: Path) -> None:
+    # 60 clients (the most rows drawn), 15% of ops failed or unknown (cells of every colour
+    # alternate), and anomalies: the worst case for the summarized timeline
+    res = _synthetic_run(tmp_path, 200_000, clients=60, stale=30, lost=30)
+    assert res.verdict == "refuted"
+    page = render_report(res)
+    assert len(page.encode()) < MAX_BYTES, len(page.encode())
+    assert "too many to draw one by one" in page
+    # every op of every kept anomaly is drawn on its own, red, with the anomaly in its tooltip
+    involved = {i for r in res.results for a in r.anomalies for i in a.ops if res.history[i].process >= 0}
+    assert 0 < len(involved) == page.count("<rect class='anomalous'")
+    assert page.count("stale read:") >= 1
+    # and a short history is still drawn op by op
+    small = _synthetic_run(tmp_path, 2_000, clients=5)
+    small_page = render_report(small)
+    assert "too many to draw" not in small_page
+    assert small_page.count("<rect x=") >= 2_000
+
+
+def test_summary_keeps_fixed_size_and_exact_counts() -> None:
+    ops = register_history(50_000, clients=8, seed=2)
+    s = Summary.of(ops, clients=8)
+    fed = Summary(8, origin=s.origin)
+    assert len(list(fed.feed(by_key(ops)))) == 10
+    assert (fed.ops, fed.ok, fed.other, fed.rows, fed.latency) == (s.ops, s.ok, s.other, s.rows, s.latency)
+    client_ops = [o for o in ops if o.process >= 0]
+    assert s.ops == len(client_ops) and s.detail is None and s.origin == min(o.call for o in ops[:1])
+    assert len(s.ok) == len(s.other) == COLUMNS and len(s.rows) == 8
+    assert sum(s.ok) == sum(1 for o in client_ops if o.ok is True)
+    assert sum(s.other) == len(client_ops) - sum(s.ok)
+    assert sum(c[2] for cells in s.rows.values() for c in cells) == sum(1 for o in client_ops if o.ok is None)
+    assert s.used_columns() > COLUMNS // 2  # columns widened as the run grew, and stay well used

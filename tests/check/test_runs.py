@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from replikv.check.harness import can_partition
+from replikv.check.history import HistoryFile, load_history
+from replikv.check.report import MAX_BYTES
 from replikv.check.runner import run_check
 
 pytestmark = pytest.mark.integration
@@ -59,4 +61,8 @@ def test_raft_stays_linearizable_under_partition_and_kill(tmp_path: Path) -> Non
     lin = res.result("linearizable")
     assert lin is not None and lin.status == "pass", lin
     assert res.result("lost writes").stats["acknowledged"] > 50  # type: ignore[union-attr]
+    # the history went to disk as it happened and was checked from there
+    assert isinstance(res.history, HistoryFile) and len(res.history) > 100
+    assert load_history(res.directory / "history.jsonl") == list(res.history)
+    assert (res.directory / "report.html").stat().st_size < MAX_BYTES
     assert any("partition" in n for n in res.notes) and any("kill" in n for n in res.notes)

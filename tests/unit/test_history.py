@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 
 from replikv.check.history import (
+    FINAL_PROCESS,
+    NEMESIS_PROCESS,
+    HistoryFile,
     HistoryFormatError,
+    HistoryWriter,
     Op,
+    by_key,
     dump_history,
     load_history,
     op_from_json,
@@ -134,3 +139,50 @@ def test_unknown_outcome_may_carry_a_return_time() -> None:
         {"process": 1, "op": "write", "key": "k", "value": "v", "ok": None, "call": 1, "return": 9}
     )
     assert op.ok is None and op.ret == 9
+
+
+def test_writer_streams_and_history_file_reads_back_by_key(tmp_path: Path) -> None:
+    ops = OPS + [Op(NEMESIS_PROCESS, "nemesis", "kill", "n1", None, True, 5, 70),
+                 Op(FINAL_PROCESS, "final", "k1", json.dumps("a"), None, True, 80, 81)]
+    path = tmp_path / "history.jsonl"
+    writer = HistoryWriter(path, flush_every_s=0)
+    for i, op in enumerate(ops[:3]):
+        assert writer.append(op, now_ns=i + 1) == i
+    # flushed as it goes: a reader sees the ops already written before close
+    assert load_history(path) == ops[:3]
+    for op in ops[3:]:
+        writer.append(op, now_ns=10)
+    writer.close()
+    assert load_history(path) == ops
+
+    hf = HistoryFile(path)
+    try:
+        assert len(hf) == len(ops) and list(hf) == ops
+        assert hf[1] == ops[1] and hf[-1] == ops[-1] and hf[2:4] == ops[2:4]
+        with pytest.raises(IndexError):
+            hf[len(ops)]
+        assert hf.nemesis_ops() == [ops[5]]
+        from_file = [(g.key, g.indices, g.ops, g.final) for g in hf.by_key()]
+        in_memory = [(g.key, g.indices, g.ops, g.final) for g in by_key(ops)]
+        assert from_file == in_memory
+        k1 = hf.ops_of("k1")
+        assert k1.indices == [0, 1, 2] and k1.final == ops[6]
+    finally:
+        hf.close()
+
+
+def test_history_file_names_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps(op_to_json(OPS[0])) + "\n\n{\"process\": 1}\n")
+    with pytest.raises(HistoryFormatError, match=r"h.jsonl:3: missing field"):
+        HistoryFile(path)
+    # a line whose start looks right is decoded (and refused) when its key is read
+    path.write_text(json.dumps(op_to_json(OPS[0])) + "\n" +
+                    '{"process": 1, "op": "read", "key": "k1", "value": 7, "ok": true}\n')
+    hf = HistoryFile(path)
+    with pytest.raises(HistoryFormatError, match=r"h.jsonl:2: missing field"):
+        hf.ops_of("k1")
+    hf.close()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert len(HistoryFile(empty)) == 0

@@ -14,6 +14,10 @@ its outcome:
   ack timeout, leadership lost mid-write). Unknown is always the safe
   choice: a checker never counts an unknown write as acknowledged.
 
+Ops go to a `HistoryWriter` (history.jsonl) as they complete, so a run of
+any length holds no history in memory; errors are counted by kind (the RESP
+error code, or the exception class) with one example message each.
+
 Process ids follow Jepsen: after an unknown outcome the worker's connection
 is dropped and it continues as a new process (``w + k*N``), so one process
 id is one connection's session and never has two ops in flight. Each new
@@ -24,6 +28,7 @@ level when given) so session guarantees hold per process.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,12 +37,45 @@ from dataclasses import dataclass, field
 import redis
 
 from replikv.check.harness import Harness
-from replikv.check.history import Op
+from replikv.check.history import HistoryWriter, Op
 from replikv.check.workloads import CasFailed, Invocation, Workload
 
-# Write errors that prove the write was never logged.
+# Write errors that prove the write was never logged (matched against `error_text`).
 _DEFINITE_WRITE_ERRORS = ("CLUSTERDOWN", "MOVED", "TRYAGAIN WRITES ARE PAUSED", "TRYAGAIN NO REACHABLE LEADER",
                           "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER")
+_CODE = re.compile(r"[A-Z][A-Z0-9_-]*")
+# redis-py strips these codes from the message and raises a class instead (older versions
+# keep no `status_code`): the class names the code back.
+_CODE_OF_CLASS: dict[type, str] = {
+    redis.exceptions.TryAgainError: "TRYAGAIN", redis.exceptions.MovedError: "MOVED",
+    redis.exceptions.AskError: "ASK", redis.exceptions.ClusterDownError: "CLUSTERDOWN",
+    redis.exceptions.ReadOnlyError: "READONLY", redis.exceptions.NoPermissionError: "NOPERM",
+    redis.exceptions.ExecAbortError: "EXECABORT", redis.exceptions.BusyLoadingError: "LOADING",
+    redis.exceptions.AuthenticationError: "NOAUTH",
+}
+
+
+def error_kind(error: Exception) -> str:
+    """What kind of error: the RESP error code of a server error (``TRYAGAIN``, ``MOVED``,
+    ``NOREPLICAS``, ``ERR`` ...), else the exception's class (``TimeoutError``, ``ConnectionError``)."""
+    if not isinstance(error, redis.ResponseError):
+        return type(error).__name__
+    code = getattr(error, "status_code", None)
+    if code:
+        return str(code)
+    first = str(error).split(" ", 1)[0]
+    if _CODE.fullmatch(first):
+        return first
+    return next((c for cls, c in _CODE_OF_CLASS.items() if isinstance(error, cls)), "ERR")
+
+
+def error_text(error: Exception) -> str:
+    """A server error as the server sent it (code, then message: redis-py strips the code);
+    any other error's message."""
+    if not isinstance(error, redis.ResponseError):
+        return str(error) or type(error).__name__
+    kind, message = error_kind(error), str(error)
+    return message if message.split(" ", 1)[0] == kind else f"{kind} {message}".strip()
 
 
 def classify_error(op: str, error: Exception) -> bool | None:
@@ -47,10 +85,28 @@ def classify_error(op: str, error: Exception) -> bool | None:
     if op == "read":
         return False
     if isinstance(error, redis.ResponseError):
-        text = str(error).upper()
+        text = error_text(error).upper()
         if any(text.startswith(p) for p in _DEFINITE_WRITE_ERRORS):
             return False
     return None
+
+
+@dataclass
+class ErrorKinds:
+    """Client errors counted by kind (`error_kind`), with the first message of each kind."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, error: Exception) -> None:
+        kind = error_kind(error)
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.examples.setdefault(kind, error_text(error)[:160])
+
+    def summary(self) -> str:
+        """One line, most frequent kind first: ``TRYAGAIN x716 (e.g. "TRYAGAIN n4 is not the leader ...")``."""
+        return ", ".join(f"{k} x{n} (e.g. {self.examples[k]!r})"
+                         for k, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass
@@ -65,8 +121,10 @@ class ClientPool:
     read_level: str | None = None
     write_level: str | None = None
     timeout_s: float = 2.0
-    history: list[Op] = field(default_factory=list)
-    errors: dict[str, int] = field(default_factory=dict)
+    writer: HistoryWriter | None = None  # ops go to the file as they complete (bounded memory)
+    history: list[Op] = field(default_factory=list)  # ...or here, when there is no writer
+    errors: ErrorKinds = field(default_factory=ErrorKinds)
+    ops: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -87,12 +145,14 @@ class ClientPool:
             t.join(max(0.1, deadline - time.monotonic()))
 
     def _record(self, op: Op, error: Exception | None = None) -> None:
+        if self.writer is not None:
+            self.writer.append(op, self.now())
         with self._lock:
-            self.history.append(op)
-            if error is not None:
-                name = type(error).__name__ if not isinstance(error, redis.ResponseError) else \
-                    str(error).split(" ", 1)[0]
-                self.errors[name] = self.errors.get(name, 0) + 1
+            self.ops += 1
+            if self.writer is None:
+                self.history.append(op)
+            if error is not None and not isinstance(error, CasFailed):
+                self.errors.add(error)
 
     def _connect(self, node: str) -> redis.Redis:
         c = self.harness.client(node, self.timeout_s)
@@ -158,7 +218,7 @@ def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callab
     """One ``final`` op per key, read on ``node`` (the leader after heal), value JSON-encoded."""
     import json
 
-    from replikv.check.checkers import FINAL_PROCESS
+    from replikv.check.history import FINAL_PROCESS
 
     ops: list[Op] = []
     with harness.netns():

@@ -34,7 +34,7 @@ Rules, in the order the checker applies them:
    the return of an op it has not linearized. Configurations (set of
    linearized ops, register state) already explored are memoized, so each is
    expanded once; this is the algorithm of Porcupine (Athalye, 2017).
-   Invariant: the lifted ops are exactly the bits of `linearized`, each lifted
+   Invariant: the lifted ops are exactly the configuration's set, each lifted
    op's call and return entries are out of the list, and `state` is the
    register after applying the lifted ops in stack order.
    Success: every op with a known return is linearized (unknown-outcome ops
@@ -56,8 +56,16 @@ Rules, in the order the checker applies them:
    past it. The pruning of 3 and 3b never hides a configuration that would
    get further than one already explored.
 
-States are small ints (values interned, 0 = absent); the linearized set is a
-Python int used as a bitset; the list is two int arrays (dancing links).
+Representation: states are small ints (values interned, 0 = absent); the
+list is two int arrays (dancing links). The set of linearized ops is kept
+canonical and small, because the memo holds one per configuration: ops that
+must be linearized are numbered in call order, and the set is (base, above)
+where every op numbered below `base` is linearized, op `base` is not, and
+bit i of `above` says whether op base+i is; unknown-outcome ops, which may
+stay unlinearized for ever, have their own bitset. All ops called long
+before the search's position are linearized, so `above` spans only the ops
+that overlap it (a bitset over the whole key would cost O(n) per step and
+O(n) memory per memo entry).
 """
 
 from __future__ import annotations
@@ -67,9 +75,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from replikv.check.history import Op
+from replikv.check.history import KeyOps, Op
+from replikv.check.result import Anomaly, CheckResult, KeyChecker
 
-__all__ = ["KeyResult", "Verdict", "check_key", "check_register_history"]
+__all__ = ["KeyResult", "LinearizabilityChecker", "Verdict", "check_key", "check_register_history"]
 
 _READ, _WRITE, _CAS = 0, 1, 2
 _KINDS = {"read": _READ, "write": _WRITE, "cas": _CAS}
@@ -99,6 +108,7 @@ class KeyResult:
     ops_involved: list[int] = field(default_factory=list)
     failing_prefix: list[int] = field(default_factory=list)
     steps: int = 0
+    time: int = 0  # call time of the earliest op involved (where a report places the failure)
 
 
 def _describe(op: Op, idx: int) -> str:
@@ -184,15 +194,20 @@ def check_key(
     for e, (_, is_ret, j) in enumerate(events):
         if is_ret:
             ret_entry[j] = e
+    # rank: known ops numbered in call order, optional (unknown-outcome) ops apart
+    rank = [0] * n
+    counters = [0, 0]  # optional, known
     for e in range(e_count):
         if is_call[e]:
-            match[e] = ret_entry[op_of[e]]
-    bit = [1 << j for j in range(n)]
+            j = op_of[e]
+            match[e] = ret_entry[j]
+            rank[j] = counters[known[j]]
+            counters[known[j]] += 1
 
     # --- rule 3: just-in-time depth-first search with memoization ---
-    cache: set[tuple[int, int]] = set()
-    stack: list[tuple[int, int]] = []  # (call entry lifted, state before it)
-    linearized = 0
+    cache: set[tuple[int, int, int, int]] = set()  # (base, above, optional, state)
+    stack: list[tuple[int, int, int, int, int]] = []  # (call entry lifted, configuration before it)
+    base = above = optional = 0
     state = 0
     remaining = sum(known)
     steps = 0
@@ -222,11 +237,19 @@ def check_key(
             else:
                 entry = nxt[entry]
                 continue
-            new_lin = linearized | bit[j]
-            config = (new_lin, new_state)
+            if known[j]:
+                d = rank[j] - base
+                if d:
+                    config = (base, above | (1 << d), optional, new_state)
+                else:  # the lowest unlinearized op: the base moves past the run of ones
+                    a = above | 1
+                    t = ((~a) & (a + 1)).bit_length() - 1
+                    config = (base + t, a >> t, optional, new_state)
+            else:
+                config = (base, above, optional | (1 << rank[j]), new_state)
             if config not in cache:
                 cache.add(config)
-                stack.append((entry, state))
+                stack.append((entry, base, above, optional, state))
                 # lift the call entry and its return entry out of the list
                 p, q = prv[entry], nxt[entry]
                 nxt[p] = q
@@ -238,8 +261,7 @@ def check_key(
                     nxt[p] = q
                     if q >= 0:
                         prv[q] = p
-                linearized = new_lin
-                state = new_state
+                base, above, optional, state = config
                 remaining -= known[j]
                 entry = nxt[head]
                 continue
@@ -255,9 +277,8 @@ def check_key(
                 stuck_states.add(state)
         # backtrack; a read frame offers no alternative (rule 3b), so pop through it
         while stack:
-            entry, state = stack.pop()
+            entry, base, above, optional, state = stack.pop()
             j = op_of[entry]
-            linearized ^= bit[j]
             remaining += known[j]
             # unlift in reverse order of lifting (return entry first)
             r = match[entry]
@@ -329,6 +350,7 @@ def check_key(
         )
     involved = [indices[kept[stuck_op]]] + [indices[kept[j]] for j in pending]
     involved += [indices[kept[writers[s]]] for s in stuck_states if s in writers]
+    by_index = dict(zip(indices, ops))
     return KeyResult(
         key,
         False,
@@ -336,6 +358,7 @@ def check_key(
         ops_involved=sorted(set(involved)),
         failing_prefix=prefix,
         steps=steps,
+        time=min(by_index[i].call for i in involved),
     )
 
 
@@ -375,49 +398,100 @@ def _span(indices: list[int]) -> str:
     return ", ".join(map(str, indices[:4])) + ", ..., " + ", ".join(map(str, indices[-4:]))
 
 
+class LinearizabilityChecker(KeyChecker):
+    """Rules 1-4 as a `KeyChecker`: each key's register ops (read / write / cas;
+    other ops of the key, such as final reads, are not register operations
+    and are left out) are checked when the key is fed in, under one time
+    budget for the whole history that starts at the first key.
+
+    Cost: the search is exponential in the worst case (linearizability
+    checking is NP-complete, Gibbons & Korach 1997); with the memoization and
+    the read reduction it is close to linear in the ops of a key for the
+    histories a correct store produces (BENCHMARKS.md, check_scale.py). The
+    budget bounds the worst case: a key not decided when it runs out is
+    ``None`` (undecided) and the result names it and the reason.
+    """
+
+    name = "linearizable"
+
+    def __init__(self, timeout_s: float | None = 60.0, ops_filter: bool = True) -> None:
+        self.timeout_s = timeout_s
+        self._filter = ops_filter
+        self._start: float | None = None
+        self._deadline: float | None = None
+        self._results: list[KeyResult] = []
+        self._ops = 0
+
+    def key(self, group: KeyOps) -> None:
+        if self._start is None:
+            self._start = time.monotonic()
+            self._deadline = None if self.timeout_s is None else self._start + self.timeout_s
+        if self._filter:
+            pairs = [(i, op) for i, op in zip(group.indices, group.ops) if op.op in _KINDS]
+            idxs, ops = [i for i, _ in pairs], [op for _, op in pairs]
+        else:
+            idxs, ops = group.indices, group.ops
+        if not ops:
+            return
+        self._ops += len(ops)
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            self._results.append(KeyResult(group.key, None, f"key {group.key!r}: not checked: the "
+                                           f"{self.timeout_s} s budget ran out before its turn"))
+            return
+        self._results.append(check_key(ops, idxs, self._deadline))
+
+    def verdict(self) -> Verdict:
+        results = self._results
+        per_key = {r.key: r.linearizable for r in results}
+        elapsed = 0.0 if self._start is None else time.monotonic() - self._start
+        bad = next((r for r in results if r.linearizable is False), None)
+        if bad is not None:
+            others = [r.key for r in results if r.linearizable is False and r is not bad]
+            more = f"\n(also not linearizable: {', '.join(map(repr, others))})" if others else ""
+            return Verdict(False, bad.key, bad.explanation + more, per_key, elapsed, bad.ops_involved)
+        undecided = [r for r in results if r.linearizable is None]
+        if undecided:
+            names = ", ".join(repr(r.key) for r in undecided[:_MAX_REPORTED])
+            return Verdict(None, None,
+                           f"undecided: {len(undecided)} of {len(results)} keys not decided within the "
+                           f"{self.timeout_s} s budget ({names}); the search stopped there instead of "
+                           f"running on. {undecided[0].explanation}", per_key, elapsed)
+        return Verdict(True, None, f"linearizable: all {len(results)} keys ({self._ops} ops)",
+                       per_key, elapsed)
+
+    def result(self) -> CheckResult:
+        v = self.verdict()
+        res = CheckResult(self.name, "pass", v.explanation.splitlines()[0] if v.explanation else "")
+        res.stats["elapsed_s"] = v.elapsed_s
+        res.stats["keys"] = len(v.per_key)
+        if v.linearizable is None:
+            res.status = "unknown"
+        elif v.linearizable is False:
+            res.status = "fail"
+            for r in self._results:
+                if r.linearizable is False:
+                    res.add(Anomaly("non-linearizable", r.key, r.explanation, r.ops_involved, r.time))
+            res.summary = f"{res.count} key(s) not linearizable, first {v.bad_key!r}"
+        return res
+
+
 def check_register_history(ops: list[Op], timeout_s: float | None = 60.0) -> Verdict:
     """Decide whether a register history is linearizable (rules 1-4 above).
 
-    `timeout_s` bounds the whole check; keys not decided in time are None in
-    `per_key`, and the verdict is None unless some key is already known not
-    to be linearizable. Keys are checked in order of first appearance; the
-    first non-linearizable one is `bad_key`.
+    Every op counts, whatever its process. `timeout_s` bounds the whole
+    check; keys not decided in time are None in `per_key`, and the verdict is
+    None unless some key is already known not to be linearizable. Keys are
+    checked in order of first appearance; the first non-linearizable one is
+    `bad_key`.
     """
-    start = time.monotonic()
-    deadline = None if timeout_s is None else start + timeout_s
-    by_key: dict[str, list[int]] = defaultdict(list)
+    groups: dict[str, KeyOps] = {}
     for i, op in enumerate(ops):
-        by_key[op.key].append(i)
-    per_key: dict[str, bool | None] = {}
-    results: list[KeyResult] = []
-    for key, idxs in by_key.items():
-        if deadline is not None and time.monotonic() > deadline:
-            per_key[key] = None
-            results.append(KeyResult(key, None, f"key {key!r}: not checked (timeout)"))
-            continue
-        res = check_key([ops[i] for i in idxs], idxs, deadline)
-        per_key[key] = res.linearizable
-        results.append(res)
-    elapsed = time.monotonic() - start
-    bad = next((r for r in results if r.linearizable is False), None)
-    if bad is not None:
-        others = [r.key for r in results if r.linearizable is False and r is not bad]
-        more = f"\n(also not linearizable: {', '.join(map(repr, others))})" if others else ""
-        return Verdict(False, bad.key, bad.explanation + more, per_key, elapsed, bad.ops_involved)
-    undecided = [r.key for r in results if r.linearizable is None]
-    if undecided:
-        return Verdict(
-            None,
-            None,
-            f"undecided: {len(undecided)} of {len(results)} keys not decided within "
-            f"{timeout_s} s ({', '.join(map(repr, undecided[:_MAX_REPORTED]))})",
-            per_key,
-            elapsed,
-        )
-    return Verdict(
-        True,
-        None,
-        f"linearizable: all {len(results)} keys ({len(ops)} ops)",
-        per_key,
-        elapsed,
-    )
+        g = groups.get(op.key)
+        if g is None:
+            g = groups[op.key] = KeyOps(op.key)
+        g.indices.append(i)
+        g.ops.append(op)
+    checker = LinearizabilityChecker(timeout_s, ops_filter=False)
+    for g in groups.values():
+        checker.key(g)
+    return checker.verdict()

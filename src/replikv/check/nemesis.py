@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import redis
 
 from replikv import modes
-from replikv.check.checkers import NEMESIS_PROCESS
+from replikv.check.history import NEMESIS_PROCESS
 from replikv.check.harness import Harness, can_partition, faketime_lib
 from replikv.check.history import Op
 

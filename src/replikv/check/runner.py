@@ -6,7 +6,10 @@ A run: start a fresh cluster (harness.py), drive it with N clients
 quiescence (one leader streaming to every follower, equal state digests),
 read the final state on the leader, run the checkers (checkers.py) and
 judge them against the claims below. It writes ``history.jsonl`` (client
-ops, nemesis windows, final reads), each node's log and ``report.html``.
+ops as they complete, then nemesis windows and final reads), each node's
+log and ``report.html``. Memory stays flat however long the run: the
+history goes to disk as it happens, the checkers read it back one key at a
+time (history.HistoryFile), and the report keeps bounded summaries.
 
 Verdict and exit code: 0 when every claim marked *required* held; 1 when
 one was refuted; 2 when one could not be decided (a checker timeout, no
@@ -23,6 +26,7 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +34,9 @@ from replikv import modes
 from replikv.check import checkers as ck
 from replikv.check.clients import ClientPool, run_final_reads
 from replikv.check.harness import Harness, HarnessError, mode_available
-from replikv.check.history import Op, dump_history
+from replikv.check.history import NEMESIS_PROCESS, HistoryFile, HistoryWriter, Op, by_key, dump_history
+from replikv.check.report import Summary, write_report
+from replikv.check.result import run_key_checkers
 from replikv.check.nemesis import Nemesis, heal_everything, nemesis_available, schedule
 from replikv.check.workloads import make_workload, probe_cas
 from replikv.modes import Claim
@@ -47,9 +53,10 @@ class RunResult:
     directory: Path
     results: list[ck.CheckResult] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
-    history: list[Op] = field(default_factory=list)
+    history: Sequence[Op] = field(default_factory=list)  # a run's: the HistoryFile it wrote
     notes: list[str] = field(default_factory=list)
     params: dict[str, object] = field(default_factory=dict)
+    summary: Summary | None = None  # the report's view of the history, built while checking
 
     def result(self, name: str) -> ck.CheckResult | None:
         return next((r for r in self.results if r.name == name), None)
@@ -73,17 +80,18 @@ def judge(claims: list[Claim], results: list[ck.CheckResult]) -> tuple[int, str]
     return 0, "held"
 
 
-def run_checkers(history: list[Op], workload: str, digests: dict[str, str | None],
-                 timeout_s: float = 60.0) -> list[ck.CheckResult]:
-    results = [ck.check_convergence(digests)]
-    if workload == "counter":
-        results.append(ck.check_counter(history))
-    else:
-        results.append(ck.check_lost_writes(history))
-    if workload == "register":
-        results += [ck.check_linearizable(history, timeout_s), ck.check_stale_reads(history),
-                    ck.check_read_your_writes(history), ck.check_monotonic_reads(history)]
-    return results
+def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | None],
+                 timeout_s: float = 60.0, summary: Summary | None = None) -> list[ck.CheckResult]:
+    """Convergence, then every per-key checker of `workload` in one pass over the keys
+    (which also fills `summary`, the report's view of the history, when given)."""
+    groups = by_key(history)
+    if summary is not None:
+        nemesis = history.nemesis_ops() if isinstance(history, HistoryFile) else \
+            [op for op in history if op.process == NEMESIS_PROCESS]
+        for op in nemesis:
+            summary.add(-1, op)
+        groups = summary.feed(groups)
+    return [ck.check_convergence(digests)] + run_key_checkers(groups, ck.key_checkers(workload, timeout_s))
 
 
 def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
@@ -118,7 +126,8 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
                                   **spec.check_options(setting, set(active))}
     cluster_dir = directory / "cluster"
     harness = Harness(cluster_dir, mode, nodes, clock="clock" in active, **options)
-    history: list[Op] = []
+    history_path = directory / "history.jsonl"
+    writer = HistoryWriter(history_path)
     digests: dict[str, str | None] = {}
     try:
         harness.start()
@@ -131,7 +140,8 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         if workload == "register" and not cas:
             notes.append(f"{mode} has no CAS command: the register workload issues reads and writes only")
         wl = make_workload(workload, cas=cas)
-        pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level)
+        pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level,
+                          writer=writer)
         nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now)
         pool.start()
         nem.start(t0)
@@ -140,28 +150,38 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         heal_everything(harness)
         pool.join()
         notes += nem.log
-        history = sorted(pool.history + nem.ops, key=lambda o: o.call)
-        if pool.errors:
-            notes.append("client errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(pool.errors.items())))
+        for op in nem.ops:
+            writer.append(op)
+        if pool.errors.counts:
+            notes.append("client errors by kind: " + pool.errors.summary())
         try:
             leader = harness.wait_stable(settle_s)
         except HarnessError as e:
             notes.append(f"cluster did not settle after heal: {e}")
             leader = harness.leader() or harness.ids[0]
         digests = harness.wait_converged(settle_s)
-        history += run_final_reads(harness, leader, wl, pool.now)
+        for op in run_final_reads(harness, leader, wl, pool.now):
+            writer.append(op)
     except HarnessError as e:
         notes.append(f"run aborted: {e}")
         harness.close()
+        writer.close()
         _collect_logs(harness, directory)
-        return _finish(RunResult(2, "undecided", directory, [], claims, history, notes, params))
+        return _finish(RunResult(2, "undecided", directory, [], claims, HistoryFile(history_path), notes,
+                                 params))
     finally:
         harness.close()
+        writer.close()
+    if writer.dropped:
+        notes.append(f"{writer.dropped} client op(s) completed after the history was closed (a client "
+                     "stuck past the end of the run) and are not in it")
     _collect_logs(harness, directory)
     notes += _discarded_from_logs(directory, harness.ids)
-    results = run_checkers(history, workload, digests, checker_timeout_s)
+    history = HistoryFile(history_path)
+    summary = Summary(clients, origin=0)  # op times count from the run's start
+    results = run_checkers(history, workload, digests, checker_timeout_s, summary)
     code, verdict = judge(claims, results)
-    return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params))
+    return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params, summary))
 
 
 def _collect_logs(harness: Harness, directory: Path) -> None:
@@ -177,16 +197,16 @@ def _discarded_from_logs(directory: Path, ids: list[str]) -> list[str]:
         path = directory / f"{nid}.log"
         if not path.exists():
             continue
-        for line in path.read_text(errors="replace").splitlines():
-            if "discarded" in line and "acknowledged" in line:
-                out.append(f"{nid} log: {line.split(' node ', 1)[-1].strip()}")
+        with open(path, errors="replace") as f:
+            for line in f:
+                if "discarded" in line and "acknowledged" in line:
+                    out.append(f"{nid} log: {line.split(' node ', 1)[-1].strip()}")
     return out
 
 
 def _finish(result: RunResult) -> RunResult:
-    from replikv.check.report import write_report
-
-    dump_history(result.history, result.directory / "history.jsonl")
+    if not isinstance(result.history, HistoryFile):  # a run's history is already on disk
+        dump_history(result.history, result.directory / "history.jsonl")
     summary = {
         "params": result.params, "verdict": result.verdict, "exit_code": result.exit_code,
         "notes": result.notes,
