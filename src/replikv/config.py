@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,12 +171,12 @@ class ClusterConfig:
             spec = modes.get(self.mode)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if not self.nodes:
+            raise ConfigError("a cluster needs at least one node")
         if len(self.nodes) < spec.min_nodes or (spec.max_nodes is not None and len(self.nodes) > spec.max_nodes):
             most = f" and at most {spec.max_nodes}" if spec.max_nodes is not None else ""
             raise ConfigError(f"{self.mode} mode needs at least {spec.min_nodes}{most} node(s) "
                               f"(this cluster has {len(self.nodes)})")
-        if not self.nodes:
-            raise ConfigError("a cluster needs at least one node")
         for name in self.bootstrap:
             if name not in self.nodes:
                 raise ConfigError(f"bootstrap node {name!r} is not one of the nodes")
@@ -216,10 +217,12 @@ class ClusterConfig:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
         except UnicodeDecodeError as e:  # found by tests/fuzz (config)
             raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {e.start}") from None
+        except RecursionError:  # found by tests/fuzz (config): tomllib recurses per nesting level
+            raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
         try:
-            cluster = doc["cluster"]
+            cluster = _table(doc["cluster"], "cluster")
             known = {f.name for f in dataclasses.fields(NodeOptions)}
-            raw_options: dict[str, Any] = doc.get("options", {})
+            raw_options: dict[str, Any] = _table(doc.get("options", {}), "options")
             unknown = set(raw_options) - known
             if unknown:
                 raise ConfigError(f"{path}: unknown option(s) {', '.join(sorted(unknown))}")
@@ -233,12 +236,12 @@ class ClusterConfig:
                     data_dir=str(spec["data_dir"]),
                     tls_port=int(spec.get("tls_port", 0)),
                 )
-                for node_id, spec in doc["nodes"].items()
+                for node_id, spec in _node_tables(doc["nodes"]).items()
             }
             config = ClusterConfig(
                 mode=str(cluster.get("mode", DEFAULT_MODE)),
                 secret=str(cluster["secret"]),
-                initial_leader=str(cluster.get("initial_leader", next(iter(nodes)))),
+                initial_leader=str(cluster.get("initial_leader", next(iter(nodes), ""))),
                 nodes=nodes,
                 options=options,
                 bootstrap=[str(n) for n in cluster.get("bootstrap", [])],
@@ -246,7 +249,7 @@ class ClusterConfig:
             )
         except KeyError as e:
             raise ConfigError(f"{path}: missing required key {e}") from None
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: port = inf
             raise ConfigError(f"{path}: {e}") from None
         config.validate()
         return config
@@ -262,7 +265,7 @@ class ClusterConfig:
             if value is not None:
                 lines.append(f"{f.name} = {_toml(value)}")
         for node in self.nodes.values():
-            lines += ["", f"[nodes.{node.id}]", f"host = {_toml(node.host)}", f"port = {node.port}",
+            lines += ["", f"[nodes.{_toml_key(node.id)}]", f"host = {_toml(node.host)}", f"port = {node.port}",
                       f"peer_port = {node.peer_port}", f"data_dir = {_toml(node.data_dir)}"]
             if node.tls_port:
                 lines.append(f"tls_port = {node.tls_port}")
@@ -273,6 +276,26 @@ class ClusterConfig:
         from replikv.storage.files import atomic_write_file
 
         atomic_write_file(path, self.dump().encode())
+
+
+def _table(value: Any, name: str) -> dict[str, Any]:
+    """``value`` if it is a TOML table, else a ConfigError naming it."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table, not {value!r:.40}")
+    return value
+
+
+def _node_tables(value: Any) -> dict[str, dict[str, Any]]:
+    nodes = _table(value, "nodes")
+    return {node_id: _table(spec, f"nodes.{node_id}") for node_id, spec in nodes.items()}
+
+
+def _toml_key(key: str) -> str:
+    """A TOML key: bare when it may be (letters, digits, ``-``, ``_``), else quoted."""
+    return key if _BARE_KEY.fullmatch(key) else _toml(key)
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _toml(value: object) -> str:

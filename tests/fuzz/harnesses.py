@@ -104,9 +104,14 @@ def meta(data: bytes) -> None:
 
 
 def config(data: bytes) -> None:
+    """A config that loads saves to a file that loads as the same config."""
     path = _TMP / "cluster.toml"
     path.write_bytes(data)
-    ClusterConfig.load(path)
+    loaded = ClusterConfig.load(path)
+    saved = _TMP / "saved.toml"
+    loaded.save(saved)
+    again = ClusterConfig.load(saved)
+    assert again == loaded, (data, saved.read_bytes())  # source is not compared
 
 
 TARGETS: dict[str, tuple[Callable[[bytes], None], tuple[type[BaseException], ...]]] = {

@@ -30,6 +30,7 @@ Rules:
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ from replikv.runtime.resp_server import PeerReplyConnection, Slot
 
 if TYPE_CHECKING:
     from replikv.runtime.base import BaseRunner
+
+log = logging.getLogger(__name__)
 
 FORWARD = b"F"
 FORWARD_REPLY = b"G"
@@ -106,7 +109,7 @@ class Forwarder:
 
     def on_forward(self, peer: str, body: bytes) -> None:
         """Leader side: run a peer's forwarded command through the local paths."""
-        rid, commands, transaction, resp3, level, client, admin = msgpack.unpackb(body)
+        rid, commands, transaction, resp3, level, client, admin = _decode_forward(body)
         node = self.node
         proxy = ForwardedCommand(node, peer, rid, resp3)
         if admin:
@@ -119,7 +122,7 @@ class Forwarder:
         node.run_forwarded(proxy, commands, transaction, tuple(client) if client else None)
 
     def on_reply(self, body: bytes) -> None:
-        rid, data, index = msgpack.unpackb(body)
+        rid, data, index = _decode_reply(body)
         entry = self.pending.pop(rid, None)
         if entry is None:
             return  # answered already (deadline, lost connection)
@@ -152,10 +155,45 @@ class Forwarder:
     def handle(self, peer: str, payload: bytes) -> bool:
         """Take a FORWARD / FORWARD_REPLY frame; False for a frame of the mode's own protocol."""
         kind = payload[:1]
-        if kind == FORWARD:
-            self.on_forward(peer, payload[1:])
-        elif kind == FORWARD_REPLY:
-            self.on_reply(payload[1:])
-        else:
-            return False
+        try:
+            if kind == FORWARD:
+                self.on_forward(peer, payload[1:])
+            elif kind == FORWARD_REPLY:
+                self.on_reply(payload[1:])
+            else:
+                return False
+        except ValueError as e:
+            log.warning("dropping a bad forwarding frame from peer %s: %s", peer, e)
         return True
+
+
+def _unpack(body: bytes, size: int, what: str) -> list[Any]:
+    try:
+        parts = msgpack.unpackb(body, use_list=True)
+    except Exception as e:  # msgpack raises several types for bad input
+        raise ValueError(f"undecodable {what} frame: {e}") from None
+    if not isinstance(parts, list) or len(parts) != size:
+        raise ValueError(f"a {what} frame is a list of {size} fields")
+    return parts
+
+
+def _decode_forward(body: bytes) -> list[Any]:
+    """A FORWARD body, its fields checked (a peer speaking garbage is refused, not obeyed)."""
+    parts = _unpack(body, 7, "FORWARD")
+    rid, commands, transaction, resp3, level, client, admin = parts
+    if not (type(rid) is int and isinstance(commands, list) and commands
+            and all(isinstance(c, list) and c and all(isinstance(a, bytes) for a in c) for c in commands)
+            and isinstance(transaction, bool) and isinstance(resp3, bool) and isinstance(level, str)
+            and isinstance(admin, bool)
+            and (client is None or (isinstance(client, list) and len(client) == 2
+                                    and all(type(x) is int for x in client)))):
+        raise ValueError("malformed FORWARD frame")
+    return parts
+
+
+def _decode_reply(body: bytes) -> list[Any]:
+    parts = _unpack(body, 3, "FORWARD_REPLY")
+    rid, data, index = parts
+    if not (type(rid) is int and isinstance(data, bytes) and type(index) is int):
+        raise ValueError("malformed FORWARD_REPLY frame")
+    return parts

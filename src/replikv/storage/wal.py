@@ -283,6 +283,21 @@ def _torn_seal(data: bytes, bad: _BadRecord, next_first: int) -> bool:
     return bool(rest) and len(rest) < HEADER_BYTES and encode_seal(next_first).startswith(rest)
 
 
+def _record_entries(view: memoryview, rec: _RecordPos, segment: str) -> list[Any]:
+    """The entries of a checksum-valid record; ``CorruptLogError`` if its
+    payload is not a msgpack list of ``count`` entries."""
+    start = rec.offset + HEADER_BYTES
+    try:
+        entries = _unpack_entries(view[start : start + rec.length])
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise CorruptLogError(segment, rec.offset, f"undecodable payload: {exc}") from exc
+    if len(entries) != rec.count:
+        raise CorruptLogError(
+            segment, rec.offset, f"header says {rec.count} entries, payload has {len(entries)}"
+        )
+    return entries
+
+
 def _valid_record_after(data: bytes, start: int, min_first: int) -> int | None:
     """Offset of the first checksum-valid record at or after ``start`` whose
     first index is >= ``min_first``, if any. (The index filter keeps a record
@@ -508,19 +523,7 @@ class WriteAheadLog:
                 data = f.read(seg.size)
             view = memoryview(data)
             for rec in wanted:
-                start = rec.offset + HEADER_BYTES
-                try:
-                    entries = _unpack_entries(view[start : start + rec.length])
-                except (ValueError, TypeError, msgpack.UnpackException) as exc:
-                    raise CorruptLogError(
-                        seg.path.name, rec.offset, f"undecodable payload: {exc}"
-                    ) from exc
-                if len(entries) != rec.count:
-                    raise CorruptLogError(
-                        seg.path.name,
-                        rec.offset,
-                        f"header says {rec.count} entries, payload has {len(entries)}",
-                    )
+                entries = _record_entries(view, rec, seg.path.name)
                 first = rec.first_index
                 if first <= after_index:
                     entries = entries[after_index - first + 1 :]
@@ -899,7 +902,7 @@ class WriteAheadLog:
         body = raw[_INTENT_HEADER.size :]
         if magic != _INTENT_MAGIC or crc32c(body) != crc:
             raise CorruptLogError(INTENT_FILE, 0, "bad intent file magic or checksum")
-        intent = msgpack.unpackb(body, raw=False)
+        intent = self._parse_intent(body)
         where = intent.get("index", intent.get("next_index"))  # never the record: client data
         log.warning("WAL %s: finishing an interrupted %s at index %s", self.directory, intent["op"], where)
         if intent["op"] == "truncate":
@@ -909,6 +912,33 @@ class WriteAheadLog:
         else:
             raise CorruptLogError(INTENT_FILE, 0, f"unknown intent {intent['op']!r}")
         self._clear_intent()
+
+    def _parse_intent(self, body: bytes) -> dict[str, Any]:
+        """The intent in a checksum-valid ``wal.intent``, or ``CorruptLogError``
+        if it is not one that ``_write_intent`` writes for this log (a truncate
+        within an existing segment, or a reset): found by tests/fuzz (wal)."""
+        try:
+            intent = msgpack.unpackb(body, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise CorruptLogError(INTENT_FILE, 0, f"undecodable intent: {exc}") from None
+        if not isinstance(intent, dict):
+            raise CorruptLogError(INTENT_FILE, 0, "the intent is not a map")
+
+        def uint(key: str) -> bool:
+            return type(intent.get(key)) is int and intent[key] >= 0
+
+        op = intent.get("op")
+        if op == "truncate" and uint("index") and uint("segment") and uint("offset") and type(
+            intent.get("record")
+        ) is bytes:
+            path = self.directory / segment_name(intent["segment"])
+            if path.is_file() and intent["offset"] <= path.stat().st_size:
+                return intent
+            where = f"byte {intent['offset']} of {path.name}"
+            raise CorruptLogError(INTENT_FILE, 0, f"truncate at {where}, which is missing or shorter")
+        if op == "reset" and uint("next_index") and intent["next_index"] >= 1:
+            return intent
+        raise CorruptLogError(INTENT_FILE, 0, f"not an intent this replikv writes: {op!r:.40}")
 
     def _apply_truncate(self, segment_first: int, offset: int, replacement: bytes) -> None:
         """Idempotent: delete segments after ``segment_first`` (newest first),
@@ -1015,6 +1045,8 @@ def plan_repair(directory: str | Path) -> RepairPlan | None:
 
     def plan(damage: str, i: int, cut_at: int | None) -> RepairPlan:
         path = found[i][1]
+        if cut_at == 0:  # a headerless (format 0) segment bad from its first record: an empty
+            cut_at = None  # file would be refused, so it goes whole (found by tests/fuzz (wal))
         later = found[i + 1 :] if cut_at is not None else found[i:]
         cut = (path, cut_at, path.stat().st_size) if cut_at is not None else None
         return RepairPlan(
@@ -1033,16 +1065,29 @@ def plan_repair(directory: str | Path) -> RepairPlan | None:
             if data[:4] == SEGMENT_MAGIC and len(data) >= SEGMENT_HEADER_BYTES and "format version" in exc.reason:
                 raise
             return plan(str(exc), i, None)
+        damage: tuple[str, int] | None = None
         try:
             records, bad, sealed = _scan(data, seg_first, path.name, start)
+            if bad is not None and i != len(found) - 1 and _torn_seal(data, bad, found[i + 1][0]):
+                bad = None  # a seal cut short by a crash: recover() removes it, nothing is damaged
+            if bad is not None:
+                damage = (f"{path.name} at byte {bad.offset}: {bad.reason}", bad.offset)
         except CorruptLogError as exc:
-            return plan(str(exc), i, exc.offset)
+            # the records before the damage stay (found by tests/fuzz (wal): they were not
+            # counted); a seal before it goes, as the segments after this one do (it would name one)
+            records, _, sealed = _scan(data[: exc.offset], seg_first, path.name, start)
+            damage = (str(exc), exc.offset - (HEADER_BYTES if sealed is not None else 0))
+        # a payload recover() cannot decode is damage too (found by tests/fuzz (wal))
+        for k, rec in enumerate(records):
+            try:
+                _record_entries(memoryview(data), rec, path.name)
+            except CorruptLogError as exc:
+                records, damage = records[:k], (str(exc), exc.offset)
+                break
         if records:
             last_kept = records[-1].first_index + records[-1].count - 1
-        if bad is not None and i != len(found) - 1 and _torn_seal(data, bad, found[i + 1][0]):
-            bad = None  # a seal cut short by a crash: recover() removes it, nothing is damaged
-        if bad is not None:
-            return plan(f"{path.name} at byte {bad.offset}: {bad.reason}", i, bad.offset)
+        if damage is not None:
+            return plan(damage[0], i, damage[1])
         expected = last_kept + 1 if records else seg_first
         prev_seal = (path, len(data) - HEADER_BYTES) if sealed is not None else None
         if sealed is not None and i == len(found) - 1:
