@@ -140,6 +140,26 @@ def test_restarted_follower_resumes_from_its_offset_partial_resync():
     assert net.applied("n2") == [b"c", b"d", b"e"]  # only the missing ones were shipped
 
 
+def test_a_streaming_follower_the_log_was_compacted_past_gets_a_snapshot():
+    """The leader compacts while a streaming follower lags inside its window; the
+    follower's next ack must turn into a full resync, not a slice below the
+    compacted base (an InvariantViolation that stopped the leader: found by sim/)."""
+    net = Net(["n1", "n2"])
+    net.nodes["n1"].window_entries = 1
+    net.connect_all()
+    net.deliver()
+    net.write("n1", "a")
+    net.write("n1", "b")  # outside the one-entry window: n2 streams from 2 once "a" is acked
+    frames = net.queue
+    net.queue = []
+    assert net.nodes["n1"].progress["n2"].next_index == 2
+    net.nodes["n1"].log.compact(2)
+    net.queue = frames
+    net.deliver()  # n2 acks "a": the leader would now send from index 2, compacted away
+    assert net.nodes["n1"].progress["n2"].state == SNAPSHOT
+    assert any(isinstance(e, SendSnapshot) and e.to == "n2" for e in net.effects["n1"])
+
+
 def test_follower_behind_the_compacted_log_gets_a_snapshot():
     net = Net(["n1", "n2"])
     net.connect_all()

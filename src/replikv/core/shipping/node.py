@@ -240,6 +240,11 @@ class ShippingNode:
     def _send_more(self, peer: str) -> list[Effect]:
         """Catch a streaming follower up, within its window (rule 5)."""
         pr = self.progress[peer]
+        if pr.state == STREAM and pr.next_index <= self.log.base_index:
+            # compacted past a streaming follower (a snapshot while it lagged): the entries
+            # it needs next are gone, only a full resync can catch it up (found by sim/)
+            pr.reset(SNAPSHOT)
+            return [SendSnapshot(to=peer)]
         effects: list[Effect] = []
         last = self.log.last_index
         while pr.state == STREAM and pr.next_index <= last:
