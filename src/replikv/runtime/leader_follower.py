@@ -299,7 +299,7 @@ class LeaderFollowerRunner(BaseRunner):
                 case TruncateLog():
                     self._truncate(effect)
                 case SendSnapshot():
-                    self.loop.create_task(self._send_snapshot(effect.to))
+                    self.loop.create_task(self._send_snapshot(effect.to, effect.min_index))
                 case RoleChanged():
                     self._role_changed(effect)
                 case HandOverDone():
@@ -614,20 +614,21 @@ class LeaderFollowerRunner(BaseRunner):
         self._wal_bytes_after_snapshot = self.wal.size_bytes
         self.core.log.compact(index)
 
-    async def _send_snapshot(self, peer: str) -> None:
-        """Full resync: stream the snapshot of the current log base to ``peer``
-        (one stream per follower; a repeated request while it runs is ignored)."""
+    async def _send_snapshot(self, peer: str, min_index: int) -> None:
+        """Full resync: stream the snapshot of the current log base to ``peer``, or a
+        new one if that does not cover ``min_index`` (SendSnapshot); one stream per
+        follower, a repeated request while it runs is ignored."""
         if peer in self._resyncs:
             return
         self._resyncs.add(peer)
         try:
-            await self._stream_snapshot(peer)
+            await self._stream_snapshot(peer, min_index)
         except CorruptSnapshotError as e:
             log.error("node %s: full resync of %s stopped: %s", self.id, peer, e)
         finally:
             self._resyncs.discard(peer)
 
-    async def _stream_snapshot(self, peer: str) -> None:
+    async def _stream_snapshot(self, peer: str, min_index: int) -> None:
         """The snapshot file is read chunk by chunk (never whole, never on the loop
         for long) with back-pressure on the connection, and its checksum is
         verified before the last chunk leaves."""
@@ -635,7 +636,7 @@ class LeaderFollowerRunner(BaseRunner):
             while self.snapshotter.running:
                 await asyncio.sleep(0.05)
             reader = SnapshotReader.open_latest(self.snapshot_dir)
-            if reader is not None and reader.index == self.core.log.base_index:
+            if reader is not None and reader.index == self.core.log.base_index and reader.index >= min_index:
                 break
             if reader is not None:
                 reader.close()
@@ -680,6 +681,11 @@ class LeaderFollowerRunner(BaseRunner):
         if isinstance(msg, m.SnapshotBegin):
             if self.snapshot_receiver is not None:
                 self.snapshot_receiver.abort()
+                self.snapshot_receiver = None
+            install, effects = self.core.offer_snapshot(msg.index, msg.epoch_starts)
+            if not install:  # this log already holds it: the chunks that follow are ignored
+                self._run(effects)
+                return
             self.snapshot_receiver = SnapshotWriter(self.snapshot_dir)
             self.snapshot_receiver.begin(msg.index, msg.snapshot_epoch)
             self.snapshot_meta = (msg.index, msg.snapshot_epoch, msg.epoch_starts)

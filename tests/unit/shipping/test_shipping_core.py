@@ -180,6 +180,39 @@ def test_follower_behind_the_compacted_log_gets_a_snapshot():
     assert net.nodes["n2"].log.last_index == 4 and net.applied("n2") == [b"d"]
 
 
+def test_a_snapshot_the_follower_already_holds_is_not_installed():
+    """A duplicate or late full resync at an index the follower holds, agreeing
+    with the leader's history, would take its log back past entries it has
+    acknowledged (a sync write then lost to a forced failover: found by sim/)."""
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    net.write("n1", "a", "b", "c")
+    net.deliver()
+    n2 = net.nodes["n2"]
+    assert n2.log.last_index == 3
+    install, effects = n2.offer_snapshot(2, net.nodes["n1"].log.epoch_starts)
+    assert not install and any(isinstance(e, Send) and isinstance(e.msg, m.SyncRequest) for e in effects)
+    # a snapshot beyond the follower's log, or of another history, is installed
+    assert n2.offer_snapshot(5, net.nodes["n1"].log.epoch_starts)[0]
+    assert n2.offer_snapshot(2, [[7, 1]])[0]
+
+
+def test_a_full_resync_snapshot_covers_the_entries_the_follower_holds():
+    """A follower that diverged below its own snapshot cannot truncate and asks
+    for a full resync; the snapshot it is sent must cover the match point, or
+    installing it would drop entries it held that the leader has too."""
+    leader_log = ShippingLog()
+    leader_log.append([[1, [[b"SET", k, b"v"]]] for k in (b"a", b"b", b"c", b"d")])
+    leader_log.compact(1)
+    leader = ShippingNode("n1", ["n2"], epoch=3, leader="n1", log=leader_log, led_epochs=[3])
+    follower_starts = [[1, 1], [2, 4]]  # agrees up to 3, then an entry of a deposed leader
+    effects = leader.step(m.SyncRequest(sender="n2", epoch=3, last_index=4, epoch_starts=follower_starts,
+                                        full=True), 0)
+    snaps = [e for e in effects if isinstance(e, SendSnapshot)]
+    assert snaps and snaps[0].to == "n2" and snaps[0].min_index == 3  # the base snapshot (1) would not do
+
+
 def test_higher_epoch_fences_old_leader_which_truncates_unreplicated_writes():
     net = Net(["n1", "n2", "n3"])
     net.connect_all()

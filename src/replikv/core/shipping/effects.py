@@ -66,9 +66,17 @@ class Send:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendSnapshot:
-    """Stream the latest snapshot to ``to`` (full resync)."""
+    """Stream a snapshot to ``to`` (full resync): the one of the log base if it
+    covers ``min_index``, else a new one of the whole log.
+
+    ``min_index`` is where the follower's log matches the leader's: the
+    follower holds every entry up to there durably, so a snapshot older than
+    that would take it back past entries it held, among them acknowledged
+    writes a forced failover to it would then lose (found by sim/).
+    """
 
     to: str
+    min_index: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

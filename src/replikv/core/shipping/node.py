@@ -387,7 +387,10 @@ class ShippingNode:
         log = self.log
         if msg.full or msg.last_index < log.base_index:
             pr.reset(SNAPSHOT)
-            return effects + [SendSnapshot(to=msg.sender)]
+            # a follower that cannot truncate below its own snapshot still holds the entries
+            # up to the match point: the snapshot it gets must not take it back past them
+            held = log.match_point(msg.epoch_starts, msg.last_index) if msg.last_index >= log.base_index else 0
+            return effects + [SendSnapshot(to=msg.sender, min_index=held)]
         to_index = log.match_point(msg.epoch_starts, msg.last_index)
         if to_index < msg.last_index:
             pr.probe()
@@ -419,6 +422,21 @@ class ShippingNode:
             effects.append(TruncateLog(to_index=msg.to_index, discarded=len(dropped),
                                        discarded_own=len(own), discarded_acked=acked))
         return effects + self._request_sync()
+
+    def offer_snapshot(self, index: int, epoch_starts: list[list[int]]) -> tuple[bool, list[Effect]]:
+        """A full resync's snapshot at ``index`` (with the leader's epoch history)
+        begins to arrive: ``(install it?, effects)``.
+
+        Not when this log already holds it: ``index`` at or above the log's
+        base and within it, every index up to it agreeing with the leader's
+        history. Such a snapshot (a duplicate, or one sent before the follower
+        caught up by streaming) would take the log back past entries it holds
+        and has acknowledged; the follower asks to sync instead, and anything
+        after ``index`` that differs is truncated as usual (found by sim/)."""
+        log = self.log
+        if log.base_index <= index <= log.last_index and log.match_point(epoch_starts, index) == index:
+            return False, self._request_sync()
+        return True, []
 
     def snapshot_installed(self, index: int, epoch: int, epoch_starts: list[list[int]]) -> list[Effect]:
         """The driver installed a snapshot at ``index``: the log restarts there."""
