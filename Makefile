@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?= ./data
 
-.PHONY: run test venv clean bench fuzz
+.PHONY: run test venv clean bench fuzz soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(STAMP)
 FUZZ_SECONDS ?= 600
 fuzz: $(STAMP)
 	$(PY) tests/fuzz/long.py $(FUZZ_SECONDS)
+
+# longer runs than make test: fresh simulator seeds of every simulated mode, short and long
+SOAK_SEEDS ?= 20000
+soak: $(STAMP)
+	$(PY) -m replikv.sim --mode raft --fresh --seeds $(SOAK_SEEDS)
+	$(PY) -m replikv.sim --mode raft --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --long
+	$(PY) -m replikv.sim --mode leader-follower --fresh --seeds $(SOAK_SEEDS)
+	$(PY) -m replikv.sim --mode leader-follower --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --long
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

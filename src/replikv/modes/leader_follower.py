@@ -9,6 +9,7 @@ served by the node that receives them, at ``eventual``, ``prefix``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from replikv.config import AckLevel, ConfigError
@@ -22,6 +23,11 @@ NAME = "leader-follower"
 def _runner() -> type:
     from replikv.runtime.leader_follower import LeaderFollowerRunner
     return LeaderFollowerRunner
+
+
+def _sim() -> Callable[..., Any]:
+    from replikv.sim.shipping_driver import ShippingDriver
+    return ShippingDriver
 
 
 def parse_write(args: list[str], followers: int) -> AckLevel:
@@ -78,6 +84,7 @@ SPEC = register(ModeSpec(
     claims=claims,
     nemeses=frozenset({"kill", "pause", "partition", "clock", "fsync-lie", "failover"}),
     elects_leader=False,
+    sim=_sim,
     check_options=lambda setting, nemeses: {"ack": setting,
                                             "fsync": "no" if "fsync-lie" in nemeses else "always"},
 ))

@@ -24,8 +24,8 @@ def _runner() -> type:
 
 
 def _sim() -> Callable[..., Any]:
-    from replikv.sim.simulator import run
-    return run
+    from replikv.sim.raft_driver import RaftDriver
+    return RaftDriver
 
 
 def parse_write(args: list[str], followers: int) -> str:

@@ -72,7 +72,7 @@ class ModeSpec:
     admin: tuple[str, ...] = ()  # REPLIKV subcommands only this mode has (runner.admin)
     min_nodes: int = 1
     max_nodes: int | None = None
-    sim: Callable[[], Callable[..., Any]] | None = None  # lazy: run(seed, nodes) of its simulator
+    sim: Callable[[], Callable[..., Any]] | None = None  # lazy: its simulator driver class (sim/engine.py)
     # (setting, active nemeses) -> node options `replikv check` starts the cluster with
     check_options: Callable[[str, set[str]], dict[str, Any]] = lambda setting, nemeses: {}
     notes: tuple[str, ...] = field(default=())  # what docs/consistency.md says about its read level

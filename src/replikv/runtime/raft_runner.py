@@ -73,12 +73,12 @@ from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.raft.messages import Config, Entry, EntryKind, HardState, Snapshot
 from replikv.core.raft.node import DurableState, RaftNode, Role
 from replikv.core.raft.sessions import SessionTable
-from replikv.core.replies import OK, Raw, RespError
+from replikv.core.replies import OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
-from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
+from replikv.runtime.raft_app import app_snapshot, apply_normal, encode_write, restore_app
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
 from replikv.storage.snapshot import load_latest_snapshot, write_snapshot
@@ -180,11 +180,7 @@ class RaftRunner(BaseRunner):
         self._queue(self.core.start())
 
     def _restore_app(self, app: bytes) -> None:
-        sm_data, sessions = msgpack.unpackb(app)
-        sm = StateMachine()
-        sm.restore(sm_data)
-        self.sm = sm
-        self.sessions = SessionTable.from_state([(c, s, Raw(r), i) for c, s, r, i in sessions])
+        self.sm, self.sessions = restore_app(app)
 
     async def start(self) -> None:
         await self.start_io(lambda peer: None, [self._tick_loop])
@@ -403,23 +399,12 @@ class RaftRunner(BaseRunner):
     def _apply_normal(self, entry: Entry) -> Any:
         """Apply one NORMAL entry; the result is what its client gets."""
         self._last_applied_index = entry.index
-        now_ms, transaction, items = msgpack.unpackb(entry.data)
-        replies: list[Any] = []
-        apply = self.sm.apply
-        ctx = ApplyContext(now_ms, "", entry.index)  # the entry does not record its origin
-        for item in items:
-            if isinstance(item, str):
-                replies.append(RespError(item))
-            else:
-                replies.extend(apply([item], ctx))
-        if items and items[0] and items[0][0] == EXPIRE_DUE:
-            self._expiry_inflight = 0
-        result = replies if transaction else replies[-1]
-        if entry.client_id is not None:  # cached in the replicated session table
-            return Raw(encode_reply(result, False))
-        return result
+        return apply_normal(self.sm, entry)
 
     def _resolve_write(self, rid: object, result: Any, index: int) -> None:
+        if type(rid) is tuple and rid[0] == "expiry":  # this leader's EXPIREDUE applied: the next may go
+            self._expiry_inflight = 0
+            return
         waiting = self.writes.pop(rid, None)  # type: ignore[call-overload]
         if waiting is not None:
             slot, conn, _ = waiting
@@ -487,19 +472,10 @@ class RaftRunner(BaseRunner):
         if not self.is_leader:
             self.forwarder.forward(conn, self.leader_name, commands, transaction, client=client)
             return
-        now = _wall_ms()
-        prepare, ctx = self.sm.prepare, ApplyContext(now, self.id)
-        items: list[Any] = []
-        for argv in commands:
-            err, cmds = prepare(argv, ctx, exact=False)
-            if err is not None:
-                if not transaction:
-                    conn.reply(err)
-                    return
-                items.append(err.message)
-            else:
-                items.append(cmds[0] if cmds else argv)
-        data = msgpack.packb([now, transaction, items])
+        err, data = encode_write(self.sm, commands, transaction, _wall_ms(), self.id)
+        if err is not None:
+            conn.reply(err)
+            return
         rid = next(self._rids)
         # a bound on the wait: a leader cut off from its majority may never learn the outcome
         self.writes[rid] = (conn.slot(), conn, time.monotonic() + 2 * self.options.ack_timeout_ms / 1000)
@@ -710,7 +686,7 @@ class RaftRunner(BaseRunner):
             raise RespError("ERR a background snapshot is in progress; try again when it is done")
         if self._effects or self.inbox or self.pending or self.pending_reads:
             self._drain()
-        data = _app_snapshot(self.sm, self.sessions.to_state())
+        data = app_snapshot(self.sm, self.sessions.to_state())
         effects = self.core.compact(self.applied, data)
         for e in effects:
             if isinstance(e, Persist):
@@ -731,7 +707,7 @@ class RaftRunner(BaseRunner):
         term, config = int(core_log.term(index) or 0), core_log.config_at(index)
         sm, sessions = self.sm, self.sessions.to_state()  # as of the fork, in the child's copy
         self.snapshotter.start(index, term, lambda: msgpack.packb(
-            [sorted(config.voters), sorted(config.learners), _app_snapshot(sm, sessions)]),
+            [sorted(config.voters), sorted(config.learners), app_snapshot(sm, sessions)]),
             self._snapshot_written)
 
     def _snapshot_written(self, index: int) -> None:
@@ -957,8 +933,3 @@ class RaftRunner(BaseRunner):
 __all__ = ["RaftRunner", "raft_id"]
 
 
-def _app_snapshot(sm: StateMachine, sessions: list[Any]) -> bytes:
-    """The application part of a raft snapshot: the data set and the exactly-once table."""
-    table = [(c, s, bytes(r) if isinstance(r, bytes) else encode_reply(r, False), i) for c, s, r, i in sessions]
-    data: bytes = msgpack.packb([sm.snapshot(), table])
-    return data

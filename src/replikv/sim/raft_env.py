@@ -36,9 +36,8 @@ from replikv.core.raft.effects import (
     Send,
 )
 from replikv.core.raft.errors import RaftError
-from replikv.core.raft.messages import EntryKind, HardState, RaftMsg, Snapshot
-from replikv.core.raft.node import RaftNode, Role
-from replikv.sim.disk import SimDisk
+from replikv.core.raft.messages import Entry, EntryKind, HardState, RaftMsg, Snapshot
+from replikv.core.raft.node import DurableState, RaftNode, Role
 from replikv.sim.fmt import fmt_effect, fmt_entry, fmt_msg
 
 __all__ = ["InteractionEnv"]
@@ -46,10 +45,41 @@ __all__ = ["InteractionEnv"]
 _LEVELS = {"none": 0, "info": 1, "debug": 2}
 
 
+class _Disk:
+    """Stable storage for a scripted node: a Persist is durable as soon as it is
+    written (the durability rule holds trivially), applied as documented in
+    core/raft/effects.py: snapshot first (dropping the covered prefix, or the
+    whole log with discard_log), then entries replace the stored suffix from
+    their first index, then the hard state. (The random simulator keeps the
+    real WAL format instead: sim/disk.py.)"""
+
+    def __init__(self) -> None:
+        self.hard_state = HardState()
+        self.snapshot: Snapshot | None = None
+        self.entries: list[Entry] = []  # contiguous after snapshot.index
+
+    def write(self, p: Persist) -> None:
+        if p.snapshot is not None:
+            s = p.snapshot
+            self.entries = [] if p.discard_log else [e for e in self.entries if e.index > s.index]
+            if self.entries and self.entries[0].index != s.index + 1:
+                self.entries = []
+            self.snapshot = s
+        if p.entries:
+            first = p.entries[0].index
+            self.entries = [e for e in self.entries if e.index < first]
+            self.entries.extend(p.entries)
+        if p.hard_state is not None:
+            self.hard_state = p.hard_state
+
+    def load(self) -> DurableState:
+        return DurableState(hard_state=self.hard_state, snapshot=self.snapshot, entries=tuple(self.entries))
+
+
 @dataclass
 class _Node:
     node: RaftNode
-    disk: SimDisk
+    disk: _Disk
     opts: dict[str, object]
     applied: list[str] = field(default_factory=list)
     up: bool = True
@@ -101,7 +131,6 @@ class InteractionEnv:
         match e:
             case Persist():
                 n.disk.write(e)
-                n.disk.sync()
                 self._log(2, "  " + fmt_effect(e))
             case Send():
                 self.queue.append(e.msg)
@@ -124,7 +153,7 @@ class InteractionEnv:
         self,
         nid: int,
         opts: dict[str, object],
-        disk: SimDisk,
+        disk: _Disk,
         voters: list[int],
         learners: list[int],
     ) -> RaftNode:
@@ -134,14 +163,14 @@ class InteractionEnv:
             learners=learners,
             storage=disk.load(),
             rng=random.Random(nid),
-            election_timeout_ticks=int(opts.get("election", 10)),  # type: ignore[arg-type]
-            heartbeat_ticks=int(opts.get("heartbeat", 1)),  # type: ignore[arg-type]
+            election_timeout_ticks=int(str(opts.get("election", 10))),
+            heartbeat_ticks=int(str(opts.get("heartbeat", 1))),
             pre_vote=opts.get("prevote", "false") == "true",
             check_quorum=opts.get("checkquorum", "false") == "true",
             lease_reads=opts.get("lease", "false") == "true",
-            snapshot_chunk_bytes=int(opts.get("chunk", 65536)),  # type: ignore[arg-type]
-            max_msg_bytes=int(opts.get("maxmsg", 65536)),  # type: ignore[arg-type]
-            max_inflight_msgs=int(opts.get("inflight", 64)),  # type: ignore[arg-type]
+            snapshot_chunk_bytes=int(str(opts.get("chunk", 65536))),
+            max_msg_bytes=int(str(opts.get("maxmsg", 65536))),
+            max_inflight_msgs=int(str(opts.get("inflight", 64))),
         )
 
     # ---------------------------------------------------------- commands
@@ -152,7 +181,7 @@ class InteractionEnv:
         index = int(kw.get("index", 0))
         start = max(self.nodes, default=0) + 1
         for nid in range(start, start + count):
-            disk = SimDisk()
+            disk = _Disk()
             if index > 0 and (voters or learners):
                 from replikv.core.raft.messages import Config
 
@@ -285,7 +314,6 @@ class InteractionEnv:
     def cmd_crash(self, pos: list[str], kw: dict[str, str]) -> None:
         nid = int(pos[0])
         n = self.nodes[nid]
-        n.disk.crash()
         n.up = False
         self.out.append(f"INFO {nid} crashed")
 

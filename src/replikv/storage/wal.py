@@ -298,6 +298,42 @@ def _record_entries(view: memoryview, rec: _RecordPos, segment: str) -> list[Any
     return entries
 
 
+def _check_torn_tail(
+    data: bytes, records: list[_RecordPos], bad: _BadRecord, seg_first: int, segment: str
+) -> None:
+    """The recovery rule for bad bytes at the end of the last segment: return if
+    they are a torn tail (a write cut short, to be cut off at ``bad.offset``),
+    raise ``CorruptLogError`` for anything else (module docstring)."""
+    bad_first = records[-1].first_index + records[-1].count if records else seg_first
+    later = _valid_record_after(data, bad.offset + 1, bad_first + 1)
+    if later is not None:
+        raise CorruptLogError(
+            segment, bad.offset, f"{bad.reason}, followed by a valid record at byte {later}"
+        )
+    if not bad.torn:
+        raise CorruptLogError(segment, bad.offset, bad.reason)
+
+
+def read_last_segment(
+    data: bytes, first_index: int, segment: str
+) -> tuple[list[tuple[int, list[Any]]], int]:
+    """The bytes of a log's only (last) segment read as ``recover`` reads them:
+    ``([(first_index, entries), ...], size)``, where ``size`` is where a torn
+    tail is cut; ``CorruptLogError`` for damage. The simulator's in-memory
+    disk (sim/disk.py) recovers with this, so it holds the real record format
+    to the real recovery rules."""
+    start = _segment_start(data, first_index, segment)
+    records, bad, sealed = _scan(data, first_index, segment, start)
+    if sealed is not None:
+        raise CorruptLogError(segment, -1, f"sealed: the log continues in {segment_name(sealed)}")
+    size = len(data)
+    if bad is not None:
+        _check_torn_tail(data, records, bad, first_index, segment)
+        size = bad.offset
+    view = memoryview(data)
+    return [(r.first_index, _record_entries(view, r, segment)) for r in records], size
+
+
 def _valid_record_after(data: bytes, start: int, min_first: int) -> int | None:
     """Offset of the first checksum-valid record at or after ``start`` whose
     first index is >= ``min_first``, if any. (The index filter keeps a record
@@ -465,16 +501,7 @@ class WriteAheadLog:
             if bad is not None:
                 if i != len(found) - 1:
                     raise CorruptLogError(name, bad.offset, f"{bad.reason} (not the last segment)")
-                bad_first = records[-1].first_index + records[-1].count if records else seg_first
-                later = _valid_record_after(data, bad.offset + 1, bad_first + 1)
-                if later is not None:
-                    raise CorruptLogError(
-                        name,
-                        bad.offset,
-                        f"{bad.reason}, followed by a valid record at byte {later}",
-                    )
-                if not bad.torn:
-                    raise CorruptLogError(name, bad.offset, bad.reason)
+                _check_torn_tail(data, records, bad, seg_first, name)
                 self._truncate_torn_tail(path, bad, size)
                 size = bad.offset
             expected = records[-1].first_index + records[-1].count if records else seg_first
