@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from replikv.core.replies import RespError
-from replikv.core.resp import encode_reply
-from replikv.runtime.resp_server import PeerReplyConnection, Slot
+from replikv.runtime.pending import PendingReplies
+from replikv.runtime.resp_server import PeerReplyConnection
 
 if TYPE_CHECKING:
     from replikv.runtime.base import BaseRunner
@@ -79,12 +79,12 @@ class ForwardedCommand(PeerReplyConnection):
 
 
 class Forwarder:
-    """The follower's table of forwarded requests (request id -> slot, connection,
-    deadline), and the leader's side of running them."""
+    """The follower's table of forwarded requests (runtime/pending.py), and the
+    leader's side of running them."""
 
     def __init__(self, node: "BaseRunner") -> None:
         self.node = node
-        self.pending: dict[int, tuple[Slot, Any, float]] = {}
+        self.pending = PendingReplies()
         self._rids = itertools.count(1)
 
     def forward(self, conn: Any, leader: str, commands: list[list[bytes]], transaction: bool, *,
@@ -102,7 +102,8 @@ class Forwarder:
             return
         rid = next(self._rids)
         deadline = time.monotonic() + (node.options.ack_timeout_ms + 2000) / 1000
-        self.pending[rid] = (conn.slot(), conn, deadline)
+        self.pending.add(rid, conn, deadline, "TRYAGAIN the leader did not answer the forwarded command in "
+                                              "time; it may or may not be applied")
         node.transport.send(leader, FORWARD + msgpack.packb(
             [rid, commands, transaction, conn.resp3, str(conn.write_level), list(client) if client else None,
              admin]))
@@ -123,33 +124,22 @@ class Forwarder:
 
     def on_reply(self, body: bytes) -> None:
         rid, data, index = _decode_reply(body)
-        entry = self.pending.pop(rid, None)
+        entry = self.pending.pop(rid)
         if entry is None:
             return  # answered already (deadline, lost connection)
-        slot, conn, _ = entry
         if index:
-            conn.session_index = max(conn.session_index, index)
-        slot.resolve(data)
+            entry.conn.session_index = max(entry.conn.session_index, index)
+        entry.slot.resolve(data)
         self.node._flush_clients()
 
     def expire(self, now: float) -> bool:
         """Answer the requests whose deadline passed; True if any was."""
-        expired = [rid for rid, (_, _, deadline) in self.pending.items() if now >= deadline]
-        for rid in expired:
-            slot = self.pending.pop(rid)[0]
-            slot.resolve(encode_reply(RespError(
-                "TRYAGAIN the leader did not answer the forwarded command in time; it may or may not be "
-                "applied"), slot.conn.resp3))
-        return bool(expired)
+        return self.pending.expire(now)
 
     def leader_lost(self) -> None:
         """The connection to the leader dropped: answer every pending request."""
-        pending, self.pending = self.pending, {}
-        for slot, _, _ in pending.values():
-            slot.resolve(encode_reply(RespError(
-                "TRYAGAIN the connection to the leader was lost; the write may or may not be applied"),
-                slot.conn.resp3))
-        if pending:
+        if self.pending.fail_all(RespError(
+                "TRYAGAIN the connection to the leader was lost; the write may or may not be applied")):
             self.node._flush_clients()
 
     def handle(self, peer: str, payload: bytes) -> bool:

@@ -45,6 +45,7 @@ from replikv.kv.commands import lookup
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner
+from replikv.runtime.pending import SessionReads
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import CorruptSnapshotError, WalFailedError
 from replikv.storage.snapshot import (
@@ -60,12 +61,10 @@ _REPLAY = ApplyContext(None)  # the log states every deletion and does not recor
 class Waiter:
     """A reply that waits for ``k`` followers to hold ``index`` (or a deadline)."""
 
-    __slots__ = ("index", "k", "deadline", "slot", "data", "kind", "argv")
+    __slots__ = ("index", "k", "deadline", "slot", "data", "kind")
 
-    def __init__(self, index: int, k: int, deadline: float, slot: Slot, data: bytes, kind: str,
-                 argv: list[bytes] | None = None) -> None:
+    def __init__(self, index: int, k: int, deadline: float, slot: Slot, data: bytes, kind: str) -> None:
         self.index, self.k, self.deadline, self.slot, self.data, self.kind = index, k, deadline, slot, data, kind
-        self.argv = argv  # a session read to run once ``index`` is applied
 
 
 def _ms() -> int:
@@ -91,7 +90,7 @@ class LeaderFollowerRunner(BaseRunner):
         self.ack_waiters: list[Waiter] = []
         self._timed_waiters = 0  # ack waiters with a deadline (WAIT n 0 has none)
         self._released_at: tuple[object, ...] = ()  # what _release_ack_waiters last saw
-        self.read_waiters: list[Waiter] = []
+        self.read_waiters = SessionReads(self.options.session_timeout_ms, "this follower")  # payload: argv
         self.flush_scheduled = False
         self.snapshot_receiver: SnapshotWriter | None = None
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
@@ -384,15 +383,7 @@ class LeaderFollowerRunner(BaseRunner):
         now = time.monotonic()
         if self._timed_waiters or self.clients_gone:
             self._expire_ack_waiters(now)
-        keep: list[Waiter] = []
-        for w in self.read_waiters:
-            if now >= w.deadline:
-                w.slot.resolve(encode_reply(RespError(
-                    f"STALE session position {w.index} not reached within {self.options.session_timeout_ms} ms "
-                    f"(this follower has applied {self.core.log.last_index})"), w.slot.conn.resp3))
-            else:
-                keep.append(w)
-        self.read_waiters = keep
+        self.read_waiters.expire(now, self.core.log.last_index)
         self.forwarder.expire(now)
         self._flush_clients()
 
@@ -440,20 +431,12 @@ class LeaderFollowerRunner(BaseRunner):
             if self.refuse_stale(conn):
                 return
         elif level == "session" and conn.session_index > self.core.log.last_index:
-            deadline = time.monotonic() + self.options.session_timeout_ms / 1000
-            self.read_waiters.append(Waiter(conn.session_index, 0, deadline, conn.slot(), b"", "read", argv))
+            self.read_waiters.add(conn.session_index, conn, argv, time.monotonic())
             return
         conn.reply(self.sm.read(argv, _wall_ms()))
 
     def _release_read_waiters(self) -> None:
-        applied = self.core.log.last_index
-        keep: list[Waiter] = []
-        for w in self.read_waiters:
-            if w.index <= applied and w.argv is not None:
-                w.slot.resolve(encode_reply(self.sm.read(w.argv, _wall_ms()), w.slot.conn.resp3))
-            else:
-                keep.append(w)
-        self.read_waiters = keep
+        self.read_waiters.release(self.core.log.last_index, lambda argv: self.sm.read(argv, _wall_ms()))
 
     def _staleness_ms(self) -> int:
         """Upper bound on how far this follower's data trails the leader's."""
@@ -805,7 +788,7 @@ class LeaderFollowerRunner(BaseRunner):
                     f"replikv_lag_ops:{core.lag_ops()}", f"replikv_lag_ms:{core.lag_ms(now)}"]
         sections["replication"] = rep
         sections["clients"].append(
-            f"blocked_clients:{len({id(w.slot.conn) for w in (*self.ack_waiters, *self.read_waiters)})}")
+            f"blocked_clients:{len({id(s.conn) for s in (*(w.slot for w in self.ack_waiters), *self.read_waiters.slots())})}")
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
         return self.render_info(sections, section)
 

@@ -78,12 +78,16 @@ from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
+from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import app_snapshot, apply_normal, encode_write, restore_app
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
 from replikv.storage.snapshot import load_latest_snapshot, write_snapshot
 
 log = logging.getLogger("replikv.raft")
+
+_WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (leader cut off from its majority?); it may or "
+                  "may not be applied: retry it with the same REPLIKV EXEC client id and seq")
 
 RAFT_MSG = b"R"  # first byte of a raft message frame (runtime/forwarding.py has its own)
 
@@ -121,12 +125,12 @@ class RaftRunner(BaseRunner):
         self.pending: list[tuple[bytes, object, int | None, int | None]] = []
         # linearizable/lease reads of this loop iteration: (request id, lease), one core call per drain
         self.pending_reads: list[tuple[object, bool]] = []
-        # request id -> (slot, connection or proxy, deadline) for proposals and reads
-        self.writes: dict[int, tuple[Slot, Any, float]] = {}
-        self.reads: dict[int, tuple[Slot, Any, list[bytes], float]] = {}
+        # proposals, read-index rounds and membership changes waiting for the core (runtime/pending.py)
+        self.writes = PendingReplies()
+        self.reads = PendingReplies()  # payload: (argv, transaction)
         self.ready_reads: list[tuple[int, Slot, list[bytes]]] = []  # (index, slot, argv)
-        self.session_reads: list[tuple[int, Slot, list[bytes], float]] = []
-        self.config_changes: dict[int, tuple[Slot, float]] = {}  # config changes in flight
+        self.session_reads = SessionReads(opts.session_timeout_ms, "this node")  # payload: (argv, transaction)
+        self.config_changes = PendingReplies()
         self.failover_waiter: tuple[Slot, float, int] | None = None
         self.last_leader_contact = 0.0
         self._expiry_inflight = 0
@@ -405,15 +409,15 @@ class RaftRunner(BaseRunner):
         if type(rid) is tuple and rid[0] == "expiry":  # this leader's EXPIREDUE applied: the next may go
             self._expiry_inflight = 0
             return
-        waiting = self.writes.pop(rid, None)  # type: ignore[call-overload]
+        waiting = self.writes.pop(rid)
         if waiting is not None:
-            slot, conn, _ = waiting
+            conn = waiting.conn
             conn.session_index = max(conn.session_index, index)
-            slot.resolve(encode_reply(result, conn.resp3))
+            waiting.slot.resolve(encode_reply(result, conn.resp3))
             return
-        admin = self.config_changes.pop(rid, None)  # type: ignore[call-overload]
+        admin = self.config_changes.pop(rid)
         if admin is not None:
-            admin[0].resolve(encode_reply(OK, admin[0].conn.resp3))
+            admin.slot.resolve(encode_reply(OK, admin.conn.resp3))
 
     def _on_reply(self, rid: object, result: object) -> None:
         """A request the core answered itself: an error (or None = done)."""
@@ -426,14 +430,9 @@ class RaftRunner(BaseRunner):
             err = None
         else:
             err = RespError(f"ERR {result}")
-        target = self.writes.pop(rid, None) or self.reads.pop(rid, None)  # type: ignore[call-overload]
-        if target is None:
-            admin = self.config_changes.pop(rid, None)  # type: ignore[call-overload]
-            if admin is not None:
-                admin[0].resolve(encode_reply(err or OK, admin[0].conn.resp3))
-            return
-        slot, conn = target[0], target[1]
-        slot.resolve(encode_reply(err or OK, conn.resp3))
+        target = self.writes.pop(rid) or self.reads.pop(rid) or self.config_changes.pop(rid)
+        if target is not None:
+            target.slot.resolve(encode_reply(err or OK, target.conn.resp3))
 
     def _config_applied(self, entry: Entry) -> None:
         assert entry.config is not None
@@ -478,7 +477,7 @@ class RaftRunner(BaseRunner):
             return
         rid = next(self._rids)
         # a bound on the wait: a leader cut off from its majority may never learn the outcome
-        self.writes[rid] = (conn.slot(), conn, time.monotonic() + 2 * self.options.ack_timeout_ms / 1000)
+        self.writes.add(rid, conn, time.monotonic() + 2 * self.options.ack_timeout_ms / 1000, _WRITE_EXPIRED)
         cid, seq = client if client else (None, None)
         self.pending.append((data, rid, cid, seq))
         self._schedule()
@@ -540,15 +539,15 @@ class RaftRunner(BaseRunner):
                 return
             rid = next(self._rids)
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
-            self.reads[rid] = (conn.slot(), conn, (argv, transaction), deadline)  # type: ignore[assignment]
+            self.reads.add(rid, conn, deadline, "TRYAGAIN the read index was not confirmed in time (no leader "
+                                                "or no quorum)", (argv, transaction))
             self.pending_reads.append((rid, level == "lease"))
             self._schedule()
             return
         if level == "bounded" and not self.is_leader and self.refuse_stale(conn):
             return
         if level == "session" and conn.session_index > self.applied:
-            deadline = time.monotonic() + self.options.session_timeout_ms / 1000
-            self.session_reads.append((conn.session_index, conn.slot(), (argv, transaction), deadline))  # type: ignore[arg-type]
+            self.session_reads.add(conn.session_index, conn, (argv, transaction), time.monotonic())
             return
         conn.reply(self._serve(argv, transaction))
 
@@ -559,11 +558,10 @@ class RaftRunner(BaseRunner):
         return self.sm.read(argv, now)
 
     def _read_ready(self, rid: object, index: int) -> None:
-        entry = self.reads.pop(rid, None)  # type: ignore[call-overload]
+        entry = self.reads.pop(rid)
         if entry is None:
             return
-        slot, _conn, what, _ = entry
-        self.ready_reads.append((index, slot, what))  # type: ignore[arg-type]
+        self.ready_reads.append((index, entry.slot, entry.payload))
 
     def _serve_ready_reads(self) -> None:
         keep = []
@@ -576,14 +574,7 @@ class RaftRunner(BaseRunner):
         self.ready_reads = keep
 
     def _serve_session_reads(self) -> None:
-        keep = []
-        for index, slot, what, deadline in self.session_reads:
-            if index <= self.applied:
-                argv, transaction = what  # type: ignore[misc]
-                slot.resolve(encode_reply(self._serve(argv, transaction), slot.conn.resp3))
-            else:
-                keep.append((index, slot, what, deadline))
-        self.session_reads = keep
+        self.session_reads.release(self.applied, lambda what: self._serve(*what))
 
     def _staleness_ms(self) -> int:
         if self.is_leader:
@@ -650,13 +641,9 @@ class RaftRunner(BaseRunner):
         refused, inflight = self.disk_refusal(), self.disk_inflight_error()
         queued, self.pending = self.pending, []
         not_proposed = {rid for _data, rid, _cid, _seq in queued}
-        waiting, self.writes = self.writes, {}
-        for rid, (slot, conn, _) in waiting.items():
-            slot.resolve(encode_reply(refused if rid in not_proposed else inflight, conn.resp3))
-        reads, self.reads = self.reads, {}
+        self.writes.fail_all(lambda rid, _: refused if rid in not_proposed else inflight)
+        self.reads.fail_all(refused)
         self.pending_reads = []
-        for slot, conn, _, _ in reads.values():
-            slot.resolve(encode_reply(refused, conn.resp3))
         self._expiry_inflight = 0
         self._flush_clients()
 
@@ -796,7 +783,8 @@ class RaftRunner(BaseRunner):
         if tid not in self.names:
             self._learn_addresses()
         rid = next(self._rids)
-        self.config_changes[rid] = (conn.slot(), time.monotonic() + self.options.ack_timeout_ms / 1000)
+        self.config_changes.add(rid, conn, time.monotonic() + self.options.ack_timeout_ms / 1000,
+                                "TRYAGAIN the membership change did not commit in time")
         if action == "ADD":
             self._queue(self.core.add_learner(tid, rid))
         elif action == "PROMOTE":
@@ -862,34 +850,11 @@ class RaftRunner(BaseRunner):
             self._schedule()
 
     def _expire_waiters(self, now: float) -> None:
-        expired = False
-        for rid in [r for r, v in self.reads.items() if now >= v[3]]:
-            slot = self.reads.pop(rid)[0]
-            slot.resolve(encode_reply(RespError(
-                "TRYAGAIN the read index was not confirmed in time (no leader or no quorum)"), slot.conn.resp3))
-            expired = True
-        for rid in [r for r, v in self.writes.items() if now >= v[2]]:
-            slot = self.writes.pop(rid)[0]
-            slot.resolve(encode_reply(RespError(
-                "TRYAGAIN the write was not committed in time (leader cut off from its majority?); it may or "
-                "may not be applied: retry it with the same REPLIKV EXEC client id and seq"), slot.conn.resp3))
-            expired = True
+        expired = self.reads.expire(now)
+        expired = self.writes.expire(now) or expired
         expired = self.forwarder.expire(now) or expired
-        for rid in [r for r, v in self.config_changes.items() if now >= v[1]]:
-            slot = self.config_changes.pop(rid)[0]
-            slot.resolve(encode_reply(RespError("TRYAGAIN the membership change did not commit in time"),
-                                      slot.conn.resp3))
-            expired = True
-        keep = []
-        for index, slot, what, deadline in self.session_reads:
-            if now >= deadline:
-                slot.resolve(encode_reply(RespError(
-                    f"STALE session position {index} not reached within {self.options.session_timeout_ms} ms "
-                    f"(this node has applied {self.applied})"), slot.conn.resp3))
-                expired = True
-            else:
-                keep.append((index, slot, what, deadline))
-        self.session_reads = keep
+        expired = self.config_changes.expire(now) or expired
+        expired = self.session_reads.expire(now, self.applied) or expired
         if expired:
             self._flush_clients()
         if self._expiry_inflight and not self.is_leader:
