@@ -42,7 +42,7 @@ from replikv.sim.clock import VirtualClock
 from replikv.sim.network import SimNetwork
 from replikv.sim.workload import Client, PendingOp
 
-__all__ = ["Driver", "Engine", "SafetyViolation", "SimConfig", "SimResult", "replay_command", "run"]
+__all__ = ["Driver", "Engine", "NodeTable", "SafetyViolation", "SimConfig", "SimResult", "replay_command", "run"]
 
 
 class SafetyViolation(AssertionError):
@@ -132,6 +132,27 @@ class Driver(Protocol):
         """One line per node for a failure message."""
 
     def stats(self) -> dict[str, int]: ...
+
+
+class NodeTable:
+    """What every driver answers the same way from its table of nodes (``self.nodes``:
+    id -> a node with ``up``); a driver subclasses it beside its own methods."""
+
+    nodes: dict[int, Any]
+
+    def node_ids(self) -> list[int]:
+        return sorted(self.nodes)
+
+    def is_up(self, nid: int) -> bool:
+        return bool(self.nodes[nid].up)
+
+    def highest(self, leads: Callable[[Any], bool], rank: Callable[[Any], int]) -> int | None:
+        """The up node that leads with the highest ``rank`` (term, epoch), if any."""
+        best: tuple[int, int] | None = None
+        for n in self.nodes.values():
+            if n.up and leads(n) and (best is None or rank(n) > best[0]):
+                best = (rank(n), n.id)
+        return best[1] if best else None
 
 
 _SLOW_DISK_FOR_US = (200_000, 800_000)

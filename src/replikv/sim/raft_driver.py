@@ -58,6 +58,8 @@ from replikv.sim.clock import NodeClock
 from replikv.sim.disk import SimWal
 from replikv.sim.workload import Client, PendingOp
 
+from replikv.sim.engine import NodeTable
+
 if TYPE_CHECKING:
     from replikv.sim.engine import Engine
 
@@ -98,7 +100,7 @@ class RaftSimNode:
         self.commit_wanted = 0  # the core's commit index, recorded once the WAL holds it
 
 
-class RaftDriver:
+class RaftDriver(NodeTable):
     mode = "raft"
     workload = "register"
 
@@ -134,18 +136,8 @@ class RaftDriver:
             n.core = self._make_core(n, None)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
 
-    def node_ids(self) -> list[int]:
-        return sorted(self.nodes)
-
-    def is_up(self, nid: int) -> bool:
-        return self.nodes[nid].up
-
     def leader(self) -> int | None:
-        best: tuple[int, int] | None = None
-        for n in self.nodes.values():
-            if n.up and n.core.role is Role.LEADER and (best is None or n.core.term > best[0]):
-                best = (n.core.term, n.id)
-        return best[1] if best else None
+        return self.highest(lambda n: n.core.role is Role.LEADER, lambda n: n.core.term)
 
     def _tick(self, nid: int, epoch: int) -> None:
         n = self.nodes[nid]

@@ -64,6 +64,8 @@ from replikv.sim.clock import NodeClock
 from replikv.sim.disk import SimWal
 from replikv.sim.workload import Client, PendingOp
 
+from replikv.sim.engine import NodeTable
+
 if TYPE_CHECKING:
     from replikv.sim.engine import Engine
 
@@ -121,7 +123,7 @@ class ShippingSimNode:
         self.handover_until = -1
 
 
-class ShippingDriver:
+class ShippingDriver(NodeTable):
     mode = "leader-follower"
     workload = "append"
 
@@ -159,18 +161,8 @@ class ShippingDriver:
                 self.leaders[1] = "n1"
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
 
-    def node_ids(self) -> list[int]:
-        return sorted(self.nodes)
-
-    def is_up(self, nid: int) -> bool:
-        return self.nodes[nid].up
-
     def leader(self) -> int | None:
-        best: tuple[int, int] | None = None
-        for n in self.nodes.values():
-            if n.up and n.core.role == LEADER and (best is None or n.core.epoch > best[0]):
-                best = (n.core.epoch, n.id)
-        return best[1] if best else None
+        return self.highest(lambda n: n.core.role == LEADER, lambda n: n.core.epoch)
 
     def _tick(self, nid: int, epoch: int) -> None:
         n = self.nodes[nid]
