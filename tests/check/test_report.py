@@ -116,3 +116,29 @@ def test_summary_keeps_fixed_size_and_exact_counts() -> None:
     assert sum(s.other) == len(client_ops) - sum(s.ok)
     assert sum(c[2] for cells in s.rows.values() for c in cells) == sum(1 for o in client_ops if o.ok is None)
     assert s.used_columns() > COLUMNS // 2  # columns widened as the run grew, and stay well used
+
+
+def test_a_report_of_long_transactions_stays_bounded(tmp_path: Path) -> None:
+    """list-append transactions carry their reads (lists that grow all run): 200
+    anomalies of 3,000 such transactions, each drawn with its value, stay under the bound."""
+    from replikv.check.elle import txn_value
+    from replikv.check.history import Op
+
+    ops, listed = [], []
+    for i in range(3000):
+        listed.append(f"{i % 7}-{i}-0")
+        mops = [("append", "l0", listed[-1]), ("r", "l0", list(reversed(listed)) if i % 2 else list(listed))]
+        ops.append(Op(i % 7, "txn", "txn", txn_value(mops), None, True, i * 1000, i * 1000 + 500))
+    path = tmp_path / "history.jsonl"
+    dump_history(ops, path)
+    history = HistoryFile(path)
+    summary = Summary(7)
+    results = run_checkers(history, "list-append", {"n1": "d"}, summary=summary)
+    claims = claims_for("raft", "majority", "list-append")
+    code, verdict = judge(claims, results)
+    res = RunResult(code, verdict, tmp_path, results, claims, history, [],
+                    {"mode": "raft", "setting": "majority", "workload": "list-append", "nemesis": [],
+                     "time_s": 3, "clients": 7, "seed": 1}, summary)
+    assert verdict == "refuted" and res.result("serializable").count >= 200  # type: ignore[union-attr]
+    page = render_report(res)
+    assert len(page.encode()) < MAX_BYTES, len(page.encode())

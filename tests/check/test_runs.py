@@ -66,3 +66,21 @@ def test_raft_stays_linearizable_under_partition_and_kill(tmp_path: Path) -> Non
     assert load_history(res.directory / "history.jsonl") == list(res.history)
     assert (res.directory / "report.html").stat().st_size < MAX_BYTES
     assert any("partition" in n for n in res.notes) and any("kill" in n for n in res.notes)
+
+
+@pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
+def test_raft_multi_exec_is_serializable_under_kill_and_partition(tmp_path: Path) -> None:
+    """The list-append workload (MULTI/EXEC of appends and reads over several keys)
+    on one raft group: no G0, G1 or G2 cycle (check/elle.py), and enough
+    transactions committed for that to mean something. Also the phases a
+    run reports to the progress display."""
+    phases: list[tuple[str, float | None]] = []
+    res = run_check(mode="raft", workload="list-append", nemeses=["kill", "partition"], time_s=12, clients=6,
+                    seed=4, setting=None, store=tmp_path, progress=lambda p, end: phases.append((p, end)))
+    ser = res.result("serializable")
+    # the progress display is told every phase, in order, with the workload's expected end
+    names = [p.split()[0] for p, _ in phases]
+    assert names == ["starting", "list-append", "healing:", "waiting", "checking"], phases
+    assert phases[1][1] is not None and phases[0][1] is None
+    assert res.exit_code == 0 and ser is not None, (res.verdict, [r.summary for r in res.results], res.notes)
+    assert ser.status == "pass" and ser.stats["transactions"] > 200 and ser.stats["edges"] > 200

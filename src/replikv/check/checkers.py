@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from replikv.check.convergence import check_convergence
+from replikv.check.elle import ListAppendChecker
 from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op, by_key
 from replikv.check.linearizability import LinearizabilityChecker
 from replikv.check.loss import Counter, LostWrites
@@ -49,6 +50,8 @@ __all__ = [
 
 def key_checkers(workload: str, timeout_s: float = 60.0) -> list[KeyChecker]:
     """The per-key checkers `workload` is judged by (convergence is separate: it reads nodes)."""
+    if workload == "list-append":
+        return [ListAppendChecker()]
     out: list[KeyChecker] = [Counter() if workload == "counter" else LostWrites()]
     if workload == "register":
         out += [LinearizabilityChecker(timeout_s), StaleReads(), ReadYourWrites(), MonotonicReads()]

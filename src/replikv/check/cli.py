@@ -10,12 +10,15 @@ could not decide (or bad usage).
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
 from replikv import modes
@@ -43,6 +46,33 @@ def verdict_table(result: RunResult) -> Table:
             outcome = "[yellow]seen[/] (not claimed)" if status == "fail" else "not seen (not claimed)"
         table.add_row(escape(c.checker), escape(c.text), outcome, escape(r.summary if r else "not run"))
     return table
+
+
+class _Countdown:
+    """The phase a run is in and the time it should still take, refreshed once a
+    second on the console's status line (runs last minutes)."""
+
+    def __init__(self, status: Status) -> None:
+        self.status, self.phase, self.end = status, "starting", None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh, name="check-progress", daemon=True)
+        self._thread.start()
+
+    def __call__(self, phase: str, end: float | None) -> None:
+        self.phase, self.end = phase, end
+        self._show()
+
+    def _show(self) -> None:
+        left = f" (about {max(0.0, self.end - time.monotonic()):.0f} s left)" if self.end is not None else ""
+        self.status.update(f"[bold]{escape(self.phase)}[/]{left}")
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(1.0):
+            self._show()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def check_main(
@@ -75,8 +105,13 @@ def check_main(
 
         code = run_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs, console=console)
         raise typer.Exit(code)
-    result = run_check(mode=mode, workload=workload, nemeses=faults, time_s=time_s, clients=clients,
-                       seed=seed, setting=setting, store=store, nodes=nodes)
+    with console.status("starting") as status:
+        countdown = _Countdown(status)
+        try:
+            result = run_check(mode=mode, workload=workload, nemeses=faults, time_s=time_s, clients=clients,
+                               seed=seed, setting=setting, store=store, nodes=nodes, progress=countdown)
+        finally:
+            countdown.stop()
     console.print(verdict_table(result))
     for note in result.notes:
         console.print(f"  [dim]{escape(note)}[/]")

@@ -41,6 +41,7 @@ _CELLS = 12_000  # cells drawn at most (rows x columns) in a summarized timeline
 _MAX_ROWS = 60
 _MAX_NEMESIS = 600  # nemesis windows drawn (a long run has one every few seconds)
 _SHOWN_ANOMALIES = 20  # per checker, explained in the text
+_TIP_VALUE = 160  # characters of an op's value in its tooltip
 _W = 1100
 _LAT_BINS_PER_OCTAVE = 8  # latency histogram resolution: 2^(1/8), about 9 %
 
@@ -267,7 +268,9 @@ def _timeline(result: "RunResult", s: Summary) -> str:
         x1 = x(o.ret if o.ret is not None else min(origin + end, o.call + 2_000_000_000))
         color = "#c5221f" if i in bad else _COLOR[_OUTCOME[o.ok]]
         cls = " class='anomalous'" if i in bad else ""
-        tip = f"#{i} p{o.process} {o.op} {o.key} {o.value!r} ok={o.ok}" + (f" — {bad[i]}" if i in bad else "")
+        value = repr(o.value)  # a transaction's value (its reads) can be long: clipped to keep the size bound
+        value = value if len(value) <= _TIP_VALUE else value[:_TIP_VALUE] + "…"
+        tip = f"#{i} p{o.process} {o.op} {o.key} {value} ok={o.ok}" + (f" — {bad[i]}" if i in bad else "")
         y = 20 + rh * row[s.row(o.process)] - 12
         return (f"<rect{cls} x='{x0:.1f}' y='{y}' width='{max(1.5, x1 - x0):.1f}' height='{rh - 4}' "
                 f"fill='{color}'><title>{_e(tip)}</title></rect>")

@@ -26,7 +26,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,8 +96,13 @@ def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | 
 
 def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
               setting: str | None = None, store: Path = Path("store"), nodes: int = 3,
-              checker_timeout_s: float = 60.0, settle_s: float = 30.0) -> RunResult:
-    """Run one check end to end (see the module docstring); never raises for a cluster fault."""
+              checker_timeout_s: float = 60.0, settle_s: float = 30.0,
+              progress: Callable[[str, float | None], None] | None = None) -> RunResult:
+    """Run one check end to end (see the module docstring); never raises for a cluster fault.
+
+    ``progress(phase, expected_end)`` is told each phase as it begins, with the
+    monotonic time it should end by (None when it cannot be known)."""
+    say = progress or (lambda phase, end: None)
     seed = random.randrange(1 << 30) if seed is None else seed
     ok, why = mode_available(mode)
     if not ok:
@@ -130,6 +135,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     writer = HistoryWriter(history_path)
     digests: dict[str, str | None] = {}
     try:
+        say(f"starting {nodes} {mode} node(s)", None)
         harness.start()
         start_ns = time.monotonic_ns()
         t0 = time.monotonic()
@@ -145,8 +151,10 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now)
         pool.start()
         nem.start(t0)
+        say(f"{workload} workload, {clients} clients, faults: {', '.join(active) or 'none'}", t0 + time_s)
         pool.stop.wait(time_s)
         nem.join()
+        say("healing: faults undone, clients finishing", time.monotonic() + settle_s)
         heal_everything(harness)
         pool.join()
         notes += nem.log
@@ -159,6 +167,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         except HarnessError as e:
             notes.append(f"cluster did not settle after heal: {e}")
             leader = harness.leader() or harness.ids[0]
+        say("waiting for every replica to converge", time.monotonic() + settle_s)
         digests = harness.wait_converged(settle_s)
         for op in run_final_reads(harness, leader, wl, pool.now):
             writer.append(op)
@@ -179,6 +188,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     notes += _discarded_from_logs(directory, harness.ids)
     history = HistoryFile(history_path)
     summary = Summary(clients, origin=0)  # op times count from the run's start
+    say("checking the history", time.monotonic() + checker_timeout_s)
     results = run_checkers(history, workload, digests, checker_timeout_s, summary)
     code, verdict = judge(claims, results)
     return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params, summary))

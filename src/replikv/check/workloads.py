@@ -14,6 +14,10 @@ the checkers rely on (a value read names its write). Op names per workload:
 - ``append``: ``append`` (RPUSH of a unique element) and ``read`` (LRANGE 0 -1,
   value = JSON list). Every acknowledged element in the final list, in
   real-time order, once.
+- ``list-append``: ``txn``, a MULTI/EXEC of 1-4 micro-operations over a few
+  keys, each an append (RPUSH of a unique element) or a read (LRANGE 0 -1);
+  value = JSON of the micro-operations with the reads' results
+  (check/elle.py). Checked for transactional anomalies (G0 ... G2).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import Any
 
 import redis
 
-WORKLOADS = ("register", "counter", "set", "append")
+from replikv.check.elle import txn_value
+
+WORKLOADS = ("register", "counter", "set", "append", "list-append")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,37 @@ class Append(Workload):
         return client.lrange(key, 0, -1)
 
 
+class ListAppend(Workload):
+    name = "list-append"
+    write_ops = ("txn",)
+
+    def next(self, rng: random.Random, process: int, seq: int) -> Invocation:
+        mops: list[tuple[str, str, Any]] = []
+        for i in range(rng.randint(1, 4)):
+            key = rng.choice(self.keys)
+            if rng.random() < self.read_ratio:
+                mops.append(("r", key, None))
+            else:
+                mops.append(("append", key, f"{process}-{seq}-{i}"))
+        return Invocation("txn", "txn", txn_value(mops))
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        mops = json.loads(inv.value or "[]")
+        pipe = client.pipeline(transaction=True)  # MULTI ... EXEC
+        for f, key, value in mops:
+            if f == "append":
+                pipe.rpush(key, value)
+            else:
+                pipe.lrange(key, 0, -1)
+        for mop, result in zip(mops, pipe.execute()):
+            if mop[0] == "r":
+                mop[2] = list(result)
+        return txn_value(mops)
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        return client.lrange(key, 0, -1)
+
+
 def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Workload:
     if name == "register":
         return Register(keys or 16, cas=cas)
@@ -156,6 +193,8 @@ def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Work
         return SetWorkload(keys or 4, read_ratio=0.1)
     if name == "append":
         return Append(keys or 4, read_ratio=0.2)
+    if name == "list-append":
+        return ListAppend(keys or 6, read_ratio=0.5)
     raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
 
 

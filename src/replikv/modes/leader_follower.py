@@ -44,6 +44,11 @@ def parse_write(args: list[str], followers: int) -> AckLevel:
 def claims(setting: str, workload: str) -> list[Claim]:
     loss = "lost writes" if workload != "counter" else "counter"
     out = [Claim("convergence", True, "after heal every replica holds the same state")]
+    if workload == "list-append":
+        return out + [Claim("serializable", False, "not claimed: a failover with async or semi-sync acks "
+                                                   "discards writes transactions had already read (an "
+                                                   "incompatible order); a follower's read-only MULTI/EXEC "
+                                                   "sees a past prefix, not the present (measured)")]
     if setting == "sync":
         out.append(Claim(loss, True, "sync acks: no acknowledged write is lost, even across a forced failover"))
     elif setting.startswith("semi-sync"):
