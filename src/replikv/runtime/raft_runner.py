@@ -89,6 +89,11 @@ log = logging.getLogger("replikv.raft")
 _WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (leader cut off from its majority?); it may or "
                   "may not be applied: retry it with the same REPLIKV EXEC client id and seq")
 
+def _is_expiry(rid: object) -> bool:
+    """The request id of an EXPIREDUE proposal (``_expire_keys``)."""
+    return type(rid) is tuple and rid[0] == "expiry"
+
+
 RAFT_MSG = b"R"  # first byte of a raft message frame (runtime/forwarding.py has its own)
 
 
@@ -406,7 +411,7 @@ class RaftRunner(BaseRunner):
         return apply_normal(self.sm, entry)
 
     def _resolve_write(self, rid: object, result: Any, index: int) -> None:
-        if type(rid) is tuple and rid[0] == "expiry":  # this leader's EXPIREDUE applied: the next may go
+        if _is_expiry(rid):  # this leader's EXPIREDUE applied: the next may go
             self._expiry_inflight = 0
             return
         waiting = self.writes.pop(rid)
@@ -430,6 +435,9 @@ class RaftRunner(BaseRunner):
             err = None
         else:
             err = RespError(f"ERR {result}")
+        if _is_expiry(rid):  # refused (no longer the leader): the next leader proposes its own
+            self._expiry_inflight = 0
+            return
         target = self.writes.pop(rid) or self.reads.pop(rid) or self.config_changes.pop(rid)
         if target is not None:
             target.slot.resolve(encode_reply(err or OK, target.conn.resp3))
