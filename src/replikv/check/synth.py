@@ -32,7 +32,7 @@ from typing import Any
 
 from replikv.check.history import FINAL_PROCESS, Op
 
-__all__ = ["iter_register_history", "register_history"]
+__all__ = ["iter_register_history", "list_append_history", "register_history"]
 
 _US = 1000  # ns
 
@@ -162,3 +162,39 @@ def _segment(rng: random.Random, cl: _Clients, names: list[str], clients: int, n
     out.sort(key=lambda t: t[0])  # the order clients record them: at completion or timeout
     for _, op in out:
         yield op
+
+
+def list_append_history(n_txns: int, *, keys: int = 20, clients: int = 12, seed: int = 0,
+                        read_skews: int = 0) -> list[Op]:
+    """A list-append history (check/elle.py) of a serializable store: each
+    transaction (1-4 appends and reads over ``keys`` keys) runs against a dict of
+    lists, one at a time, so the history has no anomaly; its call and return
+    times overlap those of its neighbours, as concurrent clients' do. Keys
+    rotate every 200 transactions, as the list-append workload's.
+    ``read_skews`` later transactions each read one key as it was before its
+    last append (a stale read inside a transaction): an anti-dependency on that
+    append's transaction, which closes a cycle (G-single, G2) when the reader
+    also depends on it another way; the history is then no longer serializable
+    in general, only where no such cycle forms."""
+    from replikv.check.elle import txn_value
+
+    rng = random.Random(seed)
+    state: dict[str, list[str]] = {}
+    ops: list[Op] = []
+    skew_at = set(rng.sample(range(n_txns // 2, n_txns), min(read_skews, n_txns // 2)))
+    for i in range(n_txns):
+        mops: list[tuple[str, str, Any]] = []
+        for j in range(rng.randint(1, 4)):
+            k = f"l{i // 200 * keys + rng.randrange(keys)}"  # keys rotate, as the workload's do
+            if rng.random() < 0.5:
+                v = f"{i}.{j}"
+                state.setdefault(k, []).append(v)
+                mops.append(("append", k, v))
+            else:
+                seen = list(state.get(k, []))
+                if i in skew_at and len(seen) > 1:
+                    seen = seen[:-1]  # missed the last append: an anti-dependency to its writer
+                mops.append(("r", k, seen))
+        t = i * 1_000_000
+        ops.append(Op(i % clients, "txn", "txn", txn_value(mops), None, True, t, t + 1_500_000))
+    return ops
