@@ -136,7 +136,8 @@ def test_async_persistence_is_exercised() -> None:
     assert r.committed > 10
     assert all(n.core.async_persist for n in driver.nodes.values())
     assert sum(n.wal.synced for n in driver.nodes.values()) > 10
-    assert not RaftDriver(Engine(SimConfig(seed=10), lambda e: RaftDriver(e))).async_persist
+    even = Engine(SimConfig(seed=10), lambda e: RaftDriver(e)).driver
+    assert isinstance(even, RaftDriver) and not even.async_persist
 
 
 @pytest.mark.parametrize("mode", ["raft", LF])

@@ -3,7 +3,8 @@
 Modes and their settings come from the mode registry (modes/); a mode this build does not implement
 is listed as skipped with the reason, and joins the
 matrix by itself once it lands. Each cell is one run (set workload for
-loss, register workload for the read guarantees) with one nemesis; the
+loss, register workload for the read guarantees, list-append for MULTI/EXEC
+transactions) with one nemesis; the
 page records what each setting claims and what the checker saw. Exit code:
 the worst of the runs (1 if any required claim was refuted, else 2 if any
 was undecided, else 0).
@@ -21,7 +22,7 @@ from replikv.check.nemesis import NEMESES, nemesis_available
 from replikv import modes
 from replikv.check.runner import RunResult, claims_for, run_check
 
-MATRIX_WORKLOADS = ("set", "register")
+MATRIX_WORKLOADS = ("set", "register", "list-append")
 
 
 def _cell(r: RunResult) -> str:
@@ -91,7 +92,9 @@ def render_doc(rows: list[str], skipped: list[str], time_s: float, clients: int,
         *claims_section(),
         "",
         "Read levels used by the clients: leader-follower `session` (a client sees its own writes on any "
-        "node); raft `linearizable`. Register `cas` is issued only where the cluster has a `CAS` command.",
+        "node); raft `linearizable`. Register `cas` is issued only where the cluster has a `CAS` command. "
+        "List-append runs MULTI/EXEC transactions of appends and reads over a few keys and looks for "
+        "the dependency cycles serializability forbids (G0, G1, G2: `src/replikv/check/elle.py`).",
         "",
         "## What the checker saw",
         "",
