@@ -46,6 +46,7 @@ from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.pending import SessionReads
+from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import CorruptSnapshotError, WalFailedError
 from replikv.storage.snapshot import (
@@ -55,7 +56,6 @@ from replikv.storage.snapshot import (
 log = logging.getLogger("replikv.node")
 
 SNAPSHOT_CHUNK = 1024 * 1024
-_REPLAY = ApplyContext(None)  # the log states every deletion and does not record origins
 
 
 class Waiter:
@@ -113,8 +113,7 @@ class LeaderFollowerRunner(BaseRunner):
         epoch_starts: list[list[int]] = []
         base_index = base_epoch = 0
         if snap is not None:
-            epoch_starts, sm_data = msgpack.unpackb(snap.data)
-            self.sm.restore(sm_data)
+            self.sm, epoch_starts = restore_app(snap.data)
             base_index, base_epoch = snap.index, snap.epoch
         shipping_log = ShippingLog(base_index, base_epoch, epoch_starts)
         opts = self.options
@@ -123,9 +122,7 @@ class LeaderFollowerRunner(BaseRunner):
             if first_index != shipping_log.last_index + 1:
                 raise RuntimeError(f"WAL gap: record at {first_index} after index {shipping_log.last_index}")
             shipping_log.append(entries)
-            apply = self.sm.apply
-            for entry in entries:
-                apply(entry[1], _REPLAY)
+            replay(self.sm, entries)
             replayed += len(entries)
         if not meta:  # a new node (open_storage refused one with data but no meta)
             leader = self.config.initial_leader
@@ -541,19 +538,13 @@ class LeaderFollowerRunner(BaseRunner):
         self._rebuild_state()
 
     def _rebuild_state(self) -> None:
-        sm = StateMachine()
         snap = load_latest_snapshot(self.snapshot_dir)
-        if snap is not None:
-            _, sm_data = msgpack.unpackb(snap.data)
-            sm.restore(sm_data)
-            start = snap.index
-        else:
-            start = 0
+        sm = restore_app(snap.data)[0] if snap is not None else StateMachine()
+        start = snap.index if snap is not None else 0
         core_log = self.core.log
         if start != core_log.base_index:
             raise RuntimeError(f"snapshot at {start} does not match the log base {core_log.base_index}")
-        for entry in core_log.entries:
-            sm.apply(entry[1], _REPLAY)
+        replay(sm, core_log.entries)
         self.sm = sm
 
     # -- snapshots ------------------------------------------------------------------
@@ -568,7 +559,7 @@ class LeaderFollowerRunner(BaseRunner):
         index = core_log.last_index
         self.wal.commit()
         self.wal.fsync_now()
-        data = msgpack.packb([core_log.epoch_starts, self.sm.snapshot()])
+        data = app_snapshot(core_log.epoch_starts, self.sm)
         write_snapshot(self.snapshot_dir, index, core_log.epoch_at(index), data)
         log.info("node %s took a snapshot at index %d (%d bytes)", self.id, index, len(data))
         self._compact(index)
@@ -587,7 +578,7 @@ class LeaderFollowerRunner(BaseRunner):
         index = core_log.last_index
         epoch_starts, sm = core_log.epoch_starts, self.sm  # as of the fork, in the child's copy
         return self.snapshotter.start(index, core_log.epoch_at(index),
-                                      lambda: msgpack.packb([epoch_starts, sm.snapshot()]), self._compact)
+                                      lambda: app_snapshot(epoch_starts, sm), self._compact)
 
     def _compact(self, index: int) -> None:
         """A snapshot covering ``index`` is durable: drop the WAL and memory log before it."""
@@ -684,10 +675,7 @@ class LeaderFollowerRunner(BaseRunner):
         index, epoch, epoch_starts = self.snapshot_meta
         snap = load_latest_snapshot(self.snapshot_dir)
         assert snap is not None and snap.index == index
-        _, sm_data = msgpack.unpackb(snap.data)
-        sm = StateMachine()
-        sm.restore(sm_data)
-        self.sm = sm
+        self.sm = restore_app(snap.data)[0]
         self.wal.reset(index + 1)
         log.info("node %s installed a snapshot at index %d from the leader (full resync)", self.id, index)
         self._run(self.core.snapshot_installed(index, epoch, epoch_starts))

@@ -1,5 +1,6 @@
 """The leader-follower mode in the simulator: real ShippingNode cores, the
-real kv state machine through the runner's apply paths, and a disk that
+real kv state machine through the runner's apply paths (runtime/shipping_app.py
+for snapshots and replay), and a disk that
 keeps the real WAL record format (sim/disk.py).
 
 The driver does what runtime/leader_follower.py does with the effects,
@@ -60,6 +61,7 @@ from replikv.core.shipping.log import ShippingLog
 from replikv.core.shipping.node import LEADER, SNAPSHOT, ShippingNode
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
+from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
 from replikv.sim.clock import NodeClock
 from replikv.sim.disk import SimWal
 from replikv.sim.workload import Client, PendingOp
@@ -71,7 +73,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ShippingDriver", "ShippingOptions"]
 
-_REPLAY = ApplyContext(None)  # as the runner's: the log states every deletion
 
 
 @dataclass
@@ -230,21 +231,18 @@ class ShippingDriver(NodeTable):
 
     def _rebuild_state(self, n: ShippingSimNode) -> None:
         """As the runner's _rebuild_state: the snapshot, then the log after it."""
-        sm = StateMachine()
-        if n.snapshot is not None:
-            sm.restore(msgpack.unpackb(n.snapshot[2])[1])
+        sm = restore_app(n.snapshot[2])[0] if n.snapshot is not None else StateMachine()
         base = n.snapshot[0] if n.snapshot else 0
         if base != n.core.log.base_index:
             self.engine.fail(f"{n.name}: snapshot at {base} does not match the log base {n.core.log.base_index}")
-        for entry in n.core.log.entries:
-            sm.apply(entry[1], _REPLAY)
+        replay(sm, n.core.log.entries)
         n.sm = sm
 
     def _take_snapshot(self, n: ShippingSimNode) -> None:
         core_log = n.core.log
         index = core_log.last_index
         n.wal.sync()
-        n.snapshot = (index, core_log.epoch_at(index), msgpack.packb([core_log.epoch_starts, n.sm.snapshot()]))
+        n.snapshot = (index, core_log.epoch_at(index), app_snapshot(core_log.epoch_starts, n.sm))
         core_log.compact(index)  # the WAL keeps its bytes (drop_before drops whole segments only)
 
     def _maybe_compact(self, n: ShippingSimNode) -> None:
@@ -273,9 +271,7 @@ class ShippingDriver(NodeTable):
             self.handle(n, effects)
             return
         n.snapshot = (msg.index, msg.snapshot_epoch, msg.data)
-        sm = StateMachine()
-        sm.restore(msgpack.unpackb(msg.data)[1])
-        n.sm = sm
+        n.sm = restore_app(msg.data)[0]
         n.wal.reset(msg.index + 1)
         self.handle(n, n.core.snapshot_installed(msg.index, msg.snapshot_epoch, msg.epoch_starts))
 
@@ -365,14 +361,12 @@ class ShippingDriver(NodeTable):
         base_index = base_epoch = 0
         if n.snapshot is not None:
             base_index, base_epoch, data = n.snapshot
-            epoch_starts, sm_data = msgpack.unpackb(data)
-            sm.restore(sm_data)
+            sm, epoch_starts = restore_app(data)
         log = ShippingLog(base_index, base_epoch, epoch_starts)
         entries = n.wal.recover(after_index=base_index)
         if entries:
             log.append(entries)
-            for entry in entries:
-                sm.apply(entry[1], _REPLAY)
+            replay(sm, entries)
         n.sm = sm
         n.core = self._make_core(n, log)
         n.up = True
