@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.differential.oracle import Differential, RedisServer, redis_server_path
+from tests.differential.oracle import Differential, RawPair, RedisServer, redis_server_path
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,16 @@ def redis_oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def diff(redis_oracle: RedisServer) -> Differential:
     """Redis and three fresh replikv replicas, both empty (``oracle.py``)."""
     return Differential(redis_oracle)
+
+
+@pytest.fixture
+def raw_pair(redis_oracle: RedisServer, tmp_path: Path) -> Iterator[RawPair]:
+    """Redis and a real one-node replikv process, spoken to over raw sockets (``oracle.py``)."""
+    from tests.integration.cluster import Cluster
+
+    node = Cluster(tmp_path / "node", 1)
+    node.start()
+    try:
+        yield RawPair(redis_oracle.port, node.port("n1"))
+    finally:
+        node.close()

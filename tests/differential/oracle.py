@@ -169,3 +169,45 @@ def _random_reply(argv: list[bytes]) -> bool:
 
 # Commands whose reply is chosen at random (the replicas still agree on the state).
 _RANDOM = {b"SPOP", b"SRANDMEMBER", b"HRANDFIELD", b"ZRANDMEMBER", b"RANDOMKEY"}
+
+
+class RawPair:
+    """Redis and a real replikv node: the same bytes to each on fresh
+    connections, and every reply byte each sends back (runtime commands,
+    connection state, Pub/Sub: what the in-process ``Differential`` cannot see)."""
+
+    def __init__(self, redis_port: int, replikv_port: int) -> None:
+        self.ports = (redis_port, replikv_port)
+
+    def exchange(self, *commands: list[str | bytes], replies: int | None = None) -> tuple[list[Any], list[Any]]:
+        """Send ``commands`` pipelined on a new connection to each server; the
+        parsed replies (``replies`` of them, one per command by default)."""
+        want = len(commands) if replies is None else replies
+        payload = b"".join(encode_command(list(c)) for c in commands)
+        out = []
+        for port in self.ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(payload)
+                reader = hiredis.Reader()
+                got: list[Any] = []
+                while len(got) < want:
+                    reply = reader.gets()
+                    if reply is False:
+                        try:
+                            chunk = s.recv(1 << 16)
+                        except TimeoutError:
+                            raise AssertionError(f"port {port}: no reply after {got}") from None
+                        assert chunk, f"port {port} closed after {len(got)} replies"
+                        reader.feed(chunk)
+                    else:
+                        got.append(_normal(reply, False))
+                out.append(got)
+        return out[0], out[1]
+
+    def same(self, *commands: list[str | bytes], replies: int | None = None, skip: int = 0) -> list[Any]:
+        """``exchange``, asserting replikv answered exactly as Redis did (but
+        for the first ``skip`` replies, e.g. HELLO's server details); Redis's replies."""
+        expected, got = self.exchange(*commands, replies=replies)
+        for i, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
+            assert i < skip or mine == theirs, f"reply {i} to {commands}: replikv {mine!r}, redis {theirs!r}"
+        return expected

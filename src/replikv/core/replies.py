@@ -18,6 +18,7 @@ Python value           RESP2                        RESP3
 ``RespError``          error ``-...``               error
 ``NULL_ARRAY``         ``*-1``                      ``_``
 ``Raw``                the bytes as they are        the bytes as they are
+``Push``               array                        push ``>`` (out of band)
 =====================  ===========================  ==========================
 
 Invariant: an error reply never carries a line break (RESP forbids it in
@@ -65,6 +66,12 @@ class _NullArray:
 
 
 NULL_ARRAY: Final = _NullArray()
+
+
+class Push(list):  # type: ignore[type-arg]
+    """An out-of-band message (Pub/Sub): a RESP3 push ``>``, an array in RESP2."""
+
+    __slots__ = ()
 
 
 class Raw(bytes):

@@ -42,7 +42,7 @@ from typing import Any, Final
 
 import hiredis
 
-from replikv.core.replies import NULL_ARRAY, Raw, RespError
+from replikv.core.replies import NULL_ARRAY, Push, Raw, RespError
 
 __all__ = [
     "NULL_ARRAY_REPLY",
@@ -596,8 +596,8 @@ def _encode_into(value: Any, out: list[bytes], resp3: bool) -> None:
     t = type(value)
     if t is bytes:
         append(b"$%d\r\n%b\r\n" % (len(value), value))
-    elif t is list or t is tuple:
-        append(b"*%d\r\n" % len(value))
+    elif t is list or t is tuple or t is Push:
+        append((b">%d\r\n" if resp3 and t is Push else b"*%d\r\n") % len(value))
         for item in value:
             if type(item) is bytes:
                 append(b"$%d\r\n%b\r\n" % (len(item), item))

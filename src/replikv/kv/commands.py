@@ -175,6 +175,14 @@ _runtime("failover", -1, "admin noscript stale")
 _runtime("replikv", -2, "admin noscript loading stale")
 _runtime("cluster", -2, "connection")
 _runtime("acl", -2, "admin noscript loading stale")
+_runtime("reset", 1, "noscript loading stale fast no_auth allow_busy connection")
+# Pub/Sub (runtime/pubsub.py): channels are not keys
+_runtime("subscribe", -2, "pubsub noscript loading stale connection")
+_runtime("psubscribe", -2, "pubsub noscript loading stale connection")
+_runtime("unsubscribe", -1, "pubsub noscript loading stale connection")
+_runtime("punsubscribe", -1, "pubsub noscript loading stale connection")
+_runtime("publish", 3, "pubsub loading stale fast may_replicate connection")
+_runtime("pubsub", -2, "pubsub loading stale connection")
 
 
 def lookup(name: bytes) -> CommandSpec | None:

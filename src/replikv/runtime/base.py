@@ -56,6 +56,7 @@ from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.acl import AccessControl
 from replikv.runtime.forwarding import Forwarder, no_leader_error
+from replikv.runtime.pubsub import SUBSCRIBED_ALLOWED, PubSub
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.snapshotter import BackgroundSnapshotter
 from replikv.runtime.tcp_transport import PeerTransport
@@ -109,6 +110,7 @@ class BaseRunner:
                                       "disk_write_errors": 0}
         self.started = time.time()
         self.forwarder = Forwarder(self)  # writes sent on to the leader (runtime/forwarding.py)
+        self.pubsub = PubSub(self)  # messages to subscribers of every node (runtime/pubsub.py)
         self.disk_error: str | None = None  # why the WAL cannot be written (see the disk guard)
         self.disk_error_fatal = False
         self._disk_error_since = 0.0
@@ -359,6 +361,10 @@ class BaseRunner:
                 if conn.multi is not None:
                     conn.multi_dirty = True
                 return
+        if (conn.channels or conn.patterns) and not conn.resp3 and spec.name.upper().encode() not in SUBSCRIBED_ALLOWED:
+            conn.reply(RespError(f"ERR Can't execute '{spec.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
+                                 "PING / QUIT / RESET are allowed in this context"))
+            return
         if conn.multi is not None and spec.name.upper() not in _MULTI_CONTROL:
             if kind == _HANDLER:
                 conn.reply(RespError("ERR Command not allowed inside a transaction"))
@@ -394,6 +400,12 @@ class BaseRunner:
             conn.transport.abort()
 
     # -- helpers both modes use ---------------------------------------------------------
+    def service_frame(self, peer: str, payload: bytes) -> bool:
+        """Take a peer frame of a shared service (forwarding, Pub/Sub); False for
+        a frame of the mode's own protocol. Their kinds are told apart by the
+        first byte, which no mode's codec uses."""
+        return self.forwarder.handle(peer, payload) or self.pubsub.handle(peer, payload)
+
     def redirect_error(self, leader: str) -> RespError:
         """``--redirect``: the MOVED error naming the leader's client address."""
         addr = self.config.nodes.get(leader) if leader else None
@@ -428,7 +440,12 @@ class BaseRunner:
             ],
             "clients": [f"connected_clients:{len(self.clients)}"],
             "stats": [f"total_commands_processed:{self.commands_processed}",
-                      f"replikv_peer_frames_in:{self.frames_in}"]
+                      f"pubsub_channels:{len(self.pubsub.channels)}",
+                      f"pubsub_patterns:{len(self.pubsub.patterns)}",
+                      f"replikv_pubsub_messages_delivered:{self.pubsub.messages_delivered}",
+                      f"replikv_peer_frames_in:{self.frames_in}",
+                      # the peers a PUBLISH (and a forwarded write) can reach now
+                      f"replikv_peers_connected:{sum(map(self.transport.connected, self.peer_ids))}"]
             + [f"{k}:{v}" for k, v in self.stats.items()],
         }
 

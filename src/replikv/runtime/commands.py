@@ -58,7 +58,9 @@ def handler(name: str) -> Callable[[Handler], Handler]:
 def ping(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if len(argv) > 2:
         raise wrong_arity("ping")
-    if len(argv) == 2:
+    if (conn.channels or conn.patterns) and not conn.resp3:  # Redis's reply in the subscribed context
+        conn.reply([b"pong", argv[1] if len(argv) == 2 else b""])
+    elif len(argv) == 2:
         conn.reply(argv[1])
     else:
         conn.reply_bytes(b"+PONG\r\n")
@@ -179,6 +181,52 @@ def hello(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
         "mode": "standalone", "role": "master" if node.is_leader else "replica", "modules": [],
         "replikv": __version__,
     })
+
+
+@handler("SUBSCRIBE")
+def subscribe(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    node.pubsub.subscribe(conn, argv[1:], pattern=False)
+
+
+@handler("PSUBSCRIBE")
+def psubscribe(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    node.pubsub.subscribe(conn, argv[1:], pattern=True)
+
+
+@handler("UNSUBSCRIBE")
+def unsubscribe(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    node.pubsub.unsubscribe(conn, argv[1:], pattern=False)
+
+
+@handler("PUNSUBSCRIBE")
+def punsubscribe(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    node.pubsub.unsubscribe(conn, argv[1:], pattern=True)
+
+
+@handler("PUBLISH")
+def publish(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """To this node's subscribers and every peer's (runtime/pubsub.py); answers the local count."""
+    conn.reply(node.pubsub.publish(argv[1], argv[2]))
+
+
+@handler("PUBSUB")
+def pubsub(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    conn.reply(node.pubsub.introspect(argv))
+
+
+@handler("RESET")
+def reset(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """As Redis 6.2+: leave MULTI, Pub/Sub and RESP3, drop the name, back to the default user."""
+    conn.multi = None
+    conn.multi_dirty = False
+    node.pubsub.drop(conn)
+    conn.resp3 = False
+    conn.name = None
+    conn.read_level, conn.read_bound_ms = node.default_read_level()
+    conn.set_write_level(node.default_ack)
+    conn.user = node.acl.default
+    conn.authenticated = node.acl.default.enabled and node.acl.default.nopass
+    conn.reply("RESET")
 
 
 @handler("SELECT")

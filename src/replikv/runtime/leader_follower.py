@@ -453,7 +453,7 @@ class LeaderFollowerRunner(BaseRunner):
             # it step down: its state machine holds those writes, so they must
             # be in its log too (a later truncation then rolls them back).
             self._flush()
-        if self.forwarder.handle(peer, payload):  # refused with MISCONF while the disk guard holds
+        if self.service_frame(peer, payload):  # refused with MISCONF while the disk guard holds
             return
         try:
             msg = m.decode(payload)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from replikv.kv.state_machine import StateMachine
     from replikv.modes.spec import ModeSpec
     from replikv.runtime.acl import AccessControl
+    from replikv.runtime.pubsub import PubSub
     from replikv.runtime.resp_server import ClientConnection
 
 
@@ -40,6 +41,7 @@ class Mode(Protocol):
     peer_ids: list[str]
     default_ack: Any  # the cluster's default write level (spec.default_write)
     stats: dict[str, int]
+    pubsub: "PubSub"  # Pub/Sub across the cluster (runtime/pubsub.py)
 
     @property
     def is_leader(self) -> bool:

@@ -596,7 +596,7 @@ class RaftRunner(BaseRunner):
         self.frames_in += 1
         kind, body = payload[:1], payload[1:]
         try:
-            if self.forwarder.handle(peer, payload):
+            if self.service_frame(peer, payload):
                 return
             if kind == RAFT_MSG:
                 if self.disk_error is not None:

@@ -72,6 +72,8 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = time.monotonic()  # for the idle `timeout`
         self.multi: list[list[bytes]] | None = None
         self.multi_dirty = False
+        self.channels: set[bytes] = set()  # Pub/Sub subscriptions (runtime/pubsub.py)
+        self.patterns: set[bytes] = set()
         self.read_level, self.read_bound_ms = node.default_read_level()
         self.write_level = node.default_ack
         self.write_k = node.ack_replicas(node.default_ack)  # replicas a write waits for
@@ -125,6 +127,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.node.clients.pop(self.id, None)
+        if self.channels or self.patterns:
+            self.node.pubsub.drop(self)
         self.node.clients_gone = True  # waiters of this client are dropped at the next sweep
 
     def data_received(self, data: bytes) -> None:
@@ -244,6 +248,8 @@ class PeerReplyConnection:
 
     # the node the command came from checked the client's ACL before forwarding it
     user = PEER_USER
+    channels: frozenset[bytes] = frozenset()  # never subscribed: SUBSCRIBE is not forwarded
+    patterns: frozenset[bytes] = frozenset()
 
     def __init__(self, resp3: bool) -> None:
         self.resp3 = resp3

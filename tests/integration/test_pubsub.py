@@ -1,0 +1,119 @@
+"""Pub/Sub on real processes in every mode: a message published on any node
+reaches the subscribers of every node (runtime/pubsub.py), and the
+subscribed context and RESP3 pushes behave as Redis 7.0's."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from replikv import modes
+from replikv.core.resp import ReplyParser, encode_command
+from tests.integration.cluster import Cluster, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=modes.names())
+def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
+    spec = modes.get(request.param)
+    c = Cluster(tmp_path / "c", min(3, spec.max_nodes or 3), election_timeout_ms=300)
+    c.config.mode = spec.name
+    c.config.save(c.path)
+    c.start()
+    yield c
+    c.close()
+
+
+def _next_message(p: Any, timeout: float = 10.0) -> dict[str, Any]:
+    return wait_for(lambda: p.get_message(ignore_subscribe_messages=True, timeout=0.05), timeout, "a message")
+
+
+def _all_peers_connected(c: Cluster) -> None:
+    """A PUBLISH reaches the peers connected at that moment (at most once, as Redis)."""
+    want = len(c.config.nodes) - 1
+    wait_for(lambda: all(int(c.client(n).info("stats").get("replikv_peers_connected", want)) >= want
+                         for n in c.procs), 20, "every node to be connected to its peers")
+
+
+def test_a_message_published_on_one_node_reaches_every_node(cluster: Cluster) -> None:
+    c = cluster
+    _all_peers_connected(c)
+    subs = {}
+    for node in c.procs:
+        p = c.client(node).pubsub()
+        p.subscribe("news")
+        p.psubscribe("n*")
+        assert p.get_message(timeout=5)["type"] == "subscribe"
+        assert p.get_message(timeout=5)["type"] == "psubscribe"
+        subs[node] = p
+    publisher = c.client("n1")
+    # n1 counts its own two receivers (one channel, one pattern subscription), as Redis Cluster does
+    assert publisher.publish("news", "hello") == 2
+    for node, p in subs.items():
+        got = sorted((m["type"], m["channel"], m["data"]) for m in (_next_message(p), _next_message(p)))
+        assert got == [("message", b"news", b"hello"), ("pmessage", b"news", b"hello")], node
+    # a message published on the last node reaches the first
+    last = list(c.procs)[-1]
+    assert c.client(last).publish("other", "x") == 0
+    assert c.client(last).publish("news", "from " + last) == 2
+    assert _next_message(subs["n1"])["data"] == ("from " + last).encode()
+    assert c.client("n1").pubsub_numsub("news") == [(b"news", 1)]
+    assert c.client("n1").pubsub_numpat() == 1
+    assert b"news" in c.client("n1").pubsub_channels()
+    for p in subs.values():
+        p.close()
+    wait_for(lambda: c.client("n1").pubsub_numsub("news") == [(b"news", 0)], 10, "n1 to forget its subscriber")
+
+
+def _raw(port: int) -> tuple[socket.socket, ReplyParser]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s, ReplyParser()
+
+
+def _call(s: socket.socket, parser: ReplyParser, *argv: str, replies: int = 1) -> list[Any]:
+    s.sendall(encode_command([a.encode() for a in argv]))
+    out: list[Any] = []
+    while len(out) < replies:
+        out += parser.replies()
+        if len(out) < replies:
+            parser.feed(s.recv(65536))
+    return out
+
+
+def test_subscribed_context_and_resp3_push(make_cluster: Any) -> None:
+    c = make_cluster(1)
+    s, parser = _raw(c.port("n1"))
+    try:
+        assert _call(s, parser, "SUBSCRIBE", "a", "b", replies=2) == [[b"subscribe", b"a", 1],
+                                                                      [b"subscribe", b"b", 2]]
+        [err] = _call(s, parser, "GET", "k")
+        assert "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed" in str(err)
+        assert _call(s, parser, "PING") == [[b"pong", b""]]
+        assert _call(s, parser, "UNSUBSCRIBE", replies=2) == [[b"unsubscribe", b"a", 1],
+                                                             [b"unsubscribe", b"b", 0]]
+        assert _call(s, parser, "UNSUBSCRIBE") == [[b"unsubscribe", None, 0]]
+        assert _call(s, parser, "PING") == ["PONG"]
+    finally:
+        s.close()
+    # RESP3: subscriptions and messages are push frames, and other commands still run
+    r3 = redis.Redis(port=c.port("n1"), protocol=3)
+    p = r3.pubsub()
+    p.subscribe("c")
+    assert p.get_message(timeout=5)["type"] == "subscribe"
+    assert r3.publish("c", "m") == 1
+    assert _next_message(p)["data"] == b"m"
+    s, parser = _raw(c.port("n1"))
+    try:
+        _call(s, parser, "HELLO", "3")
+        _call(s, parser, "SUBSCRIBE", "c")
+        assert _call(s, parser, "SET", "k", "v") == ["OK"]  # RESP3 mixes pushes and replies
+        assert _call(s, parser, "RESET") == ["RESET"]
+        assert c.client("n1").pubsub_numsub("c") == [(b"c", 1)]  # only redis-py's subscriber is left
+    finally:
+        s.close()
+        p.close()
