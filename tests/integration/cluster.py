@@ -161,3 +161,32 @@ class Cluster:
 
     def stats(self, node_id: str) -> dict[str, Any]:
         return self.client(node_id, timeout=2).info("stats")
+
+
+class RawConnection:
+    """One client connection without a client library's reply conversions:
+    ``call`` sends a command and returns the next reply(ies) as parsed RESP."""
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        from replikv.core.resp import ReplyParser
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.parser = ReplyParser()
+
+    def call(self, *argv: str | bytes | int, replies: int = 1) -> Any:
+        """Send ``argv``; its reply (a list of ``replies`` replies when more than one)."""
+        from replikv.core.resp import encode_command
+
+        self.sock.sendall(encode_command([a.encode() if isinstance(a, str) else a for a in argv]))
+        out: list[Any] = []
+        while len(out) < replies:
+            out += self.parser.replies()
+            if len(out) < replies:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the node closed the connection")
+                self.parser.feed(chunk)
+        return out if replies > 1 else out[0]
+
+    def close(self) -> None:
+        self.sock.close()

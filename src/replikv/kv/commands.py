@@ -149,9 +149,9 @@ def command(
     return register
 
 
-def _runtime(name: str, arity: int, flags: str) -> None:
-    """Declare a keyless connection/admin command (handled in runtime/commands.py)."""
-    _add(CommandSpec(name, arity, frozenset(flags.split()), *_KEYLESS))
+def _runtime(name: str, arity: int, flags: str, keys: tuple[int, int, int] = _KEYLESS) -> None:
+    """Declare a connection/admin command (handled in runtime/commands.py)."""
+    _add(CommandSpec(name, arity, frozenset(flags.split()), *keys))
 
 
 # connection and admin: handled by the runtime, listed for arity + COMMAND
@@ -164,6 +164,8 @@ _runtime("quit", -1, "noscript loading stale fast no_auth allow_busy connection"
 _runtime("multi", 1, "noscript loading stale fast allow_busy connection")
 _runtime("exec", 1, "noscript loading stale skip_slowlog connection")
 _runtime("discard", 1, "noscript loading stale fast allow_busy connection")
+_runtime("watch", -2, "noscript loading stale fast allow_busy connection", (1, -1, 1))
+_runtime("unwatch", 1, "noscript loading stale fast allow_busy connection")
 _runtime("wait", 3, "noscript connection")
 _runtime("info", -1, "loading stale connection")
 _runtime("client", -2, "noscript loading stale connection")

@@ -57,6 +57,11 @@ Errors: operations raise ``RespError``; the entry points turn it into the
 reply. An operation raises only before it has changed anything, so an error
 reply never leaves a half-applied command behind.
 
+``changes`` (``kv/watch.py``) records the log index at which each key
+last changed, for WATCH; the modes feed it (raft's application at apply,
+leader-follower as it logs) and raft's snapshot carries it. It is not in
+``snapshot()`` or ``digest()``: it is about the log, not the data.
+
 Auxiliary indexes (not part of the replicated state, rebuilt on demand):
 the expiry heap (``kv/expiry.py``) and a ``ScanIndex`` for SCAN
 (``kv/scan_index.py``), both built lazily the first time they are needed
@@ -77,6 +82,7 @@ from replikv.kv.dump import SNAPSHOT_VERSION
 from replikv.kv.expiry import EXPIRE_DUE, delete_due
 from replikv.kv.rewrite import prepare
 from replikv.kv.scan_index import ScanIndex
+from replikv.kv.watch import ChangeIndex
 
 __all__ = ["EXPIRE_DUE", "SNAPSHOT_VERSION", "ApplyContext", "StateMachine"]
 
@@ -90,7 +96,7 @@ _spec = COMMANDS.get  # the one command table, looked up by the name as sent, th
 class StateMachine:
     """The key space plus TTLs; see the module docstring for the rules."""
 
-    __slots__ = ("data", "dirty", "expires", "expiry_heap", "scan_index")
+    __slots__ = ("changes", "data", "dirty", "expires", "expiry_heap", "scan_index")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
@@ -100,6 +106,7 @@ class StateMachine:
         self.dirty = 0
         self.expiry_heap: list[tuple[int, bytes]] | None = None
         self.scan_index: ScanIndex | None = None
+        self.changes = ChangeIndex()  # WATCH: where each key last changed (kv/watch.py)
 
     # ------------------------------------------------------------------ info
 

@@ -76,7 +76,7 @@ _WRITE, _READ, _HANDLER = 0, 1, 2
 _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
 _BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
-_MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH"})
+_MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH", "UNWATCH", "RESET"})
 
 
 class BaseRunner:

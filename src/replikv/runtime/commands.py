@@ -219,6 +219,7 @@ def reset(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """As Redis 6.2+: leave MULTI, Pub/Sub and RESP3, drop the name, back to the default user."""
     conn.multi = None
     conn.multi_dirty = False
+    conn.watch = {}
     node.pubsub.drop(conn)
     conn.resp3 = False
     conn.name = None
@@ -256,6 +257,7 @@ def discard(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if conn.multi is None:
         raise RespError("ERR DISCARD without MULTI")
     conn.multi = None
+    conn.watch = {}
     conn.reply(OK)
 
 
@@ -264,19 +266,38 @@ def exec_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """Run the queued commands as one log entry (atomic on every replica)."""
     if conn.multi is None:
         raise RespError("ERR EXEC without MULTI")
-    queued, dirty = conn.multi, conn.multi_dirty
+    queued, dirty, watched = conn.multi, conn.multi_dirty, conn.watch
+    # (an empty block still goes to the mode when it watched keys: it may fail)
     conn.multi = None
     if dirty:
+        conn.watch = {}
         raise RespError("EXECABORT Transaction discarded because of previous errors.")
-    if not queued:
+    if not queued and not watched:
         conn.reply([])
         return
-    node.exec_transaction(conn, queued)
+    node.exec_transaction(conn, queued)  # the mode reads conn.watch now, and decides with it
+    conn.watch = {}
 
 
 @handler("WATCH")
 def watch(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
-    raise RespError("ERR WATCH is not supported by replikv; use MULTI/EXEC or CAS")
+    """WATCH key...: the next EXEC is aborted if one of them changes first (kv/watch.py).
+
+    Each key is watched from this node's log position now; where the EXEC
+    is decided (the leader-follower leader as it runs the block, every raft
+    replica at apply) it fails iff the key changed at a later index."""
+    if conn.multi is not None:
+        raise RespError("ERR WATCH inside MULTI is not allowed")
+    since = node.watch_position()
+    for key in argv[1:]:
+        conn.watch.setdefault(key, since)
+    conn.reply(OK)
+
+
+@handler("UNWATCH")
+def unwatch(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    conn.watch = {}
+    conn.reply(OK)
 
 
 @handler("WAIT")

@@ -6,14 +6,16 @@ by default, as etcd does; with ``--redirect`` it answers ``-MOVED`` instead).
 Wire: two peer frames beside the mode's own protocol messages, told apart by
 their first byte (a mode's codec never starts a frame with these)::
 
-    FORWARD       b"F" + msgpack [rid, commands, transaction, resp3, write_level, client, admin]
+    FORWARD       b"F" + msgpack [rid, commands, transaction, resp3, write_level, client, admin, watch]
     FORWARD_REPLY b"G" + msgpack [rid, reply, index]
 
 ``write_level`` is the client's ``CONSISTENCY WRITE`` level as text;
 ``client`` is ``[client_id, seq]`` for an exactly-once write or nil;
 ``admin`` marks an admin command run as is on the leader (raft's FAILOVER
-and membership changes); ``index`` is the log index of the write, which
-becomes the client's session position.
+and membership changes); ``watch`` is the ``[[key, since], ...]`` an EXEC's
+client WATCHed on the follower (``since`` in the log's index space, so the
+leader decides with its own change index, ``kv/watch.py``); ``index`` is
+the log index of the write, which becomes the client's session position.
 
 Rules:
 - One forwarded request gets exactly one reply: the leader's, or TRYAGAIN
@@ -66,6 +68,7 @@ class ForwardedCommand(PeerReplyConnection):
         self.multi_dirty = False
         self.read_level, self.read_bound_ms = "linearizable", 0
         self.sent = False
+        self.watch: dict[bytes, int] = {}
         self.set_write_level(node.default_ack)
 
     def set_write_level(self, level: Any) -> None:
@@ -104,15 +107,17 @@ class Forwarder:
         deadline = time.monotonic() + (node.options.ack_timeout_ms + 2000) / 1000
         self.pending.add(rid, conn, deadline, "TRYAGAIN the leader did not answer the forwarded command in "
                                               "time; it may or may not be applied")
+        watch = [[k, since] for k, since in conn.watch.items()] if transaction else []
         node.transport.send(leader, FORWARD + msgpack.packb(
             [rid, commands, transaction, conn.resp3, str(conn.write_level), list(client) if client else None,
-             admin]))
+             admin, watch]))
 
     def on_forward(self, peer: str, body: bytes) -> None:
         """Leader side: run a peer's forwarded command through the local paths."""
-        rid, commands, transaction, resp3, level, client, admin = _decode_forward(body)
+        rid, commands, transaction, resp3, level, client, admin, watch = _decode_forward(body)
         node = self.node
         proxy = ForwardedCommand(node, peer, rid, resp3)
+        proxy.watch = {key: since for key, since in watch}
         if admin:
             node.execute(proxy, commands[0])  # type: ignore[arg-type]
             return
@@ -169,12 +174,14 @@ def _unpack(body: bytes, size: int, what: str) -> list[Any]:
 
 def _decode_forward(body: bytes) -> list[Any]:
     """A FORWARD body, its fields checked (a peer speaking garbage is refused, not obeyed)."""
-    parts = _unpack(body, 7, "FORWARD")
-    rid, commands, transaction, resp3, level, client, admin = parts
+    parts = _unpack(body, 8, "FORWARD")
+    rid, commands, transaction, resp3, level, client, admin, watch = parts
     if not (type(rid) is int and isinstance(commands, list) and commands
             and all(isinstance(c, list) and c and all(isinstance(a, bytes) for a in c) for c in commands)
             and isinstance(transaction, bool) and isinstance(resp3, bool) and isinstance(level, str)
             and isinstance(admin, bool)
+            and isinstance(watch, list) and all(isinstance(w, list) and len(w) == 2 and isinstance(w[0], bytes)
+                                                and type(w[1]) is int for w in watch)
             and (client is None or (isinstance(client, list) and len(client) == 2
                                     and all(type(x) is int for x in client)))):
         raise ValueError("malformed FORWARD frame")

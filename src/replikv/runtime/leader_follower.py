@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 
 from replikv.config import AckLevel, ClusterConfig, ConfigError
-from replikv.core.replies import OK, RespError
+from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import OK_REPLY, encode_reply
 from replikv.core.shipping import messages as m
 from replikv.core.shipping.effects import (
@@ -44,6 +44,7 @@ from replikv.core.shipping.node import LEADER, SNAPSHOT, ShippingNode
 from replikv.kv.commands import lookup
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
+from replikv.kv.watch import ChangeIndex
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.pending import SessionReads
 from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
@@ -124,6 +125,7 @@ class LeaderFollowerRunner(BaseRunner):
             shipping_log.append(entries)
             replay(self.sm, entries)
             replayed += len(entries)
+        self.sm.changes = ChangeIndex(shipping_log.last_index)  # WATCHes before a restart abort
         if not meta:  # a new node (open_storage refused one with data but no meta)
             leader = self.config.initial_leader
             meta = {"epoch": 1, "leader": leader, "led_epochs": [1] if leader == self.id else []}
@@ -164,9 +166,16 @@ class LeaderFollowerRunner(BaseRunner):
         """EXEC: a block with a write is one log entry; a read-only block runs here."""
         if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
             self._write(conn, queued, transaction=True)
+        elif conn.watch and self.sm.changes.any_changed(conn.watch.items()):
+            conn.reply(NULL_ARRAY)
         else:
             replies, _ = self.sm.execute_transaction(queued, ApplyContext(_wall_ms(), self.id))
             conn.reply(replies)
+
+    def watch_position(self) -> int:
+        """The index of the last write this node's state holds (a leader's
+        executed batch included)."""
+        return self.batch_base + len(self.batch) if self.batch else self.core.log.last_index
 
     def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
         """WAIT: reply with the followers holding this connection's last write,
@@ -217,6 +226,9 @@ class LeaderFollowerRunner(BaseRunner):
             return
         ctx = ApplyContext(_wall_ms(), self.id)
         if transaction:
+            if conn.watch and self.sm.changes.any_changed(conn.watch.items()):
+                conn.reply(NULL_ARRAY)  # a WATCHed key changed since (kv/watch.py)
+                return
             replies, cmds = self.sm.execute_transaction(commands, ctx)
             data = encode_reply(replies, conn.resp3)
         else:
@@ -261,7 +273,9 @@ class LeaderFollowerRunner(BaseRunner):
                 self.batch_acks = [0] * len(batch)
             self.batch_acks.append(k)
         batch.append(cmds)
-        return self.batch_base + len(batch)
+        index = self.batch_base + len(batch)
+        self.sm.changes.touch_commands(cmds, index)
+        return index
 
     def _flush(self) -> None:
         """Group commit: log the batch, fsync once, ship, then release replies."""
@@ -288,8 +302,10 @@ class LeaderFollowerRunner(BaseRunner):
                     sends.append(effect)
                 case ApplyEntries():
                     apply, ctx = self.sm.apply, ApplyContext(None, self.core.leader)
-                    for entry in effect.entries:
+                    touch = self.sm.changes.touch_commands
+                    for index, entry in enumerate(effect.entries, effect.first_index):
                         apply(entry[1], ctx)
+                        touch(entry[1], index)
                 case PersistMeta():
                     self._save_meta(effect)
                 case TruncateLog():
@@ -545,6 +561,7 @@ class LeaderFollowerRunner(BaseRunner):
         if start != core_log.base_index:
             raise RuntimeError(f"snapshot at {start} does not match the log base {core_log.base_index}")
         replay(sm, core_log.entries)
+        sm.changes = ChangeIndex(core_log.last_index)  # a rolled-back state: older WATCHes abort
         self.sm = sm
 
     # -- snapshots ------------------------------------------------------------------
@@ -676,6 +693,7 @@ class LeaderFollowerRunner(BaseRunner):
         snap = load_latest_snapshot(self.snapshot_dir)
         assert snap is not None and snap.index == index
         self.sm = restore_app(snap.data)[0]
+        self.sm.changes = ChangeIndex(index)  # WATCHes older than the full resync abort
         self.wal.reset(index + 1)
         log.info("node %s installed a snapshot at index %d from the leader (full resync)", self.id, index)
         self._run(self.core.snapshot_installed(index, epoch, epoch_starts))

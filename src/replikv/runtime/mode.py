@@ -58,7 +58,11 @@ class Mode(Protocol):
 
     # -- what each mode provides ---------------------------------------------------
     def exec_transaction(self, conn: "ClientConnection", queued: list[list[bytes]]) -> None:
-        """EXEC: a block with a write is ONE replicated entry; a read-only block is a read."""
+        """EXEC: a block with a write is ONE replicated entry; a read-only block is a read.
+        Aborted (the null array) if a key in ``conn.watch`` changed after it was watched."""
+
+    def watch_position(self) -> int:
+        """WATCH: the log index of the state this node serves now (kv/watch.py)."""
 
     def wait_replicas(self, conn: "ClientConnection", numreplicas: int, timeout_ms: int) -> None:
         """WAIT: reply with how many replicas hold this connection's last write."""

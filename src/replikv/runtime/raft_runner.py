@@ -40,7 +40,7 @@ Rules it keeps (Raft Figure 2 "Persistent state"; etcd's Ready contract):
   not forced to disk (a restarted node re-learns it from the leader; its
   snapshot index is a safe lower bound).
 
-Entry payload (``Entry.data``): ``msgpack([now_ms, transaction, items])``,
+Entry payload (``Entry.data``): ``msgpack([now_ms, transaction, items(, watch)])``,
 ``items[i]`` a prepared command (list of bytes) or an error string decided at
 prepare time (inside MULTI). Node ids: a node named ``n<k>`` is raft id k.
 """
@@ -73,7 +73,7 @@ from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.raft.messages import Config, Entry, EntryKind, HardState, Snapshot
 from replikv.core.raft.node import DurableState, RaftNode, Role
 from replikv.core.raft.sessions import SessionTable
-from replikv.core.replies import OK, RespError
+from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
@@ -132,9 +132,9 @@ class RaftRunner(BaseRunner):
         self.pending_reads: list[tuple[object, bool]] = []
         # proposals, read-index rounds and membership changes waiting for the core (runtime/pending.py)
         self.writes = PendingReplies()
-        self.reads = PendingReplies()  # payload: (argv, transaction)
+        self.reads = PendingReplies()  # payload: (argv, transaction, watch)
         self.ready_reads: list[tuple[int, Slot, list[bytes]]] = []  # (index, slot, argv)
-        self.session_reads = SessionReads(opts.session_timeout_ms, "this node")  # payload: (argv, transaction)
+        self.session_reads = SessionReads(opts.session_timeout_ms, "this node")  # payload: (argv, transaction, watch)
         self.config_changes = PendingReplies()
         self.failover_waiter: tuple[Slot, float, int] | None = None
         self.last_leader_contact = 0.0
@@ -158,7 +158,7 @@ class RaftRunner(BaseRunner):
             voters, learners, app = msgpack.unpackb(stored.data)
             snap = Snapshot(index=stored.index, term=stored.epoch,
                             config=Config(voters=frozenset(voters), learners=frozenset(learners)), data=app)
-            self._restore_app(app)
+            self._restore_app(app, stored.index)
         base = snap.index if snap else 0
         opts = self.options
         entries: list[Entry] = []
@@ -188,8 +188,8 @@ class RaftRunner(BaseRunner):
                  self.id, self.raft_id, base, len(entries), hs.term)
         self._queue(self.core.start())
 
-    def _restore_app(self, app: bytes) -> None:
-        self.sm, self.sessions = restore_app(app)
+    def _restore_app(self, app: bytes, index: int) -> None:
+        self.sm, self.sessions = restore_app(app, index)
 
     async def start(self) -> None:
         await self.start_io(lambda peer: None, [self._tick_loop])
@@ -320,7 +320,7 @@ class RaftRunner(BaseRunner):
             if isinstance(e, Apply):
                 self._apply(e)
             elif isinstance(e, RestoreSnapshot):
-                self._restore_app(e.snapshot.data)
+                self._restore_app(e.snapshot.data, e.snapshot.index)
                 self.applied = e.snapshot.index
                 self.stats["snapshots_installed"] += 1
                 log.info("node %s installed a snapshot at index %d from the leader", self.id, e.snapshot.index)
@@ -479,7 +479,8 @@ class RaftRunner(BaseRunner):
         if not self.is_leader:
             self.forwarder.forward(conn, self.leader_name, commands, transaction, client=client)
             return
-        err, data = encode_write(self.sm, commands, transaction, _wall_ms(), self.id)
+        err, data = encode_write(self.sm, commands, transaction, _wall_ms(), self.id,
+                                 conn.watch if transaction else None)
         if err is not None:
             conn.reply(err)
             return
@@ -493,9 +494,13 @@ class RaftRunner(BaseRunner):
     def exec_transaction(self, conn: Any, queued: list[list[bytes]]) -> None:
         """EXEC: a block with a write is one log entry; a read-only block is a read."""
         if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
-            self.write(conn, queued, transaction=True)
+            self.write(conn, queued, transaction=True)  # the entry carries conn.watch (raft_app.py)
         else:
             self._read(conn, queued, transaction=True)
+
+    def watch_position(self) -> int:
+        """The index this node has applied: the state its reads are served from."""
+        return self.applied
 
     def admin(self, conn: Any, argv: list[bytes]) -> None:
         """REPLIKV EXEC <client-id> <seq> <command...> (exactly-once write, thesis §6.3),
@@ -540,6 +545,7 @@ class RaftRunner(BaseRunner):
     # -- reads ---------------------------------------------------------------------------------
     def _read(self, conn: Any, argv: Any, transaction: bool = False) -> None:
         level = conn.read_level
+        what = (argv, transaction, conn.watch if transaction else None)
         if level in ("linearizable", "lease"):
             if self.disk_error is not None:  # frozen: this node cannot confirm a read index
                 conn.reply(RespError(f"{self.disk_refusal().message}; {level} reads need a node that "
@@ -548,19 +554,21 @@ class RaftRunner(BaseRunner):
             rid = next(self._rids)
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
             self.reads.add(rid, conn, deadline, "TRYAGAIN the read index was not confirmed in time (no leader "
-                                                "or no quorum)", (argv, transaction))
+                                                "or no quorum)", what)
             self.pending_reads.append((rid, level == "lease"))
             self._schedule()
             return
         if level == "bounded" and not self.is_leader and self.refuse_stale(conn):
             return
         if level == "session" and conn.session_index > self.applied:
-            self.session_reads.add(conn.session_index, conn, (argv, transaction), time.monotonic())
+            self.session_reads.add(conn.session_index, conn, what, time.monotonic())
             return
-        conn.reply(self._serve(argv, transaction))
+        conn.reply(self._serve(*what))
 
-    def _serve(self, argv: Any, transaction: bool) -> Any:
+    def _serve(self, argv: Any, transaction: bool, watch: dict[bytes, int] | None = None) -> Any:
         now = _wall_ms()
+        if watch and self.sm.changes.any_changed(watch.items()):
+            return NULL_ARRAY  # a read-only EXEC whose WATCHed key changed
         if transaction:
             return [self.sm.read(a, now) for a in argv]
         return self.sm.read(argv, now)
@@ -575,8 +583,7 @@ class RaftRunner(BaseRunner):
         keep = []
         for index, slot, what in self.ready_reads:
             if index <= self.applied:
-                argv, transaction = what  # type: ignore[misc]
-                slot.resolve(encode_reply(self._serve(argv, transaction), slot.conn.resp3))
+                slot.resolve(encode_reply(self._serve(*what), slot.conn.resp3))  # type: ignore[misc]
             else:
                 keep.append((index, slot, what))
         self.ready_reads = keep

@@ -72,6 +72,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_active = time.monotonic()  # for the idle `timeout`
         self.multi: list[list[bytes]] | None = None
         self.multi_dirty = False
+        self.watch: dict[bytes, int] = {}  # WATCHed key -> the log position it was watched at
         self.channels: set[bytes] = set()  # Pub/Sub subscriptions (runtime/pubsub.py)
         self.patterns: set[bytes] = set()
         self.read_level, self.read_bound_ms = node.default_read_level()
@@ -248,6 +249,7 @@ class PeerReplyConnection:
 
     # the node the command came from checked the client's ACL before forwarding it
     user = PEER_USER
+    watch: dict[bytes, int] = {}  # a forwarded EXEC sets its own (runtime/forwarding.py)
     channels: frozenset[bytes] = frozenset()  # never subscribed: SUBSCRIBE is not forwarded
     patterns: frozenset[bytes] = frozenset()
 

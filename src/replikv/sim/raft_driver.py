@@ -220,7 +220,7 @@ class RaftDriver(NodeTable):
                 self._serve_reads(n)
             elif isinstance(e, RestoreSnapshot):
                 if e.snapshot.data:
-                    n.sm, n.sessions = restore_app(e.snapshot.data)
+                    n.sm, n.sessions = restore_app(e.snapshot.data, e.snapshot.index)
                 else:
                     n.sm, n.sessions = StateMachine(), SessionTable()
                 n.applied = e.snapshot.index
@@ -365,7 +365,7 @@ class RaftDriver(NodeTable):
         n.core = self._make_core(n, self._load(n))
         snap = n.snapshot
         if snap is not None and snap.data:
-            n.sm, n.sessions = restore_app(snap.data)
+            n.sm, n.sessions = restore_app(snap.data, snap.index)
         else:
             n.sm, n.sessions = StateMachine(), SessionTable()
         n.applied = snap.index if snap else 0

@@ -1,0 +1,98 @@
+"""Where WATCH is decided: the log index at which each key last changed.
+
+Redis aborts an EXEC when a key its client WATCHed was modified after the
+WATCH (``touchWatchedKey``). replikv's writes are ordered by a log, so the
+rule becomes: a client WATCHes at a position ``since`` (the log index of
+the state it reads from), and its EXEC is aborted iff a watched key changed
+at an index above ``since``. The index answers that question wherever the
+EXEC is decided: on the leader-follower leader as it runs the block, and in
+raft at apply time on every replica (so it is serializable across leader
+changes, and every replica decides alike).
+
+Invariants:
+
+- ``changed_since(keys, since)`` is True whenever some key in ``keys``
+  changed at an index > ``since`` (never a false "unchanged"); it may also
+  say True for a change it no longer remembers: ``since < floor``.
+- Memory is bounded: past ``LIMIT`` keys the older half is forgotten and
+  ``floor`` rises to the newest index forgotten (a WATCH older than that
+  aborts, which Redis's contract allows: EXEC may always fail and be retried).
+- Deterministic: the same sequence of ``touch``/``touch_all`` calls gives
+  the same state (raft replicas feed it the same entries, and a snapshot
+  carries ``state()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from replikv.kv.commands import lookup
+
+__all__ = ["ChangeIndex"]
+
+
+LIMIT = 100_000  # keys remembered (~10 MB at most)
+
+
+class ChangeIndex:
+    __slots__ = ("floor", "last", "limit")
+
+    def __init__(self, floor: int = 0, limit: int = LIMIT) -> None:
+        self.last: dict[bytes, int] = {}
+        self.floor = floor
+        self.limit = limit
+
+    def touch(self, key: bytes, index: int) -> None:
+        last = self.last
+        last[key] = index
+        if len(last) > self.limit:
+            self._forget_older_half()
+
+    def touch_all(self, index: int) -> None:
+        """Every key changed at ``index`` (FLUSHALL)."""
+        self.last.clear()
+        self.floor = max(self.floor, index)
+
+    def touch_commands(self, cmds: Iterable[list[bytes]], index: int) -> None:
+        """The logged commands of one entry changed their keys at ``index``
+        (a keyless write such as FLUSHALL changed them all)."""
+        for cmd in cmds:
+            spec = lookup(cmd[0])
+            if spec is None:  # EXPIREDUE key...: deletions decided at apply
+                keys = cmd[1:]
+            else:
+                keys = spec.keys(cmd)
+                if not keys:
+                    self.touch_all(index)
+                    continue
+            for key in keys:
+                self.touch(key, index)
+
+    def changed_since(self, keys: Iterable[bytes], since: int) -> bool:
+        if since < self.floor:
+            return True
+        get = self.last.get
+        return any(get(key, 0) > since for key in keys)
+
+    def any_changed(self, watched: Iterable[tuple[bytes, int] | list[Any]]) -> bool:
+        """True if some ``(key, since)`` WATCHed pair changed after its ``since``."""
+        floor, get = self.floor, self.last.get
+        return any(since < floor or get(key, 0) > since for key, since in watched)
+
+    def _forget_older_half(self) -> None:
+        indexes = sorted(self.last.values())
+        cutoff = indexes[len(indexes) // 2]
+        self.floor = max(self.floor, cutoff)
+        self.last = {k: i for k, i in self.last.items() if i > cutoff}
+
+    # -- snapshots (raft's application snapshot carries it) -----------------------------
+    def state(self) -> list[Any]:
+        return [self.floor, [[k, i] for k, i in self.last.items()]]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> "ChangeIndex":
+        floor, rows = state
+        index = cls(floor)
+        index.last = {k: i for k, i in rows}
+        return index
