@@ -27,12 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from replikv.kv.commands import lookup
+from replikv.kv.commands import COMMANDS, lookup
 
 __all__ = ["ChangeIndex"]
 
 
 LIMIT = 100_000  # keys remembered (~10 MB at most)
+_spec = COMMANDS.get
 
 
 class ChangeIndex:
@@ -56,18 +57,24 @@ class ChangeIndex:
 
     def touch_commands(self, cmds: Iterable[list[bytes]], index: int) -> None:
         """The logged commands of one entry changed their keys at ``index``
-        (a keyless write such as FLUSHALL changed them all)."""
+        (a keyless write such as FLUSHALL changed them all). On the
+        leader-follower write path: one-key commands take the short way."""
+        last = self.last
         for cmd in cmds:
-            spec = lookup(cmd[0])
+            spec = _spec(cmd[0]) or lookup(cmd[0])
             if spec is None:  # EXPIREDUE key...: deletions decided at apply
-                keys = cmd[1:]
+                for key in cmd[1:]:
+                    last[key] = index
+            elif spec.last_key == 1 and spec.first_key == 1:
+                last[cmd[1]] = index
+            elif keys := spec.keys(cmd):
+                for key in keys:
+                    last[key] = index
             else:
-                keys = spec.keys(cmd)
-                if not keys:
-                    self.touch_all(index)
-                    continue
-            for key in keys:
-                self.touch(key, index)
+                self.touch_all(index)
+                last = self.last
+        if len(last) > self.limit:
+            self._forget_older_half()
 
     def changed_since(self, keys: Iterable[bytes], since: int) -> bool:
         if since < self.floor:
