@@ -106,6 +106,7 @@ def _normal(reply: Any, unordered: bool | str) -> Any:
     if isinstance(reply, hiredis.ReplyError):
         return ("error", str(reply))
     if isinstance(reply, list):
+        reply = [_normal(r, False) for r in reply]
         if unordered == "pairs":
             return sorted(zip(reply[::2], reply[1::2], strict=True))
         if unordered:

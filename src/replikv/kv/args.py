@@ -20,6 +20,7 @@ __all__ = [
     "expire_time_error",
     "needs_clock",
     "parse_int",
+    "parse_timeout_ms",
 ]
 
 I64_MIN = -(1 << 63)
@@ -61,3 +62,32 @@ def needs_clock(sm: object, argv: list[bytes], ctx: object) -> object:
     one found in a log is refused rather than read against a local clock.
     """
     raise NEEDS_CLOCK
+
+
+TIMEOUT_NOT_FLOAT = RespError("ERR timeout is not a float or out of range")
+_TIMEOUT_HORIZON_MS = I64_MAX - 4_102_444_800_000  # Redis adds the time now; this is 2100-01-01
+
+
+def parse_timeout_ms(arg: bytes) -> int:
+    """A blocking command's timeout (seconds, a float as Redis 6+ takes it) in
+    ms; 0 blocks forever. As Redis 7.0: the ms are truncated toward zero
+    (``BLPOP k 0.0001`` blocks forever, ``-0.0001`` too), a value past the
+    64-bit range (``inf``, ``1e20``) is "negative" as C's conversion makes it,
+    one that would overflow once the time now is added is "out of range"."""
+    if not arg or arg[:1].isspace() or arg[-1:].isspace():
+        raise TIMEOUT_NOT_FLOAT
+    try:
+        seconds = float(arg)
+    except ValueError:
+        raise TIMEOUT_NOT_FLOAT from None
+    if seconds != seconds:  # NaN
+        raise TIMEOUT_NOT_FLOAT
+    ms = seconds * 1000
+    if not -I64_MAX <= ms < I64_MAX:
+        raise RespError("ERR timeout is negative")
+    tval = int(ms)
+    if tval < 0:
+        raise RespError("ERR timeout is negative")
+    if tval > _TIMEOUT_HORIZON_MS:
+        raise RespError("ERR timeout is out of range")
+    return tval

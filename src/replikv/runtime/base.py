@@ -55,6 +55,7 @@ from replikv.core.replies import RespError, wrong_arity
 from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.acl import AccessControl
+from replikv.runtime.blocking import Blocking
 from replikv.runtime.forwarding import Forwarder, no_leader_error
 from replikv.runtime.pubsub import SUBSCRIBED_ALLOWED, PubSub
 from replikv.runtime.resp_server import ClientConnection
@@ -71,7 +72,7 @@ from replikv.storage.wal import WriteAheadLog
 
 log = logging.getLogger("replikv.node")
 
-_WRITE, _READ, _HANDLER = 0, 1, 2
+_WRITE, _READ, _HANDLER, _BLOCKING = 0, 1, 2, 3
 # An HTTP request a browser was tricked into sending (Redis's guard): never executed
 _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
@@ -111,6 +112,7 @@ class BaseRunner:
         self.started = time.time()
         self.forwarder = Forwarder(self)  # writes sent on to the leader (runtime/forwarding.py)
         self.pubsub = PubSub(self)  # messages to subscribers of every node (runtime/pubsub.py)
+        self.blocking = Blocking(self)  # BLPOP & co waiting for data (runtime/blocking.py)
         self.disk_error: str | None = None  # why the WAL cannot be written (see the disk guard)
         self.disk_error_fatal = False
         self._disk_error_since = 0.0
@@ -321,7 +323,8 @@ class BaseRunner:
             return None
         upper = spec.name.upper()
         handler = self._handlers.get(upper)
-        kind = _HANDLER if handler is not None else _WRITE if "write" in spec.flags else _READ
+        kind = (_HANDLER if handler is not None else _BLOCKING if "blocking" in spec.flags
+                else _WRITE if "write" in spec.flags else _READ)
         entry = (spec, kind, handler)
         if len(self._dispatch) < 4096:
             self._dispatch[name] = entry
@@ -378,6 +381,9 @@ class BaseRunner:
                 self._write_one(conn, argv)
             elif kind == _READ:
                 self._read(conn, argv)
+            elif kind == _BLOCKING:
+                if not self.blocking.start(conn, spec, argv):  # XREAD without BLOCK
+                    (self._write_one if spec.is_write else self._read)(conn, argv)
             else:
                 handler(self, conn, argv)
         except InvariantViolation:
@@ -424,6 +430,8 @@ class BaseRunner:
         return True
 
     def _flush_clients(self) -> None:
+        if self.blocking.queues:
+            self.blocking.poll()  # writes were applied: a blocked client may go on
         if self.dirty_clients:
             dirty, self.dirty_clients = self.dirty_clients, set()
             for conn in dirty:
@@ -438,7 +446,8 @@ class BaseRunner:
                 f"replikv_mode:{self.config.mode}", f"process_id:{os.getpid()}", f"run_id:{self.id}",
                 f"tcp_port:{self.address.port}", f"uptime_in_seconds:{int(time.time() - self.started)}",
             ],
-            "clients": [f"connected_clients:{len(self.clients)}"],
+            "clients": [f"connected_clients:{len(self.clients)}",
+                        f"blocked_clients:{self.blocking.blocked + self.waiting_clients()}"],
             "stats": [f"total_commands_processed:{self.commands_processed}",
                       f"pubsub_channels:{len(self.pubsub.channels)}",
                       f"pubsub_patterns:{len(self.pubsub.patterns)}",
@@ -448,6 +457,11 @@ class BaseRunner:
                       f"replikv_peers_connected:{sum(map(self.transport.connected, self.peer_ids))}"]
             + [f"{k}:{v}" for k, v in self.stats.items()],
         }
+
+    def waiting_clients(self) -> int:
+        """Clients whose reply waits on the mode (WAIT, acks), besides blocking commands;
+        INFO counts both as blocked, as Redis counts WAIT."""
+        return 0
 
     def persistence_info(self, snapshot_index: int) -> list[str]:
         """INFO persistence: the WAL every mode keeps, its snapshot index, whether it can be written."""

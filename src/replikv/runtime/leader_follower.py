@@ -189,6 +189,9 @@ class LeaderFollowerRunner(BaseRunner):
         self.ack_waiters.append(Waiter(index, numreplicas, deadline, conn.slot(), b"", "wait"))
         self._timed_waiters += bool(deadline)
 
+    def waiting_clients(self) -> int:
+        return len({id(s.conn) for s in (*(w.slot for w in self.ack_waiters), *self.read_waiters.slots())})
+
     def role_reply(self) -> list[Any]:
         core = self.core
         return [core.role.encode(), core.epoch, core.leader.encode(), core.log.last_index]
@@ -793,8 +796,6 @@ class LeaderFollowerRunner(BaseRunner):
                     f"master_link_status:{'up' if up else 'down'}", f"slave_repl_offset:{core.log.last_index}",
                     f"replikv_lag_ops:{core.lag_ops()}", f"replikv_lag_ms:{core.lag_ms(now)}"]
         sections["replication"] = rep
-        sections["clients"].append(
-            f"blocked_clients:{len({id(s.conn) for s in (*(w.slot for w in self.ack_waiters), *self.read_waiters.slots())})}")
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
         return self.render_info(sections, section)
 

@@ -73,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
         self.multi: list[list[bytes]] | None = None
         self.multi_dirty = False
         self.watch: dict[bytes, int] = {}  # WATCHed key -> the log position it was watched at
+        self.blocked: list[Any] = []  # its blocking commands waiting (runtime/blocking.py)
         self.channels: set[bytes] = set()  # Pub/Sub subscriptions (runtime/pubsub.py)
         self.patterns: set[bytes] = set()
         self.read_level, self.read_bound_ms = node.default_read_level()
@@ -130,6 +131,8 @@ class ClientConnection(asyncio.Protocol):
         self.node.clients.pop(self.id, None)
         if self.channels or self.patterns:
             self.node.pubsub.drop(self)
+        if self.blocked:
+            self.node.blocking.drop(self)
         self.node.clients_gone = True  # waiters of this client are dropped at the next sweep
 
     def data_received(self, data: bytes) -> None:

@@ -8,7 +8,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import NULL_ARRAY, WRONGTYPE, RespError, wrong_arity
-from replikv.kv.args import parse_int
+from replikv.kv.args import parse_int, parse_timeout_ms
 from replikv.kv.commands import command
 from replikv.kv.values import ValueType, value_type
 
@@ -112,3 +112,34 @@ def lrange(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
 def llen(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     lst = sm.live_as(argv[1], now_ms, deque)
     return 0 if lst is None else len(lst)
+
+
+# --- blocking pops: what one attempt does (runtime/blocking.py waits and retries) --------------
+
+
+def _bpop(sm: StateMachine, argv: list[bytes], left: bool) -> Reply:
+    """BLPOP/BRPOP key [key ...] timeout, one attempt: pop from the first
+    non-empty list, ``[key, value]``; the null array when all are empty (the
+    runtime then blocks the client; inside MULTI that is the reply, as Redis)."""
+    parse_timeout_ms(argv[-1])
+    data = sm.data
+    for key in argv[1:-1]:
+        lst = data.get(key)
+        if lst is None:
+            continue
+        if type(lst) is not deque:
+            raise WRONGTYPE
+        value = lst.popleft() if left else lst.pop()
+        sm.shrunk(key, lst)
+        return [key, value]
+    return NULL_ARRAY
+
+
+@command("blpop", -3, "write noscript blocking", (1, -2, 1))
+def blpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return _bpop(sm, argv, True)
+
+
+@command("brpop", -3, "write noscript blocking", (1, -2, 1))
+def brpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return _bpop(sm, argv, False)

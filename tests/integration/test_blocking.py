@@ -1,0 +1,103 @@
+"""Blocking commands on real processes in every mode (runtime/blocking.py):
+served when data arrives, on any node, first blocked first served, the
+empty reply at the deadline, and nothing lost when a client gives up."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replikv import modes
+from tests.integration.cluster import Cluster, RawConnection, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=modes.names())
+def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
+    spec = modes.get(request.param)
+    c = Cluster(tmp_path / "c", min(3, spec.max_nodes or 3), election_timeout_ms=300)
+    c.config.mode = spec.name
+    c.config.save(c.path)
+    c.start()
+    yield c
+    c.close()
+
+
+def _leader(c: Cluster) -> str:
+    def find() -> str | None:
+        leaders = [n for n in c.procs if c.replication(n)["role"] == "master"]
+        return leaders[0] if len(leaders) == 1 else None
+    return wait_for(find, 20, "one leader")
+
+
+class _Call(threading.Thread):
+    """One blocking command on its own connection, its reply kept."""
+
+    def __init__(self, port: int, *argv: str) -> None:
+        super().__init__(daemon=True)
+        self.conn = RawConnection(port, timeout=30)
+        self.argv, self.reply, self.done_at = argv, None, 0.0
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.reply = self.conn.call(*self.argv)
+        except OSError as e:  # the test hung up on purpose
+            self.reply = e
+        self.done_at = time.monotonic()
+
+
+def _blocked(c: Cluster, node: str, count: int) -> None:
+    wait_for(lambda: int(c.client(node).info("clients")["blocked_clients"]) == count, 10,
+             f"{count} blocked clients on {node}")
+
+
+def test_a_push_on_the_leader_serves_clients_blocked_on_every_node(cluster: Cluster) -> None:
+    c = cluster
+    leader = _leader(c)
+    pusher = c.client(leader)
+    for node in c.procs:
+        waiter = _Call(c.port(node), "BLPOP", "q", "other", "0")
+        _blocked(c, node, 1)
+        assert waiter.is_alive()
+        assert pusher.rpush("q", "job-" + node) == 1
+        waiter.join(20)
+        assert waiter.reply == [b"q", b"job-" + node.encode()], node
+        assert pusher.llen("q") == 0
+        assert int(c.client(node).info("clients")["blocked_clients"]) == 0
+
+
+def test_first_blocked_first_served_and_the_deadline(cluster: Cluster) -> None:
+    c = cluster
+    leader = _leader(c)
+    port = c.port(leader)
+    first = _Call(port, "BRPOP", "q", "0")
+    _blocked(c, leader, 1)
+    second = _Call(port, "BRPOP", "q", "0")
+    _blocked(c, leader, 2)
+    c.client(leader).lpush("q", "a", "b")  # q = [b, a]: BRPOP takes a, then b
+    first.join(20)
+    second.join(20)
+    assert (first.reply, second.reply) == ([b"q", b"a"], [b"q", b"b"])
+    # nothing arrives: the null array at the deadline, not before
+    started = time.monotonic()
+    late = _Call(port, "BLPOP", "empty", "0.3")
+    late.join(20)
+    assert late.reply is None and late.done_at - started >= 0.3
+    # inside MULTI a blocking command does not block
+    r = RawConnection(port)
+    assert r.call("MULTI") == "OK" and r.call("BLPOP", "empty", "0") == "QUEUED"
+    assert r.call("EXEC") == [None]
+    # a client that disconnects while blocked is forgotten; the element goes to the next one
+    gone = _Call(port, "BLPOP", "q2", "0")
+    _blocked(c, leader, 1)
+    gone.conn.sock.shutdown(socket.SHUT_RDWR)  # (a close() alone waits for the thread's recv)
+    _blocked(c, leader, 0)
+    c.client(leader).rpush("q2", "kept")
+    assert c.client(leader).lpop("q2") == b"kept"
