@@ -56,6 +56,7 @@ from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.acl import AccessControl
 from replikv.runtime.blocking import Blocking
+from replikv.runtime.info import CommandStats, SlowLog, cpu_section, human_bytes, rss_bytes
 from replikv.runtime.forwarding import Forwarder, no_leader_error
 from replikv.runtime.pubsub import SUBSCRIBED_ALLOWED, PubSub
 from replikv.runtime.resp_server import ClientConnection
@@ -113,6 +114,9 @@ class BaseRunner:
         self.forwarder = Forwarder(self)  # writes sent on to the leader (runtime/forwarding.py)
         self.pubsub = PubSub(self)  # messages to subscribers of every node (runtime/pubsub.py)
         self.blocking = Blocking(self)  # BLPOP & co waiting for data (runtime/blocking.py)
+        self.cmdstats = CommandStats()  # INFO commandstats / errorstats (runtime/info.py)
+        self.slowlog = SlowLog()
+        self.peak_rss = 0
         self.disk_error: str | None = None  # why the WAL cannot be written (see the disk guard)
         self.disk_error_fatal = False
         self._disk_error_since = 0.0
@@ -341,6 +345,7 @@ class BaseRunner:
                 self._cross_protocol_attack(conn)
                 return
             self.stats["rejected_calls"] += 1
+            self.cmdstats.error("ERR")
             conn.reply(unknown_command(argv))
             if conn.multi is not None:
                 conn.multi_dirty = True
@@ -349,6 +354,7 @@ class BaseRunner:
         arity = spec.arity
         if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
             self.stats["rejected_calls"] += 1
+            self.cmdstats.rejected(spec.name, "ERR")
             conn.reply(wrong_arity(spec.name))
             if conn.multi is not None:
                 conn.multi_dirty = True
@@ -360,6 +366,7 @@ class BaseRunner:
             denied = conn.user.denial(spec, argv)
             if denied is not None:
                 self.stats["rejected_calls"] += 1
+                self.cmdstats.rejected(spec.name, denied.message)
                 conn.reply(denied)
                 if conn.multi is not None:
                     conn.multi_dirty = True
@@ -376,6 +383,7 @@ class BaseRunner:
             conn.multi.append(argv)
             conn.reply_bytes(QUEUED_REPLY)
             return
+        started, errors = perf_counter_ns(), conn.errors
         try:
             if kind == _WRITE:
                 self._write_one(conn, argv)
@@ -391,6 +399,13 @@ class BaseRunner:
         except Exception as e:  # a bug must not take the connection (or the node) down
             log.exception("command %r failed", spec.name)
             conn.reply(RespError(f"ERR internal error running '{spec.name.lower()}': {type(e).__name__}"))
+        ns = perf_counter_ns() - started
+        cmdstats = self.cmdstats
+        cmdstats.call(spec.name, ns)
+        if conn.errors != errors:  # answered with an error at once (later errors count in errorstats)
+            cmdstats.commands[spec.name][3] += 1
+        if ns >= self.slowlog.threshold_ns:
+            self.slowlog.maybe_add(ns, argv, conn.addr, conn.name)
 
     def _cross_protocol_attack(self, conn: ClientConnection) -> None:
         """As Redis: a ``POST`` or ``Host:`` line is a browser's HTTP request smuggled
@@ -455,8 +470,22 @@ class BaseRunner:
                       f"replikv_peer_frames_in:{self.frames_in}",
                       # the peers a PUBLISH (and a forwarded write) can reach now
                       f"replikv_peers_connected:{sum(map(self.transport.connected, self.peer_ids))}"]
-            + [f"{k}:{v}" for k, v in self.stats.items()],
+            + [f"{k}:{v}" for k, v in self.stats.items()] + self.cmdstats.totals(),
+            "memory": self.memory_info(),
+            "cpu": cpu_section(),
+            "commandstats": self.cmdstats.commandstats(),
+            "errorstats": self.cmdstats.errorstats(),
         }
+
+    def memory_info(self) -> list[str]:
+        """INFO memory: this process's resident memory (Python has no allocator
+        figure like jemalloc's, so used_memory is the RSS, an honest upper bound)."""
+        rss = rss_bytes()
+        self.peak_rss = max(self.peak_rss, rss)
+        return [f"used_memory:{rss}", f"used_memory_human:{human_bytes(rss)}", f"used_memory_rss:{rss}",
+                f"used_memory_rss_human:{human_bytes(rss)}", f"used_memory_peak:{self.peak_rss}",
+                f"used_memory_peak_human:{human_bytes(self.peak_rss)}", "maxmemory:0",
+                "maxmemory_human:0B", "maxmemory_policy:noeviction"]
 
     def waiting_clients(self) -> int:
         """Clients whose reply waits on the mode (WAIT, acks), besides blocking commands;
@@ -475,22 +504,6 @@ class BaseRunner:
             f"replikv_disk_error:{self.disk_error or ''}",
         ]
 
-    @staticmethod
-    def render_info(sections: dict[str, list[str]], section: str) -> str:
-        """Redis's INFO text: ``# Name`` headers, ``key:value`` lines, CRLF."""
-        wanted = section.lower()
-        if wanted in ("", "all", "default", "everything"):
-            names = list(sections)
-        elif wanted in sections:
-            names = [wanted]
-        else:
-            names = []
-        out = []
-        for name in names:
-            out.append(f"# {name.capitalize()}")
-            out += [line for line in sections[name] if line]
-            out.append("")
-        return "\r\n".join(out)
 
 
 def run_node(config: ClusterConfig, node_id: str) -> int:

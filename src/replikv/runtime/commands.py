@@ -315,8 +315,7 @@ def wait(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
 
 @handler("INFO")
 def info(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
-    section = argv[1].decode(errors="replace") if len(argv) > 1 else ""
-    conn.reply(node.info(section).encode())
+    conn.reply(node.info([a.decode(errors="replace") for a in argv[1:]]).encode())
 
 
 @handler("CLIENT")

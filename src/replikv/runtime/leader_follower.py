@@ -46,6 +46,7 @@ from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.runtime.base import BaseRunner
+from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import SessionReads
 from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
 from replikv.runtime.resp_server import ClientConnection, Slot
@@ -769,7 +770,7 @@ class LeaderFollowerRunner(BaseRunner):
             self._enqueue(cmds)
 
     # -- INFO ----------------------------------------------------------------------------------
-    def info(self, section: str) -> str:
+    def info(self, wanted: list[str]) -> str:
         core = self.core
         sections = self.info_sections()
         sections["persistence"] = self.persistence_info(core.log.base_index)
@@ -797,7 +798,7 @@ class LeaderFollowerRunner(BaseRunner):
                     f"replikv_lag_ops:{core.lag_ops()}", f"replikv_lag_ms:{core.lag_ms(now)}"]
         sections["replication"] = rep
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
-        return self.render_info(sections, section)
+        return render_info(sections, wanted)
 
 
 def _epoch_starts(first: bytes, reader: SnapshotReader) -> Any:

@@ -79,7 +79,7 @@ class Mode(Protocol):
     def take_snapshot(self) -> int:
         """REPLIKV SNAPSHOT: snapshot now; the index it covers."""
 
-    def info(self, section: str) -> str:
+    def info(self, wanted: list[str]) -> str:
         """INFO text (Redis's format): BaseRunner's sections plus the mode's."""
 
     async def start(self) -> None:

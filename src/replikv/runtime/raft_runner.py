@@ -78,6 +78,7 @@ from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
+from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import app_snapshot, apply_normal, encode_write, restore_app
 from replikv.runtime.resp_server import ClientConnection, Slot
@@ -876,7 +877,7 @@ class RaftRunner(BaseRunner):
             self._expiry_inflight = 0
 
     # -- INFO -------------------------------------------------------------------------------------------------
-    def info(self, section: str) -> str:
+    def info(self, wanted: list[str]) -> str:
         node = self.core
         sections = self.info_sections()
         sections["persistence"] = self.persistence_info(node.log.snapshot.index)
@@ -907,7 +908,7 @@ class RaftRunner(BaseRunner):
                     f"replikv_lag_ms:{self._staleness_ms() if up else -1}"]
         sections["replication"] = rep
         sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
-        return self.render_info(sections, section)
+        return render_info(sections, wanted)
 
 
 __all__ = ["RaftRunner", "raft_id"]

@@ -51,6 +51,8 @@ class Slot:
 
     def resolve(self, data: bytes) -> None:
         if self.data is None:
+            if data[:1] == b"-" and isinstance(self.conn, ClientConnection):
+                self.conn.node.cmdstats.error_reply(data)
             self.data = data
             self.conn.slot_ready()
 
@@ -74,6 +76,7 @@ class ClientConnection(asyncio.Protocol):
         self.multi_dirty = False
         self.watch: dict[bytes, int] = {}  # WATCHed key -> the log position it was watched at
         self.blocked: list[Any] = []  # its blocking commands waiting (runtime/blocking.py)
+        self.errors = 0  # error replies sent (INFO counts a command's failures by it)
         self.channels: set[bytes] = set()  # Pub/Sub subscriptions (runtime/pubsub.py)
         self.patterns: set[bytes] = set()
         self.read_level, self.read_bound_ms = node.default_read_level()
@@ -167,6 +170,9 @@ class ClientConnection(asyncio.Protocol):
         self.reply_bytes(encode_reply(value, self.resp3))
 
     def reply_bytes(self, data: bytes) -> None:
+        if data[:1] == b"-":
+            self.errors += 1
+            self.node.cmdstats.error_reply(data)
         if self.queue:
             slot = Slot(self)
             slot.data = data
@@ -252,6 +258,7 @@ class PeerReplyConnection:
 
     # the node the command came from checked the client's ACL before forwarding it
     user = PEER_USER
+    errors = 0
     watch: dict[bytes, int] = {}  # a forwarded EXEC sets its own (runtime/forwarding.py)
     channels: frozenset[bytes] = frozenset()  # never subscribed: SUBSCRIBE is not forwarded
     patterns: frozenset[bytes] = frozenset()
