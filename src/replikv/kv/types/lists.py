@@ -1,5 +1,21 @@
 """Lists: ``data[key]`` is a ``collections.deque`` of bytes, never empty
-(popping the last element deletes the key)."""
+(popping the last element deletes the key).
+
+Behaviour and error texts are Redis 7.0's (``t_list.c``): arguments are
+parsed, then the key's type checked, before anything changes; an option
+error wins over a missing key where Redis checks it first (LINSERT, LPOS,
+LMOVE), a missing key wins where Redis looks the key up first (LINDEX,
+LSET).
+
+Every list command is deterministic as sent except for one expiry detail:
+LMPOP's keys are movable (``numkeys``), so the table's key triple is
+``0, 0, 0`` as in Redis and neither ``prepare`` (exact: ``DEL`` of expired
+keys) nor raft's ``apply`` (keys due at the entry's time) see them. LMPOP
+therefore skips keys expired at ``ctx.now_ms`` itself (raft: the same on
+every replica), and the leader-follower leader rewrites it to
+``LMPOP 1 <the key it pops from> <dir> COUNT <n>`` (``rewrite_lmpop``),
+which a follower applies without a clock to the same effect.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +23,8 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from replikv.core.replies import NULL_ARRAY, WRONGTYPE, RespError, wrong_arity
-from replikv.kv.args import parse_int
+from replikv.core.replies import NULL_ARRAY, OK, SYNTAX_ERROR, WRONGTYPE, RespError, wrong_arity
+from replikv.kv.args import I64_MIN, NEVER, parse_int
 from replikv.kv.commands import command
 from replikv.kv.values import ValueType, value_type
 
@@ -18,6 +34,16 @@ if TYPE_CHECKING:
 
 Reply = Any
 NOT_POSITIVE = RespError("ERR value is out of range, must be positive")
+NO_SUCH_KEY = RespError("ERR no such key")
+INDEX_OUT_OF_RANGE = RespError("ERR index out of range")
+RANK_ZERO = RespError(
+    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... "
+    "or use negative to start from the end of the list"
+)
+COUNT_NEGATIVE = RespError("ERR COUNT can't be negative")
+MAXLEN_NEGATIVE = RespError("ERR MAXLEN can't be negative")
+NUMKEYS_NOT_POSITIVE = RespError("ERR numkeys should be greater than 0")
+COUNT_NOT_POSITIVE = RespError("ERR count should be greater than 0")
 
 
 def _digest(h: Any, value: deque[bytes]) -> None:
@@ -112,3 +138,291 @@ def lrange(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
 def llen(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     lst = sm.live_as(argv[1], now_ms, deque)
     return 0 if lst is None else len(lst)
+
+
+# --- by index -----------------------------------------------------------------------------
+
+
+def _index(lst: deque[bytes], index: int) -> int | None:
+    """``index`` (negative counts from the tail) as a position in ``lst``, None if outside."""
+    if index < 0:
+        index += len(lst)
+    return index if 0 <= index < len(lst) else None
+
+
+def _list_or_none(sm: StateMachine, key: bytes) -> deque[bytes] | None:
+    """Write side: the list at ``key``, None if missing, WRONGTYPE for another type."""
+    lst = sm.data.get(key)
+    if lst is not None and type(lst) is not deque:
+        raise WRONGTYPE
+    return lst
+
+
+@command("lindex", 3, "readonly")
+def lindex(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
+    lst = sm.live_as(argv[1], now_ms, deque)
+    if lst is None:
+        return None
+    pos = _index(lst, parse_int(argv[2]))
+    return None if pos is None else lst[pos]
+
+
+@command("lset", 4, "write denyoom")
+def lset(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    lst = _list_or_none(sm, argv[1])
+    if lst is None:
+        raise NO_SUCH_KEY
+    pos = _index(lst, parse_int(argv[2]))
+    if pos is None:
+        raise INDEX_OUT_OF_RANGE
+    lst[pos] = argv[3]
+    sm.dirty += 1
+    return OK
+
+
+@command("linsert", 5, "write denyoom")
+def linsert(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    where = argv[2].upper()
+    if where not in (b"BEFORE", b"AFTER"):
+        raise SYNTAX_ERROR
+    lst = _list_or_none(sm, argv[1])
+    if lst is None:
+        return 0
+    try:
+        pos = lst.index(argv[3])
+    except ValueError:
+        return -1
+    lst.insert(pos if where == b"BEFORE" else pos + 1, argv[4])
+    sm.dirty += 1
+    return len(lst)
+
+
+@command("lrem", 4, "write")
+def lrem(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    """Remove up to ``count`` elements equal to ``element``: from the head if
+    ``count`` > 0, from the tail if < 0, all of them if 0."""
+    count = parse_int(argv[2])
+    key, element = argv[1], argv[3]
+    lst = _list_or_none(sm, key)
+    if lst is None:
+        return 0
+    limit = abs(count) if count else len(lst)
+    kept: list[bytes] = []
+    removed = 0
+    for item in (reversed(lst) if count < 0 else lst):
+        if removed < limit and item == element:
+            removed += 1
+        else:
+            kept.append(item)
+    if removed:
+        lst.clear()
+        lst.extend(reversed(kept) if count < 0 else kept)
+        sm.shrunk(key, lst)
+    return removed
+
+
+@command("ltrim", 4, "write")
+def ltrim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    start = parse_int(argv[2])
+    stop = parse_int(argv[3])
+    key = argv[1]
+    lst = _list_or_none(sm, key)
+    if lst is None:
+        return OK
+    n = len(lst)
+    start = max(start + n if start < 0 else start, 0)
+    stop = stop + n if stop < 0 else min(stop, n - 1)
+    if start > stop or start >= n:
+        start, stop = n, n - 1  # keep nothing
+    drop_head, drop_tail = start, n - 1 - stop
+    if drop_head or drop_tail:
+        for _ in range(drop_head):
+            lst.popleft()
+        for _ in range(drop_tail):
+            lst.pop()
+        sm.shrunk(key, lst)
+    return OK
+
+
+# --- LPOS -----------------------------------------------------------------------------
+
+
+def _parse_at_least(arg: bytes, low: int, error: RespError) -> int:
+    """An integer >= ``low``; ``error`` for anything else, a non-integer included."""
+    try:
+        value = parse_int(arg)
+    except RespError:
+        raise error from None
+    if value < low:
+        raise error
+    return value
+
+
+def _parse_lpos(argv: list[bytes]) -> tuple[int, int | None, int]:
+    """LPOS's ``RANK``/``COUNT``/``MAXLEN`` options: ``(rank, count, maxlen)``."""
+    rank, count, maxlen = 1, None, 0
+    i = 3
+    while i < len(argv):
+        opt = argv[i].upper()
+        if i + 1 >= len(argv):
+            raise SYNTAX_ERROR
+        if opt == b"RANK":
+            rank = parse_int(argv[i + 1])
+            if rank == 0:
+                raise RANK_ZERO
+        elif opt == b"COUNT":
+            count = _parse_at_least(argv[i + 1], 0, COUNT_NEGATIVE)
+        elif opt == b"MAXLEN":
+            maxlen = _parse_at_least(argv[i + 1], 0, MAXLEN_NEGATIVE)
+        else:
+            raise SYNTAX_ERROR
+        i += 2
+    return rank, count, maxlen
+
+
+@command("lpos", -3, "readonly")
+def lpos(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
+    """LPOS key element [RANK r] [COUNT c] [MAXLEN m]: positions of matches,
+    counted from the head; a negative RANK searches from the tail (Redis
+    treats RANK -2**63 like -1, its negation overflowing)."""
+    rank, count, maxlen = _parse_lpos(argv)
+    lst = sm.live_as(argv[1], now_ms, deque)
+    if lst is None:
+        return None if count is None else []
+    n = len(lst)
+    from_tail = rank < 0
+    skip = (1 if rank == I64_MIN else -rank) if from_tail else rank
+    skip -= 1
+    want = count if count else n  # COUNT 0: every match
+    items = reversed(lst) if from_tail else iter(lst)
+    found: list[int] = []
+    for i, item in enumerate(islice(items, maxlen or None)):
+        if item != argv[2]:
+            continue
+        if skip:
+            skip -= 1
+            continue
+        found.append(n - 1 - i if from_tail else i)
+        if len(found) >= want:
+            break
+    if count is None:
+        return found[0] if found else None
+    return found
+
+
+# --- moving between lists ----------------------------------------------------------------
+
+
+def _parse_side(arg: bytes) -> bool:
+    """LEFT -> True, RIGHT -> False, anything else ``ERR syntax error``."""
+    side = arg.upper()
+    if side == b"LEFT":
+        return True
+    if side == b"RIGHT":
+        return False
+    raise SYNTAX_ERROR
+
+
+def _move(sm: StateMachine, src: bytes, dst: bytes, from_left: bool, to_left: bool) -> Reply:
+    """Pop one element of the list ``src`` and push it onto ``dst`` (None if
+    ``src`` is missing; WRONGTYPE, before any change, if either is no list)."""
+    source = _list_or_none(sm, src)
+    if source is None:
+        return None
+    if src != dst:
+        _list_or_none(sm, dst)
+    value = source.popleft() if from_left else source.pop()
+    target = source if src == dst else sm.container(dst, deque)
+    if to_left:
+        target.appendleft(value)
+    else:
+        target.append(value)
+    if not source:
+        sm.delete(src)
+    sm.dirty += 1
+    return value
+
+
+@command("lmove", 5, "write denyoom", (1, 2, 1))
+def lmove(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    from_left = _parse_side(argv[3])
+    to_left = _parse_side(argv[4])
+    return _move(sm, argv[1], argv[2], from_left, to_left)
+
+
+@command("rpoplpush", 3, "write denyoom", (1, 2, 1))
+def rpoplpush(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return _move(sm, argv[1], argv[2], False, True)
+
+
+def _push_existing(sm: StateMachine, argv: list[bytes], left: bool) -> Reply:
+    if _list_or_none(sm, argv[1]) is None:
+        return 0
+    return _push(sm, argv, left)
+
+
+@command("lpushx", -3, "write denyoom fast")
+def lpushx(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return _push_existing(sm, argv, True)
+
+
+@command("rpushx", -3, "write denyoom fast")
+def rpushx(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return _push_existing(sm, argv, False)
+
+
+# --- LMPOP -----------------------------------------------------------------------------
+
+
+def _parse_lmpop(argv: list[bytes]) -> tuple[list[bytes], bool, int]:
+    """LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]: ``(keys, left, count)``."""
+    numkeys = _parse_at_least(argv[1], 1, NUMKEYS_NOT_POSITIVE)
+    side_at = 2 + numkeys
+    if side_at >= len(argv):
+        raise SYNTAX_ERROR
+    left = _parse_side(argv[side_at])
+    rest = argv[side_at + 1 :]
+    count = 1
+    if rest:
+        if len(rest) != 2 or rest[0].upper() != b"COUNT":
+            raise SYNTAX_ERROR
+        count = _parse_at_least(rest[1], 1, COUNT_NOT_POSITIVE)
+    return argv[2:side_at], left, count
+
+
+def _first_list(sm: StateMachine, keys: list[bytes], now_ms: int | None) -> bytes | None:
+    """The first of ``keys`` holding a list, keys expired at ``now_ms`` (if
+    given) skipped; WRONGTYPE if a key before it holds another type."""
+    expires = sm.expires
+    for key in keys:
+        if now_ms is not None and expires and expires.get(key, NEVER) <= now_ms:
+            continue
+        if _list_or_none(sm, key) is not None:
+            return key
+    return None
+
+
+def rewrite_lmpop(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
+    """Exact: ``LMPOP 1 <the live list it pops from> <dir> COUNT n`` (as sent if
+    none); raft: as sent (``apply`` skips keys expired at the entry's time)."""
+    keys, left, count = _parse_lmpop(argv)
+    if not exact:
+        return argv
+    key = _first_list(sm, keys, now_ms)
+    if key is None:
+        return argv
+    side = b"LEFT" if left else b"RIGHT"
+    return [b"LMPOP", b"1", key, side, b"COUNT", b"%d" % count]
+
+
+@command("lmpop", -4, "write movablekeys", (0, 0, 0), rewrite=rewrite_lmpop)
+def lmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    keys, left, count = _parse_lmpop(argv)
+    key = _first_list(sm, keys, ctx.now_ms)
+    if key is None:
+        return NULL_ARRAY
+    lst = sm.data[key]
+    pop = lst.popleft if left else lst.pop
+    out = [pop() for _ in range(min(count, len(lst)))]
+    sm.shrunk(key, lst)
+    return [key, out]
