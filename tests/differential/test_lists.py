@@ -91,7 +91,8 @@ def test_lpos(diff: Differential) -> None:
         ["RANK", "2", "COUNT", "0"], ["RANK", "-2", "COUNT", "2"], ["MAXLEN", "1"],
         ["MAXLEN", "4", "COUNT", "0"], ["RANK", "-1", "MAXLEN", "2", "COUNT", "0"],
         ["rank", "1", "rank", "-1"], ["MAXLEN", "0", "COUNT", "0"],
-        ["RANK", "0"], ["RANK", "x"], ["COUNT", "-1"], ["MAXLEN", "-1"], ["COUNT", "x"], ["MAXLEN", "x"],
+        ["RANK", "0"], ["RANK", "x"], ["COUNT", "-1"], ["MAXLEN", "-1"], ["COUNT", "x"],
+        ["MAXLEN", "x"],
         ["FOO"], ["RANK"], ["FOO", "1"],
     ]
     for opts in cases:

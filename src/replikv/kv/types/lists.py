@@ -24,7 +24,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import NULL_ARRAY, OK, SYNTAX_ERROR, WRONGTYPE, RespError, wrong_arity
-from replikv.kv.args import I64_MIN, NEVER, parse_int
+from replikv.kv.args import I64_MIN, NEVER, NOT_POSITIVE, parse_int
 from replikv.kv.commands import command
 from replikv.kv.values import ValueType, value_type
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from replikv.kv.state_machine import StateMachine
 
 Reply = Any
-NOT_POSITIVE = RespError("ERR value is out of range, must be positive")
 NO_SUCH_KEY = RespError("ERR no such key")
 INDEX_OUT_OF_RANGE = RespError("ERR index out of range")
 RANK_ZERO = RespError(
