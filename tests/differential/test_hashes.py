@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from replikv.core.replies import RespError
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from tests.differential.oracle import Differential
@@ -90,10 +91,15 @@ def test_hincrbyfloat_is_logged_as_hset() -> None:
     assert reply == b"0.3" and cmds == [[b"HSET", b"h", b"f", b"0.3"]]
     follower.apply(cmds, ApplyContext(None))
     assert leader.digest() == follower.digest()
-    # an error is logged nowhere; the 5-argument internal form is refused from a log
+    # an error is logged nowhere; a client cannot send the rewrite's "=<result>" form
     assert leader.execute([b"HINCRBYFLOAT", b"h", b"f", b"x"], ctx)[1] is None
-    bogus = [b"HINCRBYFLOAT", b"h", b"f", b"1", b"99"]
-    assert "wrong number" in follower.apply([bogus], ApplyContext(None))[0].message
+    err = leader.execute([b"HINCRBYFLOAT", b"h", b"f", b"=99"], ctx)
+    assert err == (RespError("ERR value is not a valid float"), None)
+    assert leader.prepare([b"HINCRBYFLOAT", b"h", b"f", b"=99"], ctx, exact=False)[0] == err[0]
+    # prepare (exact) + apply without a clock == execute
+    _, cmds = leader.prepare([b"HINCRBYFLOAT", b"h", b"f", b"1"], ctx)
+    assert cmds == [[b"HINCRBYFLOAT", b"h", b"f", b"=1.3"]]
+    assert follower.apply(cmds, ApplyContext(None)) == [b"1.3"]
 
 
 def test_hincrbyfloat_on_an_expired_hash() -> None:

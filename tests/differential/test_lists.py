@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from replikv.core.replies import NULL_ARRAY
+from replikv.kv.commands import COMMANDS, command_reply
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from tests.differential.oracle import Differential
@@ -200,9 +201,9 @@ def test_wrong_type(diff: Differential, name: str) -> None:
 
 
 def test_lmpop_skips_expired_keys_on_every_path() -> None:
-    """A list expired at the write's time is skipped by LMPOP: the leader logs the
-    pop of the next live list, the follower (no clock) applies the same, raft's
-    replicas decide at the entry's time."""
+    """LMPOP's keys are movable but known (find_keys): a list expired at the
+    write's time is DEL'd in the leader's log and deleted at the entry's time by
+    raft, so LMPOP pops from the next live list on every path."""
     t = 1_700_000_000_000
     leader, follower, raft = StateMachine(), StateMachine(), StateMachine()
     setup = [[b"RPUSH", b"a", b"old"], [b"PEXPIREAT", b"a", b"%d" % (t + 5)],
@@ -213,13 +214,20 @@ def test_lmpop_skips_expired_keys_on_every_path() -> None:
     argv = [b"LMPOP", b"2", b"a", b"b", b"LEFT"]
     reply, cmds = leader.execute(list(argv), ctx)
     assert reply == [b"b", [b"1"]]
-    assert cmds == [[b"LMPOP", b"1", b"b", b"LEFT", b"COUNT", b"1"]]
+    assert cmds == [[b"DEL", b"a"], argv]
     follower.apply(cmds, ApplyContext(None))
     err, raft_cmds = raft.prepare(list(argv), ctx, exact=False)
-    assert err is None and raft_cmds is not None
+    assert err is None and raft_cmds == [argv]
     assert raft.apply(raft_cmds, ctx) == [[b"b", [b"1"]]]
     assert leader.digest() == follower.digest() == raft.digest()
+    assert b"a" not in raft.data
     assert leader.execute([b"LMPOP", b"1", b"a", b"LEFT"], ctx) == (NULL_ARRAY, None)
 
 
-
+def test_lmpop_keys_are_found() -> None:
+    spec = COMMANDS[b"LMPOP"]
+    assert (spec.first_key, spec.last_key, spec.key_step) == (0, 0, 0)
+    assert spec.keys([b"LMPOP", b"2", b"a", b"b", b"LEFT", b"COUNT", b"2"]) == [b"a", b"b"]
+    for bad in (b"0", b"-1", b"x", b"3", b""):
+        assert spec.keys([b"LMPOP", bad, b"a", b"LEFT"]) == []
+    assert command_reply([b"COMMAND", b"GETKEYS", b"LMPOP", b"1", b"k", b"LEFT"]) == [b"k"]

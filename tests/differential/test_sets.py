@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from replikv.kv.commands import COMMANDS
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from tests.differential.oracle import Differential
@@ -276,3 +277,19 @@ def test_set_iteration_order_differs_between_those_processes() -> None:
         for seed in ("1", "2")
     }
     assert len(orders) == 2
+
+
+def test_sintercard_keys_are_found(diff: Differential) -> None:
+    assert diff.redis.call("COMMAND", "GETKEYS", "SINTERCARD", "2", "a", "b", "LIMIT", "1") == [
+        b"a", b"b"]
+    spec = COMMANDS[b"SINTERCARD"]
+    assert spec.keys([b"SINTERCARD", b"2", b"a", b"b", b"LIMIT", b"1"]) == [b"a", b"b"]
+
+
+def test_sintercard_ignores_expired_keys() -> None:
+    sm = StateMachine()
+    sm.apply([[b"SADD", b"a", b"x", b"y"], [b"SADD", b"b", b"x"],
+              [b"PEXPIREAT", b"b", b"%d" % (T0 + 5)]], ApplyContext(None))
+    assert sm.read([b"SINTERCARD", b"2", b"a", b"b"], T0) == 1
+    assert sm.read([b"SINTERCARD", b"2", b"a", b"b"], T0 + 5) == 0
+    assert sm.read([b"SINTERCARD", b"1", b"a"], T0 + 5) == 2

@@ -195,35 +195,38 @@ def _incremented(fields: dict[bytes, bytes] | None, field: bytes, incr: Fraction
     return format_float(new)
 
 
+_RESULT = b"="  # marks an increment argument that is the computed result itself
+
+
 def rewrite_hincrbyfloat(
     sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool
 ) -> list[bytes]:
-    """Exact: ``HINCRBYFLOAT k f incr <new value>`` computed on this state, applied as
-    a plain store and logged as ``HSET k f <new value>`` (as Redis replicates it);
-    raft: as sent (the arithmetic is exact and platform-free, ``kv/args.py``)."""
+    """Exact: ``HINCRBYFLOAT k f =<new value>``, the result computed on this state
+    (applied as a plain store, logged as ``HSET k f <new value>`` as Redis
+    replicates it); raft: as sent (the arithmetic is exact and platform-free,
+    ``kv/args.py``). ``=...`` is never a valid increment, so no client sends it."""
     incr = _parse_increment(argv[3])
     if not exact:
         return argv
     fields = sm.live_as(argv[1], now_ms, dict)
-    return [b"HINCRBYFLOAT", argv[1], argv[2], argv[3], _incremented(fields, argv[2], incr)]
+    return [b"HINCRBYFLOAT", argv[1], argv[2], _RESULT + _incremented(fields, argv[2], incr)]
 
 
 def logged_hincrbyfloat(cmd: list[bytes]) -> list[bytes]:
     """The leader-follower log form of an applied HINCRBYFLOAT: the HSET of its result."""
-    return [b"HSET", cmd[1], cmd[2], cmd[4]]
+    return [b"HSET", cmd[1], cmd[2], cmd[3][len(_RESULT) :]]
 
 
 @command("hincrbyfloat", 4, "write denyoom fast", rewrite=rewrite_hincrbyfloat,
          logged_as=logged_hincrbyfloat)
 def hincrbyfloat(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
-    """As sent (arity 4): compute and store. The 5-argument form exists only
-    between the exact rewrite and ``execute`` on the same state (``apply``'s
-    arity check refuses it from a log): store the value computed there."""
-    key, field = argv[1], argv[2]
-    if len(argv) == 5:
-        new = argv[4]
+    """Add the increment and store the result; an ``=<value>`` argument (the
+    exact rewrite's, computed on this very state) is stored as it is."""
+    key, field, arg = argv[1], argv[2], argv[3]
+    if arg.startswith(_RESULT):
+        new = arg[len(_RESULT) :]
     else:
-        incr = _parse_increment(argv[3])
+        incr = _parse_increment(arg)
         fields = sm.data.get(key)
         if fields is not None and type(fields) is not dict:
             raise WRONGTYPE

@@ -7,14 +7,11 @@ error wins over a missing key where Redis checks it first (LINSERT, LPOS,
 LMOVE), a missing key wins where Redis looks the key up first (LINDEX,
 LSET).
 
-Every list command is deterministic as sent except for one expiry detail:
-LMPOP's keys are movable (``numkeys``), so the table's key triple is
-``0, 0, 0`` as in Redis and neither ``prepare`` (exact: ``DEL`` of expired
-keys) nor raft's ``apply`` (keys due at the entry's time) see them. LMPOP
-therefore skips keys expired at ``ctx.now_ms`` itself (raft: the same on
-every replica), and the leader-follower leader rewrites it to
-``LMPOP 1 <the key it pops from> <dir> COUNT <n>`` (``rewrite_lmpop``),
-which a follower applies without a clock to the same effect.
+Every list command is deterministic as sent. LMPOP's keys are movable
+(``numkeys``): its key triple is ``0, 0, 0`` as in Redis and
+``keys_after_numkeys`` names them, so expired ones are handled as for any
+other command (``DEL`` logged by the leader-follower leader, deleted at the
+entry's time by raft's ``apply``).
 """
 
 from __future__ import annotations
@@ -24,8 +21,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import NULL_ARRAY, OK, SYNTAX_ERROR, WRONGTYPE, RespError, wrong_arity
-from replikv.kv.args import I64_MIN, NEVER, NOT_POSITIVE, parse_int
-from replikv.kv.commands import command
+from replikv.kv.args import I64_MIN, NOT_POSITIVE, parse_int
+from replikv.kv.commands import command, keys_after_numkeys
 from replikv.kv.values import ValueType, value_type
 
 if TYPE_CHECKING:
@@ -389,35 +386,12 @@ def _parse_lmpop(argv: list[bytes]) -> tuple[list[bytes], bool, int]:
     return argv[2:side_at], left, count
 
 
-def _first_list(sm: StateMachine, keys: list[bytes], now_ms: int | None) -> bytes | None:
-    """The first of ``keys`` holding a list, keys expired at ``now_ms`` (if
-    given) skipped; WRONGTYPE if a key before it holds another type."""
-    expires = sm.expires
-    for key in keys:
-        if now_ms is not None and expires and expires.get(key, NEVER) <= now_ms:
-            continue
-        if _list_or_none(sm, key) is not None:
-            return key
-    return None
-
-
-def rewrite_lmpop(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
-    """Exact: ``LMPOP 1 <the live list it pops from> <dir> COUNT n`` (as sent if
-    none); raft: as sent (``apply`` skips keys expired at the entry's time)."""
-    keys, left, count = _parse_lmpop(argv)
-    if not exact:
-        return argv
-    key = _first_list(sm, keys, now_ms)
-    if key is None:
-        return argv
-    side = b"LEFT" if left else b"RIGHT"
-    return [b"LMPOP", b"1", key, side, b"COUNT", b"%d" % count]
-
-
-@command("lmpop", -4, "write movablekeys", (0, 0, 0), rewrite=rewrite_lmpop)
+@command("lmpop", -4, "write movablekeys", (0, 0, 0), find_keys=keys_after_numkeys)
 def lmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    """Pop from the first of the keys holding a list (WRONGTYPE if a key
+    before it holds another type)."""
     keys, left, count = _parse_lmpop(argv)
-    key = _first_list(sm, keys, ctx.now_ms)
+    key = next((k for k in keys if _list_or_none(sm, k) is not None), None)
     if key is None:
         return NULL_ARRAY
     lst = sm.data[key]

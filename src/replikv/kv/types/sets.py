@@ -42,7 +42,7 @@ from replikv.kv.args import (
     parse_scan_options,
     random_picks,
 )
-from replikv.kv.commands import command
+from replikv.kv.commands import command, keys_after_numkeys
 from replikv.kv.scan_index import scan_collection
 from replikv.kv.values import ValueType, unordered_digest, value_type
 
@@ -237,7 +237,7 @@ def _parse_sintercard(argv: list[bytes]) -> tuple[list[bytes], int]:
     return argv[2 : 2 + numkeys], limit
 
 
-@command("sintercard", -3, "readonly movablekeys", (0, 0, 0))
+@command("sintercard", -3, "readonly movablekeys", (0, 0, 0), find_keys=keys_after_numkeys)
 def sintercard(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     keys, limit = _parse_sintercard(argv)
     count = len(_inter(_sets(sm, keys, now_ms)))
