@@ -37,6 +37,7 @@ __all__ = [
     "NEVER",
     "NOT_A_FLOAT",
     "NOT_POSITIVE",
+    "NUMKEYS_NOT_POSITIVE",
     "OVERFLOW",
     "SEC_MAX",
     "SEC_MIN",
@@ -47,6 +48,7 @@ __all__ = [
     "parse_cursor",
     "parse_float",
     "parse_int",
+    "parse_int_min",
     "parse_random_count",
     "parse_scan_options",
     "random_picks",
@@ -61,6 +63,7 @@ NEVER = I64_MAX + 1  # later than any expiry time: ``expires.get(key, NEVER)``
 OVERFLOW = RespError("ERR increment or decrement would overflow")
 NEEDS_CLOCK = RespError("ERR command needs a clock and cannot be applied from the log")
 NOT_POSITIVE = RespError("ERR value is out of range, must be positive")
+NUMKEYS_NOT_POSITIVE = RespError("ERR numkeys should be greater than 0")
 NOT_A_FLOAT = RespError("ERR value is not a valid float")
 INVALID_CURSOR = RespError("ERR invalid cursor")
 
@@ -80,6 +83,18 @@ def parse_int(arg: bytes) -> int:
         raise NOT_INTEGER from None
     if b"%d" % value != arg or not I64_MIN <= value <= I64_MAX:
         raise NOT_INTEGER
+    return value
+
+
+def parse_int_min(arg: bytes, low: int, error: RespError) -> int:
+    """An integer >= ``low``; ``error`` for anything else, a non-integer included
+    (Redis's custom messages: "numkeys should be greater than 0", ...)."""
+    try:
+        value = parse_int(arg)
+    except RespError:
+        raise error from None
+    if value < low:
+        raise error
     return value
 
 

@@ -21,7 +21,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import NULL_ARRAY, OK, SYNTAX_ERROR, WRONGTYPE, RespError, wrong_arity
-from replikv.kv.args import I64_MIN, NOT_POSITIVE, parse_int
+from replikv.kv.args import I64_MIN, NOT_POSITIVE, NUMKEYS_NOT_POSITIVE, parse_int, parse_int_min
 from replikv.kv.commands import command, keys_after_numkeys
 from replikv.kv.values import ValueType, value_type
 
@@ -38,7 +38,6 @@ RANK_ZERO = RespError(
 )
 COUNT_NEGATIVE = RespError("ERR COUNT can't be negative")
 MAXLEN_NEGATIVE = RespError("ERR MAXLEN can't be negative")
-NUMKEYS_NOT_POSITIVE = RespError("ERR numkeys should be greater than 0")
 COUNT_NOT_POSITIVE = RespError("ERR count should be greater than 0")
 
 
@@ -77,12 +76,7 @@ def _pop(sm: StateMachine, argv: list[bytes], left: bool) -> Reply:
         raise wrong_arity("lpop" if left else "rpop")
     count = None
     if len(argv) == 3:
-        try:
-            count = parse_int(argv[2])
-        except RespError:
-            raise NOT_POSITIVE from None
-        if count < 0:
-            raise NOT_POSITIVE
+        count = parse_int_min(argv[2], 0, NOT_POSITIVE)
     key = argv[1]
     lst = sm.data.get(key)
     if lst is None:
@@ -243,17 +237,6 @@ def ltrim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 # --- LPOS -----------------------------------------------------------------------------
 
 
-def _parse_at_least(arg: bytes, low: int, error: RespError) -> int:
-    """An integer >= ``low``; ``error`` for anything else, a non-integer included."""
-    try:
-        value = parse_int(arg)
-    except RespError:
-        raise error from None
-    if value < low:
-        raise error
-    return value
-
-
 def _parse_lpos(argv: list[bytes]) -> tuple[int, int | None, int]:
     """LPOS's ``RANK``/``COUNT``/``MAXLEN`` options: ``(rank, count, maxlen)``."""
     rank, count, maxlen = 1, None, 0
@@ -267,9 +250,9 @@ def _parse_lpos(argv: list[bytes]) -> tuple[int, int | None, int]:
             if rank == 0:
                 raise RANK_ZERO
         elif opt == b"COUNT":
-            count = _parse_at_least(argv[i + 1], 0, COUNT_NEGATIVE)
+            count = parse_int_min(argv[i + 1], 0, COUNT_NEGATIVE)
         elif opt == b"MAXLEN":
-            maxlen = _parse_at_least(argv[i + 1], 0, MAXLEN_NEGATIVE)
+            maxlen = parse_int_min(argv[i + 1], 0, MAXLEN_NEGATIVE)
         else:
             raise SYNTAX_ERROR
         i += 2
@@ -372,7 +355,7 @@ def rpushx(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 
 def _parse_lmpop(argv: list[bytes]) -> tuple[list[bytes], bool, int]:
     """LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]: ``(keys, left, count)``."""
-    numkeys = _parse_at_least(argv[1], 1, NUMKEYS_NOT_POSITIVE)
+    numkeys = parse_int_min(argv[1], 1, NUMKEYS_NOT_POSITIVE)
     side_at = 2 + numkeys
     if side_at >= len(argv):
         raise SYNTAX_ERROR
@@ -382,7 +365,7 @@ def _parse_lmpop(argv: list[bytes]) -> tuple[list[bytes], bool, int]:
     if rest:
         if len(rest) != 2 or rest[0].upper() != b"COUNT":
             raise SYNTAX_ERROR
-        count = _parse_at_least(rest[1], 1, COUNT_NOT_POSITIVE)
+        count = parse_int_min(rest[1], 1, COUNT_NOT_POSITIVE)
     return argv[2:side_at], left, count
 
 

@@ -36,8 +36,10 @@ from typing import TYPE_CHECKING, Any
 from replikv.core.replies import SYNTAX_ERROR, WRONGTYPE, RespError
 from replikv.kv.args import (
     NOT_POSITIVE,
+    NUMKEYS_NOT_POSITIVE,
     parse_cursor,
     parse_int,
+    parse_int_min,
     parse_random_count,
     parse_scan_options,
     random_picks,
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
     from replikv.kv.state_machine import StateMachine
 
 Reply = Any
-NUMKEYS_NOT_POSITIVE = RespError("ERR numkeys should be greater than 0")
 TOO_MANY_KEYS = RespError("ERR Number of keys can't be greater than number of args")
 LIMIT_NEGATIVE = RespError("ERR LIMIT can't be negative")
 _SEED_MASK = (1 << 63) - 1  # a seed is a non-negative 64-bit signed integer
@@ -214,12 +215,7 @@ def sdiffstore(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 
 def _parse_sintercard(argv: list[bytes]) -> tuple[list[bytes], int]:
     """SINTERCARD numkeys key [key ...] [LIMIT limit]: ``(keys, limit)``, 0 = no limit."""
-    try:
-        numkeys = parse_int(argv[1])
-    except RespError:
-        raise NUMKEYS_NOT_POSITIVE from None
-    if numkeys <= 0:
-        raise NUMKEYS_NOT_POSITIVE
+    numkeys = parse_int_min(argv[1], 1, NUMKEYS_NOT_POSITIVE)
     if numkeys > len(argv) - 2:
         raise TOO_MANY_KEYS
     limit = 0
@@ -227,12 +223,7 @@ def _parse_sintercard(argv: list[bytes]) -> tuple[list[bytes], int]:
     while i < len(argv):
         if argv[i].upper() != b"LIMIT" or i + 1 >= len(argv):
             raise SYNTAX_ERROR
-        try:
-            limit = parse_int(argv[i + 1])
-        except RespError:
-            raise LIMIT_NEGATIVE from None
-        if limit < 0:
-            raise LIMIT_NEGATIVE
+        limit = parse_int_min(argv[i + 1], 0, LIMIT_NEGATIVE)
         i += 2
     return argv[2 : 2 + numkeys], limit
 
@@ -261,23 +252,13 @@ def srandmember(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     return [] if members is None else random_picks(list(members), count)
 
 
-def _parse_spop_count(arg: bytes) -> int:
-    try:
-        count = parse_int(arg)
-    except RespError:
-        raise NOT_POSITIVE from None
-    if count < 0:
-        raise NOT_POSITIVE
-    return count
-
-
 def rewrite_spop(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
     """SPOP key [count] -> ``SPOP key <count or empty> <seed>`` (see the module docstring)."""
     if len(argv) > 3:
         raise SYNTAX_ERROR
     count = b""
     if len(argv) == 3:
-        _parse_spop_count(argv[2])
+        parse_int_min(argv[2], 0, NOT_POSITIVE)
         count = argv[2]
     return [b"SPOP", argv[1], count, b"%d" % (now_ms & _SEED_MASK)]
 
@@ -285,7 +266,7 @@ def rewrite_spop(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) 
 def _chosen(members: set[bytes], count: int, seed: int) -> list[bytes]:
     """The ``count`` members SPOP removes with ``seed``: the smallest keyed hashes."""
     if count >= len(members):
-        return sorted(members)
+        return list(members)
     key = seed.to_bytes(8, "little")
 
     def rank(member: bytes) -> tuple[bytes, bytes]:
@@ -301,7 +282,7 @@ def spop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     key = argv[1]
     count_arg = argv[2] if len(argv) > 2 else b""
     seed = parse_int(argv[3]) & _SEED_MASK if len(argv) > 3 else 0
-    count = _parse_spop_count(count_arg) if count_arg else None
+    count = parse_int_min(count_arg, 0, NOT_POSITIVE) if count_arg else None
     members = _set_or_none(sm, key)
     if members is None or count == 0:
         return None if count is None else set()
