@@ -4,6 +4,7 @@ leader-follower log form."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
@@ -209,3 +210,36 @@ def test_hscan_large_covers_every_field(diff: Differential) -> None:
     cursor, flat = diff.run_replikv("HSCAN", "h", "0", "MATCH", "f99*", "COUNT", "5000")
     expected = [b"f99"] + [b"f99%d" % i for i in range(10)]
     assert cursor == b"0" and sorted(flat[::2]) == sorted(expected)
+
+
+def _random_float_text(rng: random.Random) -> str:
+    sign = rng.choice(["", "-", "+"])
+    kind = rng.randrange(4)
+    if kind == 0:  # decimal with a fraction and maybe an exponent
+        whole, frac = (rng.randrange(10 ** rng.randrange(1, 25)) for _ in range(2))
+        text = f"{whole}.{frac}"
+        if rng.random() < 0.5:
+            text += f"e{rng.randrange(-4960, 4940)}"
+    elif kind == 1:  # a double's shortest repr
+        text = repr(rng.uniform(-1e6, 1e6) * 10 ** rng.randrange(-30, 30))
+    elif kind == 2:  # hexadecimal
+        whole, frac = rng.randrange(1 << 70), rng.randrange(1 << 20)
+        text = f"0x{whole:x}.{frac:x}p{rng.randrange(-16500, 16400)}"
+    else:  # near the rounding edges of 17 decimals
+        text = f"0.{rng.randrange(10**20):020d}"
+    return sign + text
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hincrbyfloat_random_values(diff: Differential, seed: int) -> None:
+    """Random decimal, hexadecimal and extreme values, parsed, added and printed
+    as Redis's long double arithmetic does."""
+    rng = random.Random(seed)
+    outcomes: Counter[str] = Counter()
+    for i in range(400):
+        field = f"f{i % 7}"
+        reply = diff.run("HINCRBYFLOAT", "h", field, _random_float_text(rng))
+        outcomes[type(reply).__name__] += 1
+        if i % 50 == 0:
+            diff.run("HDEL", "h", field)
+    assert outcomes["bytes"] > 100 and outcomes["ReplyError"] > 10, outcomes

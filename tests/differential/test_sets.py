@@ -293,3 +293,17 @@ def test_sintercard_ignores_expired_keys() -> None:
     assert sm.read([b"SINTERCARD", b"2", b"a", b"b"], T0) == 1
     assert sm.read([b"SINTERCARD", b"2", b"a", b"b"], T0 + 5) == 0
     assert sm.read([b"SINTERCARD", b"1", b"a"], T0 + 5) == 2
+
+
+def test_spops_in_one_transaction_pop_different_members() -> None:
+    """Same millisecond, same seed: the second SPOP sees the set without the first's member."""
+    leader, follower = StateMachine(), StateMachine()
+    for sm in (leader, follower):
+        sm.apply([[b"SADD", b"s", b"a", b"b", b"c", b"d"]], ApplyContext(None))
+    replies, entry = leader.execute_transaction(
+        [[b"SPOP", b"s"], [b"SPOP", b"s"], [b"SPOP", b"s", b"2"]], ApplyContext(T0))
+    assert entry is not None and len(entry) == 3
+    first, second, rest = replies
+    assert len({first, second, *rest}) == 4
+    assert follower.apply(entry, ApplyContext(None)) == replies
+    assert b"s" not in leader.data and leader.digest() == follower.digest()
