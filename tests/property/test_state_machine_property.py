@@ -42,6 +42,9 @@ def _varargs(
     )
 
 
+side = st.sampled_from([b"LEFT", b"RIGHT"])
+side_before_after = st.sampled_from([b"BEFORE", b"AFTER", b"MIDDLE"])
+
 set_options = st.lists(
     st.sampled_from(
         [
@@ -90,6 +93,27 @@ write_cmd = st.one_of(
     _varargs(b"HDEL", key, value),
     _cmd(b"HINCRBY", key, value, small_int),
     st.just([b"FLUSHALL"]),
+    # issue 12: the rest of the list, set and hash families
+    _cmd(b"LSET", key, small_int, value),
+    _cmd(b"LINSERT", key, side_before_after, value, value),
+    _cmd(b"LREM", key, small_int, value),
+    _cmd(b"LTRIM", key, small_int, small_int),
+    _cmd(b"LMOVE", key, key, side, side),
+    _cmd(b"RPOPLPUSH", key, key),
+    _varargs(b"LPUSHX", key, value),
+    _varargs(b"RPUSHX", key, value),
+    st.tuples(st.lists(key, min_size=1, max_size=3), side, small_int).map(
+        lambda t: [b"LMPOP", b"%d" % len(t[0]), *t[0], t[1], b"COUNT", t[2]]
+    ),
+    _cmd(b"SPOP", key),
+    _cmd(b"SPOP", key, small_int),
+    _cmd(b"SMOVE", key, key, value),
+    _cmd(b"SINTERSTORE", key, key, key),
+    _cmd(b"SUNIONSTORE", key, key, key),
+    _cmd(b"SDIFFSTORE", key, key, key),
+    _cmd(b"HSETNX", key, value, value),
+    _cmd(b"HMSET", key, value, value),
+    _cmd(b"HINCRBYFLOAT", key, value, st.sampled_from([b"0.1", b"1e20", b"-3", b"x", b"inf"])),
 )
 
 read_cmd = st.one_of(

@@ -53,6 +53,25 @@ def _random_command(rng: random.Random) -> list[bytes]:
         [b"GETDEL", k],
         [b"SET", k],  # wrong arity
         [b"SET", k, n, b"EX", b"0"],  # invalid expire time
+        # issue 12: the rest of the list, set and hash families
+        [b"RPUSH", k, n, b"x"],
+        [b"LSET", k, n, b"y"],
+        [b"LINSERT", k, rng.choice([b"BEFORE", b"AFTER"]), b"x", n],
+        [b"LREM", k, n, b"x"],
+        [b"LTRIM", k, b"1", n],
+        [b"LMOVE", k, rng.choice(KEYS), b"LEFT", b"RIGHT"],
+        [b"LMPOP", b"2", k, rng.choice(KEYS), b"LEFT", b"COUNT", b"2"],
+        [b"LPUSHX", k, n],
+        [b"SADD", k, n, b"x", b"y"],
+        [b"SPOP", k],
+        [b"SPOP", k, n],
+        [b"SMOVE", k, rng.choice(KEYS), n],
+        [b"SINTERSTORE", k, rng.choice(KEYS), rng.choice(KEYS)],
+        [b"SUNIONSTORE", k, rng.choice(KEYS), rng.choice(KEYS)],
+        [b"SDIFFSTORE", k, rng.choice(KEYS), rng.choice(KEYS)],
+        [b"HSETNX", k, n, n],
+        [b"HMSET", k, b"f", n],
+        [b"HINCRBYFLOAT", k, b"f", rng.choice([b"0.1", b"1e3", n, b"x"])],
     ]
     return rng.choice(choices)
 

@@ -24,7 +24,12 @@ Rules:
   that applied, its conditions having held on the leader's state).
 - Keys follow Redis's legacy triple: argv positions ``first_key`` ..
   ``last_key`` (negative counts from the end, ``-1`` = last) stepping by
-  ``key_step``; ``0, 0, 0`` means the command has no key arguments.
+  ``key_step``; ``0, 0, 0`` means the command has no key arguments, unless
+  it carries ``find_keys`` (Redis's ``getkeys_proc``): a command with
+  movable keys (``LMPOP numkeys key ...``) has the triple ``0, 0, 0`` in
+  COMMAND, as in Redis, and ``find_keys(argv)`` names its keys (for expiry
+  in ``prepare`` and raft's ``apply``, ACLs and COMMAND GETKEYS); it must
+  return ``[]`` rather than fail on a malformed ``argv``.
 - ``WRITE`` and ``READ`` are aliases of ``SET`` and ``GET`` (the seed's
   plain-text client sends ``write key 0`` / ``read key``).
 - Flags that only replikv uses (``connection``) are not shown by
@@ -48,6 +53,7 @@ __all__ = [
     "CommandSpec",
     "command",
     "command_reply",
+    "keys_after_numkeys",
     "lookup",
     "unknown_command",
 ]
@@ -57,6 +63,7 @@ ApplyFn = Callable[["StateMachine", list[bytes], "ApplyContext"], Reply]
 ReadFn = Callable[["StateMachine", list[bytes], int], Reply]
 RewriteFn = Callable[["StateMachine", list[bytes], int, bool], list[bytes]]
 LogFormFn = Callable[[list[bytes]], list[bytes]]
+KeysFn = Callable[[list[bytes]], list[bytes]]
 
 # Flags replikv uses for routing that Redis does not have.
 _INTERNAL_FLAGS = frozenset({"connection"})
@@ -76,6 +83,7 @@ class CommandSpec:
     read: ReadFn | None = None  # readonly: (sm, argv, now_ms) -> reply; changes nothing
     rewrite: RewriteFn | None = None  # write: (sm, argv, now_ms, exact) -> deterministic argv
     logged_as: LogFormFn | None = None  # write: minimal log form of a rewritten command
+    find_keys: KeysFn | None = None  # movable keys: argv -> its keys (the triple is 0, 0, 0)
 
     def arity_ok(self, argc: int) -> bool:
         """True when ``argc`` (argv length, name included) fits the arity."""
@@ -92,10 +100,15 @@ class CommandSpec:
         """The command only reads the data set (served without the log)."""
         return "readonly" in self.flags
 
+    @property
+    def has_keys(self) -> bool:
+        """The command may name keys (a key triple or ``find_keys``)."""
+        return self.first_key != 0 or self.find_keys is not None
+
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of ``argv`` (empty for keyless commands)."""
         if self.first_key == 0:
-            return []
+            return [] if self.find_keys is None else self.find_keys(argv)
         if self.first_key == 1 and self.last_key == 1:
             return [argv[1]]
         last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
@@ -117,6 +130,8 @@ def _add(spec: CommandSpec) -> None:
         raise ValueError(f"{spec.name}: a write carries an apply operation, a readonly one a read")
     if (spec.rewrite or spec.logged_as) and not routes[0]:
         raise ValueError(f"{spec.name}: only a write is rewritten")
+    if spec.find_keys is not None and spec.first_key != 0:
+        raise ValueError(f"{spec.name}: movable keys (find_keys) have the key triple 0, 0, 0")
     key = spec.name.upper().encode()
     if key in COMMANDS:
         raise ValueError(f"{spec.name} is declared twice")
@@ -131,19 +146,21 @@ def command(
     *,
     rewrite: RewriteFn | None = None,
     logged_as: LogFormFn | None = None,
+    find_keys: KeysFn | None = None,
 ) -> Callable[[_F], _F]:
     """Declare data command ``name`` with the decorated function as its operation.
 
     ``flags`` are Redis's; the operation is the command's ``apply`` if they
     hold ``write``, its ``read`` if they hold ``readonly``. Stack the
-    decorator to declare an alias.
+    decorator to declare an alias. ``find_keys`` only with ``keys=(0, 0, 0)``.
     """
     flag_set = frozenset(flags.split())
 
     def register(fn: _F) -> _F:
         is_write = "write" in flag_set
         _add(CommandSpec(name.lower(), arity, flag_set, *keys, apply=fn if is_write else None,
-                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as))
+                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as,
+                         find_keys=find_keys))
         return fn
 
     return register
@@ -185,6 +202,18 @@ _runtime("unsubscribe", -1, "pubsub noscript loading stale connection")
 _runtime("punsubscribe", -1, "pubsub noscript loading stale connection")
 _runtime("publish", 3, "pubsub loading stale fast may_replicate connection")
 _runtime("pubsub", -2, "pubsub loading stale connection")
+
+
+def keys_after_numkeys(argv: list[bytes], at: int = 1) -> list[bytes]:
+    """``find_keys`` of ``CMD numkeys key [key ...] ...`` (numkeys at ``argv[at]``);
+    ``[]`` when numkeys is no positive integer or names more keys than there are."""
+    arg = argv[at] if len(argv) > at else b""
+    if not arg.isdigit() or len(arg) > 18:
+        return []
+    numkeys = int(arg)
+    if numkeys < 1 or at + 1 + numkeys > len(argv):
+        return []
+    return argv[at + 1 : at + 1 + numkeys]
 
 
 def lookup(name: bytes) -> CommandSpec | None:

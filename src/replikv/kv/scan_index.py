@@ -24,19 +24,27 @@ Guarantees (Redis's SCAN contract):
 
 Invariant: ``set().union(*buckets) == set(keys of the data set)`` and a key
 is in exactly the bucket its position names.
+
+SSCAN and HSCAN (:func:`scan_collection`) use the same cursors over a set's
+members or a hash's fields: a collection of at most ``SMALL_COLLECTION``
+elements is returned whole with cursor 0 whatever the cursor (as Redis does
+for its compact encodings), a larger one through a ``ScanIndex`` built for
+the call (O(n) per call; no index is kept per collection), with the same
+guarantees as above for elements present during the whole scan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from zlib import crc32
 
-__all__ = ["SPACE", "ScanIndex"]
+__all__ = ["SMALL_COLLECTION", "SPACE", "ScanIndex", "scan_collection"]
 
 SPACE = 1 << 32  # cursor positions are in [0, SPACE)
 _MIN_BITS = 4
 _MAX_BITS = 24
 _KEYS_PER_BUCKET_MAX = 8
+SMALL_COLLECTION = 128  # Redis's hash-max-listpack-entries
 
 
 class ScanIndex:
@@ -118,3 +126,11 @@ class ScanIndex:
                 break
         nxt = i << self._shift
         return (0 if nxt >= SPACE else nxt), out
+
+
+def scan_collection(items: Collection[bytes], cursor: int, count: int) -> tuple[int, list[bytes]]:
+    """One SSCAN/HSCAN step over ``items`` (members or fields): ``(next cursor,
+    elements)``; see the module docstring."""
+    if len(items) <= SMALL_COLLECTION:
+        return 0, list(items)
+    return ScanIndex(items).scan(cursor, count)

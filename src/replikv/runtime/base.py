@@ -45,6 +45,7 @@ import logging
 import os
 import signal
 import time
+from time import perf_counter_ns
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 

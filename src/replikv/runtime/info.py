@@ -137,12 +137,10 @@ class SlowLog:
     arguments, 128 bytes each)."""
 
     def __init__(self, slower_than_us: int = 10_000, max_len: int = 128) -> None:
-        self.slower_than_us = slower_than_us
-        self.max_len = max_len
-        self.threshold_ns = 0  # set by configure
-        self.configure(slower_than_us, max_len)
         self.entries: list[list[object]] = []
         self.next_id = 0
+        self.slower_than_us = self.max_len = self.threshold_ns = 0
+        self.configure(slower_than_us, max_len)
 
     def configure(self, slower_than_us: int, max_len: int) -> None:
         self.slower_than_us, self.max_len = slower_than_us, max_len

@@ -9,8 +9,6 @@ SCAN's cursor scheme is ``kv/scan_index.py``'s.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import OK, SYNTAX_ERROR, RespError
@@ -21,7 +19,9 @@ from replikv.kv.args import (
     SEC_MIN,
     expire_time_error,
     needs_clock,
+    parse_cursor,
     parse_int,
+    parse_scan_options,
 )
 from replikv.kv.commands import RewriteFn, command
 from replikv.kv.glob import compile_glob, matches_all
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from replikv.kv.state_machine import StateMachine
 
 Reply = Any
-INVALID_CURSOR = RespError("ERR invalid cursor")
 _KEYLESS = (0, 0, 0)
 
 
@@ -234,44 +233,11 @@ def keys(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     return [k for k in sm.data if pred(k) and not (k in expires and expires[k] <= now_ms)]
 
 
-_CURSOR_RE = re.compile(rb"[+-]?[0-9]+")
-
-
-def _parse_cursor(arg: bytes) -> int:
-    """A SCAN cursor as Redis reads it (strtoul: sign allowed, wraps mod 2**64)."""
-    # 2**64 has 20 digits (and int() refuses more than 4300)
-    if _CURSOR_RE.fullmatch(arg) is None or len(arg) > 21:
-        raise INVALID_CURSOR
-    value = int(arg)
-    if abs(value) >= 1 << 64:
-        raise INVALID_CURSOR
-    return value % (1 << 64)
-
-
 @command("scan", -2, "readonly", _KEYLESS)
 def scan(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     """SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]; see kv/scan_index.py."""
-    cursor = _parse_cursor(argv[1])
-    pred: Callable[[bytes], bool] | None = None
-    count = 10
-    want_type: str | None = None
-    i = 2
-    while i < len(argv):
-        opt = argv[i].upper()
-        if i + 1 >= len(argv):
-            raise SYNTAX_ERROR
-        arg = argv[i + 1]
-        if opt == b"COUNT":
-            count = parse_int(arg)
-            if count < 1:
-                raise SYNTAX_ERROR
-        elif opt == b"MATCH":
-            pred = None if matches_all(arg) else compile_glob(arg)
-        elif opt == b"TYPE":
-            want_type = arg.decode("utf-8", "replace").lower()
-        else:
-            raise SYNTAX_ERROR
-        i += 2
+    cursor = parse_cursor(argv[1])
+    pred, count, want_type = parse_scan_options(argv, 2, with_type=True)
     nxt, found = sm.scan(cursor, count)
     out = []
     for key in found:
