@@ -1,24 +1,42 @@
 """Argument parsing and error replies shared by the data-type families.
 
 Integers follow Redis's ``string2ll``: canonical decimal only, 64-bit
-signed. An error is raised (``RespError``) before anything is changed, so a
+signed. Floats (INCRBYFLOAT, HINCRBYFLOAT) follow Redis's ``long double`` on
+x86-64, the 80-bit x87 format (64-bit significand): :func:`parse_float` reads
+as ``strtold`` does, :func:`add_floats` adds and rounds to that format,
+:func:`format_float` prints as ``ld2string(LD_STR_HUMAN)`` does
+(``%.17Lf``, trailing zeros stripped). The arithmetic is exact rational
+arithmetic rounded to the 80-bit format, so every replica computes the same
+bytes whatever its platform, and they match Redis's (``0.1`` stays ``0.1``,
+where a C ``double`` would print ``0.10000000000000001``). An error is raised (``RespError``) before anything is changed, so a
 refused command never leaves a half-applied state behind.
 """
 
 from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
 
 from replikv.core.replies import NOT_INTEGER, RespError
 
 __all__ = [
     "I64_MAX",
     "I64_MIN",
+    "NAN_OR_INFINITY",
     "NEEDS_CLOCK",
     "NEVER",
+    "NOT_FLOAT",
     "OVERFLOW",
+    "PROTO_MAX_BULK_LEN",
     "SEC_MAX",
     "SEC_MIN",
+    "STRING_TOO_LONG",
+    "add_floats",
     "expire_time_error",
+    "format_float",
     "needs_clock",
+    "parse_float",
     "parse_int",
 ]
 
@@ -29,6 +47,8 @@ SEC_MIN = -(I64_MAX // 1000)  # C's LLONG_MIN / 1000 (truncates toward 0)
 NEVER = I64_MAX + 1  # later than any expiry time: ``expires.get(key, NEVER)``
 
 OVERFLOW = RespError("ERR increment or decrement would overflow")
+PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # Redis's default proto-max-bulk-len: the longest string
+STRING_TOO_LONG = RespError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 NEEDS_CLOCK = RespError("ERR command needs a clock and cannot be applied from the log")
 
 
@@ -61,3 +81,159 @@ def needs_clock(sm: object, argv: list[bytes], ctx: object) -> object:
     one found in a log is refused rather than read against a local clock.
     """
     raise NEEDS_CLOCK
+
+
+# --- long double (x87 80-bit extended) emulation --------------------------------------
+
+NOT_FLOAT = RespError("ERR value is not a valid float")
+NAN_OR_INFINITY = RespError("ERR increment would produce NaN or Infinity")
+
+Float = Fraction | float  # a finite value is a Fraction; +-inf is a float
+
+_LD_MANT = 64  # significand bits, explicit integer bit included
+_LD_MIN_EXP = -16382  # exponent of the smallest normal number (2**-16382)
+_LD_TINY = _LD_MIN_EXP - _LD_MANT + 1  # exponent of the smallest subnormal's unit
+_LD_OVERFLOW = 1 << 16384  # the first power of two beyond the largest finite value
+_MAX_LD_CHARS = 5 * 1024  # Redis's MAX_LONG_DOUBLE_CHARS: longer input is refused
+
+_DEC_RE = re.compile(rb"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
+_HEX_RE = re.compile(rb"([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?[0-9]+))?")
+_INF_RE = re.compile(rb"([+-]?)(?:inf|infinity)", re.IGNORECASE)
+
+
+def _round_ld(value: Fraction) -> Float:
+    """``value`` rounded to the nearest long double (ties to even); +-inf past the range."""
+    if value == 0:
+        return Fraction(0)
+    mag = abs(value)
+    num, den = mag.numerator, mag.denominator
+    exp = num.bit_length() - den.bit_length()  # 2**exp <= mag < 2**(exp+2)
+    if (num << max(0, -exp)) < (den << max(0, exp)):
+        exp -= 1  # now 2**exp <= mag < 2**(exp+1)
+    unit = max(exp - _LD_MANT + 1, _LD_TINY)  # the value of the last significand bit
+    scaled = mag / Fraction(2) ** unit
+    mant = round(scaled)  # Fraction rounds half to even
+    rounded = Fraction(mant) * Fraction(2) ** unit
+    if rounded >= _LD_OVERFLOW:
+        return math.inf if value > 0 else -math.inf
+    return rounded if value > 0 else -rounded
+
+
+def _exponent(digits: bytes | None) -> int | None:
+    """An exponent's value, or None when it is too large to matter (beyond any long double)."""
+    if not digits:
+        return 0
+    sign = -1 if digits[:1] == b"-" else 1
+    body = digits.lstrip(b"+-").lstrip(b"0") or b"0"
+    if len(body) > 7:
+        return None
+    return sign * int(body)
+
+
+def _parse_decimal(m: re.Match[bytes]) -> Float | None:
+    whole, frac = m.group(2), m.group(3) or b""
+    if not whole and not frac:
+        return None
+    digits = (whole + frac).lstrip(b"0")
+    if not digits:
+        return Fraction(0)
+    exp = _exponent(m.group(4))
+    if exp is None:  # 1e99999999 overflows, 1e-99999999 underflows to 0 (ERANGE)
+        return None
+    exp -= len(frac)
+    lead = exp + len(digits) - 1  # decimal exponent of the leading digit
+    if lead > 4933 or lead < -4952:
+        return None
+    return Fraction(_int_from_decimal(digits)) * Fraction(10) ** exp
+
+
+# Python refuses int <-> decimal str conversions of more than 4300 digits; long
+# doubles reach 4933 digits, so both directions go by chunks below that.
+_CHUNK = 4000
+
+
+def _int_from_decimal(digits: bytes) -> int:
+    value = 0
+    for i in range(0, len(digits), _CHUNK):
+        chunk = digits[i : i + _CHUNK]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return value
+
+
+def _decimal_from_int(value: int) -> bytes:
+    """``b"%d" % value`` for a non-negative int of any size."""
+    if value < 10**_CHUNK:
+        return b"%d" % value
+    high, low = divmod(value, 10**_CHUNK)
+    return _decimal_from_int(high) + b"%0*d" % (_CHUNK, low)
+
+
+def _parse_hex(m: re.Match[bytes]) -> Float | None:
+    whole, frac = m.group(2), m.group(3) or b""
+    if not whole and not frac:
+        return None
+    digits = (whole + frac).lstrip(b"0")
+    if not digits:
+        return Fraction(0)
+    exp = _exponent(m.group(4))
+    if exp is None:
+        return None
+    exp -= 4 * len(frac)
+    lead = exp + 4 * len(digits)
+    if lead > 16390 or lead < -16460:
+        return None
+    return Fraction(int(digits, 16)) * Fraction(2) ** exp
+
+
+def parse_float(arg: bytes) -> Float:
+    """A number as Redis's ``string2ld`` reads it (``strtold``, then checks).
+
+    Accepted: decimal and hexadecimal (``0x1p3``) floats with an optional
+    sign, ``inf``/``infinity``; refused (NOT_FLOAT): empty, leading space,
+    trailing garbage, NaN, and a value that overflows or underflows to 0.
+    As in C, the string ends at a NUL byte. A finite result is a
+    ``Fraction`` holding the exact long double; infinities are floats.
+    """
+    if not arg or len(arg) >= _MAX_LD_CHARS or arg[:1].isspace():
+        raise NOT_FLOAT
+    text = arg.split(b"\0", 1)[0]
+    if not text:  # strtold("") converts nothing and stops at the NUL: 0
+        return Fraction(0)
+    if (m := _DEC_RE.fullmatch(text)) is not None:
+        value = _parse_decimal(m)
+    elif (m := _HEX_RE.fullmatch(text)) is not None:
+        value = _parse_hex(m)
+    elif (m := _INF_RE.fullmatch(text)) is not None:
+        return -math.inf if m.group(1) == b"-" else math.inf
+    else:
+        value = None
+    if value is None:
+        raise NOT_FLOAT
+    negative = text[:1] == b"-"
+    rounded = _round_ld(value)
+    if isinstance(rounded, float) or (rounded == 0 and value != 0):
+        raise NOT_FLOAT  # ERANGE: underflow to 0 or overflow
+    return -rounded if negative else rounded
+
+
+def add_floats(a: Float, b: Float) -> Fraction:
+    """``a + b`` in long double; NAN_OR_INFINITY if it is not finite (as INCRBYFLOAT)."""
+    if isinstance(a, float) or isinstance(b, float):  # an infinity: inf, or inf - inf = NaN
+        raise NAN_OR_INFINITY
+    total = _round_ld(a + b)
+    if isinstance(total, float):
+        raise NAN_OR_INFINITY
+    return total
+
+
+def format_float(value: Fraction) -> bytes:
+    """A finite long double as Redis prints it for humans: ``%.17Lf``, then trailing
+    zeros (and a bare ``.``) stripped, ``-0`` printed as ``0``."""
+    scaled = round(value * 10**17)  # exact value, rounded half to even as glibc does
+    sign = b"-" if scaled < 0 else b""
+    digits = _decimal_from_int(abs(scaled)).rjust(18, b"0")
+    text = digits[:-17] + b"." + digits[-17:]
+    text = text.rstrip(b"0").rstrip(b".")
+    if text == b"0":
+        return b"0"  # also "-0"
+    return sign + text
