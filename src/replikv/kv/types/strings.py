@@ -21,6 +21,13 @@ as ``SET key <result> KEEPTTL`` as Redis replicates it (its exact rewrite
 computes the result on the state it is about to apply to); raft logs it as
 sent, which is deterministic since the arithmetic is.
 
+LCS follows Redis 7.0's t_string.c: the keys' types are checked first
+("ERR The specified keys must contain string values"; a missing key is an
+empty string), then the options; the dynamic-programming table is refused
+as Redis refuses it (over ``proto-max-bulk-len`` bytes at 4 per cell); the
+walk back from the end prefers a match, then the direction with the longer
+LCS (``j`` on a tie), so IDX lists the same ranges, last first.
+
 SETRANGE/GETRANGE/SUBSTR/MSETNX follow Redis 7.0, including the 512 MB limit
 (``proto-max-bulk-len``) on the string SETRANGE would build.
 """
@@ -553,3 +560,107 @@ def getrange(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
         return b""
     start, end = _clamp_range(start, end, len(value))
     return value[start : end + 1] if start <= end else b""
+
+
+LCS_NOT_STRINGS = RespError("ERR The specified keys must contain string values")
+LCS_LEN_AND_IDX = RespError("ERR If you want both the length and indexes, please just use IDX.")
+LCS_TOO_BIG = RespError(
+    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
+)
+
+
+def _lcs_options(argv: list[bytes]) -> tuple[bool, bool, int, bool]:
+    """LCS's options: ``(want_len, want_idx, min_match_len, with_match_len)``."""
+    want_len = want_idx = with_match_len = False
+    min_match_len = 0
+    i = 3
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"IDX":
+            want_idx = True
+        elif opt == b"LEN":
+            want_len = True
+        elif opt == b"WITHMATCHLEN":
+            with_match_len = True
+        elif opt == b"MINMATCHLEN" and i + 1 < len(argv):
+            i += 1
+            min_match_len = max(parse_int(argv[i]), 0)
+        else:
+            raise SYNTAX_ERROR
+        i += 1
+    if want_len and want_idx:
+        raise LCS_LEN_AND_IDX
+    return want_len, want_idx, min_match_len, with_match_len
+
+
+def _lcs_table(a: bytes, b: bytes) -> list[list[int]]:
+    """``table[i][j]``: the LCS length of ``a[:i]`` and ``b[:j]``."""
+    prev = [0] * (len(b) + 1)
+    table = [prev]
+    for ca in a:
+        row = [0]
+        left = 0
+        for j, cb in enumerate(b):
+            left = prev[j] + 1 if ca == cb else max(prev[j + 1], left)
+            row.append(left)
+        table.append(row)
+        prev = row
+    return table
+
+
+def _lcs_walk(
+    a: bytes, b: bytes, table: list[list[int]], min_match_len: int, with_match_len: bool
+) -> tuple[bytes, list[list[Any]]]:
+    """The LCS and its matching ranges, walking back from the ends of both strings."""
+    i, j = len(a), len(b)
+    common = bytearray()
+    matches: list[list[Any]] = []
+    start: tuple[int, int] | None = None  # the current range's start in a and b
+    end = (0, 0)
+    while i > 0 and j > 0:
+        emit = False
+        if a[i - 1] == b[j - 1]:
+            common.append(a[i - 1])
+            if start is None:
+                end = (i - 1, j - 1)
+            start = (i - 1, j - 1)  # a match right after a match extends the range
+            emit = i == 1 or j == 1
+            i -= 1
+            j -= 1
+        else:
+            if table[i - 1][j] > table[i][j - 1]:
+                i -= 1
+            else:
+                j -= 1
+            emit = start is not None
+        if emit and start is not None:
+            length = end[0] - start[0] + 1
+            if length >= min_match_len:
+                match: list[Any] = [[start[0], end[0]], [start[1], end[1]]]
+                if with_match_len:
+                    match.append(length)
+                matches.append(match)
+            start = None
+    common.reverse()
+    return bytes(common), matches
+
+
+@command("lcs", -3, "readonly", (1, 2, 1))
+def lcs(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
+    """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]."""
+    a = sm.live(argv[1], now_ms)
+    b = sm.live(argv[2], now_ms)
+    if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
+        raise LCS_NOT_STRINGS
+    a = a or b""
+    b = b or b""
+    want_len, want_idx, min_match_len, with_match_len = _lcs_options(argv)
+    if (len(a) + 1) * (len(b) + 1) * 4 > PROTO_MAX_BULK_LEN:
+        raise LCS_TOO_BIG
+    table = _lcs_table(a, b)
+    if want_len:
+        return table[-1][-1]
+    common, matches = _lcs_walk(a, b, table, min_match_len, with_match_len)
+    if want_idx:
+        return {b"matches": matches, b"len": table[-1][-1]}
+    return common
