@@ -18,8 +18,9 @@ entry's time deletes the key, with the same reply and state.
 INCRBYFLOAT computes in Redis's ``long double`` (``kv/args.py``: exact,
 platform-independent) and keeps the TTL. The leader-follower leader logs it
 as ``SET key <result> KEEPTTL`` as Redis replicates it (its exact rewrite
-computes the result on the state it is about to apply to); raft logs it as
-sent, which is deterministic since the arithmetic is.
+computes the result on the state it is about to apply to and hands it to the
+log form, ``_IncrByFloatCmd``); raft logs it as sent, which is deterministic
+since the arithmetic is.
 
 LCS follows Redis 7.0's t_string.c: the keys' types are checked first
 ("ERR The specified keys must contain string values"; a missing key is an
@@ -248,19 +249,39 @@ def _incrbyfloat_result(old: Any, incr: bytes) -> bytes:
     return format_float(add_floats(current, parse_float(incr)))
 
 
+class _IncrByFloatCmd(list):  # type: ignore[type-arg]
+    """``INCRBYFLOAT key incr`` as the exact rewrite returns it: it applies as
+    sent (a plain 3-element argv) and carries the result computed on the state
+    it is about to apply to, which its log form needs."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, argv: list[bytes], result: bytes) -> None:
+        super().__init__(argv)
+        self.result = result
+
+
 def rewrite_incrbyfloat(
     sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool
 ) -> list[bytes]:
-    """Exact: INCRBYFLOAT k incr <result on this state> (its log form is the SET)."""
+    """Exact: a copy of argv carrying its result (for ``logged_incrbyfloat``).
+
+    An error is left to apply (argv as sent), which raises it after the same
+    expired-key deletions as the raft path."""
     if not exact:
         return argv
     key = argv[1]
-    return [b"INCRBYFLOAT", key, argv[2], _incrbyfloat_result(sm.live(key, now_ms), argv[2])]
+    try:
+        result = _incrbyfloat_result(sm.live(key, now_ms), argv[2])
+    except RespError:
+        return argv
+    return _IncrByFloatCmd([b"INCRBYFLOAT", key, argv[2]], result)
 
 
 def logged_incrbyfloat(cmd: list[bytes]) -> list[bytes]:
     """INCRBYFLOAT is replicated as Redis does: SET key <result> KEEPTTL."""
-    return [b"SET", cmd[1], cmd[3], b"KEEPTTL"]
+    assert isinstance(cmd, _IncrByFloatCmd), "only the exact rewrite is logged in its SET form"
+    return [b"SET", cmd[1], cmd.result, b"KEEPTTL"]
 
 
 # --- writes -----------------------------------------------------------------------------
@@ -426,7 +447,6 @@ def append(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 @command("incrbyfloat", 3, "write denyoom fast", rewrite=rewrite_incrbyfloat,
          logged_as=logged_incrbyfloat)
 def incrbyfloat(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
-    """The leader's exact rewrite appends the result (argv[3]); it is recomputed here."""
     key = argv[1]
     old = sm.data.get(key)
     new = _incrbyfloat_result(old, argv[2])
