@@ -133,6 +133,11 @@ def test_randomkey(diff: Differential) -> None:
         assert sm.read([b"RANDOMKEY"], now + 10) == b"live"
     sm.execute([b"DEL", b"live"], ApplyContext(now))
     assert sm.read([b"RANDOMKEY"], now + 10) is None
+    many = StateMachine()
+    for i in range(1000):
+        many.execute([b"SET", b"k%d" % i, b"v"], ApplyContext(now))
+    drawn = {many.read([b"RANDOMKEY"], now) for _ in range(200)}
+    assert len(drawn) > 100 and drawn <= set(many.data)
 
 
 def test_touch_exists_type_del_unlink(diff: Differential) -> None:

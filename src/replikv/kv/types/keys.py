@@ -52,6 +52,7 @@ from replikv.kv.args import (
 )
 from replikv.kv.commands import RewriteFn, command
 from replikv.kv.glob import compile_glob, matches_all
+from replikv.kv.scan_index import SPACE
 from replikv.kv.values import VALUE_TYPES, type_name
 
 if TYPE_CHECKING:
@@ -322,15 +323,21 @@ def touch(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
 
 @command("randomkey", 1, "readonly", _KEYLESS)
 def randomkey(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
-    """A random live key, nil when there is none (O(keys): a list is drawn from)."""
-    names = list(sm.data)
-    for _ in range(3):  # a few draws first: most keys are live
-        if not names:
-            return None
-        key = random.choice(names)
-        if sm.live(key, now_ms) is not None:
-            return key
-    live = [k for k in names if sm.live(k, now_ms) is not None]
+    """A random live key, nil when there is none.
+
+    As Redis, a random bucket first: the SCAN index's bucket at a random
+    position (``kv/scan_index.py``), then a random key of it; after a few
+    misses (empty buckets, expired keys) a draw among all live keys.
+    """
+    if not sm.data:
+        return None
+    for _ in range(8):
+        _, found = sm.scan(random.randrange(SPACE), 1)
+        if found:
+            key = random.choice(found)
+            if sm.live(key, now_ms) is not None:
+                return key
+    live = [k for k in sm.data if sm.live(k, now_ms) is not None]
     return random.choice(live) if live else None
 
 
