@@ -457,7 +457,7 @@ NO_LFU = RespError(
 )
 _SHARED_REFCOUNT = 2147483647  # Redis's OBJ_SHARED_REFCOUNT
 _SHARED_INTEGERS = 10000  # Redis's OBJ_SHARED_INTEGERS
-# Redis 7.0's default thresholds (redis.conf)
+# Redis 7.0's compiled-in defaults (a redis.conf may lower the hash one to 128)
 _EMBSTR_MAX = 44
 _INTSET_MAX = 512  # set-max-intset-entries
 _HASH_LISTPACK_ENTRIES = 512  # hash-max-listpack-entries
@@ -496,8 +496,12 @@ def _hash_encoding(value: dict[bytes, bytes]) -> str:
 
 def _zset_encoding(value: Any) -> str:
     """By size only: replikv's sorted-set family owns its layout (members' lengths
-    are not looked at here)."""
-    return "listpack" if len(value) <= _ZSET_LISTPACK_ENTRIES else "skiplist"
+    are not looked at here; a layout without ``len`` answers ``skiplist``)."""
+    try:
+        small = len(value) <= _ZSET_LISTPACK_ENTRIES
+    except TypeError:
+        small = False
+    return "listpack" if small else "skiplist"
 
 
 _ENCODINGS: dict[str, Callable[[Any], str]] = {
