@@ -41,6 +41,10 @@ def test_incrbyfloat_errors(diff: Differential) -> None:
     diff.run("INCRBYFLOAT", "f", "-infinity")
     diff.run("SET", "s", "hello")
     diff.run("INCRBYFLOAT", "s", "1")
+    for with_nul in [b"\x00", b"2\x00", b"1\x001"]:
+        diff.run("SET", "z", with_nul)
+        diff.run("INCRBYFLOAT", "z", "1")
+        diff.run("INCRBYFLOAT", "f", with_nul)
     diff.run("RPUSH", "l", "a")
     diff.run("INCRBYFLOAT", "l", "1")
     diff.run("SET", "big", "1e4900")

@@ -190,15 +190,13 @@ def parse_float(arg: bytes) -> Float:
 
     Accepted: decimal and hexadecimal (``0x1p3``) floats with an optional
     sign, ``inf``/``infinity``; refused (NOT_FLOAT): empty, leading space,
-    trailing garbage, NaN, and a value that overflows or underflows to 0.
-    As in C, the string ends at a NUL byte. A finite result is a
+    trailing garbage (a NUL byte included: strtold must consume every byte),
+    NaN, and a value that overflows or underflows to 0. A finite result is a
     ``Fraction`` holding the exact long double; infinities are floats.
     """
-    if not arg or len(arg) >= _MAX_LD_CHARS or arg[:1].isspace():
+    if not arg or len(arg) >= _MAX_LD_CHARS or arg[:1].isspace() or b"\0" in arg:
         raise NOT_FLOAT
-    text = arg.split(b"\0", 1)[0]
-    if not text:  # strtold("") converts nothing and stops at the NUL: 0
-        return Fraction(0)
+    text = arg
     if (m := _DEC_RE.fullmatch(text)) is not None:
         value = _parse_decimal(m)
     elif (m := _HEX_RE.fullmatch(text)) is not None:
