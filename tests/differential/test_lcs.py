@@ -37,6 +37,15 @@ def test_lcs_random_strings(diff: Differential) -> None:
         diff.run("LCS", "a", "b")
 
 
+def test_lcs_long_strings(diff: Differential) -> None:
+    rng = random.Random(7)
+    diff.run("SET", "a", "".join(rng.choice("acgt") for _ in range(3000)))
+    diff.run("SET", "b", "".join(rng.choice("acgt") for _ in range(2500)))
+    diff.run("LCS", "a", "b", "LEN")
+    diff.run("LCS", "a", "b")
+    diff.run("LCS", "a", "b", "IDX", "MINMATCHLEN", "5", "WITHMATCHLEN")
+
+
 def test_lcs_missing_keys_and_errors(diff: Differential) -> None:
     diff.run("LCS", "x", "y")
     diff.run("LCS", "x", "y", "IDX")

@@ -5,6 +5,7 @@ process or not, whatever Python's hash seed), snapshots included."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from fractions import Fraction
@@ -154,3 +155,25 @@ def test_raft_path_agrees_across_processes_and_hash_seeds() -> None:
     for key in [k for k, when in leader.expires.items() if when <= NOW + len(SCRIPT)]:
         leader.execute([b"DEL", key], ApplyContext(NOW))
     assert digests == {leader.digest().hex()}
+
+
+# --- LCS's bit-parallel table ------------------------------------------------------------
+
+
+def test_lcs_rows_equal_the_dynamic_programming_table() -> None:
+    from replikv.kv.types.strings import _lcs_at, _lcs_rows
+
+    rng = random.Random(5)
+    for _ in range(500):
+        a = bytes(rng.choice(b"abc") for _ in range(rng.randrange(0, 14)))
+        b = bytes(rng.choice(b"abcd") for _ in range(rng.randrange(0, 14)))
+        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                if a[i - 1] == b[j - 1]:
+                    table[i][j] = table[i - 1][j - 1] + 1
+                else:
+                    table[i][j] = max(table[i - 1][j], table[i][j - 1])
+        rows = _lcs_rows(a, b)
+        assert all(_lcs_at(rows, i, j) == table[i][j]
+                   for i in range(len(a) + 1) for j in range(len(b) + 1)), (a, b)

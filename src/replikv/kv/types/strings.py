@@ -613,23 +613,31 @@ def _lcs_options(argv: list[bytes]) -> tuple[bool, bool, int, bool]:
     return want_len, want_idx, min_match_len, with_match_len
 
 
-def _lcs_table(a: bytes, b: bytes) -> list[list[int]]:
-    """``table[i][j]``: the LCS length of ``a[:i]`` and ``b[:j]``."""
-    prev = [0] * (len(b) + 1)
-    table = [prev]
-    for ca in a:
-        row = [0]
-        left = 0
-        for j, cb in enumerate(b):
-            left = prev[j] + 1 if ca == cb else max(prev[j + 1], left)
-            row.append(left)
-        table.append(row)
-        prev = row
-    return table
+def _lcs_rows(a: bytes, b: bytes) -> list[int]:
+    """The LCS table of ``a`` and ``b``, one bit vector per row (bit-parallel, as
+    Allison-Dix/Hyyro): bit ``j`` of ``rows[i]`` is 0 iff ``LCS(a[:i], b[:j+1])``
+    is one more than ``LCS(a[:i], b[:j])``; see :func:`_lcs_at`. O(len(a))
+    big-int operations of ``len(b)`` bits instead of a Python loop per cell."""
+    full = (1 << len(b)) - 1
+    masks: dict[int, int] = {}
+    for j, c in enumerate(b):
+        masks[c] = masks.get(c, 0) | (1 << j)
+    row = full
+    rows = [row]
+    for c in a:
+        matched = row & masks.get(c, 0)
+        row = ((row + matched) | (row - matched)) & full
+        rows.append(row)
+    return rows
+
+
+def _lcs_at(rows: list[int], i: int, j: int) -> int:
+    """``LCS(a[:i], b[:j])`` from :func:`_lcs_rows`."""
+    return j - (rows[i] & ((1 << j) - 1)).bit_count()
 
 
 def _lcs_walk(
-    a: bytes, b: bytes, table: list[list[int]], min_match_len: int, with_match_len: bool
+    a: bytes, b: bytes, rows: list[int], min_match_len: int, with_match_len: bool
 ) -> tuple[bytes, list[list[Any]]]:
     """The LCS and its matching ranges, walking back from the ends of both strings."""
     i, j = len(a), len(b)
@@ -648,7 +656,7 @@ def _lcs_walk(
             i -= 1
             j -= 1
         else:
-            if table[i - 1][j] > table[i][j - 1]:
+            if _lcs_at(rows, i - 1, j) > _lcs_at(rows, i, j - 1):
                 i -= 1
             else:
                 j -= 1
@@ -677,10 +685,11 @@ def lcs(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     want_len, want_idx, min_match_len, with_match_len = _lcs_options(argv)
     if (len(a) + 1) * (len(b) + 1) * 4 > PROTO_MAX_BULK_LEN:
         raise LCS_TOO_BIG
-    table = _lcs_table(a, b)
+    rows = _lcs_rows(a, b)
+    length = _lcs_at(rows, len(a), len(b))
     if want_len:
-        return table[-1][-1]
-    common, matches = _lcs_walk(a, b, table, min_match_len, with_match_len)
+        return length
+    common, matches = _lcs_walk(a, b, rows, min_match_len, with_match_len)
     if want_idx:
-        return {b"matches": matches, b"len": table[-1][-1]}
+        return {b"matches": matches, b"len": length}
     return common
