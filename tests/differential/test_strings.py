@@ -9,6 +9,7 @@ import pytest
 
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
+from tests.differential.clock import unix_seconds_from_now
 from tests.differential.oracle import Differential
 
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -75,7 +76,7 @@ def test_getex(diff: Differential) -> None:
     diff.run("TTL", "k")
     diff.run("GETEX", "k", "PX", "200000")
     diff.run("TTL", "k")
-    diff.run("GETEX", "k", "EXAT", str(int(time.time()) + 300))
+    diff.run("GETEX", "k", "EXAT", unix_seconds_from_now(300))
     diff.run("TTL", "k")
     diff.run("GETEX", "k", "PXAT", str(int(time.time() * 1000) + 400_000))
     diff.run("TTL", "k")
