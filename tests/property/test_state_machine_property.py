@@ -114,6 +114,24 @@ write_cmd = st.one_of(
     _cmd(b"HSETNX", key, value, value),
     _cmd(b"HMSET", key, value, value),
     _cmd(b"HINCRBYFLOAT", key, value, st.sampled_from([b"0.1", b"1e20", b"-3", b"x", b"inf"])),
+    _cmd(b"INCRBYFLOAT", key, st.sampled_from([b"1.5", b"-0.1", b"x", b"1e3"])),
+    _cmd(b"GETEX", key, st.sampled_from([b"PX", b"EX", b"PERSIST"]), ttl_ms),
+    _cmd(b"GETEX", key, st.sampled_from([b"PXAT", b"EXAT"]), st.sampled_from(
+        [b"1", b"%d" % (T0 + 30), b"%d" % (T0 + 500)])),
+    _cmd(b"SETRANGE", key, small_int, value),
+    st.lists(st.tuples(key, value), min_size=1, max_size=2).map(
+        lambda kv: [b"MSETNX", *[x for pair in kv for x in pair]]
+    ),
+    _cmd(b"SETBIT", key, small_int, st.sampled_from([b"0", b"1"])),
+    st.tuples(st.sampled_from([b"AND", b"OR", b"XOR", b"NOT"]), key, key).map(
+        lambda t: [b"BITOP", *t]
+    ),
+    _cmd(b"RENAME", key, key),
+    _cmd(b"RENAMENX", key, key),
+    st.tuples(key, key, st.sampled_from([[], [b"REPLACE"]])).map(
+        lambda t: [b"COPY", t[0], t[1], *t[2]]
+    ),
+    st.just([b"FLUSHDB"]),
 )
 
 read_cmd = st.one_of(

@@ -51,6 +51,16 @@ def _random_command(rng: random.Random) -> list[bytes]:
         [b"HSET", k, b"f", n],
         [b"HINCRBY", k, b"f", n],
         [b"GETDEL", k],
+        [b"INCRBYFLOAT", k, rng.choice([b"1.5", b"-0.1", b"x", b"1e3"])],
+        [b"GETEX", k, b"PX", b"%d" % rng.randrange(1, 50)],
+        [b"GETEX", k, b"PXAT", b"%d" % (NOW + rng.randrange(-10, 100))],
+        [b"GETEX", k, rng.choice([b"PERSIST", b"EX"]), b"abc"],
+        [b"SETRANGE", k, b"2", b"xy"],
+        [b"MSETNX", k, n, rng.choice(KEYS), n],
+        [b"SETBIT", k, b"%d" % rng.randrange(0, 20), rng.choice([b"0", b"1"])],
+        [b"BITOP", rng.choice([b"OR", b"NOT"]), k, rng.choice(KEYS)],
+        [rng.choice([b"RENAME", b"RENAMENX"]), k, rng.choice(KEYS)],
+        [b"COPY", k, rng.choice(KEYS), b"REPLACE"],
         [b"SET", k],  # wrong arity
         [b"SET", k, n, b"EX", b"0"],  # invalid expire time
         # issue 12: the rest of the list, set and hash families

@@ -20,6 +20,7 @@ SCAN-family arguments: :func:`parse_cursor` (strtoul, as Redis) and
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -33,14 +34,18 @@ __all__ = [
     "I64_MAX",
     "I64_MIN",
     "INVALID_CURSOR",
+    "NAN_OR_INFINITY",
     "NEEDS_CLOCK",
     "NEVER",
-    "NOT_A_FLOAT",
+    "NOT_FLOAT",
     "NOT_POSITIVE",
     "NUMKEYS_NOT_POSITIVE",
     "OVERFLOW",
+    "PROTO_MAX_BULK_LEN",
     "SEC_MAX",
     "SEC_MIN",
+    "STRING_TOO_LONG",
+    "TIMEOUT_NOT_FLOAT",
     "add_floats",
     "expire_time_error",
     "format_float",
@@ -48,11 +53,11 @@ __all__ = [
     "parse_cursor",
     "parse_float",
     "parse_int",
+    "parse_int_min",
     "parse_random_count",
     "parse_scan_options",
+    "parse_timeout_ms",
     "random_picks",
-"parse_int_min",
-"parse_timeout_ms",
 ]
 
 I64_MIN = -(1 << 63)
@@ -62,10 +67,11 @@ SEC_MIN = -(I64_MAX // 1000)  # C's LLONG_MIN / 1000 (truncates toward 0)
 NEVER = I64_MAX + 1  # later than any expiry time: ``expires.get(key, NEVER)``
 
 OVERFLOW = RespError("ERR increment or decrement would overflow")
+PROTO_MAX_BULK_LEN = 512 * 1024 * 1024  # Redis's default proto-max-bulk-len: the longest string
+STRING_TOO_LONG = RespError("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 NEEDS_CLOCK = RespError("ERR command needs a clock and cannot be applied from the log")
 NOT_POSITIVE = RespError("ERR value is out of range, must be positive")
 NUMKEYS_NOT_POSITIVE = RespError("ERR numkeys should be greater than 0")
-NOT_A_FLOAT = RespError("ERR value is not a valid float")
 INVALID_CURSOR = RespError("ERR invalid cursor")
 
 
@@ -112,130 +118,158 @@ def needs_clock(sm: object, argv: list[bytes], ctx: object) -> object:
     raise NEEDS_CLOCK
 
 
-# --- long double ------------------------------------------------------------------------
+# --- long double (x87 80-bit extended) emulation --------------------------------------
 
-_LD_SUBNORMAL_EXP = -16382 - 63  # the quantum of subnormals: 2**-16445
-_LD_OVERFLOW = Fraction(1 << 16384)  # the first power of two past the largest finite value
-_LD_MAX_CHARS = 5 * 1024  # Redis's MAX_LONG_DOUBLE_CHARS: longer arguments are refused
-_INF = float("inf")
-_C_SPACE = b" \t\n\v\f\r"
-_DECIMAL_RE = re.compile(rb"([+-]?)(?:([0-9]+)\.?([0-9]*)|\.([0-9]+))(?:[eE]([+-]?[0-9]+))?")
-_HEX_RE = re.compile(
-    rb"([+-]?)0[xX](?:([0-9a-fA-F]+)\.?([0-9a-fA-F]*)|\.([0-9a-fA-F]+))(?:[pP]([+-]?[0-9]+))?"
-)
+NOT_FLOAT = RespError("ERR value is not a valid float")
+NAN_OR_INFINITY = RespError("ERR increment would produce NaN or Infinity")
+
+Float = Fraction | float  # a finite value is a Fraction; +-inf is a float
+
+_LD_MANT = 64  # significand bits, explicit integer bit included
+_LD_MIN_EXP = -16382  # exponent of the smallest normal number (2**-16382)
+_LD_TINY = _LD_MIN_EXP - _LD_MANT + 1  # exponent of the smallest subnormal's unit
+_LD_OVERFLOW = 1 << 16384  # the first power of two beyond the largest finite value
+_MAX_LD_CHARS = 5 * 1024  # Redis's MAX_LONG_DOUBLE_CHARS: longer input is refused
+
+_DEC_RE = re.compile(rb"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
+_HEX_RE = re.compile(rb"([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?(?:[pP]([+-]?[0-9]+))?")
 _INF_RE = re.compile(rb"([+-]?)(?:inf|infinity)", re.IGNORECASE)
 
 
-def _round_ld(x: Fraction) -> Fraction | float:
-    """``x`` rounded to the nearest long double (ties to even); ±inf on overflow."""
-    if x == 0:
+def _round_ld(value: Fraction) -> Float:
+    """``value`` rounded to the nearest long double (ties to even); +-inf past the range."""
+    if value == 0:
         return Fraction(0)
-    a = abs(x)
-    n, d = a.numerator, a.denominator
-    e = n.bit_length() - d.bit_length()  # floor(log2(a)) is e or e - 1
-    if (n < d << e) if e >= 0 else (n << -e < d):
-        e -= 1
-    q = max(e - 63, _LD_SUBNORMAL_EXP)  # 64 significant bits, fewer once subnormal
-    num, den = (n, d << q) if q >= 0 else (n << -q, d)
-    m, r = divmod(num, den)
-    if 2 * r > den or (2 * r == den and m & 1):
-        m += 1
-    rounded = Fraction(m << q) if q >= 0 else Fraction(m, 1 << -q)
+    mag = abs(value)
+    num, den = mag.numerator, mag.denominator
+    exp = num.bit_length() - den.bit_length()  # 2**exp <= mag < 2**(exp+2)
+    if (num << max(0, -exp)) < (den << max(0, exp)):
+        exp -= 1  # now 2**exp <= mag < 2**(exp+1)
+    unit = max(exp - _LD_MANT + 1, _LD_TINY)  # the value of the last significand bit
+    scaled = mag / Fraction(2) ** unit
+    mant = round(scaled)  # Fraction rounds half to even
+    rounded = Fraction(mant) * Fraction(2) ** unit
     if rounded >= _LD_OVERFLOW:
-        return _INF if x > 0 else -_INF
-    return rounded if x > 0 else -rounded
+        return math.inf if value > 0 else -math.inf
+    return rounded if value > 0 else -rounded
 
 
-_CHUNK = 4000  # decimal digits per int <-> str step (Python refuses more than 4300 at once)
+def _exponent(digits: bytes | None) -> int | None:
+    """An exponent's value, or None when it is too large to matter (beyond any long double)."""
+    if not digits:
+        return 0
+    sign = -1 if digits[:1] == b"-" else 1
+    body = digits.lstrip(b"+-").lstrip(b"0") or b"0"
+    if len(body) > 7:
+        return None
+    return sign * int(body)
 
 
-def _decimal_to_int(digits: str) -> int:
-    """``int(digits)`` for any length (a 5 KiB float argument has 5,000+ digits)."""
+def _parse_decimal(m: re.Match[bytes]) -> Float | None:
+    whole, frac = m.group(2), m.group(3) or b""
+    if not whole and not frac:
+        return None
+    digits = (whole + frac).lstrip(b"0")
+    if not digits:
+        return Fraction(0)
+    exp = _exponent(m.group(4))
+    if exp is None:  # 1e99999999 overflows, 1e-99999999 underflows to 0 (ERANGE)
+        return None
+    exp -= len(frac)
+    lead = exp + len(digits) - 1  # decimal exponent of the leading digit
+    if lead > 4933 or lead < -4952:
+        return None
+    return Fraction(_int_from_decimal(digits)) * Fraction(10) ** exp
+
+
+# Python refuses int <-> decimal str conversions of more than 4300 digits; long
+# doubles reach 4933 digits, so both directions go by chunks below that.
+_CHUNK = 4000
+
+
+def _int_from_decimal(digits: bytes) -> int:
     value = 0
     for i in range(0, len(digits), _CHUNK):
-        part = digits[i : i + _CHUNK]
-        value = value * 10 ** len(part) + int(part)
+        chunk = digits[i : i + _CHUNK]
+        value = value * 10 ** len(chunk) + int(chunk)
     return value
 
 
-def _int_to_decimal(n: int) -> str:
-    """``str(n)`` (n >= 0) for any size (a long double up to 2**16384 has 4,933 digits)."""
-    if n < 10**_CHUNK:
-        return str(n)
-    high, low = divmod(n, 10**_CHUNK)
-    return _int_to_decimal(high) + str(low).zfill(_CHUNK)
+def _decimal_from_int(value: int) -> bytes:
+    """``b"%d" % value`` for a non-negative int of any size."""
+    if value < 10**_CHUNK:
+        return b"%d" % value
+    high, low = divmod(value, 10**_CHUNK)
+    return _decimal_from_int(high) + b"%0*d" % (_CHUNK, low)
 
 
-def _digits_value(digits: str, base: int, exp: int, exp_base: int) -> Fraction:
-    """``int(digits, base) * exp_base**exp`` exactly; NOT_A_FLOAT when it lies so
-    far outside the long double range that it overflows or rounds to zero
-    (checked on the order of magnitude first, to keep huge exponents out of
-    big integers)."""
-    digits = digits.lstrip("0")
+def _parse_hex(m: re.Match[bytes]) -> Float | None:
+    whole, frac = m.group(2), m.group(3) or b""
+    if not whole and not frac:
+        return None
+    digits = (whole + frac).lstrip(b"0")
     if not digits:
         return Fraction(0)
-    mantissa = _decimal_to_int(digits) if base == 10 else int(digits, 16)
-    if exp_base == 10:
-        order = len(digits) - 1 + exp  # 10**order <= value < 10**(order + 1)
-        if order > 4933 or order < -4952:
-            raise NOT_A_FLOAT
-        return Fraction(mantissa * 10**exp) if exp >= 0 else Fraction(mantissa, 10**-exp)
-    order = mantissa.bit_length() - 1 + exp  # 2**order <= value < 2**(order + 1)
-    if order >= 16384 or order < -16447:
-        raise NOT_A_FLOAT
-    return Fraction(mantissa << exp) if exp >= 0 else Fraction(mantissa, 1 << -exp)
-
-
-def parse_float(arg: bytes) -> Fraction | float:
-    """Parse a float as Redis's ``string2ld`` does (``strtold``, C locale).
-
-    Returns the exact value of the long double it yields, or the ``float``
-    ±inf for ``inf``/``infinity``. Refused (:data:`NOT_A_FLOAT`): an empty or
-    5 KiB+ argument, leading white space, anything ``strtold`` does not
-    consume entirely (an embedded NUL included), NaN,
-    and values that overflow or round to zero (``ERANGE``). Accepted:
-    decimal and hexadecimal (``0x1.8p3``) notations, an optional sign.
-    """
-    if not arg or len(arg) >= _LD_MAX_CHARS or arg[0] in _C_SPACE:
-        raise NOT_A_FLOAT
-    if (m := _DECIMAL_RE.fullmatch(arg)) is not None:
-        sign, whole, frac, only_frac, exp = m.groups()
-        digits = (whole or b"") + (frac or only_frac or b"")
-        scale = len(frac or only_frac or b"")
-        value = _digits_value(digits.decode(), 10, int(exp or 0) - scale, 10)
-    elif (m := _HEX_RE.fullmatch(arg)) is not None:
-        sign, whole, frac, only_frac, exp = m.groups()
-        digits = (whole or b"") + (frac or only_frac or b"")
-        scale = 4 * len(frac or only_frac or b"")
-        value = _digits_value(digits.decode(), 16, int(exp or 0) - scale, 2)
-    elif (m := _INF_RE.fullmatch(arg)) is not None:
-        return -_INF if m.group(1) == b"-" else _INF
-    else:
-        raise NOT_A_FLOAT
-    rounded = _round_ld(value)
-    if isinstance(rounded, float) or (rounded == 0 and value != 0):  # ERANGE
-        raise NOT_A_FLOAT
-    return -rounded if sign == b"-" else rounded
-
-
-def add_floats(a: Fraction | float, b: Fraction | float) -> Fraction | None:
-    """``a + b`` rounded to a long double; None when it is infinite or NaN
-    (Redis: "increment would produce NaN or Infinity")."""
-    if isinstance(a, float) or isinstance(b, float):
+    exp = _exponent(m.group(4))
+    if exp is None:
         return None
+    exp -= 4 * len(frac)
+    lead = exp + 4 * len(digits)
+    if lead > 16390 or lead < -16460:
+        return None
+    return Fraction(int(digits, 16)) * Fraction(2) ** exp
+
+
+def parse_float(arg: bytes) -> Float:
+    """A number as Redis's ``string2ld`` reads it (``strtold``, then checks).
+
+    Accepted: decimal and hexadecimal (``0x1p3``) floats with an optional
+    sign, ``inf``/``infinity``; refused (NOT_FLOAT): empty, leading space,
+    trailing garbage (a NUL byte included: strtold must consume every byte),
+    NaN, and a value that overflows or underflows to 0. A finite result is a
+    ``Fraction`` holding the exact long double; infinities are floats.
+    """
+    if not arg or len(arg) >= _MAX_LD_CHARS or arg[:1].isspace() or b"\0" in arg:
+        raise NOT_FLOAT
+    text = arg
+    if (m := _DEC_RE.fullmatch(text)) is not None:
+        value = _parse_decimal(m)
+    elif (m := _HEX_RE.fullmatch(text)) is not None:
+        value = _parse_hex(m)
+    elif (m := _INF_RE.fullmatch(text)) is not None:
+        return -math.inf if m.group(1) == b"-" else math.inf
+    else:
+        value = None
+    if value is None:
+        raise NOT_FLOAT
+    negative = text[:1] == b"-"
+    rounded = _round_ld(value)
+    if isinstance(rounded, float) or (rounded == 0 and value != 0):
+        raise NOT_FLOAT  # ERANGE: underflow to 0 or overflow
+    return -rounded if negative else rounded
+
+
+def add_floats(a: Float, b: Float) -> Fraction:
+    """``a + b`` in long double; NAN_OR_INFINITY if it is not finite (as INCRBYFLOAT)."""
+    if isinstance(a, float) or isinstance(b, float):  # an infinity: inf, or inf - inf = NaN
+        raise NAN_OR_INFINITY
     total = _round_ld(a + b)
-    return None if isinstance(total, float) else total
+    if isinstance(total, float):
+        raise NAN_OR_INFINITY
+    return total
 
 
 def format_float(value: Fraction) -> bytes:
-    """``value`` as Redis writes a long double result (``%.17Lf``, trailing
-    zeros and a trailing dot removed, ``-0`` written ``0``)."""
-    scaled = round(abs(value) * 10**17)  # ties to even, as glibc's printf
-    digits = _int_to_decimal(scaled).zfill(18).encode()
-    text = (digits[:-17] + b"." + digits[-17:]).rstrip(b"0").rstrip(b".")
-    if value < 0 and text != b"0":
-        text = b"-" + text
-    return text
+    """A finite long double as Redis prints it for humans: ``%.17Lf``, then trailing
+    zeros (and a bare ``.``) stripped, ``-0`` printed as ``0``."""
+    scaled = round(value * 10**17)  # exact value, rounded half to even as glibc does
+    sign = b"-" if scaled < 0 else b""
+    digits = _decimal_from_int(abs(scaled)).rjust(18, b"0")
+    text = digits[:-17] + b"." + digits[-17:]
+    text = text.rstrip(b"0").rstrip(b".")
+    if text == b"0":
+        return b"0"  # also "-0"
+    return sign + text
 
 
 # --- SCAN family -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ Rules (Redis 7's ``ACL SETUSER`` grammar, the subset replikv implements):
 Categories: ``@read``, ``@write``, ``@fast``, ``@slow``, ``@connection``,
 ``@admin`` (kv/commands.py derives them from each command's flags),
 ``@dangerous`` (admin commands and those that touch the whole keyspace or
-the node: FLUSHALL, KEYS, CONFIG, FAILOVER, REPLIKV, ACL, INFO, CLIENT,
+the node: FLUSHALL, FLUSHDB, KEYS, CONFIG, FAILOVER, REPLIKV, ACL, INFO, CLIENT,
 CLUSTER), ``@keyspace`` and ``@all``. replikv's own commands are in
 ``@admin`` (REPLIKV, FAILOVER) or ``@connection`` (CONSISTENCY, SESSION).
 Every user may run ``AUTH``, ``HELLO``, ``QUIT``, ``ACL WHOAMI`` and
@@ -47,11 +47,12 @@ from replikv.kv.commands import COMMANDS, CommandSpec, command_categories
 from replikv.kv.glob import compile_glob
 from replikv.storage.files import atomic_write_file
 
-DANGEROUS = frozenset({"flushall", "keys", "config", "failover", "replikv", "acl", "info", "client",
-                       "cluster"})
+DANGEROUS = frozenset({"flushall", "flushdb", "keys", "config", "failover", "replikv", "acl", "info",
+                       "client", "cluster"})
 KEYSPACE = frozenset({"del", "unlink", "exists", "type", "expire", "pexpire", "expireat", "pexpireat",
                       "persist", "ttl", "pttl", "expiretime", "pexpiretime", "keys", "scan", "dbsize",
-                      "flushall"})
+                      "flushall", "flushdb", "rename", "renamenx", "copy", "touch", "randomkey",
+                      "object"})
 ALWAYS_ALLOWED = frozenset({"auth", "hello", "quit"})
 
 

@@ -40,7 +40,6 @@ Reply = Any
 HASH_NOT_INTEGER = RespError("ERR hash value is not an integer")
 HASH_NOT_FLOAT = RespError("ERR hash value is not a float")
 NAN_OR_INFINITY = RespError("ERR value is NaN or Infinity")
-WOULD_BE_INFINITE = RespError("ERR increment would produce NaN or Infinity")
 
 
 def _dump(value: dict[bytes, bytes]) -> list[bytes]:
@@ -189,10 +188,7 @@ def _incremented(fields: dict[bytes, bytes] | None, field: bytes, incr: Fraction
             old = parse_float(old_raw)
         except RespError:
             raise HASH_NOT_FLOAT from None
-    new = add_floats(old, incr)
-    if new is None:
-        raise WOULD_BE_INFINITE
-    return format_float(new)
+    return format_float(add_floats(old, incr))  # refused if not finite ("increment would produce...")
 
 
 _RESULT = b"="  # marks an increment argument that is the computed result itself

@@ -1,17 +1,45 @@
-"""Generic key commands: DEL, EXPIRE family, TTL family, TYPE, EXISTS, KEYS, SCAN, DBSIZE, FLUSHALL.
+"""Generic key commands: DEL, UNLINK, EXPIRE family, TTL family, TYPE, EXISTS, TOUCH,
+KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHALL, FLUSHDB, RENAME, RENAMENX, COPY, OBJECT.
 
 They work on a key whatever its type. The EXPIRE family's NX/XX/GT/LT
 conditions and error texts are Redis 7's; a relative EXPIRE/PEXPIRE is
 rewritten by the leader to ``PEXPIREAT <absolute ms>`` (``rewrite_expire``),
 and one already due on a live key to ``DEL`` (as Redis replicates it).
 SCAN's cursor scheme is ``kv/scan_index.py``'s.
+
+RENAME/RENAMENX move the value and its TTL (Redis 7.0's ``renameGenericCommand``:
+a missing source is ``ERR no such key`` even when both names are equal).
+COPY copies value and TTL; replikv has only db 0, so ``DB n`` for any other
+``n`` is Redis's "ERR DB index is out of range". FLUSHDB is FLUSHALL.
+RANDOMKEY is a read whose reply is random (nothing replicated depends on it).
+
+OBJECT answers from the value alone, since replikv keeps no encoding, LRU or
+LFU data (a replica's bookkeeping would not be replicated anyway):
+ENCODING is what Redis 7.0 picks for that value with its default thresholds
+(strings: ``int`` for a canonical 64-bit integer of at most 20 bytes,
+``embstr`` up to 44 bytes, else ``raw``; lists ``quicklist``; sets
+``intset`` when every member is an integer and there are at most 512, else
+``hashtable``; hashes ``listpack`` up to 512 fields with fields and values
+of at most 64 bytes, else ``hashtable``; sorted sets ``listpack`` up to 128
+members, else ``skiplist``: the defaults compiled into redis-server, which
+the redis.conf of some packages lowers). Redis's encoding can also depend
+on the value's history (APPEND/SETRANGE/SETBIT/INCRBYFLOAT results are
+``raw``/``embstr`` there, a set or hash never converts back to the compact
+encoding): replikv answers for the value as if it had been written at once.
+REFCOUNT is Redis's shared-integer answer (``2147483647`` for an ``int``
+string in [0, 10000), else 1). IDLETIME is always 0 (no access times are
+kept) and FREQ is Redis's error for a server without an LFU policy.
 """
 
 from __future__ import annotations
 
+import copy
+import random
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from replikv.core.replies import OK, SYNTAX_ERROR, RespError
+from replikv.core.replies import OK, SYNTAX_ERROR, RespError, wrong_arity
 from replikv.kv.args import (
     I64_MAX,
     NEVER,
@@ -25,7 +53,8 @@ from replikv.kv.args import (
 )
 from replikv.kv.commands import RewriteFn, command
 from replikv.kv.glob import compile_glob, matches_all
-from replikv.kv.values import type_name
+from replikv.kv.scan_index import SPACE
+from replikv.kv.values import VALUE_TYPES, type_name
 
 if TYPE_CHECKING:
     from replikv.kv.context import ApplyContext
@@ -48,11 +77,12 @@ def del_(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     return deleted
 
 
+@command("flushdb", -1, "write", _KEYLESS)
 @command("flushall", -1, "write", _KEYLESS)
 def flushall(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
-    for opt in argv[1:]:
-        if opt.upper() not in (b"ASYNC", b"SYNC"):
-            raise SYNTAX_ERROR
+    """FLUSHALL/FLUSHDB [ASYNC|SYNC] (one database: the same command)."""
+    if len(argv) > 2 or (len(argv) == 2 and argv[1].upper() not in (b"ASYNC", b"SYNC")):
+        raise SYNTAX_ERROR
     if sm.data:
         sm.clear()
     return OK
@@ -250,3 +280,243 @@ def scan(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
             continue
         out.append(key)
     return [b"%d" % nxt, out]
+
+
+@command("touch", -2, "readonly fast", (1, -1, 1))
+def touch(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
+    """The number of existing keys (replikv keeps no access times to update)."""
+    return sum(1 for key in argv[1:] if sm.live(key, now_ms) is not None)
+
+
+@command("randomkey", 1, "readonly", _KEYLESS)
+def randomkey(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
+    """A random live key, nil when there is none.
+
+    As Redis, a random bucket first: the SCAN index's bucket at a random
+    position (``kv/scan_index.py``), then a random key of it; after a few
+    misses (empty buckets, expired keys) a draw among all live keys.
+    """
+    if not sm.data:
+        return None
+    for _ in range(8):
+        _, found = sm.scan(random.randrange(SPACE), 1)
+        if found:
+            key = random.choice(found)
+            if sm.live(key, now_ms) is not None:
+                return key
+    live = [k for k in sm.data if sm.live(k, now_ms) is not None]
+    return random.choice(live) if live else None
+
+
+# --- RENAME, COPY -------------------------------------------------------------------------
+
+NO_SUCH_KEY = RespError("ERR no such key")
+SAME_OBJECT = RespError("ERR source and destination objects are the same")
+DB_OUT_OF_RANGE = RespError("ERR DB index is out of range")
+NOT_INT32 = RespError("ERR value is out of range, value must between -2147483648 and 2147483647")
+_SIMPLE_CONTAINERS = (deque, set, dict)  # hold only bytes: a shallow copy is a copy
+
+
+def _move(sm: StateMachine, dst: bytes, value: Any, when: int | None) -> None:
+    """Store ``value`` at ``dst`` (replacing what it held) with the TTL ``when``."""
+    sm.delete(dst)
+    sm.new_key(dst)
+    sm.data[dst] = value
+    if when is not None:
+        sm.set_expire(dst, when)
+    sm.dirty += 1
+
+
+def _rename(sm: StateMachine, argv: list[bytes], nx: bool) -> bool:
+    """True when RENAME(NX) moved the key; False when RENAMENX found ``dst`` taken
+    or both names are the same key."""
+    src, dst = argv[1], argv[2]
+    value = sm.data.get(src)
+    if value is None:
+        raise NO_SUCH_KEY
+    if src == dst:
+        return False
+    if nx and dst in sm.data:
+        return False
+    when = sm.expires.get(src)
+    sm.delete(src)
+    _move(sm, dst, value, when)
+    return True
+
+
+@command("rename", 3, "write", (1, 2, 1))
+def rename(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    _rename(sm, argv, False)
+    return OK
+
+
+@command("renamenx", 3, "write fast", (1, 2, 1))
+def renamenx(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return 1 if _rename(sm, argv, True) else 0
+
+
+def _copy_value(value: Any) -> Any:
+    if type(value) is bytes:
+        return value
+    if type(value) in _SIMPLE_CONTAINERS:
+        return type(value)(value)
+    return copy.deepcopy(value)  # a family with nested structure (sorted sets, streams)
+
+
+def _parse_copy(argv: list[bytes]) -> bool:
+    """COPY's options in Redis's order of checks; True for REPLACE."""
+    replace = False
+    i = 3
+    while i < len(argv):
+        opt = argv[i].upper()
+        if opt == b"REPLACE":
+            replace = True
+        elif opt == b"DB" and i + 1 < len(argv):
+            i += 1
+            db = parse_int(argv[i])
+            if not -(1 << 31) <= db < 1 << 31:
+                raise NOT_INT32
+            if db != 0:
+                raise DB_OUT_OF_RANGE
+        else:
+            raise SYNTAX_ERROR
+        i += 1
+    return replace
+
+
+@command("copy", -3, "write denyoom", (1, 2, 1))
+def copy_(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    """COPY source destination [DB 0] [REPLACE]: 1 if copied (value and TTL), else 0."""
+    replace = _parse_copy(argv)
+    src, dst = argv[1], argv[2]
+    if src == dst:
+        raise SAME_OBJECT
+    value = sm.data.get(src)
+    if value is None or (dst in sm.data and not replace):
+        return 0
+    _move(sm, dst, _copy_value(value), sm.expires.get(src))
+    return 1
+
+
+# --- OBJECT --------------------------------------------------------------------------------
+
+_OBJECT_HELP = [
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+]
+NO_LFU = RespError(
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note"
+    " that when switching between policies at runtime LRU and LFU data will take some time"
+    " to adjust."
+)
+_SHARED_REFCOUNT = 2147483647  # Redis's OBJ_SHARED_REFCOUNT
+_SHARED_INTEGERS = 10000  # Redis's OBJ_SHARED_INTEGERS
+# Redis 7.0's compiled-in defaults (a redis.conf may lower the hash one to 128)
+_EMBSTR_MAX = 44
+_INTSET_MAX = 512  # set-max-intset-entries
+_HASH_LISTPACK_ENTRIES = 512  # hash-max-listpack-entries
+_ZSET_LISTPACK_ENTRIES = 128  # zset-max-listpack-entries
+_LISTPACK_VALUE = 64  # hash-max-listpack-value, zset-max-listpack-value
+
+
+def _as_int(value: bytes) -> int | None:
+    """The integer a string holds in Redis's ``int`` encoding, else None."""
+    if len(value) > 20:
+        return None
+    try:
+        return parse_int(value)
+    except RespError:
+        return None
+
+
+def _string_encoding(value: bytes) -> str:
+    if _as_int(value) is not None:
+        return "int"
+    return "embstr" if len(value) <= _EMBSTR_MAX else "raw"
+
+
+def _set_encoding(value: set[bytes]) -> str:
+    if len(value) <= _INTSET_MAX and all(_as_int(m) is not None for m in value):
+        return "intset"
+    return "hashtable"
+
+
+def _hash_encoding(value: dict[bytes, bytes]) -> str:
+    small = len(value) <= _HASH_LISTPACK_ENTRIES and all(
+        len(f) <= _LISTPACK_VALUE and len(v) <= _LISTPACK_VALUE for f, v in value.items()
+    )
+    return "listpack" if small else "hashtable"
+
+
+def _zset_encoding(value: Any) -> str:
+    """By size only: replikv's sorted-set family owns its layout (members' lengths
+    are not looked at here; a layout without ``len`` answers ``skiplist``)."""
+    try:
+        small = len(value) <= _ZSET_LISTPACK_ENTRIES
+    except TypeError:
+        small = False
+    return "listpack" if small else "skiplist"
+
+
+_ENCODINGS: dict[str, Callable[[Any], str]] = {
+    "string": _string_encoding,
+    "list": lambda value: "quicklist",
+    "set": _set_encoding,
+    "hash": _hash_encoding,
+    "zset": _zset_encoding,
+    "stream": lambda value: "stream",
+}
+
+
+def _object_encoding(value: Any) -> str:
+    return _ENCODINGS[VALUE_TYPES[type(value)].name](value)
+
+
+def _object_refcount(value: Any) -> int:
+    if type(value) is bytes:
+        number = _as_int(value)
+        if number is not None and 0 <= number < _SHARED_INTEGERS:
+            return _SHARED_REFCOUNT
+    return 1
+
+
+_OBJECT_KEY_SUBCOMMANDS: dict[bytes, Callable[[Any], Reply]] = {
+    b"ENCODING": _object_encoding,
+    b"REFCOUNT": _object_refcount,
+    b"IDLETIME": lambda value: 0,
+}
+
+
+@command("object", -2, "readonly", (2, 2, 1))
+def object_(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
+    """OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key, OBJECT HELP (see the module docstring)."""
+    sub = argv[1].upper()
+    if sub == b"HELP":
+        if len(argv) != 2:
+            raise wrong_arity("object|help")
+        return _OBJECT_HELP
+    answer = _OBJECT_KEY_SUBCOMMANDS.get(sub)
+    if answer is None and sub != b"FREQ":
+        name = argv[1].decode("utf-8", "replace")
+        raise RespError(f"ERR unknown subcommand '{name}'. Try OBJECT HELP.")
+    if len(argv) != 3:
+        raise wrong_arity(f"object|{sub.decode().lower()}")
+    value = sm.live(argv[2], now_ms)
+    if value is None:
+        return None
+    if answer is None:
+        raise NO_LFU
+    return answer(value)
