@@ -26,3 +26,28 @@ def test_an_attempt_with_data(diff: Differential) -> None:
 def test_the_deadline_and_multi(raw_pair: RawPair) -> None:
     raw_pair.same(["BLPOP", "q", "0.05"], ["BRPOP", "q", "r", "0.01"], ["MULTI"], ["BLPOP", "q", "0"],
                   ["BRPOP", "q", "-1"], ["EXEC"], ["MULTI"], ["BLPOP", "q", "0"], ["EXEC"])
+
+
+def test_the_moving_and_multi_pop_forms(diff: Differential) -> None:
+    diff.run("RPUSH", "a", "1", "2", "3")
+    diff.run("BLMOVE", "a", "b", "LEFT", "RIGHT", "0")
+    diff.run("BLMOVE", "a", "a", "RIGHT", "LEFT", "0.5")
+    diff.run("BLMOVE", "a", "b", "UP", "RIGHT", "0")
+    diff.run("BLMOVE", "a", "b", "LEFT", "RIGHT", "-1")
+    diff.run("BRPOPLPUSH", "a", "b", "0")
+    diff.run("LRANGE", "b", "0", "-1")
+    diff.run("BLMPOP", "0", "2", "none", "b", "LEFT", "COUNT", "5")
+    diff.run("RPUSH", "c", "x", "y")
+    diff.run("BLMPOP", "0.1", "1", "c", "RIGHT")
+    diff.run("BLMPOP", "x", "1", "c", "RIGHT")
+    diff.run("BLMPOP", "0", "0", "c", "RIGHT")
+    diff.run("BLMPOP", "0", "1", "c", "MIDDLE")
+    diff.run("BLMPOP", "0", "1", "c", "LEFT", "COUNT", "0")
+    diff.run("SET", "s", "v")
+    diff.run("BLMOVE", "c", "s", "LEFT", "LEFT", "0")
+
+
+def test_the_moving_forms_time_out(raw_pair: RawPair) -> None:
+    raw_pair.same(["BLMOVE", "q", "d", "LEFT", "LEFT", "0.01"], ["BRPOPLPUSH", "q", "d", "0.01"],
+                  ["BLMPOP", "0.01", "1", "q", "LEFT"], ["COMMAND", "GETKEYS", "BLMPOP", "0", "2", "k1", "k2", "LEFT"],
+                  ["COMMAND", "GETKEYS", "BLMOVE", "s", "d", "LEFT", "LEFT", "0"])

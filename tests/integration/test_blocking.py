@@ -90,6 +90,16 @@ def test_first_blocked_first_served_and_the_deadline(cluster: Cluster) -> None:
     late = _Call(port, "BLPOP", "empty", "0.3")
     late.join(20)
     assert late.reply is None and late.done_at - started >= 0.3
+    # the moving forms wait the same way and move what arrives
+    mover = _Call(port, "BLMOVE", "src", "dst", "LEFT", "RIGHT", "0")
+    multi = _Call(port, "BLMPOP", "0", "2", "src2", "src3", "LEFT", "COUNT", "2")
+    _blocked(c, leader, 2)
+    c.client(leader).rpush("src", "m")
+    c.client(leader).rpush("src3", "x", "y", "z")
+    mover.join(20)
+    multi.join(20)
+    assert mover.reply == b"m" and c.client(leader).lrange("dst", 0, -1) == [b"m"]
+    assert multi.reply == [b"src3", [b"x", b"y"]]
     # inside MULTI a blocking command does not block
     r = RawConnection(port)
     assert r.call("MULTI") == "OK" and r.call("BLPOP", "empty", "0") == "QUEUED"

@@ -420,3 +420,28 @@ def blpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 @command("brpop", -3, "write noscript blocking", (1, -2, 1))
 def brpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     return _bpop(sm, argv, False)
+
+
+@command("blmove", 6, "write denyoom noscript blocking", (1, 2, 1))
+def blmove(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    """BLMOVE src dst LEFT|RIGHT LEFT|RIGHT timeout, one attempt: LMOVE, or a null bulk."""
+    from_left, to_left = _parse_side(argv[3]), _parse_side(argv[4])
+    parse_timeout_ms(argv[5])
+    return _move(sm, argv[1], argv[2], from_left, to_left)
+
+
+@command("brpoplpush", 4, "write denyoom noscript blocking", (1, 2, 1))
+def brpoplpush(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    parse_timeout_ms(argv[3])
+    return _move(sm, argv[1], argv[2], False, True)
+
+
+def _blmpop_keys(argv: list[bytes]) -> list[bytes]:
+    return keys_after_numkeys(argv, at=2)  # BLMPOP timeout numkeys key ...
+
+
+@command("blmpop", -5, "write blocking movablekeys", (0, 0, 0), find_keys=_blmpop_keys)
+def blmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    """BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count], one attempt: LMPOP."""
+    parse_timeout_ms(argv[1])
+    return lmpop(sm, argv[1:], ctx)
