@@ -24,7 +24,11 @@ Rules:
   that applied, its conditions having held on the leader's state).
 - Keys follow Redis's legacy triple: argv positions ``first_key`` ..
   ``last_key`` (negative counts from the end, ``-1`` = last) stepping by
-  ``key_step``; ``0, 0, 0`` means the command has no key arguments.
+  ``key_step``; ``0, 0, 0`` means the command has no key arguments. A
+  command whose keys move (Redis's ``movablekeys``: ``ZUNIONSTORE dst
+  numkeys k1 ..``) also carries ``key_fn``, which finds every key argument
+  of an argv (it must not raise on a malformed one); :meth:`CommandSpec.keys`
+  then uses it, so expiry and the leader's ``DEL`` of expired keys cover them.
 - ``WRITE`` and ``READ`` are aliases of ``SET`` and ``GET`` (the seed's
   plain-text client sends ``write key 0`` / ``read key``).
 - Flags that only replikv uses (``connection``) are not shown by
@@ -48,6 +52,7 @@ __all__ = [
     "CommandSpec",
     "command",
     "command_reply",
+    "keys_after_numkeys",
     "lookup",
     "unknown_command",
 ]
@@ -57,6 +62,7 @@ ApplyFn = Callable[["StateMachine", list[bytes], "ApplyContext"], Reply]
 ReadFn = Callable[["StateMachine", list[bytes], int], Reply]
 RewriteFn = Callable[["StateMachine", list[bytes], int, bool], list[bytes]]
 LogFormFn = Callable[[list[bytes]], list[bytes]]
+KeyFn = Callable[[list[bytes]], list[bytes]]
 
 # Flags replikv uses for routing that Redis does not have.
 _INTERNAL_FLAGS = frozenset({"connection"})
@@ -76,6 +82,12 @@ class CommandSpec:
     read: ReadFn | None = None  # readonly: (sm, argv, now_ms) -> reply; changes nothing
     rewrite: RewriteFn | None = None  # write: (sm, argv, now_ms, exact) -> deterministic argv
     logged_as: LogFormFn | None = None  # write: minimal log form of a rewritten command
+    key_fn: KeyFn | None = None  # movable keys: argv -> its key arguments
+
+    @property
+    def has_keys(self) -> bool:
+        """The command takes key arguments (at fixed positions or movable ones)."""
+        return self.first_key != 0 or self.key_fn is not None
 
     def arity_ok(self, argc: int) -> bool:
         """True when ``argc`` (argv length, name included) fits the arity."""
@@ -94,6 +106,8 @@ class CommandSpec:
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of ``argv`` (empty for keyless commands)."""
+        if self.key_fn is not None:
+            return self.key_fn(argv)
         if self.first_key == 0:
             return []
         if self.first_key == 1 and self.last_key == 1:
@@ -131,22 +145,41 @@ def command(
     *,
     rewrite: RewriteFn | None = None,
     logged_as: LogFormFn | None = None,
+    key_fn: KeyFn | None = None,
 ) -> Callable[[_F], _F]:
     """Declare data command ``name`` with the decorated function as its operation.
 
     ``flags`` are Redis's; the operation is the command's ``apply`` if they
-    hold ``write``, its ``read`` if they hold ``readonly``. Stack the
-    decorator to declare an alias.
+    hold ``write``, its ``read`` if they hold ``readonly``. ``key_fn`` finds
+    the keys of a ``movablekeys`` command. Stack the decorator to declare an
+    alias.
     """
     flag_set = frozenset(flags.split())
 
     def register(fn: _F) -> _F:
         is_write = "write" in flag_set
         _add(CommandSpec(name.lower(), arity, flag_set, *keys, apply=fn if is_write else None,
-                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as))
+                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as,
+                         key_fn=key_fn))
         return fn
 
     return register
+
+
+def keys_after_numkeys(numkeys_at: int) -> KeyFn:
+    """The ``key_fn`` of a command whose keys are ``argv[1:numkeys_at]`` then
+    ``numkeys`` keys after the count at ``argv[numkeys_at]`` (``ZUNIONSTORE
+    dst numkeys k ..``, ``ZMPOP numkeys k ..``). A count that is no positive
+    integer gives only the leading keys (the command refuses it anyway)."""
+
+    def key_fn(argv: list[bytes]) -> list[bytes]:
+        lead = argv[1:numkeys_at]
+        raw = argv[numkeys_at] if numkeys_at < len(argv) else b""
+        if not raw.isdigit() or len(raw) > 18:
+            return lead
+        return lead + argv[numkeys_at + 1 : numkeys_at + 1 + int(raw)]
+
+    return key_fn
 
 
 def _runtime(name: str, arity: int, flags: str) -> None:

@@ -9,7 +9,6 @@ SCAN's cursor scheme is ``kv/scan_index.py``'s.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from replikv.kv.args import (
     SEC_MIN,
     expire_time_error,
     needs_clock,
+    parse_cursor,
     parse_int,
 )
 from replikv.kv.commands import RewriteFn, command
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from replikv.kv.state_machine import StateMachine
 
 Reply = Any
-INVALID_CURSOR = RespError("ERR invalid cursor")
 _KEYLESS = (0, 0, 0)
 
 
@@ -234,24 +233,10 @@ def keys(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     return [k for k in sm.data if pred(k) and not (k in expires and expires[k] <= now_ms)]
 
 
-_CURSOR_RE = re.compile(rb"[+-]?[0-9]+")
-
-
-def _parse_cursor(arg: bytes) -> int:
-    """A SCAN cursor as Redis reads it (strtoul: sign allowed, wraps mod 2**64)."""
-    # 2**64 has 20 digits (and int() refuses more than 4300)
-    if _CURSOR_RE.fullmatch(arg) is None or len(arg) > 21:
-        raise INVALID_CURSOR
-    value = int(arg)
-    if abs(value) >= 1 << 64:
-        raise INVALID_CURSOR
-    return value % (1 << 64)
-
-
 @command("scan", -2, "readonly", _KEYLESS)
 def scan(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     """SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]; see kv/scan_index.py."""
-    cursor = _parse_cursor(argv[1])
+    cursor = parse_cursor(argv[1])
     pred: Callable[[bytes], bool] | None = None
     count = 10
     want_type: str | None = None

@@ -1,0 +1,504 @@
+"""Sorted sets against redis-server 7.0: every command, its options and its
+error replies, on the three replikv write paths (``oracle.py``)."""
+
+from __future__ import annotations
+
+from tests.differential.oracle import Differential
+
+WRONGTYPE_SETUP = ("SET", "str", "v")
+
+
+def _fill(diff: Differential) -> None:
+    diff.run("ZADD", "z", "1", "a", "2", "b", "2", "c", "3.5", "d", "-1", "e", "inf", "f")
+    diff.run("ZADD", "lex", "0", "a", "0", "b", "0", "c", "0", "d", "0", "e", "0", "ff")
+
+
+def test_zadd_options(diff: Differential) -> None:
+    diff.run("ZADD", "z", "1", "a", "2", "b")
+    diff.run("ZADD", "z", "1", "a", "5", "b", "3", "c")
+    diff.run("ZADD", "z", "CH", "1", "a", "6", "b", "4", "x")
+    diff.run("ZADD", "z", "NX", "9", "a", "9", "new")
+    diff.run("ZADD", "z", "XX", "9", "a", "9", "nope")
+    diff.run("ZADD", "z", "XX", "CH", "10", "a", "9", "nope")
+    diff.run("ZADD", "z", "GT", "CH", "1", "a", "100", "b", "7", "gtnew")
+    diff.run("ZADD", "z", "LT", "CH", "1", "a", "100", "b", "7", "ltnew")
+    diff.run("ZADD", "z", "XX", "GT", "CH", "50", "a", "50", "other")
+    diff.run("ZADD", "z", "gt", "xx", "ch", "60", "a")
+    diff.run("ZRANGE", "z", "0", "-1", "WITHSCORES")
+    diff.run("ZADD", "z", "INCR", "2.5", "a")
+    diff.run("ZADD", "z", "INCR", "2.5", "brandnew")
+    diff.run("ZADD", "z", "NX", "INCR", "1", "a")
+    diff.run("ZADD", "z", "XX", "INCR", "1", "missing")
+    diff.run("ZADD", "z", "GT", "INCR", "-1", "a")
+    diff.run("ZADD", "z", "LT", "INCR", "-1", "a")
+    diff.run("ZADD", "z", "CH", "INCR", "0", "a")
+    diff.run("ZADD", "nokey", "XX", "1", "a")
+    diff.run("ZADD", "nokey", "XX", "INCR", "1", "a")
+    diff.run("EXISTS", "nokey")
+    diff.run("ZADD", "z", "1.5", "f", "-2e3", "g", "+inf", "h", "-inf", "i", "0x10", "j")
+    diff.run("ZADD", "z", "1e-320", "sub", ".5", "dot", "5.", "dot2", "+3", "plus")
+    diff.run("ZRANGE", "z", "0", "-1", "WITHSCORES")
+    diff.run("ZCARD", "z")
+
+
+def test_zadd_errors(diff: Differential) -> None:
+    diff.run("ZADD", "z", "1", "a")
+    diff.run("ZADD", "z")
+    diff.run("ZADD", "z", "1")
+    diff.run("ZADD", "z", "1", "a", "2")
+    diff.run("ZADD", "z", "NX")
+    diff.run("ZADD", "z", "NX", "XX", "1", "a")
+    diff.run("ZADD", "z", "NX", "GT", "1", "a")
+    diff.run("ZADD", "z", "GT", "LT", "1", "a")
+    diff.run("ZADD", "z", "INCR", "1", "a", "2", "b")
+    diff.run("ZADD", "z", "BOGUS", "1", "a")
+    for bad in ("x", "", " 1", "1 ", "nan", "1e400", "-1e400", "1e-400", "1_0", "0x", "1e",
+                "inf ", "infinit"):
+        diff.run("ZADD", "z", bad, "a")
+    diff.run("ZADD", "z", "1", "ok", "x", "notadded")
+    diff.run("ZADD", "z", "inf", "a")
+    diff.run("ZADD", "z", "INCR", "-inf", "a")
+    diff.run("ZSCORE", "z", "a")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZADD", "str", "1", "a")
+    diff.run("ZADD", "str", "x", "a")
+    diff.run("ZRANGE", "z", "0", "-1", "WITHSCORES")
+
+
+def test_zincrby_zrem_zscore(diff: Differential) -> None:
+    diff.run("ZINCRBY", "z", "1.5", "a")
+    diff.run("ZINCRBY", "z", "-0.25", "a")
+    diff.run("ZINCRBY", "z", "1e308", "b")
+    diff.run("ZINCRBY", "z", "1e308", "b")
+    diff.run("ZINCRBY", "z", "-inf", "b")
+    diff.run("ZINCRBY", "z", "+inf", "c")
+    diff.run("ZINCRBY", "z", "-inf", "c")
+    diff.run("ZINCRBY", "z", "x", "a")
+    diff.run("ZINCRBY", "z", "1")
+    diff.run("ZINCRBY", "z", "0.1", "d")
+    diff.run("ZINCRBY", "z", "0.2", "d")
+    diff.run("ZINCRBY", "z", "-0", "zero")
+    diff.run("ZSCORE", "z", "zero")
+    diff.run("ZADD", "z", "-1", "m")
+    diff.run("ZINCRBY", "z", "1", "m")
+    diff.run("ZSCORE", "z", "m")
+    diff.run("ZSCORE", "z", "d")
+    diff.run("ZSCORE", "z", "nope")
+    diff.run("ZSCORE", "nokey", "a")
+    diff.run("ZSCORE", "z")
+    diff.run("ZMSCORE", "z", "a", "nope", "b", "d")
+    diff.run("ZMSCORE", "nokey", "a", "b")
+    diff.run("ZMSCORE", "z")
+    diff.run("ZREM", "z", "a", "nope", "a")
+    diff.run("ZREM", "nokey", "a")
+    diff.run("ZREM", "z")
+    diff.run("ZREM", "z", "b", "c", "d", "zero", "m")
+    diff.run("EXISTS", "z")
+    diff.run(*WRONGTYPE_SETUP)
+    for cmd in (("ZINCRBY", "str", "1", "a"), ("ZREM", "str", "a"), ("ZSCORE", "str", "a"),
+                ("ZMSCORE", "str", "a"), ("ZCARD", "str"), ("ZRANK", "str", "a"),
+                ("ZREVRANK", "str", "a")):
+        diff.run(*cmd)
+
+
+def test_zcard_zrank_zcount(diff: Differential) -> None:
+    _fill(diff)
+    diff.run("ZCARD", "z")
+    diff.run("ZCARD", "nokey")
+    diff.run("ZCARD", "z", "x")
+    for member in ("a", "b", "c", "e", "f", "nope"):
+        diff.run("ZRANK", "z", member)
+        diff.run("ZREVRANK", "z", member)
+    diff.run("ZRANK", "nokey", "a")
+    diff.run("ZRANK", "z", "a", "WITHSCORE")
+    for lo, hi in (("-inf", "+inf"), ("1", "2"), ("(1", "2"), ("1", "(2"), ("(1", "(2"),
+                   ("2", "1"), ("(2", "(2"), ("2", "2"), ("-inf", "(-1"), ("(inf", "+inf"),
+                   ("(-inf", "(inf"), ("inf", "inf"), ("", "5"), ("(", "3"), (" 2", "\t3"),
+                   ("1e400", "inf"), ("-1e400", "0"), ("0x1", "0x4"), ("-INF", "INFINITY")):
+        diff.run("ZCOUNT", "z", lo, hi)
+    for lo, hi in (("x", "1"), ("1", "x"), ("nan", "1"), ("(nan", "1"), ("1 ", "2"), (" ", "2"),
+                   ("((1", "2"), ("[1", "2")):
+        diff.run("ZCOUNT", "z", lo, hi)
+    diff.run("ZCOUNT", "nokey", "0", "1")
+    diff.run("ZCOUNT", "nokey", "x", "1")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZCOUNT", "str", "0", "1")
+    diff.run("ZCOUNT", "str", "x", "1")
+    diff.run("ZCOUNT", "z", "1")
+
+
+def test_zlexcount(diff: Differential) -> None:
+    _fill(diff)
+    for lo, hi in (("-", "+"), ("[a", "[c"), ("(a", "[c"), ("[a", "(c"), ("(a", "(c"),
+                   ("[b", "+"), ("-", "(b"), ("+", "-"), ("[c", "[a"), ("[f", "[fz"),
+                   ("(", "+"), ("[", "(e"), ("-", "-"), ("+", "+"), ("[ff", "[ff")):
+        diff.run("ZLEXCOUNT", "lex", lo, hi)
+    for lo, hi in (("a", "[c"), ("[a", "c"), ("", "+"), ("-", "")):
+        diff.run("ZLEXCOUNT", "lex", lo, hi)
+    diff.run("ZLEXCOUNT", "nokey", "-", "+")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZLEXCOUNT", "str", "-", "+")
+    diff.run("ZLEXCOUNT", "str", "x", "+")
+
+
+def test_zrange_by_rank(diff: Differential) -> None:
+    _fill(diff)
+    for start, stop in (("0", "-1"), ("0", "0"), ("1", "3"), ("-2", "-1"), ("-100", "100"),
+                        ("3", "1"), ("6", "10"), ("5", "5"), ("-1", "-2"), ("0", "-7")):
+        diff.run("ZRANGE", "z", start, stop)
+        diff.run("ZRANGE", "z", start, stop, "WITHSCORES")
+        diff.run("ZRANGE", "z", start, stop, "REV", "withscores")
+        diff.run("ZREVRANGE", "z", start, stop)
+        diff.run("ZREVRANGE", "z", start, stop, "WITHSCORES")
+    diff.run("ZRANGE", "nokey", "0", "-1")
+    diff.run("ZRANGE", "z", "a", "1")
+    diff.run("ZRANGE", "z", "0", "1.5")
+    diff.run("ZRANGE", "z", "0", "-1", "LIMIT", "0", "2")
+    diff.run("ZRANGE", "z", "0", "-1", "LIMIT", "0", "-1")
+    diff.run("ZRANGE", "z", "0", "-1", "LIMIT", "0")
+    diff.run("ZRANGE", "z", "0", "-1", "WITHSCORES", "bogus")
+    diff.run("ZRANGE", "z", "0", "-1", "REV", "REV")
+    diff.run("ZRANGE", "z", "0")
+    diff.run("ZREVRANGE", "z", "0", "-1", "REV")
+    diff.run("ZREVRANGE", "z", "0", "-1", "BYSCORE")
+    diff.run("ZREVRANGE", "z", "0", "-1", "LIMIT", "0", "1")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZRANGE", "str", "0", "-1")
+    diff.run("ZRANGE", "str", "x", "-1")
+    diff.run("ZREVRANGE", "str", "0", "-1")
+
+
+def test_zrange_by_score(diff: Differential) -> None:
+    _fill(diff)
+    ranges = (("-inf", "+inf"), ("1", "2"), ("(1", "3.5"), ("2", "(3.5"), ("3", "1"),
+              ("(2", "(2"), ("-inf", "-inf"), ("(inf", "inf"), ("inf", "inf"), ("0", "0"))
+    for lo, hi in ranges:
+        diff.run("ZRANGE", "z", lo, hi, "BYSCORE")
+        diff.run("ZRANGE", "z", lo, hi, "BYSCORE", "WITHSCORES")
+        diff.run("ZRANGE", "z", hi, lo, "BYSCORE", "REV", "WITHSCORES")
+        diff.run("ZRANGEBYSCORE", "z", lo, hi, "WITHSCORES")
+        diff.run("ZREVRANGEBYSCORE", "z", hi, lo, "WITHSCORES")
+    for offset, count in (("0", "2"), ("1", "2"), ("2", "-1"), ("0", "0"), ("-1", "2"),
+                          ("10", "2"), ("5", "100"), ("1", "-5")):
+        diff.run("ZRANGE", "z", "-inf", "inf", "BYSCORE", "LIMIT", offset, count, "WITHSCORES")
+        diff.run("ZRANGE", "z", "inf", "-inf", "BYSCORE", "REV", "LIMIT", offset, count)
+        diff.run("ZRANGEBYSCORE", "z", "(1", "inf", "LIMIT", offset, count)
+        diff.run("ZREVRANGEBYSCORE", "z", "inf", "(1", "WITHSCORES", "LIMIT", offset, count)
+    diff.run("ZRANGEBYSCORE", "z", "x", "1")
+    diff.run("ZRANGEBYSCORE", "z", "0", "1", "LIMIT", "x", "1")
+    diff.run("ZRANGEBYSCORE", "z", "0", "1", "LIMIT", "1")
+    diff.run("ZRANGEBYSCORE", "z", "0", "1", "REV")
+    diff.run("ZRANGEBYSCORE", "z", "0", "1", "BYSCORE")
+    diff.run("ZRANGEBYSCORE", "z", "0")
+    diff.run("ZREVRANGEBYSCORE", "z", "1", "nan")
+    diff.run("ZRANGE", "z", "0", "1", "BYSCORE", "BYLEX")
+    diff.run("ZRANGE", "z", "x", "1", "BYSCORE")
+    diff.run("ZRANGEBYSCORE", "nokey", "0", "1")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZRANGEBYSCORE", "str", "0", "1")
+    diff.run("ZRANGEBYSCORE", "str", "x", "1")
+
+
+def test_zrange_by_lex(diff: Differential) -> None:
+    _fill(diff)
+    ranges = (("-", "+"), ("[a", "[c"), ("(a", "(c"), ("[b", "+"), ("-", "(c"), ("[c", "[a"),
+              ("+", "-"), ("[ff", "[ff"), ("(ff", "+"))
+    for lo, hi in ranges:
+        diff.run("ZRANGE", "lex", lo, hi, "BYLEX")
+        diff.run("ZRANGE", "lex", hi, lo, "BYLEX", "REV")
+        diff.run("ZRANGEBYLEX", "lex", lo, hi)
+        diff.run("ZREVRANGEBYLEX", "lex", hi, lo)
+    for offset, count in (("0", "2"), ("1", "3"), ("2", "-1"), ("0", "0"), ("-1", "1")):
+        diff.run("ZRANGE", "lex", "-", "+", "BYLEX", "LIMIT", offset, count)
+        diff.run("ZRANGE", "lex", "+", "-", "BYLEX", "REV", "LIMIT", offset, count)
+        diff.run("ZRANGEBYLEX", "lex", "[b", "+", "LIMIT", offset, count)
+        diff.run("ZREVRANGEBYLEX", "lex", "+", "[b", "LIMIT", offset, count)
+    diff.run("ZRANGE", "lex", "-", "+", "BYLEX", "WITHSCORES")
+    diff.run("ZRANGEBYLEX", "lex", "-", "+", "WITHSCORES")
+    diff.run("ZRANGEBYLEX", "lex", "a", "+")
+    diff.run("ZRANGEBYLEX", "lex", "-", "b")
+    diff.run("ZREVRANGEBYLEX", "lex", "+", "x")
+    diff.run("ZRANGEBYLEX", "nokey", "-", "+")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZRANGEBYLEX", "str", "-", "+")
+
+
+def test_zrangestore(diff: Differential) -> None:
+    _fill(diff)
+    diff.run("ZRANGESTORE", "dst", "z", "0", "2")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZRANGESTORE", "dst", "z", "(1", "inf", "BYSCORE", "LIMIT", "1", "2")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZRANGESTORE", "dst", "z", "inf", "2", "BYSCORE", "REV")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZRANGESTORE", "dst", "lex", "[b", "[d", "BYLEX")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZRANGESTORE", "dst", "z", "0", "-1", "REV")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZRANGESTORE", "z", "z", "0", "1")
+    diff.run("ZRANGE", "z", "0", "-1", "WITHSCORES")
+    diff.run("ZRANGESTORE", "dst", "z", "5", "10")
+    diff.run("EXISTS", "dst")
+    diff.run("SET", "dst", "string")
+    diff.run("PEXPIRE", "dst", "100000")
+    diff.run("ZRANGESTORE", "dst", "z", "0", "-1")
+    diff.run("TYPE", "dst")
+    diff.run("TTL", "dst")
+    diff.run("ZRANGESTORE", "dst", "nokey", "0", "-1")
+    diff.run("EXISTS", "dst")
+    diff.run("ZRANGESTORE", "dst", "z", "0", "-1", "WITHSCORES")
+    diff.run("ZRANGESTORE", "dst", "z", "0", "-1", "LIMIT", "0", "1")
+    diff.run("ZRANGESTORE", "dst", "z", "x", "1")
+    diff.run("ZRANGESTORE", "dst", "z", "0")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZRANGESTORE", "dst", "str", "0", "-1")
+    diff.run("ZRANGESTORE", "str", "z", "0", "-1")
+    diff.run("TYPE", "str")
+
+
+def test_zremrange(diff: Differential) -> None:
+    _fill(diff)
+    diff.run("ZREMRANGEBYRANK", "z", "1", "2")
+    diff.run("ZRANGE", "z", "0", "-1", "WITHSCORES")
+    diff.run("ZREMRANGEBYRANK", "z", "10", "20")
+    diff.run("ZREMRANGEBYRANK", "z", "-1", "-1")
+    diff.run("ZREMRANGEBYRANK", "z", "x", "1")
+    diff.run("ZREMRANGEBYSCORE", "z", "(-1", "3.5")
+    diff.run("ZRANGE", "z", "0", "-1", "WITHSCORES")
+    diff.run("ZREMRANGEBYSCORE", "z", "5", "1")
+    diff.run("ZREMRANGEBYSCORE", "z", "x", "1")
+    diff.run("ZREMRANGEBYSCORE", "z", "-inf", "+inf")
+    diff.run("EXISTS", "z")
+    diff.run("ZREMRANGEBYLEX", "lex", "(a", "[c")
+    diff.run("ZRANGE", "lex", "0", "-1")
+    diff.run("ZREMRANGEBYLEX", "lex", "x", "[c")
+    diff.run("ZREMRANGEBYLEX", "lex", "[zz", "+")
+    diff.run("ZREMRANGEBYLEX", "lex", "-", "+")
+    diff.run("EXISTS", "lex")
+    diff.run("ZADD", "r", "1", "a", "2", "b", "3", "c")
+    diff.run("ZREMRANGEBYRANK", "r", "0", "-1")
+    diff.run("EXISTS", "r")
+    for cmd in ("ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZREMRANGEBYLEX"):
+        diff.run(cmd, "nokey", "0", "1")
+        diff.run(cmd, "z", "0")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZREMRANGEBYRANK", "str", "0", "1")
+    diff.run("ZREMRANGEBYSCORE", "str", "0", "1")
+    diff.run("ZREMRANGEBYLEX", "str", "-", "+")
+    diff.run("ZREMRANGEBYSCORE", "str", "x", "1")
+
+
+def test_zpop(diff: Differential) -> None:
+    _fill(diff)
+    diff.run("ZPOPMIN", "z")
+    diff.run("ZPOPMAX", "z")
+    diff.run("ZPOPMIN", "z", "2")
+    diff.run("ZPOPMAX", "z", "0")
+    diff.run("ZPOPMIN", "z", "-1")
+    diff.run("ZPOPMIN", "z", "x")
+    diff.run("ZPOPMIN", "z", "1", "2")
+    diff.run("ZPOPMAX", "z", "10")
+    diff.run("EXISTS", "z")
+    diff.run("ZPOPMIN", "z")
+    diff.run("ZPOPMIN", "z", "3")
+    diff.run("ZPOPMAX", "nokey", "0")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZPOPMIN", "str")
+    diff.run("ZPOPMAX", "str", "0")
+    diff.run("ZPOPMAX", "str", "-1")
+
+
+def test_zmpop(diff: Differential) -> None:
+    _fill(diff)
+    diff.run("ZMPOP", "2", "nokey", "z", "MIN")
+    diff.run("ZMPOP", "1", "z", "max", "COUNT", "2")
+    diff.run("ZMPOP", "2", "z", "lex", "MAX", "COUNT", "100")
+    diff.run("ZMPOP", "1", "z", "MIN", "COUNT", "100")
+    diff.run("EXISTS", "z")
+    diff.run("ZMPOP", "2", "z", "nokey", "MIN")
+    diff.run("ZMPOP", "1", "lex", "MIN")
+    diff.run("ZMPOP", "0", "lex", "MIN")
+    diff.run("ZMPOP", "-1", "lex", "MIN")
+    diff.run("ZMPOP", "x", "lex", "MIN")
+    diff.run("ZMPOP", "3", "lex", "MIN")
+    diff.run("ZMPOP", "1", "lex", "MIDDLE")
+    diff.run("ZMPOP", "1", "lex", "MIN", "COUNT")
+    diff.run("ZMPOP", "1", "lex", "MIN", "COUNT", "0")
+    diff.run("ZMPOP", "1", "lex", "MIN", "COUNT", "x")
+    diff.run("ZMPOP", "1", "lex", "MIN", "COUNT", "1", "COUNT", "1")
+    diff.run("ZMPOP", "1", "lex", "MIN", "BOGUS")
+    diff.run("ZMPOP", "1", "lex")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZMPOP", "2", "str", "lex", "MIN")
+    diff.run("ZMPOP", "2", "lex", "str", "MIN")
+    diff.run("ZMPOP", "2", "nokey", "str", "MIN")
+
+
+def test_zrandmember(diff: Differential) -> None:
+    _fill(diff)
+    members = {b"a", b"b", b"c", b"d", b"e", b"f"}
+    assert diff.run_replikv("ZRANDMEMBER", "z") in members
+    assert diff.run_replikv("ZRANDMEMBER", "nokey") is None
+    picked = diff.run_replikv("ZRANDMEMBER", "z", "4")
+    assert len(picked) == 4 and len(set(picked)) == 4 and set(picked) <= members
+    assert sorted(diff.run_replikv("ZRANDMEMBER", "z", "100")) == sorted(members)
+    repeated = diff.run_replikv("ZRANDMEMBER", "z", "-20")
+    assert len(repeated) == 20 and set(repeated) <= members
+    pairs = diff.run_replikv("ZRANDMEMBER", "z", "3", "WITHSCORES")
+    assert len(pairs) == 6
+    scores = {b"a": 1.0, b"b": 2.0, b"c": 2.0, b"d": 3.5, b"e": -1.0, b"f": float("inf")}
+    for member, score in zip(pairs[::2], pairs[1::2], strict=True):
+        assert scores[member] == score
+    assert len(diff.run_replikv("ZRANDMEMBER", "z", "-7", "withscores")) == 14
+    diff.run("ZRANDMEMBER", "z", "0")
+    diff.run("ZRANDMEMBER", "nokey", "5")
+    diff.run("ZRANDMEMBER", "nokey", "-5", "WITHSCORES")
+    diff.run("ZRANDMEMBER", "z", "x")
+    diff.run("ZRANDMEMBER", "z", "1", "SCORES")
+    diff.run("ZRANDMEMBER", "z", "1", "WITHSCORES", "x")
+    diff.run("ZRANDMEMBER", "z", "-9223372036854775808")
+    diff.run("ZRANDMEMBER", "z", "4611686018427387904", "WITHSCORES")
+    diff.run("ZRANDMEMBER", "z", "-4611686018427387904", "WITHSCORES")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZRANDMEMBER", "str")
+    diff.run("ZRANDMEMBER", "str", "1")
+
+
+def _fill_ops(diff: Differential) -> None:
+    diff.run("ZADD", "z1", "1", "a", "2", "b", "3", "c")
+    diff.run("ZADD", "z2", "10", "b", "20", "c", "30", "d")
+    diff.run("ZADD", "z3", "100", "c", "-inf", "d", "inf", "e", "0.1", "b")
+    diff.run("SADD", "s", "a", "c", "x")
+
+
+def test_zunion_zinter_zdiff(diff: Differential) -> None:
+    _fill_ops(diff)
+    for op in ("ZUNION", "ZINTER"):
+        diff.run(op, "2", "z1", "z2")
+        diff.run(op, "2", "z1", "z2", "WITHSCORES")
+        diff.run(op, "3", "z1", "z2", "z3", "WITHSCORES")
+        diff.run(op, "2", "z1", "s", "WITHSCORES")
+        diff.run(op, "2", "z1", "nokey", "WITHSCORES")
+        diff.run(op, "1", "s", "WITHSCORES")
+        diff.run(op, "2", "z1", "z2", "WEIGHTS", "2", "0.5", "WITHSCORES")
+        diff.run(op, "3", "z1", "z2", "z3", "WEIGHTS", "1", "1", "0", "WITHSCORES")
+        diff.run(op, "2", "z2", "z3", "WEIGHTS", "1", "-1", "WITHSCORES")
+        diff.run(op, "2", "z1", "z3", "AGGREGATE", "MIN", "WITHSCORES")
+        diff.run(op, "2", "z1", "z3", "aggregate", "max", "withscores")
+        diff.run(op, "2", "z2", "z3", "AGGREGATE", "SUM", "WEIGHTS", "1", "-1", "WITHSCORES")
+        diff.run(op, "2", "z1", "z2", "WEIGHTS", "1", "x")
+        diff.run(op, "2", "z1", "z2", "WEIGHTS", "1")
+        diff.run(op, "2", "z1", "z2", "WEIGHTS", "1", "nan")
+        diff.run(op, "2", "z1", "z2", "AGGREGATE", "AVG")
+        diff.run(op, "2", "z1", "z2", "AGGREGATE")
+        diff.run(op, "2", "z1", "z2", "LIMIT", "1")
+        diff.run(op, "0", "z1")
+        diff.run(op, "-1", "z1")
+        diff.run(op, "x", "z1")
+        diff.run(op, "3", "z1", "z2")
+        diff.run(op, "1")
+    diff.run("ZDIFF", "2", "z1", "z2")
+    diff.run("ZDIFF", "2", "z3", "z1", "WITHSCORES")
+    diff.run("ZDIFF", "3", "z3", "z1", "z2", "WITHSCORES")
+    diff.run("ZDIFF", "2", "z1", "s", "WITHSCORES")
+    diff.run("ZDIFF", "2", "s", "z2", "WITHSCORES")
+    diff.run("ZDIFF", "2", "nokey", "z1")
+    diff.run("ZDIFF", "1", "z1", "WITHSCORES")
+    diff.run("ZDIFF", "2", "z1", "z2", "WEIGHTS", "1", "2")
+    diff.run("ZDIFF", "2", "z1", "z2", "AGGREGATE", "MIN")
+    diff.run("ZDIFF", "0", "z1")
+    diff.run("ZDIFF", "3", "z1")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZUNION", "2", "z1", "str")
+    diff.run("ZINTER", "2", "str", "z1", "WEIGHTS", "x")
+    diff.run("ZDIFF", "2", "z1", "str")
+    diff.run("ZINTER", "2", "nokey", "str")
+
+
+def test_store_variants(diff: Differential) -> None:
+    _fill_ops(diff)
+    for op in ("ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"):
+        diff.run(op, "dst", "2", "z1", "z2")
+        diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+        diff.run(op, "dst", "3", "z3", "z1", "s")
+        diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+        diff.run(op, "z1", "2", "z1", "z3")
+        diff.run("ZRANGE", "z1", "0", "-1", "WITHSCORES")
+        diff.run(op, "dst", "1", "nokey")
+        diff.run("EXISTS", "dst")
+        diff.run(op, "dst", "2", "z1", "z2", "WITHSCORES")
+        diff.run(op, "dst", "0", "z1")
+        diff.run(op, "dst", "3", "z1", "z2")
+        diff.run(op, "dst", "1")
+    diff.run("ZUNIONSTORE", "dst", "2", "z2", "z3", "WEIGHTS", "2", "-1", "AGGREGATE", "MAX")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZINTERSTORE", "dst", "2", "z2", "z3", "WEIGHTS", "0", "1", "AGGREGATE", "MIN")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZUNIONSTORE", "dst", "2", "z2", "z3", "WEIGHTS", "inf", "1")
+    diff.run("ZRANGE", "dst", "0", "-1", "WITHSCORES")
+    diff.run("ZDIFFSTORE", "dst", "2", "z2", "z3", "WEIGHTS", "1", "1")
+    diff.run("ZUNIONSTORE", "dst", "2", "z2", "z3", "AGGREGATE", "x")
+    diff.run("SET", "plain", "v")
+    diff.run("PEXPIRE", "plain", "100000")
+    diff.run("ZUNIONSTORE", "plain", "1", "z2")
+    diff.run("TYPE", "plain")
+    diff.run("TTL", "plain")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZUNIONSTORE", "dst", "2", "z1", "str")
+    diff.run("ZINTERSTORE", "dst", "2", "nokey", "str")
+    diff.run("ZDIFFSTORE", "dst", "2", "z1", "str")
+    diff.run("EXISTS", "dst")
+
+
+def test_zintercard(diff: Differential) -> None:
+    _fill_ops(diff)
+    diff.run("ZINTERCARD", "2", "z1", "z2")
+    diff.run("ZINTERCARD", "3", "z1", "z2", "z3")
+    diff.run("ZINTERCARD", "2", "z1", "s")
+    diff.run("ZINTERCARD", "2", "z1", "nokey")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "LIMIT", "1")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "LIMIT", "0")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "LIMIT", "100")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "LIMIT", "-1")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "LIMIT", "x")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "LIMIT")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "WITHSCORES")
+    diff.run("ZINTERCARD", "2", "z1", "z2", "WEIGHTS", "1", "1")
+    diff.run("ZINTERCARD", "0", "z1")
+    diff.run("ZINTERCARD", "3", "z1", "z2")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZINTERCARD", "2", "z1", "str")
+
+
+def test_zscan(diff: Differential) -> None:
+    _fill(diff)
+    diff.run("ZSCAN", "z", "0")
+    diff.run("ZSCAN", "z", "0", "COUNT", "2")
+    diff.run("ZSCAN", "z", "0", "MATCH", "[a-c]")
+    diff.run("ZSCAN", "z", "0", "MATCH", "*", "COUNT", "100")
+    diff.run("ZSCAN", "z", "7")
+    diff.run("ZSCAN", "nokey", "0")
+    diff.run("ZSCAN", "nokey", "0", "BOGUS")
+    diff.run("ZSCAN", "z", "x")
+    diff.run("ZSCAN", "z", "0", "COUNT", "0")
+    diff.run("ZSCAN", "z", "0", "COUNT", "x")
+    diff.run("ZSCAN", "z", "0", "TYPE", "zset")
+    diff.run("ZSCAN", "z", "0", "MATCH")
+    diff.run("ZSCAN", "z")
+    diff.run(*WRONGTYPE_SETUP)
+    diff.run("ZSCAN", "str", "0")
+    diff.run("ZSCAN", "str", "0", "BOGUS")
+
+
+def test_type_and_generic_commands(diff: Differential) -> None:
+    _fill(diff)
+    diff.run("TYPE", "z")
+    diff.run("SCAN", "0", "TYPE", "zset", unordered=True)
+    diff.run("DEL", "z")
+    diff.run("ZCARD", "z")
+    diff.run("SADD", "s", "a")
+    diff.run("ZADD", "s", "1", "a")
+    diff.run("SADD", "lex", "a")
+    diff.run("LPUSH", "lex", "a")
+    diff.run("HSET", "lex", "a", "b")
+    diff.run("GET", "lex")
