@@ -3,6 +3,7 @@ error replies, on the three replikv write paths (``oracle.py``)."""
 
 from __future__ import annotations
 
+from replikv.kv.commands import COMMANDS
 from tests.differential.oracle import Differential
 
 WRONGTYPE_SETUP = ("SET", "str", "v")
@@ -493,7 +494,10 @@ def test_zscan(diff: Differential) -> None:
 def test_type_and_generic_commands(diff: Differential) -> None:
     _fill(diff)
     diff.run("TYPE", "z")
-    diff.run("SCAN", "0", "TYPE", "zset", unordered=True)
+    diff.run("KEYS", "*", unordered=True)
+    cursor, keys = diff.redis.call("SCAN", "0", "TYPE", "zset")
+    assert cursor == b"0" and sorted(keys) == [b"lex", b"z"]
+    assert sorted(diff.run_replikv("SCAN", "0", "TYPE", "zset")[1]) == sorted(keys)
     diff.run("DEL", "z")
     diff.run("ZCARD", "z")
     diff.run("SADD", "s", "a")
@@ -502,3 +506,16 @@ def test_type_and_generic_commands(diff: Differential) -> None:
     diff.run("LPUSH", "lex", "a")
     diff.run("HSET", "lex", "a", "b")
     diff.run("GET", "lex")
+
+
+def test_command_metadata_matches_redis(diff: Differential) -> None:
+    """Arity, flags and key positions of every sorted-set command, as COMMAND INFO shows."""
+    names = [name for name in COMMANDS if name.startswith(b"Z")]
+    assert len(names) == 32
+    for name in names:
+        spec = COMMANDS[name]
+        (info,) = diff.redis.call("COMMAND", "INFO", name)
+        arity, flags, first, last, step = info[1:6]
+        assert (spec.arity, spec.first_key, spec.last_key, spec.key_step) == (
+            arity, first, last, step), name
+        assert set(spec.flags) == {f.decode() for f in flags}, name

@@ -671,7 +671,7 @@ def _at_least(arg: bytes, low: int, error: RespError) -> int:
     return value
 
 
-@command("zmpop", -4, "write", (0, 0, 0), key_fn=keys_after_numkeys(1))
+@command("zmpop", -4, "write movablekeys", (0, 0, 0), key_fn=keys_after_numkeys(1))
 def zmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     """ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: pop from the first
     non-empty sorted set; ``[key, [[member, score], ...]]`` or a null array."""
