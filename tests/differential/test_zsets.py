@@ -3,6 +3,10 @@ error replies, on the three replikv write paths (``oracle.py``)."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from replikv.kv.commands import COMMANDS
 from tests.differential.oracle import Differential
 
@@ -519,3 +523,128 @@ def test_command_metadata_matches_redis(diff: Differential) -> None:
         assert (spec.arity, spec.first_key, spec.last_key, spec.key_step) == (
             arity, first, last, step), name
         assert set(spec.flags) == {f.decode() for f in flags}, name
+
+
+def test_large_sets(diff: Differential) -> None:
+    """Past Redis's listpack limits (129+ members, a member over 64 bytes):
+    skiplist-encoded in Redis, the same replies here."""
+    pairs = [x for i in range(300) for x in (str((i * 37) % 101 / 4), "m%03d" % i)]
+    diff.run("ZADD", "big", *pairs)
+    diff.run("ZADD", "long", "1", "x" * 100, "2", "y" * 65, "2", "short")
+    diff.run("ZCARD", "big")
+    diff.run("ZRANGE", "big", "100", "140", "WITHSCORES")
+    diff.run("ZRANGE", "big", "(3", "10", "BYSCORE", "LIMIT", "5", "20", "WITHSCORES")
+    diff.run("ZRANGE", "big", "10", "(3", "BYSCORE", "REV", "LIMIT", "5", "20")
+    diff.run("ZCOUNT", "big", "(2.5", "20")
+    diff.run("ZRANK", "big", "m150")
+    diff.run("ZREVRANK", "big", "m150")
+    diff.run("ZRANGE", "long", "0", "-1", "WITHSCORES")
+    diff.run("ZREMRANGEBYRANK", "big", "10", "19")
+    diff.run("ZREMRANGEBYSCORE", "big", "(20", "22")
+    diff.run("ZPOPMAX", "big", "3")
+    diff.run("ZUNIONSTORE", "u", "2", "big", "long", "WEIGHTS", "2", "0.5")
+    diff.run("ZRANGE", "u", "0", "-1", "WITHSCORES")
+    diff.run("ZINTERCARD", "2", "big", "u", "LIMIT", "50")
+    for key in ("big", "long"):
+        seen_redis, seen_replikv = {}, {}
+        for seen, call in ((seen_redis, diff.redis.call), (seen_replikv, diff.run_replikv)):
+            cursor = b"0"
+            for _ in range(1000):
+                cursor, flat = call("ZSCAN", key, cursor, "COUNT", "7")
+                seen.update(zip(flat[::2], flat[1::2], strict=True))
+                if cursor == b"0":
+                    break
+            else:
+                raise AssertionError("ZSCAN did not finish")
+        assert seen_replikv == seen_redis
+    cursor, flat = diff.run_replikv("ZSCAN", "big", "0", "COUNT", "7", "MATCH", "m1*")
+    assert cursor != b"0" and all(m.startswith(b"m1") for m in flat[::2])
+
+
+_FUZZ_SCORES = ["0", "1", "-1", "2.5", "0.1", "0.2", "1e16", "-inf", "inf", "-0", "3", "(1",
+                "(2.5", "x", "1e400", "0x10"]
+_FUZZ_MEMBERS = ["a", "b", "c", "d", "e", "ff", "", "zz"]
+
+
+def _fuzz_command(rng: random.Random) -> list[str]:
+    k, k2, k3 = (rng.choice(["k1", "k2", "k3", "s", "str"]) for _ in range(3))
+    s = rng.choice(_FUZZ_SCORES)
+    s2 = rng.choice(_FUZZ_SCORES)
+    m = rng.choice(_FUZZ_MEMBERS)
+    n, n2 = (str(rng.randrange(-4, 7)) for _ in range(2))
+    lex = ["-", "+", "[b", "(b", "[d", "(ff", "[", "x"]
+    lo, hi = rng.choice(lex), rng.choice(lex)
+    flags = rng.sample(["NX", "XX", "GT", "LT", "CH", "INCR"], rng.randrange(0, 3))
+    opts = rng.sample(["WITHSCORES", "REV", "BYSCORE", "BYLEX", "LIMIT"], rng.randrange(0, 3))
+    opts = [x for o in opts for x in ([o, n, n2] if o == "LIMIT" else [o])]
+    setopts = rng.sample([["WEIGHTS", s, s2], ["AGGREGATE", rng.choice(["SUM", "MIN", "MAX"])],
+                          ["WITHSCORES"]], rng.randrange(0, 3))
+    setopts = [x for o in setopts for x in o]
+    return rng.choice([
+        ["ZADD", k, s, m, s2, rng.choice(_FUZZ_MEMBERS)],
+        ["ZADD", k, *flags, s, m],
+        ["ZINCRBY", k, s, m],
+        ["ZREM", k, m, rng.choice(_FUZZ_MEMBERS)],
+        ["ZSCORE", k, m],
+        ["ZMSCORE", k, m, "zz"],
+        ["ZCARD", k],
+        ["ZRANK", k, m],
+        ["ZREVRANK", k, m],
+        ["ZCOUNT", k, s, s2],
+        ["ZLEXCOUNT", k, lo, hi],
+        ["ZRANGE", k, n, n2, *opts],
+        ["ZRANGE", k, s, s2, *opts],
+        ["ZRANGE", k, lo, hi, *opts],
+        ["ZRANGEBYSCORE", k, s, s2, *opts],
+        ["ZREVRANGEBYSCORE", k, s, s2, "WITHSCORES"],
+        ["ZRANGEBYLEX", k, lo, hi, "LIMIT", n, n2],
+        ["ZREVRANGEBYLEX", k, hi, lo],
+        ["ZREVRANGE", k, n, n2, "WITHSCORES"],
+        ["ZRANGESTORE", k, k2, n, n2, *[o for o in opts if o != "WITHSCORES"]],
+        ["ZPOPMIN", k, n],
+        ["ZPOPMAX", k],
+        ["ZMPOP", "2", k, k2, rng.choice(["MIN", "MAX"]), "COUNT", str(rng.randrange(1, 4))],
+        ["ZREMRANGEBYRANK", k, n, n2],
+        ["ZREMRANGEBYSCORE", k, s, s2],
+        ["ZREMRANGEBYLEX", k, lo, hi],
+        ["ZUNION", "2", k, k2, *setopts],
+        ["ZINTER", "3", k, k2, k3, *setopts],
+        ["ZDIFF", "2", k, k2, "WITHSCORES"],
+        ["ZUNIONSTORE", k, "2", k2, k3, *[o for o in setopts if o != "WITHSCORES"]],
+        ["ZINTERSTORE", k, "2", k2, k3, *[o for o in setopts if o != "WITHSCORES"]],
+        ["ZDIFFSTORE", k, "2", k2, k3],
+        ["ZINTERCARD", "2", k, k2, "LIMIT", str(rng.randrange(0, 3))],
+        ["ZSCAN", k, "0", "MATCH", rng.choice(["*", "[a-c]", "f*"])],
+        ["SADD", "s", m],
+        ["SET", "str", m],
+        ["ZRANGE", k, "0", "-1", "WITHSCORES"],
+    ])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_workload_matches_redis(diff: Differential, seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(300):
+        diff.run(*_fuzz_command(rng))
+    for key in ("k1", "k2", "k3"):
+        diff.run("ZRANGE", key, "0", "-1", "WITHSCORES")
+
+
+def test_large_lex_ranges(diff: Differential) -> None:
+    """Lex ranges over a large set of one score (Redis's skiplist walk)."""
+    rng = random.Random(5)
+    words = sorted({"".join(rng.choice("abcd") for _ in range(rng.randrange(1, 5)))
+                    for _ in range(400)})
+    diff.run("ZADD", "big", *[x for w in words for x in ("0", w)])
+    assert diff.run("ZCARD", "big") > 128
+    bounds = ["-", "+", "[a", "(a", "[b", "(bc", "[cc", "(d", "[dddd", "(ab", "[", "("]
+    for _ in range(150):
+        lo, hi = rng.choice(bounds), rng.choice(bounds)
+        offset, count = str(rng.randrange(-1, 30)), str(rng.randrange(-2, 40))
+        diff.run("ZLEXCOUNT", "big", lo, hi)
+        diff.run("ZRANGEBYLEX", "big", lo, hi, "LIMIT", offset, count)
+        diff.run("ZREVRANGEBYLEX", "big", hi, lo, "LIMIT", offset, count)
+        diff.run("ZRANGE", "big", hi, lo, "BYLEX", "REV")
+    for lo, hi in (("[b", "(c"), ("(dd", "+"), ("-", "[aa")):
+        diff.run("ZREMRANGEBYLEX", "big", lo, hi)
+        diff.run("ZCARD", "big")

@@ -17,13 +17,19 @@ member scoring 1) with ``weight * score`` and SUM turning NaN into 0, and
 errors raised before anything changed. Scores are replied as floats (the
 reply encoder writes ``%.17g``, as Redis 7.0's addReplyDouble).
 
+Redis keeps a set of up to 128 members as a listpack, a larger one as a
+skiplist; where the two answer differently this module follows the
+listpack for a small set (lex ranges over members of mixed scores are
+walked as Redis walks a listpack; ZSCAN returns the whole set at cursor 0).
+
 Deviations: a stored score of -0 is kept as 0 (what Redis does for a small,
-listpack-encoded set; its large skiplist sets keep -0); lex ranges over
-members of different scores use a binary search (Redis leaves that case
-unspecified); RESP3 gets flat arrays where Redis nests member/score pairs;
-ZSCAN returns a set of at most 128 members whole (cursor 0, as Redis's
-listpack), a larger one by a stable crc32 position cursor (every member
-present for the whole scan is returned, as Redis promises).
+listpack-encoded set; its large skiplist sets keep -0); lex ranges over a
+large set of mixed scores are binary searched (Redis's skiplist answer then
+depends on its random node levels; for one score, the documented use, the
+answers agree); RESP3 gets flat arrays where Redis nests member/score
+pairs; ZSCAN of a large set walks a stable crc32 position cursor (every
+member present for the whole scan is returned, as Redis promises; the
+order and batches differ from Redis's hash-table walk).
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ WITHSCORES_BYLEX = RespError("ERR syntax error, WITHSCORES not supported in comb
 _I64_RANGE = RespError(
     f"ERR value is out of range, value must between {-I64_MAX} and {I64_MAX}"
 )
-_SCAN_WHOLE = 128  # Redis's zset-max-listpack-entries: such a set is scanned in one call
+_SMALL = 128  # Redis's zset-max-listpack-entries: walked, and scanned whole, as a listpack
 
 
 class ZSet:
@@ -244,12 +250,68 @@ def _below_max(member: bytes, bound: LexBound) -> bool:
     return member < value if exclusive else member <= value
 
 
-def _lex_span(zset: ZSet, lo: LexBound, hi: LexBound) -> tuple[int, int]:
-    """Positions ``[a, b)`` of the members within the lex range (members
-    assumed to share one score, as Redis's lex commands do)."""
-    a = zset.first_where(lambda item: _above_min(item[1], lo))
-    b = zset.first_where(lambda item: not _below_max(item[1], hi), a)
-    return a, b
+def _lex_start(zset: ZSet, lo: LexBound, hi: LexBound, reverse: bool) -> int | None:
+    """The position a lex range starts at (its highest one if ``reverse``),
+    None for an empty range: Redis's zzlFirstInLexRange / zzlLastInLexRange.
+
+    Lex ranges assume members of one score (sorted by member). Whatever the
+    scores, the range is empty unless the last member is above ``lo`` and the
+    first below ``hi``. A small set (up to 128 members, Redis's listpack
+    size) is then walked as Redis walks its listpack, so mixed scores give
+    Redis's answer too; a larger one is binary searched (Redis's skiplist
+    answer for mixed scores depends on its random node levels).
+    """
+    order = zset.order
+    if not _above_min(order[-1][1], lo) or not _below_max(order[0][1], hi):
+        return None
+    n = len(order)
+    if reverse:
+        if n > _SMALL:
+            i = zset.first_where(lambda item: not _below_max(item[1], hi)) - 1
+        else:
+            i = next((i for i in range(n - 1, -1, -1) if _below_max(order[i][1], hi)), -1)
+        return i if i >= 0 and _above_min(order[i][1], lo) else None
+    if n > _SMALL:
+        i = zset.first_where(lambda item: _above_min(item[1], lo))
+    else:
+        i = next((i for i in range(n) if _above_min(order[i][1], lo)), n)
+    return i if i < n and _below_max(order[i][1], hi) else None
+
+
+def _lex_span(
+    zset: ZSet, lo: LexBound, hi: LexBound, reverse: bool = False, offset: int = 0,
+    limit: int = -1,
+) -> tuple[int, int]:
+    """Positions ``[a, b)`` a lex range selects after LIMIT ``offset``
+    ``limit``: from its start, skip ``offset`` members, then take members
+    while they stay below ``hi`` (above ``lo`` if ``reverse``), as Redis's
+    genericZrangebylexCommand walks."""
+    start = _lex_start(zset, lo, hi, reverse)
+    if start is None or offset < 0:
+        return 0, 0
+    order = zset.order
+    n = len(order)
+    if reverse:
+        b = start + 1 - offset
+        if n > _SMALL:
+            a = zset.first_where(lambda item: _above_min(item[1], lo))
+        else:
+            a = b
+            while a > 0 and _above_min(order[a - 1][1], lo) and a != b - limit:
+                a -= 1
+        if limit >= 0:
+            a = max(a, b - limit)
+        return (a, b) if a < b else (0, 0)
+    a = start + offset
+    if n > _SMALL:
+        b = zset.first_where(lambda item: not _below_max(item[1], hi), start)
+    else:
+        b = a
+        while b < n and _below_max(order[b][1], hi) and b != a + limit:
+            b += 1
+    if limit >= 0:
+        b = min(b, a + limit)
+    return (a, b) if a < b else (0, 0)
 
 
 def _limited(span: tuple[int, int], offset: int, limit: int, reverse: bool) -> tuple[int, int]:
@@ -494,8 +556,12 @@ class _RangeQuery:
             if self.reverse:
                 a, b = len(zset) - b, len(zset) - a
         else:
-            span_of = _score_span if self.kind == "score" else _lex_span
-            a, b = _limited(span_of(zset, *self.bounds), self.offset, self.limit, self.reverse)
+            if self.kind == "score":
+                span = _score_span(zset, *self.bounds)
+                a, b = _limited(span, self.offset, self.limit, self.reverse)
+            else:
+                lo, hi = self.bounds
+                a, b = _lex_span(zset, lo, hi, self.reverse, self.offset, self.limit)
         return zset.items(a, b, self.reverse)
 
 
@@ -965,7 +1031,7 @@ def zscan(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     if zset is None:
         return [b"0", []]
     pred, count = _scan_options(argv)
-    if len(zset) <= _SCAN_WHOLE:
+    if len(zset) <= _SMALL:
         nxt, items = 0, zset.items(0, len(zset))
     else:
         nxt, items = _scan_step(zset, cursor, count)
