@@ -13,7 +13,9 @@ show: option parsing and its error texts, ``(``-exclusive score bounds read
 by strtod (``inf``, ``-inf``, overflow to infinity accepted), ``[``/``(``
 /``-``/``+`` lex bounds, ZADD's NX/XX/GT/LT/CH/INCR rules, the
 union/intersection/difference family accepting plain sets as inputs (every
-member scoring 1) with ``weight * score`` and SUM turning NaN into 0, and
+member scoring 1), inputs taken smallest first, ``weight * score`` counting
+0 when NaN (``0 * inf``; for an intersection only in its first input, a
+later NaN is aggregated: SUM turns it into 0, MIN and MAX ignore it), and
 errors raised before anything changed. Scores are replied as floats (the
 reply encoder writes ``%.17g``, as Redis 7.0's addReplyDouble).
 
@@ -878,7 +880,7 @@ class _SetOp:
                 other = _score_of(value, member)
                 if other is None:
                     break
-                total = self._combine(total, _weighted(other, w))
+                total = self._combine(total, other * w)  # NaN: SUM makes 0, MIN/MAX skip it
             else:
                 acc[member] = total
         return _sorted_items(acc)
