@@ -166,22 +166,6 @@ def command(
     return register
 
 
-def keys_after_numkeys(numkeys_at: int) -> KeyFn:
-    """The ``key_fn`` of a command whose keys are ``argv[1:numkeys_at]`` then
-    ``numkeys`` keys after the count at ``argv[numkeys_at]`` (``ZUNIONSTORE
-    dst numkeys k ..``, ``ZMPOP numkeys k ..``). A count that is no positive
-    integer gives only the leading keys (the command refuses it anyway)."""
-
-    def key_fn(argv: list[bytes]) -> list[bytes]:
-        lead = argv[1:numkeys_at]
-        raw = argv[numkeys_at] if numkeys_at < len(argv) else b""
-        if not raw.isdigit() or len(raw) > 18:
-            return lead
-        return lead + argv[numkeys_at + 1 : numkeys_at + 1 + int(raw)]
-
-    return key_fn
-
-
 def _runtime(name: str, arity: int, flags: str) -> None:
     """Declare a keyless connection/admin command (handled in runtime/commands.py)."""
     _add(CommandSpec(name, arity, frozenset(flags.split()), *_KEYLESS))
@@ -227,6 +211,22 @@ def unknown_command(argv: list[bytes]) -> RespError:
             break
         args += "'" + arg.decode("utf-8", "replace")[: 128 - len(args)] + "' "
     return RespError(f"ERR unknown command '{name}', with args beginning with: {args}")
+
+
+def keys_after_numkeys(numkeys_at: int) -> KeyFn:
+    """The ``key_fn`` of a command whose keys are ``argv[1:numkeys_at]`` then
+    ``numkeys`` keys after the count at ``argv[numkeys_at]`` (``ZUNIONSTORE
+    dst numkeys k ..``, ``ZMPOP numkeys k ..``). A count that is no positive
+    integer gives only the leading keys (the command refuses it anyway)."""
+
+    def key_fn(argv: list[bytes]) -> list[bytes]:
+        lead = argv[1:numkeys_at]
+        raw = argv[numkeys_at] if numkeys_at < len(argv) else b""
+        if not raw.isdigit() or len(raw) > 18:
+            return lead
+        return lead + argv[numkeys_at + 1 : numkeys_at + 1 + int(raw)]
+
+    return key_fn
 
 
 # --- COMMAND -----------------------------------------------------------------
