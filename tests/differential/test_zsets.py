@@ -57,7 +57,7 @@ def test_zadd_errors(diff: Differential) -> None:
     diff.run("ZADD", "z", "GT", "LT", "1", "a")
     diff.run("ZADD", "z", "INCR", "1", "a", "2", "b")
     diff.run("ZADD", "z", "BOGUS", "1", "a")
-    for bad in ("x", "", " 1", "1 ", "nan", "1e400", "-1e400", "1e-400", "1_0", "0x", "1e",
+    for bad in ("x", "", " 1", "1 ", "nan", "1\0", "1e400", "-1e400", "1e-400", "1_0", "0x", "1e",
                 "inf ", "infinit"):
         diff.run("ZADD", "z", bad, "a")
     diff.run("ZADD", "z", "1", "ok", "x", "notadded")
@@ -119,7 +119,8 @@ def test_zcard_zrank_zcount(diff: Differential) -> None:
     for lo, hi in (("-inf", "+inf"), ("1", "2"), ("(1", "2"), ("1", "(2"), ("(1", "(2"),
                    ("2", "1"), ("(2", "(2"), ("2", "2"), ("-inf", "(-1"), ("(inf", "+inf"),
                    ("(-inf", "(inf"), ("inf", "inf"), ("", "5"), ("(", "3"), (" 2", "\t3"),
-                   ("1e400", "inf"), ("-1e400", "0"), ("0x1", "0x4"), ("-INF", "INFINITY")):
+                   ("1e400", "inf"), ("-1e400", "0"), ("0x1", "0x4"), ("-INF", "INFINITY"),
+                   ("1\0x", "9"), ("(\0", "3")):
         diff.run("ZCOUNT", "z", lo, hi)
     for lo, hi in (("x", "1"), ("1", "x"), ("nan", "1"), ("(nan", "1"), ("1 ", "2"), (" ", "2"),
                    ("((1", "2"), ("[1", "2")):

@@ -184,7 +184,9 @@ def _rank_span(n: int, start: int, stop: int) -> tuple[int, int]:
 
 
 def _score_bound(arg: bytes) -> tuple[float, bool]:
-    """One bound of a score range: ``(value, exclusive)``, as zslParseRange reads it."""
+    """One bound of a score range: ``(value, exclusive)``, as zslParseRange
+    reads it (strtod of a C string: it ends at a NUL byte)."""
+    arg = arg.split(b"\0", 1)[0]
     exclusive = arg[:1] == b"("
     parsed = strtod(arg[1:] if exclusive else arg)
     if parsed is None or math.isnan(parsed[0]):
