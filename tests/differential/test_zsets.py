@@ -4,9 +4,11 @@ error replies, on the three replikv write paths (``oracle.py``)."""
 from __future__ import annotations
 
 import random
+import socket
 
 import pytest
 
+from replikv.core.resp import ReplyParser, encode_command, encode_reply
 from replikv.kv.commands import COMMANDS
 from tests.differential.oracle import Differential
 
@@ -675,3 +677,55 @@ def test_large_lex_ranges(diff: Differential) -> None:
     for lo, hi in (("[b", "(c"), ("(dd", "+"), ("-", "[aa")):
         diff.run("ZREMRANGEBYLEX", "big", lo, hi)
         diff.run("ZCARD", "big")
+
+
+class _Resp3Connection:
+    """A second connection to the oracle, switched to RESP3 by HELLO 3: the
+    raw bytes of each reply."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.call("HELLO", "3")
+
+    def call(self, *argv: str) -> bytes:
+        self.sock.sendall(encode_command(argv))
+        parser, raw = ReplyParser(), b""
+        while True:
+            chunk = self.sock.recv(1 << 16)
+            assert chunk, "redis-server closed the connection"
+            raw += chunk
+            parser.feed(chunk)
+            if parser.replies():
+                return raw
+
+
+def test_resp3_reply_shapes_match_redis(diff: Differential) -> None:
+    """RESP3, byte for byte: scores as doubles, WITHSCORES replies as
+    ``[member, score]`` arrays (ZPOPMIN/ZPOPMAX only when given a count)."""
+    resp3 = _Resp3Connection(diff.redis.port)
+    try:
+        commands = [
+            ("ZADD", "z", "1", "a", "2.5", "b", "inf", "c", "-3", "d", "2.5", "e"),
+            ("ZADD", "z2", "1", "b", "2", "x"),
+            ("ZSCORE", "z", "b"), ("ZSCORE", "z", "nope"), ("ZMSCORE", "z", "a", "nope", "c"),
+            ("ZINCRBY", "z", "0.5", "a"), ("ZADD", "z", "INCR", "1", "d"),
+            ("ZADD", "z", "XX", "INCR", "1", "nope"),
+            ("ZRANGE", "z", "0", "-1"), ("ZRANGE", "z", "0", "-1", "WITHSCORES"),
+            ("ZRANGE", "z", "(1", "inf", "BYSCORE", "REV", "WITHSCORES"),
+            ("ZRANGEBYSCORE", "z", "-inf", "inf", "WITHSCORES", "LIMIT", "1", "2"),
+            ("ZREVRANGEBYSCORE", "z", "inf", "-inf", "WITHSCORES"),
+            ("ZREVRANGE", "z", "0", "1", "WITHSCORES"), ("ZRANGE", "nope", "0", "-1"),
+            ("ZUNION", "2", "z", "z2", "WITHSCORES"), ("ZINTER", "2", "z", "z2", "WITHSCORES"),
+            ("ZDIFF", "2", "z", "z2", "WITHSCORES"), ("ZUNION", "2", "z", "z2"),
+            ("ZRANDMEMBER", "z", "0", "WITHSCORES"), ("ZSCAN", "z", "0"),
+            ("ZPOPMIN", "z"), ("ZPOPMAX", "z", "2"), ("ZPOPMIN", "z", "1"),
+            ("ZPOPMIN", "nope"), ("ZPOPMIN", "nope", "2"),
+            ("ZMPOP", "2", "nope", "z", "MAX", "COUNT", "1"), ("ZMPOP", "1", "nope", "MIN"),
+            ("ZRANK", "z", "nope"), ("ZCARD", "z"), ("ZADD", "z", "x", "a"),
+        ]
+        for argv in commands:
+            expected = resp3.call(*argv)
+            got = encode_reply(diff.run_replikv(*argv), resp3=True)
+            assert got == expected, f"{argv}: replikv {got!r}, redis {expected!r}"
+    finally:
+        resp3.sock.close()

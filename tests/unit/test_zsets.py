@@ -16,6 +16,7 @@ new value type, and replication determinism (``kv/types/zsets.py``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from replikv.core.replies import RespError
+from replikv.core.replies import Pairs, RespError
+from replikv.core.resp import encode_reply
 from replikv.kv.commands import COMMANDS, command_reply
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
@@ -252,3 +254,11 @@ def test_errors_leave_nothing_behind() -> None:
         reply, cmds = sm.execute(list(argv), ApplyContext(NOW))
         assert isinstance(reply, RespError) and cmds is None, argv
         assert sm.digest() == before, argv
+
+
+def test_pairs_are_flat_in_resp2_and_nested_in_resp3() -> None:
+    pairs = Pairs([b"a", 1.5, b"b", math.inf])
+    assert encode_reply(pairs) == b"*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$3\r\ninf\r\n"
+    assert encode_reply(pairs, resp3=True) == (
+        b"*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n,inf\r\n")
+    assert encode_reply([Pairs()], resp3=True) == b"*1\r\n*0\r\n"

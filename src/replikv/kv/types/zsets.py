@@ -24,12 +24,14 @@ skiplist; where the two answer differently this module follows the
 listpack for a small set (lex ranges over members of mixed scores are
 walked as Redis walks a listpack; ZSCAN returns the whole set at cursor 0).
 
+Replies WITHSCORES are ``Pairs``: flat in RESP2, ``[member, score]``
+arrays in RESP3, as Redis 7 (ZPOPMIN/ZPOPMAX nest only when given a count).
+
 Deviations: a stored score of -0 is kept as 0 (what Redis does for a small,
 listpack-encoded set; its large skiplist sets keep -0); lex ranges over a
 large set of mixed scores are binary searched (Redis's skiplist answer then
 depends on its random node levels; for one score, the documented use, the
-answers agree); RESP3 gets flat arrays where Redis nests member/score
-pairs; ZSCAN of a large set walks a stable crc32 position cursor (every
+answers agree); ZSCAN of a large set walks a stable crc32 position cursor (every
 member present for the whole scan is returned, as Redis promises; the
 order and batches differ from Redis's hash-table walk).
 """
@@ -45,7 +47,7 @@ from zlib import crc32
 
 from sortedcontainers import SortedList
 
-from replikv.core.replies import NULL_ARRAY, SYNTAX_ERROR, WRONGTYPE, RespError
+from replikv.core.replies import NULL_ARRAY, SYNTAX_ERROR, WRONGTYPE, Pairs, RespError
 from replikv.kv.args import (
     I64_MAX,
     format_float,
@@ -336,10 +338,11 @@ def _limited(span: tuple[int, int], offset: int, limit: int, reverse: bool) -> t
 
 
 def _flat(items: Iterable[Item], withscores: bool) -> list[Any]:
-    """Members, each followed by its score with WITHSCORES (RESP2's flat shape)."""
+    """Members, each followed by its score with WITHSCORES (``Pairs``: flat in
+    RESP2, ``[member, score]`` arrays in RESP3, as Redis 7 replies)."""
     if not withscores:
         return [member for _, member in items]
-    out: list[Any] = []
+    out = Pairs()
     for score, member in items:
         out.append(member)
         out.append(score)
@@ -715,7 +718,8 @@ def _zpop(sm: StateMachine, argv: list[bytes], top: bool) -> Reply:
     zset = _write_zset(sm, key)
     if zset is None or count == 0:
         return []
-    return _flat(_pop(sm, key, zset, count, top), True)
+    popped = _flat(_pop(sm, key, zset, count, top), True)
+    return popped if len(argv) == 3 else list(popped)  # no count: flat in RESP3 too
 
 
 @command("zpopmin", -2, "write fast")
