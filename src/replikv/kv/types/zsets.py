@@ -38,7 +38,6 @@ order and batches differ from Redis's hash-table walk).
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -87,15 +86,22 @@ _SMALL = 128  # Redis's zset-max-listpack-entries: walked, and scanned whole, as
 
 
 class ZSet:
-    """member -> score and the ``(score, member)`` order; see the module docstring."""
+    """member -> score and the ``(score, member)`` order; see the module docstring.
 
-    __slots__ = ("order", "scores")
+    Invariants: ``order`` holds exactly ``(scores[m], m)`` for every member
+    ``m``; no score is NaN or -0. ``by_position`` (None until a large set is
+    first ZSCANned, then kept up to date; no part of the replicated state)
+    holds ``(crc32(m), m)`` for every member.
+    """
+
+    __slots__ = ("by_position", "order", "scores")
 
     def __init__(self, items: Iterable[Item] = ()) -> None:
         self.scores: dict[bytes, float] = {}
         for score, member in items:
             self.scores[member] = 0.0 if score == 0 else score
         self.order: SortedList = SortedList((s, m) for m, s in self.scores.items())
+        self.by_position: SortedList | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -107,6 +113,8 @@ class ZSet:
         old = self.scores.get(member)
         if old is not None:
             self.order.remove((old, member))
+        elif self.by_position is not None:
+            self.by_position.add((crc32(member), member))
         self.scores[member] = score
         self.order.add((score, member))
 
@@ -115,6 +123,8 @@ class ZSet:
         if old is None:
             return False
         self.order.remove((old, member))
+        if self.by_position is not None:
+            self.by_position.remove((crc32(member), member))
         return True
 
     def rank(self, member: bytes) -> int | None:
@@ -128,10 +138,18 @@ class ZSet:
     def delete_span(self, start: int, stop: int) -> int:
         """Remove positions ``[start, stop)``; how many."""
         doomed = self.items(start, stop)
-        for score, member in doomed:
+        for _score, member in doomed:
             del self.scores[member]
+            if self.by_position is not None:
+                self.by_position.remove((crc32(member), member))
         del self.order[start:stop]
         return len(doomed)
+
+    def positions(self) -> SortedList:
+        """``(crc32(member), member)`` in order: ZSCAN's stable positions."""
+        if self.by_position is None:
+            self.by_position = SortedList((crc32(m), m) for m in self.scores)
+        return self.by_position
 
     def first_where(self, pred: Callable[[Item], bool], lo: int = 0) -> int:
         """The first position ``>= lo`` whose item satisfies ``pred`` (len if none),
@@ -1018,16 +1036,18 @@ def _scan_options(argv: list[bytes]) -> tuple[Callable[[bytes], bool] | None, in
 
 
 def _scan_step(zset: ZSet, cursor: int, count: int) -> tuple[int, list[Item]]:
-    """One step over a large set by crc32 position: the members at positions
-    ``>= cursor``, the ``count`` lowest positions whole; the next cursor (0: done)."""
-    ahead = [(pos, member) for member in zset.scores if (pos := crc32(member)) >= cursor]
-    if len(ahead) <= count:
-        chosen, nxt = ahead, 0
+    """One step over a large set by crc32 position: from position ``cursor``
+    on, the members of the ``count`` lowest positions (all members of the
+    last one taken); the next cursor, 0 once the rest was taken."""
+    index = zset.positions()
+    i = index.bisect_left((cursor,))
+    chosen = list(index.islice(i, i + count))
+    if i + count >= len(index):
+        nxt = 0
     else:
-        chosen = heapq.nsmallest(count, ahead)
         last = chosen[-1][0]
-        chosen += [pm for pm in ahead if pm[0] == last and pm not in chosen]
-        nxt = last + 1 if last + 1 < 1 << 32 else 0
+        chosen = list(index.islice(i, index.bisect_left((last + 1,))))
+        nxt = (last + 1) % (1 << 32)
     return nxt, [(zset.scores[member], member) for _, member in chosen]
 
 
