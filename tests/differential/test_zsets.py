@@ -359,6 +359,8 @@ def test_zrandmember(diff: Differential) -> None:
         assert scores[member] == score
     assert len(diff.run_replikv("ZRANDMEMBER", "z", "-7", "withscores")) == 14
     diff.run("ZRANDMEMBER", "z", "0")
+    diff.run("ZRANDMEMBER", "z", "6", "WITHSCORES")  # the whole set, in order, as Redis
+    diff.run("ZRANDMEMBER", "z", "100")
     diff.run("ZRANDMEMBER", "nokey", "5")
     diff.run("ZRANDMEMBER", "nokey", "-5", "WITHSCORES")
     diff.run("ZRANDMEMBER", "z", "x")
@@ -548,6 +550,8 @@ def test_large_sets(diff: Differential) -> None:
     diff.run("ZRANK", "big", "m150")
     diff.run("ZREVRANK", "big", "m150")
     diff.run("ZRANGE", "long", "0", "-1", "WITHSCORES")
+    diff.run("ZRANDMEMBER", "long", "3", "WITHSCORES")
+    diff.run("ZRANDMEMBER", "big", "1000")
     diff.run("ZREMRANGEBYRANK", "big", "10", "19")
     diff.run("ZREMRANGEBYSCORE", "big", "(20", "22")
     diff.run("ZPOPMAX", "big", "3")

@@ -793,7 +793,8 @@ def zmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 @command("zrandmember", -2, "readonly")
 def zrandmember(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     """ZRANDMEMBER key [count [WITHSCORES]]: distinct members for a positive
-    count, repeats allowed for a negative one (a read: the reply is random)."""
+    count (the whole set for one at least its size), repeats allowed for a
+    negative one (a read: the reply is random)."""
     if len(argv) == 2:
         zset = _read_zset(sm, argv[1], now_ms)
         return None if zset is None else zset.order[random.randrange(len(zset))][1]
@@ -809,8 +810,10 @@ def zrandmember(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     if zset is None or count == 0:
         return []
     n = len(zset)
+    if count >= n:  # the whole set, highest first, as Redis replies it
+        return _flat(zset.items(0, n, True), withscores)
     if count > 0:
-        picks = sorted(random.sample(range(n), min(count, n)))
+        picks = random.sample(range(n), count)
     else:
         picks = [random.randrange(n) for _ in range(-count)]
     return _flat((zset.order[i] for i in picks), withscores)
