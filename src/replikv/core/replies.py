@@ -15,6 +15,7 @@ Python value           RESP2                        RESP3
 ``list`` / ``tuple``   array                        array
 ``dict``               flat array k1 v1 k2 v2       map ``%``
 ``set`` / frozenset    array                        set ``~``
+``Pairs`` (flat list)  array                        array of 2-element arrays
 ``RespError``          error ``-...``               error
 ``NULL_ARRAY``         ``*-1``                      ``_``
 ``Raw``                the bytes as they are        the bytes as they are
@@ -76,6 +77,14 @@ class Push(list):  # type: ignore[type-arg]
 
 class Raw(bytes):
     """Bytes that are already RESP-encoded and are written as they are."""
+
+    __slots__ = ()
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """Pairs laid flat, ``[m1, s1, m2, s2, ...]``: Redis 7's replies WITH
+    SCORES (ZRANGE ..): a flat array in RESP2, an array of ``[m, s]`` arrays
+    in RESP3."""
 
     __slots__ = ()
 

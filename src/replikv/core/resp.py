@@ -42,7 +42,7 @@ from typing import Any, Final
 
 import hiredis
 
-from replikv.core.replies import NULL_ARRAY, Push, Raw, RespError
+from replikv.core.replies import NULL_ARRAY, Pairs, Push, Raw, RespError
 
 __all__ = [
     "NULL_ARRAY_REPLY",
@@ -642,6 +642,8 @@ def _encode_into(value: Any, out: list[bytes], resp3: bool) -> None:
         append(_encode_str(str(value)))
     elif isinstance(value, (bytes, bytearray, memoryview)):
         _encode_into(bytes(value), out, resp3)
+    elif t is Pairs and resp3:
+        _encode_into([[a, b] for a, b in zip(value[::2], value[1::2], strict=True)], out, resp3)
     elif isinstance(value, (list, tuple)):
         _encode_into(list(value), out, resp3)
     else:

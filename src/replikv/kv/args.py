@@ -14,6 +14,10 @@ stripped, ``-0`` as ``0``). Values are exact ``Fraction``s holding what the
 long double holds, so every replica computes bit-identical results
 whatever its platform.
 
+Doubles (sorted-set scores, weights) follow C's ``strtod`` as Redis calls
+it: :func:`strtod`, :func:`parse_double` (``getDoubleFromObject``: no
+leading space, no overflow, no NaN) and :func:`format_double` (``%.17g``).
+
 SCAN-family arguments: :func:`parse_cursor` (strtoul, as Redis) and
 :func:`parse_scan_options` (MATCH/COUNT, and TYPE for SCAN).
 """
@@ -48,9 +52,11 @@ __all__ = [
     "TIMEOUT_NOT_FLOAT",
     "add_floats",
     "expire_time_error",
+    "format_double",
     "format_float",
     "needs_clock",
     "parse_cursor",
+    "parse_double",
     "parse_float",
     "parse_int",
     "parse_int_min",
@@ -58,6 +64,7 @@ __all__ = [
     "parse_scan_options",
     "parse_timeout_ms",
     "random_picks",
+    "strtod",
 ]
 
 I64_MIN = -(1 << 63)
@@ -270,6 +277,72 @@ def format_float(value: Fraction) -> bytes:
     if text == b"0":
         return b"0"  # also "-0"
     return sign + text
+
+
+# --- double (C's strtod and %.17g: sorted-set scores) --------------------------------
+
+_C_DOUBLE = re.compile(
+    rb"[+-]?(?:"
+    rb"(?P<hex>0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?)"
+    rb"|(?P<dec>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    rb"|(?P<inf>(?i:inf|infinity))"
+    rb"|(?P<nan>(?i:nan)(?:\([0-9A-Za-z_]*\))?)"
+    rb")"
+)
+_C_SPACE = b" \t\n\v\f\r"
+
+
+def strtod(arg: bytes) -> tuple[float, bool] | None:
+    """``arg`` as C's ``strtod`` reads it when it must consume all of it.
+
+    Leading white space is skipped as strtod does; the empty string reads as
+    0 (strtod converts nothing and stops at its end). Returns ``(value,
+    out_of_range)`` (``out_of_range``: the text is finite but the value
+    overflowed to infinity or underflowed to zero, where strtod sets
+    ERANGE), or None when something is left over. NaN is returned as NaN.
+    """
+    text = arg.lstrip(_C_SPACE)
+    if not text:
+        return (0.0, False) if not arg else None
+    m = _C_DOUBLE.fullmatch(text)
+    if m is None:
+        return None
+    if m.group("nan") is not None:
+        return math.nan, False
+    if m.group("inf") is not None:
+        return (-math.inf if text[0] == 0x2D else math.inf), False
+    if m.group("hex") is not None:
+        try:
+            value = float.fromhex(text.decode())
+        except OverflowError:
+            return (-math.inf if text[0] == 0x2D else math.inf), True
+        mantissa = m.group("hex").lower().split(b"p")[0][2:]
+    else:
+        value = float(text)
+        mantissa = m.group("dec").lower().split(b"e")[0]
+    if math.isinf(value):
+        return value, True
+    return value, value == 0 and mantissa.strip(b"0.") != b""
+
+
+def parse_double(arg: bytes, error: RespError = NOT_FLOAT) -> float:
+    """A double as Redis's ``getDoubleFromObject`` accepts it, else ``error``.
+
+    The whole argument must be a strtod number with no leading white space,
+    in range (no overflow to infinity, no underflow to zero) and not NaN;
+    ``inf``/``-inf`` themselves are accepted.
+    """
+    if not arg or arg[0] in _C_SPACE:
+        raise error
+    parsed = strtod(arg)
+    if parsed is None or parsed[1] or math.isnan(parsed[0]):
+        raise error
+    return parsed[0]
+
+
+def format_double(value: float) -> bytes:
+    """A double as Redis 7.0 writes it: ``%.17g`` (``1.5``, ``3``, ``inf``, ``-inf``)."""
+    return b"%.17g" % value
 
 
 # --- SCAN family -----------------------------------------------------------------------

@@ -107,8 +107,10 @@ class CommandSpec:
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of ``argv`` (empty for keyless commands)."""
+        if self.find_keys is not None:
+            return self.find_keys(argv)
         if self.first_key == 0:
-            return [] if self.find_keys is None else self.find_keys(argv)
+            return []
         if self.first_key == 1 and self.last_key == 1:
             return [argv[1]]
         last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
@@ -130,8 +132,6 @@ def _add(spec: CommandSpec) -> None:
         raise ValueError(f"{spec.name}: a write carries an apply operation, a readonly one a read")
     if (spec.rewrite or spec.logged_as) and not routes[0]:
         raise ValueError(f"{spec.name}: only a write is rewritten")
-    if spec.find_keys is not None and spec.first_key != 0:
-        raise ValueError(f"{spec.name}: movable keys (find_keys) have the key triple 0, 0, 0")
     key = spec.name.upper().encode()
     if key in COMMANDS:
         raise ValueError(f"{spec.name} is declared twice")

@@ -4,7 +4,7 @@ Snapshot format (unchanged since version 1; existing data dirs load):
 ``msgpack([SNAPSHOT_VERSION, [[key, tag, payload, expire_ms | None], ...]])``
 where ``tag`` and ``payload`` are the value type's (``kv/values.py``):
 0 string (bytes), 1 list (array), 2 set (array), 3 hash (flat array
-field, value, ...). A change to this layout must bump ``SNAPSHOT_VERSION``
+field, value, ...), 4 zset (flat array member, score (a float64), ...). A change to this layout must bump ``SNAPSHOT_VERSION``
 and keep loading the old one.
 
 Not to be confused with ``storage/snapshot.py``, which writes these bytes

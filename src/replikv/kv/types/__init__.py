@@ -8,8 +8,8 @@ here. Nothing else changes: the command table, dispatch, TYPE, snapshots and
 the digest all read the registrations.
 """
 
-from replikv.kv.types import bits, hashes, keys, lists, sets, strings
+from replikv.kv.types import bits, hashes, keys, lists, sets, strings, zsets
 
-FAMILIES = (strings, bits, lists, sets, hashes, keys)
+FAMILIES = (strings, bits, lists, sets, hashes, zsets, keys)
 
 __all__ = ["FAMILIES"]
