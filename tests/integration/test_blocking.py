@@ -93,13 +93,16 @@ def test_first_blocked_first_served_and_the_deadline(cluster: Cluster) -> None:
     # the moving forms wait the same way and move what arrives
     mover = _Call(port, "BLMOVE", "src", "dst", "LEFT", "RIGHT", "0")
     multi = _Call(port, "BLMPOP", "0", "2", "src2", "src3", "LEFT", "COUNT", "2")
-    _blocked(c, leader, 2)
+    lowest = _Call(port, "BZPOPMIN", "z", "0")
+    _blocked(c, leader, 3)
     c.client(leader).rpush("src", "m")
     c.client(leader).rpush("src3", "x", "y", "z")
-    mover.join(20)
-    multi.join(20)
+    c.client(leader).zadd("z", {"two": 2, "one": 1})
+    for call in (mover, multi, lowest):
+        call.join(20)
     assert mover.reply == b"m" and c.client(leader).lrange("dst", 0, -1) == [b"m"]
     assert multi.reply == [b"src3", [b"x", b"y"]]
+    assert lowest.reply == [b"z", b"one", b"1"] and c.client(leader).zcard("z") == 1
     # inside MULTI a blocking command does not block
     r = RawConnection(port)
     assert r.call("MULTI") == "OK" and r.call("BLPOP", "empty", "0") == "QUEUED"

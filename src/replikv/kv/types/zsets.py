@@ -53,6 +53,7 @@ from replikv.kv.args import (
     parse_cursor,
     parse_double,
     parse_int,
+    parse_timeout_ms,
     strtod,
 )
 from replikv.kv.commands import command, keys_after_numkeys
@@ -1076,3 +1077,39 @@ def zscan(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
             out.append(member)
             out.append(format_double(score))
     return [b"%d" % nxt, out]
+
+
+# --- blocking pops: what one attempt does (runtime/blocking.py waits and retries) --------------
+
+
+def _bzpop(sm: StateMachine, argv: list[bytes], top: bool) -> Reply:
+    """BZPOPMIN/BZPOPMAX key [key ...] timeout, one attempt: ``[key, member,
+    score]`` from the first non-empty sorted set, or the null array."""
+    parse_timeout_ms(argv[-1])
+    for key in argv[1:-1]:
+        zset = _write_zset(sm, key)
+        if zset is not None:
+            [(score, member)] = _pop(sm, key, zset, 1, top)
+            return [key, member, score]
+    return NULL_ARRAY
+
+
+@command("bzpopmin", -3, "write noscript blocking fast", (1, -2, 1))
+def bzpopmin(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return _bzpop(sm, argv, False)
+
+
+@command("bzpopmax", -3, "write noscript blocking fast", (1, -2, 1))
+def bzpopmax(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    return _bzpop(sm, argv, True)
+
+
+def _bzmpop_keys(argv: list[bytes]) -> list[bytes]:
+    return keys_after_numkeys(argv, at=2)  # BZMPOP timeout numkeys key ...
+
+
+@command("bzmpop", -5, "write blocking movablekeys", (0, 0, 0), find_keys=_bzmpop_keys)
+def bzmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
+    """BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count], one attempt: ZMPOP."""
+    parse_timeout_ms(argv[1])
+    return zmpop(sm, argv[1:], ctx)
