@@ -48,9 +48,9 @@ RUNTIME_COMMANDS = [
 DATA_COMMANDS = {
     "write": "SET SETNX SETEX PSETEX GETSET CAS GETDEL MSET INCR DECR INCRBY DECRBY APPEND WRITE "
     "DEL UNLINK PERSIST FLUSHALL EXPIRE PEXPIRE EXPIREAT PEXPIREAT LPUSH RPUSH LPOP RPOP "
-    "SADD SREM HSET HDEL HINCRBY",
+    "SADD SREM HSET HDEL HINCRBY EVAL EVALSHA",
     "readonly": "GET READ MGET STRLEN EXISTS TYPE TTL PTTL EXPIRETIME PEXPIRETIME KEYS SCAN DBSIZE "
-    "LRANGE LLEN SMEMBERS SISMEMBER SCARD HGET HMGET HEXISTS HGETALL HLEN",
+    "LRANGE LLEN SMEMBERS SISMEMBER SCARD HGET HMGET HEXISTS HGETALL HLEN EVAL_RO EVALSHA_RO",
 }
 
 
@@ -88,6 +88,7 @@ def test_the_one_table_carries_each_data_commands_operation() -> None:
         assert (spec.read is not None) == spec.is_readonly, spec.name
         if not spec.is_write:
             assert spec.rewrite is None and spec.logged_as is None, spec.name
+            assert spec.execute is None, spec.name
 
 
 def test_every_operation_is_reachable_from_the_table() -> None:
@@ -95,7 +96,9 @@ def test_every_operation_is_reachable_from_the_table() -> None:
     rewrite or log form, and every operation in the table comes from a family."""
     in_table = set()
     for spec in COMMANDS.values():
-        in_table.update(f for f in (spec.apply, spec.read, spec.rewrite, spec.logged_as) if f)
+        in_table.update(
+            f for f in (spec.apply, spec.read, spec.rewrite, spec.logged_as, spec.execute) if f
+        )
     family_names = {family.__name__ for family in FAMILIES}
     for family in FAMILIES:
         for name, fn in inspect.getmembers(family, inspect.isfunction):

@@ -57,6 +57,9 @@ ApplyFn = Callable[["StateMachine", list[bytes], "ApplyContext"], Reply]
 ReadFn = Callable[["StateMachine", list[bytes], int], Reply]
 RewriteFn = Callable[["StateMachine", list[bytes], int, bool], list[bytes]]
 LogFormFn = Callable[[list[bytes]], list[bytes]]
+ExecuteFn = Callable[
+    ["StateMachine", list[bytes], "ApplyContext"], tuple[Reply, list[list[bytes]] | None]
+]
 
 # Flags replikv uses for routing that Redis does not have.
 _INTERNAL_FLAGS = frozenset({"connection"})
@@ -76,6 +79,7 @@ class CommandSpec:
     read: ReadFn | None = None  # readonly: (sm, argv, now_ms) -> reply; changes nothing
     rewrite: RewriteFn | None = None  # write: (sm, argv, now_ms, exact) -> deterministic argv
     logged_as: LogFormFn | None = None  # write: minimal log form of a rewritten command
+    execute: ExecuteFn | None = None  # write: the leader's own (reply, cmds_to_log)
 
     def arity_ok(self, argc: int) -> bool:
         """True when ``argc`` (argv length, name included) fits the arity."""
@@ -115,7 +119,7 @@ def _add(spec: CommandSpec) -> None:
         raise ValueError(f"{spec.name}: exactly one of write, readonly, connection/admin must hold")
     if (spec.apply is not None) != routes[0] or (spec.read is not None) != routes[1]:
         raise ValueError(f"{spec.name}: a write carries an apply operation, a readonly one a read")
-    if (spec.rewrite or spec.logged_as) and not routes[0]:
+    if (spec.rewrite or spec.logged_as or spec.execute) and not routes[0]:
         raise ValueError(f"{spec.name}: only a write is rewritten")
     key = spec.name.upper().encode()
     if key in COMMANDS:
@@ -131,6 +135,7 @@ def command(
     *,
     rewrite: RewriteFn | None = None,
     logged_as: LogFormFn | None = None,
+    execute: ExecuteFn | None = None,
 ) -> Callable[[_F], _F]:
     """Declare data command ``name`` with the decorated function as its operation.
 
@@ -143,7 +148,8 @@ def command(
     def register(fn: _F) -> _F:
         is_write = "write" in flag_set
         _add(CommandSpec(name.lower(), arity, flag_set, *keys, apply=fn if is_write else None,
-                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as))
+                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as,
+                         execute=execute))
         return fn
 
     return register

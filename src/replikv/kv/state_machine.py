@@ -75,6 +75,7 @@ from replikv.kv.commands import COMMANDS, unknown_command
 from replikv.kv.context import ApplyContext
 from replikv.kv.dump import SNAPSHOT_VERSION
 from replikv.kv.expiry import EXPIRE_DUE, delete_due
+from replikv.kv.lua import ScriptEngine
 from replikv.kv.rewrite import prepare
 from replikv.kv.scan_index import ScanIndex
 
@@ -90,7 +91,7 @@ _spec = COMMANDS.get  # the one command table, looked up by the name as sent, th
 class StateMachine:
     """The key space plus TTLs; see the module docstring for the rules."""
 
-    __slots__ = ("data", "dirty", "expires", "expiry_heap", "scan_index")
+    __slots__ = ("_scripts", "data", "dirty", "expires", "expiry_heap", "scan_index")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
@@ -100,6 +101,15 @@ class StateMachine:
         self.dirty = 0
         self.expiry_heap: list[tuple[int, bytes]] | None = None
         self.scan_index: ScanIndex | None = None
+        self._scripts: ScriptEngine | None = None
+
+    @property
+    def scripts(self) -> ScriptEngine:
+        """This node's Lua runtime and script cache (``kv/lua.py``), made on
+        first use; not part of the replicated state (no snapshot, no digest)."""
+        if self._scripts is None:
+            self._scripts = ScriptEngine()
+        return self._scripts
 
     # ------------------------------------------------------------------ info
 
@@ -197,6 +207,10 @@ class StateMachine:
             spec = _spec(argv[0].upper())
         if spec is None or (fn := spec.apply) is None:
             return self.read(argv, now), None
+        if spec.execute is not None:  # a script: it logs its own effects
+            if not spec.arity_ok(len(argv)):
+                return wrong_arity(spec.name), None
+            return spec.execute(self, argv, ctx)
         err, cmds = prepare(self, spec, argv, now, True)
         if cmds is None:
             return err, None
