@@ -181,6 +181,7 @@ _runtime("failover", -1, "admin noscript stale")
 _runtime("replikv", -2, "admin noscript loading stale")
 _runtime("cluster", -2, "connection")
 _runtime("acl", -2, "admin noscript loading stale")
+_runtime("script", -2, "noscript connection")  # the node's own script cache (kv/lua.py)
 
 
 def lookup(name: bytes) -> CommandSpec | None:

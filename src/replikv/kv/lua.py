@@ -13,9 +13,9 @@ The sandbox (what a script sees), as Redis 7.0:
 
 - globals: the base functions Redis keeps (``assert error ipairs next pairs
   pcall xpcall rawequal rawget rawset select setmetatable getmetatable
-  tonumber tostring type unpack loadstring collectgarbage gcinfo _G
+  tonumber tostring type unpack load loadstring collectgarbage gcinfo _G
   _VERSION``), the ``string table math coroutine`` libraries and ``redis``;
-  no ``os io debug package require dofile loadfile load print getfenv
+  no ``os io debug package require dofile loadfile print getfenv
   setfenv newproxy`` and no ``python`` (lupa's bridge). Reading a missing
   global raises "Script attempted to access nonexistent global variable
   'x'", writing any global or library field "Attempt to modify a readonly
@@ -61,7 +61,7 @@ import lupa.lua51 as lua51
 from replikv.core.replies import NULL_ARRAY, Raw, RespError
 from replikv.core.resp import encode_reply
 
-__all__ = ["ScriptEngine", "sha1hex"]
+__all__ = ["ScriptEngine", "script_command", "sha1hex"]
 
 Reply = Any
 # (argv) -> (is_error, Lua value): how redis.call reaches the data
@@ -181,13 +181,13 @@ function math_lib.randomseed(s) py_seed(s) end
 
 local globals = {}
 for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'rawequal', 'rawget',
-    'select', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall', 'loadstring',
+    'select', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall', 'loadstring', 'load',
     'collectgarbage', 'gcinfo', '_VERSION'}) do
   globals[name] = real[name]
 end
 globals.pcall = function(...) return caught(pcall(...)) end
 globals.rawset = function(t, k, v)
-  if protected[t] then error(READONLY, 2) end
+  if protected[t] then error(READONLY, 0) end
   return rawset(t, k, v)
 end
 globals.setmetatable = function(t, mt)
@@ -506,14 +506,16 @@ def _clean(text: bytes) -> bytes:
 
 
 def _error(text: bytes) -> Reply:
-    """An error reply with ``text`` verbatim (Raw when RespError would alter it)."""
+    """An error reply with ``text`` (Raw when it is not UTF-8, which RespError needs).
+
+    Deviation: the encoder writes an empty error as ``-ERR`` and drops one
+    leading ``-`` (Redis writes ``{err='-x'}`` as ``--x``).
+    """
     text = _clean(text)
-    if text and not text.startswith(b"-"):
-        try:
-            return RespError(text.decode())
-        except UnicodeDecodeError:
-            pass
-    return Raw(b"-%s\r\n" % text)
+    try:
+        return RespError(text.decode())
+    except UnicodeDecodeError:
+        return Raw(b"-%s\r\n" % text)
 
 
 def _status(text: bytes) -> Reply:
@@ -528,3 +530,65 @@ def _double(value: float) -> bytes:
     if math.isnan(value):
         return b"-nan" if math.copysign(1.0, value) < 0 else b"nan"
     return b"%.17g" % value
+
+
+# ----------------------------------------------------------------------- SCRIPT
+
+_SCRIPT_HELP = [
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+]
+
+# Subcommand arity over the whole argv (SCRIPT included), as Redis declares it.
+_SCRIPT_ARITY = {b"LOAD": 3, b"EXISTS": -3, b"FLUSH": -2, b"KILL": 2, b"HELP": 2, b"DEBUG": 3}
+
+
+def script_command(engine: ScriptEngine, argv: list[bytes]) -> Reply:
+    """``SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP`` on this node's cache.
+
+    The cache is per node (not replicated, as in Redis), so the runtime
+    answers SCRIPT itself (``runtime/commands.py``). KILL finds no script
+    running (a script runs to its end within one state-machine step);
+    DEBUG is refused (no Lua debugger).
+    """
+    sub = argv[1].upper()
+    arity = _SCRIPT_ARITY.get(sub)
+    if arity is None:
+        name = argv[1].decode("utf-8", "replace")
+        return RespError(f"ERR unknown subcommand '{name}'. Try SCRIPT HELP.")
+    if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
+        return RespError(
+            f"ERR wrong number of arguments for 'script|{sub.decode().lower()}' command"
+        )
+    if sub == b"LOAD":
+        try:
+            return engine.load(argv[2])
+        except RespError as err:
+            return err
+    if sub == b"EXISTS":
+        return [0 if engine.body(sha) is None else 1 for sha in argv[2:]]
+    if sub == b"FLUSH":
+        if len(argv) > 3 or (len(argv) == 3 and argv[2].upper() not in (b"SYNC", b"ASYNC")):
+            return RespError("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
+        engine.flush()
+        return "OK"
+    if sub == b"KILL":
+        return RespError("NOTBUSY No scripts in execution right now.")
+    if sub == b"DEBUG":
+        return RespError("ERR SCRIPT DEBUG is not supported by replikv (no Lua debugger)")
+    return _SCRIPT_HELP

@@ -10,7 +10,7 @@ this node's cache is "NOSCRIPT No matching script. Please use EVAL.".
 A script runs atomically (nothing else runs on the state machine meanwhile)
 and may call the data commands of the table (``redis.call``), not the
 runtime's or the scripting commands ("ERR This Redis command is not allowed
-from script"). EVAL_RO/EVALSHA_RO are reads: a write inside them is "ERR
+from script"), except PING and ECHO, which a script may call as in Redis. EVAL_RO/EVALSHA_RO are reads: a write inside them is "ERR
 Write commands are not allowed from read-only scripts.". A script that
 fails halfway keeps the writes it made (as Redis: no rollback).
 
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from replikv.core.replies import RespError
+from replikv.core.replies import RespError, wrong_arity
 from replikv.kv.args import NEEDS_CLOCK, parse_int
 from replikv.kv.commands import lookup, command
 from replikv.kv.lua import ScriptEngine
@@ -75,6 +75,16 @@ _NOT_LOGGED = RespError("ERR EVALSHA is never logged (the leader logs EVAL with 
 _RANDOM = frozenset({b"SPOP", b"SRANDMEMBER", b"HRANDFIELD", b"ZRANDMEMBER", b"RANDOMKEY"})
 
 _LEADER, _APPLY, _READONLY = range(3)
+
+
+def _ping(argv: list[bytes]) -> Reply:
+    if len(argv) > 2:
+        return wrong_arity("ping")
+    return argv[1] if len(argv) == 2 else "PONG"
+
+
+# Runtime commands a script may call: they touch no data and need no connection.
+_CONNECTION = {"ping": _ping, "echo": lambda argv: argv[1]}
 
 
 # --- arguments and the script --------------------------------------------------------
@@ -132,6 +142,8 @@ class _Calls:
             return _UNKNOWN
         if not spec.arity_ok(len(argv)):
             return _WRONG_ARGS
+        if spec.name in _CONNECTION:
+            return _CONNECTION[spec.name](argv)
         if (spec.apply is None and spec.read is None) or "noscript" in spec.flags:
             return _NOT_ALLOWED
         if spec.name.upper().encode() in _RANDOM or "random" in spec.flags:
