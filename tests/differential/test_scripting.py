@@ -111,10 +111,10 @@ def test_error_and_status_reply_helpers(diff: Differential, msg: str) -> None:
     if msg and not msg.startswith("-"):  # replikv's encoder: no empty error, no leading "-"
         ev(diff, f"return {{err='{msg}'}}")
         ev(diff, f"error({{err='{msg}'}})")
-    if not msg.startswith("--"):
+    if not msg.startswith("--"):  # error_reply drops one "-"
         ev(diff, f"return redis.error_reply('{msg}')")
+        ev(diff, f"error(redis.error_reply('{msg}'))")
     ev(diff, f"return redis.error_reply('{msg}').err")
-    ev(diff, f"error(redis.error_reply('{msg}'))")
     ev(diff, f"local ok, e = pcall(error, {{err='{msg}'}}); return e")
     ev(diff, f"return redis.status_reply('{msg}')")
     ev(diff, f"return {{ok='{msg}'}}")
