@@ -40,9 +40,12 @@ Entry points that change the data, and which role uses which:
 Invariant (determinism): for any state S and any now_ms, if
 ``execute(argv, ctx)`` on S yields ``cmds``, then ``apply(cmds,
 ApplyContext(None))`` on a copy of S yields the same state (equal
-``digest()``) and the same final reply; and ``prepare(argv, ctx,
-exact=False)`` then ``apply(cmds, ctx)`` on S yields the same reply and
-state as ``execute``. The property test
+``digest()``) and the same final reply (except for a script, whose
+``cmds`` are the writes it made: the follower's replies are theirs); and
+``prepare(argv, ctx, exact=False)`` then ``apply(cmds, ctx)`` on S yields
+the same reply and state as ``execute``. Scripts (EVAL, EVALSHA) carry
+their own ``execute`` in the table: the leader runs them and logs their
+effects, raft logs them and runs them at apply (``kv/types/scripting.py``). The property test
 ``tests/property/test_state_machine_property.py`` and
 ``tests/unit/test_state_machine_prepare.py`` check them.
 

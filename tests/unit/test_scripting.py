@@ -1,0 +1,242 @@
+"""Scripts and the determinism invariant: what each path logs, and that
+every replica reaches the same state (``kv/types/scripting.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from replikv.core.replies import RespError
+from replikv.kv.args import NEEDS_CLOCK
+from replikv.kv.context import ApplyContext
+from replikv.kv.lua import ScriptEngine, script_command, sha1hex
+from replikv.kv.state_machine import StateMachine
+
+NOW = 1_700_000_000_000
+CTX = ApplyContext(NOW)
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _eval(body: str, *rest: str | bytes) -> list[bytes]:
+    return [b"EVAL", body.encode(), *(r if isinstance(r, bytes) else r.encode() for r in rest)]
+
+
+# --- leader-follower: effects replication ------------------------------------------------
+
+
+def test_the_leader_logs_the_writes_a_script_made_as_one_entry() -> None:
+    leader, follower = StateMachine(), StateMachine()
+    argv = _eval("redis.call('set', KEYS[1], 'v', 'EX', 10); redis.call('get', KEYS[1]); "
+                 "redis.call('rpush', 'l', 'a', 'b'); redis.call('del', 'missing'); "
+                 "return redis.call('incr', 'n')", "1", "k")
+    reply, cmds = leader.execute(argv, CTX)
+    assert reply == 1
+    assert cmds == [
+        [b"SET", b"k", b"v", b"PXAT", b"%d" % (NOW + 10_000)],
+        [b"rpush", b"l", b"a", b"b"],
+        [b"incr", b"n"],
+    ]
+    follower.apply(cmds, ApplyContext(None))
+    assert follower.digest() == leader.digest()
+
+
+def test_a_script_that_changes_nothing_logs_nothing() -> None:
+    sm = StateMachine()
+    assert sm.execute(_eval("return redis.call('get', 'k')", "0"), CTX) == (None, None)
+    assert sm.execute(_eval("return redis.call('del', 'k')", "0"), CTX) == (0, None)
+    reply, cmds = sm.execute(_eval("return (", "0"), CTX)
+    assert isinstance(reply, RespError) and cmds is None
+    assert sm.execute([b"EVAL", b"return 1"], CTX)[1] is None  # wrong arity
+
+
+def test_a_failing_script_logs_the_writes_it_made_before_failing() -> None:
+    leader, follower = StateMachine(), StateMachine()
+    leader.execute([b"SET", b"str", b"x"], CTX)
+    follower.apply([[b"SET", b"str", b"x"]], ApplyContext(None))
+    reply, cmds = leader.execute(
+        _eval("redis.call('set', 'a', '1'); redis.call('lpush', 'str', 'x'); "
+              "redis.call('set', 'b', '2')", "0"), CTX)
+    assert isinstance(reply, RespError) and reply.message.startswith("WRONGTYPE")
+    assert cmds == [[b"set", b"a", b"1"]]
+    follower.apply(cmds, ApplyContext(None))
+    assert follower.digest() == leader.digest()
+
+
+def test_expired_keys_a_script_touches_are_deleted_in_the_log_first() -> None:
+    leader, follower = StateMachine(), StateMachine()
+    setup = [b"SET", b"k", b"old", b"PXAT", b"%d" % (NOW - 1)]
+    leader.apply([setup], ApplyContext(None))
+    follower.apply([setup], ApplyContext(None))
+    reply, cmds = leader.execute(_eval("return redis.call('append', KEYS[1], 'x')", "1", "k"), CTX)
+    assert reply == 1
+    assert cmds == [[b"DEL", b"k"], [b"append", b"k", b"x"]]
+    follower.apply(cmds, ApplyContext(None))
+    assert follower.digest() == leader.digest()
+
+
+def test_a_transaction_of_scripts_is_one_entry() -> None:
+    leader, follower = StateMachine(), StateMachine()
+    replies, cmds = leader.execute_transaction(
+        [_eval("return redis.call('incr', 'n')", "0"), [b"INCR", b"n"],
+         _eval("return redis.call('incr', 'n')", "0")], CTX)
+    assert replies == [1, 2, 3]
+    assert cmds is not None and len(cmds) == 3
+    follower.apply(cmds, ApplyContext(None))
+    assert follower.digest() == leader.digest()
+
+
+# --- raft: script replication --------------------------------------------------------------
+
+
+def test_raft_logs_eval_as_sent_and_evalsha_with_its_body() -> None:
+    sm = StateMachine()
+    argv = _eval("return redis.call('incr', KEYS[1])", "1", "n")
+    err, cmds = sm.prepare(argv, CTX, exact=False)
+    assert err is None and cmds is not None and cmds[-1] is argv
+    sha = script_command(sm.scripts, [b"SCRIPT", b"LOAD", argv[1]])
+    err, cmds = sm.prepare([b"EVALSHA", sha.upper(), b"1", b"n"], CTX, exact=False)
+    assert cmds == [[b"EVAL", argv[1], b"1", b"n"]]
+    # a replica that never saw the script runs it from the log
+    other = StateMachine()
+    assert other.apply(cmds, CTX) == [1]
+    assert sm.prepare([b"EVALSHA", b"0" * 40, b"0"], CTX, exact=False) == (
+        RespError("NOSCRIPT No matching script. Please use EVAL."), None)
+    assert sm.prepare(_eval("return (", "0"), CTX, exact=False)[1] is None
+    assert sm.prepare(_eval("return 1", "2", "k"), CTX, exact=False)[1] is None
+
+
+def test_raft_runs_the_script_against_the_state_it_meets_at_apply() -> None:
+    """The rewrite reads no data: entries applied in between are seen."""
+    sm = StateMachine()
+    _, cmds = sm.prepare(_eval("return redis.call('incr', KEYS[1])", "1", "n"), CTX, exact=False)
+    sm.apply([[b"SET", b"n", b"10"]], CTX)
+    assert sm.apply(cmds, CTX) == [11]
+
+
+def test_raft_applies_time_at_the_entry_time() -> None:
+    a, b = StateMachine(), StateMachine()
+    _, cmds = a.prepare(_eval("redis.call('set', 'k', 'v', 'EX', 5); "
+                              "return redis.call('pttl', 'k')", "0"), CTX, exact=False)
+    assert cmds is not None
+    assert a.apply(cmds, CTX) == [5000]
+    assert b.apply(cmds, CTX) == [5000]
+    assert a.expires == {b"k": NOW + 5000} and a.digest() == b.digest()
+    # a key due at the entry's time is gone for the script
+    late = ApplyContext(NOW + 5000)
+    assert a.apply([_eval("return redis.call('exists', 'k')", "0")], late) == [0]
+
+
+def test_scripts_are_never_applied_without_a_clock() -> None:
+    sm = StateMachine()
+    assert sm.apply([_eval("return redis.call('set', 'k', 'v')", "0")], ApplyContext(None)) == [
+        NEEDS_CLOCK]
+    reply = sm.apply([[b"EVALSHA", sha1hex(b"return 1"), b"0"]], CTX)[0]
+    assert isinstance(reply, RespError) and "never logged" in reply.message
+    assert sm.digest() == StateMachine().digest()
+
+
+_REPLICA = """
+import json, sys
+from replikv.kv.context import ApplyContext
+from replikv.kv.state_machine import StateMachine
+cmds, now = json.loads(sys.argv[1]), int(sys.argv[2])
+sm = StateMachine()
+replies = []
+for argv in cmds:
+    replies.append(repr(sm.apply([[a.encode() for a in argv]], ApplyContext(now))[0]))
+print(json.dumps([sm.digest().hex(), replies]))
+"""
+
+# A script whose writes follow the order of a set's members and of math.random.
+_ORDER_SCRIPT = textwrap.dedent("""
+    local members = redis.call('smembers', KEYS[1])
+    for i, m in ipairs(members) do redis.call('rpush', 'order', m) end
+    redis.call('set', 'first', members[1])
+    redis.call('set', 'draw', math.random(1000000))
+    return members
+""")
+
+
+@pytest.mark.parametrize("seed", ["1", "2", "3"])
+def test_raft_replicas_in_processes_with_other_hash_seeds_agree(seed: str) -> None:
+    """prepare(exact=False) + apply on separate processes: a Python set's
+    order differs with PYTHONHASHSEED, the state the script builds must not."""
+    members = [f"m{i}" for i in range(40)]
+    entries = [["SADD", "s", *members], ["EVAL", _ORDER_SCRIPT, "1", "s"]]
+    outcomes = []
+    for hash_seed in ("0", seed + "17"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": SRC}
+        out = subprocess.run(
+            [sys.executable, "-c", _REPLICA, json.dumps(entries), str(NOW)],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )
+        outcomes.append(json.loads(out.stdout))
+    assert outcomes[0] == outcomes[1]
+    assert "m0" in outcomes[0][1][1] and "m9" in outcomes[0][1][1]
+
+
+def test_leader_and_raft_paths_agree_on_a_mixed_workload() -> None:
+    leader, follower, raft = StateMachine(), StateMachine(), StateMachine()
+    scripts = [
+        [b"SADD", b"s", b"a", b"b", b"c"],
+        _eval(_ORDER_SCRIPT, "1", "s"),
+        _eval("redis.call('hset', 'h', 'f', ARGV[1]); return redis.call('hincrby', 'h', 'f', 2)",
+              "0", "40"),
+        _eval("redis.call('expire', 'h', 100); return redis.call('ttl', 'h')", "0"),
+        _eval("local ok = redis.pcall('lpush', 'h', 'x'); redis.call('del', 'first'); "
+              "return ok", "0"),
+        _eval("redis.call('set', 'gone', 1, 'PX', 1); return 1", "0"),
+    ]
+    for i, argv in enumerate(scripts):
+        ctx = ApplyContext(NOW + i)
+        reply, cmds = leader.execute(list(argv), ctx)
+        if cmds:
+            follower.apply(cmds, ApplyContext(None))
+        err, raft_cmds = raft.prepare(list(argv), ctx, exact=False)
+        assert err is None and raft_cmds is not None
+        assert raft.apply(raft_cmds, ctx)[-1] == reply, argv
+        assert leader.digest() == follower.digest() == raft.digest(), argv
+
+
+# --- read-only scripts, the cache, the sandbox ----------------------------------------------
+
+
+def test_eval_ro_is_a_read() -> None:
+    sm = StateMachine()
+    sm.execute([b"SET", b"k", b"v"], CTX)
+    assert sm.prepare([b"EVAL_RO", b"return 1", b"0"], CTX, exact=False) == (None, None)
+    assert sm.read([b"EVAL_RO", b"return redis.call('get', KEYS[1])", b"1", b"k"], NOW) == b"v"
+    reply = sm.read([b"EVAL_RO", b"return redis.call('set', 'k', 'w')", b"0"], NOW)
+    assert isinstance(reply, RespError) and reply.message.startswith(
+        "ERR Write commands are not allowed from read-only scripts.")
+    assert sm.read([b"GET", b"k"], NOW) == b"v"
+
+
+def test_the_script_cache_is_not_replicated_state() -> None:
+    sm = StateMachine()
+    before = sm.digest()
+    script_command(sm.scripts, [b"SCRIPT", b"LOAD", b"return 1"])
+    sm.execute(_eval("return redis.call('set', 'k', 'v')", "0"), CTX)
+    assert sm.scripts.body(sha1hex(b"return 1")) == b"return 1"
+    assert sm.digest() != before
+    copy = StateMachine()
+    copy.restore(sm.snapshot())
+    assert copy.digest() == sm.digest()
+    assert copy.scripts.cache == {}
+
+
+def test_scripts_cannot_reach_python() -> None:
+    engine = ScriptEngine()
+    replies = []
+    for body in [b"return redis.call.__self__", b"return python", b"return redis.call.__class__",
+                 b"return getmetatable(_G)", b"return debug"]:
+        sha = engine.load(body)
+        replies.append(engine.run(sha, [], [], lambda argv: (False, None)))
+    assert all(isinstance(r, RespError) or r is None for r in replies), replies
+    assert replies[3] is None  # getmetatable(_G) is protected: false -> nil
