@@ -334,6 +334,26 @@ def test_eval_ro(diff: Differential) -> None:
     diff.run("EXISTS", "a")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "#!lua\nreturn 1",
+        "#!lua\nerror('x')",
+        "#!lua\nreturn redis.call('set', 'a', 'b')",
+        "#!lua flags=no-writes\nreturn redis.call('set', 'a', 'b')",
+        "#!lua flags=no-writes\nreturn redis.call('get', 'a')",
+        "#!lua flags=no-writes,allow-stale\nreturn 1",
+        "#!lua flags=\nreturn 1",
+        "#!py\nreturn 1",
+        "#!lua flags=bogus\nreturn 1",
+        "#!lua name=x\nreturn 1",
+    ],
+)
+def test_shebang_flags(diff: Differential, body: str) -> None:
+    diff.run("EVAL", body, "0")
+    diff.run("EVAL_RO", body, "0")
+
+
 # --- EVALSHA and SCRIPT --------------------------------------------------------------------
 
 
@@ -376,6 +396,8 @@ def test_script_errors_and_options(fresh: Differential) -> None:
     script(diff, "HELP", "x")
     script(diff, "KILL")
     script(diff, "KILL", "x")
+    script(diff, "LOAD", "#!lua flags=bogus\nreturn 1")
+    script(diff, "LOAD", "#!lua flags=no-writes\nreturn 1")
 
 
 def test_evalsha_writes_replicate_to_a_replica_that_never_saw_the_script(

@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import hiredis
 import lupa.lua51 as lua51
@@ -61,7 +61,7 @@ import lupa.lua51 as lua51
 from replikv.core.replies import NULL_ARRAY, Raw, RespError
 from replikv.core.resp import encode_reply
 
-__all__ = ["ScriptEngine", "script_command", "sha1hex"]
+__all__ = ["Script", "ScriptEngine", "script_command", "sha1hex"]
 
 Reply = Any
 # (argv) -> (is_error, Lua value): how redis.call reaches the data
@@ -321,11 +321,53 @@ def _set_repl(*args: Any) -> None:
         raise _Raise(b"replikv replicates every write of a script (REPL_ALL only)", False)
 
 
+class Script(NamedTuple):
+    """A cached script: its body, compiled function and shebang flags (None:
+    no shebang, the Redis 6 style script)."""
+
+    body: bytes
+    fn: Any
+    flags: frozenset[bytes] | None
+
+    @property
+    def may_write(self) -> bool:
+        return self.flags is None or b"no-writes" not in self.flags
+
+
+_SHEBANG_FLAGS = frozenset(
+    {b"no-writes", b"allow-oom", b"allow-stale", b"no-cluster", b"allow-cross-slot-keys"}
+)
+
+
+def _shebang_flags(body: bytes) -> frozenset[bytes] | None:
+    """The flags of a ``#!lua flags=a,b`` first line (Redis 7), None without one."""
+    if not body.startswith(b"#!"):
+        return None
+    words = body.split(b"\n", 1)[0].split(b" ")
+    if words[0] != b"#!lua":
+        raise RespError(f"ERR Unexpected engine in script shebang: {_text(words[0])}")
+    flags: set[bytes] = set()
+    for word in words[1:]:
+        if not word:
+            continue
+        if not word.startswith(b"flags="):
+            raise RespError(f"ERR Unknown lua shebang option: {_text(word)}")
+        for flag in word[6:].split(b","):
+            if flag and flag not in _SHEBANG_FLAGS:
+                raise RespError(f"ERR Unexpected flag in script shebang: {_text(flag)}")
+            flags.add(flag)
+    return frozenset(flags)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
 class ScriptEngine:
     """One node's Lua runtime and script cache (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.cache: dict[bytes, tuple[bytes, Any]] = {}
+        self.cache: dict[bytes, Script] = {}
         self._rand = _Rand48()
         self._call: CallFn | None = None
         self.lua = lua51.LuaRuntime(
@@ -342,21 +384,27 @@ class ScriptEngine:
     def load(self, body: bytes) -> bytes:
         """Compile ``body`` into the cache (SCRIPT LOAD, EVAL); its sha.
 
-        Raises Redis's "Error compiling script" error for a bad body.
+        Raises Redis's error for a bad shebang or a body that does not compile.
         """
         sha = sha1hex(body)
         if sha not in self.cache:
-            fn, err = self._compile(body)
+            flags = _shebang_flags(body)
+            source = body if flags is None else b"--" + body  # keeps the line numbers
+            fn, err = self._compile(source)
             if fn is None:
                 message = err.decode("utf-8", "replace")
                 raise RespError(f"ERR Error compiling script (new function): {message}")
-            self.cache[sha] = (body, fn)
+            self.cache[sha] = Script(body, fn, flags)
         return sha
+
+    def get(self, sha: bytes) -> Script | None:
+        """The cached script ``sha`` (any case), or None."""
+        return self.cache.get(sha.lower())
 
     def body(self, sha: bytes) -> bytes | None:
         """The cached body of ``sha`` (any case), or None."""
-        entry = self.cache.get(sha.lower())
-        return None if entry is None else entry[0]
+        script = self.cache.get(sha.lower())
+        return None if script is None else script.body
 
     def flush(self) -> None:
         self.cache.clear()
@@ -368,7 +416,7 @@ class ScriptEngine:
 
         ``call(argv)`` serves each ``redis.call``/``redis.pcall``.
         """
-        fn = self.cache[sha][1]
+        fn = self.cache[sha].fn
         lua = self.lua
         outer = self._call
         self._call = call

@@ -7,6 +7,8 @@ negative", "... can't be greater than number of args"); the first
 ``numkeys`` arguments are ``KEYS``, the rest ``ARGV``. EVAL caches the body
 (EVALSHA may use it afterwards, on this node); EVALSHA of a sha not in
 this node's cache is "NOSCRIPT No matching script. Please use EVAL.".
+A Redis 7 shebang (``#!lua flags=no-writes,...``) is honoured: ``no-writes``
+makes the script read-only; EVAL_RO refuses a shebang script without it.
 A script runs atomically (nothing else runs on the state machine meanwhile)
 and may call the data commands of the table (``redis.call``), not the
 runtime's or the scripting commands ("ERR This Redis command is not allowed
@@ -69,6 +71,7 @@ _UNKNOWN = RespError("ERR Unknown Redis command called from script")
 _NOT_ALLOWED = RespError("ERR This Redis command is not allowed from script")
 _WRONG_ARGS = RespError("ERR Wrong number of args calling Redis command from script")
 _RO_WRITE = RespError("ERR Write commands are not allowed from read-only scripts.")
+_RO_WITH_WRITE_FLAG = RespError("ERR Can not execute a script with write flag using *_ro command.")
 _NOT_LOGGED = RespError("ERR EVALSHA is never logged (the leader logs EVAL with the body)")
 
 # Commands whose outcome is random: a replica re-running the script would draw differently.
@@ -111,8 +114,16 @@ def _script(sm: StateMachine, argv: list[bytes]) -> bytes:
 
 
 def _run(sm: StateMachine, argv: list[bytes], calls: _Calls) -> Reply:
+    """Run the script of ``argv``; a ``#!lua flags=no-writes`` one as a read-only
+    script, one with a shebang but no such flag is refused by EVAL_RO (Redis 7)."""
     keys, args = _keys_and_args(argv)
     sha = _script(sm, argv)
+    script = sm.scripts.get(sha)
+    assert script is not None
+    if not script.may_write:
+        calls.mode = _READONLY
+    elif calls.mode == _READONLY and script.flags is not None:
+        raise _RO_WITH_WRITE_FLAG
     return sm.scripts.run(sha, keys, args, calls)
 
 
