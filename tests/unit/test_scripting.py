@@ -15,7 +15,7 @@ import pytest
 from replikv.core.replies import RespError
 from replikv.kv.args import NEEDS_CLOCK
 from replikv.kv.context import ApplyContext
-from replikv.kv.lua import ScriptEngine, script_command, sha1hex
+from replikv.kv.lua import ScriptEngine, script_command, sha1hex, with_body
 from replikv.kv.state_machine import StateMachine
 
 NOW = 1_700_000_000_000
@@ -240,3 +240,14 @@ def test_scripts_cannot_reach_python() -> None:
         replies.append(engine.run(sha, [], [], lambda argv: (False, None)))
     assert all(isinstance(r, RespError) or r is None for r in replies), replies
     assert replies[3] is None  # getmetatable(_G) is protected: false -> nil
+
+
+def test_a_node_forwards_evalsha_with_the_body_it_has() -> None:
+    sm = StateMachine()
+    sha = script_command(sm.scripts, [b"SCRIPT", b"LOAD", b"return 1"])
+    assert with_body(sm, [b"evalsha", sha, b"0", b"x"]) == [b"EVAL", b"return 1", b"0", b"x"]
+    assert with_body(sm, [b"EVALSHA_RO", sha.upper(), b"0"]) == [b"EVAL_RO", b"return 1", b"0"]
+    unknown = [b"EVALSHA", b"0" * 40, b"0"]
+    assert with_body(sm, unknown) is unknown
+    other = [b"SET", b"k", b"v"]
+    assert with_body(sm, other) is other

@@ -61,7 +61,7 @@ import lupa.lua51 as lua51
 from replikv.core.replies import NULL_ARRAY, Raw, RespError
 from replikv.core.resp import encode_reply
 
-__all__ = ["Script", "ScriptEngine", "script_command", "sha1hex"]
+__all__ = ["Script", "ScriptEngine", "script_command", "sha1hex", "with_body"]
 
 Reply = Any
 # (argv) -> (is_error, Lua value): how redis.call reaches the data
@@ -581,6 +581,20 @@ def _double(value: float) -> bytes:
 
 
 # ----------------------------------------------------------------------- SCRIPT
+
+_WITH_BODY = {b"EVALSHA": b"EVAL", b"EVALSHA_RO": b"EVAL_RO"}
+
+
+def with_body(sm: Any, argv: list[bytes]) -> list[bytes]:
+    """``EVALSHA[_RO] sha ...`` as ``EVAL[_RO] body ...`` when ``sm``'s node has
+    the script, else ``argv`` itself: what a node forwards to its leader,
+    whose cache (per node) may not hold it."""
+    name = _WITH_BODY.get(argv[0].upper()) if len(argv) > 1 else None
+    if name is None:
+        return argv
+    body = sm.scripts.body(argv[1])
+    return argv if body is None else [name, body, *argv[2:]]
+
 
 _SCRIPT_HELP = [
     "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
