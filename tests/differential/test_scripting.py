@@ -278,6 +278,14 @@ def test_pcall_returns_errors(diff: Differential) -> None:
         "math.floor = nil",
         "setmetatable(_G, nil)",
         "return load('return 2')()",
+        "return {loadstring(string.dump(function() return 1 end))}",
+        "local f, e = loadstring(string.dump(function() return 1 end)); return {type(f), e}",
+        "local f, e = loadstring(string.dump(function() return 1 end), '=x'); return e",
+        "local f, e = loadstring('\\27Lua'); return {type(f), e}",
+        "local n = 0; local f, e = load(function() n = n + 1; if n == 1 then "
+        "return string.dump(function() return 1 end) end end); return {type(f), e}",
+        "local n = 0; return load(function() n = n + 1; if n == 1 then return 'return 7' end end)()",
+        "local f, e = loadstring('return (', 'chunk'); return e",
     ],
 )
 def test_script_errors(diff: Differential, body: str) -> None:

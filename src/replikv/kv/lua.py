@@ -23,7 +23,8 @@ The sandbox (what a script sees), as Redis 7.0:
   script can leave state behind for the next one (which would make
   replicas that restarted diverge from the others). ``cjson``, ``cmsgpack``,
   ``struct`` and ``bit`` are not provided; ``pairs`` over a library proxy
-  sees nothing (Lua 5.1 has no ``__pairs``).
+  sees nothing (Lua 5.1 has no ``__pairs``). Bytecode is never loaded:
+  ``loadstring``/``load`` of a binary chunk fail as Redis's do.
 - ``math.random``/``math.randomseed`` use Redis's rand48 generator, reseeded
   with 0 before every script (Redis 5's rule for deterministic scripts;
   Redis 7 no longer reseeds), so a script draws the same numbers on every
@@ -181,11 +182,48 @@ function math_lib.randomseed(s) py_seed(s) end
 
 local globals = {}
 for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'rawequal', 'rawget',
-    'select', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall', 'loadstring', 'load',
+    'select', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall',
     'collectgarbage', 'gcinfo', '_VERSION'}) do
   globals[name] = real[name]
 end
 globals.pcall = function(...) return caught(pcall(...)) end
+
+-- Lua bytecode is never loaded (it can crash the interpreter): as Redis's Lua,
+-- a binary chunk fails like text that does not parse
+local real_loadstring, concat = loadstring, table.concat
+local function binary_refused(name)
+  local id
+  local c = name:sub(1, 1)
+  if c == '=' or c == '@' then
+    id = name:sub(2)
+  else
+    local src = name:match('^[^%z]*')
+    local len = #src:match('^[^\n\r]*')
+    if len > 44 then len = 44 end
+    if len < #src then id = '[string "' .. src:sub(1, len) .. '..."]' else id = '[string "' .. src .. '"]' end
+  end
+  return nil, id .. ":1: unexpected symbol near 'char(27)'"
+end
+globals.loadstring = function(s, name)
+  if type(s) == 'string' and s:byte(1) == 27 then return binary_refused(name or s) end
+  return real_loadstring(s, name)
+end
+globals.load = function(reader, name)
+  if type(reader) ~= 'function' then
+    error("bad argument #1 to 'load' (function expected, got " .. type(reader) .. ")", 2)
+  end
+  local parts = {}
+  while true do
+    local piece = reader()
+    if piece == nil or piece == '' then break end
+    if type(piece) ~= 'string' then return nil, 'reader function must return a string' end
+    parts[#parts + 1] = piece
+  end
+  local chunk = concat(parts)
+  name = name or '=(load)'
+  if chunk:byte(1) == 27 then return binary_refused(name) end
+  return real_loadstring(chunk, name)
+end
 globals.rawset = function(t, k, v)
   if protected[t] then error(READONLY, 0) end
   return rawset(t, k, v)
