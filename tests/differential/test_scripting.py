@@ -135,6 +135,24 @@ def test_reply_helper_argument_errors(diff: Differential) -> None:
     ev(diff, "return redis.replicate_commands()")
     ev(diff, "return redis.setresp(2)")
     ev(diff, "return redis.breakpoint()")
+    ev(diff, "return type()")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["bit.tohex(255)", "bit.tohex(-1, -4)", "bit.tohex(255, 2)", "bit.tohex(255, 12)",
+     "bit.tohex(255, 0)", "bit.tohex(1.7)", "bit.band(0xff, 0x0f, 0x3)", "bit.bor(1, 2, 4)",
+     "bit.bxor(5, 3)", "bit.bnot(0)", "bit.lshift(1, 31)", "bit.lshift(1, 32)",
+     "bit.rshift(-1, 28)", "bit.arshift(-256, 4)", "bit.rol(0x12345678, 8)",
+     "bit.ror(0x12345678, 8)", "bit.bswap(0x12345678)", "bit.tobit(0xffffffff)",
+     "bit.tobit(2^40 + 5)", "bit.tobit(1.5)", "bit.tobit(2.5)", "bit.tobit(-1.5)",
+     "bit.band()", "bit.band('7', 3)", "bit.band('x', 3)", "bit.tobit()", "bit.band(1, nil)",
+     "bit.bor(1, {})", "bit.band(7)", "bit.rol(1, 33)"],
+)
+def test_bit_library(diff: Differential, expr: str) -> None:
+    ev(diff, f"return {expr}")
+    ev(diff, f"local ok, e = pcall(function() return {expr} end); return {{tostring(ok), e}}")
+    ev(diff, f"\nlocal x = {expr}\nreturn x")
 
 
 # --- KEYS, ARGV, numkeys, arity ----------------------------------------------------------

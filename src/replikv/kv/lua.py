@@ -21,8 +21,8 @@ The sandbox (what a script sees), as Redis 7.0:
   'x'", writing any global or library field "Attempt to modify a readonly
   table": the global table and the libraries are read-only proxies, so no
   script can leave state behind for the next one (which would make
-  replicas that restarted diverge from the others). ``cjson``, ``cmsgpack``,
-  ``struct`` and ``bit`` are not provided; ``pairs`` over a library proxy
+  replicas that restarted diverge from the others). ``bit`` (LuaBitOp) is
+  provided (``kv/lua_libs.py``); ``cjson``, ``cmsgpack`` and ``struct`` are not; ``pairs`` over a library proxy
   sees nothing (Lua 5.1 has no ``__pairs``). Bytecode is never loaded:
   ``loadstring``/``load`` of a binary chunk fail as Redis's do.
 - ``math.random``/``math.randomseed`` use Redis's rand48 generator, reseeded
@@ -37,6 +37,11 @@ The sandbox (what a script sees), as Redis 7.0:
   a replica may not skip a write), ``redis.breakpoint``/``redis.debug``
   (no debugger), the ``LOG_*``/``REPL_*`` constants and
   ``REDIS_VERSION``.
+- ``redis.call``, ``redis.pcall``, ``redis.sha1hex``, ``redis.log``,
+  ``redis.setresp``, ``redis.set_repl`` and ``bit.*`` are Python callables,
+  so ``type()`` says ``userdata`` where Redis says ``function``: a Lua
+  function would be tail-called by ``return redis.call(...)`` and the
+  error's line lost.
 - ``pcall`` turns an error table ``{err=...}`` into its message, as Redis
   7.0's patched Lua does, so ``pcall(redis.call, ...)`` yields a string.
 
@@ -61,6 +66,7 @@ import lupa.lua51 as lua51
 
 from replikv.core.replies import NULL_ARRAY, Raw, RespError
 from replikv.core.resp import encode_reply
+from replikv.kv import lua_libs
 
 __all__ = ["Script", "ScriptEngine", "script_command", "sha1hex", "with_body"]
 
@@ -102,7 +108,7 @@ class _Rand48:
 # callbacks; they stay in locals, out of any script's reach.
 _SETUP = r"""
 local py_call, py_pcall, py_sha1, py_log, py_setresp, py_set_repl, py_error_text,
-  py_random, py_seed, version, version_num = ...
+  py_random, py_seed, version, version_num, py_libs = ...
 local real = _G
 local error, type, tostring, select, rawget, rawset = error, type, tostring, select, rawget, rawset
 local setmetatable, getmetatable, pcall, xpcall = setmetatable, getmetatable, pcall, xpcall
@@ -238,11 +244,17 @@ globals.table = readonly(table)
 globals.coroutine = readonly(coroutine)
 globals.math = readonly(math_lib)
 globals.redis = readonly(redis)
+for name, lib in pairs(py_libs) do  -- bit: Python callables, kv/lua_libs.py
+  local t = {}
+  for k, v in pairs(lib) do t[k] = v end
+  globals[name] = readonly(t)
+end
 getmetatable('').__index = globals.string
 getmetatable('').__metatable = false
 
 -- The global table itself becomes the read-only proxy (loadstring'd chunks share it).
--- lupa looks up debug.traceback through the C API (no Lua frame): it alone gets it.
+-- lupa looks up debug.traceback through the C API (from no Lua frame, or from its own
+-- C function when Python calls back into Lua): it alone gets it.
 local lupa_debug = {traceback = debug.traceback}
 for k in pairs(copy(real)) do rawset(real, k, nil) end
 globals._G = real
@@ -250,7 +262,10 @@ protected[real] = true
 setmetatable(real, {
   __index = function(_, k)
     local v = globals[k]
-    if v == nil and k == 'debug' and not getinfo(2, 'S') then return lupa_debug end
+    if v == nil and k == 'debug' then
+      local caller = getinfo(2, 'S')
+      if not caller or caller.what == 'C' then return lupa_debug end
+    end
     if v == nil then
       error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
     end
@@ -298,7 +313,20 @@ local function run(fn, keys, argv)
   return ok, value
 end
 
-return compile, run
+-- "user_script:3: " for an error a library function raises, as luaL_error words it
+local function position()
+  for level = 2, 50 do
+    local info = getinfo(level, 'Sl')
+    if not info then break end
+    if info.what ~= 'C' and info.source ~= here then
+      if info.currentline > 0 then return info.short_src .. ':' .. info.currentline .. ': ' end
+      return ''
+    end
+  end
+  return ''
+end
+
+return compile, run, position
 """
 
 
@@ -412,9 +440,13 @@ class ScriptEngine:
             encoding=None, register_eval=False, register_builtins=False,
             unpack_returned_tuples=True, attribute_filter=_deny_attributes,
         )
-        self._compile, self._run = self.lua.execute(
+        libs = self.lua.table_from({
+            name.encode(): self.lua.table_from({k.encode(): fn for k, fn in lib.items()})
+            for name, lib in lua_libs.libraries(self).items()
+        })
+        self._compile, self._run, self._position = self.lua.execute(
             _SETUP, self._redis_call, self._redis_pcall, _sha1hex, _log, _setresp, _set_repl,
-            _error_text, self._rand.next, self._py_seed, _VERSION.encode(), _VERSION_NUM,
+            _error_text, self._rand.next, self._py_seed, _VERSION.encode(), _VERSION_NUM, libs,
         )
 
     # -------------------------------------------------------------- the cache
@@ -498,6 +530,11 @@ class ScriptEngine:
         if self._call is None:
             return True, b"ERR redis.call outside a script run"
         return self._call(argv)
+
+    def lib_error(self, message: bytes) -> Exception:
+        """The error a library function (bit, cjson) raises: positioned at the
+        script's line, as a C library's luaL_error is."""
+        return _Raise(self._position() + message, False)
 
     def _py_seed(self, value: Any) -> None:
         self._rand.seed(int(value) if isinstance(value, (int, float)) else 0)
