@@ -106,7 +106,9 @@ def test_lua_values_become_redis_replies(diff: Differential, body: str) -> None:
     ev(diff, body)
 
 
-@pytest.mark.parametrize("msg", ["y", "x y", "", "-y", "-x y", "ERR", "WRONGTYPE", " y", "y ", "--y z"])
+@pytest.mark.parametrize(
+    "msg", ["y", "x y", "", "-y", "-x y", "ERR", "WRONGTYPE", " y", "y ", "--y z"]
+)
 def test_error_and_status_reply_helpers(diff: Differential, msg: str) -> None:
     if msg and not msg.startswith("-"):  # replikv's encoder: no empty error, no leading "-"
         ev(diff, f"return {{err='{msg}'}}")
@@ -153,6 +155,42 @@ def test_bit_library(diff: Differential, expr: str) -> None:
     ev(diff, f"return {expr}")
     ev(diff, f"local ok, e = pcall(function() return {expr} end); return {{tostring(ok), e}}")
     ev(diff, f"\nlocal x = {expr}\nreturn x")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "cjson.encode({1, 'a', {x=1}, true, false})", "cjson.encode({})",
+        "cjson.encode({a={b={1,2}}})", r"cjson.encode('a/b\"\\\n\t\1\127\200')",
+        "cjson.encode(1.5)", "cjson.encode(0.1)", "cjson.encode(1e20)",
+        "cjson.encode(123456789012345)", "cjson.encode(1/0)", "cjson.encode(0/0)",
+        "cjson.encode(nil)", "cjson.encode()", "cjson.encode(1, 2)",
+        "cjson.encode({[1]=1, [3]=3})", "cjson.encode({[1]=1, [2]=2, [4]=4})",
+        "cjson.encode({[1]='a', x='b'})", "cjson.encode({[2]=1})", "cjson.encode({[10]=1})",
+        "cjson.encode({[11]=1})", "cjson.encode({[1.5]=1})", "cjson.encode({[-1]=1})",
+        "cjson.encode(cjson.null)", "cjson.encode({cjson.null})", "cjson.encode(function() end)",
+        "cjson.encode({f=function() end})", "cjson.encode({[true]=1})", "cjson.encode({{},{}})",
+        "cjson.encode({['1']=2})",
+        "cjson.decode('[1,2,3]')", """cjson.decode('{"a":1}').a""", """cjson.decode('"x"')""",
+        "cjson.decode('1.5')", "tostring(cjson.decode('1.5'))", "cjson.decode('[1,null,3]')",
+        "type(cjson.decode('null'))", "tostring(cjson.decode('null') == cjson.null)",
+        "cjson.decode('[')", "cjson.decode('')", """cjson.decode('{"a":}')""",
+        "cjson.decode('nul')", r"""cjson.decode('"\\u00e9"')""", "cjson.decode('[true,false]')",
+        """cjson.decode('{"a":[1,{"b":"c"}]}').a[2].b""", "cjson.decode(1)",
+        "cjson.decode()", "cjson.decode({})", "cjson.decode('1e400')", "cjson.decode('[1] x')",
+        "cjson.decode('  [1]  ')[1]", "cjson.decode('0x10')", "cjson.decode('-0')",
+        """cjson.decode('{"1":2}')['1']""", "cjson.decode('[1,2]')[3]", "cjson.decode('{1:2}')",
+        """cjson.decode('{"a" 2}')""", """cjson.decode('{"a":2 3}')""", "cjson.decode('[1 2]')",
+        """cjson.decode('"abc')""", r"""cjson.decode('"\\q"')""", r"""cjson.decode('"\\u12"')""",
+        r"""cjson.decode('"\\ud83d\\ude00"')""", r"""cjson.decode('"a\\/b\\n"')""",
+        "cjson.decode('{}')", "cjson.decode('[]')", "cjson.decode(']')", "cjson.decode(',')",
+        "cjson.decode(cjson.encode({x={1,2,{y='z'}}})).x[3].y", "cjson.decode('-')",
+        "cjson.decode('1.5e3')", "cjson.decode('[1,]')", """cjson.decode('{"a":1,}')""",
+    ],
+)
+def test_cjson_library(diff: Differential, expr: str) -> None:
+    ev(diff, f"return {expr}")
+    ev(diff, f"\nlocal ok, e = pcall(function() return {expr} end)\nreturn {{tostring(ok), e}}")
 
 
 # --- KEYS, ARGV, numkeys, arity ----------------------------------------------------------
@@ -302,7 +340,8 @@ def test_pcall_returns_errors(diff: Differential) -> None:
         "local f, e = loadstring('\\27Lua'); return {type(f), e}",
         "local n = 0; local f, e = load(function() n = n + 1; if n == 1 then "
         "return string.dump(function() return 1 end) end end); return {type(f), e}",
-        "local n = 0; return load(function() n = n + 1; if n == 1 then return 'return 7' end end)()",
+        "local n = 0; return load(function() n = n + 1; "
+        "if n == 1 then return 'return 7' end end)()",
         "local f, e = loadstring('return (', 'chunk'); return e",
     ],
 )
@@ -487,6 +526,27 @@ return {allowed, tostring(tokens)}
 """
 
 
+# A JSON document in a string: update one field, keep a history list.
+JSON_UPDATE = """
+local doc = cjson.decode(redis.call('get', KEYS[1]) or '{}')
+local old = doc[ARGV[1]]
+doc[ARGV[1]] = tonumber(ARGV[2]) or ARGV[2]
+redis.call('set', KEYS[1], cjson.encode(doc))
+redis.call('rpush', KEYS[2], cjson.encode({field=ARGV[1], old=old or cjson.null}))
+return cjson.encode(doc)
+"""
+
+
+def test_json_document_update(diff: Differential) -> None:
+    diff.run("EVAL", JSON_UPDATE, "2", "doc", "history", "count", "1")
+    diff.run("EVAL", JSON_UPDATE, "2", "doc", "history", "count", "2")
+    diff.run("EVAL", JSON_UPDATE, "2", "doc", "history", "name", "x/y")
+    diff.run("GET", "doc")
+    diff.run("LRANGE", "history", "0", "-1")
+    diff.run("SET", "bad", "{not json")
+    diff.run("EVAL", JSON_UPDATE, "2", "bad", "history", "count", "1")
+
+
 def test_compare_and_delete(diff: Differential) -> None:
     diff.run("SET", "k", "mine")
     diff.run("EVAL", COMPARE_AND_DELETE, "1", "k", "theirs")
@@ -522,7 +582,9 @@ def test_math_random_is_reseeded_before_every_script(diff: Differential) -> None
     diff.run_replikv("EVAL", "redis.call('set', 'r', math.random(1000000)); return 1", "0")
 
 
-@pytest.mark.parametrize(("name", "flags"), [("SRANDMEMBER", "readonly"), ("XRANDOM", "write random")])
+@pytest.mark.parametrize(
+    ("name", "flags"), [("SRANDMEMBER", "readonly"), ("XRANDOM", "write random")]
+)
 def test_random_commands_are_refused_in_scripts(
     diff: Differential, monkeypatch: pytest.MonkeyPatch, name: str, flags: str
 ) -> None:

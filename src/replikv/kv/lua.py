@@ -11,20 +11,17 @@ the script's body (raft, EVALSHA rewritten to EVAL).
 
 The sandbox (what a script sees), as Redis 7.0:
 
-- globals: the base functions Redis keeps (``assert error ipairs next pairs
-  pcall xpcall rawequal rawget rawset select setmetatable getmetatable
-  tonumber tostring type unpack load loadstring collectgarbage gcinfo _G
-  _VERSION``), the ``string table math coroutine`` libraries and ``redis``;
-  no ``os io debug package require dofile loadfile print getfenv
-  setfenv newproxy`` and no ``python`` (lupa's bridge). Reading a missing
-  global raises "Script attempted to access nonexistent global variable
-  'x'", writing any global or library field "Attempt to modify a readonly
-  table": the global table and the libraries are read-only proxies, so no
-  script can leave state behind for the next one (which would make
-  replicas that restarted diverge from the others). ``bit`` (LuaBitOp) is
-  provided (``kv/lua_libs.py``); ``cjson``, ``cmsgpack`` and ``struct`` are not; ``pairs`` over a library proxy
-  sees nothing (Lua 5.1 has no ``__pairs``). Bytecode is never loaded:
-  ``loadstring``/``load`` of a binary chunk fail as Redis's do.
+- globals: the base functions Redis keeps (``assert error ipairs next pairs pcall xpcall rawequal
+  rawget rawset select setmetatable getmetatable tonumber tostring type unpack load loadstring
+  collectgarbage gcinfo _G _VERSION``), the ``string table math coroutine`` libraries and ``redis``;
+  no ``os io debug package require dofile loadfile print getfenv setfenv newproxy`` and no
+  ``python`` (lupa's bridge). Reading a missing global raises "Script attempted to access
+  nonexistent global variable 'x'", writing any global or library field "Attempt to modify a
+  readonly table": the global table and the libraries are read-only proxies, so no script can leave
+  state behind for the next one (which would make replicas that restarted diverge from the others).
+  ``bit`` and ``cjson`` are provided (``kv/lua_libs.py``); ``cmsgpack`` and ``struct`` are not;
+  ``pairs`` over a library proxy sees nothing (Lua 5.1 has no ``__pairs``). Bytecode is never
+  loaded: ``loadstring``/``load`` of a binary chunk fail as Redis's do.
 - ``math.random``/``math.randomseed`` use Redis's rand48 generator, reseeded
   with 0 before every script (Redis 5's rule for deterministic scripts;
   Redis 7 no longer reseeds), so a script draws the same numbers on every
@@ -160,7 +157,8 @@ function redis.status_reply(msg)
   return {ok = msg}
 end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
-redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE = 0, 1, 2
+redis.REPL_REPLICA, redis.REPL_ALL = 2, 3
 function redis.replicate_commands() return true end
 function redis.breakpoint() return false end
 function redis.debug() end
@@ -206,7 +204,11 @@ local function binary_refused(name)
     local src = name:match('^[^%z]*')
     local len = #src:match('^[^\n\r]*')
     if len > 44 then len = 44 end
-    if len < #src then id = '[string "' .. src:sub(1, len) .. '..."]' else id = '[string "' .. src .. '"]' end
+    if len < #src then
+      id = '[string "' .. src:sub(1, len) .. '..."]'
+    else
+      id = '[string "' .. src .. '"]'
+    end
   end
   return nil, id .. ":1: unexpected symbol near 'char(27)'"
 end
@@ -244,7 +246,7 @@ globals.table = readonly(table)
 globals.coroutine = readonly(coroutine)
 globals.math = readonly(math_lib)
 globals.redis = readonly(redis)
-for name, lib in pairs(py_libs) do  -- bit: Python callables, kv/lua_libs.py
+for name, lib in pairs(py_libs) do  -- bit, cjson: Python callables, kv/lua_libs.py
   local t = {}
   for k, v in pairs(lib) do t[k] = v end
   globals[name] = readonly(t)
@@ -440,9 +442,11 @@ class ScriptEngine:
             encoding=None, register_eval=False, register_builtins=False,
             unpack_returned_tuples=True, attribute_filter=_deny_attributes,
         )
+        null = self.lua.eval("newproxy()")  # cjson.null: a userdata of its own
+        found = lua_libs.libraries(self, null, self.lua.eval("rawequal"))
         libs = self.lua.table_from({
             name.encode(): self.lua.table_from({k.encode(): fn for k, fn in lib.items()})
-            for name, lib in lua_libs.libraries(self).items()
+            for name, lib in found.items()
         })
         self._compile, self._run, self._position = self.lua.execute(
             _SETUP, self._redis_call, self._redis_pcall, _sha1hex, _log, _setresp, _set_repl,

@@ -12,9 +12,10 @@ makes the script read-only; EVAL_RO refuses a shebang script without it.
 A script runs atomically (nothing else runs on the state machine meanwhile)
 and may call the data commands of the table (``redis.call``), not the
 runtime's or the scripting commands ("ERR This Redis command is not allowed
-from script"), except PING and ECHO, which a script may call as in Redis. EVAL_RO/EVALSHA_RO are reads: a write inside them is "ERR
-Write commands are not allowed from read-only scripts.". A script that
-fails halfway keeps the writes it made (as Redis: no rollback).
+from script"), except PING and ECHO, which a script may call as in Redis.
+EVAL_RO/EVALSHA_RO are reads: a write inside them is "ERR Write commands are
+not allowed from read- only scripts.". A script that fails halfway keeps the
+writes it made (as Redis: no rollback).
 
 Replication (the determinism invariant, ``kv/state_machine.py``):
 
@@ -194,7 +195,9 @@ def rewrite_eval(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool) 
     return [_EVAL, body, *argv[2:]]
 
 
-def execute_eval(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> tuple[Reply, Cmds | None]:
+def execute_eval(
+    sm: StateMachine, argv: list[bytes], ctx: ApplyContext
+) -> tuple[Reply, Cmds | None]:
     """The leader-follower leader: run the script, log its effects as one entry."""
     now = ctx.now_ms
     assert now is not None
