@@ -14,7 +14,7 @@ and may call the data commands of the table (``redis.call``), not the
 runtime's or the scripting commands ("ERR This Redis command is not allowed
 from script"), except PING and ECHO, which a script may call as in Redis.
 EVAL_RO/EVALSHA_RO are reads: a write inside them is "ERR Write commands are
-not allowed from read- only scripts.". A script that fails halfway keeps the
+not allowed from read-only scripts.". A script that fails halfway keeps the
 writes it made (as Redis: no rollback).
 
 Replication (the determinism invariant, ``kv/state_machine.py``):
