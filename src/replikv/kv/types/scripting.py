@@ -33,8 +33,9 @@ Replication (the determinism invariant, ``kv/state_machine.py``):
   can run it). ``apply`` runs it on every replica at the entry's time: each
   write it calls is ``prepare(exact=False)`` + ``apply`` at that time, each
   read is served at that time. Every replica computes the same because:
-  ``math.random`` is reseeded before each script; set replies reach Lua
-  sorted (a Python set's order differs between processes); commands with a
+  ``math.random`` is reseeded before each script; set replies, SCAN's and
+  KEYS's reach Lua sorted (a Python set's order differs between processes,
+  ``_SORTED_FOR_SCRIPTS``); commands with a
   random outcome (SPOP, SRANDMEMBER, ...) are refused inside scripts; no
   clock is read but the entry's; and the Lua globals are read-only, so no
   script leaves state for the next one.
@@ -79,6 +80,14 @@ _NOT_LOGGED = RespError("ERR EVALSHA is never logged (the leader logs EVAL with 
 _RANDOM = frozenset({b"SPOP", b"SRANDMEMBER", b"HRANDFIELD", b"ZRANDMEMBER", b"RANDOMKEY"})
 
 _LEADER, _APPLY, _READONLY = range(3)
+
+# Replies whose order comes from a Python set (SCAN's buckets) or that Redis 5
+# sorted for scripts (KEYS): a script sees them sorted, the same on every replica.
+# (A reply that is a Python set, SMEMBERS's, reaches Lua sorted anyway: kv/lua.py.)
+_SORTED_FOR_SCRIPTS = {
+    "keys": lambda reply: sorted(reply),
+    "scan": lambda reply: [reply[0], sorted(reply[1])],
+}
 
 
 def _ping(argv: list[bytes]) -> Reply:
@@ -165,7 +174,9 @@ class _Calls:
             )
         sm = self.sm
         if spec.read is not None:
-            return sm.read(argv, self.now)
+            reply = sm.read(argv, self.now)
+            sort = _SORTED_FOR_SCRIPTS.get(spec.name)
+            return reply if sort is None or isinstance(reply, RespError) else sort(reply)
         if self.mode == _READONLY:
             return _RO_WRITE
         ctx = self.ctx
