@@ -250,6 +250,15 @@ def test_calls_read_and_write_the_data(diff: Differential) -> None:
     diff.run("DBSIZE")
 
 
+def test_keys_and_scan_in_scripts(diff: Differential) -> None:
+    diff.run("MSET", "a", "1", "b", "2", "c", "3")
+    diff.run("EVAL", "return redis.call('keys', '*')", "0", unordered=True)
+    diff.run("EVAL", "return redis.call('scan', 0, 'count', 100)[2]", "0", unordered=True)
+    diff.run("EVAL", "return redis.call('scan', 0, 'count', 100)[1]", "0")
+    diff.run("EVAL", "for _, k in ipairs(redis.call('keys', '*')) do redis.call('del', k) end", "0")
+    diff.run("DBSIZE")
+
+
 def test_number_arguments_are_formatted_as_redis_does(diff: Differential) -> None:
     for value in ["1.5", "3.0", "10000000000000000000", "123456789012345678", "2^53", "-7"]:
         ev(diff, f"redis.call('set', 'n', {value}); return redis.call('get', 'n')")
