@@ -246,6 +246,22 @@ def test_scripts_cannot_reach_python() -> None:
     assert replies[3] is None  # getmetatable(_G) is protected: false -> nil
 
 
+def test_what_differs_between_processes_is_hidden_from_scripts() -> None:
+    """Addresses and memory use would make two replicas' scripts write differently."""
+    body = (b"local t, f = {}, function() end; "
+            b"return {tostring(t), tostring(f), tostring(t), tostring(redis.call), "
+            b"collectgarbage('count'), gcinfo(), tostring(getmetatable(redis.call)), "
+            b"tostring(setmetatable({}, {__tostring = function() return 'mine' end}))}")
+    replies = []
+    for _ in range(2):
+        engine = ScriptEngine()
+        engine.load(b"local junk = {}; for i = 1, 100 do junk[i] = {} end")  # other history
+        replies.append(engine.run(engine.load(body), [], [], lambda argv: (False, None)))
+    assert replies[0] == replies[1] == [
+        b"table: 0x00000001", b"function: 0x00000002", b"table: 0x00000001",
+        b"userdata: 0x00000003", 0, 0, b"nil", b"mine"]
+
+
 def test_a_node_forwards_evalsha_with_the_body_it_has() -> None:
     sm = StateMachine()
     sha = script_command(sm.scripts, [b"SCRIPT", b"LOAD", b"return 1"])

@@ -22,6 +22,12 @@ The sandbox (what a script sees), as Redis 7.0:
   ``bit`` and ``cjson`` are provided (``kv/lua_libs.py``); ``cmsgpack`` and ``struct`` are not;
   ``pairs`` over a library proxy sees nothing (Lua 5.1 has no ``__pairs``). Bytecode is never
   loaded: ``loadstring``/``load`` of a binary chunk fail as Redis's do.
+- What would differ between replicas is made the same: ``tostring`` of a
+  table, function or userdata shows a number counted per script
+  (``table: 0x00000001``) instead of an address; ``collectgarbage`` and
+  ``gcinfo`` answer 0. Still not deterministic (documented, not refused):
+  ``pairs`` order over keys that are tables or functions (hashed by
+  address).
 - ``math.random``/``math.randomseed`` use Redis's rand48 generator, reseeded
   with 0 before every script (Redis 5's rule for deterministic scripts;
   Redis 7 no longer reseeds), so a script draws the same numbers on every
@@ -109,6 +115,7 @@ local py_call, py_pcall, py_sha1, py_log, py_setresp, py_set_repl, py_error_text
 local real = _G
 local error, type, tostring, select, rawget, rawset = error, type, tostring, select, rawget, rawset
 local setmetatable, getmetatable, pcall, xpcall = setmetatable, getmetatable, pcall, xpcall
+local format = string.format
 local pairs, ipairs, tonumber, floor = pairs, ipairs, tonumber, math.floor
 local getinfo, loadstring = debug.getinfo, loadstring
 
@@ -240,7 +247,38 @@ globals.setmetatable = function(t, mt)
   if protected[t] then error(READONLY, 0) end
   return setmetatable(t, mt)
 end
-globals.getmetatable = getmetatable
+-- What would differ between replicas is made deterministic: an object's address
+-- (tostring of a table, function, userdata: a number counted per script instead),
+-- memory use (collectgarbage, gcinfo: 0), and no script reaches the metatable lupa
+-- gives Python objects (changing it would outlive the script).
+local ids = setmetatable({}, {__mode = 'k'})
+local last_id = 0
+local raw_tostring, collect = tostring, collectgarbage
+local ADDRESSED = {table = true, ['function'] = true, userdata = true, thread = true}
+globals.tostring = function(...)
+  if select('#', ...) == 0 then error("bad argument #1 to 'tostring' (value expected)", 2) end
+  local v = ...
+  local kind = type(v)
+  if not ADDRESSED[kind] then return raw_tostring(v) end
+  local mt = kind ~= 'userdata' and getmetatable(v)
+  if type(mt) == 'table' and rawget(mt, '__tostring') then return raw_tostring(v) end
+  local id = ids[v]
+  if not id then
+    last_id = last_id + 1
+    id = last_id
+    ids[v] = id
+  end
+  return format('%s: 0x%08x', kind, id)
+end
+globals.collectgarbage = function(...)
+  collect(...)
+  return 0
+end
+globals.gcinfo = function() return 0 end
+globals.getmetatable = function(v)
+  if type(v) == 'userdata' then return nil end
+  return getmetatable(v)
+end
 globals.string = readonly(string)
 globals.table = readonly(table)
 globals.coroutine = readonly(coroutine)
@@ -310,6 +348,8 @@ end
 
 local function run(fn, keys, argv)
   globals.KEYS, globals.ARGV = keys, argv
+  ids = setmetatable({}, {__mode = 'k'})
+  last_id = 0
   py_seed(0)
   local ok, value = xpcall(fn, handler)
   return ok, value
