@@ -262,6 +262,31 @@ def test_what_differs_between_processes_is_hidden_from_scripts() -> None:
         b"userdata: 0x00000003", 0, 0, b"nil", b"mine"]
 
 
+@pytest.mark.parametrize(
+    "loop",
+    ["while true do end",
+     "while true do pcall(function() while true do end end) end",
+     "while true do xpcall(function() while true do end end, function(e) return e end) end"],
+)
+def test_a_script_that_never_ends_is_stopped_at_the_same_point_everywhere(loop: str) -> None:
+    leader, follower, raft = StateMachine(), StateMachine(), StateMachine()
+    for sm in (leader, raft):
+        sm.scripts.instruction_limit = 2  # two million instructions
+    argv = _eval(f"redis.call('set', 'before', '1')\n{loop}\nredis.call('set', 'after', '1')", "0")
+    reply, cmds = leader.execute(list(argv), CTX)
+    assert isinstance(reply, RespError)
+    assert reply.message.startswith("ERR Script killed: it ran more Lua instructions")
+    assert cmds == [[b"set", b"before", b"1"]]
+    follower.apply(cmds, ApplyContext(None))
+    _, raft_cmds = raft.prepare(list(argv), CTX, exact=False)
+    assert raft_cmds is not None
+    assert raft.apply(raft_cmds, CTX) == [reply]
+    assert leader.digest() == follower.digest() == raft.digest()
+    assert raft.read([b"GET", b"after"], NOW) is None
+    # the engine is usable afterwards
+    assert raft.apply([_eval("return 7", "0")], CTX) == [7]
+
+
 def test_a_node_forwards_evalsha_with_the_body_it_has() -> None:
     sm = StateMachine()
     sha = script_command(sm.scripts, [b"SCRIPT", b"LOAD", b"return 1"])

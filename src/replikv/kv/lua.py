@@ -53,8 +53,15 @@ script: <sha>, on @user_script:<line>.``, the message prefixed with
 ``ERR`` unless it came as an error table (``redis.call``'s errors, an
 ``error({err=...})``).
 
-There is no script time limit: a script that never ends blocks the node
-(Redis answers BUSY after lua-time-limit and offers SCRIPT KILL).
+A script is stopped after ``INSTRUCTION_LIMIT`` million Lua instructions
+(checked every million by a debug hook), with an error no ``pcall`` inside
+it can swallow; the writes it made are kept, as for any failing script.
+The limit counts instructions, not time, so every replica that runs the
+script (raft runs it at apply on each) stops it at the same point; a
+script that never ended would block the node, and in raft every replica,
+forever. Redis instead answers BUSY after lua-time-limit (5 s) and offers
+SCRIPT KILL. Time spent inside ``redis.call`` is not counted, nor is code
+running in a coroutine the script created (its own hook state).
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ _I64_MAX = (1 << 63) - 1
 _RAND48_MASK = (1 << 48) - 1
 _RAND48_MAX = (1 << 31) - 1  # Redis's REDIS_LRAND48_MAX
 _VERSION = "7.0.0"  # what INFO's redis_version says
+INSTRUCTION_LIMIT = 500  # millions: 1 to 7 s of Lua here (Redis: lua-time-limit 5 s)
 _VERSION_NUM = 0x070000
 
 
@@ -117,9 +125,10 @@ local error, type, tostring, select, rawget, rawset = error, type, tostring, sel
 local setmetatable, getmetatable, pcall, xpcall = setmetatable, getmetatable, pcall, xpcall
 local format = string.format
 local pairs, ipairs, tonumber, floor = pairs, ipairs, tonumber, math.floor
-local getinfo, loadstring = debug.getinfo, loadstring
+local getinfo, sethook, loadstring = debug.getinfo, debug.sethook, loadstring
 
 local READONLY = 'Attempt to modify a readonly table'
+local HOOK_EVERY = 1000000  -- instructions between two checks of the limit
 local protected = setmetatable({}, {__mode = 'k'})
 
 local function refuse() error(READONLY, 2) end
@@ -136,11 +145,17 @@ local function copy(t)
   return c
 end
 
+-- A script over the instruction limit is stopped by this error, which no pcall or
+-- xpcall inside the script can swallow.
+local KILLED = {err = 'ERR Script killed: it ran more Lua instructions than replikv allows '
+  .. '(a deterministic limit, the same on every replica; the writes it made are kept)'}
+
 -- pcall as Redis 7.0's: an error table {err=...} (or redis.call's error) comes back
 -- as its message
 local function caught(ok, ...)
   if ok then return true, ... end
   local e = ...
+  if e == KILLED then error(KILLED, 0) end
   local text = py_error_text(e)
   if text then return false, text end
   if type(e) == 'table' and type(rawget(e, 'err')) == 'string' then return false, e.err end
@@ -193,11 +208,22 @@ function math_lib.randomseed(s) py_seed(s) end
 
 local globals = {}
 for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'rawequal', 'rawget',
-    'select', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall',
+    'select', 'tonumber', 'tostring', 'type', 'unpack',
     'collectgarbage', 'gcinfo', '_VERSION'}) do
   globals[name] = real[name]
 end
 globals.pcall = function(...) return caught(pcall(...)) end
+globals.xpcall = function(f, h)
+  local function unless_killed(e)
+    if e == KILLED then return e end
+    return h(e)
+  end
+  local function rethrow(ok, ...)
+    if not ok and ... == KILLED then error(KILLED, 0) end
+    return ok, ...
+  end
+  return rethrow(xpcall(f, unless_killed))
+end
 
 -- Lua bytecode is never loaded (it can crash the interpreter): as Redis's Lua,
 -- a binary chunk fails like text that does not parse
@@ -346,12 +372,21 @@ local function compile(body)
   return fn, err
 end
 
-local function run(fn, keys, argv)
+local function run(fn, keys, argv, limit)
   globals.KEYS, globals.ARGV = keys, argv
   ids = setmetatable({}, {__mode = 'k'})
   last_id = 0
   py_seed(0)
+  local ticks = 0
+  sethook(function()
+    ticks = ticks + 1
+    if ticks >= limit then error(KILLED, 0) end
+  end, '', HOOK_EVERY)
   local ok, value = xpcall(fn, handler)
+  sethook()
+  if not ok and type(value) ~= 'table' then  -- an error in the handler itself
+    value = {'ERR ' .. tostring(value), '@user_script', 0}
+  end
   return ok, value
 end
 
@@ -476,6 +511,8 @@ class ScriptEngine:
 
     def __init__(self) -> None:
         self.cache: dict[bytes, Script] = {}
+        # millions of Lua instructions a script may run (see the module docstring)
+        self.instruction_limit = INSTRUCTION_LIMIT
         self._rand = _Rand48()
         self._call: CallFn | None = None
         self.lua = lua51.LuaRuntime(
@@ -535,7 +572,9 @@ class ScriptEngine:
         outer = self._call
         self._call = call
         try:
-            result = self._run(fn, lua.table_from(keys), lua.table_from(args))
+            result = self._run(
+                fn, lua.table_from(keys), lua.table_from(args), self.instruction_limit
+            )
         finally:
             self._call = outer
         ok, value = result
