@@ -271,6 +271,11 @@ def test_call_errors(diff: Differential) -> None:
     ev(diff, "return redis.call('ping', 'hi')")
     ev(diff, "return redis.call('ping', 'a', 'b')")
     ev(diff, "return redis.call('echo', 'hi')")
+    ev(diff, "return redis.call('select', 0)")
+    ev(diff, "return redis.call('select', 'x')")
+    ev(diff, "return redis.call('select')")
+    ev(diff, "return redis.call('time', 'x')")
+    ev(diff, "return #redis.call('time')")
     ev(diff, "return redis.call('echo')")
     ev(diff, "return redis.call('wait', 0, 0)")
     ev(diff, "return redis.call('client', 'list')")
@@ -615,6 +620,19 @@ def test_random_commands_are_refused_in_scripts(
     reply = diff.run_replikv("EVAL", f"return redis.pcall('{name}', 's')", "0")
     assert reply.message.startswith(f"ERR '{name.lower()}' has a random outcome")
     diff.run("SCARD", "s")
+
+
+def test_time_is_the_time_of_the_write(diff: Differential) -> None:
+    """TIME inside a script answers the write's time, the same on every
+    replica, so a script may write what it read from it (raft runs it at
+    apply on each replica)."""
+    body = "local t = redis.call('time'); redis.call('set', 'now', t[1] .. '.' .. t[2]); return t"
+    seconds, micros = diff.run_replikv("EVAL", body, "0")
+    redis_seconds = int(diff.redis.call("TIME")[0])
+    assert abs(int(seconds) - redis_seconds) <= 2 and int(micros) % 1000 == 0
+    ctx = ApplyContext(1_700_000_000_123)
+    assert diff.leader.execute([b"EVAL", body.encode(), b"0"], ctx) == (
+        [b"1700000000", b"123000"], [[b"set", b"now", b"1700000000.123000"]])
 
 
 def test_time_in_scripts_is_the_entry_time(diff: Differential) -> None:

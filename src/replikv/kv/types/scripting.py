@@ -12,7 +12,8 @@ makes the script read-only; EVAL_RO refuses a shebang script without it.
 A script runs atomically (nothing else runs on the state machine meanwhile)
 and may call the data commands of the table (``redis.call``), not the
 runtime's or the scripting commands ("ERR This Redis command is not allowed
-from script"), except PING and ECHO, which a script may call as in Redis.
+from script"), except PING, ECHO, SELECT and TIME, which a script may call
+as in Redis (TIME answers the write's time: see below).
 EVAL_RO/EVALSHA_RO are reads: a write inside them is "ERR Write commands are
 not allowed from read-only scripts.". A script that fails halfway keeps the
 writes it made (as Redis: no rollback).
@@ -48,6 +49,7 @@ script gets the same reply whichever mode runs it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import RespError, wrong_arity
@@ -90,14 +92,31 @@ _SORTED_FOR_SCRIPTS = {
 }
 
 
-def _ping(argv: list[bytes]) -> Reply:
+def _ping(argv: list[bytes], now: int) -> Reply:
     if len(argv) > 2:
         return wrong_arity("ping")
     return argv[1] if len(argv) == 2 else "PONG"
 
 
-# Runtime commands a script may call: they touch no data and need no connection.
-_CONNECTION = {"ping": _ping, "echo": lambda argv: argv[1]}
+def _select(argv: list[bytes], now: int) -> Reply:
+    return "OK" if parse_int(argv[1]) == 0 else RespError("ERR DB index is out of range")
+
+
+def _time(argv: list[bytes], now: int) -> Reply:
+    """The script's time: the entry's on every replica (its milliseconds, as microseconds)."""
+    return [b"%d" % (now // 1000), b"%d" % (now % 1000 * 1000)]
+
+
+# Server commands a script may call, served here: they touch no data and need no
+# connection (name -> (arity, fn(argv, now))). TIME is the time of the write (the
+# leader's clock, the raft entry's), so a script that writes what it read from TIME
+# writes the same on every replica.
+_SERVED_HERE: dict[bytes, tuple[int, Callable[[list[bytes], int], Reply]]] = {
+    b"PING": (-1, _ping),
+    b"ECHO": (2, lambda argv, now: argv[1]),
+    b"SELECT": (2, _select),
+    b"TIME": (1, _time),
+}
 
 
 # --- arguments and the script --------------------------------------------------------
@@ -158,13 +177,21 @@ class _Calls:
         return self.engine.to_lua(self._reply(argv))
 
     def _reply(self, argv: list[bytes]) -> Reply:
+        served = _SERVED_HERE.get(argv[0].upper())
+        if served is not None:
+            arity, fn = served
+            argc = len(argv)
+            if (argc != arity) if arity > 0 else (argc < -arity):
+                return _WRONG_ARGS
+            try:
+                return fn(argv, self.now)
+            except RespError as err:
+                return err
         spec = lookup(argv[0])
         if spec is None:
             return _UNKNOWN
         if not spec.arity_ok(len(argv)):
             return _WRONG_ARGS
-        if spec.name in _CONNECTION:
-            return _CONNECTION[spec.name](argv)
         if (spec.apply is None and spec.read is None) or "noscript" in spec.flags:
             return _NOT_ALLOWED
         if spec.name.upper().encode() in _RANDOM or "random" in spec.flags:
