@@ -36,10 +36,12 @@ Replication (the determinism invariant, ``kv/state_machine.py``):
   read is served at that time. Every replica computes the same because:
   ``math.random`` is reseeded before each script; set replies, SCAN's and
   KEYS's reach Lua sorted (a Python set's order differs between processes,
-  ``_SORTED_FOR_SCRIPTS``); commands with a
-  random outcome (SPOP, SRANDMEMBER, ...) are refused inside scripts; no
-  clock is read but the entry's; and the Lua globals are read-only, so no
-  script leaves state for the next one.
+  ``_SORTED_FOR_SCRIPTS``); commands with a random outcome (SPOP,
+  SRANDMEMBER, ...) are refused inside scripts; no clock is read but the
+  entry's (TIME included); the Lua globals are read-only, so no script
+  leaves state for the next one; addresses and memory use are hidden from
+  scripts and the instruction limit counts instructions, not time
+  (``kv/lua.py``).
 - An EVAL in a log without a time (no leader writes one) is refused like
   the commands that need a clock; EVALSHA is never logged (refused too).
 
