@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -285,6 +286,39 @@ def test_a_script_that_never_ends_is_stopped_at_the_same_point_everywhere(loop: 
     assert raft.read([b"GET", b"after"], NOW) is None
     # the engine is usable afterwards
     assert raft.apply([_eval("return 7", "0")], CTX) == [7]
+
+
+def test_replies_of_every_python_shape_reach_lua_as_redis_sends_them() -> None:
+    """What a data command may return (core/replies.py's table), as RESP2 hands it to Lua."""
+    from replikv.core.replies import NULL_ARRAY, Raw
+
+    engine = ScriptEngine()
+    cases: list[tuple[object, object]] = [
+        (b"bulk", b"bulk"), ("OK", [b"table", b"OK"]), (7, 7), (True, 1), (False, 0),
+        (None, False), (NULL_ARRAY, False), (1.5, b"1.5"), ([b"a", [1, None]], [b"a", [1, False]]),
+        ({b"f": b"v"}, [b"f", b"v"]), ({b"b", b"a", b"c"}, [b"a", b"b", b"c"]),
+        (Raw(b"$3\r\nraw\r\n"), b"raw"), (RespError("ERR boom"), "error:ERR boom"),
+        (Raw(b"-ERR raw\r\n"), "error:ERR raw"), ([RespError("ERR in")], [[b"err", b"ERR in"]]),
+    ]
+    for reply, expected in cases:
+        is_error, value = engine.to_lua(reply)
+        if is_error:
+            assert expected == "error:" + value.decode(), reply
+        else:
+            assert _plain(value) == expected, reply
+
+
+def _plain(value: object) -> object:
+    """A Lua value as plain Python: arrays as lists, {ok=..}/{err=..} as [name, text]."""
+    import lupa.lua51 as lua51
+
+    if lua51.lua_type(value) != "table":
+        return value
+    table: Any = value
+    for name in (b"ok", b"err"):
+        if table[name] is not None:
+            return [b"table" if name == b"ok" else name, table[name]]
+    return [_plain(table[i]) for i in range(1, len(table) + 1)]
 
 
 def test_a_node_forwards_evalsha_with_the_body_it_has() -> None:

@@ -635,6 +635,8 @@ class ScriptEngine:
         """
         if isinstance(reply, RespError):
             return True, reply.message.encode()
+        if type(reply) is Raw and reply.startswith(b"-"):  # an error already encoded
+            return True, bytes(reply[1:]).rstrip(b"\r\n")
         return False, self._lua_value(reply)
 
     def _lua_value(self, value: Any) -> Any:
@@ -658,6 +660,8 @@ class ScriptEngine:
             return self.lua.table_from(flat)
         if isinstance(value, RespError):
             return self.lua.table_from({b"err": value.message.encode()})
+        if isinstance(value, hiredis.ReplyError):  # inside a Raw reply read back
+            return self.lua.table_from({b"err": str(value).encode()})
         # float, Raw, anything else: its RESP2 form, read back
         reader = hiredis.Reader()
         reader.feed(encode_reply(value))
