@@ -597,13 +597,13 @@ def test_math_random_is_reseeded_before_every_script(diff: Differential) -> None
 
 
 @pytest.mark.parametrize(
-    ("name", "flags"), [("SRANDMEMBER", "readonly"), ("XRANDOM", "write random")]
+    ("name", "flags"), [("SRANDMEMBER", "readonly"), ("XRANDREAD", "readonly random")]
 )
-def test_random_commands_are_refused_in_scripts(
+def test_random_reads_are_refused_in_scripts(
     diff: Differential, monkeypatch: pytest.MonkeyPatch, name: str, flags: str
 ) -> None:
-    """A command with a random outcome (by name, or Redis's ``random`` flag)
-    would draw differently on each replica that re-runs the script."""
+    """A read with a random reply (by name, or Redis's ``random`` flag) would
+    draw differently on each replica that re-runs the script."""
     if name.encode() not in COMMANDS:  # the sets family may not have it on this branch
         flag_set = frozenset(flags.split())
         op = lambda *a: b"drawn"  # noqa: E731
@@ -620,6 +620,27 @@ def test_random_commands_are_refused_in_scripts(
     reply = diff.run_replikv("EVAL", f"return redis.pcall('{name}', 's')", "0")
     assert reply.message.startswith(f"ERR '{name.lower()}' has a random outcome")
     diff.run("SCARD", "s")
+
+
+def test_random_writes_go_through_their_rewrite(
+    diff: Differential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write flagged random is allowed: the table's rule is that its rewrite
+    makes it deterministic (SPOP logs the seed it draws with)."""
+    def pick(sm: Any, argv: list[bytes], ctx: Any) -> Any:
+        sm.delete(argv[1])
+        return argv[-1]
+
+    def rewrite(sm: Any, argv: list[bytes], now_ms: int, exact: bool) -> list[bytes]:
+        return [b"XRANDPOP", argv[1], b"%d" % now_ms]  # the "draw": the write's time
+
+    spec = CommandSpec("xrandpop", -2, frozenset({"write", "random"}), 1, 1, 1, apply=pick,
+                       rewrite=rewrite)
+    monkeypatch.setitem(COMMANDS, b"XRANDPOP", spec)
+    diff.run("SET", "k", "v")
+    drawn = diff.run_replikv("EVAL", "return redis.call('xrandpop', 'k')", "0")
+    assert isinstance(drawn, bytes) and drawn.isdigit()
+    assert diff.run_replikv("EXISTS", "k") == 0
 
 
 def test_time_is_the_time_of_the_write(diff: Differential) -> None:

@@ -36,8 +36,9 @@ Replication (the determinism invariant, ``kv/state_machine.py``):
   read is served at that time. Every replica computes the same because:
   ``math.random`` is reseeded before each script; set replies, SCAN's and
   KEYS's reach Lua sorted (a Python set's order differs between processes,
-  ``_SORTED_FOR_SCRIPTS``); commands with a random outcome (SPOP,
-  SRANDMEMBER, ...) are refused inside scripts; no clock is read but the
+  ``_SORTED_FOR_SCRIPTS``); reads with a random reply (SRANDMEMBER,
+  RANDOMKEY, ...) are refused inside scripts (a random write such as SPOP
+  goes through its deterministic rewrite like any write); no clock is read but the
   entry's (TIME included); the Lua globals are read-only, so no script
   leaves state for the next one; addresses and memory use are hidden from
   scripts and the instruction limit counts instructions, not time
@@ -45,7 +46,7 @@ Replication (the determinism invariant, ``kv/state_machine.py``):
 - An EVAL in a log without a time (no leader writes one) is refused like
   the commands that need a clock; EVALSHA is never logged (refused too).
 
-Random commands are refused in every mode, not only in raft's, so that a
+Random reads are refused in every mode, not only in raft's, so that a
 script gets the same reply whichever mode runs it.
 """
 
@@ -80,8 +81,10 @@ _RO_WRITE = RespError("ERR Write commands are not allowed from read-only scripts
 _RO_WITH_WRITE_FLAG = RespError("ERR Can not execute a script with write flag using *_ro command.")
 _NOT_LOGGED = RespError("ERR EVALSHA is never logged (the leader logs EVAL with the body)")
 
-# Commands whose outcome is random: a replica re-running the script would draw differently.
-_RANDOM = frozenset({b"SPOP", b"SRANDMEMBER", b"HRANDFIELD", b"ZRANDMEMBER", b"RANDOMKEY"})
+# Reads whose reply is random: a replica re-running the script would draw differently.
+# (A random write, SPOP, is fine: the table's rule makes its rewrite deterministic, and
+# a script's writes go through it.)
+_RANDOM_READS = frozenset({b"SRANDMEMBER", b"HRANDFIELD", b"ZRANDMEMBER", b"RANDOMKEY"})
 
 _LEADER, _APPLY, _READONLY = range(3)
 
@@ -196,7 +199,9 @@ class _Calls:
             return _WRONG_ARGS
         if (spec.apply is None and spec.read is None) or "noscript" in spec.flags:
             return _NOT_ALLOWED
-        if spec.name.upper().encode() in _RANDOM or "random" in spec.flags:
+        if spec.read is not None and (
+            spec.name.upper().encode() in _RANDOM_READS or "random" in spec.flags
+        ):
             return RespError(
                 f"ERR '{spec.name}' has a random outcome and is not allowed from scripts "
                 "(every replica must compute the same)"
