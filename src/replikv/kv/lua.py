@@ -3,7 +3,7 @@ script cache and Redis's Lua <-> RESP conversions, as Redis 7.0 does them.
 
 One :class:`ScriptEngine` per node (``StateMachine.scripts``): a ``lupa``
 Lua 5.1 runtime (Redis embeds Lua 5.1) and the script cache, ``sha1 hex
--> (body, compiled function)``. The cache is per node and not replicated
+-> Script(body, compiled function, shebang flags)``. The cache is per node and not replicated
 (as in Redis): EVAL and SCRIPT LOAD fill it, SCRIPT FLUSH empties it, and
 a restarted node or one restored from a snapshot starts empty. A follower
 never needs it: the leader logs a script's effects (leader-follower) or
@@ -25,7 +25,8 @@ The sandbox (what a script sees), as Redis 7.0:
 - What would differ between replicas is made the same: ``tostring`` of a
   table, function or userdata shows a number counted per script
   (``table: 0x00000001``) instead of an address; ``collectgarbage`` and
-  ``gcinfo`` answer 0. Still not deterministic (documented, not refused):
+  ``gcinfo`` answer 0; ``getmetatable`` of a Python object (the callables
+  below) is nil. Still not deterministic (documented, not refused):
   ``pairs`` order over keys that are tables or functions (hashed by
   address).
 - ``math.random``/``math.randomseed`` use Redis's rand48 generator, reseeded
@@ -41,7 +42,7 @@ The sandbox (what a script sees), as Redis 7.0:
   (no debugger), the ``LOG_*``/``REPL_*`` constants and
   ``REDIS_VERSION``.
 - ``redis.call``, ``redis.pcall``, ``redis.sha1hex``, ``redis.log``,
-  ``redis.setresp``, ``redis.set_repl`` and ``bit.*`` are Python callables,
+  ``redis.setresp``, ``redis.set_repl``, ``bit.*`` and ``cjson.*`` are Python callables,
   so ``type()`` says ``userdata`` where Redis says ``function``: a Lua
   function would be tail-called by ``return redis.call(...)`` and the
   error's line lost.
