@@ -28,7 +28,8 @@ The sandbox (what a script sees), as Redis 7.0:
   ``gcinfo`` answer 0; ``getmetatable`` of a Python object (the callables
   below) is nil. Still not deterministic (documented, not refused):
   ``pairs`` order over keys that are tables or functions (hashed by
-  address).
+  address), and what a weak table still holds after a garbage collection
+  (its timing depends on each node's heap).
 - ``math.random``/``math.randomseed`` use Redis's rand48 generator, reseeded
   with 0 before every script (Redis 5's rule for deterministic scripts;
   Redis 7 no longer reseeds), so a script draws the same numbers on every
