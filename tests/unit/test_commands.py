@@ -53,14 +53,15 @@ DATA_COMMANDS = {
     "SMOVE SPOP SINTERSTORE SUNIONSTORE SDIFFSTORE "
     "INCRBYFLOAT GETEX SETRANGE MSETNX RENAME RENAMENX COPY FLUSHDB SETBIT BITOP "
     "ZADD ZINCRBY ZREM ZRANGESTORE ZPOPMIN ZPOPMAX ZMPOP ZUNIONSTORE ZINTERSTORE ZDIFFSTORE "
-    "ZREMRANGEBYSCORE ZREMRANGEBYRANK ZREMRANGEBYLEX",
+    "ZREMRANGEBYSCORE ZREMRANGEBYRANK ZREMRANGEBYLEX EVAL EVALSHA",
     "readonly": "GET READ MGET STRLEN EXISTS TYPE TTL PTTL EXPIRETIME PEXPIRETIME KEYS SCAN DBSIZE "
     "LRANGE LLEN SMEMBERS SISMEMBER SCARD HGET HMGET HEXISTS HGETALL HLEN "
     "LINDEX LPOS HKEYS HVALS HSTRLEN HRANDFIELD HSCAN "
     "SMISMEMBER SINTER SUNION SDIFF SINTERCARD SRANDMEMBER SSCAN "
     "GETRANGE SUBSTR RANDOMKEY TOUCH OBJECT GETBIT BITCOUNT BITPOS LCS "
     "ZSCORE ZMSCORE ZCARD ZCOUNT ZLEXCOUNT ZRANGE ZRANGEBYSCORE ZREVRANGEBYSCORE ZRANGEBYLEX "
-    "ZREVRANGEBYLEX ZREVRANGE ZRANK ZREVRANK ZRANDMEMBER ZUNION ZINTER ZDIFF ZINTERCARD ZSCAN",
+    "ZREVRANGEBYLEX ZREVRANGE ZRANK ZREVRANK ZRANDMEMBER ZUNION ZINTER ZDIFF ZINTERCARD ZSCAN "
+    "EVAL_RO EVALSHA_RO",
 }
 
 
@@ -98,6 +99,7 @@ def test_the_one_table_carries_each_data_commands_operation() -> None:
         assert (spec.read is not None) == spec.is_readonly, spec.name
         if not spec.is_write:
             assert spec.rewrite is None and spec.logged_as is None, spec.name
+            assert spec.execute is None, spec.name
 
 
 def test_every_operation_is_reachable_from_the_table() -> None:
@@ -105,7 +107,9 @@ def test_every_operation_is_reachable_from_the_table() -> None:
     rewrite or log form, and every operation in the table comes from a family."""
     in_table = set()
     for spec in COMMANDS.values():
-        in_table.update(f for f in (spec.apply, spec.read, spec.rewrite, spec.logged_as) if f)
+        in_table.update(
+            f for f in (spec.apply, spec.read, spec.rewrite, spec.logged_as, spec.execute) if f
+        )
     family_names = {family.__name__ for family in FAMILIES}
     for family in FAMILIES:
         for name, fn in inspect.getmembers(family, inspect.isfunction):

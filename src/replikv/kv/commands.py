@@ -64,6 +64,9 @@ ReadFn = Callable[["StateMachine", list[bytes], int], Reply]
 RewriteFn = Callable[["StateMachine", list[bytes], int, bool], list[bytes]]
 LogFormFn = Callable[[list[bytes]], list[bytes]]
 KeysFn = Callable[[list[bytes]], list[bytes]]
+ExecuteFn = Callable[
+    ["StateMachine", list[bytes], "ApplyContext"], tuple[Reply, list[list[bytes]] | None]
+]
 
 # Flags replikv uses for routing that Redis does not have.
 _INTERNAL_FLAGS = frozenset({"connection"})
@@ -83,7 +86,8 @@ class CommandSpec:
     read: ReadFn | None = None  # readonly: (sm, argv, now_ms) -> reply; changes nothing
     rewrite: RewriteFn | None = None  # write: (sm, argv, now_ms, exact) -> deterministic argv
     logged_as: LogFormFn | None = None  # write: minimal log form of a rewritten command
-    find_keys: KeysFn | None = None  # movable keys: argv -> its keys (the triple is 0, 0, 0)
+    find_keys: KeysFn | None = None  # movable keys: argv -> all its keys (the triple: the fixed ones)
+    execute: ExecuteFn | None = None  # write: the leader's own (reply, cmds_to_log)
 
     def arity_ok(self, argc: int) -> bool:
         """True when ``argc`` (argv length, name included) fits the arity."""
@@ -130,7 +134,7 @@ def _add(spec: CommandSpec) -> None:
         raise ValueError(f"{spec.name}: exactly one of write, readonly, connection/admin must hold")
     if (spec.apply is not None) != routes[0] or (spec.read is not None) != routes[1]:
         raise ValueError(f"{spec.name}: a write carries an apply operation, a readonly one a read")
-    if (spec.rewrite or spec.logged_as) and not routes[0]:
+    if (spec.rewrite or spec.logged_as or spec.execute) and not routes[0]:
         raise ValueError(f"{spec.name}: only a write is rewritten")
     key = spec.name.upper().encode()
     if key in COMMANDS:
@@ -147,12 +151,14 @@ def command(
     rewrite: RewriteFn | None = None,
     logged_as: LogFormFn | None = None,
     find_keys: KeysFn | None = None,
+    execute: ExecuteFn | None = None,
 ) -> Callable[[_F], _F]:
     """Declare data command ``name`` with the decorated function as its operation.
 
     ``flags`` are Redis's; the operation is the command's ``apply`` if they
     hold ``write``, its ``read`` if they hold ``readonly``. Stack the
-    decorator to declare an alias. ``find_keys`` only with ``keys=(0, 0, 0)``.
+    decorator to declare an alias. ``find_keys`` names movable keys;
+    ``execute`` is a write's own leader-side ``(reply, cmds_to_log)`` (EVAL).
     """
     flag_set = frozenset(flags.split())
 
@@ -160,7 +166,7 @@ def command(
         is_write = "write" in flag_set
         _add(CommandSpec(name.lower(), arity, flag_set, *keys, apply=fn if is_write else None,
                          read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as,
-                         find_keys=find_keys))
+                         find_keys=find_keys, execute=execute))
         return fn
 
     return register
@@ -214,6 +220,7 @@ def keys_after_numkeys(argv: list[bytes], at: int = 1) -> list[bytes]:
     if numkeys < 1 or at + 1 + numkeys > len(argv):
         return []
     return argv[at + 1 : at + 1 + numkeys]
+_runtime("script", -2, "noscript connection")  # the node's own script cache (kv/lua.py)
 
 
 def lookup(name: bytes) -> CommandSpec | None:

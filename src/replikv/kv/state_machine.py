@@ -40,9 +40,12 @@ Entry points that change the data, and which role uses which:
 Invariant (determinism): for any state S and any now_ms, if
 ``execute(argv, ctx)`` on S yields ``cmds``, then ``apply(cmds,
 ApplyContext(None))`` on a copy of S yields the same state (equal
-``digest()``) and the same final reply; and ``prepare(argv, ctx,
-exact=False)`` then ``apply(cmds, ctx)`` on S yields the same reply and
-state as ``execute``. The property test
+``digest()``) and the same final reply (except for a script, whose
+``cmds`` are the writes it made: the follower's replies are theirs); and
+``prepare(argv, ctx, exact=False)`` then ``apply(cmds, ctx)`` on S yields
+the same reply and state as ``execute``. Scripts (EVAL, EVALSHA) carry
+their own ``execute`` in the table: the leader runs them and logs their
+effects, raft logs them and runs them at apply (``kv/types/scripting.py``). The property test
 ``tests/property/test_state_machine_property.py`` and
 ``tests/unit/test_state_machine_prepare.py`` check them.
 
@@ -80,6 +83,7 @@ from replikv.kv.commands import COMMANDS, unknown_command
 from replikv.kv.context import ApplyContext
 from replikv.kv.dump import SNAPSHOT_VERSION
 from replikv.kv.expiry import EXPIRE_DUE, delete_due
+from replikv.kv.lua import ScriptEngine
 from replikv.kv.rewrite import prepare
 from replikv.kv.scan_index import ScanIndex
 from replikv.kv.watch import ChangeIndex
@@ -96,7 +100,7 @@ _spec = COMMANDS.get  # the one command table, looked up by the name as sent, th
 class StateMachine:
     """The key space plus TTLs; see the module docstring for the rules."""
 
-    __slots__ = ("changes", "data", "dirty", "expires", "expiry_heap", "scan_index")
+    __slots__ = ("_scripts", "changes", "data", "dirty", "expires", "expiry_heap", "scan_index")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
@@ -107,6 +111,15 @@ class StateMachine:
         self.expiry_heap: list[tuple[int, bytes]] | None = None
         self.scan_index: ScanIndex | None = None
         self.changes = ChangeIndex()  # WATCH: where each key last changed (kv/watch.py)
+        self._scripts: ScriptEngine | None = None
+
+    @property
+    def scripts(self) -> ScriptEngine:
+        """This node's Lua runtime and script cache (``kv/lua.py``), made on
+        first use; not part of the replicated state (no snapshot, no digest)."""
+        if self._scripts is None:
+            self._scripts = ScriptEngine()
+        return self._scripts
 
     # ------------------------------------------------------------------ info
 
@@ -204,6 +217,10 @@ class StateMachine:
             spec = _spec(argv[0].upper())
         if spec is None or (fn := spec.apply) is None:
             return self.read(argv, now), None
+        if spec.execute is not None:  # a script: it logs its own effects
+            if not spec.arity_ok(len(argv)):
+                return wrong_arity(spec.name), None
+            return spec.execute(self, argv, ctx)
         err, cmds = prepare(self, spec, argv, now, True)
         if cmds is None:
             return err, None

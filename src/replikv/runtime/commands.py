@@ -16,6 +16,7 @@ from replikv import modes
 from replikv.core.replies import OK, RespError, SYNTAX_ERROR, wrong_arity
 from replikv.kv import glob
 from replikv.kv.commands import command_reply
+from replikv.kv.lua import script_command
 
 if TYPE_CHECKING:
     from replikv.runtime.mode import Mode
@@ -354,6 +355,12 @@ def client(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
 @handler("COMMAND")
 def command_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(command_reply(argv[1:]))
+
+
+@handler("SCRIPT")
+def script(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP: this node's script cache (kv/lua.py)."""
+    conn.reply(script_command(node.sm.scripts, argv))
 
 
 @handler("CONFIG")

@@ -23,6 +23,9 @@ Rules:
   the write may or may not be applied, since the leader may have logged it.
 - A command is never forwarded twice (a leader that lost its leadership
   answers TRYAGAIN), so a forward cannot loop.
+- EVALSHA is forwarded as EVAL with the body when this node has the
+  script (``kv/lua.py with_body``): the script cache is per node, and the
+  leader may never have seen the SCRIPT LOAD this node answered.
 - "No leader right now" is one error everywhere: ``no_leader_error``, a
   ``TRYAGAIN`` (retry after the election or failover), as Redis Cluster says
   TRYAGAIN for "try again later". ``-MOVED`` names the leader with
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from replikv.core.replies import RespError
+from replikv.kv.lua import with_body
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.resp_server import PeerReplyConnection
 
@@ -103,6 +107,7 @@ class Forwarder:
         if not leader or not node.transport.connected(leader):
             conn.reply(no_leader_error(leader))
             return
+        commands = [with_body(node.sm, argv) for argv in commands]
         rid = next(self._rids)
         deadline = time.monotonic() + (node.options.ack_timeout_ms + 2000) / 1000
         self.pending.add(rid, conn, deadline, "TRYAGAIN the leader did not answer the forwarded command in "
