@@ -200,6 +200,9 @@ _runtime("failover", -1, "admin noscript stale")
 _runtime("replikv", -2, "admin noscript loading stale")
 _runtime("cluster", -2, "connection")
 _runtime("acl", -2, "admin noscript loading stale")
+_runtime("slowlog", -2, "admin loading stale")
+_runtime("time", 1, "loading stale fast connection")
+_runtime("memory", -2, "connection", (2, 2, 1))  # MEMORY USAGE key
 _runtime("reset", 1, "noscript loading stale fast no_auth allow_busy connection")
 # Pub/Sub (runtime/pubsub.py): channels are not keys
 _runtime("subscribe", -2, "pubsub noscript loading stale connection")

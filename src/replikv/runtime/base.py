@@ -57,7 +57,9 @@ from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
 from replikv.runtime.acl import AccessControl
 from replikv.runtime.blocking import Blocking
-from replikv.runtime.info import CommandStats, SlowLog, cpu_section, human_bytes, rss_bytes
+from replikv.runtime.config_cmd import ACCEPTED
+from replikv.runtime.info import CommandStats, SlowLog, cpu_section, rss_bytes
+from replikv.runtime.memory import OOM, MemoryLimit
 from replikv.runtime.forwarding import Forwarder, no_leader_error
 from replikv.runtime.pubsub import SUBSCRIBED_ALLOWED, PubSub
 from replikv.runtime.resp_server import ClientConnection
@@ -118,6 +120,10 @@ class BaseRunner:
         self.cmdstats = CommandStats()  # INFO commandstats / errorstats (runtime/info.py)
         self.slowlog = SlowLog()
         self.peak_rss = 0
+        self.memory = MemoryLimit(self)  # maxmemory and eviction (runtime/memory.py)
+        self.evicting: set[bytes] = set()  # keys whose eviction is proposed, not yet applied
+        self.accepted_config = dict(ACCEPTED)  # CONFIG tunables without effect (runtime/config_cmd.py)
+        self.loglevel = {"debug": "debug", "warning": "warning"}.get(config.options.log_level, "notice")
         self.disk_error: str | None = None  # why the WAL cannot be written (see the disk guard)
         self.disk_error_fatal = False
         self._disk_error_since = 0.0
@@ -376,6 +382,16 @@ class BaseRunner:
             conn.reply(RespError(f"ERR Can't execute '{spec.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / "
                                  "PING / QUIT / RESET are allowed in this context"))
             return
+        memory = self.memory
+        if memory.maxmemory:  # a cache: refuse or evict before a write that may grow memory
+            if "denyoom" in spec.flags and self.is_leader and not memory.admit():
+                self.cmdstats.rejected(spec.name, "OOM")
+                conn.reply(OOM)
+                if conn.multi is not None:
+                    conn.multi_dirty = True
+                return
+            if memory.tracking and kind != _HANDLER:
+                memory.touch(spec.keys(argv))
         if conn.multi is not None and spec.name.upper() not in _MULTI_CONTROL:
             if kind == _HANDLER:
                 conn.reply(RespError("ERR Command not allowed inside a transaction"))
@@ -471,7 +487,8 @@ class BaseRunner:
                       f"replikv_peer_frames_in:{self.frames_in}",
                       # the peers a PUBLISH (and a forwarded write) can reach now
                       f"replikv_peers_connected:{sum(map(self.transport.connected, self.peer_ids))}"]
-            + [f"{k}:{v}" for k, v in self.stats.items()] + self.cmdstats.totals(),
+            + [f"{k}:{v}" for k, v in self.stats.items()] + self.cmdstats.totals()
+            + [f"evicted_keys:{self.memory.evicted_keys}"],
             "memory": self.memory_info(),
             "cpu": cpu_section(),
             "commandstats": self.cmdstats.commandstats(),
@@ -479,14 +496,22 @@ class BaseRunner:
         }
 
     def memory_info(self) -> list[str]:
-        """INFO memory: this process's resident memory (Python has no allocator
-        figure like jemalloc's, so used_memory is the RSS, an honest upper bound)."""
-        rss = rss_bytes()
-        self.peak_rss = max(self.peak_rss, rss)
-        return [f"used_memory:{rss}", f"used_memory_human:{human_bytes(rss)}", f"used_memory_rss:{rss}",
-                f"used_memory_rss_human:{human_bytes(rss)}", f"used_memory_peak:{self.peak_rss}",
-                f"used_memory_peak_human:{human_bytes(self.peak_rss)}", "maxmemory:0",
-                "maxmemory_human:0B", "maxmemory_policy:noeviction"]
+        """INFO memory (runtime/memory.py): used_memory is the start-up footprint plus the
+        data set's estimate; the RSS and its peak are measured."""
+        self.peak_rss = max(self.peak_rss, rss_bytes())
+        return [*self.memory.info(), f"used_memory_peak:{self.peak_rss}"]
+
+    def evict(self, keys: list[bytes]) -> None:  # pragma: no cover - each mode provides it
+        """Delete ``keys`` for maxmemory through the log (the leader only)."""
+        raise NotImplementedError
+
+    def reset_stats(self) -> None:
+        """CONFIG RESETSTAT."""
+        self.cmdstats.reset()
+        self.commands_processed = 0
+        self.memory.evicted_keys = 0
+        for name in self.stats:
+            self.stats[name] = 0
 
     def waiting_clients(self) -> int:
         """Clients whose reply waits on the mode (WAIT, acks), besides blocking commands;

@@ -9,13 +9,15 @@ arity was already checked against ``kv/commands.py``.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Callable
 
 from replikv import __version__
 from replikv import modes
 from replikv.core.replies import OK, RespError, SYNTAX_ERROR, wrong_arity
-from replikv.kv import glob
 from replikv.kv.commands import command_reply
+from replikv.runtime.config_cmd import config_command
+from replikv.runtime.memory import memory_command
 from replikv.kv.lua import script_command
 
 if TYPE_CHECKING:
@@ -365,25 +367,26 @@ def script(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
 
 @handler("CONFIG")
 def config(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
-    """CONFIG GET answers the few settings clients and redis-benchmark probe."""
-    sub = argv[1].upper()
-    if sub == b"GET" and len(argv) >= 3:
-        opts = node.options
-        known = {b"save": b"", b"appendonly": b"yes", b"appendfsync": opts.fsync.encode(),
-                 b"databases": b"1", b"maxmemory": b"0", b"proto-max-bulk-len": str(opts.max_bulk_len).encode(),
-                 b"maxclients": str(opts.maxclients).encode(), b"timeout": str(opts.timeout).encode(),
-                 b"client-query-buffer-limit": str(opts.client_query_buffer_limit).encode(),
-                 b"client-output-buffer-limit": f"normal {opts.client_output_buffer_limit} 0 0".encode()}
-        out: dict[bytes, bytes] = {}
-        for pattern in argv[2:]:
-            for key, value in known.items():
-                if glob.match(pattern.lower(), key):
-                    out[key] = value
-        conn.reply(out)
-    elif sub in (b"SET", b"RESETSTAT", b"REWRITE"):
-        raise RespError("ERR CONFIG SET is not supported; set node options in cluster.toml")
-    else:
-        raise RespError(f"ERR unknown subcommand '{argv[1].decode(errors='replace')}'. Try CONFIG HELP.")
+    """CONFIG GET / SET / RESETSTAT / REWRITE / HELP (runtime/config_cmd.py)."""
+    conn.reply(config_command(node, argv))  # type: ignore[arg-type]
+
+
+@handler("SLOWLOG")
+def slowlog(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    conn.reply(node.slowlog.command(argv))  # type: ignore[attr-defined]
+
+
+@handler("TIME")
+def time_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """TIME: this node's clock, [seconds, microseconds] as Redis."""
+    now_us = time.time_ns() // 1000
+    conn.reply([b"%d" % (now_us // 1_000_000), b"%d" % (now_us % 1_000_000)])
+
+
+@handler("MEMORY")
+def memory(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """MEMORY USAGE key [SAMPLES n] (kv/memory.py's estimate) | STATS | PURGE | HELP."""
+    conn.reply(memory_command(node, argv))  # type: ignore[arg-type]
 
 
 @handler("CONSISTENCY")

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MAXMEMORY_POLICIES", "config_command"]
 
-MAXMEMORY_POLICIES = ("noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu",
-                      "allkeys-random", "volatile-random", "volatile-ttl")
+MAXMEMORY_POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru",
+                      "allkeys-lfu", "allkeys-random", "noeviction")  # in Redis's order (its error lists them)
 _LOGLEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "notice": logging.INFO,
               "warning": logging.WARNING, "nothing": logging.CRITICAL + 10}
 

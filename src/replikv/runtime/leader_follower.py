@@ -763,6 +763,12 @@ class LeaderFollowerRunner(BaseRunner):
                 next_expiry = now + 0.1
                 self._expire_keys()
 
+    def evict(self, keys: list[bytes]) -> None:
+        """maxmemory (runtime/memory.py): delete ``keys`` now and log the DEL."""
+        _, cmds = self.sm.execute([b"DEL", *keys], ApplyContext(_wall_ms(), self.id))
+        if cmds:
+            self._enqueue(cmds)
+
     def _expire_keys(self) -> None:
         """Active expiry (leader only): log DEL for keys whose TTL has passed."""
         cmds = self.sm.expire_cycle(_wall_ms(), 200)

@@ -90,6 +90,11 @@ log = logging.getLogger("replikv.raft")
 _WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (leader cut off from its majority?); it may or "
                   "may not be applied: retry it with the same REPLIKV EXEC client id and seq")
 
+def _is_eviction(rid: object) -> bool:
+    """The request id of a maxmemory DEL proposal (``evict``)."""
+    return type(rid) is tuple and rid[0] == "evict"
+
+
 def _is_expiry(rid: object) -> bool:
     """The request id of an EXPIREDUE proposal (``_expire_keys``)."""
     return type(rid) is tuple and rid[0] == "expiry"
@@ -415,6 +420,9 @@ class RaftRunner(BaseRunner):
         if _is_expiry(rid):  # this leader's EXPIREDUE applied: the next may go
             self._expiry_inflight = 0
             return
+        if _is_eviction(rid):
+            self.evicting.difference_update(rid[1])  # type: ignore[index]
+            return
         waiting = self.writes.pop(rid)
         if waiting is not None:
             conn = waiting.conn
@@ -438,6 +446,9 @@ class RaftRunner(BaseRunner):
             err = RespError(f"ERR {result}")
         if _is_expiry(rid):  # refused (no longer the leader): the next leader proposes its own
             self._expiry_inflight = 0
+            return
+        if _is_eviction(rid):
+            self.evicting.difference_update(rid[1])  # type: ignore[index]
             return
         target = self.writes.pop(rid) or self.reads.pop(rid) or self.config_changes.pop(rid)
         if target is not None:
@@ -852,6 +863,14 @@ class RaftRunner(BaseRunner):
             if self.is_leader and now >= next_expiry:
                 next_expiry = now + 0.1
                 self._expire_keys()
+
+    def evict(self, keys: list[bytes]) -> None:
+        """maxmemory (runtime/memory.py): propose the DEL of ``keys``; until it
+        applies they are not chosen again (``evicting``)."""
+        now = _wall_ms()
+        self.evicting.update(keys)
+        self.pending.append((msgpack.packb([now, False, [[b"DEL", *keys]]]), ("evict", keys), None, None))
+        self._schedule()
 
     def _expire_keys(self) -> None:
         """Active expiry (leader): propose EXPIREDUE for due keys; applied at the entry's time."""
