@@ -43,3 +43,19 @@ def test_info_sections(raw_pair: RawPair) -> None:
         assert replies[2].startswith(b"# Commandstats\r\ncmdstat_")
         default = [line for line in replies[3].decode().split("\r\n") if line.startswith("#")]
         assert "# Commandstats" not in default and {"# Server", "# Memory", "# Stats", "# CPU"} <= set(default)
+
+
+def test_client_replies(raw_pair: RawPair) -> None:
+    raw_pair.same(["CLIENT", "SETNAME", "worker-1"], ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", "a b"],
+                  ["CLIENT", "KILL", "1.2.3.4:5"], ["CLIENT", "KILL", "ID", "0"], ["CLIENT", "KILL", "ID", "999999"],
+                  ["CLIENT", "KILL", "ADDR"], ["CLIENT", "UNBLOCK", "999999"], ["CLIENT", "UNBLOCK", "1", "MAYBE"],
+                  ["CLIENT", "LIST", "TYPE", "weird"], ["CLIENT", "LIST", "ID", "x"], ["CLIENT", "FOO"],
+                  ["CLIENT", "NO-EVICT", "on"], ["CLIENT", "NO-EVICT", "x"], ["CLIENT", "KILL", "USER", "nobody"])
+    redis_reply, replikv_reply = raw_pair.exchange(["CLIENT", "SETNAME", "me"], ["CLIENT", "INFO"],
+                                                   ["CLIENT", "LIST", "TYPE", "normal"])
+    for replies in (redis_reply, replikv_reply):
+        fields = dict(f.split("=", 1) for f in replies[1].decode().split())
+        assert fields["name"] == "me" and fields["cmd"] == "client|info" or fields["cmd"] == "client"
+        assert {"id", "addr", "laddr", "fd", "age", "idle", "flags", "db", "sub", "psub", "multi", "qbuf",
+                "omem", "tot-mem", "cmd", "user", "resp"} <= set(fields)
+        assert "name=me" in replies[2].decode()

@@ -114,3 +114,34 @@ def test_first_blocked_first_served_and_the_deadline(cluster: Cluster) -> None:
     _blocked(c, leader, 0)
     c.client(leader).rpush("q2", "kept")
     assert c.client(leader).lpop("q2") == b"kept"
+
+
+def test_client_unblock_and_kill(make_cluster: Any) -> None:
+    c = make_cluster(1)
+    port = c.port("n1")
+    admin = RawConnection(port)
+    waiting = _Call(port, "BLPOP", "q", "0")
+    _blocked(c, "n1", 1)
+    assert admin.call("CLIENT", "UNBLOCK", str(_client_id(admin, "blpop"))) == 1
+    waiting.join(20)
+    assert waiting.reply is None  # TIMEOUT: the reply its deadline would have given
+    waiting = _Call(port, "BRPOP", "q", "0")
+    _blocked(c, "n1", 1)
+    assert admin.call("CLIENT", "UNBLOCK", str(_client_id(admin, "brpop")), "ERROR") == 1
+    waiting.join(20)
+    assert str(waiting.reply).startswith("UNBLOCKED")
+    assert admin.call("CLIENT", "UNBLOCK", str(_client_id(admin, "brpop"))) == 0  # no longer blocked
+    victim = RawConnection(port)
+    assert victim.call("CLIENT", "SETNAME", "victim") == "OK"
+    assert admin.call("CLIENT", "KILL", "ID", str(_client_id(admin, "client", name="victim"))) == 1
+    with pytest.raises((ConnectionError, OSError)):
+        victim.call("PING")
+
+
+def _client_id(admin: RawConnection, cmd: str, name: str = "") -> int:
+    """The id of the connection whose last command was ``cmd`` (and named ``name``)."""
+    for line in admin.call("CLIENT", "LIST").decode().splitlines():
+        fields = dict(f.split("=", 1) for f in line.split())
+        if fields["cmd"].split("|")[0] == cmd and (not name or fields["name"] == name):
+            return int(fields["id"])
+    raise AssertionError(f"no client ran {cmd}")

@@ -26,7 +26,7 @@ class FakeTransport:
         self.closing = True
 
     def get_extra_info(self, name: str) -> object:
-        return ("127.0.0.1", 5555)
+        return None if name == "socket" else ("127.0.0.1", 5555)
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self.high = high
@@ -84,7 +84,7 @@ def test_protected_mode_refuses_a_remote_client_while_the_default_user_has_no_pa
 
     class RemoteTransport(FakeTransport):
         def get_extra_info(self, name: str) -> object:
-            return ("10.20.30.40", 5555)
+            return None if name == "socket" else ("10.20.30.40", 5555)
 
     _, refused = make_conn(RemoteTransport())
     assert refused.written and refused.written[0].startswith(b"-DENIED") and refused.closing

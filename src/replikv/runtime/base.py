@@ -400,6 +400,7 @@ class BaseRunner:
             conn.multi.append(argv)
             conn.reply_bytes(QUEUED_REPLY)
             return
+        conn.last_cmd = spec.name
         started, errors = perf_counter_ns(), conn.errors
         try:
             if kind == _WRITE:

@@ -195,6 +195,18 @@ class Blocking:
                 self._unpark(b)
                 self._attempt(b)
 
+    def unblock(self, conn: "ClientConnection", error: bool) -> None:
+        """CLIENT UNBLOCK: answer ``conn``'s blocked commands now, with their
+        timeout reply or ``-UNBLOCKED`` (an attempt in flight finishes first)."""
+        reply = b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n" if error else None
+        for b in list(conn.blocked):
+            b.expired = True
+            if reply is not None:
+                b.empty = reply
+            if not b.in_flight:
+                self._finish(b, b.empty)
+        self.node._flush_clients()
+
     def drop(self, conn: "ClientConnection") -> None:
         """``conn`` closed: forget its blocked commands (an attempt in flight still completes)."""
         for b in list(conn.blocked):

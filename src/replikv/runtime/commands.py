@@ -16,6 +16,7 @@ from replikv import __version__
 from replikv import modes
 from replikv.core.replies import OK, RespError, SYNTAX_ERROR, wrong_arity
 from replikv.kv.commands import command_reply
+from replikv.runtime.client_cmd import client_command
 from replikv.runtime.config_cmd import config_command
 from replikv.runtime.memory import memory_command
 from replikv.kv.lua import script_command
@@ -323,35 +324,8 @@ def info(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
 
 @handler("CLIENT")
 def client(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
-    sub = argv[1].upper()
-    if sub == b"SETNAME" and len(argv) == 3:
-        if b" " in argv[2] or b"\n" in argv[2]:
-            raise RespError("ERR Client names cannot contain spaces, newlines or special characters.")
-        conn.name = argv[2] or None
-        conn.reply(OK)
-    elif sub == b"GETNAME" and len(argv) == 2:
-        conn.reply(conn.name)
-    elif sub == b"ID" and len(argv) == 2:
-        conn.reply(conn.id)
-    elif sub == b"SETINFO" and len(argv) == 4:
-        attr = argv[2].upper()
-        if attr == b"LIB-NAME":
-            conn.lib_name = argv[3]
-        elif attr == b"LIB-VER":
-            conn.lib_ver = argv[3]
-        else:
-            raise RespError(f"ERR Unrecognized option '{argv[2].decode(errors='replace')}'")
-        conn.reply(OK)
-    elif sub == b"LIST" and len(argv) == 2:
-        lines = [f"id={c.id} addr={c.addr} name={(c.name or b'').decode(errors='replace')} "
-                 f"resp={3 if c.resp3 else 2} lib-name={c.lib_name.decode(errors='replace')} "
-                 f"lib-ver={c.lib_ver.decode(errors='replace')}" for c in node.clients.values()]
-        conn.reply(("\n".join(lines) + "\n").encode())
-    elif sub == b"INFO" and len(argv) == 2:
-        conn.reply(f"id={conn.id} addr={conn.addr} name={(conn.name or b'').decode(errors='replace')}\n".encode())
-    else:
-        raise RespError(f"ERR unknown subcommand or wrong number of arguments for "
-                        f"'{argv[1].decode(errors='replace')}'. Try CLIENT HELP.")
+    """CLIENT LIST / INFO / KILL / UNBLOCK / SETNAME / ... (runtime/client_cmd.py)."""
+    conn.reply(client_command(node, conn, argv))  # type: ignore[arg-type]
 
 
 @handler("COMMAND")

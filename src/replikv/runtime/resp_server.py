@@ -90,12 +90,20 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.addr = ""
+        self.laddr = ""
+        self.fd = -1
+        self.created = time.monotonic()
+        self.last_cmd = "NULL"  # the last command's name (CLIENT LIST's cmd=)
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        local = transport.get_extra_info("sockname")
+        self.laddr = f"{local[0]}:{local[1]}" if local else "?"
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None else -1
         opts = self.node.options
         default = self.node.acl.default
         if default.enabled and default.nopass and peer and not is_loopback(str(peer[0])):
