@@ -59,3 +59,10 @@ def test_client_replies(raw_pair: RawPair) -> None:
         assert {"id", "addr", "laddr", "fd", "age", "idle", "flags", "db", "sub", "psub", "multi", "qbuf",
                 "omem", "tot-mem", "cmd", "user", "resp"} <= set(fields)
         assert "name=me" in replies[2].decode()
+
+
+def test_save_commands(raw_pair: RawPair) -> None:
+    raw_pair.same(["SET", "k", "v"], ["SAVE"], ["BGSAVE", "NOW"], ["SAVE", "x"], ["LASTSAVE", "x"])
+    redis_reply, replikv_reply = raw_pair.exchange(["SET", "k2", "v"], ["BGSAVE"], ["LASTSAVE"])
+    assert redis_reply[1] == replikv_reply[1] == b"Background saving started"
+    assert abs(redis_reply[2] - replikv_reply[2]) <= 5

@@ -110,3 +110,22 @@ def test_role_and_info_name_the_mode(cluster) -> None:  # type: ignore[no-untype
     role = c.client(leader).execute_command("REPLIKV", "ROLE")
     assert role[0] in (b"leader", b"master")
     assert c.client(leader).info("server")["replikv_mode"] == spec.name
+
+
+def test_save_bgsave_lastsave(cluster) -> None:  # type: ignore[no-untyped-def]
+    c, _ = cluster
+    leader = leader_of(c)
+    r = c.client(leader)
+    started = r.lastsave()
+    r.set("k", "v")
+    assert r.execute_command("SAVE") in (True, b"OK")
+    saved = r.lastsave()
+    assert saved >= started
+    assert int(r.info("persistence")["replikv_snapshot_index"]) >= 1
+    r.set("k2", "v2")
+    assert r.execute_command("BGSAVE") is True  # redis-py: "Background saving started"
+    wait_for(lambda: int(r.info("persistence")["rdb_bgsave_in_progress"]) == 0, 20, "the child to finish")
+    assert r.info("persistence")["rdb_last_bgsave_status"] == "ok"
+    assert r.lastsave() >= saved
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("BGSAVE", "NOW")

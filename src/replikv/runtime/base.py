@@ -121,6 +121,7 @@ class BaseRunner:
         self.slowlog = SlowLog()
         self.peak_rss = 0
         self.memory = MemoryLimit(self)  # maxmemory and eviction (runtime/memory.py)
+        self.lastsave = int(time.time())  # LASTSAVE (as Redis: the start until a snapshot)
         self.evicting: set[bytes] = set()  # keys whose eviction is proposed, not yet applied
         self.accepted_config = dict(ACCEPTED)  # CONFIG tunables without effect (runtime/config_cmd.py)
         self.loglevel = {"debug": "debug", "warning": "warning"}.get(config.options.log_level, "notice")

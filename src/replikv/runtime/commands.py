@@ -345,6 +345,38 @@ def config(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(config_command(node, argv))  # type: ignore[arg-type]
 
 
+@handler("SAVE")
+def save(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """SAVE: a snapshot now, on the loop (REPLIKV SNAPSHOT); the WAL before it is dropped."""
+    if node.snapshotter.running:  # type: ignore[attr-defined]
+        raise RespError("ERR Background save already in progress")
+    node.take_snapshot()
+    node.lastsave = int(time.time())  # type: ignore[attr-defined]
+    conn.reply(OK)
+
+
+@handler("BGSAVE")
+def bgsave(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """BGSAVE [SCHEDULE]: a snapshot in a forked child (runtime/snapshotter.py)."""
+    if len(argv) > 2 or (len(argv) == 2 and argv[1].upper() != b"SCHEDULE"):
+        raise SYNTAX_ERROR
+    if node.snapshotter.running:  # type: ignore[attr-defined]
+        if len(argv) == 2:
+            conn.reply("Background saving scheduled")  # the running one covers it
+            return
+        raise RespError("ERR Background save already in progress")
+    if not node.background_snapshot():  # type: ignore[attr-defined]
+        raise RespError("ERR Background save could not start (nothing new to save, or the disk "
+                        "refuses writes: see INFO persistence)")
+    conn.reply("Background saving started")
+
+
+@handler("LASTSAVE")
+def lastsave(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """LASTSAVE: unix time of the last snapshot written (or the start, as Redis)."""
+    conn.reply(max(node.lastsave, node.snapshotter.last_ok_time))  # type: ignore[attr-defined]
+
+
 @handler("SLOWLOG")
 def slowlog(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(node.slowlog.command(argv))  # type: ignore[attr-defined]

@@ -586,6 +586,10 @@ class LeaderFollowerRunner(BaseRunner):
         self._compact(index)
         return index
 
+    def background_snapshot(self) -> bool:
+        """BGSAVE: a snapshot in a forked child now; False if one cannot start."""
+        return self._snapshot_in_background()
+
     def _snapshot_in_background(self, for_resync: bool = False) -> bool:
         """The WAL grew by --snapshot-bytes (or a full resync needs a snapshot of the
         current log base): snapshot in a forked child (Redis's BGSAVE,

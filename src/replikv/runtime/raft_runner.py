@@ -711,6 +711,13 @@ class RaftRunner(BaseRunner):
         log.info("node %s took a snapshot at index %d (%d bytes)", self.id, self.applied, len(data))
         return self.applied
 
+    def background_snapshot(self) -> bool:
+        """BGSAVE: a snapshot in a forked child now; False if one cannot start
+        (one running, nothing applied since the last, the disk refusing)."""
+        running = self.snapshotter.running
+        self._snapshot_in_background()
+        return not running and self.snapshotter.running
+
     def _snapshot_in_background(self) -> None:
         """The WAL grew by --snapshot-bytes: write a snapshot of the applied state in a
         forked child (runtime/snapshotter.py), then hand it to the core to compact."""

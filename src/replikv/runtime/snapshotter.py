@@ -52,6 +52,7 @@ class BackgroundSnapshotter:
         self.last_status = "ok"  # INFO persistence: rdb_last_bgsave_status
         self.last_duration_s = -1.0
         self.last_index = 0
+        self.last_ok_time = 0  # unix time of the last snapshot written (LASTSAVE)
         self.taken = 0
         self._failed_at = 0.0
         self._pidfd = -1
@@ -104,6 +105,7 @@ class BackgroundSnapshotter:
             return
         self.last_status, self._failed_at = "ok", 0.0
         self.last_index, self.taken = index, self.taken + 1
+        self.last_ok_time = int(time.time())
         log.info("node %s: snapshot of index %d written by child %d in %.2f s", self.node_id, index, pid,
                  self.last_duration_s)
         on_done(index)
