@@ -159,6 +159,13 @@ class Cluster:
                        and v.get("state") == "online") >= want
         wait_for(online, timeout, f"{leader} to stream to {want} followers")
 
+    def leader(self, timeout: float = 20.0) -> str:
+        """The one node that reports itself master (waits for there to be exactly one)."""
+        def find() -> str | None:
+            leaders = [n for n in self.procs if self.replication(n)["role"] == "master"]
+            return leaders[0] if len(leaders) == 1 else None
+        return wait_for(find, timeout, "one leader")
+
     def stats(self, node_id: str) -> dict[str, Any]:
         return self.client(node_id, timeout=2).info("stats")
 

@@ -29,12 +29,6 @@ def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
     c.close()
 
 
-def _leader(c: Cluster) -> str:
-    def find() -> str | None:
-        leaders = [n for n in c.procs if c.replication(n)["role"] == "master"]
-        return leaders[0] if len(leaders) == 1 else None
-    return wait_for(find, 20, "one leader")
-
 
 class _Call(threading.Thread):
     """One blocking command on its own connection, its reply kept."""
@@ -60,7 +54,7 @@ def _blocked(c: Cluster, node: str, count: int) -> None:
 
 def test_a_push_on_the_leader_serves_clients_blocked_on_every_node(cluster: Cluster) -> None:
     c = cluster
-    leader = _leader(c)
+    leader = c.leader()
     pusher = c.client(leader)
     for node in c.procs:
         waiter = _Call(c.port(node), "BLPOP", "q", "other", "0")
@@ -75,7 +69,7 @@ def test_a_push_on_the_leader_serves_clients_blocked_on_every_node(cluster: Clus
 
 def test_first_blocked_first_served_and_the_deadline(cluster: Cluster) -> None:
     c = cluster
-    leader = _leader(c)
+    leader = c.leader()
     port = c.port(leader)
     first = _Call(port, "BRPOP", "q", "0")
     _blocked(c, leader, 1)

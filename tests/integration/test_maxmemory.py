@@ -27,12 +27,6 @@ def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
     c.close()
 
 
-def _leader(c: Cluster) -> str:
-    def find() -> str | None:
-        leaders = [n for n in c.procs if c.replication(n)["role"] == "master"]
-        return leaders[0] if len(leaders) == 1 else None
-    return wait_for(find, 20, "one leader")
-
 
 def _limit(r: redis.Redis, extra: int, policy: str) -> int:
     startup = int(r.info("memory")["used_memory_startup"])
@@ -44,7 +38,7 @@ def _limit(r: redis.Redis, extra: int, policy: str) -> int:
 
 def test_allkeys_lru_keeps_the_data_set_under_the_limit_and_the_hot_keys(cluster: Cluster) -> None:
     c = cluster
-    leader = _leader(c)
+    leader = c.leader()
     r = c.client(leader)
     limit = _limit(r, 400_000, "allkeys-lru")
     hot = [f"hot:{i}" for i in range(5)]
@@ -74,7 +68,7 @@ def test_allkeys_lru_keeps_the_data_set_under_the_limit_and_the_hot_keys(cluster
 
 def test_noeviction_refuses_writes_but_serves_reads_and_deletes(cluster: Cluster) -> None:
     c = cluster
-    r = c.client(_leader(c))
+    r = c.client(c.leader())
     r.set("kept", "x")
     _limit(r, 100_000, "noeviction")
     with pytest.raises(redis.exceptions.OutOfMemoryError, match="command not allowed when used memory"):
@@ -89,7 +83,7 @@ def test_noeviction_refuses_writes_but_serves_reads_and_deletes(cluster: Cluster
 
 def test_volatile_ttl_evicts_only_keys_with_a_ttl(cluster: Cluster) -> None:
     c = cluster
-    r = c.client(_leader(c))
+    r = c.client(c.leader())
     _limit(r, 300_000, "volatile-ttl")
     for i in range(100):
         r.set(f"perm:{i}", "p" * 1000)

@@ -36,10 +36,7 @@ def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def leader_of(c: Cluster) -> str:
-    def find() -> str | None:
-        leaders = [n for n in c.procs if c.replication(n)["role"] == "master"]
-        return leaders[0] if len(leaders) == 1 else None
-    return wait_for(find, 20, "one leader")
+    return c.leader()
 
 
 def test_strings_ttl_and_transactions(cluster) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ subscribed context and RESP3 pushes behave as Redis 7.0's."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,7 @@ import pytest
 import redis
 
 from replikv import modes
-from replikv.core.resp import ReplyParser, encode_command
-from tests.integration.cluster import Cluster, wait_for
+from tests.integration.cluster import Cluster, RawConnection, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -70,34 +68,19 @@ def test_a_message_published_on_one_node_reaches_every_node(cluster: Cluster) ->
     wait_for(lambda: c.client("n1").pubsub_numsub("news") == [(b"news", 0)], 10, "n1 to forget its subscriber")
 
 
-def _raw(port: int) -> tuple[socket.socket, ReplyParser]:
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return s, ReplyParser()
-
-
-def _call(s: socket.socket, parser: ReplyParser, *argv: str, replies: int = 1) -> list[Any]:
-    s.sendall(encode_command([a.encode() for a in argv]))
-    out: list[Any] = []
-    while len(out) < replies:
-        out += parser.replies()
-        if len(out) < replies:
-            parser.feed(s.recv(65536))
-    return out
-
-
 def test_subscribed_context_and_resp3_push(make_cluster: Any) -> None:
     c = make_cluster(1)
-    s, parser = _raw(c.port("n1"))
+    s = RawConnection(c.port("n1"))
     try:
-        assert _call(s, parser, "SUBSCRIBE", "a", "b", replies=2) == [[b"subscribe", b"a", 1],
+        assert s.call("SUBSCRIBE", "a", "b", replies=2) == [[b"subscribe", b"a", 1],
                                                                       [b"subscribe", b"b", 2]]
-        [err] = _call(s, parser, "GET", "k")
+        err = s.call("GET", "k")
         assert "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed" in str(err)
-        assert _call(s, parser, "PING") == [[b"pong", b""]]
-        assert _call(s, parser, "UNSUBSCRIBE", replies=2) == [[b"unsubscribe", b"a", 1],
+        assert s.call("PING") == [b"pong", b""]
+        assert s.call("UNSUBSCRIBE", replies=2) == [[b"unsubscribe", b"a", 1],
                                                              [b"unsubscribe", b"b", 0]]
-        assert _call(s, parser, "UNSUBSCRIBE") == [[b"unsubscribe", None, 0]]
-        assert _call(s, parser, "PING") == ["PONG"]
+        assert s.call("UNSUBSCRIBE") == [b"unsubscribe", None, 0]
+        assert s.call("PING") == "PONG"
     finally:
         s.close()
     # RESP3: subscriptions and messages are push frames, and other commands still run
@@ -107,12 +90,12 @@ def test_subscribed_context_and_resp3_push(make_cluster: Any) -> None:
     assert p.get_message(timeout=5)["type"] == "subscribe"
     assert r3.publish("c", "m") == 1
     assert _next_message(p)["data"] == b"m"
-    s, parser = _raw(c.port("n1"))
+    s = RawConnection(c.port("n1"))
     try:
-        _call(s, parser, "HELLO", "3")
-        _call(s, parser, "SUBSCRIBE", "c")
-        assert _call(s, parser, "SET", "k", "v") == ["OK"]  # RESP3 mixes pushes and replies
-        assert _call(s, parser, "RESET") == ["RESET"]
+        s.call("HELLO", "3")
+        s.call("SUBSCRIBE", "c")
+        assert s.call("SET", "k", "v") == "OK"  # RESP3 mixes pushes and replies
+        assert s.call("RESET") == "RESET"
         assert c.client("n1").pubsub_numsub("c") == [(b"c", 1)]  # only redis-py's subscriber is left
     finally:
         s.close()

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from replikv import modes
-from tests.integration.cluster import Cluster, RawConnection, wait_for
+from tests.integration.cluster import Cluster, RawConnection
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,6 @@ def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
     yield c
     c.close()
 
-
-def _leader(c: Cluster) -> str:
-    def find() -> str | None:
-        leaders = [n for n in c.procs if c.replication(n)["role"] == "master"]
-        return leaders[0] if len(leaders) == 1 else None
-    return wait_for(find, 20, "one leader")
 
 
 def _watched_exec(r: redis.Redis, key: str, change: Any) -> list[Any] | None:
@@ -52,7 +46,7 @@ def _watched_exec(r: redis.Redis, key: str, change: Any) -> list[Any] | None:
 
 def test_exec_fails_iff_a_watched_key_changed(cluster: Cluster) -> None:
     c = cluster
-    leader = _leader(c)
+    leader = c.leader()
     nodes = [leader] + [n for n in c.procs if n != leader]
     writer = c.client(leader)
     writer.set("k", "v")
@@ -93,7 +87,7 @@ def test_optimistic_increments_from_every_node_lose_nothing(cluster: Cluster) ->
     ``transaction`` helper): the final value counts every increment, whichever nodes they came
     through."""
     c = cluster
-    leader = _leader(c)
+    leader = c.leader()
     c.client(leader).set("counter", 0)
     per_client, errors = 25, []
 
