@@ -204,6 +204,7 @@ _runtime("slowlog", -2, "admin loading stale")
 _runtime("save", 1, "admin noscript")
 _runtime("bgsave", -1, "admin noscript")
 _runtime("lastsave", 1, "loading stale fast connection")
+_runtime("role", 1, "noscript loading stale fast connection")
 _runtime("time", 1, "loading stale fast connection")
 _runtime("memory", -2, "connection", (2, 2, 1))  # MEMORY USAGE key
 _runtime("reset", 1, "noscript loading stale fast no_auth allow_busy connection")

@@ -377,6 +377,30 @@ def lastsave(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(max(node.lastsave, node.snapshotter.last_ok_time))  # type: ignore[attr-defined]
 
 
+@handler("ROLE")
+def role(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """ROLE as Redis answers it, from this node's INFO replication (every mode writes
+    Redis's fields there): ["master", offset, [[ip, port, offset], ...]] or
+    ["slave", master ip, master port, "connected"|"connect", offset]."""
+    fields: dict[str, str] = {}
+    for line in node.info(["replication"]).split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name] = value
+    if fields.get("role") == "master":
+        replicas = []
+        for name, value in fields.items():
+            if name.startswith("slave") and name[5:].isdigit():
+                attrs = dict(kv.split("=", 1) for kv in value.split(",") if "=" in kv)
+                replicas.append([attrs.get("ip", "").encode(), attrs.get("port", "0").encode(),
+                                 attrs.get("offset", "0").encode()])
+        conn.reply([b"master", int(fields.get("master_repl_offset", "0")), replicas])
+        return
+    state = b"connected" if fields.get("master_link_status") == "up" else b"connect"
+    conn.reply([b"slave", fields.get("master_host", "").encode(), int(fields.get("master_port", "0") or 0),
+                state, int(fields.get("slave_repl_offset", "0") or 0)])
+
+
 @handler("SLOWLOG")
 def slowlog(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(node.slowlog.command(argv))  # type: ignore[attr-defined]
