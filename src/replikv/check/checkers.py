@@ -6,7 +6,8 @@ each checker enforces and its cost:
 - linearizability.py: the register history is linearizable (search);
 - registers.py: stale reads, read-your-writes, monotonic reads;
 - loss.py: lost writes (set, append, register), counter;
-- convergence.py: replicas equal after heal.
+- convergence.py: replicas equal after heal;
+- queue.py: the queue workload (lost XADDs, at-least-once, no delivery after XACK).
 
 Conventions shared by every checker: only client operations count
 (``process >= 0``); nemesis windows are ``op="nemesis"`` with process
@@ -29,6 +30,7 @@ from replikv.check.elle import ListAppendChecker
 from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op, by_key
 from replikv.check.linearizability import LinearizabilityChecker
 from replikv.check.loss import Counter, LostWrites
+from replikv.check.queue import AckedOnce, AtLeastOnce, QueueLoss
 from replikv.check.registers import MonotonicReads, ReadYourWrites, StaleReads
 from replikv.check.result import Anomaly, CheckResult, KeyChecker, run_key_checkers
 
@@ -52,6 +54,8 @@ def key_checkers(workload: str, timeout_s: float = 60.0) -> list[KeyChecker]:
     """The per-key checkers `workload` is judged by (convergence is separate: it reads nodes)."""
     if workload == "list-append":
         return [ListAppendChecker()]
+    if workload == "queue":
+        return [QueueLoss(), AtLeastOnce(), AckedOnce()]
     out: list[KeyChecker] = [Counter() if workload == "counter" else LostWrites()]
     if workload == "register":
         out += [LinearizabilityChecker(timeout_s), StaleReads(), ReadYourWrites(), MonotonicReads()]

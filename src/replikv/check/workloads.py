@@ -18,6 +18,12 @@ the checkers rely on (a value read names its write). Op names per workload:
   keys, each an append (RPUSH of a unique element) or a read (LRANGE 0 -1);
   value = JSON of the micro-operations with the reads' results
   (check/elle.py). Checked for transactional anomalies (G0 ... G2).
+- ``queue``: ``enqueue`` (XADD of a unique value) and ``dequeue`` (one
+  message for consumer group ``g``: XREADGROUP, or XAUTOCLAIM of one another
+  consumer left pending, then XACK, unless the consumer "crashes" first;
+  value = JSON ``{"v": .., "acked": ..}``). Checked for lost XADDs,
+  at-least-once delivery, and no delivery after an acknowledged XACK
+  (check/queue.py).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import redis
 
 from replikv.check.elle import txn_value
 
-WORKLOADS = ("register", "counter", "set", "append", "list-append")
+WORKLOADS = ("register", "counter", "set", "append", "list-append", "queue")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +202,77 @@ class ListAppend(Workload):
         return client.lrange(key, 0, -1)
 
 
+class Queue(Workload):
+    """Streams as job queues, one consumer group ``g`` per stream; see check/queue.py."""
+
+    name = "queue"
+    write_ops = ("enqueue",)
+    GROUP = "g"
+    CRASH = 0.1  # a consumer that read a message dies before its XACK
+    CLAIM = 0.2  # ... and one in five dequeues first looks for such messages
+    CLAIM_IDLE_MS = 1000  # pending this long: its consumer is taken for dead
+
+    def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
+        return Invocation("enqueue", key, value)
+
+    def next(self, rng: random.Random, process: int, seq: int) -> Invocation:
+        key = rng.choice(self.keys)
+        if rng.random() < self.read_ratio:
+            mode = "claim" if rng.random() < self.CLAIM else "new"
+            crash = "crash" if rng.random() < self.CRASH else "ack"
+            return Invocation("dequeue", key, f"{process}", f"{mode} {crash}")
+        return Invocation("enqueue", key, f"{process}-{seq}")
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op == "enqueue":
+            client.xadd(inv.key, {"v": inv.value or ""})
+            return inv.value
+        mode, crash = (inv.expected or "new ack").split()
+        consumer = f"c{inv.value}"
+        message = self._take(client, inv.key, consumer, mode == "claim")
+        if message is None:
+            return json.dumps(None)
+        msg_id, value = message
+        acked = crash != "crash" and client.xack(inv.key, self.GROUP, msg_id) == 1
+        return json.dumps({"v": value, "acked": acked})
+
+    def _take(self, client: redis.Redis, key: str, consumer: str, claim: bool,
+              idle_ms: int | None = None) -> tuple[bytes, str] | None:
+        """One message for ``consumer``: a pending one idle long enough (``claim``), else a new one."""
+        try:
+            if claim:
+                idle = self.CLAIM_IDLE_MS if idle_ms is None else idle_ms
+                _, claimed, *_ = client.xautoclaim(key, self.GROUP, consumer, idle, "0-0", count=1)
+                if claimed:
+                    msg_id, fields = claimed[0]
+                    return msg_id, fields[b"v"].decode()
+            got = client.xreadgroup(self.GROUP, consumer, {key: ">"}, count=1)
+        except redis.ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            try:
+                client.xgroup_create(key, self.GROUP, id="0", mkstream=True)
+            except redis.ResponseError as e2:
+                if "BUSYGROUP" not in str(e2):
+                    raise
+            return None
+        if not got or not got[0][1]:
+            return None
+        msg_id, fields = got[0][1][0]
+        return msg_id, fields[b"v"].decode()
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        """The stream's values, and what draining the group delivers now (new
+        messages, then everything still pending, claimed with no idle time)."""
+        entries = [fields[b"v"].decode() for _, fields in client.xrange(key)]
+        drained = []
+        for claim in (False, True):
+            while (message := self._take(client, key, "final", claim, idle_ms=0)) is not None:
+                client.xack(key, self.GROUP, message[0])
+                drained.append(message[1])
+        return {"entries": entries, "drained": drained}
+
+
 def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Workload:
     if name == "register":
         return Register(keys or 16, cas=cas)
@@ -207,6 +284,8 @@ def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Work
         return Append(keys or 4, read_ratio=0.2)
     if name == "list-append":
         return ListAppend(keys or 6, read_ratio=0.5)
+    if name == "queue":
+        return Queue(keys or 2, read_ratio=0.5)
     raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
 
 

@@ -49,6 +49,15 @@ def claims(setting: str, workload: str) -> list[Claim]:
                                                    "discards writes transactions had already read (an "
                                                    "incompatible order); a follower's read-only MULTI/EXEC "
                                                    "sees a past prefix, not the present (measured)")]
+    if workload == "queue":
+        durable = setting == "sync"
+        why = ("sync acks: an acknowledged XADD or XACK survives a failover" if durable else
+               f"{setting} acks: a failover may discard an acknowledged XADD or XACK (counted)")
+        return out + [Claim("lost writes", durable, why),
+                      Claim("at-least-once", durable, "every acknowledged message is delivered at least once"
+                            + ("" if durable else " unless its XADD was lost")),
+                      Claim("acked once", durable, "no delivery after an acknowledged XACK"
+                            + ("" if durable else " unless a failover discarded the XACK"))]
     if setting == "sync":
         out.append(Claim(loss, True, "sync acks: no acknowledged write is lost, even across a forced failover"))
     elif setting.startswith("semi-sync"):

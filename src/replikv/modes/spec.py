@@ -42,6 +42,12 @@ class Claim:
 def strong_claims(workload: str, convergence: str, no_loss: str) -> list[Claim]:
     """The claims of a mode whose reads are linearizable (raft, single): nothing
     acknowledged is lost, and the register workload sees no anomaly at all."""
+    if workload == "queue":
+        return [Claim("convergence", True, convergence),
+                Claim("lost writes", True, "no acknowledged XADD is lost: " + no_loss),
+                Claim("at-least-once", True, "every acknowledged message is delivered to the group at least "
+                                             "once (a consumer's crash before XACK redelivers it)"),
+                Claim("acked once", True, "a message whose XACK was acknowledged is never delivered again")]
     if workload == "list-append":
         return [Claim("convergence", True, convergence),
                 Claim("serializable", True, "MULTI/EXEC transactions are serializable: no G0, G1 or G2 "
