@@ -298,3 +298,14 @@ def test_glob_matches_all_is_only_star() -> None:
 
 def test_glob_compile_is_cached() -> None:
     assert glob.compile_glob(b"cache:*") is glob.compile_glob(b"cache:*")
+
+
+def test_docs_commands_lists_every_command() -> None:
+    """docs/commands.md names every command of the table (it cannot fall behind)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "commands.md").read_text()
+    words = set(re.findall(r"[A-Z][A-Z_]+", text))
+    missing = sorted(name.decode() for name in COMMANDS if name.decode() not in words)
+    assert not missing, f"docs/commands.md does not list {missing}"
