@@ -8,8 +8,8 @@ here. Nothing else changes: the command table, dispatch, TYPE, snapshots and
 the digest all read the registrations.
 """
 
-from replikv.kv.types import hashes, keys, lists, sets, strings
+from replikv.kv.types import hashes, keys, lists, sets, streams, strings
 
-FAMILIES = (strings, lists, sets, hashes, keys)
+FAMILIES = (strings, lists, sets, hashes, keys, streams)
 
 __all__ = ["FAMILIES"]
