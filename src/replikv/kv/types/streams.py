@@ -672,8 +672,10 @@ def _range(sm: StateMachine, argv: list[bytes], now_ms: int, reverse: bool) -> R
             i += 2
         else:
             raise SYNTAX_ERROR
+    if count == 0:
+        return NULL_ARRAY
     s = sm.live_as(argv[1], now_ms, Stream)
-    if s is None or count == 0:
+    if s is None:
         return []
     return [_entry(sid, f) for sid, f in s.range(start, end, max(count, 0), reverse=reverse)]
 
@@ -706,7 +708,6 @@ class _ReadArgs:
 def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
     """XREAD/XREADGROUP options (BLOCK is checked, then served non-blocking)."""
     a = _ReadArgs()
-    name = "xreadgroup" if xreadgroup else "xread"
     n = len(argv)
     i = 1
     streams_at = 0
@@ -728,7 +729,7 @@ def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
             streams_at = i + 1
             if (n - streams_at) % 2:
                 raise RespError(
-                    f"ERR Unbalanced '{name}' list of streams: for each stream key an ID or '$' "
+                    "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' "
                     "must be specified."
                 )
             break
@@ -774,7 +775,7 @@ def xread(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
                 "<group> <consumer> option."
             )
         else:
-            sid = _parse_id_arg(id_arg, strict=False)
+            sid = _parse_id_arg(id_arg, strict=True)
         starts.append((s, sid))
     out = []
     for key, (s, sid) in zip(a.keys, starts, strict=True):
@@ -851,7 +852,7 @@ def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
                 "history of this consumer by specifying a proper ID, or use the > ID to get new "
                 "messages. The $ ID would just return an empty result set."
             )
-        after = None if id_arg == b">" else _parse_id_arg(id_arg, strict=False)
+        after = None if id_arg == b">" else _parse_id_arg(id_arg, strict=True)
         targets.append((key, s, g, after))
     out = []
     for key, s, g, after in targets:
@@ -886,7 +887,7 @@ _XGROUP_HELP = [
     "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
     "    Set the current group ID and entries_read counter.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 ]
 
 
@@ -945,7 +946,7 @@ def rewrite_xgroup(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool
 def _group_id(arg: bytes, s: Stream | None) -> StreamID:
     if arg == b"$":
         return ZERO_ID if s is None else s.last_id
-    return _parse_id_arg(arg, strict=False)
+    return _parse_id_arg(arg, strict=True)
 
 
 @command("xgroup", -2, "write", (2, 2, 1), rewrite=rewrite_xgroup)
@@ -1055,19 +1056,19 @@ def _live_group(sm: StateMachine, key: bytes, name: bytes, now_ms: int) -> tuple
 def xpending(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     n = len(argv)
     min_idle = 0
-    i = 3
-    if n > 3 and argv[3].upper() == b"IDLE":
-        if n < 8:
-            raise SYNTAX_ERROR
-        min_idle = parse_int(argv[4])
-        i = 5
-    extended = n > 3
-    if extended and (n - i) not in (3, 4):
+    if n != 3 and not 6 <= n <= 9:
         raise SYNTAX_ERROR
+    extended = n > 3
     if extended:
-        start, end = _bounds(argv[i], argv[i + 1])
+        i = 3
+        if argv[3].upper() == b"IDLE":
+            min_idle = parse_int(argv[4])
+            if n < 8:
+                raise SYNTAX_ERROR
+            i = 5
         count = max(parse_int(argv[i + 2]), 0)
-        cname = argv[i + 3] if n - i == 4 else None
+        start, end = _bounds(argv[i], argv[i + 1])
+        cname = argv[i + 3] if i + 3 < n else None
     s, g = _live_group(sm, argv[1], argv[2], now_ms)
     if not extended:
         return _pending_summary(g)
@@ -1143,7 +1144,7 @@ def _xclaim_options(
                 retry = value
         elif opt == b"LASTID" and more:
             j += 1
-            lastid = _parse_id_arg(argv[j], strict=False)
+            lastid = _parse_id_arg(argv[j], strict=True)
         else:
             raise RespError(
                 f"ERR Unrecognized XCLAIM option '{argv[j].decode('utf-8', 'replace')}'"
@@ -1232,7 +1233,10 @@ def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     while j < len(argv):
         opt = argv[j].upper()
         if opt == b"COUNT" and j + 1 < len(argv):
-            count = parse_int(argv[j + 1])
+            try:
+                count = parse_int(argv[j + 1])
+            except RespError:
+                count = 0
             if count < 1 or count > (1 << 63) // 10:
                 raise RespError("ERR COUNT must be > 0")
             j += 2
@@ -1253,14 +1257,15 @@ def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
             cursor = sid
             break
         attempts -= 1
+        if sid not in s.entries:
+            g.unlink(sid)
+            deleted.append(_fmt_id(sid))
+            count -= 1
+            continue
         nack = g.pel[sid]
         if min_idle and now - nack.delivery_time < min_idle:
             continue
         count -= 1
-        if sid not in s.entries:
-            g.unlink(sid)
-            deleted.append(_fmt_id(sid))
-            continue
         _claim(g, sid, nack, cname, c)
         nack.delivery_time = now
         if not justid:
@@ -1325,7 +1330,7 @@ _XINFO_HELP = [
     "STREAM <key> [FULL [COUNT <count>]",
     "    Show information about the stream.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 ]
 _XINFO_ARITY = {b"CONSUMERS": 4, b"GROUPS": 3, b"STREAM": -3, b"HELP": 2}
 
@@ -1383,13 +1388,14 @@ def _xinfo_stream(s: Stream, argv: list[bytes]) -> Reply:
     if len(argv) == 3:
         return [*_stream_head(s), b"groups", len(s.groups),
                 b"first-entry", _edge(s, False), b"last-entry", _edge(s, True)]
-    if argv[3].upper() != b"FULL":
-        raise SYNTAX_ERROR
-    count = 10
-    if len(argv) > 4:
-        if len(argv) != 6 or argv[4].upper() != b"COUNT":
-            raise SYNTAX_ERROR
-        count = max(parse_int(argv[5]), 0)
+    if argv[3].upper() != b"FULL" or len(argv) not in (4, 6) or (
+        len(argv) == 6 and argv[4].upper() != b"COUNT"
+    ):
+        raise RespError(
+            "ERR unknown subcommand or wrong number of arguments for "
+            f"'{argv[1].decode('utf-8', 'replace')}'. Try XINFO HELP."
+        )
+    count = 10 if len(argv) == 4 else max(parse_int(argv[5]), 0)
     return _stream_full(s, count)
 
 
