@@ -396,6 +396,26 @@ def test_xreadgroup_errors(diff: Differential) -> None:
     diff.run("XINFO", "GROUPS", "s")
 
 
+def test_consumers_are_created_when_served_or_claiming(diff: Differential) -> None:
+    _fill(diff, "s", 2)
+    _fill(diff, "t", 1)
+    diff.run("XGROUP", "CREATE", "s", "g", "$")
+    diff.run("XGROUP", "CREATE", "t", "g", "0")
+    diff.run("XREADGROUP", "GROUP", "g", "idle", "STREAMS", "s", ">")
+    diff.run("XREADGROUP", "GROUP", "g", "hist", "STREAMS", "s", "0")
+    diff.run("XREADGROUP", "GROUP", "g", "both", "STREAMS", "s", "t", ">", ">")
+    diff.run("XGROUP", "SETID", "s", "g", "0")
+    diff.run("XREADGROUP", "GROUP", "g", "r", "COUNT", "1", "STREAMS", "s", ">")
+    diff.run("XAUTOCLAIM", "s", "g", "auto", "100000", "0")
+    diff.run("XCLAIM", "s", "g", "claim", "100000", "1-0")
+    diff.run("XDEL", "s", "1-0")
+    diff.run("XAUTOCLAIM", "s", "g", "cleaner", "0", "0")
+    diff.run("XAUTOCLAIM", "t", "g", "auto", "0", "0")
+    names = _mask_after({b"idle"})
+    run_shaped(diff, names, "XINFO", "CONSUMERS", "s", "g")
+    run_shaped(diff, names, "XINFO", "CONSUMERS", "t", "g")
+
+
 def test_xack(diff: Differential) -> None:
     _fill(diff, "s", 3)
     diff.run("XGROUP", "CREATE", "s", "g", "0")

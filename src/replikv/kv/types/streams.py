@@ -856,14 +856,17 @@ def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         targets.append((key, s, g, after))
     out = []
     for key, s, g, after in targets:
-        c = g.consumer(a.consumer, now)
         if after is None:
             if s.entries_after(g.last_id, 1):
+                c = g.consumer(a.consumer, now)
                 out.append([key, _deliver_new(s, g, c, a.consumer, a.count, a.noack, now)])
         else:
+            c = g.consumer(a.consumer, now)
             out.append([key, _deliver_history(s, c, after, a.count, now)])
+    if not out:
+        return NULL_ARRAY
     sm.dirty += 1
-    return out or NULL_ARRAY
+    return out
 
 
 # --- XGROUP / XACK / XPENDING ---------------------------------------------------------
@@ -1187,8 +1190,9 @@ def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
             break
         j += 1
     delivery, retry, force, justid, lastid = _xclaim_options(argv, j, now)
-    if lastid is not None and lastid > g.last_id:
-        g.last_id = lastid
+    changed = lastid is not None and lastid > g.last_id
+    if changed:
+        g.last_id = lastid  # type: ignore[assignment]
     cname = argv[3]
     c: Consumer | None = None
     out: list[Any] = []
@@ -1200,6 +1204,7 @@ def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
             nack = g.pel[sid] = Nack(b"", now, 0)
         elif min_idle and now - nack.delivery_time < min_idle:
             continue
+        changed = True
         if sid not in s.entries:  # deleted meanwhile: it leaves the PEL
             g.unlink(sid)
             continue
@@ -1212,7 +1217,8 @@ def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         elif not justid:
             nack.delivery_count += 1
         out.append(_fmt_id(sid) if justid else _entry(sid, s.entries[sid]))
-    sm.dirty += 1
+    if changed:
+        sm.dirty += 1
     return out
 
 
@@ -1246,7 +1252,7 @@ def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         else:
             raise SYNTAX_ERROR
     cname = argv[3]
-    c = g.consumer(cname, now)
+    c: Consumer | None = None
     attempts = count * 10
     claimed: list[Any] = []
     deleted: list[bytes] = []
@@ -1266,12 +1272,15 @@ def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         if min_idle and now - nack.delivery_time < min_idle:
             continue
         count -= 1
+        if c is None:
+            c = g.consumer(cname, now)
         _claim(g, sid, nack, cname, c)
         nack.delivery_time = now
         if not justid:
             nack.delivery_count += 1
         claimed.append(_fmt_id(sid) if justid else _entry(sid, s.entries[sid]))
-    sm.dirty += 1
+    if claimed or deleted:
+        sm.dirty += 1
     return [_fmt_id(cursor), claimed, deleted]
 
 
