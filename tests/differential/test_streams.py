@@ -174,6 +174,29 @@ def test_approximate_trimming_follows_redis_nodes(diff: Differential) -> None:
     diff.run("XRANGE", "t", "-", "+", "COUNT", "2")
 
 
+@pytest.mark.parametrize("shape", ["same-fields", "mixed-fields", "numbers", "big"])
+def test_approximate_trimming_with_nodes_cut_by_bytes(diff: Differential, shape: str) -> None:
+    """Large entries fill Redis's 4096-byte nodes before 100 entries: the
+    model must cut them where Redis does for ``~`` to trim the same entries."""
+    for i in range(1, 301):
+        if shape == "same-fields":
+            fields = ["payload", "x" * 50, "n", str(i)]
+        elif shape == "mixed-fields":
+            fields = [f"f{i % 3}", "y" * (i % 70), "g", "-" * 5]
+        elif shape == "numbers":
+            fields = ["a", str(i * 1000003), "b", str(-i * 70000), "c", "9" * 19]
+        else:
+            fields = ["blob", "z" * (100 + 37 * (i % 90))]
+        diff.run("XADD", "s", f"{i * 1000}-{i % 7}", *fields)
+    for maxlen in (290, 250, 200, 120, 60):
+        diff.run("XTRIM", "s", "MAXLEN", "~", str(maxlen))
+    diff.run("XLEN", "s")
+    diff.run("XTRIM", "s", "MINID", "~", "280000")
+    diff.run("XRANGE", "s", "-", "+", "COUNT", "1")
+    diff.run("XADD", "s", "MAXLEN", "~", "5", "400000-0", "f", "v")
+    diff.run("XLEN", "s")
+
+
 def test_xtrim_errors(diff: Differential) -> None:
     _fill(diff, "s", 3)
     diff.run("XTRIM", "s", "MAXLEN")

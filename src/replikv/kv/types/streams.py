@@ -8,15 +8,18 @@ its entries.
 
 Layout: ``Stream.entries`` is a ``SortedDict`` id -> flat ``[field, value,
 ...]`` list (ids are ``(ms, seq)`` tuples of unsigned 64-bit ints), so a
-range lookup is O(log n). Redis stores entries in radix-tree nodes of up to
-``stream-node-max-entries`` (100) entries; approximate trimming (``~``)
-only removes whole nodes, so its outcome depends on where the nodes are
-cut. ``Stream.nodes`` models them (a node's first id, its last id, its
-entries incl. deleted ones, its live entries): a node is filled to 100
-entries, an ``XDEL`` that empties a node removes it, and trimming removes
-whole nodes first, exactly as Redis decides. (Redis also cuts a node at
-4096 bytes; replikv cuts by count only, so streams of large entries are
-trimmed differently by ``~`` than by Redis. Exact trimming is unaffected.)
+range lookup is O(log n). Redis stores entries in radix-tree nodes, each a
+listpack of at most ``stream-node-max-entries`` (100) entries and
+``stream-node-max-bytes`` (4096) bytes; approximate trimming (``~``) only
+removes whole nodes, so its outcome depends on where the nodes are cut.
+``Stream.nodes`` models them (:class:`_Node`: first id, last id, entries
+incl. deleted ones, live entries, the listpack's size in bytes and its
+master fields): an entry opens a new node when the last one holds 100
+entries or its bytes plus the entry's field and value lengths reach 4096
+(the size is computed as listpack encodes each element, ``_lp_size``), an
+``XDEL`` that empties a node removes it, and trimming removes whole nodes
+first, exactly as Redis decides. The node model is replicated state (in
+the snapshot and the digest).
 
 Consumer groups (``Group``): ``last_id``, ``entries_read`` (-1 = unknown),
 the group PEL (``SortedDict`` id -> :class:`Nack`) and consumers by name,
@@ -134,13 +137,88 @@ class Group:
 class _Node:
     """A model of one of Redis's radix-tree nodes (see the module docstring)."""
 
-    __slots__ = ("last", "live", "master", "total")
+    __slots__ = ("fields", "last", "live", "master", "size", "total")
 
-    def __init__(self, master: StreamID, last: StreamID, total: int, live: int) -> None:
+    def __init__(self, master: StreamID, last: StreamID, total: int, live: int, size: int,
+                 fields: list[bytes]) -> None:
         self.master = master
         self.last = last
-        self.total = total
+        self.total = total  # entries, deleted ones included
         self.live = live
+        self.size = size  # bytes of the listpack
+        self.fields = fields  # the master entry's fields
+
+    @classmethod
+    def opened_by(cls, sid: StreamID, fields: list[bytes]) -> _Node:
+        """An empty node whose master entry takes ``fields``' field names."""
+        names = fields[0::2]
+        # header + end, count, deleted, number of fields, the fields, the master terminator
+        size = _LP_HEADER + 1 + 3 * _lp_int_size(0) + _lp_int_size(len(names))
+        size += sum(_lp_size(name) for name in names)
+        return cls(sid, sid, 0, 0, size, names)
+
+    def add(self, sid: StreamID, fields: list[bytes]) -> None:
+        """Count the entry ``sid`` appended to this node and its listpack bytes."""
+        values = fields[1::2]
+        same = fields[0::2] == self.fields
+        size = _lp_int_size(0)  # flags
+        size += _lp_int_size(_i64(sid[0] - self.master[0]))
+        size += _lp_int_size(_i64(sid[1] - self.master[1]))
+        if same:
+            size += sum(_lp_size(v) for v in values)
+            size += _lp_int_size(len(values) + 3)
+        else:
+            size += _lp_int_size(len(values)) + sum(_lp_size(f) for f in fields)
+            size += _lp_int_size(2 * len(values) + 4)
+        self.size += size
+        self.total += 1
+        self.live += 1
+        self.last = sid
+
+
+# --- listpack element sizes (Redis's listpack.c encodings, for the node model)
+
+_LP_HEADER = 6
+NODE_MAX_BYTES = 4096  # Redis's stream-node-max-bytes default
+
+
+def _i64(value: int) -> int:
+    """``value`` wrapped to a signed 64-bit integer (the id deltas are C int64)."""
+    value &= U64
+    return value - (1 << 64) if value >> 63 else value
+
+
+def _backlen(n: int) -> int:
+    return 1 if n <= 127 else 2 if n < 16383 else 3 if n < 2097151 else 4 if n < 268435455 else 5
+
+
+def _lp_int_size(v: int) -> int:
+    """Bytes of an integer element (encoding, backlen)."""
+    if 0 <= v <= 127:
+        n = 1
+    elif -4096 <= v <= 4095:
+        n = 2
+    elif -32768 <= v <= 32767:
+        n = 3
+    elif -8388608 <= v <= 8388607:
+        n = 4
+    elif -(1 << 31) <= v < (1 << 31):
+        n = 5
+    else:
+        n = 9
+    return n + 1
+
+
+def _lp_size(value: bytes) -> int:
+    """Bytes of a string element: stored as an integer when it is one."""
+    if len(value) <= 20:
+        try:
+            return _lp_int_size(parse_int(value))
+        except RespError:
+            pass
+    n = len(value)
+    n += 1 if n <= 63 else 2 if n <= 4095 else 5
+    return n + _backlen(n)
 
 
 class Stream:
@@ -188,19 +266,21 @@ class Stream:
         self.last_id = sid
         self.entries_added += 1
         nodes = self.nodes
-        if nodes and nodes[-1].total < NODE_MAX_ENTRIES:
-            node = nodes[-1]
-            node.total += 1
-            node.live += 1
-            node.last = sid
-        else:
-            nodes.append(_Node(sid, sid, 1, 1))
+        node = nodes[-1] if nodes else None
+        if (
+            node is None
+            or node.total >= NODE_MAX_ENTRIES
+            or node.size + sum(map(len, fields)) >= NODE_MAX_BYTES
+        ):
+            node = _Node.opened_by(sid, fields)
+            nodes.append(node)
+        node.add(sid, fields)
 
     def delete(self, sid: StreamID) -> bool:
         """XDEL one id; True when it was there."""
         if self.entries.pop(sid, None) is None:
             return False
-        i = bisect.bisect_right([n.master for n in self.nodes], sid) - 1
+        i = bisect.bisect_right(self.nodes, sid, key=_master) - 1
         node = self.nodes[i]
         node.live -= 1
         if not node.live:
@@ -292,6 +372,10 @@ class Stream:
         group.last_id = sid
 
 
+def _master(node: _Node) -> StreamID:
+    return node.master
+
+
 def _state(s: Stream) -> list[Any]:
     """A canonical, msgpack-able form of a stream (the snapshot payload)."""
     groups = []
@@ -305,7 +389,7 @@ def _state(s: Stream) -> list[Any]:
         [*s.last_id],
         [*s.max_deleted],
         s.entries_added,
-        [[*n.master, *n.last, n.total, n.live] for n in s.nodes],
+        [[*n.master, *n.last, n.total, n.live, n.size, n.fields] for n in s.nodes],
         groups,
     ]
 
@@ -317,7 +401,8 @@ def _load(payload: list[Any]) -> Stream:
     s.last_id = (last_id[0], last_id[1])
     s.max_deleted = (max_deleted[0], max_deleted[1])
     s.entries_added = added
-    s.nodes = [_Node((a, b), (c, d), t, v) for a, b, c, d, t, v in nodes]
+    s.nodes = [_Node((a, b), (c, d), t, v, size, list(fields))
+               for a, b, c, d, t, v, size, fields in nodes]
     for name, glast, read, pel, consumers in groups:
         g = s.groups[name] = Group((glast[0], glast[1]), read)
         for cname, seen in consumers:
