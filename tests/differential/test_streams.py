@@ -480,7 +480,10 @@ def test_xpending(diff: Differential) -> None:
     diff.run("XPENDING", "s", "g", "IDLE", "x", "-", "+", "10")
     diff.run("XPENDING", "s", "g", "x", "+", "10")
     diff.run("XPENDING", "s", "g", "-", "+", "x")
-    diff.run("XPENDING", "s", "g", "-", "+", "10", "a", "b")
+    run_shaped(diff, idle, "XPENDING", "s", "g", "-", "+", "10", "a", "b")  # extra args ignored
+    run_shaped(diff, idle, "XPENDING", "s", "g", "-", "+", "10", "a", "b", "c")
+    diff.run("XPENDING", "s", "g", "-", "+", "10", "a", "b", "c", "d")
+    diff.run("XPENDING", "s", "g", "IDLE", "0", "-", "+", "10", "a", "b")
     diff.run("XPENDING", "s", "nog")
     diff.run("XPENDING", "nokey", "g")
     diff.run("XPENDING", "s")
