@@ -197,6 +197,20 @@ def test_approximate_trimming_with_nodes_cut_by_bytes(diff: Differential, shape:
     diff.run("XLEN", "s")
 
 
+def test_exact_minid_trim_can_leave_an_empty_node(diff: Differential) -> None:
+    """The first node's last entry is deleted: MINID trims all its live entries
+    one by one and Redis keeps the emptied node (radix-tree-keys shows it)."""
+    _fill(diff, "s", 150)
+    diff.run("XDEL", "s", "100-0")
+    diff.run("XTRIM", "s", "MINID", "100")
+    radix = _mask_after(_RADIX)
+    run_shaped(diff, radix, "XINFO", "STREAM", "s")
+    diff.run("XTRIM", "s", "MAXLEN", "~", "40")
+    run_shaped(diff, radix, "XINFO", "STREAM", "s")
+    diff.run("XTRIM", "s", "MAXLEN", "~", "10")
+    run_shaped(diff, radix, "XINFO", "STREAM", "s")
+
+
 def test_xtrim_errors(diff: Differential) -> None:
     _fill(diff, "s", 3)
     diff.run("XTRIM", "s", "MAXLEN")

@@ -314,13 +314,20 @@ class Stream:
                 continue
             if approx:
                 break
-            while len(entries):
-                sid = entries.keys()[0]
-                if (len(entries) <= maxlen) if maxlen is not None else sid >= minid:  # type: ignore[operator]
+            # Within the node: its entries go one by one (the node stays, even
+            # emptied, as Redis only marks them deleted in its listpack).
+            doomed = []
+            for sid in entries.irange(node.master, node.last):
+                if maxlen is not None:
+                    if len(entries) - len(doomed) <= maxlen:
+                        break
+                elif sid >= minid:  # type: ignore[operator]
                     break
+                doomed.append(sid)
+            for sid in doomed:
                 del entries[sid]
-                node.live -= 1
-                removed += 1
+            node.live -= len(doomed)
+            removed += len(doomed)
             break
         return removed
 
@@ -719,8 +726,9 @@ def xtrim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     s = _stream(sm, argv[1])
     if s is None:
         return 0
+    nodes = len(s.nodes)
     removed = _trim(s, a)
-    if removed:
+    if removed or len(s.nodes) != nodes:  # an emptied node may go and nothing else
         sm.dirty += 1
     return removed
 
@@ -846,7 +854,7 @@ def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
     return a
 
 
-@command("xread", -4, "readonly", (0, 0, 0))
+@command("xread", -4, "readonly blocking movablekeys", (0, 0, 0))
 def xread(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     a = _parse_read(argv, False)
     starts: list[tuple[Stream | None, StreamID]] = []
@@ -920,7 +928,7 @@ def _deliver_history(s: Stream, c: Consumer, after: StreamID, count: int, now: i
     return out
 
 
-@command("xreadgroup", -7, "write", (0, 0, 0), rewrite=rewrite_time)
+@command("xreadgroup", -7, "write blocking movablekeys", (0, 0, 0), rewrite=rewrite_time)
 def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     argv, now = _split_time(argv, ctx)
     a = _parse_read(argv, True)
