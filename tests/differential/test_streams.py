@@ -679,6 +679,39 @@ def test_xinfo_groups_and_lag(diff: Differential) -> None:
     diff.run("XINFO", "CONSUMERS", "s")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["XREAD", "COUNT", "1", "STREAMS", "a", "b", "0", "0"],
+        ["XREAD", "STREAMS", "a", "b", "0"],
+        ["XREAD", "COUNT", "streams", "STREAMS", "a", "0"],
+        ["XREADGROUP", "GROUP", "streams", "c", "NOACK", "STREAMS", "a", "0"],
+        ["XADD", "s", "*", "f", "v"],
+        ["XGROUP", "CREATE", "s", "g", "$"],
+        ["XINFO", "STREAM", "s"],
+        ["XCLAIM", "s", "g", "c", "0", "1-1"],
+    ],
+)
+def test_command_getkeys(diff: Differential, argv: list[str]) -> None:
+    """XREAD/XREADGROUP's keys move (they follow STREAMS): COMMAND GETKEYS,
+    ACL key checks and expiry use what Redis's key specs find."""
+    from replikv.kv.commands import command_reply
+
+    args = [a.encode() for a in argv]
+    expected = diff.redis.call(b"COMMAND", b"GETKEYS", *args)
+    assert _hiredis(command_reply([b"COMMAND", b"GETKEYS", *args])) == expected
+
+
+def test_xreadgroup_on_an_expired_stream(diff: Differential) -> None:
+    _fill(diff, "s", 2)
+    diff.run("XGROUP", "CREATE", "s", "g", "0")
+    diff.run("PEXPIREAT", "s", "1")
+    diff.run("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">")
+    diff.run("EXISTS", "s")
+    for sm in (diff.leader, diff.follower, diff.raft):
+        assert b"s" not in sm.data  # deleted before the read, on every path
+
+
 @pytest.mark.parametrize("cmd", ["XLEN", "XRANGE", "XINFO"])
 def test_expired_stream_is_gone(diff: Differential, cmd: str) -> None:
     _fill(diff, "s", 2)

@@ -24,7 +24,9 @@ Rules:
   that applied, its conditions having held on the leader's state).
 - Keys follow Redis's legacy triple: argv positions ``first_key`` ..
   ``last_key`` (negative counts from the end, ``-1`` = last) stepping by
-  ``key_step``; ``0, 0, 0`` means the command has no key arguments.
+  ``key_step``; ``0, 0, 0`` means the command has no key arguments, unless
+  it declares ``movable_keys`` (Redis's movablekeys: XREAD's keys follow
+  STREAMS), a function that finds them in ``argv``.
 - ``WRITE`` and ``READ`` are aliases of ``SET`` and ``GET`` (the seed's
   plain-text client sends ``write key 0`` / ``read key``).
 - Flags that only replikv uses (``connection``) are not shown by
@@ -57,6 +59,7 @@ ApplyFn = Callable[["StateMachine", list[bytes], "ApplyContext"], Reply]
 ReadFn = Callable[["StateMachine", list[bytes], int], Reply]
 RewriteFn = Callable[["StateMachine", list[bytes], int, bool], list[bytes]]
 LogFormFn = Callable[[list[bytes]], list[bytes]]
+KeysFn = Callable[[list[bytes]], list[bytes]]
 
 # Flags replikv uses for routing that Redis does not have.
 _INTERNAL_FLAGS = frozenset({"connection"})
@@ -76,6 +79,7 @@ class CommandSpec:
     read: ReadFn | None = None  # readonly: (sm, argv, now_ms) -> reply; changes nothing
     rewrite: RewriteFn | None = None  # write: (sm, argv, now_ms, exact) -> deterministic argv
     logged_as: LogFormFn | None = None  # write: minimal log form of a rewritten command
+    movable_keys: KeysFn | None = None  # argv -> its keys, where no fixed positions hold them
 
     def arity_ok(self, argc: int) -> bool:
         """True when ``argc`` (argv length, name included) fits the arity."""
@@ -95,7 +99,7 @@ class CommandSpec:
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of ``argv`` (empty for keyless commands)."""
         if self.first_key == 0:
-            return []
+            return [] if self.movable_keys is None else self.movable_keys(argv)
         if self.first_key == 1 and self.last_key == 1:
             return [argv[1]]
         last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
@@ -131,6 +135,7 @@ def command(
     *,
     rewrite: RewriteFn | None = None,
     logged_as: LogFormFn | None = None,
+    movable_keys: KeysFn | None = None,
 ) -> Callable[[_F], _F]:
     """Declare data command ``name`` with the decorated function as its operation.
 
@@ -143,7 +148,8 @@ def command(
     def register(fn: _F) -> _F:
         is_write = "write" in flag_set
         _add(CommandSpec(name.lower(), arity, flag_set, *keys, apply=fn if is_write else None,
-                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as))
+                         read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as,
+                         movable_keys=movable_keys))
         return fn
 
     return register

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import bisect
 from hashlib import blake2b
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -854,7 +855,25 @@ def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
     return a
 
 
-@command("xread", -4, "readonly blocking movablekeys", (0, 0, 0))
+def _keys_after_streams(search_from: int) -> Callable[[list[bytes]], list[bytes]]:
+    """XREAD/XREADGROUP's keys as Redis 7.0's key specs find them: the first
+    half of what follows the first ``STREAMS`` at or after ``search_from``.
+    On the internal form the time pair makes it over-approximate (an id
+    counted as a key), which only ever lets ``apply`` delete a key that was
+    due anyway."""
+
+    def keys(argv: list[bytes]) -> list[bytes]:
+        for i in range(search_from, len(argv)):
+            if argv[i].upper() == b"STREAMS":
+                rest = argv[i + 1 :]
+                return rest[: len(rest) // 2]
+        return []
+
+    return keys
+
+
+@command("xread", -4, "readonly blocking movablekeys", (0, 0, 0),
+         movable_keys=_keys_after_streams(1))
 def xread(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     a = _parse_read(argv, False)
     starts: list[tuple[Stream | None, StreamID]] = []
@@ -928,7 +947,8 @@ def _deliver_history(s: Stream, c: Consumer, after: StreamID, count: int, now: i
     return out
 
 
-@command("xreadgroup", -7, "write blocking movablekeys", (0, 0, 0), rewrite=rewrite_time)
+@command("xreadgroup", -7, "write blocking movablekeys", (0, 0, 0), rewrite=rewrite_time,
+         movable_keys=_keys_after_streams(4))
 def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     argv, now = _split_time(argv, ctx)
     a = _parse_read(argv, True)
