@@ -721,3 +721,54 @@ def test_expired_stream_is_gone(diff: Differential, cmd: str) -> None:
     diff.run(*args)
     diff.run("XADD", "s", "1-0", "f", "v")
     diff.run("XLEN", "s")
+
+
+class _Resp3:
+    """A RESP3 (HELLO 3) connection to the oracle's redis-server."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = hiredis.Reader()
+        assert self.call(b"HELLO", b"3")[b"proto"] == 3
+
+    def call(self, *argv: bytes) -> Any:
+        from replikv.core.resp import encode_command
+
+        self.sock.sendall(encode_command(argv))
+        while (reply := self.reader.gets()) is False:
+            self.reader.feed(self.sock.recv(1 << 16))
+        return reply
+
+
+def _skeleton(reply: Any) -> Any:
+    """The reply with every integer replaced by its type (times, radix nodes)."""
+    if isinstance(reply, dict):
+        return {k: _skeleton(v) for k, v in reply.items()}
+    if isinstance(reply, list):
+        return [_skeleton(v) for v in reply]
+    return "int" if isinstance(reply, int) else reply
+
+
+def test_xinfo_answers_maps_to_resp3_clients(diff: Differential) -> None:
+    _fill(diff, "s", 4)
+    diff.run("XGROUP", "CREATE", "s", "g", "0")
+    diff.run("XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">")
+    resp3 = _Resp3(diff.redis.port)
+    try:
+        for argv in ([b"XINFO", b"STREAM", b"s"], [b"XINFO", b"GROUPS", b"s"],
+                     [b"XINFO", b"CONSUMERS", b"s", b"g"], [b"XINFO", b"STREAM", b"s", b"FULL"]):
+            got = _hiredis_resp3(diff.leader.read(argv, int(time.time() * 1000)))
+            expected = resp3.call(*argv)
+            assert _skeleton(got) == _skeleton(expected), argv
+            if argv[1] == b"GROUPS":
+                assert got == expected
+    finally:
+        resp3.sock.close()
+
+
+def _hiredis_resp3(value: Any) -> Any:
+    reader = hiredis.Reader()
+    reader.feed(encode_reply(value, resp3=True))
+    return reader.gets()

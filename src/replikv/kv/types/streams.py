@@ -895,8 +895,16 @@ def xread(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
             continue
         found = s.entries_after(sid, a.count)
         if found:
-            out.append([key, [_entry(i, f) for i, f in found]])
-    return out or NULL_ARRAY
+            out.append((key, [_entry(i, f) for i, f in found]))
+    return _by_stream(out)
+
+
+def _by_stream(served: list[tuple[bytes, list[Any]]]) -> Reply:
+    """XREAD's reply: ``[[key, entries], ...]``, the null array when no stream
+    was served. (Redis 7.0 answers a RESP3 client a map key -> entries; the
+    reply values have no "pairs in RESP2, map in RESP3" type, so RESP3
+    clients get the RESP2 shape.)"""
+    return [list(pair) for pair in served] if served else NULL_ARRAY
 
 
 def _nogroup_read(key: bytes, group: bytes) -> RespError:
@@ -972,14 +980,13 @@ def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         if after is None:
             if s.entries_after(g.last_id, 1):
                 c = g.consumer(a.consumer, now)
-                out.append([key, _deliver_new(s, g, c, a.consumer, a.count, a.noack, now)])
+                out.append((key, _deliver_new(s, g, c, a.consumer, a.count, a.noack, now)))
         else:
             c = g.consumer(a.consumer, now)
-            out.append([key, _deliver_history(s, c, after, a.count, now)])
-    if not out:
-        return NULL_ARRAY
-    sm.dirty += 1
-    return out
+            out.append((key, _deliver_history(s, c, after, a.count, now)))
+    if out:
+        sm.dirty += 1
+    return _by_stream(out)
 
 
 # --- XGROUP / XACK / XPENDING ---------------------------------------------------------
@@ -1473,20 +1480,20 @@ def _read_or_none(value: int) -> int | None:
     return None if value == UNKNOWN_READ else value
 
 
-def _group_info(s: Stream, name: bytes, g: Group) -> list[Any]:
-    return [b"name", name, b"consumers", len(g.consumers), b"pending", len(g.pel),
-            b"last-delivered-id", _fmt_id(g.last_id),
-            b"entries-read", _read_or_none(g.entries_read), b"lag", s.lag(g)]
+def _group_info(s: Stream, name: bytes, g: Group) -> dict[bytes, Any]:
+    return {b"name": name, b"consumers": len(g.consumers), b"pending": len(g.pel),
+            b"last-delivered-id": _fmt_id(g.last_id),
+            b"entries-read": _read_or_none(g.entries_read), b"lag": s.lag(g)}
 
 
-def _stream_head(s: Stream) -> list[Any]:
-    return [b"length", len(s.entries), b"radix-tree-keys", len(s.nodes),
-            b"radix-tree-nodes", _radix_nodes(s), b"last-generated-id", _fmt_id(s.last_id),
-            b"max-deleted-entry-id", _fmt_id(s.max_deleted), b"entries-added", s.entries_added,
-            b"recorded-first-entry-id", _fmt_id(s.first_id)]
+def _stream_head(s: Stream) -> dict[bytes, Any]:
+    return {b"length": len(s.entries), b"radix-tree-keys": len(s.nodes),
+            b"radix-tree-nodes": _radix_nodes(s), b"last-generated-id": _fmt_id(s.last_id),
+            b"max-deleted-entry-id": _fmt_id(s.max_deleted), b"entries-added": s.entries_added,
+            b"recorded-first-entry-id": _fmt_id(s.first_id)}
 
 
-def _stream_full(s: Stream, count: int) -> list[Any]:
+def _stream_full(s: Stream, count: int) -> dict[bytes, Any]:
     entries = s.range(ZERO_ID, MAX_ID, count)
     groups = []
     for name in sorted(s.groups):
@@ -1498,18 +1505,18 @@ def _stream_full(s: Stream, count: int) -> list[Any]:
             c = g.consumers[cname]
             cpel = [[_fmt_id(sid), n.delivery_time, n.delivery_count]
                     for sid, n in c.pel.items()[: count or None]]
-            consumers.append([b"name", cname, b"seen-time", c.seen_time,
-                              b"pel-count", len(c.pel), b"pending", cpel])
-        groups.append([b"name", name, b"last-delivered-id", _fmt_id(g.last_id),
-                       b"entries-read", _read_or_none(g.entries_read), b"lag", s.lag(g),
-                       b"pel-count", len(g.pel), b"pending", pel, b"consumers", consumers])
-    return [*_stream_head(s), b"entries", [_entry(i, f) for i, f in entries], b"groups", groups]
+            consumers.append({b"name": cname, b"seen-time": c.seen_time,
+                              b"pel-count": len(c.pel), b"pending": cpel})
+        groups.append({b"name": name, b"last-delivered-id": _fmt_id(g.last_id),
+                       b"entries-read": _read_or_none(g.entries_read), b"lag": s.lag(g),
+                       b"pel-count": len(g.pel), b"pending": pel, b"consumers": consumers})
+    return {**_stream_head(s), b"entries": [_entry(i, f) for i, f in entries], b"groups": groups}
 
 
 def _xinfo_stream(s: Stream, argv: list[bytes]) -> Reply:
     if len(argv) == 3:
-        return [*_stream_head(s), b"groups", len(s.groups),
-                b"first-entry", _edge(s, False), b"last-entry", _edge(s, True)]
+        return {**_stream_head(s), b"groups": len(s.groups),
+                b"first-entry": _edge(s, False), b"last-entry": _edge(s, True)}
     if argv[3].upper() != b"FULL" or len(argv) not in (4, 6) or (
         len(argv) == 6 and argv[4].upper() != b"COUNT"
     ):
@@ -1543,5 +1550,5 @@ def xinfo(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     g = s.groups.get(argv[3])
     if g is None:
         raise _nogroup(argv[2], argv[3])
-    return [[b"name", name, b"pending", len(c.pel), b"idle", max(now_ms - c.seen_time, 0)]
+    return [{b"name": name, b"pending": len(c.pel), b"idle": max(now_ms - c.seen_time, 0)}
             for name, c in sorted(g.consumers.items())]
