@@ -521,6 +521,11 @@ def test_xclaim(diff: Differential) -> None:
     diff.run("XCLAIM", "s", "g", "d", "0", "5-0")
     diff.run("XCLAIM", "s", "g", "d", "0", "5-0", "FORCE", "JUSTID")
     diff.run("XCLAIM", "s", "g", "d", "0", "9-0", "FORCE")
+    diff.run("XCLAIM", "s", "g", "f", "100000", "5-0", "FORCE", "JUSTID")  # pending: too recent
+    diff.run("XACK", "s", "g", "3-0")
+    diff.run("XCLAIM", "s", "g", "f", "100000", "3-0", "FORCE", "JUSTID")  # new: no idle test
+    diff.run("XDEL", "s", "4-0")
+    diff.run("XCLAIM", "s", "g", "d", "100000", "4-0")  # deleted: leaves the PEL, idle or not
     diff.run("XDEL", "s", "1-0")
     diff.run("XCLAIM", "s", "g", "d", "0", "1-0")
     diff.run("XCLAIM", "s", "g", "e", "0", "2-0", "LASTID", "4-0")

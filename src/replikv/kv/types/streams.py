@@ -1318,16 +1318,18 @@ def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     out: list[Any] = []
     for sid in ids:
         nack = g.pel.get(sid)
+        if sid not in s.entries:  # deleted meanwhile: it leaves the PEL, idle or not
+            if nack is not None:
+                g.unlink(sid)
+                changed = True
+            continue
         if nack is None:
-            if not force or sid not in s.entries:
+            if not force:
                 continue
-            nack = g.pel[sid] = Nack(b"", now, 0)
+            nack = g.pel[sid] = Nack(b"", now, 0)  # FORCE: no owner yet, no idle test
         elif min_idle and now - nack.delivery_time < min_idle:
             continue
         changed = True
-        if sid not in s.entries:  # deleted meanwhile: it leaves the PEL
-            g.unlink(sid)
-            continue
         if c is None:
             c = g.consumer(cname, now)
         _claim(g, sid, nack, cname, c)
