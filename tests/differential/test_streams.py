@@ -453,6 +453,34 @@ def test_consumers_are_created_when_served_or_claiming(diff: Differential) -> No
     run_shaped(diff, names, "XINFO", "CONSUMERS", "t", "g")
 
 
+def test_argument_checks_come_in_redis_order(diff: Differential) -> None:
+    """Which error wins, or whether a missing key answers before ids are
+    parsed, follows Redis 7.0 command by command (found by a random
+    differential run)."""
+    _fill(diff, "s", 3)
+    diff.run("XGROUP", "CREATE", "s", "g", "0")
+    diff.run("XDEL", "nokey", "x")
+    diff.run("XACK", "nokey", "g", "x")
+    diff.run("XACK", "s", "nog", "x")
+    diff.run("XAUTOCLAIM", "nokey", "g", "c", "0", "x")
+    diff.run("XAUTOCLAIM", "nokey", "g", "c", "x", "0")
+    diff.run("XAUTOCLAIM", "nokey", "g", "c", "0", "0", "COUNT", "0")
+    diff.run("XRANGE", "nokey", "-", "+", "COUNT", "0")
+    diff.run("XRANGE", "s", "-", "+", "COUNT", "-1")
+    diff.run("XGROUP", "SETID", "s", "g", "+")
+    diff.run("XGROUP", "SETID", "s", "g", "-", "ENTRIESREAD", "0")
+    diff.run("XINFO", "GROUPS", "s")
+    diff.run("XGROUP", "SETID", "s", "g", "2-0", "ENTRIESREAD", "2")
+    diff.run("XINFO", "GROUPS", "s")
+    diff.run("XGROUP", "SETID", "s", "g", "2-0")  # without ENTRIESREAD it is unknown again
+    diff.run("XINFO", "GROUPS", "s")
+    # Redis reads ">" as the max id, so the max id reads new entries too
+    top = "18446744073709551615-18446744073709551615"
+    diff.run("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", top)
+    diff.run("XREADGROUP", "GROUP", "g", "d", "STREAMS", "s", top)
+    diff.run("XINFO", "GROUPS", "s")
+
+
 def test_xack(diff: Differential) -> None:
     _fill(diff, "s", 3)
     diff.run("XGROUP", "CREATE", "s", "g", "0")

@@ -736,10 +736,10 @@ def xtrim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 
 @command("xdel", -3, "write fast")
 def xdel(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
-    ids = [_parse_id_arg(arg, strict=True) for arg in argv[2:]]
     s = _stream(sm, argv[1])
     if s is None:
         return 0
+    ids = [_parse_id_arg(arg, strict=True) for arg in argv[2:]]
     removed = sum(s.delete(sid) for sid in ids)
     if removed:
         sm.dirty += 1
@@ -766,11 +766,11 @@ def _range(sm: StateMachine, argv: list[bytes], now_ms: int, reverse: bool) -> R
             i += 2
         else:
             raise SYNTAX_ERROR
-    if count == 0:
-        return NULL_ARRAY
     s = sm.live_as(argv[1], now_ms, Stream)
     if s is None:
         return []
+    if count == 0:
+        return NULL_ARRAY
     return [_entry(sid, f) for sid, f in s.range(start, end, max(count, 0), reverse=reverse)]
 
 
@@ -974,6 +974,8 @@ def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
                 "messages. The $ ID would just return an empty result set."
             )
         after = None if id_arg == b">" else _parse_id_arg(id_arg, strict=True)
+        if after == MAX_ID:
+            after = None  # Redis reads ">" as the max id: that id means ">" too
         targets.append((key, s, g, after))
     out = []
     for key, s, g, after in targets:
@@ -1066,10 +1068,10 @@ def rewrite_xgroup(sm: StateMachine, argv: list[bytes], now_ms: int, exact: bool
     return argv
 
 
-def _group_id(arg: bytes, s: Stream | None) -> StreamID:
+def _group_id(arg: bytes, s: Stream | None, strict: bool) -> StreamID:
     if arg == b"$":
         return ZERO_ID if s is None else s.last_id
-    return _parse_id_arg(arg, strict=True)
+    return _parse_id_arg(arg, strict=strict)
 
 
 @command("xgroup", -2, "write", (2, 2, 1), rewrite=rewrite_xgroup)
@@ -1102,9 +1104,8 @@ def xgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         return 1
     assert g is not None and s is not None
     if sub == b"SETID":
-        g.last_id = _group_id(argv[4], s)
-        if entries_read is not None:
-            g.entries_read = entries_read
+        g.last_id = _group_id(argv[4], s, strict=False)
+        g.entries_read = UNKNOWN_READ if entries_read is None else entries_read
         sm.dirty += 1
         return OK
     if sub == b"CREATECONSUMER":
@@ -1128,7 +1129,7 @@ def _xgroup_create(
 ) -> Reply:
     if s is None and not mkstream:
         raise RespError(_NEEDS_KEY)
-    sid = _group_id(argv[4], s)
+    sid = _group_id(argv[4], s, strict=True)
     if s is not None and argv[3] in s.groups:
         raise RespError("BUSYGROUP Consumer Group name already exists")
     if s is None:
@@ -1154,9 +1155,9 @@ def _delconsumer(sm: StateMachine, g: Group, name: bytes) -> Reply:
 def xack(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     s = _stream(sm, argv[1])
     g = None if s is None else s.groups.get(argv[2])
-    ids = [_parse_id_arg(arg, strict=True) for arg in argv[3:]]
     if g is None:
         return 0
+    ids = [_parse_id_arg(arg, strict=True) for arg in argv[3:]]
     acked = sum(g.unlink(sid) is not None for sid in ids)
     if acked:
         sm.dirty += 1
@@ -1347,7 +1348,6 @@ def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 @command("xautoclaim", -6, "write fast", rewrite=rewrite_time)
 def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     argv, now = _split_time(argv, ctx)
-    s, g = _claim_group(sm, argv[1], argv[2])
     min_idle = _min_idle(argv[4], "XAUTOCLAIM")
     start, start_ex = _interval(argv[5], 0)
     if start_ex:
@@ -1373,6 +1373,7 @@ def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
             j += 1
         else:
             raise SYNTAX_ERROR
+    s, g = _claim_group(sm, argv[1], argv[2])
     cname = argv[3]
     c: Consumer | None = None
     attempts = count * 10
