@@ -625,6 +625,8 @@ def test_xsetid(diff: Differential) -> None:
     diff.run("XSETID", "s", "10-0", "ENTRIESADDED", "2")
     diff.run("XSETID", "s", "10-0", "ENTRIESADDED", "5", "MAXDELETEDID", "3-0")
     diff.run("XINFO", "STREAM", "s")
+    diff.run("XSETID", "s", "10-0", "MAXDELETEDID", "0-0")  # keeps 3-0
+    diff.run("XINFO", "STREAM", "s")
     diff.run("XSETID", "s", "10-0", "MAXDELETEDID", "11-0")
     diff.run("XSETID", "s", "10-0", "ENTRIESADDED", "-1")
     diff.run("XSETID", "s", "10-0", "ENTRIESADDED", "x")

@@ -1445,7 +1445,7 @@ def xsetid(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     s.last_id = sid
     if added is not None:
         s.entries_added = added
-    if max_deleted is not None:
+    if max_deleted is not None and max_deleted != ZERO_ID:  # 0-0 leaves it, as in Redis
         s.max_deleted = max_deleted
     sm.dirty += 1
     return OK
