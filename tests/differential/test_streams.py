@@ -552,6 +552,9 @@ def test_xclaim(diff: Differential) -> None:
     diff.run("XCLAIM", "s", "g", "f", "100000", "5-0", "FORCE", "JUSTID")  # pending: too recent
     diff.run("XACK", "s", "g", "3-0")
     diff.run("XCLAIM", "s", "g", "f", "100000", "3-0", "FORCE", "JUSTID")  # new: no idle test
+    diff.run("XACK", "s", "g", "3-0")
+    diff.run("XCLAIM", "s", "g", "f", "0", "3-0", "FORCE")
+    run_shaped(diff, _mask_column(2), "XPENDING", "s", "g", "-", "+", "10")
     diff.run("XDEL", "s", "4-0")
     diff.run("XCLAIM", "s", "g", "d", "100000", "4-0")  # deleted: leaves the PEL, idle or not
     diff.run("XDEL", "s", "1-0")

@@ -1327,7 +1327,7 @@ def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         if nack is None:
             if not force:
                 continue
-            nack = g.pel[sid] = Nack(b"", now, 0)  # FORCE: no owner yet, no idle test
+            nack = g.pel[sid] = Nack(b"", now, 1)  # FORCE: no owner yet, no idle test
         elif min_idle and now - nack.delivery_time < min_idle:
             continue
         changed = True
