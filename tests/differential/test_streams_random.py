@@ -22,7 +22,7 @@ import pytest
 from tests.differential.oracle import Differential
 from tests.differential.test_streams import _hiredis
 
-MASKED = {b"radix-tree-nodes", b"seen-time", b"idle"}
+MASKED = {b"seen-time", b"idle"}
 TOP = "18446744073709551615-18446744073709551615"
 STATE = [
     ["XINFO", "STREAM", "s"], ["XINFO", "STREAM", "t"], ["XINFO", "GROUPS", "s"],

@@ -19,7 +19,9 @@ entries or its bytes plus the entry's field and value lengths reach 4096
 (the size is computed as listpack encodes each element, ``_lp_size``), an
 ``XDEL`` that empties a node removes it, and trimming removes whole nodes
 first, exactly as Redis decides. The node model is replicated state (in
-the snapshot and the digest).
+the snapshot and the digest). XINFO's ``radix-tree-keys`` is the node
+count and ``radix-tree-nodes`` the size of the compressed radix tree of the
+nodes' first ids (``_rax_nodes``).
 
 Consumer groups (``Group``): ``last_id``, ``entries_read`` (-1 = unknown),
 the group PEL (``SortedDict`` id -> :class:`Nack`) and consumers by name,
@@ -1468,8 +1470,35 @@ _XINFO_ARITY = {b"CONSUMERS": 4, b"GROUPS": 3, b"STREAM": -3, b"HELP": 2}
 
 
 def _radix_nodes(s: Stream) -> int:
-    """Stand-in for Redis's radix-tree node count (its tree shape is not modelled)."""
-    return max(1, 2 * len(s.nodes))
+    """Redis's radix-tree node count for the nodes' keys (their first ids as
+    16 big-endian bytes), assuming the tree is fully compressed."""
+    keys = [ms.to_bytes(8, "big") + seq.to_bytes(8, "big") for ms, seq in map(_master, s.nodes)]
+    return _rax_nodes(keys, 0) if keys else 1
+
+
+def _rax_nodes(keys: list[bytes], depth: int) -> int:
+    """Nodes of a compressed radix tree holding ``keys`` (sorted, equal
+    length, sharing their first ``depth`` bytes), counted from the node at
+    ``depth``: a leaf, a compressed node down to the next branch or leaf, or
+    a branching node with one child node per next byte."""
+    size = len(keys[0])
+    if depth == size:
+        return 1
+    if len(keys) == 1:
+        return 2
+    first, last = keys[0], keys[-1]
+    common = depth
+    while first[common] == last[common]:
+        common += 1
+    if common > depth:
+        return 1 + _rax_nodes(keys, common)
+    total = 1
+    start = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i][depth] != keys[start][depth]:
+            total += _rax_nodes(keys[start:i], depth + 1)
+            start = i
+    return total
 
 
 def _edge(s: Stream, last: bool) -> Any:
