@@ -53,8 +53,9 @@ the non-blocking form (the runtime blocks and re-runs them when woken);
 from __future__ import annotations
 
 import bisect
-from hashlib import blake2b
 from collections.abc import Callable
+from hashlib import blake2b
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -288,8 +289,7 @@ class Stream:
         node.live -= 1
         if not node.live:
             del self.nodes[i]
-        if sid > self.max_deleted:
-            self.max_deleted = sid
+        self.max_deleted = max(self.max_deleted, sid)
         return True
 
     def trim(self, maxlen: int | None, minid: StreamID | None, approx: bool, limit: int) -> int:
@@ -460,8 +460,7 @@ def _u64(text: bytes) -> int | None:
 def _parse_id_arg(arg: bytes, *, strict: bool, missing_seq: int = 0) -> StreamID:
     """An id argument: ``ms-seq`` or ``ms`` (seq = ``missing_seq``); ``-``
     and ``+`` (0-0, the max id) unless ``strict``. INVALID_ID otherwise."""
-    sid, seq_given = _parse_id(arg, strict, missing_seq, auto_seq=False)
-    return sid
+    return _parse_id(arg, strict, missing_seq, auto_seq=False)[0]
 
 
 def _parse_id(arg: bytes, strict: bool, missing_seq: int, auto_seq: bool) -> tuple[StreamID, bool]:
@@ -790,7 +789,7 @@ def xrevrange(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
 
 
 class _ReadArgs:
-    __slots__ = ("consumer", "count", "group", "keys", "noack", "ids")
+    __slots__ = ("consumer", "count", "group", "ids", "keys", "noack")
 
     def __init__(self) -> None:
         self.count = 0
@@ -909,10 +908,10 @@ def _by_stream(served: list[tuple[bytes, list[Any]]]) -> Reply:
     return [list(pair) for pair in served] if served else NULL_ARRAY
 
 
-def _nogroup_read(key: bytes, group: bytes) -> RespError:
+def _no_key_or_group(key: bytes, group: bytes, where: str = "") -> RespError:
     return RespError(
         f"NOGROUP No such key '{key.decode('utf-8', 'replace')}' or consumer group "
-        f"'{group.decode('utf-8', 'replace')}' in XREADGROUP with GROUP option"
+        f"'{group.decode('utf-8', 'replace')}'{where}"
     )
 
 
@@ -968,7 +967,7 @@ def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
         s = sm.live_as(key, now, Stream)
         g = None if s is None else s.groups.get(a.group)
         if s is None or g is None:
-            raise _nogroup_read(key, a.group)
+            raise _no_key_or_group(key, a.group, " in XREADGROUP with GROUP option")
         if id_arg == b"$":
             raise RespError(
                 "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the "
@@ -1166,16 +1165,13 @@ def xack(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     return acked
 
 
-def _live_group(sm: StateMachine, key: bytes, name: bytes, now_ms: int) -> tuple[Stream, Group]:
-    """Read side: the stream and group, or the NOGROUP error XPENDING gives."""
+def _live_group(sm: StateMachine, key: bytes, name: bytes, now_ms: int) -> Group:
+    """Read side: the group, or the NOGROUP error XPENDING gives."""
     s = sm.live_as(key, now_ms, Stream)
     g = None if s is None else s.groups.get(name)
-    if s is None or g is None:
-        raise RespError(
-            f"NOGROUP No such key '{key.decode('utf-8', 'replace')}' or consumer group "
-            f"'{name.decode('utf-8', 'replace')}'"
-        )
-    return s, g
+    if g is None:
+        raise _no_key_or_group(key, name)
+    return g
 
 
 @command("xpending", -3, "readonly")
@@ -1195,7 +1191,7 @@ def xpending(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
         count = max(parse_int(argv[i + 2]), 0)
         start, end = _bounds(argv[i], argv[i + 1])
         cname = argv[i + 3] if i + 3 < n else None
-    s, g = _live_group(sm, argv[1], argv[2], now_ms)
+    g = _live_group(sm, argv[1], argv[2], now_ms)
     if not extended:
         return _pending_summary(g)
     pel = g.pel
@@ -1282,13 +1278,11 @@ def _xclaim_options(
 
 
 def _claim_group(sm: StateMachine, key: bytes, name: bytes) -> tuple[Stream, Group]:
+    """Write side: the stream and group XCLAIM/XAUTOCLAIM work on, or NOGROUP."""
     s = _stream(sm, key)
     g = None if s is None else s.groups.get(name)
     if s is None or g is None:
-        raise RespError(
-            f"NOGROUP No such key '{key.decode('utf-8', 'replace')}' or consumer group "
-            f"'{name.decode('utf-8', 'replace')}'"
-        )
+        raise _no_key_or_group(key, name)
     return s, g
 
 
@@ -1382,8 +1376,8 @@ def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     claimed: list[Any] = []
     deleted: list[bytes] = []
     cursor = ZERO_ID
-    pending = iter(list(g.pel.irange(start, None)))
-    for sid in pending:
+    # at most ``attempts`` entries are examined, and the one after is the cursor
+    for sid in list(islice(g.pel.irange(start, None), attempts + 1)):
         if not attempts or not count:
             cursor = sid
             break
