@@ -132,7 +132,7 @@ class Group:
 
     def unlink(self, sid: StreamID) -> Nack | None:
         """Remove ``sid`` from the group PEL and its consumer's; the Nack or None."""
-        nack = self.pel.pop(sid, None)
+        nack: Nack | None = self.pel.pop(sid, None)
         if nack is not None:
             self.consumers[nack.consumer].pel.pop(sid, None)
         return nack
@@ -319,12 +319,12 @@ class Stream:
                 break
             # Within the node: its entries go one by one (the node stays, even
             # emptied, as Redis only marks them deleted in its listpack).
-            doomed = []
+            doomed: list[StreamID] = []
             for sid in entries.irange(node.master, node.last):
                 if maxlen is not None:
                     if len(entries) - len(doomed) <= maxlen:
                         break
-                elif sid >= minid:  # type: ignore[operator]
+                elif minid is not None and sid >= minid:
                     break
                 doomed.append(sid)
             for sid in doomed:
@@ -1167,7 +1167,7 @@ def xack(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 
 def _live_group(sm: StateMachine, key: bytes, name: bytes, now_ms: int) -> Group:
     """Read side: the group, or the NOGROUP error XPENDING gives."""
-    s = sm.live_as(key, now_ms, Stream)
+    s: Stream | None = sm.live_as(key, now_ms, Stream)
     g = None if s is None else s.groups.get(name)
     if g is None:
         raise _no_key_or_group(key, name)
