@@ -822,6 +822,29 @@ def test_xinfo_answers_maps_to_resp3_clients(diff: Differential) -> None:
         resp3.sock.close()
 
 
+def test_xread_answers_a_map_to_resp3_clients(diff: Differential) -> None:
+    """RESP2: ``[[key, entries], ...]``; RESP3: a map key -> entries."""
+    _fill(diff, "a", 3)
+    _fill(diff, "b", 2)
+    diff.run("XGROUP", "CREATE", "a", "g", "0")
+    diff.run("XGROUP", "CREATE", "b", "g", "0")
+    resp3 = _Resp3(diff.redis.port)
+    try:
+        for argv in ([b"XREAD", b"STREAMS", b"a", b"b", b"0", b"1"],
+                     [b"XREAD", b"COUNT", b"1", b"STREAMS", b"b", b"a", b"0", b"0"],
+                     [b"XREAD", b"STREAMS", b"a", b"$"]):
+            got = _hiredis_resp3(diff.leader.read(argv, int(time.time() * 1000)))
+            assert got == resp3.call(*argv), argv
+        argv = [b"XREADGROUP", b"GROUP", b"g", b"c", b"STREAMS", b"a", b"b", b">", b">"]
+        assert _hiredis_resp3(diff.run_replikv(*argv)) == resp3.call(*argv)
+        argv = [b"XREADGROUP", b"GROUP", b"g", b"c", b"STREAMS", b"a", b"b", b"0", b"1"]
+        assert _hiredis_resp3(diff.run_replikv(*argv)) == resp3.call(*argv)
+    finally:
+        resp3.sock.close()
+    diff.run("XREAD", "STREAMS", "a", "b", "0", "1")
+    diff.run("XREAD", "STREAMS", "a", "a", "0", "1")  # a key twice: both answers
+
+
 def _hiredis_resp3(value: Any) -> Any:
     reader = hiredis.Reader()
     reader.feed(encode_reply(value, resp3=True))

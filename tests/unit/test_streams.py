@@ -122,7 +122,7 @@ def test_log_forms_need_their_time() -> None:
     assert "internal form" in str(sm.apply([bare], LOG)[0])
     assert sm.apply([[*bare, TIME_MARK, b""]], LOG) == [NEEDS_CLOCK]
     reply = sm.apply([[*bare, TIME_MARK, b"%d" % T0]], LOG)[0]
-    assert reply == [[b"s", [[b"1-1", [b"f", b"v"]]]]]
+    assert reply == {b"s": [[b"1-1", [b"f", b"v"]]]}
     stream = sm.data[b"s"]
     assert isinstance(stream, Stream)
     assert stream.groups[b"g"].pel[(1, 1)].delivery_time == T0
@@ -171,3 +171,13 @@ def test_raft_replicas_agree_across_hash_seeds() -> None:
     assert outs[0] == outs[1]
     leader, _, _ = _leader_and_follower()
     assert outs[0][0] == leader.digest().hex()
+
+
+def test_pair_map_encoding() -> None:
+    """XREAD's reply type: pairs in RESP2, a map in RESP3."""
+    from replikv.core.replies import PairMap
+    from replikv.core.resp import encode_reply
+
+    value = PairMap([(b"a", [b"1"]), (b"b", [])])
+    assert encode_reply(value) == b"*2\r\n*2\r\n$1\r\na\r\n*1\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n*0\r\n"
+    assert encode_reply(value, resp3=True) == b"%2\r\n$1\r\na\r\n*1\r\n$1\r\n1\r\n$1\r\nb\r\n*0\r\n"

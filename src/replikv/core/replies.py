@@ -14,6 +14,7 @@ Python value           RESP2                        RESP3
 ``float``              bulk string                  double ``,``
 ``list`` / ``tuple``   array                        array
 ``dict``               flat array k1 v1 k2 v2       map ``%``
+``PairMap``            array of ``[k, v]`` arrays   map ``%``
 ``set`` / frozenset    array                        set ``~``
 ``RespError``          error ``-...``               error
 ``NULL_ARRAY``         ``*-1``                      ``_``
@@ -26,7 +27,7 @@ simple strings and errors); ``RespError`` replaces CR/LF with spaces.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 
 class RespError(Exception):
@@ -65,6 +66,13 @@ class _NullArray:
 
 
 NULL_ARRAY: Final = _NullArray()
+
+
+class PairMap(dict[Any, Any]):
+    """A map that RESP2 writes as an array of ``[key, value]`` pairs (XREAD's
+    streams), not as a flat array; RESP3 writes it as a map like any dict."""
+
+    __slots__ = ()
 
 
 class Raw(bytes):

@@ -61,7 +61,15 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from sortedcontainers import SortedDict
 
-from replikv.core.replies import NULL_ARRAY, OK, SYNTAX_ERROR, WRONGTYPE, RespError, wrong_arity
+from replikv.core.replies import (
+    NULL_ARRAY,
+    OK,
+    SYNTAX_ERROR,
+    WRONGTYPE,
+    PairMap,
+    RespError,
+    wrong_arity,
+)
 from replikv.kv.args import NEEDS_CLOCK, parse_int
 from replikv.kv.commands import command
 from replikv.kv.values import ValueType, value_type
@@ -901,11 +909,14 @@ def xread(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
 
 
 def _by_stream(served: list[tuple[bytes, list[Any]]]) -> Reply:
-    """XREAD's reply: ``[[key, entries], ...]``, the null array when no stream
-    was served. (Redis 7.0 answers a RESP3 client a map key -> entries; the
-    reply values have no "pairs in RESP2, map in RESP3" type, so RESP3
-    clients get the RESP2 shape.)"""
-    return [list(pair) for pair in served] if served else NULL_ARRAY
+    """XREAD's reply: a map stream -> entries (RESP2: ``[[key, entries], ...]``),
+    the null array when no stream was served. A key named twice keeps both
+    answers, as a RESP2 array (a RESP3 map cannot hold a key twice)."""
+    if not served:
+        return NULL_ARRAY
+    if len({key for key, _ in served}) < len(served):
+        return [list(pair) for pair in served]
+    return PairMap(served)
 
 
 def _no_key_or_group(key: bytes, group: bytes, where: str = "") -> RespError:
