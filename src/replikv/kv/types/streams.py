@@ -39,15 +39,25 @@ consumers' seen times are decided once and replicated as values:
 - Commands that record a time (XREADGROUP, XCLAIM, XAUTOCLAIM, XGROUP
   CREATECONSUMER) are always rewritten to an internal form: the command
   followed by ``TIME_MARK <ms>`` (two arguments appended at the end; the
-  rewrite is the only producer, so a client can never send it). ``<ms>``
-  is the leader's clock in exact mode and empty in raft mode, where apply
-  uses the entry's time. ``apply`` strips the pair (:func:`_split_time`).
+  rewrite stamps every client command, so client bytes never reach apply
+  unstamped and cannot pass for the pair). ``<ms>`` is the leader's clock
+  in exact mode and empty in raft mode, where apply uses the entry's time.
+  ``apply`` strips the pair (:func:`_split_time`); a log command without it
+  is refused. Logged only when it changed something (a delivery, a claim,
+  a new consumer), as ``sm.dirty`` says.
 - Nothing replicated ever depends on dict/set iteration order: groups and
   consumers are listed sorted by name (Redis's radix-tree order).
 
+Replies: XINFO's are maps (``dict``: a flat array in RESP2, a map in RESP3)
+and XREAD's a ``PairMap`` (``[[key, entries], ...]`` in RESP2, a map in
+RESP3), as Redis 7.0 answers.
+
 Blocking reads: ``XREAD``/``XREADGROUP`` with ``BLOCK`` are served here as
-the non-blocking form (the runtime blocks and re-runs them when woken);
+the non-blocking form (the null array when nothing is there; the runtime
+blocks and re-runs them when woken, ``$`` having been resolved to the
+stream's ``last_id`` when the client blocked);
 :meth:`Stream.entries_after` is the "entries after id X" lookup it needs.
+XREAD/XREADGROUP's keys follow STREAMS (``movable_keys``).
 """
 
 from __future__ import annotations
