@@ -181,3 +181,34 @@ def test_pair_map_encoding() -> None:
     value = PairMap([(b"a", [b"1"]), (b"b", [])])
     assert encode_reply(value) == b"*2\r\n*2\r\n$1\r\na\r\n*1\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n*0\r\n"
     assert encode_reply(value, resp3=True) == b"%2\r\n$1\r\na\r\n*1\r\n$1\r\n1\r\n$1\r\nb\r\n*0\r\n"
+
+
+_TOKENS = [b"s", b"t", b"g", b"c", b"0", b"1", b"-1", b"*", b"$", b">", b"+", b"-", b"(", b"(1",
+           b"1-*", b"0-0", b"18446744073709551615-18446744073709551615", b"18446744073709551616",
+           b"MAXLEN", b"MINID", b"~", b"=", b"LIMIT", b"NOMKSTREAM", b"COUNT", b"BLOCK", b"STREAMS",
+           b"GROUP", b"NOACK", b"CREATE", b"SETID", b"DESTROY", b"CREATECONSUMER", b"DELCONSUMER",
+           b"HELP", b"MKSTREAM", b"ENTRIESREAD", b"IDLE", b"TIME", b"RETRYCOUNT", b"FORCE",
+           b"JUSTID", b"LASTID", b"FULL", b"STREAM", b"GROUPS", b"CONSUMERS", b"ENTRIESADDED",
+           b"MAXDELETEDID", b"", b"x", TIME_MARK, b"99999999999999999999", b" 1", b"-0"]
+
+
+def test_garbage_is_answered_with_errors_only() -> None:
+    """Random argv (client commands and log entries alike, internal form
+    included) never raise anything but an error reply on any path."""
+    import random
+
+    from replikv.kv.commands import COMMANDS
+
+    rng = random.Random(7)
+    names = [n for n in COMMANDS if n.startswith(b"X")] + [b"XADD"] * 5 + [b"XGROUP"] * 2
+    sm = StateMachine()
+    for i in range(6000):
+        argv = [rng.choice(names)] + [rng.choice(_TOKENS) for _ in range(rng.randint(0, 9))]
+        ctx = ApplyContext(T0 + i)
+        sm.execute(list(argv), ctx)
+        _err, cmds = sm.prepare(list(argv), ctx, exact=False)
+        if cmds:
+            sm.apply(cmds, ctx)
+        sm.apply([list(argv)], LOG)
+        sm.apply([list(argv)], ctx)
+    assert any(type(v) is Stream for v in sm.data.values())

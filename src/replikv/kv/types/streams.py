@@ -564,13 +564,18 @@ def _stream(sm: StateMachine, key: bytes) -> Stream | None:
     return value
 
 
-def _split_time(argv: list[bytes], ctx: ApplyContext) -> tuple[list[bytes], int]:
-    """The internal form's arguments without ``TIME_MARK <ms>``, and its time."""
+def _split_time(
+    argv: list[bytes], ctx: ApplyContext, min_argc: int = 2
+) -> tuple[list[bytes], int]:
+    """The internal form's arguments without ``TIME_MARK <ms>`` (at least
+    ``min_argc`` of them, as the command's arity asks), and its time."""
     if len(argv) < 3 or argv[-2] != TIME_MARK:
         raise RespError("ERR internal form expected: this command is applied as rewritten")
+    if len(argv) - 2 < min_argc:
+        raise wrong_arity(argv[0].decode("utf-8", "replace"))
     when = argv[-1]
     if when:
-        return argv[:-2], int(when)
+        return argv[:-2], parse_int(when)
     if ctx.now_ms is None:
         raise NEEDS_CLOCK
     return argv[:-2], ctx.now_ms
@@ -980,7 +985,7 @@ def _deliver_history(s: Stream, c: Consumer, after: StreamID, count: int, now: i
 @command("xreadgroup", -7, "write blocking movablekeys", (0, 0, 0), rewrite=rewrite_time,
          movable_keys=_keys_after_streams(4))
 def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
-    argv, now = _split_time(argv, ctx)
+    argv, now = _split_time(argv, ctx, 7)
     a = _parse_read(argv, True)
     assert a.group is not None
     targets: list[tuple[bytes, Stream, Group, StreamID | None]] = []
@@ -1316,7 +1321,7 @@ def _min_idle(arg: bytes, name: str) -> int:
 
 @command("xclaim", -6, "write fast", rewrite=rewrite_time)
 def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
-    argv, now = _split_time(argv, ctx)
+    argv, now = _split_time(argv, ctx, 6)
     s, g = _claim_group(sm, argv[1], argv[2])
     min_idle = _min_idle(argv[4], "XCLAIM")
     ids = []
@@ -1364,7 +1369,7 @@ def xclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 
 @command("xautoclaim", -6, "write fast", rewrite=rewrite_time)
 def xautoclaim(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
-    argv, now = _split_time(argv, ctx)
+    argv, now = _split_time(argv, ctx, 6)
     min_idle = _min_idle(argv[4], "XAUTOCLAIM")
     start, start_ex = _interval(argv[5], 0)
     if start_ex:
