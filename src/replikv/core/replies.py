@@ -27,7 +27,7 @@ simple strings and errors); ``RespError`` replaces CR/LF with spaces.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 
 class RespError(Exception):
@@ -68,13 +68,6 @@ class _NullArray:
 NULL_ARRAY: Final = _NullArray()
 
 
-class PairMap(dict[Any, Any]):
-    """A map that RESP2 writes as an array of ``[key, value]`` pairs (XREAD's
-    streams), not as a flat array; RESP3 writes it as a map like any dict."""
-
-    __slots__ = ()
-
-
 class Raw(bytes):
     """Bytes that are already RESP-encoded and are written as they are."""
 
@@ -94,3 +87,10 @@ def wrong_arity(name: str) -> RespError:
 WRONGTYPE: Final = RespError("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_INTEGER: Final = RespError("ERR value is not an integer or out of range")
 SYNTAX_ERROR: Final = RespError("ERR syntax error")
+
+
+class PairMap(dict):  # type: ignore[type-arg]
+    """A map that RESP2 writes as an array of ``[key, value]`` pairs (XREAD's
+    streams), not as a flat array; RESP3 writes it as a map like any dict."""
+
+    __slots__ = ()

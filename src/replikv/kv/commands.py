@@ -25,8 +25,11 @@ Rules:
 - Keys follow Redis's legacy triple: argv positions ``first_key`` ..
   ``last_key`` (negative counts from the end, ``-1`` = last) stepping by
   ``key_step``; ``0, 0, 0`` means the command has no key arguments, unless
-  it declares ``movable_keys`` (Redis's movablekeys: XREAD's keys follow
-  STREAMS), a function that finds them in ``argv``.
+  it carries ``find_keys`` (Redis's ``getkeys_proc``): a command with
+  movable keys (``LMPOP numkeys key ...``) has the triple ``0, 0, 0`` in
+  COMMAND, as in Redis, and ``find_keys(argv)`` names its keys (for expiry
+  in ``prepare`` and raft's ``apply``, ACLs and COMMAND GETKEYS); it must
+  return ``[]`` rather than fail on a malformed ``argv``.
 - ``WRITE`` and ``READ`` are aliases of ``SET`` and ``GET`` (the seed's
   plain-text client sends ``write key 0`` / ``read key``).
 - Flags that only replikv uses (``connection``) are not shown by
@@ -79,7 +82,7 @@ class CommandSpec:
     read: ReadFn | None = None  # readonly: (sm, argv, now_ms) -> reply; changes nothing
     rewrite: RewriteFn | None = None  # write: (sm, argv, now_ms, exact) -> deterministic argv
     logged_as: LogFormFn | None = None  # write: minimal log form of a rewritten command
-    movable_keys: KeysFn | None = None  # argv -> its keys, where no fixed positions hold them
+    find_keys: KeysFn | None = None  # movable keys: argv -> all its keys (the triple: the fixed ones)
 
     def arity_ok(self, argc: int) -> bool:
         """True when ``argc`` (argv length, name included) fits the arity."""
@@ -96,10 +99,17 @@ class CommandSpec:
         """The command only reads the data set (served without the log)."""
         return "readonly" in self.flags
 
+    @property
+    def has_keys(self) -> bool:
+        """The command may name keys (a key triple or ``find_keys``)."""
+        return self.first_key != 0 or self.find_keys is not None
+
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments of ``argv`` (empty for keyless commands)."""
+        if self.find_keys is not None:
+            return self.find_keys(argv)
         if self.first_key == 0:
-            return [] if self.movable_keys is None else self.movable_keys(argv)
+            return []
         if self.first_key == 1 and self.last_key == 1:
             return [argv[1]]
         last = self.last_key if self.last_key >= 0 else len(argv) + self.last_key
@@ -135,7 +145,7 @@ def command(
     *,
     rewrite: RewriteFn | None = None,
     logged_as: LogFormFn | None = None,
-    movable_keys: KeysFn | None = None,
+    find_keys: KeysFn | None = None,
 ) -> Callable[[_F], _F]:
     """Declare data command ``name`` with the decorated function as its operation.
 
@@ -149,7 +159,7 @@ def command(
         is_write = "write" in flag_set
         _add(CommandSpec(name.lower(), arity, flag_set, *keys, apply=fn if is_write else None,
                          read=None if is_write else fn, rewrite=rewrite, logged_as=logged_as,
-                         movable_keys=movable_keys))
+                         find_keys=find_keys))
         return fn
 
     return register

@@ -56,7 +56,7 @@ def prepare(
             cmd = rewrite(sm, argv, now_ms, exact)
         except RespError as err:
             return err, None
-    if exact and sm.expires and (spec.first_key or spec.movable_keys):
+    if exact and sm.expires and spec.has_keys:
         expires = sm.expires
         pre = [[_DEL, k] for k in spec.keys(argv) if expires.get(k, NEVER) <= now_ms]
         if pre:

@@ -57,7 +57,7 @@ the non-blocking form (the null array when nothing is there; the runtime
 blocks and re-runs them when woken, ``$`` having been resolved to the
 stream's ``last_id`` when the client blocked);
 :meth:`Stream.entries_after` is the "entries after id X" lookup it needs.
-XREAD/XREADGROUP's keys follow STREAMS (``movable_keys``).
+XREAD/XREADGROUP's keys follow STREAMS (``find_keys``).
 """
 
 from __future__ import annotations
@@ -897,7 +897,7 @@ def _keys_after_streams(search_from: int) -> Callable[[list[bytes]], list[bytes]
 
 
 @command("xread", -4, "readonly blocking movablekeys", (0, 0, 0),
-         movable_keys=_keys_after_streams(1))
+         find_keys=_keys_after_streams(1))
 def xread(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     a = _parse_read(argv, False)
     starts: list[tuple[Stream | None, StreamID]] = []
@@ -983,7 +983,7 @@ def _deliver_history(s: Stream, c: Consumer, after: StreamID, count: int, now: i
 
 
 @command("xreadgroup", -7, "write blocking movablekeys", (0, 0, 0), rewrite=rewrite_time,
-         movable_keys=_keys_after_streams(4))
+         find_keys=_keys_after_streams(4))
 def xreadgroup(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     argv, now = _split_time(argv, ctx, 7)
     a = _parse_read(argv, True)
