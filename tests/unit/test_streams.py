@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from replikv.core.replies import NULL_ARRAY
 from replikv.kv.args import NEEDS_CLOCK
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
@@ -212,3 +213,24 @@ def test_garbage_is_answered_with_errors_only() -> None:
         sm.apply([list(argv)], LOG)
         sm.apply([list(argv)], ctx)
     assert any(type(v) is Stream for v in sm.data.values())
+
+
+def test_pin_last_ids_fixes_dollar_when_a_reader_blocks() -> None:
+    """XREAD BLOCK .. $: the runtime attempts again the pinned form, so an
+    entry added after the client blocked is served (``$`` re-read at the
+    wake-up would name that entry itself and serve nothing)."""
+    sm = StateMachine()
+    sm.execute([b"XADD", b"s", b"5-1", b"f", b"v"], ApplyContext(T0))
+    sm.execute([b"SET", b"str", b"x"], ApplyContext(T0))
+    argv = [b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"new", b"$", b"$"]
+    pinned = Stream.pin_last_ids(sm, argv, T0)
+    assert pinned == [b"XREAD", b"BLOCK", b"0", b"STREAMS", b"s", b"new", b"5-1", b"0-0"]
+    assert sm.read(pinned, T0) is NULL_ARRAY  # nothing yet
+    sm.execute([b"XADD", b"s", b"6-0", b"g", b"w"], ApplyContext(T0))
+    sm.execute([b"XADD", b"new", b"1-1", b"h", b"u"], ApplyContext(T0))
+    assert sm.read(pinned, T0) == {b"s": [[b"6-0", [b"g", b"w"]]], b"new": [[b"1-1", [b"h", b"u"]]]}
+    assert sm.read(argv, T0) is NULL_ARRAY  # what re-reading $ would have done
+    for other in ([b"XREAD", b"STREAMS", b"s", b"0"], [b"XREAD", b"STREAMS", b"s"],
+                  [b"XREAD", b"STREAMS", b"str", b"$"],
+                  [b"XREADGROUP", b"GROUP", b"g", b"c", b"STREAMS", b"s", b">"]):
+        assert Stream.pin_last_ids(sm, other, T0) is other

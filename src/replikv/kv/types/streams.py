@@ -54,9 +54,10 @@ RESP3), as Redis 7.0 answers.
 
 Blocking reads: ``XREAD``/``XREADGROUP`` with ``BLOCK`` are served here as
 the non-blocking form (the null array when nothing is there; the runtime
-blocks and re-runs them when woken, ``$`` having been resolved to the
-stream's ``last_id`` when the client blocked);
-:meth:`Stream.entries_after` is the "entries after id X" lookup it needs.
+blocks and re-runs them when woken; :meth:`Stream.pin_last_ids` gives the
+form to re-run, each ``$`` fixed to the last id at the time the client
+blocked, as Redis does); :meth:`Stream.entries_after` is the "entries after
+id X" lookup.
 XREAD/XREADGROUP's keys follow STREAMS (``find_keys``).
 """
 
@@ -264,6 +265,30 @@ class Stream:
         """Entries with an id greater than ``after``, in order, at most ``count``
         (0: all). What a blocked ``XREAD`` serves when it is woken."""
         return self.range(after, MAX_ID, count, exclusive_start=True)
+
+    @staticmethod
+    def pin_last_ids(sm: StateMachine, argv: list[bytes], now_ms: int) -> list[bytes]:
+        """``XREAD .. STREAMS k .. $ ..`` with each ``$`` replaced by its
+        stream's last id now (0-0 for a missing key), as Redis fixes it when
+        the client blocks: the form to attempt again on every wake-up, where
+        ``$`` would otherwise mean the last id of that later moment. Any
+        other argv (or one that does not parse) is returned as it is."""
+        if argv[0].upper() != b"XREAD" or b"$" not in argv:
+            return argv
+        try:
+            a = _parse_read(argv, False)
+        except RespError:
+            return argv
+        pinned = argv[: len(argv) - len(a.ids)]
+        for key, id_arg in zip(a.keys, a.ids, strict=True):
+            if id_arg == b"$":
+                try:
+                    s = sm.live_as(key, now_ms, Stream)
+                except RespError:
+                    return argv  # WRONGTYPE: the attempt answers it
+                id_arg = _fmt_id(ZERO_ID if s is None else s.last_id)
+            pinned.append(id_arg)
+        return pinned
 
     def range(
         self, start: StreamID, end: StreamID, count: int = 0, *, reverse: bool = False,
