@@ -14,6 +14,7 @@ Python value           RESP2                        RESP3
 ``float``              bulk string                  double ``,``
 ``list`` / ``tuple``   array                        array
 ``dict``               flat array k1 v1 k2 v2       map ``%``
+``PairMap``            array of ``[k, v]`` arrays   map ``%``
 ``set`` / frozenset    array                        set ``~``
 ``Pairs`` (flat list)  array                        array of 2-element arrays
 ``RespError``          error ``-...``               error
@@ -102,3 +103,10 @@ def wrong_arity(name: str) -> RespError:
 WRONGTYPE: Final = RespError("WRONGTYPE Operation against a key holding the wrong kind of value")
 NOT_INTEGER: Final = RespError("ERR value is not an integer or out of range")
 SYNTAX_ERROR: Final = RespError("ERR syntax error")
+
+
+class PairMap(dict):  # type: ignore[type-arg]
+    """A map that RESP2 writes as an array of ``[key, value]`` pairs (XREAD's
+    streams), not as a flat array; RESP3 writes it as a map like any dict."""
+
+    __slots__ = ()

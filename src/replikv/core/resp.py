@@ -42,7 +42,7 @@ from typing import Any, Final
 
 import hiredis
 
-from replikv.core.replies import NULL_ARRAY, Pairs, Push, Raw, RespError
+from replikv.core.replies import NULL_ARRAY, PairMap, Pairs, Push, Raw, RespError
 
 __all__ = [
     "NULL_ARRAY_REPLY",
@@ -622,6 +622,13 @@ def _encode_into(value: Any, out: list[bytes], resp3: bool) -> None:
         append(bytes(value))
     elif value is NULL_ARRAY:
         append(RESP3_NULL if resp3 else NULL_ARRAY_REPLY)
+    elif t is PairMap:
+        append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for k, v in value.items():
+            if not resp3:
+                append(b"*2\r\n")
+            _encode_into(k, out, resp3)
+            _encode_into(v, out, resp3)
     elif t is dict or isinstance(value, dict):
         append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))
         for k, v in value.items():
