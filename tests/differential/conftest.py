@@ -28,6 +28,7 @@ def raw_pair(redis_oracle: RedisServer, tmp_path: Path) -> Iterator[RawPair]:
     """Redis and a real one-node replikv process, spoken to over raw sockets (``oracle.py``)."""
     from tests.integration.cluster import Cluster
 
+    assert redis_oracle.call("FLUSHALL") == b"OK"  # the replikv node is new; Redis is shared
     node = Cluster(tmp_path / "node", 1)
     node.start()
     try:

@@ -70,3 +70,12 @@ def test_the_sorted_set_forms_time_out(raw_pair: RawPair) -> None:
     raw_pair.same(["BZPOPMIN", "q", "0.01"], ["BZPOPMAX", "q", "r", "0.01"], ["BZMPOP", "0.01", "1", "q", "MIN"])
     raw_pair.same(["HELLO", "3"], ["ZADD", "z", "1.5", "m"], ["BZPOPMIN", "z", "0"], ["BZPOPMAX", "q", "0.01"],
                   skip=1)  # RESP3: the score is a double
+
+
+def test_the_stream_forms(raw_pair: RawPair) -> None:
+    raw_pair.same(["XADD", "s", "1-1", "f", "v"], ["XGROUP", "CREATE", "s", "g", "$"],
+                  ["XREAD", "BLOCK", "10", "STREAMS", "s", "$"], ["XREAD", "BLOCK", "-1", "STREAMS", "s", "$"],
+                  ["XREAD", "BLOCK", "x", "STREAMS", "s", "$"], ["XREAD", "BLOCK", "10", "STREAMS", "s", "0"],
+                  ["XREADGROUP", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", "s", ">"],
+                  ["XREADGROUP", "GROUP", "g", "c", "BLOCK", "-5", "STREAMS", "s", ">"],
+                  ["MULTI"], ["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], ["EXEC"])

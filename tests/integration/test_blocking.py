@@ -139,3 +139,27 @@ def _client_id(admin: RawConnection, cmd: str, name: str = "") -> int:
         if fields["cmd"].split("|")[0] == cmd and (not name or fields["name"] == name):
             return int(fields["id"])
     raise AssertionError(f"no client ran {cmd}")
+
+
+def test_xread_and_xreadgroup_block_until_an_entry_arrives(cluster: Cluster) -> None:
+    c = cluster
+    leader = c.leader()
+    r = c.client(leader)
+    r.xadd("s", {"f": "old"}, id="1-1")
+    r.xgroup_create("s", "g", id="$")
+    for node in c.procs:
+        reader = _Call(c.port(node), "XREAD", "BLOCK", "0", "STREAMS", "s", "$")  # only what comes next
+        worker = _Call(c.port(node), "XREADGROUP", "GROUP", "g", "w-" + node, "BLOCK", "0", "COUNT", "1",
+                       "STREAMS", "s", ">")
+        _blocked(c, node, 2)
+        new_id = r.xadd("s", {"f": "new-" + node})
+        reader.join(20)
+        worker.join(20)
+        assert reader.reply == [[b"s", [[new_id, [b"f", b"new-" + node.encode()]]]]]
+        assert worker.reply == [[b"s", [[new_id, [b"f", b"new-" + node.encode()]]]]]
+        assert r.xack("s", "g", new_id) == 1
+    # a deadline in milliseconds, the null array at it
+    started = time.monotonic()
+    timed = _Call(c.port(leader), "XREAD", "BLOCK", "200", "STREAMS", "s", "$")
+    timed.join(20)
+    assert timed.reply is None and timed.done_at - started >= 0.2

@@ -42,7 +42,7 @@ def value_bytes(value: Any, samples: int = 5) -> int:
     t = type(value)
     if t is bytes:
         return getsizeof(value)
-    if t is dict:
+    if t is dict or isinstance(value, dict):  # a SortedDict too (stream entries)
         n = len(value)
         pairs = list(islice(value.items(), samples))
         each = sum(value_bytes(k) + value_bytes(v) for k, v in pairs) / len(pairs) if pairs else 0

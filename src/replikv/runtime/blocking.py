@@ -30,12 +30,14 @@ any other, so replicas agree whatever the waiting did.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import NULL_ARRAY, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.args import parse_int, parse_timeout_ms
+from replikv.kv.types.streams import Stream
 from replikv.runtime.resp_server import PeerReplyConnection
 
 if TYPE_CHECKING:
@@ -125,6 +127,8 @@ class Blocking:
             return True
         if ms is None:
             return False
+        if argv[0].upper() == b"XREAD":  # "$" means the last id when the client blocks, not at each retry
+            argv = Stream.pin_last_ids(self.node.sm, argv, int(time.time() * 1000))
         b = Blocked(self, conn, argv, spec.keys(argv), spec.is_write)
         if ms:
             b.timer = self.node.loop.call_later(ms / 1000, self._timed_out, b)
