@@ -107,6 +107,14 @@ def test_role_and_info_name_the_mode(cluster) -> None:  # type: ignore[no-untype
     role = c.client(leader).execute_command("REPLIKV", "ROLE")
     assert role[0] in (b"leader", b"master")
     assert c.client(leader).info("server")["replikv_mode"] == spec.name
+    # Redis's ROLE: the leader lists its replicas, a follower names its leader
+    def redis_role_settled() -> bool:
+        master = c.client(leader).execute_command("ROLE")
+        followers = [c.client(n).execute_command("ROLE") for n in c.procs if n != leader]
+        return (master[0] == b"master" and len(master[2]) == len(followers)
+                and all(f[0] == b"slave" and f[2] == c.port(leader) and f[3] == b"connected"
+                        for f in followers))
+    wait_for(redis_role_settled, 20, "ROLE to show the leader and its replicas")
 
 
 def test_save_bgsave_lastsave(cluster) -> None:  # type: ignore[no-untyped-def]
