@@ -22,7 +22,7 @@ from replikv.check.nemesis import NEMESES, nemesis_available
 from replikv import modes
 from replikv.check.runner import RunResult, claims_for, run_check
 
-MATRIX_WORKLOADS = ("set", "register", "list-append")
+MATRIX_WORKLOADS = ("set", "register", "list-append", "queue")
 
 
 def _cell(r: RunResult) -> str:

@@ -4,8 +4,9 @@ The workload (check/workloads.py ``Queue``) has producers ``enqueue`` (XADD
 of a unique value) and consumers ``dequeue`` in one group: XREADGROUP of one
 new message (or XAUTOCLAIM of one a crashed consumer left pending), then
 XACK, except that one time in ten the consumer "crashes" after reading and
-never acknowledges. A dequeue's value is ``{"v": value, "acked": bool}`` (or
-null when there was nothing). The final read (``op="final"``) has the
+never acknowledges. A dequeue's value is ``{"v": value, "acked": bool}``
+(``acked`` null when the XACK's outcome is unknown: a timeout after the
+message was read), or null when there was nothing. The final read (``op="final"``) has the
 stream's entries and what draining the group delivered at the end (new
 messages, and pending ones claimed with no idle time).
 
@@ -49,7 +50,7 @@ def deliveries(group: KeyOps) -> list[tuple[int, Op, str, bool]]:
         if op.op == "dequeue" and op.ok is True and op.value:
             d = json.loads(op.value)
             if d:
-                out.append((i, op, str(d["v"]), bool(d["acked"])))
+                out.append((i, op, str(d["v"]), d["acked"] is True))
     state = final_state(group)
     if state is not None and group.final is not None:
         out += [(-1, group.final, str(v), False) for v in state.get("drained", [])]
