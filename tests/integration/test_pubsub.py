@@ -4,27 +4,19 @@ subscribed context and RESP3 pushes behave as Redis 7.0's."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from replikv import modes
 from tests.integration.cluster import Cluster, RawConnection, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=modes.names())
-def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
-    spec = modes.get(request.param)
-    c = Cluster(tmp_path / "c", min(3, spec.max_nodes or 3), election_timeout_ms=300)
-    c.config.mode = spec.name
-    c.config.save(c.path)
-    c.start()
-    yield c
-    c.close()
+@pytest.fixture
+def cluster(mode_cluster: Cluster) -> Cluster:
+    return mode_cluster
 
 
 def _next_message(p: Any, timeout: float = 10.0) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from replikv.kv.args import (
     parse_cursor,
     parse_double,
     parse_int,
+    parse_int_min,
     parse_timeout_ms,
     strtod,
 )
@@ -732,7 +733,7 @@ def _pop(sm: StateMachine, key: bytes, zset: ZSet, count: int, top: bool) -> lis
 def _zpop(sm: StateMachine, argv: list[bytes], top: bool) -> Reply:
     if len(argv) > 3:
         raise SYNTAX_ERROR
-    count = 1 if len(argv) == 2 else _at_least(argv[2], 0, NOT_POSITIVE)
+    count = 1 if len(argv) == 2 else parse_int_min(argv[2], 0, NOT_POSITIVE)
     key = argv[1]
     zset = _write_zset(sm, key)
     if zset is None or count == 0:
@@ -752,23 +753,11 @@ def zpopmax(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     return _zpop(sm, argv, True)
 
 
-def _at_least(arg: bytes, low: int, error: RespError) -> int:
-    """An integer ``>= low``; ``error`` for anything else, not an integer
-    included (Redis's range-checked parsers given a message)."""
-    try:
-        value = parse_int(arg)
-    except RespError:
-        raise error from None
-    if value < low:
-        raise error
-    return value
-
-
 @command("zmpop", -4, "write movablekeys", (0, 0, 0), find_keys=keys_after_numkeys)
 def zmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     """ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: pop from the first
     non-empty sorted set; ``[key, [[member, score], ...]]`` or a null array."""
-    numkeys = _at_least(argv[1], 1, NUMKEYS)
+    numkeys = parse_int_min(argv[1], 1, NUMKEYS)
     where = 2 + numkeys
     if where >= len(argv):
         raise SYNTAX_ERROR
@@ -779,7 +768,7 @@ def zmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     i = where + 1
     while i < len(argv):
         if count is None and argv[i].upper() == b"COUNT" and i + 1 < len(argv):
-            count = _at_least(argv[i + 1], 1, COUNT_POSITIVE)
+            count = parse_int_min(argv[i + 1], 1, COUNT_POSITIVE)
             i += 2
         else:
             raise SYNTAX_ERROR
@@ -872,7 +861,7 @@ class _SetOp:
                 self.withscores = True
                 i += 1
             elif card and opt == b"LIMIT" and left >= 2:
-                self.limit = _at_least(argv[i + 1], 0, LIMIT_NEGATIVE)
+                self.limit = parse_int_min(argv[i + 1], 0, LIMIT_NEGATIVE)
                 i += 2
             else:
                 raise SYNTAX_ERROR
