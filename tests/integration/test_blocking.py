@@ -155,3 +155,22 @@ def test_xread_and_xreadgroup_block_until_an_entry_arrives(cluster: Cluster) -> 
     timed = _Call(c.port(leader), "XREAD", "BLOCK", "200", "STREAMS", "s", "$")
     timed.join(20)
     assert timed.reply is None and timed.done_at - started >= 0.2
+
+
+def test_a_client_blocked_on_a_follower_is_served_after_the_leader_fails(make_cluster: Any) -> None:
+    """Raft: a client blocked on a follower keeps waiting through a failover (its next attempt goes
+    to whichever node leads) and gets the element pushed through the new leader."""
+    c = make_cluster(3, start=False, election_timeout_ms=300)
+    c.config.mode = "raft"
+    c.config.save(c.path)
+    c.start()
+    leader = c.leader()
+    follower = next(n for n in c.procs if n != leader)
+    waiting = _Call(c.port(follower), "BLPOP", "jobs", "0")
+    _blocked(c, follower, 1)
+    c.kill(leader)
+    new_leader = wait_for(lambda: (n := c.leader()) != leader and n, 30, "a new leader")
+    assert waiting.is_alive()  # still blocked, not failed
+    c.client(new_leader).rpush("jobs", "after-failover")
+    waiting.join(30)
+    assert waiting.reply == [b"jobs", b"after-failover"]
