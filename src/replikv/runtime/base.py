@@ -385,7 +385,7 @@ class BaseRunner:
             return
         memory = self.memory
         if memory.maxmemory:  # a cache: refuse or evict before a write that may grow memory
-            if "denyoom" in spec.flags and self.is_leader and not memory.admit():
+            if "denyoom" in spec.flags and self.is_leader and not memory.admit(argv):
                 self.cmdstats.rejected(spec.name, "OOM")
                 conn.reply(OOM)
                 if conn.multi is not None:

@@ -97,6 +97,7 @@ class Blocked(PeerReplyConnection):
         self.done = False  # answered, or its client is gone
         self.parked = False  # it has waited before
         self.timer: TimerHandle | None = None
+        self.deadline = 0.0  # monotonic s; 0: blocks until served
         empty = None if argv[0].upper() in _NULL_BULK_ON_TIMEOUT else NULL_ARRAY
         self.empty = encode_reply(empty, conn.resp3)
 
@@ -131,6 +132,7 @@ class Blocking:
             argv = Stream.pin_last_ids(self.node.sm, argv, int(time.time() * 1000))
         b = Blocked(self, conn, argv, spec.keys(argv), spec.is_write)
         if ms:
+            b.deadline = time.monotonic() + ms / 1000
             b.timer = self.node.loop.call_later(ms / 1000, self._timed_out, b)
         conn.blocked.append(b)
         self.blocked += 1
@@ -181,6 +183,10 @@ class Blocking:
                     del self.queues[key]
 
     def _timed_out(self, b: Blocked) -> None:
+        remaining = b.deadline - time.monotonic()
+        if remaining > 0:  # the loop's timers may fire a little early (its clock is cached)
+            b.timer = self.node.loop.call_later(remaining, self._timed_out, b)
+            return
         b.expired = True
         if not b.in_flight and not b.done:
             self._finish(b, b.empty)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from replikv.core.replies import OK, SYNTAX_ERROR, RespError
 from replikv.kv.args import parse_int
-from replikv.kv.memory import dataset_bytes, key_bytes
+from replikv.kv.memory import KEY_OVERHEAD, dataset_bytes, key_bytes
 from replikv.kv.scan_index import SPACE
 from replikv.runtime.info import human_bytes, rss_bytes
 
@@ -83,9 +83,15 @@ class MemoryLimit:
         return self.policy[-3:] if self.policy.endswith(("lru", "lfu")) else ""
 
     # -- admission ----------------------------------------------------------------------
-    def admit(self) -> bool:
+    def admit(self, argv: list[bytes]) -> bool:
         """Before a ``denyoom`` write on the leader: False when it must be
-        refused with OOM (after evicting what the policy allows)."""
+        refused with OOM (after evicting what the policy allows).
+
+        The write's arguments are added to the estimate at once (the sampled
+        figure is refreshed only every ``REFRESH_S``): without that, the
+        writes of one interval went unseen and the next refresh evicted them
+        all in one burst, hot keys included, instead of one key per write."""
+        self._dataset = self.dataset() + sum(map(len, argv)) + KEY_OVERHEAD
         if self.used() <= self.maxmemory:
             return True
         if self.policy == "noeviction":
