@@ -108,7 +108,7 @@ class BaseRunner:
         self.clients: dict[int, ClientConnection] = {}
         self.clients_gone = False  # a client disconnected since the runner last dropped dead waiters
         self.dirty_clients: set[ClientConnection] = set()
-        self._dispatch: dict[bytes, tuple[Any, int, Any]] = {}
+        self._dispatch: dict[bytes, tuple[Any, int, Any, list[int]]] = {}
         self.commands_processed = 0
         self.frames_in = 0
         self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0,
@@ -328,8 +328,9 @@ class BaseRunner:
         raise NotImplementedError
 
     # -- command dispatch -------------------------------------------------------
-    def _resolve(self, name: bytes) -> tuple[Any, int, Any] | None:
-        """(spec, kind, handler) for a command name as sent, cached per spelling."""
+    def _resolve(self, name: bytes) -> tuple[Any, int, Any, list[int]] | None:
+        """(spec, kind, handler, its INFO commandstats row) for a command name as
+        sent, cached per spelling."""
         spec = lookup(name)
         if spec is None:
             return None
@@ -337,7 +338,7 @@ class BaseRunner:
         handler = self._handlers.get(upper)
         kind = (_HANDLER if handler is not None else _BLOCKING if "blocking" in spec.flags
                 else _WRITE if "write" in spec.flags else _READ)
-        entry = (spec, kind, handler)
+        entry = (spec, kind, handler, self.cmdstats.row(spec.name))
         if len(self._dispatch) < 4096:
             self._dispatch[name] = entry
         return entry
@@ -358,7 +359,7 @@ class BaseRunner:
             if conn.multi is not None:
                 conn.multi_dirty = True
             return
-        spec, kind, handler = entry
+        spec, kind, handler, stats = entry
         arity = spec.arity
         if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
             self.stats["rejected_calls"] += 1
@@ -419,10 +420,10 @@ class BaseRunner:
             log.exception("command %r failed", spec.name)
             conn.reply(RespError(f"ERR internal error running '{spec.name.lower()}': {type(e).__name__}"))
         ns = perf_counter_ns() - started
-        cmdstats = self.cmdstats
-        cmdstats.call(spec.name, ns)
+        stats[0] += 1
+        stats[1] += ns
         if conn.errors != errors:  # answered with an error at once (later errors count in errorstats)
-            cmdstats.commands[spec.name][3] += 1
+            stats[3] += 1
         if ns >= self.slowlog.threshold_ns:
             self.slowlog.maybe_add(ns, argv, conn.addr, conn.name)
 

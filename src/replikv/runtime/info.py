@@ -58,12 +58,13 @@ class CommandStats:
         self.commands: dict[str, list[int]] = {}
         self.errors: dict[str, int] = {}
 
-    def call(self, name: str, ns: int) -> None:
+    def row(self, name: str) -> list[int]:
+        """The command's ``[calls, ns, rejected, failed]``, kept for good (the
+        dispatcher caches it beside the command: reset zeroes it in place)."""
         row = self.commands.get(name)
         if row is None:
             row = self.commands[name] = [0, 0, 0, 0]
-        row[0] += 1
-        row[1] += ns
+        return row
 
     def rejected(self, name: str, error: str) -> None:
         row = self.commands.setdefault(name, [0, 0, 0, 0])
@@ -86,12 +87,15 @@ class CommandStats:
         self.errors[code] = self.errors.get(code, 0) + 1
 
     def reset(self) -> None:
-        self.commands.clear()
+        for row in self.commands.values():
+            row[:] = [0, 0, 0, 0]
         self.errors.clear()
 
     def commandstats(self) -> list[str]:
         lines = []
         for name, (calls, ns, rejected, failed) in self.commands.items():
+            if not (calls or rejected):
+                continue
             usec = ns // 1000
             per_call = usec / calls if calls else 0.0
             lines.append(f"cmdstat_{name}:calls={calls},usec={usec},usec_per_call={per_call:.2f},"

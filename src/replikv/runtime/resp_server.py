@@ -178,7 +178,7 @@ class ClientConnection(asyncio.Protocol):
         self.reply_bytes(encode_reply(value, self.resp3))
 
     def reply_bytes(self, data: bytes) -> None:
-        if data[:1] == b"-":
+        if data[0] == 45:  # b"-": an error reply (replies are never empty)
             self.errors += 1
             self.node.cmdstats.error_reply(data)
         if self.queue:
