@@ -49,6 +49,8 @@ from sortedcontainers import SortedList
 from replikv.core.replies import NULL_ARRAY, SYNTAX_ERROR, WRONGTYPE, Pairs, RespError
 from replikv.kv.args import (
     I64_MAX,
+    NOT_POSITIVE,
+    NUMKEYS_NOT_POSITIVE,
     format_double,
     parse_cursor,
     parse_double,
@@ -71,9 +73,7 @@ Item = tuple[float, bytes]  # (score, member): the order of a sorted set
 NAN_SCORE = RespError("ERR resulting score is not a number (NaN)")
 NOT_FLOAT_RANGE = RespError("ERR min or max is not a float")
 NOT_LEX_RANGE = RespError("ERR min or max not valid string range item")
-NOT_POSITIVE = RespError("ERR value is out of range, must be positive")
 OUT_OF_RANGE = RespError("ERR value is out of range")
-NUMKEYS = RespError("ERR numkeys should be greater than 0")
 COUNT_POSITIVE = RespError("ERR count should be greater than 0")
 WEIGHT_NOT_FLOAT = RespError("ERR weight value is not a float")
 LIMIT_NEGATIVE = RespError("ERR LIMIT can't be negative")
@@ -757,7 +757,7 @@ def zpopmax(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 def zmpop(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     """ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: pop from the first
     non-empty sorted set; ``[key, [[member, score], ...]]`` or a null array."""
-    numkeys = parse_int_min(argv[1], 1, NUMKEYS)
+    numkeys = parse_int_min(argv[1], 1, NUMKEYS_NOT_POSITIVE)
     where = 2 + numkeys
     if where >= len(argv):
         raise SYNTAX_ERROR
