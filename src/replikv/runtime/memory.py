@@ -55,6 +55,7 @@ class MemoryLimit:
     def __init__(self, node: "BaseRunner") -> None:
         self.node = node
         self.maxmemory = 0
+        self._policy = self.tracking = ""
         self.policy = "noeviction"
         self.samples = 5
         self.lfu_log_factor = 10
@@ -78,9 +79,15 @@ class MemoryLimit:
         return self.startup + self.dataset()
 
     @property
-    def tracking(self) -> str:
-        """"lru", "lfu" or "" (what accesses must record under the policy)."""
-        return self.policy[-3:] if self.policy.endswith(("lru", "lfu")) else ""
+    def policy(self) -> str:
+        return self._policy
+
+    @policy.setter
+    def policy(self, name: str) -> None:
+        """Set the policy and what accesses must record under it (``tracking``:
+        "lru", "lfu" or ""), once here rather than on every command."""
+        self._policy = name
+        self.tracking = name[-3:] if name.endswith(("lru", "lfu")) else ""
 
     # -- admission ----------------------------------------------------------------------
     def admit(self, argv: list[bytes]) -> bool:
