@@ -56,11 +56,11 @@ from replikv.kv.args import (
     parse_double,
     parse_int,
     parse_int_min,
+    parse_scan_options,
     parse_timeout_ms,
     strtod,
 )
 from replikv.kv.commands import command, keys_after_numkeys
-from replikv.kv.glob import compile_glob, matches_all
 from replikv.kv.values import ValueType, unordered_digest, value_type
 
 if TYPE_CHECKING:
@@ -1013,25 +1013,6 @@ def zdiffstore(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 # --- ZSCAN ------------------------------------------------------------------------------
 
 
-def _scan_options(argv: list[bytes]) -> tuple[Callable[[bytes], bool] | None, int]:
-    """ZSCAN's MATCH and COUNT (COUNT below 1 is a syntax error, as in Redis)."""
-    pred = None
-    count = 10
-    i = 3
-    while i < len(argv):
-        opt = argv[i].upper()
-        if i + 1 >= len(argv) or opt not in (b"COUNT", b"MATCH"):
-            raise SYNTAX_ERROR
-        if opt == b"COUNT":
-            count = parse_int(argv[i + 1])
-            if count < 1:
-                raise SYNTAX_ERROR
-        else:
-            pred = None if matches_all(argv[i + 1]) else compile_glob(argv[i + 1])
-        i += 2
-    return pred, count
-
-
 def _scan_step(zset: ZSet, cursor: int, count: int) -> tuple[int, list[Item]]:
     """One step over a large set by crc32 position: from position ``cursor``
     on, the members of the ``count`` lowest positions (all members of the
@@ -1055,7 +1036,7 @@ def zscan(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     zset = _read_zset(sm, argv[1], now_ms)
     if zset is None:
         return [b"0", []]
-    pred, count = _scan_options(argv)
+    pred, count, _ = parse_scan_options(argv, 3)
     if len(zset) <= _SMALL:
         nxt, items = 0, zset.items(0, len(zset))
     else:
