@@ -120,6 +120,11 @@ NODE_OPTION_HELP: dict[str, str] = {
     "client_query_buffer_limit": "Most bytes of one client's input not yet parsed into commands.",
     "client_output_buffer_limit": "Most bytes of replies a client leaves unread before it is "
     "disconnected (reading from it pauses well before).",
+    "topology": "multi-leader: which nodes exchange operations directly: mesh (every pair), star "
+    "(every node with --hub) or ring (each node with its two neighbours); the rest is relayed.",
+    "hub": "multi-leader --topology star: the hub node (default: the first node).",
+    "conflicts": "multi-leader: concurrent writes of one string: lww (last writer wins by hybrid "
+    "logical clock) or siblings (all kept: VGET shows them, VSET resolves them).",
 }
 NODE_OPTIONS_PANEL = "Node options (shared by every node)"
 _OPT_PREFIX = "opt_"

@@ -38,6 +38,8 @@ READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventua
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
+TOPOLOGIES = ("mesh", "star", "ring")  # multi-leader mode (core/multileader)
+CONFLICT_POLICIES = ("lww", "siblings")  # multi-leader (and leaderless) string conflicts
 _KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 DEFAULT_MODE = "leader-follower"  # of a cluster.toml that names none (modes/ registers it first)
 
@@ -113,6 +115,11 @@ class NodeOptions:
     timeout: int = 0  # close a client idle this many seconds (0: never)
     client_query_buffer_limit: int = 1024 * 1024 * 1024  # bytes of one client's unparsed input
     client_output_buffer_limit: int = 256 * 1024 * 1024  # bytes of one client's unread replies
+    # multi-leader mode: which nodes exchange operations directly (the rest is relayed), and how
+    # concurrent writes of one string resolve (docs/multi-leader.md)
+    topology: str = "mesh"  # mesh | star | ring
+    hub: str = ""  # star: the node every other one talks to ("": the first node)
+    conflicts: str = "lww"  # lww | siblings
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):  # the type each option's default has (found by tests/fuzz)
@@ -137,6 +144,10 @@ class NodeOptions:
         if self.tls_auth_clients not in TLS_AUTH_CLIENTS:
             raise ConfigError(f"tls_auth_clients must be one of {', '.join(TLS_AUTH_CLIENTS)} "
                               f"(got {self.tls_auth_clients!r})")
+        if self.topology not in TOPOLOGIES:
+            raise ConfigError(f"topology must be one of {', '.join(TOPOLOGIES)} (got {self.topology!r})")
+        if self.conflicts not in CONFLICT_POLICIES:
+            raise ConfigError(f"conflicts must be one of {', '.join(CONFLICT_POLICIES)} (got {self.conflicts!r})")
         if self.election_timeout_ms < 2 * self.tick_ms:
             raise ConfigError(f"election_timeout_ms ({self.election_timeout_ms}) must be at least two ticks "
                               f"(tick_ms {self.tick_ms})")

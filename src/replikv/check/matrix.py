@@ -40,7 +40,8 @@ def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, do
     rows: list[str] = []
     skipped: list[str] = []
     worst = 0
-    for mode, settings in ((s.name, s.settings) for s in modes.specs()):
+    for spec in modes.specs():
+        mode, settings = spec.name, spec.settings
         ok, why = mode_available(mode)
         if not ok:
             skipped.append(f"- `{mode}`: {why}")
@@ -51,7 +52,7 @@ def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, do
                 if not ok:
                     skipped.append(f"- `{mode}` / `{nemesis}`: {why}")
                     continue
-                for workload in MATRIX_WORKLOADS:
+                for workload in spec.workloads or MATRIX_WORKLOADS:
                     console.print(f"[bold]{mode} {setting} {nemesis} {workload}[/] ...")
                     r = run_check(mode=mode, workload=workload, nemeses=[nemesis], time_s=time_s,
                                   clients=clients, seed=seed, setting=setting, store=store)
@@ -67,11 +68,11 @@ def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, do
 
 def claims_section() -> list[str]:
     out = ["| mode | setting | workload | checker | required | claim |", "|---|---|---|---|---|---|"]
-    for mode, settings in ((s.name, s.settings) for s in modes.specs()):
-        for setting in settings:
-            for workload in MATRIX_WORKLOADS:
-                for c in claims_for(mode, setting, workload):
-                    out.append(f"| {mode} | {setting} | {workload} | {c.checker} | "
+    for spec in modes.specs():
+        for setting in spec.settings:
+            for workload in spec.workloads or MATRIX_WORKLOADS:
+                for c in claims_for(spec.name, setting, workload):
+                    out.append(f"| {spec.name} | {setting} | {workload} | {c.checker} | "
                                f"{'yes' if c.required else 'no (measured)'} | {c.text} |")
     return out
 

@@ -86,3 +86,6 @@ class ModeSpec:
     # (setting, active nemeses) -> node options `replikv check` starts the cluster with
     check_options: Callable[[str, set[str]], dict[str, Any]] = lambda setting, nemeses: {}
     notes: tuple[str, ...] = field(default=())  # what docs/consistency.md says about its read level
+    # the `replikv check` workloads the mode can run (None: all); one whose commands the mode refuses
+    # (streams in multi-leader mode) is skipped by --matrix
+    workloads: tuple[str, ...] | None = None

@@ -312,6 +312,28 @@ class BaseRunner:
     def default_read_level(self) -> tuple[str, int]:
         return self.spec.default_read(self.options), 0
 
+    def session_token(self, conn: ClientConnection) -> bytes:
+        """SESSION: the log index of this connection's last write (or the token it named)."""
+        return str(conn.session_index).encode()
+
+    def set_session(self, conn: ClientConnection, token: bytes) -> None:
+        """SESSION token: reads on this connection wait until this node has applied ``token``."""
+        if not token.isdigit() or len(token) > 19:
+            raise RespError("ERR usage: SESSION [token] where token is what SESSION returned")
+        conn.session_index = int(token)
+        conn.read_level = "session" if not self.is_leader else conn.read_level
+
+    def vget(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        """VGET: only modes that keep concurrent versions have it."""
+        conn.reply(self._no_versions("VGET"))
+
+    def vset(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        conn.reply(self._no_versions("VSET"))
+
+    def _no_versions(self, name: str) -> RespError:
+        return RespError(f"ERR {name} is not offered in {self.spec.name} mode: it keeps one version per key, "
+                         "ordered by its log (--mode multi-leader keeps concurrent versions)")
+
     def admin(self, conn: ClientConnection, argv: list[bytes]) -> None:
         """REPLIKV subcommands of the mode (``spec.admin``); a mode with some overrides this."""
         raise RespError(f"ERR REPLIKV {argv[1].decode(errors='replace')} is not offered in {self.spec.name} mode")

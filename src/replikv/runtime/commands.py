@@ -460,15 +460,29 @@ def consistency(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> No
 
 @handler("SESSION")
 def session(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
-    """SESSION [token]: read-your-writes across connections (token = log index)."""
+    """SESSION [token]: read-your-writes across connections; the token is the
+    mode's (a log index, a version vector), ``node.session_token``."""
     if len(argv) == 1:
-        conn.reply(str(conn.session_index).encode())
+        conn.reply(node.session_token(conn))
         return
-    if len(argv) != 2 or not argv[1].isdigit() or len(argv[1]) > 19:
+    if len(argv) != 2:
         raise RespError("ERR usage: SESSION [token] where token is what SESSION returned")
-    conn.session_index = int(argv[1])
-    conn.read_level = "session" if not node.is_leader else conn.read_level
+    node.set_session(conn, argv[1])
     conn.reply(OK)
+
+
+@handler("VGET")
+def vget(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """VGET key: [causal context, [every sibling value]] (multi-leader, leaderless)."""
+    node.vget(conn, argv)
+
+
+@handler("VSET")
+def vset(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """VSET key value CONTEXT ctx: a write that supersedes exactly the siblings ``ctx`` saw."""
+    if argv[3].upper() != b"CONTEXT":
+        raise RespError("ERR usage: VSET key value CONTEXT <context from VGET>")
+    node.vset(conn, argv)
 
 
 @handler("FAILOVER")

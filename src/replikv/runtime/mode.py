@@ -67,6 +67,18 @@ class Mode(Protocol):
     def wait_replicas(self, conn: "ClientConnection", numreplicas: int, timeout_ms: int) -> None:
         """WAIT: reply with how many replicas hold this connection's last write."""
 
+    def session_token(self, conn: "ClientConnection") -> bytes:
+        """SESSION: the token naming what this connection has seen (a log index, a version vector)."""
+
+    def set_session(self, conn: "ClientConnection", token: bytes) -> None:
+        """SESSION token: this connection's session reads wait for ``token`` (RespError if malformed)."""
+
+    def vget(self, conn: "ClientConnection", argv: list[bytes]) -> None:
+        """VGET key: the causal context and every sibling (modes that keep versions; others refuse)."""
+
+    def vset(self, conn: "ClientConnection", argv: list[bytes]) -> None:
+        """VSET key value CONTEXT ctx: supersede what ``ctx`` saw."""
+
     def failover(self, conn: "ClientConnection", target: str, force: bool) -> None:
         """FAILOVER TO target [FORCE], sent to the target itself."""
 

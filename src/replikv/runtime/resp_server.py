@@ -83,6 +83,7 @@ class ClientConnection(asyncio.Protocol):
         self.write_level = node.default_ack
         self.write_k = node.ack_replicas(node.default_ack)  # replicas a write waits for
         self.session_index = 0  # highest log index this connection wrote or named
+        self.session_vv: dict[str, int] | None = None  # multi-leader: the version vector SESSION named
         self.queue: deque[Slot] = deque()
         self.held: list[bytes] = []  # replies released by the next WAL commit, before ``queue``
         self.out: list[bytes] = []
