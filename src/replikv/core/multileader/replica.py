@@ -14,7 +14,8 @@ Rules (issue 10; the brief of the multileader core):
    never reuses a seq another node has seen.
 3. ``step(Ops)``: an op already covered by vv is dropped (exactly once); one whose
    deps are not covered waits in the pending buffer, bounded by ``max_pending``
-   (beyond it the op is dropped: it will be resent); every op that becomes
+   (beyond it the op is dropped: it will be resent; an op deliverable at once
+   never waits, so a full buffer cannot block the op it waits for); every op that becomes
    deliverable (seq == vv[origin] + 1 and deps <= vv) is persisted, then
    delivered, in causal order, then relayed. Receiving an op from a neighbour
    tells us it has that op and its deps (a node sends only ops it has delivered).
@@ -169,19 +170,24 @@ class Replica:
 
     def _on_ops(self, msg: Ops) -> list[Effect]:
         kn = self.known[msg.sender]
+        out: list[Op] = []
         for op in msg.ops:
             _merge(kn, op.deps)
             if op.seq > kn.get(op.origin, 0):
                 kn[op.origin] = op.seq
             if op.seq <= self.vv.get(op.origin, 0):
                 continue  # a duplicate: delivered already
+            if self._deliverable(op):  # never waits, so the bound never holds it back
+                self._advance(op)
+                out.append(op)
+                continue
             key = (op.origin, op.seq)
             if key not in self.pending:
                 if len(self.pending) >= self.max_pending:
                     self.dropped_pending += 1
                     continue  # it will be resent
                 self.pending[key] = op
-        return self._deliver_pending()
+        return self._delivered(out + self._drain())
 
     def needs_state(self, vv: VV) -> bool:
         """Would a state covering ``vv`` bring anything this replica lacks?"""
@@ -197,9 +203,13 @@ class Replica:
         self.log = [op for op in self.log if op.origin not in jumped or op.seq > self.base[op.origin]]
         if sender is not None and sender in self.known:
             _merge(self.known[sender], vv)
-        return self._deliver_pending()
+        return self._delivered(self._drain())
 
-    def _deliver_pending(self) -> list[Effect]:
+    def _deliverable(self, op: Op) -> bool:
+        return op.seq == self.vv.get(op.origin, 0) + 1 and covers(self.vv, op.deps)
+
+    def _drain(self) -> list[Op]:
+        """Deliver what the pending buffer can, in causal order."""
         out: list[Op] = []
         progress = True
         while progress and self.pending:
@@ -208,11 +218,14 @@ class Replica:
                 op = self.pending[key]
                 if op.seq <= self.vv.get(op.origin, 0):
                     del self.pending[key]
-                elif op.seq == self.vv.get(op.origin, 0) + 1 and covers(self.vv, op.deps):
+                elif self._deliverable(op):
                     del self.pending[key]
                     self._advance(op)
                     out.append(op)
                     progress = True
+        return out
+
+    def _delivered(self, out: list[Op]) -> list[Effect]:
         if not out:
             return []
         ops = tuple(out)
