@@ -271,7 +271,7 @@ class MultiLeaderDriver(NodeTable):
                 self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(e.msg)))
             else:
                 dst = self.ids[e.to]
-                msg = State(sender=n.name, vv=dict(n.replica.vv), blob=n.store.snapshot())
+                msg = State(sender=n.name, vv=dict(n.applied), blob=n.store.snapshot())
                 self.states_sent += 1
                 self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
         acks, n.acks = n.acks, []
@@ -283,8 +283,8 @@ class MultiLeaderDriver(NodeTable):
             self._take_snapshot(n)
 
     def _take_snapshot(self, n: MlSimNode) -> None:
-        n.wal.sync()
-        n.snapshot = (dict(n.replica.vv), n.store.snapshot())
+        n.wal.sync()  # the store's own vv (applied), not the replica's: after a state is joined,
+        n.snapshot = (dict(n.applied), n.store.snapshot())  # installed() may deliver more ops first
         n.wal.reset(n.wal.last_index + 1)
 
     def _check_delivery(self, n: MlSimNode, op: Op) -> None:

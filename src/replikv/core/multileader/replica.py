@@ -29,7 +29,9 @@ Rules (issue 10; the brief of the multileader core):
    most once every ``state_every_ticks`` per neighbour.
 6. ``step(State)`` only records what the sender has. The driver joins the blob
    into its store (if the state brings anything: ``needs_state``), makes that
-   durable, then calls ``installed(vv, sender)``: vv becomes the pointwise max,
+   durable (a snapshot of what the store holds: the joined vv, not ``replica.vv``
+   after ``installed``, which may deliver pending ops the store has not applied
+   yet), then calls ``installed(vv, sender)``: vv becomes the pointwise max,
    retained ops of an origin that jumped are dropped (no longer contiguous), and
    pending ops may become deliverable.
 7. ``tick()``: every ``sync_every`` ticks send a Sync to each neighbour (heartbeat
