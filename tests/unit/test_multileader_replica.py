@@ -161,10 +161,10 @@ def test_ops_every_node_has_are_trimmed_and_the_log_is_bounded_per_origin() -> N
     for i in range(5):
         r.local(i, [])
     r.tick()
-    assert [o.seq for o in r.log] == [3, 4, 5] and r.base["a"] == 2
+    assert [o.seq for o in r.retained()] == [3, 4, 5] and r.base["a"] == 2
     r.step(sync("b", {"a": 4}))
     r.step(sync("c", {"a": 4}))
-    assert [o.seq for o in r.log] == [5]
+    assert [o.seq for o in r.retained()] == [5]
 
 
 def test_a_laggard_gets_a_state_transfer_rate_limited_and_installed_releases_pending() -> None:
@@ -193,7 +193,7 @@ def test_restore_resumes_from_snapshot_and_wal() -> None:
     r = Replica("a", NODES, vv={"a": 3, "b": 2})
     r.restore({"a": 3, "b": 2}, [op("a", 3, {"b": 2}), op("b", 3, {"a": 3}), op("a", 4, {"b": 3})])
     assert r.vv == {"a": 4, "b": 3, "c": 0}
-    assert [(o.origin, o.seq) for o in r.log] == [("b", 3), ("a", 4)]
+    assert [(o.origin, o.seq) for o in r.retained()] == [("b", 3), ("a", 4)]
     o5, _ = r.local(9, [])
     assert o5.seq == 5  # never reuses a seq it persisted
     with pytest.raises(InvariantViolation):

@@ -20,7 +20,8 @@ Rules (issue 10; the brief of the multileader core):
    delivered, in causal order, then relayed. Receiving an op from a neighbour
    tells us it has that op and its deps (a node sends only ops it has delivered).
 4. Nothing loops: a neighbour is sent only ops its known vv lacks, past what was
-   already sent to it (``cursor``), in delivery order (causal), at most
+   already sent to it (``cursor``), in delivery order (causal; a scan position per
+   neighbour keeps a relay from rereading the whole retained log), at most
    ``window_ops`` per trigger in batches of at most ``max_batch_ops``. Ops go to a
    neighbour only once a Sync from it told us where it stands.
 5. ``step(Sync)``: record the sender's vv and merge its matrix clock; send the
@@ -53,6 +54,7 @@ ours we do not have (we would reuse its seq).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from replikv.core.invariant import invariant
@@ -112,11 +114,15 @@ class Replica:
         self.vv: VV = {n: 0 for n in self.nodes}
         _merge(self.vv, vv or {})
         self.base: VV = dict(self.vv)  # ops of o up to base[o] are not retained
-        self.log: list[Op] = []  # retained ops, delivery order: base[o] < seq <= vv[o]
+        # retained ops in delivery order, each with its position (counts every op ever
+        # delivered here): base[o] < seq <= vv[o]
+        self.log: list[tuple[int, Op]] = []
+        self._next_pos = 0
         self.known: dict[str, VV] = {n: {} for n in self.nodes if n != node_id}
         self.heard: set[str] = set()  # neighbours whose Sync told us where they stand
         self.cursor: dict[str, VV] = {n: {} for n in self.neighbours}  # highest seq sent, per origin
         self._cursor_prev: dict[str, VV] = {n: {} for n in self.neighbours}
+        self._scan: dict[str, int] = {n: 0 for n in self.neighbours}  # log position to look from next
         self.pending: dict[tuple[str, int], Op] = {}
         self.ticks = 0
         self._state_sent_at: dict[str, int] = {}
@@ -130,6 +136,8 @@ class Replica:
         _merge(self.vv, vv)
         self.base = dict(self.vv)
         self.log = []
+        self._next_pos = 0
+        self._scan = {n: 0 for n in self.neighbours}
         self.pending.clear()
         for op in ops:
             if op.seq <= self.vv.get(op.origin, 0):
@@ -202,7 +210,7 @@ class Replica:
                 self.vv[o] = s
                 self.base[o] = s  # retained ops of o are no longer contiguous up to vv[o]
         jumped = {o for o, s in vv.items() if self.base.get(o, 0) == s}
-        self.log = [op for op in self.log if op.origin not in jumped or op.seq > self.base[op.origin]]
+        self.log = [(p, op) for p, op in self.log if op.origin not in jumped or op.seq > self.base[op.origin]]
         if sender is not None and sender in self.known:
             _merge(self.known[sender], vv)
         return self._delivered(self._drain())
@@ -241,7 +249,8 @@ class Replica:
         invariant(covers(self.vv, op.deps),
                   lambda: f"{self.id} delivers {op.origin}:{op.seq} with deps {op.deps} beyond vv {self.vv}")
         self.vv[op.origin] = op.seq
-        self.log.append(op)
+        self.log.append((self._next_pos, op))
+        self._next_pos += 1
 
     # ------------------------------------------------------------- sending
     def _relay(self) -> list[Effect]:
@@ -259,14 +268,20 @@ class Replica:
             if last is None or self.ticks - last >= self.state_every_ticks:
                 self._state_sent_at[nb] = self.ticks
                 _merge(cur, self.vv)  # the state covers our vv
+                self._scan[nb] = self._next_pos
                 return [SendState(to=nb)]
             return []  # ops beyond the gap would only wait in its buffer
         todo: list[Op] = []
-        for op in self.log:
+        log = self.log
+        nxt = self._next_pos
+        for j in range(bisect_left(log, self._scan[nb], key=lambda e: e[0]), len(log)):
+            pos, op = log[j]
             if op.seq > kn.get(op.origin, 0) and op.seq > cur.get(op.origin, 0):
                 todo.append(op)
                 if len(todo) >= self.window_ops:
+                    nxt = pos + 1
                     break
+        self._scan[nb] = nxt  # nothing before it is lacking, short of a resend (tick)
         for op in todo:
             cur[op.origin] = op.seq
         b = self.max_batch_ops
@@ -287,6 +302,7 @@ class Replica:
             for o, s in prev.items():
                 if kn.get(o, 0) < s:  # sent a whole period ago and still lacking: lost
                     cur[o] = kn.get(o, 0)
+                    self._scan[nb] = 0
             self._cursor_prev[nb] = dict(cur)
             effects += self._send_lacking(nb)
         return effects
@@ -305,7 +321,11 @@ class Replica:
                 self.base[o] = nb
                 changed = True
         if changed:
-            self.log = [op for op in self.log if op.seq > self.base[op.origin]]
+            self.log = [(p, op) for p, op in self.log if op.seq > self.base[op.origin]]
+
+    def retained(self) -> list[Op]:
+        """The ops retained for neighbours that may lack them, in delivery order."""
+        return [op for _, op in self.log]
 
     def describe(self) -> str:
         return f"{self.id} vv={self.vv} base={self.base} log={len(self.log)} pending={len(self.pending)}"
