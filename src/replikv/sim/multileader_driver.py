@@ -16,7 +16,8 @@ without an answer has an unknown outcome.
 Effects as the runtime will carry them out: ``Persist`` appends to the WAL;
 ``Deliver`` applies to the store; the WAL is synced before any ``Send`` or
 ``SendState`` leaves (durability rule). With a slow disk the sync waits
-``slow_sync_us``: sends and client acks wait for it, and a crash meanwhile
+``slow_sync_us`` (and covers what was written by its end): sends and client
+acks wait for it, and a crash meanwhile
 loses the unsynced ops (and may tear the last write), which were never sent
 or acknowledged. ``SendState`` ships the store's snapshot with the replica's
 vv; the receiver joins it, makes the result durable (a snapshot, the WAL
@@ -247,10 +248,11 @@ class MultiLeaderDriver(NodeTable):
                         self.delivered += 1
                 case Send() | SendState():
                     n.outbox.append(e)
+        if n.syncing:
+            return  # the slow sync under way carries out what waits, when it completes
         if n.slow and n.wal.dirty:
-            if not n.syncing:
-                n.syncing = True
-                self.engine.after(self.opts.slow_sync_us, self._slow_synced, n.id, n.epoch)
+            n.syncing = True
+            self.engine.after(self.opts.slow_sync_us, self._slow_synced, n.id, n.epoch)
             return
         self._flush(n)
 
