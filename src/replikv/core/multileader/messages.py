@@ -1,0 +1,57 @@
+"""Peer messages of the multi-leader replica (frozen dataclasses, DESIGN.md).
+
+- ``Op``: one write made at ``origin``: its ``seq`` (the origin's own counter,
+  1, 2, ...), its HLC timestamp, ``deps`` (the origin's version vector when it
+  made the op, excluding the op: ``deps[origin] == seq - 1``) and an opaque,
+  msgpack-able ``payload`` (CRDT mutations, applied by the store).
+- ``Sync``: heartbeat and ack: the sender's version vector and its matrix
+  clock (for every node, the version vector the sender knows it has).
+- ``Ops``: a batch of ops, in an order that respects causality.
+- ``State``: a full-state transfer: the sender's version vector and an opaque
+  blob (the store's state covering exactly that vector).
+
+A version vector maps origin -> the highest seq of that origin applied; all
+lower seqs of that origin are applied too (delivery is contiguous per origin).
+The wire form is in codec.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MlMsg", "Ops", "Op", "State", "Sync", "VV"]
+
+VV = dict[str, int]  # origin -> highest contiguous seq applied
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Op:
+    origin: str
+    seq: int
+    hlc: int
+    deps: VV
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sync:
+    sender: str
+    vv: VV
+    matrix: dict[str, VV]  # node -> the vv the sender knows that node has
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ops:
+    sender: str
+    ops: tuple[Op, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State:
+    sender: str
+    vv: VV
+    blob: bytes
+
+
+MlMsg = Sync | Ops | State

@@ -1,0 +1,331 @@
+"""The multi-leader replica: every node takes writes; every op reaches every node
+exactly once, in causal order, over a mesh, star or ring, across lost messages,
+disconnections and restarts. Pure (sans-I/O): messages and ticks in, effects out.
+
+Rules (issue 10; the brief of the multileader core):
+1. Neighbours: ``mesh`` = every other node; ``star`` = the hub (default: the first
+   of the sorted nodes) talks to all, the others only to the hub; ``ring`` = the
+   previous and the next node in sorted order (undirected). A message from a node
+   that is not a neighbour is ignored. Ops of ANY origin are relayed to the
+   neighbours that lack them, so every topology reaches every node.
+2. ``local(hlc, payload)``: seq = vv[self] + 1, deps = a copy of vv; effects in this
+   order: ``Persist([op])``, ``Deliver([op])``, then ``Send``s. An op is never sent
+   before it is persisted (the driver syncs before it sends): a restarted node
+   never reuses a seq another node has seen.
+3. ``step(Ops)``: an op already covered by vv is dropped (exactly once); one whose
+   deps are not covered waits in the pending buffer, bounded by ``max_pending``
+   (beyond it the op is dropped: it will be resent; an op deliverable at once
+   never waits, so a full buffer cannot block the op it waits for); every op that becomes
+   deliverable (seq == vv[origin] + 1 and deps <= vv) is persisted, then
+   delivered, in causal order, then relayed. Receiving an op from a neighbour
+   tells us it has that op and its deps (a node sends only ops it has delivered).
+4. Nothing loops: a neighbour is sent only ops its known vv lacks, past what was
+   already sent to it (``cursor``), in delivery order (causal; a scan position per
+   neighbour keeps a relay from rereading the whole retained log), at most
+   ``window_ops`` per trigger in batches of at most ``max_batch_ops``. Ops go to a
+   neighbour only once a Sync from it told us where it stands.
+5. ``step(Sync)``: record the sender's vv and merge its matrix clock; send the
+   sender what it lacks; if it lacks ops we no longer retain (its vv[o] < base[o],
+   the seq before our first retained op of o) emit ``SendState(to)`` instead, at
+   most once every ``state_every_ticks`` per neighbour.
+6. ``step(State)`` only records what the sender has. The driver joins the blob
+   into its store (if the state brings anything: ``needs_state``), makes that
+   durable (a snapshot of what the store holds: the joined vv, not ``replica.vv``
+   after ``installed``, which may deliver pending ops the store has not applied
+   yet), then calls ``installed(vv, sender)``: vv becomes the pointwise max,
+   retained ops of an origin that jumped are dropped (no longer contiguous), and
+   pending ops may become deliverable.
+7. ``tick()``: every ``sync_every`` ticks send a Sync to each neighbour (heartbeat
+   and ack), and resend what a neighbour still lacks of what we had sent it a
+   whole sync period ago (lost messages; duplicates are dropped by vv).
+8. Matrix clock: ``known[node]`` = the vv that node is known to have (from its
+   Syncs, the matrices relayed in Syncs, and the ops it sent us). ``acked(origin,
+   seq)`` = how many OTHER nodes are known to have that op (CONSISTENCY WRITE <n>).
+9. Retention: an op is kept until every node is known to have it, but at most the
+   newest ``retain_ops`` per origin; a neighbour that needs a trimmed op gets a
+   state transfer.
+10. Restart: ``Replica(..., vv=snapshot_vv)`` then ``restore(vv, wal_ops)`` (the
+   ops persisted after the snapshot, in the order persisted); exchange resumes
+   from the Syncs of the neighbours.
+Invariants (core/invariant.py): vv only grows; an op delivered has its deps
+covered by vv at delivery and seq == vv[origin] + 1; no neighbour has an op of
+ours we do not have (we would reuse its seq).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+
+from replikv.core.invariant import invariant
+from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
+from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, Sync
+
+__all__ = ["TOPOLOGIES", "Replica", "covers", "neighbours_of"]
+
+TOPOLOGIES = ("mesh", "star", "ring")
+
+
+def covers(vv: VV, deps: VV) -> bool:
+    """Does ``vv`` include every op ``deps`` names?"""
+    return all(vv.get(o, 0) >= s for o, s in deps.items())
+
+
+def _merge(into: VV, other: VV) -> None:
+    for o, s in other.items():
+        if s > into.get(o, 0):
+            into[o] = s
+
+
+def neighbours_of(node_id: str, nodes: Iterable[str], topology: str, hub: str | None = None) -> list[str]:
+    ordered = sorted(set(nodes))
+    invariant(node_id in ordered, f"{node_id} is not one of {ordered}")
+    others = [n for n in ordered if n != node_id]
+    if topology == "mesh":
+        return others
+    if topology == "star":
+        centre = hub if hub is not None else ordered[0]
+        invariant(centre in ordered, f"hub {centre} is not one of {ordered}")
+        return others if node_id == centre else [centre]
+    if topology == "ring":
+        i = ordered.index(node_id)
+        ring = {ordered[i - 1], ordered[(i + 1) % len(ordered)]} - {node_id}
+        return sorted(ring)
+    raise ValueError(f"unknown topology {topology!r}; choose from {', '.join(TOPOLOGIES)}")
+
+
+class Replica:
+    def __init__(self, node_id: str, nodes: Iterable[str], topology: str = "mesh", hub: str | None = None,
+                 retain_ops: int = 10_000, vv: VV | None = None, *, sync_every: int = 5,
+                 max_batch_ops: int = 64, window_ops: int = 256, max_pending: int = 1024,
+                 state_every_ticks: int = 20) -> None:
+        invariant(retain_ops >= 1 and sync_every >= 1 and max_batch_ops >= 1 and window_ops >= 1
+                  and max_pending >= 1, "bounds are positive")
+        self.id = node_id
+        self.nodes = sorted(set(nodes))
+        self.topology = topology
+        self.neighbours = neighbours_of(node_id, self.nodes, topology, hub)
+        self.retain_ops = retain_ops
+        self.sync_every = sync_every
+        self.max_batch_ops = max_batch_ops
+        self.window_ops = window_ops
+        self.max_pending = max_pending
+        self.state_every_ticks = state_every_ticks
+        self.vv: VV = {n: 0 for n in self.nodes}
+        _merge(self.vv, vv or {})
+        self.base: VV = dict(self.vv)  # ops of o up to base[o] are not retained
+        # retained ops in delivery order, each with its position (counts every op ever
+        # delivered here): base[o] < seq <= vv[o]
+        self.log: list[tuple[int, Op]] = []
+        self._next_pos = 0
+        self.known: dict[str, VV] = {n: {} for n in self.nodes if n != node_id}
+        self.heard: set[str] = set()  # neighbours whose Sync told us where they stand
+        self.cursor: dict[str, VV] = {n: {} for n in self.neighbours}  # highest seq sent, per origin
+        self._cursor_prev: dict[str, VV] = {n: {} for n in self.neighbours}
+        self._scan: dict[str, int] = {n: 0 for n in self.neighbours}  # log position to look from next
+        self.pending: dict[tuple[str, int], Op] = {}
+        self.ticks = 0
+        self._state_sent_at: dict[str, int] = {}
+        self.dropped_pending = 0  # ops dropped because the buffer was full
+
+    # ------------------------------------------------------------ restart
+    def restore(self, vv: VV, ops: Iterable[Op]) -> None:
+        """A restart: the snapshot's ``vv``, then the WAL's ops after it, in order.
+        The driver replays the same ops into its store."""
+        self.vv = {n: 0 for n in self.nodes}
+        _merge(self.vv, vv)
+        self.base = dict(self.vv)
+        self.log = []
+        self._next_pos = 0
+        self._scan = {n: 0 for n in self.neighbours}
+        self.pending.clear()
+        for op in ops:
+            if op.seq <= self.vv.get(op.origin, 0):
+                continue  # the snapshot covers it
+            self._advance(op)
+
+    # ------------------------------------------------------------- writes
+    def local(self, hlc: int, payload: object) -> tuple[Op, list[Effect]]:
+        op = Op(origin=self.id, seq=self.vv[self.id] + 1, hlc=hlc, deps=dict(self.vv), payload=payload)
+        self._advance(op)
+        effects: list[Effect] = [Persist(ops=(op,)), Deliver(ops=(op,))]
+        effects += self._relay()
+        return op, effects
+
+    # ----------------------------------------------------------- messages
+    def step(self, msg: MlMsg) -> list[Effect]:
+        if msg.sender not in self.neighbours:
+            return []  # not a link of this topology
+        match msg:
+            case Sync():
+                return self._on_sync(msg)
+            case Ops():
+                return self._on_ops(msg)
+            case State():
+                _merge(self.known[msg.sender], msg.vv)
+                return []
+
+    def _on_sync(self, msg: Sync) -> list[Effect]:
+        s = msg.sender
+        invariant(msg.vv.get(self.id, 0) <= self.vv[self.id],
+                  lambda: f"{s} has {self.id}'s op {msg.vv.get(self.id)} beyond {self.id}'s "
+                          f"own {self.vv[self.id]}: a seq was reused or a persisted op lost")
+        self.heard.add(s)
+        _merge(self.known[s], msg.vv)
+        for n, v in msg.matrix.items():
+            if n != self.id and n in self.known:
+                _merge(self.known[n], v)
+        self._trim()
+        return self._send_lacking(s)
+
+    def _on_ops(self, msg: Ops) -> list[Effect]:
+        kn = self.known[msg.sender]
+        out: list[Op] = []
+        for op in msg.ops:
+            _merge(kn, op.deps)
+            if op.seq > kn.get(op.origin, 0):
+                kn[op.origin] = op.seq
+            if op.seq <= self.vv.get(op.origin, 0):
+                continue  # a duplicate: delivered already
+            if self._deliverable(op):  # never waits, so the bound never holds it back
+                self._advance(op)
+                out.append(op)
+                continue
+            key = (op.origin, op.seq)
+            if key not in self.pending:
+                if len(self.pending) >= self.max_pending:
+                    self.dropped_pending += 1
+                    continue  # it will be resent
+                self.pending[key] = op
+        return self._delivered(out + self._drain())
+
+    def needs_state(self, vv: VV) -> bool:
+        """Would a state covering ``vv`` bring anything this replica lacks?"""
+        return not covers(self.vv, vv)
+
+    def installed(self, vv: VV, sender: str | None = None) -> list[Effect]:
+        """The driver joined a state covering ``vv`` into its store (and made it durable)."""
+        for o, s in vv.items():
+            if s > self.vv.get(o, 0):
+                self.vv[o] = s
+                self.base[o] = s  # retained ops of o are no longer contiguous up to vv[o]
+        jumped = {o for o, s in vv.items() if self.base.get(o, 0) == s}
+        self.log = [(p, op) for p, op in self.log if op.origin not in jumped or op.seq > self.base[op.origin]]
+        if sender is not None and sender in self.known:
+            _merge(self.known[sender], vv)
+        return self._delivered(self._drain())
+
+    def _deliverable(self, op: Op) -> bool:
+        return op.seq == self.vv.get(op.origin, 0) + 1 and covers(self.vv, op.deps)
+
+    def _drain(self) -> list[Op]:
+        """Deliver what the pending buffer can, in causal order."""
+        out: list[Op] = []
+        progress = True
+        while progress and self.pending:
+            progress = False
+            for key in sorted(self.pending):
+                op = self.pending[key]
+                if op.seq <= self.vv.get(op.origin, 0):
+                    del self.pending[key]
+                elif self._deliverable(op):
+                    del self.pending[key]
+                    self._advance(op)
+                    out.append(op)
+                    progress = True
+        return out
+
+    def _delivered(self, out: list[Op]) -> list[Effect]:
+        if not out:
+            return []
+        ops = tuple(out)
+        effects: list[Effect] = [Persist(ops=ops), Deliver(ops=ops)]
+        effects += self._relay()
+        return effects
+
+    def _advance(self, op: Op) -> None:
+        have = self.vv.get(op.origin, 0)
+        invariant(op.seq == have + 1, lambda: f"{self.id} delivers {op.origin}:{op.seq} after {have}")
+        invariant(covers(self.vv, op.deps),
+                  lambda: f"{self.id} delivers {op.origin}:{op.seq} with deps {op.deps} beyond vv {self.vv}")
+        self.vv[op.origin] = op.seq
+        self.log.append((self._next_pos, op))
+        self._next_pos += 1
+
+    # ------------------------------------------------------------- sending
+    def _relay(self) -> list[Effect]:
+        effects: list[Effect] = []
+        for nb in self.neighbours:
+            effects += self._send_lacking(nb)
+        return effects
+
+    def _send_lacking(self, nb: str) -> list[Effect]:
+        if nb not in self.heard:
+            return []
+        kn, cur = self.known[nb], self.cursor[nb]
+        if any(kn.get(o, 0) < b for o, b in self.base.items()):
+            last = self._state_sent_at.get(nb)
+            if last is None or self.ticks - last >= self.state_every_ticks:
+                self._state_sent_at[nb] = self.ticks
+                _merge(cur, self.vv)  # the state covers our vv
+                self._scan[nb] = self._next_pos
+                return [SendState(to=nb)]
+            return []  # ops beyond the gap would only wait in its buffer
+        todo: list[Op] = []
+        log = self.log
+        nxt = self._next_pos
+        for j in range(bisect_left(log, self._scan[nb], key=lambda e: e[0]), len(log)):
+            pos, op = log[j]
+            if op.seq > kn.get(op.origin, 0) and op.seq > cur.get(op.origin, 0):
+                todo.append(op)
+                if len(todo) >= self.window_ops:
+                    nxt = pos + 1
+                    break
+        self._scan[nb] = nxt  # nothing before it is lacking, short of a resend (tick)
+        for op in todo:
+            cur[op.origin] = op.seq
+        b = self.max_batch_ops
+        return [Send(to=nb, msg=Ops(sender=self.id, ops=tuple(todo[i:i + b])))
+                for i in range(0, len(todo), b)]
+
+    # ---------------------------------------------------------------- time
+    def tick(self) -> list[Effect]:
+        self.ticks += 1
+        if self.ticks % self.sync_every:
+            return []
+        self._trim()
+        matrix = {n: dict(v) for n, v in self.known.items()}
+        effects: list[Effect] = []
+        for nb in self.neighbours:
+            effects.append(Send(to=nb, msg=Sync(sender=self.id, vv=dict(self.vv), matrix=matrix)))
+            kn, cur, prev = self.known[nb], self.cursor[nb], self._cursor_prev[nb]
+            for o, s in prev.items():
+                if kn.get(o, 0) < s:  # sent a whole period ago and still lacking: lost
+                    cur[o] = kn.get(o, 0)
+                    self._scan[nb] = 0
+            self._cursor_prev[nb] = dict(cur)
+            effects += self._send_lacking(nb)
+        return effects
+
+    # ---------------------------------------------------- matrix, retention
+    def acked(self, origin: str, seq: int) -> int:
+        """How many OTHER nodes are known to have op ``origin:seq``."""
+        return sum(1 for v in self.known.values() if v.get(origin, 0) >= seq)
+
+    def _trim(self) -> None:
+        changed = False
+        for o, have in self.vv.items():
+            everywhere = min((v.get(o, 0) for v in self.known.values()), default=have)
+            nb = max(self.base.get(o, 0), min(everywhere, have), have - self.retain_ops)
+            if nb > self.base.get(o, 0):
+                self.base[o] = nb
+                changed = True
+        if changed:
+            self.log = [(p, op) for p, op in self.log if op.seq > self.base[op.origin]]
+
+    def retained(self) -> list[Op]:
+        """The ops retained for neighbours that may lack them, in delivery order."""
+        return [op for _, op in self.log]
+
+    def describe(self) -> str:
+        return f"{self.id} vv={self.vv} base={self.base} log={len(self.log)} pending={len(self.pending)}"

@@ -1,0 +1,438 @@
+"""The multi-leader mode in the simulator: a real ``Replica`` core per node
+(core/multileader/replica.py), messages through the real codec, a WAL in the
+real record format (sim/disk.py) and a small CRDT store behind a four-method
+interface (``apply`` / ``snapshot`` / ``join`` / ``digest``, plus ``read`` for
+clients) that ``replikv.core.crdt.CrdtStore`` will replace.
+
+Workload: the engine's ``append`` clients (unique values ``<process>.<n>``), read
+here as CRDT writes: a key of even index (k0, k2, ...) is a grow-only counter
+(an append of ``p.n`` is ``INCRBY key (n % 5) + 1``), a key of odd index an
+add-only set (``SADD key p.n``); a read returns the counter or the sorted set.
+Clients write to ANY node (there is no leader: ``leader()`` is None). A write
+is acknowledged once its op is synced in the local WAL (``CONSISTENCY WRITE
+local``); it is never retried (an increment is not idempotent), so a write
+without an answer has an unknown outcome.
+
+Effects as the runtime will carry them out: ``Persist`` appends to the WAL;
+``Deliver`` applies to the store; the WAL is synced before any ``Send`` or
+``SendState`` leaves (durability rule). With a slow disk the sync waits
+``slow_sync_us`` (and covers what was written by its end): sends and client
+acks wait for it, and a crash meanwhile
+loses the unsynced ops (and may tear the last write), which were never sent
+or acknowledged. ``SendState`` ships the store's snapshot with the replica's
+vv; the receiver joins it, makes the result durable (a snapshot, the WAL
+reset) and calls ``installed``. Every ``compact_every`` WAL records a node
+snapshots (vv + store) and resets its WAL. A restart recovers snapshot +
+WAL and ``Replica.restore``s. ``retain_ops`` is small so that long
+disconnections end in state transfers.
+
+The topology (mesh, star, ring) is chosen by the seed unless given.
+
+Checked at every delivery: causal order (deps covered by what the store has)
+and exactly once (seq == applied[origin] + 1), and one op id is one payload
+everywhere (no seq reused after it left its node). After heal, within the
+engine's ``heal_us_max``: every node up, equal vv, equal store digests,
+nothing pending. At the end: every counter equals the sum of the increments
+that survived (so no acknowledged increment is lost, none counted twice), and
+every set holds every acknowledged add and only values clients wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgpack
+
+from replikv.check.history import Op as HistOp
+from replikv.core.multileader import codec
+from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
+from replikv.core.multileader.messages import VV, Op, State
+from replikv.core.multileader.replica import TOPOLOGIES, Replica, covers
+from replikv.sim.clock import NodeClock
+from replikv.sim.disk import SimWal
+from replikv.sim.engine import NodeTable
+from replikv.sim.workload import Client, PendingOp
+
+if TYPE_CHECKING:
+    from replikv.sim.engine import Engine
+
+__all__ = ["MiniCrdtStore", "MultiLeaderDriver", "MultiLeaderOptions", "Store", "run_seed"]
+
+
+class Store(Protocol):
+    """What the driver needs of a store (CrdtStore will implement it)."""
+
+    def apply(self, origin: str, seq: int, hlc: int, deps: VV, muts: Any) -> None: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def join(self, blob: bytes) -> None: ...
+
+    def digest(self) -> str: ...
+
+    def read(self, key: str) -> str: ...
+
+
+class MiniCrdtStore:
+    """A grow-only counter per key (per-origin totals, joined by max) and an
+    add-only set per key (joined by union). Correct as a CRDT because each
+    origin's contribution only grows and delivery per origin is contiguous."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, int]] = {}
+        self.sets: dict[str, set[str]] = {}
+
+    def apply(self, origin: str, seq: int, hlc: int, deps: VV, muts: Any) -> None:
+        for mut in muts:
+            kind, key, arg = mut
+            if kind == "incr":
+                per = self.counters.setdefault(key, {})
+                per[origin] = per.get(origin, 0) + int(arg)
+            elif kind == "sadd":
+                self.sets.setdefault(key, set()).add(str(arg))
+            else:
+                raise ValueError(f"unknown mutation {kind!r}")
+
+    def snapshot(self) -> bytes:
+        out: bytes = msgpack.packb([self.counters, {k: sorted(v) for k, v in self.sets.items()}])
+        return out
+
+    def join(self, blob: bytes) -> None:
+        counters, sets = msgpack.unpackb(blob)
+        for key, per in counters.items():
+            mine = self.counters.setdefault(key, {})
+            for o, total in per.items():
+                mine[o] = max(mine.get(o, 0), total)
+        for key, values in sets.items():
+            self.sets.setdefault(key, set()).update(values)
+
+    def digest(self) -> str:
+        data = repr((sorted((k, sorted(v.items())) for k, v in self.counters.items()),
+                     sorted((k, sorted(v)) for k, v in self.sets.items())))
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+    def read(self, key: str) -> str:
+        if key in self.sets:
+            return ",".join(sorted(self.sets[key]))
+        return str(sum(self.counters.get(key, {}).values()))
+
+
+def _restore_store(blob: bytes | None) -> MiniCrdtStore:
+    s = MiniCrdtStore()
+    if blob is not None:
+        s.join(blob)
+    return s
+
+
+@dataclass
+class MultiLeaderOptions:
+    topology: str | None = None  # None: chosen by the seed
+    retain_ops: int = 8  # small: long disconnections end in state transfers
+    sync_every: int = 5  # ticks between Syncs
+    max_batch_ops: int = 16
+    window_ops: int = 64
+    max_pending: int = 256
+    state_every_ticks: int = 10
+    compact_every: int = 32  # WAL records between snapshots
+    slow_sync_us: int = 40_000  # an fsync on a slow disk
+
+
+@dataclass(frozen=True)
+class Envelope:
+    src: int
+    dst: int
+    data: bytes  # the real wire form (codec.encode)
+
+
+def _op_wire(op: Op) -> list[Any]:
+    return [op.origin, op.seq, op.hlc, op.deps, op.payload]
+
+
+def _op_from_wire(x: list[Any]) -> Op:
+    return Op(origin=x[0], seq=x[1], hlc=x[2], deps=dict(x[3]), payload=x[4])
+
+
+class MlSimNode:
+    def __init__(self, nid: int, clock: NodeClock) -> None:
+        self.id = nid
+        self.name = f"n{nid}"
+        self.clock = clock
+        self.wal = SimWal()
+        self.snapshot: tuple[VV, bytes] | None = None  # durable: (vv, store blob)
+        self.replica: Replica
+        self.store = MiniCrdtStore()
+        self.applied: VV = {}  # what the store holds, kept by the driver (exactly once, causal)
+        self.up = True
+        self.epoch = 0  # events scheduled before a crash are void
+        self.hlc = 0
+        self.slow = False
+        self.syncing = False
+        # held until the WAL is synced: sends and client acks
+        self.outbox: list[Send | SendState] = []
+        self.acks: list[tuple[Client, tuple[int, int]]] = []
+
+
+class MultiLeaderDriver(NodeTable):
+    mode = "multi-leader"
+    workload = "append"
+
+    def __init__(self, engine: Engine, **options: Any) -> None:
+        self.engine = engine
+        self.opts = MultiLeaderOptions(**options)
+        cfg = engine.cfg
+        self.rng = random.Random(engine.rng.getrandbits(64))
+        self.crash_rng = random.Random(cfg.seed ^ 0xC4A5)
+        self.topology = self.opts.topology or random.Random(cfg.seed * 7919 + 17).choice(TOPOLOGIES)
+        self.nodes = {nid: MlSimNode(nid, NodeClock(self.rng, cfg.tick_us, cfg.max_drift))
+                      for nid in range(1, cfg.nodes + 1)}
+        self.ids = {n.name: n.id for n in self.nodes.values()}
+        # op id -> (payload, names of the nodes that delivered it)
+        self.seen: dict[tuple[str, int], tuple[Any, set[str]]] = {}
+        self.acked = 0
+        self.delivered = 0
+        self.states_sent = 0
+        self.states_installed = 0
+        self.lost_unsynced = 0
+
+    # ------------------------------------------------------------ plumbing
+    def _make_replica(self, n: MlSimNode, vv: VV | None) -> Replica:
+        o = self.opts
+        return Replica(n.name, list(self.ids), self.topology, retain_ops=o.retain_ops, vv=vv,
+                       sync_every=o.sync_every, max_batch_ops=o.max_batch_ops, window_ops=o.window_ops,
+                       max_pending=o.max_pending, state_every_ticks=o.state_every_ticks)
+
+    def boot(self) -> None:
+        for n in self.nodes.values():
+            n.replica = self._make_replica(n, None)
+            n.applied = dict(n.replica.vv)
+            self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
+
+    def leader(self) -> int | None:
+        return None  # every node takes writes
+
+    def _tick(self, nid: int, epoch: int) -> None:
+        n = self.nodes[nid]
+        if not n.up or n.epoch != epoch:
+            return
+        self.handle(n, n.replica.tick())
+        self.engine.at(n.clock.next_tick(self.engine.now_us), self._tick, nid, epoch)
+
+    def _deliver(self, env: Envelope) -> None:
+        n = self.nodes[env.dst]
+        msg = codec.decode(env.data)
+        effects = n.replica.step(msg)
+        if isinstance(msg, State) and msg.sender in n.replica.neighbours and n.replica.needs_state(msg.vv):
+            n.store.join(msg.blob)
+            for o, s in msg.vv.items():
+                n.applied[o] = max(n.applied.get(o, 0), s)
+            self.states_installed += 1
+            effects += n.replica.installed(msg.vv, msg.sender)
+            self._take_snapshot(n)  # the joined state is durable before anything leaves
+        self.handle(n, effects)
+
+    # ------------------------------------------------------------- effects
+    def handle(self, n: MlSimNode, effects: list[Effect]) -> None:
+        for e in effects:
+            match e:
+                case Persist():
+                    n.wal.append_entries(n.wal.last_index + 1, [_op_wire(op) for op in e.ops])
+                case Deliver():
+                    for op in e.ops:
+                        self._check_delivery(n, op)
+                        n.store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
+                        n.applied[op.origin] = op.seq
+                        self.delivered += 1
+                case Send() | SendState():
+                    n.outbox.append(e)
+        if n.syncing:
+            return  # the slow sync under way carries out what waits, when it completes
+        if n.slow and n.wal.dirty:
+            n.syncing = True
+            self.engine.after(self.opts.slow_sync_us, self._slow_synced, n.id, n.epoch)
+            return
+        self._flush(n)
+
+    def _slow_synced(self, nid: int, epoch: int) -> None:
+        n = self.nodes[nid]
+        if not n.up or n.epoch != epoch:
+            return
+        n.syncing = False
+        self._flush(n)
+
+    def _flush(self, n: MlSimNode) -> None:
+        """The WAL synced (one group commit), then what waited for it leaves."""
+        n.wal.sync()
+        out, n.outbox = n.outbox, []
+        for e in out:
+            if isinstance(e, Send):
+                dst = self.ids[e.to]
+                self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(e.msg)))
+            else:
+                dst = self.ids[e.to]
+                msg = State(sender=n.name, vv=dict(n.applied), blob=n.store.snapshot())
+                self.states_sent += 1
+                self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
+        acks, n.acks = n.acks, []
+        for client, rid in acks:
+            if self.engine.current(client, rid):
+                self.acked += 1
+                self.engine.client_done(client, True, None)
+        if n.wal.last_index - n.wal.first_index + 1 >= self.opts.compact_every:
+            self._take_snapshot(n)
+
+    def _take_snapshot(self, n: MlSimNode) -> None:
+        n.wal.sync()  # the store's own vv (applied), not the replica's: after a state is joined,
+        n.snapshot = (dict(n.applied), n.store.snapshot())  # installed() may deliver more ops first
+        n.wal.reset(n.wal.last_index + 1)
+
+    def _check_delivery(self, n: MlSimNode, op: Op) -> None:
+        have = n.applied.get(op.origin, 0)
+        if op.seq != have + 1:
+            self.engine.fail(f"{n.name} delivers {op.origin}:{op.seq} after {have}: "
+                             f"{'twice' if op.seq <= have else 'a gap'}")
+        if not covers(n.applied, op.deps):
+            self.engine.fail(f"{n.name} delivers {op.origin}:{op.seq} before its deps {op.deps} "
+                             f"(has {n.applied})")
+        key = (op.origin, op.seq)
+        entry = self.seen.get(key)
+        if entry is None:
+            self.seen[key] = (op.payload, {n.name})
+        else:
+            if entry[0] != op.payload:
+                self.engine.fail(f"op {key} delivered as two payloads: {entry[0]} and {op.payload}")
+            entry[1].add(n.name)
+
+    # ------------------------------------------------------------ clients
+    def submit(self, client: Client, op: PendingOp, nid: int, rid: tuple[int, int]) -> None:
+        n = self.nodes[nid]
+        if op.op == "read":  # served locally (eventual)
+            self.engine.client_done(client, True, n.store.read(op.key))
+            return
+        value = op.value or ""
+        if _is_counter(op.key):
+            muts = [["incr", op.key, _amount(value)]]
+        else:
+            muts = [["sadd", op.key, value]]
+        n.hlc = max(n.hlc + 1, self.engine.now_us)
+        _, effects = n.replica.local(n.hlc, muts)
+        n.acks.append((client, rid))
+        self.handle(n, effects)
+
+    def may_retry(self, op: PendingOp) -> bool:
+        return op.op == "read"
+
+    # ------------------------------------------------------ crash, restart
+    def crash(self, nid: int) -> None:
+        n = self.nodes[nid]
+        n.up = False
+        n.epoch += 1
+        n.wal.crash(self.crash_rng)
+        n.outbox, n.acks, n.syncing = [], [], False
+
+    def restart(self, nid: int) -> None:
+        n = self.nodes[nid]
+        vv0, blob = n.snapshot if n.snapshot is not None else ({}, None)
+        ops = [_op_from_wire(x) for x in n.wal.recover(after_index=n.wal.first_index - 1)]
+        n.store = _restore_store(blob)
+        n.replica = self._make_replica(n, vv0)
+        n.replica.restore(vv0, ops)
+        n.applied = dict(n.replica.vv)
+        mine = n.replica.vv[n.name]
+        for key in [k for k in self.seen if k[0] == n.name and k[1] > mine]:  # lost before its sync
+            payload, holders = self.seen.pop(key)
+            if holders - {n.name}:
+                self.engine.fail(f"{n.name} lost its op {key} in a crash, but {sorted(holders)} had it: "
+                                 "it was sent before it was durable")
+            self.lost_unsynced += 1
+        for op in ops:
+            if op.seq > vv0.get(op.origin, 0):
+                n.store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
+        n.hlc = max([n.hlc] + [op.hlc for op in ops])
+        n.up = True
+        self.engine.at(n.clock.next_tick(self.engine.now_us), self._tick, nid, n.epoch)
+
+    def set_slow_disk(self, nid: int, slow: bool) -> None:
+        n = self.nodes[nid]
+        n.slow = slow
+        if not slow and n.up and not n.syncing:
+            self._flush(n)
+
+    # ------------------------------------------------------------ nemesis
+    def nemesis_actions(self) -> dict[str, Callable[[random.Random], str | None]]:
+        return {}
+
+    def heal_step(self) -> None:
+        pass
+
+    # ---------------------------------------------------------- the end
+    def converged(self) -> bool:
+        nodes = list(self.nodes.values())
+        if not all(n.up and not n.outbox and not n.replica.pending for n in nodes):
+            return False
+        vv, digest = nodes[0].replica.vv, nodes[0].store.digest()
+        return all(n.replica.vv == vv and n.applied == vv and n.store.digest() == digest for n in nodes)
+
+    def final_check(self, ops: list[HistOp]) -> None:
+        store = self.nodes[1].store
+        writes = [op for op in ops if op.op == "append"]
+        written = {op.value for op in writes}
+        survived: dict[str, int] = {}
+        for (_, _), (payload, _) in self.seen.items():
+            for kind, key, arg in payload:
+                if kind == "incr":
+                    survived[key] = survived.get(key, 0) + int(arg)
+        for key in sorted({op.key for op in ops}):
+            acked = [op for op in writes if op.key == key and op.ok]
+            if _is_counter(key):
+                final = int(store.read(key))
+                if final != survived.get(key, 0):
+                    self.engine.fail(f"{key}: counter is {final}, the ops that survived add up to "
+                                     f"{survived.get(key, 0)}")
+                unknown = sum(_amount(op.value or "") for op in writes if op.key == key and op.ok is None)
+                low = sum(_amount(op.value or "") for op in acked)
+                if not low <= final <= low + unknown:
+                    self.engine.fail(f"{key}: counter is {final}, acknowledged increments add up to {low} "
+                                     f"(+{unknown} unknown)")
+            else:
+                members = set(filter(None, store.read(key).split(",")))
+                for op in acked:
+                    if op.value not in members:
+                        self.engine.fail(f"{key}: the acknowledged add of {op.value} is lost")
+                stray = members - written
+                if stray:
+                    self.engine.fail(f"{key}: {sorted(stray)} in the set but no client wrote them")
+
+    def describe(self) -> str:
+        return f"{self.topology}: " + "; ".join(
+            f"{n.replica.describe()} applied={n.applied} digest={n.store.digest()}"
+            f"{'' if n.up else ' down'}" for n in self.nodes.values())
+
+    def stats(self) -> dict[str, int]:
+        return {"committed": len(self.seen), "acked_writes": self.acked, "delivered": self.delivered,
+                "states_sent": self.states_sent, "states_installed": self.states_installed,
+                "lost_unsynced": self.lost_unsynced, "topology": TOPOLOGIES.index(self.topology)}
+
+
+def _is_counter(key: str) -> bool:
+    return int(key[1:]) % 2 == 0
+
+
+def _amount(value: str) -> int:
+    return int(value.rsplit(".", 1)[-1]) % 5 + 1
+
+
+def run_seed(seed: int, nodes: int = 3, long: bool = False, **overrides: Any) -> Any:
+    """One seed without the mode registry (until modes/multi_leader.py names this driver):
+    as ``engine.run``, ``overrides`` set SimConfig fields, the rest go to the driver."""
+    import dataclasses
+
+    from replikv.sim.engine import Engine, SimConfig
+
+    names = {f.name for f in dataclasses.fields(SimConfig)}
+    cfg = SimConfig(seed=seed, nodes=nodes, long=long, **{k: v for k, v in overrides.items() if k in names})
+    options = {k: v for k, v in overrides.items() if k not in names}
+    return Engine(cfg, lambda engine: MultiLeaderDriver(engine, **options)).run()

@@ -1,0 +1,66 @@
+"""The wire form of multi-leader messages (core/multileader/codec.py)."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replikv.core.multileader.codec import MlCodecError, decode, encode
+from replikv.core.multileader.messages import MlMsg, Op, Ops, State, Sync
+
+MSGS: list[MlMsg] = [
+    Sync(sender="n1", vv={"n1": 3, "n2": 0}, matrix={"n2": {"n1": 2}, "n3": {}}),
+    Ops(sender="n2", ops=(Op(origin="n1", seq=1, hlc=17, deps={"n1": 0}, payload=[["incr", "k", 2]]),
+                          Op(origin="n3", seq=4, hlc=18, deps={"n3": 3, "n1": 1}, payload={"b": b"\x00"}))),
+    Ops(sender="n2", ops=()),
+    State(sender="n3", vv={"n1": 9}, blob=b"\x01\x02"),
+]
+
+
+@pytest.mark.parametrize("msg", MSGS)
+def test_round_trip(msg: MlMsg) -> None:
+    assert decode(encode(msg)) == msg
+
+
+BAD = [
+    b"", b"\xc1", b"\x91", msgpack.packb([]), msgpack.packb([9, "a"]), msgpack.packb({"a": 1}),
+    msgpack.packb([1, "a", {"x": -1}, {}]), msgpack.packb([1, "", {}, {}]), msgpack.packb([1, "a", [], {}]),
+    msgpack.packb([1, "a", {"x": True}, {}]), msgpack.packb([1, "a", {}, {"b": 3}]),
+    msgpack.packb([2, "a", [["o", 0, 0, {}, None]]]),  # seq 0
+    msgpack.packb([2, "a", [["o", 2, 0, {"o": 0}, None]]]),  # deps[o] != seq - 1
+    msgpack.packb([2, "a", [["o", 1, 0, {"o": 0}]]]), msgpack.packb([2, "a", "ops"]),
+    msgpack.packb([3, "a", {}, "not bytes"]), msgpack.packb([3, "a", {}]),
+    msgpack.packb([1, "a", {}, {}]) + b"\x00",  # trailing bytes
+    msgpack.packb([1, "a", {"x": 2**64 - 1}, {}]),
+]
+
+
+@pytest.mark.parametrize("data", BAD)
+def test_garbage_raises_the_typed_error(data: bytes) -> None:
+    with pytest.raises(MlCodecError):
+        decode(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_raise_anything_else(data: bytes) -> None:
+    try:
+        decode(data)
+    except MlCodecError:
+        pass
+
+
+_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=5) | st.binary(max_size=5)
+_values = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=4)
+                       | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from([1, 2, 3, 0, "x"]), st.lists(_values, max_size=4))
+def test_random_structures_never_raise_anything_else(tag: object, rest: list[object]) -> None:
+    try:
+        decode(msgpack.packb([tag, *rest]))
+    except MlCodecError:
+        pass

@@ -1,0 +1,206 @@
+"""The multi-leader replica core (core/multileader/replica.py): scripted messages in, effects out."""
+
+from __future__ import annotations
+
+import pytest
+
+from replikv.core.invariant import InvariantViolation
+from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
+from replikv.core.multileader.messages import Op, Ops, State, Sync
+from replikv.core.multileader.replica import Replica, neighbours_of
+
+NODES = ["a", "b", "c"]
+
+
+def op(origin: str, seq: int, deps: dict[str, int] | None = None, payload: object = None) -> Op:
+    d = dict(deps or {})
+    d[origin] = seq - 1
+    return Op(origin=origin, seq=seq, hlc=seq, deps=d, payload=payload or [origin, seq])
+
+
+def sync(sender: str, vv: dict[str, int] | None = None, matrix: dict[str, dict[str, int]] | None = None) -> Sync:
+    return Sync(sender=sender, vv=vv or {}, matrix=matrix or {})
+
+
+def sends(effects: list[Effect], to: str | None = None) -> list[Send]:
+    return [e for e in effects if isinstance(e, Send) and (to is None or e.to == to)]
+
+
+def sent_ops(effects: list[Effect], to: str) -> list[tuple[str, int]]:
+    return [(o.origin, o.seq) for s in sends(effects, to) if isinstance(s.msg, Ops) for o in s.msg.ops]
+
+
+def delivered(effects: list[Effect]) -> list[tuple[str, int]]:
+    return [(o.origin, o.seq) for e in effects if isinstance(e, Deliver) for o in e.ops]
+
+
+def test_neighbours_per_topology() -> None:
+    five = ["n1", "n2", "n3", "n4", "n5"]
+    assert neighbours_of("n3", five, "mesh") == ["n1", "n2", "n4", "n5"]
+    assert neighbours_of("n1", five, "star") == ["n2", "n3", "n4", "n5"]
+    assert neighbours_of("n4", five, "star") == ["n1"]
+    assert neighbours_of("n4", five, "star", hub="n4") == ["n1", "n2", "n3", "n5"]
+    assert neighbours_of("n1", five, "ring") == ["n2", "n5"]
+    assert neighbours_of("n5", five, "ring") == ["n1", "n4"]
+    assert neighbours_of("a", ["a", "b"], "ring") == ["b"]
+    with pytest.raises(ValueError):
+        neighbours_of("a", NODES, "tree")
+
+
+def test_local_write_persists_then_delivers_then_sends() -> None:
+    r = Replica("a", NODES)
+    r.step(sync("b"))
+    r.step(sync("c"))
+    o1, eff = r.local(100, ["x"])
+    assert (o1.origin, o1.seq, o1.deps) == ("a", 1, {"a": 0, "b": 0, "c": 0})
+    assert [type(e) for e in eff] == [Persist, Deliver, Send, Send]
+    assert sent_ops(eff, "b") == [("a", 1)] and sent_ops(eff, "c") == [("a", 1)]
+    o2, _ = r.local(101, ["y"])
+    assert o2.seq == 2 and o2.deps["a"] == 1
+    assert r.vv["a"] == 2
+
+
+def test_nothing_is_sent_to_a_neighbour_before_its_first_sync() -> None:
+    r = Replica("a", NODES)
+    _, eff = r.local(1, [])
+    assert sends(eff) == []
+    eff = r.step(sync("b"))
+    assert sent_ops(eff, "b") == [("a", 1)]
+
+
+def test_duplicates_are_dropped_and_out_of_order_ops_wait_for_their_deps() -> None:
+    r = Replica("a", NODES)
+    b1, b2 = op("b", 1), op("b", 2)
+    c1 = op("c", 1, {"b": 2})  # c wrote after seeing b's two ops
+    eff = r.step(Ops(sender="c", ops=(c1,)))
+    assert eff == [] and list(r.pending) == [("c", 1)]
+    eff = r.step(Ops(sender="b", ops=(b2,)))
+    assert eff == []
+    eff = r.step(Ops(sender="b", ops=(b1,)))
+    assert delivered(eff) == [("b", 1), ("b", 2), ("c", 1)]
+    kinds = [type(e) for e in eff]
+    assert kinds.index(Persist) < kinds.index(Deliver)
+    assert r.vv == {"a": 0, "b": 2, "c": 1} and not r.pending
+    assert r.step(Ops(sender="b", ops=(b1, b2))) == []  # exactly once
+
+
+def test_ops_are_relayed_to_neighbours_that_lack_them_and_never_back() -> None:
+    ring = ["a", "b", "c", "d"]  # b's neighbours: a and c
+    r = Replica("b", ring, "ring")
+    r.step(sync("a"))
+    r.step(sync("c"))
+    eff = r.step(Ops(sender="a", ops=(op("a", 1),)))
+    assert sent_ops(eff, "c") == [("a", 1)] and sent_ops(eff, "a") == []
+    eff = r.step(Ops(sender="c", ops=(op("d", 1),)))  # d's op came round via c
+    assert sent_ops(eff, "a") == [("d", 1)] and sent_ops(eff, "c") == []
+    # a Sync from c saying it has everything: nothing to resend
+    assert sends(r.step(sync("c", {"a": 1, "d": 1}))) == []
+
+
+def test_star_leaves_relay_nothing_but_to_the_hub() -> None:
+    r = Replica("c", NODES, "star")  # hub: a
+    assert r.neighbours == ["a"]
+    assert r.step(sync("b")) == []  # not a link of this topology
+    r.step(sync("a"))
+    _, eff = r.local(1, [])
+    assert [s.to for s in sends(eff)] == ["a"]
+
+
+def test_the_pending_buffer_is_bounded() -> None:
+    r = Replica("a", NODES, max_pending=2)
+    for s in range(2, 6):
+        r.step(Ops(sender="b", ops=(op("b", s),)))
+    assert len(r.pending) == 2 and r.dropped_pending == 2
+    eff = r.step(Ops(sender="b", ops=(op("b", 1),)))
+    assert delivered(eff) == [("b", 1), ("b", 2), ("b", 3)]
+    eff = r.step(Ops(sender="b", ops=(op("b", 4), op("b", 5))))  # the resent ones
+    assert delivered(eff) == [("b", 4), ("b", 5)]
+
+
+def test_batches_are_bounded_and_a_window_per_trigger() -> None:
+    r = Replica("a", NODES, max_batch_ops=3, window_ops=7)
+    for i in range(10):
+        r.local(i, [])
+    eff = r.step(sync("b"))
+    batches = [len(s.msg.ops) for s in sends(eff, "b") if isinstance(s.msg, Ops)]
+    assert batches == [3, 3, 1]
+    assert sent_ops(eff, "b") == [("a", s) for s in range(1, 8)]
+
+
+def test_tick_sends_sync_and_resends_what_was_lost() -> None:
+    r = Replica("a", NODES, sync_every=2)
+    r.step(sync("b", {}))
+    r.step(sync("c", {"a": 0}))
+    r.local(1, [])  # sent to b and c: say both copies are lost
+    assert r.tick() == []
+    eff = r.tick()
+    syncs = [s for s in sends(eff) if isinstance(s.msg, Sync)]
+    assert [s.to for s in syncs] == ["b", "c"] and syncs[0].msg.vv == {"a": 1, "b": 0, "c": 0}
+    assert sent_ops(eff, "b") == []  # sent in this period: may still be in flight
+    r.step(sync("b", {"a": 0}))  # b's Sync still lacks it
+    r.tick()
+    eff = r.tick()
+    assert sent_ops(eff, "b") == [("a", 1)] and sent_ops(eff, "c") == [("a", 1)]
+
+
+def test_matrix_clock_counts_acks() -> None:
+    r = Replica("a", NODES, topology="star")  # a is the hub
+    r.local(1, [])
+    r.local(2, [])
+    assert r.acked("a", 1) == 0
+    r.step(sync("b", {"a": 2}))
+    assert r.acked("a", 1) == 1 and r.acked("a", 2) == 1
+    r2 = Replica("b", NODES, topology="star")  # b learns of c only through the hub's matrix
+    r2.step(sync("a", {"a": 5, "b": 0}, {"c": {"a": 5}}))
+    assert r2.acked("a", 5) == 2  # a itself (its vv) and c (the matrix)
+    assert r2.known["c"] == {"a": 5}
+
+
+def test_ops_every_node_has_are_trimmed_and_the_log_is_bounded_per_origin() -> None:
+    r = Replica("a", NODES, retain_ops=3, sync_every=1)
+    for i in range(5):
+        r.local(i, [])
+    r.tick()
+    assert [o.seq for o in r.retained()] == [3, 4, 5] and r.base["a"] == 2
+    r.step(sync("b", {"a": 4}))
+    r.step(sync("c", {"a": 4}))
+    assert [o.seq for o in r.retained()] == [5]
+
+
+def test_a_laggard_gets_a_state_transfer_rate_limited_and_installed_releases_pending() -> None:
+    r = Replica("a", NODES, retain_ops=2, state_every_ticks=10)
+    for i in range(5):
+        r.local(i, [])
+    r.tick()
+    eff = r.step(sync("b", {"a": 1}))
+    assert eff == [SendState(to="b")]
+    assert r.step(sync("b", {"a": 1})) == []  # rate-limited
+    for _ in range(10):
+        r.tick()
+    assert SendState(to="b") in r.step(sync("b", {"a": 1}))
+
+    lag = Replica("b", NODES)
+    eff = lag.step(Ops(sender="a", ops=(op("a", 5, {"a": 4}),)))
+    assert eff == [] and ("a", 5) in lag.pending
+    assert lag.step(State(sender="a", vv={"a": 4, "b": 0, "c": 0}, blob=b"")) == []
+    assert lag.needs_state({"a": 4}) and not lag.needs_state({"a": 0})
+    eff = lag.installed({"a": 4, "b": 0, "c": 0}, "a")
+    assert delivered(eff) == [("a", 5)] and lag.vv["a"] == 5
+    assert lag.base["a"] == 4  # ops below the state are not retained
+
+
+def test_restore_resumes_from_snapshot_and_wal() -> None:
+    r = Replica("a", NODES, vv={"a": 3, "b": 2})
+    r.restore({"a": 3, "b": 2}, [op("a", 3, {"b": 2}), op("b", 3, {"a": 3}), op("a", 4, {"b": 3})])
+    assert r.vv == {"a": 4, "b": 3, "c": 0}
+    assert [(o.origin, o.seq) for o in r.retained()] == [("b", 3), ("a", 4)]
+    o5, _ = r.local(9, [])
+    assert o5.seq == 5  # never reuses a seq it persisted
+    with pytest.raises(InvariantViolation):
+        Replica("a", NODES).restore({}, [op("b", 2)])  # a gap: not causal
+
+
+def test_a_neighbour_that_has_an_op_of_ours_we_lost_is_an_invariant_violation() -> None:
+    r = Replica("a", NODES)
+    with pytest.raises(InvariantViolation):
+        r.step(sync("b", {"a": 1}))
