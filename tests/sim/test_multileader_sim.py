@@ -63,14 +63,18 @@ def test_same_seed_same_run() -> None:
 
 
 def test_runs_make_progress_and_exercise_every_topology_and_state_transfer() -> None:
-    """Guard against a vacuous pass."""
+    """Guard against a vacuous pass. Crash losses are rare (a received op is synced before the
+    ack that follows it leaves, so only what arrived within one sync window can be lost): the
+    seeds run until one has shown up, at most 300."""
     topologies, states, lost = set(), 0, 0
-    for seed in range(30):
+    for seed in range(300):
         r = run_seed(seed)
         assert r.stats["acked_writes"] > 50 and sum(1 for op in r.ops if op.ok) > 50
         topologies.add(r.stats["topology"])
         states += r.stats["states_installed"]
         lost += r.stats["lost_unsynced"]
+        if seed >= 30 and lost:
+            break
     assert topologies == {0, 1, 2} and states > 0 and lost > 0
 
 

@@ -17,8 +17,10 @@ Rules (issue 10; the brief of the multileader core):
    (beyond it the op is dropped: it will be resent; an op deliverable at once
    never waits, so a full buffer cannot block the op it waits for); every op that becomes
    deliverable (seq == vv[origin] + 1 and deps <= vv) is persisted, then
-   delivered, in causal order, then relayed. Receiving an op from a neighbour
-   tells us it has that op and its deps (a node sends only ops it has delivered).
+   delivered, in causal order, then relayed, and the sender gets a Sync at once
+   (an ack: a write waiting for n other nodes need not wait for a heartbeat).
+   Receiving an op from a neighbour tells us it has that op and its deps (a
+   node sends only ops it has delivered).
 4. Nothing loops: a neighbour is sent only ops its known vv lacks, past what was
    already sent to it (``cursor``), in delivery order (causal; a scan position per
    neighbour keeps a relay from rereading the whole retained log), at most
@@ -197,7 +199,13 @@ class Replica:
                     self.dropped_pending += 1
                     continue  # it will be resent
                 self.pending[key] = op
-        return self._delivered(out + self._drain())
+        effects = self._delivered(out + self._drain())
+        if effects:  # an ack: the sender learns at once what we hold (CONSISTENCY WRITE <n>, WAIT)
+            effects.append(Send(to=msg.sender, msg=self._sync()))
+        return effects
+
+    def _sync(self) -> Sync:
+        return Sync(sender=self.id, vv=dict(self.vv), matrix={n: dict(v) for n, v in self.known.items()})
 
     def needs_state(self, vv: VV) -> bool:
         """Would a state covering ``vv`` bring anything this replica lacks?"""
@@ -294,10 +302,10 @@ class Replica:
         if self.ticks % self.sync_every:
             return []
         self._trim()
-        matrix = {n: dict(v) for n, v in self.known.items()}
+        sync = self._sync()
         effects: list[Effect] = []
         for nb in self.neighbours:
-            effects.append(Send(to=nb, msg=Sync(sender=self.id, vv=dict(self.vv), matrix=matrix)))
+            effects.append(Send(to=nb, msg=sync))
             kn, cur, prev = self.known[nb], self.cursor[nb], self._cursor_prev[nb]
             for o, s in prev.items():
                 if kn.get(o, 0) < s:  # sent a whole period ago and still lacking: lost
