@@ -120,6 +120,12 @@ NODE_OPTION_HELP: dict[str, str] = {
     "client_query_buffer_limit": "Most bytes of one client's input not yet parsed into commands.",
     "client_output_buffer_limit": "Most bytes of replies a client leaves unread before it is "
     "disconnected (reading from it pauses well before).",
+    "peer_delay_ms": "Injected latency: every frame to a peer leaves this many ms after it was sent "
+    "(one way; frames keep their order), to put nodes 'in different regions' on one machine.",
+    "peer_jitter_ms": "Injected jitter: each frame's delay varies uniformly by up to this many ms "
+    "(never reordering a link).",
+    "peer_delays": "Per-link delay overrides, one way in ms: 'n1-n2=80,n1-n3=120' (ids with a '-': "
+    "'node-1 node-2=80').",
 }
 NODE_OPTIONS_PANEL = "Node options (shared by every node)"
 _OPT_PREFIX = "opt_"

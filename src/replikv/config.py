@@ -39,6 +39,7 @@ MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
 _KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+MAX_PEER_DELAY_MS = 10_000  # injected latency per link, one way (peer_delay_ms, peer_jitter_ms, peer_delays)
 DEFAULT_MODE = "leader-follower"  # of a cluster.toml that names none (modes/ registers it first)
 
 
@@ -113,6 +114,22 @@ class NodeOptions:
     timeout: int = 0  # close a client idle this many seconds (0: never)
     client_query_buffer_limit: int = 1024 * 1024 * 1024  # bytes of one client's unparsed input
     client_output_buffer_limit: int = 256 * 1024 * 1024  # bytes of one client's unread replies
+    # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
+    # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
+    # was sent, in order; peer_delays overrides the delay per link: "n1-n2=80,n1-n3=120"
+    peer_delay_ms: int = 0
+    peer_jitter_ms: int = 0
+    peer_delays: str = ""
+
+    def link_delays(self, node_id: str) -> dict[str, int]:
+        """The per-link delay overrides of ``node_id``'s links: peer id -> ms."""
+        out: dict[str, int] = {}
+        for (a, b), ms in parse_peer_delays(self.peer_delays).items():
+            if a == node_id:
+                out[b] = ms
+            elif b == node_id:
+                out[a] = ms
+        return out
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):  # the type each option's default has (found by tests/fuzz)
@@ -137,9 +154,40 @@ class NodeOptions:
         if self.tls_auth_clients not in TLS_AUTH_CLIENTS:
             raise ConfigError(f"tls_auth_clients must be one of {', '.join(TLS_AUTH_CLIENTS)} "
                               f"(got {self.tls_auth_clients!r})")
+        for name in ("peer_delay_ms", "peer_jitter_ms"):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_PEER_DELAY_MS:
+                raise ConfigError(f"{name} must be between 0 and {MAX_PEER_DELAY_MS} ms (got {value!r})")
+        parse_peer_delays(self.peer_delays)
         if self.election_timeout_ms < 2 * self.tick_ms:
             raise ConfigError(f"election_timeout_ms ({self.election_timeout_ms}) must be at least two ticks "
                               f"(tick_ms {self.tick_ms})")
+
+
+def parse_peer_delays(text: str) -> dict[tuple[str, str], int]:
+    """``"n1-n2=80, n1-n3=120"`` -> {("n1", "n2"): 80, ("n1", "n3"): 120} (one-way ms, both directions).
+
+    The two ids are separated by ``-``, or by a space when an id itself
+    contains a ``-`` (``"node-1 node-2=80"``). Items are separated by commas."""
+    out: dict[tuple[str, str], int] = {}
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        link, eq, ms = item.partition("=")
+        link = link.strip()
+        parts = link.split() if " " in link else link.split("-")
+        ms = ms.strip()
+        if not eq or len(parts) != 2 or not all(parts) or not ms.isdigit():
+            raise ConfigError(f"peer_delays: {item!r} is not a link and its delay, e.g. 'n1-n2=80' "
+                              f"(node ids with a '-' are separated by a space: 'node-1 node-2=80')")
+        a, b = parts
+        if a == b:
+            raise ConfigError(f"peer_delays: {item!r} links a node to itself")
+        if int(ms) > MAX_PEER_DELAY_MS:
+            raise ConfigError(f"peer_delays: {item!r}: at most {MAX_PEER_DELAY_MS} ms")
+        out[(a, b) if a < b else (b, a)] = int(ms)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +238,11 @@ class ClusterConfig:
         if tls and not opts.tls_ca_cert_file and (opts.tls_replication or opts.tls_auth_clients != "no"):
             raise ConfigError("tls_ca_cert_file is needed to check peers' (tls_replication) or clients' "
                               "(tls_auth_clients yes/optional) certificates")
+        for a, b in parse_peer_delays(self.options.peer_delays):
+            for name in (a, b):
+                if name not in self.nodes:
+                    raise ConfigError(f"peer_delays names node {name!r}, which is not one of the nodes "
+                                      f"({', '.join(self.nodes)})")
         for node in self.nodes.values():
             for port in (node.port, node.peer_port, *((node.tls_port,) if node.tls_port else ())):
                 if not 0 < port < 65536:
