@@ -837,11 +837,23 @@ def up(
 def node(
     config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
     node_id: str = typer.Option(..., "--id", help="Which node of the cluster to run, e.g. n2."),
+    peer_delay_ms: Optional[int] = typer.Option(
+        None, "--peer-delay-ms", show_default=False,
+        help="Override cluster.toml's peer_delay_ms for this node's sends (injected latency, one way)."),
+    peer_jitter_ms: Optional[int] = typer.Option(
+        None, "--peer-jitter-ms", show_default=False,
+        help="Override cluster.toml's peer_jitter_ms for this node's sends."),
 ) -> None:
     """Run one node of a cluster in the foreground (until SIGTERM / Ctrl-C)."""
     config = load_config(config_path)
     try:
         config.node(node_id)
+        if peer_delay_ms is not None:
+            config.options.peer_delay_ms = peer_delay_ms
+        if peer_jitter_ms is not None:
+            config.options.peer_jitter_ms = peer_jitter_ms
+        if peer_delay_ms is not None or peer_jitter_ms is not None:
+            config.options.validate()
     except ConfigError as e:
         fail(str(e))
     die_with_parent()  # started by `replikv up` / `replikv check`: exit with it
