@@ -36,7 +36,8 @@ def _leader(c: Cluster) -> str:
                 pass
         leaders = [n for n, r in roles.items() if r == "master"]
         return leaders[0] if len(leaders) == 1 else None
-    return wait_for(find, 30, "a single leader")
+    leader: str = wait_for(find, 30, "a single leader")  # type: ignore[assignment]
+    return leader
 
 
 def _set_latencies(client: redis.Redis, n: int, prefix: str) -> list[float]:

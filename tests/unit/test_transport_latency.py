@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -55,7 +55,7 @@ class Node:
                                on_connected=lambda peer: None, on_disconnected=lambda peer: None, **kw)
 
 
-def run(coro: Callable[[], Awaitable[None]]) -> None:
+def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(coro())
 
 
@@ -171,7 +171,7 @@ def test_options_are_validated() -> None:
                 {"peer_delay_ms": "50"}, {"peer_delays": "n1-n2"}, {"peer_delays": "n1=5"},
                 {"peer_delays": "n1-n1=5"}, {"peer_delays": "n1-n2=-5"}, {"peer_delays": "n1-n2=99999"}):
         with pytest.raises(ConfigError):
-            NodeOptions(**bad).validate()  # type: ignore[arg-type]
+            NodeOptions(**bad).validate()
 
 
 def test_peer_delays_parse_and_apply_to_both_ends() -> None:
