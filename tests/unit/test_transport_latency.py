@@ -199,3 +199,22 @@ def test_cluster_toml_round_trip_and_unknown_node(tmp_path: Any) -> None:
     config.options.peer_delays = "n1-n9=80"
     with pytest.raises(ConfigError, match="n9"):
         config.validate()
+
+
+def test_cli_flags_reach_cluster_toml_and_node_refuses_a_bad_override(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from replikv import cli
+
+    config, _ = cli.build_cluster_config(data_dir=tmp_path, nodes=3, port=9000, secret="abc",
+                                         node_options={"peer_delay_ms": 50, "peer_jitter_ms": 5})
+    assert (config.options.peer_delay_ms, config.options.peer_jitter_ms) == (50, 5)
+    path = tmp_path / "cluster.toml"
+    config.save(path)
+    assert "--peer-delay-ms" in cli.node_option_flags().values()
+    result = CliRunner().invoke(cli.app, ["node", "--config", str(path), "--id", "n1", "--peer-delay-ms", "-5"])
+    assert result.exit_code == 2
+    assert "peer_delay_ms must be between 0 and" in result.output
+    with pytest.raises(ConfigError, match="n7"):
+        cli.build_cluster_config(data_dir=tmp_path / "x", nodes=3, port=9100, secret="abc",
+                                 node_options={"peer_delays": "n1-n7=5"})
