@@ -63,17 +63,18 @@ def _make(tmp_path: Path, mode: str, **options: Any) -> Cluster:
     return c
 
 
-def test_raft_writes_wait_for_the_round_trip(tmp_path: Path) -> None:
-    c = _make(tmp_path, "raft", peer_delay_ms=DELAY_MS, election_timeout_ms=1000)
+@pytest.mark.parametrize("jitter_ms", [0, 20])
+def test_raft_writes_wait_for_the_round_trip(tmp_path: Path, jitter_ms: int) -> None:
+    c = _make(tmp_path, "raft", peer_delay_ms=DELAY_MS, peer_jitter_ms=jitter_ms, election_timeout_ms=1000)
     try:
         c.start()
         leader = _leader(c)
         client = c.client(leader)
         assert client.set("warm", "up")  # the first write may also wait for the leader's no-op
         lat = _set_latencies(client, 20, "k")
-        print("\n" + _summary(f"raft SET on the leader, {DELAY_MS} ms between nodes", lat))
+        print("\n" + _summary(f"raft SET on the leader, {DELAY_MS} ± {jitter_ms} ms between nodes", lat))
         # a majority (leader + 1 follower) must have it: append entries out, ack back
-        assert min(lat) >= 2 * DELAY_MS / 1000
+        assert min(lat) >= 2 * (DELAY_MS - jitter_ms) / 1000
         # the write is everywhere after the injected delay, never before the round trip
         assert c.client(leader).get("k19") == b"v"
     finally:
