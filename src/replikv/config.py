@@ -116,7 +116,8 @@ class NodeOptions:
     client_output_buffer_limit: int = 256 * 1024 * 1024  # bytes of one client's unread replies
     # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
     # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
-    # was sent, in order; peer_delays overrides the delay per link: "n1-n2=80,n1-n3=120"
+    # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
+    # peer_delays overrides the delay per link: "n1-n2=80,n1-n3=120"
     peer_delay_ms: int = 0
     peer_jitter_ms: int = 0
     peer_delays: str = ""

@@ -24,7 +24,10 @@ last-writer-wins* when all of these hold:
 Condition 4 is what makes ``x`` the write that overwrote ``w`` (not a later,
 sequential write that replaced both). A linearizable register can show the
 same pattern (``w`` ordered just before the concurrent ``x``, and never read
-before ``x`` replaced it), so the count is an observation: the checker
+before ``x`` replaced it: on a synthesized linearizable history of 100,000
+ops by 12 clients over 10 keys, 5,279 of 35,624 acknowledged writes count),
+so the count is an observation, to compare between modes and settings run
+with the same workload, not a proof of last-writer-wins: the checker
 ``fail``s when it counts any, like "stale reads", and a mode claims it as
 not required. A key with writes but no final read is judged on its reads
 only (condition 3 then cannot be checked) and named in the summary.
