@@ -125,6 +125,12 @@ NODE_OPTION_HELP: dict[str, str] = {
     "hub": "multi-leader --topology star: the hub node (default: the first node).",
     "conflicts": "multi-leader: concurrent writes of one string: lww (last writer wins by hybrid "
     "logical clock) or siblings (all kept: VGET shows them, VSET resolves them).",
+    "peer_delay_ms": "Injected latency: every frame to a peer leaves this many ms after it was sent "
+    "(one way; frames keep their order), to put nodes 'in different regions' on one machine.",
+    "peer_jitter_ms": "Injected jitter: each frame's delay varies uniformly by up to this many ms "
+    "(never reordering a link).",
+    "peer_delays": "Per-link delay overrides, one way in ms: 'n1-n2=80,n1-n3=120' (ids with a '-': "
+    "'node-1 node-2=80').",
 }
 NODE_OPTIONS_PANEL = "Node options (shared by every node)"
 _OPT_PREFIX = "opt_"
@@ -836,11 +842,23 @@ def up(
 def node(
     config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
     node_id: str = typer.Option(..., "--id", help="Which node of the cluster to run, e.g. n2."),
+    peer_delay_ms: Optional[int] = typer.Option(
+        None, "--peer-delay-ms", show_default=False,
+        help="Override cluster.toml's peer_delay_ms for this node's sends (injected latency, one way)."),
+    peer_jitter_ms: Optional[int] = typer.Option(
+        None, "--peer-jitter-ms", show_default=False,
+        help="Override cluster.toml's peer_jitter_ms for this node's sends."),
 ) -> None:
     """Run one node of a cluster in the foreground (until SIGTERM / Ctrl-C)."""
     config = load_config(config_path)
     try:
         config.node(node_id)
+        if peer_delay_ms is not None:
+            config.options.peer_delay_ms = peer_delay_ms
+        if peer_jitter_ms is not None:
+            config.options.peer_jitter_ms = peer_jitter_ms
+        if peer_delay_ms is not None or peer_jitter_ms is not None:
+            config.options.validate()
     except ConfigError as e:
         fail(str(e))
     die_with_parent()  # started by `replikv up` / `replikv check`: exit with it

@@ -41,6 +41,7 @@ TLS_AUTH_CLIENTS = ("yes", "no", "optional")
 TOPOLOGIES = ("mesh", "star", "ring")  # multi-leader mode (core/multileader)
 CONFLICT_POLICIES = ("lww", "siblings")  # multi-leader (and leaderless) string conflicts
 _KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+MAX_PEER_DELAY_MS = 10_000  # injected latency per link, one way (peer_delay_ms, peer_jitter_ms, peer_delays)
 DEFAULT_MODE = "leader-follower"  # of a cluster.toml that names none (modes/ registers it first)
 
 
@@ -120,6 +121,23 @@ class NodeOptions:
     topology: str = "mesh"  # mesh | star | ring
     hub: str = ""  # star: the node every other one talks to ("": the first node)
     conflicts: str = "lww"  # lww | siblings
+    # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
+    # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
+    # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
+    # peer_delays overrides the delay per link: "n1-n2=80,n1-n3=120"
+    peer_delay_ms: int = 0
+    peer_jitter_ms: int = 0
+    peer_delays: str = ""
+
+    def link_delays(self, node_id: str) -> dict[str, int]:
+        """The per-link delay overrides of ``node_id``'s links: peer id -> ms."""
+        out: dict[str, int] = {}
+        for (a, b), ms in parse_peer_delays(self.peer_delays).items():
+            if a == node_id:
+                out[b] = ms
+            elif b == node_id:
+                out[a] = ms
+        return out
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):  # the type each option's default has (found by tests/fuzz)
@@ -148,9 +166,40 @@ class NodeOptions:
             raise ConfigError(f"topology must be one of {', '.join(TOPOLOGIES)} (got {self.topology!r})")
         if self.conflicts not in CONFLICT_POLICIES:
             raise ConfigError(f"conflicts must be one of {', '.join(CONFLICT_POLICIES)} (got {self.conflicts!r})")
+        for name in ("peer_delay_ms", "peer_jitter_ms"):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_PEER_DELAY_MS:
+                raise ConfigError(f"{name} must be between 0 and {MAX_PEER_DELAY_MS} ms (got {value!r})")
+        parse_peer_delays(self.peer_delays)
         if self.election_timeout_ms < 2 * self.tick_ms:
             raise ConfigError(f"election_timeout_ms ({self.election_timeout_ms}) must be at least two ticks "
                               f"(tick_ms {self.tick_ms})")
+
+
+def parse_peer_delays(text: str) -> dict[tuple[str, str], int]:
+    """``"n1-n2=80, n1-n3=120"`` -> {("n1", "n2"): 80, ("n1", "n3"): 120} (one-way ms, both directions).
+
+    The two ids are separated by ``-``, or by a space when an id itself
+    contains a ``-`` (``"node-1 node-2=80"``). Items are separated by commas."""
+    out: dict[tuple[str, str], int] = {}
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        link, eq, ms = item.partition("=")
+        link = link.strip()
+        parts = link.split() if " " in link else link.split("-")
+        ms = ms.strip()
+        if not eq or len(parts) != 2 or not all(parts) or not ms.isdigit():
+            raise ConfigError(f"peer_delays: {item!r} is not a link and its delay, e.g. 'n1-n2=80' "
+                              f"(node ids with a '-' are separated by a space: 'node-1 node-2=80')")
+        a, b = parts
+        if a == b:
+            raise ConfigError(f"peer_delays: {item!r} links a node to itself")
+        if int(ms) > MAX_PEER_DELAY_MS:
+            raise ConfigError(f"peer_delays: {item!r}: at most {MAX_PEER_DELAY_MS} ms")
+        out[(a, b) if a < b else (b, a)] = int(ms)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +250,11 @@ class ClusterConfig:
         if tls and not opts.tls_ca_cert_file and (opts.tls_replication or opts.tls_auth_clients != "no"):
             raise ConfigError("tls_ca_cert_file is needed to check peers' (tls_replication) or clients' "
                               "(tls_auth_clients yes/optional) certificates")
+        for a, b in parse_peer_delays(self.options.peer_delays):
+            for name in (a, b):
+                if name not in self.nodes:
+                    raise ConfigError(f"peer_delays names node {name!r}, which is not one of the nodes "
+                                      f"({', '.join(self.nodes)})")
         for node in self.nodes.values():
             for port in (node.port, node.peer_port, *((node.tls_port,) if node.tls_port else ())):
                 if not 0 < port < 65536:

@@ -7,7 +7,9 @@ each checker enforces and its cost:
 - registers.py: stale reads, read-your-writes, monotonic reads;
 - loss.py: lost writes (set, append, register), counter;
 - convergence.py: replicas equal after heal;
-- queue.py: the queue workload (lost XADDs, at-least-once, no delivery after XACK).
+- queue.py: the queue workload (lost XADDs, at-least-once, no delivery after XACK);
+- lww.py: acknowledged writes last-writer-wins overwrote with a concurrent write
+  (optional: run when a mode's claim names it, see `OPTIONAL_KEY_CHECKERS`).
 
 Conventions shared by every checker: only client operations count
 (``process >= 0``); nemesis windows are ``op="nemesis"`` with process
@@ -16,20 +18,22 @@ Conventions shared by every checker: only client operations count
 are ``ok=True`` happened, ``ok=False`` did not, ``ok=None`` may or may not
 have happened. Results are `CheckResult`s (result.py).
 
-`key_checkers(workload)` lists the per-key checkers a workload runs; the
+`key_checkers(workload, extra=...)` lists the per-key checkers a workload runs (plus the optional
+ones `extra` names, e.g. the checker names of a mode's claims); the
 runner feeds them all in one pass over the keys (`run_key_checkers(by_key(history), ...)`), which
 on a `HistoryFile` holds one key's ops in memory at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from replikv.check.convergence import check_convergence
 from replikv.check.elle import ListAppendChecker
 from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op, by_key
 from replikv.check.linearizability import LinearizabilityChecker
 from replikv.check.loss import Counter, LostWrites
+from replikv.check.lww import LwwOverwrites
 from replikv.check.queue import AckedOnce, AtLeastOnce, QueueLoss
 from replikv.check.registers import MonotonicReads, ReadYourWrites, StaleReads
 from replikv.check.result import Anomaly, CheckResult, KeyChecker, run_key_checkers
@@ -41,8 +45,10 @@ __all__ = [
     "CheckResult",
     "check_convergence",
     "check_counter",
+    "OPTIONAL_KEY_CHECKERS",
     "check_linearizable",
     "check_lost_writes",
+    "check_lww_overwrites",
     "check_monotonic_reads",
     "check_read_your_writes",
     "check_stale_reads",
@@ -50,15 +56,31 @@ __all__ = [
 ]
 
 
-def key_checkers(workload: str, timeout_s: float = 60.0) -> list[KeyChecker]:
-    """The per-key checkers `workload` is judged by (convergence is separate: it reads nodes)."""
+# Checkers no workload runs by default, by name: a run adds the ones its claims name
+# (a mode that claims "lww overwrites" for the register workload gets it counted).
+OPTIONAL_KEY_CHECKERS: dict[str, Callable[[], KeyChecker]] = {
+    LwwOverwrites.name: LwwOverwrites,
+}
+
+
+def key_checkers(workload: str, timeout_s: float = 60.0, extra: Iterable[str] = ()) -> list[KeyChecker]:
+    """The per-key checkers `workload` is judged by (convergence is separate: it reads nodes),
+    then the optional checkers (`OPTIONAL_KEY_CHECKERS`) that `extra` names; other names in
+    `extra` (the default checkers' own, "convergence") are ignored."""
     if workload == "list-append":
-        return [ListAppendChecker()]
-    if workload == "queue":
-        return [QueueLoss(), AtLeastOnce(), AckedOnce()]
-    out: list[KeyChecker] = [Counter() if workload == "counter" else LostWrites()]
-    if workload == "register":
-        out += [LinearizabilityChecker(timeout_s), StaleReads(), ReadYourWrites(), MonotonicReads()]
+        out: list[KeyChecker] = [ListAppendChecker()]
+    elif workload == "queue":
+        out = [QueueLoss(), AtLeastOnce(), AckedOnce()]
+    else:
+        out = [Counter() if workload == "counter" else LostWrites()]
+        if workload == "register":
+            out += [LinearizabilityChecker(timeout_s), StaleReads(), ReadYourWrites(), MonotonicReads()]
+    have = {c.name for c in out}
+    for name in extra:
+        make = OPTIONAL_KEY_CHECKERS.get(name)
+        if make is not None and name not in have:
+            out.append(make())
+            have.add(name)
     return out
 
 
@@ -94,3 +116,8 @@ def check_lost_writes(history: Sequence[Op]) -> CheckResult:
 def check_counter(history: Sequence[Op]) -> CheckResult:
     """See loss.Counter."""
     return _one(Counter(), history)
+
+
+def check_lww_overwrites(history: Sequence[Op]) -> CheckResult:
+    """See lww.LwwOverwrites."""
+    return _one(LwwOverwrites(), history)

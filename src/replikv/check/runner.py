@@ -81,9 +81,11 @@ def judge(claims: list[Claim], results: list[ck.CheckResult]) -> tuple[int, str]
 
 
 def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | None],
-                 timeout_s: float = 60.0, summary: Summary | None = None) -> list[ck.CheckResult]:
+                 timeout_s: float = 60.0, summary: Summary | None = None,
+                 claims: Sequence[Claim] = ()) -> list[ck.CheckResult]:
     """Convergence, then every per-key checker of `workload` in one pass over the keys
-    (which also fills `summary`, the report's view of the history, when given)."""
+    (which also fills `summary`, the report's view of the history, when given); an optional
+    checker (checkers.OPTIONAL_KEY_CHECKERS, e.g. "lww overwrites") runs when a claim names it."""
     groups = by_key(history)
     if summary is not None:
         nemesis = history.nemesis_ops() if isinstance(history, HistoryFile) else \
@@ -91,7 +93,8 @@ def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | 
         for op in nemesis:
             summary.add(-1, op)
         groups = summary.feed(groups)
-    return [ck.check_convergence(digests)] + run_key_checkers(groups, ck.key_checkers(workload, timeout_s))
+    checkers = ck.key_checkers(workload, timeout_s, extra=[c.checker for c in claims])
+    return [ck.check_convergence(digests)] + run_key_checkers(groups, checkers)
 
 
 def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
@@ -189,7 +192,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     history = HistoryFile(history_path)
     summary = Summary(clients, origin=0)  # op times count from the run's start
     say("checking the history", time.monotonic() + checker_timeout_s)
-    results = run_checkers(history, workload, digests, checker_timeout_s, summary)
+    results = run_checkers(history, workload, digests, checker_timeout_s, summary, claims)
     code, verdict = judge(claims, results)
     return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params, summary))
 

@@ -143,7 +143,8 @@ class BaseRunner:
             on_frame=self._on_frame, on_connected=on_peer_connected,
             on_disconnected=self._on_peer_disconnected,
             max_frame_bytes=opts.max_bulk_len + 64 * 1024 * 1024,
-            ssl_server=peer_tls[0], ssl_client=peer_tls[1])
+            ssl_server=peer_tls[0], ssl_client=peer_tls[1], peer_delay_ms=opts.peer_delay_ms,
+            peer_jitter_ms=opts.peer_jitter_ms, link_delays=opts.link_delays(self.id))
         await self.transport.start()
         self.server = await loop.create_server(lambda: ClientConnection(self), self.address.host,
                                                self.address.port, reuse_address=True)

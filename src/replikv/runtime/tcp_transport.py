@@ -22,6 +22,16 @@ Reconnects back off exponentially with jitter (50 ms to 2 s).
 
 With ``tls_replication`` both pipes run over mutual TLS (runtime/tls.py);
 the handshake and the frame MACs run inside it unchanged.
+
+Injected latency (``peer_delay_ms``, ``peer_jitter_ms``, per-link
+``link_delays``): puts nodes "in different regions" on one machine. Every
+frame sent to a delayed peer leaves ``delay ± jitter`` (uniform) after it was
+sent, on the connection it was sent on (a frame whose connection closed
+meanwhile is dropped, as TCP drops what was in flight). Frames on one link
+keep their order: a departure is never earlier than the previous frame's on
+that link (jitter is clamped to it). The delay is one way, so a request and
+its reply take twice it. With no delay on a link, ``send`` writes at once, as
+before (no timer, no queue).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import random
 import socket
 import ssl
 import struct
+from collections import deque
 from collections.abc import Callable
 
 import msgpack
@@ -271,6 +282,19 @@ class _Outbound(_FrameProtocol):
             self.done.set_result(None)
 
 
+class _DelayedLink:
+    """Frames to one peer waiting for their departure time, in send order."""
+
+    __slots__ = ("delay_s", "jitter_s", "queue", "queued_bytes", "timer", "last_due")
+
+    def __init__(self, delay_s: float, jitter_s: float) -> None:
+        self.delay_s, self.jitter_s = delay_s, jitter_s
+        self.queue: deque[tuple[float, _FrameProtocol, bytes]] = deque()
+        self.queued_bytes = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.last_due = 0.0  # departure time of the latest frame queued (FIFO clamp)
+
+
 class PeerTransport:
     """Sends frames to peers by id and delivers received frames to a callback.
 
@@ -284,7 +308,8 @@ class PeerTransport:
                  on_disconnected: Callable[[str], None], max_frame_bytes: int = 600 * 1024 * 1024,
                  max_buffer_bytes: int = 256 * 1024 * 1024, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
                  max_unauthenticated: int = MAX_UNAUTHENTICATED, ssl_server: ssl.SSLContext | None = None,
-                 ssl_client: ssl.SSLContext | None = None) -> None:
+                 ssl_client: ssl.SSLContext | None = None, peer_delay_ms: int = 0, peer_jitter_ms: int = 0,
+                 link_delays: dict[str, int] | None = None) -> None:
         self.node_id = node_id
         self.host, self.port = host, port
         self.peers = peers
@@ -305,6 +330,17 @@ class PeerTransport:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: asyncio.AbstractServer | None = None
         self._stopping = False
+        # injected latency: peer id -> its link, only for peers with a delay or jitter
+        self.peer_delay_ms, self.peer_jitter_ms = peer_delay_ms, peer_jitter_ms
+        self.link_delays = dict(link_delays or {})
+        self._delayed: dict[str, _DelayedLink] = {}
+        for peer_id in peers:
+            self._set_link_delay(peer_id)
+
+    def _set_link_delay(self, peer_id: str) -> None:
+        delay_ms = self.link_delays.get(peer_id, self.peer_delay_ms)
+        if delay_ms > 0 or self.peer_jitter_ms > 0:
+            self._delayed[peer_id] = _DelayedLink(delay_ms / 1000, self.peer_jitter_ms / 1000)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -343,6 +379,7 @@ class PeerTransport:
             return
         self.peers[peer_id] = address
         self.peer_ids.add(peer_id)
+        self._set_link_delay(peer_id)
         if not self._stopping:
             self._tasks.append(asyncio.create_task(self._dial_forever(peer_id)))
 
@@ -364,17 +401,64 @@ class PeerTransport:
         if transport.get_write_buffer_size() > self.max_buffer_bytes:
             proto.fail(f"send queue to {peer_id} above {self.max_buffer_bytes} bytes")
             return False
+        if self._delayed:
+            link = self._delayed.get(peer_id)
+            if link is not None:
+                return self._send_later(peer_id, link, proto, payload)
         proto.send_sealed(payload)
         return True
 
+    def _send_later(self, peer_id: str, link: _DelayedLink, proto: _FrameProtocol, payload: bytes) -> bool:
+        """Queue a frame on a delayed link; it leaves at now + delay ± jitter, never before an earlier one."""
+        if link.queued_bytes + len(payload) > self.max_buffer_bytes:
+            proto.fail(f"delayed send queue to {peer_id} above {self.max_buffer_bytes} bytes")
+            return False
+        loop = asyncio.get_running_loop()
+        due = loop.time() + link.delay_s
+        if link.jitter_s:
+            due += random.uniform(-link.jitter_s, link.jitter_s)
+        if due < link.last_due:
+            due = link.last_due
+        link.last_due = due
+        link.queue.append((due, proto, payload))
+        link.queued_bytes += len(payload)
+        if link.timer is None:
+            link.timer = loop.call_at(due, self._depart, link)
+        return True
+
+    def _depart(self, link: _DelayedLink) -> None:
+        """Send every queued frame whose time has come, in order; re-arm for the next."""
+        link.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        queue = link.queue
+        while queue and queue[0][0] <= now:
+            _, proto, payload = queue.popleft()
+            link.queued_bytes -= len(payload)
+            if not proto.closed and proto.transport is not None and proto.sealer is not None:
+                proto.send_sealed(payload)
+        if queue and not self._stopping:
+            link.timer = loop.call_at(queue[0][0], self._depart, link)
+
     def buffered_bytes(self, peer_id: str) -> int:
         proto = self._out.get(peer_id)
-        return proto.transport.get_write_buffer_size() if proto and proto.transport else 0
+        buffered = proto.transport.get_write_buffer_size() if proto and proto.transport else 0
+        if self._delayed:
+            link = self._delayed.get(peer_id)
+            if link is not None:
+                buffered += link.queued_bytes
+        return buffered
 
     async def stop(self) -> None:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
+        for link in self._delayed.values():
+            if link.timer is not None:
+                link.timer.cancel()
+                link.timer = None
+            link.queue.clear()
+            link.queued_bytes = 0
         for proto in list(self._out.values()):
             proto.close()
         for inbound in list(self._inbound):
