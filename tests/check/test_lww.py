@@ -152,3 +152,14 @@ def test_runs_on_a_history_file_and_a_large_synthesized_history(tmp_path: object
     assert (disk.count, disk.stats) == (mem.count, mem.stats)
     assert mem.stats["acknowledged_writes"] > 10_000 and mem.stats["concurrent_writes"] > 0
     print(f"\n100k ops: {mem.summary} ({elapsed:.2f} s)")
+
+
+def test_a_later_write_lost_to_an_earlier_one_is_counted_apart() -> None:
+    # a completes before b begins, yet the final value is a (b's timestamp lost): no linearizable
+    # register ends like this
+    h = [op(0, "write", "k", "a", 0, 10), op(1, "write", "k", "b", 20, 30), final("k", "a")]
+    res = check_lww_overwrites(h)
+    assert res.stats["overwritten_by_earlier"] == 1
+    assert "completed before they began" in res.summary
+    sequential = [op(0, "write", "k", "a", 0, 10), op(1, "write", "k", "b", 20, 30), final("k", "b")]
+    assert check_lww_overwrites(sequential).stats["overwritten_by_earlier"] == 0

@@ -32,6 +32,13 @@ with the same workload, not a proof of last-writer-wins: the checker
 not required. A key with writes but no final read is judged on its reads
 only (condition 3 then cannot be checked) and named in the summary.
 
+Besides, ``overwritten_by_earlier`` counts acknowledged writes that lost to a
+write that had COMPLETED BEFORE they began (the key's final value is that
+earlier write's): impossible for a linearizable register, it is what
+last-writer-wins by timestamp does when the later writer's clock (or hybrid
+clock) is behind, or what a partition's "concurrent" writes look like when
+real time ordered them.
+
 Cost per key, O(n log n + c·m): a sort of the writes by call, the latest
 read of each value, and for each of the ``m`` candidate writes (acknowledged,
 unread, not final: few) a scan of the writes that may overlap it (``c``: the
@@ -67,6 +74,7 @@ class LwwOverwrites(KeyChecker):
         self.res = CheckResult(self.name, "pass", "")
         self.acked = 0
         self.concurrent = 0  # acknowledged writes with at least one concurrent write
+        self.earlier = 0  # acknowledged writes the final value of a write that preceded them replaced
         self.no_final: list[str] = []
 
     def key(self, group: KeyOps) -> None:
@@ -87,6 +95,7 @@ class LwwOverwrites(KeyChecker):
                 if op.call > last_read.get(op.value, -1):
                     last_read[op.value] = op.call
         calls = [t[0] for t in writes]
+        final_write = next((op for _, _, op in writes if final is not _NO_FINAL and op.value == final), None)
         # how far back an overlapping write may have been invoked: the longest acknowledged write;
         # writes of unknown outcome never end, so they are checked separately
         longest = max((op.ret - op.call for _, _, op in writes if op.ok is True and op.ret is not None),
@@ -101,6 +110,8 @@ class LwwOverwrites(KeyChecker):
             if w.ok is not True or w.ret is None:
                 continue
             self.acked += 1
+            if final_write is not None and final_write.ok is True and precedes(final_write, w):
+                self.earlier += 1  # a real-time later write lost to an earlier one
             lo = bisect_right(calls, w.call - longest - 1)
             hi = bisect_right(calls, w.ret)
             window = writes[lo:hi]
@@ -136,12 +147,16 @@ class LwwOverwrites(KeyChecker):
         res.stats["acknowledged_writes"] = self.acked
         res.stats["concurrent_writes"] = self.concurrent
         res.stats["overwritten"] = res.count
+        res.stats["overwritten_by_earlier"] = self.earlier
         res.status = "fail" if res.count else "pass"
         res.summary = (f"{res.count} of {self.acked} acknowledged writes overwritten by a concurrent write "
                        f"(last-writer-wins; {self.concurrent} had a concurrent write)"
                        if res.count else
                        f"no acknowledged write overwritten by a concurrent one ({self.acked} acknowledged, "
                        f"{self.concurrent} with a concurrent write)")
+        if self.earlier:
+            res.summary += (f"; {self.earlier} lost to a write that had completed before they began "
+                            "(the final value is the earlier write's)")
         if self.no_final:
             res.summary += (f"; {len(self.no_final)} key(s) without a final read judged on reads only: "
                             + ", ".join(self.no_final[:5]))
