@@ -437,11 +437,11 @@ class CrdtStore:
                 _ctr_add(cell.ctr, origin, int(mut[3]), hlc)
             elif kind == "hdel":
                 field = bytes(mut[2])
-                cell = ks.hash.get(field)
-                if cell is not None:
-                    cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
-                    _ctr_reset(cell.ctr, mut[3] or {})
-                    if cell.empty():
+                hcell = ks.hash.get(field)
+                if hcell is not None:
+                    hcell.reg = {e: v for e, v in hcell.reg.items() if not seen(e[0], e[1])}
+                    _ctr_reset(hcell.ctr, mut[3] or {})
+                    if hcell.empty():
                         del ks.hash[field]
             elif kind == "lins":
                 for j, (prefix, n, value) in enumerate(mut[2]):
@@ -591,3 +591,36 @@ def _join_nested(
 def _join_cell(a: Cell, b: Cell, keep_a: Any, keep_b: Any) -> None:
     a.reg = _join_dots(a.reg, b.reg, keep_a, keep_b)
     _ctr_join(a.ctr, b.ctr)
+
+
+def position_between(lo: Sequence[Digit] | None, hi: Sequence[Digit] | None) -> tuple[list[Digit], int]:
+    """A new list position strictly between ``lo`` and ``hi`` (None = an end), as
+    ``(prefix, n)``: the element's position is ``prefix + [(n, its own id)]``
+    (see the ``lins`` mutation). Positions compare lexicographically."""
+    if lo is None and hi is None:
+        return [], 0
+    if lo is None:
+        assert hi is not None
+        return [], hi[0][0] - 1
+    if hi is None:
+        return [], lo[0][0] + 1
+    prefix: list[Digit] = []
+    k = 0
+    while True:
+        a = lo[k] if k < len(lo) else None
+        b = hi[k] if k < len(hi) else None
+        if a is None:
+            assert b is not None  # lo < hi: lo is a prefix of hi here
+            return prefix, b[0] - 1
+        if b is None:
+            raise ValueError("positions out of order")
+        if a == b:
+            prefix.append(a)
+            k += 1
+            continue
+        if a[0] + 1 < b[0]:
+            return prefix, a[0] + 1
+        # no room at this level: go under ``a`` (after everything lo has there)
+        prefix.append(a)
+        rest = lo[k + 1 :]
+        return prefix, (rest[0][0] + 1 if rest else 0)
