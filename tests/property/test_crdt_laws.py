@@ -170,3 +170,81 @@ def test_join_mid_stream_then_ops(seed, n_ops):
     pending["c"] = [op for op in pending["c"] if op[1] > stores["c"].vv.get(op[0], 0)]
     drain(stores, pending, hlcs, rng)
     assert len({s.digest() for s in stores.values()}) == 1
+
+
+# ----------------------------------------------- through the Redis commands
+
+COMMANDS = [
+    lambda r: [b"SET", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [b"INCRBY", r.choice(KEYS), r.choice([b"1", b"-3"])],
+    lambda r: [b"SADD", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [b"SREM", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [b"SPOP", r.choice(KEYS)],
+    lambda r: [b"HSET", r.choice(KEYS), r.choice(VALS), r.choice(VALS)],
+    lambda r: [b"HINCRBY", r.choice(KEYS), r.choice(VALS), b"2"],
+    lambda r: [b"HDEL", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [r.choice([b"LPUSH", b"RPUSH"]), r.choice(KEYS), r.choice(VALS), r.choice(VALS)],
+    lambda r: [r.choice([b"LPOP", b"RPOP"]), r.choice(KEYS)],
+    lambda r: [b"LINSERT", r.choice(KEYS), r.choice([b"BEFORE", b"AFTER"]), r.choice(VALS), b"i"],
+    lambda r: [b"LSET", r.choice(KEYS), r.choice([b"0", b"-1"]), b"s"],
+    lambda r: [b"LMOVE", r.choice(KEYS), r.choice(KEYS), b"LEFT", b"RIGHT"],
+    lambda r: [b"DEL", r.choice(KEYS)],
+    lambda r: [b"PEXPIRE", r.choice(KEYS), r.choice([b"10", b"5000"])],
+    lambda r: [b"PERSIST", r.choice(KEYS)],
+    lambda r: [b"SET", r.choice(KEYS), r.choice(VALS), b"KEEPTTL"],
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
+def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, conflicts):
+    from replikv.core.crdt.hlc import Hlc
+    from replikv.kv.crdt_writes import translate
+
+    rng = random.Random(seed)
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    clocks = {n: Hlc() for n in NODES}
+    seqs = {n: 0 for n in NODES}
+    pending: dict[str, list] = {n: [] for n in NODES}
+    now = 1000
+    for _ in range(n_cmds):
+        now += rng.randrange(5)
+        node = rng.choice(NODES)
+        for _ in range(rng.randrange(3)):
+            ready = [op for op in pending[node] if deliverable(stores[node], op)]
+            if ready:
+                op = rng.choice(ready)
+                pending[node].remove(op)
+                clocks[node].observe(op[2], now)
+                stores[node].apply(*op)
+        if rng.random() < 0.1:  # a state transfer from another node
+            src = rng.choice(NODES)
+            stores[node].join(stores[src].snapshot())
+            pending[node] = [op for op in pending[node] if op[1] > stores[node].vv.get(op[0], 0)]
+        st_ = stores[node]
+        muts, _ = translate(st_, rng.choice(COMMANDS)(rng), now, rng)
+        if not muts:
+            continue
+        seqs[node] += 1
+        op = (node, seqs[node], clocks[node].now(now), dict(st_.vv), muts)
+        st_.apply(*op)
+        for other in NODES:
+            if other != node:
+                pending[other].append(op)
+    for n in NODES:
+        while True:
+            ready = [op for op in pending[n] if deliverable(stores[n], op)]
+            if not ready:
+                break
+            op = rng.choice(ready)
+            pending[n].remove(op)
+            stores[n].apply(*op)
+        pending[n] = [op for op in pending[n] if op[1] > stores[n].vv.get(op[0], 0)]
+        assert not pending[n]
+    assert len({s.digest() for s in stores.values()}) == 1
+    joined = CrdtStore.restore(stores["a"].snapshot(), conflicts)
+    joined.join(stores["b"].snapshot())
+    assert joined.digest() == stores["a"].digest()
+    for k in KEYS:
+        assert all(s.visible(k) == stores["a"].visible(k) for s in stores.values())
+        assert all(s.siblings(k) == stores["a"].siblings(k) for s in stores.values())
