@@ -440,8 +440,10 @@ def _spop(w: _Writer, argv: list[bytes]) -> Reply:
 def _smove(w: _Writer, argv: list[bytes]) -> Reply:
     src, dst, m = argv[1], argv[2], argv[3]
     members = w.typed(src, "set")
+    if members is None:
+        return 0
     dmembers = w.typed(dst, "set")
-    if members is None or m not in members:
+    if m not in members:
         return 0
     if src == dst:
         return 1
@@ -639,9 +641,9 @@ def _lmove(w: _Writer, argv: list[bytes]) -> Reply:
         if wherefrom not in (b"LEFT", b"RIGHT") or whereto not in (b"LEFT", b"RIGHT"):
             raise SYNTAX_ERROR
     cur = w.typed(src, "list")
-    w.typed(dst, "list")
     if cur is None:
         return None
+    w.typed(dst, "list")
     values = _pop_ids(w, src, 1, wherefrom == b"LEFT")
     value = values[0]
     if src == dst:
