@@ -32,6 +32,8 @@ def _cmd(r: random.Random) -> list[bytes]:
         [b"RPUSHX", k, v], [b"LPOP", k], [b"RPOP", k, b"2"], [b"LSET", k, b"0", v],
         [b"LSET", k, b"-1", v], [b"LINSERT", k, b"BEFORE", v, b"i"],
         [b"LINSERT", k, b"AFTER", v, b"j"], [b"LREM", k, b"-1", v], [b"LREM", k, b"0", v],
+        [b"LTRIM", k, b"1", b"-2"], [b"LTRIM", k, b"-1", b"5"],
+        [b"LMPOP", b"2", k, r.choice(KEYS), b"RIGHT", b"COUNT", b"2"],
         [b"LMOVE", k, r.choice(KEYS), b"LEFT", b"RIGHT"], [b"RPOPLPUSH", k, r.choice(KEYS)],
     ])
 

@@ -188,6 +188,7 @@ COMMANDS = [
     lambda r: [b"LINSERT", r.choice(KEYS), r.choice([b"BEFORE", b"AFTER"]), r.choice(VALS), b"i"],
     lambda r: [b"LSET", r.choice(KEYS), r.choice([b"0", b"-1"]), b"s"],
     lambda r: [b"LMOVE", r.choice(KEYS), r.choice(KEYS), b"LEFT", b"RIGHT"],
+    lambda r: [b"LTRIM", r.choice(KEYS), b"1", b"-1"],
     lambda r: [b"DEL", r.choice(KEYS)],
     lambda r: [b"PEXPIRE", r.choice(KEYS), r.choice([b"10", b"5000"])],
     lambda r: [b"PERSIST", r.choice(KEYS)],

@@ -42,6 +42,7 @@ _REASONS = {
     "blocking": "blocking pops need one leader to decide who is served",
     "set-store": "storing a computed set result is not convergent under concurrent writes",
     "other": "it has no convergent form in this mode",
+    "cas": "compare-and-set needs one leader to order the writes it compares",
 }
 _FAMILY = {
     **{n: "zset" for n in ("zadd", "zincrby", "zrem", "zremrangebyscore", "zremrangebyrank",
@@ -57,6 +58,7 @@ _FAMILY = {
     **{n: "script" for n in ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "exec")},
     **{n: "blocking" for n in ("blpop", "brpop", "blmove", "brpoplpush", "blmpop", "bzpopmin",
                                "bzpopmax", "bzmpop")},
+    "cas": "cas",
     **{n: "set-store" for n in ("sinterstore", "sunionstore", "sdiffstore", "sort")},
 }
 
@@ -663,7 +665,50 @@ def _lmove(w: _Writer, argv: list[bytes]) -> Reply:
     return value
 
 
+def _ltrim(w: _Writer, argv: list[bytes]) -> Reply:
+    start, stop = parse_int(argv[2]), parse_int(argv[3])
+    cur = w.typed(argv[1], "list")
+    if cur is None:
+        return OK
+    n = len(cur)
+    if start < 0:
+        start = max(0, start + n)
+    if stop < 0:
+        stop += n
+    stop = min(stop, n - 1)
+    order = _order(w, argv[1])
+    drop = [lid for i, lid in enumerate(order) if not start <= i <= stop]
+    if drop:
+        w.muts.append(("lrem", argv[1], [list(lid) for lid in drop]))
+    return OK
+
+
+def _lmpop(w: _Writer, argv: list[bytes]) -> Reply:
+    numkeys = parse_int(argv[1])
+    if numkeys <= 0:
+        raise RespError("ERR numkeys should be greater than 0")
+    if len(argv) < 3 + numkeys:
+        raise SYNTAX_ERROR
+    keys = argv[2 : 2 + numkeys]
+    where = argv[2 + numkeys].upper()
+    if where not in (b"LEFT", b"RIGHT"):
+        raise SYNTAX_ERROR
+    rest = argv[3 + numkeys :]
+    count = 1
+    if rest:
+        if len(rest) != 2 or rest[0].upper() != b"COUNT":
+            raise SYNTAX_ERROR
+        count = parse_int(rest[1])
+        if count <= 0:
+            raise RespError("ERR count should be greater than 0")
+    for key in keys:
+        if w.typed(key, "list"):
+            return [key, _pop_ids(w, key, count, where == b"LEFT")]
+    return None
+
+
 _HANDLERS: dict[str, Any] = {
+    "ltrim": _ltrim, "lmpop": _lmpop,
     "set": _set, "setnx": _setnx, "setex": _setex, "psetex": _setex, "getset": _getset,
     "getdel": _getdel, "getex": _getex, "mset": _mset, "msetnx": _msetnx, "append": _append,
     "setrange": _setrange, "incr": _incr, "incrby": _incr, "decr": _incr, "decrby": _incr,
