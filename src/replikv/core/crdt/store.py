@@ -1,0 +1,626 @@
+"""The multi-leader key space as dot stores with a causal context (delta-state CRDTs).
+
+Model (Almeida et al., "Delta state replicated data types", 2018). One
+operation is ``(origin, seq, hlc, deps, muts)``; its dot is ``(origin, seq)``;
+``deps`` is what the origin had applied when it made it. Delivery is causal
+and exactly once (the caller's job), so what the origin had *observed* is
+exactly the entries whose dot ``deps`` covers, plus the entries made by the
+op's own earlier mutations. Every entry an op creates gets the id
+``(origin, seq, i)`` (``i`` = the mutation's index in the op; list elements
+``(origin, seq, i, j)``) and is stamped with the op's HLC.
+
+Rules:
+
+- A removal (overwrite, delete, SREM, HDEL, ...) removes the *observed*
+  entries it concerns, never an entry it did not observe: a concurrent write
+  survives every concurrent removal.
+- Full-state join (``join``): an entry on both sides stays; an entry on one
+  side only stays iff the other side's version vector does not cover its dot
+  (the other side saw it and removed it). Counters join pointwise by maximum.
+- Last-writer-wins order among entries: ``(hlc, origin, seq, i)``. HLCs of
+  causally later ops are greater (see ``hlc.py``), so LWW never lets a write
+  beat one it had seen.
+- A key whose parts are all empty and which has no counter history is
+  dropped (deterministically: a function of the state alone). Counter history
+  is kept once a key had a counter (the totals are needed to join correctly).
+
+Parts of one key:
+
+- ``reg``: string register entries ``id -> (hlc, value)``; ``conflicts="siblings"``
+  shows them all in ``siblings``; both modes keep concurrent entries (no
+  pruning, so both converge to the same state).
+- ``ctr``: string counter, ``origin -> [P, N, base_P, base_N, hlc]``; value
+  = sum over origins ``(P - base_P) - (N - base_N)``; live iff some origin has
+  ``P > base_P`` or ``N > base_N``.
+- ``set``: OR-set, ``member -> {id: hlc}``.
+- ``hash``: ``field -> (reg, ctr)`` cells with the string rules.
+- ``lst``: sequence without tombstones, ``id4 -> (position, value, hlc)``;
+  a position is a tuple of digits ``(n, hlc, origin, seq, i, j)`` compared
+  lexicographically (Logoot-style; the last digit carries the element's own
+  id, so positions are unique and totally ordered).
+- ``ttl``: observed-remove LWW register ``id -> (hlc, deadline_ms | None)``;
+  the visible deadline is the LWW winner's value.
+
+Visible value of a string (and of a hash field): the LWW winner of ``reg``
+plus the counter when the winner is a canonical integer; the winner as is
+when it is not an integer (increments concurrent with a non-integer assign
+are then not shown; a later assign resets the counter it observed); the
+counter alone when ``reg`` is empty.
+
+Visible type when several parts are live (a type conflict, e.g. SET and SADD
+concurrently): the part whose newest live entry has the greatest
+``(hlc, origin, seq, i)`` wins; the others are kept hidden until a write that
+observed them removes them (any overwrite or DEL does).
+
+Mutation kinds (``Mut`` = a tuple/list ``(kind, key, *args)``, msgpack-able):
+
+``("set", key, value, totals, ctx)``
+    String assign: removes the observed ``reg`` entries (observed via ``ctx``,
+    a version vector, when not None: VSET ... CONTEXT), adds ``(id, hlc,
+    value)``; resets the string counter with ``totals`` (``origin -> [P, N]``,
+    what the origin observed) when not None.
+``("incr", key, delta)``
+    Adds ``delta`` to the origin's P (delta > 0) or N (delta < 0).
+``("sadd", key, member)`` / ``("srem", key, member)``
+    OR-set add (removes the member's observed ids, adds the new one) /
+    observed remove.
+``("hset", key, field, value, totals)`` / ``("hincr", key, field, delta)`` /
+``("hdel", key, field, totals)``
+    The string rules on one hash field; ``hdel`` removes the field's observed
+    entries and resets its counter.
+``("lins", key, [[prefix, n, value], ...])``
+    Insert list elements; element ``j`` gets position
+    ``prefix + [(n, hlc, origin, seq, i, j)]`` (``prefix`` a list of digits).
+``("lrem", key, [id4, ...])``
+    Remove the named list elements (explicit ids, not by ``deps``).
+``("del", key, totals, htotals)``
+    Key delete: removes every observed entry of every part (TTL entries too)
+    and resets the string counter (``totals``) and each field counter
+    (``htotals``: ``field -> totals``).
+``("ttl", key, deadline_ms | None)``
+    Removes the observed TTL entries, adds ``(id, hlc, deadline)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import msgpack
+
+from replikv.core.crdt.vv import merge
+
+Mut = Sequence[Any]
+Eid = tuple[str, int, int]  # (origin, seq, i)
+Lid = tuple[str, int, int, int]  # (origin, seq, i, j)
+Digit = tuple[int, int, str, int, int, int]  # (n, hlc, origin, seq, i, j)
+Pos = tuple[Digit, ...]
+Ctr = dict[str, list[int]]  # origin -> [P, N, base_P, base_N, hlc]
+
+_INT = re.compile(rb"-?[1-9][0-9]*|0")
+I64_MIN = -(1 << 63)
+I64_MAX = (1 << 63) - 1
+
+
+def as_int(value: bytes) -> int | None:
+    """The value as Redis's string2ll reads it (canonical, 64-bit), or None."""
+    if len(value) > 20 or not _INT.fullmatch(value):
+        return None
+    n = int(value)
+    return n if I64_MIN <= n <= I64_MAX else None
+
+
+class Visible(NamedTuple):
+    """What Redis would show for one key."""
+
+    type: str  # "string" | "set" | "hash" | "list"
+    value: Any  # bytes | set[bytes] | dict[bytes, bytes] | list[bytes]
+    deadline_ms: int | None
+
+
+# ---------------------------------------------------------------- counters
+
+
+def ctr_value(ctr: Ctr) -> int:
+    return sum((p - bp) - (n - bn) for p, n, bp, bn, _ in ctr.values())
+
+
+def ctr_live(ctr: Ctr) -> bool:
+    return any(p > bp or n > bn for p, n, bp, bn, _ in ctr.values())
+
+
+def ctr_totals(ctr: Ctr) -> dict[str, list[int]]:
+    """What an origin observed: ``origin -> [P, N]`` (carried by a reset)."""
+    return {o: [c[0], c[1]] for o, c in sorted(ctr.items())}
+
+
+def _ctr_reset(ctr: Ctr, totals: Mapping[str, Sequence[int]]) -> None:
+    for o, (p, n) in totals.items():
+        c = ctr.get(o)
+        if c is None:
+            c = ctr[o] = [0, 0, 0, 0, 0]
+        c[2] = max(c[2], p)
+        c[3] = max(c[3], n)
+        c[0] = max(c[0], p)
+        c[1] = max(c[1], n)
+
+
+def _ctr_add(ctr: Ctr, origin: str, delta: int, hlc: int) -> None:
+    c = ctr.get(origin)
+    if c is None:
+        c = ctr[origin] = [0, 0, 0, 0, 0]
+    if delta >= 0:
+        c[0] += delta
+    else:
+        c[1] -= delta
+    c[4] = max(c[4], hlc)
+
+
+def _ctr_join(a: Ctr, b: Ctr) -> None:
+    for o, cb in b.items():
+        ca = a.get(o)
+        if ca is None:
+            a[o] = list(cb)
+        else:
+            a[o] = [max(x, y) for x, y in zip(ca, cb, strict=True)]
+
+
+def _ctr_rank(ctr: Ctr) -> tuple[int, str, int, int] | None:
+    best: tuple[int, str, int, int] | None = None
+    for o, (p, n, bp, bn, h) in ctr.items():
+        if p > bp or n > bn:
+            r = (h, o, 0, 0)
+            if best is None or r > best:
+                best = r
+    return best
+
+
+# ------------------------------------------------------------------ cells
+
+
+class Cell:
+    """A string value: LWW register entries plus a counter (also a hash field)."""
+
+    __slots__ = ("ctr", "reg")
+
+    def __init__(self) -> None:
+        self.reg: dict[Eid, tuple[int, bytes]] = {}
+        self.ctr: Ctr = {}
+
+    def empty(self) -> bool:
+        return not self.reg and not self.ctr
+
+    def live(self) -> bool:
+        return bool(self.reg) or ctr_live(self.ctr)
+
+    def winner(self) -> tuple[Eid, int, bytes] | None:
+        if not self.reg:
+            return None
+        eid = max(self.reg, key=lambda e: (self.reg[e][0], e))
+        hlc, value = self.reg[eid]
+        return eid, hlc, value
+
+    def value(self) -> bytes | None:
+        win = self.winner()
+        if win is None:
+            return str(ctr_value(self.ctr)).encode() if ctr_live(self.ctr) else None
+        base = as_int(win[2])
+        if base is None:
+            return win[2]
+        return str(base + ctr_value(self.ctr)).encode()
+
+    def rank(self) -> tuple[int, str, int, int] | None:
+        best = _ctr_rank(self.ctr)
+        for eid, (hlc, _) in self.reg.items():
+            r = (hlc, eid[0], eid[1], eid[2])
+            if best is None or r > best:
+                best = r
+        return best
+
+    def dump(self) -> list[Any]:
+        return [
+            sorted([list(e), h, v] for e, (h, v) in self.reg.items()),
+            sorted([o, *c] for o, c in self.ctr.items()),
+        ]
+
+    @classmethod
+    def load(cls, data: Sequence[Any]) -> Cell:
+        cell = cls()
+        for e, h, v in data[0]:
+            cell.reg[(e[0], e[1], e[2])] = (h, v)
+        for o, *c in data[1]:
+            cell.ctr[o] = list(c)
+        return cell
+
+
+class KeyState:
+    """Every part of one key (see the module docstring)."""
+
+    __slots__ = ("hash", "lst", "set", "str", "ttl")
+
+    def __init__(self) -> None:
+        self.str = Cell()
+        self.set: dict[bytes, dict[Eid, int]] = {}
+        self.hash: dict[bytes, Cell] = {}
+        self.lst: dict[Lid, tuple[Pos, bytes, int]] = {}
+        self.ttl: dict[Eid, tuple[int, int | None]] = {}
+
+    def empty(self) -> bool:
+        return self.str.empty() and not self.set and not self.hash and not self.lst and not self.ttl
+
+    def visible_type(self) -> str | None:
+        best: tuple[int, str, int, int] | None = None
+        kind: str | None = None
+        r = self.str.rank()
+        if r is not None and self.str.live():
+            best, kind = r, "string"
+        for eids in self.set.values():
+            for e, h in eids.items():
+                rr = (h, e[0], e[1], e[2])
+                if best is None or rr > best:
+                    best, kind = rr, "set"
+        for cell in self.hash.values():
+            if cell.live():
+                rr2 = cell.rank()
+                if rr2 is not None and (best is None or rr2 > best):
+                    best, kind = rr2, "hash"
+        for lid, (_, _, h) in self.lst.items():
+            rr = (h, lid[0], lid[1], lid[2])
+            if best is None or rr > best:
+                best, kind = rr, "list"
+        return kind
+
+    def deadline(self) -> int | None:
+        if not self.ttl:
+            return None
+        eid = max(self.ttl, key=lambda e: (self.ttl[e][0], e))
+        return self.ttl[eid][1]
+
+    def list_order(self) -> list[Lid]:
+        return sorted(self.lst, key=lambda lid: self.lst[lid][0])
+
+    def dump(self) -> list[Any]:
+        return [
+            self.str.dump(),
+            sorted([m, sorted([list(e), h] for e, h in eids.items())] for m, eids in self.set.items()),
+            sorted([f, c.dump()] for f, c in self.hash.items()),
+            sorted([list(lid), [list(d) for d in pos], v, h] for lid, (pos, v, h) in self.lst.items()),
+            sorted([list(e), h, d] for e, (h, d) in self.ttl.items()),
+        ]
+
+    @classmethod
+    def load(cls, data: Sequence[Any]) -> KeyState:
+        ks = cls()
+        ks.str = Cell.load(data[0])
+        for m, eids in data[1]:
+            ks.set[m] = {(e[0], e[1], e[2]): h for e, h in eids}
+        for f, c in data[2]:
+            ks.hash[f] = Cell.load(c)
+        for lid, pos, v, h in data[3]:
+            ks.lst[(lid[0], lid[1], lid[2], lid[3])] = (tuple(_digit(d) for d in pos), v, h)
+        for e, h, d in data[4]:
+            ks.ttl[(e[0], e[1], e[2])] = (h, d)
+        return ks
+
+
+def _digit(d: Sequence[Any]) -> Digit:
+    return (int(d[0]), int(d[1]), str(d[2]), int(d[3]), int(d[4]), int(d[5]))
+
+
+# ------------------------------------------------------------------ the store
+
+
+class CrdtStore:
+    """The whole multi-leader key space; see the module docstring."""
+
+    __slots__ = ("conflicts", "data", "vv")
+
+    def __init__(self, conflicts: str = "lww") -> None:
+        if conflicts not in ("lww", "siblings"):
+            raise ValueError(f"conflicts must be 'lww' or 'siblings', not {conflicts!r}")
+        self.conflicts = conflicts
+        self.vv: dict[str, int] = {}
+        self.data: dict[bytes, KeyState] = {}
+
+    # ------------------------------------------------------------- reading
+
+    def __len__(self) -> int:
+        return sum(1 for k in self.data if self.visible(k) is not None)
+
+    def keys(self) -> Iterable[bytes]:
+        """Keys with a visible value (expired ones included: the view hides those)."""
+        return [k for k in self.data if self.visible(k) is not None]
+
+    def has_state(self, key: bytes) -> bool:
+        """Whether anything (visible or hidden) is stored under ``key``."""
+        return key in self.data
+
+    def state(self, key: bytes) -> KeyState | None:
+        """The raw parts of ``key`` (for ``kv/crdt_writes.py``; do not mutate)."""
+        return self.data.get(key)
+
+    def visible(self, key: bytes) -> Visible | None:
+        ks = self.data.get(key)
+        if ks is None:
+            return None
+        kind = ks.visible_type()
+        if kind is None:
+            return None
+        value: Any
+        if kind == "string":
+            value = ks.str.value()
+        elif kind == "set":
+            value = set(ks.set)
+        elif kind == "hash":
+            value = {}
+            for f, cell in ks.hash.items():
+                v = cell.value()
+                if v is not None:
+                    value[f] = v
+        else:
+            value = [ks.lst[lid][1] for lid in ks.list_order()]
+        return Visible(kind, value, ks.deadline())
+
+    def siblings(self, key: bytes) -> list[tuple[int, str, bytes]]:
+        """The string register's entries ``(hlc, origin, value)``, oldest first;
+        only the LWW winner with ``conflicts="lww"``. Counter increments are
+        folded into each integer sibling."""
+        ks = self.data.get(key)
+        if ks is None or ks.visible_type() != "string":
+            return []
+        cell = ks.str
+        if not cell.reg:
+            v = cell.value()
+            return [] if v is None else [(0, "", v)]
+        extra = ctr_value(cell.ctr)
+        out = []
+        for eid, (hlc, value) in cell.reg.items():
+            n = as_int(value)
+            out.append((hlc, eid[0], value if n is None else str(n + extra).encode(), eid))
+        out.sort(key=lambda t: (t[0], t[3]))
+        if self.conflicts == "lww":
+            out = out[-1:]
+        return [(h, o, v) for h, o, v, _ in out]
+
+    def expiring(self) -> Iterator[tuple[bytes, int]]:
+        """``(key, deadline_ms)`` for every visible key with a deadline."""
+        for key, ks in self.data.items():
+            d = ks.deadline()
+            if d is not None and ks.visible_type() is not None:
+                yield key, d
+
+    # ------------------------------------------------------------- apply
+
+    def apply(
+        self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut]
+    ) -> list[bytes]:
+        """Apply one op (causal, exactly-once delivery is the caller's duty);
+        returns the keys whose visible state may have changed."""
+        changed: list[bytes] = []
+
+        def observed_by(ctx: Mapping[str, int]) -> Any:
+            def seen(o: str, s: int) -> bool:
+                return s <= ctx.get(o, 0) or (s == seq and o == origin)
+
+            return seen
+
+        seen = observed_by(deps)
+        for i, mut in enumerate(muts):
+            kind = mut[0]
+            key = bytes(mut[1])
+            ks = self.data.get(key)
+            if ks is None:
+                ks = self.data[key] = KeyState()
+            eid: Eid = (origin, seq, i)
+            if kind == "set":
+                _, _, value, totals, ctx = mut
+                s = seen if ctx is None else observed_by(ctx)
+                _assign(ks.str, eid, hlc, bytes(value), totals, s)
+            elif kind == "incr":
+                _ctr_add(ks.str.ctr, origin, int(mut[2]), hlc)
+            elif kind == "sadd":
+                member = bytes(mut[2])
+                eids = {e: h for e, h in ks.set.get(member, {}).items() if not seen(e[0], e[1])}
+                eids[eid] = hlc
+                ks.set[member] = eids
+            elif kind == "srem":
+                member = bytes(mut[2])
+                _remove_member(ks.set, member, seen)
+            elif kind == "hset":
+                _, _, field, value, totals = mut
+                cell = ks.hash.setdefault(bytes(field), Cell())
+                _assign(cell, eid, hlc, bytes(value), totals, seen)
+            elif kind == "hincr":
+                cell = ks.hash.setdefault(bytes(mut[2]), Cell())
+                _ctr_add(cell.ctr, origin, int(mut[3]), hlc)
+            elif kind == "hdel":
+                field = bytes(mut[2])
+                hcell = ks.hash.get(field)
+                if hcell is not None:
+                    hcell.reg = {e: v for e, v in hcell.reg.items() if not seen(e[0], e[1])}
+                    _ctr_reset(hcell.ctr, mut[3] or {})
+                    if hcell.empty():
+                        del ks.hash[field]
+            elif kind == "lins":
+                for j, (prefix, n, value) in enumerate(mut[2]):
+                    digit: Digit = (int(n), hlc, origin, seq, i, j)
+                    pos = tuple(_digit(d) for d in prefix) + (digit,)
+                    ks.lst[(origin, seq, i, j)] = (pos, bytes(value), hlc)
+            elif kind == "lrem":
+                for lid in mut[2]:
+                    ks.lst.pop((lid[0], lid[1], lid[2], lid[3]), None)
+            elif kind == "del":
+                _, _, totals, htotals = mut
+                _delete(ks, totals, htotals, seen)
+            elif kind == "ttl":
+                ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+                ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
+            else:
+                raise ValueError(f"unknown mutation kind {kind!r}")
+            if ks.empty():
+                del self.data[key]
+            if key not in changed:
+                changed.append(key)
+        if seq > self.vv.get(origin, 0):
+            self.vv[origin] = seq
+        return changed
+
+    # ------------------------------------------------------- state transfer
+
+    def snapshot(self) -> bytes:
+        """The whole state (version vector included), deterministic bytes."""
+        body = [
+            sorted([o, s] for o, s in self.vv.items()),
+            sorted([k, ks.dump()] for k, ks in self.data.items()),
+        ]
+        out: bytes = msgpack.packb(body, use_bin_type=True)
+        return out
+
+    @classmethod
+    def restore(cls, blob: bytes, conflicts: str = "lww") -> CrdtStore:
+        store = cls(conflicts)
+        vv, keys = msgpack.unpackb(blob, raw=False, use_list=True)
+        store.vv = {o: s for o, s in vv}
+        for k, ks in keys:
+            store.data[k] = KeyState.load(ks)
+        return store
+
+    def digest(self) -> bytes:
+        """Equal on two stores iff their whole states are equal (convergence check)."""
+        return hashlib.sha256(self.snapshot()).digest()
+
+    def join(self, blob: bytes) -> list[bytes]:
+        """Merge another store's :meth:`snapshot` (dot stores + causal contexts)."""
+        other = CrdtStore.restore(blob, self.conflicts)
+        mine, theirs = self.vv, other.vv
+
+        def keep_mine(o: str, s: int) -> bool:  # an entry only we have
+            return s > theirs.get(o, 0)
+
+        def keep_theirs(o: str, s: int) -> bool:
+            return s > mine.get(o, 0)
+
+        changed: list[bytes] = []
+        for key in sorted(set(self.data) | set(other.data)):
+            a = self.data.get(key) or KeyState()
+            b = other.data.get(key) or KeyState()
+            before = a.dump()
+            _join_cell(a.str, b.str, keep_mine, keep_theirs)
+            a.set = _join_nested(a.set, b.set, keep_mine, keep_theirs)
+            for f in set(a.hash) | set(b.hash):
+                ca: Cell = a.hash.get(f) or Cell()
+                cb: Cell = b.hash.get(f) or Cell()
+                _join_cell(ca, cb, keep_mine, keep_theirs)
+                if ca.empty():
+                    a.hash.pop(f, None)
+                else:
+                    a.hash[f] = ca
+            a.lst = _join_dots(a.lst, b.lst, keep_mine, keep_theirs)
+            a.ttl = _join_dots(a.ttl, b.ttl, keep_mine, keep_theirs)
+            if a.empty():
+                self.data.pop(key, None)
+            else:
+                self.data[key] = a
+            if a.dump() != before:
+                changed.append(key)
+        self.vv = merge(mine, theirs)
+        return changed
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any) -> None:
+    cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
+    cell.reg[eid] = (hlc, value)
+    if totals is not None:
+        _ctr_reset(cell.ctr, totals)
+
+
+def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: Any) -> None:
+    eids = members.get(member)
+    if eids is None:
+        return
+    left = {e: h for e, h in eids.items() if not seen(e[0], e[1])}
+    if left:
+        members[member] = left
+    else:
+        del members[member]
+
+
+def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
+    ks.str.reg = {e: v for e, v in ks.str.reg.items() if not seen(e[0], e[1])}
+    _ctr_reset(ks.str.ctr, totals or {})
+    for member in list(ks.set):
+        _remove_member(ks.set, member, seen)
+    htotals = htotals or {}
+    for field in list(ks.hash):
+        cell = ks.hash[field]
+        cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
+        _ctr_reset(cell.ctr, htotals.get(field, {}))
+        if cell.empty():
+            del ks.hash[field]
+    ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
+    ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+
+
+def _join_dots(a: dict[Any, Any], b: dict[Any, Any], keep_a: Any, keep_b: Any) -> dict[Any, Any]:
+    out = {}
+    for k, v in a.items():
+        if k in b or keep_a(k[0], k[1]):
+            out[k] = v
+    for k, v in b.items():
+        if k not in a and keep_b(k[0], k[1]):
+            out[k] = v
+    return out
+
+
+def _join_nested(
+    a: dict[bytes, dict[Eid, int]], b: dict[bytes, dict[Eid, int]], keep_a: Any, keep_b: Any
+) -> dict[bytes, dict[Eid, int]]:
+    out = {}
+    for m in set(a) | set(b):
+        d = _join_dots(a.get(m, {}), b.get(m, {}), keep_a, keep_b)
+        if d:
+            out[m] = d
+    return out
+
+
+def _join_cell(a: Cell, b: Cell, keep_a: Any, keep_b: Any) -> None:
+    a.reg = _join_dots(a.reg, b.reg, keep_a, keep_b)
+    _ctr_join(a.ctr, b.ctr)
+
+
+def position_between(lo: Sequence[Digit] | None, hi: Sequence[Digit] | None) -> tuple[list[Digit], int]:
+    """A new list position strictly between ``lo`` and ``hi`` (None = an end), as
+    ``(prefix, n)``: the element's position is ``prefix + [(n, its own id)]``
+    (see the ``lins`` mutation). Positions compare lexicographically."""
+    if lo is None and hi is None:
+        return [], 0
+    if lo is None:
+        assert hi is not None
+        return [], hi[0][0] - 1
+    if hi is None:
+        return [], lo[0][0] + 1
+    prefix: list[Digit] = []
+    k = 0
+    while True:
+        a = lo[k] if k < len(lo) else None
+        b = hi[k] if k < len(hi) else None
+        if a is None:
+            assert b is not None  # lo < hi: lo is a prefix of hi here
+            return prefix, b[0] - 1
+        if b is None:
+            raise ValueError("positions out of order")
+        if a == b:
+            prefix.append(a)
+            k += 1
+            continue
+        if a[0] + 1 < b[0]:
+            return prefix, a[0] + 1
+        # no room at this level: go under ``a`` (after everything lo has there)
+        prefix.append(a)
+        rest = lo[k + 1 :]
+        return prefix, (rest[0][0] + 1 if rest else 0)

@@ -1,0 +1,129 @@
+"""Multi-leader mode: keep a plain ``StateMachine`` (the view every read is
+served from) equal to the CRDT store's visible state.
+
+``materialize(store, view, keys)`` makes ``view`` show exactly
+``store.visible(key)`` for each key, through ordinary deterministic commands
+applied with ``ApplyContext(None)`` (no time-based deletes: the view's own
+read path hides expired keys), so the view's scan index and expiry heap stay
+right. Incremental where it is cheap (set members, hash fields, pushes and
+pops at the ends of a list), a rebuild of the key otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from replikv.core.crdt.store import CrdtStore
+from replikv.kv.context import ApplyContext
+from replikv.kv.state_machine import StateMachine
+
+_CTX = ApplyContext(None)
+
+
+def _current(view: StateMachine, key: bytes) -> tuple[str | None, Any]:
+    value = view.data.get(key)
+    if value is None:
+        return None, None
+    if isinstance(value, (bytes, bytearray)):
+        return "string", bytes(value)
+    if isinstance(value, (set, frozenset)):
+        return "set", set(value)
+    if isinstance(value, dict):
+        return "hash", {bytes(f): bytes(v) for f, v in value.items()}
+    try:
+        return "list", [bytes(v) for v in value]
+    except TypeError:
+        return "other", None
+
+
+def _list_cmds(key: bytes, old: list[bytes], new: list[bytes]) -> list[list[bytes]] | None:
+    """Pops and pushes at the ends turning ``old`` into ``new``, or None."""
+    for lpop in range(len(old) + 1):
+        for rpop in range(len(old) - lpop + 1):
+            mid = old[lpop : len(old) - rpop]
+            if not mid:
+                continue
+            at = _find(new, mid)
+            if at < 0:
+                continue
+            cmds: list[list[bytes]] = []
+            if lpop:
+                cmds.append([b"LPOP", key, str(lpop).encode()])
+            if rpop:
+                cmds.append([b"RPOP", key, str(rpop).encode()])
+            head, tail = new[:at], new[at + len(mid) :]
+            if head:
+                cmds.append([b"LPUSH", key, *reversed(head)])
+            if tail:
+                cmds.append([b"RPUSH", key, *tail])
+            return cmds
+    return None
+
+
+def _find(seq: list[bytes], sub: list[bytes]) -> int:
+    n = len(sub)
+    for i in range(len(seq) - n + 1):
+        if seq[i : i + n] == sub:
+            return i
+    return -1
+
+
+def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> None:
+    """Make ``view`` show ``store.visible(key)`` for every key in ``keys``."""
+    cmds: list[list[bytes]] = []
+    for key in dict.fromkeys(keys):
+        vis = store.visible(key)
+        kind, old = _current(view, key)
+        if vis is None:
+            if kind is not None:
+                cmds.append([b"DEL", key])
+            continue
+        rebuild = kind != vis.type
+        if not rebuild:
+            if vis.type == "string":
+                if old != vis.value:
+                    cmds.append([b"SET", key, vis.value, b"KEEPTTL"])
+            elif vis.type == "set":
+                gone, new = sorted(old - vis.value), sorted(vis.value - old)
+                if new:
+                    cmds.append([b"SADD", key, *new])
+                if gone:
+                    if not vis.value:
+                        rebuild = True
+                    else:
+                        cmds.append([b"SREM", key, *gone])
+            elif vis.type == "hash":
+                gone = sorted(f for f in old if f not in vis.value)
+                changed = sorted(f for f, v in vis.value.items() if old.get(f) != v)
+                if changed:
+                    cmds.append([b"HSET", key, *[x for f in changed for x in (f, vis.value[f])]])
+                if gone:
+                    cmds.append([b"HDEL", key, *gone])
+            else:
+                lc = _list_cmds(key, old, vis.value)
+                if lc is None:
+                    rebuild = True
+                else:
+                    cmds.extend(lc)
+        if rebuild:
+            if kind is not None:
+                cmds.append([b"DEL", key])
+            if vis.type == "string":
+                cmds.append([b"SET", key, vis.value])
+            elif vis.type == "set":
+                cmds.append([b"SADD", key, *sorted(vis.value)])
+            elif vis.type == "hash":
+                cmds.append([b"HSET", key, *[x for f, v in sorted(vis.value.items()) for x in (f, v)]])
+            else:
+                cmds.append([b"RPUSH", key, *vis.value])
+            current = None
+        else:
+            current = view.expires.get(key)
+        if vis.deadline_ms is None:
+            if current is not None:
+                cmds.append([b"PERSIST", key])
+        elif current != vis.deadline_ms:
+            cmds.append([b"PEXPIREAT", key, str(vis.deadline_ms).encode()])
+    if cmds:
+        view.apply(cmds, _CTX)

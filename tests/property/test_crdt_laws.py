@@ -1,0 +1,251 @@
+"""CRDT laws of core/crdt/store.py: any causal delivery order of the same ops,
+and any full-state joins (duplicated, in any order), converge to one digest;
+join is commutative, associative and idempotent; ops applied == join of states."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replikv.core.crdt.store import CrdtStore, ctr_totals
+
+NODES = ["a", "b", "c"]
+KEYS = [b"k1", b"k2"]
+VALS = [b"1", b"x", b"7", b"y"]
+
+
+def _totals(store: CrdtStore, key: bytes) -> tuple[dict, dict]:
+    ks = store.state(key)
+    if ks is None:
+        return {}, {}
+    return ctr_totals(ks.str.ctr), {f: ctr_totals(c.ctr) for f, c in ks.hash.items()}
+
+
+def random_muts(store: CrdtStore, rng: random.Random) -> list:
+    key = rng.choice(KEYS)
+    t, ht = _totals(store, key)
+    kind = rng.randrange(12)
+    v = rng.choice(VALS)
+    ks = store.state(key)
+    if kind == 0:
+        return [("set", key, v, t, None)]
+    if kind == 1:
+        return [("incr", key, rng.choice([1, -2, 5]))]
+    if kind == 2:
+        return [("sadd", key, v)]
+    if kind == 3:
+        return [("srem", key, v)]
+    if kind == 4:
+        return [("hset", key, v, rng.choice(VALS), ht.get(v))]
+    if kind == 5:
+        return [("hincr", key, v, rng.choice([1, -1, 3]))]
+    if kind == 6:
+        return [("hdel", key, v, ht.get(v))]
+    if kind == 7:
+        order = ks.list_order() if ks else []
+        if order and rng.random() < 0.5:
+            a = rng.randrange(len(order))
+            lo = ks.lst[order[a]][0]
+            hi = ks.lst[order[a + 1]][0] if a + 1 < len(order) else None
+            from replikv.core.crdt.store import position_between
+            prefix, n = position_between(lo, hi)
+            return [("lins", key, [[prefix, n, v]])]
+        first = ks.lst[order[0]][0][0][0] if order else 0
+        return [("lins", key, [[[], first - 1, v], [[], first - 2, rng.choice(VALS)]])]
+    if kind == 8:
+        order = ks.list_order() if ks else []
+        return [("lrem", key, [list(order[0])])] if order else []
+    if kind == 9:
+        return [("del", key, t, ht)]
+    if kind == 10:
+        return [("ttl", key, rng.choice([None, 1000, 2000]))]
+    return [("del", key, t, ht), ("sadd", key, v), ("ttl", key, None)]
+
+
+def simulate(seed: int, n_ops: int):
+    """Nodes make ops on their local state and deliver them to others in a
+    random causal order; returns (ops in creation order, replicas)."""
+    rng = random.Random(seed)
+    stores = {n: CrdtStore("siblings") for n in NODES}
+    seqs = {n: 0 for n in NODES}
+    hlcs = {n: 0 for n in NODES}
+    ops: list[tuple] = []
+    pending = {n: [] for n in NODES}  # ops not yet applied at n
+    for step in range(n_ops):
+        node = rng.choice(NODES)
+        # deliver some pending ops causally
+        for _ in range(rng.randrange(3)):
+            deliver_one(stores[node], pending[node], hlcs, node, rng)
+        st_ = stores[node]
+        muts = random_muts(st_, rng)
+        seqs[node] += 1
+        hlcs[node] += 1
+        op = (node, seqs[node], hlcs[node], dict(st_.vv), muts)
+        st_.apply(*op)
+        ops.append(op)
+        for other in NODES:
+            if other != node:
+                pending[other].append(op)
+    return ops, stores, pending, hlcs, rng
+
+
+def deliverable(store: CrdtStore, op) -> bool:
+    origin, seq, _, deps, _ = op
+    if store.vv.get(origin, 0) != seq - 1:
+        return False
+    return all(store.vv.get(o, 0) >= s for o, s in deps.items())
+
+
+def deliver_one(store, pending, hlcs, node, rng) -> bool:
+    ready = [op for op in pending if deliverable(store, op)]
+    if not ready:
+        return False
+    op = rng.choice(ready)
+    pending.remove(op)
+    store.apply(*op)
+    hlcs[node] = max(hlcs[node], op[2])
+    return True
+
+
+def drain(stores, pending, hlcs, rng):
+    for n in NODES:
+        while deliver_one(stores[n], pending[n], hlcs, n, rng):
+            pass
+        assert not pending[n]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 30))
+def test_any_causal_order_converges(seed, n_ops):
+    ops, stores, pending, hlcs, rng = simulate(seed, n_ops)
+    drain(stores, pending, hlcs, rng)
+    digests = {s.digest() for s in stores.values()}
+    assert len(digests) == 1
+    for k in KEYS:
+        first = stores["a"].visible(k)
+        assert all(s.visible(k) == first for s in stores.values())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 30))
+def test_join_laws_and_ops_equal_join(seed, n_ops):
+    ops, stores, pending, hlcs, rng = simulate(seed, n_ops)
+    a, b, c = (stores[n].snapshot() for n in NODES)
+
+    def j(*blobs: bytes) -> bytes:
+        s = CrdtStore.restore(blobs[0], "siblings")
+        for blob in blobs[1:]:
+            s.join(blob)
+        return s.digest()
+
+    # idempotent, commutative, associative (joins in any order, duplicated)
+    assert j(a, a) == CrdtStore.restore(a, "siblings").digest()
+    assert j(a, b) == j(b, a)
+    assert j(a, b, c) == j(c, b, a) == j(b, a, c, a, b)
+    ab = CrdtStore.restore(a, "siblings")
+    ab.join(b)
+    bc = CrdtStore.restore(b, "siblings")
+    bc.join(c)
+    left = CrdtStore.restore(ab.snapshot(), "siblings")
+    left.join(c)
+    right = CrdtStore.restore(a, "siblings")
+    right.join(bc.snapshot())
+    assert left.digest() == right.digest()
+    # the join of the states == every op applied
+    drain(stores, pending, hlcs, rng)
+    assert left.digest() == stores["a"].digest()
+    for k in KEYS:
+        assert left.visible(k) == stores["a"].visible(k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 25))
+def test_join_mid_stream_then_ops(seed, n_ops):
+    """A node that catches up by a state join keeps converging with ops after it."""
+    ops, stores, pending, hlcs, rng = simulate(seed, n_ops)
+    stores["c"].join(stores["a"].snapshot())
+    stores["c"].join(stores["b"].snapshot())
+    pending["c"] = [op for op in pending["c"] if op[1] > stores["c"].vv.get(op[0], 0)]
+    drain(stores, pending, hlcs, rng)
+    assert len({s.digest() for s in stores.values()}) == 1
+
+
+# ----------------------------------------------- through the Redis commands
+
+COMMANDS = [
+    lambda r: [b"SET", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [b"INCRBY", r.choice(KEYS), r.choice([b"1", b"-3"])],
+    lambda r: [b"SADD", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [b"SREM", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [b"SPOP", r.choice(KEYS)],
+    lambda r: [b"HSET", r.choice(KEYS), r.choice(VALS), r.choice(VALS)],
+    lambda r: [b"HINCRBY", r.choice(KEYS), r.choice(VALS), b"2"],
+    lambda r: [b"HDEL", r.choice(KEYS), r.choice(VALS)],
+    lambda r: [r.choice([b"LPUSH", b"RPUSH"]), r.choice(KEYS), r.choice(VALS), r.choice(VALS)],
+    lambda r: [r.choice([b"LPOP", b"RPOP"]), r.choice(KEYS)],
+    lambda r: [b"LINSERT", r.choice(KEYS), r.choice([b"BEFORE", b"AFTER"]), r.choice(VALS), b"i"],
+    lambda r: [b"LSET", r.choice(KEYS), r.choice([b"0", b"-1"]), b"s"],
+    lambda r: [b"LMOVE", r.choice(KEYS), r.choice(KEYS), b"LEFT", b"RIGHT"],
+    lambda r: [b"LTRIM", r.choice(KEYS), b"1", b"-1"],
+    lambda r: [b"DEL", r.choice(KEYS)],
+    lambda r: [b"PEXPIRE", r.choice(KEYS), r.choice([b"10", b"5000"])],
+    lambda r: [b"PERSIST", r.choice(KEYS)],
+    lambda r: [b"SET", r.choice(KEYS), r.choice(VALS), b"KEEPTTL"],
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
+def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, conflicts):
+    from replikv.core.crdt.hlc import Hlc
+    from replikv.kv.crdt_writes import translate
+
+    rng = random.Random(seed)
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    clocks = {n: Hlc() for n in NODES}
+    seqs = {n: 0 for n in NODES}
+    pending: dict[str, list] = {n: [] for n in NODES}
+    now = 1000
+    for _ in range(n_cmds):
+        now += rng.randrange(5)
+        node = rng.choice(NODES)
+        for _ in range(rng.randrange(3)):
+            ready = [op for op in pending[node] if deliverable(stores[node], op)]
+            if ready:
+                op = rng.choice(ready)
+                pending[node].remove(op)
+                clocks[node].observe(op[2], now)
+                stores[node].apply(*op)
+        if rng.random() < 0.1:  # a state transfer from another node
+            src = rng.choice(NODES)
+            stores[node].join(stores[src].snapshot())
+            pending[node] = [op for op in pending[node] if op[1] > stores[node].vv.get(op[0], 0)]
+        st_ = stores[node]
+        muts, _ = translate(st_, rng.choice(COMMANDS)(rng), now, rng)
+        if not muts:
+            continue
+        seqs[node] += 1
+        op = (node, seqs[node], clocks[node].now(now), dict(st_.vv), muts)
+        st_.apply(*op)
+        for other in NODES:
+            if other != node:
+                pending[other].append(op)
+    for n in NODES:
+        while True:
+            ready = [op for op in pending[n] if deliverable(stores[n], op)]
+            if not ready:
+                break
+            op = rng.choice(ready)
+            pending[n].remove(op)
+            stores[n].apply(*op)
+        pending[n] = [op for op in pending[n] if op[1] > stores[n].vv.get(op[0], 0)]
+        assert not pending[n]
+    assert len({s.digest() for s in stores.values()}) == 1
+    joined = CrdtStore.restore(stores["a"].snapshot(), conflicts)
+    joined.join(stores["b"].snapshot())
+    assert joined.digest() == stores["a"].digest()
+    for k in KEYS:
+        assert all(s.visible(k) == stores["a"].visible(k) for s in stores.values())
+        assert all(s.siblings(k) == stores["a"].siblings(k) for s in stores.values())
