@@ -689,7 +689,10 @@ def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
     console.print(table)
     leader = next((s.id for s in statuses.values() if s.role == "leader"),
                   None if modes.get(config.mode).elects_leader else config.initial_leader)
-    if leader is None:
+    if not modes.get(config.mode).single_writer:
+        console.print(f"Every node takes writes ({config.mode}, topology {config.options.topology}, "
+                      f"conflicts {config.options.conflicts}); reads are served where they land.")
+    elif leader is None:
         console.print("No leader elected yet: writes wait for the election "
                       f"(watch it with replikv status --config {escape(str(config_path))}).")
     elif config.options.redirect:

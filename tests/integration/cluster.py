@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import redis
 
 from replikv.check.harness import wait_for as harness_wait_for
+from replikv import modes
 from replikv.config import PEER_PORT_OFFSET, ClusterConfig, NodeAddress, NodeOptions
 
 T = TypeVar("T")
@@ -160,7 +161,11 @@ class Cluster:
         wait_for(online, timeout, f"{leader} to stream to {want} followers")
 
     def leader(self, timeout: float = 20.0) -> str:
-        """The one node that reports itself master (waits for there to be exactly one)."""
+        """The one node that reports itself master (waits for there to be exactly one); in a
+        mode where every node takes writes, the first node."""
+        if not modes.get(self.config.mode).single_writer:
+            return next(iter(self.config.nodes))
+
         def find() -> str | None:
             leaders = [n for n in self.procs if self.replication(n)["role"] == "master"]
             return leaders[0] if len(leaders) == 1 else None

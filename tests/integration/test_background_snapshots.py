@@ -27,6 +27,8 @@ def test_snapshots_in_a_child_then_restart_from_them(tmp_path: Path, mode: str) 
     c.start()
     try:
         def leader() -> str | None:
+            if not spec.single_writer:
+                return "n1"  # every node takes writes
             found = [x for x in c.procs if c.replication(x)["role"] == "master"]
             return found[0] if len(found) == 1 else None
         lead = wait_for(leader, 20, "a leader")

@@ -2,7 +2,8 @@
 
 A mode gets these tests by registering its ModeSpec: strings, TTLs,
 MULTI/EXEC, a write sent to a node that does not lead (forwarded to the
-leader), a restart with its data intact, CONSISTENCY refusing a level the
+leader; in a mode where every node takes writes, applied there and
+replicated), a restart with its data intact, CONSISTENCY refusing a level the
 mode does not offer (naming the modes that do), and REPLIKV ROLE.
 """
 
@@ -36,6 +37,7 @@ def cluster(request: Any, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def leader_of(c: Cluster) -> str:
+    """The leader, or in a mode where every node takes writes, the first node."""
     return c.leader()
 
 
@@ -61,7 +63,7 @@ def test_a_write_to_any_node_reaches_the_leader(cluster) -> None:  # type: ignor
     for node in c.config.nodes:
         assert c.client(node).set(f"via-{node}", node) is True  # forwarded when node is not the leader
     for node in c.config.nodes:
-        assert c.client(leader).get(f"via-{node}") == node.encode()
+        wait_for(lambda: c.client(leader).get(f"via-{node}") == node.encode(), 20, f"the write via {node}")
 
 
 def test_restart_keeps_the_data(cluster) -> None:  # type: ignore[no-untyped-def]
@@ -107,6 +109,9 @@ def test_role_and_info_name_the_mode(cluster) -> None:  # type: ignore[no-untype
     role = c.client(leader).execute_command("REPLIKV", "ROLE")
     assert role[0] in (b"leader", b"master")
     assert c.client(leader).info("server")["replikv_mode"] == spec.name
+    if not spec.single_writer:  # every node takes writes: each is a master, none a replica
+        assert all(c.client(n).execute_command("ROLE")[0] == b"master" for n in c.procs)
+        return
     # Redis's ROLE: the leader lists its replicas, a follower names its leader
     def redis_role_settled() -> bool:
         master = c.client(leader).execute_command("ROLE")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from replikv import modes
 from tests.integration.cluster import Cluster, RawConnection
 
 pytestmark = pytest.mark.integration
@@ -36,8 +37,15 @@ def _watched_exec(r: redis.Redis, key: str, change: Any) -> list[Any] | None:
             return None
 
 
+def single_writer_only(c: Cluster) -> None:
+    if not modes.get(c.config.mode).single_writer:
+        pytest.skip("every node takes writes: WATCH sees the writes its node has applied, not a concurrent "
+                    "one on another node (tests/integration/test_multi_leader.py tests WATCH there)")
+
+
 def test_exec_fails_iff_a_watched_key_changed(cluster: Cluster) -> None:
     c = cluster
+    single_writer_only(c)
     leader = c.leader()
     nodes = [leader] + [n for n in c.procs if n != leader]
     writer = c.client(leader)
@@ -79,6 +87,7 @@ def test_optimistic_increments_from_every_node_lose_nothing(cluster: Cluster) ->
     ``transaction`` helper): the final value counts every increment, whichever nodes they came
     through."""
     c = cluster
+    single_writer_only(c)
     leader = c.leader()
     c.client(leader).set("counter", 0)
     per_client, errors = 25, []

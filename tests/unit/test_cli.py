@@ -158,7 +158,7 @@ def test_build_config_reuses_existing_cluster(tmp_path):
     ({"nodes": 0}, "at least 1"),
     ({"port": 60000}, "peer port 70000"),
     ({"host": "10.1.2.3"}, "protected mode"),
-    ({"mode": "chaos"}, "unknown mode 'chaos'; choose from leader-follower, raft"),
+    ({"mode": "chaos"}, "unknown mode 'chaos'; choose from leader-follower, multi-leader, raft"),
 ])
 def test_build_config_rejects_bad_input(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

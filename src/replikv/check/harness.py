@@ -364,7 +364,15 @@ class Harness:
         return best[1] if best else None
 
     def wait_stable(self, timeout_s: float) -> str:
-        """Wait for one leader that streams to every follower; returns its id."""
+        """Wait for one leader that streams to every follower; returns its id. In a mode where
+        every node takes writes: for every node to be connected to every other; returns the first."""
+        if not modes.get(self.config.mode).single_writer:
+            def meshed() -> str | None:
+                want = len(self.ids) - 1
+                return self.ids[0] if all(int(self.replication(n).get("connected_slaves", 0)) >= want
+                                          for n in self.ids) else None
+            return wait_for(meshed, timeout_s, "every node connected to every other")
+
         def stable() -> str | None:
             leader = self.leader()
             if leader is None:

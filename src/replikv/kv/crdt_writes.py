@@ -38,8 +38,8 @@ _REASONS = {
     "hll": "HyperLogLogs have no convergent type here",
     "geo": "geo indexes are sorted sets, which have no convergent type here",
     "keyspace": "it moves or renames keys, which has no convergent form here",
-    "script": "scripts and transactions need one leader to order them",
-    "blocking": "blocking pops need one leader to decide who is served",
+    "script": "scripts need one leader to order what they read and write",
+    "blocking": "blocking pops of sorted sets have no convergent type here",
     "set-store": "storing a computed set result is not convergent under concurrent writes",
     "other": "it has no convergent form in this mode",
     "cas": "compare-and-set needs one leader to order the writes it compares",
@@ -55,9 +55,8 @@ _FAMILY = {
     **{n: "hll" for n in ("pfadd", "pfmerge")},
     **{n: "geo" for n in ("geoadd", "georadius", "georadiusbymember", "geosearchstore")},
     **{n: "keyspace" for n in ("rename", "renamenx", "move", "copy", "restore", "swapdb", "migrate")},
-    **{n: "script" for n in ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "exec")},
-    **{n: "blocking" for n in ("blpop", "brpop", "blmove", "brpoplpush", "blmpop", "bzpopmin",
-                               "bzpopmax", "bzmpop")},
+    **{n: "script" for n in ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall")},
+    **{n: "blocking" for n in ("bzpopmin", "bzpopmax", "bzmpop")},
     "cas": "cas",
     **{n: "set-store" for n in ("sinterstore", "sunionstore", "sdiffstore", "sort")},
 }
@@ -707,7 +706,31 @@ def _lmpop(w: _Writer, argv: list[bytes]) -> Reply:
     return None
 
 
+def _bpop(w: _Writer, argv: list[bytes]) -> Reply:
+    """One attempt of BLPOP / BRPOP key [key ...] timeout: [key, element] of the first
+    non-empty list, or None (runtime/blocking.py parks the client and tries again when a key
+    changes). Pops on two nodes at once may both return one element, as LPOP's do."""
+    left = argv[0].lower() == b"blpop"
+    for key in argv[1:-1]:
+        if w.typed(key, "list"):
+            return [key, _pop_ids(w, key, 1, left)[0]]
+    return None
+
+
+def _bmove(w: _Writer, argv: list[bytes]) -> Reply:
+    """One attempt of BLMOVE src dst wherefrom whereto timeout / BRPOPLPUSH src dst timeout."""
+    if argv[0].lower() == b"brpoplpush":
+        return _lmove(w, [b"RPOPLPUSH", argv[1], argv[2]])
+    return _lmove(w, [b"LMOVE", *argv[1:5]])
+
+
+def _blmpop(w: _Writer, argv: list[bytes]) -> Reply:
+    """One attempt of BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT n]."""
+    return _lmpop(w, [b"LMPOP", *argv[2:]])
+
+
 _HANDLERS: dict[str, Any] = {
+    "blpop": _bpop, "brpop": _bpop, "blmove": _bmove, "brpoplpush": _bmove, "blmpop": _blmpop,
     "ltrim": _ltrim, "lmpop": _lmpop,
     "set": _set, "setnx": _setnx, "setex": _setex, "psetex": _setex, "getset": _getset,
     "getdel": _getdel, "getex": _getex, "mset": _mset, "msetnx": _msetnx, "append": _append,

@@ -78,6 +78,7 @@ class ModeSpec:
     claims: Callable[[str, str], list[Claim]]  # (setting, workload) -> claims
     nemeses: frozenset[str]  # the `replikv check` faults that apply
     elects_leader: bool  # True: no configured initial leader; `up` waits for an election
+    single_writer: bool = True  # one node (the leader) orders every write; False: every node takes writes
     membership: bool = False  # `replikv cluster add/remove` is supported
     admin: tuple[str, ...] = ()  # REPLIKV subcommands only this mode has (runner.admin)
     min_nodes: int = 1

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Multi-leader throughput: clients spread over 3 nodes that all take writes,
+against the leader-follower leader, in one run, on this machine.
+
+For each pipeline depth (-P 1 and -P 16) and each test (SET, INCR):
+
+  * multi-leader: three redis-benchmark processes at once, one per node,
+    each with a third of the connections; the figure is the sum of their
+    ops/s (p50: the median of theirs, p99: the worst);
+  * leader-follower: one redis-benchmark with all the connections at the
+    leader (async acks: what the leader alone can take).
+
+Both clusters use the same --fsync. While the multi-leader run goes on, a
+probe writes a fresh key on n1 every 20 ms and times how long n2 takes to
+show it: replication lag p50/p99. Then the same multi-leader cluster is
+started with 50 ms injected between every pair of nodes (``--peer-delay-ms
+50``, "regions" on one machine) and a raft cluster with the same delay, and
+the latency of single writes (redis-benchmark -c 1 -P 1) is compared: a
+multi-leader write answers from the local log, a raft write waits for a
+majority's round trip.
+
+    .venv/bin/python benchmarks/multileader_throughput.py            # the full run
+    .venv/bin/python benchmarks/multileader_throughput.py --quick    # a smoke run
+    .venv/bin/python benchmarks/multileader_throughput.py --markdown # also tables for BENCHMARKS.md
+
+This is a script, not a test: it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from rich.console import Console
+
+from _support import free_ports, log_tail, wait_until
+from resp_throughput import ensure_redis_tools, stop_process
+
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+TESTS = ("SET", "INCR")
+START_TIMEOUT_S = 60.0
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@contextmanager
+def replikv_up(root: Path, mode: str, fsync: str, delay_ms: int = 0) -> Iterator[list[int]]:
+    """`replikv up` with 3 nodes of ``mode``; yields the client ports once every node serves."""
+    base, peer_base = free_ports(3)[0], free_ports(3)[0]
+    data = root / f"{mode}-{fsync}-{delay_ms}"
+    out_path = root / f"{data.name}-up.log"
+    args = [sys.executable, "-m", "replikv", "up", "--mode", mode, "--nodes", "3", "--port", str(base),
+            "--peer-port", str(peer_base), "--data-dir", str(data), "--fsync", fsync,
+            "--log-level", "warning", "--quiet"]
+    if mode == "leader-follower":
+        args += ["--ack", "async"]
+    if delay_ms:
+        args += ["--peer-delay-ms", str(delay_ms)]
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    ports = [base, base + 1, base + 2]
+    try:
+        def dead() -> str | None:
+            if proc.poll() is not None:
+                return f"`replikv up` exited with code {proc.returncode}:\n{log_tail(out_path)}"
+            return None
+
+        def ready() -> bool:
+            try:
+                roles = [redis.Redis(port=p, socket_timeout=1).info("replication") for p in ports]
+            except (redis.RedisError, OSError):
+                return False
+            if mode == "multi-leader":
+                return all(int(r.get("connected_slaves", 0)) >= 2 for r in roles)
+            return sum(1 for r in roles if r.get("role") == "master") == 1 and all(
+                r.get("role") == "master" or r.get("master_link_status") == "up" for r in roles)
+        wait_until(ready, START_TIMEOUT_S, f"a 3-node {mode} cluster", dead)
+        yield ports
+    finally:
+        stop_process(proc)
+
+
+def leader_port(ports: list[int]) -> int:
+    for p in ports:
+        if redis.Redis(port=p).info("replication").get("role") == "master":
+            return p
+    raise RuntimeError("no leader")
+
+
+def bench(port: int, test: str, requests: int, clients: int, pipeline: int) -> tuple[float, float, float]:
+    """(ops/s, p50 ms, p99 ms) of one redis-benchmark test."""
+    args = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", test.lower(), "-n", str(requests),
+            "-c", str(clients), "-d", "16", "-r", "10000", "-P", str(pipeline), "--csv"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120 + requests / 1000)
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-benchmark failed: {done.stderr.strip()}")
+    for record in csv.DictReader(io.StringIO(done.stdout)):
+        if record.get("test", "").upper() == test:
+            return float(record["rps"]), float(record["p50_latency_ms"]), float(record["p99_latency_ms"])
+    raise RuntimeError(f"no {test} result in:\n{done.stdout}")
+
+
+def bench_spread(ports: list[int], test: str, requests: int, clients: int,
+                 pipeline: int) -> tuple[float, float, float]:
+    """One redis-benchmark per node at once; (sum of ops/s, median p50, worst p99)."""
+    results: list[tuple[float, float, float]] = []
+    errors: list[Exception] = []
+
+    def one(port: int) -> None:
+        try:
+            results.append(bench(port, test, requests // len(ports), max(1, clients // len(ports)), pipeline))
+        except Exception as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=one, args=(p,)) for p in ports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(str(errors[0]))
+    return (sum(r[0] for r in results), statistics.median(r[1] for r in results), max(r[2] for r in results))
+
+
+class LagProbe:
+    """Every 20 ms: SET a fresh key on one node, time until another node shows it."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        self.src, self.dst = redis.Redis(port=src), redis.Redis(port=dst)
+        self.samples_ms: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            key = f"probe:{i}"
+            i += 1
+            self.src.set(key, "x")
+            start = time.perf_counter()
+            while self.dst.get(key) is None:
+                if time.perf_counter() - start > 10:
+                    break
+            self.samples_ms.append((time.perf_counter() - start) * 1000)
+            self.stop.wait(0.02)
+
+    def __enter__(self) -> "LagProbe":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def summary(self) -> str:
+        if not self.samples_ms:
+            return "no samples"
+        s = sorted(self.samples_ms)
+        return (f"replication lag n1->n2 p50 {s[len(s) // 2]:.2f} ms, p99 {s[int(len(s) * 0.99)]:.2f} ms "
+                f"({len(s)} probes)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", "-n", type=int, default=150_000)
+    parser.add_argument("--clients", "-c", type=int, default=48)
+    parser.add_argument("--fsync", default="everysec", choices=("always", "everysec", "no"))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 15000 requests per test")
+    parser.add_argument("--pipelines", default="1,16")
+    parser.add_argument("--no-regions", action="store_true", help="skip the 50 ms injected-latency part")
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    requests = 15_000 if args.quick else args.requests
+    pipelines = [int(p) for p in args.pipelines.split(",")]
+    ensure_redis_tools()
+    console.print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+                  f"load average {load_average()}")
+    console.print(f"command: redis-benchmark -t set,incr -n {requests} -c {args.clients} -d 16 -r 10000 "
+                  f"-P {{{args.pipelines}}} (multi-leader: split over the 3 nodes); --fsync {args.fsync}")
+    root = Path(tempfile.mkdtemp(prefix="replikv-mlbench-"))
+    rows: list[str] = ["| system | test | pipeline | ops/s | p50 ms | p99 ms | ML / LF |",
+                       "|---|---|--:|--:|--:|--:|--:|"]
+    try:
+        figures: dict[tuple[str, str, int], tuple[float, float, float]] = {}
+        with replikv_up(root, "leader-follower", args.fsync) as ports:
+            leader = leader_port(ports)
+            for p in pipelines:
+                for test in TESTS:
+                    figures[("leader-follower", test, p)] = bench(leader, test, requests, args.clients, p)
+        lag = "no lag measured"
+        with replikv_up(root, "multi-leader", args.fsync) as ports:
+            with LagProbe(ports[0], ports[1]) as probe:
+                for p in pipelines:
+                    for test in TESTS:
+                        figures[("multi-leader", test, p)] = bench_spread(ports, test, requests, args.clients, p)
+            lag = probe.summary()
+        for p in pipelines:
+            for test in TESTS:
+                lf = figures[("leader-follower", test, p)]
+                for system in ("leader-follower", "multi-leader"):
+                    ops, p50, p99 = figures[(system, test, p)]
+                    ratio = f"{ops / lf[0]:.2f}" if system == "multi-leader" else ""
+                    rows.append(f"| {system} | {test} | {p} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | {ratio} |")
+                    console.print(f"{system:<16} {test:<4} -P {p:<2} {ops:>10,.0f} ops/s  p50 {p50:.3f} ms  "
+                                  f"p99 {p99:.3f} ms  {ratio}")
+        console.print(lag)
+        if not args.no_regions:
+            region_rows = ["| system (50 ms between nodes) | SET p50 ms | SET p99 ms | ops/s (1 client) |",
+                           "|---|--:|--:|--:|"]
+            n = max(200, requests // 100)
+            for mode in ("multi-leader", "raft"):
+                with replikv_up(root, mode, args.fsync, delay_ms=50) as ports:
+                    port = ports[0] if mode == "multi-leader" else leader_port(ports)
+                    ops, p50, p99 = bench(port, "SET", n, 1, 1)
+                region_rows.append(f"| {mode} | {p50:.3f} | {p99:.3f} | {ops:,.0f} |")
+                console.print(f"50 ms between nodes: {mode:<13} SET p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
+                              f"{ops:,.0f} ops/s (one client)")
+            rows += ["", *region_rows]
+        console.print(f"load average after: {load_average()}")
+        if args.markdown:
+            print("\n".join(rows))
+            print(f"\n{lag}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

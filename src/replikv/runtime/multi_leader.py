@@ -1,0 +1,566 @@
+"""MultiLeaderRunner: one replikv node process in multi-leader mode.
+
+Every node takes writes. The thin asyncio shell around three pure parts:
+``kv/crdt_writes.py`` turns a client's write into CRDT mutations and its
+reply, ``core/multileader`` (the replica) stamps them as one operation
+(origin, seq, HLC, deps) and moves operations between nodes in causal
+order, and ``core/crdt`` (the store) merges them. The state machine every
+read command is served from (``self.sm``) is a *view* of the store:
+``kv/crdt_view.py`` rewrites the keys an operation changed, through the
+state machine's one apply path, so every Redis read command, SCAN, TYPE and
+TTL work unchanged.
+
+Rules it keeps:
+- Group commit: operations made or received in one loop iteration are one
+  WAL record batch, one ``write`` (+ one fsync under ``--fsync always``);
+  a local write's reply leaves after its operation is in the WAL (``local``)
+  or once ``n`` other nodes are known to hold it (``CONSISTENCY WRITE n``).
+- Persist before send: an operation leaves the node only after the WAL
+  commit that holds it, so a restarted node never reuses a sequence number
+  it already sent (the replica's rule; with ``--fsync always`` this holds
+  across power loss, otherwise across process crashes).
+- The WAL is the node's delivery order: each entry is one operation (own or
+  received); replaying it through the store rebuilds the same state, and the
+  replica resumes exchange from the version vector it reaches.
+- Expiry: a key whose deadline passed is hidden by reads on every node
+  (``StateMachine.read``); each node's expiry loop then deletes it with an
+  ordinary delete operation (observed-remove: a write concurrent with it
+  survives), so all replicas end in the same state.
+- Snapshots hold the store (with its version vector); the view is rebuilt
+  from it at start. A peer that lacks operations this node no longer retains
+  gets the store whole (a state transfer, merged by join).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from replikv.config import ClusterConfig, ConfigError
+from replikv.core.crdt import CrdtStore, Hlc
+from replikv.core.crdt.vv import parse_vv_text, vv_text
+from replikv.core.multileader import codec
+from replikv.core.multileader.effects import Deliver, Persist, Send, SendState
+from replikv.core.multileader.messages import Op, Ops, State
+from replikv.core.multileader.replica import Replica
+from replikv.core.replies import NULL_ARRAY, RespError
+from replikv.core.resp import encode_reply
+from replikv.kv.commands import lookup
+from replikv.kv.crdt_view import materialize
+from replikv.kv.crdt_writes import refusal, supported, translate, vget
+from replikv.kv.state_machine import StateMachine
+from replikv.kv.watch import ChangeIndex
+from replikv.modes.multi_leader import NodesAck
+from replikv.runtime.base import BaseRunner
+from replikv.runtime.info import render as render_info
+from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.storage.errors import WalFailedError
+from replikv.storage.snapshot import write_snapshot
+
+log = logging.getLogger("replikv.node")
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def op_entry(op: Op) -> list[Any]:
+    """An operation as one WAL entry (msgpack-able)."""
+    return [op.origin, op.seq, op.hlc, op.deps, op.payload]
+
+
+def entry_op(entry: list[Any]) -> Op:
+    origin, seq, hlc, deps, payload = entry
+    return Op(origin=origin, seq=seq, hlc=hlc, deps=dict(deps), payload=payload)
+
+
+class AckWaiter:
+    """A local write's reply that waits until ``k`` other nodes hold (origin, seq), or a deadline."""
+
+    __slots__ = ("seq", "k", "deadline", "slot", "data")
+
+    def __init__(self, seq: int, k: int, deadline: float, slot: Slot, data: bytes) -> None:
+        self.seq, self.k, self.deadline, self.slot, self.data = seq, k, deadline, slot, data
+
+
+class SessionRead:
+    """A read that waits until this node has applied a session token's version vector."""
+
+    __slots__ = ("vv", "slot", "argv", "deadline")
+
+    def __init__(self, vv: dict[str, int], slot: Slot, argv: list[bytes], deadline: float) -> None:
+        self.vv, self.slot, self.argv, self.deadline = vv, slot, argv, deadline
+
+
+class MultiLeaderRunner(BaseRunner):
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        super().__init__(config, node_id)
+        opts = self.options
+        self.peer_ids = [p for p in config.nodes if p != node_id]
+        if opts.topology == "star" and opts.hub and opts.hub not in config.nodes:
+            raise ConfigError(f"hub {opts.hub!r} is not one of the nodes")
+        self.hlc = Hlc()
+        self.rng = random.Random()
+        self.sends: list[Send] = []
+        self.held_conns: list[ClientConnection] = []
+        self.flush_waiters: list[tuple[Slot, bytes]] = []
+        self.ack_waiters: list[AckWaiter] = []
+        self.session_reads: list[SessionRead] = []
+        self.flush_scheduled = False
+        self._wal_bytes_after_snapshot = 0
+        self._states_sending: set[str] = set()
+        self.stats.update({"ops_local": 0, "ops_received": 0, "state_transfers_sent": 0,
+                           "state_transfers_received": 0, "expired_deletes": 0})
+        self._recover()
+
+    # -- start-up ---------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Snapshot (the store) + WAL operations after it; the view is rebuilt from the store."""
+        meta, snap, records = self.open_storage()
+        conflicts = self.options.conflicts
+        self.store = CrdtStore.restore(snap.data, conflicts) if snap is not None else CrdtStore(conflicts)
+        self.snapshot_index = snap.index if snap is not None else 0
+        snapshot_vv = dict(self.store.vv)
+        retained: list[Op] = []
+        for _first, entries in records:
+            for entry in entries:
+                op = entry_op(entry)
+                self.store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
+                self.hlc.observe(op.hlc, 0)
+                retained.append(op)
+        self.applied_index = self.wal.last_index
+        self.sm = StateMachine()
+        materialize(self.store, self.sm, list(self.store.keys()))
+        self.sm.changes = ChangeIndex(self.applied_index)
+        if not meta:
+            self.meta.save({"mode": self.config.mode})
+        opts = self.options
+        self.core = Replica(self.id, list(self.config.nodes), topology=opts.topology, hub=opts.hub or None,
+                            vv=snapshot_vv)
+        self.core.restore(snapshot_vv, retained)
+        log.info("node %s recovered: snapshot at %d, %d operations replayed, version vector %s",
+                 self.id, self.snapshot_index, len(retained), vv_text(self.store.vv).decode())
+
+    async def start(self) -> None:
+        await self.start_io(self._on_peer_connected, [self._tick_loop])
+        log.info("node %s (multi-leader, %s) serving RESP on %s:%d, peers on %s:%d", self.id,
+                 self.options.topology, self.address.host, self.address.port, self.address.host,
+                 self.address.peer_port)
+
+    async def stop(self) -> None:
+        self.snapshotter.stop()
+        await self.stop_io()
+        self._flush()
+        self.wal.close()
+
+    # -- levels -------------------------------------------------------------------------
+    def ack_replicas(self, level: NodesAck) -> int:
+        return level.n
+
+    @property
+    def is_leader(self) -> bool:
+        return True  # every node takes writes
+
+    # -- writes ---------------------------------------------------------------------------
+    def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        if self.disk_error is not None:
+            conn.reply(self.disk_refusal())
+            return
+        name = argv[0].decode(errors="replace")
+        if not supported(name):
+            conn.reply(RespError(refusal(name)))
+            return
+        now = _wall_ms()
+        try:
+            muts, reply = translate(self.store, argv, now, self.rng)
+        except RespError as e:
+            conn.reply(e)
+            return
+        data = encode_reply(reply, conn.resp3)
+        if not muts:
+            conn.reply_bytes(data)
+            return
+        op = self._local(muts, now)
+        self._hold(conn, op.seq, data)
+
+    def _local(self, muts: list[Any], now: int) -> Op:
+        """Stamp ``muts`` as this node's next operation and carry out its effects."""
+        op, effects = self.core.local(self.hlc.now(now), muts)
+        self.stats["ops_local"] += 1
+        self._run(effects)
+        return op
+
+    def _hold(self, conn: ClientConnection, seq: int, data: bytes) -> None:
+        """Hold a local write's reply until its WAL commit (and ``conn.write_k`` other nodes)."""
+        conn.session_index = seq
+        k = conn.write_k
+        if k == 0:
+            if conn.queue:
+                self.flush_waiters.append((conn.slot(), data))
+            else:
+                if not conn.held:
+                    self.held_conns.append(conn)
+                conn.held.append(data)
+        else:
+            deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
+            self.ack_waiters.append(AckWaiter(seq, k, deadline, conn.slot(), data))
+
+    def exec_transaction(self, conn: ClientConnection, queued: list[list[bytes]]) -> None:
+        """EXEC: the block's commands run here one after another with nothing in between;
+        each write is its own operation, applied in the same order on every node (other
+        nodes' concurrent writes may land between them there: no isolation across nodes)."""
+        if conn.watch and self.sm.changes.any_changed(conn.watch.items()):
+            conn.reply(NULL_ARRAY)  # a WATCHed key changed since (kv/watch.py)
+            return
+        if self.disk_error is not None and any(_is_write(a) for a in queued):
+            conn.reply(self.disk_refusal())
+            return
+        now = _wall_ms()
+        replies: list[Any] = []
+        last_seq = 0
+        for argv in queued:
+            if not _is_write(argv):
+                replies.append(self.sm.read(argv, now))
+                continue
+            name = argv[0].decode(errors="replace")
+            if not supported(name):
+                replies.append(RespError(refusal(name)))
+                continue
+            try:
+                muts, reply = translate(self.store, argv, now, self.rng)
+            except RespError as e:
+                replies.append(e)
+                continue
+            if muts:
+                last_seq = self._local(muts, now).seq
+            replies.append(reply)
+        data = encode_reply(replies, conn.resp3)
+        if last_seq:
+            self._hold(conn, last_seq, data)
+        else:
+            conn.reply_bytes(data)
+
+    def watch_position(self) -> int:
+        return self.applied_index
+
+    def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
+        """WAIT: how many other nodes hold this connection's last write."""
+        seq = conn.session_index
+        held = self.core.acked(self.id, seq) if seq else len(self.peer_ids)
+        if held >= numreplicas or not seq:
+            conn.reply(held)
+            return
+        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else float("inf")
+        self.ack_waiters.append(AckWaiter(seq, numreplicas, deadline, conn.slot(), b""))
+
+    def waiting_clients(self) -> int:
+        return len(self.ack_waiters) + len(self.session_reads)
+
+    def failover(self, conn: ClientConnection, target: str, force: bool) -> None:
+        conn.reply(RespError("ERR multi-leader mode has no leader to fail over: every node takes writes"))
+
+    def role_reply(self) -> list[Any]:
+        return [b"master", 0, self.id.encode(), self.applied_index]
+
+    def take_snapshot(self) -> int:
+        return self._take_snapshot()
+
+    def evict(self, keys: list[bytes]) -> None:
+        """maxmemory (runtime/memory.py): delete ``keys`` with an ordinary delete operation."""
+        self._delete_keys(keys)
+
+    def _delete_keys(self, keys: list[bytes]) -> int:
+        muts, reply = translate(self.store, [b"DEL", *keys], _wall_ms(), self.rng)
+        if muts:
+            self._local(muts, _wall_ms())
+        return int(reply) if isinstance(reply, int) else 0
+
+    # -- VGET / VSET / SESSION ---------------------------------------------------------------
+    def vget(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        conn.reply(vget(self.store, argv[1]))
+
+    def vset(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        self._write_one(conn, argv)
+
+    def session_token(self, conn: ClientConnection) -> bytes:
+        """SESSION: this node's version vector (covers every write this client saw here)."""
+        return vv_text(self.store.vv)
+
+    def set_session(self, conn: ClientConnection, token: bytes) -> None:
+        try:
+            conn.session_vv = parse_vv_text(token)
+        except ValueError:
+            raise RespError("ERR usage: SESSION [token] where token is what SESSION returned "
+                            "(a version vector such as n1:3,n2:5)") from None
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _read(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        wanted = getattr(conn, "session_vv", None)
+        if wanted and conn.read_level == "session" and not self._has_seen(wanted):
+            deadline = time.monotonic() + self.options.session_timeout_ms / 1000
+            self.session_reads.append(SessionRead(wanted, conn.slot(), argv, deadline))
+            return
+        conn.reply(self.sm.read(argv, _wall_ms()))
+
+    def _has_seen(self, vv: dict[str, int]) -> bool:
+        mine = self.store.vv
+        return all(mine.get(o, 0) >= s for o, s in vv.items())
+
+    def _release_session_reads(self, now: float) -> None:
+        keep: list[SessionRead] = []
+        for r in self.session_reads:
+            if self._has_seen(r.vv):
+                r.slot.resolve(encode_reply(self.sm.read(r.argv, _wall_ms()), r.slot.conn.resp3))
+            elif now >= r.deadline or r.slot.conn.closing:
+                missing = {o: s for o, s in r.vv.items() if self.store.vv.get(o, 0) < s}
+                r.slot.resolve(encode_reply(RespError(
+                    f"STALE {self.id} has not yet applied the session's writes ({vv_text(missing).decode()}) "
+                    f"within {self.options.session_timeout_ms} ms"), r.slot.conn.resp3))
+            else:
+                keep.append(r)
+        self.session_reads = keep
+
+    # -- effects ---------------------------------------------------------------------------------
+    def _run(self, effects: list[Any]) -> None:
+        """Storage first (WAL buffer), apply, and the sends once the batch is committed (``_flush``)."""
+        for effect in effects:
+            match effect:
+                case Persist():
+                    entries = [op_entry(op) for op in effect.ops]
+                    try:
+                        self.wal.append_entries(self.wal.last_index + 1, entries)
+                    except WalFailedError as exc:
+                        self._disk_failed(exc)
+                        return
+                case Deliver():
+                    self._deliver(effect.ops)
+                case Send():
+                    self.sends.append(effect)
+                case SendState():
+                    if effect.to not in self._states_sending:
+                        self._states_sending.add(effect.to)
+                        self.loop.create_task(self._send_state(effect.to))
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _deliver(self, ops: list[Op]) -> None:
+        store, sm, touch = self.store, self.sm, self.sm.changes.touch
+        now = _wall_ms()
+        for op in ops:
+            if op.origin != self.id:
+                self.hlc.observe(op.hlc, now)
+                self.stats["ops_received"] += 1
+            changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
+            self.applied_index += 1
+            if changed:
+                materialize(store, sm, changed)
+                for key in changed:
+                    touch(key, self.applied_index)
+
+    def _flush(self) -> None:
+        """Commit the WAL, release the replies it made durable, then send."""
+        self.flush_scheduled = False
+        if self.disk_error is not None:
+            self._on_disk_blocked()
+            return
+        try:
+            self.wal.commit()
+        except WalFailedError as exc:
+            self._disk_failed(exc)
+            return
+        if self.held_conns:
+            held, self.held_conns = self.held_conns, []
+            for conn in held:
+                conn.release_held()
+        if self.flush_waiters:
+            waiters, self.flush_waiters = self.flush_waiters, []
+            for slot, data in waiters:
+                slot.resolve(data)
+        sends, self.sends = self.sends, []
+        batched: dict[str, list[Op]] = {}
+        syncs: dict[str, Any] = {}
+        send = self.transport.send
+        for effect in sends:  # one Ops frame and at most one Sync (the newest) per peer per flush
+            if isinstance(effect.msg, Ops):
+                batched.setdefault(effect.to, []).extend(effect.msg.ops)
+            else:
+                syncs[effect.to] = effect.msg
+        for peer, ops in batched.items():
+            send(peer, codec.encode(Ops(sender=self.id, ops=tuple(ops))))
+        for peer, sync in syncs.items():
+            send(peer, codec.encode(sync))
+        if self.ack_waiters:
+            self._release_ack_waiters(time.monotonic())
+        if self.session_reads:
+            self._release_session_reads(time.monotonic())
+        self._flush_clients()
+        if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
+            self.background_snapshot()
+
+    def _release_ack_waiters(self, now: float) -> None:
+        keep: list[AckWaiter] = []
+        for w in self.ack_waiters:
+            held = self.core.acked(self.id, w.seq)
+            if held >= w.k:
+                w.slot.resolve(w.data or encode_reply(held, w.slot.conn.resp3))
+            elif now >= w.deadline or w.slot.conn.closing:
+                if not w.data:  # WAIT: the count at the deadline
+                    w.slot.resolve(encode_reply(held, w.slot.conn.resp3))
+                else:
+                    w.slot.resolve(encode_reply(RespError(
+                        f"NOREPLICAS write reached {held} of {w.k} other nodes within "
+                        f"{self.options.ack_timeout_ms} ms; it is applied here and will still reach them"),
+                        w.slot.conn.resp3))
+            else:
+                keep.append(w)
+        self.ack_waiters = keep
+
+    # -- peers ------------------------------------------------------------------------------------
+    def _on_frame(self, peer: str, payload: bytes) -> None:
+        self.frames_in += 1
+        if self.service_frame(peer, payload):
+            return
+        if self.disk_error is not None:
+            return  # frozen: the peer sees a silent node; exchange resumes from the version vectors
+        try:
+            msg = codec.decode(payload)
+        except ValueError as e:
+            log.warning("dropping a bad frame from peer %s: %s", peer, e)
+            return
+        if msg.sender != peer:
+            log.warning("peer %s sent a message signed as %s; dropped", peer, msg.sender)
+            return
+        if isinstance(msg, State):
+            self._install_state(msg)
+            return
+        self._run(self.core.step(msg))
+
+    def _on_peer_connected(self, peer: str) -> None:
+        self._run(self.core.tick())  # a Sync to start the exchange from the version vectors
+
+    def _on_peer_disconnected(self, peer: str) -> None:
+        self._states_sending.discard(peer)
+
+    async def _send_state(self, peer: str) -> None:
+        """State transfer: the whole store to a peer that lacks operations we no longer retain."""
+        try:
+            self._flush()
+            blob = self.store.snapshot()
+            self.stats["state_transfers_sent"] += 1
+            log.info("node %s: state transfer to %s (%d bytes, version vector %s)", self.id, peer, len(blob),
+                     vv_text(self.store.vv).decode())
+            self.transport.send(peer, codec.encode(State(sender=self.id, vv=dict(self.store.vv), blob=blob)))
+        finally:
+            self._states_sending.discard(peer)
+
+    def _install_state(self, msg: State) -> None:
+        """Join a peer's whole store into ours; make it durable with a snapshot; resume delivery."""
+        changed = self.store.join(msg.blob)
+        self.stats["state_transfers_received"] += 1
+        self.applied_index += 1
+        if changed:
+            materialize(self.store, self.sm, changed)
+            for key in changed:
+                self.sm.changes.touch(key, self.applied_index)
+        self._take_snapshot()
+        log.info("node %s joined a state transfer from %s; version vector now %s", self.id, msg.sender,
+                 vv_text(self.store.vv).decode())
+        self._run(self.core.installed(dict(self.store.vv), msg.sender))
+
+    # -- the disk guard (runtime/base.py) ----------------------------------------------------------
+    def _on_disk_blocked(self) -> None:
+        err = encode_reply(self.disk_inflight_error(), False)
+        held, self.held_conns = self.held_conns, []
+        for conn in held:
+            conn.held[:] = [err] * len(conn.held)
+            conn.release_held()
+        waiters, self.flush_waiters = self.flush_waiters, []
+        for slot, _ in waiters:
+            slot.resolve(err)
+        self.sends.clear()  # nothing the failed batch holds leaves the node
+        self._flush_clients()
+
+    def _on_disk_resumed(self) -> None:
+        self._flush()
+        self._run(self.core.tick())
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def _take_snapshot(self) -> int:
+        """Snapshot the store at the WAL's last index now, on the loop (SAVE, REPLIKV SNAPSHOT,
+        a joined state transfer); drop the WAL before it."""
+        if self.snapshotter.running:
+            raise RespError("ERR a background snapshot is in progress; try again when it is done")
+        self.wal.commit()
+        self.wal.fsync_now()
+        index = self.wal.last_index
+        write_snapshot(self.snapshot_dir, index, 0, self.store.snapshot())
+        self._compact(index)
+        return index
+
+    def background_snapshot(self) -> bool:
+        """BGSAVE, and the automatic snapshot once the WAL grew by --snapshot-bytes: the store is
+        serialized in a forked child (runtime/snapshotter.py), the loop never stalls on it."""
+        if self.disk_error is not None:
+            return False
+        self.wal.commit()
+        return self.snapshotter.start(self.wal.last_index, 0, self.store.snapshot, self._compact)
+
+    def _compact(self, index: int) -> None:
+        """A snapshot covering ``index`` is durable: drop the WAL before it."""
+        self.snapshot_index = max(self.snapshot_index, index)
+        self.lastsave = int(time.time())
+        if index >= self.wal.first_index:
+            self.wal.drop_before(index)
+        self._wal_bytes_after_snapshot = self.wal.size_bytes
+
+    # -- timers ------------------------------------------------------------------------------------
+    async def _tick_loop(self) -> None:
+        interval = self.options.heartbeat_ms / 1000
+        next_expiry = 0.0
+        while True:
+            await asyncio.sleep(min(interval, 0.02) if (self.ack_waiters or self.session_reads) else interval)
+            now = time.monotonic()
+            if self.ack_waiters:
+                self._release_ack_waiters(now)
+            if self.session_reads:
+                self._release_session_reads(now)
+            self._flush_clients()
+            if self.disk_error is not None:
+                continue
+            self._run(self.core.tick())
+            if now >= next_expiry:
+                next_expiry = now + 0.1
+                due = self.sm.expired_keys(_wall_ms(), 200)
+                if due:
+                    self.stats["expired_deletes"] += self._delete_keys(due)
+
+    # -- INFO ----------------------------------------------------------------------------------------
+    def info(self, wanted: list[str]) -> str:
+        sections = self.info_sections()
+        sections["persistence"] = self.persistence_info(self.snapshot_index)
+        core, vv = self.core, self.store.vv
+        rep = ["role:master", f"replikv_node:{self.id}", "replikv_mode:multi-leader",
+               f"replikv_topology:{self.options.topology}", f"replikv_conflicts:{self.options.conflicts}",
+               f"replikv_version_vector:{vv_text(vv).decode()}", f"replikv_applied_index:{self.applied_index}",
+               f"master_repl_offset:{self.applied_index}",
+               f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}"]
+        for i, peer in enumerate(self.peer_ids):
+            known = core.known.get(peer, {})
+            lag = sum(max(0, s - known.get(o, 0)) for o, s in vv.items())
+            addr = self.config.nodes[peer]
+            state = "online" if self.transport.connected(peer) else "offline"
+            rep.append(f"peer{i}:id={peer},ip={addr.host},port={addr.port},state={state},lag_ops={lag},"
+                       f"vv={vv_text(known).decode().replace(',', ';')}")
+        sections["replication"] = rep
+        sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
+        return render_info(sections, wanted)
+
+
+def _is_write(argv: list[bytes]) -> bool:
+    spec = lookup(argv[0])
+    return spec is not None and "write" in spec.flags
+
