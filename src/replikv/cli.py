@@ -125,6 +125,8 @@ NODE_OPTION_HELP: dict[str, str] = {
     "hub": "multi-leader --topology star: the hub node (default: the first node).",
     "conflicts": "multi-leader: concurrent writes of one string: lww (last writer wins by hybrid "
     "logical clock) or siblings (all kept: VGET shows them, VSET resolves them).",
+    "oplog_retain_ops": "multi-leader: operations of each node kept in memory for a peer that lags or "
+    "is down; a peer further behind gets the whole data set (a state transfer).",
     "peer_delay_ms": "Injected latency: every frame to a peer leaves this many ms after it was sent "
     "(one way; frames keep their order), to put nodes 'in different regions' on one machine.",
     "peer_jitter_ms": "Injected jitter: each frame's delay varies uniformly by up to this many ms "

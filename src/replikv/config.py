@@ -121,6 +121,7 @@ class NodeOptions:
     topology: str = "mesh"  # mesh | star | ring
     hub: str = ""  # star: the node every other one talks to ("": the first node)
     conflicts: str = "lww"  # lww | siblings
+    oplog_retain_ops: int = 100_000  # operations of each origin kept for a peer that lags; beyond: state transfer
     # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
     # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
     # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
@@ -151,7 +152,8 @@ class NodeOptions:
         AckLevel.parse(self.ack)
         for name in ("ack_timeout_ms", "session_timeout_ms", "max_bulk_len", "max_args",
                      "snapshot_bytes", "segment_bytes", "heartbeat_ms", "tick_ms", "election_timeout_ms",
-                     "maxclients", "client_query_buffer_limit", "client_output_buffer_limit"):
+                     "maxclients", "client_query_buffer_limit", "client_output_buffer_limit",
+                     "oplog_retain_ops"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")

@@ -118,7 +118,7 @@ def test_build_config_applies_every_option_and_round_trips(tmp_path):
              "tls_cert_file": "/c.pem", "tls_key_file": "/k.pem", "tls_ca_cert_file": "/ca.pem",
              "tls_auth_clients": "optional", "tls_replication": True, "aclfile": "/users.acl",
              "maxclients": 50, "timeout": 30, "client_query_buffer_limit": 1 << 20,
-             "client_output_buffer_limit": 1 << 20, "topology": "ring", "hub": "n2", "conflicts": "siblings",
+             "client_output_buffer_limit": 1 << 20, "topology": "ring", "hub": "n2", "conflicts": "siblings", "oplog_retain_ops": 500,
              "peer_delay_ms": 50, "peer_jitter_ms": 5,
              "peer_delays": "n1-n2=80"}
     assert set(given) == {f.name for f in dataclasses.fields(NodeOptions)}

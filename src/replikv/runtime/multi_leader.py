@@ -139,7 +139,7 @@ class MultiLeaderRunner(BaseRunner):
             self.meta.save({"mode": self.config.mode})
         opts = self.options
         self.core = Replica(self.id, list(self.config.nodes), topology=opts.topology, hub=opts.hub or None,
-                            vv=snapshot_vv)
+                            retain_ops=opts.oplog_retain_ops, vv=snapshot_vv)
         self.core.restore(snapshot_vv, retained)
         log.info("node %s recovered: snapshot at %d, %d operations replayed, version vector %s",
                  self.id, self.snapshot_index, len(retained), vv_text(self.store.vv).decode())

@@ -129,6 +129,7 @@ class Replica:
         self.ticks = 0
         self._state_sent_at: dict[str, int] = {}
         self.dropped_pending = 0  # ops dropped because the buffer was full
+        self._trims = 0
 
     # ------------------------------------------------------------ restart
     def restore(self, vv: VV, ops: Iterable[Op]) -> None:
@@ -321,6 +322,10 @@ class Replica:
         return sum(1 for v in self.known.values() if v.get(origin, 0) >= seq)
 
     def _trim(self) -> None:
+        """Raise ``base`` (rule 9) and drop what it no longer retains. The log is in delivery
+        order, so the droppable ops are mostly at its front: a slice drops those; the few left
+        behind a retained op are skipped by every scan (``_send_lacking`` compares seqs) and
+        swept by a full pass once they could be a quarter of the log."""
         changed = False
         for o, have in self.vv.items():
             everywhere = min((v.get(o, 0) for v in self.known.values()), default=have)
@@ -328,12 +333,21 @@ class Replica:
             if nb > self.base.get(o, 0):
                 self.base[o] = nb
                 changed = True
-        if changed:
-            self.log = [(p, op) for p, op in self.log if op.seq > self.base[op.origin]]
+        if not changed:
+            return
+        log, base = self.log, self.base
+        k = 0
+        while k < len(log) and log[k][1].seq <= base[log[k][1].origin]:
+            k += 1
+        if k:
+            del log[:k]
+        self._trims += 1
+        if self._trims % 64 == 0:
+            self.log = [(p, op) for p, op in log if op.seq > base[op.origin]]
 
     def retained(self) -> list[Op]:
         """The ops retained for neighbours that may lack them, in delivery order."""
-        return [op for _, op in self.log]
+        return [op for _, op in self.log if op.seq > self.base[op.origin]]
 
     def describe(self) -> str:
         return f"{self.id} vv={self.vv} base={self.base} log={len(self.log)} pending={len(self.pending)}"
