@@ -67,12 +67,8 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def op_entry(op: Op) -> list[Any]:
-    """An operation as one WAL entry (msgpack-able)."""
-    return [op.origin, op.seq, op.hlc, op.deps, op.payload]
-
-
 def entry_op(entry: list[Any]) -> Op:
+    """An operation from its WAL entry (``codec.pack_op``'s wire form)."""
     origin, seq, hlc, deps, payload = entry
     return Op(origin=origin, seq=seq, hlc=hlc, deps=dict(deps), payload=payload)
 
@@ -110,6 +106,7 @@ class MultiLeaderRunner(BaseRunner):
         self.ack_waiters: list[AckWaiter] = []
         self.session_reads: list[SessionRead] = []
         self.flush_scheduled = False
+        self._packed: dict[tuple[str, int], bytes] = {}  # (origin, seq) -> the op packed, Persist to flush
         self._wal_bytes_after_snapshot = 0
         self._states_sending: set[str] = set()
         self.stats.update({"ops_local": 0, "ops_received": 0, "state_transfers_sent": 0,
@@ -328,10 +325,13 @@ class MultiLeaderRunner(BaseRunner):
         """Storage first (WAL buffer), apply, and the sends once the batch is committed (``_flush``)."""
         for effect in effects:
             match effect:
-                case Persist():
-                    entries = [op_entry(op) for op in effect.ops]
+                case Persist():  # each op packed once: these bytes also go to the peers (_flush)
+                    packed = [codec.pack_op(op) for op in effect.ops]
+                    for op, data in zip(effect.ops, packed):
+                        self._packed[(op.origin, op.seq)] = data
                     try:
-                        self.wal.append_entries(self.wal.last_index + 1, entries)
+                        self.wal.append(self.wal.last_index + 1, codec.array_header(len(packed)) + b"".join(packed),
+                                        len(packed))
                     except WalFailedError as exc:
                         self._disk_failed(exc)
                         return
@@ -389,8 +389,10 @@ class MultiLeaderRunner(BaseRunner):
                 batched.setdefault(effect.to, []).extend(effect.msg.ops)
             else:
                 syncs[effect.to] = effect.msg
+        cache, pack = self._packed, codec.pack_op
         for peer, ops in batched.items():
-            send(peer, codec.encode(Ops(sender=self.id, ops=tuple(ops))))
+            send(peer, codec.encode_ops(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops]))
+        cache.clear()
         for peer, sync in syncs.items():
             send(peer, codec.encode(sync))
         if self.ack_waiters:
@@ -482,6 +484,7 @@ class MultiLeaderRunner(BaseRunner):
         for slot, _ in waiters:
             slot.resolve(err)
         self.sends.clear()  # nothing the failed batch holds leaves the node
+        self._packed.clear()
         self._flush_clients()
 
     def _on_disk_resumed(self) -> None:

@@ -13,7 +13,7 @@ import msgpack
 
 from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, Sync
 
-__all__ = ["MlCodecError", "decode", "encode"]
+__all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "pack_op"]
 
 _SYNC, _OPS, _STATE = 1, 2, 3
 
@@ -24,6 +24,27 @@ class MlCodecError(ValueError):
 
 def _op_wire(op: Op) -> list[Any]:
     return [op.origin, op.seq, op.hlc, op.deps, op.payload]
+
+
+def pack_op(op: Op) -> bytes:
+    """One op in its wire form, packed: the same bytes go into a WAL record and an ``Ops`` frame."""
+    out: bytes = msgpack.packb(_op_wire(op), use_bin_type=True)
+    return out
+
+
+def array_header(n: int) -> bytes:
+    """msgpack's header of an array of ``n`` items (what precedes their packed bytes)."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def encode_ops(sender: str, packed_ops: list[bytes]) -> bytes:
+    """``encode(Ops(sender, ops))`` from the ops' ``pack_op`` bytes, without packing them again."""
+    head: bytes = msgpack.packb(sender, use_bin_type=True)
+    return b"\x93" + bytes((_OPS,)) + head + array_header(len(packed_ops)) + b"".join(packed_ops)
 
 
 def encode(msg: MlMsg) -> bytes:
@@ -50,21 +71,35 @@ def _int(x: object, what: str, low: int = 0) -> int:
     return x
 
 
+_I64 = 1 << 63
+
+
 def _vv(x: object, what: str) -> VV:
+    """A version vector; the common case (every key a non-empty str, every value an int in
+    range) is checked in one pass, the slow path names what is wrong."""
+    if type(x) is dict:
+        for k, v in x.items():
+            if type(k) is not str or not k or type(v) is not int or not 0 <= v < _I64:
+                break
+        else:
+            return x
     if not isinstance(x, dict):
         raise MlCodecError(f"{what}: expected a map")
     return {_str(k, what): _int(v, what) for k, v in x.items()}
 
 
 def _op(x: object) -> Op:
-    if not isinstance(x, list) or len(x) != 5:
+    if type(x) is not list or len(x) != 5:
         raise MlCodecError("op: expected [origin, seq, hlc, deps, payload]")
-    origin = _str(x[0], "op origin")
-    seq = _int(x[1], "op seq", 1)
-    deps = _vv(x[3], "op deps")
+    origin, seq, hlc, deps, payload = x
+    if type(origin) is not str or not origin:
+        raise MlCodecError("op origin: expected a non-empty string")
+    if type(seq) is not int or not 1 <= seq < _I64 or type(hlc) is not int or not 0 <= hlc < _I64:
+        raise MlCodecError("op seq, hlc: expected integers in range (seq >= 1)")
+    deps = _vv(deps, "op deps")
     if deps.get(origin, 0) != seq - 1:
         raise MlCodecError(f"op {origin}:{seq}: deps[{origin}] must be {seq - 1}")
-    return Op(origin=origin, seq=seq, hlc=_int(x[2], "op hlc"), deps=deps, payload=x[4])
+    return Op(origin=origin, seq=seq, hlc=hlc, deps=deps, payload=payload)
 
 
 def decode(data: bytes) -> MlMsg:

@@ -152,7 +152,16 @@ class Replica:
         op = Op(origin=self.id, seq=self.vv[self.id] + 1, hlc=hlc, deps=dict(self.vv), payload=payload)
         self._advance(op)
         effects: list[Effect] = [Persist(ops=(op,)), Deliver(ops=(op,))]
-        effects += self._relay()
+        if self.topology != "mesh":
+            effects += self._relay()
+            return op, effects
+        for nb in self.neighbours:  # mesh: the new op goes straight to every neighbour (rule 4)
+            cur = self.cursor[nb]
+            if nb in self.heard and cur.get(self.id, 0) == op.seq - 1 and not self._behind_base(nb):
+                cur[self.id] = op.seq
+                effects.append(Send(to=nb, msg=Ops(sender=self.id, ops=(op,))))
+            else:
+                effects += self._send_lacking(nb)
         return op, effects
 
     # ----------------------------------------------------------- messages
@@ -249,7 +258,8 @@ class Replica:
             return []
         ops = tuple(out)
         effects: list[Effect] = [Persist(ops=ops), Deliver(ops=ops)]
-        effects += self._relay()
+        if self.topology != "mesh":  # mesh: every origin sends to every node itself (rule 4)
+            effects += self._relay()
         return effects
 
     def _advance(self, op: Op) -> None:
@@ -268,11 +278,16 @@ class Replica:
             effects += self._send_lacking(nb)
         return effects
 
+    def _behind_base(self, nb: str) -> bool:
+        """Does neighbour ``nb`` lack ops we no longer retain (it needs a state transfer)?"""
+        kn = self.known[nb]
+        return any(kn.get(o, 0) < b for o, b in self.base.items())
+
     def _send_lacking(self, nb: str) -> list[Effect]:
         if nb not in self.heard:
             return []
         kn, cur = self.known[nb], self.cursor[nb]
-        if any(kn.get(o, 0) < b for o, b in self.base.items()):
+        if self._behind_base(nb):
             last = self._state_sent_at.get(nb)
             if last is None or self.ticks - last >= self.state_every_ticks:
                 self._state_sent_at[nb] = self.ticks
