@@ -18,15 +18,18 @@ The wire form is in codec.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["MlMsg", "Ops", "Op", "State", "Sync", "VV"]
 
 VV = dict[str, int]  # origin -> highest contiguous seq applied
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Op:
+class Op(NamedTuple):
+    """One write (see the module docstring). A NamedTuple rather than a frozen dataclass, as
+    kv/context.py's ApplyContext: every node builds one per write of the cluster (made here,
+    decoded there), and a frozen dataclass costs ~0.9 us to construct against ~0.3 us."""
+
     origin: str
     seq: int
     hlc: int

@@ -149,17 +149,23 @@ class Replica:
 
     # ------------------------------------------------------------- writes
     def local(self, hlc: int, payload: object) -> tuple[Op, list[Effect]]:
-        op = Op(origin=self.id, seq=self.vv[self.id] + 1, hlc=hlc, deps=dict(self.vv), payload=payload)
-        self._advance(op)
-        effects: list[Effect] = [Persist(ops=(op,)), Deliver(ops=(op,))]
+        seq = self.vv[self.id] + 1
+        op = Op(origin=self.id, seq=seq, hlc=hlc, deps=dict(self.vv), payload=payload)
+        self.vv[self.id] = seq  # _advance without its checks: deps is vv itself, seq the next one
+        self.log.append((self._next_pos, op))
+        self._next_pos += 1
+        ops = (op,)
+        effects: list[Effect] = [Persist(ops=ops), Deliver(ops=ops)]
         if self.topology != "mesh":
             effects += self._relay()
             return op, effects
+        msg: Ops | None = None
         for nb in self.neighbours:  # mesh: the new op goes straight to every neighbour (rule 4)
             cur = self.cursor[nb]
-            if nb in self.heard and cur.get(self.id, 0) == op.seq - 1 and not self._behind_base(nb):
-                cur[self.id] = op.seq
-                effects.append(Send(to=nb, msg=Ops(sender=self.id, ops=(op,))))
+            if nb in self.heard and cur.get(self.id, 0) == seq - 1 and not self._behind_base(nb):
+                cur[self.id] = seq
+                msg = msg or Ops(sender=self.id, ops=ops)
+                effects.append(Send(to=nb, msg=msg))
             else:
                 effects += self._send_lacking(nb)
         return op, effects
