@@ -61,6 +61,10 @@ from replikv.storage.errors import WalFailedError
 from replikv.storage.snapshot import write_snapshot
 
 log = logging.getLogger("replikv.node")
+# Ops that arrived before an op they depend on (another origin's, still on its way over another
+# connection): under load the links drift apart by thousands of ops; beyond this they are dropped
+# and resent.
+MAX_PENDING_OPS = 65536
 
 
 def _wall_ms() -> int:
@@ -136,7 +140,7 @@ class MultiLeaderRunner(BaseRunner):
             self.meta.save({"mode": self.config.mode})
         opts = self.options
         self.core = Replica(self.id, list(self.config.nodes), topology=opts.topology, hub=opts.hub or None,
-                            retain_ops=opts.oplog_retain_ops, vv=snapshot_vv)
+                            retain_ops=opts.oplog_retain_ops, vv=snapshot_vv, max_pending=MAX_PENDING_OPS)
         self.core.restore(snapshot_vv, retained)
         log.info("node %s recovered: snapshot at %d, %d operations replayed, version vector %s",
                  self.id, self.snapshot_index, len(retained), vv_text(self.store.vv).decode())
@@ -549,7 +553,8 @@ class MultiLeaderRunner(BaseRunner):
         rep = ["role:master", f"replikv_node:{self.id}", "replikv_mode:multi-leader",
                f"replikv_topology:{self.options.topology}", f"replikv_conflicts:{self.options.conflicts}",
                f"replikv_version_vector:{vv_text(vv).decode()}", f"replikv_applied_index:{self.applied_index}",
-               f"master_repl_offset:{self.applied_index}",
+               f"master_repl_offset:{self.applied_index}", f"replikv_ops_received_twice:{core.duplicates}",
+               f"replikv_ops_waiting_for_deps:{len(core.pending)}",
                f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}"]
         for i, peer in enumerate(self.peer_ids):
             known = core.known.get(peer, {})

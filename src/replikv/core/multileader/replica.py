@@ -39,7 +39,9 @@ Rules (issue 10; the brief of the multileader core):
    pending ops may become deliverable.
 7. ``tick()``: every ``sync_every`` ticks send a Sync to each neighbour (heartbeat
    and ack), and resend what a neighbour still lacks of what we had sent it a
-   whole sync period ago (lost messages; duplicates are dropped by vv).
+   whole sync period ago when it made no progress on that origin over the
+   period (lost messages; a busy neighbour that is still taking them in is not
+   sent them twice; duplicates are dropped by vv).
 8. Matrix clock: ``known[node]`` = the vv that node is known to have (from its
    Syncs, the matrices relayed in Syncs, and the ops it sent us). ``acked(origin,
    seq)`` = how many OTHER nodes are known to have that op (CONSISTENCY WRITE <n>).
@@ -126,10 +128,14 @@ class Replica:
         self._cursor_prev: dict[str, VV] = {n: {} for n in self.neighbours}
         self._scan: dict[str, int] = {n: 0 for n in self.neighbours}  # log position to look from next
         self.pending: dict[tuple[str, int], Op] = {}
+        self._pending_origins: dict[str, int] = {}  # origin -> how many of its ops are in pending
         self.ticks = 0
         self._state_sent_at: dict[str, int] = {}
         self.dropped_pending = 0  # ops dropped because the buffer was full
         self._trims = 0
+        self._known_prev: dict[str, VV] = {}  # known[nb] at the last sync tick (loss detection)
+        self._vv_prev: VV = {}  # our vv at the last sync tick (mesh: what may be relayed)
+        self.duplicates = 0  # ops received again (a resend after a presumed loss, a relay)
 
     # ------------------------------------------------------------ restart
     def restore(self, vv: VV, ops: Iterable[Op]) -> None:
@@ -142,6 +148,7 @@ class Replica:
         self._next_pos = 0
         self._scan = {n: 0 for n in self.neighbours}
         self.pending.clear()
+        self._pending_origins.clear()
         for op in ops:
             if op.seq <= self.vv.get(op.origin, 0):
                 continue  # the snapshot covers it
@@ -204,17 +211,21 @@ class Replica:
             if op.seq > kn.get(op.origin, 0):
                 kn[op.origin] = op.seq
             if op.seq <= self.vv.get(op.origin, 0):
+                self.duplicates += 1
                 continue  # a duplicate: delivered already
+            key = (op.origin, op.seq)
             if self._deliverable(op):  # never waits, so the bound never holds it back
+                if key in self.pending:  # an earlier copy waited: it must not outlive this one
+                    self._unpend(key)
                 self._advance(op)
                 out.append(op)
                 continue
-            key = (op.origin, op.seq)
             if key not in self.pending:
                 if len(self.pending) >= self.max_pending:
                     self.dropped_pending += 1
                     continue  # it will be resent
                 self.pending[key] = op
+                self._pending_origins[op.origin] = self._pending_origins.get(op.origin, 0) + 1
         effects = self._delivered(out + self._drain())
         if effects:  # an ack: the sender learns at once what we hold (CONSISTENCY WRITE <n>, WAIT)
             effects.append(Send(to=msg.sender, msg=self._sync()))
@@ -237,27 +248,47 @@ class Replica:
         self.log = [(p, op) for p, op in self.log if op.origin not in jumped or op.seq > self.base[op.origin]]
         if sender is not None and sender in self.known:
             _merge(self.known[sender], vv)
+        self._forget_stale_pending()
         return self._delivered(self._drain())
 
     def _deliverable(self, op: Op) -> bool:
         return op.seq == self.vv.get(op.origin, 0) + 1 and covers(self.vv, op.deps)
 
     def _drain(self) -> list[Op]:
-        """Deliver what the pending buffer can, in causal order."""
+        """Deliver what the pending buffer can, in causal order: per origin, the next seq while
+        its deps are covered, until a pass delivers nothing (O(delivered x origins), not a sort
+        of the buffer per message: under load the buffer holds thousands of ops)."""
         out: list[Op] = []
+        pending, by_origin, vv = self.pending, self._pending_origins, self.vv
         progress = True
-        while progress and self.pending:
+        while progress and pending:
             progress = False
-            for key in sorted(self.pending):
-                op = self.pending[key]
-                if op.seq <= self.vv.get(op.origin, 0):
-                    del self.pending[key]
-                elif self._deliverable(op):
-                    del self.pending[key]
+            for o in list(by_origin):
+                while True:
+                    key = (o, vv.get(o, 0) + 1)
+                    op = pending.get(key)
+                    if op is None or not covers(vv, op.deps):
+                        break
+                    self._unpend(key)
                     self._advance(op)
                     out.append(op)
                     progress = True
         return out
+
+    def _unpend(self, key: tuple[str, int]) -> None:
+        del self.pending[key]
+        by_origin = self._pending_origins
+        by_origin[key[0]] -= 1
+        if not by_origin[key[0]]:
+            del by_origin[key[0]]
+
+    def _forget_stale_pending(self) -> None:
+        """Drop buffered ops the version vector already covers (after a state transfer)."""
+        vv = self.vv
+        self.pending = {k: op for k, op in self.pending.items() if k[1] > vv.get(k[0], 0)}
+        self._pending_origins = {}
+        for o, _ in self.pending:
+            self._pending_origins[o] = self._pending_origins.get(o, 0) + 1
 
     def _delivered(self, out: list[Op]) -> list[Effect]:
         if not out:
@@ -304,14 +335,24 @@ class Replica:
         todo: list[Op] = []
         log = self.log
         nxt = self._next_pos
+        # mesh: another origin's op is relayed only once we have held it a whole sync period
+        # (the neighbour gets it from its origin; one still lacking then has lost that link)
+        upto = self._vv_prev if self.topology == "mesh" else None
+        held_back = -1
+        me = self.id
         for j in range(bisect_left(log, self._scan[nb], key=lambda e: e[0]), len(log)):
             pos, op = log[j]
             if op.seq > kn.get(op.origin, 0) and op.seq > cur.get(op.origin, 0):
+                if upto is not None and op.origin != me and op.seq > upto.get(op.origin, 0):
+                    if held_back < 0:
+                        held_back = pos
+                    continue
                 todo.append(op)
                 if len(todo) >= self.window_ops:
                     nxt = pos + 1
                     break
-        self._scan[nb] = nxt  # nothing before it is lacking, short of a resend (tick)
+        # nothing before it is lacking, short of a resend (tick) or an op held back
+        self._scan[nb] = nxt if held_back < 0 else min(nxt, held_back)
         for op in todo:
             cur[op.origin] = op.seq
         b = self.max_batch_ops
@@ -329,12 +370,16 @@ class Replica:
         for nb in self.neighbours:
             effects.append(Send(to=nb, msg=sync))
             kn, cur, prev = self.known[nb], self.cursor[nb], self._cursor_prev[nb]
+            was = self._known_prev.get(nb, {})
             for o, s in prev.items():
-                if kn.get(o, 0) < s:  # sent a whole period ago and still lacking: lost
-                    cur[o] = kn.get(o, 0)
+                have = kn.get(o, 0)
+                if have < s and have == was.get(o, 0):  # sent a whole period ago, still lacking,
+                    cur[o] = have                         # and no progress since: lost
                     self._scan[nb] = 0
             self._cursor_prev[nb] = dict(cur)
+            self._known_prev[nb] = dict(kn)
             effects += self._send_lacking(nb)
+        self._vv_prev = dict(self.vv)
         return effects
 
     # ---------------------------------------------------- matrix, retention
