@@ -204,3 +204,26 @@ def test_a_neighbour_that_has_an_op_of_ours_we_lost_is_an_invariant_violation() 
     r = Replica("a", NODES)
     with pytest.raises(InvariantViolation):
         r.step(sync("b", {"a": 1}))
+
+
+def test_a_dropped_link_resends_what_was_in_flight_once_the_peer_says_where_it_stands() -> None:
+    r = Replica("a", NODES)
+    r.step(sync("b"))
+    r.step(sync("c"))
+    for i in range(3):
+        r.local(100 + i, [i])  # sent to b, never acked: the connection drops with them in flight
+    r.disconnected("b")
+    assert sent_ops(r.local(200, ["while down"])[1], "b") == []  # nothing to a peer we have not heard from
+    assert [type(e.msg) for e in sends(r.connected("b"))] == [Sync]  # reconnected: where we stand
+    assert sent_ops(r.step(sync("b", {"a": 1})), "b") == [("a", 2), ("a", 3), ("a", 4)]
+    assert r.connected("zz") == [] and sent_ops(r.local(300, ["next"])[1], "b") == [("a", 5)]
+
+
+def test_mesh_relays_another_origins_op_only_after_a_sync_period() -> None:
+    r = Replica("a", NODES, sync_every=1)
+    r.step(sync("b"))
+    r.step(sync("c"))
+    eff = r.step(Ops(sender="b", ops=(op("b", 1),)))
+    assert delivered(eff) == [("b", 1)] and sent_ops(eff, "c") == []  # c gets it from b itself
+    assert sent_ops(r.tick(), "c") == []  # held less than a period: still on its way from b
+    assert sent_ops(r.tick(), "c") == [("b", 1)]  # c still lacks it a period later: relayed

@@ -446,10 +446,11 @@ class MultiLeaderRunner(BaseRunner):
         self._run(self.core.step(msg))
 
     def _on_peer_connected(self, peer: str) -> None:
-        self._run(self.core.tick())  # a Sync to start the exchange from the version vectors
+        self._run(self.core.connected(peer))  # a Sync: the exchange resumes from the version vectors
 
     def _on_peer_disconnected(self, peer: str) -> None:
         self._states_sending.discard(peer)
+        self.core.disconnected(peer)
 
     async def _send_state(self, peer: str) -> None:
         """State transfer: the whole store to a peer that lacks operations we no longer retain."""
@@ -472,7 +473,8 @@ class MultiLeaderRunner(BaseRunner):
             materialize(self.store, self.sm, changed)
             for key in changed:
                 self.sm.changes.touch(key, self.applied_index)
-        self._take_snapshot()
+        self.snapshotter.stop()  # a child snapshotting the state before the join would cover less
+        self._take_snapshot()  # the joined state is durable before the replica moves its vv
         log.info("node %s joined a state transfer from %s; version vector now %s", self.id, msg.sender,
                  vv_text(self.store.vv).decode())
         self._run(self.core.installed(dict(self.store.vv), msg.sender))

@@ -231,6 +231,18 @@ class Replica:
             effects.append(Send(to=msg.sender, msg=self._sync()))
         return effects
 
+    def connected(self, nb: str) -> list[Effect]:
+        """The link to ``nb`` is up (again): tell it where we stand, so it sends what we lack."""
+        return [Send(to=nb, msg=self._sync())] if nb in self.neighbours else []
+
+    def disconnected(self, nb: str) -> None:
+        """The link to ``nb`` dropped, and what was in flight on it with it: once a Sync says
+        where it stands again, it is sent everything it lacks from there (rule 4)."""
+        if nb in self.neighbours:
+            self.heard.discard(nb)
+            self.cursor[nb] = {}
+            self._scan[nb] = 0
+
     def _sync(self) -> Sync:
         return Sync(sender=self.id, vv=dict(self.vv), matrix={n: dict(v) for n, v in self.known.items()})
 
