@@ -25,12 +25,15 @@ def _current(view: StateMachine, key: bytes) -> tuple[str | None, Any]:
     value = view.data.get(key)
     if value is None:
         return None, None
-    if isinstance(value, (bytes, bytearray)):
+    # read only: the view's own containers are compared, never changed, here
+    if isinstance(value, bytes):
+        return "string", value
+    if isinstance(value, bytearray):
         return "string", bytes(value)
     if isinstance(value, (set, frozenset)):
-        return "set", set(value)
+        return "set", value
     if isinstance(value, dict):
-        return "hash", {bytes(f): bytes(v) for f, v in value.items()}
+        return "hash", value
     try:
         return "list", [bytes(v) for v in value]
     except TypeError:

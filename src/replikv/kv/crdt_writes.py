@@ -114,10 +114,17 @@ class _Writer:
         self.rng = rng
         self.muts: list[Mut] = []
         self.cleared: set[bytes] = set()
+        # the store is not changed while an op is translated: visible states are cached
+        self._vis: dict[bytes, Visible | None] = {}
 
     def get(self, key: bytes) -> Visible | None:
-        vis = self.store.visible(key)
-        if vis is None or key in self.cleared:
+        if key in self.cleared:
+            return None
+        try:
+            vis = self._vis[key]
+        except KeyError:
+            vis = self._vis[key] = self.store.visible(key)
+        if vis is None:
             return None
         if vis.deadline_ms is not None and vis.deadline_ms <= self.now:
             return None

@@ -196,16 +196,22 @@ class Cell:
         return bool(self.reg) or ctr_live(self.ctr)
 
     def winner(self) -> tuple[Eid, int, bytes] | None:
-        if not self.reg:
+        reg = self.reg
+        if not reg:
             return None
-        eid = max(self.reg, key=lambda e: (self.reg[e][0], e))
-        hlc, value = self.reg[eid]
+        if len(reg) == 1:
+            for eid, (hlc, value) in reg.items():
+                return eid, hlc, value
+        eid = max(reg, key=lambda e: (reg[e][0], e))
+        hlc, value = reg[eid]
         return eid, hlc, value
 
     def value(self) -> bytes | None:
         win = self.winner()
         if win is None:
             return str(ctr_value(self.ctr)).encode() if ctr_live(self.ctr) else None
+        if not self.ctr:  # no counter: a canonical integer shows as itself
+            return win[2]
         base = as_int(win[2])
         if base is None:
             return win[2]
@@ -251,6 +257,21 @@ class KeyState:
         return self.str.empty() and not self.set and not self.hash and not self.lst and not self.ttl
 
     def visible_type(self) -> str | None:
+        # fast paths: one part only (no type conflict to rank)
+        cell, st, hs, ls = self.str, self.set, self.hash, self.lst
+        if not st and not hs and not ls:
+            return "string" if cell.reg or (cell.ctr and ctr_live(cell.ctr)) else None
+        if not cell.reg and not cell.ctr:
+            if not hs:
+                if not ls:
+                    return "set" if any(st.values()) else None
+                if not st:
+                    return "list"
+            elif not st and not ls:
+                return "hash" if any(c.live() for c in hs.values()) else None
+        return self._visible_type_ranked()
+
+    def _visible_type_ranked(self) -> str | None:
         best: tuple[int, str, int, int] | None = None
         kind: str | None = None
         r = self.str.rank()
@@ -273,8 +294,12 @@ class KeyState:
         return kind
 
     def deadline(self) -> int | None:
-        if not self.ttl:
+        ttl = self.ttl
+        if not ttl:
             return None
+        if len(ttl) == 1:
+            for _, d in ttl.values():
+                return d
         eid = max(self.ttl, key=lambda e: (self.ttl[e][0], e))
         return self.ttl[eid][1]
 
@@ -551,19 +576,25 @@ def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: An
 
 
 def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
-    ks.str.reg = {e: v for e, v in ks.str.reg.items() if not seen(e[0], e[1])}
-    _ctr_reset(ks.str.ctr, totals or {})
-    for member in list(ks.set):
-        _remove_member(ks.set, member, seen)
-    htotals = htotals or {}
-    for field in list(ks.hash):
-        cell = ks.hash[field]
-        cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
-        _ctr_reset(cell.ctr, htotals.get(field, {}))
-        if cell.empty():
-            del ks.hash[field]
-    ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
-    ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+    if ks.str.reg:
+        ks.str.reg = {e: v for e, v in ks.str.reg.items() if not seen(e[0], e[1])}
+    if totals:
+        _ctr_reset(ks.str.ctr, totals)
+    if ks.set:
+        for member in list(ks.set):
+            _remove_member(ks.set, member, seen)
+    if ks.hash:
+        htotals = htotals or {}
+        for field in list(ks.hash):
+            cell = ks.hash[field]
+            cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
+            _ctr_reset(cell.ctr, htotals.get(field, {}))
+            if cell.empty():
+                del ks.hash[field]
+    if ks.lst:
+        ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
+    if ks.ttl:
+        ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
 
 
 def _join_dots(a: dict[Any, Any], b: dict[Any, Any], keep_a: Any, keep_b: Any) -> dict[Any, Any]:
