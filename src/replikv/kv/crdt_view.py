@@ -41,15 +41,37 @@ def _current(view: StateMachine, key: bytes) -> tuple[str | None, Any]:
 
 
 def _list_cmds(key: bytes, old: list[bytes], new: list[bytes]) -> list[list[bytes]] | None:
-    """Pops and pushes at the ends turning ``old`` into ``new``, or None."""
-    for lpop in range(len(old) + 1):
-        for rpop in range(len(old) - lpop + 1):
-            mid = old[lpop : len(old) - rpop]
-            if not mid:
-                continue
-            at = _find(new, mid)
-            if at < 0:
-                continue
+    """Pops and pushes at the ends turning ``old`` into ``new``, or None.
+
+    The fewest left pops first, then the fewest right pops, the kept middle
+    placed at its first occurrence in ``new``. For one ``lpop`` the first
+    ``rpop`` that works keeps the longest prefix of ``old[lpop:]`` found in
+    ``new``: one scan of ``new`` per ``lpop`` instead of a search per pair."""
+    n = len(old)
+    for lpop in range(n):
+        want = old[lpop]
+        rest = n - lpop
+        best, at = 0, -1
+        i = -1
+        while True:
+            try:
+                i = new.index(want, i + 1)
+            except ValueError:
+                break
+            k = min(rest, len(new) - i)
+            if k > best and new[i : i + k] == old[lpop : lpop + k]:
+                best, at = k, i
+            else:
+                m = 1
+                while m < k and new[i + m] == old[lpop + m]:
+                    m += 1
+                if m > best:
+                    best, at = m, i
+            if best == rest:
+                break
+        if best:
+            rpop = rest - best
+            mid = old[lpop : n - rpop]
             cmds: list[list[bytes]] = []
             if lpop:
                 cmds.append([b"LPOP", key, str(lpop).encode()])
@@ -62,14 +84,6 @@ def _list_cmds(key: bytes, old: list[bytes], new: list[bytes]) -> list[list[byte
                 cmds.append([b"RPUSH", key, *tail])
             return cmds
     return None
-
-
-def _find(seq: list[bytes], sub: list[bytes]) -> int:
-    n = len(sub)
-    for i in range(len(seq) - n + 1):
-        if seq[i : i + n] == sub:
-            return i
-    return -1
 
 
 def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> None:

@@ -530,15 +530,24 @@ def _pos(w: _Writer, key: bytes, lid: Any) -> Any:
     return ks.lst[lid][0]
 
 
+def _end(w: _Writer, key: bytes, left: bool) -> Any:
+    """The first (``left``) or last element's ``(position, value, hlc)``, or None."""
+    ks = w.store.state(key)
+    if ks is None or key in w.cleared or not ks.lst:
+        return None
+    # positions are unique: the least (position, value, hlc) is the first element
+    return min(ks.lst.values()) if left else max(ks.lst.values())
+
+
 def _push_muts(w: _Writer, key: bytes, values: list[bytes], left: bool) -> None:
-    order = _order(w, key)
+    end = _end(w, key, left)
     items: list[list[Any]] = []
     if left:
-        first = _pos(w, key, order[0])[0][0] if order else 0
+        first = end[0][0][0] if end is not None else 0
         for j, v in enumerate(values):
             items.append([[], first - 1 - j, v])
     else:
-        last = _pos(w, key, order[-1])[0][0] if order else 0
+        last = end[0][0][0] if end is not None else 0
         for j, v in enumerate(values):
             items.append([[], last + 1 + j, v])
     w.muts.append(("lins", key, items))
@@ -557,8 +566,16 @@ def _push(w: _Writer, argv: list[bytes]) -> Reply:
 
 
 def _pop_ids(w: _Writer, key: bytes, count: int, left: bool) -> list[bytes]:
-    order = _order(w, key)
-    picked = order[:count] if left else order[::-1][:count]
+    if count == 1:
+        ks0 = w.store.state(key)
+        if ks0 is None or key in w.cleared or not ks0.lst:
+            picked = []
+        else:
+            get = ks0.lst.__getitem__
+            picked = [min(ks0.lst, key=get) if left else max(ks0.lst, key=get)]
+    else:
+        order = _order(w, key)
+        picked = order[:count] if left else order[::-1][:count]
     if not picked:
         return []
     ks = w.store.state(key)

@@ -304,7 +304,8 @@ class KeyState:
         return self.ttl[eid][1]
 
     def list_order(self) -> list[Lid]:
-        return sorted(self.lst, key=lambda lid: self.lst[lid][0])
+        # positions are unique: ordering by (position, value, hlc) is by position
+        return sorted(self.lst, key=self.lst.__getitem__)
 
     def dump(self) -> list[Any]:
         return [
@@ -385,7 +386,7 @@ class CrdtStore:
                 if v is not None:
                     value[f] = v
         else:
-            value = [ks.lst[lid][1] for lid in ks.list_order()]
+            value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
         return Visible(kind, value, ks.deadline())
 
     def siblings(self, key: bytes) -> list[tuple[int, str, bytes]]:
