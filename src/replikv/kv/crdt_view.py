@@ -111,8 +111,11 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                     else:
                         cmds.append([b"SREM", key, *gone])
             elif vis.type == "hash":
-                gone = sorted(f for f in old if f not in vis.value)
-                changed = sorted(f for f, v in vis.value.items() if old.get(f) != v)
+                gone = sorted(old.keys() - vis.value.keys())
+                try:  # fields whose value is new or differs
+                    changed = sorted({f for f, _ in vis.value.items() - old.items()})
+                except TypeError:  # an unhashable value in the view
+                    changed = sorted(f for f, v in vis.value.items() if old.get(f) != v)
                 if changed:
                     cmds.append([b"HSET", key, *[x for f in changed for x in (f, vis.value[f])]])
                 if gone:

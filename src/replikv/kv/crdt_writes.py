@@ -144,6 +144,18 @@ class _Writer:
             return {}, {}
         return ctr_totals(ks.str.ctr), {f: ctr_totals(c.ctr) for f, c in ks.hash.items()}
 
+    def field_totals(self, key: bytes, fields: Any) -> dict[bytes, dict[str, list[int]]]:
+        """``totals(key)[1]`` restricted to ``fields`` (the ones an op writes)."""
+        ks = self.store.state(key)
+        if ks is None or not ks.hash:
+            return {}
+        out = {}
+        for f in fields:
+            c = ks.hash.get(f)
+            if c is not None:
+                out[f] = ctr_totals(c.ctr) if c.ctr else {}
+        return out
+
     def delete(self, key: bytes) -> None:
         """Remove everything observed of ``key`` (visible or hidden)."""
         if self.store.has_state(key) and key not in self.cleared:
@@ -473,8 +485,8 @@ def _hset(w: _Writer, argv: list[bytes]) -> Reply:
     if fields is None:
         w.fresh(argv[1])
         fields = {}
-    _, ht = w.totals(argv[1]) if argv[1] not in w.cleared else ({}, {})
     last = {argv[i]: argv[i + 1] for i in range(2, len(argv), 2)}
+    ht = w.field_totals(argv[1], last) if argv[1] not in w.cleared else {}
     for f, v in last.items():
         w.muts.append(("hset", argv[1], f, v, ht.get(f)))
     new = sum(1 for f in last if f not in fields)
@@ -490,7 +502,7 @@ def _hsetnx(w: _Writer, argv: list[bytes]) -> Reply:
 
 def _hdel(w: _Writer, argv: list[bytes]) -> Reply:
     fields = w.typed(argv[1], "hash") or {}
-    _, ht = w.totals(argv[1])
+    ht = w.field_totals(argv[1], argv[2:])
     n = 0
     for f in dict.fromkeys(argv[2:]):
         if f in fields:

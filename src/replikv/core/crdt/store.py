@@ -382,6 +382,11 @@ class CrdtStore:
         elif kind == "hash":
             value = {}
             for f, cell in ks.hash.items():
+                reg = cell.reg
+                if len(reg) == 1 and not cell.ctr:  # the common field: one entry
+                    for _, v in reg.values():
+                        value[f] = v
+                    continue
                 v = cell.value()
                 if v is not None:
                     value[f] = v
