@@ -130,6 +130,22 @@ class _Writer:
             return None
         return vis
 
+    def live(self, key: bytes, kind: str) -> bool:
+        """``typed(key, kind) is not None`` without building the value (raises
+        WRONGTYPE as it does); the caller reads the parts with ``store.state``."""
+        if key in self.cleared:
+            return False
+        if key in self._vis:
+            vis = self._vis[key]
+            head = None if vis is None else (vis.type, vis.deadline_ms)
+        else:
+            head = self.store.visible_head(key)
+        if head is None or head[1] is not None and head[1] <= self.now:
+            return False
+        if head[0] != kind:
+            raise WRONGTYPE
+        return True
+
     def typed(self, key: bytes, kind: str) -> Any:
         vis = self.get(key)
         if vis is None:
@@ -417,10 +433,14 @@ def _vset(w: _Writer, argv: list[bytes]) -> Reply:
 
 
 def _sadd(w: _Writer, argv: list[bytes]) -> Reply:
-    members = w.typed(argv[1], "set")
-    if members is None:
+    members: Any
+    if w.live(argv[1], "set"):
+        ks = w.store.state(argv[1])
+        assert ks is not None
+        members = ks.set  # its keys are the visible members
+    else:
         w.fresh(argv[1])
-        members = set()
+        members = ()
     n = 0
     for m in dict.fromkeys(argv[2:]):
         if m not in members:
@@ -430,7 +450,8 @@ def _sadd(w: _Writer, argv: list[bytes]) -> Reply:
 
 
 def _srem(w: _Writer, argv: list[bytes]) -> Reply:
-    members = w.typed(argv[1], "set") or set()
+    ks = w.store.state(argv[1])
+    members: Any = ks.set if ks is not None and w.live(argv[1], "set") else ()
     n = 0
     for m in dict.fromkeys(argv[2:]):
         if m in members:
@@ -478,18 +499,27 @@ def _smove(w: _Writer, argv: list[bytes]) -> Reply:
 # ------------------------------------------------------------------ hashes
 
 
+def _field_visible(ks: Any, field: bytes) -> bool:
+    """Whether the live hash ``ks`` shows ``field`` (as ``visible`` does)."""
+    cell = ks.hash.get(field)
+    return cell is not None and cell.value() is not None
+
+
 def _hset(w: _Writer, argv: list[bytes]) -> Reply:
     if len(argv) % 2 != 0:
         raise RespError(f"ERR wrong number of arguments for '{argv[0].decode().lower()}' command")
-    fields = w.typed(argv[1], "hash")
-    if fields is None:
+    ks = w.store.state(argv[1])
+    live = ks is not None and w.live(argv[1], "hash")
+    if not live:
         w.fresh(argv[1])
-        fields = {}
     last = {argv[i]: argv[i + 1] for i in range(2, len(argv), 2)}
     ht = w.field_totals(argv[1], last) if argv[1] not in w.cleared else {}
     for f, v in last.items():
         w.muts.append(("hset", argv[1], f, v, ht.get(f)))
-    new = sum(1 for f in last if f not in fields)
+    new = len(last)
+    if live:
+        assert ks is not None
+        new -= sum(1 for f in last if _field_visible(ks, f))
     return OK if argv[0].lower() == b"hmset" else new
 
 

@@ -394,6 +394,16 @@ class CrdtStore:
             value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
         return Visible(kind, value, ks.deadline())
 
+    def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
+        """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
+        ks = self.data.get(key)
+        if ks is None:
+            return None
+        kind = ks.visible_type()
+        if kind is None:
+            return None
+        return kind, ks.deadline()
+
     def siblings(self, key: bytes) -> list[tuple[int, str, bytes]]:
         """The string register's entries ``(hlc, origin, value)``, oldest first;
         only the LWW winner with ``conflicts="lww"``. Counter increments are
