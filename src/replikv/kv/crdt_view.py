@@ -86,10 +86,77 @@ def _list_cmds(key: bytes, old: list[bytes], new: list[bytes]) -> list[list[byte
     return None
 
 
+def _hinted(
+    store: CrdtStore, view: StateMachine, key: bytes, touched: set[bytes], cmds: list[list[bytes]]
+) -> bool:
+    """The commands for a set or hash key the view showed as visible except for
+    the ``touched`` members or fields (``store.hints``): the same commands the
+    whole comparison gives, from the touched ones only. False (nothing added)
+    when the key is not such a set or hash now."""
+    ks = store.data.get(key)
+    if ks is None:
+        return False
+    kind = ks.visible_type()
+    old = view.data.get(key)
+    if kind == "set":
+        if type(old) is not set:
+            return False
+        members = ks.set
+        order = sorted(touched)
+        new = [m for m in order if m in members and m not in old]
+        gone = [m for m in order if m not in members and m in old]
+        if len(old) + len(new) - len(gone) != len(members):
+            return False  # not in step after all: compare whole
+        if new:
+            cmds.append([b"SADD", key, *new])
+        if gone:
+            cmds.append([b"SREM", key, *gone])
+    elif kind == "hash":
+        if type(old) is not dict:
+            return False
+        fields = ks.hash
+        changed: list[bytes] = []
+        hgone: list[bytes] = []
+        for f in sorted(touched):
+            cell = fields.get(f)
+            v = None if cell is None else cell.value()
+            if v is None:
+                if f in old:
+                    hgone.append(f)
+            elif old.get(f) != v:
+                changed.append(f)
+        if changed:
+            hset: list[bytes] = [b"HSET", key]
+            for f in changed:
+                hset.append(f)
+                hset.append(fields[f].value() or b"")
+            cmds.append(hset)
+        if hgone:
+            cmds.append([b"HDEL", key, *hgone])
+    else:
+        return False
+    deadline = ks.deadline()
+    current = view.expires.get(key)
+    if deadline is None:
+        if current is not None:
+            cmds.append([b"PERSIST", key])
+    elif current != deadline:
+        cmds.append([b"PEXPIREAT", key, str(deadline).encode()])
+    return True
+
+
 def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> None:
     """Make ``view`` show ``store.visible(key)`` for every key in ``keys``."""
     cmds: list[list[bytes]] = []
+    hints = store.hints
+    if store.hints_view is not view:  # hints are about one view
+        hints.clear()
+        store.hints_view = view
     for key in dict.fromkeys(keys):
+        touched = hints.pop(key, None)
+        if touched is not None and _hinted(store, view, key, touched, cmds):
+            hints[key] = set()
+            continue
         vis = store.visible(key)
         kind, old = _current(view, key)
         if vis is None:
@@ -145,5 +212,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                 cmds.append([b"PERSIST", key])
         elif current != vis.deadline_ms:
             cmds.append([b"PEXPIREAT", key, str(vis.deadline_ms).encode()])
+        if vis.type in ("set", "hash"):
+            hints[key] = set()  # in step once ``cmds`` are applied
     if cmds:
         view.apply(cmds, _CTX)

@@ -341,7 +341,7 @@ def _digit(d: Sequence[Any]) -> Digit:
 class CrdtStore:
     """The whole multi-leader key space; see the module docstring."""
 
-    __slots__ = ("conflicts", "data", "vv")
+    __slots__ = ("conflicts", "data", "hints", "hints_view", "vv")
 
     def __init__(self, conflicts: str = "lww") -> None:
         if conflicts not in ("lww", "siblings"):
@@ -349,6 +349,11 @@ class CrdtStore:
         self.conflicts = conflicts
         self.vv: dict[str, int] = {}
         self.data: dict[bytes, KeyState] = {}
+        # For kv/crdt_view.py: ``key -> members/fields`` of a set or hash key that
+        # ``hints_view`` showed exactly as visible except for these (the ones ops
+        # touched since); a key not here must be compared whole.
+        self.hints: dict[bytes, set[bytes]] = {}
+        self.hints_view: Any = None
 
     # ------------------------------------------------------------- reading
 
@@ -440,6 +445,7 @@ class CrdtStore:
         """Apply one op (causal, exactly-once delivery is the caller's duty);
         returns the keys whose visible state may have changed."""
         changed: list[bytes] = []
+        hints = self.hints
 
         def observed_by(ctx: Mapping[str, int]) -> Any:
             def seen(o: str, s: int) -> bool:
@@ -451,6 +457,13 @@ class CrdtStore:
         for i, mut in enumerate(muts):
             kind = mut[0]
             key = bytes(mut[1])
+            if hints:
+                hint = hints.get(key)
+                if hint is not None:
+                    if kind in _MEMBER_KINDS:
+                        hint.add(bytes(mut[2]))
+                    else:
+                        del hints[key]
             ks = self.data.get(key)
             if ks is None:
                 ks = self.data[key] = KeyState()
@@ -566,11 +579,15 @@ class CrdtStore:
                 self.data[key] = a
             if a.dump() != before:
                 changed.append(key)
+        self.hints.clear()
         self.vv = merge(mine, theirs)
         return changed
 
 
 # ------------------------------------------------------------------ helpers
+
+# mutations that change one member of a set or one field of a hash (see ``hints``)
+_MEMBER_KINDS = frozenset(("sadd", "srem", "hset", "hincr", "hdel"))
 
 
 def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any) -> None:
