@@ -389,8 +389,8 @@ class CrdtStore:
             for f, cell in ks.hash.items():
                 reg = cell.reg
                 if len(reg) == 1 and not cell.ctr:  # the common field: one entry
-                    for _, v in reg.values():
-                        value[f] = v
+                    for _, one in reg.values():
+                        value[f] = one
                     continue
                 v = cell.value()
                 if v is not None:
