@@ -597,14 +597,17 @@ def _push_muts(w: _Writer, key: bytes, values: list[bytes], left: bool) -> None:
 
 def _push(w: _Writer, argv: list[bytes]) -> Reply:
     name = argv[0].lower()
-    cur = w.typed(argv[1], "list")
-    if cur is None:
+    if w.live(argv[1], "list"):
+        ks = w.store.state(argv[1])
+        assert ks is not None
+        length = len(ks.lst)  # every element of a visible list shows
+    else:
         if name.endswith(b"x"):
             return 0
         w.fresh(argv[1])
-        cur = []
+        length = 0
     _push_muts(w, argv[1], argv[2:], name.startswith(b"l"))
-    return len(cur) + len(argv) - 2
+    return length + len(argv) - 2
 
 
 def _pop_ids(w: _Writer, key: bytes, count: int, left: bool) -> list[bytes]:
@@ -634,8 +637,7 @@ def _pop(w: _Writer, argv: list[bytes]) -> Reply:
         count = parse_int(argv[2])
         if count < 0:
             raise RespError("ERR value is out of range, must be positive")
-    cur = w.typed(argv[1], "list")
-    if cur is None:
+    if not w.live(argv[1], "list"):
         return None
     values = _pop_ids(w, argv[1], 1 if count is None else count, argv[0].lower() == b"lpop")
     return (values[0] if values else None) if count is None else values
