@@ -35,7 +35,7 @@ def _current(view: StateMachine, key: bytes) -> tuple[str | None, Any]:
     if isinstance(value, dict):
         return "hash", value
     try:
-        return "list", [bytes(v) for v in value]
+        return "list", list(value)
     except TypeError:
         return "other", None
 

@@ -472,6 +472,12 @@ class CrdtStore:
                 _, _, value, totals, ctx = mut
                 s = seen if ctx is None else observed_by(ctx)
                 _assign(ks.str, eid, hlc, bytes(value), totals, s)
+            elif kind == "ttl":
+                ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+                ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
+            elif kind == "del":
+                _, _, totals, htotals = mut
+                _delete(ks, totals, htotals, seen)
             elif kind == "incr":
                 _ctr_add(ks.str.ctr, origin, int(mut[2]), hlc)
             elif kind == "sadd":
@@ -505,15 +511,9 @@ class CrdtStore:
             elif kind == "lrem":
                 for lid in mut[2]:
                     ks.lst.pop((lid[0], lid[1], lid[2], lid[3]), None)
-            elif kind == "del":
-                _, _, totals, htotals = mut
-                _delete(ks, totals, htotals, seen)
-            elif kind == "ttl":
-                ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
-                ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
             else:
                 raise ValueError(f"unknown mutation kind {kind!r}")
-            if ks.empty():
+            if kind in _MAY_EMPTY and ks.empty():  # the other kinds add an entry
                 del self.data[key]
             if key not in changed:
                 changed.append(key)
@@ -588,6 +588,8 @@ class CrdtStore:
 
 # mutations that change one member of a set or one field of a hash (see ``hints``)
 _MEMBER_KINDS = frozenset(("sadd", "srem", "hset", "hincr", "hdel"))
+# mutations that may leave a key with no entry (every other kind adds one)
+_MAY_EMPTY = frozenset(("del", "srem", "hdel", "lins", "lrem"))
 
 
 def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any) -> None:
