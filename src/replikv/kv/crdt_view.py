@@ -167,7 +167,9 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         if not rebuild:
             if vis.type == "string":
                 if old != vis.value:
-                    cmds.append([b"SET", key, vis.value, b"KEEPTTL"])
+                    # without a TTL on the key KEEPTTL changes nothing: the view's hot path
+                    keep = key in view.expires
+                    cmds.append([b"SET", key, vis.value, b"KEEPTTL"] if keep else [b"SET", key, vis.value])
             elif vis.type == "set":
                 gone, new = sorted(old - vis.value), sorted(vis.value - old)
                 if new:
