@@ -25,28 +25,53 @@ def _current(view: StateMachine, key: bytes) -> tuple[str | None, Any]:
     value = view.data.get(key)
     if value is None:
         return None, None
-    if isinstance(value, (bytes, bytearray)):
+    # read only: the view's own containers are compared, never changed, here
+    if isinstance(value, bytes):
+        return "string", value
+    if isinstance(value, bytearray):
         return "string", bytes(value)
     if isinstance(value, (set, frozenset)):
-        return "set", set(value)
+        return "set", value
     if isinstance(value, dict):
-        return "hash", {bytes(f): bytes(v) for f, v in value.items()}
+        return "hash", value
     try:
-        return "list", [bytes(v) for v in value]
+        return "list", list(value)
     except TypeError:
         return "other", None
 
 
 def _list_cmds(key: bytes, old: list[bytes], new: list[bytes]) -> list[list[bytes]] | None:
-    """Pops and pushes at the ends turning ``old`` into ``new``, or None."""
-    for lpop in range(len(old) + 1):
-        for rpop in range(len(old) - lpop + 1):
-            mid = old[lpop : len(old) - rpop]
-            if not mid:
-                continue
-            at = _find(new, mid)
-            if at < 0:
-                continue
+    """Pops and pushes at the ends turning ``old`` into ``new``, or None.
+
+    The fewest left pops first, then the fewest right pops, the kept middle
+    placed at its first occurrence in ``new``. For one ``lpop`` the first
+    ``rpop`` that works keeps the longest prefix of ``old[lpop:]`` found in
+    ``new``: one scan of ``new`` per ``lpop`` instead of a search per pair."""
+    n = len(old)
+    for lpop in range(n):
+        want = old[lpop]
+        rest = n - lpop
+        best, at = 0, -1
+        i = -1
+        while True:
+            try:
+                i = new.index(want, i + 1)
+            except ValueError:
+                break
+            k = min(rest, len(new) - i)
+            if k > best and new[i : i + k] == old[lpop : lpop + k]:
+                best, at = k, i
+            else:
+                m = 1
+                while m < k and new[i + m] == old[lpop + m]:
+                    m += 1
+                if m > best:
+                    best, at = m, i
+            if best == rest:
+                break
+        if best:
+            rpop = rest - best
+            mid = old[lpop : n - rpop]
             cmds: list[list[bytes]] = []
             if lpop:
                 cmds.append([b"LPOP", key, str(lpop).encode()])
@@ -61,18 +86,77 @@ def _list_cmds(key: bytes, old: list[bytes], new: list[bytes]) -> list[list[byte
     return None
 
 
-def _find(seq: list[bytes], sub: list[bytes]) -> int:
-    n = len(sub)
-    for i in range(len(seq) - n + 1):
-        if seq[i : i + n] == sub:
-            return i
-    return -1
+def _hinted(
+    store: CrdtStore, view: StateMachine, key: bytes, touched: set[bytes], cmds: list[list[bytes]]
+) -> bool:
+    """The commands for a set or hash key the view showed as visible except for
+    the ``touched`` members or fields (``store.hints``): the same commands the
+    whole comparison gives, from the touched ones only. False (nothing added)
+    when the key is not such a set or hash now."""
+    ks = store.data.get(key)
+    if ks is None:
+        return False
+    kind = ks.visible_type()
+    old = view.data.get(key)
+    if kind == "set":
+        if type(old) is not set:
+            return False
+        members = ks.set
+        order = sorted(touched)
+        new = [m for m in order if m in members and m not in old]
+        gone = [m for m in order if m not in members and m in old]
+        if len(old) + len(new) - len(gone) != len(members):
+            return False  # not in step after all: compare whole
+        if new:
+            cmds.append([b"SADD", key, *new])
+        if gone:
+            cmds.append([b"SREM", key, *gone])
+    elif kind == "hash":
+        if type(old) is not dict:
+            return False
+        fields = ks.hash
+        changed: list[bytes] = []
+        hgone: list[bytes] = []
+        for f in sorted(touched):
+            cell = fields.get(f)
+            v = None if cell is None else cell.value()
+            if v is None:
+                if f in old:
+                    hgone.append(f)
+            elif old.get(f) != v:
+                changed.append(f)
+        if changed:
+            hset: list[bytes] = [b"HSET", key]
+            for f in changed:
+                hset.append(f)
+                hset.append(fields[f].value() or b"")
+            cmds.append(hset)
+        if hgone:
+            cmds.append([b"HDEL", key, *hgone])
+    else:
+        return False
+    deadline = ks.deadline()
+    current = view.expires.get(key)
+    if deadline is None:
+        if current is not None:
+            cmds.append([b"PERSIST", key])
+    elif current != deadline:
+        cmds.append([b"PEXPIREAT", key, str(deadline).encode()])
+    return True
 
 
 def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> None:
     """Make ``view`` show ``store.visible(key)`` for every key in ``keys``."""
     cmds: list[list[bytes]] = []
+    hints = store.hints
+    if store.hints_view is not view:  # hints are about one view
+        hints.clear()
+        store.hints_view = view
     for key in dict.fromkeys(keys):
+        touched = hints.pop(key, None)
+        if touched is not None and _hinted(store, view, key, touched, cmds):
+            hints[key] = set()
+            continue
         vis = store.visible(key)
         kind, old = _current(view, key)
         if vis is None:
@@ -83,7 +167,9 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         if not rebuild:
             if vis.type == "string":
                 if old != vis.value:
-                    cmds.append([b"SET", key, vis.value, b"KEEPTTL"])
+                    # without a TTL on the key KEEPTTL changes nothing: the view's hot path
+                    keep = key in view.expires
+                    cmds.append([b"SET", key, vis.value, b"KEEPTTL"] if keep else [b"SET", key, vis.value])
             elif vis.type == "set":
                 gone, new = sorted(old - vis.value), sorted(vis.value - old)
                 if new:
@@ -94,8 +180,11 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                     else:
                         cmds.append([b"SREM", key, *gone])
             elif vis.type == "hash":
-                gone = sorted(f for f in old if f not in vis.value)
-                changed = sorted(f for f, v in vis.value.items() if old.get(f) != v)
+                gone = sorted(old.keys() - vis.value.keys())
+                try:  # fields whose value is new or differs
+                    changed = sorted({f for f, _ in vis.value.items() - old.items()})
+                except TypeError:  # an unhashable value in the view
+                    changed = sorted(f for f, v in vis.value.items() if old.get(f) != v)
                 if changed:
                     cmds.append([b"HSET", key, *[x for f in changed for x in (f, vis.value[f])]])
                 if gone:
@@ -125,5 +214,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                 cmds.append([b"PERSIST", key])
         elif current != vis.deadline_ms:
             cmds.append([b"PEXPIREAT", key, str(vis.deadline_ms).encode()])
+        if vis.type in ("set", "hash"):
+            hints[key] = set()  # in step once ``cmds`` are applied
     if cmds:
         view.apply(cmds, _CTX)

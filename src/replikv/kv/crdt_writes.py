@@ -114,14 +114,37 @@ class _Writer:
         self.rng = rng
         self.muts: list[Mut] = []
         self.cleared: set[bytes] = set()
+        # the store is not changed while an op is translated: visible states are cached
+        self._vis: dict[bytes, Visible | None] = {}
 
     def get(self, key: bytes) -> Visible | None:
-        vis = self.store.visible(key)
-        if vis is None or key in self.cleared:
+        if key in self.cleared:
+            return None
+        try:
+            vis = self._vis[key]
+        except KeyError:
+            vis = self._vis[key] = self.store.visible(key)
+        if vis is None:
             return None
         if vis.deadline_ms is not None and vis.deadline_ms <= self.now:
             return None
         return vis
+
+    def live(self, key: bytes, kind: str) -> bool:
+        """``typed(key, kind) is not None`` without building the value (raises
+        WRONGTYPE as it does); the caller reads the parts with ``store.state``."""
+        if key in self.cleared:
+            return False
+        if key in self._vis:
+            vis = self._vis[key]
+            head = None if vis is None else (vis.type, vis.deadline_ms)
+        else:
+            head = self.store.visible_head(key)
+        if head is None or head[1] is not None and head[1] <= self.now:
+            return False
+        if head[0] != kind:
+            raise WRONGTYPE
+        return True
 
     def typed(self, key: bytes, kind: str) -> Any:
         vis = self.get(key)
@@ -136,6 +159,18 @@ class _Writer:
         if ks is None:
             return {}, {}
         return ctr_totals(ks.str.ctr), {f: ctr_totals(c.ctr) for f, c in ks.hash.items()}
+
+    def field_totals(self, key: bytes, fields: Any) -> dict[bytes, dict[str, list[int]]]:
+        """``totals(key)[1]`` restricted to ``fields`` (the ones an op writes)."""
+        ks = self.store.state(key)
+        if ks is None or not ks.hash:
+            return {}
+        out = {}
+        for f in fields:
+            c = ks.hash.get(f)
+            if c is not None:
+                out[f] = ctr_totals(c.ctr) if c.ctr else {}
+        return out
 
     def delete(self, key: bytes) -> None:
         """Remove everything observed of ``key`` (visible or hidden)."""
@@ -398,10 +433,14 @@ def _vset(w: _Writer, argv: list[bytes]) -> Reply:
 
 
 def _sadd(w: _Writer, argv: list[bytes]) -> Reply:
-    members = w.typed(argv[1], "set")
-    if members is None:
+    members: Any
+    if w.live(argv[1], "set"):
+        ks = w.store.state(argv[1])
+        assert ks is not None
+        members = ks.set  # its keys are the visible members
+    else:
         w.fresh(argv[1])
-        members = set()
+        members = ()
     n = 0
     for m in dict.fromkeys(argv[2:]):
         if m not in members:
@@ -411,7 +450,8 @@ def _sadd(w: _Writer, argv: list[bytes]) -> Reply:
 
 
 def _srem(w: _Writer, argv: list[bytes]) -> Reply:
-    members = w.typed(argv[1], "set") or set()
+    ks = w.store.state(argv[1])
+    members: Any = ks.set if ks is not None and w.live(argv[1], "set") else ()
     n = 0
     for m in dict.fromkeys(argv[2:]):
         if m in members:
@@ -459,18 +499,27 @@ def _smove(w: _Writer, argv: list[bytes]) -> Reply:
 # ------------------------------------------------------------------ hashes
 
 
+def _field_visible(ks: Any, field: bytes) -> bool:
+    """Whether the live hash ``ks`` shows ``field`` (as ``visible`` does)."""
+    cell = ks.hash.get(field)
+    return cell is not None and cell.value() is not None
+
+
 def _hset(w: _Writer, argv: list[bytes]) -> Reply:
     if len(argv) % 2 != 0:
         raise RespError(f"ERR wrong number of arguments for '{argv[0].decode().lower()}' command")
-    fields = w.typed(argv[1], "hash")
-    if fields is None:
+    ks = w.store.state(argv[1])
+    live = ks is not None and w.live(argv[1], "hash")
+    if not live:
         w.fresh(argv[1])
-        fields = {}
-    _, ht = w.totals(argv[1]) if argv[1] not in w.cleared else ({}, {})
     last = {argv[i]: argv[i + 1] for i in range(2, len(argv), 2)}
+    ht = w.field_totals(argv[1], last) if argv[1] not in w.cleared else {}
     for f, v in last.items():
         w.muts.append(("hset", argv[1], f, v, ht.get(f)))
-    new = sum(1 for f in last if f not in fields)
+    new = len(last)
+    if live:
+        assert ks is not None
+        new -= sum(1 for f in last if _field_visible(ks, f))
     return OK if argv[0].lower() == b"hmset" else new
 
 
@@ -483,7 +532,7 @@ def _hsetnx(w: _Writer, argv: list[bytes]) -> Reply:
 
 def _hdel(w: _Writer, argv: list[bytes]) -> Reply:
     fields = w.typed(argv[1], "hash") or {}
-    _, ht = w.totals(argv[1])
+    ht = w.field_totals(argv[1], argv[2:])
     n = 0
     for f in dict.fromkeys(argv[2:]):
         if f in fields:
@@ -523,15 +572,24 @@ def _pos(w: _Writer, key: bytes, lid: Any) -> Any:
     return ks.lst[lid][0]
 
 
+def _end(w: _Writer, key: bytes, left: bool) -> Any:
+    """The first (``left``) or last element's ``(position, value, hlc)``, or None."""
+    ks = w.store.state(key)
+    if ks is None or key in w.cleared or not ks.lst:
+        return None
+    # positions are unique: the least (position, value, hlc) is the first element
+    return min(ks.lst.values()) if left else max(ks.lst.values())
+
+
 def _push_muts(w: _Writer, key: bytes, values: list[bytes], left: bool) -> None:
-    order = _order(w, key)
+    end = _end(w, key, left)
     items: list[list[Any]] = []
     if left:
-        first = _pos(w, key, order[0])[0][0] if order else 0
+        first = end[0][0][0] if end is not None else 0
         for j, v in enumerate(values):
             items.append([[], first - 1 - j, v])
     else:
-        last = _pos(w, key, order[-1])[0][0] if order else 0
+        last = end[0][0][0] if end is not None else 0
         for j, v in enumerate(values):
             items.append([[], last + 1 + j, v])
     w.muts.append(("lins", key, items))
@@ -539,19 +597,30 @@ def _push_muts(w: _Writer, key: bytes, values: list[bytes], left: bool) -> None:
 
 def _push(w: _Writer, argv: list[bytes]) -> Reply:
     name = argv[0].lower()
-    cur = w.typed(argv[1], "list")
-    if cur is None:
+    if w.live(argv[1], "list"):
+        ks = w.store.state(argv[1])
+        assert ks is not None
+        length = len(ks.lst)  # every element of a visible list shows
+    else:
         if name.endswith(b"x"):
             return 0
         w.fresh(argv[1])
-        cur = []
+        length = 0
     _push_muts(w, argv[1], argv[2:], name.startswith(b"l"))
-    return len(cur) + len(argv) - 2
+    return length + len(argv) - 2
 
 
 def _pop_ids(w: _Writer, key: bytes, count: int, left: bool) -> list[bytes]:
-    order = _order(w, key)
-    picked = order[:count] if left else order[::-1][:count]
+    if count == 1:
+        ks0 = w.store.state(key)
+        if ks0 is None or key in w.cleared or not ks0.lst:
+            picked = []
+        else:
+            get = ks0.lst.__getitem__
+            picked = [min(ks0.lst, key=get) if left else max(ks0.lst, key=get)]
+    else:
+        order = _order(w, key)
+        picked = order[:count] if left else order[::-1][:count]
     if not picked:
         return []
     ks = w.store.state(key)
@@ -568,8 +637,7 @@ def _pop(w: _Writer, argv: list[bytes]) -> Reply:
         count = parse_int(argv[2])
         if count < 0:
             raise RespError("ERR value is out of range, must be positive")
-    cur = w.typed(argv[1], "list")
-    if cur is None:
+    if not w.live(argv[1], "list"):
         return None
     values = _pop_ids(w, argv[1], 1 if count is None else count, argv[0].lower() == b"lpop")
     return (values[0] if values else None) if count is None else values

@@ -196,16 +196,22 @@ class Cell:
         return bool(self.reg) or ctr_live(self.ctr)
 
     def winner(self) -> tuple[Eid, int, bytes] | None:
-        if not self.reg:
+        reg = self.reg
+        if not reg:
             return None
-        eid = max(self.reg, key=lambda e: (self.reg[e][0], e))
-        hlc, value = self.reg[eid]
+        if len(reg) == 1:
+            for eid, (hlc, value) in reg.items():
+                return eid, hlc, value
+        eid = max(reg, key=lambda e: (reg[e][0], e))
+        hlc, value = reg[eid]
         return eid, hlc, value
 
     def value(self) -> bytes | None:
         win = self.winner()
         if win is None:
             return str(ctr_value(self.ctr)).encode() if ctr_live(self.ctr) else None
+        if not self.ctr:  # no counter: a canonical integer shows as itself
+            return win[2]
         base = as_int(win[2])
         if base is None:
             return win[2]
@@ -251,6 +257,21 @@ class KeyState:
         return self.str.empty() and not self.set and not self.hash and not self.lst and not self.ttl
 
     def visible_type(self) -> str | None:
+        # fast paths: one part only (no type conflict to rank)
+        cell, st, hs, ls = self.str, self.set, self.hash, self.lst
+        if not st and not hs and not ls:
+            return "string" if cell.reg or (cell.ctr and ctr_live(cell.ctr)) else None
+        if not cell.reg and not cell.ctr:
+            if not hs:
+                if not ls:
+                    return "set" if any(st.values()) else None
+                if not st:
+                    return "list"
+            elif not st and not ls:
+                return "hash" if any(c.live() for c in hs.values()) else None
+        return self._visible_type_ranked()
+
+    def _visible_type_ranked(self) -> str | None:
         best: tuple[int, str, int, int] | None = None
         kind: str | None = None
         r = self.str.rank()
@@ -273,13 +294,18 @@ class KeyState:
         return kind
 
     def deadline(self) -> int | None:
-        if not self.ttl:
+        ttl = self.ttl
+        if not ttl:
             return None
+        if len(ttl) == 1:
+            for _, d in ttl.values():
+                return d
         eid = max(self.ttl, key=lambda e: (self.ttl[e][0], e))
         return self.ttl[eid][1]
 
     def list_order(self) -> list[Lid]:
-        return sorted(self.lst, key=lambda lid: self.lst[lid][0])
+        # positions are unique: ordering by (position, value, hlc) is by position
+        return sorted(self.lst, key=self.lst.__getitem__)
 
     def dump(self) -> list[Any]:
         return [
@@ -315,7 +341,7 @@ def _digit(d: Sequence[Any]) -> Digit:
 class CrdtStore:
     """The whole multi-leader key space; see the module docstring."""
 
-    __slots__ = ("conflicts", "data", "vv")
+    __slots__ = ("conflicts", "data", "hints", "hints_view", "vv")
 
     def __init__(self, conflicts: str = "lww") -> None:
         if conflicts not in ("lww", "siblings"):
@@ -323,6 +349,11 @@ class CrdtStore:
         self.conflicts = conflicts
         self.vv: dict[str, int] = {}
         self.data: dict[bytes, KeyState] = {}
+        # For kv/crdt_view.py: ``key -> members/fields`` of a set or hash key that
+        # ``hints_view`` showed exactly as visible except for these (the ones ops
+        # touched since); a key not here must be compared whole.
+        self.hints: dict[bytes, set[bytes]] = {}
+        self.hints_view: Any = None
 
     # ------------------------------------------------------------- reading
 
@@ -356,12 +387,27 @@ class CrdtStore:
         elif kind == "hash":
             value = {}
             for f, cell in ks.hash.items():
+                reg = cell.reg
+                if len(reg) == 1 and not cell.ctr:  # the common field: one entry
+                    for _, one in reg.values():
+                        value[f] = one
+                    continue
                 v = cell.value()
                 if v is not None:
                     value[f] = v
         else:
-            value = [ks.lst[lid][1] for lid in ks.list_order()]
+            value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
         return Visible(kind, value, ks.deadline())
+
+    def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
+        """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
+        ks = self.data.get(key)
+        if ks is None:
+            return None
+        kind = ks.visible_type()
+        if kind is None:
+            return None
+        return kind, ks.deadline()
 
     def siblings(self, key: bytes) -> list[tuple[int, str, bytes]]:
         """The string register's entries ``(hlc, origin, value)``, oldest first;
@@ -399,6 +445,7 @@ class CrdtStore:
         """Apply one op (causal, exactly-once delivery is the caller's duty);
         returns the keys whose visible state may have changed."""
         changed: list[bytes] = []
+        hints = self.hints
 
         def observed_by(ctx: Mapping[str, int]) -> Any:
             def seen(o: str, s: int) -> bool:
@@ -410,6 +457,13 @@ class CrdtStore:
         for i, mut in enumerate(muts):
             kind = mut[0]
             key = bytes(mut[1])
+            if hints:
+                hint = hints.get(key)
+                if hint is not None:
+                    if kind in _MEMBER_KINDS:
+                        hint.add(bytes(mut[2]))
+                    else:
+                        del hints[key]
             ks = self.data.get(key)
             if ks is None:
                 ks = self.data[key] = KeyState()
@@ -418,6 +472,12 @@ class CrdtStore:
                 _, _, value, totals, ctx = mut
                 s = seen if ctx is None else observed_by(ctx)
                 _assign(ks.str, eid, hlc, bytes(value), totals, s)
+            elif kind == "ttl":
+                ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+                ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
+            elif kind == "del":
+                _, _, totals, htotals = mut
+                _delete(ks, totals, htotals, seen)
             elif kind == "incr":
                 _ctr_add(ks.str.ctr, origin, int(mut[2]), hlc)
             elif kind == "sadd":
@@ -451,15 +511,9 @@ class CrdtStore:
             elif kind == "lrem":
                 for lid in mut[2]:
                     ks.lst.pop((lid[0], lid[1], lid[2], lid[3]), None)
-            elif kind == "del":
-                _, _, totals, htotals = mut
-                _delete(ks, totals, htotals, seen)
-            elif kind == "ttl":
-                ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
-                ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
             else:
                 raise ValueError(f"unknown mutation kind {kind!r}")
-            if ks.empty():
+            if kind in _MAY_EMPTY and ks.empty():  # the other kinds add an entry
                 del self.data[key]
             if key not in changed:
                 changed.append(key)
@@ -525,11 +579,17 @@ class CrdtStore:
                 self.data[key] = a
             if a.dump() != before:
                 changed.append(key)
+        self.hints.clear()
         self.vv = merge(mine, theirs)
         return changed
 
 
 # ------------------------------------------------------------------ helpers
+
+# mutations that change one member of a set or one field of a hash (see ``hints``)
+_MEMBER_KINDS = frozenset(("sadd", "srem", "hset", "hincr", "hdel"))
+# mutations that may leave a key with no entry (every other kind adds one)
+_MAY_EMPTY = frozenset(("del", "srem", "hdel", "lins", "lrem"))
 
 
 def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any) -> None:
@@ -551,19 +611,25 @@ def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: An
 
 
 def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
-    ks.str.reg = {e: v for e, v in ks.str.reg.items() if not seen(e[0], e[1])}
-    _ctr_reset(ks.str.ctr, totals or {})
-    for member in list(ks.set):
-        _remove_member(ks.set, member, seen)
-    htotals = htotals or {}
-    for field in list(ks.hash):
-        cell = ks.hash[field]
-        cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
-        _ctr_reset(cell.ctr, htotals.get(field, {}))
-        if cell.empty():
-            del ks.hash[field]
-    ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
-    ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+    if ks.str.reg:
+        ks.str.reg = {e: v for e, v in ks.str.reg.items() if not seen(e[0], e[1])}
+    if totals:
+        _ctr_reset(ks.str.ctr, totals)
+    if ks.set:
+        for member in list(ks.set):
+            _remove_member(ks.set, member, seen)
+    if ks.hash:
+        htotals = htotals or {}
+        for field in list(ks.hash):
+            cell = ks.hash[field]
+            cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
+            _ctr_reset(cell.ctr, htotals.get(field, {}))
+            if cell.empty():
+                del ks.hash[field]
+    if ks.lst:
+        ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
+    if ks.ttl:
+        ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
 
 
 def _join_dots(a: dict[Any, Any], b: dict[Any, Any], keep_a: Any, keep_b: Any) -> dict[Any, Any]:
