@@ -4,7 +4,10 @@ Each asserts that the checker's verdict matches what the setting claims:
 leader-follower with async acks may lose acknowledged writes on failover
 (the verdict holds, and when an old leader logs that it discarded
 acknowledged writes, the lost-writes checker finds losses); with sync acks no acknowledged write is
-lost under kill, partition and forced failover.
+lost under kill, partition and forced failover; multi-leader (every node
+takes writes) loses no counter increment and no set add, counts what
+last-writer-wins overwrote on registers, and keeps read-your-writes per
+client on its node.
 """
 
 from __future__ import annotations
@@ -98,3 +101,54 @@ def test_raft_job_queue_loses_nothing_and_delivers_each_job(tmp_path: Path) -> N
     assert res.result("lost writes").stats["acknowledged"] > 500  # type: ignore[union-attr]
     assert res.result("acked once").stats["acknowledged"] > 300  # type: ignore[union-attr]
     assert res.result("at-least-once").stats["redelivered"] > 0  # type: ignore[union-attr]  # crashes happened
+
+
+# multi-leader (issue 10): every node takes writes, clients spread over all nodes (worker w on node w mod n)
+
+@pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
+def test_multi_leader_counter_loses_no_increment_under_kill_and_partition(tmp_path: Path) -> None:
+    """PN-counters: the final value of each counter is the number of acknowledged increments
+    (plus at most the unknown ones), with increments taken by every node on both sides of
+    partitions and by a node killed and restarted."""
+    res = run_check(mode="multi-leader", workload="counter", nemeses=["kill", "partition"], time_s=10,
+                    clients=6, seed=1, setting=None, store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    counter = res.result("counter")
+    assert counter is not None and counter.status == "pass", counter
+    assert counter.stats["acknowledged"] > 100
+    assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
+    assert any("partition" in n for n in res.notes) and any("kill" in n for n in res.notes)
+
+
+@pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
+def test_multi_leader_register_counts_lww_overwrites_and_keeps_read_your_writes(tmp_path: Path) -> None:
+    """Last-writer-wins registers under partition: concurrent SETs on different nodes overwrite
+    each other (counted and shown, not claimed); a client still reads its own writes on its
+    node; replicas converge after heal. The mode has no CAS: the workload issues none."""
+    res = run_check(mode="multi-leader", workload="register", nemeses=["partition"], time_s=10, clients=6,
+                    seed=2, setting=None, store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    lww = res.result("lww overwrites")
+    assert lww is not None and lww.status in ("pass", "fail"), lww
+    assert lww.stats["acknowledged_writes"] > 100
+    assert lww.stats["overwritten"] == lww.count and "overwritten_by_earlier" in lww.stats
+    assert lww.stats["concurrent_writes"] >= lww.stats["overwritten"]
+    ryw = res.result("read-your-writes")
+    assert ryw is not None and ryw.status == "pass", ryw
+    assert "other_node_lww" in ryw.stats  # judged per client on its own node
+    assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
+    assert any("no CAS" in n for n in res.notes), res.notes
+    assert not any("'cas' is not offered" in n for n in res.notes), res.notes
+
+
+@pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
+def test_multi_leader_set_loses_no_add_under_pause_and_partition(tmp_path: Path) -> None:
+    """OR-sets: every acknowledged SADD, taken by whichever node the client talks to, is in the
+    final set on every replica after heal."""
+    res = run_check(mode="multi-leader", workload="set", nemeses=["pause", "partition"], time_s=10, clients=6,
+                    seed=3, setting=None, store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    lost = res.result("lost writes")
+    assert lost is not None and lost.status == "pass", lost
+    assert lost.stats["acknowledged"] > 100 and lost.stats.get("lost", 0) == 0
+    assert res.result("convergence").status == "pass"  # type: ignore[union-attr]

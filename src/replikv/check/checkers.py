@@ -63,10 +63,13 @@ OPTIONAL_KEY_CHECKERS: dict[str, Callable[[], KeyChecker]] = {
 }
 
 
-def key_checkers(workload: str, timeout_s: float = 60.0, extra: Iterable[str] = ()) -> list[KeyChecker]:
+def key_checkers(workload: str, timeout_s: float = 60.0, extra: Iterable[str] = (),
+                 node_of: Callable[[int], int] | None = None) -> list[KeyChecker]:
     """The per-key checkers `workload` is judged by (convergence is separate: it reads nodes),
     then the optional checkers (`OPTIONAL_KEY_CHECKERS`) that `extra` names; other names in
-    `extra` (the default checkers' own, "convergence") are ignored."""
+    `extra` (the default checkers' own, "convergence") are ignored. `node_of` (process -> the
+    node it talks to), given for a mode where every node takes writes, makes read-your-writes
+    judge each process on its own node (registers.ReadYourWrites)."""
     if workload == "list-append":
         out: list[KeyChecker] = [ListAppendChecker()]
     elif workload == "queue":
@@ -74,7 +77,8 @@ def key_checkers(workload: str, timeout_s: float = 60.0, extra: Iterable[str] = 
     else:
         out = [Counter() if workload == "counter" else LostWrites()]
         if workload == "register":
-            out += [LinearizabilityChecker(timeout_s), StaleReads(), ReadYourWrites(), MonotonicReads()]
+            out += [LinearizabilityChecker(timeout_s), StaleReads(), ReadYourWrites(node_of),
+                    MonotonicReads()]
     have = {c.name for c in out}
     for name in extra:
         make = OPTIONAL_KEY_CHECKERS.get(name)

@@ -82,7 +82,8 @@ def judge(claims: list[Claim], results: list[ck.CheckResult]) -> tuple[int, str]
 
 def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | None],
                  timeout_s: float = 60.0, summary: Summary | None = None,
-                 claims: Sequence[Claim] = ()) -> list[ck.CheckResult]:
+                 claims: Sequence[Claim] = (), node_of: Callable[[int], int] | None = None
+                 ) -> list[ck.CheckResult]:
     """Convergence, then every per-key checker of `workload` in one pass over the keys
     (which also fills `summary`, the report's view of the history, when given); an optional
     checker (checkers.OPTIONAL_KEY_CHECKERS, e.g. "lww overwrites") runs when a claim names it."""
@@ -93,7 +94,7 @@ def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | 
         for op in nemesis:
             summary.add(-1, op)
         groups = summary.feed(groups)
-    checkers = ck.key_checkers(workload, timeout_s, extra=[c.checker for c in claims])
+    checkers = ck.key_checkers(workload, timeout_s, extra=[c.checker for c in claims], node_of=node_of)
     return [ck.check_convergence(digests)] + run_key_checkers(groups, checkers)
 
 
@@ -192,7 +193,10 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     history = HistoryFile(history_path)
     summary = Summary(clients, origin=0)  # op times count from the run's start
     say("checking the history", time.monotonic() + checker_timeout_s)
-    results = run_checkers(history, workload, digests, checker_timeout_s, summary, claims)
+    # every node takes writes: session claims are judged on each client's own node
+    # (clients.py: process p is worker p mod clients, on node worker mod nodes)
+    node_of = None if spec.single_writer else (lambda p: (p % clients) % nodes)
+    results = run_checkers(history, workload, digests, checker_timeout_s, summary, claims, node_of=node_of)
     code, verdict = judge(claims, results)
     return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params, summary))
 

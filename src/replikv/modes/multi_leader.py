@@ -68,10 +68,13 @@ def claims(setting: str, workload: str) -> list[Claim]:
                                                  "over a concurrent remove; the workload never removes)")]
     if workload == "register":
         return out + [
-            Claim("read-your-writes", True, "session reads: a client reads its own writes on its node"),
+            Claim("read-your-writes", True, "session reads: a client reads its own writes on its node (or a "
+                                            "later write, or a concurrent one of another node that won by "
+                                            "last-writer-wins)"),
             Claim("lww overwrites", False, "last-writer-wins: of two concurrent SETs one silently replaces the "
                                            "other (counted)"),
-            Claim("lost writes", False, "a write overwritten by a concurrent one is gone (counted)"),
+            Claim("lost writes", False, "the final value is a write that completed before an acknowledged one "
+                                        "began: last-writer-wins by a hybrid clock that is behind (counted)"),
             Claim("stale reads", False, "reads are local: another node's recent writes may not be there yet "
                                         "(measured)"),
             Claim("linearizable", False, "not claimed: every node takes writes without coordination"),
