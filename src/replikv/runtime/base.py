@@ -62,7 +62,7 @@ from replikv.runtime.info import CommandStats, SlowLog, cpu_section, rss_bytes
 from replikv.runtime.memory import OOM, MemoryLimit
 from replikv.runtime.forwarding import Forwarder, no_leader_error
 from replikv.runtime.pubsub import SUBSCRIBED_ALLOWED, PubSub
-from replikv.runtime.resp_server import ClientConnection
+from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.runtime.snapshotter import BackgroundSnapshotter
 from replikv.runtime.tcp_transport import PeerTransport
 from replikv.runtime.tls import client_listener_context, peer_contexts
@@ -125,6 +125,9 @@ class BaseRunner:
         self.evicting: set[bytes] = set()  # keys whose eviction is proposed, not yet applied
         self.accepted_config = dict(ACCEPTED)  # CONFIG tunables without effect (runtime/config_cmd.py)
         self.loglevel = {"debug": "debug", "warning": "warning"}.get(config.options.log_level, "notice")
+        # replies of writes held until the WAL commit of their batch (hold_until_commit)
+        self.held_conns: list[ClientConnection] = []  # connections with replies held on them
+        self.flush_waiters: list[tuple[Slot, bytes]] = []  # replies queued behind a slot
         self.disk_error: str | None = None  # why the WAL cannot be written (see the disk guard)
         self.disk_error_fatal = False
         self._disk_error_since = 0.0
@@ -275,6 +278,39 @@ class BaseRunner:
 
     def _on_disk_resumed(self) -> None:  # pragma: no cover - a mode provides it
         raise NotImplementedError
+
+    # -- replies held until the WAL commit -------------------------------------------
+    def hold_until_commit(self, conn: ClientConnection, data: bytes) -> None:
+        """Keep a write's reply ``data`` until the WAL commit of its batch (``release_committed``):
+        on the connection itself when nothing waits before it (the common case: no slot), else
+        behind a slot in pipeline order."""
+        if conn.queue:
+            self.flush_waiters.append((conn.slot(), data))
+        else:
+            if not conn.held:
+                self.held_conns.append(conn)
+            conn.held.append(data)
+
+    def release_committed(self) -> None:
+        """The WAL commit holding every held reply's write is done: let them go."""
+        if self.held_conns:
+            held, self.held_conns = self.held_conns, []
+            for conn in held:
+                conn.release_held()
+        if self.flush_waiters:
+            waiters, self.flush_waiters = self.flush_waiters, []
+            for slot, data in waiters:
+                slot.resolve(data)
+
+    def fail_held(self, err: bytes) -> None:
+        """The disk guard: every held reply becomes ``err`` (the write may still be applied)."""
+        held, self.held_conns = self.held_conns, []
+        for conn in held:
+            conn.held[:] = [err] * len(conn.held)
+            conn.release_held()
+        waiters, self.flush_waiters = self.flush_waiters, []
+        for slot, _ in waiters:
+            slot.resolve(err)
 
     def disk_refusal(self) -> RespError:
         """The error a write gets while the WAL cannot be written (Redis's MISCONF)."""

@@ -87,8 +87,6 @@ class LeaderFollowerRunner(BaseRunner):
         self.batch: list[list[list[bytes]]] = []
         self.batch_acks: list[int] | None = None  # per entry k, only once some k > 0
         self.batch_base = 0  # the log's last index when the current batch started
-        self.held_conns: list[ClientConnection] = []  # connections with replies held for the flush
-        self.flush_waiters: list[tuple[Slot, bytes]] = []
         self.ack_waiters: list[Waiter] = []
         self._timed_waiters = 0  # ack waiters with a deadline (WAIT n 0 has none)
         self._released_at: tuple[object, ...] = ()  # what _release_ack_waiters last saw
@@ -253,12 +251,7 @@ class LeaderFollowerRunner(BaseRunner):
         index = self._enqueue(cmds, k)
         conn.session_index = index
         if k == 0:
-            if conn.queue:
-                self.flush_waiters.append((conn.slot(), data))
-            else:
-                if not conn.held:
-                    self.held_conns.append(conn)
-                conn.held.append(data)
+            self.hold_until_commit(conn, data)
         else:
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
             self.ack_waiters.append(Waiter(index, k, deadline, conn.slot(), data, "write"))
@@ -339,14 +332,8 @@ class LeaderFollowerRunner(BaseRunner):
         except WalFailedError as exc:
             self._disk_failed(exc)
             return
-        if self.held_conns and not self.batch:
-            held, self.held_conns = self.held_conns, []
-            for conn in held:
-                conn.release_held()
-        if self.flush_waiters and not self.batch:
-            waiters, self.flush_waiters = self.flush_waiters, []
-            for slot, data in waiters:
-                slot.resolve(data)
+        if not self.batch:
+            self.release_committed()
         send = self.transport.send
         last_ack: dict[str, bytes] = {}
         lost: set[str] = set()
@@ -498,13 +485,7 @@ class LeaderFollowerRunner(BaseRunner):
     def _on_disk_blocked(self) -> None:
         """Answer what waited on the batch the WAL could not write; freeze."""
         err = encode_reply(self.disk_inflight_error(), False)
-        held, self.held_conns = self.held_conns, []
-        for conn in held:
-            conn.held[:] = [err] * len(conn.held)
-            conn.release_held()
-        waiters, self.flush_waiters = self.flush_waiters, []
-        for slot, _ in waiters:
-            slot.resolve(err)
+        self.fail_held(err)
         written = self.wal.written_index
         keep: list[Waiter] = []
         for w in self.ack_waiters:

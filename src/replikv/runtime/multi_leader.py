@@ -105,8 +105,6 @@ class MultiLeaderRunner(BaseRunner):
         self.hlc = Hlc()
         self.rng = random.Random()
         self.sends: list[Send] = []
-        self.held_conns: list[ClientConnection] = []
-        self.flush_waiters: list[tuple[Slot, bytes]] = []
         self.ack_waiters: list[AckWaiter] = []
         self.session_reads: list[SessionRead] = []
         self.flush_scheduled = False
@@ -199,12 +197,7 @@ class MultiLeaderRunner(BaseRunner):
         conn.session_index = seq
         k = conn.write_k
         if k == 0:
-            if conn.queue:
-                self.flush_waiters.append((conn.slot(), data))
-            else:
-                if not conn.held:
-                    self.held_conns.append(conn)
-                conn.held.append(data)
+            self.hold_until_commit(conn, data)
         else:
             deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
             self.ack_waiters.append(AckWaiter(seq, k, deadline, conn.slot(), data))
@@ -376,14 +369,7 @@ class MultiLeaderRunner(BaseRunner):
         except WalFailedError as exc:
             self._disk_failed(exc)
             return
-        if self.held_conns:
-            held, self.held_conns = self.held_conns, []
-            for conn in held:
-                conn.release_held()
-        if self.flush_waiters:
-            waiters, self.flush_waiters = self.flush_waiters, []
-            for slot, data in waiters:
-                slot.resolve(data)
+        self.release_committed()
         sends, self.sends = self.sends, []
         batched: dict[str, list[Op]] = {}
         syncs: dict[str, Any] = {}
@@ -481,14 +467,7 @@ class MultiLeaderRunner(BaseRunner):
 
     # -- the disk guard (runtime/base.py) ----------------------------------------------------------
     def _on_disk_blocked(self) -> None:
-        err = encode_reply(self.disk_inflight_error(), False)
-        held, self.held_conns = self.held_conns, []
-        for conn in held:
-            conn.held[:] = [err] * len(conn.held)
-            conn.release_held()
-        waiters, self.flush_waiters = self.flush_waiters, []
-        for slot, _ in waiters:
-            slot.resolve(err)
+        self.fail_held(encode_reply(self.disk_inflight_error(), False))
         self.sends.clear()  # nothing the failed batch holds leaves the node
         self._packed.clear()
         self._flush_clients()
