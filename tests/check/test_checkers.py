@@ -259,3 +259,19 @@ def test_synthetic_histories_of_a_correct_store_pass_and_injected_anomalies_fail
     assert by["linearizable"].status == "fail" and by["stale reads"].count >= 1
     lost = run_key_checkers(by_key(register_history(20_000, seed=4, lost=5)), key_checkers("register"))
     assert {r.name: r for r in lost}["linearizable"].status == "fail"
+
+
+def test_read_your_writes_per_node_when_every_node_takes_writes() -> None:
+    """Process 0 (node 0) writes a after process 1 (node 1) wrote b in real time; node 0 had
+    not received b, and b wins by last-writer-wins: process 0 reads b. With one writer that is a
+    violation; with every node taking writes (node_of given) a concurrent overwrite, counted apart.
+    A read of an older write of the process's own node is a violation either way."""
+    h = [op(1, "write", "k", "b", 0, 5), op(0, "write", "k", "a", 6, 10), op(0, "read", "k", "b", 11, 12)]
+    assert run_key_checkers(by_key(h), [ReadYourWrites()])[0].status == "fail"
+    res = run_key_checkers(by_key(h), [ReadYourWrites(lambda p: p % 3)])[0]
+    assert res.status == "pass" and res.stats["other_node_lww"] == 1
+    same_node = [op(3, "write", "k", "b", 0, 5), op(0, "write", "k", "a", 6, 10), op(0, "read", "k", "b", 11, 12)]
+    assert run_key_checkers(by_key(same_node), [ReadYourWrites(lambda p: p % 3)])[0].status == "fail"
+    seen_first = [op(1, "write", "k", "b", 0, 5), op(0, "read", "k", "b", 5, 6), op(0, "write", "k", "a", 6, 10),
+                  op(0, "read", "k", "b", 11, 12)]  # process 0 had read b: its node had applied it
+    assert run_key_checkers(by_key(seen_first), [ReadYourWrites(lambda p: p % 3)])[0].status == "fail"
