@@ -163,6 +163,10 @@ def test_xread_and_xreadgroup_block_until_an_entry_arrives(cluster: Cluster) -> 
         pytest.skip(f"{c.config.mode} mode has no streams")
     r.xgroup_create("s", "g", id="$")
     for node in c.procs:
+        # "$" is the newest entry the node has: it must have every entry so far, or a lagging
+        # follower would resolve it to an older one and hand out entries added before the XREAD
+        want = r.xlen("s")
+        wait_for(lambda: c.client(node).xlen("s") == want, 20, f"{node} to hold the stream's {want} entries")
         reader = _Call(c.port(node), "XREAD", "BLOCK", "0", "STREAMS", "s", "$")  # only what comes next
         worker = _Call(c.port(node), "XREADGROUP", "GROUP", "g", "w-" + node, "BLOCK", "0", "COUNT", "1",
                        "STREAMS", "s", ">")

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from replikv import modes
-from tests.integration.cluster import Cluster, RawConnection
+from tests.integration.cluster import Cluster, RawConnection, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +90,8 @@ def test_optimistic_increments_from_every_node_lose_nothing(cluster: Cluster) ->
     single_writer_only(c)
     leader = c.leader()
     c.client(leader).set("counter", 0)
+    for node in c.procs:  # a follower that has not applied the SET yet would read no counter at all
+        wait_for(lambda: c.client(node).get("counter") is not None, 20, f"the counter on {node}")
     per_client, errors = 25, []
 
     def work(node: str) -> None:
