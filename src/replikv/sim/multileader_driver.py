@@ -143,6 +143,8 @@ class MultiLeaderDriver(NodeTable):
         self.write_rng = random.Random(cfg.seed ^ 0x5EED)
         # op id -> (key, increment) of the client INCRBYs
         self.incrs: dict[tuple[str, int], tuple[str, int]] = {}
+        # pushed value -> (its op id, the deps it was made with)
+        self.pushes: dict[str, tuple[tuple[str, int], VV]] = {}
         self.ids = {n.name: n.id for n in self.nodes.values()}
         # op id -> (payload, names of the nodes that delivered it)
         self.seen: dict[tuple[str, int], tuple[Any, set[str]]] = {}
@@ -183,7 +185,7 @@ class MultiLeaderDriver(NodeTable):
             n.store.join(msg.blob)
             for o, s in msg.vv.items():
                 n.applied[o] = max(n.applied.get(o, 0), s)
-            if n.store.vv != n.applied:
+            if {o: v for o, v in n.store.vv.items() if v} != {o: v for o, v in n.applied.items() if v}:
                 self.engine.fail(f"{n.name} joined a state: store vv {n.store.vv} != {n.applied}")
             self.states_installed += 1
             effects += n.replica.installed(msg.vv, msg.sender)
@@ -287,6 +289,8 @@ class MultiLeaderDriver(NodeTable):
         local, effects = n.replica.local(n.hlc.now(now_ms), muts)
         if kind == "counter":
             self.incrs[(n.name, local.seq)] = (op.key, _amount(op.value or ""))
+        elif kind == "list":  # what the pushing node had seen: its order binds only later pushes that saw it
+            self.pushes[op.value or ""] = ((n.name, local.seq), local.deps)
         n.acks.append((client, rid))
         self.handle(n, effects)
 
@@ -401,12 +405,19 @@ class MultiLeaderDriver(NodeTable):
                 stray = have - written
                 if stray:
                     self.engine.fail(f"{key}: {sorted(stray)} in the list but no client wrote them")
-                last: dict[str, int] = {}
+                # a client's push made on a node that had seen its earlier push comes after it
+                # (pushes to two nodes that had not seen each other may land in either order)
+                pos = {v: i for i, v in enumerate(lst)}
                 for v in lst:
+                    oid, deps = self.pushes[v]
                     proc, num = v.rsplit(".", 1)
-                    if int(num) < last.get(proc, -1):
-                        self.engine.fail(f"{key}: client {proc}'s pushes out of order: {lst}")
-                    last[proc] = int(num)
+                    for w in lst[pos[v] + 1:]:
+                        p2, n2 = w.rsplit(".", 1)
+                        if p2 == proc and int(n2) < int(num):
+                            (o2, s2), _ = self.pushes[w]
+                            if deps.get(o2, 0) >= s2 or (o2 == oid[0] and s2 < oid[1]):
+                                self.engine.fail(f"{key}: client {proc}'s push {v} was made after {w} "
+                                                 f"was seen, but the list has it before: {lst}")
 
     def describe(self) -> str:
         return f"{self.topology}: " + "; ".join(
