@@ -287,6 +287,7 @@ class MultiLeaderDriver(NodeTable):
         if not muts:
             self.engine.fail(f"{n.name}: {argv} made no mutation (reply {reply!r})")
         local, effects = n.replica.local(n.hlc.now(now_ms), muts)
+        self.incrs.pop((n.name, local.seq), None)  # a seq lost in a crash and reused
         if kind == "counter":
             self.incrs[(n.name, local.seq)] = (op.key, _amount(op.value or ""))
         elif kind == "list":  # what the pushing node had seen: its order binds only later pushes that saw it
@@ -316,6 +317,7 @@ class MultiLeaderDriver(NodeTable):
         mine = n.replica.vv[n.name]
         for key in [k for k in self.seen if k[0] == n.name and k[1] > mine]:  # lost before its sync
             payload, holders = self.seen.pop(key)
+            self.incrs.pop(key, None)  # its seq will be reused by another op
             if holders - {n.name}:
                 self.engine.fail(f"{n.name} lost its op {key} in a crash, but {sorted(holders)} had it: "
                                  "it was sent before it was durable")
