@@ -39,15 +39,15 @@ every set holds every acknowledged add and only values clients wrote.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from replikv.check.history import Op as HistOp
+from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
 from replikv.core.multileader.messages import VV, Op, State
@@ -55,77 +55,17 @@ from replikv.core.multileader.replica import TOPOLOGIES, Replica, covers
 from replikv.sim.clock import NodeClock
 from replikv.sim.disk import SimWal
 from replikv.sim.engine import NodeTable
+from replikv.kv.crdt_writes import translate
 from replikv.sim.workload import Client, PendingOp
 
 if TYPE_CHECKING:
     from replikv.sim.engine import Engine
 
-__all__ = ["MiniCrdtStore", "MultiLeaderDriver", "MultiLeaderOptions", "Store", "run_seed"]
+__all__ = ["MultiLeaderDriver", "MultiLeaderOptions", "run_seed"]
 
 
-class Store(Protocol):
-    """What the driver needs of a store (CrdtStore will implement it)."""
-
-    def apply(self, origin: str, seq: int, hlc: int, deps: VV, muts: Any) -> None: ...
-
-    def snapshot(self) -> bytes: ...
-
-    def join(self, blob: bytes) -> None: ...
-
-    def digest(self) -> str: ...
-
-    def read(self, key: str) -> str: ...
-
-
-class MiniCrdtStore:
-    """A grow-only counter per key (per-origin totals, joined by max) and an
-    add-only set per key (joined by union). Correct as a CRDT because each
-    origin's contribution only grows and delivery per origin is contiguous."""
-
-    def __init__(self) -> None:
-        self.counters: dict[str, dict[str, int]] = {}
-        self.sets: dict[str, set[str]] = {}
-
-    def apply(self, origin: str, seq: int, hlc: int, deps: VV, muts: Any) -> None:
-        for mut in muts:
-            kind, key, arg = mut
-            if kind == "incr":
-                per = self.counters.setdefault(key, {})
-                per[origin] = per.get(origin, 0) + int(arg)
-            elif kind == "sadd":
-                self.sets.setdefault(key, set()).add(str(arg))
-            else:
-                raise ValueError(f"unknown mutation {kind!r}")
-
-    def snapshot(self) -> bytes:
-        out: bytes = msgpack.packb([self.counters, {k: sorted(v) for k, v in self.sets.items()}])
-        return out
-
-    def join(self, blob: bytes) -> None:
-        counters, sets = msgpack.unpackb(blob)
-        for key, per in counters.items():
-            mine = self.counters.setdefault(key, {})
-            for o, total in per.items():
-                mine[o] = max(mine.get(o, 0), total)
-        for key, values in sets.items():
-            self.sets.setdefault(key, set()).update(values)
-
-    def digest(self) -> str:
-        data = repr((sorted((k, sorted(v.items())) for k, v in self.counters.items()),
-                     sorted((k, sorted(v)) for k, v in self.sets.items())))
-        return hashlib.sha256(data.encode()).hexdigest()[:16]
-
-    def read(self, key: str) -> str:
-        if key in self.sets:
-            return ",".join(sorted(self.sets[key]))
-        return str(sum(self.counters.get(key, {}).values()))
-
-
-def _restore_store(blob: bytes | None) -> MiniCrdtStore:
-    s = MiniCrdtStore()
-    if blob is not None:
-        s.join(blob)
-    return s
+def _restore_store(blob: bytes | None, conflicts: str) -> CrdtStore:
+    return CrdtStore.restore(blob, conflicts) if blob is not None else CrdtStore(conflicts)
 
 
 @dataclass
@@ -139,6 +79,7 @@ class MultiLeaderOptions:
     state_every_ticks: int = 10
     compact_every: int = 32  # WAL records between snapshots
     slow_sync_us: int = 40_000  # an fsync on a slow disk
+    conflicts: str | None = None  # None: "lww", or "siblings" on some odd seeds
 
 
 @dataclass(frozen=True)
@@ -157,23 +98,30 @@ def _op_from_wire(x: list[Any]) -> Op:
 
 
 class MlSimNode:
-    def __init__(self, nid: int, clock: NodeClock) -> None:
+    def __init__(self, nid: int, clock: NodeClock, conflicts: str, offset_ms: int, tick_us: int) -> None:
         self.id = nid
         self.name = f"n{nid}"
         self.clock = clock
         self.wal = SimWal()
         self.snapshot: tuple[VV, bytes] | None = None  # durable: (vv, store blob)
         self.replica: Replica
-        self.store = MiniCrdtStore()
+        self.conflicts = conflicts
+        self.store = CrdtStore(conflicts)
+        self.offset_ms = offset_ms  # the node's wall clock: offset + drift (its tick period)
+        self.tick_us = tick_us
         self.applied: VV = {}  # what the store holds, kept by the driver (exactly once, causal)
         self.up = True
         self.epoch = 0  # events scheduled before a crash are void
-        self.hlc = 0
+        self.hlc = Hlc()
         self.slow = False
         self.syncing = False
         # held until the WAL is synced: sends and client acks
         self.outbox: list[Send | SendState] = []
         self.acks: list[tuple[Client, tuple[int, int]]] = []
+
+    def wall_ms(self, now_us: int) -> int:
+        """This node's drifting wall clock (ms)."""
+        return max(0, now_us * self.clock.period_us // self.tick_us // 1000 + self.offset_ms)
 
 
 class MultiLeaderDriver(NodeTable):
@@ -187,8 +135,16 @@ class MultiLeaderDriver(NodeTable):
         self.rng = random.Random(engine.rng.getrandbits(64))
         self.crash_rng = random.Random(cfg.seed ^ 0xC4A5)
         self.topology = self.opts.topology or random.Random(cfg.seed * 7919 + 17).choice(TOPOLOGIES)
-        self.nodes = {nid: MlSimNode(nid, NodeClock(self.rng, cfg.tick_us, cfg.max_drift))
+        crng = random.Random(cfg.seed * 104_729 + 3)
+        self.conflicts = self.opts.conflicts or ("siblings" if cfg.seed % 2 and crng.random() < 0.5 else "lww")
+        self.nodes = {nid: MlSimNode(nid, NodeClock(self.rng, cfg.tick_us, cfg.max_drift), self.conflicts,
+                                     crng.randint(-50, 50), cfg.tick_us)
                       for nid in range(1, cfg.nodes + 1)}
+        self.write_rng = random.Random(cfg.seed ^ 0x5EED)
+        # op id -> (key, increment) of the client INCRBYs
+        self.incrs: dict[tuple[str, int], tuple[str, int]] = {}
+        # pushed value -> (its op id, the deps it was made with)
+        self.pushes: dict[str, tuple[tuple[str, int], VV]] = {}
         self.ids = {n.name: n.id for n in self.nodes.values()}
         # op id -> (payload, names of the nodes that delivered it)
         self.seen: dict[tuple[str, int], tuple[Any, set[str]]] = {}
@@ -229,6 +185,8 @@ class MultiLeaderDriver(NodeTable):
             n.store.join(msg.blob)
             for o, s in msg.vv.items():
                 n.applied[o] = max(n.applied.get(o, 0), s)
+            if {o: v for o, v in n.store.vv.items() if v} != {o: v for o, v in n.applied.items() if v}:
+                self.engine.fail(f"{n.name} joined a state: store vv {n.store.vv} != {n.applied}")
             self.states_installed += 1
             effects += n.replica.installed(msg.vv, msg.sender)
             self._take_snapshot(n)  # the joined state is durable before anything leaves
@@ -243,6 +201,8 @@ class MultiLeaderDriver(NodeTable):
                 case Deliver():
                     for op in e.ops:
                         self._check_delivery(n, op)
+                        if op.origin != n.name:
+                            n.hlc.observe(op.hlc, n.wall_ms(self.engine.now_us))
                         n.store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
                         n.applied[op.origin] = op.seq
                         self.delivered += 1
@@ -273,7 +233,7 @@ class MultiLeaderDriver(NodeTable):
                 self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(e.msg)))
             else:
                 dst = self.ids[e.to]
-                msg = State(sender=n.name, vv=dict(n.applied), blob=n.store.snapshot())
+                msg = State(sender=n.name, vv=dict(n.store.vv), blob=n.store.snapshot())
                 self.states_sent += 1
                 self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
         acks, n.acks = n.acks, []
@@ -286,7 +246,7 @@ class MultiLeaderDriver(NodeTable):
 
     def _take_snapshot(self, n: MlSimNode) -> None:
         n.wal.sync()  # the store's own vv (applied), not the replica's: after a state is joined,
-        n.snapshot = (dict(n.applied), n.store.snapshot())  # installed() may deliver more ops first
+        n.snapshot = (dict(n.store.vv), n.store.snapshot())  # installed() may deliver more ops first
         n.wal.reset(n.wal.last_index + 1)
 
     def _check_delivery(self, n: MlSimNode, op: Op) -> None:
@@ -300,9 +260,9 @@ class MultiLeaderDriver(NodeTable):
         key = (op.origin, op.seq)
         entry = self.seen.get(key)
         if entry is None:
-            self.seen[key] = (op.payload, {n.name})
+            self.seen[key] = (msgpack.packb(op.payload, use_bin_type=True), {n.name})
         else:
-            if entry[0] != op.payload:
+            if entry[0] != msgpack.packb(op.payload, use_bin_type=True):
                 self.engine.fail(f"op {key} delivered as two payloads: {entry[0]} and {op.payload}")
             entry[1].add(n.name)
 
@@ -310,15 +270,28 @@ class MultiLeaderDriver(NodeTable):
     def submit(self, client: Client, op: PendingOp, nid: int, rid: tuple[int, int]) -> None:
         n = self.nodes[nid]
         if op.op == "read":  # served locally (eventual)
-            self.engine.client_done(client, True, n.store.read(op.key))
+            self.engine.client_done(client, True, _show(n.store.visible(op.key.encode())))
             return
-        value = op.value or ""
-        if _is_counter(op.key):
-            muts = [["incr", op.key, _amount(value)]]
+        key, value = op.key.encode(), (op.value or "").encode()
+        kind = _kind(op.key)
+        if kind == "counter":
+            argv = [b"INCRBY", key, str(_amount(op.value or "")).encode()]
+        elif kind == "set":
+            argv = [b"SADD", key, value]
+        elif kind == "register":
+            argv = [b"SET", key, value]
         else:
-            muts = [["sadd", op.key, value]]
-        n.hlc = max(n.hlc + 1, self.engine.now_us)
-        _, effects = n.replica.local(n.hlc, muts)
+            argv = [b"RPUSH", key, value]
+        now_ms = n.wall_ms(self.engine.now_us)
+        muts, reply = translate(n.store, argv, now_ms, self.write_rng)
+        if not muts:
+            self.engine.fail(f"{n.name}: {argv} made no mutation (reply {reply!r})")
+        local, effects = n.replica.local(n.hlc.now(now_ms), muts)
+        self.incrs.pop((n.name, local.seq), None)  # a seq lost in a crash and reused
+        if kind == "counter":
+            self.incrs[(n.name, local.seq)] = (op.key, _amount(op.value or ""))
+        elif kind == "list":  # what the pushing node had seen: its order binds only later pushes that saw it
+            self.pushes[op.value or ""] = ((n.name, local.seq), local.deps)
         n.acks.append((client, rid))
         self.handle(n, effects)
 
@@ -337,13 +310,14 @@ class MultiLeaderDriver(NodeTable):
         n = self.nodes[nid]
         vv0, blob = n.snapshot if n.snapshot is not None else ({}, None)
         ops = [_op_from_wire(x) for x in n.wal.recover(after_index=n.wal.first_index - 1)]
-        n.store = _restore_store(blob)
+        n.store = _restore_store(blob, n.conflicts)
         n.replica = self._make_replica(n, vv0)
         n.replica.restore(vv0, ops)
         n.applied = dict(n.replica.vv)
         mine = n.replica.vv[n.name]
         for key in [k for k in self.seen if k[0] == n.name and k[1] > mine]:  # lost before its sync
             payload, holders = self.seen.pop(key)
+            self.incrs.pop(key, None)  # its seq will be reused by another op
             if holders - {n.name}:
                 self.engine.fail(f"{n.name} lost its op {key} in a crash, but {sorted(holders)} had it: "
                                  "it was sent before it was durable")
@@ -351,7 +325,9 @@ class MultiLeaderDriver(NodeTable):
         for op in ops:
             if op.seq > vv0.get(op.origin, 0):
                 n.store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
-        n.hlc = max([n.hlc] + [op.hlc for op in ops])
+        n.hlc = Hlc()  # as the runtime: the clock restarts from the ops it recovers
+        for op in ops:
+            n.hlc.observe(op.hlc, n.wall_ms(self.engine.now_us))
         n.up = True
         self.engine.at(n.clock.next_tick(self.engine.now_us), self._tick, nid, n.epoch)
 
@@ -377,34 +353,73 @@ class MultiLeaderDriver(NodeTable):
         return all(n.replica.vv == vv and n.applied == vv and n.store.digest() == digest for n in nodes)
 
     def final_check(self, ops: list[HistOp]) -> None:
-        store = self.nodes[1].store
+        nodes = [n for n in self.nodes.values() if n.up]
         writes = [op for op in ops if op.op == "append"]
-        written = {op.value for op in writes}
         survived: dict[str, int] = {}
-        for (_, _), (payload, _) in self.seen.items():
-            for kind, key, arg in payload:
-                if kind == "incr":
-                    survived[key] = survived.get(key, 0) + int(arg)
+        for oid in self.seen:
+            if oid in self.incrs:
+                k, amount = self.incrs[oid]
+                survived[k] = survived.get(k, 0) + amount
         for key in sorted({op.key for op in ops}):
-            acked = [op for op in writes if op.key == key and op.ok]
-            if _is_counter(key):
-                final = int(store.read(key))
+            kind = _kind(key)
+            mine = [op for op in writes if op.key == key]
+            acked = [op for op in mine if op.ok]
+            written = {op.value for op in mine}
+            views = [n.store.visible(key.encode()) for n in nodes]
+            vis = views[0]
+            if kind == "counter":
+                final = int(vis.value) if vis is not None else 0
                 if final != survived.get(key, 0):
                     self.engine.fail(f"{key}: counter is {final}, the ops that survived add up to "
                                      f"{survived.get(key, 0)}")
-                unknown = sum(_amount(op.value or "") for op in writes if op.key == key and op.ok is None)
+                unknown = sum(_amount(op.value or "") for op in mine if op.ok is None)
                 low = sum(_amount(op.value or "") for op in acked)
                 if not low <= final <= low + unknown:
                     self.engine.fail(f"{key}: counter is {final}, acknowledged increments add up to {low} "
                                      f"(+{unknown} unknown)")
-            else:
-                members = set(filter(None, store.read(key).split(",")))
+            elif kind == "set":
+                members = {m.decode() for m in vis.value} if vis is not None else set()
                 for op in acked:
                     if op.value not in members:
                         self.engine.fail(f"{key}: the acknowledged add of {op.value} is lost")
                 stray = members - written
                 if stray:
                     self.engine.fail(f"{key}: {sorted(stray)} in the set but no client wrote them")
+            elif kind == "register":
+                values = {None if v is None else v.value for v in views}
+                if len(values) != 1:
+                    self.engine.fail(f"{key}: the nodes end with different values {values}")
+                if acked and vis is None:
+                    self.engine.fail(f"{key}: acknowledged SETs but the key is gone")
+                if vis is not None and vis.value.decode() not in written:
+                    self.engine.fail(f"{key}: {vis.value!r} but no client wrote it")
+            else:
+                lists = [[] if v is None else [x.decode() for x in v.value] for v in views]
+                if any(lst != lists[0] for lst in lists):
+                    self.engine.fail(f"{key}: the nodes end with lists in different orders")
+                lst = lists[0]
+                if len(lst) != len(set(lst)):
+                    self.engine.fail(f"{key}: an element is in the list twice: {lst}")
+                have = set(lst)
+                for op in acked:
+                    if op.value not in have:
+                        self.engine.fail(f"{key}: the acknowledged push of {op.value} is lost")
+                stray = have - written
+                if stray:
+                    self.engine.fail(f"{key}: {sorted(stray)} in the list but no client wrote them")
+                # a client's push made on a node that had seen its earlier push comes after it
+                # (pushes to two nodes that had not seen each other may land in either order)
+                pos = {v: i for i, v in enumerate(lst)}
+                for v in lst:
+                    oid, deps = self.pushes[v]
+                    proc, num = v.rsplit(".", 1)
+                    for w in lst[pos[v] + 1:]:
+                        p2, n2 = w.rsplit(".", 1)
+                        if p2 == proc and int(n2) < int(num):
+                            (o2, s2), _ = self.pushes[w]
+                            if deps.get(o2, 0) >= s2 or (o2 == oid[0] and s2 < oid[1]):
+                                self.engine.fail(f"{key}: client {proc}'s push {v} was made after {w} "
+                                                 f"was seen, but the list has it before: {lst}")
 
     def describe(self) -> str:
         return f"{self.topology}: " + "; ".join(
@@ -417,8 +432,22 @@ class MultiLeaderDriver(NodeTable):
                 "lost_unsynced": self.lost_unsynced, "topology": TOPOLOGIES.index(self.topology)}
 
 
-def _is_counter(key: str) -> bool:
-    return int(key[1:]) % 2 == 0
+_KINDS = ("counter", "set", "register", "list")
+
+
+def _kind(key: str) -> str:
+    """k0 counter (INCRBY), k1 set (SADD), k2 register (SET), k3 list (RPUSH), k4 counter..."""
+    return _KINDS[int(key[1:]) % 4]
+
+
+def _show(vis: Any) -> str:
+    if vis is None:
+        return ""
+    if vis.type == "set":
+        return ",".join(sorted(m.decode() for m in vis.value))
+    if vis.type == "list":
+        return ",".join(x.decode() for x in vis.value)
+    return str(vis.value.decode())
 
 
 def _amount(value: str) -> int:
