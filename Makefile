@@ -34,6 +34,8 @@ soak: $(STAMP)
 	$(PY) -m replikv.sim --mode raft --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --long
 	$(PY) -m replikv.sim --mode leader-follower --fresh --seeds $(SOAK_SEEDS)
 	$(PY) -m replikv.sim --mode leader-follower --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --long
+	$(PY) -m replikv.sim --mode multi-leader --fresh --seeds $(SOAK_SEEDS)
+	$(PY) -m replikv.sim --mode multi-leader --fresh --seeds $$(( $(SOAK_SEEDS) / 100 )) --long
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache
