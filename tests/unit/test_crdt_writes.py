@@ -80,6 +80,10 @@ def test_collections_and_wrongtype():
     assert n.run("LREM", "l", 0, "m") == 1 and n.run("RPOPLPUSH", "l", "l2") == b"b"
     assert n.run("LMOVE", "l2", "l2", "LEFT", "RIGHT") == b"b"
     assert n.read("LRANGE", "l", 0, -1) == [b"a"] and n.run("LPUSHX", "nope", "x") == 0
+    # a count that is no integer, or negative: Redis's one error for both (kv/args.py parse_int_min)
+    positive = RespError("ERR value is out of range, must be positive")
+    assert n.run("LPOP", "l", "abc") == positive and n.run("RPOP", "l", -1) == positive
+    assert n.run("SPOP", "s2", "abc") == positive
     assert n.run("SADD", "h", "x") == RespError("WRONGTYPE Operation against a key holding the wrong kind of value")
     assert n.run("FLUSHALL") == "OK" and n.view.dbsize == 0
 

@@ -19,7 +19,9 @@ from typing import Any
 from replikv.core.crdt.store import CrdtStore, Mut, Visible, as_int, ctr_totals, position_between
 from replikv.core.crdt.vv import parse_vv_text, vv_text
 from replikv.core.replies import NOT_INTEGER, OK, SYNTAX_ERROR, WRONGTYPE, RespError
-from replikv.kv.args import I64_MAX, I64_MIN, OVERFLOW, expire_time_error, parse_int
+from replikv.kv.args import (
+    I64_MAX, I64_MIN, NOT_POSITIVE, OVERFLOW, expire_time_error, parse_int, parse_int_min,
+)
 
 Reply = Any
 
@@ -463,11 +465,7 @@ def _srem(w: _Writer, argv: list[bytes]) -> Reply:
 def _spop(w: _Writer, argv: list[bytes]) -> Reply:
     if len(argv) > 3:
         raise SYNTAX_ERROR
-    count = None
-    if len(argv) == 3:
-        count = parse_int(argv[2])
-        if count < 0:
-            raise RespError("ERR value is out of range, must be positive")
+    count = parse_int_min(argv[2], 0, NOT_POSITIVE) if len(argv) == 3 else None
     members = w.typed(argv[1], "set")
     if members is None:
         return None if count is None else []
@@ -632,11 +630,7 @@ def _pop_ids(w: _Writer, key: bytes, count: int, left: bool) -> list[bytes]:
 def _pop(w: _Writer, argv: list[bytes]) -> Reply:
     if len(argv) > 3:
         raise SYNTAX_ERROR
-    count = None
-    if len(argv) == 3:
-        count = parse_int(argv[2])
-        if count < 0:
-            raise RespError("ERR value is out of range, must be positive")
+    count = parse_int_min(argv[2], 0, NOT_POSITIVE) if len(argv) == 3 else None
     if not w.live(argv[1], "list"):
         return None
     values = _pop_ids(w, argv[1], 1 if count is None else count, argv[0].lower() == b"lpop")
