@@ -506,6 +506,20 @@ class BaseRunner:
         first byte, which no mode's codec uses."""
         return self.forwarder.handle(peer, payload) or self.pubsub.handle(peer, payload)
 
+    def peer_message(self, peer: str, payload: bytes, decode: Callable[[bytes], Any]) -> Any:
+        """A mode's peer frame decoded with its codec, or None (logged) for one that does not
+        decode or is signed by another node than the connection's (a peer speaking garbage is
+        dropped, never obeyed)."""
+        try:
+            msg = decode(payload)
+        except ValueError as e:
+            log.warning("dropping a bad frame from peer %s: %s", peer, e)
+            return None
+        if msg.sender != peer:
+            log.warning("peer %s sent a message signed as %s; dropped", peer, msg.sender)
+            return None
+        return msg
+
     def redirect_error(self, leader: str) -> RespError:
         """``--redirect``: the MOVED error naming the leader's client address."""
         addr = self.config.nodes.get(leader) if leader else None

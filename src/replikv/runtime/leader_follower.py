@@ -462,13 +462,8 @@ class LeaderFollowerRunner(BaseRunner):
             self._flush()
         if self.service_frame(peer, payload):  # refused with MISCONF while the disk guard holds
             return
-        try:
-            msg = m.decode(payload)
-        except ValueError as e:
-            log.warning("dropping a bad frame from peer %s: %s", peer, e)
-            return
-        if msg.sender != peer:
-            log.warning("peer %s sent a message signed as %s; dropped", peer, msg.sender)
+        msg = self.peer_message(peer, payload, m.decode)
+        if msg is None:
             return
         match msg:
             case _ if self.disk_error is not None:

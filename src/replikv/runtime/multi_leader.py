@@ -418,13 +418,8 @@ class MultiLeaderRunner(BaseRunner):
             return
         if self.disk_error is not None:
             return  # frozen: the peer sees a silent node; exchange resumes from the version vectors
-        try:
-            msg = codec.decode(payload)
-        except ValueError as e:
-            log.warning("dropping a bad frame from peer %s: %s", peer, e)
-            return
-        if msg.sender != peer:
-            log.warning("peer %s sent a message signed as %s; dropped", peer, msg.sender)
+        msg = self.peer_message(peer, payload, codec.decode)
+        if msg is None:
             return
         if isinstance(msg, State):
             self._install_state(msg)
