@@ -50,7 +50,7 @@ from replikv.core.replies import NULL_ARRAY, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.crdt_view import materialize
-from replikv.kv.crdt_writes import refusal, supported, translate, vget
+from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.modes.multi_leader import NodesAck
@@ -168,16 +168,8 @@ class MultiLeaderRunner(BaseRunner):
         if self.disk_error is not None:
             conn.reply(self.disk_refusal())
             return
-        name = argv[0].decode(errors="replace")
-        if not supported(name):
-            conn.reply(RespError(refusal(name)))
-            return
         now = _wall_ms()
-        try:
-            muts, reply = translate(self.store, argv, now, self.rng)
-        except RespError as e:
-            conn.reply(e)
-            return
+        muts, reply = translate(self.store, argv, now, self.rng)  # a refusal or error: no muts
         data = encode_reply(reply, conn.resp3)
         if not muts:
             conn.reply_bytes(data)
@@ -219,15 +211,7 @@ class MultiLeaderRunner(BaseRunner):
             if not _is_write(argv):
                 replies.append(self.sm.read(argv, now))
                 continue
-            name = argv[0].decode(errors="replace")
-            if not supported(name):
-                replies.append(RespError(refusal(name)))
-                continue
-            try:
-                muts, reply = translate(self.store, argv, now, self.rng)
-            except RespError as e:
-                replies.append(e)
-                continue
+            muts, reply = translate(self.store, argv, now, self.rng)
             if muts:
                 last_seq = self._local(muts, now).seq
             replies.append(reply)
