@@ -8,7 +8,7 @@ Only lower bounds on time are asserted (a loaded machine may be slow, never fast
 from __future__ import annotations
 
 import asyncio
-import socket
+import functools
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,29 +18,10 @@ import pytest
 from replikv.config import ClusterConfig, ConfigError, NodeAddress, NodeOptions, parse_peer_delays
 from replikv.runtime.tcp_transport import PeerTransport
 
-SECRET = "s3cret"
+from tests.unit.test_tcp_transport import SECRET, free_ports
+from tests.unit.test_tcp_transport import until as _until
 
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-async def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
+until = functools.partial(_until, timeout=10.0)  # frames here wait out injected delays
 
 
 class Node:
