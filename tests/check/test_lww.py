@@ -3,24 +3,11 @@ and how a run selects it (a claim that names it)."""
 
 from __future__ import annotations
 
-import json
-
 from replikv import modes
-from replikv.check.checkers import FINAL_PROCESS, check_lww_overwrites, key_checkers
-from replikv.check.history import Op
+from replikv.check.checkers import check_lww_overwrites, key_checkers
 from replikv.check.runner import judge, run_checkers
 from replikv.modes import Claim
-
-MS = 1_000_000
-
-
-def op(p: int, name: str, key: str, value: str | None, call: int, ret: int | None, ok: bool | None = True,
-       expected: str | None = None) -> Op:
-    return Op(p, name, key, value, expected, ok, call * MS, None if ret is None else ret * MS)
-
-
-def final(key: str, value: object, t: int = 1000) -> Op:
-    return Op(FINAL_PROCESS, "final", key, json.dumps(value), None, True, t * MS, t * MS + 1)
+from tests.check.test_checkers import final, op  # the hand-made history helpers
 
 
 def test_two_overlapping_writes_one_vanished_is_counted() -> None:
