@@ -445,81 +445,38 @@ class CrdtStore:
         """Apply one op (causal, exactly-once delivery is the caller's duty);
         returns the keys whose visible state may have changed."""
         changed: list[bytes] = []
-        hints = self.hints
 
-        def observed_by(ctx: Mapping[str, int]) -> Any:
-            def seen(o: str, s: int) -> bool:
-                return s <= ctx.get(o, 0) or (s == seq and o == origin)
+        def seen(o: str, s: int) -> bool:
+            return s <= deps.get(o, 0) or (s == seq and o == origin)
 
-            return seen
-
-        seen = observed_by(deps)
         for i, mut in enumerate(muts):
-            kind = mut[0]
             key = bytes(mut[1])
-            if hints:
-                hint = hints.get(key)
-                if hint is not None:
-                    if kind in _MEMBER_KINDS:
-                        hint.add(bytes(mut[2]))
-                    else:
-                        del hints[key]
-            ks = self.data.get(key)
-            if ks is None:
-                ks = self.data[key] = KeyState()
-            eid: Eid = (origin, seq, i)
-            if kind == "set":
-                _, _, value, totals, ctx = mut
-                s = seen if ctx is None else observed_by(ctx)
-                _assign(ks.str, eid, hlc, bytes(value), totals, s)
-            elif kind == "ttl":
-                ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
-                ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
-            elif kind == "del":
-                _, _, totals, htotals = mut
-                _delete(ks, totals, htotals, seen)
-            elif kind == "incr":
-                _ctr_add(ks.str.ctr, origin, int(mut[2]), hlc)
-            elif kind == "sadd":
-                member = bytes(mut[2])
-                eids = {e: h for e, h in ks.set.get(member, {}).items() if not seen(e[0], e[1])}
-                eids[eid] = hlc
-                ks.set[member] = eids
-            elif kind == "srem":
-                member = bytes(mut[2])
-                _remove_member(ks.set, member, seen)
-            elif kind == "hset":
-                _, _, field, value, totals = mut
-                cell = ks.hash.setdefault(bytes(field), Cell())
-                _assign(cell, eid, hlc, bytes(value), totals, seen)
-            elif kind == "hincr":
-                cell = ks.hash.setdefault(bytes(mut[2]), Cell())
-                _ctr_add(cell.ctr, origin, int(mut[3]), hlc)
-            elif kind == "hdel":
-                field = bytes(mut[2])
-                hcell = ks.hash.get(field)
-                if hcell is not None:
-                    hcell.reg = {e: v for e, v in hcell.reg.items() if not seen(e[0], e[1])}
-                    _ctr_reset(hcell.ctr, mut[3] or {})
-                    if hcell.empty():
-                        del ks.hash[field]
-            elif kind == "lins":
-                for j, (prefix, n, value) in enumerate(mut[2]):
-                    digit: Digit = (int(n), hlc, origin, seq, i, j)
-                    pos = tuple(_digit(d) for d in prefix) + (digit,)
-                    ks.lst[(origin, seq, i, j)] = (pos, bytes(value), hlc)
-            elif kind == "lrem":
-                for lid in mut[2]:
-                    ks.lst.pop((lid[0], lid[1], lid[2], lid[3]), None)
-            else:
-                raise ValueError(f"unknown mutation kind {kind!r}")
-            if kind in _MAY_EMPTY and ks.empty():  # the other kinds add an entry
-                del self.data[key]
+            self._apply_one(key, mut, origin, seq, i, hlc, seen)
             if key not in changed:
                 changed.append(key)
         if seq > self.vv.get(origin, 0):
             self.vv[origin] = seq
         return changed
+
+    def _apply_one(
+        self, key: bytes, mut: Mut, origin: str, seq: int, i: int, hlc: int, seen: Any
+    ) -> None:
+        """One mutation of an op, with the view hints kept (see ``hints``)."""
+        kind = mut[0]
+        hints = self.hints
+        if hints:
+            hint = hints.get(key)
+            if hint is not None:
+                if kind in _MEMBER_KINDS:
+                    hint.add(bytes(mut[2]))
+                else:
+                    del hints[key]
+        ks = self.data.get(key)
+        if ks is None:
+            ks = self.data[key] = KeyState()
+        apply_mut(ks, mut, origin, seq, i, hlc, seen)
+        if kind in _MAY_EMPTY and ks.empty():  # the other kinds add an entry
+            del self.data[key]
 
     # ------------------------------------------------------- state transfer
 
@@ -561,18 +518,7 @@ class CrdtStore:
             a = self.data.get(key) or KeyState()
             b = other.data.get(key) or KeyState()
             before = a.dump()
-            _join_cell(a.str, b.str, keep_mine, keep_theirs)
-            a.set = _join_nested(a.set, b.set, keep_mine, keep_theirs)
-            for f in set(a.hash) | set(b.hash):
-                ca: Cell = a.hash.get(f) or Cell()
-                cb: Cell = b.hash.get(f) or Cell()
-                _join_cell(ca, cb, keep_mine, keep_theirs)
-                if ca.empty():
-                    a.hash.pop(f, None)
-                else:
-                    a.hash[f] = ca
-            a.lst = _join_dots(a.lst, b.lst, keep_mine, keep_theirs)
-            a.ttl = _join_dots(a.ttl, b.ttl, keep_mine, keep_theirs)
+            join_key_state(a, b, keep_mine, keep_theirs)
             if a.empty():
                 self.data.pop(key, None)
             else:
@@ -582,6 +528,67 @@ class CrdtStore:
         self.hints.clear()
         self.vv = merge(mine, theirs)
         return changed
+
+
+
+def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, seen: Any) -> None:
+    """Apply mutation ``i`` of op ``(origin, seq)`` stamped ``hlc`` to one key's
+    parts; ``seen(o, s)`` says whether the op observed the entry with dot
+    ``(o, s)`` (the op's own earlier entries included). The caller drops the
+    key when a ``_MAY_EMPTY`` kind leaves it empty."""
+    kind = mut[0]
+    eid: Eid = (origin, seq, i)
+    if kind == "set":
+        _, _, value, totals, ctx = mut
+        if ctx is not None:  # VSET ... CONTEXT: what the client observed, not the op
+
+            def s(o: str, sq: int) -> bool:
+                return sq <= ctx.get(o, 0) or (sq == seq and o == origin)
+
+        else:
+            s = seen
+        _assign(ks.str, eid, hlc, bytes(value), totals, s)
+    elif kind == "ttl":
+        ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+        ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
+    elif kind == "del":
+        _, _, totals, htotals = mut
+        _delete(ks, totals, htotals, seen)
+    elif kind == "incr":
+        _ctr_add(ks.str.ctr, origin, int(mut[2]), hlc)
+    elif kind == "sadd":
+        member = bytes(mut[2])
+        eids = {e: h for e, h in ks.set.get(member, {}).items() if not seen(e[0], e[1])}
+        eids[eid] = hlc
+        ks.set[member] = eids
+    elif kind == "srem":
+        member = bytes(mut[2])
+        _remove_member(ks.set, member, seen)
+    elif kind == "hset":
+        _, _, field, value, totals = mut
+        cell = ks.hash.setdefault(bytes(field), Cell())
+        _assign(cell, eid, hlc, bytes(value), totals, seen)
+    elif kind == "hincr":
+        cell = ks.hash.setdefault(bytes(mut[2]), Cell())
+        _ctr_add(cell.ctr, origin, int(mut[3]), hlc)
+    elif kind == "hdel":
+        field = bytes(mut[2])
+        hcell = ks.hash.get(field)
+        if hcell is not None:
+            hcell.reg = {e: v for e, v in hcell.reg.items() if not seen(e[0], e[1])}
+            _ctr_reset(hcell.ctr, mut[3] or {})
+            if hcell.empty():
+                del ks.hash[field]
+    elif kind == "lins":
+        for j, (prefix, n, value) in enumerate(mut[2]):
+            digit: Digit = (int(n), hlc, origin, seq, i, j)
+            pos = tuple(_digit(d) for d in prefix) + (digit,)
+            ks.lst[(origin, seq, i, j)] = (pos, bytes(value), hlc)
+    elif kind == "lrem":
+        for lid in mut[2]:
+            ks.lst.pop((lid[0], lid[1], lid[2], lid[3]), None)
+    else:
+        raise ValueError(f"unknown mutation kind {kind!r}")
 
 
 # ------------------------------------------------------------------ helpers
@@ -630,6 +637,24 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
         ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
     if ks.ttl:
         ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+
+
+def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -> None:
+    """Join ``b`` into ``a`` (one key): an entry on both sides stays; one on a
+    single side stays iff ``keep_mine``/``keep_theirs(origin, seq)`` says the
+    other side never saw it; counters join pointwise by maximum."""
+    _join_cell(a.str, b.str, keep_mine, keep_theirs)
+    a.set = _join_nested(a.set, b.set, keep_mine, keep_theirs)
+    for f in set(a.hash) | set(b.hash):
+        ca: Cell = a.hash.get(f) or Cell()
+        cb: Cell = b.hash.get(f) or Cell()
+        _join_cell(ca, cb, keep_mine, keep_theirs)
+        if ca.empty():
+            a.hash.pop(f, None)
+        else:
+            a.hash[f] = ca
+    a.lst = _join_dots(a.lst, b.lst, keep_mine, keep_theirs)
+    a.ttl = _join_dots(a.ttl, b.ttl, keep_mine, keep_theirs)
 
 
 def _join_dots(a: dict[Any, Any], b: dict[Any, Any], keep_a: Any, keep_b: Any) -> dict[Any, Any]:
