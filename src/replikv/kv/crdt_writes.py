@@ -99,7 +99,7 @@ def vget(store: CrdtStore, key: bytes) -> Reply:
     vis = store.visible(key)
     if vis is not None and vis.type != "string":
         return WRONGTYPE
-    return [vv_text(store.vv), [v for _, _, v in store.siblings(key)]]
+    return [vv_text(store.context(key)), [v for _, _, v in store.siblings(key)]]
 
 
 # ------------------------------------------------------------------ writer

@@ -364,6 +364,11 @@ class CrdtStore:
         """Keys with a visible value (expired ones included: the view hides those)."""
         return [k for k in self.data if self.visible(k) is not None]
 
+    def context(self, key: bytes) -> Mapping[str, int]:
+        """What a write to ``key`` here has observed (VGET's context): the
+        node-wide version vector (``keyed.py``: the key's own context)."""
+        return self.vv
+
     def has_state(self, key: bytes) -> bool:
         """Whether anything (visible or hidden) is stored under ``key``."""
         return key in self.data

@@ -1,0 +1,192 @@
+"""The leaderless key space: the dot stores of ``store.py`` with one causal
+context per key (Riak's dotted version vectors, Preguiça et al. 2012;
+delta-state CRDTs, Almeida et al. 2018).
+
+Why per key: in the leaderless mode a key lives on N replicas chosen by the
+ring, and no node sees every write, so there is no node-wide version vector
+to stand for "what I observed". Each key carries its own context instead:
+``ctx[key]: origin -> greatest dot seq of that origin this replica holds the
+outcome of, for this key``.
+
+Rules:
+
+- A write is made by one replica of the key (the coordinator) against its
+  own state of the key. Its dot is ``(origin, hlc)``: the seq IS the HLC
+  timestamp (``hlc.py``), unique per origin and increasing, also across a
+  restart (the clock starts from the wall clock and the greatest timestamp
+  on disk), so an origin never reuses a dot even after a tombstone was
+  collected. Entries get ids ``(origin, hlc, i)`` as in ``store.py``.
+- The write observed exactly what the key's context covered before it (plus
+  its own earlier mutations): removals remove those entries only.
+- Replicas exchange whole key states (``key_blob``) and join them
+  (``join_key``): an entry on one side only stays iff the other side's
+  context does not cover its dot. This is sound because a state is always
+  shipped whole: a state whose context covers ``(o, s)`` descends from o's
+  own state when o made ``s``, which held the outcome of every earlier dot
+  of o for this key. (Caveat stated in docs/leaderless.md: an origin that
+  loses its own acknowledged write to a machine crash under
+  ``--fsync everysec`` can later ship a context covering a dot it no longer
+  holds, which removes that write from the replicas that have it.)
+- A key whose parts are all empty but whose context is not is a tombstone:
+  it must stay until every replica holds it (or a grace period passed, as
+  Cassandra's gc_grace), or a replica that missed the delete brings the old
+  entries back. ``dead_ms`` remembers when each key became one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgpack
+
+from replikv.core.crdt.store import CrdtStore, KeyState, Mut, join_key_state
+from replikv.core.crdt.vv import merge
+
+__all__ = ["KeyedStore"]
+
+
+class KeyedStore(CrdtStore):
+    """A leaderless replica's keys; see the module docstring. ``vv`` (the
+    node-wide vector of ``CrdtStore``) stays empty here."""
+
+    __slots__ = ("ctx", "dead_ms")
+
+    def __init__(self, conflicts: str = "lww") -> None:
+        super().__init__(conflicts)
+        self.ctx: dict[bytes, dict[str, int]] = {}
+        self.dead_ms: dict[bytes, int] = {}
+
+    def context(self, key: bytes) -> Mapping[str, int]:
+        return self.ctx.get(key, {})
+
+    def known(self, key: bytes) -> bool:
+        """Whether this replica holds anything of ``key``, a tombstone included."""
+        return key in self.ctx
+
+    def stored_keys(self) -> Iterable[bytes]:
+        """Every key with a context (live keys and tombstones)."""
+        return self.ctx.keys()
+
+    # ------------------------------------------------------------- writes
+
+    def apply_write(self, origin: str, hlc: int, muts: Sequence[Mut], now_ms: int) -> list[bytes]:
+        """Apply a write this replica coordinates (dot ``(origin, hlc)``);
+        returns the keys it touched, in first-touch order."""
+        changed: list[bytes] = []
+        seen_by: dict[bytes, Any] = {}
+        for i, mut in enumerate(muts):
+            key = bytes(mut[1])
+            seen = seen_by.get(key)
+            if seen is None:
+                before = dict(self.ctx.get(key, {}))
+
+                def seen(o: str, s: int, before: dict[str, int] = before) -> bool:
+                    return s <= before.get(o, 0) or (s == hlc and o == origin)
+
+                seen_by[key] = seen
+                changed.append(key)
+            self._apply_one(key, mut, origin, hlc, i, hlc, seen)
+        for key in changed:
+            kctx = self.ctx.setdefault(key, {})
+            if hlc > kctx.get(origin, 0):
+                kctx[origin] = hlc
+            self._mark(key, now_ms)
+        return changed
+
+    def _mark(self, key: bytes, now_ms: int) -> None:
+        if key in self.data:
+            self.dead_ms.pop(key, None)
+        elif key not in self.dead_ms:
+            self.dead_ms[key] = now_ms
+
+    # ----------------------------------------------------- exchanging keys
+
+    def key_blob(self, key: bytes) -> bytes | None:
+        """This replica's whole state of ``key`` (deterministic bytes), or None
+        when it holds nothing of it."""
+        kctx = self.ctx.get(key)
+        if kctx is None:
+            return None
+        ks = self.data.get(key)
+        body = [sorted(kctx.items()), None if ks is None else ks.dump()]
+        out: bytes = msgpack.packb(body, use_bin_type=True)
+        return out
+
+    def key_digest(self, key: bytes) -> bytes | None:
+        """Equal on two replicas iff their states of ``key`` are equal."""
+        blob = self.key_blob(key)
+        return None if blob is None else hashlib.blake2b(blob, digest_size=16).digest()
+
+    def join_key(self, key: bytes, blob: bytes, now_ms: int) -> bool:
+        """Join another replica's ``key_blob(key)``; whether this state changed.
+        Raises ValueError on a blob that does not decode as one."""
+        try:
+            raw_ctx, dump = msgpack.unpackb(blob, raw=False, use_list=True)
+            theirs = {str(o): int(s) for o, s in raw_ctx}
+            b = KeyState() if dump is None else KeyState.load(dump)
+        except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as err:
+            raise ValueError(f"bad key state: {err}") from err
+        mine = self.ctx.get(key, {})
+
+        def keep_mine(o: str, s: int) -> bool:
+            return s > theirs.get(o, 0)
+
+        def keep_theirs(o: str, s: int) -> bool:
+            return s > mine.get(o, 0)
+
+        a = self.data.get(key) or KeyState()
+        before = a.dump()
+        join_key_state(a, b, keep_mine, keep_theirs)
+        new_ctx = merge(mine, theirs)
+        changed = new_ctx != mine or a.dump() != before
+        if not changed:
+            return False
+        self.hints.pop(key, None)
+        if a.empty():
+            self.data.pop(key, None)
+        else:
+            self.data[key] = a
+        self.ctx[key] = new_ctx
+        self._mark(key, now_ms)
+        return True
+
+    def collect(self, key: bytes) -> bool:
+        """Drop the tombstone of ``key`` (the caller knows every replica holds
+        it, or its grace period passed); False if ``key`` is not a tombstone."""
+        if key in self.data or key not in self.ctx:
+            return False
+        del self.ctx[key]
+        self.dead_ms.pop(key, None)
+        return True
+
+    # ------------------------------------------------------ whole state
+
+    def snapshot(self) -> bytes:
+        body = [
+            [k, sorted(c.items()), None if (ks := self.data.get(k)) is None else ks.dump(),
+             self.dead_ms.get(k)]
+            for k, c in sorted(self.ctx.items())
+        ]
+        out: bytes = msgpack.packb(body, use_bin_type=True)
+        return out
+
+    @classmethod
+    def restore(cls, blob: bytes, conflicts: str = "lww") -> KeyedStore:
+        store = cls(conflicts)
+        for k, c, dump, dead in msgpack.unpackb(blob, raw=False, use_list=True):
+            store.ctx[k] = {str(o): int(s) for o, s in c}
+            if dump is not None:
+                store.data[k] = KeyState.load(dump)
+            if dead is not None:
+                store.dead_ms[k] = int(dead)
+        return store
+
+    def join(self, blob: bytes, now_ms: int = 0) -> list[bytes]:
+        """Join another replica's :meth:`snapshot`, key by key; the keys that changed."""
+        changed = []
+        for k, c, dump, _ in msgpack.unpackb(blob, raw=False, use_list=True):
+            if self.join_key(k, msgpack.packb([c, dump], use_bin_type=True), now_ms):
+                changed.append(k)
+        return changed
