@@ -1,0 +1,349 @@
+"""The leaderless coordinator: the requests one node coordinates, in flight
+(Dynamo §4.5-4.6; Cassandra's coordinator, consistency levels and
+speculative retry).
+
+The runtime applies a write to its own replica of the key first (it is
+always one of the key's replicas: a node that is not forwards the command
+to one) and then hands the coordinator the key states to replicate. Rules:
+
+- **Levels.** A request at level ``n`` (ONE = 1, QUORUM = N // 2 + 1,
+  ALL = N, or a number) succeeds once ``n`` of the key's N replicas hold the
+  write / answered the read, the coordinator's own replica included. With
+  R + W > N a read's replicas overlap every acknowledged write's.
+- **Fail fast.** Before anything is applied, ``unavailable`` says whether
+  the level can be reached with the replicas believed alive (plus stand-ins
+  under a sloppy quorum); if not the request is refused at once, as
+  Cassandra's UnavailableException, and nothing is written.
+- **Hinted handoff.** A replica believed down gets its write through a
+  stand-in (the next alive node on the ring after the N): ``Put`` with
+  ``hint_for``. The stand-in's ack counts toward W only with
+  ``sloppy_quorum`` (Dynamo's sloppy quorum: a weaker guarantee, R + W > N
+  no longer implies overlap).
+- **Timeouts.** A request that has not reached its level by its deadline
+  ends with ``ok=False`` and the counts (for a write: it may still be
+  applied: the coordinator's replica has it and replicas may still join it).
+- **Reads** go to the R replicas that answered fastest lately (the
+  coordinator's own replica first: it answers without a message). If an
+  answer is late past the ``speculative_pct`` percentile of recent read
+  latency, one more replica is asked (speculative retry), so one slow node
+  does not set the p99. With probability ``read_repair_chance`` every
+  replica is asked, so replicas no client read from are repaired too.
+  Answers after a read completed come out as ``LateAnswer`` (the runtime
+  repairs those replicas in the background).
+
+Time arrives as integer microseconds (``now_us``); randomness from the
+injected ``random.Random``; no I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from replikv.core.dynamo.messages import Get, GetReply, Put, PutAck, States
+
+__all__ = ["Coordinator", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count"]
+
+Answer = tuple[tuple[bytes, bytes | None], ...]
+
+
+def level_count(level: str, n: int) -> int:
+    """How many of a key's ``n`` replicas a level needs: ``one``, ``quorum``,
+    ``all`` or a number (more than ``n`` is more than can ever answer)."""
+    if level == "one":
+        return 1
+    if level == "quorum":
+        return n // 2 + 1
+    if level == "all":
+        return n
+    return int(level)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    to: str
+    msg: Put | Get
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteDone:
+    """``acks`` replicas (this one included) hold the write; ``needed`` were asked for."""
+
+    req: int
+    ok: bool
+    acks: int
+    needed: int
+    hinted: int  # stand-ins holding it for a down replica
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadDone:
+    """``answers``: each remote replica's states (the runtime adds its own)."""
+
+    req: int
+    ok: bool
+    answered: int
+    needed: int
+    answers: dict[str, Answer]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LateAnswer:
+    req: int
+    peer: str
+    states: Answer
+
+
+Effect = Send | WriteDone | ReadDone | LateAnswer
+
+
+@dataclass(slots=True)
+class _Write:
+    needed: int
+    deadline_us: int
+    acks: int
+    pending: dict[str, bool]  # node -> counts toward W when it acks
+    hinted: int = 0
+
+
+@dataclass(slots=True)
+class _Read:
+    keys: tuple[bytes, ...]
+    needed: int
+    started_us: int
+    deadline_us: int
+    local: int  # 1 if the coordinator's replica answered
+    asked: dict[str, int]  # node -> when asked (us)
+    spare: list[str]  # replicas not asked yet, fastest first
+    answers: dict[str, Answer] = field(default_factory=dict)
+    done: bool = False
+
+
+class Coordinator:
+    """One node's in-flight leaderless requests; see the module docstring."""
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        timeout_us: int,
+        rng: random.Random,
+        sloppy_quorum: bool = False,
+        read_repair_chance: float = 0.1,
+        speculative_pct: float = 99.0,
+        latency_window: int = 256,
+    ) -> None:
+        self.node = node
+        self.timeout_us = timeout_us
+        self.rng = rng
+        self.sloppy_quorum = sloppy_quorum
+        self.read_repair_chance = read_repair_chance
+        self.speculative_pct = speculative_pct
+        self.writes: dict[int, _Write] = {}
+        self.reads: dict[int, _Read] = {}
+        self.recent_us: deque[int] = deque(maxlen=latency_window)  # read round trips, all replicas
+        self.peer_us: dict[str, float] = {}  # node -> smoothed read round trip
+        self.speculative_retries = 0
+
+    # ------------------------------------------------------------ levels
+
+    def unavailable(
+        self, replicas: Sequence[str], needed: int, alive: Iterable[str], stand_ins: Sequence[str] = ()
+    ) -> int | None:
+        """None if ``needed`` replicas can be reached; else how many can."""
+        up = set(alive) | {self.node}
+        reachable = sum(1 for r in replicas if r in up)
+        if self.sloppy_quorum:
+            down = len(replicas) - reachable
+            reachable += min(down, sum(1 for s in stand_ins if s in up and s not in replicas))
+        return None if reachable >= needed else reachable
+
+    # ------------------------------------------------------------ writes
+
+    def write(
+        self,
+        req: int,
+        states: States,
+        replicas: Sequence[str],
+        needed: int,
+        alive: Iterable[str],
+        stand_ins: Sequence[str],
+        now_us: int,
+    ) -> list[Effect]:
+        """Replicate ``states`` (already applied here if this node is a replica)."""
+        up = set(alive)
+        spare = [s for s in stand_ins if s in up and s not in replicas and s != self.node]
+        acks = 1 if self.node in replicas else 0
+        pending: dict[str, bool] = {}
+        out: list[Effect] = []
+        hinted = 0
+        for r in replicas:
+            if r == self.node:
+                continue
+            if r in up:
+                pending[r] = True
+                out.append(Send(to=r, msg=Put(req=req, states=states)))
+            elif spare:
+                s = spare.pop(0)
+                pending[s] = self.sloppy_quorum
+                hinted += 1
+                out.append(Send(to=s, msg=Put(req=req, states=states, hint_for=r)))
+        if acks >= needed:
+            out.append(WriteDone(req=req, ok=True, acks=acks, needed=needed, hinted=0))
+            return out  # later acks are ignored: nothing waits on them
+        self.writes[req] = _Write(needed, now_us + self.timeout_us, acks, pending)
+        return out
+
+    # ------------------------------------------------------------- reads
+
+    def read(
+        self,
+        req: int,
+        keys: tuple[bytes, ...],
+        replicas: Sequence[str],
+        needed: int,
+        alive: Iterable[str],
+        now_us: int,
+    ) -> list[Effect]:
+        """Ask the fastest replicas for ``keys``; this node's own answer (if it
+        is a replica) is the runtime's and counts at once."""
+        up = set(alive)
+        local = 1 if self.node in replicas else 0
+        others = sorted((r for r in replicas if r != self.node and r in up), key=self._estimate)
+        want = max(0, needed - local)
+        if self.read_repair_chance and self.rng.random() < self.read_repair_chance:
+            want = len(others)
+        asked, spare = others[:want], others[want:]
+        rd = _Read(keys, needed, now_us, now_us + self.timeout_us, local, {}, spare)
+        out: list[Effect] = []
+        for r in asked:
+            rd.asked[r] = now_us
+            out.append(Send(to=r, msg=Get(req=req, keys=keys)))
+        if local >= needed:
+            rd.done = True
+            out.append(ReadDone(req=req, ok=True, answered=local, needed=needed, answers={}))
+            if not asked:
+                return out
+        self.reads[req] = rd
+        return out
+
+    def _estimate(self, peer: str) -> float:
+        return self.peer_us.get(peer, 0.0)
+
+    def speculative_threshold_us(self) -> int:
+        """How long a read waits for an answer before asking one more replica."""
+        if len(self.recent_us) < 20:
+            return self.timeout_us // 4
+        ordered = sorted(self.recent_us)
+        at = min(len(ordered) - 1, int(len(ordered) * self.speculative_pct / 100))
+        return max(500, ordered[at])
+
+    # ------------------------------------------------------------- steps
+
+    def step(self, peer: str, msg: PutAck | GetReply, now_us: int) -> list[Effect]:
+        if isinstance(msg, PutAck):
+            return self._put_ack(peer, msg)
+        return self._get_reply(peer, msg, now_us)
+
+    def _put_ack(self, peer: str, msg: PutAck) -> list[Effect]:
+        w = self.writes.get(msg.req)
+        if w is None or peer not in w.pending:
+            return []
+        counts = w.pending.pop(peer)
+        if msg.ok:
+            if counts:
+                w.acks += 1
+            else:
+                w.hinted += 1
+        if w.acks >= w.needed:
+            del self.writes[msg.req]
+            return [WriteDone(req=msg.req, ok=True, acks=w.acks, needed=w.needed, hinted=w.hinted)]
+        if not w.pending:
+            del self.writes[msg.req]
+            return [WriteDone(req=msg.req, ok=False, acks=w.acks, needed=w.needed, hinted=w.hinted)]
+        return []
+
+    def _get_reply(self, peer: str, msg: GetReply, now_us: int) -> list[Effect]:
+        rd = self.reads.get(msg.req)
+        if rd is None or peer not in rd.asked or peer in rd.answers:
+            return []
+        took = max(0, now_us - rd.asked[peer])
+        self.recent_us.append(took)
+        old = self.peer_us.get(peer)
+        self.peer_us[peer] = float(took) if old is None else 0.8 * old + 0.2 * took
+        rd.answers[peer] = msg.states
+        out: list[Effect] = []
+        if rd.done:
+            out.append(LateAnswer(req=msg.req, peer=peer, states=msg.states))
+        elif rd.local + len(rd.answers) >= rd.needed:
+            rd.done = True
+            out.append(ReadDone(req=msg.req, ok=True, answered=rd.local + len(rd.answers), needed=rd.needed,
+                                answers=dict(rd.answers)))
+        if rd.done and len(rd.answers) == len(rd.asked):
+            del self.reads[msg.req]
+        return out
+
+    def peer_down(self, peer: str, now_us: int) -> list[Effect]:
+        """``peer`` is gone: reads waiting on it ask a spare replica now; the
+        peer's pending write acks will not come (a write may fail early)."""
+        out: list[Effect] = []
+        for req, w in list(self.writes.items()):
+            if peer in w.pending:
+                out.extend(self._put_ack(peer, PutAck(req=req, ok=False)))
+        for req, rd in list(self.reads.items()):
+            if peer in rd.asked and peer not in rd.answers:
+                del rd.asked[peer]
+                if rd.done:
+                    if len(rd.answers) == len(rd.asked):
+                        del self.reads[req]
+                elif rd.spare:
+                    out.extend(self._ask_spare(req, rd, now_us))
+                elif not rd.asked or rd.local + len(rd.answers) + sum(
+                        1 for p in rd.asked if p not in rd.answers) < rd.needed:
+                    del self.reads[req]
+                    out.append(self._read_failed(req, rd))
+        return out
+
+    def _ask_spare(self, req: int, rd: _Read, now_us: int) -> list[Effect]:
+        peer = rd.spare.pop(0)
+        rd.asked[peer] = now_us
+        return [Send(to=peer, msg=Get(req=req, keys=rd.keys))]
+
+    def _read_failed(self, req: int, rd: _Read) -> ReadDone:
+        return ReadDone(req=req, ok=False, answered=rd.local + len(rd.answers), needed=rd.needed,
+                        answers=dict(rd.answers))
+
+    def tick(self, now_us: int) -> list[Effect]:
+        """Deadlines and speculative retries."""
+        out: list[Effect] = []
+        for req, w in list(self.writes.items()):
+            if now_us >= w.deadline_us:
+                del self.writes[req]
+                out.append(WriteDone(req=req, ok=False, acks=w.acks, needed=w.needed, hinted=w.hinted))
+        threshold = self.speculative_threshold_us()
+        for req, rd in list(self.reads.items()):
+            if now_us >= rd.deadline_us:
+                del self.reads[req]
+                if not rd.done:
+                    out.append(self._read_failed(req, rd))
+            elif not rd.done and rd.spare and now_us - rd.started_us >= threshold * (
+                    1 + len(rd.asked) - max(0, rd.needed - rd.local)):
+                self.speculative_retries += 1
+                out.extend(self._ask_spare(req, rd, now_us))
+        return out
+
+    def next_deadline_us(self) -> int | None:
+        """The earliest time ``tick`` has something to do, or None."""
+        times = [w.deadline_us for w in self.writes.values()]
+        threshold = self.speculative_threshold_us()
+        for rd in self.reads.values():
+            times.append(rd.deadline_us)
+            if not rd.done and rd.spare:
+                times.append(rd.started_us + threshold * (1 + len(rd.asked) - max(0, rd.needed - rd.local)))
+        return min(times) if times else None
+
+    def in_flight(self) -> dict[str, Any]:
+        return {"writes": len(self.writes), "reads": len(self.reads)}

@@ -1,0 +1,124 @@
+"""Peer messages of the leaderless replicas (Dynamo §4.5, Cassandra's
+coordinator), frozen dataclasses, with their wire form (``encode``/``decode``).
+
+A key's state travels whole: ``(key, blob)`` where ``blob`` is
+``KeyedStore.key_blob(key)`` (the key's causal context and dot stores); a
+receiver joins it (``KeyedStore.join_key``), which is idempotent and
+commutative, so a message delivered twice or out of order does no harm.
+
+- ``Put``: join these key states. ``req`` > 0 asks for a ``PutAck`` (a
+  write's replica or a hint delivery); 0 asks for none (read repair,
+  anti-entropy). ``hint_for`` non-empty: the receiver is a stand-in and keeps
+  the states as a hint for that node (hinted handoff, Dynamo §4.6).
+- ``PutAck``: ``ok`` False when the receiver could not make it durable
+  (its disk refuses writes).
+- ``Get``: send back your states of these keys; ``GetReply`` carries them
+  (``None``: the replica holds nothing of that key).
+
+``decode`` checks every field and raises ``DynamoCodecError`` (and nothing
+else) on a frame it does not understand: a peer speaking garbage is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+__all__ = ["DynamoCodecError", "DynamoMsg", "Get", "GetReply", "Put", "PutAck", "decode", "encode"]
+
+States = tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Put:
+    req: int
+    states: States
+    hint_for: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutAck:
+    req: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Get:
+    req: int
+    keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetReply:
+    req: int
+    states: tuple[tuple[bytes, bytes | None], ...]
+
+
+DynamoMsg = Put | PutAck | Get | GetReply
+
+_PUT, _PUT_ACK, _GET, _GET_REPLY = 1, 2, 3, 4
+_I64 = 1 << 63
+
+
+class DynamoCodecError(ValueError):
+    """A frame that is not a well-formed leaderless message."""
+
+
+def encode(msg: DynamoMsg) -> bytes:
+    body: list[Any]
+    match msg:
+        case Put():
+            body = [_PUT, msg.req, [[k, b] for k, b in msg.states], msg.hint_for]
+        case PutAck():
+            body = [_PUT_ACK, msg.req, msg.ok]
+        case Get():
+            body = [_GET, msg.req, list(msg.keys)]
+        case GetReply():
+            body = [_GET_REPLY, msg.req, [[k, b] for k, b in msg.states]]
+    out: bytes = msgpack.packb(body, use_bin_type=True)
+    return out
+
+
+def _req(x: object) -> int:
+    if type(x) is not int or not 0 <= x < _I64:
+        raise DynamoCodecError("req: expected an integer >= 0")
+    return x
+
+
+def _states(x: object, allow_none: bool) -> tuple[tuple[bytes, Any], ...]:
+    if type(x) is not list:
+        raise DynamoCodecError("states: expected a list")
+    out = []
+    for item in x:
+        if type(item) is not list or len(item) != 2 or type(item[0]) is not bytes:
+            raise DynamoCodecError("states: expected [key, state] pairs")
+        if not (type(item[1]) is bytes or (allow_none and item[1] is None)):
+            raise DynamoCodecError("states: a state must be bytes")
+        out.append((item[0], item[1]))
+    return tuple(out)
+
+
+def decode(data: bytes) -> DynamoMsg:
+    try:
+        body = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except Exception as e:  # msgpack raises many kinds (ExtraData, ValueError, ...)
+        raise DynamoCodecError(f"not msgpack: {type(e).__name__}") from None
+    if type(body) is not list or not body:
+        raise DynamoCodecError("expected a non-empty list")
+    tag = body[0]
+    if tag == _PUT and len(body) == 4:
+        if type(body[3]) is not str:
+            raise DynamoCodecError("hint_for: expected a string")
+        return Put(req=_req(body[1]), states=_states(body[2], False), hint_for=body[3])
+    if tag == _PUT_ACK and len(body) == 3 and type(body[2]) is bool:
+        return PutAck(req=_req(body[1]), ok=body[2])
+    if tag == _GET and len(body) == 3:
+        keys = body[2]
+        if type(keys) is not list or any(type(k) is not bytes for k in keys):
+            raise DynamoCodecError("get keys: expected a list of bytes")
+        return Get(req=_req(body[1]), keys=tuple(keys))
+    if tag == _GET_REPLY and len(body) == 3:
+        return GetReply(req=_req(body[1]), states=_states(body[2], True))
+    raise DynamoCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")

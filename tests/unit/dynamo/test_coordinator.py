@@ -1,0 +1,130 @@
+"""core/dynamo/coordinator.py driven with scripted messages."""
+
+from __future__ import annotations
+
+import random
+
+from replikv.core.dynamo import messages as m
+from replikv.core.dynamo.coordinator import Coordinator, LateAnswer, ReadDone, Send, WriteDone, level_count
+
+REPLICAS = ("a", "b", "c")
+STATES = ((b"k", b"blob"),)
+
+
+def coord(**kw: object) -> Coordinator:
+    kw.setdefault("read_repair_chance", 0.0)
+    return Coordinator("a", timeout_us=1_000_000, rng=random.Random(1), **kw)  # type: ignore[arg-type]
+
+
+def sends(effects: list[object]) -> dict[str, object]:
+    return {e.to: e.msg for e in effects if isinstance(e, Send)}
+
+
+def test_levels() -> None:
+    assert [level_count(x, 3) for x in ("one", "quorum", "all", "2")] == [1, 2, 3, 2]
+    assert level_count("quorum", 5) == 3 and level_count("quorum", 4) == 3
+
+
+def test_a_quorum_write_is_done_at_the_second_ack_and_later_acks_are_ignored() -> None:
+    c = coord()
+    out = c.write(7, STATES, REPLICAS, 2, {"b", "c"}, (), 0)
+    assert sends(out) == {"b": m.Put(req=7, states=STATES), "c": m.Put(req=7, states=STATES)}
+    assert not [e for e in out if isinstance(e, WriteDone)]
+    done = c.step("c", m.PutAck(req=7, ok=True), 10)
+    assert done == [WriteDone(req=7, ok=True, acks=2, needed=2, hinted=0)]
+    assert c.step("b", m.PutAck(req=7, ok=True), 20) == []
+    assert c.writes == {}
+
+
+def test_a_write_at_one_is_done_at_once_by_the_coordinators_replica() -> None:
+    out = coord().write(1, STATES, REPLICAS, 1, {"b", "c"}, (), 0)
+    assert out[-1] == WriteDone(req=1, ok=True, acks=1, needed=1, hinted=0)
+    assert set(sends(out)) == {"b", "c"}  # the others still get it
+
+
+def test_a_down_replica_gets_a_hint_through_a_stand_in_that_counts_only_when_sloppy() -> None:
+    for sloppy in (False, True):
+        c = coord(sloppy_quorum=sloppy)
+        out = c.write(3, STATES, REPLICAS, 3, {"b", "d", "e"}, ("d", "e"), 0)
+        assert sends(out) == {"b": m.Put(req=3, states=STATES),
+                              "d": m.Put(req=3, states=STATES, hint_for="c")}
+        c.step("b", m.PutAck(req=3, ok=True), 5)
+        done = c.step("d", m.PutAck(req=3, ok=True), 6)
+        assert done == [WriteDone(req=3, ok=sloppy, acks=3 if sloppy else 2, needed=3,
+                                  hinted=0 if sloppy else 1)]
+
+
+def test_unavailable_counts_what_can_answer() -> None:
+    c = coord()
+    assert c.unavailable(REPLICAS, 2, {"b"}) is None
+    assert c.unavailable(REPLICAS, 3, {"b"}) == 2
+    assert coord(sloppy_quorum=True).unavailable(REPLICAS, 3, {"b", "d"}, ("d",)) is None
+
+
+def test_a_write_times_out_with_the_counts() -> None:
+    c = coord()
+    c.write(4, STATES, REPLICAS, 3, {"b", "c"}, (), 0)
+    c.step("b", m.PutAck(req=4, ok=True), 1)
+    assert c.tick(999_999) == []
+    assert c.next_deadline_us() == 1_000_000
+    assert c.tick(1_000_000) == [WriteDone(req=4, ok=False, acks=2, needed=3, hinted=0)]
+
+
+def test_a_refused_ack_and_a_lost_peer_end_a_write_that_cannot_succeed() -> None:
+    c = coord()
+    c.write(5, STATES, REPLICAS, 3, {"b", "c"}, (), 0)
+    assert c.step("b", m.PutAck(req=5, ok=False), 1) == []
+    assert c.peer_down("c", 2) == [WriteDone(req=5, ok=False, acks=1, needed=3, hinted=0)]
+
+
+def test_a_quorum_read_asks_the_fastest_replica_and_reports_late_answers() -> None:
+    c = coord()
+    c.peer_us.update({"b": 900.0, "c": 100.0})
+    out = c.read(9, (b"k",), REPLICAS, 2, {"b", "c"}, 0)
+    assert sends(out) == {"c": m.Get(req=9, keys=(b"k",))}
+    done = c.step("c", m.GetReply(req=9, states=((b"k", b"x"),)), 50)
+    assert done == [ReadDone(req=9, ok=True, answered=2, needed=2, answers={"c": ((b"k", b"x"),)})]
+    assert c.reads == {}
+
+
+def test_a_slow_replica_past_the_percentile_makes_the_read_ask_another() -> None:
+    c = coord()
+    c.recent_us.extend([100] * 50)  # recent reads took 100 us
+    c.peer_us.update({"b": 50.0, "c": 80.0})
+    c.read(2, (b"k",), REPLICAS, 2, {"b", "c"}, 0)
+    assert c.tick(400) == []
+    assert c.next_deadline_us() == 500  # the threshold's floor
+    out = c.tick(500)
+    assert sends(out) == {"c": m.Get(req=2, keys=(b"k",))} and c.speculative_retries == 1
+    done = c.step("c", m.GetReply(req=2, states=((b"k", None),)), 600)
+    assert isinstance(done[0], ReadDone) and done[0].ok
+    late = c.step("b", m.GetReply(req=2, states=((b"k", b"v"),)), 900)
+    assert late == [LateAnswer(req=2, peer="b", states=((b"k", b"v"),))]
+    assert c.reads == {}
+
+
+def test_read_repair_chance_asks_every_replica() -> None:
+    c = Coordinator("a", timeout_us=10, rng=random.Random(0), read_repair_chance=1.0)
+    out = c.read(1, (b"k",), REPLICAS, 1, {"b", "c"}, 0)
+    assert set(sends(out)) == {"b", "c"}
+    assert isinstance(out[-1], ReadDone)  # ONE: answered by this replica at once
+    assert c.tick(10) == [] and c.reads == {}
+
+
+def test_a_read_whose_replicas_are_gone_fails_with_the_counts() -> None:
+    c = coord()
+    c.read(6, (b"k",), REPLICAS, 3, {"b", "c"}, 0)
+    c.step("b", m.GetReply(req=6, states=()), 1)
+    assert c.peer_down("c", 2) == [ReadDone(req=6, ok=False, answered=2, needed=3, answers={"b": ()})]
+
+
+def test_the_wire_form_round_trips_and_garbage_is_refused() -> None:
+    for msg in (m.Put(req=1, states=STATES, hint_for="c"), m.PutAck(req=2, ok=False),
+                m.Get(req=3, keys=(b"a", b"b")), m.GetReply(req=4, states=((b"a", None), (b"b", b"x")))):
+        assert m.decode(m.encode(msg)) == msg
+    for junk in (b"", b"\x91\x07", b"\x94\x01\x01\x90\x01", b"\x93\x03\x01\x91\x01", b"\xc1"):
+        try:
+            m.decode(junk)
+        except m.DynamoCodecError:
+            continue
+        raise AssertionError(junk)
