@@ -127,6 +127,18 @@ NODE_OPTION_HELP: dict[str, str] = {
     "logical clock) or siblings (all kept: VGET shows them, VSET resolves them).",
     "oplog_retain_ops": "multi-leader: operations of each node kept in memory for a peer that lags or "
     "is down; a peer further behind gets the whole data set (a state transfer).",
+    "replicas": "leaderless: how many nodes hold each key (N), placed on a consistent-hash ring.",
+    "read_consistency": "leaderless: the read level a connection starts with: one, quorum, all or a "
+    "number of replicas (CONSISTENCY READ changes it).",
+    "write_consistency": "leaderless: the write level a connection starts with: one, quorum, all or a "
+    "number of replicas (CONSISTENCY WRITE changes it).",
+    "sloppy_quorum": "leaderless: a stand-in holding a hint for a down replica counts toward the write "
+    "level (Dynamo's sloppy quorum; R + W > N then no longer guarantees overlap).",
+    "vnodes": "leaderless: ring positions (virtual nodes) per node.",
+    "tombstone_grace_s": "leaderless: how long a delete's tombstone is kept before it is collected "
+    "(Cassandra's gc_grace_seconds); a replica down longer may bring deleted data back.",
+    "read_repair_pct": "leaderless: the percentage of reads that ask every replica, so that replicas "
+    "no client reads from are repaired too.",
     "peer_delay_ms": "Injected latency: every frame to a peer leaves this many ms after it was sent "
     "(one way; frames keep their order), to put nodes 'in different regions' on one machine.",
     "peer_jitter_ms": "Injected jitter: each frame's delay varies uniformly by up to this many ms "

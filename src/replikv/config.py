@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 FSYNC_POLICIES = ("always", "everysec", "no")
-READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
+# the read levels of the modes with a leader (raft, single offer them all)
+LEADER_READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
+# every read level any mode offers: the leader modes' and the leaderless mode's replica counts
+READ_LEVELS = LEADER_READ_LEVELS + ("all", "quorum", "one")
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
@@ -122,6 +125,15 @@ class NodeOptions:
     hub: str = ""  # star: the node every other one talks to ("": the first node)
     conflicts: str = "lww"  # lww | siblings
     oplog_retain_ops: int = 100_000  # operations of each origin kept for a peer that lags; beyond: state transfer
+    # leaderless mode (docs/leaderless.md): replicas per key on the ring, the levels a connection
+    # starts with, a stand-in's hint counting toward W, and how long a tombstone is kept
+    replicas: int = 3
+    read_consistency: str = "quorum"  # one | quorum | all | <n>
+    write_consistency: str = "quorum"
+    sloppy_quorum: bool = False
+    vnodes: int = 64
+    tombstone_grace_s: int = 864_000  # as Cassandra's gc_grace_seconds (10 days)
+    read_repair_pct: int = 10  # % of reads that ask every replica (Cassandra's read_repair_chance)
     # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
     # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
     # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
@@ -153,7 +165,7 @@ class NodeOptions:
         for name in ("ack_timeout_ms", "session_timeout_ms", "max_bulk_len", "max_args",
                      "snapshot_bytes", "segment_bytes", "heartbeat_ms", "tick_ms", "election_timeout_ms",
                      "maxclients", "client_query_buffer_limit", "client_output_buffer_limit",
-                     "oplog_retain_ops"):
+                     "oplog_retain_ops", "replicas", "vnodes", "tombstone_grace_s"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")
@@ -168,6 +180,12 @@ class NodeOptions:
             raise ConfigError(f"topology must be one of {', '.join(TOPOLOGIES)} (got {self.topology!r})")
         if self.conflicts not in CONFLICT_POLICIES:
             raise ConfigError(f"conflicts must be one of {', '.join(CONFLICT_POLICIES)} (got {self.conflicts!r})")
+        for name in ("read_consistency", "write_consistency"):
+            value = getattr(self, name)
+            if value not in ("one", "quorum", "all") and not (value.isdigit() and 0 < int(value) < 1000):
+                raise ConfigError(f"{name} must be one, quorum, all or a number of replicas (got {value!r})")
+        if not isinstance(self.read_repair_pct, int) or not 0 <= self.read_repair_pct <= 100:
+            raise ConfigError(f"read_repair_pct must be between 0 and 100 (got {self.read_repair_pct!r})")
         for name in ("peer_delay_ms", "peer_jitter_ms"):
             value = getattr(self, name)
             if not 0 <= value <= MAX_PEER_DELAY_MS:

@@ -50,7 +50,6 @@ def test_allkeys_lru_keeps_the_data_set_under_the_limit_and_the_hot_keys(cluster
     # every replica holds exactly what the leader holds: evictions are logged DELs
     others = [n for n in c.procs if n != leader]
     if others:
-        c.wait_replicated(list(c.procs), leader)
         digest = c.digest(leader)
         for node in others:
             wait_for(lambda: c.digest(node) == digest, 20, f"{node} to match the leader")

@@ -120,7 +120,8 @@ def test_build_config_applies_every_option_and_round_trips(tmp_path):
              "maxclients": 50, "timeout": 30, "client_query_buffer_limit": 1 << 20,
              "client_output_buffer_limit": 1 << 20, "topology": "ring", "hub": "n2", "conflicts": "siblings", "oplog_retain_ops": 500,
              "peer_delay_ms": 50, "peer_jitter_ms": 5,
-             "peer_delays": "n1-n2=80"}
+             "peer_delays": "n1-n2=80", "replicas": 2, "read_consistency": "one", "write_consistency": "all",
+             "sloppy_quorum": True, "vnodes": 16, "tombstone_grace_s": 60, "read_repair_pct": 0}
     assert set(given) == {f.name for f in dataclasses.fields(NodeOptions)}
     config, _ = cli.build_cluster_config(data_dir=tmp_path, nodes=2, port=9000, peer_port=9100,
                                          secret="abc", node_options=given)
@@ -158,7 +159,7 @@ def test_build_config_reuses_existing_cluster(tmp_path):
     ({"nodes": 0}, "at least 1"),
     ({"port": 60000}, "peer port 70000"),
     ({"host": "10.1.2.3"}, "protected mode"),
-    ({"mode": "chaos"}, "unknown mode 'chaos'; choose from leader-follower, multi-leader, raft"),
+    ({"mode": "chaos"}, "unknown mode 'chaos'; choose from leader-follower, leaderless, multi-leader, raft"),
 ])
 def test_build_config_rejects_bad_input(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

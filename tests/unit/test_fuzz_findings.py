@@ -249,12 +249,14 @@ def test_well_formed_nested_fields_still_decode() -> None:
     "body",
     [
         b"\xc1",  # not msgpack
-        msgpack.packb([1, [["SET"]], False, False, "async", None, False, []]),  # a str argument
-        msgpack.packb([1, [[]], False, False, "async", None, False, []]),  # an empty command
-        msgpack.packb([1, [], False, False, "async", None, False, []]),  # no command
-        msgpack.packb([1, [[b"GET", b"k"]], False, False, "async", [1], False, []]),  # client is [id, seq]
-        msgpack.packb([1, [[b"GET", b"k"]], True, False, "async", None, False, [[b"k"]]]),  # watch [key, since]
-        msgpack.packb([1, [[b"GET", b"k"]], True, False, "async", None, False, [["k", 1]]]),  # key not bytes
+        msgpack.packb([1, [["SET"]], False, False, "async", None, False, [], "quorum"]),  # a str argument
+        msgpack.packb([1, [[]], False, False, "async", None, False, [], "quorum"]),  # an empty command
+        msgpack.packb([1, [], False, False, "async", None, False, [], "quorum"]),  # no command
+        msgpack.packb([1, [[b"GET", b"k"]], False, False, "async", [1], False, [], "quorum"]),  # client is [id, seq]
+        msgpack.packb([1, [[b"GET", b"k"]], True, False, "async", None, False, [[b"k"]], "quorum"]),  # watch [key, since]
+        msgpack.packb([1, [[b"GET", b"k"]], True, False, "async", None, False, [["k", 1]], "quorum"]),  # key not bytes
+        msgpack.packb([1, [[b"GET", b"k"]], False, False, "async", None, False, [], 1]),  # read level not str
+        msgpack.packb([1, [[b"GET", b"k"]], False, False, "async", None, False, []]),  # no read level
         msgpack.packb([1, [[b"GET", b"k"]], False]),  # too few fields
     ],
 )
@@ -270,5 +272,5 @@ def test_a_malformed_forward_reply_is_refused() -> None:
 
 
 def test_a_well_formed_forward_decodes() -> None:
-    fields = [3, [[b"SET", b"k", b"v"]], False, True, "quorum", [9, 2], False, [[b"k", 12]]]
+    fields = [3, [[b"SET", b"k", b"v"]], False, True, "quorum", [9, 2], False, [[b"k", 12]], "one"]
     assert forwarding._decode_forward(msgpack.packb(fields)) == fields

@@ -69,23 +69,24 @@ def supported(name: str) -> bool:
     return name.lower() in _HANDLERS
 
 
-def refusal(name: str) -> str:
-    """The error message refusing the write ``name``."""
+def refusal(name: str, mode: str = "multi-leader") -> str:
+    """The error message refusing the write ``name`` in ``mode``."""
     low = name.lower()
     reason = _REASONS[_FAMILY.get(low, "other")]
     if low in ("incrbyfloat", "hincrbyfloat"):
         reason = f"{low.upper()}: {reason}"
-    return f"ERR '{low}' is not offered in multi-leader mode: {reason}"
+    return f"ERR '{low}' is not offered in {mode} mode: {reason}"
 
 
 def translate(
-    store: CrdtStore, argv: list[bytes], now_ms: int, rng: random.Random
+    store: CrdtStore, argv: list[bytes], now_ms: int, rng: random.Random, mode: str = "multi-leader"
 ) -> tuple[list[Mut], Reply]:
-    """The mutations of one op and the reply; ``([], error)`` when refused."""
+    """The mutations of one op and the reply; ``([], error)`` when refused
+    (the refusal names ``mode``: the leaderless mode translates writes too)."""
     name = argv[0].decode("utf-8", "replace").lower()
     fn = _HANDLERS.get(name)
     if fn is None:
-        return [], Refused(refusal(name))
+        return [], Refused(refusal(name, mode))
     w = _Writer(store, now_ms, rng)
     try:
         reply = fn(w, argv)

@@ -23,7 +23,7 @@ def register(spec: ModeSpec) -> ModeSpec:
 
 
 def _builtin() -> None:
-    from replikv.modes import leader_follower, multi_leader, raft, single  # noqa: F401  (each registers itself)
+    from replikv.modes import leader_follower, leaderless, multi_leader, raft, single  # noqa: F401  (each registers itself)
 
 
 def names() -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from replikv.core.replies import RespError
 from replikv.modes import register
-from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec, strong_claims
+from replikv.modes.spec import LEADER_READ_LEVELS, Claim, ModeSpec, strong_claims
 
 NAME = "raft"
 MAJORITY = "majority"
@@ -44,7 +44,7 @@ SPEC = register(ModeSpec(
     name=NAME,
     summary="Raft consensus: an elected leader, majority commit, linearizable reads, automatic failover",
     runner=_runner,
-    read_levels=READ_LEVELS,
+    read_levels=LEADER_READ_LEVELS,
     write_levels=(MAJORITY,),
     parse_write=parse_write,
     default_write=lambda opts: MAJORITY,

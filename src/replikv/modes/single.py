@@ -11,7 +11,7 @@ from __future__ import annotations
 from replikv.config import AckLevel
 from replikv.core.replies import RespError
 from replikv.modes import register
-from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec, strong_claims
+from replikv.modes.spec import LEADER_READ_LEVELS, Claim, ModeSpec, strong_claims
 
 NAME = "single"
 LOCAL = AckLevel("local")  # the only level: in this node's WAL (waits for no replica)
@@ -38,7 +38,7 @@ SPEC = register(ModeSpec(
     name=NAME,
     summary="one node, no replication: a standalone store",
     runner=_runner,
-    read_levels=READ_LEVELS,
+    read_levels=LEADER_READ_LEVELS,
     write_levels=("local",),
     parse_write=parse_write,
     default_write=lambda opts: LOCAL,

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from replikv.config import READ_LEVELS  # every read level any mode may offer, strongest first
+from replikv.config import LEADER_READ_LEVELS, READ_LEVELS  # every read level any mode may offer
 
-__all__ = ["READ_LEVELS", "Claim", "ModeSpec", "strong_claims"]
+__all__ = ["LEADER_READ_LEVELS", "READ_LEVELS", "Claim", "ModeSpec", "strong_claims"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,9 @@ class ModeSpec:
     claims: Callable[[str, str], list[Claim]]  # (setting, workload) -> claims
     nemeses: frozenset[str]  # the `replikv check` faults that apply
     elects_leader: bool  # True: no configured initial leader; `up` waits for an election
+    # words after CONSISTENCY READ -> the connection's read level, for a mode whose levels are not
+    # all names in READ_LEVELS (leaderless: a number of replicas); None: read_levels names only
+    parse_read: Callable[[list[str]], str] | None = None
     single_writer: bool = True  # one node (the leader) orders every write; False: every node takes writes
     membership: bool = False  # `replikv cluster add/remove` is supported
     admin: tuple[str, ...] = ()  # REPLIKV subcommands only this mode has (runner.admin)

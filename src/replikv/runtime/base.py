@@ -509,13 +509,14 @@ class BaseRunner:
     def peer_message(self, peer: str, payload: bytes, decode: Callable[[bytes], Any]) -> Any:
         """A mode's peer frame decoded with its codec, or None (logged) for one that does not
         decode or is signed by another node than the connection's (a peer speaking garbage is
-        dropped, never obeyed)."""
+        dropped, never obeyed). A protocol whose messages carry no sender (leaderless) takes the
+        authenticated connection's peer as the sender."""
         try:
             msg = decode(payload)
         except ValueError as e:
             log.warning("dropping a bad frame from peer %s: %s", peer, e)
             return None
-        if msg.sender != peer:
+        if getattr(msg, "sender", peer) != peer:
             log.warning("peer %s sent a message signed as %s; dropped", peer, msg.sender)
             return None
         return msg

@@ -437,9 +437,12 @@ def consistency(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> No
         if level not in spec.read_levels:
             if level in modes.READ_LEVELS:
                 raise RespError(modes.level_refusal(spec, "read", level))
-            raise RespError(f"ERR unknown read level '{' '.join(args)}'; {spec.name} mode offers "
-                            f"{', '.join(spec.read_levels)}")
-        if level == "bounded":
+            if spec.parse_read is None or not level.isdigit():
+                raise RespError(f"ERR unknown read level '{' '.join(args)}'; {spec.name} mode offers "
+                                f"{', '.join(spec.read_levels)}")
+        if spec.parse_read is not None:  # levels with a number of replicas (leaderless)
+            conn.read_level, conn.read_bound_ms = spec.parse_read(args), 0
+        elif level == "bounded":
             if len(args) != 2 or not (args[1].isascii() and args[1].isdigit()) or len(args[1]) > 12:
                 raise RespError("ERR usage: CONSISTENCY READ bounded <ms>")
             conn.read_level, conn.read_bound_ms = "bounded", int(args[1])

@@ -6,10 +6,13 @@ by default, as etcd does; with ``--redirect`` it answers ``-MOVED`` instead).
 Wire: two peer frames beside the mode's own protocol messages, told apart by
 their first byte (a mode's codec never starts a frame with these)::
 
-    FORWARD       b"F" + msgpack [rid, commands, transaction, resp3, write_level, client, admin, watch]
+    FORWARD       b"F" + msgpack [rid, commands, transaction, resp3, write_level, client, admin, watch,
+                              read_level]
     FORWARD_REPLY b"G" + msgpack [rid, reply, index]
 
-``write_level`` is the client's ``CONSISTENCY WRITE`` level as text;
+``write_level`` and ``read_level`` are the client's ``CONSISTENCY`` levels as
+text (the read level matters to the leaderless mode, which forwards reads
+too);
 ``client`` is ``[client_id, seq]`` for an exactly-once write or nil;
 ``admin`` marks an admin command run as is on the leader (raft's FAILOVER
 and membership changes); ``watch`` is the ``[[key, since], ...]`` an EXEC's
@@ -115,14 +118,20 @@ class Forwarder:
         watch = [[k, since] for k, since in conn.watch.items()] if transaction else []
         node.transport.send(leader, FORWARD + msgpack.packb(
             [rid, commands, transaction, conn.resp3, str(conn.write_level), list(client) if client else None,
-             admin, watch]))
+             admin, watch, conn.read_level]))
 
     def on_forward(self, peer: str, body: bytes) -> None:
         """Leader side: run a peer's forwarded command through the local paths."""
-        rid, commands, transaction, resp3, level, client, admin, watch = _decode_forward(body)
+        rid, commands, transaction, resp3, level, client, admin, watch, read_level = _decode_forward(body)
         node = self.node
         proxy = ForwardedCommand(node, peer, rid, resp3)
         proxy.watch = {key: since for key, since in watch}
+        parse_read = node.spec.parse_read
+        if parse_read is not None:
+            try:
+                proxy.read_level = parse_read(read_level.split())
+            except RespError:
+                proxy.read_level = node.default_read_level()[0]
         if admin:
             node.execute(proxy, commands[0])  # type: ignore[arg-type]
             return
@@ -179,11 +188,12 @@ def _unpack(body: bytes, size: int, what: str) -> list[Any]:
 
 def _decode_forward(body: bytes) -> list[Any]:
     """A FORWARD body, its fields checked (a peer speaking garbage is refused, not obeyed)."""
-    parts = _unpack(body, 8, "FORWARD")
-    rid, commands, transaction, resp3, level, client, admin, watch = parts
+    parts = _unpack(body, 9, "FORWARD")
+    rid, commands, transaction, resp3, level, client, admin, watch, read_level = parts
     if not (type(rid) is int and isinstance(commands, list) and commands
             and all(isinstance(c, list) and c and all(isinstance(a, bytes) for a in c) for c in commands)
             and isinstance(transaction, bool) and isinstance(resp3, bool) and isinstance(level, str)
+            and isinstance(read_level, str)
             and isinstance(admin, bool)
             and isinstance(watch, list) and all(isinstance(w, list) and len(w) == 2 and isinstance(w[0], bytes)
                                                 and type(w[1]) is int for w in watch)

@@ -1,0 +1,97 @@
+"""Leaderless mode (Dynamo, Cassandra, Riak): no leader; any node
+coordinates any request; each key lives on ``--replicas`` nodes of a
+consistent-hash ring and the client chooses per request how many of them
+must answer: core/dynamo, core/crdt (keyed.py), runtime/leaderless.py; the
+rules are in docs/leaderless.md.
+
+Levels (Cassandra's names): ``CONSISTENCY WRITE one|quorum|all|<n>`` and
+``CONSISTENCY READ one|quorum|all|<n>``; the defaults come from
+``--write-consistency`` / ``--read-consistency`` (quorum / quorum).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from replikv.core.replies import RespError
+from replikv.modes import register
+from replikv.modes.spec import Claim, ModeSpec
+
+NAME = "leaderless"
+LEVEL_WORDS = ("one", "quorum", "all")
+
+
+class ReplicasAck(NamedTuple):
+    """A leaderless level: ``one``, ``quorum``, ``all`` or a number of replicas (as text)."""
+
+    level: str
+
+    def __str__(self) -> str:
+        return self.level
+
+
+def _runner() -> type:
+    from replikv.runtime.leaderless import LeaderlessRunner
+    return LeaderlessRunner
+
+
+def _level(args: list[str], kind: str) -> str:
+    if len(args) == 1:
+        word = args[0].lower()
+        if word in LEVEL_WORDS:
+            return word
+        if word.isdigit() and len(word) < 4 and int(word) > 0:
+            return str(int(word))
+    raise RespError(f"ERR {kind} level '{' '.join(args)}' is not offered in leaderless mode: use one, quorum, "
+                    "all or a number of replicas")
+
+
+def parse_write(args: list[str], others: int) -> ReplicasAck:
+    return ReplicasAck(_level(args, "write"))
+
+
+def parse_read(args: list[str]) -> str:
+    return _level(args, "read")
+
+
+def claims(setting: str, workload: str) -> list[Claim]:
+    out = [Claim("convergence", True, "after heal every replica holds the same state (read repair, hints, "
+                                      "CRDT merge)")]
+    if workload == "counter":
+        return out + [Claim("counter", True, "no acknowledged increment is lost: counters are PN-counters "
+                                             "merged per coordinator")]
+    if workload == "set":
+        return out + [Claim("lost writes", True, "every acknowledged SADD is in the final set (OR-set)")]
+    strict = setting == "quorum"
+    return out + [
+        Claim("lww overwrites", False, "last-writer-wins: of two concurrent SETs one silently replaces the other "
+                                       "(counted)"),
+        Claim("stale reads", strict, "with R + W > N a read that begins after a write was acknowledged sees it "
+                                     "or a newer write" if strict else
+              "reads at ONE may miss an acknowledged write (measured)"),
+        Claim("linearizable", False, "not claimed for plain reads and writes: concurrent writes are merged, "
+                                     "not ordered (Paxos CAS is)"),
+    ]
+
+
+SPEC = register(ModeSpec(
+    name=NAME,
+    summary="no leader: a consistent-hash ring, per-request quorums, versions and siblings, read repair, hints",
+    runner=_runner,
+    read_levels=LEVEL_WORDS,
+    write_levels=LEVEL_WORDS,
+    parse_write=parse_write,
+    parse_read=parse_read,
+    default_write=lambda opts: ReplicasAck(opts.write_consistency),
+    default_read=lambda opts: opts.read_consistency,
+    settings=("quorum", "one"),
+    check_read_level="quorum",
+    claims=claims,
+    nemeses=frozenset({"kill", "pause", "partition"}),
+    elects_leader=False,
+    single_writer=False,
+    min_nodes=1,
+    check_options=lambda setting, nemeses: {"fsync": "always", "read_consistency": setting,
+                                            "write_consistency": setting},
+    workloads=("register", "counter", "set"),
+))

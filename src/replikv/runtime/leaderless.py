@@ -1,0 +1,707 @@
+"""LeaderlessRunner: one replikv node process in leaderless mode (Dynamo,
+Cassandra, Riak); the rules are in docs/leaderless.md.
+
+No leader: each key lives on the N nodes the ring names
+(``core/dynamo/ring.py``), any of them coordinates a request for it (a node
+that is not one forwards the command to one), and the client's level says
+how many replicas must answer (``core/dynamo/coordinator.py``). The thin
+asyncio shell around:
+
+- ``kv/crdt_writes.py``: a Redis write -> CRDT mutations + Redis's reply,
+  computed from this replica's state of the key;
+- ``core/crdt/keyed.py``: the replica's keys, one causal context per key;
+  a write's dot is ``(this node, HLC)``; replicas exchange whole key states
+  and join them;
+- ``kv/crdt_view.py``: the plain state machine every read command is served
+  from, rewritten for the keys that changed.
+
+Rules it keeps:
+- Persist before send: a write is in this node's WAL before its key state
+  leaves for the other replicas, and a replica acknowledges a ``Put`` only
+  after the WAL commit that holds it (one write + fsync per loop iteration,
+  group commit). Under ``--fsync always`` an acknowledged write survives the
+  power loss of every node but those it did not reach.
+- A read joins the replicas' answers into this node's own replica (it is
+  one), then serves the command from the view; every answering replica whose
+  state differs from the joined one gets it back (read repair); late answers
+  are repaired the same way.
+- Hints (``core/dynamo/hints.py``) a stand-in holds for a down replica are
+  in its WAL and snapshots, and go to the replica when it is connected again.
+- The WAL holds this node's own writes (``w``), joined key states (``j``),
+  hints held (``h``) and delivered (``hd``) and collected tombstones
+  (``gc``), in order; replaying them rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from replikv.config import ClusterConfig
+from replikv.core.crdt import Hlc
+from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo.coordinator import Coordinator, LateAnswer, ReadDone, Send, WriteDone, level_count
+from replikv.core.dynamo.hints import Hints
+from replikv.core.dynamo.ring import Ring
+from replikv.core.replies import NULL_ARRAY, RespError
+from replikv.core.resp import encode_reply
+from replikv.kv.commands import lookup
+from replikv.kv.crdt_view import materialize
+from replikv.kv.crdt_writes import translate, vget
+from replikv.kv.state_machine import StateMachine
+from replikv.kv.watch import ChangeIndex
+from replikv.modes.leaderless import NAME, ReplicasAck
+from replikv.runtime.base import BaseRunner
+from replikv.runtime.info import render as render_info
+from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
+from replikv.storage.errors import WalFailedError
+from replikv.storage.snapshot import write_snapshot
+
+log = logging.getLogger("replikv.node")
+HINT_BATCH_KEYS = 256  # key states per hint delivery frame
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _now_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+class Pending:
+    """A client request waiting for its replicas: where its reply goes and how to make it."""
+
+    __slots__ = ("conn", "slot", "data", "render")
+
+    def __init__(self, conn: ClientConnection, data: bytes = b"",
+                 render: Callable[[], Any] | None = None) -> None:
+        self.conn, self.data, self.render = conn, data, render
+        self.slot: Slot | None = None  # taken when the reply cannot be given at once
+
+
+class LeaderlessRunner(BaseRunner):
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        super().__init__(config, node_id)
+        opts = self.options
+        self.peer_ids = [p for p in config.nodes if p != node_id]
+        self.ring = Ring(list(config.nodes), opts.replicas, opts.vnodes)
+        self.hlc = Hlc()
+        self.rng = random.Random()
+        self.coord = Coordinator(node_id, timeout_us=opts.ack_timeout_ms * 1000, rng=self.rng,
+                                 sloppy_quorum=opts.sloppy_quorum,
+                                 read_repair_chance=opts.read_repair_pct / 100)
+        self.sends: list[tuple[str, bytes]] = []  # frames that leave after the next WAL commit
+        self.entries: list[list[Any]] = []  # WAL entries of this loop iteration
+        self.pending: dict[int, Pending] = {}
+        self.hint_sends: dict[int, tuple[str, list[tuple[bytes, bytes]], float]] = {}
+        self._reqs = itertools.count(1)
+        self.flush_scheduled = False
+        self._wal_bytes_after_snapshot = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # loop time the timer fires at
+        self.stats.update({"writes_coordinated": 0, "reads_coordinated": 0, "writes_failed": 0,
+                           "reads_failed": 0, "read_repairs": 0, "hints_stored": 0, "hints_delivered": 0,
+                           "tombstones_collected": 0, "expired_deletes": 0, "states_joined": 0})
+        self._recover()
+
+    # -- start-up ---------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Snapshot (store + hints) and the WAL entries after it; the view is rebuilt from the store."""
+        meta, snap, records = self.open_storage()
+        conflicts = self.options.conflicts
+        if snap is not None:
+            store_blob, hints_blob = msgpack.unpackb(snap.data, raw=False)
+            self.store = KeyedStore.restore(store_blob, conflicts)
+            self.hints = Hints.restore(hints_blob, conflicts)
+        else:
+            self.store, self.hints = KeyedStore(conflicts), Hints(conflicts)
+        self.snapshot_index = snap.index if snap is not None else 0
+        replayed = 0
+        for _first, entries in records:
+            for entry in entries:
+                self._replay(entry)
+                replayed += 1
+        for kctx in self.store.ctx.values():  # never reuse a dot: the clock starts past our own
+            mine = kctx.get(self.id)
+            if mine:
+                self.hlc.observe(mine, 0)
+        self.applied_index = self.wal.last_index
+        self.sm = StateMachine()
+        materialize(self.store, self.sm, list(self.store.keys()))
+        self.sm.changes = ChangeIndex(self.applied_index)
+        if not meta:
+            self.meta.save({"mode": self.config.mode})
+        log.info("node %s recovered: snapshot at %d, %d entries replayed, %d keys, %d hints", self.id,
+                 self.snapshot_index, replayed, len(self.store.ctx), sum(1 for _ in self.hints.items()))
+
+    def _replay(self, entry: list[Any]) -> None:
+        kind = entry[0]
+        if kind == "w":
+            _, hlc, muts, now = entry
+            self.store.apply_write(self.id, hlc, muts, now)
+            self.hlc.observe(hlc, 0)
+        elif kind == "j":
+            self.store.join_key(entry[1], entry[2], entry[3])
+        elif kind == "h":
+            self.hints.add(entry[1], entry[2], entry[3], entry[4])
+        elif kind == "hd":
+            self.hints.delivered(entry[1], entry[2], entry[3])
+        elif kind == "gc":
+            self.store.collect(entry[1])
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.start_io(self._on_peer_connected, [self._tick_loop])
+        log.info("node %s (leaderless, N=%d) serving RESP on %s:%d, peers on %s:%d", self.id,
+                 self.options.replicas, self.address.host, self.address.port, self.address.host,
+                 self.address.peer_port)
+
+    async def stop(self) -> None:
+        self.snapshotter.stop()
+        await self.stop_io()
+        self._flush()
+        self.wal.close()
+
+    # -- levels -------------------------------------------------------------------------
+    def ack_replicas(self, level: ReplicasAck) -> int:
+        return 0  # the level is a count of the key's replicas, resolved per request
+
+    @property
+    def is_leader(self) -> bool:
+        return True  # every node coordinates
+
+    def _alive(self) -> set[str]:
+        return {p for p in self.peer_ids if self.transport.connected(p)}
+
+    def _placement(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes]) -> tuple[str, ...] | None:
+        """The keys' replicas, with this node among them; otherwise the command
+        was forwarded to one, or refused (keys on different replica sets), and None."""
+        replicas = self.ring.preference_list(keys[0])
+        if len(keys) > 1:
+            first = set(replicas)
+            if any(set(self.ring.preference_list(k)) != first for k in keys[1:]):
+                conn.reply(RespError("CROSSSLOT the keys of this command live on different replica sets in "
+                                     "leaderless mode; use one key per command (or {hash tags})"))
+                return None
+        if self.id in replicas:
+            return replicas
+        alive = self._alive()
+        target = next((r for r in replicas if r in alive), "")
+        self.forwarder.forward(conn, target, [argv], False)
+        return None
+
+    def _needed(self, conn: ClientConnection, level: str, replicas: tuple[str, ...], kind: str,
+                stand_ins: tuple[str, ...] = ()) -> int | None:
+        needed = level_count(level, len(replicas))
+        if needed > len(replicas):
+            conn.reply(RespError(f"ERR {kind} level {level} needs {needed} replicas; keys here have "
+                                 f"{len(replicas)} (--replicas)"))
+            return None
+        short = self.coord.unavailable(replicas, needed, self._alive(), stand_ins)
+        if short is not None:
+            what = "nothing was written" if kind == "write" else "nothing was read"
+            conn.reply(RespError(f"UNAVAILABLE {kind} at {level} needs {needed} of {len(replicas)} replicas; "
+                                 f"{short} reachable; {what}"))
+            return None
+        return needed
+
+    # -- writes ---------------------------------------------------------------------------
+    def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        if self.disk_error is not None:
+            conn.reply(self.disk_refusal())
+            return
+        spec = lookup(argv[0])
+        keys = spec.keys(argv) if spec is not None else []
+        if not keys:
+            name = argv[0].decode(errors="replace").lower()
+            conn.reply(RespError(f"ERR '{name}' is not offered in leaderless mode: it has no key, and keys "
+                                 "live on different replica sets; write key by key"))
+            return
+        replicas = self._placement(conn, argv, keys)
+        if replicas is None:
+            return
+        stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes))
+        needed = self._needed(conn, str(conn.write_level), replicas, "write", stand_ins)
+        if needed is None:
+            return
+        now = _wall_ms()
+        muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
+        data = encode_reply(reply, conn.resp3)
+        if not muts:
+            conn.reply_bytes(data)
+            return
+        changed = self._apply_local(muts, now)
+        states = tuple((k, b) for k in changed if (b := self.store.key_blob(k)) is not None)
+        req = next(self._reqs)
+        self.stats["writes_coordinated"] += 1
+        self._start(conn, req, Pending(conn, data), self.coord.write(
+            req, states, replicas, needed, self._alive(), stand_ins, _now_us()))
+
+    def _apply_local(self, muts: list[Any], now: int) -> list[bytes]:
+        """A write this node coordinates: stamp, apply, log (committed before anything is sent)."""
+        hlc = self.hlc.now(now)
+        changed = self.store.apply_write(self.id, hlc, muts, now)
+        self._log(["w", hlc, muts, now])
+        self._changed(changed)
+        return changed
+
+    def _start(self, conn: ClientConnection, req: int, pending: Pending, effects: list[Any]) -> None:
+        """Register a request, run its first effects; a reply not given by them waits on a slot,
+        and the timer is armed for its first deadline (a speculative retry or its timeout)."""
+        self.pending[req] = pending
+        self._run(effects)
+        if req in self.pending:
+            pending.slot = conn.slot()
+            first = min(self.coord.speculative_threshold_us(), self.coord.timeout_us)
+            self._arm_timer(self.loop.time() + first / 1e6)
+
+    def _log(self, entry: list[Any]) -> None:
+        self.entries.append(entry)
+        self._schedule_flush()
+
+    def _changed(self, keys: list[bytes]) -> None:
+        if keys:
+            materialize(self.store, self.sm, keys)
+            touch = self.sm.changes.touch
+            for key in keys:
+                touch(key, self.applied_index + len(self.entries))
+
+    def _schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def exec_transaction(self, conn: ClientConnection, queued: list[list[bytes]]) -> None:
+        """EXEC: the block's commands run one after another, each an ordinary request at the
+        connection's levels, and the replies come back as one array. No isolation and no
+        atomicity across replicas (as a Cassandra unlogged batch): other clients' writes may land
+        between them, and a failed command does not undo the others (docs/leaderless.md)."""
+        if conn.watch and self.sm.changes.any_changed(conn.watch.items()):
+            conn.reply(NULL_ARRAY)  # a WATCHed key changed here since (kv/watch.py)
+            return
+        _Sequence(self, conn, queued).next(conn.slot())
+
+    def watch_position(self) -> int:
+        return self.applied_index
+
+    def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
+        conn.reply(RespError("ERR WAIT is not offered in leaderless mode: choose how many replicas a write "
+                             "waits for with CONSISTENCY WRITE one|quorum|all|<n>"))
+
+    def waiting_clients(self) -> int:
+        return len(self.pending)
+
+    def failover(self, conn: ClientConnection, target: str, force: bool) -> None:
+        conn.reply(RespError("ERR leaderless mode has no leader to fail over: every node coordinates"))
+
+    def role_reply(self) -> list[Any]:
+        return [b"master", 0, self.id.encode(), self.applied_index]
+
+    def take_snapshot(self) -> int:
+        return self._take_snapshot()
+
+    def evict(self, keys: list[bytes]) -> None:
+        """maxmemory: delete ``keys`` here and send the deletes to the keys' other replicas
+        (level ONE, nobody waits): an eviction on one replica only would come back by read repair."""
+        now = _wall_ms()
+        muts, _ = translate(self.store, [b"DEL", *keys], now, self.rng, NAME)
+        if not muts:
+            return
+        alive = self._alive()
+        for key in self._apply_local(muts, now):
+            blob = self.store.key_blob(key)
+            if blob is not None:
+                self._run(self.coord.write(next(self._reqs), ((key, blob),), self.ring.preference_list(key), 1,
+                                           alive, (), _now_us()))
+
+    def _delete_locally(self, keys: list[bytes]) -> int:
+        muts, reply = translate(self.store, [b"DEL", *keys], _wall_ms(), self.rng, NAME)
+        if muts:
+            self._apply_local(muts, _wall_ms())
+        return int(reply) if isinstance(reply, int) else 0
+
+    # -- forwarding (runtime/forwarding.py) ---------------------------------------------------
+    def run_forwarded(self, proxy: Any, commands: list[list[bytes]], transaction: bool,
+                      client: tuple[int, int] | None) -> None:
+        """A command a node that holds none of its keys sent on: run it as if it were local."""
+        for argv in commands:
+            self.execute(proxy, argv)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _read(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        spec = lookup(argv[0])
+        keys = spec.keys(argv) if spec is not None else []
+        if not keys:  # DBSIZE, SCAN, KEYS, RANDOMKEY: what this node holds
+            conn.reply(self.sm.read(argv, _wall_ms()))
+            return
+        self._quorum_read(conn, argv, keys, lambda: self.sm.read(argv, _wall_ms()))
+
+    def _quorum_read(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes],
+                     render: Callable[[], Any]) -> None:
+        replicas = self._placement(conn, argv, keys)
+        if replicas is None:
+            return
+        needed = self._needed(conn, conn.read_level, replicas, "read")
+        if needed is None:
+            return
+        req = next(self._reqs)
+        self.stats["reads_coordinated"] += 1
+        self._start(conn, req, Pending(conn, render=render), self.coord.read(
+            req, tuple(dict.fromkeys(keys)), replicas, needed, self._alive(), _now_us()))
+
+    def vget(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        key = argv[1]
+        self._quorum_read(conn, argv, [key], lambda: vget(self.store, key))
+
+    def vset(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        self._write_one(conn, argv)
+
+    # -- effects ---------------------------------------------------------------------------------
+    def _run(self, effects: list[Any]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self.sends.append((effect.to, dm.encode(effect.msg)))
+                self._schedule_flush()
+            elif isinstance(effect, WriteDone):
+                self._write_done(effect)
+            elif isinstance(effect, ReadDone):
+                self._read_done(effect)
+            elif isinstance(effect, LateAnswer):
+                self._join_answers({effect.peer: effect.states})
+
+    def _write_done(self, done: WriteDone) -> None:
+        p = self.pending.pop(done.req, None)
+        if p is None:
+            return
+        if not done.ok:
+            self.stats["writes_failed"] += 1
+            err = encode_reply(RespError(
+                f"NOREPLICAS write reached {done.acks} of {done.needed} replicas within "
+                f"{self.options.ack_timeout_ms} ms ({done.hinted} hinted); it is applied on those and may "
+                "still reach the others"), p.conn.resp3)
+            self._answer(p, err)
+        elif p.slot is None:  # done at once: the reply still waits for this node's WAL commit
+            self.hold_until_commit(p.conn, p.data)
+        else:
+            p.slot.resolve(p.data)
+
+    def _read_done(self, done: ReadDone) -> None:
+        self._join_answers(done.answers)
+        p = self.pending.pop(done.req, None)
+        if p is None:
+            return
+        if not done.ok:
+            self.stats["reads_failed"] += 1
+            data = encode_reply(RespError(
+                f"NOREPLICAS read reached {done.answered} of {done.needed} replicas within "
+                f"{self.options.ack_timeout_ms} ms"), p.conn.resp3)
+        else:
+            assert p.render is not None
+            data = encode_reply(p.render(), p.conn.resp3)
+        self._answer(p, data)
+
+    def _answer(self, p: Pending, data: bytes) -> None:
+        if p.slot is None:
+            p.conn.reply_bytes(data)
+        else:
+            p.slot.resolve(data)
+
+    def _join_answers(self, answers: dict[str, Any]) -> None:
+        """Join replicas' states into ours; send the joined state back to each that differs (read repair)."""
+        now = _wall_ms()
+        changed: list[bytes] = []
+        for peer, states in answers.items():
+            for key, blob in states:
+                if blob is not None and self._join(key, blob, now, peer):
+                    changed.append(key)
+        self._changed(changed)
+        for peer, states in answers.items():
+            repairs = []
+            for key, blob in states:
+                mine = self.store.key_blob(key)
+                if mine is not None and blob != mine:
+                    repairs.append((key, mine))
+            if repairs:
+                self.stats["read_repairs"] += len(repairs)
+                self.sends.append((peer, dm.encode(dm.Put(req=0, states=tuple(repairs)))))
+                self._schedule_flush()
+
+    def _join(self, key: bytes, blob: bytes, now: int, peer: str) -> bool:
+        try:
+            changed = self.store.join_key(key, blob, now)
+        except ValueError as e:
+            log.warning("dropping a bad key state from peer %s: %s", peer, e)
+            return False
+        if changed:
+            self.stats["states_joined"] += 1
+            for mine in self.store.context(key).values():
+                self.hlc.observe(mine, now)
+            self._log(["j", key, blob, now])
+        return changed
+
+    def _flush(self) -> None:
+        """Commit this iteration's WAL entries, release the replies they made durable, then send."""
+        self.flush_scheduled = False
+        if self.disk_error is not None:
+            self._on_disk_blocked()
+            return
+        if self.entries:
+            entries, self.entries = self.entries, []
+            try:
+                self.wal.append_entries(self.wal.last_index + 1, entries)
+                self.wal.commit()
+            except WalFailedError as exc:
+                self._disk_failed(exc)
+                return
+            self.applied_index += len(entries)
+        self.release_committed()
+        sends, self.sends = self.sends, []
+        if sends:  # one frame per peer: a Batch of this iteration's messages
+            by_peer: dict[str, list[bytes]] = {}
+            for peer, frame in sends:
+                by_peer.setdefault(peer, []).append(frame)
+            send = self.transport.send
+            for peer, frames in by_peer.items():
+                send(peer, dm.encode_batch(frames))
+        self._flush_clients()
+        if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
+            self.background_snapshot()
+
+    # -- peers ------------------------------------------------------------------------------------
+    def _on_frame(self, peer: str, payload: bytes) -> None:
+        self.frames_in += 1
+        if self.service_frame(peer, payload):
+            return
+        msg = self.peer_message(peer, payload, dm.decode)
+        if msg is None:
+            return
+        for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
+            self._on_message(peer, one)
+        self._flush_clients()
+
+    def _on_message(self, peer: str, msg: dm.Put | dm.PutAck | dm.Get | dm.GetReply) -> None:
+        if isinstance(msg, dm.Put):
+            self._on_put(peer, msg)
+        elif isinstance(msg, dm.Get):
+            states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
+            self.sends.append((peer, dm.encode(dm.GetReply(req=msg.req, states=states))))
+            self._schedule_flush()
+        elif isinstance(msg, dm.PutAck) and msg.req in self.hint_sends:
+            self._hints_acked(msg)
+        else:
+            self._run(self.coord.step(peer, msg, _now_us()))
+
+    def _on_put(self, peer: str, msg: dm.Put) -> None:
+        """A replica's part of a write, a read repair, or a hint to hold; acked after the WAL commit."""
+        if self.disk_error is not None:
+            if msg.req:
+                self.transport.send(peer, dm.encode(dm.PutAck(req=msg.req, ok=False)))
+            return
+        now = _wall_ms()
+        ok = True
+        if msg.hint_for:
+            for key, blob in msg.states:
+                try:
+                    self.hints.add(msg.hint_for, key, blob, now)
+                except ValueError as e:
+                    log.warning("dropping a bad hint from peer %s: %s", peer, e)
+                    ok = False
+                    continue
+                self.stats["hints_stored"] += 1
+                self._log(["h", msg.hint_for, key, blob, now])
+        else:
+            changed = []
+            for key, blob in msg.states:
+                if self._join(key, blob, now, peer):
+                    changed.append(key)
+            self._changed(changed)
+        if msg.req:
+            self.sends.append((peer, dm.encode(dm.PutAck(req=msg.req, ok=ok))))
+            self._schedule_flush()
+
+    def _on_peer_connected(self, peer: str) -> None:
+        self._deliver_hints(peer)
+
+    def _on_peer_disconnected(self, peer: str) -> None:
+        self._run(self.coord.peer_down(peer, _now_us()))
+        for req, (node, _, _) in list(self.hint_sends.items()):
+            if node == peer:
+                del self.hint_sends[req]
+        self._flush_clients()
+
+    # -- hinted handoff ------------------------------------------------------------------------
+    def _deliver_hints(self, node: str) -> None:
+        if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
+            return
+        if not self.transport.connected(node):
+            return
+        batch = self.hints.batch(node, HINT_BATCH_KEYS)
+        req = next(self._reqs)
+        self.hint_sends[req] = (node, batch, time.monotonic() + self.options.ack_timeout_ms / 1000)
+        self.sends.append((node, dm.encode(dm.Put(req=req, states=tuple(batch)))))
+        self._schedule_flush()
+
+    def _hints_acked(self, msg: dm.PutAck) -> None:
+        node, batch, _ = self.hint_sends.pop(msg.req)
+        if not msg.ok:
+            return
+        for key, blob in batch:
+            if self.hints.delivered(node, key, blob):
+                self.stats["hints_delivered"] += 1
+                self._log(["hd", node, key, blob])
+        self._deliver_hints(node)  # the next batch
+
+    # -- the disk guard (runtime/base.py) ----------------------------------------------------------
+    def _on_disk_blocked(self) -> None:
+        self.fail_held(encode_reply(self.disk_inflight_error(), False))
+        self.sends.clear()  # nothing the failed batch holds leaves the node
+        self._flush_clients()
+
+    def _on_disk_resumed(self) -> None:
+        self._flush()
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def _snapshot_blob(self) -> bytes:
+        out: bytes = msgpack.packb([self.store.snapshot(), self.hints.snapshot()], use_bin_type=True)
+        return out
+
+    def _take_snapshot(self) -> int:
+        """Snapshot store and hints at the WAL's last index now, on the loop (SAVE, REPLIKV SNAPSHOT)."""
+        if self.snapshotter.running:
+            raise RespError("ERR a background snapshot is in progress; try again when it is done")
+        self._flush()
+        self.wal.fsync_now()
+        index = self.wal.last_index
+        write_snapshot(self.snapshot_dir, index, 0, self._snapshot_blob())
+        self._compact(index)
+        return index
+
+    def background_snapshot(self) -> bool:
+        """BGSAVE and the automatic snapshot: serialized in a forked child (runtime/snapshotter.py)."""
+        if self.disk_error is not None:
+            return False
+        self.wal.commit()
+        return self.snapshotter.start(self.wal.last_index, 0, self._snapshot_blob, self._compact)
+
+    def _compact(self, index: int) -> None:
+        self.snapshot_index = max(self.snapshot_index, index)
+        self.lastsave = int(time.time())
+        if index >= self.wal.first_index:
+            self.wal.drop_before(index)
+        self._wal_bytes_after_snapshot = self.wal.size_bytes
+
+    # -- timers ------------------------------------------------------------------------------------
+    def _arm_timer(self, at: float) -> None:
+        """Wake at loop time ``at`` (or earlier, if already armed so)."""
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Request timeouts and speculative retries (the coordinator's deadlines)."""
+        self._timer = None
+        now_us = _now_us()
+        self._run(self.coord.tick(now_us))
+        self._flush_clients()
+        due = self.coord.next_deadline_us()
+        if due is not None:
+            self._arm_timer(self.loop.time() + max(0, due - now_us) / 1e6)
+
+    async def _tick_loop(self) -> None:
+        interval = self.options.heartbeat_ms / 1000
+        next_second = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for req, (node, _, deadline) in list(self.hint_sends.items()):
+                if now >= deadline:
+                    del self.hint_sends[req]
+            for node in self.hints.nodes():
+                self._deliver_hints(node)
+            if self.disk_error is not None or now < next_second:
+                continue
+            next_second = now + 1.0
+            wall = _wall_ms()
+            due = self.sm.expired_keys(wall, 200)
+            if due:
+                self.stats["expired_deletes"] += self._delete_locally(due)
+            grace_ms = self.options.tombstone_grace_s * 1000
+            for key in [k for k, dead in self.store.dead_ms.items() if wall - dead >= grace_ms][:1000]:
+                if self.store.collect(key):
+                    self.stats["tombstones_collected"] += 1
+                    self._log(["gc", key])
+
+    # -- INFO ----------------------------------------------------------------------------------------
+    def info(self, wanted: list[str]) -> str:
+        sections = self.info_sections()
+        sections["persistence"] = self.persistence_info(self.snapshot_index)
+        opts = self.options
+        alive = self._alive()
+        rep = ["role:master", f"replikv_node:{self.id}", f"replikv_mode:{NAME}",
+               f"replikv_replicas:{opts.replicas}", f"replikv_conflicts:{opts.conflicts}",
+               f"replikv_sloppy_quorum:{int(opts.sloppy_quorum)}",
+               f"replikv_keys_held:{len(self.store.ctx)}", f"replikv_tombstones:{len(self.store.dead_ms)}",
+               f"replikv_hints_held:{sum(self.hints.pending(n) for n in self.hints.nodes())}",
+               f"replikv_hints_dropped:{self.hints.dropped}",
+               f"replikv_speculative_retries:{self.coord.speculative_retries}",
+               f"replikv_requests_in_flight:{len(self.pending)}",
+               f"replikv_applied_index:{self.applied_index}", f"master_repl_offset:{self.applied_index}",
+               f"connected_slaves:{len(alive)}"]
+        for i, peer in enumerate(self.peer_ids):
+            addr = self.config.nodes[peer]
+            state = "online" if peer in alive else "offline"
+            est = self.coord.peer_us.get(peer)
+            rep.append(f"peer{i}:id={peer},ip={addr.host},port={addr.port},state={state},"
+                       f"hints={self.hints.pending(peer)},read_us={'' if est is None else int(est)}")
+        sections["replication"] = rep
+        sections["keyspace"] = [self.sm.keyspace_info()] if self.sm.dbsize else []
+        return render_info(sections, wanted)
+
+
+class _Sequence(PeerReplyConnection):
+    """Runs an EXEC block's commands one at a time through the node's own paths (each reply,
+    once ready, starts the next) and answers the client with the array of replies."""
+
+    def __init__(self, node: LeaderlessRunner, conn: ClientConnection, queued: list[list[bytes]]) -> None:
+        super().__init__(conn.resp3)
+        self.node, self.conn, self.todo = node, conn, list(queued)
+        self.replies: list[bytes] = []
+        self.authenticated = True
+        self.multi = None
+        self.multi_dirty = False
+        self.read_level, self.read_bound_ms = conn.read_level, 0
+        self.write_level = conn.write_level
+        self.write_k = 0
+        self.closing = False
+        self.done: Slot | None = None
+
+    def set_write_level(self, level: Any) -> None:
+        self.write_level = level
+
+    def next(self, done: Slot | None = None) -> None:
+        if done is not None:
+            self.done = done
+        if not self.todo:
+            body = b"".join(self.replies)
+            head = b"*%d\r\n" % len(self.replies)
+            assert self.done is not None
+            self.done.resolve(head + body)
+            self.node._flush_clients()
+            return
+        self.node.execute(self, self.todo.pop(0))  # type: ignore[arg-type]
+
+    def send_reply(self, data: bytes) -> None:
+        self.replies.append(data)
+        self.node.loop.call_soon(self.next)  # never recurse: a long block would overflow the stack
