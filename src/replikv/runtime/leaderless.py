@@ -48,7 +48,7 @@ from replikv.config import ClusterConfig
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.coordinator import Coordinator, LateAnswer, ReadDone, Send, WriteDone, level_count
+from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone, level_count
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo.ring import Ring
 from replikv.core.replies import NULL_ARRAY, RespError
@@ -377,6 +377,8 @@ class LeaderlessRunner(BaseRunner):
                 self._read_done(effect)
             elif isinstance(effect, LateAnswer):
                 self._join_answers({effect.peer: effect.states})
+            elif isinstance(effect, Hint):
+                self._hold_hints(effect.node, effect.states)
 
     def _write_done(self, done: WriteDone) -> None:
         p = self.pending.pop(done.req, None)
@@ -506,19 +508,11 @@ class LeaderlessRunner(BaseRunner):
             if msg.req:
                 self.transport.send(peer, dm.encode(dm.PutAck(req=msg.req, ok=False)))
             return
-        now = _wall_ms()
         ok = True
         if msg.hint_for:
-            for key, blob in msg.states:
-                try:
-                    self.hints.add(msg.hint_for, key, blob, now)
-                except ValueError as e:
-                    log.warning("dropping a bad hint from peer %s: %s", peer, e)
-                    ok = False
-                    continue
-                self.stats["hints_stored"] += 1
-                self._log(["h", msg.hint_for, key, blob, now])
+            ok = self._hold_hints(msg.hint_for, msg.states, peer)
         else:
+            now = _wall_ms()
             changed = []
             for key, blob in msg.states:
                 if self._join(key, blob, now, peer):
@@ -539,6 +533,21 @@ class LeaderlessRunner(BaseRunner):
         self._flush_clients()
 
     # -- hinted handoff ------------------------------------------------------------------------
+    def _hold_hints(self, node: str, states: Any, sender: str = "") -> bool:
+        """Keep key states for ``node`` (logged, delivered when it is connected); False if one was bad."""
+        now = _wall_ms()
+        ok = True
+        for key, blob in states:
+            try:
+                self.hints.add(node, key, blob, now)
+            except ValueError as e:
+                log.warning("dropping a bad hint from peer %s: %s", sender or self.id, e)
+                ok = False
+                continue
+            self.stats["hints_stored"] += 1
+            self._log(["h", node, key, blob, now])
+        return ok
+
     def _deliver_hints(self, node: str) -> None:
         if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from replikv.core.dynamo import messages as m
-from replikv.core.dynamo.coordinator import Coordinator, LateAnswer, ReadDone, Send, WriteDone, level_count
+from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone, level_count
 
 REPLICAS = ("a", "b", "c")
 STATES = ((b"k", b"blob"),)
@@ -37,9 +37,27 @@ def test_a_quorum_write_is_done_at_the_second_ack_and_later_acks_are_ignored() -
 
 
 def test_a_write_at_one_is_done_at_once_by_the_coordinators_replica() -> None:
-    out = coord().write(1, STATES, REPLICAS, 1, {"b", "c"}, (), 0)
+    c = coord()
+    out = c.write(1, STATES, REPLICAS, 1, {"b", "c"}, (), 0)
     assert out[-1] == WriteDone(req=1, ok=True, acks=1, needed=1, hinted=0)
     assert set(sends(out)) == {"b", "c"}  # the others still get it
+    assert c.step("b", m.PutAck(req=1, ok=True), 1) == []
+    # c never answers: at the deadline this node keeps a hint for it
+    assert c.tick(1_000_000) == [Hint(node="c", states=STATES)] and c.writes == {}
+
+
+def test_a_replica_lost_with_the_write_in_flight_gets_a_hint_even_after_the_write_succeeded() -> None:
+    c = coord()
+    c.write(2, STATES, REPLICAS, 2, {"b", "c"}, (), 0)
+    assert c.step("b", m.PutAck(req=2, ok=True), 1) == [WriteDone(req=2, ok=True, acks=2, needed=2, hinted=0)]
+    assert c.peer_down("c", 2) == [Hint(node="c", states=STATES)]
+    assert c.writes == {}
+
+
+def test_with_no_stand_in_alive_the_coordinator_keeps_the_hint_for_a_down_replica() -> None:
+    out = coord().write(3, STATES, REPLICAS, 2, {"b"}, ("d",), 0)
+    assert Hint(node="c", states=STATES) in out
+    assert set(sends(out)) == {"b"}
 
 
 def test_a_down_replica_gets_a_hint_through_a_stand_in_that_counts_only_when_sloppy() -> None:
@@ -48,7 +66,7 @@ def test_a_down_replica_gets_a_hint_through_a_stand_in_that_counts_only_when_slo
         out = c.write(3, STATES, REPLICAS, 3, {"b", "d", "e"}, ("d", "e"), 0)
         assert sends(out) == {"b": m.Put(req=3, states=STATES),
                               "d": m.Put(req=3, states=STATES, hint_for="c")}
-        c.step("b", m.PutAck(req=3, ok=True), 5)
+        assert c.step("b", m.PutAck(req=3, ok=True), 5) == []
         done = c.step("d", m.PutAck(req=3, ok=True), 6)
         assert done == [WriteDone(req=3, ok=sloppy, acks=3 if sloppy else 2, needed=3,
                                   hinted=0 if sloppy else 1)]
@@ -67,14 +85,16 @@ def test_a_write_times_out_with_the_counts() -> None:
     c.step("b", m.PutAck(req=4, ok=True), 1)
     assert c.tick(999_999) == []
     assert c.next_deadline_us() == 1_000_000
-    assert c.tick(1_000_000) == [WriteDone(req=4, ok=False, acks=2, needed=3, hinted=0)]
+    assert c.tick(1_000_000) == [Hint(node="c", states=STATES),
+                                 WriteDone(req=4, ok=False, acks=2, needed=3, hinted=0)]
 
 
 def test_a_refused_ack_and_a_lost_peer_end_a_write_that_cannot_succeed() -> None:
     c = coord()
     c.write(5, STATES, REPLICAS, 3, {"b", "c"}, (), 0)
-    assert c.step("b", m.PutAck(req=5, ok=False), 1) == []
-    assert c.peer_down("c", 2) == [WriteDone(req=5, ok=False, acks=1, needed=3, hinted=0)]
+    assert c.step("b", m.PutAck(req=5, ok=False), 1) == [Hint(node="b", states=STATES)]
+    assert c.peer_down("c", 2) == [Hint(node="c", states=STATES),
+                                   WriteDone(req=5, ok=False, acks=1, needed=3, hinted=0)]
 
 
 def test_a_quorum_read_asks_the_fastest_replica_and_reports_late_answers() -> None:

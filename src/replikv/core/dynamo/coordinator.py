@@ -18,7 +18,11 @@ to one) and then hands the coordinator the key states to replicate. Rules:
   stand-in (the next alive node on the ring after the N): ``Put`` with
   ``hint_for``. The stand-in's ack counts toward W only with
   ``sloppy_quorum`` (Dynamo's sloppy quorum: a weaker guarantee, R + W > N
-  no longer implies overlap).
+  no longer implies overlap). A replica that was believed alive but does
+  not acknowledge (it died with the write in flight, or it is too slow)
+  gets a hint kept by the coordinator itself (``Hint``), as Cassandra's
+  coordinator writes hints for replicas that time out: a write the level
+  acknowledged still reaches every replica that comes back.
 - **Timeouts.** A request that has not reached its level by its deadline
   ends with ``ok=False`` and the counts (for a write: it may still be
   applied: the coordinator's replica has it and replicas may still join it).
@@ -45,7 +49,7 @@ from typing import Any
 
 from replikv.core.dynamo.messages import Get, GetReply, Put, PutAck, States
 
-__all__ = ["Coordinator", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count"]
+__all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count"]
 
 Answer = tuple[tuple[bytes, bytes | None], ...]
 
@@ -97,7 +101,15 @@ class LateAnswer:
     states: Answer
 
 
-Effect = Send | WriteDone | ReadDone | LateAnswer
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hint:
+    """Keep ``states`` for ``node`` (a replica that did not acknowledge them) and deliver them later."""
+
+    node: str
+    states: States
+
+
+Effect = Send | WriteDone | ReadDone | LateAnswer | Hint
 
 
 @dataclass(slots=True)
@@ -105,8 +117,10 @@ class _Write:
     needed: int
     deadline_us: int
     acks: int
-    pending: dict[str, bool]  # node -> counts toward W when it acks
+    pending: dict[str, str]  # node -> the replica it holds the write for (itself, or a down one)
+    states: States
     hinted: int = 0
+    done: bool = False  # WriteDone given; kept until every replica answered (or the deadline) for hints
 
 
 @dataclass(slots=True)
@@ -179,24 +193,26 @@ class Coordinator:
         up = set(alive)
         spare = [s for s in stand_ins if s in up and s not in replicas and s != self.node]
         acks = 1 if self.node in replicas else 0
-        pending: dict[str, bool] = {}
+        pending: dict[str, str] = {}
         out: list[Effect] = []
-        hinted = 0
         for r in replicas:
             if r == self.node:
                 continue
             if r in up:
-                pending[r] = True
+                pending[r] = r
                 out.append(Send(to=r, msg=Put(req=req, states=states)))
             elif spare:
                 s = spare.pop(0)
-                pending[s] = self.sloppy_quorum
-                hinted += 1
+                pending[s] = r
                 out.append(Send(to=s, msg=Put(req=req, states=states, hint_for=r)))
+            else:
+                out.append(Hint(node=r, states=states))  # no stand-in: this node holds the hint
+        w = _Write(needed, now_us + self.timeout_us, acks, pending, states)
         if acks >= needed:
+            w.done = True
             out.append(WriteDone(req=req, ok=True, acks=acks, needed=needed, hinted=0))
-            return out  # later acks are ignored: nothing waits on them
-        self.writes[req] = _Write(needed, now_us + self.timeout_us, acks, pending)
+        if pending:
+            self.writes[req] = w
         return out
 
     # ------------------------------------------------------------- reads
@@ -260,19 +276,29 @@ class Coordinator:
         w = self.writes.get(msg.req)
         if w is None or peer not in w.pending:
             return []
-        counts = w.pending.pop(peer)
-        if msg.ok:
-            if counts:
-                w.acks += 1
-            else:
-                w.hinted += 1
-        if w.acks >= w.needed:
-            del self.writes[msg.req]
-            return [WriteDone(req=msg.req, ok=True, acks=w.acks, needed=w.needed, hinted=w.hinted)]
+        target = w.pending.pop(peer)
+        out: list[Effect] = []
+        if not msg.ok:  # whoever did not take it: this node keeps the hint for the replica
+            out.append(Hint(node=target, states=w.states))
+        elif target == peer or self.sloppy_quorum:
+            w.acks += 1
+        else:
+            w.hinted += 1
+        if not w.done and (w.acks >= w.needed or not w.pending):
+            w.done = True
+            out.append(WriteDone(req=msg.req, ok=w.acks >= w.needed, acks=w.acks, needed=w.needed,
+                                 hinted=w.hinted))
         if not w.pending:
             del self.writes[msg.req]
-            return [WriteDone(req=msg.req, ok=False, acks=w.acks, needed=w.needed, hinted=w.hinted)]
-        return []
+        return out
+
+    def _expire_write(self, req: int, w: _Write) -> list[Effect]:
+        """The deadline: replicas that did not answer get hints; the write fails if not done."""
+        del self.writes[req]
+        out: list[Effect] = [Hint(node=target, states=w.states) for target in w.pending.values()]
+        if not w.done:
+            out.append(WriteDone(req=req, ok=False, acks=w.acks, needed=w.needed, hinted=w.hinted))
+        return out
 
     def _get_reply(self, peer: str, msg: GetReply, now_us: int) -> list[Effect]:
         rd = self.reads.get(msg.req)
@@ -329,8 +355,7 @@ class Coordinator:
         out: list[Effect] = []
         for req, w in list(self.writes.items()):
             if now_us >= w.deadline_us:
-                del self.writes[req]
-                out.append(WriteDone(req=req, ok=False, acks=w.acks, needed=w.needed, hinted=w.hinted))
+                out.extend(self._expire_write(req, w))
         threshold = self.speculative_threshold_us()
         for req, rd in list(self.reads.items()):
             if now_us >= rd.deadline_us:

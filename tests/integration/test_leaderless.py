@@ -1,0 +1,223 @@
+"""Leaderless mode on real processes: what a user of Cassandra, Riak or Dynamo expects.
+
+Any node coordinates any key; the client picks per connection how many of the
+key's replicas must answer; a replica that was down is brought back up to
+date by hints (when a stand-in held its writes) and read repair; a level that
+cannot be reached is refused at once (UNAVAILABLE) or fails with the count of
+replicas that answered; concurrent writes merge by type (counters add up,
+sets join) or become siblings that VGET shows and VSET resolves.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from replikv.core.dynamo.ring import Ring
+from tests.integration.cluster import Cluster, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def ll_cluster(root: Path, n: int = 3, **options: Any) -> Cluster:
+    options.setdefault("fsync", "always")
+    options.setdefault("ack_timeout_ms", 2000)
+    c = Cluster(root, n, **options)
+    c.config.mode = "leaderless"
+    c.config.save(c.path)
+    return c.start()
+
+
+def ring_of(c: Cluster) -> Ring:
+    opts = c.config.options
+    return Ring(list(c.config.nodes), opts.replicas, opts.vnodes)
+
+
+def level(r: redis.Redis, read: str | None = None, write: str | None = None) -> redis.Redis:
+    if read:
+        assert r.execute_command("CONSISTENCY", "READ", read) == b"OK"
+    if write:
+        assert r.execute_command("CONSISTENCY", "WRITE", write) == b"OK"
+    return r
+
+
+def test_any_node_coordinates_and_types_merge(tmp_path: Path) -> None:
+    c = ll_cluster(tmp_path / "c")
+    try:
+        clients = {n: c.client(n) for n in c.config.nodes}
+        for i in range(10):
+            for n, r in clients.items():
+                assert r.incr("hits") >= 1
+                assert r.sadd("members", f"{n}-{i}") == 1
+                r.hset("profile", n, i)
+                r.set(f"k:{n}:{i}", i)
+        for n, r in clients.items():  # quorum reads (R + W > N): every acknowledged write is seen
+            assert r.get("hits") == b"30", n
+            assert r.scard("members") == 30
+            assert r.hgetall("profile") == {b"n1": b"9", b"n2": b"9", b"n3": b"9"}
+            assert [r.get(f"k:{m}:9") for m in c.config.nodes] == [b"9"] * 3
+        r = clients["n2"]
+        assert r.execute_command("CONSISTENCY") == b"read=quorum write=quorum"
+        pipe = r.pipeline(transaction=True)  # EXEC: the commands in order, no isolation
+        pipe.set("a", "1").incr("a").get("a")
+        assert pipe.execute() == [True, 2, b"2"]
+        with pytest.raises(redis.ResponseError, match="not offered in leaderless mode"):
+            r.zadd("z", {"m": 1})
+        with pytest.raises(redis.ResponseError, match="not offered in leaderless mode"):
+            r.flushall()
+        with pytest.raises(redis.ResponseError, match="needs 4 replicas"):
+            level(c.client("n1", single_connection_client=True), read="4").get("a")
+        with pytest.raises(redis.ResponseError, match="unknown read level"):
+            r.execute_command("CONSISTENCY", "READ", "psychic")
+        info = c.replication("n1")
+        assert info["replikv_mode"] == "leaderless" and info["replikv_replicas"] == 3
+    finally:
+        c.close()
+
+
+def test_levels_that_cannot_be_reached_are_refused_or_time_out_with_counts(tmp_path: Path) -> None:
+    c = ll_cluster(tmp_path / "c")
+    try:
+        r = c.client("n1", single_connection_client=True)
+        assert r.set("k", "v") is True
+        c.kill("n2")
+        c.kill("n3")
+        wait_for(lambda: c.replication("n1")["connected_slaves"] == 0, 20, "n1 to see its peers gone")
+        with pytest.raises(redis.ResponseError, match=r"UNAVAILABLE write at quorum needs 2 of 3 replicas; "
+                                                       r"1 reachable; nothing was written"):
+            r.set("k", "w")
+        with pytest.raises(redis.ResponseError, match="UNAVAILABLE read at quorum"):
+            r.get("k")
+        level(r, read="one", write="one")
+        assert r.set("k", "one") is True  # ONE: this replica is enough
+        assert r.get("k") == b"one"
+        assert int(c.replication("n1")["replikv_hints_held"]) == 2  # n1 keeps the write for each of them
+        c.start("n2", "n3")
+        for n in ("n2", "n3"):  # hinted handoff once they are back
+            rn = level(c.client(n, single_connection_client=True), read="one")
+            wait_for(lambda: rn.get("k") == b"one", 10, f"{n} to get its hint")
+        assert int(c.stats("n1")["hints_delivered"]) == 2
+        assert int(c.replication("n1")["replikv_hints_held"]) == 0
+    finally:
+        c.close()
+
+
+def test_a_read_repairs_a_replica_that_lost_its_data(tmp_path: Path) -> None:
+    c = ll_cluster(tmp_path / "c")
+    try:
+        r = level(c.client("n1", single_connection_client=True), read="all", write="all")
+        for i in range(20):  # ALL: every replica acknowledged each write, so n1 keeps no hint for n3
+            assert r.set(f"k{i}", i) is True
+        c.kill("n3")
+        shutil.rmtree(c.config.nodes["n3"].data_dir)  # its disk was replaced: it starts empty
+        c.start("n3")
+        wait_for(lambda: c.replication("n1")["connected_slaves"] == 2, 20, "n1 to see n3 back")
+        one = level(c.client("n3", single_connection_client=True), read="one")
+        assert one.get("k0") is None
+        assert [r.get(f"k{i}") for i in range(20)] == [str(i).encode() for i in range(20)]  # ALL
+        assert int(c.stats("n1")["read_repairs"]) >= 20  # each read sent the value back to n3
+        wait_for(lambda: all(one.get(f"k{i}") == str(i).encode() for i in range(20)), 10, "n3 to be repaired")
+    finally:
+        c.close()
+
+
+def test_concurrent_writes_become_siblings_that_vset_resolves(tmp_path: Path) -> None:
+    c = ll_cluster(tmp_path / "c", conflicts="siblings")
+    try:
+        # each write is made while the other's coordinator is down: concurrent
+        c.kill("n2")
+        c.kill("n3")
+        a = level(c.client("n1", single_connection_client=True), write="one")
+        assert a.set("doc", "from-a") is True
+        c.kill("n1")
+        c.start("n2")
+        b = level(c.client("n2", single_connection_client=True), write="one")
+        assert b.set("doc", "from-b") is True
+        c.start("n1", "n3")
+        wait_for(lambda: c.replication("n3")["connected_slaves"] == 2, 20, "n3 to see its peers")
+        q = level(c.client("n3", single_connection_client=True), read="all")
+        ctx, values = q.execute_command("VGET", "doc")
+        assert sorted(values) == [b"from-a", b"from-b"]
+        assert q.get("doc") in (b"from-a", b"from-b")  # plain GET: one value, the LWW winner
+        level(q, write="all")
+        assert q.execute_command("VSET", "doc", "merged", "CONTEXT", ctx) == b"OK"
+        for n in c.config.nodes:
+            r = level(c.client(n, single_connection_client=True), read="one")
+            assert r.execute_command("VGET", "doc")[1] == [b"merged"], n
+    finally:
+        c.close()
+
+
+def test_five_nodes_survive_a_kill_under_load_and_hints_repair_the_returning_node(tmp_path: Path) -> None:
+    c = ll_cluster(tmp_path / "c", 5)
+    try:
+        ring = ring_of(c)
+        errors: list[str] = []
+        acked: dict[str, str] = {}
+        stop = threading.Event()
+
+        def writer(node: str) -> None:
+            r = c.client(node)
+            i = 0
+            while not stop.is_set():
+                key = f"{node}:{i}"
+                try:
+                    r.set(key, i)
+                    acked[key] = str(i)
+                except redis.RedisError as e:
+                    errors.append(f"{key}: {e}")
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in ("n1", "n2", "n4")]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(acked) > 150, 30, "writes before the kill")
+        c.kill("n3")
+        before = len(acked)
+        wait_for(lambda: len(acked) > before + 300, 60, "writes after the kill")
+        stop.set()
+        for t in threads:
+            t.join(30)
+        # QUORUM kept succeeding: the only failures are writes in flight when n3 died
+        assert len(errors) <= 6, errors[:10]
+        r = c.client("n5")
+        for key, value in list(acked.items())[::7]:
+            assert r.get(key) == value.encode(), key  # every acknowledged write, at QUORUM
+        mine = [k for k in acked if "n3" in ring.preference_list(k.encode())]
+        assert len(mine) > 50
+        held = sum(int(c.replication(n)["replikv_hints_held"]) for n in ("n1", "n2", "n4", "n5"))
+        assert held > 0  # stand-ins hold what n3 missed
+        c.start("n3")
+        wait_for(lambda: sum(int(c.replication(n)["replikv_hints_held"]) for n in ("n1", "n2", "n4", "n5")) == 0,
+                 60, "the hints to be delivered")
+        one = level(c.client("n3", single_connection_client=True), read="one")
+        missing = [k for k in mine if one.get(k) != acked[k].encode()]
+        # n3 answers ONE reads of its keys from its own replica: hints gave it every write it missed
+        # (writes acknowledged before the kill it already had)
+        assert missing == [], missing[:10]
+    finally:
+        c.close()
+
+
+def test_sloppy_quorum_counts_a_stand_in_toward_the_level(tmp_path: Path) -> None:
+    for sloppy in (False, True):
+        c = ll_cluster(tmp_path / f"c{sloppy}", 4, sloppy_quorum=sloppy)
+        try:
+            ring = ring_of(c)
+            key = next(f"k{i}" for i in range(1000) if ring.preference_list(f"k{i}".encode())[0] == "n1"
+                       and "n4" in ring.preference_list(f"k{i}".encode()))
+            c.kill("n4")
+            r = level(c.client("n1", single_connection_client=True), write="all")
+            wait_for(lambda: c.replication("n1")["connected_slaves"] == 2, 20, "n1 to see n4 gone")
+            if sloppy:
+                assert r.set(key, "v") is True
+            else:
+                with pytest.raises(redis.ResponseError, match="UNAVAILABLE write at all needs 3 of 3"):
+                    r.set(key, "v")
+        finally:
+            c.close()
