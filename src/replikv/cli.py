@@ -139,6 +139,8 @@ NODE_OPTION_HELP: dict[str, str] = {
     "(Cassandra's gc_grace_seconds); a replica down longer may bring deleted data back.",
     "read_repair_pct": "leaderless: the percentage of reads that ask every replica, so that replicas "
     "no client reads from are repaired too.",
+    "anti_entropy_ms": "leaderless: how often a node compares one of its ranges with another replica "
+    "(Merkle trees) and exchanges the keys that differ; 0 never.",
     "peer_delay_ms": "Injected latency: every frame to a peer leaves this many ms after it was sent "
     "(one way; frames keep their order), to put nodes 'in different regions' on one machine.",
     "peer_jitter_ms": "Injected jitter: each frame's delay varies uniformly by up to this many ms "

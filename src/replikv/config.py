@@ -134,6 +134,7 @@ class NodeOptions:
     vnodes: int = 64
     tombstone_grace_s: int = 864_000  # as Cassandra's gc_grace_seconds (10 days)
     read_repair_pct: int = 10  # % of reads that ask every replica (Cassandra's read_repair_chance)
+    anti_entropy_ms: int = 1000  # one Merkle comparison of one owned range this often (0: never)
     # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
     # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
     # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
@@ -184,6 +185,8 @@ class NodeOptions:
             value = getattr(self, name)
             if value not in ("one", "quorum", "all") and not (value.isdigit() and 0 < int(value) < 1000):
                 raise ConfigError(f"{name} must be one, quorum, all or a number of replicas (got {value!r})")
+        if self.anti_entropy_ms < 0:
+            raise ConfigError(f"anti_entropy_ms must be 0 (never) or a number of ms (got {self.anti_entropy_ms!r})")
         if not isinstance(self.read_repair_pct, int) or not 0 <= self.read_repair_pct <= 100:
             raise ConfigError(f"read_repair_pct must be between 0 and 100 (got {self.read_repair_pct!r})")
         for name in ("peer_delay_ms", "peer_jitter_ms"):

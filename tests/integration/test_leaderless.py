@@ -101,14 +101,14 @@ def test_levels_that_cannot_be_reached_are_refused_or_time_out_with_counts(tmp_p
         for n in ("n2", "n3"):  # hinted handoff once they are back
             rn = level(c.client(n, single_connection_client=True), read="one")
             wait_for(lambda: rn.get("k") == b"one", 10, f"{n} to get its hint")
-        assert int(c.stats("n1")["hints_delivered"]) == 2
+        assert int(c.replication("n1")["replikv_hints_delivered"]) == 2
         assert int(c.replication("n1")["replikv_hints_held"]) == 0
     finally:
         c.close()
 
 
 def test_a_read_repairs_a_replica_that_lost_its_data(tmp_path: Path) -> None:
-    c = ll_cluster(tmp_path / "c")
+    c = ll_cluster(tmp_path / "c", anti_entropy_ms=0)  # only reads repair here
     try:
         r = level(c.client("n1", single_connection_client=True), read="all", write="all")
         for i in range(20):  # ALL: every replica acknowledged each write, so n1 keeps no hint for n3
@@ -120,7 +120,7 @@ def test_a_read_repairs_a_replica_that_lost_its_data(tmp_path: Path) -> None:
         one = level(c.client("n3", single_connection_client=True), read="one")
         assert one.get("k0") is None
         assert [r.get(f"k{i}") for i in range(20)] == [str(i).encode() for i in range(20)]  # ALL
-        assert int(c.stats("n1")["read_repairs"]) >= 20  # each read sent the value back to n3
+        assert int(c.replication("n1")["replikv_read_repairs"]) >= 20  # each read sent the value back to n3
         wait_for(lambda: all(one.get(f"k{i}") == str(i).encode() for i in range(20)), 10, "n3 to be repaired")
     finally:
         c.close()
@@ -221,3 +221,28 @@ def test_sloppy_quorum_counts_a_stand_in_toward_the_level(tmp_path: Path) -> Non
                     r.set(key, "v")
         finally:
             c.close()
+
+
+def test_anti_entropy_repairs_a_replica_nobody_reads_from(tmp_path: Path) -> None:
+    c = ll_cluster(tmp_path / "c", anti_entropy_ms=50, read_repair_pct=0)
+    try:
+        r = level(c.client("n1", single_connection_client=True), write="all")
+        for i in range(200):
+            assert r.set(f"k{i}", i) is True
+        assert r.delete("k7") == 1
+        c.kill("n3")
+        shutil.rmtree(c.config.nodes["n3"].data_dir)  # its disk was replaced: it starts empty
+        c.start("n3")
+        one = level(c.client("n3", single_connection_client=True), read="one")
+
+        def repaired() -> bool:
+            return all(one.get(f"k{i}") == (None if i == 7 else str(i).encode()) for i in range(200))
+        wait_for(repaired, 60, "anti-entropy to bring n3 up to date")
+        info = c.replication("n3")
+        assert int(info["replikv_ae_rounds"]) > 0
+        assert sum(int(c.replication(n)["replikv_ae_keys_repaired"]) for n in c.config.nodes) >= 199
+        assert one.exists("k7") == 0
+        digests = {c.digest(n) for n in c.config.nodes}
+        assert len(digests) == 1
+    finally:
+        c.close()

@@ -121,7 +121,8 @@ def test_build_config_applies_every_option_and_round_trips(tmp_path):
              "client_output_buffer_limit": 1 << 20, "topology": "ring", "hub": "n2", "conflicts": "siblings", "oplog_retain_ops": 500,
              "peer_delay_ms": 50, "peer_jitter_ms": 5,
              "peer_delays": "n1-n2=80", "replicas": 2, "read_consistency": "one", "write_consistency": "all",
-             "sloppy_quorum": True, "vnodes": 16, "tombstone_grace_s": 60, "read_repair_pct": 0}
+             "sloppy_quorum": True, "vnodes": 16, "tombstone_grace_s": 60, "read_repair_pct": 0,
+             "anti_entropy_ms": 50}
     assert set(given) == {f.name for f in dataclasses.fields(NodeOptions)}
     config, _ = cli.build_cluster_config(data_dir=tmp_path, nodes=2, port=9000, peer_port=9100,
                                          secret="abc", node_options=given)

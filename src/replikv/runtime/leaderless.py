@@ -4,8 +4,10 @@ Cassandra, Riak); the rules are in docs/leaderless.md.
 No leader: each key lives on the N nodes the ring names
 (``core/dynamo/ring.py``), any of them coordinates a request for it (a node
 that is not one forwards the command to one), and the client's level says
-how many replicas must answer (``core/dynamo/coordinator.py``). The thin
-asyncio shell around:
+how many replicas must answer. The thin asyncio shell around:
+
+- ``core/dynamo/replica.py``: the node's replica, the requests it
+  coordinates, hints and anti-entropy, as effects this module carries out;
 
 - ``kv/crdt_writes.py``: a Redis write -> CRDT mutations + Redis's reply,
   computed from this replica's state of the key;
@@ -16,20 +18,18 @@ asyncio shell around:
   from, rewritten for the keys that changed.
 
 Rules it keeps:
-- Persist before send: a write is in this node's WAL before its key state
-  leaves for the other replicas, and a replica acknowledges a ``Put`` only
-  after the WAL commit that holds it (one write + fsync per loop iteration,
-  group commit). Under ``--fsync always`` an acknowledged write survives the
-  power loss of every node but those it did not reach.
-- A read joins the replicas' answers into this node's own replica (it is
-  one), then serves the command from the view; every answering replica whose
-  state differs from the joined one gets it back (read repair); late answers
-  are repaired the same way.
-- Hints (``core/dynamo/hints.py``) a stand-in holds for a down replica are
-  in its WAL and snapshots, and go to the replica when it is connected again.
-- The WAL holds this node's own writes (``w``), joined key states (``j``),
-  hints held (``h``) and delivered (``hd``) and collected tombstones
-  (``gc``), in order; replaying them rebuilds the same state.
+- Persist before send (the replica's rule): the WAL entries of one loop
+  iteration are written in one batch (one write + fsync under ``--fsync
+  always``) before any frame of that iteration leaves, and a client's reply
+  leaves after both its entry's commit and its level's acks. Under
+  ``--fsync always`` an acknowledged write survives the power loss of every
+  node but those it did not reach.
+- A read is served from the view after the replica joined the replicas'
+  answers into this node's state of the keys.
+- The WAL holds the replica's entries in order (own writes ``w``, joined
+  key states ``j``, hints held ``h`` and delivered ``hd``, collected
+  tombstones ``gc``); replaying them rebuilds the same state. Snapshots hold
+  the store and the hints.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ from replikv.config import ClusterConfig
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone, level_count
+from replikv.core.dynamo.coordinator import level_count
 from replikv.core.dynamo.hints import Hints
+from replikv.core.dynamo.replica import Changed, Persist, Replica, ReadDone, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.core.replies import NULL_ARRAY, RespError
 from replikv.core.resp import encode_reply
@@ -66,7 +67,6 @@ from replikv.storage.errors import WalFailedError
 from replikv.storage.snapshot import write_snapshot
 
 log = logging.getLogger("replikv.node")
-HINT_BATCH_KEYS = 256  # key states per hint delivery frame
 
 
 def _wall_ms() -> int:
@@ -96,21 +96,22 @@ class LeaderlessRunner(BaseRunner):
         self.ring = Ring(list(config.nodes), opts.replicas, opts.vnodes)
         self.hlc = Hlc()
         self.rng = random.Random()
-        self.coord = Coordinator(node_id, timeout_us=opts.ack_timeout_ms * 1000, rng=self.rng,
-                                 sloppy_quorum=opts.sloppy_quorum,
-                                 read_repair_chance=opts.read_repair_pct / 100)
+        self.replica = Replica(node_id, self.ring, conflicts=opts.conflicts, timeout_us=opts.ack_timeout_ms * 1000,
+                               rng=self.rng, sloppy_quorum=opts.sloppy_quorum,
+                               read_repair_chance=opts.read_repair_pct / 100,
+                               tombstone_grace_ms=opts.tombstone_grace_s * 1000,
+                               ae_interval_ms=opts.anti_entropy_ms)
+        self.coord = self.replica.coord
         self.sends: list[tuple[str, bytes]] = []  # frames that leave after the next WAL commit
         self.entries: list[list[Any]] = []  # WAL entries of this loop iteration
-        self.pending: dict[int, Pending] = {}
-        self.hint_sends: dict[int, tuple[str, list[tuple[bytes, bytes]], float]] = {}
+        self.pending: dict[int, Pending] = {}  # client requests waiting for replicas
         self._reqs = itertools.count(1)
         self.flush_scheduled = False
         self._wal_bytes_after_snapshot = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # loop time the timer fires at
         self.stats.update({"writes_coordinated": 0, "reads_coordinated": 0, "writes_failed": 0,
-                           "reads_failed": 0, "read_repairs": 0, "hints_stored": 0, "hints_delivered": 0,
-                           "tombstones_collected": 0, "expired_deletes": 0, "states_joined": 0})
+                           "reads_failed": 0, "expired_deletes": 0})
         self._recover()
 
     # -- start-up ---------------------------------------------------------------------
@@ -118,17 +119,17 @@ class LeaderlessRunner(BaseRunner):
         """Snapshot (store + hints) and the WAL entries after it; the view is rebuilt from the store."""
         meta, snap, records = self.open_storage()
         conflicts = self.options.conflicts
+        replica = self.replica
         if snap is not None:
             store_blob, hints_blob = msgpack.unpackb(snap.data, raw=False)
-            self.store = KeyedStore.restore(store_blob, conflicts)
-            self.hints = Hints.restore(hints_blob, conflicts)
-        else:
-            self.store, self.hints = KeyedStore(conflicts), Hints(conflicts)
+            replica.store = KeyedStore.restore(store_blob, conflicts)
+            replica.hints = Hints.restore(hints_blob, conflicts)
+        self.store, self.hints = replica.store, replica.hints
         self.snapshot_index = snap.index if snap is not None else 0
         replayed = 0
         for _first, entries in records:
             for entry in entries:
-                self._replay(entry)
+                replica.replay(entry)
                 replayed += 1
         for kctx in self.store.ctx.values():  # never reuse a dot: the clock starts past our own
             mine = kctx.get(self.id)
@@ -142,21 +143,6 @@ class LeaderlessRunner(BaseRunner):
             self.meta.save({"mode": self.config.mode})
         log.info("node %s recovered: snapshot at %d, %d entries replayed, %d keys, %d hints", self.id,
                  self.snapshot_index, replayed, len(self.store.ctx), sum(1 for _ in self.hints.items()))
-
-    def _replay(self, entry: list[Any]) -> None:
-        kind = entry[0]
-        if kind == "w":
-            _, hlc, muts, now = entry
-            self.store.apply_write(self.id, hlc, muts, now)
-            self.hlc.observe(hlc, 0)
-        elif kind == "j":
-            self.store.join_key(entry[1], entry[2], entry[3])
-        elif kind == "h":
-            self.hints.add(entry[1], entry[2], entry[3], entry[4])
-        elif kind == "hd":
-            self.hints.delivered(entry[1], entry[2], entry[3])
-        elif kind == "gc":
-            self.store.collect(entry[1])
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -239,20 +225,10 @@ class LeaderlessRunner(BaseRunner):
         if not muts:
             conn.reply_bytes(data)
             return
-        changed = self._apply_local(muts, now)
-        states = tuple((k, b) for k in changed if (b := self.store.key_blob(k)) is not None)
         req = next(self._reqs)
         self.stats["writes_coordinated"] += 1
-        self._start(conn, req, Pending(conn, data), self.coord.write(
-            req, states, replicas, needed, self._alive(), stand_ins, _now_us()))
-
-    def _apply_local(self, muts: list[Any], now: int) -> list[bytes]:
-        """A write this node coordinates: stamp, apply, log (committed before anything is sent)."""
-        hlc = self.hlc.now(now)
-        changed = self.store.apply_write(self.id, hlc, muts, now)
-        self._log(["w", hlc, muts, now])
-        self._changed(changed)
-        return changed
+        self._start(conn, req, Pending(conn, data), self.replica.write(
+            req, muts, self.hlc.now(now), replicas, needed, self._alive(), stand_ins, now, _now_us()))
 
     def _start(self, conn: ClientConnection, req: int, pending: Pending, effects: list[Any]) -> None:
         """Register a request, run its first effects; a reply not given by them waits on a slot,
@@ -264,11 +240,7 @@ class LeaderlessRunner(BaseRunner):
             first = min(self.coord.speculative_threshold_us(), self.coord.timeout_us)
             self._arm_timer(self.loop.time() + first / 1e6)
 
-    def _log(self, entry: list[Any]) -> None:
-        self.entries.append(entry)
-        self._schedule_flush()
-
-    def _changed(self, keys: list[bytes]) -> None:
+    def _changed(self, keys: tuple[bytes, ...] | list[bytes]) -> None:
         if keys:
             materialize(self.store, self.sm, keys)
             touch = self.sm.changes.touch
@@ -310,23 +282,22 @@ class LeaderlessRunner(BaseRunner):
         return self._take_snapshot()
 
     def evict(self, keys: list[bytes]) -> None:
-        """maxmemory: delete ``keys`` here and send the deletes to the keys' other replicas
+        """maxmemory: delete ``keys`` here and send the deletes to each key's other replicas
         (level ONE, nobody waits): an eviction on one replica only would come back by read repair."""
-        now = _wall_ms()
-        muts, _ = translate(self.store, [b"DEL", *keys], now, self.rng, NAME)
-        if not muts:
-            return
         alive = self._alive()
-        for key in self._apply_local(muts, now):
-            blob = self.store.key_blob(key)
-            if blob is not None:
-                self._run(self.coord.write(next(self._reqs), ((key, blob),), self.ring.preference_list(key), 1,
-                                           alive, (), _now_us()))
+        for key in keys:
+            now = _wall_ms()
+            muts, _ = translate(self.store, [b"DEL", key], now, self.rng, NAME)
+            if muts:
+                self._run(self.replica.write(next(self._reqs), muts, self.hlc.now(now), self.ring.preference_list(key),
+                                             1, alive, (), now, _now_us()))
 
     def _delete_locally(self, keys: list[bytes]) -> int:
-        muts, reply = translate(self.store, [b"DEL", *keys], _wall_ms(), self.rng, NAME)
+        """Expiry: every replica deletes an expired key on its own."""
+        now = _wall_ms()
+        muts, reply = translate(self.store, [b"DEL", *keys], now, self.rng, NAME)
         if muts:
-            self._apply_local(muts, _wall_ms())
+            self._run(self.replica.local_write(muts, self.hlc.now(now), now))
         return int(reply) if isinstance(reply, int) else 0
 
     # -- forwarding (runtime/forwarding.py) ---------------------------------------------------
@@ -355,8 +326,8 @@ class LeaderlessRunner(BaseRunner):
             return
         req = next(self._reqs)
         self.stats["reads_coordinated"] += 1
-        self._start(conn, req, Pending(conn, render=render), self.coord.read(
-            req, tuple(dict.fromkeys(keys)), replicas, needed, self._alive(), _now_us()))
+        self._start(conn, req, Pending(conn, render=render), self.replica.read(
+            req, tuple(dict.fromkeys(keys)), replicas, needed, self._alive(), _wall_ms(), _now_us()))
 
     def vget(self, conn: ClientConnection, argv: list[bytes]) -> None:
         key = argv[1]
@@ -367,18 +338,21 @@ class LeaderlessRunner(BaseRunner):
 
     # -- effects ---------------------------------------------------------------------------------
     def _run(self, effects: list[Any]) -> None:
+        """Carry out the replica's effects: WAL entries and frames wait for the flush (entries are
+        committed before the frames leave), the view follows the changed keys, replies go out."""
         for effect in effects:
-            if isinstance(effect, Send):
+            if isinstance(effect, Persist):
+                self.entries.append(effect.entry)
+                self._schedule_flush()
+            elif isinstance(effect, Changed):
+                self._changed(effect.keys)
+            elif isinstance(effect, Send):
                 self.sends.append((effect.to, dm.encode(effect.msg)))
                 self._schedule_flush()
             elif isinstance(effect, WriteDone):
                 self._write_done(effect)
             elif isinstance(effect, ReadDone):
                 self._read_done(effect)
-            elif isinstance(effect, LateAnswer):
-                self._join_answers({effect.peer: effect.states})
-            elif isinstance(effect, Hint):
-                self._hold_hints(effect.node, effect.states)
 
     def _write_done(self, done: WriteDone) -> None:
         p = self.pending.pop(done.req, None)
@@ -397,7 +371,6 @@ class LeaderlessRunner(BaseRunner):
             p.slot.resolve(p.data)
 
     def _read_done(self, done: ReadDone) -> None:
-        self._join_answers(done.answers)
         p = self.pending.pop(done.req, None)
         if p is None:
             return
@@ -416,39 +389,6 @@ class LeaderlessRunner(BaseRunner):
             p.conn.reply_bytes(data)
         else:
             p.slot.resolve(data)
-
-    def _join_answers(self, answers: dict[str, Any]) -> None:
-        """Join replicas' states into ours; send the joined state back to each that differs (read repair)."""
-        now = _wall_ms()
-        changed: list[bytes] = []
-        for peer, states in answers.items():
-            for key, blob in states:
-                if blob is not None and self._join(key, blob, now, peer):
-                    changed.append(key)
-        self._changed(changed)
-        for peer, states in answers.items():
-            repairs = []
-            for key, blob in states:
-                mine = self.store.key_blob(key)
-                if mine is not None and blob != mine:
-                    repairs.append((key, mine))
-            if repairs:
-                self.stats["read_repairs"] += len(repairs)
-                self.sends.append((peer, dm.encode(dm.Put(req=0, states=tuple(repairs)))))
-                self._schedule_flush()
-
-    def _join(self, key: bytes, blob: bytes, now: int, peer: str) -> bool:
-        try:
-            changed = self.store.join_key(key, blob, now)
-        except ValueError as e:
-            log.warning("dropping a bad key state from peer %s: %s", peer, e)
-            return False
-        if changed:
-            self.stats["states_joined"] += 1
-            for mine in self.store.context(key).values():
-                self.hlc.observe(mine, now)
-            self._log(["j", key, blob, now])
-        return changed
 
     def _flush(self) -> None:
         """Commit this iteration's WAL entries, release the replies they made durable, then send."""
@@ -486,88 +426,17 @@ class LeaderlessRunner(BaseRunner):
         msg = self.peer_message(peer, payload, dm.decode)
         if msg is None:
             return
+        now_ms, now_us, writable = _wall_ms(), _now_us(), self.disk_error is None
         for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
-            self._on_message(peer, one)
+            self._run(self.replica.step(peer, one, now_ms, now_us, writable=writable))
         self._flush_clients()
-
-    def _on_message(self, peer: str, msg: dm.Put | dm.PutAck | dm.Get | dm.GetReply) -> None:
-        if isinstance(msg, dm.Put):
-            self._on_put(peer, msg)
-        elif isinstance(msg, dm.Get):
-            states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
-            self.sends.append((peer, dm.encode(dm.GetReply(req=msg.req, states=states))))
-            self._schedule_flush()
-        elif isinstance(msg, dm.PutAck) and msg.req in self.hint_sends:
-            self._hints_acked(msg)
-        else:
-            self._run(self.coord.step(peer, msg, _now_us()))
-
-    def _on_put(self, peer: str, msg: dm.Put) -> None:
-        """A replica's part of a write, a read repair, or a hint to hold; acked after the WAL commit."""
-        if self.disk_error is not None:
-            if msg.req:
-                self.transport.send(peer, dm.encode(dm.PutAck(req=msg.req, ok=False)))
-            return
-        ok = True
-        if msg.hint_for:
-            ok = self._hold_hints(msg.hint_for, msg.states, peer)
-        else:
-            now = _wall_ms()
-            changed = []
-            for key, blob in msg.states:
-                if self._join(key, blob, now, peer):
-                    changed.append(key)
-            self._changed(changed)
-        if msg.req:
-            self.sends.append((peer, dm.encode(dm.PutAck(req=msg.req, ok=ok))))
-            self._schedule_flush()
 
     def _on_peer_connected(self, peer: str) -> None:
-        self._deliver_hints(peer)
+        self._run(self.replica.deliver_hints(peer, _now_us(), self.coord.timeout_us))
 
     def _on_peer_disconnected(self, peer: str) -> None:
-        self._run(self.coord.peer_down(peer, _now_us()))
-        for req, (node, _, _) in list(self.hint_sends.items()):
-            if node == peer:
-                del self.hint_sends[req]
+        self._run(self.replica.peer_down(peer, _wall_ms(), _now_us()))
         self._flush_clients()
-
-    # -- hinted handoff ------------------------------------------------------------------------
-    def _hold_hints(self, node: str, states: Any, sender: str = "") -> bool:
-        """Keep key states for ``node`` (logged, delivered when it is connected); False if one was bad."""
-        now = _wall_ms()
-        ok = True
-        for key, blob in states:
-            try:
-                self.hints.add(node, key, blob, now)
-            except ValueError as e:
-                log.warning("dropping a bad hint from peer %s: %s", sender or self.id, e)
-                ok = False
-                continue
-            self.stats["hints_stored"] += 1
-            self._log(["h", node, key, blob, now])
-        return ok
-
-    def _deliver_hints(self, node: str) -> None:
-        if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
-            return
-        if not self.transport.connected(node):
-            return
-        batch = self.hints.batch(node, HINT_BATCH_KEYS)
-        req = next(self._reqs)
-        self.hint_sends[req] = (node, batch, time.monotonic() + self.options.ack_timeout_ms / 1000)
-        self.sends.append((node, dm.encode(dm.Put(req=req, states=tuple(batch)))))
-        self._schedule_flush()
-
-    def _hints_acked(self, msg: dm.PutAck) -> None:
-        node, batch, _ = self.hint_sends.pop(msg.req)
-        if not msg.ok:
-            return
-        for key, blob in batch:
-            if self.hints.delivered(node, key, blob):
-                self.stats["hints_delivered"] += 1
-                self._log(["hd", node, key, blob])
-        self._deliver_hints(node)  # the next batch
 
     # -- the disk guard (runtime/base.py) ----------------------------------------------------------
     def _on_disk_blocked(self) -> None:
@@ -622,7 +491,7 @@ class LeaderlessRunner(BaseRunner):
         """Request timeouts and speculative retries (the coordinator's deadlines)."""
         self._timer = None
         now_us = _now_us()
-        self._run(self.coord.tick(now_us))
+        self._run(self.replica.requests_due(_wall_ms(), now_us))
         self._flush_clients()
         due = self.coord.next_deadline_us()
         if due is not None:
@@ -630,27 +499,18 @@ class LeaderlessRunner(BaseRunner):
 
     async def _tick_loop(self) -> None:
         interval = self.options.heartbeat_ms / 1000
-        next_second = 0.0
+        next_expiry = 0.0
         while True:
             await asyncio.sleep(interval)
+            self._run(self.replica.tick(_wall_ms(), _now_us(), self._alive(), writable=self.disk_error is None))
+            self._flush_clients()
             now = time.monotonic()
-            for req, (node, _, deadline) in list(self.hint_sends.items()):
-                if now >= deadline:
-                    del self.hint_sends[req]
-            for node in self.hints.nodes():
-                self._deliver_hints(node)
-            if self.disk_error is not None or now < next_second:
+            if self.disk_error is not None or now < next_expiry:
                 continue
-            next_second = now + 1.0
-            wall = _wall_ms()
-            due = self.sm.expired_keys(wall, 200)
+            next_expiry = now + 1.0
+            due = self.sm.expired_keys(_wall_ms(), 200)
             if due:
                 self.stats["expired_deletes"] += self._delete_locally(due)
-            grace_ms = self.options.tombstone_grace_s * 1000
-            for key in [k for k, dead in self.store.dead_ms.items() if wall - dead >= grace_ms][:1000]:
-                if self.store.collect(key):
-                    self.stats["tombstones_collected"] += 1
-                    self._log(["gc", key])
 
     # -- INFO ----------------------------------------------------------------------------------------
     def info(self, wanted: list[str]) -> str:
@@ -664,6 +524,7 @@ class LeaderlessRunner(BaseRunner):
                f"replikv_keys_held:{len(self.store.ctx)}", f"replikv_tombstones:{len(self.store.dead_ms)}",
                f"replikv_hints_held:{sum(self.hints.pending(n) for n in self.hints.nodes())}",
                f"replikv_hints_dropped:{self.hints.dropped}",
+               *(f"replikv_{k}:{v}" for k, v in self.replica.stats.items()),
                f"replikv_speculative_retries:{self.coord.speculative_retries}",
                f"replikv_requests_in_flight:{len(self.pending)}",
                f"replikv_applied_index:{self.applied_index}", f"master_repl_offset:{self.applied_index}",

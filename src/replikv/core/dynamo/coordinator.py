@@ -47,7 +47,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from replikv.core.dynamo.messages import Get, GetReply, Put, PutAck, States
+from replikv.core.dynamo.messages import Get, GetReply, One, Put, PutAck, States
 
 __all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count"]
 
@@ -69,7 +69,7 @@ def level_count(level: str, n: int) -> int:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Send:
     to: str
-    msg: Put | Get
+    msg: One
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,6 +15,11 @@ commutative, so a message delivered twice or out of order does no harm.
 - ``Get``: send back your states of these keys; ``GetReply`` carries them
   (``None``: the replica holds nothing of that key).
 
+- ``TreeGet`` / ``TreeHashes``: anti-entropy (Dynamo §4.7): the hashes of
+  some nodes of one level of the receiver's Merkle tree of the range
+  ``(start, end]`` (``merkle.py``); ``LeafGet`` / ``LeafKeys``: the
+  ``(key, digest)`` pairs of some leaves of that tree. A replica that does
+  not own the range answers with no hashes / no keys.
 - ``Batch``: several of the above in one frame (one system call and one MAC
   per peer per loop iteration instead of one per message).
 
@@ -29,8 +34,8 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "Put", "PutAck", "decode", "encode",
-           "encode_batch"]
+__all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
+           "PutAck", "TreeGet", "TreeHashes", "decode", "encode", "encode_batch"]
 
 States = tuple[tuple[bytes, bytes], ...]
 
@@ -61,13 +66,45 @@ class GetReply:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TreeGet:
+    req: int
+    start: int
+    end: int
+    level: int
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TreeHashes:
+    req: int
+    hashes: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeafGet:
+    req: int
+    start: int
+    end: int
+    leaves: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeafKeys:
+    req: int
+    entries: tuple[tuple[bytes, bytes], ...]  # (key, digest)
+
+
+One = Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Batch:
-    msgs: tuple[Put | PutAck | Get | GetReply, ...]
+    msgs: tuple[One, ...]
 
 
-DynamoMsg = Put | PutAck | Get | GetReply | Batch
+DynamoMsg = One | Batch
 
-_BATCH, _PUT, _PUT_ACK, _GET, _GET_REPLY = 0, 1, 2, 3, 4
+_BATCH, _PUT, _PUT_ACK, _GET, _GET_REPLY, _TREE_GET, _TREE_HASHES, _LEAF_GET, _LEAF_KEYS = range(9)
 _I64 = 1 << 63
 
 
@@ -103,6 +140,14 @@ def _wire(msg: DynamoMsg) -> list[Any]:
             body = [_GET, msg.req, list(msg.keys)]
         case GetReply():
             body = [_GET_REPLY, msg.req, [[k, b] for k, b in msg.states]]
+        case TreeGet():
+            body = [_TREE_GET, msg.req, msg.start, msg.end, msg.level, list(msg.indexes)]
+        case TreeHashes():
+            body = [_TREE_HASHES, msg.req, list(msg.hashes)]
+        case LeafGet():
+            body = [_LEAF_GET, msg.req, msg.start, msg.end, list(msg.leaves)]
+        case LeafKeys():
+            body = [_LEAF_KEYS, msg.req, [[k, d] for k, d in msg.entries]]
     return body
 
 
@@ -138,7 +183,19 @@ def decode(data: bytes) -> DynamoMsg:
     return _message(body)
 
 
-def _message(body: Any) -> Put | PutAck | Get | GetReply:
+def _ints(x: object, what: str) -> tuple[int, ...]:
+    if type(x) is not list or any(type(i) is not int or not 0 <= i < _I64 for i in x):
+        raise DynamoCodecError(f"{what}: expected a list of integers >= 0")
+    return tuple(x)
+
+
+def _token(x: object) -> int:
+    if type(x) is not int or not 0 <= x < 1 << 64:
+        raise DynamoCodecError("token: expected an integer in [0, 2**64)")
+    return x
+
+
+def _message(body: Any) -> One:
     if type(body) is not list or not body:
         raise DynamoCodecError("expected a non-empty list")
     tag = body[0]
@@ -155,4 +212,16 @@ def _message(body: Any) -> Put | PutAck | Get | GetReply:
         return Get(req=_req(body[1]), keys=tuple(keys))
     if tag == _GET_REPLY and len(body) == 3:
         return GetReply(req=_req(body[1]), states=_states(body[2], True))
+    if tag == _TREE_GET and len(body) == 6 and type(body[4]) is int:
+        return TreeGet(req=_req(body[1]), start=_token(body[2]), end=_token(body[3]), level=body[4],
+                       indexes=_ints(body[5], "tree indexes"))
+    if tag == _TREE_HASHES and len(body) == 3:
+        if type(body[2]) is not list or any(type(h) is not bytes for h in body[2]):
+            raise DynamoCodecError("tree hashes: expected a list of bytes")
+        return TreeHashes(req=_req(body[1]), hashes=tuple(body[2]))
+    if tag == _LEAF_GET and len(body) == 5:
+        return LeafGet(req=_req(body[1]), start=_token(body[2]), end=_token(body[3]),
+                       leaves=_ints(body[4], "leaves"))
+    if tag == _LEAF_KEYS and len(body) == 3:
+        return LeafKeys(req=_req(body[1]), entries=_states(body[2], False))
     raise DynamoCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")

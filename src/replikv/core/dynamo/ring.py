@@ -291,6 +291,12 @@ class Ring:
                 raise RangeSpansTokens(f"({rng.start}, {rng.end}] spans more than one range of the ring")
         return self._prefs[p]
 
+    def range_of(self, token: int) -> Range:
+        """The ring range that holds ``token`` (the ring must have a token)."""
+        t = self._tokens
+        p = self._position(token)
+        return Range(start=t[p - 1], end=t[p])
+
     def owned_ranges(self, node: str) -> list[Range]:
         """The ring ranges for which ``node`` is among the N replicas, in token order (``[]`` if not a member)."""
         t = self._tokens

@@ -1,0 +1,440 @@
+"""One leaderless node, pure: its replica of the keys it owns, the requests
+it coordinates, the hints it holds and its anti-entropy sessions (Dynamo
+§4.5-4.7; Cassandra's coordinator, hints and repair). The runtime
+(``runtime/leaderless.py``) and the simulator (``sim/leaderless_driver.py``)
+drive the same object.
+
+Every input returns effects, in order:
+
+- ``Persist(entry)``: a WAL entry. Durability rule: every ``Persist``
+  returned so far is written (and synced as the fsync policy says) before
+  any ``Send`` returned with or after it leaves the node, so a replica acks
+  only what is durable and a write leaves its coordinator only once logged.
+- ``Changed(keys)``: these keys' visible state may have changed (the view).
+- ``Send(to, msg)``; ``WriteDone`` / ``ReadDone`` (from the coordinator;
+  a read's answers are already joined into this replica when it comes).
+
+Rules:
+- Writes are made here against this replica's state of the key (the caller
+  routes a command to a replica of its keys); dot ``(node, hlc)``
+  (``core/crdt/keyed.py``).
+- Read repair: the answers of a read are joined into this replica; every
+  answering replica whose state of a key differs from the joined one gets
+  it back (``Put`` with no ack), late answers too.
+- Hints (``hints.py``) are held for a replica that was down or did not
+  acknowledge, and delivered in batches while it is connected; one batch in
+  flight per target.
+- Anti-entropy: every ``ae_interval_ms`` (0: never) one range this node owns is
+  compared with one other alive replica of it by a Merkle walk
+  (``merkle.py``); for the keys whose digests differ each side gets the
+  other's state (this node sends its own with ``Put`` and asks for the
+  peer's with ``Get``). Trees are kept per owned range and updated lazily
+  from the keys changed since the last walk.
+- Tombstones are collected ``tombstone_grace_ms`` after the delete.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone
+from replikv.core.dynamo.hints import Hints
+from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
+from replikv.core.dynamo.ring import Range, Ring, token_of
+
+__all__ = ["Changed", "Persist", "Replica", "ReadDone", "Send", "WriteDone"]
+
+HINT_BATCH_KEYS = 256  # key states per hint delivery
+AE_TREE_DEPTH = 6  # 64 leaves per owned range
+AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Persist:
+    entry: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Changed:
+    keys: tuple[bytes, ...]
+
+
+Effect = Persist | Changed | Send | WriteDone | ReadDone
+
+
+@dataclass(slots=True)
+class _AeSession:
+    peer: str
+    rng: Range
+    walk: MerkleWalk
+    deadline_us: int
+    phase: str = "tree"  # "tree" (walking) | "leaves" (comparing keys)
+
+
+class Replica:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        node: str,
+        ring: Ring,
+        *,
+        conflicts: str,
+        timeout_us: int,
+        rng: random.Random,
+        sloppy_quorum: bool = False,
+        read_repair_chance: float = 0.1,
+        tombstone_grace_ms: int = 864_000_000,
+        ae_interval_ms: int = 1000,
+    ) -> None:
+        self.node = node
+        self.ring = ring
+        self.store = KeyedStore(conflicts)
+        self.hints = Hints(conflicts)
+        self.coord = Coordinator(node, timeout_us=timeout_us, rng=rng, sloppy_quorum=sloppy_quorum,
+                                 read_repair_chance=read_repair_chance)
+        self.rng = rng
+        self.tombstone_grace_ms = tombstone_grace_ms
+        self.ae_interval_ms = ae_interval_ms
+        self.hint_sends: dict[int, tuple[str, list[tuple[bytes, bytes]], int]] = {}
+        self.trees: dict[Range, MerkleTree] = {}
+        self.dirty: set[bytes] = set()  # keys changed since the trees were last updated
+        self.ae: dict[int, _AeSession] = {}
+        self._ae_next = 0  # index into the owned ranges, round robin
+        self._ae_due_ms = 0
+        self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
+        self.stats = {"read_repairs": 0, "hints_stored": 0, "hints_delivered": 0, "tombstones_collected": 0,
+                      "states_joined": 0, "ae_rounds": 0, "ae_ranges_in_sync": 0, "ae_keys_repaired": 0,
+                      "bad_states": 0}
+
+    def _req(self) -> int:
+        self._reqs += 1
+        return self._reqs
+
+    # ------------------------------------------------------------ recovery
+
+    def replay(self, entry: list[Any]) -> None:
+        """Re-apply one WAL entry (start-up)."""
+        kind = entry[0]
+        if kind == "w":
+            _, hlc, muts, now = entry
+            self.dirty.update(self.store.apply_write(self.node, hlc, muts, now))
+        elif kind == "j":
+            self.store.join_key(entry[1], entry[2], entry[3])
+            self.dirty.add(entry[1])
+        elif kind == "h":
+            self.hints.add(entry[1], entry[2], entry[3], entry[4])
+        elif kind == "hd":
+            self.hints.delivered(entry[1], entry[2], entry[3])
+        elif kind == "gc":
+            self.store.collect(entry[1])
+            self.dirty.add(entry[1])
+
+    # ------------------------------------------------------------ requests
+
+    def write(self, req: int, muts: Sequence[Any], hlc: int, replicas: Sequence[str], needed: int,
+              alive: Iterable[str], stand_ins: Sequence[str], now_ms: int, now_us: int) -> list[Any]:
+        """A client write this node coordinates (``muts`` from kv/crdt_writes.translate)."""
+        out: list[Any] = []
+        changed = self._apply_local(muts, hlc, now_ms, out)
+        states = tuple((k, b) for k in changed if (b := self.store.key_blob(k)) is not None)
+        out.extend(self._coordinated(self.coord.write(req, states, replicas, needed, alive, stand_ins, now_us),
+                                     now_ms))
+        return out
+
+    def local_write(self, muts: Sequence[Any], hlc: int, now_ms: int) -> list[Any]:
+        """A write on this replica only (expiry: every replica expires a key on its own)."""
+        out: list[Any] = []
+        self._apply_local(muts, hlc, now_ms, out)
+        return out
+
+    def _apply_local(self, muts: Sequence[Any], hlc: int, now_ms: int, out: list[Any]) -> list[bytes]:
+        changed = self.store.apply_write(self.node, hlc, muts, now_ms)
+        out.append(Persist(entry=["w", hlc, list(muts), now_ms]))
+        if changed:
+            self.dirty.update(changed)
+            out.append(Changed(keys=tuple(changed)))
+        return changed
+
+    def read(self, req: int, keys: tuple[bytes, ...], replicas: Sequence[str], needed: int,
+             alive: Iterable[str], now_ms: int, now_us: int) -> list[Any]:
+        return self._coordinated(self.coord.read(req, keys, replicas, needed, alive, now_us), now_ms)
+
+    def _coordinated(self, effects: list[Any], now_ms: int) -> list[Any]:
+        """The coordinator's effects, with reads' answers joined (read repair) and hints held."""
+        out: list[Any] = []
+        for e in effects:
+            if isinstance(e, ReadDone):
+                self._join_answers(e.answers, now_ms, out)
+                out.append(e)
+            elif isinstance(e, LateAnswer):
+                self._join_answers({e.peer: e.states}, now_ms, out)
+            elif isinstance(e, Hint):
+                self.hold_hints(e.node, e.states, now_ms, out)
+            else:
+                out.append(e)
+        return out
+
+    def _join_answers(self, answers: dict[str, Any], now_ms: int, out: list[Any]) -> None:
+        changed: list[bytes] = []
+        for peer, states in answers.items():
+            for key, blob in states:
+                if blob is not None and self._join(key, blob, now_ms, out):
+                    changed.append(key)
+        if changed:
+            out.append(Changed(keys=tuple(changed)))
+        for peer, states in answers.items():
+            repairs = []
+            for key, blob in states:
+                mine = self.store.key_blob(key)
+                if mine is not None and blob != mine:
+                    repairs.append((key, mine))
+            if repairs:
+                self.stats["read_repairs"] += len(repairs)
+                out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(repairs))))
+
+    def _join(self, key: bytes, blob: bytes, now_ms: int, out: list[Any]) -> bool:
+        try:
+            changed = self.store.join_key(key, blob, now_ms)
+        except ValueError:
+            self.stats["bad_states"] += 1
+            return False
+        if changed:
+            self.stats["states_joined"] += 1
+            self.dirty.add(key)
+            out.append(Persist(entry=["j", key, blob, now_ms]))
+        return changed
+
+    def hold_hints(self, node: str, states: Iterable[tuple[bytes, bytes]], now_ms: int, out: list[Any]) -> bool:
+        """Keep key states for ``node``; False if one of them was not a key state."""
+        ok = True
+        for key, blob in states:
+            try:
+                self.hints.add(node, key, blob, now_ms)
+            except ValueError:
+                self.stats["bad_states"] += 1
+                ok = False
+                continue
+            self.stats["hints_stored"] += 1
+            out.append(Persist(entry=["h", node, key, blob, now_ms]))
+        return ok
+
+    # ------------------------------------------------------------ messages
+
+    def step(self, peer: str, msg: dm.One, now_ms: int, now_us: int, *, writable: bool = True) -> list[Any]:
+        """A peer's message. ``writable`` False: the WAL refuses writes (the disk guard): a
+        ``Put`` is refused with ``PutAck(ok=False)`` and nothing is joined."""
+        out: list[Any] = []
+        match msg:
+            case dm.Put():
+                if not writable:
+                    if msg.req:
+                        out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=False)))
+                    return out
+                ok = True
+                if msg.hint_for:
+                    ok = self.hold_hints(msg.hint_for, msg.states, now_ms, out)
+                else:
+                    changed = [k for k, b in msg.states if self._join(k, b, now_ms, out)]
+                    if changed:
+                        out.append(Changed(keys=tuple(changed)))
+                if msg.req:
+                    out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
+            case dm.Get():
+                states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
+                out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=states)))
+            case dm.PutAck() if msg.req in self.hint_sends:
+                self._hints_acked(msg, out)
+            case dm.GetReply() if msg.req in self.ae:
+                sess = self.ae.pop(msg.req)
+                self._join_answers({sess.peer: msg.states}, now_ms, out)
+            case dm.PutAck() | dm.GetReply():
+                out.extend(self._coordinated(self.coord.step(peer, msg, now_us), now_ms))
+            case dm.TreeGet():
+                out.append(Send(to=peer, msg=dm.TreeHashes(req=msg.req, hashes=self._tree_hashes(msg))))
+            case dm.LeafGet():
+                out.append(Send(to=peer, msg=dm.LeafKeys(req=msg.req, entries=self._leaf_keys(msg))))
+            case dm.TreeHashes():
+                self._ae_hashes(peer, msg, now_us, out)
+            case dm.LeafKeys():
+                self._ae_keys(peer, msg, now_us, out)
+        return out
+
+    def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
+        for req, (node, _, _) in list(self.hint_sends.items()):
+            if node == peer:
+                del self.hint_sends[req]
+        for req, sess in list(self.ae.items()):
+            if sess.peer == peer:
+                del self.ae[req]
+        return self._coordinated(self.coord.peer_down(peer, now_us), now_ms)
+
+    # ------------------------------------------------------------ hints
+
+    def deliver_hints(self, node: str, now_us: int, timeout_us: int) -> list[Any]:
+        """The next batch of hints for ``node`` (connected now), unless one is in flight."""
+        if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
+            return []
+        batch = self.hints.batch(node, HINT_BATCH_KEYS)
+        req = self._req()
+        self.hint_sends[req] = (node, batch, now_us + timeout_us)
+        return [Send(to=node, msg=dm.Put(req=req, states=tuple(batch)))]
+
+    def _hints_acked(self, msg: dm.PutAck, out: list[Any]) -> None:
+        node, batch, _ = self.hint_sends.pop(msg.req)
+        if not msg.ok:
+            return
+        for key, blob in batch:
+            if self.hints.delivered(node, key, blob):
+                self.stats["hints_delivered"] += 1
+                out.append(Persist(entry=["hd", node, key, blob]))
+
+    # ------------------------------------------------------------ timers
+
+    def requests_due(self, now_ms: int, now_us: int) -> list[Any]:
+        """The coordinator's deadlines only: timeouts and speculative retries (a precise timer)."""
+        return self._coordinated(self.coord.tick(now_us), now_ms)
+
+    def tick(self, now_ms: int, now_us: int, alive: Iterable[str], *, writable: bool = True) -> list[Any]:
+        """Coordinator deadlines, hint deliveries, tombstone collection and anti-entropy."""
+        up = set(alive)
+        out = self.requests_due(now_ms, now_us)
+        for req, (_, _, deadline) in list(self.hint_sends.items()):
+            if now_us >= deadline:
+                del self.hint_sends[req]
+        for req, sess in list(self.ae.items()):
+            if now_us >= sess.deadline_us:
+                del self.ae[req]
+        for node in self.hints.nodes():
+            if node in up:
+                out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us))
+        if not writable:
+            return out
+        for key in [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]:
+            if self.store.collect(key):
+                self.stats["tombstones_collected"] += 1
+                self.dirty.add(key)
+                out.append(Persist(entry=["gc", key]))
+        if self.ae_interval_ms and now_ms >= self._ae_due_ms and not self.ae:
+            self._ae_due_ms = now_ms + self.ae_interval_ms
+            self._ae_start(up, now_us, out)
+        return out
+
+    # ------------------------------------------------------------ anti-entropy
+
+    def _update_trees(self) -> None:
+        if not self.trees:
+            self.trees = {r: MerkleTree(r, AE_TREE_DEPTH) for r in self.ring.owned_ranges(self.node)}
+            self.dirty.update(self.store.stored_keys())
+        for key in self.dirty:
+            token = token_of(key)
+            tree = self.trees.get(self.ring.range_of(token))
+            if tree is not None:
+                tree.update(key, token, self.store.key_digest(key))
+        self.dirty.clear()
+
+    def _tree_of(self, start: int, end: int) -> MerkleTree | None:
+        try:
+            rng = Range(start=start, end=end)
+        except ValueError:
+            return None
+        self._update_trees()
+        return self.trees.get(rng)
+
+    def _tree_hashes(self, msg: dm.TreeGet) -> tuple[bytes, ...]:
+        tree = self._tree_of(msg.start, msg.end)
+        if tree is None:
+            return ()
+        try:
+            return tuple(tree.hashes(msg.level, msg.indexes))
+        except MerkleError:
+            return ()
+
+    def _leaf_keys(self, msg: dm.LeafGet) -> tuple[tuple[bytes, bytes], ...]:
+        tree = self._tree_of(msg.start, msg.end)
+        if tree is None:
+            return ()
+        out: list[tuple[bytes, bytes]] = []
+        for leaf in msg.leaves[:1 << AE_TREE_DEPTH]:
+            if 0 <= leaf < tree.leaf_count:
+                out.extend(sorted(tree.keys_in_leaf(leaf).items()))
+        return tuple(out)
+
+    def _ae_start(self, up: set[str], now_us: int, out: list[Any]) -> None:
+        self._update_trees()
+        ranges = sorted(self.trees, key=lambda r: r.end)
+        if not ranges:
+            return
+        for _ in range(len(ranges)):
+            rng = ranges[self._ae_next % len(ranges)]
+            self._ae_next += 1
+            peers = [p for p in self.ring.replicas_of_range(rng) if p != self.node and p in up]
+            if peers:
+                peer = self.rng.choice(peers)
+                walk = MerkleWalk(self.trees[rng], levels_per_step=2)
+                self._ae_send(_AeSession(peer, rng, walk, now_us + self.coord.timeout_us), out)
+                return
+
+    def _ae_send(self, sess: _AeSession, out: list[Any]) -> None:
+        request = sess.walk.request
+        assert request is not None
+        req = self._req()
+        self.ae[req] = sess
+        out.append(Send(to=sess.peer, msg=dm.TreeGet(req=req, start=sess.rng.start, end=sess.rng.end,
+                                                      level=request.level, indexes=request.indexes)))
+
+    def _ae_hashes(self, peer: str, msg: dm.TreeHashes, now_us: int, out: list[Any]) -> None:
+        sess = self.ae.pop(msg.req, None)
+        if sess is None or sess.peer != peer or sess.phase != "tree":
+            return
+        request = sess.walk.request
+        if request is None or len(msg.hashes) != len(request.indexes):
+            return  # the peer does not hold the range (yet): the next round tries again
+        self._update_trees()
+        try:
+            sess.walk.receive(msg.hashes)
+        except MerkleError:
+            return
+        if not sess.walk.done:
+            self._ae_send(sess, out)
+            return
+        self.stats["ae_rounds"] += 1
+        leaves = sess.walk.differing_leaves
+        if not leaves:
+            self.stats["ae_ranges_in_sync"] += 1
+            return
+        req = self._req()
+        sess.phase = "leaves"
+        self.ae[req] = sess
+        out.append(Send(to=peer, msg=dm.LeafGet(req=req, start=sess.rng.start, end=sess.rng.end,
+                                                leaves=tuple(leaves))))
+
+    def _ae_keys(self, peer: str, msg: dm.LeafKeys, now_us: int, out: list[Any]) -> None:
+        sess = self.ae.pop(msg.req, None)
+        if sess is None or sess.peer != peer or sess.phase != "leaves":
+            return
+        tree = self.trees.get(sess.rng)
+        if tree is None:
+            return
+        theirs = dict(msg.entries)
+        mine: dict[bytes, bytes] = {}
+        for leaf in sess.walk.differing_leaves:
+            mine.update(tree.keys_in_leaf(leaf))
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))[:AE_KEYS_PER_ROUND]
+        if not differ:
+            return
+        self.stats["ae_keys_repaired"] += len(differ)
+        send = tuple((k, b) for k in differ if (b := self.store.key_blob(k)) is not None)
+        if send:
+            out.append(Send(to=peer, msg=dm.Put(req=0, states=send)))
+        ask = tuple(k for k in differ if k in theirs)
+        if ask:
+            req = self._req()
+            sess.phase = "keys"
+            self.ae[req] = sess
+            out.append(Send(to=peer, msg=dm.Get(req=req, keys=ask)))
