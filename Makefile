@@ -36,6 +36,9 @@ soak: $(STAMP)
 	$(PY) -m replikv.sim --mode leader-follower --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --long
 	$(PY) -m replikv.sim --mode multi-leader --fresh --seeds $(SOAK_SEEDS)
 	$(PY) -m replikv.sim --mode multi-leader --fresh --seeds $$(( $(SOAK_SEEDS) / 100 )) --long
+	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $(SOAK_SEEDS)
+	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --nodes 5
+	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 200 )) --long
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -11,7 +11,8 @@ Levels (Cassandra's names): ``CONSISTENCY WRITE one|quorum|all|<n>`` and
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from replikv.core.replies import RespError
 from replikv.modes import register
@@ -44,6 +45,11 @@ def _level(args: list[str], kind: str) -> str:
             return str(int(word))
     raise RespError(f"ERR {kind} level '{' '.join(args)}' is not offered in leaderless mode: use one, quorum, "
                     "all or a number of replicas")
+
+
+def _sim() -> Callable[..., Any]:
+    from replikv.sim.leaderless_driver import LeaderlessDriver
+    return LeaderlessDriver
 
 
 def parse_write(args: list[str], others: int) -> ReplicasAck:
@@ -91,6 +97,7 @@ SPEC = register(ModeSpec(
     elects_leader=False,
     single_writer=False,
     min_nodes=1,
+    sim=_sim,
     check_options=lambda setting, nemeses: {"fsync": "always", "read_consistency": setting,
                                             "write_consistency": setting},
     workloads=("register", "counter", "set"),

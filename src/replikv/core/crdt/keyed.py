@@ -51,12 +51,13 @@ class KeyedStore(CrdtStore):
     """A leaderless replica's keys; see the module docstring. ``vv`` (the
     node-wide vector of ``CrdtStore``) stays empty here."""
 
-    __slots__ = ("ctx", "dead_ms")
+    __slots__ = ("_blobs", "ctx", "dead_ms")
 
     def __init__(self, conflicts: str = "lww") -> None:
         super().__init__(conflicts)
         self.ctx: dict[bytes, dict[str, int]] = {}
         self.dead_ms: dict[bytes, int] = {}
+        self._blobs: dict[bytes, bytes] = {}  # key_blob's result until the key changes
 
     def context(self, key: bytes) -> Mapping[str, int]:
         return self.ctx.get(key, {})
@@ -89,6 +90,7 @@ class KeyedStore(CrdtStore):
                 changed.append(key)
             self._apply_one(key, mut, origin, hlc, i, hlc, seen)
         for key in changed:
+            self._blobs.pop(key, None)
             kctx = self.ctx.setdefault(key, {})
             if hlc > kctx.get(origin, 0):
                 kctx[origin] = hlc
@@ -106,12 +108,16 @@ class KeyedStore(CrdtStore):
     def key_blob(self, key: bytes) -> bytes | None:
         """This replica's whole state of ``key`` (deterministic bytes), or None
         when it holds nothing of it."""
+        blob = self._blobs.get(key)
+        if blob is not None:
+            return blob
         kctx = self.ctx.get(key)
         if kctx is None:
             return None
         ks = self.data.get(key)
         body = [sorted(kctx.items()), None if ks is None else ks.dump()]
         out: bytes = msgpack.packb(body, use_bin_type=True)
+        self._blobs[key] = out
         return out
 
     def key_digest(self, key: bytes) -> bytes | None:
@@ -137,12 +143,11 @@ class KeyedStore(CrdtStore):
             return s > mine.get(o, 0)
 
         a = self.data.get(key) or KeyState()
-        before = a.dump()
-        join_key_state(a, b, keep_mine, keep_theirs)
+        changed = join_key_state(a, b, keep_mine, keep_theirs)
         new_ctx = merge(mine, theirs)
-        changed = new_ctx != mine or a.dump() != before
-        if not changed:
+        if not changed and new_ctx == mine:
             return False
+        self._blobs.pop(key, None)
         self.hints.pop(key, None)
         if a.empty():
             self.data.pop(key, None)
@@ -159,7 +164,17 @@ class KeyedStore(CrdtStore):
             return False
         del self.ctx[key]
         self.dead_ms.pop(key, None)
+        self._blobs.pop(key, None)
         return True
+
+    def forget(self, key: bytes) -> None:
+        """Drop everything of ``key``, live or not (a hint store's delivered or dropped hint;
+        never a replica's key: use ``collect``)."""
+        self.ctx.pop(key, None)
+        self.data.pop(key, None)
+        self.dead_ms.pop(key, None)
+        self._blobs.pop(key, None)
+        self.hints.pop(key, None)
 
     # ------------------------------------------------------ whole state
 

@@ -158,13 +158,20 @@ def _ctr_add(ctr: Ctr, origin: str, delta: int, hlc: int) -> None:
     c[4] = max(c[4], hlc)
 
 
-def _ctr_join(a: Ctr, b: Ctr) -> None:
+def _ctr_join(a: Ctr, b: Ctr) -> bool:
+    """Pointwise maximum into ``a``; whether ``a`` changed."""
+    changed = False
     for o, cb in b.items():
         ca = a.get(o)
         if ca is None:
             a[o] = list(cb)
+            changed = True
         else:
-            a[o] = [max(x, y) for x, y in zip(ca, cb, strict=True)]
+            joined = [max(x, y) for x, y in zip(ca, cb, strict=True)]
+            if joined != ca:
+                a[o] = joined
+                changed = True
+    return changed
 
 
 def _ctr_rank(ctr: Ctr) -> tuple[int, str, int, int] | None:
@@ -522,14 +529,12 @@ class CrdtStore:
         for key in sorted(set(self.data) | set(other.data)):
             a = self.data.get(key) or KeyState()
             b = other.data.get(key) or KeyState()
-            before = a.dump()
-            join_key_state(a, b, keep_mine, keep_theirs)
+            if join_key_state(a, b, keep_mine, keep_theirs):
+                changed.append(key)
             if a.empty():
                 self.data.pop(key, None)
             else:
                 self.data[key] = a
-            if a.dump() != before:
-                changed.append(key)
         self.hints.clear()
         self.vv = merge(mine, theirs)
         return changed
@@ -644,22 +649,33 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
         ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
 
 
-def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -> None:
+def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -> bool:
     """Join ``b`` into ``a`` (one key): an entry on both sides stays; one on a
     single side stays iff ``keep_mine``/``keep_theirs(origin, seq)`` says the
-    other side never saw it; counters join pointwise by maximum."""
-    _join_cell(a.str, b.str, keep_mine, keep_theirs)
-    a.set = _join_nested(a.set, b.set, keep_mine, keep_theirs)
+    other side never saw it; counters join pointwise by maximum. Whether
+    ``a`` changed (dict comparisons: no sorting, no encoding)."""
+    changed = _join_cell(a.str, b.str, keep_mine, keep_theirs)
+    joined_set = _join_nested(a.set, b.set, keep_mine, keep_theirs)
+    if joined_set != a.set:
+        a.set, changed = joined_set, True
     for f in set(a.hash) | set(b.hash):
-        ca: Cell = a.hash.get(f) or Cell()
+        ca = a.hash.get(f)
+        if ca is None:
+            ca = Cell()
         cb: Cell = b.hash.get(f) or Cell()
-        _join_cell(ca, cb, keep_mine, keep_theirs)
+        if _join_cell(ca, cb, keep_mine, keep_theirs):
+            changed = True
         if ca.empty():
             a.hash.pop(f, None)
         else:
             a.hash[f] = ca
-    a.lst = _join_dots(a.lst, b.lst, keep_mine, keep_theirs)
-    a.ttl = _join_dots(a.ttl, b.ttl, keep_mine, keep_theirs)
+    for part in ("lst", "ttl"):
+        mine = getattr(a, part)
+        joined = _join_dots(mine, getattr(b, part), keep_mine, keep_theirs)
+        if joined != mine:
+            setattr(a, part, joined)
+            changed = True
+    return changed
 
 
 def _join_dots(a: dict[Any, Any], b: dict[Any, Any], keep_a: Any, keep_b: Any) -> dict[Any, Any]:
@@ -684,9 +700,11 @@ def _join_nested(
     return out
 
 
-def _join_cell(a: Cell, b: Cell, keep_a: Any, keep_b: Any) -> None:
-    a.reg = _join_dots(a.reg, b.reg, keep_a, keep_b)
-    _ctr_join(a.ctr, b.ctr)
+def _join_cell(a: Cell, b: Cell, keep_a: Any, keep_b: Any) -> bool:
+    reg = _join_dots(a.reg, b.reg, keep_a, keep_b)
+    changed = reg != a.reg
+    a.reg = reg
+    return _ctr_join(a.ctr, b.ctr) or changed
 
 
 def position_between(lo: Sequence[Digit] | None, hi: Sequence[Digit] | None) -> tuple[list[Digit], int]:

@@ -39,10 +39,7 @@ class Hints:
             store = self.by_node[node] = KeyedStore(self.conflicts)
         store.join_key(key, blob, now_ms)
         while len(store.ctx) > self.max_keys:
-            oldest = next(iter(store.ctx))
-            store.ctx.pop(oldest)
-            store.data.pop(oldest, None)
-            store.dead_ms.pop(oldest, None)
+            store.forget(next(iter(store.ctx)))
             self.dropped += 1
 
     def pending(self, node: str) -> int:
@@ -72,9 +69,7 @@ class Hints:
         store = self.by_node.get(node)
         if store is None or store.key_blob(key) != blob:
             return False
-        store.ctx.pop(key, None)
-        store.data.pop(key, None)
-        store.dead_ms.pop(key, None)
+        store.forget(key)
         if not store.ctx:
             del self.by_node[node]
         return True

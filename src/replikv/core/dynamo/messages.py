@@ -16,10 +16,10 @@ commutative, so a message delivered twice or out of order does no harm.
   (``None``: the replica holds nothing of that key).
 
 - ``TreeGet`` / ``TreeHashes``: anti-entropy (Dynamo §4.7): the hashes of
-  some nodes of one level of the receiver's Merkle tree of the range
-  ``(start, end]`` (``merkle.py``); ``LeafGet`` / ``LeafKeys``: the
-  ``(key, digest)`` pairs of some leaves of that tree. A replica that does
-  not own the range answers with no hashes / no keys.
+  some nodes of one level of the receiver's Merkle tree of the keys whose
+  replicas are exactly ``group`` (``merkle.py``); ``LeafGet`` /
+  ``LeafKeys``: the ``(key, digest)`` pairs of some leaves of that tree. A
+  node that is not in the group answers with no hashes / no keys.
 - ``Batch``: several of the above in one frame (one system call and one MAC
   per peer per loop iteration instead of one per message).
 
@@ -68,8 +68,7 @@ class GetReply:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TreeGet:
     req: int
-    start: int
-    end: int
+    group: tuple[str, ...]
     level: int
     indexes: tuple[int, ...]
 
@@ -83,8 +82,7 @@ class TreeHashes:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeafGet:
     req: int
-    start: int
-    end: int
+    group: tuple[str, ...]
     leaves: tuple[int, ...]
 
 
@@ -141,11 +139,11 @@ def _wire(msg: DynamoMsg) -> list[Any]:
         case GetReply():
             body = [_GET_REPLY, msg.req, [[k, b] for k, b in msg.states]]
         case TreeGet():
-            body = [_TREE_GET, msg.req, msg.start, msg.end, msg.level, list(msg.indexes)]
+            body = [_TREE_GET, msg.req, list(msg.group), msg.level, list(msg.indexes)]
         case TreeHashes():
             body = [_TREE_HASHES, msg.req, list(msg.hashes)]
         case LeafGet():
-            body = [_LEAF_GET, msg.req, msg.start, msg.end, list(msg.leaves)]
+            body = [_LEAF_GET, msg.req, list(msg.group), list(msg.leaves)]
         case LeafKeys():
             body = [_LEAF_KEYS, msg.req, [[k, d] for k, d in msg.entries]]
     return body
@@ -189,10 +187,10 @@ def _ints(x: object, what: str) -> tuple[int, ...]:
     return tuple(x)
 
 
-def _token(x: object) -> int:
-    if type(x) is not int or not 0 <= x < 1 << 64:
-        raise DynamoCodecError("token: expected an integer in [0, 2**64)")
-    return x
+def _group(x: object) -> tuple[str, ...]:
+    if type(x) is not list or not x or any(type(n) is not str or not n for n in x):
+        raise DynamoCodecError("group: expected a non-empty list of node ids")
+    return tuple(x)
 
 
 def _message(body: Any) -> One:
@@ -212,16 +210,14 @@ def _message(body: Any) -> One:
         return Get(req=_req(body[1]), keys=tuple(keys))
     if tag == _GET_REPLY and len(body) == 3:
         return GetReply(req=_req(body[1]), states=_states(body[2], True))
-    if tag == _TREE_GET and len(body) == 6 and type(body[4]) is int:
-        return TreeGet(req=_req(body[1]), start=_token(body[2]), end=_token(body[3]), level=body[4],
-                       indexes=_ints(body[5], "tree indexes"))
+    if tag == _TREE_GET and len(body) == 5 and type(body[3]) is int:
+        return TreeGet(req=_req(body[1]), group=_group(body[2]), level=body[3], indexes=_ints(body[4], "tree indexes"))
     if tag == _TREE_HASHES and len(body) == 3:
         if type(body[2]) is not list or any(type(h) is not bytes for h in body[2]):
             raise DynamoCodecError("tree hashes: expected a list of bytes")
         return TreeHashes(req=_req(body[1]), hashes=tuple(body[2]))
-    if tag == _LEAF_GET and len(body) == 5:
-        return LeafGet(req=_req(body[1]), start=_token(body[2]), end=_token(body[3]),
-                       leaves=_ints(body[4], "leaves"))
+    if tag == _LEAF_GET and len(body) == 4:
+        return LeafGet(req=_req(body[1]), group=_group(body[2]), leaves=_ints(body[3], "leaves"))
     if tag == _LEAF_KEYS and len(body) == 3:
         return LeafKeys(req=_req(body[1]), entries=_states(body[2], False))
     raise DynamoCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")

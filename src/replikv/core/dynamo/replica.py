@@ -24,12 +24,15 @@ Rules:
 - Hints (``hints.py``) are held for a replica that was down or did not
   acknowledge, and delivered in batches while it is connected; one batch in
   flight per target.
-- Anti-entropy: every ``ae_interval_ms`` (0: never) one range this node owns is
-  compared with one other alive replica of it by a Merkle walk
-  (``merkle.py``); for the keys whose digests differ each side gets the
-  other's state (this node sends its own with ``Put`` and asks for the
-  peer's with ``Get``). Trees are kept per owned range and updated lazily
-  from the keys changed since the last walk.
+- Anti-entropy: the keys are grouped by their replica set (every key whose
+  preference list holds exactly these nodes), one Merkle tree per group this
+  node is in, over the whole token circle (so a cluster of 3 nodes and N = 3
+  has one tree however many vnodes it has). Every ``ae_interval_ms`` (0:
+  never) one group, in turn, is compared with one other alive member of it
+  by a Merkle walk (``merkle.py``); for the keys whose digests differ each
+  side gets the other's state (this node sends its own with ``Put`` and asks
+  for the peer's with ``Get``). Trees are updated lazily from the keys
+  changed since the last walk.
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
 """
 
@@ -47,10 +50,13 @@ from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
 from replikv.core.dynamo.ring import Range, Ring, token_of
 
+Group = tuple[str, ...]  # a replica set, sorted
+_CIRCLE = Range(start=0, end=0)
+
 __all__ = ["Changed", "Persist", "Replica", "ReadDone", "Send", "WriteDone"]
 
 HINT_BATCH_KEYS = 256  # key states per hint delivery
-AE_TREE_DEPTH = 6  # 64 leaves per owned range
+AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 
 
@@ -70,7 +76,7 @@ Effect = Persist | Changed | Send | WriteDone | ReadDone
 @dataclass(slots=True)
 class _AeSession:
     peer: str
-    rng: Range
+    group: Group
     walk: MerkleWalk
     deadline_us: int
     phase: str = "tree"  # "tree" (walking) | "leaves" (comparing keys)
@@ -102,14 +108,14 @@ class Replica:
         self.tombstone_grace_ms = tombstone_grace_ms
         self.ae_interval_ms = ae_interval_ms
         self.hint_sends: dict[int, tuple[str, list[tuple[bytes, bytes]], int]] = {}
-        self.trees: dict[Range, MerkleTree] = {}
+        self.trees: dict[Group, MerkleTree] = {}
         self.dirty: set[bytes] = set()  # keys changed since the trees were last updated
         self.ae: dict[int, _AeSession] = {}
-        self._ae_next = 0  # index into the owned ranges, round robin
+        self._ae_next = rng.randrange(1 << 16)  # which group next (round robin from a random start)
         self._ae_due_ms = 0
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
         self.stats = {"read_repairs": 0, "hints_stored": 0, "hints_delivered": 0, "tombstones_collected": 0,
-                      "states_joined": 0, "ae_rounds": 0, "ae_ranges_in_sync": 0, "ae_keys_repaired": 0,
+                      "states_joined": 0, "ae_rounds": 0, "ae_groups_in_sync": 0, "ae_keys_repaired": 0,
                       "bad_states": 0}
 
     def _req(self) -> int:
@@ -329,25 +335,22 @@ class Replica:
 
     def _update_trees(self) -> None:
         if not self.trees:
-            self.trees = {r: MerkleTree(r, AE_TREE_DEPTH) for r in self.ring.owned_ranges(self.node)}
+            groups = {tuple(sorted(self.ring.replicas_of_range(r))) for r in self.ring.owned_ranges(self.node)}
+            self.trees = {g: MerkleTree(_CIRCLE, AE_TREE_DEPTH) for g in sorted(groups)}
             self.dirty.update(self.store.stored_keys())
         for key in self.dirty:
             token = token_of(key)
-            tree = self.trees.get(self.ring.range_of(token))
+            tree = self.trees.get(tuple(sorted(self.ring.preference_for_token(token))))
             if tree is not None:
                 tree.update(key, token, self.store.key_digest(key))
         self.dirty.clear()
 
-    def _tree_of(self, start: int, end: int) -> MerkleTree | None:
-        try:
-            rng = Range(start=start, end=end)
-        except ValueError:
-            return None
+    def _tree_of(self, group: Group) -> MerkleTree | None:
         self._update_trees()
-        return self.trees.get(rng)
+        return self.trees.get(group)
 
     def _tree_hashes(self, msg: dm.TreeGet) -> tuple[bytes, ...]:
-        tree = self._tree_of(msg.start, msg.end)
+        tree = self._tree_of(msg.group)
         if tree is None:
             return ()
         try:
@@ -356,7 +359,7 @@ class Replica:
             return ()
 
     def _leaf_keys(self, msg: dm.LeafGet) -> tuple[tuple[bytes, bytes], ...]:
-        tree = self._tree_of(msg.start, msg.end)
+        tree = self._tree_of(msg.group)
         if tree is None:
             return ()
         out: list[tuple[bytes, bytes]] = []
@@ -367,17 +370,15 @@ class Replica:
 
     def _ae_start(self, up: set[str], now_us: int, out: list[Any]) -> None:
         self._update_trees()
-        ranges = sorted(self.trees, key=lambda r: r.end)
-        if not ranges:
-            return
-        for _ in range(len(ranges)):
-            rng = ranges[self._ae_next % len(ranges)]
+        groups = list(self.trees)
+        for _ in range(len(groups)):
+            group = groups[self._ae_next % len(groups)]
             self._ae_next += 1
-            peers = [p for p in self.ring.replicas_of_range(rng) if p != self.node and p in up]
+            peers = [p for p in group if p != self.node and p in up]
             if peers:
                 peer = self.rng.choice(peers)
-                walk = MerkleWalk(self.trees[rng], levels_per_step=2)
-                self._ae_send(_AeSession(peer, rng, walk, now_us + self.coord.timeout_us), out)
+                walk = MerkleWalk(self.trees[group], levels_per_step=2)
+                self._ae_send(_AeSession(peer, group, walk, now_us + self.coord.timeout_us), out)
                 return
 
     def _ae_send(self, sess: _AeSession, out: list[Any]) -> None:
@@ -385,8 +386,8 @@ class Replica:
         assert request is not None
         req = self._req()
         self.ae[req] = sess
-        out.append(Send(to=sess.peer, msg=dm.TreeGet(req=req, start=sess.rng.start, end=sess.rng.end,
-                                                      level=request.level, indexes=request.indexes)))
+        out.append(Send(to=sess.peer, msg=dm.TreeGet(req=req, group=sess.group, level=request.level,
+                                                      indexes=request.indexes)))
 
     def _ae_hashes(self, peer: str, msg: dm.TreeHashes, now_us: int, out: list[Any]) -> None:
         sess = self.ae.pop(msg.req, None)
@@ -406,19 +407,19 @@ class Replica:
         self.stats["ae_rounds"] += 1
         leaves = sess.walk.differing_leaves
         if not leaves:
-            self.stats["ae_ranges_in_sync"] += 1
+            self.stats["ae_groups_in_sync"] += 1
             return
         req = self._req()
         sess.phase = "leaves"
         self.ae[req] = sess
-        out.append(Send(to=peer, msg=dm.LeafGet(req=req, start=sess.rng.start, end=sess.rng.end,
-                                                leaves=tuple(leaves))))
+        out.append(Send(to=peer, msg=dm.LeafGet(req=req, group=sess.group, leaves=tuple(leaves))))
 
     def _ae_keys(self, peer: str, msg: dm.LeafKeys, now_us: int, out: list[Any]) -> None:
         sess = self.ae.pop(msg.req, None)
         if sess is None or sess.peer != peer or sess.phase != "leaves":
             return
-        tree = self.trees.get(sess.rng)
+        self._update_trees()
+        tree = self.trees.get(sess.group)
         if tree is None:
             return
         theirs = dict(msg.entries)

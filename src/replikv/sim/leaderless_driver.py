@@ -1,0 +1,461 @@
+"""The leaderless mode in the simulator: the real ``Replica`` core per node
+(core/dynamo/replica.py: coordinator, read repair, hints, anti-entropy),
+messages through the real codec, a WAL in the real record format
+(sim/disk.py), and Redis writes translated by the real kv/crdt_writes.py.
+
+Workload: the engine's ``append`` clients, read as Redis writes on four kinds
+of keys (k0 counter: ``INCRBY``; k1 set: ``SADD``; k2 register: ``SET``;
+k3 list: ``RPUSH``; k4 counter ...) and reads of them. A client sends each
+request to an up replica of its key (a cluster-aware client; the runtime
+forwards instead). Per seed: the levels (QUORUM/QUORUM, ONE/ONE, ALL/ONE,
+ONE/ALL), the number of nodes' replicas N (3, or 2 on some 5-node seeds),
+sloppy quorum or not. A node believes a peer alive when the network links
+both ways and the peer is up (the runtime's connected peer); a belief that
+flips to down is ``peer_down``. A write is never retried (an increment is
+not idempotent); one without an answer has an unknown outcome.
+
+The durability rule as the runtime carries it out: ``Persist`` entries are
+appended to the WAL and synced before any ``Send`` of the same batch leaves
+and before a client's reply; a crash loses what was not synced (and may
+tear the last write); a restart replays snapshot + WAL. Every
+``compact_every`` WAL records a node snapshots (store + hints).
+
+Checked: after heal, within the engine's ``heal_us_max``, every key's
+replicas hold equal states (digests), no hint is left and nothing is in
+flight. At the end: every counter equals the sum of the increments whose
+coordinator made them durable, and lies between the acknowledged and the
+acknowledged + unknown increments; every acknowledged SADD and RPUSH is
+there and nothing no client wrote; a register ends with one value a
+client wrote, on every replica. With strict quorums (R + W > N, no sloppy
+quorum): a read that began after a write was acknowledged returned a state
+that holds that write or one that superseded it (its key context covers the
+write's dot).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from replikv.check.history import Op as HistOp
+from replikv.core.crdt import Hlc
+from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo.coordinator import level_count
+from replikv.core.dynamo.hints import Hints
+from replikv.core.dynamo.replica import Changed, Persist, Replica, ReadDone, Send, WriteDone
+from replikv.core.dynamo.ring import Ring
+from replikv.kv.crdt_writes import translate
+from replikv.sim.clock import NodeClock
+from replikv.sim.disk import SimWal
+from replikv.sim.engine import NodeTable
+from replikv.sim.workload import Client, PendingOp
+
+if TYPE_CHECKING:
+    from replikv.sim.engine import Engine
+
+__all__ = ["LeaderlessDriver", "LeaderlessOptions"]
+
+LEVELS = (("quorum", "quorum"), ("one", "one"), ("all", "one"), ("one", "all"))
+
+
+@dataclass
+class LeaderlessOptions:
+    levels: tuple[str, str] | None = None  # (write, read); None: chosen by the seed
+    replicas: int | None = None
+    sloppy_quorum: bool | None = None
+    conflicts: str | None = None
+    timeout_us: int = 60_000
+    ae_interval_ms: int = 100
+    compact_every: int = 24
+    slow_sync_us: int = 40_000
+
+
+@dataclass(frozen=True)
+class Envelope:
+    src: int
+    dst: int
+    data: bytes
+
+
+class LlSimNode:
+    def __init__(self, nid: int, clock: NodeClock, offset_ms: int, tick_us: int) -> None:
+        self.id = nid
+        self.name = f"n{nid}"
+        self.clock = clock
+        self.offset_ms = offset_ms
+        self.tick_us = tick_us
+        self.wal = SimWal()
+        self.snapshot: bytes | None = None
+        self.replica: Replica
+        self.hlc = Hlc()
+        self.up = True
+        self.epoch = 0
+        self.slow = False
+        self.syncing = False
+        self.believed: set[str] = set()  # peers this node believes alive
+        self.outbox: list[Send] = []
+        # replies waiting for the WAL sync: (client, attempt, ok, value, (key, dot) of an acknowledged write)
+        self.replies: list[tuple[Client, tuple[int, int], bool | None, str | None, Any]] = []
+        self.unsynced: list[tuple[str, int]] = []  # dots of own writes not yet durable
+        self.limbo: list[tuple[str, int]] = []  # unsynced at a crash: the restart tells if they survived
+        self.requests: dict[int, tuple[Client, tuple[int, int], PendingOp, int]] = {}
+        self.reqs = 0
+
+    def wall_ms(self, now_us: int) -> int:
+        return max(0, now_us * self.clock.period_us // self.tick_us // 1000 + self.offset_ms)
+
+
+class LeaderlessDriver(NodeTable):
+    mode = "leaderless"
+    workload = "append"
+
+    def __init__(self, engine: Engine, **options: Any) -> None:
+        self.engine = engine
+        self.opts = LeaderlessOptions(**options)
+        cfg = engine.cfg
+        self.rng = random.Random(engine.rng.getrandbits(64))
+        self.crash_rng = random.Random(cfg.seed ^ 0xC4A5)
+        srng = random.Random(cfg.seed * 7919 + 29)
+        self.write_level, self.read_level = self.opts.levels or srng.choice(LEVELS)
+        self.n_replicas = self.opts.replicas or (2 if cfg.nodes >= 5 and srng.random() < 0.3 else 3)
+        self.sloppy = self.opts.sloppy_quorum if self.opts.sloppy_quorum is not None else srng.random() < 0.25
+        self.conflicts = self.opts.conflicts or ("siblings" if srng.random() < 0.3 else "lww")
+        self.nodes = {nid: LlSimNode(nid, NodeClock(self.rng, cfg.tick_us, cfg.max_drift), srng.randint(-50, 50),
+                                     cfg.tick_us)
+                      for nid in range(1, cfg.nodes + 1)}
+        self.ids = {n.name: n.id for n in self.nodes.values()}
+        self.ring = Ring(list(self.ids), self.n_replicas, 16)
+        n = min(self.n_replicas, cfg.nodes)
+        self.strict = (not self.sloppy and level_count(self.write_level, n) + level_count(self.read_level, n) > n)
+        self.translate_rng = random.Random(cfg.seed ^ 0x5EED)
+        self.incrs: dict[tuple[str, int], tuple[str, int]] = {}  # dot -> (key, amount), durable ones
+        self.unsynced_incrs: dict[tuple[str, int], tuple[str, int]] = {}
+        self.acked_dots: list[tuple[str, tuple[str, int], int]] = []  # (key, dot, acked at us)
+        self.acked = 0
+        self.lost_unsynced = 0
+        self.stale_checked = 0
+
+    # ------------------------------------------------------------ plumbing
+    def _make(self, n: LlSimNode) -> Replica:
+        return Replica(n.name, self.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
+                       rng=random.Random(self.rng.getrandbits(64)), sloppy_quorum=self.sloppy,
+                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms)
+
+    def boot(self) -> None:
+        for n in self.nodes.values():
+            n.replica = self._make(n)
+            n.believed = self._reachable(n)
+            self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
+
+    def leader(self) -> int | None:
+        return None
+
+    def _reachable(self, n: LlSimNode) -> set[str]:
+        cut = self.engine.net.cut
+        return {m.name for m in self.nodes.values()
+                if m is not n and m.up and (n.id, m.id) not in cut and (m.id, n.id) not in cut}
+
+    def _tick(self, nid: int, epoch: int) -> None:
+        n = self.nodes[nid]
+        if not n.up or n.epoch != epoch:
+            return
+        now_us = self.engine.now_us
+        now_ms = n.wall_ms(now_us)
+        self._refresh_beliefs(n)
+        self.handle(n, n.replica.tick(now_ms, now_us, n.believed))
+        self.engine.at(n.clock.next_tick(now_us), self._tick, nid, epoch)
+
+    def _refresh_beliefs(self, n: LlSimNode) -> None:
+        now = self._reachable(n)
+        gone, back = n.believed - now, now - n.believed
+        n.believed = now
+        now_us = self.engine.now_us
+        for peer in sorted(gone):
+            self.handle(n, n.replica.peer_down(peer, n.wall_ms(now_us), now_us))
+        for peer in sorted(back):
+            self.handle(n, n.replica.deliver_hints(peer, now_us, self.opts.timeout_us))
+
+    def _deliver(self, env: Envelope) -> None:
+        n = self.nodes[env.dst]
+        src = f"n{env.src}"
+        msg = dm.decode(env.data)
+        now_us = self.engine.now_us
+        for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
+            self.handle(n, n.replica.step(src, one, n.wall_ms(now_us), now_us))
+
+    # ------------------------------------------------------------- effects
+    def handle(self, n: LlSimNode, effects: list[Any]) -> None:
+        entries: list[list[Any]] = []
+        for e in effects:
+            if isinstance(e, Persist):
+                entries.append(e.entry)
+            elif isinstance(e, Send):
+                n.outbox.append(e)
+            elif isinstance(e, WriteDone):
+                self._write_done(n, e)
+            elif isinstance(e, ReadDone):
+                self._read_done(n, e)
+            elif not isinstance(e, Changed):
+                self.engine.fail(f"{n.name}: unexpected effect {e!r}")
+        if entries:
+            n.wal.append_entries(n.wal.last_index + 1, entries)
+        if n.syncing:
+            return
+        if n.slow and n.wal.dirty:
+            n.syncing = True
+            self.engine.after(self.opts.slow_sync_us, self._slow_synced, n.id, n.epoch)
+            return
+        self._flush(n)
+
+    def _slow_synced(self, nid: int, epoch: int) -> None:
+        n = self.nodes[nid]
+        if n.up and n.epoch == epoch:
+            n.syncing = False
+            self._flush(n)
+
+    def _flush(self, n: LlSimNode) -> None:
+        """One group commit, then the frames and replies that waited for it."""
+        n.wal.sync()
+        for dot in n.unsynced:
+            amount = self.unsynced_incrs.pop(dot, None)
+            if amount is not None:
+                self.incrs[dot] = amount
+        n.unsynced = []
+        out, n.outbox = n.outbox, []
+        by_peer: dict[str, list[bytes]] = {}
+        for e in out:
+            by_peer.setdefault(e.to, []).append(dm.encode(e.msg))
+        for peer, frames in by_peer.items():
+            dst = self.ids[peer]
+            self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, dm.encode_batch(frames)))
+        replies, n.replies = n.replies, []
+        for client, rid, ok, value, write in replies:
+            if self.engine.current(client, rid):
+                if write is not None:  # the client learns it is acknowledged now
+                    self.acked += 1
+                    self.acked_dots.append((write[0], write[1], self.engine.now_us))
+                self.engine.client_done(client, ok, value)
+        if n.wal.last_index - n.wal.first_index + 1 >= self.opts.compact_every:
+            n.snapshot = msgpack.packb([n.replica.store.snapshot(), n.replica.hints.snapshot()], use_bin_type=True)
+            n.wal.reset(n.wal.last_index + 1)
+
+    # ------------------------------------------------------------ clients
+    def submit(self, client: Client, op: PendingOp, nid: int, rid: tuple[int, int]) -> None:
+        key = op.key.encode()
+        replicas = self.ring.preference_list(key)
+        target = self.nodes[nid]
+        if target.name not in replicas:  # a cluster-aware client sends to a replica of the key
+            up = [self.nodes[self.ids[r]] for r in replicas if self.nodes[self.ids[r]].up]
+            if not up:
+                self.engine.client_retry(client, rid)
+                return
+            target = client.rng.choice(up)
+        n = target
+        now_us = self.engine.now_us
+        now_ms = n.wall_ms(now_us)
+        self._refresh_beliefs(n)
+        level = self.read_level if op.op == "read" else self.write_level
+        needed = level_count(level, len(replicas))
+        stand_ins = self.ring.extended_preference(key, len(self.nodes))
+        if n.replica.coord.unavailable(replicas, needed, n.believed, stand_ins) is not None:
+            self.engine.client_done(client, False, None)  # refused before anything was applied
+            return
+        n.reqs += 1
+        req = n.reqs
+        n.requests[req] = (client, rid, op, now_us)
+        if op.op == "read":
+            self.handle(n, n.replica.read(req, (key,), replicas, needed, n.believed, now_ms, now_us))
+            return
+        kind = _kind(op.key)
+        value = (op.value or "").encode()
+        if kind == "counter":
+            argv = [b"INCRBY", key, str(_amount(op.value or "")).encode()]
+        elif kind == "set":
+            argv = [b"SADD", key, value]
+        elif kind == "register":
+            argv = [b"SET", key, value]
+        else:
+            argv = [b"RPUSH", key, value]
+        muts, reply = translate(n.replica.store, argv, now_ms, self.translate_rng, "leaderless")
+        if not muts:
+            self.engine.fail(f"{n.name}: {argv} made no mutation (reply {reply!r})")
+        hlc = n.hlc.now(now_ms)
+        dot = (n.name, hlc)
+        n.unsynced.append(dot)
+        if kind == "counter":
+            self.unsynced_incrs[dot] = (op.key, _amount(op.value or ""))
+        n.requests[req] = (client, rid, op, hlc)
+        self.handle(n, n.replica.write(req, muts, hlc, replicas, needed, n.believed, stand_ins, now_ms, now_us))
+
+    def _write_done(self, n: LlSimNode, done: WriteDone) -> None:
+        entry = n.requests.pop(done.req, None)
+        if entry is None:
+            return
+        client, rid, op, hlc = entry
+        n.replies.append((client, rid, True if done.ok else None, None, (op.key, (n.name, hlc)) if done.ok else None))
+
+    def _read_done(self, n: LlSimNode, done: ReadDone) -> None:
+        entry = n.requests.pop(done.req, None)
+        if entry is None:
+            return
+        client, rid, op, started_us = entry
+        if not done.ok:
+            n.replies.append((client, rid, None, None, None))
+            return
+        key = op.key.encode()
+        if self.strict:
+            ctx = n.replica.store.context(key)
+            for k, (origin, hlc), acked_us in self.acked_dots:
+                if k == op.key and acked_us < started_us and ctx.get(origin, 0) < hlc:
+                    self.engine.fail(f"{n.name}: a {self.read_level} read of {op.key} begun at {started_us}us "
+                                     f"missed the write {origin}:{hlc} acknowledged at {acked_us}us "
+                                     f"({self.write_level} writes, N={self.n_replicas})")
+            self.stale_checked += 1
+        n.replies.append((client, rid, True, _show(n.replica.store.visible(key)), None))
+
+    def may_retry(self, op: PendingOp) -> bool:
+        return op.op == "read"
+
+    # ------------------------------------------------------ crash, restart
+    def crash(self, nid: int) -> None:
+        n = self.nodes[nid]
+        n.up = False
+        n.epoch += 1
+        n.wal.crash(self.crash_rng)
+        n.limbo.extend(n.unsynced)  # never sent, never acknowledged; a torn tail may still hold them
+        n.unsynced, n.outbox, n.replies, n.requests, n.syncing = [], [], [], {}, False
+
+    def restart(self, nid: int) -> None:
+        n = self.nodes[nid]
+        n.replica = self._make(n)
+        if n.snapshot is not None:
+            store_blob, hints_blob = msgpack.unpackb(n.snapshot, raw=False)
+            n.replica.store = KeyedStore.restore(store_blob, self.conflicts)
+            n.replica.hints = Hints.restore(hints_blob, self.conflicts)
+        recovered = set()
+        for entry in n.wal.recover(after_index=n.wal.first_index - 1):
+            n.replica.replay(entry)
+            if entry[0] == "w":
+                recovered.add((n.name, entry[1]))
+        for dot in n.limbo:
+            amount = self.unsynced_incrs.pop(dot, None)
+            if amount is None:
+                continue
+            if dot in recovered:  # the page cache had written it out before the power cut
+                self.incrs[dot] = amount
+            else:
+                self.lost_unsynced += 1
+        n.limbo = []
+        n.hlc = Hlc()
+        now_ms = n.wall_ms(self.engine.now_us)
+        for kctx in n.replica.store.ctx.values():  # as the runtime: never reuse an own dot
+            mine = kctx.get(n.name)
+            if mine:
+                n.hlc.observe(mine, now_ms)
+        n.up = True
+        n.believed = set()
+        self.engine.at(n.clock.next_tick(self.engine.now_us), self._tick, nid, n.epoch)
+
+    def set_slow_disk(self, nid: int, slow: bool) -> None:
+        n = self.nodes[nid]
+        n.slow = slow
+        if not slow and n.up and not n.syncing:
+            self._flush(n)
+
+    def nemesis_actions(self) -> dict[str, Callable[[random.Random], str | None]]:
+        return {}
+
+    def heal_step(self) -> None:
+        pass
+
+    # ---------------------------------------------------------- the end
+    def converged(self) -> bool:
+        nodes = list(self.nodes.values())
+        if not all(n.up and not n.outbox and not n.replica.hints.nodes() and not n.replica.hint_sends
+                   for n in nodes):
+            return False
+        keys = {k for n in nodes for k in n.replica.store.stored_keys()}
+        for key in keys:
+            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key)]
+            if len({n.replica.store.key_digest(key) for n in holders}) != 1:
+                return False
+        return True
+
+    def final_check(self, ops: list[HistOp]) -> None:
+        writes = [op for op in ops if op.op == "append"]
+        survived: dict[str, int] = {}
+        for key, amount in self.incrs.values():
+            survived[key] = survived.get(key, 0) + amount
+        for key in sorted({op.key for op in ops}):
+            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key.encode())]
+            views = [n.replica.store.visible(key.encode()) for n in holders]
+            vis = views[0]
+            if any(v != vis for v in views):
+                self.engine.fail(f"{key}: the replicas end with different values {views}")
+            kind = _kind(key)
+            mine = [op for op in writes if op.key == key]
+            acked = [op for op in mine if op.ok]
+            written = {op.value for op in mine}
+            if kind == "counter":
+                final = int(vis.value) if vis is not None else 0
+                if final != survived.get(key, 0):
+                    self.engine.fail(f"{key}: counter is {final}, the durable increments add up to "
+                                     f"{survived.get(key, 0)}")
+                low = sum(_amount(op.value or "") for op in acked)
+                unknown = sum(_amount(op.value or "") for op in mine if op.ok is None)
+                if not low <= final <= low + unknown:
+                    self.engine.fail(f"{key}: counter is {final}, acknowledged increments add up to {low} "
+                                     f"(+{unknown} unknown)")
+            elif kind in ("set", "list"):
+                members = [] if vis is None else [m.decode() for m in vis.value]
+                have = set(members)
+                if kind == "list" and len(members) != len(have):
+                    self.engine.fail(f"{key}: an element is in the list twice: {members}")
+                for op in acked:
+                    if op.value not in have:
+                        self.engine.fail(f"{key}: the acknowledged write of {op.value} is lost")
+                if have - written:
+                    self.engine.fail(f"{key}: {sorted(have - written)} there but no client wrote them")
+            else:
+                if acked and vis is None:
+                    self.engine.fail(f"{key}: acknowledged SETs but the key is gone")
+                if vis is not None and vis.value.decode() not in written:
+                    self.engine.fail(f"{key}: {vis.value!r} but no client wrote it")
+
+    def describe(self) -> str:
+        return (f"W={self.write_level} R={self.read_level} N={self.n_replicas} sloppy={self.sloppy}: " + "; ".join(
+            f"{n.name}{'' if n.up else ' down'} keys={len(n.replica.store.ctx)} hints="
+            f"{sum(n.replica.hints.pending(t) for t in n.replica.hints.nodes())} outbox={len(n.outbox)}"
+            for n in self.nodes.values()))
+
+    def stats(self) -> dict[str, int]:
+        out = {"committed": len(self.incrs) + self.acked, "acked_writes": self.acked,
+               "lost_unsynced": self.lost_unsynced, "strict_reads_checked": self.stale_checked}
+        for n in self.nodes.values():
+            for k, v in n.replica.stats.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+
+_KINDS = ("counter", "set", "register", "list")
+
+
+def _kind(key: str) -> str:
+    return _KINDS[int(key[1:]) % 4]
+
+
+def _show(vis: Any) -> str:
+    if vis is None:
+        return ""
+    if vis.type in ("set", "list"):
+        return ",".join(sorted(m.decode() for m in vis.value))
+    return str(vis.value.decode())
+
+
+def _amount(value: str) -> int:
+    return int(value.rsplit(".", 1)[-1]) % 5 + 1
