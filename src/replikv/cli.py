@@ -705,9 +705,9 @@ def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
     console.print(table)
     leader = next((s.id for s in statuses.values() if s.role == "leader"),
                   None if modes.get(config.mode).elects_leader else config.initial_leader)
-    if not modes.get(config.mode).single_writer:
-        console.print(f"Every node takes writes ({config.mode}, topology {config.options.topology}, "
-                      f"conflicts {config.options.conflicts}); reads are served where they land.")
+    up_note = modes.get(config.mode).up_note
+    if up_note is not None:
+        console.print(up_note(config.options))
     elif leader is None:
         console.print("No leader elected yet: writes wait for the election "
                       f"(watch it with replikv status --config {escape(str(config_path))}).")

@@ -101,4 +101,8 @@ SPEC = register(ModeSpec(
     check_options=lambda setting, nemeses: {"fsync": "always", "read_consistency": setting,
                                             "write_consistency": setting},
     workloads=("register", "counter", "set"),
+    up_note=lambda opts: (f"Every node coordinates (leaderless, {opts.replicas} replicas per key, conflicts "
+                          f"{opts.conflicts}); writes at {opts.write_consistency} and reads at "
+                          f"{opts.read_consistency} unless a connection says CONSISTENCY WRITE|READ "
+                          "one|quorum|all|<n>."),
 ))

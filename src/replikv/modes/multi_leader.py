@@ -101,4 +101,6 @@ SPEC = register(ModeSpec(
     sim=_sim,
     check_options=lambda setting, nemeses: {"fsync": "always"},
     workloads=("register", "counter", "set"),
+    up_note=lambda opts: (f"Every node takes writes (multi-leader, topology {opts.topology}, conflicts "
+                          f"{opts.conflicts}); reads are served where they land."),
 ))

@@ -89,6 +89,8 @@ class ModeSpec:
     sim: Callable[[], Callable[..., Any]] | None = None  # lazy: its simulator driver class (sim/engine.py)
     # (setting, active nemeses) -> node options `replikv check` starts the cluster with
     check_options: Callable[[str, set[str]], dict[str, Any]] = lambda setting, nemeses: {}
+    # NodeOptions -> the line `replikv up` prints about where writes go, for a mode without one leader
+    up_note: Callable[[Any], str] | None = None
     notes: tuple[str, ...] = field(default=())  # what docs/consistency.md says about its read level
     # the `replikv check` workloads the mode can run (None: all); one whose commands the mode refuses
     # (streams in multi-leader mode) is skipped by --matrix
