@@ -7,7 +7,8 @@ acknowledged writes, the lost-writes checker finds losses); with sync acks no ac
 lost under kill, partition and forced failover; multi-leader (every node
 takes writes) loses no counter increment and no set add, counts what
 last-writer-wins overwrote on registers, and keeps read-your-writes per
-client on its node.
+client on its node; leaderless at QUORUM loses no counter increment, and at
+ONE measures stale reads and overwrites.
 """
 
 from __future__ import annotations
@@ -151,4 +152,30 @@ def test_multi_leader_set_loses_no_add_under_pause_and_partition(tmp_path: Path)
     lost = res.result("lost writes")
     assert lost is not None and lost.status == "pass", lost
     assert lost.stats["acknowledged"] > 100 and lost.stats.get("lost", 0) == 0
+    assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
+
+
+def test_leaderless_quorum_counter_loses_no_increment_under_kill_and_partition(tmp_path: Path) -> None:
+    """Leaderless at QUORUM/QUORUM: PN-counters coordinated by every node lose no acknowledged
+    increment through kills and partitions; replicas converge after heal (hints, read repair,
+    anti-entropy)."""
+    res = run_check(mode="leaderless", workload="counter", nemeses=["kill", "partition"], time_s=10,
+                    clients=6, seed=4, setting="quorum", store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    counter = res.result("counter")
+    assert counter is not None and counter.status == "pass", counter
+    assert counter.stats["acknowledged"] > 100
+    assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
+
+
+def test_leaderless_one_register_measures_stale_reads_and_overwrites(tmp_path: Path) -> None:
+    """Leaderless at ONE/ONE under pauses: registers converge; stale reads and last-writer-wins
+    overwrites are measured (counted and shown), not claimed."""
+    res = run_check(mode="leaderless", workload="register", nemeses=["pause"], time_s=10, clients=6,
+                    seed=5, setting="one", store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    stale = res.result("stale reads")
+    assert stale is not None and stale.status in ("pass", "fail") and stale.stats["reads"] > 100, stale
+    lww = res.result("lww overwrites")
+    assert lww is not None and lww.stats["acknowledged_writes"] > 100, lww
     assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
