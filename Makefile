@@ -20,7 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m mypy
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
 
 # long fuzz runs (atheris): FUZZ_SECONDS per target, crashes kept in tests/fuzz/crashes/
 FUZZ_SECONDS ?= 600
