@@ -1,0 +1,1 @@
+"""The leaderless (Dynamo-style) mode's pure core: ring, coordinator, hints, Merkle trees, Paxos."""
