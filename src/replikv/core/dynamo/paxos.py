@@ -1,0 +1,536 @@
+"""Single-decree Paxos per key: the roles of Cassandra's lightweight
+transactions (CAS, ``SET NX|XX``, SERIAL reads) among a key's N replicas.
+
+Sources: Lamport, "Paxos Made Simple" (2001) §2.2-2.3 for the acceptor's and
+the proposer's rules; Cassandra's StorageProxy.cas / PaxosState (CASSANDRA-5062)
+for running one Paxos instance after another on the same key: a third round,
+COMMIT, applies the chosen value and resets the acceptors, and every round
+first reads the most recent commit so that an accepted but uncommitted
+proposal is finished before anything new is proposed.
+
+Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
+- Prepare(b): if b >= promised, promise b (equal: a duplicate of the promise
+  already given, so a resent Prepare is not refused) and reply with the
+  accepted proposal, the most recent commit and the replica's current data;
+  otherwise Nack(promised).
+- Propose(b, v): if b >= promised, accept (promised = b, accepted = (b, v));
+  otherwise Nack.
+- Commit(b, v): if b is newer than the most recent commit, record it, forget
+  an accepted proposal at or below b, raise promised to b (a stale proposal
+  below a commit is refused from now on; promising more is always safe) and
+  ask the driver to write v into its data with hlc = b.hlc (``ApplyCommit``).
+  Always acknowledged.
+- The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
+  the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
+  quorum of acks means a quorum of replicas holds the value.
+
+Proposer (``PaxosProposer``), one per operation, four round trips:
+1. PREPARE with a ballot above every ballot and HLC it has seen. Any Nack:
+   back off a random number of ticks (injected ``random.Random``) and retry.
+2. On a quorum of promises:
+   - if some promise reports an HLC (data, accepted or committed ballot) at or
+     above our ballot's, start over at once with a higher ballot. (Not in
+     Cassandra; added because ``ApplyCommit`` writes with hlc = ballot.hlc:
+     two different values committed with equal HLCs, or a commit below a
+     plain write, would be silently ordered wrongly by the data store's
+     last-writer-wins. With this rule commits that change the value carry
+     strictly increasing HLCs.)
+   - if the newest accepted proposal is newer than the newest commit, finish
+     it: propose its value with our ballot, commit it, then start over.
+   - replicas whose most recent commit is older than the newest one get that
+     commit again (repair, not waited for).
+   - the current value is the newest, by HLC, of the replicas' data and the
+     newest commit. (Cassandra reads the data only; the commit is included
+     because a crash between ``Persist`` and ``ApplyCommit`` would otherwise
+     hide a chosen value.)
+   - ``Decide(current)``: the caller answers ``decided(value)``. EVERY round
+     proposes something: a failed CAS or a SERIAL read proposes the current
+     value unchanged. Skipping that proposal made Cassandra's failed CAS and
+     serial reads non-linearizable: they could return a value whose
+     in-progress successor was then completed by another round
+     (CASSANDRA-12126).
+3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
+   acks -> ``Done(Chosen(...))``.
+   Refusals while proposing: when the proposal is the caller's change (not a
+   no-op, not a finished proposal), a retry would be wrong if any replica
+   accepted it, since a later round may finish it and the caller would be told
+   it failed. As Cassandra's ProposeCallback (``isFullyRefused``), retry only
+   when every replica proved it never accepted; when some may have,
+   end with ``Preempted`` (the change may still be applied). A no-op or a
+   finished value is retried as soon as a quorum is out of reach.
+Time is integer ticks (``tick()``): each phase has a timeout
+(``Timeout(phase, answered, needed)``), unanswered replicas are sent the
+phase's message again every ``resend_ticks`` (every message is idempotent),
+and the number of rounds is bounded (``Contended``).
+
+Mixing plain writes into a key that is also written by CAS breaks
+linearizability, as in Cassandra: a plain write does not go through the
+acceptors.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from replikv.core.crdt.hlc import Hlc
+from replikv.core.dynamo.paxos_messages import (
+    ZERO_BALLOT,
+    AcceptorState,
+    Accepted,
+    Ballot,
+    Commit,
+    CommitAck,
+    Nack,
+    NackPhase,
+    PaxosMsg,
+    Prepare,
+    Promise,
+    Proposal,
+    Propose,
+)
+from replikv.core.invariant import invariant, violated
+
+__all__ = [
+    "ApplyCommit",
+    "Chosen",
+    "Contended",
+    "Decide",
+    "Done",
+    "Effect",
+    "Outcome",
+    "PaxosAcceptor",
+    "PaxosProposer",
+    "Persist",
+    "Phase",
+    "Preempted",
+    "Send",
+    "Timeout",
+    "acceptor_step",
+]
+
+Value = bytes | None
+Current = tuple[int, Value]  # (hlc of the replica's value, value); (0, None): absent
+
+
+# ----------------------------------------------------------------- effects
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    to: str
+    msg: PaxosMsg
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Persist:
+    """Store this key's acceptor state durably before the next effect."""
+
+    key: bytes
+    state: AcceptorState
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyCommit:
+    """Write ``value`` (None: delete) into the data store with hlc = ballot.hlc."""
+
+    key: bytes
+    ballot: Ballot
+    value: Value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decide:
+    """The caller must answer ``proposer.decided(new_value)`` given ``current``
+    (the same value for a failed CAS or a read)."""
+
+    key: bytes
+    current: Value
+
+
+class Phase(Enum):
+    INIT = "init"
+    PREPARE = "prepare"
+    DECIDE = "decide"
+    PROPOSE = "propose"
+    COMMIT = "commit"
+    BACKOFF = "backoff"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chosen:
+    """The round's value is chosen and committed at a quorum. ``changed``:
+    the caller's decided value differs from ``previous`` (a successful CAS)."""
+
+    key: bytes
+    ballot: Ballot
+    previous: Value
+    value: Value
+
+    @property
+    def changed(self) -> bool:
+        return self.value != self.previous
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeout:
+    """A phase did not reach a quorum in time: ``answered`` replicas answered
+    yes, ``needed`` were required. ``may_be_applied``: the caller's change
+    reached the acceptors (PROPOSE), or was chosen already (COMMIT)."""
+
+    phase: Phase
+    answered: int
+    needed: int
+    may_be_applied: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preempted:
+    """A higher ballot refused the caller's change after some replicas
+    (``accepted``, or ``maybe_accepted`` that could not prove otherwise)
+    had accepted it: it may still be applied by a later round."""
+
+    accepted: int
+    maybe_accepted: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contended:
+    """Gave up after ``rounds`` rounds without applying the caller's change."""
+
+    rounds: int
+
+
+Outcome = Chosen | Timeout | Preempted | Contended
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Done:
+    outcome: Outcome
+
+
+Effect = Send | Persist | ApplyCommit | Decide | Done
+
+
+# ---------------------------------------------------------------- acceptor
+
+def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg,
+                  current: Current | None = None) -> tuple[AcceptorState, list[Effect]]:
+    """One acceptor rule for one key (see the module docstring): the new state
+    and the effects, ``Persist`` first whenever the state changed."""
+    reply_to = msg.sender
+    match msg:
+        case Prepare():
+            if msg.ballot < state.promised:
+                return state, [Send(to=reply_to, msg=Nack(
+                    req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PREPARE,
+                    promised=state.promised))]
+            if current is None:
+                violated("a Prepare is stepped with the replica's current data")
+            new = state
+            if msg.ballot > state.promised:
+                new = AcceptorState(promised=msg.ballot, accepted=state.accepted, committed=state.committed)
+            promise = Promise(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot,
+                              accepted=new.accepted, committed=new.committed,
+                              current_hlc=current[0], current=current[1])
+            return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=promise)])
+        case Propose():
+            if msg.ballot < state.promised:
+                highest = max(state.accepted.ballot if state.accepted else ZERO_BALLOT,
+                              state.committed.ballot if state.committed else ZERO_BALLOT)
+                return state, [Send(to=reply_to, msg=Nack(
+                    req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PROPOSE,
+                    promised=state.promised, maybe_accepted=highest >= msg.ballot))]
+            new = AcceptorState(promised=msg.ballot, accepted=Proposal(ballot=msg.ballot, value=msg.value),
+                                committed=state.committed)
+            ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
+            return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
+        case Commit():
+            ack_c = Send(to=reply_to, msg=CommitAck(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))
+            if state.committed is not None and msg.ballot <= state.committed.ballot:
+                return state, [ack_c]  # a duplicate, or older than what was applied
+            accepted = state.accepted
+            if accepted is not None and accepted.ballot <= msg.ballot:
+                accepted = None
+            new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
+                                committed=Proposal(ballot=msg.ballot, value=msg.value))
+            return new, [Persist(key=msg.key, state=new),
+                         ApplyCommit(key=msg.key, ballot=msg.ballot, value=msg.value), ack_c]
+        case _:
+            violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
+
+
+def _persisted(key: bytes, old: AcceptorState, new: AcceptorState, then: list[Effect]) -> list[Effect]:
+    return then if new == old else [Persist(key=key, state=new), *then]
+
+
+class PaxosAcceptor:
+    """The acceptor of one node for every key: ``acceptor_step`` over a map of
+    per-key states. After a restart the driver gives back what it persisted
+    with ``restore``; a key never seen starts from ``AcceptorState()``."""
+
+    __slots__ = ("node", "_states")
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._states: dict[bytes, AcceptorState] = {}
+
+    def state(self, key: bytes) -> AcceptorState:
+        return self._states.get(key) or AcceptorState()
+
+    def restore(self, key: bytes, state: AcceptorState) -> None:
+        self._states[key] = state
+
+    def forget(self, key: bytes) -> None:
+        """Drop a key's state from memory (the driver keeps the persisted copy)."""
+        self._states.pop(key, None)
+
+    def step(self, msg: PaxosMsg, current: Current | None = None) -> list[Effect]:
+        """A request arrived; ``current`` (the replica's data for the key) is
+        required for a ``Prepare``."""
+        new, effects = acceptor_step(self.node, self.state(msg.key), msg, current)
+        self._states[msg.key] = new
+        return effects
+
+
+# ---------------------------------------------------------------- proposer
+
+class PaxosProposer:
+    """One Paxos operation on one key, coordinated by ``node`` (see the module
+    docstring). ``req`` is the request id the driver routes replies by;
+    ``hlc`` is the node's clock (ballots are drawn from it and it observes
+    every ballot and data timestamp seen). ``outcome`` is set once ``Done`` is
+    emitted; afterwards every input returns ``[]``."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        key: bytes,
+        replicas: Iterable[str],
+        quorum: int,
+        rng: random.Random,
+        hlc: Hlc,
+        req: int,
+        timeout_ticks: int = 50,
+        resend_ticks: int = 0,
+        backoff_ticks_max: int = 16,
+        max_rounds: int = 10,
+    ) -> None:
+        self.node = node
+        self.key = key
+        self.replicas = tuple(replicas)
+        n = len(self.replicas)
+        invariant(len(set(self.replicas)) == n and n > 0, "replicas: a non-empty list without repeats")
+        # Two quorums must intersect (Paxos Made Simple §2.2): quorum > N/2.
+        invariant(n // 2 < quorum <= n, lambda: f"quorum {quorum} of {n} replicas must be a majority")
+        invariant(timeout_ticks > 0 and resend_ticks >= 0 and backoff_ticks_max > 0 and max_rounds > 0,
+                  "tick counts and max_rounds must be positive")
+        self.quorum = quorum
+        self.req = req
+        self.timeout_ticks = timeout_ticks
+        self.resend_ticks = resend_ticks
+        self.backoff_ticks_max = backoff_ticks_max
+        self.max_rounds = max_rounds
+        self._rng = rng
+        self._hlc = hlc
+        self._physical_ms = 0
+        self.phase = Phase.INIT
+        self.ballot = ZERO_BALLOT
+        self.rounds = 0
+        self.outcome: Outcome | None = None
+        self._now = 0  # ticks
+        self._deadline = 0
+        self._last_send = 0
+        self._backoff_left = 0
+        self._nacked_rounds = 0
+        self._promises: dict[str, Promise] = {}
+        self._yes: set[str] = set()  # Accepted / CommitAck senders of this phase
+        self._refused: dict[str, bool] = {}  # PROPOSE Nack sender -> maybe_accepted
+        self._message: PaxosMsg | None = None  # this phase's request, for resends
+        self._finishing = False  # proposing another round's accepted value
+        self._own_change = False  # proposing the caller's change
+        self._previous: Value = None
+        self._value: Value = None
+
+    # -- inputs
+
+    def start(self, physical_ms: int = 0) -> list[Effect]:
+        invariant(self.phase is Phase.INIT, "start() is called once")
+        self._physical_ms = physical_ms
+        return self._new_round()
+
+    def tick(self, physical_ms: int | None = None) -> list[Effect]:
+        if physical_ms is not None:
+            self._physical_ms = max(self._physical_ms, physical_ms)
+        self._now += 1
+        if self.phase is Phase.BACKOFF:
+            self._backoff_left -= 1
+            return self._new_round() if self._backoff_left <= 0 else []
+        if self.phase not in (Phase.PREPARE, Phase.PROPOSE, Phase.COMMIT):
+            return []
+        if self._now >= self._deadline:
+            answered = len(self._promises) if self.phase is Phase.PREPARE else len(self._yes)
+            return self._done(Timeout(phase=self.phase, answered=answered, needed=self.quorum,
+                                      may_be_applied=self._own_change))
+        if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
+            answered_set = set(self._promises) | self._yes | set(self._refused)
+            return self._send_phase([r for r in self.replicas if r not in answered_set])
+        return []
+
+    def decided(self, value: Value) -> list[Effect]:
+        """The caller's answer to ``Decide``: the value to propose (the
+        current one for a failed CAS or a read)."""
+        invariant(self.phase is Phase.DECIDE, lambda: f"decided() in phase {self.phase.value}")
+        self._value = value
+        self._own_change = value != self._previous
+        return self._propose(value)
+
+    def step(self, msg: PaxosMsg) -> list[Effect]:
+        if msg.req != self.req or msg.key != self.key or msg.sender not in self.replicas:
+            return []
+        if self.phase is Phase.DONE:
+            return []
+        match msg:
+            case Promise():
+                self._observe(msg.current_hlc, msg.accepted, msg.committed)
+                if self.phase is not Phase.PREPARE or msg.ballot != self.ballot:
+                    return []
+                self._promises.setdefault(msg.sender, msg)
+                if len(self._promises) >= self.quorum:
+                    return self._on_promises()
+                return []
+            case Nack():
+                self._hlc.observe(msg.promised.hlc, self._physical_ms)
+                if msg.ballot != self.ballot:
+                    return []
+                if self.phase is Phase.PREPARE and msg.phase is NackPhase.PREPARE:
+                    return self._backoff()
+                if self.phase is Phase.PROPOSE and msg.phase is NackPhase.PROPOSE:
+                    self._refused.setdefault(msg.sender, msg.maybe_accepted)
+                    return self._on_refusal()
+                return []
+            case Accepted():
+                if self.phase is not Phase.PROPOSE or msg.ballot != self.ballot:
+                    return []
+                self._yes.add(msg.sender)
+                if len(self._yes) >= self.quorum:
+                    return self._commit()
+                return self._on_refusal() if self._refused else []
+            case CommitAck():
+                if self.phase is not Phase.COMMIT or msg.ballot != self.ballot:
+                    return []
+                self._yes.add(msg.sender)
+                if len(self._yes) < self.quorum:
+                    return []
+                if self._finishing:
+                    return self._new_round()
+                return self._done(Chosen(key=self.key, ballot=self.ballot, previous=self._previous,
+                                         value=self._value))
+            case _:
+                return []  # a request sent to a proposer: not ours to answer
+
+    # -- the round
+
+    def _observe(self, data_hlc: int, *proposals: Proposal | None) -> None:
+        top = max([data_hlc, *(p.ballot.hlc for p in proposals if p is not None)])
+        self._hlc.observe(top, self._physical_ms)
+
+    def _new_round(self) -> list[Effect]:
+        if self.rounds >= self.max_rounds:
+            return self._done(Contended(rounds=self.rounds))
+        self.rounds += 1
+        # The clock has observed every ballot and data HLC seen, so this is above them all.
+        self.ballot = Ballot(hlc=self._hlc.now(self._physical_ms), node=self.node)
+        self.phase = Phase.PREPARE
+        self._promises = {}
+        self._finishing = False
+        self._own_change = False
+        self._previous = self._value = None
+        self._deadline = self._now + self.timeout_ticks
+        self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot)
+        return self._send_phase(self.replicas)
+
+    def _send_phase(self, targets: Iterable[str]) -> list[Effect]:
+        self._last_send = self._now
+        msg = self._message
+        if msg is None:
+            violated("a phase has a message")
+        return [Send(to=r, msg=msg) for r in targets]
+
+    def _on_promises(self) -> list[Effect]:
+        promises = list(self._promises.values())
+        seen_hlc = max(max(p.current_hlc,
+                           p.accepted.ballot.hlc if p.accepted else 0,
+                           p.committed.ballot.hlc if p.committed else 0) for p in promises)
+        if seen_hlc >= self.ballot.hlc:
+            return self._new_round()  # the clock observed seen_hlc: the next ballot is above it
+        commits = [p.committed for p in promises if p.committed is not None]
+        newest = max(commits, key=lambda c: c.ballot) if commits else None
+        effects: list[Effect] = []
+        if newest is not None:
+            repair = Commit(req=self.req, sender=self.node, key=self.key, ballot=newest.ballot,
+                            value=newest.value)
+            effects = [Send(to=p.sender, msg=repair) for p in promises
+                       if p.committed is None or p.committed.ballot < newest.ballot]
+        accepted = [p.accepted for p in promises if p.accepted is not None]
+        in_progress = max(accepted, key=lambda a: a.ballot) if accepted else None
+        if in_progress is not None and (newest is None or in_progress.ballot > newest.ballot):
+            self._finishing = True
+            return effects + self._propose(in_progress.value)
+        # The newest known value: the replicas' data, or the newest commit if its
+        # ApplyCommit was lost; ties broken deterministically.
+        candidates: list[tuple[int, int, bytes]] = [
+            (p.current_hlc, p.current is not None, p.current or b"") for p in promises]
+        if newest is not None:
+            candidates.append((newest.ballot.hlc, newest.value is not None, newest.value or b""))
+        _, present, data = max(candidates)
+        self._previous = data if present else None
+        self.phase = Phase.DECIDE
+        return [*effects, Decide(key=self.key, current=self._previous)]
+
+    def _propose(self, value: Value) -> list[Effect]:
+        self.phase = Phase.PROPOSE
+        self._yes = set()
+        self._refused = {}
+        self._deadline = self._now + self.timeout_ticks
+        self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value)
+        return self._send_phase(self.replicas)
+
+    def _on_refusal(self) -> list[Effect]:
+        n = len(self.replicas)
+        if n - len(self._refused.keys() - self._yes) >= self.quorum:
+            return []  # a quorum may still accept
+        if not self._own_change:
+            return self._backoff()
+        if len(self._yes | self._refused.keys()) < n:
+            return []  # wait: an unanswered replica may have accepted
+        maybe = sum(1 for r, m in self._refused.items() if m and r not in self._yes)
+        if not self._yes and not maybe:
+            return self._backoff()  # fully refused: nobody holds our value
+        return self._done(Preempted(accepted=len(self._yes), maybe_accepted=maybe))
+
+    def _commit(self) -> list[Effect]:
+        self.phase = Phase.COMMIT
+        self._yes = set()
+        self._deadline = self._now + self.timeout_ticks
+        proposal = self._message
+        if not isinstance(proposal, Propose):
+            violated("a commit follows a proposal")
+        self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
+                               value=proposal.value)
+        return self._send_phase(self.replicas)
+
+    def _backoff(self) -> list[Effect]:
+        self._nacked_rounds += 1
+        self.phase = Phase.BACKOFF
+        cap = min(self.backoff_ticks_max, 1 << min(self._nacked_rounds, 16))
+        self._backoff_left = self._rng.randint(1, cap)
+        return []
+
+    def _done(self, outcome: Outcome) -> list[Effect]:
+        self.phase = Phase.DONE
+        self.outcome = outcome
+        return [Done(outcome=outcome)]

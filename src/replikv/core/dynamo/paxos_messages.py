@@ -1,0 +1,315 @@
+"""Messages of single-decree Paxos per key (Lamport, "Paxos Made Simple" §2;
+Cassandra's lightweight transactions, CASSANDRA-5062), with their wire form.
+
+Every message names the key, the request id ``req`` of the proposer's
+operation (the driver routes a reply to the proposer that owns ``req``) and
+its ``sender`` (the driver checks it against the authenticated peer). A reply
+repeats the ``ballot`` of the request it answers, so a proposer drops replies
+to an earlier round of its own.
+
+- ``Prepare`` / ``Promise``: phase 1. A promise carries the acceptor's
+  accepted proposal (or None), its most recent commit (or None) and the
+  replica's current data for the key (``current_hlc``, ``current``), because
+  plain writes may have written the key outside Paxos.
+- ``Propose`` / ``Accepted``: phase 2.
+- ``Commit`` / ``CommitAck``: Cassandra's third round: the chosen value is
+  applied to the replicas' data and the acceptors' Paxos state is reset.
+- ``Nack``: a Prepare or a Propose refused because the acceptor promised a
+  higher ballot (``promised``). For a refused Propose, ``maybe_accepted`` is
+  False only if the acceptor can prove it never accepted that ballot (its
+  accepted and committed ballots, which only grow, are both lower): the
+  proposer needs that proof from every replica before it may retry a value
+  that changes the key (see paxos.py).
+
+``AcceptorState`` (what the driver persists per key) and ``Proposal`` live
+here too because they travel inside messages or to disk. Values are
+``bytes | None`` (None: the key is absent) and opaque to Paxos.
+
+Wire form: ``msgpack([tag, req, sender, key, ...])``; ``decode`` checks every
+field and raises ``PaxosCodecError`` (and nothing else) on a frame it does not
+understand, so a peer speaking garbage is dropped, never obeyed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import msgpack
+
+from replikv.core.invariant import invariant
+
+__all__ = [
+    "ZERO_BALLOT",
+    "AcceptorState",
+    "Accepted",
+    "Ballot",
+    "Commit",
+    "CommitAck",
+    "Nack",
+    "NackPhase",
+    "PaxosCodecError",
+    "PaxosMsg",
+    "Prepare",
+    "Promise",
+    "Proposal",
+    "Propose",
+    "decode",
+    "decode_state",
+    "encode",
+    "encode_state",
+]
+
+Value = bytes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+class Ballot:
+    """A proposal number, totally ordered by ``(hlc, node)``: the HLC makes
+    ballots track time across nodes, the node id breaks ties."""
+
+    hlc: int
+    node: str
+
+
+ZERO_BALLOT = Ballot(hlc=0, node="")  # below every real ballot
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    ballot: Ballot
+    value: Value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptorState:
+    """One key's acceptor state (Cassandra's PaxosState): persisted before any
+    reply that depends on it leaves.
+
+    Invariants: ``accepted.ballot <= promised``; ``committed.ballot <= promised``.
+    """
+
+    promised: Ballot = ZERO_BALLOT
+    accepted: Proposal | None = None
+    committed: Proposal | None = None  # the most recent commit
+
+    def __post_init__(self) -> None:
+        invariant(self.accepted is None or self.accepted.ballot <= self.promised,
+                  "accepted ballot above the promised one")
+        invariant(self.committed is None or self.committed.ballot <= self.promised,
+                  "committed ballot above the promised one")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepare:
+    req: int
+    sender: str
+    key: bytes
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Promise:
+    req: int
+    sender: str
+    key: bytes
+    ballot: Ballot
+    accepted: Proposal | None
+    committed: Proposal | None
+    current_hlc: int
+    current: Value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Propose:
+    req: int
+    sender: str
+    key: bytes
+    ballot: Ballot
+    value: Value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    req: int
+    sender: str
+    key: bytes
+    ballot: Ballot
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Commit:
+    req: int
+    sender: str
+    key: bytes
+    ballot: Ballot
+    value: Value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitAck:
+    req: int
+    sender: str
+    key: bytes
+    ballot: Ballot
+
+
+class NackPhase(Enum):
+    PREPARE = 1
+    PROPOSE = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nack:
+    req: int
+    sender: str
+    key: bytes
+    ballot: Ballot  # the refused ballot
+    phase: NackPhase
+    promised: Ballot  # the higher ballot the acceptor promised
+    maybe_accepted: bool = False  # PROPOSE only: see the module docstring
+
+
+PaxosMsg = Prepare | Promise | Propose | Accepted | Commit | CommitAck | Nack
+
+_PREPARE, _PROMISE, _PROPOSE, _ACCEPTED, _COMMIT, _COMMIT_ACK, _NACK = range(1, 8)
+_I64 = 1 << 63
+
+
+class PaxosCodecError(ValueError):
+    """A frame that is not a well-formed Paxos message or acceptor state."""
+
+
+def _b(b: Ballot) -> list[Any]:
+    return [b.hlc, b.node]
+
+
+def _p(p: Proposal | None) -> list[Any] | None:
+    return None if p is None else [p.ballot.hlc, p.ballot.node, p.value]
+
+
+def _wire(msg: PaxosMsg) -> list[Any]:
+    head = [msg.req, msg.sender, msg.key, _b(msg.ballot)]
+    match msg:
+        case Prepare():
+            return [_PREPARE, *head]
+        case Promise():
+            return [_PROMISE, *head, _p(msg.accepted), _p(msg.committed), msg.current_hlc, msg.current]
+        case Propose():
+            return [_PROPOSE, *head, msg.value]
+        case Accepted():
+            return [_ACCEPTED, *head]
+        case Commit():
+            return [_COMMIT, *head, msg.value]
+        case CommitAck():
+            return [_COMMIT_ACK, *head]
+        case Nack():
+            return [_NACK, *head, msg.phase.value, _b(msg.promised), msg.maybe_accepted]
+
+
+def encode(msg: PaxosMsg) -> bytes:
+    out: bytes = msgpack.packb(_wire(msg), use_bin_type=True)
+    return out
+
+
+def encode_state(state: AcceptorState) -> bytes:
+    """The stored form of one key's acceptor state."""
+    body = [_b(state.promised), _p(state.accepted), _p(state.committed)]
+    out: bytes = msgpack.packb(body, use_bin_type=True)
+    return out
+
+
+def _int(x: object, what: str) -> int:
+    if type(x) is not int or not 0 <= x < _I64:
+        raise PaxosCodecError(f"{what}: expected an integer in [0, 2**63)")
+    return x
+
+
+def _str(x: object, what: str) -> str:
+    if type(x) is not str:
+        raise PaxosCodecError(f"{what}: expected a string")
+    return x
+
+
+def _value(x: object, what: str) -> Value:
+    if x is not None and type(x) is not bytes:
+        raise PaxosCodecError(f"{what}: expected bytes or nil")
+    return x
+
+
+def _ballot(x: object, what: str) -> Ballot:
+    if type(x) is not list or len(x) != 2:
+        raise PaxosCodecError(f"{what}: expected [hlc, node]")
+    return Ballot(hlc=_int(x[0], what), node=_str(x[1], what))
+
+
+def _proposal(x: object, what: str) -> Proposal | None:
+    if x is None:
+        return None
+    if type(x) is not list or len(x) != 3:
+        raise PaxosCodecError(f"{what}: expected [hlc, node, value] or nil")
+    return Proposal(ballot=Ballot(hlc=_int(x[0], what), node=_str(x[1], what)),
+                    value=_value(x[2], what))
+
+
+def _unpack(data: bytes) -> list[Any]:
+    try:
+        body = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except Exception as e:  # msgpack raises many kinds (ExtraData, ValueError, ...)
+        raise PaxosCodecError(f"not msgpack: {type(e).__name__}") from None
+    if type(body) is not list or not body:
+        raise PaxosCodecError("expected a non-empty list")
+    return body
+
+
+_LENGTHS = {_PREPARE: 5, _PROMISE: 9, _PROPOSE: 6, _ACCEPTED: 5, _COMMIT: 6, _COMMIT_ACK: 5, _NACK: 8}
+
+
+def decode(data: bytes) -> PaxosMsg:
+    body = _unpack(data)
+    tag = body[0]
+    if type(tag) is not int or _LENGTHS.get(tag) != len(body):
+        raise PaxosCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")
+    req = _int(body[1], "req")
+    sender = _str(body[2], "sender")
+    if not sender:
+        raise PaxosCodecError("sender: expected a non-empty string")
+    key = body[3]
+    if type(key) is not bytes:
+        raise PaxosCodecError("key: expected bytes")
+    ballot = _ballot(body[4], "ballot")
+    if tag == _PREPARE:
+        return Prepare(req=req, sender=sender, key=key, ballot=ballot)
+    if tag == _PROMISE:
+        return Promise(req=req, sender=sender, key=key, ballot=ballot,
+                       accepted=_proposal(body[5], "accepted"), committed=_proposal(body[6], "committed"),
+                       current_hlc=_int(body[7], "current hlc"), current=_value(body[8], "current"))
+    if tag == _PROPOSE:
+        return Propose(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"))
+    if tag == _ACCEPTED:
+        return Accepted(req=req, sender=sender, key=key, ballot=ballot)
+    if tag == _COMMIT:
+        return Commit(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"))
+    if tag == _COMMIT_ACK:
+        return CommitAck(req=req, sender=sender, key=key, ballot=ballot)
+    # _NACK
+    if body[5] not in (NackPhase.PREPARE.value, NackPhase.PROPOSE.value) or type(body[5]) is not int:
+        raise PaxosCodecError("nack phase: expected 1 or 2")
+    if type(body[7]) is not bool:
+        raise PaxosCodecError("nack maybe_accepted: expected a boolean")
+    return Nack(req=req, sender=sender, key=key, ballot=ballot, phase=NackPhase(body[5]),
+                promised=_ballot(body[6], "promised"), maybe_accepted=body[7])
+
+
+def decode_state(data: bytes) -> AcceptorState:
+    body = _unpack(data)
+    if len(body) != 3:
+        raise PaxosCodecError("acceptor state: expected [promised, accepted, committed]")
+    promised = _ballot(body[0], "promised")
+    accepted = _proposal(body[1], "accepted")
+    committed = _proposal(body[2], "committed")
+    if (accepted is not None and accepted.ballot > promised) or (
+            committed is not None and committed.ballot > promised):
+        raise PaxosCodecError("acceptor state: a ballot above the promised one")
+    return AcceptorState(promised=promised, accepted=accepted, committed=committed)
