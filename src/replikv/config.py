@@ -37,7 +37,7 @@ FSYNC_POLICIES = ("always", "everysec", "no")
 # the read levels of the modes with a leader (raft, single offer them all)
 LEADER_READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
 # every read level any mode offers: the leader modes' and the leaderless mode's replica counts
-READ_LEVELS = LEADER_READ_LEVELS + ("all", "quorum", "one")
+READ_LEVELS = LEADER_READ_LEVELS + ("serial", "all", "quorum", "one")
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")

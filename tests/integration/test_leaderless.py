@@ -246,3 +246,80 @@ def test_anti_entropy_repairs_a_replica_nobody_reads_from(tmp_path: Path) -> Non
         assert len(digests) == 1
     finally:
         c.close()
+
+
+def test_paxos_cas_set_nx_and_serial_reads(tmp_path: Path) -> None:
+    """CAS, SET NX and SERIAL reads run single-decree Paxos among the key's replicas: of many
+    clients racing SET NX on one key exactly one wins; CAS increments from every node never lose
+    an update; a SERIAL read sees the last CAS; a minority down does not stop them."""
+    c = ll_cluster(tmp_path / "c")
+    try:
+        winners: list[str] = []
+        maybe: list[str] = []
+
+        def take(i: int) -> None:
+            r = c.client(f"n{i % 3 + 1}")
+            try:
+                if r.set("lock", f"owner-{i}", nx=True):
+                    winners.append(f"owner-{i}")
+            except redis.ResponseError as e:  # TRYAGAIN (redis-py: TryAgainError) or NOREPLICAS
+                assert isinstance(e, redis.exceptions.TryAgainError) or "NOREPLICAS" in str(e), e
+                if "may still be applied" in str(e):
+                    maybe.append(f"owner-{i}")
+
+        threads = [threading.Thread(target=take, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(winners) <= 1, winners
+        serial = level(c.client("n2", single_connection_client=True), read="serial")
+        holder = serial.get("lock")
+        # one owner: the one told it won, or (when none was told) one whose outcome was unknown
+        if winners:
+            assert holder == winners[0].encode(), (holder, winners, maybe)
+        else:
+            assert holder is None or holder.decode() in maybe, (holder, maybe)
+        if holder is not None:
+            assert c.client("n3").set("lock", "late", nx=True) is None
+
+        assert c.client("n1").set("n", "0") is True
+        done = {"ok": 0, "unknown": 0}
+
+        def bump(node: str) -> None:
+            r = level(c.client(node, single_connection_client=True), read="serial")
+            for _ in range(15):
+                while True:
+                    cur = r.get("n")
+                    try:
+                        swapped = r.execute_command("CAS", "n", cur, str(int(cur) + 1))
+                    except redis.ResponseError as e:
+                        if "may still be applied" in str(e):  # preempted after acceptors took it
+                            done["unknown"] += 1
+                            break
+                        assert isinstance(e, redis.exceptions.TryAgainError) or "NOREPLICAS" in str(e), e
+                        continue
+                    if swapped == 1:
+                        done["ok"] += 1
+                        break
+
+        threads = [threading.Thread(target=bump, args=(n,)) for n in ("n1", "n2", "n3")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert done["ok"] + done["unknown"] == 45 and done["ok"] >= 30, done
+        final = int(serial.get("n"))  # no acknowledged increment lost, none applied twice
+        assert done["ok"] <= final <= done["ok"] + done["unknown"], (final, done)
+        assert c.client("n3").execute_command("CAS", "n", str(final), str(final)) == 1
+        assert c.client("n3").execute_command("CAS", "n", str(final - 1), "x") == 0
+        c.kill("n3")
+        wait_for(lambda: c.replication("n1")["connected_slaves"] == 1, 20, "n1 to see n3 gone")
+        assert c.client("n1").execute_command("CAS", "n", str(final), "next") == 1  # a majority is enough
+        assert serial.get("n") == b"next"
+        w = level(c.client("n1", single_connection_client=True), write="serial")
+        assert w.set("n", "plain") is True
+        with pytest.raises(redis.ResponseError, match="only SET and CAS write at SERIAL"):
+            w.incr("other")
+    finally:
+        c.close()

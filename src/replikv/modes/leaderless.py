@@ -19,7 +19,7 @@ from replikv.modes import register
 from replikv.modes.spec import Claim, ModeSpec
 
 NAME = "leaderless"
-LEVEL_WORDS = ("one", "quorum", "all")
+LEVEL_WORDS = ("one", "quorum", "all", "serial")
 
 
 class ReplicasAck(NamedTuple):
@@ -44,7 +44,7 @@ def _level(args: list[str], kind: str) -> str:
         if word.isdigit() and len(word) < 4 and int(word) > 0:
             return str(int(word))
     raise RespError(f"ERR {kind} level '{' '.join(args)}' is not offered in leaderless mode: use one, quorum, "
-                    "all or a number of replicas")
+                    "all, serial (Paxos) or a number of replicas")
 
 
 def _sim() -> Callable[..., Any]:

@@ -50,9 +50,11 @@ from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo.coordinator import level_count
 from replikv.core.dynamo.hints import Hints
-from replikv.core.dynamo.replica import Changed, Persist, Replica, ReadDone, Send, WriteDone
+from replikv.core.dynamo import paxos as px
+from replikv.core.dynamo import paxos_messages as pm
+from replikv.core.dynamo.replica import Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
-from replikv.core.replies import NULL_ARRAY, RespError
+from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.crdt_view import materialize
@@ -67,6 +69,7 @@ from replikv.storage.errors import WalFailedError
 from replikv.storage.snapshot import write_snapshot
 
 log = logging.getLogger("replikv.node")
+PAXOS_TICK_MS = 10  # the proposers' clock (timeouts, resends, backoff)
 
 
 def _wall_ms() -> int:
@@ -97,7 +100,8 @@ class LeaderlessRunner(BaseRunner):
         self.hlc = Hlc()
         self.rng = random.Random()
         self.replica = Replica(node_id, self.ring, conflicts=opts.conflicts, timeout_us=opts.ack_timeout_ms * 1000,
-                               rng=self.rng, sloppy_quorum=opts.sloppy_quorum,
+                               rng=self.rng, sloppy_quorum=opts.sloppy_quorum, hlc=self.hlc,
+                               paxos_tick_ms=PAXOS_TICK_MS,
                                read_repair_chance=opts.read_repair_pct / 100,
                                tombstone_grace_ms=opts.tombstone_grace_s * 1000,
                                ae_interval_ms=opts.anti_entropy_ms)
@@ -110,8 +114,9 @@ class LeaderlessRunner(BaseRunner):
         self._wal_bytes_after_snapshot = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # loop time the timer fires at
+        self._paxos_timer: asyncio.TimerHandle | None = None
         self.stats.update({"writes_coordinated": 0, "reads_coordinated": 0, "writes_failed": 0,
-                           "reads_failed": 0, "expired_deletes": 0})
+                           "reads_failed": 0, "expired_deletes": 0, "paxos_rounds": 0})
         self._recover()
 
     # -- start-up ---------------------------------------------------------------------
@@ -121,9 +126,11 @@ class LeaderlessRunner(BaseRunner):
         conflicts = self.options.conflicts
         replica = self.replica
         if snap is not None:
-            store_blob, hints_blob = msgpack.unpackb(snap.data, raw=False)
+            store_blob, hints_blob, paxos_states = msgpack.unpackb(snap.data, raw=False)
             replica.store = KeyedStore.restore(store_blob, conflicts)
             replica.hints = Hints.restore(hints_blob, conflicts)
+            for key, state in paxos_states:
+                replica.acceptor.restore(key, pm.decode_state(state))
         self.store, self.hints = replica.store, replica.hints
         self.snapshot_index = snap.index if snap is not None else 0
         replayed = 0
@@ -216,8 +223,17 @@ class LeaderlessRunner(BaseRunner):
         if replicas is None:
             return
         stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes))
-        needed = self._needed(conn, str(conn.write_level), replicas, "write", stand_ins)
+        level = str(conn.write_level)
+        needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins)
         if needed is None:
+            return
+        serial = _serial_write(argv, level)
+        if serial is not None:
+            self._paxos(conn, argv, replicas, *serial)
+            return
+        if level == "serial":
+            conn.reply(RespError("ERR only SET and CAS write at SERIAL (a Paxos round on one key); use "
+                                 "CONSISTENCY WRITE quorum for other writes"))
             return
         now = _wall_ms()
         muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
@@ -314,6 +330,15 @@ class LeaderlessRunner(BaseRunner):
         if not keys:  # DBSIZE, SCAN, KEYS, RANDOMKEY: what this node holds
             conn.reply(self.sm.read(argv, _wall_ms()))
             return
+        if conn.read_level == "serial":
+            if argv[0].upper() != b"GET":
+                conn.reply(RespError("ERR only GET reads at SERIAL (a Paxos round on one key); use "
+                                     "CONSISTENCY READ quorum for other reads"))
+                return
+            replicas = self._placement(conn, argv, keys)
+            if replicas is not None and self._needed(conn, "quorum", replicas, "read") is not None:
+                self._paxos(conn, argv, replicas, "read", lambda current: current)
+            return
         self._quorum_read(conn, argv, keys, lambda: self.sm.read(argv, _wall_ms()))
 
     def _quorum_read(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes],
@@ -328,6 +353,38 @@ class LeaderlessRunner(BaseRunner):
         self.stats["reads_coordinated"] += 1
         self._start(conn, req, Pending(conn, render=render), self.replica.read(
             req, tuple(dict.fromkeys(keys)), replicas, needed, self._alive(), _wall_ms(), _now_us()))
+
+    # -- Paxos (core/dynamo/paxos.py): CAS, SET NX|XX, SERIAL --------------------------------------
+    def _paxos(self, conn: ClientConnection, argv: list[bytes], replicas: tuple[str, ...], kind: str,
+               decide: Callable[[bytes | None], bytes | None]) -> None:
+        """One Paxos round on argv[1] among its replicas; the reply is made from the value it read."""
+        key = argv[1]
+        head = self.store.visible_head(key)
+        if head is not None and head[0] != "string":
+            conn.reply(RespError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+            return
+        req = next(self._reqs)
+        self.stats["paxos_rounds"] += 1
+        self._start(conn, req, Pending(conn, render=lambda: (kind, argv)),
+                    self.replica.paxos(req, key, replicas, decide, _wall_ms()))
+        if self._paxos_timer is None and self.replica.proposers:
+            self._paxos_timer = self.loop.call_later(PAXOS_TICK_MS / 1000, self._on_paxos_tick)
+
+    def _on_paxos_tick(self) -> None:
+        self._paxos_timer = None
+        self._run(self.replica.paxos_tick(_wall_ms()))
+        self._flush_clients()
+        if self.replica.proposers:
+            self._paxos_timer = self.loop.call_later(PAXOS_TICK_MS / 1000, self._on_paxos_tick)
+
+    def _paxos_done(self, done: PaxosDone) -> None:
+        p = self.pending.pop(done.req, None)
+        if p is None:
+            return
+        assert p.render is not None
+        kind, argv = p.render()
+        self._answer(p, encode_reply(_paxos_reply(kind, argv, done.outcome, self.options.ack_timeout_ms),
+                                     p.conn.resp3))
 
     def vget(self, conn: ClientConnection, argv: list[bytes]) -> None:
         key = argv[1]
@@ -353,6 +410,8 @@ class LeaderlessRunner(BaseRunner):
                 self._write_done(effect)
             elif isinstance(effect, ReadDone):
                 self._read_done(effect)
+            elif isinstance(effect, PaxosDone):
+                self._paxos_done(effect)
 
     def _write_done(self, done: WriteDone) -> None:
         p = self.pending.pop(done.req, None)
@@ -449,7 +508,8 @@ class LeaderlessRunner(BaseRunner):
 
     # -- snapshots ---------------------------------------------------------------------------------
     def _snapshot_blob(self) -> bytes:
-        out: bytes = msgpack.packb([self.store.snapshot(), self.hints.snapshot()], use_bin_type=True)
+        out: bytes = msgpack.packb([self.store.snapshot(), self.hints.snapshot(), self.replica.paxos_states()],
+                                   use_bin_type=True)
         return out
 
     def _take_snapshot(self) -> int:
@@ -575,3 +635,45 @@ class _Sequence(PeerReplyConnection):
     def send_reply(self, data: bytes) -> None:
         self.replies.append(data)
         self.node.loop.call_soon(self.next)  # never recurse: a long block would overflow the stack
+
+
+def _serial_write(argv: list[bytes], level: str) -> tuple[str, Callable[[bytes | None], bytes | None]] | None:
+    """How a write runs through Paxos, or None for an ordinary write: CAS always; SET with NX or
+    XX always (a condition on the current value needs one order); a plain SET at WRITE SERIAL."""
+    name = argv[0].upper()
+    if name == b"CAS":
+        expected, new = argv[2], argv[3]
+        return "cas", lambda current: new if current == expected else current
+    if name == b"SET":
+        opts = {a.upper() for a in argv[3:]}
+        value = argv[2]
+        if b"NX" in opts:
+            return "nx", lambda current: value if current is None else current
+        if b"XX" in opts:
+            return "xx", lambda current: value if current is not None else current
+        if level == "serial":
+            return "set", lambda current: value
+    return None
+
+
+def _paxos_reply(kind: str, argv: list[bytes], outcome: px.Outcome, timeout_ms: int) -> Any:
+    """Redis's reply to a command run through Paxos, from the value the round read."""
+    if isinstance(outcome, px.Chosen):
+        previous = outcome.previous
+        if kind == "read":
+            return previous
+        if kind == "cas":
+            return 1 if previous is not None and previous == argv[2] else 0
+        if kind == "nx":
+            return OK if previous is None else None
+        if kind == "xx":
+            return OK if previous is not None else None
+        return OK
+    if isinstance(outcome, px.Timeout):
+        maybe = "it may still be applied" if outcome.may_be_applied else "it was not applied"
+        return RespError(f"NOREPLICAS paxos {outcome.phase.value} reached {outcome.answered} of {outcome.needed} "
+                         f"replicas within {timeout_ms} ms; {maybe}")
+    if isinstance(outcome, px.Preempted):
+        return RespError(f"TRYAGAIN a concurrent Paxos round preempted this one after {outcome.accepted} "
+                         "replicas accepted it; it may still be applied")
+    return RespError(f"TRYAGAIN gave up after {outcome.rounds} contended Paxos rounds; it was not applied")

@@ -601,6 +601,21 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
         raise ValueError(f"unknown mutation kind {kind!r}")
 
 
+def overwrite_muts(store: CrdtStore, key: bytes, value: bytes | None) -> list[Mut]:
+    """The mutations of an overwrite of ``key`` with the string ``value`` (None:
+    a delete) that removes everything this replica observed of the key, its
+    counters reset to what it saw. Always the same three kinds in the same
+    order (``del``, then ``set`` + ``ttl`` for a value), so replicas applying
+    one commit under one dot give its entries the same ids."""
+    ks = store.data.get(key)
+    totals = ctr_totals(ks.str.ctr) if ks is not None else {}
+    htotals = {f: ctr_totals(c.ctr) for f, c in ks.hash.items()} if ks is not None else {}
+    muts: list[Mut] = [("del", key, totals, htotals)]
+    if value is not None:
+        muts += [("set", key, value, None, None), ("ttl", key, None)]
+    return muts
+
+
 # ------------------------------------------------------------------ helpers
 
 # mutations that change one member of a set or one field of a hash (see ``hints``)

@@ -20,6 +20,8 @@ commutative, so a message delivered twice or out of order does no harm.
   replicas are exactly ``group`` (``merkle.py``); ``LeafGet`` /
   ``LeafKeys``: the ``(key, digest)`` pairs of some leaves of that tree. A
   node that is not in the group answers with no hashes / no keys.
+- ``Paxos``: a message of the per-key Paxos protocol (``paxos_messages.py``,
+  its own wire form inside).
 - ``Batch``: several of the above in one frame (one system call and one MAC
   per peer per loop iteration instead of one per message).
 
@@ -35,7 +37,7 @@ from typing import Any
 import msgpack
 
 __all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "PutAck", "TreeGet", "TreeHashes", "decode", "encode", "encode_batch"]
+           "Paxos", "PutAck", "TreeGet", "TreeHashes", "decode", "encode", "encode_batch"]
 
 States = tuple[tuple[bytes, bytes], ...]
 
@@ -92,7 +94,12 @@ class LeafKeys:
     entries: tuple[tuple[bytes, bytes], ...]  # (key, digest)
 
 
-One = Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Paxos:
+    data: bytes  # paxos_messages.encode(...)
+
+
+One = Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +109,7 @@ class Batch:
 
 DynamoMsg = One | Batch
 
-_BATCH, _PUT, _PUT_ACK, _GET, _GET_REPLY, _TREE_GET, _TREE_HASHES, _LEAF_GET, _LEAF_KEYS = range(9)
+_BATCH, _PUT, _PUT_ACK, _GET, _GET_REPLY, _TREE_GET, _TREE_HASHES, _LEAF_GET, _LEAF_KEYS, _PAXOS = range(10)
 _I64 = 1 << 63
 
 
@@ -146,6 +153,8 @@ def _wire(msg: DynamoMsg) -> list[Any]:
             body = [_LEAF_GET, msg.req, list(msg.group), list(msg.leaves)]
         case LeafKeys():
             body = [_LEAF_KEYS, msg.req, [[k, d] for k, d in msg.entries]]
+        case Paxos():
+            body = [_PAXOS, msg.data]
     return body
 
 
@@ -218,6 +227,8 @@ def _message(body: Any) -> One:
         return TreeHashes(req=_req(body[1]), hashes=tuple(body[2]))
     if tag == _LEAF_GET and len(body) == 4:
         return LeafGet(req=_req(body[1]), group=_group(body[2]), leaves=_ints(body[3], "leaves"))
+    if tag == _PAXOS and len(body) == 2 and type(body[1]) is bytes:
+        return Paxos(data=body[1])
     if tag == _LEAF_KEYS and len(body) == 3:
         return LeafKeys(req=_req(body[1]), entries=_states(body[2], False))
     raise DynamoCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")

@@ -283,6 +283,10 @@ class PaxosAcceptor:
     def restore(self, key: bytes, state: AcceptorState) -> None:
         self._states[key] = state
 
+    def states(self) -> list[tuple[bytes, AcceptorState]]:
+        """Every key's state held in memory (for a snapshot)."""
+        return sorted(self._states.items())
+
     def forget(self, key: bytes) -> None:
         """Drop a key's state from memory (the driver keeps the persisted copy)."""
         self._states.pop(key, None)
@@ -317,7 +321,7 @@ class PaxosProposer:
         timeout_ticks: int = 50,
         resend_ticks: int = 0,
         backoff_ticks_max: int = 16,
-        max_rounds: int = 10,
+        max_rounds: int = 50,
     ) -> None:
         self.node = node
         self.key = key

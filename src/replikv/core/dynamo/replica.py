@@ -34,17 +34,30 @@ Rules:
   for the peer's with ``Get``). Trees are updated lazily from the keys
   changed since the last walk.
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
+- Paxos (``paxos.py``, Cassandra's lightweight transactions): this node's
+  acceptor for every key it holds, and the proposers of the operations it
+  coordinates (``paxos``: CAS, SET NX/XX, SERIAL reads and writes). A
+  message to itself is stepped at once, in order (a worklist, no recursion);
+  the acceptor's ``Persist`` becomes a WAL entry (``px``) before the reply
+  that depends on it leaves the node. A commit is written into the store as
+  an overwrite stamped with the ballot (origin = the proposer, hlc = the
+  ballot's), the same mutations on every replica (``overwrite_muts``).
+  ``paxos_tick`` drives the proposers' timeouts, resends and backoff.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from replikv.core.crdt.hlc import Hlc
 from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.crdt.store import overwrite_muts
 from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo import paxos as px
+from replikv.core.dynamo import paxos_messages as pm
 from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
@@ -53,7 +66,7 @@ from replikv.core.dynamo.ring import Range, Ring, token_of
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
 
-__all__ = ["Changed", "Persist", "Replica", "ReadDone", "Send", "WriteDone"]
+__all__ = ["Changed", "PaxosDone", "Persist", "Replica", "ReadDone", "Send", "WriteDone"]
 
 HINT_BATCH_KEYS = 256  # key states per hint delivery
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
@@ -70,7 +83,16 @@ class Changed:
     keys: tuple[bytes, ...]
 
 
-Effect = Persist | Changed | Send | WriteDone | ReadDone
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaxosDone:
+    """The Paxos operation ``req`` ended (``px.Chosen``, ``Timeout``, ``Preempted`` or ``Contended``)."""
+
+    req: int
+    outcome: px.Outcome
+
+
+Effect = Persist | Changed | Send | WriteDone | ReadDone | PaxosDone
+Decider = Callable[[bytes | None], bytes | None]  # the current value -> the value to propose
 
 
 @dataclass(slots=True)
@@ -97,6 +119,8 @@ class Replica:
         read_repair_chance: float = 0.1,
         tombstone_grace_ms: int = 864_000_000,
         ae_interval_ms: int = 1000,
+        hlc: Hlc | None = None,
+        paxos_tick_ms: int = 10,
     ) -> None:
         self.node = node
         self.ring = ring
@@ -105,6 +129,10 @@ class Replica:
         self.coord = Coordinator(node, timeout_us=timeout_us, rng=rng, sloppy_quorum=sloppy_quorum,
                                  read_repair_chance=read_repair_chance)
         self.rng = rng
+        self.hlc = hlc if hlc is not None else Hlc()  # the node's clock: ballots are drawn from it
+        self.acceptor = px.PaxosAcceptor(node)
+        self.proposers: dict[int, tuple[px.PaxosProposer, Decider]] = {}
+        self.paxos_timeout_ticks = max(1, timeout_us // 1000 // paxos_tick_ms)
         self.tombstone_grace_ms = tombstone_grace_ms
         self.ae_interval_ms = ae_interval_ms
         self.hint_sends: dict[int, tuple[str, list[tuple[bytes, bytes]], int]] = {}
@@ -128,8 +156,11 @@ class Replica:
         """Re-apply one WAL entry (start-up)."""
         kind = entry[0]
         if kind == "w":
-            _, hlc, muts, now = entry
-            self.dirty.update(self.store.apply_write(self.node, hlc, muts, now))
+            hlc, muts, now = entry[1], entry[2], entry[3]
+            origin = entry[4] if len(entry) > 4 else self.node  # a Paxos commit: the proposer's dot
+            self.dirty.update(self.store.apply_write(origin, hlc, muts, now))
+        elif kind == "px":
+            self.acceptor.restore(entry[1], pm.decode_state(entry[2]))
         elif kind == "j":
             self.store.join_key(entry[1], entry[2], entry[3])
             self.dirty.add(entry[1])
@@ -269,6 +300,14 @@ class Replica:
                 self._ae_hashes(peer, msg, now_us, out)
             case dm.LeafKeys():
                 self._ae_keys(peer, msg, now_us, out)
+            case dm.Paxos():
+                try:
+                    pmsg = pm.decode(msg.data)
+                except pm.PaxosCodecError:
+                    self.stats["bad_states"] += 1
+                    return out
+                if pmsg.sender == peer:
+                    self._paxos_run([pmsg], now_ms, out, writable)
         return out
 
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
@@ -279,6 +318,86 @@ class Replica:
             if sess.peer == peer:
                 del self.ae[req]
         return self._coordinated(self.coord.peer_down(peer, now_us), now_ms)
+
+    # ------------------------------------------------------------ Paxos
+
+    def paxos(self, req: int, key: bytes, replicas: Sequence[str], decide: Decider, now_ms: int) -> list[Any]:
+        """Start a Paxos operation on ``key`` among its ``replicas`` (a majority must answer);
+        ``decide`` maps the value the round read to the value it proposes (itself: a no-op)."""
+        prop = px.PaxosProposer(node=self.node, key=key, replicas=replicas, quorum=len(replicas) // 2 + 1,
+                                rng=self.rng, hlc=self.hlc, req=req, timeout_ticks=self.paxos_timeout_ticks,
+                                resend_ticks=max(1, self.paxos_timeout_ticks // 5))
+        self.proposers[req] = (prop, decide)
+        out: list[Any] = []
+        self._paxos_run(self._paxos_effects(prop.start(now_ms), req, now_ms, out), now_ms, out)
+        return out
+
+    def paxos_states(self) -> list[tuple[bytes, bytes]]:
+        """Every key's acceptor state, encoded (for a snapshot)."""
+        return [(k, pm.encode_state(st)) for k, st in self.acceptor.states()]
+
+    def paxos_tick(self, now_ms: int) -> list[Any]:
+        out: list[Any] = []
+        for req, (prop, _) in list(self.proposers.items()):
+            self._paxos_run(self._paxos_effects(prop.tick(now_ms), req, now_ms, out), now_ms, out)
+        return out
+
+    def _paxos_run(self, msgs: list[pm.PaxosMsg], now_ms: int, out: list[Any], writable: bool = True) -> None:
+        """Step Paxos messages addressed to this node (from a peer, or sent to itself), in order."""
+        work = list(msgs)
+        while work:
+            msg = work.pop(0)
+            if isinstance(msg, (pm.Prepare, pm.Propose, pm.Commit)):
+                if not writable:
+                    continue  # the disk guard: no promise that cannot be made durable
+                current = self._current(msg.key) if isinstance(msg, pm.Prepare) else None
+                work.extend(self._paxos_effects(self.acceptor.step(msg, current), 0, now_ms, out))
+            else:
+                entry = self.proposers.get(msg.req)
+                if entry is not None:
+                    work.extend(self._paxos_effects(entry[0].step(msg), msg.req, now_ms, out))
+
+    def _paxos_effects(self, effects: list[px.Effect], req: int, now_ms: int, out: list[Any]) -> list[pm.PaxosMsg]:
+        """Carry out Paxos effects; the messages addressed to this node are returned, to be stepped."""
+        local: list[pm.PaxosMsg] = []
+        for e in effects:
+            if isinstance(e, px.Send):
+                if e.to == self.node:
+                    local.append(e.msg)
+                else:
+                    out.append(Send(to=e.to, msg=dm.Paxos(data=pm.encode(e.msg))))
+            elif isinstance(e, px.Persist):
+                out.append(Persist(entry=["px", e.key, pm.encode_state(e.state)]))
+            elif isinstance(e, px.ApplyCommit):
+                self._apply_commit(e, now_ms, out)
+            elif isinstance(e, px.Decide):
+                prop, decide = self.proposers[req]
+                local_effects = prop.decided(decide(e.current))
+                local.extend(self._paxos_effects(local_effects, req, now_ms, out))
+            elif isinstance(e, px.Done):
+                self.proposers.pop(req, None)
+                out.append(PaxosDone(req=req, outcome=e.outcome))
+        return local
+
+    def _current(self, key: bytes) -> tuple[int, bytes | None]:
+        """The replica's data for ``key`` as Paxos reads it: (hlc of the value, the string)."""
+        ks = self.store.state(key)
+        if ks is None or self.store.visible_head(key) is None:
+            return (0, None)
+        win = ks.str.winner()
+        value = ks.str.value()
+        return (win[1] if win is not None else 0, value)
+
+    def _apply_commit(self, e: px.ApplyCommit, now_ms: int, out: list[Any]) -> None:
+        muts = overwrite_muts(self.store, e.key, e.value)
+        origin, hlc = e.ballot.node, e.ballot.hlc
+        if self.store.context(e.key).get(origin, 0) >= hlc:
+            return  # this commit (or a later write of its proposer) is here already
+        changed = self.store.apply_write(origin, hlc, muts, now_ms)
+        out.append(Persist(entry=["w", hlc, list(muts), now_ms, origin]))
+        if changed:
+            self.dirty.update(changed)
+            out.append(Changed(keys=tuple(changed)))
 
     # ------------------------------------------------------------ hints
 
