@@ -376,7 +376,8 @@ class PaxosProposer:
             return self._done(Timeout(phase=self.phase, answered=answered, needed=self.quorum,
                                       may_be_applied=self._own_change))
         if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
-            answered_set = set(self._promises) | self._yes | set(self._refused)
+            answered_set = (self._promises.keys() if self.phase is Phase.PREPARE
+                            else self._yes | self._refused.keys())
             return self._send_phase([r for r in self.replicas if r not in answered_set])
         return []
 
