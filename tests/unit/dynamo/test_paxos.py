@@ -350,6 +350,19 @@ def test_data_hlc_at_or_above_the_ballot_starts_a_higher_round() -> None:
     assert out[0].msg.ballot.hlc > plain and p.rounds == 2
 
 
+def test_commit_at_the_same_hlc_from_another_node_starts_a_higher_round() -> None:
+    # Two nodes drew the same HLC; a's value was committed with it. Committing b's value
+    # with that HLC too would leave the data store's last-writer-wins to a coin toss.
+    p = make_proposer("b", physical_ms=1)
+    ballot = sends(p.start(1))[0].msg.ballot
+    theirs = Proposal(ballot=Ballot(hlc=ballot.hlc, node="a"), value=b"X")
+    for n in ("a", "c"):
+        out = p.step(Promise(req=1, sender=n, key=K, ballot=ballot, accepted=None, committed=theirs,
+                             current_hlc=ballot.hlc, current=b"X"))
+    assert not any(isinstance(e, Decide) for e in out)
+    assert [type(s.msg) for s in sends(out)] == [Prepare] * 3 and out[0].msg.ballot.hlc > ballot.hlc
+
+
 # ----------------------------------------------------------- refused proposals
 
 def _to_propose(p: PaxosProposer, value: bytes) -> Ballot:
@@ -624,6 +637,7 @@ def simulate(seed: int) -> tuple[list[SimOp], list[bytes | None], dict[str, int]
     replicas = {n: Replica(n) for n in nodes}
     clocks = {n: Hlc() for n in nodes}
     skew = {n: rng.randrange(4) for n in nodes}
+    coarse = rng.choice([1, 16])  # a coarse wall clock: equal HLCs on different nodes are common
     drop, dup, crash = rng.uniform(0, 0.25), rng.uniform(0, 0.1), rng.uniform(0, 0.03)
     in_flight: list[tuple[int, int, str, PaxosMsg]] = []  # (due tick, order, to, msg)
     proposers: dict[tuple[str, int], tuple[PaxosProposer, SimOp]] = {}
@@ -681,10 +695,10 @@ def simulate(seed: int) -> tuple[list[SimOp], list[bytes | None], dict[str, int]
                            new=f"{i}.{c.left}@{seed}".encode(), proposer=p)
                 ops.append(op)
                 proposers[(node, next_req)] = (p, op)
-                carry(p, op, p.start(now + skew[node]))
+                carry(p, op, p.start((now + skew[node]) // coarse))
         for p, op in list(proposers.values()):
             if p.outcome is None:
-                carry(p, op, p.tick(now + skew[p.node]))
+                carry(p, op, p.tick((now + skew[p.node]) // coarse))
         if all(c.left == 0 for c in clients) and all(op.end is not None for op in ops):
             break
     else:

@@ -45,10 +45,11 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      hide a chosen value.)
    - ``Decide(current)``: the caller answers ``decided(value)``. EVERY round
      proposes something: a failed CAS or a SERIAL read proposes the current
-     value unchanged. Skipping that proposal made Cassandra's failed CAS and
-     serial reads non-linearizable: they could return a value whose
-     in-progress successor was then completed by another round
-     (CASSANDRA-12126).
+     value unchanged, so its result is linearized at its own commit, which
+     closes the instance: no older proposal it did not see (accepted by a
+     minority outside its quorum) can be completed after it answered.
+     Cassandra skipped that proposal and its failed CAS and serial reads were
+     not linearizable (CASSANDRA-12126, fixed by committing an empty update).
 3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
    acks -> ``Done(Chosen(...))``.
    Refusals while proposing: when the proposal is the caller's change (not a
