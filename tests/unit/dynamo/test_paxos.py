@@ -30,8 +30,8 @@ from replikv.core.dynamo.paxos import (
     acceptor_step,
 )
 from replikv.core.dynamo.paxos_messages import (
-    AcceptorState,
     Accepted,
+    AcceptorState,
     Ballot,
     Commit,
     CommitAck,
@@ -59,7 +59,7 @@ def make_proposer(node: str = "a", *, req: int = 1, physical_ms: int = 1, seed: 
                   hlc: Hlc | None = None, replicas: tuple[str, ...] = ABC, **kw: int) -> PaxosProposer:
     p = PaxosProposer(node=node, key=K, replicas=replicas, quorum=len(replicas) // 2 + 1,
                       rng=random.Random(seed), hlc=hlc or Hlc(), req=req, **kw)
-    p._physical_ms = physical_ms  # noqa: SLF001 - tests pick the wall clock start() would get
+    p._physical_ms = physical_ms
     return p
 
 

@@ -79,8 +79,8 @@ from enum import Enum
 from replikv.core.crdt.hlc import Hlc
 from replikv.core.dynamo.paxos_messages import (
     ZERO_BALLOT,
-    AcceptorState,
     Accepted,
+    AcceptorState,
     Ballot,
     Commit,
     CommitAck,
@@ -272,7 +272,7 @@ class PaxosAcceptor:
     per-key states. After a restart the driver gives back what it persisted
     with ``restore``; a key never seen starts from ``AcceptorState()``."""
 
-    __slots__ = ("node", "_states")
+    __slots__ = ("_states", "node")
 
     def __init__(self, node: str) -> None:
         self.node = node
