@@ -55,12 +55,10 @@ ABC = ("a", "b", "c")
 REQUESTS = (Prepare, Propose, Commit)
 
 
-def make_proposer(node: str = "a", *, req: int = 1, physical_ms: int = 1, seed: int = 0,
-                  hlc: Hlc | None = None, replicas: tuple[str, ...] = ABC, **kw: int) -> PaxosProposer:
-    p = PaxosProposer(node=node, key=K, replicas=replicas, quorum=len(replicas) // 2 + 1,
-                      rng=random.Random(seed), hlc=hlc or Hlc(), req=req, **kw)
-    p._physical_ms = physical_ms
-    return p
+def make_proposer(node: str = "a", *, req: int = 1, seed: int = 0, replicas: tuple[str, ...] = ABC,
+                  **kw: int) -> PaxosProposer:
+    return PaxosProposer(node=node, key=K, replicas=replicas, quorum=len(replicas) // 2 + 1,
+                         rng=random.Random(seed), hlc=Hlc(), req=req, **kw)
 
 
 def sends(effects: list[Effect]) -> list[Send]:
@@ -255,7 +253,7 @@ def test_network_happy_path_and_failed_cas_proposes_current_value() -> None:
 
     # CAS expecting "nope": fails, and still proposes (and commits) the current value unchanged.
     net.log.clear()
-    p2 = net.add(make_proposer("b", req=1, physical_ms=2), lambda cur: b"y" if cur == b"nope" else cur)
+    p2 = net.add(make_proposer("b", req=1), lambda cur: b"y" if cur == b"nope" else cur)
     net.carry(p2, p2.start(2))
     net.run()
     assert p2.outcome == Chosen(key=K, ballot=p2.ballot, previous=b"x", value=b"x")
@@ -269,8 +267,8 @@ def test_network_happy_path_and_failed_cas_proposes_current_value() -> None:
 
 def test_dueling_proposers_one_value_per_ballot_and_consistent_outcomes() -> None:
     net = Net()
-    pa = net.add(make_proposer("a", req=1, physical_ms=1, seed=1), append(b"A"))
-    pb = net.add(make_proposer("b", req=1, physical_ms=2, seed=2), append(b"B"))
+    pa = net.add(make_proposer("a", req=1, seed=1), append(b"A"))
+    pb = net.add(make_proposer("b", req=1, seed=2), append(b"B"))
     net.carry(pa, pa.start(1))
     net.carry(pb, pb.start(2))  # b's ballot is higher; its Prepare reaches every acceptor before a proposes
     net.flush()
@@ -310,7 +308,7 @@ def test_accepted_but_uncommitted_proposal_is_completed_first() -> None:
         net.replicas[n].handle(Propose(req=9, sender="c", key=K, ballot=old, value=b"X"))
     net.down.add("c")
     decided: list[bytes | None] = []
-    p = net.add(make_proposer("b", req=1, physical_ms=5),
+    p = net.add(make_proposer("b", req=1),
                 lambda cur: decided.append(cur) or (cur or b"") + b"+1")
     net.carry(p, p.start(5))
     net.run()
@@ -324,7 +322,7 @@ def test_accepted_but_uncommitted_proposal_is_completed_first() -> None:
 
 
 def test_older_commit_is_repaired_and_newest_commit_wins_over_stale_data() -> None:
-    p = make_proposer("a", physical_ms=100)
+    p = make_proposer("a")
     ballot = sends(p.start(100))[0].msg.ballot
     new = Proposal(ballot=Ballot(hlc=50 << 16, node="b"), value=b"new")
     old = Proposal(ballot=Ballot(hlc=20 << 16, node="b"), value=b"old")
@@ -340,7 +338,7 @@ def test_older_commit_is_repaired_and_newest_commit_wins_over_stale_data() -> No
 
 
 def test_data_hlc_at_or_above_the_ballot_starts_a_higher_round() -> None:
-    p = make_proposer("a", physical_ms=1)
+    p = make_proposer("a")
     ballot = sends(p.start(1))[0].msg.ballot
     plain = ballot.hlc + 1000  # a plain write from a node whose clock runs ahead
     for n in ("a", "b"):
@@ -353,7 +351,7 @@ def test_data_hlc_at_or_above_the_ballot_starts_a_higher_round() -> None:
 def test_commit_at_the_same_hlc_from_another_node_starts_a_higher_round() -> None:
     # Two nodes drew the same HLC; a's value was committed with it. Committing b's value
     # with that HLC too would leave the data store's last-writer-wins to a coin toss.
-    p = make_proposer("b", physical_ms=1)
+    p = make_proposer("b")
     ballot = sends(p.start(1))[0].msg.ballot
     theirs = Proposal(ballot=Ballot(hlc=ballot.hlc, node="a"), value=b"X")
     for n in ("a", "c"):
