@@ -359,11 +359,15 @@ class PaxosProposer:
     # -- inputs
 
     def start(self, physical_ms: int = 0) -> list[Effect]:
+        """Begin the first round; ``physical_ms`` is the node's wall clock,
+        which only feeds the HLC ballots are drawn from."""
         invariant(self.phase is Phase.INIT, "start() is called once")
         self._physical_ms = physical_ms
         return self._new_round()
 
     def tick(self, physical_ms: int | None = None) -> list[Effect]:
+        """One tick of logical time: timeouts, resends, the end of a backoff.
+        No timeout runs while the caller decides (``Phase.DECIDE``)."""
         if physical_ms is not None:
             self._physical_ms = max(self._physical_ms, physical_ms)
         self._now += 1
