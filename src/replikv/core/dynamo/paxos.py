@@ -45,10 +45,11 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      hide a chosen value.)
    - ``Decide(current)``: the caller answers ``decided(value)``. EVERY round
      proposes something: a failed CAS or a SERIAL read proposes the current
-     value unchanged. Skipping that proposal made Cassandra's failed CAS and
-     serial reads non-linearizable: they could return a value whose
-     in-progress successor was then completed by another round
-     (CASSANDRA-12126).
+     value unchanged, so its result is linearized at its own commit, which
+     closes the instance: no older proposal it did not see (accepted by a
+     minority outside its quorum) can be completed after it answered.
+     Cassandra skipped that proposal and its failed CAS and serial reads were
+     not linearizable (CASSANDRA-12126, fixed by committing an empty update).
 3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
    acks -> ``Done(Chosen(...))``.
    Refusals while proposing: when the proposal is the caller's change (not a
@@ -78,8 +79,8 @@ from enum import Enum
 from replikv.core.crdt.hlc import Hlc
 from replikv.core.dynamo.paxos_messages import (
     ZERO_BALLOT,
-    AcceptorState,
     Accepted,
+    AcceptorState,
     Ballot,
     Commit,
     CommitAck,
@@ -271,7 +272,7 @@ class PaxosAcceptor:
     per-key states. After a restart the driver gives back what it persisted
     with ``restore``; a key never seen starts from ``AcceptorState()``."""
 
-    __slots__ = ("node", "_states")
+    __slots__ = ("_states", "node")
 
     def __init__(self, node: str) -> None:
         self.node = node
@@ -362,11 +363,15 @@ class PaxosProposer:
     # -- inputs
 
     def start(self, physical_ms: int = 0) -> list[Effect]:
+        """Begin the first round; ``physical_ms`` is the node's wall clock,
+        which only feeds the HLC ballots are drawn from."""
         invariant(self.phase is Phase.INIT, "start() is called once")
         self._physical_ms = physical_ms
         return self._new_round()
 
     def tick(self, physical_ms: int | None = None) -> list[Effect]:
+        """One tick of logical time: timeouts, resends, the end of a backoff.
+        No timeout runs while the caller decides (``Phase.DECIDE``)."""
         if physical_ms is not None:
             self._physical_ms = max(self._physical_ms, physical_ms)
         self._now += 1
@@ -380,7 +385,8 @@ class PaxosProposer:
             return self._done(Timeout(phase=self.phase, answered=answered, needed=self.quorum,
                                       may_be_applied=self._own_change))
         if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
-            answered_set = set(self._promises) | self._yes | set(self._refused)
+            answered_set = (self._promises.keys() if self.phase is Phase.PREPARE
+                            else self._yes | self._refused.keys())
             return self._send_phase([r for r in self.replicas if r not in answered_set])
         return []
 

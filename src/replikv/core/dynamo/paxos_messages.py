@@ -42,8 +42,8 @@ from replikv.core.invariant import invariant
 
 __all__ = [
     "ZERO_BALLOT",
-    "AcceptorState",
     "Accepted",
+    "AcceptorState",
     "Ballot",
     "Commit",
     "CommitAck",

@@ -1,0 +1,768 @@
+"""Single-decree Paxos per key (core/dynamo/paxos.py): scripted messages, no
+network; then a seeded simulation with loss, duplication, reordering and
+acceptor crashes whose committed history must form one chain."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgpack
+import pytest
+
+from replikv.core.crdt.hlc import Hlc
+from replikv.core.dynamo.paxos import (
+    ApplyCommit,
+    Chosen,
+    Contended,
+    Decide,
+    Done,
+    Effect,
+    Outcome,
+    PaxosAcceptor,
+    PaxosProposer,
+    Persist,
+    Phase,
+    Preempted,
+    Send,
+    Timeout,
+    acceptor_step,
+)
+from replikv.core.dynamo.paxos_messages import (
+    Accepted,
+    AcceptorState,
+    Ballot,
+    Commit,
+    CommitAck,
+    Nack,
+    NackPhase,
+    PaxosCodecError,
+    PaxosMsg,
+    Prepare,
+    Promise,
+    Proposal,
+    Propose,
+    decode,
+    decode_state,
+    encode,
+    encode_state,
+)
+from replikv.core.invariant import InvariantViolation
+
+K = b"k"
+ABC = ("a", "b", "c")
+REQUESTS = (Prepare, Propose, Commit)
+
+
+def make_proposer(node: str = "a", *, req: int = 1, seed: int = 0, replicas: tuple[str, ...] = ABC,
+                  **kw: int) -> PaxosProposer:
+    return PaxosProposer(node=node, key=K, replicas=replicas, quorum=len(replicas) // 2 + 1,
+                         rng=random.Random(seed), hlc=Hlc(), req=req, **kw)
+
+
+def sends(effects: list[Effect]) -> list[Send]:
+    return [e for e in effects if isinstance(e, Send)]
+
+
+@dataclass
+class Replica:
+    """A node's acceptor, its data store (LWW by HLC) and its disk."""
+
+    node: str
+    acceptor: PaxosAcceptor = field(init=False)
+    data: tuple[int, bytes | None] = (0, None)
+    disk: dict[bytes, AcceptorState] = field(default_factory=dict)
+    applied: list[tuple[Ballot, bytes | None]] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.acceptor = PaxosAcceptor(self.node)
+
+    def carry(self, effects: list[Effect], crash_after_persist: bool = False) -> list[Send]:
+        out: list[Send] = []
+        for e in effects:
+            match e:
+                case Persist():
+                    self.disk[e.key] = e.state
+                    if crash_after_persist:  # the process dies after the fsync
+                        self.restart()
+                        return []
+                case ApplyCommit():
+                    self.applied.append((e.ballot, e.value))
+                    hlc, value = self.data
+                    if e.ballot.hlc == hlc and e.value != value:
+                        self.conflicts.append(f"{self.node}: {value!r} and {e.value!r} at hlc {hlc}")
+                    if e.ballot.hlc > hlc:
+                        self.data = (e.ballot.hlc, e.value)
+                case Send():
+                    out.append(e)
+                case _:
+                    raise AssertionError(f"an acceptor emitted {e}")
+        return out
+
+    def handle(self, msg: PaxosMsg, crash_after_persist: bool = False) -> list[Send]:
+        current = self.data if isinstance(msg, Prepare) else None
+        return self.carry(self.acceptor.step(msg, current), crash_after_persist)
+
+    def restart(self) -> None:
+        self.acceptor = PaxosAcceptor(self.node)
+        for key, state in self.disk.items():
+            self.acceptor.restore(key, decode_state(encode_state(state)))
+
+
+class Net:
+    """An in-memory network: FIFO unless told otherwise; ``down`` nodes drop
+    what is sent to them."""
+
+    def __init__(self, nodes: tuple[str, ...] = ABC) -> None:
+        self.replicas = {n: Replica(n) for n in nodes}
+        self.proposers: dict[tuple[str, int], PaxosProposer] = {}
+        self.deciders: dict[tuple[str, int], Callable[[bytes | None], bytes | None]] = {}
+        self.queue: list[tuple[str, PaxosMsg]] = []
+        self.down: set[str] = set()
+        self.log: list[tuple[str, PaxosMsg]] = []
+
+    def add(self, p: PaxosProposer, decide: Callable[[bytes | None], bytes | None]) -> PaxosProposer:
+        self.proposers[(p.node, p.req)] = p
+        self.deciders[(p.node, p.req)] = decide
+        return p
+
+    def carry(self, p: PaxosProposer, effects: list[Effect]) -> None:
+        for e in effects:
+            match e:
+                case Send():
+                    self.queue.append((e.to, e.msg))
+                case Decide():
+                    self.carry(p, p.decided(self.deciders[(p.node, p.req)](e.current)))
+                case Done():
+                    assert p.outcome is e.outcome
+                case _:
+                    raise AssertionError(f"a proposer emitted {e}")
+
+    def deliver(self, to: str, msg: PaxosMsg) -> None:
+        self.log.append((to, msg))
+        if to in self.down:
+            return
+        if isinstance(msg, REQUESTS):
+            self.queue.extend((s.to, s.msg) for s in self.replicas[to].handle(msg))
+        elif (to, msg.req) in self.proposers:
+            p = self.proposers[(to, msg.req)]
+            self.carry(p, p.step(msg))
+
+    def flush(self) -> None:
+        while self.queue:
+            self.deliver(*self.queue.pop(0))
+
+    def run(self, max_ticks: int = 2000) -> None:
+        """Deliver and tick until every proposer is done."""
+        for _ in range(max_ticks):
+            self.flush()
+            live = [p for p in self.proposers.values() if p.outcome is None]
+            if not live:
+                return
+            for p in live:
+                self.carry(p, p.tick())
+        raise AssertionError("proposers did not finish")
+
+    def applied(self) -> dict[Ballot, bytes | None]:
+        chosen: dict[Ballot, bytes | None] = {}
+        for r in self.replicas.values():
+            for ballot, value in r.applied:
+                assert chosen.setdefault(ballot, value) == value, f"two values at ballot {ballot}"
+        return chosen
+
+
+def append(suffix: bytes) -> Callable[[bytes | None], bytes | None]:
+    return lambda cur: (cur or b"") + suffix
+
+
+# ------------------------------------------------------------------ happy path
+
+def test_happy_path_four_phases_effects_in_order() -> None:
+    acceptors = {n: PaxosAcceptor(n) for n in ABC}
+    p = make_proposer()
+    out = p.start(physical_ms=1)
+    assert [s.to for s in sends(out)] == list(ABC) and len(out) == 3
+    prepare = out[0].msg
+    assert isinstance(prepare, Prepare) and prepare.ballot.node == "a" and prepare.ballot.hlc == 1 << 16
+
+    promises = []
+    for n in ABC:
+        eff = acceptors[n].step(prepare, (0, None))
+        assert [type(e) for e in eff] == [Persist, Send]  # the promise is durable before it leaves
+        assert eff[0] == Persist(key=K, state=AcceptorState(promised=prepare.ballot))
+        promises.append(eff[1])
+    assert p.step(promises[0].msg) == []
+    assert p.step(promises[1].msg) == [Decide(key=K, current=None)]
+    assert p.phase is Phase.DECIDE
+    assert p.step(promises[2].msg) == []  # late promise: ignored
+
+    out = p.decided(b"v")
+    assert [(s.to, type(s.msg)) for s in sends(out)] == [(n, Propose) for n in ABC] and len(out) == 3
+    propose = out[0].msg
+    accepts = []
+    for n in ABC:
+        eff = acceptors[n].step(propose)
+        assert [type(e) for e in eff] == [Persist, Send]
+        assert isinstance(eff[1], Send) and isinstance(eff[1].msg, Accepted)
+        accepts.append(eff[1].msg)
+    assert p.step(accepts[0]) == []
+    out = p.step(accepts[1])
+    assert [(s.to, type(s.msg)) for s in sends(out)] == [(n, Commit) for n in ABC] and len(out) == 3
+    commit = out[0].msg
+    assert isinstance(commit, Commit) and commit.value == b"v" and commit.ballot == prepare.ballot
+
+    acks = []
+    for n in ABC:
+        eff = acceptors[n].step(commit)
+        assert [type(e) for e in eff] == [Persist, ApplyCommit, Send]
+        assert eff[1] == ApplyCommit(key=K, ballot=prepare.ballot, value=b"v")
+        assert acceptors[n].state(K) == AcceptorState(
+            promised=prepare.ballot, accepted=None, committed=Proposal(ballot=prepare.ballot, value=b"v"))
+        acks.append(eff[2])
+    assert p.step(acks[0].msg) == []
+    out = p.step(acks[1].msg)
+    chosen = Chosen(key=K, ballot=prepare.ballot, previous=None, value=b"v")
+    assert out == [Done(outcome=chosen)] and p.outcome == chosen and chosen.changed
+    assert p.step(acks[2].msg) == [] and p.tick() == []  # done: inert
+
+
+def test_duplicate_requests_are_idempotent() -> None:
+    r = PaxosAcceptor("a")
+    b = Ballot(hlc=5, node="x")
+    assert len(r.step(Prepare(req=1, sender="x", key=K, ballot=b), (0, None))) == 2
+    again = r.step(Prepare(req=1, sender="x", key=K, ballot=b), (0, None))
+    assert len(again) == 1 and isinstance(again[0].msg, Promise)  # nothing new to persist
+    prop = Propose(req=1, sender="x", key=K, ballot=b, value=b"v")
+    assert len(r.step(prop)) == 2
+    again = r.step(prop)
+    assert len(again) == 1 and isinstance(again[0].msg, Accepted)
+    com = Commit(req=1, sender="x", key=K, ballot=b, value=b"v")
+    assert len(r.step(com)) == 3
+    again = r.step(com)
+    assert len(again) == 1 and isinstance(again[0].msg, CommitAck)  # applied once
+
+
+def test_network_happy_path_and_failed_cas_proposes_current_value() -> None:
+    net = Net()
+    p1 = net.add(make_proposer("a", req=1), lambda cur: b"x")
+    net.carry(p1, p1.start(1))
+    net.run()
+    assert isinstance(p1.outcome, Chosen) and p1.outcome.value == b"x"
+
+    # CAS expecting "nope": fails, and still proposes (and commits) the current value unchanged.
+    net.log.clear()
+    p2 = net.add(make_proposer("b", req=1), lambda cur: b"y" if cur == b"nope" else cur)
+    net.carry(p2, p2.start(2))
+    net.run()
+    assert p2.outcome == Chosen(key=K, ballot=p2.ballot, previous=b"x", value=b"x")
+    assert not p2.outcome.changed
+    proposals = [m for _, m in net.log if isinstance(m, Propose)]
+    assert proposals and {m.value for m in proposals} == {b"x"}  # CASSANDRA-12126: never skipped
+    assert all(r.data == (p2.ballot.hlc, b"x") for r in net.replicas.values())
+
+
+# ----------------------------------------------------------- competing rounds
+
+def test_dueling_proposers_one_value_per_ballot_and_consistent_outcomes() -> None:
+    net = Net()
+    pa = net.add(make_proposer("a", req=1, seed=1), append(b"A"))
+    pb = net.add(make_proposer("b", req=1, seed=2), append(b"B"))
+    net.carry(pa, pa.start(1))
+    net.carry(pb, pb.start(2))  # b's ballot is higher; its Prepare reaches every acceptor before a proposes
+    net.flush()
+    assert pa.phase is Phase.BACKOFF  # every acceptor refused a's proposal and none had accepted it
+    assert isinstance(pb.outcome, Chosen)
+    net.run()
+    assert pb.outcome == Chosen(key=K, ballot=pb.ballot, previous=None, value=b"B")
+    assert isinstance(pa.outcome, Chosen) and pa.rounds == 2
+    assert (pa.outcome.previous, pa.outcome.value) == (b"B", b"BA")
+    assert pa.outcome.ballot > pb.outcome.ballot
+    assert sorted(net.applied().items()) == [(pb.ballot, b"B"), (pa.ballot, b"BA")]
+    nacks = [m for _, m in net.log if isinstance(m, Nack)]
+    assert nacks and all(not m.maybe_accepted and m.promised == pb.outcome.ballot for m in nacks)
+
+
+def test_prepare_nack_backs_off_randomly_then_retries_higher() -> None:
+    p = make_proposer("a", seed=7, backoff_ticks_max=8)
+    first = sends(p.start(1))[0].msg
+    high = Ballot(hlc=99 << 16, node="z")
+    nack = Nack(req=1, sender="b", key=K, ballot=first.ballot, phase=NackPhase.PREPARE, promised=high)
+    assert p.step(nack) == [] and p.phase is Phase.BACKOFF
+    ticks = 0
+    while True:
+        ticks += 1
+        out = p.tick()
+        if out:
+            break
+    assert 1 <= ticks <= 8
+    assert all(isinstance(s.msg, Prepare) and s.msg.ballot > high for s in sends(out)) and len(out) == 3
+
+
+def test_accepted_but_uncommitted_proposal_is_completed_first() -> None:
+    net = Net()
+    old = Ballot(hlc=3 << 16, node="c")
+    for n in ("a", "b"):  # c's proposal reached two acceptors, then c died
+        net.replicas[n].handle(Prepare(req=9, sender="c", key=K, ballot=old))
+        net.replicas[n].handle(Propose(req=9, sender="c", key=K, ballot=old, value=b"X"))
+    net.down.add("c")
+    decided: list[bytes | None] = []
+    p = net.add(make_proposer("b", req=1),
+                lambda cur: decided.append(cur) or (cur or b"") + b"+1")
+    net.carry(p, p.start(5))
+    net.run()
+    proposals = [m for _, m in net.log if isinstance(m, Propose) and m.sender == "b"]
+    assert [m.value for m in proposals[:2]] == [b"X", b"X"]  # X re-proposed with b's ballot first
+    assert decided == [b"X"]  # only then the caller decides, on top of X
+    assert isinstance(p.outcome, Chosen) and (p.outcome.previous, p.outcome.value) == (b"X", b"X+1")
+    assert p.rounds == 2
+    chain = [v for _, v in sorted(net.applied().items())]
+    assert chain == [b"X", b"X+1"]
+
+
+def test_older_commit_is_repaired_and_newest_commit_wins_over_stale_data() -> None:
+    p = make_proposer("a")
+    ballot = sends(p.start(100))[0].msg.ballot
+    new = Proposal(ballot=Ballot(hlc=50 << 16, node="b"), value=b"new")
+    old = Proposal(ballot=Ballot(hlc=20 << 16, node="b"), value=b"old")
+    # a has the commit persisted but its ApplyCommit was lost (crash): data still "old".
+    pa = Promise(req=1, sender="a", key=K, ballot=ballot, accepted=None, committed=new,
+                 current_hlc=old.ballot.hlc, current=b"old")
+    pc = Promise(req=1, sender="c", key=K, ballot=ballot, accepted=None, committed=old,
+                 current_hlc=old.ballot.hlc, current=b"old")
+    assert p.step(pa) == []
+    out = p.step(pc)
+    assert out == [Send(to="c", msg=Commit(req=1, sender="a", key=K, ballot=new.ballot, value=b"new")),
+                   Decide(key=K, current=b"new")]
+
+
+def test_data_hlc_at_or_above_the_ballot_starts_a_higher_round() -> None:
+    p = make_proposer("a")
+    ballot = sends(p.start(1))[0].msg.ballot
+    plain = ballot.hlc + 1000  # a plain write from a node whose clock runs ahead
+    for n in ("a", "b"):
+        out = p.step(Promise(req=1, sender=n, key=K, ballot=ballot, accepted=None, committed=None,
+                             current_hlc=plain, current=b"w"))
+    assert [type(s.msg) for s in sends(out)] == [Prepare] * 3 and len(out) == 3
+    assert out[0].msg.ballot.hlc > plain and p.rounds == 2
+
+
+def test_commit_at_the_same_hlc_from_another_node_starts_a_higher_round() -> None:
+    # Two nodes drew the same HLC; a's value was committed with it. Committing b's value
+    # with that HLC too would leave the data store's last-writer-wins to a coin toss.
+    p = make_proposer("b")
+    ballot = sends(p.start(1))[0].msg.ballot
+    theirs = Proposal(ballot=Ballot(hlc=ballot.hlc, node="a"), value=b"X")
+    for n in ("a", "c"):
+        out = p.step(Promise(req=1, sender=n, key=K, ballot=ballot, accepted=None, committed=theirs,
+                             current_hlc=ballot.hlc, current=b"X"))
+    assert not any(isinstance(e, Decide) for e in out)
+    assert [type(s.msg) for s in sends(out)] == [Prepare] * 3 and out[0].msg.ballot.hlc > ballot.hlc
+
+
+# ----------------------------------------------------------- refused proposals
+
+def _to_propose(p: PaxosProposer, value: bytes) -> Ballot:
+    ballot = sends(p.start(1))[0].msg.ballot
+    for n in ("a", "b"):
+        p.step(Promise(req=1, sender=n, key=K, ballot=ballot, accepted=None, committed=None,
+                       current_hlc=0, current=None))
+    assert p.phase is Phase.DECIDE
+    p.decided(value)
+    return ballot
+
+
+def test_change_refused_after_one_acceptance_is_preempted_not_retried() -> None:
+    p = make_proposer()
+    b = _to_propose(p, b"v")
+    high = Ballot(hlc=b.hlc + 1, node="z")
+    assert p.step(Accepted(req=1, sender="a", key=K, ballot=b)) == []
+    assert p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high)) == []
+    out = p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    assert out == [Done(outcome=Preempted(accepted=1, maybe_accepted=0))]
+
+
+def test_change_refused_by_all_without_acceptance_is_retried() -> None:
+    p = make_proposer()
+    b = _to_propose(p, b"v")
+    high = Ballot(hlc=b.hlc + 1, node="z")
+    for n in ABC:
+        p.step(Nack(req=1, sender=n, key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    assert p.phase is Phase.BACKOFF and p.outcome is None
+
+
+def test_change_refused_by_acceptor_that_may_have_accepted_is_preempted() -> None:
+    p = make_proposer()
+    b = _to_propose(p, b"v")
+    high = Ballot(hlc=b.hlc + 1, node="z")
+    p.step(Nack(req=1, sender="a", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high,
+                maybe_accepted=True))  # e.g. a duplicate Propose after the acceptor moved on
+    p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    assert p.outcome is None  # c has not answered: it may have accepted
+    out = p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    assert out == [Done(outcome=Preempted(accepted=0, maybe_accepted=1))]
+
+
+def test_acceptor_says_maybe_accepted_only_when_it_cannot_prove_otherwise() -> None:
+    b1, b2 = Ballot(hlc=1, node="a"), Ballot(hlc=2, node="b")
+    s = AcceptorState(promised=b1, accepted=Proposal(ballot=b1, value=b"v"))
+    s, _ = acceptor_step("r", s, Prepare(req=1, sender="b", key=K, ballot=b2), (0, None))
+    _, out = acceptor_step("r", s, Propose(req=1, sender="a", key=K, ballot=b1, value=b"v"))
+    assert isinstance(out[0], Send) and isinstance(out[0].msg, Nack) and out[0].msg.maybe_accepted
+    fresh, _ = acceptor_step("r", AcceptorState(), Prepare(req=1, sender="b", key=K, ballot=b2), (0, None))
+    _, out = acceptor_step("r", fresh, Propose(req=1, sender="a", key=K, ballot=b1, value=b"v"))
+    assert isinstance(out[0], Send) and isinstance(out[0].msg, Nack) and not out[0].msg.maybe_accepted
+
+
+def test_noop_refused_by_a_quorum_is_retried() -> None:
+    p = make_proposer()
+    b = _to_propose(p, None)  # current is None: a read
+    high = Ballot(hlc=b.hlc + 1, node="z")
+    p.step(Accepted(req=1, sender="a", key=K, ballot=b))
+    p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    assert p.phase is Phase.PROPOSE
+    p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    assert p.phase is Phase.BACKOFF
+
+
+def test_rounds_are_bounded() -> None:
+    p = make_proposer(max_rounds=2, backoff_ticks_max=1)
+    for _ in range(2):
+        b = sends(p.start(1) if p.phase is Phase.INIT else p.tick())[0].msg.ballot
+        p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PREPARE,
+                    promised=Ballot(hlc=b.hlc + 1, node="z")))
+    assert p.tick() == [Done(outcome=Contended(rounds=2))]
+
+
+# --------------------------------------------------------- faults and timeouts
+
+def test_minority_dropping_messages_still_succeeds() -> None:
+    net = Net()
+    net.down.add("c")
+    p = net.add(make_proposer("a", timeout_ticks=5), lambda cur: b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert isinstance(p.outcome, Chosen) and p.outcome.value == b"v"
+    assert net.replicas["c"].data == (0, None)
+
+
+def test_majority_down_times_out_with_counts() -> None:
+    net = Net()
+    net.down.update({"b", "c"})
+    p = net.add(make_proposer("a", timeout_ticks=5, resend_ticks=2), lambda cur: b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert p.outcome == Timeout(phase=Phase.PREPARE, answered=1, needed=2, may_be_applied=False)
+    resent = [to for to, m in net.log if isinstance(m, Prepare) and to != "a"]
+    assert resent.count("b") > 1  # unanswered replicas were asked again
+
+
+def test_majority_lost_while_proposing_times_out_and_may_be_applied() -> None:
+    net = Net()
+    p = net.add(make_proposer("a", timeout_ticks=5), lambda cur: net.down.update({"b", "c"}) or b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert p.outcome == Timeout(phase=Phase.PROPOSE, answered=1, needed=2, may_be_applied=True)
+
+
+def test_quorum_must_be_a_majority() -> None:
+    with pytest.raises(InvariantViolation):
+        PaxosProposer(node="a", key=K, replicas=ABC, quorum=1, rng=random.Random(0), hlc=Hlc(), req=1)
+
+
+# ------------------------------------------------------------------ acceptor
+
+def test_acceptor_never_promises_or_accepts_below_its_promise() -> None:
+    rng = random.Random(42)
+    r = PaxosAcceptor("r")
+    for _ in range(3000):
+        before = r.state(K)
+        b = Ballot(hlc=rng.randrange(20), node=rng.choice("xyz"))
+        kind = rng.randrange(3)
+        msg: PaxosMsg
+        if kind == 0:
+            msg = Prepare(req=1, sender="x", key=K, ballot=b)
+        elif kind == 1:
+            msg = Propose(req=1, sender="x", key=K, ballot=b, value=rng.choice([None, b"1", b"2"]))
+        else:
+            msg = Commit(req=1, sender="x", key=K, ballot=b, value=b"c")
+        out = r.step(msg, (0, None))
+        after = r.state(K)
+        assert after.promised >= before.promised
+        reply = out[-1]
+        assert isinstance(reply, Send) and reply.to == "x"
+        if isinstance(msg, (Prepare, Propose)):
+            assert isinstance(reply.msg, Nack) == (b < before.promised)
+            if b < before.promised:
+                assert after == before and len(out) == 1
+            else:
+                assert after.promised == b
+        if isinstance(msg, Propose) and b >= before.promised:
+            assert after.accepted == Proposal(ballot=b, value=msg.value)
+        persists = [i for i, e in enumerate(out) if isinstance(e, Persist)]
+        assert (after != before) == bool(persists)
+        assert all(i < len(out) - 1 for i in persists)  # persisted before the reply leaves
+
+
+def test_acceptor_rejects_replies_and_prepare_without_current() -> None:
+    r = PaxosAcceptor("r")
+    b = Ballot(hlc=1, node="x")
+    with pytest.raises(InvariantViolation):
+        r.step(Accepted(req=1, sender="x", key=K, ballot=b))
+    with pytest.raises(InvariantViolation):
+        r.step(Prepare(req=1, sender="x", key=K, ballot=b))
+
+
+def test_proposer_ignores_foreign_and_stale_replies() -> None:
+    p = make_proposer()
+    b = sends(p.start(1))[0].msg.ballot
+    stale = Ballot(hlc=b.hlc - 1, node="a")
+    for msg in (Promise(req=2, sender="b", key=K, ballot=b, accepted=None, committed=None,
+                        current_hlc=0, current=None),
+                Promise(req=1, sender="zz", key=K, ballot=b, accepted=None, committed=None,
+                        current_hlc=0, current=None),
+                Promise(req=1, sender="b", key=b"other", ballot=b, accepted=None, committed=None,
+                        current_hlc=0, current=None),
+                Promise(req=1, sender="b", key=K, ballot=stale, accepted=None, committed=None,
+                        current_hlc=0, current=None)):
+        assert p.step(msg) == []
+    assert p.phase is Phase.PREPARE
+    one = Promise(req=1, sender="b", key=K, ballot=b, accepted=None, committed=None, current_hlc=0,
+                  current=None)
+    assert p.step(one) == [] and p.step(one) == []  # a duplicate counts once
+
+
+# ------------------------------------------------------------------ codec
+
+B1 = Ballot(hlc=7, node="n1")
+MESSAGES: list[PaxosMsg] = [
+    Prepare(req=1, sender="a", key=b"k", ballot=B1),
+    Promise(req=2, sender="b", key=b"", ballot=B1, accepted=Proposal(ballot=B1, value=None),
+            committed=Proposal(ballot=B1, value=b"\x00v"), current_hlc=3, current=b"c"),
+    Promise(req=2, sender="b", key=b"k", ballot=B1, accepted=None, committed=None, current_hlc=0,
+            current=None),
+    Propose(req=3, sender="c", key=b"k", ballot=B1, value=b"v"),
+    Propose(req=3, sender="c", key=b"k", ballot=B1, value=None),
+    Accepted(req=4, sender="a", key=b"k", ballot=B1),
+    Commit(req=5, sender="a", key=b"k", ballot=B1, value=b"v"),
+    CommitAck(req=6, sender="a", key=b"k", ballot=B1),
+    Nack(req=7, sender="a", key=b"k", ballot=B1, phase=NackPhase.PROPOSE, promised=Ballot(hlc=9, node="z"),
+         maybe_accepted=True),
+    Nack(req=7, sender="a", key=b"k", ballot=B1, phase=NackPhase.PREPARE, promised=Ballot(hlc=9, node="z")),
+]
+
+
+@pytest.mark.parametrize("msg", MESSAGES, ids=lambda m: type(m).__name__)
+def test_codec_round_trip(msg: PaxosMsg) -> None:
+    assert decode(encode(msg)) == msg
+
+
+def test_state_codec_round_trip() -> None:
+    for state in (AcceptorState(), AcceptorState(promised=B1, accepted=Proposal(ballot=B1, value=b"x"),
+                                                 committed=Proposal(ballot=B1, value=None))):
+        assert decode_state(encode_state(state)) == state
+
+
+def _pack(body: object) -> bytes:
+    out: bytes = msgpack.packb(body, use_bin_type=True)
+    return out
+
+
+@pytest.mark.parametrize("frame", [
+    b"", b"\xc1", b"\x93\x01", _pack([]), _pack({"a": 1}), _pack([99, 1, "a", b"k", [1, "n"]]),
+    _pack([1, 1, "a", b"k"]),  # too short
+    _pack([1, -1, "a", b"k", [1, "n"]]),  # negative req
+    _pack([1, True, "a", b"k", [1, "n"]]),  # a bool is not an int
+    _pack([1, 1, "", b"k", [1, "n"]]),  # empty sender
+    _pack([1, 1, "a", "k", [1, "n"]]),  # key must be bytes
+    _pack([1, 1, "a", b"k", [1]]),  # malformed ballot
+    _pack([1, 1, "a", b"k", [1 << 63, "n"]]),  # hlc out of range
+    _pack([3, 1, "a", b"k", [1, "n"], "v"]),  # value must be bytes or nil
+    _pack([2, 1, "a", b"k", [1, "n"], [1, "n"], None, 0, None]),  # proposal without a value
+    _pack([7, 1, "a", b"k", [1, "n"], 3, [2, "n"], False]),  # unknown nack phase
+    _pack([7, 1, "a", b"k", [1, "n"], 2, [2, "n"], 1]),  # maybe_accepted not a bool
+])
+def test_decode_rejects_garbage_with_a_typed_error(frame: bytes) -> None:
+    with pytest.raises(PaxosCodecError):
+        decode(frame)
+
+
+def test_decode_rejects_random_bytes_only_with_a_typed_error() -> None:
+    rng = random.Random(5)
+    good = [encode(m) for m in MESSAGES]
+    for _ in range(3000):
+        frame = bytearray(rng.choice(good))
+        for _ in range(rng.randrange(1, 4)):
+            frame[rng.randrange(len(frame))] = rng.randrange(256)
+        try:
+            decode(bytes(frame))
+        except PaxosCodecError:
+            pass
+    with pytest.raises(PaxosCodecError):
+        decode_state(_pack([[5, "a"], [6, "a", b"v"], None]))  # accepted above promised
+
+
+# ------------------------------------------------------------------ simulation
+
+@dataclass
+class Client:
+    node: str
+    left: int = 4
+    seen: bytes | None = None
+    next_at: int = 0
+
+
+@dataclass
+class SimOp:
+    client: int
+    kind: str  # "cas" | "read"
+    start: int
+    expected: bytes | None
+    new: bytes
+    proposer: PaxosProposer
+    end: int | None = None
+
+
+def simulate(seed: int) -> tuple[list[SimOp], list[bytes | None], dict[str, int]]:
+    """Clients on random nodes run CAS (expecting the last value they saw) and
+    SERIAL reads on one key over a network that drops, duplicates, delays
+    and reorders; acceptors crash right after persisting now and then.
+    Returns the ops, the committed chain and some counters."""
+    rng = random.Random(seed)
+    nodes = ("a", "b", "c") if rng.random() < 0.7 else ("a", "b", "c", "d", "e")
+    quorum = len(nodes) // 2 + 1
+    replicas = {n: Replica(n) for n in nodes}
+    clocks = {n: Hlc() for n in nodes}
+    skew = {n: rng.randrange(4) for n in nodes}
+    coarse = rng.choice([1, 16])  # a coarse wall clock: equal HLCs on different nodes are common
+    drop, dup, crash = rng.uniform(0, 0.25), rng.uniform(0, 0.1), rng.uniform(0, 0.03)
+    in_flight: list[tuple[int, int, str, PaxosMsg]] = []  # (due tick, order, to, msg)
+    proposers: dict[tuple[str, int], tuple[PaxosProposer, SimOp]] = {}
+    ops: list[SimOp] = []
+    clients = [Client(node=rng.choice(nodes), next_at=rng.randrange(3)) for _ in range(3)]
+    next_req = 0
+    now = 0
+    counters = {"crashes": 0, "rounds": 0}
+
+    def send(s: Send) -> None:
+        if rng.random() < drop:
+            return
+        for _ in range(2 if rng.random() < dup else 1):
+            in_flight.append((now + rng.randrange(1, 5), rng.randrange(1 << 30), s.to, s.msg))
+
+    def carry(p: PaxosProposer, op: SimOp, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                send(e)
+            elif isinstance(e, Decide):
+                value = e.current if op.kind == "read" or e.current != op.expected else op.new
+                carry(p, op, p.decided(value))
+            elif isinstance(e, Done):
+                op.end = now
+                counters["rounds"] += p.rounds
+                c = clients[op.client]
+                if isinstance(e.outcome, Chosen):
+                    c.seen = e.outcome.value
+                c.left -= 1
+                c.next_at = now + rng.randrange(3)
+
+    for _ in range(4000):
+        now += 1
+        due = sorted(m for m in in_flight if m[0] <= now)
+        in_flight[:] = [m for m in in_flight if m[0] > now]
+        for _, _, to, msg in due:
+            if isinstance(msg, REQUESTS):
+                crashed = rng.random() < crash
+                counters["crashes"] += crashed
+                for s in replicas[to].handle(msg, crash_after_persist=crashed):
+                    send(s)
+            elif (to, msg.req) in proposers:
+                p, op = proposers[(to, msg.req)]
+                carry(p, op, p.step(msg))
+        for i, c in enumerate(clients):
+            busy = any(op.client == i and op.end is None for op in ops)
+            if not busy and c.left > 0 and now >= c.next_at:
+                node = c.node
+                next_req += 1
+                p = PaxosProposer(node=node, key=K, replicas=nodes, quorum=quorum,
+                                  rng=random.Random(rng.random()), hlc=clocks[node], req=next_req, timeout_ticks=40, resend_ticks=4,
+                                  backoff_ticks_max=8, max_rounds=12)
+                kind = "cas" if rng.random() < 0.7 else "read"
+                op = SimOp(client=i, kind=kind, start=now, expected=c.seen,
+                           new=f"{i}.{c.left}@{seed}".encode(), proposer=p)
+                ops.append(op)
+                proposers[(node, next_req)] = (p, op)
+                carry(p, op, p.start((now + skew[node]) // coarse))
+        for p, op in list(proposers.values()):
+            if p.outcome is None:
+                carry(p, op, p.tick((now + skew[p.node]) // coarse))
+        if all(c.left == 0 for c in clients) and all(op.end is not None for op in ops):
+            break
+    else:
+        raise AssertionError(f"seed {seed}: clients did not finish")
+
+    # The committed history: one value per ballot, in ballot order, consecutive repeats
+    # (no-ops, completions) collapsed; different values never share an HLC.
+    by_ballot: dict[Ballot, bytes | None] = {}
+    for r in replicas.values():
+        assert not r.conflicts, f"seed {seed}: {r.conflicts}"
+        for ballot, value in r.applied:
+            assert by_ballot.setdefault(ballot, value) == value, f"seed {seed}: two values at {ballot}"
+    chain: list[bytes | None] = [None]
+    last_hlc = -1
+    for ballot, value in sorted(by_ballot.items()):
+        if value != chain[-1]:
+            assert ballot.hlc > last_hlc, f"seed {seed}: a change committed at a non-increasing HLC"
+            assert value not in chain, f"seed {seed}: {value!r} committed twice"
+            chain.append(value)
+        last_hlc = ballot.hlc
+    return ops, chain, counters
+
+
+def check_linearizable(seed: int, ops: list[SimOp], chain: list[bytes | None]) -> dict[str, int]:
+    expected_of = {op.new: op.expected for op in ops if op.kind == "cas"}
+    for i, value in enumerate(chain[1:], start=1):
+        # every committed change was a CAS that expected exactly the previous committed value
+        assert value in expected_of and expected_of[value] == chain[i - 1], f"seed {seed}: chain broken at {i}"
+    pos: dict[int, tuple[int, bool]] = {}  # op index -> (chain position, is a write)
+    kinds = {"write": 0, "noop": 0, "uncertain": 0, "failed": 0}
+    for idx, op in enumerate(ops):
+        out: Outcome | None = op.proposer.outcome
+        if isinstance(out, Chosen):
+            assert out.value in chain, f"seed {seed}: a chosen value is not in the history"
+            if out.changed:
+                assert op.kind == "cas" and out.value == op.new and out.previous == op.expected
+                pos[idx] = (chain.index(out.value), True)
+                kinds["write"] += 1
+            else:
+                assert out.previous in chain
+                pos[idx] = (chain.index(out.previous), False)
+                kinds["noop"] += 1
+        elif isinstance(out, Preempted) or (isinstance(out, Timeout) and out.may_be_applied):
+            kinds["uncertain"] += 1
+        else:
+            assert isinstance(out, (Contended, Timeout))
+            assert op.new not in chain, f"seed {seed}: a failed CAS was applied"
+            kinds["failed"] += 1
+    # Real-time order: an op that ended before another began is not placed after it.
+    for i, (pi, _) in pos.items():
+        for j, (pj, wj) in pos.items():
+            a, b = ops[i], ops[j]
+            assert a.end is not None
+            if a.end < b.start:
+                assert pi < pj if wj else pi <= pj, f"seed {seed}: op {i} ended before op {j} began"
+    return kinds
+
+
+def test_simulation_committed_history_is_one_linearizable_chain() -> None:
+    totals = {"write": 0, "noop": 0, "uncertain": 0, "failed": 0, "crashes": 0, "retried": 0}
+    for seed in range(300):
+        ops, chain, counters = simulate(seed)
+        for k, v in check_linearizable(seed, ops, chain).items():
+            totals[k] += v
+        totals["crashes"] += counters["crashes"]
+        totals["retried"] += sum(op.proposer.rounds > 1 for op in ops)
+    # the faults were real: contention, crashes and refused CASes all happened
+    assert totals["write"] > 300 and totals["noop"] > 300, totals
+    assert totals["retried"] > 50 and totals["crashes"] > 10, totals
