@@ -60,10 +60,12 @@ def load_average() -> str:
 
 
 @contextmanager
-def replikv_up(root: Path, mode: str, fsync: str, delay_ms: int = 0) -> Iterator[list[int]]:
-    """`replikv up` with 3 nodes of ``mode``; yields the client ports once every node serves."""
+def replikv_up(root: Path, mode: str, fsync: str, delay_ms: int = 0,
+               extra: tuple[str, ...] = ()) -> Iterator[list[int]]:
+    """`replikv up` with 3 nodes of ``mode`` (``extra``: more flags); yields the client ports once
+    every node serves."""
     base, peer_base = free_ports(3)[0], free_ports(3)[0]
-    data = root / f"{mode}-{fsync}-{delay_ms}"
+    data = root / f"{mode}-{fsync}-{delay_ms}-{len(extra)}-{base}"
     out_path = root / f"{data.name}-up.log"
     args = [sys.executable, "-m", "replikv", "up", "--mode", mode, "--nodes", "3", "--port", str(base),
             "--peer-port", str(peer_base), "--data-dir", str(data), "--fsync", fsync,
@@ -72,6 +74,7 @@ def replikv_up(root: Path, mode: str, fsync: str, delay_ms: int = 0) -> Iterator
         args += ["--ack", "async"]
     if delay_ms:
         args += ["--peer-delay-ms", str(delay_ms)]
+    args += list(extra)
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     ports = [base, base + 1, base + 2]
@@ -86,7 +89,7 @@ def replikv_up(root: Path, mode: str, fsync: str, delay_ms: int = 0) -> Iterator
                 roles = [redis.Redis(port=p, socket_timeout=1).info("replication") for p in ports]
             except (redis.RedisError, OSError):
                 return False
-            if mode == "multi-leader":
+            if mode in ("multi-leader", "leaderless"):  # every node takes writes: all peers connected
                 return all(int(r.get("connected_slaves", 0)) >= 2 for r in roles)
             return sum(1 for r in roles if r.get("role") == "master") == 1 and all(
                 r.get("role") == "master" or r.get("master_link_status") == "up" for r in roles)

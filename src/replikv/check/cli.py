@@ -76,7 +76,9 @@ class _Countdown:
 
 
 def check_main(
-    mode: str = typer.Option(modes.names()[0], "--mode", help=f"Replication mode to test: {', '.join(modes.names())}."),
+    mode_opt: Optional[str] = typer.Option(None, "--mode", help=f"Replication mode to test: "
+                                           f"{', '.join(modes.names())} (default: {modes.names()[0]}); with "
+                                           "--matrix, only that mode's rows are run again."),
     workload: str = typer.Option("register", "--workload", help=f"One of {', '.join(WORKLOADS)}."),
     nemesis: str = typer.Option("partition,kill", "--nemesis",
                                 help=f"Comma-separated faults: {', '.join(NEMESES)} (or 'none')."),
@@ -92,6 +94,8 @@ def check_main(
     docs: Path = typer.Option(Path("docs/consistency.md"), "--docs", help="Where --matrix writes its table."),
 ) -> None:
     """Jepsen-style check of a real cluster: drive it, inject faults, heal, check, report."""
+    mode_given = mode_opt is not None
+    mode = mode_opt or modes.names()[0]
     if workload not in WORKLOADS:
         console.print(f"[red]unknown workload {escape(workload)}[/]; choose {', '.join(WORKLOADS)}")
         raise typer.Exit(2)
@@ -103,7 +107,9 @@ def check_main(
     if matrix:
         from replikv.check.matrix import run_matrix
 
-        code = run_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs, console=console)
+        only = mode if mode_given else None
+        code = run_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs, console=console,
+                          only=only)
         raise typer.Exit(code)
     with console.status("starting") as status:
         countdown = _Countdown(status)

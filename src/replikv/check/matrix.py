@@ -34,13 +34,33 @@ def _cell(r: RunResult) -> str:
     return f"**{r.verdict}** — " + "; ".join(parts)
 
 
+def kept_rows(docs: Path, only: str) -> tuple[list[str], list[str]]:
+    """The observation rows and skip notes of every mode but ``only`` in an existing document."""
+    if not docs.exists():
+        return [], []
+    rows, skipped = [], []
+    section = ""
+    for line in docs.read_text().splitlines():
+        if line.startswith("## "):
+            section = line
+        elif section == "## What the checker saw" and line.startswith("| ") and not line.startswith("| mode "):
+            if line.split("|")[1].strip() != only:
+                rows.append(line)
+        elif section == "## Not run" and line.startswith("- `") and not line.startswith(f"- `{only}`"):
+            skipped.append(line)
+    return rows, skipped
+
+
 def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, docs: Path,
-               console: Console) -> int:
+               console: Console, only: str | None = None) -> int:
+    """Every mode x setting x nemesis x workload (``only``: that mode's rows, the others' kept from
+    ``docs`` as they were), and the document."""
     seed = 1 if seed is None else seed
-    rows: list[str] = []
-    skipped: list[str] = []
+    rows, skipped = kept_rows(docs, only) if only else ([], [])
     worst = 0
     for spec in modes.specs():
+        if only and spec.name != only:
+            continue
         mode, settings = spec.name, spec.settings
         ok, why = mode_available(mode)
         if not ok:
