@@ -183,8 +183,9 @@ class NodeOptions:
             raise ConfigError(f"conflicts must be one of {', '.join(CONFLICT_POLICIES)} (got {self.conflicts!r})")
         for name in ("read_consistency", "write_consistency"):
             value = getattr(self, name)
-            if value not in ("one", "quorum", "all") and not (value.isdigit() and 0 < int(value) < 1000):
-                raise ConfigError(f"{name} must be one, quorum, all or a number of replicas (got {value!r})")
+            if value not in ("one", "quorum", "all", "serial") and not (value.isdigit() and 0 < int(value) < 1000):
+                raise ConfigError(f"{name} must be one, quorum, all, serial or a number of replicas "
+                                  f"(got {value!r})")
         if self.anti_entropy_ms < 0:
             raise ConfigError(f"anti_entropy_ms must be 0 (never) or a number of ms (got {self.anti_entropy_ms!r})")
         if not isinstance(self.read_repair_pct, int) or not 0 <= self.read_repair_pct <= 100:

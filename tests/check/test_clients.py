@@ -34,10 +34,16 @@ def test_error_kind_is_the_resp_code_even_where_redis_py_strips_it() -> None:
 def test_definite_write_refusals_are_false_and_the_rest_unknown() -> None:
     for line in ("TRYAGAIN writes are paused while leadership is handed over",
                  "TRYAGAIN no reachable leader to forward to (leader: unknown); retry",
-                 "MOVED 0 127.0.0.1:7002", "ERR unknown command 'CAS'", "CLUSTERDOWN no quorum"):
+                 "MOVED 0 127.0.0.1:7002", "ERR unknown command 'CAS'", "CLUSTERDOWN no quorum",
+                 "UNAVAILABLE write at quorum needs 2 of 3 replicas; 1 reachable; nothing was written",
+                 "NOREPLICAS paxos prepare reached 1 of 2 replicas within 1000 ms; it was not applied",
+                 "TRYAGAIN gave up after 50 contended Paxos rounds; it was not applied"):
         assert classify_error("write", server_error(line)) is False, line
     for line in ("TRYAGAIN the write was not committed in time (leader cut off from its majority?)",
-                 "NOREPLICAS write logged at index 9 reached 0 of 1 required replicas"):
+                 "NOREPLICAS write logged at index 9 reached 0 of 1 required replicas",
+                 "TRYAGAIN a concurrent Paxos round preempted this one after 1 replicas accepted it; "
+                 "it may still be applied",
+                 "NOREPLICAS paxos propose reached 0 of 2 replicas within 1000 ms; it may still be applied"):
         assert classify_error("write", server_error(line)) is None, line
     assert classify_error("write", redis.TimeoutError("timeout")) is None
     assert classify_error("read", redis.TimeoutError("timeout")) is False

@@ -43,6 +43,8 @@ from replikv.check.workloads import CasFailed, Invocation, Workload
 # Write errors that prove the write was never logged (matched against `error_text`).
 _DEFINITE_WRITE_ERRORS = ("CLUSTERDOWN", "MOVED", "TRYAGAIN WRITES ARE PAUSED", "TRYAGAIN NO REACHABLE LEADER",
                           "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER")
+# ... and errors whose message ends by saying so
+_DEFINITE_ENDINGS = ("NOTHING WAS WRITTEN", "IT WAS NOT APPLIED")
 _CODE = re.compile(r"[A-Z][A-Z0-9_-]*")
 # redis-py strips these codes from the message and raises a class instead (older versions
 # keep no `status_code`): the class names the code back.
@@ -87,6 +89,8 @@ def classify_error(op: str, error: Exception) -> bool | None:
     if isinstance(error, redis.ResponseError):
         text = error_text(error).upper()
         if any(text.startswith(p) for p in _DEFINITE_WRITE_ERRORS):
+            return False
+        if text.endswith(_DEFINITE_ENDINGS):  # the node says so (leaderless: UNAVAILABLE, a Paxos prepare)
             return False
     return None
 

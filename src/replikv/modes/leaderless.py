@@ -4,9 +4,12 @@ consistent-hash ring and the client chooses per request how many of them
 must answer: core/dynamo, core/crdt (keyed.py), runtime/leaderless.py; the
 rules are in docs/leaderless.md.
 
-Levels (Cassandra's names): ``CONSISTENCY WRITE one|quorum|all|<n>`` and
-``CONSISTENCY READ one|quorum|all|<n>``; the defaults come from
-``--write-consistency`` / ``--read-consistency`` (quorum / quorum).
+Levels (Cassandra's names): ``CONSISTENCY WRITE one|quorum|all|<n>|serial`` and
+``CONSISTENCY READ one|quorum|all|<n>|serial``; the defaults come from
+``--write-consistency`` / ``--read-consistency`` (quorum / quorum). SERIAL
+runs SET and GET through Paxos (CAS and SET NX|XX always do); other
+commands at SERIAL run at QUORUM, as Cassandra's serial consistency applies
+to lightweight transactions only.
 """
 
 from __future__ import annotations
@@ -68,6 +71,13 @@ def claims(setting: str, workload: str) -> list[Claim]:
                                              "merged per coordinator")]
     if workload == "set":
         return out + [Claim("lost writes", True, "every acknowledged SADD is in the final set (OR-set)")]
+    if setting == "serial":
+        return out + [
+            Claim("linearizable", True, "SET, GET and CAS at SERIAL are single-decree Paxos rounds per key: "
+                                        "linearizable under any minority of faults"),
+            Claim("stale reads", True, "no read is stale (linearizable reads)"),
+            Claim("lww overwrites", False, "counted: a SERIAL SET replaces what it read, in Paxos order"),
+        ]
     strict = setting == "quorum"
     return out + [
         Claim("lww overwrites", False, "last-writer-wins: of two concurrent SETs one silently replaces the other "
@@ -92,7 +102,7 @@ SPEC = register(ModeSpec(
     parse_read=parse_read,
     default_write=lambda opts: ReplicasAck(opts.write_consistency),
     default_read=lambda opts: opts.read_consistency,
-    settings=("quorum", "one"),
+    settings=("quorum", "one", "serial"),
     check_read_level="quorum",
     claims=claims,
     nemeses=frozenset({"kill", "pause", "partition"}),

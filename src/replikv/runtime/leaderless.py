@@ -231,10 +231,6 @@ class LeaderlessRunner(BaseRunner):
         if serial is not None:
             self._paxos(conn, argv, replicas, *serial)
             return
-        if level == "serial":
-            conn.reply(RespError("ERR only SET and CAS write at SERIAL (a Paxos round on one key); use "
-                                 "CONSISTENCY WRITE quorum for other writes"))
-            return
         now = _wall_ms()
         muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
         data = encode_reply(reply, conn.resp3)
@@ -330,11 +326,7 @@ class LeaderlessRunner(BaseRunner):
         if not keys:  # DBSIZE, SCAN, KEYS, RANDOMKEY: what this node holds
             conn.reply(self.sm.read(argv, _wall_ms()))
             return
-        if conn.read_level == "serial":
-            if argv[0].upper() != b"GET":
-                conn.reply(RespError("ERR only GET reads at SERIAL (a Paxos round on one key); use "
-                                     "CONSISTENCY READ quorum for other reads"))
-                return
+        if conn.read_level == "serial" and argv[0].upper() == b"GET":  # other reads: at QUORUM
             replicas = self._placement(conn, argv, keys)
             if replicas is not None and self._needed(conn, "quorum", replicas, "read") is not None:
                 self._paxos(conn, argv, replicas, "read", lambda current: current)
@@ -346,7 +338,8 @@ class LeaderlessRunner(BaseRunner):
         replicas = self._placement(conn, argv, keys)
         if replicas is None:
             return
-        needed = self._needed(conn, conn.read_level, replicas, "read")
+        level = "quorum" if conn.read_level == "serial" else conn.read_level
+        needed = self._needed(conn, level, replicas, "read")
         if needed is None:
             return
         req = next(self._reqs)
@@ -630,7 +623,12 @@ class _Sequence(PeerReplyConnection):
             self.done.resolve(head + body)
             self.node._flush_clients()
             return
-        self.node.execute(self, self.todo.pop(0))  # type: ignore[arg-type]
+        argv = self.todo.pop(0)
+        spec = lookup(argv[0])
+        if spec is not None and "blocking" in spec.flags:  # in a transaction it does not block (Redis)
+            (self.node._write_one if spec.is_write else self.node._read)(self, argv)  # type: ignore[arg-type]
+            return
+        self.node.execute(self, argv)  # type: ignore[arg-type]
 
     def send_reply(self, data: bytes) -> None:
         self.replies.append(data)
