@@ -114,7 +114,9 @@ def render_doc(rows: list[str], skipped: list[str], time_s: float, clients: int,
         "",
         "Read levels used by the clients: leader-follower `session` (a client sees its own writes on any "
         "node); raft `linearizable`; multi-leader `session` (worker w talks to node w mod n, so clients "
-        "write on every node, and its session claims are judged on each client's own node). Register `cas` "
+        "write on every node, and its session claims are judged on each client's own node); leaderless: the "
+        "setting is the level of every read and write (`serial`: every register operation, CAS included, "
+        "is a Paxos round). Register `cas` "
         "is issued only where the cluster has a `CAS` command (multi-leader refuses it). "
         "List-append runs MULTI/EXEC transactions of appends and reads over a few keys and looks for "
         "the dependency cycles serializability forbids (G0, G1, G2: `src/replikv/check/elle.py`).",

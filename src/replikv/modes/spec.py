@@ -74,7 +74,7 @@ class ModeSpec:
     default_write: Callable[[Any], Any]  # NodeOptions -> the cluster's default write level
     default_read: Callable[[Any], str]  # NodeOptions -> the default read level of a connection
     settings: tuple[str, ...]  # the write settings `replikv check --matrix` sweeps
-    check_read_level: str  # the read level `replikv check` clients use
+    check_read_level: str  # the read level `replikv check` clients use ("": the nodes' default)
     claims: Callable[[str, str], list[Claim]]  # (setting, workload) -> claims
     nemeses: frozenset[str]  # the `replikv check` faults that apply
     elects_leader: bool  # True: no configured initial leader; `up` waits for an election
