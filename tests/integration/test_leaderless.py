@@ -324,3 +324,29 @@ def test_paxos_cas_set_nx_and_serial_reads(tmp_path: Path) -> None:
         assert serial.get("n") == b"plain"
     finally:
         c.close()
+
+
+def test_a_background_snapshot_taken_mid_batch_does_not_count_an_increment_twice(tmp_path: Path) -> None:
+    """BGSAVE pipelined right behind writes: the writes' WAL entries are written before the
+    snapshot is taken at the WAL's last index, so a restart (snapshot + WAL after it) replays each
+    increment once."""
+    c = ll_cluster(tmp_path / "c")
+    try:
+        r = level(c.client("n1", single_connection_client=True), write="all", read="all")
+        pipe = r.pipeline(transaction=False)
+        for _ in range(50):
+            pipe.incr("c")
+        pipe.bgsave()
+        pipe.execute()
+        wait_for(lambda: int(r.info("persistence")["rdb_bgsave_in_progress"]) == 0
+                 and int(r.info("persistence")["replikv_snapshots_in_background"]) == 1, 20,
+                 "the background snapshot")
+        for node in list(c.config.nodes):
+            c.stop(node)
+        c.start()
+        wait_for(lambda: c.replication("n1")["connected_slaves"] == 2, 20, "the nodes to reconnect")
+        one = level(c.client("n1", single_connection_client=True), read="one")
+        assert one.get("c") == b"50"
+        assert int(c.client("n1").info("persistence")["replikv_snapshot_index"]) > 0
+    finally:
+        c.close()

@@ -63,10 +63,10 @@ from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.modes.leaderless import NAME, ReplicasAck
 from replikv.runtime.base import BaseRunner
+from replikv.runtime.state_snapshots import WholeStateSnapshots
 from replikv.runtime.info import render as render_info
 from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
 from replikv.storage.errors import WalFailedError
-from replikv.storage.snapshot import write_snapshot
 
 log = logging.getLogger("replikv.node")
 PAXOS_TICK_MS = 10  # the proposers' clock (timeouts, resends, backoff)
@@ -91,7 +91,7 @@ class Pending:
         self.slot: Slot | None = None  # taken when the reply cannot be given at once
 
 
-class LeaderlessRunner(BaseRunner):
+class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
         opts = self.options
@@ -448,15 +448,11 @@ class LeaderlessRunner(BaseRunner):
         if self.disk_error is not None:
             self._on_disk_blocked()
             return
-        if self.entries:
-            entries, self.entries = self.entries, []
-            try:
-                self.wal.append_entries(self.wal.last_index + 1, entries)
-                self.wal.commit()
-            except WalFailedError as exc:
-                self._disk_failed(exc)
-                return
-            self.applied_index += len(entries)
+        try:
+            self._commit_pending()
+        except WalFailedError as exc:
+            self._disk_failed(exc)
+            return
         self.release_committed()
         sends, self.sends = self.sends, []
         if sends:  # one frame per peer: a Batch of this iteration's messages
@@ -467,8 +463,7 @@ class LeaderlessRunner(BaseRunner):
             for peer, frames in by_peer.items():
                 send(peer, dm.encode_batch(frames))
         self._flush_clients()
-        if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
-            self.background_snapshot()
+        self._snapshot_due()
 
     # -- peers ------------------------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
@@ -499,36 +494,19 @@ class LeaderlessRunner(BaseRunner):
     def _on_disk_resumed(self) -> None:
         self._flush()
 
-    # -- snapshots ---------------------------------------------------------------------------------
-    def _snapshot_blob(self) -> bytes:
+    # -- snapshots (runtime/state_snapshots.py) ------------------------------------------------------
+    def _state_blob(self) -> bytes:
         out: bytes = msgpack.packb([self.store.snapshot(), self.hints.snapshot(), self.replica.paxos_states()],
                                    use_bin_type=True)
         return out
 
-    def _take_snapshot(self) -> int:
-        """Snapshot store and hints at the WAL's last index now, on the loop (SAVE, REPLIKV SNAPSHOT)."""
-        if self.snapshotter.running:
-            raise RespError("ERR a background snapshot is in progress; try again when it is done")
-        self._flush()
-        self.wal.fsync_now()
-        index = self.wal.last_index
-        write_snapshot(self.snapshot_dir, index, 0, self._snapshot_blob())
-        self._compact(index)
-        return index
-
-    def background_snapshot(self) -> bool:
-        """BGSAVE and the automatic snapshot: serialized in a forked child (runtime/snapshotter.py)."""
-        if self.disk_error is not None:
-            return False
+    def _commit_pending(self) -> None:
+        """The entries of changes already applied go into the WAL and are written (no frame is sent)."""
+        if self.entries:
+            entries, self.entries = self.entries, []
+            self.wal.append_entries(self.wal.last_index + 1, entries)
+            self.applied_index += len(entries)
         self.wal.commit()
-        return self.snapshotter.start(self.wal.last_index, 0, self._snapshot_blob, self._compact)
-
-    def _compact(self, index: int) -> None:
-        self.snapshot_index = max(self.snapshot_index, index)
-        self.lastsave = int(time.time())
-        if index >= self.wal.first_index:
-            self.wal.drop_before(index)
-        self._wal_bytes_after_snapshot = self.wal.size_bytes
 
     # -- timers ------------------------------------------------------------------------------------
     def _arm_timer(self, at: float) -> None:

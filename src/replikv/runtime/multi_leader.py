@@ -55,10 +55,10 @@ from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.modes.multi_leader import NodesAck
 from replikv.runtime.base import BaseRunner
+from replikv.runtime.state_snapshots import WholeStateSnapshots
 from replikv.runtime.info import render as render_info
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import WalFailedError
-from replikv.storage.snapshot import write_snapshot
 
 log = logging.getLogger("replikv.node")
 # Ops that arrived before an op they depend on (another origin's, still on its way over another
@@ -95,7 +95,7 @@ class SessionRead:
         self.vv, self.slot, self.argv, self.deadline = vv, slot, argv, deadline
 
 
-class MultiLeaderRunner(BaseRunner):
+class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
         opts = self.options
@@ -374,8 +374,7 @@ class MultiLeaderRunner(BaseRunner):
         if self.session_reads:
             self._release_session_reads(time.monotonic())
         self._flush_clients()
-        if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
-            self.background_snapshot()
+        self._snapshot_due()
 
     def _release_ack_waiters(self, now: float) -> None:
         keep: list[AckWaiter] = []
@@ -455,34 +454,12 @@ class MultiLeaderRunner(BaseRunner):
         self._flush()
         self._run(self.core.tick())
 
-    # -- snapshots ---------------------------------------------------------------------------------
-    def _take_snapshot(self) -> int:
-        """Snapshot the store at the WAL's last index now, on the loop (SAVE, REPLIKV SNAPSHOT,
-        a joined state transfer); drop the WAL before it."""
-        if self.snapshotter.running:
-            raise RespError("ERR a background snapshot is in progress; try again when it is done")
-        self.wal.commit()
-        self.wal.fsync_now()
-        index = self.wal.last_index
-        write_snapshot(self.snapshot_dir, index, 0, self.store.snapshot())
-        self._compact(index)
-        return index
+    # -- snapshots (runtime/state_snapshots.py) ------------------------------------------------------
+    def _state_blob(self) -> bytes:
+        return self.store.snapshot()
 
-    def background_snapshot(self) -> bool:
-        """BGSAVE, and the automatic snapshot once the WAL grew by --snapshot-bytes: the store is
-        serialized in a forked child (runtime/snapshotter.py), the loop never stalls on it."""
-        if self.disk_error is not None:
-            return False
-        self.wal.commit()
-        return self.snapshotter.start(self.wal.last_index, 0, self.store.snapshot, self._compact)
-
-    def _compact(self, index: int) -> None:
-        """A snapshot covering ``index`` is durable: drop the WAL before it."""
-        self.snapshot_index = max(self.snapshot_index, index)
-        self.lastsave = int(time.time())
-        if index >= self.wal.first_index:
-            self.wal.drop_before(index)
-        self._wal_bytes_after_snapshot = self.wal.size_bytes
+    def _commit_pending(self) -> None:
+        self.wal.commit()  # every op is in the WAL's buffer as soon as it is applied (Persist first)
 
     # -- timers ------------------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
