@@ -326,8 +326,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if not keys:  # DBSIZE, SCAN, KEYS, RANDOMKEY: what this node holds
             conn.reply(self.sm.read(argv, _wall_ms()))
             return
-        if conn.read_level == "serial" and argv[0].upper() == b"GET":  # other reads: at QUORUM
-            replicas = self._placement(conn, argv, keys)
+        if conn.read_level == "serial" and argv[0].upper() == b"GET" and self._register(keys[0]):
+            replicas = self._placement(conn, argv, keys)  # other reads (and counters): at QUORUM
             if replicas is not None and self._needed(conn, "quorum", replicas, "read") is not None:
                 self._paxos(conn, argv, replicas, "read", lambda current: current)
             return
@@ -362,6 +362,17 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                     self.replica.paxos(req, key, replicas, decide, _wall_ms()))
         if self._paxos_timer is None and self.replica.proposers:
             self._paxos_timer = self.loop.call_later(PAXOS_TICK_MS / 1000, self._on_paxos_tick)
+
+    def _register(self, key: bytes) -> bool:
+        """Whether ``key`` is, here, a plain string register (or absent): what Paxos orders. A key
+        with counter increments is merged, not ordered: its SERIAL reads run at QUORUM."""
+        ks = self.store.state(key)
+        if ks is None:
+            return True
+        if ks.str.ctr:
+            return False
+        head = self.store.visible_head(key)
+        return head is None or head[0] == "string"
 
     def _on_paxos_tick(self) -> None:
         self._paxos_timer = None

@@ -260,7 +260,11 @@ def test_network_happy_path_and_failed_cas_proposes_current_value() -> None:
     assert not p2.outcome.changed
     proposals = [m for _, m in net.log if isinstance(m, Propose)]
     assert proposals and {m.value for m in proposals} == {b"x"}  # CASSANDRA-12126: never skipped
-    assert all(r.data == (p2.ballot.hlc, b"x") for r in net.replicas.values())
+    commits = [m for _, m in net.log if isinstance(m, Commit)]
+    assert commits and all(m.noop for m in commits)  # nothing changed: no data write
+    assert all(r.data == (p1.ballot.hlc, b"x") for r in net.replicas.values())  # p1's write stands
+    assert all(r.acceptor.state(K).accepted is None for r in net.replicas.values())
+    assert all(r.acceptor.state(K).promised >= p2.ballot for r in net.replicas.values())
 
 
 # ----------------------------------------------------------- competing rounds

@@ -255,6 +255,10 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg,
             accepted = state.accepted
             if accepted is not None and accepted.ballot <= msg.ballot:
                 accepted = None
+            if msg.noop:  # nothing changed: forget the proposal, no commit to record or apply
+                new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
+                                    committed=state.committed)
+                return new, _persisted(msg.key, state, new, [ack_c])
             new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
                                 committed=Proposal(ballot=msg.ballot, value=msg.value))
             return new, [Persist(key=msg.key, state=new),
@@ -530,7 +534,7 @@ class PaxosProposer:
         if not isinstance(proposal, Propose):
             violated("a commit follows a proposal")
         self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                               value=proposal.value)
+                               value=proposal.value, noop=not self._own_change and not self._finishing)
         return self._send_phase(self.replicas)
 
     def _backoff(self) -> list[Effect]:

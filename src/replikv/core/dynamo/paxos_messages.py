@@ -14,6 +14,11 @@ to an earlier round of its own.
 - ``Propose`` / ``Accepted``: phase 2.
 - ``Commit`` / ``CommitAck``: Cassandra's third round: the chosen value is
   applied to the replicas' data and the acceptors' Paxos state is reset.
+  ``noop``: the round proposed the value it read (a failed CAS, a SERIAL
+  read): the acceptors forget the accepted proposal and raise their promise,
+  but neither record a commit nor write data (Cassandra commits an empty
+  update): rewriting the value read would clobber whatever the data holds
+  beside it (a counter's increments on other replicas).
 - ``Nack``: a Prepare or a Propose refused because the acceptor promised a
   higher ballot (``promised``). For a refused Propose, ``maybe_accepted`` is
   False only if the acceptor can prove it never accepted that ballot (its
@@ -145,6 +150,7 @@ class Commit:
     key: bytes
     ballot: Ballot
     value: Value
+    noop: bool = False  # the round changed nothing (a failed CAS, a SERIAL read): no data write
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,7 +207,7 @@ def _wire(msg: PaxosMsg) -> list[Any]:
         case Accepted():
             return [_ACCEPTED, *head]
         case Commit():
-            return [_COMMIT, *head, msg.value]
+            return [_COMMIT, *head, msg.value, msg.noop]
         case CommitAck():
             return [_COMMIT_ACK, *head]
         case Nack():
@@ -263,7 +269,7 @@ def _unpack(data: bytes) -> list[Any]:
     return body
 
 
-_LENGTHS = {_PREPARE: 5, _PROMISE: 9, _PROPOSE: 6, _ACCEPTED: 5, _COMMIT: 6, _COMMIT_ACK: 5, _NACK: 8}
+_LENGTHS = {_PREPARE: 5, _PROMISE: 9, _PROPOSE: 6, _ACCEPTED: 5, _COMMIT: 7, _COMMIT_ACK: 5, _NACK: 8}
 
 
 def decode(data: bytes) -> PaxosMsg:
@@ -290,7 +296,10 @@ def decode(data: bytes) -> PaxosMsg:
     if tag == _ACCEPTED:
         return Accepted(req=req, sender=sender, key=key, ballot=ballot)
     if tag == _COMMIT:
-        return Commit(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"))
+        if type(body[6]) is not bool:
+            raise PaxosCodecError("commit noop: expected a boolean")
+        return Commit(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"),
+                      noop=body[6])
     if tag == _COMMIT_ACK:
         return CommitAck(req=req, sender=sender, key=key, ballot=ballot)
     # _NACK
