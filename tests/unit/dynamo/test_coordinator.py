@@ -117,6 +117,7 @@ def test_a_slow_replica_past_the_percentile_makes_the_read_ask_another() -> None
     assert c.next_deadline_us() == 500  # the threshold's floor
     out = c.tick(500)
     assert sends(out) == {"c": m.Get(req=2, keys=(b"k",))} and c.speculative_retries == 1
+    assert c.peer_us["b"] >= 500  # b kept the read waiting: the next read asks c first
     done = c.step("c", m.GetReply(req=2, states=((b"k", None),)), 600)
     assert isinstance(done[0], ReadDone) and done[0].ok
     late = c.step("b", m.GetReply(req=2, states=((b"k", b"v"),)), 900)

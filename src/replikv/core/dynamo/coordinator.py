@@ -30,7 +30,9 @@ to one) and then hands the coordinator the key states to replicate. Rules:
   coordinator's own replica first: it answers without a message). If an
   answer is late past the ``speculative_pct`` percentile of recent read
   latency, one more replica is asked (speculative retry), so one slow node
-  does not set the p99. With probability ``read_repair_chance`` every
+  does not set the p99; the late replica's estimate becomes at least the
+  time it kept the read waiting, so the next reads ask it last (it recovers
+  once it answers again). With probability ``read_repair_chance`` every
   replica is asked, so replicas no client read from are repaired too.
   Answers after a read completed come out as ``LateAnswer`` (the runtime
   repairs those replicas in the background).
@@ -365,6 +367,9 @@ class Coordinator:
             elif not rd.done and rd.spare and now_us - rd.started_us >= threshold * (
                     1 + len(rd.asked) - max(0, rd.needed - rd.local)):
                 self.speculative_retries += 1
+                for peer, asked in rd.asked.items():  # the slow ones look slow now: asked last next time
+                    if peer not in rd.answers:
+                        self.peer_us[peer] = max(self.peer_us.get(peer, 0.0), float(now_us - asked))
                 out.extend(self._ask_spare(req, rd, now_us))
         return out
 
