@@ -134,7 +134,7 @@ class NodeOptions:
     vnodes: int = 64
     tombstone_grace_s: int = 864_000  # as Cassandra's gc_grace_seconds (10 days)
     read_repair_pct: int = 10  # % of reads that ask every replica (Cassandra's read_repair_chance)
-    anti_entropy_ms: int = 1000  # one Merkle comparison of one owned range this often (0: never)
+    anti_entropy_ms: int = 10_000  # one Merkle comparison of one replica group this often (0: never)
     # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
     # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
     # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
