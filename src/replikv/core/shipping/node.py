@@ -40,6 +40,17 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    ``e`` with ``e % n == k``, so two nodes promoted at once (two concurrent
    ``FAILOVER ... FORCE``) never lead the same epoch; the higher one fences
    the other by rule 1.
+9. Backlog (Redis's repl-backlog-size, a partial resync from the backlog): a
+   snapshot does not compact away what a follower still needs. ``compact``
+   keeps the entries after the lowest ``match_index`` of the followers that
+   stream, or streamed before a disconnect (they still hold up to it), as
+   long as the backlog it keeps (the entries the snapshot already covers) is
+   at most ``repl_backlog_bytes``; a follower further behind, or one whose
+   position is unknown, is left to a full resync (rule 4). So a follower
+   that lags behind the leader's snapshots catches up by entries. The
+   backlog is the leader's: a node that steps down drops it, so on a
+   follower the log base is its snapshot, below which it can neither
+   truncate nor roll its state back.
 
 Time arrives as ``now_ms`` arguments; nothing here reads a clock.
 """
@@ -113,7 +124,8 @@ class ShippingNode:
     def __init__(self, node_id: str, peers: list[str], *, epoch: int = 0, leader: str = "",
                  log: ShippingLog | None = None, led_epochs: list[int] | None = None,
                  window_entries: int = 50_000, window_bytes: int = 32 * 1024 * 1024,
-                 max_batch_entries: int = 2048, sync_retry_ms: int = 300) -> None:
+                 max_batch_entries: int = 2048, sync_retry_ms: int = 300,
+                 repl_backlog_bytes: int = 256 * 1024 * 1024) -> None:
         invariant(node_id not in peers, "a node is not its own peer")
         self.id = node_id
         self.peers = list(peers)
@@ -124,6 +136,7 @@ class ShippingNode:
         self.window_entries = window_entries
         self.window_bytes = window_bytes
         self.max_batch_entries = max_batch_entries
+        self.repl_backlog_bytes = repl_backlog_bytes
         self.role = LEADER if leader == node_id else FOLLOWER
         self.progress: dict[str, FollowerProgress] = {p: FollowerProgress() for p in self.peers}
         self.syncing = False            # follower: a SyncRequest is outstanding
@@ -159,6 +172,7 @@ class ShippingNode:
     def become_follower(self, epoch: int, leader: str) -> list[Effect]:
         invariant(epoch >= self.epoch, "an epoch never goes back")
         was = self.role
+        self.log.drop_backlog()  # rule 9: a follower's log starts at its snapshot
         self.role, self.epoch, self.leader = FOLLOWER, epoch, leader
         self.handing_over_to = ""
         self.syncing = False
@@ -211,8 +225,8 @@ class ShippingNode:
         else:
             entries = [[epoch, cmds] if not k else [epoch, cmds, k] for cmds, k in zip(cmds_list, acks)]
         first = self.log.last_index + 1
-        self.log.append(entries)
         packed = msgpack.packb(entries)
+        self.log.append(entries, len(packed))
         count = len(entries)
         effects: list[Effect] = [PersistEntries(first_index=first, count=count, packed=packed)]
         marks = self._append_marks
@@ -260,6 +274,23 @@ class ShippingNode:
             pr.next_index = end + 1
             pr.sent(end, len(packed))
         return effects
+
+    def compact(self, index: int) -> int:
+        """A snapshot at ``index`` is durable: compact the log, keeping the backlog
+        that rule 9 allows; returns the new log base (the driver may drop the WAL
+        up to it, and no further)."""
+        log = self.log
+        keep_from = index
+        if self.role == LEADER:
+            for pr in self.progress.values():
+                match = pr.match_index
+                if (pr.state == SNAPSHOT or (pr.state == PROBE and not match)
+                        or not log.base_index <= match < keep_from):
+                    continue  # a full resync, an unknown position, already behind the log, or no lag
+                if log.stream_bytes(match, index) <= self.repl_backlog_bytes:
+                    keep_from = match
+        log.compact(index, keep_from)
+        return log.base_index
 
     @property
     def full_resync_in_progress(self) -> bool:
@@ -338,7 +369,7 @@ class ShippingNode:
             entries = msgpack.unpackb(msg.entries)
             invariant(len(entries) == msg.count, "Append count does not match its entries")
             first = log.last_index + 1
-            log.append(entries)
+            log.append(entries, len(msg.entries))
             effects.append(PersistEntries(first_index=first, count=msg.count, packed=msg.entries))
             effects.append(ApplyEntries(first_index=first, entries=entries))
             effects.append(Send(to=msg.sender, msg=Ack(sender=self.id, epoch=self.epoch,
@@ -413,7 +444,7 @@ class ShippingNode:
         if not ok or self.role != FOLLOWER:
             return effects
         log = self.log
-        if msg.to_index < log.base_index:
+        if msg.to_index < log.snapshot_index:
             return effects + self._request_sync(full=True)
         if msg.to_index < log.last_index:
             dropped = log.truncate_after(msg.to_index)
