@@ -146,6 +146,27 @@ class ShippingLog:
         """Bytes of the entries ``after + 1 .. upto`` (to within one batch)."""
         return max(0, self.offset_at(upto) - self.offset_at(after))
 
+    def count_within(self, first_index: int, max_count: int, max_bytes: int) -> int:
+        """How many entries from ``first_index`` (> base_index) fit in ``max_bytes``:
+        whole batches by their offsets, else entries of the first batch by their
+        estimated size; at least one, at most ``max_count`` (a catch-up frame of
+        2048 64 KiB values would be 128 MiB, packed again on every sync)."""
+        last = self.last_index
+        if first_index > last:
+            return 0
+        offsets = self.offsets
+        limit = self.offset_at(first_index - 1) + max_bytes
+        pos = bisect.bisect_right(offsets, limit, key=lambda o: o[1]) - 1
+        if pos >= 0 and offsets[pos][0] >= first_index:
+            return min(max_count, offsets[pos][0] - first_index + 1)
+        count = total = 0
+        for entry in self.slice(first_index, max_count):
+            total += estimate_bytes([entry])
+            if count and total > max_bytes:
+                break
+            count += 1
+        return count
+
     @property
     def backlog_bytes(self) -> int:
         """Bytes of the backlog: the entries held that the snapshot already covers."""

@@ -262,7 +262,11 @@ class ShippingNode:
         effects: list[Effect] = []
         last = self.log.last_index
         while pr.state == STREAM and pr.next_index <= last:
-            entries = self.log.slice(pr.next_index, self.max_batch_entries)
+            room = self.window_bytes - pr.inflight_bytes if pr.inflight_bytes else self.window_bytes
+            if room <= 0 or pr.next_index - pr.match_index > self.window_entries:
+                break  # the next ack opens the window again
+            count = self.log.count_within(pr.next_index, self.max_batch_entries, room)
+            entries = self.log.slice(pr.next_index, count)
             packed = msgpack.packb(entries)
             end = pr.next_index + len(entries) - 1
             if not self._window_open(pr, pr.next_index, len(packed)):
