@@ -173,3 +173,36 @@ def test_stream_bytes_follow_appends_compaction_and_truncation():
     assert (log.base_index, log.snapshot_index, log.backlog_bytes) == (5, 5, 0)
     log.append([[3, [[b"SET", b"g", b"x"]]]])  # no size given: estimated from the arguments
     assert 8 < log.stream_bytes(5, 6) < 40
+
+
+def test_catch_up_frames_stay_within_the_byte_window():
+    """A follower catching up from the log gets frames of at most window_bytes (one
+    entry always goes), not max_batch_entries large values in one frame."""
+    leader = ShippingNode("n1", ["n2"], epoch=1, leader="n1", window_bytes=10_000, max_batch_entries=2048)
+    for i in range(40):  # one entry per batch, ~1 kB each
+        leader.propose([[[b"SET", b"k%d" % i, VALUE]]], 0)
+    for j in range(5):  # and five batches of 10
+        leader.propose([[[b"SET", b"b%d.%d" % (j, i), VALUE]] for i in range(10)], 0)
+    out = leader.step(m.SyncRequest(sender="n2", epoch=1, last_index=0, epoch_starts=[]), 0)
+    frames = [e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append)]
+    assert frames and sum(len(f.entries) for f in frames) <= 10_000
+    assert 8 <= sum(f.count for f in frames) <= 10
+    acked = frames[-1].prev_index + frames[-1].count
+    while acked < leader.log.last_index:  # every ack lets out the next window, never more
+        out = leader.step(m.Ack(sender="n2", epoch=1, durable_index=acked), 0)
+        frames = [e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append)]
+        assert frames and frames[0].prev_index == acked
+        assert sum(len(f.entries) for f in frames) <= 10_000
+        acked = frames[-1].prev_index + frames[-1].count
+    assert acked == 90
+
+
+def test_count_within_takes_whole_batches_by_offset_and_single_entries_by_size():
+    log = ShippingLog()
+    log.append([[1, [[b"SET", b"a", VALUE]]] for _ in range(10)], 10_000)  # 1..10, one batch
+    log.append([[1, [[b"SET", b"b", VALUE]]]], 1_000)  # 11
+    assert log.count_within(1, 2048, 20_000) == 11
+    assert log.count_within(1, 5, 20_000) == 5
+    assert 4 <= log.count_within(1, 2048, 5_000) <= 5  # inside the first batch: by estimate
+    assert log.count_within(1, 2048, 10) == 1  # one entry always goes
+    assert log.count_within(11, 2048, 1_000) == 1 and log.count_within(12, 2048, 1_000) == 0
