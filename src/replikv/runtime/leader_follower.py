@@ -568,8 +568,8 @@ class LeaderFollowerRunner(BaseRunner):
         return self._snapshot_in_background()
 
     def _snapshot_in_background(self, for_resync: bool = False) -> bool:
-        """The WAL grew by --snapshot-bytes (or a full resync needs a snapshot of the
-        current log base): snapshot in a forked child (Redis's BGSAVE,
+        """The WAL grew by --snapshot-bytes (or a full resync needs a snapshot newer
+        than the latest): snapshot in a forked child (Redis's BGSAVE,
         runtime/snapshotter.py) and compact when it is durable. Not while a
         follower is being resynced from the current snapshot (the core's rule 5)."""
         if self.disk_error is not None or (self.core.full_resync_in_progress and not for_resync):
@@ -592,7 +592,7 @@ class LeaderFollowerRunner(BaseRunner):
         self._wal_bytes_after_snapshot = self.wal.size_bytes
 
     async def _send_snapshot(self, peer: str, min_index: int) -> None:
-        """Full resync: stream the snapshot of the current log base to ``peer``, or a
+        """Full resync: stream the latest snapshot (the log's snapshot_index) to ``peer``, or a
         new one if that does not cover ``min_index`` (SendSnapshot); one stream per
         follower, a repeated request while it runs is ignored."""
         if peer in self._resyncs:
@@ -609,7 +609,7 @@ class LeaderFollowerRunner(BaseRunner):
         """The snapshot file is read chunk by chunk (never whole, never on the loop
         for long) with back-pressure on the connection, and its checksum is
         verified before the last chunk leaves."""
-        while True:  # the snapshot of the current log base: the one a child writes, or a new one
+        while True:  # the latest snapshot: the one a child writes, or a new one
             while self.snapshotter.running:
                 await asyncio.sleep(0.05)
             reader = SnapshotReader.open_latest(self.snapshot_dir)

@@ -258,7 +258,7 @@ class ShippingDriver(NodeTable):
             self._take_snapshot(n)
 
     def _send_snapshot(self, n: ShippingSimNode, peer: str, min_index: int) -> None:
-        """The snapshot of the log base if it covers ``min_index``, else a new one (as the runner)."""
+        """The latest snapshot if it covers ``min_index``, else a new one (as the runner)."""
         if n.snapshot is None or n.snapshot[0] != n.core.log.snapshot_index or n.snapshot[0] < min_index:
             self._take_snapshot(n)
         assert n.snapshot is not None

@@ -22,7 +22,8 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    snapshot (full resync).
 5. Flow control: at most ``window_entries`` unacknowledged entries and
    ``window_bytes`` unacknowledged bytes (one frame always goes, however
-   big) are in flight per follower; acks open the window again, so catch-up
+   big; a catch-up frame holds only what fits, at least one entry) are in
+   flight per follower; acks open the window again, so catch-up
    is bounded and the transport's send queue never fills with the live
    stream (large values once filled it past its limit, which dropped the
    follower into an endless full resync). While a follower is sent a
@@ -50,7 +51,8 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    that lags behind the leader's snapshots catches up by entries. The
    backlog is the leader's: a node that steps down drops it, so on a
    follower the log base is its snapshot, below which it can neither
-   truncate nor roll its state back.
+   truncate nor roll its state back. A restarted node recovers from its
+   snapshot on, without a backlog (the WAL may still hold older entries).
 
 Time arrives as ``now_ms`` arguments; nothing here reads a clock.
 """
@@ -299,7 +301,7 @@ class ShippingNode:
     @property
     def full_resync_in_progress(self) -> bool:
         """A follower is being sent a snapshot: it will need the entries after the
-        current log base, so the driver takes no new snapshot (which would compact
+        latest snapshot, so the driver takes no new snapshot (which would compact
         them away) until it is streaming again (rule 5)."""
         return self.role == LEADER and any(pr.state == SNAPSHOT for pr in self.progress.values())
 
