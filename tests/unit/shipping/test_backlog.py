@@ -206,3 +206,18 @@ def test_count_within_takes_whole_batches_by_offset_and_single_entries_by_size()
     assert 4 <= log.count_within(1, 2048, 5_000) <= 5  # inside the first batch: by estimate
     assert log.count_within(1, 2048, 10) == 1  # one entry always goes
     assert log.count_within(11, 2048, 1_000) == 1 and log.count_within(12, 2048, 1_000) == 0
+
+
+def test_a_follower_just_sent_a_snapshot_keeps_the_backlog_after_it_before_its_first_ack():
+    """After a full resync the follower streams from the snapshot on with match_index 0
+    until it acks: a snapshot taken meanwhile must keep what comes after the one it
+    was sent, or it needs a second full resync at once."""
+    net = lagging_cluster(backlog_bytes=64 * 1024)
+    leader = net.nodes["n1"]
+    assert leader.compact(3) == 3
+    leader.step(m.SyncRequest(sender="n2", epoch=1, last_index=0, epoch_starts=[], full=True), 0)
+    assert leader.progress["n2"].state == SNAPSHOT
+    leader.snapshot_sent("n2", 3)
+    pr = leader.progress["n2"]
+    assert pr.state == STREAM and pr.match_index == 0
+    assert leader.compact(10) == 3

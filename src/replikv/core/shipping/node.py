@@ -44,7 +44,8 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
 9. Backlog (Redis's repl-backlog-size, a partial resync from the backlog): a
    snapshot does not compact away what a follower still needs. ``compact``
    keeps the entries after the lowest ``match_index`` of the followers that
-   stream, or streamed before a disconnect (they still hold up to it), as
+   stream, or streamed before a disconnect (they still hold up to it), or
+   after the snapshot a follower was just sent (before its first ack), as
    long as the backlog it keeps (the entries the snapshot already covers) is
    at most ``repl_backlog_bytes``; a follower further behind, or one whose
    position is unknown, is left to a full resync (rule 4). So a follower
@@ -99,9 +100,13 @@ class FollowerProgress:
     # frames sent and not yet acked: (last index in the frame, its bytes), oldest first
     inflight: deque[tuple[int, int]] = field(default_factory=deque)
     inflight_bytes: int = 0
+    # the snapshot a full resync sent it: it resumes after that once installed, before its
+    # first ack raises match_index (rule 9 keeps the backlog from the higher of the two)
+    snapshot_index: int = 0
 
     def reset(self, state: str, match_index: int = 0, next_index: int = 0) -> None:
         self.state, self.match_index, self.next_index = state, match_index, next_index
+        self.snapshot_index = 0
         self.inflight.clear()
         self.inflight_bytes = 0
 
@@ -289,12 +294,12 @@ class ShippingNode:
         keep_from = index
         if self.role == LEADER:
             for pr in self.progress.values():
-                match = pr.match_index
-                if (pr.state == SNAPSHOT or (pr.state == PROBE and not match)
-                        or not log.base_index <= match < keep_from):
+                held = max(pr.match_index, pr.snapshot_index)
+                if (pr.state == SNAPSHOT or (pr.state == PROBE and not held)
+                        or not log.base_index <= held < keep_from):
                     continue  # a full resync, an unknown position, already behind the log, or no lag
-                if log.stream_bytes(match, index) <= self.repl_backlog_bytes:
-                    keep_from = match
+                if log.stream_bytes(held, index) <= self.repl_backlog_bytes:
+                    keep_from = held
         log.compact(index, keep_from)
         return log.base_index
 
@@ -443,6 +448,7 @@ class ShippingNode:
         if self.role != LEADER or pr is None or pr.state != SNAPSHOT:
             return []
         pr.reset(STREAM, 0, index + 1)
+        pr.snapshot_index = index
         return self._send_more(peer)
 
     def _on_truncate(self, msg: Truncate) -> list[Effect]:
