@@ -105,6 +105,9 @@ NODE_OPTION_HELP: dict[str, str] = {
     "max_bulk_len": "Largest bulk string a client may send, in bytes.",
     "max_args": "Most arguments one command may have.",
     "snapshot_bytes": "WAL size (bytes) that triggers a snapshot and compaction.",
+    "repl_backlog_bytes": "leader-follower: bytes of log entries a snapshot already covers that the "
+    "leader keeps (in memory and in the WAL) for followers lagging behind it, so they catch up from "
+    "the log instead of a full resync (Redis's repl-backlog-size).",
     "segment_bytes": "WAL segment file size (bytes).",
     "heartbeat_ms": "Leader-to-follower heartbeat interval.",
     "log_level": "Node log level: " + ", ".join(LOG_LEVELS) + ".",

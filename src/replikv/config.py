@@ -98,6 +98,9 @@ class NodeOptions:
     max_bulk_len: int = MAX_BULK_LEN_DEFAULT
     max_args: int = 1024 * 1024
     snapshot_bytes: int = 64 * 1024 * 1024  # WAL size that triggers a snapshot
+    # leader-follower: log entries a snapshot already covers, kept (memory and WAL) for followers that
+    # lag behind it, so they catch up from the log instead of a full resync (Redis's repl-backlog-size)
+    repl_backlog_bytes: int = 256 * 1024 * 1024
     segment_bytes: int = 16 * 1024 * 1024
     heartbeat_ms: int = 100
     log_level: str = "info"
@@ -170,6 +173,9 @@ class NodeOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")
+        if self.repl_backlog_bytes < 0:
+            raise ConfigError(f"repl_backlog_bytes must be 0 (no backlog) or a number of bytes "
+                              f"(got {self.repl_backlog_bytes!r})")
         if self.read_default not in ("eventual", "prefix", "session"):
             raise ConfigError(f"read_default must be eventual, prefix or session (got {self.read_default!r})")
         if not isinstance(self.timeout, int) or self.timeout < 0:

@@ -113,7 +113,8 @@ def test_build_config_lays_out_nodes(tmp_path):
 def test_build_config_applies_every_option_and_round_trips(tmp_path):
     given = {"fsync": "always", "ack": "semi-sync=1", "ack_timeout_ms": 250, "requirepass": "pw",
              "redirect": True, "read_default": "session", "session_timeout_ms": 77,
-             "max_bulk_len": 1024, "max_args": 64, "snapshot_bytes": 4096, "segment_bytes": 2048,
+             "max_bulk_len": 1024, "max_args": 64, "snapshot_bytes": 4096, "repl_backlog_bytes": 8192,
+             "segment_bytes": 2048,
              "heartbeat_ms": 20, "log_level": "DEBUG", "tick_ms": 5, "election_timeout_ms": 100,
              "tls_cert_file": "/c.pem", "tls_key_file": "/k.pem", "tls_ca_cert_file": "/ca.pem",
              "tls_auth_clients": "optional", "tls_replication": True, "aclfile": "/users.acl",

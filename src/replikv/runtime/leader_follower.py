@@ -131,7 +131,8 @@ class LeaderFollowerRunner(BaseRunner):
             self.meta.save(meta)
         self.core = ShippingNode(self.id, self.peer_ids, epoch=int(meta["epoch"]), leader=str(meta["leader"]),
                                  log=shipping_log, led_epochs=list(meta.get("led_epochs", [])),
-                                 sync_retry_ms=3 * opts.heartbeat_ms)
+                                 sync_retry_ms=3 * opts.heartbeat_ms,
+                                 repl_backlog_bytes=opts.repl_backlog_bytes)
         log.info("node %s recovered: snapshot at %d, %d WAL entries replayed, last index %d, epoch %d, role %s",
                  self.id, base_index, replayed, shipping_log.last_index, self.core.epoch, self.core.role)
 
@@ -538,9 +539,9 @@ class LeaderFollowerRunner(BaseRunner):
         sm = restore_app(snap.data)[0] if snap is not None else StateMachine()
         start = snap.index if snap is not None else 0
         core_log = self.core.log
-        if start != core_log.base_index:
-            raise RuntimeError(f"snapshot at {start} does not match the log base {core_log.base_index}")
-        replay(sm, core_log.entries)
+        if start != core_log.snapshot_index:
+            raise RuntimeError(f"snapshot at {start} does not match the log's {core_log.snapshot_index}")
+        replay(sm, core_log.slice(start + 1, core_log.last_index - start))
         sm.changes = ChangeIndex(core_log.last_index)  # a rolled-back state: older WATCHes abort
         self.sm = sm
 
@@ -567,8 +568,8 @@ class LeaderFollowerRunner(BaseRunner):
         return self._snapshot_in_background()
 
     def _snapshot_in_background(self, for_resync: bool = False) -> bool:
-        """The WAL grew by --snapshot-bytes (or a full resync needs a snapshot of the
-        current log base): snapshot in a forked child (Redis's BGSAVE,
+        """The WAL grew by --snapshot-bytes (or a full resync needs a snapshot newer
+        than the latest): snapshot in a forked child (Redis's BGSAVE,
         runtime/snapshotter.py) and compact when it is durable. Not while a
         follower is being resynced from the current snapshot (the core's rule 5)."""
         if self.disk_error is not None or (self.core.full_resync_in_progress and not for_resync):
@@ -582,15 +583,16 @@ class LeaderFollowerRunner(BaseRunner):
                                       lambda: app_snapshot(epoch_starts, sm), self._compact)
 
     def _compact(self, index: int) -> None:
-        """A snapshot covering ``index`` is durable: drop the WAL and memory log before it."""
-        if index <= self.core.log.base_index:
+        """A snapshot covering ``index`` is durable: drop the memory log and the WAL
+        segments before it, except the replication backlog (the core's rule 9):
+        the entries a lagging follower still needs stay in memory and on disk."""
+        if index <= self.core.log.snapshot_index:
             return
-        self.wal.drop_before(index)
+        self.wal.drop_before(self.core.compact(index))
         self._wal_bytes_after_snapshot = self.wal.size_bytes
-        self.core.log.compact(index)
 
     async def _send_snapshot(self, peer: str, min_index: int) -> None:
-        """Full resync: stream the snapshot of the current log base to ``peer``, or a
+        """Full resync: stream the latest snapshot (the log's snapshot_index) to ``peer``, or a
         new one if that does not cover ``min_index`` (SendSnapshot); one stream per
         follower, a repeated request while it runs is ignored."""
         if peer in self._resyncs:
@@ -607,11 +609,11 @@ class LeaderFollowerRunner(BaseRunner):
         """The snapshot file is read chunk by chunk (never whole, never on the loop
         for long) with back-pressure on the connection, and its checksum is
         verified before the last chunk leaves."""
-        while True:  # the snapshot of the current log base: the one a child writes, or a new one
+        while True:  # the latest snapshot: the one a child writes, or a new one
             while self.snapshotter.running:
                 await asyncio.sleep(0.05)
             reader = SnapshotReader.open_latest(self.snapshot_dir)
-            if reader is not None and reader.index == self.core.log.base_index and reader.index >= min_index:
+            if reader is not None and reader.index == self.core.log.snapshot_index and reader.index >= min_index:
                 break
             if reader is not None:
                 reader.close()
@@ -759,12 +761,16 @@ class LeaderFollowerRunner(BaseRunner):
     def info(self, wanted: list[str]) -> str:
         core = self.core
         sections = self.info_sections()
-        sections["persistence"] = self.persistence_info(core.log.base_index)
+        sections["persistence"] = self.persistence_info(core.log.snapshot_index)
         now = _ms()
         rep = [f"role:{'master' if self.is_leader else 'slave'}", f"replikv_node:{self.id}",
                f"replikv_epoch:{core.epoch}", f"replikv_leader:{core.leader}",
                f"master_repl_offset:{core.log.last_index}", f"replikv_applied_index:{core.log.last_index}",
-               f"replikv_ack:{self.default_ack}"]
+               f"replikv_ack:{self.default_ack}",
+               f"repl_backlog_active:{int(core.log.base_index < core.log.snapshot_index)}",
+               f"repl_backlog_size:{self.options.repl_backlog_bytes}",
+               f"replikv_backlog_first_index:{core.log.base_index + 1}",
+               f"replikv_backlog_bytes:{core.log.backlog_bytes}"]
         if self.is_leader:
             rep.append(f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}")
             for i, peer in enumerate(self.peer_ids):

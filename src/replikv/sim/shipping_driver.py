@@ -15,7 +15,10 @@ every deletion); ``PersistMeta`` is saved at once (an atomic file); a
 log; a full resync sends the snapshot of the log's base in one message
 (taking one first if the base has none) and the follower installs it and
 resets its WAL. Every few entries a node snapshots and compacts, as
-``--snapshot-bytes`` makes it, except while a follower is being resynced.
+``--snapshot-bytes`` makes it, except while a follower is being resynced;
+the leader keeps a small replication backlog (``repl_backlog_bytes``,
+the core's rule 9), so some lagging followers catch up from the log and
+others, further behind, get a full resync.
 A crash loses what the WAL had not synced and may tear its last write; a
 restart recovers snapshot + WAL + meta as the runner does. Clients are
 redirected to the leader (``--redirect``) and a write that got no answer is
@@ -84,6 +87,7 @@ class ShippingOptions:
     window_entries: int = 8
     window_bytes: int = 4096
     max_batch_entries: int = 4
+    repl_backlog_bytes: int = 1024  # about two snapshots' worth of entries: some lags fit, some do not
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ class ShippingDriver(NodeTable):
         return ShippingNode(n.name, peers, epoch=int(meta["epoch"]), leader=str(meta["leader"]), log=log,
                             led_epochs=list(meta.get("led_epochs", [])), window_entries=o.window_entries,
                             window_bytes=o.window_bytes, max_batch_entries=o.max_batch_entries,
-                            sync_retry_ms=o.sync_retry_ms)
+                            sync_retry_ms=o.sync_retry_ms, repl_backlog_bytes=o.repl_backlog_bytes)
 
     def boot(self) -> None:
         for n in self.nodes.values():  # a new cluster: n1 leads epoch 1 (the runner's initial_leader)
@@ -233,9 +237,11 @@ class ShippingDriver(NodeTable):
         """As the runner's _rebuild_state: the snapshot, then the log after it."""
         sm = restore_app(n.snapshot[2])[0] if n.snapshot is not None else StateMachine()
         base = n.snapshot[0] if n.snapshot else 0
-        if base != n.core.log.base_index:
-            self.engine.fail(f"{n.name}: snapshot at {base} does not match the log base {n.core.log.base_index}")
-        replay(sm, n.core.log.entries)
+        log = n.core.log
+        if base != log.snapshot_index or base != log.base_index:  # a follower's log has no backlog (rule 9)
+            self.engine.fail(f"{n.name}: snapshot at {base} does not match the log's {log.snapshot_index} "
+                             f"(base {log.base_index})")
+        replay(sm, log.entries)
         n.sm = sm
 
     def _take_snapshot(self, n: ShippingSimNode) -> None:
@@ -243,17 +249,17 @@ class ShippingDriver(NodeTable):
         index = core_log.last_index
         n.wal.sync()
         n.snapshot = (index, core_log.epoch_at(index), app_snapshot(core_log.epoch_starts, n.sm))
-        core_log.compact(index)  # the WAL keeps its bytes (drop_before drops whole segments only)
+        n.core.compact(index)  # keeps the backlog; the WAL keeps its bytes (drop_before drops whole segments only)
 
     def _maybe_compact(self, n: ShippingSimNode) -> None:
         log = n.core.log
-        if n.up and log.last_index - log.base_index >= self.opts.compact_every \
+        if n.up and log.last_index - log.snapshot_index >= self.opts.compact_every \
                 and not n.core.full_resync_in_progress:
             self._take_snapshot(n)
 
     def _send_snapshot(self, n: ShippingSimNode, peer: str, min_index: int) -> None:
-        """The snapshot of the log base if it covers ``min_index``, else a new one (as the runner)."""
-        if n.snapshot is None or n.snapshot[0] != n.core.log.base_index or n.snapshot[0] < min_index:
+        """The latest snapshot if it covers ``min_index``, else a new one (as the runner)."""
+        if n.snapshot is None or n.snapshot[0] != n.core.log.snapshot_index or n.snapshot[0] < min_index:
             self._take_snapshot(n)
         assert n.snapshot is not None
         index, epoch, data = n.snapshot

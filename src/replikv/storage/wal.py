@@ -831,7 +831,10 @@ class WriteAheadLog:
 
     def drop_before(self, index: int) -> None:
         """Compaction after a snapshot covering entries <= ``index``: delete the
-        whole segments whose entries are all <= ``index`` (oldest first, so the
+        whole segments whose entries are all <= ``index``. The owner passes the
+        oldest index it still needs, which may be below the snapshot's (the
+        leader-follower replication backlog keeps the entries a lagging follower
+        lacks, core/shipping/node.py rule 9) (oldest first, so the
         remaining segments stay contiguous after a crash). The segment being
         written is never deleted; ``recover(after_index=...)`` skips its older
         entries. Afterwards ``first_index == index + 1``."""

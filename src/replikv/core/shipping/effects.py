@@ -66,8 +66,8 @@ class Send:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendSnapshot:
-    """Stream a snapshot to ``to`` (full resync): the one of the log base if it
-    covers ``min_index``, else a new one of the whole log.
+    """Stream a snapshot to ``to`` (full resync): the latest one (at the log's
+    ``snapshot_index``) if it covers ``min_index``, else a new one of the whole log.
 
     ``min_index`` is where the follower's log matches the leader's: the
     follower holds every entry up to there durably, so a snapshot older than

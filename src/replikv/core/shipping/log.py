@@ -1,9 +1,21 @@
-"""The in-memory tail of the replicated log, with its epoch history.
+"""The in-memory tail of the replicated log, with its epoch history and its
+replication backlog.
 
 Invariants (checked where they change):
 - entries hold indexes ``base_index + 1 .. last_index`` contiguously; each
   entry is ``[epoch, cmds]``; entries at or below ``base_index`` live only in
   the snapshot.
+- ``base_index <= snapshot_index <= last_index``: ``snapshot_index`` is the
+  newest durable snapshot's. Entries ``base_index + 1 .. snapshot_index`` are
+  the replication backlog: already in the snapshot, kept only so that a
+  follower that lags behind it catches up from the log instead of a full
+  resync (Redis's repl-backlog; ``ShippingNode.compact`` decides how much).
+  Without a backlog ``base_index == snapshot_index``, as on every follower.
+- ``offsets`` is a list of ``[last_index, stream_bytes]``, one per appended
+  batch still held: the bytes of the replication stream up to and including
+  that batch (Redis's master_repl_offset). ``stream_bytes`` measures the
+  backlog to within one batch; ``base_offset`` is the offset at
+  ``base_index``.
 - ``epoch_starts`` is a list of ``[epoch, first_index]`` with strictly
   increasing epochs and non-decreasing first indexes: the entries of epoch
   ``e`` are those from its start up to the next start - 1. It covers the
@@ -25,14 +37,18 @@ from replikv.core.invariant import invariant
 
 
 class ShippingLog:
-    __slots__ = ("base_index", "base_epoch", "entries", "epoch_starts")
+    __slots__ = ("base_index", "base_epoch", "snapshot_index", "entries", "epoch_starts", "offsets",
+                 "base_offset")
 
     def __init__(self, base_index: int = 0, base_epoch: int = 0,
                  epoch_starts: list[list[int]] | None = None) -> None:
         self.base_index = base_index
         self.base_epoch = base_epoch
+        self.snapshot_index = base_index
         self.entries: list[list[Any]] = []
         self.epoch_starts: list[list[int]] = [list(s) for s in (epoch_starts or [])]
+        self.offsets: list[list[int]] = []
+        self.base_offset = 0
 
     @property
     def last_index(self) -> int:
@@ -73,8 +89,16 @@ class ShippingLog:
                 return max(index, 0)
         return 0
 
-    def append(self, entries: list[list[Any]]) -> None:
-        """Append entries (already numbered ``last_index + 1 ..``)."""
+    def append(self, entries: list[list[Any]], size_bytes: int | None = None) -> None:
+        """Append entries (already numbered ``last_index + 1 ..``); ``size_bytes``:
+        their encoded size (the frame or WAL record), estimated when not given."""
+        if not entries:
+            return
+        if size_bytes is None:
+            size_bytes = estimate_bytes(entries)
+        offsets = self.offsets
+        offsets.append([self.last_index + len(entries),
+                        (offsets[-1][1] if offsets else self.base_offset) + size_bytes])
         index = self.last_index + 1
         for entry in entries:
             epoch = entry[0]
@@ -92,27 +116,100 @@ class ShippingLog:
         return self.entries[start:start + max_count]
 
     def truncate_after(self, index: int) -> list[list[Any]]:
-        """Drop entries after ``index`` (> = base_index); returns what was dropped."""
-        invariant(index >= self.base_index, "cannot truncate into the snapshot")
+        """Drop entries after ``index`` (>= snapshot_index: the state cannot go back
+        past its snapshot); returns what was dropped."""
+        invariant(index >= self.snapshot_index, "cannot truncate into the snapshot")
         keep = index - self.base_index
         dropped = self.entries[keep:]
         del self.entries[keep:]
         while self.epoch_starts and self.epoch_starts[-1][1] > index:
             self.epoch_starts.pop()
+        offsets = self.offsets
+        if index == self.base_index:
+            offsets.clear()
+        else:
+            pos = bisect.bisect_left(offsets, index, key=lambda o: o[0])
+            if pos < len(offsets):  # the batch holding ``index`` keeps its size: within one batch
+                offsets[pos] = [index, offsets[pos][1]]
+                del offsets[pos + 1:]
         return dropped
 
-    def compact(self, index: int) -> None:
-        """Forget entries up to ``index`` (they are in a snapshot now)."""
-        if index <= self.base_index:
-            return
+    def offset_at(self, index: int) -> int:
+        """Stream bytes up to ``index`` (base_index <= index <= last_index), rounded
+        up to the end of its batch."""
+        if index <= self.base_index or not self.offsets:
+            return self.base_offset
+        pos = bisect.bisect_left(self.offsets, index, key=lambda o: o[0])
+        return self.offsets[min(pos, len(self.offsets) - 1)][1]
+
+    def stream_bytes(self, after: int, upto: int) -> int:
+        """Bytes of the entries ``after + 1 .. upto`` (to within one batch)."""
+        return max(0, self.offset_at(upto) - self.offset_at(after))
+
+    def count_within(self, first_index: int, max_count: int, max_bytes: int) -> int:
+        """How many entries from ``first_index`` (> base_index) fit in ``max_bytes``:
+        whole batches by their offsets, else entries of the first batch by their
+        estimated size; at least one, at most ``max_count`` (a catch-up frame of
+        2048 64 KiB values would be 128 MiB, packed again on every sync)."""
+        last = self.last_index
+        if first_index > last:
+            return 0
+        offsets = self.offsets
+        limit = self.offset_at(first_index - 1) + max_bytes
+        pos = bisect.bisect_right(offsets, limit, key=lambda o: o[1]) - 1
+        if pos >= 0 and offsets[pos][0] >= first_index:
+            return min(max_count, offsets[pos][0] - first_index + 1)
+        count = total = 0
+        for entry in self.slice(first_index, max_count):
+            total += estimate_bytes([entry])
+            if count and total > max_bytes:
+                break
+            count += 1
+        return count
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes of the backlog: the entries held that the snapshot already covers."""
+        return self.stream_bytes(self.base_index, self.snapshot_index)
+
+    def compact(self, index: int, backlog_base: int | None = None) -> None:
+        """A snapshot at ``index`` is durable: forget the entries up to
+        ``backlog_base`` (``index`` when not given; never below the current base);
+        those after it up to ``index`` stay as the backlog."""
         invariant(index <= self.last_index, "compact beyond the end of the log")
-        self.base_epoch = self.epoch_at(index)
-        del self.entries[: index - self.base_index]
-        self.base_index = index
+        self.snapshot_index = max(self.snapshot_index, index)
+        drop = index if backlog_base is None else min(backlog_base, index)
+        if drop <= self.base_index:
+            return
+        self.base_offset = self.offset_at(drop)
+        self.base_epoch = self.epoch_at(drop)
+        del self.entries[: drop - self.base_index]
+        self.base_index = drop
+        pos = bisect.bisect_right(self.offsets, drop, key=lambda o: o[0])
+        del self.offsets[:pos]
+
+    def drop_backlog(self) -> None:
+        """Forget the backlog (the log restarts at the snapshot)."""
+        self.compact(self.snapshot_index)
 
     def reset(self, index: int, epoch: int, epoch_starts: list[list[int]]) -> None:
         """Replace everything by a snapshot at ``index`` (full resync)."""
-        self.base_index = index
+        self.base_index = self.snapshot_index = index
         self.base_epoch = epoch
         self.entries = []
         self.epoch_starts = [list(s) for s in epoch_starts if s[1] <= index]
+        self.offsets = []
+        self.base_offset = 0
+
+
+def estimate_bytes(entries: list[list[Any]]) -> int:
+    """About the msgpack size of ``entries``: their arguments plus a little framing
+    per argument and entry (for entries read back without their encoded size)."""
+    total = 0
+    for entry in entries:
+        total += 8
+        for cmd in entry[1]:
+            total += 2
+            for arg in cmd:
+                total += len(arg) + 3
+    return total

@@ -22,7 +22,8 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    snapshot (full resync).
 5. Flow control: at most ``window_entries`` unacknowledged entries and
    ``window_bytes`` unacknowledged bytes (one frame always goes, however
-   big) are in flight per follower; acks open the window again, so catch-up
+   big; a catch-up frame holds only what fits, at least one entry) are in
+   flight per follower; acks open the window again, so catch-up
    is bounded and the transport's send queue never fills with the live
    stream (large values once filled it past its limit, which dropped the
    follower into an endless full resync). While a follower is sent a
@@ -40,6 +41,19 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    ``e`` with ``e % n == k``, so two nodes promoted at once (two concurrent
    ``FAILOVER ... FORCE``) never lead the same epoch; the higher one fences
    the other by rule 1.
+9. Backlog (Redis's repl-backlog-size, a partial resync from the backlog): a
+   snapshot does not compact away what a follower still needs. ``compact``
+   keeps the entries after the lowest ``match_index`` of the followers that
+   stream, or streamed before a disconnect (they still hold up to it), or
+   after the snapshot a follower was just sent (before its first ack), as
+   long as the backlog it keeps (the entries the snapshot already covers) is
+   at most ``repl_backlog_bytes``; a follower further behind, or one whose
+   position is unknown, is left to a full resync (rule 4). So a follower
+   that lags behind the leader's snapshots catches up by entries. The
+   backlog is the leader's: a node that steps down drops it, so on a
+   follower the log base is its snapshot, below which it can neither
+   truncate nor roll its state back. A restarted node recovers from its
+   snapshot on, without a backlog (the WAL may still hold older entries).
 
 Time arrives as ``now_ms`` arguments; nothing here reads a clock.
 """
@@ -86,9 +100,13 @@ class FollowerProgress:
     # frames sent and not yet acked: (last index in the frame, its bytes), oldest first
     inflight: deque[tuple[int, int]] = field(default_factory=deque)
     inflight_bytes: int = 0
+    # the snapshot a full resync sent it: it resumes after that once installed, before its
+    # first ack raises match_index (rule 9 keeps the backlog from the higher of the two)
+    snapshot_index: int = 0
 
     def reset(self, state: str, match_index: int = 0, next_index: int = 0) -> None:
         self.state, self.match_index, self.next_index = state, match_index, next_index
+        self.snapshot_index = 0
         self.inflight.clear()
         self.inflight_bytes = 0
 
@@ -113,7 +131,8 @@ class ShippingNode:
     def __init__(self, node_id: str, peers: list[str], *, epoch: int = 0, leader: str = "",
                  log: ShippingLog | None = None, led_epochs: list[int] | None = None,
                  window_entries: int = 50_000, window_bytes: int = 32 * 1024 * 1024,
-                 max_batch_entries: int = 2048, sync_retry_ms: int = 300) -> None:
+                 max_batch_entries: int = 2048, sync_retry_ms: int = 300,
+                 repl_backlog_bytes: int = 256 * 1024 * 1024) -> None:
         invariant(node_id not in peers, "a node is not its own peer")
         self.id = node_id
         self.peers = list(peers)
@@ -124,6 +143,7 @@ class ShippingNode:
         self.window_entries = window_entries
         self.window_bytes = window_bytes
         self.max_batch_entries = max_batch_entries
+        self.repl_backlog_bytes = repl_backlog_bytes
         self.role = LEADER if leader == node_id else FOLLOWER
         self.progress: dict[str, FollowerProgress] = {p: FollowerProgress() for p in self.peers}
         self.syncing = False            # follower: a SyncRequest is outstanding
@@ -159,6 +179,7 @@ class ShippingNode:
     def become_follower(self, epoch: int, leader: str) -> list[Effect]:
         invariant(epoch >= self.epoch, "an epoch never goes back")
         was = self.role
+        self.log.drop_backlog()  # rule 9: a follower's log starts at its snapshot
         self.role, self.epoch, self.leader = FOLLOWER, epoch, leader
         self.handing_over_to = ""
         self.syncing = False
@@ -211,8 +232,8 @@ class ShippingNode:
         else:
             entries = [[epoch, cmds] if not k else [epoch, cmds, k] for cmds, k in zip(cmds_list, acks)]
         first = self.log.last_index + 1
-        self.log.append(entries)
         packed = msgpack.packb(entries)
+        self.log.append(entries, len(packed))
         count = len(entries)
         effects: list[Effect] = [PersistEntries(first_index=first, count=count, packed=packed)]
         marks = self._append_marks
@@ -248,7 +269,11 @@ class ShippingNode:
         effects: list[Effect] = []
         last = self.log.last_index
         while pr.state == STREAM and pr.next_index <= last:
-            entries = self.log.slice(pr.next_index, self.max_batch_entries)
+            room = self.window_bytes - pr.inflight_bytes if pr.inflight_bytes else self.window_bytes
+            if room <= 0 or pr.next_index - pr.match_index > self.window_entries:
+                break  # the next ack opens the window again
+            count = self.log.count_within(pr.next_index, self.max_batch_entries, room)
+            entries = self.log.slice(pr.next_index, count)
             packed = msgpack.packb(entries)
             end = pr.next_index + len(entries) - 1
             if not self._window_open(pr, pr.next_index, len(packed)):
@@ -261,10 +286,27 @@ class ShippingNode:
             pr.sent(end, len(packed))
         return effects
 
+    def compact(self, index: int) -> int:
+        """A snapshot at ``index`` is durable: compact the log, keeping the backlog
+        that rule 9 allows; returns the new log base (the driver may drop the WAL
+        up to it, and no further)."""
+        log = self.log
+        keep_from = index
+        if self.role == LEADER:
+            for pr in self.progress.values():
+                held = max(pr.match_index, pr.snapshot_index)
+                if (pr.state == SNAPSHOT or (pr.state == PROBE and not held)
+                        or not log.base_index <= held < keep_from):
+                    continue  # a full resync, an unknown position, already behind the log, or no lag
+                if log.stream_bytes(held, index) <= self.repl_backlog_bytes:
+                    keep_from = held
+        log.compact(index, keep_from)
+        return log.base_index
+
     @property
     def full_resync_in_progress(self) -> bool:
         """A follower is being sent a snapshot: it will need the entries after the
-        current log base, so the driver takes no new snapshot (which would compact
+        latest snapshot, so the driver takes no new snapshot (which would compact
         them away) until it is streaming again (rule 5)."""
         return self.role == LEADER and any(pr.state == SNAPSHOT for pr in self.progress.values())
 
@@ -338,7 +380,7 @@ class ShippingNode:
             entries = msgpack.unpackb(msg.entries)
             invariant(len(entries) == msg.count, "Append count does not match its entries")
             first = log.last_index + 1
-            log.append(entries)
+            log.append(entries, len(msg.entries))
             effects.append(PersistEntries(first_index=first, count=msg.count, packed=msg.entries))
             effects.append(ApplyEntries(first_index=first, entries=entries))
             effects.append(Send(to=msg.sender, msg=Ack(sender=self.id, epoch=self.epoch,
@@ -406,6 +448,7 @@ class ShippingNode:
         if self.role != LEADER or pr is None or pr.state != SNAPSHOT:
             return []
         pr.reset(STREAM, 0, index + 1)
+        pr.snapshot_index = index
         return self._send_more(peer)
 
     def _on_truncate(self, msg: Truncate) -> list[Effect]:
@@ -413,7 +456,7 @@ class ShippingNode:
         if not ok or self.role != FOLLOWER:
             return effects
         log = self.log
-        if msg.to_index < log.base_index:
+        if msg.to_index < log.snapshot_index:
             return effects + self._request_sync(full=True)
         if msg.to_index < log.last_index:
             dropped = log.truncate_after(msg.to_index)
