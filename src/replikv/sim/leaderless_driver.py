@@ -144,7 +144,7 @@ class LeaderlessDriver(NodeTable):
     def _make(self, n: LlSimNode) -> Replica:
         return Replica(n.name, self.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
                        rng=random.Random(self.rng.getrandbits(64)), sloppy_quorum=self.sloppy,
-                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms)
+                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc)
 
     def boot(self) -> None:
         for n in self.nodes.values():
@@ -332,6 +332,7 @@ class LeaderlessDriver(NodeTable):
 
     def restart(self, nid: int) -> None:
         n = self.nodes[nid]
+        n.hlc = Hlc()  # as the runtime: the clock restarts past the node's own dots (below)
         n.replica = self._make(n)
         if n.snapshot is not None:
             store_blob, hints_blob = msgpack.unpackb(n.snapshot, raw=False)
@@ -351,7 +352,6 @@ class LeaderlessDriver(NodeTable):
             else:
                 self.lost_unsynced += 1
         n.limbo = []
-        n.hlc = Hlc()
         now_ms = n.wall_ms(self.engine.now_us)
         for kctx in n.replica.store.ctx.values():  # as the runtime: never reuse an own dot
             mine = kctx.get(n.name)

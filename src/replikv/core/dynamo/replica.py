@@ -245,6 +245,8 @@ class Replica:
             self.stats["states_joined"] += 1
             self.dirty.add(key)
             out.append(Persist(entry=["j", key, blob, now_ms]))
+            # a later write here that saw these entries gets a greater HLC (hlc.py's LWW rule)
+            self.hlc.observe(max(self.store.context(key).values(), default=0), now_ms)
         return changed
 
     def hold_hints(self, node: str, states: Iterable[tuple[bytes, bytes]], now_ms: int, out: list[Any]) -> bool:
@@ -394,6 +396,7 @@ class Replica:
         if self.store.context(e.key).get(origin, 0) >= hlc:
             return  # this commit (or a later write of its proposer) is here already
         changed = self.store.apply_write(origin, hlc, muts, now_ms)
+        self.hlc.observe(hlc, now_ms)
         out.append(Persist(entry=["w", hlc, list(muts), now_ms, origin]))
         if changed:
             self.dirty.update(changed)
