@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 import math
 import random
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,7 @@ OOM = RespError("OOM command not allowed when used memory > 'maxmemory'.")
 REFRESH_S = 0.1
 _LFU_INIT = 5  # Redis's LFU_INIT_VAL: a new key is not the first to go
 _ROUNDS = 64  # samples drawn per eviction before giving up on finding a candidate
+_BYTES_HEADER = sys.getsizeof(b"")  # what a bytes object costs beyond its length
 
 
 class MemoryLimit:
@@ -98,7 +100,8 @@ class MemoryLimit:
         figure is refreshed only every ``REFRESH_S``): without that, the
         writes of one interval went unseen and the next refresh evicted them
         all in one burst, hot keys included, instead of one key per write."""
-        self._dataset = self.dataset() + sum(map(len, argv)) + KEY_OVERHEAD
+        # as kv/memory.py sizes a key: each argument a bytes object (its header too), plus the entry
+        self._dataset = self.dataset() + sum(map(len, argv[1:])) + _BYTES_HEADER * (len(argv) - 1) + KEY_OVERHEAD
         if self.used() <= self.maxmemory:
             return True
         if self.policy == "noeviction":
