@@ -448,7 +448,13 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self._answer(p, data)
 
     def _answer(self, p: Pending, data: bytes) -> None:
-        if p.slot is None:
+        if self.entries:  # the reply may rest on entries not yet written (a Paxos commit here): after them
+            if p.slot is None:
+                self.hold_until_commit(p.conn, data)
+            else:
+                self.flush_waiters.append((p.slot, data))
+            self._schedule_flush()
+        elif p.slot is None:
             p.conn.reply_bytes(data)
         else:
             p.slot.resolve(data)
