@@ -161,3 +161,45 @@ class SimWal:
         self.file = SimFile(encode_segment_header(next_index))
         self.first_index = next_index
         self.last_index = self.durable_index = next_index - 1
+
+
+class GroupCommitDriver:
+    """The group commit of a simulator driver whose node syncs its WAL once per batch of effects,
+    then lets out what waited for it (``_flush``): the multi-leader and leaderless drivers.
+
+    A node on a slow disk (``set_slow_disk``) takes ``opts.slow_sync_us`` to sync: what the
+    batches made meanwhile waits for that sync to complete (one sync covers them all), and a
+    crash meanwhile (a new ``epoch``) voids it. The driver provides ``engine``, ``nodes`` (each
+    with ``wal``, ``slow``, ``syncing``, ``up``, ``epoch``, ``id``), ``opts.slow_sync_us`` and
+    ``_flush(node)``.
+    """
+
+    engine: Any
+    nodes: dict[int, Any]
+    opts: Any
+
+    def _flush(self, n: Any) -> None:  # pragma: no cover - provided by the driver
+        raise NotImplementedError
+
+    def commit(self, n: Any) -> None:
+        """After a batch of effects: sync now, or once the slow sync under way (or started) ends."""
+        if n.syncing:
+            return  # the slow sync under way carries out what waits, when it completes
+        if n.slow and n.wal.dirty:
+            n.syncing = True
+            self.engine.after(self.opts.slow_sync_us, self._slow_synced, n.id, n.epoch)
+            return
+        self._flush(n)
+
+    def _slow_synced(self, nid: int, epoch: int) -> None:
+        n = self.nodes[nid]
+        if not n.up or n.epoch != epoch:
+            return
+        n.syncing = False
+        self._flush(n)
+
+    def set_slow_disk(self, nid: int, slow: bool) -> None:
+        n = self.nodes[nid]
+        n.slow = slow
+        if not slow and n.up and not n.syncing:
+            self._flush(n)

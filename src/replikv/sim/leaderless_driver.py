@@ -51,7 +51,7 @@ from replikv.core.dynamo.replica import Changed, Persist, Replica, ReadDone, Sen
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 from replikv.sim.clock import NodeClock
-from replikv.sim.disk import SimWal
+from replikv.sim.disk import GroupCommitDriver, SimWal
 from replikv.sim.engine import NodeTable
 from replikv.sim.workload import Client, PendingOp
 
@@ -110,7 +110,7 @@ class LlSimNode:
         return max(0, now_us * self.clock.period_us // self.tick_us // 1000 + self.offset_ms)
 
 
-class LeaderlessDriver(NodeTable):
+class LeaderlessDriver(GroupCommitDriver, NodeTable):
     mode = "leaderless"
     workload = "append"
 
@@ -121,7 +121,8 @@ class LeaderlessDriver(NodeTable):
         self.rng = random.Random(engine.rng.getrandbits(64))
         self.crash_rng = random.Random(cfg.seed ^ 0xC4A5)
         srng = random.Random(cfg.seed * 7919 + 29)
-        self.write_level, self.read_level = self.opts.levels or srng.choice(LEVELS)
+        levels: tuple[str, str] = self.opts.levels or srng.choice(LEVELS)
+        self.write_level, self.read_level = levels
         self.n_replicas = self.opts.replicas or (2 if cfg.nodes >= 5 and srng.random() < 0.3 else 3)
         self.sloppy = self.opts.sloppy_quorum if self.opts.sloppy_quorum is not None else srng.random() < 0.25
         self.conflicts = self.opts.conflicts or ("siblings" if srng.random() < 0.3 else "lww")
@@ -204,19 +205,7 @@ class LeaderlessDriver(NodeTable):
                 self.engine.fail(f"{n.name}: unexpected effect {e!r}")
         if entries:
             n.wal.append_entries(n.wal.last_index + 1, entries)
-        if n.syncing:
-            return
-        if n.slow and n.wal.dirty:
-            n.syncing = True
-            self.engine.after(self.opts.slow_sync_us, self._slow_synced, n.id, n.epoch)
-            return
-        self._flush(n)
-
-    def _slow_synced(self, nid: int, epoch: int) -> None:
-        n = self.nodes[nid]
-        if n.up and n.epoch == epoch:
-            n.syncing = False
-            self._flush(n)
+        self.commit(n)
 
     def _flush(self, n: LlSimNode) -> None:
         """One group commit, then the frames and replies that waited for it."""
@@ -360,12 +349,6 @@ class LeaderlessDriver(NodeTable):
         n.up = True
         n.believed = set()
         self.engine.at(n.clock.next_tick(self.engine.now_us), self._tick, nid, n.epoch)
-
-    def set_slow_disk(self, nid: int, slow: bool) -> None:
-        n = self.nodes[nid]
-        n.slow = slow
-        if not slow and n.up and not n.syncing:
-            self._flush(n)
 
     def nemesis_actions(self) -> dict[str, Callable[[random.Random], str | None]]:
         return {}

@@ -53,7 +53,7 @@ from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, Sen
 from replikv.core.multileader.messages import VV, Op, State
 from replikv.core.multileader.replica import TOPOLOGIES, Replica, covers
 from replikv.sim.clock import NodeClock
-from replikv.sim.disk import SimWal
+from replikv.sim.disk import GroupCommitDriver, SimWal
 from replikv.sim.engine import NodeTable
 from replikv.kv.crdt_writes import translate
 from replikv.sim.workload import Client, PendingOp
@@ -124,7 +124,7 @@ class MlSimNode:
         return max(0, now_us * self.clock.period_us // self.tick_us // 1000 + self.offset_ms)
 
 
-class MultiLeaderDriver(NodeTable):
+class MultiLeaderDriver(GroupCommitDriver, NodeTable):
     mode = "multi-leader"
     workload = "append"
 
@@ -208,20 +208,7 @@ class MultiLeaderDriver(NodeTable):
                         self.delivered += 1
                 case Send() | SendState():
                     n.outbox.append(e)
-        if n.syncing:
-            return  # the slow sync under way carries out what waits, when it completes
-        if n.slow and n.wal.dirty:
-            n.syncing = True
-            self.engine.after(self.opts.slow_sync_us, self._slow_synced, n.id, n.epoch)
-            return
-        self._flush(n)
-
-    def _slow_synced(self, nid: int, epoch: int) -> None:
-        n = self.nodes[nid]
-        if not n.up or n.epoch != epoch:
-            return
-        n.syncing = False
-        self._flush(n)
+        self.commit(n)
 
     def _flush(self, n: MlSimNode) -> None:
         """The WAL synced (one group commit), then what waited for it leaves."""
@@ -330,12 +317,6 @@ class MultiLeaderDriver(NodeTable):
             n.hlc.observe(op.hlc, n.wall_ms(self.engine.now_us))
         n.up = True
         self.engine.at(n.clock.next_tick(self.engine.now_us), self._tick, nid, n.epoch)
-
-    def set_slow_disk(self, nid: int, slow: bool) -> None:
-        n = self.nodes[nid]
-        n.slow = slow
-        if not slow and n.up and not n.syncing:
-            self._flush(n)
 
     # ------------------------------------------------------------ nemesis
     def nemesis_actions(self) -> dict[str, Callable[[random.Random], str | None]]:
