@@ -27,6 +27,7 @@ from replikv.core.dynamo import replica as replica_mod
 from replikv.core.dynamo.coordinator import Coordinator
 from replikv.core.dynamo.replica import Replica
 from replikv.sim.engine import SafetyViolation, run
+from tests.sim.seeds import assert_seeds_pass, chunk_id, split
 
 CHUNK = 100
 LONG_CHUNK = 2
@@ -35,31 +36,17 @@ LONG_CHUNK = 2
 PLAN = [(3, 0, 1700, False), (5, 10_000, 298, False), (3, 20_000, 2, True)]
 # The stated convergence bound: 1 s of virtual time after heal (anti-entropy every 100 ms per node).
 HEAL_US_MAX = 1_000_000
-CHUNKS = [(nodes, start, min(step, first + count - start), long)
-          for nodes, first, count, long in PLAN
-          for step in [LONG_CHUNK if long else CHUNK]
-          for start in range(first, first + count, step)]
+CHUNKS = split(PLAN, CHUNK, LONG_CHUNK)
 
 
 def run_seed(seed: int, nodes: int = 3, long: bool = False, **kw: Any) -> Any:
     return run("leaderless", seed, nodes, long, heal_us_max=HEAL_US_MAX, **kw)
 
 
-def _ids(chunk: tuple[int, int, int, bool]) -> str:
-    nodes, start, count, long = chunk
-    return f"ll-{nodes}n-{'long-' if long else ''}{start}+{count}"
-
-
-@pytest.mark.parametrize("chunk", CHUNKS, ids=_ids)
+@pytest.mark.parametrize("chunk", CHUNKS, ids=lambda c: chunk_id(c, "ll"))
 def test_seeds(chunk: tuple[int, int, int, bool]) -> None:
     nodes, start, count, long = chunk
-    failures = []
-    for seed in range(start, start + count):
-        try:
-            run_seed(seed, nodes, long)
-        except SafetyViolation as e:
-            failures.append(str(e))
-    assert not failures, f"{len(failures)} failing seeds:\n" + "\n".join(failures[:5])
+    assert_seeds_pass(lambda seed: run_seed(seed, nodes, long), start, count)
 
 
 def test_the_plan_runs_two_thousand_seeds() -> None:

@@ -28,6 +28,7 @@ from replikv.core.multileader.messages import Op
 from replikv.core.multileader.replica import Replica
 from replikv.sim.engine import SafetyViolation
 from replikv.sim.multileader_driver import run_seed
+from tests.sim.seeds import assert_seeds_pass, chunk_id, split
 
 CHUNK = 100
 LONG_CHUNK = 10
@@ -36,27 +37,13 @@ LONG_CHUNK = 10
 PLAN = [(3, 0, 1802, False), (5, 10_000, 190, False), (3, 20_000, 8, True)]
 # The stated convergence bound: 1 s of virtual time after heal (measured: p50 ~65 ms, max ~190 ms).
 HEAL_US_MAX = 1_000_000
-CHUNKS = [(nodes, start, min(step, first + count - start), long)
-          for nodes, first, count, long in PLAN
-          for step in [LONG_CHUNK if long else CHUNK]
-          for start in range(first, first + count, step)]
+CHUNKS = split(PLAN, CHUNK, LONG_CHUNK)
 
 
-def _ids(chunk: tuple[int, int, int, bool]) -> str:
-    nodes, start, count, long = chunk
-    return f"ml-{nodes}n-{'long-' if long else ''}{start}+{count}"
-
-
-@pytest.mark.parametrize("chunk", CHUNKS, ids=_ids)
+@pytest.mark.parametrize("chunk", CHUNKS, ids=lambda c: chunk_id(c, "ml"))
 def test_seeds(chunk: tuple[int, int, int, bool]) -> None:
     nodes, start, count, long = chunk
-    failures = []
-    for seed in range(start, start + count):
-        try:
-            run_seed(seed, nodes, long, heal_us_max=HEAL_US_MAX)
-        except SafetyViolation as e:
-            failures.append(str(e))
-    assert not failures, f"{len(failures)} failing seeds:\n" + "\n".join(failures[:5])
+    assert_seeds_pass(lambda seed: run_seed(seed, nodes, long, heal_us_max=HEAL_US_MAX), start, count)
 
 
 def test_the_plan_runs_two_thousand_seeds() -> None:

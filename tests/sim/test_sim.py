@@ -21,6 +21,7 @@ from replikv.sim.__main__ import main as sim_main
 from replikv.sim.engine import Engine, SafetyViolation, SimConfig, run
 from replikv.sim.raft_driver import RaftDriver
 from replikv.sim.shipping_driver import ShippingDriver
+from tests.sim.seeds import assert_seeds_pass, chunk_id, split
 
 CHUNK = 100
 LONG_CHUNK = 20
@@ -35,27 +36,13 @@ PLAN = [
     (LF, 5, 10_000, 300, False),
     (LF, 3, 20_000, 200, True),
 ]
-CHUNKS = [(mode, nodes, start, min(step, first + count - start), long)
-          for mode, nodes, first, count, long in PLAN
-          for step in [LONG_CHUNK if long else CHUNK]
-          for start in range(first, first + count, step)]
+CHUNKS = split(PLAN, CHUNK, LONG_CHUNK)
 
 
-def _ids(chunk: tuple[str, int, int, int, bool]) -> str:
-    mode, nodes, start, count, long = chunk
-    return f"{mode}-{nodes}n-{'long-' if long else ''}{start}+{count}"
-
-
-@pytest.mark.parametrize("chunk", CHUNKS, ids=_ids)
+@pytest.mark.parametrize("chunk", CHUNKS, ids=chunk_id)
 def test_seeds(chunk: tuple[str, int, int, int, bool]) -> None:
     mode, nodes, start, count, long = chunk
-    failures = []
-    for seed in range(start, start + count):
-        try:
-            run(mode, seed, nodes, long)
-        except SafetyViolation as e:
-            failures.append(str(e))
-    assert not failures, f"{len(failures)} failing seeds:\n" + "\n".join(failures[:5])
+    assert_seeds_pass(lambda seed: run(mode, seed, nodes, long), start, count)
 
 
 def test_the_plan_runs_two_thousand_seeds_per_mode_with_long_ones() -> None:
