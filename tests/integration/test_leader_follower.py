@@ -76,11 +76,8 @@ def test_follower_kill9_restart_catches_up_by_partial_resync(make_cluster):
     assert "installed a snapshot" not in c.log_text("n3")
 
 
-def test_follower_behind_compaction_catches_up_from_the_backlog(make_cluster):
-    """The leader's snapshots keep what a follower that is down lacks (the
-    replication backlog, --repl-backlog-bytes): it comes back and catches up
-    by entries, without a full resync."""
-    c = make_cluster(3, snapshot_bytes=64 * 1024, segment_bytes=16 * 1024)
+def _n3_down_while_n1_snapshots(c):
+    """Kill n3, write enough on n1 for it to snapshot and compact; n1's client."""
     r = c.client("n1")
     r.set("before", "1")
     c.wait_replicated(["n2", "n3"])
@@ -90,6 +87,15 @@ def test_follower_behind_compaction_catches_up_from_the_backlog(make_cluster):
         pipe.set(f"k{i}", "x" * 40)
     pipe.execute()
     wait_for(lambda: int(r.info("persistence")["replikv_snapshot_index"]) > 1, 10, "a snapshot on n1")
+    return r
+
+
+def test_follower_behind_compaction_catches_up_from_the_backlog(make_cluster):
+    """The leader's snapshots keep what a follower that is down lacks (the
+    replication backlog, --repl-backlog-bytes): it comes back and catches up
+    by entries, without a full resync."""
+    c = make_cluster(3, snapshot_bytes=64 * 1024, segment_bytes=16 * 1024)
+    r = _n3_down_while_n1_snapshots(c)
     assert int(r.info("replication")["repl_backlog_active"]) == 1
     c.start("n3")
     c.wait_replicated(["n3"])
@@ -100,15 +106,7 @@ def test_follower_behind_compaction_catches_up_from_the_backlog(make_cluster):
 
 def test_follower_behind_compaction_and_the_backlog_catches_up_by_full_resync(make_cluster):
     c = make_cluster(3, snapshot_bytes=64 * 1024, segment_bytes=16 * 1024, repl_backlog_bytes=0)
-    r = c.client("n1")
-    r.set("before", "1")
-    c.wait_replicated(["n2", "n3"])
-    c.kill("n3")
-    pipe = r.pipeline(transaction=False)
-    for i in range(5000):
-        pipe.set(f"k{i}", "x" * 40)
-    pipe.execute()
-    wait_for(lambda: int(r.info("persistence")["replikv_snapshot_index"]) > 1, 10, "a snapshot on n1")
+    r = _n3_down_while_n1_snapshots(c)
     c.start("n3")
     c.wait_replicated(["n3"])
     assert c.digest("n3") == c.digest("n1")
