@@ -30,16 +30,14 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import redis
 
-from multileader_throughput import bench_spread, console, load_average, replikv_up
+from multileader_throughput import bench_spread, console, load_average, replikv_up, spread
 from resp_throughput import ensure_redis_tools
 
 
@@ -57,18 +55,7 @@ def bench_cmd(port: int, requests: int, clients: int, pipeline: int, *command: s
 
 def spread_cmd(ports: list[int], requests: int, clients: int, pipeline: int,
                *command: str) -> tuple[float, float, float]:
-    results: list[tuple[float, float, float]] = []
-
-    def one(port: int) -> None:
-        results.append(bench_cmd(port, requests // len(ports), max(1, clients // len(ports)), pipeline, *command))
-    threads = [threading.Thread(target=one, args=(p,)) for p in ports]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if len(results) != len(ports):
-        raise RuntimeError("a redis-benchmark failed")
-    return (sum(r[0] for r in results), statistics.median(r[1] for r in results), max(r[2] for r in results))
+    return spread(ports, requests, clients, lambda port, n, c: bench_cmd(port, n, c, pipeline, *command))
 
 
 def main(argv: list[str] | None = None) -> int:

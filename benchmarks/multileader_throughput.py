@@ -40,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -122,15 +122,22 @@ def bench(port: int, test: str, requests: int, clients: int, pipeline: int) -> t
 def bench_spread(ports: list[int], test: str, requests: int, clients: int,
                  pipeline: int) -> tuple[float, float, float]:
     """One redis-benchmark per node at once; (sum of ops/s, median p50, worst p99)."""
+    return spread(ports, requests, clients, lambda port, n, c: bench(port, test, n, c, pipeline))
+
+
+def spread(ports: list[int], requests: int, clients: int,
+           one: Callable[[int, int, int], tuple[float, float, float]]) -> tuple[float, float, float]:
+    """``one(port, requests, clients)`` on every node at once, each with its share of the
+    requests and connections; (sum of ops/s, median p50, worst p99)."""
     results: list[tuple[float, float, float]] = []
     errors: list[Exception] = []
 
-    def one(port: int) -> None:
+    def run(port: int) -> None:
         try:
-            results.append(bench(port, test, requests // len(ports), max(1, clients // len(ports)), pipeline))
+            results.append(one(port, requests // len(ports), max(1, clients // len(ports))))
         except Exception as e:  # reported below
             errors.append(e)
-    threads = [threading.Thread(target=one, args=(p,)) for p in ports]
+    threads = [threading.Thread(target=run, args=(p,)) for p in ports]
     for t in threads:
         t.start()
     for t in threads:
