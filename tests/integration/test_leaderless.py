@@ -241,9 +241,11 @@ def test_anti_entropy_repairs_a_replica_nobody_reads_from(tmp_path: Path) -> Non
         def repaired() -> bool:
             return all(one.get(f"k{i}") == (None if i == 7 else str(i).encode()) for i in range(200))
         wait_for(repaired, 60, "anti-entropy to bring n3 up to date")
-        info = c.replication("n3")
-        assert int(info["replikv_ae_rounds"]) > 0
-        assert sum(int(c.replication(n)["replikv_ae_keys_repaired"]) for n in c.config.nodes) >= 199
+        infos = [c.replication(n) for n in c.config.nodes]
+        # a round is counted by the node that starts it: n1 and n2 may have pushed everything
+        # to n3 before n3 started one of its own
+        assert sum(int(i["replikv_ae_rounds"]) for i in infos) > 0
+        assert sum(int(i["replikv_ae_keys_repaired"]) for i in infos) >= 199
         assert one.exists("k7") == 0
         digests = {c.digest(n) for n in c.config.nodes}
         assert len(digests) == 1
