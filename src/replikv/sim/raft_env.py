@@ -40,12 +40,12 @@ from replikv.core.raft.messages import Entry, EntryKind, HardState, RaftMsg, Sna
 from replikv.core.raft.node import DurableState, RaftNode, Role
 from replikv.sim.fmt import fmt_effect, fmt_entry, fmt_msg
 
-__all__ = ["InteractionEnv"]
+__all__ = ["InteractionEnv", "MemoryDisk"]
 
 _LEVELS = {"none": 0, "info": 1, "debug": 2}
 
 
-class _Disk:
+class MemoryDisk:
     """Stable storage for a scripted node: a Persist is durable as soon as it is
     written (the durability rule holds trivially), applied as documented in
     core/raft/effects.py: snapshot first (dropping the covered prefix, or the
@@ -79,7 +79,7 @@ class _Disk:
 @dataclass
 class _Node:
     node: RaftNode
-    disk: _Disk
+    disk: MemoryDisk
     opts: dict[str, object]
     applied: list[str] = field(default_factory=list)
     up: bool = True
@@ -153,7 +153,7 @@ class InteractionEnv:
         self,
         nid: int,
         opts: dict[str, object],
-        disk: _Disk,
+        disk: MemoryDisk,
         voters: list[int],
         learners: list[int],
     ) -> RaftNode:
@@ -181,7 +181,7 @@ class InteractionEnv:
         index = int(kw.get("index", 0))
         start = max(self.nodes, default=0) + 1
         for nid in range(start, start + count):
-            disk = _Disk()
+            disk = MemoryDisk()
             if index > 0 and (voters or learners):
                 from replikv.core.raft.messages import Config
 

@@ -275,6 +275,21 @@ class RaftNode:
             self._campaign(transfer=False)
         return self._flush()
 
+    def forget_leader(self) -> list[Effect]:
+        """etcd raft's ForgetLeader: a follower forgets its leader and stays a
+        leaderless follower of its term, without campaigning. It then grants
+        (pre-)votes at once instead of ignoring them for an election timeout
+        (leader stickiness, thesis §4.2.3), and takes the leader back if it
+        hears from it again. For a failure detector that saw the leader's node
+        silent for at least an election timeout (core/multiraft/host.py): the
+        old leader's lease (thesis §6.4.1) rests on heartbeats a majority
+        acknowledged within an election timeout, and a new leader needs votes
+        from a majority that forgot it, so the two majorities cannot overlap
+        while the lease holds."""
+        if self.role is Role.FOLLOWER:
+            self.leader = None
+        return self._flush()
+
     def propose(
         self,
         command: bytes,

@@ -1,0 +1,332 @@
+"""Many Raft groups on one node: message batching, quiescence and node liveness.
+
+A sharded cluster (``--shards K``) runs K Raft groups, each on ``--replicas``
+of the nodes; one node process hosts a replica of many groups. The Raft core
+(core/raft/node.py) is the one every mode runs (the host only adds etcd's
+``forget_leader`` call to it): ``GroupHost`` owns one ``RaftNode`` per
+hosted group (every replica of every group on this node has the node's raft
+id) and adds what CockroachDB's Store adds around etcd/raft:
+
+- **One batch per peer per round** (messages.py). Every message a group sends
+  leaves in the ``Batch`` for its destination node built by ``ready()``; an
+  empty batch is the liveness ping, sent when nothing else went to that peer
+  for ``heartbeat_ticks``.
+- **Quiescence** (CockroachDB's "quiesced ranges"): a leader whose group has
+  nothing in flight (every entry committed and applied, no proposal, read,
+  membership change or leadership transfer pending, every live follower's
+  match at the last index) stops ticking the group and sends ``Quiesce`` to
+  its followers, who stop ticking it too if they hold exactly the leader's
+  log and commit index, and otherwise answer with a wake request. An idle
+  group therefore costs no message and no work; any message for a group
+  (except late acknowledgements that leave a quiesced leader nothing to
+  do), any proposal and any read wakes it.
+- **Node liveness**: a peer not heard from (any batch) for
+  ``liveness_timeout_ticks`` (default: the election timeout) is dead. Every
+  quiesced group with a replica on a dead node wakes; a follower whose
+  leader was on it forgets that leader (``RaftNode.forget_leader``, etcd's
+  ForgetLeader, as CockroachDB does on node liveness), so it grants votes at
+  once instead of ignoring them for an election timeout (leader stickiness,
+  thesis §4.2.3), and one live member, picked by the group's number so new
+  leaders spread, campaigns ``heartbeat_ticks`` later (by then the other
+  members, whose last ping from the dead node came at most about one ping
+  interval apart, have forgotten it too). A group therefore has a new leader
+  about one liveness timeout plus one election round after its leader's node
+  died; if the picked member's log is behind, the others campaign on their
+  own timers, as in plain Raft. A peer heard from again, or
+  seen with a new incarnation (it restarted), wakes the groups this node
+  leads with a replica there, so the leader catches it up.
+
+Why this is safe (the core's rules still decide everything; the host only
+chooses when to tick and what to wake):
+- Ticking less never breaks Raft safety, only liveness; the liveness rules
+  above restore progress.
+- Forgetting a leader whose node was silent for an election timeout keeps
+  its lease safe (the argument is in ``RaftNode.forget_leader``).
+- A quiesced leader's ticks stop, so its lease clock stops too: the lease
+  must not be trusted across a quiescence. A read on a group awake for less
+  than an election timeout is therefore never served from the lease
+  (``read``): it takes the ReadIndex round, which asks a majority.
+
+Ordering contract of ``Ready`` (the durability rule of core/raft/effects.py,
+carried over many groups): the driver first carries out every ``Persist`` of
+every group (one WAL write and ONE fsync for all of them: persistence batched
+across groups), then every other effect of each group in list order
+(RestoreSnapshot, Apply, Reply, ReadReady), and only then sends the batches,
+which may carry votes and acknowledgements that depend on what was persisted.
+The groups are built without ``async_persist``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from replikv.core.invariant import invariant
+from replikv.core.multiraft.messages import Batch, Quiesce
+from replikv.core.raft.effects import Effect, Send
+from replikv.core.raft.messages import AppendEntriesResponse, HeartbeatResponse, RaftMsg
+from replikv.core.raft.node import RaftNode, Role
+
+__all__ = ["GroupHost", "Ready"]
+
+_ACKS = (AppendEntriesResponse, HeartbeatResponse)
+
+
+@dataclass(slots=True)
+class Ready:
+    """What one round of a host asks of its driver (see the module's ordering contract)."""
+
+    groups: list[tuple[int, list[Effect]]] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
+
+
+class GroupHost:
+    """The Raft groups one node hosts. Invariants: every hosted RaftNode's id is
+    ``node``; ``awake`` holds exactly the groups that are ticked; a group in
+    ``awake`` has ``woke_at[group]`` <= ``now_ticks``."""
+
+    def __init__(
+        self,
+        node: int,
+        *,
+        heartbeat_ticks: int,
+        election_timeout_ticks: int,
+        liveness_timeout_ticks: int | None = None,
+        incarnation: int = 0,
+        quiesce: bool = True,
+    ) -> None:
+        invariant(0 < heartbeat_ticks < election_timeout_ticks, "heartbeat below election timeout")
+        self.node = node
+        self.heartbeat_ticks = heartbeat_ticks
+        self.election_timeout_ticks = election_timeout_ticks
+        self.liveness_timeout_ticks = liveness_timeout_ticks or election_timeout_ticks
+        self.incarnation = incarnation
+        self.quiesce_enabled = quiesce
+        self.now_ticks = 0
+        self.groups: dict[int, RaftNode] = {}
+        self.awake: set[int] = set()
+        self.woke_at: dict[int, int] = {}
+        self.peers: set[int] = set()  # nodes with a replica of one of our groups
+        self.heard: dict[int, int] = {}  # peer -> tick last heard from (any batch)
+        self.incarnations: dict[int, int] = {}
+        self.dead: set[int] = set()
+        self.sent_at: dict[int, int] = {}  # peer -> tick a batch last went to it
+        self.stats = {"batches_sent": 0, "messages_sent": 0, "pings_sent": 0, "quiesced": 0,
+                      "woken": 0, "peers_died": 0, "leaders_forgotten": 0}
+        self._msgs: dict[int, list[tuple[int, RaftMsg]]] = {}
+        self._quiesce: dict[int, list[Quiesce]] = {}
+        self._wake: dict[int, list[int]] = {}
+        self._effects: list[tuple[int, list[Effect]]] = []
+        self._peers_tick = -1
+        self._campaign_at: dict[int, tuple[int, int]] = {}  # group -> (tick, term when its leader died)
+
+    # -- groups ----------------------------------------------------------------------------------
+    def add_group(self, group: int, raft: RaftNode) -> None:
+        invariant(raft.id == self.node, "a hosted replica carries the node's raft id")
+        invariant(group not in self.groups, lambda: f"group {group} hosted twice")
+        self.groups[group] = raft
+        self._wake_group(group)
+        self._run(group, raft.start())
+        self._refresh_peers()
+
+    def remove_group(self, group: int) -> None:
+        self.groups.pop(group, None)
+        self.awake.discard(group)
+        self.woke_at.pop(group, None)
+        self._refresh_peers()
+
+    def is_quiesced(self, group: int) -> bool:
+        return group in self.groups and group not in self.awake
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """One tick: liveness, then every awake group's tick, then quiescence and pings."""
+        self.now_ticks += 1
+        now = self.now_ticks
+        if now - self._peers_tick >= self.heartbeat_ticks:
+            self._refresh_peers()  # membership changes arrive through the groups' logs
+        for peer in self.peers:
+            if peer not in self.dead and now - self.heard.get(peer, 0) >= self.liveness_timeout_ticks:
+                self._peer_died(peer)
+        for group, (due, term) in list(self._campaign_at.items()):
+            if due <= now:
+                del self._campaign_at[group]
+                raft = self.groups.get(group)
+                if raft is not None and raft.role is Role.FOLLOWER and raft.term == term:
+                    self._run(group, raft.campaign())  # no election started since the leader died
+        for group in sorted(self.awake):
+            raft = self.groups[group]
+            self._run(group, raft.tick())
+            if self.quiesce_enabled and self._quiescable(raft):
+                self._quiesce_leader(group, raft)
+        for peer in self.peers:
+            if (now - self.sent_at.get(peer, -self.heartbeat_ticks) >= self.heartbeat_ticks
+                    and peer not in self._msgs and peer not in self._quiesce and peer not in self._wake):
+                self._msgs[peer] = []  # the liveness ping (an empty batch)
+
+    def step(self, batch: Batch) -> None:
+        """A batch from a peer: liveness, then each group's messages in one ``advance``,
+        then quiesce requests, then wake requests."""
+        invariant(batch.dst == self.node, lambda: f"batch for {batch.dst} stepped into {self.node}")
+        self._heard_from(batch.src, batch.incarnation)
+        per_group: dict[int, list[RaftMsg]] = {}
+        for group, msg in batch.msgs:
+            if group in self.groups:
+                per_group.setdefault(group, []).append(msg)
+        for group, msgs in per_group.items():
+            raft = self.groups[group]
+            if group in self.awake or not all(type(m) in _ACKS for m in msgs):
+                self._wake_group(group)
+                self._run(group, raft.advance(msgs=msgs))
+                continue
+            # a quiesced leader hearing late acknowledgements (of the heartbeats sent before it
+            # quiesced) stays quiesced unless they leave it something to do
+            effects = raft.advance(msgs=msgs)
+            if any(type(e) is Send for e in effects) or not self._quiescable(raft):
+                self._wake_group(group)
+            self._run(group, effects)
+        for q in batch.quiesce:
+            self._quiesce_follower(batch.src, q)
+        for group in batch.wake:
+            if group in self.groups:
+                self._wake_group(group)
+
+    def propose(self, group: int, commands: Iterable[tuple[bytes, object, int | None, int | None]]) -> None:
+        """Proposals (command, request id, client id, seq) for one group; wakes it."""
+        self._wake_group(group)
+        self._run(group, self.groups[group].propose_batch(commands))
+
+    def read(self, group: int, reads: Iterable[tuple[object, bool]]) -> None:
+        """ReadIndex reads (request id, lease) for one group; wakes it. A lease read on a
+        group awake for less than an election timeout takes the ReadIndex round (module doc)."""
+        self._wake_group(group)
+        lease_ok = self.now_ticks - self.woke_at[group] >= self.election_timeout_ticks
+        self._run(group, self.groups[group].advance(reads=[(rid, lease and lease_ok) for rid, lease in reads]))
+
+    def call(self, group: int, effects: list[Effect]) -> None:
+        """Carry the effects of a direct call into a group's core (campaign, compact,
+        membership changes, transfer) through the host; wakes the group."""
+        self._wake_group(group)
+        self._run(group, effects)
+
+    def ready(self) -> Ready:
+        """Everything produced since the last call: per-group effects and one batch per peer."""
+        out = Ready(groups=self._effects)
+        self._effects = []
+        for dst in sorted(set(self._msgs) | set(self._quiesce) | set(self._wake)):
+            b = Batch(src=self.node, dst=dst, incarnation=self.incarnation,
+                      msgs=tuple(self._msgs.get(dst, ())), quiesce=tuple(self._quiesce.get(dst, ())),
+                      wake=tuple(self._wake.get(dst, ())))
+            out.batches.append(b)
+            self.sent_at[dst] = self.now_ticks
+            self.stats["batches_sent"] += 1
+            self.stats["messages_sent"] += len(b.msgs)
+            if b.is_ping:
+                self.stats["pings_sent"] += 1
+        self._msgs.clear()
+        self._quiesce.clear()
+        self._wake.clear()
+        return out
+
+    # -- internals -------------------------------------------------------------------------------
+    def _run(self, group: int, effects: list[Effect]) -> None:
+        rest: list[Effect] = []
+        for e in effects:
+            if type(e) is Send:
+                self._msgs.setdefault(e.to, []).append((group, e.msg))
+            else:
+                rest.append(e)
+        if rest:
+            self._effects.append((group, rest))
+
+    def _wake_group(self, group: int) -> None:
+        if group not in self.awake:
+            self.awake.add(group)
+            self.woke_at[group] = self.now_ticks
+            self.stats["woken"] += 1
+
+    def _refresh_peers(self) -> None:
+        peers: set[int] = set()
+        for raft in self.groups.values():
+            peers |= raft.log.config().members
+        peers.discard(self.node)
+        for p in peers - self.peers:
+            self.heard.setdefault(p, self.now_ticks)  # a new peer gets a full timeout to speak
+        self.peers = peers
+        self._peers_tick = self.now_ticks
+
+    def _quiescable(self, raft: RaftNode) -> bool:
+        """CockroachDB's shouldReplicaQuiesce, on the leader: nothing in flight, every live
+        follower caught up to the last index."""
+        if raft.role is not Role.LEADER or raft.lead_transferee is not None:
+            return False
+        log = raft.log
+        last = log.last_index
+        if not (log.applied == log.commit == last) or raft.pending_conf_index > log.commit:
+            return False
+        if raft.pending_proposals or raft.reads.pending or raft.reads.waiting_for_commit:
+            return False
+        progress = raft.progress
+        for member in log.config().members:
+            if member == self.node or member in self.dead:
+                continue
+            pr = progress.get(member)
+            if pr is None or pr.match != last:
+                return False
+        return True
+
+    def _quiesce_leader(self, group: int, raft: RaftNode) -> None:
+        q = Quiesce(group=group, term=raft.term, last_index=raft.log.last_index, commit=raft.log.commit)
+        for member in raft.log.config().members:
+            if member != self.node and member not in self.dead:
+                self._quiesce.setdefault(member, []).append(q)
+        self.awake.discard(group)
+        self.woke_at.pop(group, None)
+        self.stats["quiesced"] += 1
+
+    def _quiesce_follower(self, leader: int, q: Quiesce) -> None:
+        raft = self.groups.get(q.group)
+        if raft is None:
+            return
+        log = raft.log
+        if (raft.role is Role.FOLLOWER and raft.term == q.term and raft.leader == leader
+                and log.last_index == q.last_index and log.commit == q.commit == log.applied):
+            if q.group in self.awake:
+                self.awake.discard(q.group)
+                self.woke_at.pop(q.group, None)
+                self.stats["quiesced"] += 1
+        else:
+            self._wake.setdefault(leader, []).append(q.group)  # we differ: the leader stays awake
+
+    def _heard_from(self, peer: int, incarnation: int) -> None:
+        self.heard[peer] = self.now_ticks
+        known = self.incarnations.get(peer)
+        self.incarnations[peer] = incarnation
+        if peer in self.dead:
+            self.dead.discard(peer)
+            self._peer_revived(peer)
+        elif known is not None and known != incarnation:
+            self._peer_died(peer)  # it restarted within the timeout: it forgot what it knew
+            self.dead.discard(peer)
+            self._peer_revived(peer)
+
+    def _peer_died(self, peer: int) -> None:
+        self.dead.add(peer)
+        self.stats["peers_died"] += 1
+        for group, raft in self.groups.items():
+            if peer not in raft.log.config().members:
+                continue
+            self._wake_group(group)
+            if raft.role is not Role.LEADER and raft.leader == peer:
+                # one live member, chosen by the group's number so new leaders spread, campaigns
+                # at once; the others only stop ignoring votes (module doc: liveness)
+                live = sorted(m for m in raft.log.config().voters if m != peer and m not in self.dead)
+                if live and live[(group * 0x9E3779B1 >> 7) % len(live)] == self.node:  # Fibonacci hash
+                    self._campaign_at[group] = (self.now_ticks + self.heartbeat_ticks, raft.term)
+                self.stats["leaders_forgotten"] += 1
+                self._run(group, raft.forget_leader())
+
+    def _peer_revived(self, peer: int) -> None:
+        for group, raft in self.groups.items():
+            if raft.role is Role.LEADER and peer in raft.log.config().members:
+                self._wake_group(group)
