@@ -103,6 +103,20 @@ def test_stickiness_vote_request_ignored_while_leader_heard_recently() -> None:
     assert resp(n.step(rv(5, (9, 9), src=3)), RequestVoteResponse).granted
 
 
+def test_forget_leader_ends_stickiness_at_once_without_campaigning() -> None:
+    n = make(term=1, check_quorum=True)
+    n.step(ae(1, (0, 0)))
+    assert n.step(rv(5, (9, 9), src=3)) == []  # sticky: heard from leader 2 just now
+    assert n.forget_leader() == []  # no campaign, no message
+    assert n.role is Role.FOLLOWER and n.leader is None and n.term == 1
+    assert resp(n.step(rv(5, (9, 9), src=3)), RequestVoteResponse).granted
+    n2 = make(term=1, check_quorum=True)
+    n2.step(ae(1, (0, 0)))
+    n2.forget_leader()
+    n2.step(ae(1, (0, 0)))  # the leader is heard again: taken back
+    assert n2.leader == 2
+
+
 def test_stale_leader_gets_higher_term_answer_and_steps_down() -> None:
     n = make(term=5, check_quorum=True, pre_vote=True)
     r = resp(n.step(ae(3, (0, 0))), AppendEntriesResponse)
