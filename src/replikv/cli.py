@@ -130,7 +130,11 @@ NODE_OPTION_HELP: dict[str, str] = {
     "logical clock) or siblings (all kept: VGET shows them, VSET resolves them).",
     "oplog_retain_ops": "multi-leader: operations of each node kept in memory for a peer that lags or "
     "is down; a peer further behind gets the whole data set (a state transfer).",
-    "replicas": "leaderless: how many nodes hold each key (N), placed on a consistent-hash ring.",
+    "replicas": "leaderless: how many nodes hold each key (N), placed on a consistent-hash ring; raft "
+    "with --shards: how many nodes hold each group.",
+    "shards": "raft: spread the 16,384 hash slots over this many Raft groups (each on --replicas "
+    "nodes, leaders spread over the nodes); cluster-aware clients (redis-py RedisCluster, "
+    "redis-cli -c) route by slot. 0: one group holds every key.",
     "read_consistency": "leaderless: the read level a connection starts with: one, quorum, all or a "
     "number of replicas (CONSISTENCY READ changes it).",
     "write_consistency": "leaderless: the write level a connection starts with: one, quorum, all or a "

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replikv.core.slots import SLOTS
+
 FSYNC_POLICIES = ("always", "everysec", "no")
 # the read levels of the modes with a leader (raft, single offer them all)
 LEADER_READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
@@ -138,6 +140,9 @@ class NodeOptions:
     tombstone_grace_s: int = 864_000  # as Cassandra's gc_grace_seconds (10 days)
     read_repair_pct: int = 10  # % of reads that ask every replica (Cassandra's read_repair_chance)
     anti_entropy_ms: int = 10_000  # one Merkle comparison of one replica group this often (0: never)
+    # raft mode: hash-slot sharding over this many Raft groups, each on `replicas` of the nodes
+    # (runtime/sharded_raft.py); 0: one group holds every key (the unsharded raft mode)
+    shards: int = 0
     # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
     # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
     # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
@@ -201,6 +206,9 @@ class NodeOptions:
             if not 0 <= value <= MAX_PEER_DELAY_MS:
                 raise ConfigError(f"{name} must be between 0 and {MAX_PEER_DELAY_MS} ms (got {value!r})")
         parse_peer_delays(self.peer_delays)
+        if not 0 <= self.shards <= SLOTS:
+            raise ConfigError(f"shards must be 0 (unsharded) or a number of groups up to {SLOTS} "
+                              f"(got {self.shards!r})")
         if self.election_timeout_ms < 2 * self.tick_ms:
             raise ConfigError(f"election_timeout_ms ({self.election_timeout_ms}) must be at least two ticks "
                               f"(tick_ms {self.tick_ms})")
@@ -280,6 +288,8 @@ class ClusterConfig:
         if tls and not opts.tls_ca_cert_file and (opts.tls_replication or opts.tls_auth_clients != "no"):
             raise ConfigError("tls_ca_cert_file is needed to check peers' (tls_replication) or clients' "
                               "(tls_auth_clients yes/optional) certificates")
+        if opts.shards and self.mode != "raft":
+            raise ConfigError(f"shards is offered in raft mode (hash slots over Raft groups), not in {self.mode} mode")
         for a, b in parse_peer_delays(self.options.peer_delays):
             for name in (a, b):
                 if name not in self.nodes:

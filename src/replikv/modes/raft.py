@@ -18,9 +18,15 @@ NAME = "raft"
 MAJORITY = "majority"
 
 
-def _runner() -> type:
+def _runner() -> Callable[..., Any]:
     from replikv.runtime.raft_runner import RaftRunner
-    return RaftRunner
+
+    def make(config: Any, node_id: str) -> Any:
+        if config.options.shards:  # hash slots over many Raft groups (runtime/sharded_raft.py)
+            from replikv.runtime.sharded_raft import ShardedRaftRunner
+            return ShardedRaftRunner(config, node_id)
+        return RaftRunner(config, node_id)
+    return make
 
 
 def _sim() -> Callable[..., Any]:

@@ -1,0 +1,583 @@
+"""ShardedRaftRunner: a raft node hosting replicas of many Raft groups (``--shards K``).
+
+The keyspace is Redis Cluster's 16,384 hash slots (CRC16 of the key, hash tags
+honoured, core/slots.py); every slot belongs to one of K Raft groups, each
+replicated on ``--replicas`` of the cluster's nodes with the preferred
+leaders spread over the nodes. One node process hosts its replicas in a
+``GroupHost`` (core/multiraft/host.py): one batch frame per peer per loop
+iteration carries every group's messages, empty batches are the node-level
+liveness pings, idle groups quiesce, and a dead node's groups re-elect
+within about one election timeout. Each replica is a ``RaftGroup``
+(runtime/raft_group.py) with its own state machine, WAL and snapshots.
+
+Routing a client command (rules Redis Cluster users expect):
+- Its keys' slots name one group; keys in two groups get ``-CROSSSLOT``.
+- This node leads the group: a write is proposed to it; a linearizable (or
+  lease) read takes the group's ReadIndex round; other read levels are
+  served from the local replica.
+- Otherwise: a cluster-aware connection (it asked ``CLUSTER SLOTS``,
+  ``SHARDS`` or ``NODES``, or sent ``READONLY``/``ASKING``) gets
+  ``-MOVED <slot> <host>:<port>`` naming the group's leader; any other client
+  is served by forwarding the command to that leader (runtime/forwarding.py),
+  as in the unsharded mode, so a client that knows nothing of slots works.
+- Leaders spread: each group's preferred leader is the first node of its
+  placement; a leader hands a group back to its preferred leader once that
+  node is live and caught up (``_hand_back_leadership``).
+- Which node leads a group this node does not host: each node announces the
+  groups it leads to every peer once a second and at every change (a
+  ``LEADERS`` frame); before any announcement the preferred leader is assumed.
+
+Persistence: each group has its own WAL; the WALs a loop iteration wrote are
+committed (written, and fsynced by the policy) before any batch leaves, so a
+vote or an acknowledgement never leaves ahead of what it stands for (the
+host's ordering contract). Snapshots are per group, taken on the loop when
+the group's WAL grew by ``--snapshot-bytes`` (a group holds a share of the
+node's data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Any
+
+import msgpack
+
+from replikv.config import ClusterConfig
+from replikv.core.multiraft import codec as batch_codec
+from replikv.core.multiraft.host import GroupHost
+from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot
+from replikv.core.raft.errors import NotLeader, RaftError
+from replikv.core.raft.node import Role
+from replikv.core.replies import NULL_ARRAY, OK, RespError
+from replikv.core.resp import encode_reply
+from replikv.core.slots import SLOTS, key_slot
+from replikv.kv.commands import lookup
+from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
+from replikv.runtime.base import BaseRunner
+from replikv.runtime.info import render as render_info
+from replikv.runtime.pending import PendingReplies
+from replikv.runtime.raft_app import encode_write
+from replikv.runtime.raft_group import RaftGroup
+from replikv.runtime.raft_runner import raft_id
+from replikv.runtime.resp_server import ClientConnection
+from replikv.storage.errors import WalFailedError
+from replikv.storage.meta import MetaStore
+
+log = logging.getLogger("replikv.sharded")
+
+BATCH = b"B"  # a GroupHost batch (core/multiraft/codec.py)
+LEADERS = b"L"  # msgpack [groups this node leads]
+
+_WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (group leader cut off from its majority?); it "
+                  "may or may not be applied")
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def place_groups(ids: list[int], shards: int, replicas: int) -> dict[int, tuple[int, ...]]:
+    """Group g on ``replicas`` consecutive nodes starting at g mod n: the first is its
+    preferred leader, so leaders and replicas spread evenly."""
+    n = len(ids)
+    return {g: tuple(ids[(g + i) % n] for i in range(replicas)) for g in range(shards)}
+
+
+def slot_groups(shards: int) -> list[int]:
+    """slot -> group: K contiguous ranges of (almost) equal size, as redis-cli --cluster create."""
+    return [min(shards - 1, s * shards // SLOTS) for s in range(SLOTS)]
+
+
+class ShardedRaftRunner(BaseRunner):
+    def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        super().__init__(config, node_id)
+        opts = self.options
+        self.raft_id = raft_id(node_id)
+        self.names = {raft_id(name): name for name in config.nodes}
+        self.peer_ids = [p for p in config.nodes if p != node_id]
+        self.tick_s = opts.tick_ms / 1000
+        self.election_ticks = max(2, opts.election_timeout_ms // opts.tick_ms)
+        hb_ticks = max(1, min(self.election_ticks // 5, opts.heartbeat_ms // opts.tick_ms))
+        ids = sorted(self.names)
+        self.placement = place_groups(ids, opts.shards, min(opts.replicas, len(ids)))
+        self.slot_group = slot_groups(opts.shards)
+        node_meta = MetaStore(self.data_dir)
+        state = node_meta.load()
+        incarnation = int(state.get("incarnation", 0)) + 1
+        node_meta.save({**state, "incarnation": incarnation})
+        self.host = GroupHost(self.raft_id, heartbeat_ticks=hb_ticks, election_timeout_ticks=self.election_ticks,
+                              incarnation=incarnation)
+        self.groups: dict[int, RaftGroup] = {}
+        for g, members in self.placement.items():
+            if self.raft_id in members:
+                grp = RaftGroup(g, self.data_dir / "groups" / f"g{g}", opts, self.raft_id, members,
+                                self.election_ticks, hb_ticks)
+                self.groups[g] = grp
+                self.host.add_group(g, grp.core)
+        self.sm = StateMachine()  # the node's own script cache (EVALSHA forwarding); data lives in groups
+        self.leader_hint: dict[int, int] = {g: m[0] for g, m in self.placement.items()}
+        self._announced: tuple[int, ...] = ()
+        self._rids = itertools.count(1)
+        self._drain_scheduled = False
+        self.pending: dict[int, list[tuple[bytes, object, int | None, int | None]]] = {}
+        self.pending_reads: dict[int, list[tuple[object, bool]]] = {}
+        self.writes = PendingReplies()
+        self.reads = PendingReplies()  # payload: (group, argv, transaction, watch)
+        self.ready_reads: list[tuple[int, int, Any, Any]] = []  # (group, index, slot, payload)
+        self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
+                           "tick_stalls": 0})
+        log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
+                 ",".join(str(g) for g in sorted(self.groups)))
+
+    # -- life ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.start_io(lambda peer: self._announce(force=True), [self._tick_loop])
+        for g, members in self.placement.items():  # the preferred leader campaigns at once
+            grp = self.groups.get(g)
+            if grp is not None and members[0] == self.raft_id and grp.core.term == 0:
+                self.host.call(g, grp.core.campaign())
+        self._schedule()
+        log.info("node %s serving RESP on %s:%d (raft, %d shards)", self.id, self.address.host,
+                 self.address.port, self.options.shards)
+
+    async def stop(self) -> None:
+        await self.stop_io()
+        for grp in self.groups.values():
+            grp.wal.close()
+
+    @property
+    def wal(self) -> Any:  # BaseRunner's fsync loop and disk guard: every group's WAL at once
+        return _Wals(list(self.groups.values()))
+
+    # -- levels ----------------------------------------------------------------------------------
+    def ack_replicas(self, level: Any) -> int:
+        return 0
+
+    @property
+    def is_leader(self) -> bool:
+        """True when this node leads a group (the admission rules of BaseRunner ask it)."""
+        return any(g.core.role is Role.LEADER for g in self.groups.values())
+
+    def leads(self, g: int) -> bool:
+        grp = self.groups.get(g)
+        return grp is not None and grp.core.role is Role.LEADER
+
+    def leader_of(self, g: int) -> str:
+        grp = self.groups.get(g)
+        if grp is not None:
+            leader = grp.core.leader
+            return self.names.get(leader, "") if leader is not None else ""
+        return self.names.get(self.leader_hint.get(g, 0), "")
+
+    # -- routing ---------------------------------------------------------------------------------
+    def _route(self, commands: list[list[bytes]]) -> tuple[int, int] | RespError:
+        """(slot, group) of the commands' keys, or the error why they have none."""
+        slot = -1
+        for argv in commands:
+            spec = lookup(argv[0])
+            keys = spec.keys(argv) if spec is not None else []
+            for key in keys:
+                s = key_slot(key)
+                if slot < 0:
+                    slot = s
+                elif self.slot_group[s] != self.slot_group[slot]:
+                    return RespError("CROSSSLOT Keys in request don't hash to the same slot")
+        if slot < 0:
+            name = commands[0][0].decode(errors="replace").upper()
+            return RespError(f"ERR {name} names no key: a sharded cluster runs keyless commands per group "
+                             "(not offered yet); name a key, or use CLUSTER commands")
+        return slot, self.slot_group[slot]
+
+    def _elsewhere(self, conn: Any, slot: int, g: int, commands: list[list[bytes]], transaction: bool,
+                   client: tuple[int, int] | None = None) -> None:
+        """The group is led by another node: MOVED for a cluster-aware client, else forward."""
+        leader = self.leader_of(g)
+        addr = self.config.nodes.get(leader) if leader else None
+        if getattr(conn, "cluster_aware", False) and addr is not None:
+            self.stats["moved_replies"] += 1
+            conn.reply(RespError(f"MOVED {slot} {addr.host}:{addr.port}"))
+            return
+        self.forwarder.forward(conn, leader, commands, transaction, client=client)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        self.write(conn, [argv], transaction=False)
+
+    def write(self, conn: Any, commands: list[list[bytes]], transaction: bool,
+              client: tuple[int, int] | None = None) -> None:
+        if self.disk_error is not None:
+            conn.reply(self.disk_refusal())
+            return
+        route = self._route(commands)
+        if isinstance(route, RespError):
+            conn.reply(route)
+            return
+        slot, g = route
+        if not self.leads(g):
+            self._elsewhere(conn, slot, g, commands, transaction, client)
+            return
+        grp = self.groups[g]
+        err, data = encode_write(grp.sm, commands, transaction, _wall_ms(), self.id,
+                                 conn.watch if transaction else None)
+        if err is not None:
+            conn.reply(err)
+            return
+        rid = next(self._rids)
+        self.writes.add(rid, conn, time.monotonic() + 2 * self.options.ack_timeout_ms / 1000, _WRITE_EXPIRED)
+        cid, seq = client if client else (None, None)
+        self.pending.setdefault(g, []).append((data, rid, cid, seq))
+        self._schedule()
+
+    def exec_transaction(self, conn: Any, queued: list[list[bytes]]) -> None:
+        if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
+            self.write(conn, queued, transaction=True)
+        else:
+            self._read(conn, queued, transaction=True)
+
+    def run_forwarded(self, proxy: Any, commands: list[list[bytes]], transaction: bool,
+                      client: tuple[int, int] | None) -> None:
+        """A peer's client command, run here as if local (it is never forwarded again)."""
+        spec = lookup(commands[0][0])
+        if transaction or (spec is not None and "write" in spec.flags):
+            self.write(proxy, commands, transaction, client)
+        else:
+            self._read(proxy, commands[0])
+
+    def watch_position(self) -> int:
+        return 0  # WATCH positions are per group: an EXEC decides on the group's own change index
+
+    # -- reads -----------------------------------------------------------------------------------
+    def _read(self, conn: Any, argv: Any, transaction: bool = False) -> None:
+        commands = argv if transaction else [argv]
+        route = self._route(commands)
+        if isinstance(route, RespError):
+            conn.reply(route)
+            return
+        slot, g = route
+        grp = self.groups.get(g)
+        level = conn.read_level
+        strong = level in ("linearizable", "lease", "session", "bounded")
+        if grp is None or (strong and not self.leads(g) and getattr(conn, "cluster_aware", False)
+                           and not getattr(conn, "readonly", False)):
+            self._elsewhere(conn, slot, g, commands, transaction)
+            return
+        what = (g, argv, transaction, conn.watch if transaction else None)
+        if strong:  # session and bounded need positions of one log: a sharded node takes the ReadIndex
+            rid = next(self._rids)
+            self.reads.add(rid, conn, time.monotonic() + self.options.ack_timeout_ms / 1000,
+                           "TRYAGAIN the read index was not confirmed in time (no leader or no quorum)", what)
+            self.pending_reads.setdefault(g, []).append((rid, level == "lease"))
+            self._schedule()
+            return
+        conn.reply(self._serve(*what))
+
+    def _serve(self, g: int, argv: Any, transaction: bool, watch: dict[bytes, int] | None = None) -> Any:
+        sm = self.groups[g].sm
+        now = _wall_ms()
+        if watch and sm.changes.any_changed(watch.items()):
+            return NULL_ARRAY
+        if transaction:
+            return [sm.read(a, now) for a in argv]
+        return sm.read(argv, now)
+
+    def _serve_ready_reads(self) -> None:
+        keep = []
+        for g, index, slot, what in self.ready_reads:
+            if index <= self.groups[g].applied:
+                slot.resolve(encode_reply(self._serve(*what), slot.conn.resp3))
+            else:
+                keep.append((g, index, slot, what))
+        self.ready_reads = keep
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        if not self._drain_scheduled and hasattr(self, "loop"):
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Host inputs of this iteration, then its Ready: every Persist, each written WAL committed,
+        then applies and replies, and only then the batches (core/multiraft/host.py contract)."""
+        self._drain_scheduled = False
+        host = self.host
+        if self.disk_error is None:
+            pending, self.pending = self.pending, {}
+            for g, items in pending.items():
+                host.propose(g, items)
+            reads, self.pending_reads = self.pending_reads, {}
+            for g, rs in reads.items():
+                host.read(g, rs)
+        ready = host.ready()
+        written: set[int] = set()
+        try:
+            for g, effects in ready.groups:
+                for e in effects:
+                    if type(e) is Persist:
+                        self.groups[g].persist(e)
+                        written.add(g)
+            if self.disk_error is None:
+                for g in written:
+                    self.groups[g].wal.commit()
+        except (WalFailedError, OSError) as exc:
+            self._disk_failed(exc, fatal=True)
+        for g, effects in ready.groups:
+            grp = self.groups[g]
+            for e in effects:
+                kind = type(e)
+                if kind is Apply:
+                    for rid, result, index in grp.apply(e):
+                        self._resolve_write(g, rid, result, index)
+                elif kind is RestoreSnapshot:
+                    grp.restore(e.snapshot)
+                    self.stats["snapshots_installed"] += 1
+                elif kind is ReadReady:
+                    entry = self.reads.pop(e.request_id)
+                    if entry is not None:
+                        self.ready_reads.append((g, e.index, entry.slot, entry.payload))
+                elif kind is Reply:
+                    self._on_reply(g, e.request_id, e.result)
+        if self.disk_error is None:
+            send = self.transport.send
+            for b in ready.batches:
+                name = self.names.get(b.dst)
+                if name is not None:
+                    send(name, BATCH + batch_codec.encode(b))
+        if self.ready_reads:
+            self._serve_ready_reads()
+        self._flush_clients()
+        self._announce()
+        for grp in self.groups.values():
+            if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
+                self._snapshot(grp)
+
+    def _resolve_write(self, g: int, rid: object, result: Any, index: int) -> None:
+        if type(rid) is tuple:  # ("expiry", g): the group's EXPIREDUE applied
+            self.groups[g].expiry_inflight = False
+            return
+        waiting = self.writes.pop(rid)
+        if waiting is not None:
+            waiting.slot.resolve(encode_reply(result, waiting.conn.resp3))
+
+    def _on_reply(self, g: int, rid: object, result: object) -> None:
+        if type(rid) is tuple:
+            self.groups[g].expiry_inflight = False
+            return
+        if isinstance(result, NotLeader):
+            err: RespError | None = RespError(f"TRYAGAIN {self.id} is not the leader of group {g}; retry")
+        elif isinstance(result, RaftError):
+            err = RespError(f"TRYAGAIN {type(result).__name__}: {result}")
+        elif result is None:
+            err = None
+        else:
+            err = RespError(f"ERR {result}")
+        target = self.writes.pop(rid) or self.reads.pop(rid)
+        if target is not None:
+            target.slot.resolve(encode_reply(err or OK, target.conn.resp3))
+
+    def _snapshot(self, grp: RaftGroup) -> None:
+        for e in grp.take_snapshot():
+            if isinstance(e, Persist):
+                grp.persist(e)
+        grp.wal.commit()
+        self.stats["snapshots_taken"] += 1
+
+    def take_snapshot(self) -> int:
+        """REPLIKV SNAPSHOT / SAVE: every hosted group now; returns the number of groups."""
+        self._drain()
+        for grp in self.groups.values():
+            self._snapshot(grp)
+        return len(self.groups)
+
+    def background_snapshot(self) -> bool:
+        self.take_snapshot()
+        return True
+
+    # -- peers -----------------------------------------------------------------------------------
+    def _on_frame(self, peer: str, payload: bytes) -> None:
+        self.frames_in += 1
+        if self.service_frame(peer, payload):
+            return
+        kind, body = payload[:1], payload[1:]
+        try:
+            if kind == BATCH:
+                if self.disk_error is not None:
+                    return  # frozen: a silent node to the cluster
+                batch = batch_codec.decode(body)
+                if self.names.get(batch.src) != peer or batch.dst != self.raft_id:
+                    log.warning("peer %s sent a batch from %d to %d; dropped", peer, batch.src, batch.dst)
+                    return
+                self.host.step(batch)
+                self._schedule()
+            elif kind == LEADERS:
+                led = msgpack.unpackb(body)
+                if not isinstance(led, list) or not all(type(g) is int for g in led):
+                    raise ValueError("a LEADERS frame is a list of group numbers")
+                src = next((i for i, n in self.names.items() if n == peer), None)
+                for g in led:
+                    if g in self.placement and src is not None and g not in self.groups:
+                        self.leader_hint[g] = src
+            else:
+                raise ValueError(f"unknown frame kind {kind!r}")
+        except (ValueError, TypeError) as e:
+            log.warning("dropping a bad frame from peer %s: %s", peer, e)
+
+    def _announce(self, force: bool = False) -> None:
+        led = tuple(sorted(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER))
+        if (led != self._announced or force) and hasattr(self, "transport"):
+            self._announced = led
+            frame = LEADERS + msgpack.packb(list(led))
+            for p in self.peer_ids:
+                self.transport.send(p, frame)
+
+    def _on_peer_disconnected(self, peer: str) -> None:
+        if any(self.leader_of(g) == peer for g in self.placement):
+            self.forwarder.leader_lost()
+
+    # -- timers ----------------------------------------------------------------------------------
+    async def _tick_loop(self) -> None:
+        interval = self.tick_s
+        next_tick = time.monotonic()
+        next_second = next_tick + 1
+        next_expiry = 0.0
+        while True:
+            next_tick += interval
+            delay = next_tick - time.monotonic()
+            if delay < -5 * interval:
+                next_tick = time.monotonic() + interval
+                delay = interval
+            await asyncio.sleep(max(0.0, delay))
+            now = time.monotonic()
+            if now - next_tick > 10 * interval:
+                self.stats["tick_stalls"] += 1
+            self._expire_waiters(now)
+            if self.disk_error is not None:
+                continue
+            self.host.tick()
+            if now >= next_expiry:
+                next_expiry = now + 0.1
+                self._expire_keys()
+            if now >= next_second:
+                next_second = now + 1
+                self._announce(force=True)
+                self._hand_back_leadership()
+            self._drain()
+
+    def _hand_back_leadership(self) -> None:
+        """Leaders spread: a group led here whose preferred leader (the first of its placement)
+        is live and holds the whole log gets its leadership back (thesis §3.10 transfer), as
+        after a node restart the groups it led would otherwise stay with the others."""
+        for g, grp in self.groups.items():
+            core = grp.core
+            preferred = self.placement[g][0]
+            if core.role is not Role.LEADER or preferred == self.raft_id or preferred in self.host.dead:
+                continue
+            pr = core.progress.get(preferred)
+            if pr is not None and pr.match == core.log.last_index and core.lead_transferee is None:
+                try:
+                    self.host.call(g, core.transfer_leadership(preferred))
+                except RaftError:
+                    continue
+
+    def _every_second(self) -> None:
+        for grp in self.groups.values():
+            try:
+                grp.record_commit()
+            except OSError as exc:
+                self._disk_failed(exc)
+                return
+
+    def _expire_keys(self) -> None:
+        """Active expiry: each group this node leads proposes EXPIREDUE for its due keys."""
+        now = _wall_ms()
+        for g, grp in self.groups.items():
+            if grp.expiry_inflight or grp.core.role is not Role.LEADER:
+                continue
+            keys = grp.sm.expired_keys(now, 200)
+            if keys:
+                grp.expiry_inflight = True
+                data = msgpack.packb([now, False, [[EXPIRE_DUE, *keys]]])
+                self.pending.setdefault(g, []).append((data, ("expiry", g), None, None))
+                self._schedule()
+
+    def _expire_waiters(self, now: float) -> None:
+        expired = self.reads.expire(now)
+        expired = self.writes.expire(now) or expired
+        expired = self.forwarder.expire(now) or expired
+        if expired:
+            self._flush_clients()
+        for grp in self.groups.values():
+            if grp.expiry_inflight and grp.core.role is not Role.LEADER:
+                grp.expiry_inflight = False
+
+    # -- the disk guard --------------------------------------------------------------------------
+    def _on_disk_blocked(self) -> None:
+        refused = self.disk_refusal()
+        self.writes.fail_all(lambda rid, _: self.disk_inflight_error())
+        self.reads.fail_all(refused)
+        self.pending, self.pending_reads = {}, {}
+        self._flush_clients()
+
+    def _on_disk_resumed(self) -> None:
+        self._schedule()
+
+    # -- what the mode contract also asks --------------------------------------------------------
+    def failover(self, conn: Any, target: str, force: bool) -> None:
+        conn.reply(RespError("ERR FAILOVER moves one group's leader: not offered in a sharded cluster yet"))
+
+    def wait_replicas(self, conn: Any, numreplicas: int, timeout_ms: int) -> None:
+        conn.reply(0)  # a raft write is answered once a majority of its group holds it
+
+    def waiting_clients(self) -> int:
+        return len(self.writes) + len(self.reads)
+
+    def evict(self, keys: list[bytes]) -> None:
+        pass  # maxmemory eviction is per group: not offered in a sharded cluster yet (admission refuses)
+
+    def role_reply(self) -> list[Any]:
+        led = sum(1 for g in self.groups.values() if g.core.role is Role.LEADER)
+        return [b"leader" if led else b"follower", 0, b"", led]
+
+    def info(self, wanted: list[str]) -> str:
+        sections = self.info_sections()
+        sections["persistence"] = self.persistence_info(0)
+        led = sorted(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER)
+        rep = [f"role:{'master' if led else 'slave'}", f"replikv_node:{self.id}",
+               f"replikv_shards:{self.options.shards}", f"replikv_groups_hosted:{len(self.groups)}",
+               f"replikv_groups_led:{len(led)}", f"replikv_groups_quiesced:{len(self.groups) - len(self.host.awake)}",
+               f"replikv_peers_dead:{','.join(self.names.get(p, str(p)) for p in sorted(self.host.dead))}"]
+        for g in sorted(self.groups):
+            grp = self.groups[g]
+            core = grp.core
+            rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
+                       f"commit={core.log.commit},applied={grp.applied},keys={grp.sm.dbsize}")
+        sections["replication"] = rep
+        dbsize = sum(self.groups[g].sm.dbsize for g in led)
+        sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
+        return render_info(sections, wanted)
+
+
+class _Wals:
+    """Every group's WAL seen as one, for BaseRunner's fsync loop, disk guard and INFO."""
+
+    def __init__(self, groups: list[RaftGroup]) -> None:
+        self.wals = [g.wal for g in groups]
+
+    def fsync_now(self) -> None:
+        for w in self.wals:
+            w.fsync_now()
+
+    def retry(self) -> bool:
+        return all(w.retry() for w in self.wals)
+
+    @property
+    def failed(self) -> BaseException | None:
+        return next((w.failed for w in self.wals if w.failed is not None), None)
+
+    def __getattr__(self, name: str) -> int:  # size_bytes, fsyncs, records, first_index: summed
+        return sum(getattr(w, name) for w in self.wals)
+
+
+__all__ = ["ShardedRaftRunner", "place_groups", "slot_groups"]

@@ -1,0 +1,110 @@
+"""Hash-slot sharding over many Raft groups (--shards K, runtime/sharded_raft.py) on real processes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from replikv.core.slots import key_slot
+from replikv.runtime.sharded_raft import slot_groups
+from tests.integration.cluster import Cluster, wait_for
+
+
+def sharded(root: Path, n: int = 3, shards: int = 3, **options: Any) -> Cluster:
+    options.setdefault("election_timeout_ms", 600)
+    options.setdefault("fsync", "always")
+    c = Cluster(root, n, shards=shards, **options)
+    c.config.mode = "raft"
+    c.config.save(c.path)
+    return c.start()
+
+
+def groups_led(c: Cluster, node: str) -> int:
+    return int(c.replication(node)["replikv_groups_led"])
+
+
+def all_led(c: Cluster, nodes: list[str], shards: int) -> bool:
+    try:
+        return sum(groups_led(c, n) for n in nodes) == shards
+    except redis.RedisError:
+        return False
+
+
+def settled(c: Cluster, nodes: list[str], shards: int) -> bool:
+    """Every group led by its preferred leader (the hand-back after a restart is over)."""
+    return all_led(c, nodes, shards) and all(groups_led(c, n) == shards // len(nodes) for n in nodes)
+
+
+def keys_per_group(shards: int, per: int) -> dict[int, list[str]]:
+    table = slot_groups(shards)
+    out: dict[int, list[str]] = {g: [] for g in range(shards)}
+    i = 0
+    while any(len(v) < per for v in out.values()):
+        k = f"key:{i}"
+        g = table[key_slot(k.encode())]
+        if len(out[g]) < per:
+            out[g].append(k)
+        i += 1
+    return out
+
+
+def test_every_node_serves_every_group_and_leaders_spread(tmp_path: Path) -> None:
+    c = sharded(tmp_path / "c")
+    try:
+        # each node leads one group: its preferred leader gets it (or gets it back)
+        wait_for(lambda: all_led(c, ["n1", "n2", "n3"], 3)
+                 and [groups_led(c, n) for n in ("n1", "n2", "n3")] == [1, 1, 1], 20,
+                 "every group led by its preferred leader")
+        keys = keys_per_group(3, 20)
+        for node in ("n1", "n2", "n3"):  # a plain client on any node: forwarded to each group's leader
+            r = c.client(node)
+            for g, ks in keys.items():
+                for k in ks:
+                    assert r.set(k, f"{node}-{k}") is True
+        for node in ("n1", "n2", "n3"):
+            r = c.client(node)
+            for ks in keys.values():
+                assert r.mget(ks[:1]) is not None
+                for k in ks:
+                    assert r.get(k) == f"n3-{k}".encode()
+        r = c.client("n1")
+        with pytest.raises(redis.ResponseError, match="hash to the same slot"):
+            r.mset({keys[0][0]: 1, keys[1][0]: 2})
+        assert r.mset({"{tag}a": 1, "{tag}b": 2}) is True
+        assert r.mget("{tag}a", "{tag}b") == [b"1", b"2"]
+        assert r.incr(keys[2][0] + "-n") == 1
+        info = c.replication("n1")
+        assert int(info["replikv_groups_hosted"]) == 3
+    finally:
+        c.close()
+
+
+def test_a_killed_node_loses_its_groups_to_the_others_and_comes_back(tmp_path: Path) -> None:
+    c = sharded(tmp_path / "c")
+    try:
+        wait_for(lambda: settled(c, ["n1", "n2", "n3"], 3), 20, "every group led by its preferred leader")
+        keys = keys_per_group(3, 30)
+        r = c.client("n2")
+        for ks in keys.values():
+            for k in ks:
+                r.set(k, "before")
+        c.kill("n1")
+        wait_for(lambda: all_led(c, ["n2", "n3"], 3), 20, "n1's group to be led again")
+        for ks in keys.values():
+            for k in ks:
+                assert r.get(k) == b"before"
+                assert r.set(k, "after") is True
+        c.start("n1")
+        # n1 catches up, then gets its group back (a leadership transfer to the preferred leader)
+        wait_for(lambda: settled(c, ["n1", "n2", "n3"], 3), 20, "n1 to lead its group again")
+        one = c.client("n1")
+        one.execute_command("CONSISTENCY", "READ", "linearizable")
+        for ks in keys.values():
+            for k in ks:
+                assert one.get(k) == b"after"
+    finally:
+        c.close()
