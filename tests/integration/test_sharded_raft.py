@@ -108,3 +108,33 @@ def test_a_killed_node_loses_its_groups_to_the_others_and_comes_back(tmp_path: P
                 assert one.get(k) == b"after"
     finally:
         c.close()
+
+
+def test_keyless_commands_answer_for_the_groups_a_node_leads_and_data_survives_a_full_restart(
+        tmp_path: Path) -> None:
+    c = sharded(tmp_path / "c")
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
+        keys = keys_per_group(3, 40)
+        r = c.client("n1")
+        for ks in keys.values():
+            for k in ks:
+                r.set(k, k)
+        # each node counts the keys of the group it leads: together, every key once
+        assert sum(c.client(n).dbsize() for n in nodes) == 120
+        assert sorted(k for n in nodes for k in c.client(n).keys("key:*")) == sorted(
+            k.encode() for ks in keys.values() for k in ks)
+        scanned = [k for n in nodes for k in c.client(n).scan_iter(count=7)]
+        assert sorted(scanned) == sorted(k.encode() for ks in keys.values() for k in ks)
+        for n in nodes:
+            c.stop(n)
+        c.start()
+        wait_for(lambda: settled(c, nodes, 3), 20, "the groups to elect again after a full restart")
+        for ks in keys.values():
+            for k in ks:
+                assert c.client("n2").get(k) == k.encode()
+        assert c.client("n3").flushall() is True  # flushes the group n3 leads
+        assert sum(c.client(n).dbsize() for n in nodes) == 80
+    finally:
+        c.close()

@@ -71,6 +71,8 @@ log = logging.getLogger("replikv.sharded")
 BATCH = b"B"  # a GroupHost batch (core/multiraft/codec.py)
 LEADERS = b"L"  # msgpack [groups this node leads]
 
+_KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})
+_KEYLESS_WRITES = frozenset({b"FLUSHALL", b"FLUSHDB"})
 _WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (group leader cut off from its majority?); it "
                   "may or may not be applied")
 
@@ -127,6 +129,7 @@ class ShardedRaftRunner(BaseRunner):
         self.writes = PendingReplies()
         self.reads = PendingReplies()  # payload: (group, argv, transaction, watch)
         self.ready_reads: list[tuple[int, int, Any, Any]] = []  # (group, index, slot, payload)
+        self.fanouts: dict[object, _FanOut] = {}  # a keyless write's proposal in one group -> the write
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
                            "tick_stalls": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
@@ -211,6 +214,9 @@ class ShardedRaftRunner(BaseRunner):
         if self.disk_error is not None:
             conn.reply(self.disk_refusal())
             return
+        if not transaction and commands[0][0].upper() in _KEYLESS_WRITES:
+            self._keyless_write(conn, commands[0])
+            return
         route = self._route(commands)
         if isinstance(route, RespError):
             conn.reply(route)
@@ -251,6 +257,9 @@ class ShardedRaftRunner(BaseRunner):
 
     # -- reads -----------------------------------------------------------------------------------
     def _read(self, conn: Any, argv: Any, transaction: bool = False) -> None:
+        if not transaction and argv[0].upper() in _KEYLESS_READS:
+            conn.reply(self._keyless_read(argv))
+            return
         commands = argv if transaction else [argv]
         route = self._route(commands)
         if isinstance(route, RespError):
@@ -291,6 +300,61 @@ class ShardedRaftRunner(BaseRunner):
             else:
                 keep.append((g, index, slot, what))
         self.ready_reads = keep
+
+    # -- keyless commands: this node's share, as a Redis Cluster node answers for its own slots ---
+    def _led(self) -> list[int]:
+        return sorted(g for g in self.groups if self.leads(g))
+
+    def _keyless_read(self, argv: list[bytes]) -> Any:
+        """DBSIZE, KEYS, RANDOMKEY and SCAN over the groups this node leads (a cluster-aware
+        client asks every node and merges, as with Redis Cluster). A SCAN cursor is
+        ``inner * shards + group``: the group's own cursor and where the scan stands."""
+        name, now, led = argv[0].upper(), _wall_ms(), self._led()
+        if name == b"SCAN":
+            if not argv[1].isdigit() or len(argv[1]) > 19:
+                return RespError("ERR invalid cursor")
+            shards = len(self.placement)
+            cursor = int(argv[1])
+            g, inner = cursor % shards, cursor // shards
+            ahead = [x for x in led if x >= g]
+            if not ahead:
+                return [b"0", []]
+            if ahead[0] != g:
+                g, inner = ahead[0], 0
+            reply = self.groups[g].sm.read([argv[0], str(inner).encode(), *argv[2:]], now)
+            if isinstance(reply, RespError):
+                return reply
+            nxt = int(reply[0])
+            if nxt:
+                return [str(nxt * shards + g).encode(), reply[1]]
+            later = [x for x in led if x > g]
+            return [str(later[0]).encode() if later else b"0", reply[1]]
+        replies = [self.groups[g].sm.read(argv, now) for g in led]
+        for r in replies:
+            if isinstance(r, RespError):
+                return r
+        if name == b"DBSIZE":
+            return sum(replies)
+        if name == b"KEYS":
+            return [k for r in replies for k in r]
+        return next((r for r in replies if r is not None), None)  # RANDOMKEY
+
+    def _keyless_write(self, conn: Any, argv: list[bytes]) -> None:
+        """FLUSHALL / FLUSHDB: proposed to every group this node leads; OK once all applied."""
+        led = self._led()
+        if not led:
+            conn.reply(RespError(f"ERR {self.id} leads no group right now: nothing of its own to flush"))
+            return
+        fan = _FanOut(conn.slot(), len(led), time.monotonic() + 2 * self.options.ack_timeout_ms / 1000)
+        for g in led:
+            err, data = encode_write(self.groups[g].sm, [argv], False, _wall_ms(), self.id)
+            if err is not None:
+                conn.reply(err)
+                return
+            rid = next(self._rids)
+            self.fanouts[rid] = fan
+            self.pending.setdefault(g, []).append((data, rid, None, None))
+        self._schedule()
 
     # -- the loop --------------------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -357,6 +421,10 @@ class ShardedRaftRunner(BaseRunner):
         if type(rid) is tuple:  # ("expiry", g): the group's EXPIREDUE applied
             self.groups[g].expiry_inflight = False
             return
+        fan = self.fanouts.pop(rid, None)
+        if fan is not None:
+            fan.done(None)
+            return
         waiting = self.writes.pop(rid)
         if waiting is not None:
             waiting.slot.resolve(encode_reply(result, waiting.conn.resp3))
@@ -373,6 +441,10 @@ class ShardedRaftRunner(BaseRunner):
             err = None
         else:
             err = RespError(f"ERR {result}")
+        fan = self.fanouts.pop(rid, None)
+        if fan is not None:
+            fan.done(err or RespError("TRYAGAIN a group did not take the write"))
+            return
         target = self.writes.pop(rid) or self.reads.pop(rid)
         if target is not None:
             target.slot.resolve(encode_reply(err or OK, target.conn.resp3))
@@ -506,6 +578,11 @@ class ShardedRaftRunner(BaseRunner):
         expired = self.reads.expire(now)
         expired = self.writes.expire(now) or expired
         expired = self.forwarder.expire(now) or expired
+        for rid, fan in list(self.fanouts.items()):
+            if fan.deadline < now:
+                del self.fanouts[rid]
+                fan.expire()
+                expired = True
         if expired:
             self._flush_clients()
         for grp in self.groups.values():
@@ -557,6 +634,26 @@ class ShardedRaftRunner(BaseRunner):
         dbsize = sum(self.groups[g].sm.dbsize for g in led)
         sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
         return render_info(sections, wanted)
+
+
+class _FanOut:
+    """One keyless write proposed to several groups: one reply once every group answered
+    (the first error wins)."""
+
+    def __init__(self, slot: Any, count: int, deadline: float) -> None:
+        self.slot, self.left, self.deadline = slot, count, deadline
+        self.error: RespError | None = None
+
+    def done(self, error: RespError | None) -> None:
+        self.error = self.error or error
+        self.left -= 1
+        if self.left == 0:
+            self.slot.resolve(encode_reply(self.error or OK, self.slot.conn.resp3))
+
+    def expire(self) -> None:
+        if self.left > 0:
+            self.left = 0
+            self.slot.resolve(encode_reply(RespError(_WRITE_EXPIRED), self.slot.conn.resp3))
 
 
 class _Wals:
