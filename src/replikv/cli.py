@@ -713,8 +713,9 @@ def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
     leader = next((s.id for s in statuses.values() if s.role == "leader"),
                   None if modes.get(config.mode).elects_leader else config.initial_leader)
     up_note = modes.get(config.mode).up_note
-    if up_note is not None:
-        console.print(up_note(config.options))
+    note = up_note(config.options) if up_note is not None else None
+    if note is not None:
+        console.print(note)
     elif leader is None:
         console.print("No leader elected yet: writes wait for the election "
                       f"(watch it with replikv status --config {escape(str(config_path))}).")

@@ -63,4 +63,9 @@ SPEC = register(ModeSpec(
     membership=True,
     admin=("EXEC", "CLUSTER"),
     sim=_sim,
+    up_note=lambda opts: (
+        f"Keys are spread over {opts.shards} Raft groups by hash slot, each on "
+        f"{opts.replicas} nodes; any node serves any key (forwarding to the group's leader), and "
+        "cluster-aware clients (redis-cli -c, redis-py RedisCluster) route by slot themselves."
+        if opts.shards else None),
 ))

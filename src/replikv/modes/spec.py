@@ -90,7 +90,7 @@ class ModeSpec:
     # (setting, active nemeses) -> node options `replikv check` starts the cluster with
     check_options: Callable[[str, set[str]], dict[str, Any]] = lambda setting, nemeses: {}
     # NodeOptions -> the line `replikv up` prints about where writes go, for a mode without one leader
-    up_note: Callable[[Any], str] | None = None
+    up_note: Callable[[Any], str | None] | None = None  # what `replikv up` says (None: the default)
     notes: tuple[str, ...] = field(default=())  # what docs/consistency.md says about its read level
     # the `replikv check` workloads the mode can run (None: all); one whose commands the mode refuses
     # (streams in multi-leader mode) is skipped by --matrix
