@@ -241,6 +241,28 @@ def select(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(OK)
 
 
+@handler("READONLY")
+def readonly(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """Redis Cluster's READONLY: this client knows the cluster (it follows -MOVED) and lets a
+    replica serve its reads at the connection's read level; READWRITE sends them to leaders."""
+    conn.cluster_aware = True
+    conn.readonly = True
+    conn.reply(OK)
+
+
+@handler("READWRITE")
+def readwrite(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    conn.readonly = False
+    conn.reply(OK)
+
+
+@handler("ASKING")
+def asking(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """Redis Cluster's ASKING (before a command sent after -ASK): a cluster-aware client."""
+    conn.cluster_aware = True
+    conn.reply(OK)
+
+
 @handler("QUIT")
 def quit_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(OK)

@@ -67,6 +67,9 @@ def no_leader_error(leader: str) -> RespError:
 class ForwardedCommand(PeerReplyConnection):
     """A command forwarded by a peer, run on the leader; one reply goes back."""
 
+    cluster_aware = False  # never redirected: a forwarded command is answered where it landed
+    readonly = False
+
     def __init__(self, node: "BaseRunner", peer: str, rid: int, resp3: bool) -> None:
         super().__init__(resp3)
         self.node, self.peer, self.rid = node, peer, rid

@@ -84,6 +84,10 @@ class ClientConnection(asyncio.Protocol):
         self.write_k = node.ack_replicas(node.default_ack)  # replicas a write waits for
         self.session_index = 0  # highest log index this connection wrote or named
         self.session_vv: dict[str, int] | None = None  # multi-leader: the version vector SESSION named
+        # Redis Cluster: the client follows -MOVED (it asked CLUSTER SLOTS/SHARDS/NODES or sent
+        # READONLY/ASKING), and READONLY lets replicas serve its reads (runtime/sharded_raft.py)
+        self.cluster_aware = False
+        self.readonly = False
         self.queue: deque[Slot] = deque()
         self.held: list[bytes] = []  # replies released by the next WAL commit, before ``queue``
         self.out: list[bytes] = []

@@ -199,7 +199,7 @@ class ShardedRaftRunner(BaseRunner):
         """The group is led by another node: MOVED for a cluster-aware client, else forward."""
         leader = self.leader_of(g)
         addr = self.config.nodes.get(leader) if leader else None
-        if getattr(conn, "cluster_aware", False) and addr is not None:
+        if conn.cluster_aware and addr is not None:
             self.stats["moved_replies"] += 1
             conn.reply(RespError(f"MOVED {slot} {addr.host}:{addr.port}"))
             return
@@ -269,8 +269,7 @@ class ShardedRaftRunner(BaseRunner):
         grp = self.groups.get(g)
         level = conn.read_level
         strong = level in ("linearizable", "lease", "session", "bounded")
-        if grp is None or (strong and not self.leads(g) and getattr(conn, "cluster_aware", False)
-                           and not getattr(conn, "readonly", False)):
+        if grp is None or (strong and not self.leads(g) and conn.cluster_aware and not conn.readonly):
             self._elsewhere(conn, slot, g, commands, transaction)
             return
         what = (g, argv, transaction, conn.watch if transaction else None)
