@@ -374,6 +374,12 @@ class Harness:
             return wait_for(meshed, timeout_s, "every node connected to every other")
 
         def stable() -> str | None:
+            infos = {n: self.replication(n) for n in self.ids}
+            shards = int(infos[self.ids[0]].get("replikv_shards", 0))
+            if shards:  # sharded raft: every group led, no node seen dead by another
+                led = sum(int(i.get("replikv_groups_led", 0)) for i in infos.values())
+                alive = all(not i.get("replikv_peers_dead") for i in infos.values())
+                return self.ids[0] if led == shards and alive else None
             leader = self.leader()
             if leader is None:
                 return None

@@ -34,6 +34,13 @@ def _sim() -> Callable[..., Any]:
     return RaftDriver
 
 
+SHARDED = "shards 3"  # a check setting: the same claims over three Raft groups (runtime/sharded_raft.py)
+
+
+def check_options(setting: str, nemeses: set[str]) -> dict[str, Any]:
+    return {"shards": int(setting.split()[1])} if setting.startswith("shards") else {}
+
+
 def parse_write(args: list[str], followers: int) -> str:
     if args != [MAJORITY]:
         raise RespError(f"ERR write level '{' '.join(args)}' is not offered in raft mode: every write is "
@@ -55,7 +62,7 @@ SPEC = register(ModeSpec(
     parse_write=parse_write,
     default_write=lambda opts: MAJORITY,
     default_read=lambda opts: "linearizable",
-    settings=(MAJORITY,),
+    settings=(MAJORITY, SHARDED),
     check_read_level="linearizable",
     claims=claims,
     nemeses=frozenset({"kill", "pause", "partition", "clock", "fsync-lie"}),
@@ -63,6 +70,7 @@ SPEC = register(ModeSpec(
     membership=True,
     admin=("EXEC", "CLUSTER"),
     sim=_sim,
+    check_options=check_options,
     up_note=lambda opts: (
         f"Keys are spread over {opts.shards} Raft groups by hash slot, each on "
         f"{opts.replicas} nodes; any node serves any key (forwarding to the group's leader), and "

@@ -346,6 +346,13 @@ class BaseRunner:
                 "starting fresh could vote twice in one term or forget the epochs this node led")
         return meta, snap, records
 
+    blocking_offered = True  # BLPOP & co (runtime/blocking.py); a mode without one change index says no
+
+    def digest(self) -> bytes:
+        """REPLIKV DIGEST: a hash of the data this node holds (equal on converged replicas)."""
+        digest: bytes = self.sm.digest()  # type: ignore[attr-defined]
+        return digest
+
     def default_read_level(self) -> tuple[str, int]:
         return self.spec.default_read(self.options), 0
 

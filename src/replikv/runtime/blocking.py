@@ -128,6 +128,10 @@ class Blocking:
             return True
         if ms is None:
             return False
+        if not self.node.blocking_offered:  # a sharded node has no one node-wide change index
+            conn.reply(RespError(f"ERR {spec.name.upper()} with a timeout is not offered in a sharded cluster "
+                                 "yet: poll instead (the same command without blocking)"))
+            return True
         if argv[0].upper() == b"XREAD":  # "$" means the last id when the client blocks, not at each retry
             argv = Stream.pin_last_ids(self.node.sm, argv, int(time.time() * 1000))
         b = Blocked(self, conn, argv, spec.keys(argv), spec.is_write)

@@ -314,9 +314,8 @@ def watch(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     replica at apply) it fails iff the key changed at a later index."""
     if conn.multi is not None:
         raise RespError("ERR WATCH inside MULTI is not allowed")
-    since = node.watch_position()
     for key in argv[1:]:
-        conn.watch.setdefault(key, since)
+        conn.watch.setdefault(key, node.watch_position(key))
     conn.reply(OK)
 
 
@@ -526,7 +525,7 @@ def replikv(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     sub = argv[1].upper()
     name = sub.decode(errors="replace")
     if sub == b"DIGEST":
-        conn.reply(node.sm.digest().hex().encode())
+        conn.reply(node.digest().hex().encode())
     elif sub == b"SNAPSHOT":
         conn.reply(node.take_snapshot())
     elif sub == b"ROLE":

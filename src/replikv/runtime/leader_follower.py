@@ -172,7 +172,7 @@ class LeaderFollowerRunner(BaseRunner):
             replies, _ = self.sm.execute_transaction(queued, ApplyContext(_wall_ms(), self.id))
             conn.reply(replies)
 
-    def watch_position(self) -> int:
+    def watch_position(self, key: bytes | None = None) -> int:
         """The index of the last write this node's state holds (a leader's
         executed batch included)."""
         return self.batch_base + len(self.batch) if self.batch else self.core.log.last_index

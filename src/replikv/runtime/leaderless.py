@@ -274,7 +274,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             return
         _Sequence(self, conn, queued).next(conn.slot())
 
-    def watch_position(self) -> int:
+    def watch_position(self, key: bytes | None = None) -> int:
         return self.applied_index
 
     def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:

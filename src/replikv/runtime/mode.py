@@ -61,7 +61,7 @@ class Mode(Protocol):
         """EXEC: a block with a write is ONE replicated entry; a read-only block is a read.
         Aborted (the null array) if a key in ``conn.watch`` changed after it was watched."""
 
-    def watch_position(self) -> int:
+    def watch_position(self, key: bytes | None = None) -> int:
         """WATCH: the log index of the state this node serves now (kv/watch.py)."""
 
     def wait_replicas(self, conn: "ClientConnection", numreplicas: int, timeout_ms: int) -> None:

@@ -221,7 +221,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         else:
             conn.reply_bytes(data)
 
-    def watch_position(self) -> int:
+    def watch_position(self, key: bytes | None = None) -> int:
         return self.applied_index
 
     def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:

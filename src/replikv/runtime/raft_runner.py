@@ -510,7 +510,7 @@ class RaftRunner(BaseRunner):
         else:
             self._read(conn, queued, transaction=True)
 
-    def watch_position(self) -> int:
+    def watch_position(self, key: bytes | None = None) -> int:
         """The index this node has applied: the state its reads are served from."""
         return self.applied
 

@@ -38,6 +38,7 @@ node's data).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import time
@@ -252,8 +253,14 @@ class ShardedRaftRunner(BaseRunner):
         else:
             self._read(proxy, commands[0])
 
-    def watch_position(self) -> int:
-        return 0  # WATCH positions are per group: an EXEC decides on the group's own change index
+    def watch_position(self, key: bytes | None = None) -> int:
+        """WATCH key: the applied index of the key's group here (positions are per group; the
+        EXEC is decided at apply on the group's own change index). A group this node does not
+        host: 0, so the EXEC aborts if the key ever changed (EXEC may always fail and be retried)."""
+        grp = self.groups.get(self.slot_group[key_slot(key)]) if key is not None else None
+        return grp.applied if grp is not None else 0
+
+    blocking_offered = False  # BLPOP & co wait on one node-wide change index (runtime/blocking.py)
 
     # -- reads -----------------------------------------------------------------------------------
     def _read(self, conn: Any, argv: Any, transaction: bool = False) -> None:
@@ -598,6 +605,14 @@ class ShardedRaftRunner(BaseRunner):
 
     def _on_disk_resumed(self) -> None:
         self._schedule()
+
+    def digest(self) -> bytes:
+        """REPLIKV DIGEST: the groups this node hosts, each by its state machine's digest (equal on
+        nodes hosting the same groups once converged)."""
+        h = hashlib.sha256()
+        for g in sorted(self.groups):
+            h.update(g.to_bytes(4, "big") + self.groups[g].sm.digest())
+        return h.digest()
 
     # -- what the mode contract also asks --------------------------------------------------------
     def failover(self, conn: Any, target: str, force: bool) -> None:
