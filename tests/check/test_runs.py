@@ -73,6 +73,18 @@ def test_raft_stays_linearizable_under_partition_and_kill(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
+def test_sharded_raft_stays_linearizable_per_key_under_partition_and_kill(tmp_path: Path) -> None:
+    res = run_check(mode="raft", workload="register", nemeses=["partition", "kill"], time_s=10, clients=6,
+                    seed=5, setting="shards 3", store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    lin = res.result("linearizable")
+    assert lin is not None and lin.status == "pass", lin
+    assert res.result("lost writes").stats["acknowledged"] > 50  # type: ignore[union-attr]
+    assert res.params["setting"] == "shards 3"
+    assert any("partition" in n for n in res.notes) and any("kill" in n for n in res.notes)
+
+
+@pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
 def test_raft_multi_exec_is_serializable_under_kill_and_partition(tmp_path: Path) -> None:
     """The list-append workload (MULTI/EXEC of appends and reads over several keys)
     on one raft group: no G0, G1 or G2 cycle (check/elle.py), and enough
