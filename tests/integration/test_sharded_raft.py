@@ -137,3 +137,54 @@ def test_keyless_commands_answer_for_the_groups_a_node_leads_and_data_survives_a
         assert sum(c.client(n).dbsize() for n in nodes) == 80
     finally:
         c.close()
+
+
+def test_a_node_that_does_not_host_a_group_forwards_to_its_leader_and_follows_failover(tmp_path: Path) -> None:
+    # 4 nodes, 4 groups of 3 replicas: each node hosts three groups and leads one
+    c = sharded(tmp_path / "c", n=4, shards=4, replicas=3)
+    try:
+        nodes = ["n1", "n2", "n3", "n4"]
+        wait_for(lambda: settled(c, nodes, 4), 20, "every group led by its preferred leader")
+        keys = keys_per_group(4, 10)
+        for n in nodes:
+            hosted = int(c.replication(n)["replikv_groups_hosted"])
+            assert hosted == 3
+        # group 1 lives on n2, n3, n4: n1 does not host it and forwards to its leader (n2)
+        r1 = c.client("n1")
+        for k in keys[1]:
+            assert r1.set(k, "v1") is True
+            assert r1.get(k) == b"v1"
+        c.kill("n2")
+        wait_for(lambda: all_led(c, ["n1", "n3", "n4"], 4), 20, "group 1 to elect a leader among n3, n4")
+
+        def written() -> bool:
+            try:
+                return all(r1.set(k, "v2") for k in keys[1])
+            except redis.RedisError:
+                return False  # n1 still names n2 until the new leader's announcement arrives
+        wait_for(written, 20, "n1 to forward group 1's writes to its new leader")
+        assert [r1.get(k) for k in keys[1]] == [b"v2"] * len(keys[1])
+    finally:
+        c.close()
+
+
+def test_a_cluster_aware_connection_gets_moved_to_the_groups_leader(tmp_path: Path) -> None:
+    c = sharded(tmp_path / "c")
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
+        keys = keys_per_group(3, 1)
+        key = keys[1][0]  # group 1: led by n2
+        r = c.client("n1")
+        r.execute_command("READONLY")
+        slot = key_slot(key.encode())
+        with pytest.raises(redis.exceptions.ResponseError, match=f"{slot} 127.0.0.1:{c.port('n2')}"):
+            r.set(key, "x")
+        assert r.get(key) is None  # READONLY: served by n1's replica of group 1
+        r.execute_command("READWRITE")
+        with pytest.raises(redis.exceptions.ResponseError, match=f"{slot} 127.0.0.1:{c.port('n2')}"):
+            r.get(key)  # a linearizable read goes to the leader
+        assert c.client("n2").set(key, "y") is True
+        assert int(c.replication("n1")["replikv_groups_led"]) == 1
+    finally:
+        c.close()
