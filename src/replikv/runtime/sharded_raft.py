@@ -19,7 +19,8 @@ Routing a client command (rules Redis Cluster users expect):
   ``SHARDS`` or ``NODES``, or sent ``READONLY``/``ASKING``) gets
   ``-MOVED <slot> <host>:<port>`` naming the group's leader; any other client
   is served by forwarding the command to that leader (runtime/forwarding.py),
-  as in the unsharded mode, so a client that knows nothing of slots works.
+  as in the unsharded mode, so a client that knows nothing of slots works
+  (``--redirect``: every client gets the MOVED).
 - Leaders spread: each group's preferred leader is the first node of its
   placement; a leader hands a group back to its preferred leader once that
   node is live and caught up (``_hand_back_leadership``).
@@ -200,7 +201,7 @@ class ShardedRaftRunner(BaseRunner):
         """The group is led by another node: MOVED for a cluster-aware client, else forward."""
         leader = self.leader_of(g)
         addr = self.config.nodes.get(leader) if leader else None
-        if conn.cluster_aware and addr is not None:
+        if (conn.cluster_aware or self.options.redirect) and addr is not None:
             self.stats["moved_replies"] += 1
             conn.reply(RespError(f"MOVED {slot} {addr.host}:{addr.port}"))
             return
@@ -392,7 +393,7 @@ class ShardedRaftRunner(BaseRunner):
                 for g in written:
                     self.groups[g].wal.commit()
         except (WalFailedError, OSError) as exc:
-            self._disk_failed(exc, fatal=True)
+            self._disk_failed(exc)  # the WALs keep what they could not write; retried (runtime/base.py)
         for g, effects in ready.groups:
             grp = self.groups[g]
             for e in effects:
