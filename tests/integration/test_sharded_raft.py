@@ -175,7 +175,7 @@ def test_a_cluster_aware_connection_gets_moved_to_the_groups_leader(tmp_path: Pa
         wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
         keys = keys_per_group(3, 1)
         key = keys[1][0]  # group 1: led by n2
-        r = c.client("n1")
+        r = c.client("n1", single_connection_client=True)  # READONLY is per connection
         r.execute_command("READONLY")
         slot = key_slot(key.encode())
         with pytest.raises(redis.exceptions.ResponseError, match=f"{slot} 127.0.0.1:{c.port('n2')}"):
