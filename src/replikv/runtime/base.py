@@ -70,9 +70,8 @@ from replikv.storage.errors import (
     CorruptLogError, MissingMetaError, StorageError, WalBlockedError, WalFailedError,
 )
 from replikv.storage.files import private_dir
-from replikv.storage.meta import MetaStore
-from replikv.storage.snapshot import Snapshot, load_latest_snapshot, remove_temp_files
-from replikv.storage.wal import WriteAheadLog
+from replikv.storage.recovery import open_storage
+from replikv.storage.snapshot import Snapshot
 
 log = logging.getLogger("replikv.node")
 
@@ -326,25 +325,12 @@ class BaseRunner:
                          "this write was not acknowledged and may still be applied if the disk recovers")
 
     def open_storage(self) -> tuple[dict[str, Any], Snapshot | None, Iterator[tuple[int, list[Any]]]]:
-        """Recovery, the part every mode shares: the meta file, the newest snapshot
-        (temp files of an interrupted one removed), and the WAL opened after it.
-        Returns (meta, snapshot or None, the WAL's records after the snapshot, to
-        replay in order). Damage raises a ``StorageError`` (a refusal, see
-        ``serve``); so does a missing meta file beside data: such a node is
-        damaged, not new (it could vote twice in one term, or forget the epochs
-        it led)."""
-        self.meta = MetaStore(self.data_dir)
-        meta = self.meta.load()
-        remove_temp_files(self.snapshot_dir)
-        snap = load_latest_snapshot(self.snapshot_dir)
+        """Recovery, the part every mode shares (storage/recovery.py): sets ``meta`` and ``wal``;
+        returns (meta, snapshot or None, the WAL's records after the snapshot, to replay in order)."""
         opts = self.options
-        self.wal = WriteAheadLog(self.data_dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes)
-        records = self.wal.recover(after_index=snap.index if snap else 0)
-        if not meta and (snap is not None or self.wal.last_index > 0):
-            raise MissingMetaError(
-                f"{self.meta.path} is missing beside a non-empty log or snapshot in {self.data_dir}; "
-                "starting fresh could vote twice in one term or forget the epochs this node led")
-        return meta, snap, records
+        opened = open_storage(self.data_dir, self.snapshot_dir, fsync=opts.fsync, segment_bytes=opts.segment_bytes)
+        self.meta, self.wal = opened.meta_store, opened.wal
+        return opened.meta, opened.snapshot, opened.records
 
     blocking_offered = True  # BLPOP & co (runtime/blocking.py); a mode without one change index says no
 

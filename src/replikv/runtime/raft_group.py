@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,10 @@ from replikv.core.raft.sessions import SessionTable
 from replikv.core.replies import OK
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app
-from replikv.storage.errors import MissingMetaError, StorageError
+from replikv.storage.errors import StorageError
 from replikv.storage.files import private_dir
-from replikv.storage.meta import MetaStore
-from replikv.storage.snapshot import load_latest_snapshot, remove_temp_files, write_snapshot
-from replikv.storage.wal import WriteAheadLog
+from replikv.storage.recovery import open_storage
+from replikv.storage.snapshot import write_snapshot
 
 __all__ = ["RaftGroup"]
 
@@ -53,18 +53,16 @@ log = logging.getLogger("replikv.raft")
 
 class RaftGroup:
     def __init__(self, gid: int, directory: Path, opts: NodeOptions, raft_id: int, voters: tuple[int, ...],
-                 election_ticks: int, heartbeat_ticks: int) -> None:
+                 election_ticks: int, heartbeat_ticks: int, *, async_persist: bool = False,
+                 on_config: Callable[[Entry], None] | None = None) -> None:
+        """Recover the group's replica from ``directory`` (the unsharded raft node is the group
+        of one: its data directory). ``voters``: the bootstrap configuration, used only when
+        nothing stored names one. ``on_config``: told each CONFIG entry as it applies."""
         self.gid = gid
         self.dir = private_dir(directory)
         self.snapshot_dir = private_dir(self.dir / "snapshots", narrow=True)
-        self.meta = MetaStore(self.dir)
-        meta = self.meta.load()
-        remove_temp_files(self.snapshot_dir)
-        stored = load_latest_snapshot(self.snapshot_dir)
-        self.wal = WriteAheadLog(self.dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes)
-        records = self.wal.recover(after_index=stored.index if stored else 0)
-        if not meta and (stored is not None or self.wal.last_index > 0):
-            raise MissingMetaError(f"{self.meta.path} is missing beside a non-empty log or snapshot of group {gid}")
+        opened = open_storage(self.dir, self.snapshot_dir, fsync=opts.fsync, segment_bytes=opts.segment_bytes)
+        self.meta, self.wal, meta, stored = opened.meta_store, opened.wal, opened.meta, opened.snapshot
         self.sm = StateMachine()
         self.sessions = SessionTable()
         snap: Snapshot | None = None
@@ -75,29 +73,31 @@ class RaftGroup:
             self.sm, self.sessions = restore_app(app, stored.index)
         base = snap.index if snap else 0
         entries: list[Entry] = []
-        for _first, batch in records:
+        for _first, batch in opened.records:
             entries.extend(codec.entry_from_wire(e) for e in batch)
         if entries and entries[0].index != base + 1:
-            raise StorageError(f"group {gid}: WAL starts at {entries[0].index}, expected {base + 1}")
+            raise StorageError(f"the WAL in {self.dir} starts at {entries[0].index}, expected {base + 1} after "
+                               "the snapshot")
         if not entries and self.wal.last_index < base:
             self.wal.reset(base + 1)
         hs = HardState(term=int(meta.get("term", 0)), vote=meta.get("vote"), commit=int(meta.get("commit", 0)))
         last = entries[-1].index if entries else base
-        if hs.commit > last:
-            raise StorageError(f"{self.meta.path} records commit index {hs.commit} but group {gid}'s snapshot "
-                               f"and WAL end at index {last}: committed entries are missing")
+        if hs.commit > last:  # the core would lower its commit index to the log's end: never silently
+            raise StorageError(f"{self.meta.path} records commit index {hs.commit} but the snapshot and WAL in "
+                               f"{self.dir} end at index {last}: committed entries are missing")
         self.saved_tv: tuple[int, int | None] = (hs.term, hs.vote)
         self.saved_commit = hs.commit
         self.applied = base
         self.wal_after_snapshot = self.wal.size_bytes
-        self.snapshot_on_disk = base
+        self.snapshot_on_disk = base  # a snapshot already on disk (the child wrote it): persist only compacts
         self.expiry_inflight = False
+        self.exactly_once_hits = 0  # retried exactly-once writes answered from the session table
+        self.on_config = on_config
+        self.recovered_entries = len(entries)
         self.core = RaftNode(raft_id, voters=voters, storage=DurableState(hard_state=hs, snapshot=snap,
                                                                          entries=tuple(entries)),
                              rng=random.Random(), election_timeout_ticks=election_ticks,
-                             heartbeat_ticks=heartbeat_ticks, lease_reads=True)
-        if entries or base:
-            log.info("group %d recovered: snapshot at %d, %d WAL entries, term %d", gid, base, len(entries), hs.term)
+                             heartbeat_ticks=heartbeat_ticks, lease_reads=True, async_persist=async_persist)
 
     # -- storage -------------------------------------------------------------------------------
     def persist(self, p: Persist) -> None:
@@ -154,13 +154,20 @@ class RaftGroup:
             result: Any = OK
             if entry.kind is EntryKind.NORMAL and entry.data:
                 result = self.sessions.apply(entry, self._apply_normal)
+                if entry.client_id is not None and self._last_applied != entry.index:
+                    self.exactly_once_hits += 1  # a retry: the cached result, not applied again
+            elif entry.kind is EntryKind.CONFIG and self.on_config is not None:
+                self.on_config(entry)
             self.applied = entry.index
             rid = waiters.get(entry.index)
             if rid is not None:
                 out.append((rid, result, entry.index))
         return out
 
+    _last_applied = 0
+
     def _apply_normal(self, entry: Entry) -> Any:
+        self._last_applied = entry.index
         return apply_normal(self.sm, entry)
 
     def restore(self, snap: Snapshot) -> None:

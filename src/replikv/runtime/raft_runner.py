@@ -50,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import re
 import threading
 import time
@@ -70,9 +69,8 @@ from replikv.core.raft.effects import (
     may_send_before_sync,
 )
 from replikv.core.raft.errors import NotLeader, RaftError
-from replikv.core.raft.messages import Config, Entry, EntryKind, HardState, Snapshot
-from replikv.core.raft.node import DurableState, RaftNode, Role
-from replikv.core.raft.sessions import SessionTable
+from replikv.core.raft.messages import Entry
+from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
@@ -80,10 +78,11 @@ from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import PendingReplies, SessionReads
-from replikv.runtime.raft_app import app_snapshot, apply_normal, encode_write, restore_app
+from replikv.runtime.raft_app import app_snapshot, encode_write
+from replikv.runtime.raft_group import RaftGroup
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
-from replikv.storage.snapshot import load_latest_snapshot, write_snapshot
+from replikv.storage.snapshot import load_latest_snapshot
 
 log = logging.getLogger("replikv.raft")
 
@@ -145,7 +144,6 @@ class RaftRunner(BaseRunner):
         self.failover_waiter: tuple[Slot, float, int] | None = None
         self.last_leader_contact = 0.0
         self._expiry_inflight = 0
-        self._wal_after_snapshot = 0
         # --fsync always: the leader replicates between its WAL write and its fsync
         self.async_persist = opts.fsync == "always"
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
@@ -154,48 +152,27 @@ class RaftRunner(BaseRunner):
 
     # -- start-up ------------------------------------------------------------------
     def _recover(self) -> None:
-        """Snapshot, then the WAL after it, then hard state (BaseRunner.open_storage):
-        the core's DurableState."""
-        meta, stored, records = self.open_storage()
-        self.sm = StateMachine()
-        self.sessions = SessionTable()
-        snap: Snapshot | None = None
-        if stored is not None:
-            voters, learners, app = msgpack.unpackb(stored.data)
-            snap = Snapshot(index=stored.index, term=stored.epoch,
-                            config=Config(voters=frozenset(voters), learners=frozenset(learners)), data=app)
-            self._restore_app(app, stored.index)
-        base = snap.index if snap else 0
+        """The node's storage is the one group of an unsharded cluster (runtime/raft_group.py:
+        snapshot, then the WAL after it, then the hard state, in the data directory)."""
         opts = self.options
-        entries: list[Entry] = []
-        for _first, batch in records:
-            entries.extend(codec.entry_from_wire(e) for e in batch)
-        if entries and entries[0].index != base + 1:
-            raise RuntimeError(f"WAL starts at {entries[0].index}, expected {base + 1} after the snapshot")
-        if not entries and self.wal.last_index < base:
-            self.wal.reset(base + 1)
-        self._wal_after_snapshot = self.wal.size_bytes
-        hs = HardState(term=int(meta.get("term", 0)), vote=meta.get("vote"), commit=int(meta.get("commit", 0)))
-        last = entries[-1].index if entries else base
-        if hs.commit > last:  # the core would lower its commit index to the log's end: never silently
-            raise StorageError(
-                f"{self.meta.path} records commit index {hs.commit} but the snapshot and WAL in "
-                f"{self.data_dir} end at index {last}: committed entries are missing")
-        self._saved_tv, self._saved_commit = (hs.term, hs.vote), hs.commit
         bootstrap = self.config.bootstrap or list(self.config.nodes)
-        self.applied = base
-        self.core = RaftNode(
-            self.raft_id, voters=[raft_id(n) for n in bootstrap], storage=DurableState(
-                hard_state=hs, snapshot=snap, entries=tuple(entries)),
-            rng=random.Random(), election_timeout_ticks=self.election_ticks,
-            heartbeat_ticks=max(1, min(self.election_ticks // 5, opts.heartbeat_ms // opts.tick_ms)),
-            lease_reads=True, async_persist=self.async_persist)
+        self.group = RaftGroup(
+            0, self.data_dir, opts, self.raft_id, tuple(raft_id(n) for n in bootstrap), self.election_ticks,
+            max(1, min(self.election_ticks // 5, opts.heartbeat_ms // opts.tick_ms)),
+            async_persist=self.async_persist, on_config=self._config_applied)
+        self.core, self.wal, self.meta = self.group.core, self.group.wal, self.group.meta
+        hs = self.core.hard_state()
         log.info("node %s (raft id %d) recovered: snapshot at %d, %d WAL entries, term %d",
-                 self.id, self.raft_id, base, len(entries), hs.term)
+                 self.id, self.raft_id, self.group.applied, self.group.recovered_entries, hs.term)
         self._queue(self.core.start())
 
-    def _restore_app(self, app: bytes, index: int) -> None:
-        self.sm, self.sessions = restore_app(app, index)
+    @property
+    def sm(self) -> StateMachine:  # type: ignore[override]
+        return self.group.sm
+
+    @property
+    def applied(self) -> int:
+        return self.group.applied
 
     async def start(self) -> None:
         await self.start_io(lambda peer: None, [self._tick_loop])
@@ -250,7 +227,7 @@ class RaftRunner(BaseRunner):
             # async_persist: the leader counts its own copy now that it is durable
             effects = self.core.advance(persisted=persisted) if persisted else []
         self._answer_clients()
-        if self.wal.size_bytes - self._wal_after_snapshot > self.options.snapshot_bytes:
+        if self.group.snapshot_due(self.options.snapshot_bytes):
             self._snapshot_in_background()
         if self._effects:
             self._schedule()
@@ -326,8 +303,7 @@ class RaftRunner(BaseRunner):
             if isinstance(e, Apply):
                 self._apply(e)
             elif isinstance(e, RestoreSnapshot):
-                self._restore_app(e.snapshot.data, e.snapshot.index)
-                self.applied = e.snapshot.index
+                self.group.restore(e.snapshot)
                 self.stats["snapshots_installed"] += 1
                 log.info("node %s installed a snapshot at index %d from the leader", self.id, e.snapshot.index)
             elif isinstance(e, ReadReady):
@@ -368,53 +344,14 @@ class RaftRunner(BaseRunner):
                      self.leader_name or "unknown")
 
     def _persist(self, p: Persist) -> None:
-        """Hard state first: a node must never hold data without the term and
-        vote that came with it (a restart refuses data without meta)."""
-        wal = self.wal
-        hs = p.hard_state
-        if hs is not None and (hs.term, hs.vote) != self._saved_tv:
-            self._save_hard_state(hs)
-        if p.snapshot is not None:
-            snap = p.snapshot
-            c = snap.config
-            if snap.index != self._snapshot_on_disk:
-                write_snapshot(self.snapshot_dir, snap.index, snap.term,
-                               msgpack.packb([sorted(c.voters), sorted(c.learners), snap.data]))
-            if p.discard_log or snap.index > wal.last_index:
-                wal.reset(snap.index + 1)
-            else:
-                wal.drop_before(snap.index)
-            self._wal_after_snapshot = wal.size_bytes
-        if p.entries:
-            first = p.entries[0].index
-            if first <= wal.last_index:
-                wal.truncate_after(first - 1)
-            wal.append_entries(first, [codec.entry_to_wire(e) for e in p.entries])
+        """Hard state first, then a snapshot, then entries (RaftGroup.persist)."""
+        self.group.persist(p)
 
     # -- apply ------------------------------------------------------------------------
     def _apply(self, effect: Apply) -> None:
-        waiters = dict(effect.waiters)
-        for entry in effect.entries:
-            if entry.index <= self.applied:
-                continue
-            result: Any = OK
-            if entry.kind is EntryKind.NORMAL and entry.data:
-                result = self.sessions.apply(entry, self._apply_normal)
-                if entry.client_id is not None and self._last_applied_index != entry.index:
-                    self.stats["exactly_once_hits"] += 1  # a retry: the cached result, not applied again
-            elif entry.kind is EntryKind.CONFIG:
-                self._config_applied(entry)
-            self.applied = entry.index
-            rid = waiters.get(entry.index)
-            if rid is not None:
-                self._resolve_write(rid, result, entry.index)
-
-    _last_applied_index = 0
-
-    def _apply_normal(self, entry: Entry) -> Any:
-        """Apply one NORMAL entry; the result is what its client gets."""
-        self._last_applied_index = entry.index
-        return apply_normal(self.sm, entry)
+        for rid, result, index in self.group.apply(effect):
+            self._resolve_write(rid, result, index)
+        self.stats["exactly_once_hits"] = self.group.exactly_once_hits
 
     def _resolve_write(self, rid: object, result: Any, index: int) -> None:
         if _is_expiry(rid):  # this leader's EXPIREDUE applied: the next may go
@@ -640,23 +577,12 @@ class RaftRunner(BaseRunner):
     def _every_second(self) -> None:
         """Record the commit index (at most what this node's WAL has on disk) once a
         second, so a restart can tell a log that lost committed entries from one
-        that did not (``_recover`` refuses the former) while costing one small
+        that did not (recovery refuses the former) while costing one small
         atomic file write a second, not one per commit."""
-        if min(self.core.log.commit, self.wal.durable_index) > self._saved_commit:
-            try:
-                self._save_hard_state(self.core.hard_state())
-            except OSError as exc:
-                self._disk_failed(exc)
-
-    _saved_commit = 0
-
-    def _save_hard_state(self, hs: HardState) -> None:
-        """Term and vote, and the commit index as far as this node's WAL holds it on
-        disk (a committed entry an everysec WAL had not fsynced may be lost by a
-        power cut; recording it would make the restart refuse a legitimate log)."""
-        commit = max(min(hs.commit, self.wal.durable_index), self._saved_commit)
-        self.meta.save({"term": hs.term, "vote": hs.vote, "commit": commit})
-        self._saved_tv, self._saved_commit = (hs.term, hs.vote), commit
+        try:
+            self.group.record_commit()
+        except OSError as exc:
+            self._disk_failed(exc)
 
     # -- the disk guard (runtime/base.py) ------------------------------------------------------------
     def _on_disk_blocked(self) -> None:
@@ -677,9 +603,9 @@ class RaftRunner(BaseRunner):
     def _retry_mode_storage(self) -> bool:
         """Save the hard state (term, vote) if the failed batch carried one."""
         hs = self.core.hard_state()
-        if (hs.term, hs.vote) != self._saved_tv:
+        if (hs.term, hs.vote) != self.group.saved_tv:
             try:
-                self._save_hard_state(hs)
+                self.group.save_hard_state(hs)
             except OSError:
                 return False
         return True
@@ -700,15 +626,12 @@ class RaftRunner(BaseRunner):
             raise RespError("ERR a background snapshot is in progress; try again when it is done")
         if self._effects or self.inbox or self.pending or self.pending_reads:
             self._drain()
-        data = app_snapshot(self.sm, self.sessions.to_state())
-        effects = self.core.compact(self.applied, data)
-        for e in effects:
+        for e in self.group.take_snapshot():
             if isinstance(e, Persist):
                 self._persist(e)
         self.wal.commit()
-        self._wal_after_snapshot = self.wal.size_bytes
         self.stats["snapshots_taken"] += 1
-        log.info("node %s took a snapshot at index %d (%d bytes)", self.id, self.applied, len(data))
+        log.info("node %s took a snapshot at index %d", self.id, self.applied)
         return self.applied
 
     def background_snapshot(self) -> bool:
@@ -726,7 +649,7 @@ class RaftRunner(BaseRunner):
         if self.disk_error is not None or index <= core_log.snapshot.index or self._reading_back is not None:
             return
         term, config = int(core_log.term(index) or 0), core_log.config_at(index)
-        sm, sessions = self.sm, self.sessions.to_state()  # as of the fork, in the child's copy
+        sm, sessions = self.sm, self.group.sessions.to_state()  # as of the fork, in the child's copy
         self.snapshotter.start(index, term, lambda: msgpack.packb(
             [sorted(config.voters), sorted(config.learners), app_snapshot(sm, sessions)]),
             self._snapshot_written)
@@ -760,15 +683,12 @@ class RaftRunner(BaseRunner):
         if stored is None or stored.index != index or index <= self.core.log.snapshot.index:
             return  # a newer snapshot (from the leader) superseded it
         _voters, _learners, app = msgpack.unpackb(stored.data)
-        self._snapshot_on_disk = index
+        self.group.snapshot_on_disk = index
         for e in self.core.compact(index, app):
             if isinstance(e, Persist):
                 self._persist(e)
         self.wal.commit()
-        self._wal_after_snapshot = self.wal.size_bytes
         self.stats["snapshots_taken"] += 1
-
-    _snapshot_on_disk = 0  # a snapshot the child already wrote: _persist only compacts the WAL
 
     # -- failover and membership --------------------------------------------------------------------------
     def failover(self, conn: Any, target: str, force: bool) -> None:

@@ -334,6 +334,7 @@ class PeerTransport:
         self.peer_delay_ms, self.peer_jitter_ms = peer_delay_ms, peer_jitter_ms
         self.link_delays = dict(link_delays or {})
         self._delayed: dict[str, _DelayedLink] = {}
+        self._sending: dict[str, _FrameProtocol] = {}  # peer -> the connection its frames go on
         for peer_id in peers:
             self._set_link_delay(peer_id)
 
@@ -392,9 +393,14 @@ class PeerTransport:
 
     def send(self, peer_id: str, payload: bytes) -> bool:
         """Queue a frame; False if not connected (the caller resyncs later)."""
-        proto: _FrameProtocol | None = self._out.get(peer_id) or self._inbound_by_peer.get(peer_id)
+        proto = self._sending.get(peer_id)
         if proto is None or proto.closed or proto.sealer is None:
-            return False
+            # the first connection up carries every frame until it closes: a switch to the other
+            # direction's connection mid-stream could overtake frames still on the first (FIFO)
+            proto = self._out.get(peer_id) or self._inbound_by_peer.get(peer_id)
+            if proto is None or proto.closed or proto.sealer is None:
+                return False
+            self._sending[peer_id] = proto
         transport = proto.transport
         if transport is None:
             return False
