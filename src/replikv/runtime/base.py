@@ -46,7 +46,7 @@ import os
 import signal
 import time
 from time import perf_counter_ns
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 from replikv import __version__, modes
@@ -214,6 +214,33 @@ class BaseRunner:
                 self._close_idle_clients(time.monotonic() - self.options.timeout)
             if self.disk_error is None:
                 self._every_second()
+
+    async def ticks(self, interval_s: float) -> AsyncIterator[float]:
+        """A mode's timer loop clock: the monotonic time of each tick, every ``interval_s``. After a
+        long pause it does not replay a burst of ticks; a tick more than ten intervals late is a
+        stall (INFO ``tick_stalls``, logged)."""
+        next_tick = time.monotonic()
+        while True:
+            next_tick += interval_s
+            delay = next_tick - time.monotonic()
+            if delay < -5 * interval_s:  # fell far behind (a pause): do not replay a burst of ticks
+                next_tick = time.monotonic() + interval_s
+                delay = interval_s
+            await asyncio.sleep(max(0.0, delay))
+            now = time.monotonic()
+            if now - next_tick > 10 * interval_s:
+                self.stats["tick_stalls"] = self.stats.get("tick_stalls", 0) + 1
+                log.warning("node %s: tick %.0f ms late (event loop stalled)", self.id, (now - next_tick) * 1000)
+            yield now
+
+    _drain_scheduled = False
+
+    def _schedule(self) -> None:
+        """Run the mode's ``_drain`` once at the end of this loop iteration (raft: one core call
+        and one WAL commit for everything that arrived in it)."""
+        if not self._drain_scheduled and hasattr(self, "loop"):
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)  # type: ignore[attr-defined]
 
     def _every_second(self) -> None:
         """A mode's once-a-second bookkeeping (raft records its commit index)."""

@@ -130,7 +130,6 @@ class RaftRunner(BaseRunner):
         self.election_ticks = max(2, opts.election_timeout_ms // opts.tick_ms)
         self._rids = itertools.count(1)
         self._effects: list[Any] = []
-        self._drain_scheduled = False
         self.inbox: list[Any] = []  # raft messages of this loop iteration, stepped in _drain
         self.pending: list[tuple[bytes, object, int | None, int | None]] = []
         # linearizable/lease reads of this loop iteration: (request id, lease), one core call per drain
@@ -204,11 +203,6 @@ class RaftRunner(BaseRunner):
         if effects:
             self._effects.extend(effects)
             self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._drain_scheduled and hasattr(self, "loop"):
-            self._drain_scheduled = True
-            self.loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         """Carry out the effects gathered this iteration: persist, ONE commit, then the rest."""
@@ -768,20 +762,7 @@ class RaftRunner(BaseRunner):
     # -- timers -------------------------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
         next_expiry = 0.0
-        interval = self.tick_s
-        next_tick = time.monotonic()
-        while True:
-            next_tick += interval
-            delay = next_tick - time.monotonic()
-            if delay < -5 * interval:  # fell far behind (a pause): do not replay a burst of ticks
-                next_tick = time.monotonic() + interval
-                delay = interval
-            await asyncio.sleep(max(0.0, delay))
-            late = time.monotonic() - next_tick
-            if late > 10 * interval:
-                self.stats["tick_stalls"] += 1
-                log.warning("node %s: tick %.0f ms late (event loop stalled)", self.id, late * 1000)
-            now = time.monotonic()
+        async for now in self.ticks(self.tick_s):
             self._expire_waiters(now)
             if self.disk_error is not None:
                 continue  # frozen by the disk guard

@@ -38,7 +38,6 @@ node's data).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import logging
@@ -125,7 +124,6 @@ class ShardedRaftRunner(BaseRunner):
         self.leader_hint: dict[int, int] = {g: m[0] for g, m in self.placement.items()}
         self._announced: tuple[int, ...] = ()
         self._rids = itertools.count(1)
-        self._drain_scheduled = False
         self.pending: dict[int, list[tuple[bytes, object, int | None, int | None]]] = {}
         self.pending_reads: dict[int, list[tuple[object, bool]]] = {}
         self.writes = PendingReplies()
@@ -364,11 +362,6 @@ class ShardedRaftRunner(BaseRunner):
         self._schedule()
 
     # -- the loop --------------------------------------------------------------------------------
-    def _schedule(self) -> None:
-        if not self._drain_scheduled and hasattr(self, "loop"):
-            self._drain_scheduled = True
-            self.loop.call_soon(self._drain)
-
     def _drain(self) -> None:
         """Host inputs of this iteration, then its Ready: every Persist, each written WAL committed,
         then applies and replies, and only then the batches (core/multiraft/host.py contract)."""
@@ -517,20 +510,9 @@ class ShardedRaftRunner(BaseRunner):
 
     # -- timers ----------------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
-        interval = self.tick_s
-        next_tick = time.monotonic()
-        next_second = next_tick + 1
+        next_second = time.monotonic() + 1
         next_expiry = 0.0
-        while True:
-            next_tick += interval
-            delay = next_tick - time.monotonic()
-            if delay < -5 * interval:
-                next_tick = time.monotonic() + interval
-                delay = interval
-            await asyncio.sleep(max(0.0, delay))
-            now = time.monotonic()
-            if now - next_tick > 10 * interval:
-                self.stats["tick_stalls"] += 1
+        async for now in self.ticks(self.tick_s):
             self._expire_waiters(now)
             if self.disk_error is not None:
                 continue
