@@ -61,6 +61,7 @@ def test_allowed_outcomes_pass() -> None:
     res = results(history)
     assert {n: r.status for n, r in res.items()} == PASS, [r.summary for r in res.values()]
     assert res["lost adds"].stats["judged"] == 5  # 0-1, 0-2, 1-1, 1-2, 0-3 (not 1-3, 1-4)
+    assert res["lost adds"].stats["unremovable"] == 2  # 0-1, and 0-3's re-add
     assert res["resurrections"].stats["judged"] == 1  # 0-2 (0-3 was added again)
     # the unknown add present instead, and the other's removes winning, pass as well
     assert statuses(history[:-1] + [final(["0-1", "0-3", "1-3"])]) == PASS

@@ -150,6 +150,10 @@ class LostAdds(_SetChecker):
 
     name = "lost adds"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.unremovable = 0  # acknowledged elements no remove could have followed: must be present
+
     def _relevant(self, e: SetElement) -> bool:
         return any(a.ok is True for _, a in e.adds)
 
@@ -158,10 +162,9 @@ class LostAdds(_SetChecker):
         if not acked:
             return
         self.judged += 1
-        if present:
-            return
         unremovable = [(i, a) for i, a in acked if not may_remove(a, e.removes)]
-        if unremovable:
+        self.unremovable += bool(unremovable)
+        if unremovable and not present:
             i, a = unremovable[-1]
             tried = (f"; the {len(e.removes)} remove(s) of it all ended before it began" if e.removes
                      else "; nobody tried to remove it")
@@ -171,11 +174,18 @@ class LostAdds(_SetChecker):
                 f"{ms(a.ret or 0):.1f} ms but {value!r} is missing from the final set after heal{tried}",
                 [i], a.ret or a.call, a.process))
 
+    def result(self) -> CheckResult:
+        res = super().result()
+        res.stats["unremovable"] = self.unremovable
+        return res
+
     def _failed(self) -> str:
-        return f"{self.res.count} of {self.judged} acknowledged elements lost though nothing removed them"
+        return (f"{self.res.count} of the {self.unremovable} acknowledged elements no remove could have "
+                "followed are missing")
 
     def _passed(self) -> str:
-        return f"all {self.judged} acknowledged elements present or removed"
+        return (f"all {self.unremovable} acknowledged elements no remove could have followed are present "
+                f"({self.judged} acknowledged in all)")
 
 
 class Resurrections(_SetChecker):
