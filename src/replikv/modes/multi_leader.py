@@ -68,7 +68,8 @@ def claims(setting: str, workload: str) -> list[Claim]:
                                              "merged per node, concurrent increments add up")]
     if workload == "set":
         return out + [Claim("lost writes", True, "every acknowledged SADD is in the final set (OR-set: add wins "
-                                                 "over a concurrent remove; the workload never removes)")]
+                                                 "over a concurrent remove; this workload never removes: set-rm "
+                                                 "does)")]
     if workload == "register":
         return out + [
             Claim("read-your-writes", True, "session reads: a client reads its own writes on its node (or a "
