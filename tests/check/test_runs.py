@@ -5,7 +5,8 @@ leader-follower with async acks may lose acknowledged writes on failover
 (the verdict holds, and when an old leader logs that it discarded
 acknowledged writes, the lost-writes checker finds losses); with sync acks no acknowledged write is
 lost under kill, partition and forced failover; multi-leader (every node
-takes writes) loses no counter increment and no set add, counts what
+takes writes) loses no counter increment and no set add, keeps set removes
+by the observed-remove rule, counts what
 last-writer-wins overwrote on registers, and keeps read-your-writes per
 client on its node; leaderless at QUORUM loses no counter increment, and at
 ONE measures stale reads and overwrites.
@@ -165,6 +166,22 @@ def test_multi_leader_set_loses_no_add_under_pause_and_partition(tmp_path: Path)
     assert lost is not None and lost.status == "pass", lost
     assert lost.stats["acknowledged"] > 100 and lost.stats.get("lost", 0) == 0
     assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
+def test_multi_leader_set_removes_follow_the_observed_remove_rule_under_partition(tmp_path: Path) -> None:
+    """OR-sets with removes, every node taking writes through partitions: no acknowledged SADD is
+    lost unless a remove may have followed it, an element its client removed after its own
+    acknowledged SADD stays removed, nothing appears that nobody added; replicas converge."""
+    res = run_check(mode="multi-leader", workload="set-rm", nemeses=["partition"], time_s=6, clients=6,
+                    seed=2, setting=None, store=tmp_path)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    for name in ("lost adds", "resurrections", "phantoms", "convergence"):
+        r = res.result(name)
+        assert r is not None and r.status == "pass", r
+    assert res.result("lost adds").stats["judged"] > 100  # type: ignore[union-attr]
+    assert res.result("resurrections").stats["judged"] > 50  # type: ignore[union-attr]
+    assert any("partition" in n for n in res.notes), res.notes
 
 
 def test_leaderless_quorum_counter_loses_no_increment_under_kill_and_partition(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ each checker enforces and its cost:
 - linearizability.py: the register history is linearizable (search);
 - registers.py: stale reads, read-your-writes, monotonic reads;
 - loss.py: lost writes (set, append, register), counter;
+- setrm.py: sets with removes (lost adds, resurrections, phantoms: the observed-remove rule);
 - convergence.py: replicas equal after heal;
 - queue.py: the queue workload (lost XADDs, at-least-once, no delivery after XACK);
 - lww.py: acknowledged writes last-writer-wins overwrote with a concurrent write
@@ -37,6 +38,7 @@ from replikv.check.lww import LwwOverwrites
 from replikv.check.queue import AckedOnce, AtLeastOnce, QueueLoss
 from replikv.check.registers import MonotonicReads, ReadYourWrites, StaleReads
 from replikv.check.result import Anomaly, CheckResult, KeyChecker, run_key_checkers
+from replikv.check.setrm import LostAdds, Phantoms, Resurrections
 
 __all__ = [
     "FINAL_PROCESS",
@@ -51,6 +53,7 @@ __all__ = [
     "check_lww_overwrites",
     "check_monotonic_reads",
     "check_read_your_writes",
+    "check_set_removes",
     "check_stale_reads",
     "key_checkers",
 ]
@@ -74,6 +77,8 @@ def key_checkers(workload: str, timeout_s: float = 60.0, extra: Iterable[str] = 
         out: list[KeyChecker] = [ListAppendChecker()]
     elif workload == "queue":
         out = [QueueLoss(), AtLeastOnce(), AckedOnce()]
+    elif workload == "set-rm":
+        out = [LostAdds(), Resurrections(), Phantoms()]
     else:
         out = [Counter() if workload == "counter" else LostWrites()]
         if workload == "register":
@@ -120,6 +125,11 @@ def check_lost_writes(history: Sequence[Op]) -> CheckResult:
 def check_counter(history: Sequence[Op]) -> CheckResult:
     """See loss.Counter."""
     return _one(Counter(), history)
+
+
+def check_set_removes(history: Sequence[Op]) -> list[CheckResult]:
+    """See setrm: lost adds, resurrections, phantoms (in that order)."""
+    return run_key_checkers(by_key(history), [LostAdds(), Resurrections(), Phantoms()])
 
 
 def check_lww_overwrites(history: Sequence[Op]) -> CheckResult:

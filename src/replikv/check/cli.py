@@ -79,7 +79,9 @@ def check_main(
     mode_opt: Optional[str] = typer.Option(None, "--mode", help=f"Replication mode to test: "
                                            f"{', '.join(modes.names())} (default: {modes.names()[0]}); with "
                                            "--matrix, only that mode's rows are run again."),
-    workload: str = typer.Option("register", "--workload", help=f"One of {', '.join(WORKLOADS)}."),
+    workload_opt: Optional[str] = typer.Option(None, "--workload", help=f"One of {', '.join(WORKLOADS)} "
+                                               "(default: register); with --matrix --mode, only that mode's "
+                                               "rows of that workload are run again."),
     nemesis: str = typer.Option("partition,kill", "--nemesis",
                                 help=f"Comma-separated faults: {', '.join(NEMESES)} (or 'none')."),
     time_s: float = typer.Option(60.0, "--time", min=1.0, help="Seconds of workload under faults."),
@@ -96,6 +98,7 @@ def check_main(
     """Jepsen-style check of a real cluster: drive it, inject faults, heal, check, report."""
     mode_given = mode_opt is not None
     mode = mode_opt or modes.names()[0]
+    workload = workload_opt or "register"
     if workload not in WORKLOADS:
         console.print(f"[red]unknown workload {escape(workload)}[/]; choose {', '.join(WORKLOADS)}")
         raise typer.Exit(2)
@@ -109,7 +112,7 @@ def check_main(
 
         only = mode if mode_given else None
         code = run_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs, console=console,
-                          only=only)
+                          only=only, workload=workload_opt if only else None)
         raise typer.Exit(code)
     with console.status("starting") as status:
         countdown = _Countdown(status)

@@ -11,6 +11,12 @@ the checkers rely on (a value read names its write). Op names per workload:
   lie between the acknowledged and the acknowledged + unknown increments.
 - ``set``: ``add`` (SADD of a unique element) and ``read`` (SMEMBERS, value
   = JSON list). Every acknowledged element must be in the final set.
+- ``set-rm``: ``add`` (SADD of a unique element), ``remove`` (SREM) and
+  ``read`` (SMEMBERS, value = JSON list). A client removes some of its own
+  elements after their add was acknowledged on the same connection (that
+  remove observed the add), removes others' elements concurrently, and now and
+  then re-adds one it removed. Checked by the observed-remove rule: no lost
+  add, no resurrection, no phantom (check/setrm.py).
 - ``append``: ``append`` (RPUSH of a unique element) and ``read`` (LRANGE 0 -1,
   value = JSON list). Every acknowledged element in the final list, in
   real-time order, once.
@@ -32,6 +38,8 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +47,7 @@ import redis
 
 from replikv.check.elle import txn_value
 
-WORKLOADS = ("register", "counter", "set", "append", "list-append", "queue")
+WORKLOADS = ("register", "counter", "set", "set-rm", "append", "list-append", "queue")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,7 @@ class Invocation:
     key: str
     value: str | None = None
     expected: str | None = None
+    process: int = -1  # the history process that issues it (set-rm tracks what each one added)
 
 
 class Workload:
@@ -139,6 +148,74 @@ class SetWorkload(Workload):
             return json.dumps(sorted(client.smembers(inv.key)))  # type: ignore[arg-type]
         client.sadd(inv.key, inv.value or "")
         return inv.value
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        return sorted(client.smembers(key))  # type: ignore[arg-type]
+
+
+class SetRemove(Workload):
+    """Sets with removes (check/setrm.py). What a process added and saw acknowledged is its
+    own: it may remove it later (an observing remove: same connection, after the ack) and
+    re-add what it removed; others remove elements from a pool of recently acknowledged adds
+    (concurrent removes: whether they observed the add is unknown). The bookkeeping is shared
+    by the client threads, under a lock; a process's entries are only ever touched by the one
+    thread that runs it."""
+
+    name = "set-rm"
+    write_ops = ("add", "remove")
+    OWN_REMOVE = 0.3  # of writes: remove one of the process's own acknowledged elements
+    OTHER_REMOVE = 0.15  # ... remove an element another process added
+    READD = 0.05  # ... add again an element the process removed itself
+    POOL = 256  # recent acknowledged adds other processes may remove
+    KEEP = 64  # a process's own adds (and removes) it remembers: memory stays flat however long the run
+
+    def __init__(self, keys: int, read_ratio: float = 0.5, cas: bool = False) -> None:
+        super().__init__(keys, read_ratio, cas)
+        self._lock = threading.Lock()
+        self._own: dict[int, list[tuple[str, str]]] = {}  # process -> acknowledged adds not yet removed
+        self._removed: dict[int, list[tuple[str, str]]] = {}  # process -> its own acknowledged removes
+        self._pool: deque[tuple[int, str, str]] = deque(maxlen=self.POOL)  # (process, key, element)
+
+    def next(self, rng: random.Random, process: int, seq: int) -> Invocation:
+        if rng.random() < self.read_ratio:
+            return Invocation("read", rng.choice(self.keys), process=process)
+        x = rng.random()
+        with self._lock:
+            own = self._own.get(process, [])
+            if own and x < self.OWN_REMOVE:
+                key, element = own.pop(rng.randrange(len(own)))
+                return Invocation("remove", key, element, process=process)
+            x -= self.OWN_REMOVE
+            others = [(k, e) for p, k, e in self._pool if p != process]
+            if others and x < self.OTHER_REMOVE:
+                key, element = rng.choice(others)
+                return Invocation("remove", key, element, process=process)
+            x -= self.OTHER_REMOVE
+            removed = self._removed.get(process, [])
+            if removed and x < self.READD:
+                key, element = removed.pop(rng.randrange(len(removed)))
+                return Invocation("add", key, element, process=process)
+        return Invocation("add", rng.choice(self.keys), f"{process}-{seq}", process=process)
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op == "read":
+            return json.dumps(sorted(client.smembers(inv.key)))  # type: ignore[arg-type]
+        element = inv.value or ""
+        if inv.op == "add":
+            client.sadd(inv.key, element)
+            with self._lock:
+                own = self._own.setdefault(inv.process, [])
+                own.append((inv.key, element))
+                del own[:-self.KEEP]
+                self._pool.append((inv.process, inv.key, element))
+        else:
+            client.srem(inv.key, element)
+            with self._lock:
+                if element.startswith(f"{inv.process}-"):  # its own: it may re-add it
+                    removed = self._removed.setdefault(inv.process, [])
+                    removed.append((inv.key, element))
+                    del removed[:-self.KEEP]
+        return element
 
     def final(self, client: redis.Redis, key: str) -> Any:
         return sorted(client.smembers(key))  # type: ignore[arg-type]
@@ -292,6 +369,8 @@ def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Work
         return Counter(keys or 4, read_ratio=0.2)
     if name == "set":
         return SetWorkload(keys or 4, read_ratio=0.1)
+    if name == "set-rm":
+        return SetRemove(keys or 4, read_ratio=0.1)
     if name == "append":
         return Append(keys or 4, read_ratio=0.2)
     if name == "list-append":

@@ -15,7 +15,7 @@ from typing import Any
 from replikv.config import AckLevel, ConfigError
 from replikv.core.replies import RespError
 from replikv.modes import register
-from replikv.modes.spec import Claim, ModeSpec
+from replikv.modes.spec import Claim, ModeSpec, set_remove_claims
 
 NAME = "leader-follower"
 
@@ -44,6 +44,11 @@ def parse_write(args: list[str], followers: int) -> AckLevel:
 def claims(setting: str, workload: str) -> list[Claim]:
     loss = "lost writes" if workload != "counter" else "counter"
     out = [Claim("convergence", True, "after heal every replica holds the same state")]
+    if workload == "set-rm":
+        return set_remove_claims(
+            "after heal every replica holds the same state", durable=setting == "sync",
+            loses=f"{setting} acks: a failover may discard an acknowledged SADD, or an acknowledged SREM "
+                  "whose SADD the new leader has")
     if workload == "list-append":
         return out + [Claim("serializable", False, "not claimed: a failover with async or semi-sync acks "
                                                    "discards writes transactions had already read (an "

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from replikv.core.replies import RespError
 from replikv.modes import register
-from replikv.modes.spec import Claim, ModeSpec
+from replikv.modes.spec import Claim, ModeSpec, set_remove_claims
 
 NAME = "leaderless"
 LEVEL_WORDS = ("one", "quorum", "all", "serial")
@@ -64,8 +64,10 @@ def parse_read(args: list[str]) -> str:
 
 
 def claims(setting: str, workload: str) -> list[Claim]:
-    out = [Claim("convergence", True, "after heal every replica holds the same state (read repair, hints, "
-                                      "CRDT merge)")]
+    converge = "after heal every replica holds the same state (read repair, hints, CRDT merge)"
+    if workload == "set-rm":  # OR-sets: the coordinator's replica applies a write first, so a client's
+        return set_remove_claims(converge)  # remove on its node observed its own acknowledged add
+    out = [Claim("convergence", True, converge)]
     if workload == "counter":
         return out + [Claim("counter", True, "no acknowledged increment is lost: counters are PN-counters "
                                              "merged per coordinator")]
@@ -112,7 +114,7 @@ SPEC = register(ModeSpec(
     sim=_sim,
     check_options=lambda setting, nemeses: {"fsync": "always", "read_consistency": setting,
                                             "write_consistency": setting},
-    workloads=("register", "counter", "set"),
+    workloads=("register", "counter", "set", "set-rm"),
     up_note=lambda opts: (f"Every node coordinates (leaderless, {opts.replicas} replicas per key, conflicts "
                           f"{opts.conflicts}); writes at {opts.write_consistency} and reads at "
                           f"{opts.read_consistency} unless a connection says CONSISTENCY WRITE|READ "

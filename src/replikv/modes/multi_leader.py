@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from replikv.core.replies import RespError
 from replikv.modes import register
-from replikv.modes.spec import Claim, ModeSpec
+from replikv.modes.spec import Claim, ModeSpec, set_remove_claims
 
 NAME = "multi-leader"
 
@@ -59,13 +59,17 @@ def parse_write(args: list[str], others: int) -> NodesAck:
 
 
 def claims(setting: str, workload: str) -> list[Claim]:
-    out = [Claim("convergence", True, "after heal every replica holds the same state (CRDT merge)")]
+    converge = "after heal every replica holds the same state (CRDT merge)"
+    if workload == "set-rm":  # OR-sets: a remove removes what its node had observed; add wins over the rest
+        return set_remove_claims(converge)
+    out = [Claim("convergence", True, converge)]
     if workload == "counter":
         return out + [Claim("counter", True, "no acknowledged increment is lost: counters are PN-counters "
                                              "merged per node, concurrent increments add up")]
     if workload == "set":
         return out + [Claim("lost writes", True, "every acknowledged SADD is in the final set (OR-set: add wins "
-                                                 "over a concurrent remove; the workload never removes)")]
+                                                 "over a concurrent remove; this workload never removes: set-rm "
+                                                 "does)")]
     if workload == "register":
         return out + [
             Claim("read-your-writes", True, "session reads: a client reads its own writes on its node (or a "
@@ -100,7 +104,7 @@ SPEC = register(ModeSpec(
     min_nodes=1,
     sim=_sim,
     check_options=lambda setting, nemeses: {"fsync": "always"},
-    workloads=("register", "counter", "set"),
+    workloads=("register", "counter", "set", "set-rm"),
     up_note=lambda opts: (f"Every node takes writes (multi-leader, topology {opts.topology}, conflicts "
                           f"{opts.conflicts}); reads are served where they land."),
 ))

@@ -26,7 +26,7 @@ from typing import Any
 
 from replikv.config import LEADER_READ_LEVELS, READ_LEVELS  # every read level any mode may offer
 
-__all__ = ["LEADER_READ_LEVELS", "READ_LEVELS", "Claim", "ModeSpec", "strong_claims"]
+__all__ = ["LEADER_READ_LEVELS", "READ_LEVELS", "Claim", "ModeSpec", "set_remove_claims", "strong_claims"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,20 @@ class Claim:
     text: str
 
 
+def set_remove_claims(convergence: str, durable: bool = True, loses: str = "") -> list[Claim]:
+    """The set-rm workload's claims (check/setrm.py): the observed-remove rule. ``durable``:
+    nothing acknowledged is lost, so a lost add and a resurrection (an acknowledged remove
+    lost, or not applied to what it observed) are bugs; otherwise both are measured, and
+    ``loses`` says why the setting allows them. A phantom is never allowed."""
+    why = f" (measured: {loses})" if not durable else ""
+    return [Claim("convergence", True, convergence),
+            Claim("lost adds", durable, "an acknowledged SADD is in the final set unless a remove that may have "
+                                        "come after it was attempted" + why),
+            Claim("resurrections", durable, "an element a client removed (acknowledged) after its own acknowledged "
+                                            "SADD on the same connection stays removed unless added again" + why),
+            Claim("phantoms", True, "nothing is in a final set that no SADD may have put there")]
+
+
 def strong_claims(workload: str, convergence: str, no_loss: str) -> list[Claim]:
     """The claims of a mode whose reads are linearizable (raft, single): nothing
     acknowledged is lost, and the register workload sees no anomaly at all."""
@@ -48,6 +62,8 @@ def strong_claims(workload: str, convergence: str, no_loss: str) -> list[Claim]:
                 Claim("at-least-once", True, "every acknowledged message is delivered to the group at least "
                                              "once (a consumer's crash before XACK redelivers it)"),
                 Claim("acked once", True, "a message whose XACK was acknowledged is never delivered again")]
+    if workload == "set-rm":
+        return set_remove_claims(convergence)
     if workload == "list-append":
         return [Claim("convergence", True, convergence),
                 Claim("serializable", True, "MULTI/EXEC transactions are serializable: no G0, G1 or G2 "
