@@ -12,7 +12,7 @@ import json
 
 from replikv.check.history import KeyOps, Op
 from replikv.check.registers import precedes
-from replikv.check.result import Anomaly, CheckResult, KeyChecker, ms
+from replikv.check.result import Anomaly, CheckResult, FinalStateChecker, KeyChecker, ms
 
 __all__ = ["Counter", "LostWrites", "final_value"]
 
@@ -27,7 +27,7 @@ def final_value(group: KeyOps) -> object:
     return json.loads(f.value) if f.value is not None else None
 
 
-class LostWrites(KeyChecker):
+class LostWrites(FinalStateChecker):
     """Proves no acknowledged write was lost, from the final reads; or counts the losses.
 
     Rules, by the kind of the key's writes:
@@ -51,10 +51,9 @@ class LostWrites(KeyChecker):
     _KINDS = ("add", "append", "write", "cas")
 
     def __init__(self) -> None:
-        self.res = CheckResult(self.name, "pass", "")
+        super().__init__()
         self.acked = 0
         self.lost = 0
-        self.missing_final: list[str] = []
 
     def _lost(self, anomaly: Anomaly) -> None:
         self.lost += 1
@@ -124,20 +123,14 @@ class LostWrites(KeyChecker):
                     f"append of {a.value!r} was acknowledged before the append of {op.value!r} began, "
                     f"yet the final list of {key!r} has it later", [best[0], i], call, op.process))
 
-    def result(self) -> CheckResult:
-        res = self.res
-        res.stats["acknowledged"] = self.acked
-        if res.count:
-            res.status = "fail"
-            res.stats["lost"] = self.lost
-            res.summary = f"{res.count} anomalies: {self.lost} of {self.acked} acknowledged writes lost"
-        elif self.missing_final:
-            res.status = "unknown"
-            res.summary = (f"no final read of {len(self.missing_final)} key(s), e.g. "
-                           f"{sorted(self.missing_final)[0]!r}")
-        else:
-            res.summary = f"all {self.acked} acknowledged writes present after heal"
-        return res
+    def stats(self) -> dict[str, int]:
+        return {"acknowledged": self.acked, **({"lost": self.lost} if self.res.count else {})}
+
+    def _failed(self) -> str:
+        return f"{self.res.count} anomalies: {self.lost} of {self.acked} acknowledged writes lost"
+
+    def _passed(self) -> str:
+        return f"all {self.acked} acknowledged writes present after heal"
 
 
 class Counter(KeyChecker):

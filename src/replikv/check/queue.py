@@ -29,7 +29,7 @@ import json
 from typing import Any
 
 from replikv.check.history import KeyOps, Op
-from replikv.check.result import Anomaly, CheckResult, KeyChecker, ms
+from replikv.check.result import Anomaly, CheckResult, FinalStateChecker, ms
 
 __all__ = ["AckedOnce", "AtLeastOnce", "QueueLoss", "deliveries", "final_state"]
 
@@ -61,30 +61,15 @@ def _acked_enqueues(group: KeyOps) -> list[tuple[int, Op]]:
     return [(i, op) for i, op in zip(group.indices, group.ops) if op.op == "enqueue" and op.ok is True]
 
 
-class _QueueChecker(KeyChecker):
+class _QueueChecker(FinalStateChecker):
+    what = "queue(s)"
+
     def __init__(self) -> None:
-        self.res = CheckResult(self.name, "pass", "")
+        super().__init__()
         self.acked = 0
-        self.missing_final: list[str] = []
 
-    def result(self) -> CheckResult:
-        res = self.res
-        res.stats["acknowledged"] = self.acked
-        if res.count:
-            res.status = "fail"
-            res.summary = self._failed()
-        elif self.missing_final:
-            res.status = "unknown"
-            res.summary = f"no final read of {len(self.missing_final)} queue(s)"
-        else:
-            res.summary = self._passed()
-        return res
-
-    def _failed(self) -> str:
-        return f"{self.res.count} anomalies"
-
-    def _passed(self) -> str:
-        return "holds"
+    def stats(self) -> dict[str, int]:
+        return {"acknowledged": self.acked}
 
 
 class QueueLoss(_QueueChecker):

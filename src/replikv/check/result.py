@@ -91,3 +91,39 @@ def run_key_checkers(groups: Iterable[KeyOps], checkers: Sequence[KeyChecker]) -
 
 def ms(ns: int) -> float:
     return ns / 1e6
+
+
+class FinalStateChecker(KeyChecker):
+    """A key checker that judges keys by their final read after heal: it fails with the
+    anomalies it counted, and is ``unknown`` when a key it needed has no final read
+    (``missing_final``), since nothing can be said of that key. Subclasses count into
+    ``res``, add their figures in ``stats()`` and word the outcome in ``_failed``/``_passed``."""
+
+    what = "key(s)"  # what one judged key is, in the summary
+
+    def __init__(self) -> None:
+        self.res = CheckResult(self.name, "pass", "")
+        self.missing_final: list[str] = []
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+    def result(self) -> CheckResult:
+        res = self.res
+        res.stats.update(self.stats())
+        if res.count:
+            res.status = "fail"
+            res.summary = self._failed()
+        elif self.missing_final:
+            res.status = "unknown"
+            res.summary = (f"no final read of {len(self.missing_final)} {self.what}, e.g. "
+                           f"{sorted(self.missing_final)[0]!r}")
+        else:
+            res.summary = self._passed()
+        return res
+
+    def _failed(self) -> str:
+        return f"{self.res.count} anomalies"
+
+    def _passed(self) -> str:
+        return "holds"

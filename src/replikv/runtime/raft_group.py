@@ -38,7 +38,8 @@ from replikv.core.raft.effects import Apply, Persist
 from replikv.core.raft.messages import Config, Entry, EntryKind, HardState, Snapshot
 from replikv.core.raft.node import DurableState, RaftNode
 from replikv.core.raft.sessions import SessionTable
-from replikv.core.replies import OK
+from replikv.core.raft.errors import NotLeader, RaftError
+from replikv.core.replies import OK, RespError
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app
 from replikv.storage.errors import StorageError
@@ -46,9 +47,21 @@ from replikv.storage.files import private_dir
 from replikv.storage.recovery import open_storage
 from replikv.storage.snapshot import write_snapshot
 
-__all__ = ["RaftGroup"]
+__all__ = ["RaftGroup", "core_reply_error"]
 
 log = logging.getLogger("replikv.raft")
+
+
+def core_reply_error(result: object, not_leader: str) -> RespError | None:
+    """What a client gets when the core answered its request itself (``Reply``): None for
+    done, TRYAGAIN for what a retry may fix (``not_leader`` names where to go), else ERR."""
+    if result is None:
+        return None
+    if isinstance(result, NotLeader):
+        return RespError(f"TRYAGAIN {not_leader}; retry")
+    if isinstance(result, RaftError):
+        return RespError(f"TRYAGAIN {type(result).__name__}: {result}")
+    return RespError(f"ERR {result}")
 
 
 class RaftGroup:

@@ -79,7 +79,7 @@ from replikv.runtime.base import BaseRunner
 from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import app_snapshot, encode_write
-from replikv.runtime.raft_group import RaftGroup
+from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
 from replikv.storage.snapshot import load_latest_snapshot
@@ -366,15 +366,9 @@ class RaftRunner(BaseRunner):
 
     def _on_reply(self, rid: object, result: object) -> None:
         """A request the core answered itself: an error (or None = done)."""
-        if isinstance(result, NotLeader):
-            hint = self.names.get(result.hint, "unknown") if result.hint is not None else "unknown"
-            err = RespError(f"TRYAGAIN {self.id} is not the leader (leader: {hint}); retry")
-        elif isinstance(result, RaftError):
-            err = RespError(f"TRYAGAIN {type(result).__name__}: {result}")
-        elif result is None:
-            err = None
-        else:
-            err = RespError(f"ERR {result}")
+        hint = result.hint if isinstance(result, NotLeader) else None
+        leader = self.names.get(hint, "unknown") if hint is not None else "unknown"
+        err = core_reply_error(result, f"{self.id} is not the leader (leader: {leader})")
         if _is_expiry(rid):  # refused (no longer the leader): the next leader proposes its own
             self._expiry_inflight = 0
             return

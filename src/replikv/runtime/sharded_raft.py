@@ -50,7 +50,7 @@ from replikv.config import ClusterConfig
 from replikv.core.multiraft import codec as batch_codec
 from replikv.core.multiraft.host import GroupHost
 from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot
-from replikv.core.raft.errors import NotLeader, RaftError
+from replikv.core.raft.errors import RaftError
 from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
@@ -61,7 +61,7 @@ from replikv.runtime.base import BaseRunner
 from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
-from replikv.runtime.raft_group import RaftGroup
+from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
 from replikv.storage.errors import WalFailedError
@@ -433,14 +433,7 @@ class ShardedRaftRunner(BaseRunner):
         if type(rid) is tuple:
             self.groups[g].expiry_inflight = False
             return
-        if isinstance(result, NotLeader):
-            err: RespError | None = RespError(f"TRYAGAIN {self.id} is not the leader of group {g}; retry")
-        elif isinstance(result, RaftError):
-            err = RespError(f"TRYAGAIN {type(result).__name__}: {result}")
-        elif result is None:
-            err = None
-        else:
-            err = RespError(f"ERR {result}")
+        err = core_reply_error(result, f"{self.id} is not the leader of group {g}")
         fan = self.fanouts.pop(rid, None)
         if fan is not None:
             fan.done(err or RespError("TRYAGAIN a group did not take the write"))
