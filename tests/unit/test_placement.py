@@ -27,7 +27,9 @@ def spread(counts: Mapping[str, int]) -> int:
     return max(counts.values()) - min(counts.values())
 
 
-def assert_valid(placement: Mapping[int, Sequence[str]], nodes: Sequence[str], sizes: Mapping[int, int]) -> None:
+def assert_valid(
+    placement: Mapping[int, Sequence[str]], nodes: Sequence[str], sizes: Mapping[int, int]
+) -> None:
     assert set(placement) == set(sizes)
     for g, members in placement.items():
         assert len(members) == sizes[g]
@@ -37,7 +39,9 @@ def assert_valid(placement: Mapping[int, Sequence[str]], nodes: Sequence[str], s
     assert spread(leader_counts(placement, nodes)) <= 1, leader_counts(placement, nodes)
 
 
-def apply_moves(placement: Mapping[int, Sequence[str]], moves: Sequence[Move]) -> dict[int, set[str]]:
+def apply_moves(
+    placement: Mapping[int, Sequence[str]], moves: Sequence[Move]
+) -> dict[int, set[str]]:
     out = {g: set(m) for g, m in placement.items()}
     for mv in moves:
         assert mv.source in out[mv.group] and mv.target not in out[mv.group], mv
@@ -74,8 +78,10 @@ def test_place_groups_at_scale() -> None:
     assert set(leader_counts(p, nodes).values()) == {100}
 
 
-@pytest.mark.parametrize(("nodes", "k", "r"), [([], 1, 1), (["a"], 1, 2), (["a", "b"], 0, 1), (["a", "b"], 1, 0),
-                                               (["a", "a"], 1, 1)])
+@pytest.mark.parametrize(
+    ("nodes", "k", "r"),
+    [([], 1, 1), (["a"], 1, 2), (["a", "b"], 0, 1), (["a", "b"], 1, 0), (["a", "a"], 1, 1)],
+)
 def test_place_groups_refuses_impossible_requests(nodes: list[str], k: int, r: int) -> None:
     with pytest.raises(PlacementError):
         place_groups(nodes, k, r)
@@ -118,7 +124,9 @@ def test_rebalance_refuses_groups_larger_than_the_cluster() -> None:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, max_nodes: int, max_groups: int) -> tuple[dict[int, tuple[str, ...]], list[str]]:
+def scenarios(
+    draw: st.DrawFn, max_nodes: int, max_groups: int
+) -> tuple[dict[int, tuple[str, ...]], list[str]]:
     """An arbitrary (possibly unbalanced) placement of groups of one size and
     a new node list that keeps some old nodes and may add new ones."""
     old_nodes = names(draw(st.integers(1, max_nodes)))
@@ -138,7 +146,9 @@ def scenarios(draw: st.DrawFn, max_nodes: int, max_groups: int) -> tuple[dict[in
 
 @settings(max_examples=300, deadline=None)
 @given(scenarios(max_nodes=10, max_groups=40))
-def test_rebalance_is_valid_balanced_and_its_moves_explain_it(scenario: tuple[dict[int, tuple[str, ...]], list[str]]) -> None:
+def test_rebalance_is_valid_balanced_and_its_moves_explain_it(
+    scenario: tuple[dict[int, tuple[str, ...]], list[str]],
+) -> None:
     placement, nodes = scenario
     result = rebalance(placement, nodes)
     assert_valid(result.placement, nodes, {g: len(m) for g, m in placement.items()})
@@ -165,7 +175,9 @@ def fewest_moves(placement: Mapping[int, Sequence[str]], nodes: Sequence[str]) -
                 counts[x] += 1
         if spread(counts) > 1:
             continue
-        cost = sum(len(set(members) - set(placement[g])) for g, members in zip(groups, pick, strict=True))
+        cost = sum(
+            len(set(members) - set(placement[g])) for g, members in zip(groups, pick, strict=True)
+        )
         best = cost if best is None else min(best, cost)
     assert best is not None
     return best

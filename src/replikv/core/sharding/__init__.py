@@ -74,8 +74,8 @@ __all__ = [
     "normalise_ranges",
     "parse_ranges",
     "place_groups",
-    "rebalance",
     "ranges_to_slots",
+    "rebalance",
     "replica_counts",
     "slots_to_ranges",
 ]

@@ -65,9 +65,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from replikv.core.invariant import invariant
+from replikv.core.invariant import invariant, violated
 from replikv.core.replies import RespError
-from replikv.core.sharding.slots import SLOT_COUNT, SlotMap, SlotRange, format_ranges, normalise_ranges
+from replikv.core.sharding.slots import (
+    SLOT_COUNT,
+    SlotMap,
+    SlotRange,
+    format_ranges,
+    normalise_ranges,
+)
 
 __all__ = [
     "CLUSTERDOWN",
@@ -127,11 +133,12 @@ class ClusterView:
 
     def __post_init__(self) -> None:
         for g in self.slot_map.group_ids():
-            invariant(bool(self.placement.get(g)), lambda: f"group {g} owns slots but has no members")
+            if not self.placement.get(g):
+                violated(f"group {g} owns slots but has no members")
         for members in self.placement.values():
             for m in members:
-                invariant(m in self.addresses and m in self.node_ids,
-                          lambda: f"member {m} has no address or node id")
+                if m not in self.addresses or m not in self.node_ids:
+                    violated(f"member {m} has no address or node id")
         invariant(self.myself in self.addresses, lambda: f"myself ({self.myself}) has no address")
 
     def known_leader(self, group: int) -> str | None:
@@ -172,7 +179,9 @@ def cluster_slots(view: ClusterView, *, followers: bool = True) -> list[list[obj
     for start, end, group in view.slot_map.ranges():
         entry: list[object] = [start, end, _node_entry(view, view.serving_node(group))]
         if followers:
-            entry.extend(_node_entry(view, m) for m in view.followers(group) if m not in view.failed)
+            entry.extend(
+                _node_entry(view, m) for m in view.followers(group) if m not in view.failed
+            )
         out.append(entry)
     return out
 
@@ -189,15 +198,17 @@ def cluster_shards(view: ClusterView) -> list[dict[bytes, object]]:
         nodes: list[object] = []
         for m in [serving, *view.followers(group)]:
             host, port = view.addresses[m]
-            nodes.append({
-                b"id": view.node_ids[m].encode(),
-                b"port": port,
-                b"ip": host.encode(),
-                b"endpoint": host.encode(),
-                b"role": b"master" if m == serving else b"replica",
-                b"replication-offset": view.offsets.get((group, m), 0),
-                b"health": b"failed" if m in view.failed else b"online",
-            })
+            nodes.append(
+                {
+                    b"id": view.node_ids[m].encode(),
+                    b"port": port,
+                    b"ip": host.encode(),
+                    b"endpoint": host.encode(),
+                    b"role": b"master" if m == serving else b"replica",
+                    b"replication-offset": view.offsets.get((group, m), 0),
+                    b"health": b"failed" if m in view.failed else b"online",
+                }
+            )
         out.append({b"slots": slots, b"nodes": nodes})
     return out
 
@@ -216,8 +227,14 @@ def cluster_nodes(view: ClusterView) -> bytes:
         if ranges:
             flags.append("master")
         else:
-            leader = next((view.leaders.get(g) for g in sorted(view.placement)
-                           if node in view.placement[g] and view.leaders.get(g) not in (None, node)), None)
+            leader = next(
+                (
+                    view.leaders.get(g)
+                    for g in sorted(view.placement)
+                    if node in view.placement[g] and view.leaders.get(g) not in (None, node)
+                ),
+                None,
+            )
             if leader is not None:
                 flags.append("slave")
                 master = view.node_ids[leader]
@@ -226,8 +243,10 @@ def cluster_nodes(view: ClusterView) -> bytes:
         if node in view.failed:
             flags.append("fail")
         link = "disconnected" if node in view.failed else "connected"
-        line = (f"{view.node_ids[node]} {host}:{port}@{view.bus_ports.get(node, 0)} {','.join(flags)} "
-                f"{master} 0 0 {view.slot_map.epoch} {link}")
+        line = (
+            f"{view.node_ids[node]} {host}:{port}@{view.bus_ports.get(node, 0)} {','.join(flags)} "
+            f"{master} 0 0 {view.slot_map.epoch} {link}"
+        )
         if ranges:
             line += " " + format_ranges(ranges, sep=" ")
         lines.append(line + "\n")

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from replikv.core.invariant import invariant, violated
+from replikv.core.invariant import violated
 
 __all__ = [
     "LeaderChange",
@@ -117,7 +117,9 @@ def place_groups(nodes: Sequence[str], shards: int, replicas: int) -> Placement:
     if shards < 1:
         raise PlacementError(f"shards must be at least 1, not {shards}")
     if not 1 <= replicas <= n:
-        raise PlacementError(f"replicas must be between 1 and the number of nodes ({n}), not {replicas}")
+        raise PlacementError(
+            f"replicas must be between 1 and the number of nodes ({n}), not {replicas}"
+        )
     full_rounds, rest = divmod(shards, n)
     members: dict[int, list[str]] = {}
     for g in range(shards):
@@ -147,12 +149,16 @@ def rebalance(placement: Mapping[int, Sequence[str]], nodes: Sequence[str]) -> R
         if len(set(m)) != len(m) or not m:
             raise PlacementError(f"group {g} has members {list(m)}: empty or not distinct")
         if len(m) > len(nodes):
-            raise PlacementError(f"group {g} has {len(m)} replicas but there are only {len(nodes)} nodes")
+            raise PlacementError(
+                f"group {g} has {len(m)} replicas but there are only {len(nodes)} nodes"
+            )
     members = {g: [x for x in m if x in alive] for g, m in old.items()}
     counts = replica_counts(members, nodes)
     for g in sorted(old):
         for _gone in (x for x in old[g] if x not in alive):
-            target = min((x for x in nodes if x not in members[g]), key=lambda x: (counts[x], order[x]))
+            target = min(
+                (x for x in nodes if x not in members[g]), key=lambda x: (counts[x], order[x])
+            )
             members[g].append(target)
             counts[target] += 1
     _balance_replicas(members, old, nodes)
@@ -172,16 +178,21 @@ def rebalance(placement: Mapping[int, Sequence[str]], nodes: Sequence[str]) -> R
     for g in sorted(new):
         gone = [x for x in old[g] if x not in new[g]]
         came = [x for x in new[g] if x not in old[g]]
-        invariant(len(gone) == len(came), lambda: f"group {g} changed size: {old[g]} -> {new[g]}")
+        if len(gone) != len(came):
+            violated(f"group {g} changed size: {old[g]} -> {new[g]}")
         moves.extend(Move(group=g, source=s, target=t) for s, t in zip(gone, came, strict=True))
         if new[g][0] != old[g][0]:
-            changes.append(LeaderChange(group=g, source=old[g][0] if old[g][0] in alive else None,
-                                        target=new[g][0]))
+            changes.append(
+                LeaderChange(
+                    group=g, source=old[g][0] if old[g][0] in alive else None, target=new[g][0]
+                )
+            )
     return Rebalance(placement=new, moves=tuple(moves), leader_changes=tuple(changes))
 
 
-def _balance_replicas(members: dict[int, list[str]], old: Mapping[int, Sequence[str]],
-                      nodes: Sequence[str]) -> None:
+def _balance_replicas(
+    members: dict[int, list[str]], old: Mapping[int, Sequence[str]], nodes: Sequence[str]
+) -> None:
     """Move replicas from the most to the least loaded node until they differ by at most one."""
     order = {x: i for i, x in enumerate(nodes)}
     counts = replica_counts(members, nodes)
@@ -221,8 +232,11 @@ def _balance_replicas(members: dict[int, list[str]], old: Mapping[int, Sequence[
         counts[dst] += 1
 
 
-def _balance_leaders(members: dict[int, list[str]], nodes: Sequence[str],
-                     old: Mapping[int, Sequence[str]] | None = None) -> None:
+def _balance_leaders(
+    members: dict[int, list[str]],
+    nodes: Sequence[str],
+    old: Mapping[int, Sequence[str]] | None = None,
+) -> None:
     """Even out preferred leaders (first members) by leadership transfers.
 
     While some node leads two groups more than another, find a shortest path
@@ -254,7 +268,9 @@ def _balance_leaders(members: dict[int, list[str]], nodes: Sequence[str],
             for g in led[x]:
                 # Transfer to members in node order; a group's old leader first
                 # (undoing an earlier change is free).
-                cands = sorted(members[g][1:], key=lambda y: (old is None or y != old[g][0], order[y]))
+                cands = sorted(
+                    members[g][1:], key=lambda y: (old is None or y != old[g][0], order[y])
+                )
                 for y in cands:
                     if y in parent:
                         continue

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from replikv.core.invariant import invariant
+from replikv.core.invariant import invariant, violated
 
 __all__ = [
     "SLOT_COUNT",
@@ -130,7 +130,8 @@ def normalise_ranges(ranges: Iterable[SlotRange]) -> list[SlotRange]:
     """Sort ranges and merge the ones that overlap or touch."""
     out: list[SlotRange] = []
     for start, end in sorted(ranges):
-        invariant(start <= end, lambda: f"range ({start}, {end}) ends before it starts")
+        if start > end:
+            violated(f"range ({start}, {end}) ends before it starts")
         if out and start <= out[-1][1] + 1:
             if end > out[-1][1]:
                 out[-1] = (out[-1][0], end)
@@ -262,7 +263,9 @@ class SlotMap:
             raise SlotSpecError("an encoded slot map is [epoch, runs]")
         groups: list[int] = []
         for run in runs:
-            if not (isinstance(run, Sequence) and len(run) == 3 and all(type(x) is int for x in run)):
+            if not (
+                isinstance(run, Sequence) and len(run) == 3 and all(type(x) is int for x in run)
+            ):
                 raise SlotSpecError(f"invalid slot run {run!r}")
             start, end, group = run
             if start != len(groups) or end < start or end >= SLOT_COUNT or group < 0:
