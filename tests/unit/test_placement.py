@@ -221,3 +221,13 @@ def test_rebalance_after_losing_one_of_thirty_nodes() -> None:
     assert len(result.moves) == 300  # exactly n0's replicas
     assert len(result.leader_changes) == 100  # exactly the groups n0 led
     assert_valid(result.placement, nodes[1:], dict.fromkeys(range(3000), 3))
+
+
+def test_rebalance_when_the_cluster_doubles() -> None:
+    nodes = names(30)
+    new_nodes = nodes + names(30, "x")
+    result = rebalance(place_groups(nodes, 3000, 3), new_nodes)
+    assert len(result.moves) == 4500  # each new node takes its 150 replicas, no more
+    assert all(mv.target.startswith("x") and not mv.source.startswith("x") for mv in result.moves)
+    assert_valid(result.placement, new_nodes, dict.fromkeys(range(3000), 3))
+    assert len(result.leader_changes) == 1500  # each new node leads its 50 groups

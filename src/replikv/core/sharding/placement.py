@@ -194,42 +194,55 @@ def _balance_replicas(
     members: dict[int, list[str]], old: Mapping[int, Sequence[str]], nodes: Sequence[str]
 ) -> None:
     """Move replicas from the most to the least loaded node until they differ by at most one."""
-    order = {x: i for i, x in enumerate(nodes)}
     counts = replica_counts(members, nodes)
     holders: dict[str, set[int]] = {x: set() for x in nodes}
+    moved_in: dict[str, set[int]] = {x: set() for x in nodes}  # replicas that moved already
     for g, m in members.items():
         for x in m:
             holders[x].add(g)
+            if x not in old[g]:
+                moved_in[x].add(g)
     while True:
         high = max(counts.values())
         low = min(counts.values())
         if high - low <= 1:
             return
-        best: tuple[tuple[int, int, int, int, int], int, str, str] | None = None
+        srcs = [x for x in nodes if counts[x] == high]
         dsts = [x for x in nodes if counts[x] == low]
-        for src in (x for x in nodes if counts[x] == high):
-            for g in holders[src]:
-                m = members[g]
-                # Prefer a replica that already moved in this rebalance (moving
-                # it again costs nothing), then one that is not the preferred
-                # leader, then the node and group order (deterministic).
-                moved = 0 if src not in old[g] else 1
-                leads = 1 if m[0] == src else 0
-                for dst in dsts:
-                    if g in holders[dst]:
-                        continue
-                    score = (moved, leads, order[src], order[dst], g)
-                    if best is None or score < best[0]:
-                        best = (score, g, src, dst)
-        if best is None:
-            violated("a node with more replicas always holds a group that one with fewer does not")
-        _, g, src, dst = best
+        g, src, dst = _pick_move(members, holders, moved_in, srcs, dsts)
         m = members[g]
         m[m.index(src)] = dst
         holders[src].discard(g)
         holders[dst].add(g)
+        moved_in[src].discard(g)
+        if dst not in old[g]:
+            moved_in[dst].add(g)
         counts[src] -= 1
         counts[dst] += 1
+
+
+def _pick_move(
+    members: Mapping[int, Sequence[str]],
+    holders: Mapping[str, set[int]],
+    moved_in: Mapping[str, set[int]],
+    srcs: Sequence[str],
+    dsts: Sequence[str],
+) -> tuple[int, str, str]:
+    """The replica to move from one of ``srcs`` to one of ``dsts``: one that
+    already moved in this rebalance (moving it again costs nothing) before
+    one that did not, one the source does not lead before one it leads, then
+    in node and group order (deterministic)."""
+    for already_moved in (True, False):
+        for leading in (False, True):
+            for src in srcs:
+                pool = moved_in[src] if already_moved else holders[src] - moved_in[src]
+                for g in sorted(pool):
+                    if (members[g][0] == src) != leading:
+                        continue
+                    for dst in dsts:
+                        if g not in holders[dst]:
+                            return g, src, dst
+    violated("a node with more replicas always holds a group that one with fewer does not")
 
 
 def _balance_leaders(
