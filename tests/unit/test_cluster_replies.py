@@ -164,6 +164,31 @@ def test_cluster_nodes_marks_failed_nodes() -> None:
     assert " slave,fail " in line and line.endswith(" disconnected")
 
 
+def test_cluster_nodes_shows_slots_in_flight() -> None:
+    base = make_view(leaders={0: "n1", 1: "n2", 2: "n3"})
+    view = ClusterView(
+        slot_map=base.slot_map,
+        placement=base.placement,
+        leaders=base.leaders,
+        addresses=base.addresses,
+        node_ids=base.node_ids,
+        myself="n1",
+        migrating={7: 2, 8: 2},
+    )
+    lines = cluster_nodes(view).decode().splitlines()
+    assert lines[0].endswith(f" 0-5460 [7->-{nid('n3').decode()}] [8->-{nid('n3').decode()}]")
+    assert lines[2].endswith(f" 10923-16383 [7-<-{nid('n1').decode()}] [8-<-{nid('n1').decode()}]")
+    assert view.ask(7) == RespError("ASK 7 127.0.0.1:7002")
+    parsed = parse_cluster_nodes(cluster_nodes(view))
+    assert parsed["127.0.0.1:7000"]["slots"] == [["0", "5460"]]
+    assert parsed["127.0.0.1:7000"]["migrations"][0] == {
+        "slot": "7",
+        "node_id": nid("n3").decode(),
+        "state": "migrating",
+    }
+    assert parsed["127.0.0.1:7002"]["migrations"][1]["state"] == "importing"
+
+
 def test_cluster_shards_one_shard_per_group() -> None:
     view = make_view(leaders={0: "n2", 1: "n2", 2: "n3"}, failed=frozenset({"n1"}))
     shards = cluster_shards(view)

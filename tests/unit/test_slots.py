@@ -213,3 +213,21 @@ def test_from_ranges_refuses_gaps_and_doubles() -> None:
         SlotMap.from_ranges({0: [(0, 100)]})
     with pytest.raises(SlotSpecError, match="two groups"):
         SlotMap.from_ranges({0: [(0, 16383)], 1: [(5, 5)]})
+
+
+def test_group_of_keys() -> None:
+    m = SlotMap.even(3)
+    assert m.group_of_keys([b"{a}1", b"{a}2"]) == m.group_of(key_slot(b"a"))
+    left = next(k for k in (b"k%d" % i for i in range(100)) if key_slot(k) <= 5460)
+    right = next(k for k in (b"k%d" % i for i in range(100)) if key_slot(k) > 10922)
+    assert m.group_of_keys([left, right]) is None
+    assert m.group_of_keys([left, left]) == 0
+    # Different slots, same group: allowed (replikv checks groups, not slots).
+    other = next(
+        k
+        for k in (b"j%d" % i for i in range(100))
+        if key_slot(k) <= 5460 and key_slot(k) != key_slot(left)
+    )
+    assert m.group_of_keys([left, other]) == 0
+    with pytest.raises(SlotSpecError):
+        m.group_of_keys([])

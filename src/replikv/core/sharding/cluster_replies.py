@@ -15,6 +15,8 @@ and CLUSTER INFO on redis.io; Redis 7.0 ``cluster.c`` reply shapes):
   ``<id> <ip:port@cport> <flags> <master-id|-> <ping-sent> <pong-recv>
   <config-epoch> <link-state> <slot> <slot> ...``.
 * ``CLUSTER INFO``: ``field:value`` lines ended by ``\\r\\n``.
+* A slot being moved shows as ``[slot->-<id>]`` on its source's line and
+  ``[slot-<-<id>]`` on its destination's (CLUSTER NODES).
 * ``-MOVED <slot> <ip>:<port>`` sends the client to the slot's master for good;
   ``-ASK <slot> <ip>:<port>`` for the next command only (after ``ASKING``).
 
@@ -118,7 +120,8 @@ class ClusterView:
     40-hex id (see ``node_id``); ``bus_ports`` a node to its peer port (shown
     after ``@`` in CLUSTER NODES, 0 if absent); ``failed`` the nodes this node
     believes are down; ``offsets`` a (group, node) pair to its replication
-    offset (the applied index; 0 if absent).
+    offset (the applied index; 0 if absent); ``migrating`` a slot being moved
+    to the group it is moving to (the slot map still gives its source group).
     """
 
     slot_map: SlotMap
@@ -130,6 +133,7 @@ class ClusterView:
     bus_ports: Mapping[str, int] = field(default_factory=dict)
     failed: frozenset[str] = frozenset()
     offsets: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    migrating: Mapping[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for g in self.slot_map.group_ids():
@@ -162,6 +166,11 @@ class ClusterView:
         """The MOVED redirect for ``slot`` to its group's serving node."""
         host, port = self.slot_address(slot)
         return moved_error(slot, host, port)
+
+    def ask(self, slot: int) -> RespError:
+        """The ASK redirect for a migrating ``slot``, to its destination group."""
+        host, port = self.addresses[self.serving_node(self.migrating[slot])]
+        return ask_error(slot, host, port)
 
     def followers(self, group: int) -> list[str]:
         serving = self.serving_node(group)
@@ -218,6 +227,14 @@ def cluster_nodes(view: ClusterView) -> bytes:
     led: dict[str, list[SlotRange]] = {}
     for start, end, group in view.slot_map.ranges():
         led.setdefault(view.serving_node(group), []).append((start, end))
+    # Slots in flight, as Redis writes them after the slot ranges:
+    # "[slot->-<destination id>]" on the source, "[slot-<-<source id>]" on the destination.
+    moving: dict[str, list[str]] = {}
+    for slot in sorted(view.migrating):
+        source = view.serving_node(view.slot_map.group_of(slot))
+        destination = view.serving_node(view.migrating[slot])
+        moving.setdefault(source, []).append(f"[{slot}->-{view.node_ids[destination]}]")
+        moving.setdefault(destination, []).append(f"[{slot}-<-{view.node_ids[source]}]")
     lines: list[str] = []
     for node in view.addresses:
         host, port = view.addresses[node]
@@ -249,6 +266,8 @@ def cluster_nodes(view: ClusterView) -> bytes:
         )
         if ranges:
             line += " " + format_ranges(ranges, sep=" ")
+        if node in moving:
+            line += " " + " ".join(moving[node])
         lines.append(line + "\n")
     return "".join(lines).encode()
 

@@ -199,6 +199,20 @@ class SlotMap:
     def group_of_key(self, key: bytes) -> int:
         return self.groups[key_slot(key)]
 
+    def group_of_keys(self, keys: Iterable[bytes]) -> int | None:
+        """The one group all ``keys`` belong to, or None if they span several
+        (the caller replies CROSSSLOT). At least one key is required."""
+        group: int | None = None
+        for key in keys:
+            g = self.groups[key_slot(key)]
+            if group is None:
+                group = g
+            elif g != group:
+                return None
+        if group is None:
+            raise SlotSpecError("no keys")
+        return group
+
     def group_ids(self) -> list[int]:
         """The groups that own at least one slot, sorted."""
         return sorted(set(self.groups))
