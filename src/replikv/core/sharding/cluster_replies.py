@@ -42,10 +42,14 @@ of some and a follower of others, which no single role expresses. We show:
 * CLUSTER NODES (used by ``redis-benchmark --cluster`` and ``redis-cli
   --cluster``): one line per node, listed as ``master`` of the slot runs of
   every group it currently leads. A node that leads no group is shown as a
-  ``slave`` of the leader of the first group it belongs to (redis-benchmark
-  skips replica lines, and would warn about a master without slots); with no
-  known leader there it is a ``master`` without slots. The config epoch of
-  every line is the slot map's epoch.
+  ``slave`` of the leader of the first group it belongs to (one that is shown
+  as a master): redis-benchmark skips replica lines, and would warn about a
+  master without slots. With no such leader it is a ``master`` without slots.
+  The config epoch of every line is the slot map's epoch. Caveat:
+  redis-benchmark learns the masters from CLUSTER NODES once; when a MOVED
+  later sends it to a node that was not a master then, it gives up ("could
+  not find node with ID"), so benchmark runs should start with every node
+  leading some group.
 
 A group whose leader is unknown (an election in progress) is shown with a
 stand-in: its preferred leader (first member of the placement), or its first
@@ -143,10 +147,10 @@ class ClusterView:
             for m in members:
                 if m not in self.addresses or m not in self.node_ids:
                     violated(f"member {m} has no address or node id")
+        for g, leader in self.leaders.items():
+            if leader is not None and (leader not in self.addresses or leader not in self.node_ids):
+                violated(f"leader {leader} of group {g} has no address or node id")
         invariant(self.myself in self.addresses, lambda: f"myself ({self.myself}) has no address")
-
-    def known_leader(self, group: int) -> str | None:
-        return self.leaders.get(group)
 
     def serving_node(self, group: int) -> str:
         """The node shown as the group's master: its leader, else a stand-in."""
@@ -244,11 +248,14 @@ def cluster_nodes(view: ClusterView) -> bytes:
         if ranges:
             flags.append("master")
         else:
+            # A replica of the first group it belongs to whose leader is shown as a master.
             leader = next(
                 (
-                    view.leaders.get(g)
+                    leader
                     for g in sorted(view.placement)
-                    if node in view.placement[g] and view.leaders.get(g) not in (None, node)
+                    if node in view.placement[g]
+                    and (leader := view.leaders.get(g)) is not None
+                    and leader in led
                 ),
                 None,
             )
@@ -292,8 +299,3 @@ def cluster_info(view: ClusterView) -> bytes:
         ("cluster_groups", len(view.placement)),
     ]
     return "".join(f"{k}:{v}\r\n" for k, v in fields).encode()
-
-
-def group_ranges(view: ClusterView, group: int) -> str:
-    """A group's slots in the ``0-5460,5461`` form (for ``replikv status``)."""
-    return format_ranges(view.slot_map.ranges_of(group))
