@@ -61,9 +61,11 @@ def load_average() -> str:
 
 @contextmanager
 def replikv_up(root: Path, mode: str, fsync: str, delay_ms: int = 0,
-               extra: tuple[str, ...] = ()) -> Iterator[list[int]]:
+               extra: tuple[str, ...] = (),
+               ready_when: Callable[[list[dict[str, object]]], bool] | None = None) -> Iterator[list[int]]:
     """`replikv up` with 3 nodes of ``mode`` (``extra``: more flags); yields the client ports once
-    every node serves."""
+    every node serves (``ready_when``: a condition on the nodes' INFO replication instead of the
+    mode's usual one)."""
     base, peer_base = free_ports(3)[0], free_ports(3)[0]
     data = root / f"{mode}-{fsync}-{delay_ms}-{len(extra)}-{base}"
     out_path = root / f"{data.name}-up.log"
@@ -89,6 +91,8 @@ def replikv_up(root: Path, mode: str, fsync: str, delay_ms: int = 0,
                 roles = [redis.Redis(port=p, socket_timeout=1).info("replication") for p in ports]
             except (redis.RedisError, OSError):
                 return False
+            if ready_when is not None:
+                return ready_when(roles)
             if mode in ("multi-leader", "leaderless"):  # every node takes writes: all peers connected
                 return all(int(r.get("connected_slaves", 0)) >= 2 for r in roles)
             return sum(1 for r in roles if r.get("role") == "master") == 1 and all(

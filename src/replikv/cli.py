@@ -427,6 +427,7 @@ class NodeStatus:
     link: str = ""
     error: str = ""
     followers: list[dict[str, str]] = field(default_factory=list)
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)  # sharded raft: group -> its row
 
 
 ROLE_NAMES = {"master": "leader", "slave": "follower"}
@@ -465,6 +466,9 @@ def query_status(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.
     while f"slave{i}" in info:
         status.followers.append(parse_kv_list(info[f"slave{i}"]))
         i += 1
+    for key, value in info.items():
+        if key.startswith("group") and key[5:].isdigit():
+            status.groups[key[5:]] = parse_kv_list(value)
     return status
 
 
@@ -491,6 +495,29 @@ def status_table(statuses: list[NodeStatus], title: str = "replikv cluster") -> 
         lag = "-" if s.role == "leader" else f"{s.lag_ops or '?'}/{s.lag_ms or '?'}"
         table.add_row(s.id, s.address, Text(s.role, style=role_style), s.epoch, s.leader,
                       s.offset, s.applied, lag, s.link or ("-" if s.role == "leader" else ""))
+    return table
+
+
+def groups_table(statuses: list[NodeStatus]) -> Table:
+    """Sharded raft: one row per group as its replicas report it (the leader's view first)."""
+    table = Table(title="groups", title_justify="left")
+    for name in ("group", "slots", "members", "leader", "term", "commit", "applied", "keys", "quiesced"):
+        table.add_column(name, justify="right" if name in ("term", "commit", "applied", "keys") else "left")
+    rows: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for s in statuses:
+        for g, row in s.groups.items():
+            rows.setdefault(g, []).append((s.id, row))
+    for g in sorted(rows, key=int):
+        views = sorted(rows[g], key=lambda v: (v[1].get("role") != "leader", v[0]))
+        best = views[0][1]
+        applied = sorted(int(r.get("applied", "0")) for _, r in views)
+        quiet = sum(r.get("quiesced") == "1" for _, r in views)
+        leader = best.get("leader", "") or "none"
+        table.add_row(g, best.get("slots", "").replace("/", ","), best.get("members", "").replace("/", " "),
+                      Text(leader, style="bold green" if best.get("role") == "leader" else "yellow"),
+                      best.get("term", ""), best.get("commit", ""),
+                      f"{applied[0]}..{applied[-1]}" if applied[0] != applied[-1] else str(applied[0]),
+                      best.get("keys", ""), f"{quiet}/{len(views)}")
     return table
 
 
@@ -961,7 +988,9 @@ def status(
     else:
         console.print(status_table(statuses))
         heads = leaders(statuses)
-        if len(heads) > 1:
+        if any(s.groups for s in statuses):  # sharded raft: a leader per group, shown per group
+            console.print(groups_table(statuses))
+        elif len(heads) > 1:
             err_console.print(f"[bold yellow]warning:[/] more than one node says it leads: "
                               f"{', '.join(heads)} (the one with the highest epoch wins)")
         elif not heads:

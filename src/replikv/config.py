@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replikv.core.slots import SLOTS
+from replikv.core.sharding import SLOT_COUNT as SLOTS
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 # the read levels of the modes with a leader (raft, single offer them all)

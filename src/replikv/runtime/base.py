@@ -359,6 +359,10 @@ class BaseRunner:
         self.meta, self.wal = opened.meta_store, opened.wal
         return opened.meta, opened.snapshot, opened.records
 
+    def cluster_command(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        """CLUSTER ...: only a sharded cluster speaks Redis Cluster (runtime/sharded_raft.py)."""
+        raise RespError("ERR This instance has cluster support disabled")
+
     blocking_offered = True  # BLPOP & co (runtime/blocking.py); a mode without one change index says no
 
     def digest(self) -> bytes:

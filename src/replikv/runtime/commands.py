@@ -241,6 +241,14 @@ def select(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     conn.reply(OK)
 
 
+@handler("CLUSTER")
+def cluster(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
+    """Redis Cluster's CLUSTER SLOTS | SHARDS | NODES | INFO | KEYSLOT | COUNTKEYSINSLOT |
+    GETKEYSINSLOT | MYID: a sharded raft cluster answers them (runtime/sharded_raft.py); the
+    other modes answer as a Redis without cluster support."""
+    node.cluster_command(conn, argv)
+
+
 @handler("READONLY")
 def readonly(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     """Redis Cluster's READONLY: this client knows the cluster (it follows -MOVED) and lets a

@@ -61,6 +61,9 @@ class Mode(Protocol):
         """EXEC: a block with a write is ONE replicated entry; a read-only block is a read.
         Aborted (the null array) if a key in ``conn.watch`` changed after it was watched."""
 
+    def cluster_command(self, conn: "ClientConnection", argv: list[bytes]) -> None:
+        """CLUSTER <subcommand>: Redis Cluster's topology (a sharded cluster) or a refusal."""
+
     def watch_position(self, key: bytes | None = None) -> int:
         """WATCH: the log index of the state this node serves now (kv/watch.py)."""
 

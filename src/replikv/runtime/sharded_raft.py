@@ -1,7 +1,7 @@
 """ShardedRaftRunner: a raft node hosting replicas of many Raft groups (``--shards K``).
 
 The keyspace is Redis Cluster's 16,384 hash slots (CRC16 of the key, hash tags
-honoured, core/slots.py); every slot belongs to one of K Raft groups, each
+honoured, core/sharding/); every slot belongs to one of K Raft groups, each
 replicated on ``--replicas`` of the cluster's nodes with the preferred
 leaders spread over the nodes. One node process hosts its replicas in a
 ``GroupHost`` (core/multiraft/host.py): one batch frame per peer per loop
@@ -54,7 +54,8 @@ from replikv.core.raft.errors import RaftError
 from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
-from replikv.core.slots import SLOTS, key_slot
+from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_nodes, cluster_shards,
+                                   cluster_slots, format_ranges, key_slot, node_id, place_groups)
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
@@ -82,18 +83,6 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def place_groups(ids: list[int], shards: int, replicas: int) -> dict[int, tuple[int, ...]]:
-    """Group g on ``replicas`` consecutive nodes starting at g mod n: the first is its
-    preferred leader, so leaders and replicas spread evenly."""
-    n = len(ids)
-    return {g: tuple(ids[(g + i) % n] for i in range(replicas)) for g in range(shards)}
-
-
-def slot_groups(shards: int) -> list[int]:
-    """slot -> group: K contiguous ranges of (almost) equal size, as redis-cli --cluster create."""
-    return [min(shards - 1, s * shards // SLOTS) for s in range(SLOTS)]
-
-
 class ShardedRaftRunner(BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
@@ -104,9 +93,11 @@ class ShardedRaftRunner(BaseRunner):
         self.tick_s = opts.tick_ms / 1000
         self.election_ticks = max(2, opts.election_timeout_ms // opts.tick_ms)
         hb_ticks = max(1, min(self.election_ticks // 5, opts.heartbeat_ms // opts.tick_ms))
-        ids = sorted(self.names)
-        self.placement = place_groups(ids, opts.shards, min(opts.replicas, len(ids)))
-        self.slot_group = slot_groups(opts.shards)
+        # group -> member raft ids, the preferred leader first (core/sharding/placement.py)
+        self.placement = {g: tuple(raft_id(n) for n in members) for g, members in
+                          place_groups(list(config.nodes), opts.shards, min(opts.replicas, len(config.nodes))).items()}
+        self.slot_map = SlotMap.even(opts.shards)
+        self.slot_group = self.slot_map.groups  # slot -> group
         node_meta = MetaStore(self.data_dir)
         state = node_meta.load()
         incarnation = int(state.get("incarnation", 0)) + 1
@@ -590,6 +581,56 @@ class ShardedRaftRunner(BaseRunner):
             h.update(g.to_bytes(4, "big") + self.groups[g].sm.digest())
         return h.digest()
 
+    # -- Redis Cluster's view (core/sharding/cluster_replies.py) ---------------------------------
+    def cluster_view(self) -> ClusterView:
+        names = self.names
+        nodes = self.config.nodes
+        cluster = ",".join(f"{n}@{a.host}:{a.port}" for n, a in sorted(nodes.items()))  # the same on every node
+        return ClusterView(
+            slot_map=self.slot_map,
+            placement={g: tuple(names[i] for i in m) for g, m in self.placement.items()},
+            leaders={g: self.leader_of(g) or None for g in self.placement},
+            addresses={n: (a.host, a.port) for n, a in nodes.items()},
+            node_ids={n: node_id(cluster, n) for n in nodes},
+            myself=self.id,
+            bus_ports={n: a.peer_port for n, a in nodes.items()},
+            failed=frozenset(names[p] for p in self.host.dead if p in names),
+            offsets={(g, self.id): grp.applied for g, grp in self.groups.items()})
+
+    def cluster_command(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        """CLUSTER SLOTS lists each group's slots with its leader only (redis-py types a node by
+        its first appearance: listing followers would hide leaders from its all-primaries
+        commands). Asking SLOTS, SHARDS or NODES makes the connection cluster-aware (MOVED)."""
+        sub = argv[1].upper()
+        if sub in (b"SLOTS", b"SHARDS", b"NODES"):
+            conn.cluster_aware = True
+            view = self.cluster_view()
+            reply = (cluster_slots(view, followers=False) if sub == b"SLOTS" else
+                     cluster_shards(view) if sub == b"SHARDS" else cluster_nodes(view))
+            conn.reply(reply)
+        elif sub == b"INFO":
+            conn.reply(cluster_info(self.cluster_view()))
+        elif sub == b"MYID":
+            conn.reply(self.cluster_view().node_ids[self.id].encode())
+        elif sub == b"KEYSLOT" and len(argv) == 3:
+            conn.reply(key_slot(argv[2]))
+        elif sub in (b"COUNTKEYSINSLOT", b"GETKEYSINSLOT") and len(argv) == (3 if sub == b"COUNTKEYSINSLOT" else 4):
+            if not argv[2].isdigit() or int(argv[2]) >= len(self.slot_group):
+                raise RespError("ERR Invalid slot")
+            slot = int(argv[2])
+            grp = self.groups.get(self.slot_group[slot])
+            keys = [k for k in grp.sm.data if key_slot(k) == slot] if grp is not None else []
+            if sub == b"COUNTKEYSINSLOT":
+                conn.reply(len(keys))
+            else:
+                if not argv[3].isdigit():
+                    raise RespError("ERR Invalid number of keys")
+                conn.reply(keys[:int(argv[3])])
+        else:
+            raise RespError(f"ERR unknown subcommand or wrong number of arguments for 'CLUSTER|"
+                            f"{sub.decode(errors='replace')}'. Offered: SLOTS SHARDS NODES INFO MYID KEYSLOT "
+                            "COUNTKEYSINSLOT GETKEYSINSLOT")
+
     # -- what the mode contract also asks --------------------------------------------------------
     def failover(self, conn: Any, target: str, force: bool) -> None:
         conn.reply(RespError("ERR FAILOVER moves one group's leader: not offered in a sharded cluster yet"))
@@ -618,8 +659,11 @@ class ShardedRaftRunner(BaseRunner):
         for g in sorted(self.groups):
             grp = self.groups[g]
             core = grp.core
+            members = "/".join(self.names[i] for i in self.placement[g])
+            slots = format_ranges(self.slot_map.ranges_of(g), sep="/")
             rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
-                       f"commit={core.log.commit},applied={grp.applied},keys={grp.sm.dbsize}")
+                       f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"
+                       f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}")
         sections["replication"] = rep
         dbsize = sum(self.groups[g].sm.dbsize for g in led)
         sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
@@ -667,4 +711,4 @@ class _Wals:
         return sum(getattr(w, name) for w in self.wals)
 
 
-__all__ = ["ShardedRaftRunner", "place_groups", "slot_groups"]
+__all__ = ["ShardedRaftRunner"]

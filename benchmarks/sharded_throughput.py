@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Sharded raft (``--shards K``): throughput with 1, 3 and 9 groups on 3 nodes, and what idle
+groups cost, in one run on this machine.
+
+For each K (0 = the unsharded raft cluster, then 3 and 9 groups) and each pipeline depth: SET
+from clients that know nothing of slots, one redis-benchmark per node at once (a command lands on
+any node and is forwarded to its group's leader), summed; the ratio is against the unsharded
+cluster in the same run. Then a cluster with ``--idle-groups`` groups (default 1,000) is started,
+left idle once every group has a leader, and each node's CPU is read from /proc over
+``--idle-seconds``: what quiesced groups cost (issue 13's target: under 5% of a core per node).
+
+    .venv/bin/python benchmarks/sharded_throughput.py [--quick] [--markdown]
+
+This is a script, not a test: it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from _support import wait_until
+from multileader_throughput import bench_spread, load_average, replikv_up
+from resp_throughput import ensure_redis_tools
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def all_groups_led(shards: int):  # type: ignore[no-untyped-def]
+    def ready(infos: list[dict[str, object]]) -> bool:
+        if not shards:
+            return sum(1 for i in infos if i.get("role") == "master") == 1
+        led = [int(str(i.get("replikv_groups_led", 0))) for i in infos]
+        # and handed back to their preferred leaders (no leadership transfer left to drop writes)
+        return sum(led) == shards and max(led) - min(led) <= 1
+    return ready
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", "-n", type=int, default=150_000)
+    ap.add_argument("--clients", "-c", type=int, default=48)
+    ap.add_argument("--fsync", default="everysec", choices=("always", "everysec", "no"))
+    ap.add_argument("--shards", default="0,3,9")
+    ap.add_argument("--pipelines", default="1,16")
+    ap.add_argument("--idle-groups", type=int, default=1000)
+    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 15000 requests per test")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args(argv)
+    requests = 15_000 if args.quick else args.requests
+    ensure_redis_tools()
+    print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.python_version()}; "
+          f"load average {load_average()}")
+    rows: list[tuple[int, int, float, float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="replikv-shard-bench-") as tmp:
+        root = Path(tmp)
+        for shards in (int(s) for s in args.shards.split(",")):
+            extra = ("--shards", str(shards)) if shards else ()
+            with replikv_up(root, "raft", args.fsync, extra=extra, ready_when=all_groups_led(shards)) as ports:
+                for pipeline in (int(p) for p in args.pipelines.split(",")):
+                    ops, p50, p99 = bench_spread(ports, "SET", requests, args.clients, pipeline)
+                    rows.append((shards, pipeline, ops, p50, p99))
+                    print(f"shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s p50 {p50:.3f} ms "
+                          f"p99 {p99:.3f} ms (load {load_average()})", flush=True)
+        base = {p: ops for s, p, ops, _, _ in rows if s == 0}
+        print()
+        print("| groups | pipeline | SET/s (clients on every node) | p50 ms | p99 ms | vs unsharded |")
+        print("|--:|--:|--:|--:|--:|--:|")
+        for shards, pipeline, ops, p50, p99 in rows:
+            ratio = f"{ops / base[pipeline]:.2f}" if base.get(pipeline) else ""
+            print(f"| {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | {ratio} |")
+        if args.idle_groups:
+            extra = ("--shards", str(args.idle_groups))
+            with replikv_up(root, "raft", args.fsync, extra=extra,
+                            ready_when=all_groups_led(args.idle_groups)) as ports:
+                clients = [redis.Redis(port=p) for p in ports]
+
+                def quiet() -> bool:
+                    infos = [c.info("replication") for c in clients]
+                    return all(int(i["replikv_groups_quiesced"]) == int(i["replikv_groups_hosted"]) for i in infos)
+                wait_until(quiet, 120, "every group to quiesce")
+                pids = [int(c.info("server")["process_id"]) for c in clients]
+                before = [cpu_seconds(pid) for pid in pids]
+                t0 = time.monotonic()
+                time.sleep(args.idle_seconds)
+                span = time.monotonic() - t0
+                used = [(cpu_seconds(pid) - b) / span * 100 for pid, b in zip(pids, before)]
+                print()
+                print(f"{args.idle_groups} idle groups on 3 nodes (every replica quiesced): CPU per node "
+                      + ", ".join(f"{u:.2f}%" for u in used) + f" of a core over {span:.0f} s "
+                      f"(load {load_average()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
