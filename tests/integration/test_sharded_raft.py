@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -12,14 +14,29 @@ import redis
 from replikv.core.sharding import SlotMap, key_slot
 from tests.integration.cluster import Cluster, wait_for
 
+T = TypeVar("T")
+
 
 def sharded(root: Path, n: int = 3, shards: int = 3, **options: Any) -> Cluster:
-    options.setdefault("election_timeout_ms", 600)
+    options.setdefault("election_timeout_ms", 1000)
     options.setdefault("fsync", "always")
     c = Cluster(root, n, shards=shards, **options)
     c.config.mode = "raft"
     c.config.save(c.path)
     return c.start()
+
+
+def retrying(fn: Callable[[], T], timeout_s: float = 15.0) -> T:
+    """Run an idempotent command again while the cluster answers TRYAGAIN (a leader change on a
+    loaded machine: the write was not applied, or is applied again with the same value)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return fn()
+        except (redis.exceptions.TryAgainError, redis.exceptions.ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def groups_led(c: Cluster, node: str) -> int:
@@ -95,8 +112,8 @@ def test_a_killed_node_loses_its_groups_to_the_others_and_comes_back(tmp_path: P
         wait_for(lambda: all_led(c, ["n2", "n3"], 3), 20, "n1's group to be led again")
         for ks in keys.values():
             for k in ks:
-                assert r.get(k) == b"before"
-                assert r.set(k, "after") is True
+                assert retrying(lambda: r.get(k)) == b"before"
+                assert retrying(lambda: r.set(k, "after")) is True
         c.start("n1")
         # n1 catches up, then gets its group back (a leadership transfer to the preferred leader)
         wait_for(lambda: settled(c, ["n1", "n2", "n3"], 3), 20, "n1 to lead its group again")
@@ -104,7 +121,7 @@ def test_a_killed_node_loses_its_groups_to_the_others_and_comes_back(tmp_path: P
         one.execute_command("CONSISTENCY", "READ", "linearizable")
         for ks in keys.values():
             for k in ks:
-                assert one.get(k) == b"after"
+                assert retrying(lambda: one.get(k)) == b"after"
     finally:
         c.close()
 
