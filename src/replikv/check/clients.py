@@ -218,6 +218,10 @@ def _close(client: redis.Redis) -> None:
         pass
 
 
+FINAL_READ_RETRY_S = 10.0
+_NO_READ = object()
+
+
 def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callable[[], int]) -> list[Op]:
     """One ``final`` op per key, read on ``node`` (the leader after heal), value JSON-encoded."""
     import json
@@ -230,9 +234,22 @@ def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callab
         try:
             for key in workload.keys:
                 call = now()
-                try:
-                    value = workload.final(c, key)
-                except (redis.RedisError, OSError):
+                deadline = time.monotonic() + FINAL_READ_RETRY_S
+                while True:
+                    try:
+                        value = workload.final(c, key)
+                        break
+                    except (redis.exceptions.TryAgainError, redis.ConnectionError, redis.TimeoutError):
+                        # a leader change after heal (a sharded group handed back to its preferred
+                        # leader): a read has no effect, so ask again until the deadline
+                        if time.monotonic() > deadline:
+                            value = _NO_READ
+                            break
+                        time.sleep(0.05)
+                    except (redis.RedisError, OSError):
+                        value = _NO_READ
+                        break
+                if value is _NO_READ:
                     continue
                 ops.append(Op(FINAL_PROCESS, "final", key, json.dumps(value), None, True, call, now()))
         finally:
