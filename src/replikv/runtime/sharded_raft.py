@@ -403,8 +403,10 @@ class ShardedRaftRunner(BaseRunner):
         if self.ready_reads:
             self._serve_ready_reads()
         self._flush_clients()
-        self._announce()
-        for grp in self.groups.values():
+        if ready.groups:  # a role can only change with a group's effects
+            self._announce()
+        for g in written:
+            grp = self.groups[g]
             if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
                 self._snapshot(grp)
 
