@@ -246,3 +246,29 @@ def test_cluster_aware_clients_route_by_slot(tmp_path: Path) -> None:
         assert sum(counts) > 92 and min(counts) > 31  # redis-benchmark's keys landed in every group
     finally:
         c.close()
+
+
+def test_a_follower_behind_the_groups_snapshots_catches_up_by_install_snapshot(tmp_path: Path) -> None:
+    c = sharded(tmp_path / "c", snapshot_bytes=4096)  # each group snapshots and compacts its log often
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
+        c.kill("n3")
+        wait_for(lambda: all_led(c, ["n1", "n2"], 3), 20, "n3's group to be led by n1 or n2")
+        r = c.client("n1")
+        keys = keys_per_group(3, 150)
+        for ks in keys.values():
+            for k in ks:
+                assert retrying(lambda: r.set(k, k * 4)) is True
+        taken = sum(int(c.client(n).info("stats").get("snapshots_taken", 0)) for n in ("n1", "n2"))
+        c.start("n3")
+        wait_for(lambda: settled(c, nodes, 3), 30, "n3 to catch up and lead its group again")
+        wait_for(lambda: len({c.digest(n) for n in nodes}) == 1, 30, "every node to hold the same groups' data")
+        assert int(c.client("n3").info("stats").get("snapshots_installed", 0)) >= 1
+        assert taken >= 3
+        one = c.client("n3")
+        for ks in keys.values():
+            for k in ks[:10]:
+                assert retrying(lambda: one.get(k)) == (k * 4).encode()
+    finally:
+        c.close()
