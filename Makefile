@@ -39,6 +39,7 @@ soak: $(STAMP)
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $(SOAK_SEEDS)
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --nodes 5
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 200 )) --long
+	$(PY) -m replikv.sim --shards 3000 --nodes 30
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache
