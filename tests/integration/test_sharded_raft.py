@@ -151,6 +151,11 @@ def test_keyless_commands_answer_for_the_groups_a_node_leads_and_data_survives_a
             for k in ks:
                 assert c.client("n2").get(k) == k.encode()
         assert c.client("n3").flushall() is True  # flushes the group n3 leads
+        with pytest.raises(redis.ResponseError, match="sharded cluster has no node-wide data set"):
+            c.client("n1").config_set("maxmemory", "10mb")
+        with pytest.raises(redis.ResponseError, match="not offered in a sharded cluster"):
+            c.client("n1").blpop(["{q}list"], timeout=1)
+        assert c.client("n1").config_set("maxmemory", "0") is True
         assert sum(c.client(n).dbsize() for n in nodes) == 80
     finally:
         c.close()

@@ -363,6 +363,7 @@ class BaseRunner:
         """CLUSTER ...: only a sharded cluster speaks Redis Cluster (runtime/sharded_raft.py)."""
         raise RespError("ERR This instance has cluster support disabled")
 
+    maxmemory_offered = True  # CONFIG SET maxmemory: eviction from the node's one data set (runtime/memory.py)
     blocking_offered = True  # BLPOP & co (runtime/blocking.py); a mode without one change index says no
 
     def digest(self) -> bytes:

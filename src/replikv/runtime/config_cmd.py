@@ -120,6 +120,14 @@ def _parameters(node: "BaseRunner") -> dict[str, tuple[Callable[[], str], Callab
         opts.client_output_buffer_limit = _memory("client-output-buffer-limit")(parts[1]) or (1 << 62)
 
     mem = node.memory
+
+    def maxmemory(text: str) -> None:
+        limit = _memory("maxmemory")(text)
+        if limit and not node.maxmemory_offered:
+            raise _Bad("maxmemory", "a sharded cluster has no node-wide data set to bound yet (each group "
+                                    "holds its own); maxmemory 0 only")
+        mem.maxmemory = limit
+
     return {
         "timeout": (lambda: str(opts.timeout), setter("timeout", _int("timeout"))),
         "maxclients": (lambda: str(opts.maxclients), setter("maxclients", _int("maxclients", 1))),
@@ -135,7 +143,7 @@ def _parameters(node: "BaseRunner") -> dict[str, tuple[Callable[[], str], Callab
                                     lambda t: slowlog(slower=_int("slowlog-log-slower-than", -1)(t))),
         "slowlog-max-len": (lambda: str(node.slowlog.max_len),
                             lambda t: slowlog(max_len=_int("slowlog-max-len")(t))),
-        "maxmemory": (lambda: str(mem.maxmemory), lambda t: setattr(mem, "maxmemory", _memory("maxmemory")(t))),
+        "maxmemory": (lambda: str(mem.maxmemory), maxmemory),
         "maxmemory-policy": (lambda: mem.policy, policy),
         "maxmemory-samples": (lambda: str(mem.samples),
                               lambda t: setattr(mem, "samples", _int("maxmemory-samples", 1, 64)(t))),

@@ -251,6 +251,7 @@ class ShardedRaftRunner(BaseRunner):
         return grp.applied if grp is not None else 0
 
     blocking_offered = False  # BLPOP & co wait on one node-wide change index (runtime/blocking.py)
+    maxmemory_offered = False  # eviction samples one node-wide data set (runtime/memory.py)
 
     # -- reads -----------------------------------------------------------------------------------
     def _read(self, conn: Any, argv: Any, transaction: bool = False) -> None:
