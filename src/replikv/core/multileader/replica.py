@@ -264,7 +264,9 @@ class Replica:
         return not covers(self.vv, vv)
 
     def installed(self, vv: VV, sender: str | None = None) -> list[Effect]:
-        """The driver joined a state covering ``vv`` into its store (and made it durable)."""
+        """The driver joined a state covering ``vv`` into its store (and made it durable).
+        ``vv`` is the transfer's (``sender`` is known to have it), not the store's joined
+        vector: that one also covers ops of ours the sender may lack."""
         for o, s in vv.items():
             if s > self.vv.get(o, 0):
                 self.vv[o] = s
