@@ -473,7 +473,12 @@ class CrdtStore:
         self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut]
     ) -> list[bytes]:
         """Apply one op (causal, exactly-once delivery is the caller's duty);
-        returns the keys whose visible state may have changed."""
+        returns the keys whose visible state may have changed. An op ``vv``
+        already covers is ignored: after a transfer's keys are all joined the
+        store covers the transfer's vv before the replica does (until the
+        joined state is durable), and its ops may still be delivered."""
+        if seq <= self.vv.get(origin, 0):
+            return []
         changed: list[bytes] = []
 
         def seen(o: str, s: int) -> bool:
