@@ -83,7 +83,7 @@ MAX_PENDING_OPS = 65536
 # State transfer: bytes of key states per chunk (REPLIKV_STATE_CHUNK_BYTES overrides it, for tests),
 # the time a turn of the sender may spend reading chunks, and how many chunks' worth the link's
 # send queue may hold before the sender waits for it to drain.
-STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 128 * 1024))
+STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 64 * 1024))
 STATE_TURN_S = 0.01
 STATE_QUEUE_CHUNKS = 4
 
