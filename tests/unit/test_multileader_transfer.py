@@ -89,3 +89,22 @@ def test_a_transfer_that_brings_nothing_is_ignored_and_cancel_forgets():
     assert rx2.in_progress() == 1
     rx2.cancel("b")
     assert rx2.in_progress() == 0 and c.vv == {}
+
+
+def test_a_completed_transfer_ends_another_senders_that_it_covers():
+    a, b, c = CrdtStore(), CrdtStore(), CrdtStore()
+    for i in range(1, 4):
+        op = ("b", i, i, {"b": i - 1}, [("incr", f"k{i}".encode(), i)])
+        b.apply(*op)
+        c.apply(*op)
+    from_b = StateExport(b, "b", transfer=1, max_chunk_bytes=1)
+    from_c = StateExport(c, "c", transfer=1, max_chunk_bytes=1)
+    rx = StateReceiver()
+    rx.chunk(a, from_c.next_chunk(), _needed(a))
+    assert rx.in_progress() == 1
+    while not from_b.done:
+        rx.chunk(a, from_b.next_chunk(), _needed(a))
+    assert a.vv == {"b": 3} and rx.in_progress() == 0  # c's brings nothing more
+    while not from_c.done:
+        assert rx.chunk(a, from_c.next_chunk(), _needed(a)) == ([], None)
+    assert a.digest() == b.digest()

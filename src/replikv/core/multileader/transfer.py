@@ -45,7 +45,8 @@ Rules (the store's side is ``CrdtStore.dump_keys`` / ``join_keys`` /
    replaces it; chunks of an older one are ignored (the sender numbers its
    transfers increasingly; restarting one to a peer cancels the old).
 6. A transfer whose start ``vv`` the receiver already covers brings nothing:
-   its chunks are ignored (``needed`` says so when the first one arrives).
+   its chunks are ignored (``needed`` says so when the first one arrives; a
+   transfer from another sender that completes first and covers it ends it).
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ class StateReceiver:
         changed += store.join_absent(inc.present, inc.vv)
         inc.present = set()
         store.cover(inc.vv)
+        for other in self.incoming.values():  # another sender's transfer this one covers brings nothing
+            if not other.ignored and all(store.vv.get(o, 0) >= s for o, s in other.vv.items()):
+                other.ignored = True
+                other.present = set()
         return changed, inc.vv
 
     def cancel(self, sender: str) -> None:
