@@ -108,3 +108,22 @@ def test_a_completed_transfer_ends_another_senders_that_it_covers():
     while not from_c.done:
         assert rx.chunk(a, from_c.next_chunk(), _needed(a)) == ([], None)
     assert a.digest() == b.digest()
+
+
+def test_the_sender_keeps_a_window_of_unacknowledged_chunks():
+    b = CrdtStore()
+    for i in range(1, 11):
+        b.apply("b", i, i, {"b": i - 1}, [("incr", f"k{i}".encode(), i)])
+    export = StateExport(b, "b", transfer=1, max_chunk_bytes=1)
+    sent = 0
+    while export.may_send(3):
+        export.next_chunk()
+        sent += 1
+    assert sent == 3
+    export.on_ack(2)
+    assert export.may_send(3)
+    export.next_chunk()
+    export.next_chunk()
+    assert not export.may_send(3)  # chunks 2, 3 and 4 not acknowledged
+    export.on_ack(99)  # never beyond what was sent
+    assert export.acked == 5 and export.may_send(3)

@@ -33,9 +33,11 @@ Rules it keeps:
   most ``STATE_CHUNK_BYTES`` of key states, read a few per loop iteration
   (within ``STATE_TURN_S``) after a WAL commit, while the link's send queue
   holds less than ``STATE_QUEUE_CHUNKS`` chunks (back-pressure: the transport
-  closes a link whose queue outgrows its bound). One transfer per peer; a new
-  one (after a reconnect) replaces it. The receiver queues the chunks and joins
-  one per loop iteration, so both nodes keep serving clients; once all are
+  closes a link whose queue outgrows its bound) and the receiver has taken in
+  all but ``STATE_WINDOW_CHUNKS`` of those sent (``StateAck``). One transfer
+  per peer; a new one (after a reconnect) replaces it. The receiver queues the
+  chunks (at most a window per sender) and joins one per loop iteration,
+  acknowledging each, so both nodes keep serving clients; once all are
   joined it snapshots, then lets the replica's vv move. A write that would be
   made from a key a transfer joined beyond this node's vv is refused with
   ``TRYAGAIN`` (its mutations would name ops its deps do not); so is a
@@ -58,7 +60,7 @@ from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.crdt.vv import parse_vv_text, vv_text
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver, Persist, Send, SendState
-from replikv.core.multileader.messages import Op, Ops, State, StateChunk
+from replikv.core.multileader.messages import Op, Ops, State, StateAck, StateChunk
 from replikv.core.multileader.replica import Replica
 from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.core.replies import NULL_ARRAY, RespError
@@ -86,6 +88,7 @@ MAX_PENDING_OPS = 65536
 STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 64 * 1024))
 STATE_TURN_S = 0.01
 STATE_QUEUE_CHUNKS = 4
+STATE_WINDOW_CHUNKS = 16  # chunks sent that the receiver has not yet taken in (StateAck)
 
 
 def _wall_ms() -> int:
@@ -459,6 +462,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if isinstance(msg, State):
             self._install_state(msg)
             return
+        if isinstance(msg, StateAck):
+            export = self._exports.get(peer)
+            if export is not None and export.transfer == msg.transfer:
+                export.on_ack(msg.count)
+            return
         if isinstance(msg, StateChunk):
             self._run(self.core.step(msg))  # records what the sender has
             self.stats["state_chunks_received"] += 1
@@ -489,7 +497,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         try:
             while not export.done:
                 turn_end = time.monotonic() + STATE_TURN_S
-                while not export.done and time.monotonic() < turn_end:
+                while not export.done and time.monotonic() < turn_end and export.may_send(STATE_WINDOW_CHUNKS):
                     if self._exports.get(peer) is not export or self.disk_error is not None:
                         return
                     self._flush()  # the WAL holds everything the store does: the chunk's ``at`` is durable
@@ -497,7 +505,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                         return  # not connected: the next connect starts over
                     self.stats["state_chunks_sent"] += 1
                 await asyncio.sleep(0)  # clients and peers get the loop between turns
-                while self.transport.buffered_bytes(peer) > limit and self._exports.get(peer) is export:
+                while self._exports.get(peer) is export and (self.transport.buffered_bytes(peer) > limit
+                                                             or not export.may_send(STATE_WINDOW_CHUNKS)):
                     await asyncio.sleep(0.005)
             log.info("node %s: state transfer %d to %s sent (%d chunks, %d bytes)", self.id, export.transfer,
                      peer, export.index, export.bytes_sent)
@@ -512,6 +521,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         try:
             while self._chunks_in:
                 msg = self._chunks_in.popleft()
+                self.transport.send(msg.sender, codec.encode(StateAck(sender=self.id, transfer=msg.transfer,
+                                                                      count=msg.index + 1)))
                 if self.disk_error is not None:
                     self.receiver.cancel(msg.sender)  # frozen: it starts over once the disk is back
                     continue

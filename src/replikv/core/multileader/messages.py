@@ -15,6 +15,9 @@
   the transfer STARTED, the same in every chunk), ``at`` (the sender's vector
   when it read this chunk's key states, ``at >= vv``), the key states
   (``CrdtStore.dump_keys``) and whether it is the last.
+- ``StateAck``: the receiver has taken in (joined or dropped) the chunks of a
+  transfer up to ``count`` (flow control: the sender keeps at most a window of
+  chunks unacknowledged, so the receiver's queue of chunks is bounded).
 
 A version vector maps origin -> the highest seq of that origin applied; all
 lower seqs of that origin are applied too (delivery is contiguous per origin).
@@ -26,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["MlMsg", "Ops", "Op", "State", "StateChunk", "Sync", "VV"]
+__all__ = ["MlMsg", "Ops", "Op", "State", "StateAck", "StateChunk", "Sync", "VV"]
 
 VV = dict[str, int]  # origin -> highest contiguous seq applied
 
@@ -74,4 +77,11 @@ class StateChunk:
     last: bool
 
 
-MlMsg = Sync | Ops | State | StateChunk
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateAck:
+    sender: str
+    transfer: int
+    count: int  # chunks 0 .. count - 1 taken in
+
+
+MlMsg = Sync | Ops | State | StateChunk | StateAck

@@ -67,7 +67,7 @@ from collections.abc import Iterable
 
 from replikv.core.invariant import invariant
 from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
-from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateChunk, Sync
+from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 __all__ = ["TOPOLOGIES", "Replica", "covers", "neighbours_of"]
 
@@ -194,6 +194,8 @@ class Replica:
             case State() | StateChunk():
                 _merge(self.known[msg.sender], msg.vv)
                 return []
+            case StateAck():
+                return []  # flow control of the driver's transfer (transfer.py)
 
     def _on_sync(self, msg: Sync) -> list[Effect]:
         s = msg.sender

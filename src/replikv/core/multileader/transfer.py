@@ -47,6 +47,10 @@ Rules (the store's side is ``CrdtStore.dump_keys`` / ``join_keys`` /
 6. A transfer whose start ``vv`` the receiver already covers brings nothing:
    its chunks are ignored (``needed`` says so when the first one arrives; a
    transfer from another sender that completes first and covers it ends it).
+7. Flow control: the receiver acknowledges the chunks it has taken in
+   (``StateAck``, joined or dropped); the sender keeps at most ``window``
+   chunks unacknowledged (``StateExport.may_send``), so the receiver's queue of
+   chunks not yet joined stays bounded however slow its joins are.
 """
 
 from __future__ import annotations
@@ -79,6 +83,14 @@ class StateExport:
         self.index = 0  # of the next chunk
         self.done = False
         self.bytes_sent = 0
+        self.acked = 0  # chunks the receiver has taken in (StateAck)
+
+    def on_ack(self, count: int) -> None:
+        self.acked = max(self.acked, min(count, self.index))
+
+    def may_send(self, window: int) -> bool:
+        """Fewer than ``window`` chunks sent and not yet acknowledged (rule 7)?"""
+        return self.index - self.acked < window
 
     @property
     def keys_total(self) -> int:
