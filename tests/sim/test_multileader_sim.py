@@ -149,3 +149,24 @@ def test_mutation_no_causal_order_is_caught(restore_replica: None) -> None:
     Replica._deliverable = lambda self, op: True  # type: ignore[method-assign, assignment, misc]
     replica_mod.covers = lambda vv, deps: True  # the core's own invariant would stop it first
     assert _fails()
+
+
+def test_mutation_ops_a_joined_key_holds_applied_again_is_caught() -> None:
+    """A chunked state transfer joins key states read after it began: an op such a key
+    already holds must not be applied to it again (core/crdt/store.py, key contexts)."""
+    from replikv.core.crdt.store import CrdtStore
+
+    orig = CrdtStore.apply
+
+    def apply(self: CrdtStore, *args: object) -> list[bytes]:
+        saved, self.kctx = self.kctx, {}
+        try:
+            return orig(self, *args)  # type: ignore[arg-type]
+        finally:
+            self.kctx = saved
+
+    CrdtStore.apply = apply  # type: ignore[method-assign]
+    try:
+        assert _fails(range(100))
+    finally:
+        CrdtStore.apply = orig  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replikv.core.multileader.codec import MlCodecError, decode, encode
-from replikv.core.multileader.messages import MlMsg, Op, Ops, State, Sync
+from replikv.core.multileader.messages import MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 MSGS: list[MlMsg] = [
     Sync(sender="n1", vv={"n1": 3, "n2": 0}, matrix={"n2": {"n1": 2}, "n3": {}}),
@@ -16,6 +16,8 @@ MSGS: list[MlMsg] = [
                           Op(origin="n3", seq=4, hlc=18, deps={"n3": 3, "n1": 1}, payload={"b": b"\x00"}))),
     Ops(sender="n2", ops=()),
     State(sender="n3", vv={"n1": 9}, blob=b"\x01\x02"),
+    StateChunk(sender="n1", transfer=7, index=2, vv={"n1": 9}, at={"n1": 11, "n2": 1}, keys=b"\x90", last=True),
+    StateAck(sender="n2", transfer=7, count=3),
 ]
 
 
@@ -34,6 +36,10 @@ BAD = [
     msgpack.packb([3, "a", {}, "not bytes"]), msgpack.packb([3, "a", {}]),
     msgpack.packb([1, "a", {}, {}]) + b"\x00",  # trailing bytes
     msgpack.packb([1, "a", {"x": 2**64 - 1}, {}]),
+    msgpack.packb([4, "a", 1, 0, {"x": 2}, {"x": 1}, b"", False]),  # at does not cover vv
+    msgpack.packb([4, "a", 1, -1, {}, {}, b"", False]), msgpack.packb([4, "a", 1, 0, {}, {}, "s", False]),
+    msgpack.packb([4, "a", 1, 0, {}, {}, b"", 1]), msgpack.packb([4, "a", 1, 0, {}, {}, b""]),
+    msgpack.packb([5, "a", 1, -1]), msgpack.packb([5, "a", 1]),
 ]
 
 

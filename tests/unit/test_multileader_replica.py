@@ -174,7 +174,16 @@ def test_a_laggard_gets_a_state_transfer_rate_limited_and_installed_releases_pen
     r.tick()
     eff = r.step(sync("b", {"a": 1}))
     assert eff == [SendState(to="b")]
-    assert r.step(sync("b", {"a": 1})) == []  # rate-limited
+    for _ in range(20):
+        r.tick()
+    assert r.step(sync("b", {"a": 1})) == []  # one transfer at a time: that one still streams
+    r.state_done("b")
+    assert r.step(sync("b", {"a": 1})) == []  # rate-limited from the end of the last one
+    for _ in range(10):
+        r.tick()
+    assert SendState(to="b") in r.step(sync("b", {"a": 1}))
+    r.disconnected("b")  # the driver drops that transfer; after the reconnect a new one may start
+    r.connected("b")
     for _ in range(10):
         r.tick()
     assert SendState(to="b") in r.step(sync("b", {"a": 1}))
@@ -186,6 +195,7 @@ def test_a_laggard_gets_a_state_transfer_rate_limited_and_installed_releases_pen
     assert lag.needs_state({"a": 4}) and not lag.needs_state({"a": 0})
     eff = lag.installed({"a": 4, "b": 0, "c": 0}, "a")
     assert delivered(eff) == [("a", 5)] and lag.vv["a"] == 5
+    assert isinstance(eff[-1], Send) and eff[-1].to == "a" and eff[-1].msg.vv["a"] == 5  # at once
     assert lag.base["a"] == 4  # ops below the state are not retained
 
 

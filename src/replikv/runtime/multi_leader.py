@@ -27,16 +27,32 @@ Rules it keeps:
   ordinary delete operation (observed-remove: a write concurrent with it
   survives), so all replicas end in the same state.
 - Snapshots hold the store (with its version vector); the view is rebuilt
-  from it at start. A peer that lacks operations this node no longer retains
-  gets the store whole (a state transfer, merged by join).
+  from it at start.
+- State transfer (core/multileader/transfer.py has the rules): a peer that
+  lacks operations this node no longer retains gets the store in chunks of at
+  most ``STATE_CHUNK_BYTES`` of key states, read a few per loop iteration
+  (within ``STATE_TURN_S``) after a WAL commit, while the link's send queue
+  holds less than ``STATE_QUEUE_CHUNKS`` chunks (back-pressure: the transport
+  closes a link whose queue outgrows its bound) and the receiver has taken in
+  all but ``STATE_WINDOW_CHUNKS`` of those sent (``StateAck``). One transfer
+  per peer; a new one (after a reconnect) replaces it. The receiver queues the
+  chunks (at most a window per sender) and joins one per loop iteration,
+  acknowledging each, so both nodes keep serving clients; once all are
+  joined it snapshots, then lets the replica's vv move. A write that would be
+  made from a key a transfer joined beyond this node's vv is refused with
+  ``TRYAGAIN`` (its mutations would name ops its deps do not); so is a
+  MULTI/EXEC with writes while any key holds such a context. A transfer cut
+  off by a disconnect is dropped on both sides and starts over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
+from collections import deque
 from typing import Any
 
 from replikv.config import ClusterConfig, ConfigError
@@ -44,8 +60,9 @@ from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.crdt.vv import parse_vv_text, vv_text
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver, Persist, Send, SendState
-from replikv.core.multileader.messages import Op, Ops, State
+from replikv.core.multileader.messages import Op, Ops, State, StateAck, StateChunk
 from replikv.core.multileader.replica import Replica
+from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.core.replies import NULL_ARRAY, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
@@ -65,6 +82,13 @@ log = logging.getLogger("replikv.node")
 # connection): under load the links drift apart by thousands of ops; beyond this they are dropped
 # and resent.
 MAX_PENDING_OPS = 65536
+# State transfer: bytes of key states per chunk (REPLIKV_STATE_CHUNK_BYTES overrides it, for tests),
+# the time a turn of the sender may spend reading chunks, and how many chunks' worth the link's
+# send queue may hold before the sender waits for it to drain.
+STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 64 * 1024))
+STATE_TURN_S = 0.01
+STATE_QUEUE_CHUNKS = 4
+STATE_WINDOW_CHUNKS = 16  # chunks sent that the receiver has not yet taken in (StateAck)
 
 
 def _wall_ms() -> int:
@@ -110,9 +134,14 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.flush_scheduled = False
         self._packed: dict[tuple[str, int], bytes] = {}  # (origin, seq) -> the op packed, Persist to flush
         self._wal_bytes_after_snapshot = 0
-        self._states_sending: set[str] = set()
+        self._exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
+        self.receiver = StateReceiver()
+        self._chunks_in: deque[StateChunk] = deque()  # received, to be joined one per loop turn
+        self._joining = False
+        self._prune_at = 0.0
         self.stats.update({"ops_local": 0, "ops_received": 0, "state_transfers_sent": 0,
-                           "state_transfers_received": 0, "expired_deletes": 0})
+                           "state_transfers_received": 0, "state_chunks_sent": 0, "state_chunks_received": 0,
+                           "state_transfer_refused_writes": 0, "expired_deletes": 0})
         self._recover()
 
     # -- start-up ---------------------------------------------------------------------
@@ -170,12 +199,31 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             return
         now = _wall_ms()
         muts, reply = translate(self.store, argv, now, self.rng)  # a refusal or error: no muts
+        if muts and self.store.kctx:
+            busy = self._transfer_key(muts)
+            if busy is not None:
+                conn.reply(self._transfer_refusal(busy))
+                return
         data = encode_reply(reply, conn.resp3)
         if not muts:
             conn.reply_bytes(data)
             return
         op = self._local(muts, now)
         self._hold(conn, op.seq, data)
+
+    def _transfer_key(self, muts: list[Any]) -> bytes | None:
+        """A key ``muts`` would write whose state a transfer joined beyond our vv, or None."""
+        pending = self.store.pending_context
+        for m in muts:
+            if pending(bytes(m[1])):
+                return bytes(m[1])
+        return None
+
+    def _transfer_refusal(self, key: bytes | None) -> RespError:
+        self.stats["state_transfer_refused_writes"] += 1
+        what = f"key '{key.decode(errors='replace')}' holds" if key is not None else "keys hold"
+        return RespError(f"TRYAGAIN {what} state joined from a state transfer that this node has not "
+                         "caught up with yet; retry shortly")
 
     def _local(self, muts: list[Any], now: int) -> Op:
         """Stamp ``muts`` as this node's next operation and carry out its effects."""
@@ -204,6 +252,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if self.disk_error is not None and any(_is_write(a) for a in queued):
             conn.reply(self.disk_refusal())
             return
+        if self.store.kctx and any(_is_write(a) for a in queued):
+            self.store.prune_contexts()
+            if self.store.kctx:  # the block's writes cannot be checked one by one before it runs
+                conn.reply(self._transfer_refusal(None))
+                return
         now = _wall_ms()
         replies: list[Any] = []
         last_seq = 0
@@ -251,6 +304,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._delete_keys(keys)
 
     def _delete_keys(self, keys: list[bytes]) -> int:
+        if self.store.kctx:  # expiry and eviction wait for a key a transfer joined (TRYAGAIN)
+            keys = [k for k in keys if not self.store.pending_context(k)]
+            if not keys:
+                return 0
         muts, reply = translate(self.store, [b"DEL", *keys], _wall_ms(), self.rng)
         if muts:
             self._local(muts, _wall_ms())
@@ -321,9 +378,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 case Send():
                     self.sends.append(effect)
                 case SendState():
-                    if effect.to not in self._states_sending:
-                        self._states_sending.add(effect.to)
-                        self.loop.create_task(self._send_state(effect.to))
+                    self.loop.create_task(self._send_state(effect.to))
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -407,26 +462,99 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if isinstance(msg, State):
             self._install_state(msg)
             return
+        if isinstance(msg, StateAck):
+            export = self._exports.get(peer)
+            if export is not None and export.transfer == msg.transfer:
+                export.on_ack(msg.count)
+            return
+        if isinstance(msg, StateChunk):
+            self._run(self.core.step(msg))  # records what the sender has
+            self.stats["state_chunks_received"] += 1
+            self._chunks_in.append(msg)
+            if not self._joining:
+                self._joining = True
+                self.loop.create_task(self._join_chunks())
+            return
         self._run(self.core.step(msg))
 
     def _on_peer_connected(self, peer: str) -> None:
         self._run(self.core.connected(peer))  # a Sync: the exchange resumes from the version vectors
 
     def _on_peer_disconnected(self, peer: str) -> None:
-        self._states_sending.discard(peer)
+        self._exports.pop(peer, None)  # its task stops; after the reconnect a new transfer starts over
+        self.receiver.cancel(peer)
         self.core.disconnected(peer)
 
     async def _send_state(self, peer: str) -> None:
-        """State transfer: the whole store to a peer that lacks operations we no longer retain."""
+        """A chunked state transfer to a peer that lacks operations we no longer retain
+        (core/multileader/transfer.py; the module docstring has the pacing rules)."""
+        export = StateExport(self.store, self.id, time.time_ns(), STATE_CHUNK_BYTES)
+        self._exports[peer] = export  # a transfer still streaming to it stops at its next turn
+        self.stats["state_transfers_sent"] += 1
+        log.info("node %s: state transfer %d to %s (%d keys, version vector %s)", self.id, export.transfer, peer,
+                 export.keys_total, vv_text(export.vv).decode())
+        send, limit = self.transport.send, STATE_QUEUE_CHUNKS * STATE_CHUNK_BYTES
         try:
-            self._flush()
-            blob = self.store.snapshot()
-            self.stats["state_transfers_sent"] += 1
-            log.info("node %s: state transfer to %s (%d bytes, version vector %s)", self.id, peer, len(blob),
-                     vv_text(self.store.vv).decode())
-            self.transport.send(peer, codec.encode(State(sender=self.id, vv=dict(self.store.vv), blob=blob)))
+            while not export.done:
+                turn_end = time.monotonic() + STATE_TURN_S
+                while not export.done and time.monotonic() < turn_end and export.may_send(STATE_WINDOW_CHUNKS):
+                    if self._exports.get(peer) is not export or self.disk_error is not None:
+                        return
+                    self._flush()  # the WAL holds everything the store does: the chunk's ``at`` is durable
+                    if not send(peer, codec.encode(export.next_chunk())):
+                        return  # not connected: the next connect starts over
+                    self.stats["state_chunks_sent"] += 1
+                await asyncio.sleep(0)  # clients and peers get the loop between turns
+                while self._exports.get(peer) is export and (self.transport.buffered_bytes(peer) > limit
+                                                             or not export.may_send(STATE_WINDOW_CHUNKS)):
+                    await asyncio.sleep(0.005)
+            log.info("node %s: state transfer %d to %s sent (%d chunks, %d bytes)", self.id, export.transfer,
+                     peer, export.index, export.bytes_sent)
         finally:
-            self._states_sending.discard(peer)
+            if self._exports.get(peer) is export:
+                del self._exports[peer]
+                self.core.state_done(peer)
+
+    async def _join_chunks(self) -> None:
+        """Join the received chunks, one per loop turn; after a transfer's last one, make the
+        store durable, then move the replica's vv (transfer.py rule 4)."""
+        try:
+            while self._chunks_in:
+                msg = self._chunks_in.popleft()
+                self.transport.send(msg.sender, codec.encode(StateAck(sender=self.id, transfer=msg.transfer,
+                                                                      count=msg.index + 1)))
+                if self.disk_error is not None:
+                    self.receiver.cancel(msg.sender)  # frozen: it starts over once the disk is back
+                    continue
+                try:
+                    changed, vv = self.receiver.chunk(self.store, msg, self.core.needs_state)
+                except (ValueError, TypeError, IndexError, KeyError) as e:  # a malformed chunk
+                    log.warning("dropping state transfer %d from %s: bad chunk %d (%s)", msg.transfer, msg.sender,
+                                msg.index, e)
+                    self.receiver.cancel(msg.sender)
+                    continue
+                if changed:
+                    self.applied_index += 1
+                    materialize(self.store, self.sm, changed)
+                    for key in changed:
+                        self.sm.changes.touch(key, self.applied_index)
+                if vv is not None:
+                    self.stats["state_transfers_received"] += 1
+                    self.snapshotter.stop()  # a child snapshotting the state before the join would cover less
+                    try:
+                        self._take_snapshot()  # the joined state is durable before the replica moves its vv
+                    except Exception:
+                        # the replica's vv stays: the store covers vv already (it ignores those ops if
+                        # they are delivered), and the next transfer (the peer sees us behind) installs it
+                        log.exception("node %s: the snapshot after state transfer %d failed", self.id,
+                                      msg.transfer)
+                        continue
+                    log.info("node %s joined state transfer %d from %s; version vector now %s", self.id,
+                             msg.transfer, msg.sender, vv_text(self.store.vv).decode())
+                    self._run(self.core.installed(dict(vv), msg.sender))
+                await asyncio.sleep(0)
+        finally:
+            self._joining = False
 
     def _install_state(self, msg: State) -> None:
         """Join a peer's whole store into ours; make it durable with a snapshot; resume delivery."""
@@ -441,7 +569,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._take_snapshot()  # the joined state is durable before the replica moves its vv
         log.info("node %s joined a state transfer from %s; version vector now %s", self.id, msg.sender,
                  vv_text(self.store.vv).decode())
-        self._run(self.core.installed(dict(self.store.vv), msg.sender))
+        self._run(self.core.installed(dict(msg.vv), msg.sender))  # the sender has msg.vv, not all we have
 
     # -- the disk guard (runtime/base.py) ----------------------------------------------------------
     def _on_disk_blocked(self) -> None:
@@ -456,6 +584,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     # -- snapshots (runtime/state_snapshots.py) ------------------------------------------------------
     def _state_blob(self) -> bytes:
+        self.store.prune_contexts()
         return self.store.snapshot()
 
     def _commit_pending(self) -> None:
@@ -476,6 +605,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if self.disk_error is not None:
                 continue
             self._run(self.core.tick())
+            if self.store.kctx and now >= self._prune_at and not self._chunks_in:
+                self._prune_at = now + 1.0  # key contexts the vv now covers (a transfer's late keys)
+                self.store.prune_contexts()
             if now >= next_expiry:
                 next_expiry = now + 0.1
                 due = self.sm.expired_keys(_wall_ms(), 200)
@@ -492,6 +624,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                f"replikv_version_vector:{vv_text(vv).decode()}", f"replikv_applied_index:{self.applied_index}",
                f"master_repl_offset:{self.applied_index}", f"replikv_ops_received_twice:{core.duplicates}",
                f"replikv_ops_waiting_for_deps:{len(core.pending)}",
+               f"replikv_state_transfers_out:{len(self._exports)}",
+               f"replikv_state_transfers_in:{self.receiver.in_progress()}",
+               f"replikv_state_chunks_queued:{len(self._chunks_in)}",
+               f"replikv_keys_awaiting_ops:{len(self.store.kctx)}",
                f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}"]
         for i, peer in enumerate(self.peer_ids):
             known = core.known.get(peer, {})

@@ -19,9 +19,18 @@ Effects as the runtime will carry them out: ``Persist`` appends to the WAL;
 ``slow_sync_us`` (and covers what was written by its end): sends and client
 acks wait for it, and a crash meanwhile
 loses the unsynced ops (and may tear the last write), which were never sent
-or acknowledged. ``SendState`` ships the store's snapshot with the replica's
-vv; the receiver joins it, makes the result durable (a snapshot, the WAL
-reset) and calls ``installed``. Every ``compact_every`` WAL records a node
+or acknowledged. ``SendState`` starts a chunked state transfer
+(core/multileader/transfer.py) as the runtime does: chunks of at most
+``state_chunk_bytes`` of key states, one every ``chunk_gap_us``, each read
+after a WAL sync (so the node keeps taking writes and delivering ops between
+chunks, and later chunks are read from a later state), through the faulty
+network (lost, duplicated, reordered chunks: the receiver joins them in any
+order; a transfer that lost one never completes and the next starts over once
+the replica asks again). The receiver joins chunk by chunk; after the last it
+makes the result durable (a snapshot, the WAL reset) and calls ``installed``.
+A client write that would be made from a key a transfer joined beyond the
+node's vv is refused before it takes effect and retried (the runtime's
+TRYAGAIN). Every ``compact_every`` WAL records a node
 snapshots (vv + store) and resets its WAL. A restart recovers snapshot +
 WAL and ``Replica.restore``s. ``retain_ops`` is small so that long
 disconnections end in state transfers.
@@ -50,8 +59,9 @@ from replikv.check.history import Op as HistOp
 from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
-from replikv.core.multileader.messages import VV, Op, State
+from replikv.core.multileader.messages import VV, Op, State, StateChunk
 from replikv.core.multileader.replica import TOPOLOGIES, Replica, covers
+from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.sim.clock import NodeClock
 from replikv.sim.disk import GroupCommitDriver, SimWal
 from replikv.sim.engine import NodeTable
@@ -80,6 +90,16 @@ class MultiLeaderOptions:
     compact_every: int = 32  # WAL records between snapshots
     slow_sync_us: int = 40_000  # an fsync on a slow disk
     conflicts: str | None = None  # None: "lww", or "siblings" on some odd seeds
+    state_chunk_bytes: int = 200  # small: a transfer takes several chunks
+    chunk_gap_us: int = 3_000  # between two chunks of one transfer
+
+
+@dataclass(frozen=True)
+class ChunkDue:
+    """The next chunk of ``export`` may leave once the WAL is synced."""
+
+    to: str
+    export: StateExport
 
 
 @dataclass(frozen=True)
@@ -116,7 +136,9 @@ class MlSimNode:
         self.slow = False
         self.syncing = False
         # held until the WAL is synced: sends and client acks
-        self.outbox: list[Send | SendState] = []
+        self.outbox: list[Send | SendState | ChunkDue] = []
+        self.exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
+        self.receiver = StateReceiver()
         self.acks: list[tuple[Client, tuple[int, int]]] = []
 
     def wall_ms(self, now_us: int) -> int:
@@ -153,6 +175,9 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         self.states_sent = 0
         self.states_installed = 0
         self.lost_unsynced = 0
+        self.chunks_sent = 0
+        self.writes_refused = 0  # made from a key a transfer had joined beyond the node's vv
+        self.transfers = 0  # numbers every node's transfers increasingly, across restarts
 
     # ------------------------------------------------------------ plumbing
     def _make_replica(self, n: MlSimNode, vv: VV | None) -> Replica:
@@ -183,14 +208,22 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         effects = n.replica.step(msg)
         if isinstance(msg, State) and msg.sender in n.replica.neighbours and n.replica.needs_state(msg.vv):
             n.store.join(msg.blob)
-            for o, s in msg.vv.items():
-                n.applied[o] = max(n.applied.get(o, 0), s)
-            if {o: v for o, v in n.store.vv.items() if v} != {o: v for o, v in n.applied.items() if v}:
-                self.engine.fail(f"{n.name} joined a state: store vv {n.store.vv} != {n.applied}")
-            self.states_installed += 1
-            effects += n.replica.installed(msg.vv, msg.sender)
-            self._take_snapshot(n)  # the joined state is durable before anything leaves
+            effects += self._installed(n, msg.vv, msg.sender)
+        if isinstance(msg, StateChunk) and msg.sender in n.replica.neighbours:
+            _, vv = n.receiver.chunk(n.store, msg, n.replica.needs_state)
+            if vv is not None:
+                effects += self._installed(n, vv, msg.sender)
         self.handle(n, effects)
+
+    def _installed(self, n: MlSimNode, vv: VV, sender: str) -> list[Effect]:
+        """A state covering ``vv`` is joined: durable first, then the replica moves."""
+        for o, s in vv.items():
+            n.applied[o] = max(n.applied.get(o, 0), s)
+        if {o: v for o, v in n.store.vv.items() if v} != {o: v for o, v in n.applied.items() if v}:
+            self.engine.fail(f"{n.name} joined a state: store vv {n.store.vv} != {n.applied}")
+        self.states_installed += 1
+        self._take_snapshot(n)  # the joined state is durable before the replica's vv moves
+        return n.replica.installed(dict(vv), sender)  # the transfer's vv: what the sender is known to have
 
     # ------------------------------------------------------------- effects
     def handle(self, n: MlSimNode, effects: list[Effect]) -> None:
@@ -208,6 +241,8 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
                         self.delivered += 1
                 case Send() | SendState():
                     n.outbox.append(e)
+                case _:
+                    raise AssertionError(f"unknown effect {e!r}")
         self.commit(n)
 
     def _flush(self, n: MlSimNode) -> None:
@@ -215,14 +250,26 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         n.wal.sync()
         out, n.outbox = n.outbox, []
         for e in out:
+            dst = self.ids[e.to]
             if isinstance(e, Send):
-                dst = self.ids[e.to]
                 self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(e.msg)))
-            else:
-                dst = self.ids[e.to]
-                msg = State(sender=n.name, vv=dict(n.store.vv), blob=n.store.snapshot())
+                continue
+            if isinstance(e, SendState):  # a new transfer replaces the one streaming to that peer
+                self.transfers += 1
+                export = n.exports[e.to] = StateExport(n.store, n.name, self.transfers, self.opts.state_chunk_bytes)
                 self.states_sent += 1
-                self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
+            else:
+                export = e.export
+                if n.exports.get(e.to) is not export:
+                    continue  # replaced
+            msg = export.next_chunk()  # read now: the WAL holds everything the store does
+            self.chunks_sent += 1
+            self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
+            if export.done:
+                del n.exports[e.to]
+                n.replica.state_done(e.to)
+            else:
+                self.engine.after(self.opts.chunk_gap_us, self._chunk_due, n.id, n.epoch, e.to, export)
         acks, n.acks = n.acks, []
         for client, rid in acks:
             if self.engine.current(client, rid):
@@ -230,6 +277,13 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
                 self.engine.client_done(client, True, None)
         if n.wal.last_index - n.wal.first_index + 1 >= self.opts.compact_every:
             self._take_snapshot(n)
+
+    def _chunk_due(self, nid: int, epoch: int, to: str, export: StateExport) -> None:
+        n = self.nodes[nid]
+        if not n.up or n.epoch != epoch or n.exports.get(to) is not export:
+            return
+        n.outbox.append(ChunkDue(to, export))
+        self.commit(n)
 
     def _take_snapshot(self, n: MlSimNode) -> None:
         n.wal.sync()  # the store's own vv (applied), not the replica's: after a state is joined,
@@ -273,6 +327,10 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         muts, reply = translate(n.store, argv, now_ms, self.write_rng)
         if not muts:
             self.engine.fail(f"{n.name}: {argv} made no mutation (reply {reply!r})")
+        if any(n.store.pending_context(bytes(m[1])) for m in muts):
+            self.writes_refused += 1  # TRYAGAIN: the key is joined beyond the node's vv
+            self.engine.client_retry(client, rid)
+            return
         local, effects = n.replica.local(n.hlc.now(now_ms), muts)
         self.incrs.pop((n.name, local.seq), None)  # a seq lost in a crash and reused
         if kind == "counter":
@@ -292,6 +350,8 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         n.epoch += 1
         n.wal.crash(self.crash_rng)
         n.outbox, n.acks, n.syncing = [], [], False
+        n.exports = {}
+        n.receiver = StateReceiver()  # what it joined of a transfer in progress is lost with it
 
     def restart(self, nid: int) -> None:
         n = self.nodes[nid]
@@ -410,6 +470,7 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
     def stats(self) -> dict[str, int]:
         return {"committed": len(self.seen), "acked_writes": self.acked, "delivered": self.delivered,
                 "states_sent": self.states_sent, "states_installed": self.states_installed,
+                "state_chunks_sent": self.chunks_sent, "writes_refused": self.writes_refused,
                 "lost_unsynced": self.lost_unsynced, "topology": TOPOLOGIES.index(self.topology)}
 
 

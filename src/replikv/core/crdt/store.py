@@ -52,6 +52,22 @@ concurrently): the part whose newest live entry has the greatest
 ``(hlc, origin, seq, i)`` wins; the others are kept hidden until a write that
 observed them removes them (any overwrite or DEL does).
 
+Key contexts (chunked state transfer, ``dump_keys`` / ``join_keys`` /
+``join_absent``): the store's ``vv`` is the causal context of every key. A
+state transfer sent in chunks brings key states read at different moments,
+each with the context it was read at (``at``, the sender's vv then, plus the
+sender's own key context); until the transfer is complete the receiver's
+``vv`` must not cover them, so a joined key carries the part of its context
+``vv`` does not cover in ``kctx[key]``. A key's context is ``vv`` merged with
+``kctx[key]``; joins use it, and ``apply`` skips a mutation of a key whose
+context already covers the op's dot (the key state that came in holds it: an
+increment applied again would be counted twice). No local write may be made
+from a key whose context ``vv`` does not cover (``pending_context``): the
+caller refuses it until the ops arrive. ``kctx`` entries that ``vv``
+covers are meaningless and dropped (``prune_contexts``); ``snapshot`` writes
+the others (a third element, present only when there are some), so a store
+with no pending key context snapshots as before.
+
 Mutation kinds (``Mut`` = a tuple/list ``(kind, key, *args)``, msgpack-able):
 
 ``("set", key, value, totals, ctx)``
@@ -85,7 +101,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgpack
@@ -348,7 +364,7 @@ def _digit(d: Sequence[Any]) -> Digit:
 class CrdtStore:
     """The whole multi-leader key space; see the module docstring."""
 
-    __slots__ = ("conflicts", "data", "hints", "hints_view", "vv")
+    __slots__ = ("conflicts", "data", "hints", "hints_view", "kctx", "vv")
 
     def __init__(self, conflicts: str = "lww") -> None:
         if conflicts not in ("lww", "siblings"):
@@ -361,6 +377,8 @@ class CrdtStore:
         # touched since); a key not here must be compared whole.
         self.hints: dict[bytes, set[bytes]] = {}
         self.hints_view: Any = None
+        # key -> the part of its causal context ``vv`` does not cover (see "Key contexts")
+        self.kctx: dict[bytes, dict[str, int]] = {}
 
     # ------------------------------------------------------------- reading
 
@@ -455,14 +473,24 @@ class CrdtStore:
         self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut]
     ) -> list[bytes]:
         """Apply one op (causal, exactly-once delivery is the caller's duty);
-        returns the keys whose visible state may have changed."""
+        returns the keys whose visible state may have changed. An op ``vv``
+        already covers is ignored: after a transfer's keys are all joined the
+        store covers the transfer's vv before the replica does (until the
+        joined state is durable), and its ops may still be delivered."""
+        if seq <= self.vv.get(origin, 0):
+            return []
         changed: list[bytes] = []
 
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
 
+        kctx = self.kctx
         for i, mut in enumerate(muts):
             key = bytes(mut[1])
+            if kctx:
+                ctx = kctx.get(key)
+                if ctx is not None and seq <= ctx.get(origin, 0):
+                    continue  # the key's state came by a transfer that holds this op already
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
             if key not in changed:
                 changed.append(key)
@@ -493,21 +521,28 @@ class CrdtStore:
     # ------------------------------------------------------- state transfer
 
     def snapshot(self) -> bytes:
-        """The whole state (version vector included), deterministic bytes."""
-        body = [
+        """The whole state (version vector included; key contexts beyond it, if
+        any), deterministic bytes."""
+        body: list[Any] = [
             sorted([o, s] for o, s in self.vv.items()),
             sorted([k, ks.dump()] for k, ks in self.data.items()),
         ]
+        extra = self._contexts_beyond_vv()
+        if extra:
+            body.append(sorted([k, sorted([o, s] for o, s in c.items())] for k, c in extra.items()))
         out: bytes = msgpack.packb(body, use_bin_type=True)
         return out
 
     @classmethod
     def restore(cls, blob: bytes, conflicts: str = "lww") -> CrdtStore:
         store = cls(conflicts)
-        vv, keys = msgpack.unpackb(blob, raw=False, use_list=True)
+        body = msgpack.unpackb(blob, raw=False, use_list=True)
+        vv, keys = body[0], body[1]
         store.vv = {o: s for o, s in vv}
         for k, ks in keys:
             store.data[k] = KeyState.load(ks)
+        if len(body) > 2:
+            store.kctx = {k: {o: s for o, s in c} for k, c in body[2]}
         return store
 
     def digest(self) -> bytes:
@@ -515,7 +550,8 @@ class CrdtStore:
         return hashlib.sha256(self.snapshot()).digest()
 
     def join(self, blob: bytes) -> list[bytes]:
-        """Merge another store's :meth:`snapshot` (dot stores + causal contexts)."""
+        """Merge another store's :meth:`snapshot` (dot stores + causal contexts;
+        a key with a key context on either side is joined under it)."""
         other = CrdtStore.restore(blob, self.conflicts)
         mine, theirs = self.vv, other.vv
 
@@ -526,10 +562,17 @@ class CrdtStore:
             return s > mine.get(o, 0)
 
         changed: list[bytes] = []
-        for key in sorted(set(self.data) | set(other.data)):
+        keyed = set(self.kctx) | set(other.kctx)
+        for key in sorted(set(self.data) | set(other.data) | keyed):
             a = self.data.get(key) or KeyState()
             b = other.data.get(key) or KeyState()
-            if join_key_state(a, b, keep_mine, keep_theirs):
+            if key in keyed:
+                km, kt = self.key_context(key), other.key_context(key)
+                joined = join_key_state(a, b, lambda o, s: s > kt.get(o, 0), lambda o, s: s > km.get(o, 0))
+                self.kctx[key] = merge(km, kt)
+            else:
+                joined = join_key_state(a, b, keep_mine, keep_theirs)
+            if joined:
                 changed.append(key)
             if a.empty():
                 self.data.pop(key, None)
@@ -537,7 +580,127 @@ class CrdtStore:
                 self.data[key] = a
         self.hints.clear()
         self.vv = merge(mine, theirs)
+        self.prune_contexts()
         return changed
+
+    # ------------------------------------------------ chunked state transfer
+
+    def key_context(self, key: bytes) -> dict[str, int]:
+        """The causal context of ``key``'s state here: ``vv`` and its key context."""
+        extra = self.kctx.get(key)
+        return merge(self.vv, extra) if extra else dict(self.vv)
+
+    def pending_context(self, key: bytes) -> bool:
+        """Does ``key``'s state hold ops ``vv`` does not cover (joined from a transfer
+        not yet complete, or read by the sender after the transfer began)? A
+        write must not be made from such a key's state: its mutations (counter
+        totals, list element ids) would carry effects of ops its ``deps`` do not
+        name, and a node applying it before those ops would diverge."""
+        ctx = self.kctx.get(key) if self.kctx else None
+        if ctx is None:
+            return False
+        vv = self.vv
+        return any(s > vv.get(o, 0) for o, s in ctx.items())
+
+    def _contexts_beyond_vv(self) -> dict[bytes, dict[str, int]]:
+        vv = self.vv
+        out = {}
+        for key, ctx in self.kctx.items():
+            beyond = {o: s for o, s in ctx.items() if s > vv.get(o, 0)}
+            if beyond:
+                out[key] = beyond
+        return out
+
+    def prune_contexts(self) -> None:
+        """Drop the key contexts ``vv`` covers (and the parts of the others it covers)."""
+        self.kctx = self._contexts_beyond_vv()
+
+    def dump_keys(self, keys: Sequence[bytes], start: int, max_bytes: int) -> tuple[bytes, int]:
+        """The states of ``keys[start:]`` as they are now, up to about ``max_bytes``:
+        ``(msgpack array of [key, dump, key context beyond vv | None], next start)``.
+        A key no longer stored is left out (the receiver treats it as absent,
+        ``join_absent``); one key is always taken, however big."""
+        data, vv, kctx = self.data, self.vv, self.kctx
+        parts: list[bytes] = []
+        size = 0
+        i = start
+        while i < len(keys):
+            key = keys[i]
+            ks = data.get(key)
+            if ks is None:
+                i += 1
+                continue
+            extra = None
+            if kctx and key in kctx:
+                extra = {o: s for o, s in kctx[key].items() if s > vv.get(o, 0)} or None
+            packed: bytes = msgpack.packb([key, ks.dump(), extra], use_bin_type=True)
+            if parts and size + len(packed) > max_bytes:
+                break
+            parts.append(packed)
+            size += len(packed)
+            i += 1
+        return _array_header(len(parts)) + b"".join(parts), i
+
+    def join_keys(self, blob: bytes, at: Mapping[str, int]) -> tuple[list[bytes], list[bytes]]:
+        """Join key states from ``dump_keys`` read at context ``at`` (the sender's vv
+        when it read them): each key's state is joined under the two keys'
+        contexts, and the key's context grows by the sender's. ``vv`` does not
+        move (``kctx`` holds what the key now covers beyond it). Returns
+        ``(keys changed, keys joined)``."""
+        changed: list[bytes] = []
+        joined: list[bytes] = []
+        data, vv, kctx = self.data, self.vv, self.kctx
+        for key, dump, extra in msgpack.unpackb(blob, raw=False, use_list=True):
+            key = bytes(key)
+            theirs = merge(at, extra) if extra else at
+            mine = self.key_context(key)
+            a = data.get(key) or KeyState()
+            if join_key_state(a, KeyState.load(dump), lambda o, s: s > theirs.get(o, 0),
+                              lambda o, s: s > mine.get(o, 0)):
+                changed.append(key)
+                self.hints.pop(key, None)
+            if a.empty():
+                data.pop(key, None)
+            else:
+                data[key] = a
+            beyond = {o: s for o, s in merge(mine, theirs).items() if s > vv.get(o, 0)}
+            if beyond:
+                kctx[key] = beyond
+            joined.append(key)
+        return changed, joined
+
+    def join_absent(self, present: Container[bytes], ctx: Mapping[str, int]) -> list[bytes]:
+        """The end of a chunked transfer announced at ``ctx`` (the sender's vv at its
+        start): every key here that it did not send (not in ``present``) was
+        absent there, so each is joined with an empty state under ``ctx``
+        (an entry whose dot ``ctx`` covers was removed there). Returns the
+        keys changed."""
+        changed: list[bytes] = []
+        empty = KeyState()
+        for key in [k for k in self.data if k not in present]:
+            mine = self.key_context(key)
+            a = self.data[key]
+            if join_key_state(a, empty, lambda o, s: s > ctx.get(o, 0), lambda o, s: s > mine.get(o, 0)):
+                changed.append(key)
+                self.hints.pop(key, None)
+            if a.empty():
+                del self.data[key]
+        return changed
+
+    def cover(self, vv: Mapping[str, int]) -> None:
+        """Every key's context covers ``vv`` now (a transfer's keys are all joined):
+        ``vv`` joins the store's own; the key contexts it covers are dropped."""
+        self.vv = merge(self.vv, vv)
+        self.prune_contexts()
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's header of an array of ``n`` items."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 

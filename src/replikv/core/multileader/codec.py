@@ -11,11 +11,11 @@ from typing import Any
 
 import msgpack
 
-from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, Sync
+from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 __all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "pack_op"]
 
-_SYNC, _OPS, _STATE = 1, 2, 3
+_SYNC, _OPS, _STATE, _CHUNK, _ACK = 1, 2, 3, 4, 5
 
 
 class MlCodecError(ValueError):
@@ -55,6 +55,10 @@ def encode(msg: MlMsg) -> bytes:
             body = [_OPS, msg.sender, [_op_wire(op) for op in msg.ops]]
         case State():
             body = [_STATE, msg.sender, msg.vv, msg.blob]
+        case StateChunk():
+            body = [_CHUNK, msg.sender, msg.transfer, msg.index, msg.vv, msg.at, msg.keys, msg.last]
+        case StateAck():
+            body = [_ACK, msg.sender, msg.transfer, msg.count]
     out: bytes = msgpack.packb(body, use_bin_type=True)
     return out
 
@@ -123,4 +127,15 @@ def decode(data: bytes) -> MlMsg:
         if not isinstance(body[3], bytes):
             raise MlCodecError("state blob: expected bytes")
         return State(sender=_str(body[1], "sender"), vv=_vv(body[2], "state vv"), blob=body[3])
+    if tag == _CHUNK and len(body) == 8:
+        vv, at = _vv(body[4], "chunk vv"), _vv(body[5], "chunk at")
+        if any(at.get(o, 0) < s for o, s in vv.items()):
+            raise MlCodecError("chunk at: must cover the transfer's vv")
+        if not isinstance(body[6], bytes) or not isinstance(body[7], bool):
+            raise MlCodecError("chunk keys, last: expected bytes and a boolean")
+        return StateChunk(sender=_str(body[1], "sender"), transfer=_int(body[2], "chunk transfer"),
+                          index=_int(body[3], "chunk index"), vv=vv, at=at, keys=body[6], last=body[7])
+    if tag == _ACK and len(body) == 4:
+        return StateAck(sender=_str(body[1], "sender"), transfer=_int(body[2], "ack transfer"),
+                        count=_int(body[3], "ack count"))
     raise MlCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")

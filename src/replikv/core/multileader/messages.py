@@ -7,8 +7,17 @@
 - ``Sync``: heartbeat and ack: the sender's version vector and its matrix
   clock (for every node, the version vector the sender knows it has).
 - ``Ops``: a batch of ops, in an order that respects causality.
-- ``State``: a full-state transfer: the sender's version vector and an opaque
-  blob (the store's state covering exactly that vector).
+- ``State``: a full-state transfer in one frame: the sender's version vector
+  and an opaque blob (the store's state covering exactly that vector). Still
+  understood; nodes now send ``StateChunk``s.
+- ``StateChunk``: one chunk of a chunked state transfer (transfer.py): the
+  transfer's id, the chunk's index, ``vv`` (the sender's version vector when
+  the transfer STARTED, the same in every chunk), ``at`` (the sender's vector
+  when it read this chunk's key states, ``at >= vv``), the key states
+  (``CrdtStore.dump_keys``) and whether it is the last.
+- ``StateAck``: the receiver has taken in (joined or dropped) the chunks of a
+  transfer up to ``count`` (flow control: the sender keeps at most a window of
+  chunks unacknowledged, so the receiver's queue of chunks is bounded).
 
 A version vector maps origin -> the highest seq of that origin applied; all
 lower seqs of that origin are applied too (delivery is contiguous per origin).
@@ -20,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["MlMsg", "Ops", "Op", "State", "Sync", "VV"]
+__all__ = ["MlMsg", "Ops", "Op", "State", "StateAck", "StateChunk", "Sync", "VV"]
 
 VV = dict[str, int]  # origin -> highest contiguous seq applied
 
@@ -57,4 +66,22 @@ class State:
     blob: bytes
 
 
-MlMsg = Sync | Ops | State
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateChunk:
+    sender: str
+    transfer: int  # the sender's id of this transfer: a greater one replaces it at the receiver
+    index: int  # 0, 1, 2, ... (the receiver joins them in any order)
+    vv: VV  # the sender's version vector when the transfer started
+    at: VV  # the sender's version vector when it read these key states (covers vv)
+    keys: bytes  # CrdtStore.dump_keys
+    last: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateAck:
+    sender: str
+    transfer: int
+    count: int  # chunks 0 .. count - 1 taken in
+
+
+MlMsg = Sync | Ops | State | StateChunk | StateAck

@@ -28,15 +28,19 @@ Rules (issue 10; the brief of the multileader core):
    neighbour only once a Sync from it told us where it stands.
 5. ``step(Sync)``: record the sender's vv and merge its matrix clock; send the
    sender what it lacks; if it lacks ops we no longer retain (its vv[o] < base[o],
-   the seq before our first retained op of o) emit ``SendState(to)`` instead, at
-   most once every ``state_every_ticks`` per neighbour.
-6. ``step(State)`` only records what the sender has. The driver joins the blob
-   into its store (if the state brings anything: ``needs_state``), makes that
+   the seq before our first retained op of o) emit ``SendState(to)`` instead: one
+   transfer per neighbour at a time (until the driver reports ``state_done(to)``
+   or the link drops), and the next no sooner than ``state_every_ticks`` after
+   the previous one ended (a chunked transfer of a big store lasts longer than
+   that; the receiver reports its new vv in a Sync once it has installed it).
+6. ``step(State)`` and ``step(StateChunk)`` only record what the sender has (the
+   transfer's start vv). The driver joins the state into its store (chunk by
+   chunk, transfer.py; only if it brings anything: ``needs_state``), makes that
    durable (a snapshot of what the store holds: the joined vv, not ``replica.vv``
    after ``installed``, which may deliver pending ops the store has not applied
    yet), then calls ``installed(vv, sender)``: vv becomes the pointwise max,
-   retained ops of an origin that jumped are dropped (no longer contiguous), and
-   pending ops may become deliverable.
+   retained ops of an origin that jumped are dropped (no longer contiguous),
+   pending ops may become deliverable, and the sender gets a Sync at once.
 7. ``tick()``: every ``sync_every`` ticks send a Sync to each neighbour (heartbeat
    and ack), and resend what a neighbour still lacks of what we had sent it a
    whole sync period ago when it made no progress on that origin over the
@@ -63,7 +67,7 @@ from collections.abc import Iterable
 
 from replikv.core.invariant import invariant
 from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
-from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, Sync
+from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 __all__ = ["TOPOLOGIES", "Replica", "covers", "neighbours_of"]
 
@@ -130,7 +134,8 @@ class Replica:
         self.pending: dict[tuple[str, int], Op] = {}
         self._pending_origins: dict[str, int] = {}  # origin -> how many of its ops are in pending
         self.ticks = 0
-        self._state_sent_at: dict[str, int] = {}
+        self._state_sent_at: dict[str, int] = {}  # when the last transfer to a neighbour ended
+        self.sending_state: set[str] = set()  # neighbours a transfer is streaming to now
         self.dropped_pending = 0  # ops dropped because the buffer was full
         self._trims = 0
         self._known_prev: dict[str, VV] = {}  # known[nb] at the last sync tick (loss detection)
@@ -186,9 +191,11 @@ class Replica:
                 return self._on_sync(msg)
             case Ops():
                 return self._on_ops(msg)
-            case State():
+            case State() | StateChunk():
                 _merge(self.known[msg.sender], msg.vv)
                 return []
+            case StateAck():
+                return []  # flow control of the driver's transfer (transfer.py)
 
     def _on_sync(self, msg: Sync) -> list[Effect]:
         s = msg.sender
@@ -242,6 +249,14 @@ class Replica:
             self.heard.discard(nb)
             self.cursor[nb] = {}
             self._scan[nb] = 0
+            self.sending_state.discard(nb)  # the driver stops that transfer; a new one starts over
+
+    def state_done(self, nb: str) -> None:
+        """The driver finished (or gave up) streaming a state transfer to ``nb``: the
+        next may start ``state_every_ticks`` from now, if ``nb`` still lacks ops."""
+        if nb in self.sending_state:
+            self.sending_state.discard(nb)
+            self._state_sent_at[nb] = self.ticks
 
     def _sync(self) -> Sync:
         return Sync(sender=self.id, vv=dict(self.vv), matrix={n: dict(v) for n, v in self.known.items()})
@@ -251,7 +266,9 @@ class Replica:
         return not covers(self.vv, vv)
 
     def installed(self, vv: VV, sender: str | None = None) -> list[Effect]:
-        """The driver joined a state covering ``vv`` into its store (and made it durable)."""
+        """The driver joined a state covering ``vv`` into its store (and made it durable).
+        ``vv`` is the transfer's (``sender`` is known to have it), not the store's joined
+        vector: that one also covers ops of ours the sender may lack."""
         for o, s in vv.items():
             if s > self.vv.get(o, 0):
                 self.vv[o] = s
@@ -261,7 +278,10 @@ class Replica:
         if sender is not None and sender in self.known:
             _merge(self.known[sender], vv)
         self._forget_stale_pending()
-        return self._delivered(self._drain())
+        effects = self._delivered(self._drain())
+        if sender in self.neighbours:  # it need not wait for a heartbeat to send what follows
+            effects.append(Send(to=sender, msg=self._sync()))
+        return effects
 
     def _deliverable(self, op: Op) -> bool:
         return op.seq == self.vv.get(op.origin, 0) + 1 and covers(self.vv, op.deps)
@@ -338,8 +358,9 @@ class Replica:
         kn, cur = self.known[nb], self.cursor[nb]
         if self._behind_base(nb):
             last = self._state_sent_at.get(nb)
-            if last is None or self.ticks - last >= self.state_every_ticks:
+            if nb not in self.sending_state and (last is None or self.ticks - last >= self.state_every_ticks):
                 self._state_sent_at[nb] = self.ticks
+                self.sending_state.add(nb)
                 _merge(cur, self.vv)  # the state covers our vv
                 self._scan[nb] = self._next_pos
                 return [SendState(to=nb)]
