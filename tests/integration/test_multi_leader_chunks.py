@@ -30,7 +30,9 @@ CHUNK_BYTES = 4096
 def lagging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """n3 stopped while n1 and n2 write 20k keys and counters; they no longer hold what it missed."""
     monkeypatch.setenv("REPLIKV_STATE_CHUNK_BYTES", str(CHUNK_BYTES))
-    c = ml_cluster(tmp_path / "c", oplog_retain_ops=100, fsync="no")
+    # 20 ms each way on n3's links: a transfer takes a few seconds whatever the machine's speed, so a
+    # test sees it in the middle (on a fast machine it could finish between two polls)
+    c = ml_cluster(tmp_path / "c", oplog_retain_ops=100, fsync="no", peer_delays="n1-n3=20,n2-n3=20")
     c.stop("n3")
     r1, r2 = c.client("n1"), c.client("n2")
     for start in range(0, KEYS, 1000):
