@@ -328,6 +328,8 @@ class Replica:
                         out.append(Changed(keys=tuple(changed)))
                         if self.stream_ranges:
                             self._forward_to_targets(changed, out)
+                        elif self.membership.state.epoch and not self.membership.changing:
+                            self._late_for_cleanup(changed, now_ms)
                 if msg.req:
                     out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
             case dm.Get():
@@ -466,6 +468,12 @@ class Replica:
             if fwd and target != self.node:
                 self.stats["keys_forwarded"] += len(fwd)
                 out.append(Send(to=target, msg=dm.Put(req=0, states=fwd)))
+
+    def _late_for_cleanup(self, keys: list[bytes], now_ms: int) -> None:
+        """A write sent under the previous ring reached this node after the switch: clean up again."""
+        if self.membership.cleanup_due_ms is None and any(
+                self.node not in self.ring.preference_list(k) for k in keys):
+            self.membership.cleanup_due_ms = now_ms + self.membership.cleanup_delay_ms
 
     def membership_tick(self, now_ms: int, now_us: int, alive: Iterable[str]) -> list[Any]:
         """The change's resends, stalled streams' chunks, and the cleanup after a switch."""
