@@ -46,9 +46,12 @@ Rules implemented:
   3. *Switch*: when every stream is done, epoch E+2 = the new members, no
      change; it is gossiped like the first. A node that holds the new ring
      reads from the new owners, which hold their ranges already.
-  4. *Cleanup*: ``cleanup_delay_ms`` after a node switched, it drops the
-     keys it no longer replicates (Cassandra's ``nodetool cleanup``); the
-     delay lets nodes that still hold the previous ring read from it.
+  4. *Cleanup*: ``cleanup_delay_ms`` after a node switched (or restarted
+     with a switched ring), it drops the keys it no longer replicates
+     (Cassandra's ``nodetool cleanup``); the delay lets nodes that still
+     hold the previous ring read from it. A write sent under the previous
+     ring that reaches a node after the switch, for a key it no longer
+     replicates, is passed on to the key's replicas (the replica does it).
 - A coordinator that restarts with a change pending starts again from
   step 1 (streams are idempotent). Two changes begun at once on two nodes
   end with the higher ``(epoch, coordinator)``; the other is abandoned.
@@ -186,12 +189,14 @@ def stream_plan(old: Ring, new: Ring) -> list[StreamTask]:
     The circle is cut at the union of both rings' tokens; for each piece and
     each node that replicates it in ``new`` but not in ``old``, the source
     is an ``old`` replica that ``new`` drops (the replica whose place the
-    target takes), else the first ``old`` replica; the other ``old``
-    replicas follow as stand-ins. Pieces with the same sources and target
-    are merged into one task, adjacent pieces into one range.
+    target takes), else the first ``old`` replica. Pieces with the same
+    source and target are one task (one stream: a source runs one stream
+    per target), adjacent pieces one range; the stand-ins of a task are the
+    ``old`` replicas of every one of its pieces.
     """
     cuts = sorted(set(old.tokens) | set(new.tokens))
-    runs: dict[tuple[tuple[str, ...], str], list[Range]] = {}
+    runs: dict[tuple[str, str], list[Range]] = {}
+    stand_ins: dict[tuple[str, str], list[str]] = {}
     for i, end in enumerate(cuts):
         start = cuts[i - 1]
         before = old.preference_for_token(end)
@@ -200,13 +205,17 @@ def stream_plan(old: Ring, new: Ring) -> list[StreamTask]:
         lost = [n for n in before if n not in after]
         for j, target in enumerate(gained):
             first = lost[j] if j < len(lost) else before[0]
-            sources = (first, *(n for n in before if n != first))
-            ranges = runs.setdefault((sources, target), [])
+            others = [n for n in before if n != first]
+            if (first, target) in stand_ins:
+                others = [n for n in stand_ins[(first, target)] if n in others]
+            stand_ins[(first, target)] = others
+            ranges = runs.setdefault((first, target), [])
             if ranges and ranges[-1].end == start:
                 ranges[-1] = Range(start=ranges[-1].start, end=end)
             else:
                 ranges.append(Range(start=start, end=end))
-    return [StreamTask(sources=s, target=t, ranges=tuple(r)) for (s, t), r in sorted(runs.items())]
+    return [StreamTask(sources=(s, *stand_ins[(s, t)]), target=t, ranges=tuple(r))
+            for (s, t), r in sorted(runs.items())]
 
 
 @dataclass(slots=True)
@@ -240,6 +249,8 @@ class Membership:
         self.cleanup_due_ms: int | None = None  # drop keys not replicated here from then on
         self.left: set[str] = set()  # the node this node's last change removed (told of the switch too)
         self._set(state)
+        if state.epoch and not state.change:
+            self.cleanup_due_ms = -1  # a restart after a switch: clean up once the delay has passed
         if state.change and state.coordinator == node:
             self.driving = _Driving(acked={node})  # restarted mid-change: announce again
 

@@ -58,7 +58,12 @@ Rules:
   to the target too (no ack): a write a coordinator sent just before it
   learnt the pending epoch reaches the new replica even when it arrives
   after the chunk that held its key. ``cleanup_delay_ms`` after a switch
-  the keys this node no longer replicates are dropped (WAL ``drop``).
+  the keys this node no longer replicates are dropped (WAL ``drop``). A
+  write (a ``Put`` asking for an ack) for a key this node does not
+  replicate in its view (a coordinator that still held an older ring sent
+  it, and this node switched meanwhile) is joined and passed on to the
+  key's replicas, but answered ``PutAck(ok=False)``: it must not count
+  toward the write's level, since this node will drop the key.
 """
 
 from __future__ import annotations
@@ -323,13 +328,15 @@ class Replica:
                 if msg.hint_for:
                     ok = self.hold_hints(msg.hint_for, msg.states, now_ms, out)
                 else:
+                    if msg.req and self.membership.state.epoch and not self._replicates(msg.states):
+                        ok = False  # joined and passed on, but not counted: see "Membership changes" above
                     changed = [k for k, b in msg.states if self._join(k, b, now_ms, out)]
                     if changed:
                         out.append(Changed(keys=tuple(changed)))
                         if self.stream_ranges:
                             self._forward_to_targets(changed, out)
                         elif self.membership.state.epoch and not self.membership.changing:
-                            self._late_for_cleanup(changed, now_ms)
+                            self._late_write(changed, now_ms, out)
                 if msg.req:
                     out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
             case dm.Get():
@@ -469,10 +476,27 @@ class Replica:
                 self.stats["keys_forwarded"] += len(fwd)
                 out.append(Send(to=target, msg=dm.Put(req=0, states=fwd)))
 
-    def _late_for_cleanup(self, keys: list[bytes], now_ms: int) -> None:
-        """A write sent under the previous ring reached this node after the switch: clean up again."""
-        if self.membership.cleanup_due_ms is None and any(
-                self.node not in self.ring.preference_list(k) for k in keys):
+    def _replicates(self, states: tuple[tuple[bytes, bytes], ...]) -> bool:
+        """Whether this node is among the write replicas of every key of ``states`` (in its view)."""
+        ms = self.membership
+        return all(self.node in ms.write_replicas(k)[0] for k, _ in states)
+
+    def _late_write(self, keys: list[bytes], now_ms: int, out: list[Any]) -> None:
+        """A write sent under the previous ring reached this node after the switch, for keys it no
+        longer replicates: pass their states on to the keys' replicas, and clean up again later."""
+        late = [k for k in keys if self.node not in self.ring.preference_list(k)]
+        if not late:
+            return
+        by_node: dict[str, list[tuple[bytes, bytes]]] = {}
+        for k in late:
+            blob = self.store.key_blob(k)
+            if blob is not None:
+                for n in self.ring.preference_list(k):
+                    by_node.setdefault(n, []).append((k, blob))
+        for n, states in sorted(by_node.items()):
+            self.stats["keys_forwarded"] += len(states)
+            out.append(Send(to=n, msg=dm.Put(req=0, states=tuple(states))))
+        if self.membership.cleanup_due_ms is None:
             self.membership.cleanup_due_ms = now_ms + self.membership.cleanup_delay_ms
 
     def membership_tick(self, now_ms: int, now_us: int, alive: Iterable[str]) -> list[Any]:
@@ -484,10 +508,13 @@ class Replica:
                 self._stream_chunk(st, now_us, out)
         self._members([], now_ms, now_us, out)
         due = self.membership.cleanup_due_ms
+        if due == -1:  # restarted after a switch: clean up what a crash may have left, after the delay
+            due = self.membership.cleanup_due_ms = now_ms + self.membership.cleanup_delay_ms
         if due is not None and now_ms >= due:
             drop = []
-            for key in self.store.stored_keys():
-                if self.node not in self.ring.preference_list(key):
+            ms = self.membership
+            for key in self.store.stored_keys():  # a change begun since: its pending ranges stay
+                if self.node not in ms.write_replicas(key)[0]:
                     drop.append(key)
                     if len(drop) == CLEANUP_KEYS_PER_TICK:
                         break
