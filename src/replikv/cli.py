@@ -1006,8 +1006,9 @@ def failover(
         raise typer.Exit(FAILURE)
 
 
-cluster_app = typer.Typer(help="Membership: add or remove a node, one at a time (raft: joint learner/voter "
-                               "steps; leaderless: ring epochs and range streaming).", no_args_is_help=True)
+cluster_app = typer.Typer(help="Membership: add or remove a node, one at a time (raft: a learner, then a voter; "
+                               "leaderless: a new ring epoch, with the moving ranges streamed).",
+                          no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 
 
