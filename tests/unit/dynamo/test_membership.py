@@ -311,3 +311,29 @@ def test_a_late_write_after_the_switch_is_passed_on_and_cleaned_up_again() -> No
     r2.store.join_key(key, blob, 0)
     r2.replay(["drop", key])
     assert not r2.store.known(key)
+
+
+def test_hints_for_keys_their_node_no_longer_replicates_go_to_the_replicas() -> None:
+    ring = Ring(["n1", "n2", "n3", "n4"], 3, 16)
+    final = state(["n1", "n2", "n3", "n4"], 2)
+    r = Replica("n1", ring, conflicts="lww", timeout_us=10**9, rng=random.Random(1), ae_interval_ms=0,
+                membership=mb.Membership("n1", final, replicas=3, vnodes=16))
+    src = Replica("n2", ring, conflicts="lww", timeout_us=10**9, rng=random.Random(2))
+    keys = [f"h{i}".encode() for i in range(40)]
+    for i, key in enumerate(keys):
+        muts, _ = translate(src.store, [b"SET", key, b"v"], 5, random.Random(3), "leaderless")
+        src.local_write(muts, 100 + i, 5)
+        blob = src.store.key_blob(key)
+        assert blob is not None
+        r.hints.add("n3", key, blob, 5)  # held for n3 (under an older ring, for some keys)
+        r.hints.add("n9", key, blob, 5)  # a node that has left
+    out = r.deliver_hints("n3", 0, 1000, now_ms=10)
+    theirs = [k for k in keys if "n3" in ring.preference_list(k)]
+    to_n3 = [e.msg for e in out if isinstance(e, Send) and e.to == "n3"]
+    assert len(to_n3) == 1 and {k for k, _ in to_n3[0].states} == set(theirs)
+    assert r.hints.pending("n3") == len(theirs)  # the rest counted as delivered (sent to their replicas)
+    out = r.tick(20, 20_000, ["n2", "n3", "n4"])
+    assert r.hints.pending("n9") == 0
+    passed = {k for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Put) and e.msg.req == 0
+              for k, _ in e.msg.states}
+    assert passed == {k for k in keys if ring.preference_list(k) != ("n1",)}

@@ -63,7 +63,10 @@ Rules:
   replicate in its view (a coordinator that still held an older ring sent
   it, and this node switched meanwhile) is joined and passed on to the
   key's replicas, but answered ``PutAck(ok=False)``: it must not count
-  toward the write's level, since this node will drop the key.
+  toward the write's level, since this node will drop the key. Hints for
+  keys their node no longer replicates, and every hint held for a node that
+  left the ring, go to the keys' replicas instead (no ack) and count as
+  delivered.
 """
 
 from __future__ import annotations
@@ -387,7 +390,7 @@ class Replica:
         """A peer connected: tell it our ring (gossip), deliver its hints."""
         out: list[Any] = []
         self._members(self.membership.on_connect(peer), now_ms, now_us, out)
-        out.extend(self.deliver_hints(peer, now_us, self.coord.timeout_us))
+        out.extend(self.deliver_hints(peer, now_us, self.coord.timeout_us, now_ms))
         return out
 
     def _members(self, effects: list[Any], now_ms: int, now_us: int, out: list[Any]) -> None:
@@ -621,14 +624,45 @@ class Replica:
 
     # ------------------------------------------------------------ hints
 
-    def deliver_hints(self, node: str, now_us: int, timeout_us: int) -> list[Any]:
+    def deliver_hints(self, node: str, now_us: int, timeout_us: int, now_ms: int = 0) -> list[Any]:
         """The next batch of hints for ``node`` (connected now), unless one is in flight."""
         if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
             return []
         batch = self.hints.batch(node, HINT_BATCH_KEYS)
+        if self.membership.state.epoch:
+            out: list[Any] = []
+            batch = self._reroute_hints(node, batch, now_ms, out)
+            if not batch:
+                return out
+            req = self._req()
+            self.hint_sends[req] = (node, batch, now_us + timeout_us)
+            return [*out, Send(to=node, msg=dm.Put(req=req, states=tuple(batch)))]
         req = self._req()
         self.hint_sends[req] = (node, batch, now_us + timeout_us)
         return [Send(to=node, msg=dm.Put(req=req, states=tuple(batch)))]
+
+    def _reroute_hints(self, node: str, batch: list[tuple[bytes, bytes]], now_ms: int,
+                       out: list[Any]) -> list[tuple[bytes, bytes]]:
+        """Hints for keys ``node`` no longer replicates (the ring changed since they were taken) go to
+        the keys' replicas now, without an ack, and count as delivered; the rest are returned."""
+        keep: list[tuple[bytes, bytes]] = []
+        by_node: dict[str, list[tuple[bytes, bytes]]] = {}
+        for key, blob in batch:
+            replicas = self.membership.write_replicas(key)[0]
+            if node in replicas:
+                keep.append((key, blob))
+                continue
+            for n in replicas:
+                if n != self.node:
+                    by_node.setdefault(n, []).append((key, blob))
+                elif self._join(key, blob, now_ms, out):
+                    out.append(Changed(keys=(key,)))
+            if self.hints.delivered(node, key, blob):
+                self.stats["hints_delivered"] += 1
+                out.append(Persist(entry=["hd", node, key, blob]))
+        for n, states in sorted(by_node.items()):
+            out.append(Send(to=n, msg=dm.Put(req=0, states=tuple(states))))
+        return keep
 
     def _hints_acked(self, msg: dm.PutAck, out: list[Any]) -> None:
         node, batch, _ = self.hint_sends.pop(msg.req)
@@ -658,7 +692,9 @@ class Replica:
                 del self.ae[req]
         for node in self.hints.nodes():
             if node in up:
-                out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us))
+                out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
+            elif self.membership.state.epoch and node not in self.membership.state.everyone():
+                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS), now_ms, out)  # it left
         if not writable:
             return out
         for key in [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]:
