@@ -179,6 +179,9 @@ def test_a_change_survives_a_restart_and_a_second_change_is_refused(tmp_path: Pa
         # n4 is not started: the change stays pending (it waits for n4 to acknowledge the epoch)
         assert r.execute_command("REPLIKV", "CLUSTER", "ADD", "n4", "127.0.0.1", str(port)).startswith(b"add n4")
         with pytest.raises(redis.ResponseError, match="already running: add n4"):
+            r.execute_command("REPLIKV", "CLUSTER", "ADD", "n5", "127.0.0.1", str(port + 1))
+        wait_for(lambda: members(c, "n2")[0] == 1, 20, "n2 to learn the pending epoch")
+        with pytest.raises(redis.ResponseError, match="already running: add n4"):
             c.client("n2").execute_command("REPLIKV", "CLUSTER", "REMOVE", "n3")
         with pytest.raises(redis.exceptions.TryAgainError, match="add n4 in flight"):
             r.execute_command("REPLIKV", "CLUSTER", "PROMOTE", "n4")
