@@ -1040,7 +1040,9 @@ def failover(
         raise typer.Exit(FAILURE)
 
 
-cluster_app = typer.Typer(help="Raft membership: add or remove a node, one at a time.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Membership: add or remove a node, one at a time (raft: a learner, then a voter; "
+                               "leaderless: a new ring epoch, with the moving ranges streamed).",
+                          no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 
 
@@ -1071,25 +1073,34 @@ def _membership_command(config: ClusterConfig, skip: str, *args: str, timeout_s:
 @cluster_app.command("add")
 def cluster_add(
     config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
-    node_id: str = typer.Option(..., "--id", help="The new node's id, e.g. n4 (its number is its Raft id)."),
-    addr: str = typer.Option(..., "--addr", help="host:port for its RESP clients (peers on port+10000)."),
+    node_id: str = typer.Option(..., "--id", help="The new node's id, e.g. n4 (raft: its number is its Raft id)."),
+    addr: str = typer.Option("", "--addr", help="host:port for its RESP clients (peers on port+10000); "
+                                                "default: the first node's host and --port."),
+    port_opt: int = typer.Option(0, "--port", min=0, max=65535,
+                                 help="Its RESP port when --addr is not given (default: the highest port + 1)."),
     timeout: float = typer.Option(60.0, "--timeout", min=0.0,
-                                  help="Seconds to wait for the node to catch up and be promoted "
-                                       "(0: add it as a learner and return)."),
+                                  help="Seconds to wait for the node to catch up (raft: be promoted; leaderless: "
+                                       "receive its ranges) (0: start the change and return)."),
 ) -> None:
-    """Add a node: write it into cluster.toml, add it as a learner, promote it once caught up.
+    """Add a node: write it into cluster.toml, tell the cluster, wait until it is a full member.
 
-    Start the new node (replikv node --config ... --id <id>) while this waits.
+    raft: added as a learner, promoted once caught up. leaderless: a new ring epoch with the node's
+    ranges pending; writes go to old and new owners while the old owners stream the ranges; then
+    the ring switches. Start the new node (replikv node --config ... --id <id>) while this waits:
+    this command does not start it.
     """
     config = load_config(config_path)
     _require_membership(config, "add")
     if node_id in config.nodes:
         fail(f"{node_id} is already in {config_path}")
+    first = next(iter(config.nodes.values()))
+    if not addr:
+        taken = {n.port for n in config.nodes.values()}
+        addr = f"{first.host}:{port_opt or max(taken) + 1}"
     host, _, port_text = addr.rpartition(":")
     if not host or not port_text.isdigit():
         fail(f"--addr must be host:port (got {addr!r})")
     port = int(port_text)
-    first = next(iter(config.nodes.values()))
     data_root = Path(first.data_dir).parent
     if not config.bootstrap:
         config.bootstrap = list(config.nodes)  # the new node must not count as a founding voter
@@ -1104,7 +1115,7 @@ def cluster_add(
         reply = _membership_command(config, node_id, "ADD", node_id, timeout_s=10)
     except redis.ResponseError as e:
         fail(f"adding {node_id} refused: {e}", FAILURE)
-    console.print(f"{escape(node_id)} added as a learner ({reply}); start it with: "
+    console.print(f"{escape(node_id)} is joining ({_text(reply)}); start it with: "
                   f"replikv node --config {config_path} --id {escape(node_id)}")
     if timeout <= 0:
         return
@@ -1112,7 +1123,7 @@ def cluster_add(
     while True:
         try:
             _membership_command(config, node_id, "PROMOTE", node_id, timeout_s=10)
-            console.print(f"[bold green]{escape(node_id)} promoted to voter[/]")
+            console.print(f"[bold green]{escape(node_id)} is a full member[/]")
             return
         except redis.ResponseError as e:
             if time.monotonic() > deadline:
@@ -1124,15 +1135,36 @@ def cluster_add(
 def cluster_remove(
     config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
     node_id: str = typer.Option(..., "--id", help="The node to remove, e.g. n2."),
+    timeout: float = typer.Option(120.0, "--timeout", min=0.0,
+                                  help="leaderless: seconds to wait for the node's ranges to reach their new "
+                                       "owners."),
 ) -> None:
-    """Remove a node from the Raft configuration, then from cluster.toml (stop it afterwards)."""
+    """Remove a node from the membership, then from cluster.toml (stop it afterwards).
+
+    leaderless: the node streams each of its ranges to its new owner first (the cluster refuses to go
+    below --replicas nodes); this waits until the ring has switched.
+    """
     config = load_config(config_path)
     _require_membership(config, "remove")
-    config.node(node_id)
+    try:
+        config.node(node_id)
+    except ConfigError as e:
+        fail(str(e))
     try:
         reply = _membership_command(config, node_id, "REMOVE", node_id, timeout_s=10)
     except redis.ResponseError as e:
         fail(f"removing {node_id} refused: {e}", FAILURE)
+    deadline = time.monotonic() + timeout
+    while True:  # a mode that streams answers WAIT with TRYAGAIN until the change is over
+        try:
+            _membership_command(config, node_id, "WAIT", node_id, timeout_s=10)
+            break
+        except redis.ResponseError as e:
+            if not (isinstance(e, redis.exceptions.TryAgainError) or str(e).startswith("TRYAGAIN")):
+                break  # this mode has nothing to wait for (raft: the removal is committed)
+            if time.monotonic() > deadline:
+                fail(f"{node_id} was not removed within {timeout} s: {e}", FAILURE)
+        time.sleep(0.2)
     if not config.bootstrap:
         config.bootstrap = list(config.nodes)
     del config.nodes[node_id]
@@ -1140,7 +1172,11 @@ def cluster_remove(
     if config.initial_leader == node_id:
         config.initial_leader = next(iter(config.nodes))
     config.save(config_path)
-    console.print(f"{escape(node_id)} removed ({reply}); you may stop its process now")
+    console.print(f"{escape(node_id)} removed ({_text(reply)}); you may stop its process now")
+
+
+def _text(reply: Any) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -72,6 +72,29 @@ def test_two_nodes_authenticate_and_exchange_frames() -> None:
     run(main)
 
 
+def test_a_peer_added_then_removed_at_run_time() -> None:
+    """add_peer: the new member is dialed and accepted; remove_peer: it is neither (leaderless membership)."""
+    async def main() -> None:
+        p1, p2 = free_ports(2)
+        a = Node("n1", {"n1": p1})
+        b = Node("n2", {"n1": p1, "n2": p2})
+        await a.t.start()
+        await b.t.start()
+        a.t.add_peer("n2", ("127.0.0.1", p2))
+        await until(lambda: a.t.connected("n2") and b.t.connected("n1"), what="n1 and n2 connected")
+        assert a.t.send("n2", b"hi")
+        await until(lambda: b.frames == [("n1", b"hi")], what="the frame")
+        a.t.remove_peer("n2")
+        assert not a.t.connected("n2") and not a.t.send("n2", b"gone")
+        assert not [t for t in a.t._tasks if t.get_name() == "dial-n2"]
+        await until(lambda: not b.t.connected("n1"), what="n2 to see n1 close")
+        assert await handshake_reply(p1, "n2", "n1", SECRET.encode()) == ([False, peer_auth.REFUSED], True)
+        assert not a.t.connected("n2")
+        await a.t.stop()
+        await b.t.stop()
+    run(main)
+
+
 async def handshake_reply(port: int, d_id: str, a_id: str, secret: bytes) -> Any:
     """Dial ``port`` as ``d_id`` by hand and return the acceptor's answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -111,6 +111,8 @@ SPEC = register(ModeSpec(
     elects_leader=False,
     single_writer=False,
     min_nodes=1,
+    membership=True,  # replikv cluster add|remove: ring epochs and range streaming (core/dynamo/membership.py)
+    admin=("CLUSTER",),
     sim=_sim,
     check_options=lambda setting, nemeses: {"fsync": "always", "read_consistency": setting,
                                             "write_consistency": setting},

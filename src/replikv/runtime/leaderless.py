@@ -30,6 +30,17 @@ Rules it keeps:
   key states ``j``, hints held ``h`` and delivered ``hd``, collected
   tombstones ``gc``); replaying them rebuilds the same state. Snapshots hold
   the store and the hints.
+- Membership (``core/dynamo/membership.py``): the ring state (epoch,
+  members and their addresses, the change in flight) lives in the meta file
+  (``ring``), saved (fsynced) the moment the core adopts a state, before
+  any frame sent afterwards leaves; a node without one starts from
+  cluster.toml at epoch 0. New members become transport peers at once;
+  removed ones are dropped from the transport a while after the switch.
+  Writes go to ``write_replicas`` (pending ranges included, one more ack
+  per pending replica), reads and Paxos rounds to ``read_replicas``.
+  ``REPLIKV CLUSTER ADD <id> [host port [peer_port]] | REMOVE <id> |
+  PROMOTE <id> | WAIT <id> | MEMBERS`` start, await and show a change
+  (``replikv cluster add|remove``).
 """
 
 from __future__ import annotations
@@ -44,11 +55,12 @@ from typing import Any
 
 import msgpack
 
-from replikv.config import ClusterConfig
+from replikv.config import PEER_PORT_OFFSET, ClusterConfig, ConfigError, NodeAddress
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo.coordinator import level_count
+from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
@@ -70,6 +82,9 @@ from replikv.storage.errors import WalFailedError
 
 log = logging.getLogger("replikv.node")
 PAXOS_TICK_MS = 10  # the proposers' clock (timeouts, resends, backoff)
+RING_RESEND_MS = 500  # a change's coordinator resends its ring state this often to who has not acked it
+CLEANUP_DELAY_MS = 5_000  # after a switch, how long a node keeps keys it no longer replicates
+DEPARTED_PEER_KEEP_S = 30.0  # a removed node stays a transport peer this long (it must hear of the switch)
 
 
 def _wall_ms() -> int:
@@ -96,7 +111,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         super().__init__(config, node_id)
         opts = self.options
         self.peer_ids = [p for p in config.nodes if p != node_id]
-        self.ring = Ring(list(config.nodes), opts.replicas, opts.vnodes)
+        self.ring = Ring(list(config.nodes), opts.replicas, opts.vnodes)  # until the meta file says otherwise
+        self._departed: dict[str, float] = {}  # removed node -> when to drop it from the transport
         self.hlc = Hlc()
         self.rng = random.Random()
         self.replica = Replica(node_id, self.ring, conflicts=opts.conflicts, timeout_us=opts.ack_timeout_ms * 1000,
@@ -125,6 +141,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         meta, snap, records = self.open_storage()
         conflicts = self.options.conflicts
         replica = self.replica
+        self._ring_meta = meta
+        self._load_ring(meta)
         if snap is not None:
             store_blob, hints_blob, paxos_states = msgpack.unpackb(snap.data, raw=False)
             replica.store = KeyedStore.restore(store_blob, conflicts)
@@ -147,9 +165,65 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         materialize(self.store, self.sm, list(self.store.keys()))
         self.sm.changes = ChangeIndex(self.applied_index)
         if not meta:
-            self.meta.save({"mode": self.config.mode})
+            self._ring_meta = {"mode": self.config.mode}
+            self.meta.save(self._ring_meta)
         log.info("node %s recovered: snapshot at %d, %d entries replayed, %d keys, %d hints", self.id,
                  self.snapshot_index, replayed, len(self.store.ctx), sum(1 for _ in self.hints.items()))
+
+    def _load_ring(self, meta: dict[str, Any]) -> None:
+        """The ring state of the meta file, else cluster.toml's members at epoch 0."""
+        opts = self.options
+        if "ring" in meta:
+            state = mb.RingState.from_json(meta["ring"])
+        else:
+            state = mb.RingState(epoch=0, members=tuple(
+                mb.Member(id=a.id, host=a.host, port=a.port, peer_port=a.peer_port)
+                for a in sorted(self.config.nodes.values(), key=lambda a: a.id)))
+        ms = mb.Membership(self.id, state, opts.replicas, opts.vnodes, resend_ms=RING_RESEND_MS,
+                           stream_timeout_ms=max(10_000, 4 * opts.ack_timeout_ms), cleanup_delay_ms=CLEANUP_DELAY_MS)
+        self.replica.membership = ms
+        self.replica.ring = self.ring = ms.ring
+        for m in (*state.members, *((state.node,) if state.node else ())):
+            self._know(m)
+
+    def _know(self, m: mb.Member) -> None:
+        """A member's address: into the config (INFO, forwarding) and, once started, the transport."""
+        if m.id == self.id:
+            return
+        if m.id not in self.config.nodes and m.host:
+            self.config.nodes[m.id] = NodeAddress(id=m.id, host=m.host, port=m.port, peer_port=m.peer_port,
+                                                  data_dir="")
+        if m.id in self.config.nodes and m.id not in self.peer_ids:
+            self.peer_ids.append(m.id)
+            if getattr(self, "transport", None) is not None:
+                addr = self.config.nodes[m.id]
+                self.transport.add_peer(m.id, (addr.host, addr.peer_port))
+        self._departed.pop(m.id, None)
+
+    def _ring_changed(self, e: mb.RingChanged) -> None:
+        st = e.state
+        self.ring = self.replica.ring
+        for m in (*st.members, *((st.node,) if st.node else ())):
+            self._know(m)
+        gone = set(e.previous.everyone()) - set(st.everyone()) - {self.id}
+        for node in gone:
+            self._departed[node] = time.monotonic() + DEPARTED_PEER_KEEP_S
+        log.info("node %s: ring epoch %d: members %s%s", self.id, st.epoch, ",".join(st.ids),
+                 f"; {st.change} {st.node.id} (driven by {st.coordinator})" if st.node else "")
+
+    def _save_ring(self, state: mb.RingState) -> None:
+        """Persist the ring state now (the meta file is written atomically and fsynced)."""
+        self._ring_meta = {**self._ring_meta, "ring": state.to_json()}
+        self.meta.save(self._ring_meta)
+
+    def _drop_departed(self) -> None:
+        now = time.monotonic()
+        for node, at in list(self._departed.items()):
+            if now >= at and node not in self.replica.membership.state.everyone():
+                del self._departed[node]
+                if node in self.peer_ids:
+                    self.peer_ids.remove(node)
+                self.transport.remove_peer(node)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -175,13 +249,17 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def _alive(self) -> set[str]:
         return {p for p in self.peer_ids if self.transport.connected(p)}
 
-    def _placement(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes]) -> tuple[str, ...] | None:
+    def _placement(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes],
+                   write: bool = False) -> tuple[str, ...] | None:
         """The keys' replicas, with this node among them; otherwise the command
-        was forwarded to one, or refused (keys on different replica sets), and None."""
-        replicas = self.ring.preference_list(keys[0])
+        was forwarded to one, or refused (keys on different replica sets), and None.
+        A write's replicas are the ring's and then the pending ones of a change in flight."""
+        ms = self.replica.membership
+        place = (lambda k: ms.write_replicas(k)[0]) if write else ms.read_replicas
+        replicas = place(keys[0])
         if len(keys) > 1:
             first = set(replicas)
-            if any(set(self.ring.preference_list(k)) != first for k in keys[1:]):
+            if any(set(place(k)) != first for k in keys[1:]):
                 conn.reply(RespError("CROSSSLOT the keys of this command live on different replica sets in "
                                      "leaderless mode; use one key per command (or {hash tags})"))
                 return None
@@ -193,12 +271,15 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         return None
 
     def _needed(self, conn: ClientConnection, level: str, replicas: tuple[str, ...], kind: str,
-                stand_ins: tuple[str, ...] = ()) -> int | None:
-        needed = level_count(level, len(replicas))
-        if needed > len(replicas):
+                stand_ins: tuple[str, ...] = (), pending: int = 0) -> int | None:
+        """How many replicas must answer; ``pending`` replicas (a change's new owners) each add one."""
+        natural = len(replicas) - pending
+        needed = level_count(level, natural)
+        if needed > natural:
             conn.reply(RespError(f"ERR {kind} level {level} needs {needed} replicas; keys here have "
-                                 f"{len(replicas)} (--replicas)"))
+                                 f"{natural} (--replicas)"))
             return None
+        needed += pending
         short = self.coord.unavailable(replicas, needed, self._alive(), stand_ins)
         if short is not None:
             what = "nothing was written" if kind == "write" else "nothing was read"
@@ -219,15 +300,17 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             conn.reply(RespError(f"ERR '{name}' is not offered in leaderless mode: it has no key, and keys "
                                  "live on different replica sets; write key by key"))
             return
-        replicas = self._placement(conn, argv, keys)
+        serial = _serial_write(argv, str(conn.write_level))
+        replicas = self._placement(conn, argv, keys, write=serial is None)
         if replicas is None:
             return
+        pending = self.replica.membership.write_replicas(keys[0])[1] if serial is None else 0
         stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes))
         level = str(conn.write_level)
-        needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins)
+        needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins,
+                              pending)
         if needed is None:
             return
-        serial = _serial_write(argv, level)
         if serial is not None:
             self._paxos(conn, argv, replicas, *serial)
             return
@@ -301,8 +384,9 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             now = _wall_ms()
             muts, _ = translate(self.store, [b"DEL", key], now, self.rng, NAME)
             if muts:
-                self._run(self.replica.write(next(self._reqs), muts, self.hlc.now(now), self.ring.preference_list(key),
-                                             1, alive, (), now, _now_us()))
+                replicas, pending = self.replica.membership.write_replicas(key)
+                self._run(self.replica.write(next(self._reqs), muts, self.hlc.now(now), replicas,
+                                             1 + pending, alive, (), now, _now_us()))
 
     def _delete_locally(self, keys: list[bytes]) -> int:
         """Expiry: every replica deletes an expired key on its own."""
@@ -416,6 +500,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                 self._read_done(effect)
             elif isinstance(effect, PaxosDone):
                 self._paxos_done(effect)
+            elif isinstance(effect, mb.SaveRing):
+                self._save_ring(effect.state)
+            elif isinstance(effect, mb.RingChanged):
+                self._ring_changed(effect)
 
     def _write_done(self, done: WriteDone) -> None:
         p = self.pending.pop(done.req, None)
@@ -496,7 +584,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self._flush_clients()
 
     def _on_peer_connected(self, peer: str) -> None:
-        self._run(self.replica.deliver_hints(peer, _now_us(), self.coord.timeout_us))
+        self._run(self.replica.peer_connected(peer, _wall_ms(), _now_us()))
 
     def _on_peer_disconnected(self, peer: str) -> None:
         self._run(self.replica.peer_down(peer, _wall_ms(), _now_us()))
@@ -552,6 +640,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             await asyncio.sleep(interval)
             self._run(self.replica.tick(_wall_ms(), _now_us(), self._alive(), writable=self.disk_error is None))
             self._flush_clients()
+            if self._departed:
+                self._drop_departed()
             now = time.monotonic()
             if self.disk_error is not None or now < next_expiry:
                 continue
@@ -559,6 +649,75 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             due = self.sm.expired_keys(_wall_ms(), 200)
             if due:
                 self.stats["expired_deletes"] += self._delete_locally(due)
+
+    # -- membership (REPLIKV CLUSTER ...) ------------------------------------------------------------
+    def admin(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        """REPLIKV CLUSTER ADD <id> [host port [peer_port]] | REMOVE <id>: start a change driven by
+        this node; PROMOTE <id>: OK once <id> is a member and no change runs (TRYAGAIN before);
+        WAIT <id>: OK once no change runs and <id> is not a member; MEMBERS: the ring state."""
+        usage = "ERR usage: REPLIKV CLUSTER ADD <id> [host port [peer_port]] | REMOVE <id> | PROMOTE <id> | " \
+                "WAIT <id> | MEMBERS"
+        if len(argv) < 3 or argv[1].upper() != b"CLUSTER":
+            raise RespError(usage)
+        sub = argv[2].upper()
+        ms = self.replica.membership
+        if sub == b"MEMBERS":
+            st = ms.status()
+            conn.reply([st["epoch"], [m.encode() for m in st["members"]], st["change"].encode(),
+                        st["change_node"].encode(), st["coordinator"].encode(), st["streams_left"]])
+            return
+        if len(argv) < 4:
+            raise RespError(usage)
+        target = argv[3].decode(errors="replace")
+        if sub in (b"PROMOTE", b"WAIT"):
+            if ms.settled_with(target, present=sub == b"PROMOTE"):
+                conn.reply(OK)
+                return
+            st = ms.status()
+            what = (f"{st['change']} {st['change_node']} in flight (epoch {st['epoch']}, driven by "
+                    f"{st['coordinator']}, streams left {st['streams_left']})" if st["change"] else
+                    f"{target} is {'not ' if sub == b'PROMOTE' else ''}a member")
+            raise RespError(f"TRYAGAIN {what}")
+        if sub == b"ADD":
+            member = self._new_member(target, argv[4:])
+        elif sub == b"REMOVE":
+            found = ms.member(target)
+            if found is None or target not in ms.state.ids:
+                raise RespError(f"ERR {target} is not a member (members: {', '.join(ms.state.ids)})")
+            member = found
+        else:
+            raise RespError(usage)
+        if member.id != self.id:
+            self._know(member)
+        try:
+            effects = self.replica.begin_change(sub.decode().lower(), member, _wall_ms(), _now_us())
+        except mb.MembershipError as e:
+            raise RespError(f"ERR {e}") from None
+        self._run(effects)
+        conn.reply(f"{sub.decode().lower()} {target}: epoch {ms.state.epoch}, streaming".encode())
+
+    def _new_member(self, node: str, args: list[bytes]) -> mb.Member:
+        """The joining node's address: given, or read from cluster.toml (``replikv cluster add`` wrote it)."""
+        if args:
+            try:
+                host = args[0].decode()
+                port = int(args[1])
+                peer_port = int(args[2]) if len(args) > 2 else port + PEER_PORT_OFFSET
+            except (IndexError, ValueError, UnicodeDecodeError):
+                raise RespError("ERR usage: REPLIKV CLUSTER ADD <id> [host port [peer_port]]") from None
+            if not (0 < port < 65536 and 0 < peer_port < 65536):
+                raise RespError("ERR ports must be in 1..65535")
+            return mb.Member(id=node, host=host, port=port, peer_port=peer_port)
+        addr = self.config.nodes.get(node)
+        if addr is None and self.config.source:
+            try:
+                addr = ClusterConfig.load(self.config.source).nodes.get(node)
+            except ConfigError as e:
+                raise RespError(f"ERR cannot read {self.config.source}: {e}") from None
+        if addr is None:
+            raise RespError(f"ERR unknown node {node}: not in cluster.toml; give its address: "
+                            f"REPLIKV CLUSTER ADD {node} <host> <port>")
+        return mb.Member(id=node, host=addr.host, port=addr.port, peer_port=addr.peer_port)
 
     # -- INFO ----------------------------------------------------------------------------------------
     def info(self, wanted: list[str]) -> str:
@@ -576,6 +735,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                f"replikv_speculative_retries:{self.coord.speculative_retries}",
                f"replikv_requests_in_flight:{len(self.pending)}",
                f"replikv_applied_index:{self.applied_index}", f"master_repl_offset:{self.applied_index}",
+               *(f"replikv_ring_{k}:{','.join(v) if isinstance(v, list) else v}"
+                 for k, v in self.replica.membership.status().items()),
                f"connected_slaves:{len(alive)}"]
         for i, peer in enumerate(self.peer_ids):
             addr = self.config.nodes[peer]

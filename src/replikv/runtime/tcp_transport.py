@@ -349,7 +349,7 @@ class PeerTransport:
                                                 ssl=self.ssl_server,
                                                 ssl_handshake_timeout=self.handshake_timeout_s if self.ssl_server else None)
         for peer_id in self.peers:
-            self._tasks.append(asyncio.create_task(self._dial_forever(peer_id)))
+            self._tasks.append(asyncio.create_task(self._dial_forever(peer_id), name=f"dial-{peer_id}"))
 
     async def _dial_forever(self, peer_id: str) -> None:
         host, port = self.peers[peer_id]
@@ -382,7 +382,25 @@ class PeerTransport:
         self.peer_ids.add(peer_id)
         self._set_link_delay(peer_id)
         if not self._stopping:
-            self._tasks.append(asyncio.create_task(self._dial_forever(peer_id)))
+            self._tasks.append(asyncio.create_task(self._dial_forever(peer_id), name=f"dial-{peer_id}"))
+
+    def remove_peer(self, peer_id: str) -> None:
+        """A member that left (leaderless decommission): stop dialing it, close its connections,
+        and refuse its handshakes from now on."""
+        if peer_id not in self.peers:
+            return
+        del self.peers[peer_id]
+        self.peer_ids.discard(peer_id)
+        self._delayed.pop(peer_id, None)
+        for task in [t for t in self._tasks if t.get_name() == f"dial-{peer_id}"]:
+            task.cancel()
+            self._tasks.remove(task)
+        out = self._out.pop(peer_id, None)
+        if out is not None:
+            out.close()
+        inbound = self._inbound_by_peer.pop(peer_id, None)
+        if inbound is not None:
+            inbound.close()
 
     def _outbound_ready(self, proto: _Outbound) -> None:
         self._out[proto.peer_id] = proto

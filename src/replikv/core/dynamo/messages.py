@@ -22,6 +22,11 @@ commutative, so a message delivered twice or out of order does no harm.
   node that is not in the group answers with no hashes / no keys.
 - ``Paxos``: a message of the per-key Paxos protocol (``paxos_messages.py``,
   its own wire form inside).
+- ``RingMsg`` / ``RingAck``: a node's ring state (epoch, members with their
+  addresses, the change in flight) and the acknowledgement of an epoch;
+  ``StreamStart`` asks a node to stream the key states of some token ranges
+  to ``target`` (in ``Put`` chunks that ask for a ``PutAck``), and
+  ``StreamDone`` reports it finished (``membership.py``).
 - ``Batch``: several of the above in one frame (one system call and one MAC
   per peer per loop iteration instead of one per message).
 
@@ -37,7 +42,8 @@ from typing import Any
 import msgpack
 
 __all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "Paxos", "PutAck", "TreeGet", "TreeHashes", "decode", "encode", "encode_batch"]
+           "Paxos", "PutAck", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes", "decode",
+           "encode", "encode_batch"]
 
 States = tuple[tuple[bytes, bytes], ...]
 
@@ -99,7 +105,39 @@ class Paxos:
     data: bytes  # paxos_messages.encode(...)
 
 
-One = Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos
+MemberWire = tuple[str, str, int, int]  # (id, host, RESP port, peer port)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RingMsg:
+    epoch: int
+    members: tuple[MemberWire, ...]
+    change: str  # "" | "add" | "remove"
+    node: MemberWire | tuple[()]  # the node joining or leaving; () with no change
+    coordinator: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RingAck:
+    epoch: int
+    coordinator: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStart:
+    epoch: int
+    target: str
+    ranges: tuple[tuple[int, int], ...]  # (start, end] token ranges
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamDone:
+    epoch: int
+    target: str
+
+
+One = (Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos | RingMsg | RingAck
+       | StreamStart | StreamDone)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +148,7 @@ class Batch:
 DynamoMsg = One | Batch
 
 _BATCH, _PUT, _PUT_ACK, _GET, _GET_REPLY, _TREE_GET, _TREE_HASHES, _LEAF_GET, _LEAF_KEYS, _PAXOS = range(10)
+_RING, _RING_ACK, _STREAM_START, _STREAM_DONE = range(10, 14)
 _I64 = 1 << 63
 
 
@@ -155,6 +194,14 @@ def _wire(msg: DynamoMsg) -> list[Any]:
             body = [_LEAF_KEYS, msg.req, [[k, d] for k, d in msg.entries]]
         case Paxos():
             body = [_PAXOS, msg.data]
+        case RingMsg():
+            body = [_RING, msg.epoch, [list(m) for m in msg.members], msg.change, list(msg.node), msg.coordinator]
+        case RingAck():
+            body = [_RING_ACK, msg.epoch, msg.coordinator]
+        case StreamStart():
+            body = [_STREAM_START, msg.epoch, msg.target, [[a, b] for a, b in msg.ranges]]
+        case StreamDone():
+            body = [_STREAM_DONE, msg.epoch, msg.target]
     return body
 
 
@@ -231,4 +278,29 @@ def _message(body: Any) -> One:
         return Paxos(data=body[1])
     if tag == _LEAF_KEYS and len(body) == 3:
         return LeafKeys(req=_req(body[1]), entries=_states(body[2], False))
+    if tag == _RING and len(body) == 6 and type(body[3]) is str and type(body[5]) is str:
+        members = body[2]
+        if type(members) is not list:
+            raise DynamoCodecError("ring members: expected a list")
+        node = body[4]
+        return RingMsg(epoch=_req(body[1]), members=tuple(_member(m) for m in members), change=body[3],
+                       node=_member(node) if node != [] else (), coordinator=body[5])
+    if tag == _RING_ACK and len(body) == 3 and type(body[2]) is str:
+        return RingAck(epoch=_req(body[1]), coordinator=body[2])
+    if tag == _STREAM_START and len(body) == 4 and type(body[2]) is str and type(body[3]) is list:
+        ranges = []
+        for r in body[3]:
+            if (type(r) is not list or len(r) != 2 or any(type(t) is not int or not 0 <= t < 1 << 64 for t in r)):
+                raise DynamoCodecError("stream ranges: expected [start, end] token pairs")
+            ranges.append((r[0], r[1]))
+        return StreamStart(epoch=_req(body[1]), target=body[2], ranges=tuple(ranges))
+    if tag == _STREAM_DONE and len(body) == 3 and type(body[2]) is str:
+        return StreamDone(epoch=_req(body[1]), target=body[2])
     raise DynamoCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")
+
+
+def _member(x: object) -> MemberWire:
+    if (type(x) is not list or len(x) != 4 or type(x[0]) is not str or not x[0] or type(x[1]) is not str
+            or any(type(p) is not int or not 0 <= p < 65536 for p in x[2:])):
+        raise DynamoCodecError("ring member: expected [id, host, port, peer_port]")
+    return (x[0], x[1], x[2], x[3])

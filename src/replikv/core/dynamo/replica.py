@@ -43,6 +43,30 @@ Rules:
   an overwrite stamped with the ballot (origin = the proposer, hlc = the
   ballot's), the same mutations on every replica (``overwrite_muts``).
   ``paxos_tick`` drives the proposers' timeouts, resends and backoff.
+- Membership changes (``membership.py``: epochs, pending ranges, the
+  change's progress): the ring messages go to ``membership``; its
+  ``SaveRing`` and ``RingChanged`` effects pass to the driver (which saves
+  the state before any later frame leaves, and follows the new members),
+  and the replica's placement, Merkle groups and streams follow the ring.
+  Streaming out (``StreamStart``): the key states (tombstones included) of
+  the asked ranges, as held when the stream starts, go to the target in
+  ``Put`` chunks of ``STREAM_CHUNK_KEYS``, one chunk in flight, resent
+  after the request timeout; then ``StreamDone`` to the change's
+  coordinator. A ``StreamStart`` for a stream already done is answered with
+  ``StreamDone`` again. Until the ring switches, a key state this replica
+  joins from a ``Put`` whose token lies in a range it streams is forwarded
+  to the target too (no ack): a write a coordinator sent just before it
+  learnt the pending epoch reaches the new replica even when it arrives
+  after the chunk that held its key. ``cleanup_delay_ms`` after a switch
+  the keys this node no longer replicates are dropped (WAL ``drop``). A
+  write (a ``Put`` asking for an ack) for a key this node does not
+  replicate in its view (a coordinator that still held an older ring sent
+  it, and this node switched meanwhile) is joined and passed on to the
+  key's replicas, but answered ``PutAck(ok=False)``: it must not count
+  toward the write's level, since this node will drop the key. Hints for
+  keys their node no longer replicates, and every hint held for a node that
+  left the ring, go to the keys' replicas instead (no ack) and count as
+  delivered.
 """
 
 from __future__ import annotations
@@ -60,6 +84,7 @@ from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
 from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone
 from replikv.core.dynamo.hints import Hints
+from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
 from replikv.core.dynamo.ring import Range, Ring, token_of
 
@@ -71,6 +96,8 @@ __all__ = ["Changed", "PaxosDone", "Persist", "Replica", "ReadDone", "Send", "Wr
 HINT_BATCH_KEYS = 256  # key states per hint delivery
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
+STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
+CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +120,18 @@ class PaxosDone:
 
 Effect = Persist | Changed | Send | WriteDone | ReadDone | PaxosDone
 Decider = Callable[[bytes | None], bytes | None]  # the current value -> the value to propose
+
+
+@dataclass(slots=True)
+class _StreamOut:
+    coordinator: str
+    epoch: int
+    target: str
+    ranges: tuple[Range, ...]
+    keys: list[bytes]
+    pos: int = 0  # keys[:pos] are acknowledged by the target
+    req: int = 0  # the chunk in flight
+    deadline_us: int = 0
 
 
 @dataclass(slots=True)
@@ -121,9 +160,18 @@ class Replica:
         ae_interval_ms: int = 1000,
         hlc: Hlc | None = None,
         paxos_tick_ms: int = 10,
+        membership: mb.Membership | None = None,
     ) -> None:
         self.node = node
-        self.ring = ring
+        if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
+            members = tuple(mb.Member(id=n, host="", port=0, peer_port=0) for n in ring.nodes)
+            membership = mb.Membership(node, mb.RingState(epoch=0, members=members), ring.replicas, ring.vnodes)
+        self.membership = membership
+        self.ring = membership.ring
+        self.streams: dict[tuple[int, str], _StreamOut] = {}  # (epoch, target) -> a stream this node sends
+        self.streams_done: set[tuple[int, str]] = set()
+        self.stream_ranges: dict[str, list[Range]] = {}  # target -> ranges streamed to it this change
+        self._local_done: list[dm.StreamDone] = []  # streams done whose coordinator is this node
         self.store = KeyedStore(conflicts)
         self.hints = Hints(conflicts)
         self.coord = Coordinator(node, timeout_us=timeout_us, rng=rng, sloppy_quorum=sloppy_quorum,
@@ -144,7 +192,8 @@ class Replica:
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
         self.stats = {"read_repairs": 0, "hints_stored": 0, "hints_delivered": 0, "tombstones_collected": 0,
                       "states_joined": 0, "ae_rounds": 0, "ae_groups_in_sync": 0, "ae_keys_repaired": 0,
-                      "bad_states": 0}
+                      "bad_states": 0, "keys_streamed": 0, "streams_done": 0, "keys_forwarded": 0,
+                      "keys_cleaned": 0}
 
     def _req(self) -> int:
         self._reqs += 1
@@ -170,6 +219,9 @@ class Replica:
             self.hints.delivered(entry[1], entry[2], entry[3])
         elif kind == "gc":
             self.store.collect(entry[1])
+            self.dirty.add(entry[1])
+        elif kind == "drop":
+            self.store.forget(entry[1])
             self.dirty.add(entry[1])
 
     # ------------------------------------------------------------ requests
@@ -279,9 +331,15 @@ class Replica:
                 if msg.hint_for:
                     ok = self.hold_hints(msg.hint_for, msg.states, now_ms, out)
                 else:
+                    if msg.req and self.membership.state.epoch and not self._replicates(msg.states):
+                        ok = False  # joined and passed on, but not counted: see "Membership changes" above
                     changed = [k for k, b in msg.states if self._join(k, b, now_ms, out)]
                     if changed:
                         out.append(Changed(keys=tuple(changed)))
+                        if self.stream_ranges:
+                            self._forward_to_targets(changed, out)
+                        elif self.membership.state.epoch and not self.membership.changing:
+                            self._late_write(changed, now_ms, out)
                 if msg.req:
                     out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
             case dm.Get():
@@ -289,6 +347,14 @@ class Replica:
                 out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=states)))
             case dm.PutAck() if msg.req in self.hint_sends:
                 self._hints_acked(msg, out)
+            case dm.PutAck() if any(st.req == msg.req for st in self.streams.values()):
+                self._stream_acked(peer, msg, now_us, out)
+                self._members([], now_ms, now_us, out)
+            case dm.RingMsg() | dm.RingAck() | dm.StreamDone():
+                self._members(self.membership.step(peer, msg, now_ms), now_ms, now_us, out)
+            case dm.StreamStart():
+                self._stream_start(peer, msg, now_us, out)
+                self._members([], now_ms, now_us, out)
             case dm.GetReply() if msg.req in self.ae:
                 sess = self.ae.pop(msg.req)
                 self._join_answers({sess.peer: msg.states}, now_ms, out)
@@ -310,6 +376,160 @@ class Replica:
                     return out
                 if pmsg.sender == peer:
                     self._paxos_run([pmsg], now_ms, out, writable)
+        return out
+
+    # ------------------------------------------------------------ membership
+
+    def begin_change(self, change: str, node: mb.Member, now_ms: int, now_us: int) -> list[Any]:
+        """Start adding or removing ``node`` (driven by this node); ``MembershipError`` if refused."""
+        out: list[Any] = []
+        self._members(self.membership.begin(change, node, now_ms), now_ms, now_us, out)
+        return out
+
+    def peer_connected(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
+        """A peer connected: tell it our ring (gossip), deliver its hints."""
+        out: list[Any] = []
+        self._members(self.membership.on_connect(peer), now_ms, now_us, out)
+        out.extend(self.deliver_hints(peer, now_us, self.coord.timeout_us, now_ms))
+        return out
+
+    def _members(self, effects: list[Any], now_ms: int, now_us: int, out: list[Any]) -> None:
+        """Carry out the membership's effects; its messages to this node are stepped at once."""
+        work = list(effects)
+        while work or self._local_done:
+            if not work:  # a stream this node ran for itself finished: its StreamDone
+                work = [mb.Send(to=self.node, msg=d) for d in self._local_done]
+                self._local_done.clear()
+            e = work.pop(0)
+            if isinstance(e, mb.Send):
+                if e.to != self.node:
+                    out.append(Send(to=e.to, msg=e.msg))
+                elif isinstance(e.msg, dm.StreamStart):
+                    self._stream_start(self.node, e.msg, now_us, out)
+                else:
+                    work.extend(self.membership.step(self.node, e.msg, now_ms))
+            elif isinstance(e, mb.RingChanged):
+                self._ring_changed(e)
+                out.append(e)
+            else:
+                out.append(e)
+
+    def _ring_changed(self, e: mb.RingChanged) -> None:
+        if self.membership.ring is not self.ring:
+            self.ring = self.membership.ring
+            self.trees = {}  # the Merkle groups follow the ring (rebuilt lazily)
+        if not e.state.change or e.state.epoch != e.previous.epoch:
+            for key in [k for k in self.streams if k[0] != e.state.epoch or not e.state.change]:
+                del self.streams[key]
+            self.stream_ranges.clear()
+
+    def _stream_start(self, peer: str, msg: dm.StreamStart, now_us: int, out: list[Any]) -> None:
+        key = (msg.epoch, msg.target)
+        if msg.epoch != self.membership.state.epoch or not self.membership.changing:
+            return  # a stream for an epoch this node has left (or not reached yet: the start is resent)
+        if key in self.streams_done:
+            self._send_done(peer, dm.StreamDone(epoch=msg.epoch, target=msg.target), out)
+            return
+        if key in self.streams:
+            return
+        ranges = tuple(Range(start=a, end=b) for a, b in msg.ranges)
+        keys = sorted(k for k in self.store.stored_keys() if any(token_of(k) in r for r in ranges))
+        self.stream_ranges.setdefault(msg.target, []).extend(ranges)
+        st = _StreamOut(coordinator=peer, epoch=msg.epoch, target=msg.target, ranges=ranges, keys=keys)
+        self.streams[key] = st
+        self._stream_chunk(st, now_us, out)
+
+    def _stream_chunk(self, st: _StreamOut, now_us: int, out: list[Any]) -> None:
+        """Send the next chunk, or report the stream done."""
+        while st.pos < len(st.keys):
+            chunk = tuple((k, b) for k in st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]
+                          if (b := self.store.key_blob(k)) is not None)
+            if chunk:
+                st.req = self._req()
+                st.deadline_us = now_us + self.coord.timeout_us
+                out.append(Send(to=st.target, msg=dm.Put(req=st.req, states=chunk)))
+                return
+            st.pos += STREAM_CHUNK_KEYS  # every key of the chunk was dropped meanwhile
+        del self.streams[(st.epoch, st.target)]
+        self.streams_done.add((st.epoch, st.target))
+        self.stats["streams_done"] += 1
+        self._send_done(st.coordinator, dm.StreamDone(epoch=st.epoch, target=st.target), out)
+
+    def _send_done(self, coordinator: str, done: dm.StreamDone, out: list[Any]) -> None:
+        if coordinator == self.node:
+            self._local_done.append(done)
+        else:
+            out.append(Send(to=coordinator, msg=done))
+
+    def _stream_acked(self, peer: str, msg: dm.PutAck, now_us: int, out: list[Any]) -> None:
+        st = next(s for s in self.streams.values() if s.req == msg.req)
+        if peer != st.target or not msg.ok:
+            return  # refused (the target's disk): resent at the deadline
+        sent = min(STREAM_CHUNK_KEYS, len(st.keys) - st.pos)
+        st.pos += sent
+        self.stats["keys_streamed"] += sent
+        st.req = 0
+        self._stream_chunk(st, now_us, out)
+
+    def _forward_to_targets(self, keys: list[bytes], out: list[Any]) -> None:
+        for target, ranges in self.stream_ranges.items():
+            fwd = tuple((k, b) for k in keys if any(token_of(k) in r for r in ranges)
+                        and (b := self.store.key_blob(k)) is not None)
+            if fwd and target != self.node:
+                self.stats["keys_forwarded"] += len(fwd)
+                out.append(Send(to=target, msg=dm.Put(req=0, states=fwd)))
+
+    def _replicates(self, states: tuple[tuple[bytes, bytes], ...]) -> bool:
+        """Whether this node is among the write replicas of every key of ``states`` (in its view)."""
+        ms = self.membership
+        return all(self.node in ms.write_replicas(k)[0] for k, _ in states)
+
+    def _late_write(self, keys: list[bytes], now_ms: int, out: list[Any]) -> None:
+        """A write sent under the previous ring reached this node after the switch, for keys it no
+        longer replicates: pass their states on to the keys' replicas, and clean up again later."""
+        late = [k for k in keys if self.node not in self.ring.preference_list(k)]
+        if not late:
+            return
+        by_node: dict[str, list[tuple[bytes, bytes]]] = {}
+        for k in late:
+            blob = self.store.key_blob(k)
+            if blob is not None:
+                for n in self.ring.preference_list(k):
+                    by_node.setdefault(n, []).append((k, blob))
+        for n, states in sorted(by_node.items()):
+            self.stats["keys_forwarded"] += len(states)
+            out.append(Send(to=n, msg=dm.Put(req=0, states=tuple(states))))
+        if self.membership.cleanup_due_ms is None:
+            self.membership.cleanup_due_ms = now_ms + self.membership.cleanup_delay_ms
+
+    def membership_tick(self, now_ms: int, now_us: int, alive: Iterable[str]) -> list[Any]:
+        """The change's resends, stalled streams' chunks, and the cleanup after a switch."""
+        out: list[Any] = []
+        self._members(self.membership.tick(now_ms, alive), now_ms, now_us, out)
+        for st in list(self.streams.values()):
+            if st.req and now_us >= st.deadline_us:
+                self._stream_chunk(st, now_us, out)
+        self._members([], now_ms, now_us, out)
+        due = self.membership.cleanup_due_ms
+        if due == -1:  # restarted after a switch: clean up what a crash may have left, after the delay
+            due = self.membership.cleanup_due_ms = now_ms + self.membership.cleanup_delay_ms
+        if due is not None and now_ms >= due:
+            drop = []
+            ms = self.membership
+            for key in self.store.stored_keys():  # a change begun since: its pending ranges stay
+                if self.node not in ms.write_replicas(key)[0]:
+                    drop.append(key)
+                    if len(drop) == CLEANUP_KEYS_PER_TICK:
+                        break
+            for key in drop:
+                self.store.forget(key)
+                self.dirty.add(key)
+                out.append(Persist(entry=["drop", key]))
+            self.stats["keys_cleaned"] += len(drop)
+            if drop:
+                out.append(Changed(keys=tuple(drop)))
+            if len(drop) < CLEANUP_KEYS_PER_TICK:
+                self.membership.cleanup_due_ms = None
         return out
 
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
@@ -404,14 +624,45 @@ class Replica:
 
     # ------------------------------------------------------------ hints
 
-    def deliver_hints(self, node: str, now_us: int, timeout_us: int) -> list[Any]:
+    def deliver_hints(self, node: str, now_us: int, timeout_us: int, now_ms: int = 0) -> list[Any]:
         """The next batch of hints for ``node`` (connected now), unless one is in flight."""
         if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
             return []
         batch = self.hints.batch(node, HINT_BATCH_KEYS)
+        if self.membership.state.epoch:
+            out: list[Any] = []
+            batch = self._reroute_hints(node, batch, now_ms, out)
+            if not batch:
+                return out
+            req = self._req()
+            self.hint_sends[req] = (node, batch, now_us + timeout_us)
+            return [*out, Send(to=node, msg=dm.Put(req=req, states=tuple(batch)))]
         req = self._req()
         self.hint_sends[req] = (node, batch, now_us + timeout_us)
         return [Send(to=node, msg=dm.Put(req=req, states=tuple(batch)))]
+
+    def _reroute_hints(self, node: str, batch: list[tuple[bytes, bytes]], now_ms: int,
+                       out: list[Any]) -> list[tuple[bytes, bytes]]:
+        """Hints for keys ``node`` no longer replicates (the ring changed since they were taken) go to
+        the keys' replicas now, without an ack, and count as delivered; the rest are returned."""
+        keep: list[tuple[bytes, bytes]] = []
+        by_node: dict[str, list[tuple[bytes, bytes]]] = {}
+        for key, blob in batch:
+            replicas = self.membership.write_replicas(key)[0]
+            if node in replicas:
+                keep.append((key, blob))
+                continue
+            for n in replicas:
+                if n != self.node:
+                    by_node.setdefault(n, []).append((key, blob))
+                elif self._join(key, blob, now_ms, out):
+                    out.append(Changed(keys=(key,)))
+            if self.hints.delivered(node, key, blob):
+                self.stats["hints_delivered"] += 1
+                out.append(Persist(entry=["hd", node, key, blob]))
+        for n, states in sorted(by_node.items()):
+            out.append(Send(to=n, msg=dm.Put(req=0, states=tuple(states))))
+        return keep
 
     def _hints_acked(self, msg: dm.PutAck, out: list[Any]) -> None:
         node, batch, _ = self.hint_sends.pop(msg.req)
@@ -432,6 +683,7 @@ class Replica:
         """Coordinator deadlines, hint deliveries, tombstone collection and anti-entropy."""
         up = set(alive)
         out = self.requests_due(now_ms, now_us)
+        out.extend(self.membership_tick(now_ms, now_us, up))
         for req, (_, _, deadline) in list(self.hint_sends.items()):
             if now_us >= deadline:
                 del self.hint_sends[req]
@@ -440,7 +692,9 @@ class Replica:
                 del self.ae[req]
         for node in self.hints.nodes():
             if node in up:
-                out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us))
+                out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
+            elif self.membership.state.epoch and node not in self.membership.state.everyone():
+                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS), now_ms, out)  # it left
         if not writable:
             return out
         for key in [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]:
