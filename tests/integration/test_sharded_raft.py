@@ -148,10 +148,11 @@ def test_keyless_commands_answer_for_the_groups_a_node_leads_and_data_survives_a
             c.stop(n)
         c.start()
         wait_for(lambda: settled(c, nodes, 3), 20, "the groups to elect again after a full restart")
+        r2 = c.client("n2")
         for ks in keys.values():
-            for k in ks:
-                assert c.client("n2").get(k) == k.encode()
-        assert c.client("n3").flushall() is True  # flushes the group n3 leads
+            for k in ks:  # a group may still be handed back to its preferred leader: TRYAGAIN, retried
+                assert retrying(lambda: r2.get(k)) == k.encode()
+        assert retrying(lambda: c.client("n3").flushall()) is True  # flushes the group n3 leads
         with pytest.raises(redis.ResponseError, match="sharded cluster has no node-wide data set"):
             c.client("n1").config_set("maxmemory", "10mb")
         with pytest.raises(redis.ResponseError, match="not offered in a sharded cluster"):
