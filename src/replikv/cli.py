@@ -999,6 +999,32 @@ def status(
 
 
 @app.command()
+def reshard(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    slots: str = typer.Option(..., "--slots", help="The hash slots to move, e.g. 0-1000 or 0-99,200."),
+    to: int = typer.Option(..., "--to", help="The Raft group to move them to (see replikv status)."),
+    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Seconds to wait for the move."),
+) -> None:
+    """Move hash slots to another group of a sharded raft cluster (--shards), online.
+
+    The source group freezes the slots (their writes answer TRYAGAIN for the moment), the
+    target group takes their keys, the source drops them and the target serves them."""
+    config = load_config(config_path)
+    node = next(iter(config.nodes.values()))
+    client = node_client(config, node, timeout)
+    try:
+        reply = client.execute_command("REPLIKV", "RESHARD", slots, str(to))
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        fail(f"{node.id} at {node.host}:{node.port} did not answer ({e})", FAILURE)
+    except redis.ResponseError as e:
+        fail(f"reshard refused: {e}", FAILURE)
+    finally:
+        client.close()
+    console.print(f"[bold green]slots {escape(slots)} moved to group {to}[/] ({escape(str(reply))})")
+    console.print(groups_table(collect_status(config)))
+
+
+@app.command()
 def failover(
     config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
     to: str = typer.Option(..., "--to", help="The node to promote, e.g. n2."),

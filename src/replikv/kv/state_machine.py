@@ -74,6 +74,7 @@ and maintained on every change afterwards through :meth:`new_key`,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from replikv.core.replies import WRONGTYPE, RespError, wrong_arity
@@ -309,6 +310,35 @@ class StateMachine:
         self.expiry_heap = None
         self.scan_index = None
         self.dirty += 1
+
+    def export_keys(self, keys: Iterable[bytes]) -> bytes:
+        """These keys with their values and TTLs, in the snapshot's form (a slot move's payload)."""
+        data, expires = self.data, self.expires
+        return dump.dump({k: data[k] for k in keys if k in data}, {k: expires[k] for k in keys if k in expires})
+
+    def import_keys(self, raw: bytes, index: int) -> int:
+        """Store every key of an :meth:`export_keys` payload, replacing what is there; the keys
+        changed at log ``index`` (WATCH). Returns how many."""
+        data, expires = dump.load(raw)
+        for key, value in data.items():
+            self.delete(key)
+            self.new_key(key)
+            self.data[key] = value
+            when = expires.get(key)
+            if when is not None:
+                self.set_expire(key, when)
+            self.changes.touch(key, index)
+        self.dirty += 1
+        return len(data)
+
+    def drop_keys(self, keys: Iterable[bytes], index: int) -> int:
+        """Delete these keys (a slot moved away); they changed at log ``index``."""
+        n = 0
+        for key in list(keys):
+            if self.delete(key):
+                self.changes.touch(key, index)
+                n += 1
+        return n
 
     def digest(self) -> bytes:
         """Order-independent 32-byte hash of keys, types, values and TTLs."""

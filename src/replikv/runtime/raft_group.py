@@ -40,6 +40,8 @@ from replikv.core.raft.node import DurableState, RaftNode
 from replikv.core.raft.sessions import SessionTable
 from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.replies import OK, RespError
+from replikv.core.sharding import SlotMap, key_slot
+from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app
 from replikv.storage.errors import StorageError
@@ -47,7 +49,7 @@ from replikv.storage.files import private_dir
 from replikv.storage.recovery import open_storage
 from replikv.storage.snapshot import write_snapshot
 
-__all__ = ["RaftGroup", "core_reply_error"]
+__all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "move_entry"]
 
 log = logging.getLogger("replikv.raft")
 
@@ -64,10 +66,91 @@ def core_reply_error(result: object, not_leader: str) -> RespError | None:
     return RespError(f"ERR {result}")
 
 
+SLOT_MOVE = b"\x00"  # first byte of a slot-move entry's data (a client entry is a msgpack array)
+
+
+def move_entry(op: str, slots: list[int], target: int, epoch: int, payload: bytes = b"") -> bytes:
+    return SLOT_MOVE + msgpack.packb([op, slots, target, epoch, payload])
+
+
+class SlotMoves:
+    """Which slots a group serves, beyond the initial slot map, as its log decided: slots it
+    froze for a move (no write), released (gone) or imported (``pending`` until activated).
+    Part of the group's snapshot, so every replica agrees."""
+
+    def __init__(self, gid: int, initial: SlotMap) -> None:
+        self.gid, self.initial = gid, initial
+        self.frozen: dict[int, tuple[int, int]] = {}  # slot -> (target group, epoch)
+        self.released: dict[int, tuple[int, int]] = {}  # slot -> (group it went to, epoch)
+        self.pending: set[int] = set()
+        self.gained: set[int] = set()
+
+    @property
+    def refusing(self) -> bool:
+        return bool(self.frozen or self.released)
+
+    def owns(self, slot: int) -> bool:
+        if slot in self.released or slot in self.pending:
+            return False
+        return slot in self.gained or self.initial.group_of(slot) == self.gid
+
+    def writable(self, slot: int) -> bool:
+        return self.owns(slot) and slot not in self.frozen
+
+    def refuses(self, data: bytes) -> bool:
+        """A client entry that writes a key of a frozen or released slot (refused at apply)."""
+        _now, _txn, items, *_ = msgpack.unpackb(data)
+        for item in items:
+            if isinstance(item, str):
+                continue
+            spec = lookup(item[0])
+            for key in spec.keys(item) if spec is not None else ():
+                s = key_slot(key)
+                if s in self.frozen or s in self.released:
+                    return True
+        return False
+
+    def freeze(self, slots: list[int], target: int, epoch: int) -> None:
+        for s in slots:
+            self.frozen[s] = (target, epoch)
+
+    def release(self, slots: list[int], target: int, epoch: int) -> None:
+        for s in slots:
+            self.frozen.pop(s, None)
+            self.gained.discard(s)
+            self.released[s] = (target, epoch)
+
+    def activate(self, slots: list[int]) -> None:
+        for s in slots:
+            self.pending.discard(s)
+            self.released.pop(s, None)
+            self.gained.add(s)
+
+    def owners(self) -> tuple[dict[int, int], int]:
+        """What this group's log says about slot owners beyond the initial map: slot -> group,
+        and the highest epoch among them (a restarted node's slot map starts from these)."""
+        owners = {s: t for s, (t, _) in self.released.items()}
+        owners.update({s: self.gid for s in self.gained})
+        epochs = [e for _, e in self.released.values()] + [e for _, e in self.frozen.values()]
+        return owners, max(epochs, default=0)
+
+    def state(self) -> list[Any]:
+        if not (self.frozen or self.released or self.pending or self.gained):
+            return []
+        return [[[s, t, e] for s, (t, e) in sorted(self.frozen.items())],
+                [[s, t, e] for s, (t, e) in sorted(self.released.items())], sorted(self.pending), sorted(self.gained)]
+
+    def load(self, state: list[Any]) -> None:
+        frozen, released, pending, gained = state if state else ([], [], [], [])
+        self.frozen = {s: (t, e) for s, t, e in frozen}
+        self.released = {s: (t, e) for s, t, e in released}
+        self.pending, self.gained = set(pending), set(gained)
+
+
 class RaftGroup:
     def __init__(self, gid: int, directory: Path, opts: NodeOptions, raft_id: int, voters: tuple[int, ...],
                  election_ticks: int, heartbeat_ticks: int, *, async_persist: bool = False,
-                 on_config: Callable[[Entry], None] | None = None) -> None:
+                 on_config: Callable[[Entry], None] | None = None, slot_map: SlotMap | None = None) -> None:
         """Recover the group's replica from ``directory`` (the unsharded raft node is the group
         of one: its data directory). ``voters``: the bootstrap configuration, used only when
         nothing stored names one. ``on_config``: told each CONFIG entry as it applies."""
@@ -78,12 +161,13 @@ class RaftGroup:
         self.meta, self.wal, meta, stored = opened.meta_store, opened.wal, opened.meta, opened.snapshot
         self.sm = StateMachine()
         self.sessions = SessionTable()
+        self.slots = SlotMoves(gid, slot_map) if slot_map is not None else None
         snap: Snapshot | None = None
         if stored is not None:
             members, learners, app = msgpack.unpackb(stored.data)
             snap = Snapshot(index=stored.index, term=stored.epoch,
                             config=Config(voters=frozenset(members), learners=frozenset(learners)), data=app)
-            self.sm, self.sessions = restore_app(app, stored.index)
+            self.restore_state(app, stored.index)
         base = snap.index if snap else 0
         entries: list[Entry] = []
         for _first, batch in opened.records:
@@ -105,6 +189,7 @@ class RaftGroup:
         self.snapshot_on_disk = base  # a snapshot already on disk (the child wrote it): persist only compacts
         self.expiry_inflight = False
         self.exactly_once_hits = 0  # retried exactly-once writes answered from the session table
+        self.move_events: list[tuple[str, tuple[int, ...], int, int]] = []  # applied slot moves, for the runner
         self.on_config = on_config
         self.recovered_entries = len(entries)
         self.core = RaftNode(raft_id, voters=voters, storage=DurableState(hard_state=hs, snapshot=snap,
@@ -153,8 +238,23 @@ class RaftGroup:
     def take_snapshot(self) -> list[Any]:
         """The applied state as the core's snapshot (on the loop: a group holds a share of
         the node's data); the core's effects compact the log."""
+        return self.core.compact(self.applied, self.state_blob())
+
+    def state_blob(self) -> bytes:
+        """The application snapshot, with the group's slot-move state as a fourth element
+        (``restore_app`` reads the first three, so the unsharded format is unchanged)."""
         data = app_snapshot(self.sm, self.sessions.to_state())
-        return self.core.compact(self.applied, data)
+        if self.slots is None or not self.slots.state():
+            return data
+        fields = msgpack.unpackb(data)
+        out: bytes = msgpack.packb([*fields[:3], self.slots.state()])
+        return out
+
+    def restore_state(self, app: bytes, index: int) -> None:
+        self.sm, self.sessions = restore_app(app, index)
+        if self.slots is not None:
+            fields = msgpack.unpackb(app)
+            self.slots.load(fields[3] if len(fields) > 3 else [])
 
     # -- apply ---------------------------------------------------------------------------------
     def apply(self, effect: Apply) -> list[tuple[object, Any, int]]:
@@ -166,7 +266,10 @@ class RaftGroup:
                 continue
             result: Any = OK
             if entry.kind is EntryKind.NORMAL and entry.data:
-                result = self.sessions.apply(entry, self._apply_normal)
+                if entry.data[:1] == SLOT_MOVE and self.slots is not None:
+                    result = self._apply_move(entry)
+                else:
+                    result = self.sessions.apply(entry, self._apply_normal)
                 if entry.client_id is not None and self._last_applied != entry.index:
                     self.exactly_once_hits += 1  # a retry: the cached result, not applied again
             elif entry.kind is EntryKind.CONFIG and self.on_config is not None:
@@ -181,9 +284,31 @@ class RaftGroup:
 
     def _apply_normal(self, entry: Entry) -> Any:
         self._last_applied = entry.index
+        slots = self.slots
+        if slots is not None and slots.refusing and slots.refuses(entry.data):
+            return RespError("TRYAGAIN the key's slot is moving to another group (or has moved); retry")
         return apply_normal(self.sm, entry)
+
+    def _apply_move(self, entry: Entry) -> Any:
+        """A slot-move step (docs/design.md, "moving slots"), applied alike by every replica."""
+        assert self.slots is not None
+        op, slots, target, epoch, payload = msgpack.unpackb(entry.data[1:])
+        moves = self.slots
+        if op == "freeze":
+            moves.freeze(slots, target, epoch)
+        elif op == "import":
+            moves.pending.update(slots)
+            self.sm.import_keys(payload, entry.index)
+        elif op == "release":
+            gone = set(slots)
+            self.sm.drop_keys([k for k in self.sm.data if key_slot(k) in gone], entry.index)
+            moves.release(slots, target, epoch)
+        elif op == "activate":
+            moves.activate(slots)
+        self.move_events.append((op, tuple(slots), target, epoch))
+        return OK
 
     def restore(self, snap: Snapshot) -> None:
         """InstallSnapshot from the leader: the group's state machine replaced (Figure 13 rule 8)."""
-        self.sm, self.sessions = restore_app(snap.data, snap.index)
+        self.restore_state(snap.data, snap.index)
         self.applied = snap.index

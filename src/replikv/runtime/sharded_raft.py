@@ -42,6 +42,8 @@ import hashlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -55,14 +57,15 @@ from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_nodes, cluster_shards,
-                                   cluster_slots, format_ranges, key_slot, node_id, place_groups)
+                                   cluster_slots, format_ranges, key_slot, node_id, parse_ranges, place_groups,
+                                   ranges_to_slots, slots_to_ranges)
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
-from replikv.runtime.raft_group import RaftGroup, core_reply_error
+from replikv.runtime.raft_group import RaftGroup, core_reply_error, move_entry
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
 from replikv.storage.errors import WalFailedError
@@ -108,9 +111,15 @@ class ShardedRaftRunner(BaseRunner):
         for g, members in self.placement.items():
             if self.raft_id in members:
                 grp = RaftGroup(g, self.data_dir / "groups" / f"g{g}", opts, self.raft_id, members,
-                                self.election_ticks, hb_ticks)
+                                self.election_ticks, hb_ticks, slot_map=self.slot_map)
                 self.groups[g] = grp
                 self.host.add_group(g, grp.core)
+        for grp in self.groups.values():  # slots moved before a restart, as the groups' logs say
+            assert grp.slots is not None
+            owners, epoch = grp.slots.owners()
+            for slot, owner in owners.items():
+                self._adopt([slot], owner, epoch)
+        self.moves: dict[int, _Move] = {}  # source group led here -> its move in progress
         self.sm = StateMachine()  # the node's own script cache (EVALSHA forwarding); data lives in groups
         self.leader_hint: dict[int, int] = {g: m[0] for g, m in self.placement.items()}
         self._announced: tuple[int, ...] = ()
@@ -217,6 +226,9 @@ class ShardedRaftRunner(BaseRunner):
             self._elsewhere(conn, slot, g, commands, transaction, client)
             return
         grp = self.groups[g]
+        if self._moving(grp, commands):
+            conn.reply(RespError("TRYAGAIN the key's slot is moving to another group; retry"))
+            return
         err, data = encode_write(grp.sm, commands, transaction, _wall_ms(), self.id,
                                  conn.watch if transaction else None)
         if err is not None:
@@ -281,7 +293,10 @@ class ShardedRaftRunner(BaseRunner):
         conn.reply(self._serve(*what))
 
     def _serve(self, g: int, argv: Any, transaction: bool, watch: dict[bytes, int] | None = None) -> Any:
-        sm = self.groups[g].sm
+        grp = self.groups[g]
+        if self._moving(grp, argv if transaction else [argv], reading=True):
+            return RespError("TRYAGAIN the key's slot moved to another group while this read waited; retry")
+        sm = grp.sm
         now = _wall_ms()
         if watch and sm.changes.any_changed(watch.items()):
             return NULL_ARRAY
@@ -297,6 +312,166 @@ class ShardedRaftRunner(BaseRunner):
             else:
                 keep.append((g, index, slot, what))
         self.ready_reads = keep
+
+    @staticmethod
+    def _moving(grp: RaftGroup, commands: list[list[bytes]], reading: bool = False) -> bool:
+        """A command on a slot the group does not serve now (frozen for a write, released or
+        imported but not yet active): refused with TRYAGAIN, the client retries."""
+        moves = grp.slots
+        if moves is None or not (moves.frozen or moves.released or moves.pending):
+            return False
+        for argv in commands:
+            spec = lookup(argv[0])
+            for key in spec.keys(argv) if spec is not None else ():
+                slot = key_slot(key)
+                if not (moves.owns(slot) if reading else moves.writable(slot)):
+                    return True
+        return False
+
+    # -- moving slots (docs/design.md, "moving slots") --------------------------------------------
+    def _adopt(self, slots: list[int] | tuple[int, ...], group: int, epoch: int) -> None:
+        """The node's slot map takes what a group's log (or a peer's announcement) decided."""
+        groups = list(self.slot_map.groups)
+        for slot in slots:
+            groups[slot] = group
+        self.slot_map = SlotMap(groups=tuple(groups), epoch=max(epoch, self.slot_map.epoch))
+        self.slot_group = self.slot_map.groups
+
+    def admin(self, conn: Any, argv: list[bytes]) -> None:
+        """REPLIKV RESHARD <slots> <group> (move slots to a group; run on the source group's
+        leader, forwarded there from any node); REPLIKV IMPORT and ACTIVATE are its steps in the
+        target group, sent by the source leader."""
+        sub = argv[1].upper()
+        if sub == b"RESHARD" and len(argv) == 4:
+            self._reshard(conn, argv)
+        elif sub in (b"IMPORT", b"ACTIVATE") and len(argv) == (7 if sub == b"IMPORT" else 6):
+            g, epoch = int(argv[2]), int(argv[3])
+            if g not in self.placement:
+                raise RespError(f"ERR no group {g}")
+            if not self.leads(g):
+                self.forwarder.forward(conn, self.leader_of(g), [argv], False, admin=True)
+                return
+            slots = list(ranges_to_slots(parse_ranges(argv[4].decode())))
+            op = "import" if sub == b"IMPORT" else "activate"
+            rid = next(self._rids)
+            self.writes.add(rid, conn, time.monotonic() + self.options.ack_timeout_ms / 1000,
+                            f"TRYAGAIN group {g} did not commit the {op} in time")
+            payload = argv[6] if sub == b"IMPORT" else b""
+            self.pending.setdefault(g, []).append((move_entry(op, slots, int(argv[5]), epoch, payload), rid,
+                                                   None, None))
+            self._schedule()
+        else:
+            raise RespError("ERR usage: REPLIKV RESHARD <slots, e.g. 0-1000,2000> <target group>")
+
+    def _reshard(self, conn: Any, argv: list[bytes]) -> None:
+        try:
+            slots = list(ranges_to_slots(parse_ranges(argv[2].decode())))
+        except ValueError as e:
+            raise RespError(f"ERR {e}") from None
+        if not argv[3].isdigit() or int(argv[3]) not in self.placement:
+            raise RespError(f"ERR no group {argv[3].decode(errors='replace')} (groups 0-{len(self.placement) - 1})")
+        target = int(argv[3])
+        sources = {self.slot_group[s] for s in slots}
+        if len(sources) != 1:
+            raise RespError("ERR the slots belong to several groups: move one group's slots at a time")
+        source = sources.pop()
+        if source == target:
+            raise RespError(f"ERR the slots already belong to group {target}")
+        if not self.leads(source):
+            self.forwarder.forward(conn, self.leader_of(source), [argv], False, admin=True)
+            return
+        grp = self.groups[source]
+        if source in self.moves or (grp.slots is not None and grp.slots.frozen):
+            raise RespError(f"ERR group {source} is already moving slots; wait for that move to finish")
+        epoch = self.slot_map.epoch + 1
+        self.moves[source] = _Move(slots, target, epoch, conn.slot())
+        self.pending.setdefault(source, []).append((move_entry("freeze", slots, target, epoch), ("move", source),
+                                                    None, None))
+        self._schedule()
+
+    def _on_move_events(self, g: int, grp: RaftGroup) -> None:
+        """Each replica updates its slot map; the source leader drives the next step."""
+        events, grp.move_events = grp.move_events, []
+        for op, slots, target, epoch in events:
+            if op == "release":  # the source gave them to ``target``
+                self._adopt(slots, target, epoch)
+            elif op == "activate":  # this group (the target) serves them now
+                self._adopt(slots, g, epoch)
+            if not self.leads(g):
+                continue
+            if op == "freeze":
+                self._resume_move(g)
+            elif op == "release":
+                move = self.moves.get(g) or _Move(list(slots), target, epoch, None)
+                self.moves[g] = move
+                self._send_step(target, [b"REPLIKV", b"ACTIVATE", str(target).encode(), str(epoch).encode(),
+                                         format_ranges(slots_to_ranges(slots)).encode(), str(g).encode()],
+                                lambda ok, g=g: self._activated(g, ok))
+
+    def _resume_move(self, g: int) -> None:
+        """Freeze applied (or a new leader found frozen slots): copy the keys to the target."""
+        grp = self.groups[g]
+        assert grp.slots is not None
+        if not grp.slots.frozen:
+            return
+        target, epoch = next(iter(grp.slots.frozen.values()))
+        slots = sorted(s for s, (t, e) in grp.slots.frozen.items() if (t, e) == (target, epoch))
+        move = self.moves.setdefault(g, _Move(slots, target, epoch, None))
+        wanted = set(slots)
+        payload = grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted])
+        move.stage = "import"
+        self._send_step(target, [b"REPLIKV", b"IMPORT", str(target).encode(), str(epoch).encode(),
+                                 format_ranges(slots_to_ranges(slots)).encode(), str(g).encode(), payload],
+                        lambda ok, g=g: self._imported(g, ok))
+
+    def _imported(self, g: int, ok: bool) -> None:
+        move = self.moves.get(g)
+        if move is None or not self.leads(g):
+            return
+        if not ok:
+            move.stage = "retry"  # the periodic check copies again (an import is idempotent)
+            return
+        move.stage = "release"
+        self.pending.setdefault(g, []).append(
+            (move_entry("release", move.slots, move.target, move.epoch), ("move", g), None, None))
+        self._schedule()
+
+    def _activated(self, g: int, ok: bool) -> None:
+        move = self.moves.get(g)
+        if move is None:
+            return
+        if not ok:
+            move.stage = "activate-retry"
+            return
+        del self.moves[g]
+        log.info("node %s: slots %s moved from group %d to group %d (epoch %d)", self.id,
+                 format_ranges(slots_to_ranges(move.slots)), g, move.target, move.epoch)
+        if move.client is not None:
+            move.client.resolve(encode_reply(OK, move.client.conn.resp3))
+
+    def _send_step(self, target: int, argv: list[bytes], done: Callable[[bool], None]) -> None:
+        """Run a move step in the target group (locally, or on its leader's node)."""
+        conn = _StepConnection(done)
+        if self.leads(target):
+            self.admin(conn, argv)
+        else:
+            self.forwarder.forward(conn, self.leader_of(target), [argv], False, admin=True)
+
+    def _check_moves(self) -> None:
+        """Once a second: a leader holding frozen slots whose move stalled (a lost step, a new
+        leader after a crash) starts it again from where its group's log stands."""
+        for g, grp in self.groups.items():
+            moves = grp.slots
+            if moves is None or not self.leads(g):
+                continue
+            move = self.moves.get(g)
+            if moves.frozen and (move is None or move.stage == "retry"):
+                self._resume_move(g)
+            elif move is not None and move.stage == "activate-retry":
+                self._send_step(move.target, [b"REPLIKV", b"ACTIVATE", str(move.target).encode(),
+                                              str(move.epoch).encode(),
+                                              format_ranges(slots_to_ranges(move.slots)).encode(), str(g).encode()],
+                                lambda ok, g=g: self._activated(g, ok))
 
     # -- keyless commands: this node's share, as a Redis Cluster node answers for its own slots ---
     def _led(self) -> list[int]:
@@ -395,6 +570,10 @@ class ShardedRaftRunner(BaseRunner):
                         self.ready_reads.append((g, e.index, entry.slot, entry.payload))
                 elif kind is Reply:
                     self._on_reply(g, e.request_id, e.result)
+        for g, _effects in ready.groups:
+            grp = self.groups[g]
+            if grp.move_events:
+                self._on_move_events(g, grp)
         if self.disk_error is None:
             send = self.transport.send
             for b in ready.batches:
@@ -412,8 +591,9 @@ class ShardedRaftRunner(BaseRunner):
                 self._snapshot(grp)
 
     def _resolve_write(self, g: int, rid: object, result: Any, index: int) -> None:
-        if type(rid) is tuple:  # ("expiry", g): the group's EXPIREDUE applied
-            self.groups[g].expiry_inflight = False
+        if type(rid) is tuple:  # ("expiry", g): the group's EXPIREDUE applied; ("move", g): a step
+            if rid[0] == "expiry":
+                self.groups[g].expiry_inflight = False
             return
         fan = self.fanouts.pop(rid, None)
         if fan is not None:
@@ -425,7 +605,10 @@ class ShardedRaftRunner(BaseRunner):
 
     def _on_reply(self, g: int, rid: object, result: object) -> None:
         if type(rid) is tuple:
-            self.groups[g].expiry_inflight = False
+            if rid[0] == "expiry":
+                self.groups[g].expiry_inflight = False
+            elif g in self.moves:  # a move step refused (leadership lost): the new leader resumes it
+                self.moves[g].stage = "retry"
             return
         err = core_reply_error(result, f"{self.id} is not the leader of group {g}")
         fan = self.fanouts.pop(rid, None)
@@ -471,9 +654,15 @@ class ShardedRaftRunner(BaseRunner):
                 self.host.step(batch)
                 self._schedule()
             elif kind == LEADERS:
-                led = msgpack.unpackb(body)
+                parts = msgpack.unpackb(body)
+                if not isinstance(parts, list) or len(parts) != 2:
+                    raise ValueError("a LEADERS frame is [groups led, slot map]")
+                led, encoded = parts
                 if not isinstance(led, list) or not all(type(g) is int for g in led):
-                    raise ValueError("a LEADERS frame is a list of group numbers")
+                    raise ValueError("a LEADERS frame names the groups its node leads")
+                theirs = SlotMap.decode(encoded)
+                if theirs.epoch > self.slot_map.epoch and len(theirs.groups) == len(self.slot_group):
+                    self.slot_map, self.slot_group = theirs, theirs.groups
                 src = next((i for i, n in self.names.items() if n == peer), None)
                 for g in led:
                     if g in self.placement and src is not None and g not in self.groups:
@@ -487,7 +676,7 @@ class ShardedRaftRunner(BaseRunner):
         led = tuple(sorted(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER))
         if (led != self._announced or force) and hasattr(self, "transport"):
             self._announced = led
-            frame = LEADERS + msgpack.packb(list(led))
+            frame = LEADERS + msgpack.packb([list(led), self.slot_map.encode()])
             for p in self.peer_ids:
                 self.transport.send(p, frame)
 
@@ -511,6 +700,7 @@ class ShardedRaftRunner(BaseRunner):
                 next_second = now + 1
                 self._announce(force=True)
                 self._hand_back_leadership()
+                self._check_moves()
             self._drain()
 
     def _hand_back_leadership(self) -> None:
@@ -671,6 +861,53 @@ class ShardedRaftRunner(BaseRunner):
         dbsize = sum(self.groups[g].sm.dbsize for g in led)
         sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
         return render_info(sections, wanted)
+
+
+@dataclass
+class _Move:
+    """A move this node drives as its source group's leader."""
+
+    slots: list[int]
+    target: int
+    epoch: int
+    client: Any  # the RESHARD client's reply slot (None when resumed after a leader change)
+    stage: str = "freeze"
+
+
+class _StepConnection:
+    """The reply of a move step run in another group (forwarded as an admin command, or run
+    here): ``done(True)`` on OK, ``done(False)`` on an error or no answer in time."""
+
+    resp3 = False
+    cluster_aware = False
+    readonly = False
+    read_level = "linearizable"
+    write_level: Any = None
+    session_index = 0
+    watch: dict[bytes, int] = {}
+
+    def __init__(self, done: Callable[[bool], None]) -> None:
+        self.done = done
+        self.answered = False
+
+    def _answer(self, data: bytes) -> None:
+        if not self.answered:
+            self.answered = True
+            self.done(data.startswith(b"+OK"))
+
+    def slot(self) -> "_StepSlot":
+        return _StepSlot(self)
+
+    def reply(self, value: Any) -> None:
+        self._answer(encode_reply(value, False))
+
+
+class _StepSlot:
+    def __init__(self, conn: _StepConnection) -> None:
+        self.conn = conn
+
+    def resolve(self, data: bytes) -> None:
+        self.conn._answer(data)
 
 
 class _FanOut:
