@@ -234,6 +234,9 @@ def test_cluster_aware_clients_route_by_slot(tmp_path: Path) -> None:
         for ks in keys.values():
             for k in ks:
                 assert rc.get(k) == (k + "!").encode()
+        script = rc.register_script("return redis.call('SET', KEYS[1], ARGV[1])")
+        assert script(keys=["{u:2}s"], args=["lua"]) == b"OK"  # EVALSHA, after SCRIPT LOAD where needed
+        assert rc.get("{u:2}s") == b"lua"
         assert rc.mset({"{u:1}a": "1", "{u:1}b": "2"}) is True
         assert rc.mget("{u:1}a", "{u:1}b") == [b"1", b"2"]
         slots = {tuple(r[:2]): r[2][1] for r in c.client("n1").execute_command("CLUSTER", "SLOTS")}
@@ -243,7 +246,7 @@ def test_cluster_aware_clients_route_by_slot(tmp_path: Path) -> None:
         assert c.client("n2").execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) >= 1
         primaries = rc.get_primaries()  # every leader is a primary: CLUSTER SLOTS lists leaders only
         assert sorted(p.port for p in primaries) == sorted(c.port(n) for n in nodes)
-        assert sum(rc.dbsize(target_nodes=p) for p in primaries) == 92  # each counts the group it leads
+        assert sum(rc.dbsize(target_nodes=p) for p in primaries) == 93  # each counts the group it leads
         info = c.client("n1").execute_command("CLUSTER", "INFO")
         assert b"cluster_state:ok" in info and b"cluster_slots_assigned:16384" in info
         # redis-cli -c follows MOVED; a plain redis-cli is served by forwarding
@@ -256,7 +259,7 @@ def test_cluster_aware_clients_route_by_slot(tmp_path: Path) -> None:
         assert bench.returncode == 0, bench.stderr
         assert "SET:" in bench.stdout and "GET:" in bench.stdout, bench.stdout
         counts = [rc.dbsize(target_nodes=p) for p in primaries]
-        assert sum(counts) > 92 and min(counts) > 31  # redis-benchmark's keys landed in every group
+        assert sum(counts) > 93 and min(counts) > 31  # redis-benchmark's keys landed in every group
     finally:
         c.close()
 

@@ -60,6 +60,7 @@ from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_n
                                    cluster_slots, format_ranges, key_slot, node_id, parse_ranges, place_groups,
                                    ranges_to_slots, slots_to_ranges)
 from replikv.kv.commands import lookup
+from replikv.kv.lua import with_body
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner
 from replikv.runtime.info import render as render_info
@@ -226,6 +227,7 @@ class ShardedRaftRunner(BaseRunner):
             self._elsewhere(conn, slot, g, commands, transaction, client)
             return
         grp = self.groups[g]
+        commands = [with_body(self.sm, argv) for argv in commands]  # the node's SCRIPT LOAD cache
         if self._moving(grp, commands):
             conn.reply(RespError("TRYAGAIN the key's slot is moving to another group; retry"))
             return

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import RespError, wrong_arity
 from replikv.kv.args import NEEDS_CLOCK, parse_int
-from replikv.kv.commands import lookup, command
+from replikv.kv.commands import command, keys_after_numkeys, lookup
 from replikv.kv.lua import ScriptEngine
 
 if TYPE_CHECKING:
@@ -69,7 +69,12 @@ Cmds = list[list[bytes]]
 
 _KEYLESS = (0, 0, 0)
 _EVAL = b"EVAL"
-_EVAL_FLAGS = "noscript stale skip_monitor no_mandatory_keys"
+_EVAL_FLAGS = "noscript stale skip_monitor no_mandatory_keys movablekeys"
+
+
+def _script_keys(argv: list[bytes]) -> list[bytes]:
+    """``EVAL script numkeys key [key ...] arg ...``: the keys (Redis's evalGetKeys)."""
+    return keys_after_numkeys(argv, 2)
 
 NOSCRIPT = RespError("NOSCRIPT No matching script. Please use EVAL.")
 _TOO_MANY_KEYS = RespError("ERR Number of keys can't be greater than number of args")
@@ -255,7 +260,7 @@ def execute_eval(
 
 
 @command("eval", -3, f"write {_EVAL_FLAGS} may_replicate", _KEYLESS,
-         rewrite=rewrite_eval, execute=execute_eval)
+         rewrite=rewrite_eval, execute=execute_eval, find_keys=_script_keys)
 def eval_(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     """Raft's apply: run the logged script at the entry's time."""
     now = ctx.now_ms
@@ -265,13 +270,13 @@ def eval_(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
 
 
 @command("evalsha", -3, f"write {_EVAL_FLAGS} may_replicate", _KEYLESS,
-         rewrite=rewrite_eval, execute=execute_eval)
+         rewrite=rewrite_eval, execute=execute_eval, find_keys=_script_keys)
 def evalsha(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     """Never applied from a log: the leader logs EVAL (raft) or the effects."""
     raise _NOT_LOGGED
 
 
-@command("evalsha_ro", -3, f"readonly {_EVAL_FLAGS}", _KEYLESS)
-@command("eval_ro", -3, f"readonly {_EVAL_FLAGS}", _KEYLESS)
+@command("evalsha_ro", -3, f"readonly {_EVAL_FLAGS}", _KEYLESS, find_keys=_script_keys)
+@command("eval_ro", -3, f"readonly {_EVAL_FLAGS}", _KEYLESS, find_keys=_script_keys)
 def eval_ro(sm: StateMachine, argv: list[bytes], now_ms: int) -> Reply:
     return _run(sm, argv, _Calls(sm, None, now_ms, _READONLY))
