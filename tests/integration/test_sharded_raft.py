@@ -165,6 +165,10 @@ def test_keyless_commands_answer_for_the_groups_a_node_leads_and_data_survives_a
             c.client("n1").blpop(["{q}list"], timeout=1)
         assert c.client("n1").config_set("maxmemory", "0") is True
         assert sum(c.client(n).dbsize() for n in nodes) == 80
+        for i in range(30):  # keys with a TTL in every group: each group's leader expires its own
+            assert retrying(lambda: r2.set(f"ttl:{i}", "x", px=200)) is True
+        assert sum(c.client(n).dbsize() for n in nodes) == 110
+        wait_for(lambda: sum(c.client(n).dbsize() for n in nodes) == 80, 20, "the groups' leaders to expire them")
     finally:
         c.close()
 

@@ -733,7 +733,10 @@ class ShardedRaftRunner(BaseRunner):
         """Active expiry: each group this node leads proposes EXPIREDUE for its due keys."""
         now = _wall_ms()
         for g, grp in self.groups.items():
-            if grp.expiry_inflight or grp.core.role is not Role.LEADER:
+            if grp.core.role is not Role.LEADER:
+                grp.expiry_inflight = False  # the next leader proposes its own
+                continue
+            if grp.expiry_inflight or not grp.sm.expires:
                 continue
             keys = grp.sm.expired_keys(now, 200)
             if keys:
@@ -753,9 +756,6 @@ class ShardedRaftRunner(BaseRunner):
                 expired = True
         if expired:
             self._flush_clients()
-        for grp in self.groups.values():
-            if grp.expiry_inflight and grp.core.role is not Role.LEADER:
-                grp.expiry_inflight = False
 
     # -- the disk guard --------------------------------------------------------------------------
     def _on_disk_blocked(self) -> None:

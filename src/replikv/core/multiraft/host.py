@@ -143,8 +143,8 @@ class GroupHost:
         """One tick: liveness, then every awake group's tick, then quiescence and pings."""
         self.now_ticks += 1
         now = self.now_ticks
-        if now - self._peers_tick >= self.heartbeat_ticks:
-            self._refresh_peers()  # membership changes arrive through the groups' logs
+        if now - self._peers_tick >= self.election_timeout_ticks:
+            self._refresh_peers()  # membership changes arrive through the groups' logs (rarely)
         for peer in self.peers:
             if peer not in self.dead and now - self.heard.get(peer, 0) >= self.liveness_timeout_ticks:
                 self._peer_died(peer)
