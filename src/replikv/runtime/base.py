@@ -76,6 +76,11 @@ from replikv.storage.snapshot import Snapshot
 log = logging.getLogger("replikv.node")
 
 _WRITE, _READ, _HANDLER, _BLOCKING = 0, 1, 2, 3
+
+
+def wall_ms() -> int:
+    """This node's wall clock in ms: the time a write is stamped with where a mode decides it."""
+    return time.time_ns() // 1_000_000
 # An HTTP request a browser was tricked into sending (Redis's guard): never executed
 _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second

@@ -45,7 +45,7 @@ from replikv.kv.commands import lookup
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
-from replikv.runtime.base import BaseRunner
+from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import SessionReads
 from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
@@ -71,10 +71,6 @@ class Waiter:
 
 def _ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class LeaderFollowerRunner(BaseRunner):
@@ -169,7 +165,7 @@ class LeaderFollowerRunner(BaseRunner):
         elif conn.watch and self.sm.changes.any_changed(conn.watch.items()):
             conn.reply(NULL_ARRAY)
         else:
-            replies, _ = self.sm.execute_transaction(queued, ApplyContext(_wall_ms(), self.id))
+            replies, _ = self.sm.execute_transaction(queued, ApplyContext(wall_ms(), self.id))
             conn.reply(replies)
 
     def watch_position(self, key: bytes | None = None) -> int:
@@ -227,7 +223,7 @@ class LeaderFollowerRunner(BaseRunner):
         if self.core.writes_paused:
             conn.reply(RespError("TRYAGAIN writes are paused while leadership is handed over"))
             return
-        ctx = ApplyContext(_wall_ms(), self.id)
+        ctx = ApplyContext(wall_ms(), self.id)
         if transaction:
             if conn.watch and self.sm.changes.any_changed(conn.watch.items()):
                 conn.reply(NULL_ARRAY)  # a WATCHed key changed since (kv/watch.py)
@@ -429,7 +425,7 @@ class LeaderFollowerRunner(BaseRunner):
     # -- reads ------------------------------------------------------------------
     def _read(self, conn: ClientConnection, argv: list[bytes]) -> None:
         if self.is_leader:
-            conn.reply(self.sm.read(argv, _wall_ms()))
+            conn.reply(self.sm.read(argv, wall_ms()))
             return
         level = conn.read_level
         if level == "bounded":
@@ -438,10 +434,10 @@ class LeaderFollowerRunner(BaseRunner):
         elif level == "session" and conn.session_index > self.core.log.last_index:
             self.read_waiters.add(conn.session_index, conn, argv, time.monotonic())
             return
-        conn.reply(self.sm.read(argv, _wall_ms()))
+        conn.reply(self.sm.read(argv, wall_ms()))
 
     def _release_read_waiters(self) -> None:
-        self.read_waiters.release(self.core.log.last_index, lambda argv: self.sm.read(argv, _wall_ms()))
+        self.read_waiters.release(self.core.log.last_index, lambda argv: self.sm.read(argv, wall_ms()))
 
     def _staleness_ms(self) -> int:
         """Upper bound on how far this follower's data trails the leader's."""
@@ -747,13 +743,13 @@ class LeaderFollowerRunner(BaseRunner):
 
     def evict(self, keys: list[bytes]) -> None:
         """maxmemory (runtime/memory.py): delete ``keys`` now and log the DEL."""
-        _, cmds = self.sm.execute([b"DEL", *keys], ApplyContext(_wall_ms(), self.id))
+        _, cmds = self.sm.execute([b"DEL", *keys], ApplyContext(wall_ms(), self.id))
         if cmds:
             self._enqueue(cmds)
 
     def _expire_keys(self) -> None:
         """Active expiry (leader only): log DEL for keys whose TTL has passed."""
-        cmds = self.sm.expire_cycle(_wall_ms(), 200)
+        cmds = self.sm.expire_cycle(wall_ms(), 200)
         if cmds:
             self._enqueue(cmds)
 

@@ -74,7 +74,7 @@ from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.modes.leaderless import NAME, ReplicasAck
-from replikv.runtime.base import BaseRunner
+from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.state_snapshots import WholeStateSnapshots
 from replikv.runtime.info import render as render_info
 from replikv.runtime.resp_server import ClientConnection, PeerReplyConnection, Slot
@@ -85,10 +85,6 @@ PAXOS_TICK_MS = 10  # the proposers' clock (timeouts, resends, backoff)
 RING_RESEND_MS = 500  # a change's coordinator resends its ring state this often to who has not acked it
 CLEANUP_DELAY_MS = 5_000  # after a switch, how long a node keeps keys it no longer replicates
 DEPARTED_PEER_KEEP_S = 30.0  # a removed node stays a transport peer this long (it must hear of the switch)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _now_us() -> int:
@@ -314,7 +310,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if serial is not None:
             self._paxos(conn, argv, replicas, *serial)
             return
-        now = _wall_ms()
+        now = wall_ms()
         muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
         data = encode_reply(reply, conn.resp3)
         if not muts:
@@ -381,7 +377,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         (level ONE, nobody waits): an eviction on one replica only would come back by read repair."""
         alive = self._alive()
         for key in keys:
-            now = _wall_ms()
+            now = wall_ms()
             muts, _ = translate(self.store, [b"DEL", key], now, self.rng, NAME)
             if muts:
                 replicas, pending = self.replica.membership.write_replicas(key)
@@ -390,7 +386,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
 
     def _delete_locally(self, keys: list[bytes]) -> int:
         """Expiry: every replica deletes an expired key on its own."""
-        now = _wall_ms()
+        now = wall_ms()
         muts, reply = translate(self.store, [b"DEL", *keys], now, self.rng, NAME)
         if muts:
             self._run(self.replica.local_write(muts, self.hlc.now(now), now))
@@ -408,14 +404,14 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         spec = lookup(argv[0])
         keys = spec.keys(argv) if spec is not None else []
         if not keys:  # DBSIZE, SCAN, KEYS, RANDOMKEY: what this node holds
-            conn.reply(self.sm.read(argv, _wall_ms()))
+            conn.reply(self.sm.read(argv, wall_ms()))
             return
         if conn.read_level == "serial" and argv[0].upper() == b"GET" and self._register(keys[0]):
             replicas = self._placement(conn, argv, keys)  # other reads (and counters): at QUORUM
             if replicas is not None and self._needed(conn, "quorum", replicas, "read") is not None:
                 self._paxos(conn, argv, replicas, "read", lambda current: current)
             return
-        self._quorum_read(conn, argv, keys, lambda: self.sm.read(argv, _wall_ms()))
+        self._quorum_read(conn, argv, keys, lambda: self.sm.read(argv, wall_ms()))
 
     def _quorum_read(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes],
                      render: Callable[[], Any]) -> None:
@@ -429,7 +425,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         req = next(self._reqs)
         self.stats["reads_coordinated"] += 1
         self._start(conn, req, Pending(conn, render=render), self.replica.read(
-            req, tuple(dict.fromkeys(keys)), replicas, needed, self._alive(), _wall_ms(), _now_us()))
+            req, tuple(dict.fromkeys(keys)), replicas, needed, self._alive(), wall_ms(), _now_us()))
 
     # -- Paxos (core/dynamo/paxos.py): CAS, SET NX|XX, SERIAL --------------------------------------
     def _paxos(self, conn: ClientConnection, argv: list[bytes], replicas: tuple[str, ...], kind: str,
@@ -443,7 +439,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         req = next(self._reqs)
         self.stats["paxos_rounds"] += 1
         self._start(conn, req, Pending(conn, render=lambda: (kind, argv)),
-                    self.replica.paxos(req, key, replicas, decide, _wall_ms()))
+                    self.replica.paxos(req, key, replicas, decide, wall_ms()))
         if self._paxos_timer is None and self.replica.proposers:
             self._paxos_timer = self.loop.call_later(PAXOS_TICK_MS / 1000, self._on_paxos_tick)
 
@@ -460,7 +456,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
 
     def _on_paxos_tick(self) -> None:
         self._paxos_timer = None
-        self._run(self.replica.paxos_tick(_wall_ms()))
+        self._run(self.replica.paxos_tick(wall_ms()))
         self._flush_clients()
         if self.replica.proposers:
             self._paxos_timer = self.loop.call_later(PAXOS_TICK_MS / 1000, self._on_paxos_tick)
@@ -578,16 +574,16 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         msg = self.peer_message(peer, payload, dm.decode)
         if msg is None:
             return
-        now_ms, now_us, writable = _wall_ms(), _now_us(), self.disk_error is None
+        now_ms, now_us, writable = wall_ms(), _now_us(), self.disk_error is None
         for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
             self._run(self.replica.step(peer, one, now_ms, now_us, writable=writable))
         self._flush_clients()
 
     def _on_peer_connected(self, peer: str) -> None:
-        self._run(self.replica.peer_connected(peer, _wall_ms(), _now_us()))
+        self._run(self.replica.peer_connected(peer, wall_ms(), _now_us()))
 
     def _on_peer_disconnected(self, peer: str) -> None:
-        self._run(self.replica.peer_down(peer, _wall_ms(), _now_us()))
+        self._run(self.replica.peer_down(peer, wall_ms(), _now_us()))
         self._flush_clients()
 
     # -- the disk guard (runtime/base.py) ----------------------------------------------------------
@@ -627,7 +623,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         """Request timeouts and speculative retries (the coordinator's deadlines)."""
         self._timer = None
         now_us = _now_us()
-        self._run(self.replica.requests_due(_wall_ms(), now_us))
+        self._run(self.replica.requests_due(wall_ms(), now_us))
         self._flush_clients()
         due = self.coord.next_deadline_us()
         if due is not None:
@@ -638,7 +634,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         next_expiry = 0.0
         while True:
             await asyncio.sleep(interval)
-            self._run(self.replica.tick(_wall_ms(), _now_us(), self._alive(), writable=self.disk_error is None))
+            self._run(self.replica.tick(wall_ms(), _now_us(), self._alive(), writable=self.disk_error is None))
             self._flush_clients()
             if self._departed:
                 self._drop_departed()
@@ -646,7 +642,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             if self.disk_error is not None or now < next_expiry:
                 continue
             next_expiry = now + 1.0
-            due = self.sm.expired_keys(_wall_ms(), 200)
+            due = self.sm.expired_keys(wall_ms(), 200)
             if due:
                 self.stats["expired_deletes"] += self._delete_locally(due)
 
@@ -690,7 +686,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if member.id != self.id:
             self._know(member)
         try:
-            effects = self.replica.begin_change(sub.decode().lower(), member, _wall_ms(), _now_us())
+            effects = self.replica.begin_change(sub.decode().lower(), member, wall_ms(), _now_us())
         except mb.MembershipError as e:
             raise RespError(f"ERR {e}") from None
         self._run(effects)

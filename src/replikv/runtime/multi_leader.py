@@ -71,7 +71,7 @@ from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.modes.multi_leader import NodesAck
-from replikv.runtime.base import BaseRunner
+from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.state_snapshots import WholeStateSnapshots
 from replikv.runtime.info import render as render_info
 from replikv.runtime.resp_server import ClientConnection, Slot
@@ -89,10 +89,6 @@ STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 64 * 1024))
 STATE_TURN_S = 0.01
 STATE_QUEUE_CHUNKS = 4
 STATE_WINDOW_CHUNKS = 16  # chunks sent that the receiver has not yet taken in (StateAck)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def entry_op(entry: list[Any]) -> Op:
@@ -197,7 +193,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if self.disk_error is not None:
             conn.reply(self.disk_refusal())
             return
-        now = _wall_ms()
+        now = wall_ms()
         muts, reply = translate(self.store, argv, now, self.rng)  # a refusal or error: no muts
         if muts and self.store.kctx:
             busy = self._transfer_key(muts)
@@ -257,7 +253,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if self.store.kctx:  # the block's writes cannot be checked one by one before it runs
                 conn.reply(self._transfer_refusal(None))
                 return
-        now = _wall_ms()
+        now = wall_ms()
         replies: list[Any] = []
         last_seq = 0
         for argv in queued:
@@ -308,9 +304,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             keys = [k for k in keys if not self.store.pending_context(k)]
             if not keys:
                 return 0
-        muts, reply = translate(self.store, [b"DEL", *keys], _wall_ms(), self.rng)
+        muts, reply = translate(self.store, [b"DEL", *keys], wall_ms(), self.rng)
         if muts:
-            self._local(muts, _wall_ms())
+            self._local(muts, wall_ms())
         return int(reply) if isinstance(reply, int) else 0
 
     # -- VGET / VSET / SESSION ---------------------------------------------------------------
@@ -338,7 +334,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             deadline = time.monotonic() + self.options.session_timeout_ms / 1000
             self.session_reads.append(SessionRead(wanted, conn.slot(), argv, deadline))
             return
-        conn.reply(self.sm.read(argv, _wall_ms()))
+        conn.reply(self.sm.read(argv, wall_ms()))
 
     def _has_seen(self, vv: dict[str, int]) -> bool:
         mine = self.store.vv
@@ -348,7 +344,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         keep: list[SessionRead] = []
         for r in self.session_reads:
             if self._has_seen(r.vv):
-                r.slot.resolve(encode_reply(self.sm.read(r.argv, _wall_ms()), r.slot.conn.resp3))
+                r.slot.resolve(encode_reply(self.sm.read(r.argv, wall_ms()), r.slot.conn.resp3))
             elif now >= r.deadline or r.slot.conn.closing:
                 missing = {o: s for o, s in r.vv.items() if self.store.vv.get(o, 0) < s}
                 r.slot.resolve(encode_reply(RespError(
@@ -385,7 +381,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     def _deliver(self, ops: list[Op]) -> None:
         store, sm, touch = self.store, self.sm, self.sm.changes.touch
-        now = _wall_ms()
+        now = wall_ms()
         for op in ops:
             if op.origin != self.id:
                 self.hlc.observe(op.hlc, now)
@@ -610,7 +606,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 self.store.prune_contexts()
             if now >= next_expiry:
                 next_expiry = now + 0.1
-                due = self.sm.expired_keys(_wall_ms(), 200)
+                due = self.sm.expired_keys(wall_ms(), 200)
                 if due:
                     self.stats["expired_deletes"] += self._delete_keys(due)
 

@@ -75,7 +75,7 @@ from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
-from replikv.runtime.base import BaseRunner
+from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import app_snapshot, encode_write
@@ -109,10 +109,6 @@ def raft_id(name: str) -> int:
     if m is None or int(m.group(1)) == 0:
         raise ConfigError(f"raft mode needs node names ending in a number >= 1 (n1, n2, ...), got {name!r}")
     return int(m.group(1))
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RaftRunner(BaseRunner):
@@ -416,7 +412,7 @@ class RaftRunner(BaseRunner):
         if not self.is_leader:
             self.forwarder.forward(conn, self.leader_name, commands, transaction, client=client)
             return
-        err, data = encode_write(self.sm, commands, transaction, _wall_ms(), self.id,
+        err, data = encode_write(self.sm, commands, transaction, wall_ms(), self.id,
                                  conn.watch if transaction else None)
         if err is not None:
             conn.reply(err)
@@ -503,7 +499,7 @@ class RaftRunner(BaseRunner):
         conn.reply(self._serve(*what))
 
     def _serve(self, argv: Any, transaction: bool, watch: dict[bytes, int] | None = None) -> Any:
-        now = _wall_ms()
+        now = wall_ms()
         if watch and self.sm.changes.any_changed(watch.items()):
             return NULL_ARRAY  # a read-only EXEC whose WATCHed key changed
         if transaction:
@@ -769,7 +765,7 @@ class RaftRunner(BaseRunner):
     def evict(self, keys: list[bytes]) -> None:
         """maxmemory (runtime/memory.py): propose the DEL of ``keys``; until it
         applies they are not chosen again (``evicting``)."""
-        now = _wall_ms()
+        now = wall_ms()
         self.evicting.update(keys)
         self.pending.append((msgpack.packb([now, False, [[b"DEL", *keys]]]), ("evict", keys), None, None))
         self._schedule()
@@ -778,7 +774,7 @@ class RaftRunner(BaseRunner):
         """Active expiry (leader): propose EXPIREDUE for due keys; applied at the entry's time."""
         if self._expiry_inflight:
             return
-        now = _wall_ms()
+        now = wall_ms()
         keys = self.sm.expired_keys(now, 200)
         if keys:
             self._expiry_inflight = 1

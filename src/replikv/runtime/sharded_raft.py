@@ -62,7 +62,7 @@ from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_n
 from replikv.kv.commands import lookup
 from replikv.kv.lua import with_body
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
-from replikv.runtime.base import BaseRunner
+from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
@@ -81,10 +81,6 @@ _KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})
 _KEYLESS_WRITES = frozenset({b"FLUSHALL", b"FLUSHDB"})
 _WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (group leader cut off from its majority?); it "
                   "may or may not be applied")
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ShardedRaftRunner(BaseRunner):
@@ -231,7 +227,7 @@ class ShardedRaftRunner(BaseRunner):
         if self._moving(grp, commands):
             conn.reply(RespError("TRYAGAIN the key's slot is moving to another group; retry"))
             return
-        err, data = encode_write(grp.sm, commands, transaction, _wall_ms(), self.id,
+        err, data = encode_write(grp.sm, commands, transaction, wall_ms(), self.id,
                                  conn.watch if transaction else None)
         if err is not None:
             conn.reply(err)
@@ -299,7 +295,7 @@ class ShardedRaftRunner(BaseRunner):
         if self._moving(grp, argv if transaction else [argv], reading=True):
             return RespError("TRYAGAIN the key's slot moved to another group while this read waited; retry")
         sm = grp.sm
-        now = _wall_ms()
+        now = wall_ms()
         if watch and sm.changes.any_changed(watch.items()):
             return NULL_ARRAY
         if transaction:
@@ -483,7 +479,7 @@ class ShardedRaftRunner(BaseRunner):
         """DBSIZE, KEYS, RANDOMKEY and SCAN over the groups this node leads (a cluster-aware
         client asks every node and merges, as with Redis Cluster). A SCAN cursor is
         ``inner * shards + group``: the group's own cursor and where the scan stands."""
-        name, now, led = argv[0].upper(), _wall_ms(), self._led()
+        name, now, led = argv[0].upper(), wall_ms(), self._led()
         if name == b"SCAN":
             if not argv[1].isdigit() or len(argv[1]) > 19:
                 return RespError("ERR invalid cursor")
@@ -521,7 +517,7 @@ class ShardedRaftRunner(BaseRunner):
             return
         fan = _FanOut(conn.slot(), len(led), time.monotonic() + 2 * self.options.ack_timeout_ms / 1000)
         for g in led:
-            err, data = encode_write(self.groups[g].sm, [argv], False, _wall_ms(), self.id)
+            err, data = encode_write(self.groups[g].sm, [argv], False, wall_ms(), self.id)
             if err is not None:
                 conn.reply(err)
                 return
@@ -731,7 +727,7 @@ class ShardedRaftRunner(BaseRunner):
 
     def _expire_keys(self) -> None:
         """Active expiry: each group this node leads proposes EXPIREDUE for its due keys."""
-        now = _wall_ms()
+        now = wall_ms()
         for g, grp in self.groups.items():
             if grp.core.role is not Role.LEADER:
                 grp.expiry_inflight = False  # the next leader proposes its own
