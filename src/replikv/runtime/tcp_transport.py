@@ -392,6 +392,7 @@ class PeerTransport:
         del self.peers[peer_id]
         self.peer_ids.discard(peer_id)
         self._delayed.pop(peer_id, None)
+        self._sending.pop(peer_id, None)
         for task in [t for t in self._tasks if t.get_name() == f"dial-{peer_id}"]:
             task.cancel()
             self._tasks.remove(task)
