@@ -135,6 +135,12 @@ NODE_OPTION_HELP: dict[str, str] = {
     "shards": "raft: spread the 16,384 hash slots over this many Raft groups (each on --replicas "
     "nodes, leaders spread over the nodes); cluster-aware clients (redis-py RedisCluster, "
     "redis-cli -c) route by slot. 0: one group holds every key.",
+    "txn": "raft with --shards: how MULTI/EXEC over keys of several groups commits: record (two-phase "
+    "commit whose decision is a transaction record in one group's Raft log, so a coordinator crash "
+    "blocks nothing) or classic (textbook 2PC: the coordinator's memory; a crash between the phases "
+    "leaves the keys locked).",
+    "txn_timeout_ms": "raft with --shards: a cross-group transaction not decided by then may be aborted "
+    "by any node that meets its locks.",
     "read_consistency": "leaderless: the read level a connection starts with: one, quorum, all or a "
     "number of replicas (CONSISTENCY READ changes it).",
     "write_consistency": "leaderless: the write level a connection starts with: one, quorum, all or a "

@@ -45,6 +45,7 @@ PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
 TOPOLOGIES = ("mesh", "star", "ring")  # multi-leader mode (core/multileader)
 CONFLICT_POLICIES = ("lww", "siblings")  # multi-leader (and leaderless) string conflicts
+TXN_MODES = ("record", "classic")  # sharded raft: cross-group MULTI/EXEC (core/txn)
 _KIND_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 MAX_PEER_DELAY_MS = 10_000  # injected latency per link, one way (peer_delay_ms, peer_jitter_ms, peer_delays)
 DEFAULT_MODE = "leader-follower"  # of a cluster.toml that names none (modes/ registers it first)
@@ -143,6 +144,11 @@ class NodeOptions:
     # raft mode: hash-slot sharding over this many Raft groups, each on `replicas` of the nodes
     # (runtime/sharded_raft.py); 0: one group holds every key (the unsharded raft mode)
     shards: int = 0
+    # sharded raft: how MULTI/EXEC across groups commits (docs/design.md, "Transactions across
+    # groups"): "record" (the decision in a transaction record in one group's log; anyone finishes
+    # a transaction whose coordinator died) or "classic" (textbook 2PC, the coordinator's memory)
+    txn: str = "record"
+    txn_timeout_ms: int = 1000  # a transaction not decided by then may be aborted by anyone
     # injected latency between nodes (runtime/tcp_transport.py), to put nodes "in different
     # regions" on one machine: every frame to a peer leaves delay ± jitter ms (uniform) after it
     # was sent, in order (a jitter above the delay is cut at 0: never before it was sent);
@@ -209,6 +215,10 @@ class NodeOptions:
         if not 0 <= self.shards <= SLOTS:
             raise ConfigError(f"shards must be 0 (unsharded) or a number of groups up to {SLOTS} "
                               f"(got {self.shards!r})")
+        if self.txn not in TXN_MODES:
+            raise ConfigError(f"txn must be one of {', '.join(TXN_MODES)} (got {self.txn!r})")
+        if self.txn_timeout_ms <= 0:
+            raise ConfigError(f"txn_timeout_ms must be a positive integer (got {self.txn_timeout_ms!r})")
         if self.election_timeout_ms < 2 * self.tick_ms:
             raise ConfigError(f"election_timeout_ms ({self.election_timeout_ms}) must be at least two ticks "
                               f"(tick_ms {self.tick_ms})")

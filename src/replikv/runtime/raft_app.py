@@ -41,7 +41,7 @@ from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 
-__all__ = ["apply_normal", "app_snapshot", "encode_write", "restore_app"]
+__all__ = ["app_snapshot", "apply_items", "apply_normal", "encode_write", "prepare_items", "restore_app"]
 
 
 def encode_write(sm: StateMachine, commands: list[list[bytes]], transaction: bool,
@@ -50,16 +50,9 @@ def encode_write(sm: StateMachine, commands: list[list[bytes]], transaction: boo
     """The entry data for a client write, prepared on the leader; ``(error, b"")``
     when a single command is refused before it is logged. ``watch``: the
     keys an EXEC's client WATCHed, each with the position it was watched at."""
-    prepare, ctx = sm.prepare, ApplyContext(now_ms, origin)
-    items: list[Any] = []
-    for argv in commands:
-        err, cmds = prepare(argv, ctx, exact=False)
-        if err is not None:
-            if not transaction:
-                return err, b""
-            items.append(err.message)
-        else:
-            items.append(cmds[0] if cmds else argv)
+    items = prepare_items(sm, commands, now_ms, origin)
+    if not transaction and isinstance(items[0], str):
+        return RespError(items[0]), b""
     fields: list[Any] = [now_ms, transaction, items]
     if watch:
         fields.append([[key, since] for key, since in watch.items()])
@@ -67,26 +60,41 @@ def encode_write(sm: StateMachine, commands: list[list[bytes]], transaction: boo
     return None, data
 
 
+def prepare_items(sm: StateMachine, commands: list[list[bytes]], now_ms: int, origin: str) -> list[Any]:
+    """Each command's deterministic form (``StateMachine.prepare``), or the text of the error
+    that refused it (a MULTI block keeps going, as Redis's EXEC does)."""
+    prepare, ctx = sm.prepare, ApplyContext(now_ms, origin)
+    items: list[Any] = []
+    for argv in commands:
+        err, cmds = prepare(argv, ctx, exact=False)
+        items.append(err.message if err is not None else cmds[0] if cmds else argv)
+    return items
+
+
+def apply_items(sm: StateMachine, items: list[Any], ctx: ApplyContext) -> list[Any]:
+    """Apply prepared items (an error text stands for its reply); every item that changed the
+    data records its keys at ``ctx.log_index`` (WATCH)."""
+    replies: list[Any] = []
+    apply, changes, index = sm.apply, sm.changes, ctx.log_index
+    for item in items:
+        if isinstance(item, str):
+            replies.append(RespError(item))
+        else:
+            dirty = sm.dirty
+            replies.extend(apply([item], ctx))
+            if sm.dirty != dirty:
+                changes.touch_commands((item,), index)
+    return replies
+
+
 def apply_normal(sm: StateMachine, entry: Entry) -> Any:
     """Apply one NORMAL entry to ``sm``; the result is what its client gets."""
     now_ms, transaction, items, *watch = msgpack.unpackb(entry.data)
-    changes = sm.changes
-    index = entry.index
     result: Any
-    if watch and changes.any_changed(watch[0]):
+    if watch and sm.changes.any_changed(watch[0]):
         result = NULL_ARRAY  # a WATCHed key changed: the EXEC is aborted on every replica
     else:
-        replies: list[Any] = []
-        apply = sm.apply
-        ctx = ApplyContext(now_ms, "", index)  # the entry does not record its origin
-        for item in items:
-            if isinstance(item, str):
-                replies.append(RespError(item))
-            else:
-                dirty = sm.dirty
-                replies.extend(apply([item], ctx))
-                if sm.dirty != dirty:
-                    changes.touch_commands((item,), index)
+        replies = apply_items(sm, items, ApplyContext(now_ms, "", entry.index))  # no origin in the entry
         result = replies if transaction else replies[-1]
     if entry.client_id is not None:  # cached in the replicated session table
         return Raw(encode_reply(result, False))

@@ -41,15 +41,17 @@ from replikv.core.raft.sessions import SessionTable
 from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.replies import OK, RespError
 from replikv.core.sharding import SlotMap, key_slot
+from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app
+from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
 from replikv.storage.errors import StorageError
 from replikv.storage.files import private_dir
 from replikv.storage.recovery import open_storage
 from replikv.storage.snapshot import write_snapshot
 
-__all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "move_entry"]
+__all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "entry_keys", "move_entry"]
 
 log = logging.getLogger("replikv.raft")
 
@@ -71,6 +73,18 @@ SLOT_MOVE = b"\x00"  # first byte of a slot-move entry's data (a client entry is
 
 def move_entry(op: str, slots: list[int], target: int, epoch: int, payload: bytes = b"") -> bytes:
     return SLOT_MOVE + msgpack.packb([op, slots, target, epoch, payload])
+
+
+def entry_keys(data: bytes) -> list[bytes]:
+    """The keys a client entry's commands name."""
+    _now, _txn, items, *_ = msgpack.unpackb(data)
+    keys: list[bytes] = []
+    for item in items:
+        if not isinstance(item, str):
+            spec = lookup(item[0])
+            if spec is not None:
+                keys.extend(spec.keys(item))
+    return keys
 
 
 class SlotMoves:
@@ -99,15 +113,10 @@ class SlotMoves:
 
     def refuses(self, data: bytes) -> bool:
         """A client entry that writes a key of a frozen or released slot (refused at apply)."""
-        _now, _txn, items, *_ = msgpack.unpackb(data)
-        for item in items:
-            if isinstance(item, str):
-                continue
-            spec = lookup(item[0])
-            for key in spec.keys(item) if spec is not None else ():
-                s = key_slot(key)
-                if s in self.frozen or s in self.released:
-                    return True
+        for key in entry_keys(data):
+            s = key_slot(key)
+            if s in self.frozen or s in self.released:
+                return True
         return False
 
     def freeze(self, slots: list[int], target: int, epoch: int) -> None:
@@ -162,6 +171,9 @@ class RaftGroup:
         self.sm = StateMachine()
         self.sessions = SessionTable()
         self.slots = SlotMoves(gid, slot_map) if slot_map is not None else None
+        self.txns = TxnTable()  # cross-group transactions: intents and records (core/txn/table.py)
+        self.txns_released = False  # a transaction entry applied: requests parked on its keys may go on
+        self.proposing: dict[bytes, tuple[bytes, int]] = {}  # leader: key -> (txn, deadline) of a prepare in flight
         snap: Snapshot | None = None
         if stored is not None:
             members, learners, app = msgpack.unpackb(stored.data)
@@ -241,20 +253,25 @@ class RaftGroup:
         return self.core.compact(self.applied, self.state_blob())
 
     def state_blob(self) -> bytes:
-        """The application snapshot, with the group's slot-move state as a fourth element
-        (``restore_app`` reads the first three, so the unsharded format is unchanged)."""
+        """The application snapshot, with the group's slot-move state as a fourth element and its
+        transactions (core/txn/table.py) as a fifth (``restore_app`` reads the first three, so the
+        unsharded format is unchanged)."""
         data = app_snapshot(self.sm, self.sessions.to_state())
-        if self.slots is None or not self.slots.state():
+        moves = self.slots.state() if self.slots is not None else []
+        if not moves and not self.txns:
             return data
         fields = msgpack.unpackb(data)
-        out: bytes = msgpack.packb([*fields[:3], self.slots.state()])
+        extra = [moves, self.txns.to_state()] if self.txns else [moves]
+        out: bytes = msgpack.packb([*fields[:3], *extra])
         return out
 
     def restore_state(self, app: bytes, index: int) -> None:
         self.sm, self.sessions = restore_app(app, index)
+        fields = msgpack.unpackb(app)
         if self.slots is not None:
-            fields = msgpack.unpackb(app)
             self.slots.load(fields[3] if len(fields) > 3 else [])
+        self.txns = TxnTable.from_state(fields[4] if len(fields) > 4 else None)
+        self.txns_released = True
 
     # -- apply ---------------------------------------------------------------------------------
     def apply(self, effect: Apply) -> list[tuple[object, Any, int]]:
@@ -268,6 +285,10 @@ class RaftGroup:
             if entry.kind is EntryKind.NORMAL and entry.data:
                 if entry.data[:1] == SLOT_MOVE and self.slots is not None:
                     result = self._apply_move(entry)
+                elif entry.data[:1] == TXN_ENTRY:
+                    result = apply_txn(self.txns, self.sm, entry.data, entry.index, self._moving_keys,
+                                       self.proposing)
+                    self.txns_released = True
                 else:
                     result = self.sessions.apply(entry, self._apply_normal)
                 if entry.client_id is not None and self._last_applied != entry.index:
@@ -287,7 +308,28 @@ class RaftGroup:
         slots = self.slots
         if slots is not None and slots.refusing and slots.refuses(entry.data):
             return RespError("TRYAGAIN the key's slot is moving to another group (or has moved); retry")
+        if self.txns.locks:
+            holder = self.txns.locked(entry_keys(entry.data))
+            if holder is not None:  # proposed before the prepare applied (a new leader's, or a race)
+                return RespError(f"TRYAGAIN a key is locked by transaction {holder.decode(errors='replace')} "
+                                 "being committed; retry")
         return apply_normal(self.sm, entry)
+
+    def blocked(self, keys: list[bytes], now_ms: int) -> bytes | None:
+        """The transaction whose lock (or prepare in flight, on the leader) holds one of ``keys``."""
+        holder = self.txns.locked(keys)
+        if holder is None and self.proposing:
+            for k in keys:
+                p = self.proposing.get(k)
+                if p is not None:
+                    if p[1] >= now_ms:
+                        return p[0]
+                    del self.proposing[k]
+        return holder
+
+    def _moving_keys(self, keys: list[bytes]) -> bool:
+        moves = self.slots
+        return moves is not None and moves.refusing and any(not moves.writable(key_slot(k)) for k in keys)
 
     def _apply_move(self, entry: Entry) -> Any:
         """A slot-move step (docs/design.md, "moving slots"), applied alike by every replica."""

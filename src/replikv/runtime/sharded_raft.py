@@ -69,6 +69,7 @@ from replikv.runtime.raft_app import encode_write
 from replikv.runtime.raft_group import RaftGroup, core_reply_error, move_entry
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
+from replikv.runtime.txn_service import TxnService, command_keys
 from replikv.storage.errors import WalFailedError
 from replikv.storage.meta import MetaStore
 
@@ -127,6 +128,8 @@ class ShardedRaftRunner(BaseRunner):
         self.reads = PendingReplies()  # payload: (group, argv, transaction, watch)
         self.ready_reads: list[tuple[int, int, Any, Any]] = []  # (group, index, slot, payload)
         self.fanouts: dict[object, _FanOut] = {}  # a keyless write's proposal in one group -> the write
+        self.txn = TxnService(self, incarnation)  # MULTI/EXEC across groups (runtime/txn_service.py)
+        self.parked: dict[int, list[tuple[float, list[bytes], _Held, Callable[[_Held], None]]]] = {}
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
                            "tick_stalls": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
@@ -224,6 +227,11 @@ class ShardedRaftRunner(BaseRunner):
             return
         grp = self.groups[g]
         commands = [with_body(self.sm, argv) for argv in commands]  # the node's SCRIPT LOAD cache
+        if (grp.txns.locks or grp.proposing) and self._park(
+                g, conn, command_keys(commands),
+                lambda held: self.write(held, commands, transaction, client) if self.leads(g) else held.reply(
+                    RespError(f"TRYAGAIN {self.id} is no longer the leader of group {g}; retry"))):
+            return
         if self._moving(grp, commands):
             conn.reply(RespError("TRYAGAIN the key's slot is moving to another group; retry"))
             return
@@ -239,6 +247,13 @@ class ShardedRaftRunner(BaseRunner):
         self._schedule()
 
     def exec_transaction(self, conn: Any, queued: list[list[bytes]]) -> None:
+        groups = {self.slot_group[key_slot(k)] for k in command_keys(queued)}
+        if len(groups) > 1:  # one distributed transaction (runtime/txn_service.py)
+            if self.disk_error is not None:
+                conn.reply(self.disk_refusal())
+                return
+            self.txn.begin(conn, queued, lambda key: self.slot_group[key_slot(key)])
+            return
         if any("write" in lookup(a[0]).flags for a in queued):  # type: ignore[union-attr]
             self.write(conn, queued, transaction=True)
         else:
@@ -281,6 +296,9 @@ class ShardedRaftRunner(BaseRunner):
             self._elsewhere(conn, slot, g, commands, transaction)
             return
         what = (g, argv, transaction, conn.watch if transaction else None)
+        if grp.txns.locks and not strong and self._park(
+                g, conn, command_keys(commands), lambda held: held.reply(self._serve(*what))):
+            return
         if strong:  # session and bounded need positions of one log: a sharded node takes the ReadIndex
             rid = next(self._rids)
             self.reads.add(rid, conn, time.monotonic() + self.options.ack_timeout_ms / 1000,
@@ -306,10 +324,37 @@ class ShardedRaftRunner(BaseRunner):
         keep = []
         for g, index, slot, what in self.ready_reads:
             if index <= self.groups[g].applied:
+                grp = self.groups[g]
+                if grp.txns.locks:
+                    held = _Held(slot.conn, slot)
+                    keys = command_keys(what[1] if what[2] else [what[1]])
+                    if self._park(g, held, keys, lambda h, what=what: h.reply(self._serve(*what))):
+                        continue
                 slot.resolve(encode_reply(self._serve(*what), slot.conn.resp3))
             else:
                 keep.append((g, index, slot, what))
         self.ready_reads = keep
+
+    # -- requests waiting for a transaction's locks ----------------------------------------------
+    def _park(self, g: int, conn: Any, keys: list[bytes], retry: Callable[["_Held"], None]) -> bool:
+        """A request on keys a transaction holds waits (parked) until the group applies a resolve
+        (``_unpark``) or its deadline passes (TRYAGAIN); False when no key is held."""
+        holder = self.groups[g].blocked(keys, wall_ms())
+        if holder is None:
+            return False
+        held = conn if isinstance(conn, _Held) else _Held(conn, conn.slot())
+        deadline = time.monotonic() + self.options.ack_timeout_ms / 1000
+        self.parked.setdefault(g, []).append((deadline, keys, held, retry))
+        return True
+
+    def _unpark(self, g: int) -> None:
+        parked = self.parked.pop(g, [])
+        now = wall_ms()
+        for deadline, keys, held, retry in parked:
+            if self.groups[g].blocked(keys, now) is not None:
+                self.parked.setdefault(g, []).append((deadline, keys, held, retry))
+            else:
+                retry(held)
 
     @staticmethod
     def _moving(grp: RaftGroup, commands: list[list[bytes]], reading: bool = False) -> bool:
@@ -340,7 +385,9 @@ class ShardedRaftRunner(BaseRunner):
         leader, forwarded there from any node); REPLIKV IMPORT and ACTIVATE are its steps in the
         target group, sent by the source leader."""
         sub = argv[1].upper()
-        if sub == b"RESHARD" and len(argv) == 4:
+        if sub in (b"TXN", b"FAILPOINT"):
+            self.txn.admin(conn, argv)
+        elif sub == b"RESHARD" and len(argv) == 4:
             self._reshard(conn, argv)
         elif sub in (b"IMPORT", b"ACTIVATE") and len(argv) == (7 if sub == b"IMPORT" else 6):
             g, epoch = int(argv[2]), int(argv[3])
@@ -416,6 +463,9 @@ class ShardedRaftRunner(BaseRunner):
         slots = sorted(s for s, (t, e) in grp.slots.frozen.items() if (t, e) == (target, epoch))
         move = self.moves.setdefault(g, _Move(slots, target, epoch, None))
         wanted = set(slots)
+        if any(key_slot(k) in wanted for k in grp.txns.locks):  # a prepared transaction holds a key there:
+            move.stage = "retry"  # copy once it is resolved (the periodic check tries again)
+            return
         payload = grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted])
         move.stage = "import"
         self._send_step(target, [b"REPLIKV", b"IMPORT", str(target).encode(), str(epoch).encode(),
@@ -446,6 +496,15 @@ class ShardedRaftRunner(BaseRunner):
                  format_ranges(slots_to_ranges(move.slots)), g, move.target, move.epoch)
         if move.client is not None:
             move.client.resolve(encode_reply(OK, move.client.conn.resp3))
+
+    def propose_step(self, g: int, data: bytes, conn: Any) -> None:
+        """Propose an internal entry (a transaction step) to group ``g``, led here; ``conn`` gets
+        the entry's result once it applied."""
+        rid = next(self._rids)
+        self.writes.add(rid, conn, time.monotonic() + self.options.ack_timeout_ms / 1000,
+                        f"TRYAGAIN group {g} did not commit the transaction step in time")
+        self.pending.setdefault(g, []).append((data, rid, None, None))
+        self._schedule()
 
     def _send_step(self, target: int, argv: list[bytes], done: Callable[[bool], None]) -> None:
         """Run a move step in the target group (locally, or on its leader's node)."""
@@ -572,6 +631,10 @@ class ShardedRaftRunner(BaseRunner):
             grp = self.groups[g]
             if grp.move_events:
                 self._on_move_events(g, grp)
+            if grp.txns_released:
+                grp.txns_released = False
+                if g in self.parked:
+                    self._unpark(g)
         if self.disk_error is None:
             send = self.transport.send
             for b in ready.batches:
@@ -691,6 +754,7 @@ class ShardedRaftRunner(BaseRunner):
             if self.disk_error is not None:
                 continue
             self.host.tick()
+            self.txn.tick()
             if now >= next_expiry:
                 next_expiry = now + 0.1
                 self._expire_keys()
@@ -735,6 +799,8 @@ class ShardedRaftRunner(BaseRunner):
             if grp.expiry_inflight or not grp.sm.expires:
                 continue
             keys = grp.sm.expired_keys(now, 200)
+            if keys and grp.txns.locks:  # a key a transaction holds expires once it is resolved
+                keys = [k for k in keys if grp.txns.holder(k) is None]
             if keys:
                 grp.expiry_inflight = True
                 data = msgpack.packb([now, False, [[EXPIRE_DUE, *keys]]])
@@ -745,6 +811,14 @@ class ShardedRaftRunner(BaseRunner):
         expired = self.reads.expire(now)
         expired = self.writes.expire(now) or expired
         expired = self.forwarder.expire(now) or expired
+        for g, parked in list(self.parked.items()):
+            if any(p[0] <= now for p in parked):
+                self.parked[g] = [p for p in parked if p[0] > now]
+                for p in parked:
+                    if p[0] <= now:
+                        p[2].reply(RespError("TRYAGAIN a key stayed locked by a transaction being committed; "
+                                             "retry"))
+                expired = True
         for rid, fan in list(self.fanouts.items()):
             if fan.deadline < now:
                 del self.fanouts[rid]
@@ -870,6 +944,27 @@ class _Move:
     epoch: int
     client: Any  # the RESHARD client's reply slot (None when resumed after a leader change)
     stage: str = "freeze"
+
+
+class _Held:
+    """A client request parked on a transaction's locks: its reply position, taken when it was
+    parked, so pipelined replies stay in order; everything else is the connection's."""
+
+    def __init__(self, conn: Any, slot: Any) -> None:
+        self._conn, self._slot = conn, slot
+        self.watch = dict(conn.watch)  # EXEC clears the connection's WATCH as soon as it returns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def slot(self) -> Any:
+        return self._slot
+
+    def reply(self, value: Any) -> None:
+        self._slot.resolve(encode_reply(value, self._conn.resp3))
+
+    def reply_bytes(self, data: bytes) -> None:
+        self._slot.resolve(data)
 
 
 class _StepConnection:

@@ -1,0 +1,212 @@
+"""The coordinator of one cross-group transaction: two-phase commit as a sans-I/O state machine.
+
+The runner (runtime/txn_service.py) feeds it the answers of the groups and the time, and carries
+out the steps it returns. Phases (docs/design.md, "Transactions across groups"):
+
+1. ``prepare`` in every participant group (each locks its keys and votes, table.py).
+2. Every vote yes: the decision. Default ("record"): ``decide commit`` in the primary group's
+   log; whatever the record says is the outcome (a recoverer may have aborted it first).
+   ``classic`` (textbook 2PC): the decision is this coordinator's alone, in memory. A read-only
+   transaction needs no decision: its locks held together are its serialization point.
+3. ``resolve`` the outcome in every participant; then ``forget`` the record.
+
+Any vote no (a conflict with an older transaction, wait-die; a WATCHed key that changed; a
+slot moving), or no vote by the deadline, aborts: ``decide abort`` first (so that no one can
+ever commit it), then ``resolve`` abort everywhere.
+
+The client's reply: for the default, as soon as the record says committed (the replies the
+participants computed at prepare, under their locks); for classic, once every participant
+resolved; an abort is answered once it is definite (recorded or, classic, resolved). When the
+record cannot be reached the client hears the outcome is unknown; the recovery of the
+participants then finishes the transaction either way.
+
+Invariant: the coordinator sends ``resolve commit`` only after the record said committed (or,
+classic, after every vote was yes), and never both outcomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from replikv.core.txn.table import ABORTED, COMMITTED
+
+__all__ = ["Coordinator", "Outcome", "Step"]
+
+WAIT_RETRY_MS = 5  # a prepare that must wait (wait-die) is tried again this much later, doubling to 80
+RESOLVE_TRIES = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """What the runner does next: send ``kind`` (prepare, decide, resolve, forget) to ``group``."""
+
+    kind: str
+    group: int
+    arg: Any = None  # decide: commit | abort; resolve: True (commit) | False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """The client's reply: ``kind`` commit (``replies``: raw RESP of each command, in MULTI
+    order), abort (``reason``), watch (a WATCHed key changed: the null array) or unknown."""
+
+    kind: str
+    replies: tuple[bytes, ...] = ()
+    reason: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class Coordinator:
+    txn: bytes
+    ts: int
+    deadline: int  # wall ms
+    primary: int
+    positions: dict[int, list[int]]  # group -> the MULTI positions of its commands
+    writes: bool  # False: a read-only transaction (no record)
+    classic: bool = False
+    phase: str = "preparing"  # preparing, deciding, resolving, forgetting, done
+    votes: dict[int, list[bytes]] = field(default_factory=dict)
+    retry_at: dict[int, int] = field(default_factory=dict)  # group -> when to prepare again
+    backoff: dict[int, int] = field(default_factory=dict)
+    outcome: str = ""  # committed | aborted
+    reason: str = ""
+    watch_failed: bool = False
+    resolved: set[int] = field(default_factory=set)
+    resolve_tries: dict[int, int] = field(default_factory=dict)
+    answered: bool = False
+    replies: list[Outcome] = field(default_factory=list)  # at most one: taken by the runner
+
+    @property
+    def groups(self) -> list[int]:
+        return sorted(self.positions)
+
+    def start(self) -> list[Step]:
+        return [Step(kind="prepare", group=g) for g in self.groups]
+
+    # -- phase one -----------------------------------------------------------------------------
+    def on_vote(self, group: int, vote: list[Any] | None, now_ms: int) -> list[Step]:
+        """A participant's vote (None: no answer, or an error in transit)."""
+        if self.phase != "preparing" or group in self.votes:
+            return []
+        kind = vote[0] if vote else None
+        if kind == "yes":
+            self.votes[group] = list(vote[1])  # type: ignore[index]
+            if len(self.votes) < len(self.positions):
+                return []
+            return self._all_yes()
+        if kind == "watch":
+            self.watch_failed = True
+            return self._abort("a WATCHed key changed")
+        if kind in ("wait", None) and now_ms < self.deadline:
+            wait = min(80, self.backoff.get(group, WAIT_RETRY_MS // 2) * 2)
+            self.backoff[group] = wait
+            self.retry_at[group] = now_ms + wait
+            return []
+        if kind == "wait":
+            return self._abort("timed out waiting for an older transaction holding one of its keys")
+        if kind == "die":
+            return self._abort("a key is locked by an older transaction (wait-die)")
+        if kind is None:
+            return self._abort(f"group {group} did not vote before the transaction's deadline")
+        return self._abort(str(vote[1]) if vote and len(vote) > 1 else "a participant refused")  # "no"
+
+    def due(self, now_ms: int) -> list[Step]:
+        """Prepares to send again now (after a wait vote or a lost answer)."""
+        if self.phase != "preparing":
+            self.retry_at.clear()
+            return []
+        ready = [g for g, t in self.retry_at.items() if t <= now_ms]
+        for g in ready:
+            del self.retry_at[g]
+        return [Step(kind="prepare", group=g) for g in ready]
+
+    def _all_yes(self) -> list[Step]:
+        if not self.writes:
+            self._reply_commit()
+            return self._resolve(True)
+        if self.classic:
+            return self._resolve(True)
+        self.phase = "deciding"
+        return [Step(kind="decide", group=self.primary, arg="commit")]
+
+    def _abort(self, reason: str) -> list[Step]:
+        self.reason = reason
+        self.retry_at.clear()
+        if self.classic or not self.writes:
+            return self._resolve(False)
+        self.phase = "deciding"
+        return [Step(kind="decide", group=self.primary, arg="abort")]
+
+    # -- phase two -----------------------------------------------------------------------------
+    def on_decided(self, status: str | None, now_ms: int, give_up_ms: int) -> list[Step]:
+        """The record's answer (None: none came). ``give_up_ms``: when to stop asking."""
+        if self.phase != "deciding":
+            return []
+        if status == COMMITTED:
+            self._reply_commit()
+            return self._resolve(True)
+        if status == ABORTED:
+            if not self.reason:
+                self.reason = "its record was aborted by a recovery (the deadline passed)"
+            self._reply_abort()  # definite: the record can never say committed
+            return self._resolve(False)
+        if now_ms < give_up_ms:
+            return [Step(kind="decide", group=self.primary, arg="abort" if self.reason else "commit")]
+        self.phase = "done"
+        self._answer(Outcome(kind="unknown", reason="the group holding its record did not answer; it may or "
+                                                   "may not be applied"))
+        return []
+
+    def _resolve(self, commit: bool) -> list[Step]:
+        self.outcome = COMMITTED if commit else ABORTED
+        self.phase = "resolving"
+        if not commit and (self.classic or not self.writes):
+            self._reply_abort()  # nothing can commit it: the coordinator alone decides
+        return [Step(kind="resolve", group=g, arg=commit) for g in self.groups]
+
+    def on_resolved(self, group: int, ok: bool) -> list[Step]:
+        if self.phase != "resolving" or group in self.resolved:
+            return []
+        if not ok:
+            tries = self.resolve_tries.get(group, 0) + 1
+            self.resolve_tries[group] = tries
+            if tries < RESOLVE_TRIES:
+                return [Step(kind="resolve", group=group, arg=self.outcome == COMMITTED)]
+            self.resolved.add(group)  # left to that group's recovery (it asks the record)
+        else:
+            self.resolved.add(group)
+        if len(self.resolved) < len(self.positions):
+            return []
+        if self.outcome == COMMITTED:
+            self._reply_commit()  # classic: only now
+        if self.classic or not self.writes or self.resolve_tries:
+            self.phase = "done"  # no record (or a participant still holds it: keep it for recovery)
+            return []
+        self.phase = "forgetting"
+        return [Step(kind="forget", group=self.primary)]
+
+    def on_forgotten(self) -> list[Step]:
+        self.phase = "done"
+        return []
+
+    # -- the client's reply --------------------------------------------------------------------
+    def _reply_commit(self) -> None:
+        if self.answered:
+            return
+        merged: list[bytes] = [b""] * sum(len(p) for p in self.positions.values())
+        for g, places in self.positions.items():
+            for pos, raw in zip(places, self.votes[g], strict=True):
+                merged[pos] = raw
+        self._answer(Outcome(kind="commit", replies=tuple(merged)))
+
+    def _reply_abort(self) -> None:
+        if self.watch_failed:
+            self._answer(Outcome(kind="watch"))
+        else:
+            self._answer(Outcome(kind="abort", reason=self.reason))
+
+    def _answer(self, outcome: Outcome) -> None:
+        if not self.answered:
+            self.answered = True
+            self.replies.append(outcome)

@@ -1,0 +1,196 @@
+"""MULTI/EXEC across Raft groups (runtime/txn_service.py, core/txn/) on real processes."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.integration.cluster import Cluster, wait_for
+from tests.integration.test_sharded_raft import all_led, keys_per_group, retrying, sharded
+
+
+def started(root: Path, **options: Any) -> tuple[Cluster, list[str]]:
+    c = sharded(root, **options)
+    nodes = list(c.config.nodes)
+    wait_for(lambda: all_led(c, nodes, 3), 30, "every group to have a leader")
+    return c, nodes
+
+
+def transact(r: redis.Redis, *commands: tuple[Any, ...], watch: tuple[str, ...] = (),
+             raise_on_error: bool = True) -> Any:
+    """One MULTI/EXEC (redis-py's pipeline); WatchError is returned, not raised."""
+    with r.pipeline(transaction=True) as p:
+        try:
+            if watch:
+                p.watch(*watch)
+                p.multi()
+            for cmd in commands:
+                p.execute_command(*cmd)
+            return p.execute(raise_on_error=raise_on_error)
+        except redis.exceptions.WatchError as e:
+            return e
+
+
+def intents(c: Cluster, nodes: list[str]) -> list[Any]:
+    out: list[Any] = []
+    for n in nodes:
+        try:
+            out.extend(c.client(n, timeout=2).execute_command("REPLIKV", "TXN", "INTENTS"))
+        except redis.RedisError:
+            pass
+    return out
+
+
+def test_cross_group_exec_is_one_transaction(tmp_path: Path) -> None:
+    c, nodes = started(tmp_path / "c")
+    try:
+        k = keys_per_group(3, 1)
+        a, b, d = k[0][0], k[1][0], k[2][0]
+        r = c.client(nodes[1])
+        retrying(lambda: r.set(a, 10))
+        retrying(lambda: r.set(b, 20))
+        # replies come back in MULTI order though three groups computed them
+        out = transact(r, ("INCRBY", a, -5), ("INCRBY", b, 5), ("GET", d), ("SET", d, "x"), ("GET", a))
+        assert out == [5, 25, None, True, b"5"]
+        for n in nodes:  # every node, each reading from its group's leader
+            assert [c.client(n).get(x) for x in (a, b, d)] == [b"5", b"25", b"x"]
+        # a read-only transaction over every group
+        assert transact(c.client(nodes[2]), ("GET", a), ("GET", b), ("GET", d)) == [b"5", b"25", b"x"]
+        # a runtime error in one command does not stop the others (Redis's EXEC), across groups too
+        out = transact(r, ("INCR", d), ("INCR", a), raise_on_error=False)
+        assert isinstance(out[0], redis.ResponseError) and out[1] == 6
+        wait_for(lambda: intents(c, nodes) == [], 10, "the locks to be released")  # resolved after the reply
+        assert c.client(nodes[1]).info("stats")["txn_committed"] == 2  # the node that coordinated them
+    finally:
+        c.close()
+
+
+def test_watch_across_groups_aborts_the_exec(tmp_path: Path) -> None:
+    c, nodes = started(tmp_path / "c")
+    try:
+        k = keys_per_group(3, 1)
+        a, b = k[0][0], k[1][0]
+        r, other = c.client(nodes[0]), c.client(nodes[2])
+        retrying(lambda: r.set(a, "1"))
+        with r.pipeline(transaction=True) as p:
+            p.watch(a)
+            other.set(a, "changed")
+            p.multi()
+            p.set(a, "mine")
+            p.set(b, "mine")
+            with pytest.raises(redis.exceptions.WatchError):
+                p.execute()
+        assert r.get(a) == b"changed" and r.get(b) is None
+        out = transact(r, ("SET", a, "t"), ("SET", b, "t"), watch=(a, b))  # unchanged: commits
+        assert out == [True, True] and other.get(b) == b"t"
+    finally:
+        c.close()
+
+
+def test_concurrent_transfers_keep_the_total(tmp_path: Path) -> None:
+    """Transfers between accounts in every group, from clients on every node, with reads of all
+    balances in between: every read sees the initial total, and so does the end."""
+    c, nodes = started(tmp_path / "c")
+    try:
+        accounts = [key for keys in keys_per_group(3, 2).values() for key in keys]
+        r = c.client(nodes[0])
+        for acct in accounts:
+            retrying(lambda acct=acct: r.set(acct, 100))
+        total = 100 * len(accounts)
+        seen: list[int] = []
+        failures: list[str] = []
+        done = {"transfers": 0, "aborts": 0}
+
+        def worker(i: int) -> None:
+            rng = random.Random(i)
+            cl = c.client(nodes[i % len(nodes)], timeout=20)
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                try:
+                    if rng.random() < 0.3:
+                        out = transact(cl, *[("GET", acct) for acct in accounts])
+                        seen.append(sum(int(v) for v in out))
+                    else:
+                        src, dst = rng.sample(accounts, 2)
+                        amount = rng.randint(1, 10)
+                        transact(cl, ("DECRBY", src, amount), ("INCRBY", dst, amount))
+                        done["transfers"] += 1
+                except redis.exceptions.TryAgainError as e:
+                    if "outcome unknown" in str(e):
+                        failures.append(str(e))
+                    done["aborts"] += 1
+                except redis.RedisError as e:
+                    failures.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not failures, failures[:5]
+        assert done["transfers"] > 20 and len(seen) > 5, done
+        assert set(seen) == {total}, sorted(set(seen))
+        assert sum(int(r.get(acct)) for acct in accounts) == total
+        wait_for(lambda: intents(c, nodes) == [], 10, "every transaction to release its locks")
+    finally:
+        c.close()
+
+
+def _prepared_then_coordinator_exits(c: Cluster, nodes: list[str], a: str, b: str) -> None:
+    victim = c.client(nodes[0])
+    assert victim.execute_command("REPLIKV", "FAILPOINT", "txn-exit-after-prepare") == b"OK"
+    with pytest.raises(redis.exceptions.ConnectionError):
+        transact(victim, ("SET", a, "new"), ("SET", b, "new"))
+    c.procs[nodes[0]].wait(10)  # the failpoint exits the process between the two phases
+    c.procs.pop(nodes[0])
+
+
+def test_a_dead_coordinator_blocks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (transaction record): the coordinator dies after every participant voted yes;
+    the participants' recovery aborts it past its deadline, and its keys are free again."""
+    monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
+    c, nodes = started(tmp_path / "c", txn_timeout_ms=1000)
+    try:
+        # keys of the two groups led by the nodes that stay up (group g prefers node g)
+        k = keys_per_group(3, 1)
+        a, b = k[1][0], k[2][0]
+        r = c.client(nodes[1])
+        retrying(lambda: r.set(a, "old"))
+        retrying(lambda: r.set(b, "old"))
+        _prepared_then_coordinator_exits(c, nodes, a, b)
+        wait_for(lambda: intents(c, nodes[1:]) == [], 15, "the recovery to release the dead coordinator's locks")
+        # all or nothing: never decided, so aborted everywhere
+        assert [r.get(a), r.get(b)] == [b"old", b"old"]
+        assert retrying(lambda: r.set(a, "after")) is True
+        assert sum(int(c.client(n).info("stats")["txn_recovered"]) for n in nodes[1:]) >= 1
+    finally:
+        c.close()
+
+
+def test_classic_2pc_leaves_participants_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--txn classic: the same crash leaves the prepared participants holding their locks (the
+    weakness of textbook two-phase commit); a write to a locked key waits, then gets TRYAGAIN."""
+    monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
+    c, nodes = started(tmp_path / "c", txn="classic", txn_timeout_ms=500, ack_timeout_ms=1500)
+    try:
+        k = keys_per_group(3, 1)
+        a, b = k[1][0], k[2][0]
+        r = c.client(nodes[1])
+        retrying(lambda: r.set(a, "old"))
+        retrying(lambda: r.set(b, "old"))
+        _prepared_then_coordinator_exits(c, nodes, a, b)
+        held = wait_for(lambda: intents(c, nodes[1:]), 10, "the participants to show their prepared transaction")
+        assert sorted(key for row in held for key in row[3:]) == sorted([a.encode(), b.encode()])
+        with pytest.raises(redis.exceptions.TryAgainError, match="locked by a transaction"):
+            r.set(a, "blocked")
+        # well past the timeout the default mode would recover in: still held
+        assert len(intents(c, nodes[1:])) == len(held)
+        assert c.client(nodes[2]).info("stats")["txn_recovered"] == 0
+    finally:
+        c.close()
