@@ -1,0 +1,195 @@
+"""core/txn: the record's rules, wait-die, the coordinator's steps, and the entries' apply."""
+
+from __future__ import annotations
+
+import msgpack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replikv.core.txn import ABORTED, COMMITTED, PENDING, Coordinator, Prepared, TxnTable
+from replikv.kv.context import ApplyContext
+from replikv.kv.state_machine import StateMachine
+from replikv.runtime.txn_entries import apply_txn, txn_entry
+
+
+def prepared(txn: bytes, ts: int, keys: list[bytes]) -> Prepared:
+    return Prepared(txn=txn, ts=ts, deadline=ts + 1000, primary=0, groups=[0, 1], keys=keys, undo=b"", absent=[],
+                    vote=["yes", []])
+
+
+# -- the record ---------------------------------------------------------------------------------
+def test_commit_only_before_the_deadline_and_the_first_decision_wins() -> None:
+    t = TxnTable()
+    assert t.decide(b"a", "commit", 100, [0, 1], now_ms=90) == COMMITTED
+    assert t.decide(b"a", "abort", 100, [0, 1], now_ms=95) == COMMITTED  # never changed
+    assert t.decide(b"b", "commit", 100, [0, 1], now_ms=101) == ABORTED  # too late
+    t = TxnTable()
+    assert t.decide(b"c", "recover", 100, [0, 1], now_ms=99) == PENDING  # not past the deadline: no record
+    assert b"c" not in t.records
+    assert t.decide(b"c", "commit", 100, [0, 1], now_ms=99) == COMMITTED
+
+
+def test_log_time_is_monotone_so_a_forgotten_abort_stays_aborted() -> None:
+    t = TxnTable()
+    assert t.decide(b"a", "recover", 100, [0], now_ms=150) == ABORTED
+    assert t.forget(b"a")
+    # a later leader whose clock lags proposes the coordinator's late commit: the log time says no
+    assert t.decide(b"a", "commit", 100, [0], now_ms=50) == ABORTED
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["commit", "abort"]),
+       st.lists(st.tuples(st.sampled_from(["coordinator", "recover", "forget"]), st.integers(0, 200)), max_size=30))
+def test_a_transaction_is_never_both_committed_and_aborted(want: str, requests: list[tuple[str, int]]) -> None:
+    """The coordinator's one decision (retried) and recoverers' requests reach the record in any
+    order, from leaders whose clocks jump back and forth; a forget may follow an abort (a
+    recovery finished). Every answer agrees, and a commit is only granted up to the deadline."""
+    t = TxnTable()
+    answers: list[str] = []
+    for who, now in requests:
+        if who == "forget":
+            if answers and answers[-1] == ABORTED:
+                t.forget(b"x")
+            continue
+        status = t.decide(b"x", want if who == "coordinator" else "recover", 100, [0], now)
+        if status == PENDING:
+            assert who == "recover" and t.log_time <= 100
+            continue
+        if status == COMMITTED:
+            assert want == "commit" and ABORTED not in answers
+        answers.append(status)
+    assert len(set(answers)) <= 1, answers
+
+
+# -- wait-die -------------------------------------------------------------------------------------
+def test_wait_die_older_waits_younger_dies() -> None:
+    t = TxnTable()
+    t.lock(prepared(b"mid", 50, [b"k"]))
+    assert t.conflict(b"old", 10, [b"k"]) == ("wait", b"mid")
+    assert t.conflict(b"young", 90, [b"k"]) == ("die", b"mid")
+    assert t.conflict(b"mid", 50, [b"k"]) is None  # its own lock
+    assert t.conflict(b"other", 10, [b"free"]) is None
+    assert t.release(b"mid") is not None and t.locked([b"k"]) is None
+
+
+def test_snapshot_round_trip() -> None:
+    t = TxnTable()
+    t.lock(prepared(b"a", 5, [b"k1", b"k2"]))
+    t.decide(b"a", "commit", 100, [0, 1], now_ms=7)
+    t.finished[b"z"] = 3
+    back = TxnTable.from_state(msgpack.unpackb(msgpack.packb(t.to_state())))
+    assert back.locks == t.locks and back.records == t.records and back.log_time == 7
+    assert back.finished == {b"z": 3} and back.prepared[b"a"].keys == [b"k1", b"k2"]
+
+
+# -- the coordinator --------------------------------------------------------------------------------
+def coordinator(classic: bool = False, writes: bool = True) -> Coordinator:
+    return Coordinator(txn=b"t", ts=0, deadline=1000, primary=0, positions={0: [0, 2], 1: [1]}, writes=writes,
+                       classic=classic)
+
+
+def kinds(steps: list) -> list[tuple[str, int, object]]:
+    return [(s.kind, s.group, s.arg) for s in steps]
+
+
+def test_coordinator_commits_through_the_record_and_merges_replies_in_order() -> None:
+    c = coordinator()
+    assert kinds(c.start()) == [("prepare", 0, None), ("prepare", 1, None)]
+    assert c.on_vote(1, ["yes", [b":2\r\n"]], 10) == []
+    assert kinds(c.on_vote(0, ["yes", [b":1\r\n", b":3\r\n"]], 10)) == [("decide", 0, "commit")]
+    assert c.replies == []  # nothing is answered before the record says so
+    steps = c.on_decided(COMMITTED, 20, 5000)
+    assert kinds(steps) == [("resolve", 0, True), ("resolve", 1, True)]
+    assert c.replies[0].kind == "commit" and c.replies[0].replies == (b":1\r\n", b":2\r\n", b":3\r\n")
+    assert c.on_resolved(0, True) == []
+    assert kinds(c.on_resolved(1, True)) == [("forget", 0, None)]
+
+
+def test_coordinator_aborts_through_the_record_on_a_no_vote() -> None:
+    c = coordinator()
+    c.start()
+    assert kinds(c.on_vote(0, ["die", b"older"], 10)) == [("decide", 0, "abort")]
+    assert c.on_vote(1, ["yes", [b"+OK\r\n"]], 11) == []  # late: ignored
+    assert c.replies == []
+    # the record may say committed only if this coordinator asked it to: here it says aborted
+    steps = c.on_decided(ABORTED, 20, 5000)
+    assert kinds(steps) == [("resolve", 0, False), ("resolve", 1, False)]
+    assert c.replies[0].kind == "abort" and "wait-die" in c.replies[0].reason
+
+
+def test_a_recovery_that_aborted_first_wins_over_the_coordinator() -> None:
+    c = coordinator()
+    c.start()
+    c.on_vote(0, ["yes", [b"+OK\r\n", b"+OK\r\n"]], 10)
+    c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
+    steps = c.on_decided(ABORTED, 2000, 5000)
+    assert kinds(steps) == [("resolve", 0, False), ("resolve", 1, False)]
+    assert c.replies[0].kind == "abort"
+
+
+def test_coordinator_waits_then_retries_a_prepare_and_gives_up_at_the_deadline() -> None:
+    c = coordinator()
+    c.start()
+    assert c.on_vote(0, ["wait", b"younger"], 10) == []
+    assert c.due(12) == [] and kinds(c.due(20)) == [("prepare", 0, None)]
+    assert c.on_vote(0, ["wait", b"younger"], 999) == []
+    assert kinds(c.on_vote(0, ["wait", b"younger"], 1000)) == [("decide", 0, "abort")]
+
+
+def test_unknown_outcome_when_the_record_cannot_be_reached() -> None:
+    c = coordinator()
+    c.start()
+    c.on_vote(0, ["yes", [b"+OK\r\n", b"+OK\r\n"]], 10)
+    c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
+    assert kinds(c.on_decided(None, 100, 5000)) == [("decide", 0, "commit")]
+    assert c.on_decided(None, 5000, 5000) == []
+    assert c.replies[0].kind == "unknown" and c.phase == "done"
+
+
+def test_classic_and_read_only_need_no_record() -> None:
+    c = coordinator(classic=True)
+    c.start()
+    c.on_vote(0, ["yes", [b"+OK\r\n", b"+OK\r\n"]], 10)
+    assert kinds(c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)) == [("resolve", 0, True), ("resolve", 1, True)]
+    assert c.replies == []  # classic answers once every participant applied
+    c.on_resolved(0, True)
+    assert c.on_resolved(1, True) == [] and c.replies[0].kind == "commit" and c.phase == "done"
+    r = coordinator(writes=False)
+    r.start()
+    r.on_vote(0, ["yes", [b"$1\r\na\r\n", b"$1\r\nb\r\n"]], 10)
+    assert kinds(r.on_vote(1, ["yes", [b"$-1\r\n"]], 10)) == [("resolve", 0, True), ("resolve", 1, True)]
+    assert r.replies[0].kind == "commit"  # its locks held together are its serialization point
+
+
+def test_watch_vote_answers_the_null_array() -> None:
+    c = coordinator()
+    c.start()
+    c.on_vote(1, ["watch"], 5)
+    c.on_decided(ABORTED, 6, 5000)
+    assert c.replies[0].kind == "watch"
+
+
+# -- the entries, applied to a state machine ------------------------------------------------------------
+def apply(t: TxnTable, sm: StateMachine, index: int, op: str, *fields: object) -> object:
+    return apply_txn(t, sm, txn_entry(op, 10, *fields), index, lambda keys: False, {})
+
+
+def test_prepare_applies_in_place_and_abort_restores_the_previous_values() -> None:
+    t, sm = TxnTable(), StateMachine()
+    sm.apply([[b"SET", b"a", b"1"]], ApplyContext(0))
+    vote = msgpack.unpackb(apply(t, sm, 5, "prepare", b"t1", 1, 1000, 0, [0, 1],
+                                 [[b"INCRBY", b"a", b"5"], [b"SET", b"new", b"v"]], [b"a", b"new"], [], False,
+                                 False))
+    assert vote == ["yes", [b":6\r\n", b"+OK\r\n"]]
+    assert sm.data[b"a"] == b"6" and t.locked([b"new"]) == b"t1"
+    again = msgpack.unpackb(apply(t, sm, 6, "prepare", b"t1", 1, 1000, 0, [0, 1],
+                                  [[b"INCRBY", b"a", b"5"]], [b"a"], [], False, False))
+    assert again == vote and sm.data[b"a"] == b"6"  # a retried prepare is answered, not applied again
+    other = msgpack.unpackb(apply(t, sm, 7, "prepare", b"t2", 2, 1000, 0, [0], [[b"GET", b"a"]], [b"a"], [],
+                                  False, False))
+    assert other == ["die", b"t1"]
+    apply(t, sm, 8, "resolve", b"t1", False)
+    assert sm.data == {b"a": b"1"} and not t.locks
+    late = msgpack.unpackb(apply(t, sm, 9, "prepare", b"t1", 1, 1000, 0, [0], [[b"SET", b"a", b"x"]], [b"a"], [],
+                                 False, False))
+    assert late[0] == "no" and sm.data[b"a"] == b"1"  # a late duplicate does not lock again
