@@ -99,9 +99,8 @@ def test_coordinator_commits_through_the_record_and_merges_replies_in_order() ->
     assert kinds(c.on_vote(0, ["yes", [b":1\r\n", b":3\r\n"]], 10)) == [("decide", 0, "commit")]
     assert c.replies == []  # nothing is answered before the record says so
     steps = c.on_decided(COMMITTED, 20, 5000)
-    assert kinds(steps) == [("resolve", 0, True), ("resolve", 1, True)]
+    assert kinds(steps) == [("resolve", 1, True)]  # the decide entry resolved the primary (group 0)
     assert c.replies[0].kind == "commit" and c.replies[0].replies == (b":1\r\n", b":2\r\n", b":3\r\n")
-    assert c.on_resolved(0, True) == []
     assert kinds(c.on_resolved(1, True)) == [("forget", 0, None)]
 
 
@@ -113,7 +112,7 @@ def test_coordinator_aborts_through_the_record_on_a_no_vote() -> None:
     assert c.replies == []
     # the record may say committed only if this coordinator asked it to: here it says aborted
     steps = c.on_decided(ABORTED, 20, 5000)
-    assert kinds(steps) == [("resolve", 0, False), ("resolve", 1, False)]
+    assert kinds(steps) == [("resolve", 1, False)]
     assert c.replies[0].kind == "abort" and "wait-die" in c.replies[0].reason
 
 
@@ -123,7 +122,7 @@ def test_a_recovery_that_aborted_first_wins_over_the_coordinator() -> None:
     c.on_vote(0, ["yes", [b"+OK\r\n", b"+OK\r\n"]], 10)
     c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
     steps = c.on_decided(ABORTED, 2000, 5000)
-    assert kinds(steps) == [("resolve", 0, False), ("resolve", 1, False)]
+    assert kinds(steps) == [("resolve", 1, False)]
     assert c.replies[0].kind == "abort"
 
 
@@ -188,8 +187,10 @@ def test_prepare_applies_in_place_and_abort_restores_the_previous_values() -> No
     other = msgpack.unpackb(apply(t, sm, 7, "prepare", b"t2", 2, 1000, 0, [0], [[b"GET", b"a"]], [b"a"], [],
                                   False, False))
     assert other == ["die", b"t1"]
-    apply(t, sm, 8, "resolve", b"t1", False)
-    assert sm.data == {b"a": b"1"} and not t.locks
-    late = msgpack.unpackb(apply(t, sm, 9, "prepare", b"t1", 1, 1000, 0, [0], [[b"SET", b"a", b"x"]], [b"a"], [],
+    assert apply(t, sm, 8, "decide", b"t1", "abort", 1000, [0, 1]) == b"aborted"  # the primary resolves too
+    assert sm.data == {b"a": b"1"} and not t.locks and b"t1" in t.records
+    apply(t, sm, 9, "forget", [b"t1"])
+    assert not t.records
+    late = msgpack.unpackb(apply(t, sm, 10, "prepare", b"t1", 1, 1000, 0, [0], [[b"SET", b"a", b"x"]], [b"a"], [],
                                  False, False))
     assert late[0] == "no" and sm.data[b"a"] == b"1"  # a late duplicate does not lock again

@@ -8,9 +8,10 @@ followed by ``msgpack [op, now_ms, ...]``:
   ``["yes", [reply as RESP, ...]]``, ``["wait", holder]``, ``["die", holder]``, ``["watch"]`` or
   ``["no", why]``.
 - ``["decide", now_ms, txn, want, deadline, groups]``: the record, in the primary group; the
-  result is its status (committed, aborted or pending).
+  result is its status (committed, aborted or pending). The primary is a participant too: a
+  decided status resolves its own intent in the same entry.
 - ``["resolve", now_ms, txn, commit]``: phase two in a participant; the result is OK.
-- ``["forget", now_ms, txn]``: the record is no longer needed; OK.
+- ``["forget", now_ms, [txn, ...]]``: these records are no longer needed (batched); OK.
 
 Apply is deterministic (the time is the entry's), as every raft entry's: every replica of the
 group reaches the same locks, data and answers. A prepare applies the transaction's commands in
@@ -28,7 +29,7 @@ import msgpack
 
 from replikv.core.replies import OK
 from replikv.core.resp import encode_reply
-from replikv.core.txn import Prepared, TxnTable
+from replikv.core.txn import COMMITTED, PENDING, Prepared, TxnTable
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import apply_items
@@ -57,19 +58,16 @@ def apply_txn(table: TxnTable, sm: StateMachine, data: bytes, index: int,
         return msgpack.packb(_prepare(table, sm, index, now_ms, f, moving))
     if op == "decide":
         txn, want, deadline, groups = f
-        return table.decide(txn, want, deadline, groups, now_ms).encode()
+        status = table.decide(txn, want, deadline, groups, now_ms)
+        if status != PENDING and txn in table.prepared:  # the primary is a participant: resolved at once
+            _resolve(table, sm, txn, status == COMMITTED, index, log_time)
+        return status.encode()
     if op == "resolve":
-        txn, commit = f
-        p = table.release(txn)
-        if p is not None and not commit:
-            sm.drop_keys(p.keys, index)
-            if p.undo:
-                sm.import_keys(p.undo, index)
-        table.finished[txn] = log_time
-        _forget_old(table, log_time)
+        _resolve(table, sm, f[0], f[1], index, log_time)
         return OK
     if op == "forget":
-        table.forget(f[0])
+        for txn in f[0]:
+            table.forget(txn)
         return OK
     raise ValueError(f"unknown transaction entry {op!r}")
 
@@ -99,8 +97,22 @@ def _prepare(table: TxnTable, sm: StateMachine, index: int, now_ms: int, f: list
     return vote
 
 
+def _resolve(table: TxnTable, sm: StateMachine, txn: bytes, commit: bool, index: int, log_time: int) -> None:
+    p = table.release(txn)
+    if p is not None and not commit:
+        sm.drop_keys(p.keys, index)
+        if p.undo:
+            sm.import_keys(p.undo, index)
+    table.finished[txn] = log_time
+    _forget_old(table, log_time)
+
+
 def _forget_old(table: TxnTable, log_time: int) -> None:
-    finished = table.finished
-    if len(finished) > 1024:
-        for txn in [t for t, when in finished.items() if when < log_time - FINISHED_KEEP_MS]:
-            del finished[txn]
+    """Drop the finished ids older than FINISHED_KEEP_MS: the dict is in log order, and log
+    time never decreases, so the oldest are first."""
+    finished, cutoff = table.finished, log_time - FINISHED_KEEP_MS
+    while finished:
+        txn, when = next(iter(finished.items()))
+        if when >= cutoff:
+            break
+        del finished[txn]

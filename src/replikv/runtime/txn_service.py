@@ -145,6 +145,7 @@ class TxnService:
         self.running: dict[bytes, _Running] = {}
         self.recovering: dict[bytes, _Recovery] = {}
         self.delayed: list[tuple[int, bytes, Step]] = []
+        self.forgets: dict[int, list[bytes]] = {}  # primary group -> records to forget (one entry per tick)
         self.failpoint = ""
         self.failpoints_allowed = os.environ.get("REPLIKV_FAILPOINTS") == "1"
         self.next_recovery = 0.0
@@ -245,8 +246,9 @@ class TxnService:
             self._call(g, b"DECIDE", body, lambda r: self._on_decided(txn, r))
         elif step.kind == "resolve":
             self._call(g, b"RESOLVE", [txn, step.arg], lambda r: self._on_resolved(txn, g, r))
-        elif step.kind == "forget":
-            self._call(g, b"FORGET", [txn], lambda r: self._step(txn, lambda c: c.on_forgotten()))
+        elif step.kind == "forget":  # batched (tick); a lost one is finished by the primary's recovery
+            self.forgets.setdefault(g, []).append(txn)
+            core.on_forgotten()
 
     def _step(self, txn: bytes, fn: Callable[[Coordinator], list[Step]]) -> None:
         run = self.running.get(txn)
@@ -291,8 +293,12 @@ class TxnService:
             node.forwarder.forward(conn, node.leader_of(g), [argv], False, admin=True)
 
     def tick(self) -> None:
-        """Often (every tick): prepares and steps due again, deadlines; recovery now and then."""
+        """Often (every tick): forgets, prepares and steps due again, deadlines; recovery now and then."""
         now = wall_ms()
+        if self.forgets:
+            forgets, self.forgets = self.forgets, {}
+            for g, txns in forgets.items():
+                self._call(g, b"FORGET", [txns], lambda r: None)
         if self.delayed:
             due = [d for d in self.delayed if d[0] <= now]
             self.delayed = [d for d in self.delayed if d[0] > now]
@@ -366,7 +372,7 @@ class TxnService:
             txn, commit = body
             data = txn_entry("resolve", now, txn, bool(commit))
         else:
-            data = txn_entry("forget", now, body[0])
+            data = txn_entry("forget", now, list(body[0]))
         node.propose_step(g, data, conn)
 
     def intents(self) -> list[Any]:
@@ -425,5 +431,5 @@ class TxnService:
             return
         rec.left.discard(g)
         if not rec.left and self.recovering.get(rec.txn) is rec:
-            self._call(rec.primary, b"FORGET", [rec.txn], lambda r: self.recovering.pop(rec.txn, None))
+            self._call(rec.primary, b"FORGET", [[rec.txn]], lambda r: self.recovering.pop(rec.txn, None))
 

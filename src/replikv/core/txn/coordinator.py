@@ -8,7 +8,8 @@ out the steps it returns. Phases (docs/design.md, "Transactions across groups"):
    log; whatever the record says is the outcome (a recoverer may have aborted it first).
    ``classic`` (textbook 2PC): the decision is this coordinator's alone, in memory. A read-only
    transaction needs no decision: its locks held together are its serialization point.
-3. ``resolve`` the outcome in every participant; then ``forget`` the record.
+3. ``resolve`` the outcome in every participant (the primary's own intent is resolved by the
+   decide entry itself); then ``forget`` the record.
 
 Any vote no (a conflict with an older transaction, wait-die; a WATCHed key that changed; a
 slot moving), or no vote by the deadline, aborts: ``decide abort`` first (so that no one can
@@ -143,10 +144,11 @@ class Coordinator:
         """The record's answer (None: none came). ``give_up_ms``: when to stop asking."""
         if self.phase != "deciding":
             return []
-        if status == COMMITTED:
-            self._reply_commit()
-            return self._resolve(True)
-        if status == ABORTED:
+        if status in (COMMITTED, ABORTED):
+            self.resolved.add(self.primary)  # the decide entry resolved the primary's own intent
+            if status == COMMITTED:
+                self._reply_commit()
+                return self._resolve(True)
             if not self.reason:
                 self.reason = "its record was aborted by a recovery (the deadline passed)"
             self._reply_abort()  # definite: the record can never say committed
@@ -163,7 +165,7 @@ class Coordinator:
         self.phase = "resolving"
         if not commit and (self.classic or not self.writes):
             self._reply_abort()  # nothing can commit it: the coordinator alone decides
-        return [Step(kind="resolve", group=g, arg=commit) for g in self.groups]
+        return [Step(kind="resolve", group=g, arg=commit) for g in self.groups if g not in self.resolved]
 
     def on_resolved(self, group: int, ok: bool) -> list[Step]:
         if self.phase != "resolving" or group in self.resolved:
