@@ -142,6 +142,61 @@ def test_concurrent_transfers_keep_the_total(tmp_path: Path) -> None:
         c.close()
 
 
+def test_transfers_survive_a_killed_group_leader(tmp_path: Path) -> None:
+    """Transfers and reads of every balance while the node leading one group is killed and comes
+    back: no read ever sees a changed total (no transfer applied in part), the end neither, and
+    every lock is released once the cluster is whole again."""
+    c, nodes = started(tmp_path / "c")
+    try:
+        accounts = [key for keys in keys_per_group(3, 2).values() for key in keys]
+        r = c.client(nodes[0])
+        for acct in accounts:
+            retrying(lambda acct=acct: r.set(acct, 100))
+        total = 100 * len(accounts)
+        seen: list[int] = []
+        errors: list[str] = []
+        stop = threading.Event()
+        counts = {"ok": 0, "failed": 0}
+
+        def worker(i: int) -> None:
+            rng = random.Random(i)
+            cl = c.client(nodes[i % 2], timeout=20)  # clients on the two nodes that stay up
+            while not stop.is_set():
+                try:
+                    if rng.random() < 0.3:
+                        seen.append(sum(int(v) for v in transact(cl, *[("GET", acct) for acct in accounts])))
+                    else:
+                        src, dst = rng.sample(accounts, 2)
+                        amount = rng.randint(1, 10)
+                        transact(cl, ("DECRBY", src, amount), ("INCRBY", dst, amount))
+                    counts["ok"] += 1
+                except (redis.exceptions.TryAgainError, redis.exceptions.ConnectionError,
+                        redis.exceptions.TimeoutError):
+                    counts["failed"] += 1
+                except redis.RedisError as e:
+                    errors.append(repr(e))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: counts["ok"] > 30, 30, "transactions before the kill")
+        c.kill(nodes[2])
+        before = counts["ok"]
+        wait_for(lambda: counts["ok"] > before + 30, 60, "transactions while a node is down")
+        c.start(nodes[2])
+        before = counts["ok"]
+        wait_for(lambda: counts["ok"] > before + 30, 60, "transactions after the restart")
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:5]
+        assert seen and set(seen) == {total}, sorted(set(seen))
+        wait_for(lambda: intents(c, nodes) == [], 30, "every lock to be released")
+        assert retrying(lambda: sum(int(r.get(acct)) for acct in accounts)) == total
+    finally:
+        c.close()
+
+
 def _prepared_then_coordinator_exits(c: Cluster, nodes: list[str], a: str, b: str) -> None:
     victim = c.client(nodes[0])
     assert victim.execute_command("REPLIKV", "FAILPOINT", "txn-exit-after-prepare") == b"OK"
