@@ -94,12 +94,12 @@ def kinds(steps: list) -> list[tuple[str, int, object]]:
 
 def test_coordinator_commits_through_the_record_and_merges_replies_in_order() -> None:
     c = coordinator()
-    assert kinds(c.start()) == [("prepare", 0, None), ("prepare", 1, None)]
-    assert c.on_vote(1, ["yes", [b":2\r\n"]], 10) == []
-    assert kinds(c.on_vote(0, ["yes", [b":1\r\n", b":3\r\n"]], 10)) == [("decide", 0, "commit")]
+    # the primary (group 0) is not prepared: it is prepared and decided by one commit entry
+    assert kinds(c.start()) == [("prepare", 1, None)]
+    assert kinds(c.on_vote(1, ["yes", [b":2\r\n"]], 10)) == [("commit", 0, None)]
     assert c.replies == []  # nothing is answered before the record says so
-    steps = c.on_decided(COMMITTED, 20, 5000)
-    assert kinds(steps) == [("resolve", 1, True)]  # the decide entry resolved the primary (group 0)
+    steps = c.on_vote(0, ["committed", [b":1\r\n", b":3\r\n"]], 20)
+    assert kinds(steps) == [("resolve", 1, True)]
     assert c.replies[0].kind == "commit" and c.replies[0].replies == (b":1\r\n", b":2\r\n", b":3\r\n")
     assert kinds(c.on_resolved(1, True)) == [("forget", 0, None)]
 
@@ -107,40 +107,58 @@ def test_coordinator_commits_through_the_record_and_merges_replies_in_order() ->
 def test_coordinator_aborts_through_the_record_on_a_no_vote() -> None:
     c = coordinator()
     c.start()
-    assert kinds(c.on_vote(0, ["die", b"older"], 10)) == [("decide", 0, "abort")]
-    assert c.on_vote(1, ["yes", [b"+OK\r\n"]], 11) == []  # late: ignored
+    assert kinds(c.on_vote(1, ["die", b"older"], 10)) == [("decide", 0, "abort")]
     assert c.replies == []
-    # the record may say committed only if this coordinator asked it to: here it says aborted
     steps = c.on_decided(ABORTED, 20, 5000)
     assert kinds(steps) == [("resolve", 1, False)]
     assert c.replies[0].kind == "abort" and "wait-die" in c.replies[0].reason
 
 
+def test_the_primary_refusing_its_commit_aborts_the_others() -> None:
+    c = coordinator()
+    c.start()
+    c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
+    assert kinds(c.on_vote(0, ["die", b"older"], 11)) == [("decide", 0, "abort")]
+    assert kinds(c.on_decided(ABORTED, 12, 5000)) == [("resolve", 1, False)]
+    assert c.replies[0].kind == "abort"
+
+
 def test_a_recovery_that_aborted_first_wins_over_the_coordinator() -> None:
     c = coordinator()
     c.start()
-    c.on_vote(0, ["yes", [b"+OK\r\n", b"+OK\r\n"]], 10)
     c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
-    steps = c.on_decided(ABORTED, 2000, 5000)
+    steps = c.on_vote(0, ["aborted"], 2000)
     assert kinds(steps) == [("resolve", 1, False)]
     assert c.replies[0].kind == "abort"
+
+
+def test_a_lost_commit_answer_is_asked_again_from_the_record() -> None:
+    c = coordinator()
+    c.start()
+    c.on_vote(1, ["yes", [b":2\r\n"]], 10)
+    assert c.on_vote(0, None, 20) == []  # no answer: try again
+    assert kinds(c.due(100)) == [("commit", 0, None)]
+    # the deadline passes with no answer: abort, but the record says our commit applied
+    assert kinds(c.on_vote(0, None, 1000)) == [("decide", 0, "abort")]
+    assert kinds(c.on_decided(COMMITTED, 1001, 5000)) == [("commit", 0, None)]
+    assert kinds(c.on_vote(0, ["committed", [b":1\r\n", b":3\r\n"]], 1002)) == [("resolve", 1, True)]
+    assert c.replies[0].kind == "commit"
 
 
 def test_coordinator_waits_then_retries_a_prepare_and_gives_up_at_the_deadline() -> None:
     c = coordinator()
     c.start()
-    assert c.on_vote(0, ["wait", b"younger"], 10) == []
-    assert c.due(12) == [] and kinds(c.due(20)) == [("prepare", 0, None)]
-    assert c.on_vote(0, ["wait", b"younger"], 999) == []
-    assert kinds(c.on_vote(0, ["wait", b"younger"], 1000)) == [("decide", 0, "abort")]
+    assert c.on_vote(1, ["wait", b"younger"], 10) == []
+    assert c.due(12) == [] and kinds(c.due(20)) == [("prepare", 1, None)]
+    assert c.on_vote(1, ["wait", b"younger"], 999) == []
+    assert kinds(c.on_vote(1, ["wait", b"younger"], 1000)) == [("decide", 0, "abort")]
 
 
 def test_unknown_outcome_when_the_record_cannot_be_reached() -> None:
     c = coordinator()
     c.start()
-    c.on_vote(0, ["yes", [b"+OK\r\n", b"+OK\r\n"]], 10)
-    c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
-    assert kinds(c.on_decided(None, 100, 5000)) == [("decide", 0, "commit")]
+    c.on_vote(1, ["die", b"older"], 10)
+    assert kinds(c.on_decided(None, 100, 5000)) == [("decide", 0, "abort")]
     assert c.on_decided(None, 5000, 5000) == []
     assert c.replies[0].kind == "unknown" and c.phase == "done"
 
@@ -194,3 +212,21 @@ def test_prepare_applies_in_place_and_abort_restores_the_previous_values() -> No
     late = msgpack.unpackb(apply(t, sm, 10, "prepare", b"t1", 1, 1000, 0, [0], [[b"SET", b"a", b"x"]], [b"a"], [],
                                  False, False))
     assert late[0] == "no" and sm.data[b"a"] == b"1"  # a late duplicate does not lock again
+
+
+def test_commit_entry_prepares_and_decides_the_primary_in_one() -> None:
+    t, sm = TxnTable(), StateMachine()
+    out = msgpack.unpackb(apply(t, sm, 3, "commit", b"t1", 1, 1000, [0, 1], [[b"SET", b"k", b"v"]], [b"k"], [],
+                                False))
+    assert out == ["committed", [b"+OK\r\n"]] and sm.data[b"k"] == b"v" and not t.locks
+    again = msgpack.unpackb(apply(t, sm, 4, "commit", b"t1", 1, 1000, [0, 1], [[b"SET", b"k", b"v"]], [b"k"], [],
+                                  False))
+    assert again == out and t.records[b"t1"][0] == COMMITTED
+    assert apply(t, sm, 5, "decide", b"t1", "abort", 1000, [0, 1]) == b"committed"  # never changed
+    t.lock(prepared(b"holder", 50, [b"x"]))
+    assert msgpack.unpackb(apply(t, sm, 6, "commit", b"young", 90, 1000, [0, 1], [[b"SET", b"x", b"1"]], [b"x"],
+                                 [], False)) == ["die", b"holder"]
+    late = TxnTable(log_time=2000)
+    assert msgpack.unpackb(apply(late, sm, 7, "commit", b"t2", 1, 1000, [0, 1], [[b"SET", b"y", b"1"]], [b"y"],
+                                 [], False)) == ["aborted"]
+    assert b"y" not in sm.data and late.records[b"t2"][0] == ABORTED

@@ -7,6 +7,11 @@ followed by ``msgpack [op, now_ms, ...]``:
   phase one in a participant (core/txn/table.py); the result is the vote, msgpack bytes:
   ``["yes", [reply as RESP, ...]]``, ``["wait", holder]``, ``["die", holder]``, ``["watch"]`` or
   ``["no", why]``.
+- ``["commit", now_ms, txn, ts, deadline, groups, items, keys, watch, resp3]``: the primary's
+  prepare and the record in one (the coordinator's last agent): the commands apply and the
+  record says committed, or nothing applies; the result is ``["committed", [reply, ...]]``,
+  ``["aborted"]`` (the record says so, or the deadline passed) or a vote that kept it from
+  preparing (wait, die, watch, no). A retry answers from the record.
 - ``["decide", now_ms, txn, want, deadline, groups]``: the record, in the primary group; the
   result is its status (committed, aborted or pending). The primary is a participant too: a
   decided status resolves its own intent in the same entry.
@@ -29,7 +34,7 @@ import msgpack
 
 from replikv.core.replies import OK
 from replikv.core.resp import encode_reply
-from replikv.core.txn import COMMITTED, PENDING, Prepared, TxnTable
+from replikv.core.txn import ABORTED, COMMITTED, PENDING, Prepared, TxnTable
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import apply_items
@@ -56,6 +61,8 @@ def apply_txn(table: TxnTable, sm: StateMachine, data: bytes, index: int,
             if proposing.get(k, (b"",))[0] == f[0]:
                 del proposing[k]
         return msgpack.packb(_prepare(table, sm, index, now_ms, f, moving))
+    if op == "commit":
+        return msgpack.packb(_commit(table, sm, index, now_ms, log_time, f, moving))
     if op == "decide":
         txn, want, deadline, groups = f
         status = table.decide(txn, want, deadline, groups, now_ms)
@@ -95,6 +102,30 @@ def _prepare(table: TxnTable, sm: StateMachine, index: int, now_ms: int, f: list
                         undo=undo, absent=[k for k in keys if k not in present], vote=vote, classic=classic,
                         index=index))
     return vote
+
+
+def _commit(table: TxnTable, sm: StateMachine, index: int, now_ms: int, log_time: int, f: list[Any],
+            moving: Callable[[list[bytes]], bool]) -> list[Any]:
+    """The primary's prepare and the record in one entry (the coordinator's "last agent"): its
+    commands apply and the record says committed, or nothing applies."""
+    txn, ts, deadline, groups, items, keys, watch, resp3 = f
+    rec = table.records.get(txn)
+    if rec is not None:  # decided already (a retry, or a recovery's abort)
+        return ["committed", rec[3]] if rec[0] == COMMITTED else ["aborted"]
+    if log_time > deadline:
+        table.records[txn] = [ABORTED, deadline, list(groups), []]
+        return ["aborted"]
+    if txn in table.finished or moving(keys):
+        return ["no", "a key's slot is moving to another group" if moving(keys) else "already finished here"]
+    conflict = table.conflict(txn, ts, keys)
+    if conflict is not None:
+        return [conflict[0], conflict[1]]
+    if watch and sm.changes.any_changed(watch):
+        return ["watch"]
+    replies = [encode_reply(r, resp3) for r in apply_items(sm, items, ApplyContext(now_ms, "", index))]
+    table.records[txn] = [COMMITTED, deadline, list(groups), replies]
+    table.finished[txn] = log_time
+    return ["committed", replies]
 
 
 def _resolve(table: TxnTable, sm: StateMachine, txn: bytes, commit: bool, index: int, log_time: int) -> None:

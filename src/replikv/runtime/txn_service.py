@@ -6,7 +6,7 @@ runtime/txn_entries.py (the log entries). This module is the glue in the node
 
 - ``begin``: an EXEC whose keys live in several groups. This node coordinates it
   (``core/txn/coordinator.py``): each step is an internal admin command, ``REPLIKV TXN
-  PREPARE|DECIDE|RESOLVE|FORGET <group> <msgpack>``, run by the group's leader (here, or
+  PREPARE|COMMIT|DECIDE|RESOLVE|FORGET <group> <msgpack>``, run by the group's leader (here, or
   forwarded to its node like any admin command); the leader proposes the matching entry and
   answers with the entry's result once it applied.
 - Participant side (``admin``): a group leader turns a step into its log entry. While a prepare
@@ -199,7 +199,7 @@ class TxnService:
             run = self.running.get(txn)
             if run is None:
                 return
-            deciding = (step.kind == "decide" and step.arg == "commit") or (
+            deciding = step.kind == "commit" or (
                 step.kind == "resolve" and step.arg is True and run.core.classic and run.core.writes)
             if deciding and self.failpoint == "txn-exit-after-prepare":
                 log.warning("failpoint txn-exit-after-prepare: exiting after every participant of %s voted yes",
@@ -241,6 +241,9 @@ class TxnService:
             body = [txn, core.ts, core.deadline, core.primary, core.groups, run.per_group[g], run.watch.get(g, []),
                     run.resp3, core.classic]
             self._call(g, b"PREPARE", body, lambda r: self._on_vote(txn, g, r))
+        elif step.kind == "commit":
+            body = [txn, core.ts, core.deadline, core.groups, run.per_group[g], run.watch.get(g, []), run.resp3]
+            self._call(g, b"COMMIT", body, lambda r: self._on_vote(txn, g, r))
         elif step.kind == "decide":
             body = [txn, step.arg, core.deadline, core.groups]
             self._call(g, b"DECIDE", body, lambda r: self._on_decided(txn, r))
@@ -266,7 +269,7 @@ class TxnService:
         status = raw.decode() if raw is not None else None
         if status is None and wall_ms() < run.give_up:  # ask again a little later
             self.delayed.append((wall_ms() + STEP_RETRY_MS, txn, Step(kind="decide", group=run.core.primary,
-                                                                      arg="abort" if run.core.reason else "commit")))
+                                                                      arg="abort")))
             return
         self._step(txn, lambda c: c.on_decided(status, wall_ms(), run.give_up))
 
@@ -308,11 +311,11 @@ class TxnService:
                     self._send(txn, run, step)
         for txn, run in list(self.running.items()):
             core = run.core
-            if core.phase == "preparing":
+            if core.phase in ("preparing", "committing"):
                 steps = core.due(now)
                 if now >= core.deadline:  # votes still missing: no answer is a no
                     for g in core.groups:
-                        if g not in core.votes:
+                        if g not in core.votes and core.phase in ("preparing", "committing"):
                             steps += core.on_vote(g, None, now)
                 if steps:
                     self._run(txn, steps)
@@ -327,7 +330,7 @@ class TxnService:
 
     # -- participating ---------------------------------------------------------------------------
     def admin(self, conn: Any, argv: list[bytes]) -> None:
-        """REPLIKV TXN PREPARE|DECIDE|RESOLVE|FORGET <group> <msgpack> (a coordinator's step) and
+        """REPLIKV TXN PREPARE|COMMIT|DECIDE|RESOLVE|FORGET <group> <msgpack> (a coordinator's step) and
         REPLIKV TXN INTENTS; REPLIKV FAILPOINT <name>."""
         node = self.node
         if argv[1].upper() == b"FAILPOINT":
@@ -342,7 +345,8 @@ class TxnService:
         if op == b"INTENTS" and len(argv) == 3:
             conn.reply(self.intents())
             return
-        if op not in (b"PREPARE", b"DECIDE", b"RESOLVE", b"FORGET") or len(argv) != 5 or not argv[3].isdigit():
+        if op not in (b"PREPARE", b"COMMIT", b"DECIDE", b"RESOLVE", b"FORGET") or len(argv) != 5 \
+                or not argv[3].isdigit():
             raise RespError("ERR usage: REPLIKV TXN INTENTS (the other TXN subcommands are the nodes' own)")
         g = int(argv[3])
         if g not in node.placement:
@@ -363,6 +367,10 @@ class TxnService:
             data = txn_entry("prepare", now, txn, ts, deadline, primary, groups, items, keys, watch, resp3, classic)
             for k in keys:
                 grp.proposing[k] = (txn, deadline)
+        elif op == b"COMMIT":
+            txn, ts, deadline, groups, commands, watch, resp3 = body
+            items = prepare_items(grp.sm, commands, now, node.id)
+            data = txn_entry("commit", now, txn, ts, deadline, groups, items, command_keys(commands), watch, resp3)
         elif op == b"DECIDE":
             txn, want, deadline, groups = body
             if want not in ("commit", "abort", "recover"):
@@ -395,7 +403,7 @@ class TxnService:
                 if p.classic or now <= p.deadline or p.txn in self.running or p.txn in self.recovering:
                     continue
                 self._start_recovery(_Recovery(p.txn, p.primary, p.groups, p.deadline, None))
-            for txn, (status, deadline, groups) in list(grp.txns.records.items()):
+            for txn, (status, deadline, groups, _replies) in list(grp.txns.records.items()):
                 if (now > deadline + 2 * self.timeout_ms and txn not in self.running and txn not in self.recovering
                         and status in (COMMITTED, ABORTED)):
                     self._start_recovery(_Recovery(txn, g, groups, deadline, status))

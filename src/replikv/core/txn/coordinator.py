@@ -3,11 +3,14 @@
 The runner (runtime/txn_service.py) feeds it the answers of the groups and the time, and carries
 out the steps it returns. Phases (docs/design.md, "Transactions across groups"):
 
-1. ``prepare`` in every participant group (each locks its keys and votes, table.py).
-2. Every vote yes: the decision. Default ("record"): ``decide commit`` in the primary group's
-   log; whatever the record says is the outcome (a recoverer may have aborted it first).
-   ``classic`` (textbook 2PC): the decision is this coordinator's alone, in memory. A read-only
-   transaction needs no decision: its locks held together are its serialization point.
+1. ``prepare`` in every participant group (each locks its keys and votes, table.py); with the
+   default setting, every participant but the primary.
+2. Every vote yes: the decision. Default ("record"): ``commit`` in the primary group, one entry
+   that prepares the primary's own commands and records the outcome at once (the "last agent"
+   optimization of 2PC: the primary needs no lock, it is decided as it is prepared); whatever
+   the record says is the outcome (a recoverer may have aborted it first). ``classic``
+   (textbook 2PC): the decision is this coordinator's alone, in memory. A read-only transaction
+   needs no decision: its locks held together are its serialization point.
 3. ``resolve`` the outcome in every participant (the primary's own intent is resolved by the
    decide entry itself); then ``forget`` the record.
 
@@ -42,9 +45,9 @@ RESOLVE_TRIES = 8
 class Step:
     """What the runner does next: send ``kind`` (prepare, decide, resolve, forget) to ``group``."""
 
-    kind: str
+    kind: str  # prepare, commit (the primary, last agent), decide (abort), resolve, forget
     group: int
-    arg: Any = None  # decide: commit | abort; resolve: True (commit) | False
+    arg: Any = None  # decide: abort; resolve: True (commit) | False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +69,7 @@ class Coordinator:
     positions: dict[int, list[int]]  # group -> the MULTI positions of its commands
     writes: bool  # False: a read-only transaction (no record)
     classic: bool = False
-    phase: str = "preparing"  # preparing, deciding, resolving, forgetting, done
+    phase: str = "preparing"  # preparing, committing, deciding, resolving, forgetting, done
     votes: dict[int, list[bytes]] = field(default_factory=dict)
     retry_at: dict[int, int] = field(default_factory=dict)  # group -> when to prepare again
     backoff: dict[int, int] = field(default_factory=dict)
@@ -82,18 +85,36 @@ class Coordinator:
     def groups(self) -> list[int]:
         return sorted(self.positions)
 
+    @property
+    def last_agent(self) -> bool:
+        """The primary is prepared and decided in one entry (the record setting, with writes)."""
+        return self.writes and not self.classic
+
     def start(self) -> list[Step]:
-        return [Step(kind="prepare", group=g) for g in self.groups]
+        return [Step(kind="prepare", group=g) for g in self.groups if not (self.last_agent and g == self.primary)]
 
     # -- phase one -----------------------------------------------------------------------------
     def on_vote(self, group: int, vote: list[Any] | None, now_ms: int) -> list[Step]:
-        """A participant's vote (None: no answer, or an error in transit)."""
-        if self.phase != "preparing" or group in self.votes:
+        """A participant's vote (None: no answer, or an error in transit); for the primary under
+        ``last_agent``, the answer of its commit entry ("committed" with its replies, or
+        "aborted", or a vote that kept it from preparing)."""
+        committing = self.last_agent and group == self.primary
+        if self.phase != ("committing" if committing else "preparing") or group in self.votes:
             return []
         kind = vote[0] if vote else None
-        if kind == "yes":
+        if committing and kind == "committed":
             self.votes[group] = list(vote[1])  # type: ignore[index]
-            if len(self.votes) < len(self.positions):
+            self.resolved.add(group)
+            self._reply_commit()
+            return self._resolve(True)
+        if committing and kind == "aborted":
+            self.resolved.add(group)
+            self.reason = self.reason or "its record was aborted by a recovery (the deadline passed)"
+            self._reply_abort()
+            return self._resolve(False)
+        if kind == "yes" and not committing:
+            self.votes[group] = list(vote[1])  # type: ignore[index]
+            if len(self.votes) < len(self.positions) - int(self.last_agent):
                 return []
             return self._all_yes()
         if kind == "watch":
@@ -113,14 +134,14 @@ class Coordinator:
         return self._abort(str(vote[1]) if vote and len(vote) > 1 else "a participant refused")  # "no"
 
     def due(self, now_ms: int) -> list[Step]:
-        """Prepares to send again now (after a wait vote or a lost answer)."""
-        if self.phase != "preparing":
+        """Prepares (or the commit) to send again now (after a wait vote or a lost answer)."""
+        if self.phase not in ("preparing", "committing"):
             self.retry_at.clear()
             return []
         ready = [g for g, t in self.retry_at.items() if t <= now_ms]
         for g in ready:
             del self.retry_at[g]
-        return [Step(kind="prepare", group=g) for g in ready]
+        return [Step(kind="commit" if self.phase == "committing" else "prepare", group=g) for g in ready]
 
     def _all_yes(self) -> list[Step]:
         if not self.writes:
@@ -128,8 +149,8 @@ class Coordinator:
             return self._resolve(True)
         if self.classic:
             return self._resolve(True)
-        self.phase = "deciding"
-        return [Step(kind="decide", group=self.primary, arg="commit")]
+        self.phase = "committing"
+        return [Step(kind="commit", group=self.primary)]
 
     def _abort(self, reason: str) -> list[Step]:
         self.reason = reason
@@ -144,6 +165,10 @@ class Coordinator:
         """The record's answer (None: none came). ``give_up_ms``: when to stop asking."""
         if self.phase != "deciding":
             return []
+        if status == COMMITTED and self.primary not in self.votes:
+            # our commit entry applied though its answer was lost: it answers again (idempotent)
+            self.phase = "committing"
+            return [Step(kind="commit", group=self.primary)]
         if status in (COMMITTED, ABORTED):
             self.resolved.add(self.primary)  # the decide entry resolved the primary's own intent
             if status == COMMITTED:
@@ -154,7 +179,7 @@ class Coordinator:
             self._reply_abort()  # definite: the record can never say committed
             return self._resolve(False)
         if now_ms < give_up_ms:
-            return [Step(kind="decide", group=self.primary, arg="abort" if self.reason else "commit")]
+            return [Step(kind="decide", group=self.primary, arg="abort")]
         self.phase = "done"
         self._answer(Outcome(kind="unknown", reason="the group holding its record did not answer; it may or "
                                                    "may not be applied"))

@@ -86,7 +86,8 @@ class TxnTable:
 
     locks: dict[bytes, bytes] = field(default_factory=dict)
     prepared: dict[bytes, Prepared] = field(default_factory=dict)
-    records: dict[bytes, list[Any]] = field(default_factory=dict)  # txn -> [status, deadline, groups]
+    # txn -> [status, deadline, groups, the primary's replies (a commit entry's, for its retries)]
+    records: dict[bytes, list[Any]] = field(default_factory=dict)
     finished: dict[bytes, int] = field(default_factory=dict)  # txn resolved here -> log time then
     log_time: int = 0
 
@@ -160,7 +161,7 @@ class TxnTable:
             status = ABORTED
         else:
             raise ValueError(f"unknown decision {want!r}")
-        self.records[txn] = [status, deadline, list(groups)]
+        self.records[txn] = [status, deadline, list(groups), []]
         return status
 
     def forget(self, txn: bytes) -> bool:
@@ -180,5 +181,6 @@ class TxnTable:
             table.finished = {t: when for t, when in finished}
             for ps in prepared:
                 table.lock(Prepared.from_state(ps))
-            table.records = {t: [status, deadline, list(groups)] for t, status, deadline, groups in records}
+            table.records = {t: [status, deadline, list(groups), list(replies)]
+                             for t, status, deadline, groups, replies in records}
         return table
