@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import redis
 
@@ -89,6 +90,31 @@ def test_watch_across_groups_aborts_the_exec(tmp_path: Path) -> None:
         assert r.get(a) == b"changed" and r.get(b) is None
         out = transact(r, ("SET", a, "t"), ("SET", b, "t"), watch=(a, b))  # unchanged: commits
         assert out == [True, True] and other.get(b) == b"t"
+    finally:
+        c.close()
+
+
+def test_malformed_transaction_steps_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    """REPLIKV TXN steps are the nodes' own, but a client (or a peer speaking garbage) may send
+    them: each malformed one gets a clear error before anything reaches a group's log."""
+    c, nodes = started(tmp_path / "c")
+    try:
+        r = c.client(nodes[0])
+        retrying(lambda: r.set("k", "v"))
+        bodies = [b"\xc1", msgpack.packb(None), msgpack.packb([1, 2]), msgpack.packb(["a"] * 9),
+                  msgpack.packb([b"t", 1, 2, 0, [0, 1], [[b"SET"]], [], False, False]),  # SET without its args
+                  msgpack.packb([b"t", 1, 2, 99, [0, 99], [[b"SET", b"k", b"x"]], [], False, False]),  # no group 99
+                  msgpack.packb([b"t", "x", 2, [0], [], [], False])]
+        for body in bodies:
+            for op in ("PREPARE", "COMMIT", "DECIDE", "RESOLVE", "FORGET"):
+                with pytest.raises(redis.ResponseError, match="transaction step|step is a list|bad field"):
+                    r.execute_command("REPLIKV", "TXN", op, "0", body)
+        with pytest.raises(redis.ResponseError, match="usage"):
+            r.execute_command("REPLIKV", "TXN", "BOGUS", "0", b"")
+        with pytest.raises(redis.ResponseError, match="failpoints are off"):
+            r.execute_command("REPLIKV", "FAILPOINT", "txn-exit-after-prepare")
+        assert r.get("k") == b"v" and intents(c, nodes) == []
+        assert "Traceback" not in "".join(c.log_text(n) for n in nodes)
     finally:
         c.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import msgpack
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -230,3 +232,18 @@ def test_commit_entry_prepares_and_decides_the_primary_in_one() -> None:
     assert msgpack.unpackb(apply(late, sm, 7, "commit", b"t2", 1, 1000, [0, 1], [[b"SET", b"y", b"1"]], [b"y"],
                                  [], False)) == ["aborted"]
     assert b"y" not in sm.data and late.records[b"t2"][0] == ABORTED
+
+
+def test_a_malformed_entry_is_refused_alike_by_every_replica(tmp_path: Path) -> None:
+    from replikv.config import NodeOptions
+    from replikv.core.raft.effects import Apply
+    from replikv.core.raft.messages import Entry, EntryKind
+    from replikv.runtime.raft_group import RaftGroup
+
+    grp = RaftGroup(0, tmp_path / "g0", NodeOptions(), 1, (1,), 10, 2)
+    bad = txn_entry("prepare", 10, b"t", 1)  # too few fields
+    entry = Entry(index=1, term=1, kind=EntryKind.NORMAL, data=bad)
+    out = grp.apply(Apply(entries=(entry,), waiters=((1, "rid"),)))
+    assert [(rid, str(result).startswith("ERR malformed transaction entry")) for rid, result, _ in out] == [
+        ("rid", True)]
+    assert grp.applied == 1 and not grp.sm.data and not grp.txns.locks

@@ -286,9 +286,7 @@ class RaftGroup:
                 if entry.data[:1] == SLOT_MOVE and self.slots is not None:
                     result = self._apply_move(entry)
                 elif entry.data[:1] == TXN_ENTRY:
-                    result = apply_txn(self.txns, self.sm, entry.data, entry.index, self._moving_keys,
-                                       self.proposing)
-                    self.txns_released = True
+                    result = self._apply_txn(entry)
                 else:
                     result = self.sessions.apply(entry, self._apply_normal)
                 if entry.client_id is not None and self._last_applied != entry.index:
@@ -314,6 +312,17 @@ class RaftGroup:
                 return RespError(f"TRYAGAIN a key is locked by transaction {holder.decode(errors='replace')} "
                                  "being committed; retry")
         return apply_normal(self.sm, entry)
+
+    def _apply_txn(self, entry: Entry) -> Any:
+        """A transaction step (runtime/txn_entries.py). Its leader checked it before proposing
+        it; one that is malformed all the same is refused alike by every replica, never half
+        applied (apply checks before it changes anything)."""
+        self.txns_released = True
+        try:
+            return apply_txn(self.txns, self.sm, entry.data, entry.index, self._moving_keys, self.proposing)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            log.error("group %d: malformed transaction entry at index %d refused: %r", self.gid, entry.index, e)
+            return RespError(f"ERR malformed transaction entry: {e}")
 
     def blocked(self, keys: list[bytes], now_ms: int) -> bytes | None:
         """The transaction whose lock (or prepare in flight, on the leader) holds one of ``keys``."""

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("replikv.txn")
 
-__all__ = ["TxnService", "command_keys"]
+__all__ = ["TxnService", "checked_step", "command_keys"]
 
 RECOVER_EVERY_S = 0.25
 STEP_RETRY_MS = 50
@@ -66,6 +66,64 @@ def command_keys(commands: list[list[bytes]]) -> list[bytes]:
         for k in spec.keys(argv) if spec is not None else ():
             seen[k] = None
     return list(seen)
+
+
+_TXN, _INT, _GROUPS = "a transaction id", "an integer", "a list of groups"
+_SHAPES: dict[bytes, tuple[tuple[str, str], ...]] = {
+    b"PREPARE": (("txn", _TXN), ("ts", _INT), ("deadline", _INT), ("primary", "group"), ("groups", _GROUPS),
+                 ("commands", "commands"), ("watch", "watch"), ("resp3", "bool"), ("classic", "bool")),
+    b"COMMIT": (("txn", _TXN), ("ts", _INT), ("deadline", _INT), ("groups", _GROUPS), ("commands", "commands"),
+                ("watch", "watch"), ("resp3", "bool")),
+    b"DECIDE": (("txn", _TXN), ("want", "decision"), ("deadline", _INT), ("groups", _GROUPS)),
+    b"RESOLVE": (("txn", _TXN), ("commit", "bool")),
+    b"FORGET": (("txns", "txns"),),
+}
+
+
+def _field_ok(kind: str, v: Any, groups: dict[int, Any]) -> bool:
+    if kind == _TXN:
+        return isinstance(v, bytes) and 0 < len(v) <= 256
+    if kind == _INT:
+        return type(v) is int
+    if kind == "group":
+        return type(v) is int and v in groups
+    if kind == _GROUPS:
+        return isinstance(v, list) and bool(v) and all(type(g) is int and g in groups for g in v)
+    if kind == "bool":
+        return isinstance(v, bool)
+    if kind == "decision":
+        return v in ("commit", "abort", "recover")
+    if kind == "txns":
+        return isinstance(v, list) and all(isinstance(t, bytes) for t in v)
+    if kind == "watch":
+        return isinstance(v, list) and all(isinstance(w, list) and len(w) == 2 and isinstance(w[0], bytes)
+                                           and type(w[1]) is int for w in v)
+    # commands: each a known command with its arity (the keys are read from them)
+    if not isinstance(v, list):
+        return False
+    for argv in v:
+        if not (isinstance(argv, list) and argv and all(isinstance(a, bytes) for a in argv)):
+            return False
+        spec = lookup(argv[0])
+        if spec is not None and not spec.arity_ok(len(argv)):
+            return False
+    return True
+
+
+def checked_step(op: bytes, raw: bytes, groups: dict[int, Any]) -> list[Any]:
+    """A coordinator's step body, every field checked before anything is proposed: a peer (or
+    a client) speaking garbage gets an error, and nothing malformed reaches a group's log."""
+    try:
+        body = msgpack.unpackb(raw)
+    except Exception as e:  # msgpack raises several types for bad input
+        raise RespError(f"ERR undecodable transaction step ({type(e).__name__}: {e})") from None
+    shape = _SHAPES[op]
+    if not isinstance(body, list) or len(body) != len(shape):
+        raise RespError(f"ERR a {op.decode()} step is a list of {len(shape)} fields")
+    for (name, kind), value in zip(shape, body, strict=True):
+        if not _field_ok(kind, value, groups):
+            raise RespError(f"ERR bad field {name!r} in a {op.decode()} step (expected {kind})")
+    return body
 
 
 class _Call:
@@ -354,10 +412,7 @@ class TxnService:
         if not node.leads(g):
             node.forwarder.forward(conn, node.leader_of(g), [argv], False, admin=True)
             return
-        try:
-            body = msgpack.unpackb(argv[4])
-        except Exception as e:  # a peer speaking garbage is refused, never obeyed
-            raise RespError(f"ERR undecodable transaction step: {e}") from None
+        body = checked_step(op, argv[4], node.placement)
         now = wall_ms()
         grp = node.groups[g]
         if op == b"PREPARE":
@@ -373,8 +428,6 @@ class TxnService:
             data = txn_entry("commit", now, txn, ts, deadline, groups, items, command_keys(commands), watch, resp3)
         elif op == b"DECIDE":
             txn, want, deadline, groups = body
-            if want not in ("commit", "abort", "recover"):
-                raise RespError(f"ERR unknown decision {want!r}")
             data = txn_entry("decide", now, txn, want, deadline, groups)
         elif op == b"RESOLVE":
             txn, commit = body
