@@ -114,6 +114,35 @@ def config(data: bytes) -> None:
     assert again == loaded, (data, saved.read_bytes())  # source is not compared
 
 
+def txn_step(data: bytes) -> None:
+    """A transaction step from a peer: ``checked_step`` refuses it (RespError), or the entry it
+    becomes applies to a group without raising (nothing malformed reaches a log)."""
+    from replikv.core.replies import RespError
+    from replikv.core.txn import TxnTable
+    from replikv.kv.state_machine import StateMachine
+    from replikv.runtime.txn_entries import apply_txn, txn_entry
+    from replikv.runtime.txn_service import _SHAPES, checked_step, command_keys
+    from replikv.runtime.raft_app import prepare_items
+
+    if not data:
+        return
+    ops = sorted(_SHAPES)
+    op = ops[data[0] % len(ops)]
+    try:
+        body = checked_step(op, data[1:], {0: None, 1: None, 2: None})
+    except RespError:
+        return
+    table, sm = TxnTable(), StateMachine()
+    if op in (b"PREPARE", b"COMMIT"):
+        commands = body[5] if op == b"PREPARE" else body[4]
+        items, keys = prepare_items(sm, commands, 1, "n1"), command_keys(commands)
+        fields = ([*body[:5], items, keys, *body[6:]] if op == b"PREPARE"
+                  else [*body[:4], items, keys, *body[5:]])
+    else:
+        fields = body
+    apply_txn(table, sm, txn_entry(op.decode().lower(), 1, *fields), 1, lambda keys: False, {})
+
+
 TARGETS: dict[str, tuple[Callable[[bytes], None], tuple[type[BaseException], ...]]] = {
     "resp": (resp, ()),
     "shipping": (shipping_frame, (ValueError,)),
@@ -122,4 +151,5 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], tuple[type[BaseException], ...
     "snapshot": (snapshot, (StorageError,)),
     "meta": (meta, (StorageError,)),
     "config": (config, (ConfigError,)),
+    "txn": (txn_step, ()),
 }

@@ -15,11 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import msgpack  # noqa: E402
+
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions  # noqa: E402
 from replikv.core.raft import codec as raft_codec  # noqa: E402
 from replikv.core.shipping import messages as sm  # noqa: E402
 from replikv.core.shipping.effects import Send  # noqa: E402
 from replikv.core.shipping.node import ShippingNode  # noqa: E402
+from replikv.runtime.txn_service import _SHAPES as TXN_SHAPES  # noqa: E402
 from replikv.storage.meta import encode_meta  # noqa: E402
 from replikv.storage.snapshot import write_snapshot  # noqa: E402
 from replikv.storage.wal import WriteAheadLog  # noqa: E402
@@ -69,6 +72,14 @@ def main() -> None:
                             nodes={"n1": NodeAddress("n1", "127.0.0.1", 7001, 17001, "/d/n1"),
                                    "n2": NodeAddress("n2", "127.0.0.1", 7002, 17002, "/d/n2", tls_port=7102)})
         put("config", cfg.dump().encode())
+    ops = sorted(TXN_SHAPES)  # the txn target's first byte picks the step (tests/fuzz/harnesses.py)
+    for op, body in ((b"PREPARE", [b"n1.1.1", 5, 1005, 0, [0, 1], [[b"INCRBY", b"a", b"1"], [b"GET", b"b"]],
+                                   [[b"a", 3]], False, False]),
+                     (b"COMMIT", [b"n1.1.1", 5, 1005, [0, 1], [[b"SET", b"k", b"v"], [b"LPUSH", b"l", b"x"]], [],
+                                  True]),
+                     (b"DECIDE", [b"n1.1.1", "recover", 1005, [0, 1]]), (b"RESOLVE", [b"n1.1.1", True]),
+                     (b"FORGET", [[b"n1.1.1", b"n2.1.7"]])):
+        put("txn", bytes([ops.index(op)]) + msgpack.packb(body))
     print(f"wrote {sum(1 for _ in OUT.rglob('*') if _.is_file())} seeds under {OUT}")
 
 
