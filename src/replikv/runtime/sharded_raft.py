@@ -11,7 +11,8 @@ within about one election timeout. Each replica is a ``RaftGroup``
 (runtime/raft_group.py) with its own state machine, WAL and snapshots.
 
 Routing a client command (rules Redis Cluster users expect):
-- Its keys' slots name one group; keys in two groups get ``-CROSSSLOT``.
+- Its keys' slots name one group; keys in two groups get ``-CROSSSLOT``, except a MULTI/EXEC
+  block, which runs as a distributed transaction (runtime/txn_service.py).
 - This node leads the group: a write is proposed to it; a linearizable (or
   lease) read takes the group's ReadIndex round; other read levels are
   served from the local replica.
