@@ -64,6 +64,7 @@ from replikv.kv.lua import with_body
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
+from replikv.runtime.locks import LockService
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
 from replikv.runtime.raft_group import RaftGroup, core_reply_error, move_entry
@@ -127,6 +128,7 @@ class ShardedRaftRunner(BaseRunner):
         self.reads = PendingReplies()  # payload: (group, argv, transaction, watch)
         self.ready_reads: list[tuple[int, int, Any, Any]] = []  # (group, index, slot, payload)
         self.fanouts: dict[object, _FanOut] = {}  # a keyless write's proposal in one group -> the write
+        self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
                            "tick_stalls": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
@@ -416,7 +418,8 @@ class ShardedRaftRunner(BaseRunner):
         slots = sorted(s for s, (t, e) in grp.slots.frozen.items() if (t, e) == (target, epoch))
         move = self.moves.setdefault(g, _Move(slots, target, epoch, None))
         wanted = set(slots)
-        payload = grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted])
+        payload = grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted],
+                                     [n for n in grp.sm.locks.locks if key_slot(n) in wanted])
         move.stage = "import"
         self._send_step(target, [b"REPLIKV", b"IMPORT", str(target).encode(), str(epoch).encode(),
                                  format_ranges(slots_to_ranges(slots)).encode(), str(g).encode(), payload],
@@ -691,6 +694,7 @@ class ShardedRaftRunner(BaseRunner):
             if self.disk_error is not None:
                 continue
             self.host.tick()
+            self.lock_service.tick()
             if now >= next_expiry:
                 next_expiry = now + 0.1
                 self._expire_keys()
@@ -740,6 +744,15 @@ class ShardedRaftRunner(BaseRunner):
                 data = msgpack.packb([now, False, [[EXPIRE_DUE, *keys]]])
                 self.pending.setdefault(g, []).append((data, ("expiry", g), None, None))
                 self._schedule()
+
+    def lock_groups(self) -> list[tuple[int, StateMachine, int, bool]]:
+        """The lock service's view (runtime/locks.py): every hosted group."""
+        return [(g, grp.sm, grp.core.term, grp.core.role is Role.LEADER) for g, grp in self.groups.items()]
+
+    def propose_internal(self, g: int, cmds: list[list[bytes]], rid: object) -> None:
+        """Propose the group leader's own commands (LOCKEXPIRE) as one entry; ``rid`` a tuple."""
+        self.pending.setdefault(g, []).append((msgpack.packb([wall_ms(), False, cmds]), rid, None, None))
+        self._schedule()
 
     def _expire_waiters(self, now: float) -> None:
         expired = self.reads.expire(now)
