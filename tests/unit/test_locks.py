@@ -91,8 +91,8 @@ def test_fenced_write_applies_until_a_higher_token_is_granted() -> None:
     second = run(sm, 6, "LOCK", "l", 1000)
     err = run(sm, 7, "FENCED", "l", first, "SET", "k", "stale")
     assert isinstance(err, RespError)
-    assert err.message == ("FENCED token 2 of lock 'l' is stale: token 6 has been granted since; the write was "
-                           "not applied")
+    assert err.message == ("FENCED token 2 of lock 'l' is stale: token 6 has been granted since: it was not "
+                           "applied")
     assert sm.data[b"k"] == b"b"
     assert run(sm, 8, "FENCED", "l", second, "INCR", "n") == 1
 

@@ -179,5 +179,5 @@ def fenced(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     newer = sm.locks.fenced(argv[1], token)
     if newer is not None:
         raise RespError(f"FENCED token {token} of lock '{argv[1].decode('utf-8', 'replace')}' is stale: token "
-                        f"{newer} has been granted since; the write was not applied")
+                        f"{newer} has been granted since: it was not applied")
     return spec.apply(sm, inner, ctx)
