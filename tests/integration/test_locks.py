@@ -155,14 +155,18 @@ def test_locks_survive_a_restart_of_every_node(raft3: Callable[..., Cluster]) ->
     for i in range(200):  # enough writes for a snapshot: the lock must be in it
         r.set(f"k{i}", "x" * 64)
     r.execute_command("REPLIKV", "SNAPSHOT")
+    after = lock(r, "after-snapshot", 600_000)  # in the WAL only
+    assert isinstance(after, int) and after > token
     for n in list(c.config.nodes):
         c.kill(n)
     c.start()
     leader = wait_leader(c)
     r = c.client(leader)
     assert info(r, "keep")["holder"] == token
+    assert info(r, "after-snapshot")["holder"] == after
     assert lock(r, "keep", 1000) is None
     assert r.execute_command("UNLOCK", "keep", token) == 1
+    assert r.execute_command("UNLOCK", "after-snapshot", after) == 1
 
 
 def test_other_modes_refuse_locks(tmp_path: Path) -> None:
