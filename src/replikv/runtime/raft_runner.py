@@ -766,7 +766,10 @@ class RaftRunner(BaseRunner):
                 self._expire_keys()
 
     def lock_groups(self) -> list[tuple[int, StateMachine, int, bool]]:
-        """The lock service's view (runtime/locks.py): the node's one group."""
+        """The lock service's view (runtime/locks.py): the node's one group, if it holds or changed a lock."""
+        table = self.sm.locks
+        if not (table.changed or table.clock.deadlines):
+            return []
         return [(0, self.sm, self.core.term, self.is_leader)]
 
     def propose_internal(self, g: int, cmds: list[list[bytes]], rid: object) -> None:

@@ -42,7 +42,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -745,9 +745,12 @@ class ShardedRaftRunner(BaseRunner):
                 self.pending.setdefault(g, []).append((data, ("expiry", g), None, None))
                 self._schedule()
 
-    def lock_groups(self) -> list[tuple[int, StateMachine, int, bool]]:
-        """The lock service's view (runtime/locks.py): every hosted group."""
-        return [(g, grp.sm, grp.core.term, grp.core.role is Role.LEADER) for g, grp in self.groups.items()]
+    def lock_groups(self) -> Iterator[tuple[int, StateMachine, int, bool]]:
+        """The lock service's view (runtime/locks.py): the hosted groups with locks held or changed."""
+        for g, grp in self.groups.items():
+            table = grp.sm.locks
+            if table.changed or table.clock.deadlines:
+                yield g, grp.sm, grp.core.term, grp.core.role is Role.LEADER
 
     def propose_internal(self, g: int, cmds: list[list[bytes]], rid: object) -> None:
         """Propose the group leader's own commands (LOCKEXPIRE) as one entry; ``rid`` a tuple."""
