@@ -206,6 +206,8 @@ def test_sharded_locks_route_like_keys(tmp_path: Path) -> None:
             assert lock(clients[(i + 1) % 3], name, 60_000) is None
         for name, token in tokens.items():
             assert retrying(lambda: info(clients[0], name))["holder"] == token
+            assert retrying(lambda: clients[2].execute_command("RENEW", name, token, 30_000)) == b"OK"
+            assert retrying(lambda: info(clients[1], name))["lease-ms"] == 30_000
         name, other = _names_in_two_groups(3)
         with pytest.raises(redis.ResponseError, match="hash to the same slot"):  # CROSSSLOT
             clients[0].execute_command("FENCED", name, tokens[name], "SET", other, "v")
@@ -241,6 +243,30 @@ def test_sharded_slot_move_carries_the_last_token(tmp_path: Path) -> None:
         assert retrying(lambda: info(r, name))["holder"] == token
         assert retrying(lambda: r.execute_command("UNLOCK", name, token)) == 1
         nxt = retrying(lambda: lock(r, name, 600_000))
+        assert isinstance(nxt, int) and nxt > token
+    finally:
+        c.close()
+
+
+def test_sharded_group_leader_killed_while_a_lock_is_held(tmp_path: Path) -> None:
+    c = sharded(tmp_path / "k", shards=3, election_timeout_ms=500)
+    try:
+        nodes = list(c.config.nodes)
+        wait_for(lambda: settled(c, nodes, 3), 30, "every group led by its preferred leader")
+        name = "failover-lock"
+        group = SlotMap.even(3).groups[key_slot(name.encode())]
+        leader = nodes[group % 3]  # settled: group g is led by node g mod 3
+        other = c.client(next(n for n in nodes if n != leader))
+        ttl = 3000
+        token = retrying(lambda: lock(c.client(leader), name, ttl))
+        assert isinstance(token, int)
+        wait_for(lambda: info(other, name)["holder"] == token, 10, "the grant to replicate")
+        c.kill(leader)
+        killed_at = time.monotonic()
+        assert retrying(lambda: lock(other, name, ttl)) is None  # the group's new leader: still held
+        wait_for(lambda: retrying(lambda: info(other, name))["holder"] is None, 30, "the lease to expire")
+        assert time.monotonic() - killed_at >= ttl / 1000
+        nxt = retrying(lambda: lock(other, name, 60_000))
         assert isinstance(nxt, int) and nxt > token
     finally:
         c.close()
