@@ -114,7 +114,7 @@ class LockService:
             table = sm.locks
             clock = table.clock
             if self.waiting and table.changed:
-                for name in table.changed:
+                for name in list(table.changed):
                     st = table.get(name)
                     if st is None or st.holder is None:
                         self._wake(name)
@@ -149,20 +149,17 @@ class LockService:
             return
         if w.woken:  # freed while this attempt was on its way: it may have been decided before
             self._attempt(w)
-            return
 
     def _wake(self, name: bytes) -> None:
         q = self.waiting.get(name)
         if not q:
             return
-        first = q[0]
-        if first.in_flight:
-            first.woken = True
-        else:
-            self._attempt(first)
-        for w in q:  # the others may have an attempt in flight that the release overtook
+        waiters = list(q)  # an attempt may be answered at once (no leader): it leaves the queue
+        for w in waiters:  # those with an attempt in flight that the release overtook try again
             if w.in_flight:
                 w.woken = True
+        if not waiters[0].in_flight:
+            self._attempt(waiters[0])  # the first parked is served first
 
     def _retry_stale(self, now: float) -> None:
         for q in list(self.waiting.values()):
