@@ -38,11 +38,14 @@ import redis
 
 from replikv.check.harness import Harness
 from replikv.check.history import HistoryWriter, Op
-from replikv.check.workloads import CasFailed, Invocation, Workload
+from replikv.check.workloads import CasFailed, Declined, Invocation, Workload
 
 # Write errors that prove the write was never logged (matched against `error_text`).
+# A cross-group EXEC answered "transaction aborted" applied nothing anywhere; EXECABORT discarded the
+# whole block; a request parked on a transaction's locks until its deadline was never proposed.
 _DEFINITE_WRITE_ERRORS = ("CLUSTERDOWN", "MOVED", "TRYAGAIN WRITES ARE PAUSED", "TRYAGAIN NO REACHABLE LEADER",
-                          "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER")
+                          "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER",
+                          "TRYAGAIN TRANSACTION ABORTED", "EXECABORT", "TRYAGAIN A KEY STAYED LOCKED")
 # ... and errors whose message ends by saying so
 _DEFINITE_ENDINGS = ("NOTHING WAS WRITTEN", "IT WAS NOT APPLIED")
 _CODE = re.compile(r"[A-Z][A-Z0-9_-]*")
@@ -155,8 +158,8 @@ class ClientPool:
             self.ops += 1
             if self.writer is None:
                 self.history.append(op)
-            if error is not None and not isinstance(error, CasFailed):
-                self.errors.add(error)
+            if error is not None and type(error) is not CasFailed and not isinstance(error, Declined):
+                self.errors.add(error.__cause__ if isinstance(error.__cause__, Exception) else error)
 
     def _connect(self, node: str) -> redis.Redis:
         c = self.harness.client(node, self.timeout_s)
