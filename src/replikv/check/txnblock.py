@@ -67,6 +67,8 @@ def check_blocked_locks(observations: Iterable[dict[str, object]], history: Iter
         intents: dict[str, dict[str, object]] = o["intents"]  # type: ignore[assignment]
         after_heal.update(o.get("held_after_heal", []))  # type: ignore[arg-type]
         for txn, e in intents.items():
+            if txn in blocked:  # seen again by a later window: counted once
+                continue
             if int(e["age_ms"]) > bound or txn in o["held_at_end"]:  # type: ignore[call-overload, operator]
                 blocked[txn] = {g: list(keys) for g, keys in e["groups"].items()}  # type: ignore[attr-defined]
                 res.add(Anomaly(
