@@ -238,3 +238,59 @@ def test_the_transactions_section_is_replaced_and_kept(tmp_path: Path) -> None:
     path.write_text(once)
     assert txn_section(path) == section
     assert section in render_doc([], [], 10, 4, 1, txn_section(path))
+
+
+class _Pipe:
+    """A stand-in for redis-py's watching pipeline whose EXEC raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __enter__(self) -> "_Pipe":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def watch(self, *keys: str) -> None:
+        pass
+
+    def get(self, key: str) -> bytes:
+        return b"100"
+
+    def multi(self) -> None:
+        pass
+
+    def decrby(self, key: str, amount: int) -> None:
+        pass
+
+    def incrby(self, key: str, amount: int) -> None:
+        pass
+
+    def execute(self) -> None:
+        raise self.error
+
+
+class _Client:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def pipeline(self, transaction: bool = True) -> _Pipe:
+        return _Pipe(self.error)
+
+
+def test_a_timeout_during_exec_is_unknown_and_a_changed_watch_is_not_applied() -> None:
+    """redis-py reports a timeout during a watching pipeline's EXEC as a WatchError ("A TimeoutError
+    occurred while watching one or more keys"): the EXEC may have committed, so the transfer's outcome
+    is unknown; a plain WatchError (EXEC answered null: the WATCHed key changed) applied nothing."""
+    from replikv.check.workloads import Bank, Declined, Invocation
+
+    wl = Bank(3, groups=3)
+    inv = Invocation("transfer", BANK_KEY, json.dumps({"from": wl.accounts[0], "to": wl.accounts[1], "amount": 1}))
+    timeout = redis.WatchError("A TimeoutError occurred while watching one or more keys")
+    with pytest.raises(redis.ConnectionError) as e:
+        wl.execute(_Client(timeout), inv)  # type: ignore[arg-type]
+    assert classify_error("transfer", e.value) is None
+    with pytest.raises(Declined) as d:
+        wl.execute(_Client(redis.WatchError("Watched variable changed.")), inv)  # type: ignore[arg-type]
+    assert classify_error("transfer", d.value) is False

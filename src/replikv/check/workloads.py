@@ -377,6 +377,11 @@ class Bank(Workload):
             try:
                 pipe.execute()
             except redis.WatchError as e:
+                if "occurred while watching" in str(e):
+                    # redis-py turns a timeout or a lost connection during the EXEC into a WatchError
+                    # ("A TimeoutError occurred while watching one or more keys"): the EXEC was sent,
+                    # its outcome is unknown
+                    raise redis.ConnectionError(f"EXEC outcome unknown: {e}") from e
                 raise Declined(f"{src} changed after the WATCH") from e
         return inv.value
 
