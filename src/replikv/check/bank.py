@@ -43,7 +43,7 @@ import bisect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from replikv.check.history import KeyOps, Op
 from replikv.check.result import Anomaly, CheckResult, FinalStateChecker, KeyChecker
@@ -303,7 +303,7 @@ class BankFinal(FinalStateChecker):
 
 
 def subset_explaining(accounts: Sequence[str], residual: dict[str, int],
-                      unknown: Sequence[Transfer]) -> list[Transfer] | bool | None:
+                      unknown: Sequence[Transfer]) -> list[Transfer] | Literal[False] | None:
     """A subset of ``unknown`` whose effects sum to ``residual`` (a transfer adds its amount to
     its destination and takes it from its source): the subset (a list) if one exists, False
     if none does, None when the search outgrew `MAX_STATES` reachable vectors."""

@@ -312,19 +312,19 @@ class Nemesis:
         prefix = f"{nid}."
         seen: dict[str, dict[str, object]] = {}  # txn -> {"groups": {g: keys}, "age_ms": max}
         max_age = 0
-        held: list[list[object]] = []
+        held: list[tuple[str, int, int, list[str]]] = []
         end = time.monotonic() + bound_ms / 1000 + OBSERVE_EXTRA_S
         while True:
             held = self._intents([n for n in h.ids if n != nid])
             for txn, group, age, keys in held:
-                entry = seen.setdefault(str(txn), {"groups": {}, "age_ms": 0, "dead": str(txn).startswith(prefix)})
+                entry = seen.setdefault(txn, {"groups": {}, "age_ms": 0, "dead": txn.startswith(prefix)})
                 entry["groups"][str(group)] = keys  # type: ignore[index]
-                entry["age_ms"] = max(int(entry["age_ms"]), int(age))  # type: ignore[call-overload]
-                max_age = max(max_age, int(age))  # type: ignore[call-overload]
+                entry["age_ms"] = max(int(entry["age_ms"]), age)  # type: ignore[call-overload]
+                max_age = max(max_age, age)
             if time.monotonic() >= end:
                 break
             time.sleep(0.25)
-        still = sorted({str(t) for t, _, age, _ in held if int(age) > bound_ms})  # type: ignore[call-overload]
+        still = sorted({t for t, _, age, _ in held if age > bound_ms})
         self.observations.append({
             "node": nid, "armed": armed_at, "died": died, "observed_until": self.now(), "bound_ms": bound_ms,
             "max_age_ms": max_age, "intents": seen, "held_at_end": still,

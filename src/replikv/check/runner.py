@@ -209,7 +209,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
             probe.close()
         if workload == "register" and not cas:
             notes.append(f"{mode} has no CAS command: the register workload issues reads and writes only")
-        wl = make_workload(workload, cas=cas, groups=int(options.get("shards") or 1))
+        wl = make_workload(workload, cas=cas, groups=int(spec.check_options(setting, set(active)).get("shards") or 1))
         pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level,
                           writer=writer)
         init = run_setup(harness, wl, pool.now)

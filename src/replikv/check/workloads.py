@@ -370,7 +370,7 @@ class Bank(Workload):
             except (redis.RedisError, OSError) as e:
                 raise NotApplied(f"before EXEC: {e}") from e
             if balance is None or int(balance) < amount:
-                raise Declined(f"{src} holds {balance}, less than {amount}")
+                raise Declined(f"{src} holds {balance!r}, less than {amount}")
             pipe.multi()
             pipe.decrby(src, amount)
             pipe.incrby(dst, amount)
