@@ -117,6 +117,9 @@ def test_the_final_check_falls_back_to_bounds(monkeypatch: pytest.MonkeyPatch) -
     _, final = check_bank(h.final({A: 9, B: 9, C: 12}))
     assert final.status == "pass" and "within the bounds" in final.summary
     _, final = check_bank(h.final({A: 5, B: 5, C: 20}))  # c gained 10, the unknown transfers give it 8 at most
+    assert final.status == "fail" and final.anomalies[0].kind == "lost or phantom transfer"
+    monkeypatch.setattr(bank, "subset_explaining", lambda *args: None)  # the search gave up at once
+    _, final = check_bank(h.final({A: 5, B: 5, C: 20}))
     assert final.status == "fail" and "beyond what every unknown transfer" in final.anomalies[0].explanation
 
 
@@ -294,3 +297,28 @@ def test_a_timeout_during_exec_is_unknown_and_a_changed_watch_is_not_applied() -
     with pytest.raises(Declined) as d:
         wl.execute(_Client(redis.WatchError("Watched variable changed.")), inv)  # type: ignore[arg-type]
     assert classify_error("transfer", d.value) is False
+
+
+def test_the_subset_search_finds_the_applied_transfers_among_many() -> None:
+    """Exact with thirty unknown transfers (pruned by what the remaining ones can still do), and
+    the witness it returns sums to the residual."""
+    import random
+
+    rng = random.Random(5)
+    accounts = [f"x{i}" for i in range(8)]
+    unknown = [bank.Transfer(i, *rng.sample(accounts, 2), rng.randint(1, 5), None, i, None) for i in range(30)]
+    applied = [t for t in unknown if rng.random() < 0.3]
+    residual = dict.fromkeys(accounts, 0)
+    for t in applied:
+        residual[t.src] -= t.amount
+        residual[t.dst] += t.amount
+    found = bank.subset_explaining(accounts, residual, unknown)
+    assert isinstance(found, list)
+    got = dict.fromkeys(accounts, 0)
+    for t in found:
+        got[t.src] -= t.amount
+        got[t.dst] += t.amount
+    assert got == residual and len(set(t.index for t in found)) == len(found)
+    residual["x0"] += 1000  # beyond every transfer
+    residual["x1"] -= 1000
+    assert bank.subset_explaining(accounts, residual, unknown) is False

@@ -28,8 +28,8 @@ definition: a transaction moves an amount from one account to another, all or no
 - ``bank final`` (`BankFinal`): the final balances are the initial ones plus every acknowledged
   transfer plus some subset of the unknown ones (no acknowledged transfer lost, no failed one
   applied, nothing applied in part). Exact when it can be: the subset-sum search over the
-  unknown transfers' effect vectors keeps the set of reachable residuals, at most
-  ``MAX_STATES``; past that, per-account bounds (the residual of each account within what the
+  unknown transfers' effect vectors keeps the reachable residuals from which the target is still
+  in reach (`subset_explaining`), at most ``MAX_STATES`` at a step; past that, per-account bounds (the residual of each account within what the
   unknown transfers in and out of it could add) and the total.
 
 Both are ``unknown`` when the history has no ``init`` op (the setup failed) or, for the final
@@ -53,7 +53,7 @@ __all__ = ["BANK_KEY", "MAX_STATES", "BankFinal", "BankReads", "Transfer", "bank
            "keys_in_every_group"]
 
 BANK_KEY = "bank"
-MAX_STATES = 200_000  # reachable residual vectors the exact final check may hold
+MAX_STATES = 200_000  # residual vectors the exact final check may hold at one step
 
 
 def keys_in_every_group(prefix: str, n: int, groups: int) -> list[str]:
@@ -285,6 +285,11 @@ class BankFinal(FinalStateChecker):
             self.res.status, self.res.summary = "unknown", "no initial balances in the history (the setup did not complete)"
             self.res.stats.update(self.stats())
             return self.res
+        if self.missing_final and not self.res.count:
+            res = super().result()
+            res.summary = ("no final read of the balances: reading every account after the heal failed "
+                           "(see the notes; e.g. accounts still locked by a prepared transaction)")
+            return res
         return super().result()
 
     def _failed(self) -> str:
@@ -292,7 +297,9 @@ class BankFinal(FinalStateChecker):
 
     def _passed(self) -> str:
         c = self.counts
-        if self.method == "exact":
+        if self.method == "exact" and not c["unknown"]:
+            extra = ""
+        elif self.method == "exact":
             extra = f", and {c['unknown applied']} of the {c['unknown']} unknown (exact subset found)"
         elif self.method == "bounds":
             extra = f", within the bounds of the {c['unknown']} unknown (too many for the exact search)"
@@ -306,33 +313,58 @@ def subset_explaining(accounts: Sequence[str], residual: dict[str, int],
                       unknown: Sequence[Transfer]) -> list[Transfer] | Literal[False] | None:
     """A subset of ``unknown`` whose effects sum to ``residual`` (a transfer adds its amount to
     its destination and takes it from its source): the subset (a list) if one exists, False
-    if none does, None when the search outgrew `MAX_STATES` reachable vectors."""
+    if none does, None when the search outgrew `MAX_STATES` vectors at one step.
+
+    Breadth-first over the transfers, keeping the vectors reachable with the first k of them, less
+    those from which the target is out of reach: an account's remaining difference must lie within
+    what the transfers after k could still take out of it or bring in (suffix sums)."""
+    n = len(accounts)
     pos = {a: i for i, a in enumerate(accounts)}
     target = tuple(residual[a] for a in accounts)
+    out_after = [[0] * n for _ in range(len(unknown) + 1)]  # [k][i]: amounts out of i in transfers k..
+    in_after = [[0] * n for _ in range(len(unknown) + 1)]
+    for k in range(len(unknown) - 1, -1, -1):
+        out_after[k] = list(out_after[k + 1])
+        in_after[k] = list(in_after[k + 1])
+        out_after[k][pos[unknown[k].src]] += unknown[k].amount
+        in_after[k][pos[unknown[k].dst]] += unknown[k].amount
+
+    def feasible(vec: tuple[int, ...], k: int) -> bool:
+        lo, hi = out_after[k], in_after[k]
+        return all(-lo[i] <= target[i] - vec[i] <= hi[i] for i in range(n))
+
     zero = tuple(0 for _ in accounts)
-    # reachable vector -> (previous vector, the transfer that led here), for the witness
-    reached: dict[tuple[int, ...], tuple[tuple[int, ...], int] | None] = {zero: None}
+    if not feasible(zero, 0):
+        return False
+    # vector -> (previous vector, the transfer that led here): any recorded derivation is a witness
+    parent: dict[tuple[int, ...], tuple[tuple[int, ...], int] | None] = {zero: None}
+    frontier = {zero}
     for k, t in enumerate(unknown):
         s, d = pos[t.src], pos[t.dst]
-        new = {}
-        for vec in reached:
+        new: set[tuple[int, ...]] = set()
+        for vec in frontier:
+            if feasible(vec, k + 1):  # without transfer k
+                new.add(vec)
             nxt = list(vec)
             nxt[s] -= t.amount
             nxt[d] += t.amount
             key = tuple(nxt)
-            if key not in reached and key not in new:
-                new[key] = (vec, k)
-        reached.update(new)
-        if len(reached) > MAX_STATES:
+            if key not in new and feasible(key, k + 1):
+                new.add(key)
+                parent.setdefault(key, (vec, k))
+        frontier = new
+        if not frontier:
+            return False
+        if len(frontier) > MAX_STATES or len(parent) > 4 * MAX_STATES:
             return None
-    if target not in reached:
+    if target not in frontier:
         return False
     out: list[Transfer] = []
-    step = reached[target]
+    step = parent[target]
     while step is not None:
         prev, k = step
         out.append(unknown[k])
-        step = reached[prev]
+        step = parent[prev]
     return out
 
 

@@ -225,8 +225,10 @@ FINAL_READ_RETRY_S = 10.0
 _NO_READ = object()
 
 
-def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callable[[], int]) -> list[Op]:
-    """One ``final`` op per key, read on ``node`` (the leader after heal), value JSON-encoded."""
+def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callable[[], int],
+                    errors: list[str] | None = None) -> list[Op]:
+    """One ``final`` op per key, read on ``node`` (the leader after heal), value JSON-encoded; a key
+    whose read failed has none, and ``errors`` (when given) gets why."""
     import json
 
     from replikv.check.history import FINAL_PROCESS
@@ -242,15 +244,20 @@ def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callab
                     try:
                         value = workload.final(c, key)
                         break
-                    except (redis.exceptions.TryAgainError, redis.ConnectionError, redis.TimeoutError):
+                    except (redis.exceptions.TryAgainError, redis.ConnectionError, redis.TimeoutError) as e:
                         # a leader change after heal (a sharded group handed back to its preferred
                         # leader): a read has no effect, so ask again until the deadline
                         if time.monotonic() > deadline:
                             value = _NO_READ
+                            if errors is not None:
+                                errors.append(f"final read of {key} failed for {FINAL_READ_RETRY_S:g} s: "
+                                              f"{error_text(e)}")
                             break
                         time.sleep(0.05)
-                    except (redis.RedisError, OSError):
+                    except (redis.RedisError, OSError) as e:
                         value = _NO_READ
+                        if errors is not None:
+                            errors.append(f"final read of {key} failed: {error_text(e)}")
                         break
                 if value is _NO_READ:
                     continue

@@ -315,7 +315,7 @@ class Nemesis:
         held: list[tuple[str, int, int, list[str]]] = []
         end = time.monotonic() + bound_ms / 1000 + OBSERVE_EXTRA_S
         while True:
-            held = self._intents([n for n in h.ids if n != nid])
+            held = self.intents([n for n in h.ids if n != nid])
             for txn, group, age, keys in held:
                 entry = seen.setdefault(txn, {"groups": {}, "age_ms": 0, "dead": txn.startswith(prefix)})
                 entry["groups"][str(group)] = keys  # type: ignore[index]
@@ -340,7 +340,7 @@ class Nemesis:
             what += f"; still held at the end: {', '.join(still)}"
         return what
 
-    def _intents(self, nodes: list[str]) -> list[tuple[str, int, int, list[str]]]:
+    def intents(self, nodes: list[str]) -> list[tuple[str, int, int, list[str]]]:
         """Every node's ``REPLIKV TXN INTENTS`` rows: (txn, group, age ms, keys)."""
         out = []
         for n in nodes:
@@ -360,7 +360,7 @@ class Nemesis:
         the restarted coordinator remembers nothing, so its participants still wait)."""
         if not any(o.get("died") for o in self.observations):
             return
-        rows = self._intents(self.harness.ids)
+        rows = self.intents(self.harness.ids)
         for o in self.observations:
             if o.get("died"):
                 prefix = f"{o['node']}."

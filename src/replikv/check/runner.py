@@ -75,6 +75,16 @@ def default_setting(mode: str, workload: str, nemeses: Sequence[str], txn: str |
     return spec.settings[0]
 
 
+def held_after_heal(nem: Nemesis) -> list[str]:
+    """A note naming the prepared transactions still holding locks once the cluster healed and
+    converged (the clients have stopped: nothing should be in flight), or none."""
+    rows = nem.intents(nem.harness.ids)
+    if not rows:
+        return []
+    shown = "; ".join(f"{txn} (group {g}, {age} ms: {' '.join(keys)})" for txn, g, age, keys in rows[:10])
+    return [f"{len(rows)} prepared transaction(s) still held their locks after the heal: {shown}"]
+
+
 def run_setup(harness: Harness, wl: Workload, now: Callable[[], int], timeout_s: float = SETUP_S) -> Op | None:
     """The workload's setup (`Workload.setup`), retried until it succeeds (a group may still be
     electing): the ``init`` op to record first, or None when the workload has none."""
@@ -189,6 +199,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
             notes.append(f"nemesis {n} skipped: {why}")
     options: dict[str, object] = {"ack_timeout_ms": 1000, "session_timeout_ms": 1000,
                                   **spec.check_options(setting, set(active))}
+    shards = int(spec.check_options(setting, set(active)).get("shards") or 0)  # Raft groups (0: unsharded)
     if txn:
         options["txn"] = txn
     claims = claims_for(mode, setting, workload, txn, active)
@@ -209,7 +220,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
             probe.close()
         if workload == "register" and not cas:
             notes.append(f"{mode} has no CAS command: the register workload issues reads and writes only")
-        wl = make_workload(workload, cas=cas, groups=int(spec.check_options(setting, set(active)).get("shards") or 1))
+        wl = make_workload(workload, cas=cas, groups=max(shards, 1))
         pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level,
                           writer=writer)
         init = run_setup(harness, wl, pool.now)
@@ -237,8 +248,12 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         say("waiting for every replica to converge", time.monotonic() + settle_s)
         digests = harness.wait_converged(settle_s)
         nem.after_heal()
-        for op in run_final_reads(harness, leader, wl, pool.now):
+        if shards > 1:
+            notes += held_after_heal(nem)
+        final_errors: list[str] = []
+        for op in run_final_reads(harness, leader, wl, pool.now, final_errors):
             writer.append(op)
+        notes += final_errors
     except HarnessError as e:
         notes.append(f"run aborted: {e}")
         harness.close()
