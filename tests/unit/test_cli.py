@@ -123,7 +123,7 @@ def test_build_config_applies_every_option_and_round_trips(tmp_path):
              "peer_delay_ms": 50, "peer_jitter_ms": 5,
              "peer_delays": "n1-n2=80", "replicas": 2, "read_consistency": "one", "write_consistency": "all",
              "sloppy_quorum": True, "vnodes": 16, "tombstone_grace_s": 60, "read_repair_pct": 0,
-             "anti_entropy_ms": 50, "shards": 4}
+             "anti_entropy_ms": 50, "shards": 4, "txn": "classic", "txn_timeout_ms": 300}
     assert set(given) == {f.name for f in dataclasses.fields(NodeOptions)}
     config, _ = cli.build_cluster_config(data_dir=tmp_path, mode="raft", nodes=2, port=9000, peer_port=9100,
                                          secret="abc", node_options=given)

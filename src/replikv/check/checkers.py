@@ -13,6 +13,7 @@ each checker enforces and its cost:
   acknowledged transfer lost);
 - txnblock.py (run by the runner, from the coordinator-kill nemesis's observations): participants
   left blocked by a coordinator that died between the two phases;
+- locks.py: the lock workload (at most one holder at a time; no stale holder's write applied);
 - lww.py: acknowledged writes last-writer-wins overwrote with a concurrent write
   (optional: run when a mode's claim names it, see `OPTIONAL_KEY_CHECKERS`).
 
@@ -38,6 +39,7 @@ from replikv.check.convergence import check_convergence
 from replikv.check.elle import ListAppendChecker
 from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op, by_key
 from replikv.check.linearizability import LinearizabilityChecker
+from replikv.check.locks import LockExclusion, StaleWrites
 from replikv.check.loss import Counter, LostWrites
 from replikv.check.lww import LwwOverwrites
 from replikv.check.queue import AckedOnce, AtLeastOnce, QueueLoss
@@ -84,6 +86,10 @@ def key_checkers(workload: str, timeout_s: float = 60.0, extra: Iterable[str] = 
         out = [BankReads(), BankFinal()]
     elif workload == "queue":
         out = [QueueLoss(), AtLeastOnce(), AckedOnce()]
+    elif workload in ("lock", "lock-unfenced"):
+        from replikv.check.workloads import LockWorkload
+
+        out = [LockExclusion(LockWorkload.TTL_MS), StaleWrites()]
     elif workload == "set-rm":
         out = [LostAdds(), Resurrections(), Phantoms()]
     else:

@@ -45,6 +45,7 @@ _REASONS = {
     "set-store": "storing a computed set result is not convergent under concurrent writes",
     "other": "it has no convergent form in this mode",
     "cas": "compare-and-set needs one leader to order the writes it compares",
+    "lock": "fencing needs the tokens one leader's log grants (locks are offered in raft mode)",
 }
 _FAMILY = {
     **{n: "zset" for n in ("zadd", "zincrby", "zrem", "zremrangebyscore", "zremrangebyrank",
@@ -61,6 +62,7 @@ _FAMILY = {
     **{n: "blocking" for n in ("bzpopmin", "bzpopmax", "bzmpop")},
     "cas": "cas",
     **{n: "set-store" for n in ("sinterstore", "sunionstore", "sdiffstore", "sort")},
+    **{n: "lock" for n in ("lock", "renew", "unlock", "lockexpire", "fenced")},
 }
 
 

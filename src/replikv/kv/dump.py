@@ -1,11 +1,14 @@
 """The state machine's whole state as bytes (snapshots) and as a digest.
 
-Snapshot format (unchanged since version 1; existing data dirs load):
-``msgpack([SNAPSHOT_VERSION, [[key, tag, payload, expire_ms | None], ...]])``
+Snapshot format: ``msgpack([1, [[key, tag, payload, expire_ms | None], ...]])``
 where ``tag`` and ``payload`` are the value type's (``kv/values.py``):
 0 string (bytes), 1 list (array), 2 set (array), 3 hash (flat array
-field, value, ...), 4 zset (flat array member, score (a float64), ...). A change to this layout must bump ``SNAPSHOT_VERSION``
-and keep loading the old one.
+field, value, ...), 4 zset (flat array member, score (a float64), ...).
+Version 2 adds the lock table (``kv/locks.py``) as a third element:
+``msgpack([2, rows, [[name, holder | None, ttl_ms, last_token, lease_index], ...]])``;
+it is written only when there are locks, so a state without any keeps
+version 1's bytes (and digest). A change to this layout must bump
+``SNAPSHOT_VERSION`` and keep loading the old ones.
 
 Not to be confused with ``storage/snapshot.py``, which writes these bytes
 to a file (with a checksum, atomically) and reads them back.
@@ -20,25 +23,33 @@ import msgpack
 
 from replikv.kv.values import BY_TAG, VALUE_TYPES
 
-__all__ = ["SNAPSHOT_VERSION", "digest", "dump", "load"]
+__all__ = ["SNAPSHOT_VERSION", "digest", "dump", "load", "load_all"]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+_WITHOUT_LOCKS = 1
 
 
-def dump(data: dict[bytes, Any], expires: dict[bytes, int]) -> bytes:
-    """The snapshot bytes of ``data`` and ``expires``."""
+def dump(data: dict[bytes, Any], expires: dict[bytes, int], locks: list[list[Any]] | None = None) -> bytes:
+    """The snapshot bytes of ``data`` and ``expires`` (and the lock table's rows, if any)."""
     rows = []
     for key, value in data.items():
         vt = VALUE_TYPES[type(value)]
         rows.append([key, vt.tag, vt.dump(value), expires.get(key)])
-    packed: bytes = msgpack.packb([SNAPSHOT_VERSION, rows], use_bin_type=True)
+    fields: list[Any] = [SNAPSHOT_VERSION, rows, locks] if locks else [_WITHOUT_LOCKS, rows]
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
     return packed
 
 
 def load(raw: bytes) -> tuple[dict[bytes, Any], dict[bytes, int]]:
     """``(data, expires)`` from :func:`dump`'s bytes; ValueError on an unknown version or tag."""
-    version, rows = msgpack.unpackb(raw, raw=False, use_list=True)
-    if version != SNAPSHOT_VERSION:
+    data, expires, _locks = load_all(raw)
+    return data, expires
+
+
+def load_all(raw: bytes) -> tuple[dict[bytes, Any], dict[bytes, int], list[list[Any]]]:
+    """``(data, expires, lock rows)`` from :func:`dump`'s bytes (no rows before version 2)."""
+    version, rows, *rest = msgpack.unpackb(raw, raw=False, use_list=True)
+    if version not in (_WITHOUT_LOCKS, SNAPSHOT_VERSION) or len(rest) != (version == SNAPSHOT_VERSION):
         raise ValueError(f"unknown snapshot version {version!r}")
     data: dict[bytes, Any] = {}
     expires: dict[bytes, int] = {}
@@ -49,18 +60,19 @@ def load(raw: bytes) -> tuple[dict[bytes, Any], dict[bytes, int]]:
         data[key] = vt.load(payload)
         if when is not None:
             expires[key] = when
-    return data, expires
+    return data, expires, rest[0] if rest else []
 
 
-def digest(data: dict[bytes, Any], expires: dict[bytes, int]) -> bytes:
+def digest(data: dict[bytes, Any], expires: dict[bytes, int], locks_sum: int = 0) -> bytes:
     """Order-independent 32-byte hash of keys, types, values and TTLs.
 
     The sum (mod 2**256) of one blake2b per key (its length-prefixed name,
     its value as its type hashes it, its TTL), so equal states give equal
-    digests whatever the insertion order.
+    digests whatever the insertion order; ``locks_sum`` (the lock table's
+    own sum, ``LockTable.digest``; 0 without locks) is added in.
     """
     mask = (1 << 256) - 1
-    total = 0
+    total = locks_sum & mask
     for key, value in data.items():
         h = blake2b(digest_size=32)
         h.update(b"%d:" % len(key))

@@ -65,6 +65,11 @@ last changed, for WATCH; the modes feed it (raft's application at apply,
 leader-follower as it logs) and raft's snapshot carries it. It is not in
 ``snapshot()`` or ``digest()``: it is about the log, not the data.
 
+Locks (``kv/locks.py``, ``kv/types/locks.py``): ``locks`` is the lock
+table, replicated beside the key space but not in it (DEL, KEYS, DBSIZE,
+FLUSHALL never touch it); it is in ``snapshot()``, ``digest()`` and a slot
+move's ``export_keys``/``import_keys``/``drop_keys``.
+
 Auxiliary indexes (not part of the replicated state, rebuilt on demand):
 the expiry heap (``kv/expiry.py``) and a ``ScanIndex`` for SCAN
 (``kv/scan_index.py``), both built lazily the first time they are needed
@@ -84,6 +89,7 @@ from replikv.kv.commands import COMMANDS, unknown_command
 from replikv.kv.context import ApplyContext
 from replikv.kv.dump import SNAPSHOT_VERSION
 from replikv.kv.expiry import EXPIRE_DUE, delete_due
+from replikv.kv.locks import LockTable
 from replikv.kv.lua import ScriptEngine
 from replikv.kv.rewrite import prepare
 from replikv.kv.scan_index import ScanIndex
@@ -101,7 +107,7 @@ _spec = COMMANDS.get  # the one command table, looked up by the name as sent, th
 class StateMachine:
     """The key space plus TTLs; see the module docstring for the rules."""
 
-    __slots__ = ("_scripts", "changes", "data", "dirty", "expires", "expiry_heap", "scan_index")
+    __slots__ = ("_scripts", "changes", "data", "dirty", "expires", "expiry_heap", "locks", "scan_index")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
@@ -112,6 +118,7 @@ class StateMachine:
         self.expiry_heap: list[tuple[int, bytes]] | None = None
         self.scan_index: ScanIndex | None = None
         self.changes = ChangeIndex()  # WATCH: where each key last changed (kv/watch.py)
+        self.locks = LockTable()  # named locks, beside the key space (kv/locks.py)
         self._scripts: ScriptEngine | None = None
 
     @property
@@ -301,25 +308,32 @@ class StateMachine:
     # ------------------------------------------------------- snapshot/digest
 
     def snapshot(self) -> bytes:
-        """The whole state (values and TTLs) as bytes (``kv/dump.py``)."""
-        return dump.dump(self.data, self.expires)
+        """The whole state (values, TTLs and locks) as bytes (``kv/dump.py``)."""
+        return dump.dump(self.data, self.expires, self.locks.state())
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a :meth:`snapshot`'s."""
-        self.data, self.expires = dump.load(data)
+        self.data, self.expires, lock_rows = dump.load_all(data)
+        self.locks = LockTable()  # a fresh lease clock: every countdown starts again in full
+        self.locks.load(lock_rows)
         self.expiry_heap = None
         self.scan_index = None
         self.dirty += 1
 
-    def export_keys(self, keys: Iterable[bytes]) -> bytes:
-        """These keys with their values and TTLs, in the snapshot's form (a slot move's payload)."""
+    def export_keys(self, keys: Iterable[bytes], locks: Iterable[bytes] = ()) -> bytes:
+        """These keys with their values and TTLs, and these locks, in the snapshot's form (a slot
+        move's payload)."""
         data, expires = self.data, self.expires
-        return dump.dump({k: data[k] for k in keys if k in data}, {k: expires[k] for k in keys if k in expires})
+        return dump.dump({k: data[k] for k in keys if k in data}, {k: expires[k] for k in keys if k in expires},
+                         self.locks.state(locks))
 
     def import_keys(self, raw: bytes, index: int) -> int:
-        """Store every key of an :meth:`export_keys` payload, replacing what is there; the keys
-        changed at log ``index`` (WATCH). Returns how many."""
-        data, expires = dump.load(raw)
+        """Store every key (and lock) of an :meth:`export_keys` payload, replacing what is there
+        (a lock keeps a later token it has, ``LockTable.load``); the keys changed at log
+        ``index`` (WATCH). Returns how many keys."""
+        data, expires, lock_rows = dump.load_all(raw)
+        if lock_rows:
+            self.locks.load(lock_rows)
         for key, value in data.items():
             self.delete(key)
             self.new_key(key)
@@ -331,8 +345,10 @@ class StateMachine:
         self.dirty += 1
         return len(data)
 
-    def drop_keys(self, keys: Iterable[bytes], index: int) -> int:
-        """Delete these keys (a slot moved away); they changed at log ``index``."""
+    def drop_keys(self, keys: Iterable[bytes], index: int, locks: Iterable[bytes] = ()) -> int:
+        """Delete these keys and locks (a slot moved away); the keys changed at log ``index``.
+        Returns how many keys."""
+        self.locks.drop(locks)
         n = 0
         for key in list(keys):
             if self.delete(key):
@@ -341,8 +357,8 @@ class StateMachine:
         return n
 
     def digest(self) -> bytes:
-        """Order-independent 32-byte hash of keys, types, values and TTLs."""
-        return dump.digest(self.data, self.expires)
+        """Order-independent 32-byte hash of keys, types, values, TTLs and locks."""
+        return dump.digest(self.data, self.expires, self.locks.digest())
 
     # ------------------------------------ key bookkeeping (for kv/types/ only)
 

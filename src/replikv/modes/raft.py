@@ -49,6 +49,14 @@ def parse_write(args: list[str], followers: int) -> str:
 
 
 def claims(setting: str, workload: str) -> list[Claim]:
+    if workload in ("lock", "lock-unfenced"):  # the lock service (docs/design.md "Locks"; check/locks.py)
+        fenced = workload == "lock"
+        return [Claim("convergence", True, "after heal every replica holds the same state"),
+                Claim("lock exclusion", True, "at most one holder at a time by the service's view: a grant "
+                                              "follows the previous holder's UNLOCK or a full ttl after its LOCK"),
+                Claim("stale writes", fenced,
+                      "no fenced write of a holder paused past its lease is applied (FENCED)" if fenced else
+                      "unfenced writes of a holder paused past its lease land after the next holder's (measured)")]
     return strong_claims(workload, "after heal every replica holds the same state",
                          "no acknowledged write is lost under any nemesis (majority commit)")
 

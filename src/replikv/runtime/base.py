@@ -370,6 +370,7 @@ class BaseRunner:
 
     maxmemory_offered = True  # CONFIG SET maxmemory: eviction from the node's one data set (runtime/memory.py)
     blocking_offered = True  # BLPOP & co (runtime/blocking.py); a mode without one change index says no
+    lock_service: Any = None  # LOCK & co (runtime/locks.py): a mode that offers locks sets its LockService
 
     def digest(self) -> bytes:
         """REPLIKV DIGEST: a hash of the data this node holds (equal on converged replicas)."""
@@ -579,6 +580,7 @@ class BaseRunner:
     # -- INFO ----------------------------------------------------------------------
     def info_sections(self) -> dict[str, list[str]]:
         """The sections every mode has; a mode adds persistence and replication."""
+        locks_waiting = self.lock_service.waiting_clients if self.lock_service is not None else 0
         return {
             "server": [
                 "redis_version:7.0.0", f"replikv_version:{__version__}", "redis_mode:standalone",
@@ -586,7 +588,7 @@ class BaseRunner:
                 f"tcp_port:{self.address.port}", f"uptime_in_seconds:{int(time.time() - self.started)}",
             ],
             "clients": [f"connected_clients:{len(self.clients)}",
-                        f"blocked_clients:{self.blocking.blocked + self.waiting_clients()}"],
+                        f"blocked_clients:{self.blocking.blocked + self.waiting_clients() + locks_waiting}"],
             "stats": [f"total_commands_processed:{self.commands_processed}",
                       f"pubsub_channels:{len(self.pubsub.channels)}",
                       f"pubsub_patterns:{len(self.pubsub.patterns)}",

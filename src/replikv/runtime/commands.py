@@ -545,3 +545,6 @@ def replikv(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
         raise RespError(f"ERR REPLIKV {name} needs --mode {' or '.join(having)}")
     else:
         raise RespError("ERR usage: REPLIKV " + " | ".join(("DIGEST", "SNAPSHOT", "ROLE", *node.spec.admin)))
+
+
+from replikv.runtime import locks as _locks  # noqa: E402,F401  (registers LOCK, RENEW, UNLOCK, LOCKINFO)

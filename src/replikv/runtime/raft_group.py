@@ -352,7 +352,8 @@ class RaftGroup:
             self.sm.import_keys(payload, entry.index)
         elif op == "release":
             gone = set(slots)
-            self.sm.drop_keys([k for k in self.sm.data if key_slot(k) in gone], entry.index)
+            self.sm.drop_keys([k for k in self.sm.data if key_slot(k) in gone], entry.index,
+                              [n for n in self.sm.locks.locks if key_slot(n) in gone])
             moves.release(slots, target, epoch)
         elif op == "activate":
             moves.activate(slots)

@@ -77,6 +77,7 @@ from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
+from replikv.runtime.locks import LockService
 from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import app_snapshot, encode_write
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
@@ -143,6 +144,7 @@ class RaftRunner(BaseRunner):
         self.async_persist = opts.fsync == "always"
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
                            "tick_stalls": 0})
+        self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self._recover()
 
     # -- start-up ------------------------------------------------------------------
@@ -760,10 +762,23 @@ class RaftRunner(BaseRunner):
             if self.disk_error is not None:
                 continue  # frozen by the disk guard
             self._queue(self.core.tick())
+            self.lock_service.tick()
             self._check_failover()
             if self.is_leader and now >= next_expiry:
                 next_expiry = now + 0.1
                 self._expire_keys()
+
+    def lock_groups(self) -> list[tuple[int, StateMachine, int, bool]]:
+        """The lock service's view (runtime/locks.py): the node's one group, if it holds or changed a lock."""
+        table = self.sm.locks
+        if not (table.changed or table.clock.deadlines):
+            return []
+        return [(0, self.sm, self.core.term, self.is_leader)]
+
+    def propose_internal(self, g: int, cmds: list[list[bytes]], rid: object) -> None:
+        """Propose the leader's own commands (LOCKEXPIRE) as one entry; ``rid`` a tuple nobody waits on."""
+        self.pending.append((msgpack.packb([wall_ms(), False, cmds]), rid, None, None))
+        self._schedule()
 
     def evict(self, keys: list[bytes]) -> None:
         """maxmemory (runtime/memory.py): propose the DEL of ``keys``; until it

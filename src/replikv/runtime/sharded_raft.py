@@ -11,7 +11,8 @@ within about one election timeout. Each replica is a ``RaftGroup``
 (runtime/raft_group.py) with its own state machine, WAL and snapshots.
 
 Routing a client command (rules Redis Cluster users expect):
-- Its keys' slots name one group; keys in two groups get ``-CROSSSLOT``.
+- Its keys' slots name one group; keys in two groups get ``-CROSSSLOT``, except a MULTI/EXEC
+  block, which runs as a distributed transaction (runtime/txn_service.py).
 - This node leads the group: a write is proposed to it; a linearizable (or
   lease) read takes the group's ReadIndex round; other read levels are
   served from the local replica.
@@ -42,7 +43,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,7 @@ from replikv.kv.lua import with_body
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
+from replikv.runtime.locks import LockService
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
 from replikv.runtime.raft_group import RaftGroup, core_reply_error, move_entry
@@ -130,6 +132,7 @@ class ShardedRaftRunner(BaseRunner):
         self.fanouts: dict[object, _FanOut] = {}  # a keyless write's proposal in one group -> the write
         self.txn = TxnService(self, incarnation)  # MULTI/EXEC across groups (runtime/txn_service.py)
         self.parked: dict[int, list[tuple[float, list[bytes], _Held, Callable[[_Held], None]]]] = {}
+        self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
                            "tick_stalls": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
@@ -466,7 +469,8 @@ class ShardedRaftRunner(BaseRunner):
         if any(key_slot(k) in wanted for k in grp.txns.locks):  # a prepared transaction holds a key there:
             move.stage = "retry"  # copy once it is resolved (the periodic check tries again)
             return
-        payload = grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted])
+        payload = grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted],
+                                     [n for n in grp.sm.locks.locks if key_slot(n) in wanted])
         move.stage = "import"
         self._send_step(target, [b"REPLIKV", b"IMPORT", str(target).encode(), str(epoch).encode(),
                                  format_ranges(slots_to_ranges(slots)).encode(), str(g).encode(), payload],
@@ -755,6 +759,7 @@ class ShardedRaftRunner(BaseRunner):
                 continue
             self.host.tick()
             self.txn.tick()
+            self.lock_service.tick()
             if now >= next_expiry:
                 next_expiry = now + 0.1
                 self._expire_keys()
@@ -806,6 +811,18 @@ class ShardedRaftRunner(BaseRunner):
                 data = msgpack.packb([now, False, [[EXPIRE_DUE, *keys]]])
                 self.pending.setdefault(g, []).append((data, ("expiry", g), None, None))
                 self._schedule()
+
+    def lock_groups(self) -> Iterator[tuple[int, StateMachine, int, bool]]:
+        """The lock service's view (runtime/locks.py): the hosted groups with locks held or changed."""
+        for g, grp in self.groups.items():
+            table = grp.sm.locks
+            if table.changed or table.clock.deadlines:
+                yield g, grp.sm, grp.core.term, grp.core.role is Role.LEADER
+
+    def propose_internal(self, g: int, cmds: list[list[bytes]], rid: object) -> None:
+        """Propose the group leader's own commands (LOCKEXPIRE) as one entry; ``rid`` a tuple."""
+        self.pending.setdefault(g, []).append((msgpack.packb([wall_ms(), False, cmds]), rid, None, None))
+        self._schedule()
 
     def _expire_waiters(self, now: float) -> None:
         expired = self.reads.expire(now)

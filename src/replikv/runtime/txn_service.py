@@ -55,6 +55,7 @@ log = logging.getLogger("replikv.txn")
 __all__ = ["TxnService", "checked_step", "command_keys"]
 
 RECOVER_EVERY_S = 0.25
+_LEASE_COMMANDS = frozenset({b"LOCK", b"RENEW", b"UNLOCK", b"LOCKEXPIRE"})  # lease state is no undo's
 STEP_RETRY_MS = 50
 
 
@@ -214,6 +215,10 @@ class TxnService:
     def begin(self, conn: Any, queued: list[list[bytes]], group_of: Callable[[bytes], int]) -> None:
         """Run ``queued`` (a MULTI block over several groups) as one transaction."""
         node = self.node
+        if any(argv[0].upper() in _LEASE_COMMANDS for argv in queued):
+            conn.reply(RespError("ERR LOCK, RENEW and UNLOCK cannot be part of a transaction across groups (a "
+                                 "lease is granted by its group's leader alone); FENCED can"))
+            return
         queued = [with_body(node.sm, argv) for argv in queued]
         per_group: dict[int, list[list[bytes]]] = {}
         positions: dict[int, list[int]] = {}

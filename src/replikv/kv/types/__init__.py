@@ -8,8 +8,8 @@ here. Nothing else changes: the command table, dispatch, TYPE, snapshots and
 the digest all read the registrations.
 """
 
-from replikv.kv.types import bits, hashes, keys, lists, scripting, sets, streams, strings, zsets
+from replikv.kv.types import bits, hashes, keys, lists, locks, scripting, sets, streams, strings, zsets
 
-FAMILIES = (strings, bits, lists, sets, hashes, zsets, streams, keys, scripting)
+FAMILIES = (strings, bits, lists, sets, hashes, zsets, streams, keys, scripting, locks)
 
 __all__ = ["FAMILIES"]
