@@ -166,6 +166,11 @@ def test_transaction_errors_are_classified() -> None:
     assert classify_error("transfer", parked) is False
     assert classify_error("transfer", unknown) is None
     assert classify_error("transfer", redis.exceptions.ExecAbortError("Transaction discarded")) is False
+    moving = redis.exceptions.TryAgainError("the key's slot is moving to another group (or has moved); retry")
+    assert classify_error("transfer", moving) is False
+    # redis-py raises CROSSSLOT as a class of its own, the code stripped from the message
+    assert classify_error("txn", redis.exceptions.ClusterCrossSlotError("Keys in request don't hash to the "
+                                                                        "same slot")) is False
 
 
 def test_sharded_nemeses_and_settings() -> None:

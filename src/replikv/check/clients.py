@@ -42,10 +42,14 @@ from replikv.check.workloads import CasFailed, Declined, Invocation, Workload
 
 # Write errors that prove the write was never logged (matched against `error_text`).
 # A cross-group EXEC answered "transaction aborted" applied nothing anywhere; EXECABORT discarded the
-# whole block; a request parked on a transaction's locks until its deadline was never proposed.
+# whole block; a request parked on a transaction's locks until its deadline was never proposed; a
+# sharded group refuses a write to a moving slot before logging it, or at apply (runtime/raft_group.py),
+# and one whose key a transaction locked at apply; CROSSSLOT is a routing refusal.
 _DEFINITE_WRITE_ERRORS = ("CLUSTERDOWN", "MOVED", "TRYAGAIN WRITES ARE PAUSED", "TRYAGAIN NO REACHABLE LEADER",
                           "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER",
-                          "TRYAGAIN TRANSACTION ABORTED", "EXECABORT", "TRYAGAIN A KEY STAYED LOCKED")
+                          "TRYAGAIN TRANSACTION ABORTED", "EXECABORT", "TRYAGAIN A KEY STAYED LOCKED",
+                          "TRYAGAIN THE KEY'S SLOT IS MOVING", "TRYAGAIN A KEY IS LOCKED BY TRANSACTION",
+                          "CROSSSLOT")
 # ... and errors whose message ends by saying so
 _DEFINITE_ENDINGS = ("NOTHING WAS WRITTEN", "IT WAS NOT APPLIED")
 _CODE = re.compile(r"[A-Z][A-Z0-9_-]*")
@@ -56,7 +60,7 @@ _CODE_OF_CLASS: dict[type, str] = {
     redis.exceptions.AskError: "ASK", redis.exceptions.ClusterDownError: "CLUSTERDOWN",
     redis.exceptions.ReadOnlyError: "READONLY", redis.exceptions.NoPermissionError: "NOPERM",
     redis.exceptions.ExecAbortError: "EXECABORT", redis.exceptions.BusyLoadingError: "LOADING",
-    redis.exceptions.AuthenticationError: "NOAUTH",
+    redis.exceptions.AuthenticationError: "NOAUTH", redis.exceptions.ClusterCrossSlotError: "CROSSSLOT",
 }
 
 
