@@ -9,6 +9,10 @@ each checker enforces and its cost:
 - setrm.py: sets with removes (lost adds, resurrections, phantoms: the observed-remove rule);
 - convergence.py: replicas equal after heal;
 - queue.py: the queue workload (lost XADDs, at-least-once, no delivery after XACK);
+- bank.py: the bank workload (every read keeps the total, no transfer applied in part, no
+  acknowledged transfer lost);
+- txnblock.py (run by the runner, from the coordinator-kill nemesis's observations): participants
+  left blocked by a coordinator that died between the two phases;
 - locks.py: the lock workload (at most one holder at a time; no stale holder's write applied);
 - lww.py: acknowledged writes last-writer-wins overwrote with a concurrent write
   (optional: run when a mode's claim names it, see `OPTIONAL_KEY_CHECKERS`).
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from replikv.check.bank import BankFinal, BankReads
 from replikv.check.convergence import check_convergence
 from replikv.check.elle import ListAppendChecker
 from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op, by_key
@@ -77,6 +82,8 @@ def key_checkers(workload: str, timeout_s: float = 60.0, extra: Iterable[str] = 
     judge each process on its own node (registers.ReadYourWrites)."""
     if workload == "list-append":
         out: list[KeyChecker] = [ListAppendChecker()]
+    elif workload == "bank":
+        out = [BankReads(), BankFinal()]
     elif workload == "queue":
         out = [QueueLoss(), AtLeastOnce(), AckedOnce()]
     elif workload in ("lock", "lock-unfenced"):

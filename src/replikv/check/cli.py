@@ -22,6 +22,7 @@ from rich.status import Status
 from rich.table import Table
 
 from replikv import modes
+from replikv.config import TXN_MODES
 from replikv.check.nemesis import NEMESES
 from replikv.check.runner import RunResult, run_check
 from replikv.check.workloads import WORKLOADS
@@ -31,7 +32,8 @@ console = Console(highlight=False)
 
 def verdict_table(result: RunResult) -> Table:
     p = result.params
-    table = Table(title=f"{p.get('mode')} ({p.get('setting')}) / {p.get('workload')}: "
+    txn = f", txn {p['txn']}" if p.get("txn") else ""
+    table = Table(title=f"{p.get('mode')} ({p.get('setting')}{txn}) / {p.get('workload')}: "
                         f"{result.verdict.upper()}")
     for col in ("checker", "claim", "outcome", "what the checker saw"):
         table.add_column(col)
@@ -90,10 +92,16 @@ def check_main(
     setting: Optional[str] = typer.Option(None, "--setting",
                                           help="Mode setting, e.g. ack level 'async', 'semi-sync 1', 'sync'."),
     nodes: int = typer.Option(3, "--nodes", min=1, help="Cluster size."),
+    txn: Optional[str] = typer.Option(None, "--txn", help="Sharded raft: how MULTI/EXEC across groups commits: "
+                                      "record (default: a transaction record, a dead coordinator blocks "
+                                      "nothing) or classic (textbook 2PC)."),
     store: Path = typer.Option(Path("store"), "--store", help="Where run directories go."),
     matrix: bool = typer.Option(False, "--matrix", help="Run every mode x setting x nemesis that exists "
                                 "and write docs/consistency.md."),
     docs: Path = typer.Option(Path("docs/consistency.md"), "--docs", help="Where --matrix writes its table."),
+    txn_matrix: bool = typer.Option(False, "--txn-matrix", help="Run the transactions table (bank and "
+                                    "list-append across groups, per nemesis, --txn record and classic) and "
+                                    "write its section of docs/consistency.md."),
 ) -> None:
     """Jepsen-style check of a real cluster: drive it, inject faults, heal, check, report."""
     mode_given = mode_opt is not None
@@ -107,6 +115,14 @@ def check_main(
     if unknown:
         console.print(f"[red]unknown nemesis {escape(', '.join(unknown))}[/]; choose {', '.join(NEMESES)}")
         raise typer.Exit(2)
+    if txn is not None and txn not in TXN_MODES:
+        console.print(f"[red]unknown --txn {escape(txn)}[/]; choose {', '.join(TXN_MODES)}")
+        raise typer.Exit(2)
+    if txn_matrix:
+        from replikv.check.matrix import run_txn_matrix
+
+        raise typer.Exit(run_txn_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs,
+                                        console=console))
     if matrix:
         from replikv.check.matrix import run_matrix
 
@@ -118,7 +134,8 @@ def check_main(
         countdown = _Countdown(status)
         try:
             result = run_check(mode=mode, workload=workload, nemeses=faults, time_s=time_s, clients=clients,
-                               seed=seed, setting=setting, store=store, nodes=nodes, progress=countdown)
+                               seed=seed, setting=setting, store=store, nodes=nodes, progress=countdown,
+                               txn=txn)
         finally:
             countdown.stop()
     console.print(verdict_table(result))

@@ -38,11 +38,18 @@ import redis
 
 from replikv.check.harness import Harness
 from replikv.check.history import HistoryWriter, Op
-from replikv.check.workloads import CasFailed, Invocation, Workload
+from replikv.check.workloads import CasFailed, Declined, Invocation, Workload
 
 # Write errors that prove the write was never logged (matched against `error_text`).
+# A cross-group EXEC answered "transaction aborted" applied nothing anywhere; EXECABORT discarded the
+# whole block; a request parked on a transaction's locks until its deadline was never proposed; a
+# sharded group refuses a write to a moving slot before logging it, or at apply (runtime/raft_group.py),
+# and one whose key a transaction locked at apply; CROSSSLOT is a routing refusal.
 _DEFINITE_WRITE_ERRORS = ("CLUSTERDOWN", "MOVED", "TRYAGAIN WRITES ARE PAUSED", "TRYAGAIN NO REACHABLE LEADER",
-                          "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER")
+                          "WRONGTYPE", "NOAUTH", "NOPERM", "ERR UNKNOWN COMMAND", "ERR WRONG NUMBER",
+                          "TRYAGAIN TRANSACTION ABORTED", "EXECABORT", "TRYAGAIN A KEY STAYED LOCKED",
+                          "TRYAGAIN THE KEY'S SLOT IS MOVING", "TRYAGAIN A KEY IS LOCKED BY TRANSACTION",
+                          "CROSSSLOT")
 # ... and errors whose message ends by saying so
 _DEFINITE_ENDINGS = ("NOTHING WAS WRITTEN", "IT WAS NOT APPLIED")
 _CODE = re.compile(r"[A-Z][A-Z0-9_-]*")
@@ -53,7 +60,7 @@ _CODE_OF_CLASS: dict[type, str] = {
     redis.exceptions.AskError: "ASK", redis.exceptions.ClusterDownError: "CLUSTERDOWN",
     redis.exceptions.ReadOnlyError: "READONLY", redis.exceptions.NoPermissionError: "NOPERM",
     redis.exceptions.ExecAbortError: "EXECABORT", redis.exceptions.BusyLoadingError: "LOADING",
-    redis.exceptions.AuthenticationError: "NOAUTH",
+    redis.exceptions.AuthenticationError: "NOAUTH", redis.exceptions.ClusterCrossSlotError: "CROSSSLOT",
 }
 
 
@@ -155,8 +162,8 @@ class ClientPool:
             self.ops += 1
             if self.writer is None:
                 self.history.append(op)
-            if error is not None and not isinstance(error, CasFailed):
-                self.errors.add(error)
+            if error is not None and type(error) is not CasFailed and not isinstance(error, Declined):
+                self.errors.add(error.__cause__ if isinstance(error.__cause__, Exception) else error)
 
     def _connect(self, node: str) -> redis.Redis:
         c = self.harness.client(node, self.timeout_s)
@@ -222,8 +229,10 @@ FINAL_READ_RETRY_S = 10.0
 _NO_READ = object()
 
 
-def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callable[[], int]) -> list[Op]:
-    """One ``final`` op per key, read on ``node`` (the leader after heal), value JSON-encoded."""
+def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callable[[], int],
+                    errors: list[str] | None = None) -> list[Op]:
+    """One ``final`` op per key, read on ``node`` (the leader after heal), value JSON-encoded; a key
+    whose read failed has none, and ``errors`` (when given) gets why."""
     import json
 
     from replikv.check.history import FINAL_PROCESS
@@ -239,15 +248,20 @@ def run_final_reads(harness: Harness, node: str, workload: Workload, now: Callab
                     try:
                         value = workload.final(c, key)
                         break
-                    except (redis.exceptions.TryAgainError, redis.ConnectionError, redis.TimeoutError):
+                    except (redis.exceptions.TryAgainError, redis.ConnectionError, redis.TimeoutError) as e:
                         # a leader change after heal (a sharded group handed back to its preferred
                         # leader): a read has no effect, so ask again until the deadline
                         if time.monotonic() > deadline:
                             value = _NO_READ
+                            if errors is not None:
+                                errors.append(f"final read of {key} failed for {FINAL_READ_RETRY_S:g} s: "
+                                              f"{error_text(e)}")
                             break
                         time.sleep(0.05)
-                    except (redis.RedisError, OSError):
+                    except (redis.RedisError, OSError) as e:
                         value = _NO_READ
+                        if errors is not None:
+                            errors.append(f"final read of {key} failed: {error_text(e)}")
                         break
                 if value is _NO_READ:
                     continue

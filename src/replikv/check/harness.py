@@ -126,7 +126,8 @@ class Harness:
     """Start, fault and inspect one cluster; see the module docstring."""
 
     def __init__(self, root: Path, mode: str | None = None, n: int = 3, *,
-                 use_netns: bool | None = None, clock: bool = False, **options: Any) -> None:
+                 use_netns: bool | None = None, clock: bool = False, env: dict[str, str] | None = None,
+                 **options: Any) -> None:
         mode = mode or modes.names()[0]
         ok, why = mode_available(mode)
         if not ok:
@@ -138,6 +139,7 @@ class Harness:
         self.ns_name = f"replikv-check-{os.getpid()}-{int(time.time() * 1000) % 100000}"
         self.ns_fd: int | None = None
         self.faketime = faketime_lib() if clock else None
+        self.env = dict(env or {})  # added to every node's environment (e.g. REPLIKV_FAILPOINTS=1)
         ids = [f"n{i + 1}" for i in range(n)]
         self.hosts = {nid: f"127.0.0.{11 + i}" for i, nid in enumerate(ids)}
         if self.use_netns:
@@ -231,7 +233,7 @@ class Harness:
         if self.use_netns:
             cmd = ["ip", "netns", "exec", self.ns_name, "setpriv", "--regid", str(self._gid(nid)),
                    "--clear-groups", *cmd]
-        env = child_env({**os.environ, "PYTHONUNBUFFERED": "1"})
+        env = child_env({**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         if self.faketime:
             env.update(LD_PRELOAD=self.faketime, FAKETIME_TIMESTAMP_FILE=str(self.clock_file(nid)),
                        FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1")

@@ -26,12 +26,29 @@ Faults:
   on a follower; heal at the end, when the old leader learns the newer epoch
   and steps down, discarding what it alone had.
 
+Faults of sharded raft only (a setting whose cluster has ``shards``):
+
+- ``reshard``: ``REPLIKV RESHARD <slot> <group>`` of the slot of one or two keys the
+  clients use (the workload's `slot_keys`) to another group, online, while transactions run;
+  nothing to undo (the slots stay where they went).
+- ``coordinator-kill``: ``REPLIKV FAILPOINT txn-exit-after-prepare`` on a node the clients
+  send transactions to (nodes run with ``REPLIKV_FAILPOINTS=1``): the next cross-group
+  transaction it coordinates exits the process once every participant voted yes, before the
+  decision (as a SIGKILL there would). The nemesis waits for the death, then polls ``REPLIKV TXN
+  INTENTS`` on every live node for the transaction timeout plus two election timeouts plus a few
+  seconds, and records what it saw (`observations`: every prepared transaction, its groups,
+  keys and greatest age, and which were still held at the end) before the window's heal restarts
+  the node. check/txnblock.py judges it: under ``--txn record`` no intent may outlive
+  ``txn_timeout_ms + 2 * election_timeout_ms + 2 s``; under ``--txn classic`` the
+  participants stay blocked holding their locks, and the report names them.
+
 `heal_all` undoes everything (restart, resume, heal, clocks back): it runs
 at the end of every window and before the final checks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -44,14 +61,41 @@ from replikv import modes
 from replikv.check.history import NEMESIS_PROCESS
 from replikv.check.harness import Harness, can_partition, faketime_lib
 from replikv.check.history import Op
+from replikv.core.sharding.slots import key_slot
 
-NEMESES = ("kill", "pause", "partition", "clock", "fsync-lie", "failover")
+NEMESES = ("kill", "pause", "partition", "clock", "fsync-lie", "failover", "reshard", "coordinator-kill")
+SHARDED_NEMESES = {"reshard": "RESHARD", "coordinator-kill": "FAILPOINT"}  # -> the REPLIKV command they need
+OBSERVE_EXTRA_S = 2.0  # coordinator-kill watches the intents this long past the recovery bound
+DEATH_WAIT_S = 10.0  # ... and waits this long for the armed node to coordinate a transaction and die
 
 
-def nemesis_available(name: str, mode: str) -> tuple[bool, str]:
-    """(True, "") when this fault can run here for ``mode``; else (False, why not)."""
+def sharded_setting(mode: str, setting: str | None) -> bool:
+    """True when ``mode`` with ``setting`` (its first when None) runs hash slots over Raft groups."""
+    spec = modes.get(mode)
+    return bool(spec.check_options(setting or spec.settings[0], set()).get("shards"))
+
+
+def recovery_bound_ms(options: object) -> int:
+    """How long an intent may live under ``--txn record`` after its coordinator died: the
+    transaction timeout (then any participant's leader asks the record), two election timeouts
+    (the dead node may have led the record's group; an election takes one to two), two seconds of
+    slack (recovery runs four times a second; a loaded 2-core box stalls loops for 100+ ms)."""
+    return int(getattr(options, "txn_timeout_ms", 1000)) + 2 * int(getattr(options, "election_timeout_ms", 1000)) \
+        + 2000
+
+
+def nemesis_available(name: str, mode: str, setting: str | None = None) -> tuple[bool, str]:
+    """(True, "") when this fault can run here for ``mode`` (with ``setting``: the sharded faults
+    need a sharded one); else (False, why not)."""
     if name not in NEMESES:
         return False, f"unknown nemesis {name!r}; choose from {', '.join(NEMESES)}"
+    if name in SHARDED_NEMESES:
+        if SHARDED_NEMESES[name] not in modes.get(mode).admin:
+            having = [s.name for s in modes.specs() if SHARDED_NEMESES[name] in s.admin]
+            return False, f"the {name} nemesis needs REPLIKV {SHARDED_NEMESES[name]} ({', '.join(having)} mode)"
+        if not sharded_setting(mode, setting):
+            return False, f"the {name} nemesis needs a sharded setting (many Raft groups), not {setting!r}"
+        return True, ""
     if name == "partition":
         return can_partition()
     if name == "clock" and faketime_lib() is None:
@@ -106,6 +150,8 @@ class Nemesis:
     stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _failover_pauses: set[str] = field(default_factory=set)
+    slot_keys: Callable[[], list[str]] | None = None  # the keys reshard moves (the workload's)
+    observations: list[dict[str, object]] = field(default_factory=list)  # coordinator-kill's findings
 
     def start(self, t0: float) -> None:
         self._thread = threading.Thread(target=self._run, args=(t0,), name="check-nemesis", daemon=True)
@@ -167,6 +213,10 @@ class Nemesis:
             return self._partition(rng)
         if fault == "failover":
             return self._failover(rng)
+        if fault == "reshard":
+            return self._reshard(rng)
+        if fault == "coordinator-kill":
+            return self._coordinator_kill(rng)
         raise ValueError(f"unknown nemesis {fault!r}")
 
     def _partition(self, rng: random.Random) -> str:
@@ -211,6 +261,110 @@ class Nemesis:
             finally:
                 c.close()
         return f"leader {leader} {how}; FAILOVER TO {target} FORCE -> {reply}"
+
+    def _reshard(self, rng: random.Random) -> str:
+        h = self.harness
+        keys = self.slot_keys() if self.slot_keys is not None else []
+        if not keys:
+            return "no key to move"
+        groups = int(h.config.options.shards)
+        done = []
+        for key in rng.sample(keys, min(2, len(keys))):
+            slot = key_slot(key.encode())
+            targets = list(range(groups))
+            rng.shuffle(targets)
+            for target in targets:
+                node = rng.choice([n for n in h.ids if h.running(n) and n not in h.paused] or h.ids)
+                try:
+                    reply = h._ask(node, "REPLIKV", "RESHARD", str(slot), str(target), timeout_s=30.0)
+                except (redis.RedisError, OSError) as e:
+                    if "already belong" in str(e):
+                        continue
+                    done.append(f"slot {slot} ({key}) to group {target}: {e}")
+                    break
+                done.append(f"slot {slot} ({key}) to group {target}: {reply}")
+                break
+        return "; ".join(done)
+
+    def _coordinator_kill(self, rng: random.Random) -> str:
+        h = self.harness
+        live = [n for n in h.ids if h.running(n) and n not in h.paused]
+        if not live:
+            return "no live node to arm"
+        nid = rng.choice(live)
+        armed_at = self.now()
+        try:
+            h._ask(nid, "REPLIKV", "FAILPOINT", "txn-exit-after-prepare", timeout_s=2.0)
+        except (redis.RedisError, OSError) as e:
+            return f"could not arm {nid}: {e}"
+        deadline = time.monotonic() + DEATH_WAIT_S
+        proc = h.procs.get(nid)
+        while proc is not None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc is None or proc.poll() is None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                h._ask(nid, "REPLIKV", "FAILPOINT", "off", timeout_s=2.0)
+            self.observations.append({"node": nid, "armed": armed_at, "died": None})
+            return f"armed txn-exit-after-prepare on {nid}; it coordinated no cross-group transaction in " \
+                   f"{DEATH_WAIT_S:g} s (disarmed)"
+        died = self.now()
+        bound_ms = recovery_bound_ms(h.config.options)
+        prefix = f"{nid}."
+        seen: dict[str, dict[str, object]] = {}  # txn -> {"groups": {g: keys}, "age_ms": max}
+        max_age = 0
+        held: list[tuple[str, int, int, list[str]]] = []
+        end = time.monotonic() + bound_ms / 1000 + OBSERVE_EXTRA_S
+        while True:
+            held = self.intents([n for n in h.ids if n != nid])
+            for txn, group, age, keys in held:
+                entry = seen.setdefault(txn, {"groups": {}, "age_ms": 0, "dead": txn.startswith(prefix)})
+                entry["groups"][str(group)] = keys  # type: ignore[index]
+                entry["age_ms"] = max(int(entry["age_ms"]), age)  # type: ignore[call-overload]
+                max_age = max(max_age, age)
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.25)
+        still = sorted({t for t, _, age, _ in held if age > bound_ms})
+        self.observations.append({
+            "node": nid, "armed": armed_at, "died": died, "observed_until": self.now(), "bound_ms": bound_ms,
+            "max_age_ms": max_age, "intents": seen, "held_at_end": still,
+            "held_keys": sorted({k for t in still for keys in seen[t]["groups"].values()  # type: ignore[attr-defined]
+                                 for k in keys}),
+            "txn": str(getattr(h.config.options, "txn", "")),
+        })
+        dead = sorted(t for t, e in seen.items() if e["dead"])
+        what = (f"armed txn-exit-after-prepare on {nid}, which exited {(died - armed_at) / 1e9:.1f} s later; "
+                f"over the next {(self.now() - died) / 1e9:.1f} s: {len(seen)} prepared transaction(s) seen "
+                f"({len(dead)} of {nid}'s), oldest intent {max_age} ms (bound {bound_ms} ms)")
+        if still:
+            what += f"; still held at the end: {', '.join(still)}"
+        return what
+
+    def intents(self, nodes: list[str]) -> list[tuple[str, int, int, list[str]]]:
+        """Every node's ``REPLIKV TXN INTENTS`` rows: (txn, group, age ms, keys)."""
+        out = []
+        for n in nodes:
+            if not self.harness.running(n) or n in self.harness.paused:
+                continue
+            try:
+                rows = self.harness._ask(n, "REPLIKV", "TXN", "INTENTS", timeout_s=1.0)
+            except (redis.RedisError, OSError):
+                continue
+            for row in rows or []:
+                txn, group, age, *keys = row
+                out.append((str(txn), int(group), int(age), [str(k) for k in keys]))
+        return out
+
+    def after_heal(self) -> None:
+        """After the final heal: what the coordinator-kill windows left held (for --txn classic:
+        the restarted coordinator remembers nothing, so its participants still wait)."""
+        if not any(o.get("died") for o in self.observations):
+            return
+        rows = self.intents(self.harness.ids)
+        for o in self.observations:
+            if o.get("died"):
+                prefix = f"{o['node']}."
+                o["held_after_heal"] = sorted({t for t, _, _, _ in rows if t.startswith(prefix)})
 
     def heal_all(self) -> None:
         heal_everything(self.harness)

@@ -30,20 +30,84 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from replikv import modes
 from replikv.check import checkers as ck
 from replikv.check.clients import ClientPool, run_final_reads
 from replikv.check.harness import Harness, HarnessError, mode_available
 from replikv.check.history import NEMESIS_PROCESS, HistoryFile, HistoryWriter, Op, by_key, dump_history
+from replikv.check.txnblock import BLOCKED_LOCKS, check_blocked_locks
 from replikv.check.report import Summary, write_report
 from replikv.check.result import run_key_checkers
-from replikv.check.nemesis import Nemesis, heal_everything, nemesis_available, schedule
-from replikv.check.workloads import make_workload, probe_cas
+from replikv.check.nemesis import SHARDED_NEMESES, Nemesis, heal_everything, nemesis_available, schedule
+from replikv.check.workloads import Workload, make_workload, probe_cas
 from replikv.modes import Claim
 
-def claims_for(mode: str, setting: str, workload: str) -> list[Claim]:
-    """What ``mode`` with ``setting`` promises for ``workload`` (its ModeSpec; docs/consistency.md)."""
-    return modes.get(mode).claims(setting, workload)
+TXN_WORKLOADS = ("bank",)  # workloads whose point is transactions across groups: a sharded setting by default
+SETUP_S = 30.0  # a workload's setup (bank: the initial balances) retries this long
+
+
+def claims_for(mode: str, setting: str, workload: str, txn: str | None = None,
+               nemeses: Sequence[str] = ()) -> list[Claim]:
+    """What ``mode`` with ``setting`` promises for ``workload`` (its ModeSpec; docs/consistency.md),
+    and under the ``coordinator-kill`` nemesis what the transaction setting ``txn`` promises."""
+    out = list(modes.get(mode).claims(setting, workload))
+    if "coordinator-kill" in nemeses:
+        if txn == "classic":
+            out.append(Claim(BLOCKED_LOCKS, False, "textbook 2PC (--txn classic) blocks: participants that voted yes "
+                                                   "wait for a dead coordinator holding their locks (measured)"))
+        else:
+            out.append(Claim(BLOCKED_LOCKS, True, "a coordinator killed between the phases blocks nothing: its "
+                                                  "participants finish every transaction from the transaction record "
+                                                  "within the timeout plus an election (check/txnblock.py)"))
+    return out
+
+
+def default_setting(mode: str, workload: str, nemeses: Sequence[str], txn: str | None) -> str:
+    """The mode's first setting, or its first sharded one for a transaction workload, a sharded
+    nemesis or a ``--txn`` choice (which only sharded clusters have)."""
+    spec = modes.get(mode)
+    if workload in TXN_WORKLOADS or txn or any(n in SHARDED_NEMESES for n in nemeses):
+        for setting in spec.settings:
+            if spec.check_options(setting, set()).get("shards"):
+                return setting
+    return spec.settings[0]
+
+
+def held_after_heal(nem: Nemesis) -> list[str]:
+    """A note naming the prepared transactions still holding locks once the cluster healed and
+    converged (the clients have stopped: nothing should be in flight), or none."""
+    rows = nem.intents(nem.harness.ids)
+    if not rows:
+        return []
+    shown = "; ".join(f"{txn} (group {g}, {age} ms: {' '.join(keys)})" for txn, g, age, keys in rows[:10])
+    return [f"{len(rows)} prepared transaction(s) still held their locks after the heal: {shown}"]
+
+
+def run_setup(harness: Harness, wl: Workload, now: Callable[[], int], timeout_s: float = SETUP_S) -> Op | None:
+    """The workload's setup (`Workload.setup`), retried until it succeeds (a group may still be
+    electing): the ``init`` op to record first, or None when the workload has none."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    with harness.netns():
+        while True:
+            node = harness.leader() or harness.ids[0]
+            call = now()
+            try:
+                c = harness.client(node, 5.0)
+                try:
+                    value = wl.setup(c)
+                finally:
+                    c.close()
+                if value is None:
+                    return None
+                return Op(0, "init", wl.keys[0], value, None, True, call, now())
+            except (redis.RedisError, OSError) as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise HarnessError(f"the {wl.name} workload's setup failed for {timeout_s:.0f} s: {last}")
+            time.sleep(0.2)
 
 
 @dataclass
@@ -100,12 +164,13 @@ def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | 
 
 def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
               setting: str | None = None, store: Path = Path("store"), nodes: int = 3,
-              checker_timeout_s: float = 60.0, settle_s: float = 30.0,
+              checker_timeout_s: float = 60.0, settle_s: float = 30.0, txn: str | None = None,
               progress: Callable[[str, float | None], None] | None = None) -> RunResult:
     """Run one check end to end (see the module docstring); never raises for a cluster fault.
 
     ``progress(phase, expected_end)`` is told each phase as it begins, with the
-    monotonic time it should end by (None when it cannot be known)."""
+    monotonic time it should end by (None when it cannot be known). ``txn`` (``record`` or
+    ``classic``): how a sharded cluster commits MULTI/EXEC across groups (node option ``txn``)."""
     say = progress or (lambda phase, end: None)
     seed = random.randrange(1 << 30) if seed is None else seed
     ok, why = mode_available(mode)
@@ -114,27 +179,33 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         directory.mkdir(parents=True, exist_ok=True)
         return _finish(RunResult(2, "undecided", directory, [], [], [], [why], {"mode": mode, "seed": seed}))
     spec = modes.get(mode)
-    setting = setting or spec.settings[0]
+    setting = setting or default_setting(mode, workload, nemeses, txn)
     clamped = spec.max_nodes is not None and nodes > spec.max_nodes
     nodes = min(nodes, spec.max_nodes) if spec.max_nodes is not None else nodes
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    directory = store / f"{stamp}-{mode}-{workload}-{setting.replace(' ', '')}-{seed}"
+    directory = store / f"{stamp}-{mode}-{workload}-{setting.replace(' ', '')}{'-' + txn if txn else ''}-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
     params: dict[str, object] = {"mode": mode, "setting": setting, "workload": workload, "nemesis": nemeses,
                                  "time_s": time_s, "clients": clients, "seed": seed, "nodes": nodes}
+    if txn:
+        params["txn"] = txn
     notes: list[str] = [f"{mode} mode runs {nodes} node(s)"] if clamped else []
-    claims = claims_for(mode, setting, workload)
     active = []
     for n in nemeses:
-        ok, why = nemesis_available(n, mode)
+        ok, why = nemesis_available(n, mode, setting)
         if ok:
             active.append(n)
         else:
             notes.append(f"nemesis {n} skipped: {why}")
     options: dict[str, object] = {"ack_timeout_ms": 1000, "session_timeout_ms": 1000,
                                   **spec.check_options(setting, set(active))}
+    shards = int(spec.check_options(setting, set(active)).get("shards") or 0)  # Raft groups (0: unsharded)
+    if txn:
+        options["txn"] = txn
+    claims = claims_for(mode, setting, workload, txn, active)
     cluster_dir = directory / "cluster"
-    harness = Harness(cluster_dir, mode, nodes, clock="clock" in active, **options)
+    env = {"REPLIKV_FAILPOINTS": "1"} if "coordinator-kill" in active else None
+    harness = Harness(cluster_dir, mode, nodes, clock="clock" in active, env=env, **options)
     history_path = directory / "history.jsonl"
     writer = HistoryWriter(history_path)
     digests: dict[str, str | None] = {}
@@ -149,10 +220,13 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
             probe.close()
         if workload == "register" and not cas:
             notes.append(f"{mode} has no CAS command: the register workload issues reads and writes only")
-        wl = make_workload(workload, cas=cas)
+        wl = make_workload(workload, cas=cas, groups=max(shards, 1))
         pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level,
                           writer=writer)
-        nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now)
+        init = run_setup(harness, wl, pool.now)
+        if init is not None:
+            writer.append(init)
+        nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now, slot_keys=wl.slot_keys)
         pool.start()
         nem.start(t0)
         say(f"{workload} workload, {clients} clients, faults: {', '.join(active) or 'none'}", t0 + time_s)
@@ -173,8 +247,13 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
             leader = harness.leader() or harness.ids[0]
         say("waiting for every replica to converge", time.monotonic() + settle_s)
         digests = harness.wait_converged(settle_s)
-        for op in run_final_reads(harness, leader, wl, pool.now):
+        nem.after_heal()
+        if shards > 1:
+            notes += held_after_heal(nem)
+        final_errors: list[str] = []
+        for op in run_final_reads(harness, leader, wl, pool.now, final_errors):
             writer.append(op)
+        notes += final_errors
     except HarnessError as e:
         notes.append(f"run aborted: {e}")
         harness.close()
@@ -197,6 +276,9 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     # (clients.py: process p is worker p mod clients, on node worker mod nodes)
     node_of = None if spec.single_writer else (lambda p: (p % clients) % nodes)
     results = run_checkers(history, workload, digests, checker_timeout_s, summary, claims, node_of=node_of)
+    if "coordinator-kill" in active:
+        results.append(check_blocked_locks(nem.observations, history))
+        (directory / "coordinator-kill.json").write_text(json.dumps(nem.observations, indent=2))
     code, verdict = judge(claims, results)
     return _finish(RunResult(code, verdict, directory, results, claims, history, notes, params, summary))
 

@@ -23,7 +23,12 @@ the checkers rely on (a value read names its write). Op names per workload:
 - ``list-append``: ``txn``, a MULTI/EXEC of 1-4 micro-operations over a few
   keys, each an append (RPUSH of a unique element) or a read (LRANGE 0 -1);
   value = JSON of the micro-operations with the reads' results
-  (check/elle.py). Checked for transactional anomalies (G0 ... G2).
+  (check/elle.py). Checked for transactional anomalies (G0 ... G2). With
+  ``groups`` > 1 (sharded raft) the keys of every window are spread over every
+  group, so most transactions span several groups.
+- ``bank``: ``transfer`` (WATCH the source, GET it, then MULTI; DECRBY; INCRBY;
+  EXEC between accounts spread over every group) and ``read`` (MULTI of a GET
+  per account), after an ``init`` op that sets every balance (check/bank.py).
 - ``queue``: ``enqueue`` (XADD of a unique value) and ``dequeue`` (one
   message for consumer group ``g``: XREADGROUP, or XAUTOCLAIM of one another
   consumer left pending, then XACK, unless the consumer "crashes" first;
@@ -55,9 +60,12 @@ from typing import Any
 
 import redis
 
+from replikv.check.bank import BANK_KEY, bank_accounts, keys_in_every_group
 from replikv.check.elle import txn_value
+from replikv.core.sharding.slots import SlotMap, key_slot
 
-WORKLOADS = ("register", "counter", "set", "set-rm", "append", "list-append", "queue", "lock", "lock-unfenced")
+WORKLOADS = ("register", "counter", "set", "set-rm", "append", "list-append", "queue", "bank", "lock",
+             "lock-unfenced")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +106,28 @@ class Workload:
         """The key's final state, JSON-encodable (read on the leader after heal)."""
         raise NotImplementedError
 
+    def setup(self, client: redis.Redis) -> str | None:
+        """Run once before the clients start (raises on failure); returns the value of the
+        ``init`` op to record (None: the workload has no setup)."""
+        return None
+
+    def slot_keys(self) -> list[str]:
+        """Keys whose slots a slot-move nemesis should move (the ones the clients use)."""
+        return list(self.keys)
+
 
 class CasFailed(Exception):
     """The cas ran and did not swap: a definite failure (``ok=false``)."""
+
+
+class Declined(CasFailed):
+    """The workload chose not to act (a transfer the balance does not cover) or a WATCH aborted the
+    EXEC: definitely not applied (``ok=false``), and not an error."""
+
+
+class NotApplied(CasFailed):
+    """An error before the EXEC was sent (the WATCH or its GET failed): definitely not applied
+    (``ok=false``); counted as a client error."""
 
 
 class Register(Workload):
@@ -258,15 +285,35 @@ class ListAppend(Workload):
     write_ops = ("txn",)
     ROTATE = 200
 
-    def __init__(self, keys: int, read_ratio: float = 0.5, cas: bool = False) -> None:
+    def __init__(self, keys: int, read_ratio: float = 0.5, cas: bool = False, groups: int = 1) -> None:
         super().__init__(keys, read_ratio, cas)
+        self.groups = groups
         self._issued = itertools.count()  # shared by the client threads (next() is atomic in CPython)
+        self._names: dict[int, str] = {}  # key number -> name (in group number mod groups)
+        self._window = 0  # the first key number of the window the last transaction used
+        if groups > 1:
+            self.keys = keys_in_every_group("l", keys, groups)
+
+    def key_name(self, n: int) -> str:
+        """Key number ``n``'s name: ``l<n>``, or with ``groups`` > 1 a name in group ``n mod
+        groups``, so each window of ``len(keys)`` keys covers every group."""
+        if self.groups <= 1:
+            return f"l{n}"
+        name = self._names.get(n)
+        if name is None:
+            name = self._names[n] = _in_group(f"l{n}", n % self.groups, self.groups)
+        return name
+
+    def slot_keys(self) -> list[str]:
+        """The keys of the current window and the next (the clients' keys now and soon)."""
+        window = self._window
+        return [self.key_name(window + i) for i in range(2 * len(self.keys))]
 
     def next(self, rng: random.Random, process: int, seq: int) -> Invocation:
-        window = next(self._issued) // self.ROTATE * len(self.keys)
+        window = self._window = next(self._issued) // self.ROTATE * len(self.keys)
         mops: list[tuple[str, str, Any]] = []
         for i in range(rng.randint(1, 4)):
-            key = f"l{window + rng.randrange(len(self.keys))}"
+            key = self.key_name(window + rng.randrange(len(self.keys)))
             if rng.random() < self.read_ratio:
                 mops.append(("r", key, None))
             else:
@@ -288,6 +335,74 @@ class ListAppend(Workload):
 
     def final(self, client: redis.Redis, key: str) -> Any:
         return client.lrange(key, 0, -1)
+
+
+class Bank(Workload):
+    """Transfers between accounts spread over every group, and reads of every balance; see
+    check/bank.py. Every op uses the key `BANK_KEY`."""
+
+    name = "bank"
+    write_ops = ("transfer",)
+    INITIAL = 100
+    MAX_AMOUNT = 5
+
+    def __init__(self, accounts: int = 8, read_ratio: float = 0.3, groups: int = 3) -> None:
+        super().__init__(1, read_ratio)
+        self.accounts = bank_accounts(accounts, groups)
+        self.keys = [BANK_KEY]
+
+    def slot_keys(self) -> list[str]:
+        return list(self.accounts)
+
+    def next(self, rng: random.Random, process: int, seq: int) -> Invocation:
+        if rng.random() < self.read_ratio:
+            return Invocation("read", BANK_KEY, process=process)
+        src, dst = rng.sample(self.accounts, 2)
+        amount = rng.randint(1, self.MAX_AMOUNT)
+        return Invocation("transfer", BANK_KEY, json.dumps({"from": src, "to": dst, "amount": amount}),
+                          process=process)
+
+    def _read_all(self, client: redis.Redis) -> dict[str, int | None]:
+        with client.pipeline(transaction=True) as pipe:  # one serializable read of every balance
+            for acct in self.accounts:
+                pipe.get(acct)
+            values = pipe.execute()
+        return {acct: None if v is None else int(v) for acct, v in zip(self.accounts, values)}
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op == "read":
+            return json.dumps(self._read_all(client))
+        t = json.loads(inv.value or "{}")
+        src, dst, amount = t["from"], t["to"], int(t["amount"])
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(src)
+                balance = pipe.get(src)
+            except (redis.RedisError, OSError) as e:
+                raise NotApplied(f"before EXEC: {e}") from e
+            if balance is None or int(balance) < amount:
+                raise Declined(f"{src} holds {balance!r}, less than {amount}")
+            pipe.multi()
+            pipe.decrby(src, amount)
+            pipe.incrby(dst, amount)
+            try:
+                pipe.execute()
+            except redis.WatchError as e:
+                if "occurred while watching" in str(e):
+                    # redis-py turns a timeout or a lost connection during the EXEC into a WatchError
+                    # ("A TimeoutError occurred while watching one or more keys"): the EXEC was sent,
+                    # its outcome is unknown
+                    raise redis.ConnectionError(f"EXEC outcome unknown: {e}") from e
+                raise Declined(f"{src} changed after the WATCH") from e
+        return inv.value
+
+    def setup(self, client: redis.Redis) -> str | None:
+        for acct in self.accounts:
+            client.set(acct, self.INITIAL)
+        return json.dumps({acct: self.INITIAL for acct in self.accounts})
+
+    def final(self, client: redis.Redis, key: str) -> Any:
+        return self._read_all(client)
 
 
 class Queue(Workload):
@@ -440,7 +555,28 @@ def _field(fields: dict[Any, Any]) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Workload:
+def _in_group(base: str, group: int, groups: int) -> str:
+    """``base``, or ``base.<j>`` with the first ``j`` that falls in ``group`` (`SlotMap.even`)."""
+    table = _even_table(groups)
+    name, j = base, 0
+    while table[key_slot(name.encode())] != group:
+        name, j = f"{base}.{j}", j + 1
+    return name
+
+
+_TABLES: dict[int, list[int]] = {}
+
+
+def _even_table(groups: int) -> list[int]:
+    table = _TABLES.get(groups)
+    if table is None:
+        table = _TABLES[groups] = list(SlotMap.even(groups).groups)
+    return table
+
+
+def make_workload(name: str, keys: int | None = None, cas: bool = False, groups: int = 1) -> Workload:
+    """The workload ``name``; ``groups`` (the cluster's Raft groups, 1 when unsharded) spreads the
+    keys of list-append and bank over every group."""
     if name == "register":
         return Register(keys or 16, cas=cas)
     if name == "counter":
@@ -452,9 +588,11 @@ def make_workload(name: str, keys: int | None = None, cas: bool = False) -> Work
     if name == "append":
         return Append(keys or 4, read_ratio=0.2)
     if name == "list-append":
-        return ListAppend(keys or 6, read_ratio=0.5)
+        return ListAppend(keys or 6, read_ratio=0.5, groups=groups)
     if name == "queue":
         return Queue(keys or 2, read_ratio=0.5)
+    if name == "bank":
+        return Bank(keys or 8, read_ratio=0.3, groups=groups)
     if name in ("lock", "lock-unfenced"):
         return LockWorkload(keys or 2, fenced=name == "lock")
     raise ValueError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")

@@ -68,6 +68,12 @@ def strong_claims(workload: str, convergence: str, no_loss: str) -> list[Claim]:
         return [Claim("convergence", True, convergence),
                 Claim("serializable", True, "MULTI/EXEC transactions are serializable: no G0, G1 or G2 "
                                             "cycle (check/elle.py)")]
+    if workload == "bank":
+        return [Claim("convergence", True, convergence),
+                Claim("bank reads", True, "every read of all balances (one MULTI) sees the initial total, no "
+                                          "negative balance: no transfer is applied in part (check/bank.py)"),
+                Claim("bank final", True, "the final balances are the initial ones plus every acknowledged "
+                                          "transfer and some of the unknown ones: " + no_loss)]
     out = [Claim("convergence", True, convergence),
            Claim("lost writes" if workload != "counter" else "counter", True, no_loss)]
     if workload == "register":
