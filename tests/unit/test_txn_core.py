@@ -106,23 +106,34 @@ def test_coordinator_commits_through_the_record_and_merges_replies_in_order() ->
     assert kinds(c.on_resolved(1, True)) == [("forget", 0, None)]
 
 
-def test_coordinator_aborts_through_the_record_on_a_no_vote() -> None:
+def test_a_no_vote_aborts_without_a_record() -> None:
+    """Only the coordinator's commit entry records a commit; it sent none, so no record is needed."""
     c = coordinator()
     c.start()
-    assert kinds(c.on_vote(1, ["die", b"older"], 10)) == [("decide", 0, "abort")]
-    assert c.replies == []
-    steps = c.on_decided(ABORTED, 20, 5000)
-    assert kinds(steps) == [("resolve", 1, False)]
+    assert kinds(c.on_vote(1, ["die", b"older"], 10)) == [("resolve", 1, False)]
     assert c.replies[0].kind == "abort" and "wait-die" in c.replies[0].reason
+    assert c.on_resolved(1, True) == [] and c.phase == "done"  # nothing to forget
 
 
 def test_the_primary_refusing_its_commit_aborts_the_others() -> None:
     c = coordinator()
     c.start()
     c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
-    assert kinds(c.on_vote(0, ["die", b"older"], 11)) == [("decide", 0, "abort")]
-    assert kinds(c.on_decided(ABORTED, 12, 5000)) == [("resolve", 1, False)]
+    assert kinds(c.on_vote(0, ["die", b"older"], 11)) == [("resolve", 1, False)]
     assert c.replies[0].kind == "abort"
+
+
+def test_a_refusal_after_a_lost_commit_records_the_abort_first() -> None:
+    """The first commit attempt's answer was lost; a retry is refused: the lost attempt may still
+    land, so the record must say aborted before anyone hears it."""
+    c = coordinator()
+    c.start()
+    c.on_vote(1, ["yes", [b"+OK\r\n"]], 10)
+    assert c.on_vote(0, None, 20) == []
+    assert kinds(c.due(30)) == [("commit", 0, None)]
+    assert kinds(c.on_vote(0, ["die", b"older"], 31)) == [("decide", 0, "abort")]
+    assert c.replies == []
+    assert kinds(c.on_decided(ABORTED, 40)) == [("resolve", 1, False)] and c.replies[0].kind == "abort"
 
 
 def test_a_recovery_that_aborted_first_wins_over_the_coordinator() -> None:
@@ -135,16 +146,28 @@ def test_a_recovery_that_aborted_first_wins_over_the_coordinator() -> None:
 
 
 def test_a_lost_commit_answer_is_asked_again_from_the_record() -> None:
+    """A paused coordinator: past the deadline it asks its commit again, never aborts on its own
+    (the commit may have applied); the record answers (the case the bank/list-append check found)."""
     c = coordinator()
     c.start()
     c.on_vote(1, ["yes", [b":2\r\n"]], 10)
     assert c.on_vote(0, None, 20) == []  # no answer: try again
     assert kinds(c.due(100)) == [("commit", 0, None)]
-    # the deadline passes with no answer: abort, but the record says our commit applied
-    assert kinds(c.on_vote(0, None, 1000)) == [("decide", 0, "abort")]
-    assert kinds(c.on_decided(COMMITTED, 1001, 5000)) == [("commit", 0, None)]
-    assert kinds(c.on_vote(0, ["committed", [b":1\r\n", b":3\r\n"]], 1002)) == [("resolve", 1, True)]
+    assert c.on_vote(0, None, 1500) == [] and c.expire(1500) == []  # past the deadline: still asking
+    assert kinds(c.due(1600)) == [("commit", 0, None)]
+    assert kinds(c.on_vote(0, ["committed", [b":1\r\n", b":3\r\n"]], 1602)) == [("resolve", 1, True)]
     assert c.replies[0].kind == "commit"
+
+
+def test_decide_abort_finding_a_commit_fetches_the_replies() -> None:
+    c = coordinator()
+    c.start()
+    c.on_vote(1, ["yes", [b":2\r\n"]], 10)
+    c.on_vote(0, None, 20)
+    c.due(40)
+    assert kinds(c.on_vote(0, ["no", "slot moving"], 41)) == [("decide", 0, "abort")]
+    assert kinds(c.on_decided(COMMITTED, 50)) == [("commit", 0, None)]
+    assert kinds(c.on_vote(0, ["committed", [b":1\r\n", b":3\r\n"]], 60)) == [("resolve", 1, True)]
 
 
 def test_coordinator_waits_then_retries_a_prepare_and_gives_up_at_the_deadline() -> None:
@@ -153,15 +176,24 @@ def test_coordinator_waits_then_retries_a_prepare_and_gives_up_at_the_deadline()
     assert c.on_vote(1, ["wait", b"younger"], 10) == []
     assert c.due(12) == [] and kinds(c.due(20)) == [("prepare", 1, None)]
     assert c.on_vote(1, ["wait", b"younger"], 999) == []
-    assert kinds(c.on_vote(1, ["wait", b"younger"], 1000)) == [("decide", 0, "abort")]
+    assert kinds(c.on_vote(1, ["wait", b"younger"], 1000)) == [("resolve", 1, False)]
+    assert c.replies[0].kind == "abort"
+
+
+def test_a_missing_vote_at_the_deadline_is_a_no() -> None:
+    c = coordinator()
+    c.start()
+    assert c.expire(999) == []
+    assert kinds(c.expire(1000)) == [("resolve", 1, False)] and c.replies[0].kind == "abort"
 
 
 def test_unknown_outcome_when_the_record_cannot_be_reached() -> None:
     c = coordinator()
     c.start()
-    c.on_vote(1, ["die", b"older"], 10)
-    assert kinds(c.on_decided(None, 100, 5000)) == [("decide", 0, "abort")]
-    assert c.on_decided(None, 5000, 5000) == []
+    c.on_vote(1, ["yes", [b":2\r\n"]], 10)
+    c.on_vote(0, None, 20)
+    assert c.expire(4999) == [] and c.replies == []
+    assert c.due(5000) == [] and c.expire(5000) == []  # give-up: 4 timeouts past the deadline
     assert c.replies[0].kind == "unknown" and c.phase == "done"
 
 
@@ -183,8 +215,7 @@ def test_classic_and_read_only_need_no_record() -> None:
 def test_watch_vote_answers_the_null_array() -> None:
     c = coordinator()
     c.start()
-    c.on_vote(1, ["watch"], 5)
-    c.on_decided(ABORTED, 6, 5000)
+    assert kinds(c.on_vote(1, ["watch"], 5)) == [("resolve", 1, False)]
     assert c.replies[0].kind == "watch"
 
 

@@ -222,7 +222,7 @@ class ShardedRaftRunner(BaseRunner):
             return
         route = self._route(commands)
         if isinstance(route, RespError):
-            conn.reply(route)
+            self._unroutable(conn, route, commands, transaction)
             return
         slot, g = route
         if not self.leads(g):
@@ -248,6 +248,15 @@ class ShardedRaftRunner(BaseRunner):
         cid, seq = client if client else (None, None)
         self.pending.setdefault(g, []).append((data, rid, cid, seq))
         self._schedule()
+
+    def _unroutable(self, conn: Any, error: RespError, commands: list[list[bytes]], transaction: bool) -> None:
+        """A MULTI block whose keys span groups by this node's slot map (a node with an older map
+        forwarded it here, or a slot moved meanwhile) is a distributed transaction, never
+        CROSSSLOT; anything else gets the routing error."""
+        if transaction and error.message.startswith("CROSSSLOT"):
+            self.txn.begin(conn, commands, lambda key: self.slot_group[key_slot(key)])
+        else:
+            conn.reply(error)
 
     def exec_transaction(self, conn: Any, queued: list[list[bytes]]) -> None:
         groups = {self.slot_group[key_slot(k)] for k in command_keys(queued)}
@@ -289,7 +298,7 @@ class ShardedRaftRunner(BaseRunner):
         commands = argv if transaction else [argv]
         route = self._route(commands)
         if isinstance(route, RespError):
-            conn.reply(route)
+            self._unroutable(conn, route, commands, transaction)
             return
         slot, g = route
         grp = self.groups.get(g)

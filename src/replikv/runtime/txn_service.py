@@ -55,6 +55,10 @@ log = logging.getLogger("replikv.txn")
 __all__ = ["TxnService", "checked_step", "command_keys"]
 
 RECOVER_EVERY_S = 0.25
+# a decided record is kept at least this long past its transaction's deadline: far beyond the
+# coordinator's give-up (four timeouts past it), so no coordinator asks about a forgotten record
+# while clocks agree within RECORD_KEEP_MS minus that (docs/design.md)
+RECORD_KEEP_MS = 30_000
 _LEASE_COMMANDS = frozenset({b"LOCK", b"RENEW", b"UNLOCK", b"LOCKEXPIRE"})  # lease state is no undo's
 STEP_RETRY_MS = 50
 
@@ -182,7 +186,6 @@ class _Running:
                  watch: dict[int, list[list[Any]]]) -> None:
         self.core, self.slot, self.resp3 = core, slot, resp3
         self.per_group, self.watch = per_group, watch
-        self.give_up = core.deadline + 4 * (core.deadline - core.ts)  # stop asking the record
 
 
 class _Recovery:
@@ -330,11 +333,11 @@ class TxnService:
         if run is None:
             return
         status = raw.decode() if raw is not None else None
-        if status is None and wall_ms() < run.give_up:  # ask again a little later
+        if status is None and wall_ms() < run.core.give_up_ms:  # ask again a little later
             self.delayed.append((wall_ms() + STEP_RETRY_MS, txn, Step(kind="decide", group=run.core.primary,
                                                                       arg="abort")))
             return
-        self._step(txn, lambda c: c.on_decided(status, wall_ms(), run.give_up))
+        self._step(txn, lambda c: c.on_decided(status, wall_ms()))
 
     def _on_resolved(self, txn: bytes, g: int, raw: bytes | None) -> None:
         run = self.running.get(txn)
@@ -373,18 +376,9 @@ class TxnService:
                 if run is not None:
                     self._send(txn, run, step)
         for txn, run in list(self.running.items()):
-            core = run.core
-            if core.phase in ("preparing", "committing"):
-                steps = core.due(now)
-                if now >= core.deadline:  # votes still missing: no answer is a no
-                    for g in core.groups:
-                        if g not in core.votes and core.phase in ("preparing", "committing"):
-                            steps += core.on_vote(g, None, now)
-                if steps:
-                    self._run(txn, steps)
-            elif core.phase in ("resolving", "forgetting") and now > run.give_up:
-                core.phase = "done"  # what is left is the participants' recovery's
-                self._settle(txn)
+            steps = run.core.due(now) + run.core.expire(now)
+            if steps or run.core.replies or run.core.phase == "done":
+                self._run(txn, steps)
         mono = time.monotonic()
         if mono >= self.next_recovery:
             self.next_recovery = mono + RECOVER_EVERY_S
@@ -462,7 +456,7 @@ class TxnService:
                     continue
                 self._start_recovery(_Recovery(p.txn, p.primary, p.groups, p.deadline, None))
             for txn, (status, deadline, groups, _replies) in list(grp.txns.records.items()):
-                if (now > deadline + 2 * self.timeout_ms and txn not in self.running and txn not in self.recovering
+                if (now > deadline + RECORD_KEEP_MS and txn not in self.running and txn not in self.recovering
                         and status in (COMMITTED, ABORTED)):
                     self._start_recovery(_Recovery(txn, g, groups, deadline, status))
 
@@ -497,5 +491,8 @@ class TxnService:
             return
         rec.left.discard(g)
         if not rec.left and self.recovering.get(rec.txn) is rec:
-            self._call(rec.primary, b"FORGET", [[rec.txn]], lambda r: self.recovering.pop(rec.txn, None))
+            if wall_ms() > rec.deadline + RECORD_KEEP_MS:
+                self._call(rec.primary, b"FORGET", [[rec.txn]], lambda r: self.recovering.pop(rec.txn, None))
+            else:  # kept for a coordinator that may still ask; the primary's scan forgets it later
+                del self.recovering[rec.txn]
 

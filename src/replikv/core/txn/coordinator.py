@@ -15,8 +15,16 @@ out the steps it returns. Phases (docs/design.md, "Transactions across groups"):
    decide entry itself); then ``forget`` the record.
 
 Any vote no (a conflict with an older transaction, wait-die; a WATCHed key that changed; a
-slot moving), or no vote by the deadline, aborts: ``decide abort`` first (so that no one can
-ever commit it), then ``resolve`` abort everywhere.
+slot moving), or no vote by the deadline, aborts: ``resolve`` abort everywhere. No record is
+needed for that: only this coordinator's commit entry can record a commit, and it sent none; if
+it did send one whose answer was lost before a later attempt was refused, ``decide abort``
+first records the abort, so that the lost attempt can never commit when it lands.
+
+A commit whose answer is lost is sent again (idempotent: the record answers) until the
+coordinator gives up (``give_up_ms``, four timeouts past the deadline); then the client hears
+the outcome is unknown. The primary keeps a decided record at least ``RECORD_KEEP_MS`` past the
+deadline (runtime/txn_service.py), far beyond that, so a coordinator never asks about a record
+that was forgotten (a forgotten record would read as "never decided").
 
 The client's reply: for the default, as soon as the record says committed (the replies the
 participants computed at prepare, under their locks); for classic, once every participant
@@ -69,6 +77,7 @@ class Coordinator:
     positions: dict[int, list[int]]  # group -> the MULTI positions of its commands
     writes: bool  # False: a read-only transaction (no record)
     classic: bool = False
+    give_up_ms: int = 0  # wall ms: no step is sent after it (0: four timeouts past the deadline)
     phase: str = "preparing"  # preparing, committing, deciding, resolving, forgetting, done
     votes: dict[int, list[bytes]] = field(default_factory=dict)
     retry_at: dict[int, int] = field(default_factory=dict)  # group -> when to prepare again
@@ -79,7 +88,13 @@ class Coordinator:
     resolved: set[int] = field(default_factory=set)
     resolve_tries: dict[int, int] = field(default_factory=dict)
     answered: bool = False
+    commit_lost: bool = False  # a commit attempt got no answer: it may still apply
+    recorded: bool = False  # the primary holds a record of it (to forget once all resolved)
     replies: list[Outcome] = field(default_factory=list)  # at most one: taken by the runner
+
+    def __post_init__(self) -> None:
+        if not self.give_up_ms:
+            self.give_up_ms = self.deadline + 4 * (self.deadline - self.ts)
 
     @property
     def groups(self) -> list[int]:
@@ -102,6 +117,8 @@ class Coordinator:
         if self.phase != ("committing" if committing else "preparing") or group in self.votes:
             return []
         kind = vote[0] if vote else None
+        if committing and kind in ("committed", "aborted"):
+            self.recorded = True
         if committing and kind == "committed":
             self.votes[group] = list(vote[1])  # type: ignore[index]
             self.resolved.add(group)
@@ -120,7 +137,10 @@ class Coordinator:
         if kind == "watch":
             self.watch_failed = True
             return self._abort("a WATCHed key changed")
-        if kind in ("wait", None) and now_ms < self.deadline:
+        if committing and kind in ("wait", None):  # past the deadline its entry records the abort itself
+            self.commit_lost = self.commit_lost or kind is None
+            kind = "retry"
+        if kind == "retry" or (kind in ("wait", None) and now_ms < self.deadline):
             wait = min(80, self.backoff.get(group, WAIT_RETRY_MS // 2) * 2)
             self.backoff[group] = wait
             self.retry_at[group] = now_ms + wait
@@ -135,7 +155,7 @@ class Coordinator:
 
     def due(self, now_ms: int) -> list[Step]:
         """Prepares (or the commit) to send again now (after a wait vote or a lost answer)."""
-        if self.phase not in ("preparing", "committing"):
+        if self.phase not in ("preparing", "committing") or now_ms >= self.give_up_ms:
             self.retry_at.clear()
             return []
         ready = [g for g, t in self.retry_at.items() if t <= now_ms]
@@ -155,14 +175,36 @@ class Coordinator:
     def _abort(self, reason: str) -> list[Step]:
         self.reason = reason
         self.retry_at.clear()
-        if self.classic or not self.writes:
-            return self._resolve(False)
-        self.phase = "deciding"
-        return [Step(kind="decide", group=self.primary, arg="abort")]
+        if self.last_agent:
+            self.resolved.add(self.primary)  # never prepared: no lock there
+            if self.commit_lost:  # a lost commit attempt may still land: the record must say abort first
+                self.phase = "deciding"
+                return [Step(kind="decide", group=self.primary, arg="abort")]
+        self._reply_abort()
+        return self._resolve(False)
+
+    def expire(self, now_ms: int) -> list[Step]:
+        """The clock's part: missing votes at the deadline are noes; past ``give_up_ms`` nothing
+        more is sent (an undecided outcome is unknown to the client; recovery finishes it)."""
+        if self.phase == "preparing" and now_ms >= self.deadline:
+            steps: list[Step] = []
+            for g in self.groups:
+                if g not in self.votes and not (self.last_agent and g == self.primary):
+                    steps += self.on_vote(g, None, now_ms)
+            return steps
+        if self.phase in ("committing", "deciding") and now_ms >= self.give_up_ms:
+            self.phase = "done"
+            self._answer(Outcome(kind="unknown", reason="the group holding its record did not answer; it may or "
+                                                       "may not be applied"))
+        elif self.phase in ("resolving", "forgetting") and now_ms >= self.give_up_ms:
+            self.phase = "done"  # what is left is the participants' recovery's
+            if self.outcome == COMMITTED:
+                self._reply_commit()  # classic: every participant did not confirm, but it is decided
+        return []
 
     # -- phase two -----------------------------------------------------------------------------
-    def on_decided(self, status: str | None, now_ms: int, give_up_ms: int) -> list[Step]:
-        """The record's answer (None: none came). ``give_up_ms``: when to stop asking."""
+    def on_decided(self, status: str | None, now_ms: int) -> list[Step]:
+        """The record's answer to ``decide abort`` (None: none came)."""
         if self.phase != "deciding":
             return []
         if status == COMMITTED and self.primary not in self.votes:
@@ -170,6 +212,7 @@ class Coordinator:
             self.phase = "committing"
             return [Step(kind="commit", group=self.primary)]
         if status in (COMMITTED, ABORTED):
+            self.recorded = True
             self.resolved.add(self.primary)  # the decide entry resolved the primary's own intent
             if status == COMMITTED:
                 self._reply_commit()
@@ -178,18 +221,13 @@ class Coordinator:
                 self.reason = "its record was aborted by a recovery (the deadline passed)"
             self._reply_abort()  # definite: the record can never say committed
             return self._resolve(False)
-        if now_ms < give_up_ms:
+        if now_ms < self.give_up_ms:
             return [Step(kind="decide", group=self.primary, arg="abort")]
-        self.phase = "done"
-        self._answer(Outcome(kind="unknown", reason="the group holding its record did not answer; it may or "
-                                                   "may not be applied"))
-        return []
+        return self.expire(now_ms)
 
     def _resolve(self, commit: bool) -> list[Step]:
         self.outcome = COMMITTED if commit else ABORTED
         self.phase = "resolving"
-        if not commit and (self.classic or not self.writes):
-            self._reply_abort()  # nothing can commit it: the coordinator alone decides
         return [Step(kind="resolve", group=g, arg=commit) for g in self.groups if g not in self.resolved]
 
     def on_resolved(self, group: int, ok: bool) -> list[Step]:
@@ -207,7 +245,7 @@ class Coordinator:
             return []
         if self.outcome == COMMITTED:
             self._reply_commit()  # classic: only now
-        if self.classic or not self.writes or self.resolve_tries:
+        if not self.recorded or self.resolve_tries:
             self.phase = "done"  # no record (or a participant still holds it: keep it for recovery)
             return []
         self.phase = "forgetting"
