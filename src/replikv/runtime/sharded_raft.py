@@ -71,7 +71,7 @@ from replikv.runtime.raft_app import encode_write
 from replikv.runtime.raft_group import RaftGroup, core_reply_error, move_entry
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
-from replikv.runtime.txn_service import TxnService, command_keys
+from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
 from replikv.storage.errors import WalFailedError
 from replikv.storage.meta import MetaStore
 
@@ -521,7 +521,7 @@ class ShardedRaftRunner(BaseRunner):
 
     def _send_step(self, target: int, argv: list[bytes], done: Callable[[bool], None]) -> None:
         """Run a move step in the target group (locally, or on its leader's node)."""
-        conn = _StepConnection(done)
+        conn = InternalCall(lambda payload: done(payload == b"OK"))
         if self.leads(target):
             self.admin(conn, argv)
         else:
@@ -991,42 +991,6 @@ class _Held:
 
     def reply_bytes(self, data: bytes) -> None:
         self._slot.resolve(data)
-
-
-class _StepConnection:
-    """The reply of a move step run in another group (forwarded as an admin command, or run
-    here): ``done(True)`` on OK, ``done(False)`` on an error or no answer in time."""
-
-    resp3 = False
-    cluster_aware = False
-    readonly = False
-    read_level = "linearizable"
-    write_level: Any = None
-    session_index = 0
-    watch: dict[bytes, int] = {}
-
-    def __init__(self, done: Callable[[bool], None]) -> None:
-        self.done = done
-        self.answered = False
-
-    def _answer(self, data: bytes) -> None:
-        if not self.answered:
-            self.answered = True
-            self.done(data.startswith(b"+OK"))
-
-    def slot(self) -> "_StepSlot":
-        return _StepSlot(self)
-
-    def reply(self, value: Any) -> None:
-        self._answer(encode_reply(value, False))
-
-
-class _StepSlot:
-    def __init__(self, conn: _StepConnection) -> None:
-        self.conn = conn
-
-    def resolve(self, data: bytes) -> None:
-        self.conn._answer(data)
 
 
 class _FanOut:

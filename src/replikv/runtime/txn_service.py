@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("replikv.txn")
 
-__all__ = ["TxnService", "checked_step", "command_keys"]
+__all__ = ["InternalCall", "TxnService", "checked_step", "command_keys"]
 
 RECOVER_EVERY_S = 0.25
 # a decided record is kept at least this long past its transaction's deadline: far beyond the
@@ -131,9 +131,10 @@ def checked_step(op: bytes, raw: bytes, groups: dict[int, Any]) -> list[Any]:
     return body
 
 
-class _Call:
-    """The answer of a step run by a group leader (here or on a peer): ``done(bytes | None)``,
-    the bulk string's payload, or None for an error reply or no reply."""
+class InternalCall:
+    """The connection of a command a node sends itself (a transaction's or a slot move's step),
+    run by a group's leader here or forwarded to its node: ``done(payload)`` once answered, the
+    payload of a bulk or simple string reply, or None for an error (or no answer in time)."""
 
     resp3 = False
     cluster_aware = False
@@ -172,7 +173,7 @@ class _Call:
 
 
 class _CallSlot:
-    def __init__(self, conn: _Call) -> None:
+    def __init__(self, conn: InternalCall) -> None:
         self.conn = conn
 
     def resolve(self, data: bytes) -> None:
@@ -352,7 +353,7 @@ class TxnService:
     def _call(self, g: int, op: bytes, body: list[Any], done: Callable[[bytes | None], None]) -> None:
         node = self.node
         argv = [b"REPLIKV", b"TXN", op, str(g).encode(), msgpack.packb(body)]
-        conn = _Call(done)
+        conn = InternalCall(done)
         if node.leads(g):
             try:
                 self.admin(conn, argv)
