@@ -38,6 +38,14 @@ def transact(r: redis.Redis, *commands: tuple[Any, ...], watch: tuple[str, ...] 
             return e
 
 
+def open_accounts(r: redis.Redis) -> tuple[list[str], int]:
+    """Two accounts in each group, 100 in each; their names and the total."""
+    accounts = [key for keys in keys_per_group(3, 2).values() for key in keys]
+    for acct in accounts:
+        retrying(lambda acct=acct: r.set(acct, 100))
+    return accounts, 100 * len(accounts)
+
+
 def intents(c: Cluster, nodes: list[str]) -> list[Any]:
     out: list[Any] = []
     for n in nodes:
@@ -124,11 +132,8 @@ def test_concurrent_transfers_keep_the_total(tmp_path: Path) -> None:
     balances in between: every read sees the initial total, and so does the end."""
     c, nodes = started(tmp_path / "c")
     try:
-        accounts = [key for keys in keys_per_group(3, 2).values() for key in keys]
         r = c.client(nodes[0])
-        for acct in accounts:
-            retrying(lambda acct=acct: r.set(acct, 100))
-        total = 100 * len(accounts)
+        accounts, total = open_accounts(r)
         seen: list[int] = []
         failures: list[str] = []
         done = {"transfers": 0, "aborts": 0}
@@ -174,11 +179,8 @@ def test_transfers_survive_a_killed_group_leader(tmp_path: Path) -> None:
     every lock is released once the cluster is whole again."""
     c, nodes = started(tmp_path / "c")
     try:
-        accounts = [key for keys in keys_per_group(3, 2).values() for key in keys]
         r = c.client(nodes[0])
-        for acct in accounts:
-            retrying(lambda acct=acct: r.set(acct, 100))
-        total = 100 * len(accounts)
+        accounts, total = open_accounts(r)
         seen: list[int] = []
         errors: list[str] = []
         stop = threading.Event()
