@@ -267,8 +267,8 @@ class Nemesis:
             try:
                 time.sleep(CLIENT_PAUSE_MS / 1000)  # in full even when the run ends: past the lease
             finally:
+                resumed = self.now()  # before the SIGCONT: every op the client sends after it comes later
                 pool.resume(holder.worker)
-            resumed = self.now()
             self.ops.append(Op(holder.process, "pause", holder.lock, str(holder.token), None, True, stopped, resumed))
             done.append(f"SIGSTOP lock client pid {holder.pid} (process {holder.process}, holding {holder.lock} "
                         f"token {holder.token}) for {(resumed - stopped) / 1e6:.0f} ms, then SIGCONT")
