@@ -126,3 +126,41 @@ def test_client_pause_runs_only_with_the_lock_workloads() -> None:
     assert nemesis_available("client-pause", "raft", None, "lock-unfenced") == (True, "")
     ok, why = nemesis_available("client-pause", "raft", None, "register")
     assert not ok and "lock" in why
+
+
+class FakeProc:
+    """A lock client process as LockClientPool sees it: its report lines, and the signals sent."""
+
+    def __init__(self, lines: list[str], pid: int = 4242) -> None:
+        self.stdout = io.StringIO("".join(line + "\n" for line in lines))
+        self.pid = pid
+        self.signals: list[int] = []
+
+    def poll(self) -> int | None:
+        return None
+
+    def send_signal(self, sig: int) -> None:
+        self.signals.append(sig)
+
+
+def test_the_pool_reads_reports_into_the_history_and_tracks_holders() -> None:
+    import signal
+
+    grant = Op(2, "acquire", "lock0", "7", None, True, 10, 20)
+    pool = lock_client.LockClientPool(harness=None, workload=None, clients=4, seed=1, start_ns=0)
+    proc = FakeProc([report_line(grant), "garbage"])
+    pool._procs[2] = proc  # type: ignore[assignment]
+    pool._read(2, proc)  # type: ignore[arg-type]
+    assert pool.history == [grant] and pool.ops == 1 and len(pool.malformed) == 1
+    holder = lock_client.Holder(worker=2, pid=4242, process=2, lock="lock0", token=7)
+    assert pool.holders() == [holder]
+    assert pool.pause(holder) and proc.signals == [signal.SIGSTOP]
+    assert pool.holders() == []  # stopped
+    pool.resume(2)
+    assert proc.signals == [signal.SIGSTOP, signal.SIGCONT]
+    assert pool.holders() == []  # woken, still holding: not stopped a second time for the same grant
+    refused = Op(2, "write", "lock0", "7:2-1", None, False, 30, 40)
+    proc2 = FakeProc([report_line(refused, ("FENCED", "FENCED token 7 ... it was not applied"))])
+    pool._read(2, proc2)  # type: ignore[arg-type]
+    assert pool.history == [grant, refused] and pool.errors.counts == {"FENCED": 1}
+    assert not pool.pause(holder)  # no longer holding: nothing is stopped

@@ -262,6 +262,7 @@ class LockClientPool:
     _readers: list[threading.Thread] = field(default_factory=list)
     _holding: dict[int, Holder] = field(default_factory=dict)
     _stopped: set[int] = field(default_factory=set)
+    _was_stopped: set[Holder] = field(default_factory=set)  # a hold is stopped once, not again on waking
 
     def __post_init__(self) -> None:
         if self.errors is None:
@@ -331,9 +332,11 @@ class LockClientPool:
 
     # -- the client-pause nemesis's levers ----------------------------------------------------
     def holders(self) -> list[Holder]:
-        """The clients that hold a lock and have not yet sent their write, by worker."""
+        """The clients that hold a lock and have not yet sent their write (nor been stopped while
+        holding it), by worker."""
         with self._lock:
-            return [h for _, h in sorted(self._holding.items()) if h.worker not in self._stopped]
+            return [h for _, h in sorted(self._holding.items())
+                    if h.worker not in self._stopped and h not in self._was_stopped]
 
     def pause(self, holder: Holder) -> bool:
         """SIGSTOP the holder's process; False when it has exited or let go meanwhile (then it
@@ -346,6 +349,7 @@ class LockClientPool:
                 return False
             proc.send_signal(signal.SIGSTOP)
             self._stopped.add(holder.worker)
+            self._was_stopped.add(holder)
         return True
 
     def resume(self, worker: int) -> None:
