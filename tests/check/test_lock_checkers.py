@@ -1,5 +1,6 @@
 """The lock workload's checkers (check/locks.py) on small hand-made histories, and one real run each
-of the fenced and the unfenced variant of `replikv check --workload lock`."""
+of the fenced and the unfenced variant of `replikv check --workload lock` under the client-pause
+nemesis (a lock client process SIGSTOPped past its lease)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from replikv.check.checkers import key_checkers
-from replikv.check.history import FINAL_PROCESS, Op, by_key
+from replikv.check.history import FINAL_PROCESS, NEMESIS_PROCESS, Op, by_key
 from replikv.check.locks import LockExclusion, StaleWrites
 from replikv.check.result import run_key_checkers
 from replikv.check.runner import run_check
+from replikv.check.workloads import LockWorkload
 
 MS = 1_000_000
 TTL = 500
@@ -95,19 +97,34 @@ def test_the_lock_workloads_are_judged_by_the_lock_checkers() -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("workload", ["lock", "lock-unfenced"])
-def test_raft_lock_runs_under_kill_and_pause(tmp_path: Path, workload: str) -> None:
-    """Clients paused past their lease: the service never has two holders; FENCED keeps every stale
-    write out (the claim holds), and without it the paused holders' writes land late (measured)."""
-    res = run_check(mode="raft", workload=workload, nemeses=["kill", "pause"], time_s=12, clients=4, seed=7,
-                    store=tmp_path)
+def test_raft_lock_runs_under_kill_and_client_pause(tmp_path: Path, workload: str) -> None:
+    """Lock clients are processes; the client-pause nemesis SIGSTOPs one holding a lock past its
+    lease: the service never has two holders; FENCED keeps the stalled holder's write out (the
+    claim holds), and without it the stalled holder's write lands late (measured)."""
+    res = run_check(mode="raft", workload=workload, nemeses=["kill", "client-pause"], time_s=12, clients=4,
+                    seed=7, store=tmp_path)
     exclusion, stale = res.result("lock exclusion"), res.result("stale writes")
     assert exclusion is not None and stale is not None
     assert exclusion.status == "pass" and exclusion.stats["grants"] > 20, exclusion.summary
-    assert exclusion.stats["expired before release"] > 0  # holders were paused past their lease
+    assert exclusion.stats["paused"] > 0 and exclusion.stats["expired before release"] > 0, exclusion.stats
     assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
+    history = list(res.history)
+    windows = [op for op in history if op.process == NEMESIS_PROCESS and op.key == "client-pause"]
+    assert windows and all("SIGSTOP lock client pid" in str(w.value) for w in windows), windows
+    # each stopped holder: its pause outlived the lease, and the write it sent on waking used the old token
+    for pause in (op for op in history if op.op == "pause"):
+        assert pause.ret is not None and pause.ret - pause.call > LockWorkload.TTL_MS * MS
+        assert f"process {pause.process}, holding {pause.key} token {pause.value})" in " ".join(
+            str(w.value) for w in windows)
+    woke = [op for op in history if op.op == "write" and any(
+        p.op == "pause" and p.process == op.process and op.value and op.value.startswith(f"{p.value}:")
+        and op.call >= (p.ret or 0) for p in history)]
+    assert woke, "no stopped holder wrote after it was resumed"
     if workload == "lock":
+        assert any(op.ok is False for op in woke)  # refused: a higher token was granted meanwhile
         assert stale.status == "pass" and stale.stats["fenced out"] > 0, stale.summary
         assert res.exit_code == 0, res.notes
     else:
+        assert any(op.ok is True for op in woke)  # applied although its lease had run out
         assert stale.status == "fail" and stale.count > 0, stale.summary
         assert res.exit_code == 0, res.notes  # measured, not claimed: the verdict still holds

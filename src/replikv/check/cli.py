@@ -23,7 +23,7 @@ from rich.table import Table
 
 from replikv import modes
 from replikv.config import TXN_MODES
-from replikv.check.nemesis import NEMESES
+from replikv.check.nemesis import LOCK_WORKLOADS, NEMESES
 from replikv.check.runner import RunResult, run_check
 from replikv.check.workloads import WORKLOADS
 
@@ -84,8 +84,10 @@ def check_main(
     workload_opt: Optional[str] = typer.Option(None, "--workload", help=f"One of {', '.join(WORKLOADS)} "
                                                "(default: register); with --matrix --mode, only that mode's "
                                                "rows of that workload are run again."),
-    nemesis: str = typer.Option("partition,kill", "--nemesis",
-                                help=f"Comma-separated faults: {', '.join(NEMESES)} (or 'none')."),
+    nemesis_opt: Optional[str] = typer.Option(None, "--nemesis",
+                                              help=f"Comma-separated faults: {', '.join(NEMESES)} (or 'none'); "
+                                              "default partition,kill, and client-pause too for the lock "
+                                              "workloads."),
     time_s: float = typer.Option(60.0, "--time", min=1.0, help="Seconds of workload under faults."),
     clients: int = typer.Option(10, "--clients", min=1, help="Concurrent clients."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the fault schedule and op mix."),
@@ -110,6 +112,8 @@ def check_main(
     if workload not in WORKLOADS:
         console.print(f"[red]unknown workload {escape(workload)}[/]; choose {', '.join(WORKLOADS)}")
         raise typer.Exit(2)
+    nemesis = nemesis_opt if nemesis_opt is not None else \
+        "partition,kill,client-pause" if workload in LOCK_WORKLOADS else "partition,kill"
     faults = [n.strip() for n in nemesis.split(",") if n.strip() and n.strip() != "none"]
     unknown = [n for n in faults if n not in NEMESES]
     if unknown:

@@ -1,12 +1,15 @@
 """The lock workload's checkers (check/workloads.py ``LockWorkload``; docs/design.md "Locks").
 
 A key is one lock. Its ops: ``acquire`` (value = the fencing token granted),
-``pause`` (the holder stalled past its lease), ``write`` (value
+``pause`` (the client-pause nemesis SIGSTOPped the holder's process past its
+lease: value = the token, from the SIGSTOP to the SIGCONT; check/nemesis.py,
+check/lock_client.py), ``write`` (value
 ``"<token>:<process>-<seq>"`` appended to the lock's log list, fenced or
 not), ``release`` (UNLOCK; ok=False: the token no longer held the lock). The
 final read is the log list in the order the writes applied. Times are the
-checker's monotonic clock, the clock the nodes count leases on (one machine:
-the same rate, so the clock bound of the design holds with rho = 0).
+checker's monotonic clock (the client processes report on it too: it is
+system-wide), the clock the nodes count leases on (one machine: the same rate,
+so the clock bound of the design holds with rho = 0).
 
 - ``lock exclusion`` (at most one holder at a time, by the service's view):
   for two grants in token order t1 < t2, the grant of t2 was acknowledged

@@ -98,7 +98,7 @@ def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, do
             continue
         for setting in settings:
             for nemesis in NEMESES:
-                if nemesis in MAIN_ONLY:
+                if nemesis in MAIN_ONLY or nemesis == "client-pause":  # lock workloads only
                     continue
                 ok, why = nemesis_available(nemesis, mode)
                 if not ok:

@@ -42,6 +42,16 @@ Faults of sharded raft only (a setting whose cluster has ``shards``):
   ``txn_timeout_ms + 2 * election_timeout_ms + 2 s``; under ``--txn classic`` the
   participants stay blocked holding their locks, and the report names them.
 
+A fault of the lock workloads only (their clients are processes, check/lock_client.py):
+
+- ``client-pause``: SIGSTOP a lock client that holds a lock and has not yet sent its write, for
+  `CLIENT_PAUSE_MS` (longer than the lease: ``LockWorkload.TTL_MS`` plus a margin), then SIGCONT;
+  again with another holder until the window ends. The lease runs out meanwhile, another client
+  takes the lock, and the stopped one wakes up and writes under its old token: FENCED must refuse
+  it, a plain write shows the overlap (Kleppmann, "How to do distributed locking", 2016). Each
+  stop is an op ``pause`` of the holder's process on the lock's key (value = the token, from the
+  SIGSTOP to the SIGCONT), and the window's nemesis op names the pid, process and token.
+
 `heal_all` undoes everything (restart, resume, heal, clocks back): it runs
 at the end of every window and before the final checks.
 """
@@ -61,9 +71,14 @@ from replikv import modes
 from replikv.check.history import NEMESIS_PROCESS
 from replikv.check.harness import Harness, can_partition, faketime_lib
 from replikv.check.history import Op
+from replikv.check.lock_client import LockClientPool
 from replikv.core.sharding.slots import key_slot
 
-NEMESES = ("kill", "pause", "partition", "clock", "fsync-lie", "failover", "reshard", "coordinator-kill")
+NEMESES = ("kill", "pause", "partition", "clock", "fsync-lie", "failover", "reshard", "coordinator-kill",
+           "client-pause")
+LOCK_WORKLOADS = ("lock", "lock-unfenced")  # their clients are processes: client-pause stops them
+CLIENT_PAUSE_MS = 1500  # > LockWorkload.TTL_MS (600) + the leader's expiry tick and a WAIT's turn
+HOLDER_WAIT_S = 2.0  # client-pause waits this long for a client that holds a lock
 SHARDED_NEMESES = {"reshard": "RESHARD", "coordinator-kill": "FAILPOINT"}  # -> the REPLIKV command they need
 OBSERVE_EXTRA_S = 2.0  # coordinator-kill watches the intents this long past the recovery bound
 DEATH_WAIT_S = 10.0  # ... and waits this long for the armed node to coordinate a transaction and die
@@ -84,11 +99,16 @@ def recovery_bound_ms(options: object) -> int:
         + 2000
 
 
-def nemesis_available(name: str, mode: str, setting: str | None = None) -> tuple[bool, str]:
+def nemesis_available(name: str, mode: str, setting: str | None = None,
+                      workload: str | None = None) -> tuple[bool, str]:
     """(True, "") when this fault can run here for ``mode`` (with ``setting``: the sharded faults
-    need a sharded one); else (False, why not)."""
+    need a sharded one; with ``workload``: client-pause needs a lock workload); else (False, why not)."""
     if name not in NEMESES:
         return False, f"unknown nemesis {name!r}; choose from {', '.join(NEMESES)}"
+    if name == "client-pause":
+        if workload not in LOCK_WORKLOADS:
+            return False, f"the client-pause nemesis stops lock clients: it needs workload {' or '.join(LOCK_WORKLOADS)}"
+        return True, ""
     if name in SHARDED_NEMESES:
         if SHARDED_NEMESES[name] not in modes.get(mode).admin:
             having = [s.name for s in modes.specs() if SHARDED_NEMESES[name] in s.admin]
@@ -152,6 +172,7 @@ class Nemesis:
     _failover_pauses: set[str] = field(default_factory=set)
     slot_keys: Callable[[], list[str]] | None = None  # the keys reshard moves (the workload's)
     observations: list[dict[str, object]] = field(default_factory=list)  # coordinator-kill's findings
+    lock_clients: LockClientPool | None = None  # the lock workloads' client processes (client-pause)
 
     def start(self, t0: float) -> None:
         self._thread = threading.Thread(target=self._run, args=(t0,), name="check-nemesis", daemon=True)
@@ -169,7 +190,7 @@ class Nemesis:
                 return
             call = self.now()
             try:
-                what = self._begin(w.fault, rng)
+                what = self._begin(w.fault, rng, t0 + w.start_s + w.duration_s)
             except Exception as e:  # a fault that could not start is logged, the run goes on
                 what = f"could not start: {e}"
             self.log.append(f"{call / 1e9:7.2f}s {w.fault}: {what}")
@@ -190,8 +211,10 @@ class Nemesis:
             return leader
         return rng.choice(ids)
 
-    def _begin(self, fault: str, rng: random.Random) -> str:
+    def _begin(self, fault: str, rng: random.Random, until: float) -> str:
         h = self.harness
+        if fault == "client-pause":
+            return self._client_pause(rng, until)
         if fault == "kill":
             nid = self._target(rng)
             h.kill(nid)
@@ -218,6 +241,40 @@ class Nemesis:
         if fault == "coordinator-kill":
             return self._coordinator_kill(rng)
         raise ValueError(f"unknown nemesis {fault!r}")
+
+    def _client_pause(self, rng: random.Random, until: float) -> str:
+        """Stop lock holders past their lease until the monotonic time ``until`` (at least one
+        try); see the module docstring."""
+        pool = self.lock_clients
+        if pool is None:
+            return "no lock client processes to stop"
+        done: list[str] = []
+        while True:
+            holder = None
+            give_up = time.monotonic() + HOLDER_WAIT_S
+            while holder is None and time.monotonic() < give_up and not self.stop.is_set():
+                holders = pool.holders()
+                holder = rng.choice(holders) if holders else None
+                if holder is not None and not pool.pause(holder):
+                    holder = None
+                if holder is None:
+                    time.sleep(0.005)
+            if holder is None:
+                if not done:
+                    done.append(f"no client held a lock for {HOLDER_WAIT_S:g} s")
+                break
+            stopped = self.now()
+            try:
+                time.sleep(CLIENT_PAUSE_MS / 1000)  # in full even when the run ends: past the lease
+            finally:
+                resumed = self.now()  # before the SIGCONT: every op the client sends after it comes later
+                pool.resume(holder.worker)
+            self.ops.append(Op(holder.process, "pause", holder.lock, str(holder.token), None, True, stopped, resumed))
+            done.append(f"SIGSTOP lock client pid {holder.pid} (process {holder.process}, holding {holder.lock} "
+                        f"token {holder.token}) for {(resumed - stopped) / 1e6:.0f} ms, then SIGCONT")
+            if time.monotonic() >= until or self.stop.is_set():
+                break
+        return "; ".join(done)
 
     def _partition(self, rng: random.Random) -> str:
         h = self.harness
@@ -368,6 +425,8 @@ class Nemesis:
 
     def heal_all(self) -> None:
         heal_everything(self.harness)
+        if self.lock_clients is not None:
+            self.lock_clients.resume_all()
 
 
 def heal_everything(h: Harness) -> None:

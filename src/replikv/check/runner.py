@@ -40,7 +40,9 @@ from replikv.check.history import NEMESIS_PROCESS, HistoryFile, HistoryWriter, O
 from replikv.check.txnblock import BLOCKED_LOCKS, check_blocked_locks
 from replikv.check.report import Summary, write_report
 from replikv.check.result import run_key_checkers
-from replikv.check.nemesis import SHARDED_NEMESES, Nemesis, heal_everything, nemesis_available, schedule
+from replikv.check.lock_client import LockClientPool
+from replikv.check.nemesis import (LOCK_WORKLOADS, SHARDED_NEMESES, Nemesis, heal_everything, nemesis_available,
+                                   schedule)
 from replikv.check.workloads import Workload, make_workload, probe_cas
 from replikv.modes import Claim
 
@@ -192,7 +194,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     notes: list[str] = [f"{mode} mode runs {nodes} node(s)"] if clamped else []
     active = []
     for n in nemeses:
-        ok, why = nemesis_available(n, mode, setting)
+        ok, why = nemesis_available(n, mode, setting, workload)
         if ok:
             active.append(n)
         else:
@@ -209,6 +211,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     history_path = directory / "history.jsonl"
     writer = HistoryWriter(history_path)
     digests: dict[str, str | None] = {}
+    lock_pool: LockClientPool | None = None
     try:
         say(f"starting {nodes} {mode} node(s)", None)
         harness.start()
@@ -221,12 +224,18 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         if workload == "register" and not cas:
             notes.append(f"{mode} has no CAS command: the register workload issues reads and writes only")
         wl = make_workload(workload, cas=cas, groups=max(shards, 1))
-        pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level,
-                          writer=writer)
+        pool: ClientPool | LockClientPool
+        if workload in LOCK_WORKLOADS:  # clients are processes, so client-pause can SIGSTOP one
+            pool = lock_pool = LockClientPool(harness, wl, clients, seed, start_ns,
+                                              read_level=spec.check_read_level, writer=writer)
+        else:
+            pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level,
+                              writer=writer)
         init = run_setup(harness, wl, pool.now)
         if init is not None:
             writer.append(init)
-        nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now, slot_keys=wl.slot_keys)
+        nem = Nemesis(harness, schedule(active, time_s, seed), seed, pool.now, slot_keys=wl.slot_keys,
+                      lock_clients=lock_pool)
         pool.start()
         nem.start(t0)
         say(f"{workload} workload, {clients} clients, faults: {', '.join(active) or 'none'}", t0 + time_s)
@@ -240,6 +249,9 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
             writer.append(op)
         if pool.errors.counts:
             notes.append("client errors by kind: " + pool.errors.summary())
+        if lock_pool is not None and lock_pool.malformed:
+            notes.append(f"{len(lock_pool.malformed)} lock client report(s) did not parse, first: "
+                         f"{lock_pool.malformed[0]}")
         try:
             leader = harness.wait_stable(settle_s)
         except HarnessError as e:
@@ -256,12 +268,16 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         notes += final_errors
     except HarnessError as e:
         notes.append(f"run aborted: {e}")
+        if lock_pool is not None:
+            lock_pool.close()
         harness.close()
         writer.close()
         _collect_logs(harness, directory)
         return _finish(RunResult(2, "undecided", directory, [], claims, HistoryFile(history_path), notes,
                                  params))
     finally:
+        if lock_pool is not None:
+            lock_pool.close()
         harness.close()
         writer.close()
     if writer.dropped:

@@ -36,15 +36,15 @@ the checkers rely on (a value read names its write). Op names per workload:
   outcome is unknown: the delivery itself is certain). Checked for lost XADDs,
   at-least-once delivery, and no delivery after an acknowledged XACK
   (check/queue.py).
-- ``lock`` / ``lock-unfenced``: each client takes a lock (``acquire``: ``LOCK
-  name ttl WAIT``, value = the fencing token), appends ``"<token>:<process>-<seq>"``
-  to the lock's log list (``write``: ``FENCED name token RPUSH``, or a plain
-  RPUSH in the unfenced variant) and releases it (``release``: UNLOCK, value =
-  the token). One holder in four is paused past its lease before it writes
-  (``pause``: it stalls for ``PAUSE_MS`` > the ttl, as a GC pause or SIGSTOP
-  would stall it), so another client takes the lock meanwhile. Checked by check/locks.py: at
-  most one holder at a time by the service's view, and no stale write in the log
-  (the fenced variant must have none; the unfenced one shows the overlap).
+- ``lock`` / ``lock-unfenced``: each client, an OS process of its own
+  (check/lock_client.py), takes a lock (``acquire``: ``LOCK name ttl WAIT``, value = the
+  fencing token), works a little holding it, appends ``"<token>:<process>-<seq>"`` to the
+  lock's log list (``write``: ``FENCED name token RPUSH``, or a plain RPUSH in the unfenced
+  variant) and releases it (``release``: UNLOCK, value = the token). The ``client-pause``
+  nemesis SIGSTOPs a holder before its write for longer than the lease (op ``pause`` of the
+  holder's process, nemesis.py), so another client takes the lock meanwhile. Checked by
+  check/locks.py: at most one holder at a time by the service's view, and no stale write in the
+  log (the fenced variant must have none; the unfenced one shows the overlap).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ import itertools
 import json
 import random
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -481,69 +480,25 @@ class Queue(Workload):
         return {"entries": entries, "drained": drained}
 
 
-class NotGranted(CasFailed):
-    """LOCK ... WAIT answered nil: the lock was not granted (a definite failure)."""
-
-
 class LockWorkload(Workload):
-    """Clients take a lock, write under it and release it; see the module docstring. A process's
-    state (the token it holds) is its own: only its one thread touches it, and an unknown
-    outcome starts a new process holding nothing (its lease expires on the service)."""
+    """Clients take a lock, write under it and release it; see the module docstring. The clients
+    are OS processes (check/lock_client.py runs the loop, `LockClientPool` starts them), so this
+    class holds only what the checker needs: the locks, their constants and the final read."""
 
     name = "lock"
     write_ops = ("write",)
     TTL_MS = 600
     WAIT_MS = 1000  # below the clients' socket timeout (clients.py)
-    PAUSE = 0.25  # of writes: the client is paused past its lease first
-    PAUSE_MS = 1500  # > TTL_MS: the lease expires meanwhile
 
     def __init__(self, keys: int, fenced: bool = True) -> None:
         super().__init__(keys, read_ratio=0.0)
         self.keys = [f"lock{i}" for i in range(keys)]
         self.fenced = fenced
         self.name = "lock" if fenced else "lock-unfenced"
-        self._held: dict[int, tuple[str, int, str]] = {}  # process -> (lock, token, granted|paused|wrote)
 
     @staticmethod
     def log_key(lock: str) -> str:
         return "{%s}log" % lock  # the lock's hash tag: one group with the lock in a sharded cluster
-
-    def next(self, rng: random.Random, process: int, seq: int) -> Invocation:
-        held = self._held.get(process)
-        if held is None:
-            return Invocation("acquire", rng.choice(self.keys), process=process)
-        lock, token, stage = held
-        if stage == "wrote":
-            return Invocation("release", lock, str(token), process=process)
-        if stage == "granted" and rng.random() < self.PAUSE:
-            return Invocation("pause", lock, str(token), process=process)
-        return Invocation("write", lock, f"{token}:{process}-{seq}", process=process)
-
-    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
-        if inv.op == "acquire":
-            self._held.pop(inv.process, None)
-            token = client.execute_command("LOCK", inv.key, self.TTL_MS, "WAIT", self.WAIT_MS)
-            if token is None:
-                raise NotGranted()
-            self._held[inv.process] = (inv.key, int(token), "granted")
-            return str(token)
-        lock, token, _ = self._held[inv.process]
-        if inv.op == "pause":  # the client stalls past its lease (the fault this workload injects)
-            time.sleep(self.PAUSE_MS / 1000)
-            self._held[inv.process] = (lock, token, "paused")
-            return inv.value
-        if inv.op == "release":
-            del self._held[inv.process]  # released or lost: the next op acquires again
-            if client.execute_command("UNLOCK", lock, token) != 1:
-                raise CasFailed()  # it no longer held the lock (its lease expired)
-            return inv.value
-        self._held[inv.process] = (lock, token, "wrote")  # written or not, release next
-        value = inv.value or ""
-        if self.fenced:
-            client.execute_command("FENCED", lock, token, "RPUSH", self.log_key(lock), value)
-        else:
-            client.rpush(self.log_key(lock), value)
-        return value
 
     def final(self, client: redis.Redis, key: str) -> Any:
         return [v.decode() if isinstance(v, bytes) else v for v in client.lrange(self.log_key(key), 0, -1)]
