@@ -39,6 +39,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,10 @@ TARGETS = {"memory": 2.0, "restart": 3.0, "catch-up": 3.0}
 def die_with_us() -> None:
     """In a forked redis-server before exec: SIGTERM when this script exits (PR_SET_PDEATHSIG)."""
     ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+def seconds(samples: list[float]) -> str:
+    return ", ".join(f"{s:.2f}" for s in samples) + " s"
 
 
 def load_average() -> float:
@@ -164,8 +169,8 @@ class Figures:
     system: str
     mem_leader_mb: float = 0.0
     mem_follower_mb: float = 0.0
-    restart_s: dict[str, float] = field(default_factory=dict)  # role -> seconds
-    catchup_s: float = 0.0
+    restart_s: dict[str, list[float]] = field(default_factory=dict)  # role -> seconds, each repeat
+    catchup_s: list[float] = field(default_factory=list)
     load_s: float = 0.0
     loads: dict[str, float] = field(default_factory=dict)  # figure -> load average when measured
     notes: list[str] = field(default_factory=list)
@@ -209,7 +214,7 @@ class RedisServers:
         self.procs.clear()
 
 
-def run_redis(root: Path, keys: int) -> Figures:
+def run_redis(root: Path, keys: int, repeat: int) -> Figures:
     fig = Figures("Redis " + subprocess.run(["redis-server", "--version"], capture_output=True,
                                             text=True).stdout.split()[2].removeprefix("v="))
     servers = RedisServers(root)
@@ -232,29 +237,34 @@ def run_redis(root: Path, keys: int) -> Figures:
         fig.mem_follower_mb = (full["follower"] - empty["follower"]) / 1024
         fig.loads["memory"] = load_average()
 
-        # target 5: a 4th, empty server joins (full sync)
-        t0 = time.perf_counter()
-        servers.start(newcomer)
-        wait_until(lambda: dbsize(newcomer, False) is not None, "the 4th redis-server to answer",
-                   alive=servers.dead, interval_s=0.002)
-        redis.Redis(port=newcomer).execute_command("REPLICAOF", "127.0.0.1", str(master))
-
+        # target 5: a 4th, empty server joins (full sync); again with its directory emptied
         def in_sync() -> bool:
             try:
                 info = redis.Redis(port=newcomer, socket_timeout=5).info("replication")
             except (redis.RedisError, OSError):
                 return False
             return info.get("master_link_status") == "up" and dbsize(newcomer, False) == keys
-        fig.catchup_s = timed_until(t0, in_sync, "the 4th redis-server in sync", servers.dead)
+        for _ in range(repeat):
+            if newcomer in servers.procs:
+                servers.kill9(newcomer)
+                shutil.rmtree(root / f"redis-{newcomer}")
+            t0 = time.perf_counter()
+            servers.start(newcomer)
+            wait_until(lambda: dbsize(newcomer, False) is not None, "the 4th redis-server to answer",
+                       alive=servers.dead, interval_s=0.002)
+            redis.Redis(port=newcomer).execute_command("REPLICAOF", "127.0.0.1", str(master))
+            fig.catchup_s.append(timed_until(t0, in_sync, "the 4th redis-server in sync", servers.dead))
         fig.loads["catch-up"] = load_average()
 
         # target 4: restart the master from its RDB
         redis.Redis(port=master, socket_timeout=300).save()
-        servers.kill9(master)
-        t0 = time.perf_counter()
-        servers.start(master)
-        fig.restart_s["leader"] = timed_until(t0, lambda: dbsize(master, False) == keys,
-                                              "the restarted Redis master to hold every key", servers.dead)
+        for _ in range(repeat):
+            servers.kill9(master)
+            t0 = time.perf_counter()
+            servers.start(master)
+            fig.restart_s.setdefault("leader", []).append(timed_until(
+                t0, lambda: dbsize(master, False) == keys, "the restarted Redis master to hold every key",
+                servers.dead))
         fig.loads["restart leader"] = load_average()
         rdb = root / f"redis-{master}" / "dump.rdb"
         fig.notes.append(f"RDB {rdb.stat().st_size / 1e6:.1f} MB")
@@ -391,7 +401,7 @@ def wal_bytes(data_dir: str) -> tuple[int, int]:
     return snap, other
 
 
-def run_replikv(root: Path, mode: str, keys: int, roles: list[str]) -> Figures:
+def run_replikv(root: Path, mode: str, keys: int, roles: list[str], repeat: int) -> Figures:
     fig = Figures(f"replikv {mode}")
     nodes = ReplikvNodes(root, mode)
     tail = max(1, keys // 100)
@@ -413,37 +423,41 @@ def run_replikv(root: Path, mode: str, keys: int, roles: list[str]) -> Figures:
         # target 4: snapshot, a WAL tail of 1% more keys, kill -9, restart
         total = keys
         for role in roles:
-            victim = leader if role == "leader" else follower
-            redis.Redis(port=nodes.port(victim), socket_timeout=300).execute_command("REPLIKV", "SNAPSHOT")
-            load_keys(nodes.port(leader), total, total + tail)
-            total += tail
-            for node_id in nodes.config.nodes:
-                nodes.wait_holds(node_id, total)
-            snap, rest = wal_bytes(nodes.config.nodes[victim].data_dir)
-            up, fig.restart_s[role] = nodes.restart_timed(victim, total)
+            for _ in range(repeat):
+                victim = leader if role == "leader" else follower
+                redis.Redis(port=nodes.port(victim), socket_timeout=300).execute_command("REPLIKV", "SNAPSHOT")
+                load_keys(nodes.port(leader), total, total + tail)
+                total += tail
+                for node_id in nodes.config.nodes:
+                    nodes.wait_holds(node_id, total)
+                snap, rest = wal_bytes(nodes.config.nodes[victim].data_dir)
+                up, seconds = nodes.restart_timed(victim, total)
+                fig.restart_s.setdefault(role, []).append(seconds)
+                fig.notes.append(f"restart {role} {victim}: answers after {up:.2f}s, {total} keys; its data dir "
+                                 f"held {snap / 1e6:.1f} MB of snapshot, {rest / 1e6:.1f} MB of other files (WAL)")
+                leader = nodes.wait_leader()
+                follower = next(n for n in nodes.config.nodes if n != leader)
             fig.loads[f"restart {role}"] = load_average()
-            fig.notes.append(f"restart {role}: answers after {up:.2f}s; its data dir held "
-                             f"{snap / 1e6:.1f} MB of snapshot, {rest / 1e6:.1f} MB of other files (WAL)")
-            leader = nodes.wait_leader()
-            follower = next(n for n in nodes.config.nodes if n != leader)
 
         # target 5: a new follower joins with no data
-        if "CLUSTER" in modes.get(mode).admin:
-            # raft: a voter that lost its disk must not come back under its old id (its vote and
-            # its log are gone: Raft's model, thesis §4); a new node joins as a learner instead
-            newcomer = nodes.add_member(leader)
-            t0 = time.perf_counter()
-            nodes.start(newcomer)
-            port = nodes.port(newcomer)
-            up = timed_until(t0, lambda: dbsize(port, True) is not None, f"{newcomer} to answer", nodes.dead)
-            fig.catchup_s = timed_until(t0, lambda: dbsize(port, True) == total,
-                                        f"{newcomer} to hold {total} keys", nodes.dead)
-            how = f"a new node {newcomer} added as a learner (REPLIKV CLUSTER ADD)"
-        else:
-            up, fig.catchup_s = nodes.restart_timed(follower, total, wipe=True)
-            how = f"follower {follower} restarted with its data directory deleted"
+        for _ in range(repeat):
+            if "CLUSTER" in modes.get(mode).admin:
+                # raft: a voter that lost its disk must not come back under its old id (its vote and
+                # its log are gone: Raft's model, thesis §4); a new node joins as a learner instead
+                newcomer = nodes.add_member(leader)
+                t0 = time.perf_counter()
+                nodes.start(newcomer)
+                port = nodes.port(newcomer)
+                up = timed_until(t0, lambda: dbsize(port, True) is not None, f"{newcomer} to answer", nodes.dead)
+                seconds = timed_until(t0, lambda: dbsize(port, True) == total,
+                                      f"{newcomer} to hold {total} keys", nodes.dead)
+                how = f"a new node {newcomer} added as a learner (REPLIKV CLUSTER ADD)"
+            else:
+                up, seconds = nodes.restart_timed(follower, total, wipe=True)
+                how = f"follower {follower} restarted with its data directory deleted"
+            fig.catchup_s.append(seconds)
+            fig.notes.append(f"catch-up: {how}; answers after {up:.2f}s; {total} keys")
         fig.loads["catch-up"] = load_average()
-        fig.notes.append(f"catch-up: {how}; answers after {up:.2f}s; {total} keys")
     except Exception:
         for node_id in nodes.config.nodes:
             print(f"--- {node_id}.log\n{log_tail(root / f'{node_id}.log', 30)}", file=sys.stderr)
@@ -472,9 +486,11 @@ def table(ref: Figures, fig: Figures) -> list[str]:
     row("3. memory, follower (RSS full - empty)", ref.mem_follower_mb, fig.mem_follower_mb, "MB",
         TARGETS["memory"], fig.loads["memory"])
     for role, seconds in fig.restart_s.items():
-        row(f"4. restart, {role} (exec -> DBSIZE == all)", ref.restart_s["leader"], seconds, "s",
+        row(f"4. restart, {role} (exec -> DBSIZE == all; median of {len(seconds)})",
+            statistics.median(ref.restart_s["leader"]), statistics.median(seconds), "s",
             TARGETS["restart"], fig.loads[f"restart {role}"])
-    row("5. catch-up, empty follower (exec -> all keys)", ref.catchup_s, fig.catchup_s, "s",
+    row(f"5. catch-up, empty follower (exec -> all keys; median of {len(fig.catchup_s)})",
+        statistics.median(ref.catchup_s), statistics.median(fig.catchup_s), "s",
         TARGETS["catch-up"], fig.loads["catch-up"])
     return out
 
@@ -484,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--modes", default="leader-follower,raft")
     ap.add_argument("--restart", default="follower,leader", help="which roles to kill -9 and restart")
+    ap.add_argument("--repeat", type=int, default=3, help="restarts and catch-ups per role (the median counts)")
     args = ap.parse_args(argv)
 
     def stop(signum: int, frame: object) -> None:
@@ -495,14 +512,16 @@ def main(argv: list[str] | None = None) -> int:
     command = "benchmarks/dataset_1m.py " + " ".join(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="replikv-dataset-") as tmp:
         root = Path(tmp)
-        ref = run_redis(root / "redis", args.keys)
+        ref = run_redis(root / "redis", args.keys, args.repeat)
         print(f"{ref.system}: load {ref.load_s:.2f}s, memory {ref.mem_leader_mb:.1f}/{ref.mem_follower_mb:.1f} MB, "
-              f"restart {ref.restart_s['leader']:.2f}s, catch-up {ref.catchup_s:.2f}s; {'; '.join(ref.notes)}",
-              flush=True)
+              f"restarts {seconds(ref.restart_s['leader'])}, catch-ups {seconds(ref.catchup_s)}; "
+              f"{'; '.join(ref.notes)}", flush=True)
         figs = []
         for mode in mode_names:
-            fig = run_replikv(root / mode, mode, args.keys, roles)
-            print(f"{fig.system}: load {fig.load_s:.2f}s; {'; '.join(fig.notes)}", flush=True)
+            fig = run_replikv(root / mode, mode, args.keys, roles, args.repeat)
+            print(f"{fig.system}: load {fig.load_s:.2f}s; restarts "
+                  f"{'; '.join(f'{r} {seconds(v)}' for r, v in fig.restart_s.items())}; "
+                  f"catch-ups {seconds(fig.catchup_s)}", flush=True)
             figs.append(fig)
     print()
     print(f"# {platform.node()}: {os.cpu_count()} cores, {platform.platform()}, Python "
@@ -511,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     for fig in figs:
         print()
         print("\n".join(table(ref, fig)))
+        print(f"- every sample: Redis restarts {seconds(ref.restart_s['leader'])}, catch-ups "
+              f"{seconds(ref.catchup_s)}; replikv restarts "
+              f"{'; '.join(f'{r} {seconds(v)}' for r, v in fig.restart_s.items())}, catch-ups {seconds(fig.catchup_s)}")
         for note in fig.notes:
             print(f"- {note}")
     return 0
