@@ -169,6 +169,8 @@ class Figures:
     system: str
     mem_leader_mb: float = 0.0
     mem_follower_mb: float = 0.0
+    used_leader_mb: float = 0.0  # the same, after INFO, one SCAN step and a snapshot on the node
+    used_follower_mb: float = 0.0
     restart_s: dict[str, list[float]] = field(default_factory=dict)  # role -> seconds, each repeat
     catchup_s: list[float] = field(default_factory=list)
     load_s: float = 0.0
@@ -236,6 +238,15 @@ def run_redis(root: Path, keys: int, repeat: int) -> Figures:
         fig.mem_leader_mb = (full["leader"] - empty["leader"]) / 1024
         fig.mem_follower_mb = (full["follower"] - empty["follower"]) / 1024
         fig.loads["memory"] = load_average()
+        for p in (master, replica):
+            client = redis.Redis(port=p, socket_timeout=300)
+            client.info()
+            client.scan(0, count=10)
+            client.save()
+        used = {role: settled_rss_kb(pid) for role, pid in pids.items()}
+        fig.used_leader_mb = (used["leader"] - empty["leader"]) / 1024
+        fig.used_follower_mb = (used["follower"] - empty["follower"]) / 1024
+        fig.loads["memory used"] = load_average()
 
         # target 5: a 4th, empty server joins (full sync); again with its directory emptied
         def in_sync() -> bool:
@@ -419,6 +430,15 @@ def run_replikv(root: Path, mode: str, keys: int, roles: list[str], repeat: int)
         fig.mem_leader_mb = (full["leader"] - empty["leader"]) / 1024
         fig.mem_follower_mb = (full["follower"] - empty["follower"]) / 1024
         fig.loads["memory"] = load_average()
+        for node_id in (leader, follower):
+            client = redis.Redis(port=nodes.port(node_id), socket_timeout=300)
+            client.info()
+            client.scan(0, count=10)
+            client.execute_command("REPLIKV", "SNAPSHOT")
+        used = {role: settled_rss_kb(pid) for role, pid in pids.items()}
+        fig.used_leader_mb = (used["leader"] - empty["leader"]) / 1024
+        fig.used_follower_mb = (used["follower"] - empty["follower"]) / 1024
+        fig.loads["memory used"] = load_average()
 
         # target 4: snapshot, a WAL tail of 1% more keys, kill -9, restart
         total = keys
@@ -485,6 +505,10 @@ def table(ref: Figures, fig: Figures) -> list[str]:
         TARGETS["memory"], fig.loads["memory"])
     row("3. memory, follower (RSS full - empty)", ref.mem_follower_mb, fig.mem_follower_mb, "MB",
         TARGETS["memory"], fig.loads["memory"])
+    row("3. memory, leader, after INFO, SCAN 0 and SAVE / REPLIKV SNAPSHOT", ref.used_leader_mb,
+        fig.used_leader_mb, "MB", TARGETS["memory"], fig.loads["memory used"])
+    row("3. memory, follower, after the same", ref.used_follower_mb, fig.used_follower_mb, "MB",
+        TARGETS["memory"], fig.loads["memory used"])
     for role, seconds in fig.restart_s.items():
         row(f"4. restart, {role} (exec -> DBSIZE == all; median of {len(seconds)})",
             statistics.median(ref.restart_s["leader"]), statistics.median(seconds), "s",
