@@ -16,6 +16,7 @@ to a file (with a checksum, atomically) and reads them back.
 
 from __future__ import annotations
 
+import gc
 from hashlib import blake2b
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = ["SNAPSHOT_VERSION", "digest", "dump", "load", "load_all"]
 
 SNAPSHOT_VERSION = 2
 _WITHOUT_LOCKS = 1
+_STRING_TAG = 0  # a string row's tag (kv/types/strings.py); its payload is the bytes themselves
 
 
 def dump(data: dict[bytes, Any], expires: dict[bytes, int], locks: list[list[Any]] | None = None) -> bytes:
@@ -47,20 +49,37 @@ def load(raw: bytes) -> tuple[dict[bytes, Any], dict[bytes, int]]:
 
 
 def load_all(raw: bytes) -> tuple[dict[bytes, Any], dict[bytes, int], list[list[Any]]]:
-    """``(data, expires, lock rows)`` from :func:`dump`'s bytes (no rows before version 2)."""
-    version, rows, *rest = msgpack.unpackb(raw, raw=False, use_list=True)
-    if version not in (_WITHOUT_LOCKS, SNAPSHOT_VERSION) or len(rest) != (version == SNAPSHOT_VERSION):
-        raise ValueError(f"unknown snapshot version {version!r}")
-    data: dict[bytes, Any] = {}
-    expires: dict[bytes, int] = {}
-    for key, tag, payload, when in rows:
-        vt = BY_TAG.get(tag)
-        if vt is None:
-            raise ValueError(f"unknown value type {tag!r} in snapshot")
-        data[key] = vt.load(payload)
-        if when is not None:
-            expires[key] = when
-    return data, expires, rest[0] if rest else []
+    """``(data, expires, lock rows)`` from :func:`dump`'s bytes (no rows before version 2).
+
+    The cyclic GC is paused while the rows are unpacked and stored: every
+    row is a fresh list, and a million of them set off collections that
+    re-scan everything still alive (40% of loading 1M string keys; a node's
+    restart is mostly this function, benchmarks/dataset_1m.py). Nothing is
+    lost: a cycle made meanwhile is collected once the GC runs again. A
+    string's payload is its value as it is (no call through its type).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        version, rows, *rest = msgpack.unpackb(raw, raw=False, use_list=True)
+        if version not in (_WITHOUT_LOCKS, SNAPSHOT_VERSION) or len(rest) != (version == SNAPSHOT_VERSION):
+            raise ValueError(f"unknown snapshot version {version!r}")
+        data: dict[bytes, Any] = {}
+        expires: dict[bytes, int] = {}
+        for key, tag, payload, when in rows:
+            if tag == _STRING_TAG and type(payload) is bytes:
+                data[key] = payload
+            else:
+                vt = BY_TAG.get(tag)
+                if vt is None:
+                    raise ValueError(f"unknown value type {tag!r} in snapshot")
+                data[key] = vt.load(payload)
+            if when is not None:
+                expires[key] = when
+        return data, expires, rest[0] if rest else []
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def digest(data: dict[bytes, Any], expires: dict[bytes, int], locks_sum: int = 0) -> bytes:
