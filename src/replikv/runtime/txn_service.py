@@ -418,7 +418,9 @@ class TxnService:
         if op == b"PREPARE":
             txn, ts, deadline, primary, groups, commands, watch, resp3, classic = body
             items = prepare_items(grp.sm, commands, now, node.id)
-            keys = command_keys(commands)
+            # WATCHed keys are locked too: a change after this vote, before the decision, would
+            # otherwise go unseen (the primary checks its own in the one commit entry)
+            keys = list(dict.fromkeys([*command_keys(commands), *(w[0] for w in watch)]))
             data = txn_entry("prepare", now, txn, ts, deadline, primary, groups, items, keys, watch, resp3, classic)
             for k in keys:
                 grp.proposing[k] = (txn, deadline)
