@@ -74,6 +74,10 @@ def test_cross_group_exec_is_one_transaction(tmp_path: Path) -> None:
         # a runtime error in one command does not stop the others (Redis's EXEC), across groups too
         out = transact(r, ("INCR", d), ("INCR", a), raise_on_error=False)
         assert isinstance(out[0], redis.ResponseError) and out[1] == 6
+        # one command whose own keys span groups cannot be split: the EXEC is refused, nothing applied
+        with pytest.raises(redis.ResponseError, match="hash to the same slot .MSET in the transaction"):
+            transact(r, ("SET", d, "y"), ("MSET", a, "1", b, "2"))
+        assert [r.get(x) for x in (a, b, d)] == [b"6", b"25", b"x"]
         wait_for(lambda: intents(c, nodes) == [], 10, "the locks to be released")  # resolved after the reply
         assert c.client(nodes[1]).info("stats")["txn_committed"] == 2  # the node that coordinated them
     finally:

@@ -234,6 +234,11 @@ class TxnService:
                 keyless.append(pos)
                 continue
             g = group_of(keys[0])
+            if any(group_of(k) != g for k in keys[1:]):
+                name = argv[0].decode(errors="replace").upper()
+                conn.reply(RespError(f"CROSSSLOT Keys in request don't hash to the same slot ({name} in the "
+                                     "transaction: each command's own keys must live in one group)"))
+                return
             if primary < 0:
                 primary = g
             per_group.setdefault(g, []).append(argv)
