@@ -94,8 +94,12 @@ class Cluster:
                 [sys.executable, "-m", "replikv", "node", "--config", str(config_path or self.path), "--id", node_id],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             log.close()
-        for node_id in ids or tuple(self.config.nodes):
-            wait_for(lambda: self.client(node_id, timeout=0.5).ping(), 20, f"{node_id} to answer PING")
+        try:
+            for node_id in ids or tuple(self.config.nodes):
+                wait_for(lambda: self.client(node_id, timeout=0.5).ping(), 20, f"{node_id} to answer PING")
+        except BaseException:
+            self.close()  # a node that never answered: stop them all, leave no process behind
+            raise
         return self
 
     def log_path(self, node_id: str) -> Path:
