@@ -37,6 +37,7 @@ before (no timer, no queue).
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 import os
 import random
@@ -438,8 +439,9 @@ class PeerTransport:
         if link.queued_bytes + len(payload) > self.max_buffer_bytes:
             proto.fail(f"delayed send queue to {peer_id} above {self.max_buffer_bytes} bytes")
             return False
-        loop = asyncio.get_running_loop()
-        due = loop.time() + link.delay_s
+        # the real clock, not loop.time(): uvloop's is the loop iteration's cached, millisecond
+        # time, which can lag the send by a few ms and let a frame leave before its delay
+        due = time.monotonic() + link.delay_s
         if link.jitter_s:
             due += random.uniform(-link.jitter_s, link.jitter_s)
         if due < link.last_due:
@@ -448,14 +450,13 @@ class PeerTransport:
         link.queue.append((due, proto, payload))
         link.queued_bytes += len(payload)
         if link.timer is None:
-            link.timer = loop.call_at(due, self._depart, link)
+            link.timer = asyncio.get_running_loop().call_later(due - time.monotonic(), self._depart, link)
         return True
 
     def _depart(self, link: _DelayedLink) -> None:
         """Send every queued frame whose time has come, in order; re-arm for the next."""
         link.timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = time.monotonic()  # a timer may fire up to a millisecond early: what is not due waits
         queue = link.queue
         while queue and queue[0][0] <= now:
             _, proto, payload = queue.popleft()
@@ -463,7 +464,7 @@ class PeerTransport:
             if not proto.closed and proto.transport is not None and proto.sealer is not None:
                 proto.send_sealed(payload)
         if queue and not self._stopping:
-            link.timer = loop.call_at(queue[0][0], self._depart, link)
+            link.timer = asyncio.get_running_loop().call_later(max(0.0, queue[0][0] - now), self._depart, link)
 
     def buffered_bytes(self, peer_id: str) -> int:
         proto = self._out.get(peer_id)
