@@ -50,7 +50,7 @@ from pathlib import Path
 
 import redis
 
-from _support import free_ports, log_tail
+from _support import free_ports, log_tail, wait_until
 from resp_throughput import ensure_redis_tools, replicas_online, stop_process
 
 from replikv import modes
@@ -108,18 +108,6 @@ def settled_rss_kb(pid: int, timeout_s: float = 30.0) -> int:
     return samples[-1]
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_TIMEOUT_S,
-               alive: Callable[[], str | None] = lambda: None, interval_s: float = POLL_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        problem = alive()
-        if problem:
-            raise RuntimeError(f"{what}: {problem}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(interval_s)
-
-
 def load_keys(port: int, start: int, stop: int) -> float:
     """MSET keys start..stop-1 in batches of BATCH, PIPELINE batches per round trip; seconds taken."""
     client = redis.Redis(port=port, socket_timeout=120)
@@ -158,7 +146,7 @@ def dbsize(port: int, local: bool) -> int | None:
 
 def timed_until(t0: float, predicate: Callable[[], bool], what: str,
                 alive: Callable[[], str | None] = lambda: None) -> float:
-    wait_until(predicate, what, alive=alive)
+    wait_until(predicate, WAIT_TIMEOUT_S, what, alive, POLL_S)
     return time.perf_counter() - t0
 
 
@@ -226,14 +214,14 @@ def run_redis(root: Path, keys: int, repeat: int) -> Figures:
         servers.start(master)
         servers.start(replica, replicaof=master)
         servers.start(base + 2, replicaof=master)
-        wait_until(lambda: replicas_online(master, 2), "Redis master with 2 online replicas",
-                   START_TIMEOUT_S, servers.dead, 0.1)
+        wait_until(lambda: replicas_online(master, 2), START_TIMEOUT_S, "Redis master with 2 online replicas",
+                   servers.dead, 0.1)
         pids = {role: servers.procs[p].pid for role, p in (("leader", master), ("follower", replica))}
         empty = {role: settled_rss_kb(pid) for role, pid in pids.items()}
         fig.load_s = load_keys(master, 0, keys)
         for p in (master, replica, base + 2):
-            wait_until(lambda: dbsize(p, False) == keys, f"Redis {p} to hold {keys} keys",
-                       alive=servers.dead, interval_s=0.1)
+            wait_until(lambda: dbsize(p, False) == keys, WAIT_TIMEOUT_S, f"Redis {p} to hold {keys} keys",
+                       servers.dead, 0.1)
         full = {role: settled_rss_kb(pid) for role, pid in pids.items()}
         fig.mem_leader_mb = (full["leader"] - empty["leader"]) / 1024
         fig.mem_follower_mb = (full["follower"] - empty["follower"]) / 1024
@@ -261,8 +249,8 @@ def run_redis(root: Path, keys: int, repeat: int) -> Figures:
                 shutil.rmtree(root / f"redis-{newcomer}")
             t0 = time.perf_counter()
             servers.start(newcomer)
-            wait_until(lambda: dbsize(newcomer, False) is not None, "the 4th redis-server to answer",
-                       alive=servers.dead, interval_s=0.002)
+            wait_until(lambda: dbsize(newcomer, False) is not None, WAIT_TIMEOUT_S,
+                       "the 4th redis-server to answer", servers.dead, 0.002)
             redis.Redis(port=newcomer).execute_command("REPLICAOF", "127.0.0.1", str(master))
             fig.catchup_s.append(timed_until(t0, in_sync, "the 4th redis-server in sync", servers.dead))
         fig.loads["catch-up"] = load_average()
@@ -366,12 +354,12 @@ class ReplikvNodes:
             if leader:
                 found.append(leader)
             return leader is not None
-        wait_until(ready, f"a {self.config.mode} leader with 2 followers", START_TIMEOUT_S, self.dead, 0.1)
+        wait_until(ready, START_TIMEOUT_S, f"a {self.config.mode} leader with 2 followers", self.dead, 0.1)
         return found[-1]
 
     def wait_holds(self, node_id: str, n: int) -> None:
-        wait_until(lambda: dbsize(self.port(node_id), True) == n, f"{node_id} to hold {n} keys",
-                   alive=self.dead, interval_s=0.05)
+        wait_until(lambda: dbsize(self.port(node_id), True) == n, WAIT_TIMEOUT_S, f"{node_id} to hold {n} keys",
+                   self.dead, 0.05)
 
     def restart_timed(self, node_id: str, n: int, wipe: bool = False) -> tuple[float, float]:
         """kill -9 ``node_id`` (deleting its data with ``wipe``), start it again; (seconds from exec
