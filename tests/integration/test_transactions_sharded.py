@@ -229,13 +229,22 @@ def test_transfers_survive_a_killed_group_leader(tmp_path: Path) -> None:
         c.close()
 
 
-def _prepared_then_coordinator_exits(c: Cluster, nodes: list[str], a: str, b: str) -> None:
+def _prepared_then_coordinator_exits(c: Cluster, nodes: list[str]) -> tuple[redis.Redis, str, str]:
+    """Keys a and b of the two groups led by the nodes that stay up (group g prefers node g) set to
+    "old"; then n1 coordinates a transaction over them and exits between the two phases (the
+    failpoint). Returns a client of n2 and the two keys."""
+    k = keys_per_group(3, 1)
+    a, b = k[1][0], k[2][0]
+    r = c.client(nodes[1])
+    retrying(lambda: r.set(a, "old"))
+    retrying(lambda: r.set(b, "old"))
     victim = c.client(nodes[0])
     assert victim.execute_command("REPLIKV", "FAILPOINT", "txn-exit-after-prepare") == b"OK"
     with pytest.raises(redis.exceptions.ConnectionError):
         transact(victim, ("SET", a, "new"), ("SET", b, "new"))
     c.procs[nodes[0]].wait(10)  # the failpoint exits the process between the two phases
     c.procs.pop(nodes[0])
+    return r, a, b
 
 
 def test_a_dead_coordinator_blocks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,13 +253,7 @@ def test_a_dead_coordinator_blocks_nothing(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
     c, nodes = started(tmp_path / "c", txn_timeout_ms=1000)
     try:
-        # keys of the two groups led by the nodes that stay up (group g prefers node g)
-        k = keys_per_group(3, 1)
-        a, b = k[1][0], k[2][0]
-        r = c.client(nodes[1])
-        retrying(lambda: r.set(a, "old"))
-        retrying(lambda: r.set(b, "old"))
-        _prepared_then_coordinator_exits(c, nodes, a, b)
+        r, a, b = _prepared_then_coordinator_exits(c, nodes)
         wait_for(lambda: intents(c, nodes[1:]) == [], 15, "the recovery to release the dead coordinator's locks")
         # all or nothing: never decided, so aborted everywhere
         assert [r.get(a), r.get(b)] == [b"old", b"old"]
@@ -266,12 +269,7 @@ def test_classic_2pc_leaves_participants_blocked(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
     c, nodes = started(tmp_path / "c", txn="classic", txn_timeout_ms=500, ack_timeout_ms=1500)
     try:
-        k = keys_per_group(3, 1)
-        a, b = k[1][0], k[2][0]
-        r = c.client(nodes[1])
-        retrying(lambda: r.set(a, "old"))
-        retrying(lambda: r.set(b, "old"))
-        _prepared_then_coordinator_exits(c, nodes, a, b)
+        r, a, b = _prepared_then_coordinator_exits(c, nodes)
         held = wait_for(lambda: intents(c, nodes[1:]), 10, "the participants to show their prepared transaction")
         assert sorted(key for row in held for key in row[3:]) == sorted([a.encode(), b.encode()])
         with pytest.raises(redis.exceptions.TryAgainError, match="locked by a transaction"):
