@@ -331,14 +331,20 @@ class Nemesis:
             targets = list(range(groups))
             rng.shuffle(targets)
             for target in targets:
-                node = rng.choice([n for n in h.ids if h.running(n) and n not in h.paused] or h.ids)
-                try:
-                    reply = h._ask(node, "REPLIKV", "RESHARD", str(slot), str(target), timeout_s=30.0)
-                except (redis.RedisError, OSError) as e:
-                    if "already belong" in str(e):
-                        continue
-                    done.append(f"slot {slot} ({key}) to group {target}: {e}")
-                    break
+                nodes = [n for n in h.ids if h.running(n) and n not in h.paused] or list(h.ids)
+                rng.shuffle(nodes)
+                reply: object = None
+                for node in nodes:  # a node restarting after a kill may not listen yet: ask another
+                    try:
+                        reply = h._ask(node, "REPLIKV", "RESHARD", str(slot), str(target), timeout_s=30.0)
+                        break
+                    except (redis.ConnectionError, ConnectionRefusedError) as e:
+                        reply = e
+                    except (redis.RedisError, OSError) as e:
+                        reply = e
+                        break
+                if isinstance(reply, BaseException) and "already belong" in str(reply):
+                    continue
                 done.append(f"slot {slot} ({key}) to group {target}: {reply}")
                 break
         return "; ".join(done)
