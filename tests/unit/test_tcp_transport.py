@@ -45,10 +45,11 @@ async def until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "cond
 class Node:
     def __init__(self, node_id: str, ports: dict[str, int], secret: str = SECRET, **kw: Any) -> None:
         self.frames: list[tuple[str, bytes]] = []
+        self.disconnects: list[str] = []
         peers = {p: ("127.0.0.1", port) for p, port in ports.items() if p != node_id}
         self.t = PeerTransport(node_id, "127.0.0.1", ports[node_id], peers, secret,
                                on_frame=lambda peer, payload: self.frames.append((peer, payload)),
-                               on_connected=lambda peer: None, on_disconnected=lambda peer: None, **kw)
+                               on_connected=lambda peer: None, on_disconnected=self.disconnects.append, **kw)
 
 
 def run(coro: Callable[[], Awaitable[None]]) -> None:
@@ -69,6 +70,28 @@ def test_two_nodes_authenticate_and_exchange_frames() -> None:
         assert b.frames == [("n1", b"hello %d" % i) for i in range(50)]
         await a.t.stop()
         await b.t.stop()
+    run(main)
+
+
+def test_losing_the_accepted_connection_we_send_on_is_a_disconnect() -> None:
+    """n1 cannot dial n2 (a wrong address), so it answers n2 over n2's connection; when that
+    one closes, what n1 had in flight on it is lost: n1 is told, as when its own dial drops
+    (a multi-leader state transfer waiting for acks on it would otherwise wait for ever)."""
+    async def main() -> None:
+        p1, p2, nowhere = free_ports(3)
+        a = Node("n1", {"n1": p1, "n2": nowhere})
+        b = Node("n2", {"n1": p1, "n2": p2})
+        await a.t.start()
+        await b.t.start()
+        await until(lambda: a.t.connected("n2"), what="n2's connection to n1")
+        assert a.t.send("n2", b"over your connection")
+        await until(lambda: b.frames == [("n1", b"over your connection")], what="the frame")
+        assert a.disconnects == []
+        await b.t.stop()
+        await until(lambda: a.disconnects == ["n2"], what="n1 to be told")
+        assert not a.t.connected("n2") and not a.t.send("n2", b"lost")
+        await a.t.stop()
+        assert a.disconnects == ["n2"]
     run(main)
 
 

@@ -226,9 +226,16 @@ class _Inbound(_FrameProtocol):
         super().connection_lost(exc)
         if was_waiting:
             self.owner.unauthenticated -= 1
-        self.owner._inbound.discard(self)
-        if self.peer_id is not None and self.owner._inbound_by_peer.get(self.peer_id) is self:
-            del self.owner._inbound_by_peer[self.peer_id]
+        owner = self.owner
+        owner._inbound.discard(self)
+        if self.peer_id is not None and owner._inbound_by_peer.get(self.peer_id) is self:
+            del owner._inbound_by_peer[self.peer_id]
+        if self.peer_id is not None and owner._sending.get(self.peer_id) is self:
+            # it carried our frames to the peer (our dial had not succeeded): what was in flight
+            # on it is lost, as when our own connection drops; the layer above resyncs
+            del owner._sending[self.peer_id]
+            if not owner._stopping:
+                owner.on_disconnected(self.peer_id)
 
 
 class _Outbound(_FrameProtocol):
@@ -301,7 +308,9 @@ class PeerTransport:
 
     Callbacks run on the event loop: ``on_frame(peer_id, payload)``,
     ``on_connected(peer_id)`` (an outbound connection is authenticated),
-    ``on_disconnected(peer_id)``.
+    ``on_disconnected(peer_id)`` (our outbound connection closed, or the accepted
+    one we were sending on: frames in flight to the peer may be lost; it may be
+    called twice for one outage).
     """
 
     def __init__(self, node_id: str, host: str, port: int, peers: dict[str, tuple[str, int]], secret: str, *,
