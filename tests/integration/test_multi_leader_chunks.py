@@ -103,13 +103,15 @@ def test_a_lagging_node_catches_up_in_many_chunks_and_serves_meanwhile(lagging: 
         assert i < 20_000, "the state transfer never completed"
     converged(c)
     _check(c, extra_hits=i + hits)
+    # n1 took more than oplog_retain_ops writes while its transfer streamed: n3 may need another,
+    # still under way when the digests agree (its chunks brought the keys; its vv moves at the end)
+    wait_for(lambda: not _receiving(c), 30, "the state transfers to n3 to end")
     stats = _info(c, "n3")
     assert during >= 1  # n3 served reads and writes while the chunks came in
     assert int(stats["state_transfer_refused_writes"]) == refused
     assert int(stats["state_chunks_received"]) > 50  # many chunks, not one frame
     sent = sum(int(_info(c, n)["state_chunks_sent"]) for n in ("n1", "n2"))
     assert sent >= int(stats["state_chunks_received"])
-    assert int(stats["replikv_state_transfers_in"]) == 0
 
 
 def test_a_receiver_killed_mid_transfer_converges_after_restart(lagging: Cluster) -> None:

@@ -110,6 +110,37 @@ def test_a_completed_transfer_ends_another_senders_that_it_covers():
     assert a.digest() == b.digest()
 
 
+def test_a_transfer_caught_up_with_meanwhile_ends_at_once_on_both_sides():
+    """The receiver gets b's ops by another way while b's transfer is under way: the next
+    chunk, or the heartbeat's ``drop_covered``, ends it, and b stops once a Sync shows it."""
+    a, b = CrdtStore(), CrdtStore()
+    ops = [("b", i, i, {"b": i - 1}, [("incr", f"k{i}".encode(), i)]) for i in range(1, 4)]
+    for op in ops:
+        b.apply(*op)
+    export = StateExport(b, "b", transfer=1, max_chunk_bytes=1)
+    rx = StateReceiver()
+    rx.chunk(a, export.next_chunk(), _needed(a))
+    assert rx.in_progress() == 1 and not export.unneeded(dict(a.vv))
+    rx.drop_covered(_needed(a))
+    assert rx.in_progress() == 1  # it still brings b:1..3
+    for op in ops:
+        a.apply(*op)  # delivered by a relay
+    assert export.unneeded(dict(a.vv))
+    assert rx.chunk(a, export.next_chunk(), _needed(a)) == ([], None)
+    assert rx.in_progress() == 0
+    rx2 = StateReceiver()
+    c = CrdtStore()
+    export2 = StateExport(b, "b", transfer=2, max_chunk_bytes=1)
+    rx2.chunk(c, export2.next_chunk(), _needed(c))
+    for op in ops:
+        c.apply(*op)
+    rx2.drop_covered(_needed(c))
+    assert rx2.in_progress() == 0 and rx2.incoming["b"].present == set()
+    while not export2.done:
+        assert rx2.chunk(c, export2.next_chunk(), _needed(c)) == ([], None)
+    assert c.digest() == b.digest()
+
+
 def test_the_sender_keeps_a_window_of_unacknowledged_chunks():
     b = CrdtStore()
     for i in range(1, 11):

@@ -496,6 +496,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 while not export.done and time.monotonic() < turn_end and export.may_send(STATE_WINDOW_CHUNKS):
                     if self._exports.get(peer) is not export or self.disk_error is not None:
                         return
+                    if export.unneeded(self.core.known[peer]):
+                        log.info("node %s: state transfer %d to %s stopped: it has caught up by another way",
+                                 self.id, export.transfer, peer)
+                        return
                     self._flush()  # the WAL holds everything the store does: the chunk's ``at`` is durable
                     if not send(peer, codec.encode(export.next_chunk())):
                         return  # not connected: the next connect starts over
@@ -601,6 +605,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if self.disk_error is not None:
                 continue
             self._run(self.core.tick())
+            if self.receiver.incoming:
+                self.receiver.drop_covered(self.core.needs_state)  # caught up by another way (transfer.py 6)
             if self.store.kctx and now >= self._prune_at and not self._chunks_in:
                 self._prune_at = now + 1.0  # key contexts the vv now covers (a transfer's late keys)
                 self.store.prune_contexts()

@@ -45,8 +45,11 @@ Rules (the store's side is ``CrdtStore.dump_keys`` / ``join_keys`` /
    replaces it; chunks of an older one are ignored (the sender numbers its
    transfers increasingly; restarting one to a peer cancels the old).
 6. A transfer whose start ``vv`` the receiver already covers brings nothing:
-   its chunks are ignored (``needed`` says so when the first one arrives; a
-   transfer from another sender that completes first and covers it ends it).
+   its chunks are ignored. ``needed`` is asked when each chunk arrives and by
+   ``drop_covered`` (the driver's heartbeat), so a transfer the receiver caught
+   up with meanwhile (another sender's transfer, ops delivered) ends at once;
+   the sender stops streaming it when a Sync shows the receiver covers its
+   ``vv`` (``StateExport.unneeded``).
 7. Flow control: the receiver acknowledges the chunks it has taken in
    (``StateAck``, joined or dropped); the sender keeps at most ``window``
    chunks unacknowledged (``StateExport.may_send``), so the receiver's queue of
@@ -84,6 +87,11 @@ class StateExport:
         self.done = False
         self.bytes_sent = 0
         self.acked = 0  # chunks the receiver has taken in (StateAck)
+
+    def unneeded(self, receiver_vv: VV) -> bool:
+        """Does the receiver (as its Syncs show it) cover this transfer's ``vv`` already?
+        Then the rest would bring nothing (rule 6): stop streaming it."""
+        return all(receiver_vv.get(o, 0) >= s for o, s in self.vv.items())
 
     def on_ack(self, count: int) -> None:
         self.acked = max(self.acked, min(count, self.index))
@@ -136,6 +144,8 @@ class StateReceiver:
                                                        ignored=not needed(msg.vv))
         elif msg.transfer < inc.transfer:
             return [], None  # a straggler of a transfer that was replaced
+        elif not inc.ignored and not needed(inc.vv):
+            self._ignore(inc)  # caught up with meanwhile (rule 6)
         if inc.ignored or msg.index in inc.have or (inc.total is not None and msg.index >= inc.total):
             return [], None
         changed, keys = store.join_keys(msg.keys, msg.at)
@@ -151,9 +161,20 @@ class StateReceiver:
         store.cover(inc.vv)
         for other in self.incoming.values():  # another sender's transfer this one covers brings nothing
             if not other.ignored and all(store.vv.get(o, 0) >= s for o, s in other.vv.items()):
-                other.ignored = True
-                other.present = set()
+                self._ignore(other)
         return changed, inc.vv
+
+    def drop_covered(self, needed: Callable[[VV], bool]) -> None:
+        """End every transfer in progress that brings nothing any more (rule 6): the receiver
+        caught up with its ``vv`` by another way since it started."""
+        for inc in self.incoming.values():
+            if not inc.ignored and not needed(inc.vv):
+                self._ignore(inc)
+
+    @staticmethod
+    def _ignore(inc: Incoming) -> None:
+        inc.ignored = True
+        inc.present = set()
 
     def cancel(self, sender: str) -> None:
         """The link to ``sender`` dropped: its transfer will start over (rule 5)."""
