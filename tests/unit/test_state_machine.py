@@ -756,9 +756,12 @@ def test_scan_index_grows_and_shrinks() -> None:
         if cursor == 0:
             break
     assert sorted(seen) == sorted(keys)
+    index.discard(b"not indexed")
     for key in keys[:4990]:
         index.discard(key)
-    assert len(index) == 10
+        index.discard(key)  # twice: the second finds nothing
+    assert len(index) == 10 and sorted(index._all_keys()) == sorted(keys[4990:])
+    assert sorted(ScanIndex(keys).scan(0, 10**6)[1]) == sorted(keys)  # built at once: the same keys
 
 
 def test_cas_swaps_only_when_the_value_matches_and_replicates_deterministically():
