@@ -13,6 +13,7 @@ from replikv.storage.snapshot import (
     Snapshot,
     SnapshotWriter,
     load_latest_snapshot,
+    release_pages,
     remove_temp_files,
     snapshot_name,
     write_snapshot,
@@ -61,8 +62,9 @@ def test_installed_snapshot_wins_over_a_newer_local_one(tmp_path: Path) -> None:
     assert load_latest_snapshot(tmp_path) == Snapshot(500, 4, b"leader's")
 
 
+@pytest.mark.parametrize("mapped", [False, True])
 @pytest.mark.parametrize("where", ["magic", "crc", "index", "epoch", "length", "data", "last"])
-def test_corruption_is_detected(tmp_path: Path, where: str) -> None:
+def test_corruption_is_detected(tmp_path: Path, where: str, mapped: bool) -> None:
     path = write_snapshot(tmp_path, 5, 2, b"state machine dump " * 100)
     pos = {"magic": 0, "crc": 5, "index": 9, "epoch": 17, "length": 25, "data": 40}.get(
         where, path.stat().st_size - 1
@@ -71,16 +73,32 @@ def test_corruption_is_detected(tmp_path: Path, where: str) -> None:
     raw[pos] ^= 0x10
     path.write_bytes(bytes(raw))
     with pytest.raises(CorruptSnapshotError):
-        load_latest_snapshot(tmp_path)
+        load_latest_snapshot(tmp_path, mapped=mapped)
 
 
-def test_truncated_snapshot_is_detected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mapped", [False, True])
+def test_truncated_snapshot_is_detected(tmp_path: Path, mapped: bool) -> None:
     path = write_snapshot(tmp_path, 5, 2, b"x" * 1000)
     raw = path.read_bytes()
     for cut in (0, 10, HEADER_BYTES, len(raw) - 1):
         path.write_bytes(raw[:cut])
         with pytest.raises(CorruptSnapshotError):
-            load_latest_snapshot(tmp_path)
+            load_latest_snapshot(tmp_path, mapped=mapped)
+
+
+def test_a_mapped_snapshot_reads_the_same_and_outlives_its_file(tmp_path: Path) -> None:
+    """map_snapshot_file: a view of the file, not a copy; still readable once a newer
+    snapshot replaced (deleted) the file, with its pages released and read again."""
+    data = os.urandom(300_000)
+    write_snapshot(tmp_path, 42, 7, data)
+    snap = load_latest_snapshot(tmp_path, mapped=True)
+    assert snap is not None and isinstance(snap.data, memoryview) and snap.data.readonly
+    assert (snap.index, snap.epoch, bytes(snap.data)) == (42, 7, data)
+    write_snapshot(tmp_path, 50, 7, b"newer")
+    assert snap_files(tmp_path) == [snapshot_name(50)]
+    release_pages(snap.data)
+    assert bytes(snap.data[1000:2000]) == data[1000:2000] and len(snap.data) == len(data)
+    release_pages(b"bytes: nothing to release")
 
 
 def test_corrupt_newest_does_not_fall_back_to_an_older_one(tmp_path: Path) -> None:

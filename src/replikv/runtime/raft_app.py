@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import struct
+
 import msgpack
 
 from replikv.core.raft.messages import Entry
@@ -108,11 +110,39 @@ def app_snapshot(sm: StateMachine, sessions: list[Any]) -> bytes:
     return data
 
 
-def restore_app(app: bytes, index: int) -> tuple[StateMachine, SessionTable]:
+def restore_app(app: bytes | memoryview | list[Any], index: int) -> tuple[StateMachine, SessionTable]:
     """The state machine and session table an :func:`app_snapshot` (taken at
-    log ``index``) holds."""
-    sm_data, sessions, *changes = msgpack.unpackb(app)
+    log ``index``) holds (``app`` as bytes, or its fields already unpacked)."""
+    sm_data, sessions, *changes = app if isinstance(app, list) else msgpack.unpackb(app)
     sm = StateMachine()
     sm.restore(sm_data)
     sm.changes = ChangeIndex.from_state(changes[0]) if changes else ChangeIndex(index)
     return sm, SessionTable.from_state([(c, s, Raw(r), i) for c, s, r, i in sessions])
+
+
+_BIN_HEADERS = {0xC4: (2, ">B"), 0xC5: (3, ">H"), 0xC6: (5, ">I")}  # msgpack bin 8/16/32
+
+
+def split_stored(data: bytes | memoryview) -> tuple[list[Any], list[Any], memoryview]:
+    """A stored raft snapshot, ``[voters, learners, app]`` as ``RaftGroup.persist``
+    writes it: the two member lists, and ``app`` as a view into ``data``, not a
+    copy (``data`` may be the snapshot file mapped: storage/snapshot.py
+    ``map_snapshot_file``). ValueError if it is not that shape."""
+    view = memoryview(data)
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(bytes(view[:1 << 16]))  # the member lists are small; app is the rest
+    try:
+        if unpacker.read_array_header() != 3:
+            raise ValueError("a raft snapshot is [voters, learners, app]")
+        voters, learners = unpacker.unpack(), unpacker.unpack()
+    except msgpack.OutOfData as e:
+        raise ValueError("a raft snapshot's member lists are cut short") from e
+    pos = unpacker.tell()
+    head = _BIN_HEADERS.get(view[pos]) if pos < len(view) else None
+    if head is None or not isinstance(voters, list) or not isinstance(learners, list):
+        raise ValueError("a raft snapshot's app part is not bytes")
+    width, fmt = head
+    (size,) = struct.unpack(fmt, view[pos + 1:pos + width])
+    if pos + width + size != len(view):
+        raise ValueError(f"a raft snapshot's app part holds {len(view) - pos - width} bytes, not {size}")
+    return voters, learners, view[pos + width:]

@@ -44,12 +44,12 @@ from replikv.core.sharding import SlotMap, key_slot
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app
+from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
 from replikv.storage.errors import StorageError
 from replikv.storage.files import private_dir
 from replikv.storage.recovery import open_storage
-from replikv.storage.snapshot import write_snapshot
+from replikv.storage.snapshot import map_snapshot_file, release_pages, write_snapshot
 
 __all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "entry_keys", "move_entry"]
 
@@ -166,7 +166,8 @@ class RaftGroup:
         self.gid = gid
         self.dir = private_dir(directory)
         self.snapshot_dir = private_dir(self.dir / "snapshots", narrow=True)
-        opened = open_storage(self.dir, self.snapshot_dir, fsync=opts.fsync, segment_bytes=opts.segment_bytes)
+        opened = open_storage(self.dir, self.snapshot_dir, fsync=opts.fsync, segment_bytes=opts.segment_bytes,
+                              mapped_snapshot=True)  # the core keeps it for InstallSnapshot: not on the heap
         self.meta, self.wal, meta, stored = opened.meta_store, opened.wal, opened.meta, opened.snapshot
         self.sm = StateMachine()
         self.sessions = SessionTable()
@@ -176,10 +177,11 @@ class RaftGroup:
         self.proposing: dict[bytes, tuple[bytes, int]] = {}  # leader: key -> (txn, deadline) of a prepare in flight
         snap: Snapshot | None = None
         if stored is not None:
-            members, learners, app = msgpack.unpackb(stored.data)
+            members, learners, app = split_stored(stored.data)
             snap = Snapshot(index=stored.index, term=stored.epoch,
                             config=Config(voters=frozenset(members), learners=frozenset(learners)), data=app)
             self.restore_state(app, stored.index)
+            release_pages(app)  # read once to restore: the heap holds the state, not the file's pages
         base = snap.index if snap else 0
         entries: list[Entry] = []
         for _first, batch in opened.records:
@@ -219,9 +221,11 @@ class RaftGroup:
             snap = p.snapshot
             c = snap.config
             if snap.index != self.snapshot_on_disk:
-                write_snapshot(self.snapshot_dir, snap.index, snap.term,
-                               msgpack.packb([sorted(c.voters), sorted(c.learners), snap.data]))
+                path = write_snapshot(self.snapshot_dir, snap.index, snap.term,
+                                      msgpack.packb([sorted(c.voters), sorted(c.learners), snap.data]))
                 self.snapshot_on_disk = snap.index
+                # one received from the leader: the core keeps the file mapped, not its copy
+                self.core.snapshot_stored(snap.index, split_stored(map_snapshot_file(path).data)[2])
             if p.discard_log or snap.index > wal.last_index:
                 wal.reset(snap.index + 1)
             else:
@@ -265,9 +269,9 @@ class RaftGroup:
         out: bytes = msgpack.packb([*fields[:3], *extra])
         return out
 
-    def restore_state(self, app: bytes, index: int) -> None:
-        self.sm, self.sessions = restore_app(app, index)
-        fields = msgpack.unpackb(app)
+    def restore_state(self, app: bytes | memoryview, index: int) -> None:
+        fields = msgpack.unpackb(app)  # once: the data set's dump is most of it
+        self.sm, self.sessions = restore_app(fields, index)
         if self.slots is not None:
             self.slots.load(fields[3] if len(fields) > 3 else [])
         self.txns = TxnTable.from_state(fields[4] if len(fields) > 4 else None)

@@ -79,7 +79,7 @@ from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.pending import PendingReplies, SessionReads
-from replikv.runtime.raft_app import app_snapshot, encode_write
+from replikv.runtime.raft_app import app_snapshot, encode_write, split_stored
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
@@ -654,7 +654,7 @@ class RaftRunner(BaseRunner):
 
         def read_back() -> None:
             try:
-                stored: Any = load_latest_snapshot(directory)
+                stored: Any = load_latest_snapshot(directory, mapped=True)  # kept mapped, not on the heap
             except StorageError as exc:
                 stored = exc
             loop.call_soon_threadsafe(self._install_written, index, stored)
@@ -671,7 +671,7 @@ class RaftRunner(BaseRunner):
             return
         if stored is None or stored.index != index or index <= self.core.log.snapshot.index:
             return  # a newer snapshot (from the leader) superseded it
-        _voters, _learners, app = msgpack.unpackb(stored.data)
+        _voters, _learners, app = split_stored(stored.data)
         self.group.snapshot_on_disk = index
         for e in self.core.compact(index, app):
             if isinstance(e, Persist):

@@ -143,7 +143,7 @@ class InteractionEnv:
                 for idx, rid in e.waiters:
                     self._log(1, f"  reply rid={rid} applied at {idx}")
             case RestoreSnapshot():
-                data = e.snapshot.data.decode()
+                data = bytes(e.snapshot.data).decode()
                 n.applied = data.split(",") if data else []
                 self._log(1, "  " + fmt_effect(e))
             case Reply() | ReadReady():
@@ -321,7 +321,7 @@ class InteractionEnv:
         nid = int(pos[0])
         n = self.nodes[nid]
         snap = n.disk.snapshot
-        n.applied = snap.data.decode().split(",") if snap and snap.data else []
+        n.applied = bytes(snap.data).decode().split(",") if snap and snap.data else []
         cfg = n.node.log.config()
         n.node = self._make(nid, n.opts, n.disk, sorted(cfg.voters), sorted(cfg.learners))
         n.up = True

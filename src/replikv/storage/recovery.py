@@ -31,11 +31,12 @@ class Opened:
     records: Iterator[tuple[int, list[Any]]]  # the WAL's records after the snapshot, to replay in order
 
 
-def open_storage(directory: Path, snapshot_dir: Path, *, fsync: str, segment_bytes: int) -> Opened:
+def open_storage(directory: Path, snapshot_dir: Path, *, fsync: str, segment_bytes: int,
+                 mapped_snapshot: bool = False) -> Opened:
     meta_store = MetaStore(directory)
     meta = meta_store.load()
     remove_temp_files(snapshot_dir)
-    snap = load_latest_snapshot(snapshot_dir)
+    snap = load_latest_snapshot(snapshot_dir, mapped=mapped_snapshot)
     wal = WriteAheadLog(directory / "wal", fsync=fsync, segment_bytes=segment_bytes)
     records = wal.recover(after_index=snap.index if snap else 0)
     if not meta and (snap is not None or wal.last_index > 0):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,7 @@ class Snapshot:
 
     index: int
     epoch: int
-    data: bytes
+    data: bytes | memoryview  # a memoryview: the file mapped (``map_snapshot_file``)
 
 
 def snapshot_name(index: int) -> str:
@@ -243,8 +244,46 @@ def read_snapshot_file(path: str | Path) -> Snapshot:
     return Snapshot(index=index, epoch=epoch, data=bytes(data))
 
 
-def load_latest_snapshot(directory: str | Path) -> Snapshot | None:
-    """The newest installed snapshot, verified; None if there is none.
+def map_snapshot_file(path: str | Path) -> Snapshot:
+    """Map and verify one snapshot file: ``data`` is a read-only view of the
+    file's pages, not a copy on the heap (a Raft leader keeps its snapshot to
+    send InstallSnapshot chunks from it: issue 15 measured ~42 MB of RSS per 1M
+    keys for the copy). The pages read to verify it are released again
+    (``release_pages``); the view stays valid after the file is deleted (Linux
+    keeps a mapped file's inode). Raises ``CorruptSnapshotError`` if bad."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < HEADER_BYTES:
+            raise CorruptSnapshotError(f"{path.name}: {size} bytes, shorter than the header")
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    magic, crc, index, epoch, length = _HEADER.unpack_from(mapped, 0)
+    if magic != SNAPSHOT_MAGIC:
+        raise CorruptSnapshotError(f"{path.name}: bad magic {magic!r}")
+    if length != size - HEADER_BYTES:
+        raise CorruptSnapshotError(f"{path.name}: header says {length} data bytes, file holds {size - HEADER_BYTES}")
+    data = memoryview(mapped)[HEADER_BYTES:]
+    if _checksum(crc32c(data), index, epoch, length) != crc:
+        raise CorruptSnapshotError(f"{path.name}: checksum mismatch")
+    m = _NAME_RE.match(path.name)
+    if m and int(m.group(1)) != index:
+        raise CorruptSnapshotError(f"{path.name}: header index {index} does not match the name")
+    release_pages(data)
+    return Snapshot(index=index, epoch=epoch, data=data)
+
+
+def release_pages(view: bytes | memoryview) -> None:
+    """Unmap the pages of a mapped snapshot this process has touched (they stay
+    in the page cache and fault in again when read): what was read of it no
+    longer counts in the process's RSS. A no-op for bytes."""
+    base = view.obj if isinstance(view, memoryview) else None
+    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        base.madvise(mmap.MADV_DONTNEED)
+
+
+def load_latest_snapshot(directory: str | Path, *, mapped: bool = False) -> Snapshot | None:
+    """The newest installed snapshot, verified; None if there is none. With
+    ``mapped``, its data is the file mapped (``map_snapshot_file``).
 
     Raises ``CorruptSnapshotError`` if the newest one is corrupt (no fall-back,
     see the module docstring).
@@ -255,7 +294,7 @@ def load_latest_snapshot(directory: str | Path) -> Snapshot | None:
     found = _list_snapshots(directory)
     if not found:
         return None
-    return read_snapshot_file(found[-1][1])
+    return (map_snapshot_file if mapped else read_snapshot_file)(found[-1][1])
 
 
 def remove_temp_files(directory: str | Path) -> int:

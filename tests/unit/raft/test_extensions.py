@@ -179,6 +179,30 @@ def test_follower_behind_first_index_gets_chunked_snapshot() -> None:
     assert resp(effs, InstallSnapshot).offset == 4
 
 
+def test_a_snapshot_held_as_a_view_is_sent_the_same_and_can_be_swapped_for_the_stored_copy() -> None:
+    """compact() takes the driver's view of its snapshot file (a memoryview, not bytes);
+    snapshot_stored() swaps the log's copy for such a view only for the same snapshot."""
+    n = make(term=1, snapshot_chunk_bytes=4)
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    n.propose(b"a", 1)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=2))
+    persists(n.compact(2, memoryview(b"0123456789")))
+    effs = n.step(
+        AppendEntriesResponse(
+            term=2, src=3, dst=1, success=False, reject_index=0, conflict_term=0, conflict_index=1
+        )
+    )
+    chunk = resp(effs, InstallSnapshot)
+    assert (chunk.offset, bytes(chunk.data), chunk.done) == (0, b"0123", False)
+    n.snapshot_stored(1, memoryview(b"other index"))  # not the snapshot it holds: ignored
+    n.snapshot_stored(2, memoryview(b"short"))  # not the same length: ignored
+    assert bytes(n.log.snapshot.data) == b"0123456789"
+    stored = memoryview(b"0123456789")
+    n.snapshot_stored(2, stored)
+    assert n.log.snapshot.data is stored and n.log.snapshot.index == 2
+
+
 def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:
     n = make(terms=(1, 1, 1), term=1, commit=1)
     cfg = n.log.config()

@@ -74,6 +74,7 @@ _KIND_OF_ANNOTATION = {
     "NodeId": "uint",
     "bool": "bool",
     "bytes": "bytes",
+    "bytes | memoryview": "bytes",  # sent from a view (a mapped snapshot), received as bytes
     "tuple[Entry, ...]": "entries",
     "Config": "config",
     "object": "rid",

@@ -150,7 +150,7 @@ class Snapshot:
     index: int = 0
     term: int = 0
     config: Config = EMPTY_CONFIG
-    data: bytes = b""
+    data: bytes | memoryview = b""  # a memoryview: the driver's snapshot file, mapped (not on the heap)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,7 +219,7 @@ class InstallSnapshot(_Msg):
     last_included_term: int
     config: Config
     offset: int
-    data: bytes
+    data: bytes | memoryview
     done: bool
 
 

@@ -395,7 +395,7 @@ class RaftNode:
                 self._send_append(to)
         return self._flush()
 
-    def compact(self, index: int, snapshot_bytes: bytes) -> list[Effect]:
+    def compact(self, index: int, snapshot_bytes: bytes | memoryview) -> list[Effect]:
         """The application's snapshot of its state at applied `index`: the log
         up to it is discarded (Raft §7). Returns the Persist of the snapshot."""
         invariant(index <= self.log.applied, f"compact({index}) past applied {self.log.applied}")
@@ -408,6 +408,14 @@ class RaftNode:
             self.log.compact(snap)
             self._snap_out = snap
         return self._flush()
+
+    def snapshot_stored(self, index: int, data: bytes | memoryview) -> None:
+        """The driver made the snapshot at ``index`` durable and offers ``data``: the
+        same bytes, read back from where it stored them (its file mapped, off the
+        heap). The log keeps that instead of its copy, if it still holds that snapshot."""
+        snap = self.log.snapshot
+        if snap.index == index and len(snap.data) == len(data):
+            self.log.snapshot = replace(snap, data=data)
 
     def status(self) -> Status:
         return Status(
