@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -208,6 +209,32 @@ def test_removed_then_readded_node_catches_up_by_snapshot(raft_cluster: Callable
     voters = c.replication(leader)["replikv_voters"]
     assert gone in voters
     wait_for(lambda: c.digest(gone) == c.digest(leader), 20, "equal digests")
+
+
+def test_a_follower_whose_data_directory_was_wiped_gets_the_log_again(raft_cluster: Callable[..., Cluster]) -> None:
+    """A follower restarted with an empty data directory (a lost disk) lost entries it had
+    acknowledged: the leader sees it (its heartbeat commit is beyond the follower's log)
+    and sends everything again, by snapshot once the log is compacted; before, the
+    leader kept the old match index and the follower stayed empty for ever."""
+    c = raft_cluster(snapshot_bytes=64 * 1024, segment_bytes=16 * 1024)
+    leader = wait_leader(c)
+    gone = next(n for n in c.config.nodes if n != leader)
+    lc = c.client(leader)
+    for i in range(0, 1500, 100):
+        pipe = lc.pipeline(transaction=False)
+        for j in range(i, i + 100):
+            pipe.set(f"key{j}", b"v" * 200)
+        pipe.execute()
+    wait_for(lambda: c.stats(leader)["snapshots_taken"] >= 1, 20, "a snapshot on the leader")
+    c.stop(gone)
+    shutil.rmtree(c.config.nodes[gone].data_dir)
+    lc.set("after", "wipe")
+    c.start(gone)
+    wait_for(lambda: c.digest(gone) == c.digest(leader), 30, f"{gone} to get the whole log again")
+    assert c.client(gone).execute_command("CONSISTENCY", "READ", "eventual") == b"OK"
+    assert c.client(gone).get("after") == b"wipe" and c.client(gone).dbsize() == 1501
+    info = c.replication(wait_leader(c))
+    assert info["replikv_follower_logs_lost"] >= 1
 
 
 def test_cli_cluster_add_and_remove(raft_cluster: Callable[..., Cluster]) -> None:

@@ -823,7 +823,8 @@ class RaftRunner(BaseRunner):
                f"replikv_commit_index:{node.log.commit}", f"replikv_applied_index:{self.applied}",
                f"replikv_voters:{','.join(self.names.get(i, str(i)) for i in sorted(c.voters))}",
                f"replikv_learners:{','.join(self.names.get(i, str(i)) for i in sorted(c.learners))}",
-               f"replikv_ack:{self.default_ack}"]
+               f"replikv_ack:{self.default_ack}",
+               f"replikv_follower_logs_lost:{node.follower_logs_lost}"]  # as leader (raft messages.py)
         if self.is_leader:
             followers = [i for i in sorted(node.progress) if i != self.raft_id]
             rep.append(f"connected_slaves:{sum(1 for i in followers if self.transport.connected(self.names.get(i, '')))}")

@@ -78,7 +78,8 @@ def fmt_msg(m: RaftMsg) -> str:
         case Heartbeat():
             return head + f"MsgHeartbeat term={m.term} commit={m.commit} ctx={m.ctx}"
         case HeartbeatResponse():
-            return head + f"MsgHeartbeatResp term={m.term} ctx={m.ctx}"
+            lost = f" lost(last={m.last_index})" if m.lost else ""
+            return head + f"MsgHeartbeatResp term={m.term} ctx={m.ctx}{lost}"
         case InstallSnapshot():
             done = " done" if m.done else ""
             return (

@@ -598,3 +598,33 @@ def test_advance_follower_keeps_rejections_and_acks_per_term() -> None:
     batch = [ae(1, (0, 0), ((1, 1),)), ae(1, (5, 1)), ae(1, (1, 1), ((2, 1),))]
     acks = msgs(n.advance(batch), AppendEntriesResponse)
     assert [(a.success, a.match_index if a.success else a.reject_index) for a in acks] == [(False, 5), (True, 2)]
+
+
+def test_a_follower_that_lost_acknowledged_entries_says_so_and_gets_them_again() -> None:
+    """A follower whose log ends below the commit a heartbeat carries (capped at its match)
+    lost entries it had acknowledged; the leader probes it again from what it has
+    instead of taking every rejection for a stale one (it stayed empty for ever)."""
+    n = make(term=1)
+    elect(n)  # term 2, no-op at 1
+    n.propose(b"a", 1)
+    n.propose(b"b", 2)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=3))
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=3))
+    assert n.log.commit == 3 and n.progress[3].match == 3
+    # the follower's side: a wiped node (empty log) hears the leader's heartbeat
+    f = make(nid=3)
+    (answer,) = msgs(f.step(Heartbeat(term=2, src=1, dst=3, commit=3, ctx=0)), HeartbeatResponse)
+    assert (answer.lost, answer.last_index) == (True, 0) and f.log.commit == 0
+    (fine,) = msgs(make(nid=3, terms=(2, 2, 2)).step(Heartbeat(term=2, src=1, dst=3, commit=3)), HeartbeatResponse)
+    assert not fine.lost
+    # the leader's side: a stale rejection is still ignored ...
+    assert not msgs(n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=False, reject_index=0,
+                                                 conflict_index=1)), AppendEntries)
+    assert n.progress[3].match == 3
+    # ... but the lost answer makes it send the whole log again, from index 1
+    effs = n.step(answer)
+    (ae_,) = msgs(effs, AppendEntries)
+    assert (ae_.dst, ae_.prev_log_index, [e.index for e in ae_.entries]) == (3, 0, [1, 2, 3])
+    assert n.progress[3].match == 0 and n.follower_logs_lost == 1 and n.log.commit == 3
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=3))
+    assert n.progress[3].match == 3

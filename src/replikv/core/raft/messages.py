@@ -208,7 +208,14 @@ class Heartbeat(_Msg):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeartbeatResponse(_Msg):
+    """``lost``: the heartbeat's commit (the leader caps it at this follower's match)
+    is beyond the follower's log, which ends at ``last_index``: it lost entries it
+    had acknowledged (a wiped or lost disk, or a tail not yet synced under
+    ``--fsync everysec|no``), and the leader must send them again."""
+
     ctx: int = 0
+    lost: bool = False
+    last_index: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -210,6 +210,7 @@ class RaftNode:
         self.pending_proposals: dict[int, tuple[int, object]] = {}
         self.reads = ReadTracker(max_pending_reads)
         self._incoming: tuple[int, int, bytearray] | None = None  # snapshot being received
+        self.follower_logs_lost = 0  # leader: followers found to have lost acknowledged entries
         # effects being assembled for the current call
         self._sends: list[Send] = []
         self._replies: list[Effect] = []
@@ -579,8 +580,11 @@ class RaftNode:
                 self._on_append_entries(m)
             case Heartbeat():
                 self._accept_leader(m.src)
-                self.log.commit_to(min(m.commit, self.log.last_index))
-                self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, ctx=m.ctx))
+                last = self.log.last_index
+                self.log.commit_to(min(m.commit, last))
+                lost = m.commit > last  # the leader caps commit at our match: we had those entries
+                self._send(HeartbeatResponse(term=self.term, src=self.id, dst=m.src, ctx=m.ctx, lost=lost,
+                                             last_index=last if lost else 0))
             case InstallSnapshot():
                 self._accept_leader(m.src)
                 self._on_install_snapshot(m)
@@ -850,6 +854,15 @@ class RaftNode:
             return
         pr.recent_active = True
         pr.probe_sent = False
+        if m.lost and m.last_index < pr.match and pr.state is not ProgressState.SNAPSHOT:
+            # The follower lost entries it had acknowledged: match otherwise only grows, and
+            # every rejection at or below it is taken for a stale one (Raft §5.3; etcd
+            # panics the follower here, "tocommit is out of range"). Probe again from what
+            # it has; a snapshot if that is compacted away. The commit index stays: it may
+            # have counted the lost copy, which is what the durability level allowed.
+            pr.match = m.last_index
+            pr.become_probe_at(m.last_index + 1)
+            self.follower_logs_lost += 1
         if pr.state is ProgressState.REPLICATE and pr.inflights.full():
             pr.inflights.free_first_one()  # messages may be lost: let one more through
         if pr.state is ProgressState.SNAPSHOT:
