@@ -47,6 +47,7 @@ from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
+from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.pending import SessionReads
 from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
 from replikv.runtime.resp_server import ClientConnection, Slot
@@ -582,10 +583,10 @@ class LeaderFollowerRunner(BaseRunner):
         """A snapshot covering ``index`` is durable: drop the memory log and the WAL
         segments before it, except the replication backlog (the core's rule 9):
         the entries a lagging follower still needs stay in memory and on disk."""
-        if index <= self.core.log.snapshot_index:
-            return
-        self.wal.drop_before(self.core.compact(index))
-        self._wal_bytes_after_snapshot = self.wal.size_bytes
+        if index > self.core.log.snapshot_index:
+            self.wal.drop_before(self.core.compact(index))
+            self._wal_bytes_after_snapshot = self.wal.size_bytes
+        return_freed_memory()  # the compacted entries, a SAVE's serialized state (runtime/memory.py)
 
     async def _send_snapshot(self, peer: str, min_index: int) -> None:
         """Full resync: stream the latest snapshot (the log's snapshot_index) to ``peer``, or a

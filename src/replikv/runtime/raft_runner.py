@@ -78,6 +78,7 @@ from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
+from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import app_snapshot, encode_write, split_stored
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
@@ -620,6 +621,7 @@ class RaftRunner(BaseRunner):
                 self._persist(e)
         self.wal.commit()
         self.stats["snapshots_taken"] += 1
+        return_freed_memory()  # the state's serialized copy and the compacted entries (runtime/memory.py)
         log.info("node %s took a snapshot at index %d", self.id, self.applied)
         return self.applied
 
@@ -678,6 +680,7 @@ class RaftRunner(BaseRunner):
                 self._persist(e)
         self.wal.commit()
         self.stats["snapshots_taken"] += 1
+        return_freed_memory()  # the compacted entries' pages (runtime/memory.py)
 
     # -- failover and membership --------------------------------------------------------------------------
     def failover(self, conn: Any, target: str, force: bool) -> None:

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from replikv.core.replies import RespError
+from replikv.runtime.memory import return_freed_memory
 from replikv.storage.snapshot import write_snapshot
 
 __all__ = ["WholeStateSnapshots"]
@@ -75,3 +76,4 @@ class WholeStateSnapshots:
         if index >= self.wal.first_index:
             self.wal.drop_before(index)
         self._wal_bytes_after_snapshot = self.wal.size_bytes
+        return_freed_memory()  # a SAVE's serialized copy of the state (runtime/memory.py)
