@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from replikv.client import Client
+from replikv.storage.meta import MetaStore
 from tests.integration.cluster import Cluster, wait_for
 
 ELECTION_MS = 300
@@ -235,6 +236,32 @@ def test_a_follower_whose_data_directory_was_wiped_gets_the_log_again(raft_clust
     assert c.client(gone).get("after") == b"wipe" and c.client(gone).dbsize() == 1501
     info = c.replication(wait_leader(c))
     assert info["replikv_follower_logs_lost"] >= 1
+
+
+def test_a_node_restarted_alone_after_the_writes_stopped_serves_them_all(raft_cluster: Callable[..., Cluster]) -> None:
+    """Each node records its commit index once writes stop (the first tick without a new
+    commit), so a node restarted with no leader to be had applies its whole committed log
+    at once and serves it at read level eventual."""
+    c = raft_cluster()
+    leader = wait_leader(c)
+    lc = c.client(leader)
+    for i in range(200):
+        lc.set(f"k{i}", i)
+    target = c.last_index(leader)
+
+    def recorded(n: str) -> int:
+        return int(MetaStore(Path(c.config.nodes[n].data_dir)).load().get("commit", 0))
+
+    for n in c.config.nodes:
+        wait_for(lambda: recorded(n) >= target, 10, f"{n} to record commit index {target}")
+    for n in c.config.nodes:
+        c.kill(n)
+    alone = next(n for n in c.config.nodes if n != leader)
+    c.start(alone)
+    r = c.client(alone)
+    assert r.execute_command("CONSISTENCY", "READ", "eventual") == b"OK"
+    wait_for(lambda: r.dbsize() == 200, 10, f"{alone} to apply its committed log")
+    assert r.get("k199") == b"199" and c.replication(alone)["replikv_leader"] in ("", None)
 
 
 def test_cli_cluster_add_and_remove(raft_cluster: Callable[..., Cluster]) -> None:

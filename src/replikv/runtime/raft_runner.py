@@ -143,6 +143,7 @@ class RaftRunner(BaseRunner):
         self._expiry_inflight = 0
         # --fsync always: the leader replicates between its WAL write and its fsync
         self.async_persist = opts.fsync == "always"
+        self._commit_last_tick = 0
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
                            "tick_stalls": 0})
         self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
@@ -568,7 +569,10 @@ class RaftRunner(BaseRunner):
         """Record the commit index (at most what this node's WAL has on disk) once a
         second, so a restart can tell a log that lost committed entries from one
         that did not (recovery refuses the former) while costing one small
-        atomic file write a second, not one per commit."""
+        atomic file write a second, not one per commit. Also at the first tick
+        without a new commit (``_tick_loop``): a node restarted after writes
+        stopped applies its whole log at once instead of waiting for a leader
+        to tell it the commit index (an election, if it was the leader)."""
         try:
             self.group.record_commit()
         except OSError as exc:
@@ -767,6 +771,10 @@ class RaftRunner(BaseRunner):
             self._queue(self.core.tick())
             self.lock_service.tick()
             self._check_failover()
+            commit = self.core.log.commit
+            if commit == self._commit_last_tick and commit > self.group.saved_commit:
+                self._every_second()  # no commit since the last tick: record it now, not a second later
+            self._commit_last_tick = commit
             if self.is_leader and now >= next_expiry:
                 next_expiry = now + 0.1
                 self._expire_keys()
