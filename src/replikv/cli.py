@@ -51,7 +51,8 @@ from replikv.config import (
     NodeOptions,
     is_loopback,
 )
-from replikv.parent_death import child_env, die_with_parent
+from replikv.node_main import run as run_node_command
+from replikv.parent_death import child_env
 from replikv.storage.files import private_dir
 
 USAGE_ERROR = 2
@@ -909,28 +910,13 @@ def node(
         None, "--peer-jitter-ms", show_default=False,
         help="Override cluster.toml's peer_jitter_ms for this node's sends."),
 ) -> None:
-    """Run one node of a cluster in the foreground (until SIGTERM / Ctrl-C)."""
-    config = load_config(config_path)
+    """Run one node of a cluster in the foreground (until SIGTERM / Ctrl-C).
+    ``python -m replikv node`` runs the same without this module (replikv/node_main.py)."""
     try:
-        config.node(node_id)
-        if peer_delay_ms is not None:
-            config.options.peer_delay_ms = peer_delay_ms
-        if peer_jitter_ms is not None:
-            config.options.peer_jitter_ms = peer_jitter_ms
-        if peer_delay_ms is not None or peer_jitter_ms is not None:
-            config.options.validate()
+        code = run_node_command(config_path, node_id, peer_delay_ms, peer_jitter_ms)
     except ConfigError as e:
         fail(str(e))
-    die_with_parent()  # started by `replikv up` / `replikv check`: exit with it
-    try:
-        from replikv.runtime.base import run_node
-    except ImportError as e:
-        fail(f"the node runtime is not available in this build: {e}", FAILURE)
-    try:
-        code = run_node(config, node_id)
-    except ConfigError as e:
-        fail(str(e))
-    raise typer.Exit(code or 0)
+    raise typer.Exit(code)
 
 
 @app.command()
