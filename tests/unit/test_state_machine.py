@@ -591,7 +591,7 @@ def test_restore_rejects_unknown_version() -> None:
 
 
 def test_snapshot_format_version_1_is_kept() -> None:
-    """Snapshots on disk stay loadable: version 1 rows are [key, tag, payload,
+    """Snapshots on disk stay loadable (versions 1 and 2; 3 is written): version 1 rows are [key, tag, payload,
     expire_ms|None] with tags 0 string, 1 list, 2 set, 3 hash (flat field, value)."""
     from collections import deque
 
@@ -609,7 +609,18 @@ def test_snapshot_format_version_1_is_kept() -> None:
     hash_ = {b"f": b"1", b"g": b"2"}
     assert sm.data == {b"s": b"v", b"l": deque([b"a", b"b"]), b"t": {b"m"}, b"h": hash_}
     assert sm.expires == {b"l": 1_900_000_000_000}
-    assert sm.snapshot() == raw
+    # written as version 3: string keys without a TTL as one flat array, the other rows, locks
+    version, strings, rest, locks = msgpack.unpackb(sm.snapshot())
+    assert (version, strings, locks) == (3, [b"s", b"v"], [])
+    assert sorted(rest) == sorted(rows[1:])
+    again = StateMachine()
+    again.restore(sm.snapshot())
+    assert (again.data, again.expires, again.digest()) == (sm.data, sm.expires, sm.digest())
+    v2 = StateMachine()
+    v2.restore(msgpack.packb([2, rows, []], use_bin_type=True))  # version 2: rows and locks
+    assert v2.digest() == sm.digest()
+    with pytest.raises(ValueError, match="unknown snapshot version"):
+        StateMachine().restore(msgpack.packb([3, rows], use_bin_type=True))
     with pytest.raises(ValueError, match="unknown value type 9"):
         StateMachine().restore(msgpack.packb([1, [[b"x", 9, b"", None]]], use_bin_type=True))
 
