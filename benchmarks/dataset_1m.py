@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from _support import free_ports, log_tail, wait_until
 from resp_throughput import ensure_redis_tools, replicas_online, stop_process
@@ -133,7 +135,10 @@ def dbsize(port: int, local: bool) -> int | None:
     """DBSIZE on the node at ``port`` (from its own state with ``local``); None while it
     does not answer or is still loading."""
     try:
-        client = redis.Redis(port=port, socket_timeout=5, socket_connect_timeout=1)
+        # no retries: redis-py 8 retries a refused connection with a backoff of up to seconds,
+        # which made a restart look ~0.5-1 s slower whenever a poll came before the node listened
+        # (replikv listens once its data is loaded; Redis listens first and answers -LOADING)
+        client = redis.Redis(port=port, socket_timeout=5, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
         try:
             if local:
                 client.execute_command("CONSISTENCY", "READ", "eventual")
