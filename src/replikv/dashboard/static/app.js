@@ -130,7 +130,7 @@ function renderLinks(s) {
 function renderEvents(s) {
   const list = $("events");
   list.replaceChildren(...s.events.slice().reverse().map((e) =>
-    el("li", {class: `event ${e.kind}`, "data-kind": e.kind},
+    el("li", {class: `event ev-${e.kind}`, "data-kind": e.kind},
        el("time", {}, new Date(e.t_ms).toLocaleTimeString()), e.text)));
 }
 
