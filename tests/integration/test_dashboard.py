@@ -17,9 +17,9 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp", reason="the dashboard needs aiohttp (pip install aiohttp)")
 
-from replikv.check.harness import Harness, can_partition, wait_for  # noqa: E402
-from replikv.dashboard.actions import AttachedController, Controller, HarnessController  # noqa: E402
-from replikv.dashboard.server import Dashboard, DashboardThread  # noqa: E402
+from replikv.check.harness import Harness, can_partition, wait_for
+from replikv.dashboard.actions import AttachedController, Controller, HarnessController
+from replikv.dashboard.server import Dashboard, DashboardThread
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")

@@ -20,9 +20,9 @@ import pytest
 pytest.importorskip("aiohttp", reason="the dashboard needs aiohttp (pip install aiohttp)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install playwright)")
 
-from replikv.check.harness import Harness  # noqa: E402
-from replikv.dashboard.actions import HarnessController  # noqa: E402
-from replikv.dashboard.server import Dashboard, DashboardThread  # noqa: E402
+from replikv.check.harness import Harness
+from replikv.dashboard.actions import HarnessController
+from replikv.dashboard.server import Dashboard, DashboardThread
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
@@ -51,7 +51,7 @@ def page_of_raft(tmp_path: Path) -> Iterator[tuple[Any, Harness]]:
 
 
 def test_kill_leader_and_read_everywhere(page_of_raft: tuple[Any, Harness], tmp_path: Path) -> None:
-    page, h = page_of_raft
+    page, _ = page_of_raft
     expect = sync_api.expect
     expect(page.locator("#conn")).to_have_text("live")
     expect(page.locator("#leader")).to_have_text(__import__("re").compile(r"^n\d$"))

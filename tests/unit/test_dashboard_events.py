@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("aiohttp", reason="the dashboard needs aiohttp")
 
-from replikv.dashboard.poller import NodeView, cluster_leader, converged, derive_events  # noqa: E402
+from replikv.dashboard.poller import NodeView, cluster_leader, converged, derive_events
 
 
 def v(nid: str, state: str = "up", role: str = "follower", epoch: int | None = 1, **kw: object) -> NodeView:

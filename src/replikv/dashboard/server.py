@@ -168,7 +168,7 @@ class Dashboard:
             message = await loop.run_in_executor(None, self.controller.do, action, node, peer)
         except ActionRefused as e:
             return web.json_response({"ok": False, "error": str(e)}, status=409)
-        except Exception as e:  # a lever that broke (iptables failed, ...): say so in the page
+        except Exception as e:  # noqa: BLE001 - a lever that broke (iptables failed, ...): the page says so
             return web.json_response({"ok": False, "error": f"{action} failed: {e}"}, status=500)
         self.poller.note("fault", message, node)
         return web.json_response({"ok": True, "message": message})
@@ -230,7 +230,7 @@ class DashboardThread:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="replikv-dashboard", daemon=True)
 
-    def start(self, timeout_s: float = 10.0) -> "DashboardThread":
+    def start(self, timeout_s: float = 10.0) -> DashboardThread:
         self._thread.start()
         if not self._ready.wait(timeout_s):
             raise RuntimeError("the dashboard did not start")
