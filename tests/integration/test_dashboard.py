@@ -228,3 +228,67 @@ def test_cut_and_heal_links(board_of: Callable[..., Board]) -> None:
     for peer in others:
         assert b.call("POST", "/api/action", {"action": "heal", "node": leader, "peer": peer})[0] == 200
     assert b.state()["playground"]["cut"] == []
+
+
+def test_up_dashboard_supervisor_levers(tmp_path: Path) -> None:
+    """`replikv up --dashboard`: the page's kill and restart reach the supervisor's processes."""
+    import re
+    import signal
+    import urllib.request
+
+    from tests.integration.test_cli_cluster import start_up
+
+    up, base, _, up_log, alive = start_up(tmp_path, "raft", "--quiet", "--election-timeout-ms", "300",
+                                          "--dashboard", "--dashboard-port", "0")
+    try:
+        url = wait_for(lambda: (m := re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/)", up_log.read_text()))
+                       and m.group(1), 60, "the dashboard's address in up's output")
+
+        def call(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+            req = urllib.request.Request(url + path, method=method, data=json.dumps(body).encode() if body else None,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        def state() -> dict[str, Any]:
+            return call("GET", "api/state")[1]
+        s = wait_for(lambda: state()["leader"] and state(), 30, "a leader on the page")
+        assert s["playground"]["kind"] == "up" and "host's network" in s["playground"]["refusals"]["cut"]
+        assert call("POST", "api/action", {"action": "cut", "node": "n1", "peer": "n2"})[0] == 409
+        victim = next(n["id"] for n in s["nodes"] if n["id"] != s["leader"])
+        assert call("POST", "api/action", {"action": "kill", "node": victim}) == \
+            (200, {"ok": True, "message": f"{victim} killed (SIGKILL)"})
+        wait_for(lambda: next(n for n in state()["nodes"] if n["id"] == victim)["state"] == "down", 20,
+                 f"{victim} shown down")
+        assert up.poll() is None  # up reports the exit and keeps running
+        assert call("POST", "api/action", {"action": "restart", "node": victim})[0] == 200
+        wait_for(lambda: f"{victim} is up (follower)" in events(state()), 30, f"{victim} up again")
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+    assert up.returncode == 0, alive()
+
+
+def test_dashboard_command_needs_a_source(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "replikv", "dashboard"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "--config" in done.stderr and "--playground" in done.stderr
+
+
+def test_sharded_raft_groups(board_of: Callable[..., Board]) -> None:
+    b = board_of("raft", shards=3)
+    s = b.until(lambda s: len(s["groups"]) == 3 and all(g["leader"] for g in s["groups"]) and s,
+                "every group led")
+    assert [g["group"] for g in s["groups"]] == [0, 1, 2]
+    assert s["groups"][0]["slots"].startswith("0-") and s["groups"][2]["slots"].endswith("-16383")
+    assert all(sorted(g["members"]) == ["n1", "n2", "n3"] for g in s["groups"])
+    group0_leader = s["groups"][0]["leader"]
+    assert b.call("POST", "/api/action", {"action": "kill", "node": group0_leader})[0] == 200
+    s = b.until(lambda s: any(t.startswith("group ") and t.startswith(f"group {g['group']} leader: {group0_leader} ->")
+                              for g in s["groups"] for t in events(s)) and s, "a group leader event")
+    assert all(g["leader"] != group0_leader for g in s["groups"] if g["leader"])
