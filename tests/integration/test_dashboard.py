@@ -292,3 +292,18 @@ def test_sharded_raft_groups(board_of: Callable[..., Board]) -> None:
     s = b.until(lambda s: any(t.startswith("group ") and t.startswith(f"group {g['group']} leader: {group0_leader} ->")
                               for g in s["groups"] for t in events(s)) and s, "a group leader event")
     assert all(g["leader"] != group0_leader for g in s["groups"] if g["leader"])
+
+
+def test_levers_refuse_other_origins(board_of: Callable[..., Board]) -> None:
+    b = board_of("raft")
+
+    async def post(headers: dict[str, str], data: bytes) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(b.url + "api/action", data=data, headers=headers) as r:
+                return r.status, await r.json()
+    body = json.dumps({"action": "kill", "node": "n1"}).encode()
+    status, r = asyncio.run(post({"Content-Type": "text/plain"}, body))
+    assert status == 415 and "application/json" in r["error"]
+    status, r = asyncio.run(post({"Content-Type": "application/json", "Origin": "http://evil.example"}, body))
+    assert status == 403 and "evil.example" in r["error"]
+    assert all(b.harness.running(n) for n in b.harness.ids)

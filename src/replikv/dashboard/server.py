@@ -6,6 +6,8 @@ Routes (JSON unless said otherwise):
   package: no CDN, no build step).
 - ``GET /api/state``: the latest snapshot (poller.py) plus ``playground`` (what each lever
   can do here, or why not), ``read_levels`` and ``write_levels`` of the mode.
+- POSTs must be ``Content-Type: application/json`` and, when the browser names an
+  ``Origin``, come from this page's own (another site's page must not pull the levers).
 - ``GET /ws``: a WebSocket; the server sends ``{"type": "state", ...snapshot}`` after every poll.
 - ``POST /api/action`` ``{"action": "kill|pause|resume|restart|cut|heal", "node": "n1",
   "peer": "n2"}``: ``{"ok": true, "message": ...}``, or ``{"ok": false, "error": why}``
@@ -150,6 +152,16 @@ class Dashboard:
         return ws
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        # The levers kill processes: a page of another site in the user's browser must not pull
+        # them. A cross-site request names its Origin, and JSON needs a CORS preflight we never grant.
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"http://{request.host}":
+            raise web.HTTPForbidden(text=json.dumps({"ok": False, "error": f"requests from {origin} are refused"}),
+                                    content_type="application/json")
+        if request.content_type != "application/json":
+            raise web.HTTPUnsupportedMediaType(
+                text=json.dumps({"ok": False, "error": "send Content-Type: application/json"}),
+                content_type="application/json")
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -262,9 +274,11 @@ class DashboardThread:
             await runner.cleanup()
 
     def stop(self) -> None:
+        """Stop serving, and let every node the page paused go on."""
         if self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+        self.dashboard.controller.close()
 
 
 def run_forever(dashboard: Dashboard, port: int, on_ready: Callable[[str], None],
