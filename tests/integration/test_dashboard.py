@@ -307,3 +307,15 @@ def test_levers_refuse_other_origins(board_of: Callable[..., Board]) -> None:
     status, r = asyncio.run(post({"Content-Type": "application/json", "Origin": "http://evil.example"}, body))
     assert status == 403 and "evil.example" in r["error"]
     assert all(b.harness.running(n) for n in b.harness.ids)
+
+
+def test_leader_follower_write_levels(board_of: Callable[..., Board]) -> None:
+    b = board_of("leader-follower")
+    s = b.until(lambda s: s["leader"] and s, "the leader")
+    assert s["leader"] == "n1" and s["write_levels"] == ["async", "semi-sync 1", "sync"]
+    for level in s["write_levels"]:
+        status, r = b.call("POST", "/api/read-everywhere", {"key": "lf", "value": level, "write_level": level})
+        assert status == 200 and r["write"]["ok"], r["write"]
+        assert r["levels"] == ["bounded", "session", "prefix", "eventual"]
+        # the leader and (with the writer's token) every follower read the write
+        assert all(r["reads"][n]["session"]["value"] == level for n in r["nodes"]), r["reads"]
