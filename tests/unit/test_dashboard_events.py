@@ -51,3 +51,10 @@ def test_group_leaders_and_convergence() -> None:
     y = {"n1": v("n1", extra={"version_vector": "n1:3,n2:1"}), "n2": v("n2", extra={"version_vector": "n2:1,n1:2"})}
     assert converged(x) is True and converged(y) is False
     assert texts(x, y) == ["replicas diverged"] and texts(y, x) == ["replicas converged (one version vector)"]
+
+
+def test_no_cluster_leader_events_where_every_node_writes() -> None:
+    a = {"n1": v("n1", role="writer", epoch=None), "n2": v("n2", role="writer", epoch=None)}
+    b = {"n1": v("n1", state="down", epoch=None), "n2": v("n2", role="writer", epoch=None)}
+    assert texts(a, b) == ["n1 is down (connection refused)"]
+    assert [e.text for e in derive_events(b, a, 0, single_leader=False)] == ["n1 is up (writer)"]

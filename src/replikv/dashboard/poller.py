@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from replikv import modes
 from replikv.cli import NodeStatus, collect_status, parse_kv_list
 from replikv.config import ClusterConfig
 
@@ -150,8 +151,11 @@ def converged(views: dict[str, NodeView]) -> bool | None:
     return len(norm) == 1
 
 
-def derive_events(prev: dict[str, NodeView], cur: dict[str, NodeView], t_ms: int) -> list[Event]:
-    """What changed between two polls, in the order a reader wants it."""
+def derive_events(prev: dict[str, NodeView], cur: dict[str, NodeView], t_ms: int,
+                  single_leader: bool = True) -> list[Event]:
+    """What changed between two polls, in the order a reader wants it. ``single_leader``: one
+    node leads the cluster (raft, leader-follower); else no leader or term events (every node
+    takes writes, or each Raft group has its own leader: group events)."""
     out: list[Event] = []
     for nid, c in cur.items():
         p = prev.get(nid)
@@ -166,9 +170,9 @@ def derive_events(prev: dict[str, NodeView], cur: dict[str, NodeView], t_ms: int
                 out.append(Event(t_ms, "down", f"{nid} is down (connection refused)", nid))
             else:
                 out.append(Event(t_ms, "down", f"{nid} does not answer ({c.error or 'no reply'})", nid))
-        elif c.state == "up" and p.role != c.role and p.role and c.role:
+        elif c.state == "up" and p.role != c.role and p.role and c.role and single_leader:
             out.append(Event(t_ms, "role", f"{nid}: {p.role} -> {c.role}", nid))
-    old, new = cluster_leader(prev), cluster_leader(cur)
+    old, new = (cluster_leader(prev), cluster_leader(cur)) if single_leader else ("", "")
     if old != new:
         term = cur[new].epoch if new else None
         if new:
@@ -177,7 +181,7 @@ def derive_events(prev: dict[str, NodeView], cur: dict[str, NodeView], t_ms: int
             out.append(Event(t_ms, "leader", f"no leader (was {old})", old))
     old_terms = [v.epoch for v in prev.values() if v.epoch is not None]
     new_terms = [v.epoch for v in cur.values() if v.epoch is not None]
-    if old_terms and new_terms and max(new_terms) > max(old_terms) and old == new:
+    if single_leader and old_terms and new_terms and max(new_terms) > max(old_terms) and old == new:
         out.append(Event(t_ms, "term", f"term {max(old_terms)} -> {max(new_terms)}"))
     old_groups, new_groups = _group_leaders(prev), _group_leaders(cur)
     for g, leader in sorted(new_groups.items()):
@@ -211,6 +215,9 @@ class Poller:
                  netns: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
                  paused: Callable[[], set[str]] | None = None) -> None:
         self.config = config
+        # one node leads the whole cluster: not in multi-leader and leaderless modes (every node
+        # takes writes), nor in sharded raft (a leader per group)
+        self.single_leader = modes.get(config.mode).single_writer and not config.options.shards
         self.timeout_s = timeout_s
         self.history_s = history_s
         self._netns = netns or contextlib.nullcontext
@@ -238,6 +245,9 @@ class Poller:
             v = node_view(s)
             if s.id in paused and v.state != "up":
                 v.state, v.role = "paused", "paused"
+            elif v.state == "up" and not self.single_leader:
+                v.role = (f"leads {v.extra.get('groups_led', '?')}/{v.extra.get('shards', '?')} groups"
+                          if "shards" in v.extra else "writer")
             last = self._last.get(s.id)
             if v.state == "up":
                 if last is not None and now > last[0] and v.calls >= last[1]:
@@ -252,8 +262,8 @@ class Poller:
         t_ms = int(time.time() * 1000)
         with self._lock:
             if self.views:
-                self.events.extend(derive_events(self.views, views, t_ms))
-            elif cluster_leader(views):
+                self.events.extend(derive_events(self.views, views, t_ms, self.single_leader))
+            elif self.single_leader and cluster_leader(views):
                 leader = cluster_leader(views)
                 self.events.append(Event(t_ms, "leader", f"leader is {leader} (term {views[leader].epoch})",
                                          leader))
@@ -280,7 +290,8 @@ class Poller:
                 "mode": self.config.mode,
                 "t_ms": int(time.time() * 1000),
                 "polls": self.polls,
-                "leader": cluster_leader(views),
+                "single_leader": self.single_leader,
+                "leader": cluster_leader(views) if self.single_leader else "",
                 "term": max((v.epoch for v in views.values() if v.epoch is not None), default=None),
                 "converged": converged(views),
                 "nodes": [views[n].to_json() if n in views else {"id": n, "state": "unknown"}

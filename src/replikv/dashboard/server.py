@@ -78,6 +78,7 @@ class Dashboard:
             web.get("/", self.index), web.get("/api/state", self.state), web.get("/ws", self.ws),
             web.post("/api/action", self.action), web.post("/api/read-everywhere", self.probe),
             web.get("/api/placement", self.placement), web.static("/static", str(STATIC)),
+            web.get("/favicon.ico", lambda request: _no_content()),
         ])
         self.app.on_startup.append(self._start_polling)
         self.app.on_shutdown.append(self._close_sockets)
@@ -212,6 +213,10 @@ class Dashboard:
         r = Ring(ring["members"], ring["replicas"], ring["vnodes"])
         return web.json_response({"ok": True, "key": key, "token": round(token_of(key.encode()) / TOKEN_SPACE, 5),
                                   "replicas": list(r.preference_list(key.encode()))})
+
+
+async def _no_content() -> web.Response:
+    return web.Response(status=204)
 
 
 async def serve(dashboard: Dashboard, port: int, host: str = HOST) -> web.AppRunner:

@@ -85,8 +85,9 @@ function renderNodes(s) {
   for (const n of s.nodes) {
     const c = card(n);
     const up = n.state === "up";
-    c.root.className = `node ${up ? n.role : n.state}`;
-    c.role.className = `role ${up ? n.role : n.state}`;
+    const roleClass = up ? (n.role === "leader" || n.role === "follower" ? n.role : "other") : n.state;
+    c.root.className = `node ${roleClass}`;
+    c.role.className = `role ${roleClass}`;
     c.role.textContent = up ? n.role : n.state;
     c.rows.epoch.textContent = fmt(n.epoch);
     c.rows.leader.textContent = fmt(n.leader);
@@ -200,7 +201,8 @@ const ringKey = {};
 
 function renderHeader(s) {
   $("mode").textContent = s.mode;
-  $("leader").textContent = s.leader || "none";
+  $("leader").textContent = s.single_leader ? (s.leader || "none")
+    : (s.groups && s.groups.length ? "one per group" : "none: every node takes writes");
   $("term").textContent = fmt(s.term);
   $("pgkind").textContent = s.playground.kind;
   $("convergence").textContent = s.converged === null || s.converged === undefined ? "" : (s.converged ? "converged" : "diverged");
