@@ -78,7 +78,7 @@ class Dashboard:
             web.get("/", self.index), web.get("/api/state", self.state), web.get("/ws", self.ws),
             web.post("/api/action", self.action), web.post("/api/read-everywhere", self.probe),
             web.get("/api/placement", self.placement), web.static("/static", str(STATIC)),
-            web.get("/favicon.ico", lambda request: _no_content()),
+            web.get("/favicon.ico", _no_content),
         ])
         self.app.on_startup.append(self._start_polling)
         self.app.on_shutdown.append(self._close_sockets)
@@ -215,7 +215,7 @@ class Dashboard:
                                   "replicas": list(r.preference_list(key.encode()))})
 
 
-async def _no_content() -> web.Response:
+async def _no_content(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
