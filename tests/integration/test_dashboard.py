@@ -319,3 +319,52 @@ def test_leader_follower_write_levels(board_of: Callable[..., Board]) -> None:
         assert r["levels"] == ["bounded", "session", "prefix", "eventual"]
         # the leader and (with the writer's token) every follower read the write
         assert all(r["reads"][n]["session"]["value"] == level for n in r["nodes"]), r["reads"]
+
+
+def _serve_cli(args: list[str], log: Path, timeout_s: float = 60) -> tuple[Any, str]:
+    """`python -m replikv dashboard ARGS --port 0` in the background: (process, its URL)."""
+    import re
+    import subprocess
+    import sys
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "replikv", "dashboard", *args, "--port", "0"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+    def url() -> str | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"replikv dashboard exited {proc.returncode}: {log.read_text()}")
+        m = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/)", log.read_text())
+        return m.group(1) if m else None
+    return proc, wait_for(url, timeout_s, "the dashboard's address")
+
+
+def _get_state(url: str) -> dict[str, Any]:
+    import urllib.request
+    with urllib.request.urlopen(url + "api/state", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_dashboard_cli_config_and_playground(tmp_path: Path) -> None:
+    import signal
+    h = Harness(tmp_path / "c", "raft", 3, use_netns=False, election_timeout_ms=300).start()
+    try:
+        proc, url = _serve_cli(["--config", str(h.config_path)], tmp_path / "attached.log")
+        try:
+            s = wait_for(lambda: (s := _get_state(url))["leader"] and s, 30, "the cluster's leader on the page")
+            assert s["playground"]["kind"] == "attached" and [n["state"] for n in s["nodes"]] == ["up"] * 3
+        finally:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(30) == 0
+    finally:
+        h.close()
+
+    data = tmp_path / "pg"
+    proc, url = _serve_cli(["--playground", "--mode", "leaderless", "--data-dir", str(data)], tmp_path / "pg.log")
+    try:
+        s = wait_for(lambda: (s := _get_state(url))["ring"] and s, 30, "the playground's ring")
+        assert s["mode"] == "leaderless" and s["playground"]["kind"] == "playground"
+        assert s["playground"]["refusals"]["kill"] == ""
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    assert (data / "cluster.toml").exists()  # a --data-dir given is kept
