@@ -241,6 +241,7 @@ class Poller:
         now = time.monotonic()
         paused = self._paused()
         views: dict[str, NodeView] = {}
+        deltas: dict[str, tuple[float, int, int]] = {}  # node -> (seconds, commands, usec) since the last poll
         for s in statuses:
             v = node_view(s)
             if s.id in paused and v.state != "up":
@@ -253,6 +254,7 @@ class Poller:
                 if last is not None and now > last[0] and v.calls >= last[1]:
                     dt = now - last[0]
                     calls = v.calls - last[1]
+                    deltas[s.id] = (dt, calls, v.usec - last[2])
                     v.ops_s = round(calls / dt, 1)
                     v.latency_ms = round((v.usec - last[2]) / calls / 1000, 3) if calls else None
                 self._last[s.id] = (now, v.calls, v.usec)
@@ -269,17 +271,29 @@ class Poller:
                                          leader))
             self.views = views
             self.polls += 1
-            self._add_history(views, t_ms)
+            self._add_history(views, deltas, t_ms)
         return views
 
-    def _add_history(self, views: dict[str, NodeView], t_ms: int) -> None:
+    def _add_history(self, views: dict[str, NodeView], deltas: dict[str, tuple[float, int, int]],
+                     t_ms: int) -> None:
+        """One point per second and node: ops/s and mean latency over every poll of that second
+        (so a burst between two polls is not lost), the lag and up/down of its last poll."""
         second = t_ms // 1000
         for nid, v in views.items():
-            point = {"t": second, "ops_s": v.ops_s, "latency_ms": v.latency_ms, "lag_ops": _lag(v),
-                     "up": v.state == "up"}
             hist = self.history.setdefault(nid, deque(maxlen=self.history_s))
+            acc = self._second.get(nid)
+            if acc is None or acc["t"] != second:
+                acc = self._second[nid] = {"t": second, "dt": 0.0, "calls": 0, "usec": 0}
+            dt, calls, usec = deltas.get(nid, (0.0, 0, 0))
+            acc["dt"] += dt
+            acc["calls"] += calls
+            acc["usec"] += usec
+            point = {"t": second,
+                     "ops_s": round(acc["calls"] / acc["dt"], 1) if acc["dt"] else None,
+                     "latency_ms": round(acc["usec"] / acc["calls"] / 1000, 3) if acc["calls"] else None,
+                     "lag_ops": _lag(v), "up": v.state == "up"}
             if hist and hist[-1]["t"] == second:
-                hist[-1] = point  # the last poll of each second stands for it
+                hist[-1] = point
             else:
                 hist.append(point)
 
