@@ -923,19 +923,11 @@ def up(
 def start_up_dashboard(sup: Supervisor, port: int) -> Any:
     """`replikv up --dashboard`: the dashboard on its own thread, its buttons pulling sup's levers."""
     try:
-        from replikv.dashboard.actions import SupervisorController
-        from replikv.dashboard.server import Dashboard, DashboardThread
+        from replikv.dashboard.launch import serve_for_supervisor
     except ImportError as e:
         err_console.print(f"[bold red]no dashboard:[/] {escape(str(e))} (pip install aiohttp)")
         return None
-    controller = SupervisorController(sup)
-    try:
-        board = DashboardThread(Dashboard(sup.config, controller), port).start()
-    except OSError as e:
-        err_console.print(f"[bold red]no dashboard:[/] {escape(str(e))} (pick another --dashboard-port)")
-        return None
-    console.print(f"Dashboard: [bold]{board.url}[/]")
-    return board
+    return serve_for_supervisor(sup, port)
 
 
 @app.command()
@@ -967,59 +959,11 @@ def dashboard(
         fail("give either --config DIR/cluster.toml (watch a running cluster) or --playground "
              "(start one of its own)")
     try:
-        from replikv.dashboard.actions import AttachedController, Controller, HarnessController
-        from replikv.dashboard.server import Dashboard, run_forever
+        from replikv.dashboard.launch import serve_command
     except ImportError as e:
         fail(f"the dashboard needs aiohttp ({e}); pip install aiohttp", FAILURE)
-    import asyncio
-    import shutil
-    import tempfile
-
-    harness: Any = None
-    tmp: str | None = None
-    controller: Controller
-    if playground:
-        from replikv.check.harness import Harness, HarnessError
-        root = data_dir
-        if root is None:
-            tmp = tempfile.mkdtemp(prefix="replikv-playground-")
-            root = Path(tmp)
-        options: dict[str, Any] = {"shards": shards} if shards else {}
-        try:
-            console.print(f"starting a {mode or modes.names()[0]} cluster of {nodes} nodes in {escape(str(root))} ...")
-            harness = Harness(root, mode, nodes, **options).start()
-        except (HarnessError, ConfigError, TypeError) as e:
-            if tmp:
-                shutil.rmtree(tmp, ignore_errors=True)
-            fail(f"could not start the playground cluster: {e}", FAILURE)
-        controller = HarnessController(harness)
-        config = harness.config
-        if not harness.use_netns:
-            console.print("[yellow]note:[/] not root (or no ip/iptables): link cuts are off in this playground")
-    else:
-        assert config_path is not None
-        config = load_config(config_path)
-        controller = AttachedController(config, lambda n: None)
-    board = Dashboard(config, controller)
-
-    async def until_signal() -> None:
-        loop = asyncio.get_running_loop()
-        done = asyncio.Event()
-        for s in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(s, done.set)
-        await done.wait()
-
-    try:
-        run_forever(board, port, lambda url: console.print(f"Dashboard: [bold]{url}[/]   Stop: Ctrl-C"),
-                    until_signal)
-    except OSError as e:
-        fail(f"cannot serve on 127.0.0.1:{port}: {e}", FAILURE)
-    finally:
-        controller.close()
-        if harness is not None:
-            harness.close()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+    serve_command(config_path=config_path, playground=playground, mode=mode, nodes=nodes, shards=shards,
+                  data_dir=data_dir, port=port)
 
 
 @app.command()
