@@ -64,6 +64,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_NODES = 3
 DEFAULT_PORT = 7001
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_DASHBOARD_PORT = 7900
 
 app = typer.Typer(
     name="replikv",
@@ -435,17 +436,19 @@ class NodeStatus:
     error: str = ""
     followers: list[dict[str, str]] = field(default_factory=list)
     groups: dict[str, dict[str, str]] = field(default_factory=dict)  # sharded raft: group -> its row
+    info: dict[str, str] = field(default_factory=dict)  # every INFO field asked for (the dashboard's)
 
 
 ROLE_NAMES = {"master": "leader", "slave": "follower"}
 
 
-def query_status(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.5) -> NodeStatus:
+def query_status(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.5,
+                 sections: tuple[str, ...] = ("replication",)) -> NodeStatus:
     status = NodeStatus(id=node.id, address=f"{node.host}:{node.port}", state="up")
     client = node_client(config, node, timeout_s)
     client.set_response_callback("INFO", lambda response, **options: response)  # raw text
     try:
-        raw = client.execute_command("INFO", "replication")
+        raw = client.execute_command("INFO", *sections)
     except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
         # Refused or silent: down. Accepted and then dropped or stalled: the
         # process is there but not answering properly, which is worth telling apart.
@@ -461,6 +464,7 @@ def query_status(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.
         client.close()
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     info = parse_info(text)
+    status.info = info
     status.role = ROLE_NAMES.get(info.get("role", ""), info.get("role", "?"))
     status.epoch = info.get("replikv_epoch", "")
     status.leader = info.get("replikv_leader", "")
@@ -479,10 +483,11 @@ def query_status(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.
     return status
 
 
-def collect_status(config: ClusterConfig, timeout_s: float = 0.5) -> list[NodeStatus]:
+def collect_status(config: ClusterConfig, timeout_s: float = 0.5,
+                   sections: tuple[str, ...] = ("replication",)) -> list[NodeStatus]:
     """Ask every node at once (a down node costs one timeout, not one each)."""
     with ThreadPoolExecutor(max_workers=max(1, len(config.nodes))) as pool:
-        return list(pool.map(lambda n: query_status(config, n, timeout_s), config.nodes.values()))
+        return list(pool.map(lambda n: query_status(config, n, timeout_s, sections), config.nodes.values()))
 
 
 def status_table(statuses: list[NodeStatus], title: str = "replikv cluster") -> Table:
@@ -583,29 +588,35 @@ class Supervisor:
                 "--id", node.id]
 
     def start(self) -> None:
+        for node in self.config.nodes.values():
+            self.start_node(node.id)
+
+    def start_node(self, node_id: str) -> None:
+        """Start one node (again: the dashboard's restart button); its output goes on in node.log."""
         # a node exits with us even if we are killed outright (parent_death.py)
         env = child_env(dict(os.environ, PYTHONUNBUFFERED="1"))
-        for i, node in enumerate(self.config.nodes.values()):
-            node_dir = Path(node.data_dir)
-            private_dir(node_dir)
-            log_path = node_dir / LOG_FILE
-            with open(log_path, "ab") as log:
-                log_start = log.tell()
-                log.write(f"---- replikv up: starting {node.id} at "
-                          f"{time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode())
-                log.flush()
-                proc = subprocess.Popen(
-                    self.node_command(node),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                    process_group=0,  # Ctrl-C reaches only us; we stop the nodes in order
-                )
-            child = Child(node.id, proc, log_path, log_start)
-            self.children[node.id] = child
-            if self.echo:
-                t = threading.Thread(target=self._tail, args=(child, NODE_STYLES[i % len(NODE_STYLES)]),
-                                     name=f"tail-{node.id}", daemon=True)
-                t.start()
-                self._threads.append(t)
+        i = list(self.config.nodes).index(node_id)
+        node = self.config.nodes[node_id]
+        node_dir = Path(node.data_dir)
+        private_dir(node_dir)
+        log_path = node_dir / LOG_FILE
+        with open(log_path, "ab") as log:
+            log_start = log.tell()
+            log.write(f"---- replikv up: starting {node.id} at "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} ----\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                self.node_command(node),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                process_group=0,  # Ctrl-C reaches only us; we stop the nodes in order
+            )
+        child = Child(node.id, proc, log_path, log_start)
+        self.children[node.id] = child
+        if self.echo:
+            t = threading.Thread(target=self._tail, args=(child, NODE_STYLES[i % len(NODE_STYLES)]),
+                                 name=f"tail-{node.id}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def _tail(self, child: Child, style: str) -> None:
         prefix = Text(f"{child.node_id} | ", style=style)
@@ -812,6 +823,11 @@ def up(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="Don't echo node logs to the terminal (they are always "
         f"in DATA_DIR/<node>/{LOG_FILE})."),
+    dashboard: bool = typer.Option(
+        False, "--dashboard", help="Also serve the live dashboard and playground on 127.0.0.1 "
+        "(kill, pause, resume, restart buttons; see replikv dashboard)."),
+    dashboard_port: int = typer.Option(
+        DEFAULT_DASHBOARD_PORT, "--dashboard-port", min=0, max=65535, help="Port of --dashboard (0: any free one)."),
     node_options: Optional[dict[str, Any]] = None,
 ) -> None:
     """Start a local cluster (n1 leads), supervise it, and stop it on Ctrl-C / SIGTERM.
@@ -856,6 +872,7 @@ def up(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     sup = Supervisor(config, config_path, echo=not quiet)
     exit_code = 0
+    board: Any = None
     try:
         sup.start()
         ok, why = sup.wait_ready(time.monotonic() + start_timeout, stop)
@@ -874,6 +891,8 @@ def up(
             sup.wait_leader(time.monotonic() + start_timeout, stop)
         if not stop.is_set():
             print_cluster_ready(config, config_path)
+        if dashboard and not stop.is_set():
+            board = start_up_dashboard(sup, dashboard_port)
         while not stop.is_set():
             stop.wait(0.25)
             if stop.is_set():
@@ -882,11 +901,13 @@ def up(
                 print_exit_report(sup, node_id, code)
                 err_console.print(f"restart it alone with: replikv node --config "
                                   f"{escape(str(config_path))} --id {node_id}")
-            if not sup.running():
+            if not sup.running() and board is None:  # with a dashboard, its restart button may bring them back
                 err_console.print("[bold red]every node has exited; stopping[/]")
                 exit_code = FAILURE
                 break
     finally:
+        if board is not None:
+            board.stop()
         if sup.children:
             console.print("stopping nodes ...")
             killed = sup.stop(stop_timeout, force)
@@ -897,6 +918,52 @@ def up(
         for s, handler in previous.items():
             signal.signal(s, handler)
     raise typer.Exit(exit_code)
+
+
+def start_up_dashboard(sup: Supervisor, port: int) -> Any:
+    """`replikv up --dashboard`: the dashboard on its own thread, its buttons pulling sup's levers."""
+    try:
+        from replikv.dashboard.launch import serve_for_supervisor
+    except ImportError as e:
+        err_console.print(f"[bold red]no dashboard:[/] {escape(str(e))} (pip install aiohttp)")
+        return None
+    return serve_for_supervisor(sup, port)
+
+
+@app.command()
+def dashboard(
+    config_path: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="cluster.toml of a running cluster to watch (signals from the "
+        "buttons reach its nodes by the pid INFO reports; restart and link cuts need --playground)."),
+    playground: bool = typer.Option(
+        False, "--playground", help="Start a fresh cluster of its own (the `replikv check` harness) so "
+        "every button works: kill, pause, resume, restart, and, as root, cut and heal links."),
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help=f"--playground: replication mode ({', '.join(modes.names())}).", show_default=False),
+    nodes: int = typer.Option(3, "--nodes", "-n", min=1, help="--playground: number of nodes."),
+    shards: int = typer.Option(0, "--shards", min=0, help="--playground, raft: Raft groups (0: unsharded)."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", "-d", help="--playground: where the nodes keep their data (default: a "
+        "temporary directory, removed at exit)."),
+    port: int = typer.Option(DEFAULT_DASHBOARD_PORT, "--port", "-p", min=0, max=65535,
+                             help="HTTP port on 127.0.0.1 (0: any free one)."),
+) -> None:
+    """Serve a live web page of a cluster and a playground that breaks it (on 127.0.0.1).
+
+    Every node's role, term, leader, log positions, lag, ops/s and latency, pushed over a
+    WebSocket; a timeline of elections, failovers and faults; buttons to kill, pause, resume and
+    restart nodes and cut links; a panel that writes a key and reads it from every node at every
+    read level of the mode. Ctrl-C stops it (and a --playground cluster).
+    """
+    if (config_path is None) == (not playground):
+        fail("give either --config DIR/cluster.toml (watch a running cluster) or --playground "
+             "(start one of its own)")
+    try:
+        from replikv.dashboard.launch import serve_command
+    except ImportError as e:
+        fail(f"the dashboard needs aiohttp ({e}); pip install aiohttp", FAILURE)
+    serve_command(config_path=config_path, playground=playground, mode=mode, nodes=nodes, shards=shards,
+                  data_dir=data_dir, port=port)
 
 
 @app.command()
