@@ -38,6 +38,7 @@ soak: $(STAMP)
 	$(PY) -m replikv.sim --mode multi-leader --fresh --seeds $$(( $(SOAK_SEEDS) / 100 )) --long
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $(SOAK_SEEDS)
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --nodes 5
+	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --paxos
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 200 )) --long
 	$(PY) -m replikv.sim --shards 3000 --nodes 30
 

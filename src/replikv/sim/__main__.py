@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run a sharded raft cluster of this many groups and print its scale report")
     ap.add_argument("--replicas", type=int, default=3, help="with --shards: replicas per group")
     ap.add_argument("--no-quiesce", action="store_true", help="with --shards: idle groups keep ticking")
+    ap.add_argument("--paxos", action="store_true",
+                    help="leaderless: every read, write and CAS a Paxos round (register clients)")
     args = ap.parse_args(argv)
     if args.shards:
         report = scale_report(nodes=args.nodes, groups=args.shards, replicas=args.replicas, seed=args.seed,
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(first, first + args.count):
         t0 = time.perf_counter()
         try:
-            r = run(args.mode, seed, args.nodes, args.long)
+            r = run(args.mode, seed, args.nodes, args.long, **({"paxos": True} if args.paxos else {}))
         except SafetyViolation as e:
             failed += 1
             print(f"FAIL {e}", file=sys.stderr)

@@ -202,7 +202,8 @@ class Engine:
     def fail(self, what: str) -> NoReturn:
         cfg = self.cfg
         raise SafetyViolation(f"{self.driver.mode} seed {cfg.seed}: {what}\n"
-                              f"replay: {replay_command(self.driver.mode, cfg.seed, cfg.nodes, cfg.long)}")
+                              f"replay: {replay_command(self.driver.mode, cfg.seed, cfg.nodes, cfg.long)}"
+                              f"{getattr(self.driver, 'replay_flags', '')}")
 
     # ------------------------------------------------------------- clients
     def _schedule_client(self, c: Client) -> None:

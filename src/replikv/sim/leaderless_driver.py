@@ -20,6 +20,19 @@ and before a client's reply; a crash loses what was not synced (and may
 tear the last write); a restart replays snapshot + WAL. Every
 ``compact_every`` WAL records a node snapshots (store + hints).
 
+With ``paxos`` (issue 9's compare-and-set): the engine's ``register``
+clients instead, every read, write and CAS run as one Paxos round
+(core/dynamo/paxos.py) among the key's replicas, as the runtime runs
+``GET`` at READ SERIAL, ``SET`` at WRITE SERIAL and ``CAS``: a read decides
+the value it read, a write its value, a CAS its new value if the round read
+the expected one. Outcomes: ``Chosen`` answers (a CAS succeeded if the
+round read the expected value); ``Contended`` and a ``Timeout`` before
+PROPOSE fail (not applied); ``Preempted`` and a later ``Timeout`` are
+unknown (it may still be applied). The acceptors' promises are persisted
+(WAL and snapshots) like every other entry. Checked: the history is
+linearizable (check/linearizability.py, the register model), and every
+key's replicas end equal on a value a client wrote.
+
 Checked: after heal, within the engine's ``heal_us_max``, every key's
 replicas hold equal states (digests), no hint is left and nothing is in
 flight. At the end: every counter equals the sum of the increments whose
@@ -42,12 +55,15 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from replikv.check.history import Op as HistOp
+from replikv.check.linearizability import check_register_history
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo.coordinator import level_count
 from replikv.core.dynamo.hints import Hints
-from replikv.core.dynamo.replica import Changed, Persist, Replica, ReadDone, Send, WriteDone
+from replikv.core.dynamo import paxos as px
+from replikv.core.dynamo import paxos_messages as pm
+from replikv.core.dynamo.replica import Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 from replikv.sim.clock import NodeClock
@@ -73,6 +89,7 @@ class LeaderlessOptions:
     ae_interval_ms: int = 100
     compact_every: int = 24
     slow_sync_us: int = 40_000
+    paxos: bool = False  # every operation a Paxos round, register clients (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,10 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         self.acked = 0
         self.lost_unsynced = 0
         self.stale_checked = 0
+        self.paxos = self.opts.paxos
+        self.workload = "register" if self.paxos else "append"
+        self.replay_flags = " --paxos" if self.paxos else ""  # the engine's replay command
+        self.paxos_chosen = 0
 
     # ------------------------------------------------------------ plumbing
     def _make(self, n: LlSimNode) -> Replica:
@@ -169,6 +190,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         now_ms = n.wall_ms(now_us)
         self._refresh_beliefs(n)
         self.handle(n, n.replica.tick(now_ms, now_us, n.believed))
+        if n.replica.proposers:
+            self.handle(n, n.replica.paxos_tick(now_ms))
         self.engine.at(n.clock.next_tick(now_us), self._tick, nid, epoch)
 
     def _refresh_beliefs(self, n: LlSimNode) -> None:
@@ -201,6 +224,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 self._write_done(n, e)
             elif isinstance(e, ReadDone):
                 self._read_done(n, e)
+            elif isinstance(e, PaxosDone):
+                self._paxos_done(n, e)
             elif not isinstance(e, Changed):
                 self.engine.fail(f"{n.name}: unexpected effect {e!r}")
         if entries:
@@ -230,7 +255,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                     self.acked_dots.append((write[0], write[1], self.engine.now_us))
                 self.engine.client_done(client, ok, value)
         if n.wal.last_index - n.wal.first_index + 1 >= self.opts.compact_every:
-            n.snapshot = msgpack.packb([n.replica.store.snapshot(), n.replica.hints.snapshot()], use_bin_type=True)
+            n.snapshot = msgpack.packb([n.replica.store.snapshot(), n.replica.hints.snapshot(),
+                                        n.replica.paxos_states()], use_bin_type=True)
             n.wal.reset(n.wal.last_index + 1)
 
     # ------------------------------------------------------------ clients
@@ -248,6 +274,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         now_us = self.engine.now_us
         now_ms = n.wall_ms(now_us)
         self._refresh_beliefs(n)
+        if self.paxos:
+            self._paxos_submit(client, op, n, replicas, rid, now_ms)
+            return
         level = self.read_level if op.op == "read" else self.write_level
         needed = level_count(level, len(replicas))
         stand_ins = self.ring.extended_preference(key, len(self.nodes))
@@ -280,6 +309,42 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             self.unsynced_incrs[dot] = (op.key, _amount(op.value or ""))
         n.requests[req] = (client, rid, op, hlc)
         self.handle(n, n.replica.write(req, muts, hlc, replicas, needed, n.believed, stand_ins, now_ms, now_us))
+
+    def _paxos_submit(self, client: Client, op: PendingOp, n: LlSimNode, replicas: tuple[str, ...],
+                      rid: tuple[int, int], now_ms: int) -> None:
+        """One Paxos round for ``op`` (the runtime's ``_serial_write`` and SERIAL read deciders)."""
+        value = (op.value or "").encode()
+        expected = (op.expected or "").encode()
+        decide: Callable[[bytes | None], bytes | None]
+        if op.op == "read":
+            decide = lambda current: current  # noqa: E731
+        elif op.op == "write":
+            decide = lambda current: value  # noqa: E731
+        else:
+            decide = lambda current: value if current == expected else current  # noqa: E731
+        n.reqs += 1
+        n.requests[n.reqs] = (client, rid, op, 0)
+        self.handle(n, n.replica.paxos(n.reqs, op.key.encode(), replicas, decide, now_ms))
+
+    def _paxos_done(self, n: LlSimNode, done: PaxosDone) -> None:
+        entry = n.requests.pop(done.req, None)
+        if entry is None:
+            return
+        client, rid, op, _ = entry
+        outcome = done.outcome
+        ok: bool | None
+        value: str | None = None
+        if isinstance(outcome, px.Chosen):
+            self.paxos_chosen += 1
+            previous = outcome.previous
+            ok = True if op.op != "cas" else previous is not None and previous == (op.expected or "").encode()
+            if op.op == "read" and previous is not None:
+                value = previous.decode()
+        elif isinstance(outcome, px.Contended) or (isinstance(outcome, px.Timeout) and not outcome.may_be_applied):
+            ok = False  # not applied
+        else:
+            ok = False if op.op == "read" else None  # it may still be applied by a later round
+        n.replies.append((client, rid, ok, value, None))
 
     def _write_done(self, n: LlSimNode, done: WriteDone) -> None:
         entry = n.requests.pop(done.req, None)
@@ -324,9 +389,11 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         n.hlc = Hlc()  # as the runtime: the clock restarts past the node's own dots (below)
         n.replica = self._make(n)
         if n.snapshot is not None:
-            store_blob, hints_blob = msgpack.unpackb(n.snapshot, raw=False)
+            store_blob, hints_blob, paxos_states = msgpack.unpackb(n.snapshot, raw=False)
             n.replica.store = KeyedStore.restore(store_blob, self.conflicts)
             n.replica.hints = Hints.restore(hints_blob, self.conflicts)
+            for key, state in paxos_states:  # the acceptors' promises (as the runtime's snapshot)
+                n.replica.acceptor.restore(key, pm.decode_state(state))
         recovered = set()
         for entry in n.wal.recover(after_index=n.wal.first_index - 1):
             n.replica.replay(entry)
@@ -370,6 +437,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         return True
 
     def final_check(self, ops: list[HistOp]) -> None:
+        if self.paxos:
+            self._paxos_final_check(ops)
+            return
         writes = [op for op in ops if op.op == "append"]
         survived: dict[str, int] = {}
         for key, amount in self.incrs.values():
@@ -410,6 +480,19 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 if vis is not None and vis.value.decode() not in written:
                     self.engine.fail(f"{key}: {vis.value!r} but no client wrote it")
 
+    def _paxos_final_check(self, ops: list[HistOp]) -> None:
+        verdict = check_register_history(ops, timeout_s=self.engine.cfg.check_timeout_s)
+        if verdict.linearizable is not True:
+            self.engine.fail(f"Paxos history not linearizable ({verdict.linearizable}): {verdict}")
+        written = {op.value for op in ops if op.op in ("write", "cas")}
+        for key in sorted({op.key for op in ops}):
+            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key.encode())]
+            views = [n.replica.store.visible(key.encode()) for n in holders]
+            if any(v != views[0] for v in views):
+                self.engine.fail(f"{key}: the replicas end with different values {views}")
+            if views[0] is not None and views[0].value.decode() not in written:
+                self.engine.fail(f"{key}: {views[0].value!r} but no client wrote it")
+
     def describe(self) -> str:
         return (f"W={self.write_level} R={self.read_level} N={self.n_replicas} sloppy={self.sloppy}: " + "; ".join(
             f"{n.name}{'' if n.up else ' down'} keys={len(n.replica.store.ctx)} hints="
@@ -418,7 +501,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
 
     def stats(self) -> dict[str, int]:
         out = {"committed": len(self.incrs) + self.acked, "acked_writes": self.acked,
-               "lost_unsynced": self.lost_unsynced, "strict_reads_checked": self.stale_checked}
+               "lost_unsynced": self.lost_unsynced, "strict_reads_checked": self.stale_checked,
+               "paxos_chosen": self.paxos_chosen}
         for n in self.nodes.values():
             for k, v in n.replica.stats.items():
                 out[k] = out.get(k, 0) + v
