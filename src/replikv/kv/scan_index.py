@@ -90,9 +90,11 @@ class ScanIndex:
         return [k for b in self._buckets if b for k in b]
 
     def add(self, key: bytes) -> None:
-        """Index a key that was not in the data set before."""
+        """Index a key that was not in the data set before (one already indexed stays once)."""
         i = crc32(key) >> self._shift
         bucket = self._buckets[i]
+        if bucket is not None and key in bucket:
+            return
         self._buckets[i] = (key,) if bucket is None else bucket + (key,)
         self._count += 1
         if self._count > _KEYS_PER_BUCKET_MAX << self._bits and self._bits < _MAX_BITS:
