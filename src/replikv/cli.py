@@ -113,6 +113,8 @@ NODE_OPTION_HELP: dict[str, str] = {
     "segment_bytes": "WAL segment file size (bytes).",
     "heartbeat_ms": "Leader-to-follower heartbeat interval.",
     "log_level": "Node log level: " + ", ".join(LOG_LEVELS) + ".",
+    "log_format": "Node log lines: text, or json (one JSON object per line: time, level, node, logger, "
+    "message, exception) for log collectors.",
     "tls_cert_file": "The node's TLS certificate (PEM), for --tls-port and --tls-replication.",
     "tls_key_file": "The private key of --tls-cert-file (PEM).",
     "tls_ca_cert_file": "CA certificate (PEM) that clients' and peers' certificates must be signed by.",

@@ -36,6 +36,7 @@ from typing import Any
 from replikv.core.sharding import SLOT_COUNT as SLOTS
 
 FSYNC_POLICIES = ("always", "everysec", "no")
+LOG_FORMATS = ("text", "json")
 # the read levels of the modes with a leader (raft, single offer them all)
 LEADER_READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "eventual")
 # every read level any mode offers: the leader modes' and the leaderless mode's replica counts
@@ -107,6 +108,7 @@ class NodeOptions:
     segment_bytes: int = 16 * 1024 * 1024
     heartbeat_ms: int = 100
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line, for log collectors
     # raft mode: one tick of the Raft core every tick_ms; the election timeout
     # is randomized in [T, 2T) with T = election_timeout_ms (Raft §5.2)
     tick_ms: int = 10
@@ -194,6 +196,8 @@ class NodeOptions:
         if self.tls_auth_clients not in TLS_AUTH_CLIENTS:
             raise ConfigError(f"tls_auth_clients must be one of {', '.join(TLS_AUTH_CLIENTS)} "
                               f"(got {self.tls_auth_clients!r})")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)} (got {self.log_format!r})")
         if self.topology not in TOPOLOGIES:
             raise ConfigError(f"topology must be one of {', '.join(TOPOLOGIES)} (got {self.topology!r})")
         if self.conflicts not in CONFLICT_POLICIES:

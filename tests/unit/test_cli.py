@@ -115,7 +115,7 @@ def test_build_config_applies_every_option_and_round_trips(tmp_path):
              "redirect": True, "read_default": "session", "session_timeout_ms": 77,
              "max_bulk_len": 1024, "max_args": 64, "snapshot_bytes": 4096, "repl_backlog_bytes": 8192,
              "segment_bytes": 2048,
-             "heartbeat_ms": 20, "log_level": "DEBUG", "tick_ms": 5, "election_timeout_ms": 100,
+             "heartbeat_ms": 20, "log_level": "DEBUG", "log_format": "json", "tick_ms": 5, "election_timeout_ms": 100,
              "tls_cert_file": "/c.pem", "tls_key_file": "/k.pem", "tls_ca_cert_file": "/ca.pem",
              "tls_auth_clients": "optional", "tls_replication": True, "aclfile": "/users.acl",
              "maxclients": 50, "timeout": 30, "client_query_buffer_limit": 1 << 20,

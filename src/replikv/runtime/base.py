@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
@@ -641,6 +642,24 @@ class BaseRunner:
 
 
 
+class JsonLogFormatter(logging.Formatter):
+    """``--log-format json``: one JSON object per line for log collectors: ``time`` (RFC 3339,
+    UTC, milliseconds), ``level``, ``node``, ``logger``, ``message``, and ``exception`` (the
+    traceback) when there is one."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        out = {"time": f"{when}.{int(record.msecs):03d}Z", "level": record.levelname.lower(),
+               "node": self.node_id, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
 def run_node(config: ClusterConfig, node_id: str) -> int:
     """Run one node of the cluster's mode (its ``ModeSpec`` names the runner) until SIGTERM/SIGINT."""
     return serve(modes.get(config.mode).runner(), config, node_id)
@@ -648,8 +667,13 @@ def run_node(config: ClusterConfig, node_id: str) -> int:
 
 def serve(runner_cls: Callable[[ClusterConfig, str], BaseRunner], config: ClusterConfig, node_id: str) -> int:
     """Run one node of ``runner_cls`` until SIGTERM/SIGINT; returns the exit code."""
-    logging.basicConfig(level=getattr(logging, config.options.log_level.upper(), logging.INFO),
-                        format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
+    level = getattr(logging, config.options.log_level.upper(), logging.INFO)
+    if config.options.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonLogFormatter(node_id))
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format=f"%(asctime)s {node_id} %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
         uvloop.install()
