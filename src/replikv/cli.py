@@ -295,6 +295,7 @@ def build_cluster_config(
     node_options: Mapping[str, Any] | None = None,
     existing: ClusterConfig | None = None,
     tls_port: int | None = None,
+    metrics_port: int | None = None,
 ) -> tuple[ClusterConfig, list[str]]:
     """The cluster ``replikv up`` should run, and notes to tell the user.
 
@@ -331,7 +332,8 @@ def build_cluster_config(
             node_id = f"n{i + 1}"
             addresses[node_id] = NodeAddress(id=node_id, host=bind, port=base + i,
                                              peer_port=peer_base + i, data_dir=str(root / node_id),
-                                             tls_port=tls_port + i if tls_port else 0)
+                                             tls_port=tls_port + i if tls_port else 0,
+                                             metrics_port=metrics_port + i if metrics_port else 0)
         if secret is None:
             secret = secrets_mod.token_hex(16)
             notes.append("generated a random cluster secret (kept in cluster.toml)")
@@ -355,6 +357,8 @@ def build_cluster_config(
             conflicts.append(f"--peer-port {peer_port} (it starts at {first.peer_port})")
         if tls_port is not None and tls_port != first.tls_port:
             conflicts.append(f"--tls-port {tls_port} (it is {first.tls_port or 'not set'})")
+        if metrics_port is not None and metrics_port != first.metrics_port:
+            conflicts.append(f"--metrics-port {metrics_port} (it is {first.metrics_port or 'not set'})")
         if host is not None and any(n.host != host for n in existing.nodes.values()):
             conflicts.append(f"--host {host} (it uses {first.host})")
         if conflicts:
@@ -772,6 +776,10 @@ def print_cluster_ready(config: ClusterConfig, config_path: Path) -> None:
     else:
         console.print(f"Writes sent to a follower are forwarded to the leader ({leader}); "
                       "reads are served where they land.")
+    scraped = [f"{n.host}:{n.metrics_port}" for n in config.nodes.values() if n.metrics_port]
+    if scraped:
+        console.print(f"Prometheus metrics: http://{scraped[0]}/metrics ... ({', '.join(scraped)}; "
+                      "scrape config and Grafana board: README.md, deploy/grafana/)")
     console.print(f"Status: [bold]replikv status --config {escape(str(config_path))}[/]   "
                   f"Node logs: {escape(str(Path(next(iter(config.nodes.values())).data_dir).parent))}"
                   f"/<node>/{LOG_FILE}   Stop: Ctrl-C")
@@ -796,6 +804,10 @@ def up(
     peer_port: Optional[int] = typer.Option(
         None, "--peer-port", min=1, max=65535,
         help=f"Peer port of n1; nN gets peer-port+N-1. (default: port+{PEER_PORT_OFFSET})",
+        show_default=False),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", min=1, max=65535,
+        help="Prometheus /metrics port of n1 (HTTP); nN gets metrics-port+N-1. (default: none)",
         show_default=False),
     tls_port: Optional[int] = typer.Option(
         None, "--tls-port", min=1, max=65535,
@@ -849,11 +861,12 @@ def up(
     try:
         config, notes = build_cluster_config(
             data_dir=data_dir, mode=mode, nodes=nodes, port=port, peer_port=peer_port, host=host,
-            secret=secret, node_options=node_options, existing=existing, tls_port=tls_port)
+            secret=secret, node_options=node_options, existing=existing, tls_port=tls_port,
+            metrics_port=metrics_port)
     except ConfigError as e:
         fail(str(e))
-    busy = [f"{n.host}:{p}" for n in config.nodes.values() for p in (n.port, n.peer_port, n.tls_port)
-            if p and port_in_use(n.host, p)]
+    busy = [f"{n.host}:{p}" for n in config.nodes.values()
+            for p in (n.port, n.peer_port, n.tls_port, n.metrics_port) if p and port_in_use(n.host, p)]
     if busy:
         fail(f"address already in use: {', '.join(busy)} (is another cluster running? "
              "stop it, or pick other ports with --port / --peer-port)")

@@ -18,6 +18,7 @@ node|status|failover``)::
     port = 7001               # RESP clients
     peer_port = 17001         # peer (cluster bus) traffic, port + 10000 by default
     tls_port = 7101           # RESP clients over TLS (absent: no TLS listener)
+    metrics_port = 9121       # Prometheus GET /metrics (absent: none)
     data_dir = "/abs/path/n1"
 
 Bad configuration raises ``ConfigError`` with a message a person can act on.
@@ -262,6 +263,7 @@ class NodeAddress:
     peer_port: int
     data_dir: str
     tls_port: int = 0  # 0: no TLS listener for clients
+    metrics_port: int = 0  # 0: no Prometheus /metrics listener (runtime/metrics.py)
 
 
 @dataclass(slots=True)
@@ -310,7 +312,7 @@ class ClusterConfig:
                     raise ConfigError(f"peer_delays names node {name!r}, which is not one of the nodes "
                                       f"({', '.join(self.nodes)})")
         for node in self.nodes.values():
-            for port in (node.port, node.peer_port, *((node.tls_port,) if node.tls_port else ())):
+            for port in (node.port, node.peer_port, *(p for p in (node.tls_port, node.metrics_port) if p)):
                 if not 0 < port < 65536:
                     raise ConfigError(f"node {node.id}: port {port} out of range")
                 if (node.host, port) in seen:
@@ -354,6 +356,7 @@ class ClusterConfig:
                     peer_port=int(spec.get("peer_port", int(spec["port"]) + PEER_PORT_OFFSET)),
                     data_dir=str(spec["data_dir"]),
                     tls_port=int(spec.get("tls_port", 0)),
+                    metrics_port=int(spec.get("metrics_port", 0)),
                 )
                 for node_id, spec in _node_tables(doc["nodes"]).items()
             }
@@ -388,6 +391,8 @@ class ClusterConfig:
                       f"peer_port = {node.peer_port}", f"data_dir = {_toml(node.data_dir)}"]
             if node.tls_port:
                 lines.append(f"tls_port = {node.tls_port}")
+            if node.metrics_port:
+                lines.append(f"metrics_port = {node.metrics_port}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> None:

@@ -60,6 +60,7 @@ from replikv.runtime.acl import AccessControl
 from replikv.runtime.blocking import Blocking
 from replikv.runtime.config_cmd import ACCEPTED
 from replikv.runtime.info import CommandStats, SlowLog, cpu_section, rss_bytes
+from replikv.runtime.metrics import CommandLatency, MetricsServer
 from replikv.runtime.memory import OOM, MemoryLimit
 from replikv.runtime.forwarding import Forwarder, no_leader_error
 from replikv.runtime.pubsub import SUBSCRIBED_ALLOWED, PubSub
@@ -77,6 +78,7 @@ from replikv.storage.snapshot import Snapshot
 log = logging.getLogger("replikv.node")
 
 _WRITE, _READ, _HANDLER, _BLOCKING = 0, 1, 2, 3
+_CLASS_OF_KIND = ("write", "read", "other", "other")  # the /metrics latency class of each kind
 
 
 def wall_ms() -> int:
@@ -123,6 +125,9 @@ class BaseRunner:
         self.pubsub = PubSub(self)  # messages to subscribers of every node (runtime/pubsub.py)
         self.blocking = Blocking(self)  # BLPOP & co waiting for data (runtime/blocking.py)
         self.cmdstats = CommandStats()  # INFO commandstats / errorstats (runtime/info.py)
+        # /metrics (runtime/metrics.py): latency histograms only kept when a metrics port is set
+        self.latency: CommandLatency | None = CommandLatency() if self.address.metrics_port else None
+        self.metrics: MetricsServer | None = None
         self.slowlog = SlowLog()
         self.peak_rss = 0
         self.memory = MemoryLimit(self)  # maxmemory and eviction (runtime/memory.py)
@@ -161,6 +166,9 @@ class BaseRunner:
             self.tls_server = await loop.create_server(
                 lambda: ClientConnection(self), self.address.host, self.address.tls_port,
                 reuse_address=True, ssl=client_listener_context(opts))
+        if self.address.metrics_port:
+            self.metrics = MetricsServer(self)
+            await self.metrics.start(self.address.host, self.address.metrics_port)
         self._tasks = [asyncio.create_task(self._guarded(fn)) for fn in (*loops, self._fsync_loop)]
 
     async def _guarded(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -191,6 +199,8 @@ class BaseRunner:
         self.server.close()
         if self.tls_server is not None:
             self.tls_server.close()
+        if self.metrics is not None:
+            self.metrics.close()
         for client in list(self.clients.values()):
             if client.transport is not None:
                 client.transport.close()
@@ -513,6 +523,8 @@ class BaseRunner:
         ns = perf_counter_ns() - started
         stats[0] += 1
         stats[1] += ns
+        if self.latency is not None:
+            self.latency.observe(_CLASS_OF_KIND[kind], ns)
         if conn.errors != errors:  # answered with an error at once (later errors count in errorstats)
             stats[3] += 1
         if ns >= self.slowlog.threshold_ns:

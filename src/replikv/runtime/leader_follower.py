@@ -92,7 +92,8 @@ class LeaderFollowerRunner(BaseRunner):
         self.snapshot_receiver: SnapshotWriter | None = None
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
         self.failover_waiter: tuple[Slot, float] | None = None
-        self.stats.update({"discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
+        self.stats.update({"role_changes": 0, "promotions_to_leader": 0,
+                           "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
                            "full_resyncs_completed": 0,
                            "partial_resyncs": 0})
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
@@ -505,6 +506,9 @@ class LeaderFollowerRunner(BaseRunner):
     def _role_changed(self, effect: RoleChanged) -> None:
         log.warning("node %s is now %s in epoch %d (leader %s)", self.id, effect.role, effect.epoch,
                     effect.leader or "unknown")
+        self.stats["role_changes"] += 1
+        if effect.role == LEADER:
+            self.stats["promotions_to_leader"] += 1  # a failover that made this node the leader
         if effect.role != LEADER:
             # Writes waiting for follower acks can no longer be confirmed by us.
             for w in self.ack_waiters:

@@ -144,7 +144,8 @@ class RaftRunner(BaseRunner):
         # --fsync always: the leader replicates between its WAL write and its fsync
         self.async_persist = opts.fsync == "always"
         self._commit_last_tick = 0
-        self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
+        self.stats.update({"term_changes": 0, "elections_won": 0, "leaderships_lost": 0,
+                           "snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
                            "tick_stalls": 0})
         self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self._recover()
@@ -329,6 +330,12 @@ class RaftRunner(BaseRunner):
         """Log term and role changes (a leader losing its leadership at warning level)."""
         node = self.core
         was_leader = self._seen_role is Role.LEADER
+        if node.term != self._seen_term:
+            self.stats["term_changes"] += 1
+        if node.role is Role.LEADER and not was_leader:
+            self.stats["elections_won"] += 1
+        elif was_leader and node.role is not Role.LEADER:
+            self.stats["leaderships_lost"] += 1
         self._seen_term, self._seen_role = node.term, node.role
         if was_leader and node.role is not Role.LEADER:
             log.warning("node %s is no longer the leader: %s at term %d (leader now %s)", self.id,

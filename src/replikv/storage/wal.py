@@ -109,6 +109,7 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_left
 import re
 import struct
 import time
@@ -125,6 +126,8 @@ from replikv.storage.errors import CorruptLogError, WalBlockedError, WalFailedEr
 from replikv.storage.files import atomic_write_file, fsync_directory, private_dir
 
 log = logging.getLogger(__name__)
+
+FSYNC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
@@ -400,6 +403,10 @@ class WriteAheadLog:
         self._dirty = 0  # bytes written since the last fsync
         self._last_fsync = clock()
         self.fsyncs = 0  # fsyncs of segment data (INFO persistence: replikv_wal_fsyncs)
+        # how long those took: counts per FSYNC_BUCKETS_S upper bound (the last: above them all),
+        # and their sum (the /metrics histogram replikv_wal_fsync_duration_seconds)
+        self.fsync_buckets = [0] * (len(FSYNC_BUCKETS_S) + 1)
+        self.fsync_seconds = 0.0
         self.records = 0  # records appended since open (one per group-committed batch)
         self._open = False
         self._failed: BaseException | None = None
@@ -723,11 +730,15 @@ class WriteAheadLog:
 
     def _fsync(self) -> None:
         fd = self._require_fd()
+        started = time.perf_counter()
         try:
             os.fsync(fd)
         except OSError as exc:
             self._fail(exc)
             raise WalFailedError(f"WAL fsync failed: {exc}") from exc
+        took = time.perf_counter() - started
+        self.fsync_seconds += took
+        self.fsync_buckets[bisect_left(FSYNC_BUCKETS_S, took)] += 1
         self._dirty = 0
         self._durable_index = self._written_index
         self._last_fsync = self._clock()
