@@ -32,7 +32,9 @@ figure is per command, command class or peer:
   repairs, hints delivered, Paxos rounds, transactions committed) or, for the
   few that go up and down, ``replikv_<field>`` (a gauge: ``GAUGES``);
   replication fields that count things now (state transfers in flight, ops
-  waiting, hints pending) as gauges;
+  waiting, hints held, tombstones) as gauges, and the leaderless replica's
+  repair counters (read repairs, hints stored and delivered, anti-entropy
+  rounds and keys repaired, tombstones collected) as ``_total`` counters;
 - sharded raft: ``replikv_group_term{group}``, ``replikv_group_commit_index``,
   ``replikv_group_applied_index``, ``replikv_group_keys``, ``replikv_group_is_leader``,
   ``replikv_group_quiesced``; transactions committed/aborted and the lock
@@ -77,7 +79,16 @@ GAUGES = frozenset({"pubsub_channels", "pubsub_patterns", "replikv_peers_connect
 REPLICATION_GAUGES = ("replikv_groups_hosted", "replikv_groups_led", "replikv_groups_quiesced",
                       "replikv_state_transfers_out", "replikv_state_transfers_in", "replikv_state_chunks_queued",
                       "replikv_ops_waiting_for_deps", "replikv_keys_awaiting_ops", "replikv_hints_pending",
-                      "connected_slaves", "replikv_follower_logs_lost")
+                      "connected_slaves", "replikv_follower_logs_lost", "replikv_hints_held", "replikv_tombstones",
+                      "replikv_keys_held", "replikv_requests_in_flight")
+# replication fields that only grow (leaderless: the replica's repair and anti-entropy counters;
+# multi-leader: duplicates dropped)
+REPLICATION_COUNTERS = ("replikv_read_repairs", "replikv_hints_stored", "replikv_hints_delivered",
+                        "replikv_hints_dropped", "replikv_tombstones_collected", "replikv_states_joined",
+                        "replikv_ae_rounds", "replikv_ae_groups_in_sync", "replikv_ae_keys_repaired",
+                        "replikv_bad_states", "replikv_keys_streamed", "replikv_streams_done",
+                        "replikv_keys_forwarded", "replikv_keys_cleaned", "replikv_speculative_retries",
+                        "replikv_ops_received_twice")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
@@ -205,6 +216,10 @@ def families(node: BaseRunner) -> Iterator[Any]:
         value = _num(rep.get(key, ""))
         if value is not None:
             yield GaugeMetricFamily(f"replikv_{_name(key)}", f"INFO replication {key}.", value=value)
+    for key in REPLICATION_COUNTERS:
+        value = _num(rep.get(key, ""))
+        if value is not None:
+            yield CounterMetricFamily(f"replikv_{_name(key)}", f"INFO replication {key}.", value=value)
 
     for key, value in stats.items():
         number = _num(value)
