@@ -107,6 +107,8 @@ def test_leader_follower_counts_commands_and_shows_a_paused_followers_lag(make) 
             r.set(f"lag{i}", i)
         wait_for(lambda: value(scrape(c, "n1"), "replikv_peer_lag_entries", peer="n2") > 0, 10,
                  "n2's lag on n1")
+        wait_for(lambda: value(scrape(c, "n1"), "replikv_peer_lag_seconds", peer="n2") > 0, 10,
+                 "n2's lag in seconds on n1")
     finally:
         os.kill(c.procs["n2"].pid, signal.SIGCONT)
     wait_for(lambda: value(scrape(c, "n1"), "replikv_peer_lag_entries", peer="n2") == 0, 20, "n2 to catch up")
@@ -128,6 +130,13 @@ def test_raft_exports_term_and_commit_index_that_move_with_writes(make) -> None:
     assert value(after, "replikv_applied_index") == value(after, "replikv_commit_index")
     followers = [n for n in c.config.nodes if n != leader]
     assert {k[1][0][1] for k in after if k[0] == "replikv_peer_lag_entries"} == set(followers)
+    # the lock service's counters: a grant and a release, as every replica applies them
+    token = r.execute_command("LOCK", "job", "5000")
+    assert r.execute_command("UNLOCK", "job", token) == 1
+    for node in c.config.nodes:
+        wait_for(lambda: value(scrape(c, node), "replikv_locks_released_total") == 1, 10, f"{node}'s lock counts")
+        m = scrape(c, node)
+        assert value(m, "replikv_locks_granted_total") == 1 and value(m, "replikv_locks_expired_total") == 0
 
 
 @pytest.mark.parametrize("mode", ["multi-leader", "leaderless"])

@@ -100,10 +100,12 @@ class LockState:
 class LockTable:
     """name -> :class:`LockState`; see the module docstring for the rules."""
 
-    __slots__ = ("changed", "clock", "locks")
+    __slots__ = ("changed", "clock", "counts", "locks")
 
     def __init__(self) -> None:
         self.locks: dict[bytes, LockState] = {}
+        # locks granted, released, expired as this replica applied them (INFO, /metrics; not replicated)
+        self.counts = [0, 0, 0]
         # names whose holder or lease changed since the lease clock last looked (not replicated)
         self.changed: set[bytes] = set()
         self.clock = LeaseClock()  # this replica's countdown (not replicated)
@@ -123,6 +125,7 @@ class LockTable:
         token = max(index, (st.last_token if st is not None else 0) + 1)
         self.locks[name] = LockState(last_token=token, holder=token, ttl_ms=ttl_ms, lease_index=index)
         self._changed(name)
+        self.counts[0] += 1
         return token
 
     def holds(self, name: bytes, token: int) -> bool:
@@ -145,6 +148,7 @@ class LockTable:
             return False
         st.holder = None
         self._changed(name)
+        self.counts[1] += 1
         return True
 
     def expire(self, name: bytes, token: int, lease_index: int) -> bool:
@@ -154,6 +158,7 @@ class LockTable:
             return False
         st.holder = None
         self._changed(name)
+        self.counts[2] += 1
         return True
 
     def fenced(self, name: bytes, token: int) -> int | None:

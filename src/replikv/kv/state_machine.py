@@ -314,7 +314,9 @@ class StateMachine:
     def restore(self, data: bytes) -> None:
         """Replace the whole state with a :meth:`snapshot`'s."""
         self.data, self.expires, lock_rows = dump.load_all(data)
+        counts = self.locks.counts
         self.locks = LockTable()  # a fresh lease clock: every countdown starts again in full
+        self.locks.counts = counts  # this replica's counters go on
         self.locks.load(lock_rows)
         self.expiry_heap = None
         self.scan_index = None

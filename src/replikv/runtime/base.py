@@ -610,12 +610,24 @@ class BaseRunner:
                       # the peers a PUBLISH (and a forwarded write) can reach now
                       f"replikv_peers_connected:{sum(map(self.transport.connected, self.peer_ids))}"]
             + [f"{k}:{v}" for k, v in self.stats.items()] + self.cmdstats.totals()
-            + [f"evicted_keys:{self.memory.evicted_keys}"],
+            + [f"evicted_keys:{self.memory.evicted_keys}"] + self._lock_counts(),
             "memory": self.memory_info(),
             "cpu": cpu_section(),
             "commandstats": self.cmdstats.commandstats(),
             "errorstats": self.cmdstats.errorstats(),
         }
+
+    def lock_tables(self) -> list[Any]:
+        """The lock tables of the data this node holds (sharded raft: one per group)."""
+        sm = getattr(self, "sm", None)
+        return [sm.locks] if sm is not None and hasattr(sm, "locks") else []
+
+    def _lock_counts(self) -> list[str]:
+        """INFO stats: locks granted, released and expired as applied here (modes with locks)."""
+        if self.lock_service is None:
+            return []
+        totals = [sum(t.counts[i] for t in self.lock_tables()) for i in range(3)]
+        return [f"locks_granted:{totals[0]}", f"locks_released:{totals[1]}", f"locks_expired:{totals[2]}"]
 
     def memory_info(self) -> list[str]:
         """INFO memory (runtime/memory.py): used_memory is the start-up footprint plus the

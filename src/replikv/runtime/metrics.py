@@ -23,8 +23,9 @@ figure is per command, command class or peer:
 - ``replikv_term`` (raft term, leader-follower epoch), ``replikv_commit_index``,
   ``replikv_applied_index``, ``replikv_log_index``, ``replikv_snapshot_index``;
   ``replikv_peer_lag_entries{peer}`` (the leader's view of each follower, a
-  multi-leader node's of each peer), ``replikv_replication_lag_seconds`` (a
-  follower's staleness);
+  multi-leader node's of each peer), ``replikv_peer_lag_seconds{peer}``
+  (leader-follower), ``replikv_replication_lag_seconds`` (a follower's
+  staleness);
 - ``replikv_wal_bytes``, ``replikv_wal_fsyncs_total``,
   ``replikv_wal_fsync_duration_seconds`` (histogram);
 - every other numeric INFO stats field, as ``replikv_<field>_total`` (a
@@ -188,13 +189,19 @@ def families(node: BaseRunner) -> Iterator[Any]:
                                 value=lag_ms / 1000)
     peers = GaugeMetricFamily("replikv_peer_lag_entries", "Entries (operations) a peer lacks, as this node "
                               "sees it (a leader: each follower).", labels=["peer"])
+    peer_seconds = GaugeMetricFamily("replikv_peer_lag_seconds", "How far behind a follower is, in time, as "
+                                     "its leader sees it (leader-follower).", labels=["peer"])
     for key, value in rep.items():
         if re.fullmatch(r"(slave|peer)\d+", key):
             f = _fields(value.replace(";", ","))
             lag = _num(f.get("lag_ops", ""))
             if lag is not None and "id" in f:
                 peers.add_metric([f["id"]], lag)
+            lag_ms = _num(f.get("lag_ms", ""))
+            if lag_ms is not None and lag_ms >= 0 and "id" in f:
+                peer_seconds.add_metric([f["id"]], lag_ms / 1000)
     yield peers
+    yield peer_seconds
     groups = {int(k[5:]): _fields(v) for k, v in rep.items() if re.fullmatch(r"group\d+", k)}
     if groups:  # sharded raft: each Raft group this node hosts
         per_group = {name: GaugeMetricFamily(f"replikv_group_{name}", f"Each hosted Raft group's {what}.",

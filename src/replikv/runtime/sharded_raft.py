@@ -154,6 +154,9 @@ class ShardedRaftRunner(BaseRunner):
         for grp in self.groups.values():
             grp.wal.close()
 
+    def lock_tables(self) -> list[Any]:
+        return [g.sm.locks for g in self.groups.values()]
+
     @property
     def wal(self) -> Any:  # BaseRunner's fsync loop and disk guard: every group's WAL at once
         return _Wals(list(self.groups.values()))
