@@ -158,6 +158,18 @@ def test_every_node_of_a_leaderless_mode_takes_writes_and_reports_its_counters(m
         assert ("replikv_hints_held", ()) in after and ("replikv_read_repairs_total", ()) in after
 
 
+def test_multi_leader_counts_the_conflicts_it_merges(make) -> None:  # type: ignore[no-untyped-def]
+    """Two nodes write one key while neither has the other's write yet (1 s links): each,
+    receiving the other's, holds two concurrent values (LWW picks one) and counts a conflict."""
+    c = make("multi-leader", peer_delay_ms=1000)
+    c.client("n1").set("k", "from-n1")
+    c.client("n2").set("k", "from-n2")
+    for node in ("n1", "n2"):
+        wait_for(lambda: value(scrape(c, node), "replikv_conflicts_merged_total") >= 1, 10,
+                 f"{node} to merge the concurrent write")
+    assert value(scrape(c, "n1"), "replikv_ops_received_total") >= 1
+
+
 def test_sharded_raft_exports_each_group(make) -> None:  # type: ignore[no-untyped-def]
     c = make("raft", shards=3, election_timeout_ms=300)
 

@@ -135,7 +135,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._chunks_in: deque[StateChunk] = deque()  # received, to be joined one per loop turn
         self._joining = False
         self._prune_at = 0.0
-        self.stats.update({"ops_local": 0, "ops_received": 0, "state_transfers_sent": 0,
+        self.stats.update({"ops_local": 0, "ops_received": 0, "conflicts_merged": 0, "state_transfers_sent": 0,
                            "state_transfers_received": 0, "state_chunks_sent": 0, "state_chunks_received": 0,
                            "state_transfer_refused_writes": 0, "expired_deletes": 0})
         self._recover()
@@ -383,7 +383,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         store, sm, touch = self.store, self.sm, self.sm.changes.touch
         now = wall_ms()
         for op in ops:
-            if op.origin != self.id:
+            remote = op.origin != self.id
+            if remote:
                 self.hlc.observe(op.hlc, now)
                 self.stats["ops_received"] += 1
             changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
@@ -392,6 +393,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 materialize(store, sm, changed)
                 for key in changed:
                     touch(key, self.applied_index)
+                    if remote:
+                        ks = store.data.get(key)
+                        if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
+                            self.stats["conflicts_merged"] += 1
 
     def _flush(self) -> None:
         """Commit the WAL, release the replies it made durable, then send."""
