@@ -226,22 +226,8 @@ def read_snapshot_file(path: str | Path) -> Snapshot:
     path = Path(path)
     with open(path, "rb") as f:
         raw = f.read()
-    if len(raw) < HEADER_BYTES:
-        raise CorruptSnapshotError(f"{path.name}: {len(raw)} bytes, shorter than the header")
-    magic, crc, index, epoch, length = _HEADER.unpack_from(raw, 0)
-    if magic != SNAPSHOT_MAGIC:
-        raise CorruptSnapshotError(f"{path.name}: bad magic {magic!r}")
-    if length != len(raw) - HEADER_BYTES:
-        raise CorruptSnapshotError(
-            f"{path.name}: header says {length} data bytes, file holds {len(raw) - HEADER_BYTES}"
-        )
-    data = memoryview(raw)[HEADER_BYTES:]
-    if _checksum(crc32c(data), index, epoch, length) != crc:
-        raise CorruptSnapshotError(f"{path.name}: checksum mismatch")
-    m = _NAME_RE.match(path.name)
-    if m and int(m.group(1)) != index:
-        raise CorruptSnapshotError(f"{path.name}: header index {index} does not match the name")
-    return Snapshot(index=index, epoch=epoch, data=bytes(data))
+    snap = _verified(path, raw)
+    return Snapshot(index=snap.index, epoch=snap.epoch, data=bytes(snap.data))
 
 
 def map_snapshot_file(path: str | Path) -> Snapshot:
@@ -257,18 +243,29 @@ def map_snapshot_file(path: str | Path) -> Snapshot:
         if size < HEADER_BYTES:
             raise CorruptSnapshotError(f"{path.name}: {size} bytes, shorter than the header")
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    magic, crc, index, epoch, length = _HEADER.unpack_from(mapped, 0)
+    snap = _verified(path, mapped)
+    release_pages(snap.data)
+    return snap
+
+
+def _verified(path: Path, raw: bytes | mmap.mmap) -> Snapshot:
+    """The snapshot in ``raw`` (a file's whole content) with ``data`` a view of it,
+    once its header, length, checksum and name agree; CorruptSnapshotError if not."""
+    if len(raw) < HEADER_BYTES:
+        raise CorruptSnapshotError(f"{path.name}: {len(raw)} bytes, shorter than the header")
+    magic, crc, index, epoch, length = _HEADER.unpack_from(raw, 0)
     if magic != SNAPSHOT_MAGIC:
         raise CorruptSnapshotError(f"{path.name}: bad magic {magic!r}")
-    if length != size - HEADER_BYTES:
-        raise CorruptSnapshotError(f"{path.name}: header says {length} data bytes, file holds {size - HEADER_BYTES}")
-    data = memoryview(mapped)[HEADER_BYTES:]
+    if length != len(raw) - HEADER_BYTES:
+        raise CorruptSnapshotError(
+            f"{path.name}: header says {length} data bytes, file holds {len(raw) - HEADER_BYTES}"
+        )
+    data = memoryview(raw)[HEADER_BYTES:]
     if _checksum(crc32c(data), index, epoch, length) != crc:
         raise CorruptSnapshotError(f"{path.name}: checksum mismatch")
     m = _NAME_RE.match(path.name)
     if m and int(m.group(1)) != index:
         raise CorruptSnapshotError(f"{path.name}: header index {index} does not match the name")
-    release_pages(data)
     return Snapshot(index=index, epoch=epoch, data=data)
 
 
