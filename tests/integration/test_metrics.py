@@ -130,6 +130,18 @@ def test_raft_exports_term_and_commit_index_that_move_with_writes(make) -> None:
     assert value(after, "replikv_applied_index") == value(after, "replikv_commit_index")
     followers = [n for n in c.config.nodes if n != leader]
     assert {k[1][0][1] for k in after if k[0] == "replikv_peer_lag_entries"} == set(followers)
+    # a paused follower: its lag in entries and in seconds on the leader, gone after SIGCONT
+    paused = followers[0]
+    os.kill(c.procs[paused].pid, signal.SIGSTOP)
+    try:
+        r.set("while-paused", 1)
+        wait_for(lambda: value(scrape(c, leader), "replikv_peer_lag_seconds", peer=paused) > 0.05, 10,
+                 f"{paused}'s lag in seconds")
+        assert value(scrape(c, leader), "replikv_peer_lag_entries", peer=paused) >= 1
+    finally:
+        os.kill(c.procs[paused].pid, signal.SIGCONT)
+    wait_for(lambda: value(scrape(c, leader), "replikv_peer_lag_seconds", peer=paused) == 0, 20,
+             f"{paused} to catch up")
     # the lock service's counters: a grant and a release, as every replica applies them
     token = r.execute_command("LOCK", "job", "5000")
     assert r.execute_command("UNLOCK", "job", token) == 1

@@ -53,6 +53,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import msgpack
@@ -144,6 +145,8 @@ class RaftRunner(BaseRunner):
         # --fsync always: the leader replicates between its WAL write and its fsync
         self.async_persist = opts.fsync == "always"
         self._commit_last_tick = 0
+        # (last index of a batch the leader appended, when): INFO's lag in seconds per follower
+        self._appended_at: deque[tuple[int, float]] = deque(maxlen=4096)
         self.stats.update({"term_changes": 0, "elections_won": 0, "leaderships_lost": 0,
                            "snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
                            "tick_stalls": 0})
@@ -347,6 +350,16 @@ class RaftRunner(BaseRunner):
     def _persist(self, p: Persist) -> None:
         """Hard state first, then a snapshot, then entries (RaftGroup.persist)."""
         self.group.persist(p)
+        if p.entries and self.core.role is Role.LEADER:  # when each index was appended: followers' lag
+            self._appended_at.append((p.entries[-1].index, time.monotonic()))
+
+    def _lag_s(self, match: int) -> float:
+        """How long ago the leader appended the first entry a follower whose log matches up to
+        ``match`` lacks (0 when it lacks none); at least the oldest time remembered."""
+        if match >= self.core.log.last_index:
+            return 0.0
+        since = next((t for i, t in self._appended_at if i > match), None)
+        return 0.0 if since is None else time.monotonic() - since
 
     # -- apply ------------------------------------------------------------------------
     def _apply(self, effect: Apply) -> None:
@@ -851,8 +864,10 @@ class RaftRunner(BaseRunner):
                 name = self.names.get(i, str(i))
                 addr = self.config.nodes.get(name)
                 state = "online" if self.transport.connected(name) and pr.match > 0 else "offline"
+                lag_s = self._lag_s(pr.match)
                 rep.append(f"slave{n}:ip={addr.host if addr else ''},port={addr.port if addr else 0},state={state},"
-                           f"offset={pr.match},lag=0,id={name},lag_ops={node.log.last_index - pr.match},"
+                           f"offset={pr.match},lag={int(lag_s)},id={name},lag_ops={node.log.last_index - pr.match},"
+                           f"lag_ms={int(lag_s * 1000)},"
                            f"match_index={pr.match}")
         else:
             leader = self.config.nodes.get(self.leader_name)
