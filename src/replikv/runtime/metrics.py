@@ -24,7 +24,7 @@ figure is per command, command class or peer:
   ``replikv_applied_index``, ``replikv_log_index``, ``replikv_snapshot_index``;
   ``replikv_peer_lag_entries{peer}`` (the leader's view of each follower, a
   multi-leader node's of each peer), ``replikv_peer_lag_seconds{peer}``
-  (leader-follower), ``replikv_replication_lag_seconds`` (a follower's
+  (leader-follower and raft leaders), ``replikv_replication_lag_seconds`` (a follower's
   staleness);
 - ``replikv_wal_bytes``, ``replikv_wal_fsyncs_total``,
   ``replikv_wal_fsync_duration_seconds`` (histogram);
@@ -190,7 +190,7 @@ def families(node: BaseRunner) -> Iterator[Any]:
     peers = GaugeMetricFamily("replikv_peer_lag_entries", "Entries (operations) a peer lacks, as this node "
                               "sees it (a leader: each follower).", labels=["peer"])
     peer_seconds = GaugeMetricFamily("replikv_peer_lag_seconds", "How far behind a follower is, in time, as "
-                                     "its leader sees it (leader-follower).", labels=["peer"])
+                                     "its leader sees it (leader-follower, raft).", labels=["peer"])
     for key, value in rep.items():
         if re.fullmatch(r"(slave|peer)\d+", key):
             f = _fields(value.replace(";", ","))
