@@ -13,7 +13,8 @@ from replikv.check.bank import BANK_KEY, bank_accounts, check_bank, keys_in_ever
 from replikv.check.checkers import key_checkers
 from replikv.check.clients import classify_error
 from replikv.check.history import FINAL_PROCESS, Op
-from replikv.check.matrix import TXN_BEGIN, TXN_END, render_txn_section, with_txn_section
+from replikv.check.matrix import (LOCK_BEGIN, LOCK_END, SECTIONS, TXN_BEGIN, TXN_END, kept_section, render_doc,
+                                  render_lock_section, render_txn_section, with_section)
 from replikv.check.nemesis import nemesis_available, schedule
 from replikv.check.result import CheckResult
 from replikv.check.runner import claims_for, default_setting, judge
@@ -233,19 +234,38 @@ def test_op_keys() -> None:
 
 
 def test_the_transactions_section_is_replaced_and_kept(tmp_path: Path) -> None:
+    txn = (TXN_BEGIN, TXN_END)
     section = render_txn_section(["| raft | shards 3 | record | none | bank | **held** | `run` |"], [], 15, 6, 1)
     assert section.startswith(TXN_BEGIN) and section.endswith(TXN_END)
     doc = "# The guarantee matrix\n\n## What the checker saw\n\n| x |\n\n## Not run\n\n- nothing\n"
-    once = with_txn_section(doc, section)
+    once = with_section(doc, txn, section)
     assert once.index(TXN_BEGIN) < once.index("## Not run") and "| raft | shards 3 | record |" in once
-    again = with_txn_section(once, render_txn_section([], [], 15, 6, 2))
+    again = with_section(once, txn, render_txn_section([], [], 15, 6, 2))
     assert again.count(TXN_BEGIN) == 1 and "| raft | shards 3 | record |" not in again
     assert again.replace(render_txn_section([], [], 15, 6, 2), "") == once.replace(section, "")
-    from replikv.check.matrix import render_doc, txn_section
     path = tmp_path / "consistency.md"
     path.write_text(once)
-    assert txn_section(path) == section
-    assert section in render_doc([], [], 10, 4, 1, txn_section(path))
+    assert kept_section(path, txn) == section
+    assert kept_section(path, (LOCK_BEGIN, LOCK_END)) == ""
+    assert section in render_doc([], [], 10, 4, 1, [kept_section(path, m) for m in SECTIONS])
+
+
+def test_the_locks_section_is_replaced_without_touching_the_transactions_one(tmp_path: Path) -> None:
+    txn = render_txn_section(["| raft | shards 3 | record | none | bank | **held** | `t` |"], [], 15, 6, 1)
+    lock_row = "| raft | majority | kill,client-pause | lock | **held** | `l` |"
+    locks = render_lock_section([lock_row], ["- `raft` / `partition`: needs root"], 30, 4, 1)
+    assert locks.startswith(LOCK_BEGIN) and locks.endswith(LOCK_END) and "needs root" in locks
+    doc = with_section(render_doc(["| raft | majority | kill | set | **held** | `a` |"], [], 8, 6, 1),
+                       (TXN_BEGIN, TXN_END), txn)
+    both = with_section(doc, (LOCK_BEGIN, LOCK_END), locks)
+    assert both.index(TXN_BEGIN) < both.index(LOCK_BEGIN) < both.index("## Not run")
+    rerun = with_section(both, (LOCK_BEGIN, LOCK_END), render_lock_section([], [], 30, 4, 2))
+    assert lock_row not in rerun and txn in rerun and rerun.count(LOCK_BEGIN) == 1
+    path = tmp_path / "consistency.md"
+    path.write_text(both)  # a full --matrix run keeps both tables, in order, before "Not run"
+    full = render_doc(["| raft | majority | kill | set | **held** | `b` |"], [], 8, 6, 1,
+                      [kept_section(path, m) for m in SECTIONS])
+    assert txn in full and locks in full and full.index(txn) < full.index(locks) < full.index("## Not run")
 
 
 class _Pipe:

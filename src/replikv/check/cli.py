@@ -104,6 +104,9 @@ def check_main(
     txn_matrix: bool = typer.Option(False, "--txn-matrix", help="Run the transactions table (bank and "
                                     "list-append across groups, per nemesis, --txn record and classic) and "
                                     "write its section of docs/consistency.md."),
+    lock_matrix: bool = typer.Option(False, "--lock-matrix", help="Run the locks table (lock and "
+                                     "lock-unfenced, a client paused past its lease under each node fault) and "
+                                     "write its section of docs/consistency.md."),
 ) -> None:
     """Jepsen-style check of a real cluster: drive it, inject faults, heal, check, report."""
     mode_given = mode_opt is not None
@@ -127,6 +130,11 @@ def check_main(
 
         raise typer.Exit(run_txn_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs,
                                         console=console))
+    if lock_matrix:
+        from replikv.check.matrix import run_lock_matrix
+
+        raise typer.Exit(run_lock_matrix(time_s=time_s, clients=clients, seed=seed, store=store, docs=docs,
+                                         console=console))
     if matrix:
         from replikv.check.matrix import run_matrix
 

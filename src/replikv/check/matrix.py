@@ -31,6 +31,12 @@ TXN_NEMESES = ("none", "kill", "partition", "pause", "reshard", "coordinator-kil
 TXN_MATRIX_WORKLOADS = ("bank", "list-append")
 TXN_BEGIN, TXN_END = "<!-- transactions table: replikv check --txn-matrix -->", "<!-- end of the transactions table -->"
 MAIN_ONLY = ("reshard", "coordinator-kill")  # in the transactions table only
+# The locks table (`replikv check --lock-matrix`): every setting of a mode whose claims cover the lock
+# workloads, fenced and unfenced, a client paused past its lease under each node fault.
+LOCK_NEMESES = (("client-pause",), ("kill", "client-pause"), ("partition", "client-pause"),
+                ("pause", "client-pause"))
+LOCK_BEGIN, LOCK_END = "<!-- locks table: replikv check --lock-matrix -->", "<!-- end of the locks table -->"
+SECTIONS = ((TXN_BEGIN, TXN_END), (LOCK_BEGIN, LOCK_END))  # kept by --matrix, in this order
 
 
 def _cell(r: RunResult) -> str:
@@ -116,30 +122,39 @@ def run_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, do
                     console.print(f"  {r.verdict}: {_cell(r)}")
     rows.sort(key=row_order)  # stable: rows of one cell keep their order
     docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text(render_doc(rows, skipped, time_s, clients, seed, txn_section(docs)))
+    docs.write_text(render_doc(rows, skipped, time_s, clients, seed,
+                           [kept_section(docs, m) for m in SECTIONS]))
     console.print(f"wrote {docs}")
     return {0: 0, 1: 2, 2: 1}[worst]
 
 
-def txn_section(docs: Path) -> str:
-    """The transactions section of an existing document (between its markers), or ""."""
+def kept_section(docs: Path, markers: tuple[str, str]) -> str:
+    """The section of an existing document between ``markers`` (begin, end), or ""."""
     if not docs.exists():
         return ""
     text = docs.read_text()
-    start, end = text.find(TXN_BEGIN), text.find(TXN_END)
-    return text[start:end + len(TXN_END)] if 0 <= start < end else ""
+    begin, end = markers
+    start, stop = text.find(begin), text.find(end)
+    return text[start:stop + len(end)] if 0 <= start < stop else ""
 
 
-def with_txn_section(text: str, section: str) -> str:
-    """``text`` with its transactions section replaced by ``section`` (added before "## Not run",
-    or at the end, when it has none)."""
-    start, end = text.find(TXN_BEGIN), text.find(TXN_END)
-    if 0 <= start < end:
-        return text[:start] + section + text[end + len(TXN_END):]
+def with_section(text: str, markers: tuple[str, str], section: str) -> str:
+    """``text`` with its section between ``markers`` replaced by ``section`` (added before
+    "## Not run", or at the end, when it has none)."""
+    begin, end = markers
+    start, stop = text.find(begin), text.find(end)
+    if 0 <= start < stop:
+        return text[:start] + section + text[stop + len(end):]
     at = text.find("\n## Not run")
     if at < 0:
         return text.rstrip("\n") + "\n\n" + section + "\n"
     return text[:at + 1] + section + "\n\n" + text[at + 1:]
+
+
+def write_section(docs: Path, markers: tuple[str, str], section: str) -> None:
+    text = docs.read_text() if docs.exists() else "# The guarantee matrix\n"
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(with_section(text, markers, section))
 
 
 def run_txn_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, docs: Path,
@@ -173,12 +188,73 @@ def run_txn_matrix(*, time_s: float, clients: int, seed: int | None, store: Path
                     rows.append(f"| {spec.name} | {setting} | {txn} | {nemesis} | {wl} | {_cell(r)} | "
                                 f"`{r.directory.name}` |")
                     console.print(f"  {r.verdict}: {_cell(r)}")
-    section = render_txn_section(rows, sorted(set(notes)), time_s, clients, seed)
-    text = docs.read_text() if docs.exists() else "# The guarantee matrix\n"
-    docs.parent.mkdir(parents=True, exist_ok=True)
-    docs.write_text(with_txn_section(text, section))
+    write_section(docs, (TXN_BEGIN, TXN_END), render_txn_section(rows, sorted(set(notes)), time_s, clients, seed))
     console.print(f"wrote the transactions table in {docs}")
     return {0: 0, 1: 2, 2: 1}[worst]
+
+
+def run_lock_matrix(*, time_s: float, clients: int, seed: int | None, store: Path, docs: Path,
+                    console: Console) -> int:
+    """The locks table: for every mode and setting whose claims cover the lock workloads, ``lock``
+    (fenced) and ``lock-unfenced`` under each of `LOCK_NEMESES`, one run each; writes its section
+    of ``docs`` (the rest of the document is kept). Exit code as `run_matrix`."""
+    seed = 1 if seed is None else seed
+    rows: list[str] = []
+    notes: list[str] = []
+    worst = 0
+    for spec in modes.specs():
+        ok, _ = mode_available(spec.name)
+        if not ok:
+            continue
+        for setting in spec.settings:
+            if not any(c.checker == "lock exclusion" for c in claims_for(spec.name, setting, "lock")):
+                continue
+            for faults in LOCK_NEMESES:
+                absent = [(n, why) for n in faults for ok, why in [nemesis_available(n, spec.name, setting, "lock")]
+                          if not ok]
+                if absent:
+                    notes.extend(f"- `{spec.name}` / `{n}`: {why}" for n, why in absent)
+                    continue
+                for wl in ("lock", "lock-unfenced"):
+                    label = ",".join(faults)
+                    console.print(f"[bold]{spec.name} {setting} {label} {wl}[/] ...")
+                    r = run_check(mode=spec.name, workload=wl, nemeses=list(faults), time_s=time_s,
+                                  clients=clients, seed=seed, setting=setting, store=store)
+                    worst = max(worst, {0: 0, 2: 1, 1: 2}[r.exit_code])
+                    rows.append(f"| {spec.name} | {setting} | {label} | {wl} | {_cell(r)} | `{r.directory.name}` |")
+                    console.print(f"  {r.verdict}: {_cell(r)}")
+    write_section(docs, (LOCK_BEGIN, LOCK_END),
+                  render_lock_section(rows, sorted(set(notes)), time_s, clients, seed))
+    console.print(f"wrote the locks table in {docs}")
+    return {0: 0, 1: 2, 2: 1}[worst]
+
+
+def render_lock_section(rows: list[str], skipped: list[str], time_s: float, clients: int, seed: int) -> str:
+    lines = [
+        LOCK_BEGIN,
+        "## Locks: leases and fencing tokens",
+        "",
+        "Written by `replikv check --lock-matrix` "
+        f"({time.strftime('%Y-%m-%d')}, {time_s:g} s per run, {clients} clients, seed {seed}). Each client is "
+        "an OS process (`src/replikv/check/lock_client.py`) that takes a lock with `LOCK name 600 WAIT ...`, "
+        "works 50-250 ms holding it, appends `token:id` to the lock's log list and releases it: with "
+        "`FENCED name token RPUSH ...` in `lock`, with a plain `RPUSH` in `lock-unfenced`. The "
+        "`client-pause` nemesis SIGSTOPs a client that holds a lock and has not yet written, for 1.5 s "
+        "(past its 600 ms lease), then SIGCONTs it: Kleppmann's paused client. Node faults run "
+        "alongside. Checkers (`src/replikv/check/locks.py`): `lock exclusion` (every grant was "
+        "acknowledged no earlier than the previous holder's UNLOCK was sent or a full ttl after its "
+        "LOCK was sent: at most one holder at a time by the service's view) and `stale writes` (a log "
+        "entry after a higher token's, or sent after a higher token was granted): required with "
+        "fencing, measured without it (the overlap a lease alone allows).",
+        "",
+        "| mode | setting | nemesis | workload | verdict and observations | run |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+    if skipped:
+        lines += ["", "Not run:", "", *skipped]
+    lines.append(LOCK_END)
+    return "\n".join(lines)
 
 
 def render_txn_section(rows: list[str], skipped: list[str], time_s: float, clients: int, seed: int) -> str:
@@ -228,8 +304,9 @@ def claims_section() -> list[str]:
 
 
 def render_doc(rows: list[str], skipped: list[str], time_s: float, clients: int, seed: int,
-               txn: str = "") -> str:
-    """The document; ``txn``: the transactions section to keep (`txn_section`), before "Not run"."""
+               kept: list[str] | None = None) -> str:
+    """The document; ``kept``: the sections of the other tables to keep (`kept_section`), before
+    "Not run"."""
     lines = [
         "# The guarantee matrix",
         "",
@@ -264,7 +341,7 @@ def render_doc(rows: list[str], skipped: list[str], time_s: float, clients: int,
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        *([txn, ""] if txn else []),
+        *[line for section in kept or [] if section for line in (section, "")],
         "## Not run",
         "",
         *(skipped or ["- nothing"]),
