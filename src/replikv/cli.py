@@ -110,6 +110,11 @@ NODE_OPTION_HELP: dict[str, str] = {
     "repl_backlog_bytes": "leader-follower: bytes of log entries a snapshot already covers that the "
     "leader keeps (in memory and in the WAL) for followers lagging behind it, so they catch up from "
     "the log instead of a full resync (Redis's repl-backlog-size).",
+    "repl_max_lag_bytes": "leader-follower: hold writers back (stop reading their connections) while a "
+    "follower that is making progress lacks more than this many bytes of the replication stream, so "
+    "it never falls out of the backlog and a full resync that starts completes; 0: never (Redis).",
+    "repl_lag_stall_ms": "leader-follower: a follower that made no progress for this long holds no "
+    "writer back (it is left to resync later).",
     "segment_bytes": "WAL segment file size (bytes).",
     "heartbeat_ms": "Leader-to-follower heartbeat interval.",
     "log_level": "Node log level: " + ", ".join(LOG_LEVELS) + ".",

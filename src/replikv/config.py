@@ -106,6 +106,11 @@ class NodeOptions:
     # leader-follower: log entries a snapshot already covers, kept (memory and WAL) for followers that
     # lag behind it, so they catch up from the log instead of a full resync (Redis's repl-backlog-size)
     repl_backlog_bytes: int = 256 * 1024 * 1024
+    # leader-follower: writers are held back while a follower that makes progress lacks more than
+    # this many bytes of the stream (0: never); one that made none for repl_lag_stall_ms does not
+    # hold them (core/shipping/node.py rule 10)
+    repl_max_lag_bytes: int = 128 * 1024 * 1024
+    repl_lag_stall_ms: int = 1000
     segment_bytes: int = 16 * 1024 * 1024
     heartbeat_ms: int = 100
     log_level: str = "info"
@@ -183,13 +188,16 @@ class NodeOptions:
         for name in ("ack_timeout_ms", "session_timeout_ms", "max_bulk_len", "max_args",
                      "snapshot_bytes", "segment_bytes", "heartbeat_ms", "tick_ms", "election_timeout_ms",
                      "maxclients", "client_query_buffer_limit", "client_output_buffer_limit",
-                     "oplog_retain_ops", "replicas", "vnodes", "tombstone_grace_s"):
+                     "oplog_retain_ops", "replicas", "vnodes", "tombstone_grace_s", "repl_lag_stall_ms"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer (got {value!r})")
         if self.repl_backlog_bytes < 0:
             raise ConfigError(f"repl_backlog_bytes must be 0 (no backlog) or a number of bytes "
                               f"(got {self.repl_backlog_bytes!r})")
+        if self.repl_max_lag_bytes < 0:
+            raise ConfigError(f"repl_max_lag_bytes must be 0 (no back-pressure) or a number of bytes "
+                              f"(got {self.repl_max_lag_bytes!r})")
         if self.read_default not in ("eventual", "prefix", "session"):
             raise ConfigError(f"read_default must be eventual, prefix or session (got {self.read_default!r})")
         if not isinstance(self.timeout, int) or self.timeout < 0:

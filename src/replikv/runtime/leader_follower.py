@@ -95,7 +95,12 @@ class LeaderFollowerRunner(BaseRunner):
         self.stats.update({"role_changes": 0, "promotions_to_leader": 0,
                            "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
                            "full_resyncs_completed": 0,
-                           "partial_resyncs": 0})
+                           "partial_resyncs": 0, "backpressure_holds": 0, "backpressure_ms": 0})
+        # back-pressure on writers (core/shipping/node.py rule 10): the follower that holds
+        # writes back now ("" while none), since when, and the writers not read meanwhile
+        self.writes_held_by = ""
+        self._held_since = 0.0
+        self._held_writers: set[ClientConnection] = set()
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
         self._resyncs: set[str] = set()  # followers a snapshot is being streamed to
         self._next_tick = 0.0
@@ -130,7 +135,8 @@ class LeaderFollowerRunner(BaseRunner):
         self.core = ShippingNode(self.id, self.peer_ids, epoch=int(meta["epoch"]), leader=str(meta["leader"]),
                                  log=shipping_log, led_epochs=list(meta.get("led_epochs", [])),
                                  sync_retry_ms=3 * opts.heartbeat_ms,
-                                 repl_backlog_bytes=opts.repl_backlog_bytes)
+                                 repl_backlog_bytes=opts.repl_backlog_bytes,
+                                 max_lag_bytes=opts.repl_max_lag_bytes, lag_stall_ms=opts.repl_lag_stall_ms)
         log.info("node %s recovered: snapshot at %d, %d WAL entries replayed, last index %d, epoch %d, role %s",
                  self.id, base_index, replayed, shipping_log.last_index, self.core.epoch, self.core.role)
 
@@ -249,6 +255,9 @@ class LeaderFollowerRunner(BaseRunner):
         k = conn.write_k
         index = self._enqueue(cmds, k)
         conn.session_index = index
+        if self.writes_held_by:  # rule 10: what this writer sent runs; it is not read again until released
+            conn.hold_writes(True)
+            self._held_writers.add(conn)
         if k == 0:
             self.hold_until_commit(conn, data)
         else:
@@ -350,8 +359,27 @@ class LeaderFollowerRunner(BaseRunner):
         if self.read_waiters:
             self._release_read_waiters()
         self._flush_clients()
+        self._check_backpressure()
         if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
             self._snapshot_in_background()
+
+    def _check_backpressure(self) -> None:
+        """Hold writers back while a follower lags too far, release them when none does
+        (core/shipping/node.py rule 10; checked after every commit, ack and tick)."""
+        peer = self.core.lagging_follower(_ms())
+        if peer == self.writes_held_by:
+            return
+        if peer and not self.writes_held_by:
+            self.stats["backpressure_holds"] += 1
+            self._held_since = time.monotonic()
+            log.debug("node %s: writes held back: follower %s lags by more than %d bytes", self.id, peer,
+                      self.core.max_lag_bytes)
+        elif not peer:
+            self.stats["backpressure_ms"] += int((time.monotonic() - self._held_since) * 1000)
+            writers, self._held_writers = self._held_writers, set()
+            for conn in writers:
+                conn.hold_writes(False)
+        self.writes_held_by = peer
 
     def _release_ack_waiters(self) -> None:
         """Answer the waiters the followers' acks now satisfy; nothing to do (and no
@@ -648,6 +676,8 @@ class LeaderFollowerRunner(BaseRunner):
                     await asyncio.sleep(0.005)
                 if self.core.progress[peer].state != SNAPSHOT:
                     return
+                self.core.snapshot_progress(peer, _ms(), reader.index)  # rule 10: the resync moves
+                self._check_backpressure()
         finally:
             reader.close()
         self.stats["full_resyncs_completed"] += 1
@@ -774,6 +804,7 @@ class LeaderFollowerRunner(BaseRunner):
                f"replikv_backlog_bytes:{core.log.backlog_bytes}"]
         if self.is_leader:
             rep.append(f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}")
+            rep.append(f"replikv_writes_held_by:{self.writes_held_by}")  # rule 10's follower, or empty
             for i, peer in enumerate(self.peer_ids):
                 pr = core.progress[peer]
                 addr = self.config.nodes[peer]

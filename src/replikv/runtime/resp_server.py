@@ -92,6 +92,10 @@ class ClientConnection(asyncio.Protocol):
         self.held: list[bytes] = []  # replies released by the next WAL commit, before ``queue``
         self.out: list[bytes] = []
         self.out_bytes = 0  # bytes in ``out``
+        # why its requests are not read now: its replies are unread (pause_writing), or it
+        # writes while the leader holds writers back (hold_writes); read again when neither
+        self.output_paused = False
+        self.writes_held = False
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.addr = ""
@@ -130,12 +134,27 @@ class ClientConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=min(opts.client_output_buffer_limit, 1 << 20))  # type: ignore[attr-defined]
 
     def pause_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        self.output_paused = True
+        self._reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self.output_paused = False
+        self._reading()
+
+    def hold_writes(self, held: bool) -> None:
+        """Back-pressure on writers (core/shipping/node.py rule 10): stop reading this
+        writer's requests while the leader holds writes back; what it already sent runs."""
+        self.writes_held = held
+        self._reading()
+
+    def _reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.output_paused or self.writes_held:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def authenticated_now(self) -> None:
         """AUTH / HELLO AUTH succeeded: the full request limits apply."""

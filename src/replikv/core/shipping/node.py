@@ -54,6 +54,22 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    follower the log base is its snapshot, below which it can neither
    truncate nor roll its state back. A restarted node recovers from its
    snapshot on, without a backlog (the WAL may still hold older entries).
+10. Back-pressure on writers (``lagging_follower``): the leader holds new
+   writes back while a follower that is making progress lacks more than
+   ``max_lag_bytes`` of the stream (streaming: the bytes after what it holds;
+   in a full resync: the bytes written since the snapshot it is sent). With
+   ``max_lag_bytes`` below ``repl_backlog_bytes`` (the defaults: half) a
+   follower that keeps up with the stream at all is never compacted past
+   (rule 9 keeps up to ``repl_backlog_bytes`` behind the snapshot, and the
+   follower is never more than ``max_lag_bytes`` and one round of writes
+   behind the end), and the entries a full resync needs
+   when it lands stay bounded: a resync that starts completes, and memory
+   stays bounded by the data set plus backlog plus the lag allowed. A
+   follower that made no progress (an ack, or a chunk of its snapshot
+   taken by the connection) for ``lag_stall_ms`` holds nothing back: a
+   stopped or dead follower costs writers at most that long, then is left
+   to resync (the async leader's availability over its followers').
+   ``max_lag_bytes`` 0: no back-pressure (Redis's behaviour).
 
 Time arrives as ``now_ms`` arguments; nothing here reads a clock.
 """
@@ -103,6 +119,9 @@ class FollowerProgress:
     # the snapshot a full resync sent it: it resumes after that once installed, before its
     # first ack raises match_index (rule 9 keeps the backlog from the higher of the two)
     snapshot_index: int = 0
+    # in a full resync: the index the snapshot it is sent covers (the log's end when the resync
+    # began, until the driver names the snapshot); rule 10 counts its lag from there
+    resync_from: int = 0
 
     def reset(self, state: str, match_index: int = 0, next_index: int = 0) -> None:
         self.state, self.match_index, self.next_index = state, match_index, next_index
@@ -132,7 +151,8 @@ class ShippingNode:
                  log: ShippingLog | None = None, led_epochs: list[int] | None = None,
                  window_entries: int = 50_000, window_bytes: int = 32 * 1024 * 1024,
                  max_batch_entries: int = 2048, sync_retry_ms: int = 300,
-                 repl_backlog_bytes: int = 256 * 1024 * 1024) -> None:
+                 repl_backlog_bytes: int = 256 * 1024 * 1024, max_lag_bytes: int = 128 * 1024 * 1024,
+                 lag_stall_ms: int = 1000) -> None:
         invariant(node_id not in peers, "a node is not its own peer")
         self.id = node_id
         self.peers = list(peers)
@@ -144,6 +164,8 @@ class ShippingNode:
         self.window_bytes = window_bytes
         self.max_batch_entries = max_batch_entries
         self.repl_backlog_bytes = repl_backlog_bytes
+        self.max_lag_bytes = max_lag_bytes  # rule 10
+        self.lag_stall_ms = lag_stall_ms
         self.role = LEADER if leader == node_id else FOLLOWER
         self.progress: dict[str, FollowerProgress] = {p: FollowerProgress() for p in self.peers}
         self.syncing = False            # follower: a SyncRequest is outstanding
@@ -264,7 +286,7 @@ class ShippingNode:
         if pr.state == STREAM and pr.next_index <= self.log.base_index:
             # compacted past a streaming follower (a snapshot while it lagged): the entries
             # it needs next are gone, only a full resync can catch it up (found by sim/)
-            pr.reset(SNAPSHOT)
+            self._begin_resync(pr)
             return [SendSnapshot(to=peer)]
         effects: list[Effect] = []
         last = self.log.last_index
@@ -428,7 +450,7 @@ class ShippingNode:
         pr = self.progress[msg.sender]
         log = self.log
         if msg.full or msg.last_index < log.base_index:
-            pr.reset(SNAPSHOT)
+            self._begin_resync(pr)
             # a follower that cannot truncate below its own snapshot still holds the entries
             # up to the match point: the snapshot it gets must not take it back past them
             held = log.match_point(msg.epoch_starts, msg.last_index) if msg.last_index >= log.base_index else 0
@@ -441,6 +463,33 @@ class ShippingNode:
         if msg.last_index == log.last_index:  # caught up: a heartbeat confirms the position
             effects.append(Send(to=msg.sender, msg=self._heartbeat()))
         return effects + self._send_more(msg.sender) + self._check_handover()
+
+    def _begin_resync(self, pr: FollowerProgress) -> None:
+        pr.reset(SNAPSHOT)
+        pr.resync_from = self.log.last_index
+        pr.last_ack_ms = self.now_ms  # rule 10: a resync that begins is progress
+
+    def snapshot_progress(self, peer: str, now_ms: int, index: int) -> None:
+        """The driver streams ``peer`` the snapshot at ``index`` and the connection took
+        another chunk of it: progress, and its lag counts from ``index`` (rule 10)."""
+        pr = self.progress.get(peer)
+        if self.role == LEADER and pr is not None and pr.state == SNAPSHOT:
+            pr.last_ack_ms = now_ms
+            pr.resync_from = max(pr.resync_from, min(index, self.log.last_index))
+
+    def lagging_follower(self, now_ms: int) -> str:
+        """Rule 10: a follower that holds writers back now (the first found), or ""."""
+        if self.role != LEADER or not self.max_lag_bytes:
+            return ""
+        log = self.log
+        last = log.last_index
+        for peer, pr in self.progress.items():
+            if pr.state == PROBE or now_ms - pr.last_ack_ms > self.lag_stall_ms:
+                continue
+            held = pr.resync_from if pr.state == SNAPSHOT else max(pr.match_index, pr.snapshot_index)
+            if held < last and log.stream_bytes(max(held, log.base_index), last) > self.max_lag_bytes:
+                return peer
+        return ""
 
     def snapshot_sent(self, peer: str, index: int) -> list[Effect]:
         """The driver finished streaming a snapshot at ``index`` to ``peer``."""

@@ -1,0 +1,116 @@
+"""Back-pressure on writers in leader-follower mode (core/shipping/node.py rule
+10, issue 15): while a follower that is still making progress lacks more than
+``--repl-max-lag-bytes`` of the stream, the leader stops reading its writers'
+connections, so the follower never falls out of the replication backlog (no
+full resync) however fast clients write; readers are served meanwhile; a
+follower that made no progress for ``--repl-lag-stall-ms`` holds nothing back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import redis
+
+from tests.integration.cluster import Cluster, wait_for
+
+pytestmark = pytest.mark.integration
+
+VALUE = b"x" * 16384
+MIB = 1024 * 1024
+
+
+class Writer:
+    """A client writing 16 KiB values to n1 as fast as it is answered."""
+
+    def __init__(self, c: Cluster) -> None:
+        self.client = redis.Redis(port=c.port("n1"), socket_timeout=60)
+        self.written = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.client.set(f"k{self.written % 300}", VALUE)
+            self.written += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
+def with_n3_stopped(tmp_path: Path, during: Callable[[Cluster, Writer], None], **options: Any) -> dict[str, Any]:
+    """Start a cluster with a 2 MiB backlog and small snapshots, write 16 KiB values, stop
+    n3 (SIGSTOP), run ``during``, resume n3; returns n1's INFO stats once all three are equal."""
+    c = Cluster(tmp_path / "c", 3, snapshot_bytes=512 * 1024, segment_bytes=128 * 1024,
+                repl_backlog_bytes=2 * MIB, **options)
+    c.start()
+    try:
+        c.wait_streaming()
+        w = Writer(c)
+        try:
+            wait_for(lambda: w.written > 50, 30, "writes under way")
+            c.pause("n3")
+            try:
+                during(c, w)
+            finally:
+                c.resume("n3")
+            target = w.written + 100
+            wait_for(lambda: w.written > target, 60, "writes after n3 resumed")
+        finally:
+            w.close()
+        c.wait_replicated(["n2", "n3"], timeout=60)
+        wait_for(lambda: len({c.digest(n) for n in ("n1", "n2", "n3")}) == 1, 30, "equal digests")
+        return c.stats("n1")
+    finally:
+        c.close()
+
+
+def test_a_stopped_follower_holds_writers_back_and_catches_up_without_a_full_resync(tmp_path: Path) -> None:
+    def held(c: Cluster, w: Writer) -> None:
+        wait_for(lambda: c.replication("n1")["replikv_writes_held_by"] == "n3", 30, "writers held for n3")
+        rep = c.replication("n1")
+        n3 = rep["slave1"]
+        assert n3["id"] == "n3"
+        # n3 lacks the 1 MiB bound (64 values) plus what the writer had sent when it was held
+        assert int(rep["master_repl_offset"]) - int(n3["offset"]) <= 64 + 8
+        reader = c.client("n1")
+        t0 = time.monotonic()
+        assert reader.get("k0") == VALUE  # readers are served while writers are held
+        assert time.monotonic() - t0 < 2.0
+        at = w.written
+        # still held once a snapshot covers more than n3 holds (a compaction came and went)
+        wait_for(lambda: int(c.client("n1", timeout=2).info("persistence")["replikv_snapshot_index"]) > int(n3["offset"]), 30,
+                 "a snapshot past n3's position")
+        assert c.replication("n1")["replikv_writes_held_by"] == "n3"
+        assert w.written <= at + 1
+
+    stats = with_n3_stopped(tmp_path, held, repl_max_lag_bytes=MIB, repl_lag_stall_ms=60_000)
+    assert int(stats["backpressure_holds"]) >= 1 and int(stats["backpressure_ms"]) > 0
+    # the snapshots taken meanwhile kept what n3 lacked in the backlog (1 MiB < 2 MiB)
+    assert int(stats["full_resyncs_sent"]) == 0
+
+
+def test_without_back_pressure_the_stopped_follower_falls_out_of_the_backlog(tmp_path: Path) -> None:
+    def run_on(c: Cluster, w: Writer) -> None:
+        # past the 32 MiB the leader keeps in flight to n3 (the core's window) and three backlogs
+        target = w.written + (32 + 3 * 2) * MIB // len(VALUE)
+        wait_for(lambda: w.written > target, 120, "writes past the window and backlog while n3 is stopped")
+        assert c.replication("n1")["replikv_writes_held_by"] == ""
+
+    stats = with_n3_stopped(tmp_path, run_on, repl_max_lag_bytes=0)
+    assert int(stats["backpressure_holds"]) == 0
+    assert int(stats["full_resyncs_sent"]) >= 1  # what the test above shows back-pressure prevents
+
+
+def test_a_follower_stopped_past_the_stall_bound_holds_nothing_back(tmp_path: Path) -> None:
+    def released(c: Cluster, w: Writer) -> None:
+        target = w.written + 3 * MIB // len(VALUE)  # three times the lag bound
+        wait_for(lambda: w.written > target, 60, "writes going on past the lag bound")
+
+    stats = with_n3_stopped(tmp_path, released, repl_max_lag_bytes=MIB, repl_lag_stall_ms=300)
+    assert int(stats["backpressure_holds"]) >= 1  # held until 300 ms after n3's last ack, then let go
