@@ -82,6 +82,7 @@ def test_a_stopped_follower_holds_writers_back_and_catches_up_without_a_full_res
         t0 = time.monotonic()
         assert reader.get("k0") == VALUE  # readers are served while writers are held
         assert time.monotonic() - t0 < 2.0
+        assert c.client("n2").set("forwarded", b"1")  # a write n2 forwards is taken, not held
         at = w.written
         # still held once a snapshot covers more than n3 holds (a compaction came and went)
         wait_for(lambda: int(c.client("n1", timeout=2).info("persistence")["replikv_snapshot_index"]) > int(n3["offset"]), 30,

@@ -304,6 +304,10 @@ class PeerReplyConnection:
     def send_reply(self, data: bytes) -> None:  # pragma: no cover - provided by each mode
         raise NotImplementedError
 
+    def hold_writes(self, held: bool) -> None:
+        """No connection of its own to stop reading: a write forwarded by a follower, a woken
+        blocked client's, is not held back (core/shipping/node.py rule 10 holds local writers)."""
+
     def reply(self, value: Any) -> None:
         self.send_reply(encode_reply(value, self.resp3))
 
