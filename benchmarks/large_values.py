@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,45 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class PingProbe:
+    """A client's view of event-loop stalls: PING every 20 ms on a connection of its own;
+    the slowest answer and how many took over 100 ms (issue 15's bound on a stall)."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.worst_ms, self.over_100ms, self._stop = port, 0.0, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        client = redis.Redis(port=self.port, socket_timeout=30)
+        while not self._stop.wait(0.02):
+            t0 = time.monotonic()
+            try:
+                client.ping()
+            except (redis.RedisError, OSError):
+                return
+            ms = (time.monotonic() - t0) * 1000
+            self.worst_ms = max(self.worst_ms, ms)
+            self.over_100ms += ms > 100
+
+    def __enter__(self) -> "PingProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def follower_pids(leader_port: int) -> list[int]:
+    """The process ids of the leader's followers (replikv: their ports from INFO replication)."""
+    rep = redis.Redis(port=leader_port, socket_timeout=5).info("replication")
+    pids = []
+    for key, value in rep.items():
+        if key.startswith("slave") and isinstance(value, dict):
+            pids.append(leader_pid(int(value["port"])))
+    return pids
 
 
 @contextmanager
@@ -115,11 +155,24 @@ def run_set(port: int, size: int, requests: int, clients: int) -> float:
 def measure(port: int, size: int, requests: int, clients: int) -> dict[str, object]:
     client = redis.Redis(port=port, socket_timeout=5)
     before = client.info()
-    with RssSampler(int(before["process_id"])) as rss:
-        ops = run_set(port, size, requests, clients)
+    followers = [RssSampler(pid) for pid in follower_pids(port)]
+    for f in followers:
+        f.__enter__()
+    try:
+        with RssSampler(int(before["process_id"])) as rss, PingProbe(port) as ping:
+            ops = run_set(port, size, requests, clients)
+    finally:
+        for f in followers:
+            f.__exit__()
     after = redis.Redis(port=port, socket_timeout=5).info()
+    keys = after.get("db0", {}).get("keys", 0) if isinstance(after.get("db0"), dict) else 0
+    dataset_mb = int(keys) * size / 2**20  # the values alone: what RSS is held to (2x plus a constant)
     return {
-        "ops": ops, "rss_mb": rss.peak_kb / 1024,
+        "ops": ops, "rss_mb": rss.peak_kb / 1024, "dataset_mb": dataset_mb,
+        "follower_rss_mb": max((f.peak_kb for f in followers), default=0) / 1024,
+        "ping_worst_ms": ping.worst_ms, "pings_over_100ms": ping.over_100ms,
+        "holds": int(after.get("backpressure_holds", 0)) - int(before.get("backpressure_holds", 0)),
+        "held_s": (int(after.get("backpressure_ms", 0)) - int(before.get("backpressure_ms", 0))) / 1000,
         "stalls": int(after.get("tick_stalls", 0)) - int(before.get("tick_stalls", 0)),
         "term_changes": int(after.get("replikv_epoch", 0)) - int(before.get("replikv_epoch", 0))
         if "replikv_raft_role" in before else "",
@@ -154,14 +207,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
           f"redis-benchmark -t set -c {args.clients} -r 10000 -n {args.requests}")
     ref = {size: m["ops"] for name, size, m in rows if name.startswith("redis")}
-    head = "| system | value | SET/s | vs Redis | leader peak RSS MB | loop stalls | term changes | full resyncs | background snapshots |"
+    head = ("| system | value | SET/s | vs Redis | data set MB | leader peak RSS MB | follower peak RSS MB | "
+            "worst PING ms | PINGs > 100 ms | loop stalls | term changes | full resyncs | background snapshots | "
+            "writer holds | held s |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for name, size, m in rows:
         ratio = float(m["ops"]) / float(ref[size]) if ref.get(size) else 0.0
         shown = f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
-        print(f"| {name} | {shown} | {float(m['ops']):,.0f} | {ratio:.2f} | {float(m['rss_mb']):.0f} | "
-              f"{m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | {m['bg_snapshots']} |")
+        print(f"| {name} | {shown} | {float(m['ops']):,.0f} | {ratio:.2f} | {float(m['dataset_mb']):.0f} | "
+              f"{float(m['rss_mb']):.0f} | {float(m['follower_rss_mb']):.0f} | {float(m['ping_worst_ms']):.0f} | "
+              f"{m['pings_over_100ms']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
+              f"{m['bg_snapshots']} | {m['holds']} | {float(m['held_s']):.1f} |")
     return 0
 
 
