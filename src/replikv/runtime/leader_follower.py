@@ -41,6 +41,7 @@ from replikv.core.shipping.effects import (
 )
 from replikv.core.shipping.log import ShippingLog
 from replikv.core.shipping.node import LEADER, SNAPSHOT, ShippingNode
+from replikv.core.shipping.snapshot_stream import ABORT, IGNORE, chunk_action
 from replikv.kv.commands import lookup
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
@@ -342,13 +343,23 @@ class LeaderFollowerRunner(BaseRunner):
             return
         if not self.batch:
             self.release_committed()
-        send = self.transport.send
+        transport = self.transport
+        send = transport.send
         last_ack: dict[str, bytes] = {}
         lost: set[str] = set()
+        window = self.core.window_bytes
         for effect in sends:
-            if isinstance(effect.msg, m.Ack):  # only the newest ack per peer matters
-                last_ack[effect.to] = m.encode(effect.msg)
-            elif not send(effect.to, m.encode(effect.msg)):
+            msg = effect.msg
+            if isinstance(msg, m.Ack):  # only the newest ack per peer matters
+                last_ack[effect.to] = m.encode(msg)
+            elif effect.to in lost:
+                continue
+            elif isinstance(msg, m.Append) and msg.count and transport.buffered_bytes(effect.to) > window:
+                # more than the core's window still queued to it (sent before a SyncRequest reset
+                # the window): not another copy behind it; the follower asks again once it has read
+                # the queue (rule 5's bound on what one follower costs, held by the driver)
+                lost.add(effect.to)
+            elif not send(effect.to, m.encode(msg)):
                 lost.add(effect.to)
         for peer in lost:  # the follower resyncs once it hears from us again
             self.core.peer_disconnected(peer)
@@ -666,7 +677,8 @@ class LeaderFollowerRunner(BaseRunner):
                 last = offset + len(chunk) >= reader.length
                 if last:
                     reader.check()
-                if not send(peer, m.encode(m.SnapshotChunk(sender=self.id, epoch=self.core.epoch, data=chunk,
+                if not send(peer, m.encode(m.SnapshotChunk(sender=self.id, epoch=self.core.epoch,
+                                                           index=reader.index, offset=offset, data=chunk,
                                                            last=last))):
                     return
                 offset += len(chunk)
@@ -699,7 +711,16 @@ class LeaderFollowerRunner(BaseRunner):
             self.snapshot_meta = (msg.index, msg.snapshot_epoch, msg.epoch_starts)
             return
         receiver = self.snapshot_receiver
-        if receiver is None or self.snapshot_meta is None:
+        receiving = self.snapshot_meta[0] if receiver is not None and self.snapshot_meta is not None else None
+        action = chunk_action(receiving, receiver.bytes_written if receiver is not None else 0, msg)
+        if action == IGNORE:
+            return
+        assert receiver is not None
+        if action == ABORT:
+            log.warning("node %s: snapshot %d chunk at offset %d, expected %d: transfer dropped (the leader "
+                        "resyncs this node again)", self.id, msg.index, msg.offset, receiver.bytes_written)
+            receiver.abort()
+            self.snapshot_receiver = None
             return
         receiver.write(msg.data)
         if not msg.last:

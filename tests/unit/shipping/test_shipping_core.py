@@ -408,3 +408,26 @@ def test_own_epochs_are_disjoint_between_nodes():
             e = node.own_epoch_above(e)
             assert taken.setdefault(e, nid) == nid, f"epoch {e} taken by {taken[e]} and {nid}"
     assert sorted(taken) == list(range(1, 101))
+
+
+def sync_requests(effects: list) -> int:
+    return sum(1 for e in effects if isinstance(e, Send) and isinstance(e.msg, m.SyncRequest))
+
+
+def test_a_follower_asks_again_after_silence_but_not_on_the_first_tick_after_its_own_stall():
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    follower = net.nodes["n2"]
+    follower.step(net.nodes["n1"]._heartbeat(), 100)  # heard at t=100
+    assert sync_requests(follower.tick(100)) == 0
+    assert sync_requests(follower.tick(200)) == 0
+    # its loop was blocked 800 ms: the leader's frames of that time are unread yet
+    assert sync_requests(follower.tick(1000)) == 0
+    assert sync_requests(follower.tick(1100)) == 1  # the next tick, still nothing heard: ask again
+    # ticking on time, silence past sync_retry_ms is enough
+    follower.step(net.nodes["n1"]._heartbeat(), 1150)
+    assert sync_requests(follower.tick(1200)) == 0
+    assert sync_requests(follower.tick(1300)) == 0
+    assert sync_requests(follower.tick(1400)) == 0
+    assert sync_requests(follower.tick(1500)) == 1

@@ -105,8 +105,15 @@ class SnapshotBegin:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SnapshotChunk:
+    """Leader → follower: ``data`` at ``offset`` of the snapshot at ``index``. A follower
+    writes a chunk only at the offset it expects of the snapshot it receives: chunks of an
+    earlier stream, still arriving on another connection after a new one began, are ignored
+    (they once joined the new stream's file, which then failed to load)."""
+
     sender: str
     epoch: int
+    index: int
+    offset: int
     data: bytes
     last: bool
 

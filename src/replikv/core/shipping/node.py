@@ -177,6 +177,7 @@ class ShippingNode:
         # follower lag: (leader_last_index, received_ms) marks not yet applied
         self._lag_marks: list[tuple[int, int]] = []
         self.last_heard_ms = -1         # follower: last message from the leader
+        self._last_tick_ms = -1         # when tick was last called (a later one may follow a stall)
         # leader lag: (first_index, appended_ms) of recent batches
         self._append_marks: list[tuple[int, int]] = []
         self.peer_epochs: dict[str, int] = {}
@@ -555,11 +556,18 @@ class ShippingNode:
 
         A follower that has not heard its leader (or an answer to its
         SyncRequest) for ``sync_retry_ms`` asks again: a SyncRequest or its
-        answer may have been lost with a connection.
+        answer may have been lost with a connection. Not on the first tick
+        after its own loop stalled that long (a fork, a snapshot restore, a
+        starved CPU): what the leader sent meanwhile is still unread, and each
+        needless SyncRequest had the leader send its window again behind the
+        frames still queued (a send queue of 256 MiB, the connection closed,
+        a full resync: seen under 64 KiB writes).
         """
+        stalled = self._last_tick_ms >= 0 and now_ms - self._last_tick_ms >= self.sync_retry_ms
+        self._last_tick_ms = now_ms
         self.now_ms = now_ms
         effects = self._broadcast_hello()
-        if (self.role == FOLLOWER and self.leader and self.leader != self.id
+        if (self.role == FOLLOWER and self.leader and self.leader != self.id and not stalled
                 and now_ms - max(self.last_heard_ms, self.sync_sent_ms) >= self.sync_retry_ms):
             effects += self._request_sync()
         if self.role == LEADER:
