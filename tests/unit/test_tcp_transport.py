@@ -95,6 +95,28 @@ def test_losing_the_accepted_connection_we_send_on_is_a_disconnect() -> None:
     run(main)
 
 
+def test_the_send_queue_is_measured_on_the_connection_frames_go_on() -> None:
+    """n1 cannot dial n2, so its frames to n2 go on n2's connection: the bytes queued there are
+    what ``buffered_bytes`` reports (it measured only n1's own dial: 0 while the other queue
+    grew past the limit under 64 KiB writes, and the connection was closed)."""
+    async def main() -> None:
+        p1, p2, nowhere = free_ports(3)
+        a = Node("n1", {"n1": p1, "n2": nowhere})
+        b = Node("n2", {"n1": p1, "n2": p2})
+        await a.t.start()
+        await b.t.start()
+        await until(lambda: a.t.connected("n2"), what="n2's connection to n1")
+        chunk = b"x" * (1 << 20)
+        for _ in range(48):  # 48 MiB at once: more than the kernel takes without n2 reading
+            assert a.t.send("n2", chunk)
+        assert a.t.buffered_bytes("n2") > 16 << 20
+        await until(lambda: len(b.frames) == 48, timeout=30, what="48 frames")
+        await until(lambda: a.t.buffered_bytes("n2") == 0, what="the queue drained")
+        await a.t.stop()
+        await b.t.stop()
+    run(main)
+
+
 def test_a_peer_added_then_removed_at_run_time() -> None:
     """add_peer: the new member is dialed and accepted; remove_peer: it is neither (leaderless membership)."""
     async def main() -> None:

@@ -54,7 +54,7 @@ from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import CorruptSnapshotError, WalFailedError
 from replikv.storage.snapshot import (
-    SnapshotReader, SnapshotWriter, load_latest_snapshot, write_snapshot,
+    SnapshotReader, SnapshotWriter, load_latest_snapshot, read_snapshot_file, write_snapshot,
 )
 
 log = logging.getLogger("replikv.node")
@@ -612,7 +612,8 @@ class LeaderFollowerRunner(BaseRunner):
         than the latest): snapshot in a forked child (Redis's BGSAVE,
         runtime/snapshotter.py) and compact when it is durable. Not while a
         follower is being resynced from the current snapshot (the core's rule 5)."""
-        if self.disk_error is not None or (self.core.full_resync_in_progress and not for_resync):
+        if (self.disk_error is not None or (self.core.full_resync_in_progress and not for_resync)
+                or self.snapshot_receiver is not None):  # receiving the leader's: its state is replaced
             return False
         if self.batch:
             self._flush()  # the state machine holds the batch's writes: log them before the fork
@@ -706,6 +707,10 @@ class LeaderFollowerRunner(BaseRunner):
             if not install:  # this log already holds it: the chunks that follow are ignored
                 self._run(effects)
                 return
+            # a snapshot of the state this one replaces is not wanted: a child still writing
+            # one could make it, not the leader's, the newest file (seen: the install then
+            # loaded the child's snapshot and failed its index check)
+            self.snapshotter.stop()
             self.snapshot_receiver = SnapshotWriter(self.snapshot_dir)
             self.snapshot_receiver.begin(msg.index, msg.snapshot_epoch)
             self.snapshot_meta = (msg.index, msg.snapshot_epoch, msg.epoch_starts)
@@ -725,11 +730,10 @@ class LeaderFollowerRunner(BaseRunner):
         receiver.write(msg.data)
         if not msg.last:
             return
-        receiver.finish()
+        path = receiver.finish()
         self.snapshot_receiver = None
         index, epoch, epoch_starts = self.snapshot_meta
-        snap = load_latest_snapshot(self.snapshot_dir)
-        assert snap is not None and snap.index == index
+        snap = read_snapshot_file(path)
         self.sm = restore_app(snap.data)[0]
         self.sm.changes = ChangeIndex(index)  # WATCHes older than the full resync abort
         self.wal.reset(index + 1)

@@ -476,7 +476,12 @@ class PeerTransport:
             link.timer = asyncio.get_running_loop().call_later(max(0.0, queue[0][0] - now), self._depart, link)
 
     def buffered_bytes(self, peer_id: str) -> int:
-        proto = self._out.get(peer_id)
+        """Bytes queued to ``peer_id`` on the connection its frames go on (``send``'s: it may be
+        the peer's own, inbound, connection; measuring only the outbound one let a resync and
+        the live stream queue past ``max_buffer_bytes`` on the other, which closed it)."""
+        proto = self._sending.get(peer_id)
+        if proto is None or proto.closed:
+            proto = self._out.get(peer_id) or self._inbound_by_peer.get(peer_id)
         buffered = proto.transport.get_write_buffer_size() if proto and proto.transport else 0
         if self._delayed:
             link = self._delayed.get(peer_id)
