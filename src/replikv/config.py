@@ -110,7 +110,7 @@ class NodeOptions:
     # this many bytes of the stream (0: never); one that made none for repl_lag_stall_ms does not
     # hold them (core/shipping/node.py rule 10)
     repl_max_lag_bytes: int = 128 * 1024 * 1024
-    repl_lag_stall_ms: int = 1000
+    repl_lag_stall_ms: int = 5000
     segment_bytes: int = 16 * 1024 * 1024
     heartbeat_ms: int = 100
     log_level: str = "info"

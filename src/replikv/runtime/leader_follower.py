@@ -699,6 +699,7 @@ class LeaderFollowerRunner(BaseRunner):
     def _on_snapshot_frame(self, msg: m.SnapshotBegin | m.SnapshotChunk) -> None:
         if msg.epoch < self.core.epoch:
             return
+        self.core.snapshot_frame(_ms())
         if isinstance(msg, m.SnapshotBegin):
             if self.snapshot_receiver is not None:
                 self.snapshot_receiver.abort()

@@ -109,6 +109,8 @@ class _FrameProtocol(asyncio.Protocol):
         buf += data
         pos = 0
         n = len(buf)
+        view = memoryview(buf)  # frames are checked and copied out of it once (FrameOpener.open)
+        frame: memoryview | None = None
         try:
             while n - pos >= 4:
                 (length,) = _LEN.unpack_from(buf, pos)
@@ -117,12 +119,12 @@ class _FrameProtocol(asyncio.Protocol):
                     return
                 if n - pos - 4 < length:
                     break
-                payload = bytes(buf[pos + 4:pos + 4 + length])
+                frame = view[pos + 4:pos + 4 + length]
                 pos += 4 + length
                 if self.opener is None:
-                    self.handshake_frame(payload)
+                    self.handshake_frame(bytes(frame))
                 else:
-                    opened = self.opener.open(payload)
+                    opened = self.opener.open(frame)
                     if opened is None:
                         self.fail("a frame failed its authentication (altered, injected or replayed)")
                         return
@@ -130,6 +132,9 @@ class _FrameProtocol(asyncio.Protocol):
                 if self.closed:
                     return
         finally:
+            if frame is not None:
+                frame.release()
+            view.release()  # the buffer cannot be resized while a view of it exists
             if pos:
                 del buf[:pos]
 

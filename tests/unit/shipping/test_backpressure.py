@@ -64,7 +64,7 @@ def test_a_follower_that_made_no_progress_for_the_stall_bound_holds_nothing_back
     assert leader.lagging_follower(net.now) == ""
 
 
-def test_no_back_pressure_when_the_bound_is_zero_or_the_follower_is_not_streaming():
+def test_no_back_pressure_when_the_bound_is_zero_or_the_follower_is_disconnected():
     net = cluster(max_lag_bytes=0)
     big_write(net, "n1", "a")
     net.deliver()
@@ -73,10 +73,24 @@ def test_no_back_pressure_when_the_bound_is_zero_or_the_follower_is_not_streamin
     assert net.nodes["n1"].lagging_follower(net.now) == ""
     net = cluster(max_lag_bytes=5 * 1000)
     net.down.add("n2")
-    net.run("n1", net.nodes["n1"].peer_disconnected("n2"))  # PROBE: its position is unknown
+    net.run("n1", net.nodes["n1"].peer_disconnected("n2"))  # disconnected: it cannot catch up now
     big_write(net, "n1", *"abcdefgh")
     net.deliver()
     assert net.nodes["n1"].lagging_follower(net.now) == ""
+
+
+def test_a_connected_follower_back_in_probe_still_holds_writers_while_it_acks():
+    """The driver puts a follower back in PROBE when more than the window is still queued to
+    it; it goes on reading and acking that queue, and still lags: it counts."""
+    net = cluster(max_lag_bytes=5 * 1000)
+    leader = net.nodes["n1"]
+    big_write(net, "n1", "a")
+    net.deliver()
+    big_write(net, "n1", *"bcdefgh")
+    deliver(net, slow="n2", slow_frames=1)  # n2 takes "b" and acks it
+    leader.progress["n2"].probe()
+    assert leader.progress["n2"].match_index == 2
+    assert leader.lagging_follower(net.now) == "n2"
 
 
 def test_a_full_resync_counts_its_lag_from_the_snapshot_it_is_sent():
@@ -88,14 +102,14 @@ def test_a_full_resync_counts_its_lag_from_the_snapshot_it_is_sent():
     net.run("n2", net.nodes["n2"].peer_connected("n1"))
     net.deliver()
     pr = leader.progress["n2"]
-    assert pr.state == SNAPSHOT and pr.resync_from == 10 and pr.last_ack_ms == net.now
+    assert pr.state == SNAPSHOT and pr.resync_from == 10 and pr.progress_ms == net.now
     assert leader.lagging_follower(net.now) == ""
     big_write(net, "n1", *"klmn")  # 4 kB written since the resync began: over the bound
     net.deliver()
     assert leader.lagging_follower(net.now) == "n2"
     net.now = 400
     leader.snapshot_progress("n2", net.now, 12)  # the driver streams a newer snapshot, at 12
-    assert pr.resync_from == 12 and pr.last_ack_ms == 400
+    assert pr.resync_from == 12 and pr.progress_ms == 400
     assert leader.lagging_follower(net.now) == ""  # 2 kB after 12
     net.run("n2", net.nodes["n2"].snapshot_installed(12, 1, leader.log.epoch_starts))
     net.run("n1", leader.snapshot_sent("n2", 12))

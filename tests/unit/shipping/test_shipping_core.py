@@ -431,3 +431,17 @@ def test_a_follower_asks_again_after_silence_but_not_on_the_first_tick_after_its
     assert sync_requests(follower.tick(1300)) == 0
     assert sync_requests(follower.tick(1400)) == 0
     assert sync_requests(follower.tick(1500)) == 1
+
+
+def test_a_follower_receiving_a_full_resync_does_not_ask_again_meanwhile():
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    follower = net.nodes["n2"]
+    follower.step(net.nodes["n1"]._heartbeat(), 100)
+    for t in range(200, 2000, 100):  # chunks keep arriving: the leader is answering
+        follower.snapshot_frame(t - 50)
+        assert sync_requests(follower.tick(t)) == 0
+    assert sync_requests(follower.tick(2000)) == 0
+    assert sync_requests(follower.tick(2100)) == 0
+    assert sync_requests(follower.tick(2200)) == 1  # 350 ms of silence again: ask

@@ -65,10 +65,11 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    behind the end), and the entries a full resync needs
    when it lands stay bounded: a resync that starts completes, and memory
    stays bounded by the data set plus backlog plus the lag allowed. A
-   follower that made no progress (an ack, or a chunk of its snapshot
-   taken by the connection) for ``lag_stall_ms`` holds nothing back: a
-   stopped or dead follower costs writers at most that long, then is left
-   to resync (the async leader's availability over its followers').
+   disconnected follower, or one that made no progress (an ack, or a chunk
+   of its snapshot taken by the connection) for ``lag_stall_ms``, holds
+   nothing back: a stopped or hung follower costs writers at most that
+   long, then is left to resync (the async leader's availability over its
+   followers'). One back in PROBE on a live connection still counts.
    ``max_lag_bytes`` 0: no back-pressure (Redis's behaviour).
 
 Time arrives as ``now_ms`` arguments; nothing here reads a clock.
@@ -122,6 +123,9 @@ class FollowerProgress:
     # in a full resync: the index the snapshot it is sent covers (the log's end when the resync
     # began, until the driver names the snapshot); rule 10 counts its lag from there
     resync_from: int = 0
+    # rule 10: when it last made progress (an ack, a resync begun or a chunk of it taken), or
+    # -1 while disconnected (it can make none: it holds no writer back)
+    progress_ms: int = -1
 
     def reset(self, state: str, match_index: int = 0, next_index: int = 0) -> None:
         self.state, self.match_index, self.next_index = state, match_index, next_index
@@ -152,7 +156,7 @@ class ShippingNode:
                  window_entries: int = 50_000, window_bytes: int = 32 * 1024 * 1024,
                  max_batch_entries: int = 2048, sync_retry_ms: int = 300,
                  repl_backlog_bytes: int = 256 * 1024 * 1024, max_lag_bytes: int = 128 * 1024 * 1024,
-                 lag_stall_ms: int = 1000) -> None:
+                 lag_stall_ms: int = 5000) -> None:
         invariant(node_id not in peers, "a node is not its own peer")
         self.id = node_id
         self.peers = list(peers)
@@ -424,7 +428,7 @@ class ShippingNode:
         if not ok or self.role != LEADER or msg.sender not in self.progress:
             return effects
         pr = self.progress[msg.sender]
-        pr.last_ack_ms = now_ms
+        pr.last_ack_ms = pr.progress_ms = now_ms
         if msg.durable_index > pr.match_index:
             pr.match_index = min(msg.durable_index, self.log.last_index)
             pr.acked()
@@ -468,14 +472,14 @@ class ShippingNode:
     def _begin_resync(self, pr: FollowerProgress) -> None:
         pr.reset(SNAPSHOT)
         pr.resync_from = self.log.last_index
-        pr.last_ack_ms = self.now_ms  # rule 10: a resync that begins is progress
+        pr.progress_ms = self.now_ms  # rule 10: a resync that begins is progress
 
     def snapshot_progress(self, peer: str, now_ms: int, index: int) -> None:
         """The driver streams ``peer`` the snapshot at ``index`` and the connection took
         another chunk of it: progress, and its lag counts from ``index`` (rule 10)."""
         pr = self.progress.get(peer)
         if self.role == LEADER and pr is not None and pr.state == SNAPSHOT:
-            pr.last_ack_ms = now_ms
+            pr.progress_ms = now_ms
             pr.resync_from = max(pr.resync_from, min(index, self.log.last_index))
 
     def lagging_follower(self, now_ms: int) -> str:
@@ -485,8 +489,11 @@ class ShippingNode:
         log = self.log
         last = log.last_index
         for peer, pr in self.progress.items():
-            if pr.state == PROBE or now_ms - pr.last_ack_ms > self.lag_stall_ms:
-                continue
+            if pr.progress_ms < 0 or now_ms - pr.progress_ms > self.lag_stall_ms:
+                continue  # disconnected, no progress yet (its position unknown), or none for too long
+            # a follower back in PROBE after a connection's hiccup still acks what it reads and
+            # still holds up to match_index: it counts (writers ran free while it probed, past
+            # the backlog, into a full resync)
             held = pr.resync_from if pr.state == SNAPSHOT else max(pr.match_index, pr.snapshot_index)
             if held < last and log.stream_bytes(max(held, log.base_index), last) > self.max_lag_bytes:
                 return peer
@@ -531,6 +538,12 @@ class ShippingNode:
             return False, self._request_sync()
         return True, []
 
+    def snapshot_frame(self, now_ms: int) -> None:
+        """Follower: a frame of a full resync arrived from the leader: it is answering, so
+        no SyncRequest is retried meanwhile (one sent during a transfer reached the leader
+        after it, and started a second, needless, full resync)."""
+        self.last_heard_ms = now_ms
+
     def snapshot_installed(self, index: int, epoch: int, epoch_starts: list[list[int]]) -> list[Effect]:
         """The driver installed a snapshot at ``index``: the log restarts there."""
         self.log.reset(index, epoch, epoch_starts)
@@ -547,6 +560,7 @@ class ShippingNode:
     def peer_disconnected(self, peer: str) -> list[Effect]:
         if self.role == LEADER and peer in self.progress:
             self.progress[peer].probe()
+            self.progress[peer].progress_ms = -1  # rule 10: it cannot progress until it is back
         if self.role == FOLLOWER and peer == self.leader:
             self.syncing = False
         return []
