@@ -41,6 +41,7 @@ from replikv.core.raft.sessions import SessionTable
 from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.replies import OK, RespError
 from replikv.core.sharding import SlotMap, key_slot
+from replikv.core.sharding.moves import SLOT_MOVE, SlotMoves, move_entry, parse_move_entry
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
@@ -68,13 +69,6 @@ def core_reply_error(result: object, not_leader: str) -> RespError | None:
     return RespError(f"ERR {result}")
 
 
-SLOT_MOVE = b"\x00"  # first byte of a slot-move entry's data (a client entry is a msgpack array)
-
-
-def move_entry(op: str, slots: list[int], target: int, epoch: int, payload: bytes = b"") -> bytes:
-    return SLOT_MOVE + msgpack.packb([op, slots, target, epoch, payload])
-
-
 def entry_keys(data: bytes) -> list[bytes]:
     """The keys a client entry's commands name."""
     _now, _txn, items, *_ = msgpack.unpackb(data)
@@ -85,75 +79,6 @@ def entry_keys(data: bytes) -> list[bytes]:
             if spec is not None:
                 keys.extend(spec.keys(item))
     return keys
-
-
-class SlotMoves:
-    """Which slots a group serves, beyond the initial slot map, as its log decided: slots it
-    froze for a move (no write), released (gone) or imported (``pending`` until activated).
-    Part of the group's snapshot, so every replica agrees."""
-
-    def __init__(self, gid: int, initial: SlotMap) -> None:
-        self.gid, self.initial = gid, initial
-        self.frozen: dict[int, tuple[int, int]] = {}  # slot -> (target group, epoch)
-        self.released: dict[int, tuple[int, int]] = {}  # slot -> (group it went to, epoch)
-        self.pending: set[int] = set()
-        self.gained: set[int] = set()
-
-    @property
-    def refusing(self) -> bool:
-        return bool(self.frozen or self.released)
-
-    def owns(self, slot: int) -> bool:
-        if slot in self.released or slot in self.pending:
-            return False
-        return slot in self.gained or self.initial.group_of(slot) == self.gid
-
-    def writable(self, slot: int) -> bool:
-        return self.owns(slot) and slot not in self.frozen
-
-    def refuses(self, data: bytes) -> bool:
-        """A client entry that writes a key of a frozen or released slot (refused at apply)."""
-        for key in entry_keys(data):
-            s = key_slot(key)
-            if s in self.frozen or s in self.released:
-                return True
-        return False
-
-    def freeze(self, slots: list[int], target: int, epoch: int) -> None:
-        for s in slots:
-            self.frozen[s] = (target, epoch)
-
-    def release(self, slots: list[int], target: int, epoch: int) -> None:
-        for s in slots:
-            self.frozen.pop(s, None)
-            self.gained.discard(s)
-            self.released[s] = (target, epoch)
-
-    def activate(self, slots: list[int]) -> None:
-        for s in slots:
-            self.pending.discard(s)
-            self.released.pop(s, None)
-            self.gained.add(s)
-
-    def owners(self) -> tuple[dict[int, int], int]:
-        """What this group's log says about slot owners beyond the initial map: slot -> group,
-        and the highest epoch among them (a restarted node's slot map starts from these)."""
-        owners = {s: t for s, (t, _) in self.released.items()}
-        owners.update({s: self.gid for s in self.gained})
-        epochs = [e for _, e in self.released.values()] + [e for _, e in self.frozen.values()]
-        return owners, max(epochs, default=0)
-
-    def state(self) -> list[Any]:
-        if not (self.frozen or self.released or self.pending or self.gained):
-            return []
-        return [[[s, t, e] for s, (t, e) in sorted(self.frozen.items())],
-                [[s, t, e] for s, (t, e) in sorted(self.released.items())], sorted(self.pending), sorted(self.gained)]
-
-    def load(self, state: list[Any]) -> None:
-        frozen, released, pending, gained = state if state else ([], [], [], [])
-        self.frozen = {s: (t, e) for s, t, e in frozen}
-        self.released = {s: (t, e) for s, t, e in released}
-        self.pending, self.gained = set(pending), set(gained)
 
 
 class RaftGroup:
@@ -308,7 +233,7 @@ class RaftGroup:
     def _apply_normal(self, entry: Entry) -> Any:
         self._last_applied = entry.index
         slots = self.slots
-        if slots is not None and slots.refusing and slots.refuses(entry.data):
+        if slots is not None and slots.refusing and slots.refuses(entry_keys(entry.data)):
             return RespError("TRYAGAIN the key's slot is moving to another group (or has moved); retry")
         if self.txns.locks:
             holder = self.txns.locked(entry_keys(entry.data))
@@ -347,20 +272,15 @@ class RaftGroup:
     def _apply_move(self, entry: Entry) -> Any:
         """A slot-move step (docs/design.md, "moving slots"), applied alike by every replica."""
         assert self.slots is not None
-        op, slots, target, epoch, payload = msgpack.unpackb(entry.data[1:])
+        op, slots, target, epoch, payload = parse_move_entry(entry.data)
         moves = self.slots
-        if op == "freeze":
-            moves.freeze(slots, target, epoch)
-        elif op == "import":
-            moves.pending.update(slots)
+        if op == "import":
             self.sm.import_keys(payload, entry.index)
         elif op == "release":
             gone = set(slots)
             self.sm.drop_keys([k for k in self.sm.data if key_slot(k) in gone], entry.index,
                               [n for n in self.sm.locks.locks if key_slot(n) in gone])
-            moves.release(slots, target, epoch)
-        elif op == "activate":
-            moves.activate(slots)
+        slots = moves.apply(op, slots, target, epoch)
         self.move_events.append((op, tuple(slots), target, epoch))
         return OK
 

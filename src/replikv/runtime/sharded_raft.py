@@ -44,7 +44,6 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -68,7 +67,8 @@ from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
-from replikv.runtime.raft_group import RaftGroup, core_reply_error, move_entry
+from replikv.core.sharding.moves import MoveBusy, MoveDriver, MoveStep, move_entry
+from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
@@ -119,7 +119,7 @@ class ShardedRaftRunner(BaseRunner):
             owners, epoch = grp.slots.owners()
             for slot, owner in owners.items():
                 self._adopt([slot], owner, epoch)
-        self.moves: dict[int, _Move] = {}  # source group led here -> its move in progress
+        self.mover = MoveDriver()  # the moves of source groups led here (core/sharding/moves.py)
         self.sm = StateMachine()  # the node's own script cache (EVALSHA forwarding); data lives in groups
         self.leader_hint: dict[int, int] = {g: m[0] for g, m in self.placement.items()}
         self._announced: tuple[int, ...] = ()
@@ -441,73 +441,57 @@ class ShardedRaftRunner(BaseRunner):
             self.forwarder.forward(conn, self.leader_of(source), [argv], False, admin=True)
             return
         grp = self.groups[source]
-        if source in self.moves or (grp.slots is not None and grp.slots.frozen):
-            raise RespError(f"ERR group {source} is already moving slots; wait for that move to finish")
-        epoch = self.slot_map.epoch + 1
-        self.moves[source] = _Move(slots, target, epoch, conn.slot())
-        self.pending.setdefault(source, []).append((move_entry("freeze", slots, target, epoch), ("move", source),
-                                                    None, None))
-        self._schedule()
+        assert grp.slots is not None
+        try:
+            step = self.mover.start(source, slots, target, self.slot_map.epoch + 1, grp.slots, conn.slot())
+        except MoveBusy as e:
+            raise RespError(f"ERR {e}") from None
+        self._run_step(step)
+
+    def _blocked(self, g: int) -> Callable[[set[int]], bool]:
+        """A prepared transaction holds a key of the slots: copy them once it is resolved."""
+        grp = self.groups[g]
+        return lambda wanted: any(key_slot(k) in wanted for k in grp.txns.locks)
+
+    def _run_step(self, step: MoveStep | None) -> None:
+        """Carry out the mover's decision (core/sharding/moves.py): FREEZE and RELEASE proposed in
+        the source group led here, IMPORT and ACTIVATE sent to the target group's leader."""
+        if step is None:
+            return
+        g, slots = step.source, list(step.slots)
+        if step.op in ("freeze", "release"):
+            self.pending.setdefault(g, []).append((move_entry(step.op, slots, step.target, step.epoch),
+                                                   ("move", g), None, None))
+            self._schedule()
+            return
+        argv = [b"REPLIKV", step.op.upper().encode(), str(step.target).encode(), str(step.epoch).encode(),
+                format_ranges(slots_to_ranges(slots)).encode(), str(g).encode()]
+        if step.op == "import":
+            grp = self.groups[g]
+            wanted = set(slots)
+            argv.append(grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted],
+                                           [n for n in grp.sm.locks.locks if key_slot(n) in wanted]))
+            self._send_step(step.target, argv, lambda ok, g=g: self._run_step(self.mover.imported(g, ok,
+                                                                                                  self.leads(g))))
+        else:
+            self._send_step(step.target, argv, lambda ok, g=g: self._activated(g, ok))
 
     def _on_move_events(self, g: int, grp: RaftGroup) -> None:
         """Each replica updates its slot map; the source leader drives the next step."""
         events, grp.move_events = grp.move_events, []
+        assert grp.slots is not None
         for op, slots, target, epoch in events:
             if op == "release":  # the source gave them to ``target``
                 self._adopt(slots, target, epoch)
             elif op == "activate":  # this group (the target) serves them now
                 self._adopt(slots, g, epoch)
-            if not self.leads(g):
-                continue
-            if op == "freeze":
-                self._resume_move(g)
-            elif op == "release":
-                move = self.moves.get(g) or _Move(list(slots), target, epoch, None)
-                self.moves[g] = move
-                self._send_step(target, [b"REPLIKV", b"ACTIVATE", str(target).encode(), str(epoch).encode(),
-                                         format_ranges(slots_to_ranges(slots)).encode(), str(g).encode()],
-                                lambda ok, g=g: self._activated(g, ok))
-
-    def _resume_move(self, g: int) -> None:
-        """Freeze applied (or a new leader found frozen slots): copy the keys to the target."""
-        grp = self.groups[g]
-        assert grp.slots is not None
-        if not grp.slots.frozen:
-            return
-        target, epoch = next(iter(grp.slots.frozen.values()))
-        slots = sorted(s for s, (t, e) in grp.slots.frozen.items() if (t, e) == (target, epoch))
-        move = self.moves.setdefault(g, _Move(slots, target, epoch, None))
-        wanted = set(slots)
-        if any(key_slot(k) in wanted for k in grp.txns.locks):  # a prepared transaction holds a key there:
-            move.stage = "retry"  # copy once it is resolved (the periodic check tries again)
-            return
-        payload = grp.sm.export_keys([k for k in grp.sm.data if key_slot(k) in wanted],
-                                     [n for n in grp.sm.locks.locks if key_slot(n) in wanted])
-        move.stage = "import"
-        self._send_step(target, [b"REPLIKV", b"IMPORT", str(target).encode(), str(epoch).encode(),
-                                 format_ranges(slots_to_ranges(slots)).encode(), str(g).encode(), payload],
-                        lambda ok, g=g: self._imported(g, ok))
-
-    def _imported(self, g: int, ok: bool) -> None:
-        move = self.moves.get(g)
-        if move is None or not self.leads(g):
-            return
-        if not ok:
-            move.stage = "retry"  # the periodic check copies again (an import is idempotent)
-            return
-        move.stage = "release"
-        self.pending.setdefault(g, []).append(
-            (move_entry("release", move.slots, move.target, move.epoch), ("move", g), None, None))
-        self._schedule()
+            self._run_step(self.mover.applied(g, op, slots, target, epoch, self.leads(g), grp.slots,
+                                              self._blocked(g)))
 
     def _activated(self, g: int, ok: bool) -> None:
-        move = self.moves.get(g)
+        move = self.mover.activated(g, ok)
         if move is None:
             return
-        if not ok:
-            move.stage = "activate-retry"
-            return
-        del self.moves[g]
         log.info("node %s: slots %s moved from group %d to group %d (epoch %d)", self.id,
                  format_ranges(slots_to_ranges(move.slots)), g, move.target, move.epoch)
         if move.client is not None:
@@ -534,17 +518,8 @@ class ShardedRaftRunner(BaseRunner):
         """Once a second: a leader holding frozen slots whose move stalled (a lost step, a new
         leader after a crash) starts it again from where its group's log stands."""
         for g, grp in self.groups.items():
-            moves = grp.slots
-            if moves is None or not self.leads(g):
-                continue
-            move = self.moves.get(g)
-            if moves.frozen and (move is None or move.stage == "retry"):
-                self._resume_move(g)
-            elif move is not None and move.stage == "activate-retry":
-                self._send_step(move.target, [b"REPLIKV", b"ACTIVATE", str(move.target).encode(),
-                                              str(move.epoch).encode(),
-                                              format_ranges(slots_to_ranges(move.slots)).encode(), str(g).encode()],
-                                lambda ok, g=g: self._activated(g, ok))
+            if grp.slots is not None:
+                self._run_step(self.mover.check(g, self.leads(g), grp.slots, self._blocked(g)))
 
     # -- keyless commands: this node's share, as a Redis Cluster node answers for its own slots ---
     def _led(self) -> list[int]:
@@ -684,8 +659,8 @@ class ShardedRaftRunner(BaseRunner):
         if type(rid) is tuple:
             if rid[0] == "expiry":
                 self.groups[g].expiry_inflight = False
-            elif g in self.moves:  # a move step refused (leadership lost): the new leader resumes it
-                self.moves[g].stage = "retry"
+            elif rid[0] == "move":  # a move step refused (leadership lost): the new leader resumes it
+                self.mover.refused(g)
             return
         err = core_reply_error(result, f"{self.id} is not the leader of group {g}")
         fan = self.fanouts.pop(rid, None)
@@ -962,17 +937,6 @@ class ShardedRaftRunner(BaseRunner):
         dbsize = sum(self.groups[g].sm.dbsize for g in led)
         sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
         return render_info(sections, wanted)
-
-
-@dataclass
-class _Move:
-    """A move this node drives as its source group's leader."""
-
-    slots: list[int]
-    target: int
-    epoch: int
-    client: Any  # the RESHARD client's reply slot (None when resumed after a leader change)
-    stage: str = "freeze"
 
 
 class _Held:

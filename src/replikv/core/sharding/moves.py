@@ -1,0 +1,266 @@
+"""Moving slots between Raft groups, as pure bookkeeping and a pure decision machine
+(docs/design.md, "Moving slots"; issue 13). Driven by the sharded runtime
+(runtime/sharded_raft.py, runtime/raft_group.py) and by the simulator
+(sim/multiraft_cluster.py) alike: one copy of the rules.
+
+A move is four entries, each applied by every replica of its group:
+FREEZE(slots, target) and RELEASE(slots) in the source group, IMPORT(slots, keys) and
+ACTIVATE(slots) in the target group, in that order. Invariants the order keeps:
+- no acknowledged write lost: a write to a slot commits before FREEZE (and is in the IMPORT,
+  dumped from a state where FREEZE applied) or is refused at apply;
+- one owner per slot: the source serves a slot until RELEASE, the target only after ACTIVATE,
+  and ACTIVATE runs only once RELEASE committed, which runs only once IMPORT committed;
+- a crash at any step resumes from the source group's log (``MoveDriver.check``).
+
+``SlotMoves``: which slots one group serves, as its log decided (part of its snapshot).
+``MoveDriver``: what a node leading source groups proposes next, given the move entries its
+groups applied, its leadership, and the results of the steps it ran in target groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from replikv.core.sharding.slots import SlotMap, key_slot
+
+__all__ = ["SLOT_MOVE", "MoveBusy", "MoveDriver", "MoveStep", "SlotMove", "SlotMoves", "move_entry",
+           "parse_move_entry"]
+
+SLOT_MOVE = b"\x00"  # first byte of a slot-move entry's data (a client entry is a msgpack array)
+
+
+def move_entry(op: str, slots: list[int], target: int, epoch: int, payload: bytes = b"") -> bytes:
+    """The log entry of a move step: ``op`` is freeze, import, release or activate."""
+    return SLOT_MOVE + msgpack.packb([op, slots, target, epoch, payload])
+
+
+def parse_move_entry(data: bytes) -> tuple[str, list[int], int, int, bytes]:
+    op, slots, target, epoch, payload = msgpack.unpackb(data[1:])
+    return op, list(slots), target, epoch, payload
+
+
+class SlotMoves:
+    """Which slots a group serves, beyond the initial slot map, as its log decided: slots it
+    froze for a move (no write), released (gone) or imported (``pending`` until activated, with
+    the move's epoch). Part of the group's snapshot, so every replica agrees."""
+
+    def __init__(self, gid: int, initial: SlotMap) -> None:
+        self.gid, self.initial = gid, initial
+        self.frozen: dict[int, tuple[int, int]] = {}  # slot -> (target group, epoch)
+        self.released: dict[int, tuple[int, int]] = {}  # slot -> (group it went to, epoch)
+        self.pending: dict[int, int] = {}  # slot -> epoch of the import
+        self.gained: set[int] = set()
+
+    @property
+    def refusing(self) -> bool:
+        return bool(self.frozen or self.released)
+
+    @property
+    def moving(self) -> bool:
+        return bool(self.frozen or self.released or self.pending)
+
+    def owns(self, slot: int) -> bool:
+        if slot in self.released or slot in self.pending:
+            return False
+        return slot in self.gained or self.initial.group_of(slot) == self.gid
+
+    def writable(self, slot: int) -> bool:
+        return self.owns(slot) and slot not in self.frozen
+
+    def serves(self, keys: Iterable[bytes], reading: bool = False) -> bool:
+        """Routing: whether the group serves a command on ``keys`` now (a write: not frozen)."""
+        return all(self.owns(key_slot(k)) if reading else self.writable(key_slot(k)) for k in keys)
+
+    def refuses(self, keys: Iterable[bytes]) -> bool:
+        """A client entry that writes a key of a frozen or released slot (refused at apply)."""
+        for key in keys:
+            s = key_slot(key)
+            if s in self.frozen or s in self.released:
+                return True
+        return False
+
+    def freeze(self, slots: list[int], target: int, epoch: int) -> None:
+        for s in slots:
+            self.frozen[s] = (target, epoch)
+
+    def import_(self, slots: list[int], epoch: int) -> None:
+        for s in slots:
+            self.pending[s] = epoch
+
+    def release(self, slots: list[int], target: int, epoch: int) -> None:
+        for s in slots:
+            self.frozen.pop(s, None)
+            self.gained.discard(s)
+            self.released[s] = (target, epoch)
+
+    def activate(self, slots: list[int], epoch: int) -> list[int]:
+        """Serve the slots imported by the move of ``epoch``; returns those activated. A repeated
+        or stale ACTIVATE (a resumed move) changes nothing: only a pending import of the same
+        epoch is activated, so a slot that has moved on is never taken back."""
+        done = [s for s in slots if self.pending.get(s) in (epoch, 0)]
+        for s in done:
+            del self.pending[s]
+            self.released.pop(s, None)
+            self.gained.add(s)
+        return done
+
+    def owners(self) -> tuple[dict[int, int], int]:
+        """What this group's log says about slot owners beyond the initial map: slot -> group,
+        and the highest epoch among them (a restarted node's slot map starts from these)."""
+        owners = {s: t for s, (t, _) in self.released.items()}
+        owners.update({s: self.gid for s in self.gained})
+        epochs = [e for _, e in self.released.values()] + [e for _, e in self.frozen.values()]
+        return owners, max(epochs, default=0)
+
+    def state(self) -> list[Any]:
+        if not (self.frozen or self.released or self.pending or self.gained):
+            return []
+        return [[[s, t, e] for s, (t, e) in sorted(self.frozen.items())],
+                [[s, t, e] for s, (t, e) in sorted(self.released.items())],
+                [[s, e] for s, e in sorted(self.pending.items())], sorted(self.gained)]
+
+    def load(self, state: list[Any]) -> None:
+        frozen, released, pending, gained = state if state else ([], [], [], [])
+        self.frozen = {s: (t, e) for s, t, e in frozen}
+        self.released = {s: (t, e) for s, t, e in released}
+        # older snapshots list pending slots without their epoch (0: any ACTIVATE takes them)
+        self.pending = dict((p, 0) if isinstance(p, int) else (p[0], p[1]) for p in pending)
+        self.gained = set(gained)
+
+    def apply(self, op: str, slots: list[int], target: int, epoch: int) -> list[int]:
+        """A move entry's bookkeeping (the caller moves the keys); returns the slots it touched."""
+        if op == "freeze":
+            self.freeze(slots, target, epoch)
+        elif op == "import":
+            self.import_(slots, epoch)
+        elif op == "release":
+            self.release(slots, target, epoch)
+        elif op == "activate":
+            return self.activate(slots, epoch)
+        return slots
+
+
+class MoveBusy(Exception):
+    """A group already moving slots: one move per source group at a time."""
+
+
+@dataclass
+class SlotMove:
+    """A move a node drives as its source group's leader."""
+
+    slots: list[int]
+    target: int
+    epoch: int
+    client: Any = None  # who asked (None when resumed after a leader change)
+    stage: str = "freeze"  # freeze, import, retry, release, activate-retry
+
+
+@dataclass(frozen=True)
+class MoveStep:
+    """What to do next: ``freeze`` and ``release`` are proposed in the source group, ``import``
+    (with the keys of ``slots`` dumped from the source's applied state) and ``activate`` run in
+    the target group; the caller reports an import's or activate's outcome back."""
+
+    op: str
+    source: int
+    slots: tuple[int, ...]
+    target: int
+    epoch: int
+
+
+class MoveDriver:
+    """The source leader's decisions, one per node (its state is lost with a crash: the group's
+    log, ``SlotMoves``, is what a new leader resumes from).
+
+    Rules: FREEZE applied -> IMPORT in the target (unless ``blocked``: a prepared transaction
+    holds a key there; retried by ``check``); IMPORT committed -> RELEASE; RELEASE applied ->
+    ACTIVATE in the target; ACTIVATE committed -> done. A failed step is retried by ``check``
+    (each step is idempotent). Only a leader of the source drives; a node that is not
+    ignores events. A new leader resumes a frozen move (re-import) and re-sends ACTIVATE for
+    the slots its group released (harmless when done: ``SlotMoves.activate``)."""
+
+    def __init__(self) -> None:
+        self.moves: dict[int, SlotMove] = {}
+        self.confirmed: set[tuple[int, int]] = set()  # (source, epoch) whose ACTIVATE committed
+
+    def start(self, source: int, slots: list[int], target: int, epoch: int, state: SlotMoves,
+              client: Any = None) -> MoveStep:
+        if source in self.moves or state.frozen:
+            raise MoveBusy(f"group {source} is already moving slots; wait for that move to finish")
+        self.moves[source] = SlotMove(list(slots), target, epoch, client)
+        return MoveStep("freeze", source, tuple(slots), target, epoch)
+
+    def applied(self, g: int, op: str, slots: list[int] | tuple[int, ...], target: int, epoch: int,
+                leading: bool, state: SlotMoves, blocked: Callable[[set[int]], bool]) -> MoveStep | None:
+        """A move entry group ``g`` applied on this node."""
+        if not leading:
+            return None
+        if op == "freeze":
+            return self.resume(g, state, blocked)
+        if op == "release":
+            move = self.moves.setdefault(g, SlotMove(list(slots), target, epoch))
+            move.stage = "activate"
+            return MoveStep("activate", g, tuple(slots), target, epoch)
+        return None
+
+    def resume(self, g: int, state: SlotMoves, blocked: Callable[[set[int]], bool]) -> MoveStep | None:
+        """FREEZE applied (or a new leader found frozen slots): copy the keys to the target."""
+        if not state.frozen:
+            return None
+        target, epoch = next(iter(state.frozen.values()))
+        slots = sorted(s for s, (t, e) in state.frozen.items() if (t, e) == (target, epoch))
+        move = self.moves.setdefault(g, SlotMove(slots, target, epoch))
+        if blocked(set(slots)):
+            move.stage = "retry"
+            return None
+        move.stage = "import"
+        return MoveStep("import", g, tuple(slots), target, epoch)
+
+    def imported(self, g: int, ok: bool, leading: bool) -> MoveStep | None:
+        move = self.moves.get(g)
+        if move is None or not leading:
+            return None
+        if not ok:
+            move.stage = "retry"  # ``check`` copies again (an import is idempotent)
+            return None
+        move.stage = "release"
+        return MoveStep("release", g, tuple(move.slots), move.target, move.epoch)
+
+    def activated(self, g: int, ok: bool) -> SlotMove | None:
+        """The target's ACTIVATE outcome; the finished move when it committed."""
+        move = self.moves.get(g)
+        if move is None:
+            return None
+        if not ok:
+            move.stage = "activate-retry"
+            return None
+        del self.moves[g]
+        self.confirmed.add((g, move.epoch))
+        return move
+
+    def refused(self, g: int) -> None:
+        """A FREEZE or RELEASE this node proposed was refused (leadership lost)."""
+        if g in self.moves:
+            self.moves[g].stage = "retry"
+
+    def check(self, g: int, leading: bool, state: SlotMoves,
+              blocked: Callable[[set[int]], bool]) -> MoveStep | None:
+        """Periodically, on each group: a stalled move starts again from where the log stands."""
+        if not leading:
+            return None
+        move = self.moves.get(g)
+        if state.frozen and (move is None or move.stage == "retry"):
+            return self.resume(g, state, blocked)
+        if move is not None and move.stage == "activate-retry":
+            return MoveStep("activate", g, tuple(move.slots), move.target, move.epoch)
+        if move is None and state.released:  # released before this leader: its ACTIVATE may be lost
+            for (target, epoch) in sorted(set(state.released.values())):
+                if (g, epoch) not in self.confirmed:
+                    slots = sorted(s for s, te in state.released.items() if te == (target, epoch))
+                    self.moves[g] = SlotMove(slots, target, epoch, stage="activate")
+                    return MoveStep("activate", g, tuple(slots), target, epoch)
+        return None
