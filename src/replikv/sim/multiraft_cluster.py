@@ -161,11 +161,11 @@ class ShardedSim:
                         self._check_apply(n, g, entry.index, entry.term,
                                           entry.data if entry.kind is EntryKind.NORMAL else b"")
                     for index, rid in e.waiters:
-                        self.results[rid] = ("applied", g, index)
+                        self._result(n, rid, ("applied", g, index))
                 elif type(e) is Reply:
-                    self.results[e.request_id] = ("error", e.result)
+                    self._result(n, e.request_id, ("error", e.result))
                 elif type(e) is ReadReady:
-                    self.results[e.request_id] = ("read", g, e.index)
+                    self._result(n, e.request_id, ("read", g, e.index))
             if raft.role is Role.LEADER:
                 who = self.leader_of_term.setdefault((g, raft.term), n)
                 if who != n:
@@ -181,6 +181,15 @@ class ShardedSim:
         seen = self.canonical[g].setdefault(index, (term, data))
         if seen != (term, data):
             raise SafetyViolation(f"group {g} index {index}: node {n} applied {(term, data)}, another {seen}")
+        self._apply_entry(n, g, index, data)
+
+    def _apply_entry(self, n: int, g: int, index: int, data: bytes) -> None:
+        """A committed entry node ``n``'s replica of ``g`` applies (no state machine here: a
+        subclass, sim/slot_moves.py, applies key/value and slot-move entries)."""
+
+    def _result(self, n: int, rid: object, result: object) -> None:
+        """What node ``n``'s core answered request ``rid``."""
+        self.results[rid] = result
 
     # -- clients ---------------------------------------------------------------------------------
     def propose(self, n: int, g: int, data: bytes, rid: object) -> None:

@@ -249,10 +249,13 @@ class MoveDriver:
 
     def check(self, g: int, leading: bool, state: SlotMoves,
               blocked: Callable[[set[int]], bool]) -> MoveStep | None:
-        """Periodically, on each group: a stalled move starts again from where the log stands."""
-        if not leading:
-            return None
+        """Periodically, on each group: a stalled move starts again from where the log stands. A
+        node that no longer leads the group forgets its move (the new leader resumes it from the
+        log), as does one whose FREEZE was refused and never applied (the move never began)."""
         move = self.moves.get(g)
+        if not leading or (move is not None and move.stage == "retry" and not state.frozen):
+            self.moves.pop(g, None)  # not ours to drive (any more), or its FREEZE never applied
+            return None
         if state.frozen and (move is None or move.stage == "retry"):
             return self.resume(g, state, blocked)
         if move is not None and move.stage == "activate-retry":
