@@ -273,14 +273,13 @@ class RaftGroup:
         """A slot-move step (docs/design.md, "moving slots"), applied alike by every replica."""
         assert self.slots is not None
         op, slots, target, epoch, payload = parse_move_entry(entry.data)
-        moves = self.slots
+        slots = self.slots.apply(op, slots, target, epoch)
         if op == "import":
             self.sm.import_keys(payload, entry.index)
         elif op == "release":
             gone = set(slots)
             self.sm.drop_keys([k for k in self.sm.data if key_slot(k) in gone], entry.index,
                               [n for n in self.sm.locks.locks if key_slot(n) in gone])
-        slots = moves.apply(op, slots, target, epoch)
         self.move_events.append((op, tuple(slots), target, epoch))
         return OK
 

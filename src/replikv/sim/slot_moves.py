@@ -134,13 +134,13 @@ class MovesSim(ShardedSim):
             result = ("value", rep.kv.get(key)) if rep.moves.owns(key_slot(key)) else ("refused",)
         elif head == SLOT_MOVE:
             op, slots, target, epoch, payload = parse_move_entry(data)
+            touched = rep.moves.apply(op, slots, target, epoch)
             if op == "import":
                 rep.kv.update({k: v for k, v in msgpack.unpackb(payload)})
             elif op == "release":
-                gone = set(slots)
+                gone = set(touched)
                 for k in [k for k in rep.kv if key_slot(k) in gone]:
                     del rep.kv[k]
-            touched = rep.moves.apply(op, slots, target, epoch)
             if op == "release":
                 self._adopt(n, touched, target, epoch)
             elif op == "activate":
@@ -395,8 +395,11 @@ def run_moves(seed: int, nodes: int = 5, groups: int = 4, rounds: int = 1500, se
         sim.run(settle_bound, lambda: sim.all_led() and not sim.moving() and sim.converged())
         res.settle_ticks = sim.now - healed
         if sim.moving() or not sim.converged():
-            stuck = [m for m in sim.moves_started]
-            raise SafetyViolation(f"moves not finished {settle_bound} ticks after heal (started: {stuck[-3:]})")
+            drivers = {n: d.moves for n, d in sim.driver.items() if d.moves}
+            held = {k: (r.moves.frozen and min(r.moves.frozen), r.moves.pending and min(r.moves.pending))
+                    for k, r in sim.replicas_state.items() if r.moves.frozen or r.moves.pending}
+            raise SafetyViolation(f"moves not finished {settle_bound} ticks after heal (converged: "
+                                  f"{sim.converged()}, drivers: {drivers}, replicas holding: {held})")
         check_history(sim)
         check_final(sim)
     except SafetyViolation as e:
@@ -406,5 +409,5 @@ def run_moves(seed: int, nodes: int = 5, groups: int = 4, rounds: int = 1500, se
     res.reads = sum(1 for o, op, _, _ in sim.history if o == "ok" and op.kind == "r")
     res.failed = sum(1 for o, _, _, _ in sim.history if o == "failed")
     res.unknown = sum(1 for o, _, _, _ in sim.history if o == "unknown")
-    res.moves_started, res.moves_done = len(sim.moves_started), len(sim.moves_done)
+    res.moves_started, res.moves_done = len(sim.moves_started), len(set(sim.moves_done))
     return res

@@ -83,19 +83,28 @@ class SlotMoves:
                 return True
         return False
 
-    def freeze(self, slots: list[int], target: int, epoch: int) -> None:
-        for s in slots:
+    def freeze(self, slots: list[int], target: int, epoch: int) -> list[int]:
+        """Freeze the slots this group owns and has not frozen yet; returns them. A FREEZE
+        decided on a stale slot map (a slot the group released meanwhile) moves nothing: the
+        log, not a node's map, decides what a group owns."""
+        done = [s for s in slots if self.writable(s)]
+        for s in done:
             self.frozen[s] = (target, epoch)
+        return done
 
     def import_(self, slots: list[int], epoch: int) -> None:
         for s in slots:
             self.pending[s] = epoch
 
-    def release(self, slots: list[int], target: int, epoch: int) -> None:
-        for s in slots:
+    def release(self, slots: list[int], target: int, epoch: int) -> list[int]:
+        """Give up the slots frozen for this move (target, epoch); returns them (the caller
+        drops their keys)."""
+        done = [s for s in slots if self.frozen.get(s) == (target, epoch)]
+        for s in done:
             self.frozen.pop(s, None)
             self.gained.discard(s)
             self.released[s] = (target, epoch)
+        return done
 
     def activate(self, slots: list[int], epoch: int) -> list[int]:
         """Serve the slots imported by the move of ``epoch``; returns those activated. A repeated
@@ -132,13 +141,14 @@ class SlotMoves:
         self.gained = set(gained)
 
     def apply(self, op: str, slots: list[int], target: int, epoch: int) -> list[int]:
-        """A move entry's bookkeeping (the caller moves the keys); returns the slots it touched."""
+        """A move entry's bookkeeping; returns the slots it touched (the caller imports the keys of
+        an IMPORT, drops those of the slots a RELEASE touched)."""
         if op == "freeze":
-            self.freeze(slots, target, epoch)
-        elif op == "import":
+            return self.freeze(slots, target, epoch)
+        if op == "import":
             self.import_(slots, epoch)
         elif op == "release":
-            self.release(slots, target, epoch)
+            return self.release(slots, target, epoch)
         elif op == "activate":
             return self.activate(slots, epoch)
         return slots
@@ -200,6 +210,10 @@ class MoveDriver:
         if not leading:
             return None
         if op == "freeze":
+            move = self.moves.get(g)
+            if not slots and move is not None and move.epoch == epoch:
+                del self.moves[g]  # it froze nothing (the group no longer owns them): nothing to move
+                return None
             return self.resume(g, state, blocked)
         if op == "release":
             move = self.moves.setdefault(g, SlotMove(list(slots), target, epoch))
