@@ -9,6 +9,11 @@ nightly run explores seeds no one ran before) and prints it.
 cluster (sim/multiraft_cluster.py) instead and prints its scale report:
 frames and Raft messages per second per node with every group idle, and the
 time to re-elect the groups of a failed node (`--no-quiesce` for comparison).
+
+`python -m replikv.sim --moves --seed N [--seeds 1000] [--nodes 5 --shards 4]` runs the
+sharded cluster with slot moves (sim/slot_moves.py): clients, a mover, crashes and
+partitions, and its checks (no acknowledged write lost, no stale read, every move finished
+after heal, one owner per slot); a failure prints exactly this command.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from replikv import modes
 from replikv.sim.engine import SafetyViolation, run
 from replikv.sim.multiraft_cluster import scale_report
+from replikv.sim.slot_moves import run_moves
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,11 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true", help="print the nemesis log")
     ap.add_argument("--shards", type=int, default=0,
                     help="run a sharded raft cluster of this many groups and print its scale report")
+    ap.add_argument("--moves", action="store_true",
+                    help="sharded raft with slot moves under faults (--shards groups, default 4; --nodes)")
     ap.add_argument("--replicas", type=int, default=3, help="with --shards: replicas per group")
     ap.add_argument("--no-quiesce", action="store_true", help="with --shards: idle groups keep ticking")
     ap.add_argument("--paxos", action="store_true",
                     help="leaderless: every read, write and CAS a Paxos round (register clients)")
     args = ap.parse_args(argv)
+    if args.moves:
+        return _moves(args)
     if args.shards:
         report = scale_report(nodes=args.nodes, groups=args.shards, replicas=args.replicas, seed=args.seed,
                               quiesce=not args.no_quiesce)
@@ -66,6 +76,31 @@ def main(argv: list[str] | None = None) -> int:
               f" converged at {r.converged_at_us / 1e6:.2f}s virtual, {dt * 1000:.0f} ms")
         if args.verbose:
             for line in r.nemesis:
+                print("  nemesis:", line)
+    if args.count > 1:
+        print(f"{args.count - failed}/{args.count} seeds passed")
+    return 1 if failed else 0
+
+
+def _moves(args: argparse.Namespace) -> int:
+    first = random.SystemRandom().randrange(10**6, 2**40) if args.fresh else args.seed
+    if args.fresh:
+        print(f"fresh seeds from {first}")
+    nodes = args.nodes if args.nodes != 3 else 5  # --nodes defaults to 3 for the unsharded modes
+    groups = args.shards or 4
+    failed = 0
+    for seed in range(first, first + args.count):
+        try:
+            r = run_moves(seed, nodes, groups)
+        except SafetyViolation as e:
+            failed += 1
+            print(f"FAIL {e}", file=sys.stderr)
+            continue
+        if args.count == 1 or args.verbose:
+            print(f"moves seed {seed} nodes {nodes} groups {groups}: ok, {r.acked} writes acknowledged, "
+                  f"{r.reads} reads, {r.failed} failed, {r.unknown} unknown, {r.moves_done}/{r.moves_started} "
+                  f"moves finished, settled {r.settle_ticks} ticks after heal")
+            for line in r.nemesis if args.verbose else ():
                 print("  nemesis:", line)
     if args.count > 1:
         print(f"{args.count - failed}/{args.count} seeds passed")
