@@ -35,7 +35,8 @@ SLOT_MOVE = b"\x00"  # first byte of a slot-move entry's data (a client entry is
 
 def move_entry(op: str, slots: list[int], target: int, epoch: int, payload: bytes = b"") -> bytes:
     """The log entry of a move step: ``op`` is freeze, import, release or activate."""
-    return SLOT_MOVE + msgpack.packb([op, slots, target, epoch, payload])
+    packed: bytes = msgpack.packb([op, slots, target, epoch, payload])
+    return SLOT_MOVE + packed
 
 
 def parse_move_entry(data: bytes) -> tuple[str, list[int], int, int, bytes]:
