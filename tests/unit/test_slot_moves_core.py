@@ -84,3 +84,35 @@ def test_a_move_is_forgotten_when_leadership_is_lost_or_its_freeze_froze_nothing
     d.start(0, [1], 1, 4, state)
     d.check(0, False, state, _never)
     assert not d.moves  # a new RESHARD on this node is not refused forever
+
+
+def test_a_stale_import_after_the_move_finished_takes_nothing() -> None:
+    """Found by the simulator (seed 100884): a lagging new source leader re-sent an IMPORT after
+    ACTIVATE, and its old keys overwrote acknowledged writes."""
+    dst = SlotMoves(1, SlotMap.even(2))
+    assert dst.apply("import", [10], 0, 5) == [10]
+    assert dst.apply("import", [10], 0, 5) == [10]  # a repeat while pending: idempotent
+    dst.apply("activate", [10], 0, 5)
+    assert dst.apply("import", [10], 0, 5) == []  # served here now
+    dst.apply("freeze", [10], 0, 8)
+    dst.apply("release", [10], 0, 8)
+    assert dst.apply("import", [10], 0, 5) == []  # gone on at a later epoch
+    assert dst.apply("import", [10], 0, 9) == [10]  # a new move back
+
+
+def test_two_freezes_in_the_log_move_one_at_a_time_each_whole() -> None:
+    """Found by the simulator (seed 100083): with two moves frozen, the driver imported one and
+    released the other."""
+    state, d = SlotMoves(0, SlotMap.even(2)), MoveDriver()
+    d.start(0, [1, 2], 1, 6, state)  # this node's move, epoch 6
+    state.apply("freeze", [3], 1, 3)  # an older leader's move, applied first
+    state.apply("freeze", [1, 2], 1, 6)
+    step = d.applied(0, "freeze", [1, 2], 1, 6, True, state, _never)
+    assert step == MoveStep("import", 0, (1, 2), 1, 6)
+    assert d.imported(0, True, True) == MoveStep("release", 0, (1, 2), 1, 6)
+    d.moves.clear()
+    state2, d2 = SlotMoves(0, SlotMap.even(2)), MoveDriver()
+    d2.start(0, [9], 1, 7, state2)
+    state2.apply("freeze", [3], 1, 3)  # only the other move froze (this one's FREEZE not applied yet)
+    assert d2.resume(0, state2, _never) == MoveStep("import", 0, (3,), 1, 3)
+    assert d2.imported(0, True, True) == MoveStep("release", 0, (3,), 1, 3)  # the same move's RELEASE

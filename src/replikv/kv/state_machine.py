@@ -79,7 +79,7 @@ and maintained on every change afterwards through :meth:`new_key`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from replikv.core.replies import WRONGTYPE, RespError, wrong_arity
@@ -329,11 +329,13 @@ class StateMachine:
         return dump.dump({k: data[k] for k in keys if k in data}, {k: expires[k] for k in keys if k in expires},
                          self.locks.state(locks))
 
-    def import_keys(self, raw: bytes, index: int) -> int:
+    def import_keys(self, raw: bytes, index: int, keep: Callable[[bytes], bool] | None = None) -> int:
         """Store every key (and lock) of an :meth:`export_keys` payload, replacing what is there
         (a lock keeps a later token it has, ``LockTable.load``); the keys changed at log
-        ``index`` (WATCH). Returns how many keys."""
+        ``index`` (WATCH). ``keep``: only the keys it accepts. Returns how many keys."""
         data, expires, lock_rows = dump.load_all(raw)
+        if keep is not None:
+            data = {k: v for k, v in data.items() if keep(k)}
         if lock_rows:
             self.locks.load(lock_rows)
         for key, value in data.items():

@@ -274,8 +274,9 @@ class RaftGroup:
         assert self.slots is not None
         op, slots, target, epoch, payload = parse_move_entry(entry.data)
         slots = self.slots.apply(op, slots, target, epoch)
-        if op == "import":
-            self.sm.import_keys(payload, entry.index)
+        if op == "import" and slots:
+            taken = set(slots)  # a stale IMPORT takes nothing (core/sharding/moves.py)
+            self.sm.import_keys(payload, entry.index, keep=lambda key: key_slot(key) in taken)
         elif op == "release":
             gone = set(slots)
             self.sm.drop_keys([k for k in self.sm.data if key_slot(k) in gone], entry.index,

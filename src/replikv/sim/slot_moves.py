@@ -135,8 +135,9 @@ class MovesSim(ShardedSim):
         elif head == SLOT_MOVE:
             op, slots, target, epoch, payload = parse_move_entry(data)
             touched = rep.moves.apply(op, slots, target, epoch)
-            if op == "import":
-                rep.kv.update({k: v for k, v in msgpack.unpackb(payload)})
+            if op == "import":  # only the keys of the slots taken (a stale IMPORT takes none)
+                taken = set(touched)
+                rep.kv.update({k: v for k, v in msgpack.unpackb(payload) if key_slot(k) in taken})
             elif op == "release":
                 gone = set(touched)
                 for k in [k for k in rep.kv if key_slot(k) in gone]:

@@ -93,9 +93,18 @@ class SlotMoves:
             self.frozen[s] = (target, epoch)
         return done
 
-    def import_(self, slots: list[int], epoch: int) -> None:
-        for s in slots:
+    def import_(self, slots: list[int], epoch: int) -> list[int]:
+        """Hold the slots' keys, not yet served; returns the slots taken (the caller stores only
+        their keys). A repeated IMPORT of a move (a new source leader resumes) is taken again
+        while pending; one arriving after the move finished (the group serves the slot, or gave
+        it away at this epoch or later) is stale and changes nothing: its keys are older than
+        the writes served since (per slot, epochs grow: a move is started by the owner's leader,
+        whose node applied the previous one)."""
+        done = [s for s in slots if not self.owns(s) and self.released.get(s, (0, -1))[1] < epoch
+                and self.pending.get(s, epoch) == epoch]
+        for s in done:
             self.pending[s] = epoch
+        return done
 
     def release(self, slots: list[int], target: int, epoch: int) -> list[int]:
         """Give up the slots frozen for this move (target, epoch); returns them (the caller
@@ -147,8 +156,8 @@ class SlotMoves:
         if op == "freeze":
             return self.freeze(slots, target, epoch)
         if op == "import":
-            self.import_(slots, epoch)
-        elif op == "release":
+            return self.import_(slots, epoch)
+        if op == "release":
             return self.release(slots, target, epoch)
         elif op == "activate":
             return self.activate(slots, epoch)
@@ -223,12 +232,20 @@ class MoveDriver:
         return None
 
     def resume(self, g: int, state: SlotMoves, blocked: Callable[[set[int]], bool]) -> MoveStep | None:
-        """FREEZE applied (or a new leader found frozen slots): copy the keys to the target."""
+        """FREEZE applied (or a new leader found frozen slots): copy the keys to the target. The
+        move driven is the one the step names: IMPORT, RELEASE and ACTIVATE of one (target,
+        epoch), never the RELEASE of one move after the IMPORT of another."""
         if not state.frozen:
             return None
-        target, epoch = next(iter(state.frozen.values()))
+        move = self.moves.get(g)
+        if move is not None and any(state.frozen.get(s) == (move.target, move.epoch) for s in move.slots):
+            target, epoch = move.target, move.epoch
+        else:  # two FREEZEs may be in the log (started by two leaders): one move at a time, each whole
+            target, epoch = next(iter(state.frozen.values()))
         slots = sorted(s for s, (t, e) in state.frozen.items() if (t, e) == (target, epoch))
-        move = self.moves.setdefault(g, SlotMove(slots, target, epoch))
+        if move is None or (move.target, move.epoch) != (target, epoch):
+            move = self.moves[g] = SlotMove(slots, target, epoch)
+        move.slots = slots  # what the log froze: the RELEASE that follows names exactly these
         if blocked(set(slots)):
             move.stage = "retry"
             return None
