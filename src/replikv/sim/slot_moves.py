@@ -355,8 +355,8 @@ def check_final(sim: MovesSim) -> None:
             raise SafetyViolation(f"group {owner} holds {key!r}={held}, a refused write")
 
 
-def run_moves(seed: int, nodes: int = 5, groups: int = 4, rounds: int = 800, settle_bound: int = 1000,
-              verbose: bool = False) -> MovesResult:
+def run_moves(seed: int, nodes: int = 5, groups: int = 4, rounds: int = 800,
+              settle_bound: int = 1000) -> MovesResult:
     """One seed: faults, client operations and moves for ``rounds`` ticks; then heal, restart
     every node, and every started move must finish within ``settle_bound`` ticks."""
     sim = MovesSim(nodes, groups, seed)
