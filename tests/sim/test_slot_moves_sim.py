@@ -107,3 +107,10 @@ def test_a_write_lost_in_a_move_is_caught_at_the_end(monkeypatch: pytest.MonkeyP
 
 def _move(slots: list[int], target: int, epoch: int) -> SlotMove:
     return SlotMove(slots, target, epoch)
+
+
+def test_the_replay_command_runs_a_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    from replikv.sim.__main__ import main as sim_main
+    assert sim_main(["--moves", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "moves seed 3 nodes 5 groups 4: ok" in out and "moves finished" in out
