@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-quiesce", action="store_true", help="with --shards: idle groups keep ticking")
     ap.add_argument("--paxos", action="store_true",
                     help="leaderless: every read, write and CAS a Paxos round (register clients)")
+    ap.add_argument("--membership", action="store_true",
+                    help="leaderless: the last node is a spare that joins mid-run, and a member may leave after")
     args = ap.parse_args(argv)
     if args.shards:
         report = scale_report(nodes=args.nodes, groups=args.shards, replicas=args.replicas, seed=args.seed,
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(first, first + args.count):
         t0 = time.perf_counter()
         try:
-            r = run(args.mode, seed, args.nodes, args.long, **({"paxos": True} if args.paxos else {}))
+            r = run(args.mode, seed, args.nodes, args.long, **({"paxos": True} if args.paxos else {}),
+                    **({"membership": True} if args.membership else {}))
         except SafetyViolation as e:
             failed += 1
             print(f"FAIL {e}", file=sys.stderr)

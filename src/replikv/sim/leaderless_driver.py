@@ -59,7 +59,8 @@ from replikv.check.linearizability import check_register_history
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.coordinator import level_count
+from replikv.core.dynamo import membership as mb
+from replikv.core.dynamo.coordinator import level_count, needed_acks
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
@@ -77,6 +78,12 @@ if TYPE_CHECKING:
 __all__ = ["LeaderlessDriver", "LeaderlessOptions"]
 
 LEVELS = (("quorum", "quorum"), ("one", "one"), ("all", "one"), ("one", "all"))
+# Membership timings in virtual time (the runtime's are RING_RESEND_MS, CLEANUP_DELAY_MS and a stream
+# timeout of max(10 s, 4 ack timeouts): scaled to the simulator's 60 ms request timeout and short runs)
+RING_RESEND_MS = 100
+STREAM_TIMEOUT_MS = 300
+CLEANUP_DELAY_MS = 200
+CHANGE_RETRY_US = 100_000
 
 
 @dataclass
@@ -90,6 +97,8 @@ class LeaderlessOptions:
     compact_every: int = 24
     slow_sync_us: int = 40_000
     paxos: bool = False  # every operation a Paxos round, register clients (see the module docstring)
+    membership: bool = False  # the last node is a spare that joins mid-run; a member may leave after
+    remove_p: float = 0.5  # with ``membership``: the chance a seed removes a member once the join is done
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class LlSimNode:
         self.tick_us = tick_us
         self.wal = SimWal()
         self.snapshot: bytes | None = None
+        self.meta: mb.RingState | None = None  # the ring state of the meta file (SaveRing, "fsynced" at once)
         self.replica: Replica
         self.hlc = Hlc()
         self.up = True
@@ -147,8 +157,17 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                                      cfg.tick_us)
                       for nid in range(1, cfg.nodes + 1)}
         self.ids = {n.name: n.id for n in self.nodes.values()}
-        self.ring = Ring(list(self.ids), self.n_replicas, 16)
-        n = min(self.n_replicas, cfg.nodes)
+        members = sorted(self.ids)
+        self.spare: str | None = None
+        self.planned: list[str] = []  # the changes still to begin, in order
+        self.begun: list[tuple[str, str, str]] = []  # (change, node, coordinator) begun
+        if self.opts.membership:
+            self.spare = members.pop()  # present from the start, not a member until its join
+            self.planned = ["add"] + (["remove"] if srng.random() < self.opts.remove_p else [])
+        self.initial = mb.RingState(epoch=0, members=tuple(mb.Member(id=m, host="", port=0, peer_port=0)
+                                                           for m in members))
+        self.ring = Ring(members, self.n_replicas, 16)  # the initial ring (each node follows its own view)
+        n = min(self.n_replicas, len(members))
         self.strict = (not self.sloppy and level_count(self.write_level, n) + level_count(self.read_level, n) > n)
         self.translate_rng = random.Random(cfg.seed ^ 0x5EED)
         self.incrs: dict[tuple[str, int], tuple[str, int]] = {}  # dot -> (key, amount), durable ones
@@ -159,20 +178,71 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         self.stale_checked = 0
         self.paxos = self.opts.paxos
         self.workload = "register" if self.paxos else "append"
-        self.replay_flags = " --paxos" if self.paxos else ""  # the engine's replay command
+        self.replay_flags = (" --paxos" if self.paxos else "") + (" --membership" if self.opts.membership else "")
         self.paxos_chosen = 0
 
     # ------------------------------------------------------------ plumbing
     def _make(self, n: LlSimNode) -> Replica:
-        return Replica(n.name, self.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
+        """A node's replica, its ring state from its meta file (a fresh node: the initial members
+        at epoch 0, as the runtime's cluster.toml; a spare is not among them)."""
+        ms = mb.Membership(n.name, n.meta or self.initial, self.n_replicas, 16, resend_ms=RING_RESEND_MS,
+                           stream_timeout_ms=max(STREAM_TIMEOUT_MS, 4 * self.opts.timeout_us // 1000),
+                           cleanup_delay_ms=CLEANUP_DELAY_MS)
+        return Replica(n.name, ms.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
                        rng=random.Random(self.rng.getrandbits(64)), sloppy_quorum=self.sloppy,
-                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc)
+                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc, membership=ms)
 
     def boot(self) -> None:
         for n in self.nodes.values():
             n.replica = self._make(n)
             n.believed = self._reachable(n)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
+        if self.planned:
+            self.engine.at(self.rng.randint(100_000, self.engine.cfg.fault_us * 3 // 5), self._change)
+
+    # ------------------------------------------------------- membership
+    def _change(self) -> None:
+        """Begin the next planned change on an up member whose ring is the newest and settled (an
+        operator running ``replikv cluster add|remove`` after ``cluster wait``); retried every
+        ``CHANGE_RETRY_US`` until one can begin, during the fault phase only."""
+        if not self.planned or self.engine.healing:
+            return
+        states = [m.replica.membership.state for m in self.nodes.values() if m.up]
+        newest = max((st.order for st in states), default=(0, ""))
+        ready = [m for m in self.nodes.values() if m.up and m.replica.membership.state.order == newest
+                 and not m.replica.membership.state.change and m.name in m.replica.membership.state.ids]
+        if ready:
+            coord = self.rng.choice(ready)
+            st = coord.replica.membership.state
+            kind = self.planned[0]
+            if kind == "add":
+                node = mb.Member(id=self.spare or "", host="", port=0, peer_port=0)
+            else:
+                node = self.rng.choice(st.members)
+            now_us = self.engine.now_us
+            try:
+                effects = coord.replica.begin_change(kind, node, coord.wall_ms(now_us), now_us)
+            except mb.MembershipError:
+                effects = None
+            if effects is not None:
+                self.planned.pop(0)
+                self.begun.append((kind, node.id, coord.name))
+                self.handle(coord, effects)
+        if self.planned:
+            self.engine.at(self.engine.now_us + CHANGE_RETRY_US, self._change)
+
+    def _final_members(self) -> tuple[str, ...]:
+        """The members every begun change leads to."""
+        members = set(self.initial.ids)
+        for kind, node, _ in self.begun:
+            members = members | {node} if kind == "add" else members - {node}
+        return tuple(sorted(members))
+
+    def _place(self, n: LlSimNode, key: bytes, write: bool) -> tuple[tuple[str, ...], int]:
+        """A request's replicas in ``n``'s view (the runtime's ``_placement``): a write goes to the
+        write replicas (pending ones last, ``pending`` of them), a read or Paxos round to the read ones."""
+        ms = n.replica.membership
+        return ms.write_replicas(key) if write else (ms.read_replicas(key), 0)
 
     def leader(self) -> int | None:
         return None
@@ -201,8 +271,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         now_us = self.engine.now_us
         for peer in sorted(gone):
             self.handle(n, n.replica.peer_down(peer, n.wall_ms(now_us), now_us))
-        for peer in sorted(back):
-            self.handle(n, n.replica.deliver_hints(peer, now_us, self.opts.timeout_us))
+        for peer in sorted(back):  # the runtime's connect: gossip the ring, deliver hints
+            self.handle(n, n.replica.peer_connected(peer, n.wall_ms(now_us), now_us))
 
     def _deliver(self, env: Envelope) -> None:
         n = self.nodes[env.dst]
@@ -226,7 +296,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 self._read_done(n, e)
             elif isinstance(e, PaxosDone):
                 self._paxos_done(n, e)
-            elif not isinstance(e, Changed):
+            elif isinstance(e, mb.SaveRing):
+                n.meta = e.state  # the runtime's meta file, written and fsynced before any later frame
+            elif not isinstance(e, (Changed, mb.RingChanged)):
                 self.engine.fail(f"{n.name}: unexpected effect {e!r}")
         if entries:
             n.wal.append_entries(n.wal.last_index + 1, entries)
@@ -262,15 +334,17 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
     # ------------------------------------------------------------ clients
     def submit(self, client: Client, op: PendingOp, nid: int, rid: tuple[int, int]) -> None:
         key = op.key.encode()
-        replicas = self.ring.preference_list(key)
+        write = op.op != "read" and not self.paxos
         target = self.nodes[nid]
-        if target.name not in replicas:  # a cluster-aware client sends to a replica of the key
-            up = [self.nodes[self.ids[r]] for r in replicas if self.nodes[self.ids[r]].up]
+        view = self._place(target, key, write)[0]
+        if target.name not in view:  # a cluster-aware client sends to a replica of the key
+            up = [m for r in view if (m := self.nodes[self.ids[r]]).up and m.name in self._place(m, key, write)[0]]
             if not up:
                 self.engine.client_retry(client, rid)
                 return
             target = client.rng.choice(up)
         n = target
+        replicas, pending = self._place(n, key, write)
         now_us = self.engine.now_us
         now_ms = n.wall_ms(now_us)
         self._refresh_beliefs(n)
@@ -278,9 +352,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             self._paxos_submit(client, op, n, replicas, rid, now_ms)
             return
         level = self.read_level if op.op == "read" else self.write_level
-        needed = level_count(level, len(replicas))
-        stand_ins = self.ring.extended_preference(key, len(self.nodes))
-        if n.replica.coord.unavailable(replicas, needed, n.believed, stand_ins) is not None:
+        needed = needed_acks(level, len(replicas), pending)
+        stand_ins = n.replica.ring.extended_preference(key, len(self.nodes))
+        if needed is None or n.replica.coord.unavailable(replicas, needed, n.believed, stand_ins) is not None:
             self.engine.client_done(client, False, None)  # refused before anything was applied
             return
         n.reqs += 1
@@ -424,19 +498,41 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         pass
 
     # ---------------------------------------------------------- the end
+    def _final_ring(self) -> Ring:
+        return Ring(list(self._final_members()), self.n_replicas, 16)
+
+    def _settled(self, n: LlSimNode, members: tuple[str, ...]) -> bool:
+        """``n`` holds the final ring, drives no change, streams nothing, has cleaned up."""
+        ms = n.replica.membership
+        return (ms.state.ids == members and not ms.state.change and ms.driving is None
+                and ms.cleanup_due_ms is None and not n.replica.streams)
+
     def converged(self) -> bool:
+        """Every node up, idle, with no hint, on the final ring (every begun change made and
+        cleaned up); every key held by exactly its final replicas, with equal states."""
         nodes = list(self.nodes.values())
         if not all(n.up and not n.outbox and not n.replica.hints.nodes() and not n.replica.hint_sends
                    for n in nodes):
             return False
+        members = self._final_members()
+        if not all(self._settled(n, members) for n in nodes):
+            return False
+        ring = self._final_ring()
         keys = {k for n in nodes for k in n.replica.store.stored_keys()}
         for key in keys:
-            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key)]
+            replicas = ring.preference_list(key)
+            if any(key in n.replica.store.stored_keys() for n in nodes if n.name not in replicas):
+                return False
+            holders = [self.nodes[self.ids[r]] for r in replicas]
             if len({n.replica.store.key_digest(key) for n in holders}) != 1:
                 return False
         return True
 
     def final_check(self, ops: list[HistOp]) -> None:
+        for n in self.nodes.values():  # converged() held: restate what it means for the ring
+            if not self._settled(n, self._final_members()):
+                self.engine.fail(f"{n.name}: ring {n.replica.membership.status()}, not the final "
+                                 f"{self._final_members()} after {self.begun}")
         if self.paxos:
             self._paxos_final_check(ops)
             return
@@ -444,8 +540,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         survived: dict[str, int] = {}
         for key, amount in self.incrs.values():
             survived[key] = survived.get(key, 0) + amount
+        ring = self._final_ring()
         for key in sorted({op.key for op in ops}):
-            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key.encode())]
+            holders = [self.nodes[self.ids[r]] for r in ring.preference_list(key.encode())]
             views = [n.replica.store.visible(key.encode()) for n in holders]
             vis = views[0]
             if any(v != vis for v in views):
@@ -485,8 +582,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         if verdict.linearizable is not True:
             self.engine.fail(f"Paxos history not linearizable ({verdict.linearizable}): {verdict}")
         written = {op.value for op in ops if op.op in ("write", "cas")}
+        ring = self._final_ring()
         for key in sorted({op.key for op in ops}):
-            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key.encode())]
+            holders = [self.nodes[self.ids[r]] for r in ring.preference_list(key.encode())]
             views = [n.replica.store.visible(key.encode()) for n in holders]
             if any(v != views[0] for v in views):
                 self.engine.fail(f"{key}: the replicas end with different values {views}")
@@ -501,6 +599,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
 
     def stats(self) -> dict[str, int]:
         out = {"committed": len(self.incrs) + self.acked, "acked_writes": self.acked,
+               "changes_begun": len(self.begun),
+               "ring_epoch": max(n.replica.membership.state.epoch for n in self.nodes.values()),
                "lost_unsynced": self.lost_unsynced, "strict_reads_checked": self.stale_checked,
                "paxos_chosen": self.paxos_chosen}
         for n in self.nodes.values():
