@@ -162,6 +162,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         self.planned: list[str] = []  # the changes still to begin, in order
         self.begun: list[tuple[str, str, str]] = []  # (change, node, coordinator) begun
         if self.opts.membership:
+            cfg.keys = max(cfg.keys, 4)  # every kind (counter, set, register, list) crosses the changes
             self.spare = members.pop()  # present from the start, not a member until its join
             self.planned = ["add"] + (["remove"] if srng.random() < self.opts.remove_p else [])
         self.initial = mb.RingState(epoch=0, members=tuple(mb.Member(id=m, host="", port=0, peer_port=0)
@@ -202,16 +203,17 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
 
     # ------------------------------------------------------- membership
     def _change(self) -> None:
-        """Begin the next planned change on an up member whose ring is the newest and settled (an
-        operator running ``replikv cluster add|remove`` after ``cluster wait``); retried every
+        """Begin the next planned change on an up member whose ring is the newest of every node's,
+        up or down, with no change in it (an operator running ``replikv cluster add|remove`` once
+        ``cluster wait`` said the last one is done: two changes begun at once end with one of
+        them abandoned, membership.py); retried every
         ``CHANGE_RETRY_US`` until one can begin, during the fault phase only."""
         if not self.planned or self.engine.healing:
             return
-        states = [m.replica.membership.state for m in self.nodes.values() if m.up]
-        newest = max((st.order for st in states), default=(0, ""))
-        ready = [m for m in self.nodes.values() if m.up and m.replica.membership.state.order == newest
-                 and not m.replica.membership.state.change and m.name in m.replica.membership.state.ids]
-        if ready:
+        newest = max((m.replica.membership.state for m in self.nodes.values()), key=lambda st: st.order)
+        ready = [m for m in self.nodes.values() if m.up and m.replica.membership.state.order == newest.order
+                 and m.name in newest.ids]
+        if ready and not newest.change:  # a down node's newer state (its meta) counts: it comes back with it
             coord = self.rng.choice(ready)
             st = coord.replica.membership.state
             kind = self.planned[0]
@@ -593,7 +595,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
 
     def describe(self) -> str:
         return (f"W={self.write_level} R={self.read_level} N={self.n_replicas} sloppy={self.sloppy}: " + "; ".join(
-            f"{n.name}{'' if n.up else ' down'} keys={len(n.replica.store.ctx)} hints="
+            f"{n.name}{'' if n.up else ' down'} keys={len(n.replica.store.ctx)} ring={_ring(n)} hints="
             f"{sum(n.replica.hints.pending(t) for t in n.replica.hints.nodes())} outbox={len(n.outbox)}"
             for n in self.nodes.values()))
 
@@ -614,6 +616,14 @@ _KINDS = ("counter", "set", "register", "list")
 
 def _kind(key: str) -> str:
     return _KINDS[int(key[1:]) % 4]
+
+
+def _ring(n: LlSimNode) -> str:
+    ms = n.replica.membership
+    st = ms.state
+    return (f"{st.epoch}:{','.join(st.ids)}{f'+{st.change} {st.node.id}' if st.node else ''}"
+            f"{' driving' if ms.driving else ''}{' streaming' if n.replica.streams else ''}"
+            f"{'' if ms.cleanup_due_ms is None else ' cleanup'}")
 
 
 def _show(vis: Any) -> str:
