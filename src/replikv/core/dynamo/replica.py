@@ -63,7 +63,8 @@ Rules:
   replicate in its view (a coordinator that still held an older ring sent
   it, and this node switched meanwhile) is joined and passed on to the
   key's replicas, but answered ``PutAck(ok=False)``: it must not count
-  toward the write's level, since this node will drop the key. Hints for
+  toward the write's level, since this node will drop the key. A Paxos commit for such a key (a
+  proposer on the previous ring) is passed on and cleaned up the same way. Hints for
   keys their node no longer replicates, and every hint held for a node that
   left the ring, go to the keys' replicas instead (no ack) and count as
   delivered.
@@ -621,6 +622,8 @@ class Replica:
         if changed:
             self.dirty.update(changed)
             out.append(Changed(keys=tuple(changed)))
+            if self.membership.state.epoch and not self.membership.changing:
+                self._late_write(changed, now_ms, out)  # a proposer on the previous ring: as a late Put
 
     # ------------------------------------------------------------ hints
 
