@@ -218,6 +218,12 @@ def stream_plan(old: Ring, new: Ring) -> list[StreamTask]:
             for (s, t), r in sorted(runs.items())]
 
 
+def _wire(task: StreamTask) -> tuple[tuple[int, int], ...]:
+    """A task's ranges as ``StreamStart`` and ``StreamDone`` name them (a StreamDone ends only the
+    stream of the same ranges: a stand-in may also run its own stream to the same target)."""
+    return tuple((r.start, r.end) for r in task.ranges)
+
+
 @dataclass(slots=True)
 class _Stream:
     task: StreamTask
@@ -358,7 +364,8 @@ class Membership:
                 d = self.driving
                 if d is not None and d.streams is not None and msg.epoch == self.state.epoch:
                     d.streams = [s for s in d.streams if not (s.task.target == msg.target and
-                                                              s.task.sources[s.source] == peer)]
+                                                              s.task.sources[s.source] == peer and
+                                                              _wire(s.task) == msg.ranges)]
                     out.extend(self._progress(now_ms))
         return out
 
@@ -392,7 +399,7 @@ class Membership:
     def _stream_start(self, s: _Stream, now_ms: int) -> Send:
         s.sent_ms = now_ms
         return Send(to=s.task.sources[s.source], msg=dm.StreamStart(
-            epoch=self.state.epoch, target=s.task.target, ranges=tuple((r.start, r.end) for r in s.task.ranges)))
+            epoch=self.state.epoch, target=s.task.target, ranges=_wire(s.task)))
 
     def tick(self, now_ms: int, alive: Iterable[str]) -> list[Any]:
         """Resend the state to nodes that have not acknowledged it; restart or move stalled streams."""

@@ -26,7 +26,8 @@ commutative, so a message delivered twice or out of order does no harm.
   addresses, the change in flight) and the acknowledgement of an epoch;
   ``StreamStart`` asks a node to stream the key states of some token ranges
   to ``target`` (in ``Put`` chunks that ask for a ``PutAck``), and
-  ``StreamDone`` reports it finished (``membership.py``).
+  ``StreamDone`` reports it finished, naming the same ranges (a stand-in
+  source may run a second stream to the same target; ``membership.py``).
 - ``Batch``: several of the above in one frame (one system call and one MAC
   per peer per loop iteration instead of one per message).
 
@@ -134,6 +135,7 @@ class StreamStart:
 class StreamDone:
     epoch: int
     target: str
+    ranges: tuple[tuple[int, int], ...] = ()  # the StreamStart's: a source may run two streams to one target
 
 
 One = (Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos | RingMsg | RingAck
@@ -201,8 +203,17 @@ def _wire(msg: DynamoMsg) -> list[Any]:
         case StreamStart():
             body = [_STREAM_START, msg.epoch, msg.target, [[a, b] for a, b in msg.ranges]]
         case StreamDone():
-            body = [_STREAM_DONE, msg.epoch, msg.target]
+            body = [_STREAM_DONE, msg.epoch, msg.target, [[a, b] for a, b in msg.ranges]]
     return body
+
+
+def _ranges(body: list[Any]) -> tuple[tuple[int, int], ...]:
+    ranges = []
+    for r in body:
+        if (type(r) is not list or len(r) != 2 or any(type(t) is not int or not 0 <= t < 1 << 64 for t in r)):
+            raise DynamoCodecError("stream ranges: expected [start, end] token pairs")
+        ranges.append((r[0], r[1]))
+    return tuple(ranges)
 
 
 def _req(x: object) -> int:
@@ -288,14 +299,9 @@ def _message(body: Any) -> One:
     if tag == _RING_ACK and len(body) == 3 and type(body[2]) is str:
         return RingAck(epoch=_req(body[1]), coordinator=body[2])
     if tag == _STREAM_START and len(body) == 4 and type(body[2]) is str and type(body[3]) is list:
-        ranges = []
-        for r in body[3]:
-            if (type(r) is not list or len(r) != 2 or any(type(t) is not int or not 0 <= t < 1 << 64 for t in r)):
-                raise DynamoCodecError("stream ranges: expected [start, end] token pairs")
-            ranges.append((r[0], r[1]))
-        return StreamStart(epoch=_req(body[1]), target=body[2], ranges=tuple(ranges))
-    if tag == _STREAM_DONE and len(body) == 3 and type(body[2]) is str:
-        return StreamDone(epoch=_req(body[1]), target=body[2])
+        return StreamStart(epoch=_req(body[1]), target=body[2], ranges=_ranges(body[3]))
+    if tag == _STREAM_DONE and len(body) == 4 and type(body[2]) is str and type(body[3]) is list:
+        return StreamDone(epoch=_req(body[1]), target=body[2], ranges=_ranges(body[3]))
     raise DynamoCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")
 
 
