@@ -240,7 +240,7 @@ def test_add_then_remove_under_quorum_writes_loses_no_acknowledged_write(seed: i
     ring4 = Ring(N3 + ["n4"], 3, 16)
     net.final = (2, ring4)
     net.change("n1", "add", "n4")
-    net.settle(2, 300)
+    net.settle(3, 300)  # announce, reads from the new owners, switch
     assert net.switch_checks >= 3
     assert all(r.membership.state.ids == ("n1", "n2", "n3", "n4") for r in net.nodes.values())
     assert net.nodes["n1"].stats["streams_done"] + net.nodes["n2"].stats["streams_done"] + \
@@ -257,7 +257,7 @@ def test_add_then_remove_under_quorum_writes_loses_no_acknowledged_write(seed: i
     ring3 = Ring(["n1", "n2", "n4"], 3, 16)
     net.final = (4, ring3)
     net.change("n2", "remove", "n3")
-    net.settle(4, 100_000)
+    net.settle(6, 100_000)
     assert all(r.membership.state.ids == ("n1", "n2", "n4") for r in net.nodes.values())
     net.check_acked(ring3)
 

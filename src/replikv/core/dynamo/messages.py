@@ -116,6 +116,7 @@ class RingMsg:
     change: str  # "" | "add" | "remove"
     node: MemberWire | tuple[()]  # the node joining or leaving; () with no change
     coordinator: str
+    reads_new: bool = False  # the change's streams are done: reads go to the new ring (writes to both)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,7 +198,8 @@ def _wire(msg: DynamoMsg) -> list[Any]:
         case Paxos():
             body = [_PAXOS, msg.data]
         case RingMsg():
-            body = [_RING, msg.epoch, [list(m) for m in msg.members], msg.change, list(msg.node), msg.coordinator]
+            body = [_RING, msg.epoch, [list(m) for m in msg.members], msg.change, list(msg.node), msg.coordinator,
+                    msg.reads_new]
         case RingAck():
             body = [_RING_ACK, msg.epoch, msg.coordinator]
         case StreamStart():
@@ -289,13 +291,13 @@ def _message(body: Any) -> One:
         return Paxos(data=body[1])
     if tag == _LEAF_KEYS and len(body) == 3:
         return LeafKeys(req=_req(body[1]), entries=_states(body[2], False))
-    if tag == _RING and len(body) == 6 and type(body[3]) is str and type(body[5]) is str:
+    if tag == _RING and len(body) == 7 and type(body[3]) is str and type(body[5]) is str and type(body[6]) is bool:
         members = body[2]
         if type(members) is not list:
             raise DynamoCodecError("ring members: expected a list")
         node = body[4]
         return RingMsg(epoch=_req(body[1]), members=tuple(_member(m) for m in members), change=body[3],
-                       node=_member(node) if node != [] else (), coordinator=body[5])
+                       node=_member(node) if node != [] else (), coordinator=body[5], reads_new=body[6])
     if tag == _RING_ACK and len(body) == 3 and type(body[2]) is str:
         return RingAck(epoch=_req(body[1]), coordinator=body[2])
     if tag == _STREAM_START and len(body) == 4 and type(body[2]) is str and type(body[3]) is list:
