@@ -259,10 +259,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                 conn.reply(RespError("CROSSSLOT the keys of this command live on different replica sets in "
                                      "leaderless mode; use one key per command (or {hash tags})"))
                 return None
-        if self.id in replicas:
+        if ms.coordinates(keys[0]):
             return replicas
         alive = self._alive()
-        target = next((r for r in replicas if r in alive), "")
+        target = next((r for r in ms.read_replicas(keys[0]) if r in alive), "")
         self.forwarder.forward(conn, target, [argv], False)
         return None
 

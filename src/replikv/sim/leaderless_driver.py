@@ -338,9 +338,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         key = op.key.encode()
         write = op.op != "read" and not self.paxos
         target = self.nodes[nid]
-        view = self._place(target, key, write)[0]
-        if target.name not in view:  # a cluster-aware client sends to a replica of the key
-            up = [m for r in view if (m := self.nodes[self.ids[r]]).up and m.name in self._place(m, key, write)[0]]
+        if not target.replica.membership.coordinates(key):  # a cluster-aware client sends to a replica
+            view = target.replica.membership.read_replicas(key)
+            up = [m for r in view if (m := self.nodes[self.ids[r]]).up and m.replica.membership.coordinates(key)]
             if not up:
                 self.engine.client_retry(client, rid)
                 return

@@ -303,6 +303,15 @@ class Membership:
         extra = tuple(n for n in self.next_ring.preference_list(key) if n not in old)
         return old + extra, len(extra)
 
+    def coordinates(self, key: bytes) -> bool:
+        """Whether this node may coordinate a request for ``key``: it is one of its read
+        replicas, so it holds the key's data. A pending owner has not had its ranges streamed
+        yet: a write made from its empty state would carry a context claiming its own earlier
+        dots of the key (a node that replicated the key before and cleaned it up), and erase
+        them where it joins (the membership simulator, seed 50191 --nodes 4 --membership: an
+        acknowledged SADD lost). Such a request is sent on to a read replica."""
+        return self.node in self.read_replicas(key)
+
     def member(self, node: str) -> Member | None:
         candidates: list[Member] = list(self.state.members)
         if self.state.node is not None:
