@@ -33,6 +33,21 @@ unknown (it may still be applied). The acceptors' promises are persisted
 linearizable (check/linearizability.py, the register model), and every
 key's replicas end equal on a value a client wrote.
 
+With ``membership`` (``--membership``): the last node is a spare (up, not
+a member) and at least 4 keys are used; a change (the spare's join, then on
+about half the seeds a member's removal) begins mid-run on an up member
+holding the newest ring of every node, down ones included, with no change
+in it (an operator after ``replikv cluster wait``); each node runs the real
+``Membership`` core inside its ``Replica`` with the runtime's wiring: the
+``SaveRing`` state is the node's meta (kept at once, before later frames
+leave) and a restart recovers it; a peer that comes back is greeted with
+``peer_connected`` (ring gossip, hints); a request goes to a node that
+``coordinates`` the key (a read replica in its view), writes to
+``write_replicas`` with ``needed_acks`` (one more per pending owner), reads
+and Paxos rounds to ``read_replicas``. Converged then also means: every
+node holds the ring all begun changes lead to, drives and streams nothing
+and has cleaned up, and a key is held by exactly its final replicas.
+
 Checked: after heal, within the engine's ``heal_us_max``, every key's
 replicas hold equal states (digests), no hint is left and nothing is in
 flight. At the end: every counter equals the sum of the increments whose
