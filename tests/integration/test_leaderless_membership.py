@@ -126,7 +126,7 @@ def test_cluster_add_then_remove_streams_ranges_and_loses_no_acknowledged_write(
         out, _ = add.communicate(timeout=180)
         assert add.returncode == 0, out
         assert "n4 is a full member" in out
-        assert members(c, "n1")[:3] == [2, [b"n1", b"n2", b"n3", b"n4"], b""]  # the CLI waited for the switch
+        assert members(c, "n1")[:3] == [3, [b"n1", b"n2", b"n3", b"n4"], b""]  # the CLI waited for the switch
         ring4 = Ring(["n1", "n2", "n3", "n4"], c.config.options.replicas, c.config.options.vnodes)
         for n in ("n1", "n2", "n3", "n4"):
             wait_for(lambda n=n: members(c, n)[0] == 3 and members(c, n)[2] == b"", 30, f"{n} to switch")
