@@ -245,8 +245,26 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 self.planned.pop(0)
                 self.begun.append((kind, node.id, coord.name))
                 self.handle(coord, effects)
+                if self.rng.random() < 0.5:  # a crash aimed at the change (besides the nemesis's own)
+                    victim = self.rng.choice(sorted({node.id, coord.name, *coord.replica.membership.state.ids}))
+                    self.engine.at(self.engine.now_us + self.rng.randint(0, 600_000), self._change_crash,
+                                   self.ids[victim])
         if self.planned:
             self.engine.at(self.engine.now_us + CHANGE_RETRY_US, self._change)
+
+    def _change_crash(self, nid: int) -> None:
+        """Crash the joining or leaving node, the change's coordinator or a member (a stream
+        source), during the announce, the streams or the switch; it restarts 100-600 ms later."""
+        if self.engine.healing or not self.nodes[nid].up:
+            return
+        self.engine.nemesis_log.append(f"{self.engine.now_us / 1e6:.3f}s crash n{nid} (membership)")
+        self.crash(nid)
+        self.engine.at(self.engine.now_us + self.rng.randint(100_000, 600_000), self._change_restart, nid)
+
+    def _change_restart(self, nid: int) -> None:
+        if not self.nodes[nid].up:
+            self.engine.nemesis_log.append(f"{self.engine.now_us / 1e6:.3f}s restart n{nid} (membership)")
+            self.restart(nid)
 
     def _final_members(self) -> tuple[str, ...]:
         """The members every begun change leads to."""

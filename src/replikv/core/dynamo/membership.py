@@ -441,7 +441,7 @@ class Membership:
             return []
         up = set(alive) | {self.node}
         out: list[Any] = []
-        if d.streams is None or self.state.reads_new:
+        if d.streams is None or (self.state.reads_new and not d.streams):  # announcing E+1 or E+2
             if now_ms - d.resent_ms >= self.resend_ms:
                 d.resent_ms = now_ms
                 msg = self.state.to_msg()
