@@ -39,6 +39,8 @@ soak: $(STAMP)
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $(SOAK_SEEDS)
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --nodes 5
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --paxos
+	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 10 )) --nodes 4 --membership
+	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 20 )) --nodes 5 --membership
 	$(PY) -m replikv.sim --mode leaderless --fresh --seeds $$(( $(SOAK_SEEDS) / 200 )) --long
 	$(PY) -m replikv.sim --shards 3000 --nodes 30
 	$(PY) -m replikv.sim --moves --fresh --seeds $$(( $(SOAK_SEEDS) / 10 ))

@@ -126,10 +126,10 @@ def test_cluster_add_then_remove_streams_ranges_and_loses_no_acknowledged_write(
         out, _ = add.communicate(timeout=180)
         assert add.returncode == 0, out
         assert "n4 is a full member" in out
-        assert members(c, "n1")[:3] == [2, [b"n1", b"n2", b"n3", b"n4"], b""]  # the CLI waited for the switch
+        assert members(c, "n1")[:3] == [3, [b"n1", b"n2", b"n3", b"n4"], b""]  # the CLI waited for the switch
         ring4 = Ring(["n1", "n2", "n3", "n4"], c.config.options.replicas, c.config.options.vnodes)
         for n in ("n1", "n2", "n3", "n4"):
-            wait_for(lambda n=n: members(c, n)[0] == 2 and members(c, n)[2] == b"", 30, f"{n} to switch")
+            wait_for(lambda n=n: members(c, n)[0] == 3 and members(c, n)[2] == b"", 30, f"{n} to switch")
             assert members(c, n)[1] == [b"n1", b"n2", b"n3", b"n4"]
         during = load.finish()
         assert not load.errors, load.errors[:5]
@@ -138,7 +138,7 @@ def test_cluster_add_then_remove_streams_ranges_and_loses_no_acknowledged_write(
         check_everywhere(c, ["n1", "n2", "n3", "n4"], acked)
         assert check_owner_holds(c, "n4", ring4, acked) > len(acked) // 4
         info = c.client("n4").info("replication")
-        assert info["replikv_ring_epoch"] == 2
+        assert info["replikv_ring_epoch"] == 3  # announce, reads from the new owners, switch
 
         # -- refusals --------------------------------------------------------------------------------
         unknown = replikv("cluster", "remove", "--config", str(c.path), "--id", "n9")
@@ -150,10 +150,10 @@ def test_cluster_add_then_remove_streams_ranges_and_loses_no_acknowledged_write(
         done = replikv("cluster", "remove", "--config", str(c.path), "--id", "n3")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "n3" not in ClusterConfig.load(c.path).nodes
-        assert members(c, "n1")[:3] == [4, [b"n1", b"n2", b"n4"], b""]  # the CLI waited for the switch
+        assert members(c, "n1")[:3] == [6, [b"n1", b"n2", b"n4"], b""]  # the CLI waited for the switch
         ring3 = Ring(["n1", "n2", "n4"], c.config.options.replicas, c.config.options.vnodes)
         for n in ("n1", "n2", "n4"):
-            wait_for(lambda n=n: members(c, n)[0] == 4 and members(c, n)[2] == b"", 30, f"{n} to switch")
+            wait_for(lambda n=n: members(c, n)[0] == 6 and members(c, n)[2] == b"", 30, f"{n} to switch")
             assert members(c, n)[1] == [b"n1", b"n2", b"n4"]
         during = load.finish()
         assert not load.errors, load.errors[:5]
@@ -166,7 +166,7 @@ def test_cluster_add_then_remove_streams_ranges_and_loses_no_acknowledged_write(
         # below --replicas nodes: refused, and the ring stays as it is
         low = replikv("cluster", "remove", "--config", str(c.path), "--id", "n2")
         assert low.returncode != 0 and "fewer than --replicas 3" in low.stdout + low.stderr
-        assert members(c, "n1")[0] == 4
+        assert members(c, "n1")[0] == 6
     finally:
         c.close()
 

@@ -59,7 +59,7 @@ from replikv.config import PEER_PORT_OFFSET, ClusterConfig, ConfigError, NodeAdd
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.coordinator import level_count
+from replikv.core.dynamo.coordinator import level_count, needed_acks
 from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
@@ -259,23 +259,22 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                 conn.reply(RespError("CROSSSLOT the keys of this command live on different replica sets in "
                                      "leaderless mode; use one key per command (or {hash tags})"))
                 return None
-        if self.id in replicas:
+        if ms.coordinates(keys[0]):
             return replicas
         alive = self._alive()
-        target = next((r for r in replicas if r in alive), "")
+        target = next((r for r in ms.read_replicas(keys[0]) if r in alive), "")
         self.forwarder.forward(conn, target, [argv], False)
         return None
 
     def _needed(self, conn: ClientConnection, level: str, replicas: tuple[str, ...], kind: str,
                 stand_ins: tuple[str, ...] = (), pending: int = 0) -> int | None:
         """How many replicas must answer; ``pending`` replicas (a change's new owners) each add one."""
-        natural = len(replicas) - pending
-        needed = level_count(level, natural)
-        if needed > natural:
-            conn.reply(RespError(f"ERR {kind} level {level} needs {needed} replicas; keys here have "
-                                 f"{natural} (--replicas)"))
+        needed = needed_acks(level, len(replicas), pending)
+        if needed is None:
+            natural = len(replicas) - pending
+            conn.reply(RespError(f"ERR {kind} level {level} needs {level_count(level, natural)} replicas; "
+                                 f"keys here have {natural} (--replicas)"))
             return None
-        needed += pending
         short = self.coord.unavailable(replicas, needed, self._alive(), stand_ins)
         if short is not None:
             what = "nothing was written" if kind == "write" else "nothing was read"

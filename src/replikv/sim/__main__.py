@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-quiesce", action="store_true", help="with --shards: idle groups keep ticking")
     ap.add_argument("--paxos", action="store_true",
                     help="leaderless: every read, write and CAS a Paxos round (register clients)")
+    ap.add_argument("--membership", action="store_true",
+                    help="leaderless: the last node is a spare that joins mid-run, and a member may leave after")
     args = ap.parse_args(argv)
     if args.moves:
         return _moves(args)
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(first, first + args.count):
         t0 = time.perf_counter()
         try:
-            r = run(args.mode, seed, args.nodes, args.long, **({"paxos": True} if args.paxos else {}))
+            r = run(args.mode, seed, args.nodes, args.long, **({"paxos": True} if args.paxos else {}),
+                    **({"membership": True} if args.membership else {}))
         except SafetyViolation as e:
             failed += 1
             print(f"FAIL {e}", file=sys.stderr)

@@ -33,6 +33,21 @@ unknown (it may still be applied). The acceptors' promises are persisted
 linearizable (check/linearizability.py, the register model), and every
 key's replicas end equal on a value a client wrote.
 
+With ``membership`` (``--membership``): the last node is a spare (up, not
+a member) and at least 4 keys are used; a change (the spare's join, then on
+about half the seeds a member's removal) begins mid-run on an up member
+holding the newest ring of every node, down ones included, with no change
+in it (an operator after ``replikv cluster wait``); each node runs the real
+``Membership`` core inside its ``Replica`` with the runtime's wiring: the
+``SaveRing`` state is the node's meta (kept at once, before later frames
+leave) and a restart recovers it; a peer that comes back is greeted with
+``peer_connected`` (ring gossip, hints); a request goes to a node that
+``coordinates`` the key (a read replica in its view), writes to
+``write_replicas`` with ``needed_acks`` (one more per pending owner), reads
+and Paxos rounds to ``read_replicas``. Converged then also means: every
+node holds the ring all begun changes lead to, drives and streams nothing
+and has cleaned up, and a key is held by exactly its final replicas.
+
 Checked: after heal, within the engine's ``heal_us_max``, every key's
 replicas hold equal states (digests), no hint is left and nothing is in
 flight. At the end: every counter equals the sum of the increments whose
@@ -59,7 +74,8 @@ from replikv.check.linearizability import check_register_history
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.coordinator import level_count
+from replikv.core.dynamo import membership as mb
+from replikv.core.dynamo.coordinator import level_count, needed_acks
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
@@ -77,6 +93,12 @@ if TYPE_CHECKING:
 __all__ = ["LeaderlessDriver", "LeaderlessOptions"]
 
 LEVELS = (("quorum", "quorum"), ("one", "one"), ("all", "one"), ("one", "all"))
+# Membership timings in virtual time (the runtime's are RING_RESEND_MS, CLEANUP_DELAY_MS and a stream
+# timeout of max(10 s, 4 ack timeouts): scaled to the simulator's 60 ms request timeout and short runs)
+RING_RESEND_MS = 100
+STREAM_TIMEOUT_MS = 300
+CLEANUP_DELAY_MS = 200
+CHANGE_RETRY_US = 100_000
 
 
 @dataclass
@@ -90,6 +112,8 @@ class LeaderlessOptions:
     compact_every: int = 24
     slow_sync_us: int = 40_000
     paxos: bool = False  # every operation a Paxos round, register clients (see the module docstring)
+    membership: bool = False  # the last node is a spare that joins mid-run; a member may leave after
+    remove_p: float = 0.5  # with ``membership``: the chance a seed removes a member once the join is done
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,7 @@ class LlSimNode:
         self.tick_us = tick_us
         self.wal = SimWal()
         self.snapshot: bytes | None = None
+        self.meta: mb.RingState | None = None  # the ring state of the meta file (SaveRing, "fsynced" at once)
         self.replica: Replica
         self.hlc = Hlc()
         self.up = True
@@ -147,8 +172,18 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                                      cfg.tick_us)
                       for nid in range(1, cfg.nodes + 1)}
         self.ids = {n.name: n.id for n in self.nodes.values()}
-        self.ring = Ring(list(self.ids), self.n_replicas, 16)
-        n = min(self.n_replicas, cfg.nodes)
+        members = sorted(self.ids)
+        self.spare: str | None = None
+        self.planned: list[str] = []  # the changes still to begin, in order
+        self.begun: list[tuple[str, str, str]] = []  # (change, node, coordinator) begun
+        if self.opts.membership:
+            cfg.keys = max(cfg.keys, 4)  # every kind (counter, set, register, list) crosses the changes
+            self.spare = members.pop()  # present from the start, not a member until its join
+            self.planned = ["add"] + (["remove"] if srng.random() < self.opts.remove_p else [])
+        self.initial = mb.RingState(epoch=0, members=tuple(mb.Member(id=m, host="", port=0, peer_port=0)
+                                                           for m in members))
+        self.ring = Ring(members, self.n_replicas, 16)  # the initial ring (each node follows its own view)
+        n = min(self.n_replicas, len(members))
         self.strict = (not self.sloppy and level_count(self.write_level, n) + level_count(self.read_level, n) > n)
         self.translate_rng = random.Random(cfg.seed ^ 0x5EED)
         self.incrs: dict[tuple[str, int], tuple[str, int]] = {}  # dot -> (key, amount), durable ones
@@ -159,20 +194,90 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         self.stale_checked = 0
         self.paxos = self.opts.paxos
         self.workload = "register" if self.paxos else "append"
-        self.replay_flags = " --paxos" if self.paxos else ""  # the engine's replay command
+        self.replay_flags = (" --paxos" if self.paxos else "") + (" --membership" if self.opts.membership else "")
         self.paxos_chosen = 0
 
     # ------------------------------------------------------------ plumbing
     def _make(self, n: LlSimNode) -> Replica:
-        return Replica(n.name, self.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
+        """A node's replica, its ring state from its meta file (a fresh node: the initial members
+        at epoch 0, as the runtime's cluster.toml; a spare is not among them)."""
+        ms = mb.Membership(n.name, n.meta or self.initial, self.n_replicas, 16, resend_ms=RING_RESEND_MS,
+                           stream_timeout_ms=max(STREAM_TIMEOUT_MS, 4 * self.opts.timeout_us // 1000),
+                           cleanup_delay_ms=CLEANUP_DELAY_MS)
+        return Replica(n.name, ms.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
                        rng=random.Random(self.rng.getrandbits(64)), sloppy_quorum=self.sloppy,
-                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc)
+                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc, membership=ms)
 
     def boot(self) -> None:
         for n in self.nodes.values():
             n.replica = self._make(n)
             n.believed = self._reachable(n)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
+        if self.planned:
+            self.engine.at(self.rng.randint(100_000, self.engine.cfg.fault_us * 3 // 5), self._change)
+
+    # ------------------------------------------------------- membership
+    def _change(self) -> None:
+        """Begin the next planned change on an up member whose ring is the newest of every node's,
+        up or down, with no change in it (an operator running ``replikv cluster add|remove`` once
+        ``cluster wait`` said the last one is done: two changes begun at once end with one of
+        them abandoned, membership.py); retried every
+        ``CHANGE_RETRY_US`` until one can begin, during the fault phase only."""
+        if not self.planned or self.engine.healing:
+            return
+        newest = max((m.replica.membership.state for m in self.nodes.values()), key=lambda st: st.order)
+        ready = [m for m in self.nodes.values() if m.up and m.replica.membership.state.order == newest.order
+                 and m.name in newest.ids]
+        if ready and not newest.change:  # a down node's newer state (its meta) counts: it comes back with it
+            coord = self.rng.choice(ready)
+            st = coord.replica.membership.state
+            kind = self.planned[0]
+            if kind == "add":
+                node = mb.Member(id=self.spare or "", host="", port=0, peer_port=0)
+            else:
+                node = self.rng.choice(st.members)
+            now_us = self.engine.now_us
+            try:
+                effects = coord.replica.begin_change(kind, node, coord.wall_ms(now_us), now_us)
+            except mb.MembershipError:
+                effects = None
+            if effects is not None:
+                self.planned.pop(0)
+                self.begun.append((kind, node.id, coord.name))
+                self.handle(coord, effects)
+                if self.rng.random() < 0.5:  # a crash aimed at the change (besides the nemesis's own)
+                    victim = self.rng.choice(sorted({node.id, coord.name, *coord.replica.membership.state.ids}))
+                    self.engine.at(self.engine.now_us + self.rng.randint(0, 600_000), self._change_crash,
+                                   self.ids[victim])
+        if self.planned:
+            self.engine.at(self.engine.now_us + CHANGE_RETRY_US, self._change)
+
+    def _change_crash(self, nid: int) -> None:
+        """Crash the joining or leaving node, the change's coordinator or a member (a stream
+        source), during the announce, the streams or the switch; it restarts 100-600 ms later."""
+        if self.engine.healing or not self.nodes[nid].up:
+            return
+        self.engine.nemesis_log.append(f"{self.engine.now_us / 1e6:.3f}s crash n{nid} (membership)")
+        self.crash(nid)
+        self.engine.at(self.engine.now_us + self.rng.randint(100_000, 600_000), self._change_restart, nid)
+
+    def _change_restart(self, nid: int) -> None:
+        if not self.nodes[nid].up:
+            self.engine.nemesis_log.append(f"{self.engine.now_us / 1e6:.3f}s restart n{nid} (membership)")
+            self.restart(nid)
+
+    def _final_members(self) -> tuple[str, ...]:
+        """The members every begun change leads to."""
+        members = set(self.initial.ids)
+        for kind, node, _ in self.begun:
+            members = members | {node} if kind == "add" else members - {node}
+        return tuple(sorted(members))
+
+    def _place(self, n: LlSimNode, key: bytes, write: bool) -> tuple[tuple[str, ...], int]:
+        """A request's replicas in ``n``'s view (the runtime's ``_placement``): a write goes to the
+        write replicas (pending ones last, ``pending`` of them), a read or Paxos round to the read ones."""
+        ms = n.replica.membership
+        return ms.write_replicas(key) if write else (ms.read_replicas(key), 0)
 
     def leader(self) -> int | None:
         return None
@@ -201,8 +306,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         now_us = self.engine.now_us
         for peer in sorted(gone):
             self.handle(n, n.replica.peer_down(peer, n.wall_ms(now_us), now_us))
-        for peer in sorted(back):
-            self.handle(n, n.replica.deliver_hints(peer, now_us, self.opts.timeout_us))
+        for peer in sorted(back):  # the runtime's connect: gossip the ring, deliver hints
+            self.handle(n, n.replica.peer_connected(peer, n.wall_ms(now_us), now_us))
 
     def _deliver(self, env: Envelope) -> None:
         n = self.nodes[env.dst]
@@ -226,7 +331,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 self._read_done(n, e)
             elif isinstance(e, PaxosDone):
                 self._paxos_done(n, e)
-            elif not isinstance(e, Changed):
+            elif isinstance(e, mb.SaveRing):
+                n.meta = e.state  # the runtime's meta file, written and fsynced before any later frame
+            elif not isinstance(e, (Changed, mb.RingChanged)):
                 self.engine.fail(f"{n.name}: unexpected effect {e!r}")
         if entries:
             n.wal.append_entries(n.wal.last_index + 1, entries)
@@ -262,15 +369,17 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
     # ------------------------------------------------------------ clients
     def submit(self, client: Client, op: PendingOp, nid: int, rid: tuple[int, int]) -> None:
         key = op.key.encode()
-        replicas = self.ring.preference_list(key)
+        write = op.op != "read" and not self.paxos
         target = self.nodes[nid]
-        if target.name not in replicas:  # a cluster-aware client sends to a replica of the key
-            up = [self.nodes[self.ids[r]] for r in replicas if self.nodes[self.ids[r]].up]
+        if not target.replica.membership.coordinates(key):  # a cluster-aware client sends to a replica
+            view = target.replica.membership.read_replicas(key)
+            up = [m for r in view if (m := self.nodes[self.ids[r]]).up and m.replica.membership.coordinates(key)]
             if not up:
                 self.engine.client_retry(client, rid)
                 return
             target = client.rng.choice(up)
         n = target
+        replicas, pending = self._place(n, key, write)
         now_us = self.engine.now_us
         now_ms = n.wall_ms(now_us)
         self._refresh_beliefs(n)
@@ -278,9 +387,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             self._paxos_submit(client, op, n, replicas, rid, now_ms)
             return
         level = self.read_level if op.op == "read" else self.write_level
-        needed = level_count(level, len(replicas))
-        stand_ins = self.ring.extended_preference(key, len(self.nodes))
-        if n.replica.coord.unavailable(replicas, needed, n.believed, stand_ins) is not None:
+        needed = needed_acks(level, len(replicas), pending)
+        stand_ins = n.replica.ring.extended_preference(key, len(self.nodes))
+        if needed is None or n.replica.coord.unavailable(replicas, needed, n.believed, stand_ins) is not None:
             self.engine.client_done(client, False, None)  # refused before anything was applied
             return
         n.reqs += 1
@@ -424,19 +533,41 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         pass
 
     # ---------------------------------------------------------- the end
+    def _final_ring(self) -> Ring:
+        return Ring(list(self._final_members()), self.n_replicas, 16)
+
+    def _settled(self, n: LlSimNode, members: tuple[str, ...]) -> bool:
+        """``n`` holds the final ring, drives no change, streams nothing, has cleaned up."""
+        ms = n.replica.membership
+        return (ms.state.ids == members and not ms.state.change and ms.driving is None
+                and ms.cleanup_due_ms is None and not n.replica.streams)
+
     def converged(self) -> bool:
+        """Every node up, idle, with no hint, on the final ring (every begun change made and
+        cleaned up); every key held by exactly its final replicas, with equal states."""
         nodes = list(self.nodes.values())
         if not all(n.up and not n.outbox and not n.replica.hints.nodes() and not n.replica.hint_sends
                    for n in nodes):
             return False
+        members = self._final_members()
+        if not all(self._settled(n, members) for n in nodes):
+            return False
+        ring = self._final_ring()
         keys = {k for n in nodes for k in n.replica.store.stored_keys()}
         for key in keys:
-            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key)]
+            replicas = ring.preference_list(key)
+            if any(key in n.replica.store.stored_keys() for n in nodes if n.name not in replicas):
+                return False
+            holders = [self.nodes[self.ids[r]] for r in replicas]
             if len({n.replica.store.key_digest(key) for n in holders}) != 1:
                 return False
         return True
 
     def final_check(self, ops: list[HistOp]) -> None:
+        for n in self.nodes.values():  # converged() held: restate what it means for the ring
+            if not self._settled(n, self._final_members()):
+                self.engine.fail(f"{n.name}: ring {n.replica.membership.status()}, not the final "
+                                 f"{self._final_members()} after {self.begun}")
         if self.paxos:
             self._paxos_final_check(ops)
             return
@@ -444,8 +575,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         survived: dict[str, int] = {}
         for key, amount in self.incrs.values():
             survived[key] = survived.get(key, 0) + amount
+        ring = self._final_ring()
         for key in sorted({op.key for op in ops}):
-            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key.encode())]
+            holders = [self.nodes[self.ids[r]] for r in ring.preference_list(key.encode())]
             views = [n.replica.store.visible(key.encode()) for n in holders]
             vis = views[0]
             if any(v != vis for v in views):
@@ -485,8 +617,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         if verdict.linearizable is not True:
             self.engine.fail(f"Paxos history not linearizable ({verdict.linearizable}): {verdict}")
         written = {op.value for op in ops if op.op in ("write", "cas")}
+        ring = self._final_ring()
         for key in sorted({op.key for op in ops}):
-            holders = [self.nodes[self.ids[r]] for r in self.ring.preference_list(key.encode())]
+            holders = [self.nodes[self.ids[r]] for r in ring.preference_list(key.encode())]
             views = [n.replica.store.visible(key.encode()) for n in holders]
             if any(v != views[0] for v in views):
                 self.engine.fail(f"{key}: the replicas end with different values {views}")
@@ -495,12 +628,14 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
 
     def describe(self) -> str:
         return (f"W={self.write_level} R={self.read_level} N={self.n_replicas} sloppy={self.sloppy}: " + "; ".join(
-            f"{n.name}{'' if n.up else ' down'} keys={len(n.replica.store.ctx)} hints="
+            f"{n.name}{'' if n.up else ' down'} keys={len(n.replica.store.ctx)} ring={_ring(n)} hints="
             f"{sum(n.replica.hints.pending(t) for t in n.replica.hints.nodes())} outbox={len(n.outbox)}"
             for n in self.nodes.values()))
 
     def stats(self) -> dict[str, int]:
         out = {"committed": len(self.incrs) + self.acked, "acked_writes": self.acked,
+               "changes_begun": len(self.begun),
+               "ring_epoch": max(n.replica.membership.state.epoch for n in self.nodes.values()),
                "lost_unsynced": self.lost_unsynced, "strict_reads_checked": self.stale_checked,
                "paxos_chosen": self.paxos_chosen}
         for n in self.nodes.values():
@@ -514,6 +649,14 @@ _KINDS = ("counter", "set", "register", "list")
 
 def _kind(key: str) -> str:
     return _KINDS[int(key[1:]) % 4]
+
+
+def _ring(n: LlSimNode) -> str:
+    ms = n.replica.membership
+    st = ms.state
+    return (f"{st.epoch}:{','.join(st.ids)}{f'+{st.change} {st.node.id}' if st.node else ''}"
+            f"{' driving' if ms.driving else ''}{' streaming' if n.replica.streams else ''}"
+            f"{'' if ms.cleanup_due_ms is None else ' cleanup'}")
 
 
 def _show(vis: Any) -> str:

@@ -44,7 +44,7 @@ def test_ring_state_round_trips_through_message_and_json() -> None:
 
 
 def test_stream_messages_round_trip_and_garbage_is_refused() -> None:
-    for msg in (dm.RingAck(epoch=3, coordinator="n1"), dm.StreamDone(epoch=3, target="n4"),
+    for msg in (dm.RingAck(epoch=3, coordinator="n1"), dm.StreamDone(epoch=3, target="n4", ranges=((5, 9),)),
                 dm.StreamStart(epoch=3, target="n4", ranges=((5, 9), ((1 << 64) - 1, 0)))):
         assert dm.decode(dm.encode(msg)) == msg
     import msgpack
@@ -240,7 +240,7 @@ def test_add_then_remove_under_quorum_writes_loses_no_acknowledged_write(seed: i
     ring4 = Ring(N3 + ["n4"], 3, 16)
     net.final = (2, ring4)
     net.change("n1", "add", "n4")
-    net.settle(2, 300)
+    net.settle(3, 300)  # announce, reads from the new owners, switch
     assert net.switch_checks >= 3
     assert all(r.membership.state.ids == ("n1", "n2", "n3", "n4") for r in net.nodes.values())
     assert net.nodes["n1"].stats["streams_done"] + net.nodes["n2"].stats["streams_done"] + \
@@ -257,7 +257,7 @@ def test_add_then_remove_under_quorum_writes_loses_no_acknowledged_write(seed: i
     ring3 = Ring(["n1", "n2", "n4"], 3, 16)
     net.final = (4, ring3)
     net.change("n2", "remove", "n3")
-    net.settle(4, 100_000)
+    net.settle(6, 100_000)
     assert all(r.membership.state.ids == ("n1", "n2", "n4") for r in net.nodes.values())
     net.check_acked(ring3)
 
@@ -337,3 +337,24 @@ def test_hints_for_keys_their_node_no_longer_replicates_go_to_the_replicas() -> 
     passed = {k for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Put) and e.msg.req == 0
               for k, _ in e.msg.states}
     assert passed == {k for k in keys if ring.preference_list(k) != ("n1",)}
+
+
+def test_a_stream_done_ends_only_the_stream_of_its_ranges() -> None:
+    """A stand-in that took over a down source's stream to a target it also streams to itself
+    runs two streams to that target: the StreamDone of one must not end the other (the
+    membership simulator switched a ring before a moved stream ran: a stale read)."""
+    ms = mb.Membership("n1", state(N3), 3, 8)
+    out = ms.begin("add", member(4), 0)
+    for peer in ("n2", "n3", "n4"):
+        out += ms.step(peer, dm.RingAck(epoch=1, coordinator="n1"), 0)
+    d = ms.driving
+    assert d is not None and d.streams is not None
+    to_n4 = [s for s in d.streams if s.task.target == "n4"]
+    first = to_n4[0]
+    other = next(s for s in to_n4[1:] if first.task.sources[first.source] in s.task.sources)
+    other.source = other.task.sources.index(first.task.sources[first.source])  # moved to the stand-in
+    src = first.task.sources[first.source]
+    ms.step(src, dm.StreamDone(epoch=1, target="n4", ranges=tuple((r.start, r.end) for r in first.task.ranges)), 0)
+    assert other in d.streams and first not in d.streams and ms.state.change == "add"
+    done = dm.StreamDone(epoch=1, target="n4", ranges=tuple((r.start, r.end) for r in other.task.ranges))
+    assert dm.decode(dm.encode(done)) == done

@@ -68,6 +68,15 @@ def level_count(level: str, n: int) -> int:
     return int(level)
 
 
+def needed_acks(level: str, replicas: int, pending: int = 0) -> int | None:
+    """How many answers a request to ``replicas`` nodes needs, ``pending`` of them a membership
+    change's new owners (membership.py, "Announce"): the level's count of the others plus one
+    per pending replica; None when the level needs more replicas than the key has."""
+    natural = replicas - pending
+    needed = level_count(level, natural)
+    return None if needed > natural else needed + pending
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Send:
     to: str

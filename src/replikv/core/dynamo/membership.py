@@ -43,10 +43,18 @@ Rules implemented:
      one chunk in flight, and reports ``StreamDone``. A source that is down
      is replaced, after ``stream_timeout_ms``, by the next old replica of
      those ranges.
-  3. *Switch*: when every stream is done, epoch E+2 = the new members, no
-     change; it is gossiped like the first. A node that holds the new ring
-     reads from the new owners, which hold their ranges already.
-  4. *Cleanup*: ``cleanup_delay_ms`` after a node switched (or restarted
+  3. *Read new*: when every stream is done, epoch E+2 = the same change
+     with ``reads_new``: reads (and Paxos rounds) go to the new owners,
+     which hold their ranges already; writes still go to both. Gossiped and
+     acknowledged like the first.
+  4. *Switch*: once every node acknowledged E+2, epoch E+3 = the new
+     members, no change: writes go to the new owners only. Switching at
+     once after the streams (no E+2) let a node still holding E+1 read
+     from an old owner a write that a node holding the switch had sent to
+     the new owners only (an ALL write missed by a later ONE read: the
+     membership simulator, seed 50021 --nodes 4 --membership); here no node
+     reads from the old owners once any writes to the new ones only.
+  5. *Cleanup*: ``cleanup_delay_ms`` after a node switched (or restarted
      with a switched ring), it drops the keys it no longer replicates
      (Cassandra's ``nodetool cleanup``); the delay lets nodes that still
      hold the previous ring read from it. A write sent under the previous
@@ -97,8 +105,10 @@ class RingState:
     change: str = ""  # "" | "add" | "remove"
     node: Member | None = None  # the node joining or leaving
     coordinator: str = ""  # who drives the change (and who made this epoch)
+    reads_new: bool = False  # the change's streams are done: reads use the new ring, writes both
 
     def __post_init__(self) -> None:
+        invariant(not self.reads_new or bool(self.change), "only a change in flight reads from its new ring")
         invariant(self.change in CHANGES, "a ring change is add, remove or none")
         invariant((self.change == "") == (self.node is None), "a change names its node, and only a change")
         invariant(list(self.members) == sorted(self.members, key=lambda m: m.id), "members sorted by id")
@@ -130,7 +140,8 @@ class RingState:
 
     def to_msg(self) -> dm.RingMsg:
         return dm.RingMsg(epoch=self.epoch, members=tuple(m.wire() for m in self.members), change=self.change,
-                          node=self.node.wire() if self.node else (), coordinator=self.coordinator)
+                          node=self.node.wire() if self.node else (), coordinator=self.coordinator,
+                          reads_new=self.reads_new)
 
     @staticmethod
     def from_msg(msg: dm.RingMsg) -> RingState:
@@ -139,18 +150,23 @@ class RingState:
         node = Member(id=msg.node[0], host=msg.node[1], port=msg.node[2], peer_port=msg.node[3]) if msg.node else None
         if msg.change not in CHANGES or (msg.change == "") != (node is None):
             raise MembershipError("a ring message with a malformed change")
-        return RingState(epoch=msg.epoch, members=members, change=msg.change, node=node, coordinator=msg.coordinator)
+        if msg.reads_new and not msg.change:
+            raise MembershipError("a ring message reading from a new ring with no change")
+        return RingState(epoch=msg.epoch, members=members, change=msg.change, node=node, coordinator=msg.coordinator,
+                         reads_new=msg.reads_new)
 
     def to_json(self) -> dict[str, Any]:
         """For the meta file."""
         return {"epoch": self.epoch, "members": [list(m.wire()) for m in self.members], "change": self.change,
-                "node": list(self.node.wire()) if self.node else [], "coordinator": self.coordinator}
+                "node": list(self.node.wire()) if self.node else [], "coordinator": self.coordinator,
+                "reads_new": self.reads_new}
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> RingState:
         return RingState.from_msg(dm.RingMsg(epoch=int(d["epoch"]), members=tuple(tuple(m) for m in d["members"]),
                                              change=str(d["change"]), node=tuple(d["node"]),
-                                             coordinator=str(d["coordinator"])))
+                                             coordinator=str(d["coordinator"]),
+                                             reads_new=bool(d.get("reads_new", False))))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,6 +234,12 @@ def stream_plan(old: Ring, new: Ring) -> list[StreamTask]:
             for (s, t), r in sorted(runs.items())]
 
 
+def _wire(task: StreamTask) -> tuple[tuple[int, int], ...]:
+    """A task's ranges as ``StreamStart`` and ``StreamDone`` name them (a StreamDone ends only the
+    stream of the same ranges: a stand-in may also run its own stream to the same target)."""
+    return tuple((r.start, r.end) for r in task.ranges)
+
+
 @dataclass(slots=True)
 class _Stream:
     task: StreamTask
@@ -267,7 +289,9 @@ class Membership:
         return bool(self.state.change)
 
     def read_replicas(self, key: bytes) -> tuple[str, ...]:
-        """Reads use the current ring until the switch."""
+        """Reads use the current ring until the streams are done (``reads_new``), then the new one."""
+        if self.state.reads_new and self.next_ring is not None:
+            return self.next_ring.preference_list(key)
         return self.ring.preference_list(key)
 
     def write_replicas(self, key: bytes) -> tuple[tuple[str, ...], int]:
@@ -278,6 +302,15 @@ class Membership:
             return old, 0
         extra = tuple(n for n in self.next_ring.preference_list(key) if n not in old)
         return old + extra, len(extra)
+
+    def coordinates(self, key: bytes) -> bool:
+        """Whether this node may coordinate a request for ``key``: it is one of its read
+        replicas, so it holds the key's data. A pending owner has not had its ranges streamed
+        yet: a write made from its empty state would carry a context claiming its own earlier
+        dots of the key (a node that replicated the key before and cleaned it up), and erase
+        them where it joins (the membership simulator, seed 50191 --nodes 4 --membership: an
+        acknowledged SADD lost). Such a request is sent on to a read replica."""
+        return self.node in self.read_replicas(key)
 
     def member(self, node: str) -> Member | None:
         candidates: list[Member] = list(self.state.members)
@@ -358,7 +391,8 @@ class Membership:
                 d = self.driving
                 if d is not None and d.streams is not None and msg.epoch == self.state.epoch:
                     d.streams = [s for s in d.streams if not (s.task.target == msg.target and
-                                                              s.task.sources[s.source] == peer)]
+                                                              s.task.sources[s.source] == peer and
+                                                              _wire(s.task) == msg.ranges)]
                     out.extend(self._progress(now_ms))
         return out
 
@@ -378,8 +412,14 @@ class Membership:
             return [self._stream_start(s, now_ms) for s in d.streams] + self._progress(now_ms)
         if d.streams:
             return []
-        # every stream acknowledged: switch
         st = self.state
+        if not st.reads_new:  # every stream acknowledged: read from the new owners, still write to both
+            d.acked, d.resent_ms = {self.node}, now_ms
+            return self._adopt(RingState(epoch=st.epoch + 1, members=st.members, change=st.change, node=st.node,
+                                         coordinator=self.node, reads_new=True), now_ms, broadcast=True)
+        if not d.acked >= set(st.everyone()):
+            return []  # a node still reading from the old owners may miss a write to the new ones only
+        # every node reads from the new owners: switch
         assert st.node is not None
         self.left = {st.node.id} if st.change == "remove" else set()
         final = RingState(epoch=st.epoch + 1, members=st.next_members(), coordinator=self.node)
@@ -392,7 +432,7 @@ class Membership:
     def _stream_start(self, s: _Stream, now_ms: int) -> Send:
         s.sent_ms = now_ms
         return Send(to=s.task.sources[s.source], msg=dm.StreamStart(
-            epoch=self.state.epoch, target=s.task.target, ranges=tuple((r.start, r.end) for r in s.task.ranges)))
+            epoch=self.state.epoch, target=s.task.target, ranges=_wire(s.task)))
 
     def tick(self, now_ms: int, alive: Iterable[str]) -> list[Any]:
         """Resend the state to nodes that have not acknowledged it; restart or move stalled streams."""
@@ -401,7 +441,7 @@ class Membership:
             return []
         up = set(alive) | {self.node}
         out: list[Any] = []
-        if d.streams is None:
+        if d.streams is None or (self.state.reads_new and not d.streams):  # announcing E+1 or E+2
             if now_ms - d.resent_ms >= self.resend_ms:
                 d.resent_ms = now_ms
                 msg = self.state.to_msg()

@@ -26,7 +26,8 @@ commutative, so a message delivered twice or out of order does no harm.
   addresses, the change in flight) and the acknowledgement of an epoch;
   ``StreamStart`` asks a node to stream the key states of some token ranges
   to ``target`` (in ``Put`` chunks that ask for a ``PutAck``), and
-  ``StreamDone`` reports it finished (``membership.py``).
+  ``StreamDone`` reports it finished, naming the same ranges (a stand-in
+  source may run a second stream to the same target; ``membership.py``).
 - ``Batch``: several of the above in one frame (one system call and one MAC
   per peer per loop iteration instead of one per message).
 
@@ -115,6 +116,7 @@ class RingMsg:
     change: str  # "" | "add" | "remove"
     node: MemberWire | tuple[()]  # the node joining or leaving; () with no change
     coordinator: str
+    reads_new: bool = False  # the change's streams are done: reads go to the new ring (writes to both)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +136,7 @@ class StreamStart:
 class StreamDone:
     epoch: int
     target: str
+    ranges: tuple[tuple[int, int], ...] = ()  # the StreamStart's: a source may run two streams to one target
 
 
 One = (Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos | RingMsg | RingAck
@@ -195,14 +198,24 @@ def _wire(msg: DynamoMsg) -> list[Any]:
         case Paxos():
             body = [_PAXOS, msg.data]
         case RingMsg():
-            body = [_RING, msg.epoch, [list(m) for m in msg.members], msg.change, list(msg.node), msg.coordinator]
+            body = [_RING, msg.epoch, [list(m) for m in msg.members], msg.change, list(msg.node), msg.coordinator,
+                    msg.reads_new]
         case RingAck():
             body = [_RING_ACK, msg.epoch, msg.coordinator]
         case StreamStart():
             body = [_STREAM_START, msg.epoch, msg.target, [[a, b] for a, b in msg.ranges]]
         case StreamDone():
-            body = [_STREAM_DONE, msg.epoch, msg.target]
+            body = [_STREAM_DONE, msg.epoch, msg.target, [[a, b] for a, b in msg.ranges]]
     return body
+
+
+def _ranges(body: list[Any]) -> tuple[tuple[int, int], ...]:
+    ranges = []
+    for r in body:
+        if (type(r) is not list or len(r) != 2 or any(type(t) is not int or not 0 <= t < 1 << 64 for t in r)):
+            raise DynamoCodecError("stream ranges: expected [start, end] token pairs")
+        ranges.append((r[0], r[1]))
+    return tuple(ranges)
 
 
 def _req(x: object) -> int:
@@ -278,24 +291,19 @@ def _message(body: Any) -> One:
         return Paxos(data=body[1])
     if tag == _LEAF_KEYS and len(body) == 3:
         return LeafKeys(req=_req(body[1]), entries=_states(body[2], False))
-    if tag == _RING and len(body) == 6 and type(body[3]) is str and type(body[5]) is str:
+    if tag == _RING and len(body) == 7 and type(body[3]) is str and type(body[5]) is str and type(body[6]) is bool:
         members = body[2]
         if type(members) is not list:
             raise DynamoCodecError("ring members: expected a list")
         node = body[4]
         return RingMsg(epoch=_req(body[1]), members=tuple(_member(m) for m in members), change=body[3],
-                       node=_member(node) if node != [] else (), coordinator=body[5])
+                       node=_member(node) if node != [] else (), coordinator=body[5], reads_new=body[6])
     if tag == _RING_ACK and len(body) == 3 and type(body[2]) is str:
         return RingAck(epoch=_req(body[1]), coordinator=body[2])
     if tag == _STREAM_START and len(body) == 4 and type(body[2]) is str and type(body[3]) is list:
-        ranges = []
-        for r in body[3]:
-            if (type(r) is not list or len(r) != 2 or any(type(t) is not int or not 0 <= t < 1 << 64 for t in r)):
-                raise DynamoCodecError("stream ranges: expected [start, end] token pairs")
-            ranges.append((r[0], r[1]))
-        return StreamStart(epoch=_req(body[1]), target=body[2], ranges=tuple(ranges))
-    if tag == _STREAM_DONE and len(body) == 3 and type(body[2]) is str:
-        return StreamDone(epoch=_req(body[1]), target=body[2])
+        return StreamStart(epoch=_req(body[1]), target=body[2], ranges=_ranges(body[3]))
+    if tag == _STREAM_DONE and len(body) == 4 and type(body[2]) is str and type(body[3]) is list:
+        return StreamDone(epoch=_req(body[1]), target=body[2], ranges=_ranges(body[3]))
     raise DynamoCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")
 
 

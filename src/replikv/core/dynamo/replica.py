@@ -63,7 +63,8 @@ Rules:
   replicate in its view (a coordinator that still held an older ring sent
   it, and this node switched meanwhile) is joined and passed on to the
   key's replicas, but answered ``PutAck(ok=False)``: it must not count
-  toward the write's level, since this node will drop the key. Hints for
+  toward the write's level, since this node will drop the key. A Paxos commit for such a key (a
+  proposer on the previous ring) is passed on and cleaned up the same way. Hints for
   keys their node no longer replicates, and every hint held for a node that
   left the ring, go to the keys' replicas instead (no ack) and count as
   delivered.
@@ -168,8 +169,9 @@ class Replica:
             membership = mb.Membership(node, mb.RingState(epoch=0, members=members), ring.replicas, ring.vnodes)
         self.membership = membership
         self.ring = membership.ring
-        self.streams: dict[tuple[int, str], _StreamOut] = {}  # (epoch, target) -> a stream this node sends
-        self.streams_done: set[tuple[int, str]] = set()
+        # (epoch, target, ranges) -> a stream this node sends (a stand-in may send two to one target)
+        self.streams: dict[tuple[int, str, tuple[tuple[int, int], ...]], _StreamOut] = {}
+        self.streams_done: set[tuple[int, str, tuple[tuple[int, int], ...]]] = set()
         self.stream_ranges: dict[str, list[Range]] = {}  # target -> ranges streamed to it this change
         self._local_done: list[dm.StreamDone] = []  # streams done whose coordinator is this node
         self.store = KeyedStore(conflicts)
@@ -424,11 +426,11 @@ class Replica:
             self.stream_ranges.clear()
 
     def _stream_start(self, peer: str, msg: dm.StreamStart, now_us: int, out: list[Any]) -> None:
-        key = (msg.epoch, msg.target)
+        key = (msg.epoch, msg.target, msg.ranges)
         if msg.epoch != self.membership.state.epoch or not self.membership.changing:
             return  # a stream for an epoch this node has left (or not reached yet: the start is resent)
         if key in self.streams_done:
-            self._send_done(peer, dm.StreamDone(epoch=msg.epoch, target=msg.target), out)
+            self._send_done(peer, dm.StreamDone(epoch=msg.epoch, target=msg.target, ranges=msg.ranges), out)
             return
         if key in self.streams:
             return
@@ -450,10 +452,11 @@ class Replica:
                 out.append(Send(to=st.target, msg=dm.Put(req=st.req, states=chunk)))
                 return
             st.pos += STREAM_CHUNK_KEYS  # every key of the chunk was dropped meanwhile
-        del self.streams[(st.epoch, st.target)]
-        self.streams_done.add((st.epoch, st.target))
+        wire = tuple((r.start, r.end) for r in st.ranges)
+        del self.streams[(st.epoch, st.target, wire)]
+        self.streams_done.add((st.epoch, st.target, wire))
         self.stats["streams_done"] += 1
-        self._send_done(st.coordinator, dm.StreamDone(epoch=st.epoch, target=st.target), out)
+        self._send_done(st.coordinator, dm.StreamDone(epoch=st.epoch, target=st.target, ranges=wire), out)
 
     def _send_done(self, coordinator: str, done: dm.StreamDone, out: list[Any]) -> None:
         if coordinator == self.node:
@@ -621,6 +624,8 @@ class Replica:
         if changed:
             self.dirty.update(changed)
             out.append(Changed(keys=tuple(changed)))
+            if self.membership.state.epoch and not self.membership.changing:
+                self._late_write(changed, now_ms, out)  # a proposer on the previous ring: as a late Put
 
     # ------------------------------------------------------------ hints
 
