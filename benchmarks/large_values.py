@@ -145,7 +145,7 @@ def replikv_cluster(root: Path, mode: str) -> Iterator[int]:
 def run_set(port: int, size: int, requests: int, clients: int) -> float:
     out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set", "-c", str(clients), "-r", "10000",
                           "-d", str(size), "-n", str(requests), "-q"],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=max(900, requests // 100))
     m = re.search(r"SET: ([\d.]+) requests per second", out.stdout)
     if not m:
         raise RuntimeError(f"redis-benchmark said: {out.stdout[-500:]} {out.stderr[-500:]}")
