@@ -9,7 +9,7 @@ reference, replikv leader-follower, replikv raft) and value size it runs
 issue 15 also asks for 1,000 connections) and prints SET/s,
 the ratio to Redis, the leader's peak RSS (sampled from /proc), and for
 replikv the event-loop stalls (ticks more than 10 intervals late, raft),
-leadership changes (raft term) and full resyncs sent (leader-follower).
+leadership changes (raft term) and full resyncs (leader-follower: sent; raft: snapshots followers installed).
 
     python benchmarks/large_values.py [--requests 20000] [--sizes 4096,65536] [--systems redis,raft]
     python benchmarks/large_values.py --sizes 16 --clients 1000 --requests 200000
@@ -40,7 +40,7 @@ from resp_throughput import ensure_redis_tools, redis_cluster, replicas_online, 
 START_TIMEOUT_S = 60.0
 
 
-def leader_pid(port: int) -> int:
+def server_pid(port: int) -> int:
     return int(redis.Redis(port=port, socket_timeout=2).info("server")["process_id"])
 
 
@@ -99,14 +99,15 @@ class PingProbe:
         self._thread.join()
 
 
-def follower_pids(leader_port: int) -> list[int]:
-    """The process ids of the leader's followers (replikv: their ports from INFO replication)."""
+def follower_ports(leader_port: int) -> list[int]:
+    """The client ports of the leader's followers (from INFO replication)."""
     rep = redis.Redis(port=leader_port, socket_timeout=5).info("replication")
-    pids = []
-    for key, value in rep.items():
-        if key.startswith("slave") and isinstance(value, dict):
-            pids.append(leader_pid(int(value["port"])))
-    return pids
+    return [int(value["port"]) for key, value in rep.items() if key.startswith("slave") and isinstance(value, dict)]
+
+
+def installed(ports: list[int]) -> int:
+    """Snapshots the raft followers installed from the leader so far (INFO stats)."""
+    return sum(int(redis.Redis(port=p, socket_timeout=5).info("stats").get("snapshots_installed", 0)) for p in ports)
 
 
 @contextmanager
@@ -155,7 +156,9 @@ def run_set(port: int, size: int, requests: int, clients: int) -> float:
 def measure(port: int, size: int, requests: int, clients: int) -> dict[str, object]:
     client = redis.Redis(port=port, socket_timeout=5)
     before = client.info()
-    followers = [RssSampler(pid) for pid in follower_pids(port)]
+    ports = follower_ports(port)
+    installed_before = installed(ports)
+    followers = [RssSampler(server_pid(p)) for p in ports]
     for f in followers:
         f.__enter__()
     try:
@@ -176,7 +179,10 @@ def measure(port: int, size: int, requests: int, clients: int) -> dict[str, obje
         "stalls": int(after.get("tick_stalls", 0)) - int(before.get("tick_stalls", 0)),
         "term_changes": int(after.get("replikv_epoch", 0)) - int(before.get("replikv_epoch", 0))
         if "replikv_raft_role" in before else "",
-        "full_resyncs": int(after.get("full_resyncs_sent", 0)) - int(before.get("full_resyncs_sent", 0)),
+        # leader-follower: full resyncs the leader sent; raft: snapshots its followers installed
+        "full_resyncs": int(after.get("full_resyncs_sent", 0)) - int(before.get("full_resyncs_sent", 0))
+        + installed(ports) - installed_before,
+        "compactions_held": int(after.get("compactions_held", 0)) - int(before.get("compactions_held", 0)),
         "still_leader": after.get("role") == "master",
         "bg_snapshots": int(after.get("replikv_snapshots_in_background", 0))
         - int(before.get("replikv_snapshots_in_background", 0)),
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = {size: m["ops"] for name, size, m in rows if name.startswith("redis")}
     head = ("| system | value | SET/s | vs Redis | data set MB | leader peak RSS MB | follower peak RSS MB | "
             "worst PING ms | PINGs > 100 ms | loop stalls | term changes | full resyncs | background snapshots | "
-            "writer holds | held s |")
+            "writer holds | held s | compactions held |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for name, size, m in rows:
@@ -218,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {shown} | {float(m['ops']):,.0f} | {ratio:.2f} | {float(m['dataset_mb']):.0f} | "
               f"{float(m['rss_mb']):.0f} | {float(m['follower_rss_mb']):.0f} | {float(m['ping_worst_ms']):.0f} | "
               f"{m['pings_over_100ms']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
-              f"{m['bg_snapshots']} | {m['holds']} | {float(m['held_s']):.1f} |")
+              f"{m['bg_snapshots']} | {m['holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} |")
     return 0
 
 

@@ -109,7 +109,8 @@ NODE_OPTION_HELP: dict[str, str] = {
     "snapshot_bytes": "WAL size (bytes) that triggers a snapshot and compaction.",
     "repl_backlog_bytes": "leader-follower: bytes of log entries a snapshot already covers that the "
     "leader keeps (in memory and in the WAL) for followers lagging behind it, so they catch up from "
-    "the log instead of a full resync (Redis's repl-backlog-size).",
+    "the log instead of a full resync (Redis's repl-backlog-size); raft: how far past --snapshot-bytes "
+    "the WAL may grow while compaction waits for a follower being caught up.",
     "repl_max_lag_bytes": "leader-follower: hold writers back (stop reading their connections) while a "
     "follower that is making progress lacks more than this many bytes of the replication stream, so "
     "it never falls out of the backlog and a full resync that starts completes; 0: never (Redis).",

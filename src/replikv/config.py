@@ -104,7 +104,8 @@ class NodeOptions:
     max_args: int = 1024 * 1024
     snapshot_bytes: int = 64 * 1024 * 1024  # WAL size that triggers a snapshot
     # leader-follower: log entries a snapshot already covers, kept (memory and WAL) for followers that
-    # lag behind it, so they catch up from the log instead of a full resync (Redis's repl-backlog-size)
+    # lag behind it, so they catch up from the log instead of a full resync (Redis's repl-backlog-size);
+    # raft: how far past snapshot_bytes the WAL grows while compaction waits for a follower catching up
     repl_backlog_bytes: int = 256 * 1024 * 1024
     # leader-follower: writers are held back while a follower that makes progress lacks more than
     # this many bytes of the stream (0: never); one that made none for repl_lag_stall_ms does not

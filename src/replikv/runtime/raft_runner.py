@@ -148,8 +148,8 @@ class RaftRunner(BaseRunner):
         # (last index of a batch the leader appended, when): INFO's lag in seconds per follower
         self._appended_at: deque[tuple[int, float]] = deque(maxlen=4096)
         self.stats.update({"term_changes": 0, "elections_won": 0, "leaderships_lost": 0,
-                           "snapshots_taken": 0, "snapshots_installed": 0, "exactly_once_hits": 0,
-                           "tick_stalls": 0})
+                           "snapshots_taken": 0, "snapshots_installed": 0, "compactions_held": 0,
+                           "exactly_once_hits": 0, "tick_stalls": 0})
         self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self._recover()
 
@@ -661,7 +661,8 @@ class RaftRunner(BaseRunner):
         forked child (runtime/snapshotter.py), then hand it to the core to compact."""
         core_log = self.core.log
         index = self.applied
-        if self.disk_error is not None or index <= core_log.snapshot.index or self._reading_back is not None:
+        if (self.disk_error is not None or index <= core_log.snapshot.index or self._reading_back is not None
+                or self._held_compaction is not None):
             return
         term, config = int(core_log.term(index) or 0), core_log.config_at(index)
         sm, sessions = self.sm, self.group.sessions.to_state()  # as of the fork, in the child's copy
@@ -699,12 +700,40 @@ class RaftRunner(BaseRunner):
             return  # a newer snapshot (from the leader) superseded it
         _voters, _learners, app = split_stored(stored.data)
         self.group.snapshot_on_disk = index
-        for e in self.core.compact(index, app):
-            if isinstance(e, Persist):
-                self._persist(e)
-        self.wal.commit()
         self.stats["snapshots_taken"] += 1
+        self._held_compaction = (index, app)
+        self._compact_when_caught_up()
+
+    _held_compaction: tuple[int, memoryview] | None = None
+
+    def _compact_when_caught_up(self) -> None:
+        """Compact the log to the snapshot written last once no follower being caught
+        up still needs its entries (``RaftNode.catch_up_floor``), or once the WAL grew
+        by ``repl_backlog_bytes`` past the snapshot threshold: the backlog a follower
+        installing a snapshot, or replicating behind it, continues from. Runs when the
+        snapshot is read back and on every tick while one waits; no other snapshot
+        starts meanwhile."""
+        held = self._held_compaction
+        if held is None:
+            return
+        index, app = held
+        if index > self.core.log.snapshot.index:
+            floor = self.core.catch_up_floor()
+            grown = self.wal.size_bytes - self.group.wal_after_snapshot
+            if (floor is not None and floor < index
+                    and grown <= self.options.snapshot_bytes + self.options.repl_backlog_bytes):
+                if self._held_since != index:  # counted once per snapshot held
+                    self._held_since = index
+                    self.stats["compactions_held"] += 1
+                return
+            for e in self.core.compact(index, app):
+                if isinstance(e, Persist):
+                    self._persist(e)
+            self.wal.commit()
+        self._held_compaction = None
         return_freed_memory()  # the compacted entries' pages (runtime/memory.py)
+
+    _held_since = 0
 
     # -- failover and membership --------------------------------------------------------------------------
     def failover(self, conn: Any, target: str, force: bool) -> None:
@@ -789,6 +818,7 @@ class RaftRunner(BaseRunner):
             if self.disk_error is not None:
                 continue  # frozen by the disk guard
             self._queue(self.core.tick())
+            self._compact_when_caught_up()
             self.lock_service.tick()
             self._check_failover()
             commit = self.core.log.commit

@@ -203,6 +203,34 @@ def test_a_snapshot_held_as_a_view_is_sent_the_same_and_can_be_swapped_for_the_s
     assert n.log.snapshot.data is stored and n.log.snapshot.index == 2
 
 
+def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -> None:
+    """The driver postpones compaction past catch_up_floor(): a follower heard from counts
+    its match, one installing a snapshot that snapshot's index, a silent one nothing."""
+    n = make(term=1, snapshot_chunk_bytes=4, check_quorum=True)
+    assert n.catch_up_floor() is None  # a follower catches nobody up
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    for i in range(3):
+        n.propose(b"x%d" % i, i)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=4))
+    n.step(HeartbeatResponse(term=2, src=3, dst=1))
+    assert n.catch_up_floor() == 0  # node 3 answered but matched nothing yet
+    elapse(n, n.election_timeout_ticks)  # a CheckQuorum round: both marked silent
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=4))
+    assert n.catch_up_floor() == 4  # node 3 silent since: not waited for
+    persists(n.compact(4, b"0123456789"))
+    # node 3 rejects the probe: it needs entry 1, compacted; it gets the snapshot at 4
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=False, reject_index=0, conflict_term=0,
+                                 conflict_index=1))
+    n.propose(b"y", 9)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=5))
+    assert n.catch_up_floor() == 4  # node 3 continues from the snapshot's index once installed
+    n.step(InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=4, done=True, match_index=4))
+    assert n.catch_up_floor() == 4  # in PROBE from 5 now: entry 5 must still be there for it
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=5))
+    assert n.catch_up_floor() == 5
+
+
 def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:
     n = make(terms=(1, 1, 1), term=1, commit=1)
     cfg = n.log.config()

@@ -410,6 +410,29 @@ class RaftNode:
             self._snap_out = snap
         return self._flush()
 
+    def catch_up_floor(self) -> int | None:
+        """Leader: the lowest index a follower being caught up still has to receive
+        from the log; None when no follower is (or this node does not lead).
+
+        Raft §7 leaves to the server when it compacts. A follower installing a
+        snapshot at S continues from S+1, and one replicating continues from its
+        match: compacting past either sends it a (new) snapshot, and under
+        sustained writes a slow follower then never catches up: each install is
+        overtaken by the next compaction. So a driver postpones compacting past
+        this floor, within a byte bound of its own (etcd keeps
+        SnapshotCatchUpEntries behind its compaction for the same reason).
+        Counted: a follower in SNAPSHOT (its snapshot's index), and any other heard
+        from since the last CheckQuorum round (its match: in PROBE too, as right
+        after it installed a snapshot); not one silent for a round, likely down."""
+        if self.role is not Role.LEADER:
+            return None
+        floors = [
+            pr.pending_snapshot if pr.state is ProgressState.SNAPSHOT else pr.match
+            for pid, pr in self.progress.items()
+            if pid != self.id and (pr.state is ProgressState.SNAPSHOT or pr.recent_active)
+        ]
+        return min(floors) if floors else None
+
     def snapshot_stored(self, index: int, data: bytes | memoryview) -> None:
         """The driver made the snapshot at ``index`` durable and offers ``data``: the
         same bytes, read back from where it stored them (its file mapped, off the
