@@ -13,6 +13,12 @@ leadership changes (raft term) and full resyncs (leader-follower: sent; raft: sn
 
     python benchmarks/large_values.py [--requests 20000] [--sizes 4096,65536] [--systems redis,raft]
     python benchmarks/large_values.py --sizes 16 --clients 1000 --requests 200000
+    python benchmarks/large_values.py --sizes 65536 --systems raft --requests 150000 --pause-follower 60,15
+
+``--pause-follower AT,FOR`` stops one follower (SIGSTOP) AT seconds into the run for FOR seconds:
+the leader compacts past it meanwhile, so it needs a full resync under load; the table then says
+how many seconds after the run it had the leader's whole log ("caught up s"), or "no" if it had
+not within ``CATCH_UP_TIMEOUT_S``.
 
 Installs redis-server/redis-tools with apt when missing (as root).
 """
@@ -23,13 +29,14 @@ import argparse
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import redis
@@ -38,6 +45,7 @@ from _support import free_ports, log_tail, wait_until
 from resp_throughput import ensure_redis_tools, redis_cluster, replicas_online, stop_process
 
 START_TIMEOUT_S = 60.0
+CATCH_UP_TIMEOUT_S = 600.0
 
 
 def server_pid(port: int) -> int:
@@ -153,7 +161,50 @@ def run_set(port: int, size: int, requests: int, clients: int) -> float:
     return float(m.group(1))
 
 
-def measure(port: int, size: int, requests: int, clients: int) -> dict[str, object]:
+class FollowerPause:
+    """SIGSTOP one follower ``at`` seconds into the run for ``length`` seconds, then SIGCONT."""
+
+    def __init__(self, pid: int, at: float, length: float) -> None:
+        self.pid, self.at, self.length, self._stop = pid, at, length, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        if self._stop.wait(self.at):
+            return
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            self._stop.wait(self.length)
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
+
+    def __enter__(self) -> "FollowerPause":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def repl_offset(port: int, field: str) -> int:
+    return int(redis.Redis(port=port, socket_timeout=5).info("replication").get(field, 0))
+
+
+def catch_up_seconds(leader: int, follower: int) -> str:
+    """Seconds until ``follower`` holds everything ``leader`` had logged when asked, or 'no'."""
+    target, t0 = repl_offset(leader, "master_repl_offset"), time.monotonic()
+    while time.monotonic() - t0 < CATCH_UP_TIMEOUT_S:
+        try:
+            if repl_offset(follower, "slave_repl_offset") >= target:
+                return f"{time.monotonic() - t0:.1f}"
+        except (redis.RedisError, OSError):
+            pass
+        time.sleep(0.5)
+    return "no"
+
+
+def measure(port: int, size: int, requests: int, clients: int,
+            pause: tuple[float, float] | None = None) -> dict[str, object]:
     client = redis.Redis(port=port, socket_timeout=5)
     before = client.info()
     ports = follower_ports(port)
@@ -161,12 +212,14 @@ def measure(port: int, size: int, requests: int, clients: int) -> dict[str, obje
     followers = [RssSampler(server_pid(p)) for p in ports]
     for f in followers:
         f.__enter__()
+    pauser = FollowerPause(server_pid(ports[0]), *pause) if pause and ports else None
     try:
-        with RssSampler(int(before["process_id"])) as rss, PingProbe(port) as ping:
+        with RssSampler(int(before["process_id"])) as rss, PingProbe(port) as ping, pauser or nullcontext():
             ops = run_set(port, size, requests, clients)
     finally:
         for f in followers:
             f.__exit__()
+    caught_up = catch_up_seconds(port, ports[0]) if pauser else ""
     after = redis.Redis(port=port, socket_timeout=5).info()
     keys = after.get("db0", {}).get("keys", 0) if isinstance(after.get("db0"), dict) else 0
     dataset_mb = int(keys) * size / 2**20  # the values alone: what RSS is held to (2x plus a constant)
@@ -183,6 +236,7 @@ def measure(port: int, size: int, requests: int, clients: int) -> dict[str, obje
         "full_resyncs": int(after.get("full_resyncs_sent", 0)) - int(before.get("full_resyncs_sent", 0))
         + installed(ports) - installed_before,
         "compactions_held": int(after.get("compactions_held", 0)) - int(before.get("compactions_held", 0)),
+        "caught_up": caught_up,
         "still_leader": after.get("role") == "master",
         "bg_snapshots": int(after.get("replikv_snapshots_in_background", 0))
         - int(before.get("replikv_snapshots_in_background", 0)),
@@ -196,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=50, help="redis-benchmark connections (-c)")
     ap.add_argument("--systems", default="redis,leader-follower,raft",
                     help="which of redis, leader-follower, raft to run")
+    ap.add_argument("--pause-follower", default="", metavar="AT,FOR",
+                    help="SIGSTOP a follower AT s into the run for FOR s, then time its catch-up")
     args = ap.parse_args(argv)
+    pause = None
+    if args.pause_follower:
+        at, length = (float(x) for x in args.pause_follower.split(","))
+        pause = (at, length)
     ensure_redis_tools()
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[tuple[str, int, dict[str, object]]] = []
@@ -206,16 +266,18 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             if "redis" in systems:
                 with redis_cluster(root / f"redis-{size}", durable=False) as port:
-                    rows.append(("redis master + 2 replicas", size, measure(port, size, args.requests, args.clients)))
+                    rows.append(("redis master + 2 replicas", size,
+                                 measure(port, size, args.requests, args.clients, pause)))
             for mode in (m for m in ("leader-follower", "raft") if m in systems):
                 with replikv_cluster(root / f"{mode}-{size}", mode) as port:
-                    rows.append((f"replikv {mode}", size, measure(port, size, args.requests, args.clients)))
+                    rows.append((f"replikv {mode}", size,
+                                 measure(port, size, args.requests, args.clients, pause)))
     print(f"# {platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
           f"redis-benchmark -t set -c {args.clients} -r 10000 -n {args.requests}")
     ref = {size: m["ops"] for name, size, m in rows if name.startswith("redis")}
     head = ("| system | value | SET/s | vs Redis | data set MB | leader peak RSS MB | follower peak RSS MB | "
             "worst PING ms | PINGs > 100 ms | loop stalls | term changes | full resyncs | background snapshots | "
-            "writer holds | held s | compactions held |")
+            "writer holds | held s | compactions held | caught up s |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for name, size, m in rows:
@@ -224,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {shown} | {float(m['ops']):,.0f} | {ratio:.2f} | {float(m['dataset_mb']):.0f} | "
               f"{float(m['rss_mb']):.0f} | {float(m['follower_rss_mb']):.0f} | {float(m['ping_worst_ms']):.0f} | "
               f"{m['pings_over_100ms']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
-              f"{m['bg_snapshots']} | {m['holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} |")
+              f"{m['bg_snapshots']} | {m['holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} | "
+              f"{m['caught_up']} |")
     return 0
 
 

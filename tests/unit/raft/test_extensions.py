@@ -203,6 +203,35 @@ def test_a_snapshot_held_as_a_view_is_sent_the_same_and_can_be_swapped_for_the_s
     assert n.log.snapshot.data is stored and n.log.snapshot.index == 2
 
 
+def test_one_copy_of_a_snapshot_transfer_runs_whatever_is_retransmitted() -> None:
+    """A chunk is retransmitted on a heartbeat answer only when none was acknowledged since
+    the previous one; the answer to the duplicate sends nothing. Before, every heartbeat
+    answer resent the chunk in flight and each copy's answer sent the next chunk: under
+    load (chunks slower than heartbeats) the transfer ran in ever more copies at once and
+    a 640 MB install never finished."""
+    n = make(term=1, snapshot_chunk_bytes=4)
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    n.propose(b"a", 1)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=2))
+    persists(n.compact(2, b"0123456789"))
+    effs = n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=False, reject_index=0,
+                                        conflict_term=0, conflict_index=1))
+    assert resp(effs, InstallSnapshot).offset == 0
+
+    def chunks(effs: list[Any]) -> list[int]:
+        return [m.offset for m in msgs(effs, InstallSnapshot) if m.dst == 3]
+
+    assert chunks(n.step(HeartbeatResponse(term=2, src=3, dst=1))) == []  # chunk 0 may be on its way
+    assert chunks(n.step(HeartbeatResponse(term=2, src=3, dst=1))) == [0]  # no ack since: lost
+    ack = InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=2, next_offset=4)
+    assert chunks(n.step(ack)) == [4]
+    assert chunks(n.step(ack)) == []  # the duplicate's answer: chunk 4 is in flight already
+    assert chunks(n.step(HeartbeatResponse(term=2, src=3, dst=1))) == []  # progress since the last one
+    back = InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=2, next_offset=0)
+    assert chunks(n.step(back)) == [0]  # the follower lacks it all (it restarted): from 0 again
+
+
 def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -> None:
     """The driver postpones compaction past catch_up_floor(): a follower heard from counts
     its match, one installing a snapshot that snapshot's index, a silent one nothing."""
@@ -225,10 +254,16 @@ def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -
     n.propose(b"y", 9)
     n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=5))
     assert n.catch_up_floor() == 4  # node 3 continues from the snapshot's index once installed
+    # compacting to 5 waits for it while what it lacks (entry 5 of the one after the snapshot,
+    # 100 bytes) fits the backlog; not past that, and never to an index it has anyway
+    assert n.compaction_waits(5, log_bytes=100, backlog_bytes=100)
+    assert not n.compaction_waits(5, log_bytes=101, backlog_bytes=100)
+    assert not n.compaction_waits(4, log_bytes=100, backlog_bytes=100)
     n.step(InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=4, done=True, match_index=4))
     assert n.catch_up_floor() == 4  # in PROBE from 5 now: entry 5 must still be there for it
     n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=5))
     assert n.catch_up_floor() == 5
+    assert not n.compaction_waits(5, log_bytes=100, backlog_bytes=100)
 
 
 def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:

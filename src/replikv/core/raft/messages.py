@@ -150,7 +150,8 @@ class Snapshot:
     index: int = 0
     term: int = 0
     config: Config = EMPTY_CONFIG
-    data: bytes | memoryview = b""  # a memoryview: the driver's snapshot file, mapped (not on the heap)
+    # a memoryview: the driver's snapshot file, mapped (not on the heap), or the chunks a follower received
+    data: bytes | memoryview = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

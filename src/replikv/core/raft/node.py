@@ -433,6 +433,24 @@ class RaftNode:
         ]
         return min(floors) if floors else None
 
+    def compaction_waits(self, index: int, log_bytes: int, backlog_bytes: int) -> bool:
+        """Whether compacting to ``index`` should wait for a follower being caught up.
+
+        ``log_bytes`` is what the entries after the current snapshot take (the
+        driver's WAL since its last compaction). It waits while the floor
+        (``catch_up_floor``) is below ``index`` and the entries that follower
+        still lacks, estimated at the log's average entry size, are at most
+        ``backlog_bytes``: a follower that far behind catches up from the log;
+        one further behind gets a snapshot, and the leader's memory stays bounded
+        (Redis's repl-backlog-size, for Raft §7)."""
+        floor = self.catch_up_floor()
+        if floor is None or floor >= index:
+            return False
+        log = self.log
+        held = log.last_index - log.snapshot.index
+        lacking = log_bytes * (log.last_index - floor) // max(held, 1)
+        return lacking <= backlog_bytes
+
     def snapshot_stored(self, index: int, data: bytes | memoryview) -> None:
         """The driver made the snapshot at ``index`` durable and offers ``data``: the
         same bytes, read back from where it stored them (its file mapped, off the
@@ -815,7 +833,7 @@ class RaftNode:
             index=m.last_included_index,
             term=m.last_included_term,
             config=m.config,
-            data=bytes(inc[2]),
+            data=memoryview(inc[2]).toreadonly(),  # the received chunks, not a second copy of them
         )
         self._incoming = None
         self._discard_log = log.restore(snap) or self._discard_log  # rules 6-7
@@ -889,7 +907,12 @@ class RaftNode:
         if pr.state is ProgressState.REPLICATE and pr.inflights.full():
             pr.inflights.free_first_one()  # messages may be lost: let one more through
         if pr.state is ProgressState.SNAPSHOT:
-            self._send_snapshot_chunk(m.src)  # retransmit a lost chunk
+            # Retransmit a lost chunk: only when no chunk was acknowledged since the last
+            # heartbeat answer. A chunk still on its way (a large one to a busy follower) is
+            # not sent twice, so at most one copy of the transfer runs.
+            if pr.snapshot_offset == pr.snapshot_seen:
+                self._send_snapshot_chunk(m.src)
+            pr.snapshot_seen = pr.snapshot_offset
         elif pr.match < self.log.last_index:
             self._send_append(m.src)
         if m.ctx > 0:
@@ -909,7 +932,16 @@ class RaftNode:
             if self._maybe_commit() and self.role is not Role.LEADER:
                 return
             self._send_append(m.src)
-        elif pr.state is ProgressState.SNAPSHOT and m.last_included_index == pr.pending_snapshot:
+        elif (
+            pr.state is ProgressState.SNAPSHOT
+            and m.last_included_index == pr.pending_snapshot
+            and m.next_offset != pr.snapshot_offset
+        ):
+            # Stop-and-wait, one chunk in flight: the answer moves the offset on (an ack)
+            # or back (the follower lacks data: it restarted, a chunk was lost). An answer
+            # naming the offset whose chunk is already in flight is a duplicate's (a
+            # retransmitted chunk's) and sends nothing: answering it too would run a
+            # second copy of the transfer, and a third after the next retransmit.
             pr.snapshot_offset = m.next_offset
             self._send_snapshot_chunk(m.src)
 

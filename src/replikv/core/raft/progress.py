@@ -81,6 +81,7 @@ class Progress:
         "probe_sent",
         "recent_active",
         "snapshot_offset",
+        "snapshot_seen",
         "state",
     )
 
@@ -92,7 +93,8 @@ class Progress:
         self.recent_active = False  # heard from since the last CheckQuorum (thesis §6.2)
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
         self.pending_snapshot = 0  # SNAPSHOT: index of the snapshot being sent
-        self.snapshot_offset = 0  # SNAPSHOT: bytes acknowledged so far
+        self.snapshot_offset = 0  # SNAPSHOT: bytes acknowledged so far; the chunk there is in flight
+        self.snapshot_seen = -1  # SNAPSHOT: snapshot_offset at the last heartbeat answer
 
     def __repr__(self) -> str:
         return (
@@ -126,6 +128,7 @@ class Progress:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = snapshot_index
         self.snapshot_offset = 0
+        self.snapshot_seen = -1
         self.probe_sent = False
         self.inflights.reset()
 
