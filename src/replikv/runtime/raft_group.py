@@ -292,6 +292,9 @@ class RaftGroup:
         return OK
 
     def restore(self, snap: Snapshot) -> None:
-        """InstallSnapshot from the leader: the group's state machine replaced (Figure 13 rule 8)."""
+        """InstallSnapshot from the leader: the group's state machine replaced (Figure 13 rule 8).
+        The old data set is let go first (the snapshot is already on disk): decoding the new
+        one beside it held both at once, a third copy of the data set on a follower."""
+        self.sm.clear()
         self.restore_state(snap.data, snap.index)
         self.applied = snap.index

@@ -708,17 +708,19 @@ class RaftRunner(BaseRunner):
 
     def _compact_when_caught_up(self) -> None:
         """Compact the log to the snapshot written last once no follower being caught
-        up still needs its entries, or once one lacks more than ``repl_backlog_bytes``
-        of them (``RaftNode.compaction_waits``): the backlog a follower installing a
-        snapshot, or replicating behind it, continues from. Runs when the snapshot is
-        read back and on every tick while one waits; no other snapshot starts meanwhile."""
+        up still needs its entries, or once the WAL since the last compaction passed
+        ``snapshot_bytes + repl_backlog_bytes`` (``RaftNode.compaction_waits``): the
+        backlog a follower installing a snapshot, or replicating a little behind,
+        continues from, at a memory cost bounded by the backlog. Runs when the snapshot
+        is read back and on every tick while one waits; no other snapshot starts meanwhile."""
         held = self._held_compaction
         if held is None:
             return
         index, app = held
         if index > self.core.log.snapshot.index:
             log_bytes = self.wal.size_bytes - self.group.wal_after_snapshot
-            if self.core.compaction_waits(index, log_bytes, self.options.repl_backlog_bytes):
+            bound = self.options.snapshot_bytes + self.options.repl_backlog_bytes
+            if self.core.compaction_waits(index, log_bytes, bound):
                 if self._held_since != index:  # counted once per snapshot held
                     self._held_since = index
                     self.stats["compactions_held"] += 1

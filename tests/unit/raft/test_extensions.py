@@ -254,16 +254,16 @@ def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -
     n.propose(b"y", 9)
     n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=5))
     assert n.catch_up_floor() == 4  # node 3 continues from the snapshot's index once installed
-    # compacting to 5 waits for it while what it lacks (entry 5 of the one after the snapshot,
-    # 100 bytes) fits the backlog; not past that, and never to an index it has anyway
-    assert n.compaction_waits(5, log_bytes=100, backlog_bytes=100)
-    assert not n.compaction_waits(5, log_bytes=101, backlog_bytes=100)
-    assert not n.compaction_waits(4, log_bytes=100, backlog_bytes=100)
+    # compacting to 5 waits for it while the log after the snapshot is within the bound;
+    # not past it, and never to an index it has anyway
+    assert n.compaction_waits(5, log_bytes=100, max_log_bytes=100)
+    assert not n.compaction_waits(5, log_bytes=101, max_log_bytes=100)
+    assert not n.compaction_waits(4, log_bytes=100, max_log_bytes=100)
     n.step(InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=4, done=True, match_index=4))
     assert n.catch_up_floor() == 4  # in PROBE from 5 now: entry 5 must still be there for it
     n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=5))
     assert n.catch_up_floor() == 5
-    assert not n.compaction_waits(5, log_bytes=100, backlog_bytes=100)
+    assert not n.compaction_waits(5, log_bytes=100, max_log_bytes=100)
 
 
 def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:

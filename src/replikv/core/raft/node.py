@@ -433,23 +433,15 @@ class RaftNode:
         ]
         return min(floors) if floors else None
 
-    def compaction_waits(self, index: int, log_bytes: int, backlog_bytes: int) -> bool:
-        """Whether compacting to ``index`` should wait for a follower being caught up.
-
-        ``log_bytes`` is what the entries after the current snapshot take (the
-        driver's WAL since its last compaction). It waits while the floor
-        (``catch_up_floor``) is below ``index`` and the entries that follower
-        still lacks, estimated at the log's average entry size, are at most
-        ``backlog_bytes``: a follower that far behind catches up from the log;
-        one further behind gets a snapshot, and the leader's memory stays bounded
-        (Redis's repl-backlog-size, for Raft §7)."""
+    def compaction_waits(self, index: int, log_bytes: int, max_log_bytes: int) -> bool:
+        """Whether compacting to ``index`` should wait for a follower being caught up:
+        while the floor (``catch_up_floor``) is below ``index`` and the entries after
+        the current snapshot (``log_bytes``, the driver's WAL since its last
+        compaction) are at most ``max_log_bytes``. A follower a little behind catches
+        up from the log; past the bound it gets a snapshot, and the leader's memory
+        stays bounded (the driver's snapshot threshold plus its backlog)."""
         floor = self.catch_up_floor()
-        if floor is None or floor >= index:
-            return False
-        log = self.log
-        held = log.last_index - log.snapshot.index
-        lacking = log_bytes * (log.last_index - floor) // max(held, 1)
-        return lacking <= backlog_bytes
+        return floor is not None and floor < index and log_bytes <= max_log_bytes
 
     def snapshot_stored(self, index: int, data: bytes | memoryview) -> None:
         """The driver made the snapshot at ``index`` durable and offers ``data``: the
