@@ -37,7 +37,10 @@ Rules it keeps:
   cluster.toml at epoch 0. New members become transport peers at once;
   removed ones are dropped from the transport a while after the switch.
   Writes go to ``write_replicas`` (pending ranges included, one more ack
-  per pending replica), reads and Paxos rounds to ``read_replicas``.
+  per pending replica), reads to ``read_replicas``, and Paxos rounds to the
+  write replicas as well, with a quorum of the old plus one per pending
+  replica (``Membership.paxos_replicas``, CASSANDRA-8346: Paxos with
+  pending ranges); the streams carry the keys' acceptor states.
   ``REPLIKV CLUSTER ADD <id> [host port [peer_port]] | REMOVE <id> |
   PROMOTE <id> | WAIT <id> | MEMBERS`` start, await and show a change
   (``replikv cluster add|remove``).
@@ -296,10 +299,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                                  "live on different replica sets; write key by key"))
             return
         serial = _serial_write(argv, str(conn.write_level))
-        replicas = self._placement(conn, argv, keys, write=serial is None)
+        replicas = self._placement(conn, argv, keys, write=True)  # Paxos too: paxos_replicas
         if replicas is None:
             return
-        pending = self.replica.membership.write_replicas(keys[0])[1] if serial is None else 0
+        pending = self.replica.membership.write_replicas(keys[0])[1]
         stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes))
         level = str(conn.write_level)
         needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins,
@@ -307,7 +310,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if needed is None:
             return
         if serial is not None:
-            self._paxos(conn, argv, replicas, *serial)
+            self._paxos(conn, argv, *serial)
             return
         now = wall_ms()
         muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
@@ -406,9 +409,11 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             conn.reply(self.sm.read(argv, wall_ms()))
             return
         if conn.read_level == "serial" and argv[0].upper() == b"GET" and self._register(keys[0]):
-            replicas = self._placement(conn, argv, keys)  # other reads (and counters): at QUORUM
-            if replicas is not None and self._needed(conn, "quorum", replicas, "read") is not None:
-                self._paxos(conn, argv, replicas, "read", lambda current: current)
+            # a Paxos round's participants (paxos_replicas): the write replicas, one more per pending one
+            replicas = self._placement(conn, argv, keys, write=True)  # other reads (and counters): at QUORUM
+            pending = self.replica.membership.paxos_replicas(keys[0])[1]
+            if replicas is not None and self._needed(conn, "quorum", replicas, "read", (), pending) is not None:
+                self._paxos(conn, argv, "read", lambda current: current)
             return
         self._quorum_read(conn, argv, keys, lambda: self.sm.read(argv, wall_ms()))
 
@@ -427,9 +432,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             req, tuple(dict.fromkeys(keys)), replicas, needed, self._alive(), wall_ms(), _now_us()))
 
     # -- Paxos (core/dynamo/paxos.py): CAS, SET NX|XX, SERIAL --------------------------------------
-    def _paxos(self, conn: ClientConnection, argv: list[bytes], replicas: tuple[str, ...], kind: str,
+    def _paxos(self, conn: ClientConnection, argv: list[bytes], kind: str,
                decide: Callable[[bytes | None], bytes | None]) -> None:
-        """One Paxos round on argv[1] among its replicas; the reply is made from the value it read."""
+        """One Paxos round on argv[1] among its participants (the replica's ``paxos_replicas``);
+        the reply is made from the value it read."""
         key = argv[1]
         head = self.store.visible_head(key)
         if head is not None and head[0] != "string":
@@ -438,7 +444,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         req = next(self._reqs)
         self.stats["paxos_rounds"] += 1
         self._start(conn, req, Pending(conn, render=lambda: (kind, argv)),
-                    self.replica.paxos(req, key, replicas, decide, wall_ms()))
+                    self.replica.paxos(req, key, decide, wall_ms()))
         if self._paxos_timer is None and self.replica.proposers:
             self._paxos_timer = self.loop.call_later(PAXOS_TICK_MS / 1000, self._on_paxos_tick)
 

@@ -44,7 +44,9 @@ leave) and a restart recovers it; a peer that comes back is greeted with
 ``peer_connected`` (ring gossip, hints); a request goes to a node that
 ``coordinates`` the key (a read replica in its view), writes to
 ``write_replicas`` with ``needed_acks`` (one more per pending owner), reads
-and Paxos rounds to ``read_replicas``. Converged then also means: every
+to ``read_replicas``, Paxos rounds to ``paxos_replicas`` (the write
+replicas, a quorum of the old plus one per pending owner: CASSANDRA-8346),
+whose streams carry the keys' acceptor states with their data. Converged then also means: every
 node holds the ring all begun changes lead to, drives and streams nothing
 and has cleaned up, and a key is held by exactly its final replicas.
 
@@ -275,7 +277,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
 
     def _place(self, n: LlSimNode, key: bytes, write: bool) -> tuple[tuple[str, ...], int]:
         """A request's replicas in ``n``'s view (the runtime's ``_placement``): a write goes to the
-        write replicas (pending ones last, ``pending`` of them), a read or Paxos round to the read ones."""
+        write replicas (pending ones last, ``pending`` of them), a read to the read ones (a Paxos
+        round's participants are the replica's own: ``Membership.paxos_replicas``)."""
         ms = n.replica.membership
         return ms.write_replicas(key) if write else (ms.read_replicas(key), 0)
 
@@ -384,7 +387,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         now_ms = n.wall_ms(now_us)
         self._refresh_beliefs(n)
         if self.paxos:
-            self._paxos_submit(client, op, n, replicas, rid, now_ms)
+            self._paxos_submit(client, op, n, rid, now_ms)
             return
         level = self.read_level if op.op == "read" else self.write_level
         needed = needed_acks(level, len(replicas), pending)
@@ -419,8 +422,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         n.requests[req] = (client, rid, op, hlc)
         self.handle(n, n.replica.write(req, muts, hlc, replicas, needed, n.believed, stand_ins, now_ms, now_us))
 
-    def _paxos_submit(self, client: Client, op: PendingOp, n: LlSimNode, replicas: tuple[str, ...],
-                      rid: tuple[int, int], now_ms: int) -> None:
+    def _paxos_submit(self, client: Client, op: PendingOp, n: LlSimNode, rid: tuple[int, int],
+                      now_ms: int) -> None:
         """One Paxos round for ``op`` (the runtime's ``_serial_write`` and SERIAL read deciders)."""
         value = (op.value or "").encode()
         expected = (op.expected or "").encode()
@@ -433,7 +436,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             decide = lambda current: value if current == expected else current  # noqa: E731
         n.reqs += 1
         n.requests[n.reqs] = (client, rid, op, 0)
-        self.handle(n, n.replica.paxos(n.reqs, op.key.encode(), replicas, decide, now_ms))
+        self.handle(n, n.replica.paxos(n.reqs, op.key.encode(), decide, now_ms))
 
     def _paxos_done(self, n: LlSimNode, done: PaxosDone) -> None:
         entry = n.requests.pop(done.req, None)

@@ -273,6 +273,23 @@ def test_a_restarted_coordinator_announces_its_change_again() -> None:
     assert starts and all(e.msg.target == "n4" for e in starts)
 
 
+def test_a_coordinator_restarted_after_its_switch_sends_it_again_until_every_member_acknowledged() -> None:
+    """Seed 31202 --nodes 4 --paxos --membership: the switch to n1 was lost, the coordinator
+    crashed before resending it, and both gossips on reconnect were lost: n1 kept epoch 2."""
+    final = mb.RingState(epoch=3, members=tuple(member(i) for i in [*N3, "n4"]), coordinator="n3")
+    m = mb.Membership("n3", mb.RingState.from_json(final.to_json()), replicas=3, vnodes=8, resend_ms=10)
+    out = m.tick(10, ["n1", "n2", "n4"])
+    assert {e.to for e in out if isinstance(e, mb.Send) and e.msg == final.to_msg()} == {"n1", "n2", "n4"}
+    for peer in ("n2", "n4"):
+        m.step(peer, dm.RingAck(epoch=3, coordinator="n3"), 15)
+    out = m.tick(30, ["n1", "n2", "n4"])
+    assert {e.to for e in out if isinstance(e, mb.Send)} == {"n1"}
+    m.step("n1", dm.RingAck(epoch=3, coordinator="n3"), 35)
+    assert m.driving is None and m.tick(100, ["n1", "n2", "n4"]) == []
+    other = mb.Membership("n2", final, replicas=3, vnodes=8, resend_ms=10)  # not its change: nothing to send
+    assert other.driving is None and other.tick(100, ["n1", "n3", "n4"]) == []
+
+
 def test_a_stalled_source_is_replaced_by_the_next_old_replica() -> None:
     m = mb.Membership("n1", state(N3), replicas=3, vnodes=8, stream_timeout_ms=100)
     m.begin("add", member(4), 0)

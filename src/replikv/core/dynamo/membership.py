@@ -44,8 +44,8 @@ Rules implemented:
      is replaced, after ``stream_timeout_ms``, by the next old replica of
      those ranges.
   3. *Read new*: when every stream is done, epoch E+2 = the same change
-     with ``reads_new``: reads (and Paxos rounds) go to the new owners,
-     which hold their ranges already; writes still go to both. Gossiped and
+     with ``reads_new``: reads go to the new owners, which hold their
+     ranges already; writes still go to both. Gossiped and
      acknowledged like the first.
   4. *Switch*: once every node acknowledged E+2, epoch E+3 = the new
      members, no change: writes go to the new owners only. Switching at
@@ -60,8 +60,18 @@ Rules implemented:
      hold the previous ring read from it. A write sent under the previous
      ring that reaches a node after the switch, for a key it no longer
      replicates, is passed on to the key's replicas (the replica does it).
+- **Paxos during a change** (``paxos_replicas``): from the announce to the
+  switch, a Paxos round's participants are the old replicas plus the
+  pending ones, and it needs a quorum of the old plus one answer per
+  pending replica (``paxos.paxos_quorum``), in E+1 and E+2 alike
+  (Cassandra's CASSANDRA-8346, Paxos with pending ranges): such a quorum
+  holds a quorum of the old set and one of the new, so it meets every
+  round of a node on the previous epoch, on either epoch of the change,
+  or on the switched ring. The streams carry the keys' acceptor states
+  with their data (``Put.paxos``).
 - A coordinator that restarts with a change pending starts again from
-  step 1 (streams are idempotent). Two changes begun at once on two nodes
+  step 1 (streams are idempotent); one that restarts after its switch sends
+  the switched state again to every member that has not acknowledged it. Two changes begun at once on two nodes
   end with the higher ``(epoch, coordinator)``; the other is abandoned.
 """
 
@@ -275,6 +285,11 @@ class Membership:
             self.cleanup_due_ms = -1  # a restart after a switch: clean up once the delay has passed
         if state.change and state.coordinator == node:
             self.driving = _Driving(acked={node})  # restarted mid-change: announce again
+        elif state.epoch and state.coordinator == node:
+            # restarted after its switch: resend it until every member acknowledged it (a node whose
+            # copy was lost, and whose gossip on reconnect was lost too, kept the reads-new epoch for
+            # good: the membership simulator, seed 31202 --nodes 4 --paxos --membership)
+            self.driving = _Driving(acked={node})
 
     def _set(self, state: RingState) -> None:
         self.state = state
@@ -302,6 +317,15 @@ class Membership:
             return old, 0
         extra = tuple(n for n in self.next_ring.preference_list(key) if n not in old)
         return old + extra, len(extra)
+
+    def paxos_replicas(self, key: bytes) -> tuple[tuple[str, ...], int]:
+        """A Paxos round's participants for ``key`` and how many of them are pending: the write
+        replicas, for the whole change (announce and ``reads_new``); the round needs
+        ``paxos.paxos_quorum(len(participants), pending)`` of them (see the module docstring).
+        Reads moved to the new owners alone let a node still on the announce (old set) and one
+        reading new (new set) choose on disjoint quorums (the membership simulator, seed 30193
+        --nodes 4 --paxos --membership)."""
+        return self.write_replicas(key)
 
     def coordinates(self, key: bytes) -> bool:
         """Whether this node may coordinate a request for ``key``: it is one of its read

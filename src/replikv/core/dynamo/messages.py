@@ -10,6 +10,12 @@ commutative, so a message delivered twice or out of order does no harm.
   write's replica or a hint delivery); 0 asks for none (read repair,
   anti-entropy). ``hint_for`` non-empty: the receiver is a stand-in and keeps
   the states as a hint for that node (hinted handoff, Dynamo §4.6).
+  ``paxos``: ``(key, encoded AcceptorState)`` pairs (``paxos_messages.
+  encode_state``) a range stream carries with its keys' states: the
+  receiver joins them into its acceptor (``paxos.merge_states``), so a new
+  owner answers Paxos rounds knowing what the old replica promised,
+  accepted and committed (Cassandra's Paxos with pending ranges,
+  CASSANDRA-8346). Encoded as a fifth field only when non-empty.
 - ``PutAck``: ``ok`` False when the receiver could not make it durable
   (its disk refuses writes).
 - ``Get``: send back your states of these keys; ``GetReply`` carries them
@@ -54,6 +60,7 @@ class Put:
     req: int
     states: States
     hint_for: str = ""
+    paxos: States = ()  # acceptor states of streamed keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +188,8 @@ def _wire(msg: DynamoMsg) -> list[Any]:
             body = [_BATCH, [_wire(m) for m in msg.msgs]]
         case Put():
             body = [_PUT, msg.req, [[k, b] for k, b in msg.states], msg.hint_for]
+            if msg.paxos:
+                body.append([[k, b] for k, b in msg.paxos])
         case PutAck():
             body = [_PUT_ACK, msg.req, msg.ok]
         case Get():
@@ -266,10 +275,11 @@ def _message(body: Any) -> One:
     if type(body) is not list or not body:
         raise DynamoCodecError("expected a non-empty list")
     tag = body[0]
-    if tag == _PUT and len(body) == 4:
+    if tag == _PUT and len(body) in (4, 5):
         if type(body[3]) is not str:
             raise DynamoCodecError("hint_for: expected a string")
-        return Put(req=_req(body[1]), states=_states(body[2], False), hint_for=body[3])
+        paxos = _states(body[4], False) if len(body) == 5 else ()
+        return Put(req=_req(body[1]), states=_states(body[2], False), hint_for=body[3], paxos=paxos)
     if tag == _PUT_ACK and len(body) == 3 and type(body[2]) is bool:
         return PutAck(req=_req(body[1]), ok=body[2])
     if tag == _GET and len(body) == 3:

@@ -67,6 +67,31 @@ and the number of rounds is bounded (``Contended``).
 Mixing plain writes into a key that is also written by CAS breaks
 linearizability, as in Cassandra: a plain write does not go through the
 acceptors.
+
+Membership changes (``membership.py``) move a key's acceptors too:
+- The participants of a round while a change is in flight (announce and
+  ``reads_new`` epochs alike) are the key's natural replicas (the current
+  ring's) plus its pending ones (the new owners), and a round needs a
+  quorum of the natural replicas plus one answer per pending replica
+  (``paxos_quorum``; Cassandra's rule for Paxos with pending ranges,
+  CASSANDRA-8346). Any such quorum holds a quorum of the old replica set and
+  one of the new, so rounds run by nodes on the previous epoch (old set),
+  on either epoch of the change, or on the switched ring (new set) all
+  intersect. With only the old set during the announce and only the new
+  set once reads moved, a node still on the announce and one already
+  reading from the new owners chose on disjoint quorums (the membership
+  simulator, seed 30193 --nodes 4 --paxos --membership: a SERIAL read
+  missed an acknowledged write).
+- The acceptor state travels with the key's data when a range is streamed
+  to a new owner, and the new owner joins it into its own
+  (``merge_states``): the highest promise, the newer accepted proposal and
+  the most recent commit. Without it a new owner answered promises with no
+  commit, and a quorum of it and a stale old replica took that replica's
+  long-superseded accepted proposal for one in progress and committed it
+  over chosen values (seeds 30164 and 30265 --nodes 4 --paxos --membership).
+  Taking another acceptor's state is safe: a promise only grows, and an
+  accepted proposal or commit so taken is one a replica of the old set
+  really holds, which a later round must see anyway.
 """
 
 from __future__ import annotations
@@ -110,6 +135,8 @@ __all__ = [
     "Send",
     "Timeout",
     "acceptor_step",
+    "merge_states",
+    "paxos_quorum",
 ]
 
 Value = bytes | None
@@ -217,6 +244,32 @@ Effect = Send | Persist | ApplyCommit | Decide | Done
 
 # ---------------------------------------------------------------- acceptor
 
+def paxos_quorum(participants: int, pending: int = 0) -> int:
+    """How many of a round's ``participants`` must answer when ``pending`` of them are a
+    membership change's new owners: a majority of the natural replicas plus every pending one
+    (CASSANDRA-8346: Paxos with pending ranges; see the module docstring). With no change: a
+    majority."""
+    natural = participants - pending
+    invariant(natural > 0 and 0 <= pending <= natural,
+              lambda: f"{pending} pending of {participants} participants")
+    return natural // 2 + 1 + pending
+
+
+def merge_states(mine: AcceptorState, theirs: AcceptorState) -> AcceptorState:
+    """Join another replica's acceptor state of the same key into this one (a range streamed to a
+    new owner): the most recent commit, the newer accepted proposal unless a commit at or above it
+    is known, and the highest promise (at least both ballots). Commutative and idempotent."""
+    commits = [c for c in (mine.committed, theirs.committed) if c is not None]
+    committed = max(commits, key=lambda c: c.ballot) if commits else None
+    proposals = [a for a in (mine.accepted, theirs.accepted) if a is not None]
+    accepted = max(proposals, key=lambda a: a.ballot) if proposals else None
+    if accepted is not None and committed is not None and accepted.ballot <= committed.ballot:
+        accepted = None
+    promised = max(mine.promised, theirs.promised,
+                   accepted.ballot if accepted else ZERO_BALLOT, committed.ballot if committed else ZERO_BALLOT)
+    return AcceptorState(promised=promised, accepted=accepted, committed=committed)
+
+
 def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg,
                   current: Current | None = None) -> tuple[AcceptorState, list[Effect]]:
     """One acceptor rule for one key (see the module docstring): the new state
@@ -291,6 +344,13 @@ class PaxosAcceptor:
     def states(self) -> list[tuple[bytes, AcceptorState]]:
         """Every key's state held in memory (for a snapshot)."""
         return sorted(self._states.items())
+
+    def merge(self, key: bytes, theirs: AcceptorState) -> list[Effect]:
+        """Join another replica's state of ``key`` (``merge_states``); ``Persist`` if it changed."""
+        old = self.state(key)
+        new = merge_states(old, theirs)
+        self._states[key] = new
+        return _persisted(key, old, new, [])
 
     def forget(self, key: bytes) -> None:
         """Drop a key's state from memory (the driver keeps the persisted copy)."""

@@ -36,7 +36,10 @@ Rules:
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
 - Paxos (``paxos.py``, Cassandra's lightweight transactions): this node's
   acceptor for every key it holds, and the proposers of the operations it
-  coordinates (``paxos``: CAS, SET NX/XX, SERIAL reads and writes). A
+  coordinates (``paxos``: CAS, SET NX/XX, SERIAL reads and writes). Its
+  participants come from the membership (``paxos_replicas``): during a
+  change the old replicas plus the pending ones, with a quorum of the old
+  plus one per pending replica (``paxos.paxos_quorum``, CASSANDRA-8346). A
   message to itself is stepped at once, in order (a worklist, no recursion);
   the acceptor's ``Persist`` becomes a WAL entry (``px``) before the reply
   that depends on it leaves the node. A commit is written into the store as
@@ -52,12 +55,19 @@ Rules:
   the asked ranges, as held when the stream starts, go to the target in
   ``Put`` chunks of ``STREAM_CHUNK_KEYS``, one chunk in flight, resent
   after the request timeout; then ``StreamDone`` to the change's
-  coordinator. A ``StreamStart`` for a stream already done is answered with
+  coordinator. A chunk carries the acceptor states of its keys as well
+  (``Put.paxos``, read when the chunk is sent; keys with an acceptor state
+  and no data too), which the target joins into its acceptor
+  (``paxos.merge_states``) and persists before it acknowledges: a new
+  owner then answers Paxos rounds with the old replica's promise, accepted
+  proposal and most recent commit (CASSANDRA-8346; see ``paxos.py``). A ``StreamStart`` for a stream already done is answered with
   ``StreamDone`` again. Until the ring switches, a key state this replica
   joins from a ``Put`` whose token lies in a range it streams is forwarded
   to the target too (no ack): a write a coordinator sent just before it
   learnt the pending epoch reaches the new replica even when it arrives
-  after the chunk that held its key. ``cleanup_delay_ms`` after a switch
+  after the chunk that held its key. So are a Paxos commit's data and
+  every acceptor state change of such a key (a round of a proposer that
+  began on the previous epoch, among the old replicas only). ``cleanup_delay_ms`` after a switch
   the keys this node no longer replicates are dropped (WAL ``drop``). A
   write (a ``Put`` asking for an ack) for a key this node does not
   replicate in its view (a coordinator that still held an older ring sent
@@ -336,6 +346,7 @@ class Replica:
                     if msg.req and self.membership.state.epoch and not self._replicates(msg.states):
                         ok = False  # joined and passed on, but not counted: see "Membership changes" above
                     changed = [k for k, b in msg.states if self._join(k, b, now_ms, out)]
+                    self._merge_acceptor_states(msg.paxos, out)
                     if changed:
                         out.append(Changed(keys=tuple(changed)))
                         if self.stream_ranges:
@@ -435,7 +446,8 @@ class Replica:
         if key in self.streams:
             return
         ranges = tuple(Range(start=a, end=b) for a, b in msg.ranges)
-        keys = sorted(k for k in self.store.stored_keys() if any(token_of(k) in r for r in ranges))
+        held = set(self.store.stored_keys()) | {k for k, _ in self.acceptor.states()}
+        keys = sorted(k for k in held if any(token_of(k) in r for r in ranges))
         self.stream_ranges.setdefault(msg.target, []).extend(ranges)
         st = _StreamOut(coordinator=peer, epoch=msg.epoch, target=msg.target, ranges=ranges, keys=keys)
         self.streams[key] = st
@@ -444,12 +456,13 @@ class Replica:
     def _stream_chunk(self, st: _StreamOut, now_us: int, out: list[Any]) -> None:
         """Send the next chunk, or report the stream done."""
         while st.pos < len(st.keys):
-            chunk = tuple((k, b) for k in st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]
-                          if (b := self.store.key_blob(k)) is not None)
-            if chunk:
+            keys = st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]
+            chunk = tuple((k, b) for k in keys if (b := self.store.key_blob(k)) is not None)
+            acceptors = self._acceptor_states(keys)
+            if chunk or acceptors:
                 st.req = self._req()
                 st.deadline_us = now_us + self.coord.timeout_us
-                out.append(Send(to=st.target, msg=dm.Put(req=st.req, states=chunk)))
+                out.append(Send(to=st.target, msg=dm.Put(req=st.req, states=chunk, paxos=acceptors)))
                 return
             st.pos += STREAM_CHUNK_KEYS  # every key of the chunk was dropped meanwhile
         wire = tuple((r.start, r.end) for r in st.ranges)
@@ -474,6 +487,23 @@ class Replica:
         st.req = 0
         self._stream_chunk(st, now_us, out)
 
+    def _merge_acceptor_states(self, states: Iterable[tuple[bytes, bytes]], out: list[Any]) -> None:
+        """Join streamed acceptor states into this node's acceptor; persisted (``px``) before the ack."""
+        for key, blob in states:
+            try:
+                theirs = pm.decode_state(blob)
+            except pm.PaxosCodecError:
+                self.stats["bad_states"] += 1
+                continue
+            for e in self.acceptor.merge(key, theirs):
+                if isinstance(e, px.Persist):
+                    out.append(Persist(entry=["px", e.key, pm.encode_state(e.state)]))
+
+    def _acceptor_states(self, keys: Iterable[bytes]) -> tuple[tuple[bytes, bytes], ...]:
+        """The encoded acceptor states of those of ``keys`` that have one."""
+        empty = pm.AcceptorState()
+        return tuple((k, pm.encode_state(st)) for k in keys if (st := self.acceptor.state(k)) != empty)
+
     def _forward_to_targets(self, keys: list[bytes], out: list[Any]) -> None:
         for target, ranges in self.stream_ranges.items():
             fwd = tuple((k, b) for k in keys if any(token_of(k) in r for r in ranges)
@@ -481,6 +511,12 @@ class Replica:
             if fwd and target != self.node:
                 self.stats["keys_forwarded"] += len(fwd)
                 out.append(Send(to=target, msg=dm.Put(req=0, states=fwd)))
+
+    def _forward_acceptor(self, key: bytes, blob: bytes, out: list[Any]) -> None:
+        token = token_of(key)
+        for target, ranges in self.stream_ranges.items():
+            if target != self.node and any(token in r for r in ranges):
+                out.append(Send(to=target, msg=dm.Put(req=0, states=(), paxos=((key, blob),))))
 
     def _replicates(self, states: tuple[tuple[bytes, bytes], ...]) -> bool:
         """Whether this node is among the write replicas of every key of ``states`` (in its view)."""
@@ -546,10 +582,15 @@ class Replica:
 
     # ------------------------------------------------------------ Paxos
 
-    def paxos(self, req: int, key: bytes, replicas: Sequence[str], decide: Decider, now_ms: int) -> list[Any]:
-        """Start a Paxos operation on ``key`` among its ``replicas`` (a majority must answer);
-        ``decide`` maps the value the round read to the value it proposes (itself: a no-op)."""
-        prop = px.PaxosProposer(node=self.node, key=key, replicas=replicas, quorum=len(replicas) // 2 + 1,
+    def paxos(self, req: int, key: bytes, decide: Decider, now_ms: int) -> list[Any]:
+        """Start a Paxos operation on ``key`` among its participants in this node's view
+        (``Membership.paxos_replicas``: during a change the old replicas and the pending ones, a
+        quorum of the old plus one per pending replica must answer, CASSANDRA-8346; otherwise a
+        majority of the replicas); ``decide`` maps the value the round read to the value it
+        proposes (itself: a no-op)."""
+        replicas, pending = self.membership.paxos_replicas(key)
+        prop = px.PaxosProposer(node=self.node, key=key, replicas=replicas,
+                                quorum=px.paxos_quorum(len(replicas), pending),
                                 rng=self.rng, hlc=self.hlc, req=req, timeout_ticks=self.paxos_timeout_ticks,
                                 resend_ticks=max(1, self.paxos_timeout_ticks // 5))
         self.proposers[req] = (prop, decide)
@@ -592,7 +633,10 @@ class Replica:
                 else:
                     out.append(Send(to=e.to, msg=dm.Paxos(data=pm.encode(e.msg))))
             elif isinstance(e, px.Persist):
-                out.append(Persist(entry=["px", e.key, pm.encode_state(e.state)]))
+                blob = pm.encode_state(e.state)
+                out.append(Persist(entry=["px", e.key, blob]))
+                if self.stream_ranges:  # a range streamed: the new owner learns the change too
+                    self._forward_acceptor(e.key, blob, out)
             elif isinstance(e, px.ApplyCommit):
                 self._apply_commit(e, now_ms, out)
             elif isinstance(e, px.Decide):
@@ -624,7 +668,9 @@ class Replica:
         if changed:
             self.dirty.update(changed)
             out.append(Changed(keys=tuple(changed)))
-            if self.membership.state.epoch and not self.membership.changing:
+            if self.stream_ranges:
+                self._forward_to_targets(changed, out)  # as a joined Put (see the module docstring)
+            elif self.membership.state.epoch and not self.membership.changing:
                 self._late_write(changed, now_ms, out)  # a proposer on the previous ring: as a late Put
 
     # ------------------------------------------------------------ hints

@@ -1,0 +1,202 @@
+"""Paxos across a membership change, on the Replica core (core/dynamo/replica.py) with scripted
+messages: the rule of Cassandra's Paxos with pending ranges (CASSANDRA-8346): a round's
+participants are the old replicas plus the pending ones, and it needs a quorum of the old plus
+one answer per pending replica; and the acceptor state travels with a key's data when its range
+is streamed to a new owner. The membership simulator found both missing (seeds 30193, 30117,
+30176 for the first; 30025, 30164, 30265 for the second; ``--nodes 4 --paxos --membership``)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from replikv.core.dynamo import membership as mb
+from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo import paxos as px
+from replikv.core.dynamo import paxos_messages as pm
+from replikv.core.dynamo.replica import PaxosDone, Persist, Replica, Send
+from replikv.core.dynamo.ring import Ring
+from replikv.core.crdt.hlc import Hlc
+
+N3 = ["n1", "n2", "n3"]
+OLD = Ring(N3, 3, 16)
+NEW = Ring([*N3, "n4"], 3, 16)
+# a key that n4 gains from n3 when it joins: old replicas n1 n2 n3, new ones n1 n2 n4
+KEY = next(k for i in range(10_000)
+           if set(OLD.preference_list(k := f"k{i}".encode())) == {"n1", "n2", "n3"}
+           and set(NEW.preference_list(k)) == {"n1", "n2", "n4"})
+
+
+def member(name: str) -> mb.Member:
+    return mb.Member(id=name, host="127.0.0.1", port=7000 + int(name[1:]), peer_port=17000 + int(name[1:]))
+
+
+def join_state(epoch: int, reads_new: bool) -> mb.RingState:
+    """n4 joining n1..n3, driven by n9 (a node none of these replicas is)."""
+    return mb.RingState(epoch=epoch, members=tuple(member(n) for n in N3), change="add", node=member("n4"),
+                        coordinator="n9", reads_new=reads_new)
+
+
+def replica(name: str, st: mb.RingState, seed: int = 1) -> Replica:
+    ms = mb.Membership(name, st, replicas=3, vnodes=16)
+    return Replica(name, OLD, conflicts="lww", timeout_us=10**9, rng=random.Random(seed), ae_interval_ms=0,
+                   hlc=Hlc(), membership=ms)
+
+
+def paxos_sends(out: list[Any]) -> list[tuple[str, pm.PaxosMsg]]:
+    return [(e.to, pm.decode(e.msg.data)) for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)]
+
+
+def promise_from(node: str, prepare: pm.Prepare, state: pm.AcceptorState = pm.AcceptorState(),
+                 current: tuple[int, bytes | None] = (0, None)) -> dm.Paxos:
+    """``node``'s acceptor answering ``prepare`` from ``state`` with ``current`` as its data."""
+    _, effects = px.acceptor_step(node, state, prepare, current)
+    (reply,) = [e.msg for e in effects if isinstance(e, px.Send)]
+    return dm.Paxos(data=pm.encode(reply))
+
+
+# -- participants: the old replicas plus the pending ones -----------------------------------------
+
+def test_the_quorum_is_a_majority_of_the_natural_replicas_plus_every_pending_one() -> None:
+    assert px.paxos_quorum(3) == 2 and px.paxos_quorum(5) == 3
+    assert px.paxos_quorum(4, 1) == 3 and px.paxos_quorum(5, 2) == 4 and px.paxos_quorum(6, 3) == 5
+    for n in (3, 5):  # any such quorum holds a majority of the old set and one of the new set:
+        for p in range(n + 1):  # at most p of its answers come from the pending (or the leaving) nodes
+            assert px.paxos_quorum(n + p, p) - p > n // 2
+
+
+def test_during_a_change_paxos_runs_on_old_and_pending_replicas_on_both_epochs() -> None:
+    for epoch, reads_new in ((1, False), (2, True)):
+        ms = mb.Membership("n1", join_state(epoch, reads_new), replicas=3, vnodes=16)
+        participants, pending = ms.paxos_replicas(KEY)
+        assert set(participants) == {"n1", "n2", "n3", "n4"} and pending == 1
+    ms = mb.Membership("n1", mb.RingState(epoch=3, members=tuple(member(n) for n in [*N3, "n4"]),
+                                          coordinator="n9"), replicas=3, vnodes=16)
+    assert set(ms.paxos_replicas(KEY)[0]) == {"n1", "n2", "n4"} and ms.paxos_replicas(KEY)[1] == 0
+
+
+def run_round(r: Replica, answering: list[str], value: bytes) -> list[Any]:
+    """Start a write of ``value`` on ``r`` and let exactly ``answering`` (besides ``r``, whose
+    acceptor answers itself) promise; returns the effects after the last promise."""
+    out = r.paxos(7, KEY, lambda current: value, 0)
+    sent = paxos_sends(out)
+    prepares = {to: m for to, m in sent if isinstance(m, pm.Prepare)}
+    assert set(prepares) | {r.node} == set(r.membership.paxos_replicas(KEY)[0])
+    prepare = next(iter(prepares.values()))
+    assert isinstance(prepare, pm.Prepare)
+    for node in answering:
+        out = r.step(node, promise_from(node, prepare), 0, 0)
+    return out
+
+
+def test_a_node_reading_new_needs_more_than_a_quorum_of_the_new_owners() -> None:
+    """Seed 30193: n1 on the reads-new epoch chose on {n1, n4} (a quorum of the new set) while n2,
+    still on the announce, read on {n2, n3} (one of the old set): disjoint. Now {n1, n4} is not
+    enough; a third answer from the old set is needed."""
+    r = replica("n1", join_state(2, True))
+    out = run_round(r, ["n4"], b"w")
+    assert not any(isinstance(m, pm.Propose) for _, m in paxos_sends(out))
+    out = run_round(replica("n1", join_state(2, True)), ["n4", "n2"], b"w")
+    assert {to for to, m in paxos_sends(out) if isinstance(m, pm.Propose)} == {"n2", "n3", "n4"}
+
+
+def test_a_node_on_the_announce_needs_the_pending_owner_as_well() -> None:
+    """Seed 30118: rounds of the announce epoch ran on the old set alone and committed after the
+    range's chunk had left; a node reading new missed the value. Now {n2, n3} (a quorum of the
+    old set) is not enough: the pending owner n4, or the third old replica, must answer too."""
+    out = run_round(replica("n2", join_state(1, False)), ["n3"], b"w")
+    assert not any(isinstance(m, pm.Propose) for _, m in paxos_sends(out))
+    out = run_round(replica("n2", join_state(1, False)), ["n3", "n4"], b"w")
+    assert any(isinstance(m, pm.Propose) for _, m in paxos_sends(out))
+
+
+# -- the acceptor state travels with the stream ----------------------------------------------------
+
+COMMIT = pm.Proposal(ballot=pm.Ballot(hlc=500, node="n1"), value=b"new")
+STALE = pm.Proposal(ballot=pm.Ballot(hlc=300, node="n2"), value=b"old")
+
+
+def source_with_a_commit() -> Replica:
+    """n3 (an old replica of KEY) that applied the commit of b"new" at ballot 500."""
+    src = replica("n3", join_state(1, False))
+    src.step("n1", dm.Paxos(data=pm.encode(pm.Commit(req=1, sender="n1", key=KEY, ballot=COMMIT.ballot,
+                                                       value=COMMIT.value))), 0, 0)
+    assert src.acceptor.state(KEY).committed == COMMIT and src.store.known(KEY)
+    return src
+
+
+def stream_to_n4(src: Replica) -> tuple[Replica, list[Any]]:
+    """Stream the whole circle from ``src`` to n4; deliver the chunk; n4's effects."""
+    start = dm.StreamStart(epoch=1, target="n4", ranges=((0, 0),))
+    (chunk,) = [e.msg for e in src.step("n9", start, 0, 0) if isinstance(e, Send) and e.to == "n4"]
+    assert isinstance(chunk, dm.Put) and chunk.req
+    assert dm.decode(dm.encode(chunk)) == chunk  # the acceptor states survive the wire
+    target = replica("n4", join_state(1, False), seed=4)
+    return target, target.step("n3", chunk, 0, 0)
+
+
+def test_a_streamed_key_carries_its_acceptor_state_persisted_before_the_ack() -> None:
+    src = source_with_a_commit()
+    target, out = stream_to_n4(src)
+    assert target.store.key_blob(KEY) == src.store.key_blob(KEY)
+    assert target.acceptor.state(KEY).committed == COMMIT
+    kinds = [("px" if isinstance(e, Persist) and e.entry[0] == "px" else
+              "ack" if isinstance(e, Send) and isinstance(e.msg, dm.PutAck) else "") for e in out]
+    assert "px" in kinds and "ack" in kinds and kinds.index("px") < kinds.index("ack")
+    restarted = replica("n4", join_state(1, False))  # and a restart recovers it from the WAL
+    for e in out:
+        if isinstance(e, Persist):
+            restarted.replay(e.entry)
+    assert restarted.acceptor.state(KEY) == target.acceptor.state(KEY)
+
+
+def test_a_new_owner_and_a_stale_replica_do_not_finish_a_superseded_proposal() -> None:
+    """Seeds 30164 and 30265: after the switch, a round's quorum was the new owner n4 (the data
+    streamed, no acceptor state) and n2, stale, holding a proposal accepted at ballot 300 and
+    never chosen; b"new" was committed at 500 on n1 and n3. The round took ballot 300 for one
+    in progress and committed b"old" over b"new". With the commit streamed to n4 it is not."""
+    target, _ = stream_to_n4(source_with_a_commit())
+    final = mb.RingState(epoch=3, members=tuple(member(n) for n in [*N3, "n4"]), coordinator="n9")
+    prop = Replica("n4", NEW, conflicts="lww", timeout_us=10**9, rng=random.Random(5), ae_interval_ms=0,
+                   hlc=Hlc(), membership=mb.Membership("n4", final, replicas=3, vnodes=16))
+    prop.store, prop.acceptor = target.store, target.acceptor  # n4 after the switch, same disk
+    read: list[bytes | None] = []
+
+    def decide(current: bytes | None) -> bytes | None:
+        read.append(current)
+        return current
+
+    out = prop.paxos(8, KEY, decide, 10_000)  # a ballot above the commit's
+    (prepare,) = {m for to, m in paxos_sends(out) if isinstance(m, pm.Prepare)}
+    assert isinstance(prepare, pm.Prepare)
+    stale = pm.AcceptorState(promised=STALE.ballot, accepted=STALE)
+    out = prop.step("n2", promise_from("n2", prepare, stale, (100, b"older")), 0, 0)
+    assert read == [b"new"]  # decided on the committed value: nothing re-proposed b"old"
+    assert not any(isinstance(m, pm.Propose) and m.value == b"old" for _, m in paxos_sends(out))
+    assert not any(isinstance(e, PaxosDone) for e in out)
+
+
+def test_a_paxos_change_on_a_source_after_its_chunk_left_is_forwarded_to_the_target() -> None:
+    src = source_with_a_commit()
+    start = dm.StreamStart(epoch=1, target="n4", ranges=((0, 0),))
+    src.step("n9", start, 0, 0)  # the chunk is in flight
+    later = pm.Ballot(hlc=900, node="n2")
+    out = src.step("n2", dm.Paxos(data=pm.encode(pm.Commit(req=2, sender="n2", key=KEY, ballot=later,
+                                                             value=b"newer"))), 0, 0)
+    fwd = [e.msg for e in out if isinstance(e, Send) and e.to == "n4" and isinstance(e.msg, dm.Put)]
+    assert any(dict(m.paxos).get(KEY) == pm.encode_state(src.acceptor.state(KEY)) for m in fwd)
+    assert any(KEY in dict(m.states) for m in fwd)  # and the commit's data
+
+
+def test_merging_acceptor_states_keeps_the_highest_of_each_part() -> None:
+    a = pm.AcceptorState(promised=pm.Ballot(hlc=700, node="n1"), accepted=None, committed=COMMIT)
+    b = pm.AcceptorState(promised=STALE.ballot, accepted=STALE, committed=None)
+    c = pm.AcceptorState(promised=pm.Ballot(hlc=800, node="n3"), accepted=pm.Proposal(
+        ballot=pm.Ballot(hlc=800, node="n3"), value=b"x"), committed=None)
+    for x in (a, b, c):
+        assert px.merge_states(x, x) == x and px.merge_states(x, pm.AcceptorState()) == x
+        for y in (a, b, c):
+            assert px.merge_states(x, y) == px.merge_states(y, x)
+    assert px.merge_states(a, b) == a  # the stale proposal is below the commit: dropped
+    abc = px.merge_states(px.merge_states(a, b), c)
+    assert abc.committed == COMMIT and abc.accepted == c.accepted and abc.promised == c.promised
