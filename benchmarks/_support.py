@@ -1,4 +1,5 @@
-"""Helpers the benchmark scripts share: free loopback ports, waits, log tails, timing.
+"""Helpers the benchmark scripts share: free loopback ports, waits, log tails, timing,
+probes that run in a thread beside a measurement.
 
 The scripts run as ``python benchmarks/<name>.py``, so this directory is on
 ``sys.path`` and they ``import _support``.
@@ -7,6 +8,7 @@ The scripts run as ``python benchmarks/<name>.py``, so this directory is on
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,3 +69,23 @@ def best_of(fn: Callable[[], None], rounds: int = 5) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+class Background:
+    """A probe that runs ``_run`` in a daemon thread for the length of a ``with`` block;
+    ``_run`` watches ``self._stop`` (set on leaving the block) and returns when it is set."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Background":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

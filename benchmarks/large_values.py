@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import redis
 
-from _support import free_ports, log_tail, wait_until
+from _support import Background, free_ports, log_tail, wait_until
 from resp_throughput import ensure_redis_tools, redis_cluster, replicas_online, stop_process
 
 START_TIMEOUT_S = 60.0
@@ -52,12 +51,12 @@ def server_pid(port: int) -> int:
     return int(redis.Redis(port=port, socket_timeout=2).info("server")["process_id"])
 
 
-class RssSampler:
+class RssSampler(Background):
     """The peak VmRSS of one process, sampled every 50 ms in a thread."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
+        self.pid, self.peak_kb = pid, 0
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
@@ -69,22 +68,14 @@ class RssSampler:
             if m:
                 self.peak_kb = max(self.peak_kb, int(m.group(1)))
 
-    def __enter__(self) -> "RssSampler":
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class PingProbe:
+class PingProbe(Background):
     """A client's view of event-loop stalls: PING every 20 ms on a connection of its own;
     the slowest answer and how many took over 100 ms (issue 15's bound on a stall)."""
 
     def __init__(self, port: int) -> None:
-        self.port, self.worst_ms, self.over_100ms, self._stop = port, 0.0, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
+        self.port, self.worst_ms, self.over_100ms = port, 0.0, 0
 
     def _run(self) -> None:
         client = redis.Redis(port=self.port, socket_timeout=30)
@@ -97,14 +88,6 @@ class PingProbe:
             ms = (time.monotonic() - t0) * 1000
             self.worst_ms = max(self.worst_ms, ms)
             self.over_100ms += ms > 100
-
-    def __enter__(self) -> "PingProbe":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def follower_ports(leader_port: int) -> list[int]:
@@ -161,12 +144,12 @@ def run_set(port: int, size: int, requests: int, clients: int) -> float:
     return float(m.group(1))
 
 
-class FollowerPause:
+class FollowerPause(Background):
     """SIGSTOP one follower ``at`` seconds into the run for ``length`` seconds, then SIGCONT."""
 
     def __init__(self, pid: int, at: float, length: float) -> None:
-        self.pid, self.at, self.length, self._stop = pid, at, length, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
+        self.pid, self.at, self.length = pid, at, length
 
     def _run(self) -> None:
         if self._stop.wait(self.at):
@@ -176,14 +159,6 @@ class FollowerPause:
             self._stop.wait(self.length)
         finally:
             os.kill(self.pid, signal.SIGCONT)
-
-    def __enter__(self) -> "FollowerPause":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def repl_offset(port: int, field: str) -> int:

@@ -47,7 +47,7 @@ from pathlib import Path
 import redis
 from rich.console import Console
 
-from _support import free_ports, log_tail, wait_until
+from _support import Background, free_ports, log_tail, wait_until
 from resp_throughput import ensure_redis_tools, stop_process
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -151,18 +151,17 @@ def spread(ports: list[int], requests: int, clients: int,
     return (sum(r[0] for r in results), statistics.median(r[1] for r in results), max(r[2] for r in results))
 
 
-class LagProbe:
+class LagProbe(Background):
     """Every 20 ms: SET a fresh key on one node, time until another node shows it."""
 
     def __init__(self, src: int, dst: int) -> None:
+        super().__init__()
         self.src, self.dst = redis.Redis(port=src), redis.Redis(port=dst)
         self.samples_ms: list[float] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def run(self) -> None:
+    def _run(self) -> None:
         i = 0
-        while not self.stop.is_set():
+        while not self._stop.is_set():
             key = f"probe:{i}"
             i += 1
             self.src.set(key, "x")
@@ -171,15 +170,7 @@ class LagProbe:
                 if time.perf_counter() - start > 10:
                     break
             self.samples_ms.append((time.perf_counter() - start) * 1000)
-            self.stop.wait(0.02)
-
-    def __enter__(self) -> "LagProbe":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
+            self._stop.wait(0.02)
 
     def summary(self) -> str:
         if not self.samples_ms:
