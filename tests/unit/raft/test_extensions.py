@@ -452,6 +452,32 @@ def test_follower_read_index_asks_leader() -> None:
     assert ready == ReadReady(request_id="r", index=7)
 
 
+def test_read_index_request_of_an_earlier_term_is_still_answered() -> None:
+    # a follower that has not heard of the leader's new term yet asks it: dropping the request as
+    # stale (Fig2 rule 1 is for AppendEntries and votes) left its client waiting for a timeout
+    n = _leader()  # term 2
+    effs = n.step(ReadIndexRequest(term=1, src=3, dst=1, request_id="r"))
+    ctx = msgs(effs, Heartbeat)[0].ctx
+    effs = n.step(HeartbeatResponse(term=2, src=2, dst=1, ctx=ctx))
+    answer = resp(effs, ReadIndexResponse)
+    assert (answer.dst, answer.request_id, answer.ok, answer.index, answer.term) == (3, "r", True, n.log.commit, 2)
+    follower = make(nid=2, term=3)
+    refusal = resp(follower.step(ReadIndexRequest(term=1, src=3, dst=2, request_id="q")), ReadIndexResponse)
+    assert (refusal.ok, refusal.term) == (False, 3)  # not the leader: refused at once, with its term
+
+
+def test_read_index_response_of_an_earlier_term_still_reaches_the_read() -> None:
+    n = make(nid=2, term=1)
+    n.step(ae(1, (0, 0), src=1, dst=2))
+    n.read_index("r")
+    n.read_index("q")
+    n.step(ae(2, (0, 0), src=3, dst=2))  # a new leader's term before the old one's answers arrive
+    assert n.step(ReadIndexResponse(term=1, src=1, dst=2, request_id="r", index=7)) == [
+        ReadReady(request_id="r", index=7)]  # confirmed by the leader of term 1: still a valid point
+    assert n.step(ReadIndexResponse(term=1, src=1, dst=2, request_id="q", ok=False)) == [
+        Reply(request_id="q", result=NotLeader(3))]
+
+
 def test_read_without_known_leader_is_refused() -> None:
     (r,) = make().read_index("r")
     assert r == Reply(request_id="r", result=NotLeader(None))

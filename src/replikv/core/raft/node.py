@@ -599,7 +599,7 @@ class RaftNode:
             else:
                 lead = m.src if isinstance(m, AppendEntries | Heartbeat | InstallSnapshot) else None
                 self._become_follower(m.term, lead)
-        elif m.term < self.term:
+        elif m.term < self.term and not isinstance(m, ReadIndexRequest | ReadIndexResponse):
             self._answer_stale(m)
             return
 
@@ -633,6 +633,12 @@ class RaftNode:
             case TimeoutNow():
                 if self.role is not Role.LEADER and self._promotable():
                     self._campaign(transfer=True)  # thesis §3.10
+            # ReadIndex messages of any term are answered, never dropped as stale: the
+            # asker's read would otherwise wait for its driver's timeout. Both are safe
+            # whatever the term: a leader confirms a read from the moment the request
+            # arrives (thesis §6.4: its commit index then, and a quorum round sent after),
+            # and an index so confirmed stays a linearizable point to read from for the
+            # asker even if it moved to a later term meanwhile.
             case ReadIndexRequest():
                 if self.role is Role.LEADER:
                     self._handle_read(m.src, m.request_id, m.lease)
