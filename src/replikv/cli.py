@@ -111,11 +111,12 @@ NODE_OPTION_HELP: dict[str, str] = {
     "leader keeps (in memory and in the WAL) for followers lagging behind it, so they catch up from "
     "the log instead of a full resync (Redis's repl-backlog-size); raft: how far past --snapshot-bytes "
     "the WAL may grow while compaction waits for a follower being caught up.",
-    "repl_max_lag_bytes": "leader-follower: hold writers back (stop reading their connections) while a "
-    "follower that is making progress lacks more than this many bytes of the replication stream, so "
-    "it never falls out of the backlog and a full resync that starts completes; 0: never (Redis).",
-    "repl_lag_stall_ms": "leader-follower: a follower that made no progress for this long holds no "
-    "writer back (it is left to resync later).",
+    "repl_max_lag_bytes": "leader-follower and raft: hold writers back (stop reading their connections) "
+    "while a follower that is making progress lacks more than this many bytes of the replication stream "
+    "(raft: of the log), so it never falls out of the backlog and a full resync (raft: a snapshot install) "
+    "that starts completes; 0: never (Redis; plain Raft).",
+    "repl_lag_stall_ms": "leader-follower and raft: a follower that made no progress for this long holds "
+    "no writer back (it is left to resync later).",
     "segment_bytes": "WAL segment file size (bytes).",
     "heartbeat_ms": "Leader-to-follower heartbeat interval.",
     "log_level": "Node log level: " + ", ".join(LOG_LEVELS) + ".",

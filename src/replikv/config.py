@@ -107,9 +107,9 @@ class NodeOptions:
     # lag behind it, so they catch up from the log instead of a full resync (Redis's repl-backlog-size);
     # raft: how far past snapshot_bytes the WAL grows while compaction waits for a follower catching up
     repl_backlog_bytes: int = 256 * 1024 * 1024
-    # leader-follower: writers are held back while a follower that makes progress lacks more than
-    # this many bytes of the stream (0: never); one that made none for repl_lag_stall_ms does not
-    # hold them (core/shipping/node.py rule 10)
+    # leader-follower and raft: writers are held back while a follower that makes progress lacks
+    # more than this many bytes of the stream (0: never); one that made none for repl_lag_stall_ms
+    # does not hold them (core/shipping/node.py rule 10, RaftNode.lagging_follower)
     repl_max_lag_bytes: int = 128 * 1024 * 1024
     repl_lag_stall_ms: int = 5000
     segment_bytes: int = 16 * 1024 * 1024

@@ -3,7 +3,8 @@
 ``--repl-max-lag-bytes`` of the stream, the leader stops reading its writers'
 connections, so the follower never falls out of the replication backlog (no
 full resync) however fast clients write; readers are served meanwhile; a
-follower that made no progress for ``--repl-lag-stall-ms`` holds nothing back."""
+follower that made no progress for ``--repl-lag-stall-ms`` holds nothing back.
+Raft mode holds writers by the same rule (RaftNode.lagging_follower)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ MIB = 1024 * 1024
 
 
 class Writer:
-    """A client writing 16 KiB values to n1 as fast as it is answered."""
+    """A client writing 16 KiB values to a node (n1) as fast as it is answered."""
 
-    def __init__(self, c: Cluster) -> None:
-        self.client = redis.Redis(port=c.port("n1"), socket_timeout=60)
+    def __init__(self, c: Cluster, node: str = "n1") -> None:
+        self.client = redis.Redis(port=c.port(node), socket_timeout=60)
         self.written = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -115,3 +116,64 @@ def test_a_follower_stopped_past_the_stall_bound_holds_nothing_back(tmp_path: Pa
 
     stats = with_n3_stopped(tmp_path, released, repl_max_lag_bytes=MIB, repl_lag_stall_ms=300)
     assert int(stats["backpressure_holds"]) >= 1  # held until 300 ms after n3's last ack, then let go
+
+
+def raft_with_a_follower_stopped(tmp_path: Path, during: Callable[[Cluster, Writer, str, str], None],
+                                 **options: Any) -> dict[str, Any]:
+    """A raft cluster writing 16 KiB values on the leader; one follower stopped (SIGSTOP) while
+    ``during(cluster, writer, leader, stopped)`` runs; returns the leader's INFO stats once all
+    three hold the same data."""
+    c = Cluster(tmp_path / "c", 3, snapshot_bytes=512 * 1024, segment_bytes=128 * 1024,
+                repl_backlog_bytes=2 * MIB, election_timeout_ms=1000, **options)
+    c.config.mode = "raft"
+    c.config.save(c.path)
+    c.start()
+    try:
+        leader = c.leader()
+        stopped = [n for n in c.config.nodes if n != leader][-1]
+        w = Writer(c, leader)
+        try:
+            wait_for(lambda: w.written > 50, 30, "writes under way")
+            c.pause(stopped)
+            try:
+                during(c, w, leader, stopped)
+            finally:
+                c.resume(stopped)
+            target = w.written + 100
+            wait_for(lambda: w.written > target, 60, "writes after the follower resumed")
+        finally:
+            w.close()
+        wait_for(lambda: len({c.digest(n) for n in c.config.nodes}) == 1, 60, "equal digests")
+        return c.stats(leader)
+    finally:
+        c.close()
+
+
+def test_raft_a_follower_lagging_behind_the_bound_holds_writers_back(tmp_path: Path) -> None:
+    def held(c: Cluster, w: Writer, leader: str, stopped: str) -> None:
+        wait_for(lambda: c.replication(leader)["replikv_writes_held_by"] == stopped, 30,
+                 f"writers held for {stopped}")
+        rep = c.replication(leader)
+        (lagging,) = [v for k, v in rep.items() if k.startswith("slave") and v["id"] == stopped]
+        # it lacks the 1 MiB bound (64 entries of a 16 KiB value) plus what the writer had sent
+        assert int(rep["master_repl_offset"]) - int(lagging["offset"]) <= 64 + 8
+        reader = c.client(leader)
+        assert reader.get("k0") == VALUE  # linearizable reads are served while writers are held
+        other = next(n for n in c.config.nodes if n not in (leader, stopped))
+        assert c.client(other).set("forwarded", b"1")  # a write the other follower forwards is taken
+        at = w.written
+        wait_for(lambda: int(c.stats(leader)["backpressure_holds"]) >= 1, 10, "the hold counted")
+        assert c.replication(leader)["replikv_writes_held_by"] == stopped
+        assert w.written <= at + 1
+
+    stats = raft_with_a_follower_stopped(tmp_path, held, repl_max_lag_bytes=MIB, repl_lag_stall_ms=60_000)
+    assert int(stats["backpressure_holds"]) >= 1 and int(stats["backpressure_ms"]) > 0
+
+
+def test_raft_a_follower_stopped_past_the_stall_bound_holds_nothing_back(tmp_path: Path) -> None:
+    def released(c: Cluster, w: Writer, leader: str, stopped: str) -> None:
+        target = w.written + 3 * MIB // len(VALUE)  # three times the lag bound
+        wait_for(lambda: w.written > target, 60, "writes going on past the lag bound")
+
+    stats = raft_with_a_follower_stopped(tmp_path, released, repl_max_lag_bytes=MIB, repl_lag_stall_ms=300)
+    assert int(stats["backpressure_holds"]) >= 1  # held until 300 ms after its last progress, then let go

@@ -119,7 +119,12 @@ class BaseRunner:
         self.commands_processed = 0
         self.frames_in = 0
         self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0,
-                                      "disk_write_errors": 0}
+                                      "disk_write_errors": 0, "backpressure_holds": 0, "backpressure_ms": 0}
+        # back-pressure on writers (check_backpressure): the follower that holds writes back
+        # now ("" while none), since when, and the writers not read meanwhile
+        self.writes_held_by = ""
+        self._writes_held_since = 0.0
+        self._held_writers: set[ClientConnection] = set()
         self.started = time.time()
         self.forwarder = Forwarder(self)  # writes sent on to the leader (runtime/forwarding.py)
         self.pubsub = PubSub(self)  # messages to subscribers of every node (runtime/pubsub.py)
@@ -332,6 +337,36 @@ class BaseRunner:
             if not conn.held:
                 self.held_conns.append(conn)
             conn.held.append(data)
+
+    # -- back-pressure on writers -----------------------------------------------------------
+    def lagging_follower(self) -> str:
+        """The follower that should hold new writes back now, or "" (a mode whose core has
+        the rule provides it: core/shipping/node.py rule 10, RaftNode.lagging_follower)."""
+        return ""
+
+    def hold_writer(self, conn: ClientConnection) -> None:
+        """A write was just taken from ``conn``: while writes are held back, what the writer
+        already sent runs, and its connection is not read again until they are released."""
+        if self.writes_held_by:
+            conn.hold_writes(True)
+            self._held_writers.add(conn)
+
+    def check_backpressure(self) -> None:
+        """Hold writers back while a follower lags too far (``lagging_follower``), release
+        them when none does; the mode calls it after every commit, ack and tick."""
+        peer = self.lagging_follower()
+        if peer == self.writes_held_by:
+            return
+        if peer and not self.writes_held_by:
+            self.stats["backpressure_holds"] += 1
+            self._writes_held_since = time.monotonic()
+            log.debug("node %s: writes held back: follower %s lags too far", self.id, peer)
+        elif not peer:
+            self.stats["backpressure_ms"] += int((time.monotonic() - self._writes_held_since) * 1000)
+            writers, self._held_writers = self._held_writers, set()
+            for conn in writers:
+                conn.hold_writes(False)
+        self.writes_held_by = peer
 
     def release_committed(self) -> None:
         """The WAL commit holding every held reply's write is done: let them go."""

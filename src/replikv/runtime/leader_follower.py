@@ -96,12 +96,7 @@ class LeaderFollowerRunner(BaseRunner):
         self.stats.update({"role_changes": 0, "promotions_to_leader": 0,
                            "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
                            "full_resyncs_completed": 0,
-                           "partial_resyncs": 0, "backpressure_holds": 0, "backpressure_ms": 0})
-        # back-pressure on writers (core/shipping/node.py rule 10): the follower that holds
-        # writes back now ("" while none), since when, and the writers not read meanwhile
-        self.writes_held_by = ""
-        self._held_since = 0.0
-        self._held_writers: set[ClientConnection] = set()
+                           "partial_resyncs": 0})
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
         self._resyncs: set[str] = set()  # followers a snapshot is being streamed to
         self._next_tick = 0.0
@@ -256,9 +251,7 @@ class LeaderFollowerRunner(BaseRunner):
         k = conn.write_k
         index = self._enqueue(cmds, k)
         conn.session_index = index
-        if self.writes_held_by:  # rule 10: what this writer sent runs; it is not read again until released
-            conn.hold_writes(True)
-            self._held_writers.add(conn)
+        self.hold_writer(conn)  # rule 10
         if k == 0:
             self.hold_until_commit(conn, data)
         else:
@@ -370,27 +363,12 @@ class LeaderFollowerRunner(BaseRunner):
         if self.read_waiters:
             self._release_read_waiters()
         self._flush_clients()
-        self._check_backpressure()
+        self.check_backpressure()
         if self.wal.size_bytes - self._wal_bytes_after_snapshot > self.options.snapshot_bytes:
             self._snapshot_in_background()
 
-    def _check_backpressure(self) -> None:
-        """Hold writers back while a follower lags too far, release them when none does
-        (core/shipping/node.py rule 10; checked after every commit, ack and tick)."""
-        peer = self.core.lagging_follower(_ms())
-        if peer == self.writes_held_by:
-            return
-        if peer and not self.writes_held_by:
-            self.stats["backpressure_holds"] += 1
-            self._held_since = time.monotonic()
-            log.debug("node %s: writes held back: follower %s lags by more than %d bytes", self.id, peer,
-                      self.core.max_lag_bytes)
-        elif not peer:
-            self.stats["backpressure_ms"] += int((time.monotonic() - self._held_since) * 1000)
-            writers, self._held_writers = self._held_writers, set()
-            for conn in writers:
-                conn.hold_writes(False)
-        self.writes_held_by = peer
+    def lagging_follower(self) -> str:
+        return self.core.lagging_follower(_ms())  # rule 10
 
     def _release_ack_waiters(self) -> None:
         """Answer the waiters the followers' acks now satisfy; nothing to do (and no
@@ -690,7 +668,7 @@ class LeaderFollowerRunner(BaseRunner):
                 if self.core.progress[peer].state != SNAPSHOT:
                     return
                 self.core.snapshot_progress(peer, _ms(), reader.index)  # rule 10: the resync moves
-                self._check_backpressure()
+                self.check_backpressure()
         finally:
             reader.close()
         self.stats["full_resyncs_completed"] += 1

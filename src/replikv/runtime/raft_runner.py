@@ -225,6 +225,7 @@ class RaftRunner(BaseRunner):
             # async_persist: the leader counts its own copy now that it is durable
             effects = self.core.advance(persisted=persisted) if persisted else []
         self._answer_clients()
+        self.check_backpressure()
         if self.group.snapshot_due(self.options.snapshot_bytes):
             self._snapshot_in_background()
         if self._effects:
@@ -446,6 +447,7 @@ class RaftRunner(BaseRunner):
         self.writes.add(rid, conn, time.monotonic() + 2 * self.options.ack_timeout_ms / 1000, _WRITE_EXPIRED)
         cid, seq = client if client else (None, None)
         self.pending.append((data, rid, cid, seq))
+        self.hold_writer(conn)  # back-pressure (RaftNode.lagging_follower)
         self._schedule()
 
     def exec_transaction(self, conn: Any, queued: list[list[bytes]]) -> None:
@@ -704,6 +706,13 @@ class RaftRunner(BaseRunner):
         self._held_compaction = (index, app)
         self._compact_when_caught_up()
 
+    def lagging_follower(self) -> str:
+        """Back-pressure on writers: a follower catching up too far behind (RaftNode.lagging_follower,
+        bounded by --repl-max-lag-bytes; one without progress for --repl-lag-stall-ms holds nothing)."""
+        opts = self.options
+        pid = self.core.lagging_follower(opts.repl_max_lag_bytes, max(1, opts.repl_lag_stall_ms // opts.tick_ms))
+        return "" if pid is None else self.names.get(pid, str(pid))
+
     _held_compaction: tuple[int, memoryview] | None = None
 
     def _compact_when_caught_up(self) -> None:
@@ -817,6 +826,7 @@ class RaftRunner(BaseRunner):
             if self.disk_error is not None:
                 continue  # frozen by the disk guard
             self._queue(self.core.tick())
+            self.check_backpressure()  # a follower that stopped making progress no longer holds writers
             self._compact_when_caught_up()
             self.lock_service.tick()
             self._check_failover()
@@ -888,6 +898,7 @@ class RaftRunner(BaseRunner):
         if self.is_leader:
             followers = [i for i in sorted(node.progress) if i != self.raft_id]
             rep.append(f"connected_slaves:{sum(1 for i in followers if self.transport.connected(self.names.get(i, '')))}")
+            rep.append(f"replikv_writes_held_by:{self.writes_held_by}")  # back-pressure's follower, or empty
             for n, i in enumerate(followers):
                 pr = node.progress[i]
                 name = self.names.get(i, str(i))

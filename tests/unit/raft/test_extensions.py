@@ -266,6 +266,49 @@ def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -
     assert not n.compaction_waits(5, log_bytes=100, max_log_bytes=100)
 
 
+def test_lagging_follower_holds_writers_while_it_makes_progress_behind_the_bound() -> None:
+    """Back-pressure: a follower lacking more than max_lag_bytes that moved within stall_ticks
+    holds writers; one caught up within the bound, or silent for stall_ticks, does not."""
+    n = make(term=1, snapshot_chunk_bytes=4)
+    assert n.lagging_follower(100, 10) is None  # only a leader holds writers
+    elect(n)
+    for v in (2, 3):
+        n.step(AppendEntriesResponse(term=2, src=v, dst=1, success=True, match_index=1))
+    for i in range(5):
+        n.propose(b"v" * 36, i)  # 36 + 24 bytes of header estimate: 60 bytes per entry
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=6))
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=2))
+    assert n.log.bytes_after(2) == 4 * 60
+    assert n.lagging_follower(0, 10) is None  # 0: no back-pressure
+    assert n.lagging_follower(240, 10) is None  # node 3 lacks exactly the bound
+    assert n.lagging_follower(239, 10) == 3
+    elapse(n, 10)
+    assert n.lagging_follower(239, 10) == 3  # its last progress was 10 ticks ago: still counts
+    elapse(n, 1)
+    assert n.lagging_follower(239, 10) is None  # stalled for longer: it holds nothing back
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=3))
+    assert n.lagging_follower(179, 10) == 3  # moving again, and lacking 180 bytes
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=6))
+    assert n.lagging_follower(1, 10) is None  # caught up
+    # installing a snapshot: what it lacks is what was written after that snapshot
+    n = make(term=1, snapshot_chunk_bytes=4)
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    for i in range(5):
+        n.propose(b"v" * 36, i)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=6))
+    persists(n.compact(6, b"0123456789"))
+    n.propose(b"w" * 36, 9)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=7))
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=False, reject_index=0, conflict_term=0,
+                                 conflict_index=1))  # node 3 needs entry 1, compacted: the snapshot at 6
+    assert n.progress[3].state.value == "snapshot"
+    assert n.lagging_follower(59, 10) is None  # no progress of node 3 seen yet
+    n.step(InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=6, next_offset=4))
+    assert n.lagging_follower(59, 10) == 3  # a chunk taken: it moves, and lacks entry 7 (60 bytes)
+    assert n.lagging_follower(60, 10) is None
+
+
 def test_follower_installs_snapshot_and_discards_conflicting_log() -> None:
     n = make(terms=(1, 1, 1), term=1, commit=1)
     cfg = n.log.config()

@@ -74,6 +74,37 @@ def test_compaction_keeps_terms_and_suffix(inc: list[int], cut: int) -> None:
     log.check()
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=16),
+    ops=st.lists(st.tuples(st.sampled_from(["compact", "truncate", "append", "restore"]), st.integers(0, 20)),
+                 max_size=8),
+    at=st.integers(0, 40),
+)
+def test_bytes_after_is_the_size_of_the_held_entries_past_an_index(
+    sizes: list[int], ops: list[tuple[str, int]], at: int
+) -> None:
+    """The running byte totals (``bytes_after``, read by back-pressure) follow appends,
+    truncations, compactions and snapshot installs."""
+    log = RaftLog(None, [Entry(term=1, index=i + 1, data=b"x" * n) for i, n in enumerate(sizes)])
+    for op, k in ops:
+        last = log.last_index
+        if op == "append":
+            log.append([Entry(term=log.last_term, index=last + 1, data=b"y" * k)])
+        elif op == "truncate" and log.commit < last:
+            log.truncate_from(max(log.commit + 1, last - k % 3))
+        elif op == "compact":
+            log.commit = log.applied = last
+            cut = max(log.snapshot.index, min(k, last))
+            log.compact(Snapshot(index=cut, term=int(log.term(cut) or 0), config=log.config_at(cut)))
+        elif op == "restore" and k > log.commit:
+            keep = k <= last
+            log.restore(Snapshot(index=k, term=int(log.term(k) or 0) if keep else log.last_term))
+        log.check()
+        want = sum(e.size_bytes() for e in log.entries if e.index > at)
+        assert log.bytes_after(at) == want
+
+
 @given(st.lists(st.tuples(st.booleans(), st.integers(1, 50)), max_size=40))
 def test_inflights_never_exceed_their_bounds(ops: list[tuple[bool, int]]) -> None:
     inf = Inflights(max_count=4, max_bytes=100)

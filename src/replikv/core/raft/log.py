@@ -16,10 +16,12 @@ Rules implemented here:
 Invariants (checked by `check()`), written beside the fields they govern:
   snapshot.index <= applied <= commit <= last_index
   entries[i].index == snapshot.index + 1 + i, terms never decrease.
+  _ends[i] == _base_bytes + sum of entries[0..i].size_bytes() (for `bytes_after`).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 
 from replikv.core.invariant import invariant, violated
@@ -30,7 +32,7 @@ __all__ = ["RaftLog"]
 
 
 class RaftLog:
-    __slots__ = ("_configs", "applied", "commit", "entries", "snapshot")
+    __slots__ = ("_base_bytes", "_configs", "_ends", "applied", "commit", "entries", "snapshot")
 
     def __init__(self, snapshot: Snapshot | None = None, entries: Iterable[Entry] = ()) -> None:
         self.snapshot: Snapshot = snapshot or Snapshot()  # base: everything <= its index
@@ -38,6 +40,10 @@ class RaftLog:
         self.commit: int = self.snapshot.index  # applied <= commit <= last_index
         self.applied: int = self.snapshot.index  # snapshot.index <= applied <= commit
         self._configs: list[tuple[int, Config]] = []  # config entries, by index
+        # running byte totals (Entry.size_bytes), one 8-byte slot per entry: _ends[i] is
+        # _base_bytes plus the sizes of entries[0..i]; so bytes_after is O(1)
+        self._ends = array("q")
+        self._base_bytes = 0
         for e in entries:
             if e.index <= self.snapshot.index:
                 continue
@@ -94,6 +100,15 @@ class RaftLog:
             if size > max_bytes and i > 0:
                 return out[:i]
         return out
+
+    def bytes_after(self, index: int) -> int:
+        """Bytes (``Entry.size_bytes``) of the entries after ``index`` this log holds;
+        those compacted into the snapshot are not counted. O(1)."""
+        ends = self._ends
+        held = index - self.snapshot.index  # entries at or below index that the log holds
+        if not ends or held >= len(ends):
+            return 0
+        return ends[-1] - (ends[held - 1] if held > 0 else self._base_bytes)
 
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """Raft §5.4.1: the candidate's log is at least as up-to-date as ours."""
@@ -160,6 +175,8 @@ class RaftLog:
                 f"after {last} (term {last_term})"
             )
         entries.append(e)
+        ends = self._ends
+        ends.append((ends[-1] if ends else self._base_bytes) + e.size_bytes())
         if e.config is not None:
             self._configs.append((e.index, e.config))
 
@@ -172,6 +189,7 @@ class RaftLog:
         """Drop entries >= index. Invariant: never a committed one (Raft §5.4)."""
         invariant(index > self.commit, f"truncating committed entry {index} (commit {self.commit})")
         del self.entries[index - self.snapshot.index - 1 :]
+        del self._ends[index - self.snapshot.index - 1 :]
         while self._configs and self._configs[-1][0] >= index:
             self._configs.pop()
 
@@ -204,8 +222,7 @@ class RaftLog:
         """Application snapshot at an applied index: drop the prefix (Raft §7)."""
         invariant(snapshot.index <= self.applied, "snapshot of an index not yet applied")
         invariant(snapshot.index >= self.snapshot.index, "snapshot older than the current one")
-        drop = snapshot.index - self.snapshot.index
-        del self.entries[:drop]
+        self._drop_prefix(snapshot.index - self.snapshot.index)
         self._configs = [(i, c) for i, c in self._configs if i > snapshot.index]
         self.snapshot = snapshot
 
@@ -219,15 +236,25 @@ class RaftLog:
             and self.term(snapshot.index) == snapshot.term
         )
         if keep:
-            del self.entries[: snapshot.index - self.snapshot.index]
+            self._drop_prefix(snapshot.index - self.snapshot.index)
             self._configs = [(i, c) for i, c in self._configs if i > snapshot.index]
         else:
             self.entries = []
+            self._ends = array("q")
+            self._base_bytes = 0
             self._configs = []
         self.snapshot = snapshot
         self.commit = snapshot.index
         self.applied = snapshot.index
         return not keep
+
+    def _drop_prefix(self, count: int) -> None:
+        """Drop the first ``count`` entries (compaction, or an install that keeps a suffix)."""
+        if count > 0:
+            del self.entries[:count]
+            if count <= len(self._ends):
+                self._base_bytes = self._ends[count - 1]
+            del self._ends[:count]
 
     def check(self) -> None:
         """Verify the structural invariants (used by tests and the simulator)."""
@@ -243,3 +270,8 @@ class RaftLog:
             invariant(e.index == self.snapshot.index + 1 + i, "log indices are contiguous")
             invariant(e.term >= prev, "log terms never decrease")
             prev = e.term
+        invariant(len(self._ends) == len(self.entries), "one running byte total per entry")
+        total = self._base_bytes
+        for e, end in zip(self.entries, self._ends, strict=True):
+            total += e.size_bytes()
+            invariant(end == total, "running byte totals match the entries")

@@ -22,6 +22,9 @@ Practice"):
   once the change commits (thesis §4.2.2).
 - Leadership transfer with TimeoutNow (thesis §3.10).
 - ReadIndex reads and lease reads (thesis §6.4, §6.4.1; read_index.py).
+- Back-pressure on writers for a follower caught up too far behind
+  (`lagging_follower`, the leader-follower mode's rule 10) and compaction
+  that waits for one (`catch_up_floor`, `compaction_waits`).
 - With ``async_persist`` (thesis §10.2.1, "the leader can write to its disk in
   parallel with replicating to followers"; etcd's AsyncStorageWrites): the
   leader counts its own log towards a commit majority only up to what the
@@ -442,6 +445,33 @@ class RaftNode:
         stays bounded (the driver's snapshot threshold plus its backlog)."""
         floor = self.catch_up_floor()
         return floor is not None and floor < index and log_bytes <= max_log_bytes
+
+    def lagging_follower(self, max_lag_bytes: int, stall_ticks: int) -> int | None:
+        """Leader: a follower that should hold new client writes back now, or None
+        (the leader-follower mode's rule 10, core/shipping/node.py, carried to Raft).
+
+        Raft commits with a majority and leaves a slow minority to catch up; under
+        writes sustained faster than a follower applies, that follower never does:
+        it falls past the compaction floor (``compaction_waits``), installs a
+        snapshot, and lacks the writes made meanwhile, again and again, while the
+        leader keeps two copies of the data in flight. So a driver holds writers
+        back while a follower that made progress (``Progress.progress_tick``: its
+        match moved, or it took a snapshot chunk) within ``stall_ticks`` lacks more
+        than ``max_lag_bytes`` of the log: the entries after its match, or, while
+        it installs a snapshot, those after that snapshot. A follower that made no
+        progress for ``stall_ticks`` (down, paused, partitioned) holds nothing: it
+        costs writers at most that long, and the majority's availability is kept.
+        ``max_lag_bytes`` 0: never (plain Raft)."""
+        if self.role is not Role.LEADER or not max_lag_bytes:
+            return None
+        now, log = self.now_ticks, self.log
+        for pid, pr in self.progress.items():
+            if pid == self.id or pr.progress_tick < 0 or now - pr.progress_tick > stall_ticks:
+                continue
+            held = pr.pending_snapshot if pr.state is ProgressState.SNAPSHOT else pr.match
+            if log.bytes_after(held) > max_lag_bytes:
+                return pid
+        return None
 
     def snapshot_stored(self, index: int, data: bytes | memoryview) -> None:
         """The driver made the snapshot at ``index`` durable and offers ``data``: the
@@ -870,6 +900,7 @@ class RaftNode:
         was_paused = pr.is_paused()
         if not pr.maybe_update(m.match_index):
             return
+        pr.progress_tick = self.now_ticks
         if (
             pr.state is ProgressState.PROBE
             or pr.state is ProgressState.SNAPSHOT
@@ -923,6 +954,9 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        if m.done or (pr.state is ProgressState.SNAPSHOT and m.last_included_index == pr.pending_snapshot
+                      and m.next_offset > pr.snapshot_offset):
+            pr.progress_tick = self.now_ticks  # installed, or a chunk taken
         if m.done:
             pr.maybe_update(m.match_index)
             if pr.state is ProgressState.SNAPSHOT:

@@ -79,6 +79,7 @@ class Progress:
         "next",
         "pending_snapshot",
         "probe_sent",
+        "progress_tick",
         "recent_active",
         "snapshot_offset",
         "snapshot_seen",
@@ -91,6 +92,7 @@ class Progress:
         self.state = ProgressState.PROBE
         self.probe_sent = False  # PROBE: one message in flight, wait for its answer
         self.recent_active = False  # heard from since the last CheckQuorum (thesis §6.2)
+        self.progress_tick = -1  # leader tick of its last progress (match, or a snapshot chunk taken)
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
         self.pending_snapshot = 0  # SNAPSHOT: index of the snapshot being sent
         self.snapshot_offset = 0  # SNAPSHOT: bytes acknowledged so far; the chunk there is in flight
