@@ -210,6 +210,10 @@ def test_removed_then_readded_node_catches_up_by_snapshot(raft_cluster: Callable
     voters = c.replication(leader)["replikv_voters"]
     assert gone in voters
     wait_for(lambda: c.digest(gone) == c.digest(leader), 20, "equal digests")
+    # the snapshot it received was written as it streamed in: a restart recovers from that file
+    c.kill(gone)
+    c.start(gone)
+    wait_for(lambda: c.digest(gone) == c.digest(leader), 20, "equal digests after a restart")
 
 
 def test_a_follower_whose_data_directory_was_wiped_gets_the_log_again(raft_cluster: Callable[..., Cluster]) -> None:

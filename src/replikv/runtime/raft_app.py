@@ -123,21 +123,34 @@ def restore_app(app: bytes | memoryview | list[Any], index: int) -> tuple[StateM
 _BIN_HEADERS = {0xC4: (2, ">B"), 0xC5: (3, ">H"), 0xC6: (5, ">I")}  # msgpack bin 8/16/32
 
 
+def stored_head(config: Any) -> bytes:
+    """The start of a raft snapshot stored as it streams in (``RaftGroup``'s snapshot sink):
+    ``[voters, learners]``, the app part following as the rest of the file."""
+    return msgpack.packb([sorted(config.voters), sorted(config.learners)])
+
+
 def split_stored(data: bytes | memoryview) -> tuple[list[Any], list[Any], memoryview]:
-    """A stored raft snapshot, ``[voters, learners, app]`` as ``RaftGroup.persist``
-    writes it: the two member lists, and ``app`` as a view into ``data``, not a
-    copy (``data`` may be the snapshot file mapped: storage/snapshot.py
-    ``map_snapshot_file``). ValueError if it is not that shape."""
+    """A stored raft snapshot: ``[voters, learners, app]`` as ``RaftGroup.persist`` and the
+    background snapshot write it, or ``[voters, learners]`` followed by the app part (a
+    snapshot received from the leader, written as its chunks arrived: ``stored_head``).
+    Returns the two member lists, and ``app`` as a view into ``data``, not a copy (``data``
+    may be the snapshot file mapped: storage/snapshot.py ``map_snapshot_file``). ValueError
+    if it is neither shape."""
     view = memoryview(data)
     unpacker = msgpack.Unpacker()
     unpacker.feed(bytes(view[:1 << 16]))  # the member lists are small; app is the rest
     try:
-        if unpacker.read_array_header() != 3:
-            raise ValueError("a raft snapshot is [voters, learners, app]")
+        fields = unpacker.read_array_header()
+        if fields not in (2, 3):
+            raise ValueError("a raft snapshot is [voters, learners, app] or [voters, learners] + app")
         voters, learners = unpacker.unpack(), unpacker.unpack()
     except msgpack.OutOfData as e:
         raise ValueError("a raft snapshot's member lists are cut short") from e
     pos = unpacker.tell()
+    if fields == 2:
+        if not isinstance(voters, list) or not isinstance(learners, list):
+            raise ValueError("a raft snapshot's member lists are not lists")
+        return voters, learners, view[pos:]
     head = _BIN_HEADERS.get(view[pos]) if pos < len(view) else None
     if head is None or not isinstance(voters, list) or not isinstance(learners, list):
         raise ValueError("a raft snapshot's app part is not bytes")

@@ -45,12 +45,12 @@ from replikv.core.sharding.moves import SLOT_MOVE, SlotMoves, move_entry, parse_
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored
+from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored, stored_head
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
-from replikv.storage.errors import StorageError
+from replikv.storage.errors import StorageError, WalBlockedError
 from replikv.storage.files import private_dir
 from replikv.storage.recovery import open_storage
-from replikv.storage.snapshot import map_snapshot_file, release_pages, write_snapshot
+from replikv.storage.snapshot import SnapshotWriter, map_snapshot_file, release_pages, write_snapshot
 
 __all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "entry_keys", "move_entry"]
 
@@ -90,10 +90,13 @@ def entry_keys(data: bytes) -> list[bytes]:
 class RaftGroup:
     def __init__(self, gid: int, directory: Path, opts: NodeOptions, raft_id: int, voters: tuple[int, ...],
                  election_ticks: int, heartbeat_ticks: int, *, async_persist: bool = False,
-                 on_config: Callable[[Entry], None] | None = None, slot_map: SlotMap | None = None) -> None:
+                 on_config: Callable[[Entry], None] | None = None, slot_map: SlotMap | None = None,
+                 disk_errors: list[WalBlockedError] | None = None) -> None:
         """Recover the group's replica from ``directory`` (the unsharded raft node is the group
         of one: its data directory). ``voters``: the bootstrap configuration, used only when
-        nothing stored names one. ``on_config``: told each CONFIG entry as it applies."""
+        nothing stored names one. ``on_config``: told each CONFIG entry as it applies.
+        ``disk_errors``: where the snapshot sink reports a failed write, for the runner's disk
+        guard (a list the runner shares among its groups; the group's own by default)."""
         self.gid = gid
         self.dir = private_dir(directory)
         self.snapshot_dir = private_dir(self.dir / "snapshots", narrow=True)
@@ -137,11 +140,13 @@ class RaftGroup:
         self.move_events: list[tuple[str, tuple[int, ...], int, int]] = []  # applied slot moves, for the runner
         self.on_config = on_config
         self.recovered_entries = len(entries)
+        self.disk_errors = disk_errors if disk_errors is not None else []
         self.core = RaftNode(raft_id, voters=voters, storage=DurableState(hard_state=hs, snapshot=snap,
                                                                          entries=tuple(entries)),
                              rng=random.Random(), election_timeout_ticks=election_ticks,
                              heartbeat_ticks=heartbeat_ticks, lease_reads=True, async_persist=async_persist,
-                             snapshot_chunk_bytes=SNAPSHOT_CHUNK_BYTES)
+                             snapshot_chunk_bytes=SNAPSHOT_CHUNK_BYTES,
+                             snapshot_sink=lambda index, term, config: _FileSink(self, index, term, config))
 
     # -- storage -------------------------------------------------------------------------------
     def persist(self, p: Persist) -> None:
@@ -298,3 +303,60 @@ class RaftGroup:
         self.sm.clear()
         self.restore_state(snap.data, snap.index)
         self.applied = snap.index
+
+
+class _FileSink:
+    """A follower's InstallSnapshot chunks streamed into the group's snapshot file as they
+    arrive (the core's ``SnapshotSink``; storage/snapshot.py ``SnapshotWriter``), stored as
+    ``[voters, learners]`` followed by the app part (``split_stored``). ``finish`` installs
+    the file, fsynced, and returns its app part mapped: a follower holds no copy of a large
+    snapshot on its heap, where the chunks, then their encoding for the file, had each cost
+    the snapshot's size (issue 15). A disk failure goes to the runner's disk guard
+    (``group.disk_errors``), and the sink answers False / None, as the core's protocol asks."""
+
+    __slots__ = ("group", "index", "writer")
+
+    def __init__(self, group: RaftGroup, index: int, term: int, config: Config) -> None:
+        self.group, self.index = group, index
+        self.writer: SnapshotWriter | None = SnapshotWriter(group.snapshot_dir)
+        try:
+            self.writer.begin(index, term)
+            self.writer.write(stored_head(config))
+        except OSError as exc:
+            self._failed(exc)
+
+    def write(self, data: bytes | memoryview) -> bool:
+        if self.writer is None:
+            return False
+        try:
+            self.writer.write(data)
+            return True
+        except OSError as exc:
+            self._failed(exc)
+            return False
+
+    def finish(self) -> memoryview | None:
+        if self.writer is None:
+            return None
+        try:
+            path = self.writer.finish()
+            app = split_stored(map_snapshot_file(path).data)[2]
+        except OSError as exc:
+            self._failed(exc)
+            return None
+        self.writer = None
+        self.group.snapshot_on_disk = self.index  # persist() only compacts the WAL for it
+        return app
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+    def _failed(self, exc: OSError) -> None:
+        """Nothing of the transfer is left on disk (the partial file is removed): the disk
+        guard retries as after a WAL write rolled back (blocked, not failed)."""
+        self.abort()
+        blocked = WalBlockedError(f"the snapshot being received from the leader could not be written: {exc}")
+        blocked.__cause__ = exc  # the disk guard reports the OS error's reason
+        self.group.disk_errors.append(blocked)

@@ -267,6 +267,8 @@ class RaftRunner(BaseRunner):
         wal = self.wal
         frozen = self.disk_error is not None
         try:
+            if self.group.disk_errors:  # the snapshot being received could not be written (raft_group.py)
+                raise self.group.disk_errors.pop()
             for p in persists:
                 self._persist(p)  # while frozen: entries only queue in the WAL's buffer
             if not frozen:

@@ -72,7 +72,7 @@ from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
-from replikv.storage.errors import WalFailedError
+from replikv.storage.errors import WalBlockedError, WalFailedError
 from replikv.storage.meta import MetaStore
 
 log = logging.getLogger("replikv.sharded")
@@ -108,10 +108,12 @@ class ShardedRaftRunner(BaseRunner):
         self.host = GroupHost(self.raft_id, heartbeat_ticks=hb_ticks, election_timeout_ticks=self.election_ticks,
                               incarnation=incarnation)
         self.groups: dict[int, RaftGroup] = {}
+        self.disk_errors: list[WalBlockedError] = []  # a group's snapshot sink could not write (raft_group.py)
         for g, members in self.placement.items():
             if self.raft_id in members:
                 grp = RaftGroup(g, self.data_dir / "groups" / f"g{g}", opts, self.raft_id, members,
-                                self.election_ticks, hb_ticks, slot_map=self.slot_map)
+                                self.election_ticks, hb_ticks, slot_map=self.slot_map,
+                                disk_errors=self.disk_errors)
                 self.groups[g] = grp
                 self.host.add_group(g, grp.core)
         for grp in self.groups.values():  # slots moved before a restart, as the groups' logs say
@@ -592,6 +594,8 @@ class ShardedRaftRunner(BaseRunner):
         ready = host.ready()
         written: set[int] = set()
         try:
+            if self.disk_errors:
+                raise self.disk_errors.pop()
             for g, effects in ready.groups:
                 for e in effects:
                     if type(e) is Persist:

@@ -365,6 +365,67 @@ def test_out_of_order_snapshot_chunk_asks_for_expected_offset() -> None:
     assert resp(effs, InstallSnapshotResponse).next_offset == 2
 
 
+class RecordingSink:
+    """A snapshot sink that records what the core asks of it; ``fail_at``: the write that
+    fails (its disk is full), ``fail_finish``: finishing fails."""
+
+    def __init__(self, log: list[tuple[Any, ...]], fail_at: int = -1, fail_finish: bool = False) -> None:
+        self.log, self.fail_at, self.fail_finish, self.data = log, fail_at, fail_finish, b""
+
+    def write(self, data: bytes | memoryview) -> bool:
+        self.log.append(("write", bytes(data)))
+        if len(self.log) - 1 == self.fail_at:
+            return False
+        self.data += bytes(data)
+        return True
+
+    def finish(self) -> bytes | None:
+        self.log.append(("finish",))
+        return None if self.fail_finish else self.data
+
+    def abort(self) -> None:
+        self.log.append(("abort",))
+
+
+def _chunk(cfg: Any, offset: int, data: bytes, done: bool, index: int = 5) -> InstallSnapshot:
+    return InstallSnapshot(term=1, src=2, dst=1, last_included_index=index, last_included_term=1, config=cfg,
+                           offset=offset, data=data, done=done)
+
+
+def test_snapshot_chunks_go_to_the_drivers_sink_and_a_new_transfer_aborts_the_old_one() -> None:
+    calls: list[tuple[Any, ...]] = []
+    opened: list[tuple[int, int]] = []
+
+    def sink(index: int, term: int, config: Any) -> RecordingSink:
+        opened.append((index, term))
+        return RecordingSink(calls)
+
+    n = make(term=1, snapshot_sink=sink)
+    cfg = n.log.config()
+    n.step(_chunk(cfg, 0, b"ab", False))
+    n.step(_chunk(cfg, 0, b"ab", False, index=6))  # the leader starts a newer snapshot over
+    assert opened == [(5, 1), (6, 1)] and calls == [("write", b"ab"), ("abort",), ("write", b"ab")]
+    effs = n.step(_chunk(cfg, 2, b"cd", True, index=6))
+    (restore,) = [e for e in effs if isinstance(e, RestoreSnapshot)]
+    assert bytes(restore.snapshot.data) == b"abcd" and calls[-1] == ("finish",)
+    assert resp(effs, InstallSnapshotResponse).done
+
+
+@pytest.mark.parametrize("fail_at, fail_finish", [(1, False), (-1, True)])
+def test_a_sink_that_cannot_keep_the_snapshot_drops_the_transfer_and_asks_for_it_again(
+        fail_at: int, fail_finish: bool) -> None:
+    calls: list[tuple[Any, ...]] = []
+    n = make(term=1, snapshot_sink=lambda i, t, c: RecordingSink(calls, fail_at, fail_finish))
+    cfg = n.log.config()
+    n.step(_chunk(cfg, 0, b"ab", False))
+    effs = n.step(_chunk(cfg, 2, b"cd", True))
+    assert not [e for e in effs if isinstance(e, RestoreSnapshot)] and n.log.commit == 0
+    answer = resp(effs, InstallSnapshotResponse)
+    assert (answer.next_offset, answer.done) == (0, False)  # from the start, once it can
+    effs = n.step(_chunk(cfg, 2, b"cd", True))  # a chunk of the dropped transfer: not taken
+    assert resp(effs, InstallSnapshotResponse).next_offset == 0
+
+
 # ----------------------------------------------------------------- membership
 
 

@@ -43,10 +43,10 @@ Invariants (checked after every call by `_check`):
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Protocol, cast
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -94,7 +94,7 @@ from replikv.core.raft.messages import (
 from replikv.core.raft.progress import Progress, ProgressState
 from replikv.core.raft.read_index import PendingRead, ReadTracker
 
-__all__ = ["DurableState", "RaftNode", "Role", "Status"]
+__all__ = ["DurableState", "MemorySink", "RaftNode", "Role", "SnapshotSink", "Status"]
 
 
 class Role(Enum):
@@ -119,6 +119,46 @@ class DurableState:
     hard_state: HardState = field(default_factory=HardState)
     snapshot: Snapshot | None = None
     entries: tuple[Entry, ...] = ()
+
+
+class SnapshotSink(Protocol):
+    """Where a follower puts the InstallSnapshot chunks it receives, in order (Figure 13
+    rules 2-4): ``write`` each, then ``finish`` returns the whole snapshot's data (or
+    ``abort`` drops it: a newer transfer began, or the snapshot is no longer needed). A
+    driver's sink may stream them to a file and return the file mapped (no copy of a
+    large snapshot on the heap); the core only calls these three methods. A sink that
+    cannot keep the data (its disk failed) answers False / None and never raises: the
+    core drops the transfer and asks for it from the start (the driver, told by its sink,
+    freezes the node until its disk recovers)."""
+
+    def write(self, data: bytes | memoryview) -> bool: ...
+
+    def finish(self) -> bytes | memoryview | None: ...
+
+    def abort(self) -> None: ...
+
+
+class MemorySink:
+    """The default sink: the chunks in one buffer on the heap (the simulator's, tests')."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self, index: int = 0, term: int = 0, config: Config | None = None) -> None:
+        self.buf = bytearray()
+
+    def write(self, data: bytes | memoryview) -> bool:
+        self.buf.extend(data)
+        return True
+
+    def finish(self) -> memoryview:
+        return memoryview(self.buf).toreadonly()  # the received chunks, not a second copy
+
+    def abort(self) -> None:
+        self.buf = bytearray()
+
+
+# (index, term, config) of the snapshot a transfer brings -> the sink for its chunks
+SinkFactory = Callable[[int, int, Config], SnapshotSink]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +198,7 @@ class RaftNode:
         max_pending_proposals: int = 4096,
         max_pending_reads: int = 4096,
         async_persist: bool = False,
+        snapshot_sink: SinkFactory = MemorySink,
     ) -> None:
         invariant(
             heartbeat_ticks < election_timeout_ticks, "heartbeat must be below election timeout"
@@ -176,6 +217,7 @@ class RaftNode:
         self.max_inflight_msgs = max_inflight_msgs
         self.max_inflight_bytes = max_inflight_bytes
         self.snapshot_chunk_bytes = snapshot_chunk_bytes
+        self.snapshot_sink = snapshot_sink
         self.max_pending_proposals = max_pending_proposals
         self.async_persist = async_persist
 
@@ -212,7 +254,8 @@ class RaftNode:
         # local proposals awaiting their entry: index -> (term, request id)
         self.pending_proposals: dict[int, tuple[int, object]] = {}
         self.reads = ReadTracker(max_pending_reads)
-        self._incoming: tuple[int, int, bytearray] | None = None  # snapshot being received
+        # snapshot being received: (index, term, its sink, bytes received so far)
+        self._incoming: tuple[int, int, SnapshotSink, int] | None = None
         self.follower_logs_lost = 0  # leader: followers found to have lost acknowledged entries
         # effects being assembled for the current call
         self._sends: list[Send] = []
@@ -841,29 +884,34 @@ class RaftNode:
             )
 
         if m.last_included_index <= log.commit:
-            self._incoming = None
+            self._drop_incoming()
             answer(done=True, match=log.commit)  # nothing to learn from it
             return
         key = (m.last_included_index, m.last_included_term)
-        if m.offset == 0:
-            self._incoming = (key[0], key[1], bytearray())
+        if m.offset == 0:  # rule 2: a new transfer (or this one from its start)
+            self._drop_incoming()
+            self._incoming = (key[0], key[1], self.snapshot_sink(key[0], key[1], m.config), 0)
         inc = self._incoming
-        if inc is None or (inc[0], inc[1]) != key or len(inc[2]) != m.offset:
+        if inc is None or (inc[0], inc[1]) != key or inc[3] != m.offset:
             # Rule 3/4 out of order: ask for the offset we can continue from.
             same = inc is not None and (inc[0], inc[1]) == key
-            answer(next_offset=len(inc[2]) if same and inc is not None else 0)
+            answer(next_offset=inc[3] if same and inc is not None else 0)
             return
-        inc[2].extend(m.data)
+        if not inc[2].write(m.data):
+            self._drop_incoming()  # the sink could not keep it: from the start, later
+            answer(next_offset=0)
+            return
+        received = inc[3] + len(m.data)
         if not m.done:
-            answer(next_offset=len(inc[2]))
+            self._incoming = (inc[0], inc[1], inc[2], received)
+            answer(next_offset=received)
             return
-        snap = Snapshot(
-            index=m.last_included_index,
-            term=m.last_included_term,
-            config=m.config,
-            data=memoryview(inc[2]).toreadonly(),  # the received chunks, not a second copy of them
-        )
         self._incoming = None
+        data = inc[2].finish()
+        if data is None:
+            answer(next_offset=0)
+            return
+        snap = Snapshot(index=m.last_included_index, term=m.last_included_term, config=m.config, data=data)
         self._discard_log = log.restore(snap) or self._discard_log  # rules 6-7
         self._snap_out = snap
         self._restore_out = snap  # rule 8: reset the state machine
@@ -877,6 +925,11 @@ class RaftNode:
         if self._discard_log:
             self._drop_overwritten_proposals(snap.index + 1)
         answer(done=True, match=snap.index)
+
+    def _drop_incoming(self) -> None:
+        if self._incoming is not None:
+            self._incoming[2].abort()
+            self._incoming = None
 
     # ------------------------------------------------------------- leader
     def _on_append_response(self, m: AppendEntriesResponse) -> None:
