@@ -52,11 +52,13 @@ def server_pid(port: int) -> int:
 
 
 class RssSampler(Background):
-    """The peak VmRSS of one process, sampled every 50 ms in a thread."""
+    """The peak VmRSS of one process, and the peak of its anonymous part (RssAnon: the heap,
+    without file pages mapped and read, e.g. a snapshot file being verified or sent), sampled
+    every 50 ms in a thread."""
 
     def __init__(self, pid: int) -> None:
         super().__init__()
-        self.pid, self.peak_kb = pid, 0
+        self.pid, self.peak_kb, self.peak_anon_kb = pid, 0, 0
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
@@ -67,6 +69,9 @@ class RssSampler(Background):
             m = re.search(r"VmRSS:\s+(\d+) kB", text)
             if m:
                 self.peak_kb = max(self.peak_kb, int(m.group(1)))
+            m = re.search(r"RssAnon:\s+(\d+) kB", text)
+            if m:
+                self.peak_anon_kb = max(self.peak_anon_kb, int(m.group(1)))
 
 
 class PingProbe(Background):
@@ -201,6 +206,8 @@ def measure(port: int, size: int, requests: int, clients: int,
     return {
         "ops": ops, "rss_mb": rss.peak_kb / 1024, "dataset_mb": dataset_mb,
         "follower_rss_mb": max((f.peak_kb for f in followers), default=0) / 1024,
+        "anon_mb": rss.peak_anon_kb / 1024,
+        "follower_anon_mb": max((f.peak_anon_kb for f in followers), default=0) / 1024,
         "ping_worst_ms": ping.worst_ms, "pings_over_100ms": ping.over_100ms,
         "holds": int(after.get("backpressure_holds", 0)) - int(before.get("backpressure_holds", 0)),
         "held_s": (int(after.get("backpressure_ms", 0)) - int(before.get("backpressure_ms", 0))) / 1000,
@@ -251,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
           f"redis-benchmark -t set -c {args.clients} -r 10000 -n {args.requests}")
     ref = {size: m["ops"] for name, size, m in rows if name.startswith("redis")}
     head = ("| system | value | SET/s | vs Redis | data set MB | leader peak RSS MB | follower peak RSS MB | "
+            "leader peak anon MB | follower peak anon MB | "
             "worst PING ms | PINGs > 100 ms | loop stalls | term changes | full resyncs | background snapshots | "
             "writer holds | held s | compactions held | caught up s |")
     print(head)
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = float(m["ops"]) / float(ref[size]) if ref.get(size) else 0.0
         shown = f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
         print(f"| {name} | {shown} | {float(m['ops']):,.0f} | {ratio:.2f} | {float(m['dataset_mb']):.0f} | "
-              f"{float(m['rss_mb']):.0f} | {float(m['follower_rss_mb']):.0f} | {float(m['ping_worst_ms']):.0f} | "
+              f"{float(m['rss_mb']):.0f} | {float(m['follower_rss_mb']):.0f} | {float(m['anon_mb']):.0f} | "
+              f"{float(m['follower_anon_mb']):.0f} | {float(m['ping_worst_ms']):.0f} | "
               f"{m['pings_over_100ms']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
               f"{m['bg_snapshots']} | {m['holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} | "
               f"{m['caught_up']} |")
