@@ -163,3 +163,37 @@ def _get_ok(c: redis.Redis, key: str) -> bool:
         return c.get(key) is not None
     except redis.ResponseError:
         return False
+
+
+def test_raft_a_snapshot_received_on_a_full_disk_waits_for_space_then_installs(small_disk: Path,
+                                                                               tmp_path: Path) -> None:
+    """A follower streams a snapshot from the leader into its snapshot file as the chunks come
+    (runtime/raft_group.py ``_FileSink``): a disk that refuses it blocks the node as a refused
+    WAL write does, leaves no partial file, and the install happens once space returns."""
+    c = make(tmp_path / "c0", "raft", snapshot_bytes=256 * 1024, segment_bytes=64 * 1024)
+    try:
+        c.start()
+        leader = c.leader()
+        if leader == "n1":  # n1 (the small disk) must be the follower that falls behind
+            c.client("n1").execute_command("FAILOVER", "TO", "n2")
+            wait_for(lambda: c.replication("n1")["role"] == "slave", 20, "n1 to hand over")
+            leader = c.leader()
+        c.stop("n1")
+        writer = c.client(leader)
+        for i in range(0, 800, 100):  # 3.2 MB of values: the leader snapshots and compacts past n1
+            pipe = writer.pipeline(transaction=False)
+            for j in range(i, i + 100):
+                pipe.set(f"k{j}", VALUE)
+            pipe.execute()
+        wait_for(lambda: int(c.stats(leader)["snapshots_taken"]) >= 1, 20, "a snapshot on the leader")
+        filler = fill_leaving(small_disk, HEADROOM_BYTES)
+        c.start("n1")
+        wait_for(lambda: misconf_lines(c, "n1")[0] >= 1, 30, "n1 to block on the snapshot it cannot write")
+        assert "snapshot being received" in c.log_text("n1")
+        assert int(c.stats("n1")["snapshots_installed"]) == 0
+        filler.unlink()
+        wait_for(lambda: int(c.stats("n1")["snapshots_installed"]) >= 1, 60, "the install once space returned")
+        wait_for(lambda: len({c.digest(n) for n in ("n1", "n2", "n3")}) == 1, 30, "equal digests")
+        assert not list((small_disk / "snapshots").glob("*.tmp"))  # no partial transfer left behind
+    finally:
+        c.close()

@@ -264,11 +264,11 @@ class RaftRunner(BaseRunner):
                 (early if split and may_send_before_sync(e) else sends).append(e)
             else:
                 rest.append(e)
+        if self.group.disk_errors:  # a snapshot being received could not be written (raft_group.py):
+            self._disk_failed(self.group.disk_errors.pop())  # blocked, as a refused WAL write, never fatal
         wal = self.wal
         frozen = self.disk_error is not None
         try:
-            if self.group.disk_errors:  # the snapshot being received could not be written (raft_group.py)
-                raise self.group.disk_errors.pop()
             for p in persists:
                 self._persist(p)  # while frozen: entries only queue in the WAL's buffer
             if not frozen:
