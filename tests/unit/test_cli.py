@@ -25,10 +25,19 @@ runner = CliRunner()
 COMMANDS = ["up", "node", "status", "failover", "sim", "version"]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port not handed out before in this run: the kernel may offer a port again once the
+    socket that found it is closed, and one config's client and peer ports must all differ."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def port_closed(port: int) -> bool:

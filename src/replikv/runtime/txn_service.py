@@ -414,10 +414,10 @@ class TxnService:
         g = int(argv[3])
         if g not in node.placement:
             raise RespError(f"ERR no group {g}")
+        body = checked_step(op, argv[4], node.placement)  # refused here, wherever the group's leader is
         if not node.leads(g):
             node.forwarder.forward(conn, node.leader_of(g), [argv], False, admin=True)
             return
-        body = checked_step(op, argv[4], node.placement)
         now = wall_ms()
         grp = node.groups[g]
         if op == b"PREPARE":
