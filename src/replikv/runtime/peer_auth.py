@@ -67,11 +67,13 @@ class FrameSealer:
         self.key = key
         self.seq = 0
 
-    def seal(self, payload: bytes) -> bytes:
+    def tag(self, payload: bytes) -> bytes:
+        """The MAC of the next frame, sent right after its payload (the frame on the wire is
+        payload + tag; the caller writes both without joining them: no copy of the payload)."""
         tag = hashlib.blake2b(_SEQ.pack(self.seq), key=self.key, digest_size=TAG_BYTES)
         tag.update(payload)
         self.seq += 1
-        return payload + tag.digest()
+        return tag.digest()
 
 
 class FrameOpener:

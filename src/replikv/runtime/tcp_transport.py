@@ -150,9 +150,11 @@ class _FrameProtocol(asyncio.Protocol):
             self.transport.write(_LEN.pack(len(payload)) + payload)
 
     def send_sealed(self, payload: bytes) -> None:
-        """A data frame: payload and its MAC (only after the handshake)."""
-        sealed = self.sealer.seal(payload)  # type: ignore[union-attr]
-        self.transport.write(_LEN.pack(len(sealed)) + sealed)  # type: ignore[union-attr]
+        """A data frame: its length, the payload and its MAC (only after the handshake), given
+        to the transport as three buffers (uvloop writes them with one writev): framing a
+        64 KiB write's batch no longer copies it twice."""
+        tag = self.sealer.tag(payload)  # type: ignore[union-attr]
+        self.transport.writelines((_LEN.pack(len(payload) + TAG_BYTES), payload, tag))  # type: ignore[union-attr]
 
     def fail(self, reason: str) -> None:
         peer = self.transport.get_extra_info("peername") if self.transport else None
