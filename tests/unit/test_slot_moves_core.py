@@ -78,12 +78,28 @@ def test_a_new_leader_resumes_from_the_log() -> None:
 
 def test_a_move_is_forgotten_when_leadership_is_lost_or_its_freeze_froze_nothing() -> None:
     d, state = MoveDriver(), SlotMoves(0, SlotMap.even(2))
-    d.start(0, [9000], 1, 3, state)  # group 0 does not own slot 9000
+    d.start(0, [9000], 1, 3, state, client="c1")  # group 0 does not own slot 9000
     assert d.applied(0, "freeze", state.apply("freeze", [9000], 1, 3), 1, 3, True, state, _never) is None
     assert not d.moves
-    d.start(0, [1], 1, 4, state)
+    d.start(0, [1], 1, 4, state, client="c2")
     d.check(0, False, state, _never)
     assert not d.moves  # a new RESHARD on this node is not refused forever
+    # the clients that asked get their answer, not silence
+    assert [(c, why.split()[0]) for c, why in d.unanswered] == [("c1", "ERR"), ("c2", "TRYAGAIN")]
+    assert "nothing was moved" in d.unanswered[0][1] and "no longer leads group 0" in d.unanswered[1][1]
+
+
+def test_a_move_replaced_by_an_earlier_leaders_frozen_move_answers_its_client() -> None:
+    state, d = SlotMoves(0, SlotMap.even(2)), MoveDriver()
+    d.start(0, [9], 1, 7, state, client="mine")
+    state.apply("freeze", [3], 1, 3)  # an older leader's move froze first; this one never applied
+    assert d.resume(0, state, _never) == MoveStep("import", 0, (3,), 1, 3)
+    (answer,) = d.unanswered
+    assert answer[0] == "mine" and answer[1].startswith("TRYAGAIN") and "earlier leader" in answer[1]
+    d.moves[0].stage = "retry"
+    state.frozen.clear()
+    d.check(0, True, state, _never)  # a move resumed from the log has no client: nothing more to answer
+    assert len(d.unanswered) == 1 and not d.moves
 
 
 def test_a_stale_import_after_the_move_finished_takes_nothing() -> None:

@@ -457,7 +457,12 @@ class ShardedRaftRunner(BaseRunner):
 
     def _run_step(self, step: MoveStep | None) -> None:
         """Carry out the mover's decision (core/sharding/moves.py): FREEZE and RELEASE proposed in
-        the source group led here, IMPORT and ACTIVATE sent to the target group's leader."""
+        the source group led here, IMPORT and ACTIVATE sent to the target group's leader; the
+        clients of moves it stopped driving get their answer."""
+        if self.mover.unanswered:
+            dropped, self.mover.unanswered = self.mover.unanswered, []
+            for client, why in dropped:
+                client.resolve(encode_reply(RespError(why), client.conn.resp3))
         if step is None:
             return
         g, slots = step.source, list(step.slots)

@@ -201,11 +201,19 @@ class MoveDriver:
     ACTIVATE in the target; ACTIVATE committed -> done. A failed step is retried by ``check``
     (each step is idempotent). Only a leader of the source drives; a node that is not
     ignores events. A new leader resumes a frozen move (re-import) and re-sends ACTIVATE for
-    the slots its group released (harmless when done: ``SlotMoves.activate``)."""
+    the slots its group released (harmless when done: ``SlotMoves.activate``). A move this node
+    stops driving that a client asked for is put in ``unanswered`` with the reason, for the
+    driver to answer the client (it never waits for an answer that will not come)."""
 
     def __init__(self) -> None:
         self.moves: dict[int, SlotMove] = {}
         self.confirmed: set[tuple[int, int]] = set()  # (source, epoch) whose ACTIVATE committed
+        self.unanswered: list[tuple[Any, str]] = []  # (client, why) of moves dropped here
+
+    def _drop(self, g: int, why: str) -> None:
+        move = self.moves.pop(g, None)
+        if move is not None and move.client is not None:
+            self.unanswered.append((move.client, why))
 
     def start(self, source: int, slots: list[int], target: int, epoch: int, state: SlotMoves,
               client: Any = None) -> MoveStep:
@@ -222,7 +230,7 @@ class MoveDriver:
         if op == "freeze":
             move = self.moves.get(g)
             if not slots and move is not None and move.epoch == epoch:
-                del self.moves[g]  # it froze nothing (the group no longer owns them): nothing to move
+                self._drop(g, f"ERR group {g} no longer owns those slots: nothing was moved")
                 return None
             return self.resume(g, state, blocked)
         if op == "release":
@@ -244,6 +252,9 @@ class MoveDriver:
             target, epoch = next(iter(state.frozen.values()))
         slots = sorted(s for s, (t, e) in state.frozen.items() if (t, e) == (target, epoch))
         if move is None or (move.target, move.epoch) != (target, epoch):
+            if move is not None:
+                self._drop(g, f"TRYAGAIN group {g} must first finish a move an earlier leader began; "
+                              "ask again once it is done")
             move = self.moves[g] = SlotMove(slots, target, epoch)
         move.slots = slots  # what the log froze: the RELEASE that follows names exactly these
         if blocked(set(slots)):
@@ -285,8 +296,12 @@ class MoveDriver:
         node that no longer leads the group forgets its move (the new leader resumes it from the
         log), as does one whose FREEZE was refused and never applied (the move never began)."""
         move = self.moves.get(g)
-        if not leading or (move is not None and move.stage == "retry" and not state.frozen):
-            self.moves.pop(g, None)  # not ours to drive (any more), or its FREEZE never applied
+        if not leading:  # the new leader resumes it from the log, if its FREEZE applied
+            self._drop(g, f"TRYAGAIN this node no longer leads group {g}: the move goes on if it had begun "
+                          "(see replikv status), or ask again")
+            return None
+        if move is not None and move.stage == "retry" and not state.frozen:
+            self._drop(g, f"TRYAGAIN group {g} did not take the move (a leader change); ask again")
             return None
         if state.frozen and (move is None or move.stage == "retry"):
             return self.resume(g, state, blocked)
