@@ -356,3 +356,34 @@ def test_slots_move_between_groups_under_writes_and_nothing_acknowledged_is_lost
         assert retrying(lambda: c.client("n1").get(moving[0])) == c.client("n2").get(moving[0])
     finally:
         c.close()
+
+
+def test_a_slot_moved_twice_is_routed_to_its_last_group_after_a_full_restart(tmp_path: Path) -> None:
+    """A restarted node rebuilds its slot map from its groups' logs, read in group order: group 2
+    says it released the slots to group 1 (the first move), group 1 that it released them to
+    group 0 (the second). Slot by slot, the later move wins, whatever the order read."""
+    c = sharded(tmp_path / "c")
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
+        key = next(k for k in (f"t:{i}" for i in range(100_000)) if 15000 <= key_slot(k.encode()) <= 15100)
+        assert retrying(lambda: c.client("n1").set(key, "v")) is True
+        for target in ("1", "0"):
+            try:
+                assert c.client("n1").execute_command("REPLIKV", "RESHARD", "15000-15100", target) == b"OK"
+            except redis.exceptions.TryAgainError:
+                pass  # the answer did not come in time (a loaded machine): the move goes on
+            wait_for(lambda: all("15000-15100" in c.replication(n)[f"group{target}"]["slots"] for n in nodes), 60,
+                     f"slots 15000-15100 to be group {target}'s on every node")
+        for n in nodes:
+            c.stop(n)
+        for n in nodes:
+            c.start(n)
+        wait_for(lambda: settled(c, nodes, 3), 30, "every group led by its preferred leader again")
+        for n in nodes:
+            runs = {tuple(x[:2]): x[2][1] for x in c.client(n).execute_command("CLUSTER", "SLOTS")}
+            assert runs[(15000, 15100)] == c.port("n1"), (n, runs)  # group 0's leader
+            assert "15000-15100" in c.replication(n)["group0"]["slots"]
+        assert retrying(lambda: c.client("n3").get(key)) == b"v"
+    finally:
+        c.close()

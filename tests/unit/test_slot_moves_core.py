@@ -45,6 +45,13 @@ def test_state_round_trips_and_reads_the_old_pending_format() -> None:
     old = SlotMoves(1, SlotMap.even(2))
     old.load([[], [], [3], []])  # pending without epochs (before core/sharding/moves.py)
     assert old.apply("activate", [3], 1, 9) == [3]
+    m.apply("activate", [3], 1, 9)
+    assert m.owners() == ({3: (1, 9)}, 9)  # gained at the move's epoch (a restart compares them)
+    copy.load(m.state())
+    assert copy.owners() == m.owners()
+    older = SlotMoves(1, SlotMap.even(2))
+    older.load([[], [], [], [3]])  # gained slots without their epoch (before session 13)
+    assert older.owners() == ({3: (1, 0)}, 0) and older.owns(3)
 
 
 def test_the_driver_walks_freeze_import_release_activate() -> None:

@@ -43,7 +43,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgpack
@@ -116,10 +116,11 @@ class ShardedRaftRunner(BaseRunner):
                                 disk_errors=self.disk_errors)
                 self.groups[g] = grp
                 self.host.add_group(g, grp.core)
+        self.slot_epochs = [0] * len(self.slot_group)  # slot -> epoch of the move its owner came from
         for grp in self.groups.values():  # slots moved before a restart, as the groups' logs say
             assert grp.slots is not None
-            owners, epoch = grp.slots.owners()
-            for slot, owner in owners.items():
+            owners, _epoch = grp.slots.owners()
+            for slot, (owner, epoch) in owners.items():
                 self._adopt([slot], owner, epoch)
         self.mover = MoveDriver()  # the moves of source groups led here (core/sharding/moves.py)
         self.sm = StateMachine()  # the node's own script cache (EVALSHA forwarding); data lives in groups
@@ -389,13 +390,20 @@ class ShardedRaftRunner(BaseRunner):
         return False
 
     # -- moving slots (docs/design.md, "moving slots") --------------------------------------------
-    def _adopt(self, slots: list[int] | tuple[int, ...], group: int, epoch: int) -> None:
-        """The node's slot map takes what a group's log (or a peer's announcement) decided."""
+    def _adopt(self, slots: Iterable[int], group: int, epoch: int) -> None:
+        """The node's slot map takes what a group's log decided about ``slots`` at ``epoch``,
+        slot by slot unless it knows of a later move of that slot (per slot, move epochs grow:
+        groups' logs read in any order, after a restart, give the same map)."""
         groups = list(self.slot_map.groups)
+        known = self.slot_epochs
+        changed = False
         for slot in slots:
-            groups[slot] = group
-        self.slot_map = SlotMap(groups=tuple(groups), epoch=max(epoch, self.slot_map.epoch))
-        self.slot_group = self.slot_map.groups
+            if epoch >= known[slot] and (groups[slot], known[slot]) != (group, epoch):
+                groups[slot], known[slot], changed = group, epoch, True
+        if changed or epoch > self.slot_map.epoch:
+            self.slot_map = SlotMap(groups=tuple(groups), epoch=max(epoch, self.slot_map.epoch))
+            self.slot_group = self.slot_map.groups
+            self._moved = None
 
     def admin(self, conn: Any, argv: list[bytes]) -> None:
         """REPLIKV RESHARD <slots> <group> (move slots to a group; run on the source group's
@@ -718,12 +726,16 @@ class ShardedRaftRunner(BaseRunner):
                 parts = msgpack.unpackb(body)
                 if not isinstance(parts, list) or len(parts) != 2:
                     raise ValueError("a LEADERS frame is [groups led, slot map]")
-                led, encoded = parts
+                led, moved = parts
                 if not isinstance(led, list) or not all(type(g) is int for g in led):
                     raise ValueError("a LEADERS frame names the groups its node leads")
-                theirs = SlotMap.decode(encoded)
-                if theirs.epoch > self.slot_map.epoch and len(theirs.groups) == len(self.slot_group):
-                    self.slot_map, self.slot_group = theirs, theirs.groups
+                if not isinstance(moved, list) or not all(
+                        isinstance(r, list) and len(r) == 4 and all(type(x) is int for x in r)
+                        and 0 <= r[0] <= r[1] < len(self.slot_group) and r[2] in self.placement and r[3] > 0
+                        for r in moved):
+                    raise ValueError("a LEADERS frame's moved slots are [first, last, group, epoch] runs")
+                for first, last, g, epoch in moved:  # slot by slot: a later move wins (_adopt)
+                    self._adopt(range(first, last + 1), g, epoch)
                 src = next((i for i, n in self.names.items() if n == peer), None)
                 for g in led:
                     if g in self.placement and src is not None and g not in self.groups:
@@ -737,9 +749,28 @@ class ShardedRaftRunner(BaseRunner):
         led = tuple(sorted(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER))
         if (led != self._announced or force) and hasattr(self, "transport"):
             self._announced = led
-            frame = LEADERS + msgpack.packb([list(led), self.slot_map.encode()])
+            frame = LEADERS + msgpack.packb([list(led), self._moved_runs()])
             for p in self.peer_ids:
                 self.transport.send(p, frame)
+
+    _moved: list[list[int]] | None = None
+
+    def _moved_runs(self) -> list[list[int]]:
+        """The slots moved since the initial map, as ``[first, last, group, epoch]`` runs (what a
+        LEADERS frame tells peers; kept until the map changes)."""
+        if self._moved is None:
+            runs: list[list[int]] = []
+            groups = self.slot_group
+            for slot, epoch in enumerate(self.slot_epochs):
+                if epoch:
+                    g = groups[slot]
+                    last = runs[-1] if runs else None
+                    if last is not None and last[1] == slot - 1 and last[2] == g and last[3] == epoch:
+                        last[1] = slot
+                    else:
+                        runs.append([slot, slot, g, epoch])
+            self._moved = runs
+        return self._moved
 
     def _on_peer_disconnected(self, peer: str) -> None:
         if any(self.leader_of(g) == peer for g in self.placement):

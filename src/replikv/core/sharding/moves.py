@@ -54,7 +54,7 @@ class SlotMoves:
         self.frozen: dict[int, tuple[int, int]] = {}  # slot -> (target group, epoch)
         self.released: dict[int, tuple[int, int]] = {}  # slot -> (group it went to, epoch)
         self.pending: dict[int, int] = {}  # slot -> epoch of the import
-        self.gained: set[int] = set()
+        self.gained: dict[int, int] = {}  # slot -> epoch of the move that brought it (0: unknown, old state)
 
     @property
     def refusing(self) -> bool:
@@ -112,7 +112,7 @@ class SlotMoves:
         done = [s for s in slots if self.frozen.get(s) == (target, epoch)]
         for s in done:
             self.frozen.pop(s, None)
-            self.gained.discard(s)
+            self.gained.pop(s, None)
             self.released[s] = (target, epoch)
         return done
 
@@ -124,14 +124,15 @@ class SlotMoves:
         for s in done:
             del self.pending[s]
             self.released.pop(s, None)
-            self.gained.add(s)
+            self.gained[s] = epoch
         return done
 
-    def owners(self) -> tuple[dict[int, int], int]:
-        """What this group's log says about slot owners beyond the initial map: slot -> group,
-        and the highest epoch among them (a restarted node's slot map starts from these)."""
-        owners = {s: t for s, (t, _) in self.released.items()}
-        owners.update({s: self.gid for s in self.gained})
+    def owners(self) -> tuple[dict[int, tuple[int, int]], int]:
+        """What this group's log says about slot owners beyond the initial map: slot -> (group,
+        epoch of the move that decided it), and the highest epoch among them (a restarted node's
+        slot map starts from these; of two groups' words on one slot, the later epoch wins)."""
+        owners = {s: (t, e) for s, (t, e) in self.released.items()}
+        owners.update({s: (self.gid, e) for s, e in self.gained.items()})
         epochs = [e for _, e in self.released.values()] + [e for _, e in self.frozen.values()]
         return owners, max(epochs, default=0)
 
@@ -140,7 +141,7 @@ class SlotMoves:
             return []
         return [[[s, t, e] for s, (t, e) in sorted(self.frozen.items())],
                 [[s, t, e] for s, (t, e) in sorted(self.released.items())],
-                [[s, e] for s, e in sorted(self.pending.items())], sorted(self.gained)]
+                [[s, e] for s, e in sorted(self.pending.items())], [[s, e] for s, e in sorted(self.gained.items())]]
 
     def load(self, state: list[Any]) -> None:
         frozen, released, pending, gained = state if state else ([], [], [], [])
@@ -148,7 +149,7 @@ class SlotMoves:
         self.released = {s: (t, e) for s, t, e in released}
         # older snapshots list pending slots without their epoch (0: any ACTIVATE takes them)
         self.pending = dict((p, 0) if isinstance(p, int) else (p[0], p[1]) for p in pending)
-        self.gained = set(gained)
+        self.gained = dict((g, 0) if isinstance(g, int) else (g[0], g[1]) for g in gained)  # older: no epoch
 
     def apply(self, op: str, slots: list[int], target: int, epoch: int) -> list[int]:
         """A move entry's bookkeeping; returns the slots it touched (the caller imports the keys of
