@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import random
 
-import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -167,45 +166,6 @@ def test_with_slots_returns_a_new_map_one_epoch_later() -> None:
         m.with_slots([SLOT_COUNT], 1)
     with pytest.raises(SlotSpecError):
         m.with_slots([1], -1)
-
-
-@given(
-    st.lists(
-        st.tuples(st.integers(0, SLOT_COUNT - 1), st.integers(0, 400), st.integers(0, 6)),
-        max_size=8,
-    )
-)
-def test_encode_decode_round_trip_through_msgpack(moves: list[tuple[int, int, int]]) -> None:
-    m = SlotMap.even(5)
-    for start, length, group in moves:
-        m = m.with_slots(range(start, min(SLOT_COUNT, start + length + 1)), group)
-    encoded = m.encode()
-    assert len(encoded[1]) == len(m.ranges())  # type: ignore[arg-type]  # runs, not 16384 slots
-    back = SlotMap.decode(msgpack.unpackb(msgpack.packb(encoded)))
-    assert back == m
-    assert back.ranges_by_group() == {g: m.ranges_of(g) for g in m.group_ids()}
-    assert SlotMap.from_ranges(back.ranges_by_group(), epoch=m.epoch) == m
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        None,
-        [0],
-        [-1, [[0, 16383, 0]]],
-        [0, [[0, 16382, 0]]],  # a slot missing
-        [0, [[0, 100, 0], [100, 16383, 1]]],  # overlap
-        [0, [[1, 16383, 0]]],  # gap at the start
-        [0, [[0, 16384, 0]]],
-        [0, [[0, 16383, -1]]],
-        [0, [[0, 16383]]],
-        [0, [["0", 16383, 0]]],
-        [True, [[0, 16383, 0]]],
-    ],
-)
-def test_decode_refuses_malformed_maps(data: object) -> None:
-    with pytest.raises(SlotSpecError):
-        SlotMap.decode(data)
 
 
 def test_from_ranges_refuses_gaps_and_doubles() -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import binascii
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -260,34 +260,6 @@ class SlotMap:
         for g in self.groups:
             out[g] = out.get(g, 0) + 1
         return out
-
-    def encode(self) -> list[object]:
-        """``[epoch, [[start, end, group], ...]]``: msgpack/JSON-friendly, one
-        entry per run of slots (K entries for an even split, not 16384)."""
-        return [self.epoch, [[a, b, g] for a, b, g in self.ranges()]]
-
-    @classmethod
-    def decode(cls, data: object) -> SlotMap:
-        """The inverse of ``encode``; the runs must cover 0..16383 in order,
-        exactly once (SlotSpecError otherwise)."""
-        if not (isinstance(data, Sequence) and len(data) == 2):
-            raise SlotSpecError("an encoded slot map is [epoch, runs]")
-        epoch, runs = data[0], data[1]
-        if type(epoch) is not int or epoch < 0 or not isinstance(runs, Sequence):
-            raise SlotSpecError("an encoded slot map is [epoch, runs]")
-        groups: list[int] = []
-        for run in runs:
-            if not (
-                isinstance(run, Sequence) and len(run) == 3 and all(type(x) is int for x in run)
-            ):
-                raise SlotSpecError(f"invalid slot run {run!r}")
-            start, end, group = run
-            if start != len(groups) or end < start or end >= SLOT_COUNT or group < 0:
-                raise SlotSpecError(f"slot run {run!r} does not continue at slot {len(groups)}")
-            groups.extend([group] * (end - start + 1))
-        if len(groups) != SLOT_COUNT:
-            raise SlotSpecError(f"encoded slot map covers {len(groups)} of {SLOT_COUNT} slots")
-        return cls(groups=tuple(groups), epoch=epoch)
 
     @classmethod
     def from_ranges(cls, owners: Mapping[int, Iterable[SlotRange]], epoch: int = 0) -> SlotMap:
