@@ -78,7 +78,7 @@ from replikv.storage.meta import MetaStore
 log = logging.getLogger("replikv.sharded")
 
 BATCH = b"B"  # a GroupHost batch (core/multiraft/codec.py)
-LEADERS = b"L"  # msgpack [groups this node leads]
+LEADERS = b"L"  # msgpack [groups this node leads, moved slots as [first, last, group, epoch] runs]
 
 _KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})
 _KEYLESS_WRITES = frozenset({b"FLUSHALL", b"FLUSHDB"})
