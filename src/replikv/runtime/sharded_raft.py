@@ -39,6 +39,7 @@ node's data).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -120,7 +121,7 @@ class ShardedRaftRunner(BaseRunner):
         self.groups: dict[int, RaftGroup] = {}
         self.hb_ticks = hb_ticks
         self.tombstones = {int(g): int(i) for g, i in state.get("tombstones", {}).items()}  # _drop_group
-        self.index_replies: set[int] = set()  # REPLIKV GROUP REMOVE: answered with the change's index
+        self.index_replies: set[object] = set()  # REPLIKV GROUP REMOVE: answered with the change's index
         self.disk_errors: list[WalBlockedError] = []  # a group's snapshot sink could not write (raft_group.py)
         for g, members in self.placement.items():
             if self.raft_id in members or (self.data_dir / "groups" / f"g{g}").is_dir():
@@ -586,7 +587,7 @@ class ShardedRaftRunner(BaseRunner):
     def _open_group(self, g: int, members: tuple[int, ...]) -> RaftGroup:
         return RaftGroup(g, self.data_dir / "groups" / f"g{g}", self.options, self.raft_id, members,
                          self.election_ticks, self.hb_ticks, slot_map=self.slot_map, disk_errors=self.disk_errors,
-                         on_config=lambda e, g=g: self._config_applied(g, e))
+                         on_config=functools.partial(self._config_applied, g))
 
     def _learn_addresses(self) -> None:
         """New nodes' addresses come from cluster.toml (``replikv cluster add`` wrote them)."""
@@ -850,7 +851,7 @@ class ShardedRaftRunner(BaseRunner):
             waiting.slot.resolve(encode_reply(result, waiting.conn.resp3))
 
     def _on_reply(self, g: int, rid: object, result: object) -> None:
-        self.index_replies.discard(rid)  # type: ignore[arg-type]
+        self.index_replies.discard(rid)
         if type(rid) is tuple:
             if rid[0] == "expiry":
                 self.groups[g].expiry_inflight = False
