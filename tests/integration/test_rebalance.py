@@ -105,3 +105,32 @@ def test_cluster_add_then_rebalance_moves_groups_and_leaders_to_the_new_node(tmp
             assert retrying(lambda: cl.get(ks[-1])) == (ks[-1] + "!").encode()
     finally:
         c.close()
+
+
+def test_cluster_remove_moves_the_nodes_replicas_away_first(tmp_path: Path) -> None:
+    shards = 4
+    c = sharded(tmp_path / "c", n=4, shards=shards)
+    try:
+        nodes = ["n1", "n2", "n3", "n4"]
+        wait_for(lambda: all_led(c, nodes, shards), 20, "every group to have a leader")
+        assert hosted(c, "n4") == 3
+        r = c.client("n1")
+        keys = keys_per_group(shards, 10)
+        for ks in keys.values():
+            for k in ks:
+                assert retrying(lambda: r.set(k, k + "!")) is True
+        out = cli("cluster", "remove", "--config", str(c.path), "--id", "n4")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "n4" not in ClusterConfig.load(c.path).nodes
+        wait_for(lambda: hosted(c, "n4") == 0, 20, "n4 to drop its replicas")
+        assert not any((tmp_path / "c" / "n4" / "groups" / f"g{g}").exists() for g in range(shards))
+        assert sum(hosted(c, n) for n in nodes[:3]) == 3 * shards
+        c.stop("n4")
+        wait_for(lambda: all_led(c, nodes[:3], shards), 20, "every group led by n1-n3")
+        for n in nodes[:3]:
+            cl = c.client(n)
+            for ks in keys.values():
+                for k in ks:
+                    assert retrying(lambda: cl.get(k)) == (k + "!").encode()
+    finally:
+        c.close()
