@@ -1148,7 +1148,9 @@ def failover(
 
 
 cluster_app = typer.Typer(help="Membership: add or remove a node, one at a time (raft: a learner, then a voter; "
-                               "leaderless: a new ring epoch, with the moving ranges streamed).",
+                               "sharded raft: the node joins hosting no group, see replikv rebalance, and a "
+                               "removed node's replicas move away first; leaderless: a new ring epoch, with the "
+                               "moving ranges streamed).",
                           no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 
@@ -1191,7 +1193,9 @@ def cluster_add(
 ) -> None:
     """Add a node: write it into cluster.toml, tell the cluster, wait until it is a full member.
 
-    raft: added as a learner, promoted once caught up. leaderless: a new ring epoch with the node's
+    raft: added as a learner, promoted once caught up. sharded raft (--shards): the node joins
+    hosting no group (it serves clients by forwarding/MOVED); `replikv rebalance` gives it replicas.
+    leaderless: a new ring epoch with the node's
     ranges pending; writes go to old and new owners while the old owners stream the ranges; then
     the ring switches. Start the new node (replikv node --config ... --id <id>) while this waits:
     this command does not start it.
@@ -1254,6 +1258,8 @@ def cluster_remove(
 ) -> None:
     """Remove a node from the membership, then from cluster.toml (stop it afterwards).
 
+    sharded raft: a rebalance over the other nodes moves the node's replicas away first (its data
+    is dropped), then it leaves cluster.toml.
     leaderless: the node streams each of its ranges to its new owner first (the cluster refuses to go
     below --replicas nodes); this waits until the ring has switched.
     """

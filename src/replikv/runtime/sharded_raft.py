@@ -29,6 +29,15 @@ Routing a client command (rules Redis Cluster users expect):
   groups it leads to every peer once a second and at every change (a
   ``LEADERS`` frame); before any announcement the preferred leader is assumed.
 
+Placement (docs/design.md, "Placement and rebalancing"): a hosted group's members are those of its
+own Raft configuration; the node keeps a placement record (group -> members, preferred leader
+first; tombstones of groups it was removed from) in its meta file: at first start the founders'
+placement (cluster.toml's ``bootstrap``, else its nodes), afterwards the record, updated by each
+membership change a hosted group applies. A node added with ``replikv cluster add`` hosts no group
+until ``replikv rebalance`` drives ``REPLIKV GROUP <g> ADD|PROMOTE|TRANSFER|REMOVE`` on the groups'
+leaders and ``DROP`` on removed nodes; a leader's AppendEntries/InstallSnapshot for a group not
+hosted here creates the replica, unless it predates this node's removal (tombstone).
+
 Persistence: each group has its own WAL; the WALs a loop iteration wrote are
 committed (written, and fsynced by the policy) before any batch leaves, so a
 vote or an acknowledgement never leaves ahead of what it stands for (the
