@@ -561,6 +561,8 @@ class ShardedRaftRunner(BaseRunner):
         """This node's replica of g goes (it was removed from g at ``index``), data included."""
         self.tombstones[g] = max(index, self.tombstones.get(g, 0))
         self.placement[g] = tuple(m for m in self.placement[g] if m != self.raft_id) or self.placement[g]
+        if g in self.groups:
+            self._drain()  # what the group produced so far is carried out before it goes
         grp = self.groups.pop(g, None)
         self.node_state = {**self.node_state, "tombstones": {str(k): v for k, v in self.tombstones.items()}}
         self._save_placement()
@@ -572,6 +574,15 @@ class ShardedRaftRunner(BaseRunner):
         grp.wal.close()
         shutil.rmtree(grp.dir, ignore_errors=True)
         log.info("node %s no longer hosts group %d (removed at index %d): replica dropped", self.id, g, index)
+
+    def _drop_removed(self) -> None:
+        """Once a second: a hosted group whose committed configuration no longer names this node
+        (it applied its own removal, maybe before a crash) drops its replica, as DROP would."""
+        for g, grp in list(self.groups.items()):
+            log_ = grp.core.log
+            if self.raft_id not in log_.config().members and log_.config().members \
+                    and log_.commit >= log_.last_config_index():
+                self._drop_group(g, log_.last_config_index())
 
     def _create_on_demand(self, batch: Any) -> None:
         """A leader's AppendEntries or InstallSnapshot for a group this node does not host makes
@@ -962,6 +973,7 @@ class ShardedRaftRunner(BaseRunner):
                 self._announce(force=True)
                 self._hand_back_leadership()
                 self._check_moves()
+                self._drop_removed()
             self._drain()
 
     def _hand_back_leadership(self) -> None:
