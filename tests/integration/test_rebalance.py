@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -71,9 +72,12 @@ def test_cluster_add_then_rebalance_moves_groups_and_leaders_to_the_new_node(tmp
         t = threading.Thread(target=writer, daemon=True)
         t.start()
         try:
+            wait_for(lambda: len(acked) > 5, 20, "the background writer to make progress")
+            started = len(acked)
             out = cli("rebalance", "--config", str(c.path), "--timeout", "240")
             assert out.returncode == 0, out.stdout + out.stderr
-            wait_for(lambda: len(acked) > 20, 20, "the background writer to make progress")
+            assert "add learner n4" in out.stdout and "remove" in out.stdout, out.stdout
+            assert len(acked) > started  # writes were acknowledged while the groups moved
         finally:
             stop.set()
             t.join(20)
@@ -83,6 +87,12 @@ def test_cluster_add_then_rebalance_moves_groups_and_leaders_to_the_new_node(tmp
         assert sum(hosted(c, n) for n in ["n1", "n2", "n3", "n4"]) == 3 * shards  # moved, not copied
         after = placement(c, "n4")
         assert sum("n4" in m for m in after.values()) == hosted(c, "n4")
+        out = cli("status", "--config", str(c.path), "--json", timeout=60)
+        statuses = {s["id"]: s for s in json.loads(out.stdout)}
+        four_groups = statuses["n4"]["groups"]  # replikv status shows the new members and leaders
+        assert len(four_groups) == hosted(c, "n4")
+        assert all("n4" in row["members"].split("/") for row in four_groups.values())
+        assert any(row["leader"] == "n4" for row in four_groups.values())
         for n in ["n1", "n4"]:
             cl = c.client(n)
             for ks in keys.values():
