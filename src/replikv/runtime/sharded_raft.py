@@ -1076,7 +1076,7 @@ class ShardedRaftRunner(BaseRunner):
         cluster = ",".join(f"{n}@{a.host}:{a.port}" for n, a in sorted(nodes.items()))  # the same on every node
         return ClusterView(
             slot_map=self.slot_map,
-            placement={g: tuple(names[i] for i in m) for g, m in self.placement.items()},
+            placement={g: tuple(names.get(i, str(i)) for i in m) for g, m in self.placement.items()},
             leaders={g: self.leader_of(g) or None for g in self.placement},
             addresses={n: (a.host, a.port) for n, a in nodes.items()},
             node_ids={n: node_id(cluster, n) for n in nodes},
@@ -1147,7 +1147,7 @@ class ShardedRaftRunner(BaseRunner):
         for g in sorted(self.groups):
             grp = self.groups[g]
             core = grp.core
-            members = "/".join(self.names[i] for i in self.placement[g])
+            members = "/".join(self.names.get(i, str(i)) for i in self.placement[g])
             slots = format_ranges(self.slot_map.ranges_of(g), sep="/")
             rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
                        f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"
