@@ -1148,7 +1148,9 @@ def failover(
 
 
 cluster_app = typer.Typer(help="Membership: add or remove a node, one at a time (raft: a learner, then a voter; "
-                               "leaderless: a new ring epoch, with the moving ranges streamed).",
+                               "sharded raft: the node joins hosting no group, see replikv rebalance, and a "
+                               "removed node's replicas move away first; leaderless: a new ring epoch, with the "
+                               "moving ranges streamed).",
                           no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 
@@ -1191,7 +1193,9 @@ def cluster_add(
 ) -> None:
     """Add a node: write it into cluster.toml, tell the cluster, wait until it is a full member.
 
-    raft: added as a learner, promoted once caught up. leaderless: a new ring epoch with the node's
+    raft: added as a learner, promoted once caught up. sharded raft (--shards): the node joins
+    hosting no group (it serves clients by forwarding/MOVED); `replikv rebalance` gives it replicas.
+    leaderless: a new ring epoch with the node's
     ranges pending; writes go to old and new owners while the old owners stream the ranges; then
     the ring switches. Start the new node (replikv node --config ... --id <id>) while this waits:
     this command does not start it.
@@ -1218,6 +1222,12 @@ def cluster_add(
     except ConfigError as e:
         fail(str(e))
     config.save(config_path)
+    if config.options.shards:  # sharded raft: the node joins hosting no group (replikv rebalance)
+        told = _tell_every_node(config, node_id, "REPLIKV", "CLUSTER", "ADD", node_id)
+        console.print(f"{escape(node_id)} joins hosting no group ({told} node(s) told); start it with: "
+                      f"replikv node --config {config_path} --id {escape(node_id)}, then give it groups "
+                      f"with: replikv rebalance --config {config_path}")
+        return
     try:
         reply = _membership_command(config, node_id, "ADD", node_id, timeout_s=10)
     except redis.ResponseError as e:
@@ -1248,6 +1258,8 @@ def cluster_remove(
 ) -> None:
     """Remove a node from the membership, then from cluster.toml (stop it afterwards).
 
+    sharded raft: a rebalance over the other nodes moves the node's replicas away first (its data
+    is dropped), then it leaves cluster.toml.
     leaderless: the node streams each of its ranges to its new owner first (the cluster refuses to go
     below --replicas nodes); this waits until the ring has switched.
     """
@@ -1257,12 +1269,16 @@ def cluster_remove(
         config.node(node_id)
     except ConfigError as e:
         fail(str(e))
-    try:
-        reply = _membership_command(config, node_id, "REMOVE", node_id, timeout_s=10)
-    except redis.ResponseError as e:
-        fail(f"removing {node_id} refused: {e}", FAILURE)
+    if config.options.shards:  # sharded raft: move the node's replicas away first, then drop it
+        _run_rebalance(config, [n for n in config.nodes if n != node_id], timeout)
+        reply = "its replicas moved to the other nodes"
+    else:
+        try:
+            reply = _membership_command(config, node_id, "REMOVE", node_id, timeout_s=10)
+        except redis.ResponseError as e:
+            fail(f"removing {node_id} refused: {e}", FAILURE)
     deadline = time.monotonic() + timeout
-    while True:  # a mode that streams answers WAIT with TRYAGAIN until the change is over
+    while not config.options.shards:  # a mode that streams answers WAIT with TRYAGAIN until the change is over
         try:
             _membership_command(config, node_id, "WAIT", node_id, timeout_s=10)
             break
@@ -1280,6 +1296,133 @@ def cluster_remove(
         config.initial_leader = next(iter(config.nodes))
     config.save(config_path)
     console.print(f"{escape(node_id)} removed ({_text(reply)}); you may stop its process now")
+
+
+def _tell_every_node(config: ClusterConfig, skip: str, *argv: str) -> int:
+    """Send ``argv`` to every reachable node but ``skip``; how many answered OK."""
+    told = 0
+    for node in config.nodes.values():
+        if node.id == skip:
+            continue
+        client = node_client(config, node, 5.0)
+        try:
+            client.execute_command(*argv)
+            told += 1
+        except redis.RedisError as e:
+            err_console.print(f"[yellow]{escape(node.id)}: {escape(str(e))}[/]")
+        finally:
+            client.close()
+    return told
+
+
+def _cluster_placement(config: ClusterConfig) -> tuple[dict[int, tuple[str, ...]], dict[int, str]]:
+    """Every group's members (preferred leader first) and leader, each as the group's leader
+    reports it (its Raft configuration is the newest), else as a node hosting it does."""
+    best: dict[int, tuple[int, tuple[str, ...], str]] = {}
+    for node in config.nodes.values():
+        client = node_client(config, node, 5.0)
+        try:
+            rows = client.execute_command("REPLIKV", "PLACEMENT")
+        except redis.RedisError:
+            continue
+        finally:
+            client.close()
+        for g, members, leader, hosted, leading in rows:
+            rank = 2 * int(leading) + int(hosted)
+            if int(g) not in best or rank > best[int(g)][0]:
+                best[int(g)] = (rank, tuple(_text(m) for m in members), _text(leader))
+    if not best:
+        fail("no node of the cluster answered REPLIKV PLACEMENT", FAILURE)
+    return {g: b[1] for g, b in best.items()}, {g: b[2] for g, b in best.items()}
+
+
+def _group_command(config: ClusterConfig, deadline: float, *argv: str, done_if: str = "",
+                   at: str = "") -> Any:
+    """REPLIKV GROUP ... on a node (``at``, else any: it forwards to the group's leader), again
+    while the cluster answers TRYAGAIN, until ``deadline``; an error containing ``done_if`` is
+    success (a retried change that had been made)."""
+    nodes = [config.nodes[at]] if at else list(config.nodes.values())
+    while True:
+        last: Exception | None = None
+        for node in nodes:
+            client = node_client(config, node, 10.0)
+            try:
+                return client.execute_command("REPLIKV", "GROUP", *argv)
+            except redis.ResponseError as e:
+                if done_if and done_if in str(e):
+                    return None
+                last = e
+                if not str(e).startswith("TRYAGAIN") and not isinstance(e, redis.exceptions.TryAgainError):
+                    fail(f"REPLIKV GROUP {' '.join(argv)} refused: {e}", FAILURE)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                last = e
+            finally:
+                client.close()
+        if time.monotonic() > deadline:
+            fail(f"REPLIKV GROUP {' '.join(argv)} did not succeed in time: {last}", FAILURE)
+        time.sleep(0.2)
+
+
+def _run_rebalance(config: ClusterConfig, nodes: list[str], timeout: float) -> None:
+    """Carry out placement.rebalance over ``nodes`` (core/sharding/placement.py), step by step."""
+    from replikv.core.sharding.placement import PlacementError, rebalance, rebalance_steps
+
+    placement, _leaders = _cluster_placement(config)
+    try:
+        plan = rebalance(placement, nodes)
+    except PlacementError as e:
+        fail(str(e))
+    steps = rebalance_steps(plan)
+    if not steps:
+        console.print("the groups are balanced already: nothing to move")
+        return
+    console.print(f"{len(plan.moves)} replica move(s), {len(plan.leader_changes)} leader change(s)")
+    deadline = time.monotonic() + (timeout or 3600)
+    for step in steps:
+        g = str(step.group)
+        console.print(f"group {g}: {step.op.replace('_', ' ')} {escape(step.node)}")
+        if step.op == "add_learner":
+            _group_command(config, deadline, g, "ADD", step.node, done_if="already a member")
+        elif step.op == "promote":  # refused (TRYAGAIN) until the learner holds the committed log
+            _group_command(config, deadline, g, "PROMOTE", step.node, done_if="is not a learner")
+        elif step.op == "transfer":
+            _tell_every_node(config, "", "REPLIKV", "GROUP", g, "PREFER", step.node)
+            while True:
+                _group_command(config, deadline, g, "TRANSFER", step.node)
+                wait_until = min(deadline, time.monotonic() + 5)
+                while time.monotonic() < wait_until and _cluster_placement(config)[1].get(step.group) != step.node:
+                    time.sleep(0.2)
+                if _cluster_placement(config)[1].get(step.group) == step.node:
+                    break
+                if time.monotonic() > deadline:
+                    fail(f"group {g}: {step.node} did not take the leadership in time", FAILURE)
+        else:
+            index = _group_command(config, deadline, g, "REMOVE", step.node, done_if="is not a member")
+            if index is not None:
+                try:
+                    _group_command(config, deadline, g, "DROP", str(index), at=step.node)
+                except typer.Exit:
+                    err_console.print(f"[yellow]{escape(step.node)} did not drop its replica of group {g}; "
+                                      "it does when it next hears of the change[/]")
+    console.print("[bold green]rebalanced[/]")
+
+
+@app.command()
+def rebalance(
+    config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
+    timeout: float = typer.Option(600.0, "--timeout", min=0.0, help="Seconds for the whole rebalance."),
+) -> None:
+    """Sharded raft: spread the groups' replicas and preferred leaders over the cluster's nodes.
+
+    Computes the smallest set of replica moves that balances replicas and leaders over the nodes
+    in cluster.toml (after `replikv cluster add`), then carries it out group by group: the new
+    member is added as a learner, promoted once caught up (it receives a snapshot), leadership
+    moves to the group's preferred leader, and the old member is removed and drops its data.
+    """
+    config = load_config(config_path)
+    if not config.options.shards:
+        fail("replikv rebalance moves the Raft groups of a sharded cluster (--shards); this one has one group")
+    _run_rebalance(config, list(config.nodes), timeout)
 
 
 def _text(reply: Any) -> str:

@@ -231,3 +231,76 @@ def test_rebalance_when_the_cluster_doubles() -> None:
     assert all(mv.target.startswith("x") and not mv.source.startswith("x") for mv in result.moves)
     assert_valid(result.placement, new_nodes, dict.fromkeys(range(3000), 3))
     assert len(result.leader_changes) == 1500  # each new node leads its 50 groups
+
+
+# -- rebalance_steps, initial_placement (issue 13) ------------------------------------------------
+
+from replikv.core.sharding import (  # noqa: E402
+    Step,
+    decode_placement,
+    encode_placement,
+    initial_placement,
+    rebalance_steps,
+)
+
+
+def test_steps_add_promote_transfer_then_remove() -> None:
+    old = place_groups(["n1", "n2", "n3"], 4, 3)
+    plan = rebalance(old, ["n1", "n2", "n3", "n4"])
+    steps = rebalance_steps(plan)
+    assert plan.moves and plan.leader_changes
+    for m in plan.moves:
+        mine = [s for s in steps if s.group == m.group]
+        ops = [(s.op, s.node) for s in mine]
+        add, promote, remove = (ops.index(("add_learner", m.target)), ops.index(("promote", m.target)),
+                                ops.index(("remove", m.source)))
+        assert add < promote < remove
+        transfers = [i for i, (op, _) in enumerate(ops) if op == "transfer"]
+        assert all(promote < i < remove for i in transfers)  # never removes the member leading it
+    for c in plan.leader_changes:
+        assert Step(op="transfer", group=c.group, node=c.target) in steps
+
+
+@given(st.integers(1, 6), st.integers(1, 9), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2))
+@settings(max_examples=150, deadline=None)
+def test_steps_reach_the_planned_placement(n: int, shards: int, r: int, added: int, removed: int) -> None:
+    r = min(r, n)
+    nodes = names(n)
+    old = place_groups(nodes, shards, r)
+    later = nodes[min(removed, n - 1):] + names(added, "m")
+    if len(later) < r:
+        return
+    plan = rebalance(old, later)
+    members = {g: list(m) for g, m in old.items()}
+    leader = {g: m[0] for g, m in old.items()}
+    for s in rebalance_steps(plan):
+        m = members[s.group]
+        if s.op == "add_learner":
+            assert s.node not in m
+            m.append(s.node)
+        elif s.op == "transfer":
+            assert s.node in m
+            leader[s.group] = s.node
+        elif s.op == "remove":
+            assert s.node != leader[s.group] or leader[s.group] not in later
+            m.remove(s.node)
+        assert len(m) >= r  # never fewer voters than the group's size
+    for g, m in plan.placement.items():
+        assert sorted(members[g]) == sorted(m)
+        if old[g][0] in later:
+            assert leader[g] == m[0]
+
+
+def test_initial_placement_founders_then_record() -> None:
+    founders = ["n1", "n2", "n3"]
+    assert initial_placement(None, founders, 3, 3) == place_groups(founders, 3, 3)
+    stored = {0: ("n4", "n2", "n3"), 1: ("n2", "n3", "n1"), 2: ("n3", "n1", "n4")}
+    record = encode_placement(stored)
+    assert record == {"0": ["n4", "n2", "n3"], "1": ["n2", "n3", "n1"], "2": ["n3", "n1", "n4"]}
+    assert decode_placement(record) == stored
+    assert initial_placement(record, founders + ["n4"], 3, 3) == stored  # the record wins
+    with pytest.raises(PlacementError):
+        initial_placement(record, founders, 4, 3)  # the shard count cannot change
+    for bad in ([1], {"x": ["n1"]}, {"0": []}, {"0": ["n1", "n1"]}, {"0": [1]}):
+        with pytest.raises(PlacementError):
+            decode_placement(bad)

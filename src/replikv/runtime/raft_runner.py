@@ -475,7 +475,7 @@ class RaftRunner(BaseRunner):
             self.change_membership(conn, argv[2].upper().decode(), argv[3].decode(errors="replace"))
         elif len(argv) == 3 and argv[2].upper() == b"MEMBERS":
             conn.reply(self.membership())
-        elif sub in (b"RESHARD", b"IMPORT", b"ACTIVATE", b"TXN", b"FAILPOINT"):
+        elif sub in (b"RESHARD", b"IMPORT", b"ACTIVATE", b"TXN", b"FAILPOINT", b"GROUP", b"PLACEMENT"):
             raise RespError(f"ERR REPLIKV {sub.decode()} is offered by a sharded raft cluster (--shards); this "
                             "one is a single Raft group")
         else:

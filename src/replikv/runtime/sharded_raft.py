@@ -29,6 +29,15 @@ Routing a client command (rules Redis Cluster users expect):
   groups it leads to every peer once a second and at every change (a
   ``LEADERS`` frame); before any announcement the preferred leader is assumed.
 
+Placement (docs/design.md, "Placement and rebalancing"): a hosted group's members are those of its
+own Raft configuration; the node keeps a placement record (group -> members, preferred leader
+first; tombstones of groups it was removed from) in its meta file: at first start the founders'
+placement (cluster.toml's ``bootstrap``, else its nodes), afterwards the record, updated by each
+membership change a hosted group applies. A node added with ``replikv cluster add`` hosts no group
+until ``replikv rebalance`` drives ``REPLIKV GROUP <g> ADD|PROMOTE|TRANSFER|REMOVE`` on the groups'
+leaders and ``DROP`` on removed nodes; a leader's AppendEntries/InstallSnapshot for a group not
+hosted here creates the replica, unless it predates this node's removal (tombstone).
+
 Persistence: each group has its own WAL; the WALs a loop iteration wrote are
 committed (written, and fsynced by the policy) before any batch leaves, so a
 vote or an acknowledgement never leaves ahead of what it stands for (the
@@ -39,26 +48,30 @@ node's data).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgpack
 
-from replikv.config import ClusterConfig
+from replikv.config import ClusterConfig, ConfigError
 from replikv.core.multiraft import codec as batch_codec
 from replikv.core.multiraft.host import GroupHost
 from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot
 from replikv.core.raft.errors import RaftError
+from replikv.core.raft.messages import AppendEntries, InstallSnapshot
 from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_nodes, cluster_shards,
-                                   cluster_slots, format_ranges, key_slot, node_id, parse_ranges, place_groups,
-                                   ranges_to_slots, slots_to_ranges)
+                                   cluster_slots, encode_placement, format_ranges, initial_placement, key_slot,
+                                   node_id, parse_ranges, ranges_to_slots, slots_to_ranges)
+from replikv.core.sharding.placement import PlacementError
 from replikv.kv.commands import lookup
 from replikv.kv.lua import with_body
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
@@ -96,26 +109,36 @@ class ShardedRaftRunner(BaseRunner):
         self.tick_s = opts.tick_ms / 1000
         self.election_ticks = max(2, opts.election_timeout_ms // opts.tick_ms)
         hb_ticks = max(1, min(self.election_ticks // 5, opts.heartbeat_ms // opts.tick_ms))
-        # group -> member raft ids, the preferred leader first (core/sharding/placement.py)
-        self.placement = {g: tuple(raft_id(n) for n in members) for g, members in
-                          place_groups(list(config.nodes), opts.shards, min(opts.replicas, len(config.nodes))).items()}
+        self.node_meta = MetaStore(self.data_dir)
+        state = self.node_meta.load()
+        # group -> member raft ids, the preferred leader first: the node's stored placement record,
+        # else the founders' placement (core/sharding/placement.py, initial_placement); the hosted
+        # groups' own Raft configurations then say who their members are (_sync_members)
+        try:
+            named = initial_placement(state.get("placement"), config.bootstrap or list(config.nodes),
+                                      opts.shards, opts.replicas)
+        except PlacementError as e:
+            raise ConfigError(f"node {node_id}: {e}") from None
+        self.placement = {g: tuple(raft_id(n) for n in members) for g, members in named.items()}
         self.slot_map = SlotMap.even(opts.shards)
         self.slot_group = self.slot_map.groups  # slot -> group
-        node_meta = MetaStore(self.data_dir)
-        state = node_meta.load()
         incarnation = int(state.get("incarnation", 0)) + 1
-        node_meta.save({**state, "incarnation": incarnation})
+        self.node_state = {**state, "incarnation": incarnation, "placement": encode_placement(named)}
+        self.node_meta.save(self.node_state)
         self.host = GroupHost(self.raft_id, heartbeat_ticks=hb_ticks, election_timeout_ticks=self.election_ticks,
                               incarnation=incarnation)
         self.groups: dict[int, RaftGroup] = {}
+        self.hb_ticks = hb_ticks
+        self.tombstones = {int(g): int(i) for g, i in state.get("tombstones", {}).items()}  # _drop_group
+        self.index_replies: set[object] = set()  # REPLIKV GROUP REMOVE: answered with the change's index
         self.disk_errors: list[WalBlockedError] = []  # a group's snapshot sink could not write (raft_group.py)
         for g, members in self.placement.items():
-            if self.raft_id in members:
-                grp = RaftGroup(g, self.data_dir / "groups" / f"g{g}", opts, self.raft_id, members,
-                                self.election_ticks, hb_ticks, slot_map=self.slot_map,
-                                disk_errors=self.disk_errors)
+            if self.raft_id in members or (self.data_dir / "groups" / f"g{g}").is_dir():
+                grp = self._open_group(g, members if self.raft_id in members else ())
                 self.groups[g] = grp
                 self.host.add_group(g, grp.core)
+        for g in self.groups:
+            self._sync_members(g)
         self.slot_epochs = [0] * len(self.slot_group)  # slot -> epoch of the move its owner came from
         for grp in self.groups.values():  # slots moved before a restart, as the groups' logs say
             assert grp.slots is not None
@@ -140,6 +163,35 @@ class ShardedRaftRunner(BaseRunner):
                            "tick_stalls": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
                  ",".join(str(g) for g in sorted(self.groups)))
+
+    # -- placement (core/sharding/placement.py; docs/design.md, "placement") -----------------------
+    def _sync_members(self, g: int) -> None:
+        """A hosted group's members are those of its own Raft configuration (voters and learners),
+        its preferred leader kept first while it is a voter; the node's placement record follows."""
+        cfg = self.groups[g].core.log.config()
+        if not cfg.members:
+            return  # nothing stored or received yet: the bootstrap placement stands
+        old = self.placement.get(g, ())
+        voters = sorted(cfg.voters)
+        first = old[0] if old and old[0] in cfg.voters else (voters[0] if voters else sorted(cfg.members)[0])
+        members = (first, *sorted(m for m in cfg.members if m != first))
+        if members != old:
+            self.placement[g] = members
+            self._save_placement()
+
+    def _save_placement(self) -> None:
+        named = {g: tuple(self.names.get(i, str(i)) for i in m) for g, m in self.placement.items()}
+        self.node_state = {**self.node_state, "placement": encode_placement(named)}
+        self.node_meta.save(self.node_state)
+
+    def _config_applied(self, g: int, entry: Any) -> None:
+        assert entry.config is not None
+        log.info("node %s: group %d membership is now %s (index %d)", self.id, g, entry.config.describe(),
+                 entry.index)
+        if any(i not in self.names for i in entry.config.members):
+            self._learn_addresses()
+        if g in self.groups:
+            self._sync_members(g)
 
     # -- life ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -412,6 +464,16 @@ class ShardedRaftRunner(BaseRunner):
         sub = argv[1].upper()
         if sub in (b"TXN", b"FAILPOINT"):
             self.txn.admin(conn, argv)
+        elif sub == b"GROUP" and len(argv) >= 4:
+            self._group_admin(conn, argv)
+        elif sub == b"PLACEMENT" and len(argv) == 2:
+            conn.reply(self._placement_reply())
+        elif sub == b"CLUSTER" and len(argv) == 4 and argv[2].upper() == b"ADD":
+            self._learn_addresses()  # the node joins hosting no group: replikv rebalance gives it some
+            name = argv[3].decode(errors="replace")
+            if name not in self.config.nodes:
+                raise RespError(f"ERR {name} is not in {self.config.source or 'cluster.toml'}")
+            conn.reply(OK)
         elif sub == b"RESHARD" and len(argv) == 4:
             self._reshard(conn, argv)
         elif sub in (b"IMPORT", b"ACTIVATE") and len(argv) == (7 if sub == b"IMPORT" else 6):
@@ -431,7 +493,150 @@ class ShardedRaftRunner(BaseRunner):
                                                    None, None))
             self._schedule()
         else:
-            raise RespError("ERR usage: REPLIKV RESHARD <slots, e.g. 0-1000,2000> <target group>")
+            raise RespError("ERR usage: REPLIKV RESHARD <slots, e.g. 0-1000,2000> <target group> | REPLIKV GROUP "
+                            "<g> ADD|PROMOTE|REMOVE|TRANSFER|PREFER <node> | REPLIKV GROUP <g> DROP <index> | "
+                            "REPLIKV PLACEMENT | REPLIKV CLUSTER ADD <node>")
+
+    # -- group membership (replikv rebalance; docs/design.md, "placement") -------------------------
+    def _placement_reply(self) -> list[Any]:
+        """REPLIKV PLACEMENT: per group [group, members (preferred leader first), leader, hosted
+        here, leading here]; a hosted group's members come from its own Raft configuration."""
+        out: list[Any] = []
+        for g in sorted(self.placement):
+            out.append([g, [self.names.get(i, str(i)).encode() for i in self.placement[g]],
+                        self.leader_of(g).encode(), int(g in self.groups), int(self.leads(g))])
+        return out
+
+    def _group_admin(self, conn: Any, argv: list[bytes]) -> None:
+        """REPLIKV GROUP <g> ADD|PROMOTE|REMOVE <node>: one membership change of group g (thesis
+        §4.1), run on its leader (forwarded there); REMOVE answers the index of the change.
+        TRANSFER <node>: leadership to a voter. PREFER <node>: this node's record of g's preferred
+        leader (replikv rebalance sends it to every node). DROP <index>: this node was removed from
+        g by the change at <index>: its replica and data go, and Raft messages of g older than
+        that change no longer recreate it."""
+        if not argv[2].isdigit() or int(argv[2]) not in self.placement:
+            raise RespError(f"ERR no group {argv[2].decode(errors='replace')}")
+        g, action, arg = int(argv[2]), argv[3].upper(), argv[4].decode(errors="replace") if len(argv) > 4 else ""
+        if len(argv) != 5:
+            raise RespError("ERR usage: REPLIKV GROUP <g> ADD|PROMOTE|REMOVE|TRANSFER|PREFER <node> | DROP <index>")
+        if action == b"DROP":
+            if not arg.isdigit():
+                raise RespError("ERR usage: REPLIKV GROUP <g> DROP <index>")
+            self._drop_group(g, int(arg))
+            conn.reply(OK)
+            return
+        if arg not in self.config.nodes:
+            self._learn_addresses()
+        if arg not in self.config.nodes:
+            raise RespError(f"ERR unknown node {arg}")
+        tid = raft_id(arg)
+        if action == b"PREFER":
+            members = self.placement[g]
+            self.placement[g] = (tid, *(m for m in members if m != tid))
+            self._save_placement()
+            conn.reply(OK)
+            return
+        if action not in (b"ADD", b"PROMOTE", b"REMOVE", b"TRANSFER"):
+            raise RespError("ERR usage: REPLIKV GROUP <g> ADD|PROMOTE|REMOVE|TRANSFER|PREFER <node> | DROP <index>")
+        if not self.leads(g):
+            leader = self.leader_of(g)
+            if not leader or leader == self.id:
+                raise RespError(f"TRYAGAIN group {g} has no known leader; retry")
+            self.forwarder.forward(conn, leader, [argv], False, admin=True)
+            return
+        core = self.groups[g].core
+        if action == b"TRANSFER":
+            try:
+                self.host.call(g, core.transfer_leadership(tid))
+            except RaftError as e:
+                raise RespError(f"TRYAGAIN {type(e).__name__}: {e}") from None
+            self._schedule()
+            conn.reply(OK)  # started: the caller waits until the node reports the leadership
+            return
+        rid = next(self._rids)
+        self.writes.add(rid, conn, time.monotonic() + self.options.ack_timeout_ms / 1000,
+                        f"TRYAGAIN group {g}'s membership change did not commit in time")
+        if action == b"ADD":
+            self.host.call(g, core.add_learner(tid, rid))
+        elif action == b"PROMOTE":
+            self.host.call(g, core.promote(tid, rid))
+        else:
+            self.index_replies.add(rid)
+            self.host.call(g, core.remove(tid, rid))
+        self._schedule()
+
+    def _drop_group(self, g: int, index: int) -> None:
+        """This node's replica of g goes (it was removed from g at ``index``), data included."""
+        self.tombstones[g] = max(index, self.tombstones.get(g, 0))
+        self.placement[g] = tuple(m for m in self.placement[g] if m != self.raft_id) or self.placement[g]
+        if g in self.groups:
+            self._drain()  # what the group produced so far is carried out before it goes
+        grp = self.groups.pop(g, None)
+        self.node_state = {**self.node_state, "tombstones": {str(k): v for k, v in self.tombstones.items()}}
+        self._save_placement()
+        if grp is None:
+            return
+        self.host.remove_group(g)
+        self.ready_reads = [r for r in self.ready_reads if r[0] != g]
+        self.parked.pop(g, None)
+        grp.wal.close()
+        shutil.rmtree(grp.dir, ignore_errors=True)
+        log.info("node %s no longer hosts group %d (removed at index %d): replica dropped", self.id, g, index)
+
+    def _drop_removed(self) -> None:
+        """Once a second: a hosted group whose committed configuration no longer names this node
+        (it applied its own removal, maybe before a crash) drops its replica, as DROP would."""
+        for g, grp in list(self.groups.items()):
+            log_ = grp.core.log
+            if self.raft_id not in log_.config().members and log_.config().members \
+                    and log_.commit >= log_.last_config_index():
+                self._drop_group(g, log_.last_config_index())
+
+    def _create_on_demand(self, batch: Any) -> None:
+        """A leader's AppendEntries or InstallSnapshot for a group this node does not host makes
+        the replica (empty: the leader sends it a snapshot), as CockroachDB creates replicas on
+        demand; unless the message predates this node's removal from the group (tombstone)."""
+        for g, msg in batch.msgs:
+            if g in self.groups or g not in self.placement:
+                continue
+            if isinstance(msg, AppendEntries):
+                index = msg.prev_log_index
+            elif isinstance(msg, InstallSnapshot):
+                index = msg.last_included_index
+            else:
+                continue
+            if index < self.tombstones.get(g, 0):
+                continue
+            self.groups[g] = self._open_group(g, ())
+            self.host.add_group(g, self.groups[g].core)
+            log.info("node %s hosts a new replica of group %d (a message from %s)", self.id, g,
+                     self.names.get(msg.src, msg.src))
+
+    def _open_group(self, g: int, members: tuple[int, ...]) -> RaftGroup:
+        return RaftGroup(g, self.data_dir / "groups" / f"g{g}", self.options, self.raft_id, members,
+                         self.election_ticks, self.hb_ticks, slot_map=SlotMap.even(self.options.shards),  # the
+                         # initial map: the group's log (SlotMoves) records the moves beyond it
+                         disk_errors=self.disk_errors,
+                         on_config=functools.partial(self._config_applied, g))
+
+    def _learn_addresses(self) -> None:
+        """New nodes' addresses come from cluster.toml (``replikv cluster add`` wrote them)."""
+        if not self.config.source:
+            return
+        try:
+            fresh = ClusterConfig.load(self.config.source)
+        except ConfigError as e:
+            log.warning("cannot reload %s: %s", self.config.source, e)
+            return
+        for name, addr in fresh.nodes.items():
+            if name not in self.config.nodes:
+                self.config.nodes[name] = addr
+                self.names[raft_id(name)] = name
+                if name != self.id:
+                    self.peer_ids.append(name)
+                    if hasattr(self, "transport"):
+                        self.transport.add_peer(name, (addr.host, addr.peer_port))
+                log.info("node %s learned of node %s (%s:%d)", self.id, name, addr.host, addr.port)
 
     def _reshard(self, conn: Any, argv: list[bytes]) -> None:
         try:
@@ -669,10 +874,14 @@ class ShardedRaftRunner(BaseRunner):
             fan.done(None)
             return
         waiting = self.writes.pop(rid)
+        if rid in self.index_replies:
+            self.index_replies.discard(rid)
+            result = index
         if waiting is not None:
             waiting.slot.resolve(encode_reply(result, waiting.conn.resp3))
 
     def _on_reply(self, g: int, rid: object, result: object) -> None:
+        self.index_replies.discard(rid)
         if type(rid) is tuple:
             if rid[0] == "expiry":
                 self.groups[g].expiry_inflight = False
@@ -720,12 +929,14 @@ class ShardedRaftRunner(BaseRunner):
                 if self.names.get(batch.src) != peer or batch.dst != self.raft_id:
                     log.warning("peer %s sent a batch from %d to %d; dropped", peer, batch.src, batch.dst)
                     return
+                if any(g not in self.groups for g, _m in batch.msgs):
+                    self._create_on_demand(batch)
                 self.host.step(batch)
                 self._schedule()
             elif kind == LEADERS:
                 parts = msgpack.unpackb(body)
                 if not isinstance(parts, list) or len(parts) != 2:
-                    raise ValueError("a LEADERS frame is [groups led, slot map]")
+                    raise ValueError("a LEADERS frame is [groups led, moved slots]")
                 led, moved = parts
                 if not isinstance(led, list) or not all(type(g) is int for g in led):
                     raise ValueError("a LEADERS frame names the groups its node leads")
@@ -795,6 +1006,7 @@ class ShardedRaftRunner(BaseRunner):
                 self._announce(force=True)
                 self._hand_back_leadership()
                 self._check_moves()
+                self._drop_removed()
             self._drain()
 
     def _hand_back_leadership(self) -> None:
@@ -897,7 +1109,7 @@ class ShardedRaftRunner(BaseRunner):
         cluster = ",".join(f"{n}@{a.host}:{a.port}" for n, a in sorted(nodes.items()))  # the same on every node
         return ClusterView(
             slot_map=self.slot_map,
-            placement={g: tuple(names[i] for i in m) for g, m in self.placement.items()},
+            placement={g: tuple(names.get(i, str(i)) for i in m) for g, m in self.placement.items()},
             leaders={g: self.leader_of(g) or None for g in self.placement},
             addresses={n: (a.host, a.port) for n, a in nodes.items()},
             node_ids={n: node_id(cluster, n) for n in nodes},
@@ -968,7 +1180,7 @@ class ShardedRaftRunner(BaseRunner):
         for g in sorted(self.groups):
             grp = self.groups[g]
             core = grp.core
-            members = "/".join(self.names[i] for i in self.placement[g])
+            members = "/".join(self.names.get(i, str(i)) for i in self.placement[g])
             slots = format_ranges(self.slot_map.ranges_of(g), sep="/")
             rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
                        f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"

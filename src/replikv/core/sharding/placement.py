@@ -26,6 +26,23 @@ Rules implemented:
 ``Move`` is one replica copied to ``target`` and dropped from ``source`` (Raft:
 add ``target`` as a learner, promote it, then remove ``source``).
 
+``rebalance_steps(plan)`` orders a rebalance as Raft membership changes, one
+server at a time (thesis §4.1-4.3), group by group: every target is added as a
+learner and promoted once caught up, then leadership moves to the group's new
+preferred leader (a voter by then), and only then are the sources removed, so
+a group never removes the member leading it and always keeps a majority of
+caught-up voters.
+
+``initial_placement(record, founders, K, r)``: where a node's groups come
+from at start. A stored record (the node-level placement kept in the node's
+meta file, updated by every membership change it applies) wins; without one,
+the placement is computed over the founding nodes (cluster.toml's
+``bootstrap``, or all its nodes when it has none). Nodes added later with
+``replikv cluster add`` are not founders: they start hosting no group and
+receive replicas only from ``replikv rebalance``. So adding a node to
+cluster.toml never changes what existing nodes think a group's members are.
+``encode_placement``/``decode_placement`` are that record's JSON form.
+
 Invariants: every group has distinct members, all of them in ``nodes``; a
 group keeps its size across a rebalance.
 """
@@ -40,6 +57,11 @@ from replikv.core.invariant import violated
 
 __all__ = [
     "LeaderChange",
+    "Step",
+    "decode_placement",
+    "encode_placement",
+    "initial_placement",
+    "rebalance_steps",
     "Move",
     "Placement",
     "PlacementError",
@@ -82,6 +104,63 @@ class Rebalance:
     placement: Placement
     moves: tuple[Move, ...]
     leader_changes: tuple[LeaderChange, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One membership change of ``group``: ``op`` is ``add_learner``, ``promote``,
+    ``transfer`` (leadership to ``node``) or ``remove``."""
+
+    op: str
+    group: int
+    node: str
+
+
+def rebalance_steps(plan: Rebalance) -> tuple[Step, ...]:
+    """The Raft membership changes carrying out ``plan``, in order (module docstring)."""
+    moves: dict[int, list[Move]] = {}
+    for m in plan.moves:
+        moves.setdefault(m.group, []).append(m)
+    leaders = {c.group: c.target for c in plan.leader_changes}
+    steps: list[Step] = []
+    for g in sorted(set(moves) | set(leaders)):
+        for m in moves.get(g, ()):
+            steps.append(Step(op="add_learner", group=g, node=m.target))
+            steps.append(Step(op="promote", group=g, node=m.target))
+        if g in leaders:
+            steps.append(Step(op="transfer", group=g, node=leaders[g]))
+        steps.extend(Step(op="remove", group=g, node=m.source) for m in moves.get(g, ()))
+    return tuple(steps)
+
+
+def encode_placement(placement: Mapping[int, Sequence[str]]) -> dict[str, list[str]]:
+    """The JSON form of a placement (JSON object keys are strings)."""
+    return {str(g): list(m) for g, m in sorted(placement.items())}
+
+
+def decode_placement(record: object) -> Placement:
+    """A placement from ``encode_placement``'s form; PlacementError when it is not one."""
+    if not isinstance(record, dict):
+        raise PlacementError(f"a placement record is an object, not {type(record).__name__}")
+    out: Placement = {}
+    for g, m in record.items():
+        if not (isinstance(g, str) and g.isdigit() and isinstance(m, list)
+                and all(isinstance(x, str) for x in m) and m and len(set(m)) == len(m)):
+            raise PlacementError(f"bad placement record entry {g!r}: {m!r}")
+        out[int(g)] = tuple(m)
+    return out
+
+
+def initial_placement(record: object, founders: Sequence[str], shards: int, replicas: int) -> Placement:
+    """A node's placement at start: its stored ``record`` when it has one, else the
+    founders' computed placement (module docstring)."""
+    if record is not None:
+        placement = decode_placement(record)
+        if sorted(placement) != list(range(shards)):
+            raise PlacementError(f"the stored placement has groups {sorted(placement)}, the cluster "
+                                 f"{shards} shards: the shard count cannot change")
+        return placement
+    return place_groups(founders, shards, min(replicas, len(founders)))
 
 
 def replica_counts(placement: Mapping[int, Sequence[str]], nodes: Sequence[str]) -> dict[str, int]:
