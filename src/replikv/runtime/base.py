@@ -338,6 +338,31 @@ class BaseRunner:
                 self.held_conns.append(conn)
             conn.held.append(data)
 
+    # -- nodes added ---------------------------------------------------------------------------
+    def _learn_addresses(self) -> None:
+        """Nodes added since this one started: ``replikv cluster add`` wrote their addresses into
+        cluster.toml. Each becomes a transport peer; ``_address_learned`` tells the mode."""
+        if not self.config.source:
+            return
+        try:
+            fresh = ClusterConfig.load(self.config.source)
+        except ConfigError as e:
+            log.warning("node %s cannot reload %s: %s", self.id, self.config.source, e)
+            return
+        for name, addr in fresh.nodes.items():
+            if name in self.config.nodes:
+                continue
+            self.config.nodes[name] = addr
+            if name != self.id:
+                self.peer_ids.append(name)
+                if hasattr(self, "transport"):
+                    self.transport.add_peer(name, (addr.host, addr.peer_port))
+            self._address_learned(name)
+            log.info("node %s learned the address of node %s (%s:%d)", self.id, name, addr.host, addr.peer_port)
+
+    def _address_learned(self, name: str) -> None:
+        """A node learned from cluster.toml (raft modes: its raft id's name)."""
+
     # -- back-pressure on writers -----------------------------------------------------------
     def lagging_follower(self) -> str:
         """The follower that should hold new writes back now, or "" (a mode whose core has

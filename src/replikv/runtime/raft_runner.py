@@ -408,23 +408,8 @@ class RaftRunner(BaseRunner):
         if any(i not in self.names for i in entry.config.members):
             self._learn_addresses()
 
-    def _learn_addresses(self) -> None:
-        """New members' addresses come from cluster.toml (``replikv cluster add`` wrote them)."""
-        if not self.config.source:
-            return
-        try:
-            fresh = ClusterConfig.load(self.config.source)
-        except ConfigError as e:
-            log.warning("cannot reload %s: %s", self.config.source, e)
-            return
-        for name, addr in fresh.nodes.items():
-            rid = raft_id(name)
-            if rid not in self.names and name != self.id:
-                self.names[rid] = name
-                self.config.nodes[name] = addr
-                self.peer_ids.append(name)
-                self.transport.add_peer(name, (addr.host, addr.peer_port))
-                log.info("node %s: learned the address of %s (%s:%d)", self.id, name, addr.host, addr.peer_port)
+    def _address_learned(self, name: str) -> None:
+        self.names[raft_id(name)] = name
 
     # -- writes -------------------------------------------------------------------------
     def _write_one(self, conn: ClientConnection, argv: list[bytes]) -> None:

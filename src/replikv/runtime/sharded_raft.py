@@ -619,24 +619,8 @@ class ShardedRaftRunner(BaseRunner):
                          disk_errors=self.disk_errors,
                          on_config=functools.partial(self._config_applied, g))
 
-    def _learn_addresses(self) -> None:
-        """New nodes' addresses come from cluster.toml (``replikv cluster add`` wrote them)."""
-        if not self.config.source:
-            return
-        try:
-            fresh = ClusterConfig.load(self.config.source)
-        except ConfigError as e:
-            log.warning("cannot reload %s: %s", self.config.source, e)
-            return
-        for name, addr in fresh.nodes.items():
-            if name not in self.config.nodes:
-                self.config.nodes[name] = addr
-                self.names[raft_id(name)] = name
-                if name != self.id:
-                    self.peer_ids.append(name)
-                    if hasattr(self, "transport"):
-                        self.transport.add_peer(name, (addr.host, addr.peer_port))
-                log.info("node %s learned of node %s (%s:%d)", self.id, name, addr.host, addr.port)
+    def _address_learned(self, name: str) -> None:
+        self.names[raft_id(name)] = name
 
     def _reshard(self, conn: Any, argv: list[bytes]) -> None:
         try:
