@@ -202,7 +202,11 @@ class KeyedStore(CrdtStore):
 
     def join_key(self, key: bytes, blob: bytes, now_ms: int) -> bool:
         """Join another replica's ``key_blob(key)``; whether this state changed.
-        Raises ValueError on a blob that does not decode as one."""
+        Raises ValueError on a blob that does not decode as one. When the
+        incoming context covers this replica's, the join is the incoming state
+        (the rule of the module docstring) and ``blob`` (a peer's ``key_blob``,
+        deterministic) is kept as this key's ``key_blob``: no dump to digest
+        it for the Merkle trees or to compare it in read repair."""
         try:
             raw_ctx, dump = msgpack.unpackb(blob, raw=False, use_list=True)
             theirs = {str(o): int(s) for o, s in raw_ctx}
@@ -229,6 +233,8 @@ class KeyedStore(CrdtStore):
         else:
             self.data[key] = a
         self.ctx[key] = new_ctx
+        if new_ctx == theirs:  # their context covers ours: the join is their state, this very blob
+            self._blobs[key] = blob
         self._mark(key, now_ms)
         return True
 
