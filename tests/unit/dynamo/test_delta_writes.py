@@ -94,3 +94,15 @@ def test_with_deltas_off_writes_ship_whole_states() -> None:
     for i in range(3):
         put = sends(write(n1, 1 + i, 10 + i, b"SADD", b"s", b"member-%d" % i))["n2"]
         assert not put.delta and put.states
+
+
+def test_a_put_need_for_a_key_the_coordinator_no_longer_holds_gets_the_state_the_write_left() -> None:
+    n1 = replica("n1")
+    write(n1, 1, 10, b"SET", b"k", b"v1")
+    write(n1, 2, 20, b"SET", b"k", b"v2")
+    left = n1.store.key_blob(b"k")
+    n1.store.forget(b"k")  # dropped meanwhile (e.g. a cleanup after a ring switch)
+    back = n1.step("n3", dm.PutNeed(req=2, keys=(b"k",)), 21, 21_000)
+    assert sends(back) == {"n3": dm.Put(req=2, states=((b"k", left),))}
+    n1.coord.writes.clear()  # and once the write is no longer tracked either: nothing to send
+    assert sends(n1.step("n3", dm.PutNeed(req=2, keys=(b"k",)), 22, 22_000)) == {}

@@ -380,8 +380,14 @@ class Replica:
                 if msg.req:
                     out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
-                need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k)) is not None)
-                out.append(Send(to=peer, msg=dm.Put(req=msg.req, states=need)))
+                w = self.coord.writes.get(msg.req)
+                held = dict(w.states) if w is not None else {}  # as the write left them
+                need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k) or held.get(k)) is not None)
+                if len(need) == len(msg.keys):
+                    out.append(Send(to=peer, msg=dm.Put(req=msg.req, states=need)))
+                else:  # a key this node no longer holds (dropped meanwhile): not acked, a hint if any
+                    out.extend(self._coordinated(self.coord.step(peer, dm.PutAck(req=msg.req, ok=False), now_us),
+                                                 now_ms))
             case dm.Get():
                 states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
                 out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=states)))
