@@ -206,7 +206,8 @@ def test_same_seed_same_run() -> None:
 
 def test_runs_make_progress_and_exercise_repair_hints_and_strict_reads() -> None:
     """Guard against a vacuous pass: over 100 seeds writes are acknowledged, strict reads are
-    checked, and hints, read repair and anti-entropy each repair something."""
+    checked, hints, read repair and anti-entropy each repair something, and writes travel as
+    deltas, some falling back to whole states."""
     totals: dict[str, int] = {}
     for seed in range(100):
         r = run_seed(seed)
@@ -216,6 +217,7 @@ def test_runs_make_progress_and_exercise_repair_hints_and_strict_reads() -> None
     assert totals["strict_reads_checked"] > 1000
     assert totals["hints_delivered"] > 100 and totals["read_repairs"] > 100
     assert totals["ae_keys_repaired"] > 0 and totals["ae_rounds"] > 1000
+    assert totals["deltas_applied"] > 1000 and totals["deltas_missing_base"] > 10  # both paths of a delta
 
 
 def _fails(seeds: range = range(60), nodes: int = 3, **kw: object) -> bool:

@@ -208,7 +208,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                            cleanup_delay_ms=CLEANUP_DELAY_MS)
         return Replica(n.name, ms.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
                        rng=random.Random(self.rng.getrandbits(64)), sloppy_quorum=self.sloppy,
-                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc, membership=ms)
+                       read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc, membership=ms,
+                       deltas=sum(map(ord, n.name)) % 2 == 1)  # both write paths, mixed
 
     def boot(self) -> None:
         for n in self.nodes.values():

@@ -27,6 +27,18 @@ Rules:
   loses its own acknowledged write to a machine crash under
   ``--fsync everysec`` can later ship a context covering a dot it no longer
   holds, which removes that write from the replicas that have it.)
+- A write can travel as a delta instead (``write_delta`` / ``apply_delta``;
+  Almeida et al.'s delta-mutators, in op form): its dot, its mutations and,
+  for each key it touches, the key's context on the coordinator just before
+  it (``before``). A replica applies it to a key only when its own context
+  of the key covers ``before`` (it then holds the outcome of every dot the
+  coordinator's state held, so its state is at least the coordinator's
+  state before the write, and applying the mutations with "observed" =
+  ``before`` plus the write's own dot gives exactly the join with the
+  coordinator's state after it); a key whose context already covers the
+  write's dot holds it already (nothing to do). Any other key lacks the
+  base the delta needs: ``apply_delta`` names it, and the caller falls back
+  to the whole key state (``key_blob``).
 - A key whose parts are all empty but whose context is not is a tombstone:
   it must stay until every replica holds it (or a grace period passed, as
   Cassandra's gc_grace), or a replica that missed the delete brings the old
@@ -44,7 +56,33 @@ import msgpack
 from replikv.core.crdt.store import CrdtStore, KeyState, Mut, join_key_state
 from replikv.core.crdt.vv import merge
 
-__all__ = ["KeyedStore"]
+__all__ = ["Delta", "KeyedStore", "decode_delta", "write_delta"]
+
+
+def write_delta(origin: str, hlc: int, muts: Sequence[Mut], before: Mapping[bytes, Mapping[str, int]]) -> bytes:
+    """A write as a delta (deterministic bytes): its dot ``(origin, hlc)``, its mutations, and for
+    each key it touches that key's context on ``origin`` just before the write."""
+    body = [origin, hlc, list(muts), [[k, sorted(c.items())] for k, c in sorted(before.items())]]
+    out: bytes = msgpack.packb(body, use_bin_type=True)
+    return out
+
+
+Delta = tuple[str, int, list[Any], dict[bytes, dict[str, int]]]  # (origin, hlc, muts, before)
+
+
+def decode_delta(blob: bytes) -> Delta:
+    """``write_delta``'s parts; ValueError on anything else (every mutation's key must be named)."""
+    try:
+        origin, hlc, muts, raw = msgpack.unpackb(blob, raw=False, use_list=True)
+        before = {bytes(k): {str(o): int(s) for o, s in c} for k, c in raw}
+        if type(origin) is not str or type(hlc) is not int or hlc <= 0 or type(muts) is not list:
+            raise ValueError("bad delta header")
+        for mut in muts:
+            if type(mut) is not list or len(mut) < 2 or type(mut[0]) is not str or bytes(mut[1]) not in before:
+                raise ValueError("bad delta mutation")
+    except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as err:
+        raise ValueError(f"bad delta: {err}") from err
+    return origin, hlc, muts, before
 
 
 class KeyedStore(CrdtStore):
@@ -103,6 +141,43 @@ class KeyedStore(CrdtStore):
         elif key not in self.dead_ms:
             self.dead_ms[key] = now_ms
 
+    # ------------------------------------------------------------- deltas
+
+    def apply_delta(self, delta: Delta, now_ms: int) -> tuple[list[bytes], list[bytes]]:
+        """Apply a delta (``decode_delta`` of a ``write_delta`` blob) to the keys where this replica
+        holds its base (see the module docstring); returns (the keys that changed, the keys that
+        lack the base: the caller needs their whole states)."""
+        origin, hlc, muts, before = delta
+        changed: list[bytes] = []
+        missing: list[bytes] = []
+        seen_by: dict[bytes, Any] = {}
+        for key, bctx in before.items():
+            mine = self.ctx.get(key, {})
+            if mine.get(origin, 0) >= hlc:
+                continue  # this write (or a later one of its origin) is here already
+            if any(mine.get(o, 0) < s for o, s in bctx.items()):
+                missing.append(key)
+                continue
+
+            def seen(o: str, s: int, bctx: dict[str, int] = bctx) -> bool:
+                return s <= bctx.get(o, 0) or (s == hlc and o == origin)
+
+            seen_by[key] = seen
+            changed.append(key)
+        if not changed:
+            return changed, missing
+        for i, mut in enumerate(muts):
+            key = bytes(mut[1])
+            seen = seen_by.get(key)
+            if seen is not None:
+                self._apply_one(key, mut, origin, hlc, i, hlc, seen)
+        for key in changed:
+            self._blobs.pop(key, None)
+            kctx = self.ctx.setdefault(key, {})
+            kctx[origin] = hlc
+            self._mark(key, now_ms)
+        return changed, missing
+
     # ----------------------------------------------------- exchanging keys
 
     def key_blob(self, key: bytes) -> bytes | None:
@@ -127,7 +202,11 @@ class KeyedStore(CrdtStore):
 
     def join_key(self, key: bytes, blob: bytes, now_ms: int) -> bool:
         """Join another replica's ``key_blob(key)``; whether this state changed.
-        Raises ValueError on a blob that does not decode as one."""
+        Raises ValueError on a blob that does not decode as one. When the
+        incoming context covers this replica's, the join is the incoming state
+        (the rule of the module docstring) and ``blob`` (a peer's ``key_blob``,
+        deterministic) is kept as this key's ``key_blob``: no dump to digest
+        it for the Merkle trees or to compare it in read repair."""
         try:
             raw_ctx, dump = msgpack.unpackb(blob, raw=False, use_list=True)
             theirs = {str(o): int(s) for o, s in raw_ctx}
@@ -154,6 +233,8 @@ class KeyedStore(CrdtStore):
         else:
             self.data[key] = a
         self.ctx[key] = new_ctx
+        if new_ctx == theirs:  # their context covers ours: the join is their state, this very blob
+            self._blobs[key] = blob
         self._mark(key, now_ms)
         return True
 

@@ -199,8 +199,11 @@ class Coordinator:
         alive: Iterable[str],
         stand_ins: Sequence[str],
         now_us: int,
+        delta: bytes = b"",
     ) -> list[Effect]:
-        """Replicate ``states`` (already applied here if this node is a replica)."""
+        """Replicate ``states`` (already applied here if this node is a replica). ``delta``: the
+        write as a delta (``Put.delta``), sent to the replicas instead of the states; stand-ins
+        and hints keep the whole states."""
         up = set(alive)
         spare = [s for s in stand_ins if s in up and s not in replicas and s != self.node]
         acks = 1 if self.node in replicas else 0
@@ -211,7 +214,8 @@ class Coordinator:
                 continue
             if r in up:
                 pending[r] = r
-                out.append(Send(to=r, msg=Put(req=req, states=states)))
+                put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states)
+                out.append(Send(to=r, msg=put))
             elif spare:
                 s = spare.pop(0)
                 pending[s] = r

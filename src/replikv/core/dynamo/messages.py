@@ -5,6 +5,8 @@ A key's state travels whole: ``(key, blob)`` where ``blob`` is
 ``KeyedStore.key_blob(key)`` (the key's causal context and dot stores); a
 receiver joins it (``KeyedStore.join_key``), which is idempotent and
 commutative, so a message delivered twice or out of order does no harm.
+A coordinator's write travels as a delta instead (``Put.delta``, below),
+applied only where the receiver holds its base, whole states otherwise.
 
 - ``Put``: join these key states. ``req`` > 0 asks for a ``PutAck`` (a
   write's replica or a hint delivery); 0 asks for none (read repair,
@@ -16,6 +18,15 @@ commutative, so a message delivered twice or out of order does no harm.
   owner answers Paxos rounds knowing what the old replica promised,
   accepted and committed (Cassandra's Paxos with pending ranges,
   CASSANDRA-8346). Encoded as a fifth field only when non-empty.
+  ``delta``: a coordinator's write as a delta (``KeyedStore.write_delta``:
+  its dot, mutations and the keys' contexts before it) instead of whole key
+  states (``states`` then empty); the receiver applies it where it holds the
+  base the delta needs and asks for the whole states of the other keys with
+  ``PutNeed``. Encoded as a sixth field (the fifth then present, maybe
+  empty) only when non-empty.
+- ``PutNeed``: the answer to a delta ``Put`` whose receiver lacks the base
+  of some keys: the coordinator sends their whole states in a ``Put`` with
+  the same ``req``, which the receiver acknowledges as any ``Put``.
 - ``PutAck``: ``ok`` False when the receiver could not make it durable
   (its disk refuses writes).
 - ``Get``: send back your states of these keys; ``GetReply`` carries them
@@ -49,8 +60,8 @@ from typing import Any
 import msgpack
 
 __all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "Paxos", "PutAck", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes", "decode",
-           "encode", "encode_batch"]
+           "Paxos", "PutAck", "PutNeed", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "decode", "encode", "encode_batch"]
 
 States = tuple[tuple[bytes, bytes], ...]
 
@@ -61,6 +72,13 @@ class Put:
     states: States
     hint_for: str = ""
     paxos: States = ()  # acceptor states of streamed keys
+    delta: bytes = b""  # a write as a delta (keyed.write_delta): states is then empty
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutNeed:
+    req: int
+    keys: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,8 +164,8 @@ class StreamDone:
     ranges: tuple[tuple[int, int], ...] = ()  # the StreamStart's: a source may run two streams to one target
 
 
-One = (Put | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos | RingMsg | RingAck
-       | StreamStart | StreamDone)
+One = (Put | PutNeed | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos | RingMsg
+       | RingAck | StreamStart | StreamDone)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,7 +176,7 @@ class Batch:
 DynamoMsg = One | Batch
 
 _BATCH, _PUT, _PUT_ACK, _GET, _GET_REPLY, _TREE_GET, _TREE_HASHES, _LEAF_GET, _LEAF_KEYS, _PAXOS = range(10)
-_RING, _RING_ACK, _STREAM_START, _STREAM_DONE = range(10, 14)
+_RING, _RING_ACK, _STREAM_START, _STREAM_DONE, _PUT_NEED = range(10, 15)
 _I64 = 1 << 63
 
 
@@ -188,8 +206,12 @@ def _wire(msg: DynamoMsg) -> list[Any]:
             body = [_BATCH, [_wire(m) for m in msg.msgs]]
         case Put():
             body = [_PUT, msg.req, [[k, b] for k, b in msg.states], msg.hint_for]
-            if msg.paxos:
+            if msg.paxos or msg.delta:
                 body.append([[k, b] for k, b in msg.paxos])
+            if msg.delta:
+                body.append(msg.delta)
+        case PutNeed():
+            body = [_PUT_NEED, msg.req, list(msg.keys)]
         case PutAck():
             body = [_PUT_ACK, msg.req, msg.ok]
         case Get():
@@ -275,11 +297,19 @@ def _message(body: Any) -> One:
     if type(body) is not list or not body:
         raise DynamoCodecError("expected a non-empty list")
     tag = body[0]
-    if tag == _PUT and len(body) in (4, 5):
+    if tag == _PUT and len(body) in (4, 5, 6):
         if type(body[3]) is not str:
             raise DynamoCodecError("hint_for: expected a string")
-        paxos = _states(body[4], False) if len(body) == 5 else ()
-        return Put(req=_req(body[1]), states=_states(body[2], False), hint_for=body[3], paxos=paxos)
+        paxos = _states(body[4], False) if len(body) >= 5 else ()
+        delta = body[5] if len(body) == 6 else b""
+        if type(delta) is not bytes:
+            raise DynamoCodecError("delta: expected bytes")
+        return Put(req=_req(body[1]), states=_states(body[2], False), hint_for=body[3], paxos=paxos, delta=delta)
+    if tag == _PUT_NEED and len(body) == 3:
+        keys = body[2]
+        if type(keys) is not list or any(type(k) is not bytes for k in keys):
+            raise DynamoCodecError("put-need keys: expected a list of bytes")
+        return PutNeed(req=_req(body[1]), keys=tuple(keys))
     if tag == _PUT_ACK and len(body) == 3 and type(body[2]) is bool:
         return PutAck(req=_req(body[1]), ok=body[2])
     if tag == _GET and len(body) == 3:

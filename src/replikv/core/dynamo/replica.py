@@ -18,6 +18,18 @@ Rules:
 - Writes are made here against this replica's state of the key (the caller
   routes a command to a replica of its keys); dot ``(node, hlc)``
   (``core/crdt/keyed.py``).
+- A write this node coordinates goes to the other replicas as a delta
+  (``Put.delta``: ``keyed.write_delta``, its dot, mutations and each key's
+  context here just before it) unless ``deltas`` is False, except a
+  ``VSET ... CONTEXT`` (a client
+  context may name writes this replica lacks) and what goes to stand-ins
+  (whole states, kept as hints). The fallback rule: a replica applies the
+  delta to the keys whose context covers the delta's base context (and
+  skips those that hold its dot already), logs it (WAL ``wd``, replayed
+  with the same rule) and answers ``PutAck``; for the keys whose base it
+  lacks it answers ``PutNeed`` and this node sends their whole states in a
+  ``Put`` with the same ``req``, acknowledged as any ``Put`` (the write's
+  level counts that ack).
 - Read repair: the answers of a read are joined into this replica; every
   answering replica whose state of a key differs from the joined one gets
   it back (``Put`` with no ack), late answers too.
@@ -88,21 +100,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from replikv.core.crdt.hlc import Hlc
-from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.crdt.keyed import KeyedStore, decode_delta, write_delta
 from replikv.core.crdt.store import overwrite_muts
+from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
 from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone
 from replikv.core.dynamo.hints import Hints
-from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
 from replikv.core.dynamo.ring import Range, Ring, token_of
 
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
 
-__all__ = ["Changed", "PaxosDone", "Persist", "Replica", "ReadDone", "Send", "WriteDone"]
+__all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteDone"]
 
 HINT_BATCH_KEYS = 256  # key states per hint delivery
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
@@ -172,8 +184,10 @@ class Replica:
         hlc: Hlc | None = None,
         paxos_tick_ms: int = 10,
         membership: mb.Membership | None = None,
+        deltas: bool = True,
     ) -> None:
         self.node = node
+        self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
             members = tuple(mb.Member(id=n, host="", port=0, peer_port=0) for n in ring.nodes)
             membership = mb.Membership(node, mb.RingState(epoch=0, members=members), ring.replicas, ring.vnodes)
@@ -204,7 +218,8 @@ class Replica:
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
         self.stats = {"read_repairs": 0, "hints_stored": 0, "hints_delivered": 0, "tombstones_collected": 0,
                       "states_joined": 0, "ae_rounds": 0, "ae_groups_in_sync": 0, "ae_keys_repaired": 0,
-                      "bad_states": 0, "keys_streamed": 0, "streams_done": 0, "keys_forwarded": 0,
+                      "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0, "keys_streamed": 0,
+                      "streams_done": 0, "keys_forwarded": 0,
                       "keys_cleaned": 0}
 
     def _req(self) -> int:
@@ -225,6 +240,8 @@ class Replica:
         elif kind == "j":
             self.store.join_key(entry[1], entry[2], entry[3])
             self.dirty.add(entry[1])
+        elif kind == "wd":
+            self.dirty.update(self.store.apply_delta(decode_delta(entry[1]), entry[2])[0])
         elif kind == "h":
             self.hints.add(entry[1], entry[2], entry[3], entry[4])
         elif kind == "hd":
@@ -242,10 +259,15 @@ class Replica:
               alive: Iterable[str], stand_ins: Sequence[str], now_ms: int, now_us: int) -> list[Any]:
         """A client write this node coordinates (``muts`` from kv/crdt_writes.translate)."""
         out: list[Any] = []
+        delta = b""
+        if self.deltas and not any(m[0] == "set" and m[4] is not None for m in muts):
+            ctx = self.store.ctx  # (VSET ... CONTEXT: whole states)
+            before = {k: dict(ctx.get(k, ())) for k in {bytes(m[1]) for m in muts}}
+            delta = write_delta(self.node, hlc, muts, before)
         changed = self._apply_local(muts, hlc, now_ms, out)
         states = tuple((k, b) for k in changed if (b := self.store.key_blob(k)) is not None)
-        out.extend(self._coordinated(self.coord.write(req, states, replicas, needed, alive, stand_ins, now_us),
-                                     now_ms))
+        out.extend(self._coordinated(self.coord.write(req, states, replicas, needed, alive, stand_ins, now_us,
+                                                      delta), now_ms))
         return out
 
     def local_write(self, muts: Sequence[Any], hlc: int, now_ms: int) -> list[Any]:
@@ -342,6 +364,8 @@ class Replica:
                 ok = True
                 if msg.hint_for:
                     ok = self.hold_hints(msg.hint_for, msg.states, now_ms, out)
+                elif msg.delta:
+                    return self._put_delta(peer, msg, now_ms, out)
                 else:
                     if msg.req and self.membership.state.epoch and not self._replicates(msg.states):
                         ok = False  # joined and passed on, but not counted: see "Membership changes" above
@@ -355,6 +379,15 @@ class Replica:
                             self._late_write(changed, now_ms, out)
                 if msg.req:
                     out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
+            case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
+                w = self.coord.writes.get(msg.req)
+                held = dict(w.states) if w is not None else {}  # as the write left them
+                need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k) or held.get(k)) is not None)
+                if len(need) == len(msg.keys):
+                    out.append(Send(to=peer, msg=dm.Put(req=msg.req, states=need)))
+                else:  # a key this node no longer holds (dropped meanwhile): not acked, a hint if any
+                    out.extend(self._coordinated(self.coord.step(peer, dm.PutAck(req=msg.req, ok=False), now_us),
+                                                 now_ms))
             case dm.Get():
                 states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
                 out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=states)))
@@ -389,6 +422,38 @@ class Replica:
                     return out
                 if pmsg.sender == peer:
                     self._paxos_run([pmsg], now_ms, out, writable)
+        return out
+
+    def _put_delta(self, peer: str, msg: dm.Put, now_ms: int, out: list[Any]) -> list[Any]:
+        """A write shipped as a delta (``keyed.py``): applied to the keys whose base this replica
+        holds (WAL ``wd``); the whole states of the others are asked for (``PutNeed``) and the
+        write is acknowledged when they come. Otherwise as a ``Put`` of states."""
+        try:
+            delta = decode_delta(msg.delta)
+        except ValueError:
+            self.stats["bad_states"] += 1
+            if msg.req:
+                out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=False)))
+            return out
+        keys = tuple(delta[3])
+        ok = not (msg.req and self.membership.state.epoch
+                  and not all(self.node in self.membership.write_replicas(k)[0] for k in keys))
+        changed, missing = self.store.apply_delta(delta, now_ms)
+        if changed:
+            self.stats["deltas_applied"] += 1
+            self.dirty.update(changed)
+            out.append(Persist(entry=["wd", msg.delta, now_ms]))
+            self.hlc.observe(delta[1], now_ms)
+            out.append(Changed(keys=tuple(changed)))
+            if self.stream_ranges:
+                self._forward_to_targets(changed, out)
+            elif self.membership.state.epoch and not self.membership.changing:
+                self._late_write(changed, now_ms, out)
+        if missing and msg.req:
+            self.stats["deltas_missing_base"] += 1
+            out.append(Send(to=peer, msg=dm.PutNeed(req=msg.req, keys=tuple(missing))))
+        elif msg.req:
+            out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
         return out
 
     # ------------------------------------------------------------ membership
