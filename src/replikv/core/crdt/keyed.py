@@ -168,9 +168,9 @@ class KeyedStore(CrdtStore):
             return changed, missing
         for i, mut in enumerate(muts):
             key = bytes(mut[1])
-            seen = seen_by.get(key)
-            if seen is not None:
-                self._apply_one(key, mut, origin, hlc, i, hlc, seen)
+            seen_of = seen_by.get(key)
+            if seen_of is not None:
+                self._apply_one(key, mut, origin, hlc, i, hlc, seen_of)
         for key in changed:
             self._blobs.pop(key, None)
             kctx = self.ctx.setdefault(key, {})
