@@ -184,6 +184,9 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self.replica.ring = self.ring = ms.ring
         for m in (*state.members, *((state.node,) if state.node else ())):
             self._know(m)
+        if state.left is not None and state.left.id != self.id:  # restarted after removing it: tell it
+            self._know(state.left)  # of the switch again (Membership resends), then let it go
+            self._departed[state.left.id] = time.monotonic() + DEPARTED_PEER_KEEP_S
 
     def _know(self, m: mb.Member) -> None:
         """A member's address: into the config (INFO, forwarding) and, once started, the transport."""

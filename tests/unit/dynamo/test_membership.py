@@ -290,6 +290,37 @@ def test_a_coordinator_restarted_after_its_switch_sends_it_again_until_every_mem
     assert other.driving is None and other.tick(100, ["n1", "n3", "n4"]) == []
 
 
+def test_a_coordinator_restarted_after_removing_a_node_still_tells_it_of_the_switch() -> None:
+    """The removed node is kept in the switched state (``left``, stored in the meta file, not
+    sent): before, a restart forgot it, and a removed node whose copy of the switch was lost
+    kept the old ring, still serving as a member of it."""
+    m = mb.Membership("n1", state([*N3, "n4"]), replicas=3, vnodes=8, resend_ms=10)
+    m.begin("remove", member(4), 0)
+    for epoch in (1, 2):  # every node acknowledges the change, then the reads-new epoch
+        out: list[Any] = []
+        for peer in ("n2", "n3", "n4"):
+            out = m.step(peer, dm.RingAck(epoch=epoch, coordinator="n1"), 1)
+        while m.driving is not None and m.driving.streams:
+            for s in list(m.driving.streams):
+                src = s.task.sources[s.source]
+                out = m.step(src, dm.StreamDone(epoch=epoch, target=s.task.target, ranges=mb._wire(s.task)), 2)
+    final = m.state
+    assert final.ids == ("n1", "n2", "n3") and final.left == member(4) and not final.change
+    assert final.to_msg() == mb.RingState(epoch=final.epoch, members=final.members, coordinator="n1").to_msg()
+    stored = mb.RingState.from_json(final.to_json())
+    assert stored == final  # the meta file keeps it
+    restarted = mb.Membership("n1", stored, replicas=3, vnodes=8, resend_ms=10)
+    out = restarted.tick(10, ["n2", "n3", "n4"])
+    assert {e.to for e in out if isinstance(e, mb.Send) and e.msg == final.to_msg()} == {"n2", "n3", "n4"}
+    for peer in ("n2", "n3", "n4"):
+        restarted.step(peer, dm.RingAck(epoch=final.epoch, coordinator="n1"), 20)
+    assert restarted.driving is None
+    with pytest.raises(mb.MembershipError):  # a removed node beside a change in flight: refused
+        mb.RingState.from_json({**final.to_json(), "change": "add", "node": list(member(5).wire())})
+    older = {k: v for k, v in final.to_json().items() if k != "left"}  # a meta file from before
+    assert mb.RingState.from_json(older).left is None
+
+
 def test_a_stalled_source_is_replaced_by_the_next_old_replica() -> None:
     m = mb.Membership("n1", state(N3), replicas=3, vnodes=8, stream_timeout_ms=100)
     m.begin("add", member(4), 0)

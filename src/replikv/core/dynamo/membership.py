@@ -21,7 +21,10 @@ Rules implemented:
 - **Gossip.** On connect each side sends its state (``RingMsg``); a receiver
   adopts a higher one, answers a lower one with its own, and acknowledges
   (``RingAck``) the epoch it holds. The change's coordinator resends its
-  state to every node that has not acknowledged it every ``resend_ms``.
+  state to every node that has not acknowledged it every ``resend_ms``,
+  the node a remove took out included: the switched state names it
+  (``RingState.left``, kept in the meta file, not sent), so a coordinator
+  restarted after the switch still tells it.
 - **A change, step by step** (one at a time; ``begin`` refuses a second, an
   unknown node, a node already a member, and a removal that would leave
   fewer nodes than ``replicas``):
@@ -78,7 +81,7 @@ Rules implemented:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from replikv.core.dynamo import messages as dm
@@ -116,9 +119,13 @@ class RingState:
     node: Member | None = None  # the node joining or leaving
     coordinator: str = ""  # who drives the change (and who made this epoch)
     reads_new: bool = False  # the change's streams are done: reads use the new ring, writes both
+    # the node the remove that made this epoch took out: its coordinator tells it of the switch
+    # too, after a restart as well (kept in the meta file, not sent: to_msg leaves it out)
+    left: Member | None = None
 
     def __post_init__(self) -> None:
         invariant(not self.reads_new or bool(self.change), "only a change in flight reads from its new ring")
+        invariant(self.left is None or not self.change, "only a switched ring names the node it removed")
         invariant(self.change in CHANGES, "a ring change is add, remove or none")
         invariant((self.change == "") == (self.node is None), "a change names its node, and only a change")
         invariant(list(self.members) == sorted(self.members, key=lambda m: m.id), "members sorted by id")
@@ -169,14 +176,21 @@ class RingState:
         """For the meta file."""
         return {"epoch": self.epoch, "members": [list(m.wire()) for m in self.members], "change": self.change,
                 "node": list(self.node.wire()) if self.node else [], "coordinator": self.coordinator,
-                "reads_new": self.reads_new}
+                "reads_new": self.reads_new, "left": list(self.left.wire()) if self.left else []}
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> RingState:
-        return RingState.from_msg(dm.RingMsg(epoch=int(d["epoch"]), members=tuple(tuple(m) for m in d["members"]),
-                                             change=str(d["change"]), node=tuple(d["node"]),
-                                             coordinator=str(d["coordinator"]),
-                                             reads_new=bool(d.get("reads_new", False))))
+        state = RingState.from_msg(dm.RingMsg(epoch=int(d["epoch"]), members=tuple(tuple(m) for m in d["members"]),
+                                              change=str(d["change"]), node=tuple(d["node"]),
+                                              coordinator=str(d["coordinator"]),
+                                              reads_new=bool(d.get("reads_new", False))))
+        left = d.get("left") or []  # older meta files: none
+        if not left:
+            return state
+        if state.change or len(left) != 4:
+            raise MembershipError("a stored ring state names a removed node beside a change in flight")
+        return replace(state, left=Member(id=str(left[0]), host=str(left[1]), port=int(left[2]),
+                                          peer_port=int(left[3])))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,7 +293,6 @@ class Membership:
         self.next_ring: Ring | None = None
         self.driving: _Driving | None = None
         self.cleanup_due_ms: int | None = None  # drop keys not replicated here from then on
-        self.left: set[str] = set()  # the node this node's last change removed (told of the switch too)
         self._set(state)
         if state.epoch and not state.change:
             self.cleanup_due_ms = -1  # a restart after a switch: clean up once the delay has passed
@@ -381,10 +394,11 @@ class Membership:
         return out
 
     def _everyone(self) -> set[str]:
-        """Whose acknowledgement the current epoch needs: old and new members, and a removed node."""
+        """Whose acknowledgement the current epoch needs: old and new members, and the node the
+        switch removed (``RingState.left``: a coordinator restarted after its switch still tells it)."""
         ids = set(self.state.everyone())
-        if not self.state.change:
-            ids |= self.left
+        if self.state.left is not None:
+            ids.add(self.state.left.id)
         return ids
 
     # -- messages ----------------------------------------------------------------------
@@ -445,8 +459,8 @@ class Membership:
             return []  # a node still reading from the old owners may miss a write to the new ones only
         # every node reads from the new owners: switch
         assert st.node is not None
-        self.left = {st.node.id} if st.change == "remove" else set()
-        final = RingState(epoch=st.epoch + 1, members=st.next_members(), coordinator=self.node)
+        final = RingState(epoch=st.epoch + 1, members=st.next_members(), coordinator=self.node,
+                          left=st.node if st.change == "remove" else None)
         d.acked, d.streams, d.resent_ms = {self.node}, None, now_ms
         out = self._adopt(final, now_ms)
         msg = final.to_msg()
