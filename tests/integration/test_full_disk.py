@@ -147,6 +147,7 @@ def test_full_disk_refuses_writes_serves_reads_and_resumes(small_disk: Path, tmp
         assert not missing, f"{len(missing)} acknowledged writes lost, first {missing[:3]}"
         assert check.get("after") == b"1"
         assert all(check.get(k) is None for k in refused)
+        assert "Traceback" not in "".join(c.log_text(n) for n in ("n1", "n2", "n3"))
     finally:
         c.close()
 
@@ -178,6 +179,7 @@ def test_raft_a_snapshot_received_on_a_full_disk_waits_for_space_then_installs(s
             c.client("n1").execute_command("FAILOVER", "TO", "n2")
             wait_for(lambda: c.replication("n1")["role"] == "slave", 20, "n1 to hand over")
             leader = c.leader()
+        n1_last = c.last_index("n1")
         c.stop("n1")
         writer = c.client(leader)
         for i in range(0, 800, 100):  # 3.2 MB of values: the leader snapshots and compacts past n1
@@ -185,7 +187,18 @@ def test_raft_a_snapshot_received_on_a_full_disk_waits_for_space_then_installs(s
             for j in range(i, i + 100):
                 pipe.set(f"k{j}", VALUE)
             pipe.execute()
-        wait_for(lambda: int(c.stats(leader)["snapshots_taken"]) >= 1, 20, "a snapshot on the leader")
+        # n1 needs a snapshot, not entries, once the leader's log no longer holds what follows its own
+        # (compaction waits for a follower heard from lately: n1, stopped, soon is not); and one that
+        # holds every value above (3.2 MB, more than the 1 MiB n1 will have), not an early one
+        target = max(c.last_index(leader), n1_last + 1)
+
+        def compacted_past_the_values() -> bool:
+            pipe = writer.pipeline(transaction=False)
+            for j in range(20):  # more WAL (the same keys again): the next snapshot covers ``target``
+                pipe.set(f"pad{j}", VALUE)
+            pipe.execute()
+            return int(writer.info("persistence")["replikv_snapshot_index"]) >= target
+        wait_for(compacted_past_the_values, 30, "the leader's log compacted past every value")
         filler = fill_leaving(small_disk, HEADROOM_BYTES)
         c.start("n1")
         wait_for(lambda: misconf_lines(c, "n1")[0] >= 1, 30, "n1 to block on the snapshot it cannot write")
@@ -195,5 +208,6 @@ def test_raft_a_snapshot_received_on_a_full_disk_waits_for_space_then_installs(s
         wait_for(lambda: int(c.stats("n1")["snapshots_installed"]) >= 1, 60, "the install once space returned")
         wait_for(lambda: len({c.digest(n) for n in ("n1", "n2", "n3")}) == 1, 30, "equal digests")
         assert not list((small_disk / "snapshots").glob("*.tmp"))  # no partial transfer left behind
+        assert "Traceback" not in c.log_text("n1")  # a snapshot of its own while blocked waits too
     finally:
         c.close()

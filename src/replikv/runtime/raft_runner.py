@@ -710,8 +710,8 @@ class RaftRunner(BaseRunner):
         continues from, at a memory cost bounded by the backlog. Runs when the snapshot
         is read back and on every tick while one waits; no other snapshot starts meanwhile."""
         held = self._held_compaction
-        if held is None:
-            return
+        if held is None or self.disk_error is not None:
+            return  # frozen by the disk guard: the compaction waits for the disk (run on every tick)
         index, app = held
         if index > self.core.log.snapshot.index:
             log_bytes = self.wal.size_bytes - self.group.wal_after_snapshot
@@ -721,10 +721,13 @@ class RaftRunner(BaseRunner):
                     self._held_since = index
                     self.stats["compactions_held"] += 1
                 return
-            for e in self.core.compact(index, app):
-                if isinstance(e, Persist):
-                    self._persist(e)
-            self.wal.commit()
+            try:
+                for e in self.core.compact(index, app):
+                    if isinstance(e, Persist):
+                        self._persist(e)
+                self.wal.commit()
+            except (WalFailedError, OSError) as exc:  # the WAL keeps what it could not write
+                self._disk_failed(exc)
         self._held_compaction = None
         return_freed_memory()  # the compacted entries' pages (runtime/memory.py)
 
