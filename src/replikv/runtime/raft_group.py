@@ -161,7 +161,8 @@ class RaftGroup:
                 path = write_snapshot(self.snapshot_dir, snap.index, snap.term,
                                       msgpack.packb([sorted(c.voters), sorted(c.learners), snap.data]))
                 self.snapshot_on_disk = snap.index
-                # one received from the leader: the core keeps the file mapped, not its copy
+                # one this node took on its loop (a sharded group): the core keeps the file
+                # mapped, not its copy (one received from the leader is on disk already: _FileSink)
                 self.core.snapshot_stored(snap.index, split_stored(map_snapshot_file(path).data)[2])
             if p.discard_log or snap.index > wal.last_index:
                 wal.reset(snap.index + 1)

@@ -1007,10 +1007,8 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
-        if m.done or (pr.state is ProgressState.SNAPSHOT and m.last_included_index == pr.pending_snapshot
-                      and m.next_offset > pr.snapshot_offset):
-            pr.progress_tick = self.now_ticks  # installed, or a chunk taken
         if m.done:
+            pr.progress_tick = self.now_ticks  # installed
             pr.maybe_update(m.match_index)
             if pr.state is ProgressState.SNAPSHOT:
                 pr.become_probe()
@@ -1027,6 +1025,8 @@ class RaftNode:
             # naming the offset whose chunk is already in flight is a duplicate's (a
             # retransmitted chunk's) and sends nothing: answering it too would run a
             # second copy of the transfer, and a third after the next retransmit.
+            if m.next_offset > pr.snapshot_offset:
+                pr.progress_tick = self.now_ticks  # a chunk taken
             pr.snapshot_offset = m.next_offset
             self._send_snapshot_chunk(m.src)
 
