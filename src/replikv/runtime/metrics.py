@@ -248,11 +248,8 @@ def families(node: BaseRunner) -> Iterator[Any]:
             yield family(f"replikv_{name}", f"INFO persistence {src}.", value=value)
     wal = getattr(node, "wal", None)
     if wal is not None:
-        wals = getattr(wal, "wals", [wal])  # sharded raft: one WAL per group, summed
-        buckets = [sum(counts) for counts in zip(*(w.fsync_buckets for w in wals))]
         fsync = HistogramMetricFamily("replikv_wal_fsync_duration_seconds", "How long the WAL's fsyncs took.")
-        fsync.add_metric([], _cumulative(buckets or [0] * (len(FSYNC_BUCKETS_S) + 1), FSYNC_BUCKETS_S),
-                         sum(w.fsync_seconds for w in wals))
+        fsync.add_metric([], _cumulative(list(wal.fsync_buckets), FSYNC_BUCKETS_S), wal.fsync_seconds)
         yield fsync
 
     for src, name in (("used_memory", "memory_used_bytes"), ("used_memory_rss", "memory_rss_bytes")):

@@ -4,7 +4,10 @@ A group replica owns what a whole raft node owns in the unsharded mode
 (runtime/raft_runner.py), under ``<data_dir>/groups/g<k>/``: its core (a
 ``RaftNode``, driven by the node's ``GroupHost``), its own kv
 ``StateMachine`` and exactly-once session table (runtime/raft_app.py), its
-WAL, its meta file (term, vote, commit) and its snapshots. Its own state
+log and hard state (term, vote, commit) and its snapshots. The log and hard
+state are the group's share of the node log (storage/node_log.py: one fsync
+per loop iteration for all groups); the unsharded node, the group of one,
+keeps its own WAL and meta file. Its own state
 machine, not a share of one node-wide machine: the WATCH change index
 (kv/watch.py) forgets by count and must evolve identically on every replica
 of the group, and the group's snapshots, InstallSnapshot and expiry stay
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +50,14 @@ from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored, stored_head
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
-from replikv.storage.errors import StorageError, WalBlockedError
+from replikv.storage.errors import MissingMetaError, StorageError, WalBlockedError
 from replikv.storage.files import private_dir
+from replikv.storage.meta import MetaStore
+from replikv.storage.node_log import GroupLog, NodeLog
 from replikv.storage.recovery import open_storage
-from replikv.storage.snapshot import SnapshotWriter, map_snapshot_file, release_pages, write_snapshot
+from replikv.storage.snapshot import (SnapshotWriter, load_latest_snapshot, map_snapshot_file, release_pages,
+                                      remove_temp_files, write_snapshot)
+from replikv.storage.wal import WriteAheadLog
 
 __all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "entry_keys", "move_entry"]
 
@@ -91,18 +98,34 @@ class RaftGroup:
     def __init__(self, gid: int, directory: Path, opts: NodeOptions, raft_id: int, voters: tuple[int, ...],
                  election_ticks: int, heartbeat_ticks: int, *, async_persist: bool = False,
                  on_config: Callable[[Entry], None] | None = None, slot_map: SlotMap | None = None,
-                 disk_errors: list[WalBlockedError] | None = None) -> None:
+                 disk_errors: list[WalBlockedError] | None = None, node_log: NodeLog | None = None) -> None:
         """Recover the group's replica from ``directory`` (the unsharded raft node is the group
         of one: its data directory). ``voters``: the bootstrap configuration, used only when
         nothing stored names one. ``on_config``: told each CONFIG entry as it applies.
         ``disk_errors``: where the snapshot sink reports a failed write, for the runner's disk
-        guard (a list the runner shares among its groups; the group's own by default)."""
+        guard (a list the runner shares among its groups; the group's own by default). ``node_log``:
+        a sharded node's log, which holds the group's entries and hard state (else the group has a
+        WAL and a meta file of its own in ``directory``)."""
         self.gid = gid
+        fresh = not directory.exists()
         self.dir = private_dir(directory)
         self.snapshot_dir = private_dir(self.dir / "snapshots", narrow=True)
-        opened = open_storage(self.dir, self.snapshot_dir, fsync=opts.fsync, segment_bytes=opts.segment_bytes,
-                              mapped_snapshot=True)  # the core keeps it for InstallSnapshot: not on the heap
-        self.meta, self.wal, meta, stored = opened.meta_store, opened.wal, opened.meta, opened.snapshot
+        self.meta: MetaStore | GroupLog
+        self.wal: WriteAheadLog | GroupLog
+        wire: Iterable[Any]
+        if node_log is None:  # the unsharded node: a WAL and a meta file of its own
+            opened = open_storage(self.dir, self.snapshot_dir, fsync=opts.fsync, segment_bytes=opts.segment_bytes,
+                                  mapped_snapshot=True)  # the core keeps it for InstallSnapshot: not on the heap
+            self.meta, self.wal, meta, stored = opened.meta_store, opened.wal, opened.meta, opened.snapshot
+            wire = (e for _first, batch in opened.records for e in batch)
+        else:  # a sharded node's group: its share of the node log (storage/node_log.py)
+            remove_temp_files(self.snapshot_dir)
+            stored = load_latest_snapshot(self.snapshot_dir, mapped=True)
+            self.wal, meta, wire = node_log.open_group(gid, stored.index if stored else 0, fresh)
+            self.meta = self.wal
+            if not meta and (stored is not None or wire):
+                raise MissingMetaError(f"group {gid}'s hard state is missing from {self.wal.path} beside its "
+                                       f"snapshot or entries: starting fresh could vote twice in one term")
         self.sm = StateMachine()
         self.sessions = SessionTable()
         self.slots = SlotMoves(gid, slot_map) if slot_map is not None else None
@@ -117,9 +140,7 @@ class RaftGroup:
             self.restore_state(app, stored.index)
             release_pages(app)  # read once to restore: the heap holds the state, not the file's pages
         base = snap.index if snap else 0
-        entries: list[Entry] = []
-        for _first, batch in opened.records:
-            entries.extend(codec.entry_from_wire(e) for e in batch)
+        entries = [codec.entry_from_wire(e) for e in wire]
         if entries and entries[0].index != base + 1:
             raise StorageError(f"the WAL in {self.dir} starts at {entries[0].index}, expected {base + 1} after "
                                "the snapshot")

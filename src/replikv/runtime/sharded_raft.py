@@ -38,12 +38,14 @@ until ``replikv rebalance`` drives ``REPLIKV GROUP <g> ADD|PROMOTE|TRANSFER|REMO
 leaders and ``DROP`` on removed nodes; a leader's AppendEntries/InstallSnapshot for a group not
 hosted here creates the replica, unless it predates this node's removal (tombstone).
 
-Persistence: each group has its own WAL; the WALs a loop iteration wrote are
-committed (written, and fsynced by the policy) before any batch leaves, so a
-vote or an acknowledgement never leaves ahead of what it stands for (the
-host's ordering contract). Snapshots are per group, taken on the loop when
-the group's WAL grew by ``--snapshot-bytes`` (a group holds a share of the
-node's data).
+Persistence: one node log holds every group's entries and hard state
+(storage/node_log.py); what a loop iteration logged is committed (one write,
+one fsync by the policy, forced for a changed term or vote) before any batch
+leaves, so a vote or an acknowledgement never leaves ahead of what it stands
+for (the host's ordering contract). Snapshots are per group, taken on the loop when
+the group logged ``--snapshot-bytes`` since its last one (a group holds a share
+of the node's data); once a second the log's segments no group needs go, after
+the groups that pin old ones are carried forward (``LOG_SEGMENTS_KEPT``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from replikv.config import ClusterConfig, ConfigError
 from replikv.core.multiraft import codec as batch_codec
 from replikv.core.multiraft.host import GroupHost
 from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot
+from replikv.core.raft import codec
 from replikv.core.raft.errors import RaftError
 from replikv.core.raft.messages import AppendEntries, InstallSnapshot
 from replikv.core.raft.node import Role
@@ -86,12 +89,17 @@ from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
 from replikv.storage.errors import WalBlockedError, WalFailedError
-from replikv.storage.meta import MetaStore
+from replikv.storage.meta import META_FILE, MetaStore
+from replikv.storage.node_log import NodeLog
 
 log = logging.getLogger("replikv.sharded")
 
 BATCH = b"B"  # a GroupHost batch (core/multiraft/codec.py)
 LEADERS = b"L"  # msgpack [groups this node leads, moved slots as [first, last, group, epoch] runs]
+
+# the node log's segments kept before the groups that pin older ones are carried forward
+# (storage/node_log.py): at the default 16 MiB a segment, 64 MiB of log
+LOG_SEGMENTS_KEPT = 4
 
 _KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})
 _KEYLESS_WRITES = frozenset({b"FLUSHALL", b"FLUSHDB"})
@@ -132,11 +140,17 @@ class ShardedRaftRunner(BaseRunner):
         self.tombstones = {int(g): int(i) for g, i in state.get("tombstones", {}).items()}  # _drop_group
         self.index_replies: set[object] = set()  # REPLIKV GROUP REMOVE: answered with the change's index
         self.disk_errors: list[WalBlockedError] = []  # a group's snapshot sink could not write (raft_group.py)
+        self.node_log = NodeLog(self.data_dir / "wal", fsync=opts.fsync, segment_bytes=opts.segment_bytes,
+                                start=int(state.get("log_start", 1)), save_start=self._save_log_start)
+        self.node_log.recover()
+        legacy = self._adopt_legacy_wals()
         for g, members in self.placement.items():
             if self.raft_id in members or (self.data_dir / "groups" / f"g{g}").is_dir():
                 grp = self._open_group(g, members if self.raft_id in members else ())
                 self.groups[g] = grp
                 self.host.add_group(g, grp.core)
+        self.node_log.commit()  # what opening the groups logged (resets, drops)
+        self._remove_legacy_wals(legacy)
         for g in self.groups:
             self._sync_members(g)
         self.slot_epochs = [0] * len(self.slot_group)  # slot -> epoch of the move its owner came from
@@ -179,6 +193,32 @@ class ShardedRaftRunner(BaseRunner):
             self.placement[g] = members
             self._save_placement()
 
+    def _save_log_start(self, lsn: int) -> None:
+        """The node log's first LSN, durable before its older segments go (storage/node_log.py)."""
+        self.node_state = {**self.node_state, "log_start": lsn}
+        self.node_meta.save(self.node_state)
+
+    def _adopt_legacy_wals(self) -> list[Any]:
+        """Groups written by a replikv before the node log (a WAL and a meta file per group) are
+        logged in the node log, which is then fsynced; ``_remove_legacy_wals`` deletes the old
+        files only after that (a crash in between adopts them again, from scratch)."""
+        groups_dir = self.data_dir / "groups"
+        legacy = sorted(d for d in groups_dir.glob("g*") if (d / "wal").is_dir()) if groups_dir.is_dir() else []
+        for d in legacy:
+            self.node_log.adopt_legacy(int(d.name[1:]), d, self.options.segment_bytes)
+        if legacy:
+            self.node_log.commit()
+            self.node_log.fsync_now()
+        return legacy
+
+    def _remove_legacy_wals(self, legacy: list[Any]) -> None:
+        for d in legacy:
+            shutil.rmtree(d / "wal")  # the WAL first: a meta file without it is ignored, not adopted
+            (d / META_FILE).unlink(missing_ok=True)
+        if legacy:
+            log.info("node %s: the per-group logs of %d groups moved into the node log %s", self.id,
+                     len(legacy), self.node_log.wal.directory)
+
     def _save_placement(self) -> None:
         named = {g: tuple(self.names.get(i, str(i)) for i in m) for g, m in self.placement.items()}
         self.node_state = {**self.node_state, "placement": encode_placement(named)}
@@ -206,15 +246,14 @@ class ShardedRaftRunner(BaseRunner):
 
     async def stop(self) -> None:
         await self.stop_io()
-        for grp in self.groups.values():
-            grp.wal.close()
+        self.node_log.close()
 
     def lock_tables(self) -> list[Any]:
         return [g.sm.locks for g in self.groups.values()]
 
     @property
-    def wal(self) -> Any:  # BaseRunner's fsync loop and disk guard: every group's WAL at once
-        return _Wals(list(self.groups.values()))
+    def wal(self) -> Any:  # BaseRunner's fsync loop, disk guard and INFO: the node log
+        return self.node_log
 
     # -- levels ----------------------------------------------------------------------------------
     def ack_replicas(self, level: Any) -> int:
@@ -579,8 +618,12 @@ class ShardedRaftRunner(BaseRunner):
         self.host.remove_group(g)
         self.ready_reads = [r for r in self.ready_reads if r[0] != g]
         self.parked.pop(g, None)
-        grp.wal.close()
         shutil.rmtree(grp.dir, ignore_errors=True)
+        self.node_log.drop_group(g)  # after the directory: a replica never opens without its log
+        try:
+            self.node_log.commit()
+        except (WalFailedError, OSError) as exc:
+            self._disk_failed(exc)
         log.info("node %s no longer hosts group %d (removed at index %d): replica dropped", self.id, g, index)
 
     def _drop_removed(self) -> None:
@@ -616,7 +659,7 @@ class ShardedRaftRunner(BaseRunner):
         return RaftGroup(g, self.data_dir / "groups" / f"g{g}", self.options, self.raft_id, members,
                          self.election_ticks, self.hb_ticks, slot_map=SlotMap.even(self.options.shards),  # the
                          # initial map: the group's log (SlotMoves) records the moves beyond it
-                         disk_errors=self.disk_errors,
+                         disk_errors=self.disk_errors, node_log=self.node_log,
                          on_config=functools.partial(self._config_applied, g))
 
     def _address_learned(self, name: str) -> None:
@@ -803,9 +846,8 @@ class ShardedRaftRunner(BaseRunner):
                     if type(e) is Persist:
                         self.groups[g].persist(e)
                         written.add(g)
-            if self.disk_error is None:
-                for g in written:
-                    self.groups[g].wal.commit()
+            if self.disk_error is None and self.node_log.pending:
+                self.node_log.commit()  # every group's records: one write, one fsync (storage/node_log.py)
         except (WalFailedError, OSError) as exc:
             self._disk_failed(exc)  # the WALs keep what they could not write; retried (runtime/base.py)
         for g, effects in ready.groups:
@@ -885,7 +927,8 @@ class ShardedRaftRunner(BaseRunner):
         for e in grp.take_snapshot():
             if isinstance(e, Persist):
                 grp.persist(e)
-        grp.wal.commit()
+        self.node_log.commit()
+        self.node_log.reclaim()
         self.stats["snapshots_taken"] += 1
 
     def take_snapshot(self) -> int:
@@ -1010,12 +1053,21 @@ class ShardedRaftRunner(BaseRunner):
                     continue
 
     def _every_second(self) -> None:
+        """The groups' commit indexes recorded; groups pinning old segments of the node log
+        carried forward, and the segments no group needs deleted (storage/node_log.py)."""
+        node_log = self.node_log
         for grp in self.groups.values():
-            try:
-                grp.record_commit()
-            except OSError as exc:
-                self._disk_failed(exc)
-                return
+            grp.record_commit()
+        boundary, pinning = node_log.pinning(LOG_SEGMENTS_KEPT)
+        for g in pinning:
+            core = self.groups[g].core
+            self.groups[g].wal.carry_forward(  # type: ignore[union-attr]
+                boundary, lambda lo, hi, log_=core.log: [codec.entry_to_wire(e) for e in log_.slice(lo, hi + 1)])
+        try:
+            node_log.commit()
+            node_log.reclaim()
+        except (WalFailedError, OSError) as exc:
+            self._disk_failed(exc)
 
     def _expire_keys(self) -> None:
         """Active expiry: each group this node leads proposes EXPIREDUE for its due keys."""
@@ -1214,27 +1266,6 @@ class _FanOut:
         if self.left > 0:
             self.left = 0
             self.slot.resolve(encode_reply(RespError(_WRITE_EXPIRED), self.slot.conn.resp3))
-
-
-class _Wals:
-    """Every group's WAL seen as one, for BaseRunner's fsync loop, disk guard and INFO."""
-
-    def __init__(self, groups: list[RaftGroup]) -> None:
-        self.wals = [g.wal for g in groups]
-
-    def fsync_now(self) -> None:
-        for w in self.wals:
-            w.fsync_now()
-
-    def retry(self) -> bool:
-        return all(w.retry() for w in self.wals)
-
-    @property
-    def failed(self) -> BaseException | None:
-        return next((w.failed for w in self.wals if w.failed is not None), None)
-
-    def __getattr__(self, name: str) -> int:  # size_bytes, fsyncs, records, first_index: summed
-        return sum(getattr(w, name) for w in self.wals)
 
 
 __all__ = ["ShardedRaftRunner"]

@@ -453,6 +453,11 @@ class WriteAheadLog:
         return len(self._segments)
 
     @property
+    def segment_starts(self) -> list[int]:
+        """The first index of each segment on disk, oldest first."""
+        return [seg.first_index for seg in self._segments]
+
+    @property
     def blocked(self) -> BaseException | None:
         """The error of the rolled-back write that blocks the WAL, or None."""
         return self._blocked
