@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from replikv.core.sharding import SlotMap, key_slot
 from tests.integration.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
@@ -209,5 +210,50 @@ def test_raft_a_snapshot_received_on_a_full_disk_waits_for_space_then_installs(s
         wait_for(lambda: len({c.digest(n) for n in ("n1", "n2", "n3")}) == 1, 30, "equal digests")
         assert not list((small_disk / "snapshots").glob("*.tmp"))  # no partial transfer left behind
         assert "Traceback" not in c.log_text("n1")  # a snapshot of its own while blocked waits too
+    finally:
+        c.close()
+
+
+def test_sharded_a_full_disk_freezes_the_node_log_for_every_group_and_resumes(small_disk: Path,
+                                                                             tmp_path: Path) -> None:
+    """Sharded raft (issue 13): the groups share the node log, so a full disk refuses the writes
+    of the group n1 leads with MISCONF, n1 follows nothing meanwhile (the other groups go on
+    with their other two replicas), and after space returns and a kill -9 every acknowledged
+    write of the group is there."""
+    c = make(tmp_path / "c0", "raft", shards=3)
+    groups = SlotMap.even(3).groups
+    tag = next(t for t in (f"t{i}" for i in range(1000)) if groups[key_slot(f"{{{t}}}".encode())] == 0)
+    prefix = f"{{{tag}}}k"  # every key in one slot of group 0, whose preferred leader is n1
+    try:
+        c.start()
+        client = c.client("n1", timeout=10)
+        wait_for(lambda: client.info("replication").get("group0", {}).get("role") == "leader", 30,
+                 "n1 to lead group 0")
+        wait_for(lambda: _set_ok(client, prefix + "warmup", b"1"), 20, "group 0 to take writes")
+        filler = fill_leaving(small_disk, HEADROOM_BYTES)
+        acked, uncertain, refused = write_until_refused(client, prefix)
+        assert len(acked) > 10 and len(refused) >= 20, (len(acked), len(uncertain), len(refused))
+        reader = c.client("n1", timeout=10, single_connection_client=True)
+        reader.execute_command("CONSISTENCY", "READ", "eventual")
+        assert reader.get(acked[0]) == VALUE
+        assert client.info("persistence")["aof_last_write_status"] == "err"
+        other = c.client("n2", timeout=10)  # groups n1 does not lead go on with their other replicas
+        other_key = next(f"o{i}" for i in range(1000) if groups[key_slot(f"o{i}".encode())] == 1)
+        wait_for(lambda: _set_ok(other, other_key, b"2"), 20, "group 1 to take writes without n1")
+
+        filler.unlink()
+        wait_for(lambda: _set_ok(client, prefix + "after", b"1"), 30, "n1 to take writes again")
+        assert client.info("persistence")["aof_last_write_status"] == "ok"
+        wait_for(lambda: len({c.digest(n) for n in ("n1", "n2", "n3")}) == 1, 30, "equal digests")
+
+        c.kill("n1")
+        c.start("n1")
+        check = c.client("n1", timeout=10)
+        wait_for(lambda: _get_ok(check, prefix + "after"), 30, "n1 to serve group 0 again")
+        missing = [k for k in acked if check.get(k) != VALUE]
+        assert not missing, f"{len(missing)} acknowledged writes lost, first {missing[:3]}"
+        assert all(check.get(k) is None for k in refused)
+        assert check.get(other_key) == b"2"
+        assert "Traceback" not in "".join(c.log_text(n) for n in ("n1", "n2", "n3"))
     finally:
         c.close()

@@ -924,11 +924,15 @@ class ShardedRaftRunner(BaseRunner):
             target.slot.resolve(encode_reply(err or OK, target.conn.resp3))
 
     def _snapshot(self, grp: RaftGroup) -> None:
-        for e in grp.take_snapshot():
-            if isinstance(e, Persist):
-                grp.persist(e)
-        self.node_log.commit()
-        self.node_log.reclaim()
+        try:
+            for e in grp.take_snapshot():
+                if isinstance(e, Persist):
+                    grp.persist(e)
+            self.node_log.commit()
+            self.node_log.reclaim()
+        except (WalFailedError, OSError) as exc:
+            self._disk_failed(exc)  # the snapshot file or the log: retried as any refused write
+            return
         self.stats["snapshots_taken"] += 1
 
     def take_snapshot(self) -> int:
