@@ -144,3 +144,39 @@ def test_cluster_remove_moves_the_nodes_replicas_away_first(tmp_path: Path) -> N
                     assert retrying(lambda: cl.get(k)) == (k + "!").encode()
     finally:
         c.close()
+
+
+def test_a_node_removed_from_a_group_while_it_was_down_drops_its_stale_replica(tmp_path: Path) -> None:
+    """n3 is removed from group 0 while stopped, so it never applies its removal: once back, it
+    asks the other members (MEMBER_CHECK) and drops the stale replica; its replica of group 1,
+    still a member, stays."""
+    c = sharded(tmp_path / "c", shards=2)
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: all_led(c, nodes, 2), 20, "every group to have a leader")
+        assert hosted(c, "n3") == 2
+        r = c.client("n1")
+        keys = keys_per_group(2, 5)
+        for ks in keys.values():
+            for k in ks:
+                assert retrying(lambda: r.set(k, k)) is True
+        c.stop("n3")
+        wait_for(lambda: all_led(c, nodes[:2], 2), 20, "n1 and n2 to lead both groups")
+        index = retrying(lambda: r.execute_command("REPLIKV", "GROUP", "0", "REMOVE", "n3"))
+        assert int(index) > 0
+        assert placement(c, "n1")[0] == ("n1", "n2")
+        c.start("n3")
+        wait_for(lambda: hosted(c, "n3") == 1, 40, "n3 to drop its stale replica of group 0")
+        assert not (tmp_path / "c" / "n3" / "groups" / "g0").exists()
+        assert (tmp_path / "c" / "n3" / "groups" / "g1").exists()
+        assert "missed its removal" in c.log_text("n3")
+        three = c.client("n3")  # still serves every key: group 0 by forwarding
+        for ks in keys.values():
+            for k in ks:
+                assert retrying(lambda: three.get(k)) == k.encode()
+        c.stop("n3")  # the drop is durable: a restart does not bring the replica back
+        c.start("n3")
+        wait_for(lambda: all_led(c, nodes, 2), 20, "every group to have a leader")
+        assert hosted(c, "n3") == 1
+    finally:
+        c.close()

@@ -148,3 +148,16 @@ def test_a_crash_after_adopting_before_removing_the_old_wals_adopts_them_again_o
     assert _keys(r) == {0: [b"old"], 1: [b"old"], 2: [b"old"]}
     assert {g: r.groups[g].core.log.last_index for g in last} == {g: n + 1 for g, n in last.items()}
     r.node_log.close()
+
+
+def test_a_gone_from_a_peer_that_knows_no_newer_configuration_is_ignored(runner: ShardedRaftRunner) -> None:
+    """``_on_gone`` (a stale replica's drop): only a configuration newer than any this replica
+    knows counts; a teller that knows less (a member that has not yet heard of this node's
+    addition) is ignored. The drop is durable: the group's directory and its log go."""
+    known = runner.groups[0].core.log.last_config_index()
+    runner._on_gone("n2", [[0, known]])
+    assert 0 in runner.groups
+    runner._on_gone("n2", [[0, known + 5]])
+    assert 0 not in runner.groups and runner.tombstones[0] == known + 5
+    assert not (runner.data_dir / "groups" / "g0").exists()
+    assert 0 not in runner.node_log.groups

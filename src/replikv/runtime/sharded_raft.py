@@ -96,6 +96,9 @@ log = logging.getLogger("replikv.sharded")
 
 BATCH = b"B"  # a GroupHost batch (core/multiraft/codec.py)
 LEADERS = b"L"  # msgpack [groups this node leads, moved slots as [first, last, group, epoch] runs]
+MEMBER_CHECK = b"M"  # msgpack [[group, the sender's last config index], ...]: "am I still a member?"
+GONE = b"X"  # msgpack [[group, config index], ...]: "a committed configuration at that index excludes you"
+MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups it follows
 
 # the node log's segments kept before the groups that pin older ones are carried forward
 # (storage/node_log.py): at the default 16 MiB a segment, 64 MiB of log
@@ -982,10 +985,68 @@ class ShardedRaftRunner(BaseRunner):
                 for g in led:
                     if g in self.placement and src is not None and g not in self.groups:
                         self.leader_hint[g] = src
+            elif kind in (MEMBER_CHECK, GONE):
+                pairs = msgpack.unpackb(body)
+                if not isinstance(pairs, list) or not all(
+                        isinstance(p, list) and len(p) == 2 and all(type(x) is int for x in p) for p in pairs):
+                    raise ValueError("a membership frame is a list of [group, config index] pairs")
+                if kind == MEMBER_CHECK:
+                    self._answer_member_check(peer, pairs)
+                else:
+                    self._on_gone(peer, pairs)
             else:
                 raise ValueError(f"unknown frame kind {kind!r}")
         except (ValueError, TypeError) as e:
             log.warning("dropping a bad frame from peer %s: %s", peer, e)
+
+    # -- stale replicas (a removed node that missed its removal) ---------------------------------
+    def _check_membership(self) -> None:
+        """Every ``MEMBER_CHECK_S``: ask the other members of each group this node hosts and does
+        not lead whether they know a committed configuration that leaves it out. A node removed
+        from a group while it was down or cut off never applies its removal, and the group's
+        leader no longer writes to it (a quiesced replica does not even campaign): without the
+        question it would keep a stale replica for good (CockroachDB's replica GC queue asks the
+        range descriptor the same question)."""
+        asks: dict[str, list[list[int]]] = {}
+        for g, grp in self.groups.items():
+            log_ = grp.core.log
+            if grp.core.role is Role.LEADER or self.raft_id not in log_.config().members:
+                continue
+            for m in log_.config().members:
+                name = self.names.get(m)
+                if m != self.raft_id and name is not None:
+                    asks.setdefault(name, []).append([g, log_.last_config_index()])
+        for name, pairs in asks.items():
+            self.transport.send(name, MEMBER_CHECK + msgpack.packb(pairs))
+
+    def _answer_member_check(self, peer: str, pairs: list[list[int]]) -> None:
+        """GONE for the groups whose configuration here is committed, newer than the asker's and
+        leaves the asker out."""
+        src = next((i for i, n in self.names.items() if n == peer), None)
+        gone = []
+        for g, index in pairs:
+            grp = self.groups.get(g)
+            if grp is None or src is None:
+                continue
+            log_ = grp.core.log
+            at = log_.last_config_index()
+            if index < at <= log_.commit and src not in log_.config().members:
+                gone.append([g, at])
+        if gone:
+            self.transport.send(peer, GONE + msgpack.packb(gone))
+
+    def _on_gone(self, peer: str, pairs: list[list[int]]) -> None:
+        """Drop the replica of each group a peer knows this node was removed from, at a config
+        index above any this replica knows (Raft §4.2.2: a server not in the committed
+        configuration is no longer a member; one the group adds again comes back as a learner
+        and catches up, created on demand). A teller that knows less than this replica (a new
+        member it has not heard of yet) is ignored."""
+        for g, index in pairs:
+            grp = self.groups.get(g)
+            if grp is not None and index > grp.core.log.last_config_index():
+                log.info("node %s: %s knows a committed configuration of group %d (index %d) without this "
+                         "node, which missed its removal", self.id, peer, g, index)
+                self._drop_group(g, index)
 
     def _announce(self, force: bool = False) -> None:
         led = tuple(sorted(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER))
@@ -1056,9 +1117,16 @@ class ShardedRaftRunner(BaseRunner):
                 except RaftError:
                     continue
 
+    _member_check_at = 0.0
+
     def _every_second(self) -> None:
         """The groups' commit indexes recorded; groups pinning old segments of the node log
-        carried forward, and the segments no group needs deleted (storage/node_log.py)."""
+        carried forward, and the segments no group needs deleted (storage/node_log.py); every
+        ``MEMBER_CHECK_S``, the membership check of followed groups."""
+        now = time.monotonic()
+        if now >= self._member_check_at:
+            self._member_check_at = now + MEMBER_CHECK_S
+            self._check_membership()
         node_log = self.node_log
         for grp in self.groups.values():
             grp.record_commit()
