@@ -1365,6 +1365,19 @@ def _group_command(config: ClusterConfig, deadline: float, *argv: str, done_if: 
 
 def _run_rebalance(config: ClusterConfig, nodes: list[str], timeout: float) -> None:
     """Carry out placement.rebalance over ``nodes`` (core/sharding/placement.py), step by step."""
+    from replikv.rebalance_lease import LeaseError, RebalanceLease
+
+    lease = RebalanceLease(lambda: [node_client(config, n, 10.0) for n in config.nodes.values()])
+    try:
+        lease.acquire()  # one rebalance at a time (rebalance_lease.py); the plan is made under it
+        _rebalance_steps(config, nodes, timeout, lease)
+    except LeaseError as e:
+        fail(str(e), FAILURE)
+    finally:
+        lease.release()
+
+
+def _rebalance_steps(config: ClusterConfig, nodes: list[str], timeout: float, lease: Any) -> None:
     from replikv.core.sharding.placement import PlacementError, rebalance, rebalance_steps
 
     placement, _leaders = _cluster_placement(config)
@@ -1379,6 +1392,7 @@ def _run_rebalance(config: ClusterConfig, nodes: list[str], timeout: float) -> N
     console.print(f"{len(plan.moves)} replica move(s), {len(plan.leader_changes)} leader change(s)")
     deadline = time.monotonic() + (timeout or 3600)
     for step in steps:
+        lease.check()
         g = str(step.group)
         console.print(f"group {g}: {step.op.replace('_', ' ')} {escape(step.node)}")
         if step.op == "add_learner":
@@ -1418,6 +1432,8 @@ def rebalance(
     in cluster.toml (after `replikv cluster add`), then carries it out group by group: the new
     member is added as a learner, promoted once caught up (it receives a snapshot), leadership
     moves to the group's preferred leader, and the old member is removed and drops its data.
+    One rebalance runs at a time: it holds the lock `replikv:rebalance` (LOCK, with a 30 s lease
+    it renews) while it plans and moves; another is refused meanwhile.
     """
     config = load_config(config_path)
     if not config.options.shards:

@@ -180,3 +180,20 @@ def test_a_node_removed_from_a_group_while_it_was_down_drops_its_stale_replica(t
         assert hosted(c, "n3") == 1
     finally:
         c.close()
+
+
+def test_a_second_rebalance_is_refused_while_one_holds_the_cluster_lock(tmp_path: Path) -> None:
+    c = sharded(tmp_path / "c", shards=2)
+    try:
+        wait_for(lambda: all_led(c, ["n1", "n2", "n3"], 2), 20, "every group to have a leader")
+        r = c.client("n1")
+        token = retrying(lambda: r.execute_command("LOCK", "replikv:rebalance", "60000"))  # "a rebalance"
+        out = cli("rebalance", "--config", str(c.path), "--timeout", "30")
+        assert out.returncode != 0 and "another rebalance is running" in out.stderr, out.stdout + out.stderr
+        assert r.execute_command("UNLOCK", "replikv:rebalance", token) == 1
+        out = cli("rebalance", "--config", str(c.path), "--timeout", "30")
+        assert out.returncode == 0 and "balanced already" in out.stdout, out.stdout + out.stderr
+        info = r.execute_command("LOCKINFO", "replikv:rebalance")
+        assert info[1] is None and int(info[7]) > int(token)  # it took the lock, then released it
+    finally:
+        c.close()
