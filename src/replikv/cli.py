@@ -1400,7 +1400,7 @@ def _rebalance_steps(config: ClusterConfig, nodes: list[str], timeout: float, le
         elif step.op == "promote":  # refused (TRYAGAIN) until the learner holds the committed log
             _group_command(config, deadline, g, "PROMOTE", step.node, done_if="is not a learner")
         elif step.op == "transfer":
-            _tell_every_node(config, "", "REPLIKV", "GROUP", g, "PREFER", step.node)
+            _group_command(config, deadline, g, "PREFER", step.node)  # in the group's log
             while True:
                 _group_command(config, deadline, g, "TRANSFER", step.node)
                 wait_until = min(deadline, time.monotonic() + 5)

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import redis
 
 from replikv.config import ClusterConfig
@@ -195,5 +196,36 @@ def test_a_second_rebalance_is_refused_while_one_holds_the_cluster_lock(tmp_path
         assert out.returncode == 0 and "balanced already" in out.stdout, out.stdout + out.stderr
         info = r.execute_command("LOCKINFO", "replikv:rebalance")
         assert info[1] is None and int(info[7]) > int(token)  # it took the lock, then released it
+    finally:
+        c.close()
+
+
+def test_a_preferred_leader_is_in_the_groups_log_so_a_node_that_was_down_learns_it(tmp_path: Path) -> None:
+    """REPLIKV GROUP g PREFER is replicated through g's log: with n3 down, group 0's preference
+    moves to n2, its leader hands the group to n2, and n3, back, learns the preference from the log
+    (it would otherwise hand the group back to its old preferred leader whenever it led it)."""
+    c = sharded(tmp_path / "c", shards=2)
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: all_led(c, nodes, 2), 20, "every group to have a leader")
+        first = c.client("n1").execute_command("REPLIKV", "PLACEMENT")
+        preferred = {int(g): members[0].decode() for g, members, *_ in first}
+        new = next(n for n in nodes if n not in (preferred[0], "n3"))
+        c.stop("n3")
+        r = c.client(new)
+        assert retrying(lambda: r.execute_command("REPLIKV", "GROUP", "0", "PREFER", new)) == b"OK"
+        wait_for(lambda: c.replication(new)["group0"]["role"] == "leader", 30, f"{new} to lead group 0")
+        with pytest.raises(redis.ResponseError, match="not a member|unknown node"):
+            r.execute_command("REPLIKV", "GROUP", "0", "PREFER", "n9")
+        c.start("n3")
+
+        def n3_prefers_new() -> bool:
+            rows = c.client("n3").execute_command("REPLIKV", "PLACEMENT")
+            return any(int(g) == 0 and members[0].decode() == new for g, members, *_ in rows)
+
+        wait_for(n3_prefers_new, 30, "n3 to learn group 0's preferred leader from the log")
+        c.close()  # every node restarted: the preference is in the groups' logs and snapshots
+        c.start()
+        wait_for(lambda: c.replication(new)["group0"]["role"] == "leader", 30, f"{new} to lead group 0 again")
     finally:
         c.close()

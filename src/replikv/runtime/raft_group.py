@@ -45,6 +45,7 @@ from replikv.core.raft.errors import NotLeader, RaftError
 from replikv.core.replies import OK, RespError
 from replikv.core.sharding import SlotMap, key_slot
 from replikv.core.sharding.moves import SLOT_MOVE, SlotMoves, move_entry, parse_move_entry
+from replikv.core.sharding.placement import PREFER_ENTRY, parse_prefer_entry
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
@@ -131,6 +132,8 @@ class RaftGroup:
         self.slots = SlotMoves(gid, slot_map) if slot_map is not None else None
         self.txns = TxnTable()  # cross-group transactions: intents and records (core/txn/table.py)
         self.txns_released = False  # a transaction entry applied: requests parked on its keys may go on
+        self.preferred: int | None = None  # the preferred leader as the log says (PREFER_ENTRY), if it says
+        self.preferred_changed = False  # a PREFER entry applied: the runner's placement record follows
         self.proposing: dict[bytes, tuple[bytes, int]] = {}  # leader: key -> (txn, deadline) of a prepare in flight
         snap: Snapshot | None = None
         if stored is not None:
@@ -217,14 +220,18 @@ class RaftGroup:
 
     def state_blob(self) -> bytes:
         """The application snapshot, with the group's slot-move state as a fourth element and its
-        transactions (core/txn/table.py) as a fifth (``restore_app`` reads the first three, so the
-        unsharded format is unchanged)."""
+        transactions (core/txn/table.py) as a fifth and its preferred leader (PREFER_ENTRY) as a
+        sixth (``restore_app`` reads the first three, so the unsharded format is unchanged)."""
         data = app_snapshot(self.sm, self.sessions.to_state())
         moves = self.slots.state() if self.slots is not None else []
-        if not moves and not self.txns:
+        if not moves and not self.txns and self.preferred is None:
             return data
         fields = msgpack.unpackb(data)
-        extra = [moves, self.txns.to_state()] if self.txns else [moves]
+        extra: list[Any] = [moves]
+        if self.txns or self.preferred is not None:
+            extra.append(self.txns.to_state())
+        if self.preferred is not None:
+            extra.append(self.preferred)
         out: bytes = msgpack.packb([*fields[:3], *extra])
         return out
 
@@ -234,6 +241,8 @@ class RaftGroup:
         if self.slots is not None:
             self.slots.load(fields[3] if len(fields) > 3 else [])
         self.txns = TxnTable.from_state(fields[4] if len(fields) > 4 else None)
+        self.preferred = fields[5] if len(fields) > 5 else None
+        self.preferred_changed = True
         self.txns_released = True
 
     # -- apply ---------------------------------------------------------------------------------
@@ -250,6 +259,8 @@ class RaftGroup:
                     result = self._apply_move(entry)
                 elif entry.data[:1] == TXN_ENTRY:
                     result = self._apply_txn(entry)
+                elif entry.data[:1] == PREFER_ENTRY:
+                    result = self._apply_prefer(entry)
                 else:
                     result = self.sessions.apply(entry, self._apply_normal)
                 if entry.client_id is not None and self._last_applied != entry.index:
@@ -286,6 +297,15 @@ class RaftGroup:
         except (ValueError, TypeError, KeyError, IndexError) as e:
             log.error("group %d: malformed transaction entry at index %d refused: %r", self.gid, entry.index, e)
             return RespError(f"ERR malformed transaction entry: {e}")
+
+    def _apply_prefer(self, entry: Entry) -> Any:
+        """The group's preferred leader (core/sharding/placement.py ``PREFER_ENTRY``)."""
+        try:
+            self.preferred = parse_prefer_entry(entry.data)
+        except ValueError as e:
+            return RespError(f"ERR {e}")
+        self.preferred_changed = True
+        return OK
 
     def blocked(self, keys: list[bytes], now_ms: int) -> bytes | None:
         """The transaction whose lock (or prepare in flight, on the leader) holds one of ``keys``."""

@@ -74,7 +74,7 @@ from replikv.core.resp import encode_reply
 from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_nodes, cluster_shards,
                                    cluster_slots, encode_placement, format_ranges, initial_placement, key_slot,
                                    node_id, parse_ranges, ranges_to_slots, slots_to_ranges)
-from replikv.core.sharding.placement import PlacementError
+from replikv.core.sharding.placement import PlacementError, prefer_entry
 from replikv.kv.commands import lookup
 from replikv.kv.lua import with_body
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
@@ -190,7 +190,9 @@ class ShardedRaftRunner(BaseRunner):
             return  # nothing stored or received yet: the bootstrap placement stands
         old = self.placement.get(g, ())
         voters = sorted(cfg.voters)
-        first = old[0] if old and old[0] in cfg.voters else (voters[0] if voters else sorted(cfg.members)[0])
+        preferred = self.groups[g].preferred  # as the group's log says (PREFER_ENTRY), when it says
+        first = (preferred if preferred in cfg.voters else old[0] if old and old[0] in cfg.voters
+                 else voters[0] if voters else sorted(cfg.members)[0])
         members = (first, *sorted(m for m in cfg.members if m != first))
         if members != old:
             self.placement[g] = members
@@ -552,8 +554,8 @@ class ShardedRaftRunner(BaseRunner):
     def _group_admin(self, conn: Any, argv: list[bytes]) -> None:
         """REPLIKV GROUP <g> ADD|PROMOTE|REMOVE <node>: one membership change of group g (thesis
         §4.1), run on its leader (forwarded there); REMOVE answers the index of the change.
-        TRANSFER <node>: leadership to a voter. PREFER <node>: this node's record of g's preferred
-        leader (replikv rebalance sends it to every node). DROP <index>: this node was removed from
+        TRANSFER <node>: leadership to a voter. PREFER <node>: g's preferred leader, an entry of g's
+        log (core/sharding/placement.py ``PREFER_ENTRY``), answered once committed. DROP <index>: this node was removed from
         g by the change at <index>: its replica and data go, and Raft messages of g older than
         that change no longer recreate it."""
         if not argv[2].isdigit() or int(argv[2]) not in self.placement:
@@ -572,13 +574,7 @@ class ShardedRaftRunner(BaseRunner):
         if arg not in self.config.nodes:
             raise RespError(f"ERR unknown node {arg}")
         tid = raft_id(arg)
-        if action == b"PREFER":
-            members = self.placement[g]
-            self.placement[g] = (tid, *(m for m in members if m != tid))
-            self._save_placement()
-            conn.reply(OK)
-            return
-        if action not in (b"ADD", b"PROMOTE", b"REMOVE", b"TRANSFER"):
+        if action not in (b"ADD", b"PROMOTE", b"REMOVE", b"TRANSFER", b"PREFER"):
             raise RespError("ERR usage: REPLIKV GROUP <g> ADD|PROMOTE|REMOVE|TRANSFER|PREFER <node> | DROP <index>")
         if not self.leads(g):
             leader = self.leader_of(g)
@@ -587,6 +583,15 @@ class ShardedRaftRunner(BaseRunner):
             self.forwarder.forward(conn, leader, [argv], False, admin=True)
             return
         core = self.groups[g].core
+        if action == b"PREFER":  # an entry of g's log: every replica takes it (raft_group._apply_prefer)
+            if tid not in core.log.config().members:
+                raise RespError(f"ERR {arg} is not a member of group {g}")
+            rid = next(self._rids)
+            self.writes.add(rid, conn, time.monotonic() + self.options.ack_timeout_ms / 1000,
+                            f"TRYAGAIN group {g}'s preferred leader change did not commit in time")
+            self.pending.setdefault(g, []).append((prefer_entry(tid), rid, None, None))
+            self._schedule()
+            return
         if action == b"TRANSFER":
             try:
                 self.host.call(g, core.transfer_leadership(tid))
@@ -873,6 +878,9 @@ class ShardedRaftRunner(BaseRunner):
             grp = self.groups[g]
             if grp.move_events:
                 self._on_move_events(g, grp)
+            if grp.preferred_changed:
+                grp.preferred_changed = False
+                self._sync_members(g)
             if grp.txns_released:
                 grp.txns_released = False
                 if g in self.parked:

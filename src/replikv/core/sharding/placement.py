@@ -53,10 +53,15 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import msgpack
+
 from replikv.core.invariant import violated
 
 __all__ = [
+    "PREFER_ENTRY",
     "LeaderChange",
+    "parse_prefer_entry",
+    "prefer_entry",
     "Step",
     "decode_placement",
     "encode_placement",
@@ -74,6 +79,26 @@ __all__ = [
 
 Placement = dict[int, tuple[str, ...]]
 """group id -> members, the first one the preferred leader."""
+
+# A group's preferred leader is part of its replicated state: ``REPLIKV GROUP g PREFER node``
+# is an entry of g's log (this byte, then the node's raft id as msgpack), applied alike by every
+# replica; so every replica hands leadership back to the same node, and one that was down when
+# the preference changed learns it from the log (no two nodes each handing the group to the
+# other). No client entry starts with this byte: those are msgpack arrays.
+PREFER_ENTRY = b"\x02"
+
+
+def prefer_entry(raft_id: int) -> bytes:
+    packed: bytes = msgpack.packb(raft_id)
+    return PREFER_ENTRY + packed
+
+
+def parse_prefer_entry(data: bytes) -> int:
+    """The raft id a PREFER entry names; ValueError if it is not one."""
+    value = msgpack.unpackb(data[1:]) if data[:1] == PREFER_ENTRY else None
+    if type(value) is not int or value < 0:
+        raise ValueError(f"not a preferred-leader entry: {data[:20]!r}")
+    return value
 
 
 class PlacementError(ValueError):

@@ -1,9 +1,9 @@
-"""How many fsyncs one loop iteration of a sharded raft node costs (issue 13: "persistence batched
-across groups: one fsync per batch, not per group").
+"""A sharded raft node built in process (no sockets; a one-node cluster with 3 groups), issue 13.
 
-A one-node cluster with 3 groups, built in process (no sockets): one ``_drain`` that persists a
-write in every group. The groups share the node log (storage/node_log.py), so that iteration
-fsyncs once, whatever the number of groups (with a WAL per group it fsynced 3 times).
+- The node log: one ``_drain`` that persists a write in every group fsyncs once, whatever the
+  number of groups (with a WAL per group it fsynced 3 times); restart; adoption of the per-group
+  logs an older replikv wrote, also after a crash halfway through.
+- A stale replica dropped on a peer's GONE; the preferred leader as an entry of the group's log.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.core.raft.node import Role
 from replikv.core.sharding import SlotMap
+from replikv.core.sharding.placement import parse_prefer_entry, prefer_entry
 from replikv.runtime.raft_group import RaftGroup
 from replikv.runtime.sharded_raft import ShardedRaftRunner
 from replikv.storage.meta import META_FILE
@@ -161,3 +162,21 @@ def test_a_gone_from_a_peer_that_knows_no_newer_configuration_is_ignored(runner:
     assert 0 not in runner.groups and runner.tombstones[0] == known + 5
     assert not (runner.data_dir / "groups" / "g0").exists()
     assert 0 not in runner.node_log.groups
+
+
+def test_a_preferred_leader_entry_applies_and_survives_a_snapshot(runner: ShardedRaftRunner) -> None:
+    """PREFER is an entry of the group's log (core/sharding/placement.py): applied, it sets the
+    group's preferred leader and the node's placement record; a snapshot carries it (a replica
+    that installs the snapshot learns it too)."""
+    grp = runner.groups[1]
+    assert grp.preferred is None
+    runner.pending.setdefault(1, []).append((prefer_entry(runner.raft_id), None, None, None))
+    runner._drain()
+    assert grp.preferred == runner.raft_id and runner.placement[1][0] == runner.raft_id
+    runner._snapshot(grp)
+    blob = grp.state_blob()
+    grp.preferred = None
+    grp.restore_state(blob, grp.applied)
+    assert grp.preferred == runner.raft_id
+    with pytest.raises(ValueError):
+        parse_prefer_entry(b"\x02" + msgpack.packb("n1"))
