@@ -1363,21 +1363,51 @@ def _group_command(config: ClusterConfig, deadline: float, *argv: str, done_if: 
         time.sleep(0.2)
 
 
-def _run_rebalance(config: ClusterConfig, nodes: list[str], timeout: float) -> None:
+def _run_rebalance(config: ClusterConfig, nodes: list[str], timeout: float, parallel: int = 2) -> None:
     """Carry out placement.rebalance over ``nodes`` (core/sharding/placement.py), step by step."""
     from replikv.rebalance_lease import LeaseError, RebalanceLease
 
     lease = RebalanceLease(lambda: [node_client(config, n, 10.0) for n in config.nodes.values()])
     try:
         lease.acquire()  # one rebalance at a time (rebalance_lease.py); the plan is made under it
-        _rebalance_steps(config, nodes, timeout, lease)
+        _rebalance_steps(config, nodes, timeout, lease, parallel)
     except LeaseError as e:
         fail(str(e), FAILURE)
     finally:
         lease.release()
 
 
-def _rebalance_steps(config: ClusterConfig, nodes: list[str], timeout: float, lease: Any) -> None:
+def _rebalance_step(config: ClusterConfig, deadline: float, step: Any) -> None:
+    """One step of a group's move (core/sharding/placement.py ``rebalance_steps``), retried while
+    the cluster answers TRYAGAIN, until ``deadline``."""
+    g = str(step.group)
+    console.print(f"group {g}: {step.op.replace('_', ' ')} {escape(step.node)}")
+    if step.op == "add_learner":
+        _group_command(config, deadline, g, "ADD", step.node, done_if="already a member")
+    elif step.op == "promote":  # refused (TRYAGAIN) until the learner holds the committed log
+        _group_command(config, deadline, g, "PROMOTE", step.node, done_if="is not a learner")
+    elif step.op == "transfer":
+        _group_command(config, deadline, g, "PREFER", step.node)  # in the group's log
+        while True:
+            _group_command(config, deadline, g, "TRANSFER", step.node)
+            wait_until = min(deadline, time.monotonic() + 5)
+            while time.monotonic() < wait_until and _cluster_placement(config)[1].get(step.group) != step.node:
+                time.sleep(0.2)
+            if _cluster_placement(config)[1].get(step.group) == step.node:
+                break
+            if time.monotonic() > deadline:
+                fail(f"group {g}: {step.node} did not take the leadership in time", FAILURE)
+    else:
+        index = _group_command(config, deadline, g, "REMOVE", step.node, done_if="is not a member")
+        if index is not None:
+            try:
+                _group_command(config, deadline, g, "DROP", str(index), at=step.node)
+            except typer.Exit:
+                err_console.print(f"[yellow]{escape(step.node)} did not drop its replica of group {g}; "
+                                  "it does when it next asks the group's members[/]")
+
+
+def _rebalance_steps(config: ClusterConfig, nodes: list[str], timeout: float, lease: Any, parallel: int) -> None:
     from replikv.core.sharding.placement import PlacementError, rebalance, rebalance_steps
 
     placement, _leaders = _cluster_placement(config)
@@ -1391,33 +1421,25 @@ def _rebalance_steps(config: ClusterConfig, nodes: list[str], timeout: float, le
         return
     console.print(f"{len(plan.moves)} replica move(s), {len(plan.leader_changes)} leader change(s)")
     deadline = time.monotonic() + (timeout or 3600)
+    chains: dict[int, list[Any]] = {}  # each group's steps, in order; groups move side by side
     for step in steps:
-        lease.check()
-        g = str(step.group)
-        console.print(f"group {g}: {step.op.replace('_', ' ')} {escape(step.node)}")
-        if step.op == "add_learner":
-            _group_command(config, deadline, g, "ADD", step.node, done_if="already a member")
-        elif step.op == "promote":  # refused (TRYAGAIN) until the learner holds the committed log
-            _group_command(config, deadline, g, "PROMOTE", step.node, done_if="is not a learner")
-        elif step.op == "transfer":
-            _group_command(config, deadline, g, "PREFER", step.node)  # in the group's log
-            while True:
-                _group_command(config, deadline, g, "TRANSFER", step.node)
-                wait_until = min(deadline, time.monotonic() + 5)
-                while time.monotonic() < wait_until and _cluster_placement(config)[1].get(step.group) != step.node:
-                    time.sleep(0.2)
-                if _cluster_placement(config)[1].get(step.group) == step.node:
-                    break
-                if time.monotonic() > deadline:
-                    fail(f"group {g}: {step.node} did not take the leadership in time", FAILURE)
-        else:
-            index = _group_command(config, deadline, g, "REMOVE", step.node, done_if="is not a member")
-            if index is not None:
-                try:
-                    _group_command(config, deadline, g, "DROP", str(index), at=step.node)
-                except typer.Exit:
-                    err_console.print(f"[yellow]{escape(step.node)} did not drop its replica of group {g}; "
-                                      "it does when it next hears of the change[/]")
+        chains.setdefault(step.group, []).append(step)
+    stopped = threading.Event()  # a chain failed: the others stop before their next step
+
+    def run_chain(chain: list[Any]) -> None:
+        try:
+            for step in chain:
+                if stopped.is_set():
+                    return
+                lease.check()
+                _rebalance_step(config, deadline, step)
+        except BaseException:
+            stopped.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="rebalance") as pool:
+        for future in [pool.submit(run_chain, chain) for chain in chains.values()]:
+            future.result()
     console.print("[bold green]rebalanced[/]")
 
 
@@ -1425,20 +1447,23 @@ def _rebalance_steps(config: ClusterConfig, nodes: list[str], timeout: float, le
 def rebalance(
     config_path: Path = typer.Option(..., "--config", "-c", help="The cluster's cluster.toml."),
     timeout: float = typer.Option(600.0, "--timeout", min=0.0, help="Seconds for the whole rebalance."),
+    parallel: int = typer.Option(2, "--parallel", min=1, help="Groups moved at once (each new replica "
+                                 "receives a snapshot: more at once means more memory and disk traffic)."),
 ) -> None:
     """Sharded raft: spread the groups' replicas and preferred leaders over the cluster's nodes.
 
     Computes the smallest set of replica moves that balances replicas and leaders over the nodes
     in cluster.toml (after `replikv cluster add`), then carries it out group by group: the new
     member is added as a learner, promoted once caught up (it receives a snapshot), leadership
-    moves to the group's preferred leader, and the old member is removed and drops its data.
-    One rebalance runs at a time: it holds the lock `replikv:rebalance` (LOCK, with a 30 s lease
-    it renews) while it plans and moves; another is refused meanwhile.
+    moves to the group's preferred leader, and the old member is removed and drops its data;
+    --parallel groups move at once. One rebalance runs at a time: it holds the lock
+    `replikv:rebalance` (LOCK, with a 30 s lease it renews) while it plans and moves; another
+    is refused meanwhile.
     """
     config = load_config(config_path)
     if not config.options.shards:
         fail("replikv rebalance moves the Raft groups of a sharded cluster (--shards); this one has one group")
-    _run_rebalance(config, list(config.nodes), timeout)
+    _run_rebalance(config, list(config.nodes), timeout, parallel)
 
 
 def _text(reply: Any) -> str:
