@@ -48,6 +48,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def wal_fsyncs(ports: list[int]) -> int:
+    """The WAL fsyncs of every node so far (INFO persistence; a sharded node's one node log)."""
+    return sum(int(redis.Redis(port=p).info("persistence")["replikv_wal_fsyncs"]) for p in ports)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", "-n", type=int, default=150_000)
@@ -64,24 +69,28 @@ def main(argv: list[str] | None = None) -> int:
     ensure_redis_tools()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.python_version()}; "
           f"load average {load_average()}")
-    rows: list[tuple[int, int, float, float, float]] = []
+    rows: list[tuple[int, int, float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="replikv-shard-bench-") as tmp:
         root = Path(tmp)
         for shards in (int(s) for s in args.shards.split(",")):
             extra = ("--shards", str(shards)) if shards else ()
             with replikv_up(root, "raft", args.fsync, extra=extra, ready_when=all_groups_led(shards)) as ports:
                 for pipeline in (int(p) for p in args.pipelines.split(",")):
+                    before = wal_fsyncs(ports)
                     ops, p50, p99 = bench_spread(ports, "SET", requests, args.clients, pipeline)
-                    rows.append((shards, pipeline, ops, p50, p99))
+                    per_set = (wal_fsyncs(ports) - before) / requests
+                    rows.append((shards, pipeline, ops, p50, p99, per_set))
                     print(f"shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s p50 {p50:.3f} ms "
-                          f"p99 {p99:.3f} ms (load {load_average()})", flush=True)
-        base = {p: ops for s, p, ops, _, _ in rows if s == 0}
+                          f"p99 {p99:.3f} ms, {per_set:.3f} fsyncs per SET (load {load_average()})", flush=True)
+        base = {p: ops for s, p, ops, *_ in rows if s == 0}
         print()
-        print("| groups | pipeline | SET/s (clients on every node) | p50 ms | p99 ms | vs unsharded |")
-        print("|--:|--:|--:|--:|--:|--:|")
-        for shards, pipeline, ops, p50, p99 in rows:
+        print("| groups | pipeline | SET/s (clients on every node) | p50 ms | p99 ms | vs unsharded "
+              "| fsyncs per SET (3 nodes) |")
+        print("|--:|--:|--:|--:|--:|--:|--:|")
+        for shards, pipeline, ops, p50, p99, per_set in rows:
             ratio = f"{ops / base[pipeline]:.2f}" if base.get(pipeline) else ""
-            print(f"| {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | {ratio} |")
+            print(f"| {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | {ratio} "
+                  f"| {per_set:.3f} |")
         if args.idle_groups:
             extra = ("--shards", str(args.idle_groups))
             with replikv_up(root, "raft", args.fsync, extra=extra,
