@@ -34,10 +34,11 @@ class _NoTransport:
         self.sent.append((name, frame))
 
 
-def _runner(directory: Path, cls: type[ShardedRaftRunner] | None = None, elect: bool = True) -> ShardedRaftRunner:
+def _runner(directory: Path, cls: type[ShardedRaftRunner] | None = None, elect: bool = True,
+            **options: Any) -> ShardedRaftRunner:
     node = NodeAddress(id="n1", host="127.0.0.1", port=1, peer_port=2, data_dir=str(directory))
     cfg = ClusterConfig(mode="raft", secret="s", initial_leader="n1", nodes={"n1": node},
-                        options=NodeOptions(shards=3, fsync="always"))
+                        options=NodeOptions(shards=3, fsync="always", **options))
     r = (cls or ShardedRaftRunner)(cfg, "n1")
     r.transport = _NoTransport()
     if not elect:
@@ -180,3 +181,27 @@ def test_a_preferred_leader_entry_applies_and_survives_a_snapshot(runner: Sharde
     assert grp.preferred == runner.raft_id
     with pytest.raises(ValueError):
         parse_prefer_entry(b"\x02" + msgpack.packb("n1"))
+
+
+def test_a_busy_group_does_not_keep_the_quiet_groups_log_forever(tmp_path: Path) -> None:
+    """Group 0 writes and snapshots; groups 1 and 2 wrote once and stay quiet, pinning the node
+    log's first segment: once a second their entries and hard state are carried forward, so
+    the old segments go (storage/node_log.py), and a restart still finds every group's data."""
+    r = _runner(tmp_path / "n1", segment_bytes=4096, snapshot_bytes=2048)
+    _propose_everywhere(r, b"quiet")
+    r._drain()
+    value = b"v" * 300
+    for i in range(200):
+        r.pending.setdefault(0, []).append((msgpack.packb([0, False, [[b"SET", b"busy%d" % (i % 5), value]]]),
+                                            None, None, None))
+        r._drain()
+    assert r.stats["snapshots_taken"] > 5
+    assert len(r.node_log.wal.segment_starts) > 10  # groups 1 and 2 pin the first segment
+    r._every_second()
+    assert len(r.node_log.wal.segment_starts) <= 5  # LOG_SEGMENTS_KEPT, and the one being written
+    assert r.node_state["log_start"] == r.node_log.wal.segment_starts[0]
+    r.node_log.close()
+    again = _runner(tmp_path / "n1", segment_bytes=4096, snapshot_bytes=2048)
+    assert _keys(again)[1] == _keys(again)[2] == [b"quiet"]
+    assert b"busy4" in _keys(again)[0]
+    again.node_log.close()

@@ -1139,10 +1139,13 @@ class ShardedRaftRunner(BaseRunner):
         for grp in self.groups.values():
             grp.record_commit()
         boundary, pinning = node_log.pinning(LOG_SEGMENTS_KEPT)
+        if pinning:
+            self._drain()  # every Persist carried out: the cores' logs are what the node log holds
         for g in pinning:
-            core = self.groups[g].core
-            self.groups[g].wal.carry_forward(  # type: ignore[union-attr]
-                boundary, lambda lo, hi, log_=core.log: [codec.entry_to_wire(e) for e in log_.slice(lo, hi + 1)])
+            grp = self.groups.get(g)  # (the drain may have dropped it)
+            if grp is not None and self.disk_error is None:
+                grp.wal.carry_forward(  # type: ignore[union-attr]
+                    boundary, lambda lo, hi, log_=grp.core.log: [codec.entry_to_wire(e) for e in log_.slice(lo, hi + 1)])
         try:
             node_log.commit()
             node_log.reclaim()
