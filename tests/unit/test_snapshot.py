@@ -13,6 +13,7 @@ from replikv.storage.snapshot import (
     Snapshot,
     SnapshotWriter,
     load_latest_snapshot,
+    map_snapshot_file,
     release_pages,
     remove_temp_files,
     snapshot_name,
@@ -224,3 +225,21 @@ def test_reader_streams_the_latest_snapshot_and_checks_it(tmp_path: Path) -> Non
     with pytest.raises(CorruptSnapshotError):
         reader.check()
     reader.close()
+
+
+def test_a_snapshot_just_written_is_mapped_without_reading_its_data_again(tmp_path: Path) -> None:
+    """``just_written``: the header, length and name are checked, the checksum pass is skipped
+    (the writer computed it); a load at start-up still verifies the data whole."""
+    path = write_snapshot(tmp_path, 42, 7, b"x" * 1000)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # damage the data only
+    path.write_bytes(bytes(raw))
+    snap = map_snapshot_file(path, just_written=True)
+    assert (snap.index, snap.epoch, len(snap.data)) == (42, 7, 1000)
+    with pytest.raises(CorruptSnapshotError, match="checksum"):
+        map_snapshot_file(path)
+    with pytest.raises(CorruptSnapshotError, match="checksum"):
+        load_latest_snapshot(tmp_path, mapped=True)
+    path.write_bytes(bytes(raw[:-1]))  # a short file: caught either way
+    with pytest.raises(CorruptSnapshotError, match="header says"):
+        map_snapshot_file(path, just_written=True)

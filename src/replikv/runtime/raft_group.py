@@ -187,7 +187,8 @@ class RaftGroup:
                 self.snapshot_on_disk = snap.index
                 # one this node took on its loop (a sharded group): the core keeps the file
                 # mapped, not its copy (one received from the leader is on disk already: _FileSink)
-                self.core.snapshot_stored(snap.index, split_stored(map_snapshot_file(path).data)[2])
+                mapped = map_snapshot_file(path, just_written=True)
+                self.core.snapshot_stored(snap.index, split_stored(mapped.data)[2])
             if p.discard_log or snap.index > wal.last_index:
                 wal.reset(snap.index + 1)
             else:
@@ -382,7 +383,7 @@ class _FileSink:
             return None
         try:
             path = self.writer.finish()
-            app = split_stored(map_snapshot_file(path).data)[2]
+            app = split_stored(map_snapshot_file(path, just_written=True).data)[2]
         except OSError as exc:
             self._failed(exc)
             return None
