@@ -5,7 +5,10 @@ groups cost, in one run on this machine.
 For each K (0 = the unsharded raft cluster, then 3 and 9 groups) and each pipeline depth: SET
 from clients that know nothing of slots, one redis-benchmark per node at once (a command lands on
 any node and is forwarded to its group's leader), summed; the ratio is against the unsharded
-cluster in the same run. Then a cluster with ``--idle-groups`` groups (default 1,000) is started,
+cluster in the same run. With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware
+clients: ``redis-benchmark --cluster`` (each command sent to its group's leader) against the
+sharded clusters, and one redis-benchmark at the leader (no forwarding either) against the
+unsharded one. Then a cluster with ``--idle-groups`` groups (default 1,000) is started,
 left idle once every group has a leader, and each node's CPU is read from /proc over
 ``--idle-seconds``: what quiesced groups cost (issue 13's target: under 5% of a core per node).
 
@@ -17,8 +20,11 @@ This is a script, not a test: it asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +33,7 @@ from pathlib import Path
 import redis
 
 from _support import wait_until
-from multileader_throughput import bench_spread, load_average, replikv_up
+from multileader_throughput import bench, bench_spread, load_average, replikv_up
 from resp_throughput import ensure_redis_tools
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -48,6 +54,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def bench_direct(ports: list[int], shards: int, requests: int, clients: int,
+                 pipeline: int) -> tuple[float, float, float]:
+    """Clients that send each command where it is served: ``redis-benchmark --cluster`` on a
+    sharded cluster, all connections at the leader of an unsharded one."""
+    if not shards:
+        leader = next(p for p in ports if redis.Redis(port=p).info("replication")["role"] == "master")
+        return bench(leader, "SET", requests, clients, pipeline)
+    args = ["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p", str(ports[0]), "-t", "set", "-n",
+            str(requests), "-c", str(clients), "-d", "16", "-r", "10000", "-P", str(pipeline), "--csv"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120 + requests / 1000)
+    csv_text = done.stdout[done.stdout.find('"test"'):]  # after its list of the cluster's masters
+    for record in csv.DictReader(io.StringIO(csv_text)):
+        if record.get("test", "").upper() == "SET":
+            return float(record["rps"]), float(record["p50_latency_ms"]), float(record["p99_latency_ms"])
+    raise RuntimeError(f"redis-benchmark --cluster gave no SET result: {done.stdout} {done.stderr}")
+
+
 def wal_fsyncs(ports: list[int]) -> int:
     """The WAL fsyncs of every node so far (INFO persistence; a sharded node's one node log)."""
     return sum(int(redis.Redis(port=p).info("persistence")["replikv_wal_fsyncs"]) for p in ports)
@@ -57,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", "-n", type=int, default=150_000)
     ap.add_argument("--clients", "-c", type=int, default=48)
+    ap.add_argument("--client-kinds", default="plain", help="plain (any node, forwarded), cluster "
+                    "(cluster-aware: straight to the leader), or both: plain,cluster")
     ap.add_argument("--fsync", default="everysec", choices=("always", "everysec", "no"))
     ap.add_argument("--shards", default="0,3,9")
     ap.add_argument("--pipelines", default="1,16")
@@ -69,28 +94,32 @@ def main(argv: list[str] | None = None) -> int:
     ensure_redis_tools()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.python_version()}; "
           f"load average {load_average()}")
-    rows: list[tuple[int, int, float, float, float, float]] = []
+    rows: list[tuple[str, int, int, float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="replikv-shard-bench-") as tmp:
         root = Path(tmp)
         for shards in (int(s) for s in args.shards.split(",")):
             extra = ("--shards", str(shards)) if shards else ()
             with replikv_up(root, "raft", args.fsync, extra=extra, ready_when=all_groups_led(shards)) as ports:
-                for pipeline in (int(p) for p in args.pipelines.split(",")):
-                    before = wal_fsyncs(ports)
-                    ops, p50, p99 = bench_spread(ports, "SET", requests, args.clients, pipeline)
-                    per_set = (wal_fsyncs(ports) - before) / requests
-                    rows.append((shards, pipeline, ops, p50, p99, per_set))
-                    print(f"shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s p50 {p50:.3f} ms "
-                          f"p99 {p99:.3f} ms, {per_set:.3f} fsyncs per SET (load {load_average()})", flush=True)
-        base = {p: ops for s, p, ops, *_ in rows if s == 0}
+                for kind in args.client_kinds.split(","):
+                    for pipeline in (int(p) for p in args.pipelines.split(",")):
+                        before = wal_fsyncs(ports)
+                        if kind == "cluster":
+                            ops, p50, p99 = bench_direct(ports, shards, requests, args.clients, pipeline)
+                        else:
+                            ops, p50, p99 = bench_spread(ports, "SET", requests, args.clients, pipeline)
+                        per_set = (wal_fsyncs(ports) - before) / requests
+                        rows.append((kind, shards, pipeline, ops, p50, p99, per_set))
+                        print(f"{kind} clients, shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s p50 "
+                              f"{p50:.3f} ms p99 {p99:.3f} ms, {per_set:.3f} fsyncs per SET (load {load_average()})",
+                              flush=True)
+        base = {(k, p): ops for k, s, p, ops, *_ in rows if s == 0}
         print()
-        print("| groups | pipeline | SET/s (clients on every node) | p50 ms | p99 ms | vs unsharded "
-              "| fsyncs per SET (3 nodes) |")
-        print("|--:|--:|--:|--:|--:|--:|--:|")
-        for shards, pipeline, ops, p50, p99, per_set in rows:
-            ratio = f"{ops / base[pipeline]:.2f}" if base.get(pipeline) else ""
-            print(f"| {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | {ratio} "
-                  f"| {per_set:.3f} |")
+        print("| clients | groups | pipeline | SET/s | p50 ms | p99 ms | vs unsharded | fsyncs per SET (3 nodes) |")
+        print("|---|--:|--:|--:|--:|--:|--:|--:|")
+        for kind, shards, pipeline, ops, p50, p99, per_set in rows:
+            ratio = f"{ops / base[kind, pipeline]:.2f}" if base.get((kind, pipeline)) else ""
+            print(f"| {kind} | {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | "
+                  f"{ratio} | {per_set:.3f} |")
         if args.idle_groups:
             extra = ("--shards", str(args.idle_groups))
             with replikv_up(root, "raft", args.fsync, extra=extra,
