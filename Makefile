@@ -45,6 +45,8 @@ soak: $(STAMP)
 	$(PY) -m replikv.sim --shards 3000 --nodes 30
 	$(PY) -m replikv.sim --moves --fresh --seeds $$(( $(SOAK_SEEDS) / 10 ))
 	$(PY) -m replikv.sim --moves --fresh --seeds $$(( $(SOAK_SEEDS) / 20 )) --nodes 7 --shards 6
+	$(PY) -m replikv.sim --rebalance --fresh --seeds $$(( $(SOAK_SEEDS) / 10 ))
+	$(PY) -m replikv.sim --rebalance --fresh --seeds $$(( $(SOAK_SEEDS) / 20 )) --nodes 7 --shards 12
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

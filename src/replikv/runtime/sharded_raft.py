@@ -63,11 +63,10 @@ import msgpack
 
 from replikv.config import ClusterConfig, ConfigError
 from replikv.core.multiraft import codec as batch_codec
-from replikv.core.multiraft.host import GroupHost
+from replikv.core.multiraft.host import GroupHost, creates_replica
 from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot
 from replikv.core.raft import codec
 from replikv.core.raft.errors import RaftError
-from replikv.core.raft.messages import AppendEntries, InstallSnapshot
 from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
@@ -644,19 +643,11 @@ class ShardedRaftRunner(BaseRunner):
                 self._drop_group(g, log_.last_config_index())
 
     def _create_on_demand(self, batch: Any) -> None:
-        """A leader's AppendEntries or InstallSnapshot for a group this node does not host makes
-        the replica (empty: the leader sends it a snapshot), as CockroachDB creates replicas on
-        demand; unless the message predates this node's removal from the group (tombstone)."""
+        """A leader's message for a group this node does not host makes the replica (empty: the
+        leader sends it a snapshot or its log), unless it predates this node's removal from the
+        group (tombstone): core/multiraft/host.py ``creates_replica``."""
         for g, msg in batch.msgs:
-            if g in self.groups or g not in self.placement:
-                continue
-            if isinstance(msg, AppendEntries):
-                index = msg.prev_log_index
-            elif isinstance(msg, InstallSnapshot):
-                index = msg.last_included_index
-            else:
-                continue
-            if index < self.tombstones.get(g, 0):
+            if g in self.groups or g not in self.placement or not creates_replica(msg, self.tombstones.get(g, 0)):
                 continue
             self.groups[g] = self._open_group(g, ())
             self.host.add_group(g, self.groups[g].core)

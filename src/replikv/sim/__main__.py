@@ -14,6 +14,11 @@ time to re-elect the groups of a failed node (`--no-quiesce` for comparison).
 sharded cluster with slot moves (sim/slot_moves.py): clients, a mover, crashes and
 partitions, and its checks (no acknowledged write lost, no stale read, every move finished
 after heal, one owner per slot); a failure prints exactly this command.
+
+`python -m replikv.sim --rebalance --seed N [--seeds 1000] [--nodes 5 --shards 6]` runs the
+sharded cluster rebalancing its groups after a node joins (even seeds) or before node 1
+leaves (odd seeds), under writes, crashes and partitions (sim/rebalance_sim.py); a failure
+prints exactly this command.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from replikv import modes
 from replikv.sim.engine import SafetyViolation, run
 from replikv.sim.multiraft_cluster import scale_report
+from replikv.sim.rebalance_sim import run_rebalance
 from replikv.sim.slot_moves import run_moves
 
 
@@ -46,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run a sharded raft cluster of this many groups and print its scale report")
     ap.add_argument("--moves", action="store_true",
                     help="sharded raft with slot moves under faults (--shards groups, default 4; --nodes)")
+    ap.add_argument("--rebalance", action="store_true",
+                    help="sharded raft rebalancing after a node joins or before one leaves, under faults "
+                         "(--shards groups, default 6; --nodes, default 5)")
     ap.add_argument("--replicas", type=int, default=3, help="with --shards: replicas per group")
     ap.add_argument("--no-quiesce", action="store_true", help="with --shards: idle groups keep ticking")
     ap.add_argument("--paxos", action="store_true",
@@ -55,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.moves:
         return _moves(args)
+    if args.rebalance:
+        return _rebalance(args)
     if args.shards:
         report = scale_report(nodes=args.nodes, groups=args.shards, replicas=args.replicas, seed=args.seed,
                               quiesce=not args.no_quiesce)
@@ -86,23 +99,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _moves(args: argparse.Namespace) -> int:
+    nodes = args.nodes if args.nodes != 3 else 5  # --nodes defaults to 3 for the unsharded modes
+    groups = args.shards or 4
+    return _sharded_seeds(args, lambda seed: run_moves(seed, nodes, groups), lambda seed, r: (
+        f"moves seed {seed} nodes {nodes} groups {groups}: ok, {r.acked} writes acknowledged, "
+        f"{r.reads} reads, {r.failed} failed, {r.unknown} unknown, {r.moves_done}/{r.moves_started} "
+        f"moves finished, settled {r.settle_ticks} ticks after heal"))
+
+
+def _rebalance(args: argparse.Namespace) -> int:
+    nodes = args.nodes if args.nodes != 3 else 5
+    groups = args.shards or 6
+    return _sharded_seeds(args, lambda seed: run_rebalance(seed, nodes, groups), lambda seed, r: (
+        f"rebalance seed {seed} nodes {nodes} groups {groups}: ok, a node {'joined' if r.kind == 'join' else 'left'}, "
+        f"{r.steps} membership steps, {r.acked} writes acknowledged, settled {r.settled_in} ticks after heal"))
+
+
+def _sharded_seeds(args: argparse.Namespace, run_one: Callable[[int], Any], describe: Callable[[int, Any], str]) -> int:
+    """Seeds of a sharded-cluster run (--moves, --rebalance): each failure printed (it names its
+    replay command), one line per seed when replaying one or with --verbose."""
     first = random.SystemRandom().randrange(10**6, 2**40) if args.fresh else args.seed
     if args.fresh:
         print(f"fresh seeds from {first}")
-    nodes = args.nodes if args.nodes != 3 else 5  # --nodes defaults to 3 for the unsharded modes
-    groups = args.shards or 4
     failed = 0
     for seed in range(first, first + args.count):
         try:
-            r = run_moves(seed, nodes, groups)
+            r = run_one(seed)
         except SafetyViolation as e:
             failed += 1
             print(f"FAIL {e}", file=sys.stderr)
             continue
         if args.count == 1 or args.verbose:
-            print(f"moves seed {seed} nodes {nodes} groups {groups}: ok, {r.acked} writes acknowledged, "
-                  f"{r.reads} reads, {r.failed} failed, {r.unknown} unknown, {r.moves_done}/{r.moves_started} "
-                  f"moves finished, settled {r.settle_ticks} ticks after heal")
+            print(describe(seed, r))
             for line in r.nemesis if args.verbose else ():
                 print("  nemesis:", line)
     if args.count > 1:

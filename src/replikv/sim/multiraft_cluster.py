@@ -131,11 +131,15 @@ class ShardedSim:
             _, _, b = heapq.heappop(self._net)
             host = self.hosts.get(b.dst)
             if host is not None and (b.src, b.dst) not in self.cut:
-                host.step(b)
+                self._deliver(host, b)
         for n, host in self.hosts.items():
             if host is not None:
                 host.tick()
                 self._carry_out(n)
+
+    def _deliver(self, host: GroupHost, b: Batch) -> None:
+        """A batch arrives at a live node (sim/rebalance_sim.py first creates replicas on demand)."""
+        host.step(b)
 
     def run(self, rounds: int, until: Callable[[], bool] | None = None) -> int:
         """Run up to ``rounds`` rounds, or until ``until()`` holds; returns the rounds run."""

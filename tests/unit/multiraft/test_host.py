@@ -230,3 +230,21 @@ def test_scale_report_at_small_scale() -> None:
     assert r.reelect_rounds <= 2 * T
     assert r.groups_led_by_victim == 20
     assert "re-elected" in "\n".join(r.lines())
+
+
+def test_which_messages_create_a_replica_on_demand() -> None:
+    """core/multiraft/host.py ``creates_replica``: a leader's AppendEntries, InstallSnapshot or
+    Heartbeat at or past the tombstone (the index of this node's removal); nothing else."""
+    from replikv.core.multiraft.host import creates_replica
+    from replikv.core.raft.messages import (AppendEntries, Config, Heartbeat, InstallSnapshot, RequestVote,
+                                            HeartbeatResponse)
+
+    ae = AppendEntries(term=2, src=1, dst=4, prev_log_index=10, prev_log_term=2)
+    snap = InstallSnapshot(term=2, src=1, dst=4, last_included_index=10, last_included_term=2,
+                           config=Config(voters=frozenset({1, 2, 3})), offset=0, data=b"", done=False)
+    beat = Heartbeat(term=2, src=1, dst=4, commit=0)  # a new learner's: commit capped at its match 0
+    for msg in (ae, snap):
+        assert creates_replica(msg, 0) and creates_replica(msg, 10) and not creates_replica(msg, 11)
+    assert creates_replica(beat, 0) and not creates_replica(beat, 1)
+    assert not creates_replica(RequestVote(term=3, src=2, dst=4, last_log_index=10, last_log_term=2), 0)
+    assert not creates_replica(HeartbeatResponse(term=2, src=1, dst=4), 0)

@@ -64,10 +64,31 @@ from dataclasses import dataclass, field
 from replikv.core.invariant import invariant
 from replikv.core.multiraft.messages import Batch, Quiesce
 from replikv.core.raft.effects import Effect, Send
-from replikv.core.raft.messages import AppendEntriesResponse, HeartbeatResponse, RaftMsg
+from replikv.core.raft.messages import (AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse,
+                                        InstallSnapshot, RaftMsg)
 from replikv.core.raft.node import RaftNode, Role
 
-__all__ = ["GroupHost", "Ready"]
+__all__ = ["GroupHost", "Ready", "creates_replica"]
+
+
+def creates_replica(msg: RaftMsg, tombstone: int) -> bool:
+    """Does ``msg``, for a group this node does not host, make the node create its replica (empty,
+    with no voters of its own: the leader's log tells it the configuration), as CockroachDB
+    creates replicas on demand? A leader's AppendEntries, InstallSnapshot or Heartbeat does,
+    unless it predates this node's removal from the group at index ``tombstone`` (the index the
+    message is at: the entry before its entries, the snapshot's, the commit a heartbeat carries).
+    A heartbeat counts too: a leader whose first AppendEntries to a new learner was lost (the
+    node was down or not yet connected) probes it with heartbeats only, and resends entries
+    when one is answered (Raft §5.3); ignoring them left the learner never created."""
+    if isinstance(msg, AppendEntries):
+        index = msg.prev_log_index
+    elif isinstance(msg, InstallSnapshot):
+        index = msg.last_included_index
+    elif isinstance(msg, Heartbeat):
+        index = msg.commit
+    else:
+        return False
+    return index >= tombstone
 
 _ACKS = (AppendEntriesResponse, HeartbeatResponse)
 
