@@ -34,9 +34,11 @@ own Raft configuration; the node keeps a placement record (group -> members, pre
 first; tombstones of groups it was removed from) in its meta file: at first start the founders'
 placement (cluster.toml's ``bootstrap``, else its nodes), afterwards the record, updated by each
 membership change a hosted group applies. A node added with ``replikv cluster add`` hosts no group
-until ``replikv rebalance`` drives ``REPLIKV GROUP <g> ADD|PROMOTE|TRANSFER|REMOVE`` on the groups'
-leaders and ``DROP`` on removed nodes; a leader's AppendEntries/InstallSnapshot for a group not
-hosted here creates the replica, unless it predates this node's removal (tombstone).
+until ``replikv rebalance`` drives ``REPLIKV GROUP <g> ADD|PROMOTE|PREFER|TRANSFER|REMOVE`` on the
+groups' leaders and ``DROP`` on removed nodes; a leader's message for a group not hosted here
+creates the replica, unless it predates this node's removal (tombstone; core/multiraft/host.py
+``creates_replica``). A removed node that missed its removal learns it from the other members
+(MEMBER_CHECK, GONE: ``_check_membership``).
 
 Persistence: one node log holds every group's entries and hard state
 (storage/node_log.py); what a loop iteration logged is committed (one write,
