@@ -555,10 +555,10 @@ class ShardedRaftRunner(BaseRunner):
     def _group_admin(self, conn: Any, argv: list[bytes]) -> None:
         """REPLIKV GROUP <g> ADD|PROMOTE|REMOVE <node>: one membership change of group g (thesis
         §4.1), run on its leader (forwarded there); REMOVE answers the index of the change.
-        TRANSFER <node>: leadership to a voter. PREFER <node>: g's preferred leader, an entry of g's
-        log (core/sharding/placement.py ``PREFER_ENTRY``), answered once committed. DROP <index>: this node was removed from
-        g by the change at <index>: its replica and data go, and Raft messages of g older than
-        that change no longer recreate it."""
+        TRANSFER <node>: leadership to a voter. PREFER <node>: g's preferred leader, an entry of
+        g's log (core/sharding/placement.py ``PREFER_ENTRY``), answered once committed. DROP
+        <index>: this node was removed from g by the change at <index>: its replica and data go,
+        and Raft messages of g older than that change no longer recreate it."""
         if not argv[2].isdigit() or int(argv[2]) not in self.placement:
             raise RespError(f"ERR no group {argv[2].decode(errors='replace')}")
         g, action, arg = int(argv[2]), argv[3].upper(), argv[4].decode(errors="replace") if len(argv) > 4 else ""
@@ -1137,8 +1137,9 @@ class ShardedRaftRunner(BaseRunner):
         for g in pinning:
             grp = self.groups.get(g)  # (the drain may have dropped it)
             if grp is not None and self.disk_error is None:
+                log_ = grp.core.log
                 grp.wal.carry_forward(  # type: ignore[union-attr]
-                    boundary, lambda lo, hi, log_=grp.core.log: [codec.entry_to_wire(e) for e in log_.slice(lo, hi + 1)])
+                    boundary, lambda lo, hi, log_=log_: [codec.entry_to_wire(e) for e in log_.slice(lo, hi + 1)])
         try:
             node_log.commit()
             node_log.reclaim()
