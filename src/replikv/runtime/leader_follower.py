@@ -61,6 +61,8 @@ from replikv.storage.snapshot import (
 log = logging.getLogger("replikv.node")
 
 SNAPSHOT_CHUNK = 1024 * 1024
+# how every Ack frame starts (msgpack: a 4-element array, then the Ack's tag)
+_ACK_HEAD = m.encode(m.Ack(sender="", epoch=0, durable_index=0))[:2]
 
 
 class Waiter:
@@ -103,6 +105,8 @@ class LeaderFollowerRunner(BaseRunner):
         self._next_tick = 0.0
         self._write_ctx = ApplyContext(0, self.id)
         self._handover_deadline = 0.0
+        self._deferred: list[Any] = []  # effects of followers' acks, carried out by the next _run
+        self._deferred_scheduled = False
         self._recover()
 
     # -- start-up ---------------------------------------------------------
@@ -331,7 +335,11 @@ class LeaderFollowerRunner(BaseRunner):
             self._commit_and_send([])
 
     def _run(self, effects: list[Any]) -> None:
-        """Carry out effects: storage first, then (after one commit) the sends."""
+        """Carry out effects: storage first, then (after one commit) the sends. The effects
+        of followers' acks stepped since the last call (``_on_frame``) come first, in the
+        order the core returned them."""
+        if self._deferred:
+            effects, self._deferred = self._deferred + effects, []
         sends: list[Send] = []
         for effect in effects:
             match effect:
@@ -547,17 +555,38 @@ class LeaderFollowerRunner(BaseRunner):
 
     # -- peers -------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
+        """A peer's frame.
+
+        A follower's Ack in this leader's epoch is stepped at once, and its effects are
+        carried out by the next ``_run`` of this loop iteration (``_run_deferred`` at the
+        latest): one commit-and-send for all the acks of an iteration, not one each. Such
+        an Ack cannot make the leader step down, so the batch being gathered is not logged
+        before it; every other frame first has the batch logged (below), and so does an
+        Ack during a hand-over (the target must not be told it caught up while executed
+        writes are still outside the log)."""
         self.frames_in += 1
+        msg = None
+        if payload.startswith(_ACK_HEAD) and self.disk_error is None and self.core.role == LEADER:
+            msg = self.peer_message(peer, payload, m.decode)
+            if msg is None:
+                return
+            if type(msg) is m.Ack and msg.epoch == self.core.epoch and not self.core.handing_over_to:
+                self._deferred += self.core.step(msg, _ms())
+                if not self._deferred_scheduled:
+                    self._deferred_scheduled = True
+                    self.loop.call_soon(self._run_deferred)
+                return
         if self.batch and self.disk_error is None:
             # Log what this leader already executed before any message can make
             # it step down: its state machine holds those writes, so they must
             # be in its log too (a later truncation then rolls them back).
             self._flush()
-        if self.service_frame(peer, payload):  # refused with MISCONF while the disk guard holds
-            return
-        msg = self.peer_message(peer, payload, m.decode)
         if msg is None:
-            return
+            if self.service_frame(peer, payload):  # refused with MISCONF while the disk guard holds
+                return
+            msg = self.peer_message(peer, payload, m.decode)
+            if msg is None:
+                return
         match msg:
             case _ if self.disk_error is not None:
                 return  # frozen: the peer sees a silent node; we resync on resume
@@ -565,6 +594,13 @@ class LeaderFollowerRunner(BaseRunner):
                 self._on_snapshot_frame(msg)
             case _:
                 self._run(self.core.step(msg, _ms()))
+
+    def _run_deferred(self) -> None:
+        """The end of a loop iteration in which acks were stepped: carry out their effects
+        if no ``_run`` did meanwhile."""
+        self._deferred_scheduled = False
+        if self._deferred:
+            self._run([])
 
     def _on_peer_connected(self, peer: str) -> None:
         self._run(self.core.peer_connected(peer))
