@@ -352,11 +352,7 @@ class LeaderFollowerRunner(BaseRunner):
                 case Send():
                     sends.append(effect)
                 case ApplyEntries():
-                    apply, ctx = self.sm.apply, ApplyContext(None, self.core.leader)
-                    touch = self.sm.changes.touch_commands
-                    for index, entry in enumerate(effect.entries, effect.first_index):
-                        apply(entry[1], ctx)
-                        touch(entry[1], index)
+                    self.sm.apply_entries(effect.entries, effect.first_index, ApplyContext(None, self.core.leader))
                 case PersistMeta():
                     self._save_meta(effect)
                 case TruncateLog():
