@@ -283,9 +283,20 @@ class RequestParser:
             self._small = min(self._small, max_inline_len)
 
     def feed(self, data: bytes) -> None:
-        """Buffer bytes received from the client (ignored once the parser is dead)."""
+        """Buffer bytes received from the client (ignored once the parser is dead).
+
+        With nothing pending, ``data`` itself becomes the buffer (no copy: most reads
+        hold whole commands, all consumed by the next ``commands()``); bytes added to
+        pending ones go into a bytearray (appending is linear however the input is split)."""
         if self._error is None:
-            self._buf += data
+            buf = self._buf
+            if not buf and type(data) is bytes:
+                self._buf = data
+            elif type(buf) is bytes:  # the rest of a read: from now on a bytearray
+                self._buf = bytearray(buf)
+                self._buf += data
+            else:
+                buf += data
 
     @property
     def pending(self) -> int:
@@ -399,7 +410,10 @@ class RequestParser:
             self._scan_off = 0
             self._inline_from = 0
         if pos:
-            del buf[:pos]
+            if type(buf) is bytearray:
+                del buf[:pos]  # O(1): CPython moves the start of a bytearray
+            else:
+                self._buf = buf[pos:] if pos < n else b""
             self._rstart -= pos
             self._fed -= pos
 
