@@ -19,8 +19,8 @@ import pytest
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.core.resp import ReplyParser, encode_command
 from replikv.core.shipping.node import FOLLOWER
-from replikv.runtime.metrics import parse_info
 from replikv.runtime.leader_follower import LeaderFollowerRunner
+from replikv.runtime.metrics import parse_info
 from replikv.runtime.resp_server import ClientConnection
 
 

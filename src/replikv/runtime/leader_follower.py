@@ -247,7 +247,7 @@ class LeaderFollowerRunner(BaseRunner):
                 reply, cmds = execute(argv, ctx)
             except InvariantViolation:
                 raise
-            except Exception as exc:  # a bug: this command's reply says so, the run goes on
+            except Exception as exc:  # noqa: BLE001 - a bug: this reply says so, the run goes on
                 reply, cmds = self.internal_error(spec, exc), None
             data = OK_REPLY if reply is OK else encode_reply(reply, resp3)
             if cmds is None:
@@ -352,7 +352,8 @@ class LeaderFollowerRunner(BaseRunner):
                 case Send():
                     sends.append(effect)
                 case ApplyEntries():
-                    self.sm.apply_entries(effect.entries, effect.first_index, ApplyContext(None, self.core.leader))
+                    ctx = ApplyContext(None, self.core.leader)
+                    self.sm.apply_entries(effect.entries, effect.first_index, ctx)
                 case PersistMeta():
                     self._save_meta(effect)
                 case TruncateLog():
@@ -523,7 +524,7 @@ class LeaderFollowerRunner(BaseRunner):
                 conn.count_error(data)
             except InvariantViolation:
                 raise
-            except Exception as exc:  # a bug: this command's reply says so, the run goes on
+            except Exception as exc:  # noqa: BLE001 - a bug: this reply says so, the run goes on
                 data = encode_reply(self.internal_error(spec, exc), resp3)
                 conn.count_error(data)
             replies.append(data)
