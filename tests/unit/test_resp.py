@@ -122,6 +122,21 @@ def test_large_value_in_many_chunks() -> None:
     assert got == [[b"SET", b"big", value], [b"GET", b"big"]]
 
 
+def test_a_buffer_the_caller_keeps_is_copied_and_a_read_left_over_is_kept() -> None:
+    """``feed`` keeps a ``bytes`` read as it is (immutable) while nothing is pending, but
+    never a buffer its caller may change; what a read leaves over stays until completed."""
+    parser = RequestParser()
+    data = bytearray(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+    parser.feed(data)
+    data[-3:] = b"X\r\n"
+    assert parser.commands() == [[b"GET", b"k"]]
+    parser.feed(b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$2\r\nb")  # a read ends mid-command
+    assert parser.commands() == [[b"GET", b"a"]]
+    parser.feed(b"c\r\n")
+    assert parser.commands() == [[b"GET", b"bc"]]
+    assert parser.pending == 0
+
+
 @pytest.mark.parametrize(
     ("wire", "message"),
     [

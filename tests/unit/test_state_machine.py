@@ -844,3 +844,30 @@ def test_apply_without_a_time_refuses_what_needs_one() -> None:
     ]
     assert sm.apply([[EXPIRE_DUE, b"k"], [b"GET", b"k"]], ApplyContext(10)) == ["OK", None]
     assert b"k" not in sm.data
+
+
+def test_apply_entries_is_apply_then_touch_commands_per_entry() -> None:
+    """A follower's one pass over a frame's entries (``apply_entries``) leaves the data and
+    the WATCH change index as applying then touching each entry does."""
+    entries = [
+        [1, [[b"SET", b"a", b"1"]]],
+        [1, [[b"set", b"b", b"2"]]],                            # the client's spelling, logged as sent
+        [1, [[b"SET", b"c", b"3", b"PXAT", b"99999999999999"]]],
+        [1, [[b"MSET", b"d", b"4", b"e", b"5"]]],               # several keys: not the one-key way
+        [1, [[b"LPUSH", b"l", b"x"], [b"SET", b"a", b"6"]]],    # a block: one entry, two commands
+        [1, [[b"INCR", b"l"]]],                                 # WRONGTYPE: nothing changes, key touched
+        [1, [[b"DEL", b"b", b"d"]]],
+        [1, [[b"EXPIREDUE", b"c"]]],                            # log-only, not in the command table
+        [2, [[b"SET", b"f", b"7"]], 1],                          # an entry that waited for a replica
+        [2, [[b"FLUSHALL"]]],
+        [2, [[b"SET", b"g", b"8"]]],
+    ]
+    for upto in (len(entries) - 2, len(entries)):  # before and after the FLUSHALL
+        one_pass, reference = StateMachine(), StateMachine()
+        one_pass.apply_entries(entries[:upto], 5, LOG)
+        for index, entry in enumerate(entries[:upto], 5):
+            reference.apply(entry[1], LOG)
+            reference.changes.touch_commands(entry[1], index)
+        assert one_pass.digest() == reference.digest()
+        assert one_pass.changes.state() == reference.changes.state()
+    assert one_pass.changes.last == {b"g": 15} and one_pass.changes.floor == 14

@@ -251,7 +251,7 @@ class RequestParser:
         max_args: int = 1024 * 1024,
         max_inline_len: int = 64 * 1024,
     ) -> None:
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = bytearray()  # a bytes read kept as it came (feed)
         self.set_limits(max_bulk_len, max_args, max_inline_len)
         self._reader = _new_reader()
         self._rstart = 0
@@ -283,9 +283,20 @@ class RequestParser:
             self._small = min(self._small, max_inline_len)
 
     def feed(self, data: bytes) -> None:
-        """Buffer bytes received from the client (ignored once the parser is dead)."""
+        """Buffer bytes received from the client (ignored once the parser is dead).
+
+        With nothing pending, ``data`` itself becomes the buffer (no copy: most reads
+        hold whole commands, all consumed by the next ``commands()``); bytes added to
+        pending ones go into a bytearray (appending is linear however the input is split)."""
         if self._error is None:
-            self._buf += data
+            buf = self._buf
+            if not buf and type(data) is bytes:
+                self._buf = data
+            elif type(buf) is bytes:  # the rest of a read: from now on a bytearray
+                self._buf = bytearray(buf)
+                self._buf += data
+            else:
+                buf += data
 
     @property
     def pending(self) -> int:
@@ -399,7 +410,10 @@ class RequestParser:
             self._scan_off = 0
             self._inline_from = 0
         if pos:
-            del buf[:pos]
+            if type(buf) is bytearray:
+                del buf[:pos]  # O(1): CPython moves the start of a bytearray
+            else:
+                self._buf = buf[pos:] if pos < n else b""
             self._rstart -= pos
             self._fed -= pos
 
@@ -417,7 +431,7 @@ class RequestParser:
 
     # -- exact parser ------------------------------------------------------ #
 
-    def _header(self, buf: bytearray, start: int, n: int) -> tuple[int, int] | None:
+    def _header(self, buf: bytes | bytearray, start: int, n: int) -> tuple[int, int] | None:
         """Parse ``*<count>\\r\\n`` at start: (count, next) or None if incomplete."""
         nl = buf.find(b"\r", start + 1, n)
         if nl < 0:
@@ -434,7 +448,7 @@ class RequestParser:
         return count, nl + 2
 
     def _bulks(
-        self, buf: bytearray, p: int, n: int, left: int, args: list[bytes] | None
+        self, buf: bytes | bytearray, p: int, n: int, left: int, args: list[bytes] | None
     ) -> tuple[int, int]:
         """Consume up to ``left`` bulk strings from p; returns (next p, still left).
 
@@ -471,7 +485,7 @@ class RequestParser:
             left -= 1
         return p, left
 
-    def _exact_array(self, buf: bytearray, start: int, n: int) -> tuple[list[bytes], int] | None:
+    def _exact_array(self, buf: bytes | bytearray, start: int, n: int) -> tuple[list[bytes], int] | None:
         head = self._header(buf, start, n)
         if head is None:
             return None
@@ -484,7 +498,7 @@ class RequestParser:
             return None
         return args, p
 
-    def _check_partial(self, buf: bytearray, start: int, n: int) -> None:
+    def _check_partial(self, buf: bytes | bytearray, start: int, n: int) -> None:
         """Limit-check the incomplete array at start, resuming where it stopped."""
         if self._scan_off == 0:
             head = self._header(buf, start, n)
@@ -496,7 +510,7 @@ class RequestParser:
         p, left = self._bulks(buf, p, n, left, None)
         self._scan_off, self._scan_left = p - start, left
 
-    def _exact_inline(self, buf: bytearray, start: int, n: int) -> tuple[list[bytes], int] | None:
+    def _exact_inline(self, buf: bytes | bytearray, start: int, n: int) -> tuple[list[bytes], int] | None:
         nl = buf.find(b"\n", start + self._inline_from, n)
         if nl < 0:
             known = n - start - (1 if buf[n - 1] == _CR else 0)

@@ -185,6 +185,33 @@ class StateMachine:
                 delete_due(self, keys, now)
         return replies
 
+    def apply_entries(self, entries: Iterable[list[Any]], first_index: int, ctx: ApplyContext) -> None:
+        """Apply log entries (``[epoch, cmds, ...]``, numbered from ``first_index``) as a
+        replica does, with no time (``ctx.now_ms`` None: the log states every deletion),
+        and record in ``changes`` the index at which each changed its keys (WATCH).
+
+        The same as ``apply(entry[1], ctx)`` then ``changes.touch_commands(entry[1], index)``
+        for each entry, replies dropped, in one pass: a one-key write (``SET k v``) is looked
+        up once, applied and touched; any other command takes those two calls."""
+        assert ctx.now_ms is None, "a replica applies the log with no time"
+        changes = self.changes
+        touch = changes.touch
+        for index, entry in enumerate(entries, first_index):
+            for argv in entry[1]:
+                spec = _spec(argv[0])
+                if spec is None:
+                    spec = _spec(argv[0].upper())
+                if (spec is None or (fn := spec.apply) is None or spec.first_key != 1 or spec.last_key != 1
+                        or not spec.arity_ok(len(argv))):
+                    self.apply([argv], ctx)
+                    changes.touch_commands((argv,), index)
+                    continue
+                try:
+                    fn(self, argv, ctx)
+                except RespError:
+                    pass
+                touch(argv[1], index)
+
     def _apply_non_write(self, argv: list[bytes], now: int | None) -> Reply:
         """A log command that is no write: ``EXPIREDUE``, or a read inside a
         raft MULTI entry (served at the entry's time)."""

@@ -162,6 +162,12 @@ class User:
         digest = _hash(password)
         return any(hmac.compare_digest(digest, p) for p in self.passwords)
 
+    def allows_everywhere(self, spec: CommandSpec) -> bool:
+        """Whether ``denial`` is None for every ``argv`` of ``spec`` (the command allowed, on
+        any key): one check for a pipelined run of it (runtime/base.py ``_execute_run``)."""
+        return self.unrestricted or (
+            (spec.name in ALWAYS_ALLOWED or spec.name in self.allowed) and self.key_patterns == [b"*"])
+
     def denial(self, spec: CommandSpec, argv: list[bytes]) -> RespError | None:
         """Why this user may not run ``argv`` (Redis's NOPERM errors), or None."""
         name = spec.name

@@ -88,6 +88,9 @@ def wall_ms() -> int:
 _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
 _BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
+# What a pipelined read may run as one run (``BaseRunner.execute_batch``): the command's name
+# and the one argument count that qualifies (GET key; SET key value, with no option).
+_RUN_ARGC = {"get": 2, "set": 3}
 _MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH", "UNWATCH", "RESET"})
 
 
@@ -116,6 +119,8 @@ class BaseRunner:
         self.clients_gone = False  # a client disconnected since the runner last dropped dead waiters
         self.dirty_clients: set[ClientConnection] = set()
         self._dispatch: dict[bytes, tuple[Any, int, Any, list[int]]] = {}
+        # spellings of the _RUN_ARGC commands seen: (their dispatch entry, the argument count)
+        self._runnable: dict[bytes, tuple[tuple[Any, int, Any, list[int]], int]] = {}
         self.commands_processed = 0
         self.frames_in = 0
         self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0,
@@ -331,12 +336,16 @@ class BaseRunner:
         """Keep a write's reply ``data`` until the WAL commit of its batch (``release_committed``):
         on the connection itself when nothing waits before it (the common case: no slot), else
         behind a slot in pipeline order."""
+        self.hold_all_until_commit(conn, [data])
+
+    def hold_all_until_commit(self, conn: ClientConnection, replies: list[bytes]) -> None:
+        """``hold_until_commit`` for the replies of consecutive writes of ``conn``, in order."""
         if conn.queue:
-            self.flush_waiters.append((conn.slot(), data))
+            self.flush_waiters += [(conn.slot(), data) for data in replies]
         else:
             if not conn.held:
                 self.held_conns.append(conn)
-            conn.held.append(data)
+            conn.held += replies
 
     # -- nodes added ---------------------------------------------------------------------------
     def _learn_addresses(self) -> None:
@@ -502,7 +511,102 @@ class BaseRunner:
         entry = (spec, kind, handler, self.cmdstats.row(spec.name))
         if len(self._dispatch) < 4096:
             self._dispatch[name] = entry
+            if spec.name in _RUN_ARGC and kind in (_READ, _WRITE):
+                self._runnable[name] = (entry, _RUN_ARGC[spec.name])
         return entry
+
+    def _read_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
+        """Serve ``run`` (reads of ``spec``, each of its qualifying argument count) as
+        ``_read`` would one by one, replies in order; returns how many it ran: all of them,
+        or fewer when the connection closed on the way (its unread replies over the limit),
+        or 0 (nothing done) where the mode has no such path now, and ``execute_batch`` runs
+        them one by one."""
+        return 0
+
+    def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
+        """``_read_run`` for writes: as ``_write_one`` would run each command of ``run``."""
+        return 0
+
+    def internal_error(self, spec: Any, exc: Exception) -> RespError:
+        """The reply to a command that raised (a bug: logged; the connection and the node go on)."""
+        log.error("command %r failed", spec.name, exc_info=exc)
+        return RespError(f"ERR internal error running '{spec.name.lower()}': {type(exc).__name__}")
+
+    def execute_batch(self, conn: ClientConnection, commands: list[list[bytes]]) -> None:
+        """Run the commands of one read of ``conn`` in order (replies in pipeline order).
+
+        A run of two or more consecutive commands with the same spelling of a ``_RUN_ARGC``
+        name and its argument count (a pipeline of GETs, of plain SETs) goes to the mode's
+        ``_read_run`` / ``_write_run`` when ``_execute_run``'s checks clear it as a whole;
+        everything else goes through ``execute`` one by one. Either way the replies, the
+        data and the counters (INFO commandstats calls / usec / failed_calls,
+        total_commands_processed) are those of running each command with ``execute``.
+        """
+        execute = self.execute
+        runnable = self._runnable
+        n = len(commands)
+        i = 0
+        while i < n and not conn.closing:
+            argv = commands[i]
+            fast = runnable.get(argv[0])
+            if fast is None or len(argv) != fast[1]:
+                execute(conn, argv)
+                i += 1
+                continue
+            name, argc = argv[0], fast[1]
+            j = i + 1
+            while j < n and len(commands[j]) == argc and commands[j][0] == name:
+                j += 1
+            if j - i > 1 and self._execute_run(conn, fast[0], commands[i:j]):
+                i = j
+                continue
+            for argv in commands[i:j]:
+                if conn.closing:
+                    return
+                execute(conn, argv)
+            i = j
+
+    def _execute_run(self, conn: ClientConnection, entry: tuple[Any, int, Any, list[int]],
+                     run: list[list[bytes]]) -> bool:
+        """``execute`` for a run of one command (see ``execute_batch``); False, with nothing
+        done, unless every check ``execute`` makes passes for the whole run at once.
+
+        - The arity and the name were checked by ``execute_batch`` (one qualifying count).
+        - Not for a connection that must authenticate, queues a MULTI block or is subscribed
+          (RESP2), nor under maxmemory (its admission and LRU/LFU touch are per command):
+          those take ``execute``, one by one.
+        - ACL: once for the run, when the user may run the command on every key
+          (``User.allows_everywhere``); a user limited to some keys takes ``execute``,
+          which checks each command's keys.
+        - Counters: each command counts one call; the run is timed once and its time is the
+          sum of the commands' (INFO commandstats usec). ``/metrics`` latency observes each
+          command at the run's mean.
+        - SLOWLOG (decided here, for runs only): a command's own time is not measured, only
+          the run's. When the run took at least ``slowlog-log-slower-than``, every command
+          of it is logged with the run's time, an upper bound of its own: no command that was
+          slow is left out; a command of a slow run may be logged that alone was not. A run
+          faster than the threshold cannot hold a command slower than it: none is logged.
+        """
+        spec, kind, _, stats = entry
+        if (not conn.authenticated or conn.multi is not None or conn.channels or conn.patterns
+                or self.memory.maxmemory or not conn.user.allows_everywhere(spec)):
+            return False
+        started, errors = perf_counter_ns(), conn.errors
+        count = (self._write_run if kind == _WRITE else self._read_run)(conn, spec, run)
+        if not count:
+            return False
+        ns = perf_counter_ns() - started
+        self.commands_processed += count
+        conn.last_cmd = spec.name
+        stats[0] += count
+        stats[1] += ns
+        stats[3] += conn.errors - errors  # answered with an error at once (one reply per command)
+        if self.latency is not None:
+            self.latency.observe_run(_CLASS_OF_KIND[kind], ns, count)
+        if ns >= self.slowlog.threshold_ns:
+            for argv in run[:count]:
+                self.slowlog.maybe_add(ns, argv, conn.addr, conn.name)
+        return True
 
     def execute(self, conn: ClientConnection, argv: list[bytes]) -> None:
         """Run one parsed command for ``conn`` (replies in pipeline order)."""
@@ -578,8 +682,7 @@ class BaseRunner:
         except InvariantViolation:
             raise
         except Exception as e:  # a bug must not take the connection (or the node) down
-            log.exception("command %r failed", spec.name)
-            conn.reply(RespError(f"ERR internal error running '{spec.name.lower()}': {type(e).__name__}"))
+            conn.reply(self.internal_error(spec, e))
         ns = perf_counter_ns() - started
         stats[0] += 1
         stats[1] += ns

@@ -33,6 +33,7 @@ from typing import Any
 import msgpack
 
 from replikv.config import AckLevel, ClusterConfig, ConfigError
+from replikv.core.invariant import InvariantViolation
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import OK_REPLY, encode_reply
 from replikv.core.shipping import messages as m
@@ -51,7 +52,7 @@ from replikv.runtime.info import render as render_info
 from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.pending import SessionReads
 from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
-from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.runtime.resp_server import OUT_FLUSH_BYTES, ClientConnection, Slot
 from replikv.storage.errors import CorruptSnapshotError, WalFailedError
 from replikv.storage.snapshot import (
     SnapshotReader, SnapshotWriter, load_latest_snapshot, read_snapshot_file, write_snapshot,
@@ -60,6 +61,8 @@ from replikv.storage.snapshot import (
 log = logging.getLogger("replikv.node")
 
 SNAPSHOT_CHUNK = 1024 * 1024
+# how every Ack frame starts (msgpack: a 4-element array, then the Ack's tag)
+_ACK_HEAD = m.encode(m.Ack(sender="", epoch=0, durable_index=0))[:2]
 
 
 class Waiter:
@@ -102,6 +105,8 @@ class LeaderFollowerRunner(BaseRunner):
         self._next_tick = 0.0
         self._write_ctx = ApplyContext(0, self.id)
         self._handover_deadline = 0.0
+        self._deferred: list[Any] = []  # effects of followers' acks, carried out by the next _run
+        self._deferred_scheduled = False
         self._recover()
 
     # -- start-up ---------------------------------------------------------
@@ -206,16 +211,59 @@ class LeaderFollowerRunner(BaseRunner):
         if core.role != LEADER or core.handing_over_to or self.disk_error is not None:
             self._write(conn, [argv], transaction=False)
             return
-        now = time.time_ns() // 1_000_000
-        ctx = self._write_ctx  # one per millisecond: building one per write would cost ~0.3 µs
-        if ctx.now_ms != now:
-            ctx = self._write_ctx = ApplyContext(now, self.id)
-        reply, cmds = self.sm.execute(argv, ctx)
+        reply, cmds = self.sm.execute(argv, self._clock())
         data = OK_REPLY if reply is OK else encode_reply(reply, conn.resp3)
         if cmds is None:
             conn.reply_bytes(data)
         else:
             self._logged(conn, cmds, data)
+
+    def _clock(self) -> ApplyContext:
+        """The context of a client write run now: one per millisecond (building one per
+        write would cost ~0.3 µs)."""
+        now = time.time_ns() // 1_000_000
+        ctx = self._write_ctx
+        if ctx.now_ms != now:
+            ctx = self._write_ctx = ApplyContext(now, self.id)
+        return ctx
+
+    def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
+        """A pipelined run of one write (BaseRunner.execute_batch), run by the leader as
+        ``_write_one`` runs each, for an async write (``conn.write_k == 0``; one waiting for
+        replicas takes ``_write_one``): each command executed and enqueued in order (its own
+        log entry, as ``_logged`` makes one), their replies held together until the WAL
+        commit of the batch; a command that logs nothing (refused) is answered in its place,
+        after the replies held before it. The run's commands arrived in one read: they run
+        at one clock reading."""
+        core = self.core
+        if core.role != LEADER or core.handing_over_to or self.disk_error is not None or conn.write_k:
+            return 0
+        ctx = self._clock()
+        execute, enqueue, resp3 = self.sm.execute, self._enqueue, conn.resp3
+        held: list[bytes] = []
+        index = 0
+        for argv in run:
+            try:
+                reply, cmds = execute(argv, ctx)
+            except InvariantViolation:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug: this reply says so, the run goes on
+                reply, cmds = self.internal_error(spec, exc), None
+            data = OK_REPLY if reply is OK else encode_reply(reply, resp3)
+            if cmds is None:
+                if held:
+                    self.hold_all_until_commit(conn, held)
+                    held = []
+                conn.reply_bytes(data)
+            else:
+                index = enqueue(cmds)
+                held.append(data)
+        if held:
+            self.hold_all_until_commit(conn, held)
+        if index:
+            conn.session_index = index
+            self.hold_writer(conn)  # rule 10
+        return len(run)
 
     def _write(self, conn: ClientConnection, commands: list[list[bytes]], transaction: bool) -> None:
         if self.disk_error is not None:
@@ -287,7 +335,11 @@ class LeaderFollowerRunner(BaseRunner):
             self._commit_and_send([])
 
     def _run(self, effects: list[Any]) -> None:
-        """Carry out effects: storage first, then (after one commit) the sends."""
+        """Carry out effects: storage first, then (after one commit) the sends. The effects
+        of followers' acks stepped since the last call (``_on_frame``) come first, in the
+        order the core returned them."""
+        if self._deferred:
+            effects, self._deferred = self._deferred + effects, []
         sends: list[Send] = []
         for effect in effects:
             match effect:
@@ -300,11 +352,8 @@ class LeaderFollowerRunner(BaseRunner):
                 case Send():
                     sends.append(effect)
                 case ApplyEntries():
-                    apply, ctx = self.sm.apply, ApplyContext(None, self.core.leader)
-                    touch = self.sm.changes.touch_commands
-                    for index, entry in enumerate(effect.entries, effect.first_index):
-                        apply(entry[1], ctx)
-                        touch(entry[1], index)
+                    ctx = ApplyContext(None, self.core.leader)
+                    self.sm.apply_entries(effect.entries, effect.first_index, ctx)
                 case PersistMeta():
                     self._save_meta(effect)
                 case TruncateLog():
@@ -455,6 +504,39 @@ class LeaderFollowerRunner(BaseRunner):
             return
         conn.reply(self.sm.read(argv, wall_ms()))
 
+    def _read_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
+        """A pipelined run of one read (BaseRunner.execute_batch), served by the leader as
+        ``_read`` serves each (``StateMachine.read``; the batch checked the arity): one clock
+        reading for the run (its commands arrived in one read), the replies handed to the
+        connection together, or every ``OUT_FLUSH_BYTES`` of them as ``reply_bytes`` writes
+        a long pipeline of big replies as it goes. A follower serves them one by one (its
+        read levels)."""
+        if not self.is_leader:
+            return 0
+        fn, sm, now, resp3 = spec.read, self.sm, wall_ms(), conn.resp3
+        replies: list[bytes] = []
+        size = 0
+        for done, argv in enumerate(run, 1):
+            try:
+                data = encode_reply(fn(sm, argv, now), resp3)
+            except RespError as err:
+                data = encode_reply(err, resp3)
+                conn.count_error(data)
+            except InvariantViolation:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug: this reply says so, the run goes on
+                data = encode_reply(self.internal_error(spec, exc), resp3)
+                conn.count_error(data)
+            replies.append(data)
+            size += len(data)
+            if size > OUT_FLUSH_BYTES:
+                conn.reply_all(replies)
+                if conn.closing:  # over its output limit: the rest of the read is not run
+                    return done
+                replies, size = [], 0
+        conn.reply_all(replies)
+        return len(run)
+
     def _release_read_waiters(self) -> None:
         self.read_waiters.release(self.core.log.last_index, lambda argv: self.sm.read(argv, wall_ms()))
 
@@ -470,17 +552,38 @@ class LeaderFollowerRunner(BaseRunner):
 
     # -- peers -------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
+        """A peer's frame.
+
+        A follower's Ack in this leader's epoch is stepped at once, and its effects are
+        carried out by the next ``_run`` of this loop iteration (``_run_deferred`` at the
+        latest): one commit-and-send for all the acks of an iteration, not one each. Such
+        an Ack cannot make the leader step down, so the batch being gathered is not logged
+        before it; every other frame first has the batch logged (below), and so does an
+        Ack during a hand-over (the target must not be told it caught up while executed
+        writes are still outside the log)."""
         self.frames_in += 1
+        msg = None
+        if payload.startswith(_ACK_HEAD) and self.disk_error is None and self.core.role == LEADER:
+            msg = self.peer_message(peer, payload, m.decode)
+            if msg is None:
+                return
+            if type(msg) is m.Ack and msg.epoch == self.core.epoch and not self.core.handing_over_to:
+                self._deferred += self.core.step(msg, _ms())
+                if not self._deferred_scheduled:
+                    self._deferred_scheduled = True
+                    self.loop.call_soon(self._run_deferred)
+                return
         if self.batch and self.disk_error is None:
             # Log what this leader already executed before any message can make
             # it step down: its state machine holds those writes, so they must
             # be in its log too (a later truncation then rolls them back).
             self._flush()
-        if self.service_frame(peer, payload):  # refused with MISCONF while the disk guard holds
-            return
-        msg = self.peer_message(peer, payload, m.decode)
         if msg is None:
-            return
+            if self.service_frame(peer, payload):  # refused with MISCONF while the disk guard holds
+                return
+            msg = self.peer_message(peer, payload, m.decode)
+            if msg is None:
+                return
         match msg:
             case _ if self.disk_error is not None:
                 return  # frozen: the peer sees a silent node; we resync on resume
@@ -488,6 +591,13 @@ class LeaderFollowerRunner(BaseRunner):
                 self._on_snapshot_frame(msg)
             case _:
                 self._run(self.core.step(msg, _ms()))
+
+    def _run_deferred(self) -> None:
+        """The end of a loop iteration in which acks were stepped: carry out their effects
+        if no ``_run`` did meanwhile."""
+        self._deferred_scheduled = False
+        if self._deferred:
+            self._run([])
 
     def _on_peer_connected(self, peer: str) -> None:
         self._run(self.core.peer_connected(peer))

@@ -107,6 +107,11 @@ class CommandLatency:
         self.buckets[cls][bisect_left(_LATENCY_NS, ns)] += 1
         self.sums[cls] += ns
 
+    def observe_run(self, cls: str, ns: int, count: int) -> None:
+        """``count`` commands timed together in ``ns`` (a pipelined run): each at the mean."""
+        self.buckets[cls][bisect_left(_LATENCY_NS, ns // count)] += count
+        self.sums[cls] += ns
+
 
 def parse_info(text: str) -> dict[str, dict[str, str]]:
     """INFO's text as ``{section: {field: value}}`` (sections lower-cased)."""

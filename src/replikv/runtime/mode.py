@@ -56,6 +56,9 @@ class Mode(Protocol):
     def execute(self, conn: "ClientConnection", argv: list[bytes]) -> None:
         """Run one parsed command for ``conn`` (BaseRunner: ACL, MULTI, routing)."""
 
+    def execute_batch(self, conn: "ClientConnection", commands: list[list[bytes]]) -> None:
+        """Run the commands of one read for ``conn`` in order, as ``execute`` would each."""
+
     # -- what each mode provides ---------------------------------------------------
     def exec_transaction(self, conn: "ClientConnection", queued: list[list[bytes]]) -> None:
         """EXEC: a block with a write is ONE replicated entry; a read-only block is a read.

@@ -187,11 +187,10 @@ class ClientConnection(asyncio.Protocol):
             # As Redis: the complete commands before the bad bytes run, then
             # the client gets the error and the connection closes.
             commands, error = e.commands, e
-        execute = self.node.execute
-        for argv in commands:
-            execute(self, argv)
-            if self.closing:
-                break
+        if len(commands) == 1:
+            self.node.execute(self, commands[0])
+        elif commands:
+            self.node.execute_batch(self, commands)
         if error is not None:
             self.reply_error_and_close(str(error))
             return
@@ -203,8 +202,7 @@ class ClientConnection(asyncio.Protocol):
 
     def reply_bytes(self, data: bytes) -> None:
         if data[0] == 45:  # b"-": an error reply (replies are never empty)
-            self.errors += 1
-            self.node.cmdstats.error_reply(data)
+            self.count_error(data)
         if self.queue:
             slot = Slot(self)
             slot.data = data
@@ -216,6 +214,27 @@ class ClientConnection(asyncio.Protocol):
             self.out_bytes += len(data)
             if self.out_bytes > OUT_FLUSH_BYTES:  # a long pipeline of big replies: write as we go,
                 self.flush()  # so the output limit is checked before the replies pile up here
+
+    def count_error(self, data: bytes) -> None:
+        """An error reply ``data`` (``-CODE ...``) is sent: INFO counts it."""
+        self.errors += 1
+        self.node.cmdstats.error_reply(data)
+
+    def reply_all(self, replies: list[bytes]) -> None:
+        """``reply_bytes`` for consecutive replies, in order; the caller has counted the
+        errors among them (``count_error``)."""
+        if self.queue:
+            for data in replies:
+                slot = Slot(self)
+                slot.data = data
+                self.queue.append(slot)
+        elif self.held:
+            self.held += replies
+        else:
+            self.out += replies
+            self.out_bytes += sum(map(len, replies))
+            if self.out_bytes > OUT_FLUSH_BYTES:
+                self.flush()
 
     def release_held(self) -> None:
         """The batch holding our async writes is in the WAL: send their replies."""
