@@ -91,7 +91,7 @@ from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
 from replikv.storage.errors import WalBlockedError, WalFailedError
 from replikv.storage.meta import META_FILE, MetaStore
-from replikv.storage.node_log import NodeLog
+from replikv.storage.node_log import GroupLog, NodeLog
 
 log = logging.getLogger("replikv.sharded")
 
@@ -1135,11 +1135,11 @@ class ShardedRaftRunner(BaseRunner):
         if pinning:
             self._drain()  # every Persist carried out: the cores' logs are what the node log holds
         for g in pinning:
-            grp = self.groups.get(g)  # (the drain may have dropped it)
-            if grp is not None and self.disk_error is None:
-                log_ = grp.core.log
-                grp.wal.carry_forward(  # type: ignore[union-attr]
-                    boundary, lambda lo, hi, log_=log_: [codec.entry_to_wire(e) for e in log_.slice(lo, hi + 1)])
+            hosted = self.groups.get(g)  # (the drain may have dropped it)
+            if hosted is not None and self.disk_error is None and isinstance(hosted.wal, GroupLog):
+                entries = hosted.core.log.slice
+                hosted.wal.carry_forward(boundary,
+                                         lambda lo, hi: [codec.entry_to_wire(e) for e in entries(lo, hi + 1)])
         try:
             node_log.commit()
             node_log.reclaim()
