@@ -64,9 +64,24 @@ _values = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=4)
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from([1, 2, 3, 0, "x"]), st.lists(_values, max_size=4))
+@given(st.sampled_from([1, 2, 3, 6, 0, "x"]), st.lists(_values, max_size=4))
 def test_random_structures_never_raise_anything_else(tag: object, rest: list[object]) -> None:
     try:
         decode(msgpack.packb([tag, *rest]))
     except MlCodecError:
         pass
+
+
+def test_ops_of_older_nodes_still_decode_and_new_ones_use_their_own_tag() -> None:
+    """An older node's ``Ops`` frame (tag 2, an overwrite as ``del`` + ``set`` + ``ttl``) is
+    still understood; ours go under tag 6, which older nodes refuse (their ``decode`` raises on
+    an unknown tag: the frame is dropped with a warning), because they may carry ``put``."""
+    from replikv.core.multileader.codec import encode_ops, pack_op
+
+    triple = [["del", b"k", {}, {}], ["set", b"k", b"v", None, None], ["ttl", b"k", None]]
+    old = msgpack.packb([2, "n1", [["n1", 1, 5, {"n1": 0}, triple]]], use_bin_type=True)
+    assert decode(old) == Ops(sender="n1", ops=(Op(origin="n1", seq=1, hlc=5, deps={"n1": 0}, payload=triple),))
+    op = Op(origin="n1", seq=1, hlc=5, deps={"n1": 0}, payload=[["put", b"k", b"v", None]])
+    for frame in (encode(Ops(sender="n1", ops=(op,))), encode_ops("n1", [pack_op(op)])):
+        assert msgpack.unpackb(frame)[0] == 6
+        assert decode(frame) == Ops(sender="n1", ops=(op,))

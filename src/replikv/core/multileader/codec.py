@@ -3,6 +3,12 @@
 ``decode`` checks every field's type and range and raises ``MlCodecError``
 (and nothing else) on any frame it does not understand, so a peer speaking
 garbage is dropped, never obeyed. The transport adds the length prefix.
+
+Tags: 1 ``Sync``, 6 ``Ops`` (2: ``Ops`` as nodes before the ``put`` mutation
+sent them, still decoded), 3 ``State``, 4 ``StateChunk``, 5 ``StateAck``. Ops
+go out under tag 6 because their payloads may hold ``put`` mutations
+(``core/crdt/store.py``), which an older node cannot apply: it drops a frame of
+a tag it does not know with a logged warning instead of applying half an op.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAc
 
 __all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "pack_op"]
 
-_SYNC, _OPS, _STATE, _CHUNK, _ACK = 1, 2, 3, 4, 5
+_SYNC, _OPS_V1, _STATE, _CHUNK, _ACK, _OPS = 1, 2, 3, 4, 5, 6
 
 
 class MlCodecError(ValueError):
@@ -119,7 +125,7 @@ def decode(data: bytes) -> MlMsg:
             raise MlCodecError("sync matrix: expected a map")
         matrix = {_str(k, "sync matrix"): _vv(v, "sync matrix") for k, v in body[3].items()}
         return Sync(sender=_str(body[1], "sender"), vv=_vv(body[2], "sync vv"), matrix=matrix)
-    if tag == _OPS and len(body) == 3:
+    if (tag == _OPS or tag == _OPS_V1) and len(body) == 3:
         if not isinstance(body[2], list):
             raise MlCodecError("ops: expected a list")
         return Ops(sender=_str(body[1], "sender"), ops=tuple(_op(x) for x in body[2]))
