@@ -85,3 +85,29 @@ def test_ops_of_older_nodes_still_decode_and_new_ones_use_their_own_tag() -> Non
     for frame in (encode(Ops(sender="n1", ops=(op,))), encode_ops("n1", [pack_op(op)])):
         assert msgpack.unpackb(frame)[0] == 6
         assert decode(frame) == Ops(sender="n1", ops=(op,))
+
+
+def test_ops_the_receiver_has_are_left_out_undecoded() -> None:
+    """``decode(frame, have)``: the ops ``have`` covers are not built (duplicates), only counted,
+    with the highest seq per origin; the frame must still be well formed around them."""
+    ops = [Op(origin="n1", seq=s, hlc=s, deps={"n1": s - 1, "n2": 4}, payload=[["incr", b"k", 1]])
+           for s in (1, 2, 3)] + [Op(origin="n2", seq=5, hlc=9, deps={"n1": 3, "n2": 4}, payload=None)]
+    frame = encode(Ops(sender="n2", ops=tuple(ops)))
+    assert decode(frame) == Ops(sender="n2", ops=tuple(ops))
+    got = decode(frame, {"n1": 2, "n2": 9})
+    assert got.ops == (ops[2],) and got.dropped == 3 and got.covered == {"n1": 2, "n2": 5}
+    with pytest.raises(MlCodecError):
+        decode(frame + b"\x00", {"n1": 9, "n2": 9})  # trailing bytes
+    with pytest.raises(MlCodecError):
+        decode(frame[:-3], {"n1": 9, "n2": 9})  # cut short inside a skipped op
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_ops_frames_never_raise_anything_else(tail: bytes) -> None:
+    for head in (b"\x93\x06", b"\x93\x02"):
+        for have in (None, {"n1": 5}):
+            try:
+                decode(head + tail, have)
+            except MlCodecError:
+                pass

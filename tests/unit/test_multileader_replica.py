@@ -68,6 +68,17 @@ def test_nothing_is_sent_to_a_neighbour_before_its_first_sync() -> None:
     assert sent_ops(eff, "b") == [("a", 1)]
 
 
+def test_ops_the_decoder_left_out_count_as_duplicates_the_sender_has() -> None:
+    """An ``Ops`` whose covered ops the decoder left out (codec.decode with our vv): they count as
+    duplicates, and the sender is known to have them (what it lacks is not sent to it)."""
+    r = Replica("a", NODES)
+    r.step(Ops(sender="b", ops=(op("b", 1), op("b", 2))))
+    assert r.known["c"].get("b", 0) == 0
+    eff = r.step(Ops(sender="c", ops=(), covered={"b": 2}, dropped=2))  # c relayed them to us too
+    assert r.duplicates == 2 and r.known["c"]["b"] == 2 and eff == []
+    assert sent_ops(r.step(sync("c")), "c") == []  # c lacks none of b's ops
+
+
 def test_duplicates_are_dropped_and_out_of_order_ops_wait_for_their_deps() -> None:
     r = Replica("a", NODES)
     b1, b2 = op("b", 1), op("b", 2)

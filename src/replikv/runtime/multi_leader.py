@@ -457,7 +457,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             return
         if self.disk_error is not None:
             return  # frozen: the peer sees a silent node; exchange resumes from the version vectors
-        msg = self.peer_message(peer, payload, codec.decode)
+        msg = self.peer_message(peer, payload, self._decode)
         if msg is None:
             return
         if isinstance(msg, State):
@@ -477,6 +477,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 self.loop.create_task(self._join_chunks())
             return
         self._run(self.core.step(msg))
+
+    def _decode(self, payload: bytes) -> Any:
+        """A peer frame; the ops of an ``Ops`` frame this node has are left undecoded
+        (duplicates: the replica would drop them)."""
+        return codec.decode(payload, self.core.vv)
 
     def _on_peer_connected(self, peer: str) -> None:
         self._run(self.core.connected(peer))  # a Sync: the exchange resumes from the version vectors

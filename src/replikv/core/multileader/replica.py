@@ -212,6 +212,9 @@ class Replica:
 
     def _on_ops(self, msg: Ops) -> list[Effect]:
         kn = self.known[msg.sender]
+        if msg.dropped:  # duplicates the decoder left out (codec.decode with our vv)
+            self.duplicates += msg.dropped
+            _merge(kn, msg.covered)
         out: list[Op] = []
         for op in msg.ops:
             _merge(kn, op.deps)
