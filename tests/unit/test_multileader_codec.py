@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.multileader.codec import MlCodecError, decode, encode
+from replikv.core.multileader.codec import MlCodecError, decode, encode, encode_ops, pack_op
 from replikv.core.multileader.messages import MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 MSGS: list[MlMsg] = [
@@ -76,8 +76,6 @@ def test_ops_of_older_nodes_still_decode_and_new_ones_use_their_own_tag() -> Non
     """An older node's ``Ops`` frame (tag 2, an overwrite as ``del`` + ``set`` + ``ttl``) is
     still understood; ours go under tag 6, which older nodes refuse (their ``decode`` raises on
     an unknown tag: the frame is dropped with a warning), because they may carry ``put``."""
-    from replikv.core.multileader.codec import encode_ops, pack_op
-
     triple = [["del", b"k", {}, {}], ["set", b"k", b"v", None, None], ["ttl", b"k", None]]
     old = msgpack.packb([2, "n1", [["n1", 1, 5, {"n1": 0}, triple]]], use_bin_type=True)
     assert decode(old) == Ops(sender="n1", ops=(Op(origin="n1", seq=1, hlc=5, deps={"n1": 0}, payload=triple),))
@@ -96,6 +94,8 @@ def test_ops_the_receiver_has_are_left_out_undecoded() -> None:
     assert decode(frame) == Ops(sender="n2", ops=tuple(ops))
     got = decode(frame, {"n1": 2, "n2": 9})
     assert got.ops == (ops[2],) and got.dropped == 3 and got.covered == {"n1": 2, "n2": 5}
+    assert got.packed == (pack_op(ops[2]),)  # its bytes as the WAL holds them: not packed again
+    assert decode(frame).packed == tuple(pack_op(o) for o in ops)
     with pytest.raises(MlCodecError):
         decode(frame + b"\x00", {"n1": 9, "n2": 9})  # trailing bytes
     with pytest.raises(MlCodecError):

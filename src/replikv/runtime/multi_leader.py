@@ -360,9 +360,13 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         for effect in effects:
             match effect:
                 case Persist():  # each op packed once: these bytes also go to the peers (_flush)
-                    packed = [codec.pack_op(op) for op in effect.ops]
-                    for op, data in zip(effect.ops, packed):
-                        self._packed[(op.origin, op.seq)] = data
+                    cache = self._packed  # a received op's bytes are there already (_on_frame)
+                    packed = []
+                    for op in effect.ops:
+                        data = cache.get((op.origin, op.seq))
+                        if data is None:
+                            data = cache[(op.origin, op.seq)] = codec.pack_op(op)
+                        packed.append(data)
                     try:
                         self.wal.append(self.wal.last_index + 1, codec.array_header(len(packed)) + b"".join(packed),
                                         len(packed))
@@ -468,6 +472,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if export is not None and export.transfer == msg.transfer:
                 export.on_ack(msg.count)
             return
+        if isinstance(msg, Ops) and msg.packed:  # their bytes as received: the WAL need not pack them
+            cache = self._packed
+            for op, data in zip(msg.ops, msg.packed):
+                cache.setdefault((op.origin, op.seq), data)
         if isinstance(msg, StateChunk):
             self._run(self.core.step(msg))  # records what the sender has
             self.stats["state_chunks_received"] += 1

@@ -103,7 +103,8 @@ def _vv(x: object, what: str) -> VV:
 def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
     """An ``Ops`` frame (``data[:2]`` is its header and tag), read op by op: an op whose seq
     ``have`` covers is skipped past its origin and seq (never built: the replica would drop it
-    as a duplicate), the others are checked field by field."""
+    as a duplicate), the others are checked field by field and come with their bytes
+    (``Ops.packed``: ``pack_op``'s form, what the receiver's WAL holds)."""
     up = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True)
     up.feed(data)
     try:
@@ -112,9 +113,12 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
         sender = _str(up.unpack(), "sender")
         header, unpack, skip = up.read_array_header, up.unpack, up.skip
         ops: list[Op] = []
+        packed: list[bytes] = []
         covered: dict[str, int] = {}
         dropped = 0
+        tell = up.tell
         for _ in range(header()):
+            start = tell()
             if header() != 5:
                 raise MlCodecError("op: expected [origin, seq, hlc, deps, payload]")
             origin, seq = unpack(), unpack()
@@ -135,13 +139,14 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
             if deps.get(origin, 0) != seq - 1:
                 raise MlCodecError(f"op {origin}:{seq}: deps[{origin}] must be {seq - 1}")
             ops.append(Op(origin=origin, seq=seq, hlc=hlc, deps=deps, payload=unpack()))
+            packed.append(data[start:tell()])
         if up.tell() != len(data):
             raise MlCodecError("trailing bytes after the ops")
     except MlCodecError:
         raise
     except Exception as e:  # msgpack raises many kinds (OutOfData, ValueError, StackError, ...)
         raise MlCodecError(f"ops: not a well-formed frame: {type(e).__name__}") from None
-    return Ops(sender=sender, ops=tuple(ops), covered=covered, dropped=dropped)
+    return Ops(sender=sender, ops=tuple(ops), covered=covered, dropped=dropped, packed=tuple(packed))
 
 
 def decode(data: bytes, have: Mapping[str, int] | None = None) -> MlMsg:

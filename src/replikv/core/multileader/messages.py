@@ -62,6 +62,8 @@ class Ops:
     # among them (``covered``: the sender has those ops).
     covered: VV = field(default_factory=dict)
     dropped: int = 0
+    # Not sent either: each op's bytes in the frame (``codec.pack_op``'s form), for the WAL
+    packed: tuple[bytes, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
