@@ -384,23 +384,33 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self.loop.call_soon(self._flush)
 
     def _deliver(self, ops: list[Op]) -> None:
-        store, sm, touch = self.store, self.sm, self.sm.changes.touch
-        now = wall_ms()
+        """Apply ``ops`` to the store in order, then bring the view's keys they changed to
+        the store's visible state at once (nothing reads the view in between: no await);
+        each key's WATCH index is the op that changed it last."""
+        store, touch, me = self.store, self.sm.changes.touch, self.id
+        changed_keys: dict[bytes, None] = {}
+        received = conflicts = newest = 0
         for op in ops:
-            remote = op.origin != self.id
+            remote = op.origin != me
             if remote:
-                self.hlc.observe(op.hlc, now)
-                self.stats["ops_received"] += 1
+                received += 1
+                if op.hlc > newest:
+                    newest = op.hlc
             changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
             self.applied_index += 1
-            if changed:
-                materialize(store, sm, changed)
-                for key in changed:
-                    touch(key, self.applied_index)
-                    if remote:
-                        ks = store.data.get(key)
-                        if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
-                            self.stats["conflicts_merged"] += 1
+            for key in changed:
+                touch(key, self.applied_index)
+                changed_keys[key] = None
+                if remote:
+                    ks = store.data.get(key)
+                    if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
+                        conflicts += 1
+        if received:
+            self.hlc.observe(newest, wall_ms())
+            self.stats["ops_received"] += received
+            self.stats["conflicts_merged"] += conflicts
+        if changed_keys:
+            materialize(store, self.sm, changed_keys)
 
     def _flush(self) -> None:
         """Commit the WAL, release the replies it made durable, then send."""

@@ -82,8 +82,12 @@ TOPOLOGIES = ("mesh", "star", "ring")
 
 
 def covers(vv: VV, deps: VV) -> bool:
-    """Does ``vv`` include every op ``deps`` names?"""
-    return all(vv.get(o, 0) >= s for o, s in deps.items())
+    """Does ``vv`` include every op ``deps`` names? (A loop, not ``all()`` over a generator:
+    twice per op delivered.)"""
+    for o, s in deps.items():
+        if vv.get(o, 0) < s:
+            return False
+    return True
 
 
 def _merge(into: VV, other: VV) -> None:
