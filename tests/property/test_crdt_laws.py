@@ -200,14 +200,14 @@ COMMANDS = [
 ]
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
-def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, conflicts):
+def run_commands(rng: random.Random, n_cmds: int, stores: dict, apply, transfers: bool) -> dict[str, list]:
+    """``n_cmds`` random COMMANDS, each at a random node after it applied some of its ready
+    ops (``apply(node, op)``) and, with ``transfers``, now and then joined another node's
+    state; each op is applied where it was made and queued for the others. Returns the
+    ops each node has still to apply."""
     from replikv.core.crdt.hlc import Hlc
     from replikv.kv.crdt_writes import translate
 
-    rng = random.Random(seed)
-    stores = {n: CrdtStore(conflicts) for n in NODES}
     clocks = {n: Hlc() for n in NODES}
     seqs = {n: 0 for n in NODES}
     pending: dict[str, list] = {n: [] for n in NODES}
@@ -221,8 +221,8 @@ def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, confli
                 op = rng.choice(ready)
                 pending[node].remove(op)
                 clocks[node].observe(op[2], now)
-                stores[node].apply(*op)
-        if rng.random() < 0.1:  # a state transfer from another node
+                apply(node, op)
+        if transfers and rng.random() < 0.1:  # a state transfer from another node
             src = rng.choice(NODES)
             stores[node].join(stores[src].snapshot())
             pending[node] = [op for op in pending[node] if op[1] > stores[node].vv.get(op[0], 0)]
@@ -232,10 +232,19 @@ def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, confli
             continue
         seqs[node] += 1
         op = (node, seqs[node], clocks[node].now(now), dict(st_.vv), muts)
-        st_.apply(*op)
+        apply(node, op)
         for other in NODES:
             if other != node:
                 pending[other].append(op)
+    return pending
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
+def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, conflicts):
+    rng = random.Random(seed)
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    pending = run_commands(rng, n_cmds, stores, lambda n, op: stores[n].apply(*op), transfers=True)
     for n in NODES:
         while True:
             ready = [op for op in pending[n] if deliverable(stores[n], op)]
@@ -286,16 +295,9 @@ def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
     same causal order: after every step both show the same values, types, deadlines and
     siblings and hold the same entries (up to the ids the ``put`` gives, so the digests
     differ)."""
-    from replikv.core.crdt.hlc import Hlc
-    from replikv.kv.crdt_writes import translate
-
     rng = random.Random(seed)
     stores = {n: CrdtStore(conflicts) for n in NODES}
     twins = {n: CrdtStore(conflicts) for n in NODES}
-    clocks = {n: Hlc() for n in NODES}
-    seqs = {n: 0 for n in NODES}
-    pending: dict[str, list] = {n: [] for n in NODES}
-    now = 1000
 
     def apply(node: str, op: tuple) -> None:
         stores[node].apply(*op)
@@ -305,26 +307,7 @@ def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
             assert stores[node].siblings(k) == twins[node].siblings(k)
             assert parts(stores[node], k) == parts(twins[node], k)
 
-    for _ in range(n_cmds):
-        now += rng.randrange(5)
-        node = rng.choice(NODES)
-        for _ in range(rng.randrange(3)):
-            ready = [op for op in pending[node] if deliverable(stores[node], op)]
-            if ready:
-                op = rng.choice(ready)
-                pending[node].remove(op)
-                clocks[node].observe(op[2], now)
-                apply(node, op)
-        st_ = stores[node]
-        muts, _ = translate(st_, rng.choice(COMMANDS)(rng), now, rng)
-        if not muts:
-            continue
-        seqs[node] += 1
-        op = (node, seqs[node], clocks[node].now(now), dict(st_.vv), muts)
-        apply(node, op)
-        for other in NODES:
-            if other != node:
-                pending[other].append(op)
+    pending = run_commands(rng, n_cmds, stores, apply, transfers=False)
     for n in NODES:
         while ready := [op for op in pending[n] if deliverable(stores[n], op)]:
             op = rng.choice(ready)
