@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.crdt.store import CrdtStore, ctr_totals
+from replikv.core.crdt.store import CrdtStore, ctr_totals, put_allowed
 
 NODES = ["a", "b", "c"]
 KEYS = [b"k1", b"k2"]
@@ -26,9 +26,13 @@ def _totals(store: CrdtStore, key: bytes) -> tuple[dict, dict]:
 def random_muts(store: CrdtStore, rng: random.Random) -> list:
     key = rng.choice(KEYS)
     t, ht = _totals(store, key)
-    kind = rng.randrange(12)
+    kind = rng.randrange(13)
     v = rng.choice(VALS)
     ks = store.state(key)
+    if kind == 12:  # an overwrite: one ``put`` when the key has no counter history
+        if put_allowed(ks):
+            return [("put", key, v, rng.choice([None, 1000]))]
+        return [("del", key, t, ht), ("set", key, v, None, None), ("ttl", key, None)]
     if kind == 0:
         return [("set", key, v, t, None)]
     if kind == 1:
@@ -196,14 +200,14 @@ COMMANDS = [
 ]
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
-def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, conflicts):
+def run_commands(rng: random.Random, n_cmds: int, stores: dict, apply, transfers: bool) -> dict[str, list]:
+    """``n_cmds`` random COMMANDS, each at a random node after it applied some of its ready
+    ops (``apply(node, op)``) and, with ``transfers``, now and then joined another node's
+    state; each op is applied where it was made and queued for the others. Returns the
+    ops each node has still to apply."""
     from replikv.core.crdt.hlc import Hlc
     from replikv.kv.crdt_writes import translate
 
-    rng = random.Random(seed)
-    stores = {n: CrdtStore(conflicts) for n in NODES}
     clocks = {n: Hlc() for n in NODES}
     seqs = {n: 0 for n in NODES}
     pending: dict[str, list] = {n: [] for n in NODES}
@@ -217,8 +221,8 @@ def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, confli
                 op = rng.choice(ready)
                 pending[node].remove(op)
                 clocks[node].observe(op[2], now)
-                stores[node].apply(*op)
-        if rng.random() < 0.1:  # a state transfer from another node
+                apply(node, op)
+        if transfers and rng.random() < 0.1:  # a state transfer from another node
             src = rng.choice(NODES)
             stores[node].join(stores[src].snapshot())
             pending[node] = [op for op in pending[node] if op[1] > stores[node].vv.get(op[0], 0)]
@@ -228,10 +232,19 @@ def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, confli
             continue
         seqs[node] += 1
         op = (node, seqs[node], clocks[node].now(now), dict(st_.vv), muts)
-        st_.apply(*op)
+        apply(node, op)
         for other in NODES:
             if other != node:
                 pending[other].append(op)
+    return pending
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
+def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, conflicts):
+    rng = random.Random(seed)
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    pending = run_commands(rng, n_cmds, stores, lambda n, op: stores[n].apply(*op), transfers=True)
     for n in NODES:
         while True:
             ready = [op for op in pending[n] if deliverable(stores[n], op)]
@@ -249,3 +262,78 @@ def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, confli
     for k in KEYS:
         assert all(s.visible(k) == stores["a"].visible(k) for s in stores.values())
         assert all(s.siblings(k) == stores["a"].siblings(k) for s in stores.values())
+
+
+def as_triple(muts: list) -> list:
+    """``muts`` with each ``put`` written as the ``del`` + ``set`` + ``ttl`` an older node makes."""
+    out: list = []
+    for m in muts:
+        if m[0] == "put":
+            out += [("del", m[1], {}, {}), ("set", m[1], m[2], None, None), ("ttl", m[1], m[3])]
+        else:
+            out.append(m)
+    return out
+
+
+def parts(store: CrdtStore, key: bytes) -> tuple | None:
+    """Every entry of ``key``, hidden ones included, with the ids of the register and TTL
+    entries left out (a ``put``'s id is its mutation's index, the triple's ``set`` and
+    ``ttl`` have the next two)."""
+    ks = store.state(key)
+    if ks is None:
+        return None
+    reg = sorted((e[:2], v) for e, v in ks.str.reg.items())
+    ttl = sorted((e[:2], v) for e, v in ks.ttl.items())
+    return reg, ttl, ks.str.ctr, ks.set, {f: c.dump() for f, c in ks.hash.items()}, ks.lst
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
+def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
+    """Each node has a twin that gets every op with its ``put`` mutations written as the
+    ``del`` + ``set`` + ``ttl`` triple (what older nodes make and their WALs hold), in the
+    same causal order: after every step both show the same values, types, deadlines and
+    siblings and hold the same entries (up to the ids the ``put`` gives, so the digests
+    differ)."""
+    rng = random.Random(seed)
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    twins = {n: CrdtStore(conflicts) for n in NODES}
+
+    def apply(node: str, op: tuple) -> None:
+        stores[node].apply(*op)
+        twins[node].apply(*op[:4], as_triple(op[4]))
+        for k in KEYS:
+            assert stores[node].visible(k) == twins[node].visible(k)
+            assert stores[node].siblings(k) == twins[node].siblings(k)
+            assert parts(stores[node], k) == parts(twins[node], k)
+
+    pending = run_commands(rng, n_cmds, stores, apply, transfers=False)
+    for n in NODES:
+        while ready := [op for op in pending[n] if deliverable(stores[n], op)]:
+            op = rng.choice(ready)
+            pending[n].remove(op)
+            apply(n, op)
+    assert len({s.digest() for s in stores.values()}) == 1
+    assert len({s.digest() for s in twins.values()}) == 1
+
+
+def test_an_overwrite_is_one_put_in_multi_leader_mode_only():
+    """A SET of a key with no counter history is one ``put``; one with a counter keeps the
+    triple (its ``del`` carries the totals); the leaderless mode always makes the triple."""
+    from replikv.kv.crdt_writes import translate
+
+    store = CrdtStore()
+    rng = random.Random(1)
+    muts, _ = translate(store, [b"SET", b"k", b"v", b"PX", b"100"], 1000, rng)
+    assert muts == [("put", b"k", b"v", 1100)]
+    store.apply("a", 1, 1, {}, muts)
+    muts, _ = translate(store, [b"SET", b"k", b"w", b"KEEPTTL"], 1000, rng)
+    assert muts == [("put", b"k", b"w", 1100)]
+    store.apply("a", 2, 2, {"a": 1}, muts)
+    assert store.visible(b"k") == ("string", b"w", 1100)
+    assert len(store.state(b"k").str.reg) == 1 and len(store.state(b"k").ttl) == 1
+    muts, _ = translate(store, [b"SET", b"k", b"x"], 1000, rng, "leaderless")
+    assert [m[0] for m in muts] == ["del", "set", "ttl"]
+    store.apply("a", 3, 3, {"a": 2}, [("incr", b"c", 1)])
+    muts, _ = translate(store, [b"SET", b"c", b"5"], 1000, rng)
+    assert [m[0] for m in muts] == ["del", "set", "ttl"] and muts[0][2] == {"a": [1, 0]}

@@ -68,6 +68,17 @@ def test_nothing_is_sent_to_a_neighbour_before_its_first_sync() -> None:
     assert sent_ops(eff, "b") == [("a", 1)]
 
 
+def test_ops_the_decoder_left_out_count_as_duplicates_the_sender_has() -> None:
+    """An ``Ops`` whose covered ops the decoder left out (codec.decode with our vv): they count as
+    duplicates, and the sender is known to have them (what it lacks is not sent to it)."""
+    r = Replica("a", NODES)
+    r.step(Ops(sender="b", ops=(op("b", 1), op("b", 2))))
+    assert r.known["c"].get("b", 0) == 0
+    eff = r.step(Ops(sender="c", ops=(), covered={"b": 2}, dropped=2))  # c relayed them to us too
+    assert r.duplicates == 2 and r.known["c"]["b"] == 2 and eff == []
+    assert sent_ops(r.step(sync("c")), "c") == []  # c lacks none of b's ops
+
+
 def test_duplicates_are_dropped_and_out_of_order_ops_wait_for_their_deps() -> None:
     r = Replica("a", NODES)
     b1, b2 = op("b", 1), op("b", 2)
@@ -137,10 +148,33 @@ def test_tick_sends_sync_and_resends_what_was_lost() -> None:
     syncs = [s for s in sends(eff) if isinstance(s.msg, Sync)]
     assert [s.to for s in syncs] == ["b", "c"] and syncs[0].msg.vv == {"a": 1, "b": 0, "c": 0}
     assert sent_ops(eff, "b") == []  # sent in this period: may still be in flight
-    r.step(sync("b", {"a": 0}))  # b's Sync still lacks it
+    assert syncs[0].msg.matrix["b"] == syncs[1].msg.matrix["c"] == {}  # what each sent us: no op yet
+    r.step(sync("b", {"a": 0}, {"a": {"a": 1}}))  # b lacks it, though it got our Sync that came after it
     r.tick()
     eff = r.tick()
-    assert sent_ops(eff, "b") == [("a", 1)] and sent_ops(eff, "c") == [("a", 1)]
+    assert sent_ops(eff, "b") == [("a", 1)]
+    assert sent_ops(eff, "c") == []  # nothing says c has read that far: it may be working through a backlog
+    r.step(sync("c", {"a": 0}, {"a": {"a": 1}}))
+    r.tick()
+    eff = r.tick()
+    assert sent_ops(eff, "c") == [("a", 1)]
+
+
+def test_a_neighbour_still_reading_what_we_sent_is_not_sent_it_twice() -> None:
+    """Rule 7: no progress over a period is a loss only once the neighbour has received that
+    much from us (its Syncs' matrix entry for us); a node busy with a backlog has not."""
+    r = Replica("a", ["a", "b"], sync_every=1)
+    r.step(sync("b", {}))
+    for i in range(3):
+        r.local(i, [])
+    for _ in range(5):  # b is slow: its Syncs show it has read none of it yet
+        r.step(sync("b", {"a": 0}, {"a": {"a": 0}}))
+        assert sent_ops(r.tick(), "b") == []
+    r.step(Ops(sender="b", ops=(op("b", 1, {"a": 1}),)))  # b read a:1 and wrote; a:2 and a:3 went missing
+    r.step(sync("b", {"a": 1, "b": 1}, {"a": {"a": 3}}))
+    r.tick()
+    r.step(sync("b", {"a": 1, "b": 1}, {"a": {"a": 3}}))
+    assert sent_ops(r.tick(), "b") == [("a", 2), ("a", 3)]
 
 
 def test_matrix_clock_counts_acks() -> None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from replikv.core.crdt.store import CrdtStore, Mut, Visible, as_int, ctr_totals, position_between
+from replikv.core.crdt.store import (
+    CrdtStore, Mut, Visible, as_int, ctr_totals, position_between, put_allowed,
+)
 from replikv.core.crdt.vv import parse_vv_text, vv_text
 from replikv.core.replies import NOT_INTEGER, OK, SYNTAX_ERROR, WRONGTYPE, RespError
 from replikv.kv.args import (
@@ -84,12 +86,15 @@ def translate(
     store: CrdtStore, argv: list[bytes], now_ms: int, rng: random.Random, mode: str = "multi-leader"
 ) -> tuple[list[Mut], Reply]:
     """The mutations of one op and the reply; ``([], error)`` when refused
-    (the refusal names ``mode``: the leaderless mode translates writes too)."""
+    (the refusal names ``mode``: the leaderless mode translates writes too).
+    Only the multi-leader mode gets ``put`` mutations: its peers refuse a frame
+    that may carry one by its tag; a leaderless write keeps ``del`` + ``set`` +
+    ``ttl``."""
     name = argv[0].decode("utf-8", "replace").lower()
     fn = _HANDLERS.get(name)
     if fn is None:
         return [], Refused(refusal(name, mode))
-    w = _Writer(store, now_ms, rng)
+    w = _Writer(store, now_ms, rng, put=mode == "multi-leader")
     try:
         reply = fn(w, argv)
     except RespError as err:
@@ -113,8 +118,9 @@ class _Writer:
     mutations are applied to a scratch copy lazily: simple commands only read
     before they write, multi-key ones read distinct keys)."""
 
-    def __init__(self, store: CrdtStore, now_ms: int, rng: random.Random) -> None:
+    def __init__(self, store: CrdtStore, now_ms: int, rng: random.Random, put: bool = False) -> None:
         self.store = store
+        self.put = put  # overwrites may be one ``put`` mutation (see ``set_string``)
         self.now = now_ms
         self.rng = rng
         self.muts: list[Mut] = []
@@ -191,13 +197,21 @@ class _Writer:
 
     def set_string(self, key: bytes, value: bytes, deadline: int | None, keepttl: bool) -> None:
         """An overwrite: everything observed of the key goes, then the value
-        (and the TTL: ``deadline``, or the current one with KEEPTTL)."""
+        (and the TTL: ``deadline``, or the current one with KEEPTTL). One ``put``
+        mutation when the mode takes it and the key has no counter history
+        (``put_allowed``) and no earlier mutation of this op; else ``del`` (if
+        anything is stored), ``set`` and ``ttl``."""
         vis = self.get(key)
+        if keepttl and vis is not None:
+            deadline = vis.deadline_ms
+        if self.put and key not in self.cleared and put_allowed(self.store.state(key)) \
+                and not any(m[1] == key for m in self.muts):
+            self.muts.append(("put", key, value, deadline))
+            self.cleared.add(key)
+            return
         self.delete(key)
         self.cleared.discard(key)
         self.muts.append(("set", key, value, None, None))
-        if keepttl and vis is not None:
-            deadline = vis.deadline_ms
         self.muts.append(("ttl", key, deadline))
         self.cleared.add(key)
 

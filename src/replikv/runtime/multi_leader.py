@@ -360,9 +360,13 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         for effect in effects:
             match effect:
                 case Persist():  # each op packed once: these bytes also go to the peers (_flush)
-                    packed = [codec.pack_op(op) for op in effect.ops]
-                    for op, data in zip(effect.ops, packed):
-                        self._packed[(op.origin, op.seq)] = data
+                    cache = self._packed  # a received op's bytes are there already (_on_frame)
+                    packed = []
+                    for op in effect.ops:
+                        data = cache.get((op.origin, op.seq))
+                        if data is None:
+                            data = cache[(op.origin, op.seq)] = codec.pack_op(op)
+                        packed.append(data)
                     try:
                         self.wal.append(self.wal.last_index + 1, codec.array_header(len(packed)) + b"".join(packed),
                                         len(packed))
@@ -380,23 +384,33 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self.loop.call_soon(self._flush)
 
     def _deliver(self, ops: list[Op]) -> None:
-        store, sm, touch = self.store, self.sm, self.sm.changes.touch
-        now = wall_ms()
+        """Apply ``ops`` to the store in order, then bring the view's keys they changed to
+        the store's visible state at once (nothing reads the view in between: no await);
+        each key's WATCH index is the op that changed it last."""
+        store, touch, me = self.store, self.sm.changes.touch, self.id
+        changed_keys: dict[bytes, None] = {}
+        received = conflicts = newest = 0
         for op in ops:
-            remote = op.origin != self.id
+            remote = op.origin != me
             if remote:
-                self.hlc.observe(op.hlc, now)
-                self.stats["ops_received"] += 1
+                received += 1
+                if op.hlc > newest:
+                    newest = op.hlc
             changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
             self.applied_index += 1
-            if changed:
-                materialize(store, sm, changed)
-                for key in changed:
-                    touch(key, self.applied_index)
-                    if remote:
-                        ks = store.data.get(key)
-                        if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
-                            self.stats["conflicts_merged"] += 1
+            for key in changed:
+                touch(key, self.applied_index)
+                changed_keys[key] = None
+                if remote:
+                    ks = store.data.get(key)
+                    if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
+                        conflicts += 1
+        if received:
+            self.hlc.observe(newest, wall_ms())
+            self.stats["ops_received"] += received
+            self.stats["conflicts_merged"] += conflicts
+        if changed_keys:
+            materialize(store, self.sm, changed_keys)
 
     def _flush(self) -> None:
         """Commit the WAL, release the replies it made durable, then send."""
@@ -457,7 +471,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             return
         if self.disk_error is not None:
             return  # frozen: the peer sees a silent node; exchange resumes from the version vectors
-        msg = self.peer_message(peer, payload, codec.decode)
+        msg = self.peer_message(peer, payload, self._decode)
         if msg is None:
             return
         if isinstance(msg, State):
@@ -468,6 +482,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if export is not None and export.transfer == msg.transfer:
                 export.on_ack(msg.count)
             return
+        if isinstance(msg, Ops) and msg.packed:  # their bytes as received: the WAL need not pack them
+            cache = self._packed
+            for op, data in zip(msg.ops, msg.packed):
+                cache.setdefault((op.origin, op.seq), data)
         if isinstance(msg, StateChunk):
             self._run(self.core.step(msg))  # records what the sender has
             self.stats["state_chunks_received"] += 1
@@ -477,6 +495,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 self.loop.create_task(self._join_chunks())
             return
         self._run(self.core.step(msg))
+
+    def _decode(self, payload: bytes) -> Any:
+        """A peer frame; the ops of an ``Ops`` frame this node has are left undecoded
+        (duplicates: the replica would drop them)."""
+        return codec.decode(payload, self.core.vv)
 
     def _on_peer_connected(self, peer: str) -> None:
         self._run(self.core.connected(peer))  # a Sync: the exchange resumes from the version vectors

@@ -95,6 +95,15 @@ Mutation kinds (``Mut`` = a tuple/list ``(kind, key, *args)``, msgpack-able):
     (``htotals``: ``field -> totals``).
 ``("ttl", key, deadline_ms | None)``
     Removes the observed TTL entries, adds ``(id, hlc, deadline)``.
+``("put", key, value, deadline_ms | None)``
+    A string overwrite as one mutation: the effect of ``del`` with no counter
+    totals, then ``set`` and ``ttl`` (every observed entry of every part goes;
+    a register entry and a TTL entry are added, both with this mutation's id).
+    Made only from a key state with no counter history (``put_allowed``): a
+    counter reset would need the totals ``del`` carries. Applied in place when
+    the key holds register and TTL entries only (a key a SET wrote before).
+    Older nodes do not know it: they get it only in ``Ops`` frames of a tag
+    they refuse (``core/multileader/codec.py``).
 """
 
 from __future__ import annotations
@@ -711,7 +720,9 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
     key when a ``_MAY_EMPTY`` kind leaves it empty."""
     kind = mut[0]
     eid: Eid = (origin, seq, i)
-    if kind == "set":
+    if kind == "put":
+        _put(ks, eid, hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]), seen)
+    elif kind == "set":
         _, _, value, totals, ctx = mut
         if ctx is not None:  # VSET ... CONTEXT: what the client observed, not the op
 
@@ -779,6 +790,13 @@ def overwrite_muts(store: CrdtStore, key: bytes, value: bytes | None) -> list[Mu
     return muts
 
 
+def put_allowed(ks: KeyState | None) -> bool:
+    """Whether an overwrite of a key in state ``ks`` (None: absent) may be the one
+    ``put`` mutation: the key has no counter history (the string's or a hash
+    field's), so the ``del`` it stands for would reset no counter."""
+    return ks is None or (not ks.str.ctr and not ks.hash)
+
+
 # ------------------------------------------------------------------ helpers
 
 # mutations that change one member of a set or one field of a hash (see ``hints``)
@@ -792,6 +810,34 @@ def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any
     cell.reg[eid] = (hlc, value)
     if totals is not None:
         _ctr_reset(cell.ctr, totals)
+
+
+def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, seen: Any) -> None:
+    """The ``put`` mutation: what ``_delete`` (no totals), ``_assign`` and the ``ttl``
+    mutation do in turn, done in place on the register and TTL dicts. The other
+    parts can hold only entries the op did not observe when the origin's state had
+    none of them (``put_allowed``), but they are swept the same way regardless."""
+    if ks.set or ks.hash or ks.lst:
+        _delete(ks, None, None, seen)
+    reg = ks.str.reg
+    if reg:
+        _drop_seen(reg, seen)
+    reg[eid] = (hlc, value)
+    ttl = ks.ttl
+    if ttl:
+        _drop_seen(ttl, seen)
+    ttl[eid] = (hlc, deadline)
+
+
+def _drop_seen(entries: dict[Eid, Any], seen: Any) -> None:
+    """Remove, in place, the entries whose dot ``seen`` covers (most often the one entry)."""
+    if len(entries) == 1:
+        for e in entries:
+            if seen(e[0], e[1]):
+                entries.clear()
+            return
+    for e in [e for e in entries if seen(e[0], e[1])]:
+        del entries[e]
 
 
 def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: Any) -> None:

@@ -3,10 +3,17 @@
 ``decode`` checks every field's type and range and raises ``MlCodecError``
 (and nothing else) on any frame it does not understand, so a peer speaking
 garbage is dropped, never obeyed. The transport adds the length prefix.
+
+Tags: 1 ``Sync``, 6 ``Ops`` (2: ``Ops`` as nodes before the ``put`` mutation
+sent them, still decoded), 3 ``State``, 4 ``StateChunk``, 5 ``StateAck``. Ops
+go out under tag 6 because their payloads may hold ``put`` mutations
+(``core/crdt/store.py``), which an older node cannot apply: it drops a frame of
+a tag it does not know with a logged warning instead of applying half an op.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -15,7 +22,8 @@ from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAc
 
 __all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "pack_op"]
 
-_SYNC, _OPS, _STATE, _CHUNK, _ACK = 1, 2, 3, 4, 5
+_SYNC, _OPS_V1, _STATE, _CHUNK, _ACK, _OPS = 1, 2, 3, 4, 5, 6
+_OPS_TAGS = (bytes((_OPS,)), bytes((_OPS_V1,)))
 
 
 class MlCodecError(ValueError):
@@ -92,21 +100,61 @@ def _vv(x: object, what: str) -> VV:
     return {_str(k, what): _int(v, what) for k, v in x.items()}
 
 
-def _op(x: object) -> Op:
-    if type(x) is not list or len(x) != 5:
-        raise MlCodecError("op: expected [origin, seq, hlc, deps, payload]")
-    origin, seq, hlc, deps, payload = x
-    if type(origin) is not str or not origin:
-        raise MlCodecError("op origin: expected a non-empty string")
-    if type(seq) is not int or not 1 <= seq < _I64 or type(hlc) is not int or not 0 <= hlc < _I64:
-        raise MlCodecError("op seq, hlc: expected integers in range (seq >= 1)")
-    deps = _vv(deps, "op deps")
-    if deps.get(origin, 0) != seq - 1:
-        raise MlCodecError(f"op {origin}:{seq}: deps[{origin}] must be {seq - 1}")
-    return Op(origin=origin, seq=seq, hlc=hlc, deps=deps, payload=payload)
+def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
+    """An ``Ops`` frame (``data[:2]`` is its header and tag), read op by op: an op whose seq
+    ``have`` covers is skipped past its origin and seq (never built: the replica would drop it
+    as a duplicate), the others are checked field by field and come with their bytes
+    (``Ops.packed``: ``pack_op``'s form, what the receiver's WAL holds)."""
+    up = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True)
+    up.feed(data)
+    try:
+        up.read_array_header()
+        up.skip()  # the tag
+        sender = _str(up.unpack(), "sender")
+        header, unpack, skip = up.read_array_header, up.unpack, up.skip
+        ops: list[Op] = []
+        packed: list[bytes] = []
+        covered: dict[str, int] = {}
+        dropped = 0
+        tell = up.tell
+        for _ in range(header()):
+            start = tell()
+            if header() != 5:
+                raise MlCodecError("op: expected [origin, seq, hlc, deps, payload]")
+            origin, seq = unpack(), unpack()
+            if type(origin) is not str or not origin:
+                raise MlCodecError("op origin: expected a non-empty string")
+            if type(seq) is not int or not 1 <= seq < _I64:
+                raise MlCodecError("op seq: expected an integer in range (seq >= 1)")
+            if seq <= have.get(origin, 0):
+                skip(), skip(), skip()
+                dropped += 1
+                if seq > covered.get(origin, 0):
+                    covered[origin] = seq
+                continue
+            hlc = unpack()
+            if type(hlc) is not int or not 0 <= hlc < _I64:
+                raise MlCodecError("op hlc: expected an integer in range")
+            deps = _vv(unpack(), "op deps")
+            if deps.get(origin, 0) != seq - 1:
+                raise MlCodecError(f"op {origin}:{seq}: deps[{origin}] must be {seq - 1}")
+            ops.append(Op(origin=origin, seq=seq, hlc=hlc, deps=deps, payload=unpack()))
+            packed.append(data[start:tell()])
+        if up.tell() != len(data):
+            raise MlCodecError("trailing bytes after the ops")
+    except MlCodecError:
+        raise
+    except Exception as e:  # msgpack raises many kinds (OutOfData, ValueError, StackError, ...)
+        raise MlCodecError(f"ops: not a well-formed frame: {type(e).__name__}") from None
+    return Ops(sender=sender, ops=tuple(ops), covered=covered, dropped=dropped, packed=tuple(packed))
 
 
-def decode(data: bytes) -> MlMsg:
+def decode(data: bytes, have: Mapping[str, int] | None = None) -> MlMsg:
+    """The message ``data`` holds, or ``MlCodecError``. ``have`` (the receiver's version
+    vector): the ops of an ``Ops`` frame it covers are left out of ``Ops.ops`` undecoded,
+    and only counted (``Ops.dropped``, ``Ops.covered``)."""
+    if data[:1] == b"\x93" and data[1:2] in _OPS_TAGS:  # msgpack's header of every 3-item frame
+        return _decode_ops(data, have or {})
     try:
         body = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
     except Exception as e:  # msgpack raises many kinds (ExtraData, ValueError, ...)
@@ -119,10 +167,6 @@ def decode(data: bytes) -> MlMsg:
             raise MlCodecError("sync matrix: expected a map")
         matrix = {_str(k, "sync matrix"): _vv(v, "sync matrix") for k, v in body[3].items()}
         return Sync(sender=_str(body[1], "sender"), vv=_vv(body[2], "sync vv"), matrix=matrix)
-    if tag == _OPS and len(body) == 3:
-        if not isinstance(body[2], list):
-            raise MlCodecError("ops: expected a list")
-        return Ops(sender=_str(body[1], "sender"), ops=tuple(_op(x) for x in body[2]))
     if tag == _STATE and len(body) == 4:
         if not isinstance(body[3], bytes):
             raise MlCodecError("state blob: expected bytes")

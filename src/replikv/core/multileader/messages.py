@@ -26,7 +26,7 @@ The wire form is in codec.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = ["MlMsg", "Ops", "Op", "State", "StateAck", "StateChunk", "Sync", "VV"]
@@ -57,6 +57,13 @@ class Sync:
 class Ops:
     sender: str
     ops: tuple[Op, ...]
+    # Not sent: filled in by the receiver's decoder (codec.decode), which leaves out the ops its
+    # version vector already covers: how many (``dropped``) and, per origin, the highest seq
+    # among them (``covered``: the sender has those ops).
+    covered: VV = field(default_factory=dict)
+    dropped: int = 0
+    # Not sent either: each op's bytes in the frame (``codec.pack_op``'s form), for the WAL
+    packed: tuple[bytes, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,11 +44,18 @@ Rules (issue 10; the brief of the multileader core):
 7. ``tick()``: every ``sync_every`` ticks send a Sync to each neighbour (heartbeat
    and ack), and resend what a neighbour still lacks of what we had sent it a
    whole sync period ago when it made no progress on that origin over the
-   period (lost messages; a busy neighbour that is still taking them in is not
-   sent them twice; duplicates are dropped by vv).
+   period AND its Syncs say it has received that much from us (``reached``:
+   the op itself, or a later Sync of ours covering it; a link is FIFO, so it
+   got the op and dropped it: a full pending buffer, a frozen disk, a message
+   lost). A neighbour that has not yet read that far (a busy node working
+   through a backlog) is not sent it twice: under load the copies would only
+   deepen the backlog. Duplicates are dropped by vv.
 8. Matrix clock: ``known[node]`` = the vv that node is known to have (from its
    Syncs, the matrices relayed in Syncs, and the ops it sent us). ``acked(origin,
    seq)`` = how many OTHER nodes are known to have that op (CONSISTENCY WRITE <n>).
+   A Sync's matrix entry for its recipient (which has no use for what others
+   know of it) is instead what the sender has received from it: per origin, the
+   highest seq of the ops it sent and of the vvs of its Syncs (``got``; rule 7).
 9. Retention: an op is kept until every node is known to have it, but at most the
    newest ``retain_ops`` per origin; a neighbour that needs a trimmed op gets a
    state transfer.
@@ -75,8 +82,12 @@ TOPOLOGIES = ("mesh", "star", "ring")
 
 
 def covers(vv: VV, deps: VV) -> bool:
-    """Does ``vv`` include every op ``deps`` names?"""
-    return all(vv.get(o, 0) >= s for o, s in deps.items())
+    """Does ``vv`` include every op ``deps`` names? (A loop, not ``all()`` over a generator:
+    twice per op delivered.)"""
+    for o, s in deps.items():
+        if vv.get(o, 0) < s:
+            return False
+    return True
 
 
 def _merge(into: VV, other: VV) -> None:
@@ -141,6 +152,10 @@ class Replica:
         self._known_prev: dict[str, VV] = {}  # known[nb] at the last sync tick (loss detection)
         self._vv_prev: VV = {}  # our vv at the last sync tick (mesh: what may be relayed)
         self.duplicates = 0  # ops received again (a resend after a presumed loss, a relay)
+        # rule 7: per neighbour, the highest seq per origin it sent us (ops, Sync vvs), and what
+        # its Syncs say it got from us
+        self.got: dict[str, VV] = {n: {} for n in self.neighbours}
+        self.reached: dict[str, VV] = {n: {} for n in self.neighbours}
 
     # ------------------------------------------------------------ restart
     def restore(self, vv: VV, ops: Iterable[Op]) -> None:
@@ -204,19 +219,28 @@ class Replica:
                           f"own {self.vv[self.id]}: a seq was reused or a persisted op lost")
         self.heard.add(s)
         _merge(self.known[s], msg.vv)
+        _merge(self.got[s], msg.vv)
         for n, v in msg.matrix.items():
-            if n != self.id and n in self.known:
+            if n == self.id:
+                _merge(self.reached[s], v)  # what s has received from us (rule 8)
+            elif n in self.known:
                 _merge(self.known[n], v)
         self._trim()
         return self._send_lacking(s)
 
     def _on_ops(self, msg: Ops) -> list[Effect]:
-        kn = self.known[msg.sender]
+        kn, got = self.known[msg.sender], self.got[msg.sender]
+        if msg.dropped:  # duplicates the decoder left out (codec.decode with our vv)
+            self.duplicates += msg.dropped
+            _merge(kn, msg.covered)
+            _merge(got, msg.covered)
         out: list[Op] = []
         for op in msg.ops:
             _merge(kn, op.deps)
             if op.seq > kn.get(op.origin, 0):
                 kn[op.origin] = op.seq
+            if op.seq > got.get(op.origin, 0):
+                got[op.origin] = op.seq
             if op.seq <= self.vv.get(op.origin, 0):
                 self.duplicates += 1
                 continue  # a duplicate: delivered already
@@ -235,12 +259,12 @@ class Replica:
                 self._pending_origins[op.origin] = self._pending_origins.get(op.origin, 0) + 1
         effects = self._delivered(out + self._drain())
         if effects:  # an ack: the sender learns at once what we hold (CONSISTENCY WRITE <n>, WAIT)
-            effects.append(Send(to=msg.sender, msg=self._sync()))
+            effects.append(Send(to=msg.sender, msg=self._sync(msg.sender)))
         return effects
 
     def connected(self, nb: str) -> list[Effect]:
         """The link to ``nb`` is up (again): tell it where we stand, so it sends what we lack."""
-        return [Send(to=nb, msg=self._sync())] if nb in self.neighbours else []
+        return [Send(to=nb, msg=self._sync(nb))] if nb in self.neighbours else []
 
     def disconnected(self, nb: str) -> None:
         """The link to ``nb`` dropped, and what was in flight on it with it: once a Sync says
@@ -258,8 +282,11 @@ class Replica:
             self.sending_state.discard(nb)
             self._state_sent_at[nb] = self.ticks
 
-    def _sync(self) -> Sync:
-        return Sync(sender=self.id, vv=dict(self.vv), matrix={n: dict(v) for n, v in self.known.items()})
+    def _sync(self, to: str) -> Sync:
+        """A Sync for neighbour ``to``: its matrix entry is what we got from it (rule 8)."""
+        matrix = {n: dict(v) for n, v in self.known.items()}
+        matrix[to] = dict(self.got[to])
+        return Sync(sender=self.id, vv=dict(self.vv), matrix=matrix)
 
     def needs_state(self, vv: VV) -> bool:
         """Would a state covering ``vv`` bring anything this replica lacks?"""
@@ -280,7 +307,7 @@ class Replica:
         self._forget_stale_pending()
         effects = self._delivered(self._drain())
         if sender in self.neighbours:  # it need not wait for a heartbeat to send what follows
-            effects.append(Send(to=sender, msg=self._sync()))
+            effects.append(Send(to=sender, msg=self._sync(sender)))
         return effects
 
     def _deliverable(self, op: Op) -> bool:
@@ -398,16 +425,17 @@ class Replica:
         if self.ticks % self.sync_every:
             return []
         self._trim()
-        sync = self._sync()
         effects: list[Effect] = []
         for nb in self.neighbours:
-            effects.append(Send(to=nb, msg=sync))
+            effects.append(Send(to=nb, msg=self._sync(nb)))
             kn, cur, prev = self.known[nb], self.cursor[nb], self._cursor_prev[nb]
-            was = self._known_prev.get(nb, {})
+            was, reached = self._known_prev.get(nb, {}), self.reached[nb]
             for o, s in prev.items():
                 have = kn.get(o, 0)
-                if have < s and have == was.get(o, 0):  # sent a whole period ago, still lacking,
-                    cur[o] = have                         # and no progress since: lost
+                # sent a whole period ago, still lacking, no progress since, and it has read that far
+                # from us: it dropped them (rule 7)
+                if have < s and have == was.get(o, 0) and reached.get(o, 0) >= s:
+                    cur[o] = have
                     self._scan[nb] = 0
             self._cursor_prev[nb] = dict(cur)
             self._known_prev[nb] = dict(kn)

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""CPU per write of a 3-node cluster: what a write costs the nodes, whatever else runs.
+
+``multileader_throughput.py`` measures ops/s, which on a shared 2-core machine moves with the
+load of everything else by a factor of 2-4. This script counts CPU instead: it starts a 3-node
+cluster (``--fsync everysec``), runs redis-benchmark (``-n`` requests per node, at every node
+at once for multi-leader, 3 x ``-n`` at the leader for leader-follower, async acks), waits
+until the nodes are idle (replication done), and divides the CPU seconds the three node
+processes spent (user + system, /proc) by the writes. It also prints, per multi-leader node,
+the ops it received twice (INFO ``replikv_ops_received_twice``).
+
+    .venv/bin/python benchmarks/multileader_cpu.py [--test set] [--pipeline 16] [-n 100000]
+        [--mode multi-leader|leader-follower]
+
+A script, not a test: it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from multileader_throughput import replikv_up
+
+
+def node_pids(root: Path) -> list[int]:
+    """The ``replikv node`` processes whose command line names a path under ``root``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b" node " in cmd and str(root).encode() in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mode", default="multi-leader", choices=["multi-leader", "leader-follower"])
+    ap.add_argument("--test", default="set")
+    ap.add_argument("--pipeline", type=int, default=16)
+    ap.add_argument("-n", type=int, default=100_000, help="requests per node (leader-follower: 3x at the leader)")
+    ap.add_argument("--clients", type=int, default=48)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="replikv-mlcpu-"))
+    try:
+        with replikv_up(root, args.mode, "everysec") as ports:
+            pids = node_pids(root)
+            assert len(pids) == 3, pids
+            if args.mode == "multi-leader":
+                targets, per = ports, args.n
+            else:
+                targets = [p for p in ports if redis.Redis(port=p).info("replication").get("role") == "master"]
+                per = 3 * args.n
+            before = cpu_seconds(pids)
+            runs = [subprocess.Popen(["redis-benchmark", "-p", str(p), "-t", args.test, "-n", str(per),
+                                      "-c", str(args.clients // len(targets)), "-d", "16", "-r", "10000",
+                                      "-P", str(args.pipeline), "-q"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                    for p in targets]
+            outs = [r.communicate()[0] for r in runs]
+            last = cpu_seconds(pids)
+            while True:  # until the nodes are idle: every write applied everywhere
+                time.sleep(0.5)
+                now = cpu_seconds(pids)
+                if now - last < 0.05:
+                    break
+                last = now
+            writes = 3 * args.n
+            rps = sum(float(m) for o in outs for m in re.findall(r"([\d.]+) requests per second", o))
+            twice = ""
+            if args.mode == "multi-leader":
+                twice = ", ops received twice per node " + " / ".join(
+                    str(redis.Redis(port=p).info("replication").get("replikv_ops_received_twice")) for p in ports)
+            print(f"{args.mode} {args.test.upper()} -P {args.pipeline}: {1e6 * (now - before) / writes:.1f} us CPU "
+                  f"per write (3 nodes), clients {rps:,.0f} ops/s{twice}; load average "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
