@@ -207,7 +207,7 @@ def test_same_seed_same_run() -> None:
 def test_runs_make_progress_and_exercise_repair_hints_and_strict_reads() -> None:
     """Guard against a vacuous pass: over 100 seeds writes are acknowledged, strict reads are
     checked, hints, read repair and anti-entropy each repair something, and writes travel as
-    deltas, some falling back to whole states."""
+    deltas, some falling back to whole states, some in batches of several (``Puts``)."""
     totals: dict[str, int] = {}
     for seed in range(100):
         r = run_seed(seed)
@@ -218,6 +218,7 @@ def test_runs_make_progress_and_exercise_repair_hints_and_strict_reads() -> None
     assert totals["hints_delivered"] > 100 and totals["read_repairs"] > 100
     assert totals["ae_keys_repaired"] > 0 and totals["ae_rounds"] > 1000
     assert totals["deltas_applied"] > 1000 and totals["deltas_missing_base"] > 10  # both paths of a delta
+    assert totals["write_batches"] > 100 and totals["batched_writes"] > totals["write_batches"]  # Puts of several
 
 
 def _fails(seeds: range = range(60), nodes: int = 3, **kw: object) -> bool:

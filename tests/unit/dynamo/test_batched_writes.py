@@ -162,3 +162,14 @@ def test_a_garbled_delta_in_a_batch_is_refused_and_the_others_applied() -> None:
     back = n2.step("n1", dm.Puts(writes=((7, b"\x93junk"), *puts.writes)), 11, 11_000)
     assert frames_to(n2, back, "n1") == [[dm.PutAcks(ok=(1,), refused=(7,))]]
     assert n2.store.key_blob(b"a") == n1.store.key_blob(b"a") and n2.stats["bad_states"] == 1
+
+
+def test_the_acks_of_one_iteration_leave_as_one_putacks_whatever_they_answer() -> None:
+    n1, n2 = replica("n1"), replica("n2")
+    [[first]] = frames_to(n1, write(n1, 1, 10, b"SET", b"a", b"1"), "n2")
+    [[second]] = frames_to(n1, write(n1, 2, 11, b"SET", b"b", b"2"), "n2")  # a later iteration's frame
+    hint = n2.step("n3", dm.Put(req=40, states=(), hint_for="n1"), 12, 12_000)  # to another peer
+    back = [*n2.step("n1", first, 12, 12_000), *n2.step("n1", second, 12, 12_000), *hint]
+    assert [type(e.msg) for e in back if isinstance(e, Send)] == [dm.PutAcks, dm.PutAcks, dm.PutAck]
+    assert frames_to(n2, back, "n1") == [[dm.PutAcks(ok=(1, 2), refused=())]]
+    assert n2.stats["write_batches"] == 2 and n2.stats["batched_writes"] == 2

@@ -188,11 +188,15 @@ def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
                 puts_at = len(out)
                 out.append(None)
             writes.append((m.req, m.delta))  # type: ignore[union-attr]
-        elif kind is dm.PutAck:
+        elif kind is dm.PutAck or kind is dm.PutAcks:
             if acks_at < 0:
                 acks_at = len(out)
                 out.append(None)
-            (ok if m.ok else refused).append(m.req)  # type: ignore[union-attr]
+            if kind is dm.PutAck:
+                (ok if m.ok else refused).append(m.req)  # type: ignore[union-attr]
+            else:
+                ok.extend(m.ok)  # type: ignore[union-attr]
+                refused.extend(m.refused)  # type: ignore[union-attr]
         else:
             out.append(m)
     if puts_at >= 0:
@@ -257,7 +261,8 @@ class Replica:
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
         self.stats = {"read_repairs": 0, "hints_stored": 0, "hints_delivered": 0, "tombstones_collected": 0,
                       "states_joined": 0, "ae_rounds": 0, "ae_groups_in_sync": 0, "ae_keys_repaired": 0,
-                      "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0, "keys_streamed": 0,
+                      "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0,
+                      "write_batches": 0, "batched_writes": 0, "keys_streamed": 0,
                       "streams_done": 0, "keys_forwarded": 0,
                       "keys_cleaned": 0}
 
@@ -395,7 +400,7 @@ class Replica:
         ``Batch``), and each ``Hello`` alone in a frame of its own, first (a node of an older
         version drops it, and would drop any message it shared a frame with). To a peer that
         announced ``FEATURE_PUTS`` the coordinated writes' delta ``Put``s become one ``Puts`` and
-        the ``PutAck``s one ``PutAcks``, each where the first of its messages was (the later ones
+        the acks (``PutAck``, ``PutAcks``) one ``PutAcks``, each where the first of its messages was (the later ones
         move ahead of the messages between: every message of this protocol survives reordering, as
         between frames; the writes keep their order, which a key's successive deltas need)."""
         out: list[tuple[str, bytes]] = []
@@ -443,10 +448,12 @@ class Replica:
                 if msg.req:
                     out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
             case dm.Puts():  # a coordinator's delta writes of one loop iteration
+                self.stats["write_batches"] += 1
+                self.stats["batched_writes"] += len(msg.writes)
                 if writable:
-                    self._put_deltas(peer, msg.writes, now_ms, out)
+                    self._put_deltas(peer, msg.writes, now_ms, out, batched=True)
                 else:
-                    out.extend(Send(to=peer, msg=dm.PutAck(req=req, ok=False)) for req, _ in msg.writes)
+                    out.append(Send(to=peer, msg=dm.PutAcks(ok=(), refused=tuple(req for req, _ in msg.writes))))
             case dm.PutAcks():
                 for req in msg.ok:
                     self._acked(peer, req, True, now_ms, now_us, out)
@@ -507,13 +514,17 @@ class Replica:
         else:
             out.extend(self._coordinated(self.coord.acked(peer, req, ok), now_ms))
 
-    def _put_deltas(self, peer: str, writes: Iterable[tuple[int, bytes]], now_ms: int, out: list[Any]) -> None:
+    def _put_deltas(self, peer: str, writes: Iterable[tuple[int, bytes]], now_ms: int, out: list[Any],
+                    batched: bool = False) -> None:
         """Writes shipped as deltas (``keyed.py``; one ``Put`` or a ``Puts``), in order: each is
         applied to the keys whose base this replica holds (WAL ``wd``, one entry per write) and
-        acknowledged (``PutAck``); for the keys whose base it lacks their whole states are asked
-        for (``PutNeed``) and the write is acknowledged when they come. The keys they changed
-        make one ``Changed``, after every write of the batch is applied, and the acks follow it."""
+        acknowledged (``PutAck``; ``batched``, the writes of a ``Puts``: one ``PutAcks``, which its
+        sender understands); for the keys whose base it lacks their whole states are asked for
+        (``PutNeed``) and the write is acknowledged when they come. The keys they changed make
+        one ``Changed``, after every write of the batch is applied, and the acks follow it."""
         acks: list[Any] = []
+        acked: list[int] = []
+        refused: list[int] = []
         changed_all: dict[bytes, None] = {}
         ms = self.membership
         hlc_max = 0
@@ -523,7 +534,7 @@ class Replica:
             except ValueError:
                 self.stats["bad_states"] += 1
                 if req:
-                    acks.append(Send(to=peer, msg=dm.PutAck(req=req, ok=False)))
+                    refused.append(req)
                 continue
             ok = not (req and ms.state.epoch and not all(self.node in ms.write_replicas(k)[0] for k in delta[3]))
             changed, missing = self.store.apply_delta(delta, now_ms)
@@ -537,7 +548,7 @@ class Replica:
                 self.stats["deltas_missing_base"] += 1
                 acks.append(Send(to=peer, msg=dm.PutNeed(req=req, keys=tuple(missing))))
             elif req:
-                acks.append(Send(to=peer, msg=dm.PutAck(req=req, ok=ok)))
+                (acked if ok else refused).append(req)
         if changed_all:
             keys = list(changed_all)
             self.hlc.observe(hlc_max, now_ms)
@@ -547,6 +558,12 @@ class Replica:
             elif ms.state.epoch and not ms.changing:
                 self._late_write(keys, now_ms, out)
         out.extend(acks)
+        if batched:
+            if acked or refused:
+                out.append(Send(to=peer, msg=dm.PutAcks(ok=tuple(acked), refused=tuple(refused))))
+        else:
+            out.extend(Send(to=peer, msg=dm.PutAck(req=req, ok=True)) for req in acked)
+            out.extend(Send(to=peer, msg=dm.PutAck(req=req, ok=False)) for req in refused)
 
     # ------------------------------------------------------------ membership
 
