@@ -207,7 +207,7 @@ def test_same_seed_same_run() -> None:
 def test_runs_make_progress_and_exercise_repair_hints_and_strict_reads() -> None:
     """Guard against a vacuous pass: over 100 seeds writes are acknowledged, strict reads are
     checked, hints, read repair and anti-entropy each repair something, and writes travel as
-    deltas, some falling back to whole states."""
+    deltas, some falling back to whole states, some in batches of several (``Puts``)."""
     totals: dict[str, int] = {}
     for seed in range(100):
         r = run_seed(seed)
@@ -218,6 +218,7 @@ def test_runs_make_progress_and_exercise_repair_hints_and_strict_reads() -> None
     assert totals["hints_delivered"] > 100 and totals["read_repairs"] > 100
     assert totals["ae_keys_repaired"] > 0 and totals["ae_rounds"] > 1000
     assert totals["deltas_applied"] > 1000 and totals["deltas_missing_base"] > 10  # both paths of a delta
+    assert totals["write_batches"] > 100 and totals["batched_writes"] > totals["write_batches"]  # Puts of several
 
 
 def _fails(seeds: range = range(60), nodes: int = 3, **kw: object) -> bool:
@@ -231,18 +232,27 @@ def _fails(seeds: range = range(60), nodes: int = 3, **kw: object) -> bool:
 
 @pytest.fixture
 def restore() -> Iterator[None]:
-    saved_step, saved_ack = Replica.step, Coordinator._put_ack
+    saved_step, saved_ack = Replica.step, Coordinator.acked
     yield
     Replica.step = saved_step  # type: ignore[method-assign]
-    Coordinator._put_ack = saved_ack  # type: ignore[method-assign]
+    Coordinator.acked = saved_ack  # type: ignore[method-assign]
+
+
+def _writes(msg: Any) -> list[int]:
+    """The reqs of the writes a message asks a replica to take (a ``Put`` or a ``Puts``)."""
+    if isinstance(msg, replica_mod.dm.Put) and msg.req and not msg.hint_for:
+        return [msg.req]
+    if isinstance(msg, replica_mod.dm.Puts):
+        return [req for req, _ in msg.writes]
+    return []
 
 
 def test_mutation_a_replica_that_acks_without_keeping_the_write_is_caught(restore: None) -> None:
     orig = Replica.step
 
     def step(self: Replica, peer: str, msg: Any, now_ms: int, now_us: int, **kw: Any) -> list[Any]:
-        if isinstance(msg, replica_mod.dm.Put) and msg.req and not msg.hint_for:
-            return [replica_mod.Send(to=peer, msg=replica_mod.dm.PutAck(req=msg.req, ok=True))]
+        if reqs := _writes(msg):
+            return [replica_mod.Send(to=peer, msg=replica_mod.dm.PutAck(req=req, ok=True)) for req in reqs]
         return orig(self, peer, msg, now_ms, now_us, **kw)
 
     Replica.step = step  # type: ignore[method-assign]
@@ -250,17 +260,17 @@ def test_mutation_a_replica_that_acks_without_keeping_the_write_is_caught(restor
 
 
 def test_mutation_a_coordinator_that_counts_a_refused_ack_is_caught(restore: None) -> None:
-    orig = Coordinator._put_ack
+    orig = Coordinator.acked
 
-    def put_ack(self: Coordinator, peer: str, msg: Any) -> list[Any]:
-        return orig(self, peer, replica_mod.dm.PutAck(req=msg.req, ok=True))
+    def acked(self: Coordinator, peer: str, req: int, ok: bool) -> list[Any]:
+        return orig(self, peer, req, True)
 
-    Coordinator._put_ack = put_ack  # type: ignore[method-assign]
+    Coordinator.acked = acked  # type: ignore[method-assign]
     orig_step = Replica.step
 
     def step(self: Replica, peer: str, msg: Any, now_ms: int, now_us: int, **kw: Any) -> list[Any]:
-        if isinstance(msg, replica_mod.dm.Put) and msg.req and not msg.hint_for:  # every replica refuses
-            return [replica_mod.Send(to=peer, msg=replica_mod.dm.PutAck(req=msg.req, ok=False))]
+        if reqs := _writes(msg):  # every replica refuses
+            return [replica_mod.Send(to=peer, msg=replica_mod.dm.PutAck(req=req, ok=False)) for req in reqs]
         return orig_step(self, peer, msg, now_ms, now_us, **kw)
 
     Replica.step = step  # type: ignore[method-assign]

@@ -121,7 +121,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                                tombstone_grace_ms=opts.tombstone_grace_s * 1000,
                                ae_interval_ms=opts.anti_entropy_ms)
         self.coord = self.replica.coord
-        self.sends: list[tuple[str, bytes]] = []  # frames that leave after the next WAL commit
+        self.sends: list[Send] = []  # messages that leave after the next WAL commit (Replica.frames)
         self.entries: list[list[Any]] = []  # WAL entries of this loop iteration
         self.pending: dict[int, Pending] = {}  # client requests waiting for replicas
         self._reqs = itertools.count(1)
@@ -496,7 +496,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             elif isinstance(effect, Changed):
                 self._changed(effect.keys)
             elif isinstance(effect, Send):
-                self.sends.append((effect.to, dm.encode(effect.msg)))
+                self.sends.append(effect)
                 self._schedule_flush()
             elif isinstance(effect, WriteDone):
                 self._write_done(effect)
@@ -564,13 +564,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             return
         self.release_committed()
         sends, self.sends = self.sends, []
-        if sends:  # one frame per peer: a Batch of this iteration's messages
-            by_peer: dict[str, list[bytes]] = {}
-            for peer, frame in sends:
-                by_peer.setdefault(peer, []).append(frame)
+        if sends:  # one frame per peer (a Batch of this iteration's messages; Puts / PutAcks)
             send = self.transport.send
-            for peer, frames in by_peer.items():
-                send(peer, dm.encode_batch(frames))
+            for peer, frame in self.replica.frames(sends):
+                send(peer, frame)
         self._flush_clients()
         self._snapshot_due()
 

@@ -12,7 +12,11 @@ ONE/ALL), the number of nodes' replicas N (3, or 2 on some 5-node seeds),
 sloppy quorum or not. A node believes a peer alive when the network links
 both ways and the peer is up (the runtime's connected peer); a belief that
 flips to down is ``peer_down``. A write is never retried (an increment is
-not idempotent); one without an answer has an unknown outcome.
+not idempotent); one without an answer has an unknown outcome. Frames are
+made as the runtime makes them (``Replica.frames``: ``Puts`` / ``PutAcks``
+to the peers that announced them); on every 4th seed n2 runs as a node of
+the older version (no ``Hello``, single ``Put``s and acks), and a frame it
+would drop (a ``Puts``, a ``PutAcks``, a ``Hello`` not alone) fails the run.
 
 The durability rule as the runtime carries it out: ``Persist`` entries are
 appended to the WAL and synced before any ``Send`` of the same batch leaves
@@ -198,6 +202,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         self.workload = "register" if self.paxos else "append"
         self.replay_flags = (" --paxos" if self.paxos else "") + (" --membership" if self.opts.membership else "")
         self.paxos_chosen = 0
+        # a rolling upgrade on every 4th seed: n2 runs the version before Puts (no Hello, single Puts and acks)
+        self.old = {"n2"} if cfg.seed % 4 == 0 else set()
 
     # ------------------------------------------------------------ plumbing
     def _make(self, n: LlSimNode) -> Replica:
@@ -209,12 +215,15 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         return Replica(n.name, ms.ring, conflicts=self.conflicts, timeout_us=self.opts.timeout_us,
                        rng=random.Random(self.rng.getrandbits(64)), sloppy_quorum=self.sloppy,
                        read_repair_chance=0.1, ae_interval_ms=self.opts.ae_interval_ms, hlc=n.hlc, membership=ms,
-                       deltas=sum(map(ord, n.name)) % 2 == 1)  # both write paths, mixed
+                       deltas=sum(map(ord, n.name)) % 2 == 1,  # both write paths, mixed
+                       batches=n.name not in self.old)
 
     def boot(self) -> None:
         for n in self.nodes.values():
             n.replica = self._make(n)
             n.believed = self._reachable(n)
+            if n.replica.batches:  # as if each had announced its features when it connected (Hello)
+                n.replica.batch_peers = {p for p in n.believed if p not in self.old}
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
         if self.planned:
             self.engine.at(self.rng.randint(100_000, self.engine.cfg.fault_us * 3 // 5), self._change)
@@ -318,6 +327,13 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         src = f"n{env.src}"
         msg = dm.decode(env.data)
         now_us = self.engine.now_us
+        if n.name in self.old:  # what the older version decodes: a Hello's frame is dropped, and alone
+            msgs = msg.msgs if isinstance(msg, dm.Batch) else (msg,)
+            if any(isinstance(m, (dm.Puts, dm.PutAcks)) for m in msgs) or (
+                    isinstance(msg, dm.Batch) and any(isinstance(m, dm.Hello) for m in msgs)):
+                self.engine.fail(f"{src} sent {n.name}, a node of the older version, a frame it drops: {msg!r}")
+            if isinstance(msg, dm.Hello):
+                return
         for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
             self.handle(n, n.replica.step(src, one, n.wall_ms(now_us), now_us))
 
@@ -352,12 +368,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 self.incrs[dot] = amount
         n.unsynced = []
         out, n.outbox = n.outbox, []
-        by_peer: dict[str, list[bytes]] = {}
-        for e in out:
-            by_peer.setdefault(e.to, []).append(dm.encode(e.msg))
-        for peer, frames in by_peer.items():
+        for peer, frame in n.replica.frames(out):  # the runtime's framing (Puts / PutAcks to who announced)
             dst = self.ids[peer]
-            self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, dm.encode_batch(frames)))
+            self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, frame))
         replies, n.replies = n.replies, []
         for client, rid, ok, value, write in replies:
             if self.engine.current(client, rid):

@@ -284,16 +284,17 @@ class Coordinator:
 
     def step(self, peer: str, msg: PutAck | GetReply, now_us: int) -> list[Effect]:
         if isinstance(msg, PutAck):
-            return self._put_ack(peer, msg)
+            return self.acked(peer, msg.req, msg.ok)
         return self._get_reply(peer, msg, now_us)
 
-    def _put_ack(self, peer: str, msg: PutAck) -> list[Effect]:
-        w = self.writes.get(msg.req)
+    def acked(self, peer: str, req: int, ok: bool) -> list[Effect]:
+        """``peer`` answered the write ``req`` (a ``PutAck``, alone or in a ``PutAcks``)."""
+        w = self.writes.get(req)
         if w is None or peer not in w.pending:
             return []
         target = w.pending.pop(peer)
         out: list[Effect] = []
-        if not msg.ok:  # whoever did not take it: this node keeps the hint for the replica
+        if not ok:  # whoever did not take it: this node keeps the hint for the replica
             out.append(Hint(node=target, states=w.states))
         elif target == peer or self.sloppy_quorum:
             w.acks += 1
@@ -301,10 +302,10 @@ class Coordinator:
             w.hinted += 1
         if not w.done and (w.acks >= w.needed or not w.pending):
             w.done = True
-            out.append(WriteDone(req=msg.req, ok=w.acks >= w.needed, acks=w.acks, needed=w.needed,
+            out.append(WriteDone(req=req, ok=w.acks >= w.needed, acks=w.acks, needed=w.needed,
                                  hinted=w.hinted))
         if not w.pending:
-            del self.writes[msg.req]
+            del self.writes[req]
         return out
 
     def _expire_write(self, req: int, w: _Write) -> list[Effect]:
@@ -341,7 +342,7 @@ class Coordinator:
         out: list[Effect] = []
         for req, w in list(self.writes.items()):
             if peer in w.pending:
-                out.extend(self._put_ack(peer, PutAck(req=req, ok=False)))
+                out.extend(self.acked(peer, req, False))
         for req, rd in list(self.reads.items()):
             if peer in rd.asked and peer not in rd.answers:
                 del rd.asked[peer]

@@ -29,6 +29,21 @@ applied only where the receiver holds its base, whole states otherwise.
   the same ``req``, which the receiver acknowledges as any ``Put``.
 - ``PutAck``: ``ok`` False when the receiver could not make it durable
   (its disk refuses writes).
+- ``Puts``: several coordinated writes, each ``(req, delta)`` as a delta
+  ``Put`` carries them, that one coordinator sends one replica in one loop
+  iteration (as raft's AppendEntries carries many entries): the receiver
+  applies them in order in one pass and answers each as it would the
+  single ``Put`` (``PutAck``, or ``PutNeed`` for a write whose base it
+  lacks). ``PutAcks``: the acks one node sends another in one loop
+  iteration, as one message naming the writes it covers (``ok`` and
+  ``refused``: the ``req`` of each ``PutAck`` with ``ok`` True / False).
+  Both are sent only to a peer that announced ``FEATURE_PUTS`` with
+  ``Hello`` (a node of an older version does not decode them, and drops
+  the whole frame that holds one): ``Replica.frames``.
+- ``Hello``: the features this node understands, sent alone in its own
+  frame whenever a peer connects (an older node drops that frame with a
+  warning and nothing else; it never announces, so it keeps getting the
+  single messages).
 - ``Get``: send back your states of these keys; ``GetReply`` carries them
   (``None``: the replica holds nothing of that key).
 
@@ -60,7 +75,7 @@ from typing import Any
 import msgpack
 
 __all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "Paxos", "PutAck", "PutNeed", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURE_PUTS", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -85,6 +100,25 @@ class PutNeed:
 class PutAck:
     req: int
     ok: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Puts:
+    writes: tuple[tuple[int, bytes], ...]  # (req, delta), in the order the coordinator made them
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutAcks:
+    ok: tuple[int, ...]  # reqs acknowledged
+    refused: tuple[int, ...] = ()  # reqs answered PutAck(ok=False)
+
+
+FEATURE_PUTS = "puts"  # understands Puts and PutAcks
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello:
+    features: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,7 +198,7 @@ class StreamDone:
     ranges: tuple[tuple[int, int], ...] = ()  # the StreamStart's: a source may run two streams to one target
 
 
-One = (Put | PutNeed | PutAck | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos | RingMsg
+One = (Put | PutNeed | PutAck | Puts | PutAcks | Hello | Get | GetReply | TreeGet | TreeHashes | LeafGet | LeafKeys | Paxos | RingMsg
        | RingAck | StreamStart | StreamDone)
 
 
@@ -176,7 +210,7 @@ class Batch:
 DynamoMsg = One | Batch
 
 _BATCH, _PUT, _PUT_ACK, _GET, _GET_REPLY, _TREE_GET, _TREE_HASHES, _LEAF_GET, _LEAF_KEYS, _PAXOS = range(10)
-_RING, _RING_ACK, _STREAM_START, _STREAM_DONE, _PUT_NEED = range(10, 15)
+_RING, _RING_ACK, _STREAM_START, _STREAM_DONE, _PUT_NEED, _PUTS, _PUT_ACKS, _HELLO = range(10, 18)
 _I64 = 1 << 63
 
 
@@ -212,6 +246,12 @@ def _wire(msg: DynamoMsg) -> list[Any]:
                 body.append(msg.delta)
         case PutNeed():
             body = [_PUT_NEED, msg.req, list(msg.keys)]
+        case Puts():
+            body = [_PUTS, [[r, d] for r, d in msg.writes]]
+        case PutAcks():
+            body = [_PUT_ACKS, list(msg.ok), list(msg.refused)]
+        case Hello():
+            body = [_HELLO, list(msg.features)]
         case PutAck():
             body = [_PUT_ACK, msg.req, msg.ok]
         case Get():
@@ -310,6 +350,17 @@ def _message(body: Any) -> One:
         if type(keys) is not list or any(type(k) is not bytes for k in keys):
             raise DynamoCodecError("put-need keys: expected a list of bytes")
         return PutNeed(req=_req(body[1]), keys=tuple(keys))
+    if tag == _PUTS and len(body) == 2 and type(body[1]) is list:
+        writes = []
+        for item in body[1]:
+            if type(item) is not list or len(item) != 2 or type(item[1]) is not bytes or not item[1]:
+                raise DynamoCodecError("puts: expected [req, delta] pairs")
+            writes.append((_req(item[0]), item[1]))
+        return Puts(writes=tuple(writes))
+    if tag == _PUT_ACKS and len(body) == 3:
+        return PutAcks(ok=_ints(body[1], "acked reqs"), refused=_ints(body[2], "refused reqs"))
+    if tag == _HELLO and len(body) == 2 and type(body[1]) is list and all(type(f) is str for f in body[1]):
+        return Hello(features=tuple(body[1]))
     if tag == _PUT_ACK and len(body) == 3 and type(body[2]) is bool:
         return PutAck(req=_req(body[1]), ok=body[2])
     if tag == _GET and len(body) == 3:

@@ -30,6 +30,14 @@ Rules:
   lacks it answers ``PutNeed`` and this node sends their whole states in a
   ``Put`` with the same ``req``, acknowledged as any ``Put`` (the write's
   level counts that ack).
+- Batching (``frames``): the messages of one loop iteration to one peer
+  leave in one frame; to a peer that announced ``FEATURE_PUTS`` (``Hello``,
+  sent on every connect) the delta ``Put``s of the writes this node
+  coordinated become one ``Puts`` and the acks one ``PutAcks`` (as raft's
+  AppendEntries and its reply). A ``Puts`` is applied in one pass, the
+  fallback rule per write (one ``PutNeed`` per write that lacks its base),
+  its keys made one ``Changed``. A peer that never announced (an older
+  version) gets the single messages, and this node still understands them.
 - Read repair: the answers of a read are joined into this replica; every
   answering replica whose state of a key differs from the joined one gets
   it back (``Put`` with no ack), late answers too.
@@ -166,6 +174,38 @@ class _AeSession:
     phase: str = "tree"  # "tree" (walking) | "leaves" (comparing keys)
 
 
+def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
+    """``Replica.frames``' batching of one peer's messages."""
+    writes: list[tuple[int, bytes]] = []
+    ok: list[int] = []
+    refused: list[int] = []
+    out: list[Any] = []
+    puts_at = acks_at = -1
+    for m in msgs:
+        kind = type(m)
+        if kind is dm.Put and m.delta and m.req and not m.hint_for:  # type: ignore[union-attr]
+            if puts_at < 0:
+                puts_at = len(out)
+                out.append(None)
+            writes.append((m.req, m.delta))  # type: ignore[union-attr]
+        elif kind is dm.PutAck or kind is dm.PutAcks:
+            if acks_at < 0:
+                acks_at = len(out)
+                out.append(None)
+            if kind is dm.PutAck:
+                (ok if m.ok else refused).append(m.req)  # type: ignore[union-attr]
+            else:
+                ok.extend(m.ok)  # type: ignore[union-attr]
+                refused.extend(m.refused)  # type: ignore[union-attr]
+        else:
+            out.append(m)
+    if puts_at >= 0:
+        out[puts_at] = dm.Puts(writes=tuple(writes))
+    if acks_at >= 0:
+        out[acks_at] = dm.PutAcks(ok=tuple(ok), refused=tuple(refused))
+    return out
+
+
 class Replica:
     """See the module docstring."""
 
@@ -185,8 +225,11 @@ class Replica:
         paxos_tick_ms: int = 10,
         membership: mb.Membership | None = None,
         deltas: bool = True,
+        batches: bool = True,
     ) -> None:
         self.node = node
+        self.batches = batches  # False: neither announces nor sends Puts / PutAcks (a node of an older version)
+        self.batch_peers: set[str] = set()  # peers that announced FEATURE_PUTS since they last connected
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
             members = tuple(mb.Member(id=n, host="", port=0, peer_port=0) for n in ring.nodes)
@@ -218,7 +261,8 @@ class Replica:
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
         self.stats = {"read_repairs": 0, "hints_stored": 0, "hints_delivered": 0, "tombstones_collected": 0,
                       "states_joined": 0, "ae_rounds": 0, "ae_groups_in_sync": 0, "ae_keys_repaired": 0,
-                      "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0, "keys_streamed": 0,
+                      "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0,
+                      "write_batches": 0, "batched_writes": 0, "keys_streamed": 0,
                       "streams_done": 0, "keys_forwarded": 0,
                       "keys_cleaned": 0}
 
@@ -351,6 +395,29 @@ class Replica:
 
     # ------------------------------------------------------------ messages
 
+    def frames(self, sends: Iterable[Send]) -> list[tuple[str, bytes]]:
+        """The frames that carry ``sends`` (one loop iteration's, in order): one per peer (a
+        ``Batch``), and each ``Hello`` alone in a frame of its own, first (a node of an older
+        version drops it, and would drop any message it shared a frame with). To a peer that
+        announced ``FEATURE_PUTS`` the coordinated writes' delta ``Put``s become one ``Puts`` and
+        the acks (``PutAck``, ``PutAcks``) one ``PutAcks``, each where the first of its messages was (the later ones
+        move ahead of the messages between: every message of this protocol survives reordering, as
+        between frames; the writes keep their order, which a key's successive deltas need)."""
+        out: list[tuple[str, bytes]] = []
+        by_peer: dict[str, list[dm.One]] = {}
+        for s in sends:
+            if type(s.msg) is dm.Hello:
+                out.append((s.to, dm.encode(s.msg)))
+            else:
+                by_peer.setdefault(s.to, []).append(s.msg)
+        encode = dm.encode
+        for peer, msgs in by_peer.items():
+            if peer in self.batch_peers:
+                msgs = _coalesce(msgs)
+            out.append((peer, dm.encode_batch([encode(m) for m in msgs])))
+        return out
+
+
     def step(self, peer: str, msg: dm.One, now_ms: int, now_us: int, *, writable: bool = True) -> list[Any]:
         """A peer's message. ``writable`` False: the WAL refuses writes (the disk guard): a
         ``Put`` is refused with ``PutAck(ok=False)`` and nothing is joined."""
@@ -365,7 +432,8 @@ class Replica:
                 if msg.hint_for:
                     ok = self.hold_hints(msg.hint_for, msg.states, now_ms, out)
                 elif msg.delta:
-                    return self._put_delta(peer, msg, now_ms, out)
+                    self._put_deltas(peer, ((msg.req, msg.delta),), now_ms, out)
+                    return out
                 else:
                     if msg.req and self.membership.state.epoch and not self._replicates(msg.states):
                         ok = False  # joined and passed on, but not counted: see "Membership changes" above
@@ -379,6 +447,23 @@ class Replica:
                             self._late_write(changed, now_ms, out)
                 if msg.req:
                     out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
+            case dm.Puts():  # a coordinator's delta writes of one loop iteration
+                self.stats["write_batches"] += 1
+                self.stats["batched_writes"] += len(msg.writes)
+                if writable:
+                    self._put_deltas(peer, msg.writes, now_ms, out, batched=True)
+                else:
+                    out.append(Send(to=peer, msg=dm.PutAcks(ok=(), refused=tuple(req for req, _ in msg.writes))))
+            case dm.PutAcks():
+                for req in msg.ok:
+                    self._acked(peer, req, True, now_ms, now_us, out)
+                for req in msg.refused:
+                    self._acked(peer, req, False, now_ms, now_us, out)
+            case dm.PutAck():
+                self._acked(peer, msg.req, msg.ok, now_ms, now_us, out)
+            case dm.Hello():
+                if self.batches and dm.FEATURE_PUTS in msg.features:
+                    self.batch_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
                 w = self.coord.writes.get(msg.req)
                 held = dict(w.states) if w is not None else {}  # as the write left them
@@ -391,11 +476,6 @@ class Replica:
             case dm.Get():
                 states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
                 out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=states)))
-            case dm.PutAck() if msg.req in self.hint_sends:
-                self._hints_acked(msg, out)
-            case dm.PutAck() if any(st.req == msg.req for st in self.streams.values()):
-                self._stream_acked(peer, msg, now_us, out)
-                self._members([], now_ms, now_us, out)
             case dm.RingMsg() | dm.RingAck() | dm.StreamDone():
                 self._members(self.membership.step(peer, msg, now_ms), now_ms, now_us, out)
             case dm.StreamStart():
@@ -404,7 +484,7 @@ class Replica:
             case dm.GetReply() if msg.req in self.ae:
                 sess = self.ae.pop(msg.req)
                 self._join_answers({sess.peer: msg.states}, now_ms, out)
-            case dm.PutAck() | dm.GetReply():
+            case dm.GetReply():
                 out.extend(self._coordinated(self.coord.step(peer, msg, now_us), now_ms))
             case dm.TreeGet():
                 out.append(Send(to=peer, msg=dm.TreeHashes(req=msg.req, hashes=self._tree_hashes(msg))))
@@ -424,37 +504,66 @@ class Replica:
                     self._paxos_run([pmsg], now_ms, out, writable)
         return out
 
-    def _put_delta(self, peer: str, msg: dm.Put, now_ms: int, out: list[Any]) -> list[Any]:
-        """A write shipped as a delta (``keyed.py``): applied to the keys whose base this replica
-        holds (WAL ``wd``); the whole states of the others are asked for (``PutNeed``) and the
-        write is acknowledged when they come. Otherwise as a ``Put`` of states."""
-        try:
-            delta = decode_delta(msg.delta)
-        except ValueError:
-            self.stats["bad_states"] += 1
-            if msg.req:
-                out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=False)))
-            return out
-        keys = tuple(delta[3])
-        ok = not (msg.req and self.membership.state.epoch
-                  and not all(self.node in self.membership.write_replicas(k)[0] for k in keys))
-        changed, missing = self.store.apply_delta(delta, now_ms)
-        if changed:
-            self.stats["deltas_applied"] += 1
-            self.dirty.update(changed)
-            out.append(Persist(entry=["wd", msg.delta, now_ms]))
-            self.hlc.observe(delta[1], now_ms)
-            out.append(Changed(keys=tuple(changed)))
+    def _acked(self, peer: str, req: int, ok: bool, now_ms: int, now_us: int, out: list[Any]) -> None:
+        """A ``PutAck`` (alone or in a ``PutAcks``): a hint delivery's, a stream chunk's or a write's."""
+        if req in self.hint_sends:
+            self._hints_acked(req, ok, out)
+        elif any(st.req == req for st in self.streams.values()):
+            self._stream_acked(peer, req, ok, now_us, out)
+            self._members([], now_ms, now_us, out)
+        else:
+            out.extend(self._coordinated(self.coord.acked(peer, req, ok), now_ms))
+
+    def _put_deltas(self, peer: str, writes: Iterable[tuple[int, bytes]], now_ms: int, out: list[Any],
+                    batched: bool = False) -> None:
+        """Writes shipped as deltas (``keyed.py``; one ``Put`` or a ``Puts``), in order: each is
+        applied to the keys whose base this replica holds (WAL ``wd``, one entry per write) and
+        acknowledged (``PutAck``; ``batched``, the writes of a ``Puts``: one ``PutAcks``, which its
+        sender understands); for the keys whose base it lacks their whole states are asked for
+        (``PutNeed``) and the write is acknowledged when they come. The keys they changed make
+        one ``Changed``, after every write of the batch is applied, and the acks follow it."""
+        acks: list[Any] = []
+        acked: list[int] = []
+        refused: list[int] = []
+        changed_all: dict[bytes, None] = {}
+        ms = self.membership
+        hlc_max = 0
+        for req, blob in writes:
+            try:
+                delta = decode_delta(blob)
+            except ValueError:
+                self.stats["bad_states"] += 1
+                if req:
+                    refused.append(req)
+                continue
+            ok = not (req and ms.state.epoch and not all(self.node in ms.write_replicas(k)[0] for k in delta[3]))
+            changed, missing = self.store.apply_delta(delta, now_ms)
+            if changed:
+                self.stats["deltas_applied"] += 1
+                self.dirty.update(changed)
+                out.append(Persist(entry=["wd", blob, now_ms]))
+                hlc_max = max(hlc_max, delta[1])
+                changed_all.update(dict.fromkeys(changed))
+            if missing and req:
+                self.stats["deltas_missing_base"] += 1
+                acks.append(Send(to=peer, msg=dm.PutNeed(req=req, keys=tuple(missing))))
+            elif req:
+                (acked if ok else refused).append(req)
+        if changed_all:
+            keys = list(changed_all)
+            self.hlc.observe(hlc_max, now_ms)
+            out.append(Changed(keys=tuple(keys)))
             if self.stream_ranges:
-                self._forward_to_targets(changed, out)
-            elif self.membership.state.epoch and not self.membership.changing:
-                self._late_write(changed, now_ms, out)
-        if missing and msg.req:
-            self.stats["deltas_missing_base"] += 1
-            out.append(Send(to=peer, msg=dm.PutNeed(req=msg.req, keys=tuple(missing))))
-        elif msg.req:
-            out.append(Send(to=peer, msg=dm.PutAck(req=msg.req, ok=ok)))
-        return out
+                self._forward_to_targets(keys, out)
+            elif ms.state.epoch and not ms.changing:
+                self._late_write(keys, now_ms, out)
+        out.extend(acks)
+        if batched:
+            if acked or refused:
+                out.append(Send(to=peer, msg=dm.PutAcks(ok=tuple(acked), refused=tuple(refused))))
+        else:
+            out.extend(Send(to=peer, msg=dm.PutAck(req=req, ok=True)) for req in acked)
+            out.extend(Send(to=peer, msg=dm.PutAck(req=req, ok=False)) for req in refused)
 
     # ------------------------------------------------------------ membership
 
@@ -465,8 +574,9 @@ class Replica:
         return out
 
     def peer_connected(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
-        """A peer connected: tell it our ring (gossip), deliver its hints."""
-        out: list[Any] = []
+        """A peer connected: tell it the features this node understands (``Hello``), our ring
+        (gossip), deliver its hints."""
+        out: list[Any] = [Send(to=peer, msg=dm.Hello(features=(dm.FEATURE_PUTS,)))] if self.batches else []
         self._members(self.membership.on_connect(peer), now_ms, now_us, out)
         out.extend(self.deliver_hints(peer, now_us, self.coord.timeout_us, now_ms))
         return out
@@ -542,9 +652,9 @@ class Replica:
         else:
             out.append(Send(to=coordinator, msg=done))
 
-    def _stream_acked(self, peer: str, msg: dm.PutAck, now_us: int, out: list[Any]) -> None:
-        st = next(s for s in self.streams.values() if s.req == msg.req)
-        if peer != st.target or not msg.ok:
+    def _stream_acked(self, peer: str, req: int, ok: bool, now_us: int, out: list[Any]) -> None:
+        st = next(s for s in self.streams.values() if s.req == req)
+        if peer != st.target or not ok:
             return  # refused (the target's disk): resent at the deadline
         sent = min(STREAM_CHUNK_KEYS, len(st.keys) - st.pos)
         st.pos += sent
@@ -637,6 +747,7 @@ class Replica:
         return out
 
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
+        self.batch_peers.discard(peer)  # it may come back as another version: it announces again
         for req, (node, _, _) in list(self.hint_sends.items()):
             if node == peer:
                 del self.hint_sends[req]
@@ -780,9 +891,9 @@ class Replica:
             out.append(Send(to=n, msg=dm.Put(req=0, states=tuple(states))))
         return keep
 
-    def _hints_acked(self, msg: dm.PutAck, out: list[Any]) -> None:
-        node, batch, _ = self.hint_sends.pop(msg.req)
-        if not msg.ok:
+    def _hints_acked(self, req: int, ok: bool, out: list[Any]) -> None:
+        node, batch, _ = self.hint_sends.pop(req)
+        if not ok:
             return
         for key, blob in batch:
             if self.hints.delivered(node, key, blob):
