@@ -191,7 +191,8 @@ def test_removed_then_readded_node_catches_up_by_snapshot(raft_cluster: Callable
     leader = wait_leader(c)
     gone = next(n for n in c.config.nodes if n != leader)
     lc = c.client(leader)
-    assert lc.execute_command("REPLIKV", "CLUSTER", "REMOVE", gone) == b"OK"
+    # a leader just elected refuses a change (TRYAGAIN) until an entry of its term commits: retried
+    wait_for(lambda: lc.execute_command("REPLIKV", "CLUSTER", "REMOVE", gone) == b"OK", 20, f"{gone} removed")
     c.stop(gone)
     pipe_value = b"x" * 200
     for i in range(0, 2000, 100):
@@ -200,7 +201,7 @@ def test_removed_then_readded_node_catches_up_by_snapshot(raft_cluster: Callable
             pipe.set(f"key{j}", pipe_value)
         pipe.execute()
     assert c.stats(leader)["snapshots_taken"] >= 1
-    assert lc.execute_command("REPLIKV", "CLUSTER", "ADD", gone) == b"OK"
+    wait_for(lambda: lc.execute_command("REPLIKV", "CLUSTER", "ADD", gone) == b"OK", 20, f"{gone} added")
     c.start(gone)
     target = c.last_index(leader)
     wait_for(lambda: c.replication(gone)["replikv_applied_index"] >= target, 30, f"{gone} to catch up")
