@@ -182,21 +182,20 @@ def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
     out: list[Any] = []
     puts_at = acks_at = -1
     for m in msgs:
-        kind = type(m)
-        if kind is dm.Put and m.delta and m.req and not m.hint_for:  # type: ignore[union-attr]
+        if isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
             if puts_at < 0:
                 puts_at = len(out)
                 out.append(None)
-            writes.append((m.req, m.delta))  # type: ignore[union-attr]
-        elif kind is dm.PutAck or kind is dm.PutAcks:
+            writes.append((m.req, m.delta))
+        elif isinstance(m, (dm.PutAck, dm.PutAcks)):
             if acks_at < 0:
                 acks_at = len(out)
                 out.append(None)
-            if kind is dm.PutAck:
-                (ok if m.ok else refused).append(m.req)  # type: ignore[union-attr]
+            if isinstance(m, dm.PutAck):
+                (ok if m.ok else refused).append(m.req)
             else:
-                ok.extend(m.ok)  # type: ignore[union-attr]
-                refused.extend(m.refused)  # type: ignore[union-attr]
+                ok.extend(m.ok)
+                refused.extend(m.refused)
         else:
             out.append(m)
     if puts_at >= 0:
