@@ -267,3 +267,24 @@ def test_any_sequence_of_operations_recovers_to_the_groups_state(tmp_path_factor
     nl.close()
     reopen()[0].close()
     event(f"segments reclaimed: {min(reclaimed[0], 3)}")
+
+
+def test_closing_while_the_disk_refuses_writes_neither_raises_nor_loses_what_was_committed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    nl = opened(tmp_path / "wal")
+    gl = nl.open_group(0, 0, fresh=True)[0]
+    gl.append_entries(1, [entry(1)])
+    nl.commit()
+    gl.append_entries(2, [entry(2)])
+    real_write = os.write
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    nl.close()  # logs; the WAL keeps the record it could not write
+    monkeypatch.setattr(os, "write", real_write)
+    assert opened(tmp_path / "wal").open_group(0, 0, fresh=False)[2] == [entry(1)]

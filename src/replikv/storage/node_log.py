@@ -67,7 +67,7 @@ from typing import Any
 
 import msgpack
 
-from replikv.storage.errors import CorruptLogError
+from replikv.storage.errors import CorruptLogError, StorageError
 from replikv.storage.wal import WriteAheadLog
 
 __all__ = ["DROP", "ENTRIES", "HARD", "RESET", "TRUNCATE", "GroupLog", "NodeLog"]
@@ -263,12 +263,14 @@ class NodeLog:
         return self.wal.retry()
 
     def close(self) -> None:
+        """Write what is pending, fsync, close. A disk still refusing writes (blocked) leaves the
+        records buffered in the WAL, whose own close tries them once more and says what it
+        could not write."""
         if self.pending and self.wal.failed is None:
             try:
                 self.commit()
-            except OSError as exc:
-                log.error("node log %s: closing with %d items unwritten (%s)", self.wal.directory,
-                          len(self.pending), exc)
+            except (OSError, StorageError) as exc:
+                log.error("node log %s: closing while the disk refuses writes (%s)", self.wal.directory, exc)
         self.wal.close()
 
     @property
