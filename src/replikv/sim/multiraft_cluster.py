@@ -88,15 +88,29 @@ class ShardedSim:
         host = GroupHost(n, heartbeat_ticks=self.heartbeat_ticks, election_timeout_ticks=self.election_timeout_ticks,
                          incarnation=self.incarnation[n], quiesce=self.quiesce)
         self.hosts[n] = host
-        for g, members in self.placement.items():
-            if n not in members:
-                continue
-            disk = self.disks.setdefault((n, g), MemoryDisk())
-            raft = RaftNode(n, voters=members, storage=disk.load(), rng=random.Random(self.rng.random()),
-                            election_timeout_ticks=self.election_timeout_ticks, heartbeat_ticks=self.heartbeat_ticks,
-                            lease_reads=self.lease_reads)
-            self.applied[(n, g)] = raft.log.applied
-            host.add_group(g, raft)
+        for g in self._hosted(n):
+            self._open(n, g, host)
+
+    def _hosted(self, n: int) -> list[int]:
+        """The groups node ``n`` has a replica of (sim/rebalance_sim.py: they change)."""
+        return [g for g, members in self.placement.items() if n in members]
+
+    def _replicas(self, g: int) -> tuple[int, ...]:
+        """The nodes that may hold a replica of ``g``."""
+        return self.placement[g]
+
+    def _bootstrap_voters(self, n: int, g: int) -> tuple[int, ...]:
+        """The configuration node ``n``'s replica of ``g`` starts from when its disk names none."""
+        return self.placement[g]
+
+    def _open(self, n: int, g: int, host: GroupHost) -> None:
+        """Node ``n``'s replica of ``g``, rebuilt from its disk, into ``host``."""
+        disk = self.disks.setdefault((n, g), MemoryDisk())
+        raft = RaftNode(n, voters=self._bootstrap_voters(n, g), storage=disk.load(),
+                        rng=random.Random(self.rng.random()), election_timeout_ticks=self.election_timeout_ticks,
+                        heartbeat_ticks=self.heartbeat_ticks, lease_reads=self.lease_reads)
+        self.applied[(n, g)] = raft.log.applied
+        host.add_group(g, raft)
 
     def crash(self, n: int) -> None:
         self.hosts[n] = None
@@ -212,12 +226,10 @@ class ShardedSim:
     def leader(self, g: int) -> int | None:
         """The live replica that leads ``g`` in the highest term, if any."""
         best: tuple[int, int] | None = None
-        for n in self.placement[g]:
+        for n in self._replicas(g):
             host = self.hosts.get(n)
-            if host is None:
-                continue
-            raft = host.groups[g]
-            if raft.role is Role.LEADER and (best is None or raft.term > best[0]):
+            raft = host.groups.get(g) if host is not None else None
+            if raft is not None and raft.role is Role.LEADER and (best is None or raft.term > best[0]):
                 best = (raft.term, n)
         return None if best is None else best[1]
 

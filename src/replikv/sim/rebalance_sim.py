@@ -32,11 +32,9 @@ from dataclasses import dataclass, field
 from replikv.core.multiraft.host import GroupHost, creates_replica
 from replikv.core.multiraft.messages import Batch
 from replikv.core.raft.errors import RaftError
-from replikv.core.raft.node import RaftNode, Role
 from replikv.core.sharding.placement import rebalance, rebalance_steps
 from replikv.sim.engine import SafetyViolation
 from replikv.sim.multiraft_cluster import ShardedSim, round_robin_placement
-from replikv.sim.raft_env import MemoryDisk
 
 __all__ = ["RebalanceResult", "RebalanceSim", "run_rebalance"]
 
@@ -75,21 +73,16 @@ class RebalanceSim(ShardedSim):
         super().__post_init__()
 
     # -- replicas ----------------------------------------------------------------------------------
-    def _start(self, n: int) -> None:
-        host = GroupHost(n, heartbeat_ticks=self.heartbeat_ticks, election_timeout_ticks=self.election_timeout_ticks,
-                         incarnation=self.incarnation[n], quiesce=self.quiesce)
-        self.hosts[n] = host
-        for g in sorted(self.hosted[n]):
-            self._open(n, g, host)
+    def _hosted(self, n: int) -> list[int]:
+        return sorted(self.hosted[n])
 
-    def _open(self, n: int, g: int, host: GroupHost) -> None:
-        disk = self.disks.setdefault((n, g), MemoryDisk())
-        voters = self.placement[g] if (n, g) in self.founding else ()
-        raft = RaftNode(n, voters=voters, storage=disk.load(), rng=random.Random(self.rng.random()),
-                        election_timeout_ticks=self.election_timeout_ticks, heartbeat_ticks=self.heartbeat_ticks,
-                        lease_reads=self.lease_reads)
-        self.applied[(n, g)] = raft.log.applied
-        host.add_group(g, raft)
+    def _replicas(self, g: int) -> tuple[int, ...]:
+        return tuple(n for n in range(1, self.nodes + 1) if g in self.hosted[n])
+
+    def _bootstrap_voters(self, n: int, g: int) -> tuple[int, ...]:
+        """A founding replica starts from the placement; one created on demand from nothing
+        (the leader's log tells it the configuration)."""
+        return self.placement[g] if (n, g) in self.founding else ()
 
     def _deliver(self, host: GroupHost, b: Batch) -> None:
         """A leader's message for a group not hosted here creates the replica, by the runtime's
@@ -112,15 +105,6 @@ class RebalanceSim(ShardedSim):
         host = self.hosts.get(n)
         if host is not None:
             host.remove_group(g)
-
-    def leader(self, g: int) -> int | None:
-        """The live replica that leads ``g`` in the highest term (members change here)."""
-        best: tuple[int, int] | None = None
-        for n, host in self.hosts.items():
-            raft = host.groups.get(g) if host is not None else None
-            if raft is not None and raft.role is Role.LEADER and (best is None or raft.term > best[0]):
-                best = (raft.term, n)
-        return None if best is None else best[1]
 
     # -- the rebalance ---------------------------------------------------------------------------------
     def plan(self, nodes_after: list[int]) -> None:
