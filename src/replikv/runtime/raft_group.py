@@ -51,13 +51,12 @@ from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored, stored_head
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
-from replikv.storage.errors import MissingMetaError, StorageError, WalBlockedError
+from replikv.storage.errors import StorageError, WalBlockedError
 from replikv.storage.files import private_dir
 from replikv.storage.meta import MetaStore
 from replikv.storage.node_log import GroupLog, NodeLog
-from replikv.storage.recovery import open_storage
-from replikv.storage.snapshot import (SnapshotWriter, load_latest_snapshot, map_snapshot_file, release_pages,
-                                      remove_temp_files, write_snapshot)
+from replikv.storage.recovery import open_snapshot, open_storage, require_meta
+from replikv.storage.snapshot import SnapshotWriter, map_snapshot_file, release_pages, write_snapshot
 from replikv.storage.wal import WriteAheadLog
 
 __all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "entry_keys", "move_entry"]
@@ -120,13 +119,11 @@ class RaftGroup:
             self.meta, self.wal, meta, stored = opened.meta_store, opened.wal, opened.meta, opened.snapshot
             wire = (e for _first, batch in opened.records for e in batch)
         else:  # a sharded node's group: its share of the node log (storage/node_log.py)
-            remove_temp_files(self.snapshot_dir)
-            stored = load_latest_snapshot(self.snapshot_dir, mapped=True)
+            stored = open_snapshot(self.snapshot_dir, mapped=True)
             self.wal, meta, wire = node_log.open_group(gid, stored.index if stored else 0, fresh)
             self.meta = self.wal
-            if not meta and (stored is not None or wire):
-                raise MissingMetaError(f"group {gid}'s hard state is missing from {self.wal.path} beside its "
-                                       f"snapshot or entries: starting fresh could vote twice in one term")
+            require_meta(meta, stored is not None or bool(wire), f"group {gid}'s hard state",
+                         f"{self.dir} and {self.wal.path}")
         self.sm = StateMachine()
         self.sessions = SessionTable()
         self.slots = SlotMoves(gid, slot_map) if slot_map is not None else None

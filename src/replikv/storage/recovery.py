@@ -19,7 +19,7 @@ from replikv.storage.meta import MetaStore
 from replikv.storage.snapshot import Snapshot, load_latest_snapshot, remove_temp_files
 from replikv.storage.wal import WriteAheadLog
 
-__all__ = ["Opened", "open_storage"]
+__all__ = ["Opened", "open_snapshot", "open_storage", "require_meta"]
 
 
 @dataclass
@@ -35,12 +35,24 @@ def open_storage(directory: Path, snapshot_dir: Path, *, fsync: str, segment_byt
                  mapped_snapshot: bool = False) -> Opened:
     meta_store = MetaStore(directory)
     meta = meta_store.load()
-    remove_temp_files(snapshot_dir)
-    snap = load_latest_snapshot(snapshot_dir, mapped=mapped_snapshot)
+    snap = open_snapshot(snapshot_dir, mapped=mapped_snapshot)
     wal = WriteAheadLog(directory / "wal", fsync=fsync, segment_bytes=segment_bytes)
     records = wal.recover(after_index=snap.index if snap else 0)
-    if not meta and (snap is not None or wal.last_index > 0):
-        raise MissingMetaError(
-            f"{meta_store.path} is missing beside a non-empty log or snapshot in {directory}; "
-            "starting fresh could vote twice in one term or forget the epochs this node led")
+    require_meta(meta, snap is not None or wal.last_index > 0, str(meta_store.path), str(directory))
     return Opened(meta_store, meta, snap, wal, records)
+
+
+def open_snapshot(snapshot_dir: Path, *, mapped: bool = False) -> Snapshot | None:
+    """The newest snapshot in ``snapshot_dir``, verified, once the temp files of an interrupted
+    one are removed; None if there is none."""
+    remove_temp_files(snapshot_dir)
+    return load_latest_snapshot(snapshot_dir, mapped=mapped)
+
+
+def require_meta(meta: dict[str, Any], has_data: bool, what: str, where: str) -> None:
+    """Refuse (``MissingMetaError``) a node whose hard state (``what``) is missing beside data:
+    it is damaged, not new."""
+    if not meta and has_data:
+        raise MissingMetaError(
+            f"{what} is missing beside a non-empty log or snapshot in {where}; "
+            "starting fresh could vote twice in one term or forget the epochs this node led")
