@@ -1341,26 +1341,16 @@ def _group_command(config: ClusterConfig, deadline: float, *argv: str, done_if: 
     """REPLIKV GROUP ... on a node (``at``, else any: it forwards to the group's leader), again
     while the cluster answers TRYAGAIN, until ``deadline``; an error containing ``done_if`` is
     success (a retried change that had been made)."""
+    from replikv.rebalance_lease import NoAnswer, call_any_node
+
     nodes = [config.nodes[at]] if at else list(config.nodes.values())
-    while True:
-        last: Exception | None = None
-        for node in nodes:
-            client = node_client(config, node, 10.0)
-            try:
-                return client.execute_command("REPLIKV", "GROUP", *argv)
-            except redis.ResponseError as e:
-                if done_if and done_if in str(e):
-                    return None
-                last = e
-                if not str(e).startswith("TRYAGAIN") and not isinstance(e, redis.exceptions.TryAgainError):
-                    fail(f"REPLIKV GROUP {' '.join(argv)} refused: {e}", FAILURE)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-                last = e
-            finally:
-                client.close()
-        if time.monotonic() > deadline:
-            fail(f"REPLIKV GROUP {' '.join(argv)} did not succeed in time: {last}", FAILURE)
-        time.sleep(0.2)
+    try:
+        return call_any_node(lambda: [node_client(config, node, 10.0) for node in nodes], deadline,
+                             "REPLIKV", "GROUP", *argv, done_if=done_if)
+    except redis.ResponseError as e:
+        fail(f"REPLIKV GROUP {' '.join(argv)} refused: {e}", FAILURE)
+    except NoAnswer as e:
+        fail(f"REPLIKV GROUP {' '.join(argv)} did not succeed in time: {e}", FAILURE)
 
 
 def _run_rebalance(config: ClusterConfig, nodes: list[str], timeout: float, parallel: int = 2) -> None:

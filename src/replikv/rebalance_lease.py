@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["LEASE_MS", "LOCK_NAME", "LeaseError", "RebalanceLease"]
+__all__ = ["LEASE_MS", "LOCK_NAME", "LeaseError", "NoAnswer", "RebalanceLease", "call_any_node"]
 
 LOCK_NAME = "replikv:rebalance"
 LEASE_MS = 30_000
@@ -34,6 +34,35 @@ LEASE_MS = 30_000
 
 class LeaseError(Exception):
     """The lease could not be taken, or was lost."""
+
+
+class NoAnswer(Exception):
+    """No node answered in time; the message is the last error seen."""
+
+
+def call_any_node(clients: Callable[[], list[redis.Redis]], deadline: float, *argv: str, done_if: str = "") -> Any:
+    """``argv`` on the first node of ``clients()`` (fresh clients, closed here) that answers, again
+    every 0.2 s while the cluster answers TRYAGAIN or no node answers, until ``deadline``
+    (``NoAnswer``). Any other error reply is raised; one containing ``done_if`` is success,
+    answered None (a retried change that had been made)."""
+    while True:
+        last: Exception | None = None
+        for client in clients():
+            try:
+                return client.execute_command(*argv)
+            except redis.ResponseError as e:
+                if done_if and done_if in str(e):
+                    return None
+                if not str(e).startswith("TRYAGAIN") and not isinstance(e, redis.exceptions.TryAgainError):
+                    raise
+                last = e
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                last = e
+            finally:
+                client.close()
+        if time.monotonic() > deadline:
+            raise NoAnswer(str(last))
+        time.sleep(0.2)
 
 
 class RebalanceLease:
@@ -48,23 +77,10 @@ class RebalanceLease:
         self._thread: threading.Thread | None = None
 
     def _call(self, deadline: float, *argv: str) -> Any:
-        """``argv`` on the first node that answers, again while the cluster says TRYAGAIN."""
-        last: Exception | None = None
-        while True:
-            for client in self.clients():
-                try:
-                    return client.execute_command(*argv)
-                except redis.ResponseError as e:
-                    if not str(e).startswith("TRYAGAIN") and not isinstance(e, redis.exceptions.TryAgainError):
-                        raise
-                    last = e
-                except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-                    last = e
-                finally:
-                    client.close()
-            if time.monotonic() > deadline:
-                raise LeaseError(f"{argv[0]} {LOCK_NAME}: no node answered in time ({last})")
-            time.sleep(0.2)
+        try:
+            return call_any_node(self.clients, deadline, *argv)
+        except NoAnswer as e:
+            raise LeaseError(f"{argv[0]} {LOCK_NAME}: no node answered in time ({e})") from None
 
     def acquire(self, timeout_s: float = 30.0) -> None:
         token = self._call(time.monotonic() + timeout_s, "LOCK", LOCK_NAME, str(self.lease_ms))
