@@ -90,7 +90,7 @@ REPLICATION_COUNTERS = ("replikv_read_repairs", "replikv_hints_stored", "replikv
                         "replikv_bad_states", "replikv_keys_streamed", "replikv_streams_done",
                         "replikv_keys_forwarded", "replikv_keys_cleaned", "replikv_speculative_retries",
                         "replikv_ops_received_twice", "replikv_deltas_applied", "replikv_deltas_missing_base",
-                        "replikv_write_batches", "replikv_batched_writes")
+                        "replikv_write_batches", "replikv_batched_writes", "replikv_paxos_fenced")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 

@@ -15,8 +15,10 @@ flips to down is ``peer_down``. A write is never retried (an increment is
 not idempotent); one without an answer has an unknown outcome. Frames are
 made as the runtime makes them (``Replica.frames``: ``Puts`` / ``PutAcks``
 to the peers that announced them); on every 4th seed n2 runs as a node of
-the older version (no ``Hello``, single ``Put``s and acks), and a frame it
-would drop (a ``Puts``, a ``PutAcks``, a ``Hello`` not alone) fails the run.
+the older version (no ``Hello``, single ``Put``s and acks, Paxos requests
+without an electorate), and a frame it would drop (a ``Puts``, a
+``PutAcks``, a ``Hello`` not alone, a Paxos request naming its electorate)
+fails the run.
 
 The durability rule as the runtime carries it out: ``Persist`` entries are
 appended to the WAL and synced before any ``Send`` of the same batch leaves
@@ -224,6 +226,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             n.believed = self._reachable(n)
             if n.replica.batches:  # as if each had announced its features when it connected (Hello)
                 n.replica.batch_peers = {p for p in n.believed if p not in self.old}
+                n.replica.electorate_peers = set(n.replica.batch_peers)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
         if self.planned:
             self.engine.at(self.rng.randint(100_000, self.engine.cfg.fault_us * 3 // 5), self._change)
@@ -330,7 +333,9 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         if n.name in self.old:  # what the older version decodes: a Hello's frame is dropped, and alone
             msgs = msg.msgs if isinstance(msg, dm.Batch) else (msg,)
             if any(isinstance(m, (dm.Puts, dm.PutAcks)) for m in msgs) or (
-                    isinstance(msg, dm.Batch) and any(isinstance(m, dm.Hello) for m in msgs)):
+                    isinstance(msg, dm.Batch) and any(isinstance(m, dm.Hello) for m in msgs)) or any(
+                    isinstance(m, dm.Paxos) and getattr(pm.decode(m.data), "electorate", None) is not None
+                    for m in msgs):
                 self.engine.fail(f"{src} sent {n.name}, a node of the older version, a frame it drops: {msg!r}")
             if isinstance(msg, dm.Hello):
                 return

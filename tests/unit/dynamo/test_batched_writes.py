@@ -116,7 +116,7 @@ def test_a_peer_that_never_announced_gets_single_puts_and_acks_and_a_new_node_ta
     assert old.step("n1", dm.Hello(features=(dm.FEATURE_PUTS,)), 12, 12_000) == [] and not old.batch_peers
     assert frames_to(old, back, "n1") == [[dm.PutAck(req=1, ok=True), dm.PutAck(req=2, ok=True)]]
     assert "n2" not in n1.batch_peers and n1.peer_connected("n2", 13, 13_000)[:1] == [
-        Send(to="n2", msg=dm.Hello(features=(dm.FEATURE_PUTS,)))]
+        Send(to="n2", msg=dm.Hello(features=dm.FEATURES))]
     assert [e for e in old.peer_connected("n1", 13, 13_000) if isinstance(e.msg, dm.Hello)] == []
 
 
@@ -124,7 +124,7 @@ def test_a_hello_leaves_alone_in_its_own_frame_and_a_disconnect_forgets_the_anno
     n1 = replica("n1")
     effects = [*write(n1, 1, 10, b"SET", b"a", b"1"), *n1.peer_connected("n2", 11, 11_000)]
     frames = [(to, dm.decode(f)) for to, f in n1.frames([e for e in effects if isinstance(e, Send)])]
-    assert frames[0] == ("n2", dm.Hello(features=(dm.FEATURE_PUTS,)))
+    assert frames[0] == ("n2", dm.Hello(features=dm.FEATURES))
     n1.peer_down("n2", 12, 12_000)
     assert "n2" not in n1.batch_peers
     [frame] = frames_to(n1, write(n1, 2, 13, b"SET", b"a", b"2"), "n2")

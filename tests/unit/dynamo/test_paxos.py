@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgpack
 import pytest
@@ -28,6 +28,7 @@ from replikv.core.dynamo.paxos import (
     Send,
     Timeout,
     acceptor_step,
+    electorate,
 )
 from replikv.core.dynamo.paxos_messages import (
     Accepted,
@@ -35,6 +36,7 @@ from replikv.core.dynamo.paxos_messages import (
     Ballot,
     Commit,
     CommitAck,
+    Electorate,
     Nack,
     NackPhase,
     PaxosCodecError,
@@ -554,6 +556,10 @@ MESSAGES: list[PaxosMsg] = [
     Nack(req=7, sender="a", key=b"k", ballot=B1, phase=NackPhase.PROPOSE, promised=Ballot(hlc=9, node="z"),
          maybe_accepted=True),
     Nack(req=7, sender="a", key=b"k", ballot=B1, phase=NackPhase.PREPARE, promised=Ballot(hlc=9, node="z")),
+    Prepare(req=1, sender="a", key=b"k", ballot=B1, electorate=Electorate(("a", "b", "c"), 2)),
+    Propose(req=3, sender="c", key=b"k", ballot=B1, value=None, electorate=Electorate(("a", "b", "c", "d"), 3)),
+    Nack(req=7, sender="a", key=b"k", ballot=B1, phase=NackPhase.PREPARE, promised=Ballot(hlc=0, node=""),
+         fenced=True),
 ]
 
 
@@ -586,6 +592,12 @@ def _pack(body: object) -> bytes:
     _pack([2, 1, "a", b"k", [1, "n"], [1, "n"], None, 0, None]),  # proposal without a value
     _pack([7, 1, "a", b"k", [1, "n"], 3, [2, "n"], False]),  # unknown nack phase
     _pack([7, 1, "a", b"k", [1, "n"], 2, [2, "n"], 1]),  # maybe_accepted not a bool
+    _pack([7, 1, "a", b"k", [1, "n"], 2, [2, "n"], False, False]),  # fenced: true when present
+    _pack([1, 1, "a", b"k", [1, "n"], [["b", "a"], 2]]),  # electorate members not sorted
+    _pack([1, 1, "a", b"k", [1, "n"], [["a", "b", "c"], 1]]),  # electorate quorum not a majority
+    _pack([1, 1, "a", b"k", [1, "n"], [[], 0]]),  # an empty electorate
+    _pack([3, 1, "a", b"k", [1, "n"], b"v", [["a", 1], 2]]),  # a member not a string
+    _pack([1, 1, "a", b"k", [1, "n"], [["a"], 1], 0]),  # too long
 ])
 def test_decode_rejects_garbage_with_a_typed_error(frame: bytes) -> None:
     with pytest.raises(PaxosCodecError):
@@ -770,3 +782,155 @@ def test_simulation_committed_history_is_one_linearizable_chain() -> None:
     # the faults were real: contention, crashes and refused CASes all happened
     assert totals["write"] > 300 and totals["noop"] > 300, totals
     assert totals["retried"] > 50 and totals["crashes"] > 10, totals
+
+
+# ------------------------------------------------------- a round fenced by its electorate
+
+S_OLD = electorate(("a", "b", "x"))  # the key's replicas before a change that replaces x by y
+S_NEW = electorate(("a", "b", "y"))
+
+
+def test_electorate_is_sorted_with_the_quorum_of_its_pending_replicas() -> None:
+    assert electorate(("x", "a", "b")) == Electorate(("a", "b", "x"), 2)
+    assert electorate(("a", "b", "x", "y"), pending=1) == Electorate(("a", "b", "x", "y"), 3)
+    with pytest.raises(InvariantViolation):
+        Electorate(("b", "a"), 2)
+
+
+def test_an_acceptor_refuses_a_prepare_or_propose_of_another_electorate_unchanged() -> None:
+    promised = AcceptorState(promised=Ballot(hlc=5, node="a"))
+    b = Ballot(hlc=9, node="a")
+    for msg in (Prepare(req=1, sender="a", key=K, ballot=b, electorate=S_OLD),
+                Propose(req=1, sender="a", key=K, ballot=b, value=b"v", electorate=S_OLD)):
+        state, out = acceptor_step("b", promised, msg, (0, None), S_NEW)
+        assert state == promised, "a fenced request changes nothing"
+        [reply] = sends(out)
+        assert isinstance(reply.msg, Nack) and reply.msg.fenced and reply.msg.promised == promised.promised
+        # the same request where the electorates agree, or where either is unknown, is obeyed
+        for mine, named in ((S_OLD, S_OLD), (None, S_OLD), (S_NEW, None)):
+            state, _ = acceptor_step("b", promised, replace(msg, electorate=named), (0, None), mine)
+            assert state.promised == b
+
+
+def test_a_fenced_propose_says_whether_the_acceptor_may_have_accepted_that_ballot() -> None:
+    b = Ballot(hlc=9, node="a")
+    accepted = AcceptorState(promised=b, accepted=Proposal(ballot=b, value=b"v"))
+    _, out = acceptor_step("b", accepted, Propose(req=1, sender="a", key=K, ballot=b, value=b"v",
+                                                  electorate=S_OLD), None, S_NEW)
+    [reply] = sends(out)
+    assert isinstance(reply.msg, Nack) and reply.msg.fenced and reply.msg.maybe_accepted
+
+
+def test_a_commit_is_not_fenced_its_value_is_chosen_already() -> None:
+    b = Ballot(hlc=9, node="a")
+    state, out = acceptor_step("b", AcceptorState(), Commit(req=1, sender="a", key=K, ballot=b, value=b"v"),
+                               None, S_NEW)
+    assert state.committed == Proposal(ballot=b, value=b"v")
+    assert any(isinstance(e, ApplyCommit) for e in out)
+
+
+class Ring:
+    """Four nodes' acceptors, each with its own view of the key's electorate, and the messages in
+    flight, delivered only when the test says so."""
+
+    def __init__(self) -> None:
+        self.nodes = {n: Replica(n) for n in ("a", "b", "x", "y")}
+        self.view = {n: S_OLD for n in self.nodes}
+        self.held: list[tuple[str, PaxosMsg]] = []
+        self.proposers: dict[str, PaxosProposer] = {}
+
+    def proposer(self, node: str, new: bytes, fenced: bool) -> PaxosProposer:
+        e = self.view[node]
+        p = PaxosProposer(node=node, key=K, replicas=e.members, quorum=e.quorum, rng=random.Random(1),
+                          hlc=Hlc(), req=len(self.proposers) + 1,
+                          view=(lambda: self.view[node]) if fenced else None)
+        self.proposers[node] = p
+        self.carry(p, p.start(physical_ms=10 * len(self.proposers)), new)
+        return p
+
+    def carry(self, p: PaxosProposer, effects: list[Effect], new: bytes) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                self.held.append((e.to, e.msg))
+            elif isinstance(e, Decide):  # SET NX: write only if absent
+                self.carry(p, p.decided(new if e.current is None else e.current), new)
+
+    def deliver(self, to: set[str], kinds: tuple[type, ...], fenced: bool, new: dict[str, bytes],
+                of: PaxosProposer | None = None) -> None:
+        """Deliver the held messages of ``kinds`` addressed to ``to`` (and the replies they cause),
+        only those of proposer ``of`` if given."""
+        def picked(m: tuple[str, PaxosMsg]) -> bool:
+            return m[0] in to and isinstance(m[1], kinds) and (of is None or m[1].req == of.req)
+
+        work = [m for m in self.held if picked(m)]
+        self.held = [m for m in self.held if m not in work]
+        while work:
+            dst, msg = work.pop(0)
+            if isinstance(msg, REQUESTS):
+                r = self.nodes[dst]
+                current = r.data if isinstance(msg, Prepare) else None
+                view = self.view[dst] if fenced and not isinstance(msg, Commit) else None
+                work.extend((s.to, s.msg) for s in r.carry(r.acceptor.step(msg, current, view)))
+            else:
+                p = self.proposers[dst]
+                before = len(self.held)
+                self.carry(p, p.step(msg), new[dst])
+                work.extend(m for m in self.held[before:] if picked(m))
+                self.held = self.held[:before] + [m for m in self.held[before:] if m not in work]
+
+    def settle(self, fenced: bool, new: dict[str, bytes]) -> None:
+        for _ in range(500):
+            self.deliver(set(self.nodes), (Prepare, Propose, Commit, Promise, Accepted, CommitAck, Nack),
+                         fenced, new)
+            live = [(n, p) for n, p in self.proposers.items() if p.outcome is None]
+            if not live:
+                return
+            for n, p in live:
+                self.carry(p, p.tick(), new[n])
+        raise AssertionError("proposers did not finish")
+
+
+@pytest.mark.parametrize("fenced", [True, False], ids=["fenced", "unfenced (a node of an older version)"])
+def test_a_round_that_outlives_a_change_cannot_choose_on_the_old_replicas(fenced: bool) -> None:
+    """Two SET NX on one key. a's round prepares at a majority of the old replicas {a, x} and
+    decides, and its Propose is held up (a paused coordinator, a partition) across a change that
+    replaces x by y: x's state streams to y, every node switches. b's round then chooses on a
+    majority of the new replicas {b, y}. When a's Propose arrives, a and x, on the new ring, refuse
+    it (fenced) and a's next round, on the new replicas, reads b's value: one NX wins. Unfenced, a
+    and x accept it and both NX succeed: two values chosen."""
+    ring = Ring()
+    new = {"a": b"from-a", "b": b"from-b"}
+    pa = ring.proposer("a", new["a"], fenced)
+    ring.deliver({"a", "x"}, (Prepare, Promise), fenced, new)  # a decides; its Propose waits
+    assert pa.phase is Phase.PROPOSE
+    x, y = ring.nodes["x"], ring.nodes["y"]
+    for key, state in x.acceptor.states():  # the change: x's range streams to y, the ring switches
+        y.carry(y.acceptor.merge(key, state))
+    ring.view = {n: S_NEW for n in ring.nodes}
+    pb = ring.proposer("b", new["b"], fenced)
+    ring.deliver({"b", "y"}, (Prepare, Promise, Propose, Accepted, Commit, CommitAck), fenced, new, of=pb)
+    assert isinstance(pb.outcome, Chosen) and pb.outcome.changed
+    ring.deliver({"a", "x"}, (Propose, Accepted, Nack), fenced, new)  # a's round resumes
+    ring.settle(fenced, new)
+    assert isinstance(pa.outcome, Chosen | Preempted | Contended | Timeout)
+    a_won = isinstance(pa.outcome, Chosen) and pa.outcome.changed
+    if fenced:
+        # a and x refused it: nobody accepted a's value. b could not prove it never accepted a's
+        # ballot (it committed a higher one), so a answers "may still be applied" (Preempted),
+        # not a success; nothing of a's was applied anywhere.
+        assert not a_won and isinstance(pa.outcome, Preempted), pa.outcome
+        assert all(r.acceptor.state(K).accepted is None for r in ring.nodes.values())
+        assert all(value != b"from-a" for r in ring.nodes.values() for _, value in r.applied)
+        assert {ring.nodes[n].data[1] for n in S_NEW.members} == {b"from-b"}
+    else:
+        assert a_won, "the hole the fence closes: both SET NX succeeded"
+
+
+def test_a_fenced_round_runs_again_on_the_electorate_the_ring_gives_then() -> None:
+    ring = Ring()
+    pa = ring.proposer("a", b"v", fenced=True)  # its Prepare names the old replicas
+    ring.view = {n: S_NEW for n in ring.nodes}  # the ring switched before any of them arrived
+    ring.settle(True, {"a": b"v"})
+    assert isinstance(pa.outcome, Chosen) and pa.outcome.changed
+    assert pa.rounds == 2 and pa.electorate == S_NEW and pa.replicas == S_NEW.members
+    assert ring.nodes["x"].applied == [] and {ring.nodes[n].data[1] for n in S_NEW.members} == {b"v"}

@@ -40,7 +40,9 @@ applied only where the receiver holds its base, whole states otherwise.
   Both are sent only to a peer that announced ``FEATURE_PUTS`` with
   ``Hello`` (a node of an older version does not decode them, and drops
   the whole frame that holds one): ``Replica.frames``.
-- ``Hello``: the features this node understands, sent alone in its own
+- ``Hello``: the features this node understands (``FEATURES``; a Paxos
+  Prepare or Propose keeps its electorate only to a peer that announced
+  ``FEATURE_ELECTORATE``), sent alone in its own
   frame whenever a peer connects (an older node drops that frame with a
   warning and nothing else; it never announces, so it keeps getting the
   single messages).
@@ -75,7 +77,7 @@ from typing import Any
 import msgpack
 
 __all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "FEATURE_PUTS", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURES", "FEATURE_ELECTORATE", "FEATURE_PUTS", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -114,6 +116,8 @@ class PutAcks:
 
 
 FEATURE_PUTS = "puts"  # understands Puts and PutAcks
+FEATURE_ELECTORATE = "paxos-electorate"  # reads a Paxos Prepare / Propose that names its electorate
+FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE)  # what this version announces
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

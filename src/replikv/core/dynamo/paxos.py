@@ -82,6 +82,27 @@ Membership changes (``membership.py``) move a key's acceptors too:
   reading from the new owners chose on disjoint quorums (the membership
   simulator, seed 30193 --nodes 4 --paxos --membership: a SERIAL read
   missed an acknowledged write).
+- A round is fenced by its electorate. The proposer reads its participants
+  and quorum from the ring again at the start of every round (``view``) and
+  sends them with its Prepare and Propose (``Electorate``); an acceptor whose
+  own ring gives the key another electorate refuses them (``Nack`` with
+  ``fenced``, answered as any refusal: a backoff, then a round with the ring
+  as it is then). A Commit is not fenced: its value is chosen already. So an
+  acceptor promises and accepts only in rounds of the electorate it holds
+  for the key, and a round's quorum is a quorum of that electorate when it
+  answered. Without this a round that began before a change and outlived it
+  (a partition, a paused coordinator, retries over several changes) could
+  finish on the old set after the switch: its accepts at a majority of the
+  old set {a, x} and a new round's at a majority of the new set {b, y}
+  (x replaced by y) are disjoint, and two different values were chosen.
+  With it, a key's electorates go old set -> old plus pending -> new set,
+  the accepts of an old-set round all precede their acceptor's adoption of
+  the announce, hence the streams (which start once every node acknowledged
+  it), and the stream from the replica that leaves carries them to the new
+  owner; every other pair of neighbouring electorates intersects (above).
+  The same check guards a node that left (no electorate for the key at all)
+  and two changes begun at once. (Cassandra's Paxos v2 verifies the
+  electorate of each promise for the same reason, CEP-14.)
 - The acceptor state travels with the key's data when a range is streamed
   to a new owner, and the new owner joins it into its own
   (``merge_states``): the highest promise, the newer accepted proposal and
@@ -97,7 +118,7 @@ Membership changes (``membership.py``) move a key's acceptors too:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -109,6 +130,7 @@ from replikv.core.dynamo.paxos_messages import (
     Ballot,
     Commit,
     CommitAck,
+    Electorate,
     Nack,
     NackPhase,
     PaxosMsg,
@@ -135,6 +157,7 @@ __all__ = [
     "Send",
     "Timeout",
     "acceptor_step",
+    "electorate",
     "merge_states",
     "paxos_quorum",
 ]
@@ -270,13 +293,32 @@ def merge_states(mine: AcceptorState, theirs: AcceptorState) -> AcceptorState:
     return AcceptorState(promised=promised, accepted=accepted, committed=committed)
 
 
-def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg,
-                  current: Current | None = None) -> tuple[AcceptorState, list[Effect]]:
+def electorate(participants: Iterable[str], pending: int = 0) -> Electorate:
+    """The electorate of a round among ``participants``, ``pending`` of them a change's new
+    owners (``paxos_quorum``)."""
+    members = tuple(sorted(participants))
+    return Electorate(members, paxos_quorum(len(members), pending))
+
+
+def _fenced(msg: Prepare | Propose, mine: Electorate | None) -> bool:
+    """The request names an electorate for the key other than this acceptor's (see the module
+    docstring); either side unknown (a node of an older version): not fenced."""
+    return msg.electorate is not None and mine is not None and msg.electorate != mine
+
+
+def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Current | None = None,
+                  mine: Electorate | None = None) -> tuple[AcceptorState, list[Effect]]:
     """One acceptor rule for one key (see the module docstring): the new state
-    and the effects, ``Persist`` first whenever the state changed."""
+    and the effects, ``Persist`` first whenever the state changed. ``mine``: the key's
+    electorate as this acceptor's ring gives it; a Prepare or Propose naming another is refused
+    unchanged."""
     reply_to = msg.sender
     match msg:
         case Prepare():
+            if _fenced(msg, mine):
+                return state, [Send(to=reply_to, msg=Nack(
+                    req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PREPARE,
+                    promised=state.promised, fenced=True))]
             if msg.ballot < state.promised:
                 return state, [Send(to=reply_to, msg=Nack(
                     req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PREPARE,
@@ -291,12 +333,13 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg,
                               current_hlc=current[0], current=current[1])
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=promise)])
         case Propose():
-            if msg.ballot < state.promised:
+            fenced = _fenced(msg, mine)
+            if fenced or msg.ballot < state.promised:
                 highest = max(state.accepted.ballot if state.accepted else ZERO_BALLOT,
                               state.committed.ballot if state.committed else ZERO_BALLOT)
                 return state, [Send(to=reply_to, msg=Nack(
                     req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PROPOSE,
-                    promised=state.promised, maybe_accepted=highest >= msg.ballot))]
+                    promised=state.promised, maybe_accepted=highest >= msg.ballot, fenced=fenced))]
             new = AcceptorState(promised=msg.ballot, accepted=Proposal(ballot=msg.ballot, value=msg.value),
                                 committed=state.committed)
             ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
@@ -356,10 +399,10 @@ class PaxosAcceptor:
         """Drop a key's state from memory (the driver keeps the persisted copy)."""
         self._states.pop(key, None)
 
-    def step(self, msg: PaxosMsg, current: Current | None = None) -> list[Effect]:
+    def step(self, msg: PaxosMsg, current: Current | None = None, mine: Electorate | None = None) -> list[Effect]:
         """A request arrived; ``current`` (the replica's data for the key) is
-        required for a ``Prepare``."""
-        new, effects = acceptor_step(self.node, self.state(msg.key), msg, current)
+        required for a ``Prepare``; ``mine``: the key's electorate in this node's ring."""
+        new, effects = acceptor_step(self.node, self.state(msg.key), msg, current, mine)
         self._states[msg.key] = new
         return effects
 
@@ -371,7 +414,10 @@ class PaxosProposer:
     docstring). ``req`` is the request id the driver routes replies by;
     ``hlc`` is the node's clock (ballots are drawn from it and it observes
     every ballot and data timestamp seen). ``outcome`` is set once ``Done`` is
-    emitted; afterwards every input returns ``[]``."""
+    emitted; afterwards every input returns ``[]``. ``view``: the key's electorate as the
+    node's ring gives it now, read again at the start of every round after the first (a round
+    fenced by its electorate, see the module docstring); without it the round keeps
+    ``replicas`` and ``quorum``."""
 
     def __init__(
         self,
@@ -387,16 +433,18 @@ class PaxosProposer:
         resend_ticks: int = 0,
         backoff_ticks_max: int = 16,
         max_rounds: int = 50,
+        view: Callable[[], Electorate] | None = None,
     ) -> None:
         self.node = node
         self.key = key
         self.replicas = tuple(replicas)
         n = len(self.replicas)
         invariant(len(set(self.replicas)) == n and n > 0, "replicas: a non-empty list without repeats")
-        # Two quorums must intersect (Paxos Made Simple §2.2): quorum > N/2.
-        invariant(n // 2 < quorum <= n, lambda: f"quorum {quorum} of {n} replicas must be a majority")
+        # Two quorums must intersect (Paxos Made Simple §2.2): quorum > N/2 (Electorate checks it).
+        self.electorate = Electorate(tuple(sorted(self.replicas)), quorum)
         invariant(timeout_ticks > 0 and resend_ticks >= 0 and backoff_ticks_max > 0 and max_rounds > 0,
                   "tick counts and max_rounds must be positive")
+        self._view = view
         self.quorum = quorum
         self.req = req
         self.timeout_ticks = timeout_ticks
@@ -515,6 +563,9 @@ class PaxosProposer:
     def _new_round(self) -> list[Effect]:
         if self.rounds >= self.max_rounds:
             return self._done(Contended(rounds=self.rounds))
+        if self.rounds and self._view is not None:  # the ring may have changed: this round's electorate
+            self.electorate = self._view()
+            self.replicas, self.quorum = self.electorate.members, self.electorate.quorum
         self.rounds += 1
         # The clock has observed every ballot and data HLC seen, so this is above them all.
         self.ballot = Ballot(hlc=self._hlc.now(self._physical_ms), node=self.node)
@@ -524,7 +575,8 @@ class PaxosProposer:
         self._own_change = False
         self._previous = self._value = None
         self._deadline = self._now + self.timeout_ticks
-        self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot)
+        self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
+                                electorate=self.electorate)
         return self._send_phase(self.replicas)
 
     def _send_phase(self, targets: Iterable[str]) -> list[Effect]:
@@ -570,7 +622,8 @@ class PaxosProposer:
         self._yes = set()
         self._refused = {}
         self._deadline = self._now + self.timeout_ticks
-        self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value)
+        self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value,
+                                electorate=self.electorate)
         return self._send_phase(self.replicas)
 
     def _on_refusal(self) -> list[Effect]:

@@ -19,8 +19,16 @@ to an earlier round of its own.
   but neither record a commit nor write data (Cassandra commits an empty
   update): rewriting the value read would clobber whatever the data holds
   beside it (a counter's increments on other replicas).
+- ``Electorate``: the participants of a round for its key (sorted) and the
+  quorum it needs of them, as the proposer's ring says; ``Prepare`` and
+  ``Propose`` carry it, and an acceptor whose own ring gives the key another
+  electorate refuses them (``Nack`` with ``fenced``; see paxos.py, "a round
+  fenced by its electorate"). None: sent by a node of an older version, or to
+  one (``Replica`` strips it for a peer that did not announce
+  ``FEATURE_ELECTORATE``): not checked.
 - ``Nack``: a Prepare or a Propose refused because the acceptor promised a
-  higher ballot (``promised``). For a refused Propose, ``maybe_accepted`` is
+  higher ballot (``promised``), or, with ``fenced``, because its electorate
+  for the key differs from the request's. For a refused Propose, ``maybe_accepted`` is
   False only if the acceptor can prove it never accepted that ballot (its
   accepted and committed ballots, which only grow, are both lower): the
   proposer needs that proof from every replica before it may retry a value
@@ -52,6 +60,7 @@ __all__ = [
     "Ballot",
     "Commit",
     "CommitAck",
+    "Electorate",
     "Nack",
     "NackPhase",
     "PaxosCodecError",
@@ -106,12 +115,26 @@ class AcceptorState:
                   "committed ballot above the promised one")
 
 
+@dataclass(frozen=True, slots=True)
+class Electorate:
+    """A round's participants for its key, sorted, and the quorum it needs of them. Two
+    electorates are equal only if every quorum of one is a quorum of the other."""
+
+    members: tuple[str, ...]
+    quorum: int
+
+    def __post_init__(self) -> None:
+        invariant(list(self.members) == sorted(set(self.members)), "electorate members: sorted, no repeats")
+        invariant(len(self.members) // 2 < self.quorum <= len(self.members), "electorate quorum: a majority")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prepare:
     req: int
     sender: str
     key: bytes
     ballot: Ballot
+    electorate: Electorate | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +156,7 @@ class Propose:
     key: bytes
     ballot: Ballot
     value: Value
+    electorate: Electorate | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +199,7 @@ class Nack:
     phase: NackPhase
     promised: Ballot  # the higher ballot the acceptor promised
     maybe_accepted: bool = False  # PROPOSE only: see the module docstring
+    fenced: bool = False  # the acceptor's electorate for the key is not the request's
 
 
 PaxosMsg = Prepare | Promise | Propose | Accepted | Commit | CommitAck | Nack
@@ -195,15 +220,20 @@ def _p(p: Proposal | None) -> list[Any] | None:
     return None if p is None else [p.ballot.hlc, p.ballot.node, p.value]
 
 
+def _e(e: Electorate | None) -> list[Any]:
+    """The electorate as an optional last field: absent when None (the form older nodes read)."""
+    return [] if e is None else [[list(e.members), e.quorum]]
+
+
 def _wire(msg: PaxosMsg) -> list[Any]:
     head = [msg.req, msg.sender, msg.key, _b(msg.ballot)]
     match msg:
         case Prepare():
-            return [_PREPARE, *head]
+            return [_PREPARE, *head, *_e(msg.electorate)]
         case Promise():
             return [_PROMISE, *head, _p(msg.accepted), _p(msg.committed), msg.current_hlc, msg.current]
         case Propose():
-            return [_PROPOSE, *head, msg.value]
+            return [_PROPOSE, *head, msg.value, *_e(msg.electorate)]
         case Accepted():
             return [_ACCEPTED, *head]
         case Commit():
@@ -211,7 +241,8 @@ def _wire(msg: PaxosMsg) -> list[Any]:
         case CommitAck():
             return [_COMMIT_ACK, *head]
         case Nack():
-            return [_NACK, *head, msg.phase.value, _b(msg.promised), msg.maybe_accepted]
+            return [_NACK, *head, msg.phase.value, _b(msg.promised), msg.maybe_accepted,
+                    *([True] if msg.fenced else [])]
 
 
 def encode(msg: PaxosMsg) -> bytes:
@@ -269,13 +300,29 @@ def _unpack(data: bytes) -> list[Any]:
     return body
 
 
-_LENGTHS = {_PREPARE: 5, _PROMISE: 9, _PROPOSE: 6, _ACCEPTED: 5, _COMMIT: 7, _COMMIT_ACK: 5, _NACK: 8}
+_LENGTHS: dict[int, tuple[int, ...]] = {  # the optional last field: an electorate, or a Nack's fenced
+    _PREPARE: (5, 6), _PROMISE: (9,), _PROPOSE: (6, 7), _ACCEPTED: (5,), _COMMIT: (7,), _COMMIT_ACK: (5,),
+    _NACK: (8, 9)}
+
+
+def _electorate(body: list[Any], at: int) -> Electorate | None:
+    if len(body) <= at:
+        return None
+    x = body[at]
+    if (type(x) is not list or len(x) != 2 or type(x[0]) is not list or not x[0]
+            or not all(type(m) is str and m for m in x[0])):
+        raise PaxosCodecError("electorate: expected [[node, ...], quorum]")
+    members = tuple(x[0])
+    quorum = _int(x[1], "electorate quorum")
+    if list(members) != sorted(set(members)) or not len(members) // 2 < quorum <= len(members):
+        raise PaxosCodecError("electorate: members sorted without repeats, and a majority quorum")
+    return Electorate(members, quorum)
 
 
 def decode(data: bytes) -> PaxosMsg:
     body = _unpack(data)
     tag = body[0]
-    if type(tag) is not int or _LENGTHS.get(tag) != len(body):
+    if type(tag) is not int or len(body) not in _LENGTHS.get(tag, ()):
         raise PaxosCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")
     req = _int(body[1], "req")
     sender = _str(body[2], "sender")
@@ -286,13 +333,14 @@ def decode(data: bytes) -> PaxosMsg:
         raise PaxosCodecError("key: expected bytes")
     ballot = _ballot(body[4], "ballot")
     if tag == _PREPARE:
-        return Prepare(req=req, sender=sender, key=key, ballot=ballot)
+        return Prepare(req=req, sender=sender, key=key, ballot=ballot, electorate=_electorate(body, 5))
     if tag == _PROMISE:
         return Promise(req=req, sender=sender, key=key, ballot=ballot,
                        accepted=_proposal(body[5], "accepted"), committed=_proposal(body[6], "committed"),
                        current_hlc=_int(body[7], "current hlc"), current=_value(body[8], "current"))
     if tag == _PROPOSE:
-        return Propose(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"))
+        return Propose(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"),
+                       electorate=_electorate(body, 6))
     if tag == _ACCEPTED:
         return Accepted(req=req, sender=sender, key=key, ballot=ballot)
     if tag == _COMMIT:
@@ -307,8 +355,10 @@ def decode(data: bytes) -> PaxosMsg:
         raise PaxosCodecError("nack phase: expected 1 or 2")
     if type(body[7]) is not bool:
         raise PaxosCodecError("nack maybe_accepted: expected a boolean")
+    if len(body) == 9 and body[8] is not True:
+        raise PaxosCodecError("nack fenced: expected true when present")
     return Nack(req=req, sender=sender, key=key, ballot=ballot, phase=NackPhase(body[5]),
-                promised=_ballot(body[6], "promised"), maybe_accepted=body[7])
+                promised=_ballot(body[6], "promised"), maybe_accepted=body[7], fenced=len(body) == 9)
 
 
 def decode_state(data: bytes) -> AcceptorState:

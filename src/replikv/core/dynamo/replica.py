@@ -59,7 +59,11 @@ Rules:
   coordinates (``paxos``: CAS, SET NX/XX, SERIAL reads and writes). Its
   participants come from the membership (``paxos_replicas``): during a
   change the old replicas plus the pending ones, with a quorum of the old
-  plus one per pending replica (``paxos.paxos_quorum``, CASSANDRA-8346). A
+  plus one per pending replica (``paxos.paxos_quorum``, CASSANDRA-8346),
+  read again each round; a Prepare or Propose names them and the acceptor
+  refuses one whose electorate its own ring does not give the key (paxos.py,
+  a round fenced by its electorate; stripped to a peer of an older version,
+  which cannot read it). A
   message to itself is stepped at once, in order (a worklist, no recursion);
   the acceptor's ``Persist`` becomes a WAL entry (``px``) before the reply
   that depends on it leaves the node. A commit is written into the store as
@@ -104,7 +108,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from replikv.core.crdt.hlc import Hlc
@@ -229,6 +233,7 @@ class Replica:
         self.node = node
         self.batches = batches  # False: neither announces nor sends Puts / PutAcks (a node of an older version)
         self.batch_peers: set[str] = set()  # peers that announced FEATURE_PUTS since they last connected
+        self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
             members = tuple(mb.Member(id=n, host="", port=0, peer_port=0) for n in ring.nodes)
@@ -263,7 +268,7 @@ class Replica:
                       "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0,
                       "write_batches": 0, "batched_writes": 0, "keys_streamed": 0,
                       "streams_done": 0, "keys_forwarded": 0,
-                      "keys_cleaned": 0}
+                      "keys_cleaned": 0, "paxos_fenced": 0}
 
     def _req(self) -> int:
         self._reqs += 1
@@ -463,6 +468,8 @@ class Replica:
             case dm.Hello():
                 if self.batches and dm.FEATURE_PUTS in msg.features:
                     self.batch_peers.add(peer)
+                if self.batches and dm.FEATURE_ELECTORATE in msg.features:
+                    self.electorate_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
                 w = self.coord.writes.get(msg.req)
                 held = dict(w.states) if w is not None else {}  # as the write left them
@@ -575,7 +582,7 @@ class Replica:
     def peer_connected(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
         """A peer connected: tell it the features this node understands (``Hello``), our ring
         (gossip), deliver its hints."""
-        out: list[Any] = [Send(to=peer, msg=dm.Hello(features=(dm.FEATURE_PUTS,)))] if self.batches else []
+        out: list[Any] = [Send(to=peer, msg=dm.Hello(features=dm.FEATURES))] if self.batches else []
         self._members(self.membership.on_connect(peer), now_ms, now_us, out)
         out.extend(self.deliver_hints(peer, now_us, self.coord.timeout_us, now_ms))
         return out
@@ -747,6 +754,7 @@ class Replica:
 
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
         self.batch_peers.discard(peer)  # it may come back as another version: it announces again
+        self.electorate_peers.discard(peer)
         for req, (node, _, _) in list(self.hint_sends.items()):
             if node == peer:
                 del self.hint_sends[req]
@@ -767,11 +775,18 @@ class Replica:
         prop = px.PaxosProposer(node=self.node, key=key, replicas=replicas,
                                 quorum=px.paxos_quorum(len(replicas), pending),
                                 rng=self.rng, hlc=self.hlc, req=req, timeout_ticks=self.paxos_timeout_ticks,
-                                resend_ticks=max(1, self.paxos_timeout_ticks // 5))
+                                resend_ticks=max(1, self.paxos_timeout_ticks // 5),
+                                view=lambda: self._electorate(key))
         self.proposers[req] = (prop, decide)
         out: list[Any] = []
         self._paxos_run(self._paxos_effects(prop.start(now_ms), req, now_ms, out), now_ms, out)
         return out
+
+    def _electorate(self, key: bytes) -> pm.Electorate:
+        """``key``'s Paxos electorate in this node's ring now: what its proposers send, and what
+        its acceptor requires of a Prepare or Propose (paxos.py, a round fenced by its
+        electorate)."""
+        return px.electorate(*self.membership.paxos_replicas(key))
 
     def paxos_states(self) -> list[tuple[bytes, bytes]]:
         """Every key's acceptor state, encoded (for a snapshot)."""
@@ -792,7 +807,11 @@ class Replica:
                 if not writable:
                     continue  # the disk guard: no promise that cannot be made durable
                 current = self._current(msg.key) if isinstance(msg, pm.Prepare) else None
-                work.extend(self._paxos_effects(self.acceptor.step(msg, current), 0, now_ms, out))
+                mine = None if isinstance(msg, pm.Commit) else self._electorate(msg.key)
+                effects = self.acceptor.step(msg, current, mine)
+                if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
+                    self.stats["paxos_fenced"] += 1
+                work.extend(self._paxos_effects(effects, 0, now_ms, out))
             else:
                 entry = self.proposers.get(msg.req)
                 if entry is not None:
@@ -806,7 +825,10 @@ class Replica:
                 if e.to == self.node:
                     local.append(e.msg)
                 else:
-                    out.append(Send(to=e.to, msg=dm.Paxos(data=pm.encode(e.msg))))
+                    msg = e.msg
+                    if isinstance(msg, (pm.Prepare, pm.Propose)) and e.to not in self.electorate_peers:
+                        msg = replace(msg, electorate=None)  # an older version: it would drop it
+                    out.append(Send(to=e.to, msg=dm.Paxos(data=pm.encode(msg))))
             elif isinstance(e, px.Persist):
                 blob = pm.encode_state(e.state)
                 out.append(Persist(entry=["px", e.key, blob]))
