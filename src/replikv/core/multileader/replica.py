@@ -235,29 +235,41 @@ class Replica:
             _merge(kn, msg.covered)
             _merge(got, msg.covered)
         out: list[Op] = []
+        vv, pending = self.vv, self.pending
+        prev: Op | None = None
         for op in msg.ops:
-            _merge(kn, op.deps)
-            if op.seq > kn.get(op.origin, 0):
-                kn[op.origin] = op.seq
-            if op.seq > got.get(op.origin, 0):
-                got[op.origin] = op.seq
-            if op.seq <= self.vv.get(op.origin, 0):
+            o, s = op.origin, op.seq
+            # the sender had op's deps: merged once per run of one origin's consecutive ops, whose
+            # deps only grow along the run (each is the origin's vv when it made the op)
+            if prev is not None and (prev.origin != o or prev.seq + 1 != s):
+                _merge(kn, prev.deps)
+            prev = op
+            if s > kn.get(o, 0):
+                kn[o] = s
+            if s > got.get(o, 0):
+                got[o] = s
+            have = vv.get(o, 0)
+            if s <= have:
                 self.duplicates += 1
                 continue  # a duplicate: delivered already
-            key = (op.origin, op.seq)
-            if self._deliverable(op):  # never waits, so the bound never holds it back
-                if key in self.pending:  # an earlier copy waited: it must not outlive this one
+            key = (o, s)
+            if s == have + 1 and covers(vv, op.deps):  # deliverable: never waits, so the bound never holds it back
+                if pending and key in pending:  # an earlier copy waited: it must not outlive this one
                     self._unpend(key)
-                self._advance(op)
+                self._append(op)
                 out.append(op)
                 continue
-            if key not in self.pending:
-                if len(self.pending) >= self.max_pending:
+            if key not in pending:
+                if len(pending) >= self.max_pending:
                     self.dropped_pending += 1
                     continue  # it will be resent
-                self.pending[key] = op
-                self._pending_origins[op.origin] = self._pending_origins.get(op.origin, 0) + 1
-        effects = self._delivered(out + self._drain())
+                pending[key] = op
+                self._pending_origins[o] = self._pending_origins.get(o, 0) + 1
+        if prev is not None:
+            _merge(kn, prev.deps)
+        if pending:
+            out += self._drain()
+        effects = self._delivered(out)
         if effects:  # an ack: the sender learns at once what we hold (CONSISTENCY WRITE <n>, WAIT)
             effects.append(Send(to=msg.sender, msg=self._sync(msg.sender)))
         return effects
@@ -310,9 +322,6 @@ class Replica:
             effects.append(Send(to=sender, msg=self._sync(sender)))
         return effects
 
-    def _deliverable(self, op: Op) -> bool:
-        return op.seq == self.vv.get(op.origin, 0) + 1 and covers(self.vv, op.deps)
-
     def _drain(self) -> list[Op]:
         """Deliver what the pending buffer can, in causal order: per origin, the next seq while
         its deps are covered, until a pass delivers nothing (O(delivered x origins), not a sort
@@ -329,7 +338,7 @@ class Replica:
                     if op is None or not covers(vv, op.deps):
                         break
                     self._unpend(key)
-                    self._advance(op)
+                    self._append(op)  # deliverable: the checks above are _advance's
                     out.append(op)
                     progress = True
         return out
@@ -363,6 +372,10 @@ class Replica:
         invariant(op.seq == have + 1, lambda: f"{self.id} delivers {op.origin}:{op.seq} after {have}")
         invariant(covers(self.vv, op.deps),
                   lambda: f"{self.id} delivers {op.origin}:{op.seq} with deps {op.deps} beyond vv {self.vv}")
+        self._append(op)
+
+    def _append(self, op: Op) -> None:
+        """Deliver ``op``, which the caller found deliverable (``_advance``'s checks hold)."""
         self.vv[op.origin] = op.seq
         self.log.append((self._next_pos, op))
         self._next_pos += 1
