@@ -488,6 +488,13 @@ class CrdtStore:
         joined state is durable), and its ops may still be delivered."""
         if seq <= self.vv.get(origin, 0):
             return []
+        if len(muts) == 1 and not self.kctx:
+            mut = muts[0]
+            if mut[0] == "put":
+                key = bytes(mut[1])
+                if self._put_fast(key, mut, origin, seq, hlc, deps):
+                    self.vv[origin] = seq
+                    return [key]
         changed: list[bytes] = []
 
         def seen(o: str, s: int) -> bool:
@@ -506,6 +513,36 @@ class CrdtStore:
         if seq > self.vv.get(origin, 0):
             self.vv[origin] = seq
         return changed
+
+    def _put_fast(
+        self, key: bytes, mut: Mut, origin: str, seq: int, hlc: int, deps: Mapping[str, int]
+    ) -> bool:
+        """An op whose one mutation is a ``put``, applied without the general path's
+        ``seen`` closure and dispatch, when ``key`` is absent or holds register and TTL
+        entries only (a key SET wrote before; False, nothing done, otherwise). The
+        same result as ``_apply_one``: no key context applies (the caller checks
+        ``kctx`` is empty) and the op has no earlier mutation, so an existing entry
+        is observed iff ``deps`` covers its dot; the new entries get the id
+        ``(origin, seq, 0)``."""
+        ks = self.data.get(key)
+        if ks is None:
+            ks = self.data[key] = KeyState()
+        elif ks.set or ks.hash or ks.lst:
+            return False
+        if self.hints:
+            self.hints.pop(key, None)
+        eid = (origin, seq, 0)
+        value = bytes(mut[2])
+        deadline = None if mut[3] is None else int(mut[3])
+        reg = ks.str.reg
+        if reg:
+            _drop_covered(reg, deps)
+        reg[eid] = (hlc, value)
+        ttl = ks.ttl
+        if ttl:
+            _drop_covered(ttl, deps)
+        ttl[eid] = (hlc, deadline)
+        return True
 
     def _apply_one(
         self, key: bytes, mut: Mut, origin: str, seq: int, i: int, hlc: int, seen: Any
@@ -837,6 +874,18 @@ def _drop_seen(entries: dict[Eid, Any], seen: Any) -> None:
                 entries.clear()
             return
     for e in [e for e in entries if seen(e[0], e[1])]:
+        del entries[e]
+
+
+def _drop_covered(entries: dict[Eid, Any], deps: Mapping[str, int]) -> None:
+    """``_drop_seen`` for an op with no earlier entry of its own: remove, in place,
+    the entries whose dot ``deps`` covers."""
+    if len(entries) == 1:
+        for e in entries:
+            if e[1] <= deps.get(e[0], 0):
+                entries.clear()
+            return
+    for e in [e for e in entries if e[1] <= deps.get(e[0], 0)]:
         del entries[e]
 
 
