@@ -177,7 +177,7 @@ class Replica:
     # ------------------------------------------------------------- writes
     def local(self, hlc: int, payload: object) -> tuple[Op, list[Effect]]:
         seq = self.vv[self.id] + 1
-        op = Op(origin=self.id, seq=seq, hlc=hlc, deps=dict(self.vv), payload=payload)
+        op = Op(self.id, seq, hlc, dict(self.vv), payload)  # origin, seq, hlc, deps, payload
         self.vv[self.id] = seq  # _advance without its checks: deps is vv itself, seq the next one
         self.log.append((self._next_pos, op))
         self._next_pos += 1
@@ -248,12 +248,11 @@ class Replica:
                 kn[o] = s
             if s > got.get(o, 0):
                 got[o] = s
-            have = vv.get(o, 0)
-            if s <= have:
+            if s <= vv.get(o, 0):
                 self.duplicates += 1
                 continue  # a duplicate: delivered already
             key = (o, s)
-            if s == have + 1 and covers(vv, op.deps):  # deliverable: never waits, so the bound never holds it back
+            if self._deliverable(op):  # never waits, so the bound never holds it back
                 if pending and key in pending:  # an earlier copy waited: it must not outlive this one
                     self._unpend(key)
                 self._append(op)
@@ -321,6 +320,9 @@ class Replica:
         if sender in self.neighbours:  # it need not wait for a heartbeat to send what follows
             effects.append(Send(to=sender, msg=self._sync(sender)))
         return effects
+
+    def _deliverable(self, op: Op) -> bool:
+        return op.seq == self.vv.get(op.origin, 0) + 1 and covers(self.vv, op.deps)
 
     def _drain(self) -> list[Op]:
         """Deliver what the pending buffer can, in causal order: per origin, the next seq while
@@ -390,7 +392,10 @@ class Replica:
     def _behind_base(self, nb: str) -> bool:
         """Does neighbour ``nb`` lack ops we no longer retain (it needs a state transfer)?"""
         kn = self.known[nb]
-        return any(kn.get(o, 0) < b for o, b in self.base.items())
+        for o, b in self.base.items():  # a loop, not any() over a generator: twice per local write
+            if kn.get(o, 0) < b:
+                return True
+        return False
 
     def _send_lacking(self, nb: str) -> list[Effect]:
         if nb not in self.heard:
