@@ -30,7 +30,7 @@ from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver
 from replikv.core.multileader.messages import Op, Sync
 from replikv.core.multileader.replica import Replica
-from replikv.kv.crdt_view import deliver_ops, materialize
+from replikv.kv.crdt_view import deliver_ops
 from replikv.kv.crdt_writes import translate
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
