@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.crdt.store import CrdtStore, ctr_totals, put_allowed
+from replikv.core.crdt.store import CrdtStore, _visible_parts, ctr_totals, put_allowed
 
 NODES = ["a", "b", "c"]
 KEYS = [b"k1", b"k2"]
@@ -350,10 +350,11 @@ class _GeneralPathStore(CrdtStore):
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
-def test_put_fast_path_equals_the_general_path(seed, n_cmds, conflicts):
+def test_short_ways_equal_the_general_path(seed, n_cmds, conflicts):
     """Each node has a twin applying the same ops in the same order with ``put`` always
     through ``apply_mut``: after every step both hold the same state (equal digests, ids
-    included), return the same changed keys and show the same values."""
+    included), return the same changed keys and show the same values; ``visible``'s short
+    ways (a string key, a counter alone) show what ``_visible_parts`` shows."""
     rng = random.Random(seed)
     stores = {n: CrdtStore(conflicts) for n in NODES}
     twins = {n: _GeneralPathStore(conflicts) for n in NODES}
@@ -363,6 +364,8 @@ def test_put_fast_path_equals_the_general_path(seed, n_cmds, conflicts):
         assert stores[node].digest() == twins[node].digest()
         for k in KEYS:
             assert stores[node].visible(k) == twins[node].visible(k)
+            ks = stores[node].state(k)  # visible's short ways show what every part shows
+            assert stores[node].visible(k) == (None if ks is None else _visible_parts(ks))
 
     pending = run_commands(rng, n_cmds, stores, apply, transfers=False)
     for n in NODES:

@@ -145,6 +145,7 @@ class Visible(NamedTuple):
     deadline_ms: int | None
 
 
+_new_visible = tuple.__new__  # Visible(...) without the NamedTuple's Python-level __new__
 # ---------------------------------------------------------------- counters
 
 
@@ -153,7 +154,10 @@ def ctr_value(ctr: Ctr) -> int:
 
 
 def ctr_live(ctr: Ctr) -> bool:
-    return any(p > bp or n > bn for p, n, bp, bn, _ in ctr.values())
+    for p, n, bp, bn, _ in ctr.values():  # a loop, not any() over a generator: on every read
+        if p > bp or n > bn:
+            return True
+    return False
 
 
 def ctr_totals(ctr: Ctr) -> dict[str, list[int]]:
@@ -363,6 +367,33 @@ class KeyState:
         return ks
 
 
+def _visible_parts(ks: KeyState) -> Visible | None:
+    """What ``CrdtStore.visible`` shows for a key in state ``ks``, from every part (its own
+    short ways for a string key and a counter alone must agree with this)."""
+    kind = ks.visible_type()
+    if kind is None:
+        return None
+    value: Any
+    if kind == "string":
+        value = ks.str.value()
+    elif kind == "set":
+        value = set(ks.set)
+    elif kind == "hash":
+        value = {}
+        for f, cell in ks.hash.items():
+            reg = cell.reg
+            if len(reg) == 1 and not cell.ctr:  # the common field: one entry
+                for _, one in reg.values():
+                    value[f] = one
+                continue
+            v = cell.value()
+            if v is not None:
+                value[f] = v
+    else:
+        value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
+    return Visible(kind, value, ks.deadline())
+
+
 def _digit(d: Sequence[Any]) -> Digit:
     return (int(d[0]), int(d[1]), str(d[2]), int(d[3]), int(d[4]), int(d[5]))
 
@@ -415,28 +446,20 @@ class CrdtStore:
         ks = self.data.get(key)
         if ks is None:
             return None
-        kind = ks.visible_type()
-        if kind is None:
-            return None
-        value: Any
-        if kind == "string":
-            value = ks.str.value()
-        elif kind == "set":
-            value = set(ks.set)
-        elif kind == "hash":
-            value = {}
-            for f, cell in ks.hash.items():
-                reg = cell.reg
-                if len(reg) == 1 and not cell.ctr:  # the common field: one entry
-                    for _, one in reg.values():
-                        value[f] = one
-                    continue
-                v = cell.value()
-                if v is not None:
-                    value[f] = v
-        else:
-            value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
-        return Visible(kind, value, ks.deadline())
+        cell = ks.str
+        if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
+            reg, ctr = cell.reg, cell.ctr
+            if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
+                for _, one in reg.values():
+                    return _new_visible(Visible, ("string", one, ks.deadline()))
+            if ctr and not reg:  # a counter alone: what INCR leaves (Cell.value, ctr_live)
+                total, live = 0, False
+                for p, n, bp, bn, _ in ctr.values():
+                    total += (p - bp) - (n - bn)
+                    if p > bp or n > bn:
+                        live = True
+                return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
+        return _visible_parts(ks)
 
     def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
         """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
