@@ -793,7 +793,8 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
             s = seen
         _assign(ks.str, eid, hlc, bytes(value), totals, s)
     elif kind == "ttl":
-        ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+        if ks.ttl:
+            _drop_seen(ks.ttl, seen)
         ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
     elif kind == "del":
         _, _, totals, htotals = mut
@@ -866,7 +867,8 @@ _MAY_EMPTY = frozenset(("del", "srem", "hdel", "lins", "lrem"))
 
 
 def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any) -> None:
-    cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
+    if cell.reg:
+        _drop_seen(cell.reg, seen)
     cell.reg[eid] = (hlc, value)
     if totals is not None:
         _ctr_reset(cell.ctr, totals)
@@ -925,7 +927,7 @@ def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: An
 
 def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
     if ks.str.reg:
-        ks.str.reg = {e: v for e, v in ks.str.reg.items() if not seen(e[0], e[1])}
+        _drop_seen(ks.str.reg, seen)
     if totals:
         _ctr_reset(ks.str.ctr, totals)
     if ks.set:
@@ -942,7 +944,7 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
     if ks.lst:
         ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
     if ks.ttl:
-        ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+        _drop_seen(ks.ttl, seen)
 
 
 def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -> bool:
