@@ -13,6 +13,7 @@ a tag it does not know with a logged warning instead of applying half an op.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,6 +85,7 @@ def _int(x: object, what: str, low: int = 0) -> int:
 
 
 _I64 = 1 << 63
+_intern = sys.intern
 
 
 def _vv(x: object, what: str) -> VV:
@@ -129,6 +131,9 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
                 raise MlCodecError("op origin: expected a non-empty string")
             if type(seq) is not int or not 1 <= seq < _I64:
                 raise MlCodecError("op seq: expected an integer in range (seq >= 1)")
+            # one str object per node id, as msgpack makes of map keys (the deps' keys): the
+            # store's entry ids hold it, and comparing them with deps is an identity check
+            origin = _intern(origin)
             if seq <= have.get(origin, 0):
                 dropped += 1
                 if seq > covered.get(origin, 0):

@@ -69,6 +69,7 @@ ours we do not have (we would reuse its seq).
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from collections.abc import Iterable
 
@@ -120,8 +121,8 @@ class Replica:
                  state_every_ticks: int = 20) -> None:
         invariant(retain_ops >= 1 and sync_every >= 1 and max_batch_ops >= 1 and window_ops >= 1
                   and max_pending >= 1, "bounds are positive")
-        self.id = node_id
-        self.nodes = sorted(set(nodes))
+        self.id = sys.intern(node_id)  # the str the decoder makes of it (codec.py): ids compare by identity
+        self.nodes = sorted({sys.intern(n) for n in nodes})
         self.topology = topology
         self.neighbours = neighbours_of(node_id, self.nodes, topology, hub)
         self.retain_ops = retain_ops
