@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.crdt.store import CrdtStore, ctr_totals, put_allowed
+from replikv.core.crdt.store import CrdtStore, _visible_parts, ctr_totals, put_allowed
 
 NODES = ["a", "b", "c"]
 KEYS = [b"k1", b"k2"]
@@ -337,3 +337,40 @@ def test_an_overwrite_is_one_put_in_multi_leader_mode_only():
     store.apply("a", 3, 3, {"a": 2}, [("incr", b"c", 1)])
     muts, _ = translate(store, [b"SET", b"c", b"5"], 1000, rng)
     assert [m[0] for m in muts] == ["del", "set", "ttl"] and muts[0][2] == {"a": [1, 0]}
+
+
+class _GeneralPathStore(CrdtStore):
+    """A store that applies every op through the general path (no ``_put_fast``)."""
+
+    __slots__ = ()
+
+    def _put_fast(self, *args: object) -> bool:
+        return False
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
+def test_short_ways_equal_the_general_path(seed, n_cmds, conflicts):
+    """Each node has a twin applying the same ops in the same order with ``put`` always
+    through ``apply_mut``: after every step both hold the same state (equal digests, ids
+    included), return the same changed keys and show the same values; ``visible``'s short
+    ways (a string key, a counter alone) show what ``_visible_parts`` shows."""
+    rng = random.Random(seed)
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    twins = {n: _GeneralPathStore(conflicts) for n in NODES}
+
+    def apply(node: str, op: tuple) -> None:
+        assert stores[node].apply(*op) == twins[node].apply(*op)
+        assert stores[node].digest() == twins[node].digest()
+        for k in KEYS:
+            assert stores[node].visible(k) == twins[node].visible(k)
+            ks = stores[node].state(k)  # visible's short ways show what every part shows
+            assert stores[node].visible(k) == (None if ks is None else _visible_parts(ks))
+
+    pending = run_commands(rng, n_cmds, stores, apply, transfers=False)
+    for n in NODES:
+        while ready := [op for op in pending[n] if deliverable(stores[n], op)]:
+            op = rng.choice(ready)
+            pending[n].remove(op)
+            apply(n, op)
+    assert len({s.digest() for s in stores.values()}) == 1

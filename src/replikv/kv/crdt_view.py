@@ -11,10 +11,11 @@ pops at the ends of a list), a rebuild of the key otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from replikv.core.crdt.store import CrdtStore
+from replikv.core.multileader.messages import Op
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 
@@ -218,3 +219,35 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
             hints[key] = set()  # in step once ``cmds`` are applied
     if cmds:
         view.apply(cmds, _CTX)
+
+
+def deliver_ops(
+    store: CrdtStore, view: StateMachine, ops: Sequence[Op], me: str, index: int
+) -> tuple[int, int, int, int]:
+    """Apply delivered ``ops`` (causal order, each once) to ``store`` in order, then bring
+    ``view``'s keys they changed to the store's visible state at once (nothing reads the view
+    in between). The ops take the view's positions ``index + 1, index + 2, ...``; each changed
+    key's WATCH index (``view.changes``) is that of the last op that changed it. Returns
+    ``(index after the ops, ops of other origins than me, their newest HLC, keys those left
+    with concurrent string values)``."""
+    store_data, touch = store.data, view.changes.touch
+    changed_keys: dict[bytes, None] = {}
+    received = conflicts = newest = 0
+    for op in ops:
+        remote = op.origin != me
+        if remote:
+            received += 1
+            if op.hlc > newest:
+                newest = op.hlc
+        changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
+        index += 1
+        for key in changed:
+            touch(key, index)
+            changed_keys[key] = None
+            if remote:
+                ks = store_data.get(key)
+                if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
+                    conflicts += 1
+    if changed_keys:
+        materialize(store, view, changed_keys)
+    return index, received, newest, conflicts

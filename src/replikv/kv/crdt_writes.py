@@ -201,9 +201,10 @@ class _Writer:
         mutation when the mode takes it and the key has no counter history
         (``put_allowed``) and no earlier mutation of this op; else ``del`` (if
         anything is stored), ``set`` and ``ttl``."""
-        vis = self.get(key)
-        if keepttl and vis is not None:
-            deadline = vis.deadline_ms
+        if keepttl:
+            vis = self.get(key)
+            if vis is not None:
+                deadline = vis.deadline_ms
         if self.put and key not in self.cleared and put_allowed(self.store.state(key)) \
                 and not any(m[1] == key for m in self.muts):
             self.muts.append(("put", key, value, deadline))
@@ -255,7 +256,7 @@ def _set(w: _Writer, argv: list[bytes]) -> Reply:
         else:
             raise SYNTAX_ERROR
         i += 1
-    vis = w.get(key)
+    vis = w.get(key) if get or nx or xx else None  # a plain SET need not read the key
     old = None
     if get:
         if vis is not None and vis.type != "string":

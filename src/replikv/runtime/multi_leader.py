@@ -66,7 +66,7 @@ from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.core.replies import NULL_ARRAY, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
-from replikv.kv.crdt_view import materialize
+from replikv.kv.crdt_view import deliver_ops, materialize
 from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
@@ -387,30 +387,12 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         """Apply ``ops`` to the store in order, then bring the view's keys they changed to
         the store's visible state at once (nothing reads the view in between: no await);
         each key's WATCH index is the op that changed it last."""
-        store, touch, me = self.store, self.sm.changes.touch, self.id
-        changed_keys: dict[bytes, None] = {}
-        received = conflicts = newest = 0
-        for op in ops:
-            remote = op.origin != me
-            if remote:
-                received += 1
-                if op.hlc > newest:
-                    newest = op.hlc
-            changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
-            self.applied_index += 1
-            for key in changed:
-                touch(key, self.applied_index)
-                changed_keys[key] = None
-                if remote:
-                    ks = store.data.get(key)
-                    if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
-                        conflicts += 1
+        self.applied_index, received, newest, conflicts = deliver_ops(self.store, self.sm, ops, self.id,
+                                                                      self.applied_index)
         if received:
             self.hlc.observe(newest, wall_ms())
             self.stats["ops_received"] += received
             self.stats["conflicts_merged"] += conflicts
-        if changed_keys:
-            materialize(store, self.sm, changed_keys)
 
     def _flush(self) -> None:
         """Commit the WAL, release the replies it made durable, then send."""

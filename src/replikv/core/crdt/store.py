@@ -145,6 +145,7 @@ class Visible(NamedTuple):
     deadline_ms: int | None
 
 
+_new_visible = tuple.__new__  # Visible(...) without the NamedTuple's Python-level __new__
 # ---------------------------------------------------------------- counters
 
 
@@ -153,7 +154,10 @@ def ctr_value(ctr: Ctr) -> int:
 
 
 def ctr_live(ctr: Ctr) -> bool:
-    return any(p > bp or n > bn for p, n, bp, bn, _ in ctr.values())
+    for p, n, bp, bn, _ in ctr.values():  # a loop, not any() over a generator: on every read
+        if p > bp or n > bn:
+            return True
+    return False
 
 
 def ctr_totals(ctr: Ctr) -> dict[str, list[int]]:
@@ -363,6 +367,33 @@ class KeyState:
         return ks
 
 
+def _visible_parts(ks: KeyState) -> Visible | None:
+    """What ``CrdtStore.visible`` shows for a key in state ``ks``, from every part (its own
+    short ways for a string key and a counter alone must agree with this)."""
+    kind = ks.visible_type()
+    if kind is None:
+        return None
+    value: Any
+    if kind == "string":
+        value = ks.str.value()
+    elif kind == "set":
+        value = set(ks.set)
+    elif kind == "hash":
+        value = {}
+        for f, cell in ks.hash.items():
+            reg = cell.reg
+            if len(reg) == 1 and not cell.ctr:  # the common field: one entry
+                for _, one in reg.values():
+                    value[f] = one
+                continue
+            v = cell.value()
+            if v is not None:
+                value[f] = v
+    else:
+        value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
+    return Visible(kind, value, ks.deadline())
+
+
 def _digit(d: Sequence[Any]) -> Digit:
     return (int(d[0]), int(d[1]), str(d[2]), int(d[3]), int(d[4]), int(d[5]))
 
@@ -415,28 +446,20 @@ class CrdtStore:
         ks = self.data.get(key)
         if ks is None:
             return None
-        kind = ks.visible_type()
-        if kind is None:
-            return None
-        value: Any
-        if kind == "string":
-            value = ks.str.value()
-        elif kind == "set":
-            value = set(ks.set)
-        elif kind == "hash":
-            value = {}
-            for f, cell in ks.hash.items():
-                reg = cell.reg
-                if len(reg) == 1 and not cell.ctr:  # the common field: one entry
-                    for _, one in reg.values():
-                        value[f] = one
-                    continue
-                v = cell.value()
-                if v is not None:
-                    value[f] = v
-        else:
-            value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
-        return Visible(kind, value, ks.deadline())
+        cell = ks.str
+        if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
+            reg, ctr = cell.reg, cell.ctr
+            if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
+                for _, one in reg.values():
+                    return _new_visible(Visible, ("string", one, ks.deadline()))
+            if ctr and not reg:  # a counter alone: what INCR leaves (Cell.value, ctr_live)
+                total, live = 0, False
+                for p, n, bp, bn, _ in ctr.values():
+                    total += (p - bp) - (n - bn)
+                    if p > bp or n > bn:
+                        live = True
+                return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
+        return _visible_parts(ks)
 
     def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
         """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
@@ -488,6 +511,13 @@ class CrdtStore:
         joined state is durable), and its ops may still be delivered."""
         if seq <= self.vv.get(origin, 0):
             return []
+        if len(muts) == 1 and not self.kctx:
+            mut = muts[0]
+            if mut[0] == "put":
+                key = bytes(mut[1])
+                if self._put_fast(key, mut, origin, seq, hlc, deps):
+                    self.vv[origin] = seq
+                    return [key]
         changed: list[bytes] = []
 
         def seen(o: str, s: int) -> bool:
@@ -506,6 +536,36 @@ class CrdtStore:
         if seq > self.vv.get(origin, 0):
             self.vv[origin] = seq
         return changed
+
+    def _put_fast(
+        self, key: bytes, mut: Mut, origin: str, seq: int, hlc: int, deps: Mapping[str, int]
+    ) -> bool:
+        """An op whose one mutation is a ``put``, applied without the general path's
+        ``seen`` closure and dispatch, when ``key`` is absent or holds register and TTL
+        entries only (a key SET wrote before; False, nothing done, otherwise). The
+        same result as ``_apply_one``: no key context applies (the caller checks
+        ``kctx`` is empty) and the op has no earlier mutation, so an existing entry
+        is observed iff ``deps`` covers its dot; the new entries get the id
+        ``(origin, seq, 0)``."""
+        ks = self.data.get(key)
+        if ks is None:
+            ks = self.data[key] = KeyState()
+        elif ks.set or ks.hash or ks.lst:
+            return False
+        if self.hints:
+            self.hints.pop(key, None)
+        eid = (origin, seq, 0)
+        value = bytes(mut[2])
+        deadline = None if mut[3] is None else int(mut[3])
+        reg = ks.str.reg
+        if reg:
+            _drop_covered(reg, deps)
+        reg[eid] = (hlc, value)
+        ttl = ks.ttl
+        if ttl:
+            _drop_covered(ttl, deps)
+        ttl[eid] = (hlc, deadline)
+        return True
 
     def _apply_one(
         self, key: bytes, mut: Mut, origin: str, seq: int, i: int, hlc: int, seen: Any
@@ -733,7 +793,8 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
             s = seen
         _assign(ks.str, eid, hlc, bytes(value), totals, s)
     elif kind == "ttl":
-        ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+        if ks.ttl:
+            _drop_seen(ks.ttl, seen)
         ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
     elif kind == "del":
         _, _, totals, htotals = mut
@@ -806,7 +867,8 @@ _MAY_EMPTY = frozenset(("del", "srem", "hdel", "lins", "lrem"))
 
 
 def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any) -> None:
-    cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
+    if cell.reg:
+        _drop_seen(cell.reg, seen)
     cell.reg[eid] = (hlc, value)
     if totals is not None:
         _ctr_reset(cell.ctr, totals)
@@ -840,6 +902,18 @@ def _drop_seen(entries: dict[Eid, Any], seen: Any) -> None:
         del entries[e]
 
 
+def _drop_covered(entries: dict[Eid, Any], deps: Mapping[str, int]) -> None:
+    """``_drop_seen`` for an op with no earlier entry of its own: remove, in place,
+    the entries whose dot ``deps`` covers."""
+    if len(entries) == 1:
+        for e in entries:
+            if e[1] <= deps.get(e[0], 0):
+                entries.clear()
+            return
+    for e in [e for e in entries if e[1] <= deps.get(e[0], 0)]:
+        del entries[e]
+
+
 def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: Any) -> None:
     eids = members.get(member)
     if eids is None:
@@ -853,7 +927,7 @@ def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: An
 
 def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
     if ks.str.reg:
-        ks.str.reg = {e: v for e, v in ks.str.reg.items() if not seen(e[0], e[1])}
+        _drop_seen(ks.str.reg, seen)
     if totals:
         _ctr_reset(ks.str.ctr, totals)
     if ks.set:
@@ -870,7 +944,7 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
     if ks.lst:
         ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
     if ks.ttl:
-        ks.ttl = {e: v for e, v in ks.ttl.items() if not seen(e[0], e[1])}
+        _drop_seen(ks.ttl, seen)
 
 
 def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -> bool:

@@ -13,6 +13,7 @@ a tag it does not know with a logged warning instead of applying half an op.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,6 +85,7 @@ def _int(x: object, what: str, low: int = 0) -> int:
 
 
 _I64 = 1 << 63
+_intern = sys.intern
 
 
 def _vv(x: object, what: str) -> VV:
@@ -101,9 +103,9 @@ def _vv(x: object, what: str) -> VV:
 
 
 def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
-    """An ``Ops`` frame (``data[:2]`` is its header and tag), read op by op: an op whose seq
-    ``have`` covers is skipped past its origin and seq (never built: the replica would drop it
-    as a duplicate), the others are checked field by field and come with their bytes
+    """An ``Ops`` frame (``data[:2]`` is its header and tag), read op by op (each one
+    ``unpack`` call): an op whose seq ``have`` covers is only counted (the replica would drop
+    it as a duplicate), the others are checked field by field and come with their bytes
     (``Ops.packed``: ``pack_op``'s form, what the receiver's WAL holds)."""
     up = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True)
     up.feed(data)
@@ -111,35 +113,39 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
         up.read_array_header()
         up.skip()  # the tag
         sender = _str(up.unpack(), "sender")
-        header, unpack, skip = up.read_array_header, up.unpack, up.skip
+        unpack, tell = up.unpack, up.tell
         ops: list[Op] = []
         packed: list[bytes] = []
         covered: dict[str, int] = {}
         dropped = 0
-        tell = up.tell
-        for _ in range(header()):
-            start = tell()
-            if header() != 5:
+        count = up.read_array_header()
+        end = tell()
+        for _ in range(count):
+            start = end
+            wire = unpack()  # one call per op (C): a duplicate is built too, then dropped
+            end = tell()
+            if type(wire) is not list or len(wire) != 5:
                 raise MlCodecError("op: expected [origin, seq, hlc, deps, payload]")
-            origin, seq = unpack(), unpack()
+            origin, seq, hlc, deps, payload = wire
             if type(origin) is not str or not origin:
                 raise MlCodecError("op origin: expected a non-empty string")
             if type(seq) is not int or not 1 <= seq < _I64:
                 raise MlCodecError("op seq: expected an integer in range (seq >= 1)")
+            # one str object per node id, as msgpack makes of map keys (the deps' keys): the
+            # store's entry ids hold it, and comparing them with deps is an identity check
+            origin = _intern(origin)
             if seq <= have.get(origin, 0):
-                skip(), skip(), skip()
                 dropped += 1
                 if seq > covered.get(origin, 0):
                     covered[origin] = seq
                 continue
-            hlc = unpack()
             if type(hlc) is not int or not 0 <= hlc < _I64:
                 raise MlCodecError("op hlc: expected an integer in range")
-            deps = _vv(unpack(), "op deps")
+            deps = _vv(deps, "op deps")
             if deps.get(origin, 0) != seq - 1:
                 raise MlCodecError(f"op {origin}:{seq}: deps[{origin}] must be {seq - 1}")
-            ops.append(Op(origin=origin, seq=seq, hlc=hlc, deps=deps, payload=unpack()))
-            packed.append(data[start:tell()])
+            ops.append(Op(origin, seq, hlc, deps, payload))
+            packed.append(data[start:end])
         if up.tell() != len(data):
             raise MlCodecError("trailing bytes after the ops")
     except MlCodecError:

@@ -1,4 +1,4 @@
-"""Peer messages of the multi-leader replica (frozen dataclasses, DESIGN.md).
+"""Peer messages of the multi-leader replica (frozen dataclasses, DESIGN.md; ``Ops`` is not frozen).
 
 - ``Op``: one write made at ``origin``: its ``seq`` (the origin's own counter,
   1, 2, ...), its HLC timestamp, ``deps`` (the origin's version vector when it
@@ -53,8 +53,11 @@ class Sync:
     matrix: dict[str, VV]  # node -> the vv the sender knows that node has
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Ops:
+    """Not frozen, as the effects (effects.py): one is built per local write; never changed
+    once built."""
+
     sender: str
     ops: tuple[Op, ...]
     # Not sent: filled in by the receiver's decoder (codec.decode), which leaves out the ops its

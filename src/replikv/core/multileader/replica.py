@@ -69,6 +69,7 @@ ours we do not have (we would reuse its seq).
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_left
 from collections.abc import Iterable
 
@@ -120,8 +121,8 @@ class Replica:
                  state_every_ticks: int = 20) -> None:
         invariant(retain_ops >= 1 and sync_every >= 1 and max_batch_ops >= 1 and window_ops >= 1
                   and max_pending >= 1, "bounds are positive")
-        self.id = node_id
-        self.nodes = sorted(set(nodes))
+        self.id = sys.intern(node_id)  # the str the decoder makes of it (codec.py): ids compare by identity
+        self.nodes = sorted({sys.intern(n) for n in nodes})
         self.topology = topology
         self.neighbours = neighbours_of(node_id, self.nodes, topology, hub)
         self.retain_ops = retain_ops
@@ -177,7 +178,7 @@ class Replica:
     # ------------------------------------------------------------- writes
     def local(self, hlc: int, payload: object) -> tuple[Op, list[Effect]]:
         seq = self.vv[self.id] + 1
-        op = Op(origin=self.id, seq=seq, hlc=hlc, deps=dict(self.vv), payload=payload)
+        op = Op(self.id, seq, hlc, dict(self.vv), payload)  # origin, seq, hlc, deps, payload
         self.vv[self.id] = seq  # _advance without its checks: deps is vv itself, seq the next one
         self.log.append((self._next_pos, op))
         self._next_pos += 1
@@ -235,29 +236,40 @@ class Replica:
             _merge(kn, msg.covered)
             _merge(got, msg.covered)
         out: list[Op] = []
+        vv, pending = self.vv, self.pending
+        prev: Op | None = None
         for op in msg.ops:
-            _merge(kn, op.deps)
-            if op.seq > kn.get(op.origin, 0):
-                kn[op.origin] = op.seq
-            if op.seq > got.get(op.origin, 0):
-                got[op.origin] = op.seq
-            if op.seq <= self.vv.get(op.origin, 0):
+            o, s = op.origin, op.seq
+            # the sender had op's deps: merged once per run of one origin's consecutive ops, whose
+            # deps only grow along the run (each is the origin's vv when it made the op)
+            if prev is not None and (prev.origin != o or prev.seq + 1 != s):
+                _merge(kn, prev.deps)
+            prev = op
+            if s > kn.get(o, 0):
+                kn[o] = s
+            if s > got.get(o, 0):
+                got[o] = s
+            if s <= vv.get(o, 0):
                 self.duplicates += 1
                 continue  # a duplicate: delivered already
-            key = (op.origin, op.seq)
+            key = (o, s)
             if self._deliverable(op):  # never waits, so the bound never holds it back
-                if key in self.pending:  # an earlier copy waited: it must not outlive this one
+                if pending and key in pending:  # an earlier copy waited: it must not outlive this one
                     self._unpend(key)
-                self._advance(op)
+                self._append(op)
                 out.append(op)
                 continue
-            if key not in self.pending:
-                if len(self.pending) >= self.max_pending:
+            if key not in pending:
+                if len(pending) >= self.max_pending:
                     self.dropped_pending += 1
                     continue  # it will be resent
-                self.pending[key] = op
-                self._pending_origins[op.origin] = self._pending_origins.get(op.origin, 0) + 1
-        effects = self._delivered(out + self._drain())
+                pending[key] = op
+                self._pending_origins[o] = self._pending_origins.get(o, 0) + 1
+        if prev is not None:
+            _merge(kn, prev.deps)
+        if pending:
+            out += self._drain()
+        effects = self._delivered(out)
         if effects:  # an ack: the sender learns at once what we hold (CONSISTENCY WRITE <n>, WAIT)
             effects.append(Send(to=msg.sender, msg=self._sync(msg.sender)))
         return effects
@@ -329,7 +341,7 @@ class Replica:
                     if op is None or not covers(vv, op.deps):
                         break
                     self._unpend(key)
-                    self._advance(op)
+                    self._append(op)  # deliverable: the checks above are _advance's
                     out.append(op)
                     progress = True
         return out
@@ -363,6 +375,10 @@ class Replica:
         invariant(op.seq == have + 1, lambda: f"{self.id} delivers {op.origin}:{op.seq} after {have}")
         invariant(covers(self.vv, op.deps),
                   lambda: f"{self.id} delivers {op.origin}:{op.seq} with deps {op.deps} beyond vv {self.vv}")
+        self._append(op)
+
+    def _append(self, op: Op) -> None:
+        """Deliver ``op``, which the caller found deliverable (``_advance``'s checks hold)."""
         self.vv[op.origin] = op.seq
         self.log.append((self._next_pos, op))
         self._next_pos += 1
@@ -377,7 +393,10 @@ class Replica:
     def _behind_base(self, nb: str) -> bool:
         """Does neighbour ``nb`` lack ops we no longer retain (it needs a state transfer)?"""
         kn = self.known[nb]
-        return any(kn.get(o, 0) < b for o, b in self.base.items())
+        for o, b in self.base.items():  # a loop, not any() over a generator: twice per local write
+            if kn.get(o, 0) < b:
+                return True
+        return False
 
     def _send_lacking(self, nb: str) -> list[Effect]:
         if nb not in self.heard:
