@@ -112,6 +112,7 @@ _WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (group leader cu
 
 
 class ShardedRaftRunner(BaseRunner):
+    coalesce_peer_frames = True  # every group's batches and forwarded commands to a peer: one write
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
         opts = self.options
