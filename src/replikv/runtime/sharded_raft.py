@@ -890,6 +890,7 @@ class ShardedRaftRunner(BaseRunner):
         self._flush_clients()
         if ready.groups:  # a role can only change with a group's effects
             self._announce()
+        self.transport.write_held()  # this drain's frames (batches, forwarded replies) leave now
         for g in written:
             grp = self.groups[g]
             if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
