@@ -248,3 +248,56 @@ def test_which_messages_create_a_replica_on_demand() -> None:
     assert creates_replica(beat, 0) and not creates_replica(beat, 1)
     assert not creates_replica(RequestVote(term=3, src=2, dst=4, last_log_index=10, last_log_term=2), 0)
     assert not creates_replica(HeartbeatResponse(term=2, src=1, dst=4), 0)
+
+
+def test_async_persist_puts_replication_in_early_batches_and_acks_in_the_late_ones() -> None:
+    """With ``async_persist`` (``--fsync always``), a leader's AppendEntries are in
+    ``Ready.early`` (they may leave between the WAL write and the fsync, thesis §10.2.1), while a
+    follower's acknowledgement and a vote stay in ``Ready.batches`` (after the fsync); the leader
+    commits only once told its own copy is durable or a majority of followers hold it."""
+    import random
+
+    from replikv.core.multiraft.host import GroupHost
+    from replikv.core.raft.messages import AppendEntries, AppendEntriesResponse, RequestVoteResponse
+    from replikv.core.raft.node import RaftNode, Role
+
+    hosts = {n: GroupHost(n, heartbeat_ticks=1, election_timeout_ticks=10, async_persist=True) for n in (1, 2, 3)}
+    for n, h in hosts.items():
+        h.add_group(0, RaftNode(n, voters=(1, 2, 3), rng=random.Random(n), async_persist=True))
+
+    def deliver(batches: list) -> None:  # type: ignore[type-arg]
+        for b in batches:
+            hosts[b.dst].step(b)
+
+    hosts[1].call(0, hosts[1].groups[0].campaign())
+    for _ in range(10):  # the election: votes are late messages
+        readies = {n: h.ready() for n, h in hosts.items()}
+        for n, r in readies.items():
+            assert not any(type(m) is RequestVoteResponse for b in r.early for _g, m in b.msgs)
+            deliver(r.early)
+            deliver(r.batches)
+        if hosts[1].groups[0].role is Role.LEADER:
+            break
+    leader = hosts[1].groups[0]
+    assert leader.role is Role.LEADER
+    for _ in range(5):  # settle the election's entry everywhere
+        for n, h in hosts.items():
+            r = h.ready()
+            if n == 1 and leader.log.last_index:
+                h.call(0, leader.advance(persisted=(leader.log.last_index, leader.term)))
+                r2 = h.ready()
+                r.early += r2.early
+                r.batches += r2.batches
+            deliver(r.early)
+            deliver(r.batches)
+    hosts[1].propose(0, [(b"x", 1, None, None)])
+    r = hosts[1].ready()
+    appends = [(b.dst, m) for b in r.early for _g, m in b.msgs if type(m) is AppendEntries and m.entries]
+    assert sorted(dst for dst, _m in appends) == [2, 3]
+    assert not any(type(m) is AppendEntries for b in r.batches for _g, m in b.msgs)
+    index = appends[0][1].entries[-1].index
+    assert leader.log.commit < index  # no follower answered, the leader's copy not durable yet
+    deliver(r.early)
+    follower = hosts[2].ready()
+    acks = [m for b in follower.batches for _g, m in b.msgs if type(m) is AppendEntriesResponse]
+    assert acks and not any(type(m) is AppendEntriesResponse for b in follower.early for _g, m in b.msgs)
