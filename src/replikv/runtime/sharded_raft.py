@@ -44,7 +44,12 @@ Persistence: one node log holds every group's entries and hard state
 (storage/node_log.py); what a loop iteration logged is committed (one write,
 one fsync by the policy, forced for a changed term or vote) before any batch
 leaves, so a vote or an acknowledgement never leaves ahead of what it stands
-for (the host's ordering contract). Snapshots are per group, taken on the loop when
+for (the host's ordering contract). Under ``--fsync always`` the leaders'
+replication batches leave between that write and its fsync (the cores'
+``async_persist``, thesis §10.2.1, as the unsharded raft node does), and each
+leader counts its own copy once the fsync is done (``_drain``). Every frame a
+drain sends to a peer leaves in one write at its end (the transport's
+coalescing, runtime/tcp_transport.py). Snapshots are per group, taken on the loop when
 the group logged ``--snapshot-bytes`` since its last one (a group holds a share
 of the node's data); once a second the log's segments no group needs go, after
 the groups that pin old ones are carried forward (``LOG_SEGMENTS_KEPT``).
