@@ -44,12 +44,9 @@ Persistence: one node log holds every group's entries and hard state
 (storage/node_log.py); what a loop iteration logged is committed (one write,
 one fsync by the policy, forced for a changed term or vote) before any batch
 leaves, so a vote or an acknowledgement never leaves ahead of what it stands
-for (the host's ordering contract). Under ``--fsync always`` the leaders'
-replication batches leave between that write and its fsync (the cores'
-``async_persist``, thesis §10.2.1, as the unsharded raft node does), and each
-leader counts its own copy once the fsync is done (``_drain``). Every frame a
-drain sends to a peer leaves in one write at its end (the transport's
-coalescing, runtime/tcp_transport.py). Snapshots are per group, taken on the loop when
+for (the host's ordering contract). Every frame a drain sends to a peer
+leaves in one write at its end (the transport's coalescing,
+runtime/tcp_transport.py). Snapshots are per group, taken on the loop when
 the group logged ``--snapshot-bytes`` since its last one (a group holds a share
 of the node's data); once a second the log's segments no group needs go, after
 the groups that pin old ones are carried forward (``LOG_SEGMENTS_KEPT``).
@@ -143,10 +140,8 @@ class ShardedRaftRunner(BaseRunner):
         incarnation = int(state.get("incarnation", 0)) + 1
         self.node_state = {**state, "incarnation": incarnation, "placement": encode_placement(named)}
         self.node_meta.save(self.node_state)
-        # --fsync always: a leader's replication traffic leaves before the fsync (_drain)
-        self.async_persist = opts.fsync == "always"
         self.host = GroupHost(self.raft_id, heartbeat_ticks=hb_ticks, election_timeout_ticks=self.election_ticks,
-                              incarnation=incarnation, async_persist=self.async_persist)
+                              incarnation=incarnation)
         self.groups: dict[int, RaftGroup] = {}
         self.hb_ticks = hb_ticks
         self.tombstones = {int(g): int(i) for g, i in state.get("tombstones", {}).items()}  # _drop_group
@@ -668,7 +663,7 @@ class ShardedRaftRunner(BaseRunner):
         return RaftGroup(g, self.data_dir / "groups" / f"g{g}", self.options, self.raft_id, members,
                          self.election_ticks, self.hb_ticks, slot_map=SlotMap.even(self.options.shards),  # the
                          # initial map: the group's log (SlotMoves) records the moves beyond it
-                         disk_errors=self.disk_errors, node_log=self.node_log, async_persist=self.async_persist,
+                         disk_errors=self.disk_errors, node_log=self.node_log,
                          on_config=functools.partial(self._config_applied, g))
 
     def _address_learned(self, name: str) -> None:
@@ -835,14 +830,7 @@ class ShardedRaftRunner(BaseRunner):
     # -- the loop --------------------------------------------------------------------------------
     def _drain(self) -> None:
         """Host inputs of this iteration, then its Ready: every Persist, each written WAL committed,
-        then applies and replies, and only then the batches (core/multiraft/host.py contract).
-
-        Under ``--fsync always`` (the cores' ``async_persist``, as the unsharded raft node;
-        thesis §10.2.1) the node log is written, the leaders' replication batches
-        (``Ready.early``) leave, applies and replies are carried out, and only then comes the
-        one fsync, after which the other batches leave (acknowledgements, votes) and each
-        leader that logged entries counts its own copy (``advance(persisted=...)``); what that
-        commits is carried out by the next round of the same drain."""
+        then applies and replies, and only then the batches (core/multiraft/host.py contract)."""
         self._drain_scheduled = False
         host = self.host
         if self.disk_error is None:
@@ -852,31 +840,8 @@ class ShardedRaftRunner(BaseRunner):
             reads, self.pending_reads = self.pending_reads, {}
             for g, rs in reads.items():
                 host.read(g, rs)
-        while True:
-            durable = self._carry_out(host.ready())
-            if not durable:
-                break
-            for g in durable:
-                self._count_own_copy(g)
-
-    def _count_own_copy(self, g: int) -> None:
-        """async_persist: group ``g``'s leader counts its entries the node log holds on disk."""
-        grp = self.groups.get(g)
-        if grp is None or grp.core.role is not Role.LEADER:
-            return
-        index = grp.wal.durable_index
-        try:
-            term = int(grp.core.log.term(index) or 0)
-        except RaftError:
-            return  # compacted: older than anything a leader's count waits for
-        self.host.call(g, grp.core.advance(persisted=(index, term)))
-
-    def _carry_out(self, ready: Any) -> list[int]:
-        """One Ready (``_drain``); returns the leader groups whose entries an fsync of this round
-        made durable (async_persist), for them to count their own copy."""
+        ready = host.ready()
         written: set[int] = set()
-        logged: list[int] = []  # groups that logged entries this round
-        split = self.async_persist
         try:
             if self.disk_errors:
                 raise self.disk_errors.pop()
@@ -885,15 +850,10 @@ class ShardedRaftRunner(BaseRunner):
                     if type(e) is Persist:
                         self.groups[g].persist(e)
                         written.add(g)
-                        if e.entries:
-                            logged.append(g)
             if self.disk_error is None and self.node_log.pending:
-                # every group's records: one write, one fsync (storage/node_log.py); split: the fsync below
-                self.node_log.write() if split else self.node_log.commit()
+                self.node_log.commit()  # every group's records: one write, one fsync (storage/node_log.py)
         except (WalFailedError, OSError) as exc:
             self._disk_failed(exc)  # the WALs keep what they could not write; retried (runtime/base.py)
-        if self.disk_error is None and ready.early:
-            self._send_batches(ready.early)
         for g, effects in ready.groups:
             grp = self.groups[g]
             for e in effects:
@@ -921,16 +881,12 @@ class ShardedRaftRunner(BaseRunner):
                 grp.txns_released = False
                 if g in self.parked:
                     self._unpark(g)
-        durable: list[int] = []
-        if split and self.disk_error is None and self.node_log.dirty:
-            try:
-                self.node_log.fsync_now()  # group commit: one fsync for every group's writes
-            except (WalFailedError, OSError) as exc:
-                self._disk_failed(exc)
-            else:
-                durable = [g for g in dict.fromkeys(logged) if self.leads(g)]
         if self.disk_error is None:
-            self._send_batches(ready.batches)
+            send = self.transport.send
+            for b in ready.batches:
+                name = self.names.get(b.dst)
+                if name is not None:
+                    send(name, BATCH + batch_codec.encode(b))
         if self.ready_reads:
             self._serve_ready_reads()
         self._flush_clients()
@@ -938,17 +894,9 @@ class ShardedRaftRunner(BaseRunner):
             self._announce()
         self.transport.write_held()  # this drain's frames (batches, forwarded replies) leave now
         for g in written:
-            grp = self.groups.get(g)
-            if grp is not None and grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
+            grp = self.groups[g]
+            if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
                 self._snapshot(grp)
-        return durable
-
-    def _send_batches(self, batches: list[Any]) -> None:
-        send = self.transport.send
-        for b in batches:
-            name = self.names.get(b.dst)
-            if name is not None:
-                send(name, BATCH + batch_codec.encode(b))
 
     def _resolve_write(self, g: int, rid: object, result: Any, index: int) -> None:
         if type(rid) is tuple:  # ("expiry", g): the group's EXPIREDUE applied; ("move", g): a step
@@ -1261,10 +1209,6 @@ class ShardedRaftRunner(BaseRunner):
         self._flush_clients()
 
     def _on_disk_resumed(self) -> None:
-        """The kept records are durable now: under async_persist each leader counts its own copy."""
-        if self.async_persist:
-            for g in list(self.groups):
-                self._count_own_copy(g)
         self._schedule()
 
     def digest(self) -> bytes:

@@ -228,19 +228,6 @@ class NodeLog:
             self.wal.fsync_now()
             self._force = False
 
-    def write(self) -> None:
-        """``commit`` without its fsync, whatever the policy (asynchronous persistence: the caller
-        sends what may leave before the fsync, then calls ``fsync_now``)."""
-        if self.pending:
-            items, self.pending = self.pending, []
-            self.wal.append_entries(self.wal.last_index + 1, items)
-        self.wal.write()
-
-    @property
-    def dirty(self) -> int:
-        """Bytes written but not yet fsynced."""
-        return self.wal.dirty
-
     # -- reclaim ---------------------------------------------------------------------------------
     def reclaim(self) -> int:
         """Delete the segments no hosted group needs (module docstring); the segments deleted."""
@@ -271,7 +258,6 @@ class NodeLog:
     # -- what BaseRunner's fsync loop, disk guard and INFO ask of "the WAL" ----------------------
     def fsync_now(self) -> None:
         self.wal.fsync_now()
-        self._force = False  # a forced item written is durable now
 
     def retry(self) -> bool:
         return self.wal.retry()

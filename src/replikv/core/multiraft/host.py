@@ -53,11 +53,7 @@ every group (one WAL write and ONE fsync for all of them: persistence batched
 across groups), then every other effect of each group in list order
 (RestoreSnapshot, Apply, Reply, ReadReady), and only then sends the batches,
 which may carry votes and acknowledgements that depend on what was persisted.
-With ``async_persist`` (the groups' cores built with it too; thesis §10.2.1),
-the messages ``may_send_before_sync`` allows (a leader's replication traffic)
-are in ``Ready.early`` instead, batches the driver may send between the WAL
-write and its fsync; ``Ready.batches`` still wait for the fsync, after which
-the driver reports each leader's durable index (``advance(persisted=...)``).
+The groups are built without ``async_persist``.
 """
 
 from __future__ import annotations
@@ -67,7 +63,7 @@ from dataclasses import dataclass, field
 
 from replikv.core.invariant import invariant
 from replikv.core.multiraft.messages import Batch, Quiesce
-from replikv.core.raft.effects import Effect, Send, may_send_before_sync
+from replikv.core.raft.effects import Effect, Send
 from replikv.core.raft.messages import (AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse,
                                         InstallSnapshot, RaftMsg)
 from replikv.core.raft.node import RaftNode, Role
@@ -103,7 +99,6 @@ class Ready:
 
     groups: list[tuple[int, list[Effect]]] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
-    early: list[Batch] = field(default_factory=list)  # async_persist: may leave before the fsync
 
 
 class GroupHost:
@@ -120,7 +115,6 @@ class GroupHost:
         liveness_timeout_ticks: int | None = None,
         incarnation: int = 0,
         quiesce: bool = True,
-        async_persist: bool = False,
     ) -> None:
         invariant(0 < heartbeat_ticks < election_timeout_ticks, "heartbeat below election timeout")
         self.node = node
@@ -140,9 +134,7 @@ class GroupHost:
         self.sent_at: dict[int, int] = {}  # peer -> tick a batch last went to it
         self.stats = {"batches_sent": 0, "messages_sent": 0, "pings_sent": 0, "quiesced": 0,
                       "woken": 0, "peers_died": 0, "leaders_forgotten": 0}
-        self.async_persist = async_persist  # module doc: Ready.early
         self._msgs: dict[int, list[tuple[int, RaftMsg]]] = {}
-        self._early: dict[int, list[tuple[int, RaftMsg]]] = {}
         self._quiesce: dict[int, list[Quiesce]] = {}
         self._wake: dict[int, list[int]] = {}
         self._effects: list[tuple[int, list[Effect]]] = []
@@ -190,8 +182,7 @@ class GroupHost:
                 self._quiesce_leader(group, raft)
         for peer in self.peers:
             if (now - self.sent_at.get(peer, -self.heartbeat_ticks) >= self.heartbeat_ticks
-                    and peer not in self._msgs and peer not in self._early and peer not in self._quiesce
-                    and peer not in self._wake):
+                    and peer not in self._msgs and peer not in self._quiesce and peer not in self._wake):
                 self._msgs[peer] = []  # the liveness ping (an empty batch)
 
     def step(self, batch: Batch) -> None:
@@ -243,13 +234,6 @@ class GroupHost:
         """Everything produced since the last call: per-group effects and one batch per peer."""
         out = Ready(groups=self._effects)
         self._effects = []
-        for dst in sorted(self._early):
-            b = Batch(src=self.node, dst=dst, incarnation=self.incarnation, msgs=tuple(self._early[dst]))
-            out.early.append(b)
-            self.sent_at[dst] = self.now_ticks
-            self.stats["batches_sent"] += 1
-            self.stats["messages_sent"] += len(b.msgs)
-        self._early.clear()
         for dst in sorted(set(self._msgs) | set(self._quiesce) | set(self._wake)):
             b = Batch(src=self.node, dst=dst, incarnation=self.incarnation,
                       msgs=tuple(self._msgs.get(dst, ())), quiesce=tuple(self._quiesce.get(dst, ())),
@@ -270,8 +254,7 @@ class GroupHost:
         rest: list[Effect] = []
         for e in effects:
             if type(e) is Send:
-                out = self._early if self.async_persist and may_send_before_sync(e) else self._msgs
-                out.setdefault(e.to, []).append((group, e.msg))
+                self._msgs.setdefault(e.to, []).append((group, e.msg))
             else:
                 rest.append(e)
         if rest:
