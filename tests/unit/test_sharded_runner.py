@@ -33,6 +33,9 @@ class _NoTransport:
     def send(self, name: str, frame: bytes) -> None:
         self.sent.append((name, frame))
 
+    def write_held(self) -> None:
+        """Frames are recorded as sent: nothing is held."""
+
 
 def _runner(directory: Path, cls: type[ShardedRaftRunner] | None = None, elect: bool = True,
             **options: Any) -> ShardedRaftRunner:

@@ -280,3 +280,29 @@ def test_seal_and_open_round_trip(size: int) -> None:
     assert len(sealed) == size + peer_auth.TAG_BYTES
     assert peer_auth.FrameOpener(b"a" * 32).open(sealed) == payload
     assert peer_auth.FrameOpener(b"b" * 32).open(sealed) is None
+
+
+def test_coalescing_writes_an_iterations_frames_to_a_peer_at_once_in_order() -> None:
+    """With ``coalesce``, the frames sent to a peer in one loop iteration leave in one write at
+    its end, sealed in send order (the receiver checks every MAC and its sequence number); held
+    frames count in ``buffered_bytes``; ``stop`` writes what is still held."""
+    async def main() -> None:
+        p1, p2 = free_ports(2)
+        ports = {"n1": p1, "n2": p2}
+        a, b = Node("n1", ports, coalesce=True), Node("n2", ports)
+        await a.t.start()
+        await b.t.start()
+        await until(lambda: a.t.connected("n2") and b.t.connected("n1"), what="both directions")
+        for i in range(50):
+            assert a.t.send("n2", b"frame %d" % i)
+        assert a.t.stats == {"frames_sent": 50, "frame_writes": 0}  # held until the iteration ends
+        assert a.t.buffered_bytes("n2") >= sum(len(b"frame %d" % i) for i in range(50))
+        await until(lambda: len(b.frames) == 50, what="50 frames")
+        assert b.frames == [("n1", b"frame %d" % i) for i in range(50)]
+        assert a.t.stats == {"frames_sent": 50, "frame_writes": 1}
+        assert a.t.send("n2", b"sent just before the stop")
+        await a.t.stop()
+        await until(lambda: len(b.frames) == 51, what="the frame held at the stop")
+        assert b.frames[-1] == ("n1", b"sent just before the stop")
+        await b.t.stop()
+    run(main)

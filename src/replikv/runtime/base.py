@@ -167,7 +167,8 @@ class BaseRunner:
             on_disconnected=self._on_peer_disconnected,
             max_frame_bytes=opts.max_bulk_len + 64 * 1024 * 1024,
             ssl_server=peer_tls[0], ssl_client=peer_tls[1], peer_delay_ms=opts.peer_delay_ms,
-            peer_jitter_ms=opts.peer_jitter_ms, link_delays=opts.link_delays(self.id))
+            peer_jitter_ms=opts.peer_jitter_ms, link_delays=opts.link_delays(self.id),
+            coalesce=self.coalesce_peer_frames)
         await self.transport.start()
         self.server = await loop.create_server(lambda: ClientConnection(self), self.address.host,
                                                self.address.port, reuse_address=True)
@@ -260,6 +261,9 @@ class BaseRunner:
             yield now
 
     _drain_scheduled = False
+    # the peer transport holds the frames sent in a loop iteration and writes each peer's in one
+    # write at its end (runtime/tcp_transport.py, coalescing): the sharded raft mode's many groups
+    coalesce_peer_frames = False
 
     def _schedule(self) -> None:
         """Run the mode's ``_drain`` once at the end of this loop iteration (raft: one core call
@@ -744,6 +748,21 @@ class BaseRunner:
         conn.reply(RespError(f"STALE follower {self.id} may be {staleness} ms behind the leader, "
                              f"above the bound of {conn.read_bound_ms} ms"))
         return True
+
+    _flush_scheduled = False
+
+    def flush_clients_soon(self) -> None:
+        """``_flush_clients`` once at the end of this loop iteration: replies resolved one by one
+        as peer frames arrive (forwarded commands' replies) leave in one write per client."""
+        if not hasattr(self, "loop"):
+            self._flush_clients()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush_clients()
 
     def _flush_clients(self) -> None:
         if self.blocking.queues:

@@ -152,7 +152,7 @@ class Forwarder:
         if index:
             entry.conn.session_index = max(entry.conn.session_index, index)
         entry.slot.resolve(data)
-        self.node._flush_clients()
+        self.node.flush_clients_soon()  # a frame's replies for one client leave in one write
 
     def expire(self, now: float) -> bool:
         """Answer the requests whose deadline passed; True if any was."""

@@ -44,7 +44,9 @@ Persistence: one node log holds every group's entries and hard state
 (storage/node_log.py); what a loop iteration logged is committed (one write,
 one fsync by the policy, forced for a changed term or vote) before any batch
 leaves, so a vote or an acknowledgement never leaves ahead of what it stands
-for (the host's ordering contract). Snapshots are per group, taken on the loop when
+for (the host's ordering contract). Every frame a drain sends to a peer
+leaves in one write at its end (the transport's coalescing,
+runtime/tcp_transport.py). Snapshots are per group, taken on the loop when
 the group logged ``--snapshot-bytes`` since its last one (a group holds a share
 of the node's data); once a second the log's segments no group needs go, after
 the groups that pin old ones are carried forward (``LOG_SEGMENTS_KEPT``).
@@ -112,6 +114,7 @@ _WRITE_EXPIRED = ("TRYAGAIN the write was not committed in time (group leader cu
 
 
 class ShardedRaftRunner(BaseRunner):
+    coalesce_peer_frames = True  # every group's batches and forwarded commands to a peer: one write
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
         opts = self.options
@@ -889,6 +892,7 @@ class ShardedRaftRunner(BaseRunner):
         self._flush_clients()
         if ready.groups:  # a role can only change with a group's effects
             self._announce()
+        self.transport.write_held()  # this drain's frames (batches, forwarded replies) leave now
         for g in written:
             grp = self.groups[g]
             if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:

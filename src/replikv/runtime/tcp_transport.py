@@ -32,6 +32,15 @@ keep their order: a departure is never earlier than the previous frame's on
 that link (jitter is clamped to it). The delay is one way, so a request and
 its reply take twice it. With no delay on a link, ``send`` writes at once, as
 before (no timer, no queue).
+
+Coalescing (``coalesce=True``, the sharded raft mode's: many groups' and many forwarded
+commands' frames per peer per loop iteration): ``send`` seals the frame at once (its MAC
+sequence number is its place in the stream) and holds it; every frame held for a connection
+leaves in one ``writelines`` (one writev) at the end of the loop iteration, in send order. A
+frame is only ever written later than without coalescing, never earlier, so a caller's rule
+"persist before sending" still holds; held frames count against ``max_buffer_bytes``; frames
+held for a connection that closes meanwhile are dropped, as TCP drops what was in flight;
+``stop`` writes what is held before closing.
 """
 
 from __future__ import annotations
@@ -79,6 +88,8 @@ class _FrameProtocol(asyncio.Protocol):
         self.max_frame = HANDSHAKE_MAX_FRAME
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.held: list[bytes] = []  # sealed frames (length, payload, MAC) waiting for the iteration's write
+        self.held_bytes = 0
         self.sealer: FrameSealer | None = None
         self.opener: FrameOpener | None = None
         self._timeout: asyncio.TimerHandle | None = None
@@ -155,6 +166,23 @@ class _FrameProtocol(asyncio.Protocol):
         64 KiB write's batch no longer copies it twice."""
         tag = self.sealer.tag(payload)  # type: ignore[union-attr]
         self.transport.writelines((_LEN.pack(len(payload) + TAG_BYTES), payload, tag))  # type: ignore[union-attr]
+
+    def hold_sealed(self, payload: bytes) -> bool:
+        """A data frame sealed now and held for ``write_held`` (coalescing); True if it is the
+        first frame held since the last write."""
+        tag = self.sealer.tag(payload)  # type: ignore[union-attr]
+        first = not self.held
+        self.held += (_LEN.pack(len(payload) + TAG_BYTES), payload, tag)
+        self.held_bytes += len(payload) + 4 + TAG_BYTES
+        return first
+
+    def write_held(self) -> None:
+        """Every held frame in one write, in the order they were sealed (dropped if closed)."""
+        held = self.held
+        if held:
+            self.held, self.held_bytes = [], 0
+            if not self.closed and self.transport is not None:
+                self.transport.writelines(held)
 
     def fail(self, reason: str) -> None:
         peer = self.transport.get_extra_info("peername") if self.transport else None
@@ -326,7 +354,7 @@ class PeerTransport:
                  max_buffer_bytes: int = 256 * 1024 * 1024, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
                  max_unauthenticated: int = MAX_UNAUTHENTICATED, ssl_server: ssl.SSLContext | None = None,
                  ssl_client: ssl.SSLContext | None = None, peer_delay_ms: int = 0, peer_jitter_ms: int = 0,
-                 link_delays: dict[str, int] | None = None) -> None:
+                 link_delays: dict[str, int] | None = None, coalesce: bool = False) -> None:
         self.node_id = node_id
         self.host, self.port = host, port
         self.peers = peers
@@ -352,6 +380,9 @@ class PeerTransport:
         self.link_delays = dict(link_delays or {})
         self._delayed: dict[str, _DelayedLink] = {}
         self._sending: dict[str, _FrameProtocol] = {}  # peer -> the connection its frames go on
+        self.coalesce = coalesce  # module doc: frames held and written once per loop iteration
+        self._holding: list[_FrameProtocol] = []  # connections with held frames, a write scheduled
+        self.stats = {"frames_sent": 0, "frame_writes": 0}
         for peer_id in peers:
             self._set_link_delay(peer_id)
 
@@ -360,8 +391,10 @@ class PeerTransport:
         if delay_ms > 0 or self.peer_jitter_ms > 0:
             self._delayed[peer_id] = _DelayedLink(delay_ms / 1000, self.peer_jitter_ms / 1000)
 
+    _loop: asyncio.AbstractEventLoop  # start's (a frame is only sent once connected, after it)
+
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Inbound(self), self.host, self.port, reuse_address=True,
                                                 ssl=self.ssl_server,
                                                 ssl_handshake_timeout=self.handshake_timeout_s if self.ssl_server else None)
@@ -440,15 +473,31 @@ class PeerTransport:
         transport = proto.transport
         if transport is None:
             return False
-        if transport.get_write_buffer_size() > self.max_buffer_bytes:
+        if transport.get_write_buffer_size() + proto.held_bytes > self.max_buffer_bytes:
             proto.fail(f"send queue to {peer_id} above {self.max_buffer_bytes} bytes")
             return False
         if self._delayed:
             link = self._delayed.get(peer_id)
             if link is not None:
                 return self._send_later(peer_id, link, proto, payload)
+        self.stats["frames_sent"] += 1
+        if self.coalesce:
+            if proto.hold_sealed(payload):
+                if not self._holding:
+                    self._loop.call_soon(self.write_held)
+                self._holding.append(proto)
+            return True
+        self.stats["frame_writes"] += 1
         proto.send_sealed(payload)
         return True
+
+    def write_held(self) -> None:
+        """The end of a loop iteration (coalescing): each connection's held frames in one write."""
+        holding, self._holding = self._holding, []
+        for proto in holding:
+            if proto.held:
+                self.stats["frame_writes"] += 1
+                proto.write_held()
 
     def _send_later(self, peer_id: str, link: _DelayedLink, proto: _FrameProtocol, payload: bytes) -> bool:
         """Queue a frame on a delayed link; it leaves at now + delay ± jitter, never before an earlier one."""
@@ -489,7 +538,7 @@ class PeerTransport:
         proto = self._sending.get(peer_id)
         if proto is None or proto.closed:
             proto = self._out.get(peer_id) or self._inbound_by_peer.get(peer_id)
-        buffered = proto.transport.get_write_buffer_size() if proto and proto.transport else 0
+        buffered = proto.transport.get_write_buffer_size() + proto.held_bytes if proto and proto.transport else 0
         if self._delayed:
             link = self._delayed.get(peer_id)
             if link is not None:
@@ -498,6 +547,7 @@ class PeerTransport:
 
     async def stop(self) -> None:
         self._stopping = True
+        self.write_held()  # what was sent before the stop leaves, as it would have without coalescing
         for task in self._tasks:
             task.cancel()
         for link in self._delayed.values():
