@@ -58,7 +58,7 @@ from typing import Any
 
 import msgpack
 
-from replikv.config import ClusterConfig, ConfigError
+from replikv.config import ClusterConfig, ConfigError, NodeOptions
 from replikv.core.raft import codec
 from replikv.core.raft.effects import (
     Apply,
@@ -70,7 +70,7 @@ from replikv.core.raft.effects import (
     may_send_before_sync,
 )
 from replikv.core.raft.errors import NotLeader, RaftError
-from replikv.core.raft.messages import Entry
+from replikv.core.raft.messages import Entry, InstallSnapshot
 from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
@@ -85,7 +85,7 @@ from replikv.runtime.raft_app import app_snapshot, encode_write, split_stored
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
-from replikv.storage.snapshot import load_latest_snapshot
+from replikv.storage.snapshot import load_latest_snapshot, release_pages
 
 log = logging.getLogger("replikv.raft")
 
@@ -103,6 +103,29 @@ def _is_expiry(rid: object) -> bool:
 
 
 RAFT_MSG = b"R"  # first byte of a raft message frame (runtime/forwarding.py has its own)
+
+
+def raft_frame(msg: Any) -> bytes:
+    """The peer frame of a raft message. An InstallSnapshot chunk is a view of the
+    snapshot file mapped (``map_snapshot_file``): once encoded (a copy), the pages it
+    read are released, so a transfer does not leave the whole file counted in the
+    leader's RSS (issue 15: up to the snapshot's size, ~640 MB, per transfer)."""
+    frame = RAFT_MSG + codec.encode(msg)
+    if type(msg) is InstallSnapshot:
+        release_pages(msg.data)
+    return frame
+
+
+def catch_up_backlog(opts: NodeOptions) -> int:
+    """Bytes of log past ``snapshot_bytes`` a leader keeps (in memory and in its WAL) while
+    compaction waits for a follower being caught up: ``repl_backlog_bytes``, but no more
+    than ``repl_max_lag_bytes`` when back-pressure is on. Writers are held while a live
+    follower lacks more than that bound (``RaftNode.lagging_follower``), so a follower
+    that makes progress is never further behind, and a backlog past it only costs the
+    leader memory (each entry holds its own copy of the value; issue 15)."""
+    if opts.repl_max_lag_bytes:
+        return min(opts.repl_backlog_bytes, opts.repl_max_lag_bytes)
+    return opts.repl_backlog_bytes
 
 
 def raft_id(name: str) -> int:
@@ -327,7 +350,7 @@ class RaftRunner(BaseRunner):
                 self._learn_addresses()
                 name = self.names.get(s.to)
             if name is not None:
-                self.transport.send(name, RAFT_MSG + codec.encode(s.msg))
+                self.transport.send(name, raft_frame(s.msg))
 
     _seen_term = 0
     _seen_role = Role.FOLLOWER
@@ -705,17 +728,18 @@ class RaftRunner(BaseRunner):
     def _compact_when_caught_up(self) -> None:
         """Compact the log to the snapshot written last once no follower being caught
         up still needs its entries, or once the WAL since the last compaction passed
-        ``snapshot_bytes + repl_backlog_bytes`` (``RaftNode.compaction_waits``): the
-        backlog a follower installing a snapshot, or replicating a little behind,
-        continues from, at a memory cost bounded by the backlog. Runs when the snapshot
-        is read back and on every tick while one waits; no other snapshot starts meanwhile."""
+        ``snapshot_bytes`` plus the backlog (``catch_up_backlog``;
+        ``RaftNode.compaction_waits``): the backlog a follower installing a snapshot,
+        or replicating a little behind, continues from, at a memory cost bounded by the
+        backlog. Runs when the snapshot is read back and on every tick while one waits;
+        no other snapshot starts meanwhile."""
         held = self._held_compaction
         if held is None or self.disk_error is not None:
             return  # frozen by the disk guard: the compaction waits for the disk (run on every tick)
         index, app = held
         if index > self.core.log.snapshot.index:
             log_bytes = self.wal.size_bytes - self.group.wal_after_snapshot
-            bound = self.options.snapshot_bytes + self.options.repl_backlog_bytes
+            bound = self.options.snapshot_bytes + catch_up_backlog(self.options)
             if self.core.compaction_waits(index, log_bytes, bound):
                 if self._held_since != index:  # counted once per snapshot held
                     self._held_since = index
@@ -910,6 +934,6 @@ class RaftRunner(BaseRunner):
         return render_info(sections, wanted)
 
 
-__all__ = ["RaftRunner", "raft_id"]
+__all__ = ["RaftRunner", "catch_up_backlog", "raft_frame", "raft_id"]
 
 
