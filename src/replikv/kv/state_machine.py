@@ -338,7 +338,7 @@ class StateMachine:
         """The whole state (values, TTLs and locks) as bytes (``kv/dump.py``)."""
         return dump.dump(self.data, self.expires, self.locks.state())
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes | memoryview) -> None:
         """Replace the whole state with a :meth:`snapshot`'s."""
         self.data, self.expires, lock_rows = dump.load_all(data)
         counts = self.locks.counts

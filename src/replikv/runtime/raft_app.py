@@ -43,7 +43,8 @@ from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 
-__all__ = ["app_snapshot", "apply_items", "apply_normal", "encode_write", "prepare_items", "restore_app"]
+__all__ = ["app_snapshot", "apply_items", "apply_normal", "encode_write", "prepare_items", "restore_app",
+           "unpack_app"]
 
 
 def encode_write(sm: StateMachine, commands: list[list[bytes]], transaction: bool,
@@ -121,6 +122,42 @@ def restore_app(app: bytes | memoryview | list[Any], index: int) -> tuple[StateM
 
 
 _BIN_HEADERS = {0xC4: (2, ">B"), 0xC5: (3, ">H"), 0xC6: (5, ">I")}  # msgpack bin 8/16/32
+_ARRAY_HEADERS = {0xDC: (3, ">H"), 0xDD: (5, ">I")}  # msgpack array 16/32 (fixarray: 0x90-0x9f)
+
+
+def _bin_at(view: memoryview, pos: int) -> tuple[int, int]:
+    """(start, end) of the msgpack bin whose header is at ``pos`` in ``view``; ValueError if none."""
+    head = _BIN_HEADERS.get(view[pos]) if pos < len(view) else None
+    if head is None:
+        raise ValueError("expected msgpack bytes")
+    width, fmt = head
+    (size,) = struct.unpack(fmt, view[pos + 1:pos + width])
+    if pos + width + size > len(view):
+        raise ValueError("msgpack bytes cut short")
+    return pos + width, pos + width + size
+
+
+def unpack_app(app: bytes | memoryview) -> list[Any]:
+    """The fields of an :func:`app_snapshot` (or a sharded group's longer one), as
+    ``msgpack.unpackb`` gives them, except the first, the state machine's dump: a view
+    into ``app``, not a copy. Unpacked whole, that dump (most of a snapshot) was copied
+    out of the file before being decoded: a follower installing a 640 MB snapshot held
+    the file's pages, that copy and the new data set at once (issue 15)."""
+    view = memoryview(app)
+    if len(view) and 0x90 <= view[0] <= 0x9F:
+        count, pos = view[0] & 0x0F, 1
+    elif len(view) and view[0] in _ARRAY_HEADERS:
+        width, fmt = _ARRAY_HEADERS[view[0]]
+        (count,), pos = struct.unpack(fmt, view[1:width]), width
+    else:
+        raise ValueError("a raft app snapshot is a msgpack array")
+    if count < 1:
+        raise ValueError("a raft app snapshot holds at least the state machine's dump")
+    start, end = _bin_at(view, pos)
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(view[end:])
+    rest = [unpacker.unpack() for _ in range(count - 1)]
+    return [view[start:end], *rest]
 
 
 def stored_head(config: Any) -> bytes:
@@ -151,11 +188,12 @@ def split_stored(data: bytes | memoryview) -> tuple[list[Any], list[Any], memory
         if not isinstance(voters, list) or not isinstance(learners, list):
             raise ValueError("a raft snapshot's member lists are not lists")
         return voters, learners, view[pos:]
-    head = _BIN_HEADERS.get(view[pos]) if pos < len(view) else None
-    if head is None or not isinstance(voters, list) or not isinstance(learners, list):
+    if not isinstance(voters, list) or not isinstance(learners, list):
         raise ValueError("a raft snapshot's app part is not bytes")
-    width, fmt = head
-    (size,) = struct.unpack(fmt, view[pos + 1:pos + width])
-    if pos + width + size != len(view):
-        raise ValueError(f"a raft snapshot's app part holds {len(view) - pos - width} bytes, not {size}")
-    return voters, learners, view[pos + width:]
+    try:
+        start, end = _bin_at(view, pos)
+    except ValueError as e:
+        raise ValueError(f"a raft snapshot's app part is not bytes: {e}") from None
+    if end != len(view):
+        raise ValueError(f"a raft snapshot's app part holds {len(view) - start} bytes, not {end - start}")
+    return voters, learners, view[start:]

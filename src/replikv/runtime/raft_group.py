@@ -49,7 +49,7 @@ from replikv.core.sharding.placement import PREFER_ENTRY, parse_prefer_entry
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored, stored_head
+from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored, stored_head, unpack_app
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
 from replikv.storage.errors import StorageError, WalBlockedError
 from replikv.storage.files import private_dir
@@ -234,7 +234,7 @@ class RaftGroup:
         return out
 
     def restore_state(self, app: bytes | memoryview, index: int) -> None:
-        fields = msgpack.unpackb(app)  # once: the data set's dump is most of it
+        fields = unpack_app(app)  # once, the dump (most of it) decoded from ``app`` itself, not a copy
         self.sm, self.sessions = restore_app(fields, index)
         if self.slots is not None:
             self.slots.load(fields[3] if len(fields) > 3 else [])
@@ -342,6 +342,7 @@ class RaftGroup:
         one beside it held both at once, a third copy of the data set on a follower."""
         self.sm.clear()
         self.restore_state(snap.data, snap.index)
+        release_pages(snap.data)  # the file read once to decode: its pages no longer in the RSS
         self.applied = snap.index
 
 
