@@ -29,6 +29,7 @@ index: it loads with the change index's floor at the snapshot's index).
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import struct
@@ -40,11 +41,12 @@ from replikv.core.raft.sessions import SessionTable
 from replikv.core.replies import NULL_ARRAY, Raw, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.context import ApplyContext
+from replikv.kv.dump import Loaded, load_all, load_steps
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 
 __all__ = ["app_snapshot", "apply_items", "apply_normal", "encode_write", "prepare_items", "restore_app",
-           "unpack_app"]
+           "restore_app_steps", "unpack_app"]
 
 
 def encode_write(sm: StateMachine, commands: list[list[bytes]], transaction: bool,
@@ -114,9 +116,21 @@ def app_snapshot(sm: StateMachine, sessions: list[Any]) -> bytes:
 def restore_app(app: bytes | memoryview | list[Any], index: int) -> tuple[StateMachine, SessionTable]:
     """The state machine and session table an :func:`app_snapshot` (taken at
     log ``index``) holds (``app`` as bytes, or its fields already unpacked)."""
-    sm_data, sessions, *changes = app if isinstance(app, list) else msgpack.unpackb(app)
+    fields = app if isinstance(app, list) else msgpack.unpackb(app)
+    return _app_from(fields, load_all(fields[0]), index)
+
+
+def restore_app_steps(fields: list[Any], index: int) -> Generator[None, None, tuple[StateMachine, SessionTable]]:
+    """:func:`restore_app` of an app's fields (``unpack_app``) in steps (``kv/dump.py``
+    ``load_steps``): a generator that yields between steps of decoding the dump."""
+    loaded = yield from load_steps(fields[0])
+    return _app_from(fields, loaded, index)
+
+
+def _app_from(fields: list[Any], loaded: Loaded, index: int) -> tuple[StateMachine, SessionTable]:
+    _sm_data, sessions, *changes = fields
     sm = StateMachine()
-    sm.restore(sm_data)
+    sm.restore_loaded(loaded)
     sm.changes = ChangeIndex.from_state(changes[0]) if changes else ChangeIndex(index)
     return sm, SessionTable.from_state([(c, s, Raw(r), i) for c, s, r, i in sessions])
 
