@@ -11,7 +11,8 @@ import pytest
 from replikv.core.raft.messages import Config
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.raft_app import app_snapshot, restore_app, split_stored, stored_head, unpack_app
+from replikv.runtime.raft_app import (app_snapshot, app_snapshot_pieces, restore_app, split_stored, stored_head,
+                                      stored_pieces, unpack_app)
 
 
 @pytest.mark.parametrize("size", [0, 10, 255, 256, 70_000])  # bin 8, bin 16 and bin 32 headers
@@ -78,3 +79,26 @@ def test_restore_app_from_unpacked_fields_is_the_state_it_was_taken_from() -> No
 def test_unpack_app_refuses_other_shapes(bad: bytes) -> None:
     with pytest.raises(ValueError):
         unpack_app(bad)
+
+
+@pytest.mark.parametrize("size", [0, 10, 255, 256, 70_000])  # bin 8, bin 16 and bin 32 headers
+def test_the_app_in_pieces_is_the_app_packed_whole(size: int) -> None:
+    sm = StateMachine()
+    if size:
+        sm.apply([[b"SET", b"k", b"v" * size]], ApplyContext(1, "", 1))
+    sessions = [(7, 3, b"+OK\r\n", 1)]
+    dump = sm.snapshot()
+    whole = msgpack.packb([dump, [(7, 3, b"+OK\r\n", 1)], sm.changes.state()])
+    pieces = app_snapshot_pieces(sm, sessions)
+    assert b"".join(pieces) == whole == app_snapshot(sm, sessions)
+    assert dump in pieces  # the dump is written as it is, not copied into a packed array
+
+
+def test_a_snapshot_stored_in_pieces_splits_into_its_members_and_app() -> None:
+    sm = StateMachine()
+    sm.apply([[b"SET", b"k", b"v" * 1000]], ApplyContext(1, "", 1))
+    config = Config(voters=frozenset({2, 1}), learners=frozenset({5}))
+    voters, learners, app = split_stored(b"".join(stored_pieces(config, sm, [])))
+    assert (voters, learners, bytes(app)) == ([1, 2], [5], app_snapshot(sm, []))
+    restored, _ = restore_app(unpack_app(app), 1)
+    assert restored.data == sm.data

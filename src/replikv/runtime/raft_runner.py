@@ -82,7 +82,7 @@ from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.pending import PendingReplies, SessionReads
-from replikv.runtime.raft_app import app_snapshot, encode_write, split_stored
+from replikv.runtime.raft_app import encode_write, split_stored, stored_pieces
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
@@ -745,9 +745,7 @@ class RaftRunner(BaseRunner):
             return
         term, config = int(core_log.term(index) or 0), core_log.config_at(index)
         sm, sessions = self.sm, self.group.sessions.to_state()  # as of the fork, in the child's copy
-        self.snapshotter.start(index, term, lambda: msgpack.packb(
-            [sorted(config.voters), sorted(config.learners), app_snapshot(sm, sessions)]),
-            self._snapshot_written)
+        self.snapshotter.start(index, term, lambda: stored_pieces(config, sm, sessions), self._snapshot_written)
 
     def _snapshot_written(self, index: int) -> None:
         """The child's snapshot is durable: read it back off the loop, then compact.

@@ -209,12 +209,15 @@ def _install(directory: Path, tmp: Path, index: int) -> Path:
     return final
 
 
-def write_snapshot(directory: str | Path, index: int, epoch: int, data: bytes) -> Path:
-    """Atomically install a snapshot of ``data`` covering ``index``; return its path."""
+def write_snapshot(directory: str | Path, index: int, epoch: int, data: bytes | list[bytes]) -> Path:
+    """Atomically install a snapshot of ``data`` covering ``index``; return its path.
+    ``data`` may be a list of pieces, written in order (their concatenation is the
+    snapshot's data), so a caller need not join them into one copy."""
     writer = SnapshotWriter(directory)
     writer.begin(index, epoch)
     try:
-        writer.write(data)
+        for piece in [data] if isinstance(data, bytes) else data:
+            writer.write(piece)
     except BaseException:
         writer.abort()
         raise
