@@ -59,7 +59,7 @@ from typing import Any
 
 import msgpack
 
-from replikv.config import ClusterConfig, ConfigError, NodeOptions
+from replikv.config import ClusterConfig, ConfigError
 from replikv.core.raft import codec
 from replikv.core.raft.effects import (
     Apply,
@@ -117,18 +117,6 @@ def raft_frame(msg: Any) -> bytes:
     if type(msg) is InstallSnapshot:
         release_pages(msg.data)
     return frame
-
-
-def catch_up_backlog(opts: NodeOptions) -> int:
-    """Bytes of log past ``snapshot_bytes`` a leader keeps (in memory and in its WAL) while
-    compaction waits for a follower being caught up: ``repl_backlog_bytes``, but no more
-    than ``repl_max_lag_bytes`` when back-pressure is on. Writers are held while a live
-    follower lacks more than that bound (``RaftNode.lagging_follower``), so a follower
-    that makes progress is never further behind, and a backlog past it only costs the
-    leader memory (each entry holds its own copy of the value; issue 15)."""
-    if opts.repl_max_lag_bytes:
-        return min(opts.repl_backlog_bytes, opts.repl_max_lag_bytes)
-    return opts.repl_backlog_bytes
 
 
 def raft_id(name: str) -> int:
@@ -793,18 +781,17 @@ class RaftRunner(BaseRunner):
     def _compact_when_caught_up(self) -> None:
         """Compact the log to the snapshot written last once no follower being caught
         up still needs its entries, or once the WAL since the last compaction passed
-        ``snapshot_bytes`` plus the backlog (``catch_up_backlog``;
-        ``RaftNode.compaction_waits``): the backlog a follower installing a snapshot,
-        or replicating a little behind, continues from, at a memory cost bounded by the
-        backlog. Runs when the snapshot is read back and on every tick while one waits;
-        no other snapshot starts meanwhile."""
+        ``snapshot_bytes + repl_backlog_bytes`` (``RaftNode.compaction_waits``): the
+        backlog a follower installing a snapshot, or replicating a little behind,
+        continues from, at a memory cost bounded by the backlog. Runs when the snapshot
+        is read back and on every tick while one waits; no other snapshot starts meanwhile."""
         held = self._held_compaction
         if held is None or self.disk_error is not None:
             return  # frozen by the disk guard: the compaction waits for the disk (run on every tick)
         index, app = held
         if index > self.core.log.snapshot.index:
             log_bytes = self.wal.size_bytes - self.group.wal_after_snapshot
-            bound = self.options.snapshot_bytes + catch_up_backlog(self.options)
+            bound = self.options.snapshot_bytes + self.options.repl_backlog_bytes
             if self.core.compaction_waits(index, log_bytes, bound):
                 if self._held_since != index:  # counted once per snapshot held
                     self._held_since = index
@@ -999,6 +986,6 @@ class RaftRunner(BaseRunner):
         return render_info(sections, wanted)
 
 
-__all__ = ["RaftRunner", "catch_up_backlog", "raft_frame", "raft_id"]
+__all__ = ["RaftRunner", "raft_frame", "raft_id"]
 
 
