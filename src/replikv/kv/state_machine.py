@@ -338,9 +338,14 @@ class StateMachine:
         """The whole state (values, TTLs and locks) as bytes (``kv/dump.py``)."""
         return dump.dump(self.data, self.expires, self.locks.state())
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes | memoryview) -> None:
         """Replace the whole state with a :meth:`snapshot`'s."""
-        self.data, self.expires, lock_rows = dump.load_all(data)
+        self.restore_loaded(dump.load_all(data))
+
+    def restore_loaded(self, loaded: dump.Loaded) -> None:
+        """Replace the whole state with a :meth:`snapshot`'s, decoded already
+        (``dump.load_all`` or ``dump.load_steps``)."""
+        self.data, self.expires, lock_rows = loaded
         counts = self.locks.counts
         self.locks = LockTable()  # a fresh lease clock: every countdown starts again in full
         self.locks.counts = counts  # this replica's counters go on

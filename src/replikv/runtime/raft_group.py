@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,8 @@ from replikv.core.sharding.placement import PREFER_ENTRY, parse_prefer_entry
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.raft_app import app_snapshot, apply_normal, restore_app, split_stored, stored_head
+from replikv.runtime.raft_app import (app_snapshot, apply_normal, restore_app, restore_app_steps, split_stored,
+                                      stored_head, unpack_app)
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
 from replikv.storage.errors import StorageError, WalBlockedError
 from replikv.storage.files import private_dir
@@ -234,8 +235,13 @@ class RaftGroup:
         return out
 
     def restore_state(self, app: bytes | memoryview, index: int) -> None:
-        fields = msgpack.unpackb(app)  # once: the data set's dump is most of it
-        self.sm, self.sessions = restore_app(fields, index)
+        fields = unpack_app(app)  # once, the dump (most of it) decoded from ``app`` itself, not a copy
+        self._set_state(fields, *restore_app(fields, index))
+
+    def _set_state(self, fields: list[Any], sm: StateMachine, sessions: SessionTable) -> None:
+        """The state an app snapshot's ``fields`` hold: the state machine and session table
+        (decoded), the slot moves, transactions and preferred leader (fields 3-5, if any)."""
+        self.sm, self.sessions = sm, sessions
         if self.slots is not None:
             self.slots.load(fields[3] if len(fields) > 3 else [])
         self.txns = TxnTable.from_state(fields[4] if len(fields) > 4 else None)
@@ -342,6 +348,27 @@ class RaftGroup:
         one beside it held both at once, a third copy of the data set on a follower."""
         self.sm.clear()
         self.restore_state(snap.data, snap.index)
+        release_pages(snap.data)  # the file read once to decode: its pages no longer in the RSS
+        self.applied = snap.index
+
+    def restore_steps(self, snap: Snapshot) -> Generator[None, None, None]:
+        """``restore`` in steps (``restore_app_steps``), for a node that goes on serving while
+        it decodes: the old data set is let go at once, the new one is in place (``sm``,
+        ``applied``) only when the generator ends, and the pages of the file read in a step
+        are released before the next (the file is read once, in order)."""
+        self.sm.clear()
+        fields = unpack_app(snap.data)
+        steps = restore_app_steps(fields, snap.index)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                sm, sessions = done.value
+                break
+            release_pages(snap.data)
+            yield
+        release_pages(snap.data)
+        self._set_state(fields, sm, sessions)
         self.applied = snap.index
 
 

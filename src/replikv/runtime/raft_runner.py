@@ -54,6 +54,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Generator
 from typing import Any
 
 import msgpack
@@ -70,7 +71,7 @@ from replikv.core.raft.effects import (
     may_send_before_sync,
 )
 from replikv.core.raft.errors import NotLeader, RaftError
-from replikv.core.raft.messages import Entry
+from replikv.core.raft.messages import Entry, InstallSnapshot
 from replikv.core.raft.node import Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
@@ -81,11 +82,11 @@ from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.pending import PendingReplies, SessionReads
-from replikv.runtime.raft_app import app_snapshot, encode_write, split_stored
+from replikv.runtime.raft_app import encode_write, split_stored, stored_pieces
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import StorageError, WalFailedError
-from replikv.storage.snapshot import load_latest_snapshot
+from replikv.storage.snapshot import load_latest_snapshot, release_pages
 
 log = logging.getLogger("replikv.raft")
 
@@ -102,7 +103,20 @@ def _is_expiry(rid: object) -> bool:
     return type(rid) is tuple and rid[0] == "expiry"
 
 
+LOAD_SLICE_S = 0.01  # how long a snapshot from the leader is decoded before the loop runs again (_load_step)
+
 RAFT_MSG = b"R"  # first byte of a raft message frame (runtime/forwarding.py has its own)
+
+
+def raft_frame(msg: Any) -> bytes:
+    """The peer frame of a raft message. An InstallSnapshot chunk is a view of the
+    snapshot file mapped (``map_snapshot_file``): once encoded (a copy), the pages it
+    read are released, so a transfer does not leave the whole file counted in the
+    leader's RSS (issue 15: up to the snapshot's size, ~640 MB, per transfer)."""
+    frame = RAFT_MSG + codec.encode(msg)
+    if type(msg) is InstallSnapshot:
+        release_pages(msg.data)
+    return frame
 
 
 def raft_id(name: str) -> int:
@@ -151,6 +165,7 @@ class RaftRunner(BaseRunner):
                            "snapshots_taken": 0, "snapshots_installed": 0, "compactions_held": 0,
                            "exactly_once_hits": 0, "tick_stalls": 0})
         self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
+        self._applies_waiting = []
         self._recover()
 
     # -- start-up ------------------------------------------------------------------
@@ -299,26 +314,83 @@ class RaftRunner(BaseRunner):
         return persisted
 
     def _finish(self, rest: list[Any]) -> None:
-        """Apply, install, and answer: the effects after Persist and Send."""
+        """Apply, install, and answer: the effects after Persist and Send. A snapshot from
+        the leader is decoded in steps (``_load_step``); the entries committed meanwhile
+        are applied once it is in place, in order."""
         for e in rest:
             if isinstance(e, Apply):
-                self._apply(e)
+                if self._loading is None:
+                    self._apply(e)
+                else:
+                    self._applies_waiting.append(e)
             elif isinstance(e, RestoreSnapshot):
-                self.group.restore(e.snapshot)
-                self.stats["snapshots_installed"] += 1
-                log.info("node %s installed a snapshot at index %d from the leader", self.id, e.snapshot.index)
+                self._loading = self.group.restore_steps(e.snapshot)
+                self._loading_index = e.snapshot.index
+                if not self._load_scheduled:
+                    self._load_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._load_step)
             elif isinstance(e, ReadReady):
                 self._read_ready(e.request_id, e.index)
             elif isinstance(e, Reply):
                 self._on_reply(e.request_id, e.result)
 
     def _answer_clients(self) -> None:
-        """Serve the reads whose index is applied; send every reply that is ready."""
-        if self.ready_reads:
-            self._serve_ready_reads()
-        if self.session_reads:
-            self._serve_session_reads()
+        """Serve the reads whose index is applied (none while a snapshot loads); send every
+        reply that is ready."""
+        if self._loading is None:
+            if self.ready_reads:
+                self._serve_ready_reads()
+            if self.session_reads:
+                self._serve_session_reads()
         self._flush_clients()
+
+    # -- a snapshot from the leader, decoded in steps ---------------------------------
+    _loading: Generator[None, None, None] | None = None  # RaftGroup.restore_steps, while it runs
+    _loading_index = 0
+    _load_scheduled = False
+    _applies_waiting: list[Apply]
+
+    def _load_step(self) -> None:
+        """Decode the snapshot being installed for up to ``LOAD_SLICE_S``, then let the loop
+        run (issue 15: decoded whole, 640 MB held a follower's loop for seconds). Meanwhile
+        the node answers local reads and a leader's writes with LOADING (its data set is
+        neither the old one nor the new one yet), and keeps committed entries and reads by
+        index waiting; once the snapshot is in place they go on, in order."""
+        self._load_scheduled = False
+        steps = self._loading
+        if steps is None:
+            return
+        deadline = time.monotonic() + LOAD_SLICE_S
+        try:
+            next(steps)  # at least one step per slice
+            while time.monotonic() < deadline:
+                next(steps)
+        except StopIteration:
+            pass
+        except Exception:
+            # the node stays LOADING (never serves a half-decoded state); a restart loads the file
+            log.critical("node %s: cannot decode the snapshot at index %d from the leader", self.id,
+                         self._loading_index, exc_info=True)
+            raise
+        else:
+            self._load_scheduled = True
+            asyncio.get_running_loop().call_soon(self._load_step)
+            return
+        self._loading = None
+        self.stats["snapshots_installed"] += 1
+        log.info("node %s installed a snapshot at index %d from the leader", self.id, self._loading_index)
+        waiting, self._applies_waiting = self._applies_waiting, []
+        for e in waiting:
+            self._apply(e)  # entries the snapshot covers are skipped (RaftGroup.apply)
+        self._answer_clients()
+
+    def _refuse_loading(self, conn: Any) -> bool:
+        """While a snapshot loads: answer LOADING (Redis's reply while a replica loads its data
+        set; clients retry it) and return True."""
+        if self._loading is None:
+            return False
+        conn.reply(RespError("LOADING replikv is loading the dataset in memory (a snapshot from the leader)"))
+        return True
 
     def _send_all(self, sends: list[Send]) -> None:
         for s in sends:
@@ -327,7 +399,7 @@ class RaftRunner(BaseRunner):
                 self._learn_addresses()
                 name = self.names.get(s.to)
             if name is not None:
-                self.transport.send(name, RAFT_MSG + codec.encode(s.msg))
+                self.transport.send(name, raft_frame(s.msg))
 
     _seen_term = 0
     _seen_role = Role.FOLLOWER
@@ -424,6 +496,8 @@ class RaftRunner(BaseRunner):
         if not self.is_leader:
             self.forwarder.forward(conn, self.leader_name, commands, transaction, client=client)
             return
+        if self._refuse_loading(conn):  # elected while loading: a write is prepared against the data set
+            return
         err, data = encode_write(self.sm, commands, transaction, wall_ms(), self.id,
                                  conn.watch if transaction else None)
         if err is not None:
@@ -506,6 +580,8 @@ class RaftRunner(BaseRunner):
                                                 "or no quorum)", what)
             self.pending_reads.append((rid, level == "lease"))
             self._schedule()
+            return
+        if self._refuse_loading(conn):
             return
         if level == "bounded" and not self.is_leader and self.refuse_stale(conn):
             return
@@ -627,6 +703,8 @@ class RaftRunner(BaseRunner):
         the core compacts its log, the WAL drops segments."""
         if self.snapshotter.running:
             raise RespError("ERR a background snapshot is in progress; try again when it is done")
+        if self._loading is not None:
+            raise RespError("LOADING replikv is loading the dataset in memory (a snapshot from the leader)")
         if self._effects or self.inbox or self.pending or self.pending_reads:
             self._drain()
         for e in self.group.take_snapshot():
@@ -651,13 +729,11 @@ class RaftRunner(BaseRunner):
         core_log = self.core.log
         index = self.applied
         if (self.disk_error is not None or index <= core_log.snapshot.index or self._reading_back is not None
-                or self._held_compaction is not None):
+                or self._held_compaction is not None or self._loading is not None):
             return
         term, config = int(core_log.term(index) or 0), core_log.config_at(index)
         sm, sessions = self.sm, self.group.sessions.to_state()  # as of the fork, in the child's copy
-        self.snapshotter.start(index, term, lambda: msgpack.packb(
-            [sorted(config.voters), sorted(config.learners), app_snapshot(sm, sessions)]),
-            self._snapshot_written)
+        self.snapshotter.start(index, term, lambda: stored_pieces(config, sm, sessions), self._snapshot_written)
 
     def _snapshot_written(self, index: int) -> None:
         """The child's snapshot is durable: read it back off the loop, then compact.
@@ -910,6 +986,6 @@ class RaftRunner(BaseRunner):
         return render_info(sections, wanted)
 
 
-__all__ = ["RaftRunner", "raft_id"]
+__all__ = ["RaftRunner", "raft_frame", "raft_id"]
 
 

@@ -61,10 +61,11 @@ class BackgroundSnapshotter:
     def running(self) -> bool:
         return self.pid != 0
 
-    def start(self, index: int, term: int, serialize: Callable[[], bytes],
+    def start(self, index: int, term: int, serialize: Callable[[], bytes | list[bytes]],
               on_done: Callable[[int], None]) -> bool:
         """Snapshot the state as of now (covering ``index``) in a child; False if
-        one is running or the last failure is too recent."""
+        one is running or the last failure is too recent. ``serialize`` gives the
+        snapshot's data, or its pieces in order (``write_snapshot``)."""
         if self.pid or (self._failed_at and time.monotonic() - self._failed_at < self.retry_s):
             return False
         loop = asyncio.get_running_loop()

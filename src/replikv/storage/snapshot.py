@@ -209,12 +209,15 @@ def _install(directory: Path, tmp: Path, index: int) -> Path:
     return final
 
 
-def write_snapshot(directory: str | Path, index: int, epoch: int, data: bytes) -> Path:
-    """Atomically install a snapshot of ``data`` covering ``index``; return its path."""
+def write_snapshot(directory: str | Path, index: int, epoch: int, data: bytes | list[bytes]) -> Path:
+    """Atomically install a snapshot of ``data`` covering ``index``; return its path.
+    ``data`` may be a list of pieces, written in order (their concatenation is the
+    snapshot's data), so a caller need not join them into one copy."""
     writer = SnapshotWriter(directory)
     writer.begin(index, epoch)
     try:
-        writer.write(data)
+        for piece in [data] if isinstance(data, bytes) else data:
+            writer.write(piece)
     except BaseException:
         writer.abort()
         raise
@@ -240,21 +243,42 @@ def map_snapshot_file(path: str | Path, *, just_written: bool = False) -> Snapsh
     ``just_written``: this process wrote and fsynced the file a moment ago and
     computed its checksum as it wrote it; the header, length and name are
     checked but the data is not read again (a pass over a 600 MB snapshot held
-    the event loop for a few hundred ms; a restart verifies it whole)."""
+    the event loop for a few hundred ms; a restart verifies it whole). The
+    checksum pass reads the file with ``pread`` in chunks, not through the
+    mapping: mapped pages once read count in the process's RSS until released,
+    and during the pass they were the whole file (issue 15's raft leader)."""
     path = Path(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size < HEADER_BYTES:
             raise CorruptSnapshotError(f"{path.name}: {size} bytes, shorter than the header")
+        data_crc = None if just_written else _file_crc(f.fileno(), HEADER_BYTES, size)
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    snap = _verified(path, mapped, checksum=not just_written)
+    snap = _verified(path, mapped, checksum=not just_written, data_crc=data_crc)
     release_pages(snap.data)
     return snap
 
 
-def _verified(path: Path, raw: bytes | mmap.mmap, checksum: bool = True) -> Snapshot:
+_CRC_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _file_crc(fd: int, start: int, end: int) -> int:
+    """crc32c of the file's bytes ``start..end``, read with ``pread`` in chunks (page
+    cache, never mapped into the process)."""
+    crc, pos = 0, start
+    while pos < end:
+        chunk = os.pread(fd, min(_CRC_CHUNK_BYTES, end - pos), pos)
+        if not chunk:
+            break  # the file shrank: the length check fails on it
+        crc = crc32c(chunk, value=crc)
+        pos += len(chunk)
+    return crc
+
+
+def _verified(path: Path, raw: bytes | mmap.mmap, checksum: bool = True, data_crc: int | None = None) -> Snapshot:
     """The snapshot in ``raw`` (a file's whole content) with ``data`` a view of it,
-    once its header, length, checksum and name agree; CorruptSnapshotError if not."""
+    once its header, length, checksum and name agree; CorruptSnapshotError if not.
+    ``data_crc``: the data's crc32c computed already (``_file_crc``), else computed here."""
     if len(raw) < HEADER_BYTES:
         raise CorruptSnapshotError(f"{path.name}: {len(raw)} bytes, shorter than the header")
     magic, crc, index, epoch, length = _HEADER.unpack_from(raw, 0)
@@ -265,7 +289,7 @@ def _verified(path: Path, raw: bytes | mmap.mmap, checksum: bool = True) -> Snap
             f"{path.name}: header says {length} data bytes, file holds {len(raw) - HEADER_BYTES}"
         )
     data = memoryview(raw)[HEADER_BYTES:]
-    if checksum and _checksum(crc32c(data), index, epoch, length) != crc:
+    if checksum and _checksum(crc32c(data) if data_crc is None else data_crc, index, epoch, length) != crc:
         raise CorruptSnapshotError(f"{path.name}: checksum mismatch")
     m = _NAME_RE.match(path.name)
     if m and int(m.group(1)) != index:
