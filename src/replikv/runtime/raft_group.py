@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,7 @@ class RaftGroup:
                                f"{self.dir} end at index {last}: committed entries are missing")
         self.saved_tv: tuple[int, int | None] = (hs.term, hs.vote)
         self.saved_commit = hs.commit
+        self._meta_lock = threading.Lock()  # the meta writes: the loop's and record_commit's thread
         self.applied = base
         self.wal_after_snapshot = self.wal.size_bytes
         self.snapshot_on_disk = base  # a snapshot already on disk (the child wrote it): persist only compacts
@@ -199,15 +201,36 @@ class RaftGroup:
             wal.append_entries(first, [codec.entry_to_wire(e) for e in p.entries])
 
     def save_hard_state(self, hs: HardState) -> None:
-        """Term and vote, and the commit index only as far as the WAL holds it on disk."""
-        commit = max(min(hs.commit, self.wal.durable_index), self.saved_commit)
-        self.meta.save({"term": hs.term, "vote": hs.vote, "commit": commit})
-        self.saved_tv, self.saved_commit = (hs.term, hs.vote), commit
+        """Term and vote, and the commit index only as far as the WAL holds it on disk. Under
+        the meta lock: a commit record written on another thread (``record_commit``) never
+        lands after this save with an older term and vote."""
+        with self._meta_lock:
+            commit = max(min(hs.commit, self.wal.durable_index), self.saved_commit)
+            self.meta.save({"term": hs.term, "vote": hs.vote, "commit": commit})
+            self.saved_tv, self.saved_commit = (hs.term, hs.vote), commit
 
-    def record_commit(self) -> None:
-        """Once a second: the commit index the WAL holds durably (a restart's refusal check)."""
-        if min(self.core.log.commit, self.wal.durable_index) > self.saved_commit:
-            self.save_hard_state(self.core.hard_state())
+    def commit_to_record(self) -> int | None:
+        """The commit index ``record_commit`` would save now: what the WAL holds durably of the
+        committed log (a restart's refusal check); None if the saved one is as far."""
+        commit = min(self.core.log.commit, self.wal.durable_index)
+        return commit if commit > self.saved_commit else None
+
+    def record_commit(self, commit: int | None = None) -> None:
+        """Save ``commit`` (``commit_to_record``'s, taken on the loop) with the term and vote
+        saved last. May run on a thread of its own (the unsharded runner's: the atomic meta
+        write's fsyncs held its loop, issue 15): under the meta lock, so it writes the newest
+        term and vote and a later ``save_hard_state`` waits for it; a record no further than
+        the saved one is skipped."""
+        if commit is None:
+            commit = self.commit_to_record()
+            if commit is None:
+                return
+        with self._meta_lock:
+            if commit <= self.saved_commit:
+                return
+            term, vote = self.saved_tv
+            self.meta.save({"term": term, "vote": vote, "commit": commit})
+            self.saved_commit = commit
 
     def snapshot_due(self, snapshot_bytes: int) -> bool:
         return self.wal.size_bytes - self.wal_after_snapshot > snapshot_bytes
