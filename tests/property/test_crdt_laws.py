@@ -200,6 +200,15 @@ COMMANDS = [
 ]
 
 
+def deliver_the_rest(rng: random.Random, pending: dict[str, list], stores: dict, apply) -> None:
+    """Every node's ops still pending (``run_commands``'), delivered in a random causal order."""
+    for n in NODES:
+        while ready := [op for op in pending[n] if deliverable(stores[n], op)]:
+            op = rng.choice(ready)
+            pending[n].remove(op)
+            apply(n, op)
+
+
 def run_commands(rng: random.Random, n_cmds: int, stores: dict, apply, transfers: bool) -> dict[str, list]:
     """``n_cmds`` random COMMANDS, each at a random node after it applied some of its ready
     ops (``apply(node, op)``) and, with ``transfers``, now and then joined another node's
@@ -307,12 +316,7 @@ def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
             assert stores[node].siblings(k) == twins[node].siblings(k)
             assert parts(stores[node], k) == parts(twins[node], k)
 
-    pending = run_commands(rng, n_cmds, stores, apply, transfers=False)
-    for n in NODES:
-        while ready := [op for op in pending[n] if deliverable(stores[n], op)]:
-            op = rng.choice(ready)
-            pending[n].remove(op)
-            apply(n, op)
+    deliver_the_rest(rng, run_commands(rng, n_cmds, stores, apply, transfers=False), stores, apply)
     assert len({s.digest() for s in stores.values()}) == 1
     assert len({s.digest() for s in twins.values()}) == 1
 
@@ -367,10 +371,5 @@ def test_short_ways_equal_the_general_path(seed, n_cmds, conflicts):
             ks = stores[node].state(k)  # visible's short ways show what every part shows
             assert stores[node].visible(k) == (None if ks is None else _visible_parts(ks))
 
-    pending = run_commands(rng, n_cmds, stores, apply, transfers=False)
-    for n in NODES:
-        while ready := [op for op in pending[n] if deliverable(stores[n], op)]:
-            op = rng.choice(ready)
-            pending[n].remove(op)
-            apply(n, op)
+    deliver_the_rest(rng, run_commands(rng, n_cmds, stores, apply, transfers=False), stores, apply)
     assert len({s.digest() for s in stores.values()}) == 1

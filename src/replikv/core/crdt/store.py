@@ -110,7 +110,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import msgpack
@@ -554,17 +554,8 @@ class CrdtStore:
             return False
         if self.hints:
             self.hints.pop(key, None)
-        eid = (origin, seq, 0)
-        value = bytes(mut[2])
-        deadline = None if mut[3] is None else int(mut[3])
-        reg = ks.str.reg
-        if reg:
-            _drop_covered(reg, deps)
-        reg[eid] = (hlc, value)
-        ttl = ks.ttl
-        if ttl:
-            _drop_covered(ttl, deps)
-        ttl[eid] = (hlc, deadline)
+        _put_entries(ks, (origin, seq, 0), hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
+                     _drop_covered, deps)
         return True
 
     def _apply_one(
@@ -881,13 +872,21 @@ def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, s
     none of them (``put_allowed``), but they are swept the same way regardless."""
     if ks.set or ks.hash or ks.lst:
         _delete(ks, None, None, seen)
+    _put_entries(ks, eid, hlc, value, deadline, _drop_seen, seen)
+
+
+def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None,
+                 drop: Callable[[dict[Eid, Any], Any], None], observed: Any) -> None:
+    """A ``put``'s register and TTL entries: those ``observed`` covers removed in place
+    (``drop``: ``_drop_seen`` with a ``seen`` closure, ``_drop_covered`` with an op's
+    deps), then the op's own added."""
     reg = ks.str.reg
     if reg:
-        _drop_seen(reg, seen)
+        drop(reg, observed)
     reg[eid] = (hlc, value)
     ttl = ks.ttl
     if ttl:
-        _drop_seen(ttl, seen)
+        drop(ttl, observed)
     ttl[eid] = (hlc, deadline)
 
 
