@@ -995,7 +995,7 @@ class RaftRunner(BaseRunner):
                 rep.append(f"slave{n}:ip={addr.host if addr else ''},port={addr.port if addr else 0},state={state},"
                            f"offset={pr.match},lag={int(lag_s)},id={name},lag_ops={node.log.last_index - pr.match},"
                            f"lag_ms={int(lag_s * 1000)},"
-                           f"match_index={pr.match}")
+                           f"match_index={pr.match},progress={pr.state.value},snapshot_index={pr.pending_snapshot}")
         else:
             leader = self.config.nodes.get(self.leader_name)
             up = bool(self.leader_name) and self.transport.connected(self.leader_name)
