@@ -71,6 +71,9 @@ def test_cross_group_exec_is_one_transaction(tmp_path: Path) -> None:
             assert [c.client(n).get(x) for x in (a, b, d)] == [b"5", b"25", b"x"]
         # a read-only transaction over every group
         assert transact(c.client(nodes[2]), ("GET", a), ("GET", b), ("GET", d)) == [b"5", b"25", b"x"]
+        # its locks are released after its reply (the release may reach the groups after the client
+        # sends the next EXEC, which wait-die then aborts with TRYAGAIN): wait for the release
+        wait_for(lambda: intents(c, nodes) == [], 10, "the read-only transaction's locks to be released")
         # a runtime error in one command does not stop the others (Redis's EXEC), across groups too
         out = transact(r, ("INCR", d), ("INCR", a), raise_on_error=False)
         assert isinstance(out[0], redis.ResponseError) and out[1] == 6
