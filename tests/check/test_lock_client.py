@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +78,7 @@ def run_cycles(monkeypatch: pytest.MonkeyPatch, server: FakeLockServer, cycles: 
     monkeypatch.setattr(lock_client, "_connect", lambda args: server)
     monkeypatch.setattr(lock_client, "WORK_MS", (0, 0))
     args = argparse.Namespace(worker=1, clients=4, locks="lock0", ttl_ms=600, wait_ms=1000, origin_ns=0,
-                              unfenced=unfenced, seed=3, timeout_s=2.0, read_level=None)
+                              unfenced=unfenced, seed=3, timeout_s=2.0, read_level=None, gate=None)
     out = io.StringIO()
     rounds = iter(range(cycles + 1))
     lock_client.run_client(args, out, lambda: next(rounds) >= cycles)
@@ -164,3 +165,41 @@ def test_the_pool_reads_reports_into_the_history_and_tracks_holders() -> None:
     pool._read(2, proc2)  # type: ignore[arg-type]
     assert pool.history == [grant, refused] and pool.errors.counts == {"FENCED": 1}
     assert not pool.pause(holder)  # no longer holding: nothing is stopped
+
+
+def test_the_write_gate_stops_a_holder_only_before_its_write(tmp_path: Path) -> None:
+    """A holder whose write is in flight has no report yet; the gate is what tells the pool."""
+    import signal
+    from types import SimpleNamespace
+
+    pool = lock_client.LockClientPool(harness=SimpleNamespace(root=tmp_path), workload=None, clients=4, seed=1,
+                                      start_ns=0)
+    grant = Op(2, "acquire", "lock0", "7", None, True, 10, 20)
+    proc = FakeProc([report_line(grant)])
+    pool._procs[2] = proc  # type: ignore[assignment]
+    pool._read(2, proc)  # type: ignore[arg-type]
+    holder = lock_client.Holder(worker=2, pid=4242, process=2, lock="lock0", token=7)
+    assert pool.holders() == [holder]
+    pool.gate(2).writing("7")  # the client is about to send the write of token 7's hold
+    assert not pool.pause(holder) and proc.signals == []  # too late: not stopped
+    pool.gate(2).writing("6")  # an earlier hold's write: token 7's has not begun
+    assert pool.pause(holder) and proc.signals == [signal.SIGSTOP]
+
+
+def test_the_client_marks_the_gate_before_it_writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    gate = lock_client.WriteGate(tmp_path / "gate")
+    seen: list[bytes] = []
+
+    class Watching(FakeLockServer):
+        def execute_command(self, *args: Any) -> Any:
+            if args[0] == "FENCED":
+                seen.append(gate.path.read_bytes())  # the gate names the token when the write is sent
+            return super().execute_command(*args)
+
+    monkeypatch.setattr(lock_client, "_connect", lambda args: Watching(set()))
+    monkeypatch.setattr(lock_client, "WORK_MS", (0, 0))
+    args = argparse.Namespace(worker=1, clients=4, locks="lock0", ttl_ms=600, wait_ms=1000, origin_ns=0,
+                              unfenced=False, seed=3, timeout_s=2.0, read_level=None, gate=str(gate.path))
+    rounds = iter(range(3))
+    lock_client.run_client(args, io.StringIO(), lambda: next(rounds) >= 2)
+    assert seen == [b"1", b"2"]

@@ -8,7 +8,7 @@ token is what keeps that write out. A check client thread cannot be stopped alon
 a whole process), so each lock client here is its own process:
 
     python -m replikv.check.lock_client --host H --port P --worker W --clients N --locks lock0,lock1
-        --ttl-ms 600 --wait-ms 1000 --origin-ns T [--unfenced] [--seed S] [--read-level L]
+        --ttl-ms 600 --wait-ms 1000 --origin-ns T [--unfenced] [--seed S] [--read-level L] [--gate F]
 
 Its loop: ``LOCK name ttl WAIT ms`` (op ``acquire``, value = the token), a little work while
 holding the lock (a sleep of `WORK_MS`: the window in which the client-pause nemesis stops it),
@@ -26,12 +26,19 @@ the checker's origin they are on the checker's clock (and the nodes', which coun
 
 SIGTERM asks the client to stop after the op in flight; it also stops when its parent dies
 (parent_death.py) or its stdout closes.
+
+The nemesis must stop a holder *before* it sends its write, and a report arrives only once an op
+has completed: a holder whose write is in flight still looks like a holder. `WriteGate` closes
+that gap (``--gate PATH``): the client records the token it is about to write for under a file
+lock, and the pool stops a client only under the same lock and only when that record is not the
+holder's token, so a stopped holder has provably not yet sent its write.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import random
@@ -76,6 +83,38 @@ def parse_report(line: str) -> tuple[Op, tuple[str, str] | None]:
     if not (isinstance(error, list) and len(error) == 2 and all(isinstance(x, str) for x in error)):
         raise HistoryFormatError(f"lock client report's error is not [kind, text]: {line[:120]!r}")
     return op, (error[0], error[1])
+
+
+# -- the write gate ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WriteGate:
+    """A file shared by one lock client and the pool (module docstring). Invariant: while the
+    pool holds the file lock and the file does not name a token, the client has not sent the
+    write of that token's hold, and cannot until the lock is released."""
+
+    path: Path
+
+    def _locked(self, fn: Callable[[int], Any]) -> Any:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fn(fd)  # closing the fd releases the lock
+        finally:
+            os.close(fd)
+
+    def writing(self, token: str) -> None:
+        """The client: about to send the write of ``token``'s hold."""
+        def mark(fd: int) -> None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, token.encode(), 0)
+        self._locked(mark)
+
+    def stop_unless_writing(self, token: int, stop: Callable[[], bool]) -> bool:
+        """The pool: run ``stop`` (which SIGSTOPs the client; its result is returned) unless the
+        client has already begun the write of ``token``'s hold (then False, nothing stopped)."""
+        def check(fd: int) -> bool:
+            return os.pread(fd, 32, 0) != str(token).encode() and stop()
+        return bool(self._locked(check))
 
 
 # -- the client process -----------------------------------------------------------------------
@@ -148,6 +187,8 @@ def run_client(args: argparse.Namespace, out: IO[str], stop: Callable[[], bool])
         if not ok:
             continue
         time.sleep(rng.uniform(*WORK_MS) / 1000)  # holding the lock: the nemesis may stop us here
+        if args.gate:
+            WriteGate(Path(args.gate)).writing(token)  # from here on the nemesis leaves us running
         seq += 1
         entry = f"{token}:{process}-{seq}"
         if args.unfenced:
@@ -203,6 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout-s", type=float, default=2.0)
     p.add_argument("--read-level", default=None)
+    p.add_argument("--gate", default=None, help="the WriteGate file shared with the checker")
     return p
 
 
@@ -282,6 +324,7 @@ class LockClientPool:
                "--origin-ns", str(self.start_ns), "--seed", str(self.seed), "--timeout-s", str(self.timeout_s)]
         if not self.workload.fenced:
             cmd.append("--unfenced")
+        cmd += ["--gate", str(self.gate(w).path)]
         if self.read_level:
             cmd += ["--read-level", self.read_level]
         if getattr(h, "use_netns", False):
@@ -338,19 +381,28 @@ class LockClientPool:
             return [h for _, h in sorted(self._holding.items())
                     if h.worker not in self._stopped and h not in self._was_stopped]
 
+    def gate(self, w: int) -> WriteGate:
+        return WriteGate(Path(self.harness.root) / f"lock-client-{w}.gate")
+
     def pause(self, holder: Holder) -> bool:
-        """SIGSTOP the holder's process; False when it has exited or let go meanwhile (then it
-        is not stopped)."""
+        """SIGSTOP the holder's process before it sends its write (`WriteGate`); False when it
+        has exited, let go or begun its write meanwhile (then it is not stopped)."""
         proc = self._procs.get(holder.worker)
         if proc is None or proc.poll() is not None:
             return False
-        with self._lock:
-            if self._holding.get(holder.worker) != holder:
-                return False
-            proc.send_signal(signal.SIGSTOP)
-            self._stopped.add(holder.worker)
-            self._was_stopped.add(holder)
-        return True
+
+        def stop() -> bool:
+            with self._lock:
+                if self._holding.get(holder.worker) != holder:
+                    return False
+                proc.send_signal(signal.SIGSTOP)
+                self._stopped.add(holder.worker)
+                self._was_stopped.add(holder)
+            return True
+
+        if self.harness is None:  # no gate files (unit tests drive the pool without a harness)
+            return stop()
+        return self.gate(holder.worker).stop_unless_writing(holder.token, stop)
 
     def resume(self, worker: int) -> None:
         proc = self._procs.get(worker)
