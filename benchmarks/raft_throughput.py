@@ -836,6 +836,7 @@ def machine() -> str:
 # -- main -----------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    global VALUE_SIZE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -862,11 +863,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replikv-mode", default="raft",
                         help="replikv's --mode (default raft; leader-follower only checks this "
                              "harness: its GETs are not linearizable)")
+    parser.add_argument("--value-size", type=int, default=VALUE_SIZE,
+                        help=f"bytes per value, for every system (default {VALUE_SIZE}; issue 15 "
+                             "target 6 compares raft and etcd with 4096)")
     parser.add_argument("--markdown", action="store_true",
                         help="also print the results as a Markdown table")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (data, logs; its path is printed)")
     args = parser.parse_args(argv)
+    VALUE_SIZE = args.value_size  # read by every system's driver below
     requests = args.requests or (20_000 if args.quick else 100_000)
     duration = args.duration or (5 if args.quick else 30)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -876,8 +881,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--systems takes a subset of {','.join(SYSTEMS)}")
     if set(apis) - {"callback", "threads"} or not apis:
         parser.error("--pysyncobj-api takes callback,threads")
-    if requests < 1 or args.clients < 1 or duration < 1 or not pipelines:
-        parser.error("--requests, --clients, --duration and --pipelines must be positive")
+    if requests < 1 or args.clients < 1 or duration < 1 or not pipelines or VALUE_SIZE < 1:
+        parser.error("--requests, --clients, --duration, --pipelines and --value-size must be positive")
 
     ensure_tools(systems)
     run = Run()
