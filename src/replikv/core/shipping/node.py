@@ -10,7 +10,12 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    index, tags them with its epoch, logs them and ships them to every follower
    that streams from the right place.
 3. A follower appends only in order: an ``Append`` whose ``prev_index`` /
-   ``prev_epoch`` is not its last entry triggers a ``SyncRequest``.
+   ``prev_epoch`` is not its last entry triggers a ``SyncRequest``, except a
+   resend that starts inside its log and matches it there (``_overlap``): the
+   answer to a SyncRequest that crossed frames still in flight. By log
+   matching it holds that resend's first entries already; it appends the rest
+   and asks nothing (each such SyncRequest had the leader send its window
+   again, whose frames raised the next one: a storm seen under 64 KiB writes).
 4. Sync (partial resync): the follower names its last index and epoch
    history. If the leader holds its last entry with the same epoch the logs
    match there and the leader streams from the next index. If not, the
@@ -32,7 +37,8 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    resync that starts can finish.
 6. Acks: a follower acks the highest index in its WAL after the driver has
    persisted it; the leader's ``ack_watermark(k)`` is the highest index that
-   k followers hold (semi-sync k; sync is k = number of followers).
+   k followers hold (semi-sync k; sync is k = number of followers), and never
+   sends a follower again what it acked (``next_index`` > ``match_index``).
 7. Hand-over (manual failover): the leader stops taking writes, waits until
    the target has acked its whole log, and tells it to take over; the target
    promotes itself with a higher epoch, which fences the old leader.
@@ -398,23 +404,46 @@ class ShippingNode:
             marks.append((msg.leader_last_index, now_ms))
             if len(marks) > 1024:
                 del marks[:512]
+        packed, entries = msg.entries, None
         if msg.prev_index != log.last_index or log.epoch_at(msg.prev_index) != msg.prev_epoch:
-            if not self.syncing or now_ms - self.sync_sent_ms >= self.sync_retry_ms:
-                effects += self._request_sync()
-            return effects
+            entries = self._overlap(msg)
+            if entries is None:
+                if not self.syncing or now_ms - self.sync_sent_ms >= self.sync_retry_ms:
+                    effects += self._request_sync()
+                return effects
+            if not entries:
+                return effects  # a resend of entries it holds: nothing new, nothing to ask
+            packed = msgpack.packb(entries)
         self.syncing = False
         if msg.count:
-            entries = msgpack.unpackb(msg.entries)
-            invariant(len(entries) == msg.count, "Append count does not match its entries")
+            if entries is None:
+                entries = msgpack.unpackb(packed)
+                invariant(len(entries) == msg.count, "Append count does not match its entries")
             first = log.last_index + 1
-            log.append(entries, len(msg.entries))
-            effects.append(PersistEntries(first_index=first, count=msg.count, packed=msg.entries))
+            log.append(entries, len(packed))
+            effects.append(PersistEntries(first_index=first, count=len(entries), packed=packed))
             effects.append(ApplyEntries(first_index=first, entries=entries))
             effects.append(Send(to=msg.sender, msg=Ack(sender=self.id, epoch=self.epoch,
                                                        durable_index=log.last_index)))
         while marks and marks[0][0] <= log.last_index:
             marks.pop(0)
         return effects
+
+    def _overlap(self, msg: Append) -> list[list[Any]] | None:
+        """Rule 3: for an Append that starts inside this log (``prev_index`` below its last
+        entry, at or above its base) and matches it there, the entries after this log's
+        last ([] when it holds them all); None for any other Append (a gap, a divergence).
+        Log matching: the last entry both hold, compared by epoch, vouches for all before it."""
+        log = self.log
+        if (not msg.count or not log.base_index <= msg.prev_index < log.last_index
+                or log.epoch_at(msg.prev_index) != msg.prev_epoch):
+            return None
+        entries = msgpack.unpackb(msg.entries)
+        invariant(len(entries) == msg.count, "Append count does not match its entries")
+        held = min(log.last_index - msg.prev_index, len(entries))
+        if log.epoch_at(msg.prev_index + held) != entries[held - 1][0]:
+            return None  # it differs from this log there: the sync that follows truncates
+        return entries[held:]
 
     def lag_ms(self, now_ms: int) -> int:
         """Follower: age of the oldest write the leader had that we lack."""
@@ -432,6 +461,9 @@ class ShippingNode:
         if msg.durable_index > pr.match_index:
             pr.match_index = min(msg.durable_index, self.log.last_index)
             pr.acked()
+            # rule 6: an ack for frames sent before a rewind (a SyncRequest that crossed them)
+            # makes the resend of what it covers needless
+            pr.next_index = max(pr.next_index, pr.match_index + 1)
         effects += self._send_more(msg.sender)
         effects += self._check_handover()
         return effects
