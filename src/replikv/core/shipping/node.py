@@ -438,7 +438,7 @@ class ShippingNode:
         if (not msg.count or not log.base_index <= msg.prev_index < log.last_index
                 or log.epoch_at(msg.prev_index) != msg.prev_epoch):
             return None
-        entries = msgpack.unpackb(msg.entries)
+        entries: list[list[Any]] = msgpack.unpackb(msg.entries)
         invariant(len(entries) == msg.count, "Append count does not match its entries")
         held = min(log.last_index - msg.prev_index, len(entries))
         if log.epoch_at(msg.prev_index + held) != entries[held - 1][0]:
