@@ -498,6 +498,7 @@ def test_drop_before_deletes_whole_segments_and_recover_skips_older_entries(
     snap = firsts[2] + 1  # inside the third segment
     wal.drop_before(snap)
     assert wal.first_index == snap + 1
+    wal.deletions_done()  # the files go on the WAL's deletion worker
     after = [p.name for p in segments(tmp_path)]
     assert after == before[2:]
     assert wal.size_bytes == sum(p.stat().st_size for p in segments(tmp_path)) < size_before
@@ -519,6 +520,7 @@ def test_drop_before_never_deletes_the_current_segment(tmp_path: Path) -> None:
     fill(wal, BATCHES)
     total = wal.last_index
     wal.drop_before(total)
+    wal.deletions_done()
     assert len(segments(tmp_path)) == 1
     assert wal.first_index == total + 1
     with pytest.raises(ValueError):
@@ -975,3 +977,39 @@ def test_a_seal_cut_short_by_a_crash_is_a_torn_tail(tmp_path: Path, kept: int) -
     segs[0].write_bytes(data[: len(data) - HEADER_BYTES] + b"garbage")
     with pytest.raises(CorruptLogError, match="not the last segment"):
         open_wal(tmp_path)
+
+
+def test_drop_before_deletes_on_a_worker_and_reset_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event loop does not wait for compacted segments to be deleted; ``reset``, which
+    deletes every segment it finds, waits for those deletions first, and so does ``close``."""
+    import threading
+
+    from replikv.storage import wal as wal_module
+
+    wal, _ = open_wal(tmp_path, segment_bytes=400)
+    fill(wal, BATCHES)
+    gate, deleting, deleted = threading.Event(), threading.Event(), threading.Event()
+    real_delete, real_reset = wal_module._delete_segments, wal_module.WriteAheadLog._apply_reset
+    seen: list[bool] = []
+
+    def slow(paths: list[Path], directory: Path) -> None:
+        deleting.set()
+        assert gate.wait(10)
+        real_delete(paths, directory)
+        deleted.set()
+
+    def reset_files(self: WriteAheadLog, next_index: int) -> None:
+        seen.append(deleted.is_set())
+        real_reset(self, next_index)
+
+    monkeypatch.setattr(wal_module, "_delete_segments", slow)
+    monkeypatch.setattr(wal_module.WriteAheadLog, "_apply_reset", reset_files)
+    before = len(segments(tmp_path))
+    wal.drop_before(wal.last_index)  # returns while the worker is held
+    assert deleting.wait(10) and len(segments(tmp_path)) == before
+    assert wal.first_index == wal.last_index + 1
+    threading.Timer(0.05, gate.set).start()  # let the worker go once reset is waiting
+    wal.reset(wal.last_index + 1)
+    assert seen == [True]  # reset deleted the log's files only after the worker was done
+    assert [p.name for p in segments(tmp_path)] == [wal_module.segment_name(wal.last_index + 1)]
+    wal.close()
