@@ -93,7 +93,9 @@ class KeyedStore(CrdtStore):
     write adds entries under its dot and puts the dot in the context; a join
     keeps entries and merges contexts). So a write ``(origin, hlc)`` that the
     key's context does not cover yet observes exactly the entries its base
-    context covers, none of its own, and a write of one ``put`` mutation (a
+    context covers, none of its own (one it covers already, a WAL entry
+    replayed over a snapshot that holds it, observes its own entries through
+    that context too), and a write of one ``put`` mutation (a
     SET) takes ``CrdtStore._put_fast``'s short way with that base context as
     the deps: the same entries, ids included, as the general path's ``seen``
     closure (``tests/unit/test_crdt_delta.py`` holds a twin store to it)."""
