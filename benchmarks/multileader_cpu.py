@@ -7,10 +7,12 @@ cluster (``--fsync everysec``), runs redis-benchmark (``-n`` requests per node, 
 at once for multi-leader, 3 x ``-n`` at the leader for leader-follower, async acks), waits
 until the nodes are idle (replication done), and divides the CPU seconds the three node
 processes spent (user + system, /proc) by the writes. It also prints, per multi-leader node,
-the ops it received twice (INFO ``replikv_ops_received_twice``).
+the ops it received twice (INFO ``replikv_ops_received_twice``). ``--mode leaderless`` (its
+write and read consistency set to ``--level``) and ``--mode raft`` spread the clients over every
+node as multi-leader does (issue 9's setting).
 
     .venv/bin/python benchmarks/multileader_cpu.py [--test set] [--pipeline 16] [-n 100000]
-        [--mode multi-leader|leader-follower]
+        [--mode multi-leader|leader-follower|leaderless|raft] [--level quorum|one|all]
 
 A script, not a test: it asserts nothing about speed.
 """
@@ -56,7 +58,8 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mode", default="multi-leader", choices=["multi-leader", "leader-follower"])
+    ap.add_argument("--mode", default="multi-leader", choices=["multi-leader", "leader-follower", "leaderless", "raft"])
+    ap.add_argument("--level", default="quorum", help="leaderless: the write and read consistency")
     ap.add_argument("--test", default="set")
     ap.add_argument("--pipeline", type=int, default=16)
     ap.add_argument("-n", type=int, default=100_000, help="requests per node (leader-follower: 3x at the leader)")
@@ -64,10 +67,12 @@ def main() -> int:
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="replikv-mlcpu-"))
     try:
-        with replikv_up(root, args.mode, "everysec") as ports:
+        extra = ("--write-consistency", args.level, "--read-consistency", args.level) \
+            if args.mode == "leaderless" else ()
+        with replikv_up(root, args.mode, "everysec", extra=extra) as ports:
             pids = node_pids(root)
             assert len(pids) == 3, pids
-            if args.mode == "multi-leader":
+            if args.mode != "leader-follower":  # every node takes clients
                 targets, per = ports, args.n
             else:
                 targets = [p for p in ports if redis.Redis(port=p).info("replication").get("role") == "master"]
@@ -92,7 +97,8 @@ def main() -> int:
             if args.mode == "multi-leader":
                 twice = ", ops received twice per node " + " / ".join(
                     str(redis.Redis(port=p).info("replication").get("replikv_ops_received_twice")) for p in ports)
-            print(f"{args.mode} {args.test.upper()} -P {args.pipeline}: {1e6 * (now - before) / writes:.1f} us CPU "
+            level = f" {args.level.upper()}" if args.mode == "leaderless" else ""
+            print(f"{args.mode}{level} {args.test.upper()} -P {args.pipeline}: {1e6 * (now - before) / writes:.1f} us CPU "
                   f"per write (3 nodes), clients {rps:,.0f} ops/s{twice}; load average "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:

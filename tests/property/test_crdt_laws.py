@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.crdt.store import CrdtStore, _visible_parts, ctr_totals, put_allowed
+from replikv.core.crdt.store import CrdtStore, _visible_parts, ctr_totals, put_allowed, without_put
 
 NODES = ["a", "b", "c"]
 KEYS = [b"k1", b"k2"]
@@ -273,17 +273,6 @@ def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, confli
         assert all(s.siblings(k) == stores["a"].siblings(k) for s in stores.values())
 
 
-def as_triple(muts: list) -> list:
-    """``muts`` with each ``put`` written as the ``del`` + ``set`` + ``ttl`` an older node makes."""
-    out: list = []
-    for m in muts:
-        if m[0] == "put":
-            out += [("del", m[1], {}, {}), ("set", m[1], m[2], None, None), ("ttl", m[1], m[3])]
-        else:
-            out.append(m)
-    return out
-
-
 def parts(store: CrdtStore, key: bytes) -> tuple | None:
     """Every entry of ``key``, hidden ones included, with the ids of the register and TTL
     entries left out (a ``put``'s id is its mutation's index, the triple's ``set`` and
@@ -300,7 +289,7 @@ def parts(store: CrdtStore, key: bytes) -> tuple | None:
 @given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
 def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
     """Each node has a twin that gets every op with its ``put`` mutations written as the
-    ``del`` + ``set`` + ``ttl`` triple (what older nodes make and their WALs hold), in the
+    ``del`` + ``set`` + ``ttl`` triple (``without_put``: what older nodes make and their WALs hold), in the
     same causal order: after every step both show the same values, types, deadlines and
     siblings and hold the same entries (up to the ids the ``put`` gives, so the digests
     differ)."""
@@ -310,7 +299,7 @@ def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
 
     def apply(node: str, op: tuple) -> None:
         stores[node].apply(*op)
-        twins[node].apply(*op[:4], as_triple(op[4]))
+        twins[node].apply(*op[:4], without_put(op[4]))
         for k in KEYS:
             assert stores[node].visible(k) == twins[node].visible(k)
             assert stores[node].siblings(k) == twins[node].siblings(k)
@@ -321,9 +310,10 @@ def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
     assert len({s.digest() for s in twins.values()}) == 1
 
 
-def test_an_overwrite_is_one_put_in_multi_leader_mode_only():
-    """A SET of a key with no counter history is one ``put``; one with a counter keeps the
-    triple (its ``del`` carries the totals); the leaderless mode always makes the triple."""
+def test_an_overwrite_is_one_put_in_both_modes():
+    """A SET of a key with no counter history is one ``put`` (in the leaderless mode too: its
+    coordinator expands it for older replicas, core/dynamo/replica.py); one with a counter keeps
+    the triple (its ``del`` carries the totals)."""
     from replikv.kv.crdt_writes import translate
 
     store = CrdtStore()
@@ -337,7 +327,7 @@ def test_an_overwrite_is_one_put_in_multi_leader_mode_only():
     assert store.visible(b"k") == ("string", b"w", 1100)
     assert len(store.state(b"k").str.reg) == 1 and len(store.state(b"k").ttl) == 1
     muts, _ = translate(store, [b"SET", b"k", b"x"], 1000, rng, "leaderless")
-    assert [m[0] for m in muts] == ["del", "set", "ttl"]
+    assert muts == [("put", b"k", b"x", None)]
     store.apply("a", 3, 3, {"a": 2}, [("incr", b"c", 1)])
     muts, _ = translate(store, [b"SET", b"c", b"5"], 1000, rng)
     assert [m[0] for m in muts] == ["del", "set", "ttl"] and muts[0][2] == {"a": [1, 0]}

@@ -28,10 +28,20 @@ COMMANDS = [
 ]
 
 
+class GeneralPathKeyed(KeyedStore):
+    """A keyed store that applies every write through the general path (no ``_put_fast``)."""
+
+    __slots__ = ()
+
+    def _put_fast(self, *args: object) -> bool:
+        return False
+
+
 class Node:
     def __init__(self, name: str) -> None:
         self.name = name
         self.store = KeyedStore()
+        self.twin = GeneralPathKeyed()  # gets every call the store gets: must hold the same states
         self.clock = Hlc()
         self.ms = 1_000
 
@@ -44,12 +54,20 @@ class Node:
         hlc = self.clock.now(self.ms)
         before = {k: dict(self.store.context(k)) for k in {bytes(m[1]) for m in muts}}
         delta = write_delta(self.name, hlc, muts, before)
-        self.store.apply_write(self.name, hlc, muts, self.ms)
+        assert self.store.apply_write(self.name, hlc, muts, self.ms) == self.twin.apply_write(
+            self.name, hlc, muts, self.ms)
+        self.check_twin()
         after = {k: b for k in before if (b := self.store.key_blob(k)) is not None}
         return delta, after
 
+    def check_twin(self) -> None:
+        for key in KEYS:
+            assert self.store.key_blob(key) == self.twin.key_blob(key), key
+
     def join(self, key: bytes, blob: bytes) -> None:
         self.store.join_key(key, blob, self.ms)
+        self.twin.join_key(key, blob, self.ms)
+        self.check_twin()
         self.clock.observe(max(self.store.context(key).values(), default=0), self.ms)
         # a join that took the incoming state keeps its blob as the key's: it must be the encoding
         assert self.store.key_blob(key) == fresh_blob(self.store, key)
@@ -94,6 +112,8 @@ def test_a_delta_applied_equals_joining_the_whole_state_in_any_order_and_duplica
             expect = {k: joined(r, k, b) for k, b in after.items()}
             before = {k: r.store.key_blob(k) for k in after}
             changed, missing = r.store.apply_delta(decode_delta(delta), r.ms)
+            assert r.twin.apply_delta(decode_delta(delta), r.ms) == (changed, missing)
+            r.check_twin()
             event("applied" if changed else "missing" if missing else "duplicate")
             for k in after:
                 if k in missing:  # no base here: nothing changed, the whole state is the fallback
@@ -112,6 +132,7 @@ def test_a_delta_applied_equals_joining_the_whole_state_in_any_order_and_duplica
     for delta, after in sent:
         for r in nodes:
             _, missing = r.store.apply_delta(decode_delta(delta), r.ms)
+            assert r.twin.apply_delta(decode_delta(delta), r.ms)[1] == missing
             for k in missing:
                 r.join(k, after[k])
     for key in KEYS:

@@ -87,14 +87,14 @@ def translate(
 ) -> tuple[list[Mut], Reply]:
     """The mutations of one op and the reply; ``([], error)`` when refused
     (the refusal names ``mode``: the leaderless mode translates writes too).
-    Only the multi-leader mode gets ``put`` mutations: its peers refuse a frame
-    that may carry one by its tag; a leaderless write keeps ``del`` + ``set`` +
-    ``ttl``."""
+    Overwrites may be ``put`` mutations: the multi-leader peers refuse a frame
+    that may carry one by its tag; a leaderless coordinator expands them for a
+    replica that does not know them (``core/dynamo/replica.py``)."""
     name = argv[0].decode("utf-8", "replace").lower()
     fn = _HANDLERS.get(name)
     if fn is None:
         return [], Refused(refusal(name, mode))
-    w = _Writer(store, now_ms, rng, put=mode == "multi-leader")
+    w = _Writer(store, now_ms, rng)
     try:
         reply = fn(w, argv)
     except RespError as err:
@@ -118,9 +118,8 @@ class _Writer:
     mutations are applied to a scratch copy lazily: simple commands only read
     before they write, multi-key ones read distinct keys)."""
 
-    def __init__(self, store: CrdtStore, now_ms: int, rng: random.Random, put: bool = False) -> None:
+    def __init__(self, store: CrdtStore, now_ms: int, rng: random.Random) -> None:
         self.store = store
-        self.put = put  # overwrites may be one ``put`` mutation (see ``set_string``)
         self.now = now_ms
         self.rng = rng
         self.muts: list[Mut] = []
@@ -198,14 +197,14 @@ class _Writer:
     def set_string(self, key: bytes, value: bytes, deadline: int | None, keepttl: bool) -> None:
         """An overwrite: everything observed of the key goes, then the value
         (and the TTL: ``deadline``, or the current one with KEEPTTL). One ``put``
-        mutation when the mode takes it and the key has no counter history
+        mutation when the key has no counter history
         (``put_allowed``) and no earlier mutation of this op; else ``del`` (if
         anything is stored), ``set`` and ``ttl``."""
         if keepttl:
             vis = self.get(key)
             if vis is not None:
                 deadline = vis.deadline_ms
-        if self.put and key not in self.cleared and put_allowed(self.store.state(key)) \
+        if key not in self.cleared and put_allowed(self.store.state(key)) \
                 and not any(m[1] == key for m in self.muts):
             self.muts.append(("put", key, value, deadline))
             self.cleared.add(key)

@@ -16,9 +16,10 @@ not idempotent); one without an answer has an unknown outcome. Frames are
 made as the runtime makes them (``Replica.frames``: ``Puts`` / ``PutAcks``
 to the peers that announced them); on every 4th seed n2 runs as a node of
 the older version (no ``Hello``, single ``Put``s and acks, Paxos requests
-without an electorate), and a frame it would drop (a ``Puts``, a
-``PutAcks``, a ``Hello`` not alone, a Paxos request naming its electorate)
-fails the run.
+without an electorate, deltas without ``put`` mutations), and a frame it
+would drop or a delta it would refuse (a ``Puts``, a ``PutAcks``, a
+``Hello`` not alone, a Paxos request naming its electorate, a delta with a
+``put``) fails the run.
 
 The durability rule as the runtime carries it out: ``Persist`` entries are
 appended to the WAL and synced before any ``Send`` of the same batch leaves
@@ -80,7 +81,7 @@ import msgpack
 from replikv.check.history import Op as HistOp
 from replikv.check.linearizability import check_register_history
 from replikv.core.crdt import Hlc
-from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.crdt.keyed import KeyedStore, decode_delta
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.coordinator import level_count, needed_acks
@@ -227,6 +228,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             if n.replica.batches:  # as if each had announced its features when it connected (Hello)
                 n.replica.batch_peers = {p for p in n.believed if p not in self.old}
                 n.replica.electorate_peers = set(n.replica.batch_peers)
+                n.replica.put_peers = set(n.replica.batch_peers)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
         if self.planned:
             self.engine.at(self.rng.randint(100_000, self.engine.cfg.fault_us * 3 // 5), self._change)
@@ -335,6 +337,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             if any(isinstance(m, (dm.Puts, dm.PutAcks)) for m in msgs) or (
                     isinstance(msg, dm.Batch) and any(isinstance(m, dm.Hello) for m in msgs)) or any(
                     isinstance(m, dm.Paxos) and getattr(pm.decode(m.data), "electorate", None) is not None
+                    for m in msgs) or any(
+                    isinstance(m, dm.Put) and m.delta and any(mut[0] == "put" for mut in decode_delta(m.delta)[2])
                     for m in msgs):
                 self.engine.fail(f"{src} sent {n.name}, a node of the older version, a frame it drops: {msg!r}")
             if isinstance(msg, dm.Hello):

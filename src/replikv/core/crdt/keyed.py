@@ -87,7 +87,18 @@ def decode_delta(blob: bytes) -> Delta:
 
 class KeyedStore(CrdtStore):
     """A leaderless replica's keys; see the module docstring. ``vv`` (the
-    node-wide vector of ``CrdtStore``) stays empty here."""
+    node-wide vector of ``CrdtStore``) stays empty here.
+
+    Invariant: every entry of a key's state has a dot its context covers (a
+    write adds entries under its dot and puts the dot in the context; a join
+    keeps entries and merges contexts). So a write ``(origin, hlc)`` that the
+    key's context does not cover yet observes exactly the entries its base
+    context covers, none of its own (one it covers already, a WAL entry
+    replayed over a snapshot that holds it, observes its own entries through
+    that context too), and a write of one ``put`` mutation (a
+    SET) takes ``CrdtStore._put_fast``'s short way with that base context as
+    the deps: the same entries, ids included, as the general path's ``seen``
+    closure (``tests/unit/test_crdt_delta.py`` holds a twin store to it)."""
 
     __slots__ = ("_blobs", "ctx", "dead_ms")
 
@@ -113,6 +124,12 @@ class KeyedStore(CrdtStore):
     def apply_write(self, origin: str, hlc: int, muts: Sequence[Mut], now_ms: int) -> list[bytes]:
         """Apply a write this replica coordinates (dot ``(origin, hlc)``);
         returns the keys it touched, in first-touch order."""
+        if len(muts) == 1 and muts[0][0] == "put":  # a SET: no closure when the short way applies
+            key = bytes(muts[0][1])
+            kctx = self.ctx.get(key, {})
+            if self._put_fast(key, muts[0], origin, hlc, hlc, kctx):
+                self._written(key, origin, hlc, now_ms)  # the short way (class docstring)
+                return [key]
         changed: list[bytes] = []
         seen_by: dict[bytes, Any] = {}
         for i, mut in enumerate(muts):
@@ -128,12 +145,16 @@ class KeyedStore(CrdtStore):
                 changed.append(key)
             self._apply_one(key, mut, origin, hlc, i, hlc, seen)
         for key in changed:
-            self._blobs.pop(key, None)
-            kctx = self.ctx.setdefault(key, {})
-            if hlc > kctx.get(origin, 0):
-                kctx[origin] = hlc
-            self._mark(key, now_ms)
+            self._written(key, origin, hlc, now_ms)
         return changed
+
+    def _written(self, key: bytes, origin: str, hlc: int, now_ms: int) -> None:
+        """``key`` now holds the outcome of the dot ``(origin, hlc)``."""
+        self._blobs.pop(key, None)
+        kctx = self.ctx.setdefault(key, {})
+        if hlc > kctx.get(origin, 0):
+            kctx[origin] = hlc
+        self._mark(key, now_ms)
 
     def _mark(self, key: bytes, now_ms: int) -> None:
         if key in self.data:
@@ -158,6 +179,9 @@ class KeyedStore(CrdtStore):
             if any(mine.get(o, 0) < s for o, s in bctx.items()):
                 missing.append(key)
                 continue
+            if len(muts) == 1 and muts[0][0] == "put" and self._put_fast(key, muts[0], origin, hlc, hlc, bctx):
+                self._written(key, origin, hlc, now_ms)  # a SET: the short way (class docstring)
+                return [key], missing
 
             def seen(o: str, s: int, bctx: dict[str, int] = bctx) -> bool:
                 return s <= bctx.get(o, 0) or (s == hlc and o == origin)
@@ -172,10 +196,7 @@ class KeyedStore(CrdtStore):
             if seen_of is not None:
                 self._apply_one(key, mut, origin, hlc, i, hlc, seen_of)
         for key in changed:
-            self._blobs.pop(key, None)
-            kctx = self.ctx.setdefault(key, {})
-            kctx[origin] = hlc
-            self._mark(key, now_ms)
+            self._written(key, origin, hlc, now_ms)
         return changed, missing
 
     # ----------------------------------------------------- exchanging keys

@@ -103,7 +103,8 @@ Mutation kinds (``Mut`` = a tuple/list ``(kind, key, *args)``, msgpack-able):
     counter reset would need the totals ``del`` carries. Applied in place when
     the key holds register and TTL entries only (a key a SET wrote before).
     Older nodes do not know it: they get it only in ``Ops`` frames of a tag
-    they refuse (``core/multileader/codec.py``).
+    they refuse (``core/multileader/codec.py``); a leaderless write carries it
+    only when every replica of the write announced it (else ``without_put``).
 """
 
 from __future__ import annotations
@@ -840,6 +841,20 @@ def overwrite_muts(store: CrdtStore, key: bytes, value: bytes | None) -> list[Mu
     if value is not None:
         muts += [("set", key, value, None, None), ("ttl", key, None)]
     return muts
+
+
+def without_put(muts: Sequence[Mut]) -> list[Mut]:
+    """``muts`` with each ``put`` replaced by the ``del`` (no counter totals: ``put_allowed``),
+    ``set`` and ``ttl`` it stands for, for a peer that does not know ``put``. The same effect on
+    any state; the entries get the ids of their own positions, so every replica of one write
+    must be given the same list (the caller expands before applying the write anywhere)."""
+    out: list[Mut] = []
+    for m in muts:
+        if m[0] == "put":
+            out += [("del", m[1], {}, {}), ("set", m[1], m[2], None, None), ("ttl", m[1], m[3])]
+        else:
+            out.append(m)
+    return out
 
 
 def put_allowed(ks: KeyState | None) -> bool:

@@ -38,6 +38,12 @@ Rules:
   fallback rule per write (one ``PutNeed`` per write that lacks its base),
   its keys made one ``Changed``. A peer that never announced (an older
   version) gets the single messages, and this node still understands them.
+- A SET's overwrite is one ``put`` mutation (``core/crdt/store.py``: one
+  register and one TTL entry replace what the write observed, where the
+  ``del`` + ``set`` + ``ttl`` it stands for sweep three times) when every
+  replica of the write announced ``FEATURE_PUT_MUT``; otherwise the write is
+  expanded (``without_put``) before it is applied here, so every replica
+  applies the same mutations and gives its entries the same ids.
 - Read repair: the answers of a read are joined into this replica; every
   answering replica whose state of a key differs from the joined one gets
   it back (``Put`` with no ack), late answers too.
@@ -113,7 +119,7 @@ from typing import Any
 
 from replikv.core.crdt.hlc import Hlc
 from replikv.core.crdt.keyed import KeyedStore, decode_delta, write_delta
-from replikv.core.crdt.store import overwrite_muts
+from replikv.core.crdt.store import overwrite_muts, without_put
 from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo import paxos as px
@@ -234,6 +240,7 @@ class Replica:
         self.batches = batches  # False: neither announces nor sends Puts / PutAcks (a node of an older version)
         self.batch_peers: set[str] = set()  # peers that announced FEATURE_PUTS since they last connected
         self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
+        self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
             members = tuple(mb.Member(id=n, host="", port=0, peer_port=0) for n in ring.nodes)
@@ -307,6 +314,8 @@ class Replica:
               alive: Iterable[str], stand_ins: Sequence[str], now_ms: int, now_us: int) -> list[Any]:
         """A client write this node coordinates (``muts`` from kv/crdt_writes.translate)."""
         out: list[Any] = []
+        if any(r != self.node and r not in self.put_peers for r in replicas) and any(m[0] == "put" for m in muts):
+            muts = without_put(muts)  # a replica may be of an older version: before anything applies it
         delta = b""
         if self.deltas and not any(m[0] == "set" and m[4] is not None for m in muts):
             ctx = self.store.ctx  # (VSET ... CONTEXT: whole states)
@@ -470,6 +479,8 @@ class Replica:
                     self.batch_peers.add(peer)
                 if self.batches and dm.FEATURE_ELECTORATE in msg.features:
                     self.electorate_peers.add(peer)
+                if self.batches and dm.FEATURE_PUT_MUT in msg.features:
+                    self.put_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
                 w = self.coord.writes.get(msg.req)
                 held = dict(w.states) if w is not None else {}  # as the write left them
@@ -755,6 +766,7 @@ class Replica:
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
         self.batch_peers.discard(peer)  # it may come back as another version: it announces again
         self.electorate_peers.discard(peer)
+        self.put_peers.discard(peer)
         for req, (node, _, _) in list(self.hint_sends.items()):
             if node == peer:
                 del self.hint_sends[req]
