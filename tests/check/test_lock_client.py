@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -144,11 +145,11 @@ class FakeProc:
         self.signals.append(sig)
 
 
-def test_the_pool_reads_reports_into_the_history_and_tracks_holders() -> None:
+def test_the_pool_reads_reports_into_the_history_and_tracks_holders(tmp_path: Path) -> None:
     import signal
-
     grant = Op(2, "acquire", "lock0", "7", None, True, 10, 20)
-    pool = lock_client.LockClientPool(harness=None, workload=None, clients=4, seed=1, start_ns=0)
+    pool = lock_client.LockClientPool(harness=SimpleNamespace(root=tmp_path), workload=None, clients=4, seed=1,
+                                      start_ns=0)
     proc = FakeProc([report_line(grant), "garbage"])
     pool._procs[2] = proc  # type: ignore[assignment]
     pool._read(2, proc)  # type: ignore[arg-type]
@@ -170,8 +171,6 @@ def test_the_pool_reads_reports_into_the_history_and_tracks_holders() -> None:
 def test_the_write_gate_stops_a_holder_only_before_its_write(tmp_path: Path) -> None:
     """A holder whose write is in flight has no report yet; the gate is what tells the pool."""
     import signal
-    from types import SimpleNamespace
-
     pool = lock_client.LockClientPool(harness=SimpleNamespace(root=tmp_path), workload=None, clients=4, seed=1,
                                       start_ns=0)
     grant = Op(2, "acquire", "lock0", "7", None, True, 10, 20)
