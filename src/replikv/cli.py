@@ -115,6 +115,9 @@ NODE_OPTION_HELP: dict[str, str] = {
     "while a follower that is making progress lacks more than this many bytes of the replication stream "
     "(raft: of the log), so it never falls out of the backlog and a full resync (raft: a snapshot install) "
     "that starts completes; 0: never (Redis; plain Raft).",
+    "max_log_bytes": "leader-follower and raft: hold writers back while the log the leader keeps in memory "
+    "(the backlog and the entries after its snapshot) exceeds this, as while a slow snapshot is written; "
+    "more than --snapshot-bytes + --repl-backlog-bytes; 0: never.",
     "repl_lag_stall_ms": "leader-follower and raft: a follower that made no progress for this long holds "
     "no writer back (it is left to resync later).",
     "segment_bytes": "WAL segment file size (bytes).",

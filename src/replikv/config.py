@@ -111,6 +111,10 @@ class NodeOptions:
     # more than this many bytes of the stream (0: never); one that made none for repl_lag_stall_ms
     # does not hold them (core/shipping/node.py rule 10, RaftNode.lagging_follower)
     repl_max_lag_bytes: int = 128 * 1024 * 1024
+    # leader-follower and raft: writers are held back while the log the leader keeps in memory (backlog
+    # and entries after the snapshot) exceeds this (0: never); above snapshot_bytes + repl_backlog_bytes,
+    # which compaction itself keeps (core/shipping/node.py rule 11, RaftNode.log_over)
+    max_log_bytes: int = 512 * 1024 * 1024
     repl_lag_stall_ms: int = 5000
     segment_bytes: int = 16 * 1024 * 1024
     heartbeat_ms: int = 100
@@ -199,6 +203,10 @@ class NodeOptions:
         if self.repl_max_lag_bytes < 0:
             raise ConfigError(f"repl_max_lag_bytes must be 0 (no back-pressure) or a number of bytes "
                               f"(got {self.repl_max_lag_bytes!r})")
+        if self.max_log_bytes < 0 or 0 < self.max_log_bytes <= self.snapshot_bytes + self.repl_backlog_bytes:
+            raise ConfigError(f"max_log_bytes must be 0 (no bound) or more than snapshot_bytes + "
+                              f"repl_backlog_bytes ({self.snapshot_bytes + self.repl_backlog_bytes}), the log "
+                              f"compaction itself keeps (got {self.max_log_bytes!r})")
         if self.read_default not in ("eventual", "prefix", "session"):
             raise ConfigError(f"read_default must be eventual, prefix or session (got {self.read_default!r})")
         if not isinstance(self.timeout, int) or self.timeout < 0:

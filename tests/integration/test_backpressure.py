@@ -4,10 +4,14 @@
 connections, so the follower never falls out of the replication backlog (no
 full resync) however fast clients write; readers are served meanwhile; a
 follower that made no progress for ``--repl-lag-stall-ms`` holds nothing back.
-Raft mode holds writers by the same rule (RaftNode.lagging_follower)."""
+Raft mode holds writers by the same rule (RaftNode.lagging_follower). Both hold
+writers while the log the leader keeps in memory exceeds ``--max-log-bytes``
+(rule 11, RaftNode.log_over), as it would behind a snapshot stuck on its disk."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -185,3 +189,76 @@ def test_raft_a_follower_stopped_past_the_stall_bound_holds_nothing_back(tmp_pat
 
     stats = raft_with_a_follower_stopped(tmp_path, released, repl_max_lag_bytes=MIB, repl_lag_stall_ms=300)
     assert int(stats["backpressure_holds"]) >= 1  # held until 300 ms after its last progress, then let go
+
+
+def with_snapshots_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str,
+                           during: Callable[[Cluster, Writer, str], None], **options: Any) -> dict[str, Any]:
+    """A ``mode`` cluster whose snapshot children all stop before they write (the snapshotter's
+    failpoint: a snapshot stuck on a slow disk), 16 KiB values written to the leader while
+    ``during(cluster, writer, leader)`` runs, follower back-pressure off; returns the leader's
+    INFO stats once all three hold the same data."""
+    monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
+    monkeypatch.setenv("REPLIKV_SNAPSHOT_CHILD_STOP", "1")
+    c = Cluster(tmp_path / "c", 3, snapshot_bytes=512 * 1024, segment_bytes=128 * 1024, repl_backlog_bytes=MIB,
+                repl_max_lag_bytes=0, election_timeout_ms=1000, **options)
+    c.config.mode = mode
+    c.config.save(c.path)
+    c.start()
+    try:
+        leader = c.leader()
+        w = Writer(c, leader)
+        try:
+            during(c, w, leader)
+        finally:
+            w.close()
+        for node in c.config.nodes:  # let every stopped child finish, so the nodes compact and converge
+            pid = int(c.client(node, timeout=2).info("persistence")["replikv_snapshot_child_pid"])
+            if pid:
+                os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: len({c.digest(n) for n in c.config.nodes}) == 1, 60, "equal digests")
+        return c.stats(leader)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("mode", ["leader-follower", "raft"])
+def test_the_log_kept_in_memory_past_max_log_bytes_holds_writers_until_the_snapshot_lands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Rule 11 (core/shipping/node.py; RaftNode.log_over): while the leader's snapshot child is
+    stuck, the log it keeps in memory grows with every write; past --max-log-bytes writers are
+    held (readers served), and the compaction after the snapshot lands lets them go."""
+    bound = 3 * MIB
+
+    def held(c: Cluster, w: Writer, leader: str) -> None:
+        wait_for(lambda: c.replication(leader)["replikv_writes_held_by"] == "max-log-bytes", 30,
+                 "writers held by the log's bound")
+        child = int(c.client(leader, timeout=2).info("persistence")["replikv_snapshot_child_pid"])
+        assert child, "the leader's snapshot child is stopped, so its log grew"
+        logged = int(c.replication(leader)["replikv_log_memory_bytes"])
+        assert bound < logged <= bound + 4 * len(VALUE)  # over the bound by what was in flight, no more
+        at = w.written
+        assert c.client(leader).get("k0") == VALUE  # readers are served while writers are held
+        wait_for(lambda: int(c.stats(leader)["backpressure_holds"]) >= 1, 10, "the hold counted")
+        assert w.written <= at + 1
+        assert int(c.replication(leader)["replikv_log_memory_bytes"]) == logged  # nothing more was taken
+        os.kill(child, signal.SIGCONT)  # the snapshot lands; the compaction after it frees the log
+        # (the log keeps what was written after the snapshot's index, and the next child stops too:
+        # a few writes are taken before the bound holds them again)
+        wait_for(lambda: w.written > at + 5, 30, "writes taken again after the compaction")
+
+    stats = with_snapshots_stopped(tmp_path, monkeypatch, mode, held, max_log_bytes=bound)
+    assert int(stats["backpressure_holds"]) >= 1 and int(stats["backpressure_ms"]) > 0
+
+
+@pytest.mark.parametrize("mode", ["leader-follower", "raft"])
+def test_without_max_log_bytes_a_stuck_snapshot_lets_the_log_grow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """The same stuck snapshot with --max-log-bytes 0: writers are never held, and the log kept in
+    memory grows past twice the bound the test above holds it to."""
+    def grows(c: Cluster, w: Writer, leader: str) -> None:
+        wait_for(lambda: int(c.replication(leader)["replikv_log_memory_bytes"]) > 6 * MIB, 60,
+                 "the log past twice the other test's bound")
+        assert c.replication(leader)["replikv_writes_held_by"] == ""
+
+    stats = with_snapshots_stopped(tmp_path, monkeypatch, mode, grows, max_log_bytes=0)
+    assert int(stats["backpressure_holds"]) == 0

@@ -86,6 +86,8 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 # An HTTP request a browser was tricked into sending (Redis's guard): never executed
 _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
+# INFO replikv_writes_held_by when the log kept in memory, not a follower, holds writers back
+LOG_HOLD = "max-log-bytes"
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
 _BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
 # What a pipelined read may run as one run (``BaseRunner.execute_batch``): the command's name
@@ -382,6 +384,11 @@ class BaseRunner:
         the rule provides it: core/shipping/node.py rule 10, RaftNode.lagging_follower)."""
         return ""
 
+    def log_over_bound(self) -> bool:
+        """Whether the log this leader keeps in memory exceeds --max-log-bytes (a mode whose
+        core has the rule provides it: core/shipping/node.py rule 11, RaftNode.log_over)."""
+        return False
+
     def hold_writer(self, conn: ClientConnection) -> None:
         """A write was just taken from ``conn``: while writes are held back, what the writer
         already sent runs, and its connection is not read again until they are released."""
@@ -390,15 +397,17 @@ class BaseRunner:
             self._held_writers.add(conn)
 
     def check_backpressure(self) -> None:
-        """Hold writers back while a follower lags too far (``lagging_follower``), release
-        them when none does; the mode calls it after every commit, ack and tick."""
-        peer = self.lagging_follower()
+        """Hold writers back while a follower lags too far (``lagging_follower``) or the log
+        kept in memory is over its bound (``log_over_bound``: ``writes_held_by`` is then
+        LOG_HOLD), release them when neither is so; the mode calls it after every commit,
+        ack and tick."""
+        peer = self.lagging_follower() or (LOG_HOLD if self.log_over_bound() else "")
         if peer == self.writes_held_by:
             return
         if peer and not self.writes_held_by:
             self.stats["backpressure_holds"] += 1
             self._writes_held_since = time.monotonic()
-            log.debug("node %s: writes held back: follower %s lags too far", self.id, peer)
+            log.debug("node %s: writes held back by %s", self.id, peer)
         elif not peer:
             self.stats["backpressure_ms"] += int((time.monotonic() - self._writes_held_since) * 1000)
             writers, self._held_writers = self._held_writers, set()

@@ -419,6 +419,9 @@ class LeaderFollowerRunner(BaseRunner):
     def lagging_follower(self) -> str:
         return self.core.lagging_follower(_ms())  # rule 10
 
+    def log_over_bound(self) -> bool:
+        return self.core.log_over(self.options.max_log_bytes)  # rule 11
+
     def _release_ack_waiters(self) -> None:
         """Answer the waiters the followers' acks now satisfy; nothing to do (and no
         scan) unless the log or an ack moved since the last time."""
@@ -915,10 +918,12 @@ class LeaderFollowerRunner(BaseRunner):
                f"repl_backlog_active:{int(core.log.base_index < core.log.snapshot_index)}",
                f"repl_backlog_size:{self.options.repl_backlog_bytes}",
                f"replikv_backlog_first_index:{core.log.base_index + 1}",
-               f"replikv_backlog_bytes:{core.log.backlog_bytes}"]
+               f"replikv_backlog_bytes:{core.log.backlog_bytes}",
+               f"replikv_log_memory_bytes:{core.log_bytes}"]
         if self.is_leader:
             rep.append(f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}")
-            rep.append(f"replikv_writes_held_by:{self.writes_held_by}")  # rule 10's follower, or empty
+            # rule 10's follower, max-log-bytes (rule 11), or empty
+            rep.append(f"replikv_writes_held_by:{self.writes_held_by}")
             for i, peer in enumerate(self.peer_ids):
                 pr = core.progress[peer]
                 addr = self.config.nodes[peer]

@@ -78,7 +78,7 @@ from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
-from replikv.runtime.base import BaseRunner, wall_ms
+from replikv.runtime.base import LOG_HOLD, BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.memory import return_freed_memory
@@ -797,6 +797,10 @@ class RaftRunner(BaseRunner):
         pid = self.core.lagging_follower(opts.repl_max_lag_bytes, max(1, opts.repl_lag_stall_ms // opts.tick_ms))
         return "" if pid is None else self.names.get(pid, str(pid))
 
+    def log_over_bound(self) -> bool:
+        """The entries kept in memory after the snapshot exceed --max-log-bytes (RaftNode.log_over)."""
+        return self.core.log_over(self.options.max_log_bytes)
+
     _held_compaction: tuple[int, memoryview] | None = None
 
     def _compact_when_caught_up(self) -> None:
@@ -804,7 +808,8 @@ class RaftRunner(BaseRunner):
         up still needs its entries, or once the WAL since the last compaction passed
         ``snapshot_bytes + repl_backlog_bytes`` (``RaftNode.compaction_waits``): the
         backlog a follower installing a snapshot, or replicating a little behind,
-        continues from, at a memory cost bounded by the backlog. Runs when the snapshot
+        continues from, at a memory cost bounded by the backlog; never while writers are
+        held by --max-log-bytes (the compaction is what lets them go). Runs when the snapshot
         is read back and on every tick while one waits; no other snapshot starts meanwhile."""
         held = self._held_compaction
         if held is None or self.disk_error is not None:
@@ -813,7 +818,8 @@ class RaftRunner(BaseRunner):
         if index > self.core.log.snapshot.index:
             log_bytes = self.wal.size_bytes - self.group.wal_after_snapshot
             bound = self.options.snapshot_bytes + self.options.repl_backlog_bytes
-            if self.core.compaction_waits(index, log_bytes, bound):
+            # never while the log's own bound holds writers: only this compaction lets them go
+            if self.writes_held_by != LOG_HOLD and self.core.compaction_waits(index, log_bytes, bound):
                 if self._held_since != index:  # counted once per snapshot held
                     self._held_since = index
                     self.stats["compactions_held"] += 1
@@ -981,11 +987,13 @@ class RaftRunner(BaseRunner):
                f"replikv_voters:{','.join(self.names.get(i, str(i)) for i in sorted(c.voters))}",
                f"replikv_learners:{','.join(self.names.get(i, str(i)) for i in sorted(c.learners))}",
                f"replikv_ack:{self.default_ack}",
-               f"replikv_follower_logs_lost:{node.follower_logs_lost}"]  # as leader (raft messages.py)
+               f"replikv_follower_logs_lost:{node.follower_logs_lost}",  # as leader (raft messages.py)
+               f"replikv_log_memory_bytes:{node.log.bytes_after(node.log.snapshot.index)}"]
         if self.is_leader:
             followers = [i for i in sorted(node.progress) if i != self.raft_id]
             rep.append(f"connected_slaves:{sum(1 for i in followers if self.transport.connected(self.names.get(i, '')))}")
-            rep.append(f"replikv_writes_held_by:{self.writes_held_by}")  # back-pressure's follower, or empty
+            # back-pressure's follower, max-log-bytes (the log's own bound), or empty
+            rep.append(f"replikv_writes_held_by:{self.writes_held_by}")
             for n, i in enumerate(followers):
                 pr = node.progress[i]
                 name = self.names.get(i, str(i))

@@ -22,6 +22,11 @@ Rules:
   line and does not try again until ``retry_s`` has passed.
 - On shutdown a running child is killed; its temp file is removed at the
   next start (``remove_temp_files``).
+
+Failpoint (tests only: a node started with ``REPLIKV_FAILPOINTS=1`` and
+``REPLIKV_SNAPSHOT_CHILD_STOP=1``): each child stops itself (SIGSTOP) before
+it writes, as a snapshot stuck on a slow disk would; the test resumes it with
+SIGCONT (its pid is INFO's ``replikv_snapshot_child_pid``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class BackgroundSnapshotter:
         self.taken = 0
         self._failed_at = 0.0
         self._pidfd = -1
+        self._stop_child = (os.environ.get("REPLIKV_FAILPOINTS") == "1"
+                            and os.environ.get("REPLIKV_SNAPSHOT_CHILD_STOP") == "1")
 
     @property
     def running(self) -> bool:
@@ -80,6 +87,8 @@ class BackgroundSnapshotter:
                     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
                 except OSError:
                     pass
+                if self._stop_child:
+                    os.kill(os.getpid(), signal.SIGSTOP)  # the failpoint above
                 write_snapshot(self.directory, index, term, serialize())
                 code = 0
             finally:

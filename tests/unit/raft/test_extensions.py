@@ -821,3 +821,23 @@ def test_a_follower_that_lost_acknowledged_entries_says_so_and_gets_them_again()
     assert n.progress[3].match == 0 and n.follower_logs_lost == 1 and n.log.commit == 3
     n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=3))
     assert n.progress[3].match == 3
+
+
+def test_log_over_bounds_the_entries_a_leader_keeps_in_memory_after_its_snapshot() -> None:
+    """--max-log-bytes (RaftNode.log_over): a leader whose entries after its snapshot exceed the
+    bound holds writers; a compaction brings it back under; only a leader, and 0 is no bound."""
+    n = make(term=1)
+    assert not n.log_over(1)  # only a leader holds writers
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    for i in range(5):
+        n.propose(b"v" * 36, i)  # 60 bytes per entry (Entry.size_bytes)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=6))  # all committed
+    held = n.log.bytes_after(n.log.snapshot.index)
+    assert held >= 5 * 60
+    assert not n.log_over(0)  # 0: no bound
+    assert not n.log_over(held)  # at the bound: not over it
+    assert n.log_over(held - 1)
+    persists(n.compact(4, b"0123456789"))
+    assert n.log.bytes_after(n.log.snapshot.index) == 2 * 60  # entries 5 and 6 stay
+    assert not n.log_over(held - 1) and n.log_over(2 * 60 - 1)

@@ -151,3 +151,18 @@ def test_a_follower_slower_than_the_writers_is_never_compacted_past_with_back_pr
     # the same run without back-pressure: n2 falls out of the backlog and is sent snapshots
     written, resyncs, _ = run_slow_follower(max_lag_bytes=0)
     assert written == 600 and resyncs >= 1
+
+
+def test_rule_11_the_log_a_leader_keeps_in_memory_is_bounded_until_a_compaction():
+    """Rule 11: the leader holds writers while its backlog and the entries after its snapshot
+    exceed ``max_log_bytes``; a compaction that drops entries lets them go; only a leader."""
+    net = cluster(max_lag_bytes=0)  # rule 10 off: nothing else holds writers
+    leader, follower = net.nodes["n1"], net.nodes["n2"]
+    big_write(net, "n1", *"abcdefghij")  # ten entries of ~1 kB
+    net.deliver()
+    held = leader.log_bytes
+    assert 10 * 1000 <= held < 11 * 1000
+    assert leader.log_over(held - 1) and not leader.log_over(held) and not leader.log_over(0)
+    assert follower.log_bytes >= 10 * 1000 and not follower.log_over(1)  # a follower holds no writers
+    assert leader.compact(8) == 8  # every follower holds all ten: no backlog kept
+    assert leader.log_bytes < 3 * 1000 and not leader.log_over(held - 1)

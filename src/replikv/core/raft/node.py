@@ -24,7 +24,8 @@ Practice"):
 - ReadIndex reads and lease reads (thesis §6.4, §6.4.1; read_index.py).
 - Back-pressure on writers for a follower caught up too far behind
   (`lagging_follower`, the leader-follower mode's rule 10) and compaction
-  that waits for one (`catch_up_floor`, `compaction_waits`).
+  that waits for one (`catch_up_floor`, `compaction_waits`); and for a log
+  held in memory past a bound (`log_over`, rule 11 there).
 - With ``async_persist`` (thesis §10.2.1, "the leader can write to its disk in
   parallel with replicating to followers"; etcd's AsyncStorageWrites): the
   leader counts its own log towards a commit majority only up to what the
@@ -515,6 +516,16 @@ class RaftNode:
             if log.bytes_after(held) > max_lag_bytes:
                 return pid
         return None
+
+    def log_over(self, max_log_bytes: int) -> bool:
+        """Leader: whether the entries it holds in memory after its snapshot exceed
+        ``max_log_bytes`` (the leader-follower mode's rule 11, core/shipping/node.py,
+        carried to Raft): a driver holds new client writes back meanwhile, so the
+        log a slow snapshot, or a compaction waiting for a follower, leaves in
+        memory stays bounded whatever the write rate. ``max_log_bytes`` 0: never."""
+        log = self.log
+        return (self.role is Role.LEADER and max_log_bytes > 0
+                and log.bytes_after(log.snapshot.index) > max_log_bytes)
 
     def snapshot_stored(self, index: int, data: bytes | memoryview) -> None:
         """The driver made the snapshot at ``index`` durable and offers ``data``: the

@@ -77,6 +77,15 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    long, then is left to resync (the async leader's availability over its
    followers'). One back in PROBE on a live connection still counts.
    ``max_lag_bytes`` 0: no back-pressure (Redis's behaviour).
+11. A bound on the log held in memory (``log_over``): the leader also holds
+   new writes back while the log it keeps in memory (the backlog and the
+   entries after the latest snapshot) exceeds ``max_log_bytes``. Rules 9 and
+   10 bound what the backlog and a lagging follower keep, but not what is
+   written while a snapshot is being taken: a snapshot that takes long (a
+   slow disk, a large data set, one postponed by a full resync, rule 5)
+   would let the log grow by the write rate times its duration. Released
+   once a compaction brings the log back under the bound; the driver keeps
+   taking the snapshot meanwhile. ``max_log_bytes`` 0: no bound.
 
 Time arrives as ``now_ms`` arguments; nothing here reads a clock.
 """
@@ -530,6 +539,16 @@ class ShippingNode:
             if held < last and log.stream_bytes(max(held, log.base_index), last) > self.max_lag_bytes:
                 return peer
         return ""
+
+    def log_over(self, max_log_bytes: int) -> bool:
+        """Rule 11: whether this leader holds more than ``max_log_bytes`` of log in memory
+        (its backlog and the entries after its snapshot; to within one batch)."""
+        return self.role == LEADER and max_log_bytes > 0 and self.log_bytes > max_log_bytes
+
+    @property
+    def log_bytes(self) -> int:
+        """Bytes of the log held in memory: the backlog and the entries after the snapshot."""
+        return self.log.stream_bytes(self.log.base_index, self.log.last_index)
 
     def snapshot_sent(self, peer: str, index: int) -> list[Effect]:
         """The driver finished streaming a snapshot at ``index`` to ``peer``."""
