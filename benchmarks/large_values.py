@@ -210,6 +210,7 @@ def measure(port: int, size: int, requests: int, clients: int,
         "follower_anon_mb": max((f.peak_anon_kb for f in followers), default=0) / 1024,
         "ping_worst_ms": ping.worst_ms, "pings_over_100ms": ping.over_100ms,
         "holds": int(after.get("backpressure_holds", 0)) - int(before.get("backpressure_holds", 0)),
+        "log_holds": int(after.get("backpressure_log_holds", 0)) - int(before.get("backpressure_log_holds", 0)),
         "held_s": (int(after.get("backpressure_ms", 0)) - int(before.get("backpressure_ms", 0))) / 1000,
         "stalls": int(after.get("tick_stalls", 0)) - int(before.get("tick_stalls", 0)),
         "term_changes": int(after.get("replikv_epoch", 0)) - int(before.get("replikv_epoch", 0))
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     head = ("| system | value | SET/s | vs Redis | data set MB | leader peak RSS MB | follower peak RSS MB | "
             "leader peak anon MB | follower peak anon MB | "
             "worst PING ms | PINGs > 100 ms | loop stalls | term changes | full resyncs | background snapshots | "
-            "writer holds | held s | compactions held | caught up s |")
+            "writer holds | of which by --max-log-bytes | held s | compactions held | caught up s |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for name, size, m in rows:
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{float(m['rss_mb']):.0f} | {float(m['follower_rss_mb']):.0f} | {float(m['anon_mb']):.0f} | "
               f"{float(m['follower_anon_mb']):.0f} | {float(m['ping_worst_ms']):.0f} | "
               f"{m['pings_over_100ms']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
-              f"{m['bg_snapshots']} | {m['holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} | "
+              f"{m['bg_snapshots']} | {m['holds']} | {m['log_holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} | "
               f"{m['caught_up']} |")
     return 0
 

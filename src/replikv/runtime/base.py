@@ -126,9 +126,10 @@ class BaseRunner:
         self.commands_processed = 0
         self.frames_in = 0
         self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0,
-                                      "disk_write_errors": 0, "backpressure_holds": 0, "backpressure_ms": 0}
+                                      "disk_write_errors": 0, "backpressure_holds": 0, "backpressure_ms": 0,
+                                      "backpressure_log_holds": 0}
         # back-pressure on writers (check_backpressure): the follower that holds writes back
-        # now ("" while none), since when, and the writers not read meanwhile
+        # now, or LOG_HOLD ("" while nothing does), since when, and the writers not read meanwhile
         self.writes_held_by = ""
         self._writes_held_since = 0.0
         self._held_writers: set[ClientConnection] = set()
@@ -406,6 +407,7 @@ class BaseRunner:
             return
         if peer and not self.writes_held_by:
             self.stats["backpressure_holds"] += 1
+            self.stats["backpressure_log_holds"] += peer == LOG_HOLD
             self._writes_held_since = time.monotonic()
             log.debug("node %s: writes held back by %s", self.id, peer)
         elif not peer:
