@@ -26,6 +26,9 @@ pytestmark = pytest.mark.integration
 
 VALUE = b"x" * 16384
 MIB = 1024 * 1024
+# the stall-bound tests: a hold needs the writer to pass LAG (16 values) within STALL_MS of the stopped
+# follower's last progress; 300 ms and 1 MiB (64 sequential SETs) lost that race on a loaded machine
+LAG, STALL_MS = MIB // 4, 1500
 
 
 class Writer:
@@ -109,17 +112,17 @@ def test_without_back_pressure_the_stopped_follower_falls_out_of_the_backlog(tmp
         assert c.replication("n1")["replikv_writes_held_by"] == ""
 
     stats = with_n3_stopped(tmp_path, run_on, repl_max_lag_bytes=0)
-    assert int(stats["backpressure_holds"]) == 0 and int(stats["backpressure_log_holds"]) == 0
+    assert int(stats["backpressure_holds"]) == 0
     assert int(stats["full_resyncs_sent"]) >= 1  # what the test above shows back-pressure prevents
 
 
 def test_a_follower_stopped_past_the_stall_bound_holds_nothing_back(tmp_path: Path) -> None:
     def released(c: Cluster, w: Writer) -> None:
-        target = w.written + 3 * MIB // len(VALUE)  # three times the lag bound
+        target = w.written + 3 * LAG // len(VALUE)  # three times the lag bound
         wait_for(lambda: w.written > target, 60, "writes going on past the lag bound")
 
-    stats = with_n3_stopped(tmp_path, released, repl_max_lag_bytes=MIB, repl_lag_stall_ms=300)
-    assert int(stats["backpressure_holds"]) >= 1  # held until 300 ms after n3's last ack, then let go
+    stats = with_n3_stopped(tmp_path, released, repl_max_lag_bytes=LAG, repl_lag_stall_ms=STALL_MS)
+    assert int(stats["backpressure_holds"]) >= 1  # held until STALL_MS after n3's last ack, then let go
 
 
 def raft_with_a_follower_stopped(tmp_path: Path, during: Callable[[Cluster, Writer, str, str], None],
@@ -184,11 +187,11 @@ def test_raft_a_follower_lagging_behind_the_bound_holds_writers_back(tmp_path: P
 
 def test_raft_a_follower_stopped_past_the_stall_bound_holds_nothing_back(tmp_path: Path) -> None:
     def released(c: Cluster, w: Writer, leader: str, stopped: str) -> None:
-        target = w.written + 3 * MIB // len(VALUE)  # three times the lag bound
+        target = w.written + 3 * LAG // len(VALUE)  # three times the lag bound
         wait_for(lambda: w.written > target, 60, "writes going on past the lag bound")
 
-    stats = raft_with_a_follower_stopped(tmp_path, released, repl_max_lag_bytes=MIB, repl_lag_stall_ms=300)
-    assert int(stats["backpressure_holds"]) >= 1  # held until 300 ms after its last progress, then let go
+    stats = raft_with_a_follower_stopped(tmp_path, released, repl_max_lag_bytes=LAG, repl_lag_stall_ms=STALL_MS)
+    assert int(stats["backpressure_holds"]) >= 1  # held until STALL_MS after its last progress, then let go
 
 
 def with_snapshots_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str,
@@ -261,4 +264,4 @@ def test_without_max_log_bytes_a_stuck_snapshot_lets_the_log_grow(
         assert c.replication(leader)["replikv_writes_held_by"] == ""
 
     stats = with_snapshots_stopped(tmp_path, monkeypatch, mode, grows, max_log_bytes=0)
-    assert int(stats["backpressure_holds"]) == 0
+    assert int(stats["backpressure_holds"]) == 0 and int(stats["backpressure_log_holds"]) == 0

@@ -78,7 +78,7 @@ from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
-from replikv.runtime.base import LOG_HOLD, BaseRunner, wall_ms
+from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.memory import return_freed_memory
@@ -808,8 +808,8 @@ class RaftRunner(BaseRunner):
         up still needs its entries, or once the WAL since the last compaction passed
         ``snapshot_bytes + repl_backlog_bytes`` (``RaftNode.compaction_waits``): the
         backlog a follower installing a snapshot, or replicating a little behind,
-        continues from, at a memory cost bounded by the backlog; never while writers are
-        held by --max-log-bytes (the compaction is what lets them go). Runs when the snapshot
+        continues from, at a memory cost bounded by the backlog; never while the log is over
+        --max-log-bytes (the compaction is what lets the writers held go). Runs when the snapshot
         is read back and on every tick while one waits; no other snapshot starts meanwhile."""
         held = self._held_compaction
         if held is None or self.disk_error is not None:
@@ -818,8 +818,9 @@ class RaftRunner(BaseRunner):
         if index > self.core.log.snapshot.index:
             log_bytes = self.wal.size_bytes - self.group.wal_after_snapshot
             bound = self.options.snapshot_bytes + self.options.repl_backlog_bytes
-            # never while the log's own bound holds writers: only this compaction lets them go
-            if self.writes_held_by != LOG_HOLD and self.core.compaction_waits(index, log_bytes, bound):
+            # never while the log is over its own bound (--max-log-bytes): this compaction is what
+            # brings it back under and lets the writers it holds go
+            if not self.log_over_bound() and self.core.compaction_waits(index, log_bytes, bound):
                 if self._held_since != index:  # counted once per snapshot held
                     self._held_since = index
                     self.stats["compactions_held"] += 1
