@@ -74,17 +74,36 @@ class RssSampler(Background):
                 self.peak_anon_kb = max(self.peak_anon_kb, int(m.group(1)))
 
 
+def loop_schedstat(pid: int) -> tuple[int, int]:
+    """The server's main (event-loop) thread: ns it ran on a CPU and ns it waited on a run
+    queue, ready to run (/proc/<pid>/task/<pid>/schedstat); (0, 0) if unreadable."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            ran, waited, _ = f.read().split()
+        return int(ran), int(waited)
+    except (OSError, ValueError):
+        return 0, 0
+
+
 class PingProbe(Background):
     """A client's view of event-loop stalls: PING every 20 ms on a connection of its own;
-    the slowest answer and how many took over 100 ms (issue 15's bound on a stall)."""
+    the slowest answer and how many took over 100 ms (issue 15's bound on a stall).
 
-    def __init__(self, port: int) -> None:
+    With the server's ``pid``, each PING over 100 ms is split by what its event-loop thread
+    did meanwhile (schedstat, read before and after every PING): ran on a CPU (work on the
+    loop), waited for a CPU while ready (the machine's load: 2 cores shared by the nodes, the
+    benchmark and any snapshot child), or neither (blocked in a system call on the loop, a
+    page fault, or the GIL held by another thread); ``stall_ms`` sums each over those PINGs."""
+
+    def __init__(self, port: int, pid: int = 0) -> None:
         super().__init__()
-        self.port, self.worst_ms, self.over_100ms = port, 0.0, 0
+        self.port, self.pid, self.worst_ms, self.over_100ms = port, pid, 0.0, 0
+        self.stall_ms = {"ran": 0.0, "ready": 0.0, "blocked": 0.0}
 
     def _run(self) -> None:
         client = redis.Redis(port=self.port, socket_timeout=30)
         while not self._stop.wait(0.02):
+            before = loop_schedstat(self.pid) if self.pid else (0, 0)
             t0 = time.monotonic()
             try:
                 client.ping()
@@ -92,7 +111,14 @@ class PingProbe(Background):
                 return
             ms = (time.monotonic() - t0) * 1000
             self.worst_ms = max(self.worst_ms, ms)
-            self.over_100ms += ms > 100
+            if ms > 100:
+                self.over_100ms += 1
+                if self.pid:
+                    after = loop_schedstat(self.pid)
+                    ran, ready = (after[0] - before[0]) / 1e6, (after[1] - before[1]) / 1e6
+                    self.stall_ms["ran"] += ran
+                    self.stall_ms["ready"] += ready
+                    self.stall_ms["blocked"] += max(0.0, ms - ran - ready)
 
 
 def follower_ports(leader_port: int) -> list[int]:
@@ -194,7 +220,8 @@ def measure(port: int, size: int, requests: int, clients: int,
         f.__enter__()
     pauser = FollowerPause(server_pid(ports[0]), *pause) if pause and ports else None
     try:
-        with RssSampler(int(before["process_id"])) as rss, PingProbe(port) as ping, pauser or nullcontext():
+        pid = int(before["process_id"])
+        with RssSampler(pid) as rss, PingProbe(port, pid) as ping, pauser or nullcontext():
             ops = run_set(port, size, requests, clients)
     finally:
         for f in followers:
@@ -209,6 +236,7 @@ def measure(port: int, size: int, requests: int, clients: int,
         "anon_mb": rss.peak_anon_kb / 1024,
         "follower_anon_mb": max((f.peak_anon_kb for f in followers), default=0) / 1024,
         "ping_worst_ms": ping.worst_ms, "pings_over_100ms": ping.over_100ms,
+        "stall_split": "/".join(f"{ping.stall_ms[k] / 1000:.1f}" for k in ("ran", "ready", "blocked")),
         "holds": int(after.get("backpressure_holds", 0)) - int(before.get("backpressure_holds", 0)),
         "log_holds": int(after.get("backpressure_log_holds", 0)) - int(before.get("backpressure_log_holds", 0)),
         "held_s": (int(after.get("backpressure_ms", 0)) - int(before.get("backpressure_ms", 0))) / 1000,
@@ -260,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = {size: m["ops"] for name, size, m in rows if name.startswith("redis")}
     head = ("| system | value | SET/s | vs Redis | data set MB | leader peak RSS MB | follower peak RSS MB | "
             "leader peak anon MB | follower peak anon MB | "
-            "worst PING ms | PINGs > 100 ms | loop stalls | term changes | full resyncs | background snapshots | "
+            "worst PING ms | PINGs > 100 ms | their loop thread ran / ready / blocked s | loop stalls | term changes | full resyncs | background snapshots | "
             "writer holds | of which by --max-log-bytes | held s | compactions held | caught up s |")
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
@@ -270,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {shown} | {float(m['ops']):,.0f} | {ratio:.2f} | {float(m['dataset_mb']):.0f} | "
               f"{float(m['rss_mb']):.0f} | {float(m['follower_rss_mb']):.0f} | {float(m['anon_mb']):.0f} | "
               f"{float(m['follower_anon_mb']):.0f} | {float(m['ping_worst_ms']):.0f} | "
-              f"{m['pings_over_100ms']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
+              f"{m['pings_over_100ms']} | {m['stall_split']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
               f"{m['bg_snapshots']} | {m['holds']} | {m['log_holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} | "
               f"{m['caught_up']} |")
     return 0
