@@ -161,7 +161,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                 hints[key] = set()
                 continue
         vis = visible(key)
-        old = data.get(key)
+        old: Any = data.get(key)
         if type(old) is bytes:  # the common view value, what _current says of it
             kind: str | None = "string"
         else:
