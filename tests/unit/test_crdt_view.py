@@ -100,3 +100,85 @@ def test_incremental_views_equal_a_view_built_from_scratch() -> None:
             materialize(stores[n], fresh, list(stores[n].keys()))
             assert views[n].data == fresh.data
             assert views[n].expires == fresh.expires
+
+
+def _reference_deliver(store, view, ops, me, index):  # type: ignore[no-untyped-def]
+    """deliver_ops by its definition: each op applied, each key it changed touched at the op's
+    index (``ChangeIndex.touch``) and counted when a remote op left it with concurrent values,
+    then the batch's changed keys materialized."""
+    from replikv.kv.crdt_view import materialize
+
+    changed_keys: dict[bytes, None] = {}
+    received = conflicts = newest = 0
+    for op in ops:
+        index += 1
+        changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
+        if op.origin != me:
+            received += 1
+            newest = max(newest, op.hlc)
+        for key in changed:
+            view.changes.touch(key, index)
+            changed_keys[key] = None
+            if op.origin != me and key in store.data and len(store.data[key].str.reg) > 1:
+                conflicts += 1
+    materialize(store, view, list(changed_keys))
+    return index, received, newest, conflicts
+
+
+def test_deliver_ops_per_batch_equals_per_op_bookkeeping() -> None:
+    """deliver_ops keeps the WATCH index per batch (one ``touch_keys``): the same stores,
+    views, WATCH indexes (values and key order) and counters as touching every key of every
+    op in turn, for batches of concurrent ops of every kind with the same key several times."""
+    from replikv.core.crdt.store import CrdtStore
+    from replikv.core.multileader.messages import Op
+    from replikv.kv.crdt_view import deliver_ops
+    from replikv.kv.crdt_writes import translate
+    from replikv.kv.state_machine import StateMachine
+    from replikv.kv.watch import ChangeIndex
+
+    rng = random.Random(23)
+    names = ["n1", "n2", "n3"]
+    makers = {n: CrdtStore() for n in names}
+    ops: list[Op] = []
+    seqs = dict.fromkeys(names, 0)
+    for hlc in range(1, 600):
+        n = rng.choice(names)
+        if rng.random() < 0.5:  # what the others made so far reaches n: later ops observe them
+            for op in ops:
+                if op.origin != n and op.seq > makers[n].vv.get(op.origin, 0) \
+                        and all(makers[n].vv.get(o, 0) >= s for o, s in op.deps.items() if o != op.origin) \
+                        and makers[n].vv.get(op.origin, 0) == op.seq - 1:
+                    makers[n].apply(*op)
+        muts, _ = translate(makers[n], _cmd(rng), 10**12, rng)
+        if not muts:
+            continue
+        seqs[n] += 1
+        op = Op(n, seqs[n], hlc, dict(makers[n].vv), muts)
+        makers[n].apply(*op)
+        ops.append(op)
+    me = "n1"
+    got = CrdtStore(), StateMachine()
+    ref = CrdtStore(), StateMachine()
+    for _, view in (got, ref):
+        view.changes = ChangeIndex(0, limit=2)  # small: forgetting happens within the run
+    i_got = i_ref = 0
+    totals_got, totals_ref = [0, 0, 0], [0, 0, 0]
+    at = 0
+    while at < len(ops):  # ops in their made order (causal), in batches of 1-40
+        batch = ops[at : at + rng.randint(1, 40)]
+        at += len(batch)
+        i_got, *c_got = deliver_ops(got[0], got[1], batch, me, i_got)
+        i_ref, *c_ref = _reference_deliver(ref[0], ref[1], batch, me, i_ref)
+        assert i_got == i_ref
+        totals_got = [totals_got[0] + c_got[0], max(totals_got[1], c_got[1]), totals_got[2] + c_got[2]]
+        totals_ref = [totals_ref[0] + c_ref[0], max(totals_ref[1], c_ref[1]), totals_ref[2] + c_ref[2]]
+        assert got[0].digest() == ref[0].digest()
+        assert got[1].data == ref[1].data and got[1].expires == ref[1].expires
+        if got[1].changes.floor == ref[1].changes.floor:
+            assert list(got[1].changes.last.items()) == list(ref[1].changes.last.items())
+        # forgetting may fall at another point of a batch, never a false "unchanged"
+        for key, idx in ref[1].changes.last.items():
+            assert got[1].changes.changed_since([key], idx - 1)
+    assert totals_got == totals_ref
+    assert got[1].changes.floor > 0 and ref[1].changes.floor > 0  # both forgot
+    assert totals_ref[2] > 0 and totals_ref[0] > 0  # remote ops left concurrent values

@@ -153,23 +153,30 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
     if store.hints_view is not view:  # hints are about one view
         hints.clear()
         store.hints_view = view
-    for key in dict.fromkeys(keys):
-        touched = hints.pop(key, None)
-        if touched is not None and _hinted(store, view, key, touched, cmds):
-            hints[key] = set()
-            continue
-        vis = store.visible(key)
-        kind, old = _current(view, key)
+    data, expires, visible = view.data, view.expires, store.visible
+    for key in keys if isinstance(keys, dict) else dict.fromkeys(keys):
+        if hints:
+            touched = hints.pop(key, None)
+            if touched is not None and _hinted(store, view, key, touched, cmds):
+                hints[key] = set()
+                continue
+        vis = visible(key)
+        old: Any = data.get(key)
+        if type(old) is bytes:  # the common view value, what _current says of it
+            kind: str | None = "string"
+        else:
+            kind, old = _current(view, key)
         if vis is None:
             if kind is not None:
                 cmds.append([b"DEL", key])
             continue
+        current = expires.get(key)
         rebuild = kind != vis.type
         if not rebuild:
             if vis.type == "string":
                 if old != vis.value:
                     # without a TTL on the key KEEPTTL changes nothing: the view's hot path
-                    keep = key in view.expires
+                    keep = current is not None
                     cmds.append([b"SET", key, vis.value, b"KEEPTTL"] if keep else [b"SET", key, vis.value])
             elif vis.type == "set":
                 gone, new = sorted(old - vis.value), sorted(vis.value - old)
@@ -208,8 +215,6 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
             else:
                 cmds.append([b"RPUSH", key, *vis.value])
             current = None
-        else:
-            current = view.expires.get(key)
         if vis.deadline_ms is None:
             if current is not None:
                 cmds.append([b"PERSIST", key])
@@ -230,24 +235,26 @@ def deliver_ops(
     key's WATCH index (``view.changes``) is that of the last op that changed it. Returns
     ``(index after the ops, ops of other origins than me, their newest HLC, keys those left
     with concurrent string values)``."""
-    store_data, touch = store.data, view.changes.touch
-    changed_keys: dict[bytes, None] = {}
+    store_data, apply = store.data, store.apply
+    changed_keys: dict[bytes, int] = {}  # key -> the index of the last op that changed it
     received = conflicts = newest = 0
     for op in ops:
-        remote = op.origin != me
-        if remote:
-            received += 1
-            if op.hlc > newest:
-                newest = op.hlc
-        changed = store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
         index += 1
+        origin, seq, hlc, deps, payload = op
+        changed = apply(origin, seq, hlc, deps, payload)
+        if origin == me:
+            for key in changed:
+                changed_keys[key] = index
+            continue
+        received += 1
+        if hlc > newest:
+            newest = hlc
         for key in changed:
-            touch(key, index)
-            changed_keys[key] = None
-            if remote:
-                ks = store_data.get(key)
-                if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
-                    conflicts += 1
+            changed_keys[key] = index
+            ks = store_data.get(key)
+            if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
+                conflicts += 1
     if changed_keys:
+        view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order
         materialize(store, view, changed_keys)
     return index, received, newest, conflicts

@@ -50,6 +50,16 @@ class ChangeIndex:
         if len(last) > self.limit:
             self._forget_older_half()
 
+    def touch_keys(self, changed: dict[bytes, int]) -> None:
+        """Each key of ``changed`` changed at its index (a batch of writes, each key's last):
+        the state ``touch`` per key in the batch's order leaves, bar a forgetting that
+        ``touch`` would have done within the batch, which happens here at its end (the
+        invariants hold either way: bounded, never a false "unchanged")."""
+        last = self.last
+        last.update(changed)
+        if len(last) > self.limit:
+            self._forget_older_half()
+
     def touch_all(self, index: int) -> None:
         """Every key changed at ``index`` (FLUSHALL)."""
         self.last.clear()

@@ -894,14 +894,20 @@ def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int |
                  drop: Callable[[dict[Eid, Any], Any], None], observed: Any) -> None:
     """A ``put``'s register and TTL entries: those ``observed`` covers removed in place
     (``drop``: ``_drop_seen`` with a ``seen`` closure, ``_drop_covered`` with an op's
-    deps), then the op's own added."""
-    reg = ks.str.reg
-    if reg:
-        drop(reg, observed)
+    deps), then the op's own added. The common key, one a ``put`` wrote last, holds one
+    register and one TTL entry under the same id: the register's is tested, and the TTL's
+    goes with it (same dot, same verdict)."""
+    reg, ttl = ks.str.reg, ks.ttl
+    if len(reg) == 1 and len(ttl) == 1 and next(iter(reg)) in ttl:
+        drop(reg, observed)  # observed or not by the dot: the TTL entry's verdict too
+        if not reg:
+            ttl.clear()
+    else:
+        if reg:
+            drop(reg, observed)
+        if ttl:
+            drop(ttl, observed)
     reg[eid] = (hlc, value)
-    ttl = ks.ttl
-    if ttl:
-        drop(ttl, observed)
     ttl[eid] = (hlc, deadline)
 
 
