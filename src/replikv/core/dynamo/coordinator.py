@@ -64,7 +64,8 @@ from typing import Any
 
 from replikv.core.dynamo.messages import Get, GetReply, One, Put, PutAck, States
 
-__all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count"]
+__all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count",
+           "stand_ins_matter"]
 
 Answer = tuple[tuple[bytes, bytes | None], ...]
 
@@ -79,6 +80,15 @@ def level_count(level: str, n: int) -> int:
     if level == "all":
         return n
     return int(level)
+
+
+def stand_ins_matter(node: str, replicas: Iterable[str], alive: Container[str]) -> bool:
+    """Whether a write's stand-ins can change anything ``Coordinator.unavailable`` and
+    ``Coordinator.write`` do: only a replica believed down (not ``node``, not in ``alive``) is
+    stood in for, so when none is, passing no stand-ins gives the same effects (the runtime then
+    skips the ring walk that finds them; ``tests/unit/dynamo/test_coordinator.py`` holds the two
+    to each other)."""
+    return any(r != node and r not in alive for r in replicas)
 
 
 def needed_acks(level: str, replicas: int, pending: int = 0) -> int | None:
