@@ -309,7 +309,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         alive = self._alive()
         # no replica believed down: no stand-in can matter (coordinator.py, ``stand_ins_matter``)
         stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes)) \
-            if stand_ins_matter(self.node_id, replicas, alive) else ()
+            if stand_ins_matter(self.id, replicas, alive) else ()
         level = str(conn.write_level)
         needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins,
                               pending, alive)

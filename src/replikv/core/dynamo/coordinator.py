@@ -244,10 +244,10 @@ class Coordinator:
                 continue
             if r in up:
                 pending[r] = r
-                put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states)
+                put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states or ())
                 out.append(Send(to=r, msg=put))
             elif spare:
-                assert states is not None
+                assert states is not None  # taken above: a replica is down
                 s = spare.pop(0)
                 pending[s] = r
                 out.append(Send(to=s, msg=Put(req=req, states=states, hint_for=r)))
