@@ -531,7 +531,7 @@ class Replica:
         """A ``PutAck`` (alone or in a ``PutAcks``): a hint delivery's, a stream chunk's or a write's."""
         if req in self.hint_sends:
             self._hints_acked(req, ok, out)
-        elif any(st.req == req for st in self.streams.values()):
+        elif self.streams and any(st.req == req for st in self.streams.values()):
             self._stream_acked(peer, req, ok, now_us, out)
             self._members([], now_ms, now_us, out)
         else:
