@@ -62,7 +62,7 @@ from replikv.config import PEER_PORT_OFFSET, ClusterConfig, ConfigError, NodeAdd
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.coordinator import level_count, needed_acks
+from replikv.core.dynamo.coordinator import level_count, needed_acks, stand_ins_matter
 from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
@@ -273,7 +273,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         return None
 
     def _needed(self, conn: ClientConnection, level: str, replicas: tuple[str, ...], kind: str,
-                stand_ins: tuple[str, ...] = (), pending: int = 0) -> int | None:
+                stand_ins: tuple[str, ...] = (), pending: int = 0, alive: set[str] | None = None) -> int | None:
         """How many replicas must answer; ``pending`` replicas (a change's new owners) each add one."""
         needed = needed_acks(level, len(replicas), pending)
         if needed is None:
@@ -281,7 +281,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             conn.reply(RespError(f"ERR {kind} level {level} needs {level_count(level, natural)} replicas; "
                                  f"keys here have {natural} (--replicas)"))
             return None
-        short = self.coord.unavailable(replicas, needed, self._alive(), stand_ins)
+        short = self.coord.unavailable(replicas, needed, self._alive() if alive is None else alive, stand_ins)
         if short is not None:
             what = "nothing was written" if kind == "write" else "nothing was read"
             conn.reply(RespError(f"UNAVAILABLE {kind} at {level} needs {needed} of {len(replicas)} replicas; "
@@ -306,10 +306,13 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if replicas is None:
             return
         pending = self.replica.membership.write_replicas(keys[0])[1]
-        stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes))
+        alive = self._alive()
+        # no replica believed down: no stand-in can matter (coordinator.py, ``stand_ins_matter``)
+        stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes)) \
+            if stand_ins_matter(self.id, replicas, alive) else ()
         level = str(conn.write_level)
         needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins,
-                              pending)
+                              pending, alive)
         if needed is None:
             return
         if serial is not None:
@@ -324,7 +327,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         req = next(self._reqs)
         self.stats["writes_coordinated"] += 1
         self._start(conn, req, Pending(conn, data), self.replica.write(
-            req, muts, self.hlc.now(now), replicas, needed, self._alive(), stand_ins, now, _now_us()))
+            req, muts, self.hlc.now(now), replicas, needed, alive, stand_ins, now, _now_us()))
 
     def _start(self, conn: ClientConnection, req: int, pending: Pending, effects: list[Any]) -> None:
         """Register a request, run its first effects; a reply not given by them waits on a slot,

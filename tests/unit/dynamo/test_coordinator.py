@@ -5,7 +5,18 @@ from __future__ import annotations
 import random
 
 from replikv.core.dynamo import messages as m
-from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadDone, Send, WriteDone, level_count
+import itertools
+
+from replikv.core.dynamo.coordinator import (
+    Coordinator,
+    Hint,
+    LateAnswer,
+    ReadDone,
+    Send,
+    WriteDone,
+    level_count,
+    stand_ins_matter,
+)
 
 REPLICAS = ("a", "b", "c")
 STATES = ((b"k", b"blob"),)
@@ -155,3 +166,25 @@ def test_the_wire_form_round_trips_and_garbage_is_refused() -> None:
         except m.DynamoCodecError:
             continue
         raise AssertionError(junk)
+
+
+def test_stand_ins_change_nothing_unless_a_replica_is_believed_down() -> None:
+    """The runtime's short way (no ring walk for stand-ins when ``stand_ins_matter`` is False) held
+    to the general path: the same ``unavailable`` and ``write`` effects with and without them; and
+    when a replica is down they do matter."""
+    stand_ins = ("d", "e")
+    nodes = ("a", "b", "c", "d", "e")
+    for sloppy, needed, delta in itertools.product((False, True), (1, 2, 3), (b"", b"d")):
+        for n in range(len(nodes) + 1):
+            for alive in itertools.combinations(nodes[1:], n):
+                up = set(alive)
+                if stand_ins_matter("a", REPLICAS, up):
+                    continue
+                with_, without = coord(sloppy_quorum=sloppy), coord(sloppy_quorum=sloppy)
+                assert with_.unavailable(REPLICAS, needed, up, stand_ins) == without.unavailable(REPLICAS, needed, up, ())
+                assert with_.write(1, STATES, REPLICAS, needed, up, stand_ins, 0, delta) == \
+                    without.write(1, STATES, REPLICAS, needed, up, (), 0, delta)
+                assert with_.writes == without.writes
+    assert stand_ins_matter("a", REPLICAS, {"b", "d"})
+    c = coord(sloppy_quorum=True)
+    assert c.unavailable(REPLICAS, 3, {"b", "d"}, stand_ins) is None and c.unavailable(REPLICAS, 3, {"b", "d"}, ()) == 2

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from replikv.core.dynamo import messages as dm
+from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo.replica import Persist, Replica, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
@@ -101,8 +102,55 @@ def test_a_put_need_for_a_key_the_coordinator_no_longer_holds_gets_the_state_the
     write(n1, 1, 10, b"SET", b"k", b"v1")
     write(n1, 2, 20, b"SET", b"k", b"v2")
     left = n1.store.key_blob(b"k")
-    n1.store.forget(b"k")  # dropped meanwhile (e.g. a cleanup after a ring switch)
+    n1._drop([b"k"], [])  # dropped meanwhile (a cleanup after a ring switch)
+    assert n1.store.key_blob(b"k") is None
     back = n1.step("n3", dm.PutNeed(req=2, keys=(b"k",)), 21, 21_000)
     assert sends(back) == {"n3": dm.Put(req=2, states=((b"k", left),))}
     n1.coord.writes.clear()  # and once the write is no longer tracked either: nothing to send
     assert sends(n1.step("n3", dm.PutNeed(req=2, keys=(b"k",)), 22, 22_000)) == {}
+
+
+def test_a_write_takes_no_whole_state_until_one_is_needed() -> None:
+    n1 = replica("n1")
+    write(n1, 1, 10, b"SET", b"k", b"v1")
+    assert n1.coord.writes[1].states is None and n1.coord.writes[1].keys == (b"k",)
+    assert b"k" not in n1.store._blobs  # no dump of the key per write
+    # a replica believed down at the write: its hint holds the state at once
+    muts, _ = translate(n1.store, [b"SET", b"k", b"v2"], 20, random.Random(0))
+    out = n1.write(2, muts, n1.hlc.now(20), N3, 2, ["n2"], (), 20, 20_000)
+    assert n1.coord.writes[2].states == ((b"k", n1.store.key_blob(b"k")),)
+    assert [e.entry[1:4] for e in out if isinstance(e, Persist) and e.entry[0] == "h"] == \
+        [["n3", b"k", n1.store.key_blob(b"k")]]
+
+
+def test_a_hint_taken_late_holds_the_write_and_descends_from_the_state_it_left() -> None:
+    """The late state is held to the write-time one (the general path): joined over it, it is itself."""
+    n1 = replica("n1")
+    write(n1, 1, 10, b"SADD", b"s", b"a")
+    left = n1.store.key_blob(b"s")  # what the write left (the eager way's hint)
+    write(n1, 2, 20, b"SADD", b"s", b"b")  # a later write of the key, before the first one's deadline
+    out = n1.requests_due(30, 10**9 + 11_000)  # req 1's deadline: neither n2 nor n3 acknowledged it
+    hints = [(e.entry[1], ((e.entry[2], e.entry[3]),)) for e in out if isinstance(e, Persist) and e.entry[0] == "h"]
+    assert sorted(node for node, _ in hints) == ["n2", "n3"]
+    for _, states in hints:
+        (key, late), = states
+        assert key == b"s"
+        twin = KeyedStore("lww")
+        twin.join_key(b"s", left, 30)
+        twin.join_key(b"s", late, 30)
+        assert twin.key_blob(b"s") == late  # late descends from what the write left
+        assert twin.visible(b"s") is not None and twin.visible(b"s").value >= {b"a"}
+
+
+def test_a_tombstone_collected_while_its_delete_is_in_flight_leaves_the_write_its_state() -> None:
+    n1 = Replica("n1", Ring(N3, 3, 16), conflicts="lww", timeout_us=10**9, rng=random.Random(1), ae_interval_ms=0,
+                 tombstone_grace_ms=5)
+    write(n1, 1, 10, b"SET", b"k", b"v1")
+    write(n1, 2, 20, b"DEL", b"k")
+    tomb = n1.store.key_blob(b"k")
+    assert n1.coord.writes[2].states is None
+    out = n1.tick(30, 30_000, N3)
+    assert ["gc", b"k"] in [e.entry for e in out if isinstance(e, Persist)]
+    assert n1.store.key_blob(b"k") is None
+    back = n1.step("n3", dm.PutNeed(req=2, keys=(b"k",)), 31, 31_000)
+    assert sends(back) == {"n3": dm.Put(req=2, states=((b"k", tomb),))}

@@ -176,7 +176,12 @@ class KeyedStore(CrdtStore):
             mine = self.ctx.get(key, {})
             if mine.get(origin, 0) >= hlc:
                 continue  # this write (or a later one of its origin) is here already
-            if any(mine.get(o, 0) < s for o, s in bctx.items()):
+            lacks = False  # the base: a plain loop, not any() over a generator (one per key per delta)
+            for o, s in bctx.items():
+                if mine.get(o, 0) < s:
+                    lacks = True
+                    break
+            if lacks:
                 missing.append(key)
                 continue
             if len(muts) == 1 and muts[0][0] == "put" and self._put_fast(key, muts[0], origin, hlc, hlc, bctx):

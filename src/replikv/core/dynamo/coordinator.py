@@ -23,6 +23,19 @@ to one) and then hands the coordinator the key states to replicate. Rules:
   gets a hint kept by the coordinator itself (``Hint``), as Cassandra's
   coordinator writes hints for replicas that time out: a write the level
   acknowledged still reaches every replica that comes back.
+- **Whole states, taken late.** A write sent as a delta to replicas all
+  believed alive needs its keys' whole states only if one of them asks
+  (``PutNeed``) or does not acknowledge (a hint): the coordinator keeps the
+  keys and takes their states from its replica (``blobs``) when first
+  needed, rather than the ones the write left. That is sound because the
+  replica's state of a key only grows (writes and joins; its context
+  covers the write's dot from then on), so the state taken later holds the
+  write's outcome or what supersedes it, and a join of it gives the hinted
+  replica at least the write; the two ways a key's state leaves a replica
+  (a cleanup's drop, a tombstone's collection) first call ``pin``, which
+  takes the states of the writes still tracked for those keys (the ones
+  the write left, or later). A write whose delta cannot go to every
+  replica (a stand-in, a hint at once, no delta) takes them at once.
 - **Timeouts.** A request that has not reached its level by its deadline
   ends with ``ok=False`` and the counts (for a write: it may still be
   applied: the coordinator's replica has it and replicas may still join it).
@@ -45,13 +58,14 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from replikv.core.dynamo.messages import Get, GetReply, One, Put, PutAck, States
 
-__all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count"]
+__all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count",
+           "stand_ins_matter"]
 
 Answer = tuple[tuple[bytes, bytes | None], ...]
 
@@ -66,6 +80,15 @@ def level_count(level: str, n: int) -> int:
     if level == "all":
         return n
     return int(level)
+
+
+def stand_ins_matter(node: str, replicas: Iterable[str], alive: Container[str]) -> bool:
+    """Whether a write's stand-ins can change anything ``Coordinator.unavailable`` and
+    ``Coordinator.write`` do: only a replica believed down (not ``node``, not in ``alive``) is
+    stood in for, so when none is, passing no stand-ins gives the same effects (the runtime then
+    skips the ring walk that finds them; ``tests/unit/dynamo/test_coordinator.py`` holds the two
+    to each other)."""
+    return any(r != node and r not in alive for r in replicas)
 
 
 def needed_acks(level: str, replicas: int, pending: int = 0) -> int | None:
@@ -129,7 +152,8 @@ class _Write:
     deadline_us: int
     acks: int
     pending: dict[str, str]  # node -> the replica it holds the write for (itself, or a down one)
-    states: States
+    states: States | None  # None: not taken yet ("Whole states, taken late"), from ``keys``
+    keys: tuple[bytes, ...] = ()
     hinted: int = 0
     done: bool = False  # WriteDone given; kept until every replica answered (or the deadline) for hints
 
@@ -160,8 +184,10 @@ class Coordinator:
         read_repair_chance: float = 0.1,
         speculative_pct: float = 99.0,
         latency_window: int = 256,
+        blobs: Callable[[bytes], bytes | None] | None = None,
     ) -> None:
         self.node = node
+        self.blobs = blobs  # key -> this node's replica's whole state of it (None: not held)
         self.timeout_us = timeout_us
         self.rng = rng
         self.sloppy_quorum = sloppy_quorum
@@ -193,19 +219,23 @@ class Coordinator:
     def write(
         self,
         req: int,
-        states: States,
+        states: States | None,
         replicas: Sequence[str],
         needed: int,
         alive: Iterable[str],
         stand_ins: Sequence[str],
         now_us: int,
         delta: bytes = b"",
+        keys: tuple[bytes, ...] = (),
     ) -> list[Effect]:
         """Replicate ``states`` (already applied here if this node is a replica). ``delta``: the
         write as a delta (``Put.delta``), sent to the replicas instead of the states; stand-ins
-        and hints keep the whole states."""
+        and hints keep the whole states. ``states`` None: the states of ``keys``, taken from
+        ``blobs`` when first needed ("Whole states, taken late")."""
         up = set(alive)
         spare = [s for s in stand_ins if s in up and s not in replicas and s != self.node]
+        if states is None and not (delta and all(r == self.node or r in up for r in replicas)):
+            states = self._take(keys)
         acks = 1 if self.node in replicas else 0
         pending: dict[str, str] = {}
         out: list[Effect] = []
@@ -214,21 +244,45 @@ class Coordinator:
                 continue
             if r in up:
                 pending[r] = r
-                put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states)
+                put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states or ())
                 out.append(Send(to=r, msg=put))
             elif spare:
+                assert states is not None  # taken above: a replica is down
                 s = spare.pop(0)
                 pending[s] = r
                 out.append(Send(to=s, msg=Put(req=req, states=states, hint_for=r)))
             else:
+                assert states is not None
                 out.append(Hint(node=r, states=states))  # no stand-in: this node holds the hint
-        w = _Write(needed, now_us + self.timeout_us, acks, pending, states)
+        w = _Write(needed, now_us + self.timeout_us, acks, pending, states, keys)
         if acks >= needed:
             w.done = True
             out.append(WriteDone(req=req, ok=True, acks=acks, needed=needed, hinted=0))
         if pending:
             self.writes[req] = w
         return out
+
+    def _take(self, keys: Iterable[bytes]) -> States:
+        blobs = self.blobs
+        assert blobs is not None, "states taken late need the replica's blobs"
+        return tuple((k, b) for k in keys if (b := blobs(k)) is not None)
+
+    def states_of(self, req: int) -> States:
+        """The whole states the write ``req`` replicates (taken now if not yet); () if it is not
+        tracked any more."""
+        w = self.writes.get(req)
+        if w is None:
+            return ()
+        if w.states is None:
+            w.states = self._take(w.keys)
+        return w.states
+
+    def pin(self, keys: Container[bytes]) -> None:
+        """``keys``' states are about to leave this node's replica: the writes still tracked for
+        them take their states now ("Whole states, taken late")."""
+        for w in self.writes.values():
+            if w.states is None and any(k in keys for k in w.keys):
+                w.states = self._take(w.keys)
 
     # ------------------------------------------------------------- reads
 
@@ -295,7 +349,7 @@ class Coordinator:
         target = w.pending.pop(peer)
         out: list[Effect] = []
         if not ok:  # whoever did not take it: this node keeps the hint for the replica
-            out.append(Hint(node=target, states=w.states))
+            out.append(Hint(node=target, states=self.states_of(req)))
         elif target == peer or self.sloppy_quorum:
             w.acks += 1
         else:
@@ -310,8 +364,9 @@ class Coordinator:
 
     def _expire_write(self, req: int, w: _Write) -> list[Effect]:
         """The deadline: replicas that did not answer get hints; the write fails if not done."""
+        states = self.states_of(req) if w.pending else ()
         del self.writes[req]
-        out: list[Effect] = [Hint(node=target, states=w.states) for target in w.pending.values()]
+        out: list[Effect] = [Hint(node=target, states=states) for target in w.pending.values()]
         if not w.done:
             out.append(WriteDone(req=req, ok=False, acks=w.acks, needed=w.needed, hinted=w.hinted))
         return out

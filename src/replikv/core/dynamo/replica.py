@@ -255,7 +255,7 @@ class Replica:
         self.store = KeyedStore(conflicts)
         self.hints = Hints(conflicts)
         self.coord = Coordinator(node, timeout_us=timeout_us, rng=rng, sloppy_quorum=sloppy_quorum,
-                                 read_repair_chance=read_repair_chance)
+                                 read_repair_chance=read_repair_chance, blobs=self._blob)
         self.rng = rng
         self.hlc = hlc if hlc is not None else Hlc()  # the node's clock: ballots are drawn from it
         self.acceptor = px.PaxosAcceptor(node)
@@ -280,6 +280,11 @@ class Replica:
     def _req(self) -> int:
         self._reqs += 1
         return self._reqs
+
+    def _blob(self, key: bytes) -> bytes | None:
+        """The coordinator's ``blobs``: this replica's whole state of ``key`` (``self.store`` is
+        read at each call: a recovery replaces it)."""
+        return self.store.key_blob(key)
 
     # ------------------------------------------------------------ recovery
 
@@ -322,9 +327,9 @@ class Replica:
             before = {k: dict(ctx.get(k, ())) for k in {bytes(m[1]) for m in muts}}
             delta = write_delta(self.node, hlc, muts, before)
         changed = self._apply_local(muts, hlc, now_ms, out)
-        states = tuple((k, b) for k in changed if (b := self.store.key_blob(k)) is not None)
-        out.extend(self._coordinated(self.coord.write(req, states, replicas, needed, alive, stand_ins, now_us,
-                                                      delta), now_ms))
+        # the whole states only when needed (coordinator.py, "Whole states, taken late")
+        out.extend(self._coordinated(self.coord.write(req, None, replicas, needed, alive, stand_ins, now_us,
+                                                      delta, tuple(changed)), now_ms))
         return out
 
     def local_write(self, muts: Sequence[Any], hlc: int, now_ms: int) -> list[Any]:
@@ -482,9 +487,10 @@ class Replica:
                 if self.batches and dm.FEATURE_PUT_MUT in msg.features:
                     self.put_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
-                w = self.coord.writes.get(msg.req)
-                held = dict(w.states) if w is not None else {}  # as the write left them
-                need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k) or held.get(k)) is not None)
+                need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k)) is not None)
+                if len(need) < len(msg.keys):  # dropped meanwhile: the states the write took (``pin``)
+                    held = dict(self.coord.states_of(msg.req))
+                    need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k) or held.get(k)) is not None)
                 if len(need) == len(msg.keys):
                     out.append(Send(to=peer, msg=dm.Put(req=msg.req, states=need)))
                 else:  # a key this node no longer holds (dropped meanwhile): not acked, a hint if any
@@ -525,7 +531,7 @@ class Replica:
         """A ``PutAck`` (alone or in a ``PutAcks``): a hint delivery's, a stream chunk's or a write's."""
         if req in self.hint_sends:
             self._hints_acked(req, ok, out)
-        elif any(st.req == req for st in self.streams.values()):
+        elif self.streams and any(st.req == req for st in self.streams.values()):
             self._stream_acked(peer, req, ok, now_us, out)
             self._members([], now_ms, now_us, out)
         else:
@@ -752,16 +758,22 @@ class Replica:
                     drop.append(key)
                     if len(drop) == CLEANUP_KEYS_PER_TICK:
                         break
-            for key in drop:
-                self.store.forget(key)
-                self.dirty.add(key)
-                out.append(Persist(entry=["drop", key]))
+            self._drop(drop, out)
             self.stats["keys_cleaned"] += len(drop)
             if drop:
                 out.append(Changed(keys=tuple(drop)))
             if len(drop) < CLEANUP_KEYS_PER_TICK:
                 self.membership.cleanup_due_ms = None
         return out
+
+    def _drop(self, keys: list[bytes], out: list[Any]) -> None:
+        """Drop ``keys`` (a cleanup: this node no longer replicates them; WAL ``drop``); the writes
+        in flight for them take their whole states first (coordinator.py, ``pin``)."""
+        self.coord.pin(set(keys))
+        for key in keys:
+            self.store.forget(key)
+            self.dirty.add(key)
+            out.append(Persist(entry=["drop", key]))
 
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
         self.batch_peers.discard(peer)  # it may come back as another version: it announces again
@@ -957,7 +969,10 @@ class Replica:
                 self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS), now_ms, out)  # it left
         if not writable:
             return out
-        for key in [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]:
+        collect = [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]
+        if collect:
+            self.coord.pin(set(collect))  # writes in flight keep their states (coordinator.py)
+        for key in collect:
             if self.store.collect(key):
                 self.stats["tombstones_collected"] += 1
                 self.dirty.add(key)

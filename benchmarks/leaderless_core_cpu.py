@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""CPU per leaderless SET on the node core alone, in one process: no sockets, WAL, view or client.
+
+Three ``core/dynamo/replica.py`` replicas (N = 3, every one a replica of every key) exchange
+``Hello`` as on connect; then each in turn coordinates 16 SETs per iteration (``translate`` and
+``Replica.write``, 16-byte values on 10,000 random keys, as redis-benchmark ``-r 10000 -d 16``), its
+frames (``Replica.frames``) go through the wire form to the other two (``messages.decode`` and
+``Replica.step``), and their acks come back the same way. It prints the process CPU time per write:
+what the cores of the three nodes spend together per write, without the machine's other load
+setting the figure as a cluster run's ops/s do (it still moves with cache and CPU contention).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/leaderless_core_cpu.py [--level 2] [--iterations 3000]
+
+A script, not a test: it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from typing import Any
+
+from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo.replica import Replica, Send
+from replikv.core.dynamo.ring import Ring
+from replikv.kv.crdt_writes import translate
+
+N3 = ["n1", "n2", "n3"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--level", type=int, default=2, help="acks a write needs (2: QUORUM, 1: ONE)")
+    ap.add_argument("--iterations", type=int, default=3000, help="loop iterations (16 SETs each)")
+    args = ap.parse_args()
+    nodes = {n: Replica(n, Ring(N3, 3, 16), conflicts="lww", timeout_us=10**12, rng=random.Random(1),
+                        ae_interval_ms=0) for n in N3}
+
+    def deliver(frm: str, effects: list[Any], now: int) -> None:
+        sends = [e for e in effects if isinstance(e, Send)]
+        if not sends:
+            return
+        for peer, frame in nodes[frm].frames(sends):
+            msg = dm.decode(frame)
+            out: list[Any] = []
+            for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
+                out.extend(nodes[peer].step(frm, one, now, now * 1000))
+            deliver(peer, out, now)
+
+    for a in N3:
+        for b in N3:
+            if a != b:
+                deliver(a, nodes[a].peer_connected(b, 0, 0), 0)
+    rng = random.Random(7)
+    value = b"x" * 16
+    req = 0
+    started = time.process_time()
+    for it in range(args.iterations):
+        name = N3[it % 3]
+        r = nodes[name]
+        now = 1_000_000 + it
+        effects: list[Any] = []
+        for _ in range(16):
+            req += 1
+            muts, _ = translate(r.store, [b"SET", b"key:%012d" % rng.randrange(10000), value], now, rng)
+            effects.extend(r.write(req, muts, r.hlc.now(now), N3, args.level, N3, (), now, now * 1000))
+        deliver(name, effects, now)
+    took = time.process_time() - started
+    left = sum(len(n.coord.writes) for n in nodes.values())
+    print(f"{1e6 * took / (args.iterations * 16):.1f} us CPU per write (core path, 3 replicas, level {args.level}); "
+          f"writes still in flight {left}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
