@@ -32,7 +32,7 @@ def app_snapshot(epoch_starts: list[list[int]], sm: StateMachine) -> bytes:
     return data
 
 
-def restore_app(data: bytes) -> tuple[StateMachine, list[list[int]]]:
+def restore_app(data: bytes | memoryview) -> tuple[StateMachine, list[list[int]]]:
     """The state machine and the epoch history an :func:`app_snapshot` holds."""
     epoch_starts, sm_data = msgpack.unpackb(data)
     sm = StateMachine()
