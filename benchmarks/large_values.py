@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,7 +142,7 @@ def replikv_cluster(root: Path, mode: str) -> Iterator[int]:
     out_path = root / f"{data.name}-up.log"
     args = [sys.executable, "-m", "replikv", "up", "--mode", mode, "--nodes", "3", "--port", str(base),
             "--peer-port", str(peer_base), "--data-dir", str(data), "--fsync", "everysec",
-            "--log-level", "warning", "--quiet"]
+            "--log-level", "info", "--quiet"]
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -163,6 +164,14 @@ def replikv_cluster(root: Path, mode: str) -> Iterator[int]:
         yield port
     finally:
         stop_process(proc)
+
+
+def keep_logs(directory: Path) -> Path:
+    """Copy the node logs of a failed run out of the temporary directory; returns where."""
+    kept = Path(tempfile.mkdtemp(prefix="replikv-large-failed-"))
+    for log in directory.rglob("*.log"):
+        shutil.copy(log, kept / log.name)
+    return kept
 
 
 def run_set(port: int, size: int, requests: int, clients: int) -> float:
@@ -280,9 +289,14 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(("redis master + 2 replicas", size,
                                  measure(port, size, args.requests, args.clients, pause)))
             for mode in (m for m in ("leader-follower", "raft") if m in systems):
-                with replikv_cluster(root / f"{mode}-{size}", mode) as port:
-                    rows.append((f"replikv {mode}", size,
-                                 measure(port, size, args.requests, args.clients, pause)))
+                try:
+                    with replikv_cluster(root / f"{mode}-{size}", mode) as port:
+                        rows.append((f"replikv {mode}", size,
+                                     measure(port, size, args.requests, args.clients, pause)))
+                except Exception:
+                    kept = keep_logs(root / f"{mode}-{size}")
+                    print(f"# the {mode} run failed; its nodes' logs are kept in {kept}", file=sys.stderr)
+                    raise
     print(f"# {platform.node()}: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; "
           f"redis-benchmark -t set -c {args.clients} -r 10000 -n {args.requests}")
     ref = {size: m["ops"] for name, size, m in rows if name.startswith("redis")}
