@@ -20,7 +20,7 @@ def _totals(store: CrdtStore, key: bytes) -> tuple[dict, dict]:
     ks = store.state(key)
     if ks is None:
         return {}, {}
-    return ctr_totals(ks.str.ctr), {f: ctr_totals(c.ctr) for f, c in (ks.hash or {}).items()}
+    return ctr_totals(ks.ctr), {f: ctr_totals(c.ctr) for f, c in (ks.hash or {}).items()}
 
 
 def assert_parts_absent_when_empty(store: CrdtStore) -> None:
@@ -29,7 +29,7 @@ def assert_parts_absent_when_empty(store: CrdtStore) -> None:
     for key, ks in store.data.items():
         for name in ("set", "hash", "lst", "ttl"):
             assert getattr(ks, name) != {}, (key, name)
-        cells = [ks.str, *(ks.hash or {}).values()]
+        cells = [ks, *(ks.hash or {}).values()]
         assert all(c.ctr != {} for c in cells), key
         assert all(eids for eids in (ks.set or {}).values()), key
 
@@ -295,9 +295,9 @@ def parts(store: CrdtStore, key: bytes) -> tuple | None:
     ks = store.state(key)
     if ks is None:
         return None
-    reg = sorted((e[:2], v) for e, v in ks.str.reg.items())
+    reg = sorted((e[:2], v) for e, v in ks.reg.items())
     ttl = sorted((e[:2], v) for e, v in (ks.ttl or {}).items())
-    return reg, ttl, ks.str.ctr, ks.set, {f: c.dump() for f, c in (ks.hash or {}).items()}, ks.lst
+    return reg, ttl, ks.ctr, ks.set, {f: c.dump() for f, c in (ks.hash or {}).items()}, ks.lst
 
 
 @settings(max_examples=150, deadline=None)
@@ -342,7 +342,7 @@ def test_an_overwrite_is_one_put_in_both_modes():
     assert muts == [("put", b"k", b"w", 1100)]
     store.apply("a", 2, 2, {"a": 1}, muts)
     assert store.visible(b"k") == ("string", b"w", 1100)
-    assert len(store.state(b"k").str.reg) == 1 and len(store.state(b"k").ttl) == 1
+    assert len(store.state(b"k").reg) == 1 and len(store.state(b"k").ttl) == 1
     muts, _ = translate(store, [b"SET", b"k", b"x"], 1000, rng, "leaderless")
     assert muts == [("put", b"k", b"x", None)]
     store.apply("a", 3, 3, {"a": 2}, [("incr", b"c", 1)])

@@ -128,11 +128,11 @@ def test_a_key_holds_only_the_parts_it_uses():
     s = CrdtStore()
     s.apply("a", 1, 10, {}, [("put", b"s", b"v", None)])
     ks = s.state(b"s")
-    assert ks.set is None and ks.hash is None and ks.lst is None and ks.str.ctr is None
-    assert len(ks.str.reg) == 1 and len(ks.ttl) == 1
+    assert ks.set is None and ks.hash is None and ks.lst is None and ks.ctr is None
+    assert len(ks.reg) == 1 and len(ks.ttl) == 1
     s.apply("a", 2, 11, {"a": 1}, [("incr", b"c", 5)])
     c = s.state(b"c")
-    assert c.ttl is None and c.set is None and c.hash is None and c.lst is None and c.str.ctr
+    assert c.ttl is None and c.set is None and c.hash is None and c.lst is None and c.ctr
     # a type conflict, then removals that empty the set part and the hash part
     s.apply("b", 1, 12, {"a": 1}, [("sadd", b"s", b"m"), ("hset", b"s", b"f", b"x", None)])
     assert s.state(b"s").set and s.state(b"s").hash
@@ -171,8 +171,8 @@ def test_an_old_snapshot_restores_to_the_same_state():
     assert s.visible(b"h") == ("hash", {b"f": b"x", b"g": b"2"}, None)
     assert s.visible(b"l") == ("list", [b"e0", b"e1"], None)
     ks = s.state(b"s")
-    assert ks.set is None and ks.hash is None and ks.lst is None and ks.str.ctr is None
-    assert s.state(b"c").ttl is None and s.state(b"st").str.ctr is None
+    assert ks.set is None and ks.hash is None and ks.lst is None and ks.ctr is None
+    assert s.state(b"c").ttl is None and s.state(b"st").ctr is None
     # and it joins with a store built by ops to the same state
     fresh = CrdtStore()
     fresh.apply("a", 1, 10, {}, [("put", b"s", b"v", None)])

@@ -252,7 +252,7 @@ def deliver_ops(
         for key in changed:
             changed_keys[key] = index
             ks = store_data.get(key)
-            if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
+            if ks is not None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
                 conflicts += 1
     if changed_keys:
         view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order

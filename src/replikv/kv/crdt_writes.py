@@ -168,7 +168,7 @@ class _Writer:
         ks = self.store.state(key)
         if ks is None:
             return {}, {}
-        return ctr_totals(ks.str.ctr), {f: ctr_totals(c.ctr) for f, c in (ks.hash or {}).items()}
+        return ctr_totals(ks.ctr), {f: ctr_totals(c.ctr) for f, c in (ks.hash or {}).items()}
 
     def field_totals(self, key: bytes, fields: Any) -> dict[bytes, dict[str, list[int]]]:
         """``totals(key)[1]`` restricted to ``fields`` (the ones an op writes)."""

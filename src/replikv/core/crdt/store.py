@@ -299,22 +299,30 @@ class Cell:
         return cell
 
 
-class KeyState:
+class KeyState(Cell):
     """Every part of one key (see the module docstring).
 
-    Invariant: ``set``, ``hash``, ``lst`` and ``ttl`` are None when the part has
-    no entry, never an empty dict (and ``str.ctr`` likewise, see ``Cell``), so a
-    plain string key is this object, its ``Cell``, the register dict and the TTL
-    dict: reading it touches no dict of a part it does not use. A write creates
-    a part on first use (``parts``); whatever may empty one sets it back to None
-    (``_delete``, ``_remove_member``, the ``hdel`` and ``lrem`` mutations,
-    ``join_key_state``). Nothing depends on it for correctness (every reader
-    treats None as empty), but states compared field by field rely on it."""
+    The string part is the key state itself: ``reg`` and ``ctr`` (and the
+    ``Cell`` methods on them: ``winner``, ``value``, ``live``, ``rank``,
+    ``counter``) are this object's, not a separate cell's. ``empty``, ``dump``
+    and ``load`` are redefined for the whole key (the string part's are
+    ``Cell.empty(ks)``, ``Cell.dump(ks)``).
 
-    __slots__ = ("hash", "lst", "set", "str", "ttl")
+    Invariant: ``set``, ``hash``, ``lst`` and ``ttl`` are None when the part has
+    no entry, never an empty dict (and ``ctr`` likewise, see ``Cell``), so a
+    plain string key is this object, the register dict and the TTL dict:
+    reading it touches no dict of a part it does not use. A write creates a part
+    on first use (``sets``, ``hashes``, ``lists``, ``ttls``); whatever may empty
+    one sets it back to None (``_delete``, ``_remove_member``, the ``hdel`` and
+    ``lrem`` mutations, ``join_key_state``). Nothing depends on it for
+    correctness (every reader treats None as empty), but states compared field
+    by field rely on it (tests/property/test_crdt_laws.py checks it)."""
+
+    __slots__ = ("hash", "lst", "set", "ttl")
 
     def __init__(self) -> None:
-        self.str = Cell()
+        self.reg = {}
+        self.ctr = None
         self.set: dict[bytes, dict[Eid, int]] | None = None
         self.hash: dict[bytes, Cell] | None = None
         self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
@@ -349,14 +357,14 @@ class KeyState:
         return ttl
 
     def empty(self) -> bool:
-        return self.str.empty() and not self.set and not self.hash and not self.lst and not self.ttl
+        return not self.reg and not self.ctr and not self.set and not self.hash and not self.lst and not self.ttl
 
     def visible_type(self) -> str | None:
         # fast paths: one part only (no type conflict to rank)
-        cell, st, hs, ls = self.str, self.set, self.hash, self.lst
+        st, hs, ls = self.set, self.hash, self.lst
         if not st and not hs and not ls:
-            return "string" if cell.reg or (cell.ctr and ctr_live(cell.ctr)) else None
-        if not cell.reg and not cell.ctr:
+            return "string" if self.reg or (self.ctr and ctr_live(self.ctr)) else None
+        if not self.reg and not self.ctr:
             if not hs:
                 if not ls:
                     return "set" if st and any(st.values()) else None
@@ -369,8 +377,8 @@ class KeyState:
     def _visible_type_ranked(self) -> str | None:
         best: tuple[int, str, int, int] | None = None
         kind: str | None = None
-        r = self.str.rank()
-        if r is not None and self.str.live():
+        r = self.rank()
+        if r is not None and self.live():
             best, kind = r, "string"
         for eids in (self.set or {}).values():
             for e, h in eids.items():
@@ -408,7 +416,7 @@ class KeyState:
         as the empty list it always did)."""
         st, hs, ls, ttl = self.set, self.hash, self.lst, self.ttl
         return [
-            self.str.dump(),
+            Cell.dump(self),
             sorted([m, sorted([list(e), h] for e, h in eids.items())] for m, eids in st.items()) if st else [],
             sorted([f, c.dump()] for f, c in hs.items()) if hs else [],
             sorted([list(lid), [list(d) for d in pos], v, h] for lid, (pos, v, h) in ls.items()) if ls else [],
@@ -421,7 +429,8 @@ class KeyState:
         stays None. Empty members and fields are not stored (``dump`` never
         writes them)."""
         ks = cls()
-        ks.str = Cell.load(data[0])
+        string = Cell.load(data[0])
+        ks.reg, ks.ctr = string.reg, string.ctr
         if data[1]:
             ks.set = {m: {(e[0], e[1], e[2]): h for e, h in eids} for m, eids in data[1]}
         if data[2]:
@@ -442,7 +451,7 @@ def _visible_parts(ks: KeyState) -> Visible | None:
         return None
     value: Any
     if kind == "string":
-        value = ks.str.value()
+        value = ks.value()
     elif kind == "set":
         value = set(ks.set or ())
     elif kind == "hash":
@@ -513,9 +522,8 @@ class CrdtStore:
         ks = self.data.get(key)
         if ks is None:
             return None
-        cell = ks.str
         if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
-            reg, ctr = cell.reg, cell.ctr
+            reg, ctr = ks.reg, ks.ctr
             if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
@@ -545,13 +553,12 @@ class CrdtStore:
         ks = self.data.get(key)
         if ks is None or ks.visible_type() != "string":
             return []
-        cell = ks.str
-        if not cell.reg:
-            v = cell.value()
+        if not ks.reg:
+            v = ks.value()
             return [] if v is None else [(0, "", v)]
-        extra = ctr_value(cell.ctr)
+        extra = ctr_value(ks.ctr)
         out = []
-        for eid, (hlc, value) in cell.reg.items():
+        for eid, (hlc, value) in ks.reg.items():
             n = as_int(value)
             out.append((hlc, eid[0], value if n is None else str(n + extra).encode(), eid))
         out.sort(key=lambda t: (t[0], t[3]))
@@ -849,7 +856,7 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
 
         else:
             s = seen
-        _assign(ks.str, eid, hlc, bytes(value), totals, s)
+        _assign(ks, eid, hlc, bytes(value), totals, s)
     elif kind == "ttl":
         ttl = ks.ttls()
         if ttl:
@@ -859,7 +866,7 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
         _, _, totals, htotals = mut
         _delete(ks, totals, htotals, seen)
     elif kind == "incr":
-        _ctr_add(ks.str.counter(), origin, int(mut[2]), hlc)
+        _ctr_add(ks.counter(), origin, int(mut[2]), hlc)
     elif kind == "sadd":
         member = bytes(mut[2])
         members = ks.sets()
@@ -911,7 +918,7 @@ def overwrite_muts(store: CrdtStore, key: bytes, value: bytes | None) -> list[Mu
     order (``del``, then ``set`` + ``ttl`` for a value), so replicas applying
     one commit under one dot give its entries the same ids."""
     ks = store.data.get(key)
-    totals = ctr_totals(ks.str.ctr) if ks is not None else {}
+    totals = ctr_totals(ks.ctr) if ks is not None else {}
     htotals = {f: ctr_totals(c.ctr) for f, c in ks.hash.items()} if ks is not None and ks.hash else {}
     muts: list[Mut] = [("del", key, totals, htotals)]
     if value is not None:
@@ -937,7 +944,7 @@ def put_allowed(ks: KeyState | None) -> bool:
     """Whether an overwrite of a key in state ``ks`` (None: absent) may be the one
     ``put`` mutation: the key has no counter history (the string's or a hash
     field's), so the ``del`` it stands for would reset no counter."""
-    return ks is None or (not ks.str.ctr and not ks.hash)
+    return ks is None or (not ks.ctr and not ks.hash)
 
 
 # ------------------------------------------------------------------ helpers
@@ -973,7 +980,7 @@ def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int |
     deps), then the op's own added. The common key, one a ``put`` wrote last, holds one
     register and one TTL entry under the same id: the register's is tested, and the TTL's
     goes with it (same dot, same verdict)."""
-    reg, ttl = ks.str.reg, ks.ttl
+    reg, ttl = ks.reg, ks.ttl
     if ttl is None:
         ttl = ks.ttl = {}
     if len(reg) == 1 and len(ttl) == 1 and next(iter(reg)) in ttl:
@@ -1030,10 +1037,10 @@ def _remove_member(ks: KeyState, member: bytes, seen: Any) -> None:
 
 
 def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
-    if ks.str.reg:
-        _drop_seen(ks.str.reg, seen)
+    if ks.reg:
+        _drop_seen(ks.reg, seen)
     if totals:
-        _ctr_reset(ks.str.counter(), totals)
+        _ctr_reset(ks.counter(), totals)
     if ks.set:
         for member in list(ks.set):
             _remove_member(ks, member, seen)
@@ -1063,7 +1070,7 @@ def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -
     single side stays iff ``keep_mine``/``keep_theirs(origin, seq)`` says the
     other side never saw it; counters join pointwise by maximum. Whether
     ``a`` changed (dict comparisons: no sorting, no encoding)."""
-    changed = _join_cell(a.str, b.str, keep_mine, keep_theirs)
+    changed = _join_cell(a, b, keep_mine, keep_theirs)
     if a.set or b.set:
         joined_set = _join_nested(a.set or {}, b.set or {}, keep_mine, keep_theirs) or None
         if joined_set != a.set:
