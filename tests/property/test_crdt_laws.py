@@ -20,7 +20,18 @@ def _totals(store: CrdtStore, key: bytes) -> tuple[dict, dict]:
     ks = store.state(key)
     if ks is None:
         return {}, {}
-    return ctr_totals(ks.str.ctr), {f: ctr_totals(c.ctr) for f, c in ks.hash.items()}
+    return ctr_totals(ks.ctr), {f: ctr_totals(c.ctr) for f, c in (ks.hash or {}).items()}
+
+
+def assert_parts_absent_when_empty(store: CrdtStore) -> None:
+    """``KeyState``'s invariant: a part with no entry (and a cell's counter with no
+    history) is None, never an empty dict, whichever way the state was reached."""
+    for key, ks in store.data.items():
+        for name in ("set", "hash", "lst", "ttl"):
+            assert getattr(ks, name) != {}, (key, name)
+        cells = [ks, *(ks.hash or {}).values()]
+        assert all(c.ctr != {} for c in cells), key
+        assert all(eids for eids in (ks.set or {}).values()), key
 
 
 def random_muts(store: CrdtStore, rng: random.Random) -> list:
@@ -162,6 +173,8 @@ def test_join_laws_and_ops_equal_join(seed, n_ops):
     assert left.digest() == stores["a"].digest()
     for k in KEYS:
         assert left.visible(k) == stores["a"].visible(k)
+    for s in (ab, bc, left, right, stores["a"]):
+        assert_parts_absent_when_empty(s)
 
 
 @settings(max_examples=60, deadline=None)
@@ -268,6 +281,8 @@ def test_commands_converge_under_any_causal_order_and_joins(seed, n_cmds, confli
     joined = CrdtStore.restore(stores["a"].snapshot(), conflicts)
     joined.join(stores["b"].snapshot())
     assert joined.digest() == stores["a"].digest()
+    for s in [*stores.values(), joined]:
+        assert_parts_absent_when_empty(s)
     for k in KEYS:
         assert all(s.visible(k) == stores["a"].visible(k) for s in stores.values())
         assert all(s.siblings(k) == stores["a"].siblings(k) for s in stores.values())
@@ -280,9 +295,9 @@ def parts(store: CrdtStore, key: bytes) -> tuple | None:
     ks = store.state(key)
     if ks is None:
         return None
-    reg = sorted((e[:2], v) for e, v in ks.str.reg.items())
-    ttl = sorted((e[:2], v) for e, v in ks.ttl.items())
-    return reg, ttl, ks.str.ctr, ks.set, {f: c.dump() for f, c in ks.hash.items()}, ks.lst
+    reg = sorted((e[:2], v) for e, v in ks.reg.items())
+    ttl = sorted((e[:2], v) for e, v in (ks.ttl or {}).items())
+    return reg, ttl, ks.ctr, ks.set, {f: c.dump() for f, c in (ks.hash or {}).items()}, ks.lst
 
 
 @settings(max_examples=150, deadline=None)
@@ -300,6 +315,8 @@ def test_put_shows_what_del_set_ttl_shows(seed, n_cmds, conflicts):
     def apply(node: str, op: tuple) -> None:
         stores[node].apply(*op)
         twins[node].apply(*op[:4], without_put(op[4]))
+        assert_parts_absent_when_empty(stores[node])
+        assert_parts_absent_when_empty(twins[node])
         for k in KEYS:
             assert stores[node].visible(k) == twins[node].visible(k)
             assert stores[node].siblings(k) == twins[node].siblings(k)
@@ -325,7 +342,7 @@ def test_an_overwrite_is_one_put_in_both_modes():
     assert muts == [("put", b"k", b"w", 1100)]
     store.apply("a", 2, 2, {"a": 1}, muts)
     assert store.visible(b"k") == ("string", b"w", 1100)
-    assert len(store.state(b"k").str.reg) == 1 and len(store.state(b"k").ttl) == 1
+    assert len(store.state(b"k").reg) == 1 and len(store.state(b"k").ttl) == 1
     muts, _ = translate(store, [b"SET", b"k", b"x"], 1000, rng, "leaderless")
     assert muts == [("put", b"k", b"x", None)]
     store.apply("a", 3, 3, {"a": 2}, [("incr", b"c", 1)])
@@ -356,6 +373,7 @@ def test_short_ways_equal_the_general_path(seed, n_cmds, conflicts):
     def apply(node: str, op: tuple) -> None:
         assert stores[node].apply(*op) == twins[node].apply(*op)
         assert stores[node].digest() == twins[node].digest()
+        assert_parts_absent_when_empty(stores[node])
         for k in KEYS:
             assert stores[node].visible(k) == twins[node].visible(k)
             ks = stores[node].state(k)  # visible's short ways show what every part shows

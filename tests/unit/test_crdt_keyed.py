@@ -66,7 +66,7 @@ def test_an_overwrite_that_saw_the_old_value_replaces_it_everywhere() -> None:
     b.send(a, b"k")
     assert a.get(b"k") == b.get(b"k") == b"new"
     assert b.store.siblings(b"k") == a.store.siblings(b"k")
-    assert len(a.store.state(b"k").str.reg) == 1  # the old entry is gone, not hidden
+    assert len(a.store.state(b"k").reg) == 1  # the old entry is gone, not hidden
 
 
 def test_concurrent_writes_are_siblings_and_lww_shows_the_later_hlc() -> None:

@@ -119,3 +119,62 @@ def test_ttl_lww_and_snapshot_roundtrip():
     r = CrdtStore.restore(a.snapshot(), "lww")
     assert r.digest() == a.digest() and r.vv == {"a": 1, "b": 1}
     assert r.join(a.snapshot()) == []
+
+
+def test_a_key_holds_only_the_parts_it_uses():
+    """``KeyState``'s invariant: a part with no entry is None (a counter with no history
+    too), so a plain string key is its state, one cell, the register and the TTL dicts;
+    a part emptied by a removal goes back to None."""
+    s = CrdtStore()
+    s.apply("a", 1, 10, {}, [("put", b"s", b"v", None)])
+    ks = s.state(b"s")
+    assert ks.set is None and ks.hash is None and ks.lst is None and ks.ctr is None
+    assert len(ks.reg) == 1 and len(ks.ttl) == 1
+    s.apply("a", 2, 11, {"a": 1}, [("incr", b"c", 5)])
+    c = s.state(b"c")
+    assert c.ttl is None and c.set is None and c.hash is None and c.lst is None and c.ctr
+    # a type conflict, then removals that empty the set part and the hash part
+    s.apply("b", 1, 12, {"a": 1}, [("sadd", b"s", b"m"), ("hset", b"s", b"f", b"x", None)])
+    assert s.state(b"s").set and s.state(b"s").hash
+    s.apply("b", 2, 13, {"a": 2, "b": 1}, [("srem", b"s", b"m"), ("hdel", b"s", b"f", None)])
+    ks = s.state(b"s")
+    assert ks.set is None and ks.hash is None and s.visible(b"s") == ("string", b"v", None)
+    s.apply("b", 3, 14, {"a": 2, "b": 2}, [("lins", b"s", [[[], 0, b"e"]])])
+    lid = next(iter(s.state(b"s").lst))
+    s.apply("b", 4, 15, {"a": 2, "b": 3}, [("lrem", b"s", [list(lid)])])
+    assert s.state(b"s").lst is None
+    s.apply("b", 5, 16, {"a": 2, "b": 4}, [("del", b"s", {}, {})])
+    assert s.state(b"s") is None
+
+
+# A snapshot written by the code before the parts could be None (6c69290): every kind of
+# part, an expiring string and a counter.
+_OLD_SNAPSHOT = bytes.fromhex(
+    "929192a161049692c401639592909196a161050000000b9090909092c4016895929090909292c4016692919393"
+    "a16103020cc401789092c4016792909196a161020000000c909092c4016c959290909090929494a16104000091"
+    "96000da161040000c40265300d9494a1610400019196010da161040001c40265310d9092c401709592919393a1"
+    "6104020dc4017790909090919393a16104020dcd138892c401739592919393a16101000ac4017690909090919393"
+    "a16101000ac092c4027374959290909292c4026d31919293a16103000c92c4026d32919293a16103010c90909193"
+    "93a16104010dce000182b8"
+)
+
+
+def test_an_old_snapshot_restores_to_the_same_state():
+    """The serialized form did not change: a snapshot of the old code restores with its absent
+    parts as None, shows what it showed and snapshots to the same bytes (same digest)."""
+    s = CrdtStore.restore(_OLD_SNAPSHOT)
+    assert s.snapshot() == _OLD_SNAPSHOT
+    assert s.visible(b"s") == ("string", b"v", None)
+    assert s.visible(b"p") == ("string", b"w", 5000)
+    assert s.visible(b"c") == ("string", b"5", None)
+    assert s.visible(b"st") == ("set", {b"m1", b"m2"}, 99000)
+    assert s.visible(b"h") == ("hash", {b"f": b"x", b"g": b"2"}, None)
+    assert s.visible(b"l") == ("list", [b"e0", b"e1"], None)
+    ks = s.state(b"s")
+    assert ks.set is None and ks.hash is None and ks.lst is None and ks.ctr is None
+    assert s.state(b"c").ttl is None and s.state(b"st").ctr is None
+    # and it joins with a store built by ops to the same state
+    fresh = CrdtStore()
+    fresh.apply("a", 1, 10, {}, [("put", b"s", b"v", None)])
+    fresh.join(_OLD_SNAPSHOT)
+    assert fresh.snapshot() == _OLD_SNAPSHOT

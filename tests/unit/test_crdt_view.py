@@ -119,7 +119,7 @@ def _reference_deliver(store, view, ops, me, index):  # type: ignore[no-untyped-
         for key in changed:
             view.changes.touch(key, index)
             changed_keys[key] = None
-            if op.origin != me and key in store.data and len(store.data[key].str.reg) > 1:
+            if op.origin != me and key in store.data and len(store.data[key].reg) > 1:
                 conflicts += 1
     materialize(store, view, list(changed_keys))
     return index, received, newest, conflicts

@@ -102,7 +102,7 @@ def _hinted(
     if kind == "set":
         if type(old) is not set:
             return False
-        members = ks.set
+        members = ks.set or {}
         order = sorted(touched)
         new = [m for m in order if m in members and m not in old]
         gone = [m for m in order if m not in members and m in old]
@@ -115,7 +115,7 @@ def _hinted(
     elif kind == "hash":
         if type(old) is not dict:
             return False
-        fields = ks.hash
+        fields = ks.hash or {}
         changed: list[bytes] = []
         hgone: list[bytes] = []
         for f in sorted(touched):
@@ -252,7 +252,7 @@ def deliver_ops(
         for key in changed:
             changed_keys[key] = index
             ks = store_data.get(key)
-            if ks is not None and len(ks.str.reg) > 1:  # concurrent values: LWW or siblings
+            if ks is not None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
                 conflicts += 1
     if changed_keys:
         view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order

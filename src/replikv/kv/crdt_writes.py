@@ -168,7 +168,7 @@ class _Writer:
         ks = self.store.state(key)
         if ks is None:
             return {}, {}
-        return ctr_totals(ks.str.ctr), {f: ctr_totals(c.ctr) for f, c in ks.hash.items()}
+        return ctr_totals(ks.ctr), {f: ctr_totals(c.ctr) for f, c in (ks.hash or {}).items()}
 
     def field_totals(self, key: bytes, fields: Any) -> dict[bytes, dict[str, list[int]]]:
         """``totals(key)[1]`` restricted to ``fields`` (the ones an op writes)."""
@@ -456,7 +456,7 @@ def _sadd(w: _Writer, argv: list[bytes]) -> Reply:
     if w.live(argv[1], "set"):
         ks = w.store.state(argv[1])
         assert ks is not None
-        members = ks.set  # its keys are the visible members
+        members = ks.set or ()  # its keys are the visible members
     else:
         w.fresh(argv[1])
         members = ()
@@ -470,7 +470,7 @@ def _sadd(w: _Writer, argv: list[bytes]) -> Reply:
 
 def _srem(w: _Writer, argv: list[bytes]) -> Reply:
     ks = w.store.state(argv[1])
-    members: Any = ks.set if ks is not None and w.live(argv[1], "set") else ()
+    members: Any = (ks.set or ()) if ks is not None and w.live(argv[1], "set") else ()
     n = 0
     for m in dict.fromkeys(argv[2:]):
         if m in members:
@@ -516,7 +516,7 @@ def _smove(w: _Writer, argv: list[bytes]) -> Reply:
 
 def _field_visible(ks: Any, field: bytes) -> bool:
     """Whether the live hash ``ks`` shows ``field`` (as ``visible`` does)."""
-    cell = ks.hash.get(field)
+    cell = ks.hash.get(field) if ks.hash else None
     return cell is not None and cell.value() is not None
 
 
@@ -583,7 +583,7 @@ def _order(w: _Writer, key: bytes) -> list[Any]:
 
 def _pos(w: _Writer, key: bytes, lid: Any) -> Any:
     ks = w.store.state(key)
-    assert ks is not None
+    assert ks is not None and ks.lst is not None
     return ks.lst[lid][0]
 
 
@@ -614,7 +614,7 @@ def _push(w: _Writer, argv: list[bytes]) -> Reply:
     name = argv[0].lower()
     if w.live(argv[1], "list"):
         ks = w.store.state(argv[1])
-        assert ks is not None
+        assert ks is not None and ks.lst is not None
         length = len(ks.lst)  # every element of a visible list shows
     else:
         if name.endswith(b"x"):
@@ -639,7 +639,7 @@ def _pop_ids(w: _Writer, key: bytes, count: int, left: bool) -> list[bytes]:
     if not picked:
         return []
     ks = w.store.state(key)
-    assert ks is not None
+    assert ks is not None and ks.lst is not None
     w.muts.append(("lrem", key, [list(lid) for lid in picked]))
     return [ks.lst[lid][1] for lid in picked]
 
@@ -730,7 +730,7 @@ def _lmove(w: _Writer, argv: list[bytes]) -> Reply:
         # the pushed element is placed relative to what is left after the pop
         rest = [lid for lid in _order(w, src) if list(lid) not in w.muts[-1][2]]
         ks = w.store.state(src)
-        assert ks is not None
+        assert ks is not None and ks.lst is not None
         if whereto == b"LEFT":
             n = ks.lst[rest[0]][0][0][0] - 1 if rest else 0
         else:

@@ -460,7 +460,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         ks = self.store.state(key)
         if ks is None:
             return True
-        if ks.str.ctr:
+        if ks.ctr:
             return False
         head = self.store.visible_head(key)
         return head is None or head[0] == "string"

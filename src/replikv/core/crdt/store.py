@@ -150,19 +150,25 @@ _new_visible = tuple.__new__  # Visible(...) without the NamedTuple's Python-lev
 # ---------------------------------------------------------------- counters
 
 
-def ctr_value(ctr: Ctr) -> int:
+def ctr_value(ctr: Ctr | None) -> int:
+    if not ctr:
+        return 0
     return sum((p - bp) - (n - bn) for p, n, bp, bn, _ in ctr.values())
 
 
-def ctr_live(ctr: Ctr) -> bool:
+def ctr_live(ctr: Ctr | None) -> bool:
+    if not ctr:
+        return False
     for p, n, bp, bn, _ in ctr.values():  # a loop, not any() over a generator: on every read
         if p > bp or n > bn:
             return True
     return False
 
 
-def ctr_totals(ctr: Ctr) -> dict[str, list[int]]:
+def ctr_totals(ctr: Ctr | None) -> dict[str, list[int]]:
     """What an origin observed: ``origin -> [P, N]`` (carried by a reset)."""
+    if not ctr:
+        return {}
     return {o: [c[0], c[1]] for o, c in sorted(ctr.items())}
 
 
@@ -204,8 +210,10 @@ def _ctr_join(a: Ctr, b: Ctr) -> bool:
     return changed
 
 
-def _ctr_rank(ctr: Ctr) -> tuple[int, str, int, int] | None:
+def _ctr_rank(ctr: Ctr | None) -> tuple[int, str, int, int] | None:
     best: tuple[int, str, int, int] | None = None
+    if not ctr:
+        return None
     for o, (p, n, bp, bn, h) in ctr.items():
         if p > bp or n > bn:
             r = (h, o, 0, 0)
@@ -218,13 +226,25 @@ def _ctr_rank(ctr: Ctr) -> tuple[int, str, int, int] | None:
 
 
 class Cell:
-    """A string value: LWW register entries plus a counter (also a hash field)."""
+    """A string value: LWW register entries plus a counter (also a hash field).
+
+    ``ctr`` is None while the cell has no counter history (never an empty dict:
+    a plain string holds no counter object); ``counter()`` creates it on the
+    first increment or reset. Counter history is never removed, so once set it
+    stays a non-empty dict."""
 
     __slots__ = ("ctr", "reg")
 
     def __init__(self) -> None:
         self.reg: dict[Eid, tuple[int, bytes]] = {}
-        self.ctr: Ctr = {}
+        self.ctr: Ctr | None = None
+
+    def counter(self) -> Ctr:
+        """The counter dict, created on first use (the caller adds to it at once)."""
+        ctr = self.ctr
+        if ctr is None:
+            ctr = self.ctr = {}
+        return ctr
 
     def empty(self) -> bool:
         return not self.reg and not self.ctr
@@ -263,9 +283,10 @@ class Cell:
         return best
 
     def dump(self) -> list[Any]:
+        ctr = self.ctr
         return [
             sorted([list(e), h, v] for e, (h, v) in self.reg.items()),
-            sorted([o, *c] for o, c in self.ctr.items()),
+            sorted([o, *c] for o, c in ctr.items()) if ctr else [],
         ]
 
     @classmethod
@@ -273,58 +294,103 @@ class Cell:
         cell = cls()
         for e, h, v in data[0]:
             cell.reg[(e[0], e[1], e[2])] = (h, v)
-        for o, *c in data[1]:
-            cell.ctr[o] = list(c)
+        if data[1]:
+            cell.ctr = {o: list(c) for o, *c in data[1]}
         return cell
 
 
-class KeyState:
-    """Every part of one key (see the module docstring)."""
+class KeyState(Cell):
+    """Every part of one key (see the module docstring).
 
-    __slots__ = ("hash", "lst", "set", "str", "ttl")
+    The string part is the key state itself: ``reg`` and ``ctr`` (and the
+    ``Cell`` methods on them: ``winner``, ``value``, ``live``, ``rank``,
+    ``counter``) are this object's, not a separate cell's. ``empty``, ``dump``
+    and ``load`` are redefined for the whole key (the string part's are
+    ``Cell.empty(ks)``, ``Cell.dump(ks)``).
+
+    Invariant: ``set``, ``hash``, ``lst`` and ``ttl`` are None when the part has
+    no entry, never an empty dict (and ``ctr`` likewise, see ``Cell``), so a
+    plain string key is this object, the register dict and the TTL dict:
+    reading it touches no dict of a part it does not use. A write creates a part
+    on first use (``sets``, ``hashes``, ``lists``, ``ttls``); whatever may empty
+    one sets it back to None (``_delete``, ``_remove_member``, the ``hdel`` and
+    ``lrem`` mutations, ``join_key_state``). Nothing depends on it for
+    correctness (every reader treats None as empty), but states compared field
+    by field rely on it (tests/property/test_crdt_laws.py checks it)."""
+
+    __slots__ = ("hash", "lst", "set", "ttl")
 
     def __init__(self) -> None:
-        self.str = Cell()
-        self.set: dict[bytes, dict[Eid, int]] = {}
-        self.hash: dict[bytes, Cell] = {}
-        self.lst: dict[Lid, tuple[Pos, bytes, int]] = {}
-        self.ttl: dict[Eid, tuple[int, int | None]] = {}
+        self.reg = {}
+        self.ctr = None
+        self.set: dict[bytes, dict[Eid, int]] | None = None
+        self.hash: dict[bytes, Cell] | None = None
+        self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
+        self.ttl: dict[Eid, tuple[int, int | None]] | None = None
+
+    def sets(self) -> dict[bytes, dict[Eid, int]]:
+        """The set part, created on first use (the caller adds to it at once)."""
+        st = self.set
+        if st is None:
+            st = self.set = {}
+        return st
+
+    def hashes(self) -> dict[bytes, Cell]:
+        """The hash part, created on first use (the caller adds to it at once)."""
+        hs = self.hash
+        if hs is None:
+            hs = self.hash = {}
+        return hs
+
+    def lists(self) -> dict[Lid, tuple[Pos, bytes, int]]:
+        """The list part, created on first use (the caller adds to it at once)."""
+        ls = self.lst
+        if ls is None:
+            ls = self.lst = {}
+        return ls
+
+    def ttls(self) -> dict[Eid, tuple[int, int | None]]:
+        """The TTL part, created on first use (the caller adds to it at once)."""
+        ttl = self.ttl
+        if ttl is None:
+            ttl = self.ttl = {}
+        return ttl
 
     def empty(self) -> bool:
-        return self.str.empty() and not self.set and not self.hash and not self.lst and not self.ttl
+        return not self.reg and not self.ctr and not self.set and not self.hash and not self.lst and not self.ttl
 
     def visible_type(self) -> str | None:
         # fast paths: one part only (no type conflict to rank)
-        cell, st, hs, ls = self.str, self.set, self.hash, self.lst
+        st, hs, ls = self.set, self.hash, self.lst
         if not st and not hs and not ls:
-            return "string" if cell.reg or (cell.ctr and ctr_live(cell.ctr)) else None
-        if not cell.reg and not cell.ctr:
+            return "string" if self.reg or (self.ctr and ctr_live(self.ctr)) else None
+        if not self.reg and not self.ctr:
             if not hs:
                 if not ls:
-                    return "set" if any(st.values()) else None
+                    return "set" if st and any(st.values()) else None
                 if not st:
                     return "list"
             elif not st and not ls:
-                return "hash" if any(c.live() for c in hs.values()) else None
+                return "hash" if any(c.live() for c in hs.values()) else None  # hs: truthy here
         return self._visible_type_ranked()
 
     def _visible_type_ranked(self) -> str | None:
         best: tuple[int, str, int, int] | None = None
         kind: str | None = None
-        r = self.str.rank()
-        if r is not None and self.str.live():
+        r = self.rank()
+        if r is not None and self.live():
             best, kind = r, "string"
-        for eids in self.set.values():
+        for eids in (self.set or {}).values():
             for e, h in eids.items():
                 rr = (h, e[0], e[1], e[2])
                 if best is None or rr > best:
                     best, kind = rr, "set"
-        for cell in self.hash.values():
+        for cell in (self.hash or {}).values():
             if cell.live():
                 rr2 = cell.rank()
                 if rr2 is not None and (best is None or rr2 > best):
                     best, kind = rr2, "hash"
-        for lid, (_, _, h) in self.lst.items():
+        for lid, (_, _, h) in (self.lst or {}).items():
             rr = (h, lid[0], lid[1], lid[2])
             if best is None or rr > best:
                 best, kind = rr, "list"
@@ -337,34 +403,43 @@ class KeyState:
         if len(ttl) == 1:
             for _, d in ttl.values():
                 return d
-        eid = max(self.ttl, key=lambda e: (self.ttl[e][0], e))
-        return self.ttl[eid][1]
+        eid = max(ttl, key=lambda e: (ttl[e][0], e))
+        return ttl[eid][1]
 
     def list_order(self) -> list[Lid]:
         # positions are unique: ordering by (position, value, hlc) is by position
-        return sorted(self.lst, key=self.lst.__getitem__)
+        lst = self.lst
+        return sorted(lst, key=lst.__getitem__) if lst else []
 
     def dump(self) -> list[Any]:
+        """The serialized form (unchanged by the None parts: an absent part dumps
+        as the empty list it always did)."""
+        st, hs, ls, ttl = self.set, self.hash, self.lst, self.ttl
         return [
-            self.str.dump(),
-            sorted([m, sorted([list(e), h] for e, h in eids.items())] for m, eids in self.set.items()),
-            sorted([f, c.dump()] for f, c in self.hash.items()),
-            sorted([list(lid), [list(d) for d in pos], v, h] for lid, (pos, v, h) in self.lst.items()),
-            sorted([list(e), h, d] for e, (h, d) in self.ttl.items()),
+            Cell.dump(self),
+            sorted([m, sorted([list(e), h] for e, h in eids.items())] for m, eids in st.items()) if st else [],
+            sorted([f, c.dump()] for f, c in hs.items()) if hs else [],
+            sorted([list(lid), [list(d) for d in pos], v, h] for lid, (pos, v, h) in ls.items()) if ls else [],
+            sorted([list(e), h, d] for e, (h, d) in ttl.items()) if ttl else [],
         ]
 
     @classmethod
     def load(cls, data: Sequence[Any]) -> KeyState:
+        """A ``dump`` read back; an empty part (any dump so far writes one per part)
+        stays None. Empty members and fields are not stored (``dump`` never
+        writes them)."""
         ks = cls()
-        ks.str = Cell.load(data[0])
-        for m, eids in data[1]:
-            ks.set[m] = {(e[0], e[1], e[2]): h for e, h in eids}
-        for f, c in data[2]:
-            ks.hash[f] = Cell.load(c)
-        for lid, pos, v, h in data[3]:
-            ks.lst[(lid[0], lid[1], lid[2], lid[3])] = (tuple(_digit(d) for d in pos), v, h)
-        for e, h, d in data[4]:
-            ks.ttl[(e[0], e[1], e[2])] = (h, d)
+        string = Cell.load(data[0])
+        ks.reg, ks.ctr = string.reg, string.ctr
+        if data[1]:
+            ks.set = {m: {(e[0], e[1], e[2]): h for e, h in eids} for m, eids in data[1]}
+        if data[2]:
+            ks.hash = {f: Cell.load(c) for f, c in data[2]}
+        if data[3]:
+            ks.lst = {(lid[0], lid[1], lid[2], lid[3]): (tuple(_digit(d) for d in pos), v, h)
+                      for lid, pos, v, h in data[3]}
+        if data[4]:
+            ks.ttl = {(e[0], e[1], e[2]): (h, d) for e, h, d in data[4]}
         return ks
 
 
@@ -376,12 +451,12 @@ def _visible_parts(ks: KeyState) -> Visible | None:
         return None
     value: Any
     if kind == "string":
-        value = ks.str.value()
+        value = ks.value()
     elif kind == "set":
-        value = set(ks.set)
+        value = set(ks.set or ())
     elif kind == "hash":
         value = {}
-        for f, cell in ks.hash.items():
+        for f, cell in (ks.hash or {}).items():
             reg = cell.reg
             if len(reg) == 1 and not cell.ctr:  # the common field: one entry
                 for _, one in reg.values():
@@ -391,7 +466,7 @@ def _visible_parts(ks: KeyState) -> Visible | None:
             if v is not None:
                 value[f] = v
     else:
-        value = [v for _, v, _ in sorted(ks.lst.values())]  # positions are unique
+        value = [v for _, v, _ in sorted((ks.lst or {}).values())]  # positions are unique
     return Visible(kind, value, ks.deadline())
 
 
@@ -447,9 +522,8 @@ class CrdtStore:
         ks = self.data.get(key)
         if ks is None:
             return None
-        cell = ks.str
         if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
-            reg, ctr = cell.reg, cell.ctr
+            reg, ctr = ks.reg, ks.ctr
             if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
@@ -479,13 +553,12 @@ class CrdtStore:
         ks = self.data.get(key)
         if ks is None or ks.visible_type() != "string":
             return []
-        cell = ks.str
-        if not cell.reg:
-            v = cell.value()
+        if not ks.reg:
+            v = ks.value()
             return [] if v is None else [(0, "", v)]
-        extra = ctr_value(cell.ctr)
+        extra = ctr_value(ks.ctr)
         out = []
-        for eid, (hlc, value) in cell.reg.items():
+        for eid, (hlc, value) in ks.reg.items():
             n = as_int(value)
             out.append((hlc, eid[0], value if n is None else str(n + extra).encode(), eid))
         out.sort(key=lambda t: (t[0], t[3]))
@@ -783,47 +856,57 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
 
         else:
             s = seen
-        _assign(ks.str, eid, hlc, bytes(value), totals, s)
+        _assign(ks, eid, hlc, bytes(value), totals, s)
     elif kind == "ttl":
-        if ks.ttl:
-            _drop_seen(ks.ttl, seen)
-        ks.ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
+        ttl = ks.ttls()
+        if ttl:
+            _drop_seen(ttl, seen)
+        ttl[eid] = (hlc, None if mut[2] is None else int(mut[2]))
     elif kind == "del":
         _, _, totals, htotals = mut
         _delete(ks, totals, htotals, seen)
     elif kind == "incr":
-        _ctr_add(ks.str.ctr, origin, int(mut[2]), hlc)
+        _ctr_add(ks.counter(), origin, int(mut[2]), hlc)
     elif kind == "sadd":
         member = bytes(mut[2])
-        eids = {e: h for e, h in ks.set.get(member, {}).items() if not seen(e[0], e[1])}
+        members = ks.sets()
+        eids = {e: h for e, h in members.get(member, {}).items() if not seen(e[0], e[1])}
         eids[eid] = hlc
-        ks.set[member] = eids
+        members[member] = eids
     elif kind == "srem":
-        member = bytes(mut[2])
-        _remove_member(ks.set, member, seen)
+        if ks.set:
+            _remove_member(ks, bytes(mut[2]), seen)
     elif kind == "hset":
         _, _, field, value, totals = mut
-        cell = ks.hash.setdefault(bytes(field), Cell())
+        cell = ks.hashes().setdefault(bytes(field), Cell())
         _assign(cell, eid, hlc, bytes(value), totals, seen)
     elif kind == "hincr":
-        cell = ks.hash.setdefault(bytes(mut[2]), Cell())
-        _ctr_add(cell.ctr, origin, int(mut[3]), hlc)
+        cell = ks.hashes().setdefault(bytes(mut[2]), Cell())
+        _ctr_add(cell.counter(), origin, int(mut[3]), hlc)
     elif kind == "hdel":
         field = bytes(mut[2])
-        hcell = ks.hash.get(field)
+        hcell = ks.hash.get(field) if ks.hash else None
         if hcell is not None:
             hcell.reg = {e: v for e, v in hcell.reg.items() if not seen(e[0], e[1])}
-            _ctr_reset(hcell.ctr, mut[3] or {})
+            if mut[3]:
+                _ctr_reset(hcell.counter(), mut[3])
             if hcell.empty():
-                del ks.hash[field]
+                del ks.hash[field]  # type: ignore[union-attr]
+                if not ks.hash:
+                    ks.hash = None
     elif kind == "lins":
+        lst = ks.lists()
         for j, (prefix, n, value) in enumerate(mut[2]):
             digit: Digit = (int(n), hlc, origin, seq, i, j)
             pos = tuple(_digit(d) for d in prefix) + (digit,)
-            ks.lst[(origin, seq, i, j)] = (pos, bytes(value), hlc)
+            lst[(origin, seq, i, j)] = (pos, bytes(value), hlc)
     elif kind == "lrem":
-        for lid in mut[2]:
-            ks.lst.pop((lid[0], lid[1], lid[2], lid[3]), None)
+        lst2 = ks.lst
+        if lst2:
+            for lid in mut[2]:
+                lst2.pop((lid[0], lid[1], lid[2], lid[3]), None)
+            if not lst2:
+                ks.lst = None
     else:
         raise ValueError(f"unknown mutation kind {kind!r}")
 
@@ -835,8 +918,8 @@ def overwrite_muts(store: CrdtStore, key: bytes, value: bytes | None) -> list[Mu
     order (``del``, then ``set`` + ``ttl`` for a value), so replicas applying
     one commit under one dot give its entries the same ids."""
     ks = store.data.get(key)
-    totals = ctr_totals(ks.str.ctr) if ks is not None else {}
-    htotals = {f: ctr_totals(c.ctr) for f, c in ks.hash.items()} if ks is not None else {}
+    totals = ctr_totals(ks.ctr) if ks is not None else {}
+    htotals = {f: ctr_totals(c.ctr) for f, c in ks.hash.items()} if ks is not None and ks.hash else {}
     muts: list[Mut] = [("del", key, totals, htotals)]
     if value is not None:
         muts += [("set", key, value, None, None), ("ttl", key, None)]
@@ -861,7 +944,7 @@ def put_allowed(ks: KeyState | None) -> bool:
     """Whether an overwrite of a key in state ``ks`` (None: absent) may be the one
     ``put`` mutation: the key has no counter history (the string's or a hash
     field's), so the ``del`` it stands for would reset no counter."""
-    return ks is None or (not ks.str.ctr and not ks.hash)
+    return ks is None or (not ks.ctr and not ks.hash)
 
 
 # ------------------------------------------------------------------ helpers
@@ -876,8 +959,8 @@ def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any
     if cell.reg:
         _drop_seen(cell.reg, seen)
     cell.reg[eid] = (hlc, value)
-    if totals is not None:
-        _ctr_reset(cell.ctr, totals)
+    if totals:  # an empty reset changes nothing
+        _ctr_reset(cell.counter(), totals)
 
 
 def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, seen: Any) -> None:
@@ -897,7 +980,9 @@ def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int |
     deps), then the op's own added. The common key, one a ``put`` wrote last, holds one
     register and one TTL entry under the same id: the register's is tested, and the TTL's
     goes with it (same dot, same verdict)."""
-    reg, ttl = ks.str.reg, ks.ttl
+    reg, ttl = ks.reg, ks.ttl
+    if ttl is None:
+        ttl = ks.ttl = {}
     if len(reg) == 1 and len(ttl) == 1 and next(iter(reg)) in ttl:
         drop(reg, observed)  # observed or not by the dot: the TTL entry's verdict too
         if not reg:
@@ -934,7 +1019,11 @@ def _drop_covered(entries: dict[Eid, Any], deps: Mapping[str, int]) -> None:
         del entries[e]
 
 
-def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: Any) -> None:
+def _remove_member(ks: KeyState, member: bytes, seen: Any) -> None:
+    """Remove the observed ids of ``member`` (the set part not None); the member
+    goes when none is left, the part when no member is (``KeyState``'s invariant)."""
+    members = ks.set
+    assert members is not None
     eids = members.get(member)
     if eids is None:
         return
@@ -943,28 +1032,37 @@ def _remove_member(members: dict[bytes, dict[Eid, int]], member: bytes, seen: An
         members[member] = left
     else:
         del members[member]
+        if not members:
+            ks.set = None
 
 
 def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
-    if ks.str.reg:
-        _drop_seen(ks.str.reg, seen)
+    if ks.reg:
+        _drop_seen(ks.reg, seen)
     if totals:
-        _ctr_reset(ks.str.ctr, totals)
+        _ctr_reset(ks.counter(), totals)
     if ks.set:
         for member in list(ks.set):
-            _remove_member(ks.set, member, seen)
-    if ks.hash:
+            _remove_member(ks, member, seen)
+    hs = ks.hash
+    if hs:
         htotals = htotals or {}
-        for field in list(ks.hash):
-            cell = ks.hash[field]
+        for field in list(hs):
+            cell = hs[field]
             cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
-            _ctr_reset(cell.ctr, htotals.get(field, {}))
+            ftotals = htotals.get(field)
+            if ftotals:
+                _ctr_reset(cell.counter(), ftotals)
             if cell.empty():
-                del ks.hash[field]
+                del hs[field]
+        if not hs:
+            ks.hash = None
     if ks.lst:
-        ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])}
+        ks.lst = {lid: v for lid, v in ks.lst.items() if not seen(lid[0], lid[1])} or None
     if ks.ttl:
         _drop_seen(ks.ttl, seen)
+        if not ks.ttl:
+            ks.ttl = None
 
 
 def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -> bool:
@@ -972,27 +1070,33 @@ def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -
     single side stays iff ``keep_mine``/``keep_theirs(origin, seq)`` says the
     other side never saw it; counters join pointwise by maximum. Whether
     ``a`` changed (dict comparisons: no sorting, no encoding)."""
-    changed = _join_cell(a.str, b.str, keep_mine, keep_theirs)
-    joined_set = _join_nested(a.set, b.set, keep_mine, keep_theirs)
-    if joined_set != a.set:
-        a.set, changed = joined_set, True
-    for f in set(a.hash) | set(b.hash):
-        ca = a.hash.get(f)
-        if ca is None:
-            ca = Cell()
-        cb: Cell = b.hash.get(f) or Cell()
-        if _join_cell(ca, cb, keep_mine, keep_theirs):
-            changed = True
-        if ca.empty():
-            a.hash.pop(f, None)
-        else:
-            a.hash[f] = ca
+    changed = _join_cell(a, b, keep_mine, keep_theirs)
+    if a.set or b.set:
+        joined_set = _join_nested(a.set or {}, b.set or {}, keep_mine, keep_theirs) or None
+        if joined_set != a.set:
+            a.set, changed = joined_set, True
+    if a.hash or b.hash:
+        ha, hb = a.hash or {}, b.hash or {}
+        for f in set(ha) | set(hb):
+            ca = ha.get(f)
+            if ca is None:
+                ca = Cell()
+            cb: Cell = hb.get(f) or Cell()
+            if _join_cell(ca, cb, keep_mine, keep_theirs):
+                changed = True
+            if ca.empty():
+                ha.pop(f, None)
+            else:
+                ha[f] = ca
+        a.hash = ha or None
     for part in ("lst", "ttl"):
         mine = getattr(a, part)
-        joined = _join_dots(mine, getattr(b, part), keep_mine, keep_theirs)
-        if joined != mine:
-            setattr(a, part, joined)
-            changed = True
+        theirs = getattr(b, part)
+        if mine or theirs:
+            joined = _join_dots(mine or {}, theirs or {}, keep_mine, keep_theirs) or None
+            if joined != mine:
+                setattr(a, part, joined)
+                changed = True
     return changed
 
 
@@ -1022,7 +1126,9 @@ def _join_cell(a: Cell, b: Cell, keep_a: Any, keep_b: Any) -> bool:
     reg = _join_dots(a.reg, b.reg, keep_a, keep_b)
     changed = reg != a.reg
     a.reg = reg
-    return _ctr_join(a.ctr, b.ctr) or changed
+    if not b.ctr:
+        return changed
+    return _ctr_join(a.counter(), b.ctr) or changed
 
 
 def position_between(lo: Sequence[Digit] | None, hi: Sequence[Digit] | None) -> tuple[list[Digit], int]:

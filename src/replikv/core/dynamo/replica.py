@@ -874,8 +874,8 @@ class Replica:
         ks = self.store.state(key)
         if ks is None or self.store.visible_head(key) is None:
             return (0, None)
-        win = ks.str.winner()
-        value = ks.str.value()
+        win = ks.winner()
+        value = ks.value()
         return (win[1] if win is not None else 0, value)
 
     def _apply_commit(self, e: px.ApplyCommit, now_ms: int, out: list[Any]) -> None:
