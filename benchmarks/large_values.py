@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -100,16 +101,45 @@ class PingProbe(Background):
         super().__init__()
         self.port, self.pid, self.worst_ms, self.over_100ms = port, pid, 0.0, 0
         self.stall_ms = {"ran": 0.0, "ready": 0.0, "blocked": 0.0}
+        # where the loop thread was, sampled every 5 ms while a PING has waited over 100 ms:
+        # "<state> <wchan>" (/proc/<pid>/task/<pid>/stat and wchan: D = uninterruptible, a disk
+        # wait; S = sleeping, e.g. futex_wait for the GIL; R = running or ready) -> samples
+        self.where: dict[str, int] = {}
+        self._sent = 0.0  # when the PING in flight was sent (0: none)
+        self._watch = threading.Thread(target=self._watch_loop, daemon=True)
+
+    def __enter__(self) -> "PingProbe":
+        if self.pid:
+            self._watch.start()
+        super().__enter__()
+        return self
+
+    def _watch_loop(self) -> None:
+        task = f"/proc/{self.pid}/task/{self.pid}"
+        while not self._stop.wait(0.005):
+            sent = self._sent
+            if not sent or time.monotonic() - sent < 0.1:
+                continue
+            try:
+                with open(f"{task}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+                with open(f"{task}/wchan") as f:
+                    wchan = f.read().strip() or "-"
+            except OSError:
+                return
+            key = f"{state} {wchan}"
+            self.where[key] = self.where.get(key, 0) + 1
 
     def _run(self) -> None:
         client = redis.Redis(port=self.port, socket_timeout=30)
         while not self._stop.wait(0.02):
             before = loop_schedstat(self.pid) if self.pid else (0, 0)
-            t0 = time.monotonic()
+            t0 = self._sent = time.monotonic()
             try:
                 client.ping()
             except (redis.RedisError, OSError):
                 return
+            self._sent = 0.0
             ms = (time.monotonic() - t0) * 1000
             self.worst_ms = max(self.worst_ms, ms)
             if ms > 100:
@@ -245,6 +275,7 @@ def measure(port: int, size: int, requests: int, clients: int,
         "anon_mb": rss.peak_anon_kb / 1024,
         "follower_anon_mb": max((f.peak_anon_kb for f in followers), default=0) / 1024,
         "ping_worst_ms": ping.worst_ms, "pings_over_100ms": ping.over_100ms,
+        "stall_where": ", ".join(f"{k} {v}" for k, v in sorted(ping.where.items(), key=lambda kv: -kv[1])[:8]),
         "stall_split": "/".join(f"{ping.stall_ms[k] / 1000:.1f}" for k in ("ran", "ready", "blocked")),
         "holds": int(after.get("backpressure_holds", 0)) - int(before.get("backpressure_holds", 0)),
         "log_holds": int(after.get("backpressure_log_holds", 0)) - int(before.get("backpressure_log_holds", 0)),
@@ -315,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['pings_over_100ms']} | {m['stall_split']} | {m['stalls']} | {m['term_changes']} | {m['full_resyncs']} | "
               f"{m['bg_snapshots']} | {m['holds']} | {m['log_holds']} | {float(m['held_s']):.1f} | {m['compactions_held']} | "
               f"{m['caught_up']} |")
+    for name, size, m in rows:
+        if m.get("stall_where"):
+            print(f"- {name}, {size // 1024} KiB: where the loop thread was during PINGs over 100 ms "
+                  f"(state wchan samples, every 5 ms): {m['stall_where']}")
     return 0
 
 
