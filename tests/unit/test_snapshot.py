@@ -243,3 +243,22 @@ def test_a_snapshot_just_written_is_mapped_without_reading_its_data_again(tmp_pa
     path.write_bytes(bytes(raw[:-1]))  # a short file: caught either way
     with pytest.raises(CorruptSnapshotError, match="header says"):
         map_snapshot_file(path, just_written=True)
+
+
+def test_a_snapshot_is_synced_as_it_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Synced every ``sync_every`` bytes written (Redis's rdb-save-incremental-fsync), so the kernel
+    writes a large snapshot back in steps; the file reads back whole either way."""
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(os.fstat(fd).st_size), real(fd)))
+    w = SnapshotWriter(tmp_path, sync_every=1000)
+    w.begin(7, 2)
+    for _ in range(6):
+        w.write(b"x" * 450)  # 450, 900, 1350 (sync), 1800, 2250 (900 since: none), 2700 (sync)
+    w.finish()
+    assert synced == [HEADER_BYTES + 1350, HEADER_BYTES + 2700]
+    snap = load_latest_snapshot(tmp_path)
+    assert snap is not None and bytes(snap.data) == b"x" * 2700
+    synced.clear()
+    write_snapshot(tmp_path, 8, 2, [b"y" * 10])  # write_snapshot syncs every SYNC_EVERY_BYTES: not here
+    assert synced == []

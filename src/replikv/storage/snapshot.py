@@ -104,8 +104,10 @@ class SnapshotWriter:
     in ``snapshot-<index>.snap.tmp``, which ``load_latest_snapshot`` ignores.
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, sync_every: int = 0) -> None:
         self.directory = Path(directory)
+        self.sync_every = sync_every  # fdatasync each time this many more bytes were written (0: never)
+        self._synced = 0  # bytes written when the last of those ran
         self._fd: int | None = None
         self._tmp: Path | None = None
         self._index = 0
@@ -129,7 +131,7 @@ class SnapshotWriter:
         private_dir(self.directory)
         self._tmp = self.directory / (snapshot_name(index) + ".tmp")
         self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        self._index, self._epoch, self._length, self._crc = index, epoch, 0, 0
+        self._index, self._epoch, self._length, self._crc, self._synced = index, epoch, 0, 0, 0
         # Placeholder header; the real one is written by finish() once the
         # length and checksum are known.
         _write_all(self._fd, bytes(HEADER_BYTES))
@@ -140,6 +142,9 @@ class SnapshotWriter:
         _write_all(self._fd, chunk)
         self._crc = crc32c(chunk, value=self._crc)
         self._length += len(chunk)
+        if self.sync_every and self._length - self._synced >= self.sync_every:
+            os.fdatasync(self._fd)
+            self._synced = self._length
 
     def finish(self) -> Path:
         """Write the header, fsync, rename into place; return the final path."""
@@ -209,11 +214,19 @@ def _install(directory: Path, tmp: Path, index: int) -> Path:
     return final
 
 
+# A snapshot being written is synced each time this much more was written (Redis's
+# rdb-save-incremental-fsync, 32 MB): the kernel writes it back in steps instead of one burst of
+# hundreds of MB at the end, which throttled the node's own WAL writes and fsyncs meanwhile (the
+# loop thread waiting in rq_qos_wait, folio_wait_bit, submit_bio_wait: BENCHMARKS.md, session 17)
+SYNC_EVERY_BYTES = 32 * 1024 * 1024
+
+
 def write_snapshot(directory: str | Path, index: int, epoch: int, data: bytes | list[bytes]) -> Path:
     """Atomically install a snapshot of ``data`` covering ``index``; return its path.
     ``data`` may be a list of pieces, written in order (their concatenation is the
-    snapshot's data), so a caller need not join them into one copy."""
-    writer = SnapshotWriter(directory)
+    snapshot's data), so a caller need not join them into one copy. Synced every
+    ``SYNC_EVERY_BYTES`` as it is written, and once more at the end."""
+    writer = SnapshotWriter(directory, sync_every=SYNC_EVERY_BYTES)
     writer.begin(index, epoch)
     try:
         for piece in [data] if isinstance(data, bytes) else data:
