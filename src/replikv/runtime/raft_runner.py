@@ -989,7 +989,7 @@ class RaftRunner(BaseRunner):
                f"replikv_learners:{','.join(self.names.get(i, str(i)) for i in sorted(c.learners))}",
                f"replikv_ack:{self.default_ack}",
                f"replikv_follower_logs_lost:{node.follower_logs_lost}",  # as leader (raft messages.py)
-               f"replikv_log_memory_bytes:{node.log.bytes_after(node.log.snapshot.index)}"]
+               f"replikv_log_memory_bytes:{node.log_bytes}"]
         if self.is_leader:
             followers = [i for i in sorted(node.progress) if i != self.raft_id]
             rep.append(f"connected_slaves:{sum(1 for i in followers if self.transport.connected(self.names.get(i, '')))}")

@@ -523,9 +523,12 @@ class RaftNode:
         carried to Raft): a driver holds new client writes back meanwhile, so the
         log a slow snapshot, or a compaction waiting for a follower, leaves in
         memory stays bounded whatever the write rate. ``max_log_bytes`` 0: never."""
-        log = self.log
-        return (self.role is Role.LEADER and max_log_bytes > 0
-                and log.bytes_after(log.snapshot.index) > max_log_bytes)
+        return self.role is Role.LEADER and max_log_bytes > 0 and self.log_bytes > max_log_bytes
+
+    @property
+    def log_bytes(self) -> int:
+        """Bytes of the entries held in memory after the snapshot (``RaftLog.bytes_after``, O(1))."""
+        return self.log.bytes_after(self.log.snapshot.index)
 
     def snapshot_stored(self, index: int, data: bytes | memoryview) -> None:
         """The driver made the snapshot at ``index`` durable and offers ``data``: the
