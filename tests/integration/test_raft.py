@@ -305,3 +305,45 @@ def test_cli_cluster_add_and_remove(raft_cluster: Callable[..., Cluster]) -> Non
     leader = wait_leader(c)
     assert gone not in c.replication(leader)["replikv_voters"]
     assert c.client(leader).set("after", "1")  # 3 voters left: still a majority
+
+
+def test_a_leader_whose_fsyncs_outlast_the_election_timeout_keeps_its_leadership(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15 (6f): under ``--fsync everysec`` the leader's fsyncs take 3 s each (the WAL's
+    failpoint: a disk busy with writeback), three times the election timeout, while its
+    followers' disks are fast. The fsync runs on the WAL's sync thread (storage/wal.py
+    ``sync_in_background``), so the leader's event loop keeps sending heartbeats: leader and
+    term never change while writes go on and several slow fsyncs complete. With the fsync on
+    the event loop, each one silenced the leader for 3 s and the followers elected another."""
+    c = Cluster(tmp_path / "c", 3, fsync="everysec", election_timeout_ms=1000)
+    c.config.mode = "raft"
+    c.config.save(c.path)
+    try:
+        monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
+        monkeypatch.setenv("REPLIKV_FSYNC_DELAY_MS", "3000")
+        c.start("n1")  # the slow disk
+        monkeypatch.delenv("REPLIKV_FSYNC_DELAY_MS")
+        c.start("n2", "n3")
+        leader = wait_leader(c)
+        if leader != "n1":
+            assert c.client(leader).execute_command("FAILOVER", "TO", "n1") == b"OK"
+            wait_for(lambda: leader_of(c) == "n1", 20, "n1 to lead")
+        terms = {n: c.replication(n)["replikv_epoch"] for n in c.config.nodes}
+        lc = c.client("n1", timeout=30)
+        written = 0
+
+        def slow_fsyncs_done() -> bool:
+            nonlocal written
+            for _ in range(20):
+                assert lc.set(f"k{written % 50}", written)
+                written += 1
+            info = c.client("n1").info("persistence")
+            # two 3 s fsyncs completed, and one was put off while the previous still ran
+            return info["replikv_wal_fsyncs"] >= 2 and info["aof_delayed_fsync"] >= 1
+
+        wait_for(slow_fsyncs_done, 60, "two slow fsyncs on the leader", interval=0.0)
+        assert {n: c.replication(n)["replikv_epoch"] for n in c.config.nodes} == terms
+        assert leader_of(c) == "n1"
+        assert int(lc.get(f"k{(written - 1) % 50}")) == written - 1
+    finally:
+        c.close()

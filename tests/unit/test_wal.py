@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -623,7 +624,6 @@ def test_no_never_fsyncs_on_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         wal.commit()
     assert counter.calls == 0
     assert wal.dirty > 0 and wal.durable_index == 0 and wal.written_index == wal.last_index
-    assert not wal.fsync_due()
     wal.fsync_now()
     assert counter.calls == 1 and wal.dirty == 0 and wal.durable_index == wal.last_index
     wal.close()
@@ -645,30 +645,123 @@ def test_rollover_fsyncs_the_previous_segment_even_with_policy_no(
     wal.close()
 
 
-def test_everysec_fsyncs_when_a_second_has_passed(
+class GatedFsync:
+    """os.fsync held until ``gate`` is set when called off the test's thread (the WAL's sync
+    thread), so a test sees a background fsync while it runs; counts every call."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.calls = 0
+        self.error: OSError | None = None
+        real, owner = os.fsync, threading.get_ident()
+
+        def gated(fd: int) -> None:
+            self.calls += 1
+            if threading.get_ident() != owner:
+                self.started.set()
+                assert self.gate.wait(10)
+                if self.error is not None:
+                    raise self.error
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", gated)
+
+
+def test_everysec_commit_never_fsyncs_the_timer_syncs_in_background(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    now = [100.0]
-    wal = WriteAheadLog(tmp_path, fsync="everysec", clock=lambda: now[0])
-    list(wal.recover())
+    """everysec: commit only writes; sync_in_background fsyncs on the sync thread and
+    durable_index moves only when the owner collects it, to what was written when it
+    started (the records written meanwhile stay dirty)."""
+    wal, _ = open_wal(tmp_path, fsync="everysec")
     fill(wal, [1])  # creates wal-1
-    counter = FsyncCounter(monkeypatch)
-    now[0] += 0.5
-    fill(wal, [2])
-    assert counter.calls == 0 and wal.dirty > 0 and not wal.fsync_due()
-    now[0] += 0.6  # 1.1 s since the last fsync
-    assert wal.fsync_due()
-    wal.fsync_now()  # what the runtime's 1-second timer does
-    assert counter.calls == 1 and not wal.fsync_due() and wal.durable_index == 3
-    now[0] += 0.2
-    fill(wal, [1])
-    assert counter.calls == 1
-    now[0] += 1.0
-    fill(wal, [1])  # the commit itself notices the fsync is due
-    assert counter.calls == 2 and wal.dirty == 0
-    now[0] += 5
-    assert not wal.fsync_due()  # nothing dirty
+    fsyncs = GatedFsync(monkeypatch)
+    fill(wal, [2, 3])
+    assert fsyncs.calls == 0 and wal.dirty > 0 and wal.durable_index == 0
+    future = wal.sync_in_background()
+    assert future is not None and fsyncs.started.wait(10)
+    fill(wal, [4])  # written while the fsync runs: not covered by it
+    dirty_after = wal.dirty
+    assert wal.sync_in_background() is None and wal.delayed_fsyncs == 1  # one at a time
+    wal.collect_background_sync()  # still running: nothing credited
+    assert wal.durable_index == 0
+    fsyncs.gate.set()
+    future.result(10)
+    wal.collect_background_sync()
+    assert wal.durable_index == 6 and wal.written_index == 10 and wal.fsyncs == 1
+    assert 0 < wal.dirty < dirty_after  # the 4 entries written meanwhile
+    future = wal.sync_in_background()
+    assert future is not None
+    future.result(10)
+    wal.collect_background_sync()
+    assert wal.durable_index == 10 and wal.dirty == 0
+    assert wal.sync_in_background() is None and wal.delayed_fsyncs == 1  # nothing dirty
     wal.close()
+
+
+@pytest.mark.parametrize("between", ["fsync_now", "truncate_after", "reset"])
+def test_a_background_fsync_overtaken_credits_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, between: str
+) -> None:
+    """A synchronous fsync, a truncation or a reset between the start and the collection
+    of a background fsync made (at least) as much durable; crediting the old mark after
+    them would count entries written since as durable, or entries that were cut."""
+    wal, _ = open_wal(tmp_path, fsync="everysec")
+    fill(wal, [1])
+    fsyncs = GatedFsync(monkeypatch)
+    fill(wal, [5])
+    future = wal.sync_in_background()
+    assert future is not None and fsyncs.started.wait(10)
+    if between == "fsync_now":
+        wal.fsync_now()
+        expected = 6
+    elif between == "truncate_after":
+        wal.truncate_after(3)
+        expected = 3
+    else:
+        wal.reset(20)
+        expected = 19
+    fill(wal, [2])  # written after: not durable
+    fsyncs.gate.set()
+    future.result(10)
+    wal.collect_background_sync()
+    assert wal.durable_index == expected and wal.dirty > 0
+    wal.close()
+
+
+def test_a_failed_background_fsync_fails_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsyncgate: after a failed fsync what is on disk is unknown, off the loop or on it."""
+    wal, _ = open_wal(tmp_path, fsync="everysec")
+    fill(wal, [1])
+    fsyncs = GatedFsync(monkeypatch)
+    fill(wal, [1])
+    fsyncs.error = OSError(errno.EIO, "Input/output error")
+    future = wal.sync_in_background()
+    assert future is not None
+    fsyncs.gate.set()
+    with pytest.raises(OSError):
+        future.result(10)
+    with pytest.raises(WalFailedError, match="fsync failed"):
+        wal.collect_background_sync()
+    assert wal.failed is not None and wal.durable_index == 0
+    with pytest.raises(WalFailedError):
+        wal.append_entries(wal.last_index + 1, [entry(0)])
+    wal.close()
+
+
+def test_close_waits_for_a_background_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wal, _ = open_wal(tmp_path, fsync="everysec")
+    fill(wal, [3])
+    fsyncs = GatedFsync(monkeypatch)
+    fill(wal, [2])
+    assert wal.sync_in_background() is not None and fsyncs.started.wait(10)
+    threading.Timer(0.05, fsyncs.gate.set).start()
+    wal.close()  # waits, then fsyncs itself
+    assert fsyncs.gate.is_set()
+    reopened, _ = open_wal(tmp_path, fsync="everysec")
+    assert reopened.last_index == 5
+    reopened.close()
 
 
 # ------------------------------------------------------------------ I/O errors

@@ -259,6 +259,16 @@ class NodeLog:
     def fsync_now(self) -> None:
         self.wal.fsync_now()
 
+    def sync_in_background(self) -> Any:
+        return self.wal.sync_in_background()
+
+    def collect_background_sync(self) -> None:
+        self.wal.collect_background_sync()
+
+    @property
+    def delayed_fsyncs(self) -> int:
+        return self.wal.delayed_fsyncs
+
     def retry(self) -> bool:
         return self.wal.retry()
 

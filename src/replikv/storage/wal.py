@@ -58,8 +58,17 @@ Invariants:
   created the previous one is fsynced, whatever the fsync policy.
 - ``append`` only buffers; ``commit`` writes every buffered record with one
   ``write`` call, then fsyncs according to the policy (``always``: every
-  commit; ``everysec``: when a second has passed since the last fsync, plus
-  ``fsync_now`` from the runtime's timer; ``no``: never, the kernel decides).
+  commit; ``everysec``: never itself, the runtime's 1-second timer calls
+  ``sync_in_background``; ``no``: never, the kernel decides).
+- ``everysec`` fsyncs off the owner's thread (as Redis's ``appendfsync
+  everysec`` hands its fsync to a background thread): ``sync_in_background``
+  fsyncs a duplicate of the segment's descriptor on the WAL's sync thread,
+  at most one at a time, and ``collect_background_sync`` (owner thread, once
+  it is done) credits it: ``durable_index`` becomes the index written when
+  it started, unless a synchronous fsync, a truncation or a reset came
+  between (``_sync_epoch``), which made at least that much durable already.
+  Under a disk busy with writeback one fsync took over a second, and on the
+  event loop that stalled heartbeats past the election timeout (issue 15).
 
 Recovery rules (``recover``):
 - Only a genuinely torn tail is repaired: a record at the end of the last
@@ -112,7 +121,12 @@ I/O errors (a full disk is the common case):
   from disk is safe.
 
 Not thread-safe: one owner calls every method (the node's event loop, or a
-single writer thread); the deletion worker touches only the files it is given.
+single writer thread); the deletion worker touches only the files it is given,
+the sync thread only the duplicate descriptor it is given (it changes no state).
+
+Failpoint (tests only: ``REPLIKV_FAILPOINTS=1`` and
+``REPLIKV_FSYNC_DELAY_MS=<ms>`` in the environment): every fsync of segment
+data first sleeps that long, as an fsync behind a busy disk's writeback does.
 """
 
 from __future__ import annotations
@@ -123,7 +137,7 @@ from bisect import bisect_left
 import re
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -142,7 +156,6 @@ FSYNC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 FSYNC_POLICIES = ("always", "everysec", "no")
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
-EVERYSEC_INTERVAL_S = 1.0
 
 RECORD_MAGIC = 0x4C574B52  # b"RKWL" little-endian
 SEAL_MAGIC = 0x4E574B52  # b"RKWN" little-endian: "the log continues in segment first_index"
@@ -156,6 +169,42 @@ _PREFIX = struct.Struct("<II")  # magic, crc
 _TAIL = struct.Struct("<IIQ")  # length, count, first_index: covered by the crc
 HEADER_BYTES = _HEADER.size  # 24
 MAX_PAYLOAD_BYTES = 0xFFFFFFFF
+
+
+
+def _failpoint_fsync_delay_s() -> float:
+    """The failpoint's extra seconds per fsync (module docstring), 0 when off."""
+    if os.environ.get("REPLIKV_FAILPOINTS") != "1":
+        return 0.0
+    return int(os.environ.get("REPLIKV_FSYNC_DELAY_MS", "0") or 0) / 1000
+
+
+def _fsync_timed(fd: int, delay_s: float) -> float:
+    """fsync ``fd``; return the seconds it took. Thread-safe: touches no WAL state."""
+    started = time.perf_counter()
+    if delay_s:
+        time.sleep(delay_s)
+    os.fsync(fd)
+    return time.perf_counter() - started
+
+
+def _fsync_and_close(fd: int, delay_s: float) -> float:
+    """The sync thread's job: fsync a duplicate descriptor, then close it."""
+    try:
+        return _fsync_timed(fd, delay_s)
+    finally:
+        os.close(fd)
+
+
+@dataclass(slots=True)
+class _BackgroundSync:
+    """One fsync on the sync thread: what it will make durable once done."""
+
+    future: Future[float]
+    epoch: int  # the WAL's _sync_epoch when it started
+    index: int  # written_index then
+    dirty: int  # bytes dirty then
+
 
 INTENT_FILE = "wal.intent"
 _INTENT_MAGIC = b"RKWI"
@@ -405,8 +454,6 @@ class WriteAheadLog:
         directory: str | Path,
         fsync: str = "everysec",
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-        *,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync policy must be one of {FSYNC_POLICIES}, got {fsync!r}")
@@ -415,7 +462,6 @@ class WriteAheadLog:
         self.directory = Path(directory)
         self.fsync_policy = fsync
         self.segment_bytes = segment_bytes
-        self._clock = clock
         self._segments: list[_Segment] = []  # on disk, ordered; the last one is written to
         self._fd: int | None = None  # append fd of self._segments[-1]
         self._buffer: list[bytes] = []  # headers and payloads not yet written
@@ -428,18 +474,22 @@ class WriteAheadLog:
         self._written_index = 0  # handed to the kernel
         self._durable_index = 0  # fsynced
         self._dirty = 0  # bytes written since the last fsync
-        self._last_fsync = clock()
         self.fsyncs = 0  # fsyncs of segment data (INFO persistence: replikv_wal_fsyncs)
         # how long those took: counts per FSYNC_BUCKETS_S upper bound (the last: above them all),
         # and their sum (the /metrics histogram replikv_wal_fsync_duration_seconds)
         self.fsync_buckets = [0] * (len(FSYNC_BUCKETS_S) + 1)
         self.fsync_seconds = 0.0
+        self.delayed_fsyncs = 0  # everysec fsyncs put off because the previous one still ran
         self.records = 0  # records appended since open (one per group-committed batch)
         self._open = False
         self._failed: BaseException | None = None
         self._blocked: BaseException | None = None  # a rolled-back write; retry() clears it
         self._deleter: ThreadPoolExecutor | None = None  # drop_before's file deletions, in order
         self._deletions: list[Future[None]] = []
+        self._syncer: ThreadPoolExecutor | None = None  # everysec fsyncs (sync_in_background)
+        self._bg_sync: _BackgroundSync | None = None
+        self._sync_epoch = 0  # bumped by every synchronous fsync, truncation and reset
+        self._fsync_delay_s = _failpoint_fsync_delay_s()
 
     # ----------------------------------------------------------------- state
 
@@ -577,7 +627,6 @@ class WriteAheadLog:
         self._first_index = after_index + 1 if after_index >= disk_first else disk_first
         self._last_index = self._written_index = self._durable_index = disk_last
         self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
-        self._last_fsync = self._clock()
         return self._replay(plan, after_index)
 
     def _replay(
@@ -663,10 +712,7 @@ class WriteAheadLog:
         self._check_writable()
         self._check_unblocked()
         self._write_buffer()
-        if self.fsync_policy == "always":
-            if self._dirty:
-                self._fsync()
-        elif self.fsync_policy == "everysec" and self.fsync_due():
+        if self.fsync_policy == "always" and self._dirty:
             self._fsync()
 
     def _write_buffer(self) -> None:
@@ -715,14 +761,50 @@ class WriteAheadLog:
         self._check_unblocked()
         self._write_buffer()
 
-    def fsync_due(self) -> bool:
-        """True under ``everysec`` when data is dirty and a second has passed
-        since the last fsync; the runtime's timer then calls ``fsync_now``."""
-        return (
-            self.fsync_policy == "everysec"
-            and self._dirty > 0
-            and self._clock() - self._last_fsync >= EVERYSEC_INTERVAL_S
-        )
+    def sync_in_background(self) -> Future[float] | None:
+        """Start an fsync of the data written so far on the sync thread (module
+        docstring); None when nothing is dirty or one is still running (the next
+        timer tick tries again, as Redis postpones an everysec fsync while one is
+        in progress). The owner calls ``collect_background_sync`` once the
+        returned future is done; until then ``durable_index`` does not move."""
+        self._check_writable()
+        if not self._dirty:
+            return None
+        if self._bg_sync is not None:
+            self.delayed_fsyncs += 1  # INFO aof_delayed_fsync, as Redis counts them
+            return None
+        fd = os.dup(self._require_fd())  # the sync survives the segment's fd being closed meanwhile
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix="wal-sync")
+        future = self._syncer.submit(_fsync_and_close, fd, self._fsync_delay_s)
+        self._bg_sync = _BackgroundSync(future, self._sync_epoch, self._written_index, self._dirty)
+        return future
+
+    def collect_background_sync(self) -> None:
+        """Credit the finished background fsync, if any (owner thread; no-op while
+        it runs). A failed one fails the WAL for good, as a failed ``fsync_now``."""
+        bg = self._bg_sync
+        if bg is None or not bg.future.done():
+            return
+        self._bg_sync = None
+        try:
+            took = bg.future.result()
+        except OSError as exc:
+            self._fail(exc)
+            raise WalFailedError(f"WAL fsync failed: {exc}") from exc
+        self._count_fsync(took)
+        if bg.epoch == self._sync_epoch:  # else a later fsync, truncation or reset covered it
+            self._dirty -= bg.dirty
+            self._durable_index = max(self._durable_index, bg.index)
+
+    def _wait_background_sync(self) -> None:
+        """Let a running background fsync finish (close, before the descriptors go)."""
+        if self._bg_sync is not None:
+            try:
+                self._bg_sync.future.result()
+            except OSError:
+                pass  # close fsyncs again itself; that fsync's error is the one reported
+            self._bg_sync = None
 
     def fsync_now(self) -> None:
         """Fsync written data now if any is dirty (whatever the policy)."""
@@ -764,18 +846,19 @@ class WriteAheadLog:
 
     def _fsync(self) -> None:
         fd = self._require_fd()
-        started = time.perf_counter()
         try:
-            os.fsync(fd)
+            took = _fsync_timed(fd, self._fsync_delay_s)
         except OSError as exc:
             self._fail(exc)
             raise WalFailedError(f"WAL fsync failed: {exc}") from exc
-        took = time.perf_counter() - started
-        self.fsync_seconds += took
-        self.fsync_buckets[bisect_left(FSYNC_BUCKETS_S, took)] += 1
+        self._count_fsync(took)
         self._dirty = 0
         self._durable_index = self._written_index
-        self._last_fsync = self._clock()
+        self._sync_epoch += 1
+
+    def _count_fsync(self, took: float) -> None:
+        self.fsync_seconds += took
+        self.fsync_buckets[bisect_left(FSYNC_BUCKETS_S, took)] += 1
         self.fsyncs += 1
 
     def _roll_segment(self, first_index: int) -> None:
@@ -872,7 +955,7 @@ class WriteAheadLog:
         self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
         self._last_index = self._written_index = self._durable_index = index
         self._dirty = 0
-        self._last_fsync = self._clock()
+        self._sync_epoch += 1
 
     def drop_before(self, index: int) -> None:
         """Compaction after a snapshot covering entries <= ``index``: delete the
@@ -933,12 +1016,13 @@ class WriteAheadLog:
         self._segments = [_Segment(next_index, path, SEGMENT_HEADER_BYTES)]
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._set_empty(next_index)
-        self._last_fsync = self._clock()
+        self._sync_epoch += 1
 
     def close(self) -> None:
         """Write buffered records, fsync if dirty (any policy), close. Idempotent."""
         if not self._open:
             return
+        self._wait_background_sync()
         try:
             if self._failed is None:
                 if self._blocked is not None and not self.retry():
@@ -955,6 +1039,9 @@ class WriteAheadLog:
             if self._deleter is not None:
                 self._deleter.shutdown()
                 self._deleter = None
+            if self._syncer is not None:
+                self._syncer.shutdown()
+                self._syncer = None
 
     def __enter__(self) -> Self:
         return self
