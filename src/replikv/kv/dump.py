@@ -21,6 +21,7 @@ to a file (with a checksum, atomically) and reads them back.
 from __future__ import annotations
 
 import gc
+import struct
 from collections.abc import Callable, Generator
 from hashlib import blake2b
 from typing import Any
@@ -29,7 +30,7 @@ import msgpack
 
 from replikv.kv.values import BY_TAG, VALUE_TYPES
 
-__all__ = ["SNAPSHOT_VERSION", "digest", "dump", "load", "load_all", "load_steps"]
+__all__ = ["SNAPSHOT_VERSION", "bin_at", "digest", "dump", "load", "load_all", "load_steps"]
 
 SNAPSHOT_VERSION = 3
 _WITHOUT_LOCKS = 1  # version 1: [1, rows]
@@ -152,6 +153,22 @@ def load_steps(raw: bytes | memoryview, step_bytes: int = LOAD_STEP_BYTES) -> Ge
     if fed < len(view) or unpacker.tell() != len(view):
         raise ValueError("snapshot dump: bytes after its end")
     return data, expires, locks
+
+
+_BIN_HEADERS = {0xC4: (2, ">B"), 0xC5: (3, ">H"), 0xC6: (5, ">I")}  # msgpack bin 8/16/32
+
+
+def bin_at(view: memoryview, pos: int) -> tuple[int, int]:
+    """(start, end) of the msgpack bin whose header is at ``pos`` in ``view``; ValueError if none.
+    For a snapshot's readers: the dump inside an app snapshot taken as a view, not a copy."""
+    head = _BIN_HEADERS.get(view[pos]) if pos < len(view) else None
+    if head is None:
+        raise ValueError("expected msgpack bytes")
+    width, fmt = head
+    (size,) = struct.unpack(fmt, view[pos + 1:pos + width])
+    if pos + width + size > len(view):
+        raise ValueError("msgpack bytes cut short")
+    return pos + width, pos + width + size
 
 
 def _is_current(view: memoryview) -> bool:

@@ -41,7 +41,7 @@ from replikv.core.raft.sessions import SessionTable
 from replikv.core.replies import NULL_ARRAY, Raw, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.context import ApplyContext
-from replikv.kv.dump import Loaded, load_all, load_steps
+from replikv.kv.dump import Loaded, bin_at, load_all, load_steps
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 
@@ -159,20 +159,7 @@ def _app_from(fields: list[Any], loaded: Loaded, index: int) -> tuple[StateMachi
     return sm, SessionTable.from_state([(c, s, Raw(r), i) for c, s, r, i in sessions])
 
 
-_BIN_HEADERS = {0xC4: (2, ">B"), 0xC5: (3, ">H"), 0xC6: (5, ">I")}  # msgpack bin 8/16/32
 _ARRAY_HEADERS = {0xDC: (3, ">H"), 0xDD: (5, ">I")}  # msgpack array 16/32 (fixarray: 0x90-0x9f)
-
-
-def _bin_at(view: memoryview, pos: int) -> tuple[int, int]:
-    """(start, end) of the msgpack bin whose header is at ``pos`` in ``view``; ValueError if none."""
-    head = _BIN_HEADERS.get(view[pos]) if pos < len(view) else None
-    if head is None:
-        raise ValueError("expected msgpack bytes")
-    width, fmt = head
-    (size,) = struct.unpack(fmt, view[pos + 1:pos + width])
-    if pos + width + size > len(view):
-        raise ValueError("msgpack bytes cut short")
-    return pos + width, pos + width + size
 
 
 def unpack_app(app: bytes | memoryview) -> list[Any]:
@@ -191,7 +178,7 @@ def unpack_app(app: bytes | memoryview) -> list[Any]:
         raise ValueError("a raft app snapshot is a msgpack array")
     if count < 1:
         raise ValueError("a raft app snapshot holds at least the state machine's dump")
-    start, end = _bin_at(view, pos)
+    start, end = bin_at(view, pos)
     unpacker = msgpack.Unpacker()
     unpacker.feed(view[end:])
     rest = [unpacker.unpack() for _ in range(count - 1)]
@@ -229,7 +216,7 @@ def split_stored(data: bytes | memoryview) -> tuple[list[Any], list[Any], memory
     if not isinstance(voters, list) or not isinstance(learners, list):
         raise ValueError("a raft snapshot's app part is not bytes")
     try:
-        start, end = _bin_at(view, pos)
+        start, end = bin_at(view, pos)
     except ValueError as e:
         raise ValueError(f"a raft snapshot's app part is not bytes: {e}") from None
     if end != len(view):

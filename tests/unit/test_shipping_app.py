@@ -1,0 +1,60 @@
+"""The leader-follower app snapshot read without copying its dump (runtime/shipping_app.py)."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from replikv.kv.context import ApplyContext
+from replikv.kv.state_machine import StateMachine
+from replikv.runtime.shipping_app import app_snapshot, restore_app, restore_app_steps, unpack_app
+
+
+def machine(values: int, size: int) -> StateMachine:
+    sm = StateMachine()
+    for i in range(values):
+        sm.apply([[b"SET", b"k%d" % i, bytes([i % 251]) * size]], ApplyContext(1, "", 1))
+    return sm
+
+
+# an epoch history longer than one feed of unpack_app (4 KiB), and bin 8 / 16 / 32 dumps
+@pytest.mark.parametrize("epochs", [1, 3, 2000])
+@pytest.mark.parametrize("values,size", [(0, 0), (3, 10), (2, 70_000)])
+def test_unpack_app_gives_the_epoch_history_and_the_dump_as_a_view(epochs: int, values: int, size: int) -> None:
+    sm = machine(values, size)
+    epoch_starts = [[e, 1000 * e] for e in range(1, epochs + 1)]
+    data = app_snapshot(epoch_starts, sm)
+    got_starts, dump = unpack_app(data)
+    assert got_starts == epoch_starts == msgpack.unpackb(data)[0]
+    assert bytes(dump) == sm.snapshot() and dump.obj is data  # the dump is not copied
+    restored, starts = restore_app(data)
+    assert restored.data == sm.data and starts == epoch_starts
+
+
+def test_the_app_restored_in_steps_is_the_app_restored_whole() -> None:
+    sm = machine(300, 50_000)  # 15 MB: several load steps of 4 MiB
+    data = app_snapshot([[1, 1], [2, 90]], sm)
+    steps = restore_app_steps(data)
+    yielded = 0
+    while True:
+        try:
+            next(steps)
+            yielded += 1
+        except StopIteration as done:
+            restored, starts = done.value
+            break
+    assert yielded >= 3
+    assert restored.data == sm.data == restore_app(data)[0].data and starts == [[1, 1], [2, 90]]
+
+
+@pytest.mark.parametrize("bad", [
+    b"",
+    msgpack.packb({"a": 1}),  # not an array
+    msgpack.packb([[[1, 1]]]),  # one field
+    msgpack.packb([[[1, 1]], "text"]),  # dump not bytes
+    msgpack.packb([[[1, 1]], b"abc"])[:-2],  # dump cut short
+    msgpack.packb([[[1, 1]] * 100, b"abc"])[:50],  # epoch history cut short
+])
+def test_unpack_app_refuses_other_shapes(bad: bytes) -> None:
+    with pytest.raises(ValueError):
+        unpack_app(bad)
