@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgpack
 import pytest
 
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
+from replikv.runtime.leader_follower import LeaderFollowerRunner
 from replikv.runtime.shipping_app import app_snapshot, restore_app, restore_app_steps, unpack_app
+from replikv.storage.snapshot import map_snapshot_file, write_snapshot
 
 
 def machine(values: int, size: int) -> StateMachine:
@@ -58,3 +62,13 @@ def test_the_app_restored_in_steps_is_the_app_restored_whole() -> None:
 def test_unpack_app_refuses_other_shapes(bad: bytes) -> None:
     with pytest.raises(ValueError):
         unpack_app(bad)
+
+
+def test_a_follower_decodes_a_mapped_full_resync_file_in_steps(tmp_path: Path) -> None:
+    """The leader-follower follower's install (LeaderFollowerRunner._decode_releasing): the
+    mapped file decoded in steps, its pages released after each, gives the leader's state."""
+    sm = machine(200, 50_000)  # 10 MB: three load steps
+    path = write_snapshot(tmp_path, 7, 1, app_snapshot([[1, 1]], sm))
+    snap = map_snapshot_file(path)
+    assert isinstance(snap.data, memoryview)
+    assert LeaderFollowerRunner._decode_releasing(snap.data).data == sm.data

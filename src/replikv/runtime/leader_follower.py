@@ -51,7 +51,7 @@ from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.pending import SessionReads
-from replikv.runtime.shipping_app import app_snapshot, replay, restore_app
+from replikv.runtime.shipping_app import app_snapshot, replay, restore_app, restore_app_steps
 from replikv.runtime.resp_server import OUT_FLUSH_BYTES, ClientConnection, Slot
 from replikv.storage.errors import CorruptSnapshotError, WalFailedError
 from replikv.storage.snapshot import (
@@ -825,19 +825,34 @@ class LeaderFollowerRunner(BaseRunner):
         path = receiver.finish()
         self.snapshot_receiver = None
         index, epoch, epoch_starts = self.snapshot_meta
-        # the file decoded through its mapping (no copy of it on the heap), and the old data set let
-        # go first, as a Redis replica empties its own before loading the master's RDB: a follower
-        # held the old data set, the file's bytes and the new data set at once (issue 15: 2.6 GB for
-        # a 625 MB data set). No reader sees the empty state: the loop does not run in between.
+        # the file decoded through its mapping (no copy of it on the heap) in steps, its pages released
+        # after each (read once, in order), and the old data set let go first, as a Redis replica
+        # empties its own before loading the master's RDB: a follower held the old data set, the
+        # file's bytes, a copy of them and the new data set at once (issue 15: 2.6 GB for a 625 MB
+        # data set). No reader sees the empty state: the loop does not run in between.
         snap = map_snapshot_file(path, just_written=True)  # SnapshotWriter checksummed it as it wrote
         self.sm.clear()
-        self.sm = restore_app(snap.data)[0]
-        release_pages(snap.data)
+        self.sm = self._decode_releasing(snap.data)
         return_freed_memory()  # the old data set's pages (runtime/memory.py)
         self.sm.changes = ChangeIndex(index)  # WATCHes older than the full resync abort
         self.wal.reset(index + 1)
         log.info("node %s installed a snapshot at index %d from the leader (full resync)", self.id, index)
         self._run(self.core.snapshot_installed(index, epoch, epoch_starts))
+
+    @staticmethod
+    def _decode_releasing(data: memoryview) -> StateMachine:
+        """``restore_app`` of a mapped snapshot file, releasing the pages each step read
+        (storage/snapshot.py ``release_pages``): the file's pages no longer count in the
+        follower's RSS beside the data set being built."""
+        steps = restore_app_steps(data)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                release_pages(data)
+                sm: StateMachine = done.value[0]
+                return sm
+            release_pages(data)
 
     # -- failover -----------------------------------------------------------------------
     def failover(self, conn: ClientConnection, target: str, force: bool) -> None:
