@@ -653,12 +653,14 @@ class GatedFsync:
         self.gate = threading.Event()
         self.started = threading.Event()
         self.calls = 0
+        self.background = 0  # calls off the test's thread
         self.error: OSError | None = None
         real, owner = os.fsync, threading.get_ident()
 
         def gated(fd: int) -> None:
             self.calls += 1
             if threading.get_ident() != owner:
+                self.background += 1
                 self.started.set()
                 assert self.gate.wait(10)
                 if self.error is not None:
@@ -697,6 +699,32 @@ def test_everysec_commit_never_fsyncs_the_timer_syncs_in_background(
     wal.collect_background_sync()
     assert wal.durable_index == 10 and wal.dirty == 0
     assert wal.sync_in_background() is None and wal.delayed_fsyncs == 1  # nothing dirty
+    wal.close()
+
+
+def test_everysec_fsyncs_a_nearly_full_segment_in_background_once_before_its_roll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_presync: at three quarters of segment_bytes the segment is fsynced on the sync
+    thread (once), so the roll's own fsync of it on the owner's thread finds little to do."""
+    wal, _ = open_wal(tmp_path, fsync="everysec", segment_bytes=4000)
+    fill(wal, [1])
+    fsyncs = GatedFsync(monkeypatch)
+    while not fsyncs.started.is_set():
+        assert wal.segment_count == 1, "rolled before any background fsync"
+        fill(wal, [1])
+    assert wal.segment_starts == [1] and wal.size_bytes >= 3000
+    mark = wal.written_index
+    fsyncs.gate.set()
+    deadline = time.monotonic() + 10
+    while wal.durable_index < mark:
+        assert time.monotonic() < deadline
+        wal.collect_background_sync()
+    assert wal.durable_index == mark
+    while wal.segment_count == 1:
+        fill(wal, [1])
+    assert fsyncs.background == 1  # once for the segment
+    assert wal.durable_index == wal.segment_starts[1] - 1  # the roll fsynced the rest
     wal.close()
 
 
