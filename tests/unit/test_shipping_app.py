@@ -9,9 +9,8 @@ import pytest
 
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.leader_follower import LeaderFollowerRunner
 from replikv.runtime.shipping_app import app_snapshot, restore_app, restore_app_steps, unpack_app
-from replikv.storage.snapshot import map_snapshot_file, write_snapshot
+from replikv.storage.snapshot import map_snapshot_file, release_pages, write_snapshot
 
 
 def machine(values: int, size: int) -> StateMachine:
@@ -64,11 +63,19 @@ def test_unpack_app_refuses_other_shapes(bad: bytes) -> None:
         unpack_app(bad)
 
 
-def test_a_follower_decodes_a_mapped_full_resync_file_in_steps(tmp_path: Path) -> None:
-    """The leader-follower follower's install (LeaderFollowerRunner._decode_releasing): the
-    mapped file decoded in steps, its pages released after each, gives the leader's state."""
+def test_a_mapped_full_resync_file_decoded_in_steps_with_its_pages_released_between_them(tmp_path: Path) -> None:
+    """As the leader-follower follower installs one (LeaderFollowerRunner._install_step): the
+    pages a step read are released before the next step reads on, and the result is whole."""
     sm = machine(200, 50_000)  # 10 MB: three load steps
     path = write_snapshot(tmp_path, 7, 1, app_snapshot([[1, 1]], sm))
     snap = map_snapshot_file(path)
     assert isinstance(snap.data, memoryview)
-    assert LeaderFollowerRunner._decode_releasing(snap.data).data == sm.data
+    steps = restore_app_steps(snap.data)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            restored, starts = done.value
+            break
+        release_pages(snap.data)
+    assert restored.data == sm.data and starts == [[1, 1]]

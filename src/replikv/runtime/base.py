@@ -89,6 +89,10 @@ _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
 # INFO replikv_writes_held_by when the log kept in memory, not a follower, holds writers back
 LOG_HOLD = "max-log-bytes"
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
+# a follower installing its leader's snapshot decodes it in slices (raft: this long), and answers reads
+# with LOADING meanwhile (Redis's reply while a replica loads the master's RDB; clients retry it)
+LOAD_SLICE_S = 0.01
+LOADING = "LOADING replikv is loading the dataset in memory (a snapshot from the leader)"
 _BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
 # What a pipelined read may run as one run (``BaseRunner.execute_batch``): the command's name
 # and the one argument count that qualifies (GET key; SET key value, with no option).
@@ -869,10 +873,16 @@ class BaseRunner:
         INFO counts both as blocked, as Redis counts WAIT."""
         return 0
 
+    @property
+    def loading(self) -> bool:
+        """A follower decoding its leader's snapshot in steps, answering reads with LOADING."""
+        return False
+
     def persistence_info(self, snapshot_index: int) -> list[str]:
         """INFO persistence: the WAL every mode keeps, its snapshot index, whether it can be written."""
         wal = self.wal
         return [
+            f"loading:{int(self.loading)}",  # Redis's name
             "aof_enabled:1", f"replikv_fsync:{self.options.fsync}", f"replikv_wal_bytes:{wal.size_bytes}",
             f"replikv_wal_fsyncs:{wal.fsyncs}", f"aof_delayed_fsync:{wal.delayed_fsyncs}",  # Redis's name
             f"replikv_wal_records:{wal.records}",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Generator
 from typing import Any
 
 import msgpack
@@ -47,7 +48,7 @@ from replikv.kv.commands import lookup
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
-from replikv.runtime.base import BaseRunner, wall_ms
+from replikv.runtime.base import LOADING, BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.pending import SessionReads
@@ -95,10 +96,14 @@ class LeaderFollowerRunner(BaseRunner):
         self.flush_scheduled = False
         self.snapshot_receiver: SnapshotWriter | None = None
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
+        # a full resync's snapshot being decoded in steps (_install_step), and the peers' frames held meanwhile
+        self._installing: Generator[None, None, tuple[StateMachine, list[list[int]]]] | None = None
+        self._install_data: memoryview | None = None
+        self._held_frames: list[tuple[str, bytes]] = []
         self.failover_waiter: tuple[Slot, float] | None = None
         self.stats.update({"role_changes": 0, "promotions_to_leader": 0,
                            "discarded_writes": 0, "discarded_acked_writes": 0, "full_resyncs_sent": 0,
-                           "full_resyncs_completed": 0,
+                           "full_resyncs_completed": 0, "full_resync_install_slices": 0,
                            "partial_resyncs": 0})
         self._wal_bytes_after_snapshot = 0  # WAL bytes a snapshot could not drop (the open segment)
         self._resyncs: set[str] = set()  # followers a snapshot is being streamed to
@@ -498,6 +503,9 @@ class LeaderFollowerRunner(BaseRunner):
         if self.is_leader:
             conn.reply(self.sm.read(argv, wall_ms()))
             return
+        if self._installing is not None:
+            conn.reply(RespError(LOADING))
+            return
         level = conn.read_level
         if level == "bounded":
             if self.refuse_stale(conn):
@@ -565,6 +573,10 @@ class LeaderFollowerRunner(BaseRunner):
         Ack during a hand-over (the target must not be told it caught up while executed
         writes are still outside the log)."""
         self.frames_in += 1
+        if self._installing is not None:  # stepped once the snapshot is in place (_install_step)
+            self._held_frames.append((peer, payload))
+            self.core.snapshot_frame(_ms())
+            return
         msg = None
         if payload.startswith(_ACK_HEAD) and self.disk_error is None and self.core.role == LEADER:
             msg = self.peer_message(peer, payload, m.decode)
@@ -682,6 +694,8 @@ class LeaderFollowerRunner(BaseRunner):
         a full resync that needs one: Redis's SAVE); compact WAL and memory log."""
         if self.snapshotter.running:
             raise RespError("ERR a background snapshot is in progress; try again when it is done")
+        if self._installing is not None:
+            raise RespError(LOADING)
         if self.batch:
             self._flush()
         core_log = self.core.log
@@ -704,7 +718,7 @@ class LeaderFollowerRunner(BaseRunner):
         runtime/snapshotter.py) and compact when it is durable. Not while a
         follower is being resynced from the current snapshot (the core's rule 5)."""
         if (self.disk_error is not None or (self.core.full_resync_in_progress and not for_resync)
-                or self.snapshot_receiver is not None):  # receiving the leader's: its state is replaced
+                or self.snapshot_receiver is not None or self._installing is not None):  # the leader's replaces it
             return False
         if self.batch:
             self._flush()  # the state machine holds the batch's writes: log them before the fork
@@ -832,27 +846,50 @@ class LeaderFollowerRunner(BaseRunner):
         # data set). No reader sees the empty state: the loop does not run in between.
         snap = map_snapshot_file(path, just_written=True)  # SnapshotWriter checksummed it as it wrote
         self.sm.clear()
-        self.sm = self._decode_releasing(snap.data)
+        self._install_data = snap.data
+        self._installing = restore_app_steps(snap.data)
+        self.loop.call_soon(self._install_step)
+
+    @property
+    def loading(self) -> bool:
+        return self._installing is not None
+
+    def _install_step(self) -> None:
+        """Decode one step of the full resync's snapshot (``LOAD_STEP_BYTES`` of the file: a
+        64 KiB value's 64, or some 100,000 small keys), releasing the file's pages it read (the mapped file then never counts in the RSS beside the data
+        set being built), then let the loop run: decoded whole, 640 MB held a follower's loop
+        for seconds (issue 15), as a raft follower's install did (``RaftRunner._load_step``).
+        Meanwhile reads get LOADING (Redis's reply while a replica loads the master's RDB),
+        no snapshot or promotion starts, and the peers' frames are held, in order, and
+        stepped once the snapshot is in place; each one tells the core the leader is
+        answering (``snapshot_frame``), so no SyncRequest starts another full resync."""
+        steps, data = self._installing, self._install_data
+        assert steps is not None and data is not None and self.snapshot_meta is not None
+        self.stats["full_resync_install_slices"] += 1
+        try:
+            next(steps)  # one step (kv/dump.py LOAD_STEP_BYTES of the file) per slice
+            release_pages(data)
+            self.loop.call_soon(self._install_step)
+            return
+        except StopIteration as done:
+            sm: StateMachine = done.value[0]
+        except Exception:
+            # the node stays LOADING (never serves a half-decoded state); a restart loads the file
+            log.critical("node %s: cannot decode the snapshot at index %d from the leader", self.id,
+                         self.snapshot_meta[0], exc_info=True)
+            raise
+        release_pages(data)
+        self._installing = self._install_data = None
+        self.sm = sm
         return_freed_memory()  # the old data set's pages (runtime/memory.py)
+        index, epoch, epoch_starts = self.snapshot_meta
         self.sm.changes = ChangeIndex(index)  # WATCHes older than the full resync abort
         self.wal.reset(index + 1)
         log.info("node %s installed a snapshot at index %d from the leader (full resync)", self.id, index)
         self._run(self.core.snapshot_installed(index, epoch, epoch_starts))
-
-    @staticmethod
-    def _decode_releasing(data: memoryview) -> StateMachine:
-        """``restore_app`` of a mapped snapshot file, releasing the pages each step read
-        (storage/snapshot.py ``release_pages``): the file's pages no longer count in the
-        follower's RSS beside the data set being built."""
-        steps = restore_app_steps(data)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                release_pages(data)
-                sm: StateMachine = done.value[0]
-                return sm
-            release_pages(data)
+        held, self._held_frames = self._held_frames, []
+        for peer, payload in held:
+            self._on_frame(peer, payload)
 
     # -- failover -----------------------------------------------------------------------
     def failover(self, conn: ClientConnection, target: str, force: bool) -> None:
@@ -861,6 +898,9 @@ class LeaderFollowerRunner(BaseRunner):
             return
         if self.is_leader:
             conn.reply(RespError(f"ERR {self.id} is already the leader (epoch {self.core.epoch})"))
+            return
+        if self._installing is not None:  # its data set is neither the old one nor the leader's yet
+            conn.reply(RespError(LOADING))
             return
         leader = self.core.leader
         if force or not leader or not self.transport.connected(leader):
@@ -906,8 +946,8 @@ class LeaderFollowerRunner(BaseRunner):
                     self._handover_deadline = 0.0
             else:
                 self._handover_deadline = 0.0
-            if self.disk_error is not None:
-                continue  # frozen by the disk guard
+            if self.disk_error is not None or self._installing is not None:
+                continue  # frozen by the disk guard, or installing a full resync (_install_step)
             if self.batch:
                 self._flush()  # as in _on_frame: a tick may end this node's leadership
             self._run(self.core.tick(_ms()))

@@ -78,7 +78,7 @@ from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
-from replikv.runtime.base import BaseRunner, wall_ms
+from replikv.runtime.base import LOAD_SLICE_S, LOADING, BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.memory import return_freed_memory
@@ -104,7 +104,6 @@ def _is_expiry(rid: object) -> bool:
     return type(rid) is tuple and rid[0] == "expiry"
 
 
-LOAD_SLICE_S = 0.01  # how long a snapshot from the leader is decoded before the loop runs again (_load_step)
 
 RAFT_MSG = b"R"  # first byte of a raft message frame (runtime/forwarding.py has its own)
 
@@ -387,12 +386,16 @@ class RaftRunner(BaseRunner):
             self._apply(e)  # entries the snapshot covers are skipped (RaftGroup.apply)
         self._answer_clients()
 
+    @property
+    def loading(self) -> bool:
+        return self._loading is not None
+
     def _refuse_loading(self, conn: Any) -> bool:
         """While a snapshot loads: answer LOADING (Redis's reply while a replica loads its data
         set; clients retry it) and return True."""
         if self._loading is None:
             return False
-        conn.reply(RespError("LOADING replikv is loading the dataset in memory (a snapshot from the leader)"))
+        conn.reply(RespError(LOADING))
         return True
 
     def _send_all(self, sends: list[Send]) -> None:
@@ -725,7 +728,7 @@ class RaftRunner(BaseRunner):
         if self.snapshotter.running:
             raise RespError("ERR a background snapshot is in progress; try again when it is done")
         if self._loading is not None:
-            raise RespError("LOADING replikv is loading the dataset in memory (a snapshot from the leader)")
+            raise RespError(LOADING)
         if self._effects or self.inbox or self.pending or self.pending_reads:
             self._drain()
         for e in self.group.take_snapshot():
