@@ -104,7 +104,7 @@ GONE = b"X"  # msgpack [[group, config index], ...]: "a committed configuration 
 MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups it follows
 
 # the node log's segments kept before the groups that pin older ones are carried forward
-# (storage/node_log.py): at the default 16 MiB a segment, 64 MiB of log
+# (storage/node_log.py): at the default 64 MiB a segment, 256 MiB of log
 LOG_SEGMENTS_KEPT = 4
 
 _KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})

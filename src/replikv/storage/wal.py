@@ -155,7 +155,7 @@ log = logging.getLogger(__name__)
 FSYNC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 FSYNC_POLICIES = ("always", "everysec", "no")
-DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024  # config.py's default
 
 RECORD_MAGIC = 0x4C574B52  # b"RKWL" little-endian
 SEAL_MAGIC = 0x4E574B52  # b"RKWN" little-endian: "the log continues in segment first_index"
