@@ -182,3 +182,56 @@ def test_deliver_ops_per_batch_equals_per_op_bookkeeping() -> None:
     assert totals_got == totals_ref
     assert got[1].changes.floor > 0 and ref[1].changes.floor > 0  # both forgot
     assert totals_ref[2] > 0 and totals_ref[0] > 0  # remote ops left concurrent values
+
+
+def test_string_keys_view_equals_store_visible() -> None:
+    """materialize's short way for a key SET left (one register value, no counter) gives the
+    view exactly ``store.visible``: value, deadline (``SET ... PX``, ``PERSIST``, ``EXPIRE`` on
+    a key with concurrent TTLs) and absence, over concurrent SET/INCR/DEL/type changes, checked
+    against ``visible`` itself rather than against another materialize."""
+    from replikv.core.crdt.store import CrdtStore
+    from replikv.kv.crdt_view import materialize
+    from replikv.kv.crdt_writes import translate
+    from replikv.kv.state_machine import StateMachine
+
+    rng = random.Random(5)
+    names = ["n1", "n2", "n3"]
+    stores = {n: CrdtStore() for n in names}
+    views = {n: StateMachine() for n in names}
+    seqs = dict.fromkeys(names, 0)
+    hlc = 0
+    shapes = {"short": 0, "ttl": 0}
+    for _ in range(600):
+        batch = []
+        for n in names:
+            if rng.random() < 0.4:
+                continue
+            k = rng.choice([b"k1", b"k2", b"k3", b"k4"])
+            v = rng.choice([b"x", b"y", b"7"])
+            cmd = rng.choice([
+                [b"SET", k, v], [b"SET", k, v], [b"SET", k, v, b"PX", b"100000"],
+                [b"SET", k, v, b"KEEPTTL"], [b"PEXPIRE", k, b"50000"], [b"PERSIST", k],
+                [b"INCR", k], [b"DEL", k], [b"SADD", k, v],
+            ])
+            muts, _ = translate(stores[n], cmd, 10**12, rng)
+            if muts:
+                seqs[n] += 1
+                hlc += 1
+                batch.append((n, seqs[n], hlc, dict(stores[n].vv), muts))
+        for n in names:
+            for op in rng.sample(batch, len(batch)):
+                materialize(stores[n], views[n], stores[n].apply(*op))
+        for n in names:
+            store, view = stores[n], views[n]
+            for key in (b"k1", b"k2", b"k3", b"k4"):
+                vis = store.visible(key)
+                ks = store.data.get(key)
+                if ks is not None and len(ks.reg) == 1 and not ks.ctr and not ks.set:
+                    shapes["short"] += 1
+                    shapes["ttl"] += vis is not None and vis.deadline_ms is not None
+                if vis is None:
+                    assert key not in view.data and key not in view.expires
+                elif vis.type == "string":
+                    assert view.data[key] == vis.value
+                    assert view.expires.get(key) == vis.deadline_ms
+    assert shapes["short"] > 300 and shapes["ttl"] > 30  # the short way and its deadlines were exercised

@@ -153,52 +153,72 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
     if store.hints_view is not view:  # hints are about one view
         hints.clear()
         store.hints_view = view
-    data, expires, visible = view.data, view.expires, store.visible
+    data, expires, visible, states = view.data, view.expires, store.visible, store.data
     for key in keys if isinstance(keys, dict) else dict.fromkeys(keys):
         if hints:
             touched = hints.pop(key, None)
             if touched is not None and _hinted(store, view, key, touched, cmds):
                 hints[key] = set()
                 continue
-        vis = visible(key)
+        ks = states.get(key)
+        vtype: str
+        value: Any
+        deadline: int | None
+        if ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst and len(ks.reg) == 1:
+            # what SET leaves, one register value and no counter: store.visible's first case
+            # read in place, no ``Visible`` built (its value and KeyState.deadline)
+            vtype = "string"
+            for _, value in ks.reg.values():
+                break
+            ttl = ks.ttl
+            if not ttl:
+                deadline = None
+            elif len(ttl) == 1:
+                for _, deadline in ttl.values():
+                    break
+            else:
+                deadline = ks.deadline()
+        else:
+            vis = visible(key)
+            if vis is None:
+                if data.get(key) is not None:  # _current's kind is not None
+                    cmds.append([b"DEL", key])
+                continue
+            vtype, value, deadline = vis
         old: Any = data.get(key)
         if type(old) is bytes:  # the common view value, what _current says of it
             kind: str | None = "string"
         else:
             kind, old = _current(view, key)
-        if vis is None:
-            if kind is not None:
-                cmds.append([b"DEL", key])
-            continue
         current = expires.get(key)
-        rebuild = kind != vis.type
+        rebuild = kind != vtype
         if not rebuild:
-            if vis.type == "string":
-                if old != vis.value:
+            if vtype == "string":
+                if old != value:
                     # without a TTL on the key KEEPTTL changes nothing: the view's hot path
                     keep = current is not None
-                    cmds.append([b"SET", key, vis.value, b"KEEPTTL"] if keep else [b"SET", key, vis.value])
-            elif vis.type == "set":
-                gone, new = sorted(old - vis.value), sorted(vis.value - old)
+                    cmds.append([b"SET", key, value, b"KEEPTTL"] if keep else [b"SET", key, value])
+            elif vtype == "set":
+                gone, new = sorted(old - value), sorted(value - old)
                 if new:
                     cmds.append([b"SADD", key, *new])
                 if gone:
-                    if not vis.value:
+                    if not value:
                         rebuild = True
                     else:
                         cmds.append([b"SREM", key, *gone])
-            elif vis.type == "hash":
-                gone = sorted(old.keys() - vis.value.keys())
+            elif vtype == "hash":
+                gone = sorted(old.keys() - value.keys())
                 try:  # fields whose value is new or differs
-                    changed = sorted({f for f, _ in vis.value.items() - old.items()})
+                    changed = sorted({f for f, _ in value.items() - old.items()})
                 except TypeError:  # an unhashable value in the view
-                    changed = sorted(f for f, v in vis.value.items() if old.get(f) != v)
+                    changed = sorted(f for f, v in value.items() if old.get(f) != v)
                 if changed:
-                    cmds.append([b"HSET", key, *[x for f in changed for x in (f, vis.value[f])]])
+                    cmds.append([b"HSET", key, *[x for f in changed for x in (f, value[f])]])
                 if gone:
                     cmds.append([b"HDEL", key, *gone])
             else:
-                lc = _list_cmds(key, old, vis.value)
+                lc = _list_cmds(key, old, value)
                 if lc is None:
                     rebuild = True
                 else:
@@ -206,21 +226,21 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         if rebuild:
             if kind is not None:
                 cmds.append([b"DEL", key])
-            if vis.type == "string":
-                cmds.append([b"SET", key, vis.value])
-            elif vis.type == "set":
-                cmds.append([b"SADD", key, *sorted(vis.value)])
-            elif vis.type == "hash":
-                cmds.append([b"HSET", key, *[x for f, v in sorted(vis.value.items()) for x in (f, v)]])
+            if vtype == "string":
+                cmds.append([b"SET", key, value])
+            elif vtype == "set":
+                cmds.append([b"SADD", key, *sorted(value)])
+            elif vtype == "hash":
+                cmds.append([b"HSET", key, *[x for f, v in sorted(value.items()) for x in (f, v)]])
             else:
-                cmds.append([b"RPUSH", key, *vis.value])
+                cmds.append([b"RPUSH", key, *value])
             current = None
-        if vis.deadline_ms is None:
+        if deadline is None:
             if current is not None:
                 cmds.append([b"PERSIST", key])
-        elif current != vis.deadline_ms:
-            cmds.append([b"PEXPIREAT", key, str(vis.deadline_ms).encode()])
-        if vis.type in ("set", "hash"):
+        elif current != deadline:
+            cmds.append([b"PEXPIREAT", key, str(deadline).encode()])
+        if vtype in ("set", "hash"):
             hints[key] = set()  # in step once ``cmds`` are applied
     if cmds:
         view.apply(cmds, _CTX)

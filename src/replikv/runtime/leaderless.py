@@ -252,21 +252,26 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         return {p for p in self.peer_ids if self.transport.connected(p)}
 
     def _placement(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes],
-                   write: bool = False) -> tuple[str, ...] | None:
-        """The keys' replicas, with this node among them; otherwise the command
-        was forwarded to one, or refused (keys on different replica sets), and None.
-        A write's replicas are the ring's and then the pending ones of a change in flight."""
+                   write: bool = False) -> tuple[tuple[str, ...], int] | None:
+        """The keys' replicas, with this node among them, and how many of them are pending (a
+        change's new owners; 0 for a read); otherwise the command was forwarded to one, or
+        refused (keys on different replica sets), and None. A write's replicas are the ring's and
+        then the pending ones of a change in flight (``Membership.write_placement``: the first
+        key hashed once for its replicas and whether this node coordinates it)."""
         ms = self.replica.membership
         place = (lambda k: ms.write_replicas(k)[0]) if write else ms.read_replicas
-        replicas = place(keys[0])
+        if write:
+            replicas, pending, mine = ms.write_placement(keys[0])
+        else:
+            replicas, pending, mine = ms.read_replicas(keys[0]), 0, ms.coordinates(keys[0])
         if len(keys) > 1:
             first = set(replicas)
             if any(set(place(k)) != first for k in keys[1:]):
                 conn.reply(RespError("CROSSSLOT the keys of this command live on different replica sets in "
                                      "leaderless mode; use one key per command (or {hash tags})"))
                 return None
-        if ms.coordinates(keys[0]):
-            return replicas
+        if mine:
+            return replicas, pending
         alive = self._alive()
         target = next((r for r in ms.read_replicas(keys[0]) if r in alive), "")
         self.forwarder.forward(conn, target, [argv], False)
@@ -302,10 +307,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                                  "live on different replica sets; write key by key"))
             return
         serial = _serial_write(argv, str(conn.write_level))
-        replicas = self._placement(conn, argv, keys, write=True)  # Paxos too: paxos_replicas
-        if replicas is None:
+        placed = self._placement(conn, argv, keys, write=True)  # Paxos too: paxos_replicas
+        if placed is None:
             return
-        pending = self.replica.membership.write_replicas(keys[0])[1]
+        replicas, pending = placed
         alive = self._alive()
         # no replica believed down: no stand-in can matter (coordinator.py, ``stand_ins_matter``)
         stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes)) \
@@ -416,18 +421,19 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             return
         if conn.read_level == "serial" and argv[0].upper() == b"GET" and self._register(keys[0]):
             # a Paxos round's participants (paxos_replicas): the write replicas, one more per pending one
-            replicas = self._placement(conn, argv, keys, write=True)  # other reads (and counters): at QUORUM
+            placed = self._placement(conn, argv, keys, write=True)  # other reads (and counters): at QUORUM
             pending = self.replica.membership.paxos_replicas(keys[0])[1]
-            if replicas is not None and self._needed(conn, "quorum", replicas, "read", (), pending) is not None:
+            if placed is not None and self._needed(conn, "quorum", placed[0], "read", (), pending) is not None:
                 self._paxos(conn, argv, "read", lambda current: current)
             return
         self._quorum_read(conn, argv, keys, lambda: self.sm.read(argv, wall_ms()))
 
     def _quorum_read(self, conn: ClientConnection, argv: list[bytes], keys: list[bytes],
                      render: Callable[[], Any]) -> None:
-        replicas = self._placement(conn, argv, keys)
-        if replicas is None:
+        placed = self._placement(conn, argv, keys)
+        if placed is None:
             return
+        replicas = placed[0]
         level = "quorum" if conn.read_level == "serial" else conn.read_level
         needed = self._needed(conn, level, replicas, "read")
         if needed is None:

@@ -406,3 +406,29 @@ def test_a_stream_done_ends_only_the_stream_of_its_ranges() -> None:
     assert other in d.streams and first not in d.streams and ms.state.change == "add"
     done = dm.StreamDone(epoch=1, target="n4", ranges=tuple((r.start, r.end) for r in other.task.ranges))
     assert dm.decode(dm.encode(done)) == done
+
+
+@pytest.mark.parametrize("me", ["n1", "n2", "n4"])
+def test_write_placement_equals_write_replicas_and_coordinates_in_every_state(me: str) -> None:
+    """``write_placement`` (one token per key) gives what ``write_replicas`` and ``coordinates``
+    give: no change, a change announced (writes to old + pending, reads old), its streams done
+    (``reads_new``), for adds and removes, for the coordinator and for other members."""
+    states = [state(N3, 1),
+              mb.RingState(epoch=2, members=tuple(member(i) for i in N3), change="add", node=member(4),
+                           coordinator="n1"),
+              mb.RingState(epoch=3, members=tuple(member(i) for i in N3), change="add", node=member(4),
+                           coordinator="n1", reads_new=True),
+              mb.RingState(epoch=4, members=tuple(member(i) for i in ["n1", "n2", "n3", "n4"]), change="remove",
+                           node=member(2), coordinator="n1", reads_new=True),
+              mb.RingState(epoch=5, members=tuple(member(i) for i in ["n1", "n2", "n3", "n4"]), change="remove",
+                           node=member(2), coordinator="n1")]
+    seen_pending = seen_not_mine = 0
+    for st in states:
+        m = mb.Membership(me, st, replicas=2, vnodes=8)
+        for i in range(300):
+            key = b"key:%d" % i
+            got = m.write_placement(key)
+            assert got == (*m.write_replicas(key), m.coordinates(key))
+            seen_pending += got[1] > 0
+            seen_not_mine += not got[2]
+    assert seen_pending and seen_not_mine  # pending owners and keys this node does not coordinate occurred

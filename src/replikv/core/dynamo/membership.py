@@ -85,7 +85,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.ring import Range, Ring
+from replikv.core.dynamo.ring import Range, Ring, token_of
 from replikv.core.invariant import invariant
 
 __all__ = ["Member", "MembershipError", "Membership", "RingChanged", "RingState", "SaveRing", "StreamTask",
@@ -330,6 +330,20 @@ class Membership:
             return old, 0
         extra = tuple(n for n in self.next_ring.preference_list(key) if n not in old)
         return old + extra, len(extra)
+
+    def write_placement(self, key: bytes) -> tuple[tuple[str, ...], int, bool]:
+        """``write_replicas(key)`` and ``coordinates(key)`` from one token: the key hashed once and
+        each ring looked up once (a client write needs all three; each method alone hashes the key).
+        Equal to ``(*write_replicas(key), coordinates(key))`` in every state
+        (tests/unit/dynamo/test_membership.py)."""
+        token = token_of(key)
+        old = self.ring.preference_for_token(token)
+        nxt = self.next_ring
+        if nxt is None:
+            return old, 0, self.node in old
+        new = nxt.preference_for_token(token)
+        extra = tuple(n for n in new if n not in old)
+        return old + extra, len(extra), self.node in (new if self.state.reads_new else old)
 
     def paxos_replicas(self, key: bytes) -> tuple[tuple[str, ...], int]:
         """A Paxos round's participants for ``key`` and how many of them are pending: the write

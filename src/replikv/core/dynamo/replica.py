@@ -58,7 +58,8 @@ Rules:
   by a Merkle walk (``merkle.py``); for the keys whose digests differ each
   side gets the other's state (this node sends its own with ``Put`` and asks
   for the peer's with ``Get``). Trees are updated lazily from the keys
-  changed since the last walk.
+  changed since the last walk, at most ``AE_DIGESTS_PER_UPDATE`` per update,
+  the longest waiting first (``_update_trees``).
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
 - Paxos (``paxos.py``, Cassandra's lightweight transactions): this node's
   acceptor for every key it holds, and the proposers of the operations it
@@ -115,6 +116,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 from replikv.core.crdt.hlc import Hlc
@@ -137,6 +139,7 @@ __all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "Wr
 HINT_BATCH_KEYS = 256  # key states per hint delivery
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
+AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
 STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 
@@ -265,7 +268,8 @@ class Replica:
         self.ae_interval_ms = ae_interval_ms
         self.hint_sends: dict[int, tuple[str, list[tuple[bytes, bytes]], int]] = {}
         self.trees: dict[Group, MerkleTree] = {}
-        self.dirty: set[bytes] = set()  # keys changed since the trees were last updated
+        # keys changed since the trees last took their digests, oldest first (``_update_trees``)
+        self.dirty: dict[bytes, None] = {}
         self.ae: dict[int, _AeSession] = {}
         self._ae_next = rng.randrange(1 << 16)  # which group next (round robin from a random start)
         self._ae_due_ms = 0
@@ -294,24 +298,24 @@ class Replica:
         if kind == "w":
             hlc, muts, now = entry[1], entry[2], entry[3]
             origin = entry[4] if len(entry) > 4 else self.node  # a Paxos commit: the proposer's dot
-            self.dirty.update(self.store.apply_write(origin, hlc, muts, now))
+            self.dirty.update(dict.fromkeys(self.store.apply_write(origin, hlc, muts, now)))
         elif kind == "px":
             self.acceptor.restore(entry[1], pm.decode_state(entry[2]))
         elif kind == "j":
             self.store.join_key(entry[1], entry[2], entry[3])
-            self.dirty.add(entry[1])
+            self.dirty[entry[1]] = None
         elif kind == "wd":
-            self.dirty.update(self.store.apply_delta(decode_delta(entry[1]), entry[2])[0])
+            self.dirty.update(dict.fromkeys(self.store.apply_delta(decode_delta(entry[1]), entry[2])[0]))
         elif kind == "h":
             self.hints.add(entry[1], entry[2], entry[3], entry[4])
         elif kind == "hd":
             self.hints.delivered(entry[1], entry[2], entry[3])
         elif kind == "gc":
             self.store.collect(entry[1])
-            self.dirty.add(entry[1])
+            self.dirty[entry[1]] = None
         elif kind == "drop":
             self.store.forget(entry[1])
-            self.dirty.add(entry[1])
+            self.dirty[entry[1]] = None
 
     # ------------------------------------------------------------ requests
 
@@ -342,7 +346,7 @@ class Replica:
         changed = self.store.apply_write(self.node, hlc, muts, now_ms)
         out.append(Persist(entry=["w", hlc, list(muts), now_ms]))
         if changed:
-            self.dirty.update(changed)
+            self.dirty.update(dict.fromkeys(changed))
             out.append(Changed(keys=tuple(changed)))
         return changed
 
@@ -391,7 +395,7 @@ class Replica:
             return False
         if changed:
             self.stats["states_joined"] += 1
-            self.dirty.add(key)
+            self.dirty[key] = None
             out.append(Persist(entry=["j", key, blob, now_ms]))
             # a later write here that saw these entries gets a greater HLC (hlc.py's LWW rule)
             self.hlc.observe(max(self.store.context(key).values(), default=0), now_ms)
@@ -563,7 +567,7 @@ class Replica:
             changed, missing = self.store.apply_delta(delta, now_ms)
             if changed:
                 self.stats["deltas_applied"] += 1
-                self.dirty.update(changed)
+                self.dirty.update(dict.fromkeys(changed))
                 out.append(Persist(entry=["wd", blob, now_ms]))
                 hlc_max = max(hlc_max, delta[1])
                 changed_all.update(dict.fromkeys(changed))
@@ -772,7 +776,7 @@ class Replica:
         self.coord.pin(set(keys))
         for key in keys:
             self.store.forget(key)
-            self.dirty.add(key)
+            self.dirty[key] = None
             out.append(Persist(entry=["drop", key]))
 
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
@@ -887,7 +891,7 @@ class Replica:
         self.hlc.observe(hlc, now_ms)
         out.append(Persist(entry=["w", hlc, list(muts), now_ms, origin]))
         if changed:
-            self.dirty.update(changed)
+            self.dirty.update(dict.fromkeys(changed))
             out.append(Changed(keys=tuple(changed)))
             if self.stream_ranges:
                 self._forward_to_targets(changed, out)  # as a joined Put (see the module docstring)
@@ -975,7 +979,7 @@ class Replica:
         for key in collect:
             if self.store.collect(key):
                 self.stats["tombstones_collected"] += 1
-                self.dirty.add(key)
+                self.dirty[key] = None
                 out.append(Persist(entry=["gc", key]))
         if self.ae_interval_ms and now_ms >= self._ae_due_ms and not self.ae:
             self._ae_due_ms = now_ms + self.ae_interval_ms
@@ -985,16 +989,35 @@ class Replica:
     # ------------------------------------------------------------ anti-entropy
 
     def _update_trees(self) -> None:
+        """Bring the trees up to date with the keys changed since they took their digests, at most
+        ``AE_DIGESTS_PER_UPDATE`` of them per call, the longest waiting first.
+
+        Invariant: a key whose stored state may differ from its digest in the trees is in
+        ``dirty`` (every change adds it; a call removes only the keys it digests). ``dirty`` keeps
+        the order in which keys first changed since their last digest (a dict: a key changed again
+        keeps its place), so a key waits at most ``len(dirty) // AE_DIGESTS_PER_UPDATE`` calls
+        more. The bound keeps one call (a round's start, each step of a walk, a peer's
+        ``TreeGet``) from stalling the event loop for the whole backlog (10,000 changed keys:
+        0.1-0.5 s); until the backlog is digested a round compares some older digests, which
+        at worst repairs a key that was already equal or finds a difference a round later (Dynamo
+        §4.7: anti-entropy converges replicas over rounds, it is not on a write's path)."""
         if not self.trees:
             groups = {tuple(sorted(self.ring.replicas_of_range(r))) for r in self.ring.owned_ranges(self.node)}
             self.trees = {g: MerkleTree(_CIRCLE, AE_TREE_DEPTH) for g in sorted(groups)}
-            self.dirty.update(self.store.stored_keys())
-        for key in self.dirty:
+            self.dirty.update(dict.fromkeys(self.store.stored_keys()))
+        dirty = self.dirty
+        if len(dirty) <= AE_DIGESTS_PER_UPDATE:
+            keys: Iterable[bytes] = list(dirty)
+            dirty.clear()
+        else:
+            keys = list(islice(dirty, AE_DIGESTS_PER_UPDATE))
+            for key in keys:
+                del dirty[key]
+        for key in keys:
             token = token_of(key)
             tree = self.trees.get(tuple(sorted(self.ring.preference_for_token(token))))
             if tree is not None:
                 tree.update(key, token, self.store.key_digest(key))
-        self.dirty.clear()
 
     def _tree_of(self, group: Group) -> MerkleTree | None:
         self._update_trees()

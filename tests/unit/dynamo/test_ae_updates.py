@@ -1,0 +1,96 @@
+"""core/dynamo/replica.py: the Merkle trees take the digests of at most ``AE_DIGESTS_PER_UPDATE``
+changed keys per update, the longest waiting first, and anti-entropy still converges replicas
+whose backlog of changed keys is larger than that."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo import replica as rp
+from replikv.core.dynamo.merkle import MerkleTree
+from replikv.core.dynamo.replica import Replica, Send
+from replikv.core.dynamo.ring import Ring, token_of
+from replikv.kv.crdt_writes import translate
+
+N3 = ["n1", "n2", "n3"]
+
+
+def replica(name: str, ae_ms: int = 0) -> Replica:
+    return Replica(name, Ring(N3, 3, 16), conflicts="lww", timeout_us=10**9, rng=random.Random(1),
+                   ae_interval_ms=ae_ms)
+
+
+def local_set(r: Replica, key: bytes, value: bytes, now: int) -> None:
+    """A write on ``r`` alone (as if its deltas to the others were lost)."""
+    muts, _ = translate(r.store, [b"SET", key, value], now, random.Random(0))
+    r.local_write(muts, r.hlc.now(now), now)
+
+
+def exact_root(r: Replica) -> bytes:
+    """The root of a tree built from scratch from ``r``'s stored keys."""
+    (group,) = r.trees
+    tree = MerkleTree(r.trees[group].range, rp.AE_TREE_DEPTH)
+    for key in r.store.stored_keys():
+        tree.update(key, token_of(key), r.store.key_digest(key))
+    return tree.root()
+
+
+def test_an_update_digests_at_most_the_bound_oldest_first(monkeypatch: Any) -> None:
+    monkeypatch.setattr(rp, "AE_DIGESTS_PER_UPDATE", 10)
+    r = replica("n1")
+    r._update_trees()  # the trees exist (empty store)
+    keys = [b"k%03d" % i for i in range(25)]
+    for i, key in enumerate(keys):
+        local_set(r, key, b"v", 10 + i)
+    local_set(r, keys[0], b"again", 100)  # changed again: keeps its place (first changed)
+    r._update_trees()
+    assert list(r.dirty) == keys[10:]  # the 10 longest waiting were digested
+    local_set(r, b"late", b"v", 200)
+    r._update_trees()
+    assert list(r.dirty) == keys[20:] + [b"late"]
+    r._update_trees()
+    assert not r.dirty
+    assert r.trees[next(iter(r.trees))].root() == exact_root(r)
+
+
+def test_an_update_under_the_bound_digests_every_changed_key() -> None:
+    r = replica("n1")
+    r._update_trees()
+    for i in range(rp.AE_DIGESTS_PER_UPDATE):
+        local_set(r, b"k%05d" % i, b"v", 10)
+    r._update_trees()
+    assert not r.dirty
+    assert r.trees[next(iter(r.trees))].root() == exact_root(r)
+
+
+def run_rounds(nodes: dict[str, Replica], now: int, rounds: int) -> int:
+    """Anti-entropy rounds (every node's tick, then messages until none is left); the time after."""
+    for _ in range(rounds):
+        now += 1000
+        queue: list[tuple[str, Any]] = []
+        for name, r in nodes.items():
+            queue.extend((name, e) for e in r.tick(now, now * 1000, N3))
+        while queue:
+            frm, e = queue.pop(0)
+            if isinstance(e, Send):
+                msg = dm.decode(dm.encode(e.msg))
+                for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
+                    queue.extend((e.to, x) for x in nodes[e.to].step(frm, one, now, now * 1000))
+    return now
+
+
+def test_rounds_converge_replicas_whose_backlog_exceeds_the_bound(monkeypatch: Any) -> None:
+    """Each replica holds writes the others lack, more changed keys than one update digests: the
+    rounds (each update digesting at most 8 keys) still bring all three to the same states."""
+    monkeypatch.setattr(rp, "AE_DIGESTS_PER_UPDATE", 8)
+    monkeypatch.setattr(rp, "AE_KEYS_PER_ROUND", 16)
+    nodes = {n: replica(n, ae_ms=1000) for n in N3}
+    for i in range(60):
+        local_set(nodes[N3[i % 3]], b"key%02d" % i, b"v%d" % i, 10 + i)
+    now = run_rounds(nodes, 1000, 60)
+    blobs = [{k: r.store.key_blob(k) for k in r.store.stored_keys()} for r in nodes.values()]
+    assert len(blobs[0]) == 60
+    assert blobs[0] == blobs[1] == blobs[2]
+    assert all(r.stats["ae_keys_repaired"] > 0 for r in nodes.values()) and now
