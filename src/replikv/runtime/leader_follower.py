@@ -572,11 +572,11 @@ class LeaderFollowerRunner(BaseRunner):
         before it; every other frame first has the batch logged (below), and so does an
         Ack during a hand-over (the target must not be told it caught up while executed
         writes are still outside the log)."""
-        self.frames_in += 1
         if self._installing is not None:  # stepped once the snapshot is in place (_install_step)
             self._held_frames.append((peer, payload))
             self.core.snapshot_frame(_ms())
             return
+        self.frames_in += 1
         msg = None
         if payload.startswith(_ACK_HEAD) and self.disk_error is None and self.core.role == LEADER:
             msg = self.peer_message(peer, payload, m.decode)
@@ -839,11 +839,11 @@ class LeaderFollowerRunner(BaseRunner):
         path = receiver.finish()
         self.snapshot_receiver = None
         index, epoch, epoch_starts = self.snapshot_meta
-        # the file decoded through its mapping (no copy of it on the heap) in steps, its pages released
-        # after each (read once, in order), and the old data set let go first, as a Redis replica
-        # empties its own before loading the master's RDB: a follower held the old data set, the
-        # file's bytes, a copy of them and the new data set at once (issue 15: 2.6 GB for a 625 MB
-        # data set). No reader sees the empty state: the loop does not run in between.
+        # the file decoded through its mapping (no copy of it on the heap) in steps (_install_step), its
+        # pages released after each, and the old data set let go first, as a Redis replica empties its
+        # own before loading the master's RDB: a follower held the old data set, the file's bytes, a
+        # copy of them and the new data set at once (issue 15: 2.6 GB for a 625 MB data set). No
+        # reader sees the emptied state: reads get LOADING until the new one is in place.
         snap = map_snapshot_file(path, just_written=True)  # SnapshotWriter checksummed it as it wrote
         self.sm.clear()
         self._install_data = snap.data
@@ -855,10 +855,11 @@ class LeaderFollowerRunner(BaseRunner):
         return self._installing is not None
 
     def _install_step(self) -> None:
-        """Decode one step of the full resync's snapshot (``LOAD_STEP_BYTES`` of the file: a
-        64 KiB value's 64, or some 100,000 small keys), releasing the file's pages it read (the mapped file then never counts in the RSS beside the data
-        set being built), then let the loop run: decoded whole, 640 MB held a follower's loop
-        for seconds (issue 15), as a raft follower's install did (``RaftRunner._load_step``).
+        """Decode one step of the full resync's snapshot (``LOAD_STEP_BYTES`` of the file: 64
+        values of 64 KiB, or some 100,000 small keys) and release the file's pages it read (the
+        mapped file then never counts in the RSS beside the data set being built), then let the
+        loop run: decoded whole, 640 MB held a follower's loop for seconds (issue 15), as a raft
+        follower's install did (``RaftRunner._load_step``).
         Meanwhile reads get LOADING (Redis's reply while a replica loads the master's RDB),
         no snapshot or promotion starts, and the peers' frames are held, in order, and
         stepped once the snapshot is in place; each one tells the core the leader is
