@@ -49,14 +49,15 @@ chooses when to tick and what to wake):
 
 **One core call per group per round** (as the unsharded runner's one ``advance`` per loop
 iteration): ``step``, ``propose`` and ``read`` only gather a group's inputs; the next ``ready``
-(or ``tick``, or a batch carrying quiesce or wake requests) hands each group everything
-gathered, in arrival order (messages, then proposals, then reads), in ONE ``RaftNode.advance``.
+(or ``tick``, or a batch carrying quiesce or wake requests, or one from a peer taken for dead or
+restarted, whose handling acts on the groups) hands each group everything gathered, in arrival
+order (messages, then proposals, then reads), in ONE ``RaftNode.advance``.
 A leader whose acknowledgements arrive in two peers' batches and whose proposals arrive in the
 same round thus sends each follower one AppendEntries carrying both the new entries and the
 new commit index (the core's ``_notify_commit`` sees the entries' message), not a commit
 notice per batch and then the entries; a follower answers it with one acknowledgement. Before
-this, a round of a busy 3-group node cost each follower about two AppendEntries and two
-acknowledgements per group where the unsharded node's cost one. The core sees the same
+this, a round of a busy 3-group node cost each follower up to two AppendEntries and two
+acknowledgements per group where the unsharded node's cost one (BENCHMARKS.md, session 18). The core sees the same
 inputs in the same order, only in fewer calls, so its rules are untouched; effects still
 reach ``Ready`` in the order the core produced them.
 
