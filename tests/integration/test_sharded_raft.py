@@ -101,6 +101,11 @@ def test_every_node_serves_every_group_and_leaders_spread(tmp_path: Path) -> Non
         assert r.incr(keys[2][0] + "-n") == 1
         info = c.replication("n1")
         assert int(info["replikv_groups_hosted"]) == 3
+        # the host's counters in INFO stats: n1's group took 60 SETs one at a time, each
+        # replicated to two followers by at least one AppendEntries
+        stats = c.client("n1").info("stats")
+        assert int(stats["replikv_raft_messages_sent"]) >= 2 * 60
+        assert int(stats["replikv_raft_batches_sent"]) > 0
     finally:
         c.close()
 

@@ -1289,6 +1289,8 @@ class ShardedRaftRunner(BaseRunner):
     def info(self, wanted: list[str]) -> str:
         sections = self.info_sections()
         sections["persistence"] = self.persistence_info(0)
+        # the host's counters (core/multiraft/host.py): Raft messages and batches per write
+        sections["stats"] += [f"replikv_raft_{k}:{v}" for k, v in self.host.stats.items()]
         led = sorted(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER)
         rep = [f"role:{'master' if led else 'slave'}", f"replikv_node:{self.id}",
                f"replikv_shards:{self.options.shards}", f"replikv_groups_hosted:{len(self.groups)}",

@@ -10,6 +10,7 @@ import pytest
 
 from replikv.core.multiraft.host import GroupHost
 from replikv.core.multiraft.messages import Batch, Quiesce
+from replikv.core.raft.messages import AppendEntries
 from replikv.core.raft.node import RaftNode, Role
 from replikv.sim.multiraft_cluster import ShardedSim, round_robin_placement, scale_report
 
@@ -73,6 +74,37 @@ def test_a_proposal_wakes_a_quiesced_group_commits_everywhere_and_it_quiesces_ag
     assert sim.canonical[g][index][1] == b"set x 1"
     assert sim.all_quiesced()
     assert sim.hosts[leader].stats["woken"] == before + 1  # type: ignore[union-attr]
+
+
+def test_a_rounds_acks_and_proposals_reach_the_core_in_one_call_one_append_entries_per_follower() -> None:
+    """Both followers' acknowledgements (two batches) and a new proposal in one round: each
+    follower gets ONE AppendEntries carrying the new entry and the commit index the acks
+    advanced, not a commit notice per ack batch followed by the entries (module doc)."""
+    sim = make(3, 1)
+    g = next(iter(sim.placement))
+    leader = sim.leader(g)
+    assert leader is not None
+    lh = sim.hosts[leader]
+    assert lh is not None
+    lh.propose(g, [(b"set x 1", "x", None, None)])
+    acks = []
+    for b in lh.ready().batches:  # the entry to both followers
+        fh = sim.hosts[b.dst]
+        assert fh is not None
+        fh.step(b)
+        acks += fh.ready().batches
+    assert sorted(b.src for b in acks) == sorted(n for n in sim.placement[g] if n != leader)
+    x_index = lh.groups[g].log.last_index
+    for b in acks:  # two batches, one round
+        lh.step(b)
+    lh.propose(g, [(b"set y 2", "y", None, None)])
+    sent = {b.dst: [m for grp, m in b.msgs if grp == g] for b in lh.ready().batches}
+    assert sorted(sent) == sorted(b.src for b in acks)
+    for msgs in sent.values():
+        assert len(msgs) == 1 and isinstance(msgs[0], AppendEntries)
+        assert [e.data for e in msgs[0].entries] == [b"set y 2"]
+        assert msgs[0].leader_commit == x_index
+    assert lh.groups[g].log.commit == x_index
 
 
 @pytest.mark.parametrize("seed", range(1, 9))

@@ -47,6 +47,20 @@ chooses when to tick and what to wake):
   than an election timeout is therefore never served from the lease
   (``read``): it takes the ReadIndex round, which asks a majority.
 
+**One core call per group per round** (as the unsharded runner's one ``advance`` per loop
+iteration): ``step``, ``propose`` and ``read`` only gather a group's inputs; the next ``ready``
+(or ``tick``, or a batch carrying quiesce or wake requests, or one from a peer taken for dead or
+restarted, whose handling acts on the groups) hands each group everything gathered, in arrival
+order (messages, then proposals, then reads), in ONE ``RaftNode.advance``.
+A leader whose acknowledgements arrive in two peers' batches and whose proposals arrive in the
+same round thus sends each follower one AppendEntries carrying both the new entries and the
+new commit index (the core's ``_notify_commit`` sees the entries' message), not a commit
+notice per batch and then the entries; a follower answers it with one acknowledgement. Before
+this, a round of a busy 3-group node cost each follower up to two AppendEntries and two
+acknowledgements per group where the unsharded node's cost one (BENCHMARKS.md, session 18). The core sees the same
+inputs in the same order, only in fewer calls, so its rules are untouched; effects still
+reach ``Ready`` in the order the core produced them.
+
 Ordering contract of ``Ready`` (the durability rule of core/raft/effects.py,
 carried over many groups): the driver first carries out every ``Persist`` of
 every group (one WAL write and ONE fsync for all of them: persistence batched
@@ -138,6 +152,10 @@ class GroupHost:
         self._quiesce: dict[int, list[Quiesce]] = {}
         self._wake: dict[int, list[int]] = {}
         self._effects: list[tuple[int, list[Effect]]] = []
+        # a round's inputs per group, handed to its core in one advance by _settle (module doc)
+        self._inbox: dict[int, list[RaftMsg]] = {}
+        self._proposals: dict[int, list[tuple[bytes, object, int | None, int | None]]] = {}
+        self._reads: dict[int, list[tuple[object, bool]]] = {}
         self._peers_tick = -1
         self._campaign_at: dict[int, tuple[int, int]] = {}  # group -> (tick, term when its leader died)
 
@@ -152,6 +170,9 @@ class GroupHost:
 
     def remove_group(self, group: int) -> None:
         self.groups.pop(group, None)
+        self._inbox.pop(group, None)  # what it was sent after it went: dropped, as if lost
+        self._proposals.pop(group, None)
+        self._reads.pop(group, None)
         self.awake.discard(group)
         self.woke_at.pop(group, None)
         self._refresh_peers()
@@ -161,7 +182,9 @@ class GroupHost:
 
     # -- inputs ----------------------------------------------------------------------------------
     def tick(self) -> None:
-        """One tick: liveness, then every awake group's tick, then quiescence and pings."""
+        """One tick: the inputs gathered so far (``_settle``), then liveness, then every awake
+        group's tick, then quiescence and pings."""
+        self._settle()
         self.now_ticks += 1
         now = self.now_ticks
         if now - self._peers_tick >= self.election_timeout_ticks:
@@ -186,26 +209,25 @@ class GroupHost:
                 self._msgs[peer] = []  # the liveness ping (an empty batch)
 
     def step(self, batch: Batch) -> None:
-        """A batch from a peer: liveness, then each group's messages in one ``advance``,
-        then quiesce requests, then wake requests."""
+        """A batch from a peer: liveness at once; each hosted group's messages gathered for the
+        round's one ``advance`` (``_settle``). Quiesce and wake requests are answered after the
+        messages that came before them (a batch carrying any settles the round first)."""
         invariant(batch.dst == self.node, lambda: f"batch for {batch.dst} stepped into {self.node}")
-        self._heard_from(batch.src, batch.incarnation)
-        per_group: dict[int, list[RaftMsg]] = {}
+        src = batch.src
+        if src in self.dead or self.incarnations.get(src, batch.incarnation) != batch.incarnation:
+            self._settle()  # its revival or restart acts on the groups: after what came before
+        self._heard_from(src, batch.incarnation)
+        inbox = self._inbox
+        groups = self.groups
         for group, msg in batch.msgs:
-            if group in self.groups:
-                per_group.setdefault(group, []).append(msg)
-        for group, msgs in per_group.items():
-            raft = self.groups[group]
-            if group in self.awake or not all(type(m) in _ACKS for m in msgs):
-                self._wake_group(group)
-                self._run(group, raft.advance(msgs=msgs))
-                continue
-            # a quiesced leader hearing late acknowledgements (of the heartbeats sent before it
-            # quiesced) stays quiesced unless they leave it something to do
-            effects = raft.advance(msgs=msgs)
-            if any(type(e) is Send for e in effects) or not self._quiescable(raft):
-                self._wake_group(group)
-            self._run(group, effects)
+            if group in groups:
+                msgs = inbox.get(group)
+                if msgs is None:
+                    inbox[group] = [msg]
+                else:
+                    msgs.append(msg)
+        if batch.quiesce or batch.wake:
+            self._settle()
         for q in batch.quiesce:
             self._quiesce_follower(batch.src, q)
         for group in batch.wake:
@@ -213,25 +235,31 @@ class GroupHost:
                 self._wake_group(group)
 
     def propose(self, group: int, commands: Iterable[tuple[bytes, object, int | None, int | None]]) -> None:
-        """Proposals (command, request id, client id, seq) for one group; wakes it."""
+        """Proposals (command, request id, client id, seq) for one group; wakes it. Handed to
+        the core with the round's other inputs (``_settle``)."""
+        invariant(group in self.groups, lambda: f"proposal for group {group}, not hosted")
         self._wake_group(group)
-        self._run(group, self.groups[group].propose_batch(commands))
+        self._proposals.setdefault(group, []).extend(commands)
 
     def read(self, group: int, reads: Iterable[tuple[object, bool]]) -> None:
         """ReadIndex reads (request id, lease) for one group; wakes it. A lease read on a
         group awake for less than an election timeout takes the ReadIndex round (module doc)."""
+        invariant(group in self.groups, lambda: f"read for group {group}, not hosted")
         self._wake_group(group)
         lease_ok = self.now_ticks - self.woke_at[group] >= self.election_timeout_ticks
-        self._run(group, self.groups[group].advance(reads=[(rid, lease and lease_ok) for rid, lease in reads]))
+        self._reads.setdefault(group, []).extend((rid, lease and lease_ok) for rid, lease in reads)
 
     def call(self, group: int, effects: list[Effect]) -> None:
         """Carry the effects of a direct call into a group's core (campaign, compact,
-        membership changes, transfer) through the host; wakes the group."""
+        membership changes, transfer) through the host; wakes the group. The call ran before
+        the round's gathered inputs reach the core, so its effects go first, as it ran."""
         self._wake_group(group)
         self._run(group, effects)
 
     def ready(self) -> Ready:
-        """Everything produced since the last call: per-group effects and one batch per peer."""
+        """Everything produced since the last call (the gathered inputs handed to the cores
+        first, ``_settle``): per-group effects and one batch per peer."""
+        self._settle()
         out = Ready(groups=self._effects)
         self._effects = []
         for dst in sorted(set(self._msgs) | set(self._quiesce) | set(self._wake)):
@@ -250,6 +278,31 @@ class GroupHost:
         return out
 
     # -- internals -------------------------------------------------------------------------------
+    def _settle(self) -> None:
+        """Each group's gathered inputs in one ``RaftNode.advance``: messages in arrival order,
+        then proposals, then reads (module doc). A quiesced leader hearing only late
+        acknowledgements (of the heartbeats sent before it quiesced) stays quiesced unless
+        they leave it something to do; any other input wakes the group."""
+        inbox, proposals, reads = self._inbox, self._proposals, self._reads
+        if not (inbox or proposals or reads):
+            return
+        self._inbox, self._proposals, self._reads = {}, {}, {}
+        for group in dict.fromkeys([*inbox, *proposals, *reads]):
+            raft = self.groups.get(group)
+            if raft is None:
+                continue
+            msgs = inbox.get(group, ())
+            props = proposals.get(group, ())
+            rs = reads.get(group, ())
+            if props or rs or group in self.awake or not all(type(m) in _ACKS for m in msgs):
+                self._wake_group(group)
+                self._run(group, raft.advance(msgs=msgs, proposals=props, reads=rs))
+                continue
+            effects = raft.advance(msgs=msgs)
+            if any(type(e) is Send for e in effects) or not self._quiescable(raft):
+                self._wake_group(group)
+            self._run(group, effects)
+
     def _run(self, group: int, effects: list[Effect]) -> None:
         rest: list[Effect] = []
         for e in effects:
