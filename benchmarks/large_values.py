@@ -200,7 +200,10 @@ def keep_logs(directory: Path) -> Path:
     """Copy the node logs of a failed run out of the temporary directory; returns where."""
     kept = Path(tempfile.mkdtemp(prefix="replikv-large-failed-"))
     for log in directory.rglob("*.log"):
-        shutil.copy(log, kept / log.name)
+        if log.name.startswith("wal-"):
+            continue  # a WAL segment, not a log
+        name = "-".join(log.relative_to(directory).parts)  # n1-node.log, n2-node.log, ...: one per node
+        shutil.copy(log, kept / name)
     return kept
 
 
