@@ -379,14 +379,102 @@ def _to_propose(p: PaxosProposer, value: bytes) -> Ballot:
     return ballot
 
 
-def test_change_refused_after_one_acceptance_is_preempted_not_retried() -> None:
-    p = make_proposer()
+def _preempted_after(p: PaxosProposer, accepted: tuple[str, ...]) -> tuple[Ballot, Ballot]:
+    """Bring ``p`` to propose b"v" on an empty key, then have a higher ballot refuse it at every
+    replica but ``accepted``: it backs off holding the proposal. Returns (its ballot, the higher)."""
     b = _to_propose(p, b"v")
     high = Ballot(hlc=b.hlc + 1, node="z")
-    assert p.step(Accepted(req=1, sender="a", key=K, ballot=b)) == []
-    assert p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high)) == []
-    out = p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    for n in ABC:
+        reply: PaxosMsg = (Accepted(req=1, sender=n, key=K, ballot=b) if n in accepted else
+                           Nack(req=1, sender=n, key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+        assert p.step(reply) == []
+    assert p.phase is Phase.BACKOFF and p.outcome is None  # not "may still be applied" at once
+    return b, high
+
+
+def _next_prepare(p: PaxosProposer) -> Ballot:
+    for _ in range(100):
+        out = p.tick()
+        if out:
+            assert [type(s.msg) for s in sends(out)] == [Prepare] * 3
+            return sends(out)[0].msg.ballot
+    raise AssertionError("no new round")
+
+
+def _promise(sender: str, ballot: Ballot, accepted: Proposal | None = None, committed: Proposal | None = None,
+             current_hlc: int = 0, current: bytes | None = None) -> Promise:
+    return Promise(req=1, sender=sender, key=K, ballot=ballot, accepted=accepted, committed=committed,
+                   current_hlc=current_hlc, current=current)
+
+
+def test_change_refused_after_one_acceptance_is_finished_by_its_next_round() -> None:
+    # The race of test_paxos_cas_set_nx_and_serial_reads: the coordinator's own acceptor took
+    # the change, the others had promised a rival's higher ballot. It used to end in Preempted
+    # ("it may still be applied") at once; now the next round finds it in progress, finishes it,
+    # and the caller is told it succeeded.
+    p = make_proposer()
+    b, _ = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    assert p.step(_promise("a", b2, accepted=Proposal(ballot=b, value=b"v"))) == []
+    out = p.step(_promise("b", b2))
+    assert [(type(s.msg), s.msg.ballot, getattr(s.msg, "value", None)) for s in sends(out)] == [(Propose, b2, b"v")] * 3
+    assert not any(isinstance(e, Decide) for e in out)  # ours is finished, not decided again
+    p.step(Accepted(req=1, sender="a", key=K, ballot=b2))
+    out = p.step(Accepted(req=1, sender="b", key=K, ballot=b2))
+    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=b2, value=b"v")}
+    p.step(CommitAck(req=1, sender="a", key=K, ballot=b2))
+    out = p.step(CommitAck(req=1, sender="b", key=K, ballot=b2))
+    assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=None, value=b"v"))]
+
+
+def test_held_change_behind_a_newer_commit_is_preempted() -> None:
+    # A later instance was committed: ours may have been chosen (finished by the rival) before
+    # it, or not; no replica can tell any more, so the outcome stays unknown.
+    p = make_proposer()
+    b, high = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    theirs = Proposal(ballot=high, value=b"w")
+    p.step(_promise("b", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
+    out = p.step(_promise("c", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
     assert out == [Done(outcome=Preempted(accepted=1, maybe_accepted=0))]
+
+
+def test_held_change_nowhere_in_a_quorum_is_decided_again_and_closed_by_a_recorded_commit() -> None:
+    # Nothing at or above our ballot in a quorum: ours was not chosen. The caller decides again;
+    # even a no-op is committed as a recorded commit, so the held proposal can never be finished
+    # after the caller's answer.
+    p = make_proposer()
+    _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    p.step(_promise("b", b2))
+    out = p.step(_promise("c", b2))
+    assert out == [Decide(key=K, current=None)]
+    p.decided(None)  # e.g. a SET XX on an absent key: nothing to change
+    for n in ("b", "c"):
+        out = p.step(Accepted(req=1, sender=n, key=K, ballot=b2))
+    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=b2, value=None, noop=False)}
+    for n in ("b", "c"):
+        out = p.step(CommitAck(req=1, sender=n, key=K, ballot=b2))
+    assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=None, value=None))]
+
+
+def test_held_change_that_runs_out_of_rounds_or_time_may_still_be_applied() -> None:
+    p = make_proposer(max_rounds=2)
+    _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    p.step(Nack(req=1, sender="b", key=K, ballot=b2, phase=NackPhase.PREPARE,
+                promised=Ballot(hlc=b2.hlc + 1, node="z")))
+    out: list[Effect] = []
+    while not out:
+        out = p.tick()
+    assert out == [Done(outcome=Preempted(accepted=1, maybe_accepted=0))]
+    p = make_proposer(timeout_ticks=5)
+    _preempted_after(p, accepted=("a",))
+    _next_prepare(p)
+    out = []
+    while not out:
+        out = p.tick()
+    assert out == [Done(outcome=Timeout(phase=Phase.PREPARE, answered=0, needed=2, may_be_applied=True))]
 
 
 def test_change_refused_by_all_without_acceptance_is_retried() -> None:
@@ -398,7 +486,7 @@ def test_change_refused_by_all_without_acceptance_is_retried() -> None:
     assert p.phase is Phase.BACKOFF and p.outcome is None
 
 
-def test_change_refused_by_acceptor_that_may_have_accepted_is_preempted() -> None:
+def test_change_refused_by_acceptor_that_may_have_accepted_is_held_and_retried() -> None:
     p = make_proposer()
     b = _to_propose(p, b"v")
     high = Ballot(hlc=b.hlc + 1, node="z")
@@ -406,8 +494,8 @@ def test_change_refused_by_acceptor_that_may_have_accepted_is_preempted() -> Non
                 maybe_accepted=True))  # e.g. a duplicate Propose after the acceptor moved on
     p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
     assert p.outcome is None  # c has not answered: it may have accepted
-    out = p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
-    assert out == [Done(outcome=Preempted(accepted=0, maybe_accepted=1))]
+    assert p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high)) == []
+    assert p.phase is Phase.BACKOFF and p.outcome is None  # the next rounds settle it
 
 
 def test_acceptor_says_maybe_accepted_only_when_it_cannot_prove_otherwise() -> None:

@@ -467,8 +467,13 @@ class PaxosProposer:
         self._yes: set[str] = set()  # Accepted / CommitAck senders of this phase
         self._refused: dict[str, bool] = {}  # PROPOSE Nack sender -> maybe_accepted
         self._message: PaxosMsg | None = None  # this phase's request, for resends
-        self._finishing = False  # proposing another round's accepted value
+        self._finishing = False  # proposing an accepted value found in progress
         self._own_change = False  # proposing the caller's change
+        self._proposing_mine = False  # this round proposes a value of this operation's
+        # This operation's proposals that a replica may hold after a refusal, ballot ->
+        # (previous, value); while any is held, rounds recover it (see _recover).
+        self._mine: dict[Ballot, tuple[Value, Value]] = {}
+        self._preempted: Preempted | None = None  # the first refusal that left one held
         self._previous: Value = None
         self._value: Value = None
 
@@ -495,7 +500,7 @@ class PaxosProposer:
         if self._now >= self._deadline:
             answered = len(self._promises) if self.phase is Phase.PREPARE else len(self._yes)
             return self._done(Timeout(phase=self.phase, answered=answered, needed=self.quorum,
-                                      may_be_applied=self._own_change))
+                                      may_be_applied=self._own_change or bool(self._mine)))
         if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
             answered_set = (self._promises.keys() if self.phase is Phase.PREPARE
                             else self._yes | self._refused.keys())
@@ -508,6 +513,7 @@ class PaxosProposer:
         invariant(self.phase is Phase.DECIDE, lambda: f"decided() in phase {self.phase.value}")
         self._value = value
         self._own_change = value != self._previous
+        self._proposing_mine = True
         return self._propose(value)
 
     def step(self, msg: PaxosMsg) -> list[Effect]:
@@ -547,7 +553,7 @@ class PaxosProposer:
                 self._yes.add(msg.sender)
                 if len(self._yes) < self.quorum:
                     return []
-                if self._finishing:
+                if self._finishing and not self._proposing_mine:
                     return self._new_round()
                 return self._done(Chosen(key=self.key, ballot=self.ballot, previous=self._previous,
                                          value=self._value))
@@ -562,7 +568,7 @@ class PaxosProposer:
 
     def _new_round(self) -> list[Effect]:
         if self.rounds >= self.max_rounds:
-            return self._done(Contended(rounds=self.rounds))
+            return self._done(self._preempted or Contended(rounds=self.rounds))
         if self.rounds and self._view is not None:  # the ring may have changed: this round's electorate
             self.electorate = self._view()
             self.replicas, self.quorum = self.electorate.members, self.electorate.quorum
@@ -573,6 +579,7 @@ class PaxosProposer:
         self._promises = {}
         self._finishing = False
         self._own_change = False
+        self._proposing_mine = False
         self._previous = self._value = None
         self._deadline = self._now + self.timeout_ticks
         self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
@@ -605,7 +612,15 @@ class PaxosProposer:
         in_progress = max(accepted, key=lambda a: a.ballot) if accepted else None
         if in_progress is not None and (newest is None or in_progress.ballot > newest.ballot):
             self._finishing = True
+            if in_progress.ballot in self._mine:  # ours: finishing it chooses the caller's change
+                self._previous, self._value = self._mine[in_progress.ballot]
+                self._proposing_mine = True
             return effects + self._propose(in_progress.value)
+        if self._mine and newest is not None and newest.ballot > min(self._mine):
+            preempted = self._preempted
+            if preempted is None:
+                violated("a held proposal was recorded with its refusal")
+            return effects + self._done(preempted)  # a later instance began: ours may be in it
         # The newest known value: the replicas' data, or the newest commit if its
         # ApplyCommit was lost; ties broken deterministically.
         candidates: list[tuple[int, int, bytes]] = [
@@ -630,14 +645,23 @@ class PaxosProposer:
         n = len(self.replicas)
         if n - len(self._refused.keys() - self._yes) >= self.quorum:
             return []  # a quorum may still accept
-        if not self._own_change:
-            return self._backoff()
+        if not self._own_change and not (self._mine and self._proposing_mine):
+            return self._backoff()  # a no-op, or another round's value: nothing of the caller's at stake
         if len(self._yes | self._refused.keys()) < n:
             return []  # wait: an unanswered replica may have accepted
         maybe = sum(1 for r, m in self._refused.items() if m and r not in self._yes)
         if not self._yes and not maybe:
-            return self._backoff()  # fully refused: nobody holds our value
-        return self._done(Preempted(accepted=len(self._yes), maybe_accepted=maybe))
+            return self._backoff()  # fully refused: nobody holds this ballot's value
+        return self._recover(Preempted(accepted=len(self._yes), maybe_accepted=maybe))
+
+    def _recover(self, preempted: Preempted) -> list[Effect]:
+        """Some replicas may hold this round's value (the caller's) after a higher ballot refused
+        it: remember it and retry after a backoff instead of answering "unknown" at once. The next
+        rounds' promises settle it (``_on_promises``; module docstring, "Refused proposals")."""
+        self._mine[self.ballot] = (self._previous, self._value)
+        if self._preempted is None:
+            self._preempted = preempted
+        return self._backoff()
 
     def _commit(self) -> list[Effect]:
         self.phase = Phase.COMMIT
@@ -646,8 +670,10 @@ class PaxosProposer:
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("a commit follows a proposal")
+        # A held proposal of ours is superseded only by a recorded commit (a no-op leaves none).
         self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                               value=proposal.value, noop=not self._own_change and not self._finishing)
+                               value=proposal.value,
+                               noop=not self._own_change and not self._finishing and not self._mine)
         return self._send_phase(self.replicas)
 
     def _backoff(self) -> list[Effect]:
