@@ -53,11 +53,41 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
 3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
    acks -> ``Done(Chosen(...))``.
    Refusals while proposing: when the proposal is the caller's change (not a
-   no-op, not a finished proposal), a retry would be wrong if any replica
+   no-op, not a finished proposal), a plain retry would be wrong if any replica
    accepted it, since a later round may finish it and the caller would be told
-   it failed. As Cassandra's ProposeCallback (``isFullyRefused``), retry only
-   when every replica proved it never accepted; when some may have,
-   end with ``Preempted`` (the change may still be applied). A no-op or a
+   it failed. As Cassandra's ProposeCallback (``isFullyRefused``), retry at once
+   (after a backoff) when every replica proved it never accepted. When some may
+   have, Cassandra ends with a timeout (outcome unknown); with contending
+   proposers that is the common case (the coordinator's own acceptor takes the
+   change before the others, which promised the rival's ballot, refuse it), so
+   here the proposer holds the change (its deciding ballot, value and the
+   newest commit it was decided after) and retries after a backoff; the next
+   rounds settle it from their quorum of promises (any value chosen shows in
+   every quorum, as an accepted proposal or a recorded commit):
+   - held change in progress (the newest accepted proposal, newer than the
+     newest commit, was decided at its ballot): finish it; the caller's
+     change is chosen (``Chosen``).
+   - the newest commit is older than the held ballot and nothing is in
+     progress: it was not chosen. Decide again; the commit that follows is
+     recorded even if nothing changed (a no-op leaves no trace, and the held
+     proposal, accepted at some replica, could be finished after the caller's
+     answer).
+   - a newer commit says it was decided at the held ballot (``origin``): a
+     rival round finished it: ``Chosen``.
+   - a newer commit says it closed the instance the held change was decided
+     in (``after`` = the commit the held change was decided after) with
+     another round's value: the held change was not chosen, and being below a
+     recorded commit it never can be. Decide again, as a new operation.
+   - otherwise (later instances, or a commit without provenance from a node
+     of an older version): ``Preempted`` (the change may still be applied),
+     as before; also when the rounds run out while holding it.
+   Provenance: a Propose carries the ballot that decided its value (a round
+   finishing an accepted proposal keeps that proposal's), and a Commit that
+   and the newest commit its round saw; acceptors keep both with the accepted
+   proposal and the commit. Why ``after`` = the held change's is a proof: the
+   committing round saw that commit as the newest and nothing newer in
+   progress, so its value is the first chosen after it, or a copy (same
+   origin) of that first one. A no-op or a
    finished value is retried as soon as a quorum is out of reach.
 Time is integer ticks (``tick()``): each phase has a timeout
 (``Timeout(phase, answered, needed)``), unanswered replicas are sent the
@@ -340,8 +370,8 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                 return state, [Send(to=reply_to, msg=Nack(
                     req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PROPOSE,
                     promised=state.promised, maybe_accepted=highest >= msg.ballot, fenced=fenced))]
-            new = AcceptorState(promised=msg.ballot, accepted=Proposal(ballot=msg.ballot, value=msg.value),
-                                committed=state.committed)
+            new = AcceptorState(promised=msg.ballot, committed=state.committed,
+                                accepted=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin))
             ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
         case Commit():
@@ -356,7 +386,8 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                                     committed=state.committed)
                 return new, _persisted(msg.key, state, new, [ack_c])
             new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
-                                committed=Proposal(ballot=msg.ballot, value=msg.value))
+                                committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
+                                                   after=msg.after))
             return new, [Persist(key=msg.key, state=new),
                          ApplyCommit(key=msg.key, ballot=msg.ballot, value=msg.value), ack_c]
         case _:
@@ -470,9 +501,12 @@ class PaxosProposer:
         self._finishing = False  # proposing an accepted value found in progress
         self._own_change = False  # proposing the caller's change
         self._proposing_mine = False  # this round proposes a value of this operation's
-        # This operation's proposals that a replica may hold after a refusal, ballot ->
-        # (previous, value); while any is held, rounds recover it (see _recover).
-        self._mine: dict[Ballot, tuple[Value, Value]] = {}
+        # This operation's proposals that a replica may hold after a refusal: the ballot that
+        # decided each (its origin) -> (previous, value, the newest commit when it was decided);
+        # while any is held, rounds settle it (see _recover).
+        self._mine: dict[Ballot, tuple[Value, Value, Ballot]] = {}
+        self._after = ZERO_BALLOT  # the newest commit this round's promises showed
+        self._origin = ZERO_BALLOT  # the ballot that decided the value this round proposes
         self._preempted: Preempted | None = None  # the first refusal that left one held
         self._previous: Value = None
         self._value: Value = None
@@ -514,7 +548,7 @@ class PaxosProposer:
         self._value = value
         self._own_change = value != self._previous
         self._proposing_mine = True
-        return self._propose(value)
+        return self._propose(value, self.ballot)
 
     def step(self, msg: PaxosMsg) -> list[Effect]:
         if msg.req != self.req or msg.key != self.key or msg.sender not in self.replicas:
@@ -603,6 +637,7 @@ class PaxosProposer:
         commits = [p.committed for p in promises if p.committed is not None]
         newest = max(commits, key=lambda c: c.ballot) if commits else None
         effects: list[Effect] = []
+        self._after = newest.ballot if newest is not None else ZERO_BALLOT
         if newest is not None:
             repair = Commit(req=self.req, sender=self.node, key=self.key, ballot=newest.ballot,
                             value=newest.value)
@@ -612,15 +647,25 @@ class PaxosProposer:
         in_progress = max(accepted, key=lambda a: a.ballot) if accepted else None
         if in_progress is not None and (newest is None or in_progress.ballot > newest.ballot):
             self._finishing = True
-            if in_progress.ballot in self._mine:  # ours: finishing it chooses the caller's change
-                self._previous, self._value = self._mine[in_progress.ballot]
+            origin = in_progress.decided_at
+            if origin in self._mine:  # ours: finishing it chooses the caller's change
+                self._previous, self._value, _ = self._mine[origin]
                 self._proposing_mine = True
-            return effects + self._propose(in_progress.value)
+            return effects + self._propose(in_progress.value, origin)
         if self._mine and newest is not None and newest.ballot > min(self._mine):
-            preempted = self._preempted
-            if preempted is None:
-                violated("a held proposal was recorded with its refusal")
-            return effects + self._done(preempted)  # a later instance began: ours may be in it
+            held = self._mine.get(newest.decided_at)
+            if held is not None:  # ours was chosen, and finished by some round
+                return effects + self._done(Chosen(key=self.key, ballot=newest.ballot, previous=held[0],
+                                                   value=held[1]))
+            if newest.after is None or any(after != newest.after for _, _, after in self._mine.values()):
+                preempted = self._preempted
+                if preempted is None:
+                    violated("a held proposal was recorded with its refusal")
+                return effects + self._done(preempted)  # later instances hide whether ours was chosen
+            # The instance ours was decided in was closed, by a recorded commit, with another
+            # round's value: ours was not chosen and never can be. Decide afresh.
+            self._mine.clear()
+            self._preempted = None
         # The newest known value: the replicas' data, or the newest commit if its
         # ApplyCommit was lost; ties broken deterministically.
         candidates: list[tuple[int, int, bytes]] = [
@@ -632,13 +677,14 @@ class PaxosProposer:
         self.phase = Phase.DECIDE
         return [*effects, Decide(key=self.key, current=self._previous)]
 
-    def _propose(self, value: Value) -> list[Effect]:
+    def _propose(self, value: Value, origin: Ballot) -> list[Effect]:
         self.phase = Phase.PROPOSE
+        self._origin = origin
         self._yes = set()
         self._refused = {}
         self._deadline = self._now + self.timeout_ticks
         self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value,
-                                electorate=self.electorate)
+                                electorate=self.electorate, origin=origin)
         return self._send_phase(self.replicas)
 
     def _on_refusal(self) -> list[Effect]:
@@ -658,7 +704,7 @@ class PaxosProposer:
         """Some replicas may hold this round's value (the caller's) after a higher ballot refused
         it: remember it and retry after a backoff instead of answering "unknown" at once. The next
         rounds' promises settle it (``_on_promises``; module docstring, "Refused proposals")."""
-        self._mine[self.ballot] = (self._previous, self._value)
+        self._mine.setdefault(self._origin, (self._previous, self._value, self._after))
         if self._preempted is None:
             self._preempted = preempted
         return self._backoff()
@@ -672,7 +718,7 @@ class PaxosProposer:
             violated("a commit follows a proposal")
         # A held proposal of ours is superseded only by a recorded commit (a no-op leaves none).
         self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                               value=proposal.value,
+                               value=proposal.value, origin=self._origin, after=self._after,
                                noop=not self._own_change and not self._finishing and not self._mine)
         return self._send_phase(self.replicas)
 
