@@ -419,7 +419,7 @@ def test_change_refused_after_one_acceptance_is_finished_by_its_next_round() -> 
     p = make_proposer()
     b, _ = _preempted_after(p, accepted=("a",))
     b2 = _next_prepare(p)
-    assert p.step(_promise("a", b2, accepted=Proposal(ballot=b, value=b"v"))) == []
+    assert p.step(_promise("a", b2, accepted=Proposal(ballot=b, value=b"v", origin=b))) == []
     out = p.step(_promise("b", b2))
     assert [(type(s.msg), s.msg.ballot, getattr(s.msg, "value", None)) for s in sends(out)] == [(Propose, b2, b"v")] * 3
     assert not any(isinstance(e, Decide) for e in out)  # ours is finished, not decided again
@@ -1097,3 +1097,19 @@ def test_provenance_is_stripped_to_the_form_an_older_node_decodes() -> None:
     assert [len(p) for p in msgpack.unpackb(encode_state(state_without_provenance(state)))[1:]] == [3, 3]
     plain_msg = Propose(req=3, sender="c", key=K, ballot=B1, value=b"v")
     assert without_provenance(plain_msg) is plain_msg
+
+
+def test_finishing_a_proposal_without_provenance_commits_no_proof() -> None:
+    # A proposal accepted from a node of an older version (no origin) may be a copy of anyone's
+    # held change: the commit that finishes it must not claim to close an instance (after=None),
+    # or a holder would conclude its change was not chosen when it was.
+    p = make_proposer()
+    ballot = sends(p.start(1))[0].msg.ballot
+    old = Proposal(ballot=Ballot(hlc=3, node="c"), value=b"x")
+    p.step(_promise("a", ballot, accepted=old))
+    out = p.step(_promise("b", ballot))
+    assert {(type(s.msg), getattr(s.msg, "origin", None)) for s in sends(out)} == {(Propose, old.ballot)}
+    p.step(Accepted(req=1, sender="a", key=K, ballot=ballot))
+    out = p.step(Accepted(req=1, sender="b", key=K, ballot=ballot))
+    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=ballot, value=b"x",
+                                                  origin=old.ballot, after=None)}

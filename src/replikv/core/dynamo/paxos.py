@@ -504,8 +504,8 @@ class PaxosProposer:
         # This operation's proposals that a replica may hold after a refusal: the ballot that
         # decided each (its origin) -> (previous, value, the newest commit when it was decided);
         # while any is held, rounds settle it (see _recover).
-        self._mine: dict[Ballot, tuple[Value, Value, Ballot]] = {}
-        self._after = ZERO_BALLOT  # the newest commit this round's promises showed
+        self._mine: dict[Ballot, tuple[Value, Value, Ballot | None]] = {}
+        self._after: Ballot | None = ZERO_BALLOT  # the newest commit this round's promises showed
         self._origin = ZERO_BALLOT  # the ballot that decided the value this round proposes
         self._preempted: Preempted | None = None  # the first refusal that left one held
         self._previous: Value = None
@@ -647,6 +647,8 @@ class PaxosProposer:
         in_progress = max(accepted, key=lambda a: a.ballot) if accepted else None
         if in_progress is not None and (newest is None or in_progress.ballot > newest.ballot):
             self._finishing = True
+            if in_progress.origin is None:  # an older node's proposal: of unknown provenance, so
+                self._after = None  # its commit proves nothing about the instance it closes
             origin = in_progress.decided_at
             if origin in self._mine:  # ours: finishing it chooses the caller's change
                 self._previous, self._value, _ = self._mine[origin]
@@ -657,7 +659,7 @@ class PaxosProposer:
             if held is not None:  # ours was chosen, and finished by some round
                 return effects + self._done(Chosen(key=self.key, ballot=newest.ballot, previous=held[0],
                                                    value=held[1]))
-            if newest.after is None or any(after != newest.after for _, _, after in self._mine.values()):
+            if newest.after is None or any(after != newest.after for *_, after in self._mine.values()):
                 preempted = self._preempted
                 if preempted is None:
                     violated("a held proposal was recorded with its refusal")
