@@ -34,6 +34,15 @@ to an earlier round of its own.
   proposer needs that proof from every replica before it may retry a value
   that changes the key (see paxos.py).
 
+- Provenance: a ``Propose`` names the ballot that decided its value
+  (``origin``), a ``Commit`` that and the newest commit its round saw
+  (``after``); the acceptor keeps them with its accepted proposal and commit
+  (``Proposal``), so a proposer holding a change that was refused after some
+  replicas accepted it can tell whether it was chosen (paxos.py, "Refusals
+  while proposing"). None: from or to a node of an older version (``Replica``
+  strips them, ``without_provenance``, for a peer that did not announce
+  ``FEATURE_PROVENANCE``).
+
 ``AcceptorState`` (what the driver persists per key) and ``Proposal`` live
 here too because they travel inside messages or to disk. Values are
 ``bytes | None`` (None: the key is absent) and opaque to Paxos.
