@@ -228,6 +228,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             if n.replica.batches:  # as if each had announced its features when it connected (Hello)
                 n.replica.batch_peers = {p for p in n.believed if p not in self.old}
                 n.replica.electorate_peers = set(n.replica.batch_peers)
+                n.replica.provenance_peers = set(n.replica.batch_peers)
                 n.replica.put_peers = set(n.replica.batch_peers)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
         if self.planned:

@@ -31,6 +31,7 @@ from replikv.core.dynamo.paxos import (
     electorate,
 )
 from replikv.core.dynamo.paxos_messages import (
+    ZERO_BALLOT,
     Accepted,
     AcceptorState,
     Ballot,
@@ -49,6 +50,8 @@ from replikv.core.dynamo.paxos_messages import (
     decode_state,
     encode,
     encode_state,
+    state_without_provenance,
+    without_provenance,
 )
 from replikv.core.invariant import InvariantViolation
 
@@ -221,7 +224,8 @@ def test_happy_path_four_phases_effects_in_order() -> None:
         assert [type(e) for e in eff] == [Persist, ApplyCommit, Send]
         assert eff[1] == ApplyCommit(key=K, ballot=prepare.ballot, value=b"v")
         assert acceptors[n].state(K) == AcceptorState(
-            promised=prepare.ballot, accepted=None, committed=Proposal(ballot=prepare.ballot, value=b"v"))
+            promised=prepare.ballot, accepted=None,
+            committed=Proposal(ballot=prepare.ballot, value=b"v", origin=prepare.ballot, after=ZERO_BALLOT))
         acks.append(eff[2])
     assert p.step(acks[0].msg) == []
     out = p.step(acks[1].msg)
@@ -379,14 +383,138 @@ def _to_propose(p: PaxosProposer, value: bytes) -> Ballot:
     return ballot
 
 
-def test_change_refused_after_one_acceptance_is_preempted_not_retried() -> None:
-    p = make_proposer()
+def _preempted_after(p: PaxosProposer, accepted: tuple[str, ...]) -> tuple[Ballot, Ballot]:
+    """Bring ``p`` to propose b"v" on an empty key, then have a higher ballot refuse it at every
+    replica but ``accepted``: it backs off holding the proposal. Returns (its ballot, the higher)."""
     b = _to_propose(p, b"v")
     high = Ballot(hlc=b.hlc + 1, node="z")
-    assert p.step(Accepted(req=1, sender="a", key=K, ballot=b)) == []
-    assert p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high)) == []
-    out = p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+    for n in ABC:
+        reply: PaxosMsg = (Accepted(req=1, sender=n, key=K, ballot=b) if n in accepted else
+                           Nack(req=1, sender=n, key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
+        assert p.step(reply) == []
+    assert p.phase is Phase.BACKOFF and p.outcome is None  # not "may still be applied" at once
+    return b, high
+
+
+def _next_prepare(p: PaxosProposer) -> Ballot:
+    for _ in range(100):
+        out = p.tick()
+        if out:
+            assert [type(s.msg) for s in sends(out)] == [Prepare] * 3
+            return sends(out)[0].msg.ballot
+    raise AssertionError("no new round")
+
+
+def _promise(sender: str, ballot: Ballot, accepted: Proposal | None = None, committed: Proposal | None = None,
+             current_hlc: int = 0, current: bytes | None = None) -> Promise:
+    return Promise(req=1, sender=sender, key=K, ballot=ballot, accepted=accepted, committed=committed,
+                   current_hlc=current_hlc, current=current)
+
+
+def test_change_refused_after_one_acceptance_is_finished_by_its_next_round() -> None:
+    # The race of test_paxos_cas_set_nx_and_serial_reads: the coordinator's own acceptor took
+    # the change, the others had promised a rival's higher ballot. It used to end in Preempted
+    # ("it may still be applied") at once; now the next round finds it in progress, finishes it,
+    # and the caller is told it succeeded.
+    p = make_proposer()
+    b, _ = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    assert p.step(_promise("a", b2, accepted=Proposal(ballot=b, value=b"v", origin=b))) == []
+    out = p.step(_promise("b", b2))
+    assert [(type(s.msg), s.msg.ballot, getattr(s.msg, "value", None)) for s in sends(out)] == [(Propose, b2, b"v")] * 3
+    assert not any(isinstance(e, Decide) for e in out)  # ours is finished, not decided again
+    p.step(Accepted(req=1, sender="a", key=K, ballot=b2))
+    out = p.step(Accepted(req=1, sender="b", key=K, ballot=b2))
+    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=b2, value=b"v", origin=b,
+                                                  after=ZERO_BALLOT)}  # decided at b: its provenance
+    p.step(CommitAck(req=1, sender="a", key=K, ballot=b2))
+    out = p.step(CommitAck(req=1, sender="b", key=K, ballot=b2))
+    assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=None, value=b"v"))]
+
+
+@pytest.mark.parametrize("after", [None, Ballot(hlc=5, node="y")], ids=["an older node's", "a later instance's"])
+def test_held_change_behind_a_newer_commit_is_preempted(after: Ballot | None) -> None:
+    # The newest commit does not say it closed the instance ours was decided in (no provenance,
+    # or it closed a later one): ours may have been chosen before it, or not; no replica can
+    # tell any more, so the outcome stays unknown.
+    p = make_proposer()
+    b, high = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    theirs = Proposal(ballot=high, value=b"w", origin=None if after is None else high, after=after)
+    p.step(_promise("b", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
+    out = p.step(_promise("c", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
     assert out == [Done(outcome=Preempted(accepted=1, maybe_accepted=0))]
+
+
+def test_held_change_finished_by_a_rival_round_is_reported_chosen() -> None:
+    # The rival's round found ours in progress and finished it under its own ballot; its commit
+    # says the value was decided at ours (origin): the caller's change was applied, once.
+    p = make_proposer()
+    b, high = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    theirs = Proposal(ballot=high, value=b"v", origin=b, after=ZERO_BALLOT)
+    p.step(_promise("b", b2, committed=theirs, current_hlc=high.hlc, current=b"v"))
+    out = p.step(_promise("c", b2, committed=theirs, current_hlc=high.hlc, current=b"v"))
+    assert out == [Done(outcome=Chosen(key=K, ballot=high, previous=None, value=b"v"))]
+
+
+def test_held_change_whose_instance_was_closed_with_another_value_is_decided_again() -> None:
+    # The rival's commit closed the instance ours was decided in (after: the same commit, none
+    # here) with its own value: ours was not chosen, and is below a recorded commit for good. The
+    # caller decides again on the rival's value (the CAS of the flaky test then fails cleanly).
+    p = make_proposer()
+    b, high = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    theirs = Proposal(ballot=high, value=b"w", origin=high, after=ZERO_BALLOT)
+    p.step(_promise("b", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
+    out = p.step(_promise("c", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
+    assert out == [Decide(key=K, current=b"w")]
+    out = p.decided(b"w")  # a failed CAS: now an ordinary no-op, the held proposal is dead
+    for n in ("b", "c"):
+        out = p.step(Accepted(req=1, sender=n, key=K, ballot=b2))
+    assert all(isinstance(s.msg, Commit) and s.msg.noop for s in sends(out))
+    for n in ("b", "c"):
+        out = p.step(CommitAck(req=1, sender=n, key=K, ballot=b2))
+    assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=b"w", value=b"w"))]
+
+
+def test_held_change_nowhere_in_a_quorum_is_decided_again_and_closed_by_a_recorded_commit() -> None:
+    # Nothing at or above our ballot in a quorum: ours was not chosen. The caller decides again;
+    # even a no-op is committed as a recorded commit, so the held proposal can never be finished
+    # after the caller's answer.
+    p = make_proposer()
+    _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    p.step(_promise("b", b2))
+    out = p.step(_promise("c", b2))
+    assert out == [Decide(key=K, current=None)]
+    p.decided(None)  # e.g. a SET XX on an absent key: nothing to change
+    for n in ("b", "c"):
+        out = p.step(Accepted(req=1, sender=n, key=K, ballot=b2))
+    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=b2, value=None, noop=False,
+                                                  origin=b2, after=ZERO_BALLOT)}
+    for n in ("b", "c"):
+        out = p.step(CommitAck(req=1, sender=n, key=K, ballot=b2))
+    assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=None, value=None))]
+
+
+def test_held_change_that_runs_out_of_rounds_or_time_may_still_be_applied() -> None:
+    p = make_proposer(max_rounds=2)
+    _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    p.step(Nack(req=1, sender="b", key=K, ballot=b2, phase=NackPhase.PREPARE,
+                promised=Ballot(hlc=b2.hlc + 1, node="z")))
+    out: list[Effect] = []
+    while not out:
+        out = p.tick()
+    assert out == [Done(outcome=Preempted(accepted=1, maybe_accepted=0))]
+    p = make_proposer(timeout_ticks=5)
+    _preempted_after(p, accepted=("a",))
+    _next_prepare(p)
+    out = []
+    while not out:
+        out = p.tick()
+    assert out == [Done(outcome=Timeout(phase=Phase.PREPARE, answered=0, needed=2, may_be_applied=True))]
 
 
 def test_change_refused_by_all_without_acceptance_is_retried() -> None:
@@ -398,7 +526,7 @@ def test_change_refused_by_all_without_acceptance_is_retried() -> None:
     assert p.phase is Phase.BACKOFF and p.outcome is None
 
 
-def test_change_refused_by_acceptor_that_may_have_accepted_is_preempted() -> None:
+def test_change_refused_by_acceptor_that_may_have_accepted_is_held_and_retried() -> None:
     p = make_proposer()
     b = _to_propose(p, b"v")
     high = Ballot(hlc=b.hlc + 1, node="z")
@@ -406,8 +534,8 @@ def test_change_refused_by_acceptor_that_may_have_accepted_is_preempted() -> Non
                 maybe_accepted=True))  # e.g. a duplicate Propose after the acceptor moved on
     p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
     assert p.outcome is None  # c has not answered: it may have accepted
-    out = p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
-    assert out == [Done(outcome=Preempted(accepted=0, maybe_accepted=1))]
+    assert p.step(Nack(req=1, sender="c", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high)) == []
+    assert p.phase is Phase.BACKOFF and p.outcome is None  # the next rounds settle it
 
 
 def test_acceptor_says_maybe_accepted_only_when_it_cannot_prove_otherwise() -> None:
@@ -560,6 +688,14 @@ MESSAGES: list[PaxosMsg] = [
     Propose(req=3, sender="c", key=b"k", ballot=B1, value=None, electorate=Electorate(("a", "b", "c", "d"), 3)),
     Nack(req=7, sender="a", key=b"k", ballot=B1, phase=NackPhase.PREPARE, promised=Ballot(hlc=0, node=""),
          fenced=True),
+    # provenance (absent from an older node's messages, above)
+    Propose(req=3, sender="c", key=b"k", ballot=B1, value=b"v", origin=Ballot(hlc=1, node="a")),
+    Propose(req=3, sender="c", key=b"k", ballot=B1, value=b"v", origin=B1, electorate=Electorate(("a", "b", "c"), 2)),
+    Commit(req=5, sender="a", key=b"k", ballot=B1, value=b"v", origin=B1, after=ZERO_BALLOT),
+    Commit(req=5, sender="a", key=b"k", ballot=B1, value=None, noop=True, origin=B1, after=None),
+    Promise(req=2, sender="b", key=b"k", ballot=B1, accepted=Proposal(ballot=B1, value=b"v", origin=ZERO_BALLOT),
+            committed=Proposal(ballot=B1, value=b"w", origin=B1, after=Ballot(hlc=1, node="z")),
+            current_hlc=3, current=b"c"),
 ]
 
 
@@ -570,7 +706,9 @@ def test_codec_round_trip(msg: PaxosMsg) -> None:
 
 def test_state_codec_round_trip() -> None:
     for state in (AcceptorState(), AcceptorState(promised=B1, accepted=Proposal(ballot=B1, value=b"x"),
-                                                 committed=Proposal(ballot=B1, value=None))):
+                                                 committed=Proposal(ballot=B1, value=None)),
+                  AcceptorState(promised=B1, accepted=Proposal(ballot=B1, value=b"x", origin=Ballot(hlc=1, node="a")),
+                                committed=Proposal(ballot=B1, value=None, origin=B1, after=ZERO_BALLOT))):
         assert decode_state(encode_state(state)) == state
 
 
@@ -916,9 +1054,11 @@ def test_a_round_that_outlives_a_change_cannot_choose_on_the_old_replicas(fenced
     a_won = isinstance(pa.outcome, Chosen) and pa.outcome.changed
     if fenced:
         # a and x refused it: nobody accepted a's value. b could not prove it never accepted a's
-        # ballot (it committed a higher one), so a answers "may still be applied" (Preempted),
-        # not a success; nothing of a's was applied anywhere.
-        assert not a_won and isinstance(pa.outcome, Preempted), pa.outcome
+        # ballot (it committed a higher one), so a holds its value and retries; its next round
+        # reads b's commit, which closed the instance a decided in with b's value (its provenance):
+        # a's NX was not applied, and a decides again on b's value (a failed NX).
+        assert isinstance(pa.outcome, Chosen) and not pa.outcome.changed, pa.outcome
+        assert pa.outcome.previous == new["b"]
         assert all(r.acceptor.state(K).accepted is None for r in ring.nodes.values())
         assert all(value != b"from-a" for r in ring.nodes.values() for _, value in r.applied)
         assert {ring.nodes[n].data[1] for n in S_NEW.members} == {b"from-b"}
@@ -934,3 +1074,42 @@ def test_a_fenced_round_runs_again_on_the_electorate_the_ring_gives_then() -> No
     assert isinstance(pa.outcome, Chosen) and pa.outcome.changed
     assert pa.rounds == 2 and pa.electorate == S_NEW and pa.replicas == S_NEW.members
     assert ring.nodes["x"].applied == [] and {ring.nodes[n].data[1] for n in S_NEW.members} == {b"v"}
+
+
+def test_provenance_is_stripped_to_the_form_an_older_node_decodes() -> None:
+    """A node of an older version drops a frame it cannot decode: to it (``Replica``:
+    ``FEATURE_PROVENANCE`` not announced) Paxos messages and states go without provenance, in
+    the wire form it reads (the lengths before provenance)."""
+    prov = Proposal(ballot=B1, value=b"v", origin=ZERO_BALLOT, after=ZERO_BALLOT)
+    msgs: list[PaxosMsg] = [
+        Propose(req=3, sender="c", key=K, ballot=B1, value=b"v", origin=B1),
+        Commit(req=5, sender="a", key=K, ballot=B1, value=b"v", origin=B1, after=ZERO_BALLOT),
+        Promise(req=2, sender="b", key=K, ballot=B1, accepted=prov, committed=prov, current_hlc=0, current=None)]
+    old_lengths = {Propose: 6, Commit: 7, Promise: 9}
+    for msg in msgs:
+        plain = without_provenance(msg)
+        body = msgpack.unpackb(encode(plain), raw=False)
+        assert len(body) == old_lengths[type(msg)]
+        if isinstance(plain, Promise):
+            assert len(body[5]) == len(body[6]) == 3
+        assert decode(encode(plain)) == plain
+    state = AcceptorState(promised=B1, accepted=prov, committed=prov)
+    assert [len(p) for p in msgpack.unpackb(encode_state(state_without_provenance(state)))[1:]] == [3, 3]
+    plain_msg = Propose(req=3, sender="c", key=K, ballot=B1, value=b"v")
+    assert without_provenance(plain_msg) is plain_msg
+
+
+def test_finishing_a_proposal_without_provenance_commits_no_proof() -> None:
+    # A proposal accepted from a node of an older version (no origin) may be a copy of anyone's
+    # held change: the commit that finishes it must not claim to close an instance (after=None),
+    # or a holder would conclude its change was not chosen when it was.
+    p = make_proposer()
+    ballot = sends(p.start(1))[0].msg.ballot
+    old = Proposal(ballot=Ballot(hlc=3, node="c"), value=b"x")
+    p.step(_promise("a", ballot, accepted=old))
+    out = p.step(_promise("b", ballot))
+    assert {(type(s.msg), getattr(s.msg, "origin", None)) for s in sends(out)} == {(Propose, old.ballot)}
+    p.step(Accepted(req=1, sender="a", key=K, ballot=ballot))
+    out = p.step(Accepted(req=1, sender="b", key=K, ballot=ballot))
+    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=ballot, value=b"x",
+                                                  origin=old.ballot, after=None)}

@@ -53,11 +53,41 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
 3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
    acks -> ``Done(Chosen(...))``.
    Refusals while proposing: when the proposal is the caller's change (not a
-   no-op, not a finished proposal), a retry would be wrong if any replica
+   no-op, not a finished proposal), a plain retry would be wrong if any replica
    accepted it, since a later round may finish it and the caller would be told
-   it failed. As Cassandra's ProposeCallback (``isFullyRefused``), retry only
-   when every replica proved it never accepted; when some may have,
-   end with ``Preempted`` (the change may still be applied). A no-op or a
+   it failed. As Cassandra's ProposeCallback (``isFullyRefused``), retry at once
+   (after a backoff) when every replica proved it never accepted. When some may
+   have, Cassandra ends with a timeout (outcome unknown); with contending
+   proposers that is the common case (the coordinator's own acceptor takes the
+   change before the others, which promised the rival's ballot, refuse it), so
+   here the proposer holds the change (its deciding ballot, value and the
+   newest commit it was decided after) and retries after a backoff; the next
+   rounds settle it from their quorum of promises (any value chosen shows in
+   every quorum, as an accepted proposal or a recorded commit):
+   - held change in progress (the newest accepted proposal, newer than the
+     newest commit, was decided at its ballot): finish it; the caller's
+     change is chosen (``Chosen``).
+   - the newest commit is older than the held ballot and nothing is in
+     progress: it was not chosen. Decide again; the commit that follows is
+     recorded even if nothing changed (a no-op leaves no trace, and the held
+     proposal, accepted at some replica, could be finished after the caller's
+     answer).
+   - a newer commit says it was decided at the held ballot (``origin``): a
+     rival round finished it: ``Chosen``.
+   - a newer commit says it closed the instance the held change was decided
+     in (``after`` = the commit the held change was decided after) with
+     another round's value: the held change was not chosen, and being below a
+     recorded commit it never can be. Decide again, as a new operation.
+   - otherwise (later instances, or a commit without provenance from a node
+     of an older version): ``Preempted`` (the change may still be applied),
+     as before; also when the rounds run out while holding it.
+   Provenance: a Propose carries the ballot that decided its value (a round
+   finishing an accepted proposal keeps that proposal's), and a Commit that
+   and the newest commit its round saw; acceptors keep both with the accepted
+   proposal and the commit. Why ``after`` = the held change's is a proof: the
+   committing round saw that commit as the newest and nothing newer in
+   progress, so its value is the first chosen after it, or a copy (same
+   origin) of that first one. A no-op or a
    finished value is retried as soon as a quorum is out of reach.
 Time is integer ticks (``tick()``): each phase has a timeout
 (``Timeout(phase, answered, needed)``), unanswered replicas are sent the
@@ -340,8 +370,8 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                 return state, [Send(to=reply_to, msg=Nack(
                     req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PROPOSE,
                     promised=state.promised, maybe_accepted=highest >= msg.ballot, fenced=fenced))]
-            new = AcceptorState(promised=msg.ballot, accepted=Proposal(ballot=msg.ballot, value=msg.value),
-                                committed=state.committed)
+            new = AcceptorState(promised=msg.ballot, committed=state.committed,
+                                accepted=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin))
             ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
         case Commit():
@@ -356,7 +386,8 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                                     committed=state.committed)
                 return new, _persisted(msg.key, state, new, [ack_c])
             new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
-                                committed=Proposal(ballot=msg.ballot, value=msg.value))
+                                committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
+                                                   after=msg.after))
             return new, [Persist(key=msg.key, state=new),
                          ApplyCommit(key=msg.key, ballot=msg.ballot, value=msg.value), ack_c]
         case _:
@@ -467,8 +498,16 @@ class PaxosProposer:
         self._yes: set[str] = set()  # Accepted / CommitAck senders of this phase
         self._refused: dict[str, bool] = {}  # PROPOSE Nack sender -> maybe_accepted
         self._message: PaxosMsg | None = None  # this phase's request, for resends
-        self._finishing = False  # proposing another round's accepted value
+        self._finishing = False  # proposing an accepted value found in progress
         self._own_change = False  # proposing the caller's change
+        self._proposing_mine = False  # this round proposes a value of this operation's
+        # This operation's proposals that a replica may hold after a refusal: the ballot that
+        # decided each (its origin) -> (previous, value, the newest commit when it was decided);
+        # while any is held, rounds settle it (see _recover).
+        self._mine: dict[Ballot, tuple[Value, Value, Ballot | None]] = {}
+        self._after: Ballot | None = ZERO_BALLOT  # the newest commit this round's promises showed
+        self._origin = ZERO_BALLOT  # the ballot that decided the value this round proposes
+        self._preempted: Preempted | None = None  # the first refusal that left one held
         self._previous: Value = None
         self._value: Value = None
 
@@ -495,7 +534,7 @@ class PaxosProposer:
         if self._now >= self._deadline:
             answered = len(self._promises) if self.phase is Phase.PREPARE else len(self._yes)
             return self._done(Timeout(phase=self.phase, answered=answered, needed=self.quorum,
-                                      may_be_applied=self._own_change))
+                                      may_be_applied=self._own_change or bool(self._mine)))
         if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
             answered_set = (self._promises.keys() if self.phase is Phase.PREPARE
                             else self._yes | self._refused.keys())
@@ -508,7 +547,8 @@ class PaxosProposer:
         invariant(self.phase is Phase.DECIDE, lambda: f"decided() in phase {self.phase.value}")
         self._value = value
         self._own_change = value != self._previous
-        return self._propose(value)
+        self._proposing_mine = True
+        return self._propose(value, self.ballot)
 
     def step(self, msg: PaxosMsg) -> list[Effect]:
         if msg.req != self.req or msg.key != self.key or msg.sender not in self.replicas:
@@ -547,7 +587,7 @@ class PaxosProposer:
                 self._yes.add(msg.sender)
                 if len(self._yes) < self.quorum:
                     return []
-                if self._finishing:
+                if self._finishing and not self._proposing_mine:
                     return self._new_round()
                 return self._done(Chosen(key=self.key, ballot=self.ballot, previous=self._previous,
                                          value=self._value))
@@ -562,7 +602,7 @@ class PaxosProposer:
 
     def _new_round(self) -> list[Effect]:
         if self.rounds >= self.max_rounds:
-            return self._done(Contended(rounds=self.rounds))
+            return self._done(self._preempted or Contended(rounds=self.rounds))
         if self.rounds and self._view is not None:  # the ring may have changed: this round's electorate
             self.electorate = self._view()
             self.replicas, self.quorum = self.electorate.members, self.electorate.quorum
@@ -573,6 +613,7 @@ class PaxosProposer:
         self._promises = {}
         self._finishing = False
         self._own_change = False
+        self._proposing_mine = False
         self._previous = self._value = None
         self._deadline = self._now + self.timeout_ticks
         self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
@@ -596,6 +637,7 @@ class PaxosProposer:
         commits = [p.committed for p in promises if p.committed is not None]
         newest = max(commits, key=lambda c: c.ballot) if commits else None
         effects: list[Effect] = []
+        self._after = newest.ballot if newest is not None else ZERO_BALLOT
         if newest is not None:
             repair = Commit(req=self.req, sender=self.node, key=self.key, ballot=newest.ballot,
                             value=newest.value)
@@ -605,7 +647,27 @@ class PaxosProposer:
         in_progress = max(accepted, key=lambda a: a.ballot) if accepted else None
         if in_progress is not None and (newest is None or in_progress.ballot > newest.ballot):
             self._finishing = True
-            return effects + self._propose(in_progress.value)
+            if in_progress.origin is None:  # an older node's proposal: of unknown provenance, so
+                self._after = None  # its commit proves nothing about the instance it closes
+            origin = in_progress.decided_at
+            if origin in self._mine:  # ours: finishing it chooses the caller's change
+                self._previous, self._value, _ = self._mine[origin]
+                self._proposing_mine = True
+            return effects + self._propose(in_progress.value, origin)
+        if self._mine and newest is not None and newest.ballot > min(self._mine):
+            held = self._mine.get(newest.decided_at)
+            if held is not None:  # ours was chosen, and finished by some round
+                return effects + self._done(Chosen(key=self.key, ballot=newest.ballot, previous=held[0],
+                                                   value=held[1]))
+            if newest.after is None or any(after != newest.after for *_, after in self._mine.values()):
+                preempted = self._preempted
+                if preempted is None:
+                    violated("a held proposal was recorded with its refusal")
+                return effects + self._done(preempted)  # later instances hide whether ours was chosen
+            # The instance ours was decided in was closed, by a recorded commit, with another
+            # round's value: ours was not chosen and never can be. Decide afresh.
+            self._mine.clear()
+            self._preempted = None
         # The newest known value: the replicas' data, or the newest commit if its
         # ApplyCommit was lost; ties broken deterministically.
         candidates: list[tuple[int, int, bytes]] = [
@@ -617,27 +679,37 @@ class PaxosProposer:
         self.phase = Phase.DECIDE
         return [*effects, Decide(key=self.key, current=self._previous)]
 
-    def _propose(self, value: Value) -> list[Effect]:
+    def _propose(self, value: Value, origin: Ballot) -> list[Effect]:
         self.phase = Phase.PROPOSE
+        self._origin = origin
         self._yes = set()
         self._refused = {}
         self._deadline = self._now + self.timeout_ticks
         self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value,
-                                electorate=self.electorate)
+                                electorate=self.electorate, origin=origin)
         return self._send_phase(self.replicas)
 
     def _on_refusal(self) -> list[Effect]:
         n = len(self.replicas)
         if n - len(self._refused.keys() - self._yes) >= self.quorum:
             return []  # a quorum may still accept
-        if not self._own_change:
-            return self._backoff()
+        if not self._own_change and not (self._mine and self._proposing_mine):
+            return self._backoff()  # a no-op, or another round's value: nothing of the caller's at stake
         if len(self._yes | self._refused.keys()) < n:
             return []  # wait: an unanswered replica may have accepted
         maybe = sum(1 for r, m in self._refused.items() if m and r not in self._yes)
         if not self._yes and not maybe:
-            return self._backoff()  # fully refused: nobody holds our value
-        return self._done(Preempted(accepted=len(self._yes), maybe_accepted=maybe))
+            return self._backoff()  # fully refused: nobody holds this ballot's value
+        return self._recover(Preempted(accepted=len(self._yes), maybe_accepted=maybe))
+
+    def _recover(self, preempted: Preempted) -> list[Effect]:
+        """Some replicas may hold this round's value (the caller's) after a higher ballot refused
+        it: remember it and retry after a backoff instead of answering "unknown" at once. The next
+        rounds' promises settle it (``_on_promises``; module docstring, "Refused proposals")."""
+        self._mine.setdefault(self._origin, (self._previous, self._value, self._after))
+        if self._preempted is None:
+            self._preempted = preempted
+        return self._backoff()
 
     def _commit(self) -> list[Effect]:
         self.phase = Phase.COMMIT
@@ -646,8 +718,10 @@ class PaxosProposer:
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("a commit follows a proposal")
+        # A held proposal of ours is superseded only by a recorded commit (a no-op leaves none).
         self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                               value=proposal.value, noop=not self._own_change and not self._finishing)
+                               value=proposal.value, origin=self._origin, after=self._after,
+                               noop=not self._own_change and not self._finishing and not self._mine)
         return self._send_phase(self.replicas)
 
     def _backoff(self) -> list[Effect]:

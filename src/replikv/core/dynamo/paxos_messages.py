@@ -34,6 +34,15 @@ to an earlier round of its own.
   proposer needs that proof from every replica before it may retry a value
   that changes the key (see paxos.py).
 
+- Provenance: a ``Propose`` names the ballot that decided its value
+  (``origin``), a ``Commit`` that and the newest commit its round saw
+  (``after``); the acceptor keeps them with its accepted proposal and commit
+  (``Proposal``), so a proposer holding a change that was refused after some
+  replicas accepted it can tell whether it was chosen (paxos.py, "Refusals
+  while proposing"). None: from or to a node of an older version (``Replica``
+  strips them, ``without_provenance``, for a peer that did not announce
+  ``FEATURE_PROVENANCE``).
+
 ``AcceptorState`` (what the driver persists per key) and ``Proposal`` live
 here too because they travel inside messages or to disk. Values are
 ``bytes | None`` (None: the key is absent) and opaque to Paxos.
@@ -45,7 +54,7 @@ understand, so a peer speaking garbage is dropped, never obeyed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -73,6 +82,8 @@ __all__ = [
     "decode_state",
     "encode",
     "encode_state",
+    "state_without_provenance",
+    "without_provenance",
 ]
 
 Value = bytes | None
@@ -92,8 +103,19 @@ ZERO_BALLOT = Ballot(hlc=0, node="")  # below every real ballot
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Proposal:
+    """A proposal accepted or committed at ``ballot``. Provenance (None from a node of an older
+    version): ``origin``, the ballot of the round that decided ``value`` (a round finishing an
+    accepted proposal keeps that proposal's origin); for a commit, ``after``, the newest commit
+    the committing round saw (ZERO_BALLOT: none), i.e. the instance it closed."""
+
     ballot: Ballot
     value: Value
+    origin: Ballot | None = None
+    after: Ballot | None = None
+
+    @property
+    def decided_at(self) -> Ballot:
+        return self.origin if self.origin is not None else self.ballot
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +179,7 @@ class Propose:
     ballot: Ballot
     value: Value
     electorate: Electorate | None = None
+    origin: Ballot | None = None  # the round that decided value (None: this one, or an older node)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +198,8 @@ class Commit:
     ballot: Ballot
     value: Value
     noop: bool = False  # the round changed nothing (a failed CAS, a SERIAL read): no data write
+    origin: Ballot | None = None  # provenance, as ``Proposal``'s (None: an older node)
+    after: Ballot | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,12 +237,44 @@ class PaxosCodecError(ValueError):
     """A frame that is not a well-formed Paxos message or acceptor state."""
 
 
+def _plain(p: Proposal | None) -> Proposal | None:
+    return p if p is None or (p.origin is None and p.after is None) else replace(p, origin=None, after=None)
+
+
+def without_provenance(msg: PaxosMsg) -> PaxosMsg:
+    """``msg`` as a node of an older version reads it: no provenance (a proposer treats a
+    proposal without it as decided at its own ballot and a commit without ``after`` as closing
+    an unknown instance: never a proof about its own held proposal)."""
+    match msg:
+        case Propose() if msg.origin is not None:
+            return replace(msg, origin=None)
+        case Commit() if msg.origin is not None or msg.after is not None:
+            return replace(msg, origin=None, after=None)
+        case Promise() if _plain(msg.accepted) is not msg.accepted or _plain(msg.committed) is not msg.committed:
+            return replace(msg, accepted=_plain(msg.accepted), committed=_plain(msg.committed))
+    return msg
+
+
+def state_without_provenance(state: AcceptorState) -> AcceptorState:
+    """``state`` as a node of an older version reads it (``without_provenance``)."""
+    return AcceptorState(promised=state.promised, accepted=_plain(state.accepted), committed=_plain(state.committed))
+
+
 def _b(b: Ballot) -> list[Any]:
     return [b.hlc, b.node]
 
 
 def _p(p: Proposal | None) -> list[Any] | None:
-    return None if p is None else [p.ballot.hlc, p.ballot.node, p.value]
+    if p is None:
+        return None
+    body = [p.ballot.hlc, p.ballot.node, p.value]
+    if p.origin is not None or p.after is not None:  # else the form older nodes read
+        body += [_ob(p.origin), _ob(p.after)]
+    return body
+
+
+def _ob(b: Ballot | None) -> list[Any] | None:
+    return None if b is None else _b(b)
 
 
 def _e(e: Electorate | None) -> list[Any]:
@@ -233,11 +290,14 @@ def _wire(msg: PaxosMsg) -> list[Any]:
         case Promise():
             return [_PROMISE, *head, _p(msg.accepted), _p(msg.committed), msg.current_hlc, msg.current]
         case Propose():
+            if msg.origin is not None:
+                return [_PROPOSE, *head, msg.value, *(_e(msg.electorate) or [None]), _b(msg.origin)]
             return [_PROPOSE, *head, msg.value, *_e(msg.electorate)]
         case Accepted():
             return [_ACCEPTED, *head]
         case Commit():
-            return [_COMMIT, *head, msg.value, msg.noop]
+            provenance = [] if msg.origin is None and msg.after is None else [_ob(msg.origin), _ob(msg.after)]
+            return [_COMMIT, *head, msg.value, msg.noop, *provenance]
         case CommitAck():
             return [_COMMIT_ACK, *head]
         case Nack():
@@ -281,13 +341,18 @@ def _ballot(x: object, what: str) -> Ballot:
     return Ballot(hlc=_int(x[0], what), node=_str(x[1], what))
 
 
+def _opt_ballot(x: object, what: str) -> Ballot | None:
+    return None if x is None else _ballot(x, what)
+
+
 def _proposal(x: object, what: str) -> Proposal | None:
     if x is None:
         return None
-    if type(x) is not list or len(x) != 3:
-        raise PaxosCodecError(f"{what}: expected [hlc, node, value] or nil")
+    if type(x) is not list or len(x) not in (3, 5):
+        raise PaxosCodecError(f"{what}: expected [hlc, node, value(, origin, after)] or nil")
     return Proposal(ballot=Ballot(hlc=_int(x[0], what), node=_str(x[1], what)),
-                    value=_value(x[2], what))
+                    value=_value(x[2], what), origin=_opt_ballot(x[3], what) if len(x) == 5 else None,
+                    after=_opt_ballot(x[4], what) if len(x) == 5 else None)
 
 
 def _unpack(data: bytes) -> list[Any]:
@@ -301,7 +366,7 @@ def _unpack(data: bytes) -> list[Any]:
 
 
 _LENGTHS: dict[int, tuple[int, ...]] = {  # the optional last field: an electorate, or a Nack's fenced
-    _PREPARE: (5, 6), _PROMISE: (9,), _PROPOSE: (6, 7), _ACCEPTED: (5,), _COMMIT: (7,), _COMMIT_ACK: (5,),
+    _PREPARE: (5, 6), _PROMISE: (9,), _PROPOSE: (6, 7, 8), _ACCEPTED: (5,), _COMMIT: (7, 9), _COMMIT_ACK: (5,),
     _NACK: (8, 9)}
 
 
@@ -340,14 +405,16 @@ def decode(data: bytes) -> PaxosMsg:
                        current_hlc=_int(body[7], "current hlc"), current=_value(body[8], "current"))
     if tag == _PROPOSE:
         return Propose(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"),
-                       electorate=_electorate(body, 6))
+                       electorate=None if len(body) == 8 and body[6] is None else _electorate(body, 6),
+                       origin=_ballot(body[7], "origin") if len(body) == 8 else None)
     if tag == _ACCEPTED:
         return Accepted(req=req, sender=sender, key=key, ballot=ballot)
     if tag == _COMMIT:
         if type(body[6]) is not bool:
             raise PaxosCodecError("commit noop: expected a boolean")
         return Commit(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"),
-                      noop=body[6])
+                      noop=body[6], origin=_opt_ballot(body[7], "origin") if len(body) == 9 else None,
+                      after=_opt_ballot(body[8], "after") if len(body) == 9 else None)
     if tag == _COMMIT_ACK:
         return CommitAck(req=req, sender=sender, key=key, ballot=ballot)
     # _NACK

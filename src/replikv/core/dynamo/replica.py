@@ -243,6 +243,7 @@ class Replica:
         self.batches = batches  # False: neither announces nor sends Puts / PutAcks (a node of an older version)
         self.batch_peers: set[str] = set()  # peers that announced FEATURE_PUTS since they last connected
         self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
+        self.provenance_peers: set[str] = set()  # peers that announced FEATURE_PROVENANCE since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
@@ -488,6 +489,8 @@ class Replica:
                     self.batch_peers.add(peer)
                 if self.batches and dm.FEATURE_ELECTORATE in msg.features:
                     self.electorate_peers.add(peer)
+                if self.batches and dm.FEATURE_PROVENANCE in msg.features:
+                    self.provenance_peers.add(peer)
                 if self.batches and dm.FEATURE_PUT_MUT in msg.features:
                     self.put_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
@@ -660,7 +663,7 @@ class Replica:
         while st.pos < len(st.keys):
             keys = st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]
             chunk = tuple((k, b) for k in keys if (b := self.store.key_blob(k)) is not None)
-            acceptors = self._acceptor_states(keys)
+            acceptors = self._acceptor_states(keys, st.target)
             if chunk or acceptors:
                 st.req = self._req()
                 st.deadline_us = now_us + self.coord.timeout_us
@@ -701,10 +704,14 @@ class Replica:
                 if isinstance(e, px.Persist):
                     out.append(Persist(entry=["px", e.key, pm.encode_state(e.state)]))
 
-    def _acceptor_states(self, keys: Iterable[bytes]) -> tuple[tuple[bytes, bytes], ...]:
-        """The encoded acceptor states of those of ``keys`` that have one."""
+    def _acceptor_states(self, keys: Iterable[bytes], target: str) -> tuple[tuple[bytes, bytes], ...]:
+        """The encoded acceptor states of those of ``keys`` that have one, as ``target`` reads them."""
         empty = pm.AcceptorState()
-        return tuple((k, pm.encode_state(st)) for k in keys if (st := self.acceptor.state(k)) != empty)
+        return tuple((k, self._state_for(target, st)) for k in keys if (st := self.acceptor.state(k)) != empty)
+
+    def _state_for(self, target: str, state: pm.AcceptorState) -> bytes:
+        """``state`` encoded for ``target``: without provenance to a node of an older version."""
+        return pm.encode_state(state if target in self.provenance_peers else pm.state_without_provenance(state))
 
     def _forward_to_targets(self, keys: list[bytes], out: list[Any]) -> None:
         for target, ranges in self.stream_ranges.items():
@@ -714,11 +721,12 @@ class Replica:
                 self.stats["keys_forwarded"] += len(fwd)
                 out.append(Send(to=target, msg=dm.Put(req=0, states=fwd)))
 
-    def _forward_acceptor(self, key: bytes, blob: bytes, out: list[Any]) -> None:
+    def _forward_acceptor(self, key: bytes, state: pm.AcceptorState, out: list[Any]) -> None:
         token = token_of(key)
         for target, ranges in self.stream_ranges.items():
             if target != self.node and any(token in r for r in ranges):
-                out.append(Send(to=target, msg=dm.Put(req=0, states=(), paxos=((key, blob),))))
+                out.append(Send(to=target, msg=dm.Put(req=0, states=(),
+                                                      paxos=((key, self._state_for(target, state)),))))
 
     def _replicates(self, states: tuple[tuple[bytes, bytes], ...]) -> bool:
         """Whether this node is among the write replicas of every key of ``states`` (in its view)."""
@@ -782,6 +790,7 @@ class Replica:
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
         self.batch_peers.discard(peer)  # it may come back as another version: it announces again
         self.electorate_peers.discard(peer)
+        self.provenance_peers.discard(peer)
         self.put_peers.discard(peer)
         for req, (node, _, _) in list(self.hint_sends.items()):
             if node == peer:
@@ -856,12 +865,14 @@ class Replica:
                     msg = e.msg
                     if isinstance(msg, (pm.Prepare, pm.Propose)) and e.to not in self.electorate_peers:
                         msg = replace(msg, electorate=None)  # an older version: it would drop it
+                    if e.to not in self.provenance_peers:
+                        msg = pm.without_provenance(msg)  # likewise
                     out.append(Send(to=e.to, msg=dm.Paxos(data=pm.encode(msg))))
             elif isinstance(e, px.Persist):
                 blob = pm.encode_state(e.state)
                 out.append(Persist(entry=["px", e.key, blob]))
                 if self.stream_ranges:  # a range streamed: the new owner learns the change too
-                    self._forward_acceptor(e.key, blob, out)
+                    self._forward_acceptor(e.key, e.state, out)
             elif isinstance(e, px.ApplyCommit):
                 self._apply_commit(e, now_ms, out)
             elif isinstance(e, px.Decide):
