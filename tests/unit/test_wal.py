@@ -778,6 +778,24 @@ def test_a_failed_background_fsync_fails_the_wal(tmp_path: Path, monkeypatch: py
     wal.close()
 
 
+def test_close_after_a_failed_background_fsync_does_not_fsync_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background fsync that failed and was never collected still fails the WAL at close:
+    after a failed fsync the kernel may have dropped the pages, so a second fsync's success
+    would say nothing (fsyncgate)."""
+    wal, _ = open_wal(tmp_path, fsync="everysec")
+    fill(wal, [1])
+    fsyncs = GatedFsync(monkeypatch)
+    fill(wal, [1])
+    fsyncs.error = OSError(errno.EIO, "Input/output error")
+    assert wal.sync_in_background() is not None and fsyncs.started.wait(10)
+    calls = fsyncs.calls
+    fsyncs.gate.set()
+    wal.close()
+    assert wal.failed is not None and fsyncs.calls == calls  # no fsync after the failed one
+
+
 def test_close_waits_for_a_background_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wal, _ = open_wal(tmp_path, fsync="everysec")
     fill(wal, [3])

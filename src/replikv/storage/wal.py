@@ -789,7 +789,12 @@ class WriteAheadLog:
         if self._bg_sync is not None:
             self.delayed_fsyncs += 1  # INFO aof_delayed_fsync, as Redis counts them
             return None
-        fd = os.dup(self._require_fd())  # the sync survives the segment's fd being closed meanwhile
+        try:
+            fd = os.dup(self._require_fd())  # the sync survives the segment's fd being closed meanwhile
+        except OSError as exc:  # out of descriptors: the next timer tick tries again
+            log.warning("WAL %s: everysec fsync put off (%s)", self.directory, exc)
+            self.delayed_fsyncs += 1
+            return None
         if self._syncer is None:
             self._syncer = ThreadPoolExecutor(1, thread_name_prefix="wal-sync")
         future = self._syncer.submit(_fsync_and_close, fd, self._fsync_delay_s)
@@ -818,8 +823,8 @@ class WriteAheadLog:
         if self._bg_sync is not None:
             try:
                 self._bg_sync.future.result()
-            except OSError:
-                pass  # close fsyncs again itself; that fsync's error is the one reported
+            except OSError as exc:  # fsyncgate: a later fsync's success would not mean the data is on disk
+                self._fail(exc)
             self._bg_sync = None
 
     def fsync_now(self) -> None:
