@@ -433,6 +433,23 @@ def test_a_follower_asks_again_after_silence_but_not_on_the_first_tick_after_its
     assert sync_requests(follower.tick(1500)) == 1
 
 
+def test_an_unanswered_sync_request_is_sent_again_after_a_doubling_wait_reset_once_the_leader_answers():
+    """Rule 4: 300 ms, then 600, 1,200, 2,400 and at most 4,800 ms between SyncRequests nobody
+    answers (each one a busy leader would answer by packing its window again); a leader heard
+    again starts the count over."""
+    net = Net(["n1", "n2"])
+    net.connect_all()
+    net.deliver()
+    follower = net.nodes["n2"]
+    follower.step(net.nodes["n1"]._heartbeat(), 100)  # heard at t=100
+    sent = [t for t in range(200, 15_000, 100) if sync_requests(follower.tick(t))]
+    assert sent == [400, 700, 1300, 2500, 4900, 9700, 14500]
+    follower.step(net.nodes["n1"]._heartbeat(), 14_550)  # the leader answers: in sync again
+    assert not follower.syncing
+    sent = [t for t in range(14_600, 16_000, 100) if sync_requests(follower.tick(t))]
+    assert sent == [14_900, 15_200, 15_800]
+
+
 def test_a_follower_receiving_a_full_resync_does_not_ask_again_meanwhile():
     net = Net(["n1", "n2"])
     net.connect_all()
