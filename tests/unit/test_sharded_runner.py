@@ -18,9 +18,6 @@ import msgpack
 import pytest
 
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
-from replikv.core.multiraft import codec as batch_codec
-from replikv.core.multiraft.messages import Batch
-from replikv.core.raft.messages import AppendEntries, AppendEntriesResponse
 from replikv.core.raft.node import Role
 from replikv.core.sharding import SlotMap
 from replikv.core.sharding.placement import parse_prefer_entry, prefer_entry
@@ -222,92 +219,3 @@ def test_info_stats_count_the_drains_that_had_raft_work(runner: ShardedRaftRunne
     _propose_everywhere(runner)
     runner._drain()
     assert runner.stats["drains"] == before + 1
-class _Loop:
-    """The calls a runner makes on its event loop, recorded; nothing runs until the test says."""
-
-    def __init__(self) -> None:
-        self.soon: list[Any] = []
-        self.later: list[tuple[float, Any]] = []
-
-    def call_soon(self, fn: Any) -> None:
-        self.soon.append(fn)
-
-    def call_later(self, delay: float, fn: Any) -> "_Timer":
-        timer = _Timer(fn)
-        self.later.append((delay, timer))
-        return timer
-
-    def run_soon(self) -> None:
-        soon, self.soon = self.soon, []
-        for fn in soon:
-            fn()
-
-
-class _Timer:
-    def __init__(self, fn: Any) -> None:
-        self.fn, self.cancelled = fn, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-def _follower_of_n2(directory: Path) -> tuple[ShardedRaftRunner, _Loop, int]:
-    """n1 of a 3-node cluster, its groups not yet led, and a group it now follows n2 in: an
-    AppendEntries of term 1 from n2 stepped in, with its drain scheduled as _on_frame does."""
-    nodes = {f"n{i}": NodeAddress(id=f"n{i}", host="127.0.0.1", port=10 * i, peer_port=10 * i + 1,
-                                  data_dir=str(directory / f"n{i}")) for i in (1, 2, 3)}
-    cfg = ClusterConfig(mode="raft", secret="s", initial_leader="n1", nodes=nodes,
-                        options=NodeOptions(shards=3, fsync="always"))
-    r = ShardedRaftRunner(cfg, "n1")
-    r.transport = _NoTransport()
-    loop = _Loop()
-    r.loop = loop  # type: ignore[assignment]
-    g = min(r.groups)
-    core = r.groups[g].core
-    last = core.log.last_index
-    ae = AppendEntries(term=core.term + 1, src=2, dst=1, prev_log_index=last,
-                       prev_log_term=core.log.term(last) or 0, leader_commit=0)
-    r.host.step(Batch(src=2, dst=1, msgs=((g, ae),)))
-    r._schedule()
-    return r, loop, g
-
-
-def _acks_sent(r: ShardedRaftRunner) -> list[Any]:
-    return [m for name, frame in r.transport.sent if name == "n2"  # type: ignore[attr-defined]
-            for _g, m in batch_codec.decode(frame[1:]).msgs if isinstance(m, AppendEntriesResponse)]
-
-
-def test_an_iteration_with_only_follower_work_is_held_then_carried_out_by_its_timer(tmp_path: Path) -> None:
-    """A leader's AppendEntries and nothing else: no drain at the end of the iteration (no WAL
-    write, no acknowledgement) but a timer of ``follower_hold_s``; the timer's drain persists the
-    new term, then acknowledges (core/raft/effects.py: persist before send)."""
-    r, loop, g = _follower_of_n2(tmp_path)
-    try:
-        loop.run_soon()
-        assert _acks_sent(r) == [] and r.groups[g].core.term == 0
-        assert [d for d, _t in loop.later] == [r.follower_hold_s] and r.stats["drains_held"] == 1
-        r._schedule()  # another follower-only iteration: the same timer, not a second one
-        loop.run_soon()
-        assert len(loop.later) == 1 and r.stats["drains_held"] == 1
-        loop.later[0][1].fn()
-        assert r.groups[g].core.term == 1 and r.groups[g].wal.hard["term"] == 1 and not r.node_log.pending
-        assert [a.success for a in _acks_sent(r)] == [True]
-    finally:
-        r.node_log.close()
-
-
-def test_a_held_follower_drain_goes_with_the_next_iteration_that_has_other_work(tmp_path: Path) -> None:
-    """Held follower work waits for no timer once a client write arrives: that iteration's one
-    drain carries both out (one WAL write) and the timer is cancelled."""
-    r, loop, g = _follower_of_n2(tmp_path)
-    try:
-        loop.run_soon()
-        assert _acks_sent(r) == []
-        other = max(r.groups)
-        r.pending.setdefault(other, []).append((msgpack.packb([0, False, [[b"SET", b"k", b"v"]]]), None, None, None))
-        r._schedule()
-        loop.run_soon()
-        assert [a.success for a in _acks_sent(r)] == [True] and r.groups[g].core.term == 1
-        assert loop.later[0][1].cancelled and r._held_drain is None
-    finally:
-        r.node_log.close()

@@ -181,8 +181,7 @@ class ShardedRaftRunner(BaseRunner):
         self.parked: dict[int, list[tuple[float, list[bytes], _Held, Callable[[_Held], None]]]] = {}
         self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
-                           "tick_stalls": 0, "drains": 0, "drains_held": 0})
-        self._held_drain: Any = None  # the timer of a drain held back (_drain_soon)
+                           "tick_stalls": 0, "drains": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
                  ",".join(str(g) for g in sorted(self.groups)))
 
@@ -829,41 +828,10 @@ class ShardedRaftRunner(BaseRunner):
         self._schedule()
 
     # -- the loop --------------------------------------------------------------------------------
-    # how long a drain holding only follower work may wait for leader work (_drain_soon); uvloop's
-    # timers count whole milliseconds, so 1 ms is the shortest wait that is not "next iteration"
-    follower_hold_s = 0.001
-
-    def _schedule(self) -> None:
-        """The end of this loop iteration runs ``_drain_soon`` (runtime/base.py ``_schedule``)."""
-        if not self._drain_scheduled and hasattr(self, "loop"):
-            self._drain_scheduled = True
-            self.loop.call_soon(self._drain_soon)
-
-    def _drain_soon(self) -> None:
-        """The scheduled drain. A loop iteration whose only work is a leader's AppendEntries or
-        heartbeats for groups this node follows (``GroupHost.follower_work_only``: no client
-        write or read, nothing for a group it leads) is held back up to ``follower_hold_s`` and
-        carried out with the next iteration that has other work, or by the timer: one drain, one
-        WAL write and one batch per peer for both, where a node that follows two groups' leaders
-        and leads a third otherwise ran a drain for each (BENCHMARKS.md, session 18, helper
-        sd18). Nothing is acknowledged before it is in the WAL: the held inputs wait in the host,
-        unanswered, and the drain that takes them persists before it sends (core/raft/effects.py)."""
-        if (self.follower_hold_s > 0 and not self.pending and not self.pending_reads and not self.disk_errors
-                and self.disk_error is None and self.host.follower_work_only()):
-            self._drain_scheduled = False
-            if self._held_drain is None:
-                self._held_drain = self.loop.call_later(self.follower_hold_s, self._drain)
-                self.stats["drains_held"] += 1
-            return
-        self._drain()
-
     def _drain(self) -> None:
         """Host inputs of this iteration, then its Ready: every Persist, each written WAL committed,
         then applies and replies, and only then the batches (core/multiraft/host.py contract)."""
         self._drain_scheduled = False
-        if self._held_drain is not None:  # a drain held back (_drain_soon): its inputs are taken now
-            self._held_drain.cancel()
-            self._held_drain = None
         host = self.host
         if self.disk_error is None:
             pending, self.pending = self.pending, {}

@@ -280,31 +280,3 @@ def test_which_messages_create_a_replica_on_demand() -> None:
     assert creates_replica(beat, 0) and not creates_replica(beat, 1)
     assert not creates_replica(RequestVote(term=3, src=2, dst=4, last_log_index=10, last_log_term=2), 0)
     assert not creates_replica(HeartbeatResponse(term=2, src=1, dst=4), 0)
-
-
-def test_follower_work_only_is_a_leaders_append_entries_for_a_followed_group_and_nothing_else() -> None:
-    """``follower_work_only`` (the driver may hold such a round back): true for a leader's
-    AppendEntries to a group the node follows; false once the round also has a proposal, an
-    acknowledgement for a group the node leads, or nothing at all."""
-    sim = make(3, 3)
-    g = next(iter(sim.placement))
-    leader = sim.leader(g)
-    assert leader is not None
-    lh = sim.hosts[leader]
-    assert lh is not None
-    lh.propose(g, [(b"set x 1", "x", None, None)])
-    batches = lh.ready().batches
-    b = batches[0]
-    fh = sim.hosts[b.dst]
-    assert fh is not None
-    assert not fh.follower_work_only()  # nothing gathered
-    fh.step(b)
-    assert fh.follower_work_only()
-    led = next(h for h in sim.placement if sim.leader(h) == b.dst)
-    fh.propose(led, [(b"set y 2", "y", None, None)])
-    assert not fh.follower_work_only()  # a proposal: leader work
-    acks = fh.ready().batches
-    assert not fh.follower_work_only()
-    ack = next(a for a in acks if a.dst == leader)
-    lh.step(ack)
-    assert not lh.follower_work_only()  # an acknowledgement for a group it leads

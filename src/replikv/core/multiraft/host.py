@@ -105,7 +105,6 @@ def creates_replica(msg: RaftMsg, tombstone: int) -> bool:
     return index >= tombstone
 
 _ACKS = (AppendEntriesResponse, HeartbeatResponse)
-_FROM_LEADERS = (AppendEntries, Heartbeat)
 
 
 @dataclass(slots=True)
@@ -277,28 +276,6 @@ class GroupHost:
         self._quiesce.clear()
         self._wake.clear()
         return out
-
-    def follower_work_only(self) -> bool:
-        """Is everything gathered since the last ``ready`` a leader's AppendEntries or Heartbeat
-        for a group this node follows, with nothing else waiting (no proposal, read, effect of a
-        direct call, batch to send, quiesce or wake)? Such a round only persists entries and
-        acknowledges them: a driver may hold it back, for a bounded time, and carry it out with
-        the next round that has leader work (runtime/sharded_raft.py ``_drain_soon``). Holding
-        inputs back only delays them, as a slow network would; nothing is answered before
-        ``ready`` and the driver's WAL write (core/raft/effects.py), so the rules are unchanged."""
-        inbox = self._inbox
-        if (not inbox or self._proposals or self._reads or self._effects or self._msgs or self._quiesce
-                or self._wake):
-            return False
-        groups = self.groups
-        for group, msgs in inbox.items():
-            raft = groups.get(group)
-            if raft is None or raft.role is not Role.FOLLOWER:
-                return False
-            for m in msgs:
-                if type(m) not in _FROM_LEADERS:
-                    return False
-        return True
 
     # -- internals -------------------------------------------------------------------------------
     def _settle(self) -> None:
