@@ -106,6 +106,9 @@ def test_every_node_serves_every_group_and_leaders_spread(tmp_path: Path) -> Non
         stats = c.client("n1").info("stats")
         assert int(stats["replikv_raft_messages_sent"]) >= 2 * 60
         assert int(stats["replikv_raft_batches_sent"]) > 0
+        # the driver's drains (loop iterations with Raft work): one at least per SET n1's group
+        # committed one at a time (its proposal's, then its acks' with the new commit)
+        assert int(stats["drains"]) >= 60
     finally:
         c.close()
 

@@ -208,3 +208,14 @@ def test_a_busy_group_does_not_keep_the_quiet_groups_log_forever(tmp_path: Path)
     assert _keys(again)[1] == _keys(again)[2] == [b"quiet"]
     assert b"busy4" in _keys(again)[0]
     again.node_log.close()
+
+
+def test_info_stats_count_the_drains_that_had_raft_work(runner: ShardedRaftRunner) -> None:
+    """``drains`` (INFO stats): loop iterations whose Ready carried effects or batches, the
+    figure BENCHMARKS.md divides by the SETs; a drain with nothing to do is not one."""
+    before = runner.stats["drains"]
+    runner._drain()  # nothing gathered
+    assert runner.stats["drains"] == before
+    _propose_everywhere(runner)
+    runner._drain()
+    assert runner.stats["drains"] == before + 1

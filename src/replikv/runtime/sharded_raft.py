@@ -181,7 +181,7 @@ class ShardedRaftRunner(BaseRunner):
         self.parked: dict[int, list[tuple[float, list[bytes], _Held, Callable[[_Held], None]]]] = {}
         self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
-                           "tick_stalls": 0})
+                           "tick_stalls": 0, "drains": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
                  ",".join(str(g) for g in sorted(self.groups)))
 
@@ -841,6 +841,8 @@ class ShardedRaftRunner(BaseRunner):
             for g, rs in reads.items():
                 host.read(g, rs)
         ready = host.ready()
+        if ready.groups or ready.batches:
+            self.stats["drains"] += 1  # a loop iteration with Raft work: INFO stats, per SET in BENCHMARKS.md
         written: set[int] = set()
         try:
             if self.disk_errors:
