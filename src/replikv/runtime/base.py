@@ -89,9 +89,8 @@ _CROSS_PROTOCOL = frozenset({b"POST", b"HOST:"})
 # INFO replikv_writes_held_by when the log kept in memory, not a follower, holds writers back
 LOG_HOLD = "max-log-bytes"
 DISK_RETRY_S = 1.0  # as Redis retries a failed AOF write once a second
-# a follower installing its leader's snapshot decodes it in slices (raft: this long), and answers reads
-# with LOADING meanwhile (Redis's reply while a replica loads the master's RDB; clients retry it)
-LOAD_SLICE_S = 0.01
+# a follower installing its leader's snapshot decodes it in slices and answers reads with LOADING
+# meanwhile (Redis's reply while a replica loads the master's RDB; clients retry it)
 LOADING = "LOADING replikv is loading the dataset in memory (a snapshot from the leader)"
 _BEFORE_AUTH = frozenset({"AUTH", "HELLO", "QUIT"})
 # What a pipelined read may run as one run (``BaseRunner.execute_batch``): the command's name
@@ -240,7 +239,7 @@ class BaseRunner:
                 try:
                     loop.call_soon_threadsafe(self._wal_synced)
                 except RuntimeError:
-                    pass  # the loop is closed: the WAL's close waited for this fsync and fsynced again
+                    pass  # the loop is closed: the WAL's close waited for this fsync
 
             future.add_done_callback(done)
 

@@ -78,7 +78,7 @@ from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
-from replikv.runtime.base import LOAD_SLICE_S, LOADING, BaseRunner, wall_ms
+from replikv.runtime.base import LOADING, BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.memory import return_freed_memory
@@ -126,6 +126,9 @@ def raft_id(name: str) -> int:
     if m is None or int(m.group(1)) == 0:
         raise ConfigError(f"raft mode needs node names ending in a number >= 1 (n1, n2, ...), got {name!r}")
     return int(m.group(1))
+
+
+LOAD_SLICE_S = 0.01  # how long a snapshot from the leader is decoded before the loop runs again (_load_step)
 
 
 class RaftRunner(BaseRunner):
