@@ -10,7 +10,8 @@ import pytest
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime.shipping_app import app_snapshot, restore_app, restore_app_steps, unpack_app
-from replikv.storage.snapshot import map_snapshot_file, release_pages, write_snapshot
+from replikv.storage import snapshot as snapshot_module
+from replikv.storage.snapshot import map_snapshot_file, releasing_pages, write_snapshot
 
 
 def machine(values: int, size: int) -> StateMachine:
@@ -63,19 +64,28 @@ def test_unpack_app_refuses_other_shapes(bad: bytes) -> None:
         unpack_app(bad)
 
 
-def test_a_mapped_full_resync_file_decoded_in_steps_with_its_pages_released_between_them(tmp_path: Path) -> None:
-    """As the leader-follower follower installs one (LeaderFollowerRunner._install_step): the
-    pages a step read are released before the next step reads on, and the result is whole."""
+def test_a_mapped_full_resync_file_decoded_in_steps_with_its_pages_released_between_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a follower installs one (storage/snapshot.py ``releasing_pages`` over
+    ``restore_app_steps``): the pages a step read are released before the next step reads on,
+    and once more at the end, and the result is whole."""
     sm = machine(200, 50_000)  # 10 MB: three load steps
     path = write_snapshot(tmp_path, 7, 1, app_snapshot([[1, 1]], sm))
     snap = map_snapshot_file(path)
     assert isinstance(snap.data, memoryview)
-    steps = restore_app_steps(snap.data)
+    released: list[object] = []
+    real = snapshot_module.release_pages
+    monkeypatch.setattr(snapshot_module, "release_pages", lambda view: (released.append(view.obj), real(view)))
+    steps = releasing_pages(restore_app_steps(snap.data), snap.data)
+    yielded = 0
     while True:
         try:
             next(steps)
         except StopIteration as done:
             restored, starts = done.value
             break
-        release_pages(snap.data)
+        yielded += 1
+        assert len(released) == yielded  # this step's pages went before the next step
+    assert yielded >= 3 and len(released) == yielded + 1
+    assert all(obj is snap.data.obj for obj in released)
     assert restored.data == sm.data and starts == [[1, 1]]

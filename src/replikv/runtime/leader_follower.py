@@ -56,7 +56,7 @@ from replikv.runtime.shipping_app import app_snapshot, replay, restore_app, rest
 from replikv.runtime.resp_server import OUT_FLUSH_BYTES, ClientConnection, Slot
 from replikv.storage.errors import CorruptSnapshotError, WalFailedError
 from replikv.storage.snapshot import (
-    SnapshotReader, SnapshotWriter, load_latest_snapshot, map_snapshot_file, release_pages, write_snapshot,
+    SnapshotReader, SnapshotWriter, load_latest_snapshot, map_snapshot_file, releasing_pages, write_snapshot,
 )
 
 log = logging.getLogger("replikv.node")
@@ -98,7 +98,6 @@ class LeaderFollowerRunner(BaseRunner):
         self.snapshot_meta: tuple[int, int, list[list[int]]] | None = None
         # a full resync's snapshot being decoded in steps (_install_step), and the peers' frames held meanwhile
         self._installing: Generator[None, None, tuple[StateMachine, list[list[int]]]] | None = None
-        self._install_data: memoryview | None = None
         self._held_frames: list[tuple[str, bytes]] = []
         self.failover_waiter: tuple[Slot, float] | None = None
         self.stats.update({"role_changes": 0, "promotions_to_leader": 0,
@@ -846,8 +845,7 @@ class LeaderFollowerRunner(BaseRunner):
         # reader sees the emptied state: reads get LOADING until the new one is in place.
         snap = map_snapshot_file(path, just_written=True)  # SnapshotWriter checksummed it as it wrote
         self.sm.clear()
-        self._install_data = snap.data
-        self._installing = restore_app_steps(snap.data)
+        self._installing = releasing_pages(restore_app_steps(snap.data), snap.data)
         self.loop.call_soon(self._install_step)
 
     @property
@@ -864,12 +862,11 @@ class LeaderFollowerRunner(BaseRunner):
         no snapshot or promotion starts, and the peers' frames are held, in order, and
         stepped once the snapshot is in place; each one tells the core the leader is
         answering (``snapshot_frame``), so no SyncRequest starts another full resync."""
-        steps, data = self._installing, self._install_data
-        assert steps is not None and data is not None and self.snapshot_meta is not None
+        steps = self._installing
+        assert steps is not None and self.snapshot_meta is not None
         self.stats["full_resync_install_slices"] += 1
         try:
             next(steps)  # one step (kv/dump.py LOAD_STEP_BYTES of the file) per slice
-            release_pages(data)
             self.loop.call_soon(self._install_step)
             return
         except StopIteration as done:
@@ -879,8 +876,7 @@ class LeaderFollowerRunner(BaseRunner):
             log.critical("node %s: cannot decode the snapshot at index %d from the leader", self.id,
                          self.snapshot_meta[0], exc_info=True)
             raise
-        release_pages(data)
-        self._installing = self._install_data = None
+        self._installing = None
         self.sm = sm
         return_freed_memory()  # the old data set's pages (runtime/memory.py)
         index, epoch, epoch_starts = self.snapshot_meta

@@ -58,7 +58,7 @@ from replikv.storage.files import private_dir
 from replikv.storage.meta import MetaStore
 from replikv.storage.node_log import GroupLog, NodeLog
 from replikv.storage.recovery import open_snapshot, open_storage, require_meta
-from replikv.storage.snapshot import SnapshotWriter, map_snapshot_file, release_pages, write_snapshot
+from replikv.storage.snapshot import SnapshotWriter, map_snapshot_file, release_pages, releasing_pages, write_snapshot
 from replikv.storage.wal import WriteAheadLog
 
 __all__ = ["SLOT_MOVE", "RaftGroup", "SlotMoves", "core_reply_error", "entry_keys", "move_entry"]
@@ -381,16 +381,7 @@ class RaftGroup:
         are released before the next (the file is read once, in order)."""
         self.sm.clear()
         fields = unpack_app(snap.data)
-        steps = restore_app_steps(fields, snap.index)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                sm, sessions = done.value
-                break
-            release_pages(snap.data)
-            yield
-        release_pages(snap.data)
+        sm, sessions = yield from releasing_pages(restore_app_steps(fields, snap.index), snap.data)
         self._set_state(fields, sm, sessions)
         self.applied = snap.index
 

@@ -44,8 +44,9 @@ import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Generator
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from crc32c import crc32c
 
@@ -56,6 +57,7 @@ from replikv.storage.files import write_all as _write_all
 __all__ = ["atomic_write_file", "fsync_directory"]  # re-exported for older imports
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SNAPSHOT_MAGIC = b"RKS1"
 _HEADER = struct.Struct("<4sIQQQ")
@@ -317,6 +319,22 @@ def release_pages(view: bytes | memoryview) -> None:
     base = view.obj if isinstance(view, memoryview) else None
     if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         base.madvise(mmap.MADV_DONTNEED)
+
+
+def releasing_pages(steps: Generator[None, None, T], data: bytes | memoryview) -> Generator[None, None, T]:
+    """``steps`` (a decode of ``data`` in steps, kv/dump.py ``load_steps``) with the pages of
+    ``data`` each step read released before the next step and at the end (``release_pages``):
+    a mapped snapshot file, read once in order, never counts whole in the RSS beside the data
+    set being built from it. Returns what ``steps`` returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            release_pages(data)
+            result: T = done.value
+            return result
+        release_pages(data)
+        yield
 
 
 def load_latest_snapshot(directory: str | Path, *, mapped: bool = False) -> Snapshot | None:
