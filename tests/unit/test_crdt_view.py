@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 from replikv.kv.crdt_view import _list_cmds
 
@@ -68,12 +70,34 @@ def _cmd(rng: random.Random) -> list[bytes]:
     ])
 
 
+def _concurrent_round(stores: dict[str, Any], views: dict[str, Any], seqs: dict[str, int], hlc: int,
+                      rng: random.Random, skip: float, make_cmd: Callable[[random.Random], list[bytes]]) -> int:
+    """One round of concurrent ops: each replica (but a ``skip`` share) makes one before any of
+    the others arrives, then every replica applies the round's ops in an order of its own, its
+    view kept by materialize. Returns the HLC after the round."""
+    from replikv.kv.crdt_view import materialize
+    from replikv.kv.crdt_writes import translate
+
+    batch = []
+    for n, store in stores.items():
+        if rng.random() < skip:
+            continue
+        muts, _ = translate(store, make_cmd(rng), 10**12, rng)
+        if muts:
+            seqs[n] += 1
+            hlc += 1
+            batch.append((n, seqs[n], hlc, dict(store.vv), muts))
+    for n, store in stores.items():
+        for op in rng.sample(batch, len(batch)):
+            materialize(store, views[n], store.apply(*op))
+    return hlc
+
+
 def test_incremental_views_equal_a_view_built_from_scratch() -> None:
     """Views kept by materialize after every op (the member/field hints at work,
     with concurrent ops and type conflicts) equal a view materialized whole."""
     from replikv.core.crdt.store import CrdtStore
     from replikv.kv.crdt_view import materialize
-    from replikv.kv.crdt_writes import translate
     from replikv.kv.state_machine import StateMachine
 
     rng = random.Random(11)
@@ -83,18 +107,7 @@ def test_incremental_views_equal_a_view_built_from_scratch() -> None:
     seqs = dict.fromkeys(names, 0)
     hlc = 0
     for _ in range(400):
-        batch = []
-        for n in names:  # concurrent ops: each made before any of the others arrives
-            if rng.random() < 0.3:
-                continue
-            muts, _ = translate(stores[n], _cmd(rng), 10**12, rng)
-            if muts:
-                seqs[n] += 1
-                hlc += 1
-                batch.append((n, seqs[n], hlc, dict(stores[n].vv), muts))
-        for n in names:
-            for op in rng.sample(batch, len(batch)):
-                materialize(stores[n], views[n], stores[n].apply(*op))
+        hlc = _concurrent_round(stores, views, seqs, hlc, rng, 0.3, _cmd)
         for n in names:
             fresh = StateMachine()
             materialize(stores[n], fresh, list(stores[n].keys()))
@@ -190,8 +203,6 @@ def test_string_keys_view_equals_store_visible() -> None:
     a key with concurrent TTLs) and absence, over concurrent SET/INCR/DEL/type changes, checked
     against ``visible`` itself rather than against another materialize."""
     from replikv.core.crdt.store import CrdtStore
-    from replikv.kv.crdt_view import materialize
-    from replikv.kv.crdt_writes import translate
     from replikv.kv.state_machine import StateMachine
 
     rng = random.Random(5)
@@ -201,26 +212,17 @@ def test_string_keys_view_equals_store_visible() -> None:
     seqs = dict.fromkeys(names, 0)
     hlc = 0
     shapes = {"short": 0, "ttl": 0}
+    def string_cmd(rng: random.Random) -> list[bytes]:
+        k = rng.choice([b"k1", b"k2", b"k3", b"k4"])
+        v = rng.choice([b"x", b"y", b"7"])
+        return rng.choice([
+            [b"SET", k, v], [b"SET", k, v], [b"SET", k, v, b"PX", b"100000"],
+            [b"SET", k, v, b"KEEPTTL"], [b"PEXPIRE", k, b"50000"], [b"PERSIST", k],
+            [b"INCR", k], [b"DEL", k], [b"SADD", k, v],
+        ])
+
     for _ in range(600):
-        batch = []
-        for n in names:
-            if rng.random() < 0.4:
-                continue
-            k = rng.choice([b"k1", b"k2", b"k3", b"k4"])
-            v = rng.choice([b"x", b"y", b"7"])
-            cmd = rng.choice([
-                [b"SET", k, v], [b"SET", k, v], [b"SET", k, v, b"PX", b"100000"],
-                [b"SET", k, v, b"KEEPTTL"], [b"PEXPIRE", k, b"50000"], [b"PERSIST", k],
-                [b"INCR", k], [b"DEL", k], [b"SADD", k, v],
-            ])
-            muts, _ = translate(stores[n], cmd, 10**12, rng)
-            if muts:
-                seqs[n] += 1
-                hlc += 1
-                batch.append((n, seqs[n], hlc, dict(stores[n].vv), muts))
-        for n in names:
-            for op in rng.sample(batch, len(batch)):
-                materialize(stores[n], views[n], stores[n].apply(*op))
+        hlc = _concurrent_round(stores, views, seqs, hlc, rng, 0.4, string_cmd)
         for n in names:
             store, view = stores[n], views[n]
             for key in (b"k1", b"k2", b"k3", b"k4"):

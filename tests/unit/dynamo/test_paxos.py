@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import msgpack
 import pytest
@@ -396,6 +397,13 @@ def _preempted_after(p: PaxosProposer, accepted: tuple[str, ...]) -> tuple[Ballo
     return b, high
 
 
+def _promises_showing(p: PaxosProposer, ballot: Ballot, commit: Proposal) -> list[Any]:
+    """A quorum's promises (b and c) for ``ballot`` showing ``commit`` as the newest, its value
+    the key's current one: what the proposer does with them."""
+    p.step(_promise("b", ballot, committed=commit, current_hlc=commit.ballot.hlc, current=commit.value))
+    return p.step(_promise("c", ballot, committed=commit, current_hlc=commit.ballot.hlc, current=commit.value))
+
+
 def _next_prepare(p: PaxosProposer) -> Ballot:
     for _ in range(100):
         out = p.tick()
@@ -441,8 +449,7 @@ def test_held_change_behind_a_newer_commit_is_preempted(after: Ballot | None) ->
     b, high = _preempted_after(p, accepted=("a",))
     b2 = _next_prepare(p)
     theirs = Proposal(ballot=high, value=b"w", origin=None if after is None else high, after=after)
-    p.step(_promise("b", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
-    out = p.step(_promise("c", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
+    out = _promises_showing(p, b2, theirs)
     assert out == [Done(outcome=Preempted(accepted=1, maybe_accepted=0))]
 
 
@@ -453,8 +460,7 @@ def test_held_change_finished_by_a_rival_round_is_reported_chosen() -> None:
     b, high = _preempted_after(p, accepted=("a",))
     b2 = _next_prepare(p)
     theirs = Proposal(ballot=high, value=b"v", origin=b, after=ZERO_BALLOT)
-    p.step(_promise("b", b2, committed=theirs, current_hlc=high.hlc, current=b"v"))
-    out = p.step(_promise("c", b2, committed=theirs, current_hlc=high.hlc, current=b"v"))
+    out = _promises_showing(p, b2, theirs)
     assert out == [Done(outcome=Chosen(key=K, ballot=high, previous=None, value=b"v"))]
 
 
@@ -466,8 +472,7 @@ def test_held_change_whose_instance_was_closed_with_another_value_is_decided_aga
     b, high = _preempted_after(p, accepted=("a",))
     b2 = _next_prepare(p)
     theirs = Proposal(ballot=high, value=b"w", origin=high, after=ZERO_BALLOT)
-    p.step(_promise("b", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
-    out = p.step(_promise("c", b2, committed=theirs, current_hlc=high.hlc, current=b"w"))
+    out = _promises_showing(p, b2, theirs)
     assert out == [Decide(key=K, current=b"w")]
     out = p.decided(b"w")  # a failed CAS: now an ordinary no-op, the held proposal is dead
     for n in ("b", "c"):
