@@ -45,11 +45,17 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      hide a chosen value.)
    - ``Decide(current)``: the caller answers ``decided(value)``. EVERY round
      proposes something: a failed CAS or a SERIAL read proposes the current
-     value unchanged, so its result is linearized at its own commit, which
-     closes the instance: no older proposal it did not see (accepted by a
-     minority outside its quorum) can be completed after it answered.
-     Cassandra skipped that proposal and its failed CAS and serial reads were
-     not linearizable (CASSANDRA-12126, fixed by committing an empty update).
+     value unchanged (Cassandra skipped that proposal, CASSANDRA-12126, fixed
+     by committing an empty update). Such a no-op's commit is not recorded
+     (nothing changed), so it does not close the instance for good: a
+     proposal accepted only outside the round's quorums (a delayed Propose)
+     can still be finished by a later round after the read answered. That
+     is still linearizable: the proposal's ballot is below this round's, so
+     its operation won its promises before this round's promise quorum
+     formed (a quorum there refuses lower ballots afterwards), and it is
+     unanswered or answered "may still be applied" (a proposer that may
+     have left its change at an acceptor holds it until a recorded commit
+     settles it, below); so it is linearized after the read.
 3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
    acks -> ``Done(Chosen(...))``.
    Refusals while proposing: when the proposal is the caller's change (not a
@@ -82,8 +88,8 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      of an older version): ``Preempted`` (the change may still be applied),
      as before; also when the rounds run out while holding it.
    Provenance: a Propose carries the ballot that decided its value (a round
-   finishing an accepted proposal keeps that proposal's), and a Commit that
-   and the newest commit its round saw; acceptors keep both with the accepted
+   finishing an accepted proposal keeps that proposal's), and a Commit carries
+   that ballot (``origin``) and the newest commit its round saw (``after``); acceptors keep both with the accepted
    proposal and the commit. Why ``after`` = the held change's is a proof: the
    committing round saw that commit as the newest and nothing newer in
    progress, so its value is the first chosen after it, or a copy (same
