@@ -73,6 +73,30 @@ def test_two_nodes_authenticate_and_exchange_frames() -> None:
     run(main)
 
 
+def test_part_of_a_large_frame_arriving_is_reported_with_its_sender_before_the_frame() -> None:
+    """``on_receiving``: a frame of 16 MiB reaches the other end in many reads; each read that
+    leaves part of it outstanding names the sender (the leader-follower follower counts it as
+    hearing its leader, so it does not ask for the window again while the frame is on its way)."""
+    async def main() -> None:
+        p1, p2 = free_ports(2)
+        ports = {"n1": p1, "n2": p2}
+        events: list[tuple[str, str]] = []
+        a = Node("n1", ports)
+        b = Node("n2", ports, on_receiving=lambda peer: events.append(("part", peer)))
+        b.t.on_frame = lambda peer, payload: events.append(("frame", peer))
+        await a.t.start()
+        await b.t.start()
+        await until(lambda: a.t.connected("n2") and b.t.connected("n1"), what="both directions")
+        assert a.t.send("n2", b"x" * (16 << 20))
+        await until(lambda: ("frame", "n1") in events, what="the large frame")
+        parts = events[:events.index(("frame", "n1"))]
+        assert parts and set(parts) == {("part", "n1")}
+        assert events[-1] == ("frame", "n1")  # nothing outstanding once it is whole
+        await a.t.stop()
+        await b.t.stop()
+    run(main)
+
+
 def test_losing_the_accepted_connection_we_send_on_is_a_disconnect() -> None:
     """n1 cannot dial n2 (a wrong address), so it answers n2 over n2's connection; when that
     one closes, what n1 had in flight on it is lost: n1 is told, as when its own dial drops

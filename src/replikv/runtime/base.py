@@ -170,7 +170,7 @@ class BaseRunner:
         self.transport = PeerTransport(
             self.id, self.address.host, self.address.peer_port, peers, self.config.secret,
             on_frame=self._on_frame, on_connected=on_peer_connected,
-            on_disconnected=self._on_peer_disconnected,
+            on_disconnected=self._on_peer_disconnected, on_receiving=self.peer_receiving,
             max_frame_bytes=opts.max_bulk_len + 64 * 1024 * 1024,
             ssl_server=peer_tls[0], ssl_client=peer_tls[1], peer_delay_ms=opts.peer_delay_ms,
             peer_jitter_ms=opts.peer_jitter_ms, link_delays=opts.link_delays(self.id),
@@ -294,6 +294,9 @@ class BaseRunner:
     # the peer transport holds the frames sent in a loop iteration and writes each peer's in one
     # write at its end (runtime/tcp_transport.py, coalescing): the sharded raft mode's many groups
     coalesce_peer_frames = False
+    # called when part of a peer's frame arrived and the rest is on its way (the transport's
+    # on_receiving); None: the mode does not need to know
+    peer_receiving: Callable[[str], None] | None = None
 
     def _schedule(self) -> None:
         """Run the mode's ``_drain`` once at the end of this loop iteration (raft: one core call

@@ -639,6 +639,11 @@ class LeaderFollowerRunner(BaseRunner):
             if self.transport.connected(peer):
                 self._run(self.core.peer_connected(peer))
 
+    def peer_receiving(self, peer: str) -> None:
+        """Part of a frame from ``peer`` arrived: if it is the leader, it is answering
+        (core rule 4, ``ShippingNode.receiving``)."""
+        self.core.receiving(peer, _ms())
+
     def _on_peer_disconnected(self, peer: str) -> None:
         self._run(self.core.peer_disconnected(peer))
         if peer == self.core.leader:

@@ -92,6 +92,7 @@ class _FrameProtocol(asyncio.Protocol):
         self.held_bytes = 0
         self.sealer: FrameSealer | None = None
         self.opener: FrameOpener | None = None
+        self.peer_id: str | None = None  # the node at the other end, once known (the handshake)
         self._timeout: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,6 +149,9 @@ class _FrameProtocol(asyncio.Protocol):
             view.release()  # the buffer cannot be resized while a view of it exists
             if pos:
                 del buf[:pos]
+        receiving = self.owner.on_receiving
+        if buf and receiving is not None and self.opener is not None and not self.closed:
+            receiving(self.peer_id)  # type: ignore[arg-type]
 
     def handshake_frame(self, payload: bytes) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -207,7 +211,6 @@ class _Inbound(_FrameProtocol):
     def __init__(self, owner: "PeerTransport") -> None:
         super().__init__(owner)
         self.nonce = os.urandom(NONCE_BYTES)
-        self.peer_id: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -276,6 +279,8 @@ class _Inbound(_FrameProtocol):
 class _Outbound(_FrameProtocol):
     """A dialed connection: prove ourselves, check the acceptor, then send."""
 
+    peer_id: str  # known before dialing
+
     def __init__(self, owner: "PeerTransport", peer_id: str) -> None:
         super().__init__(owner)
         self.peer_id = peer_id
@@ -343,6 +348,8 @@ class PeerTransport:
 
     Callbacks run on the event loop: ``on_frame(peer_id, payload)``,
     ``on_connected(peer_id)`` (an outbound connection is authenticated),
+    ``on_receiving(peer_id)`` if given (part of a frame from the peer arrived and
+    the rest has not yet: a large frame on its way, the sender still talking),
     ``on_disconnected(peer_id)`` (our outbound connection closed, or the accepted
     one we were sending on: frames in flight to the peer may be lost; it may be
     called twice for one outage).
@@ -350,7 +357,8 @@ class PeerTransport:
 
     def __init__(self, node_id: str, host: str, port: int, peers: dict[str, tuple[str, int]], secret: str, *,
                  on_frame: Callable[[str, bytes], None], on_connected: Callable[[str], None],
-                 on_disconnected: Callable[[str], None], max_frame_bytes: int = 600 * 1024 * 1024,
+                 on_disconnected: Callable[[str], None], on_receiving: Callable[[str], None] | None = None,
+                 max_frame_bytes: int = 600 * 1024 * 1024,
                  max_buffer_bytes: int = 256 * 1024 * 1024, handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
                  max_unauthenticated: int = MAX_UNAUTHENTICATED, ssl_server: ssl.SSLContext | None = None,
                  ssl_client: ssl.SSLContext | None = None, peer_delay_ms: int = 0, peer_jitter_ms: int = 0,
@@ -363,6 +371,7 @@ class PeerTransport:
         self.on_frame = on_frame
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
+        self.on_receiving = on_receiving
         self.max_frame_bytes = max_frame_bytes
         self.max_buffer_bytes = max_buffer_bytes
         self.handshake_timeout_s = handshake_timeout_s

@@ -464,6 +464,30 @@ def test_a_follower_receiving_a_full_resync_does_not_ask_again_meanwhile():
     assert sync_requests(follower.tick(2200)) == 1  # 350 ms of silence again: ask
 
 
+def test_a_follower_receiving_part_of_a_frame_from_its_leader_does_not_ask_again_meanwhile():
+    """Rule 4: a catch-up frame of tens of MB takes longer than sync_retry_ms to arrive on a busy
+    machine; while its bytes keep coming the leader is answering, and a SyncRequest sent then had
+    it pack and send its window again. Bytes from another peer say nothing about the leader."""
+    net = Net(["n1", "n2", "n3"])
+    net.connect_all()
+    net.deliver()
+    follower = net.nodes["n2"]
+    follower.step(net.nodes["n1"]._heartbeat(), 100)
+    for t in range(200, 2000, 100):  # a large frame from the leader, arriving bit by bit
+        follower.receiving("n1", t - 50)
+        follower.receiving("n3", t - 50)
+        assert sync_requests(follower.tick(t)) == 0
+    assert follower.last_heard_ms == 100  # staleness still counts from the last whole message
+    assert sync_requests(follower.tick(2000)) == 0
+    assert sync_requests(follower.tick(2100)) == 0
+    assert sync_requests(follower.tick(2200)) == 1  # 350 ms without a byte from the leader: ask
+    asked = []
+    for t in range(2300, 4000, 100):  # only another peer keeps sending: that is no answer
+        follower.receiving("n3", t - 50)
+        asked += [t] * sync_requests(follower.tick(t))
+    assert asked == [2500, 3100]  # an unanswered SyncRequest's waits: 300, then 600 ms
+
+
 def appended(n: ShippingNode, first: int, keys: list[str], epoch: int = 1) -> m.Append:
     """An Append of ``keys`` numbered from ``first``, as the leader of ``epoch`` sends it."""
     packed = msgpack.packb([[epoch, [[b"SET", k.encode(), b"v"]]] for k in keys])

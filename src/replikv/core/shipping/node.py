@@ -29,7 +29,8 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    connection nothing is lost, and every needless one had a busy leader
    reset the follower's progress and pack and send its catch-up window
    again, which kept it busier (a queue of 700 SyncRequests, each packing
-   32 MB, under 64 KiB writes at load 20: issue 15). A dropped connection
+   32 MB, under 64 KiB writes at load 20: issue 15). None is sent while
+   part of a frame from the leader keeps arriving (``receiving``). A dropped connection
    clears ``syncing`` (``peer_disconnected``) and starts over at once.
 5. Flow control: at most ``window_entries`` unacknowledged entries and
    ``window_bytes`` unacknowledged bytes (one frame always goes, however
@@ -203,6 +204,7 @@ class ShippingNode:
         # follower lag: (leader_last_index, received_ms) marks not yet applied
         self._lag_marks: list[tuple[int, int]] = []
         self.last_heard_ms = -1         # follower: last message from the leader
+        self.receiving_ms = -1          # follower: when part of a frame from the leader last arrived
         self._last_tick_ms = -1         # when tick was last called (a later one may follow a stall)
         # leader lag: (first_index, appended_ms) of recent batches
         self._append_marks: list[tuple[int, int]] = []
@@ -608,6 +610,17 @@ class ShippingNode:
         after it, and started a second, needless, full resync)."""
         self.last_heard_ms = now_ms
 
+    def receiving(self, peer: str, now_ms: int) -> None:
+        """Follower: part of a frame from ``peer`` arrived, the rest is on its way (the
+        transport's ``on_receiving``). From the leader, that is the leader answering: no
+        SyncRequest is sent again meanwhile (rule 4). A catch-up frame holds up to
+        ``window_bytes`` (tens of MB under 64 KiB values) and can take longer than
+        ``sync_retry_ms`` to arrive on a busy machine; each SyncRequest sent meanwhile had the
+        leader pack and send its window again. Staleness (``last_heard_ms``) does not move:
+        a frame still arriving is not data this follower holds."""
+        if peer == self.leader and self.role == FOLLOWER:
+            self.receiving_ms = now_ms
+
     def snapshot_installed(self, index: int, epoch: int, epoch_starts: list[list[int]]) -> list[Effect]:
         """The driver installed a snapshot at ``index``: the log restarts there."""
         self.log.reset(index, epoch, epoch_starts)
@@ -646,7 +659,7 @@ class ShippingNode:
         self.now_ms = now_ms
         effects = self._broadcast_hello()
         if (self.role == FOLLOWER and self.leader and self.leader != self.id and not stalled
-                and now_ms - max(self.last_heard_ms, self.sync_sent_ms) >= self._sync_wait_ms()):
+                and now_ms - max(self.last_heard_ms, self.sync_sent_ms, self.receiving_ms) >= self._sync_wait_ms()):
             effects += self._request_sync()
         if self.role == LEADER:
             heartbeat = self._heartbeat()
