@@ -260,7 +260,7 @@ def from_wire(parts: Any) -> RaftMsg:
     spec = _SETTERS[cls]
     if len(parts) - 1 != len(spec):
         raise ValueError(f"{cls.__name__} frame has {len(parts) - 1} fields, expected {len(spec)}")
-    msg = _new_object(cls)
+    msg: RaftMsg = _new_object(cls)
     for (kind, what, setter), v in zip(spec, parts[1:]):  # noqa: B905 - lengths checked above
         if kind == "uint":
             if type(v) is not int or v < 0:
@@ -271,7 +271,7 @@ def from_wire(parts: Any) -> RaftMsg:
         else:
             v = _in(kind, v, what)
         setter(msg, v)
-    return msg  # type: ignore[no-any-return]
+    return msg
 
 
 _new_object = object.__new__
