@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from replikv.core.multiraft import codec
 from replikv.core.multiraft.messages import Batch, Quiesce
+from replikv.core.raft import codec as raft_codec
 from replikv.core.raft.messages import AppendEntries, Heartbeat, HeartbeatResponse, RequestVote, normal_entry
 
 
@@ -62,3 +63,27 @@ def test_mutated_frames_decode_or_raise_value_error() -> None:
             codec.decode(bytes(b))
         except ValueError:
             pass
+
+
+def test_messages_are_embedded_unpacked_so_a_batch_is_packed_once() -> None:
+    """Each Raft message travels as its wire list inside the batch (one pack, one unpack per
+    frame), not as bytes packed on their own and again in the batch."""
+    b = sample()
+    parts = msgpack.unpackb(codec.encode(b), raw=False)
+    assert [item for item in parts[3]] == [[g, raft_codec.to_wire(m)] for g, m in b.msgs]
+    assert all(type(wire) is list for _g, wire in parts[3])
+
+
+def test_the_older_form_from_a_peer_not_yet_upgraded_still_decodes() -> None:
+    b = sample()
+    old = msgpack.packb([b.src, b.dst, b.incarnation, [[g, raft_codec.encode(m)] for g, m in b.msgs],
+                         [[q.group, q.term, q.last_index, q.commit] for q in b.quiesce], list(b.wake)],
+                        use_bin_type=True)
+    assert codec.decode(old) == b
+
+
+@pytest.mark.parametrize("item", [[1, 5], [1, None], [1, []], [1, [99, 1, 1, 2]], [1, [8, -1, 1, 2]],
+                                  [True, [8, 1, 1, 2]], [1 << 31, [8, 1, 1, 2]], [1, b"junk"], [1, [8, 1, 1, 2], 3]])
+def test_a_bad_embedded_message_is_a_value_error(item: list[object]) -> None:
+    with pytest.raises(ValueError):
+        codec.decode(msgpack.packb([1, 2, 0, [item], [], []]))

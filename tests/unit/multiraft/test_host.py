@@ -107,6 +107,75 @@ def test_a_rounds_acks_and_proposals_reach_the_core_in_one_call_one_append_entri
     assert lh.groups[g].log.commit == x_index
 
 
+def _committed_without_a_new_proposal(sim: ShardedSim) -> tuple[int, GroupHost, int, list[int]]:
+    """One group on 3 nodes: an entry replicated and both acks stepped into the leader, no new
+    proposal: its next ``ready`` advances the commit with nothing new to send (a notice is due)."""
+    g = next(iter(sim.placement))
+    leader = sim.leader(g)
+    assert leader is not None
+    lh = sim.hosts[leader]
+    assert lh is not None
+    lh.propose(g, [(b"set x 1", "x", None, None)])
+    acks = []
+    for b in lh.ready().batches:
+        fh = sim.hosts[b.dst]
+        assert fh is not None
+        fh.step(b)
+        acks += fh.ready().batches
+    for b in acks:
+        lh.step(b)
+    return g, lh, lh.groups[g].log.last_index, sorted(b.src for b in acks)
+
+
+def test_commit_notices_are_held_and_dropped_when_the_groups_next_append_entries_carries_the_commit() -> None:
+    """module doc: the empty AppendEntries a commit sends each follower waits; the group's next
+    AppendEntries to the follower carries the commit index, so the notice never leaves."""
+    sim = make(3, 1)
+    g, lh, x_index, followers = _committed_without_a_new_proposal(sim)
+    held, dropped = lh.stats["notices_held"], lh.stats["notices_dropped"]
+    assert all(not any(grp == g for grp, _m in b.msgs) for b in lh.ready().batches)  # held, not sent
+    assert lh.groups[g].log.commit == x_index
+    assert lh.stats["notices_held"] == held + 2
+    lh.propose(g, [(b"set y 2", "y", None, None)])
+    sent = {b.dst: [m for grp, m in b.msgs if grp == g] for b in lh.ready().batches}
+    assert sorted(sent) == followers
+    for msgs in sent.values():
+        assert len(msgs) == 1 and isinstance(msgs[0], AppendEntries)
+        assert [e.data for e in msgs[0].entries] == [b"set y 2"] and msgs[0].leader_commit == x_index
+    assert lh.stats["notices_dropped"] == dropped + 2
+
+
+def test_commit_notices_leave_at_the_next_tick_and_the_followers_apply() -> None:
+    sim = make(3, 1)
+    g, lh, x_index, followers = _committed_without_a_new_proposal(sim)
+    assert all(not b.msgs for b in lh.ready().batches)
+    lh.tick()
+    batches = [b for b in lh.ready().batches if b.msgs]
+    assert sorted(b.dst for b in batches) == followers
+    for b in batches:
+        notice = b.msgs[0][1]
+        assert isinstance(notice, AppendEntries) and not notice.entries and notice.leader_commit == x_index
+        fh = sim.hosts[b.dst]
+        assert fh is not None
+        fh.step(b)
+        fh.ready()
+        assert fh.groups[g].log.commit == fh.groups[g].log.applied == x_index
+
+
+def test_commit_notices_go_before_a_later_message_of_their_group() -> None:
+    """A ReadIndex round's heartbeat to a follower holding a notice: the notice leaves first, in
+    the same batch (per group and follower, the order the core sent in)."""
+    sim = make(3, 1)
+    g, lh, x_index, followers = _committed_without_a_new_proposal(sim)
+    assert all(not b.msgs for b in lh.ready().batches)  # the acks: the commit, its notices held
+    lh.read(g, [("r", False)])
+    sent = {b.dst: [m for grp, m in b.msgs if grp == g] for b in lh.ready().batches}
+    for d in followers:
+        kinds = [type(m).__name__ for m in sent[d]]
+        assert kinds == ["AppendEntries", "Heartbeat"], kinds
+        assert sent[d][0].leader_commit == x_index  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("seed", range(1, 9))
 def test_the_groups_of_a_dead_node_get_new_leaders_within_two_election_timeouts(seed: int) -> None:
     sim = make(6, 60, seed)

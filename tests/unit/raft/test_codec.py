@@ -136,3 +136,21 @@ def test_random_bytes_raise_only_value_error() -> None:
         # whatever decodes is a well-formed message: it survives a round trip unchanged
         assert codec.decode(codec.encode(msg)) == msg
     assert outcomes["refused"] > 1000 and outcomes["decoded"] > 10, outcomes
+
+
+@pytest.mark.parametrize("msg", EVERY_MESSAGE, ids=lambda m: type(m).__name__)
+def test_wire_list_round_trips_and_is_what_encode_packs(msg: object) -> None:
+    """``to_wire`` / ``from_wire``: the unpacked form a container (the multi-group batch) embeds;
+    ``encode`` is exactly its packing, so both forms are one format."""
+    wire = codec.to_wire(msg)  # type: ignore[arg-type]
+    assert msgpack.packb(wire, use_bin_type=True) == codec.encode(msg)  # type: ignore[arg-type]
+    assert codec.from_wire(msgpack.unpackb(msgpack.packb(wire), raw=False)) == msg
+
+
+def test_from_wire_refuses_what_decode_refuses() -> None:
+    for frame in [msgpack.packb([8, -1, 1, 2]), msgpack.packb([1, 3, 1, 2, 1, False]), msgpack.packb([])]:
+        with pytest.raises(ValueError):
+            codec.from_wire(msgpack.unpackb(frame))
+    for parts in ["x", None, [None], {"a": 1}]:
+        with pytest.raises(ValueError):
+            codec.from_wire(parts)

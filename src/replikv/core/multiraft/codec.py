@@ -1,20 +1,28 @@
 """The wire form of a ``Batch`` (messages.py) between two nodes' group hosts.
 
-``msgpack [src, dst, incarnation, [[group, raft message bytes], ...],
+``msgpack [src, dst, incarnation, [[group, raft message], ...],
 [[group, term, last_index, commit], ...], [group, ...]]``; each Raft message is
-in the Raft codec's own form (core/raft/codec.py), so a batch decodes with the
-same validation as a single message. ``decode`` raises ``ValueError`` for
-anything malformed (a peer speaking garbage loses its frame, never the node).
+the Raft codec's wire list (``raft_codec.to_wire``), embedded as it is, so the
+whole batch is packed once and unpacked once, and decodes with the same
+validation as a single message (``raft_codec.from_wire``). Before session 19 a
+message was packed on its own and its bytes packed again inside the batch (and
+unpacked twice on the way in); ``decode`` still takes that form, ``[group,
+raft message bytes]``, from a peer running the older code. ``decode`` raises
+``ValueError`` for anything malformed (a peer speaking garbage loses its frame,
+never the node).
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import msgpack
 
+from replikv.core.invariant import invariant
 from replikv.core.multiraft.messages import Batch, Quiesce
 from replikv.core.raft import codec as raft_codec
+from replikv.core.raft.codec import from_wire, to_wire
 
 __all__ = ["decode", "encode"]
 
@@ -24,7 +32,7 @@ MAX_GROUP = 1 << 31
 def encode(b: Batch) -> bytes:
     out: bytes = msgpack.packb([
         b.src, b.dst, b.incarnation,
-        [[g, raft_codec.encode(m)] for g, m in b.msgs],
+        [[g, to_wire(m)] for g, m in b.msgs],
         [[q.group, q.term, q.last_index, q.commit] for q in b.quiesce],
         list(b.wake),
     ], use_bin_type=True)
@@ -34,6 +42,12 @@ def encode(b: Batch) -> bytes:
 def _uint(v: Any, what: str, limit: int = 1 << 63) -> int:
     if type(v) is not int or not 0 <= v < limit:
         raise ValueError(f"{what} must be a non-negative integer, got {v!r:.40}")
+    return v
+
+
+def _bytes(v: Any) -> bytes:
+    if type(v) is not bytes:
+        raise ValueError("a batched message is a wire list or, from an older peer, bytes")
     return v
 
 
@@ -53,9 +67,13 @@ def decode(frame: bytes) -> Batch:
     src, dst, inc, msgs, quiesce, wake = parts
     out_msgs = []
     for item in _list(msgs, "batch messages"):
-        if type(item) is not list or len(item) != 2 or type(item[1]) is not bytes:
-            raise ValueError("a batched message is [group, bytes]")
-        out_msgs.append((_uint(item[0], "group", MAX_GROUP), raft_codec.decode(item[1])))
+        if type(item) is not list or len(item) != 2:
+            raise ValueError("a batched message is [group, message]")
+        group, wire = item
+        if type(group) is not int or not 0 <= group < MAX_GROUP:
+            raise ValueError(f"group must be a non-negative integer, got {group!r:.40}")
+        # the older form (bytes) from a peer not yet upgraded: module doc
+        out_msgs.append((group, from_wire(wire) if type(wire) is list else raft_codec.decode(_bytes(wire))))
     out_q = []
     for item in _list(quiesce, "quiesce requests"):
         if type(item) is not list or len(item) != 4:
@@ -64,6 +82,22 @@ def decode(frame: bytes) -> Batch:
         if g >= MAX_GROUP:
             raise ValueError("group out of range")
         out_q.append(Quiesce(group=g, term=term, last_index=last, commit=commit))
-    return Batch(src=_uint(src, "src"), dst=_uint(dst, "dst"), incarnation=_uint(inc, "incarnation"),
-                 msgs=tuple(out_msgs), quiesce=tuple(out_q),
-                 wake=tuple(_uint(g, "group", MAX_GROUP) for g in _list(wake, "wake requests")))
+    wakes = tuple([_uint(g, "group", MAX_GROUP) for g in _list(wake, "wake requests")]) if wake else ()
+    return _batch(_uint(src, "src"), _uint(dst, "dst"), _uint(inc, "incarnation"), tuple(out_msgs),
+                  tuple(out_q) if out_q else (), wakes)
+
+
+_BATCH_FIELDS = ("src", "dst", "incarnation", "msgs", "quiesce", "wake")
+invariant(tuple(f.name for f in fields(Batch)) == _BATCH_FIELDS and not hasattr(Batch, "__post_init__"),
+          "update _batch()")
+_BATCH_SLOTS = tuple(getattr(Batch, name).__set__ for name in _BATCH_FIELDS)
+
+
+def _batch(*values: Any) -> Batch:
+    """``Batch(src=, dst=, ...)`` from checked fields, set straight into its slots (as
+    ``normal_entry`` builds an entry): the frozen dataclass's keyword ``__init__`` sets each
+    field through ``object.__setattr__``, a third of a small batch's decode."""
+    b: Batch = object.__new__(Batch)
+    for setter, v in zip(_BATCH_SLOTS, values, strict=True):
+        setter(b, v)
+    return b

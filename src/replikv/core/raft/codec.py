@@ -48,7 +48,7 @@ from replikv.core.raft.messages import (
     normal_entry,
 )
 
-__all__ = ["decode", "encode", "entry_from_wire", "entry_to_wire"]
+__all__ = ["decode", "encode", "entry_from_wire", "entry_to_wire", "from_wire", "to_wire"]
 
 _TYPES: tuple[type, ...] = (
     RequestVote,
@@ -125,19 +125,24 @@ _APPEND_ORDER = ("term", "src", "dst", "prev_log_index", "prev_log_term", "entri
 invariant(tuple(n for n, _ in _FIELDS[AppendEntries]) == _APPEND_ORDER, "update encode()")
 
 
-def encode(msg: RaftMsg) -> bytes:
-    """One message as bytes (see the module docstring for the form)."""
+def to_wire(msg: RaftMsg) -> list[Any]:
+    """One message as its wire list, not yet packed: what ``encode`` packs, and what a
+    container (the multi-group batch, core/multiraft/codec.py) embeds in its own frame so the
+    message is packed once, with the frame."""
     cls = type(msg)
     if cls is AppendEntries:  # the hot message, spelled out (same form as the loop below)
         m: AppendEntries = msg  # type: ignore[assignment]
-        wire = [_APPEND_TAG, m.term, m.src, m.dst, m.prev_log_index, m.prev_log_term,
+        return [_APPEND_TAG, m.term, m.src, m.dst, m.prev_log_index, m.prev_log_term,
                 [entry_to_wire(e) for e in m.entries], m.leader_commit]
-        fast: bytes = msgpack.packb(wire, use_bin_type=True)
-        return fast
     out: list[Any] = [_TAG[cls]]
     for name, kind in _FIELDS[cls]:
         out.append(_out(kind, getattr(msg, name)))
-    packed: bytes = msgpack.packb(out, use_bin_type=True)
+    return out
+
+
+def encode(msg: RaftMsg) -> bytes:
+    """One message as bytes (see the module docstring for the form)."""
+    packed: bytes = msgpack.packb(to_wire(msg), use_bin_type=True)
     return packed
 
 
@@ -237,20 +242,42 @@ def decode(frame: bytes) -> RaftMsg:
         parts = msgpack.unpackb(frame, use_list=True, raw=False)
     except Exception as e:  # noqa: BLE001 - msgpack raises several exception types on garbage
         raise ValueError(f"undecodable raft frame: {type(e).__name__}") from None
-    if not isinstance(parts, list) or not parts or type(parts[0]) is not int:
+    return from_wire(parts)
+
+
+def from_wire(parts: Any) -> RaftMsg:
+    """One message from its unpacked wire list (``to_wire``'s form); ``ValueError`` for
+    anything malformed, exactly as ``decode``. Fields are checked in one pass (integers and
+    booleans inline, the rest through ``_in``) and set straight into the slots, as
+    ``normal_entry`` builds an entry: messages have no ``__post_init__``, so this is the
+    keyword constructor without its per-field ``object.__setattr__``."""
+    if type(parts) is not list or not parts or type(parts[0]) is not int:
         raise ValueError("raft frame is not a tagged message")
     tag = parts[0]
     if not 0 <= tag < len(_TYPES):
         raise ValueError(f"unknown raft message tag {tag}")
     cls = _TYPES[tag]
-    spec = _DECODE[cls]
+    spec = _SETTERS[cls]
     if len(parts) - 1 != len(spec):
         raise ValueError(f"{cls.__name__} frame has {len(parts) - 1} fields, expected {len(spec)}")
-    kwargs = {
-        name: _in(kind, v, what) for (name, kind, what), v in zip(spec, parts[1:], strict=True)
-    }
-    try:
-        msg: RaftMsg = cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"bad {cls.__name__} frame: {e}") from None
+    msg: RaftMsg = _new_object(cls)
+    for (kind, what, setter), v in zip(spec, parts[1:]):  # noqa: B905 - lengths checked above
+        if kind == "uint":
+            if type(v) is not int or v < 0:
+                raise ValueError(f"{what} must be a non-negative integer, got {v!r:.40}")
+        elif kind == "bool":
+            if type(v) is not bool:
+                raise ValueError(f"{what} must be a boolean")
+        else:
+            v = _in(kind, v, what)
+        setter(msg, v)
     return msg
+
+
+_new_object = object.__new__
+# (kind, "Class.name", slot setter) per field, in wire order: from_wire's one pass
+_SETTERS: dict[type, tuple[tuple[str, str, Any], ...]] = {
+    cls: tuple((kind, what, getattr(cls, name).__set__) for name, kind, what in spec)
+    for cls, spec in _DECODE.items()
+}
+invariant(all(not hasattr(cls, "__post_init__") for cls in _TYPES), "from_wire skips __init__: no checks there")
