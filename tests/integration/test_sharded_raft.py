@@ -62,6 +62,17 @@ def settled(c: Cluster, nodes: list[str], shards: int) -> bool:
                and infos[nodes[g % len(nodes)]][f"group{g}"].get("role") == "leader" for g in range(shards))
 
 
+def on_newest_form(c: Cluster, nodes: list[str]) -> bool:
+    """Every node sends every connected peer batches in the newest form: each announced it
+    (runtime/peer_features.py) and the others connected to it."""
+    try:
+        infos = [c.replication(n) for n in nodes]
+    except redis.RedisError:
+        return False
+    return all(i.get("replikv_peers_older_form", "?") in ("", None) for i in infos) and all(
+        i.get("replikv_peers_dead", "?") in ("", None) for i in infos)
+
+
 def keys_per_group(shards: int, per: int) -> dict[int, list[str]]:
     table = SlotMap.even(shards).groups
     out: dict[int, list[str]] = {g: [] for g in range(shards)}
@@ -117,6 +128,7 @@ def test_a_killed_node_loses_its_groups_to_the_others_and_comes_back(tmp_path: P
     c = sharded(tmp_path / "c")
     try:
         wait_for(lambda: settled(c, ["n1", "n2", "n3"], 3), 20, "every group led by its preferred leader")
+        wait_for(lambda: on_newest_form(c, ["n1", "n2", "n3"]), 20, "the peers' features exchanged")
         keys = keys_per_group(3, 30)
         r = c.client("n2")
         for ks in keys.values():
@@ -131,6 +143,8 @@ def test_a_killed_node_loses_its_groups_to_the_others_and_comes_back(tmp_path: P
         c.start("n1")
         # n1 catches up, then gets its group back (a leadership transfer to the preferred leader)
         wait_for(lambda: settled(c, ["n1", "n2", "n3"], 3), 20, "n1 to lead its group again")
+        # the others forgot n1's features when it went, and learned them again from the new process
+        wait_for(lambda: on_newest_form(c, ["n1", "n2", "n3"]), 20, "the features exchanged again")
         one = c.client("n1")
         one.execute_command("CONSISTENCY", "READ", "linearizable")
         for ks in keys.values():

@@ -84,6 +84,7 @@ from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
+from replikv.runtime.peer_features import PeerFeatures
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
 from replikv.core.sharding.moves import MoveBusy, MoveDriver, MoveStep, move_entry
@@ -101,6 +102,7 @@ BATCH = b"B"  # a GroupHost batch (core/multiraft/codec.py)
 LEADERS = b"L"  # msgpack [groups this node leads, moved slots as [first, last, group, epoch] runs]
 MEMBER_CHECK = b"M"  # msgpack [[group, the sender's last config index], ...]: "am I still a member?"
 GONE = b"X"  # msgpack [[group, config index], ...]: "a committed configuration at that index excludes you"
+FEATURES = b"V"  # msgpack [[feature, ...], ask]: what this node's version reads (runtime/peer_features.py)
 MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups it follows
 
 # the node log's segments kept before the groups that pin older ones are carried forward
@@ -142,6 +144,8 @@ class ShardedRaftRunner(BaseRunner):
         self.node_meta.save(self.node_state)
         self.host = GroupHost(self.raft_id, heartbeat_ticks=hb_ticks, election_timeout_ticks=self.election_ticks,
                               incarnation=incarnation)
+        # which peers take batches with embedded messages (a rolling upgrade: older nodes refuse them)
+        self.peer_features = PeerFeatures((batch_codec.FEATURE_EMBEDDED,))
         self.groups: dict[int, RaftGroup] = {}
         self.hb_ticks = hb_ticks
         self.tombstones = {int(g): int(i) for g, i in state.get("tombstones", {}).items()}  # _drop_group
@@ -244,7 +248,7 @@ class ShardedRaftRunner(BaseRunner):
 
     # -- life ------------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.start_io(lambda peer: self._announce(force=True), [self._tick_loop])
+        await self.start_io(self._on_peer_connected, [self._tick_loop])
         for g, members in self.placement.items():  # the preferred leader campaigns at once
             grp = self.groups.get(g)
             if grp is not None and members[0] == self.raft_id and grp.core.term == 0:
@@ -885,10 +889,12 @@ class ShardedRaftRunner(BaseRunner):
                     self._unpark(g)
         if self.disk_error is None:
             send = self.transport.send
+            features = self.peer_features
             for b in ready.batches:
                 name = self.names.get(b.dst)
                 if name is not None:
-                    send(name, BATCH + batch_codec.encode(b))
+                    send(name, BATCH + batch_codec.encode(
+                        b, embedded=features.has(name, batch_codec.FEATURE_EMBEDDED)))
         if self.ready_reads:
             self._serve_ready_reads()
         self._flush_clients()
@@ -992,6 +998,10 @@ class ShardedRaftRunner(BaseRunner):
                 for g in led:
                     if g in self.placement and src is not None and g not in self.groups:
                         self.leader_hint[g] = src
+            elif kind == FEATURES:
+                reply = self.peer_features.received(peer, body)
+                if reply is not None:
+                    self.transport.send(peer, FEATURES + reply)
             elif kind in (MEMBER_CHECK, GONE):
                 pairs = msgpack.unpackb(body)
                 if not isinstance(pairs, list) or not all(
@@ -1082,7 +1092,12 @@ class ShardedRaftRunner(BaseRunner):
             self._moved = runs
         return self._moved
 
+    def _on_peer_connected(self, peer: str) -> None:
+        self._announce(force=True)
+        self.transport.send(peer, FEATURES + self.peer_features.hello())
+
     def _on_peer_disconnected(self, peer: str) -> None:
+        self.peer_features.forget(peer)  # it may come back as another version
         if any(self.leader_of(g) == peer for g in self.placement):
             self.forwarder.leader_lost()
 
@@ -1297,7 +1312,12 @@ class ShardedRaftRunner(BaseRunner):
         rep = [f"role:{'master' if led else 'slave'}", f"replikv_node:{self.id}",
                f"replikv_shards:{self.options.shards}", f"replikv_groups_hosted:{len(self.groups)}",
                f"replikv_groups_led:{len(led)}", f"replikv_groups_quiesced:{len(self.groups) - len(self.host.awake)}",
-               f"replikv_peers_dead:{','.join(self.names.get(p, str(p)) for p in sorted(self.host.dead))}"]
+               f"replikv_peers_dead:{','.join(self.names.get(p, str(p)) for p in sorted(self.host.dead))}",
+               # connected peers sent batches in the older form: they did not announce the embedded
+               # one (a rolling upgrade in progress, runtime/peer_features.py)
+               "replikv_peers_older_form:" + ",".join(
+                   p for p in self.peer_ids if self.transport.connected(p)
+                   and not self.peer_features.has(p, batch_codec.FEATURE_EMBEDDED))]
         for g in sorted(self.groups):
             grp = self.groups[g]
             core = grp.core

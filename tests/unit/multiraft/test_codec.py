@@ -80,6 +80,7 @@ def test_the_older_form_from_a_peer_not_yet_upgraded_still_decodes() -> None:
                          [[q.group, q.term, q.last_index, q.commit] for q in b.quiesce], list(b.wake)],
                         use_bin_type=True)
     assert codec.decode(old) == b
+    assert codec.encode(b, embedded=False) == old  # what a peer that did not announce the form is sent
 
 
 @pytest.mark.parametrize("item", [[1, 5], [1, None], [1, []], [1, [99, 1, 1, 2]], [1, [8, -1, 1, 2]],

@@ -24,15 +24,23 @@ from replikv.core.multiraft.messages import Batch, Quiesce
 from replikv.core.raft import codec as raft_codec
 from replikv.core.raft.codec import from_wire, to_wire
 
-__all__ = ["decode", "encode"]
+__all__ = ["FEATURE_EMBEDDED", "decode", "encode"]
+
+# What a node announces to its peers when it takes batches whose messages are embedded as wire
+# lists (runtime/peer_features.py); a peer that did not announce it gets the older form.
+FEATURE_EMBEDDED = "batch-embedded"
 
 MAX_GROUP = 1 << 31
 
 
-def encode(b: Batch) -> bytes:
+def encode(b: Batch, *, embedded: bool = True) -> bytes:
+    """The batch as bytes; ``embedded=False``: the older form (each message packed on its own,
+    as bytes), for a peer that did not announce ``FEATURE_EMBEDDED`` (a rolling upgrade:
+    older nodes refuse the embedded form)."""
+    pack_msg = to_wire if embedded else raft_codec.encode
     out: bytes = msgpack.packb([
         b.src, b.dst, b.incarnation,
-        [[g, to_wire(m)] for g, m in b.msgs],
+        [[g, pack_msg(m)] for g, m in b.msgs],
         [[q.group, q.term, q.last_index, q.commit] for q in b.quiesce],
         list(b.wake),
     ], use_bin_type=True)
