@@ -275,6 +275,17 @@ def deliver_ops(
             if ks is not None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
                 conflicts += 1
     if changed_keys:
-        view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order
-        materialize(store, view, changed_keys)
+        _show(store, view, changed_keys)
     return index, received, newest, conflicts
+
+
+def show_applied(store: CrdtStore, view: StateMachine, keys: Iterable[bytes], index: int) -> None:
+    """``deliver_ops``'s view side for one op of this node that ``store`` holds already
+    (applied as it was made, ``CrdtStore.apply_muts``): ``keys`` (the keys it changed) get
+    WATCH index ``index`` (the op's view position) and show the store's visible state."""
+    _show(store, view, dict.fromkeys(keys, index))
+
+
+def _show(store: CrdtStore, view: StateMachine, changed_keys: dict[bytes, int]) -> None:
+    view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order
+    materialize(store, view, changed_keys)

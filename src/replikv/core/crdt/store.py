@@ -592,24 +592,40 @@ class CrdtStore:
                 if self._put_fast(key, mut, origin, seq, hlc, deps):
                     self.vv[origin] = seq
                     return [key]
-        changed: list[bytes] = []
+        changed = self.apply_muts(origin, seq, hlc, deps, muts)
+        self.advance(origin, seq)
+        return changed
+
+    def apply_muts(
+        self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut], start: int = 0
+    ) -> list[bytes]:
+        """Mutations ``start, start + 1, ...`` of op ``(origin, seq)`` (``muts[0]`` is
+        mutation ``start``), without moving ``vv``: ``apply`` is this from 0 plus the
+        ``vv`` step. An origin building one op from several client writes applies each
+        write's mutations as it makes them (each write reads the state the earlier ones
+        left), then moves ``vv`` once (``advance``); the op's earlier mutations (ids below
+        ``start``) must be applied already, as they count as observed. Returns the keys
+        whose visible state may have changed, each once, in first-change order."""
+        changed: dict[bytes, None] = {}
 
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
 
         kctx = self.kctx
-        for i, mut in enumerate(muts):
+        for i, mut in enumerate(muts, start):
             key = bytes(mut[1])
             if kctx:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
-            if key not in changed:
-                changed.append(key)
+            changed[key] = None
+        return list(changed)
+
+    def advance(self, origin: str, seq: int) -> None:
+        """``vv`` covers op ``(origin, seq)`` now: the end of an op applied by ``apply_muts``."""
         if seq > self.vv.get(origin, 0):
             self.vv[origin] = seq
-        return changed
 
     def _put_fast(
         self, key: bytes, mut: Mut, origin: str, seq: int, hlc: int, deps: Mapping[str, int]
