@@ -381,3 +381,63 @@ def test_short_ways_equal_the_general_path(seed, n_cmds, conflicts):
 
     deliver_the_rest(rng, run_commands(rng, n_cmds, stores, apply, transfers=False), stores, apply)
     assert len({s.digest() for s in stores.values()}) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10**9), st.integers(1, 30), st.sampled_from(["lww", "siblings"]))
+def test_an_op_of_several_commands_converges_and_shows_them_in_order(seed, n_ops, conflicts):
+    """An origin may make one op of several commands (the multi-leader runner's pipelined
+    runs): each command is translated against the state the earlier ones left and its
+    mutations applied as made (``apply_muts`` from the op's next mutation index), and the
+    vv moves once at the end (``advance``). Every other node applies the op whole
+    (``apply``), in any causal order, and all converge; at the origin the run replies and
+    shows what its commands made as ops of their own reply and show (on a copy of the
+    state before the run)."""
+    from replikv.core.crdt.hlc import Hlc
+    from replikv.kv.crdt_writes import translate
+
+    rng = random.Random(seed)
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    clocks = {n: Hlc() for n in NODES}
+    pending: dict[str, list] = {n: [] for n in NODES}
+    now = 1000
+    for _ in range(n_ops):
+        now += rng.randrange(5)
+        node = rng.choice(NODES)
+        for _ in range(rng.randrange(3)):
+            ready = [op for op in pending[node] if deliverable(stores[node], op)]
+            if ready:
+                op = rng.choice(ready)
+                pending[node].remove(op)
+                clocks[node].observe(op[2], now)
+                stores[node].apply(*op)
+        st_ = stores[node]
+        alone = CrdtStore.restore(st_.snapshot(), conflicts)
+        seq, deps, hlc = st_.vv.get(node, 0) + 1, dict(st_.vv), clocks[node].now(now)
+        payload: list = []
+        for j in range(rng.randint(1, 4)):
+            argv, state = rng.choice(COMMANDS)(rng), rng.random()
+            muts, reply = translate(st_, argv, now, random.Random(state))
+            alone_muts, alone_reply = translate(alone, argv, now, random.Random(state))
+            assert reply == alone_reply, argv
+            if alone_muts:  # the command as an op of its own, one HLC tick later each
+                alone.apply(node, alone.vv.get(node, 0) + 1, hlc + j, dict(alone.vv), alone_muts)
+            if muts:
+                st_.apply_muts(node, seq, hlc, deps, muts, len(payload))
+                payload += muts
+            for k in KEYS:
+                assert st_.visible(k) == alone.visible(k), (argv, k)
+                # the same values from the same origins (the run's entries share one HLC)
+                assert [s[1:] for s in st_.siblings(k)] == [s[1:] for s in alone.siblings(k)], (argv, k)
+        if not payload:
+            continue
+        st_.advance(node, seq)
+        op = (node, seq, hlc, deps, payload)
+        for other in NODES:
+            if other != node:
+                pending[other].append(op)
+    deliver_the_rest(rng, pending, stores, lambda n, op: stores[n].apply(*op))
+    assert all(not p for p in pending.values())
+    assert len({s.digest() for s in stores.values()}) == 1
+    for s in stores.values():
+        assert_parts_absent_when_empty(s)
