@@ -392,12 +392,19 @@ def test_an_op_of_several_commands_converges_and_shows_them_in_order(seed, n_ops
     vv moves once at the end (``advance``). Every other node applies the op whole
     (``apply``), in any causal order, and all converge; at the origin the run replies and
     shows what its commands made as ops of their own reply and show (on a copy of the
-    state before the run)."""
+    state before the run). Each node's twin gets every op whole through the general path
+    (no ``put`` short way): the same state after every step, ids included."""
     from replikv.core.crdt.hlc import Hlc
     from replikv.kv.crdt_writes import translate
 
     rng = random.Random(seed)
     stores = {n: CrdtStore(conflicts) for n in NODES}
+    twins = {n: _GeneralPathStore(conflicts) for n in NODES}
+
+    def deliver(n: str, op: tuple) -> None:
+        assert stores[n].apply(*op) == twins[n].apply(*op)
+        assert stores[n].digest() == twins[n].digest()
+
     clocks = {n: Hlc() for n in NODES}
     pending: dict[str, list] = {n: [] for n in NODES}
     now = 1000
@@ -410,7 +417,7 @@ def test_an_op_of_several_commands_converges_and_shows_them_in_order(seed, n_ops
                 op = rng.choice(ready)
                 pending[node].remove(op)
                 clocks[node].observe(op[2], now)
-                stores[node].apply(*op)
+                deliver(node, op)
         st_ = stores[node]
         alone = CrdtStore.restore(st_.snapshot(), conflicts)
         seq, deps, hlc = st_.vv.get(node, 0) + 1, dict(st_.vv), clocks[node].now(now)
@@ -433,10 +440,12 @@ def test_an_op_of_several_commands_converges_and_shows_them_in_order(seed, n_ops
             continue
         st_.advance(node, seq)
         op = (node, seq, hlc, deps, payload)
+        twins[node].apply(*op)
+        assert st_.digest() == twins[node].digest()
         for other in NODES:
             if other != node:
                 pending[other].append(op)
-    deliver_the_rest(rng, pending, stores, lambda n, op: stores[n].apply(*op))
+    deliver_the_rest(rng, pending, stores, deliver)
     assert all(not p for p in pending.values())
     assert len({s.digest() for s in stores.values()}) == 1
     for s in stores.values():

@@ -612,14 +612,20 @@ class CrdtStore:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
 
         kctx = self.kctx
+        observed: dict[str, int] | None = None  # seen as a vv, for _put_fast
         for i, mut in enumerate(muts, start):
             key = bytes(mut[1])
             if kctx:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
-            self._apply_one(key, mut, origin, seq, i, hlc, seen)
             changed[key] = None
+            if mut[0] == "put":
+                if observed is None:
+                    observed = {**deps, origin: seq}
+                if self._put_fast(key, mut, origin, seq, hlc, observed, i):
+                    continue
+            self._apply_one(key, mut, origin, seq, i, hlc, seen)
         return list(changed)
 
     def advance(self, origin: str, seq: int) -> None:
@@ -628,15 +634,16 @@ class CrdtStore:
             self.vv[origin] = seq
 
     def _put_fast(
-        self, key: bytes, mut: Mut, origin: str, seq: int, hlc: int, deps: Mapping[str, int]
+        self, key: bytes, mut: Mut, origin: str, seq: int, hlc: int, deps: Mapping[str, int], i: int = 0
     ) -> bool:
-        """An op whose one mutation is a ``put``, applied without the general path's
-        ``seen`` closure and dispatch, when ``key`` is absent or holds register and TTL
-        entries only (a key SET wrote before; False, nothing done, otherwise). The
-        same result as ``_apply_one``: no key context applies (the caller checks
-        ``kctx`` is empty) and the op has no earlier mutation, so an existing entry
-        is observed iff ``deps`` covers its dot; the new entries get the id
-        ``(origin, seq, 0)``."""
+        """Mutation ``i`` of an op, a ``put``, applied without the general path's ``seen``
+        closure and dispatch, when ``key`` is absent or holds register and TTL entries only
+        (a key SET wrote before; False, nothing done, otherwise). The same result as
+        ``_apply_one``: the caller has checked that no key context holds the op already,
+        and an existing entry is observed iff ``deps`` covers its dot; the new entries get
+        the id ``(origin, seq, i)``. For ``i > 0`` the op's own earlier entries are observed
+        too: the caller passes its deps with ``origin`` at ``seq`` (``apply_muts``), which is
+        ``seen`` exactly, as an op's deps hold its origin at ``seq - 1``."""
         ks = self.data.get(key)
         if ks is None:
             ks = self.data[key] = KeyState()
@@ -644,7 +651,7 @@ class CrdtStore:
             return False
         if self.hints:
             self.hints.pop(key, None)
-        _put_entries(ks, (origin, seq, 0), hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
+        _put_entries(ks, (origin, seq, i), hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
                      _drop_covered, deps)
         return True
 
