@@ -164,7 +164,10 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         vtype: str
         value: Any
         deadline: int | None
-        if ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst and len(ks.reg) == 1:
+        one = None if ks is None or ks.ctr or ks.set or ks.hash or ks.lst else ks.one
+        if one is not None:  # what SET leaves, in the store's one-entry form (KeyState.one)
+            vtype, value, deadline = "string", one[2], one[3]
+        elif ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst and len(ks.reg) == 1:
             # what SET leaves, one register value and no counter: store.visible's first case
             # read in place, no ``Visible`` built (its value and KeyState.deadline)
             vtype = "string"
@@ -272,7 +275,7 @@ def deliver_ops(
         for key in changed:
             changed_keys[key] = index
             ks = store_data.get(key)
-            if ks is not None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
+            if ks is not None and ks.one is None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
                 conflicts += 1
     if changed_keys:
         _show(store, view, changed_keys)

@@ -316,17 +316,63 @@ class KeyState(Cell):
     one sets it back to None (``_delete``, ``_remove_member``, the ``hdel`` and
     ``lrem`` mutations, ``join_key_state``). Nothing depends on it for
     correctness (every reader treats None as empty), but states compared field
-    by field rely on it (tests/property/test_crdt_laws.py checks it)."""
+    by field rely on it (tests/property/test_crdt_laws.py checks it).
 
-    __slots__ = ("hash", "lst", "set", "ttl")
+    The one-entry form: what a ``put`` leaves when it observed every register and
+    TTL entry (the common key, overwritten by SETs), one register entry and one TTL
+    entry under the put's id, is held as the tuple ``one = (id, hlc, value,
+    deadline)`` instead of the two dicts (``_reg`` and ``_ttl`` are then None): a
+    plain string key is this object and that tuple. ``reg`` and ``ttl`` are
+    properties: reading or setting either turns ``one`` back into the two dicts
+    first, so every reader of the dicts sees the same entries. The hot readers
+    (``visible``, ``deadline``, ``visible_type``, ``empty``, ``dump``, the view's
+    ``materialize``) read ``one`` in place; ``_put_entries`` and ``load`` make it."""
+
+    __slots__ = ("_reg", "_ttl", "hash", "lst", "one", "set")
 
     def __init__(self) -> None:
-        self.reg = {}
+        self.one: tuple[Eid, int, bytes, int | None] | None = None
+        self._reg: dict[Eid, tuple[int, bytes]] | None = {}
+        self._ttl: dict[Eid, tuple[int, int | None]] | None = None
         self.ctr = None
         self.set: dict[bytes, dict[Eid, int]] | None = None
         self.hash: dict[bytes, Cell] | None = None
         self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
-        self.ttl: dict[Eid, tuple[int, int | None]] | None = None
+
+    def _unpack_one(self) -> None:
+        """``one`` as the two dicts it stands for."""
+        one = self.one
+        assert one is not None
+        eid, hlc, value, deadline = one
+        self._reg = {eid: (hlc, value)}
+        self._ttl = {eid: (hlc, deadline)}
+        self.one = None
+
+    @property  # type: ignore[override]
+    def reg(self) -> dict[Eid, tuple[int, bytes]]:
+        if self.one is not None:
+            self._unpack_one()
+        reg = self._reg
+        assert reg is not None
+        return reg
+
+    @reg.setter
+    def reg(self, value: dict[Eid, tuple[int, bytes]]) -> None:
+        if self.one is not None:
+            self._unpack_one()
+        self._reg = value
+
+    @property
+    def ttl(self) -> dict[Eid, tuple[int, int | None]] | None:
+        if self.one is not None:
+            self._unpack_one()
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, value: dict[Eid, tuple[int, int | None]] | None) -> None:
+        if self.one is not None:
+            self._unpack_one()
+        self._ttl = value
 
     def sets(self) -> dict[bytes, dict[Eid, int]]:
         """The set part, created on first use (the caller adds to it at once)."""
@@ -357,12 +403,16 @@ class KeyState(Cell):
         return ttl
 
     def empty(self) -> bool:
+        if self.one is not None:
+            return False
         return not self.reg and not self.ctr and not self.set and not self.hash and not self.lst and not self.ttl
 
     def visible_type(self) -> str | None:
         # fast paths: one part only (no type conflict to rank)
         st, hs, ls = self.set, self.hash, self.lst
         if not st and not hs and not ls:
+            if self.one is not None:
+                return "string"
             return "string" if self.reg or (self.ctr and ctr_live(self.ctr)) else None
         if not self.reg and not self.ctr:
             if not hs:
@@ -397,6 +447,9 @@ class KeyState(Cell):
         return kind
 
     def deadline(self) -> int | None:
+        one = self.one
+        if one is not None:
+            return one[3]
         ttl = self.ttl
         if not ttl:
             return None
@@ -414,13 +467,22 @@ class KeyState(Cell):
     def dump(self) -> list[Any]:
         """The serialized form (unchanged by the None parts: an absent part dumps
         as the empty list it always did)."""
-        st, hs, ls, ttl = self.set, self.hash, self.lst, self.ttl
+        st, hs, ls, one = self.set, self.hash, self.lst, self.one
+        if one is not None:  # read in place, as Cell.dump and the TTL part would write the dicts
+            eid, hlc, value, deadline = one
+            ctr = self.ctr
+            string: list[Any] = [[[list(eid), hlc, value]], sorted([o, *c] for o, c in ctr.items()) if ctr else []]
+            ttl_part: list[Any] = [[list(eid), hlc, deadline]]
+        else:
+            ttl = self.ttl
+            string = Cell.dump(self)
+            ttl_part = sorted([list(e), h, d] for e, (h, d) in ttl.items()) if ttl else []
         return [
-            Cell.dump(self),
+            string,
             sorted([m, sorted([list(e), h] for e, h in eids.items())] for m, eids in st.items()) if st else [],
             sorted([f, c.dump()] for f, c in hs.items()) if hs else [],
             sorted([list(lid), [list(d) for d in pos], v, h] for lid, (pos, v, h) in ls.items()) if ls else [],
-            sorted([list(e), h, d] for e, (h, d) in ttl.items()) if ttl else [],
+            ttl_part,
         ]
 
     @classmethod
@@ -440,7 +502,18 @@ class KeyState(Cell):
                       for lid, pos, v, h in data[3]}
         if data[4]:
             ks.ttl = {(e[0], e[1], e[2]): (h, d) for e, h, d in data[4]}
+            ks._pack_one()
         return ks
+
+    def _pack_one(self) -> None:
+        """The two dicts as ``one`` when they hold what that form stands for."""
+        reg, ttl = self._reg, self._ttl
+        if reg is not None and ttl is not None and len(reg) == 1 and len(ttl) == 1:
+            for eid, (hlc, value) in reg.items():
+                entry = ttl.get(eid)
+                if entry is not None and entry[0] == hlc:
+                    self.one = (eid, hlc, value, entry[1])
+                    self._reg = self._ttl = None
 
 
 def _visible_parts(ks: KeyState) -> Visible | None:
@@ -523,7 +596,10 @@ class CrdtStore:
         if ks is None:
             return None
         if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
-            reg, ctr = ks.reg, ks.ctr
+            one, ctr = ks.one, ks.ctr
+            if one is not None and not ctr:  # what SET leaves, in the one-entry form
+                return _new_visible(Visible, ("string", one[2], one[3]))
+            reg = ks.reg
             if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
@@ -998,23 +1074,30 @@ def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, s
 
 def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None,
                  drop: Callable[[dict[Eid, Any], Any], None], observed: Any) -> None:
-    """A ``put``'s register and TTL entries: those ``observed`` covers removed in place
-    (``drop``: ``_drop_seen`` with a ``seen`` closure, ``_drop_covered`` with an op's
-    deps), then the op's own added. The common key, one a ``put`` wrote last, holds one
-    register and one TTL entry under the same id: the register's is tested, and the TTL's
-    goes with it (same dot, same verdict)."""
-    reg, ttl = ks.reg, ks.ttl
+    """A ``put``'s register and TTL entries: those ``observed`` covers removed (``drop``:
+    ``_drop_seen`` with a ``seen`` closure, ``_drop_covered`` with a vv of what the op
+    observed), then the op's own added. When none is left besides (the common key: one a
+    ``put`` wrote last, whose entry the new one observed) the key ends in the one-entry
+    form (``KeyState.one``): the old tuple is replaced, no dict is touched."""
+    one = ks.one
+    if one is not None:
+        e = one[0]
+        if e[1] <= observed.get(e[0], 0) if drop is _drop_covered else observed(e[0], e[1]):
+            ks.one = (eid, hlc, value, deadline)
+            return
+        ks._unpack_one()
+    reg, ttl = ks._reg, ks._ttl
+    assert reg is not None
+    if reg:
+        drop(reg, observed)
+    if ttl:
+        drop(ttl, observed)
+    if not reg and not ttl:
+        ks.one = (eid, hlc, value, deadline)
+        ks._reg = ks._ttl = None
+        return
     if ttl is None:
-        ttl = ks.ttl = {}
-    if len(reg) == 1 and len(ttl) == 1 and next(iter(reg)) in ttl:
-        drop(reg, observed)  # observed or not by the dot: the TTL entry's verdict too
-        if not reg:
-            ttl.clear()
-    else:
-        if reg:
-            drop(reg, observed)
-        if ttl:
-            drop(ttl, observed)
+        ttl = ks._ttl = {}
     reg[eid] = (hlc, value)
     ttl[eid] = (hlc, deadline)
 
