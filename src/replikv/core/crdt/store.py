@@ -348,7 +348,7 @@ class KeyState(Cell):
         self._ttl = {eid: (hlc, deadline)}
         self.one = None
 
-    @property  # type: ignore[override]
+    @property
     def reg(self) -> dict[Eid, tuple[int, bytes]]:
         if self.one is not None:
             self._unpack_one()
@@ -596,9 +596,9 @@ class CrdtStore:
         if ks is None:
             return None
         if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
-            one, ctr = ks.one, ks.ctr
-            if one is not None and not ctr:  # what SET leaves, in the one-entry form
-                return _new_visible(Visible, ("string", one[2], one[3]))
+            packed, ctr = ks.one, ks.ctr
+            if packed is not None and not ctr:  # what SET leaves, in the one-entry form
+                return _new_visible(Visible, ("string", packed[2], packed[3]))
             reg = ks.reg
             if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
                 for _, one in reg.values():
