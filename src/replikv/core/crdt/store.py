@@ -597,9 +597,12 @@ class CrdtStore:
             return None
         if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
             packed, ctr = ks.one, ks.ctr
-            if packed is not None and not ctr:  # what SET leaves, in the one-entry form
+            if packed is None:  # the dict itself (not None without ``one``): no property call
+                reg: dict[Eid, tuple[int, bytes]] = ks._reg  # type: ignore[assignment]
+            elif not ctr:  # what SET leaves, in the one-entry form
                 return _new_visible(Visible, ("string", packed[2], packed[3]))
-            reg = ks.reg
+            else:
+                reg = ks.reg
             if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
@@ -682,7 +685,7 @@ class CrdtStore:
         left), then moves ``vv`` once (``advance``); the op's earlier mutations (ids below
         ``start``) must be applied already, as they count as observed. Returns the keys
         whose visible state may have changed, each once, in first-change order."""
-        changed: dict[bytes, None] = {}
+        changed: list[bytes] = []
 
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
@@ -695,14 +698,15 @@ class CrdtStore:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
-            changed[key] = None
+            if key not in changed:  # a short list: an op's keys
+                changed.append(key)
             if mut[0] == "put":
                 if observed is None:
                     observed = {**deps, origin: seq}
                 if self._put_fast(key, mut, origin, seq, hlc, observed, i):
                     continue
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
-        return list(changed)
+        return changed
 
     def advance(self, origin: str, seq: int) -> None:
         """``vv`` covers op ``(origin, seq)`` now: the end of an op applied by ``apply_muts``."""
