@@ -164,23 +164,24 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         vtype: str
         value: Any
         deadline: int | None
-        one = None if ks is None or ks.ctr or ks.set or ks.hash or ks.lst else ks.one
+        plain = ks if ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst else None
+        one = plain.one if plain is not None else None  # a string key with no counter: SET's
         if one is not None:  # what SET leaves, in the store's one-entry form (KeyState.one)
             vtype, value, deadline = "string", one[2], one[3]
-        elif ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst and len(ks.reg) == 1:
+        elif plain is not None and len(plain.reg) == 1:
             # what SET leaves, one register value and no counter: store.visible's first case
             # read in place, no ``Visible`` built (its value and KeyState.deadline)
             vtype = "string"
-            for _, value in ks.reg.values():
+            for _, value in plain.reg.values():
                 break
-            ttl = ks.ttl
+            ttl = plain.ttl
             if not ttl:
                 deadline = None
             elif len(ttl) == 1:
                 for _, deadline in ttl.values():
                     break
             else:
-                deadline = ks.deadline()
+                deadline = plain.deadline()
         else:
             vis = visible(key)
             if vis is None:
