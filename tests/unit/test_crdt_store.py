@@ -172,6 +172,36 @@ def test_a_key_a_put_wrote_is_one_tuple_until_a_concurrent_value_arrives():
     assert restored.state(b"k").one == ks.one and restored.digest() == s.digest()
 
 
+def test_a_counters_cached_sum_follows_adds_resets_joins_and_loads():
+    """``Cell.counter_sum`` (what ``visible`` shows for a counter) is the recount of the
+    counter after every kind of change: kept by an add, recounted after a reset (DEL
+    observed it), a join and a load."""
+    from replikv.core.crdt.store import ctr_live, ctr_value
+
+    def check(store: CrdtStore, key: bytes) -> None:
+        ks = store.state(key)
+        assert ks.counter_sum() == (ctr_value(ks.ctr), ctr_live(ks.ctr))
+
+    a, b = CrdtStore(), CrdtStore()
+    a.apply("a", 1, 10, {}, [("incr", b"n", 5)])
+    check(a, b"n")
+    assert a.visible(b"n") == ("string", b"5", None)
+    a.apply("a", 2, 11, {"a": 1}, [("incr", b"n", -7)])
+    assert a.visible(b"n") == ("string", b"-2", None)
+    b.apply("b", 1, 12, {}, [("incr", b"n", 10)])
+    a.apply("a", 3, 13, {"a": 2}, [("del", b"n", {"a": [5, 7]}, {})])  # observed a's adds only
+    check(a, b"n")
+    assert a.visible(b"n") is None
+    a.join(b.snapshot())  # b's concurrent +10 survives the delete
+    check(a, b"n")
+    assert a.visible(b"n") == ("string", b"10", None)
+    restored = CrdtStore.restore(a.snapshot())
+    check(restored, b"n")
+    restored.apply("b", 2, 14, {"a": 3, "b": 1}, [("incr", b"n", 1)])
+    check(restored, b"n")
+    assert restored.visible(b"n") == ("string", b"11", None)
+
+
 # A snapshot written by the code before the parts could be None (6c69290): every kind of
 # part, an expiring string and a counter.
 _OLD_SNAPSHOT = bytes.fromhex(

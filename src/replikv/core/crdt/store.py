@@ -172,7 +172,10 @@ def ctr_totals(ctr: Ctr | None) -> dict[str, list[int]]:
     return {o: [c[0], c[1]] for o, c in sorted(ctr.items())}
 
 
-def _ctr_reset(ctr: Ctr, totals: Mapping[str, Sequence[int]]) -> None:
+def _ctr_reset(cell: Cell, totals: Mapping[str, Sequence[int]]) -> None:
+    """The reset a write that observed ``totals`` makes of ``cell``'s counter."""
+    ctr = cell.counter()
+    cell.csum = None  # recounted when next read
     for o, (p, n) in totals.items():
         c = ctr.get(o)
         if c is None:
@@ -183,7 +186,11 @@ def _ctr_reset(ctr: Ctr, totals: Mapping[str, Sequence[int]]) -> None:
         c[1] = max(c[1], n)
 
 
-def _ctr_add(ctr: Ctr, origin: str, delta: int, hlc: int) -> None:
+def _ctr_add(cell: Cell, origin: str, delta: int, hlc: int) -> None:
+    """``origin`` adds ``delta`` to ``cell``'s counter. Its cached value (``Cell.csum``)
+    moves by ``delta`` and is live after a non-zero one: P >= base_P and N >= base_N hold
+    for every origin (resets and joins take maxima), so a grown P or N is above its base."""
+    ctr = cell.counter()
     c = ctr.get(origin)
     if c is None:
         c = ctr[origin] = [0, 0, 0, 0, 0]
@@ -191,11 +198,17 @@ def _ctr_add(ctr: Ctr, origin: str, delta: int, hlc: int) -> None:
         c[0] += delta
     else:
         c[1] -= delta
-    c[4] = max(c[4], hlc)
+    if hlc > c[4]:
+        c[4] = hlc
+    csum = cell.csum
+    if csum is not None and delta:
+        cell.csum = (csum[0] + delta, True)
 
 
-def _ctr_join(a: Ctr, b: Ctr) -> bool:
-    """Pointwise maximum into ``a``; whether ``a`` changed."""
+def _ctr_join(cell: Cell, b: Ctr) -> bool:
+    """Pointwise maximum of ``b`` into ``cell``'s counter; whether it changed."""
+    a = cell.counter()
+    cell.csum = None  # recounted when next read
     changed = False
     for o, cb in b.items():
         ca = a.get(o)
@@ -233,11 +246,24 @@ class Cell:
     first increment or reset. Counter history is never removed, so once set it
     stays a non-empty dict."""
 
-    __slots__ = ("ctr", "reg")
+    __slots__ = ("csum", "ctr", "reg")
 
     def __init__(self) -> None:
         self.reg: dict[Eid, tuple[int, bytes]] = {}
         self.ctr: Ctr | None = None
+        # the counter's (value, live), kept by _ctr_add, None when unknown (after a reset, a
+        # join, a load): counter_sum() recounts it; (0, False) for no counter
+        self.csum: tuple[int, bool] | None = (0, False)
+
+    def counter_sum(self) -> tuple[int, bool]:
+        """``(ctr_value(ctr), ctr_live(ctr))``, from the cache when known: an INCR reads
+        the value it adds to, and the view shows it after, without reading every origin's
+        counter entry (tests/property/test_crdt_laws.py holds it to the recount)."""
+        csum = self.csum
+        if csum is None:
+            ctr = self.ctr
+            csum = self.csum = (ctr_value(ctr), ctr_live(ctr))
+        return csum
 
     def counter(self) -> Ctr:
         """The counter dict, created on first use (the caller adds to it at once)."""
@@ -296,6 +322,7 @@ class Cell:
             cell.reg[(e[0], e[1], e[2])] = (h, v)
         if data[1]:
             cell.ctr = {o: list(c) for o, *c in data[1]}
+            cell.csum = None
         return cell
 
 
@@ -335,6 +362,7 @@ class KeyState(Cell):
         self._reg: dict[Eid, tuple[int, bytes]] | None = {}
         self._ttl: dict[Eid, tuple[int, int | None]] | None = None
         self.ctr = None
+        self.csum = (0, False)
         self.set: dict[bytes, dict[Eid, int]] | None = None
         self.hash: dict[bytes, Cell] | None = None
         self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
@@ -492,7 +520,7 @@ class KeyState(Cell):
         writes them)."""
         ks = cls()
         string = Cell.load(data[0])
-        ks.reg, ks.ctr = string.reg, string.ctr
+        ks.reg, ks.ctr, ks.csum = string.reg, string.ctr, string.csum
         if data[1]:
             ks.set = {m: {(e[0], e[1], e[2]): h for e, h in eids} for m, eids in data[1]}
         if data[2]:
@@ -607,11 +635,7 @@ class CrdtStore:
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
             if ctr and not reg:  # a counter alone: what INCR leaves (Cell.value, ctr_live)
-                total, live = 0, False
-                for p, n, bp, bn, _ in ctr.values():
-                    total += (p - bp) - (n - bn)
-                    if p > bp or n > bn:
-                        live = True
+                total, live = ks.counter_sum()
                 return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
         return _visible_parts(ks)
 
@@ -969,7 +993,7 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
         _, _, totals, htotals = mut
         _delete(ks, totals, htotals, seen)
     elif kind == "incr":
-        _ctr_add(ks.counter(), origin, int(mut[2]), hlc)
+        _ctr_add(ks, origin, int(mut[2]), hlc)
     elif kind == "sadd":
         member = bytes(mut[2])
         members = ks.sets()
@@ -985,14 +1009,14 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
         _assign(cell, eid, hlc, bytes(value), totals, seen)
     elif kind == "hincr":
         cell = ks.hashes().setdefault(bytes(mut[2]), Cell())
-        _ctr_add(cell.counter(), origin, int(mut[3]), hlc)
+        _ctr_add(cell, origin, int(mut[3]), hlc)
     elif kind == "hdel":
         field = bytes(mut[2])
         hcell = ks.hash.get(field) if ks.hash else None
         if hcell is not None:
             hcell.reg = {e: v for e, v in hcell.reg.items() if not seen(e[0], e[1])}
             if mut[3]:
-                _ctr_reset(hcell.counter(), mut[3])
+                _ctr_reset(hcell, mut[3])
             if hcell.empty():
                 del ks.hash[field]  # type: ignore[union-attr]
                 if not ks.hash:
@@ -1063,7 +1087,7 @@ def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any
         _drop_seen(cell.reg, seen)
     cell.reg[eid] = (hlc, value)
     if totals:  # an empty reset changes nothing
-        _ctr_reset(cell.counter(), totals)
+        _ctr_reset(cell, totals)
 
 
 def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, seen: Any) -> None:
@@ -1150,7 +1174,7 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
     if ks.reg:
         _drop_seen(ks.reg, seen)
     if totals:
-        _ctr_reset(ks.counter(), totals)
+        _ctr_reset(ks, totals)
     if ks.set:
         for member in list(ks.set):
             _remove_member(ks, member, seen)
@@ -1162,7 +1186,7 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
             cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
             ftotals = htotals.get(field)
             if ftotals:
-                _ctr_reset(cell.counter(), ftotals)
+                _ctr_reset(cell, ftotals)
             if cell.empty():
                 del hs[field]
         if not hs:
@@ -1238,7 +1262,7 @@ def _join_cell(a: Cell, b: Cell, keep_a: Any, keep_b: Any) -> bool:
     a.reg = reg
     if not b.ctr:
         return changed
-    return _ctr_join(a.counter(), b.ctr) or changed
+    return _ctr_join(a, b.ctr) or changed
 
 
 def position_between(lo: Sequence[Digit] | None, hi: Sequence[Digit] | None) -> tuple[list[Digit], int]:
