@@ -635,7 +635,7 @@ class CrdtStore:
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
             if ctr and not reg:  # a counter alone: what INCR leaves (Cell.value, ctr_live)
-                total, live = ks.counter_sum()
+                total, live = ks.csum or ks.counter_sum()  # the cache, else the recount
                 return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
         return _visible_parts(ks)
 
@@ -696,7 +696,7 @@ class CrdtStore:
                     self.vv[origin] = seq
                     return [key]
         changed = self.apply_muts(origin, seq, hlc, deps, muts)
-        self.advance(origin, seq)
+        self.vv[origin] = seq  # advance(): seq is beyond vv[origin] (checked above)
         return changed
 
     def apply_muts(
