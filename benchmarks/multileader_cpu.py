@@ -7,7 +7,8 @@ cluster (``--fsync everysec``), runs redis-benchmark (``-n`` requests per node, 
 at once for multi-leader, 3 x ``-n`` at the leader for leader-follower, async acks), waits
 until the nodes are idle (replication done), and divides the CPU seconds the three node
 processes spent (user + system, /proc) by the writes. It also prints, per multi-leader node,
-the ops it received twice (INFO ``replikv_ops_received_twice``). ``--mode leaderless`` (its
+the ops it received twice (INFO ``replikv_ops_received_twice``), and each node's share
+(leader-follower: the leader first). ``--mode leaderless`` (its
 write and read consistency set to ``--level``) and ``--mode raft`` spread the clients over every
 node as multi-leader does (issue 9's setting).
 
@@ -49,11 +50,16 @@ def node_pids(root: Path) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+    return sum(cpu_each(pids))
+
+
+def cpu_each(pids: list[int]) -> list[float]:
+    """CPU seconds (user + system) of each process."""
+    out = []
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime, stime
+    return out
 
 
 def main() -> int:
@@ -70,14 +76,18 @@ def main() -> int:
         extra = ("--write-consistency", args.level, "--read-consistency", args.level) \
             if args.mode == "leaderless" else ()
         with replikv_up(root, args.mode, "everysec", extra=extra) as ports:
-            pids = node_pids(root)
-            assert len(pids) == 3, pids
+            pids = [int(redis.Redis(port=p).info("server")["process_id"]) for p in ports]  # in port order
+            assert sorted(pids) == sorted(node_pids(root)), pids
             if args.mode != "leader-follower":  # every node takes clients
                 targets, per = ports, args.n
             else:
                 targets = [p for p in ports if redis.Redis(port=p).info("replication").get("role") == "master"]
                 per = 3 * args.n
-            before = cpu_seconds(pids)
+            if args.mode == "leader-follower":  # the leader first
+                leader = [pid for pid, p in zip(pids, ports, strict=True) if p in targets]
+                pids = leader + [pid for pid in pids if pid not in leader]
+            first = cpu_each(pids)
+            before = sum(first)
             runs = [subprocess.Popen(["redis-benchmark", "-p", str(p), "-t", args.test, "-n", str(per),
                                       "-c", str(args.clients // len(targets)), "-d", "16", "-r", "10000",
                                       "-P", str(args.pipeline), "-q"],
@@ -98,8 +108,9 @@ def main() -> int:
                 twice = ", ops received twice per node " + " / ".join(
                     str(redis.Redis(port=p).info("replication").get("replikv_ops_received_twice")) for p in ports)
             level = f" {args.level.upper()}" if args.mode == "leaderless" else ""
+            each = " / ".join(f"{1e6 * (b - a) / writes:.1f}" for a, b in zip(first, cpu_each(pids)))
             print(f"{args.mode}{level} {args.test.upper()} -P {args.pipeline}: {1e6 * (now - before) / writes:.1f} us CPU "
-                  f"per write (3 nodes), clients {rps:,.0f} ops/s{twice}; load average "
+                  f"per write (3 nodes: {each}), clients {rps:,.0f} ops/s{twice}; load average "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -147,6 +147,61 @@ def test_a_key_holds_only_the_parts_it_uses():
     assert s.state(b"s") is None
 
 
+def test_a_key_a_put_wrote_is_one_tuple_until_a_concurrent_value_arrives():
+    """``KeyState.one``: a put that observed every register and TTL entry leaves the key as
+    one tuple (no dicts); a later put replaces it; a concurrent one (not observed) makes the
+    two dicts, with both values; a put observing both makes the tuple again. Reading
+    ``reg`` or ``ttl`` turns the tuple into the dicts it stands for."""
+    s = CrdtStore("siblings")
+    s.apply("a", 1, 10, {}, [("put", b"k", b"v1", 500)])
+    ks = s.state(b"k")
+    assert ks.one == (("a", 1, 0), 10, b"v1", 500) and ks._reg is None and ks._ttl is None
+    assert s.visible(b"k") == ("string", b"v1", 500) and ks.one is not None  # read in place
+    s.apply("a", 2, 11, {"a": 1}, [("put", b"k", b"v2", None)])
+    assert ks.one == (("a", 2, 0), 11, b"v2", None)
+    s.apply("b", 1, 12, {"a": 1}, [("put", b"k", b"w", None)])  # has not seen a:2
+    assert ks.one is None and len(ks._reg) == 2 and len(ks._ttl) == 2
+    assert [v for _, _, v in s.siblings(b"k")] == [b"v2", b"w"]
+    s.apply("a", 3, 13, {"a": 2, "b": 1}, [("put", b"k", b"x", 7), ("incr", b"n", 1)])
+    assert ks.one == (("a", 3, 0), 13, b"x", 7) and s.visible(b"k") == ("string", b"x", 7)
+    assert ks.reg == {("a", 3, 0): (13, b"x")} and ks.ttl == {("a", 3, 0): (13, 7)}  # unpacked
+    assert ks.one is None
+    s.apply("a", 4, 14, {"a": 3, "b": 1}, [("put", b"k", b"y", None)])
+    assert ks.one == (("a", 4, 0), 14, b"y", None)  # packed again by the next put
+    restored = CrdtStore.restore(s.snapshot(), "siblings")  # the form is made on load too
+    assert restored.state(b"k").one == ks.one and restored.digest() == s.digest()
+
+
+def test_a_counters_cached_sum_follows_adds_resets_joins_and_loads():
+    """``Cell.counter_sum`` (what ``visible`` shows for a counter) is the recount of the
+    counter after every kind of change: kept by an add, recounted after a reset (DEL
+    observed it), a join and a load."""
+    from replikv.core.crdt.store import ctr_live, ctr_value
+
+    def check(store: CrdtStore, key: bytes) -> None:
+        ks = store.state(key)
+        assert ks.counter_sum() == (ctr_value(ks.ctr), ctr_live(ks.ctr))
+
+    a, b = CrdtStore(), CrdtStore()
+    a.apply("a", 1, 10, {}, [("incr", b"n", 5)])
+    check(a, b"n")
+    assert a.visible(b"n") == ("string", b"5", None)
+    a.apply("a", 2, 11, {"a": 1}, [("incr", b"n", -7)])
+    assert a.visible(b"n") == ("string", b"-2", None)
+    b.apply("b", 1, 12, {}, [("incr", b"n", 10)])
+    a.apply("a", 3, 13, {"a": 2}, [("del", b"n", {"a": [5, 7]}, {})])  # observed a's adds only
+    check(a, b"n")
+    assert a.visible(b"n") is None
+    a.join(b.snapshot())  # b's concurrent +10 survives the delete
+    check(a, b"n")
+    assert a.visible(b"n") == ("string", b"10", None)
+    restored = CrdtStore.restore(a.snapshot())
+    check(restored, b"n")
+    restored.apply("b", 2, 14, {"a": 3, "b": 1}, [("incr", b"n", 1)])
+    check(restored, b"n")
+    assert restored.visible(b"n") == ("string", b"11", None)
+
+
 # A snapshot written by the code before the parts could be None (6c69290): every kind of
 # part, an expiring string and a counter.
 _OLD_SNAPSHOT = bytes.fromhex(

@@ -164,20 +164,24 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         vtype: str
         value: Any
         deadline: int | None
-        if ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst and len(ks.reg) == 1:
+        plain = ks if ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst else None
+        one = plain.one if plain is not None else None  # a string key with no counter: SET's
+        if one is not None:  # what SET leaves, in the store's one-entry form (KeyState.one)
+            vtype, value, deadline = "string", one[2], one[3]
+        elif plain is not None and len(plain.reg) == 1:
             # what SET leaves, one register value and no counter: store.visible's first case
             # read in place, no ``Visible`` built (its value and KeyState.deadline)
             vtype = "string"
-            for _, value in ks.reg.values():
+            for _, value in plain.reg.values():
                 break
-            ttl = ks.ttl
+            ttl = plain.ttl
             if not ttl:
                 deadline = None
             elif len(ttl) == 1:
                 for _, deadline in ttl.values():
                     break
             else:
-                deadline = ks.deadline()
+                deadline = plain.deadline()
         else:
             vis = visible(key)
             if vis is None:
@@ -272,9 +276,20 @@ def deliver_ops(
         for key in changed:
             changed_keys[key] = index
             ks = store_data.get(key)
-            if ks is not None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
+            if ks is not None and ks.one is None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
                 conflicts += 1
     if changed_keys:
-        view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order
-        materialize(store, view, changed_keys)
+        _show(store, view, changed_keys)
     return index, received, newest, conflicts
+
+
+def show_applied(store: CrdtStore, view: StateMachine, keys: Iterable[bytes], index: int) -> None:
+    """``deliver_ops``'s view side for one op of this node that ``store`` holds already
+    (applied as it was made, ``CrdtStore.apply_muts``): ``keys`` (the keys it changed) get
+    WATCH index ``index`` (the op's view position) and show the store's visible state."""
+    _show(store, view, dict.fromkeys(keys, index))
+
+
+def _show(store: CrdtStore, view: StateMachine, changed_keys: dict[bytes, int]) -> None:
+    view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order
+    materialize(store, view, changed_keys)

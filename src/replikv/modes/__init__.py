@@ -13,6 +13,7 @@ from replikv.modes.spec import READ_LEVELS, Claim, ModeSpec
 __all__ = ["READ_LEVELS", "Claim", "ModeSpec", "get", "names", "specs", "offering", "level_refusal"]
 
 _REGISTRY: dict[str, ModeSpec] = {}
+_LOADED: list[bool] = []  # the built-in modes were imported (one of them alone may have been before)
 
 
 def register(spec: ModeSpec) -> ModeSpec:
@@ -27,9 +28,13 @@ def _builtin() -> None:
 
 
 def names() -> tuple[str, ...]:
-    """Registered mode names, the default (``leader-follower``) first."""
-    if not _REGISTRY:
+    """Registered mode names, the default (``leader-follower``) first. Every built-in
+    mode is there whichever mode module was imported first (a runtime imports its own)."""
+    if not _LOADED:
+        _LOADED.append(True)
         _builtin()
+        for name in ("leader-follower", *[n for n in _REGISTRY if n != "leader-follower"]):
+            _REGISTRY[name] = _REGISTRY.pop(name)  # the default first, then in import order
     return tuple(_REGISTRY)
 
 

@@ -100,6 +100,10 @@ _MULTI_CONTROL = frozenset({"EXEC", "DISCARD", "MULTI", "QUIT", "WATCH", "UNWATC
 
 
 class BaseRunner:
+    # what ``execute_batch`` may hand to ``_read_run`` / ``_write_run`` as one run: a command
+    # name and the one argument count that qualifies (a mode may take more kinds of run)
+    run_argc: dict[str, int] = _RUN_ARGC
+
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         from replikv.runtime.commands import HANDLERS  # the connection/admin commands
 
@@ -124,7 +128,7 @@ class BaseRunner:
         self.clients_gone = False  # a client disconnected since the runner last dropped dead waiters
         self.dirty_clients: set[ClientConnection] = set()
         self._dispatch: dict[bytes, tuple[Any, int, Any, list[int]]] = {}
-        # spellings of the _RUN_ARGC commands seen: (their dispatch entry, the argument count)
+        # spellings of the ``run_argc`` commands seen: (their dispatch entry, the argument count)
         self._runnable: dict[bytes, tuple[tuple[Any, int, Any, list[int]], int]] = {}
         self.commands_processed = 0
         self.frames_in = 0
@@ -556,8 +560,9 @@ class BaseRunner:
         entry = (spec, kind, handler, self.cmdstats.row(spec.name))
         if len(self._dispatch) < 4096:
             self._dispatch[name] = entry
-            if spec.name in _RUN_ARGC and kind in (_READ, _WRITE):
-                self._runnable[name] = (entry, _RUN_ARGC[spec.name])
+            argc = self.run_argc.get(spec.name)
+            if argc is not None and kind in (_READ, _WRITE):
+                self._runnable[name] = (entry, argc)
         return entry
 
     def _read_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
@@ -580,7 +585,7 @@ class BaseRunner:
     def execute_batch(self, conn: ClientConnection, commands: list[list[bytes]]) -> None:
         """Run the commands of one read of ``conn`` in order (replies in pipeline order).
 
-        A run of two or more consecutive commands with the same spelling of a ``_RUN_ARGC``
+        A run of two or more consecutive commands with the same spelling of a ``run_argc``
         name and its argument count (a pipeline of GETs, of plain SETs) goes to the mode's
         ``_read_run`` / ``_write_run`` when ``_execute_run``'s checks clear it as a whole;
         everything else goes through ``execute`` one by one. Either way the replies, the

@@ -58,6 +58,7 @@ from typing import Any
 from replikv.config import ClusterConfig, ConfigError
 from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.crdt.vv import parse_vv_text, vv_text
+from replikv.core.invariant import InvariantViolation, invariant
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver, Persist, Send, SendState
 from replikv.core.multileader.messages import Op, Ops, State, StateAck, StateChunk
@@ -66,7 +67,7 @@ from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.core.replies import NULL_ARRAY, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
-from replikv.kv.crdt_view import deliver_ops, materialize
+from replikv.kv.crdt_view import deliver_ops, materialize, show_applied
 from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
@@ -116,6 +117,8 @@ class SessionRead:
 
 
 class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
+    run_argc = {**BaseRunner.run_argc, "incr": 2}  # pipelined SETs and INCRs: one op per run (_write_run)
+
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
         opts = self.options
@@ -206,6 +209,61 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             return
         op = self._local(muts, now)
         self._hold(conn, op.seq, data)
+
+    def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
+        """A pipelined run of plain SETs or INCRs (``BaseRunner.execute_batch``; ``run_argc``)
+        made ONE operation: each command is translated against the store as the earlier ones
+        of the run left it and its mutations applied at once (``CrdtStore.apply_muts``, ids
+        ``(origin, seq, i)`` in run order), then the replica stamps the whole payload as its
+        next op, the store's vv moves once, and the view shows the keys (``show_applied``).
+        Every node applies the same mutations under the same ids in the same order, so the
+        state is what the commands made as ops of their own would leave, except that their
+        entries share one dot and HLC (LWW orders them by ``i``: the later command wins, as
+        it would with a later HLC) and arrive elsewhere together (atomically, never apart).
+        Replies as ``_write_one`` makes them, held until the op's WAL commit; a refused
+        command (no mutation) is answered in its place, after the replies held before it.
+        Only for an async write (``write_k == 0``) on a node with no key context pending
+        (``kctx``: ``_write_one`` checks each key) and a working disk; else 0, nothing done,
+        and ``execute_batch`` runs each command by ``_write_one``. Returns how many ran."""
+        store, core, me = self.store, self.core, self.id
+        if self.disk_error is not None or conn.write_k or store.kctx:
+            return 0
+        now = wall_ms()
+        seq, deps = core.vv[me] + 1, dict(core.vv)  # what core.local will stamp the op with
+        hlc = 0
+        payload: list[Any] = []
+        changed: dict[bytes, None] = {}
+        held: list[bytes] = []
+        resp3, rng = conn.resp3, self.rng
+        for argv in run:
+            try:
+                muts, reply = translate(store, argv, now, rng)
+            except InvariantViolation:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug: this reply says so, the run goes on
+                muts, reply = [], self.internal_error(spec, exc)
+            data = encode_reply(reply, resp3)
+            if not muts:
+                if held:
+                    self.hold_all_until_commit(conn, held)
+                    held = []
+                conn.reply_bytes(data)
+                continue
+            if not payload:
+                hlc = self.hlc.now(now)
+            changed.update(dict.fromkeys(store.apply_muts(me, seq, hlc, deps, muts, len(payload))))
+            payload += muts
+            held.append(data)
+        if payload:
+            op, effects = core.local(hlc, payload)
+            invariant(op.seq == seq and op.deps == deps, "the run's op is the one its mutations were applied as")
+            store.advance(me, seq)
+            self.stats["ops_local"] += 1
+            self._run(effects, applied=changed)
+            conn.session_index = seq
+        if held:
+            self.hold_all_until_commit(conn, held)
+        return len(run)
 
     def _transfer_key(self, muts: list[Any]) -> bytes | None:
         """A key ``muts`` would write whose state a transfer joined beyond our vv, or None."""
@@ -355,8 +413,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.session_reads = keep
 
     # -- effects ---------------------------------------------------------------------------------
-    def _run(self, effects: list[Any]) -> None:
-        """Storage first (WAL buffer), apply, and the sends once the batch is committed (``_flush``)."""
+    def _run(self, effects: list[Any], applied: dict[bytes, None] | None = None) -> None:
+        """Storage first (WAL buffer), apply, and the sends once the batch is committed (``_flush``).
+        ``applied``: the effects are those of a local op the store holds already (``_write_run``),
+        whose Deliver only shows these keys in the view."""
         for effect in effects:
             match effect:
                 case Persist():  # each op packed once: these bytes also go to the peers (_flush)
@@ -374,7 +434,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                         self._disk_failed(exc)
                         return
                 case Deliver():
-                    self._deliver(effect.ops)
+                    if applied is None:
+                        self._deliver(effect.ops)
+                    else:
+                        self.applied_index += 1
+                        show_applied(self.store, self.sm, applied, self.applied_index)
                 case Send():
                     self.sends.append(effect)
                 case SendState():

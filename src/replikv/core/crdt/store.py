@@ -172,7 +172,10 @@ def ctr_totals(ctr: Ctr | None) -> dict[str, list[int]]:
     return {o: [c[0], c[1]] for o, c in sorted(ctr.items())}
 
 
-def _ctr_reset(ctr: Ctr, totals: Mapping[str, Sequence[int]]) -> None:
+def _ctr_reset(cell: Cell, totals: Mapping[str, Sequence[int]]) -> None:
+    """The reset a write that observed ``totals`` makes of ``cell``'s counter."""
+    ctr = cell.counter()
+    cell.csum = None  # recounted when next read
     for o, (p, n) in totals.items():
         c = ctr.get(o)
         if c is None:
@@ -183,7 +186,11 @@ def _ctr_reset(ctr: Ctr, totals: Mapping[str, Sequence[int]]) -> None:
         c[1] = max(c[1], n)
 
 
-def _ctr_add(ctr: Ctr, origin: str, delta: int, hlc: int) -> None:
+def _ctr_add(cell: Cell, origin: str, delta: int, hlc: int) -> None:
+    """``origin`` adds ``delta`` to ``cell``'s counter. Its cached value (``Cell.csum``)
+    moves by ``delta`` and is live after a non-zero one: P >= base_P and N >= base_N hold
+    for every origin (resets and joins take maxima), so a grown P or N is above its base."""
+    ctr = cell.counter()
     c = ctr.get(origin)
     if c is None:
         c = ctr[origin] = [0, 0, 0, 0, 0]
@@ -191,11 +198,17 @@ def _ctr_add(ctr: Ctr, origin: str, delta: int, hlc: int) -> None:
         c[0] += delta
     else:
         c[1] -= delta
-    c[4] = max(c[4], hlc)
+    if hlc > c[4]:
+        c[4] = hlc
+    csum = cell.csum
+    if csum is not None and delta:
+        cell.csum = (csum[0] + delta, True)
 
 
-def _ctr_join(a: Ctr, b: Ctr) -> bool:
-    """Pointwise maximum into ``a``; whether ``a`` changed."""
+def _ctr_join(cell: Cell, b: Ctr) -> bool:
+    """Pointwise maximum of ``b`` into ``cell``'s counter; whether it changed."""
+    a = cell.counter()
+    cell.csum = None  # recounted when next read
     changed = False
     for o, cb in b.items():
         ca = a.get(o)
@@ -233,11 +246,24 @@ class Cell:
     first increment or reset. Counter history is never removed, so once set it
     stays a non-empty dict."""
 
-    __slots__ = ("ctr", "reg")
+    __slots__ = ("csum", "ctr", "reg")
 
     def __init__(self) -> None:
         self.reg: dict[Eid, tuple[int, bytes]] = {}
         self.ctr: Ctr | None = None
+        # the counter's (value, live), kept by _ctr_add, None when unknown (after a reset, a
+        # join, a load): counter_sum() recounts it; (0, False) for no counter
+        self.csum: tuple[int, bool] | None = (0, False)
+
+    def counter_sum(self) -> tuple[int, bool]:
+        """``(ctr_value(ctr), ctr_live(ctr))``, from the cache when known: an INCR reads
+        the value it adds to, and the view shows it after, without reading every origin's
+        counter entry (tests/property/test_crdt_laws.py holds it to the recount)."""
+        csum = self.csum
+        if csum is None:
+            ctr = self.ctr
+            csum = self.csum = (ctr_value(ctr), ctr_live(ctr))
+        return csum
 
     def counter(self) -> Ctr:
         """The counter dict, created on first use (the caller adds to it at once)."""
@@ -296,6 +322,7 @@ class Cell:
             cell.reg[(e[0], e[1], e[2])] = (h, v)
         if data[1]:
             cell.ctr = {o: list(c) for o, *c in data[1]}
+            cell.csum = None
         return cell
 
 
@@ -316,17 +343,64 @@ class KeyState(Cell):
     one sets it back to None (``_delete``, ``_remove_member``, the ``hdel`` and
     ``lrem`` mutations, ``join_key_state``). Nothing depends on it for
     correctness (every reader treats None as empty), but states compared field
-    by field rely on it (tests/property/test_crdt_laws.py checks it)."""
+    by field rely on it (tests/property/test_crdt_laws.py checks it).
 
-    __slots__ = ("hash", "lst", "set", "ttl")
+    The one-entry form: what a ``put`` leaves when it observed every register and
+    TTL entry (the common key, overwritten by SETs), one register entry and one TTL
+    entry under the put's id, is held as the tuple ``one = (id, hlc, value,
+    deadline)`` instead of the two dicts (``_reg`` and ``_ttl`` are then None): a
+    plain string key is this object and that tuple. ``reg`` and ``ttl`` are
+    properties: reading or setting either turns ``one`` back into the two dicts
+    first, so every reader of the dicts sees the same entries. The hot readers
+    (``visible``, ``deadline``, ``visible_type``, ``empty``, ``dump``, the view's
+    ``materialize``) read ``one`` in place; ``_put_entries`` and ``load`` make it."""
+
+    __slots__ = ("_reg", "_ttl", "hash", "lst", "one", "set")
 
     def __init__(self) -> None:
-        self.reg = {}
+        self.one: tuple[Eid, int, bytes, int | None] | None = None
+        self._reg: dict[Eid, tuple[int, bytes]] | None = {}
+        self._ttl: dict[Eid, tuple[int, int | None]] | None = None
         self.ctr = None
+        self.csum = (0, False)
         self.set: dict[bytes, dict[Eid, int]] | None = None
         self.hash: dict[bytes, Cell] | None = None
         self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
-        self.ttl: dict[Eid, tuple[int, int | None]] | None = None
+
+    def _unpack_one(self) -> None:
+        """``one`` as the two dicts it stands for."""
+        one = self.one
+        assert one is not None
+        eid, hlc, value, deadline = one
+        self._reg = {eid: (hlc, value)}
+        self._ttl = {eid: (hlc, deadline)}
+        self.one = None
+
+    @property
+    def reg(self) -> dict[Eid, tuple[int, bytes]]:
+        if self.one is not None:
+            self._unpack_one()
+        reg = self._reg
+        assert reg is not None
+        return reg
+
+    @reg.setter
+    def reg(self, value: dict[Eid, tuple[int, bytes]]) -> None:
+        if self.one is not None:
+            self._unpack_one()
+        self._reg = value
+
+    @property
+    def ttl(self) -> dict[Eid, tuple[int, int | None]] | None:
+        if self.one is not None:
+            self._unpack_one()
+        return self._ttl
+
+    @ttl.setter
+    def ttl(self, value: dict[Eid, tuple[int, int | None]] | None) -> None:
+        if self.one is not None:
+            self._unpack_one()
+        self._ttl = value
 
     def sets(self) -> dict[bytes, dict[Eid, int]]:
         """The set part, created on first use (the caller adds to it at once)."""
@@ -357,12 +431,16 @@ class KeyState(Cell):
         return ttl
 
     def empty(self) -> bool:
+        if self.one is not None:
+            return False
         return not self.reg and not self.ctr and not self.set and not self.hash and not self.lst and not self.ttl
 
     def visible_type(self) -> str | None:
         # fast paths: one part only (no type conflict to rank)
         st, hs, ls = self.set, self.hash, self.lst
         if not st and not hs and not ls:
+            if self.one is not None:
+                return "string"
             return "string" if self.reg or (self.ctr and ctr_live(self.ctr)) else None
         if not self.reg and not self.ctr:
             if not hs:
@@ -397,6 +475,9 @@ class KeyState(Cell):
         return kind
 
     def deadline(self) -> int | None:
+        one = self.one
+        if one is not None:
+            return one[3]
         ttl = self.ttl
         if not ttl:
             return None
@@ -414,13 +495,22 @@ class KeyState(Cell):
     def dump(self) -> list[Any]:
         """The serialized form (unchanged by the None parts: an absent part dumps
         as the empty list it always did)."""
-        st, hs, ls, ttl = self.set, self.hash, self.lst, self.ttl
+        st, hs, ls, one = self.set, self.hash, self.lst, self.one
+        if one is not None:  # read in place, as Cell.dump and the TTL part would write the dicts
+            eid, hlc, value, deadline = one
+            ctr = self.ctr
+            string: list[Any] = [[[list(eid), hlc, value]], sorted([o, *c] for o, c in ctr.items()) if ctr else []]
+            ttl_part: list[Any] = [[list(eid), hlc, deadline]]
+        else:
+            ttl = self.ttl
+            string = Cell.dump(self)
+            ttl_part = sorted([list(e), h, d] for e, (h, d) in ttl.items()) if ttl else []
         return [
-            Cell.dump(self),
+            string,
             sorted([m, sorted([list(e), h] for e, h in eids.items())] for m, eids in st.items()) if st else [],
             sorted([f, c.dump()] for f, c in hs.items()) if hs else [],
             sorted([list(lid), [list(d) for d in pos], v, h] for lid, (pos, v, h) in ls.items()) if ls else [],
-            sorted([list(e), h, d] for e, (h, d) in ttl.items()) if ttl else [],
+            ttl_part,
         ]
 
     @classmethod
@@ -430,7 +520,7 @@ class KeyState(Cell):
         writes them)."""
         ks = cls()
         string = Cell.load(data[0])
-        ks.reg, ks.ctr = string.reg, string.ctr
+        ks.reg, ks.ctr, ks.csum = string.reg, string.ctr, string.csum
         if data[1]:
             ks.set = {m: {(e[0], e[1], e[2]): h for e, h in eids} for m, eids in data[1]}
         if data[2]:
@@ -440,7 +530,18 @@ class KeyState(Cell):
                       for lid, pos, v, h in data[3]}
         if data[4]:
             ks.ttl = {(e[0], e[1], e[2]): (h, d) for e, h, d in data[4]}
+            ks._pack_one()
         return ks
+
+    def _pack_one(self) -> None:
+        """The two dicts as ``one`` when they hold what that form stands for."""
+        reg, ttl = self._reg, self._ttl
+        if reg is not None and ttl is not None and len(reg) == 1 and len(ttl) == 1:
+            for eid, (hlc, value) in reg.items():
+                entry = ttl.get(eid)
+                if entry is not None and entry[0] == hlc:
+                    self.one = (eid, hlc, value, entry[1])
+                    self._reg = self._ttl = None
 
 
 def _visible_parts(ks: KeyState) -> Visible | None:
@@ -523,16 +624,18 @@ class CrdtStore:
         if ks is None:
             return None
         if not ks.set and not ks.hash and not ks.lst:  # a string key: the common ones first
-            reg, ctr = ks.reg, ks.ctr
+            packed, ctr = ks.one, ks.ctr
+            if packed is None:  # the dict itself (not None without ``one``): no property call
+                reg: dict[Eid, tuple[int, bytes]] = ks._reg  # type: ignore[assignment]
+            elif not ctr:  # what SET leaves, in the one-entry form
+                return _new_visible(Visible, ("string", packed[2], packed[3]))
+            else:
+                reg = ks.reg
             if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
             if ctr and not reg:  # a counter alone: what INCR leaves (Cell.value, ctr_live)
-                total, live = 0, False
-                for p, n, bp, bn, _ in ctr.values():
-                    total += (p - bp) - (n - bn)
-                    if p > bp or n > bn:
-                        live = True
+                total, live = ks.csum or ks.counter_sum()  # the cache, else the recount
                 return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
         return _visible_parts(ks)
 
@@ -592,35 +695,59 @@ class CrdtStore:
                 if self._put_fast(key, mut, origin, seq, hlc, deps):
                     self.vv[origin] = seq
                     return [key]
+        changed = self.apply_muts(origin, seq, hlc, deps, muts)
+        self.vv[origin] = seq  # advance(): seq is beyond vv[origin] (checked above)
+        return changed
+
+    def apply_muts(
+        self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut], start: int = 0
+    ) -> list[bytes]:
+        """Mutations ``start, start + 1, ...`` of op ``(origin, seq)`` (``muts[0]`` is
+        mutation ``start``), without moving ``vv``: ``apply`` is this from 0 plus the
+        ``vv`` step. An origin building one op from several client writes applies each
+        write's mutations as it makes them (each write reads the state the earlier ones
+        left), then moves ``vv`` once (``advance``); the op's earlier mutations (ids below
+        ``start``) must be applied already, as they count as observed. Returns the keys
+        whose visible state may have changed, each once, in first-change order."""
         changed: list[bytes] = []
 
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
 
         kctx = self.kctx
-        for i, mut in enumerate(muts):
+        observed: dict[str, int] | None = None  # seen as a vv, for _put_fast
+        for i, mut in enumerate(muts, start):
             key = bytes(mut[1])
             if kctx:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
-            self._apply_one(key, mut, origin, seq, i, hlc, seen)
-            if key not in changed:
+            if key not in changed:  # a short list: an op's keys
                 changed.append(key)
-        if seq > self.vv.get(origin, 0):
-            self.vv[origin] = seq
+            if mut[0] == "put":
+                if observed is None:
+                    observed = {**deps, origin: seq}
+                if self._put_fast(key, mut, origin, seq, hlc, observed, i):
+                    continue
+            self._apply_one(key, mut, origin, seq, i, hlc, seen)
         return changed
 
+    def advance(self, origin: str, seq: int) -> None:
+        """``vv`` covers op ``(origin, seq)`` now: the end of an op applied by ``apply_muts``."""
+        if seq > self.vv.get(origin, 0):
+            self.vv[origin] = seq
+
     def _put_fast(
-        self, key: bytes, mut: Mut, origin: str, seq: int, hlc: int, deps: Mapping[str, int]
+        self, key: bytes, mut: Mut, origin: str, seq: int, hlc: int, deps: Mapping[str, int], i: int = 0
     ) -> bool:
-        """An op whose one mutation is a ``put``, applied without the general path's
-        ``seen`` closure and dispatch, when ``key`` is absent or holds register and TTL
-        entries only (a key SET wrote before; False, nothing done, otherwise). The
-        same result as ``_apply_one``: no key context applies (the caller checks
-        ``kctx`` is empty) and the op has no earlier mutation, so an existing entry
-        is observed iff ``deps`` covers its dot; the new entries get the id
-        ``(origin, seq, 0)``."""
+        """Mutation ``i`` of an op, a ``put``, applied without the general path's ``seen``
+        closure and dispatch, when ``key`` is absent or holds register and TTL entries only
+        (a key SET wrote before; False, nothing done, otherwise). The same result as
+        ``_apply_one``: the caller has checked that no key context holds the op already,
+        and an existing entry is observed iff ``deps`` covers its dot; the new entries get
+        the id ``(origin, seq, i)``. For ``i > 0`` the op's own earlier entries are observed
+        too: the caller passes its deps with ``origin`` at ``seq`` (``apply_muts``), which is
+        ``seen`` exactly, as an op's deps hold its origin at ``seq - 1``."""
         ks = self.data.get(key)
         if ks is None:
             ks = self.data[key] = KeyState()
@@ -628,7 +755,7 @@ class CrdtStore:
             return False
         if self.hints:
             self.hints.pop(key, None)
-        _put_entries(ks, (origin, seq, 0), hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
+        _put_entries(ks, (origin, seq, i), hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
                      _drop_covered, deps)
         return True
 
@@ -866,7 +993,7 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
         _, _, totals, htotals = mut
         _delete(ks, totals, htotals, seen)
     elif kind == "incr":
-        _ctr_add(ks.counter(), origin, int(mut[2]), hlc)
+        _ctr_add(ks, origin, int(mut[2]), hlc)
     elif kind == "sadd":
         member = bytes(mut[2])
         members = ks.sets()
@@ -882,14 +1009,14 @@ def apply_mut(ks: KeyState, mut: Mut, origin: str, seq: int, i: int, hlc: int, s
         _assign(cell, eid, hlc, bytes(value), totals, seen)
     elif kind == "hincr":
         cell = ks.hashes().setdefault(bytes(mut[2]), Cell())
-        _ctr_add(cell.counter(), origin, int(mut[3]), hlc)
+        _ctr_add(cell, origin, int(mut[3]), hlc)
     elif kind == "hdel":
         field = bytes(mut[2])
         hcell = ks.hash.get(field) if ks.hash else None
         if hcell is not None:
             hcell.reg = {e: v for e, v in hcell.reg.items() if not seen(e[0], e[1])}
             if mut[3]:
-                _ctr_reset(hcell.counter(), mut[3])
+                _ctr_reset(hcell, mut[3])
             if hcell.empty():
                 del ks.hash[field]  # type: ignore[union-attr]
                 if not ks.hash:
@@ -960,7 +1087,7 @@ def _assign(cell: Cell, eid: Eid, hlc: int, value: bytes, totals: Any, seen: Any
         _drop_seen(cell.reg, seen)
     cell.reg[eid] = (hlc, value)
     if totals:  # an empty reset changes nothing
-        _ctr_reset(cell.counter(), totals)
+        _ctr_reset(cell, totals)
 
 
 def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, seen: Any) -> None:
@@ -975,23 +1102,30 @@ def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, s
 
 def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None,
                  drop: Callable[[dict[Eid, Any], Any], None], observed: Any) -> None:
-    """A ``put``'s register and TTL entries: those ``observed`` covers removed in place
-    (``drop``: ``_drop_seen`` with a ``seen`` closure, ``_drop_covered`` with an op's
-    deps), then the op's own added. The common key, one a ``put`` wrote last, holds one
-    register and one TTL entry under the same id: the register's is tested, and the TTL's
-    goes with it (same dot, same verdict)."""
-    reg, ttl = ks.reg, ks.ttl
+    """A ``put``'s register and TTL entries: those ``observed`` covers removed (``drop``:
+    ``_drop_seen`` with a ``seen`` closure, ``_drop_covered`` with a vv of what the op
+    observed), then the op's own added. When none is left besides (the common key: one a
+    ``put`` wrote last, whose entry the new one observed) the key ends in the one-entry
+    form (``KeyState.one``): the old tuple is replaced, no dict is touched."""
+    one = ks.one
+    if one is not None:
+        e = one[0]
+        if e[1] <= observed.get(e[0], 0) if drop is _drop_covered else observed(e[0], e[1]):
+            ks.one = (eid, hlc, value, deadline)
+            return
+        ks._unpack_one()
+    reg, ttl = ks._reg, ks._ttl
+    assert reg is not None
+    if reg:
+        drop(reg, observed)
+    if ttl:
+        drop(ttl, observed)
+    if not reg and not ttl:
+        ks.one = (eid, hlc, value, deadline)
+        ks._reg = ks._ttl = None
+        return
     if ttl is None:
-        ttl = ks.ttl = {}
-    if len(reg) == 1 and len(ttl) == 1 and next(iter(reg)) in ttl:
-        drop(reg, observed)  # observed or not by the dot: the TTL entry's verdict too
-        if not reg:
-            ttl.clear()
-    else:
-        if reg:
-            drop(reg, observed)
-        if ttl:
-            drop(ttl, observed)
+        ttl = ks._ttl = {}
     reg[eid] = (hlc, value)
     ttl[eid] = (hlc, deadline)
 
@@ -1040,7 +1174,7 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
     if ks.reg:
         _drop_seen(ks.reg, seen)
     if totals:
-        _ctr_reset(ks.counter(), totals)
+        _ctr_reset(ks, totals)
     if ks.set:
         for member in list(ks.set):
             _remove_member(ks, member, seen)
@@ -1052,7 +1186,7 @@ def _delete(ks: KeyState, totals: Any, htotals: Any, seen: Any) -> None:
             cell.reg = {e: v for e, v in cell.reg.items() if not seen(e[0], e[1])}
             ftotals = htotals.get(field)
             if ftotals:
-                _ctr_reset(cell.counter(), ftotals)
+                _ctr_reset(cell, ftotals)
             if cell.empty():
                 del hs[field]
         if not hs:
@@ -1128,7 +1262,7 @@ def _join_cell(a: Cell, b: Cell, keep_a: Any, keep_b: Any) -> bool:
     a.reg = reg
     if not b.ctr:
         return changed
-    return _ctr_join(a.counter(), b.ctr) or changed
+    return _ctr_join(a, b.ctr) or changed
 
 
 def position_between(lo: Sequence[Digit] | None, hi: Sequence[Digit] | None) -> tuple[list[Digit], int]:
