@@ -224,6 +224,19 @@ def deliver_the_rest(rng: random.Random, pending: dict[str, list], stores: dict,
             apply(n, op)
 
 
+def _apply_some_ready(rng: random.Random, node: str, pending: dict[str, list], stores: dict, clocks: dict,
+                      now: int, apply) -> None:
+    """Up to two of ``node``'s queued ops it can apply (causally ready), picked at random, each
+    applied by ``apply(node, op)`` after the node's clock observed it."""
+    for _ in range(rng.randrange(3)):
+        ready = [op for op in pending[node] if deliverable(stores[node], op)]
+        if ready:
+            op = rng.choice(ready)
+            pending[node].remove(op)
+            clocks[node].observe(op[2], now)
+            apply(node, op)
+
+
 def run_commands(rng: random.Random, n_cmds: int, stores: dict, apply, transfers: bool) -> dict[str, list]:
     """``n_cmds`` random COMMANDS, each at a random node after it applied some of its ready
     ops (``apply(node, op)``) and, with ``transfers``, now and then joined another node's
@@ -239,13 +252,7 @@ def run_commands(rng: random.Random, n_cmds: int, stores: dict, apply, transfers
     for _ in range(n_cmds):
         now += rng.randrange(5)
         node = rng.choice(NODES)
-        for _ in range(rng.randrange(3)):
-            ready = [op for op in pending[node] if deliverable(stores[node], op)]
-            if ready:
-                op = rng.choice(ready)
-                pending[node].remove(op)
-                clocks[node].observe(op[2], now)
-                apply(node, op)
+        _apply_some_ready(rng, node, pending, stores, clocks, now, apply)
         if transfers and rng.random() < 0.1:  # a state transfer from another node
             src = rng.choice(NODES)
             stores[node].join(stores[src].snapshot())
@@ -413,13 +420,7 @@ def test_an_op_of_several_commands_converges_and_shows_them_in_order(seed, n_ops
     for _ in range(n_ops):
         now += rng.randrange(5)
         node = rng.choice(NODES)
-        for _ in range(rng.randrange(3)):
-            ready = [op for op in pending[node] if deliverable(stores[node], op)]
-            if ready:
-                op = rng.choice(ready)
-                pending[node].remove(op)
-                clocks[node].observe(op[2], now)
-                deliver(node, op)
+        _apply_some_ready(rng, node, pending, stores, clocks, now, deliver)
         st_ = stores[node]
         alone = CrdtStore.restore(st_.snapshot(), conflicts)
         seq, deps, hlc = st_.vv.get(node, 0) + 1, dict(st_.vv), clocks[node].now(now)

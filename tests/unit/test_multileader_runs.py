@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.core.crdt.store import CrdtStore
 from replikv.runtime.multi_leader import MultiLeaderRunner
-from tests.unit.test_pipelined_runs import Client, FakeLoop, FakePeers
+from tests.unit.test_pipelined_runs import Client, offline_node
 
 PIPELINE = [
     ["SET", "a", "1"], ["SET", "b", "x"], ["SET", "a", "2"],            # a run: a's later SET wins
@@ -37,13 +36,7 @@ def make_node(tmp_path: Path) -> Iterator[Callable[[str], MultiLeaderRunner]]:
     made: list[MultiLeaderRunner] = []
 
     def make(name: str) -> MultiLeaderRunner:
-        root = tmp_path / name
-        nodes = {f"n{i}": NodeAddress(f"n{i}", "127.0.0.1", 7000 + i, 17000 + i, str(root / f"n{i}"))
-                 for i in (1, 2, 3)}
-        config = ClusterConfig(mode="multi-leader", secret="s", initial_leader="n1", nodes=nodes, options=NodeOptions())
-        node = MultiLeaderRunner(config, "n1")
-        node.loop = FakeLoop()  # type: ignore[assignment]
-        node.transport = FakePeers()  # type: ignore[assignment]
+        node: MultiLeaderRunner = offline_node(MultiLeaderRunner, "multi-leader", tmp_path / name)
         made.append(node)
         return node
 

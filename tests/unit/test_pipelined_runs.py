@@ -109,19 +109,25 @@ class Client:
         return [reply for c in commands for reply in self.send(c)]
 
 
+def offline_node(runner: Callable[[ClusterConfig, str], Any], mode: str, root: Path) -> Any:
+    """Node n1 of a 3-node ``mode`` cluster under ``root``, in-process: no sockets, the loop
+    and the peers faked (the group commit runs when a test says so)."""
+    nodes = {f"n{i}": NodeAddress(f"n{i}", "127.0.0.1", 7000 + i, 17000 + i, str(root / f"n{i}"))
+             for i in (1, 2, 3)}
+    config = ClusterConfig(mode=mode, secret="s", initial_leader="n1", nodes=nodes, options=NodeOptions())
+    node = runner(config, "n1")
+    node.loop = FakeLoop()
+    node.transport = FakePeers()
+    return node
+
+
 @pytest.fixture
 def make_node(tmp_path: Path) -> Iterator[Callable[[], LeaderFollowerRunner]]:
     made: list[LeaderFollowerRunner] = []
 
     def make() -> LeaderFollowerRunner:
-        root = tmp_path / f"cluster{len(made)}"
-        nodes = {f"n{i}": NodeAddress(f"n{i}", "127.0.0.1", 7000 + i, 17000 + i, str(root / f"n{i}"))
-                 for i in (1, 2, 3)}
-        config = ClusterConfig(mode="leader-follower", secret="s", initial_leader="n1", nodes=nodes,
-                               options=NodeOptions())
-        node = LeaderFollowerRunner(config, "n1")
-        node.loop = FakeLoop()  # type: ignore[assignment]
-        node.transport = FakePeers()  # type: ignore[assignment]
+        node: LeaderFollowerRunner = offline_node(LeaderFollowerRunner, "leader-follower",
+                                                  tmp_path / f"cluster{len(made)}")
         made.append(node)
         return node
 

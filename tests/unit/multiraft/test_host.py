@@ -81,25 +81,11 @@ def test_a_rounds_acks_and_proposals_reach_the_core_in_one_call_one_append_entri
     follower gets ONE AppendEntries carrying the new entry and the commit index the acks
     advanced, not a commit notice per ack batch followed by the entries (module doc)."""
     sim = make(3, 1)
-    g = next(iter(sim.placement))
-    leader = sim.leader(g)
-    assert leader is not None
-    lh = sim.hosts[leader]
-    assert lh is not None
-    lh.propose(g, [(b"set x 1", "x", None, None)])
-    acks = []
-    for b in lh.ready().batches:  # the entry to both followers
-        fh = sim.hosts[b.dst]
-        assert fh is not None
-        fh.step(b)
-        acks += fh.ready().batches
-    assert sorted(b.src for b in acks) == sorted(n for n in sim.placement[g] if n != leader)
-    x_index = lh.groups[g].log.last_index
-    for b in acks:  # two batches, one round
-        lh.step(b)
+    g, lh, x_index, followers = _committed_without_a_new_proposal(sim)  # two ack batches, one round
+    assert followers == sorted(n for n in sim.placement[g] if n != sim.leader(g))
     lh.propose(g, [(b"set y 2", "y", None, None)])
     sent = {b.dst: [m for grp, m in b.msgs if grp == g] for b in lh.ready().batches}
-    assert sorted(sent) == sorted(b.src for b in acks)
+    assert sorted(sent) == followers
     for msgs in sent.values():
         assert len(msgs) == 1 and isinstance(msgs[0], AppendEntries)
         assert [e.data for e in msgs[0].entries] == [b"set y 2"]
