@@ -136,6 +136,7 @@ _CIRCLE = Range(start=0, end=0)
 
 __all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteDone"]
 
+_NO_CTX: dict[str, int] = {}  # the context of a key this replica holds nothing of (read only)
 HINT_BATCH_KEYS = 256  # key states per hint delivery
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
@@ -324,13 +325,18 @@ class Replica:
               alive: Iterable[str], stand_ins: Sequence[str], now_ms: int, now_us: int) -> list[Any]:
         """A client write this node coordinates (``muts`` from kv/crdt_writes.translate)."""
         out: list[Any] = []
-        if any(r != self.node and r not in self.put_peers for r in replicas) and any(m[0] == "put" for m in muts):
-            muts = without_put(muts)  # a replica may be of an older version: before anything applies it
+        node, put_peers = self.node, self.put_peers
+        for r in replicas:
+            if r != node and r not in put_peers:
+                if any(m[0] == "put" for m in muts):
+                    muts = without_put(muts)  # a replica may be of an older version: before anything applies it
+                break
         delta = b""
         if self.deltas and not any(m[0] == "set" and m[4] is not None for m in muts):
             ctx = self.store.ctx  # (VSET ... CONTEXT: whole states)
-            before = {k: dict(ctx.get(k, ())) for k in {bytes(m[1]) for m in muts}}
-            delta = write_delta(self.node, hlc, muts, before)
+            # the contexts as they are, not copies: write_delta packs them before the write applies
+            before = {k: ctx.get(k, _NO_CTX) for k in {bytes(m[1]) for m in muts}}
+            delta = write_delta(node, hlc, muts, before)
         changed = self._apply_local(muts, hlc, now_ms, out)
         # the whole states only when needed (coordinator.py, "Whole states, taken late")
         out.extend(self._coordinated(self.coord.write(req, None, replicas, needed, alive, stand_ins, now_us,
@@ -347,7 +353,9 @@ class Replica:
         changed = self.store.apply_write(self.node, hlc, muts, now_ms)
         out.append(Persist(entry=["w", hlc, list(muts), now_ms]))
         if changed:
-            self.dirty.update(dict.fromkeys(changed))
+            dirty = self.dirty
+            for key in changed:
+                dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
             out.append(Changed(keys=tuple(changed)))
         return changed
 
@@ -478,8 +486,11 @@ class Replica:
                 else:
                     out.append(Send(to=peer, msg=dm.PutAcks(ok=(), refused=tuple(req for req, _ in msg.writes))))
             case dm.PutAcks():
-                for req in msg.ok:
-                    self._acked(peer, req, True, now_ms, now_us, out)
+                if self.hint_sends or self.streams:  # an ack may be a hint delivery's or a chunk's
+                    for req in msg.ok:
+                        self._acked(peer, req, True, now_ms, now_us, out)
+                else:  # writes' acks only: ``_acked`` per req gives just these (an ok ack makes no hint)
+                    self.coord.acked_ok(peer, msg.ok, out)
                 for req in msg.refused:
                     self._acked(peer, req, False, now_ms, now_us, out)
             case dm.PutAck():
