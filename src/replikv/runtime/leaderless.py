@@ -130,7 +130,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # loop time the timer fires at
         self._paxos_timer: asyncio.TimerHandle | None = None
-        self._handlers = self._effect_handlers()  # effect type -> what carries it out (``_run``)
+        self._effects = self._effect_handlers()  # effect type -> what carries it out (``_run``)
         self.stats.update({"writes_coordinated": 0, "reads_coordinated": 0, "writes_failed": 0,
                            "reads_failed": 0, "expired_deletes": 0, "paxos_rounds": 0})
         self._recover()
@@ -501,7 +501,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         committed before the frames leave), the view follows the changed keys, replies go out.
         One dict lookup per effect by its exact type (the effect classes are final dataclasses);
         any other effect is not the runtime's, as before, and passes."""
-        handlers = self._handlers
+        handlers = self._effects
         for effect in effects:
             handler = handlers.get(type(effect))
             if handler is not None:
