@@ -332,8 +332,13 @@ class Replica:
                     muts = without_put(muts)  # a replica may be of an older version: before anything applies it
                 break
         delta = b""
-        if self.deltas and not any(m[0] == "set" and m[4] is not None for m in muts):
-            ctx = self.store.ctx  # (VSET ... CONTEXT: whole states)
+        if not self.deltas:
+            pass
+        elif len(muts) == 1 and muts[0][0] == "put":  # a SET: one key, no client context
+            key = bytes(muts[0][1])
+            delta = write_delta(node, hlc, muts, {key: self.store.ctx.get(key, _NO_CTX)})
+        elif not any(m[0] == "set" and m[4] is not None for m in muts):  # (VSET ... CONTEXT: whole states)
+            ctx = self.store.ctx
             # the contexts as they are, not copies: write_delta packs them before the write applies
             before = {k: ctx.get(k, _NO_CTX) for k in {bytes(m[1]) for m in muts}}
             delta = write_delta(node, hlc, muts, before)
@@ -568,28 +573,34 @@ class Replica:
         refused: list[int] = []
         changed_all: dict[bytes, None] = {}
         ms = self.membership
+        epoch = ms.state.epoch
+        apply_delta, dirty, stats = self.store.apply_delta, self.dirty, self.stats
         hlc_max = 0
+        applied = 0
         for req, blob in writes:
             try:
                 delta = decode_delta(blob)
             except ValueError:
-                self.stats["bad_states"] += 1
+                stats["bad_states"] += 1
                 if req:
                     refused.append(req)
                 continue
-            ok = not (req and ms.state.epoch and not all(self.node in ms.write_replicas(k)[0] for k in delta[3]))
-            changed, missing = self.store.apply_delta(delta, now_ms)
+            ok = not (req and epoch and not all(self.node in ms.write_replicas(k)[0] for k in delta[3]))
+            changed, missing = apply_delta(delta, now_ms)
             if changed:
-                self.stats["deltas_applied"] += 1
-                self.dirty.update(dict.fromkeys(changed))
+                applied += 1
+                for key in changed:
+                    dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
+                    changed_all[key] = None
                 out.append(Persist(entry=["wd", blob, now_ms]))
-                hlc_max = max(hlc_max, delta[1])
-                changed_all.update(dict.fromkeys(changed))
+                if delta[1] > hlc_max:
+                    hlc_max = delta[1]
             if missing and req:
                 self.stats["deltas_missing_base"] += 1
                 acks.append(Send(to=peer, msg=dm.PutNeed(req=req, keys=tuple(missing))))
             elif req:
                 (acked if ok else refused).append(req)
+        stats["deltas_applied"] += applied
         if changed_all:
             keys = list(changed_all)
             self.hlc.observe(hlc_max, now_ms)
