@@ -307,7 +307,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             conn.reply(RespError(f"ERR '{name}' is not offered in leaderless mode: it has no key, and keys "
                                  "live on different replica sets; write key by key"))
             return
-        serial = _serial_write(argv, str(conn.write_level))
+        level = str(conn.write_level)
+        serial = _serial_write(argv, level)
         placed = self._placement(conn, argv, keys, write=True)  # Paxos too: paxos_replicas
         if placed is None:
             return
@@ -316,7 +317,6 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         # no replica believed down: no stand-in can matter (coordinator.py, ``stand_ins_matter``)
         stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes)) \
             if stand_ins_matter(self.id, replicas, alive) else ()
-        level = str(conn.write_level)
         needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins,
                               pending, alive)
         if needed is None:
