@@ -105,13 +105,18 @@ def needed_acks(level: str, replicas: int, pending: int = 0) -> int | None:
     return None if needed > natural else needed + pending
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Send:
+    """Send ``msg`` to ``to``. ``Send`` and ``WriteDone`` (and replica.py's ``Persist`` and
+    ``Changed``) are not frozen, unlike the wire messages: a write makes them on the hot path, and
+    a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (about twice
+    the cost). The drivers only read an effect; nothing changes one after it is returned."""
+
     to: str
     msg: One
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: see Send
 class WriteDone:
     """``acks`` replicas (this one included) hold the write; ``needed`` were asked for."""
 

@@ -145,12 +145,12 @@ STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per str
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: see coordinator.Send
 class Persist:
     entry: list[Any]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: see coordinator.Send
 class Changed:
     keys: tuple[bytes, ...]
 
