@@ -130,6 +130,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # loop time the timer fires at
         self._paxos_timer: asyncio.TimerHandle | None = None
+        self._effects = self._effect_handlers()  # effect type -> what carries it out (``_run``)
         self.stats.update({"writes_coordinated": 0, "reads_coordinated": 0, "writes_failed": 0,
                            "reads_failed": 0, "expired_deletes": 0, "paxos_rounds": 0})
         self._recover()
@@ -306,7 +307,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             conn.reply(RespError(f"ERR '{name}' is not offered in leaderless mode: it has no key, and keys "
                                  "live on different replica sets; write key by key"))
             return
-        serial = _serial_write(argv, str(conn.write_level))
+        level = str(conn.write_level)
+        serial = _serial_write(argv, level)
         placed = self._placement(conn, argv, keys, write=True)  # Paxos too: paxos_replicas
         if placed is None:
             return
@@ -315,7 +317,6 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         # no replica believed down: no stand-in can matter (coordinator.py, ``stand_ins_matter``)
         stand_ins = self.ring.extended_preference(keys[0], len(self.config.nodes)) \
             if stand_ins_matter(self.id, replicas, alive) else ()
-        level = str(conn.write_level)
         needed = self._needed(conn, "quorum" if level == "serial" else level, replicas, "write", stand_ins,
                               pending, alive)
         if needed is None:
@@ -497,26 +498,36 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     # -- effects ---------------------------------------------------------------------------------
     def _run(self, effects: list[Any]) -> None:
         """Carry out the replica's effects: WAL entries and frames wait for the flush (entries are
-        committed before the frames leave), the view follows the changed keys, replies go out."""
+        committed before the frames leave), the view follows the changed keys, replies go out.
+        One dict lookup per effect by its exact type (the effect classes are final dataclasses);
+        any other effect is not the runtime's, as before, and passes."""
+        handlers = self._effects
         for effect in effects:
-            if isinstance(effect, Persist):
-                self.entries.append(effect.entry)
-                self._schedule_flush()
-            elif isinstance(effect, Changed):
-                self._changed(effect.keys)
-            elif isinstance(effect, Send):
-                self.sends.append(effect)
-                self._schedule_flush()
-            elif isinstance(effect, WriteDone):
-                self._write_done(effect)
-            elif isinstance(effect, ReadDone):
-                self._read_done(effect)
-            elif isinstance(effect, PaxosDone):
-                self._paxos_done(effect)
-            elif isinstance(effect, mb.SaveRing):
-                self._save_ring(effect.state)
-            elif isinstance(effect, mb.RingChanged):
-                self._ring_changed(effect)
+            handler = handlers.get(type(effect))
+            if handler is not None:
+                handler(effect)
+
+    def _effect_handlers(self) -> dict[type, Callable[[Any], None]]:
+        return {
+            Persist: self._persist,
+            Changed: lambda e: self._changed(e.keys),
+            Send: self._send,
+            WriteDone: self._write_done,
+            ReadDone: self._read_done,
+            PaxosDone: self._paxos_done,
+            mb.SaveRing: lambda e: self._save_ring(e.state),
+            mb.RingChanged: self._ring_changed,
+        }
+
+    def _persist(self, effect: Persist) -> None:
+        self.entries.append(effect.entry)
+        if not self.flush_scheduled:
+            self._schedule_flush()
+
+    def _send(self, effect: Send) -> None:
+        self.sends.append(effect)
+        if not self.flush_scheduled:
+            self._schedule_flush()
 
     def _write_done(self, done: WriteDone) -> None:
         p = self.pending.pop(done.req, None)

@@ -173,3 +173,24 @@ def test_the_acks_of_one_iteration_leave_as_one_putacks_whatever_they_answer() -
     assert [type(e.msg) for e in back if isinstance(e, Send)] == [dm.PutAcks, dm.PutAcks, dm.PutAck]
     assert frames_to(n2, back, "n1") == [[dm.PutAcks(ok=(1, 2), refused=())]]
     assert n2.stats["write_batches"] == 2 and n2.stats["batched_writes"] == 2
+
+
+def test_a_putacks_holding_a_hint_deliverys_ack_and_a_writes_ack_settles_both() -> None:
+    """The ok list of a ``PutAcks`` is counted in one call when it can only hold writes' acks; with a
+    hint delivery in flight it may hold that one's too, which must mark the hints delivered."""
+    n1 = replica("n1")
+    n1.hold_hints("n2", [(b"h", n1.store.key_blob(b"h") or _state_of(b"h"))], 1, [])
+    [hint_send] = n1.deliver_hints("n2", 1_000, 10**9, 1)
+    write(n1, 1, 10, b"SET", b"a", b"1", needed=2)
+    back = n1.step("n2", dm.PutAcks(ok=(hint_send.msg.req, 1), refused=()), 11, 11_000)
+    assert WriteDone(req=1, ok=True, acks=2, needed=2, hinted=0) in back
+    assert n1.hints.pending("n2") == 0 and n1.stats["hints_delivered"] == 1
+    assert [e.entry[0] for e in back if isinstance(e, Persist)] == ["hd"]
+
+
+def _state_of(key: bytes) -> bytes:
+    other = replica("n3")
+    write(other, 1, 5, b"SET", key, b"v")
+    blob = other.store.key_blob(key)
+    assert blob is not None
+    return blob

@@ -188,3 +188,40 @@ def test_stand_ins_change_nothing_unless_a_replica_is_believed_down() -> None:
     assert stand_ins_matter("a", REPLICAS, {"b", "d"})
     c = coord(sloppy_quorum=True)
     assert c.unavailable(REPLICAS, 3, {"b", "d"}, stand_ins) is None and c.unavailable(REPLICAS, 3, {"b", "d"}, ()) == 2
+
+
+def test_acked_ok_gives_what_one_acked_per_req_gives() -> None:
+    """``Coordinator.acked_ok`` (a ``PutAcks``' ok list in one call) against ``acked(peer, req, True)``
+    per req on a twin: the same effects in the same order and the same writes left in flight, over
+    levels, stand-ins (sloppy and not), duplicate and unknown reqs, and acks from peers not asked."""
+    rng = random.Random(5)
+    for sloppy in (False, True):
+        for trial in range(200):
+            twins = coord(sloppy_quorum=sloppy), coord(sloppy_quorum=sloppy)
+            for req in range(1, 7):
+                alive = set(rng.sample(["b", "c", "d", "e"], rng.randint(1, 4)))
+                needed = rng.randint(1, 3)
+                for c in twins:
+                    c.write(req, STATES, REPLICAS, needed, alive, ("d", "e"), 0)
+            for peer in ("b", "c", "d", "e", "b"):
+                reqs = [rng.randint(0, 8) for _ in range(rng.randint(0, 6))]
+                one: list[object] = []
+                for req in reqs:
+                    one.extend(twins[0].acked(peer, req, True))
+                batch: list[object] = []
+                twins[1].acked_ok(peer, reqs, batch)  # type: ignore[arg-type]
+                assert batch == one, (sloppy, trial, peer, reqs)
+                assert twins[1].writes == twins[0].writes
+
+
+def test_a_write_to_replicas_all_alive_sends_each_the_same_delta_and_takes_no_state() -> None:
+    taken: list[bytes] = []
+    c = Coordinator("a", timeout_us=1_000_000, rng=random.Random(1), read_repair_chance=0.0,
+                    blobs=lambda k: taken.append(k) or b"state")
+    out = c.write(8, None, REPLICAS, 2, ["b", "c"], (), 0, delta=b"d", keys=(b"k",))  # alive as a list too
+    assert sends(out) == {"b": m.Put(req=8, states=(), delta=b"d"), "c": m.Put(req=8, states=(), delta=b"d")}
+    assert taken == [] and c.writes[8].states is None
+    out = c.write(9, None, REPLICAS, 2, {"b", "d"}, ("d",), 0, delta=b"d", keys=(b"k",))  # c down: stand-in d
+    assert sends(out) == {"b": m.Put(req=9, states=(), delta=b"d"),
+                          "d": m.Put(req=9, states=((b"k", b"state"),), hint_for="c")}
+    assert taken == [b"k"]

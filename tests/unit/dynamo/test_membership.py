@@ -432,3 +432,41 @@ def test_write_placement_equals_write_replicas_and_coordinates_in_every_state(me
             seen_pending += got[1] > 0
             seen_not_mine += not got[2]
     assert seen_pending and seen_not_mine  # pending owners and keys this node does not coordinate occurred
+
+
+@pytest.mark.parametrize("me", ["n1", "n2", "n4"])
+def test_write_placement_kept_per_key_follows_every_state_a_membership_adopts(me: str) -> None:
+    """``write_placement`` keeps each key's placement until the state changes: one ``Membership``
+    taken through an add (announced, ``reads_new``, switched) and then a remove, adopting each state
+    from a ring message, answers every key as ``write_replicas`` and ``coordinates`` do after each
+    adoption, for keys it was asked about before it (a placement kept across a state fails it)."""
+    later = [mb.RingState(epoch=2, members=tuple(member(i) for i in N3), change="add", node=member(4),
+                          coordinator="n1"),
+             mb.RingState(epoch=3, members=tuple(member(i) for i in N3), change="add", node=member(4),
+                          coordinator="n1", reads_new=True),
+             mb.RingState(epoch=4, members=tuple(member(i) for i in ["n1", "n2", "n3", "n4"]), coordinator="n1"),
+             mb.RingState(epoch=5, members=tuple(member(i) for i in ["n1", "n2", "n3", "n4"]), change="remove",
+                          node=member(2), coordinator="n1"),
+             mb.RingState(epoch=6, members=tuple(member(i) for i in ["n1", "n3", "n4"]), coordinator="n1")]
+    m = mb.Membership(me, state(N3, 1), replicas=2, vnodes=8)
+    keys = [b"key:%d" % i for i in range(300)]
+    changed = 0
+    for st in [None, *later]:
+        if st is not None:
+            before = [m.write_placement(k) for k in keys]
+            m.step("n1" if me != "n1" else "n2", st.to_msg(), 0)
+            assert m.state.epoch == st.epoch  # adopted
+        for key in keys:
+            assert m.write_placement(key) == (*m.write_replicas(key), m.coordinates(key))
+        if st is not None:
+            changed += sum(a != b for a, b in zip(before, (m.write_placement(k) for k in keys)))
+    assert changed  # the states moved some keys' placements
+
+
+def test_write_placements_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mb, "PLACEMENT_CACHE_KEYS", 8)
+    m = mb.Membership("n1", state(N3, 1), replicas=2, vnodes=8)
+    for i in range(50):
+        key = b"key:%d" % i
+        assert m.write_placement(key) == (*m.write_replicas(key), m.coordinates(key))
+        assert len(m._placements) <= 8

@@ -91,6 +91,11 @@ def stand_ins_matter(node: str, replicas: Iterable[str], alive: Container[str]) 
     return any(r != node and r not in alive for r in replicas)
 
 
+def _as_set(alive: Iterable[str]) -> Container[str]:
+    """``alive`` as something ``in`` is cheap on: the runtime passes a set already (one per write)."""
+    return alive if isinstance(alive, (set, frozenset)) else set(alive)
+
+
 def needed_acks(level: str, replicas: int, pending: int = 0) -> int | None:
     """How many answers a request to ``replicas`` nodes needs, ``pending`` of them a membership
     change's new owners (membership.py, "Announce"): the level's count of the others plus one
@@ -100,13 +105,18 @@ def needed_acks(level: str, replicas: int, pending: int = 0) -> int | None:
     return None if needed > natural else needed + pending
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Send:
+    """Send ``msg`` to ``to``. ``Send`` and ``WriteDone`` (and replica.py's ``Persist`` and
+    ``Changed``) are not frozen, unlike the wire messages: a write makes them on the hot path, and
+    a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (about twice
+    the cost). The drivers only read an effect; nothing changes one after it is returned."""
+
     to: str
     msg: One
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: see Send
 class WriteDone:
     """``acks`` replicas (this one included) hold the write; ``needed`` were asked for."""
 
@@ -207,8 +217,12 @@ class Coordinator:
         self, replicas: Sequence[str], needed: int, alive: Iterable[str], stand_ins: Sequence[str] = ()
     ) -> int | None:
         """None if ``needed`` replicas can be reached; else how many can."""
-        up = set(alive) | {self.node}
-        reachable = sum(1 for r in replicas if r in up)
+        up = _as_set(alive)
+        node = self.node
+        reachable = 0
+        for r in replicas:
+            if r == node or r in up:
+                reachable += 1
         if self.sloppy_quorum:
             down = len(replicas) - reachable
             reachable += min(down, sum(1 for s in stand_ins if s in up and s not in replicas))
@@ -232,19 +246,26 @@ class Coordinator:
         write as a delta (``Put.delta``), sent to the replicas instead of the states; stand-ins
         and hints keep the whole states. ``states`` None: the states of ``keys``, taken from
         ``blobs`` when first needed ("Whole states, taken late")."""
-        up = set(alive)
-        spare = [s for s in stand_ins if s in up and s not in replicas and s != self.node]
-        if states is None and not (delta and all(r == self.node or r in up for r in replicas)):
+        up = _as_set(alive)
+        node = self.node
+        everyone = True  # every replica believed alive (the common case: no stand-in, no hint at once)
+        for r in replicas:
+            if r != node and r not in up:
+                everyone = False
+                break
+        spare = [s for s in stand_ins if s in up and s not in replicas and s != node] if not everyone else []
+        if states is None and not (delta and everyone):
             states = self._take(keys)
-        acks = 1 if self.node in replicas else 0
+        acks = 1 if node in replicas else 0
         pending: dict[str, str] = {}
         out: list[Effect] = []
+        # one message for every replica (frozen, so shared): the same write to each
+        put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states or ())
         for r in replicas:
-            if r == self.node:
+            if r == node:
                 continue
             if r in up:
                 pending[r] = r
-                put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states or ())
                 out.append(Send(to=r, msg=put))
             elif spare:
                 assert states is not None  # taken above: a replica is down
@@ -343,24 +364,47 @@ class Coordinator:
 
     def acked(self, peer: str, req: int, ok: bool) -> list[Effect]:
         """``peer`` answered the write ``req`` (a ``PutAck``, alone or in a ``PutAcks``)."""
+        out: list[Effect] = []
+        if ok:
+            self.acked_ok(peer, (req,), out)
+            return out
         w = self.writes.get(req)
         if w is None or peer not in w.pending:
-            return []
+            return out
         target = w.pending.pop(peer)
-        out: list[Effect] = []
-        if not ok:  # whoever did not take it: this node keeps the hint for the replica
-            out.append(Hint(node=target, states=self.states_of(req)))
-        elif target == peer or self.sloppy_quorum:
-            w.acks += 1
-        else:
-            w.hinted += 1
+        # whoever did not take it: this node keeps the hint for the replica
+        out.append(Hint(node=target, states=self.states_of(req)))
+        self._counted(req, w, out)
+        return out
+
+    def acked_ok(self, peer: str, reqs: Iterable[int], out: list[Effect]) -> None:
+        """``peer`` took the writes ``reqs`` (the ok list of a ``PutAcks``): the effects of one
+        ``acked(peer, req, True)`` per req, in order, appended to ``out``. An ok ack never makes a
+        hint, so the only effects are ``WriteDone``s."""
+        writes = self.writes
+        sloppy = self.sloppy_quorum
+        for req in reqs:
+            w = writes.get(req)
+            if w is None:
+                continue
+            target = w.pending.pop(peer, None)
+            if target is None:
+                continue
+            if target == peer or sloppy:
+                w.acks += 1
+            else:
+                w.hinted += 1
+            self._counted(req, w, out)
+
+    def _counted(self, req: int, w: _Write, out: list[Effect]) -> None:
+        """After an answer: the write is done once its level is reached or no replica is left to
+        answer; it is forgotten once every replica asked answered."""
         if not w.done and (w.acks >= w.needed or not w.pending):
             w.done = True
             out.append(WriteDone(req=req, ok=w.acks >= w.needed, acks=w.acks, needed=w.needed,
                                  hinted=w.hinted))
         if not w.pending:
             del self.writes[req]
-        return out
 
     def _expire_write(self, req: int, w: _Write) -> list[Effect]:
         """The deadline: replicas that did not answer get hints; the write fails if not done."""

@@ -109,6 +109,9 @@ class Member:
         return (self.id, self.host, self.port, self.peer_port)
 
 
+PLACEMENT_CACHE_KEYS = 16_384  # write placements kept per state (``Membership.write_placement``)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RingState:
     """The ring ``members`` (sorted by id) at ``epoch``, and the change in flight, if any."""
@@ -306,6 +309,9 @@ class Membership:
 
     def _set(self, state: RingState) -> None:
         self.state = state
+        # every placement follows from the state (its rings, its change, reads_new): a new state
+        # forgets them all (``write_placement``)
+        self._placements: dict[bytes, tuple[tuple[str, ...], int, bool]] = {}
         if tuple(self.ring.nodes) != state.ids:
             self.ring = Ring(state.ids, self.replicas, self.vnodes)
         self.next_ring = Ring([m.id for m in state.next_members()], self.replicas, self.vnodes) if state.change else None
@@ -335,15 +341,26 @@ class Membership:
         """``write_replicas(key)`` and ``coordinates(key)`` from one token: the key hashed once and
         each ring looked up once (a client write needs all three; each method alone hashes the key).
         Equal to ``(*write_replicas(key), coordinates(key))`` in every state
-        (tests/unit/dynamo/test_membership.py)."""
+        (tests/unit/dynamo/test_membership.py). Kept per key until the state changes (``_set``
+        forgets them; at most ``PLACEMENT_CACHE_KEYS``, all forgotten when full): a key written
+        again is not hashed again (the hash and the ring lookups were ~1 µs of a write)."""
+        placements = self._placements
+        hit = placements.get(key)
+        if hit is not None:
+            return hit
         token = token_of(key)
         old = self.ring.preference_for_token(token)
         nxt = self.next_ring
         if nxt is None:
-            return old, 0, self.node in old
-        new = nxt.preference_for_token(token)
-        extra = tuple(n for n in new if n not in old)
-        return old + extra, len(extra), self.node in (new if self.state.reads_new else old)
+            placed = old, 0, self.node in old
+        else:
+            new = nxt.preference_for_token(token)
+            extra = tuple(n for n in new if n not in old)
+            placed = old + extra, len(extra), self.node in (new if self.state.reads_new else old)
+        if len(placements) >= PLACEMENT_CACHE_KEYS:
+            placements.clear()
+        placements[key] = placed
+        return placed
 
     def paxos_replicas(self, key: bytes) -> tuple[tuple[str, ...], int]:
         """A Paxos round's participants for ``key`` and how many of them are pending: the write

@@ -136,6 +136,7 @@ _CIRCLE = Range(start=0, end=0)
 
 __all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteDone"]
 
+_NO_CTX: dict[str, int] = {}  # the context of a key this replica holds nothing of (read only)
 HINT_BATCH_KEYS = 256  # key states per hint delivery
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
@@ -144,12 +145,12 @@ STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per str
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: see coordinator.Send
 class Persist:
     entry: list[Any]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: see coordinator.Send
 class Changed:
     keys: tuple[bytes, ...]
 
@@ -324,13 +325,23 @@ class Replica:
               alive: Iterable[str], stand_ins: Sequence[str], now_ms: int, now_us: int) -> list[Any]:
         """A client write this node coordinates (``muts`` from kv/crdt_writes.translate)."""
         out: list[Any] = []
-        if any(r != self.node and r not in self.put_peers for r in replicas) and any(m[0] == "put" for m in muts):
-            muts = without_put(muts)  # a replica may be of an older version: before anything applies it
+        node, put_peers = self.node, self.put_peers
+        for r in replicas:
+            if r != node and r not in put_peers:
+                if any(m[0] == "put" for m in muts):
+                    muts = without_put(muts)  # a replica may be of an older version: before anything applies it
+                break
         delta = b""
-        if self.deltas and not any(m[0] == "set" and m[4] is not None for m in muts):
-            ctx = self.store.ctx  # (VSET ... CONTEXT: whole states)
-            before = {k: dict(ctx.get(k, ())) for k in {bytes(m[1]) for m in muts}}
-            delta = write_delta(self.node, hlc, muts, before)
+        if not self.deltas:
+            pass
+        elif len(muts) == 1 and muts[0][0] == "put":  # a SET: one key, no client context
+            key = bytes(muts[0][1])
+            delta = write_delta(node, hlc, muts, {key: self.store.ctx.get(key, _NO_CTX)})
+        elif not any(m[0] == "set" and m[4] is not None for m in muts):  # (VSET ... CONTEXT: whole states)
+            ctx = self.store.ctx
+            # the contexts as they are, not copies: write_delta packs them before the write applies
+            before = {k: ctx.get(k, _NO_CTX) for k in {bytes(m[1]) for m in muts}}
+            delta = write_delta(node, hlc, muts, before)
         changed = self._apply_local(muts, hlc, now_ms, out)
         # the whole states only when needed (coordinator.py, "Whole states, taken late")
         out.extend(self._coordinated(self.coord.write(req, None, replicas, needed, alive, stand_ins, now_us,
@@ -347,7 +358,9 @@ class Replica:
         changed = self.store.apply_write(self.node, hlc, muts, now_ms)
         out.append(Persist(entry=["w", hlc, list(muts), now_ms]))
         if changed:
-            self.dirty.update(dict.fromkeys(changed))
+            dirty = self.dirty
+            for key in changed:
+                dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
             out.append(Changed(keys=tuple(changed)))
         return changed
 
@@ -478,8 +491,11 @@ class Replica:
                 else:
                     out.append(Send(to=peer, msg=dm.PutAcks(ok=(), refused=tuple(req for req, _ in msg.writes))))
             case dm.PutAcks():
-                for req in msg.ok:
-                    self._acked(peer, req, True, now_ms, now_us, out)
+                if self.hint_sends or self.streams:  # an ack may be a hint delivery's or a chunk's
+                    for req in msg.ok:
+                        self._acked(peer, req, True, now_ms, now_us, out)
+                else:  # writes' acks only: ``_acked`` per req gives just these (an ok ack makes no hint)
+                    self.coord.acked_ok(peer, msg.ok, out)
                 for req in msg.refused:
                     self._acked(peer, req, False, now_ms, now_us, out)
             case dm.PutAck():
@@ -557,28 +573,34 @@ class Replica:
         refused: list[int] = []
         changed_all: dict[bytes, None] = {}
         ms = self.membership
+        epoch = ms.state.epoch
+        apply_delta, dirty, stats = self.store.apply_delta, self.dirty, self.stats
         hlc_max = 0
+        applied = 0
         for req, blob in writes:
             try:
                 delta = decode_delta(blob)
             except ValueError:
-                self.stats["bad_states"] += 1
+                stats["bad_states"] += 1
                 if req:
                     refused.append(req)
                 continue
-            ok = not (req and ms.state.epoch and not all(self.node in ms.write_replicas(k)[0] for k in delta[3]))
-            changed, missing = self.store.apply_delta(delta, now_ms)
+            ok = not (req and epoch and not all(self.node in ms.write_replicas(k)[0] for k in delta[3]))
+            changed, missing = apply_delta(delta, now_ms)
             if changed:
-                self.stats["deltas_applied"] += 1
-                self.dirty.update(dict.fromkeys(changed))
+                applied += 1
+                for key in changed:
+                    dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
+                    changed_all[key] = None
                 out.append(Persist(entry=["wd", blob, now_ms]))
-                hlc_max = max(hlc_max, delta[1])
-                changed_all.update(dict.fromkeys(changed))
+                if delta[1] > hlc_max:
+                    hlc_max = delta[1]
             if missing and req:
                 self.stats["deltas_missing_base"] += 1
                 acks.append(Send(to=peer, msg=dm.PutNeed(req=req, keys=tuple(missing))))
             elif req:
                 (acked if ok else refused).append(req)
+        stats["deltas_applied"] += applied
         if changed_all:
             keys = list(changed_all)
             self.hlc.observe(hlc_max, now_ms)
