@@ -18,6 +18,8 @@ import msgpack
 import pytest
 
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
+from replikv.core.multiraft.messages import Batch
+from replikv.core.raft.messages import AppendEntries
 from replikv.core.raft.node import Role
 from replikv.core.sharding import SlotMap
 from replikv.core.sharding.placement import parse_prefer_entry, prefer_entry
@@ -219,3 +221,28 @@ def test_info_stats_count_the_drains_that_had_raft_work(runner: ShardedRaftRunne
     _propose_everywhere(runner)
     runner._drain()
     assert runner.stats["drains"] == before + 1
+
+
+def test_the_leaders_announcement_is_rebuilt_only_when_a_groups_role_changed(
+        runner: ShardedRaftRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain whose groups kept their roles does not rebuild the LEADERS announcement (it looked
+    at every hosted group on every drain with effects); one where a group stepped down does, and
+    the announcement drops that group."""
+    calls: list[tuple[int, ...]] = []
+    announce = runner._announce
+
+    def counted(force: bool = False) -> None:
+        announce(force)
+        calls.append(runner._announced)
+    monkeypatch.setattr(runner, "_announce", counted)
+    _propose_everywhere(runner)
+    runner._drain()
+    assert calls == []  # three groups' writes, no role changed
+    g = min(runner.groups)
+    core = runner.groups[g].core
+    stepdown = AppendEntries(term=core.term + 1, src=2, dst=runner.raft_id, prev_log_index=0, prev_log_term=0,
+                             entries=(), leader_commit=0)
+    runner.host.step(Batch(src=2, dst=runner.raft_id, msgs=((g, stepdown),)))
+    runner._drain()
+    assert core.role is Role.FOLLOWER
+    assert calls and g not in calls[-1] and set(calls[-1]) == set(runner.groups) - {g}

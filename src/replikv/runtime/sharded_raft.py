@@ -174,6 +174,8 @@ class ShardedRaftRunner(BaseRunner):
         self.sm = StateMachine()  # the node's own script cache (EVALSHA forwarding); data lives in groups
         self.leader_hint: dict[int, int] = {g: m[0] for g, m in self.placement.items()}
         self._announced: tuple[int, ...] = ()
+        self._announced_set: frozenset[int] = frozenset()  # _drain: has a group's role changed since?
+        self._announced_count = -1  # the number of groups hosted at the last announcement
         self._rids = itertools.count(1)
         self.pending: dict[int, list[tuple[bytes, object, int | None, int | None]]] = {}
         self.pending_reads: dict[int, list[tuple[object, bool]]] = {}
@@ -876,8 +878,14 @@ class ShardedRaftRunner(BaseRunner):
                         self.ready_reads.append((g, e.index, entry.slot, entry.payload))
                 elif kind is Reply:
                     self._on_reply(g, e.request_id, e.result)
+        # a role changes only with its group's effects, and a group hosted or dropped changes the
+        # count: the LEADERS announcement is rebuilt only then (work per group with effects)
+        announced = self._announced_set
+        role_changed = self._announced_count != len(self.groups)
         for g, _effects in ready.groups:
             grp = self.groups[g]
+            if (grp.core.role is Role.LEADER) != (g in announced):
+                role_changed = True
             if grp.move_events:
                 self._on_move_events(g, grp)
             if grp.preferred_changed:
@@ -898,7 +906,7 @@ class ShardedRaftRunner(BaseRunner):
         if self.ready_reads:
             self._serve_ready_reads()
         self._flush_clients()
-        if ready.groups:  # a role can only change with a group's effects
+        if role_changed:
             self._announce()
         self.transport.write_held()  # this drain's frames (batches, forwarded replies) leave now
         for g in written:
@@ -1072,6 +1080,8 @@ class ShardedRaftRunner(BaseRunner):
             frame = LEADERS + msgpack.packb([list(led), self._moved_runs()])
             for p in self.peer_ids:
                 self.transport.send(p, frame)
+        self._announced_set = frozenset(self._announced)
+        self._announced_count = len(self.groups)
 
     _moved: list[list[int]] | None = None
 

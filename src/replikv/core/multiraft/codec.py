@@ -14,13 +14,11 @@ never the node).
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import msgpack
 
-from replikv.core.invariant import invariant
-from replikv.core.multiraft.messages import Batch, Quiesce
+from replikv.core.multiraft.messages import Batch, Quiesce, new_batch
 from replikv.core.raft import codec as raft_codec
 from replikv.core.raft.codec import from_wire, to_wire
 
@@ -91,21 +89,7 @@ def decode(frame: bytes) -> Batch:
             raise ValueError("group out of range")
         out_q.append(Quiesce(group=g, term=term, last_index=last, commit=commit))
     wakes = tuple([_uint(g, "group", MAX_GROUP) for g in _list(wake, "wake requests")]) if wake else ()
-    return _batch(_uint(src, "src"), _uint(dst, "dst"), _uint(inc, "incarnation"), tuple(out_msgs),
-                  tuple(out_q) if out_q else (), wakes)
+    return new_batch(_uint(src, "src"), _uint(dst, "dst"), _uint(inc, "incarnation"), tuple(out_msgs),
+                     tuple(out_q) if out_q else (), wakes)
 
 
-_BATCH_FIELDS = ("src", "dst", "incarnation", "msgs", "quiesce", "wake")
-invariant(tuple(f.name for f in fields(Batch)) == _BATCH_FIELDS and not hasattr(Batch, "__post_init__"),
-          "update _batch()")
-_BATCH_SLOTS = tuple(getattr(Batch, name).__set__ for name in _BATCH_FIELDS)
-
-
-def _batch(*values: Any) -> Batch:
-    """``Batch(src=, dst=, ...)`` from checked fields, set straight into its slots (as
-    ``normal_entry`` builds an entry): the frozen dataclass's keyword ``__init__`` sets each
-    field through ``object.__setattr__``, a third of a small batch's decode."""
-    b: Batch = object.__new__(Batch)
-    for setter, v in zip(_BATCH_SLOTS, values, strict=True):
-        setter(b, v)
-    return b

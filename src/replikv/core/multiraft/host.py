@@ -97,7 +97,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from replikv.core.invariant import invariant
-from replikv.core.multiraft.messages import Batch, Quiesce
+from replikv.core.multiraft.messages import Batch, Quiesce, new_batch
 from replikv.core.raft.effects import Effect, Send
 from replikv.core.raft.messages import (AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse,
                                         InstallSnapshot, RaftMsg)
@@ -292,19 +292,32 @@ class GroupHost:
         self._settle()
         out = Ready(groups=self._effects)
         self._effects = []
-        for dst in sorted(set(self._msgs) | set(self._quiesce) | set(self._wake)):
-            b = Batch(src=self.node, dst=dst, incarnation=self.incarnation,
-                      msgs=tuple(self._msgs.get(dst, ())), quiesce=tuple(self._quiesce.get(dst, ())),
-                      wake=tuple(self._wake.get(dst, ())))
-            out.batches.append(b)
-            self.sent_at[dst] = self.now_ticks
-            self.stats["batches_sent"] += 1
-            self.stats["messages_sent"] += len(b.msgs)
-            if b.is_ping:
-                self.stats["pings_sent"] += 1
-        self._msgs.clear()
-        self._quiesce.clear()
-        self._wake.clear()
+        msgs, quiesce, wake = self._msgs, self._quiesce, self._wake
+        if not (msgs or quiesce or wake):
+            return out
+        # a round of a busy node: only messages (no quiesce or wake request), one batch per peer
+        dsts = sorted(msgs) if not (quiesce or wake) else sorted(set(msgs) | set(quiesce) | set(wake))
+        node, incarnation, now, sent_at = self.node, self.incarnation, self.now_ticks, self.sent_at
+        batches = out.batches
+        sent = pings = 0
+        for dst in dsts:
+            m = msgs.get(dst)
+            b = new_batch(node, dst, incarnation, tuple(m) if m else (),
+                          tuple(quiesce[dst]) if dst in quiesce else (), tuple(wake[dst]) if dst in wake else ())
+            batches.append(b)
+            sent_at[dst] = now
+            if m:
+                sent += len(m)
+            elif b.is_ping:
+                pings += 1
+        stats = self.stats
+        stats["batches_sent"] += len(dsts)
+        stats["messages_sent"] += sent
+        if pings:
+            stats["pings_sent"] += pings
+        msgs.clear()
+        quiesce.clear()
+        wake.clear()
         return out
 
     # -- internals -------------------------------------------------------------------------------
@@ -317,7 +330,9 @@ class GroupHost:
         if not (inbox or proposals or reads):
             return
         self._inbox, self._proposals, self._reads = {}, {}, {}
-        for group in dict.fromkeys([*inbox, *proposals, *reads]):
+        # a follower-only round has messages alone: its groups in arrival order, no merged list
+        order = inbox if not (proposals or reads) else dict.fromkeys([*inbox, *proposals, *reads])
+        for group in order:
             raft = self.groups.get(group)
             if raft is None:
                 continue

@@ -1049,9 +1049,11 @@ class RaftNode:
         AppendEntries RPC with log entries starting at nextIndex". Returns
         True if a message went out."""
         pr = self.progress[to]
+        log = self.log
+        if not send_if_empty and pr.next == log.last_index + 1:
+            return False  # nothing new (what the checks below conclude; the pipelining loop's end)
         if pr.is_paused():
             return False
-        log = self.log
         prev = pr.next - 1
         invariant(prev <= log.last_index, lambda: f"next {pr.next} past last {log.last_index}")
         if prev < log.snapshot.index:
@@ -1419,22 +1421,29 @@ class RaftNode:
             self._broadcast_heartbeat()  # ReadIndex step 3 for the reads of this batch
         log = self.log
         out: list[Effect] = []
-        hs = HardState(term=self.term, vote=self.vote, commit=log.commit)
+        # the HardState is built only when it changed (the fields compared, not a new object per
+        # call: most calls of a busy follower or leader change neither term, vote nor commit)
+        old = self._persisted_hs
+        hs: HardState | None = None
+        if old.commit != log.commit or old.term != self.term or old.vote != self.vote:
+            hs = HardState(term=self.term, vote=self.vote, commit=log.commit)
         entries: tuple[Entry, ...] = ()
         if self._unstable_from is not None:
             lo = max(self._unstable_from, log.first_index)
-            if lo <= log.last_index:
-                entries = tuple(log.slice(lo, log.last_index + 1))
-        if hs != self._persisted_hs or entries or self._snap_out is not None:
+            last = log.last_index
+            if lo <= last:
+                entries = tuple(log.slice(lo, last + 1))
+        if hs is not None or entries or self._snap_out is not None:
             out.append(
                 Persist(
-                    hard_state=hs if hs != self._persisted_hs else None,
+                    hard_state=hs,
                     entries=entries,
                     snapshot=self._snap_out,
                     discard_log=self._discard_log,
                 )
             )
-            self._persisted_hs = hs
+            if hs is not None:
+                self._persisted_hs = hs
         if self._restore_out is not None:
             out.append(RestoreSnapshot(snapshot=self._restore_out))
         if log.commit > log.applied:
