@@ -71,8 +71,10 @@ def test_a_push_on_the_leader_serves_clients_blocked_on_every_node(cluster: Clus
         assert waiter.reply == [b"q", b"job-" + node.encode()], node
         if modes.get(c.config.mode).single_writer:
             assert pusher.llen("q") == 0  # the pop ran on the leader
-        else:  # the pop ran on the waiter's node and reaches the pusher's
-            wait_for(lambda: pusher.llen("q") == 0, 20, f"{node}'s pop at {leader}")
+        else:  # the pop ran on the waiter's node and reaches every other (the next node's BLPOP
+            # would otherwise find this job there, pushed but not yet popped, and not block)
+            for other in c.procs:
+                wait_for(lambda: c.client(other).llen("q") == 0, 20, f"{node}'s pop at {other}")
         assert int(c.client(node).info("clients")["blocked_clients"]) == 0
 
 
