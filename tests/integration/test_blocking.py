@@ -196,7 +196,10 @@ def test_a_client_blocked_on_a_follower_is_served_after_the_leader_fails(make_cl
     leader = c.leader()
     follower = next(n for n in c.procs if n != leader)
     waiting = _Call(c.port(follower), "BLPOP", "jobs", "0")
-    _blocked(c, follower, 1)
+    # parked, its first attempt answered: an attempt still on its way to the leader when the
+    # leader dies ends as that forwarded LPOP does ("may or may not be applied"), not waiting
+    wait_for(lambda: int(c.client(follower).info("clients")["replikv_blocked_parked"]) == 1, 10,
+             f"the BLPOP parked on {follower}")
     c.kill(leader)
     new_leader = wait_for(lambda: (n := c.leader()) != leader and n, 30, "a new leader")
     assert waiting.is_alive()  # still blocked, not failed

@@ -118,6 +118,12 @@ class Blocking:
         self.queues: dict[bytes, deque[Blocked]] = {}
         self.blocked = 0  # clients blocked (parked or attempting)
 
+    def parked(self) -> int:
+        """Clients parked on their keys with no attempt in flight (INFO
+        ``replikv_blocked_parked``): an attempt in flight is still the data command on its
+        way (forwarded to a leader, say), and ends as that command does."""
+        return len({id(b) for q in self.queues.values() for b in q if not b.in_flight})
+
     def start(self, conn: "ClientConnection", spec: "CommandSpec", argv: list[bytes]) -> bool:
         """Run blocking command ``argv`` for ``conn``; False when it does not block
         (the caller runs it as an ordinary command)."""
