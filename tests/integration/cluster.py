@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from replikv.check.harness import HarnessError
 from replikv.check.harness import wait_for as harness_wait_for
 from replikv import modes
 from replikv.config import PEER_PORT_OFFSET, ClusterConfig, NodeAddress, NodeOptions
@@ -96,11 +97,20 @@ class Cluster:
             log.close()
         try:
             for node_id in ids or tuple(self.config.nodes):
-                wait_for(lambda: self.client(node_id, timeout=0.5).ping(), 20, f"{node_id} to answer PING")
+                wait_for(lambda: self._answers_ping(node_id), 20, f"{node_id} to answer PING")
         except BaseException:
             self.close()  # a node that never answered: stop them all, leave no process behind
             raise
         return self
+
+    def _answers_ping(self, node_id: str) -> bool:
+        """PING answered; a node process that exited instead fails at once, with its log's end
+        (a port taken between ``free_ports`` and the node's bind, a crash at start)."""
+        proc = self.procs[node_id]
+        if proc.poll() is not None:
+            raise HarnessError(f"{node_id} exited with {proc.returncode} before answering PING; its log "
+                               f"ends:\n{self.log_text(node_id)[-2000:]}")
+        return bool(self.client(node_id, timeout=0.5).ping())
 
     def log_path(self, node_id: str) -> Path:
         path = self.root / f"{node_id}.log"
