@@ -557,8 +557,8 @@ def ping(config: ClusterConfig, node: NodeAddress, timeout_s: float = 0.3) -> bo
     client = node_client(config, node, timeout_s)
     try:
         return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
+    except (redis.RedisError, OSError, AttributeError):  # AttributeError: the port answers, but not in
+        return False  # RESP (redis-py's HELLO check fails on it): not our node, or not yet
     finally:
         client.close()
 
