@@ -7,35 +7,18 @@ The scripts run as ``python benchmarks/<name>.py``, so this directory is on
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-_taken: set[int] = set()  # ports handed out in this run, never handed out twice
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
+from replikv.ports import free_port_block
 
 def free_ports(count: int) -> list[int]:
-    """``count`` consecutive free loopback ports, none handed out before in this run."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        block = list(range(base, base + count))
-        if base + count <= 65535 and not _taken & set(block) and all(map(port_free, block)):
-            _taken.update(block)
-            return block
-    raise RuntimeError(f"no block of {count} free ports found")
+    """``count`` consecutive free loopback ports, picked as ``replikv.ports`` picks them (below the
+    ephemeral range, never the same ones twice in a run)."""
+    base = free_port_block(count)
+    return list(range(base, base + count))
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float, what: str,

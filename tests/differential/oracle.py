@@ -39,6 +39,7 @@ from replikv.core.replies import RespError
 from replikv.core.resp import encode_command, encode_reply
 from replikv.kv.context import ApplyContext
 from replikv.kv.state_machine import StateMachine
+from replikv.ports import free_port
 
 __all__ = ["Differential", "RedisServer", "redis_server_path"]
 
@@ -47,20 +48,13 @@ def redis_server_path() -> str | None:
     return shutil.which("redis-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class RedisServer:
     """A private ``redis-server`` (no RDB, no AOF) spoken to over one raw socket."""
 
     def __init__(self, workdir: Path) -> None:
         exe = redis_server_path()
         assert exe is not None
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(workdir), "--loglevel", "warning"],

@@ -21,35 +21,15 @@ import redis
 from replikv.check.harness import HarnessError
 from replikv.check.harness import wait_for as harness_wait_for
 from replikv import modes
+from replikv.ports import free_port_with_offset, free_ports
 from replikv.config import PEER_PORT_OFFSET, ClusterConfig, NodeAddress, NodeOptions
 
 T = TypeVar("T")
 
 
-def free_ports(count: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
 def free_port_with_peer_port() -> int:
     """A free port P whose peer port P + 10000 (the default) is free and valid too."""
-    for _ in range(200):
-        port = free_ports(1)[0]
-        if port + PEER_PORT_OFFSET < 65536:
-            try:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port + PEER_PORT_OFFSET))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port P with P + 10000 free")
+    return free_port_with_offset(PEER_PORT_OFFSET)
 
 
 def read_until_closed(s: socket.socket) -> bytes:

@@ -16,32 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from replikv.ports import free_port_block
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli (redis-tools)"),
 ]
 
 START_TIMEOUT_S = 60.0
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(count: int, avoid: set[int] = frozenset()) -> int:  # type: ignore[assignment]
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        block = set(range(base, base + count))
-        if base + count <= 65535 and not block & avoid and all(port_free(p) for p in block):
-            return base
-    raise RuntimeError("no free port block")
 
 
 def listening(port: int) -> bool:
@@ -102,7 +84,7 @@ def start_up(tmp_path: Path, mode: str, *extra: str, env: dict[str, str] | None 
     """`replikv up --mode <mode> --nodes 3` on free ports: (process, client port base,
     peer port base, its log, a check that it still runs)."""
     base = free_port_block(3)
-    peer_base = free_port_block(3, avoid=set(range(base, base + 3)))
+    peer_base = free_port_block(3)
     up_log = tmp_path / "up.log"
     with open(up_log, "wb") as out:
         up = subprocess.Popen(

@@ -19,25 +19,13 @@ import typer
 from typer.testing import CliRunner
 
 from replikv import __version__, cli
+from replikv.ports import free_port
 from replikv.config import ClusterConfig, ConfigError, NodeAddress, NodeOptions
 
 runner = CliRunner()
 COMMANDS = ["up", "node", "status", "failover", "sim", "version"]
 
 
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A free port not handed out before in this run: the kernel may offer a port again once the
-    socket that found it is closed, and one config's client and peer ports must all differ."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def port_closed(port: int) -> bool:

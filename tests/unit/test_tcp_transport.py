@@ -6,7 +6,6 @@ Each test runs its own event loop; every wait is a condition with a deadline.
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,20 +13,11 @@ from typing import Any
 import msgpack
 import pytest
 
+from replikv.ports import free_ports
 from replikv.runtime import peer_auth
 from replikv.runtime.tcp_transport import PeerTransport
 
 SECRET = "s3cret"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 async def until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:

@@ -38,7 +38,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -54,6 +53,7 @@ from redis.retry import Retry
 from replikv import modes
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.parent_death import child_env
+from replikv.ports import free_port
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -145,7 +145,7 @@ class Harness:
         if self.use_netns:
             ports = {nid: (7001 + i, 17001 + i) for i, nid in enumerate(ids)}
         else:
-            ports = {nid: (_free_port(self.hosts[nid]), _free_port(self.hosts[nid])) for nid in ids}
+            ports = {nid: (free_port(self.hosts[nid]), free_port(self.hosts[nid])) for nid in ids}
         nodes = {nid: NodeAddress(id=nid, host=self.hosts[nid], port=ports[nid][0], peer_port=ports[nid][1],
                                   data_dir=str(self.root / nid)) for nid in ids}
         options.setdefault("log_level", "info")
@@ -416,9 +416,3 @@ class Harness:
         with contextlib.suppress(HarnessError):
             wait_for(same, timeout_s, "replicas to converge", interval_s=0.2)
         return last
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
