@@ -185,6 +185,10 @@ def test_commandstats_count_every_command_of_a_pipelined_run(make_node) -> None:
     assert commandstat(client, "set")["calls"] == "40"
     assert commandstat(client, "get")["calls"] == "50"
     assert commandstat(client, "get")["failed_calls"] == "0"
+    # two runs served as such: each spelling's first command runs alone (it makes the
+    # spelling's dispatch entry, BaseRunner._runnable), the other 39 and 49 as one run each
+    stats = info(client, "stats")
+    assert (stats["replikv_command_runs"], stats["replikv_command_run_commands"]) == ("2", "88")
 
 
 def test_a_wrongtype_error_in_the_middle_of_a_run_is_answered_in_place_and_counted(make_node) -> None:
@@ -272,3 +276,4 @@ def test_a_follower_serves_a_run_of_reads_one_by_one(make_node) -> None:
     client = Client(node)
     assert client.send(["GET", "k"], ["GET", "k"], ["GET", "nope"]) == [b"v", b"v", None]
     assert commandstat(client, "get")["calls"] == "3"
+    assert info(client, "stats")["replikv_command_runs"] == "0"

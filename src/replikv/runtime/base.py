@@ -134,7 +134,9 @@ class BaseRunner:
         self.frames_in = 0
         self.stats: dict[str, int] = {"total_connections_received": 0, "rejected_calls": 0,
                                       "disk_write_errors": 0, "backpressure_holds": 0, "backpressure_ms": 0,
-                                      "backpressure_log_holds": 0}
+                                      "backpressure_log_holds": 0,
+                                      # pipelined runs served as one (execute_batch), and their commands
+                                      "replikv_command_runs": 0, "replikv_command_run_commands": 0}
         # back-pressure on writers (check_backpressure): the follower that holds writes back
         # now, or LOG_HOLD ("" while nothing does), since when, and the writers not read meanwhile
         self.writes_held_by = ""
@@ -647,6 +649,8 @@ class BaseRunner:
             return False
         ns = perf_counter_ns() - started
         self.commands_processed += count
+        self.stats["replikv_command_runs"] += 1
+        self.stats["replikv_command_run_commands"] += count
         conn.last_cmd = spec.name
         stats[0] += count
         stats[1] += ns
