@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from typing import Any
+
 import redis
 from redis.connection import DefaultParser
 
-from replikv.check.clients import ErrorKinds, classify_error, error_kind, error_text
-from replikv.check.workloads import CasFailed
+from replikv.check.clients import ClientPool, ErrorKinds, classify_error, error_kind, error_text
+from replikv.check.history import Op
+from replikv.check.workloads import CasFailed, make_workload
 
 
 def server_error(line: str) -> Exception:
@@ -61,3 +67,89 @@ def test_error_summary_groups_by_kind_with_one_example_each() -> None:
     assert kinds.summary() == ("TRYAGAIN x4 (e.g. 'TRYAGAIN n4 is not the leader (leader: n2); retry'), "
                                "ERR x1 (e.g. 'ERR no such key'), "
                                "TimeoutError x1 (e.g. 'Timeout reading from socket')")
+
+
+class _FakeRedis:
+    """A redis-py stand-in holding counters: ``execute_command`` and a ``pipeline`` of them; the
+    ``fail`` pipelines-th pipeline (counting from 1) raises ConnectionError instead of running."""
+
+    def __init__(self, shared: dict[str, Any]) -> None:
+        self.shared = shared
+
+    def execute_command(self, name: str, key: str) -> Any:
+        data = self.shared["data"]
+        if name == "INCR":
+            data[key] = data.get(key, 0) + 1
+            return data[key]
+        return None if key not in data else str(data[key])
+
+    def pipeline(self, transaction: bool = True) -> "_FakePipe":
+        assert transaction is False  # --pipeline sends plain commands, no MULTI
+        return _FakePipe(self)
+
+    def close(self) -> None:
+        pass
+
+
+class _FakePipe:
+    def __init__(self, client: _FakeRedis) -> None:
+        self.client, self.cmds = client, []
+
+    def execute_command(self, *cmd: str) -> None:
+        self.cmds.append(cmd)
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        with self.client.shared["lock"]:
+            return self._execute()
+
+    def _execute(self) -> list[Any]:
+        shared = self.client.shared
+        shared["pipelines"] += 1
+        shared["sizes"].append(len(self.cmds))
+        if shared["pipelines"] == shared["fail"]:
+            raise redis.ConnectionError("connection reset by peer")
+        if shared["pipelines"] >= 30:
+            shared["stop"].set()
+        return [self.client.execute_command(*cmd) for cmd in self.cmds]
+
+
+class _FakeHarness:
+    ids = ["n1", "n2"]
+
+    def __init__(self, shared: dict[str, Any]) -> None:
+        self.shared = shared
+
+    def netns(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def client(self, node: str, timeout_s: float) -> _FakeRedis:
+        return _FakeRedis(self.shared)
+
+
+def test_a_pipelining_client_keeps_each_history_process_sequential_and_on_its_worker() -> None:
+    """--pipeline 4 with 2 clients: each pipeline carries 4 ops, one per slot process; a process
+    never has two ops in flight, its id is its worker modulo the clients (its node), and the
+    pipeline whose connection failed leaves its 4 ops unknown and its slots' processes retired."""
+    shared: dict[str, Any] = {"data": {}, "pipelines": 0, "sizes": [], "fail": 5,
+                              "lock": threading.Lock()}
+    pool = ClientPool(_FakeHarness(shared), make_workload("counter"), clients=2, seed=1,  # type: ignore[arg-type]
+                      start_ns=time.monotonic_ns(), pipeline=4)
+    shared["stop"] = pool.stop
+    pool.start()
+    pool.join(10)
+    assert set(shared["sizes"]) == {4} and len(pool.history) == 4 * shared["pipelines"]
+    by_process: dict[int, list[Op]] = {}
+    for op in pool.history:
+        by_process.setdefault(op.process, []).append(op)
+    for ops in by_process.values():
+        ops.sort(key=lambda o: o.call)
+        for a, b in zip(ops, ops[1:]):
+            assert a.ret is not None and a.ret <= b.call  # one op in flight per process
+    failed = [op for op in pool.history if op.ok is not True]  # the failed pipeline's: nothing else fails
+    assert len(failed) == 4 and len({op.call for op in failed}) == 1 and len({op.process for op in failed}) == 4
+    for op in failed:  # incrs unknown, reads (which change nothing) failed; the slot is retired
+        assert op.ok is (None if op.op == "incr" else False), op
+        assert by_process[op.process][-1] is op
+    assert all(p >= 0 for p in by_process)
+    acked = sum(1 for op in pool.history if op.op == "incr" and op.ok)
+    assert sum(shared["data"].values()) == acked  # the failed pipeline ran nothing

@@ -134,6 +134,30 @@ def test_multi_leader_counter_loses_no_increment_under_kill_and_partition(tmp_pa
     assert any("partition" in n for n in res.notes) and any("kill" in n for n in res.notes)
 
 
+def test_multi_leader_pipelined_increments_run_as_one_op_and_lose_none_under_kill(tmp_path: Path) -> None:
+    """``--pipeline 8``: each client sends its INCRs 8 at a time, so the nodes take runs of them
+    as one operation each (MultiLeaderRunner._write_run), counted in INFO stats; under kill (and
+    partition where it can) the counters still lose no acknowledged increment, replicas converge,
+    and every pipeline slot stays a sequential history process."""
+    res = run_check(mode="multi-leader", workload="counter", nemeses=["kill", "partition"], time_s=10,
+                    clients=4, seed=4, setting=None, store=tmp_path, pipeline=8)
+    assert res.exit_code == 0, (res.verdict, [r.summary for r in res.results], res.notes)
+    counter = res.result("counter")
+    assert counter is not None and counter.status == "pass", counter
+    assert counter.stats["acknowledged"] > 500
+    assert res.result("convergence").status == "pass"  # type: ignore[union-attr]
+    assert any("kill" in n for n in res.notes), res.notes
+    served = [re.search(r"served (\d+) pipelined run\(s\) of (\d+) command", n) for n in res.notes]
+    runs, commands = next(map(int, m.groups()) for m in served if m)
+    assert runs > 20 and commands > 2 * runs, res.notes
+    assert res.params["pipeline"] == 8
+    calls: dict[int, set[int]] = {}
+    for op in res.history:
+        if op.process >= 0:
+            calls.setdefault(op.call, set()).add(op.process)
+    assert max(map(len, calls.values())) > 1  # ops of one pipeline: one call time, distinct processes
+
+
 @pytest.mark.skipif(not can_partition()[0], reason=can_partition()[1] or "needs root")
 def test_multi_leader_register_counts_lww_overwrites_and_keeps_read_your_writes(tmp_path: Path) -> None:
     """Last-writer-wins registers under partition: concurrent SETs on different nodes overwrite

@@ -25,7 +25,7 @@ from replikv import modes
 from replikv.config import TXN_MODES
 from replikv.check.nemesis import LOCK_WORKLOADS, NEMESES
 from replikv.check.runner import RunResult, run_check
-from replikv.check.workloads import WORKLOADS
+from replikv.check.workloads import PIPELINED_WORKLOADS, WORKLOADS
 
 console = Console(highlight=False)
 
@@ -94,6 +94,9 @@ def check_main(
     setting: Optional[str] = typer.Option(None, "--setting",
                                           help="Mode setting, e.g. ack level 'async', 'semi-sync 1', 'sync'."),
     nodes: int = typer.Option(3, "--nodes", min=1, help="Cluster size."),
+    pipeline: int = typer.Option(1, "--pipeline", min=1, max=1000,
+                                 help=f"Ops each client sends at a time, in one pipeline (workloads "
+                                 f"{', '.join(PIPELINED_WORKLOADS)})."),
     txn: Optional[str] = typer.Option(None, "--txn", help="Sharded raft: how MULTI/EXEC across groups commits: "
                                       "record (default: a transaction record, a dead coordinator blocks "
                                       "nothing) or classic (textbook 2PC)."),
@@ -122,6 +125,9 @@ def check_main(
     if unknown:
         console.print(f"[red]unknown nemesis {escape(', '.join(unknown))}[/]; choose {', '.join(NEMESES)}")
         raise typer.Exit(2)
+    if pipeline > 1 and workload not in PIPELINED_WORKLOADS:
+        console.print(f"[red]--pipeline needs one of the workloads {', '.join(PIPELINED_WORKLOADS)}[/]")
+        raise typer.Exit(2)
     if txn is not None and txn not in TXN_MODES:
         console.print(f"[red]unknown --txn {escape(txn)}[/]; choose {', '.join(TXN_MODES)}")
         raise typer.Exit(2)
@@ -147,7 +153,7 @@ def check_main(
         try:
             result = run_check(mode=mode, workload=workload, nemeses=faults, time_s=time_s, clients=clients,
                                seed=seed, setting=setting, store=store, nodes=nodes, progress=countdown,
-                               txn=txn)
+                               txn=txn, pipeline=pipeline)
         finally:
             countdown.stop()
     console.print(verdict_table(result))

@@ -122,7 +122,16 @@ class ErrorKinds:
 
 @dataclass
 class ClientPool:
-    """N worker threads; `run` until `stop` is set, then `history` holds every op."""
+    """N worker threads; `run` until `stop` is set, then `history` holds every op.
+
+    With ``pipeline`` P > 1 a worker sends P invocations at a time on its connection, in one
+    pipeline (those the workload cannot send as one plain command run alone, after it). Each
+    of the P slots is its own history process, so every process stays sequential (one op in
+    flight), as the checkers require: worker ``w``'s slot ``s`` in its ``i``-th connection is
+    process ``w + clients * (i * P + s)``, still ``w`` modulo ``clients`` (the worker's node,
+    runner.py's ``node_of``). A pipeline's ops share their call and return times; when its
+    connection fails, every op of it is judged by that error.
+    """
 
     harness: Harness
     workload: Workload
@@ -132,6 +141,7 @@ class ClientPool:
     read_level: str | None = None
     write_level: str | None = None
     timeout_s: float = 2.0
+    pipeline: int = 1
     writer: HistoryWriter | None = None  # ops go to the file as they complete (bounded memory)
     history: list[Op] = field(default_factory=list)  # ...or here, when there is no writer
     errors: ErrorKinds = field(default_factory=ErrorKinds)
@@ -182,7 +192,6 @@ class ClientPool:
         last_read: dict[str, str | None] = {}
         with self.harness.netns():
             while not self.stop.is_set():
-                process = w + incarnation * self.clients
                 if client is None:
                     try:
                         client = self._connect(node)
@@ -190,32 +199,84 @@ class ClientPool:
                         client = None
                         self.stop.wait(0.1)  # back off while the node is down (bounded by stop)
                         continue
-                seq += 1
-                inv = self.workload.next(rng, process, seq)
-                if inv.op == "cas":
-                    if last_read.get(inv.key) is None:
-                        inv = Invocation("write", inv.key, inv.value)
-                    else:
-                        inv = Invocation("cas", inv.key, inv.value, last_read[inv.key])
-                call = self.now()
-                try:
-                    value = self.workload.execute(client, inv)
-                except Exception as e:  # every failure is recorded, none is fatal
-                    outcome = classify_error(inv.op, e)
-                    ret = self.now() if outcome is False else None
-                    self._record(Op(process, inv.op, inv.key, None if inv.op == "read" else inv.value,
-                                    inv.expected, outcome, call, ret), e)
-                    if outcome is None or isinstance(e, (redis.ConnectionError, redis.TimeoutError, OSError)):
-                        _close(client)
-                        client = None
-                        incarnation += 1
-                    continue
-                ret = self.now()
-                if inv.op == "read":
-                    last_read[inv.key] = value
-                self._record(Op(process, inv.op, inv.key, value, inv.expected, True, call, ret))
+                batch = []
+                for slot in range(self.pipeline):
+                    process = w + self.clients * (incarnation * self.pipeline + slot)
+                    seq += 1
+                    inv = self.workload.next(rng, process, seq)
+                    if inv.op == "cas":
+                        if last_read.get(inv.key) is None:
+                            inv = Invocation("write", inv.key, inv.value)
+                        else:
+                            inv = Invocation("cas", inv.key, inv.value, last_read[inv.key])
+                    batch.append((process, inv))
+                piped, alone = [], batch
+                if self.pipeline > 1:
+                    piped = [(p, inv, cmd) for p, inv in batch if (cmd := self.workload.command(inv)) is not None]
+                    alone = [(p, inv) for p, inv in batch if self.workload.command(inv) is None]
+                broken = self._run_pipeline(client, piped, last_read) if piped else False
+                for process, inv in alone:
+                    if broken:
+                        break
+                    broken = self._run_one(client, process, inv, last_read)
+                if broken:
+                    _close(client)
+                    client = None
+                    incarnation += 1
         if client is not None:
             _close(client)
+
+    def _outcome(self, process: int, inv: Invocation, call: int, e: Exception) -> bool:
+        """Record ``inv``'s failure with ``e``; True when the connection is no longer usable."""
+        outcome = classify_error(inv.op, e)
+        ret = self.now() if outcome is False else None
+        self._record(Op(process, inv.op, inv.key, None if inv.op == "read" else inv.value,
+                        inv.expected, outcome, call, ret), e)
+        return outcome is None or isinstance(e, (redis.ConnectionError, redis.TimeoutError, OSError))
+
+    def _done(self, process: int, inv: Invocation, value: str | None, call: int, ret: int,
+              last_read: dict[str, str | None]) -> None:
+        if inv.op == "read":
+            last_read[inv.key] = value
+        self._record(Op(process, inv.op, inv.key, value, inv.expected, True, call, ret))
+
+    def _run_one(self, client: redis.Redis, process: int, inv: Invocation,
+                 last_read: dict[str, str | None]) -> bool:
+        """Run ``inv`` alone; True when the connection broke (or its outcome is unknown)."""
+        call = self.now()
+        try:
+            value = self.workload.execute(client, inv)
+        except Exception as e:  # every failure is recorded, none is fatal
+            return self._outcome(process, inv, call, e)
+        self._done(process, inv, value, call, self.now(), last_read)
+        return False
+
+    def _run_pipeline(self, client: redis.Redis, piped: list[tuple[int, Invocation, tuple[str, ...]]],
+                      last_read: dict[str, str | None]) -> bool:
+        """Send ``piped`` in one pipeline (no MULTI); True when the connection broke."""
+        call = self.now()
+        pipe = client.pipeline(transaction=False)
+        for _, _, cmd in piped:
+            pipe.execute_command(*cmd)
+        try:
+            replies = pipe.execute(raise_on_error=False)
+        except Exception as e:  # the connection failed: each op is judged by that error
+            for process, inv, _ in piped:
+                self._outcome(process, inv, call, e)
+            return True
+        ret = self.now()
+        broken = False
+        for (process, inv, _), reply in zip(piped, replies):
+            if isinstance(reply, Exception):
+                broken = self._outcome(process, inv, call, reply) or broken
+                continue
+            try:
+                value = self.workload.reply_value(inv, reply)
+            except Exception as e:
+                broken = self._outcome(process, inv, call, e) or broken
+                continue
+            self._done(process, inv, value, call, ret, last_read)
+        return broken
 
 
 def _close(client: redis.Redis) -> None:

@@ -394,6 +394,19 @@ class Harness:
             return leader if online >= len(self.ids) - 1 else None
         return wait_for(stable, timeout_s, "one leader streaming to every follower")
 
+    def info_totals(self, *fields: str) -> dict[str, int]:
+        """``INFO`` counters summed over the nodes that answer (a restarted node's count from its
+        restart); a field no node reports is 0."""
+        out = dict.fromkeys(fields, 0)
+        for nid in self.ids:
+            try:
+                info = self._ask(nid, "INFO", "stats", timeout_s=2.0)
+            except (redis.RedisError, OSError):
+                continue
+            for f in fields:
+                out[f] += int(info.get(f, 0))
+        return out
+
     def digests(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         for nid in self.ids:

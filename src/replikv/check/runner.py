@@ -43,7 +43,7 @@ from replikv.check.result import run_key_checkers
 from replikv.check.lock_client import LockClientPool
 from replikv.check.nemesis import (LOCK_WORKLOADS, SHARDED_NEMESES, Nemesis, heal_everything, nemesis_available,
                                    schedule)
-from replikv.check.workloads import Workload, make_workload, probe_cas
+from replikv.check.workloads import PIPELINED_WORKLOADS, Workload, make_workload, probe_cas
 from replikv.modes import Claim
 
 TXN_WORKLOADS = ("bank",)  # workloads whose point is transactions across groups: a sharded setting by default
@@ -167,12 +167,15 @@ def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | 
 def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, clients: int, seed: int | None,
               setting: str | None = None, store: Path = Path("store"), nodes: int = 3,
               checker_timeout_s: float = 60.0, settle_s: float = 30.0, txn: str | None = None,
-              progress: Callable[[str, float | None], None] | None = None) -> RunResult:
+              progress: Callable[[str, float | None], None] | None = None, pipeline: int = 1) -> RunResult:
     """Run one check end to end (see the module docstring); never raises for a cluster fault.
 
     ``progress(phase, expected_end)`` is told each phase as it begins, with the
     monotonic time it should end by (None when it cannot be known). ``txn`` (``record`` or
-    ``classic``): how a sharded cluster commits MULTI/EXEC across groups (node option ``txn``)."""
+    ``classic``): how a sharded cluster commits MULTI/EXEC across groups (node option ``txn``).
+    ``pipeline``: each client sends that many ops at a time (``ClientPool``; workloads.PIPELINED_WORKLOADS)."""
+    if pipeline > 1 and workload not in PIPELINED_WORKLOADS:
+        raise ValueError(f"--pipeline needs one of the workloads {', '.join(PIPELINED_WORKLOADS)}")
     say = progress or (lambda phase, end: None)
     seed = random.randrange(1 << 30) if seed is None else seed
     ok, why = mode_available(mode)
@@ -191,6 +194,8 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
                                  "time_s": time_s, "clients": clients, "seed": seed, "nodes": nodes}
     if txn:
         params["txn"] = txn
+    if pipeline > 1:
+        params["pipeline"] = pipeline
     notes: list[str] = [f"{mode} mode runs {nodes} node(s)"] if clamped else []
     active = []
     for n in nemeses:
@@ -230,7 +235,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
                                               read_level=spec.check_read_level, writer=writer)
         else:
             pool = ClientPool(harness, wl, clients, seed, start_ns, read_level=spec.check_read_level,
-                              writer=writer)
+                              writer=writer, pipeline=pipeline)
         init = run_setup(harness, wl, pool.now)
         if init is not None:
             writer.append(init)
@@ -266,6 +271,12 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
         for op in run_final_reads(harness, leader, wl, pool.now, final_errors):
             writer.append(op)
         notes += final_errors
+        if pipeline > 1:
+            runs = harness.info_totals("replikv_command_runs", "replikv_command_run_commands")
+            notes.append(f"clients pipelined {pipeline} ops at a time: the nodes served "
+                         f"{runs['replikv_command_runs']} pipelined run(s) of "
+                         f"{runs['replikv_command_run_commands']} command(s) as one (INFO stats, since each "
+                         "node's last start)")
     except HarnessError as e:
         notes.append(f"run aborted: {e}")
         if lock_pool is not None:

@@ -65,6 +65,9 @@ from replikv.core.sharding.slots import SlotMap, key_slot
 
 WORKLOADS = ("register", "counter", "set", "set-rm", "append", "list-append", "queue", "bank", "lock",
              "lock-unfenced")
+# the workloads whose ops (but a register's CAS) are plain commands (Workload.command): the ones
+# `replikv check --pipeline N` can send N at a time
+PIPELINED_WORKLOADS = ("register", "counter", "set")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,19 @@ class Workload:
 
     def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
         """Run ``inv``; returns the value to record (a read's result). Raises on error;
-        a cas whose comparison failed raises `CasFailed`."""
+        a cas whose comparison failed raises `CasFailed`. By default ``inv``'s ``command``."""
+        cmd = self.command(inv)
+        if cmd is None:
+            raise NotImplementedError(f"{self.name}: {inv.op}")
+        return self.reply_value(inv, client.execute_command(*cmd))
+
+    def command(self, inv: Invocation) -> tuple[str, ...] | None:
+        """``inv`` as one plain command that a client may pipeline with others (``--pipeline``),
+        or None when it is not one (a CAS, a transaction): those run alone, with ``execute``."""
+        return None
+
+    def reply_value(self, inv: Invocation, reply: Any) -> str | None:
+        """The value to record for ``inv`` from its ``command``'s reply."""
         raise NotImplementedError
 
     def final(self, client: redis.Redis, key: str) -> Any:
@@ -138,12 +153,17 @@ class Register(Workload):
             return Invocation("cas", key, value, expected=None)  # expected is filled from the last read
         return Invocation("write", key, value)
 
-    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+    def command(self, inv: Invocation) -> tuple[str, ...] | None:
         if inv.op == "read":
-            return client.get(inv.key)  # type: ignore[return-value]
-        if inv.op == "write":
-            client.set(inv.key, inv.value or "")
-            return inv.value
+            return ("GET", inv.key)
+        return ("SET", inv.key, inv.value or "") if inv.op == "write" else None
+
+    def reply_value(self, inv: Invocation, reply: Any) -> str | None:
+        return reply if inv.op == "read" else inv.value  # type: ignore[no-any-return]
+
+    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+        if inv.op != "cas":
+            return super().execute(client, inv)
         reply = client.execute_command("CAS", inv.key, inv.expected or "", inv.value or "")
         if reply in (0, "0", False, None):
             raise CasFailed()
@@ -160,11 +180,12 @@ class Counter(Workload):
     def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
         return Invocation("incr", key, "1")
 
-    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
+    def command(self, inv: Invocation) -> tuple[str, ...] | None:
+        return ("GET", inv.key) if inv.op == "read" else ("INCR", inv.key)
+
+    def reply_value(self, inv: Invocation, reply: Any) -> str | None:
         if inv.op == "read":
-            v = client.get(inv.key)
-            return None if v is None else str(v)
-        client.incr(inv.key)
+            return None if reply is None else str(reply)
         return "1"
 
     def final(self, client: redis.Redis, key: str) -> Any:
@@ -179,11 +200,11 @@ class SetWorkload(Workload):
     def _write(self, rng: random.Random, key: str, value: str) -> Invocation:
         return Invocation("add", key, value)
 
-    def execute(self, client: redis.Redis, inv: Invocation) -> str | None:
-        if inv.op == "read":
-            return json.dumps(sorted(client.smembers(inv.key)))  # type: ignore[arg-type]
-        client.sadd(inv.key, inv.value or "")
-        return inv.value
+    def command(self, inv: Invocation) -> tuple[str, ...] | None:
+        return ("SMEMBERS", inv.key) if inv.op == "read" else ("SADD", inv.key, inv.value or "")
+
+    def reply_value(self, inv: Invocation, reply: Any) -> str | None:
+        return json.dumps(sorted(reply)) if inv.op == "read" else inv.value
 
     def final(self, client: redis.Redis, key: str) -> Any:
         return sorted(client.smembers(key))  # type: ignore[arg-type]
