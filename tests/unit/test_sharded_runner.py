@@ -228,7 +228,7 @@ def test_the_leaders_announcement_is_rebuilt_only_when_a_groups_role_changed(
     """A drain whose groups kept their roles does not rebuild the LEADERS announcement (it looked
     at every hosted group on every drain with effects); one where a group stepped down does, and
     the announcement drops that group."""
-    calls: list[tuple[int, ...]] = []
+    calls: list[frozenset[int]] = []
     announce = runner._announce
 
     def counted(force: bool = False) -> None:

@@ -173,8 +173,7 @@ class ShardedRaftRunner(BaseRunner):
         self.mover = MoveDriver()  # the moves of source groups led here (core/sharding/moves.py)
         self.sm = StateMachine()  # the node's own script cache (EVALSHA forwarding); data lives in groups
         self.leader_hint: dict[int, int] = {g: m[0] for g, m in self.placement.items()}
-        self._announced: tuple[int, ...] = ()
-        self._announced_set: frozenset[int] = frozenset()  # _drain: has a group's role changed since?
+        self._announced: frozenset[int] = frozenset()  # the groups led at the last announcement
         self._announced_count = -1  # the number of groups hosted at the last announcement
         self._rids = itertools.count(1)
         self.pending: dict[int, list[tuple[bytes, object, int | None, int | None]]] = {}
@@ -880,7 +879,7 @@ class ShardedRaftRunner(BaseRunner):
                     self._on_reply(g, e.request_id, e.result)
         # a role changes only with its group's effects, and a group hosted or dropped changes the
         # count: the LEADERS announcement is rebuilt only then (work per group with effects)
-        announced = self._announced_set
+        announced = self._announced
         role_changed = self._announced_count != len(self.groups)
         for g, _effects in ready.groups:
             grp = self.groups[g]
@@ -1074,13 +1073,12 @@ class ShardedRaftRunner(BaseRunner):
                 self._drop_group(g, index)
 
     def _announce(self, force: bool = False) -> None:
-        led = tuple(sorted(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER))
+        led = frozenset(g for g, grp in self.groups.items() if grp.core.role is Role.LEADER)
         if (led != self._announced or force) and hasattr(self, "transport"):
             self._announced = led
-            frame = LEADERS + msgpack.packb([list(led), self._moved_runs()])
+            frame = LEADERS + msgpack.packb([sorted(led), self._moved_runs()])
             for p in self.peer_ids:
                 self.transport.send(p, frame)
-        self._announced_set = frozenset(self._announced)
         self._announced_count = len(self.groups)
 
     _moved: list[list[int]] | None = None
