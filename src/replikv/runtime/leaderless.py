@@ -15,7 +15,7 @@ how many replicas must answer. The thin asyncio shell around:
   a write's dot is ``(this node, HLC)``; replicas exchange whole key states
   and join them;
 - ``kv/crdt_view.py``: the plain state machine every read command is served
-  from, rewritten for the keys that changed.
+  from, rewritten for the keys that changed when it is next read (``sm``).
 
 Rules it keeps:
 - Persist before send (the replica's rule): the WAL entries of one loop
@@ -88,6 +88,7 @@ PAXOS_TICK_MS = 10  # the proposers' clock (timeouts, resends, backoff)
 RING_RESEND_MS = 500  # a change's coordinator resends its ring state this often to who has not acked it
 CLEANUP_DELAY_MS = 5_000  # after a switch, how long a node keeps keys it no longer replicates
 DEPARTED_PEER_KEEP_S = 30.0  # a removed node stays a transport peer this long (it must hear of the switch)
+VIEW_DUE_KEYS = 8_192  # keys the view may lag behind the store by before they are filled unasked (``sm``)
 
 
 def _now_us() -> int:
@@ -107,6 +108,7 @@ class Pending:
 
 class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        self._view_due: dict[bytes, None] = {}  # keys changed since the view last showed them (``sm``)
         super().__init__(config, node_id)
         opts = self.options
         self.peer_ids = [p for p in config.nodes if p != node_id]
@@ -345,12 +347,45 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             first = min(self.coord.speculative_threshold_us(), self.coord.timeout_us)
             self._arm_timer(self.loop.time() + first / 1e6)
 
+    @property
+    def sm(self) -> StateMachine:
+        """The view every read is served from, showing the store (``materialize``) for every key.
+
+        Invariant: a key whose view may differ from ``store.visible(key)`` is in ``_view_due``
+        (``_changed`` adds every changed key; only ``_fill_view`` removes them, after filling
+        them). Every reader takes the view through here, which fills the due keys first, so
+        whatever reads it (a command, WATCH, INFO, expiry, memory, eviction, a digest) sees it
+        as if each write had filled it at once, as before; the writes themselves read the store
+        (``translate``), never the view. A key written k times between two reads is filled once
+        instead of k times (a replica's keys are written far more often than read here: it
+        applies every write of the keys it replicates, most coordinated elsewhere). At most
+        ``VIEW_DUE_KEYS`` keys wait: past that they are filled unasked, which bounds both the
+        view's lag and the fill a read may have to do first (~1 µs a key)."""
+        if self._view_due:
+            self._fill_view()
+        return self._sm
+
+    @sm.setter
+    def sm(self, view: StateMachine) -> None:
+        self._sm = view
+        self._view_due = {}  # a new view is filled by whoever sets it (``_recover``)
+
+    def _fill_view(self) -> None:
+        due, self._view_due = self._view_due, {}
+        materialize(self.store, self._sm, due)
+
     def _changed(self, keys: tuple[bytes, ...] | list[bytes]) -> None:
+        """``keys`` changed in the store: their WATCH index moves now (the entries' position), the
+        view follows when next read (``sm``)."""
         if keys:
-            materialize(self.store, self.sm, keys)
-            touch = self.sm.changes.touch
+            due = self._view_due
+            touch = self._sm.changes.touch
+            index = self.applied_index + len(self.entries)
             for key in keys:
-                touch(key, self.applied_index + len(self.entries))
+                due[key] = None
+                touch(key, index)
+            if len(due) > VIEW_DUE_KEYS:
+                self._fill_view()
 
     def _schedule_flush(self) -> None:
         if not self.flush_scheduled:
