@@ -326,7 +326,12 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if serial is not None:
             self._paxos(conn, argv, *serial)
             return
-        now = wall_ms()
+        self._coordinate(conn, argv, replicas, needed, alive, stand_ins, wall_ms(), _now_us())
+
+    def _coordinate(self, conn: ClientConnection, argv: list[bytes], replicas: tuple[str, ...], needed: int,
+                    alive: set[str], stand_ins: tuple[str, ...], now: int, now_us: int) -> None:
+        """An ordinary write this node coordinates, its replicas and level checked: translated from
+        this replica's state, applied here and sent to the others (``Replica.write``)."""
         muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
         data = encode_reply(reply, conn.resp3)
         if not muts:
@@ -335,7 +340,31 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         req = next(self._reqs)
         self.stats["writes_coordinated"] += 1
         self._start(conn, req, Pending(conn, data), self.replica.write(
-            req, muts, self.hlc.now(now), replicas, needed, alive, stand_ins, now, _now_us()))
+            req, muts, self.hlc.now(now), replicas, needed, alive, stand_ins, now, now_us))
+
+    def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
+        """A pipelined run of plain ``SET key value`` (``BaseRunner.execute_batch``), each command
+        as ``_write_one`` runs it, with what is the same for the whole run taken once: the
+        connection's level, the alive set (no peer connects or drops while the run executes: the
+        transport calls back from the loop, and the run sends nothing), and one clock reading (the
+        commands arrived in one read). A command that is not the common case here (a key this node
+        does not coordinate: forwarded; a replica believed down: stand-ins; the disk guard) takes
+        ``_write_one`` itself, in its place, so the replies keep the run's order. Not at WRITE
+        SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
+        level = str(conn.write_level)
+        if spec.name != "set" or level == "serial" or self.disk_error is not None:
+            return 0
+        ms, me, alive = self.replica.membership, self.id, self._alive()
+        now, now_us = wall_ms(), _now_us()
+        for argv in run:
+            replicas, pending, mine = ms.write_placement(argv[1])
+            if not mine or stand_ins_matter(me, replicas, alive) or self.disk_error is not None:
+                self._write_one(conn, argv)
+                continue
+            needed = self._needed(conn, level, replicas, "write", (), pending, alive)
+            if needed is not None:
+                self._coordinate(conn, argv, replicas, needed, alive, (), now, now_us)
+        return len(run)
 
     def _start(self, conn: ClientConnection, req: int, pending: Pending, effects: list[Any]) -> None:
         """Register a request, run its first effects; a reply not given by them waits on a slot,
