@@ -408,11 +408,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         view follows when next read (``sm``)."""
         if keys:
             due = self._view_due
-            touch = self._sm.changes.touch
-            index = self.applied_index + len(self.entries)
-            for key in keys:
-                due[key] = None
-                touch(key, index)
+            due.update(dict.fromkeys(keys))
+            self._sm.changes.touch_keys(dict.fromkeys(keys, self.applied_index + len(self.entries)))
             if len(due) > VIEW_DUE_KEYS:
                 self._fill_view()
 
