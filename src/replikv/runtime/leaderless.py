@@ -15,7 +15,7 @@ how many replicas must answer. The thin asyncio shell around:
   a write's dot is ``(this node, HLC)``; replicas exchange whole key states
   and join them;
 - ``kv/crdt_view.py``: the plain state machine every read command is served
-  from, rewritten for the keys that changed.
+  from, rewritten for the keys that changed when it is next read (``sm``).
 
 Rules it keeps:
 - Persist before send (the replica's rule): the WAL entries of one loop
@@ -88,6 +88,7 @@ PAXOS_TICK_MS = 10  # the proposers' clock (timeouts, resends, backoff)
 RING_RESEND_MS = 500  # a change's coordinator resends its ring state this often to who has not acked it
 CLEANUP_DELAY_MS = 5_000  # after a switch, how long a node keeps keys it no longer replicates
 DEPARTED_PEER_KEEP_S = 30.0  # a removed node stays a transport peer this long (it must hear of the switch)
+VIEW_DUE_KEYS = 8_192  # keys the view may lag behind the store by before they are filled unasked (``sm``)
 
 
 def _now_us() -> int:
@@ -107,6 +108,7 @@ class Pending:
 
 class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        self._view_due: dict[bytes, None] = {}  # keys changed since the view last showed them (``sm``)
         super().__init__(config, node_id)
         opts = self.options
         self.peer_ids = [p for p in config.nodes if p != node_id]
@@ -324,7 +326,12 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if serial is not None:
             self._paxos(conn, argv, *serial)
             return
-        now = wall_ms()
+        self._coordinate(conn, argv, replicas, needed, alive, stand_ins, wall_ms(), _now_us())
+
+    def _coordinate(self, conn: ClientConnection, argv: list[bytes], replicas: tuple[str, ...], needed: int,
+                    alive: set[str], stand_ins: tuple[str, ...], now: int, now_us: int) -> None:
+        """An ordinary write this node coordinates, its replicas and level checked: translated from
+        this replica's state, applied here and sent to the others (``Replica.write``)."""
         muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
         data = encode_reply(reply, conn.resp3)
         if not muts:
@@ -333,7 +340,31 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         req = next(self._reqs)
         self.stats["writes_coordinated"] += 1
         self._start(conn, req, Pending(conn, data), self.replica.write(
-            req, muts, self.hlc.now(now), replicas, needed, alive, stand_ins, now, _now_us()))
+            req, muts, self.hlc.now(now), replicas, needed, alive, stand_ins, now, now_us))
+
+    def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
+        """A pipelined run of plain ``SET key value`` (``BaseRunner.execute_batch``), each command
+        as ``_write_one`` runs it, with what is the same for the whole run taken once: the
+        connection's level, the alive set (no peer connects or drops while the run executes: the
+        transport calls back from the loop, and the run sends nothing), and one clock reading (the
+        commands arrived in one read). A command that is not the common case here (a key this node
+        does not coordinate: forwarded; a replica believed down: stand-ins; the disk guard) takes
+        ``_write_one`` itself, in its place, so the replies keep the run's order. Not at WRITE
+        SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
+        level = str(conn.write_level)
+        if spec.name != "set" or level == "serial" or self.disk_error is not None:
+            return 0
+        ms, me, alive = self.replica.membership, self.id, self._alive()
+        now, now_us = wall_ms(), _now_us()
+        for argv in run:
+            replicas, pending, mine = ms.write_placement(argv[1])
+            if not mine or stand_ins_matter(me, replicas, alive) or self.disk_error is not None:
+                self._write_one(conn, argv)
+                continue
+            needed = self._needed(conn, level, replicas, "write", (), pending, alive)
+            if needed is not None:
+                self._coordinate(conn, argv, replicas, needed, alive, (), now, now_us)
+        return len(run)
 
     def _start(self, conn: ClientConnection, req: int, pending: Pending, effects: list[Any]) -> None:
         """Register a request, run its first effects; a reply not given by them waits on a slot,
@@ -345,12 +376,42 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             first = min(self.coord.speculative_threshold_us(), self.coord.timeout_us)
             self._arm_timer(self.loop.time() + first / 1e6)
 
+    @property
+    def sm(self) -> StateMachine:
+        """The view every read is served from, showing the store (``materialize``) for every key.
+
+        Invariant: a key whose view may differ from ``store.visible(key)`` is in ``_view_due``
+        (``_changed`` adds every changed key; only ``_fill_view`` removes them, after filling
+        them). Every reader takes the view through here, which fills the due keys first, so
+        whatever reads it (a command, WATCH, INFO, expiry, memory, eviction, a digest) sees it
+        as if each write had filled it at once, as before; the writes themselves read the store
+        (``translate``), never the view. A key written k times between two reads is filled once
+        instead of k times (a replica's keys are written far more often than read here: it
+        applies every write of the keys it replicates, most coordinated elsewhere). At most
+        ``VIEW_DUE_KEYS`` keys wait: past that they are filled unasked, which bounds both the
+        view's lag and the fill a read may have to do first (~1 µs a key)."""
+        if self._view_due:
+            self._fill_view()
+        return self._sm
+
+    @sm.setter
+    def sm(self, view: StateMachine) -> None:
+        self._sm = view
+        self._view_due = {}  # a new view is filled by whoever sets it (``_recover``)
+
+    def _fill_view(self) -> None:
+        due, self._view_due = self._view_due, {}
+        materialize(self.store, self._sm, due)
+
     def _changed(self, keys: tuple[bytes, ...] | list[bytes]) -> None:
+        """``keys`` changed in the store: their WATCH index moves now (the entries' position), the
+        view follows when next read (``sm``)."""
         if keys:
-            materialize(self.store, self.sm, keys)
-            touch = self.sm.changes.touch
-            for key in keys:
-                touch(key, self.applied_index + len(self.entries))
+            due = self._view_due
+            due.update(dict.fromkeys(keys))
+            self._sm.changes.touch_keys(dict.fromkeys(keys, self.applied_index + len(self.entries)))
+            if len(due) > VIEW_DUE_KEYS:
+                self._fill_view()
 
     def _schedule_flush(self) -> None:
         if not self.flush_scheduled:

@@ -1,0 +1,95 @@
+"""Pipelined runs of plain SETs on a leaderless node (LeaderlessRunner._write_run): each SET as
+``_write_one`` runs it, with the level, the alive set and the clock taken once per run, and a SET
+that is not the common case (a replica believed down, a level that cannot be met) through
+``_write_one`` in its place: the replies, their order, the data and the hints are those of the
+same commands sent one by one.
+
+A real LeaderlessRunner in-process (test_pipelined_runs.offline_node: no sockets, the loop and
+the peers faked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replikv.runtime.leaderless import LeaderlessRunner
+from tests.unit.test_pipelined_runs import Client, offline_node
+
+RUN = [["SET", f"k{i % 5}", f"v{i}"] for i in range(12)]
+
+
+class Down:
+    """FakePeers with some peers not connected."""
+
+    def __init__(self, peers: Any, down: set[str]) -> None:
+        self.peers, self.down = peers, down
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.peers, name)
+
+    def connected(self, peer: str) -> bool:
+        return peer not in self.down
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., Client]]:
+    made: list[LeaderlessRunner] = []
+
+    def make(level: str = "one", down: frozenset[str] = frozenset()) -> Client:
+        node: LeaderlessRunner = offline_node(LeaderlessRunner, "leaderless", tmp_path / f"c{len(made)}")
+        made.append(node)
+        node.transport = Down(node.transport, set(down))  # type: ignore[assignment]
+        client = Client(node)
+        assert client.send(["CONSISTENCY", "WRITE", level], ["CONSISTENCY", "READ", "one"]) == ["OK", "OK"]
+        client.send(["SET", "w", "0"])  # execute_batch knows a spelling for runs once it ran it
+        return client
+
+    yield make
+    for node in made:
+        node.wal.close()
+
+
+def alive_calls(node: LeaderlessRunner) -> list[int]:
+    calls = [0]
+    alive = node._alive
+
+    def counted() -> set[str]:
+        calls[0] += 1
+        return alive()
+
+    node._alive = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_run_of_sets_is_taken_once_and_replies_as_one_by_one(make_client) -> None:
+    piped, alone = make_client(), make_client()
+    piped_alive, alone_alive = alive_calls(piped.node), alive_calls(alone.node)
+    assert piped.send(*RUN) == alone.one_by_one(*RUN) == ["OK"] * len(RUN)
+    assert piped_alive[0] == 1 and alone_alive[0] == len(RUN)  # the run's alive set, once
+    reads = [["MGET", *[f"k{i}" for i in range(5)]]]
+    assert piped.send(*reads) == alone.send(*reads) == [[b"v10", b"v11", b"v7", b"v8", b"v9"]]
+    assert piped.node.sm.data == alone.node.sm.data
+    assert piped.node.stats["writes_coordinated"] == alone.node.stats["writes_coordinated"] == len(RUN) + 1
+    # each SET went to both other replicas (frames: one per peer and loop iteration)
+    assert {to for to, _ in piped.node.transport.sent} == {"n2", "n3"}
+
+
+def test_a_set_with_a_replica_down_takes_the_general_path_in_its_place(make_client) -> None:
+    piped, alone = make_client(down=frozenset({"n3"})), make_client(down=frozenset({"n3"}))
+    assert piped.send(*RUN) == alone.one_by_one(*RUN) == ["OK"] * len(RUN)
+    held = [sum(c.node.hints.pending(n) for n in c.node.hints.nodes()) for c in (piped, alone)]
+    assert held[0] == held[1] == 6  # n3's hints: the last state of each key (w and the run's 5)
+
+
+def test_refusals_in_a_run_come_in_their_place(make_client) -> None:
+    piped, alone = make_client(level="4"), make_client(level="4")
+    replies = piped.send(*RUN[:3])
+    assert replies == alone.one_by_one(*RUN[:3])
+    assert all(isinstance(r, Exception) and "needs 4 replicas" in str(r) for r in replies)
+    assert piped.node.stats["writes_coordinated"] == 0 and piped.node.store.data == {}
+    (refused,) = piped.send(["SET", "w", "0"])  # the warm-up SET was refused the same way
+    assert "needs 4 replicas" in str(refused)
