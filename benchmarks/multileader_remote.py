@@ -9,7 +9,7 @@ index + ``materialize``. Printed: microseconds per op of ``b``'s path, per stage
 of ``a``'s (origin) path. The stores and views of both nodes are checked equal at the end.
 
     PYTHONPATH=../src:.. python multileader_remote.py [-n 50000] [--kind SET|INCR] [--batch 64]
-        [--profile origin|remote] [--keys 10000]
+        [--profile origin|remote] [--keys 10000] [--run 1]
 
 ``--keys`` folds the workload's key numbers onto that many keys (SET and INCR: 10,000 unless
 given): with few keys every key's objects stay in the CPU caches, so the difference to 10,000
@@ -34,7 +34,7 @@ from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver
 from replikv.core.multileader.messages import Op, Sync
 from replikv.core.multileader.replica import Replica
-from replikv.kv.crdt_view import deliver_ops
+from replikv.kv.crdt_view import deliver_ops, show_applied
 from replikv.kv.crdt_writes import translate
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
@@ -58,7 +58,7 @@ def fold_keys(argvs: list[list[bytes]], keys: int) -> list[list[bytes]]:
     return out
 
 
-def run(kind: str, n: int, batch: int, profile: str | None, keys: int | None = None) -> None:
+def run(kind: str, n: int, batch: int, profile: str | None, keys: int | None = None, run_len: int = 1) -> None:
     a, b = Node("a"), Node("b")
     rng = random.Random(7)
     now = 1_700_000_000_000
@@ -75,11 +75,26 @@ def run(kind: str, n: int, batch: int, profile: str | None, keys: int | None = N
     if prof:
         prof.enable()
     t0 = perf()
-    for i, argv in enumerate(argvs):
-        muts, _ = translate(a.store, argv, now, rng)
-        op, effects = a.replica.local((now << 16) + i, muts)
-        a.applied = deliver_ops(a.store, a.view, [op], "a", a.applied)[0]
-        made.append(op)
+    if run_len == 1:
+        for i, argv in enumerate(argvs):
+            muts, _ = translate(a.store, argv, now, rng)
+            op, effects = a.replica.local((now << 16) + i, muts)
+            a.applied = deliver_ops(a.store, a.view, [op], "a", a.applied)[0]
+            made.append(op)
+    else:  # as MultiLeaderRunner._write_run makes a pipelined run into one op
+        for r in range(0, len(argvs), run_len):
+            seq, deps, hlc = a.replica.vv.get("a", 0) + 1, dict(a.replica.vv), (now << 16) + r
+            payload: list = []
+            changed: dict[bytes, None] = {}
+            for argv in argvs[r:r + run_len]:
+                muts, _ = translate(a.store, argv, now, rng)
+                changed.update(dict.fromkeys(a.store.apply_muts("a", seq, hlc, deps, muts, len(payload))))
+                payload += muts
+            op, effects = a.replica.local(hlc, payload)
+            a.store.advance("a", seq)
+            a.applied += 1
+            show_applied(a.store, a.view, changed, a.applied)
+            made.append(op)
     t_origin = perf() - t0
     if prof:
         prof.disable()
@@ -110,8 +125,8 @@ def run(kind: str, n: int, batch: int, profile: str | None, keys: int | None = N
         pstats.Stats(prof).sort_stats("tottime").print_stats(20)
     assert a.store.digest() == b.store.digest()
     assert a.view.data == b.view.data
-    per = 1000 * n
-    print(f"{kind} batch {batch}{f' keys {keys}' if keys else ''}: remote {(t_decode + t_step + t_apply) / per:.2f} us/op "
+    per = 1000 * n  # per client write (a run of --run writes is one op)
+    print(f"{kind} batch {batch}{f' run {run_len}' if run_len > 1 else ''}{f' keys {keys}' if keys else ''}: remote {(t_decode + t_step + t_apply) / per:.2f} us/op "
           f"(decode {t_decode / per:.2f}, step {t_step / per:.2f}, apply+view {t_apply / per:.2f}); "
           f"origin {t_origin / per:.2f} us/op")
 
@@ -123,8 +138,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--profile", choices=["origin", "remote"], help="cProfile one path")
     ap.add_argument("--keys", type=int, help="fold the keys onto this many (SET, INCR)")
+    ap.add_argument("--run", type=int, default=1,
+                    help="client writes per op, as a pipelined run makes them (MultiLeaderRunner._write_run)")
     args = ap.parse_args()
-    run(args.kind, args.n, args.batch, args.profile, args.keys)
+    run(args.kind, args.n, args.batch, args.profile, args.keys, args.run)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from replikv.core.multileader.messages import MlMsg, Op, Ops, State, StateAck, S
 
 MSGS: list[MlMsg] = [
     Sync(sender="n1", vv={"n1": 3, "n2": 0}, matrix={"n2": {"n1": 2}, "n3": {}}),
-    Ops(sender="n2", ops=(Op(origin="n1", seq=1, hlc=17, deps={"n1": 0}, payload=[["incr", "k", 2]]),
+    Ops(sender="n2", ops=(Op(origin="n1", seq=1, hlc=17, deps={"n1": 0}, payload=(("incr", "k", 2),)),
                           Op(origin="n3", seq=4, hlc=18, deps={"n3": 3, "n1": 1}, payload={"b": b"\x00"}))),
     Ops(sender="n2", ops=()),
     State(sender="n3", vv={"n1": 9}, blob=b"\x01\x02"),
@@ -76,19 +76,30 @@ def test_ops_of_older_nodes_still_decode_and_new_ones_use_their_own_tag() -> Non
     """An older node's ``Ops`` frame (tag 2, an overwrite as ``del`` + ``set`` + ``ttl``) is
     still understood; ours go under tag 6, which older nodes refuse (their ``decode`` raises on
     an unknown tag: the frame is dropped with a warning), because they may carry ``put``."""
-    triple = [["del", b"k", {}, {}], ["set", b"k", b"v", None, None], ["ttl", b"k", None]]
+    triple = (("del", b"k", {}, {}), ("set", b"k", b"v", None, None), ("ttl", b"k", None))
     old = msgpack.packb([2, "n1", [["n1", 1, 5, {"n1": 0}, triple]]], use_bin_type=True)
     assert decode(old) == Ops(sender="n1", ops=(Op(origin="n1", seq=1, hlc=5, deps={"n1": 0}, payload=triple),))
-    op = Op(origin="n1", seq=1, hlc=5, deps={"n1": 0}, payload=[["put", b"k", b"v", None]])
+    op = Op(origin="n1", seq=1, hlc=5, deps={"n1": 0}, payload=(("put", b"k", b"v", None),))
     for frame in (encode(Ops(sender="n1", ops=(op,))), encode_ops("n1", [pack_op(op)])):
         assert msgpack.unpackb(frame)[0] == 6
         assert decode(frame) == Ops(sender="n1", ops=(op,))
 
 
+def test_ops_payload_arrays_decode_as_tuples() -> None:
+    """A received op's payload holds its arrays as tuples, nested ones too (``_decode_ops``:
+    cheaper to build than lists, and the cyclic GC stops tracking a tuple of atoms), whatever
+    the sender packed; every reader of a payload only indexes or unpacks it."""
+    payload = [["put", b"k", b"v", None], ["del", b"k", [["n1", 1]], {"f": [1, 2]}]]
+    op = Op(origin="n1", seq=1, hlc=5, deps={"n1": 0}, payload=payload)
+    (got,) = decode(encode_ops("n2", [pack_op(op)])).ops
+    assert got.payload == (("put", b"k", b"v", None), ("del", b"k", (("n1", 1),), {"f": (1, 2)}))
+    assert type(got.payload) is tuple and all(type(m) is tuple for m in got.payload)
+
+
 def test_ops_the_receiver_has_are_left_out_undecoded() -> None:
     """``decode(frame, have)``: the ops ``have`` covers are not built (duplicates), only counted,
     with the highest seq per origin; the frame must still be well formed around them."""
-    ops = [Op(origin="n1", seq=s, hlc=s, deps={"n1": s - 1, "n2": 4}, payload=[["incr", b"k", 1]])
+    ops = [Op(origin="n1", seq=s, hlc=s, deps={"n1": s - 1, "n2": 4}, payload=(("incr", b"k", 1),))
            for s in (1, 2, 3)] + [Op(origin="n2", seq=5, hlc=9, deps={"n1": 3, "n2": 4}, payload=None)]
     frame = encode(Ops(sender="n2", ops=tuple(ops)))
     assert decode(frame) == Ops(sender="n2", ops=tuple(ops))

@@ -5,7 +5,9 @@ served from) equal to the CRDT store's visible state.
 ``store.visible(key)`` for each key, through ordinary deterministic commands
 applied with ``ApplyContext(None)`` (no time-based deletes: the view's own
 read path hides expired keys), so the view's scan index and expiry heap stay
-right. Incremental where it is cheap (set members, hash fields, pushes and
+right. The commonest, a plain ``SET key value`` over a string or nothing, is
+done by SET's own code (``StateMachine.set_string``) without building and
+dispatching the command. Incremental where it is cheap (set members, hash fields, pushes and
 pops at the ends of a list), a rebuild of the key otherwise.
 """
 
@@ -154,6 +156,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         hints.clear()
         store.hints_view = view
     data, expires, visible, states = view.data, view.expires, store.visible, store.data
+    set_string = view.set_string
     for key in keys if isinstance(keys, dict) else dict.fromkeys(keys):
         if hints:
             touched = hints.pop(key, None)
@@ -190,11 +193,19 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                 continue
             vtype, value, deadline = vis
         old: Any = data.get(key)
+        current = expires.get(key)
+        if vtype == "string" and current is None and (old is None or type(old) is bytes):
+            # the hot path, a string over a string or nothing, no TTL on it yet: what the
+            # SET (and PEXPIREAT) below would do, done at once (set_string is SET's own)
+            if old != value:
+                set_string(key, value)
+            if deadline is not None:
+                cmds.append([b"PEXPIREAT", key, str(deadline).encode()])
+            continue
         if type(old) is bytes:  # the common view value, what _current says of it
             kind: str | None = "string"
         else:
             kind, old = _current(view, key)
-        current = expires.get(key)
         rebuild = kind != vtype
         if not rebuild:
             if vtype == "string":

@@ -129,6 +129,17 @@ class StateMachine:
             self._scripts = ScriptEngine()
         return self._scripts
 
+    def set_string(self, key: bytes, value: bytes) -> None:
+        """``SET key value`` with no option, done: the key holds ``value`` whatever it held
+        before, with no TTL, and counts as changed (``dirty``). The one copy of SET's hot path:
+        ``set_`` and the multi-leader view (``kv/crdt_view.materialize``) both call it."""
+        if self.scan_index is not None and key not in self.data:
+            self.scan_index.add(key)
+        self.data[key] = value
+        if self.expires:
+            self.expires.pop(key, None)
+        self.dirty += 1
+
     # ------------------------------------------------------------------ info
 
     @property

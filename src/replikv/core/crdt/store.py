@@ -190,7 +190,9 @@ def _ctr_add(cell: Cell, origin: str, delta: int, hlc: int) -> None:
     """``origin`` adds ``delta`` to ``cell``'s counter. Its cached value (``Cell.csum``)
     moves by ``delta`` and is live after a non-zero one: P >= base_P and N >= base_N hold
     for every origin (resets and joins take maxima), so a grown P or N is above its base."""
-    ctr = cell.counter()
+    ctr = cell.ctr
+    if ctr is None:  # cell.counter(), without the call
+        ctr = cell.ctr = {}
     c = ctr.get(origin)
     if c is None:
         c = ctr[origin] = [0, 0, 0, 0, 0]
@@ -714,7 +716,7 @@ class CrdtStore:
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
 
-        kctx = self.kctx
+        kctx, hints, data = self.kctx, self.hints, self.data
         observed: dict[str, int] | None = None  # seen as a vv, for _put_fast
         for i, mut in enumerate(muts, start):
             key = bytes(mut[1])
@@ -724,11 +726,22 @@ class CrdtStore:
                     continue  # the key's state came by a transfer that holds this op already
             if key not in changed:  # a short list: an op's keys
                 changed.append(key)
-            if mut[0] == "put":
+            kind = mut[0]
+            if kind == "put":
                 if observed is None:
                     observed = {**deps, origin: seq}
                 if self._put_fast(key, mut, origin, seq, hlc, observed, i):
                     continue
+            elif kind == "incr":
+                # _apply_one for a counter add, without the dispatch: an incr observes no
+                # entry, is no member kind (a hint on the key goes) and never empties a key
+                if hints:
+                    hints.pop(key, None)
+                ks = data.get(key)
+                if ks is None:
+                    ks = data[key] = KeyState()
+                _ctr_add(ks, origin, int(mut[2]), hlc)
+                continue
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
         return changed
 

@@ -106,8 +106,12 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
     """An ``Ops`` frame (``data[:2]`` is its header and tag), read op by op (each one
     ``unpack`` call): an op whose seq ``have`` covers is only counted (the replica would drop
     it as a duplicate), the others are checked field by field and come with their bytes
-    (``Ops.packed``: ``pack_op``'s form, what the receiver's WAL holds)."""
-    up = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True)
+    (``Ops.packed``: ``pack_op``'s form, what the receiver's WAL holds). Arrays come out as
+    tuples (an op's fields, its payload's mutations and what they hold): cheaper to build than
+    lists, and the cyclic GC stops tracking a tuple of atoms after one look, where it scans a
+    list on every young collection while the op is held. A payload's readers only index and
+    unpack it."""
+    up = msgpack.Unpacker(raw=False, use_list=False, strict_map_key=True)
     up.feed(data)
     try:
         up.read_array_header()
@@ -124,7 +128,7 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
             start = end
             wire = unpack()  # one call per op (C): a duplicate is built too, then dropped
             end = tell()
-            if type(wire) is not list or len(wire) != 5:
+            if type(wire) is not tuple or len(wire) != 5:
                 raise MlCodecError("op: expected [origin, seq, hlc, deps, payload]")
             origin, seq, hlc, deps, payload = wire
             if type(origin) is not str or not origin:

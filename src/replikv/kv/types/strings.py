@@ -292,13 +292,7 @@ def logged_incrbyfloat(cmd: list[bytes]) -> list[bytes]:
 @command("set", -3, "write denyoom", rewrite=rewrite_set, logged_as=logged_set)
 def set_(sm: StateMachine, argv: list[bytes], ctx: ApplyContext) -> Reply:
     if len(argv) == 3:  # the hot path: SET k v
-        key = argv[1]
-        if sm.scan_index is not None and key not in sm.data:
-            sm.scan_index.add(key)
-        sm.data[key] = argv[2]
-        if sm.expires:
-            sm.expires.pop(key, None)
-        sm.dirty += 1
+        sm.set_string(argv[1], argv[2])
         return OK
     nx, xx, get, keepttl, when, _ = _parse_set(argv, None, "set")
     return _do_set(sm, argv[1], argv[2], nx, xx, get, keepttl, when)
