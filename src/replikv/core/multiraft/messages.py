@@ -66,7 +66,7 @@ def new_batch(src: int, dst: int, incarnation: int, msgs: tuple[tuple[int, RaftM
     field through ``object.__setattr__``, a third of a small batch's decode. Used by the
     host for every batch it sends and by the codec for every one it decodes, so the six
     setters are called one by one (a loop over ``zip`` of setters and values cost as much
-    again as the sets: 2.8 -> 1.4 us per batch, a loaded machine's figures)."""
+    again as the sets: 0.8 -> 0.4 us per batch, BENCHMARKS.md session 20)."""
     b: Batch = _new_object(Batch)
     _set_src(b, src)
     _set_dst(b, dst)
