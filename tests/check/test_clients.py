@@ -153,3 +153,35 @@ def test_a_pipelining_client_keeps_each_history_process_sequential_and_on_its_wo
     assert all(p >= 0 for p in by_process)
     acked = sum(1 for op in pool.history if op.op == "incr" and op.ok)
     assert sum(shared["data"].values()) == acked  # the failed pipeline ran nothing
+
+
+def test_the_pipelined_workloads_are_those_whose_reads_and_writes_are_plain_commands() -> None:
+    import random
+
+    from replikv.check.workloads import PIPELINED_WORKLOADS, WORKLOADS, Invocation, pipeline_refusal
+
+    rng = random.Random(1)
+    for name in WORKLOADS:
+        wl = make_workload(name)
+        invs = [wl.next(rng, 0, i) for i in range(50)] if name not in ("lock", "lock-unfenced") else []
+        plain = bool(invs) and all(wl.command(inv) is not None for inv in invs if inv.op != "cas")
+        assert plain == (name in PIPELINED_WORKLOADS), name
+        assert (pipeline_refusal(name, 8) is None) == (name in PIPELINED_WORKLOADS)
+        assert pipeline_refusal(name, 1) is None
+    assert make_workload("register", cas=True).command(Invocation("cas", "r0", "1", "0")) is None
+
+
+def test_pipeline_with_a_workload_it_cannot_pipeline_is_refused_before_anything_starts(tmp_path) -> None:
+    import pytest
+    from typer.testing import CliRunner
+
+    from replikv import cli
+    from replikv.check.runner import run_check
+
+    result = CliRunner().invoke(cli.app, ["check", "--workload", "queue", "--pipeline", "4",
+                                          "--store", str(tmp_path)])
+    assert result.exit_code == 2 and "--pipeline needs one of the workloads" in result.output
+    with pytest.raises(ValueError, match="register, counter, set"):
+        run_check(mode="raft", workload="bank", nemeses=[], time_s=1, clients=1, seed=1, store=tmp_path,
+                  pipeline=2)
+    assert list(tmp_path.iterdir()) == []  # no run directory, no cluster

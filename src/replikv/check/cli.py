@@ -25,7 +25,7 @@ from replikv import modes
 from replikv.config import TXN_MODES
 from replikv.check.nemesis import LOCK_WORKLOADS, NEMESES
 from replikv.check.runner import RunResult, run_check
-from replikv.check.workloads import PIPELINED_WORKLOADS, WORKLOADS
+from replikv.check.workloads import PIPELINED_WORKLOADS, WORKLOADS, pipeline_refusal
 
 console = Console(highlight=False)
 
@@ -125,8 +125,8 @@ def check_main(
     if unknown:
         console.print(f"[red]unknown nemesis {escape(', '.join(unknown))}[/]; choose {', '.join(NEMESES)}")
         raise typer.Exit(2)
-    if pipeline > 1 and workload not in PIPELINED_WORKLOADS:
-        console.print(f"[red]--pipeline needs one of the workloads {', '.join(PIPELINED_WORKLOADS)}[/]")
+    if refusal := pipeline_refusal(workload, pipeline):
+        console.print(f"[red]{escape(refusal)}[/]")
         raise typer.Exit(2)
     if txn is not None and txn not in TXN_MODES:
         console.print(f"[red]unknown --txn {escape(txn)}[/]; choose {', '.join(TXN_MODES)}")

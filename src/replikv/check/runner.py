@@ -43,7 +43,7 @@ from replikv.check.result import run_key_checkers
 from replikv.check.lock_client import LockClientPool
 from replikv.check.nemesis import (LOCK_WORKLOADS, SHARDED_NEMESES, Nemesis, heal_everything, nemesis_available,
                                    schedule)
-from replikv.check.workloads import PIPELINED_WORKLOADS, Workload, make_workload, probe_cas
+from replikv.check.workloads import Workload, make_workload, pipeline_refusal, probe_cas
 from replikv.modes import Claim
 
 TXN_WORKLOADS = ("bank",)  # workloads whose point is transactions across groups: a sharded setting by default
@@ -174,8 +174,8 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     monotonic time it should end by (None when it cannot be known). ``txn`` (``record`` or
     ``classic``): how a sharded cluster commits MULTI/EXEC across groups (node option ``txn``).
     ``pipeline``: each client sends that many ops at a time (``ClientPool``; workloads.PIPELINED_WORKLOADS)."""
-    if pipeline > 1 and workload not in PIPELINED_WORKLOADS:
-        raise ValueError(f"--pipeline needs one of the workloads {', '.join(PIPELINED_WORKLOADS)}")
+    if refusal := pipeline_refusal(workload, pipeline):
+        raise ValueError(refusal)
     say = progress or (lambda phase, end: None)
     seed = random.randrange(1 << 30) if seed is None else seed
     ok, why = mode_available(mode)

@@ -70,6 +70,13 @@ WORKLOADS = ("register", "counter", "set", "set-rm", "append", "list-append", "q
 PIPELINED_WORKLOADS = ("register", "counter", "set")
 
 
+def pipeline_refusal(workload: str, pipeline: int) -> str | None:
+    """Why ``--pipeline`` cannot be used with ``workload`` (None: it can)."""
+    if pipeline > 1 and workload not in PIPELINED_WORKLOADS:
+        return f"--pipeline needs one of the workloads {', '.join(PIPELINED_WORKLOADS)}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Invocation:
     op: str
