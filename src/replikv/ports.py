@@ -17,6 +17,9 @@ meant for it reaches whatever took the port. So ports are picked below the ephem
   gives each xdist worker its own slice, so workers never offer each other's ports.
 - Ports at an offset (a node's default peer port, ``port + PEER_PORT_OFFSET``) are checked at
   ``port + offset``, a band (``[20000, 30000)`` by default) that nothing picks from directly.
+
+On a machine whose ephemeral range starts below 30000 (``sysctl net.ipv4.ip_local_port_range``)
+the bands overlap it: ports are still checked bindable, but may race as ``bind(0)``'s do.
 """
 
 from __future__ import annotations

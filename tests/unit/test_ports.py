@@ -26,7 +26,15 @@ def test_this_process_picks_below_the_ephemeral_range_within_its_slice() -> None
     picked = ports.free_ports(20)
     assert len(set(picked)) == 20
     assert all(lo <= p < hi for p in picked)
-    assert max(picked) < ports.ephemeral_range()[0]
+
+
+@pytest.mark.skipif(ports.ephemeral_range()[0] < ports.DEFAULT_RANGE[1] + 10000,
+                    reason=f"this machine's ephemeral ports start at {ports.ephemeral_range()[0]}, "
+                    "inside the picker's range (and its peer-port band): it can only check bindability")
+def test_the_ports_and_their_peer_ports_are_below_the_ephemeral_range() -> None:
+    port = ports.free_port_with_offset(10000)
+    assert port + 10000 < ports.ephemeral_range()[0]
+    assert max(ports.free_ports(10)) < ports.ephemeral_range()[0]
 
 
 def test_a_walk_offers_every_port_of_its_range_once_before_repeating() -> None:
