@@ -13,7 +13,7 @@ import redis
 
 from replikv.config import ClusterConfig
 from tests.integration.cluster import Cluster, free_port_with_peer_port, wait_for
-from tests.integration.test_sharded_raft import all_led, groups_led, keys_per_group, retrying, sharded
+from tests.integration.test_sharded_raft import all_led, groups_led, keys_per_group, retrying, settled, sharded
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -187,15 +187,18 @@ def test_a_node_removed_from_a_group_while_it_was_down_drops_its_stale_replica(t
 def test_a_second_rebalance_is_refused_while_one_holds_the_cluster_lock(tmp_path: Path) -> None:
     c = sharded(tmp_path / "c", shards=2)
     try:
-        wait_for(lambda: all_led(c, ["n1", "n2", "n3"], 2), 20, "every group to have a leader")
+        # every group led by its preferred node: no hand-back election left to come (one
+        # answered the UNLOCK below with TRYAGAIN, no leader to forward to, on a loaded machine)
+        wait_for(lambda: settled(c, ["n1", "n2", "n3"], 2), 30, "every group led by its preferred node")
         r = c.client("n1")
         token = retrying(lambda: r.execute_command("LOCK", "replikv:rebalance", "60000"))  # "a rebalance"
         out = cli("rebalance", "--config", str(c.path), "--timeout", "30")
         assert out.returncode != 0 and "another rebalance is running" in out.stderr, out.stdout + out.stderr
-        assert r.execute_command("UNLOCK", "replikv:rebalance", token) == 1
+        # TRYAGAIN (an election meanwhile) means not forwarded, not applied: asking again is safe
+        assert retrying(lambda: r.execute_command("UNLOCK", "replikv:rebalance", token)) == 1
         out = cli("rebalance", "--config", str(c.path), "--timeout", "30")
         assert out.returncode == 0 and "balanced already" in out.stdout, out.stdout + out.stderr
-        info = r.execute_command("LOCKINFO", "replikv:rebalance")
+        info = retrying(lambda: r.execute_command("LOCKINFO", "replikv:rebalance"))
         assert info[1] is None and int(info[7]) > int(token)  # it took the lock, then released it
     finally:
         c.close()
