@@ -5,6 +5,7 @@ join is commutative, associative and idempotent; ops applied == join of states."
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -368,6 +369,20 @@ class _GeneralPathStore(CrdtStore):
         return False
 
 
+def _twinned(conflicts: str) -> tuple[dict[str, CrdtStore], dict[str, CrdtStore], Callable[[str, tuple], None]]:
+    """A store per node, each with a twin that takes every op through the general path
+    (``_GeneralPathStore``), and ``apply(node, op)``: the op applied to both, which must
+    return the same changed keys and leave the same state (equal digests, ids included)."""
+    stores = {n: CrdtStore(conflicts) for n in NODES}
+    twins = {n: _GeneralPathStore(conflicts) for n in NODES}
+
+    def apply(node: str, op: tuple) -> None:
+        assert stores[node].apply(*op) == twins[node].apply(*op)
+        assert stores[node].digest() == twins[node].digest()
+
+    return stores, twins, apply
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 10**9), st.integers(1, 40), st.sampled_from(["lww", "siblings"]))
 def test_short_ways_equal_the_general_path(seed, n_cmds, conflicts):
@@ -376,12 +391,10 @@ def test_short_ways_equal_the_general_path(seed, n_cmds, conflicts):
     included), return the same changed keys and show the same values; ``visible``'s short
     ways (a string key, a counter alone) show what ``_visible_parts`` shows."""
     rng = random.Random(seed)
-    stores = {n: CrdtStore(conflicts) for n in NODES}
-    twins = {n: _GeneralPathStore(conflicts) for n in NODES}
+    stores, twins, apply_twinned = _twinned(conflicts)
 
     def apply(node: str, op: tuple) -> None:
-        assert stores[node].apply(*op) == twins[node].apply(*op)
-        assert stores[node].digest() == twins[node].digest()
+        apply_twinned(node, op)
         assert_parts_absent_when_empty(stores[node])
         for k in KEYS:
             assert stores[node].visible(k) == twins[node].visible(k)
@@ -407,13 +420,7 @@ def test_an_op_of_several_commands_converges_and_shows_them_in_order(seed, n_ops
     from replikv.kv.crdt_writes import translate
 
     rng = random.Random(seed)
-    stores = {n: CrdtStore(conflicts) for n in NODES}
-    twins = {n: _GeneralPathStore(conflicts) for n in NODES}
-
-    def deliver(n: str, op: tuple) -> None:
-        assert stores[n].apply(*op) == twins[n].apply(*op)
-        assert stores[n].digest() == twins[n].digest()
-
+    stores, twins, deliver = _twinned(conflicts)
     clocks = {n: Hlc() for n in NODES}
     pending: dict[str, list] = {n: [] for n in NODES}
     now = 1000
