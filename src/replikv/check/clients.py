@@ -210,10 +210,16 @@ class ClientPool:
                         else:
                             inv = Invocation("cas", inv.key, inv.value, last_read[inv.key])
                     batch.append((process, inv))
-                piped, alone = [], batch
+                piped: list[tuple[int, Invocation, tuple[str, ...]]] = []
+                alone = batch
                 if self.pipeline > 1:
-                    piped = [(p, inv, cmd) for p, inv in batch if (cmd := self.workload.command(inv)) is not None]
-                    alone = [(p, inv) for p, inv in batch if self.workload.command(inv) is None]
+                    alone = []
+                    for p, inv in batch:
+                        cmd = self.workload.command(inv)
+                        if cmd is None:
+                            alone.append((p, inv))
+                        else:
+                            piped.append((p, inv, cmd))
                 broken = self._run_pipeline(client, piped, last_read) if piped else False
                 for process, inv in alone:
                     if broken:
