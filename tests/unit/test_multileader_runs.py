@@ -1,5 +1,6 @@
-"""Pipelined runs of plain SETs and INCRs on a multi-leader node (MultiLeaderRunner._write_run):
-one operation per run, and everything a client or another node sees is what the commands made
+"""Pipelined runs of plain SETs and INCRs on a multi-leader node (MultiLeaderRunner._write_run),
+and the async writes of every connection in one loop iteration: one operation (``_join``), and
+everything a client or another node sees is what the commands made
 as operations of their own give: replies and their order, the view, the WATCH index, the WAL
 (a restart rebuilds the same store) and the state every other node reaches by applying the
 node's operations.
@@ -17,6 +18,11 @@ from pathlib import Path
 import pytest
 
 from replikv.core.crdt.store import CrdtStore
+from replikv.core.multileader.codec import encode_ops, pack_op
+from replikv.core.multileader.messages import Op
+from replikv.core.resp import encode_command
+from replikv.kv.crdt_writes import translate
+from replikv.runtime import multi_leader
 from replikv.runtime.multi_leader import MultiLeaderRunner
 from tests.unit.test_pipelined_runs import Client, offline_node
 
@@ -53,10 +59,11 @@ def test_a_pipelined_run_is_one_op_and_replies_and_shows_as_one_by_one(make_node
     assert piped.send(*PIPELINE) == alone.one_by_one(*PIPELINE)
     assert piped.node.sm.data == alone.node.sm.data
     assert set(piped.node.sm.expires) == set(alone.node.sm.expires) == {b"d"}
-    # the runs of 3 SETs, of 5 INCRs (one refused) and of 3 SETs (e, c, f) are an op each
-    writes = 2 + sum(1 for c in PIPELINE if c[0] in ("SET", "INCR")) - 1  # INCR b makes no op
+    # a read of its own is a loop iteration: its writes are one op (the set-up's two too), so
+    # the pipeline's writes, runs and single ones, are one op, and each sent alone its own
+    writes = 1 + sum(1 for c in PIPELINE if c[0] in ("SET", "INCR")) - 1  # INCR b makes no op
     assert alone.node.core.vv["n1"] == writes
-    assert piped.node.core.vv["n1"] == writes - 2 - 3 - 2
+    assert piped.node.core.vv["n1"] == 2
     assert piped.node.stats["ops_local"] == piped.node.core.vv["n1"] == piped.node.store.vv["n1"]
     # the WATCH index moved for every key written, once per op: a watch taken before aborts
     assert piped.node.applied_index == piped.node.core.vv["n1"]
@@ -83,3 +90,83 @@ def test_a_run_op_reaches_other_nodes_and_a_restart_as_the_commands_left_it(make
         assert again.sm.data == node.sm.data
     finally:
         again.wal.close()
+
+
+def one_iteration(*reads: tuple[Client, list[list[str]]]) -> list[list[object]]:
+    """Each client's commands as one read of its own, all in ONE loop iteration (the group
+    commit runs after the last): the replies of each client."""
+    for client, commands in reads:
+        client.conn.data_received(b"".join(encode_command(c) for c in commands))
+    reads[0][0].node.loop.run()  # type: ignore[attr-defined]
+    out = []
+    for client, commands in reads:
+        client.parser.feed(b"".join(client.transport.written))
+        client.transport.written.clear()
+        replies = client.parser.replies()
+        assert len(replies) == len(commands)
+        out.append(replies)
+    return out
+
+
+def retained_state(node: MultiLeaderRunner) -> CrdtStore:
+    """The store another node reaches by applying ``node``'s op log, op by op."""
+    remote = CrdtStore()
+    for op in node.core.retained():
+        remote.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
+    return remote
+
+
+def test_the_async_writes_of_every_connection_in_a_loop_iteration_are_one_op(make_node) -> None:
+    node = make_node("n")
+    a, b, c = Client(node), Client(node), Client(node)
+    assert one_iteration((a, [["SET", "x", "1"]]), (b, [["INCR", "n"], ["INCR", "n"]]),
+                         (c, [["SET", "x", "2"], ["SADD", "s", "m"], ["GET", "x"]])) == [
+        ["OK"], [1, 2], ["OK", 1, b"2"]]  # c's read sees the writes before it, c's SET the later
+    assert node.core.vv["n1"] == node.store.vv["n1"] == node.stats["ops_local"] == node.applied_index == 1
+    (op,) = node.core.retained()
+    assert len(op.payload) == 5  # x, n, n, x and s's member, in the order the writes were made
+    assert node.wal.written_index == 1  # in the WAL before the replies left
+    assert retained_state(node).digest() == node.store.digest()
+    node.wal.close()
+    again = MultiLeaderRunner(node.config, "n1")
+    try:
+        assert again.store.digest() == node.store.digest() and again.sm.data == node.sm.data
+    finally:
+        again.wal.close()
+
+
+def test_watch_seals_the_open_op_so_its_position_covers_the_writes_before_it(make_node) -> None:
+    node = make_node("n")
+    a, b = Client(node), Client(node)
+    assert one_iteration((a, [["SET", "k", "1"]]), (b, [["WATCH", "k"]])) == [["OK"], ["OK"]]
+    assert b.send(["MULTI"], ["GET", "k"], ["EXEC"]) == ["OK", "QUEUED", [b"1"]]  # nothing wrote k since
+    assert one_iteration((b, [["WATCH", "k"]]), (a, [["SET", "k", "2"]])) == [["OK"], ["OK"]]
+    assert b.send(["MULTI"], ["GET", "k"], ["EXEC"]) == ["OK", "QUEUED", None]  # k written after WATCH
+
+
+def test_a_peer_frame_seals_the_open_op_before_what_it_delivers(make_node) -> None:
+    node = make_node("n")
+    a, b = Client(node), Client(node)
+    muts, _ = translate(CrdtStore(), [b"SET", b"k", b"remote"], 0, node.rng)
+    remote = Op("n2", 1, 1, {"n1": 0, "n2": 0, "n3": 0}, muts)  # concurrent with n1's first op
+    a.conn.data_received(encode_command(["SET", "k", "mine"]))
+    node._on_frame("n2", encode_ops("n2", [pack_op(remote)]))
+    b.conn.data_received(encode_command(["SET", "k", "last"]))
+    node.loop.run()  # type: ignore[attr-defined]
+    first, second = node.core.retained()[0], node.core.retained()[-1]
+    assert (first.seq, first.deps["n2"]) == (1, 0)  # stamped before the frame: n2's op unseen
+    assert (second.origin, second.seq, second.deps["n2"]) == ("n1", 2, 1)  # b's write saw it
+    assert node.sm.data[b"k"] == b"last"
+    assert retained_state(node).digest() == node.store.digest()
+
+
+def test_an_open_op_is_sealed_at_its_bound(make_node, monkeypatch) -> None:
+    monkeypatch.setattr(multi_leader, "OPEN_OP_MAX_MUTS", 3)
+    node = make_node("n")
+    a, b = Client(node), Client(node)
+    pipeline = [["SET", f"k{i}", str(i)] for i in range(7)]
+    assert one_iteration((a, pipeline), (b, [["SET", "k0", "b"], ["INCR", "n"]])) == [["OK"] * 7, ["OK", 1]]
+    assert [len(op.payload) for op in node.core.retained()] == [3, 3, 3]
+    assert node.applied_index == 3 and node.sm.changes.last[b"k2"] == 1
+    assert node.sm.changes.last[b"k6"] == node.sm.changes.last[b"k0"] == 3
+    assert node.sm.data[b"k0"] == b"b" and retained_state(node).digest() == node.store.digest()

@@ -15,6 +15,10 @@ Rules it keeps:
   WAL record batch, one ``write`` (+ one fsync under ``--fsync always``);
   a local write's reply leaves after its operation is in the WAL (``local``)
   or once ``n`` other nodes are known to hold it (``CONSISTENCY WRITE n``).
+- One operation per loop iteration for async writes: the ``local`` writes of
+  every connection in one iteration join one open operation (``_OpenOp``),
+  sealed (stamped by the replica, persisted, sent) at the iteration's flush
+  or before anything that must see it stamped (``_seal`` lists them).
 - Persist before send: an operation leaves the node only after the WAL
   commit that holds it, so a restarted node never reuses a sequence number
   it already sent (the replica's rule; with ``--fsync always`` this holds
@@ -116,6 +120,32 @@ class SessionRead:
         self.vv, self.slot, self.argv, self.deadline = vv, slot, argv, deadline
 
 
+# An open operation is sealed at this many mutations or this many bytes of client arguments
+# (a loop iteration's writes are usually far fewer: the bound keeps one op a modest frame).
+OPEN_OP_MAX_MUTS = 4096
+OPEN_OP_MAX_BYTES = 4 * 1024 * 1024
+
+
+class _OpenOp:
+    """This node's next operation while async client writes join it (``MultiLeaderRunner._join``).
+
+    Invariants, kept by sealing it before anything else touches the replica or moves the
+    store's vv (``MultiLeaderRunner._seal``): ``seq`` and ``deps`` are what ``Replica.local``
+    will stamp it with (this node's next seq; the replica's vv, unchanged since it opened);
+    every mutation of ``payload`` is applied to the store already under its id
+    ``(me, seq, i)`` (``CrdtStore.apply_muts``) and the keys it changed are shown in the view
+    at WATCH index ``applied_index + 1``, the position the op takes when sealed; the replies
+    of its writes are held until the WAL commit after the seal (``BaseRunner.release_committed``
+    runs only in ``_flush``, which seals first)."""
+
+    __slots__ = ("seq", "deps", "hlc", "payload", "size")
+
+    def __init__(self, seq: int, deps: dict[str, int], hlc: int) -> None:
+        self.seq, self.deps, self.hlc = seq, deps, hlc
+        self.payload: list[Any] = []
+        self.size = 0  # bytes of the client arguments joined (OPEN_OP_MAX_BYTES)
+
+
 class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     run_argc = {**BaseRunner.run_argc, "incr": 2}  # pipelined SETs and INCRs: one op per run (_write_run)
 
@@ -131,6 +161,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.ack_waiters: list[AckWaiter] = []
         self.session_reads: list[SessionRead] = []
         self.flush_scheduled = False
+        self._open: _OpenOp | None = None  # async client writes of this loop iteration (_join)
         self._packed: dict[tuple[str, int], bytes] = {}  # (origin, seq) -> the op packed, Persist to flush
         self._wal_bytes_after_snapshot = 0
         self._exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
@@ -207,34 +238,35 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if not muts:
             conn.reply_bytes(data)
             return
-        op = self._local(muts, now)
-        self._hold(conn, op.seq, data)
+        if conn.write_k or self.store.kctx:
+            op = self._local(muts, now)
+            self._hold(conn, op.seq, data)
+            return
+        seq, changed = self._join(muts, now, sum(map(len, argv)))
+        show_applied(self.store, self.sm, changed, self.applied_index + (self._open is not None))
+        conn.session_index = seq
+        self.hold_until_commit(conn, data)
 
     def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
-        """A pipelined run of plain SETs or INCRs (``BaseRunner.execute_batch``; ``run_argc``)
-        made ONE operation: each command is translated against the store as the earlier ones
-        of the run left it and its mutations applied at once (``CrdtStore.apply_muts``, ids
-        ``(origin, seq, i)`` in run order), then the replica stamps the whole payload as its
-        next op, the store's vv moves once, and the view shows the keys (``show_applied``).
-        Every node applies the same mutations under the same ids in the same order, so the
-        state is what the commands made as ops of their own would leave, except that their
-        entries share one dot and HLC (LWW orders them by ``i``: the later command wins, as
-        it would with a later HLC) and arrive elsewhere together (atomically, never apart).
-        Replies as ``_write_one`` makes them, held until the op's WAL commit; a refused
-        command (no mutation) is answered in its place, after the replies held before it.
-        Only for an async write (``write_k == 0``) on a node with no key context pending
-        (``kctx``: ``_write_one`` checks each key) and a working disk; else 0, nothing done,
-        and ``execute_batch`` runs each command by ``_write_one``. Returns how many ran."""
-        store, core, me = self.store, self.core, self.id
+        """A pipelined run of plain SETs or INCRs (``BaseRunner.execute_batch``; ``run_argc``):
+        each command is translated against the store as the earlier writes left it and joins
+        the open operation (``_join``), as ``_write_one`` would make it, and the view shows the
+        run's keys once at its end (nothing reads the view in between). A run's writes so land
+        in one op with the other writes of this loop iteration: they arrive elsewhere together
+        (atomically, never apart). Replies as ``_write_one`` makes them, held until the op's
+        WAL commit; a refused command (no mutation) is answered in its place, after the
+        replies held before it. Only for an async write (``write_k == 0``) on a node with no
+        key context pending (``kctx``: ``_write_one`` checks each key) and a working disk;
+        else 0, nothing done, and ``execute_batch`` runs each command by ``_write_one``.
+        Returns how many ran."""
+        store = self.store
         if self.disk_error is not None or conn.write_k or store.kctx:
             return 0
         now = wall_ms()
-        seq, deps = core.vv[me] + 1, dict(core.vv)  # what core.local will stamp the op with
-        hlc = 0
-        payload: list[Any] = []
         changed: dict[bytes, None] = {}
         held: list[bytes] = []
-        resp3, rng = conn.resp3, self.rng
+        resp3, rng, join = conn.resp3, self.rng, self._join
+        seq = 0
         for argv in run:
             try:
                 muts, reply = translate(store, argv, now, rng)
@@ -249,21 +281,58 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                     held = []
                 conn.reply_bytes(data)
                 continue
-            if not payload:
-                hlc = self.hlc.now(now)
-            changed.update(dict.fromkeys(store.apply_muts(me, seq, hlc, deps, muts, len(payload))))
-            payload += muts
+            if seq and self._open is None:  # the previous write sealed the op (its bounds): show what it held
+                show_applied(store, self.sm, changed, self.applied_index)
+                changed = {}
+            seq, keys = join(muts, now, len(argv[1]) + len(argv[-1]))
+            changed.update(dict.fromkeys(keys))
             held.append(data)
-        if payload:
-            op, effects = core.local(hlc, payload)
-            invariant(op.seq == seq and op.deps == deps, "the run's op is the one its mutations were applied as")
-            store.advance(me, seq)
-            self.stats["ops_local"] += 1
-            self._run(effects, applied=changed)
+        if changed:
+            show_applied(store, self.sm, changed, self.applied_index + (self._open is not None))
             conn.session_index = seq
         if held:
             self.hold_all_until_commit(conn, held)
         return len(run)
+
+    def _join(self, muts: list[Any], now: int, size: int) -> tuple[int, list[bytes]]:
+        """Apply ``muts`` (one async client write, translated against the store as it is) as
+        the next mutations of the open operation, opening one if none is (``_OpenOp`` has the
+        invariants); the caller shows the keys changed (returned with the op's seq) in the view
+        at ``applied_index + 1`` (or, if this write sealed the op, ``applied_index``). Every
+        node applies the same mutations under the same ids in the same order, so the state is
+        what the writes as ops of their own would leave, except that they share one dot and
+        HLC (LWW orders them by their index: the later write wins, as it would with a later
+        HLC). The op is sealed at the loop iteration's flush (scheduled here), or at once when
+        it reaches ``OPEN_OP_MAX_MUTS`` mutations or ``OPEN_OP_MAX_BYTES``."""
+        o = self._open
+        if o is None:
+            core = self.core
+            o = self._open = _OpenOp(core.vv[self.id] + 1, dict(core.vv), self.hlc.now(now))
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self.loop.call_soon(self._flush)
+        changed = self.store.apply_muts(self.id, o.seq, o.hlc, o.deps, muts, len(o.payload))
+        o.payload += muts
+        o.size += size
+        if len(o.payload) >= OPEN_OP_MAX_MUTS or o.size >= OPEN_OP_MAX_BYTES:
+            self._seal()
+        return o.seq, changed
+
+    def _seal(self) -> None:
+        """Stamp the open operation (if any) as this node's next op and carry out its effects:
+        the WAL buffer, the view position it was shown at, the sends. Called before anything
+        that steps the replica, stamps another op, moves the store's vv or reads it as this
+        node's state: the flush, a peer frame, another local op (``_local``), the tick, WATCH,
+        SESSION, VGET, INFO, a snapshot, a state transfer's export or join."""
+        o = self._open
+        if o is None:
+            return
+        self._open = None
+        op, effects = self.core.local(o.hlc, o.payload)
+        invariant(op.seq == o.seq and op.deps == o.deps, "the open op is the one its mutations were applied as")
+        self.store.advance(self.id, o.seq)
+        self.stats["ops_local"] += 1
+        self._run(effects, shown=True)
 
     def _transfer_key(self, muts: list[Any]) -> bytes | None:
         """A key ``muts`` would write whose state a transfer joined beyond our vv, or None."""
@@ -280,7 +349,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                          "caught up with yet; retry shortly")
 
     def _local(self, muts: list[Any], now: int) -> Op:
-        """Stamp ``muts`` as this node's next operation and carry out its effects."""
+        """Stamp ``muts`` as this node's next operation (after the open one) and carry out its effects."""
+        self._seal()
         op, effects = self.core.local(self.hlc.now(now), muts)
         self.stats["ops_local"] += 1
         self._run(effects)
@@ -329,6 +399,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             conn.reply_bytes(data)
 
     def watch_position(self, key: bytes | None = None) -> int:
+        self._seal()  # a write of the open op after WATCH must take a later position than this
         return self.applied_index
 
     def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
@@ -369,6 +440,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     # -- VGET / VSET / SESSION ---------------------------------------------------------------
     def vget(self, conn: ClientConnection, argv: list[bytes]) -> None:
+        self._seal()  # the context covers the open op's writes
         conn.reply(vget(self.store, argv[1]))
 
     def vset(self, conn: ClientConnection, argv: list[bytes]) -> None:
@@ -376,6 +448,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     def session_token(self, conn: ClientConnection) -> bytes:
         """SESSION: this node's version vector (covers every write this client saw here)."""
+        self._seal()
         return vv_text(self.store.vv)
 
     def set_session(self, conn: ClientConnection, token: bytes) -> None:
@@ -413,10 +486,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.session_reads = keep
 
     # -- effects ---------------------------------------------------------------------------------
-    def _run(self, effects: list[Any], applied: dict[bytes, None] | None = None) -> None:
+    def _run(self, effects: list[Any], shown: bool = False) -> None:
         """Storage first (WAL buffer), apply, and the sends once the batch is committed (``_flush``).
-        ``applied``: the effects are those of a local op the store holds already (``_write_run``),
-        whose Deliver only shows these keys in the view."""
+        ``shown``: the effects are those of the open op (``_seal``), which the store and the view
+        hold already: its Deliver only takes the view position it was shown at."""
         for effect in effects:
             match effect:
                 case Persist():  # each op packed once: these bytes also go to the peers (_flush)
@@ -434,11 +507,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                         self._disk_failed(exc)
                         return
                 case Deliver():
-                    if applied is None:
-                        self._deliver(effect.ops)
-                    else:
+                    if shown:
                         self.applied_index += 1
-                        show_applied(self.store, self.sm, applied, self.applied_index)
+                    else:
+                        self._deliver(effect.ops)
                 case Send():
                     self.sends.append(effect)
                 case SendState():
@@ -459,8 +531,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self.stats["conflicts_merged"] += conflicts
 
     def _flush(self) -> None:
-        """Commit the WAL, release the replies it made durable, then send."""
+        """Seal the open op, commit the WAL, release the replies it made durable, then send."""
         self.flush_scheduled = False
+        self._seal()
         if self.disk_error is not None:
             self._on_disk_blocked()
             return
@@ -515,6 +588,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.frames_in += 1
         if self.service_frame(peer, payload):
             return
+        self._seal()  # this node's writes so far come before what the frame delivers
         if self.disk_error is not None:
             return  # frozen: the peer sees a silent node; exchange resumes from the version vectors
         msg = self.peer_message(peer, payload, self._decode)
@@ -558,6 +632,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     async def _send_state(self, peer: str) -> None:
         """A chunked state transfer to a peer that lacks operations we no longer retain
         (core/multileader/transfer.py; the module docstring has the pacing rules)."""
+        self._seal()  # the export's vv covers every write the store holds
         export = StateExport(self.store, self.id, time.time_ns(), STATE_CHUNK_BYTES)
         self._exports[peer] = export  # a transfer still streaming to it stops at its next turn
         self.stats["state_transfers_sent"] += 1
@@ -600,6 +675,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 if self.disk_error is not None:
                     self.receiver.cancel(msg.sender)  # frozen: it starts over once the disk is back
                     continue
+                self._seal()  # the join moves the store past this node's writes so far
                 try:
                     changed, vv = self.receiver.chunk(self.store, msg, self.core.needs_state)
                 except (ValueError, TypeError, IndexError, KeyError) as e:  # a malformed chunk
@@ -658,10 +734,12 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     # -- snapshots (runtime/state_snapshots.py) ------------------------------------------------------
     def _state_blob(self) -> bytes:
+        self._seal()  # the snapshot's vv covers every write the store holds
         self.store.prune_contexts()
         return self.store.snapshot()
 
     def _commit_pending(self) -> None:
+        self._seal()
         self.wal.commit()  # every op is in the WAL's buffer as soon as it is applied (Persist first)
 
     # -- timers ------------------------------------------------------------------------------------
@@ -678,6 +756,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self._flush_clients()
             if self.disk_error is not None:
                 continue
+            self._seal()  # the tick may resend ops: this node's are stamped first
             self._run(self.core.tick())
             if self.receiver.incoming:
                 self.receiver.drop_covered(self.core.needs_state)  # caught up by another way (transfer.py 6)
@@ -692,6 +771,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     # -- INFO ----------------------------------------------------------------------------------------
     def info(self, wanted: list[str]) -> str:
+        self._seal()  # the version vector and applied index shown cover every write made
         sections = self.info_sections()
         sections["persistence"] = self.persistence_info(self.snapshot_index)
         core, vv = self.core, self.store.vv
