@@ -323,7 +323,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         the WAL buffer, the view position it was shown at, the sends. Called before anything
         that steps the replica, stamps another op, moves the store's vv or reads it as this
         node's state: the flush, a peer frame, another local op (``_local``), the tick, WATCH,
-        SESSION, VGET, INFO, a snapshot, a state transfer's export or join."""
+        SESSION, VGET, INFO, ROLE, a snapshot, a state transfer's export or join."""
         o = self._open
         if o is None:
             return
@@ -419,6 +419,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         conn.reply(RespError("ERR multi-leader mode has no leader to fail over: every node takes writes"))
 
     def role_reply(self) -> list[Any]:
+        self._seal()  # the applied index shown covers every write made
         return [b"master", 0, self.id.encode(), self.applied_index]
 
     def take_snapshot(self) -> int:
