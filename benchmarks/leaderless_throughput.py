@@ -3,8 +3,8 @@
 
 Three nodes, the same --fsync for both modes, clients spread over the three
 nodes (one redis-benchmark per node at once, each with a third of the
-connections; the figure is the sum of their ops/s, p50 the median of theirs,
-p99 the worst):
+connections; the figure is all their requests over the slowest one's span
+(multileader_throughput.spread), p50 the median of theirs, p99 the worst):
 
   * leaderless at QUORUM (write and read levels) and at ONE: SET and GET at
     -P 1 and -P 16;
