@@ -711,7 +711,7 @@ class CrdtStore:
         left), then moves ``vv`` once (``advance``); the op's earlier mutations (ids below
         ``start``) must be applied already, as they count as observed. Returns the keys
         whose visible state may have changed, each once, in first-change order."""
-        changed: list[bytes] = []
+        changed: dict[bytes, None] = {}  # an op may hold thousands of mutations (a loop iteration's writes)
 
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
@@ -724,8 +724,7 @@ class CrdtStore:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
-            if key not in changed:  # a short list: an op's keys
-                changed.append(key)
+            changed[key] = None  # a key keeps its first place
             kind = mut[0]
             if kind == "put":
                 if observed is None:
@@ -743,7 +742,7 @@ class CrdtStore:
                 _ctr_add(ks, origin, int(mut[2]), hlc)
                 continue
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
-        return changed
+        return list(changed)
 
     def advance(self, origin: str, seq: int) -> None:
         """``vv`` covers op ``(origin, seq)`` now: the end of an op applied by ``apply_muts``."""
