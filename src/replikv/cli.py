@@ -142,8 +142,9 @@ NODE_OPTION_HELP: dict[str, str] = {
     "hub": "multi-leader --topology star: the hub node (default: the first node).",
     "conflicts": "multi-leader: concurrent writes of one string: lww (last writer wins by hybrid "
     "logical clock) or siblings (all kept: VGET shows them, VSET resolves them).",
-    "oplog_retain_ops": "multi-leader: operations of each node kept in memory for a peer that lags or "
-    "is down; a peer further behind gets the whole data set (a state transfer).",
+    "oplog_retain_ops": "multi-leader: writes of each node kept in memory for a peer that lags or is "
+    "down (counted as mutations; the newest operation is always kept); a peer further behind gets the "
+    "whole data set (a state transfer).",
     "replicas": "leaderless: how many nodes hold each key (N), placed on a consistent-hash ring; raft "
     "with --shards: how many nodes hold each group.",
     "shards": "raft: spread the 16,384 hash slots over this many Raft groups (each on --replicas "

@@ -145,7 +145,7 @@ class NodeOptions:
     topology: str = "mesh"  # mesh | star | ring
     hub: str = ""  # star: the node every other one talks to ("": the first node)
     conflicts: str = "lww"  # lww | siblings
-    oplog_retain_ops: int = 100_000  # operations of each origin kept for a peer that lags; beyond: state transfer
+    oplog_retain_ops: int = 100_000  # writes (mutations) of each origin kept for a peer that lags; beyond: state transfer
     # leaderless mode (docs/leaderless.md): replicas per key on the ring, the levels a connection
     # starts with, a stand-in's hint counting toward W, and how long a tombstone is kept
     replicas: int = 3

@@ -201,6 +201,27 @@ def test_ops_every_node_has_are_trimmed_and_the_log_is_bounded_per_origin() -> N
     assert [o.seq for o in r.retained()] == [5]
 
 
+def test_retention_counts_the_mutations_an_op_holds_and_keeps_the_newest_op() -> None:
+    """Rule 9: an op holding a loop iteration's writes counts as its mutations, so the memory
+    kept for a lagging peer is bounded by writes, not by ops of any size."""
+    r = Replica("a", NODES, retain_ops=10, sync_every=1)
+    for n in (4, 4, 4, 1):
+        r.local(0, [("put", b"k", b"v", None)] * n)
+    r.tick()  # 13 mutations: the first op (4) goes, the other three (9) fit
+    assert [o.seq for o in r.retained()] == [2, 3, 4] and r.base["a"] == 1
+    r.local(0, [("put", b"k", b"v", None)] * 3)
+    r.tick()  # 4 + 4 + 1 + 3 = 12 > 10: op 2 goes
+    assert [o.seq for o in r.retained()] == [3, 4, 5]
+    r.local(0, [("put", b"k", b"v", None)] * 25)
+    r.tick()  # alone beyond the bound: the newest op is kept, everything before it goes
+    assert [o.seq for o in r.retained()] == [6] and r.base["a"] == 5
+    b = Replica("b", NODES, retain_ops=10, sync_every=1)  # received ops count the same way
+    for seq in range(1, 5):
+        b.step(Ops(sender="a", ops=(Op("a", seq, 0, {"a": seq - 1}, [("put", b"k", b"v", None)] * 4),)))
+    b.tick()
+    assert [o.seq for o in b.retained()] == [3, 4] and b.base["a"] == 2
+
+
 def test_a_laggard_gets_a_state_transfer_rate_limited_and_installed_releases_pending() -> None:
     r = Replica("a", NODES, retain_ops=2, state_every_ticks=10)
     for i in range(5):

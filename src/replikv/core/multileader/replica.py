@@ -57,8 +57,9 @@ Rules (issue 10; the brief of the multileader core):
    know of it) is instead what the sender has received from it: per origin, the
    highest seq of the ops it sent and of the vvs of its Syncs (``got``; rule 7).
 9. Retention: an op is kept until every node is known to have it, but at most the
-   newest ``retain_ops`` per origin; a neighbour that needs a trimmed op gets a
-   state transfer.
+   newest ops of each origin holding ``retain_ops`` mutations (an op's payload counts as
+   its length: an op may hold many writes; the newest op is kept whatever it holds); a
+   neighbour that needs a trimmed op gets a state transfer.
 10. Restart: ``Replica(..., vv=snapshot_vv)`` then ``restore(vv, wal_ops)`` (the
    ops persisted after the snapshot, in the order persisted); exchange resumes
    from the Syncs of the neighbours.
@@ -71,6 +72,7 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable
 
 from replikv.core.invariant import invariant
@@ -138,6 +140,10 @@ class Replica:
         # delivered here): base[o] < seq <= vv[o]
         self.log: list[tuple[int, Op]] = []
         self._next_pos = 0
+        # rule 9's count, per origin: mutations delivered, and (seq, that count through the
+        # op) for the delivered ops not yet below base
+        self._muts: dict[str, int] = {}
+        self._muts_at: dict[str, deque[tuple[int, int]]] = {}
         self.known: dict[str, VV] = {n: {} for n in self.nodes if n != node_id}
         self.heard: set[str] = set()  # neighbours whose Sync told us where they stand
         self.cursor: dict[str, VV] = {n: {} for n in self.neighbours}  # highest seq sent, per origin
@@ -167,6 +173,8 @@ class Replica:
         self.base = dict(self.vv)
         self.log = []
         self._next_pos = 0
+        self._muts.clear()
+        self._muts_at.clear()
         self._scan = {n: 0 for n in self.neighbours}
         self.pending.clear()
         self._pending_origins.clear()
@@ -182,6 +190,7 @@ class Replica:
         self.vv[self.id] = seq  # _advance without its checks: deps is vv itself, seq the next one
         self.log.append((self._next_pos, op))
         self._next_pos += 1
+        self._count(op)
         ops = (op,)
         effects: list[Effect] = [Persist(ops=ops), Deliver(ops=ops)]
         if self.topology != "mesh":
@@ -382,6 +391,28 @@ class Replica:
         self.vv[op.origin] = op.seq
         self.log.append((self._next_pos, op))
         self._next_pos += 1
+        self._count(op)
+
+    def _count(self, op: Op) -> None:
+        """Rule 9's count of a delivered op's mutations (a payload that is no list counts one)."""
+        n = len(op.payload) if isinstance(op.payload, (list, tuple)) else 1
+        total = self._muts[op.origin] = self._muts.get(op.origin, 0) + max(1, n)
+        at = self._muts_at.get(op.origin)
+        if at is None:
+            at = self._muts_at[op.origin] = deque()
+        at.append((op.seq, total))
+
+    def _size_floor(self, origin: str, have: int) -> int:
+        """The lowest base for ``origin`` that leaves at most ``retain_ops`` of its mutations
+        retained, the newest op kept whatever it holds (rule 9); 0 when all fit."""
+        at = self._muts_at.get(origin)
+        if not at:
+            return 0
+        least = self._muts[origin] - self.retain_ops  # an op whose count is below this must go
+        while at and at[0][1] < least:
+            at.popleft()
+        floor = at[0][0] if at and at[0][1] >= least > 0 else 0
+        return min(floor, have - 1)
 
     # ------------------------------------------------------------- sending
     def _relay(self) -> list[Effect]:
@@ -475,13 +506,17 @@ class Replica:
         changed = False
         for o, have in self.vv.items():
             everywhere = min((v.get(o, 0) for v in self.known.values()), default=have)
-            nb = max(self.base.get(o, 0), min(everywhere, have), have - self.retain_ops)
+            nb = max(self.base.get(o, 0), min(everywhere, have), self._size_floor(o, have))
             if nb > self.base.get(o, 0):
                 self.base[o] = nb
                 changed = True
         if not changed:
             return
         log, base = self.log, self.base
+        for o, at in self._muts_at.items():  # what is below base needs no count
+            b = base.get(o, 0)
+            while at and at[0][0] <= b:
+                at.popleft()
         k = 0
         while k < len(log) and log[k][1].seq <= base[log[k][1].origin]:
             k += 1
