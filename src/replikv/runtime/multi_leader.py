@@ -121,9 +121,11 @@ class SessionRead:
 
 
 # An open operation is sealed at this many mutations or this many bytes of client arguments
-# (a loop iteration's writes are usually far fewer: the bound keeps one op a modest frame).
+# (a loop iteration's writes are usually far fewer). The bytes bound keeps what the replica
+# sends a lagging neighbour at once (``window_ops``, 256 ops) well inside the transport's send
+# queue bound (256 MiB), as one-write ops of small values did.
 OPEN_OP_MAX_MUTS = 4096
-OPEN_OP_MAX_BYTES = 4 * 1024 * 1024
+OPEN_OP_MAX_BYTES = 256 * 1024
 
 
 class _OpenOp:
