@@ -149,7 +149,8 @@ class _OpenOp:
 
 
 class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
-    run_argc = {**BaseRunner.run_argc, "incr": 2}  # pipelined SETs and INCRs: a run joins the open op at once (_write_run)
+    # pipelined SETs and INCRs: a run joins the open op at once (_write_run)
+    run_argc = {**BaseRunner.run_argc, "incr": 2}
 
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         super().__init__(config, node_id)
