@@ -170,7 +170,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         plain = ks if ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst else None
         one = plain.one if plain is not None else None  # a string key with no counter: SET's
         if one is not None:  # what SET leaves, in the store's one-entry form (KeyState.one)
-            vtype, value, deadline = "string", one[2], one[3]
+            vtype, value, deadline = "string", one[4], one[5]
         elif plain is not None and len(plain.reg) == 1:
             # what SET leaves, one register value and no counter: store.visible's first case
             # read in place, no ``Visible`` built (its value and KeyState.deadline)
