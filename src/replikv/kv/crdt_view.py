@@ -156,7 +156,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         hints.clear()
         store.hints_view = view
     data, expires, visible, states = view.data, view.expires, store.visible, store.data
-    set_string = view.set_string
+    set_string, counter_alone = view.set_string, store.counter_alone
     for key in keys if isinstance(keys, dict) else dict.fromkeys(keys):
         if hints:
             touched = hints.pop(key, None)
@@ -185,8 +185,12 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                     break
             else:
                 deadline = plain.deadline()
+        elif (head := counter_alone(key) if ks is not None and ks.ctr else None) is not None and head[1]:
+            # what INCRs leave, a live counter alone: store.visible's counter case read in
+            # place (the cached sum as the string, no deadline), no ``Visible`` built
+            vtype, value, deadline = "string", str(head[0]).encode(), None
         else:
-            vis = visible(key)
+            vis = visible(key) if head is None else None  # a dead counter alone shows nothing
             if vis is None:
                 if data.get(key) is not None:  # _current's kind is not None
                     cmds.append([b"DEL", key])

@@ -647,6 +647,18 @@ class CrdtStore:
                 return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
         return _visible_parts(ks)
 
+    def counter_alone(self, key: bytes) -> tuple[int, bool] | None:
+        """``(total, live)`` of a key that holds a counter and nothing else (no register,
+        set, hash, list or TTL entry: what INCRs alone leave), from the cached sum
+        (``Cell.counter_sum``); None for any other key, absent ones included. Such a key is
+        visible iff ``live``, as the string ``str(total)`` with no deadline: ``visible``'s
+        counter case, without building the ``Visible`` and its bytes (an INCR at its origin
+        adds to the number, the view shows it; ``kv/crdt_writes.py``, ``kv/crdt_view.py``)."""
+        ks = self.data.get(key)
+        if ks is None or not ks.ctr or ks.one is not None or ks._reg or ks._ttl or ks.set or ks.hash or ks.lst:
+            return None
+        return ks.csum or ks.counter_sum()
+
     def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
         """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
         ks = self.data.get(key)
