@@ -364,6 +364,7 @@ class _GeneralPathStore(CrdtStore):
     """A store that applies every op through the general path (no ``_put_fast``)."""
 
     __slots__ = ()
+    inline_puts = False
 
     def _put_fast(self, *args: object) -> bool:
         return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from replikv.core.crdt import CrdtStore, Hlc, covers, hlc_ms, leq, merge, parse_vv_text, vv_text
@@ -155,21 +157,41 @@ def test_a_key_a_put_wrote_is_one_tuple_until_a_concurrent_value_arrives():
     s = CrdtStore("siblings")
     s.apply("a", 1, 10, {}, [("put", b"k", b"v1", 500)])
     ks = s.state(b"k")
-    assert ks.one == (("a", 1, 0), 10, b"v1", 500) and ks._reg is None and ks._ttl is None
+    assert ks.one == ("a", 1, 0, 10, b"v1", 500) and ks._reg is None and ks._ttl is None
     assert s.visible(b"k") == ("string", b"v1", 500) and ks.one is not None  # read in place
     s.apply("a", 2, 11, {"a": 1}, [("put", b"k", b"v2", None)])
-    assert ks.one == (("a", 2, 0), 11, b"v2", None)
+    assert ks.one == ("a", 2, 0, 11, b"v2", None)
     s.apply("b", 1, 12, {"a": 1}, [("put", b"k", b"w", None)])  # has not seen a:2
     assert ks.one is None and len(ks._reg) == 2 and len(ks._ttl) == 2
     assert [v for _, _, v in s.siblings(b"k")] == [b"v2", b"w"]
     s.apply("a", 3, 13, {"a": 2, "b": 1}, [("put", b"k", b"x", 7), ("incr", b"n", 1)])
-    assert ks.one == (("a", 3, 0), 13, b"x", 7) and s.visible(b"k") == ("string", b"x", 7)
+    assert ks.one == ("a", 3, 0, 13, b"x", 7) and s.visible(b"k") == ("string", b"x", 7)
     assert ks.reg == {("a", 3, 0): (13, b"x")} and ks.ttl == {("a", 3, 0): (13, 7)}  # unpacked
     assert ks.one is None
     s.apply("a", 4, 14, {"a": 3, "b": 1}, [("put", b"k", b"y", None)])
-    assert ks.one == (("a", 4, 0), 14, b"y", None)  # packed again by the next put
+    assert ks.one == ("a", 4, 0, 14, b"y", None)  # packed again by the next put
     restored = CrdtStore.restore(s.snapshot(), "siblings")  # the form is made on load too
     assert restored.state(b"k").one == ks.one and restored.digest() == s.digest()
+
+
+def test_the_one_entry_tuple_of_an_old_key_is_untracked_by_the_first_young_collection():
+    """``KeyState.one`` holds atoms only, so the first young collection that sees it stops
+    the cyclic GC tracking it, although the key's KeyState (which holds it) is old: a nested
+    id tuple would still be tracked when the collector looks at ``one``, and every written
+    key's tuple would stay tracked into the middle generation."""
+    s = CrdtStore()
+    s.apply("a", 1, 10, {}, [("put", b"k", b"v1", None)])
+    gc.collect()
+    gc.freeze()  # the KeyState is old, as a node's keys are (BaseRunner._fsync_loop)
+    try:
+        s.apply("b", 1, 11, {"a": 1}, [("put", b"k", b"v2", None)])
+        ks = s.state(b"k")
+        assert ks.one is not None and gc.is_tracked(ks.one)  # young
+        gc.collect(0)
+        assert not gc.is_tracked(ks.one)
+        assert s.visible(b"k") == ("string", b"v2", None)
+    finally:
+        gc.unfreeze()
 
 
 def test_a_counters_cached_sum_follows_adds_resets_joins_and_loads():

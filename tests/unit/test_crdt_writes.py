@@ -7,7 +7,7 @@ import random
 import pytest
 
 from replikv.core.crdt import CrdtStore
-from replikv.core.replies import RespError
+from replikv.core.replies import OK, RespError
 from replikv.kv.crdt_view import materialize
 from replikv.kv.crdt_writes import refusal, supported, translate, vget
 from replikv.kv.state_machine import StateMachine
@@ -163,3 +163,65 @@ def test_view_equals_store_after_random_commands(seed):
                       "list": ("LRANGE", k, 0, -1)}[vis.type]
             assert n.read(*reader, now=0) == vis.value
             assert n.view.expires.get(k) == vis.deadline_ms
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_set_and_incr_short_ways_translate_as_the_general_path(seed):
+    """``translate``'s short ways (``SET key value`` and ``INCR key`` as clients send them)
+    give the mutations and the reply (or error) the general path gives: the same command
+    spelled ``Set`` / ``Incr`` takes the general path. Over keys that are absent, strings,
+    non-integers, counters alone (live, reset, near the 64-bit limit), counters under a
+    register or a TTL, hashes and sets."""
+    rng = random.Random(seed)
+    a, b = Node("a"), Node("b")
+    cmds = [
+        lambda k: ("SET", k, rng.choice(["1", "x", str(2**63 - 1)])),
+        lambda k: ("INCRBY", k, rng.choice([1, -3, 2**62])),
+        lambda k: ("INCR", k),
+        lambda k: ("DEL", k),
+        lambda k: ("PEXPIRE", k, rng.choice([100, 5000])),
+        lambda k: ("PERSIST", k),
+        lambda k: ("HSET", k, "f", "1"),
+        lambda k: ("SADD", k, "m"),
+    ]
+    checked = {"short": 0}
+    sent = [0, 0]
+    for _ in range(150):
+        node = rng.choice([a, b])
+        node.run(*rng.choice(cmds)(rng.choice(["k0", "k1", "k2"])), now=NOW + rng.randrange(3000))
+        if rng.random() < 0.3:  # each node gets the other's ops so far (causal: in order)
+            for i, (x, y) in enumerate(((a, b), (b, a))):
+                for op in x.log[sent[i]:]:
+                    y.deliver(op)
+                sent[i] = len(x.log)
+        for n in (a, b):
+            for k in (b"k0", b"k1", b"k2"):
+                short_set = translate(n.store, [b"SET", k, b"v"], NOW, random.Random(1))
+                general_set = translate(n.store, [b"Set", k, b"v"], NOW, random.Random(1))
+                short_incr = translate(n.store, [b"INCR", k], NOW, random.Random(1))
+                general_incr = translate(n.store, [b"Incr", k], NOW, random.Random(1))
+                for short, general in ((short_set, general_set), (short_incr, general_incr)):
+                    assert [tuple(m) for m in short[0]] == [tuple(m) for m in general[0]]
+                    assert type(short[1]) is type(general[1]) and str(short[1]) == str(general[1])
+                checked["short"] += n.store.counter_alone(k) is not None
+    assert checked["short"] > 50  # counters alone were met
+
+
+def test_incr_and_its_view_read_a_counter_alone_without_the_visible_string():
+    """An INCR of a key that is a counter alone reads the counter's cached sum
+    (``CrdtStore.counter_alone``) at its origin and in the view, never ``visible``'s
+    ``Visible`` (a number formatted, then parsed back); a plain SET does not read the key."""
+
+    class NoVisible(CrdtStore):
+        __slots__ = ()
+
+        def visible(self, key):
+            raise AssertionError("visible read")
+
+    n = Node("a")
+    n.store = NoVisible()
+    n.store.apply("a", 1, 1, {}, [("incr", b"c", 41)])
+    n.seq = n.hlc = 1
+    assert n.run("INCR", "c") == 42 and n.run("incr", "c") == 43
+    assert n.view.data[b"c"] == b"43" and n.store.counter_alone(b"c") == (43, True)
+    assert n.run("SET", "s", "x") == OK and n.view.data[b"s"] == b"x"

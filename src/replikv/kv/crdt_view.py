@@ -156,7 +156,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         hints.clear()
         store.hints_view = view
     data, expires, visible, states = view.data, view.expires, store.visible, store.data
-    set_string = view.set_string
+    set_string, counter_alone = view.set_string, store.counter_alone
     for key in keys if isinstance(keys, dict) else dict.fromkeys(keys):
         if hints:
             touched = hints.pop(key, None)
@@ -170,7 +170,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         plain = ks if ks is not None and not ks.ctr and not ks.set and not ks.hash and not ks.lst else None
         one = plain.one if plain is not None else None  # a string key with no counter: SET's
         if one is not None:  # what SET leaves, in the store's one-entry form (KeyState.one)
-            vtype, value, deadline = "string", one[2], one[3]
+            vtype, value, deadline = "string", one[4], one[5]
         elif plain is not None and len(plain.reg) == 1:
             # what SET leaves, one register value and no counter: store.visible's first case
             # read in place, no ``Visible`` built (its value and KeyState.deadline)
@@ -185,8 +185,12 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                     break
             else:
                 deadline = plain.deadline()
+        elif (head := counter_alone(key) if ks is not None and ks.ctr else None) is not None and head[1]:
+            # what INCRs leave, a live counter alone: store.visible's counter case read in
+            # place (the cached sum as the string, no deadline), no ``Visible`` built
+            vtype, value, deadline = "string", str(head[0]).encode(), None
         else:
-            vis = visible(key)
+            vis = visible(key) if head is None else None  # a dead counter alone shows nothing
             if vis is None:
                 if data.get(key) is not None:  # _current's kind is not None
                     cmds.append([b"DEL", key])

@@ -90,6 +90,11 @@ def translate(
     Overwrites may be ``put`` mutations: the multi-leader peers refuse a frame
     that may carry one by its tag; a leaderless coordinator expands them for a
     replica that does not know them (``core/dynamo/replica.py``)."""
+    short = _SHORT.get(argv[0])
+    if short is not None:
+        done = short(store, argv)
+        if done is not None:
+            return done
     name = argv[0].decode("utf-8", "replace").lower()
     fn = _HANDLERS.get(name)
     if fn is None:
@@ -377,6 +382,33 @@ def _incr(w: _Writer, argv: list[bytes]) -> Reply:
             raise RespError("ERR decrement would overflow")
         delta = -delta
     return _incr_common(w, argv[1], delta)
+
+
+def _short_set(store: CrdtStore, argv: list[bytes]) -> tuple[list[Mut], Reply] | None:
+    """``SET key value`` (no option) as ``_set`` translates it with a fresh writer, when that
+    is the one ``put`` (``_Writer.set_string``'s first case: nothing cleared, no earlier
+    mutation, ``put_allowed``); None (the general path) otherwise."""
+    if len(argv) != 3 or not put_allowed(store.state(argv[1])):
+        return None
+    return [("put", argv[1], argv[2], None)], OK
+
+
+def _short_incr(store: CrdtStore, argv: list[bytes]) -> tuple[list[Mut], Reply] | None:
+    """``INCR key`` as ``_incr_common`` translates it, when the key is a live counter alone
+    (``CrdtStore.counter_alone``: no deadline, so not expired) whose value + 1 is in range:
+    it reads the number without the string ``visible`` makes of it and ``as_int`` parses
+    back (equal: ``str`` of an int in range is what ``as_int`` accepts). None (the general
+    path, which also gives the errors) otherwise."""
+    if len(argv) != 2:
+        return None
+    head = store.counter_alone(argv[1])
+    if head is None or not head[1] or not I64_MIN <= head[0] < I64_MAX:
+        return None
+    return [("incr", argv[1], 1)], head[0] + 1
+
+
+# the commonest writes' short ways, by the command name as clients send it (``translate``)
+_SHORT = {b"SET": _short_set, b"set": _short_set, b"INCR": _short_incr, b"incr": _short_incr}
 
 
 # ------------------------------------------------------------------ keys

@@ -349,9 +349,13 @@ class KeyState(Cell):
 
     The one-entry form: what a ``put`` leaves when it observed every register and
     TTL entry (the common key, overwritten by SETs), one register entry and one TTL
-    entry under the put's id, is held as the tuple ``one = (id, hlc, value,
-    deadline)`` instead of the two dicts (``_reg`` and ``_ttl`` are then None): a
-    plain string key is this object and that tuple. ``reg`` and ``ttl`` are
+    entry under the put's id, is held as the tuple ``one = (origin, seq, i, hlc, value,
+    deadline)`` (the id's three fields in line) instead of the two dicts (``_reg`` and
+    ``_ttl`` are then None): a plain string key is this object and that tuple. Flat, of
+    atoms only, so the cyclic GC untracks it at its first young collection: an id tuple
+    inside it is still tracked when the collector looks at ``one`` (it lists ``one``, held
+    by an old KeyState, before the id it reaches through it), which kept every written key's
+    tuple tracked into the middle generation, scanned again by each of its collections. ``reg`` and ``ttl`` are
     properties: reading or setting either turns ``one`` back into the two dicts
     first, so every reader of the dicts sees the same entries. The hot readers
     (``visible``, ``deadline``, ``visible_type``, ``empty``, ``dump``, the view's
@@ -360,7 +364,7 @@ class KeyState(Cell):
     __slots__ = ("_reg", "_ttl", "hash", "lst", "one", "set")
 
     def __init__(self) -> None:
-        self.one: tuple[Eid, int, bytes, int | None] | None = None
+        self.one: tuple[str, int, int, int, bytes, int | None] | None = None
         self._reg: dict[Eid, tuple[int, bytes]] | None = {}
         self._ttl: dict[Eid, tuple[int, int | None]] | None = None
         self.ctr = None
@@ -373,7 +377,8 @@ class KeyState(Cell):
         """``one`` as the two dicts it stands for."""
         one = self.one
         assert one is not None
-        eid, hlc, value, deadline = one
+        origin, seq, i, hlc, value, deadline = one
+        eid = (origin, seq, i)
         self._reg = {eid: (hlc, value)}
         self._ttl = {eid: (hlc, deadline)}
         self.one = None
@@ -479,7 +484,7 @@ class KeyState(Cell):
     def deadline(self) -> int | None:
         one = self.one
         if one is not None:
-            return one[3]
+            return one[5]
         ttl = self.ttl
         if not ttl:
             return None
@@ -499,10 +504,11 @@ class KeyState(Cell):
         as the empty list it always did)."""
         st, hs, ls, one = self.set, self.hash, self.lst, self.one
         if one is not None:  # read in place, as Cell.dump and the TTL part would write the dicts
-            eid, hlc, value, deadline = one
+            origin, seq, i, hlc, value, deadline = one
             ctr = self.ctr
-            string: list[Any] = [[[list(eid), hlc, value]], sorted([o, *c] for o, c in ctr.items()) if ctr else []]
-            ttl_part: list[Any] = [[list(eid), hlc, deadline]]
+            string: list[Any] = [[[[origin, seq, i], hlc, value]],
+                                 sorted([o, *c] for o, c in ctr.items()) if ctr else []]
+            ttl_part: list[Any] = [[[origin, seq, i], hlc, deadline]]
         else:
             ttl = self.ttl
             string = Cell.dump(self)
@@ -542,7 +548,7 @@ class KeyState(Cell):
             for eid, (hlc, value) in reg.items():
                 entry = ttl.get(eid)
                 if entry is not None and entry[0] == hlc:
-                    self.one = (eid, hlc, value, entry[1])
+                    self.one = (eid[0], eid[1], eid[2], hlc, value, entry[1])
                     self._reg = self._ttl = None
 
 
@@ -584,6 +590,10 @@ class CrdtStore:
     """The whole multi-leader key space; see the module docstring."""
 
     __slots__ = ("conflicts", "data", "hints", "hints_view", "kctx", "vv")
+
+    # ``apply_muts`` does the commonest put (over a key a put wrote last, which it observed)
+    # inline; False in a test twin that takes every put through the general path
+    inline_puts = True
 
     def __init__(self, conflicts: str = "lww") -> None:
         if conflicts not in ("lww", "siblings"):
@@ -630,7 +640,7 @@ class CrdtStore:
             if packed is None:  # the dict itself (not None without ``one``): no property call
                 reg: dict[Eid, tuple[int, bytes]] = ks._reg  # type: ignore[assignment]
             elif not ctr:  # what SET leaves, in the one-entry form
-                return _new_visible(Visible, ("string", packed[2], packed[3]))
+                return _new_visible(Visible, ("string", packed[4], packed[5]))
             else:
                 reg = ks.reg
             if not ctr and len(reg) == 1:  # one value, no counter: what SET leaves
@@ -640,6 +650,18 @@ class CrdtStore:
                 total, live = ks.csum or ks.counter_sum()  # the cache, else the recount
                 return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
         return _visible_parts(ks)
+
+    def counter_alone(self, key: bytes) -> tuple[int, bool] | None:
+        """``(total, live)`` of a key that holds a counter and nothing else (no register,
+        set, hash, list or TTL entry: what INCRs alone leave), from the cached sum
+        (``Cell.counter_sum``); None for any other key, absent ones included. Such a key is
+        visible iff ``live``, as the string ``str(total)`` with no deadline: ``visible``'s
+        counter case, without building the ``Visible`` and its bytes (an INCR at its origin
+        adds to the number, the view shows it; ``kv/crdt_writes.py``, ``kv/crdt_view.py``)."""
+        ks = self.data.get(key)
+        if ks is None or not ks.ctr or ks.one is not None or ks._reg or ks._ttl or ks.set or ks.hash or ks.lst:
+            return None
+        return ks.csum or ks.counter_sum()
 
     def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
         """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
@@ -716,7 +738,7 @@ class CrdtStore:
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
 
-        kctx, hints, data = self.kctx, self.hints, self.data
+        kctx, hints, data, inline = self.kctx, self.hints, self.data, self.inline_puts
         observed: dict[str, int] | None = None  # seen as a vv, for _put_fast
         for i, mut in enumerate(muts, start):
             key = bytes(mut[1])
@@ -729,6 +751,15 @@ class CrdtStore:
             if kind == "put":
                 if observed is None:
                     observed = {**deps, origin: seq}
+                ks = data.get(key) if inline else None
+                one = None if ks is None else ks.one
+                if one is not None and one[1] <= observed.get(one[0], 0) and not hints \
+                        and not ks.set and not ks.hash and not ks.lst:  # type: ignore[union-attr]
+                    # the commonest put, inline: over a key a put wrote last, which this one
+                    # observed (``_put_fast`` -> ``_put_entries``' first case, without the calls)
+                    ks.one = (origin, seq, i, hlc, bytes(mut[2]),  # type: ignore[union-attr]
+                              None if mut[3] is None else int(mut[3]))
+                    continue
                 if self._put_fast(key, mut, origin, seq, hlc, observed, i):
                     continue
             elif kind == "incr":
@@ -767,7 +798,7 @@ class CrdtStore:
             return False
         if self.hints:
             self.hints.pop(key, None)
-        _put_entries(ks, (origin, seq, i), hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
+        _put_entries(ks, origin, seq, i, hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
                      _drop_covered, deps)
         return True
 
@@ -1109,21 +1140,21 @@ def _put(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None, s
     none of them (``put_allowed``), but they are swept the same way regardless."""
     if ks.set or ks.hash or ks.lst:
         _delete(ks, None, None, seen)
-    _put_entries(ks, eid, hlc, value, deadline, _drop_seen, seen)
+    _put_entries(ks, eid[0], eid[1], eid[2], hlc, value, deadline, _drop_seen, seen)
 
 
-def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int | None,
+def _put_entries(ks: KeyState, origin: str, seq: int, i: int, hlc: int, value: bytes, deadline: int | None,
                  drop: Callable[[dict[Eid, Any], Any], None], observed: Any) -> None:
     """A ``put``'s register and TTL entries: those ``observed`` covers removed (``drop``:
     ``_drop_seen`` with a ``seen`` closure, ``_drop_covered`` with a vv of what the op
     observed), then the op's own added. When none is left besides (the common key: one a
     ``put`` wrote last, whose entry the new one observed) the key ends in the one-entry
-    form (``KeyState.one``): the old tuple is replaced, no dict is touched."""
+    form (``KeyState.one``): the old tuple is replaced, no dict is touched. The entries'
+    id is ``(origin, seq, i)``."""
     one = ks.one
     if one is not None:
-        e = one[0]
-        if e[1] <= observed.get(e[0], 0) if drop is _drop_covered else observed(e[0], e[1]):
-            ks.one = (eid, hlc, value, deadline)
+        if one[1] <= observed.get(one[0], 0) if drop is _drop_covered else observed(one[0], one[1]):
+            ks.one = (origin, seq, i, hlc, value, deadline)
             return
         ks._unpack_one()
     reg, ttl = ks._reg, ks._ttl
@@ -1133,11 +1164,12 @@ def _put_entries(ks: KeyState, eid: Eid, hlc: int, value: bytes, deadline: int |
     if ttl:
         drop(ttl, observed)
     if not reg and not ttl:
-        ks.one = (eid, hlc, value, deadline)
+        ks.one = (origin, seq, i, hlc, value, deadline)
         ks._reg = ks._ttl = None
         return
     if ttl is None:
         ttl = ks._ttl = {}
+    eid = (origin, seq, i)
     reg[eid] = (hlc, value)
     ttl[eid] = (hlc, deadline)
 
