@@ -21,7 +21,6 @@ from replikv.core.crdt.store import CrdtStore
 from replikv.core.multileader.codec import encode_ops, pack_op
 from replikv.core.multileader.messages import Op
 from replikv.core.resp import encode_command
-from replikv.kv import crdt_view
 from replikv.kv.crdt_writes import translate
 from replikv.runtime import multi_leader
 from replikv.runtime.multi_leader import MultiLeaderRunner
@@ -171,20 +170,3 @@ def test_an_open_op_is_sealed_at_its_bound(make_node, monkeypatch) -> None:
     assert node.applied_index == 3 and node.sm.changes.last[b"k2"] == 1
     assert node.sm.changes.last[b"k6"] == node.sm.changes.last[b"k0"] == 3
     assert node.sm.data[b"k0"] == b"b" and retained_state(node).digest() == node.store.digest()
-
-
-def test_the_view_is_filled_when_read_and_the_watch_index_moves_at_once(make_node, monkeypatch) -> None:
-    """``ViewFilledWhenRead``: received and local writes leave their keys due, not shown; any
-    read of the view (through ``sm``) shows them first; at most ``VIEW_DUE_KEYS`` wait."""
-    node = make_node("n")
-    a = Client(node)
-    muts, _ = translate(CrdtStore(), [b"SET", b"r", b"remote"], 0, node.rng)
-    node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", 1, 1, {"n1": 0, "n2": 0, "n3": 0}, muts))]))
-    assert b"r" in node._view_due and b"r" not in node._sm.data  # applied to the store, not yet shown
-    assert node._sm.changes.last[b"r"] == node.applied_index == 1  # WATCH sees the change at once
-    assert node.sm.data[b"r"] == b"remote" and not node._view_due  # a read fills what is due first
-    assert a.send(["SET", "l", "1"], ["GET", "l"], ["GET", "r"]) == ["OK", b"1", b"remote"]
-    monkeypatch.setattr(crdt_view, "VIEW_DUE_KEYS", 2)
-    a.conn.data_received(b"".join(encode_command(["SET", f"k{i}", "v"]) for i in range(3)))
-    assert not node._view_due and node._sm.data[b"k2"] == b"v"  # past the bound: filled unasked
-    node.loop.run()  # type: ignore[attr-defined]

@@ -274,17 +274,6 @@ def deliver_ops(
     key's WATCH index (``view.changes``) is that of the last op that changed it. Returns
     ``(index after the ops, ops of other origins than me, their newest HLC, keys those left
     with concurrent string values)``."""
-    index, received, newest, conflicts, changed_keys = apply_ops(store, ops, me, index)
-    if changed_keys:
-        _show(store, view, changed_keys)
-    return index, received, newest, conflicts
-
-
-def apply_ops(
-    store: CrdtStore, ops: Sequence[Op], me: str, index: int
-) -> tuple[int, int, int, int, dict[bytes, int]]:
-    """``deliver_ops`` without the view: its four figures, and each key the ops changed with
-    the view position of the last op that changed it (for ``ViewFilledWhenRead.view_changed``)."""
     store_data, apply = store.data, store.apply
     changed_keys: dict[bytes, int] = {}  # key -> the index of the last op that changed it
     received = conflicts = newest = 0
@@ -304,7 +293,9 @@ def apply_ops(
             ks = store_data.get(key)
             if ks is not None and ks.one is None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
                 conflicts += 1
-    return index, received, newest, conflicts, changed_keys
+    if changed_keys:
+        _show(store, view, changed_keys)
+    return index, received, newest, conflicts
 
 
 def show_applied(store: CrdtStore, view: StateMachine, keys: Iterable[bytes], index: int) -> None:
@@ -317,52 +308,3 @@ def show_applied(store: CrdtStore, view: StateMachine, keys: Iterable[bytes], in
 def _show(store: CrdtStore, view: StateMachine, changed_keys: dict[bytes, int]) -> None:
     view.changes.touch_keys(changed_keys)  # one update for the batch, as per op in its order
     materialize(store, view, changed_keys)
-
-
-VIEW_DUE_KEYS = 8_192  # keys the view may lag behind the store by before they are filled unasked
-
-
-class ViewFilledWhenRead:
-    """For a runner whose reads are served from a view (``sm``) of a CRDT store (``store``):
-    the view is filled when read, not on every write.
-
-    Invariant: a key whose view may differ from ``store.visible(key)`` is in ``_view_due``
-    (``view_changed`` adds every changed key; only ``_fill_view`` removes them, after filling
-    them). Every reader takes the view through ``sm``, which fills the due keys first, so
-    whatever reads it (a command, WATCH, INFO, expiry, memory, eviction, a digest) sees it as
-    if each write had filled it at once; the writes themselves read the store (``translate``),
-    never the view. A key's WATCH index moves at once (``view_changed``). A key written k times
-    between two reads is filled once instead of k times (a replica applies every write of the
-    keys it holds, most made elsewhere, and reads far fewer). At most ``VIEW_DUE_KEYS`` keys
-    wait: past that they are filled unasked, which bounds both the view's lag and the fill a
-    read may have to do first (~1 us a key). The runner sets ``_view_due = {}`` before
-    ``BaseRunner.__init__`` and its view through the ``sm`` setter."""
-
-    store: CrdtStore
-    _sm: StateMachine
-    _view_due: dict[bytes, None]
-
-    @property
-    def sm(self) -> StateMachine:
-        if self._view_due:
-            self._fill_view()
-        return self._sm
-
-    @sm.setter
-    def sm(self, view: StateMachine) -> None:
-        self._sm = view
-        self._view_due = {}  # a new view is filled by whoever sets it
-
-    def _fill_view(self) -> None:
-        due, self._view_due = self._view_due, {}
-        materialize(self.store, self._sm, due)
-
-    def view_changed(self, changed: dict[bytes, int]) -> None:
-        """The keys of ``changed`` changed in the store, each at its view position: their WATCH
-        index moves now, the view follows when next read."""
-        if changed:
-            due = self._view_due
-            due.update(dict.fromkeys(changed))
-            self._sm.changes.touch_keys(changed)
-            if len(due) > VIEW_DUE_KEYS:
-                self._fill_view()

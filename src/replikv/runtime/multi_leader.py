@@ -6,10 +6,9 @@ reply, ``core/multileader`` (the replica) stamps them as one operation
 (origin, seq, HLC, deps) and moves operations between nodes in causal
 order, and ``core/crdt`` (the store) merges them. The state machine every
 read command is served from (``self.sm``) is a *view* of the store:
-``kv/crdt_view.py`` rewrites the keys operations changed, through the
-state machine's one apply path, when the view is next read
-(``ViewFilledWhenRead``), so every Redis read command, SCAN, TYPE and TTL
-work unchanged.
+``kv/crdt_view.py`` rewrites the keys an operation changed, through the
+state machine's one apply path, so every Redis read command, SCAN, TYPE and
+TTL work unchanged.
 
 Rules it keeps:
 - Group commit: operations made or received in one loop iteration are one
@@ -72,7 +71,7 @@ from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.core.replies import NULL_ARRAY, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv.commands import lookup
-from replikv.kv.crdt_view import ViewFilledWhenRead, apply_ops, materialize
+from replikv.kv.crdt_view import deliver_ops, materialize, show_applied
 from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
@@ -136,9 +135,8 @@ class _OpenOp:
     store's vv (``MultiLeaderRunner._seal``): ``seq`` and ``deps`` are what ``Replica.local``
     will stamp it with (this node's next seq; the replica's vv, unchanged since it opened);
     every mutation of ``payload`` is applied to the store already under its id
-    ``(me, seq, i)`` (``CrdtStore.apply_muts``) and the keys it changed have WATCH index
-    ``applied_index + 1``, the position the op takes when sealed, and are due in the view
-    (``ViewFilledWhenRead.view_changed``); the replies
+    ``(me, seq, i)`` (``CrdtStore.apply_muts``) and the keys it changed are shown in the view
+    at WATCH index ``applied_index + 1``, the position the op takes when sealed; the replies
     of its writes are held until the WAL commit after the seal (``BaseRunner.release_committed``
     runs only in ``_flush``, which seals first)."""
 
@@ -150,12 +148,11 @@ class _OpenOp:
         self.size = 0  # bytes of the client arguments joined (OPEN_OP_MAX_BYTES)
 
 
-class MultiLeaderRunner(ViewFilledWhenRead, WholeStateSnapshots, BaseRunner):
+class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     # pipelined SETs and INCRs: a run joins the open op at once (_write_run)
     run_argc = {**BaseRunner.run_argc, "incr": 2}
 
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
-        self._view_due: dict[bytes, None] = {}  # keys changed since the view last showed them (``sm``)
         super().__init__(config, node_id)
         opts = self.options
         self.peer_ids = [p for p in config.nodes if p != node_id]
@@ -249,15 +246,15 @@ class MultiLeaderRunner(ViewFilledWhenRead, WholeStateSnapshots, BaseRunner):
             self._hold(conn, op.seq, data)
             return
         seq, changed = self._join(muts, now, sum(map(len, argv)))
-        self.view_changed(dict.fromkeys(changed, self.applied_index + (self._open is not None)))
+        show_applied(self.store, self.sm, changed, self.applied_index + (self._open is not None))
         conn.session_index = seq
         self.hold_until_commit(conn, data)
 
     def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
         """A pipelined run of plain SETs or INCRs (``BaseRunner.execute_batch``; ``run_argc``):
         each command is translated against the store as the earlier writes left it and joins
-        the open operation (``_join``), as ``_write_one`` would make it, and the run's keys are
-        passed to ``view_changed`` once at its end (nothing reads the view in between). A run's writes so land
+        the open operation (``_join``), as ``_write_one`` would make it, and the view shows the
+        run's keys once at its end (nothing reads the view in between). A run's writes so land
         in one op with the other writes of this loop iteration: they arrive elsewhere together
         (atomically, never apart). Replies as ``_write_one`` makes them, held until the op's
         WAL commit; a refused command (no mutation) is answered in its place, after the
@@ -288,13 +285,13 @@ class MultiLeaderRunner(ViewFilledWhenRead, WholeStateSnapshots, BaseRunner):
                 conn.reply_bytes(data)
                 continue
             if seq and self._open is None:  # the previous write sealed the op (its bounds): show what it held
-                self.view_changed(dict.fromkeys(changed, self.applied_index))
+                show_applied(store, self.sm, changed, self.applied_index)
                 changed = {}
             seq, keys = join(muts, now, len(argv[1]) + len(argv[-1]))
             changed.update(dict.fromkeys(keys))
             held.append(data)
         if changed:
-            self.view_changed(dict.fromkeys(changed, self.applied_index + (self._open is not None)))
+            show_applied(store, self.sm, changed, self.applied_index + (self._open is not None))
             conn.session_index = seq
         if held:
             self.hold_all_until_commit(conn, held)
@@ -303,9 +300,8 @@ class MultiLeaderRunner(ViewFilledWhenRead, WholeStateSnapshots, BaseRunner):
     def _join(self, muts: list[Any], now: int, size: int) -> tuple[int, list[bytes]]:
         """Apply ``muts`` (one async client write, translated against the store as it is) as
         the next mutations of the open operation, opening one if none is (``_OpenOp`` has the
-        invariants); the caller passes the keys changed (returned with the op's seq) to
-        ``view_changed`` at ``applied_index + 1`` (or, if this write sealed the op,
-        ``applied_index``). Every
+        invariants); the caller shows the keys changed (returned with the op's seq) in the view
+        at ``applied_index + 1`` (or, if this write sealed the op, ``applied_index``). Every
         node applies the same mutations under the same ids in the same order, so the state is
         what the writes as ops of their own would leave, except that they share one dot and
         HLC (LWW orders them by their index: the later write wins, as it would with a later
@@ -327,7 +323,7 @@ class MultiLeaderRunner(ViewFilledWhenRead, WholeStateSnapshots, BaseRunner):
 
     def _seal(self) -> None:
         """Stamp the open operation (if any) as this node's next op and carry out its effects:
-        the WAL buffer, the view position its keys took, the sends. Called before anything
+        the WAL buffer, the view position it was shown at, the sends. Called before anything
         that steps the replica, stamps another op, moves the store's vv or reads it as this
         node's state: the flush, a peer frame, another local op (``_local``), the tick, WATCH,
         SESSION, VGET, INFO, ROLE, a snapshot, a state transfer's export or join."""
@@ -496,8 +492,8 @@ class MultiLeaderRunner(ViewFilledWhenRead, WholeStateSnapshots, BaseRunner):
     # -- effects ---------------------------------------------------------------------------------
     def _run(self, effects: list[Any], shown: bool = False) -> None:
         """Storage first (WAL buffer), apply, and the sends once the batch is committed (``_flush``).
-        ``shown``: the effects are those of the open op (``_seal``), which the store holds and
-        whose keys are due in the view already: its Deliver only takes their view position."""
+        ``shown``: the effects are those of the open op (``_seal``), which the store and the view
+        hold already: its Deliver only takes the view position it was shown at."""
         for effect in effects:
             match effect:
                 case Persist():  # each op packed once: these bytes also go to the peers (_flush)
@@ -528,11 +524,11 @@ class MultiLeaderRunner(ViewFilledWhenRead, WholeStateSnapshots, BaseRunner):
             self.loop.call_soon(self._flush)
 
     def _deliver(self, ops: list[Op]) -> None:
-        """Apply ``ops`` to the store in order; the keys they changed are due in the view (filled
-        when read: ``ViewFilledWhenRead``), each key's WATCH index the op that changed it last."""
-        self.applied_index, received, newest, conflicts, changed = apply_ops(self.store, ops, self.id,
-                                                                            self.applied_index)
-        self.view_changed(changed)
+        """Apply ``ops`` to the store in order, then bring the view's keys they changed to
+        the store's visible state at once (nothing reads the view in between: no await);
+        each key's WATCH index is the op that changed it last."""
+        self.applied_index, received, newest, conflicts = deliver_ops(self.store, self.sm, ops, self.id,
+                                                                      self.applied_index)
         if received:
             self.hlc.observe(newest, wall_ms())
             self.stats["ops_received"] += received
