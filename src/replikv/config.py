@@ -145,7 +145,10 @@ class NodeOptions:
     topology: str = "mesh"  # mesh | star | ring
     hub: str = ""  # star: the node every other one talks to ("": the first node)
     conflicts: str = "lww"  # lww | siblings
-    oplog_retain_ops: int = 100_000  # writes (mutations) of each origin kept for a peer that lags; beyond: state transfer
+    # writes (mutations) of each origin kept for a peer that lags; beyond: state transfer. 500,000
+    # small writes hold ~130 MB (leader-follower keeps a 256 MiB backlog); under -P 16 load on 2 cores
+    # a peer lags by 100,000 writes (1-2 s of them): 100,000 made state transfers (BENCHMARKS.md, session 21)
+    oplog_retain_ops: int = 500_000
     # leaderless mode (docs/leaderless.md): replicas per key on the ring, the levels a connection
     # starts with, a stand-in's hint counting toward W, and how long a tombstone is kept
     replicas: int = 3
