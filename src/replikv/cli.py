@@ -625,7 +625,10 @@ class Supervisor:
             proc = subprocess.Popen(
                 self.node_command(node),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                process_group=0,  # Ctrl-C reaches only us; we stop the nodes in order
+                # its own session: Ctrl-C reaches only us (we stop the nodes in order), and the
+                # kernel's autogroup scheduler gives each node its own CPU share, as separate
+                # services get, instead of one share for the whole cluster
+                start_new_session=True,
             )
         child = Child(node.id, proc, log_path, log_start)
         self.children[node.id] = child
