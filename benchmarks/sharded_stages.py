@@ -87,12 +87,15 @@ def join(ev: dict[str, dict[str, list[Event]]]) -> list[dict[str, int]]:
     t = lambda n, kind: [int(e[0]) for e in ev[n][kind]]  # noqa: E731
     d0 = {n: t(n, "d0") for n in nodes}
     d1 = {n: t(n, "d1") for n in nodes}
-    fw = {n: t(n, "fw") for n in nodes}
+    fw: dict[tuple[str, str], list[int]] = collections.defaultdict(list)  # (node, connection) -> writes
+    for n in nodes:
+        for e in ev[n]["fw"]:
+            fw[(n, e[2])].append(int(e[0]))
     tw = {n: {p: [int(e[0]) for e in ev[n]["tw"] if e[2] == p] for p in nodes} for n in nodes}
     taken = {(e[2], int(e[3])): (n, int(e[0]), int(e[4])) for n in nodes for e in ev[n]["lr"]}
     applied = {(n, int(e[4])): (int(e[0]), int(e[2]), int(e[3])) for n in nodes for e in ev[n]["la"]}
     replied = {(n, e[2], int(e[3])): int(e[0]) for n in nodes for e in ev[n]["lrs"]}
-    reply_taken = {(n, int(e[2])): int(e[0]) for n in nodes for e in ev[n]["fr"]}
+    reply_taken = {(n, int(e[2])): (int(e[0]), e[3]) for n in nodes for e in ev[n]["fr"]}
     persists: dict[tuple[str, int], list[tuple[int, int, int]]] = collections.defaultdict(list)
     appends: dict[tuple[str, int], list[tuple[int, int]]] = collections.defaultdict(list)
     acks: dict[tuple[str, int], list[tuple[int, int]]] = collections.defaultdict(list)
@@ -124,7 +127,8 @@ def join(ev: dict[str, dict[str, list[Event]]]) -> list[dict[str, int]]:
         s = {"fs": t_fs, "tw": first_after(tw[a][leader], t_fs), "lr": t_lr, "prop": first_after(d0[leader], t_lr),
              "lp": p[0], "sent": first_after(d1[leader], p[0]), "ae": t_ae, "acked": first_after(d1[first_f], t_ae),
              "ak": ack, "la": t_la, "lrs": t_lrs, "tw2": first_after(tw[leader][a], t_lrs),
-             "fr": reply_taken[(a, rid)], "fw": first_after(fw[a], reply_taken[(a, rid)])}
+             "fr": reply_taken[(a, rid)][0], "fw": first_after(fw[(a, reply_taken[(a, rid)][1])],
+                                                               reply_taken[(a, rid)][0])}
         if all(v is not None for v in s.values()):
             out.append(s)  # type: ignore[arg-type]
     return out

@@ -8,8 +8,8 @@ forwarded write and of its group's round, and appends them once a second to
 ``<dir>/<node>.ev``, one event per line: ``<ns> <kind> <fields...>``. Kinds:
 
     fs rid             forwarding node: a command forwarded (Forwarder's request id)
-    fr rid             forwarding node: its FORWARD_REPLY taken
-    fw                 a scheduled flush of client replies ran (the reply written)
+    fr rid conn        forwarding node: its FORWARD_REPLY taken (for client connection ``conn``)
+    fw conn            a client connection's replies written
     lr peer frid rid   leader: a forwarded write taken (the forwarder, its id, the leader's id)
     lp g lo hi         a group's entries persisted in a drain (leader or follower)
     la g index rid     leader: entry ``index`` of group g applied, answering request ``rid``
@@ -37,7 +37,7 @@ def _install(directory: str) -> None:
 
     from replikv.core.multiraft.host import GroupHost
     from replikv.core.raft.messages import AppendEntries, AppendEntriesResponse
-    from replikv.runtime import base, forwarding, pending, raft_group, sharded_raft, tcp_transport
+    from replikv.runtime import forwarding, pending, raft_group, resp_server, sharded_raft, tcp_transport
 
     events: list[str] = []
     clock = time.monotonic_ns
@@ -80,7 +80,7 @@ def _install(directory: str) -> None:
 
     def pending_popped(self, result, rid, *args, **kwargs):  # type: ignore[no-untyped-def]
         if result is not None and tags.get(id(self)) == "forward":
-            event("fr", rid)
+            event("fr", rid, getattr(result.conn, "id", 0))
 
     def persisted(self, result, p, *args, **kwargs):  # type: ignore[no-untyped-def]
         if p.entries:
@@ -111,7 +111,11 @@ def _install(directory: str) -> None:
     wrap(sharded_raft.ShardedRaftRunner, "_drain", before=lambda self: event("d0"), after=lambda self, r: event("d1"))
     wrap(sharded_raft.ShardedRaftRunner, "_every_second", after=lambda self, r: dump())
     wrap(forwarding.ForwardedCommand, "send_reply", before=lambda self, data: event("lrs", self.peer, self.rid))
-    wrap(base.BaseRunner, "_scheduled_flush", before=lambda self: event("fw"))
+    def flushing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.out or (self.queue and self.queue[0].data is not None):
+            event("fw", self.id)
+
+    wrap(resp_server.ClientConnection, "flush", before=flushing)
     wrap(tcp_transport.PeerTransport, "write_held", before=writing)
     for proto in (tcp_transport._Inbound, tcp_transport._Outbound):
         wrap(proto, "deliver", before=lambda self, payload: event("rx", self.peer_id))
