@@ -4,8 +4,14 @@ groups cost, in one run on this machine.
 
 For each K (0 = the unsharded raft cluster, then 3 and 9 groups) and each pipeline depth: SET
 from clients that know nothing of slots, one redis-benchmark per node at once (a command lands on
-any node and is forwarded to its group's leader), summed; the ratio is against the unsharded
-cluster in the same run. With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware
+any node and is forwarded to its group's leader); the ratio is against the unsharded
+cluster in the same run. The aggregate is the SETs over the wall time of the whole run, not the
+sum of the three redis-benchmarks' own rates: with one group the leader's clients (no forwarding)
+finish first, and a sum of rates measured over different spans overstated the unsharded
+cluster by 10-15% (BENCHMARKS.md, session 21). Each run also reports the node processes' CPU per
+SET (utime + stime from /proc) and how long each node waited for a core per second (its threads'
+run-queue time, /proc/<pid>/task/*/schedstat): on a saturated 2-core machine a request that waits
+is waiting for a core, not for a timer, when the nodes are runnable nearly all the time. With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware
 clients: ``redis-benchmark --cluster`` (each command sent to its group's leader) against the
 sharded clusters, and one redis-benchmark at the leader (no forwarding either) against the
 unsharded one. Then a cluster with ``--idle-groups`` groups (default 1,000) is started,
@@ -54,6 +60,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the process's threads spent runnable but not running (waiting for a core)."""
+    total = 0
+    for f in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(f.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
+
+
+class NodeUsage:
+    """The node processes' CPU seconds and run-queue seconds over a run, and its wall time."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.pids = [int(redis.Redis(port=p).info("server")["process_id"]) for p in ports]
+
+    def __enter__(self) -> "NodeUsage":
+        self.cpu0 = sum(map(cpu_seconds, self.pids))
+        self.waits0 = [run_queue_seconds(p) for p in self.pids]
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s = time.monotonic() - self.t0
+        self.cpu_s = sum(map(cpu_seconds, self.pids)) - self.cpu0
+        self.waits = [(run_queue_seconds(p) - w) / self.wall_s for p, w in zip(self.pids, self.waits0)]
+
+
 def bench_direct(ports: list[int], shards: int, requests: int, clients: int,
                  pipeline: int) -> tuple[float, float, float]:
     """Clients that send each command where it is served: ``redis-benchmark --cluster`` on a
@@ -94,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_redis_tools()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.python_version()}; "
           f"load average {load_average()}")
-    rows: list[tuple[str, int, int, float, float, float, float]] = []
+    rows: list[tuple[str, int, int, float, float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="replikv-shard-bench-") as tmp:
         root = Path(tmp)
         for shards in (int(s) for s in args.shards.split(",")):
@@ -103,23 +138,31 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in args.client_kinds.split(","):
                     for pipeline in (int(p) for p in args.pipelines.split(",")):
                         before = wal_fsyncs(ports)
-                        if kind == "cluster":
-                            ops, p50, p99 = bench_direct(ports, shards, requests, args.clients, pipeline)
-                        else:
-                            ops, p50, p99 = bench_spread(ports, "SET", requests, args.clients, pipeline)
+                        with NodeUsage(ports) as usage:
+                            if kind == "cluster":
+                                rates, p50, p99 = bench_direct(ports, shards, requests, args.clients, pipeline)
+                            else:
+                                rates, p50, p99 = bench_spread(ports, "SET", requests, args.clients, pipeline)
+                        ops = requests / usage.wall_s  # the aggregate (module doc), not ``rates``
                         per_set = (wal_fsyncs(ports) - before) / requests
-                        rows.append((kind, shards, pipeline, ops, p50, p99, per_set))
-                        print(f"{kind} clients, shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s p50 "
-                              f"{p50:.3f} ms p99 {p99:.3f} ms, {per_set:.3f} fsyncs per SET (load {load_average()})",
-                              flush=True)
-        base = {(k, p): ops for k, s, p, ops, *_ in rows if s == 0}
+                        cpu_us = usage.cpu_s / requests * 1e6
+                        rows.append((kind, shards, pipeline, ops, p50, p99, per_set, cpu_us))
+                        print(f"{kind} clients, shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s "
+                              f"(redis-benchmark's own: {rates:,.0f}) p50 {p50:.3f} ms p99 {p99:.3f} ms, "
+                              f"{cpu_us:.1f} us node CPU per SET, each node waiting for a core "
+                              f"{'/'.join(f'{w:.2f}' for w in usage.waits)} s per s, {per_set:.3f} fsyncs per SET "
+                              f"(load {load_average()})", flush=True)
+        base = {(k, p): (ops, cpu) for k, s, p, ops, _p50, _p99, _f, cpu in rows if s == 0}
         print()
-        print("| clients | groups | pipeline | SET/s | p50 ms | p99 ms | vs unsharded | fsyncs per SET (3 nodes) |")
-        print("|---|--:|--:|--:|--:|--:|--:|--:|")
-        for kind, shards, pipeline, ops, p50, p99, per_set in rows:
-            ratio = f"{ops / base[kind, pipeline]:.2f}" if base.get((kind, pipeline)) else ""
+        print("| clients | groups | pipeline | SET/s | p50 ms | p99 ms | vs unsharded | node CPU per SET (us) "
+              "| vs unsharded | fsyncs per SET (3 nodes) |")
+        print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for kind, shards, pipeline, ops, p50, p99, per_set, cpu_us in rows:
+            ref = base.get((kind, pipeline))
+            ratio = f"{ops / ref[0]:.2f}" if ref else ""
+            cpu_ratio = f"{cpu_us / ref[1]:.2f}" if ref else ""
             print(f"| {kind} | {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | "
-                  f"{ratio} | {per_set:.3f} |")
+                  f"{ratio} | {cpu_us:.1f} | {cpu_ratio} | {per_set:.3f} |")
         if args.idle_groups:
             extra = ("--shards", str(args.idle_groups))
             with replikv_up(root, "raft", args.fsync, extra=extra,

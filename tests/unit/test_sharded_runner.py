@@ -24,6 +24,7 @@ from replikv.core.raft.node import Role
 from replikv.core.sharding import SlotMap
 from replikv.core.sharding.placement import parse_prefer_entry, prefer_entry
 from replikv.runtime.raft_group import RaftGroup
+from replikv.runtime.resp_server import Slot
 from replikv.runtime.sharded_raft import ShardedRaftRunner
 from replikv.storage.meta import META_FILE
 
@@ -246,3 +247,58 @@ def test_the_leaders_announcement_is_rebuilt_only_when_a_groups_role_changed(
     runner._drain()
     assert core.role is Role.FOLLOWER
     assert calls and g not in calls[-1] and set(calls[-1]) == set(runner.groups) - {g}
+
+
+class _Client:
+    """A client connection that records when its replies are written."""
+
+    resp3 = False
+    cluster_aware = False
+    watch: dict[bytes, int] = {}
+
+    def __init__(self, node: ShardedRaftRunner, log: list[str]) -> None:
+        self.node, self.log = node, log
+        self.slots: list[Slot] = []
+
+    def slot(self) -> Slot:
+        s = Slot(self)  # type: ignore[arg-type]
+        self.slots.append(s)
+        return s
+
+    def slot_ready(self) -> None:
+        self.node.dirty_clients.add(self)  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        self.log.append("client replies")
+
+
+def test_a_drain_writes_its_peer_frames_before_its_client_replies(
+        runner: ShardedRaftRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write applied in a drain: the drain's peer frames (its AppendEntries, acknowledgements,
+    forwarded replies) are written before the client's reply, so the peers' part of the next
+    round does not wait for this node's client writes (before: client replies first)."""
+    log: list[str] = []
+    monkeypatch.setattr(runner.transport, "write_held", lambda: log.append("peer frames"))
+    client = _Client(runner, log)
+    runner.write(client, [[b"SET", b"k", b"v"]], transaction=False)
+    runner._drain()
+    assert client.slots and client.slots[0].data == b"+OK\r\n"  # applied and answered in this drain
+    assert log == ["peer frames", "client replies"]
+
+
+def test_replies_ready_before_a_drain_are_written_before_its_raft_work(
+        runner: ShardedRaftRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forwarded write's reply taken in this loop iteration (its slot resolved before the drain)
+    leaves before the drain's Raft work, not after its persists and applies (before: after)."""
+    log: list[str] = []
+    ready = runner.host.ready
+
+    def logged_ready() -> Any:
+        log.append("raft work")
+        return ready()
+    monkeypatch.setattr(runner.host, "ready", logged_ready)
+    client = _Client(runner, log)
+    client.slot().resolve(b"+OK\r\n")  # what Forwarder.on_reply does with a FORWARD_REPLY
+    _propose_everywhere(runner)
+    runner._drain()
+    assert log[:2] == ["client replies", "raft work"]

@@ -835,8 +835,21 @@ class ShardedRaftRunner(BaseRunner):
     # -- the loop --------------------------------------------------------------------------------
     def _drain(self) -> None:
         """Host inputs of this iteration, then its Ready: every Persist, each written WAL committed,
-        then applies and replies, and only then the batches (core/multiraft/host.py contract)."""
+        then applies and replies, and only then the batches (core/multiraft/host.py contract).
+
+        Client replies that were ready before the drain (a forwarded write's reply taken from a
+        peer in this iteration) are written first, not after its Raft work; and the drain's peer
+        frames (AppendEntries, acknowledgements, forwarded commands' replies) are written before
+        its client replies, so the other nodes' part of a round starts while this node writes to
+        its clients. Neither reply depends on this drain's persist (a forwarded reply is the
+        leader's, after its commit; a client's reply is resolved by an apply), and the loop
+        already allowed both orders (``flush_clients_soon`` and the transport's own
+        ``write_held`` run at the end of the iteration, before or after a drain); a peer frame
+        still leaves only after the persist it may depend on (BENCHMARKS.md, session 21: the
+        stages of a forwarded write)."""
         self._drain_scheduled = False
+        if self.dirty_clients:
+            self._flush_clients()
         host = self.host
         if self.disk_error is None:
             pending, self.pending = self.pending, {}
@@ -904,10 +917,10 @@ class ShardedRaftRunner(BaseRunner):
                         b, embedded=features.has(name, batch_codec.FEATURE_EMBEDDED)))
         if self.ready_reads:
             self._serve_ready_reads()
-        self._flush_clients()
         if role_changed:
             self._announce()
-        self.transport.write_held()  # this drain's frames (batches, forwarded replies) leave now
+        self.transport.write_held()  # this drain's frames (batches, forwarded replies) leave now,
+        self._flush_clients()  # then its client replies (docstring)
         for g in written:
             grp = self.groups[g]
             if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
