@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                         cpu_us = usage.cpu_s / requests * 1e6
                         rows.append((kind, shards, pipeline, ops, p50, p99, per_set, cpu_us))
                         print(f"{kind} clients, shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s "
-                              f"(redis-benchmark's own: {rates:,.0f}) p50 {p50:.3f} ms p99 {p99:.3f} ms, "
+                              f"(from the clients' own reports: {rates:,.0f}) p50 {p50:.3f} ms p99 {p99:.3f} ms, "
                               f"{cpu_us:.1f} us node CPU per SET, each node waiting for a core "
                               f"{'/'.join(f'{w:.2f}' for w in usage.waits)} s per s, {per_set:.3f} fsyncs per SET "
                               f"(load {load_average()})", flush=True)
