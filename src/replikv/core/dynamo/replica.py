@@ -376,7 +376,9 @@ class Replica:
         """The coordinator's effects, with reads' answers joined (read repair) and hints held."""
         out: list[Any] = []
         for e in effects:
-            if isinstance(e, ReadDone):
+            if type(e) is Send or type(e) is WriteDone:  # the common effects, as they are (final classes)
+                out.append(e)
+            elif isinstance(e, ReadDone):
                 self._join_answers(e.answers, now_ms, out)
                 out.append(e)
             elif isinstance(e, LateAnswer):
