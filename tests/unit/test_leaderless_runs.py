@@ -139,3 +139,14 @@ def test_a_run_that_waits_for_replicas_arms_the_timer_once(make_client) -> None:
     assert len(node.pending) == waiting + 8 and len(arms) == 1  # eight writes wait, one arming (the first's)
     first = min(node.coord.speculative_threshold_us(), node.coord.timeout_us)
     assert arms == [[100.0 + first / 1e6]]
+
+
+def test_a_runs_placement_checks_run_once_per_distinct_placement(make_client) -> None:
+    piped, alone = make_client(), make_client()
+    piped_needed = counted(piped.node, "_needed")
+    ms = piped.node.replica.membership
+    placements = {ms.write_placement(argv[1].encode()) for argv in RUN}
+    assert piped.send(*RUN) == alone.one_by_one(*RUN)
+    assert len(piped_needed) == len(placements) < len(RUN)  # once per placement, not per SET
+    assert piped.node.sm.data == alone.node.sm.data
+    assert piped.node.stats["writes_coordinated"] == alone.node.stats["writes_coordinated"]

@@ -353,23 +353,35 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         transport calls back from the loop, and the run sends nothing), and one clock reading (the
         commands arrived in one read). A command that is not the common case here (a key this node
         does not coordinate: forwarded; a replica believed down: stand-ins; the disk guard) takes
-        ``_write_one`` itself, in its place, so the replies keep the run's order. Not at WRITE
-        SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
+        ``_write_one`` itself, in its place, so the replies keep the run's order. The placement
+        checks (coordinated here, no stand-in matters, the level's count reachable) read only the
+        key's placement, the level and the alive set: they run once per distinct placement of the
+        run (a few: the ring's replica sets), a placement that passed is not checked again. Not at
+        WRITE SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
         level = str(conn.write_level)
         if spec.name != "set" or level == "serial" or self.disk_error is not None:
             return 0
         ms, me, alive = self.replica.membership, self.id, self._alive()
         now, now_us = wall_ms(), _now_us()
         gathered = self._run_changed = {}
+        known: dict[tuple[tuple[str, ...], int, bool], int] = {}  # a placement cleared here -> its needed acks
         try:
             for argv in run:
-                replicas, pending, mine = ms.write_placement(argv[1])
-                if not mine or stand_ins_matter(me, replicas, alive) or self.disk_error is not None:
+                placed = ms.write_placement(argv[1])
+                replicas, pending, mine = placed
+                needed = known.get(placed)
+                if needed is None:  # the checks once per placement: they read only it, the level and alive
+                    if not mine or stand_ins_matter(me, replicas, alive) or self.disk_error is not None:
+                        self._write_one(conn, argv)
+                        continue
+                    needed = self._needed(conn, level, replicas, "write", (), pending, alive)
+                    if needed is None:
+                        continue
+                    known[placed] = needed
+                elif self.disk_error is not None:
                     self._write_one(conn, argv)
                     continue
-                needed = self._needed(conn, level, replicas, "write", (), pending, alive)
-                if needed is not None:
-                    self._coordinate(conn, argv, replicas, needed, alive, (), now, now_us)
+                self._coordinate(conn, argv, replicas, needed, alive, (), now, now_us)
         finally:
             self._run_changed, self._run_armed = None, False
             if gathered:
