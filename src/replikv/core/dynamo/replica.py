@@ -25,9 +25,9 @@ Rules:
   context may name writes this replica lacks) and what goes to stand-ins
   (whole states, kept as hints). The fallback rule: a replica applies the
   delta to the keys whose context covers the delta's base context (and
-  skips those that hold its dot already), logs it (WAL ``wd``; a batch's
-  deltas in one ``wds``, ``_put_deltas``; replayed
-  with the same rule) and answers ``PutAck``; for the keys whose base it
+  skips those that hold its dot already), logs it (WAL ``wd``; the deltas
+  of one batch in one ``wds``, ``_put_deltas``; replayed with the same
+  rule) and answers ``PutAck``; for the keys whose base it
   lacks it answers ``PutNeed`` and this node sends their whole states in a
   ``Put`` with the same ``req``, acknowledged as any ``Put`` (the write's
   level counts that ack).
@@ -569,8 +569,8 @@ class Replica:
     def _put_deltas(self, peer: str, writes: Iterable[tuple[int, bytes]], now_ms: int, out: list[Any],
                     batched: bool = False) -> None:
         """Writes shipped as deltas (``keyed.py``; one ``Put`` or a ``Puts``), in order: each is
-        applied to the keys whose base this replica holds and
-        acknowledged (``PutAck``; ``batched``, the writes of a ``Puts``: one ``PutAcks``, which its
+        applied to the keys whose base this replica holds and acknowledged (``PutAck``;
+        ``batched``, the writes of a ``Puts``: one ``PutAcks``, which its
         sender understands); for the keys whose base it lacks their whole states are asked for
         (``PutNeed``) and the write is acknowledged when they come. The keys they changed make
         one ``Changed``, after every write of the batch is applied, and the acks follow it. The
