@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 import msgpack
+import pytest
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -166,3 +167,21 @@ def test_a_garbled_delta_is_refused() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{junk!r} was accepted")
+
+
+def test_a_delta_whose_context_is_not_origins_to_integers_is_refused() -> None:
+    """A context maps origins (strings) to sequence numbers (integers): anything else is a garbled
+    delta, never coerced (``str(1)`` would have named an origin "1" no replica is)."""
+    assert decode_delta(write_delta("a", 5, [("put", b"k", b"v", None)], {b"k": {"b": 3}}))[3] == {b"k": {"b": 3}}
+    for ctx in ({1: 3}, {"b": "3"}, {"b": 3.0}, {"b": None}):
+        blob = msgpack.packb(["a", 5, [["put", b"k", b"v", None]], [[b"k", sorted(ctx.items())]]], use_bin_type=True)
+        with pytest.raises(ValueError):
+            decode_delta(blob)
+
+
+def test_write_delta_is_deterministic_whatever_the_order_of_keys_and_origins() -> None:
+    muts = [("incr", b"x", 1), ("incr", b"k", 2)]
+    one = write_delta("a", 5, muts, {b"x": {"c": 1, "b": 2}, b"k": {"b": 7}})
+    other = write_delta("a", 5, tuple(muts), {b"k": {"b": 7}, b"x": {"b": 2, "c": 1}})
+    assert one == other
+    assert decode_delta(one)[3] == {b"k": {"b": 7}, b"x": {"b": 2, "c": 1}}

@@ -16,10 +16,16 @@ from typing import Any
 
 import pytest
 
+from replikv.core.resp import encode_command
 from replikv.runtime.leaderless import LeaderlessRunner
 from tests.unit.test_pipelined_runs import Client, offline_node
 
 RUN = [["SET", f"k{i % 5}", f"v{i}"] for i in range(12)]
+
+
+class Handle:
+    def cancel(self) -> None:
+        pass
 
 
 class Down:
@@ -43,6 +49,8 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., Client]]:
         node: LeaderlessRunner = offline_node(LeaderlessRunner, "leaderless", tmp_path / f"c{len(made)}")
         made.append(node)
         node.transport = Down(node.transport, set(down))  # type: ignore[assignment]
+        node.loop.time = lambda: 100.0  # a write that waits for replicas arms the request timer
+        node.loop.call_at = lambda at, fn: Handle()
         client = Client(node)
         assert client.send(["CONSISTENCY", "WRITE", level], ["CONSISTENCY", "READ", "one"]) == ["OK", "OK"]
         client.send(["SET", "w", "0"])  # execute_batch knows a spelling for runs once it ran it
@@ -93,3 +101,52 @@ def test_refusals_in_a_run_come_in_their_place(make_client) -> None:
     assert piped.node.stats["writes_coordinated"] == 0 and piped.node.store.data == {}
     (refused,) = piped.send(["SET", "w", "0"])  # the warm-up SET was refused the same way
     assert "needs 4 replicas" in str(refused)
+
+
+def counted(node: LeaderlessRunner, name: str) -> list[list[Any]]:
+    """Record the arguments of each call of ``node.<name>`` (still carried out)."""
+    calls: list[list[Any]] = []
+    real = getattr(node, name)
+
+    def record(*args: Any) -> Any:
+        calls.append(list(args))
+        return real(*args)
+
+    setattr(node, name, record)
+    return calls
+
+
+def test_a_runs_changed_keys_move_the_view_and_watch_index_once_at_its_end(make_client) -> None:
+    piped, alone = make_client(), make_client()
+    before = piped.node.applied_index + len(piped.node.entries)  # a WATCH taken now is at this position
+    piped_changed, alone_changed = counted(piped.node, "_changed"), counted(alone.node, "_changed")
+    assert piped.send(*RUN) == alone.one_by_one(*RUN)
+    assert [sorted(keys) for (keys,) in piped_changed] == [[f"k{i}".encode() for i in range(5)]]  # once
+    assert len(alone_changed) == len(RUN)
+    last = piped.node.sm.changes.last
+    assert all(last[f"k{i}".encode()] > before for i in range(5))  # a WATCH before the run aborts its EXEC
+    assert piped.node.sm.data == alone.node.sm.data  # the view as one by one
+
+
+def test_a_run_that_waits_for_replicas_arms_the_timer_once(make_client) -> None:
+    piped = make_client()
+    assert piped.send(["CONSISTENCY", "WRITE", "quorum"]) == ["OK"]  # the fake peers never answer: writes wait
+    node = piped.node
+    waiting = len(node.pending)  # the warm-up SET's, at ONE, still waits for its acks (hints)
+    arms = counted(node, "_arm_timer")
+    piped.conn.data_received(b"".join(encode_command(["SET", f"k{i}", "v"]) for i in range(8)))
+    node.loop.run()  # type: ignore[attr-defined]
+    assert len(node.pending) == waiting + 8 and len(arms) == 1  # eight writes wait, one arming (the first's)
+    first = min(node.coord.speculative_threshold_us(), node.coord.timeout_us)
+    assert arms == [[100.0 + first / 1e6]]
+
+
+def test_a_runs_placement_checks_run_once_per_distinct_placement(make_client) -> None:
+    piped, alone = make_client(), make_client()
+    piped_needed = counted(piped.node, "_needed")
+    ms = piped.node.replica.membership
+    placements = {ms.write_placement(argv[1].encode()) for argv in RUN}
+    assert piped.send(*RUN) == alone.one_by_one(*RUN)
+    assert len(piped_needed) == len(placements) < len(RUN)  # once per placement, not per SET
+    assert piped.node.sm.data == alone.node.sm.data
+    assert piped.node.stats["writes_coordinated"] == alone.node.stats["writes_coordinated"]

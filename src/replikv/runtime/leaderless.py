@@ -27,9 +27,10 @@ Rules it keeps:
 - A read is served from the view after the replica joined the replicas'
   answers into this node's state of the keys.
 - The WAL holds the replica's entries in order (own writes ``w``, joined
-  key states ``j``, hints held ``h`` and delivered ``hd``, collected
-  tombstones ``gc``); replaying them rebuilds the same state. Snapshots hold
-  the store and the hints.
+  key states ``j``, peers' writes as deltas ``wd``, a batch of them ``wds``,
+  hints held ``h`` and delivered ``hd``, collected tombstones ``gc``);
+  replaying them rebuilds the same state. Snapshots hold the store and the
+  hints.
 - Membership (``core/dynamo/membership.py``): the ring state (epoch,
   members and their addresses, the change in flight) lives in the meta file
   (``ring``), saved (fsynced) the moment the core adopts a state, before
@@ -109,6 +110,9 @@ class Pending:
 class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
         self._view_due: dict[bytes, None] = {}  # keys changed since the view last showed them (``sm``)
+        # while a run of SETs executes (``_write_run``): the keys it changed (``_on_changed``)
+        self._run_changed: dict[bytes, None] | None = None
+        self._run_armed = False  # the timer was armed for a write of the run
         super().__init__(config, node_id)
         opts = self.options
         self.peer_ids = [p for p in config.nodes if p != node_id]
@@ -349,32 +353,54 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         transport calls back from the loop, and the run sends nothing), and one clock reading (the
         commands arrived in one read). A command that is not the common case here (a key this node
         does not coordinate: forwarded; a replica believed down: stand-ins; the disk guard) takes
-        ``_write_one`` itself, in its place, so the replies keep the run's order. Not at WRITE
-        SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
+        ``_write_one`` itself, in its place, so the replies keep the run's order. The placement
+        checks (coordinated here, no stand-in matters, the level's count reachable) read only the
+        key's placement, the level and the alive set: they run once per distinct placement of the
+        run (a few: the ring's replica sets), a placement that passed is not checked again. Not at
+        WRITE SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
         level = str(conn.write_level)
         if spec.name != "set" or level == "serial" or self.disk_error is not None:
             return 0
         ms, me, alive = self.replica.membership, self.id, self._alive()
         now, now_us = wall_ms(), _now_us()
-        for argv in run:
-            replicas, pending, mine = ms.write_placement(argv[1])
-            if not mine or stand_ins_matter(me, replicas, alive) or self.disk_error is not None:
-                self._write_one(conn, argv)
-                continue
-            needed = self._needed(conn, level, replicas, "write", (), pending, alive)
-            if needed is not None:
+        gathered = self._run_changed = {}
+        known: dict[tuple[tuple[str, ...], int, bool], int] = {}  # a placement cleared here -> its needed acks
+        try:
+            for argv in run:
+                placed = ms.write_placement(argv[1])
+                replicas, pending, mine = placed
+                needed = known.get(placed)
+                if needed is None:  # the checks once per placement: they read only it, the level and alive
+                    if not mine or stand_ins_matter(me, replicas, alive) or self.disk_error is not None:
+                        self._write_one(conn, argv)
+                        continue
+                    needed = self._needed(conn, level, replicas, "write", (), pending, alive)
+                    if needed is None:
+                        continue
+                    known[placed] = needed
+                elif self.disk_error is not None:
+                    self._write_one(conn, argv)
+                    continue
                 self._coordinate(conn, argv, replicas, needed, alive, (), now, now_us)
+        finally:
+            self._run_changed, self._run_armed = None, False
+            if gathered:
+                self._changed(tuple(gathered))
         return len(run)
 
     def _start(self, conn: ClientConnection, req: int, pending: Pending, effects: list[Any]) -> None:
         """Register a request, run its first effects; a reply not given by them waits on a slot,
-        and the timer is armed for its first deadline (a speculative retry or its timeout)."""
+        and the timer is armed for its first deadline (a speculative retry or its timeout); in a
+        run (``_write_run``) only for its first write that waits: the run's writes share one clock
+        reading, so a later one's deadline is no earlier (``_arm_timer`` would keep the timer)."""
         self.pending[req] = pending
         self._run(effects)
         if req in self.pending:
             pending.slot = conn.slot()
-            first = min(self.coord.speculative_threshold_us(), self.coord.timeout_us)
-            self._arm_timer(self.loop.time() + first / 1e6)
+            if not self._run_armed:
+                self._run_armed = self._run_changed is not None
+                first = min(self.coord.speculative_threshold_us(), self.coord.timeout_us)
+                self._arm_timer(self.loop.time() + first / 1e6)
 
     @property
     def sm(self) -> StateMachine:
@@ -402,6 +428,18 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def _fill_view(self) -> None:
         due, self._view_due = self._view_due, {}
         materialize(self.store, self._sm, due)
+
+    def _on_changed(self, effect: Changed) -> None:
+        """A ``Changed`` effect: ``_changed`` now, or, in a run (``_write_run``), once at its end for
+        every key the run changed (nothing reads the view or the WATCH index while a run executes:
+        its writes read the store, and no other client runs; the run's keys then move to a WATCH
+        position at least their own write's, so no change goes unseen, ``kv/watch.py``)."""
+        gathered = self._run_changed
+        if gathered is None:
+            self._changed(effect.keys)
+        else:
+            for key in effect.keys:
+                gathered[key] = None
 
     def _changed(self, keys: tuple[bytes, ...] | list[bytes]) -> None:
         """``keys`` changed in the store: their WATCH index moves now (the entries' position), the
@@ -571,7 +609,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def _effect_handlers(self) -> dict[type, Callable[[Any], None]]:
         return {
             Persist: self._persist,
-            Changed: lambda e: self._changed(e.keys),
+            Changed: self._on_changed,
             Send: self._send,
             WriteDone: self._write_done,
             ReadDone: self._read_done,

@@ -71,10 +71,15 @@ def test_one_iterations_writes_to_a_peer_go_as_one_puts_applied_in_one_pass_and_
     assert len(frame) == 1 and isinstance(frame[0], dm.Puts)
     assert [req for req, _ in frame[0].writes] == [1, 2, 3]  # in the order they were made
     back = n2.step("n1", frame[0], 13, 13_000)
-    assert [e.entry[0] for e in back if isinstance(e, Persist)] == ["wd", "wd", "wd"]
+    [entry] = [e.entry for e in back if isinstance(e, Persist)]  # one WAL entry for the batch
+    assert entry[0] == "wds" and entry[1] == [d for _, d in frame[0].writes] and entry[2] == 13
+    assert back.index(next(e for e in back if isinstance(e, Persist))) < min(
+        i for i, e in enumerate(back) if isinstance(e, Send))  # logged before the acks leave
     assert [e.keys for e in back if isinstance(e, Changed)] == [(b"a", b"s")]  # one view update
+    replayed = replica("n2")
+    replayed.replay(entry)  # a restart: the one entry rebuilds what the three writes made
     for key in (b"a", b"s"):
-        assert n2.store.key_blob(key) == n1.store.key_blob(key)
+        assert n2.store.key_blob(key) == n1.store.key_blob(key) == replayed.store.key_blob(key)
     [acks] = frames_to(n2, back, "n1")
     assert acks == [dm.PutAcks(ok=(1, 2, 3), refused=())]
     done = [e for e in n1.step("n2", acks[0], 14, 14_000) if isinstance(e, WriteDone)]

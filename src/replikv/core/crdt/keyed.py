@@ -59,11 +59,19 @@ from replikv.core.crdt.vv import merge
 __all__ = ["Delta", "KeyedStore", "decode_delta", "write_delta"]
 
 
+# one packer for every delta (``msgpack.packb`` makes a new one per call); packing is synchronous
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
 def write_delta(origin: str, hlc: int, muts: Sequence[Mut], before: Mapping[bytes, Mapping[str, int]]) -> bytes:
     """A write as a delta (deterministic bytes): its dot ``(origin, hlc)``, its mutations, and for
-    each key it touches that key's context on ``origin`` just before the write."""
-    body = [origin, hlc, list(muts), [[k, sorted(c.items())] for k, c in sorted(before.items())]]
-    out: bytes = msgpack.packb(body, use_bin_type=True)
+    each key it touches that key's context on ``origin`` just before the write (keys sorted, each
+    context's origins sorted; a one-key write, a SET, skips sorting its one key)."""
+    if len(before) == 1:
+        ctx = [[k, sorted(c.items())] for k, c in before.items()]
+    else:
+        ctx = [[k, sorted(c.items())] for k, c in sorted(before.items())]
+    out: bytes = _pack([origin, hlc, muts if type(muts) is list else list(muts), ctx])
     return out
 
 
@@ -71,12 +79,18 @@ Delta = tuple[str, int, list[Any], dict[bytes, dict[str, int]]]  # (origin, hlc,
 
 
 def decode_delta(blob: bytes) -> Delta:
-    """``write_delta``'s parts; ValueError on anything else (every mutation's key must be named)."""
+    """``write_delta``'s parts; ValueError on anything else (a context must map origins, strings,
+    to integers; every mutation's key must be named)."""
     try:
-        origin, hlc, muts, raw = msgpack.unpackb(blob, raw=False, use_list=True)
-        before = {bytes(k): {str(o): int(s) for o, s in c} for k, c in raw}
+        origin, hlc, muts, raw = msgpack.unpackb(blob, raw=False)
         if type(origin) is not str or type(hlc) is not int or hlc <= 0 or type(muts) is not list:
             raise ValueError("bad delta header")
+        before: dict[bytes, dict[str, int]] = {}
+        for k, c in raw:
+            ctx = before[bytes(k)] = dict(c)
+            for o, s in ctx.items():
+                if type(o) is not str or type(s) is not int:
+                    raise ValueError("bad delta context")
         for mut in muts:
             if type(mut) is not list or len(mut) < 2 or type(mut[0]) is not str or bytes(mut[1]) not in before:
                 raise ValueError("bad delta mutation")

@@ -25,8 +25,9 @@ Rules:
   context may name writes this replica lacks) and what goes to stand-ins
   (whole states, kept as hints). The fallback rule: a replica applies the
   delta to the keys whose context covers the delta's base context (and
-  skips those that hold its dot already), logs it (WAL ``wd``, replayed
-  with the same rule) and answers ``PutAck``; for the keys whose base it
+  skips those that hold its dot already), logs it (WAL ``wd``; the deltas
+  of one batch in one ``wds``, ``_put_deltas``; replayed with the same
+  rule) and answers ``PutAck``; for the keys whose base it
   lacks it answers ``PutNeed`` and this node sends their whole states in a
   ``Put`` with the same ``req``, acknowledged as any ``Put`` (the write's
   level counts that ack).
@@ -308,6 +309,9 @@ class Replica:
             self.dirty[entry[1]] = None
         elif kind == "wd":
             self.dirty.update(dict.fromkeys(self.store.apply_delta(decode_delta(entry[1]), entry[2])[0]))
+        elif kind == "wds":  # the deltas of one batch, in order (``_put_deltas``)
+            for blob in entry[1]:
+                self.dirty.update(dict.fromkeys(self.store.apply_delta(decode_delta(blob), entry[2])[0]))
         elif kind == "h":
             self.hints.add(entry[1], entry[2], entry[3], entry[4])
         elif kind == "hd":
@@ -372,7 +376,9 @@ class Replica:
         """The coordinator's effects, with reads' answers joined (read repair) and hints held."""
         out: list[Any] = []
         for e in effects:
-            if isinstance(e, ReadDone):
+            if type(e) is Send or type(e) is WriteDone:  # the common effects, as they are (final classes)
+                out.append(e)
+            elif isinstance(e, ReadDone):
                 self._join_answers(e.answers, now_ms, out)
                 out.append(e)
             elif isinstance(e, LateAnswer):
@@ -563,11 +569,14 @@ class Replica:
     def _put_deltas(self, peer: str, writes: Iterable[tuple[int, bytes]], now_ms: int, out: list[Any],
                     batched: bool = False) -> None:
         """Writes shipped as deltas (``keyed.py``; one ``Put`` or a ``Puts``), in order: each is
-        applied to the keys whose base this replica holds (WAL ``wd``, one entry per write) and
-        acknowledged (``PutAck``; ``batched``, the writes of a ``Puts``: one ``PutAcks``, which its
+        applied to the keys whose base this replica holds and acknowledged (``PutAck``;
+        ``batched``, the writes of a ``Puts``: one ``PutAcks``, which its
         sender understands); for the keys whose base it lacks their whole states are asked for
         (``PutNeed``) and the write is acknowledged when they come. The keys they changed make
-        one ``Changed``, after every write of the batch is applied, and the acks follow it."""
+        one ``Changed``, after every write of the batch is applied, and the acks follow it. The
+        deltas applied are logged in one WAL entry, before the ``Changed`` and the acks: ``wd``
+        for one, ``wds`` (the blobs in order, one receive time) for more, replayed with the same
+        rule one after another (one entry and one effect per batch rather than per write)."""
         acks: list[Any] = []
         acked: list[int] = []
         refused: list[int] = []
@@ -576,7 +585,7 @@ class Replica:
         epoch = ms.state.epoch
         apply_delta, dirty, stats = self.store.apply_delta, self.dirty, self.stats
         hlc_max = 0
-        applied = 0
+        logged: list[bytes] = []  # the deltas applied, in order (one WAL entry)
         for req, blob in writes:
             try:
                 delta = decode_delta(blob)
@@ -588,11 +597,10 @@ class Replica:
             ok = not (req and epoch and not all(self.node in ms.write_replicas(k)[0] for k in delta[3]))
             changed, missing = apply_delta(delta, now_ms)
             if changed:
-                applied += 1
                 for key in changed:
                     dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
                     changed_all[key] = None
-                out.append(Persist(entry=["wd", blob, now_ms]))
+                logged.append(blob)
                 if delta[1] > hlc_max:
                     hlc_max = delta[1]
             if missing and req:
@@ -600,7 +608,9 @@ class Replica:
                 acks.append(Send(to=peer, msg=dm.PutNeed(req=req, keys=tuple(missing))))
             elif req:
                 (acked if ok else refused).append(req)
-        stats["deltas_applied"] += applied
+        if logged:
+            stats["deltas_applied"] += len(logged)
+            out.append(Persist(entry=["wd", logged[0], now_ms] if len(logged) == 1 else ["wds", logged, now_ms]))
         if changed_all:
             keys = list(changed_all)
             self.hlc.observe(hlc_max, now_ms)
