@@ -8,11 +8,12 @@ any node and is forwarded to its group's leader); the ratio is against the unsha
 cluster in the same run. The aggregate is the SETs over the wall time of the whole run, not the
 sum of the three redis-benchmarks' own rates: with one group the leader's clients (no forwarding)
 finish first, and a sum of rates measured over different spans overstated the unsharded
-cluster by 10-15% (BENCHMARKS.md, session 21). Each run also reports the node processes' CPU per
+cluster by 4-17% (BENCHMARKS.md, session 21). Each run also reports the node processes' CPU per
 SET (utime + stime from /proc) and how long each node waited for a core per second (its threads'
 run-queue time, /proc/<pid>/task/*/schedstat): on a saturated 2-core machine a request that waits
-is waiting for a core, not for a timer, when the nodes are runnable nearly all the time. With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware
-clients: ``redis-benchmark --cluster`` (each command sent to its group's leader) against the
+is waiting for a core, not for a timer, when the nodes are runnable nearly all the time.
+
+With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware clients: ``redis-benchmark --cluster`` (each command sent to its group's leader) against the
 sharded clusters, and one redis-benchmark at the leader (no forwarding either) against the
 unsharded one. Then a cluster with ``--idle-groups`` groups (default 1,000) is started,
 left idle once every group has a leader, and each node's CPU is read from /proc over
