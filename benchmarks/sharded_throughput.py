@@ -13,7 +13,8 @@ SET (utime + stime from /proc) and how long each node waited for a core per seco
 run-queue time, /proc/<pid>/task/*/schedstat): on a saturated 2-core machine a request that waits
 is waiting for a core, not for a timer, when the nodes are runnable nearly all the time.
 
-With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware clients: ``redis-benchmark --cluster`` (each command sent to its group's leader) against the
+With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware clients:
+``redis-benchmark --cluster`` (each command sent to its group's leader) against the
 sharded clusters, and one redis-benchmark at the leader (no forwarding either) against the
 unsharded one. Then a cluster with ``--idle-groups`` groups (default 1,000) is started,
 left idle once every group has a leader, and each node's CPU is read from /proc over
