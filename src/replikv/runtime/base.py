@@ -799,6 +799,15 @@ class BaseRunner:
                              f"above the bound of {conn.read_bound_ms} ms"))
         return True
 
+    flush_scheduled = False  # the mode's group commit is due at the next loop turn (``_schedule_flush``)
+
+    def _schedule_flush(self) -> None:
+        """The mode's group commit (its ``_flush``, which clears ``flush_scheduled``) once at the
+        start of the next loop iteration, however many writes of this one ask for it."""
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)  # type: ignore[attr-defined]
+
     _flush_scheduled = False
 
     def flush_clients_soon(self) -> None:

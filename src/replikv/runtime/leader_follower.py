@@ -316,9 +316,7 @@ class LeaderFollowerRunner(BaseRunner):
         batch = self.batch
         if not batch:
             self.batch_base = self.core.log.last_index
-            if not self.flush_scheduled:
-                self.flush_scheduled = True
-                self.loop.call_soon(self._flush)
+            self._schedule_flush()
         if k or self.batch_acks is not None:
             if self.batch_acks is None:
                 self.batch_acks = [0] * len(batch)

@@ -451,11 +451,6 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             if len(due) > VIEW_DUE_KEYS:
                 self._fill_view()
 
-    def _schedule_flush(self) -> None:
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
-
     def exec_transaction(self, conn: ClientConnection, queued: list[list[bytes]]) -> None:
         """EXEC: the block's commands run one after another, each an ordinary request at the
         connection's levels, and the replies come back as one array. No isolation and no

@@ -311,9 +311,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if o is None:
             core = self.core
             o = self._open = _OpenOp(core.vv[self.id] + 1, dict(core.vv), self.hlc.now(now))
-            if not self.flush_scheduled:
-                self.flush_scheduled = True
-                self.loop.call_soon(self._flush)
+            self._schedule_flush()
         changed = self.store.apply_muts(self.id, o.seq, o.hlc, o.deps, muts, len(o.payload))
         o.payload += muts
         o.size += size
@@ -519,9 +517,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                     self.sends.append(effect)
                 case SendState():
                     self.loop.create_task(self._send_state(effect.to))
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        self._schedule_flush()
 
     def _deliver(self, ops: list[Op]) -> None:
         """Apply ``ops`` to the store in order, then bring the view's keys they changed to
