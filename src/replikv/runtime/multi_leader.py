@@ -57,6 +57,7 @@ import os
 import random
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from replikv.config import ClusterConfig, ConfigError
@@ -246,7 +247,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self._hold(conn, op.seq, data)
             return
         seq, changed = self._join(muts, now, sum(map(len, argv)))
-        show_applied(self.store, self.sm, changed, self.applied_index + (self._open is not None))
+        self._show_joined(changed)
         conn.session_index = seq
         self.hold_until_commit(conn, data)
 
@@ -284,14 +285,15 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                     held = []
                 conn.reply_bytes(data)
                 continue
-            if seq and self._open is None:  # the previous write sealed the op (its bounds): show what it held
-                show_applied(store, self.sm, changed, self.applied_index)
-                changed = {}
             seq, keys = join(muts, now, len(argv[1]) + len(argv[-1]))
             changed.update(dict.fromkeys(keys))
             held.append(data)
+            if self._open is None:  # this write sealed the op (its bounds): show what the op held
+                self._show_joined(changed)
+                changed = {}
         if changed:
-            show_applied(store, self.sm, changed, self.applied_index + (self._open is not None))
+            self._show_joined(changed)
+        if seq:
             conn.session_index = seq
         if held:
             self.hold_all_until_commit(conn, held)
@@ -301,7 +303,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         """Apply ``muts`` (one async client write, translated against the store as it is) as
         the next mutations of the open operation, opening one if none is (``_OpenOp`` has the
         invariants); the caller shows the keys changed (returned with the op's seq) in the view
-        at ``applied_index + 1`` (or, if this write sealed the op, ``applied_index``). Every
+        (``_show_joined``) before the op is sealed by anything but this write. Every
         node applies the same mutations under the same ids in the same order, so the state is
         what the writes as ops of their own would leave, except that they share one dot and
         HLC (LWW orders them by their index: the later write wins, as it would with a later
@@ -318,6 +320,12 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if len(o.payload) >= OPEN_OP_MAX_MUTS or o.size >= OPEN_OP_MAX_BYTES:
             self._seal()
         return o.seq, changed
+
+    def _show_joined(self, keys: Iterable[bytes]) -> None:
+        """Show in the view ``keys``, which writes joined to the open op changed, at the view
+        position of their op: ``applied_index + 1`` while it is open, ``applied_index`` once
+        sealed (``_OpenOp``)."""
+        show_applied(self.store, self.sm, keys, self.applied_index + (self._open is not None))
 
     def _seal(self) -> None:
         """Stamp the open operation (if any) as this node's next op and carry out its effects:
