@@ -232,3 +232,7 @@ def test_sends_after_a_send_wait_the_batching_interval_and_leave_as_one_frame(ma
     assert sent_ops(node, "n2") == sent_ops(node, "n3") == [[1], [2, 3]]
     node.loop.fire()  # nothing more held, nothing sent twice
     assert sent_ops(node, "n2") == [[1], [2, 3]]
+    assert client.send(["SET", "c", "3"]) == ["OK"]  # held again ...
+    node._on_peer_disconnected("n3")  # ... and n3's link drops: its share goes with it
+    node.loop.fire()
+    assert sent_ops(node, "n2") == [[1], [2, 3], [4]] and sent_ops(node, "n3") == [[1], [2, 3]]

@@ -678,6 +678,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._exports.pop(peer, None)  # its task stops; after the reconnect a new transfer starts over
         self.receiver.cancel(peer)
         self.core.disconnected(peer)
+        # what was held for it went with the link: after the reconnect its Sync says what it lacks
+        self._committed = [effect for effect in self._committed if effect.to != peer]
 
     async def _send_state(self, peer: str) -> None:
         """A chunked state transfer to a peer that lacks operations we no longer retain
