@@ -236,3 +236,22 @@ def test_sends_after_a_send_wait_the_batching_interval_and_leave_as_one_frame(ma
     node._on_peer_disconnected("n3")  # ... and n3's link drops: its share goes with it
     node.loop.fire()
     assert sent_ops(node, "n2") == [[1], [2, 3], [4]] and sent_ops(node, "n3") == [[1], [2, 3]]
+
+
+def test_the_packed_ops_are_kept_only_while_sends_that_may_use_them_are_held(make_node, monkeypatch) -> None:
+    """``_packed`` (an op's bytes, packed once for the WAL and the peers) is emptied at every
+    flush that holds no send, as before the batching: with no peer to send to it never grows."""
+    monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 60.0)
+    node = make_node("n")
+    node.loop = TimerLoop()
+    client = Client(node)
+    for i in range(3):  # no peer has sent a Sync: the replica sends nothing, nothing is held
+        assert client.send(["SET", f"k{i}", "v"]) == ["OK"]
+        assert node._packed == {} and node._committed == []
+    for peer in ("n2", "n3"):
+        node._on_frame(peer, codec.encode(Sync(sender=peer, vv={"n1": 3, "n2": 0, "n3": 0}, matrix={})))
+    client.send(["SET", "a", "1"])  # sent at once
+    client.send(["SET", "b", "2"])  # held, with its bytes
+    assert list(node._packed) == [("n1", 5)]
+    node.loop.fire()
+    assert node._packed == {} and sent_ops(node, "n2") == [[4], [5]]

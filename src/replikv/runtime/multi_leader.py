@@ -573,6 +573,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 self._send_peers()
             elif self._send_timer is None:
                 self._send_timer = self.loop.call_later(wait, self._send_due)
+        if not self._committed:  # nothing held that may use them (at most PEER_SEND_EVERY_S)
+            self._packed.clear()
         if self.ack_waiters:
             self._release_ack_waiters(time.monotonic())
         if self.session_reads:
