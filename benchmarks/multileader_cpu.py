@@ -24,6 +24,7 @@ import argparse
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -62,6 +63,88 @@ def cpu_each(pids: list[int]) -> list[float]:
     return out
 
 
+def version_vector(port: int) -> dict[str, int]:
+    """A multi-leader node's version vector (INFO replication), {} for another mode."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:  # redis-py parses the value
+        sock.sendall(b"INFO replication\r\n")
+        text = b""
+        while not text.endswith(b"\r\n\r\n") and not (text.count(b"\r\n") > 1 and text.endswith(b"\r\n")
+                                                         and len(text) >= int(text[1:text.index(b"\r\n")]) + 4):
+            text += sock.recv(65536)
+    for line in text.split(b"\r\n"):
+        if line.startswith(b"replikv_version_vector:"):
+            return {o: int(n) for o, n in (x.split(":") for x in line.split(b":", 1)[1].decode().split(","))}
+    return {}
+
+
+def machine_busy() -> float:
+    """CPU seconds every core of the machine spent not idle (/proc/stat), for every process."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
+def watch(runs: list[subprocess.Popen[str]], pids: list[int], sample: bool,
+          ports: list[int]) -> tuple[list[str], str]:
+    """The clients' outputs; with ``sample``, a summary of how the 2 cores were used while
+    they ran: every 50 ms the CPU of each node and each redis-benchmark (/proc), and when each
+    client finished. Printed: the cores busy (CPU seconds of nodes + clients per wall second)
+    over the whole span and after the first client finished (the tail, when only the slower
+    nodes' clients still send), and each node's share of the nodes' CPU in both parts; for
+    multi-leader also, when the first client finished, how many of each node's own operations
+    the slowest other node had applied (from the nodes' version vectors), and the commands
+    each had served per operation of its own (the clients' writes an op held)."""
+    if not sample:
+        return [r.communicate()[0] for r in runs], ""
+    procs = pids + [r.pid for r in runs]
+    start = time.monotonic()
+    samples: list[tuple[float, list[float]]] = []
+    done: list[float] = [0.0] * len(runs)
+    vvs: list[dict[str, int]] = []
+    served: list[int] = []
+    while True:
+        now = time.monotonic() - start
+        each = []
+        for pid in procs:
+            try:
+                each.append(cpu_each([pid])[0])
+            except (OSError, IndexError):
+                each.append(samples[-1][1][len(each)] if samples else 0.0)  # exited: its last figure
+        each.append(machine_busy())
+        samples.append((now, each))
+        for i, r in enumerate(runs):
+            if not done[i] and r.poll() is not None:
+                done[i] = now
+                if not vvs and len(runs) > 1:
+                    vvs = [version_vector(p) for p in ports]
+                    served = [redis.Redis(port=p).info("stats")["total_commands_processed"] for p in ports]
+        if all(done):
+            break
+        time.sleep(0.05)
+    outs = [r.communicate()[0] for r in runs]
+    first = min(done)
+
+    def part(t0: float, t1: float) -> str:
+        a = min(samples, key=lambda s: abs(s[0] - t0))[1]
+        b = min(samples, key=lambda s: abs(s[0] - t1))[1]
+        d = [y - x for x, y in zip(a, b, strict=True)]
+        machine, d = d[-1], d[:-1]
+        nodes = sum(d[:len(pids)])
+        share = " / ".join(f"{100 * x / nodes:.0f}" for x in d[:len(pids)]) if nodes else "-"
+        return (f"{t1 - t0:.2f} s: cores busy {sum(d) / (t1 - t0):.2f} (nodes {nodes / (t1 - t0):.2f}, "
+                f"clients {sum(d[len(pids):]) / (t1 - t0):.2f}; the machine {machine / (t1 - t0):.2f}), node shares % {share}")
+    span = max(done)
+    tail = part(first, span) if span - first > 0.1 else "none"
+    behind = ""
+    if vvs and all(vvs):
+        parsed = vvs
+        own = [(o, v[o]) for v, o in zip(parsed, sorted(parsed[0]), strict=True)]  # nodes in port order
+        behind = "\n  at the first finish, each node's own ops / applied by the slowest other: " + " / ".join(
+            f"{n} / {min(v.get(o, 0) for v in parsed)}" for o, n in own) + \
+            "\n  commands served per own op by then: " + " / ".join(f"{c / max(1, n):.0f}" for c, (_, n) in zip(served, own))
+    return outs, (f"  clients done at {' / '.join(f'{t:.2f}' for t in done)} s\n  whole {part(0.0, span)}\n"
+                  f"  tail {tail}{behind}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", default="multi-leader", choices=["multi-leader", "leader-follower", "leaderless", "raft"])
@@ -70,6 +153,8 @@ def main() -> int:
     ap.add_argument("--pipeline", type=int, default=16)
     ap.add_argument("-n", type=int, default=100_000, help="requests per node (leader-follower: 3x at the leader)")
     ap.add_argument("--clients", type=int, default=48)
+    ap.add_argument("--timeline", action="store_true",
+                    help="also sample every process's CPU while the clients run (``watch``)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="replikv-mlcpu-"))
     try:
@@ -93,7 +178,7 @@ def main() -> int:
                                       "-P", str(args.pipeline), "-q"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                     for p in targets]
-            outs = [r.communicate()[0] for r in runs]
+            outs, timeline = watch(runs, pids, args.timeline, ports)
             last = cpu_seconds(pids)
             while True:  # until the nodes are idle: every write applied everywhere
                 time.sleep(0.5)
@@ -113,6 +198,8 @@ def main() -> int:
             print(f"{args.mode}{level} {args.test.upper()} -P {args.pipeline}: {1e6 * (now - before) / writes:.1f} us CPU "
                   f"per write (3 nodes: {each}), clients {rps:,.0f} ops/s{twice}; load average "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+            if timeline:
+                print(timeline)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from replikv.core.crdt.store import CrdtStore
+from replikv.core.multileader import codec
 from replikv.core.multileader.codec import encode_ops, pack_op
-from replikv.core.multileader.messages import Op
+from replikv.core.multileader.messages import Op, Ops, Sync
 from replikv.core.resp import encode_command
 from replikv.kv.crdt_writes import translate
 from replikv.runtime import multi_leader
 from replikv.runtime.multi_leader import MultiLeaderRunner
-from tests.unit.test_pipelined_runs import Client, offline_node
+from tests.unit.test_pipelined_runs import Client, FakeLoop, offline_node
 
 PIPELINE = [
     ["SET", "a", "1"], ["SET", "b", "x"], ["SET", "a", "2"],            # a run: a's later SET wins
@@ -170,3 +172,86 @@ def test_an_open_op_is_sealed_at_its_bound(make_node, monkeypatch) -> None:
     assert node.applied_index == 3 and node.sm.changes.last[b"k2"] == 1
     assert node.sm.changes.last[b"k6"] == node.sm.changes.last[b"k0"] == 3
     assert node.sm.data[b"k0"] == b"b" and retained_state(node).digest() == node.store.digest()
+
+
+class Timer:
+    """What the runner keeps of a ``call_later``: ``cancel``."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn, self.args, self.cancelled = fn, args, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class TimerLoop(FakeLoop):
+    """``FakeLoop`` with ``call_later``: the timers are kept, a test fires them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: list[Timer] = []
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        self.timers.append(Timer(fn, args))
+        return self.timers[-1]
+
+    def fire(self) -> None:
+        timers, self.timers = self.timers, []
+        for timer in timers:
+            if not timer.cancelled:
+                timer.fn(*timer.args)
+        self.run()
+
+
+def sent_ops(node: MultiLeaderRunner, to: str) -> list[list[int]]:
+    """The seqs of this node's ops in each ``Ops`` frame sent to ``to`` so far."""
+    frames = []
+    for peer, payload in node.transport.sent:  # type: ignore[attr-defined]
+        msg = codec.decode(payload, {})
+        if peer == to and isinstance(msg, Ops):
+            frames.append([op.seq for op in msg.ops])
+    return frames
+
+
+def test_sends_after_a_send_wait_the_batching_interval_and_leave_as_one_frame(make_node, monkeypatch) -> None:
+    """``MultiLeaderRunner._send_peers``' rule: the first ops leave at their flush; those of the
+    next flushes within ``PEER_SEND_EVERY_S`` are held, their replies not, and go together when
+    the interval's timer fires, one frame per peer, after their WAL commit."""
+    monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 60.0)  # the timer, not the clock, ends it
+    node = make_node("n")
+    node.loop = TimerLoop()
+    for peer in ("n2", "n3"):  # a Sync from each: the replica sends them ops from now on
+        node._on_frame(peer, codec.encode(Sync(sender=peer, vv={"n1": 0, "n2": 0, "n3": 0}, matrix={})))
+    client = Client(node)
+    assert client.send(["SET", "a", "1"]) == ["OK"]
+    assert sent_ops(node, "n2") == sent_ops(node, "n3") == [[1]]  # the first send: at once
+    assert client.send(["SET", "b", "2"]) == ["OK"] and client.send(["INCR", "n"]) == [1]  # answered
+    assert sent_ops(node, "n2") == [[1]] and len(node.loop.timers) == 1  # held, one timer
+    assert node.wal.last_index == 3  # in the WAL already: they may leave whenever the timer says
+    node.loop.fire()
+    assert sent_ops(node, "n2") == sent_ops(node, "n3") == [[1], [2, 3]]
+    node.loop.fire()  # nothing more held, nothing sent twice
+    assert sent_ops(node, "n2") == [[1], [2, 3]]
+    assert client.send(["SET", "c", "3"]) == ["OK"]  # held again ...
+    node._on_peer_disconnected("n3")  # ... and n3's link drops: its share goes with it
+    node.loop.fire()
+    assert sent_ops(node, "n2") == [[1], [2, 3], [4]] and sent_ops(node, "n3") == [[1], [2, 3]]
+
+
+def test_the_packed_ops_are_kept_only_while_sends_that_may_use_them_are_held(make_node, monkeypatch) -> None:
+    """``_packed`` (an op's bytes, packed once for the WAL and the peers) is emptied at every
+    flush that holds no send, as before the batching: with no peer to send to it never grows."""
+    monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 60.0)
+    node = make_node("n")
+    node.loop = TimerLoop()
+    client = Client(node)
+    for i in range(3):  # no peer has sent a Sync: the replica sends nothing, nothing is held
+        assert client.send(["SET", f"k{i}", "v"]) == ["OK"]
+        assert node._packed == {} and node._committed == []
+    for peer in ("n2", "n3"):
+        node._on_frame(peer, codec.encode(Sync(sender=peer, vv={"n1": 3, "n2": 0, "n3": 0}, matrix={})))
+    client.send(["SET", "a", "1"])  # sent at once
+    client.send(["SET", "b", "2"])  # held, with its bytes
+    assert list(node._packed) == [("n1", 5)]
+    node.loop.fire()
+    assert node._packed == {} and sent_ops(node, "n2") == [[4], [5]]

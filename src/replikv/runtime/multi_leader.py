@@ -19,6 +19,9 @@ Rules it keeps:
   every connection in one iteration join one open operation (``_OpenOp``),
   sealed (stamped by the replica, persisted, sent) at the iteration's flush
   or before anything that must see it stamped (``_seal`` lists them).
+- Peer sends batched in time: after a send to the peers, the next leaves no sooner than
+  ``PEER_SEND_EVERY_S`` later (the first after a quiet spell at once), so under load a frame
+  holds the ops of several loop iterations (``_send_peers``). Replies never wait for it.
 - Persist before send: an operation leaves the node only after the WAL
   commit that holds it, so a restarted node never reuses a sequence number
   it already sent (the replica's rule; with ``--fsync always`` this holds
@@ -95,6 +98,9 @@ STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 64 * 1024))
 STATE_TURN_S = 0.01
 STATE_QUEUE_CHUNKS = 4
 STATE_WINDOW_CHUNKS = 16  # chunks sent that the receiver has not yet taken in (StateAck)
+# Peer sends: at most one batch per this long (``MultiLeaderRunner._send_peers`` has the rule;
+# REPLIKV_ML_SEND_EVERY_MS overrides it, 0 sends at every flush).
+PEER_SEND_EVERY_S = float(os.environ.get("REPLIKV_ML_SEND_EVERY_MS", 2)) / 1000
 
 
 def entry_op(entry: list[Any]) -> Op:
@@ -165,6 +171,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.ack_waiters: list[AckWaiter] = []
         self.session_reads: list[SessionRead] = []
         self.flush_scheduled = False
+        self._sent_at = 0.0  # when _send_peers last sent (PEER_SEND_EVERY_S)
+        self._send_timer: asyncio.TimerHandle | None = None  # the held sends' flush
+        self._committed: list[Send] = []  # sends whose ops the WAL holds, held (_send_peers)
         self._open: _OpenOp | None = None  # async client writes of this loop iteration (_join)
         self._packed: dict[tuple[str, int], bytes] = {}  # (origin, seq) -> the op packed, Persist to flush
         self._wal_bytes_after_snapshot = 0
@@ -215,7 +224,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     async def stop(self) -> None:
         self.snapshotter.stop()
         await self.stop_io()
-        self._flush()
+        self._flush(True)
+        if self._send_timer is not None:  # the disk failed: held sends stay unsent
+            self._send_timer.cancel()
         self.wal.close()
 
     # -- levels -------------------------------------------------------------------------
@@ -538,8 +549,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self.stats["ops_received"] += received
             self.stats["conflicts_merged"] += conflicts
 
-    def _flush(self) -> None:
-        """Seal the open op, commit the WAL, release the replies it made durable, then send."""
+    def _flush(self, send_now: bool = False) -> None:
+        """Seal the open op, commit the WAL, release the replies it made durable, then send
+        (``_send_peers``; held for at most ``PEER_SEND_EVERY_S`` after the previous send,
+        unless ``send_now``)."""
         self.flush_scheduled = False
         self._seal()
         if self.disk_error is not None:
@@ -551,7 +564,44 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self._disk_failed(exc)
             return
         self.release_committed()
-        sends, self.sends = self.sends, []
+        if self.sends:  # their ops are in the WAL now
+            self._committed += self.sends
+            self.sends = []
+        if self._committed:
+            wait = self._sent_at + PEER_SEND_EVERY_S - time.monotonic()
+            if wait <= 0 or send_now:
+                self._send_peers()
+            elif self._send_timer is None:
+                self._send_timer = self.loop.call_later(wait, self._send_due)
+        if not self._committed:  # nothing held that may use them (at most PEER_SEND_EVERY_S)
+            self._packed.clear()
+        if self.ack_waiters:
+            self._release_ack_waiters(time.monotonic())
+        if self.session_reads:
+            self._release_session_reads(time.monotonic())
+        self._flush_clients()
+        self._snapshot_due()
+
+    def _send_due(self) -> None:
+        """The held sends' timer (``_send_peers``): flush and send them."""
+        self._send_timer = None
+        self._flush(True)
+
+    def _send_peers(self) -> None:
+        """Send ``self._committed`` (the sends whose ops a WAL commit holds: persist before send): one
+        ``Ops`` frame with every op due to a peer and at most one Sync (the newest) per peer.
+
+        Batching rule: after a send, the next waits until ``PEER_SEND_EVERY_S`` has passed
+        (``_flush`` holds the sends and sets a timer that flushes again then), so under load a
+        frame carries the ops of every loop iteration in that time instead of one frame per
+        peer per iteration; the first send after a quiet spell leaves at once. It delays only
+        what goes to peers: a local write is answered at its WAL commit as before; replication
+        and the acks of ``CONSISTENCY WRITE n`` / WAIT wait at most that much longer."""
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+        self._sent_at = time.monotonic()
+        sends, self._committed = self._committed, []
         batched: dict[str, list[Op]] = {}
         syncs: dict[str, Any] = {}
         send = self.transport.send
@@ -566,12 +616,6 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         cache.clear()
         for peer, sync in syncs.items():
             send(peer, codec.encode(sync))
-        if self.ack_waiters:
-            self._release_ack_waiters(time.monotonic())
-        if self.session_reads:
-            self._release_session_reads(time.monotonic())
-        self._flush_clients()
-        self._snapshot_due()
 
     def _release_ack_waiters(self, now: float) -> None:
         keep: list[AckWaiter] = []
@@ -636,6 +680,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._exports.pop(peer, None)  # its task stops; after the reconnect a new transfer starts over
         self.receiver.cancel(peer)
         self.core.disconnected(peer)
+        # what was held for it went with the link: after the reconnect its Sync says what it lacks
+        self._committed = [effect for effect in self._committed if effect.to != peer]
 
     async def _send_state(self, peer: str) -> None:
         """A chunked state transfer to a peer that lacks operations we no longer retain
@@ -657,7 +703,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                         log.info("node %s: state transfer %d to %s stopped: it has caught up by another way",
                                  self.id, export.transfer, peer)
                         return
-                    self._flush()  # the WAL holds everything the store does: the chunk's ``at`` is durable
+                    self._flush(True)  # the WAL holds everything the store does, the link the ops before the chunk
                     if not send(peer, codec.encode(export.next_chunk())):
                         return  # not connected: the next connect starts over
                     self.stats["state_chunks_sent"] += 1
@@ -732,7 +778,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     # -- the disk guard (runtime/base.py) ----------------------------------------------------------
     def _on_disk_blocked(self) -> None:
         self.fail_held(encode_reply(self.disk_inflight_error(), False))
-        self.sends.clear()  # nothing the failed batch holds leaves the node
+        self.sends.clear()  # nothing the failed batch holds leaves the node (``_committed``: once it resumes)
         self._packed.clear()
         self._flush_clients()
 
