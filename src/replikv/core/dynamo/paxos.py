@@ -43,10 +43,12 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      newest commit. (Cassandra reads the data only; the commit is included
      because a crash between ``Persist`` and ``ApplyCommit`` would otherwise
      hide a chosen value.)
-   - ``Decide(current)``: the caller answers ``decided(value)``. EVERY round
-     proposes something: a failed CAS or a SERIAL read proposes the current
-     value unchanged (Cassandra skipped that proposal, CASSANDRA-12126, fixed
-     by committing an empty update). Such a no-op's commit is not recorded
+   - ``Decide(current)``: the caller answers ``decided(value)``. A round whose
+     value is the one it read (a failed CAS, a SERIAL read: a no-op) ends here,
+     ``Chosen`` with that value, when its promises settle it (below, "No-ops
+     answered by the prepare"); otherwise it proposes the current value
+     unchanged (Cassandra v1 skipped that proposal without such a check,
+     CASSANDRA-12126, fixed by committing an empty update). A no-op's commit is not recorded
      (nothing changed), so it does not close the instance for good: a
      proposal accepted only outside the round's quorums (a delayed Propose)
      can still be finished by a later round after the read answered. That
@@ -56,6 +58,32 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      unanswered or answered "may still be applied" (a proposer that may
      have left its change at an acceptor holds it until a recorded commit
      settles it, below); so it is linearized after the read.
+   No-ops answered by the prepare (as Cassandra's Paxos v2, CASSANDRA-17164,
+   answers a SERIAL read or a failed condition from the prepare round when its
+   promises agree): when the quorum's promises show nothing in progress, no
+   held change of this operation (``_mine``, below), and all report the same
+   most recent commit and the same data, no older than that commit
+   (``_read_settled``), a no-op is answered right after ``decided`` with no
+   propose or commit. Why that is linearizable (Lamport, "Paxos Made Simple"
+   §2.2, P2c: an acceptor that promised b accepts nothing numbered below b):
+   (a) every value chosen before the quorum promised is in every quorum's
+   promises, as an accepted proposal (then it is in progress and the round
+   finishes it instead) or as a recorded commit at or above it; so the value
+   read is the newest chosen one; (b) once the quorum promised b, no proposal
+   below b can reach a quorum of accepts, so every value chosen afterwards is
+   chosen at a ballot above b, by a round whose operation ends after this
+   one's promises formed, or it completes a proposal accepted only outside
+   this quorum whose operation is unanswered or answered "may still be
+   applied" (a held change is settled by a recorded commit, below); either
+   way it is linearized after this read. That is the same argument as for a
+   no-op that proposes (its propose and unrecorded commit leave the acceptors
+   as its prepare did, promised b and nothing accepted, when they arrive;
+   a delayed proposal outside the quorum is finished later either way).
+   (c) Every member of the promise quorum holds the value in its data and the
+   commit behind it, so a later QUORUM read (which meets that quorum) sees
+   it, as after a proposing round's commit acks. A quorum that disagrees
+   (a replica missing the newest commit, a lost ``ApplyCommit``) takes the
+   full round, whose commit repair and no-op commit settle it, as before.
 3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
    acks -> ``Done(Chosen(...))``.
    Refusals while proposing: when the proposal is the caller's change (not a
@@ -446,6 +474,20 @@ class PaxosAcceptor:
 
 # ---------------------------------------------------------------- proposer
 
+def _read_settled(promises: list[Promise], newest: Proposal | None) -> bool:
+    """Whether a quorum's promises, with nothing in progress among them, settle a round that
+    proposes the value it read (a failed CAS, a SERIAL read) without its propose and commit
+    phases (module docstring, "No-ops answered by the prepare"): every promise reports the same
+    most recent commit and the same data, and that data is at least as new as the commit (its
+    ``ApplyCommit`` was not lost), so the value read is the one every member of the quorum holds."""
+    first = promises[0]
+    commit = newest.ballot if newest is not None else None
+    if newest is not None and newest.ballot.hlc > first.current_hlc:
+        return False
+    return all((p.committed.ballot if p.committed is not None else None) == commit
+               and p.current_hlc == first.current_hlc and p.current == first.current for p in promises)
+
+
 class PaxosProposer:
     """One Paxos operation on one key, coordinated by ``node`` (see the module
     docstring). ``req`` is the request id the driver routes replies by;
@@ -514,6 +556,7 @@ class PaxosProposer:
         self._after: Ballot | None = ZERO_BALLOT  # the newest commit this round's promises showed
         self._origin = ZERO_BALLOT  # the ballot that decided the value this round proposes
         self._preempted: Preempted | None = None  # the first refusal that left one held
+        self._settled = False  # this round's promises settle a no-op without proposing (_read_settled)
         self._previous: Value = None
         self._value: Value = None
 
@@ -554,6 +597,8 @@ class PaxosProposer:
         self._value = value
         self._own_change = value != self._previous
         self._proposing_mine = True
+        if self._settled and not self._own_change:  # a failed CAS or a read: answered by the prepare
+            return self._done(Chosen(key=self.key, ballot=self.ballot, previous=value, value=value))
         return self._propose(value, self.ballot)
 
     def step(self, msg: PaxosMsg) -> list[Effect]:
@@ -620,6 +665,7 @@ class PaxosProposer:
         self._finishing = False
         self._own_change = False
         self._proposing_mine = False
+        self._settled = False
         self._previous = self._value = None
         self._deadline = self._now + self.timeout_ticks
         self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
@@ -682,6 +728,7 @@ class PaxosProposer:
             candidates.append((newest.ballot.hlc, newest.value is not None, newest.value or b""))
         _, present, data = max(candidates)
         self._previous = data if present else None
+        self._settled = not self._mine and _read_settled(promises, newest)
         self.phase = Phase.DECIDE
         return [*effects, Decide(key=self.key, current=self._previous)]
 
