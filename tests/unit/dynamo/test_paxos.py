@@ -779,6 +779,18 @@ def test_decode_rejects_garbage_with_a_typed_error(frame: bytes) -> None:
         decode(frame)
 
 
+def test_a_decoded_electorate_is_built_once_and_a_bad_one_is_refused_every_time() -> None:
+    good = _pack([1, 1, "a", b"k", [1, "n"], [["a", "b", "c"], 2]])
+    first, second = decode(good), decode(good)
+    assert isinstance(first, Prepare) and isinstance(second, Prepare)
+    assert first.electorate == Electorate(("a", "b", "c"), 2) and first.electorate is second.electorate
+    for _ in range(2):  # the checks run on every frame that names an electorate not seen valid
+        with pytest.raises(PaxosCodecError):
+            decode(_pack([1, 1, "a", b"k", [1, "n"], [["a", "b", "c"], 1]]))
+    assert electorate(("b", "c", "a")) is electorate(("b", "c", "a")) == electorate(["c", "a", "b"])
+    assert electorate(("b", "c", "a")) == Electorate(("a", "b", "c"), 2)
+
+
 def test_decode_rejects_random_bytes_only_with_a_typed_error() -> None:
     rng = random.Random(5)
     good = [encode(m) for m in MESSAGES]

@@ -181,6 +181,7 @@ Membership changes (``membership.py``) move a key's acceptors too:
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -359,7 +360,13 @@ def merge_states(mine: AcceptorState, theirs: AcceptorState) -> AcceptorState:
 
 def electorate(participants: Iterable[str], pending: int = 0) -> Electorate:
     """The electorate of a round among ``participants``, ``pending`` of them a change's new
-    owners (``paxos_quorum``)."""
+    owners (``paxos_quorum``). Every acceptor step of a Prepare or Propose and every round asks
+    for it: the few distinct ones (a ring's replica sets) are built once (``_electorate_of``)."""
+    return _electorate_of(participants if type(participants) is tuple else tuple(participants), pending)
+
+
+@functools.lru_cache(maxsize=4096)
+def _electorate_of(participants: tuple[str, ...], pending: int) -> Electorate:
     members = tuple(sorted(participants))
     return Electorate(members, paxos_quorum(len(members), pending))
 

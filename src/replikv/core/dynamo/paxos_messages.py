@@ -370,10 +370,33 @@ _LENGTHS: dict[int, tuple[int, ...]] = {  # the optional last field: an electora
     _NACK: (8, 9)}
 
 
+_ELECTORATES: dict[tuple[tuple[str, ...], int], Electorate] = {}  # decoded and checked already
+_ELECTORATES_MAX = 1024  # a bound: a peer cycling through electorates only costs the checks again
+
+
 def _electorate(body: list[Any], at: int) -> Electorate | None:
+    """The optional electorate field at ``at``. A frame names one of the few electorates of the
+    ring (its replica sets), so each is checked and built once and then looked up: the key is
+    built only from a list of strings and an int, so it is hashable."""
     if len(body) <= at:
         return None
     x = body[at]
+    if type(x) is list and len(x) == 2 and type(x[0]) is list and type(x[1]) is int:
+        names = x[0]
+        if all(type(m) is str for m in names):
+            key = (tuple(names), x[1])
+            known = _ELECTORATES.get(key)
+            if known is not None:
+                return known
+            e = _checked_electorate(x)
+            if len(_ELECTORATES) >= _ELECTORATES_MAX:
+                _ELECTORATES.clear()
+            _ELECTORATES[key] = e
+            return e
+    return _checked_electorate(x)
+
+
+def _checked_electorate(x: Any) -> Electorate:
     if (type(x) is not list or len(x) != 2 or type(x[0]) is not list or not x[0]
             or not all(type(m) is str and m for m in x[0])):
         raise PaxosCodecError("electorate: expected [[node, ...], quorum]")
