@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -89,10 +89,11 @@ __all__ = [
 Value = bytes | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, order=True)
-class Ballot:
+class Ballot(NamedTuple):
     """A proposal number, totally ordered by ``(hlc, node)``: the HLC makes
-    ballots track time across nodes, the node id breaks ties."""
+    ballots track time across nodes, the node id breaks ties. A named tuple: built
+    (several per message decoded) and compared (``max``, ``<``) in C, with the order and
+    hash of the ``(hlc, node)`` tuple, as the frozen dataclass it replaces had."""
 
     hlc: int
     node: str
@@ -336,9 +337,13 @@ def _value(x: object, what: str) -> Value:
 
 
 def _ballot(x: object, what: str) -> Ballot:
-    if type(x) is not list or len(x) != 2:
-        raise PaxosCodecError(f"{what}: expected [hlc, node]")
-    return Ballot(hlc=_int(x[0], what), node=_str(x[1], what))
+    """``[hlc, node]``: an integer in [0, 2**63) and a string (the checks of ``_int`` and
+    ``_str``, in line: several ballots a message)."""
+    if type(x) is list and len(x) == 2:
+        hlc, node = x
+        if type(hlc) is int and 0 <= hlc < _I64 and type(node) is str:
+            return Ballot(hlc, node)
+    raise PaxosCodecError(f"{what}: expected [hlc, node], an integer in [0, 2**63) and a string")
 
 
 def _opt_ballot(x: object, what: str) -> Ballot | None:
@@ -350,8 +355,8 @@ def _proposal(x: object, what: str) -> Proposal | None:
         return None
     if type(x) is not list or len(x) not in (3, 5):
         raise PaxosCodecError(f"{what}: expected [hlc, node, value(, origin, after)] or nil")
-    return Proposal(ballot=Ballot(hlc=_int(x[0], what), node=_str(x[1], what)),
-                    value=_value(x[2], what), origin=_opt_ballot(x[3], what) if len(x) == 5 else None,
+    return Proposal(ballot=_ballot(x[:2], what), value=_value(x[2], what),
+                    origin=_opt_ballot(x[3], what) if len(x) == 5 else None,
                     after=_opt_ballot(x[4], what) if len(x) == 5 else None)
 
 
