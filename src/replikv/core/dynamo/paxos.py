@@ -24,7 +24,7 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
   quorum of acks means a quorum of replicas holds the value.
 
-Proposer (``PaxosProposer``), one per operation, four round trips:
+Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-op: one):
 1. PREPARE with a ballot above every ballot and HLC it has seen. Any Nack:
    back off a random number of ticks (injected ``random.Random``) and retry.
 2. On a quorum of promises:
@@ -48,8 +48,8 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      ``Chosen`` with that value, when its promises settle it (below, "No-ops
      answered by the prepare"); otherwise it proposes the current value
      unchanged (Cassandra v1 skipped that proposal without such a check,
-     CASSANDRA-12126, fixed by committing an empty update). A no-op's commit is not recorded
-     (nothing changed), so it does not close the instance for good: a
+     CASSANDRA-12126, fixed by committing an empty update). A no-op's commit
+     is not recorded (nothing changed), so it does not close the instance for good: a
      proposal accepted only outside the round's quorums (a delayed Propose)
      can still be finished by a later round after the read answered. That
      is still linearizable: the proposal's ballot is below this round's, so
