@@ -365,6 +365,31 @@ def test_accepted_but_uncommitted_proposal_is_completed_first() -> None:
     assert chain == [b"X", b"X+1"]
 
 
+def test_every_commit_of_a_chosen_value_writes_the_version_of_the_ballot_that_decided_it() -> None:
+    # c's X is accepted by b and c and committed at c only (c then dies); a's round finds it in
+    # progress at b and finishes it with its own ballot. Every replica's data holds X as one
+    # version, the one of c's ballot, not one per commit: two versions of one value would be
+    # concurrent siblings that anti-entropy has to spread.
+    net = Net()
+    old = Ballot(hlc=3 << 16, node="c")
+    for n in ("b", "c"):
+        net.replicas[n].handle(Prepare(req=9, sender="c", key=K, ballot=old))
+        net.replicas[n].handle(Propose(req=9, sender="c", key=K, ballot=old, value=b"X", origin=old))
+    net.replicas["c"].handle(Commit(req=9, sender="c", key=K, ballot=old, value=b"X", origin=old,
+                                    after=ZERO_BALLOT))
+    net.down.add("c")
+    p = net.add(make_proposer("a", req=1), lambda cur: cur)
+    net.carry(p, p.start(5))
+    net.run()
+    finish = [m for _, m in net.log if isinstance(m, Commit) and m.value == b"X"]
+    assert finish and all(m.ballot > old and m.origin == old for m in finish)  # a's ballot finished it
+    assert p.outcome == Chosen(key=K, ballot=p.ballot, previous=b"X", value=b"X")
+    net.down.clear()
+    net.deliver("c", finish[0])
+    for r in net.replicas.values():
+        assert set(r.applied) == {(old, b"X")} and r.data == (old.hlc, b"X"), r.node
+
+
 def test_older_commit_is_repaired_and_newest_commit_wins_over_stale_data() -> None:
     p = make_proposer("a")
     ballot = sends(p.start(100))[0].msg.ballot

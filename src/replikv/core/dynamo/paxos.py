@@ -18,8 +18,24 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
 - Commit(b, v): if b is newer than the most recent commit, record it, forget
   an accepted proposal at or below b, raise promised to b (a stale proposal
   below a commit is refused from now on; promising more is always safe) and
-  ask the driver to write v into its data with hlc = b.hlc (``ApplyCommit``).
-  Always acknowledged.
+  ask the driver to write v into its data as the version of the ballot that
+  decided v (``ApplyCommit``: its origin, b itself unless the round finished
+  another's proposal; b for a commit without provenance). Always acknowledged.
+  Why the origin: one chosen value may be committed by several rounds (its
+  own, and a rival that found it accepted and finished it while the first
+  commit was on its way), each at its own ballot. Written as the version of
+  each committing ballot, the copies are different versions of one value:
+  replicas that applied one and then a later commit over it hold the other as
+  a concurrent sibling once it arrives, which only anti-entropy evens out
+  (the simulator, seed 40046 --nodes 5 --paxos: the replicas still differed
+  1 s after healing). Written as the origin's version, every commit of the
+  value writes the same one (the driver applies it once). The data's HLCs
+  still follow the chain: a value decided after commit c was decided by a
+  round whose promises showed c, so its origin's HLC is above c's ballot's
+  (the proposer starts over unless its ballot is above every HLC its
+  promises show, below), hence above the origin of c's value. During a rolling
+  upgrade a node of an older version writes the committing ballot's version:
+  copies again, as before, for anti-entropy.
 - The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
   the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
   quorum of acks means a quorum of replicas holds the value.
@@ -40,7 +56,7 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    - replicas whose most recent commit is older than the newest one get that
      commit again (repair, not waited for).
    - the current value is the newest, by HLC, of the replicas' data and the
-     newest commit. (Cassandra reads the data only; the commit is included
+     newest commit (at the HLC of the version it writes, its origin's). (Cassandra reads the data only; the commit is included
      because a crash between ``Persist`` and ``ApplyCommit`` would otherwise
      hide a chosen value.)
    - ``Decide(current)``: the caller answers ``decided(value)``. A round whose
@@ -62,7 +78,7 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    answers a SERIAL read or a failed condition from the prepare round when its
    promises agree): when the quorum's promises show nothing in progress, no
    held change of this operation (``_mine``, below), and all report the same
-   most recent commit and the same data, no older than that commit
+   most recent commit and the same data, no older than that commit's version
    (``_read_settled``), a no-op is answered right after ``decided`` with no
    propose or commit. Why that is linearizable (Lamport, "Paxos Made Simple"
    §2.2, P2c: an acceptor that promised b accepts nothing numbered below b):
@@ -249,7 +265,9 @@ class Persist:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyCommit:
-    """Write ``value`` (None: delete) into the data store with hlc = ballot.hlc."""
+    """Write ``value`` (None: delete) into the data store as the version of ``ballot`` (hlc =
+    ballot.hlc, origin = ballot.node): the ballot that decided the value (the module docstring,
+    Commit), the same for every commit of one chosen value."""
 
     key: bytes
     ballot: Ballot
@@ -430,7 +448,8 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                                 committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
                                                    after=msg.after))
             return new, [Persist(key=msg.key, state=new),
-                         ApplyCommit(key=msg.key, ballot=msg.ballot, value=msg.value), ack_c]
+                         ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
+                                     value=msg.value), ack_c]
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
 
@@ -489,7 +508,7 @@ def _read_settled(promises: list[Promise], newest: Proposal | None) -> bool:
     ``ApplyCommit`` was not lost), so the value read is the one every member of the quorum holds."""
     first = promises[0]
     commit = newest.ballot if newest is not None else None
-    if newest is not None and newest.ballot.hlc > first.current_hlc:
+    if newest is not None and newest.decided_at.hlc > first.current_hlc:
         return False
     return all((p.committed.ballot if p.committed is not None else None) == commit
                and p.current_hlc == first.current_hlc and p.current == first.current for p in promises)
@@ -732,7 +751,7 @@ class PaxosProposer:
         candidates: list[tuple[int, int, bytes]] = [
             (p.current_hlc, p.current is not None, p.current or b"") for p in promises]
         if newest is not None:
-            candidates.append((newest.ballot.hlc, newest.value is not None, newest.value or b""))
+            candidates.append((newest.decided_at.hlc, newest.value is not None, newest.value or b""))
         _, present, data = max(candidates)
         self._previous = data if present else None
         self._settled = not self._mine and _read_settled(promises, newest)
