@@ -76,7 +76,9 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
      settles it, below); so it is linearized after the read.
    No-ops answered by the prepare (as Cassandra's Paxos v2, CASSANDRA-17164,
    answers a SERIAL read or a failed condition from the prepare round when its
-   promises agree): when the quorum's promises show nothing in progress, no
+   promises agree; the same rule as Charapko et al., "Linearizable Quorum Reads
+   in Paxos", HotStorage 2019: a quorum that agrees, with nothing accepted
+   above it, needs no further phase): when the quorum's promises show nothing in progress, no
    held change of this operation (``_mine``, below), and all report the same
    most recent commit and the same data, no older than that commit's version
    (``_read_settled``), a no-op is answered right after ``decided`` with no
