@@ -13,7 +13,8 @@ write and read consistency set to ``--level``) and ``--mode raft`` spread the cl
 node as multi-leader does (issue 9's setting).
 
     .venv/bin/python benchmarks/multileader_cpu.py [--test set] [--pipeline 16] [-n 100000]
-        [--mode multi-leader|leader-follower|leaderless|raft] [--level quorum|one|all]
+        [--mode multi-leader|leader-follower|leaderless|raft] [--level quorum|one|all|serial]
+        [--command 'CAS key:__rand_int__ x y']
 
 A script, not a test: it asserts nothing about speed.
 """
@@ -150,6 +151,8 @@ def main() -> int:
     ap.add_argument("--mode", default="multi-leader", choices=["multi-leader", "leader-follower", "leaderless", "raft"])
     ap.add_argument("--level", default="quorum", help="leaderless: the write and read consistency")
     ap.add_argument("--test", default="set")
+    ap.add_argument("--command", default="", help="a command line for redis-benchmark instead of --test, e.g. "
+                    "'CAS key:__rand_int__ x y' (counted as the writes)")
     ap.add_argument("--pipeline", type=int, default=16)
     ap.add_argument("-n", type=int, default=100_000, help="requests per node (leader-follower: 3x at the leader)")
     ap.add_argument("--clients", type=int, default=48)
@@ -173,9 +176,10 @@ def main() -> int:
                 pids = leader + [pid for pid in pids if pid not in leader]
             first = cpu_each(pids)
             before = sum(first)
-            runs = [subprocess.Popen(["redis-benchmark", "-p", str(p), "-t", args.test, "-n", str(per),
+            what = ["-e", *args.command.split()] if args.command else ["-t", args.test]  # -e: go on past errors
+            runs = [subprocess.Popen(["redis-benchmark", "-p", str(p), "-n", str(per),
                                       "-c", str(args.clients // len(targets)), "-d", "16", "-r", "10000",
-                                      "-P", str(args.pipeline), "-q"],
+                                      "-P", str(args.pipeline), "-q", *what],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                     for p in targets]
             outs, timeline = watch(runs, pids, args.timeline, ports)
@@ -195,7 +199,8 @@ def main() -> int:
                     str(redis.Redis(port=p).info("replication").get("replikv_ops_received_twice")) for p in ports)
             level = f" {args.level.upper()}" if args.mode == "leaderless" else ""
             each = " / ".join(f"{1e6 * (b - a) / writes:.1f}" for a, b in zip(first, cpu_each(pids)))
-            print(f"{args.mode}{level} {args.test.upper()} -P {args.pipeline}: {1e6 * (now - before) / writes:.1f} us CPU "
+            name = args.command or args.test.upper()
+            print(f"{args.mode}{level} {name} -P {args.pipeline}: {1e6 * (now - before) / writes:.1f} us CPU "
                   f"per write (3 nodes: {each}), clients {rps:,.0f} ops/s{twice}; load average "
                   f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             if timeline:

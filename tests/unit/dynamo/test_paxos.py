@@ -251,27 +251,60 @@ def test_duplicate_requests_are_idempotent() -> None:
     assert len(again) == 1 and isinstance(again[0].msg, CommitAck)  # applied once
 
 
-def test_network_happy_path_and_failed_cas_proposes_current_value() -> None:
+def test_network_happy_path_and_failed_cas_on_a_settled_quorum_is_answered_by_the_prepare() -> None:
     net = Net()
     p1 = net.add(make_proposer("a", req=1), lambda cur: b"x")
     net.carry(p1, p1.start(1))
     net.run()
     assert isinstance(p1.outcome, Chosen) and p1.outcome.value == b"x"
 
-    # CAS expecting "nope": fails, and still proposes (and commits) the current value unchanged.
+    # CAS expecting "nope" fails; every promise shows the same commit and data and nothing in
+    # progress: answered after the prepare (Paxos v2), no propose, no commit.
     net.log.clear()
     p2 = net.add(make_proposer("b", req=1), lambda cur: b"y" if cur == b"nope" else cur)
     net.carry(p2, p2.start(2))
     net.run()
     assert p2.outcome == Chosen(key=K, ballot=p2.ballot, previous=b"x", value=b"x")
-    assert not p2.outcome.changed
-    proposals = [m for _, m in net.log if isinstance(m, Propose)]
-    assert proposals and {m.value for m in proposals} == {b"x"}  # CASSANDRA-12126: never skipped
-    commits = [m for _, m in net.log if isinstance(m, Commit)]
-    assert commits and all(m.noop for m in commits)  # nothing changed: no data write
+    assert not p2.outcome.changed and p2.rounds == 1
+    assert {type(m) for _, m in net.log} == {Prepare, Promise}
     assert all(r.data == (p1.ballot.hlc, b"x") for r in net.replicas.values())  # p1's write stands
+    promised = [r.acceptor.state(K).promised for r in net.replicas.values()]
+    assert sum(b == p2.ballot for b in promised) >= 2  # a quorum promised: nothing below p2 is chosen later
+
+    # A value chosen before the read is in every quorum: p3's change reaches a and b only (c down),
+    # and a read on the quorum {b, c} (they disagree: a full round) must still return it.
+    net.down.add("c")
+    p3 = net.add(make_proposer("a", req=3), lambda cur: b"z")
+    net.carry(p3, p3.start(3))
+    net.run()
+    net.down = {"a"}
+    read = net.add(make_proposer("c", req=4), lambda cur: cur)
+    net.carry(read, read.start(4))
+    net.run()
+    assert read.outcome == Chosen(key=K, ballot=read.ballot, previous=b"z", value=b"z")
+
+
+def test_failed_cas_on_a_quorum_that_disagrees_proposes_the_current_value() -> None:
+    net = Net()
+    net.down.add("c")  # c misses the commit of x
+    p1 = net.add(make_proposer("a", req=1), lambda cur: b"x")
+    net.carry(p1, p1.start(1))
+    net.run()
+    net.down.clear()
+
+    net.down.add("a")  # the quorum is {b, c}: b holds x's commit, c does not
+    net.log.clear()
+    p2 = net.add(make_proposer("b", req=1), lambda cur: b"y" if cur == b"nope" else cur)
+    net.carry(p2, p2.start(2))
+    net.run()
+    assert p2.outcome == Chosen(key=K, ballot=p2.ballot, previous=b"x", value=b"x")
+    proposals = [m for _, m in net.log if isinstance(m, Propose)]
+    commits = [m for _, m in net.log if isinstance(m, Commit)]
+    assert proposals and {m.value for m in proposals} == {b"x"}  # the full round, as CASSANDRA-12126's fix
+    assert any(not m.noop and m.ballot == p1.ballot and m.value == b"x" for m in commits)  # c repaired
+    assert any(m.noop and m.ballot == p2.ballot for m in commits)  # nothing changed: no data write
+    assert net.replicas["c"].data == (p1.ballot.hlc, b"x")
     assert all(r.acceptor.state(K).accepted is None for r in net.replicas.values())
-    assert all(r.acceptor.state(K).promised >= p2.ballot for r in net.replicas.values())
 
 
 # ----------------------------------------------------------- competing rounds
@@ -332,6 +365,31 @@ def test_accepted_but_uncommitted_proposal_is_completed_first() -> None:
     assert chain == [b"X", b"X+1"]
 
 
+def test_every_commit_of_a_chosen_value_writes_the_version_of_the_ballot_that_decided_it() -> None:
+    # c's X is accepted by b and c and committed at c only (c then dies); a's round finds it in
+    # progress at b and finishes it with its own ballot. Every replica's data holds X as one
+    # version, the one of c's ballot, not one per commit: two versions of one value would be
+    # concurrent siblings that anti-entropy has to spread.
+    net = Net()
+    old = Ballot(hlc=3 << 16, node="c")
+    for n in ("b", "c"):
+        net.replicas[n].handle(Prepare(req=9, sender="c", key=K, ballot=old))
+        net.replicas[n].handle(Propose(req=9, sender="c", key=K, ballot=old, value=b"X", origin=old))
+    net.replicas["c"].handle(Commit(req=9, sender="c", key=K, ballot=old, value=b"X", origin=old,
+                                    after=ZERO_BALLOT))
+    net.down.add("c")
+    p = net.add(make_proposer("a", req=1), lambda cur: cur)
+    net.carry(p, p.start(5))
+    net.run()
+    finish = [m for _, m in net.log if isinstance(m, Commit) and m.value == b"X"]
+    assert finish and all(m.ballot > old and m.origin == old for m in finish)  # a's ballot finished it
+    assert p.outcome == Chosen(key=K, ballot=p.ballot, previous=b"X", value=b"X")
+    net.down.clear()
+    net.deliver("c", finish[0])
+    for r in net.replicas.values():
+        assert set(r.applied) == {(old, b"X")} and r.data == (old.hlc, b"X"), r.node
+
+
 def test_older_commit_is_repaired_and_newest_commit_wins_over_stale_data() -> None:
     p = make_proposer("a")
     ballot = sends(p.start(100))[0].msg.ballot
@@ -374,11 +432,13 @@ def test_commit_at_the_same_hlc_from_another_node_starts_a_higher_round() -> Non
 
 # ----------------------------------------------------------- refused proposals
 
-def _to_propose(p: PaxosProposer, value: bytes) -> Ballot:
+def _to_propose(p: PaxosProposer, value: bytes | None, b_committed: Proposal | None = None) -> Ballot:
+    """Bring ``p`` to propose ``value`` on an empty key; ``b_committed``: a commit b's promise shows
+    and a's lacks (a no-op then takes the full round: the promises do not settle it)."""
     ballot = sends(p.start(1))[0].msg.ballot
     for n in ("a", "b"):
-        p.step(Promise(req=1, sender=n, key=K, ballot=ballot, accepted=None, committed=None,
-                       current_hlc=0, current=None))
+        p.step(Promise(req=1, sender=n, key=K, ballot=ballot, accepted=None,
+                       committed=b_committed if n == "b" else None, current_hlc=0, current=None))
     assert p.phase is Phase.DECIDE
     p.decided(value)
     return ballot
@@ -474,12 +534,9 @@ def test_held_change_whose_instance_was_closed_with_another_value_is_decided_aga
     theirs = Proposal(ballot=high, value=b"w", origin=high, after=ZERO_BALLOT)
     out = _promises_showing(p, b2, theirs)
     assert out == [Decide(key=K, current=b"w")]
-    out = p.decided(b"w")  # a failed CAS: now an ordinary no-op, the held proposal is dead
-    for n in ("b", "c"):
-        out = p.step(Accepted(req=1, sender=n, key=K, ballot=b2))
-    assert all(isinstance(s.msg, Commit) and s.msg.noop for s in sends(out))
-    for n in ("b", "c"):
-        out = p.step(CommitAck(req=1, sender=n, key=K, ballot=b2))
+    # A failed CAS: now an ordinary no-op (the held proposal is dead), and the quorum agrees on
+    # the rival's commit and data: answered by the prepare.
+    out = p.decided(b"w")
     assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=b"w", value=b"w"))]
 
 
@@ -556,7 +613,7 @@ def test_acceptor_says_maybe_accepted_only_when_it_cannot_prove_otherwise() -> N
 
 def test_noop_refused_by_a_quorum_is_retried() -> None:
     p = make_proposer()
-    b = _to_propose(p, None)  # current is None: a read
+    b = _to_propose(p, None, b_committed=Proposal(ballot=Ballot(hlc=1, node="z"), value=None))  # a read
     high = Ballot(hlc=b.hlc + 1, node="z")
     p.step(Accepted(req=1, sender="a", key=K, ballot=b))
     p.step(Nack(req=1, sender="b", key=K, ballot=b, phase=NackPhase.PROPOSE, promised=high))
@@ -745,6 +802,18 @@ def _pack(body: object) -> bytes:
 def test_decode_rejects_garbage_with_a_typed_error(frame: bytes) -> None:
     with pytest.raises(PaxosCodecError):
         decode(frame)
+
+
+def test_a_decoded_electorate_is_built_once_and_a_bad_one_is_refused_every_time() -> None:
+    good = _pack([1, 1, "a", b"k", [1, "n"], [["a", "b", "c"], 2]])
+    first, second = decode(good), decode(good)
+    assert isinstance(first, Prepare) and isinstance(second, Prepare)
+    assert first.electorate == Electorate(("a", "b", "c"), 2) and first.electorate is second.electorate
+    for _ in range(2):  # the checks run on every frame that names an electorate not seen valid
+        with pytest.raises(PaxosCodecError):
+            decode(_pack([1, 1, "a", b"k", [1, "n"], [["a", "b", "c"], 1]]))
+    assert electorate(("b", "c", "a")) is electorate(("b", "c", "a")) == electorate(["c", "a", "b"])
+    assert electorate(("b", "c", "a")) == Electorate(("a", "b", "c"), 2)
 
 
 def test_decode_rejects_random_bytes_only_with_a_typed_error() -> None:

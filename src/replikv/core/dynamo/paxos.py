@@ -18,13 +18,29 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
 - Commit(b, v): if b is newer than the most recent commit, record it, forget
   an accepted proposal at or below b, raise promised to b (a stale proposal
   below a commit is refused from now on; promising more is always safe) and
-  ask the driver to write v into its data with hlc = b.hlc (``ApplyCommit``).
-  Always acknowledged.
+  ask the driver to write v into its data as the version of the ballot that
+  decided v (``ApplyCommit``: its origin, b itself unless the round finished
+  another's proposal; b for a commit without provenance). Always acknowledged.
+  Why the origin: one chosen value may be committed by several rounds (its
+  own, and a rival that found it accepted and finished it while the first
+  commit was on its way), each at its own ballot. Written as the version of
+  each committing ballot, the copies are different versions of one value:
+  replicas that applied one and then a later commit over it hold the other as
+  a concurrent sibling once it arrives, which only anti-entropy evens out
+  (the simulator, seed 40046 --nodes 5 --paxos: the replicas still differed
+  1 s after healing). Written as the origin's version, every commit of the
+  value writes the same one (the driver applies it once). The data's HLCs
+  still follow the chain: a value decided after commit c was decided by a
+  round whose promises showed c, so its origin's HLC is above c's ballot's
+  (the proposer starts over unless its ballot is above every HLC its
+  promises show, below), hence above the origin of c's value. During a rolling
+  upgrade a node of an older version writes the committing ballot's version:
+  copies again, as before, for anti-entropy.
 - The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
   the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
   quorum of acks means a quorum of replicas holds the value.
 
-Proposer (``PaxosProposer``), one per operation, four round trips:
+Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-op: one):
 1. PREPARE with a ballot above every ballot and HLC it has seen. Any Nack:
    back off a random number of ticks (injected ``random.Random``) and retry.
 2. On a quorum of promises:
@@ -40,14 +56,16 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
    - replicas whose most recent commit is older than the newest one get that
      commit again (repair, not waited for).
    - the current value is the newest, by HLC, of the replicas' data and the
-     newest commit. (Cassandra reads the data only; the commit is included
+     newest commit (at the HLC of the version it writes, its origin's). (Cassandra reads the data only; the commit is included
      because a crash between ``Persist`` and ``ApplyCommit`` would otherwise
      hide a chosen value.)
-   - ``Decide(current)``: the caller answers ``decided(value)``. EVERY round
-     proposes something: a failed CAS or a SERIAL read proposes the current
-     value unchanged (Cassandra skipped that proposal, CASSANDRA-12126, fixed
-     by committing an empty update). Such a no-op's commit is not recorded
-     (nothing changed), so it does not close the instance for good: a
+   - ``Decide(current)``: the caller answers ``decided(value)``. A round whose
+     value is the one it read (a failed CAS, a SERIAL read: a no-op) ends here,
+     ``Chosen`` with that value, when its promises settle it (below, "No-ops
+     answered by the prepare"); otherwise it proposes the current value
+     unchanged (Cassandra v1 skipped that proposal without such a check,
+     CASSANDRA-12126, fixed by committing an empty update). A no-op's commit
+     is not recorded (nothing changed), so it does not close the instance for good: a
      proposal accepted only outside the round's quorums (a delayed Propose)
      can still be finished by a later round after the read answered. That
      is still linearizable: the proposal's ballot is below this round's, so
@@ -56,6 +74,34 @@ Proposer (``PaxosProposer``), one per operation, four round trips:
      unanswered or answered "may still be applied" (a proposer that may
      have left its change at an acceptor holds it until a recorded commit
      settles it, below); so it is linearized after the read.
+   No-ops answered by the prepare (as Cassandra's Paxos v2, CASSANDRA-17164,
+   answers a SERIAL read or a failed condition from the prepare round when its
+   promises agree; the same rule as Charapko et al., "Linearizable Quorum Reads
+   in Paxos", HotStorage 2019: a quorum that agrees, with nothing accepted
+   above it, needs no further phase): when the quorum's promises show nothing in progress, no
+   held change of this operation (``_mine``, below), and all report the same
+   most recent commit and the same data, no older than that commit's version
+   (``_read_settled``), a no-op is answered right after ``decided`` with no
+   propose or commit. Why that is linearizable (Lamport, "Paxos Made Simple"
+   §2.2, P2c: an acceptor that promised b accepts nothing numbered below b):
+   (a) every value chosen before the quorum promised is in every quorum's
+   promises, as an accepted proposal (then it is in progress and the round
+   finishes it instead) or as a recorded commit at or above it; so the value
+   read is the newest chosen one; (b) once the quorum promised b, no proposal
+   below b can reach a quorum of accepts, so every value chosen afterwards is
+   chosen at a ballot above b, by a round whose operation ends after this
+   one's promises formed, or it completes a proposal accepted only outside
+   this quorum whose operation is unanswered or answered "may still be
+   applied" (a held change is settled by a recorded commit, below); either
+   way it is linearized after this read. That is the same argument as for a
+   no-op that proposes (its propose and unrecorded commit leave the acceptors
+   as its prepare did, promised b and nothing accepted, when they arrive;
+   a delayed proposal outside the quorum is finished later either way).
+   (c) Every member of the promise quorum holds the value in its data and the
+   commit behind it, so a later QUORUM read (which meets that quorum) sees
+   it, as after a proposing round's commit acks. A quorum that disagrees
+   (a replica missing the newest commit, a lost ``ApplyCommit``) takes the
+   full round, whose commit repair and no-op commit settle it, as before.
 3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
    acks -> ``Done(Chosen(...))``.
    Refusals while proposing: when the proposal is the caller's change (not a
@@ -153,6 +199,7 @@ Membership changes (``membership.py``) move a key's acceptors too:
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -220,7 +267,9 @@ class Persist:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyCommit:
-    """Write ``value`` (None: delete) into the data store with hlc = ballot.hlc."""
+    """Write ``value`` (None: delete) into the data store as the version of ``ballot`` (hlc =
+    ballot.hlc, origin = ballot.node): the ballot that decided the value (the module docstring,
+    Commit), the same for every commit of one chosen value."""
 
     key: bytes
     ballot: Ballot
@@ -331,7 +380,13 @@ def merge_states(mine: AcceptorState, theirs: AcceptorState) -> AcceptorState:
 
 def electorate(participants: Iterable[str], pending: int = 0) -> Electorate:
     """The electorate of a round among ``participants``, ``pending`` of them a change's new
-    owners (``paxos_quorum``)."""
+    owners (``paxos_quorum``). Every acceptor step of a Prepare or Propose and every round asks
+    for it: the few distinct ones (a ring's replica sets) are built once (``_electorate_of``)."""
+    return _electorate_of(participants if type(participants) is tuple else tuple(participants), pending)
+
+
+@functools.lru_cache(maxsize=4096)
+def _electorate_of(participants: tuple[str, ...], pending: int) -> Electorate:
     members = tuple(sorted(participants))
     return Electorate(members, paxos_quorum(len(members), pending))
 
@@ -395,7 +450,8 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                                 committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
                                                    after=msg.after))
             return new, [Persist(key=msg.key, state=new),
-                         ApplyCommit(key=msg.key, ballot=msg.ballot, value=msg.value), ack_c]
+                         ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
+                                     value=msg.value), ack_c]
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
 
@@ -445,6 +501,20 @@ class PaxosAcceptor:
 
 
 # ---------------------------------------------------------------- proposer
+
+def _read_settled(promises: list[Promise], newest: Proposal | None) -> bool:
+    """Whether a quorum's promises, with nothing in progress among them, settle a round that
+    proposes the value it read (a failed CAS, a SERIAL read) without its propose and commit
+    phases (module docstring, "No-ops answered by the prepare"): every promise reports the same
+    most recent commit and the same data, and that data is at least as new as the commit (its
+    ``ApplyCommit`` was not lost), so the value read is the one every member of the quorum holds."""
+    first = promises[0]
+    commit = newest.ballot if newest is not None else None
+    if newest is not None and newest.decided_at.hlc > first.current_hlc:
+        return False
+    return all((p.committed.ballot if p.committed is not None else None) == commit
+               and p.current_hlc == first.current_hlc and p.current == first.current for p in promises)
+
 
 class PaxosProposer:
     """One Paxos operation on one key, coordinated by ``node`` (see the module
@@ -514,6 +584,7 @@ class PaxosProposer:
         self._after: Ballot | None = ZERO_BALLOT  # the newest commit this round's promises showed
         self._origin = ZERO_BALLOT  # the ballot that decided the value this round proposes
         self._preempted: Preempted | None = None  # the first refusal that left one held
+        self._settled = False  # this round's promises settle a no-op without proposing (_read_settled)
         self._previous: Value = None
         self._value: Value = None
 
@@ -554,6 +625,8 @@ class PaxosProposer:
         self._value = value
         self._own_change = value != self._previous
         self._proposing_mine = True
+        if self._settled and not self._own_change:  # a failed CAS or a read: answered by the prepare
+            return self._done(Chosen(key=self.key, ballot=self.ballot, previous=value, value=value))
         return self._propose(value, self.ballot)
 
     def step(self, msg: PaxosMsg) -> list[Effect]:
@@ -620,6 +693,7 @@ class PaxosProposer:
         self._finishing = False
         self._own_change = False
         self._proposing_mine = False
+        self._settled = False
         self._previous = self._value = None
         self._deadline = self._now + self.timeout_ticks
         self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
@@ -679,9 +753,10 @@ class PaxosProposer:
         candidates: list[tuple[int, int, bytes]] = [
             (p.current_hlc, p.current is not None, p.current or b"") for p in promises]
         if newest is not None:
-            candidates.append((newest.ballot.hlc, newest.value is not None, newest.value or b""))
+            candidates.append((newest.decided_at.hlc, newest.value is not None, newest.value or b""))
         _, present, data = max(candidates)
         self._previous = data if present else None
+        self._settled = not self._mine and _read_settled(promises, newest)
         self.phase = Phase.DECIDE
         return [*effects, Decide(key=self.key, current=self._previous)]
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -89,10 +89,11 @@ __all__ = [
 Value = bytes | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, order=True)
-class Ballot:
+class Ballot(NamedTuple):
     """A proposal number, totally ordered by ``(hlc, node)``: the HLC makes
-    ballots track time across nodes, the node id breaks ties."""
+    ballots track time across nodes, the node id breaks ties. A named tuple: built
+    (several per message decoded) and compared (``max``, ``<``) in C, with the order and
+    hash of the ``(hlc, node)`` tuple, as the frozen dataclass it replaces had."""
 
     hlc: int
     node: str
@@ -336,9 +337,13 @@ def _value(x: object, what: str) -> Value:
 
 
 def _ballot(x: object, what: str) -> Ballot:
-    if type(x) is not list or len(x) != 2:
-        raise PaxosCodecError(f"{what}: expected [hlc, node]")
-    return Ballot(hlc=_int(x[0], what), node=_str(x[1], what))
+    """``[hlc, node]``: an integer in [0, 2**63) and a string (the checks of ``_int`` and
+    ``_str``, in line: several ballots a message)."""
+    if type(x) is list and len(x) == 2:
+        hlc, node = x
+        if type(hlc) is int and 0 <= hlc < _I64 and type(node) is str:
+            return Ballot(hlc, node)
+    raise PaxosCodecError(f"{what}: expected [hlc, node], an integer in [0, 2**63) and a string")
 
 
 def _opt_ballot(x: object, what: str) -> Ballot | None:
@@ -350,8 +355,8 @@ def _proposal(x: object, what: str) -> Proposal | None:
         return None
     if type(x) is not list or len(x) not in (3, 5):
         raise PaxosCodecError(f"{what}: expected [hlc, node, value(, origin, after)] or nil")
-    return Proposal(ballot=Ballot(hlc=_int(x[0], what), node=_str(x[1], what)),
-                    value=_value(x[2], what), origin=_opt_ballot(x[3], what) if len(x) == 5 else None,
+    return Proposal(ballot=_ballot(x[:2], what), value=_value(x[2], what),
+                    origin=_opt_ballot(x[3], what) if len(x) == 5 else None,
                     after=_opt_ballot(x[4], what) if len(x) == 5 else None)
 
 
@@ -370,10 +375,33 @@ _LENGTHS: dict[int, tuple[int, ...]] = {  # the optional last field: an electora
     _NACK: (8, 9)}
 
 
+_ELECTORATES: dict[tuple[tuple[str, ...], int], Electorate] = {}  # decoded and checked already
+_ELECTORATES_MAX = 1024  # a bound: a peer cycling through electorates only costs the checks again
+
+
 def _electorate(body: list[Any], at: int) -> Electorate | None:
+    """The optional electorate field at ``at``. A frame names one of the few electorates of the
+    ring (its replica sets), so each is checked and built once and then looked up: the key is
+    built only from a list of strings and an int, so it is hashable."""
     if len(body) <= at:
         return None
     x = body[at]
+    if type(x) is list and len(x) == 2 and type(x[0]) is list and type(x[1]) is int:
+        names = x[0]
+        if all(type(m) is str for m in names):
+            key = (tuple(names), x[1])
+            known = _ELECTORATES.get(key)
+            if known is not None:
+                return known
+            e = _checked_electorate(x)
+            if len(_ELECTORATES) >= _ELECTORATES_MAX:
+                _ELECTORATES.clear()
+            _ELECTORATES[key] = e
+            return e
+    return _checked_electorate(x)
+
+
+def _checked_electorate(x: Any) -> Electorate:
     if (type(x) is not list or len(x) != 2 or type(x[0]) is not list or not x[0]
             or not all(type(m) is str and m for m in x[0])):
         raise PaxosCodecError("electorate: expected [[node, ...], quorum]")
