@@ -201,8 +201,18 @@ class KeyedStore(CrdtStore):
         ``_put_fast``; otherwise ``seen`` is the exact closure and everything takes
         ``_apply_one``."""
         if seen is None:
-            if mut[0] == "put" and self._put_fast(key, mut, origin, hlc, hlc, {**bctx, origin: hlc}, i):
-                return
+            if mut[0] == "put":
+                ks = self.data.get(key) if self.inline_puts else None
+                one = None if ks is None else ks.one
+                if one is not None and one[1] <= (hlc if one[0] == origin else bctx.get(one[0], 0)) \
+                        and not self.hints and not ks.set and not ks.hash and not ks.lst:  # type: ignore[union-attr]
+                    # the commonest put, inline (as CrdtStore.apply_muts does it): over a key a put
+                    # wrote last, whose entry this one observes (the vv's get, without building it)
+                    ks.one = (origin, hlc, i, hlc, bytes(mut[2]),  # type: ignore[union-attr]
+                              None if mut[3] is None else int(mut[3]))
+                    return
+                if self._put_fast(key, mut, origin, hlc, hlc, {**bctx, origin: hlc}, i):
+                    return
 
             def seen(o: str, s: int) -> bool:
                 return s <= bctx.get(o, 0) or (s == hlc and o == origin)
@@ -238,14 +248,15 @@ class KeyedStore(CrdtStore):
             had = mine.get(origin, 0)
             if had >= hlc:
                 continue  # this write (or a later one of its origin) is here already
-            lacks = False  # the base: a plain loop, not any() over a generator (one per key per delta)
-            for o, s in bctx.items():
-                if mine.get(o, 0) < s:
-                    lacks = True
-                    break
-            if lacks:
-                missing.append(key)
-                continue
+            if mine != bctx:  # (equal: the common case, the base held exactly, one C-level compare)
+                lacks = False  # the base: a plain loop, not any() over a generator (one per key per delta)
+                for o, s in bctx.items():
+                    if mine.get(o, 0) < s:
+                        lacks = True
+                        break
+                if lacks:
+                    missing.append(key)
+                    continue
             if len(muts) == 1 and muts[0][0] == "put" and self._put_fast(key, muts[0], origin, hlc, hlc, bctx):
                 self._written(key, origin, hlc, now_ms)  # a SET: the short way (class docstring)
                 return [key], missing
