@@ -338,15 +338,24 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                     alive: set[str], stand_ins: tuple[str, ...], now: int, now_us: int) -> None:
         """An ordinary write this node coordinates, its replicas and level checked: translated from
         this replica's state, applied here and sent to the others (``Replica.write``)."""
-        muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
-        data = encode_reply(reply, conn.resp3)
-        if not muts:
-            conn.reply_bytes(data)
+        translated = self._translate(conn, argv, now)
+        if translated is None:
             return
+        muts, data = translated
         req = next(self._reqs)
         self.stats["writes_coordinated"] += 1
         self._start(conn, req, Pending(conn, data), self.replica.write(
             req, muts, self.hlc.now(now), replicas, needed, alive, stand_ins, now, now_us))
+
+    def _translate(self, conn: ClientConnection, argv: list[bytes], now: int) -> tuple[list[Any], bytes] | None:
+        """A write's mutations, from this replica's state of its keys, and its reply; a command
+        that makes none (a refusal, an error) is answered here and gives None."""
+        muts, reply = translate(self.store, argv, now, self.rng, NAME)
+        data = encode_reply(reply, conn.resp3)
+        if not muts:
+            conn.reply_bytes(data)
+            return None
+        return muts, data
 
     def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
         """A pipelined run of plain ``SET key value`` (``BaseRunner.execute_batch``), each command
@@ -376,7 +385,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         level = str(conn.write_level)
         if spec.name != "set" or level == "serial" or self.disk_error is not None:
             return 0
-        replica, store, rng, resp3 = self.replica, self.store, self.rng, conn.resp3
+        replica = self.replica
         ms, me, alive = replica.membership, self.id, self._alive()
         now, now_us = wall_ms(), _now_us()
         gathered = self._run_changed = {}
@@ -402,11 +411,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                 elif self.disk_error is not None:
                     self._write_one(conn, argv)
                     continue
-                muts, reply = translate(store, argv, now, rng, NAME)  # a refusal or error: no muts
-                data = encode_reply(reply, resp3)
-                if not muts:
-                    conn.reply_bytes(data)
+                translated = self._translate(conn, argv, now)
+                if translated is None:
                     continue
+                muts, data = translated
                 entry = batches.get(cleared[1])
                 if entry is None:
                     needed = cleared[0]

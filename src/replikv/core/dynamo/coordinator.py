@@ -263,7 +263,7 @@ class Coordinator:
         spare = [s for s in stand_ins if s in up and s not in replicas and s != node] if not everyone else []
         if states is None and not (delta and everyone):
             states = self._take(keys)
-        acks = 1 if node in replicas else 0  # done_at_once
+        acks = 1 if node in replicas else 0  # its own replica's ack: ``done_at_once`` is this count >= needed
         pending: dict[str, str] = {}
         out: list[Effect] = []
         # one message for every replica (frozen, so shared): the same write to each

@@ -180,6 +180,8 @@ class WriteBatch:
     muts: list[Any] = field(default_factory=list)
     before: dict[bytes, dict[str, int]] = field(default_factory=dict)
     keys: dict[bytes, None] = field(default_factory=dict)
+
+
 Decider = Callable[[bytes | None], bytes | None]  # the current value -> the value to propose
 
 
