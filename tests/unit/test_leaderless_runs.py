@@ -10,12 +10,16 @@ the peers faked).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from replikv.core.dynamo import messages as dm
+from replikv.core.dynamo.replica import Replica
+from replikv.core.dynamo.ring import Ring
 from replikv.core.resp import encode_command
 from replikv.runtime.leaderless import LeaderlessRunner
 from tests.unit.test_pipelined_runs import Client, offline_node
@@ -136,7 +140,10 @@ def test_a_run_that_waits_for_replicas_arms_the_timer_once(make_client) -> None:
     arms = counted(node, "_arm_timer")
     piped.conn.data_received(b"".join(encode_command(["SET", f"k{i}", "v"]) for i in range(8)))
     node.loop.run()  # type: ignore[attr-defined]
-    assert len(node.pending) == waiting + 8 and len(arms) == 1  # eight writes wait, one arming (the first's)
+    # the eight SETs (one replica set) are one write: one request waits, holding the eight replies
+    assert len(node.pending) == waiting + 1 and len(arms) == 1  # one arming (the first's)
+    (batch,) = [p for p in node.pending.values() if p.slots is not None]
+    assert len(batch.slots) == 8 and [data for _, data in batch.slots] == [b"+OK\r\n"] * 8
     first = min(node.coord.speculative_threshold_us(), node.coord.timeout_us)
     assert arms == [[100.0 + first / 1e6]]
 
@@ -150,3 +157,31 @@ def test_a_runs_placement_checks_run_once_per_distinct_placement(make_client) ->
     assert len(piped_needed) == len(placements) < len(RUN)  # once per placement, not per SET
     assert piped.node.sm.data == alone.node.sm.data
     assert piped.node.stats["writes_coordinated"] == alone.node.stats["writes_coordinated"]
+
+
+def test_a_runs_sets_are_one_write_to_each_replica_and_their_replies_wait_for_its_level(make_client) -> None:
+    """One dot for the run's SETs of one replica set: one WAL entry, one delta to each other replica
+    (every mutation, in order), one request; at QUORUM the twelve replies wait for one replica's
+    ack of it, then leave in order; a replica that applies the delta holds what this node does."""
+    piped = make_client()
+    assert piped.send(["CONSISTENCY", "WRITE", "quorum"]) == ["OK"]
+    node = piped.node
+    sent, logged = len(node.transport.sent), node.wal.last_index
+    piped.conn.data_received(b"".join(encode_command(c) for c in RUN))
+    node.loop.run()  # type: ignore[attr-defined]
+    assert piped.transport.written == []  # every reply waits for the level
+    assert node.wal.last_index == logged + 1  # one WAL entry
+    puts = {to: dm.decode(frame) for to, frame in node.transport.sent[sent:]}
+    assert sorted(puts) == ["n2", "n3"] and puts["n2"] == puts["n3"]
+    put = puts["n2"]
+    assert isinstance(put, dm.Put) and put.delta and len(node.pending) == 1
+    n2 = Replica("n2", Ring(["n1", "n2", "n3"], 3, node.options.vnodes), conflicts="lww", timeout_us=10**9,
+                 rng=random.Random(1), ae_interval_ms=0)
+    n2.step("n1", dm.Hello(features=(dm.FEATURE_PUT_MUT,)), 0, 0)
+    n2.step("n1", put, 1, 1000)
+    assert {k: n2.store.key_blob(k) for k in n2.store.stored_keys()} == {
+        k: node.store.key_blob(k) for k in n2.store.stored_keys()} and len(n2.store.ctx) == 5
+    node._on_frame("n2", dm.encode(dm.PutAck(req=put.req, ok=True)))
+    piped.parser.feed(b"".join(piped.transport.written))
+    assert piped.parser.replies() == ["OK"] * len(RUN)
+    assert not node.pending or all(p.slots is None for p in node.pending.values())

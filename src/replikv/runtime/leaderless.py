@@ -63,12 +63,12 @@ from replikv.config import PEER_PORT_OFFSET, ClusterConfig, ConfigError, NodeAdd
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.coordinator import level_count, needed_acks, stand_ins_matter
+from replikv.core.dynamo.coordinator import done_at_once, level_count, needed_acks, stand_ins_matter
 from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
-from replikv.core.dynamo.replica import Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteDone
+from replikv.core.dynamo.replica import Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteBatch, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
@@ -99,12 +99,14 @@ def _now_us() -> int:
 class Pending:
     """A client request waiting for its replicas: where its reply goes and how to make it."""
 
-    __slots__ = ("conn", "slot", "data", "render")
+    __slots__ = ("conn", "slot", "data", "render", "slots")
 
     def __init__(self, conn: ClientConnection, data: bytes = b"",
                  render: Callable[[], Any] | None = None) -> None:
         self.conn, self.data, self.render = conn, data, render
         self.slot: Slot | None = None  # taken when the reply cannot be given at once
+        # a run's batch (``_write_run``): each write's reply position and reply, taken as it ran
+        self.slots: list[tuple[Slot, bytes]] | None = None
 
 
 class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
@@ -336,53 +338,105 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                     alive: set[str], stand_ins: tuple[str, ...], now: int, now_us: int) -> None:
         """An ordinary write this node coordinates, its replicas and level checked: translated from
         this replica's state, applied here and sent to the others (``Replica.write``)."""
-        muts, reply = translate(self.store, argv, now, self.rng, NAME)  # a refusal or error: no muts
-        data = encode_reply(reply, conn.resp3)
-        if not muts:
-            conn.reply_bytes(data)
+        translated = self._translate(conn, argv, now)
+        if translated is None:
             return
+        muts, data = translated
         req = next(self._reqs)
         self.stats["writes_coordinated"] += 1
         self._start(conn, req, Pending(conn, data), self.replica.write(
             req, muts, self.hlc.now(now), replicas, needed, alive, stand_ins, now, now_us))
 
+    def _translate(self, conn: ClientConnection, argv: list[bytes], now: int) -> tuple[list[Any], bytes] | None:
+        """A write's mutations, from this replica's state of its keys, and its reply; a command
+        that makes none (a refusal, an error) is answered here and gives None."""
+        muts, reply = translate(self.store, argv, now, self.rng, NAME)
+        data = encode_reply(reply, conn.resp3)
+        if not muts:
+            conn.reply_bytes(data)
+            return None
+        return muts, data
+
     def _write_run(self, conn: ClientConnection, spec: Any, run: list[list[bytes]]) -> int:
         """A pipelined run of plain ``SET key value`` (``BaseRunner.execute_batch``), each command
-        as ``_write_one`` runs it, with what is the same for the whole run taken once: the
-        connection's level, the alive set (no peer connects or drops while the run executes: the
-        transport calls back from the loop, and the run sends nothing), and one clock reading (the
-        commands arrived in one read). A command that is not the common case here (a key this node
-        does not coordinate: forwarded; a replica believed down: stand-ins; the disk guard) takes
-        ``_write_one`` itself, in its place, so the replies keep the run's order. The placement
-        checks (coordinated here, no stand-in matters, the level's count reachable) read only the
-        key's placement, the level and the alive set: they run once per distinct placement of the
-        run (a few: the ring's replica sets), a placement that passed is not checked again. Not at
-        WRITE SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
+        checked as ``_write_one`` checks it, with what is the same for the whole run taken once:
+        the connection's level, the alive set (no peer connects or drops while the run executes:
+        the transport calls back from the loop, and the run sends nothing), and one clock reading
+        (the commands arrived in one read). A command that is not the common case here (a key
+        this node does not coordinate: forwarded; a replica believed down: stand-ins; the disk
+        guard) takes ``_write_one`` itself, in its place, so the replies keep the run's order.
+        The placement checks (coordinated here, no stand-in matters, the level's count
+        reachable) read only the key's placement, the level and the alive set: they run once per
+        distinct placement of the run (a few: the ring's replica sets), a placement that passed
+        is not checked again.
+
+        The run's SETs of one placement that passed become one write of this node (one dot, one
+        WAL entry, one delta to the other replicas, one request the coordinator tracks, one ack
+        per replica: ``Replica.begin_batch`` / ``batch_add`` / ``end_batch``), as multi-leader
+        joins a loop iteration's writes into one op. Each SET is translated against the store as
+        the run's earlier ones left it and applied at once, so replies and data are those of the
+        SETs one by one. Each SET's reply is placed as it runs: held until the WAL commit when
+        the batch is done at once (``done_at_once``: ONE), else in a slot the batch's
+        ``WriteDone`` resolves, so the level holds per SET (it holds for the batch, which holds
+        every SET of it) and a refused or forwarded command keeps its place. A replica that does
+        not ack gets a hint of every key of the batch. The batches end (are logged and shipped)
+        when the run does, before anything else steps the replica (``begin_batch``'s rule). Not
+        at WRITE SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
         level = str(conn.write_level)
         if spec.name != "set" or level == "serial" or self.disk_error is not None:
             return 0
-        ms, me, alive = self.replica.membership, self.id, self._alive()
+        replica = self.replica
+        ms, me, alive = replica.membership, self.id, self._alive()
         now, now_us = wall_ms(), _now_us()
         gathered = self._run_changed = {}
-        known: dict[tuple[tuple[str, ...], int, bool], int] = {}  # a placement cleared here -> its needed acks
+        # a placement cleared here -> its needed acks and its batch's key (the replica set, sorted: the
+        # ring's orders of one set share a batch, and with it a delta and an ack per replica)
+        known: dict[tuple[tuple[str, ...], int, bool], tuple[int, tuple[tuple[str, ...], int]]] = {}
+        # a batch's key -> the batch, its needed acks and the replies that wait for it (None: done at once)
+        batches: dict[tuple[tuple[str, ...], int], tuple[WriteBatch, int, list[tuple[Slot, bytes]] | None]] = {}
+        writes = 0
         try:
             for argv in run:
                 placed = ms.write_placement(argv[1])
                 replicas, pending, mine = placed
-                needed = known.get(placed)
-                if needed is None:  # the checks once per placement: they read only it, the level and alive
+                cleared = known.get(placed)
+                if cleared is None:  # the checks once per placement: they read only it, the level and alive
                     if not mine or stand_ins_matter(me, replicas, alive) or self.disk_error is not None:
                         self._write_one(conn, argv)
                         continue
                     needed = self._needed(conn, level, replicas, "write", (), pending, alive)
                     if needed is None:
                         continue
-                    known[placed] = needed
+                    cleared = known[placed] = (needed, (tuple(sorted(replicas)), pending))
                 elif self.disk_error is not None:
                     self._write_one(conn, argv)
                     continue
-                self._coordinate(conn, argv, replicas, needed, alive, (), now, now_us)
+                translated = self._translate(conn, argv, now)
+                if translated is None:
+                    continue
+                muts, data = translated
+                entry = batches.get(cleared[1])
+                if entry is None:
+                    needed = cleared[0]
+                    entry = batches[cleared[1]] = (replica.begin_batch(self.hlc.now(now), replicas, now), needed,
+                                                   None if done_at_once(me, replicas, needed) else [])
+                replica.batch_add(entry[0], muts)
+                writes += 1
+                if entry[2] is None:
+                    self.hold_until_commit(conn, data)
+                else:
+                    entry[2].append((conn.slot(), data))
         finally:
+            self.stats["writes_coordinated"] += writes
+            for batch, needed, waiting in batches.values():
+                req = next(self._reqs)
+                effects = replica.end_batch(batch, req, needed, alive, now_us)
+                if waiting is None:  # done at once: the replies are held for the WAL commit already
+                    self._run(effects)
+                else:
+                    p = Pending(conn)
+                    p.slots = waiting
+                    self._start(conn, req, p, effects)
             self._run_changed, self._run_armed = None, False
             if gathered:
                 self._changed(tuple(gathered))
@@ -396,7 +450,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self.pending[req] = pending
         self._run(effects)
         if req in self.pending:
-            pending.slot = conn.slot()
+            if pending.slots is None:  # a run's batch has its writes' slots already
+                pending.slot = conn.slot()
             if not self._run_armed:
                 self._run_armed = self._run_changed is not None
                 first = min(self.coord.speculative_threshold_us(), self.coord.timeout_us)
@@ -627,17 +682,29 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         p = self.pending.pop(done.req, None)
         if p is None:
             return
+        if p.slots is not None:  # a run's batch (``_write_run``): every write of it ends as the batch did
+            if done.ok:
+                for slot, data in p.slots:
+                    slot.resolve(data)
+                return
+            self.stats["writes_failed"] += len(p.slots)
+            err = self._write_failed(done, p.conn)
+            for slot, _ in p.slots:
+                self._answer_at(p.conn, slot, err)
+            return
         if not done.ok:
             self.stats["writes_failed"] += 1
-            err = encode_reply(RespError(
-                f"NOREPLICAS write reached {done.acks} of {done.needed} replicas within "
-                f"{self.options.ack_timeout_ms} ms ({done.hinted} hinted); it is applied on those and may "
-                "still reach the others"), p.conn.resp3)
-            self._answer(p, err)
+            self._answer(p, self._write_failed(done, p.conn))
         elif p.slot is None:  # done at once: the reply still waits for this node's WAL commit
             self.hold_until_commit(p.conn, p.data)
         else:
             p.slot.resolve(p.data)
+
+    def _write_failed(self, done: WriteDone, conn: ClientConnection) -> bytes:
+        return encode_reply(RespError(
+            f"NOREPLICAS write reached {done.acks} of {done.needed} replicas within "
+            f"{self.options.ack_timeout_ms} ms ({done.hinted} hinted); it is applied on those and may "
+            "still reach the others"), conn.resp3)
 
     def _read_done(self, done: ReadDone) -> None:
         p = self.pending.pop(done.req, None)
@@ -654,16 +721,19 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self._answer(p, data)
 
     def _answer(self, p: Pending, data: bytes) -> None:
+        self._answer_at(p.conn, p.slot, data)
+
+    def _answer_at(self, conn: ClientConnection, slot: Slot | None, data: bytes) -> None:
         if self.entries:  # the reply may rest on entries not yet written (a Paxos commit here): after them
-            if p.slot is None:
-                self.hold_until_commit(p.conn, data)
+            if slot is None:
+                self.hold_until_commit(conn, data)
             else:
-                self.flush_waiters.append((p.slot, data))
+                self.flush_waiters.append((slot, data))
             self._schedule_flush()
-        elif p.slot is None:
-            p.conn.reply_bytes(data)
+        elif slot is None:
+            conn.reply_bytes(data)
         else:
-            p.slot.resolve(data)
+            slot.resolve(data)
 
     def _flush(self) -> None:
         """Commit this iteration's WAL entries, release the replies they made durable, then send."""

@@ -59,6 +59,8 @@ from replikv.core.crdt.vv import merge
 __all__ = ["Delta", "KeyedStore", "decode_delta", "write_delta"]
 
 
+_EMPTY: dict[str, int] = {}  # the context of a key not held (read only)
+
 # one packer for every delta (``msgpack.packb`` makes a new one per call); packing is synchronous
 _pack = msgpack.Packer(use_bin_type=True).pack
 
@@ -162,6 +164,61 @@ class KeyedStore(CrdtStore):
             self._written(key, origin, hlc, now_ms)
         return changed
 
+    def write_more(self, origin: str, hlc: int, muts: Sequence[Mut], start: int,
+                   before: dict[bytes, dict[str, int]], now_ms: int) -> list[bytes]:
+        """Mutations ``start, start + 1, ...`` of a write ``(origin, hlc)`` this replica coordinates
+        whose mutations below ``start`` are applied already: one write made of several client
+        writes, each translated against the state the earlier ones left (``Replica.batch_add``).
+        ``before`` maps each key the write touched so far to its context just before the write; a
+        key first touched here gets a copy of its context now. Returns the keys touched, in
+        first-touch order.
+
+        The outcome is ``apply_write(origin, hlc, <all the mutations>)``'s on the state before the
+        write (what a replay of its WAL entry does): mutation ``i`` observes the entries
+        ``before[key]`` covers and the write's own (``seen``); here that is ``{**before[key],
+        origin: hlc}`` as a vv, exactly, since this replica's context covers every entry it
+        holds, so it holds no entry of ``origin`` for the key between ``before[key][origin]`` and
+        ``hlc`` (``_apply_observed``)."""
+        ctx = self.ctx
+        touched: dict[bytes, None] = {}
+        for i, mut in enumerate(muts, start):
+            key = bytes(mut[1])
+            bctx = before.get(key)
+            if bctx is None:
+                bctx = before[key] = dict(ctx.get(key, _EMPTY))
+            self._apply_observed(key, mut, origin, hlc, i, bctx, None)
+            touched[key] = None
+        for key in touched:
+            self._written(key, origin, hlc, now_ms)
+        return list(touched)
+
+    def _apply_observed(self, key: bytes, mut: Mut, origin: str, hlc: int, i: int, bctx: Mapping[str, int],
+                        seen: Any) -> None:
+        """Mutation ``i`` of the write ``(origin, hlc)`` to ``key``, observing what ``bctx`` covers
+        and the write's own entries. ``seen`` None: no entry of ``origin`` between
+        ``bctx[origin]`` and ``hlc`` is here (the caller checked the key's context), so the vv
+        ``{**bctx, origin: hlc}`` is that observation exactly and a ``put`` takes
+        ``_put_fast``; otherwise ``seen`` is the exact closure and everything takes
+        ``_apply_one``."""
+        if seen is None:
+            if mut[0] == "put":
+                ks = self.data.get(key) if self.inline_puts else None
+                one = None if ks is None else ks.one
+                if one is not None and one[1] <= (hlc if one[0] == origin else bctx.get(one[0], 0)) \
+                        and not self.hints and not ks.set and not ks.hash and not ks.lst:  # type: ignore[union-attr]
+                    # the commonest put, inline (as CrdtStore.apply_muts does it): over a key a put
+                    # wrote last, whose entry this one observes (the vv's get, without building it)
+                    ks.one = (origin, hlc, i, hlc, bytes(mut[2]),  # type: ignore[union-attr]
+                              None if mut[3] is None else int(mut[3]))
+                    return
+                if self._put_fast(key, mut, origin, hlc, hlc, {**bctx, origin: hlc}, i):
+                    return
+
+            def seen(o: str, s: int) -> bool:
+                return s <= bctx.get(o, 0) or (s == hlc and o == origin)
+
+        self._apply_one(key, mut, origin, hlc, i, hlc, seen)
+
     def _written(self, key: bytes, origin: str, hlc: int, now_ms: int) -> None:
         """``key`` now holds the outcome of the dot ``(origin, hlc)``."""
         self._blobs.pop(key, None)
@@ -187,33 +244,38 @@ class KeyedStore(CrdtStore):
         missing: list[bytes] = []
         seen_by: dict[bytes, Any] = {}
         for key, bctx in before.items():
-            mine = self.ctx.get(key, {})
-            if mine.get(origin, 0) >= hlc:
+            mine = self.ctx.get(key, _EMPTY)
+            had = mine.get(origin, 0)
+            if had >= hlc:
                 continue  # this write (or a later one of its origin) is here already
-            lacks = False  # the base: a plain loop, not any() over a generator (one per key per delta)
-            for o, s in bctx.items():
-                if mine.get(o, 0) < s:
-                    lacks = True
-                    break
-            if lacks:
-                missing.append(key)
-                continue
+            if mine != bctx:  # (equal: the common case, the base held exactly, one C-level compare)
+                lacks = False  # the base: a plain loop, not any() over a generator (one per key per delta)
+                for o, s in bctx.items():
+                    if mine.get(o, 0) < s:
+                        lacks = True
+                        break
+                if lacks:
+                    missing.append(key)
+                    continue
             if len(muts) == 1 and muts[0][0] == "put" and self._put_fast(key, muts[0], origin, hlc, hlc, bctx):
                 self._written(key, origin, hlc, now_ms)  # a SET: the short way (class docstring)
                 return [key], missing
 
-            def seen(o: str, s: int, bctx: dict[str, int] = bctx) -> bool:
-                return s <= bctx.get(o, 0) or (s == hlc and o == origin)
+            if had <= bctx.get(origin, 0):
+                seen_by[key] = None  # the vv of _apply_observed is exact here: the short way for puts
+            else:  # an entry of origin newer than the base may be here: the exact closure
 
-            seen_by[key] = seen
+                def seen(o: str, s: int, bctx: dict[str, int] = bctx) -> bool:
+                    return s <= bctx.get(o, 0) or (s == hlc and o == origin)
+
+                seen_by[key] = seen
             changed.append(key)
         if not changed:
             return changed, missing
         for i, mut in enumerate(muts):
             key = bytes(mut[1])
-            seen_of = seen_by.get(key)
-            if seen_of is not None:
-                self._apply_one(key, mut, origin, hlc, i, hlc, seen_of)
+            if key in seen_by:
+                self._apply_observed(key, mut, origin, hlc, i, before[key], seen_by[key])
         for key in changed:
             self._written(key, origin, hlc, now_ms)
         return changed, missing

@@ -64,7 +64,7 @@ from typing import Any
 
 from replikv.core.dynamo.messages import Get, GetReply, One, Put, PutAck, States
 
-__all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "level_count",
+__all__ = ["Coordinator", "Hint", "LateAnswer", "ReadDone", "Send", "WriteDone", "done_at_once", "level_count",
            "stand_ins_matter"]
 
 Answer = tuple[tuple[bytes, bytes | None], ...]
@@ -89,6 +89,13 @@ def stand_ins_matter(node: str, replicas: Iterable[str], alive: Container[str]) 
     skips the ring walk that finds them; ``tests/unit/dynamo/test_coordinator.py`` holds the two
     to each other)."""
     return any(r != node and r not in alive for r in replicas)
+
+
+def done_at_once(node: str, replicas: Iterable[str], needed: int) -> bool:
+    """Whether a write ``node`` coordinates is done as soon as it is applied here: its own
+    replica's ack (it counts itself when it is one of ``replicas``) reaches ``needed``
+    (``Coordinator.write`` then gives ``WriteDone`` with its first effects)."""
+    return (1 if node in replicas else 0) >= needed
 
 
 def _as_set(alive: Iterable[str]) -> Container[str]:
@@ -256,7 +263,7 @@ class Coordinator:
         spare = [s for s in stand_ins if s in up and s not in replicas and s != node] if not everyone else []
         if states is None and not (delta and everyone):
             states = self._take(keys)
-        acks = 1 if node in replicas else 0
+        acks = 1 if node in replicas else 0  # its own replica's ack: ``done_at_once`` is this count >= needed
         pending: dict[str, str] = {}
         out: list[Effect] = []
         # one message for every replica (frozen, so shared): the same write to each

@@ -116,7 +116,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
@@ -135,7 +135,7 @@ from replikv.core.dynamo.ring import Range, Ring, token_of
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
 
-__all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteDone"]
+__all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteBatch", "WriteDone"]
 
 _NO_CTX: dict[str, int] = {}  # the context of a key this replica holds nothing of (read only)
 HINT_BATCH_KEYS = 256  # key states per hint delivery
@@ -165,6 +165,23 @@ class PaxosDone:
 
 
 Effect = Persist | Changed | Send | WriteDone | ReadDone | PaxosDone
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Client writes this node coordinates, joined into one write ``(node, hlc)`` to the same
+    replicas (``Replica.begin_batch``): its mutations so far, each key's context just before
+    the write (``before``: what the delta ships) and the keys it touched, in order."""
+
+    hlc: int
+    replicas: tuple[str, ...]
+    now_ms: int
+    expand: bool  # a replica may not know ``put`` (FEATURE_PUT_MUT): each write is expanded first
+    muts: list[Any] = field(default_factory=list)
+    before: dict[bytes, dict[str, int]] = field(default_factory=dict)
+    keys: dict[bytes, None] = field(default_factory=dict)
+
+
 Decider = Callable[[bytes | None], bytes | None]  # the current value -> the value to propose
 
 
@@ -350,6 +367,58 @@ class Replica:
         # the whole states only when needed (coordinator.py, "Whole states, taken late")
         out.extend(self._coordinated(self.coord.write(req, None, replicas, needed, alive, stand_ins, now_us,
                                                       delta, tuple(changed)), now_ms))
+        return out
+
+    def begin_batch(self, hlc: int, replicas: Sequence[str], now_ms: int) -> WriteBatch:
+        """Open a batch: the client writes ``batch_add`` gives it become one write of this node,
+        dot ``(node, hlc)``, to ``replicas`` (this node among them), which ``end_batch`` logs,
+        ships and hands the coordinator as one request. Between the two nothing else may step
+        this replica or change its store (the runtime runs a pipelined run's writes with nothing
+        in between): the delta ships each key's context as the batch first touched it
+        (``KeyedStore.write_more``), so a change from elsewhere in between would make the
+        replicas apply the later writes against less than this one saw."""
+        node, put_peers = self.node, self.put_peers
+        expand = any(r != node and r not in put_peers for r in replicas)
+        return WriteBatch(hlc, tuple(replicas), now_ms, expand)
+
+    def batch_add(self, batch: WriteBatch, muts: Sequence[Any]) -> None:
+        """One client write (``muts`` from kv/crdt_writes.translate, against the store as the
+        batch's earlier writes left it) applied here as the batch's next mutations: their ids
+        continue the batch's (``(node, hlc, i)``), and each observes what its key's context
+        covered before the batch and the batch's own entries, so the outcome is that of the
+        batch's mutations as one write, on this replica and on every replica the delta reaches
+        (``apply_delta``), and of its WAL entry replayed (``apply_write``). A later write of the
+        same key wins as a later write would (its entries supersede the earlier ones'; LWW
+        orders entries of one dot by their index)."""
+        if batch.expand and any(m[0] == "put" for m in muts):
+            muts = without_put(muts)  # as Replica.write does: every replica applies the same list
+        start = len(batch.muts)
+        batch.muts.extend(muts)
+        keys = batch.keys
+        for key in self.store.write_more(self.node, batch.hlc, muts, start, batch.before, batch.now_ms):
+            keys[key] = None
+
+    def end_batch(self, batch: WriteBatch, req: int, needed: int, alive: Iterable[str],
+                  now_us: int) -> list[Any]:
+        """The batch as one write this node coordinates, with ``Replica.write``'s effects in its
+        order: one WAL entry (``w``, its mutations in order), one ``Changed``, one delta to the
+        other replicas (``write_delta``: the dot, the mutations, each key's context before the
+        batch) and one request ``req`` at the coordinator, which counts the replicas' acks for
+        the batch as a whole and hints a replica that does not ack (the keys' whole states,
+        taken late). No stand-ins: the runtime batches only writes whose replicas are all
+        believed alive. An empty batch has no effect."""
+        if not batch.muts:
+            return []
+        out: list[Any] = []
+        muts, keys = batch.muts, tuple(batch.keys)
+        out.append(Persist(entry=["w", batch.hlc, muts, batch.now_ms]))
+        dirty = self.dirty
+        for key in keys:
+            dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
+        out.append(Changed(keys=keys))
+        delta = write_delta(self.node, batch.hlc, muts, batch.before) if self.deltas else b""
+        out.extend(self._coordinated(self.coord.write(req, None, batch.replicas, needed, alive, (), now_us,
+                                                      delta, keys), batch.now_ms))
         return out
 
     def local_write(self, muts: Sequence[Any], hlc: int, now_ms: int) -> list[Any]:
