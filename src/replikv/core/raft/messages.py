@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from replikv.core.invariant import invariant
 
@@ -129,7 +129,10 @@ def normal_entry(term: int, index: int, data: bytes, client_id: int | None, seq:
     return e
 
 
-def positional_builder(cls: type) -> Callable[..., Any]:
+_T = TypeVar("_T")
+
+
+def positional_builder(cls: type[_T]) -> Callable[..., _T]:
     """A constructor of the frozen, slotted dataclass ``cls`` taking every field positionally,
     in declaration order, with no defaults: the object is created with ``object.__new__`` and
     each field set through its slot's setter, as ``normal_entry`` does, instead of the
@@ -139,13 +142,13 @@ def positional_builder(cls: type) -> Callable[..., Any]:
     ``__post_init__`` (nothing is checked here that ``__init__`` would check); the
     constructor's source is generated, as ``dataclasses`` generates ``__init__``."""
     invariant(not hasattr(cls, "__post_init__"), lambda: f"{cls.__name__} checks its fields in __post_init__")
-    names = [f.name for f in fields(cls)]
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]  # a dataclass (raises otherwise)
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     for name in names:
         ns[f"_set_{name}"] = getattr(cls, name).__set__
     sets = "".join(f"    _set_{name}(o, {name})\n" for name in names)
     exec(f"def {cls.__name__}_(" + ", ".join(names) + "):\n    o = _new(_cls)\n" + sets + "    return o\n", ns)
-    build: Callable[..., Any] = ns[f"{cls.__name__}_"]
+    build: Callable[..., _T] = ns[f"{cls.__name__}_"]
     build.__doc__ = f"{cls.__name__}({', '.join(names)}), every field positional (positional_builder)."
     return build
 
