@@ -154,3 +154,44 @@ def test_from_wire_refuses_what_decode_refuses() -> None:
     for parts in ["x", None, [None], {"a": 1}]:
         with pytest.raises(ValueError):
             codec.from_wire(parts)
+
+
+def test_the_spelled_out_append_paths_decode_and_refuse_as_the_field_loop() -> None:
+    """from_wire's own paths for AppendEntries and its response give what the general field
+    loop gives, or the same ValueError, for well-formed and mutated wire lists."""
+    import random as _random
+
+    from replikv.core.raft.codec import _TYPES, _from_wire_fields, from_wire, to_wire
+    from replikv.core.raft.messages import AppendEntries, AppendEntriesResponse, Entry
+
+    rng = _random.Random(13)
+    msgs = [
+        AppendEntries(term=3, src=1, dst=2, prev_log_index=9, prev_log_term=2,
+                      entries=(Entry(term=3, index=10, data=b"a", client_id=4, seq=1),), leader_commit=8),
+        AppendEntries(term=0, src=0, dst=0, prev_log_index=0, prev_log_term=0),
+        AppendEntriesResponse(term=3, src=2, dst=1, success=True, match_index=10),
+        AppendEntriesResponse(term=3, src=2, dst=1, success=False, reject_index=9, conflict_term=2,
+                              conflict_index=5),
+    ]
+    odd = [-1, 1.5, True, False, None, "x", b"x", [], [[1]], 2**64]
+    checked = 0
+    for m in msgs:
+        wire = to_wire(m)
+        assert from_wire(list(wire)) == m
+        for _ in range(300):
+            parts = list(wire)
+            i = rng.randrange(1, len(parts))
+            parts[i] = rng.choice(odd)
+            if rng.random() < 0.1:
+                parts.append(0)
+            try:
+                expected: object = _from_wire_fields(_TYPES[parts[0]], parts)
+            except ValueError as e:
+                expected = ("ValueError", str(e))
+            try:
+                got: object = from_wire(parts)
+            except ValueError as e:
+                got = ("ValueError", str(e))
+            assert got == expected, (parts, got, expected)
+            checked += 1
+    assert checked == 1200

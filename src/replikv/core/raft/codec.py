@@ -45,6 +45,8 @@ from replikv.core.raft.messages import (
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
+    new_append_entries,
+    new_append_response,
     normal_entry,
 )
 
@@ -254,9 +256,29 @@ def from_wire(parts: Any) -> RaftMsg:
     if type(parts) is not list or not parts or type(parts[0]) is not int:
         raise ValueError("raft frame is not a tagged message")
     tag = parts[0]
+    if tag == _APPEND_TAG and len(parts) == 8:
+        # the hot message, every field checked as the loop below checks it (all well-formed:
+        # built positionally; anything else goes through the loop, which names the bad field)
+        _, term, src, dst, prev, prev_term, entries, commit = parts
+        if (type(term) is int and term >= 0 and type(src) is int and src >= 0 and type(dst) is int
+                and dst >= 0 and type(prev) is int and prev >= 0 and type(prev_term) is int
+                and prev_term >= 0 and type(commit) is int and commit >= 0 and type(entries) is list):
+            return new_append_entries(term, src, dst, prev, prev_term,
+                                      tuple([entry_from_wire(e) for e in entries]), commit)
+    elif tag == _RESPONSE_TAG and len(parts) == 9:
+        _, term, src, dst, success, match, reject, c_term, c_index = parts
+        if (type(term) is int and term >= 0 and type(src) is int and src >= 0 and type(dst) is int
+                and dst >= 0 and type(success) is bool and type(match) is int and match >= 0
+                and type(reject) is int and reject >= 0 and type(c_term) is int and c_term >= 0
+                and type(c_index) is int and c_index >= 0):
+            return new_append_response(term, src, dst, success, match, reject, c_term, c_index)
     if not 0 <= tag < len(_TYPES):
         raise ValueError(f"unknown raft message tag {tag}")
-    cls = _TYPES[tag]
+    return _from_wire_fields(_TYPES[tag], parts)
+
+
+def _from_wire_fields(cls: type, parts: list[Any]) -> RaftMsg:
+    """``from_wire``'s general case: the fields of a ``cls`` message checked one by one."""
     spec = _SETTERS[cls]
     if len(parts) - 1 != len(spec):
         raise ValueError(f"{cls.__name__} frame has {len(parts) - 1} fields, expected {len(spec)}")
@@ -281,3 +303,9 @@ _SETTERS: dict[type, tuple[tuple[str, str, Any], ...]] = {
     for cls, spec in _DECODE.items()
 }
 invariant(all(not hasattr(cls, "__post_init__") for cls in _TYPES), "from_wire skips __init__: no checks there")
+_RESPONSE_TAG = _TAG[AppendEntriesResponse]
+invariant(
+    [k for _, k in _FIELDS[AppendEntries]] == ["uint"] * 5 + ["entries", "uint"]
+    and [k for _, k in _FIELDS[AppendEntriesResponse]] == ["uint"] * 3 + ["bool"] + ["uint"] * 4,
+    "update from_wire's spelled-out AppendEntries and AppendEntriesResponse",
+)

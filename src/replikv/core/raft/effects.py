@@ -20,8 +20,9 @@ own copy towards a commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+from replikv.core.invariant import invariant
 from replikv.core.raft.messages import (
     AppendEntries,
     Entry,
@@ -32,6 +33,7 @@ from replikv.core.raft.messages import (
     ReadIndexResponse,
     Snapshot,
     TimeoutNow,
+    positional_builder,
 )
 
 __all__ = [
@@ -118,3 +120,14 @@ def may_send_before_sync(send: Send) -> bool:
     """async_persist: may this message leave before the writes made before it
     are durable? (thesis §10.2.1; every other message waits for the fsync)."""
     return type(send.msg) in _EARLY
+
+
+# built positionally on the hot path (messages.positional_builder): new_persist(hard_state,
+# entries, snapshot, discard_log) and new_apply(entries, waiters)
+new_persist = positional_builder(Persist)
+new_apply = positional_builder(Apply)
+invariant(
+    [f.name for f in fields(Persist)] == ["hard_state", "entries", "snapshot", "discard_log"]
+    and [f.name for f in fields(Apply)] == ["entries", "waiters"],
+    "a field order changed: update the callers of new_persist / new_apply",
+)

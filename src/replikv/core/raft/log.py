@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 from replikv.core.invariant import invariant, violated
 from replikv.core.raft.errors import Compacted
-from replikv.core.raft.messages import Config, Entry, EntryKind, Snapshot, entries_size
+from replikv.core.raft.messages import Config, Entry, EntryKind, Snapshot
 
 __all__ = ["RaftLog"]
 
@@ -70,7 +70,7 @@ class RaftLog:
             return self.snapshot.term
         if index < base:
             raise Compacted(index, base + 1)
-        if index > self.last_index:
+        if index > base + len(self.entries):  # past last_index
             return None
         return self.entries[index - base - 1].term
 
@@ -88,11 +88,11 @@ class RaftLog:
         """Entries with lo <= index < hi, cut after `max_bytes` (always at least one)."""
         if lo >= hi:
             return []
-        if lo < self.first_index:
-            raise Compacted(lo, self.first_index)
-        base = self.snapshot.index + 1
+        base = self.snapshot.index + 1  # first_index
+        if lo < base:
+            raise Compacted(lo, base)
         out = self.entries[lo - base : hi - base]
-        if max_bytes is None or entries_size(out) <= max_bytes:
+        if max_bytes is None or not out or self.size_between(lo, lo + len(out)) <= max_bytes:
             return out
         size = 0
         for i, e in enumerate(out):
@@ -100,6 +100,13 @@ class RaftLog:
             if size > max_bytes and i > 0:
                 return out[:i]
         return out
+
+    def size_between(self, lo: int, hi: int) -> int:
+        """``entries_size`` of the entries with lo <= index < hi, all held by the log
+        (first_index <= lo < hi <= last_index + 1), from the running totals: O(1)."""
+        ends = self._ends
+        i = lo - self.snapshot.index - 1
+        return ends[hi - self.snapshot.index - 2] - (ends[i - 1] if i > 0 else self._base_bytes)
 
     def bytes_after(self, index: int) -> int:
         """Bytes (``Entry.size_bytes``) of the entries after ``index`` this log holds;
@@ -214,7 +221,8 @@ class RaftLog:
         """Advance commit (never backwards). Invariant: commit <= last_index."""
         if index <= self.commit:
             return False
-        invariant(index <= self.last_index, lambda: f"commit {index} past last index {self.last_index}")
+        if index > self.snapshot.index + len(self.entries):
+            violated(f"commit {index} past last index {self.last_index}")
         self.commit = index
         return True
 

@@ -53,13 +53,13 @@ from enum import Enum
 
 from replikv.core.invariant import invariant, violated
 from replikv.core.raft.effects import (
-    Apply,
     Effect,
-    Persist,
     ReadReady,
     Reply,
     RestoreSnapshot,
     Send,
+    new_apply,
+    new_persist,
 )
 from replikv.core.raft.errors import (
     Compacted,
@@ -89,7 +89,9 @@ from replikv.core.raft.messages import (
     RequestVoteResponse,
     Snapshot,
     TimeoutNow,
-    entries_size,
+    new_append_entries,
+    new_append_response,
+    new_hard_state,
     normal_entry,
 )
 from replikv.core.raft.progress import Progress, ProgressState
@@ -676,6 +678,16 @@ class RaftNode:
         )
 
     def _step(self, m: RaftMsg) -> None:
+        if m.term == self.term:  # a replication round's messages: what the match below does for them
+            cls = type(m)
+            if cls is AppendEntriesResponse:
+                if self.role is Role.LEADER:
+                    self._on_append_response(m)  # type: ignore[arg-type]
+                return
+            if cls is AppendEntries:
+                self._accept_leader(m.src)
+                self._on_append_entries(m)  # type: ignore[arg-type]
+                return
         if m.term > self.term:
             if isinstance(m, RequestVote) and not m.transfer and self._in_lease():
                 return  # leader stickiness: ignore a disruptive candidate
@@ -842,11 +854,7 @@ class RaftNode:
         log = self.log
         if m.prev_log_index < log.commit:
             # Already committed here: tell the leader where we are (etcd does the same).
-            self._send(
-                AppendEntriesResponse(
-                    term=self.term, src=self.id, dst=m.src, success=True, match_index=log.commit
-                )
-            )
+            self._send(new_append_response(self.term, self.id, m.src, True, log.commit, 0, 0, 0))
             return
         if not log.matches(m.prev_log_index, m.prev_log_term):
             # Rule 2: "Reply false if log doesn't contain an entry at
@@ -874,11 +882,7 @@ class RaftNode:
         # min(leaderCommit, index of last new entry)".
         if m.leader_commit > log.commit:
             log.commit_to(min(m.leader_commit, last_new))
-        self._send(
-            AppendEntriesResponse(
-                term=self.term, src=self.id, dst=m.src, success=True, match_index=last_new
-            )
-        )
+        self._send(new_append_response(self.term, self.id, m.src, True, last_new, 0, 0, 0))
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
         """Raft Figure 13 InstallSnapshot receiver, chunk by chunk."""
@@ -1050,32 +1054,25 @@ class RaftNode:
         True if a message went out."""
         pr = self.progress[to]
         log = self.log
-        if not send_if_empty and pr.next == log.last_index + 1:
+        last = log.last_index
+        if not send_if_empty and pr.next == last + 1:
             return False  # nothing new (what the checks below conclude; the pipelining loop's end)
         if pr.is_paused():
             return False
         prev = pr.next - 1
-        invariant(prev <= log.last_index, lambda: f"next {pr.next} past last {log.last_index}")
+        if prev > last:
+            violated(f"next {pr.next} past last {last}")
         if prev < log.snapshot.index:
             pr.become_snapshot(log.snapshot.index)  # Raft §7: the entries are gone
             self._send_snapshot_chunk(to)
             return False
-        entries = log.slice(pr.next, log.last_index + 1, self.max_msg_bytes)
+        entries = log.slice(pr.next, last + 1, self.max_msg_bytes)
         if not entries and not send_if_empty:
             return False
-        self._send(
-            AppendEntries(
-                term=self.term,
-                src=self.id,
-                dst=to,
-                prev_log_index=prev,
-                prev_log_term=int(log.term(prev) or 0),
-                entries=tuple(entries),
-                leader_commit=log.commit,
-            )
-        )
+        msg = new_append_entries(self.term, self.id, to, prev, int(log.term(prev) or 0), tuple(entries), log.commit)
+        self._sends.append(Send(to=to, msg=msg))
         if entries:
-            pr.sent_entries(entries[-1].index, entries_size(entries))
+            pr.sent_entries(entries[-1].index, log.size_between(pr.next, entries[-1].index + 1))
         elif pr.state is ProgressState.PROBE:
             pr.probe_sent = True
         return True
@@ -1126,9 +1123,8 @@ class RaftNode:
         voters = self.log.config().voters
         if not voters:
             return False
-        matches = sorted(
-            (self.progress[v].match if v in self.progress else 0 for v in voters), reverse=True
-        )
+        progress = self.progress
+        matches = sorted([progress[v].match if v in progress else 0 for v in voters], reverse=True)
         n = matches[len(voters) // 2]
         if n <= self.log.commit or self.log.term(n) != self.term:
             return False
@@ -1426,7 +1422,7 @@ class RaftNode:
         old = self._persisted_hs
         hs: HardState | None = None
         if old.commit != log.commit or old.term != self.term or old.vote != self.vote:
-            hs = HardState(term=self.term, vote=self.vote, commit=log.commit)
+            hs = new_hard_state(self.term, self.vote, log.commit)
         entries: tuple[Entry, ...] = ()
         if self._unstable_from is not None:
             lo = max(self._unstable_from, log.first_index)
@@ -1434,14 +1430,7 @@ class RaftNode:
             if lo <= last:
                 entries = tuple(log.slice(lo, last + 1))
         if hs is not None or entries or self._snap_out is not None:
-            out.append(
-                Persist(
-                    hard_state=hs,
-                    entries=entries,
-                    snapshot=self._snap_out,
-                    discard_log=self._discard_log,
-                )
-            )
+            out.append(new_persist(hs, entries, self._snap_out, self._discard_log))
             if hs is not None:
                 self._persisted_hs = hs
         if self._restore_out is not None:
@@ -1449,8 +1438,9 @@ class RaftNode:
         if log.commit > log.applied:
             applied = log.slice(log.applied + 1, log.commit + 1)
             waiters: list[tuple[int, object]] = []
-            for e in applied:
-                p = self.pending_proposals.pop(e.index, None)
+            pending = self.pending_proposals
+            for e in applied if pending else ():  # a follower has no proposals waiting
+                p = pending.pop(e.index, None)
                 if p is None:
                     continue
                 if p[0] == e.term:
@@ -1463,7 +1453,7 @@ class RaftNode:
                         )
                     )
             log.applied = log.commit
-            out.append(Apply(entries=tuple(applied), waiters=tuple(waiters)))
+            out.append(new_apply(tuple(applied), tuple(waiters)))
         out.extend(self._sends)
         out.extend(self._replies)
         self._sends = []
@@ -1477,11 +1467,10 @@ class RaftNode:
 
     def _check(self) -> None:
         log = self.log
-        invariant(
-            log.snapshot.index <= log.applied <= log.commit <= log.last_index,
-            lambda: (
+        if not log.snapshot.index <= log.applied <= log.commit <= log.last_index:
+            violated(
                 f"node {self.id}: snap {log.snapshot.index} applied {log.applied} "
                 f"commit {log.commit} last {log.last_index}"
-            ),
-        )
-        invariant((self.role is Role.LEADER) <= (self.leader == self.id), "a leader knows it leads")
+            )
+        if self.role is Role.LEADER and self.leader != self.id:
+            violated("a leader knows it leads")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
-from replikv.core.invariant import invariant
+from replikv.core.invariant import invariant, violated
 
 __all__ = ["Inflights", "Progress", "ProgressState"]
 
@@ -52,8 +52,10 @@ class Inflights:
         return len(self._q) >= self.max_count or self.bytes >= self.max_bytes
 
     def add(self, last_index: int, size_bytes: int) -> None:
-        invariant(not self._q or self._q[-1][0] < last_index, "inflights are increasing")
-        self._q.append((last_index, size_bytes))
+        q = self._q
+        if q and q[-1][0] >= last_index:
+            violated("inflights are increasing")
+        q.append((last_index, size_bytes))
         self.bytes += size_bytes
 
     def free_le(self, index: int) -> None:
@@ -105,7 +107,8 @@ class Progress:
         )
 
     def _check(self) -> None:
-        invariant(0 <= self.match < self.next, lambda: f"match < next broken: {self!r}")
+        if not 0 <= self.match < self.next:
+            violated(f"match < next broken: {self!r}")
 
     def become_probe(self) -> None:
         """Back to probing from match + 1 (etcd: after a rejection or a snapshot)."""
