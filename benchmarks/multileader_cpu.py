@@ -14,7 +14,7 @@ node as multi-leader does (issue 9's setting).
 
     .venv/bin/python benchmarks/multileader_cpu.py [--test set] [--pipeline 16] [-n 100000]
         [--mode multi-leader|leader-follower|leaderless|raft] [--level quorum|one|all|serial]
-        [--command 'CAS key:__rand_int__ x y']
+        [--command 'CAS key:__rand_int__ x y'] [--keyspace 10000]
 
 A script, not a test: it asserts nothing about speed.
 """
@@ -153,6 +153,8 @@ def main() -> int:
     ap.add_argument("--test", default="set")
     ap.add_argument("--command", default="", help="a command line for redis-benchmark instead of --test, e.g. "
                     "'CAS key:__rand_int__ x y' (counted as the writes)")
+    ap.add_argument("--keyspace", type=int, default=10_000, help="redis-benchmark -r: __rand_int__'s range "
+                    "(e.g. 100000000 with 'SET fresh:__rand_int__ y NX', so that each NX meets an absent key)")
     ap.add_argument("--pipeline", type=int, default=16)
     ap.add_argument("-n", type=int, default=100_000, help="requests per node (leader-follower: 3x at the leader)")
     ap.add_argument("--clients", type=int, default=48)
@@ -178,7 +180,7 @@ def main() -> int:
             before = sum(first)
             what = ["-e", *args.command.split()] if args.command else ["-t", args.test]  # -e: go on past errors
             runs = [subprocess.Popen(["redis-benchmark", "-p", str(p), "-n", str(per),
-                                      "-c", str(args.clients // len(targets)), "-d", "16", "-r", "10000",
+                                      "-c", str(args.clients // len(targets)), "-d", "16", "-r", str(args.keyspace),
                                       "-P", str(args.pipeline), "-q", *what],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                     for p in targets]
