@@ -200,3 +200,19 @@ def test_merging_acceptor_states_keeps_the_highest_of_each_part() -> None:
     assert px.merge_states(a, b) == a  # the stale proposal is below the commit: dropped
     abc = px.merge_states(px.merge_states(a, b), c)
     assert abc.committed == COMMIT and abc.accepted == c.accepted and abc.promised == c.promised
+
+
+def test_a_phase_is_encoded_once_per_wire_form_and_its_frame_shared_by_the_peers_of_that_form() -> None:
+    """A Prepare goes to n2, n3 and n4; n4 did not announce ``FEATURE_ELECTORATE``, so it gets the
+    form without the electorate, and n2 and n3 share one frame (one encode for the phase)."""
+    r = replica("n1", join_state(1, False))
+    r.electorate_peers = {"n2", "n3"}
+    r.provenance_peers = {"n2", "n3", "n4"}
+    out = r.paxos(7, KEY, lambda current: b"v", 0)
+    frames = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)}
+    assert set(frames) == {"n2", "n3", "n4"}
+    assert frames["n2"] is frames["n3"] and frames["n4"] is not frames["n2"]
+    shared, old = pm.decode(frames["n2"].data), pm.decode(frames["n4"].data)
+    assert isinstance(shared, pm.Prepare) and isinstance(old, pm.Prepare)
+    assert shared.electorate == r._electorate(KEY) and old.electorate is None
+    assert old.ballot == shared.ballot

@@ -956,19 +956,28 @@ class Replica:
                     work.extend(self._paxos_effects(entry[0].step(msg), msg.req, now_ms, out))
 
     def _paxos_effects(self, effects: list[px.Effect], req: int, now_ms: int, out: list[Any]) -> list[pm.PaxosMsg]:
-        """Carry out Paxos effects; the messages addressed to this node are returned, to be stepped."""
+        """Carry out Paxos effects; the messages addressed to this node are returned, to be stepped.
+
+        A phase sends one message object to every participant: it is encoded once per wire form
+        (a peer of an older version reads one without electorate or provenance) and the peers of
+        one form share the frame's ``dm.Paxos``, which is immutable."""
         local: list[pm.PaxosMsg] = []
+        framed: dict[tuple[int, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
         for e in effects:
             if isinstance(e, px.Send):
                 if e.to == self.node:
                     local.append(e.msg)
                 else:
                     msg = e.msg
-                    if isinstance(msg, (pm.Prepare, pm.Propose)) and e.to not in self.electorate_peers:
-                        msg = replace(msg, electorate=None)  # an older version: it would drop it
-                    if e.to not in self.provenance_peers:
-                        msg = pm.without_provenance(msg)  # likewise
-                    out.append(Send(to=e.to, msg=dm.Paxos(data=pm.encode(msg))))
+                    form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers)
+                    known = framed.get(form)
+                    if known is None or known[0] is not msg:  # the id alone: reused once msg is freed
+                        if isinstance(msg, (pm.Prepare, pm.Propose)) and not form[1]:
+                            msg = replace(msg, electorate=None)  # an older version: it would drop it
+                        if not form[2]:
+                            msg = pm.without_provenance(msg)  # likewise
+                        known = framed[form] = (e.msg, dm.Paxos(data=pm.encode(msg)))
+                    out.append(Send(to=e.to, msg=known[1]))
             elif isinstance(e, px.Persist):
                 blob = pm.encode_state(e.state)
                 out.append(Persist(entry=["px", e.key, blob]))
