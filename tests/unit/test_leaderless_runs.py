@@ -185,3 +185,99 @@ def test_a_runs_sets_are_one_write_to_each_replica_and_their_replies_wait_for_it
     piped.parser.feed(b"".join(piped.transport.written))
     assert piped.parser.replies() == ["OK"] * len(RUN)
     assert not node.pending or all(p.slots is None for p in node.pending.values())
+
+
+# -- single SETs of one loop iteration, across connections (LeaderlessRunner._join) ----------------
+
+def clients_at(make_client: Callable[..., Client], level: str, n: int) -> list[Client]:
+    """``n`` connections to one node, each writing at ``level``."""
+    first = make_client()
+    clients = [first] + [Client(first.node) for _ in range(n - 1)]
+    for c in clients:
+        assert c.send(["CONSISTENCY", "WRITE", level], ["CONSISTENCY", "READ", "one"]) == ["OK", "OK"]
+    return clients
+
+
+def replies(c: Client) -> list[Any]:
+    """What ``c`` has been answered since its last ``send`` or ``replies``."""
+    c.parser.feed(b"".join(c.transport.written))
+    c.transport.written.clear()
+    return c.parser.replies()
+
+
+def test_single_sets_of_several_connections_in_one_iteration_are_one_write(make_client) -> None:
+    """Three connections' single SETs read in one loop iteration: one WAL entry, one delta to each
+    other replica holding all three, one request; at QUORUM each reply waits for one replica's ack
+    of it; a replica that applies the delta holds what this node does."""
+    clients = clients_at(make_client, "quorum", 3)
+    node = clients[0].node
+    sent, logged, waiting = len(node.transport.sent), node.wal.last_index, len(node.pending)
+    for i, c in enumerate(clients):
+        c.conn.data_received(encode_command(["SET", f"j{i}", f"v{i}"]))
+    node.loop.run()  # type: ignore[attr-defined]
+    assert all(c.transport.written == [] for c in clients)  # the replies wait for the level
+    assert node.wal.last_index == logged + 1 and len(node.pending) == waiting + 1
+    puts = {to: dm.decode(frame) for to, frame in node.transport.sent[sent:]}
+    assert sorted(puts) == ["n2", "n3"] and puts["n2"] == puts["n3"]
+    put = puts["n2"]
+    assert isinstance(put, dm.Put) and put.delta
+    n2 = Replica("n2", Ring(["n1", "n2", "n3"], 3, node.options.vnodes), conflicts="lww", timeout_us=10**9,
+                 rng=random.Random(1), ae_interval_ms=0)
+    n2.step("n1", dm.Hello(features=(dm.FEATURE_PUT_MUT,)), 0, 0)
+    n2.step("n1", put, 1, 1000)
+    keys = [f"j{i}".encode() for i in range(3)]
+    assert [n2.store.key_blob(k) for k in keys] == [node.store.key_blob(k) for k in keys]
+    node._on_frame("n2", dm.encode(dm.PutAck(req=put.req, ok=True)))
+    assert [replies(c) for c in clients] == [["OK"]] * 3
+    assert [clients[0].send(["GET", f"j{i}"]) for i in range(3)] == [[f"v{i}".encode()] for i in range(3)]
+
+
+def test_single_sets_at_one_are_one_write_answered_at_the_wal_commit(make_client) -> None:
+    clients = clients_at(make_client, "one", 3)
+    node = clients[0].node
+    logged = node.wal.last_index
+    for i, c in enumerate(clients):
+        c.conn.data_received(encode_command(["SET", f"j{i}", f"v{i}"]))
+    assert all(c.transport.written == [] for c in clients)  # held for the WAL commit
+    node.loop.run()  # type: ignore[attr-defined]
+    assert node.wal.last_index == logged + 1
+    assert [replies(c) for c in clients] == [["OK"]] * 3
+
+
+def test_anything_that_touches_the_replica_or_the_view_ends_the_open_batch_first(make_client) -> None:
+    """A peer frame between two connections' SETs ends the first's batch before the replica steps
+    (``Replica.begin_batch``'s rule): two writes. A read of the view (another connection's GET in
+    the same iteration) and a WATCH see the joined write."""
+    a, b = clients_at(make_client, "one", 2)
+    node = a.node
+    logged = node.wal.last_index
+    a.conn.data_received(encode_command(["SET", "k", "1"]))
+    assert node._open is not None
+    node._on_frame("n2", dm.encode(dm.PutAck(req=10**6, ok=True)))  # an ack for nothing: still a step
+    assert node._open is None and len(node.entries) == 1
+    b.conn.data_received(encode_command(["SET", "k", "2"]))
+    node.loop.run()  # type: ignore[attr-defined]
+    assert node.wal.last_index == logged + 2
+    position = node.watch_position(b"k")  # a WATCH taken before the next SET
+    a.conn.data_received(encode_command(["SET", "k", "3"]))
+    b.conn.data_received(encode_command(["GET", "k"]))  # the view shows the joined SET
+    node.loop.run()  # type: ignore[attr-defined]
+    assert replies(b)[-1] == b"3"
+    assert node.sm.changes.last[b"k"] > position  # its EXEC sees the SET
+
+
+def test_an_open_batch_ends_at_its_bound(make_client, monkeypatch) -> None:
+    import replikv.runtime.leaderless as leaderless
+
+    clients = clients_at(make_client, "one", 3)
+    node = clients[0].node
+    logged = node.wal.last_index
+    clients[0].conn.data_received(encode_command(["SET", "j0", "v"]))
+    (first,) = node._open.values()
+    monkeypatch.setattr(leaderless, "OPEN_BATCH_MAX_MUTS", 2 * len(first.batch.muts))  # two SETs' worth
+    clients[1].conn.data_received(encode_command(["SET", "j1", "v"]))
+    assert node._open == {} and len(node.entries) == 1  # ended at the bound
+    clients[2].conn.data_received(encode_command(["SET", "j2", "v"]))
+    node.loop.run()  # type: ignore[attr-defined]
+    assert node.wal.last_index == logged + 2
+    assert [replies(c) for c in clients] == [["OK"]] * 3

@@ -109,8 +109,29 @@ class Pending:
         self.slots: list[tuple[Slot, bytes]] | None = None
 
 
+# An open batch (``LeaderlessRunner._join``) ends at this many mutations or this many bytes of
+# client arguments, so its delta stays far inside a peer frame (``max_bulk_len`` + 64 MiB).
+OPEN_BATCH_MAX_MUTS = 4096
+OPEN_BATCH_MAX_BYTES = 1024 * 1024
+
+
+class _OpenBatch:
+    """Single SETs of one loop iteration joined into one write of this node (``_join``): the
+    replica's batch, the level's needed acks, the alive set and clock of its first write, and the
+    replies that wait for it (None: done at once, each reply held for the WAL commit)."""
+
+    __slots__ = ("batch", "needed", "alive", "now_us", "conn", "waiting", "size")
+
+    def __init__(self, batch: WriteBatch, needed: int, alive: set[str], now_us: int, conn: ClientConnection,
+                 waiting: list[tuple[Slot, bytes]] | None) -> None:
+        self.batch, self.needed, self.alive, self.now_us = batch, needed, alive, now_us
+        self.conn, self.waiting, self.size = conn, waiting, 0
+
+
 class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
     def __init__(self, config: ClusterConfig, node_id: str) -> None:
+        # single SETs of this loop iteration, by (replica set, pending, needed acks) (``_join``)
+        self._open: dict[tuple[tuple[str, ...], int, int], _OpenBatch] | None = None
         self._view_due: dict[bytes, None] = {}  # keys changed since the view last showed them (``sm``)
         # while a run of SETs executes (``_write_run``): the keys it changed (``_on_changed``)
         self._run_changed: dict[bytes, None] | None = None
@@ -122,13 +143,13 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self._departed: dict[str, float] = {}  # removed node -> when to drop it from the transport
         self.hlc = Hlc()
         self.rng = random.Random()
-        self.replica = Replica(node_id, self.ring, conflicts=opts.conflicts, timeout_us=opts.ack_timeout_ms * 1000,
+        self._replica = Replica(node_id, self.ring, conflicts=opts.conflicts, timeout_us=opts.ack_timeout_ms * 1000,
                                rng=self.rng, sloppy_quorum=opts.sloppy_quorum, hlc=self.hlc,
                                paxos_tick_ms=PAXOS_TICK_MS,
                                read_repair_chance=opts.read_repair_pct / 100,
                                tombstone_grace_ms=opts.tombstone_grace_s * 1000,
                                ae_interval_ms=opts.anti_entropy_ms)
-        self.coord = self.replica.coord
+        self.coord = self._replica.coord
         self.sends: list[Send] = []  # messages that leave after the next WAL commit (Replica.frames)
         self.entries: list[list[Any]] = []  # WAL entries of this loop iteration
         self.pending: dict[int, Pending] = {}  # client requests waiting for replicas
@@ -267,7 +288,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         refused (keys on different replica sets), and None. A write's replicas are the ring's and
         then the pending ones of a change in flight (``Membership.write_placement``: the first
         key hashed once for its replicas and whether this node coordinates it)."""
-        ms = self.replica.membership
+        ms = self._replica.membership  # only read: open batches stay open (``replica``)
         place = (lambda k: ms.write_replicas(k)[0]) if write else ms.read_replicas
         if write:
             replicas, pending, mine = ms.write_placement(keys[0])
@@ -332,7 +353,78 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if serial is not None:
             self._paxos(conn, argv, *serial)
             return
+        if not stand_ins and spec is not None and spec.name == "set" and self._run_changed is None:
+            self._join(conn, argv, replicas, pending, needed, alive)
+            return
         self._coordinate(conn, argv, replicas, needed, alive, stand_ins, wall_ms(), _now_us())
+
+    @property
+    def replica(self) -> Replica:
+        """The replica core, its open batches ended first (``_end_open``): nothing steps it or
+        changes its store while a batch is open (``Replica.begin_batch``'s rule), whatever the
+        caller (a peer frame, a tick, a read, a Paxos round, a membership change, a run)."""
+        if self._open is not None:
+            self._end_open()
+        return self._replica
+
+    def _join(self, conn: ClientConnection, argv: list[bytes], replicas: tuple[str, ...], pending: int,
+              needed: int, alive: set[str]) -> None:
+        """A single SET (its replicas, level and stand-ins checked by ``_write_one``) joins this
+        loop iteration's open batch of its replica set and level: the single SETs of every
+        connection in one iteration become one write of this node (one dot, one WAL entry, one
+        delta and one ack per replica, one request), as a pipelined run's do (``_write_run``)
+        and as multi-leader joins an iteration's writes into one op. The SET is translated and
+        applied at once (``Replica.batch_add``); its reply is held for the WAL commit when the
+        batch is done at once (``done_at_once``: ONE), else placed in a slot the batch's
+        ``WriteDone`` resolves. The batches end (``_end_open``: logged, shipped, tracked) at the
+        flush, or first thing in anything else that touches the replica (the ``replica``
+        property), reads the view (``sm``: a read, WATCH's EXEC check, expiry, INFO), commits the WAL
+        or takes a snapshot; and at ``OPEN_BATCH_MAX_MUTS`` / ``OPEN_BATCH_MAX_BYTES``. A WATCH
+        needs nothing: its position is at most ``applied_index``, and the batch's keys move to
+        a later one when it ends."""
+        now = wall_ms()
+        translated = self._translate(conn, argv, now)
+        if translated is None:
+            return
+        muts, data = translated
+        key = (tuple(sorted(replicas)), pending, needed)
+        open_ = self._open
+        if open_ is None:
+            open_ = self._open = {}
+            if not self.flush_scheduled:
+                self._schedule_flush()
+        ob = open_.get(key)
+        if ob is None:
+            ob = open_[key] = _OpenBatch(self._replica.begin_batch(self.hlc.now(now), replicas, now), needed,
+                                         alive, _now_us(), conn,
+                                         None if done_at_once(self.id, replicas, needed) else [])
+        self._replica.batch_add(ob.batch, muts)
+        self.stats["writes_coordinated"] += 1
+        if ob.waiting is None:
+            self.hold_until_commit(conn, data)
+        else:
+            ob.waiting.append((conn.slot(), data))
+        ob.size += sum(map(len, argv))
+        if len(ob.batch.muts) >= OPEN_BATCH_MAX_MUTS or ob.size >= OPEN_BATCH_MAX_BYTES:
+            del open_[key]
+            self._end_batch(ob)
+
+    def _end_open(self) -> None:
+        """End every open batch (``_join``), in the order they opened."""
+        open_, self._open = self._open, None
+        for ob in (open_ or {}).values():
+            self._end_batch(ob)
+
+    def _end_batch(self, ob: _OpenBatch) -> None:
+        """One open batch as one write this node coordinates (``Replica.end_batch``)."""
+        req = next(self._reqs)
+        effects = self._replica.end_batch(ob.batch, req, ob.needed, ob.alive, ob.now_us)
+        if ob.waiting is None:  # done at once: the replies are held for the WAL commit already
+            self._run(effects)
+        else:
+            p = Pending(ob.conn)
+            p.slots = ob.waiting
+            self._start(ob.conn, req, p, effects)
 
     def _coordinate(self, conn: ClientConnection, argv: list[bytes], replicas: tuple[str, ...], needed: int,
                     alive: set[str], stand_ins: tuple[str, ...], now: int, now_us: int) -> None:
@@ -471,6 +563,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         applies every write of the keys it replicates, most coordinated elsewhere). At most
         ``VIEW_DUE_KEYS`` keys wait: past that they are filled unasked, which bounds both the
         view's lag and the fill a read may have to do first (~1 µs a key)."""
+        if self._open is not None:  # the joined writes are applied, their keys not yet due (``_join``)
+            self._end_open()
         if self._view_due:
             self._fill_view()
         return self._sm
@@ -736,8 +830,11 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             slot.resolve(data)
 
     def _flush(self) -> None:
-        """Commit this iteration's WAL entries, release the replies they made durable, then send."""
+        """End the open batches (``_join``), commit this iteration's WAL entries, release the replies
+        they made durable, then send."""
         self.flush_scheduled = False
+        if self._open is not None:
+            self._end_open()
         if self.disk_error is not None:
             self._on_disk_blocked()
             return
@@ -786,12 +883,17 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
 
     # -- snapshots (runtime/state_snapshots.py) ------------------------------------------------------
     def _state_blob(self) -> bytes:
+        if self._open is not None:  # the store holds their writes: their entries before the snapshot's index
+            self._end_open()
         out: bytes = msgpack.packb([self.store.snapshot(), self.hints.snapshot(), self.replica.paxos_states()],
                                    use_bin_type=True)
         return out
 
     def _commit_pending(self) -> None:
-        """The entries of changes already applied go into the WAL and are written (no frame is sent)."""
+        """The entries of changes already applied go into the WAL and are written (no frame is sent);
+        the open batches (``_join``) end first: their writes are applied already."""
+        if self._open is not None:
+            self._end_open()
         if self.entries:
             entries, self.entries = self.entries, []
             self.wal.append_entries(self.wal.last_index + 1, entries)
