@@ -379,7 +379,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         ``WriteDone`` resolves. The batches end (``_end_open``: logged, shipped, tracked) at the
         flush, or first thing in anything else that touches the replica (the ``replica``
         property), reads the view (``sm``: a read, WATCH's EXEC check, expiry, INFO), commits the WAL
-        or takes a snapshot; and at ``OPEN_BATCH_MAX_MUTS`` / ``OPEN_BATCH_MAX_BYTES``. A WATCH
+        (a snapshot does so first); and at ``OPEN_BATCH_MAX_MUTS`` / ``OPEN_BATCH_MAX_BYTES``. A WATCH
         needs nothing: its position is at most ``applied_index``, and the batch's keys move to
         a later one when it ends."""
         now = wall_ms()
@@ -883,15 +883,14 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
 
     # -- snapshots (runtime/state_snapshots.py) ------------------------------------------------------
     def _state_blob(self) -> bytes:
-        if self._open is not None:  # the store holds their writes: their entries before the snapshot's index
-            self._end_open()
         out: bytes = msgpack.packb([self.store.snapshot(), self.hints.snapshot(), self.replica.paxos_states()],
                                    use_bin_type=True)
         return out
 
     def _commit_pending(self) -> None:
         """The entries of changes already applied go into the WAL and are written (no frame is sent);
-        the open batches (``_join``) end first: their writes are applied already."""
+        the open batches (``_join``) end first: their writes are applied already. Every snapshot
+        comes after this (``state_snapshots.py``), so ``_state_blob`` never meets an open batch."""
         if self._open is not None:
             self._end_open()
         if self.entries:
