@@ -355,3 +355,45 @@ def test_a_background_snapshot_taken_mid_batch_does_not_count_an_increment_twice
         assert int(c.client("n1").info("persistence")["replikv_snapshot_index"]) > 0
     finally:
         c.close()
+
+
+def test_concurrent_single_sets_survive_a_kill_of_their_coordinator_and_reach_every_replica(
+        tmp_path: Path) -> None:
+    """Many connections' single SETs at ONE and QUORUM (those of one loop iteration are joined
+    into one write: LeaderlessRunner._join): every acknowledged one is in its coordinator's data
+    after a kill -9 and restart (fsync always: ONE is durable here when it answers), and every
+    replica ends up with the last acknowledged value of every key."""
+    c = ll_cluster(tmp_path / "c")
+    try:
+        acked: dict[str, str] = {}
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def worker(node: str, t: int) -> None:
+            try:
+                r = level(c.client(node, single_connection_client=True), write="one" if t % 2 else "quorum")
+                for i in range(120):
+                    key, value = f"{node}:{t}:{i % 30}", str(i)
+                    assert r.set(key, value) is True
+                    with lock:
+                        acked[key] = value
+            except BaseException as exc:  # the test fails below with it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n, t)) for n in c.config.nodes for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+        assert not errors and len(acked) == 3 * 4 * 30
+        c.kill("n1")
+        c.start("n1")
+        r1 = level(c.client("n1", single_connection_client=True), read="one")
+        mine = {k: v for k, v in acked.items() if k.startswith("n1:")}
+        assert {k: r1.get(k) for k in mine} == {k: v.encode() for k, v in mine.items()}
+        for n in c.config.nodes:
+            rn = level(c.client(n, single_connection_client=True), read="one")
+            wait_for(lambda: all(rn.get(k) == v.encode() for k, v in acked.items()), 20,
+                     f"{n} to hold every acknowledged SET")
+    finally:
+        c.close()
