@@ -281,20 +281,3 @@ def test_an_open_batch_ends_at_its_bound(make_client, monkeypatch) -> None:
     node.loop.run()  # type: ignore[attr-defined]
     assert node.wal.last_index == logged + 2
     assert [replies(c) for c in clients] == [["OK"]] * 3
-
-
-def test_a_runs_batch_ends_at_the_bound_and_the_next_sets_start_another(make_client, monkeypatch) -> None:
-    import replikv.runtime.leaderless as leaderless
-
-    piped, alone = make_client(), make_client()
-    node = piped.node
-    piped.conn.data_received(encode_command(["SET", "probe", "v"]))
-    (probe,) = node._open.values()
-    per_set = len(probe.batch.muts)
-    node.loop.run()  # type: ignore[attr-defined]
-    replies(piped)
-    monkeypatch.setattr(leaderless, "OPEN_BATCH_MAX_MUTS", 5 * per_set)  # five SETs' worth
-    logged = node.wal.last_index
-    assert piped.send(*RUN) == alone.one_by_one(*RUN)  # twelve SETs: 5 + 5 + 2
-    assert node.wal.last_index == logged + 3
-    assert piped.node.sm.data == {**alone.node.sm.data, b"probe": piped.node.sm.data[b"probe"]}

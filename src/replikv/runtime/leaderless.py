@@ -109,18 +109,16 @@ class Pending:
         self.slots: list[tuple[Slot, bytes]] | None = None
 
 
-# A batch of SETs (a pipelined run's or a loop iteration's, ``LeaderlessRunner._add``) ends at this
-# many mutations or this many bytes of client arguments, so its delta stays far inside a peer frame
-# (``max_bulk_len`` + 64 MiB).
+# An open batch (``LeaderlessRunner._join``) ends at this many mutations or this many bytes of
+# client arguments, so its delta stays far inside a peer frame (``max_bulk_len`` + 64 MiB).
 OPEN_BATCH_MAX_MUTS = 4096
 OPEN_BATCH_MAX_BYTES = 1024 * 1024
 
 
 class _OpenBatch:
-    """SETs joined into one write of this node (a pipelined run's, ``_write_run``, or a loop
-    iteration's single SETs, ``_join``): the replica's batch, the level's needed acks, the alive
-    set and clock of its first write, the connection it is tracked on, the replies that wait for
-    it (None: done at once, each reply held for the WAL commit) and its arguments' bytes."""
+    """Single SETs of one loop iteration joined into one write of this node (``_join``): the
+    replica's batch, the level's needed acks, the alive set and clock of its first write, and the
+    replies that wait for it (None: done at once, each reply held for the WAL commit)."""
 
     __slots__ = ("batch", "needed", "alive", "now_us", "conn", "waiting", "size")
 
@@ -388,32 +386,18 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         translated = self._translate(conn, argv, now)
         if translated is None:
             return
+        muts, data = translated
+        key = (tuple(sorted(replicas)), pending, needed)
         open_ = self._open
         if open_ is None:
             open_ = self._open = {}
             if not self.flush_scheduled:
                 self._schedule_flush()
-        self._add(open_, (tuple(sorted(replicas)), pending, needed), conn, argv, translated, replicas, alive, now,
-                  _now_us())
-
-    def _add(self, batches: dict[tuple[tuple[str, ...], int, int], _OpenBatch],
-             key: tuple[tuple[str, ...], int, int], conn: ClientConnection, argv: list[bytes],
-             translated: tuple[list[Any], bytes], replicas: tuple[str, ...], alive: set[str], now: int,
-             now_us: int) -> None:
-        """One SET (``translated``: its mutations and its reply) into the batch ``key`` (its
-        replicas sorted, pending count, needed acks) of ``batches`` (a run's, or the loop
-        iteration's open ones), opened here if there is none: applied at once
-        (``Replica.batch_add``), its reply held for the WAL commit when the batch is done at once
-        (``done_at_once``: ONE), else placed in a slot the batch's ``WriteDone`` resolves. The
-        batch ends here at ``OPEN_BATCH_MAX_MUTS`` mutations or ``OPEN_BATCH_MAX_BYTES`` of
-        arguments, so that its delta stays far inside a peer frame."""
-        muts, data = translated
-        ob = batches.get(key)
+        ob = open_.get(key)
         if ob is None:
-            needed = key[2]
-            ob = batches[key] = _OpenBatch(self._replica.begin_batch(self.hlc.now(now), replicas, now), needed,
-                                           alive, now_us, conn,
-                                           None if done_at_once(self.id, replicas, needed) else [])
+            ob = open_[key] = _OpenBatch(self._replica.begin_batch(self.hlc.now(now), replicas, now), needed,
+                                         alive, _now_us(), conn,
+                                         None if done_at_once(self.id, replicas, needed) else [])
         self._replica.batch_add(ob.batch, muts)
         self.stats["writes_coordinated"] += 1
         if ob.waiting is None:
@@ -422,7 +406,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             ob.waiting.append((conn.slot(), data))
         ob.size += sum(map(len, argv))
         if len(ob.batch.muts) >= OPEN_BATCH_MAX_MUTS or ob.size >= OPEN_BATCH_MAX_BYTES:
-            del batches[key]
+            del open_[key]
             self._end_batch(ob)
 
     def _end_open(self) -> None:
@@ -488,9 +472,8 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         ``WriteDone`` resolves, so the level holds per SET (it holds for the batch, which holds
         every SET of it) and a refused or forwarded command keeps its place. A replica that does
         not ack gets a hint of every key of the batch. The batches end (are logged and shipped)
-        when the run does, before anything else steps the replica (``begin_batch``'s rule), or
-        earlier at ``_add``'s bound. Not at WRITE SERIAL (Paxos: ``_write_one``) and not for
-        another command: 0, nothing done."""
+        when the run does, before anything else steps the replica (``begin_batch``'s rule). Not
+        at WRITE SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
         level = str(conn.write_level)
         if spec.name != "set" or level == "serial" or self.disk_error is not None:
             return 0
@@ -500,8 +483,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         gathered = self._run_changed = {}
         # a placement cleared here -> its needed acks and its batch's key (the replica set, sorted: the
         # ring's orders of one set share a batch, and with it a delta and an ack per replica)
-        known: dict[tuple[tuple[str, ...], int, bool], tuple[int, tuple[tuple[str, ...], int, int]]] = {}
-        batches: dict[tuple[tuple[str, ...], int, int], _OpenBatch] = {}  # by their key (``_add``)
+        known: dict[tuple[tuple[str, ...], int, bool], tuple[int, tuple[tuple[str, ...], int]]] = {}
+        # a batch's key -> the batch, its needed acks and the replies that wait for it (None: done at once)
+        batches: dict[tuple[tuple[str, ...], int], tuple[WriteBatch, int, list[tuple[Slot, bytes]] | None]] = {}
+        writes = 0
         try:
             for argv in run:
                 placed = ms.write_placement(argv[1])
@@ -514,17 +499,36 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                     needed = self._needed(conn, level, replicas, "write", (), pending, alive)
                     if needed is None:
                         continue
-                    cleared = known[placed] = (needed, (tuple(sorted(replicas)), pending, needed))
+                    cleared = known[placed] = (needed, (tuple(sorted(replicas)), pending))
                 elif self.disk_error is not None:
                     self._write_one(conn, argv)
                     continue
                 translated = self._translate(conn, argv, now)
                 if translated is None:
                     continue
-                self._add(batches, cleared[1], conn, argv, translated, replicas, alive, now, now_us)
+                muts, data = translated
+                entry = batches.get(cleared[1])
+                if entry is None:
+                    needed = cleared[0]
+                    entry = batches[cleared[1]] = (replica.begin_batch(self.hlc.now(now), replicas, now), needed,
+                                                   None if done_at_once(me, replicas, needed) else [])
+                replica.batch_add(entry[0], muts)
+                writes += 1
+                if entry[2] is None:
+                    self.hold_until_commit(conn, data)
+                else:
+                    entry[2].append((conn.slot(), data))
         finally:
-            for ob in batches.values():
-                self._end_batch(ob)
+            self.stats["writes_coordinated"] += writes
+            for batch, needed, waiting in batches.values():
+                req = next(self._reqs)
+                effects = replica.end_batch(batch, req, needed, alive, now_us)
+                if waiting is None:  # done at once: the replies are held for the WAL commit already
+                    self._run(effects)
+                else:
+                    p = Pending(conn)
+                    p.slots = waiting
+                    self._start(conn, req, p, effects)
             self._run_changed, self._run_armed = None, False
             if gathered:
                 self._changed(tuple(gathered))
