@@ -116,9 +116,11 @@ OPEN_BATCH_MAX_BYTES = 1024 * 1024
 
 
 class _OpenBatch:
-    """Single SETs of one loop iteration joined into one write of this node (``_join``): the
-    replica's batch, the level's needed acks, the alive set and clock of its first write, and the
-    replies that wait for it (None: done at once, each reply held for the WAL commit)."""
+    """SETs joined into one write of this node (a loop iteration's single SETs, ``_join``, or a
+    pipelined run's, ``_write_run``): the replica's batch, the level's needed acks, the alive set
+    and clock of its first write, the connection it is tracked on, the replies that wait for it
+    (None: done at once, each reply held for the WAL commit) and its arguments' bytes (``_join``'s
+    bound)."""
 
     __slots__ = ("batch", "needed", "alive", "now_us", "conn", "waiting", "size")
 
@@ -484,8 +486,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         # a placement cleared here -> its needed acks and its batch's key (the replica set, sorted: the
         # ring's orders of one set share a batch, and with it a delta and an ack per replica)
         known: dict[tuple[tuple[str, ...], int, bool], tuple[int, tuple[tuple[str, ...], int]]] = {}
-        # a batch's key -> the batch, its needed acks and the replies that wait for it (None: done at once)
-        batches: dict[tuple[tuple[str, ...], int], tuple[WriteBatch, int, list[tuple[Slot, bytes]] | None]] = {}
+        batches: dict[tuple[tuple[str, ...], int], _OpenBatch] = {}  # by their key (the replica set, pending)
         writes = 0
         try:
             for argv in run:
@@ -507,28 +508,22 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                 if translated is None:
                     continue
                 muts, data = translated
-                entry = batches.get(cleared[1])
-                if entry is None:
+                ob = batches.get(cleared[1])
+                if ob is None:
                     needed = cleared[0]
-                    entry = batches[cleared[1]] = (replica.begin_batch(self.hlc.now(now), replicas, now), needed,
-                                                   None if done_at_once(me, replicas, needed) else [])
-                replica.batch_add(entry[0], muts)
+                    ob = batches[cleared[1]] = _OpenBatch(
+                        replica.begin_batch(self.hlc.now(now), replicas, now), needed, alive, now_us, conn,
+                        None if done_at_once(me, replicas, needed) else [])
+                replica.batch_add(ob.batch, muts)
                 writes += 1
-                if entry[2] is None:
+                if ob.waiting is None:
                     self.hold_until_commit(conn, data)
                 else:
-                    entry[2].append((conn.slot(), data))
+                    ob.waiting.append((conn.slot(), data))
         finally:
             self.stats["writes_coordinated"] += writes
-            for batch, needed, waiting in batches.values():
-                req = next(self._reqs)
-                effects = replica.end_batch(batch, req, needed, alive, now_us)
-                if waiting is None:  # done at once: the replies are held for the WAL commit already
-                    self._run(effects)
-                else:
-                    p = Pending(conn)
-                    p.slots = waiting
-                    self._start(conn, req, p, effects)
+            for ob in batches.values():
+                self._end_batch(ob)
             self._run_changed, self._run_armed = None, False
             if gathered:
                 self._changed(tuple(gathered))
