@@ -346,12 +346,9 @@ class Replica:
               alive: Iterable[str], stand_ins: Sequence[str], now_ms: int, now_us: int) -> list[Any]:
         """A client write this node coordinates (``muts`` from kv/crdt_writes.translate)."""
         out: list[Any] = []
-        node, put_peers = self.node, self.put_peers
-        for r in replicas:
-            if r != node and r not in put_peers:
-                if any(m[0] == "put" for m in muts):
-                    muts = without_put(muts)  # a replica may be of an older version: before anything applies it
-                break
+        node = self.node
+        if self._expands(replicas) and any(m[0] == "put" for m in muts):
+            muts = without_put(muts)  # a replica may be of an older version: before anything applies it
         delta = b""
         if not self.deltas:
             pass
@@ -377,9 +374,14 @@ class Replica:
         in between): the delta ships each key's context as the batch first touched it
         (``KeyedStore.write_more``), so a change from elsewhere in between would make the
         replicas apply the later writes against less than this one saw."""
+        return WriteBatch(hlc, tuple(replicas), now_ms, self._expands(replicas))
+
+    def _expands(self, replicas: Iterable[str]) -> bool:
+        """Whether a write to ``replicas`` has its ``put`` mutations expanded first
+        (``without_put``): another replica has not announced ``FEATURE_PUT_MUT`` (an older
+        version), and every replica must apply the same list."""
         node, put_peers = self.node, self.put_peers
-        expand = any(r != node and r not in put_peers for r in replicas)
-        return WriteBatch(hlc, tuple(replicas), now_ms, expand)
+        return any(r != node and r not in put_peers for r in replicas)
 
     def batch_add(self, batch: WriteBatch, muts: Sequence[Any]) -> None:
         """One client write (``muts`` from kv/crdt_writes.translate, against the store as the
@@ -411,11 +413,7 @@ class Replica:
             return []
         out: list[Any] = []
         muts, keys = batch.muts, tuple(batch.keys)
-        out.append(Persist(entry=["w", batch.hlc, muts, batch.now_ms]))
-        dirty = self.dirty
-        for key in keys:
-            dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
-        out.append(Changed(keys=keys))
+        self._logged(muts, batch.hlc, batch.now_ms, keys, out)
         delta = write_delta(self.node, batch.hlc, muts, batch.before) if self.deltas else b""
         out.extend(self._coordinated(self.coord.write(req, None, batch.replicas, needed, alive, (), now_us,
                                                       delta, keys), batch.now_ms))
@@ -429,13 +427,19 @@ class Replica:
 
     def _apply_local(self, muts: Sequence[Any], hlc: int, now_ms: int, out: list[Any]) -> list[bytes]:
         changed = self.store.apply_write(self.node, hlc, muts, now_ms)
+        self._logged(muts, hlc, now_ms, changed, out)
+        return changed
+
+    def _logged(self, muts: Sequence[Any], hlc: int, now_ms: int, changed: Sequence[bytes], out: list[Any]) -> None:
+        """A write of this node applied here (``_apply_local``, ``end_batch``): its WAL entry
+        (``w``, replayed by ``apply_write``), its changed keys marked for the Merkle trees and
+        one ``Changed``."""
         out.append(Persist(entry=["w", hlc, list(muts), now_ms]))
         if changed:
             dirty = self.dirty
             for key in changed:
                 dirty[key] = None  # a key already dirty keeps its place (``_update_trees``)
             out.append(Changed(keys=tuple(changed)))
-        return changed
 
     def read(self, req: int, keys: tuple[bytes, ...], replicas: Sequence[str], needed: int,
              alive: Iterable[str], now_ms: int, now_us: int) -> list[Any]:
