@@ -182,8 +182,7 @@ def test_a_runs_sets_are_one_write_to_each_replica_and_their_replies_wait_for_it
     assert {k: n2.store.key_blob(k) for k in n2.store.stored_keys()} == {
         k: node.store.key_blob(k) for k in n2.store.stored_keys()} and len(n2.store.ctx) == 5
     node._on_frame("n2", dm.encode(dm.PutAck(req=put.req, ok=True)))
-    piped.parser.feed(b"".join(piped.transport.written))
-    assert piped.parser.replies() == ["OK"] * len(RUN)
+    assert piped.replies() == ["OK"] * len(RUN)
     assert not node.pending or all(p.slots is None for p in node.pending.values())
 
 
@@ -196,13 +195,6 @@ def clients_at(make_client: Callable[..., Client], level: str, n: int) -> list[C
     for c in clients:
         assert c.send(["CONSISTENCY", "WRITE", level], ["CONSISTENCY", "READ", "one"]) == ["OK", "OK"]
     return clients
-
-
-def replies(c: Client) -> list[Any]:
-    """What ``c`` has been answered since its last ``send`` or ``replies``."""
-    c.parser.feed(b"".join(c.transport.written))
-    c.transport.written.clear()
-    return c.parser.replies()
 
 
 def test_single_sets_of_several_connections_in_one_iteration_are_one_write(make_client) -> None:
@@ -228,7 +220,7 @@ def test_single_sets_of_several_connections_in_one_iteration_are_one_write(make_
     keys = [f"j{i}".encode() for i in range(3)]
     assert [n2.store.key_blob(k) for k in keys] == [node.store.key_blob(k) for k in keys]
     node._on_frame("n2", dm.encode(dm.PutAck(req=put.req, ok=True)))
-    assert [replies(c) for c in clients] == [["OK"]] * 3
+    assert [c.replies() for c in clients] == [["OK"]] * 3
     assert [clients[0].send(["GET", f"j{i}"]) for i in range(3)] == [[f"v{i}".encode()] for i in range(3)]
 
 
@@ -241,7 +233,7 @@ def test_single_sets_at_one_are_one_write_answered_at_the_wal_commit(make_client
     assert all(c.transport.written == [] for c in clients)  # held for the WAL commit
     node.loop.run()  # type: ignore[attr-defined]
     assert node.wal.last_index == logged + 1
-    assert [replies(c) for c in clients] == [["OK"]] * 3
+    assert [c.replies() for c in clients] == [["OK"]] * 3
 
 
 def test_anything_that_touches_the_replica_or_the_view_ends_the_open_batch_first(make_client) -> None:
@@ -262,7 +254,7 @@ def test_anything_that_touches_the_replica_or_the_view_ends_the_open_batch_first
     a.conn.data_received(encode_command(["SET", "k", "3"]))
     b.conn.data_received(encode_command(["GET", "k"]))  # the view shows the joined SET
     node.loop.run()  # type: ignore[attr-defined]
-    assert replies(b)[-1] == b"3"
+    assert b.replies()[-1] == b"3"
     assert node.sm.changes.last[b"k"] > position  # its EXEC sees the SET
 
 
@@ -280,4 +272,4 @@ def test_an_open_batch_ends_at_its_bound(make_client, monkeypatch) -> None:
     clients[2].conn.data_received(encode_command(["SET", "j2", "v"]))
     node.loop.run()  # type: ignore[attr-defined]
     assert node.wal.last_index == logged + 2
-    assert [replies(c) for c in clients] == [["OK"]] * 3
+    assert [c.replies() for c in clients] == [["OK"]] * 3

@@ -102,9 +102,7 @@ def one_iteration(*reads: tuple[Client, list[list[str]]]) -> list[list[object]]:
     reads[0][0].node.loop.run()  # type: ignore[attr-defined]
     out = []
     for client, commands in reads:
-        client.parser.feed(b"".join(client.transport.written))
-        client.transport.written.clear()
-        replies = client.parser.replies()
+        replies = client.replies()
         assert len(replies) == len(commands)
         out.append(replies)
     return out

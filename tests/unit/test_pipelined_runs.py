@@ -98,11 +98,15 @@ class Client:
         """The replies to ``commands`` sent in one read, once the group commit ran."""
         self.conn.data_received(b"".join(encode_command(c) for c in commands))
         self.node.loop.run()  # type: ignore[attr-defined]
-        self.parser.feed(b"".join(self.transport.written))
-        self.transport.written.clear()
-        replies = self.parser.replies()
+        replies = self.replies()
         assert len(replies) == len(commands), "one reply per command"
         return replies
+
+    def replies(self) -> list[Any]:
+        """What this connection has been answered since its last ``send`` or ``replies``."""
+        self.parser.feed(b"".join(self.transport.written))
+        self.transport.written.clear()
+        return self.parser.replies()
 
     def one_by_one(self, *commands: list[Any]) -> list[Any]:
         """The same commands, each in a read of its own (``BaseRunner.execute`` each)."""
