@@ -31,6 +31,7 @@ from replikv.core.raft.messages import (
     TimeoutNow,
 )
 from replikv.core.raft.node import Role
+from replikv.core.raft.progress import ProgressState
 
 
 def _leader(**kw: object) -> object:
@@ -233,8 +234,9 @@ def test_one_copy_of_a_snapshot_transfer_runs_whatever_is_retransmitted() -> Non
 
 
 def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -> None:
-    """The driver postpones compaction past catch_up_floor(): a follower heard from counts
-    its match, one installing a snapshot that snapshot's index, a silent one nothing."""
+    """The driver postpones compaction past catch_up_floor(): a follower heard from in this
+    CheckQuorum round or the one before counts its match, one installing a snapshot that
+    snapshot's index, one silent for a whole round nothing."""
     n = make(term=1, snapshot_chunk_bytes=4, check_quorum=True)
     assert n.catch_up_floor() is None  # a follower catches nobody up
     elect(n)
@@ -245,6 +247,9 @@ def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -
     n.step(HeartbeatResponse(term=2, src=3, dst=1))
     assert n.catch_up_floor() == 0  # node 3 answered but matched nothing yet
     elapse(n, n.election_timeout_ticks)  # a CheckQuorum round: both marked silent
+    assert n.catch_up_floor() == 0  # but heard from in the round before: still waited for
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=4))
+    elapse(n, n.election_timeout_ticks)  # node 3 silent for this whole round
     n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=4))
     assert n.catch_up_floor() == 4  # node 3 silent since: not waited for
     persists(n.compact(4, b"0123456789"))
@@ -262,6 +267,33 @@ def test_catch_up_floor_is_the_lowest_index_a_caught_up_follower_still_needs() -
     n.step(InstallSnapshotResponse(term=2, src=3, dst=1, last_included_index=4, done=True, match_index=4))
     assert n.catch_up_floor() == 4  # in PROBE from 5 now: entry 5 must still be there for it
     n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=True, match_index=5))
+    assert n.catch_up_floor() == 5
+    assert not n.compaction_waits(5, log_bytes=100, max_log_bytes=100)
+
+
+def test_a_follower_silent_for_a_round_while_in_snapshot_holds_no_compaction() -> None:
+    """A follower that went down after the leader moved it to SNAPSHOT never answers the
+    transfer: once silent for a whole CheckQuorum round it no longer sets the catch-up
+    floor, so later compactions do not wait for it up to the byte bound (CI flake of
+    test_raft_a_snapshot_received_on_a_full_disk_waits_for_space_then_installs)."""
+    n = make(term=1, snapshot_chunk_bytes=4, check_quorum=True)
+    elect(n)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=1))
+    for i in range(3):
+        n.propose(b"x%d" % i, i)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=4))
+    persists(n.compact(4, b"0123456789"))
+    # node 3 (down from now on) rejects the probe: it needs entry 1, compacted; it gets the snapshot at 4
+    n.step(AppendEntriesResponse(term=2, src=3, dst=1, success=False, reject_index=0, conflict_term=0,
+                                 conflict_index=1))
+    assert n.progress[3].state is ProgressState.SNAPSHOT
+    n.propose(b"y", 9)
+    n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=5))
+    assert n.compaction_waits(5, log_bytes=100, max_log_bytes=100)  # it answered lately: waited for
+    for _ in range(2):  # node 2 answers in every round, node 3 in none
+        elapse(n, n.election_timeout_ticks)
+        n.step(AppendEntriesResponse(term=2, src=2, dst=1, success=True, match_index=5))
+    assert n.progress[3].state is ProgressState.SNAPSHOT
     assert n.catch_up_floor() == 5
     assert not n.compaction_waits(5, log_bytes=100, max_log_bytes=100)
 

@@ -470,15 +470,19 @@ class RaftNode:
         overtaken by the next compaction. So a driver postpones compacting past
         this floor, within a byte bound of its own (etcd keeps
         SnapshotCatchUpEntries behind its compaction for the same reason).
-        Counted: a follower in SNAPSHOT (its snapshot's index), and any other heard
-        from since the last CheckQuorum round (its match: in PROBE too, as right
-        after it installed a snapshot); not one silent for a round, likely down."""
+        Counted: a follower heard from in this CheckQuorum round or the one before:
+        in SNAPSHOT its snapshot's index, otherwise its match (in PROBE too, as right
+        after it installed a snapshot). Not one silent for a whole round, likely down,
+        whatever its state: a follower that went down in SNAPSHOT never answers the
+        transfer, and counting it would hold every later compaction to the byte bound.
+        The round before counts too, so a live follower is not dropped in the moment
+        after the round's reset, before its next heartbeat answer."""
         if self.role is not Role.LEADER:
             return None
         floors = [
             pr.pending_snapshot if pr.state is ProgressState.SNAPSHOT else pr.match
             for pid, pr in self.progress.items()
-            if pid != self.id and (pr.state is ProgressState.SNAPSHOT or pr.recent_active)
+            if pid != self.id and (pr.recent_active or pr.active_last_round)
         ]
         return min(floors) if floors else None
 
@@ -654,6 +658,7 @@ class RaftNode:
                     return
                 for pid, pr in self.progress.items():
                     if pid != self.id:
+                        pr.active_last_round = pr.recent_active
                         pr.recent_active = False
             self.lead_transferee = None  # thesis §3.10: transfer timed out
         if self.heartbeat_elapsed >= self.heartbeat_ticks:

@@ -83,6 +83,7 @@ class Progress:
         "probe_sent",
         "progress_tick",
         "recent_active",
+        "active_last_round",
         "snapshot_offset",
         "snapshot_seen",
         "state",
@@ -94,6 +95,7 @@ class Progress:
         self.state = ProgressState.PROBE
         self.probe_sent = False  # PROBE: one message in flight, wait for its answer
         self.recent_active = False  # heard from since the last CheckQuorum (thesis §6.2)
+        self.active_last_round = False  # recent_active as the last CheckQuorum round ended
         self.progress_tick = -1  # leader tick of its last progress (match, or a snapshot chunk taken)
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
         self.pending_snapshot = 0  # SNAPSHOT: index of the snapshot being sent
