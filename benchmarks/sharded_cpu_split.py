@@ -9,14 +9,15 @@ totals; after a warm-up, SETs are sent as sharded_throughput.py sends them (``pl
 redis-benchmark per node, so two thirds of the writes are forwarded to their group's leader;
 ``cluster``: ``redis-benchmark --cluster``, or every connection at the unsharded leader). Per
 SET, summed over the three nodes: the calls and the self CPU time (a function's own, without
-the wrapped functions it called) of each wrapped function, the nodes' user and system CPU
+the wrapped functions it called, less the calibrated cost of their wrappers) of each wrapped function, the nodes' user and system CPU
 (/proc/<pid>/stat), and the cluster's drains and Raft messages (INFO). The last column is the
 difference, largest first: what the 3-group layout spends per SET that one group does not.
 
 Thread CPU clocks count only the time a thread ran, so the split holds on a loaded machine
 (py-spy counts a runnable thread waiting for a core as busy: BENCHMARKS.md, session 22). A
-wrapped call costs ~1.2 us, charged to its caller's self time: compare the layouts with each
-other; the unwrapped CPU per SET is sharded_throughput.py's.
+wrapped call costs ~1-2 us, measured by each node at start-up and taken off its caller's self
+time and shown as its own row; the nodes' CPU per SET less that row is near what
+sharded_throughput.py measures without the hooks.
 
     cd benchmarks && PYTHONPATH=<tree>/src:<tree> python sharded_cpu_split.py [-n 30000] [-c 48] \\
         [--shards 0,3] [--client-kind plain|cluster] [-P 1]
@@ -39,6 +40,7 @@ from sharded_throughput import TICKS, all_groups_led, bench_direct
 
 HERE = Path(__file__).resolve().parent
 DUMP_S = 0.6  # the hooks write their totals every 0.5 s
+WRAPPERS = "(the wrappers' own cost)"
 
 
 def functions(directory: Path, pids: list[int]) -> dict[str, list[int]]:
@@ -46,10 +48,16 @@ def functions(directory: Path, pids: list[int]) -> dict[str, list[int]]:
     time.sleep(DUMP_S)
     out: dict[str, list[int]] = {}
     for pid in pids:
-        for name, values in json.loads((directory / f"{pid}.json").read_text()).items():
+        totals = json.loads((directory / f"{pid}.json").read_text())
+        overhead = totals.pop("(wrapper overhead ns)")[0]
+        for name, (calls, inclusive, own, made) in totals.items():
             acc = out.setdefault(name, [0, 0, 0])
-            for i, v in enumerate(values):
-                acc[i] += v
+            acc[0] += calls
+            acc[1] += inclusive
+            acc[2] += own - made * overhead  # the wrappers of the calls it made, taken off
+            if not name.startswith("gc "):
+                wrappers = out.setdefault(WRAPPERS, [0, 0, 0])
+                wrappers[2] += calls * overhead
     return out
 
 
@@ -116,8 +124,10 @@ def main() -> None:
     for s, name in zip(layouts, names):
         r = results[s]
         counts = ", ".join(f"{k.replace('replikv_', '')} {v:.3f}" for k, v in sorted(r["counters"].items()))  # type: ignore[attr-defined]
-        print(f"  {name}: {r['sets_per_s']:,.0f} SET/s, CPU {r['user_us'] + r['system_us']:.1f} us "  # type: ignore[operator]
-              f"(user {r['user_us']:.1f}, system {r['system_us']:.1f}); {counts}; load {r['load']}")
+        cpu = r["user_us"] + r["system_us"]  # type: ignore[operator]
+        wrappers = r["functions"].get(WRAPPERS, (0.0, 0.0))[1]  # type: ignore[attr-defined]
+        print(f"  {name}: {r['sets_per_s']:,.0f} SET/s, CPU {cpu:.1f} us (user {r['user_us']:.1f}, system "
+              f"{r['system_us']:.1f}), {cpu - wrappers:.1f} us without the wrappers' cost; {counts}; load {r['load']}")
     print()
     print("| function | " + " | ".join(f"{n} calls | {n} self us" for n in names) + " | difference (us) |")
     print("|---|" + "--:|--:|" * len(names) + "--:|")
@@ -130,7 +140,7 @@ def main() -> None:
     rows.sort(key=lambda r: (-abs(r[0]), r[1]))
     totals = [0.0] * len(layouts)
     for diff, fn, cells in rows:
-        if all(c[0] == 0 for c in cells):
+        if all(c[0] == 0 and c[1] == 0 for c in cells):
             continue
         for i, c in enumerate(cells):
             totals[i] += c[1]

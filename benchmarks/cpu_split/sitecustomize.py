@@ -5,14 +5,16 @@ Loaded by every Python process that has this directory on ``PYTHONPATH`` (Python
 Then it wraps the methods listed in ``TARGETS`` (no source is changed) so that each call adds
 its thread's CPU time (``time.thread_time_ns``) to its function's totals, inclusive and self
 (minus the wrapped functions it called), and a ``gc`` callback times the collector; every half
-second the process writes ``<dir>/<pid>.json``: ``{name: [calls, inclusive ns, self ns]}``.
+second the process writes ``<dir>/<pid>.json``: ``{name: [calls, inclusive ns, self ns, wrapped
+calls it made]}``, and ``"(wrapper overhead ns)"``: what one wrapped call adds to its caller's
+self time, measured at start-up, so a reader can take it off (sharded_cpu_split.py does).
 
 Why not a sampling profiler: py-spy counts a runnable thread that waits for a core as busy, and
 on this shared 2-core machine a 3-group node waits for one 0.5-0.7 s of every second
 (BENCHMARKS.md, sessions 21-22), while a one-group follower sleeps; a thread's CPU clock counts
 only the time it ran. The cost: ``thread_time_ns`` is a system call (~0.5 us here) and each
-wrapped call makes two, so a wrapped call costs ~1.2 us, charged to its caller's self time;
-compare the two layouts' figures with each other, not with an unwrapped run's CPU per SET.
+wrapped call makes two, so a wrapped call costs ~1-2 us, charged to its caller's self time
+(taken off with the calibrated overhead); the node's total CPU per SET still includes it.
 """
 
 from __future__ import annotations
@@ -55,25 +57,51 @@ def _install(directory: str) -> None:
 
     clock = time.thread_time_ns
     stats: dict[str, list[int]] = {}
-    stack = [0]  # per open wrapped call: the CPU time of the wrapped calls it made
+    # per open wrapped call: [CPU ns of the wrapped calls it made, how many it made]
+    stack: list[list[int]] = [[0, 0]]
 
     def timed(name: str, original):  # type: ignore[no-untyped-def]
-        totals = stats.setdefault(name, [0, 0, 0])
+        totals = stats.setdefault(name, [0, 0, 0, 0])
 
         @functools.wraps(original)
         def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-            stack.append(0)
+            inner = [0, 0]
+            stack.append(inner)
             t0 = clock()
             try:
                 return original(*args, **kwargs)
             finally:
                 spent = clock() - t0
-                children = stack.pop()
-                stack[-1] += spent
+                stack.pop()
+                outer = stack[-1]
+                outer[0] += spent
+                outer[1] += 1
                 totals[0] += 1
                 totals[1] += spent
-                totals[2] += spent - children
+                totals[2] += spent - inner[0]
+                totals[3] += inner[1]
         return wrapper
+
+    def overhead_ns() -> int:
+        """What one wrapped call adds to its caller's self time: a wrapped no-op called 20,000
+        times from a wrapped loop, less the same loop calling the bare no-op (best of 5)."""
+        def noop() -> None:
+            pass
+        wrapped_noop = timed("(calibration)", noop)
+
+        def loop(f):  # type: ignore[no-untyped-def]
+            for _ in range(20_000):
+                f()
+        best = []
+        for f in (wrapped_noop, noop):
+            runs = []
+            for _ in range(5):
+                t0 = clock()
+                timed("(calibration loop)", loop)(f)
+                runs.append(clock() - t0)
+            best.append(min(runs))
+        del stats["(calibration)"], stats["(calibration loop)"]
+        return max(0, (best[0] - best[1]) // 20_000)
 
     for module_name, cls_name, names in TARGETS:
         module = importlib.import_module(module_name)
@@ -87,8 +115,9 @@ def _install(directory: str) -> None:
     raft_runner.encode_write = raft_app.encode_write  # type: ignore[attr-defined]
 
     started = [0]
+    stats["(wrapper overhead ns)"] = [overhead_ns(), 0, 0, 0]
     for generation in range(3):  # made now: the dumping thread never sees the dict grow
-        stats[f"gc generation {generation}"] = [0, 0, 0]
+        stats[f"gc generation {generation}"] = [0, 0, 0, 0]
 
     def collector(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
