@@ -342,3 +342,95 @@ def test_flushall_still_runs_in_every_group_the_node_leads(runner: ShardedRaftRu
     runner._drain()
     assert client.slots and client.slots[0].data == b"+OK\r\n"
     assert _keys(runner) == {g: [] for g in runner.groups}
+
+
+def _cluster(root: Path) -> dict[str, ShardedRaftRunner]:
+    """Three nodes with 3 groups (each leads one), built in process; frames recorded and handed
+    over by ``_exchange``."""
+    nodes = {n: NodeAddress(id=n, host="127.0.0.1", port=1 + i, peer_port=101 + i, data_dir=str(root / n))
+             for i, n in enumerate(("n1", "n2", "n3"))}
+    cfg = ClusterConfig(mode="raft", secret="s", initial_leader="n1", nodes=nodes,
+                        options=NodeOptions(shards=3, fsync="no"))
+    runners = {n: ShardedRaftRunner(cfg, n) for n in nodes}
+    for r in runners.values():
+        r.transport = _NoTransport()
+    for n, r in runners.items():
+        for peer in runners:
+            if peer != n:
+                r._on_peer_connected(peer)
+    _exchange(runners)
+    for r in runners.values():
+        for _ in range(r.election_ticks):
+            r.host.tick()
+        for g, grp in r.groups.items():
+            if r.placement[g][0] == r.raft_id:
+                r.host.call(g, grp.core.campaign())
+    for _ in range(20):
+        for r in runners.values():
+            r._drain()
+        _exchange(runners)
+    assert sorted(g for r in runners.values() for g in r.groups if r.leads(g)) == [0, 1, 2]
+    return runners
+
+
+def _exchange(runners: dict[str, ShardedRaftRunner], only: str | None = None) -> list[tuple[str, str, Any]]:
+    """Every recorded frame (of node ``only``, if named) to its destination; the Raft messages
+    handed over as (source, destination, message)."""
+    from replikv.core.multiraft import codec as batch_codec
+    moved = []
+    for src, r in runners.items():
+        if only is not None and src != only:
+            continue
+        sent, r.transport.sent = r.transport.sent, []
+        for dst, frame in sent:
+            if frame[:1] == b"B":
+                moved += [(src, dst, m) for _g, m in batch_codec.decode(frame[1:]).msgs]
+            runners[dst]._on_frame(src, frame)
+    return moved
+
+
+def test_a_leader_holds_new_writes_while_its_groups_round_is_in_flight(tmp_path: Path) -> None:
+    """A write that reaches a group's leader while an earlier round of the group is not yet
+    committed waits for that round's acknowledgement and goes out with it: one AppendEntries
+    carrying the new entry and the earlier entry's commit (before: a round of its own at once,
+    then the commit in another)."""
+    runners = _cluster(tmp_path)
+    try:
+        leader = next(r for r in runners.values() if r.leads(0))
+        key = next(k for k in (b"k%d" % i for i in range(1000)) if leader.slot_group[leader._route([[b"GET", k]])[0]] == 0)  # type: ignore[index]
+        first, second = _Client(leader, []), _Client(leader, [])
+        leader.write(first, [[b"SET", key, b"1"]], transaction=False)
+        leader._drain()
+        sent = _exchange(runners, only=leader.id)
+        index = max(m.entries[-1].index for _s, _d, m in sent if isinstance(m, AppendEntries) and m.entries)
+        leader.write(second, [[b"SET", key, b"2"]], transaction=False)
+        leader._drain()
+        assert not [m for _s, _d, m in _exchange(runners, only=leader.id) if isinstance(m, AppendEntries) and m.entries]
+        assert leader.pending.get(0)  # held: the round of the first write is in flight
+        for r in runners.values():
+            if r is not leader:
+                r._drain()  # the followers persist and acknowledge
+        _exchange(runners)
+        leader._drain()
+        assert first.slots[0].data == b"+OK\r\n"
+        carried = [m for _s, _d, m in _exchange(runners, only=leader.id)
+                   if isinstance(m, AppendEntries) and m.entries]
+        assert carried and all(m.entries[0].index == index + 1 and m.leader_commit >= index for m in carried)
+        for _ in range(3):
+            for r in runners.values():
+                r._drain()
+            _exchange(runners)
+        assert second.slots[0].data == b"+OK\r\n"
+    finally:
+        for r in runners.values():
+            r.node_log.close()
+
+
+def test_a_single_voter_group_never_holds_a_write(runner: ShardedRaftRunner) -> None:
+    """A group whose leader is its only voter commits in the drain that proposes: a write that
+    comes after it is never held (nothing would come to release it)."""
+    for value in (b"1", b"2", b"3"):
+        client = _Client(runner, [])
+        runner.write(client, [[b"SET", b"k", value]], transaction=False)
+        runner._drain()
+        assert client.slots[0].data == b"+OK\r\n" and not runner.pending
