@@ -104,7 +104,6 @@ MEMBER_CHECK = b"M"  # msgpack [[group, the sender's last config index], ...]: "
 GONE = b"X"  # msgpack [[group, config index], ...]: "a committed configuration at that index excludes you"
 FEATURES = b"V"  # msgpack [[feature, ...], ask]: what this node's version reads (runtime/peer_features.py)
 MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups it follows
-HELD_PROPOSALS_MAX = 256  # writes a group's leader holds for its next round (_round_in_flight)
 
 # the node log's segments kept before the groups that pin older ones are carried forward
 # (storage/node_log.py): at the default 64 MiB a segment, 256 MiB of log
@@ -638,7 +637,7 @@ class ShardedRaftRunner(BaseRunner):
         self.tombstones[g] = max(index, self.tombstones.get(g, 0))
         self.placement[g] = tuple(m for m in self.placement[g] if m != self.raft_id) or self.placement[g]
         if g in self.groups:
-            self._drain(hold=False)  # what the group produced so far is carried out before it goes
+            self._drain()  # what the group produced so far is carried out before it goes
         grp = self.groups.pop(g, None)
         self.node_state = {**self.node_state, "tombstones": {str(k): v for k, v in self.tombstones.items()}}
         self._save_placement()
@@ -845,12 +844,9 @@ class ShardedRaftRunner(BaseRunner):
         self._schedule()
 
     # -- the loop --------------------------------------------------------------------------------
-    def _drain(self, hold: bool = True) -> None:
+    def _drain(self) -> None:
         """Host inputs of this iteration, then its Ready: every Persist, each written WAL committed,
         then applies and replies, and only then the batches (core/multiraft/host.py contract).
-
-        A group's writes wait while its round is in flight (``_round_in_flight``; ``hold=False``:
-        every write goes now).
 
         Client replies that were ready before the drain (a forwarded write's reply taken from a
         peer in this iteration) are written first, not after its Raft work; and the drain's peer
@@ -869,10 +865,7 @@ class ShardedRaftRunner(BaseRunner):
         if self.disk_error is None:
             pending, self.pending = self.pending, {}
             for g, items in pending.items():
-                if hold and len(items) < HELD_PROPOSALS_MAX and not host.has_input(g) and self._round_in_flight(g):
-                    self.pending[g] = items  # held for the group's next round (_round_in_flight)
-                else:
-                    host.propose(g, items)
+                host.propose(g, items)
             reads, self.pending_reads = self.pending_reads, {}
             for g, rs in reads.items():
                 host.read(g, rs)
@@ -943,27 +936,6 @@ class ShardedRaftRunner(BaseRunner):
             grp = self.groups[g]
             if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
                 self._snapshot(grp)
-        if self.pending and not all(self._round_in_flight(g) for g in self.pending):
-            self._schedule()  # a held group's round ended without an input of its own: its writes go next
-
-    def _round_in_flight(self, g: int) -> bool:
-        """This node leads g and g's log holds entries not yet committed: a round is in flight.
-
-        Rule (one round in flight per group): while it is, the group's new writes are held in
-        ``pending`` until a drain that has an input for the group (an acknowledgement, most often
-        the one that commits the round: host.py ``has_input``) and join that ``advance``, so the
-        round's commit and the next entries leave in one AppendEntries; or until the round is
-        over without one (the drain's end schedules another), or ``HELD_PROPOSALS_MAX`` writes
-        wait. With 3 busy groups a leader otherwise started a round in every loop iteration that
-        had a write of its group (a third of the node's), and each round costs every member a
-        core call, a persist and a batch whatever its size (BENCHMARKS.md, issue 13, session
-        23). The core is unchanged: it takes the proposals when they come. A group whose leader
-        is its only voter commits in the call that proposes, so never holds."""
-        grp = self.groups.get(g)
-        if grp is None:
-            return False
-        core = grp.core
-        return core.role is Role.LEADER and core.log.commit < core.log.last_index
 
     def _resolve_write(self, g: int, rid: object, result: Any, index: int) -> None:
         if type(rid) is tuple:  # ("expiry", g): the group's EXPIREDUE applied; ("move", g): a step

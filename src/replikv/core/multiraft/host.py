@@ -264,10 +264,6 @@ class GroupHost:
             if group in self.groups:
                 self._wake_group(group)
 
-    def has_input(self, group: int) -> bool:
-        """Messages for ``group`` are gathered for the next ``ready`` (a peer's batch stepped)."""
-        return group in self._inbox
-
     def propose(self, group: int, commands: Iterable[tuple[bytes, object, int | None, int | None]]) -> None:
         """Proposals (command, request id, client id, seq) for one group; wakes it. Handed to
         the core with the round's other inputs (``_settle``)."""
