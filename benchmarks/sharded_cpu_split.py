@@ -11,7 +11,11 @@ redis-benchmark per node, so two thirds of the writes are forwarded to their gro
 SET, summed over the three nodes: the calls and the self CPU time (a function's own, without
 the wrapped functions it called, less the calibrated cost of their wrappers) of each wrapped function, the nodes' user and system CPU
 (/proc/<pid>/stat), and the cluster's drains and Raft messages (INFO). The last column is the
-difference, largest first: what the 3-group layout spends per SET that one group does not.
+difference between the last layout and the first, largest first: what the 3-group layout
+spends per SET that one group does not. ``--one-group``: each sharded layout is also measured
+with plain clients whose keys share one hash tag (every write in one group, two thirds of them
+forwarded to its leader, as with one group), before the usual run: the sharded runtime's own
+per-SET cost, apart from what three busy groups cost.
 
 Thread CPU clocks count only the time a thread ran, so the split holds on a loaded machine
 (py-spy counts a runnable thread waiting for a core as busy: BENCHMARKS.md, session 22). A
@@ -20,7 +24,7 @@ time and shown as its own row; the nodes' CPU per SET less that row is near what
 sharded_throughput.py measures without the hooks.
 
     cd benchmarks && PYTHONPATH=<tree>/src:<tree> python sharded_cpu_split.py [-n 30000] [-c 48] \\
-        [--shards 0,3] [--client-kind plain|cluster] [-P 1]
+        [--shards 0,3] [--client-kind plain|cluster] [-P 1] [--one-group]
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import redis
 
-from multileader_throughput import bench_spread, load_average, replikv_up
+from multileader_throughput import bench_spread, load_average, replikv_up, spread
 from resp_throughput import ensure_redis_tools
 from sharded_throughput import TICKS, all_groups_led, bench_direct
 
@@ -81,14 +86,29 @@ def counters(ports: list[int]) -> dict[str, float]:
     return out
 
 
-def measure(root: Path, shards: int, requests: int, clients: int, kind: str, pipeline: int) -> dict[str, object]:
-    directory = root / f"split-{shards}"
+def bench_one_group(port: int, requests: int, clients: int, pipeline: int) -> tuple[float, float, float]:
+    """redis-benchmark's SET with keys that share the hash tag ``{t}``: every key in one slot,
+    so one group (``--one-group``); (SET/s over its own run, and no latencies: not used here)."""
+    t0 = time.monotonic()
+    subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", str(requests), "-c", str(clients),
+                    "-r", "10000", "-P", str(pipeline), "--csv", "SET", "{t}key:__rand_int__", "v" * 16],
+                   capture_output=True, check=True, timeout=120 + requests / 1000)
+    return requests / (time.monotonic() - t0), 0.0, 0.0
+
+
+def measure(root: Path, shards: int, requests: int, clients: int, kind: str, pipeline: int,
+            one_group: bool = False) -> dict[str, object]:
+    directory = root / f"split-{shards}-{int(one_group)}"
     directory.mkdir()
     os.environ["REPLIKV_CPU_SPLIT"] = str(directory)  # the nodes inherit it, and the hooks' path
     extra = ("--shards", str(shards)) if shards else ()
     with replikv_up(root, "raft", "everysec", extra=extra, ready_when=all_groups_led(shards)) as ports:
-        run = (lambda n: bench_direct(ports, shards, n, clients, pipeline)) if kind == "cluster" else (
-            lambda n: bench_spread(ports, "SET", n, clients, pipeline))
+        if one_group:
+            run = lambda n: spread(ports, n, clients, lambda p, k, c: bench_one_group(p, k, c, pipeline))  # noqa: E731
+        elif kind == "cluster":
+            run = lambda n: bench_direct(ports, shards, n, clients, pipeline)  # noqa: E731
+        else:
+            run = lambda n: bench_spread(ports, "SET", n, clients, pipeline)  # noqa: E731
         run(max(3000, requests // 10))  # warm-up: connections, caches, the groups' first rounds
         pids = [int(redis.Redis(port=p).info("server")["process_id"]) for p in ports]
         f0, c0, s0 = functions(directory, pids), proc_cpu(pids), counters(ports)
@@ -110,15 +130,21 @@ def main() -> None:
     ap.add_argument("--shards", default="0,3")
     ap.add_argument("--client-kind", choices=("plain", "cluster"), default="plain")
     ap.add_argument("--pipeline", "-P", type=int, default=1)
+    ap.add_argument("--one-group", action="store_true", help="plain clients whose keys all share one hash "
+                    "tag: every write in one group, two thirds forwarded to its leader, as with one group; "
+                    "the sharded layouts are measured both ways")
     args = ap.parse_args()
     ensure_redis_tools()
     os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE / "cpu_split"), os.environ.get("PYTHONPATH", "")])
-    layouts = [int(s) for s in args.shards.split(",")]
+    shards_list = [int(s) for s in args.shards.split(",")]
+    # a layout: (shards, every key in one group); with --one-group each sharded layout twice
+    layouts = [(s, one) for s in shards_list for one in ((True, False) if args.one_group and s else (False,))]
     results = {}
     with tempfile.TemporaryDirectory(prefix="replikv-cpu-split-") as tmp:
-        for shards in layouts:
-            results[shards] = measure(Path(tmp), shards, args.requests, args.clients, args.client_kind, args.pipeline)
-    names = ["unsharded" if s == 0 else f"{s} groups" for s in layouts]
+        for shards, one in layouts:
+            results[(shards, one)] = measure(Path(tmp), shards, args.requests, args.clients, args.client_kind,
+                                             args.pipeline, one)
+    names = ["unsharded" if s == 0 else f"{s} groups{', one busy' if one else ''}" for s, one in layouts]
     print(f"{args.client_kind} clients, -P {args.pipeline}, {args.clients} connections, {args.requests} SETs; "
           "per SET, summed over the 3 nodes")
     for s, name in zip(layouts, names):
