@@ -302,3 +302,43 @@ def test_replies_ready_before_a_drain_are_written_before_its_raft_work(
     _propose_everywhere(runner)
     runner._drain()
     assert log[:2] == ["client replies", "raft work"]
+
+
+def test_a_command_routes_by_its_one_key_as_by_its_key_list(runner: ShardedRaftRunner) -> None:
+    """``_route``'s short way (one command, its one key the first argument) names the slot and
+    group the key list gives: every command of the table, keys that hash alike only by their
+    hash tag, a command whose key list is longer (MSET, CROSSSLOT) or empty (no key)."""
+    from replikv.core.replies import RespError
+    from replikv.core.sharding import key_slot
+    from replikv.kv.commands import COMMANDS
+
+    keys = [b"k", b"user:{42}:name", b"{42}", b"x" * 300, b"{}a", b""]
+    for name, spec in COMMANDS.items():
+        for key in keys:
+            argv = [name, key, b"v", b"w"][:max(2, abs(spec.arity))]
+            listed = spec.keys(argv)
+            expected = ((key_slot(listed[0]), runner.slot_group[key_slot(listed[0])]) if listed
+                        else None)
+            routed = runner._route([argv])
+            assert routed == runner._route([argv, argv])  # two commands: the key list's way
+            if expected is not None and all(runner.slot_group[key_slot(k)] == expected[1] for k in listed):
+                assert routed == expected, name
+    home = runner.slot_group[key_slot(b"k")]
+    far = next(k for k in (b"a%d" % i for i in range(100)) if runner.slot_group[key_slot(k)] != home)
+    crossed = runner._route([[b"MSET", b"k", b"1", far, b"2"]])
+    assert isinstance(crossed, RespError) and crossed.message.startswith("CROSSSLOT")
+    assert isinstance(runner._route([[b"PING"]]), RespError)
+
+
+def test_flushall_still_runs_in_every_group_the_node_leads(runner: ShardedRaftRunner) -> None:
+    """FLUSHALL names no key: the write path routes it (an error for a keyless command), then
+    runs it in every group this node leads, answered once all have applied."""
+    for key in (b"a", b"b", b"c", b"d", b"e", b"f"):
+        runner.write(_Client(runner, []), [[b"SET", key, b"v"]], transaction=False)
+    runner._drain()
+    assert all(_keys(runner)[g] for g in runner.groups if any(runner.slot_group[s] == g for s in range(16384)))
+    client = _Client(runner, [])
+    runner.write(client, [[b"FLUSHALL"]], transaction=False)
+    runner._drain()
+    assert client.slots and client.slots[0].data == b"+OK\r\n"
+    assert _keys(runner) == {g: [] for g in runner.groups}
