@@ -840,9 +840,9 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             return
         self.release_committed()
         sends, self.sends = self.sends, []
-        if sends:  # one frame per peer (a Batch of this iteration's messages; Puts / PutAcks)
+        if sends:  # a frame per peer (a Batch of this iteration's messages; Puts / PutAcks), cut at the limit
             send = self.transport.send
-            for peer, frame in self.replica.frames(sends):
+            for peer, frame in self.replica.frames(sends, self.transport.max_frame_bytes):
                 send(peer, frame)
         self._flush_clients()
         self._snapshot_due()

@@ -131,6 +131,7 @@ from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadD
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
 from replikv.core.dynamo.ring import Range, Ring, token_of
+from replikv.core.framing import cut_by_bytes
 
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
@@ -206,19 +207,23 @@ class _AeSession:
     phase: str = "tree"  # "tree" (walking) | "leaves" (comparing keys)
 
 
-def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
-    """``Replica.frames``' batching of one peer's messages."""
+def _coalesce(msgs: list[dm.One], max_bytes: int) -> list[dm.One]:
+    """``Replica.frames``' batching of one peer's messages: the delta ``Put``s become ``Puts``
+    (more than one, in order, where one would not fit a frame of ``max_bytes``) and the acks one
+    ``PutAcks``."""
     writes: list[tuple[int, bytes]] = []
     ok: list[int] = []
     refused: list[int] = []
     out: list[Any] = []
     puts_at = acks_at = -1
+    delta_bytes = 0
     for m in msgs:
         if isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
             if puts_at < 0:
                 puts_at = len(out)
                 out.append(None)
             writes.append((m.req, m.delta))
+            delta_bytes += len(m.delta)
         elif isinstance(m, (dm.PutAck, dm.PutAcks)):
             if acks_at < 0:
                 acks_at = len(out)
@@ -230,10 +235,18 @@ def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
                 refused.extend(m.refused)
         else:
             out.append(m)
-    if puts_at >= 0:
-        out[puts_at] = dm.Puts(writes=tuple(writes))
     if acks_at >= 0:
         out[acks_at] = dm.PutAcks(ok=tuple(ok), refused=tuple(refused))
+    if puts_at >= 0:
+        budget = max_bytes - dm.BATCH_HEAD_BYTES - dm.PUTS_HEAD_BYTES  # a Puts alone fits a frame
+        if delta_bytes + dm.PUTS_WRITE_BYTES * len(writes) <= budget:  # the usual case
+            out[puts_at] = dm.Puts(writes=tuple(writes))
+        else:
+            start, puts = 0, []
+            for end in cut_by_bytes([len(d) + dm.PUTS_WRITE_BYTES for _, d in writes], budget):
+                puts.append(dm.Puts(writes=tuple(writes[start:end])))
+                start = end
+            out[puts_at:puts_at + 1] = puts
     return out
 
 
@@ -510,14 +523,24 @@ class Replica:
 
     # ------------------------------------------------------------ messages
 
-    def frames(self, sends: Iterable[Send]) -> list[tuple[str, bytes]]:
+    def frames(self, sends: Iterable[Send], max_bytes: int) -> list[tuple[str, bytes]]:
         """The frames that carry ``sends`` (one loop iteration's, in order): one per peer (a
         ``Batch``), and each ``Hello`` alone in a frame of its own, first (a node of an older
         version drops it, and would drop any message it shared a frame with). To a peer that
         announced ``FEATURE_PUTS`` the coordinated writes' delta ``Put``s become one ``Puts`` and
         the acks (``PutAck``, ``PutAcks``) one ``PutAcks``, each where the first of its messages was (the later ones
         move ahead of the messages between: every message of this protocol survives reordering, as
-        between frames; the writes keep their order, which a key's successive deltas need)."""
+        between frames; the writes keep their order, which a key's successive deltas need).
+
+        Size rule (issue 9): no frame is above ``max_bytes`` (the peer transport's
+        ``max_frame_bytes``: a frame above it closes the link, and the writes it held would reach
+        the replica only through hints after their client was refused), unless one message alone
+        is: a peer's messages are cut into several frames, in order
+        (``dm.encode_frames``), and its writes into several ``Puts`` (``_coalesce``), where one
+        would pass it. One message is bounded where it is made: a write's delta holds one client
+        command, or a batch the runtime ends at ``OPEN_BATCH_MAX_BYTES`` of client arguments
+        plus its last SET (``_join``, ``_write_run``), so a write of one value of ``max_bulk_len`` fits the limit
+        (``max_bulk_len`` + 64 MiB) with room to spare."""
         out: list[tuple[str, bytes]] = []
         by_peer: dict[str, list[dm.One]] = {}
         for s in sends:
@@ -528,8 +551,9 @@ class Replica:
         encode = dm.encode
         for peer, msgs in by_peer.items():
             if peer in self.batch_peers:
-                msgs = _coalesce(msgs)
-            out.append((peer, dm.encode_batch([encode(m) for m in msgs])))
+                msgs = _coalesce(msgs, max_bytes)
+            for frame in dm.encode_frames([encode(m) for m in msgs], max_bytes):
+                out.append((peer, frame))
         return out
 
 
