@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -43,7 +44,9 @@ LEADER_READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "
 # every read level any mode offers: the leader modes' and the leaderless mode's replica counts
 READ_LEVELS = LEADER_READ_LEVELS + ("serial", "all", "quorum", "one")
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
-PEER_FRAME_SLACK_BYTES = 64 * 1024 * 1024  # what a peer frame may hold beyond one bulk (max_frame_bytes)
+# what a peer frame may hold beyond one bulk (max_frame_bytes); REPLIKV_PEER_FRAME_SLACK_BYTES
+# overrides it, for tests (a frame limit a few values pass)
+PEER_FRAME_SLACK_BYTES = int(os.environ.get("REPLIKV_PEER_FRAME_SLACK_BYTES", 64 * 1024 * 1024))
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
 TOPOLOGIES = ("mesh", "star", "ring")  # multi-leader mode (core/multileader)
