@@ -248,15 +248,11 @@ PUTS_WRITE_BYTES = 15
 
 def encode_frames(encoded: list[bytes], max_bytes: int) -> list[bytes]:
     """Already encoded messages (``encode``'s output) in frames of at most ``max_bytes`` each
-    (``encode_batch``), in order: one frame when they fit it together (the usual case), else as
-    ``cut_by_bytes`` cuts them; a message above ``max_bytes`` on its own is a frame of its own
-    (its maker bounds it: one client write)."""
-    sizes = [len(e) for e in encoded]
-    if sum(sizes) + BATCH_HEAD_BYTES <= max_bytes or len(encoded) == 1:
-        return [encode_batch(encoded)]
+    (``encode_batch``), in order, cut as ``cut_by_bytes`` cuts them; a message above
+    ``max_bytes`` on its own is a frame of its own (its maker bounds it: one client write)."""
     out: list[bytes] = []
     start = 0
-    for end in cut_by_bytes(sizes, max_bytes - BATCH_HEAD_BYTES):
+    for end in cut_by_bytes([len(e) for e in encoded], max_bytes - BATCH_HEAD_BYTES):
         out.append(encode_batch(encoded[start:end]))
         start = end
     return out

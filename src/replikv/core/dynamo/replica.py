@@ -207,23 +207,19 @@ class _AeSession:
     phase: str = "tree"  # "tree" (walking) | "leaves" (comparing keys)
 
 
-def _coalesce(msgs: list[dm.One], max_bytes: int) -> list[dm.One]:
-    """``Replica.frames``' batching of one peer's messages: the delta ``Put``s become ``Puts``
-    (more than one, in order, where one would not fit a frame of ``max_bytes``) and the acks one
-    ``PutAcks``."""
+def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
+    """``Replica.frames``' batching of one peer's messages."""
     writes: list[tuple[int, bytes]] = []
     ok: list[int] = []
     refused: list[int] = []
     out: list[Any] = []
     puts_at = acks_at = -1
-    delta_bytes = 0
     for m in msgs:
         if isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
             if puts_at < 0:
                 puts_at = len(out)
                 out.append(None)
             writes.append((m.req, m.delta))
-            delta_bytes += len(m.delta)
         elif isinstance(m, (dm.PutAck, dm.PutAcks)):
             if acks_at < 0:
                 acks_at = len(out)
@@ -235,19 +231,28 @@ def _coalesce(msgs: list[dm.One], max_bytes: int) -> list[dm.One]:
                 refused.extend(m.refused)
         else:
             out.append(m)
+    if puts_at >= 0:
+        out[puts_at] = dm.Puts(writes=tuple(writes))
     if acks_at >= 0:
         out[acks_at] = dm.PutAcks(ok=tuple(ok), refused=tuple(refused))
-    if puts_at >= 0:
-        budget = max_bytes - dm.BATCH_HEAD_BYTES - dm.PUTS_HEAD_BYTES  # a Puts alone fits a frame
-        if delta_bytes + dm.PUTS_WRITE_BYTES * len(writes) <= budget:  # the usual case
-            out[puts_at] = dm.Puts(writes=tuple(writes))
-        else:
-            start, puts = 0, []
-            for end in cut_by_bytes([len(d) + dm.PUTS_WRITE_BYTES for _, d in writes], budget):
-                puts.append(dm.Puts(writes=tuple(writes[start:end])))
-                start = end
-            out[puts_at:puts_at + 1] = puts
     return out
+
+
+def _cut(msgs: list[dm.One], encoded: list[bytes], max_bytes: int) -> list[bytes]:
+    """``Replica.frames``' size rule, for a peer's messages (``encoded``: each one's bytes) that
+    do not fit one frame: a ``Puts`` above a frame is cut into several (its writes in order),
+    then the messages into frames (``dm.encode_frames``)."""
+    budget = max_bytes - dm.BATCH_HEAD_BYTES
+    pieces: list[bytes] = []
+    for m, e in zip(msgs, encoded):
+        if len(e) > budget and isinstance(m, dm.Puts) and len(m.writes) > 1:
+            start = 0
+            for end in cut_by_bytes([len(d) + dm.PUTS_WRITE_BYTES for _, d in m.writes], budget - dm.PUTS_HEAD_BYTES):
+                pieces.append(dm.encode(dm.Puts(writes=m.writes[start:end])))
+                start = end
+        else:
+            pieces.append(e)
+    return dm.encode_frames(pieces, max_bytes)
 
 
 class Replica:
@@ -536,7 +541,7 @@ class Replica:
         ``max_frame_bytes``: a frame above it closes the link, and the writes it held would reach
         the replica only through hints after their client was refused), unless one message alone
         is: a peer's messages are cut into several frames, in order
-        (``dm.encode_frames``), and its writes into several ``Puts`` (``_coalesce``), where one
+        (``dm.encode_frames``), and its writes into several ``Puts`` (``_cut``), where one
         would pass it. One message is bounded where it is made: a write's delta holds one client
         command, or a batch the runtime ends at ``OPEN_BATCH_MAX_BYTES`` of client arguments
         plus its last SET (``_join``, ``_write_run``), so a write of one value of ``max_bulk_len`` fits the limit
@@ -548,12 +553,15 @@ class Replica:
                 out.append((s.to, dm.encode(s.msg)))
             else:
                 by_peer.setdefault(s.to, []).append(s.msg)
-        encode = dm.encode
+        encode, head = dm.encode, dm.BATCH_HEAD_BYTES
         for peer, msgs in by_peer.items():
             if peer in self.batch_peers:
-                msgs = _coalesce(msgs, max_bytes)
-            for frame in dm.encode_frames([encode(m) for m in msgs], max_bytes):
-                out.append((peer, frame))
+                msgs = _coalesce(msgs)
+            encoded = [encode(m) for m in msgs]
+            if sum(map(len, encoded)) + head <= max_bytes:  # the usual case: one frame
+                out.append((peer, dm.encode_batch(encoded)))
+            else:
+                out.extend((peer, frame) for frame in _cut(msgs, encoded, max_bytes))
         return out
 
 

@@ -64,13 +64,12 @@ def encode_ops_frames(sender: str, packed_ops: list[bytes], max_bytes: int) -> l
     own is a frame of its own (an op is bounded where it is made: ``OPEN_OP_MAX_BYTES`` of
     client arguments and its last write). An ``Ops`` frame adds to its ops at most the sender's
     packed name and 7 bytes (its fixarray, tag and array header)."""
-    sizes = [len(p) for p in packed_ops]
     budget = max_bytes - 7 - len(msgpack.packb(sender, use_bin_type=True))
-    if sum(sizes) <= budget or len(packed_ops) == 1:
+    if len(packed_ops) == 1 or sum(map(len, packed_ops)) <= budget:
         return [encode_ops(sender, packed_ops)]
     out: list[bytes] = []
     start = 0
-    for end in cut_by_bytes(sizes, budget):
+    for end in cut_by_bytes([len(p) for p in packed_ops], budget):
         out.append(encode_ops(sender, packed_ops[start:end]))
         start = end
     return out
