@@ -457,3 +457,27 @@ def test_large_values_of_one_loop_iteration_reach_every_replica_without_a_link_d
             assert int(c.replication(node)["replikv_hints_held"]) == 0
     finally:
         c.close()
+
+
+def test_hints_of_large_values_reach_the_returning_replica(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: a replica down while twelve values of about 1 MiB are written at QUORUM gets
+    them as hints when it is back, in deliveries that fit a peer frame (3 MiB here: ``max_bulk_len``
+    1 MiB and ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB), not in one frame the size of them all,
+    which would close the link at every reconnect."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
+    bulk = 1024 * 1024
+    c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, anti_entropy_ms=0, read_repair_pct=0)
+    try:
+        c.kill("n3")
+        r = level(c.client("n1", timeout=60, single_connection_client=True), write="quorum")
+        values = {f"h{i}": bytes([65 + i]) * (bulk - i) for i in range(12)}
+        for k, v in values.items():
+            assert r.set(k, v) is True
+        assert int(c.replication("n1")["replikv_hints_held"]) == len(values)
+        c.start("n3")
+        wait_for(lambda: int(c.replication("n1")["replikv_hints_held"]) == 0, 60, "the hints to be delivered")
+        one = level(c.client("n3", timeout=60, single_connection_client=True), read="one")
+        assert {k: one.get(k) for k in values} == values
+        assert "exceeds the limit" not in c.log_text("n3")
+    finally:
+        c.close()

@@ -9,6 +9,7 @@ Rules:
 - A hint is removed only once the target acknowledged a state at least as
   new as the one held (``delivered`` compares the exact blob sent: a hint
   that grew while its delivery was in flight stays, and goes again).
+- A delivery batch is bounded in keys and in bytes (``batch``).
 - Hints are bounded: beyond ``max_keys`` per target the oldest-added keys are
   dropped and counted (``dropped``); anti-entropy repairs what they held, as
   Cassandra's max_hint_window does.
@@ -49,15 +50,22 @@ class Hints:
     def nodes(self) -> list[str]:
         return [n for n, s in self.by_node.items() if s.ctx]
 
-    def batch(self, node: str, max_keys: int) -> list[tuple[bytes, bytes]]:
-        """Up to ``max_keys`` hinted key states for ``node``."""
+    def batch(self, node: str, max_keys: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``max_keys`` hinted key states for ``node``, the oldest first, adding up to at
+        most ``max_bytes`` (the first state alone may pass it): a delivery is one ``Put``, one
+        message, which must fit a peer frame (issue 9: a larger frame closes the link, and the
+        same batch would be sent again at every reconnect)."""
         store = self.by_node.get(node)
         if store is None:
             return []
         out = []
+        size = 0
         for key in store.ctx:
             blob = store.key_blob(key)
             if blob is not None:
+                size += len(key) + len(blob)
+                if out and size > max_bytes:
+                    break
                 out.append((key, blob))
             if len(out) >= max_keys:
                 break

@@ -139,7 +139,8 @@ _CIRCLE = Range(start=0, end=0)
 __all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteBatch", "WriteDone"]
 
 _NO_CTX: dict[str, int] = {}  # the context of a key this replica holds nothing of (read only)
-HINT_BATCH_KEYS = 256  # key states per hint delivery
+HINT_BATCH_KEYS = 256  # key states per hint delivery, at most
+HINT_BATCH_BYTES = 1024 * 1024  # bytes of key states per hint delivery, at most (bar its first): it fits a frame
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
@@ -1061,7 +1062,7 @@ class Replica:
         """The next batch of hints for ``node`` (connected now), unless one is in flight."""
         if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
             return []
-        batch = self.hints.batch(node, HINT_BATCH_KEYS)
+        batch = self.hints.batch(node, HINT_BATCH_KEYS, HINT_BATCH_BYTES)
         if self.membership.state.epoch:
             out: list[Any] = []
             batch = self._reroute_hints(node, batch, now_ms, out)
@@ -1127,7 +1128,7 @@ class Replica:
             if node in up:
                 out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
             elif self.membership.state.epoch and node not in self.membership.state.everyone():
-                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS), now_ms, out)  # it left
+                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS, HINT_BATCH_BYTES), now_ms, out)  # it left
         if not writable:
             return out
         collect = [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]
