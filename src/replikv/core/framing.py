@@ -10,14 +10,16 @@ is made (one client write, whose value is at most ``max_bulk_len``).
 
 Used by the leaderless replica's frames (``core/dynamo/replica.py``: its
 ``Puts`` and the frame's batch of messages) and the multi-leader runtime's
-``Ops`` frames (``runtime/multi_leader.py``).
+``Ops`` frames (``runtime/multi_leader.py``); ``take_within`` by what sends
+several key states in one message (one ``Put``: a hint delivery, a stream
+chunk), which no frame cut can split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["cut_by_bytes"]
+__all__ = ["cut_by_bytes", "take_within"]
 
 
 def cut_by_bytes(sizes: Sequence[int], budget: int) -> list[int]:
@@ -38,3 +40,21 @@ def cut_by_bytes(sizes: Sequence[int], budget: int) -> list[int]:
     if sizes:
         ends.append(len(sizes))
     return ends
+
+
+def take_within(states: Iterable[tuple[bytes, bytes | None]], max_count: int,
+                max_bytes: int) -> list[tuple[bytes, bytes | None]]:
+    """The first of ``states`` (a key and its state, None for a key that holds none), read
+    lazily (a state is encoded only if it may be taken): at most ``max_count``, their keys and
+    states adding up to at most ``max_bytes``, bar the first (taken whatever its size)."""
+    out: list[tuple[bytes, bytes | None]] = []
+    size = 0
+    for key, blob in states:
+        if blob is not None:
+            size += len(key) + len(blob)
+            if out and size > max_bytes:
+                break
+        out.append((key, blob))
+        if len(out) >= max_count:
+            break
+    return out

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import msgpack
 
 from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.framing import take_within
 
 __all__ = ["Hints"]
 
@@ -58,18 +59,8 @@ class Hints:
         store = self.by_node.get(node)
         if store is None:
             return []
-        out = []
-        size = 0
-        for key in store.ctx:
-            blob = store.key_blob(key)
-            if blob is not None:
-                size += len(key) + len(blob)
-                if out and size > max_bytes:
-                    break
-                out.append((key, blob))
-            if len(out) >= max_keys:
-                break
-        return out
+        taken = take_within(((k, store.key_blob(k)) for k in store.ctx), max_keys, max_bytes)
+        return [(k, b) for k, b in taken if b is not None]
 
     def delivered(self, node: str, key: bytes, blob: bytes) -> bool:
         """``node`` acknowledged ``blob`` for ``key``: drop the hint if it is

@@ -85,7 +85,8 @@ Rules:
   and the replica's placement, Merkle groups and streams follow the ring.
   Streaming out (``StreamStart``): the key states (tombstones included) of
   the asked ranges, as held when the stream starts, go to the target in
-  ``Put`` chunks of ``STREAM_CHUNK_KEYS``, one chunk in flight, resent
+  ``Put`` chunks of ``STREAM_CHUNK_KEYS`` and ``STREAM_CHUNK_BYTES`` (bar the
+  first state: a chunk must fit a peer frame), one chunk in flight, resent
   after the request timeout; then ``StreamDone`` to the change's
   coordinator. A chunk carries the acceptor states of its keys as well
   (``Put.paxos``, read when the chunk is sent; keys with an acceptor state
@@ -131,7 +132,7 @@ from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadD
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
 from replikv.core.dynamo.ring import Range, Ring, token_of
-from replikv.core.framing import cut_by_bytes
+from replikv.core.framing import cut_by_bytes, take_within
 
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
@@ -145,6 +146,7 @@ AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
 STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
+STREAM_CHUNK_BYTES = 1024 * 1024  # bytes of key states per chunk, at most (bar its first): it fits a frame
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 
 
@@ -197,6 +199,7 @@ class _StreamOut:
     pos: int = 0  # keys[:pos] are acknowledged by the target
     req: int = 0  # the chunk in flight
     deadline_us: int = 0
+    count: int = 0  # keys[pos:pos + count] are the chunk in flight
 
 
 @dataclass(slots=True)
@@ -799,15 +802,19 @@ class Replica:
     def _stream_chunk(self, st: _StreamOut, now_us: int, out: list[Any]) -> None:
         """Send the next chunk, or report the stream done."""
         while st.pos < len(st.keys):
-            keys = st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]
-            chunk = tuple((k, b) for k in keys if (b := self.store.key_blob(k)) is not None)
+            # a chunk is one Put: it must fit a frame (issue 9)
+            taken = take_within(((k, self.store.key_blob(k)) for k in st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]),
+                                STREAM_CHUNK_KEYS, STREAM_CHUNK_BYTES)
+            keys = [k for k, _ in taken]
+            chunk = tuple((k, b) for k, b in taken if b is not None)
             acceptors = self._acceptor_states(keys, st.target)
+            st.count = len(keys)
             if chunk or acceptors:
                 st.req = self._req()
                 st.deadline_us = now_us + self.coord.timeout_us
                 out.append(Send(to=st.target, msg=dm.Put(req=st.req, states=chunk, paxos=acceptors)))
                 return
-            st.pos += STREAM_CHUNK_KEYS  # every key of the chunk was dropped meanwhile
+            st.pos += st.count  # every key of the chunk was dropped meanwhile
         wire = tuple((r.start, r.end) for r in st.ranges)
         del self.streams[(st.epoch, st.target, wire)]
         self.streams_done.add((st.epoch, st.target, wire))
@@ -824,7 +831,7 @@ class Replica:
         st = next(s for s in self.streams.values() if s.req == req)
         if peer != st.target or not ok:
             return  # refused (the target's disk): resent at the deadline
-        sent = min(STREAM_CHUNK_KEYS, len(st.keys) - st.pos)
+        sent = st.count
         st.pos += sent
         self.stats["keys_streamed"] += sent
         st.req = 0
