@@ -220,13 +220,13 @@ def test_a_phase_is_encoded_once_per_wire_form_and_its_frame_shared_by_the_peers
 
 def test_stream_chunks_are_bounded_in_bytes_and_carry_every_key_once(monkeypatch) -> None:
     """Issue 9: a streaming chunk is one ``Put``, which must fit a peer frame: it ends before the
-    key state that would take it past ``STREAM_CHUNK_BYTES`` (its first alone may pass it); the
+    key state that would take it past ``PUT_STATES_MAX_BYTES`` (its first alone may pass it); the
     chunks, each sent once the previous is acknowledged, carry every key once, in order, then
     the stream is reported done."""
     import replikv.core.dynamo.replica as replica_mod
     from replikv.core.crdt.store import overwrite_muts
 
-    monkeypatch.setattr(replica_mod, "STREAM_CHUNK_BYTES", 2500)
+    monkeypatch.setattr(replica_mod, "PUT_STATES_MAX_BYTES", 2500)
     src = replica("n3", join_state(1, False))
     keys = [b"s%02d" % i for i in range(9)]
     for i, k in enumerate(keys):

@@ -57,8 +57,9 @@ Rules:
   has one tree however many vnodes it has). Every ``ae_interval_ms`` (0:
   never) one group, in turn, is compared with one other alive member of it
   by a Merkle walk (``merkle.py``); for the keys whose digests differ each
-  side gets the other's state (this node sends its own with ``Put`` and asks
-  for the peer's with ``Get``). Trees are updated lazily from the keys
+  side gets the other's state (this node sends its own with ``Put``s of at
+  most ``PUT_STATES_MAX_BYTES`` each, bar the first state, and asks for the
+  peer's with ``Get``). Trees are updated lazily from the keys
   changed since the last walk, at most ``AE_DIGESTS_PER_UPDATE`` per update,
   the longest waiting first (``_update_trees``).
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
@@ -85,7 +86,7 @@ Rules:
   and the replica's placement, Merkle groups and streams follow the ring.
   Streaming out (``StreamStart``): the key states (tombstones included) of
   the asked ranges, as held when the stream starts, go to the target in
-  ``Put`` chunks of ``STREAM_CHUNK_KEYS`` and ``STREAM_CHUNK_BYTES`` (bar the
+  ``Put`` chunks of ``STREAM_CHUNK_KEYS`` and ``PUT_STATES_MAX_BYTES`` (bar the
   first state: a chunk must fit a peer frame), one chunk in flight, resent
   after the request timeout; then ``StreamDone`` to the change's
   coordinator. A chunk carries the acceptor states of its keys as well
@@ -141,12 +142,13 @@ __all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "Wr
 
 _NO_CTX: dict[str, int] = {}  # the context of a key this replica holds nothing of (read only)
 HINT_BATCH_KEYS = 256  # key states per hint delivery, at most
-HINT_BATCH_BYTES = 1024 * 1024  # bytes of key states per hint delivery, at most (bar its first): it fits a frame
+# bytes of key states one Put carries at most, bar its first state (a hint delivery, a stream chunk, an
+# anti-entropy push): a Put is one message, which no frame cut can split, and it must fit a frame (issue 9)
+PUT_STATES_MAX_BYTES = 1024 * 1024
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
 STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
-STREAM_CHUNK_BYTES = 1024 * 1024  # bytes of key states per chunk, at most (bar its first): it fits a frame
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 
 
@@ -802,9 +804,8 @@ class Replica:
     def _stream_chunk(self, st: _StreamOut, now_us: int, out: list[Any]) -> None:
         """Send the next chunk, or report the stream done."""
         while st.pos < len(st.keys):
-            # a chunk is one Put: it must fit a frame (issue 9)
             taken = take_within(((k, self.store.key_blob(k)) for k in st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]),
-                                STREAM_CHUNK_KEYS, STREAM_CHUNK_BYTES)
+                                STREAM_CHUNK_KEYS, PUT_STATES_MAX_BYTES)
             keys = [k for k, _ in taken]
             chunk = tuple((k, b) for k, b in taken if b is not None)
             acceptors = self._acceptor_states(keys, st.target)
@@ -1069,7 +1070,7 @@ class Replica:
         """The next batch of hints for ``node`` (connected now), unless one is in flight."""
         if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
             return []
-        batch = self.hints.batch(node, HINT_BATCH_KEYS, HINT_BATCH_BYTES)
+        batch = self.hints.batch(node, HINT_BATCH_KEYS, PUT_STATES_MAX_BYTES)
         if self.membership.state.epoch:
             out: list[Any] = []
             batch = self._reroute_hints(node, batch, now_ms, out)
@@ -1135,7 +1136,7 @@ class Replica:
             if node in up:
                 out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
             elif self.membership.state.epoch and node not in self.membership.state.everyone():
-                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS, HINT_BATCH_BYTES), now_ms, out)  # it left
+                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS, PUT_STATES_MAX_BYTES), now_ms, out)  # it left
         if not writable:
             return out
         collect = [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]
@@ -1269,9 +1270,11 @@ class Replica:
         if not differ:
             return
         self.stats["ae_keys_repaired"] += len(differ)
-        send = tuple((k, b) for k in differ if (b := self.store.key_blob(k)) is not None)
-        if send:
-            out.append(Send(to=peer, msg=dm.Put(req=0, states=send)))
+        send = [(k, b) for k in differ if (b := self.store.key_blob(k)) is not None]
+        start = 0
+        for end in cut_by_bytes([len(k) + len(b) for k, b in send], PUT_STATES_MAX_BYTES):
+            out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(send[start:end]))))  # each fits a frame
+            start = end
         ask = tuple(k for k in differ if k in theirs)
         if ask:
             req = self._req()
