@@ -39,6 +39,9 @@ Rules:
   fallback rule per write (one ``PutNeed`` per write that lacks its base),
   its keys made one ``Changed``. A peer that never announced (an older
   version) gets the single messages, and this node still understands them.
+  No frame passes the transport's limit (``frames``' size rule, issue 9):
+  where they would, a peer's messages leave in several frames and its
+  writes in several ``Puts``, in order.
 - A SET's overwrite is one ``put`` mutation (``core/crdt/store.py``: one
   register and one TTL entry replace what the write observed, where the
   ``del`` + ``set`` + ``ttl`` it stands for sweep three times) when every
