@@ -21,12 +21,14 @@ import random
 import time
 from typing import Any
 
+from replikv.config import NodeOptions
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo.replica import Replica, Send
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 
 N3 = ["n1", "n2", "n3"]
+FRAME_BYTES = NodeOptions().max_frame_bytes  # the runtime's default
 
 
 def main() -> int:
@@ -41,7 +43,7 @@ def main() -> int:
         sends = [e for e in effects if isinstance(e, Send)]
         if not sends:
             return
-        for peer, frame in nodes[frm].frames(sends):
+        for peer, frame in nodes[frm].frames(sends, FRAME_BYTES):
             msg = dm.decode(frame)
             out: list[Any] = []
             for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):

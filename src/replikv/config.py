@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ LEADER_READ_LEVELS = ("linearizable", "lease", "bounded", "session", "prefix", "
 # every read level any mode offers: the leader modes' and the leaderless mode's replica counts
 READ_LEVELS = LEADER_READ_LEVELS + ("serial", "all", "quorum", "one")
 MAX_BULK_LEN_DEFAULT = 512 * 1024 * 1024  # as Redis proto-max-bulk-len
+# what a peer frame may hold beyond one bulk (max_frame_bytes); REPLIKV_PEER_FRAME_SLACK_BYTES
+# overrides it, for tests (a frame limit a few values pass)
+PEER_FRAME_SLACK_BYTES = int(os.environ.get("REPLIKV_PEER_FRAME_SLACK_BYTES", 64 * 1024 * 1024))
 PEER_PORT_OFFSET = 10000  # as Redis Cluster's bus port
 TLS_AUTH_CLIENTS = ("yes", "no", "optional")
 TOPOLOGIES = ("mesh", "star", "ring")  # multi-leader mode (core/multileader)
@@ -174,6 +178,13 @@ class NodeOptions:
     peer_delay_ms: int = 0
     peer_jitter_ms: int = 0
     peer_delays: str = ""
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest peer frame (runtime/tcp_transport.py closes a link on a larger one; a
+        sender cuts its frames to fit it, issue 9): one client bulk and room for the rest of a
+        message."""
+        return self.max_bulk_len + PEER_FRAME_SLACK_BYTES
 
     def link_delays(self, node_id: str) -> dict[str, int]:
         """The per-link delay overrides of ``node_id``'s links: peer id -> ms."""

@@ -397,3 +397,87 @@ def test_concurrent_single_sets_survive_a_kill_of_their_coordinator_and_reach_ev
                      f"{n} to hold every acknowledged SET")
     finally:
         c.close()
+
+
+def test_large_values_of_one_loop_iteration_reach_every_replica_without_a_link_drop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: a pipeline of near-max values and many connections each writing one, at QUORUM,
+    read by the coordinator in a few loop iterations of several MiB each, under a peer frame
+    limit of 3 MiB (``max_bulk_len`` 1 MiB, ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB: the same
+    overflow as 64 MiB of slack meets with more values, on a smaller scale). The frames are cut
+    at the limit and a run's batch at its bytes bound: every SET is acknowledged, every replica
+    holds every value, no link was dropped, and no hint was needed."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
+    bulk = 1024 * 1024
+    c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, ack_timeout_ms=20000)
+    try:
+        n = 40
+        piped = {f"p{i}": bytes([65 + i % 26]) * (bulk - i) for i in range(n)}
+        piped["p0"] = b"Z" * bulk  # exactly max_bulk_len
+        single = {f"c{i}": bytes([97 + i % 26]) * (bulk - 7 * i) for i in range(n)}
+        pipe_conn = level(c.client("n1", timeout=120, single_connection_client=True), write="quorum")
+        conns = [level(c.client("n1", timeout=120, single_connection_client=True), write="quorum")
+                 for _ in range(n)]
+        replies: dict[str, Any] = {}
+        sending: list[str] = []
+
+        def pipelined() -> None:
+            p = pipe_conn.pipeline(transaction=False)
+            for k, v in piped.items():
+                p.set(k, v)
+            sending.append("pipe")
+            replies["pipe"] = p.execute(raise_on_error=False)
+
+        def one(i: int) -> None:
+            sending.append(f"c{i}")
+            try:
+                replies[f"c{i}"] = conns[i].set(f"c{i}", single[f"c{i}"])
+            except redis.RedisError as exc:
+                replies[f"c{i}"] = exc
+
+        c.pause("n1")  # what the clients send waits in the sockets: n1 reads it in big iterations
+        threads = [threading.Thread(target=pipelined)] + [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        try:
+            for th in threads:
+                th.start()
+            wait_for(lambda: len(sending) == n + 1, 20, "every client to send")
+        finally:
+            c.resume("n1")
+        for th in threads:
+            th.join(180)
+        assert replies.pop("pipe") == [True] * n
+        assert replies == {f"c{i}": True for i in range(n)}
+        values = {**piped, **single}
+        for node in c.config.nodes:
+            one_read = level(c.client(node, timeout=60, single_connection_client=True), read="one")
+            wait_for(lambda: all(one_read.get(k) == v for k, v in values.items()), 60,
+                     f"{node} to hold every value")
+        for node in c.config.nodes:
+            assert "closing peer connection" not in c.log_text(node), node
+            assert int(c.replication(node)["replikv_hints_held"]) == 0
+    finally:
+        c.close()
+
+
+def test_hints_of_large_values_reach_the_returning_replica(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: a replica down while twelve values of about 1 MiB are written at QUORUM gets
+    them as hints when it is back, in deliveries that fit a peer frame (3 MiB here: ``max_bulk_len``
+    1 MiB and ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB), not in one frame the size of them all,
+    which would close the link at every reconnect."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
+    bulk = 1024 * 1024
+    c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, anti_entropy_ms=0, read_repair_pct=0)
+    try:
+        c.kill("n3")
+        r = level(c.client("n1", timeout=60, single_connection_client=True), write="quorum")
+        values = {f"h{i}": bytes([65 + i]) * (bulk - i) for i in range(12)}
+        for k, v in values.items():
+            assert r.set(k, v) is True
+        assert int(c.replication("n1")["replikv_hints_held"]) == len(values)
+        c.start("n3")
+        wait_for(lambda: int(c.replication("n1")["replikv_hints_held"]) == 0, 60, "the hints to be delivered")
+        one = level(c.client("n3", timeout=60, single_connection_client=True), read="one")
+        assert {k: one.get(k) for k in values} == values
+        assert "exceeds the limit" not in c.log_text("n3")
+    finally:
+        c.close()

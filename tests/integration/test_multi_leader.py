@@ -237,3 +237,26 @@ def test_watch_sees_local_writes_and_writes_that_arrived(cluster: Cluster) -> No
         wait_for(lambda: r1.get("k") == b"remote", 20, "n2's write at n1")
     assert watched_exec(remote) is None  # so does another node's, once it arrived
     assert watched_exec(lambda: r2.set("other", "x")) == [True]
+
+
+def test_a_pipeline_of_large_values_replicates_without_a_link_drop(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: the ops held for one peer send (``PEER_SEND_EVERY_S``) leave in frames of at
+    most the peer frame limit (3 MiB here: ``max_bulk_len`` 1 MiB and
+    ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB), not in one frame of every op due, which closed the
+    link: a pipeline of 40 values of about 1 MiB reaches every node, and no link dropped."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
+    bulk = 1024 * 1024
+    c = ml_cluster(tmp_path / "c", max_bulk_len=bulk)
+    try:
+        values = {f"m{i}": bytes([65 + i % 26]) * (bulk - i) for i in range(40)}
+        p = c.client("n1", timeout=60).pipeline(transaction=False)
+        for k, v in values.items():
+            p.set(k, v)
+        assert p.execute() == [True] * len(values)
+        for n in NODES:
+            r = c.client(n, timeout=60)
+            wait_for(lambda: all(r.get(k) == v for k, v in values.items()), 60, f"{n} to hold every value")
+        assert all("closing peer connection" not in c.log_text(n) for n in NODES)
+    finally:
+        c.close()

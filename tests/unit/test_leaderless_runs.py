@@ -273,3 +273,39 @@ def test_an_open_batch_ends_at_its_bound(make_client, monkeypatch) -> None:
     node.loop.run()  # type: ignore[attr-defined]
     assert node.wal.last_index == logged + 2
     assert [c.replies() for c in clients] == [["OK"]] * 3
+
+
+def test_a_run_of_large_values_ends_its_batch_at_the_bytes_bound(make_client) -> None:
+    """Issue 9: eight SETs of 300 KB in one run, at QUORUM, are two writes of four SETs (a batch
+    ends once its arguments reach OPEN_BATCH_MAX_BYTES), not one delta of 2.4 MB; under a frame
+    limit of 1.5 MB each leaves in a frame of its own. A replica that applies both holds what
+    this node does, and its acks release the eight replies in order."""
+    import replikv.runtime.leaderless as leaderless
+
+    piped = make_client()
+    assert piped.send(["CONSISTENCY", "WRITE", "quorum"]) == ["OK"]
+    node = piped.node
+    node.transport.max_frame_bytes = 1_500_000
+    value = 300_000
+    run = [["SET", f"k{i}", chr(65 + i) * value] for i in range(8)]
+    sent, logged = len(node.transport.sent), node.wal.last_index
+    piped.conn.data_received(b"".join(encode_command(c) for c in run))
+    node.loop.run()  # type: ignore[attr-defined]
+    assert piped.transport.written == [] and node.wal.last_index == logged + 2  # two writes
+    frames = node.transport.sent[sent:]
+    assert all(len(f) <= node.transport.max_frame_bytes for _, f in frames)
+    puts = [dm.decode(f) for to, f in frames if to == "n2"]
+    assert [type(p) for p in puts] == [dm.Put, dm.Put]  # the fake peers never announced Puts
+    assert all(len(p.delta) < leaderless.OPEN_BATCH_MAX_BYTES + value for p in puts)
+    n2 = Replica("n2", Ring(["n1", "n2", "n3"], 3, node.options.vnodes), conflicts="lww", timeout_us=10**9,
+                 rng=random.Random(1), ae_interval_ms=0)
+    n2.step("n1", dm.Hello(features=(dm.FEATURE_PUT_MUT,)), 0, 0)
+    for p in puts:
+        n2.step("n1", p, 1, 1000)
+    keys = [f"k{i}".encode() for i in range(8)]
+    assert [n2.store.key_blob(k) for k in keys] == [node.store.key_blob(k) for k in keys]
+    node._on_frame("n2", dm.encode(dm.PutAck(req=puts[1].req, ok=True)))
+    assert piped.replies() == []  # the later batch's replies wait for the earlier's
+    node._on_frame("n2", dm.encode(dm.PutAck(req=puts[0].req, ok=True)))
+    assert piped.replies() == ["OK"] * 8
+    assert piped.send(["GET", "k7"]) == [b"H" * value]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.multileader.codec import MlCodecError, decode, encode, encode_ops, pack_op
+from replikv.core.multileader.codec import MlCodecError, decode, encode, encode_ops, encode_ops_frames, pack_op
 from replikv.core.multileader.messages import MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 MSGS: list[MlMsg] = [
@@ -122,3 +122,20 @@ def test_random_ops_frames_never_raise_anything_else(tail: bytes) -> None:
                 decode(head + tail, have)
             except MlCodecError:
                 pass
+
+
+def test_ops_frames_fit_the_limit_and_carry_every_op_in_order() -> None:
+    """Issue 9: ``encode_ops_frames`` cuts an ``Ops`` frame where it would pass the transport's
+    frame limit; ops that fit together stay one frame, and an op above the limit alone is a
+    frame of its own."""
+    ops = [Op(origin="n1", seq=i + 1, hlc=i + 1, deps={"n1": i}, payload=(("set", b"k", b"v" * (100 * (i % 4))),))
+           for i in range(20)]
+    packed = [pack_op(op) for op in ops]
+    assert encode_ops_frames("n1", packed, 1 << 20) == [encode_ops("n1", packed)]
+    limit = 700
+    frames = encode_ops_frames("n1", packed, limit)
+    assert len(frames) > 3 and all(len(f) <= limit for f in frames)
+    assert [op for f in frames for op in decode(f).ops] == ops  # type: ignore[union-attr]
+    big = Op(origin="n1", seq=21, hlc=21, deps={"n1": 20}, payload=(("set", b"k", b"x" * 1000),))
+    frames = encode_ops_frames("n1", [*packed[:2], pack_op(big), packed[2]], limit)
+    assert [[op.seq for op in decode(f).ops] for f in frames] == [[1, 2], [21], [3]]  # type: ignore[union-attr]

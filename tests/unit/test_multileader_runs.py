@@ -236,6 +236,25 @@ def test_sends_after_a_send_wait_the_batching_interval_and_leave_as_one_frame(ma
     assert sent_ops(node, "n2") == [[1], [2, 3], [4]] and sent_ops(node, "n3") == [[1], [2, 3]]
 
 
+def test_held_sends_that_would_pass_the_frame_limit_leave_in_several_frames(make_node, monkeypatch) -> None:
+    """Issue 9: the ops held for one send (``_send_peers``) leave in frames of at most the
+    transport's ``max_frame_bytes``, every op once, in order (one frame would close the link)."""
+    monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 60.0)
+    node = make_node("n")
+    node.loop = TimerLoop()
+    node.transport.max_frame_bytes = 250_000  # type: ignore[attr-defined]
+    for peer in ("n2", "n3"):
+        node._on_frame(peer, codec.encode(Sync(sender=peer, vv={"n1": 0, "n2": 0, "n3": 0}, matrix={})))
+    client = Client(node)
+    assert client.send(["SET", "a", "1"]) == ["OK"]  # sent at once; the next ones are held
+    for i in range(6):
+        assert client.send(["SET", f"k{i}", "x" * 100_000]) == ["OK"]
+    node.loop.fire()
+    frames = [f for to, f in node.transport.sent if to == "n2"]  # type: ignore[attr-defined]
+    assert all(len(f) <= 250_000 for f in frames)
+    assert sent_ops(node, "n2") == sent_ops(node, "n3") == [[1], [2, 3], [4, 5], [6, 7]]
+
+
 def test_the_packed_ops_are_kept_only_while_sends_that_may_use_them_are_held(make_node, monkeypatch) -> None:
     """``_packed`` (an op's bytes, packed once for the WAL and the peers) is emptied at every
     flush that holds no send, as before the batching: with no peer to send to it never grows."""

@@ -70,8 +70,9 @@ class FakeLoop:
 
 
 class FakePeers:
-    def __init__(self) -> None:
+    def __init__(self, max_frame_bytes: int) -> None:
         self.sent: list[tuple[str, bytes]] = []
+        self.max_frame_bytes = max_frame_bytes  # the runtime cuts its frames to it (PeerTransport's)
 
     def send(self, to: str, payload: bytes) -> bool:
         self.sent.append((to, payload))
@@ -121,7 +122,7 @@ def offline_node(runner: Callable[[ClusterConfig, str], Any], mode: str, root: P
     config = ClusterConfig(mode=mode, secret="s", initial_leader="n1", nodes=nodes, options=NodeOptions())
     node = runner(config, "n1")
     node.loop = FakeLoop()
-    node.transport = FakePeers()
+    node.transport = FakePeers(config.options.max_frame_bytes)
     return node
 
 

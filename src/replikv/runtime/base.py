@@ -177,7 +177,7 @@ class BaseRunner:
             self.id, self.address.host, self.address.peer_port, peers, self.config.secret,
             on_frame=self._on_frame, on_connected=on_peer_connected,
             on_disconnected=self._on_peer_disconnected, on_receiving=self.peer_receiving,
-            max_frame_bytes=opts.max_bulk_len + 64 * 1024 * 1024,
+            max_frame_bytes=opts.max_frame_bytes,
             ssl_server=peer_tls[0], ssl_client=peer_tls[1], peer_delay_ms=opts.peer_delay_ms,
             peer_jitter_ms=opts.peer_jitter_ms, link_delays=opts.link_delays(self.id),
             coalesce=self.coalesce_peer_frames)

@@ -110,7 +110,8 @@ class Pending:
 
 
 # An open batch (``LeaderlessRunner._join``) ends at this many mutations or this many bytes of
-# client arguments, so its delta stays far inside a peer frame (``max_bulk_len`` + 64 MiB).
+# client arguments, and a pipelined run's (``_write_run``) at this many bytes, so its delta stays
+# far inside a peer frame (``max_bulk_len`` + 64 MiB): at most this plus one client write.
 OPEN_BATCH_MAX_MUTS = 4096
 OPEN_BATCH_MAX_BYTES = 1024 * 1024
 
@@ -119,8 +120,8 @@ class _OpenBatch:
     """SETs joined into one write of this node (a loop iteration's single SETs, ``_join``, or a
     pipelined run's, ``_write_run``): the replica's batch, the level's needed acks, the alive set
     and clock of its first write, the connection it is tracked on, the replies that wait for it
-    (None: done at once, each reply held for the WAL commit) and its arguments' bytes (``_join``'s
-    bound)."""
+    (None: done at once, each reply held for the WAL commit) and its arguments' bytes (the
+    bound on ``_join``'s and ``_write_run``'s batches)."""
 
     __slots__ = ("batch", "needed", "alive", "now_us", "conn", "waiting", "size")
 
@@ -474,7 +475,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         ``WriteDone`` resolves, so the level holds per SET (it holds for the batch, which holds
         every SET of it) and a refused or forwarded command keeps its place. A replica that does
         not ack gets a hint of every key of the batch. The batches end (are logged and shipped)
-        when the run does, before anything else steps the replica (``begin_batch``'s rule). Not
+        when the run does, before anything else steps the replica (``begin_batch``'s rule), and
+        one ends at once at ``OPEN_BATCH_MAX_BYTES`` of arguments, as ``_join``'s do (issue 9: a
+        run of large values would otherwise become one delta of unbounded size, which no peer
+        frame may exceed; the run's next SET of that placement opens a new batch). Not
         at WRITE SERIAL (Paxos: ``_write_one``) and not for another command: 0, nothing done."""
         level = str(conn.write_level)
         if spec.name != "set" or level == "serial" or self.disk_error is not None:
@@ -520,6 +524,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                     self.hold_until_commit(conn, data)
                 else:
                     ob.waiting.append((conn.slot(), data))
+                ob.size += len(argv[1]) + len(argv[2]) + 3  # as _join counts it: the arguments, SET's 3 bytes
+                if ob.size >= OPEN_BATCH_MAX_BYTES:  # the bytes bound (no mutation count: one per SET)
+                    del batches[cleared[1]]
+                    self._end_batch(ob)
         finally:
             self.stats["writes_coordinated"] += writes
             for ob in batches.values():
@@ -840,9 +848,9 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             return
         self.release_committed()
         sends, self.sends = self.sends, []
-        if sends:  # one frame per peer (a Batch of this iteration's messages; Puts / PutAcks)
+        if sends:  # a frame per peer (a Batch of this iteration's messages; Puts / PutAcks), cut at the limit
             send = self.transport.send
-            for peer, frame in self.replica.frames(sends):
+            for peer, frame in self.replica.frames(sends, self.transport.max_frame_bytes):
                 send(peer, frame)
         self._flush_clients()
         self._snapshot_due()

@@ -589,7 +589,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     def _send_peers(self) -> None:
         """Send ``self._committed`` (the sends whose ops a WAL commit holds: persist before send): one
-        ``Ops`` frame with every op due to a peer and at most one Sync (the newest) per peer.
+        ``Ops`` frame with every op due to a peer (several, in order, where one would pass the
+        transport's ``max_frame_bytes``: ``codec.encode_ops_frames``) and at most one Sync (the
+        newest) per peer.
 
         Batching rule: after a send, the next waits until ``PEER_SEND_EVERY_S`` has passed
         (``_flush`` holds the sends and sets a timer that flushes again then), so under load a
@@ -610,9 +612,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 batched.setdefault(effect.to, []).extend(effect.msg.ops)
             else:
                 syncs[effect.to] = effect.msg
-        cache, pack = self._packed, codec.pack_op
-        for peer, ops in batched.items():
-            send(peer, codec.encode_ops(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops]))
+        cache, pack, limit = self._packed, codec.pack_op, self.transport.max_frame_bytes
+        for peer, ops in batched.items():  # several frames where one would pass the limit (issue 9)
+            for frame in codec.encode_ops_frames(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops],
+                                                 limit):
+                send(peer, frame)
         cache.clear()
         for peer, sync in syncs.items():
             send(peer, codec.encode(sync))

@@ -80,6 +80,7 @@ import msgpack
 
 from replikv.check.history import Op as HistOp
 from replikv.check.linearizability import check_register_history
+from replikv.config import NodeOptions
 from replikv.core.crdt import Hlc
 from replikv.core.crdt.keyed import KeyedStore, decode_delta
 from replikv.core.dynamo import messages as dm
@@ -159,6 +160,8 @@ class LlSimNode:
 
     def wall_ms(self, now_us: int) -> int:
         return max(0, now_us * self.clock.period_us // self.tick_us // 1000 + self.offset_ms)
+
+_MAX_FRAME_BYTES = NodeOptions().max_frame_bytes
 
 
 class LeaderlessDriver(GroupCommitDriver, NodeTable):
@@ -378,7 +381,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 self.incrs[dot] = amount
         n.unsynced = []
         out, n.outbox = n.outbox, []
-        for peer, frame in n.replica.frames(out):  # the runtime's framing (Puts / PutAcks to who announced)
+        # the runtime's framing (Puts / PutAcks to who announced), at its default frame limit
+        for peer, frame in n.replica.frames(out, _MAX_FRAME_BYTES):
             dst = self.ids[peer]
             self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, frame))
         replies, n.replies = n.replies, []

@@ -94,3 +94,27 @@ def test_rounds_converge_replicas_whose_backlog_exceeds_the_bound(monkeypatch: A
     assert len(blobs[0]) == 60
     assert blobs[0] == blobs[1] == blobs[2]
     assert all(r.stats["ae_keys_repaired"] > 0 for r in nodes.values()) and now
+
+
+def test_a_rounds_push_is_cut_into_puts_that_fit_a_frame(monkeypatch: Any) -> None:
+    """Issue 9: what a round sends of its own states is one ``Put`` per ``PUT_STATES_MAX_BYTES``
+    (bar its first state), not one message of every differing key, which could pass the peer
+    frame limit; the replicas still converge."""
+    monkeypatch.setattr(rp, "PUT_STATES_MAX_BYTES", 2500)
+    nodes = {n: replica(n, ae_ms=1000) for n in N3}
+    for i in range(12):
+        local_set(nodes["n1"], b"key%02d" % i, b"x" * 1000, 10 + i)
+    pushes: list[dm.Put] = []
+    real = Replica._ae_keys
+
+    def recorded(self: Replica, peer: str, msg: dm.LeafKeys, now_us: int, out: list[Any]) -> None:
+        before = len(out)
+        real(self, peer, msg, now_us, out)
+        pushes.extend(e.msg for e in out[before:] if isinstance(e, Send) and isinstance(e.msg, dm.Put))
+
+    monkeypatch.setattr(Replica, "_ae_keys", recorded)
+    run_rounds(nodes, 1000, 12)
+    assert any(len(p.states) > 1 for p in pushes) and len(pushes) > 2
+    assert all(len(p.states) == 1 or sum(len(k) + len(b) for k, b in p.states) <= 2500 for p in pushes)
+    blobs = [{k: r.store.key_blob(k) for k in r.store.stored_keys()} for r in nodes.values()]
+    assert len(blobs[0]) == 12 and blobs[0] == blobs[1] == blobs[2]

@@ -10,12 +10,14 @@ from typing import Any
 import msgpack
 import pytest
 
+from replikv.config import NodeOptions
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo.replica import Changed, Persist, Replica, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 
 N3 = ["n1", "n2", "n3"]
+FRAME_BYTES = NodeOptions().max_frame_bytes
 
 
 def replica(name: str, batches: bool = True, announced: tuple[str, ...] = ("n1", "n2", "n3")) -> Replica:
@@ -35,7 +37,7 @@ def write(r: Replica, req: int, now: int, *argv: bytes, needed: int = 3) -> list
 def frames_to(r: Replica, effects: list[Any], peer: str) -> list[Any]:
     """The messages of the frames ``r`` sends ``peer`` for these effects, decoded, frame by frame."""
     out = []
-    for to, frame in r.frames([e for e in effects if isinstance(e, Send)]):
+    for to, frame in r.frames([e for e in effects if isinstance(e, Send)], FRAME_BYTES):
         if to == peer:
             msg = dm.decode(frame)
             out.append(list(msg.msgs) if isinstance(msg, dm.Batch) else [msg])
@@ -128,7 +130,7 @@ def test_a_peer_that_never_announced_gets_single_puts_and_acks_and_a_new_node_ta
 def test_a_hello_leaves_alone_in_its_own_frame_and_a_disconnect_forgets_the_announcement() -> None:
     n1 = replica("n1")
     effects = [*write(n1, 1, 10, b"SET", b"a", b"1"), *n1.peer_connected("n2", 11, 11_000)]
-    frames = [(to, dm.decode(f)) for to, f in n1.frames([e for e in effects if isinstance(e, Send)])]
+    frames = [(to, dm.decode(f)) for to, f in n1.frames([e for e in effects if isinstance(e, Send)], FRAME_BYTES)]
     assert frames[0] == ("n2", dm.Hello(features=dm.FEATURES))
     n1.peer_down("n2", 12, 12_000)
     assert "n2" not in n1.batch_peers
@@ -142,7 +144,7 @@ def test_batched_messages_take_the_place_of_the_first_they_replace() -> None:
                        dm.PutAck(req=5, ok=True), dm.Put(req=2, states=((b"k", b"s"),)),
                        dm.Put(req=3, states=(), delta=b"d3"), dm.PutAck(req=6, ok=False),
                        dm.Put(req=4, states=((b"k", b"s"),), hint_for="n3")]
-    [(to, frame)] = n1.frames([Send(to="n2", msg=m) for m in msgs])
+    [(to, frame)] = n1.frames([Send(to="n2", msg=m) for m in msgs], FRAME_BYTES)
     assert to == "n2" and dm.decode(frame) == dm.Batch(msgs=(
         dm.Get(req=9, keys=(b"x",)), dm.Puts(writes=((1, b"d1"), (3, b"d3"))), dm.PutAcks(ok=(5,), refused=(6,)),
         dm.Put(req=2, states=((b"k", b"s"),)), dm.Put(req=4, states=((b"k", b"s"),), hint_for="n3")))

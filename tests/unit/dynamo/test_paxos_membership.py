@@ -216,3 +216,31 @@ def test_a_phase_is_encoded_once_per_wire_form_and_its_frame_shared_by_the_peers
     assert isinstance(shared, pm.Prepare) and isinstance(old, pm.Prepare)
     assert shared.electorate == r._electorate(KEY) and old.electorate is None
     assert old.ballot == shared.ballot
+
+
+def test_stream_chunks_are_bounded_in_bytes_and_carry_every_key_once(monkeypatch) -> None:
+    """Issue 9: a streaming chunk is one ``Put``, which must fit a peer frame: it ends before the
+    key state that would take it past ``PUT_STATES_MAX_BYTES`` (its first alone may pass it); the
+    chunks, each sent once the previous is acknowledged, carry every key once, in order, then
+    the stream is reported done."""
+    import replikv.core.dynamo.replica as replica_mod
+    from replikv.core.crdt.store import overwrite_muts
+
+    monkeypatch.setattr(replica_mod, "PUT_STATES_MAX_BYTES", 2500)
+    src = replica("n3", join_state(1, False))
+    keys = [b"s%02d" % i for i in range(9)]
+    for i, k in enumerate(keys):
+        src.store.apply_write("n1", 100 + i, overwrite_muts(src.store, k, b"v" * (3000 if i == 4 else 1000)), 0)
+    out = src.step("n9", dm.StreamStart(epoch=1, target="n4", ranges=((0, 0),)), 0, 0)
+    chunks: list[list[bytes]] = []
+    while True:
+        puts = [e.msg for e in out if isinstance(e, Send) and e.to == "n4" and isinstance(e.msg, dm.Put)]
+        if not puts:
+            break
+        (chunk,) = puts
+        assert len(chunk.states) == 1 or sum(len(k) + len(b) for k, b in chunk.states) <= 2500
+        chunks.append([k for k, _ in chunk.states])
+        out = src.step("n4", dm.PutAck(req=chunk.req, ok=True), 0, 0)
+    assert [k for c in chunks for k in c] == sorted(keys) and len(chunks) > 3 and [keys[4]] in chunks
+    assert src.stats["keys_streamed"] == len(keys)
+    assert any(isinstance(e, Send) and isinstance(e.msg, dm.StreamDone) for e in out)

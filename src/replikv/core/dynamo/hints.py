@@ -9,6 +9,7 @@ Rules:
 - A hint is removed only once the target acknowledged a state at least as
   new as the one held (``delivered`` compares the exact blob sent: a hint
   that grew while its delivery was in flight stays, and goes again).
+- A delivery batch is bounded in keys and in bytes (``batch``).
 - Hints are bounded: beyond ``max_keys`` per target the oldest-added keys are
   dropped and counted (``dropped``); anti-entropy repairs what they held, as
   Cassandra's max_hint_window does.
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 import msgpack
 
 from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.framing import take_within
 
 __all__ = ["Hints"]
 
@@ -49,19 +51,16 @@ class Hints:
     def nodes(self) -> list[str]:
         return [n for n, s in self.by_node.items() if s.ctx]
 
-    def batch(self, node: str, max_keys: int) -> list[tuple[bytes, bytes]]:
-        """Up to ``max_keys`` hinted key states for ``node``."""
+    def batch(self, node: str, max_keys: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``max_keys`` hinted key states for ``node``, the oldest first, adding up to at
+        most ``max_bytes`` (the first state alone may pass it): a delivery is one ``Put``, one
+        message, which must fit a peer frame (issue 9: a larger frame closes the link, and the
+        same batch would be sent again at every reconnect)."""
         store = self.by_node.get(node)
         if store is None:
             return []
-        out = []
-        for key in store.ctx:
-            blob = store.key_blob(key)
-            if blob is not None:
-                out.append((key, blob))
-            if len(out) >= max_keys:
-                break
-        return out
+        taken = take_within(((k, store.key_blob(k)) for k in store.ctx), max_keys, max_bytes)
+        return [(k, b) for k, b in taken if b is not None]
 
     def delivered(self, node: str, key: bytes, blob: bytes) -> bool:
         """``node`` acknowledged ``blob`` for ``key``: drop the hint if it is

@@ -65,7 +65,11 @@ applied only where the receiver holds its base, whole states otherwise.
   ``StreamDone`` reports it finished, naming the same ranges (a stand-in
   source may run a second stream to the same target; ``membership.py``).
 - ``Batch``: several of the above in one frame (one system call and one MAC
-  per peer per loop iteration instead of one per message).
+  per peer per loop iteration instead of one per message). ``encode_frames``
+  cuts a batch into several frames where it would pass the transport's frame
+  limit (issue 9: a frame above it closes the link); ``BATCH_HEAD_BYTES``,
+  ``PUTS_HEAD_BYTES`` and ``PUTS_WRITE_BYTES`` bound what the encoding adds
+  to the messages, and to a ``Puts``' deltas, so a cut never guesses.
 
 ``decode`` checks every field and raises ``DynamoCodecError`` (and nothing
 else) on a frame it does not understand: a peer speaking garbage is dropped.
@@ -78,9 +82,11 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
+from replikv.core.framing import cut_by_bytes
+
+__all__ = ["BATCH_HEAD_BYTES", "PUTS_HEAD_BYTES", "PUTS_WRITE_BYTES", "Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
            "FEATURES", "FEATURE_ELECTORATE", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
-           "decode", "encode", "encode_batch"]
+           "decode", "encode", "encode_batch", "encode_frames"]
 
 States = tuple[tuple[bytes, bytes], ...]
 
@@ -228,6 +234,27 @@ class DynamoCodecError(ValueError):
 
 def encode(msg: DynamoMsg) -> bytes:
     out: bytes = msgpack.packb(_wire(msg), use_bin_type=True)
+    return out
+
+
+# Upper bounds of what the encoding adds (msgpack): a batch to its messages' encodings (a
+# fixarray(2), the tag, an array header of at most 5 bytes); a Puts to its writes (the same); a
+# Puts to each write's delta (a fixarray(2), the req as at most a uint64 of 9 bytes, a bin header
+# of at most 5 bytes).
+BATCH_HEAD_BYTES = 7
+PUTS_HEAD_BYTES = 7
+PUTS_WRITE_BYTES = 15
+
+
+def encode_frames(encoded: list[bytes], max_bytes: int) -> list[bytes]:
+    """Already encoded messages (``encode``'s output) in frames of at most ``max_bytes`` each
+    (``encode_batch``), in order, cut as ``cut_by_bytes`` cuts them; a message above
+    ``max_bytes`` on its own is a frame of its own (its maker bounds it: one client write)."""
+    out: list[bytes] = []
+    start = 0
+    for end in cut_by_bytes([len(e) for e in encoded], max_bytes - BATCH_HEAD_BYTES):
+        out.append(encode_batch(encoded[start:end]))
+        start = end
     return out
 
 

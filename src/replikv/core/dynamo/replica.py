@@ -39,6 +39,9 @@ Rules:
   fallback rule per write (one ``PutNeed`` per write that lacks its base),
   its keys made one ``Changed``. A peer that never announced (an older
   version) gets the single messages, and this node still understands them.
+  No frame passes the transport's limit (``frames``' size rule, issue 9):
+  where they would, a peer's messages leave in several frames and its
+  writes in several ``Puts``, in order.
 - A SET's overwrite is one ``put`` mutation (``core/crdt/store.py``: one
   register and one TTL entry replace what the write observed, where the
   ``del`` + ``set`` + ``ttl`` it stands for sweep three times) when every
@@ -57,8 +60,9 @@ Rules:
   has one tree however many vnodes it has). Every ``ae_interval_ms`` (0:
   never) one group, in turn, is compared with one other alive member of it
   by a Merkle walk (``merkle.py``); for the keys whose digests differ each
-  side gets the other's state (this node sends its own with ``Put`` and asks
-  for the peer's with ``Get``). Trees are updated lazily from the keys
+  side gets the other's state (this node sends its own with ``Put``s of at
+  most ``PUT_STATES_MAX_BYTES`` each, bar the first state, and asks for the
+  peer's with ``Get``). Trees are updated lazily from the keys
   changed since the last walk, at most ``AE_DIGESTS_PER_UPDATE`` per update,
   the longest waiting first (``_update_trees``).
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
@@ -85,7 +89,8 @@ Rules:
   and the replica's placement, Merkle groups and streams follow the ring.
   Streaming out (``StreamStart``): the key states (tombstones included) of
   the asked ranges, as held when the stream starts, go to the target in
-  ``Put`` chunks of ``STREAM_CHUNK_KEYS``, one chunk in flight, resent
+  ``Put`` chunks of ``STREAM_CHUNK_KEYS`` and ``PUT_STATES_MAX_BYTES`` (bar the
+  first state: a chunk must fit a peer frame), one chunk in flight, resent
   after the request timeout; then ``StreamDone`` to the change's
   coordinator. A chunk carries the acceptor states of its keys as well
   (``Put.paxos``, read when the chunk is sent; keys with an acceptor state
@@ -131,6 +136,7 @@ from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadD
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
 from replikv.core.dynamo.ring import Range, Ring, token_of
+from replikv.core.framing import cut_by_bytes, take_within
 
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
@@ -138,7 +144,10 @@ _CIRCLE = Range(start=0, end=0)
 __all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteBatch", "WriteDone"]
 
 _NO_CTX: dict[str, int] = {}  # the context of a key this replica holds nothing of (read only)
-HINT_BATCH_KEYS = 256  # key states per hint delivery
+HINT_BATCH_KEYS = 256  # key states per hint delivery, at most
+# bytes of key states one Put carries at most, bar its first state (a hint delivery, a stream chunk, an
+# anti-entropy push): a Put is one message, which no frame cut can split, and it must fit a frame (issue 9)
+PUT_STATES_MAX_BYTES = 1024 * 1024
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
@@ -195,6 +204,7 @@ class _StreamOut:
     pos: int = 0  # keys[:pos] are acknowledged by the target
     req: int = 0  # the chunk in flight
     deadline_us: int = 0
+    count: int = 0  # keys[pos:pos + count] are the chunk in flight
 
 
 @dataclass(slots=True)
@@ -235,6 +245,23 @@ def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
     if acks_at >= 0:
         out[acks_at] = dm.PutAcks(ok=tuple(ok), refused=tuple(refused))
     return out
+
+
+def _cut(msgs: list[dm.One], encoded: list[bytes], max_bytes: int) -> list[bytes]:
+    """``Replica.frames``' size rule, for a peer's messages (``encoded``: each one's bytes) that
+    do not fit one frame: a ``Puts`` above a frame is cut into several (its writes in order),
+    then the messages into frames (``dm.encode_frames``)."""
+    budget = max_bytes - dm.BATCH_HEAD_BYTES
+    pieces: list[bytes] = []
+    for m, e in zip(msgs, encoded):
+        if len(e) > budget and isinstance(m, dm.Puts) and len(m.writes) > 1:
+            start = 0
+            for end in cut_by_bytes([len(d) + dm.PUTS_WRITE_BYTES for _, d in m.writes], budget - dm.PUTS_HEAD_BYTES):
+                pieces.append(dm.encode(dm.Puts(writes=m.writes[start:end])))
+                start = end
+        else:
+            pieces.append(e)
+    return dm.encode_frames(pieces, max_bytes)
 
 
 class Replica:
@@ -510,14 +537,24 @@ class Replica:
 
     # ------------------------------------------------------------ messages
 
-    def frames(self, sends: Iterable[Send]) -> list[tuple[str, bytes]]:
+    def frames(self, sends: Iterable[Send], max_bytes: int) -> list[tuple[str, bytes]]:
         """The frames that carry ``sends`` (one loop iteration's, in order): one per peer (a
         ``Batch``), and each ``Hello`` alone in a frame of its own, first (a node of an older
         version drops it, and would drop any message it shared a frame with). To a peer that
         announced ``FEATURE_PUTS`` the coordinated writes' delta ``Put``s become one ``Puts`` and
         the acks (``PutAck``, ``PutAcks``) one ``PutAcks``, each where the first of its messages was (the later ones
         move ahead of the messages between: every message of this protocol survives reordering, as
-        between frames; the writes keep their order, which a key's successive deltas need)."""
+        between frames; the writes keep their order, which a key's successive deltas need).
+
+        Size rule (issue 9): no frame is above ``max_bytes`` (the peer transport's
+        ``max_frame_bytes``: a frame above it closes the link, and the writes it held would reach
+        the replica only through hints after their client was refused), unless one message alone
+        is: a peer's messages are cut into several frames, in order
+        (``dm.encode_frames``), and its writes into several ``Puts`` (``_cut``), where one
+        would pass it. One message is bounded where it is made: a write's delta holds one client
+        command, or a batch the runtime ends at ``OPEN_BATCH_MAX_BYTES`` of client arguments
+        plus its last SET (``_join``, ``_write_run``), so a write of one value of ``max_bulk_len`` fits the limit
+        (``max_bulk_len`` + 64 MiB) with room to spare."""
         out: list[tuple[str, bytes]] = []
         by_peer: dict[str, list[dm.One]] = {}
         for s in sends:
@@ -525,11 +562,15 @@ class Replica:
                 out.append((s.to, dm.encode(s.msg)))
             else:
                 by_peer.setdefault(s.to, []).append(s.msg)
-        encode = dm.encode
+        encode, head = dm.encode, dm.BATCH_HEAD_BYTES
         for peer, msgs in by_peer.items():
             if peer in self.batch_peers:
                 msgs = _coalesce(msgs)
-            out.append((peer, dm.encode_batch([encode(m) for m in msgs])))
+            encoded = [encode(m) for m in msgs]
+            if sum(map(len, encoded)) + head <= max_bytes:  # the usual case: one frame
+                out.append((peer, dm.encode_batch(encoded)))
+            else:
+                out.extend((peer, frame) for frame in _cut(msgs, encoded, max_bytes))
         return out
 
 
@@ -766,15 +807,18 @@ class Replica:
     def _stream_chunk(self, st: _StreamOut, now_us: int, out: list[Any]) -> None:
         """Send the next chunk, or report the stream done."""
         while st.pos < len(st.keys):
-            keys = st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]
-            chunk = tuple((k, b) for k in keys if (b := self.store.key_blob(k)) is not None)
+            taken = take_within(((k, self.store.key_blob(k)) for k in st.keys[st.pos:st.pos + STREAM_CHUNK_KEYS]),
+                                STREAM_CHUNK_KEYS, PUT_STATES_MAX_BYTES)
+            keys = [k for k, _ in taken]
+            chunk = tuple((k, b) for k, b in taken if b is not None)
             acceptors = self._acceptor_states(keys, st.target)
+            st.count = len(keys)
             if chunk or acceptors:
                 st.req = self._req()
                 st.deadline_us = now_us + self.coord.timeout_us
                 out.append(Send(to=st.target, msg=dm.Put(req=st.req, states=chunk, paxos=acceptors)))
                 return
-            st.pos += STREAM_CHUNK_KEYS  # every key of the chunk was dropped meanwhile
+            st.pos += st.count  # every key of the chunk was dropped meanwhile
         wire = tuple((r.start, r.end) for r in st.ranges)
         del self.streams[(st.epoch, st.target, wire)]
         self.streams_done.add((st.epoch, st.target, wire))
@@ -791,7 +835,7 @@ class Replica:
         st = next(s for s in self.streams.values() if s.req == req)
         if peer != st.target or not ok:
             return  # refused (the target's disk): resent at the deadline
-        sent = min(STREAM_CHUNK_KEYS, len(st.keys) - st.pos)
+        sent = st.count
         st.pos += sent
         self.stats["keys_streamed"] += sent
         st.req = 0
@@ -1029,7 +1073,7 @@ class Replica:
         """The next batch of hints for ``node`` (connected now), unless one is in flight."""
         if any(n == node for n, _, _ in self.hint_sends.values()) or not self.hints.pending(node):
             return []
-        batch = self.hints.batch(node, HINT_BATCH_KEYS)
+        batch = self.hints.batch(node, HINT_BATCH_KEYS, PUT_STATES_MAX_BYTES)
         if self.membership.state.epoch:
             out: list[Any] = []
             batch = self._reroute_hints(node, batch, now_ms, out)
@@ -1095,7 +1139,7 @@ class Replica:
             if node in up:
                 out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
             elif self.membership.state.epoch and node not in self.membership.state.everyone():
-                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS), now_ms, out)  # it left
+                self._reroute_hints(node, self.hints.batch(node, HINT_BATCH_KEYS, PUT_STATES_MAX_BYTES), now_ms, out)  # it left
         if not writable:
             return out
         collect = [k for k, dead in self.store.dead_ms.items() if now_ms - dead >= self.tombstone_grace_ms][:1000]
@@ -1229,9 +1273,11 @@ class Replica:
         if not differ:
             return
         self.stats["ae_keys_repaired"] += len(differ)
-        send = tuple((k, b) for k in differ if (b := self.store.key_blob(k)) is not None)
-        if send:
-            out.append(Send(to=peer, msg=dm.Put(req=0, states=send)))
+        send = [(k, b) for k in differ if (b := self.store.key_blob(k)) is not None]
+        start = 0
+        for end in cut_by_bytes([len(k) + len(b) for k, b in send], PUT_STATES_MAX_BYTES):
+            out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(send[start:end]))))  # each fits a frame
+            start = end
         ask = tuple(k for k in differ if k in theirs)
         if ask:
             req = self._req()

@@ -19,9 +19,10 @@ from typing import Any
 
 import msgpack
 
+from replikv.core.framing import cut_by_bytes
 from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
-__all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "pack_op"]
+__all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "encode_ops_frames", "pack_op"]
 
 _SYNC, _OPS_V1, _STATE, _CHUNK, _ACK, _OPS = 1, 2, 3, 4, 5, 6
 _OPS_TAGS = (bytes((_OPS,)), bytes((_OPS_V1,)))
@@ -54,6 +55,24 @@ def encode_ops(sender: str, packed_ops: list[bytes]) -> bytes:
     """``encode(Ops(sender, ops))`` from the ops' ``pack_op`` bytes, without packing them again."""
     head: bytes = msgpack.packb(sender, use_bin_type=True)
     return b"\x93" + bytes((_OPS,)) + head + array_header(len(packed_ops)) + b"".join(packed_ops)
+
+
+def encode_ops_frames(sender: str, packed_ops: list[bytes], max_bytes: int) -> list[bytes]:
+    """``encode_ops`` in as many frames of at most ``max_bytes`` as the ops need, in order (issue 9:
+    the transport closes a link on a larger frame): one when they fit it together (the usual
+    case), else cut where the next op would pass it (``cut_by_bytes``); an op above it on its
+    own is a frame of its own (an op is bounded where it is made: ``OPEN_OP_MAX_BYTES`` of
+    client arguments and its last write). An ``Ops`` frame adds to its ops at most the sender's
+    packed name and 7 bytes (its fixarray, tag and array header)."""
+    budget = max_bytes - 7 - len(msgpack.packb(sender, use_bin_type=True))
+    if len(packed_ops) == 1 or sum(map(len, packed_ops)) <= budget:
+        return [encode_ops(sender, packed_ops)]
+    out: list[bytes] = []
+    start = 0
+    for end in cut_by_bytes([len(p) for p in packed_ops], budget):
+        out.append(encode_ops(sender, packed_ops[start:end]))
+        start = end
+    return out
 
 
 def encode(msg: MlMsg) -> bytes:
