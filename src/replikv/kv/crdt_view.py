@@ -156,7 +156,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         hints.clear()
         store.hints_view = view
     data, expires, visible, states = view.data, view.expires, store.visible, store.data
-    set_string, counter_alone = view.set_string, store.counter_alone
+    set_string = view.set_string
     for key in keys if isinstance(keys, dict) else dict.fromkeys(keys):
         if hints:
             touched = hints.pop(key, None)
@@ -185,7 +185,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                     break
             else:
                 deadline = plain.deadline()
-        elif (head := counter_alone(key) if ks is not None and ks.ctr else None) is not None and head[1]:
+        elif (head := ks.counter_alone() if ks is not None and ks.ctr else None) is not None and head[1]:
             # what INCRs leave, a live counter alone: store.visible's counter case read in
             # place (the cached sum as the string, no deadline), no ``Visible`` built
             vtype, value, deadline = "string", str(head[0]).encode(), None
@@ -281,18 +281,17 @@ def deliver_ops(
         index += 1
         origin, seq, hlc, deps, payload = op
         changed = apply(origin, seq, hlc, deps, payload)
+        changed_keys.update(dict.fromkeys(changed, index))  # a key keeps its first place
         if origin == me:
-            for key in changed:
-                changed_keys[key] = index
             continue
         received += 1
         if hlc > newest:
             newest = hlc
-        for key in changed:
-            changed_keys[key] = index
-            ks = store_data.get(key)
-            if ks is not None and ks.one is None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
-                conflicts += 1
+        for key, maybe in changed.items():  # only a key apply says may hold several entries
+            if maybe:
+                ks = store_data.get(key)
+                if ks is not None and ks.one is None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
+                    conflicts += 1
     if changed_keys:
         _show(store, view, changed_keys)
     return index, received, newest, conflicts

@@ -205,7 +205,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.applied_index = self.wal.last_index
         self.sm = StateMachine()
         materialize(self.store, self.sm, list(self.store.keys()))
-        self.sm.changes = ChangeIndex(self.applied_index)
+        self.sm.changes = ChangeIndex(self.applied_index, watching=False)  # armed by watch_position
         if not meta:
             self.meta.save({"mode": self.config.mode})
         opts = self.options
@@ -419,7 +419,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             conn.reply_bytes(data)
 
     def watch_position(self, key: bytes | None = None) -> int:
+        """The view position WATCH and a blocked command read from; the WATCH index records
+        changes from here on (it rests while no such position is held: ``rest_change_index``
+        at each tick)."""
         self._seal()  # a write of the open op after WATCH must take a later position than this
+        self.sm.changes.arm()
         return self.applied_index
 
     def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
@@ -808,6 +812,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if self.session_reads:
                 self._release_session_reads(now)
             self._flush_clients()
+            self.rest_change_index()
             if self.disk_error is not None:
                 continue
             self._seal()  # the tick may resend ops: this node's are stamped first

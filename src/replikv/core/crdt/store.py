@@ -373,6 +373,13 @@ class KeyState(Cell):
         self.hash: dict[bytes, Cell] | None = None
         self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
 
+    def counter_alone(self) -> tuple[int, bool] | None:
+        """``CrdtStore.counter_alone`` of the key in this state (a caller holding the state
+        reads it without looking the key up again: ``kv/crdt_view.materialize``)."""
+        if not self.ctr or self.one is not None or self._reg or self._ttl or self.set or self.hash or self.lst:
+            return None
+        return self.csum or self.counter_sum()
+
     def _unpack_one(self) -> None:
         """``one`` as the two dicts it stands for."""
         one = self.one
@@ -659,9 +666,7 @@ class CrdtStore:
         counter case, without building the ``Visible`` and its bytes (an INCR at its origin
         adds to the number, the view shows it; ``kv/crdt_writes.py``, ``kv/crdt_view.py``)."""
         ks = self.data.get(key)
-        if ks is None or not ks.ctr or ks.one is not None or ks._reg or ks._ttl or ks.set or ks.hash or ks.lst:
-            return None
-        return ks.csum or ks.counter_sum()
+        return None if ks is None else ks.counter_alone()
 
     def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
         """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
@@ -704,36 +709,40 @@ class CrdtStore:
 
     def apply(
         self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut]
-    ) -> list[bytes]:
+    ) -> dict[bytes, bool]:
         """Apply one op (causal, exactly-once delivery is the caller's duty);
-        returns the keys whose visible state may have changed. An op ``vv``
-        already covers is ignored: after a transfer's keys are all joined the
-        store covers the transfer's vv before the replica does (until the
-        joined state is durable), and its ops may still be delivered."""
+        returns the keys whose visible state may have changed, as ``apply_muts``
+        does. An op ``vv`` already covers is ignored: after a transfer's keys are
+        all joined the store covers the transfer's vv before the replica does
+        (until the joined state is durable), and its ops may still be delivered."""
         if seq <= self.vv.get(origin, 0):
-            return []
+            return {}
         if len(muts) == 1 and not self.kctx:
             mut = muts[0]
             if mut[0] == "put":
                 key = bytes(mut[1])
                 if self._put_fast(key, mut, origin, seq, hlc, deps):
                     self.vv[origin] = seq
-                    return [key]
+                    return {key: True}
         changed = self.apply_muts(origin, seq, hlc, deps, muts)
         self.vv[origin] = seq  # advance(): seq is beyond vv[origin] (checked above)
         return changed
 
     def apply_muts(
         self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut], start: int = 0
-    ) -> list[bytes]:
+    ) -> dict[bytes, bool]:
         """Mutations ``start, start + 1, ...`` of op ``(origin, seq)`` (``muts[0]`` is
         mutation ``start``), without moving ``vv``: ``apply`` is this from 0 plus the
         ``vv`` step. An origin building one op from several client writes applies each
         write's mutations as it makes them (each write reads the state the earlier ones
         left), then moves ``vv`` once (``advance``); the op's earlier mutations (ids below
         ``start``) must be applied already, as they count as observed. Returns the keys
-        whose visible state may have changed, each once, in first-change order."""
-        changed: dict[bytes, None] = {}  # an op may hold thousands of mutations (a loop iteration's writes)
+        whose visible state may have changed, each once, in first-change order, each
+        mapped to whether its string register may now hold concurrent entries: False only
+        where the key's last mutation here left at most one (the inline put's one-entry
+        form, a counter add to a key with one register entry or none), so a caller that
+        counts concurrent values (``kv/crdt_view.deliver_ops``) looks only at the others."""
+        changed: dict[bytes, bool] = {}  # an op may hold thousands of mutations (a loop iteration's writes)
 
         def seen(o: str, s: int) -> bool:
             return s <= deps.get(o, 0) or (s == seq and o == origin)
@@ -746,7 +755,7 @@ class CrdtStore:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
-            changed[key] = None  # a key keeps its first place
+            changed[key] = True  # a key keeps its first place; False below where it holds one entry
             kind = mut[0]
             if kind == "put":
                 if observed is None:
@@ -759,6 +768,7 @@ class CrdtStore:
                     # observed (``_put_fast`` -> ``_put_entries``' first case, without the calls)
                     ks.one = (origin, seq, i, hlc, bytes(mut[2]),  # type: ignore[union-attr]
                               None if mut[3] is None else int(mut[3]))
+                    changed[key] = False
                     continue
                 if self._put_fast(key, mut, origin, seq, hlc, observed, i):
                     continue
@@ -771,9 +781,12 @@ class CrdtStore:
                 if ks is None:
                     ks = data[key] = KeyState()
                 _ctr_add(ks, origin, int(mut[2]), hlc)
+                reg = ks._reg  # None in the one-entry form
+                if reg is None or len(reg) < 2:
+                    changed[key] = False
                 continue
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
-        return list(changed)
+        return changed
 
     def advance(self, origin: str, seq: int) -> None:
         """``vv`` covers op ``(origin, seq)`` now: the end of an op applied by ``apply_muts``."""
