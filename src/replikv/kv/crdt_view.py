@@ -171,12 +171,16 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         one = plain.one if plain is not None else None  # a string key with no counter: SET's
         if one is not None:  # what SET leaves, in the store's one-entry form (KeyState.one)
             vtype, value, deadline = "string", one[4], one[5]
-        elif plain is not None and len(plain.reg) == 1:
-            # what SET leaves, one register value and no counter: store.visible's first case
-            # read in place, no ``Visible`` built (its value and KeyState.deadline)
+        elif plain is not None and (reg := plain.reg):
+            # a string key with no counter: store.visible's string case read in place, no
+            # ``Visible`` built: the LWW winner's value (one register value: what SET leaves;
+            # several: concurrent SETs) and KeyState.deadline
             vtype = "string"
-            for _, value in plain.reg.values():
-                break
+            if len(reg) == 1:
+                for _, value in reg.values():
+                    break
+            else:
+                value = plain.winner()[2]  # type: ignore[index]
             ttl = plain.ttl
             if not ttl:
                 deadline = None

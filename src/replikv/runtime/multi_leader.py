@@ -147,10 +147,11 @@ class _OpenOp:
     of its writes are held until the WAL commit after the seal (``BaseRunner.release_committed``
     runs only in ``_flush``, which seals first)."""
 
-    __slots__ = ("seq", "deps", "hlc", "payload", "size")
+    __slots__ = ("seq", "deps", "hlc", "observed", "payload", "size")
 
-    def __init__(self, seq: int, deps: dict[str, int], hlc: int) -> None:
+    def __init__(self, seq: int, deps: dict[str, int], hlc: int, me: str) -> None:
         self.seq, self.deps, self.hlc = seq, deps, hlc
+        self.observed = {**deps, me: seq}  # what each of its mutations observes (CrdtStore.apply_muts)
         self.payload: list[Any] = []
         self.size = 0  # bytes of the client arguments joined (OPEN_OP_MAX_BYTES)
 
@@ -310,7 +311,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self.hold_all_until_commit(conn, held)
         return len(run)
 
-    def _join(self, muts: list[Any], now: int, size: int) -> tuple[int, list[bytes]]:
+    def _join(self, muts: list[Any], now: int, size: int) -> tuple[int, dict[bytes, bool]]:
         """Apply ``muts`` (one async client write, translated against the store as it is) as
         the next mutations of the open operation, opening one if none is (``_OpenOp`` has the
         invariants); the caller shows the keys changed (returned with the op's seq) in the view
@@ -323,9 +324,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         o = self._open
         if o is None:
             core = self.core
-            o = self._open = _OpenOp(core.vv[self.id] + 1, dict(core.vv), self.hlc.now(now))
+            o = self._open = _OpenOp(core.vv[self.id] + 1, dict(core.vv), self.hlc.now(now), self.id)
             self._schedule_flush()
-        changed = self.store.apply_muts(self.id, o.seq, o.hlc, o.deps, muts, len(o.payload))
+        changed = self.store.apply_muts(self.id, o.seq, o.hlc, o.deps, muts, len(o.payload), o.observed)
         o.payload += muts
         o.size += size
         if len(o.payload) >= OPEN_OP_MAX_MUTS or o.size >= OPEN_OP_MAX_BYTES:

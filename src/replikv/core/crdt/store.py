@@ -729,7 +729,8 @@ class CrdtStore:
         return changed
 
     def apply_muts(
-        self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut], start: int = 0
+        self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut], start: int = 0,
+        observed: dict[str, int] | None = None,
     ) -> dict[bytes, bool]:
         """Mutations ``start, start + 1, ...`` of op ``(origin, seq)`` (``muts[0]`` is
         mutation ``start``), without moving ``vv``: ``apply`` is this from 0 plus the
@@ -741,14 +742,12 @@ class CrdtStore:
         mapped to whether its string register may now hold concurrent entries: False only
         where the key's last mutation here left at most one (the inline put's one-entry
         form, a counter add to a key with one register entry or none), so a caller that
-        counts concurrent values (``kv/crdt_view.deliver_ops``) looks only at the others."""
+        counts concurrent values (``kv/crdt_view.deliver_ops``) looks only at the others.
+        ``observed``: ``{**deps, origin: seq}`` (what every mutation of the op observes, as a
+        vv), which a caller applying one op in several calls may make once and pass."""
         changed: dict[bytes, bool] = {}  # an op may hold thousands of mutations (a loop iteration's writes)
-
-        def seen(o: str, s: int) -> bool:
-            return s <= deps.get(o, 0) or (s == seq and o == origin)
-
         kctx, hints, data, inline = self.kctx, self.hints, self.data, self.inline_puts
-        observed: dict[str, int] | None = None  # seen as a vv, for _put_fast
+        seen: Callable[[str, int], bool] | None = None  # the general path's test, made when needed
         for i, mut in enumerate(muts, start):
             key = bytes(mut[1])
             if kctx:
@@ -785,6 +784,9 @@ class CrdtStore:
                 if reg is None or len(reg) < 2:
                     changed[key] = False
                 continue
+            if seen is None:
+                def seen(o: str, s: int) -> bool:
+                    return s <= deps.get(o, 0) or (s == seq and o == origin)
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
         return changed
 
