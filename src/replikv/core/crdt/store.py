@@ -720,7 +720,9 @@ class CrdtStore:
         if len(muts) == 1 and not self.kctx:
             mut = muts[0]
             if mut[0] == "put":
-                key = bytes(mut[1])
+                key = mut[1]
+                if type(key) is not bytes:  # as apply_muts
+                    key = bytes(key)
                 if self._put_fast(key, mut, origin, seq, hlc, deps):
                     self.vv[origin] = seq
                     return {key: True}
@@ -749,13 +751,16 @@ class CrdtStore:
         kctx, hints, data, inline = self.kctx, self.hints, self.data, self.inline_puts
         seen: Callable[[str, int], bool] | None = None  # the general path's test, made when needed
         for i, mut in enumerate(muts, start):
-            key = bytes(mut[1])
+            # a key, a value or a delta comes as bytes or int from the wire and from translate:
+            # converted only when it is not (a type test costs a quarter of the call)
+            key = mut[1]
+            if type(key) is not bytes:
+                key = bytes(key)
             if kctx:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
-            changed[key] = True  # a key keeps its first place; False below where it holds one entry
-            kind = mut[0]
+            kind = mut[0]  # each way below records the key in ``changed`` once (it keeps its first place)
             if kind == "put":
                 if observed is None:
                     observed = {**deps, origin: seq}
@@ -765,11 +770,14 @@ class CrdtStore:
                         and not ks.set and not ks.hash and not ks.lst:  # type: ignore[union-attr]
                     # the commonest put, inline: over a key a put wrote last, which this one
                     # observed (``_put_fast`` -> ``_put_entries``' first case, without the calls)
-                    ks.one = (origin, seq, i, hlc, bytes(mut[2]),  # type: ignore[union-attr]
+                    value = mut[2]
+                    ks.one = (origin, seq, i, hlc,  # type: ignore[union-attr]
+                              value if type(value) is bytes else bytes(value),
                               None if mut[3] is None else int(mut[3]))
                     changed[key] = False
                     continue
                 if self._put_fast(key, mut, origin, seq, hlc, observed, i):
+                    changed[key] = True
                     continue
             elif kind == "incr":
                 # _apply_one for a counter add, without the dispatch: an incr observes no
@@ -779,15 +787,16 @@ class CrdtStore:
                 ks = data.get(key)
                 if ks is None:
                     ks = data[key] = KeyState()
-                _ctr_add(ks, origin, int(mut[2]), hlc)
+                delta = mut[2]
+                _ctr_add(ks, origin, delta if type(delta) is int else int(delta), hlc)
                 reg = ks._reg  # None in the one-entry form
-                if reg is None or len(reg) < 2:
-                    changed[key] = False
+                changed[key] = reg is not None and len(reg) > 1
                 continue
             if seen is None:
                 def seen(o: str, s: int) -> bool:
                     return s <= deps.get(o, 0) or (s == seq and o == origin)
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
+            changed[key] = True
         return changed
 
     def advance(self, origin: str, seq: int) -> None:
@@ -813,8 +822,9 @@ class CrdtStore:
             return False
         if self.hints:
             self.hints.pop(key, None)
-        _put_entries(ks, origin, seq, i, hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
-                     _drop_covered, deps)
+        value = mut[2]
+        _put_entries(ks, origin, seq, i, hlc, value if type(value) is bytes else bytes(value),
+                     None if mut[3] is None else int(mut[3]), _drop_covered, deps)
         return True
 
     def _apply_one(
