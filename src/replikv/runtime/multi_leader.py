@@ -279,7 +279,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if self.disk_error is not None or conn.write_k or store.kctx:
             return 0
         now = wall_ms()
-        changed: dict[bytes, None] = {}
+        changed: dict[bytes, bool] = {}
         held: list[bytes] = []
         resp3, rng, join = conn.resp3, self.rng, self._join
         seq = 0
@@ -298,7 +298,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 conn.reply_bytes(data)
                 continue
             seq, keys = join(muts, now, len(argv[1]) + len(argv[-1]))
-            changed.update(dict.fromkeys(keys))
+            changed.update(keys)  # a key keeps its first place
             held.append(data)
             if self._open is None:  # this write sealed the op (its bounds): show what the op held
                 self._show_joined(changed)
