@@ -1175,15 +1175,45 @@ def _put_entries(ks: KeyState, origin: str, seq: int, i: int, hlc: int, value: b
     observed), then the op's own added. When none is left besides (the common key: one a
     ``put`` wrote last, whose entry the new one observed) the key ends in the one-entry
     form (``KeyState.one``): the old tuple is replaced, no dict is touched. The entries'
-    id is ``(origin, seq, i)``."""
+    id is ``(origin, seq, i)``. With a vv (``_drop_covered``) the shapes concurrent puts make
+    are built without the drops, to the same state: a ``one`` the put did not observe stays
+    beside its entries (the two dicts made at once), and dicts whose entries it all observed
+    become its ``one``."""
     one = ks.one
     if one is not None:
-        if one[1] <= observed.get(one[0], 0) if drop is _drop_covered else observed(one[0], one[1]):
+        if drop is not _drop_covered:
+            if observed(one[0], one[1]):
+                ks.one = (origin, seq, i, hlc, value, deadline)
+                return
+            ks._unpack_one()
+        elif one[1] <= observed.get(one[0], 0):
             ks.one = (origin, seq, i, hlc, value, deadline)
             return
-        ks._unpack_one()
+        else:  # a concurrent put's entry stays: the two side by side (what the general way below leaves)
+            o_origin, o_seq, o_i, o_hlc, o_value, o_deadline = one
+            old, eid = (o_origin, o_seq, o_i), (origin, seq, i)
+            ks._reg = {old: (o_hlc, o_value), eid: (hlc, value)}
+            ks._ttl = {old: (o_hlc, o_deadline), eid: (hlc, deadline)}
+            ks.one = None
+            return
     reg, ttl = ks._reg, ks._ttl
     assert reg is not None
+    if drop is _drop_covered and reg:  # concurrent entries, the next put observed them all (commonly)
+        get = observed.get
+        for e in reg:
+            if e[1] > get(e[0], 0):
+                break
+        else:
+            if ttl:
+                for e in ttl:
+                    if e[1] > get(e[0], 0):
+                        break
+                else:
+                    ttl = None
+            if not ttl:  # what the drops below would leave: nothing, so the one-entry form
+                ks.one = (origin, seq, i, hlc, value, deadline)
+                ks._reg = ks._ttl = None
+                return
     if reg:
         drop(reg, observed)
     if ttl:
