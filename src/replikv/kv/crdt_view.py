@@ -305,7 +305,10 @@ def show_applied(store: CrdtStore, view: StateMachine, keys: Iterable[bytes], in
     """``deliver_ops``'s view side for one op of this node that ``store`` holds already
     (applied as it was made, ``CrdtStore.apply_muts``): ``keys`` (the keys it changed) get
     WATCH index ``index`` (the op's view position) and show the store's visible state."""
-    _show(store, view, dict.fromkeys(keys, index))
+    if view.changes.watching:  # at rest the index records nothing (kv/watch.py): no dict for it
+        _show(store, view, dict.fromkeys(keys, index))
+    else:
+        materialize(store, view, keys)
 
 
 def _show(store: CrdtStore, view: StateMachine, changed_keys: dict[bytes, int]) -> None:
