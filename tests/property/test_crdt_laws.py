@@ -373,12 +373,19 @@ class _GeneralPathStore(CrdtStore):
 def _twinned(conflicts: str) -> tuple[dict[str, CrdtStore], dict[str, CrdtStore], Callable[[str, tuple], None]]:
     """A store per node, each with a twin that takes every op through the general path
     (``_GeneralPathStore``), and ``apply(node, op)``: the op applied to both, which must
-    return the same changed keys and leave the same state (equal digests, ids included)."""
+    return the same changed keys and leave the same state (equal digests, ids included); a key
+    either says holds at most one register entry (``apply_muts``: False) holds at most one."""
     stores = {n: CrdtStore(conflicts) for n in NODES}
     twins = {n: _GeneralPathStore(conflicts) for n in NODES}
 
     def apply(node: str, op: tuple) -> None:
-        assert stores[node].apply(*op) == twins[node].apply(*op)
+        got, want = stores[node].apply(*op), twins[node].apply(*op)
+        assert list(got) == list(want)
+        for store, changed in ((stores[node], got), (twins[node], want)):
+            for key, maybe in changed.items():
+                ks = store.data.get(key)
+                if not maybe and ks is not None:  # read in place: ``reg`` would unpack ``one``
+                    assert ks.one is not None or len(ks._reg or ()) <= 1
         assert stores[node].digest() == twins[node].digest()
 
     return stores, twins, apply

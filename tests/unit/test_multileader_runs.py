@@ -163,6 +163,7 @@ def test_a_peer_frame_seals_the_open_op_before_what_it_delivers(make_node) -> No
 def test_an_open_op_is_sealed_at_its_bound(make_node, monkeypatch) -> None:
     monkeypatch.setattr(multi_leader, "OPEN_OP_MAX_MUTS", 3)
     node = make_node("n")
+    node.sm.changes.arm()  # as a WATCH held by some client: the index records (kv/watch.py, "At rest")
     a, b = Client(node), Client(node)
     pipeline = [["SET", f"k{i}", str(i)] for i in range(7)]
     assert one_iteration((a, pipeline), (b, [["SET", "k0", "b"], ["INCR", "n"]])) == [["OK"] * 7, ["OK", 1]]
@@ -272,3 +273,38 @@ def test_the_packed_ops_are_kept_only_while_sends_that_may_use_them_are_held(mak
     assert list(node._packed) == [("n1", 5)]
     node.loop.fire()
     assert node._packed == {} and sent_ops(node, "n2") == [[4], [5]]
+
+
+def test_the_watch_index_records_changes_only_while_a_position_may_be_read(make_node, monkeypatch) -> None:
+    """kv/watch.py "At rest": with no WATCH held and no command blocked, writes of this node
+    and of its peers leave the WATCH index empty; a WATCH or a blocked command arms it, so a
+    write after it still aborts the EXEC or wakes the command; the tick puts it back at rest
+    once nothing holds a position (``BaseRunner.rest_change_index``)."""
+    monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 0)  # sends at each flush: no timer
+    node = make_node("n")
+    a, b, c = Client(node), Client(node), Client(node)
+    assert a.send(["SET", "k", "1"], ["INCR", "n"]) == ["OK", 1]
+    node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", 1, 1, {"n1": 1, "n2": 0, "n3": 0},
+                                                      [("put", b"p", b"v", None)]))]))
+    assert node.sm.data[b"p"] == b"v" and node.sm.changes.last == {}  # at rest: nothing recorded
+    assert b.send(["WATCH", "k"]) == ["OK"]
+    assert a.send(["SET", "k", "2"]) == ["OK"]
+    node.rest_change_index()  # b holds a WATCH: stays armed
+    node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", 2, 2, {"n1": 2, "n2": 1, "n3": 0},
+                                                      [("put", b"q", b"v", None)]))]))
+    assert set(node.sm.changes.last) == {b"k", b"q"}
+    assert b.send(["MULTI"], ["GET", "k"], ["EXEC"]) == ["OK", "QUEUED", None]  # k written after WATCH
+    node.rest_change_index()  # the EXEC dropped b's WATCH: nothing holds a position
+    assert node.sm.changes.last == {} and not node.sm.changes.watching
+    assert b.send(["WATCH", "q"]) == ["OK"]  # a WATCH after the rest, then a peer's write of q
+    node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", 3, 3, {"n1": 2, "n2": 2, "n3": 0},
+                                                      [("put", b"q", b"w", None)]))]))
+    assert b.send(["MULTI"], ["GET", "q"], ["EXEC"]) == ["OK", "QUEUED", None]
+    c.conn.data_received(encode_command(["BLPOP", "l", "0"]))  # blocked: holds a position
+    node.loop.run()  # type: ignore[attr-defined]
+    node.rest_change_index()
+    assert node.sm.changes.watching
+    assert a.send(["RPUSH", "l", "x"]) == [1]
+    assert c.replies() == [[b"l", b"x"]]
+    node.rest_change_index()
+    assert not node.sm.changes.watching

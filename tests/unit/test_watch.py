@@ -24,6 +24,31 @@ def test_a_change_after_the_watch_is_seen_and_one_before_is_not() -> None:
     assert c.changed_since([b"never-written"], 6) and not c.changed_since([b"a"], 7)
 
 
+def test_at_rest_nothing_is_recorded_and_a_position_handed_out_after_needs_nothing() -> None:
+    """kv/watch.py "At rest": every way of touching records nothing until ``arm``; ``rest``
+    forgets; the changes made at rest are at or below the next position handed out, so a
+    WATCH from there is decided as an index that recorded them would decide it."""
+    c = ChangeIndex(3, watching=False)
+    c.touch(b"a", 4)
+    c.touch_keys({b"b": 5, b"c": 5})
+    c.touch_commands([[b"SET", b"d", b"1"], [b"FLUSHALL"]], 6)
+    assert c.last == {} and c.floor == 3
+    recorded = ChangeIndex(3)  # the same changes, recorded
+    recorded.touch(b"a", 4)
+    recorded.touch_keys({b"b": 5, b"c": 5})
+    recorded.touch_commands([[b"SET", b"d", b"1"], [b"FLUSHALL"]], 6)
+    c.arm()  # a WATCH at position 6, the changes up to there made
+    for index in (c, recorded):
+        index.touch(b"a", 7)
+    for keys in ([b"a"], [b"b"], [b"c", b"d"], [b"never-written"]):
+        assert c.changed_since(keys, 6) == recorded.changed_since(keys, 6)
+    assert c.changed_since([b"a"], 6) and not c.changed_since([b"b", b"c", b"d"], 6)
+    c.rest()
+    assert c.last == {} and not c.watching
+    c.touch(b"b", 8)
+    assert c.last == {}
+
+
 def test_forgetting_never_claims_unchanged() -> None:
     """Past LIMIT keys the older half is forgotten; a WATCH from before the floor aborts."""
     c = ChangeIndex(limit=100)

@@ -156,7 +156,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         hints.clear()
         store.hints_view = view
     data, expires, visible, states = view.data, view.expires, store.visible, store.data
-    set_string, counter_alone = view.set_string, store.counter_alone
+    set_string = view.set_string
     for key in keys if isinstance(keys, dict) else dict.fromkeys(keys):
         if hints:
             touched = hints.pop(key, None)
@@ -171,12 +171,16 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
         one = plain.one if plain is not None else None  # a string key with no counter: SET's
         if one is not None:  # what SET leaves, in the store's one-entry form (KeyState.one)
             vtype, value, deadline = "string", one[4], one[5]
-        elif plain is not None and len(plain.reg) == 1:
-            # what SET leaves, one register value and no counter: store.visible's first case
-            # read in place, no ``Visible`` built (its value and KeyState.deadline)
+        elif plain is not None and (reg := plain.reg):
+            # a string key with no counter: store.visible's string case read in place, no
+            # ``Visible`` built: the LWW winner's value (one register value: what SET leaves;
+            # several: concurrent SETs) and KeyState.deadline
             vtype = "string"
-            for _, value in plain.reg.values():
-                break
+            if len(reg) == 1:
+                for _, value in reg.values():
+                    break
+            else:
+                value = plain.winner()[2]  # type: ignore[index]
             ttl = plain.ttl
             if not ttl:
                 deadline = None
@@ -185,7 +189,7 @@ def materialize(store: CrdtStore, view: StateMachine, keys: Iterable[bytes]) -> 
                     break
             else:
                 deadline = plain.deadline()
-        elif (head := counter_alone(key) if ks is not None and ks.ctr else None) is not None and head[1]:
+        elif (head := ks.counter_alone() if ks is not None and ks.ctr else None) is not None and head[1]:
             # what INCRs leave, a live counter alone: store.visible's counter case read in
             # place (the cached sum as the string, no deadline), no ``Visible`` built
             vtype, value, deadline = "string", str(head[0]).encode(), None
@@ -281,18 +285,17 @@ def deliver_ops(
         index += 1
         origin, seq, hlc, deps, payload = op
         changed = apply(origin, seq, hlc, deps, payload)
+        changed_keys.update(dict.fromkeys(changed, index))  # a key keeps its first place
         if origin == me:
-            for key in changed:
-                changed_keys[key] = index
             continue
         received += 1
         if hlc > newest:
             newest = hlc
-        for key in changed:
-            changed_keys[key] = index
-            ks = store_data.get(key)
-            if ks is not None and ks.one is None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
-                conflicts += 1
+        for key, maybe in changed.items():  # only a key apply says may hold several entries
+            if maybe:
+                ks = store_data.get(key)
+                if ks is not None and ks.one is None and len(ks.reg) > 1:  # concurrent values: LWW or siblings
+                    conflicts += 1
     if changed_keys:
         _show(store, view, changed_keys)
     return index, received, newest, conflicts
@@ -302,7 +305,10 @@ def show_applied(store: CrdtStore, view: StateMachine, keys: Iterable[bytes], in
     """``deliver_ops``'s view side for one op of this node that ``store`` holds already
     (applied as it was made, ``CrdtStore.apply_muts``): ``keys`` (the keys it changed) get
     WATCH index ``index`` (the op's view position) and show the store's visible state."""
-    _show(store, view, dict.fromkeys(keys, index))
+    if view.changes.watching:  # at rest the index records nothing (kv/watch.py): no dict for it
+        _show(store, view, dict.fromkeys(keys, index))
+    else:
+        materialize(store, view, keys)
 
 
 def _show(store: CrdtStore, view: StateMachine, changed_keys: dict[bytes, int]) -> None:

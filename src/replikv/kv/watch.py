@@ -20,6 +20,14 @@ Invariants:
 - Deterministic: the same sequence of ``touch``/``touch_all`` calls gives
   the same state (raft replicas feed it the same entries, and a snapshot
   carries ``state()``).
+- At rest (``rest()``, until ``arm()``) the index records nothing: a mode whose
+  WATCHes and blocked commands are decided on the node that handed out their
+  positions (multi-leader) puts it at rest while none of those positions may
+  still be read, and arms it when it hands one out. A change made at rest is at
+  or below every position handed out later, so ``changed_since`` of those never
+  needed it: each write then costs no index update unless a client watches. A
+  mode whose positions are read elsewhere (raft: on every replica at apply)
+  never rests it.
 """
 
 from __future__ import annotations
@@ -37,14 +45,27 @@ _spec = COMMANDS.get
 
 
 class ChangeIndex:
-    __slots__ = ("floor", "last", "limit")
+    __slots__ = ("floor", "last", "limit", "watching")
 
-    def __init__(self, floor: int = 0, limit: int = LIMIT) -> None:
+    def __init__(self, floor: int = 0, limit: int = LIMIT, watching: bool = True) -> None:
         self.last: dict[bytes, int] = {}
         self.floor = floor
         self.limit = limit
+        self.watching = watching  # False: at rest (see the module docstring)
+
+    def arm(self) -> None:
+        """Record changes from now on: a position is being handed out (WATCH, a blocked command)."""
+        self.watching = True
+
+    def rest(self) -> None:
+        """Record nothing until ``arm``, and forget what was recorded: the caller knows that
+        no position handed out so far may still be read (module docstring, "At rest")."""
+        self.watching = False
+        self.last = {}
 
     def touch(self, key: bytes, index: int) -> None:
+        if not self.watching:
+            return
         last = self.last
         last[key] = index
         if len(last) > self.limit:
@@ -55,6 +76,8 @@ class ChangeIndex:
         the state ``touch`` per key in the batch's order leaves, bar a forgetting that
         ``touch`` would have done within the batch, which happens here at its end (the
         invariants hold either way: bounded, never a false "unchanged")."""
+        if not self.watching:
+            return
         last = self.last
         last.update(changed)
         if len(last) > self.limit:
@@ -69,6 +92,8 @@ class ChangeIndex:
         """The logged commands of one entry changed their keys at ``index``
         (a keyless write such as FLUSHALL changed them all). On the
         leader-follower write path: one-key commands take the short way."""
+        if not self.watching:
+            return
         last = self.last
         for cmd in cmds:
             spec = _spec(cmd[0]) or lookup(cmd[0])

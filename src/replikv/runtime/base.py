@@ -889,6 +889,15 @@ class BaseRunner:
         for name in self.stats:
             self.stats[name] = 0
 
+    def rest_change_index(self) -> None:
+        """Put the WATCH index at rest (``kv/watch.py``, "At rest") when no position it answers
+        for may still be read here: no client holds a WATCH and no command is blocked (the
+        only holders of ``watch_position``'s positions). For a mode that decides WATCH and
+        blocked commands on this node alone and arms the index in ``watch_position``."""
+        changes = self.sm.changes
+        if changes.watching and not self.blocking.blocked and not any(c.watch for c in self.clients.values()):
+            changes.rest()
+
     def waiting_clients(self) -> int:
         """Clients whose reply waits on the mode (WAIT, acks), besides blocking commands;
         INFO counts both as blocked, as Redis counts WAIT."""

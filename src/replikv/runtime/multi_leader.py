@@ -147,10 +147,11 @@ class _OpenOp:
     of its writes are held until the WAL commit after the seal (``BaseRunner.release_committed``
     runs only in ``_flush``, which seals first)."""
 
-    __slots__ = ("seq", "deps", "hlc", "payload", "size")
+    __slots__ = ("seq", "deps", "hlc", "observed", "payload", "size")
 
-    def __init__(self, seq: int, deps: dict[str, int], hlc: int) -> None:
+    def __init__(self, seq: int, deps: dict[str, int], hlc: int, me: str) -> None:
         self.seq, self.deps, self.hlc = seq, deps, hlc
+        self.observed = {**deps, me: seq}  # what each of its mutations observes (CrdtStore.apply_muts)
         self.payload: list[Any] = []
         self.size = 0  # bytes of the client arguments joined (OPEN_OP_MAX_BYTES)
 
@@ -205,7 +206,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.applied_index = self.wal.last_index
         self.sm = StateMachine()
         materialize(self.store, self.sm, list(self.store.keys()))
-        self.sm.changes = ChangeIndex(self.applied_index)
+        self.sm.changes = ChangeIndex(self.applied_index, watching=False)  # armed by watch_position
         if not meta:
             self.meta.save({"mode": self.config.mode})
         opts = self.options
@@ -278,7 +279,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         if self.disk_error is not None or conn.write_k or store.kctx:
             return 0
         now = wall_ms()
-        changed: dict[bytes, None] = {}
+        changed: dict[bytes, bool] = {}
         held: list[bytes] = []
         resp3, rng, join = conn.resp3, self.rng, self._join
         seq = 0
@@ -297,7 +298,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 conn.reply_bytes(data)
                 continue
             seq, keys = join(muts, now, len(argv[1]) + len(argv[-1]))
-            changed.update(dict.fromkeys(keys))
+            changed.update(keys)  # a key keeps its first place
             held.append(data)
             if self._open is None:  # this write sealed the op (its bounds): show what the op held
                 self._show_joined(changed)
@@ -310,7 +311,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self.hold_all_until_commit(conn, held)
         return len(run)
 
-    def _join(self, muts: list[Any], now: int, size: int) -> tuple[int, list[bytes]]:
+    def _join(self, muts: list[Any], now: int, size: int) -> tuple[int, dict[bytes, bool]]:
         """Apply ``muts`` (one async client write, translated against the store as it is) as
         the next mutations of the open operation, opening one if none is (``_OpenOp`` has the
         invariants); the caller shows the keys changed (returned with the op's seq) in the view
@@ -323,9 +324,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         o = self._open
         if o is None:
             core = self.core
-            o = self._open = _OpenOp(core.vv[self.id] + 1, dict(core.vv), self.hlc.now(now))
+            o = self._open = _OpenOp(core.vv[self.id] + 1, dict(core.vv), self.hlc.now(now), self.id)
             self._schedule_flush()
-        changed = self.store.apply_muts(self.id, o.seq, o.hlc, o.deps, muts, len(o.payload))
+        changed = self.store.apply_muts(self.id, o.seq, o.hlc, o.deps, muts, len(o.payload), o.observed)
         o.payload += muts
         o.size += size
         if len(o.payload) >= OPEN_OP_MAX_MUTS or o.size >= OPEN_OP_MAX_BYTES:
@@ -419,7 +420,11 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             conn.reply_bytes(data)
 
     def watch_position(self, key: bytes | None = None) -> int:
+        """The view position WATCH and a blocked command read from; the WATCH index records
+        changes from here on (it rests while no such position is held: ``rest_change_index``
+        at each tick)."""
         self._seal()  # a write of the open op after WATCH must take a later position than this
+        self.sm.changes.arm()
         return self.applied_index
 
     def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
@@ -812,6 +817,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if self.session_reads:
                 self._release_session_reads(now)
             self._flush_clients()
+            self.rest_change_index()
             if self.disk_error is not None:
                 continue
             self._seal()  # the tick may resend ops: this node's are stamped first

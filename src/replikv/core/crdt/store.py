@@ -373,6 +373,13 @@ class KeyState(Cell):
         self.hash: dict[bytes, Cell] | None = None
         self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
 
+    def counter_alone(self) -> tuple[int, bool] | None:
+        """``CrdtStore.counter_alone`` of the key in this state (a caller holding the state
+        reads it without looking the key up again: ``kv/crdt_view.materialize``)."""
+        if not self.ctr or self.one is not None or self._reg or self._ttl or self.set or self.hash or self.lst:
+            return None
+        return self.csum or self.counter_sum()
+
     def _unpack_one(self) -> None:
         """``one`` as the two dicts it stands for."""
         one = self.one
@@ -659,9 +666,7 @@ class CrdtStore:
         counter case, without building the ``Visible`` and its bytes (an INCR at its origin
         adds to the number, the view shows it; ``kv/crdt_writes.py``, ``kv/crdt_view.py``)."""
         ks = self.data.get(key)
-        if ks is None or not ks.ctr or ks.one is not None or ks._reg or ks._ttl or ks.set or ks.hash or ks.lst:
-            return None
-        return ks.csum or ks.counter_sum()
+        return None if ks is None else ks.counter_alone()
 
     def visible_head(self, key: bytes) -> tuple[str, int | None] | None:
         """``(type, deadline_ms)`` of :meth:`visible`, without building the value."""
@@ -704,50 +709,58 @@ class CrdtStore:
 
     def apply(
         self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut]
-    ) -> list[bytes]:
+    ) -> dict[bytes, bool]:
         """Apply one op (causal, exactly-once delivery is the caller's duty);
-        returns the keys whose visible state may have changed. An op ``vv``
-        already covers is ignored: after a transfer's keys are all joined the
-        store covers the transfer's vv before the replica does (until the
-        joined state is durable), and its ops may still be delivered."""
+        returns the keys whose visible state may have changed, as ``apply_muts``
+        does. An op ``vv`` already covers is ignored: after a transfer's keys are
+        all joined the store covers the transfer's vv before the replica does
+        (until the joined state is durable), and its ops may still be delivered."""
         if seq <= self.vv.get(origin, 0):
-            return []
+            return {}
         if len(muts) == 1 and not self.kctx:
             mut = muts[0]
             if mut[0] == "put":
-                key = bytes(mut[1])
+                key = mut[1]
+                if type(key) is not bytes:  # as apply_muts
+                    key = bytes(key)
                 if self._put_fast(key, mut, origin, seq, hlc, deps):
                     self.vv[origin] = seq
-                    return [key]
+                    return {key: True}
         changed = self.apply_muts(origin, seq, hlc, deps, muts)
         self.vv[origin] = seq  # advance(): seq is beyond vv[origin] (checked above)
         return changed
 
     def apply_muts(
-        self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut], start: int = 0
-    ) -> list[bytes]:
+        self, origin: str, seq: int, hlc: int, deps: Mapping[str, int], muts: Sequence[Mut], start: int = 0,
+        observed: dict[str, int] | None = None,
+    ) -> dict[bytes, bool]:
         """Mutations ``start, start + 1, ...`` of op ``(origin, seq)`` (``muts[0]`` is
         mutation ``start``), without moving ``vv``: ``apply`` is this from 0 plus the
         ``vv`` step. An origin building one op from several client writes applies each
         write's mutations as it makes them (each write reads the state the earlier ones
         left), then moves ``vv`` once (``advance``); the op's earlier mutations (ids below
         ``start``) must be applied already, as they count as observed. Returns the keys
-        whose visible state may have changed, each once, in first-change order."""
-        changed: dict[bytes, None] = {}  # an op may hold thousands of mutations (a loop iteration's writes)
-
-        def seen(o: str, s: int) -> bool:
-            return s <= deps.get(o, 0) or (s == seq and o == origin)
-
+        whose visible state may have changed, each once, in first-change order, each
+        mapped to whether its string register may now hold concurrent entries: False only
+        where the key's last mutation here left at most one (the inline put's one-entry
+        form, a counter add to a key with one register entry or none), so a caller that
+        counts concurrent values (``kv/crdt_view.deliver_ops``) looks only at the others.
+        ``observed``: ``{**deps, origin: seq}`` (what every mutation of the op observes, as a
+        vv), which a caller applying one op in several calls may make once and pass."""
+        changed: dict[bytes, bool] = {}  # an op may hold thousands of mutations (a loop iteration's writes)
         kctx, hints, data, inline = self.kctx, self.hints, self.data, self.inline_puts
-        observed: dict[str, int] | None = None  # seen as a vv, for _put_fast
+        seen: Callable[[str, int], bool] | None = None  # the general path's test, made when needed
         for i, mut in enumerate(muts, start):
-            key = bytes(mut[1])
+            # a key, a value or a delta comes as bytes or int from the wire and from translate:
+            # converted only when it is not (a type test costs a quarter of the call)
+            key = mut[1]
+            if type(key) is not bytes:
+                key = bytes(key)
             if kctx:
                 ctx = kctx.get(key)
                 if ctx is not None and seq <= ctx.get(origin, 0):
                     continue  # the key's state came by a transfer that holds this op already
-            changed[key] = None  # a key keeps its first place
-            kind = mut[0]
+            kind = mut[0]  # each way below records the key in ``changed`` once (it keeps its first place)
             if kind == "put":
                 if observed is None:
                     observed = {**deps, origin: seq}
@@ -757,10 +770,14 @@ class CrdtStore:
                         and not ks.set and not ks.hash and not ks.lst:  # type: ignore[union-attr]
                     # the commonest put, inline: over a key a put wrote last, which this one
                     # observed (``_put_fast`` -> ``_put_entries``' first case, without the calls)
-                    ks.one = (origin, seq, i, hlc, bytes(mut[2]),  # type: ignore[union-attr]
+                    value = mut[2]
+                    ks.one = (origin, seq, i, hlc,  # type: ignore[union-attr]
+                              value if type(value) is bytes else bytes(value),
                               None if mut[3] is None else int(mut[3]))
+                    changed[key] = False
                     continue
                 if self._put_fast(key, mut, origin, seq, hlc, observed, i):
+                    changed[key] = True
                     continue
             elif kind == "incr":
                 # _apply_one for a counter add, without the dispatch: an incr observes no
@@ -770,10 +787,17 @@ class CrdtStore:
                 ks = data.get(key)
                 if ks is None:
                     ks = data[key] = KeyState()
-                _ctr_add(ks, origin, int(mut[2]), hlc)
+                delta = mut[2]
+                _ctr_add(ks, origin, delta if type(delta) is int else int(delta), hlc)
+                reg = ks._reg  # None in the one-entry form
+                changed[key] = reg is not None and len(reg) > 1
                 continue
+            if seen is None:
+                def seen(o: str, s: int) -> bool:
+                    return s <= deps.get(o, 0) or (s == seq and o == origin)
             self._apply_one(key, mut, origin, seq, i, hlc, seen)
-        return list(changed)
+            changed[key] = True
+        return changed
 
     def advance(self, origin: str, seq: int) -> None:
         """``vv`` covers op ``(origin, seq)`` now: the end of an op applied by ``apply_muts``."""
@@ -798,8 +822,9 @@ class CrdtStore:
             return False
         if self.hints:
             self.hints.pop(key, None)
-        _put_entries(ks, origin, seq, i, hlc, bytes(mut[2]), None if mut[3] is None else int(mut[3]),
-                     _drop_covered, deps)
+        value = mut[2]
+        _put_entries(ks, origin, seq, i, hlc, value if type(value) is bytes else bytes(value),
+                     None if mut[3] is None else int(mut[3]), _drop_covered, deps)
         return True
 
     def _apply_one(
@@ -1150,15 +1175,45 @@ def _put_entries(ks: KeyState, origin: str, seq: int, i: int, hlc: int, value: b
     observed), then the op's own added. When none is left besides (the common key: one a
     ``put`` wrote last, whose entry the new one observed) the key ends in the one-entry
     form (``KeyState.one``): the old tuple is replaced, no dict is touched. The entries'
-    id is ``(origin, seq, i)``."""
+    id is ``(origin, seq, i)``. With a vv (``_drop_covered``) the shapes concurrent puts make
+    are built without the drops, to the same state: a ``one`` the put did not observe stays
+    beside its entries (the two dicts made at once), and dicts whose entries it all observed
+    become its ``one``."""
     one = ks.one
     if one is not None:
-        if one[1] <= observed.get(one[0], 0) if drop is _drop_covered else observed(one[0], one[1]):
+        if drop is not _drop_covered:
+            if observed(one[0], one[1]):
+                ks.one = (origin, seq, i, hlc, value, deadline)
+                return
+            ks._unpack_one()
+        elif one[1] <= observed.get(one[0], 0):
             ks.one = (origin, seq, i, hlc, value, deadline)
             return
-        ks._unpack_one()
+        else:  # a concurrent put's entry stays: the two side by side (what the general way below leaves)
+            o_origin, o_seq, o_i, o_hlc, o_value, o_deadline = one
+            old, eid = (o_origin, o_seq, o_i), (origin, seq, i)
+            ks._reg = {old: (o_hlc, o_value), eid: (hlc, value)}
+            ks._ttl = {old: (o_hlc, o_deadline), eid: (hlc, deadline)}
+            ks.one = None
+            return
     reg, ttl = ks._reg, ks._ttl
     assert reg is not None
+    if drop is _drop_covered and reg:  # concurrent entries, the next put observed them all (commonly)
+        get = observed.get
+        for e in reg:
+            if e[1] > get(e[0], 0):
+                break
+        else:
+            if ttl:
+                for e in ttl:
+                    if e[1] > get(e[0], 0):
+                        break
+                else:
+                    ttl = None
+            if not ttl:  # what the drops below would leave: nothing, so the one-entry form
+                ks.one = (origin, seq, i, hlc, value, deadline)
+                ks._reg = ks._ttl = None
+                return
     if reg:
         drop(reg, observed)
     if ttl:
