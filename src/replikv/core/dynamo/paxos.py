@@ -54,7 +54,9 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    - if the newest accepted proposal is newer than the newest commit, finish
      it: propose its value with our ballot, commit it, then start over.
    - replicas whose most recent commit is older than the newest one get that
-     commit again (repair, not waited for).
+     commit again (repair, not waited for), with its provenance, so that the
+     stale replica writes the version of the ballot that decided the value,
+     as every other commit of it does (Commit, above).
    - the current value is the newest, by HLC, of the replicas' data and the
      newest commit (at the HLC of the version it writes, its origin's). (Cassandra reads the data only; the commit is included
      because a crash between ``Persist`` and ``ApplyCommit`` would otherwise
@@ -719,8 +721,10 @@ class PaxosProposer:
         effects: list[Effect] = []
         self._after = newest.ballot if newest is not None else ZERO_BALLOT
         if newest is not None:
+            # With its provenance: without ``origin`` the stale replica would write the value as
+            # a second version, at the commit's ballot (acceptor_step, Commit).
             repair = Commit(req=self.req, sender=self.node, key=self.key, ballot=newest.ballot,
-                            value=newest.value)
+                            value=newest.value, origin=newest.origin, after=newest.after)
             effects = [Send(to=p.sender, msg=repair) for p in promises
                        if p.committed is None or p.committed.ballot < newest.ballot]
         accepted = [p.accepted for p in promises if p.accepted is not None]
