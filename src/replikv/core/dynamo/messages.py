@@ -47,7 +47,10 @@ applied only where the receiver holds its base, whole states otherwise.
   replicas that all announced ``FEATURE_PUT_MUT``), sent alone in its own
   frame whenever a peer connects (an older node drops that frame with a
   warning and nothing else; it never announces, so it keeps getting the
-  single messages).
+  single messages). The Hello sent on connect also names ``HELLO_ASK``: the
+  receiver answers with its own Hello (without it), and the sender sends it
+  again until a Hello from the peer arrives (a few times at most:
+  ``Replica``'s "asking Hello").
 - ``Get``: send back your states of these keys; ``GetReply`` carries them
   (``None``: the replica holds nothing of that key).
 
@@ -79,7 +82,7 @@ from typing import Any
 import msgpack
 
 __all__ = ["Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "FEATURES", "FEATURE_ELECTORATE", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURES", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -122,6 +125,9 @@ FEATURE_ELECTORATE = "paxos-electorate"  # reads a Paxos Prepare / Propose that 
 FEATURE_PUT_MUT = "put-mutation"  # applies a delta whose mutations include ``put`` (core/crdt/store.py)
 FEATURE_PROVENANCE = "paxos-provenance"  # reads Paxos proposals with their provenance (origin, after)
 FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE)  # what this version announces
+# Not a feature: a Hello that names it asks the receiver to answer with its own (``Replica``'s
+# "asking Hello"). An older node ignores a name it does not know, so the form stays the same.
+HELLO_ASK = "answer-hello"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

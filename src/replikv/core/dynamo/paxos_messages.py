@@ -82,6 +82,7 @@ __all__ = [
     "decode_state",
     "encode",
     "encode_state",
+    "has_provenance",
     "state_without_provenance",
     "without_provenance",
 ]
@@ -254,6 +255,19 @@ def without_provenance(msg: PaxosMsg) -> PaxosMsg:
         case Promise() if _plain(msg.accepted) is not msg.accepted or _plain(msg.committed) is not msg.committed:
             return replace(msg, accepted=_plain(msg.accepted), committed=_plain(msg.committed))
     return msg
+
+
+def has_provenance(msg: PaxosMsg) -> bool:
+    """Whether ``msg`` carries provenance. A node sends it only to a peer it knows reads it, so
+    it comes only from a node of a version that reads it too (its codec decodes what it encodes):
+    the receiver may send that node provenance from then on, even if its ``Hello`` was lost."""
+    match msg:
+        case Propose() | Commit():
+            return msg.origin is not None
+        case Promise():
+            return ((msg.accepted is not None and msg.accepted.origin is not None)
+                    or (msg.committed is not None and msg.committed.origin is not None))
+    return False
 
 
 def state_without_provenance(state: AcceptorState) -> AcceptorState:

@@ -39,6 +39,20 @@ Rules:
   fallback rule per write (one ``PutNeed`` per write that lacks its base),
   its keys made one ``Changed``. A peer that never announced (an older
   version) gets the single messages, and this node still understands them.
+- The asking Hello: a peer's features are forgotten whenever this node's
+  connection to it drops (``peer_down``: it may come back as another
+  version), but the peer announces again only when its own connection comes
+  up; and a Hello can be lost (the simulator's lossy links; a connection
+  that broke with it in flight). Until it announces again the peer gets the
+  older forms, Paxos messages without provenance among them, and a Commit
+  without its ``origin`` writes a second version of its chosen value (paxos.py,
+  Commit): the replicas then differ in their version contexts until
+  anti-entropy joins them. So the Hello sent on connect names
+  ``dm.HELLO_ASK``: a node answers such a Hello with its own (not asking), and
+  the asker sends it again at every ``tick`` until a Hello from the peer
+  arrives, ``HELLO_ASKS`` times at most (an older node never answers). A
+  Paxos message that carries provenance also proves that its sender reads it
+  (``pm.has_provenance``).
 - A SET's overwrite is one ``put`` mutation (``core/crdt/store.py``: one
   register and one TTL entry replace what the write observed, where the
   ``del`` + ``set`` + ``ttl`` it stands for sweep three times) when every
@@ -144,6 +158,9 @@ AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
 STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
+HELLO_ASKS = 10  # asking Hellos sent per connect at most, one per tick (module docstring, "The asking Hello")
+ASKING_HELLO = dm.Hello(features=(*dm.FEATURES, dm.HELLO_ASK))  # sent on connect: answer with yours
+ANSWER_HELLO = dm.Hello(features=dm.FEATURES)
 
 
 @dataclass(slots=True, kw_only=True)  # not frozen: see coordinator.Send
@@ -264,6 +281,7 @@ class Replica:
         self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
         self.provenance_peers: set[str] = set()  # peers that announced FEATURE_PROVENANCE since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
+        self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
             members = tuple(mb.Member(id=n, host="", port=0, peer_port=0) for n in ring.nodes)
@@ -580,6 +598,10 @@ class Replica:
             case dm.PutAck():
                 self._acked(peer, msg.req, msg.ok, now_ms, now_us, out)
             case dm.Hello():
+                if self.batches:
+                    self.hello_asks.pop(peer, None)
+                    if dm.HELLO_ASK in msg.features:  # its connection came up: it forgot ours
+                        out.append(Send(to=peer, msg=ANSWER_HELLO))
                 if self.batches and dm.FEATURE_PUTS in msg.features:
                     self.batch_peers.add(peer)
                 if self.batches and dm.FEATURE_ELECTORATE in msg.features:
@@ -626,6 +648,8 @@ class Replica:
                     self.stats["bad_states"] += 1
                     return out
                 if pmsg.sender == peer:
+                    if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
+                        self.provenance_peers.add(peer)  # it reads provenance: it wrote some (see ``pm.has_provenance``)
                     self._paxos_run([pmsg], now_ms, out, writable)
         return out
 
@@ -711,7 +735,10 @@ class Replica:
     def peer_connected(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
         """A peer connected: tell it the features this node understands (``Hello``), our ring
         (gossip), deliver its hints."""
-        out: list[Any] = [Send(to=peer, msg=dm.Hello(features=dm.FEATURES))] if self.batches else []
+        out: list[Any] = []
+        if self.batches:
+            out.append(Send(to=peer, msg=ASKING_HELLO))
+            self.hello_asks[peer] = HELLO_ASKS - 1
         self._members(self.membership.on_connect(peer), now_ms, now_us, out)
         out.extend(self.deliver_hints(peer, now_us, self.coord.timeout_us, now_ms))
         return out
@@ -897,6 +924,7 @@ class Replica:
         self.electorate_peers.discard(peer)
         self.provenance_peers.discard(peer)
         self.put_peers.discard(peer)
+        self.hello_asks.pop(peer, None)
         for req, (node, _, _) in list(self.hint_sends.items()):
             if node == peer:
                 del self.hint_sends[req]
@@ -1085,6 +1113,13 @@ class Replica:
         up = set(alive)
         out = self.requests_due(now_ms, now_us)
         out.extend(self.membership_tick(now_ms, now_us, up))
+        for peer, left in list(self.hello_asks.items()):  # unanswered asking Hellos (module docstring)
+            if peer in up:
+                out.append(Send(to=peer, msg=ASKING_HELLO))
+                if left <= 1:
+                    del self.hello_asks[peer]
+                else:
+                    self.hello_asks[peer] = left - 1
         for req, (_, _, deadline) in list(self.hint_sends.items()):
             if now_us >= deadline:
                 del self.hint_sends[req]
