@@ -674,6 +674,51 @@ def test_majority_down_times_out_with_counts() -> None:
     assert resent.count("b") > 1  # unanswered replicas were asked again
 
 
+def test_a_proposal_goes_to_the_quorum_that_promised_and_the_commit_to_every_replica() -> None:
+    net = Net()
+    p = net.add(make_proposer("a", timeout_ticks=20, resend_ticks=2), lambda cur: b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert isinstance(p.outcome, Chosen) and p.outcome.value == b"v"
+    assert sorted(to for to, m in net.log if isinstance(m, Propose)) == ["a", "b"]  # a and b promised first
+    assert sorted(to for to, m in net.log if isinstance(m, Commit)) == ["a", "b", "c"]
+    c = net.replicas["c"]
+    assert c.data == (p.ballot.hlc, b"v")  # the commit wrote the value at c as well
+    assert c.acceptor.state(K) == AcceptorState(promised=p.ballot, committed=Proposal(
+        ballot=p.ballot, value=b"v", origin=p.ballot, after=ZERO_BALLOT))
+
+
+def test_a_refused_proposal_goes_at_once_to_the_replicas_not_asked_yet() -> None:
+    acceptors = {n: PaxosAcceptor(n) for n in ABC}
+    p = make_proposer("a", timeout_ticks=20, resend_ticks=5)
+    (prepare, *_) = [s.msg for s in sends(p.start(1))]
+    out: list[Effect] = []
+    for n in ("a", "b"):
+        (reply,) = sends(acceptors[n].step(prepare, (0, None)))
+        out = p.step(reply.msg)
+    (decide,) = out
+    assert isinstance(decide, Decide)
+    proposes = sends(p.decided(b"v"))
+    assert [s.to for s in proposes] == ["a", "b"]
+    higher = Ballot(hlc=prepare.ballot.hlc + 1, node="z")
+    out = p.step(Nack(req=p.req, sender="b", key=K, ballot=p.ballot, phase=NackPhase.PROPOSE, promised=higher))
+    assert [(s.to, s.msg) for s in sends(out)] == [("c", proposes[0].msg)]  # before any tick
+    p.step(Accepted(req=p.req, sender="a", key=K, ballot=p.ballot))
+    commits = sends(p.step(Accepted(req=p.req, sender="c", key=K, ballot=p.ballot)))
+    assert [s.to for s in commits] == list(ABC) and all(isinstance(s.msg, Commit) for s in commits)
+
+
+def test_a_proposal_lost_on_its_way_to_the_quorum_is_resent_to_every_replica_that_has_not_answered() -> None:
+    net = Net()
+    p = net.add(make_proposer("a", timeout_ticks=20, resend_ticks=2), lambda cur: net.down.add("b") or b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert isinstance(p.outcome, Chosen) and p.outcome.value == b"v"
+    proposed = [to for to, m in net.log if isinstance(m, Propose)]
+    assert proposed[:2] == ["a", "b"] and sorted(proposed[2:]) == ["b", "c"]  # the resend
+    assert net.replicas["c"].data == (p.ballot.hlc, b"v")
+
+
 def test_majority_lost_while_proposing_times_out_and_may_be_applied() -> None:
     net = Net()
     p = net.add(make_proposer("a", timeout_ticks=5), lambda cur: net.down.update({"b", "c"}) or b"v")

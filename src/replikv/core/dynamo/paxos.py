@@ -104,8 +104,17 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    it, as after a proposing round's commit acks. A quorum that disagrees
    (a replica missing the newest commit, a lost ``ApplyCommit``) takes the
    full round, whose commit repair and no-op commit settle it, as before.
-3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
-   acks -> ``Done(Chosen(...))``.
+3. PROPOSE to the quorum whose promises the round used (with resends on;
+   without them, to all); a quorum of Accepted -> 4. COMMIT to all; a quorum of
+   acks -> ``Done(Chosen(...))``. Any quorum that accepts chooses the value
+   (Paxos Made Simple §2.2: the proposer sends its proposal "to some set of
+   acceptors"), and on a 3-replica key with the coordinator among them that
+   quorum is the coordinator and the first peer to promise: the other peer's
+   Propose and Accepted were two of the round's 12 remote messages. The
+   commit still goes to all, so every replica's data gets the value. A
+   refused Propose goes at once to the replicas not asked yet
+   (``_ask_the_rest``), so the refusal rules below see every replica's answer
+   as before; a lost one is resent to every replica that has not answered.
    Refusals while proposing: when the proposal is the caller's change (not a
    no-op, not a finished proposal), a plain retry would be wrong if any replica
    accepted it, since a later round may finish it and the caller would be told
@@ -576,6 +585,7 @@ class PaxosProposer:
         self._yes: set[str] = set()  # Accepted / CommitAck senders of this phase
         self._refused: dict[str, bool] = {}  # PROPOSE Nack sender -> maybe_accepted
         self._message: PaxosMsg | None = None  # this phase's request, for resends
+        self._unasked: tuple[str, ...] = ()  # replicas this round's Propose has not gone to (yet)
         self._finishing = False  # proposing an accepted value found in progress
         self._own_change = False  # proposing the caller's change
         self._proposing_mine = False  # this round proposes a value of this operation's
@@ -617,6 +627,7 @@ class PaxosProposer:
         if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
             answered_set = (self._promises.keys() if self.phase is Phase.PREPARE
                             else self._yes | self._refused.keys())
+            self._unasked = ()  # a resend goes to every replica that has not answered
             return self._send_phase([r for r in self.replicas if r not in answered_set])
         return []
 
@@ -653,7 +664,7 @@ class PaxosProposer:
                     return self._backoff()
                 if self.phase is Phase.PROPOSE and msg.phase is NackPhase.PROPOSE:
                     self._refused.setdefault(msg.sender, msg.maybe_accepted)
-                    return self._on_refusal()
+                    return self._ask_the_rest() + self._on_refusal()
                 return []
             case Accepted():
                 if self.phase is not Phase.PROPOSE or msg.ballot != self.ballot:
@@ -772,7 +783,18 @@ class PaxosProposer:
         self._deadline = self._now + self.timeout_ticks
         self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value,
                                 electorate=self.electorate, origin=origin)
-        return self._send_phase(self.replicas)
+        if not self.resend_ticks:  # no resends to fall back on: every replica at once
+            return self._send_phase(self.replicas)
+        # To the quorum that promised (Paxos Made Simple §2.2: "to some set of acceptors"; any
+        # quorum that accepts chooses the value): the rest get it on a refusal or a resend.
+        self._unasked = tuple(r for r in self.replicas if r not in self._promises)
+        return self._send_phase(self._promises)
+
+    def _ask_the_rest(self) -> list[Effect]:
+        """A Propose refused: the replicas it has not gone to get it now, so that the round
+        goes on exactly as if it had gone to every replica (``_on_refusal`` counts them all)."""
+        rest, self._unasked = self._unasked, ()
+        return [Send(to=r, msg=self._message) for r in rest if self._message is not None]
 
     def _on_refusal(self) -> list[Effect]:
         n = len(self.replicas)
