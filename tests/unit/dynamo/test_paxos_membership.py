@@ -216,3 +216,33 @@ def test_a_phase_is_encoded_once_per_wire_form_and_its_frame_shared_by_the_peers
     assert isinstance(shared, pm.Prepare) and isinstance(old, pm.Prepare)
     assert shared.electorate == r._electorate(KEY) and old.electorate is None
     assert old.ballot == shared.ballot
+
+
+def test_a_replica_that_missed_a_commit_joins_the_committers_state_of_the_key() -> None:
+    """paxos.py, "A replica that missed a commit": n3 missed the commit of v1 (decided at n1's
+    ballot b1) and gets the next one, v2 (decided at n2's b2, after b1). Its data gets v2, but
+    written over its own context, which lacks b1's version, so it differed from n1's until
+    anti-entropy; the commit's ``after`` tells it that it is behind, and it joins n1's state."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r1, r3 = replica("n1", st), replica("n3", st)
+    r1.provenance_peers = r3.provenance_peers = {"n1", "n2", "n3"}
+    b1, b2 = pm.Ballot(hlc=10 << 16, node="n1"), pm.Ballot(hlc=20 << 16, node="n2")
+    c1 = pm.Commit(req=1, sender="n1", key=KEY, ballot=b1, value=b"v1", origin=b1, after=pm.ZERO_BALLOT)
+    c2 = pm.Commit(req=2, sender="n1", key=KEY, ballot=b2, value=b"v2", origin=b2, after=b1)
+    for c in (c1, c2):
+        r1.step("n1", dm.Paxos(data=pm.encode(c)), 5, 5_000)  # as its own acceptor gets them
+    assert [e for e in r1.step("n1", dm.Paxos(data=pm.encode(c2)), 6, 6_000)  # a duplicate: no catch-up
+            if isinstance(e, Send) and isinstance(e.msg, dm.Get)] == []
+    out = r3.step("n1", dm.Paxos(data=pm.encode(c2)), 7, 7_000)
+    assert r3.store.visible(KEY) == r1.store.visible(KEY) and r3.store.key_digest(KEY) != r1.store.key_digest(KEY)
+    (get,) = [e for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Get)]
+    assert get.to == "n1" and get.msg.keys == (KEY,) and r3.stats["paxos_catch_ups"] == 1
+    (reply,) = [e.msg for e in r1.step("n3", get.msg, 8, 8_000) if isinstance(e, Send)]
+    joined = r3.step("n1", reply, 9, 9_000)
+    assert r3.store.key_digest(KEY) == r1.store.key_digest(KEY) and not r3.catch_ups
+    assert any(isinstance(e, Persist) and e.entry[0] == "j" for e in joined)  # durable, as any join
+    # a replica that holds the commit before (after == its own) is not behind
+    r2 = replica("n2", st)
+    for c in (c1, c2):
+        assert [e for e in r2.step("n1", dm.Paxos(data=pm.encode(c)), 10, 10_000)
+                if isinstance(e, Send) and isinstance(e.msg, dm.Get)] == []

@@ -36,6 +36,16 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   promises show, below), hence above the origin of c's value. During a rolling
   upgrade a node of an older version writes the committing ballot's version:
   copies again, as before, for anti-entropy.
+- A replica that missed a commit (lost on the way, or the replica was cut
+  off) still gets the value from the next commit it receives, but that commit
+  writes it over the replica's own version context, which lacks the versions
+  of the commits it missed: its state differs from the others' (a concurrent
+  sibling, or only the context) until anti-entropy joins them. A commit names
+  the commit before it (``after``, provenance); an acceptor whose most recent
+  commit is older knows it missed one, and ``ApplyCommit`` names the sender
+  (``behind``): the driver joins that node's whole state of the key (which
+  holds the commit's value and the versions before it), as read repair
+  would, instead of waiting for anti-entropy.
 - The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
   the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
   quorum of acks means a quorum of replicas holds the value.
@@ -285,6 +295,7 @@ class ApplyCommit:
     key: bytes
     ballot: Ballot
     value: Value
+    behind: str | None = None  # the replica missed a commit before this one: join this node's state of key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -460,9 +471,12 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
             new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
                                 committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
                                                    after=msg.after))
+            # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
+            behind = (msg.after is not None and msg.after != ZERO_BALLOT and msg.sender != node
+                      and (state.committed is None or state.committed.ballot < msg.after))
             return new, [Persist(key=msg.key, state=new),
                          ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
-                                     value=msg.value), ack_c]
+                                     value=msg.value, behind=msg.sender if behind else None), ack_c]
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
 

@@ -309,6 +309,7 @@ class Replica:
         # keys changed since the trees last took their digests, oldest first (``_update_trees``)
         self.dirty: dict[bytes, None] = {}
         self.ae: dict[int, _AeSession] = {}
+        self.catch_ups: dict[int, tuple[str, int]] = {}  # req -> (peer, deadline ms): ``_catch_up``'s Gets
         self._ae_next = rng.randrange(1 << 16)  # which group next (round robin from a random start)
         self._ae_due_ms = 0
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
@@ -317,7 +318,7 @@ class Replica:
                       "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0,
                       "write_batches": 0, "batched_writes": 0, "keys_streamed": 0,
                       "streams_done": 0, "keys_forwarded": 0,
-                      "keys_cleaned": 0, "paxos_fenced": 0}
+                      "keys_cleaned": 0, "paxos_fenced": 0, "paxos_catch_ups": 0}
 
     def _req(self) -> int:
         self._reqs += 1
@@ -631,6 +632,8 @@ class Replica:
             case dm.GetReply() if msg.req in self.ae:
                 sess = self.ae.pop(msg.req)
                 self._join_answers({sess.peer: msg.states}, now_ms, out)
+            case dm.GetReply() if msg.req in self.catch_ups:
+                self._join_answers({self.catch_ups.pop(msg.req)[0]: msg.states}, now_ms, out)
             case dm.GetReply():
                 out.extend(self._coordinated(self.coord.step(peer, msg, now_us), now_ms))
             case dm.TreeGet():
@@ -931,6 +934,9 @@ class Replica:
         for req, sess in list(self.ae.items()):
             if sess.peer == peer:
                 del self.ae[req]
+        for req, (node, _) in list(self.catch_ups.items()):
+            if node == peer:
+                del self.catch_ups[req]
         return self._coordinated(self.coord.peer_down(peer, now_us), now_ms)
 
     # ------------------------------------------------------------ Paxos
@@ -1017,6 +1023,8 @@ class Replica:
                     self._forward_acceptor(e.key, e.state, out)
             elif isinstance(e, px.ApplyCommit):
                 self._apply_commit(e, now_ms, out)
+                if e.behind is not None:
+                    self._catch_up(e.behind, e.key, now_ms, out)
             elif isinstance(e, px.Decide):
                 prop, decide = self.proposers[req]
                 local_effects = prop.decided(decide(e.current))
@@ -1050,6 +1058,15 @@ class Replica:
                 self._forward_to_targets(changed, out)  # as a joined Put (see the module docstring)
             elif self.membership.state.epoch and not self.membership.changing:
                 self._late_write(changed, now_ms, out)  # a proposer on the previous ring: as a late Put
+
+    def _catch_up(self, peer: str, key: bytes, now_ms: int, out: list[Any]) -> None:
+        """This replica missed a commit of ``key`` (paxos.py, "A replica that missed a commit"): ask
+        ``peer``, whose commit showed it, for its whole state of the key; the reply is joined as read
+        repair joins one (``_join_answers``: and this node's state goes back if it holds more)."""
+        req = self._req()
+        self.catch_ups[req] = (peer, now_ms + self.coord.timeout_us // 1000)
+        self.stats["paxos_catch_ups"] += 1
+        out.append(Send(to=peer, msg=dm.Get(req=req, keys=(key,))))
 
     # ------------------------------------------------------------ hints
 
@@ -1126,6 +1143,9 @@ class Replica:
         for req, sess in list(self.ae.items()):
             if now_us >= sess.deadline_us:
                 del self.ae[req]
+        for req, (_, deadline_ms) in list(self.catch_ups.items()):
+            if now_ms >= deadline_ms:
+                del self.catch_ups[req]
         for node in self.hints.nodes():
             if node in up:
                 out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
