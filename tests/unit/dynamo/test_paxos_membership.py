@@ -10,11 +10,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
-from replikv.core.dynamo.replica import PaxosDone, Persist, Replica, Send
+from replikv.core.dynamo.replica import CATCH_UP_TRIES, PaxosDone, Persist, Replica, Send
 from replikv.core.dynamo.ring import Ring
 from replikv.core.crdt.hlc import Hlc
 
@@ -222,7 +224,8 @@ def test_a_replica_that_missed_a_commit_joins_the_committers_state_of_the_key() 
     """paxos.py, "A replica that missed a commit": n3 missed the commit of v1 (decided at n1's
     ballot b1) and gets the next one, v2 (decided at n2's b2, after b1). Its data gets v2, but
     written over its own context, which lacks b1's version, so it differed from n1's until
-    anti-entropy; the commit's ``after`` tells it that it is behind, and it joins n1's state."""
+    anti-entropy; the commit's ``after`` tells it that it is behind, and it joins the other
+    replicas' states (n1's holds b1's version)."""
     st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
     r1, r3 = replica("n1", st), replica("n3", st)
     r1.provenance_peers = r3.provenance_peers = {"n1", "n2", "n3"}
@@ -235,14 +238,53 @@ def test_a_replica_that_missed_a_commit_joins_the_committers_state_of_the_key() 
             if isinstance(e, Send) and isinstance(e.msg, dm.Get)] == []
     out = r3.step("n1", dm.Paxos(data=pm.encode(c2)), 7, 7_000)
     assert r3.store.visible(KEY) == r1.store.visible(KEY) and r3.store.key_digest(KEY) != r1.store.key_digest(KEY)
-    (get,) = [e for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Get)]
-    assert get.to == "n1" and get.msg.keys == (KEY,) and r3.stats["paxos_catch_ups"] == 1
-    (reply,) = [e.msg for e in r1.step("n3", get.msg, 8, 8_000) if isinstance(e, Send)]
+    gets = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Get)}
+    assert set(gets) == {"n1", "n2"} and gets["n1"].keys == (KEY,) and r3.stats["paxos_catch_ups"] == 1
+    (reply,) = [e.msg for e in r1.step("n3", gets["n1"], 8, 8_000) if isinstance(e, Send)]
     joined = r3.step("n1", reply, 9, 9_000)
-    assert r3.store.key_digest(KEY) == r1.store.key_digest(KEY) and not r3.catch_ups
+    assert r3.store.key_digest(KEY) == r1.store.key_digest(KEY) and len(r3.catch_ups) == 1  # n2's is due
     assert any(isinstance(e, Persist) and e.entry[0] == "j" for e in joined)  # durable, as any join
     # a replica that holds the commit before (after == its own) is not behind
     r2 = replica("n2", st)
     for c in (c1, c2):
         assert [e for e in r2.step("n1", dm.Paxos(data=pm.encode(c)), 10, 10_000)
                 if isinstance(e, Send) and isinstance(e.msg, dm.Get)] == []
+    # a commit without provenance cannot tell (an older node's, or sent before the Hellos crossed)
+    c3 = pm.Commit(req=3, sender="n1", key=KEY, ballot=pm.Ballot(hlc=30 << 16, node="n1"), value=b"v3")
+    assert {e.to for e in r2.step("n1", dm.Paxos(data=pm.encode(c3)), 11, 11_000)
+            if isinstance(e, Send) and isinstance(e.msg, dm.Get)} == {"n1", "n3"}
+    # an unanswered Get is asked again at its deadline, a few times at most, while the peer is up
+    asks = 0
+    for now in range(12, 12 + 10 * (1 + 10**9 // 1000), 10**9 // 1000):
+        asks += sum(1 for e in r2.tick(now, now * 1000, ["n1", "n3"])
+                    if isinstance(e, Send) and isinstance(e.msg, dm.Get) and e.to == "n1")
+    assert asks == CATCH_UP_TRIES - 1 and not r2.catch_ups
+
+
+def _answer(node: str, frame: dm.Paxos) -> dm.Paxos:
+    """``node``'s fresh acceptor answering the request in ``frame`` (data absent)."""
+    msg = pm.decode(frame.data)
+    _, effects = px.acceptor_step(node, pm.AcceptorState(promised=msg.ballot), msg, (0, None))
+    (reply,) = [e.msg for e in effects if isinstance(e, px.Send)]
+    return dm.Paxos(data=pm.encode(reply))
+
+
+@pytest.mark.parametrize("quiet_peer", [True, False])
+def test_a_quiet_commit_goes_quiet_only_to_a_peer_that_announced_it(quiet_peer: bool) -> None:
+    """The commit's ack is asked of the replicas that accepted (n1 itself and n2); n3 gets it quiet
+    if it announced ``FEATURE_QUIET_COMMIT``, else the acknowledged form it decodes (its ack is
+    then dropped, as before)."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r = replica("n1", st)
+    r.electorate_peers = r.provenance_peers = {"n2", "n3"}
+    r.quiet_commit_peers = {"n2", "n3"} if quiet_peer else {"n2"}
+    out = r.paxos(7, KEY, lambda current: b"v", 0)
+    prepares = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)}
+    out = r.step("n2", _answer("n2", prepares["n2"]), 1, 1_000)
+    (propose,) = [(to, m) for to, m in paxos_sends(out) if isinstance(m, pm.Propose)]
+    assert propose[0] == "n2"  # the quorum that promised: n1 and n2
+    out = r.step("n2", dm.Paxos(data=pm.encode(pm.Accepted(req=7, sender="n2", key=KEY, ballot=propose[1].ballot))),
+                 2, 2_000)
+    commits = {to: m for to, m in paxos_sends(out) if isinstance(m, pm.Commit)}
+    assert set(commits) == {"n2", "n3"} and commits["n2"].ack and commits["n3"].ack is not quiet_peer
+    assert commits["n3"].value == b"v" and commits["n3"].origin == commits["n2"].origin

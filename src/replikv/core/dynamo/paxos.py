@@ -42,10 +42,12 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   of the commits it missed: its state differs from the others' (a concurrent
   sibling, or only the context) until anti-entropy joins them. A commit names
   the commit before it (``after``, provenance); an acceptor whose most recent
-  commit is older knows it missed one, and ``ApplyCommit`` names the sender
-  (``behind``): the driver joins that node's whole state of the key (which
-  holds the commit's value and the versions before it), as read repair
-  would, instead of waiting for anti-entropy.
+  commit is older knows it missed one, and ``ApplyCommit`` says so
+  (``behind``; also for a commit without provenance, which cannot tell: from
+  an older node, which writes the committing ballot's version, or sent
+  before the Hellos crossed): the driver joins the other replicas' whole states of the key
+  (the versions it missed are in a quorum's: the commits they acked), as
+  read repair would, instead of waiting for anti-entropy.
 - The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
   the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
   quorum of acks means a quorum of replicas holds the value.
@@ -125,6 +127,12 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    refused Propose goes at once to the replicas not asked yet
    (``_ask_the_rest``), so the refusal rules below see every replica's answer
    as before; a lost one is resent to every replica that has not answered.
+   The commit's acks are asked of the replicas that accepted (a quorum, so
+   the durability rule above holds as before); the rest get it quiet
+   (``ack`` False: applied, not acknowledged), as do the stale replicas a
+   round repairs: their acks were received and dropped (on a 3-replica key,
+   one remote message fewer). A replica that has not acked when the resend
+   is due gets the commit again asking for its ack, asked before or not.
    Refusals while proposing: when the proposal is the caller's change (not a
    no-op, not a finished proposal), a plain retry would be wrong if any replica
    accepted it, since a later round may finish it and the caller would be told
@@ -223,7 +231,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from replikv.core.crdt.hlc import Hlc
@@ -295,7 +303,7 @@ class ApplyCommit:
     key: bytes
     ballot: Ballot
     value: Value
-    behind: str | None = None  # the replica missed a commit before this one: join this node's state of key
+    behind: bool = False  # the replica missed a commit before this one: join the other replicas' states
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -458,25 +466,28 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
             ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
         case Commit():
-            ack_c = Send(to=reply_to, msg=CommitAck(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))
+            ack_c = [Send(to=reply_to, msg=CommitAck(req=msg.req, sender=node, key=msg.key,
+                                                     ballot=msg.ballot))] if msg.ack else []
             if state.committed is not None and msg.ballot <= state.committed.ballot:
-                return state, [ack_c]  # a duplicate, or older than what was applied
+                return state, ack_c  # a duplicate, or older than what was applied
             accepted = state.accepted
             if accepted is not None and accepted.ballot <= msg.ballot:
                 accepted = None
             if msg.noop:  # nothing changed: forget the proposal, no commit to record or apply
                 new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
                                     committed=state.committed)
-                return new, _persisted(msg.key, state, new, [ack_c])
+                return new, _persisted(msg.key, state, new, ack_c)
             new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
                                 committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
                                                    after=msg.after))
             # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
-            behind = (msg.after is not None and msg.after != ZERO_BALLOT and msg.sender != node
-                      and (state.committed is None or state.committed.ballot < msg.after))
+            # Without provenance (an older node's commit, or one sent before the Hellos crossed)
+            # it cannot tell: it catches up too.
+            behind = msg.after is None or (msg.after != ZERO_BALLOT and (
+                state.committed is None or state.committed.ballot < msg.after))
             return new, [Persist(key=msg.key, state=new),
                          ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
-                                     value=msg.value, behind=msg.sender if behind else None), ack_c]
+                                     value=msg.value, behind=behind), *ack_c]
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
 
@@ -748,8 +759,9 @@ class PaxosProposer:
         if newest is not None:
             # With its provenance: without ``origin`` the stale replica would write the value as
             # a second version, at the commit's ballot (acceptor_step, Commit).
+            # Quiet: a repair is not waited for (its ack was received and dropped).
             repair = Commit(req=self.req, sender=self.node, key=self.key, ballot=newest.ballot,
-                            value=newest.value, origin=newest.origin, after=newest.after)
+                            value=newest.value, origin=newest.origin, after=newest.after, ack=False)
             effects = [Send(to=p.sender, msg=repair) for p in promises
                        if p.committed is None or p.committed.ballot < newest.ballot]
         accepted = [p.accepted for p in promises if p.accepted is not None]
@@ -834,16 +846,28 @@ class PaxosProposer:
 
     def _commit(self) -> list[Effect]:
         self.phase = Phase.COMMIT
-        self._yes = set()
         self._deadline = self._now + self.timeout_ticks
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("a commit follows a proposal")
         # A held proposal of ours is superseded only by a recorded commit (a no-op leaves none).
-        self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                               value=proposal.value, origin=self._origin, after=self._after,
-                               noop=not self._own_change and not self._finishing and not self._mine)
-        return self._send_phase(self.replicas)
+        commit = self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
+                                        value=proposal.value, origin=self._origin, after=self._after,
+                                        noop=not self._own_change and not self._finishing and not self._mine)
+        # The acks come from the replicas that accepted (a quorum); the rest get it quiet, their
+        # acks unneeded (module docstring, 3.); a resend asks every replica that has not acked.
+        accepted, self._yes = self._yes, set()
+        self._last_send = self._now
+        quiet = None
+        effects: list[Effect] = []
+        for r in self.replicas:
+            if r in accepted:
+                effects.append(Send(to=r, msg=commit))
+            else:
+                if quiet is None:
+                    quiet = replace(commit, ack=False)
+                effects.append(Send(to=r, msg=quiet))
+        return effects
 
     def _backoff(self) -> list[Effect]:
         self._nacked_rounds += 1

@@ -158,6 +158,7 @@ AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
 STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
+CATCH_UP_TRIES = 5  # Gets a catch-up sends each peer at most, one per timeout (``Replica._catch_up``)
 HELLO_ASKS = 10  # asking Hellos sent per connect at most, one per tick (module docstring, "The asking Hello")
 ASKING_HELLO = dm.Hello(features=(*dm.FEATURES, dm.HELLO_ASK))  # sent on connect: answer with yours
 ANSWER_HELLO = dm.Hello(features=dm.FEATURES)
@@ -280,6 +281,7 @@ class Replica:
         self.batch_peers: set[str] = set()  # peers that announced FEATURE_PUTS since they last connected
         self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
         self.provenance_peers: set[str] = set()  # peers that announced FEATURE_PROVENANCE since then
+        self.quiet_commit_peers: set[str] = set()  # peers that announced FEATURE_QUIET_COMMIT since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
@@ -309,7 +311,8 @@ class Replica:
         # keys changed since the trees last took their digests, oldest first (``_update_trees``)
         self.dirty: dict[bytes, None] = {}
         self.ae: dict[int, _AeSession] = {}
-        self.catch_ups: dict[int, tuple[str, int]] = {}  # req -> (peer, deadline ms): ``_catch_up``'s Gets
+        # req -> (peer, key, deadline ms, tries left): ``_catch_up``'s Gets, each asked again when unanswered
+        self.catch_ups: dict[int, tuple[str, bytes, int, int]] = {}
         self._ae_next = rng.randrange(1 << 16)  # which group next (round robin from a random start)
         self._ae_due_ms = 0
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
@@ -609,6 +612,8 @@ class Replica:
                     self.electorate_peers.add(peer)
                 if self.batches and dm.FEATURE_PROVENANCE in msg.features:
                     self.provenance_peers.add(peer)
+                if self.batches and dm.FEATURE_QUIET_COMMIT in msg.features:
+                    self.quiet_commit_peers.add(peer)
                 if self.batches and dm.FEATURE_PUT_MUT in msg.features:
                     self.put_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
@@ -926,6 +931,7 @@ class Replica:
         self.batch_peers.discard(peer)  # it may come back as another version: it announces again
         self.electorate_peers.discard(peer)
         self.provenance_peers.discard(peer)
+        self.quiet_commit_peers.discard(peer)
         self.put_peers.discard(peer)
         self.hello_asks.pop(peer, None)
         for req, (node, _, _) in list(self.hint_sends.items()):
@@ -934,7 +940,7 @@ class Replica:
         for req, sess in list(self.ae.items()):
             if sess.peer == peer:
                 del self.ae[req]
-        for req, (node, _) in list(self.catch_ups.items()):
+        for req, (node, *_) in list(self.catch_ups.items()):
             if node == peer:
                 del self.catch_ups[req]
         return self._coordinated(self.coord.peer_down(peer, now_us), now_ms)
@@ -1000,20 +1006,23 @@ class Replica:
         (a peer of an older version reads one without electorate or provenance) and the peers of
         one form share the frame's ``dm.Paxos``, which is immutable."""
         local: list[pm.PaxosMsg] = []
-        framed: dict[tuple[int, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
+        framed: dict[tuple[int, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
         for e in effects:
             if isinstance(e, px.Send):
                 if e.to == self.node:
                     local.append(e.msg)
                 else:
                     msg = e.msg
-                    form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers)
+                    form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers,
+                            e.to in self.quiet_commit_peers)
                     known = framed.get(form)
                     if known is None or known[0] is not msg:  # the id alone: reused once msg is freed
                         if isinstance(msg, (pm.Prepare, pm.Propose)) and not form[1]:
                             msg = replace(msg, electorate=None)  # an older version: it would drop it
                         if not form[2]:
                             msg = pm.without_provenance(msg)  # likewise
+                        if not form[3] and isinstance(msg, pm.Commit) and not msg.ack:
+                            msg = replace(msg, ack=True)  # likewise: it acks, and the ack is dropped
                         known = framed[form] = (e.msg, dm.Paxos(data=pm.encode(msg)))
                     out.append(Send(to=e.to, msg=known[1]))
             elif isinstance(e, px.Persist):
@@ -1023,8 +1032,8 @@ class Replica:
                     self._forward_acceptor(e.key, e.state, out)
             elif isinstance(e, px.ApplyCommit):
                 self._apply_commit(e, now_ms, out)
-                if e.behind is not None:
-                    self._catch_up(e.behind, e.key, now_ms, out)
+                if e.behind:
+                    self._catch_up(e.key, now_ms, out)
             elif isinstance(e, px.Decide):
                 prop, decide = self.proposers[req]
                 local_effects = prop.decided(decide(e.current))
@@ -1059,13 +1068,18 @@ class Replica:
             elif self.membership.state.epoch and not self.membership.changing:
                 self._late_write(changed, now_ms, out)  # a proposer on the previous ring: as a late Put
 
-    def _catch_up(self, peer: str, key: bytes, now_ms: int, out: list[Any]) -> None:
+    def _catch_up(self, key: bytes, now_ms: int, out: list[Any]) -> None:
         """This replica missed a commit of ``key`` (paxos.py, "A replica that missed a commit"): ask
-        ``peer``, whose commit showed it, for its whole state of the key; the reply is joined as read
-        repair joins one (``_join_answers``: and this node's state goes back if it holds more)."""
-        req = self._req()
-        self.catch_ups[req] = (peer, now_ms + self.coord.timeout_us // 1000)
+        the key's other replicas for their whole states of it; each reply is joined as read repair
+        joins one (``_join_answers``: and this node's state goes back to a peer that lacks some)."""
         self.stats["paxos_catch_ups"] += 1
+        for peer in self.membership.paxos_replicas(key)[0]:
+            if peer != self.node:
+                self._catch_up_get(peer, key, now_ms, CATCH_UP_TRIES - 1, out)
+
+    def _catch_up_get(self, peer: str, key: bytes, now_ms: int, left: int, out: list[Any]) -> None:
+        req = self._req()
+        self.catch_ups[req] = (peer, key, now_ms + self.coord.timeout_us // 1000, left)
         out.append(Send(to=peer, msg=dm.Get(req=req, keys=(key,))))
 
     # ------------------------------------------------------------ hints
@@ -1143,9 +1157,11 @@ class Replica:
         for req, sess in list(self.ae.items()):
             if now_us >= sess.deadline_us:
                 del self.ae[req]
-        for req, (_, deadline_ms) in list(self.catch_ups.items()):
+        for req, (peer, key, deadline_ms, left) in list(self.catch_ups.items()):
             if now_ms >= deadline_ms:
                 del self.catch_ups[req]
+                if left and peer in up:  # lost on the way (a lossy link): ask again
+                    self._catch_up_get(peer, key, now_ms, left - 1, out)
         for node in self.hints.nodes():
             if node in up:
                 out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
