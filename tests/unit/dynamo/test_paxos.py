@@ -723,6 +723,25 @@ def test_a_commit_ack_lost_is_asked_again_of_every_replica_that_has_not_acked() 
     assert [(to, m.ack) for to, m in net.log if isinstance(m, Commit) and to == "c"] == [("c", False), ("c", True)]
 
 
+def test_a_prepare_goes_to_the_first_quorum_of_the_order_and_a_resend_to_every_replica_that_has_not_promised() -> None:
+    """Module docstring, 1.: with an ``order`` and resends the Prepare asks a quorum (any quorum's
+    promises serve); c, last in the order, is asked only when the resend is due and b has not
+    promised, and the round then ends on c's promise."""
+    p = PaxosProposer(node="a", key=K, replicas=ABC, quorum=2, rng=random.Random(0), hlc=Hlc(), req=1,
+                      timeout_ticks=20, resend_ticks=3, order=lambda ps: ["a", "b", "c"])
+    assert [s.to for s in sends(p.start(1))] == ["a", "b"]
+    acceptor = PaxosAcceptor("a")
+    (promise,) = sends(acceptor.step(Prepare(req=1, sender="a", key=K, ballot=p.ballot), (0, None)))
+    p.step(promise.msg)
+    resent = [s.to for _ in range(3) for s in sends(p.tick())]
+    assert resent == ["b", "c"]  # b lost it, c was never asked
+    out = p.step(Promise(req=1, sender="c", key=K, ballot=p.ballot, accepted=None, committed=None,
+                         current_hlc=0, current=None))
+    assert [type(e) for e in out] == [Decide]
+    unordered = make_proposer("a", timeout_ticks=20, resend_ticks=3)  # no order: every replica
+    assert [s.to for s in sends(unordered.start(1))] == list(ABC)
+
+
 def test_a_refused_proposal_goes_at_once_to_the_replicas_not_asked_yet() -> None:
     acceptors = {n: PaxosAcceptor(n) for n in ABC}
     p = make_proposer("a", timeout_ticks=20, resend_ticks=5)

@@ -83,7 +83,9 @@ def run_round(r: Replica, answering: list[str], value: bytes) -> list[Any]:
     out = r.paxos(7, KEY, lambda current: value, 0)
     sent = paxos_sends(out)
     prepares = {to: m for to, m in sent if isinstance(m, pm.Prepare)}
-    assert set(prepares) | {r.node} == set(r.membership.paxos_replicas(KEY)[0])
+    participants, pending = r.membership.paxos_replicas(KEY)  # a quorum of them is asked first
+    assert set(prepares) | {r.node} <= set(participants)
+    assert len(set(prepares) | {r.node}) == px.paxos_quorum(len(participants), pending)
     prepare = next(iter(prepares.values()))
     assert isinstance(prepare, pm.Prepare)
     for node in answering:
@@ -205,12 +207,16 @@ def test_merging_acceptor_states_keeps_the_highest_of_each_part() -> None:
 
 
 def test_a_phase_is_encoded_once_per_wire_form_and_its_frame_shared_by_the_peers_of_that_form() -> None:
-    """A Prepare goes to n2, n3 and n4; n4 did not announce ``FEATURE_ELECTORATE``, so it gets the
-    form without the electorate, and n2 and n3 share one frame (one encode for the phase)."""
+    """A Prepare goes to n2, n3 and n4 (as a resend does); n4 did not announce
+    ``FEATURE_ELECTORATE``, so it gets the form without the electorate, and n2 and n3 share one
+    frame (one encode for the phase)."""
     r = replica("n1", join_state(1, False))
     r.electorate_peers = {"n2", "n3"}
     r.provenance_peers = {"n2", "n3", "n4"}
-    out = r.paxos(7, KEY, lambda current: b"v", 0)
+    prepare = pm.Prepare(req=7, sender="n1", key=KEY, ballot=pm.Ballot(hlc=9 << 16, node="n1"),
+                         electorate=r._electorate(KEY))
+    out: list[Any] = []
+    assert r._paxos_effects([px.Send(to=n, msg=prepare) for n in ("n2", "n3", "n4")], 7, 0, out) == []
     frames = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)}
     assert set(frames) == {"n2", "n3", "n4"}
     assert frames["n2"] is frames["n3"] and frames["n4"] is not frames["n2"]
@@ -259,6 +265,11 @@ def test_a_replica_that_missed_a_commit_joins_the_committers_state_of_the_key() 
         asks += sum(1 for e in r2.tick(now, now * 1000, ["n1", "n3"])
                     if isinstance(e, Send) and isinstance(e.msg, dm.Get) and e.to == "n1")
     assert asks == CATCH_UP_TRIES - 1 and not r2.catch_ups
+    # nor can the commit after it (the version c3 wrote may be a second one): it catches up again
+    b4 = pm.Ballot(hlc=40 << 16, node="n1")
+    c4 = pm.Commit(req=4, sender="n1", key=KEY, ballot=b4, value=b"v4", origin=b4, after=c3.ballot)
+    assert {e.to for e in r2.step("n1", dm.Paxos(data=pm.encode(c4)), 10**8, 10**11)
+            if isinstance(e, Send) and isinstance(e.msg, dm.Get)} == {"n1", "n3"}
 
 
 def _answer(node: str, frame: dm.Paxos) -> dm.Paxos:
@@ -288,3 +299,19 @@ def test_a_quiet_commit_goes_quiet_only_to_a_peer_that_announced_it(quiet_peer: 
     commits = {to: m for to, m in paxos_sends(out) if isinstance(m, pm.Commit)}
     assert set(commits) == {"n2", "n3"} and commits["n2"].ack and commits["n3"].ack is not quiet_peer
     assert commits["n3"].value == b"v" and commits["n3"].origin == commits["n2"].origin
+
+
+def test_a_round_asks_this_node_first_then_the_peers_heard_from_most_recently() -> None:
+    """paxos.py, 1.: the Prepare asks a quorum, this node and the peer that sent a Paxos message
+    last; a peer that went down is forgotten, so a live one is asked instead."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r = replica("n1", st)
+    for peer, now in (("n3", 5), ("n2", 6)):
+        r.step(peer, dm.Paxos(data=pm.encode(pm.CommitAck(req=99, sender=peer, key=KEY,
+                                                           ballot=pm.Ballot(hlc=1, node="n1")))), now, now * 1000)
+    assert r._paxos_order(("n3", "n2", "n1")) == ["n1", "n2", "n3"]
+    prepares = [to for to, m in paxos_sends(r.paxos(7, KEY, lambda current: b"v", 7)) if isinstance(m, pm.Prepare)]
+    assert prepares == ["n2"]
+    r.peer_down("n2", 8, 8_000)
+    prepares = [to for to, m in paxos_sends(r.paxos(8, KEY, lambda current: b"v", 9)) if isinstance(m, pm.Prepare)]
+    assert prepares == ["n3"]

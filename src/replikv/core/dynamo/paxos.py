@@ -45,7 +45,9 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   commit is older knows it missed one, and ``ApplyCommit`` says so
   (``behind``; also for a commit without provenance, which cannot tell: from
   an older node, which writes the committing ballot's version, or sent
-  before the Hellos crossed): the driver joins the other replicas' whole states of the key
+  before the Hellos crossed; and for the commit after such a one, whose
+  version may have been a second one, when the first catch-up could not
+  reach the others): the driver joins the other replicas' whole states of the key
   (the versions it missed are in a quorum's: the commits they acked), as
   read repair would, instead of waiting for anti-entropy.
 - The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
@@ -55,6 +57,15 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
 Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-op: one):
 1. PREPARE with a ballot above every ballot and HLC it has seen. Any Nack:
    back off a random number of ticks (injected ``random.Random``) and retry.
+   With resends and an ``order`` (the driver's: itself first, then the peers
+   it heard from most recently), the Prepare goes to a quorum only, the
+   first of that order, and a resend to every replica that has not
+   promised: any quorum of promises serves the rules below (Paxos Made
+   Simple §2.2, P2c needs a majority, not all), and on a 3-replica key the
+   third replica's Prepare and Promise were two more of the round's remote
+   messages. It gets the commit all the same; a peer that is down or slow is
+   not heard from, so it goes last, and a round that asked it anyway waits
+   one resend for the others.
 2. On a quorum of promises:
    - if some promise reports an HLC (data, accepted or committed ballot) at or
      above our ballot's, start over at once with a higher ballot. (Not in
@@ -482,9 +493,11 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                                                    after=msg.after))
             # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
             # Without provenance (an older node's commit, or one sent before the Hellos crossed)
-            # it cannot tell: it catches up too.
+            # it cannot tell, and the version it writes may be a second one: it catches up now,
+            # and at the next commit too (its most recent commit has no origin).
             behind = msg.after is None or (msg.after != ZERO_BALLOT and (
-                state.committed is None or state.committed.ballot < msg.after))
+                state.committed is None or state.committed.ballot < msg.after
+                or state.committed.origin is None))
             return new, [Persist(key=msg.key, state=new),
                          ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
                                      value=msg.value, behind=behind), *ack_c]
@@ -560,7 +573,9 @@ class PaxosProposer:
     emitted; afterwards every input returns ``[]``. ``view``: the key's electorate as the
     node's ring gives it now, read again at the start of every round after the first (a round
     fenced by its electorate, see the module docstring); without it the round keeps
-    ``replicas`` and ``quorum``."""
+    ``replicas`` and ``quorum``. ``order``: the participants, those likeliest to answer first
+    first; with it (and resends) a round's Prepare goes to the first quorum of them (module
+    docstring, 1.)."""
 
     def __init__(
         self,
@@ -577,6 +592,7 @@ class PaxosProposer:
         backoff_ticks_max: int = 16,
         max_rounds: int = 50,
         view: Callable[[], Electorate] | None = None,
+        order: Callable[[tuple[str, ...]], list[str]] | None = None,
     ) -> None:
         self.node = node
         self.key = key
@@ -588,6 +604,7 @@ class PaxosProposer:
         invariant(timeout_ticks > 0 and resend_ticks >= 0 and backoff_ticks_max > 0 and max_rounds > 0,
                   "tick counts and max_rounds must be positive")
         self._view = view
+        self._order = order
         self.quorum = quorum
         self.req = req
         self.timeout_ticks = timeout_ticks
@@ -736,7 +753,11 @@ class PaxosProposer:
         self._deadline = self._now + self.timeout_ticks
         self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
                                 electorate=self.electorate)
-        return self._send_phase(self.replicas)
+        if self._order is None or not self.resend_ticks:  # no resends to fall back on: to all
+            return self._send_phase(self.replicas)
+        # To a quorum, the likeliest to answer first (3.: any quorum will do); a resend goes to
+        # every replica that has not promised.
+        return self._send_phase(self._order(self.replicas)[:self.quorum])
 
     def _send_phase(self, targets: Iterable[str]) -> list[Effect]:
         self._last_send = self._now

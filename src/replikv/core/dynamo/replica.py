@@ -313,6 +313,7 @@ class Replica:
         self.ae: dict[int, _AeSession] = {}
         # req -> (peer, key, deadline ms, tries left): ``_catch_up``'s Gets, each asked again when unanswered
         self.catch_ups: dict[int, tuple[str, bytes, int, int]] = {}
+        self.paxos_heard: dict[str, int] = {}  # peer -> when a Paxos message last came from it (ms)
         self._ae_next = rng.randrange(1 << 16)  # which group next (round robin from a random start)
         self._ae_due_ms = 0
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
@@ -656,6 +657,7 @@ class Replica:
                     self.stats["bad_states"] += 1
                     return out
                 if pmsg.sender == peer:
+                    self.paxos_heard[peer] = now_ms
                     if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
                         self.provenance_peers.add(peer)  # it reads provenance: it wrote some (see ``pm.has_provenance``)
                     self._paxos_run([pmsg], now_ms, out, writable)
@@ -934,6 +936,7 @@ class Replica:
         self.quiet_commit_peers.discard(peer)
         self.put_peers.discard(peer)
         self.hello_asks.pop(peer, None)
+        self.paxos_heard.pop(peer, None)
         for req, (node, _, _) in list(self.hint_sends.items()):
             if node == peer:
                 del self.hint_sends[req]
@@ -958,11 +961,18 @@ class Replica:
                                 quorum=px.paxos_quorum(len(replicas), pending),
                                 rng=self.rng, hlc=self.hlc, req=req, timeout_ticks=self.paxos_timeout_ticks,
                                 resend_ticks=max(1, self.paxos_timeout_ticks // 5),
-                                view=lambda: self._electorate(key))
+                                view=lambda: self._electorate(key), order=self._paxos_order)
         self.proposers[req] = (prop, decide)
         out: list[Any] = []
         self._paxos_run(self._paxos_effects(prop.start(now_ms), req, now_ms, out), now_ms, out)
         return out
+
+    def _paxos_order(self, participants: tuple[str, ...]) -> list[str]:
+        """A round's participants in the order its Prepare asks them (paxos.py, 1.: a quorum
+        first): this node, then the peers it heard a Paxos message from most recently (one
+        down or slow is not heard from, so it goes last)."""
+        heard = self.paxos_heard
+        return sorted(participants, key=lambda p: -1 << 62 if p == self.node else -heard.get(p, -1))
 
     def _electorate(self, key: bytes) -> pm.Electorate:
         """``key``'s Paxos electorate in this node's ring now: what its proposers send, and what
