@@ -477,8 +477,8 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
             ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
         case Commit():
-            ack_c = [Send(to=reply_to, msg=CommitAck(req=msg.req, sender=node, key=msg.key,
-                                                     ballot=msg.ballot))] if msg.ack else []
+            ack_c: list[Effect] = [Send(to=reply_to, msg=CommitAck(
+                req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))] if msg.ack else []
             if state.committed is not None and msg.ballot <= state.committed.ballot:
                 return state, ack_c  # a duplicate, or older than what was applied
             accepted = state.accepted
