@@ -315,3 +315,25 @@ def test_a_round_asks_this_node_first_then_the_peers_heard_from_most_recently() 
     r.peer_down("n2", 8, 8_000)
     prepares = [to for to, m in paxos_sends(r.paxos(8, KEY, lambda current: b"v", 9)) if isinstance(m, pm.Prepare)]
     assert prepares == ["n3"]
+
+
+def test_a_catch_up_answer_is_joined_only_while_this_node_replicates_the_key() -> None:
+    """A node that left the key's replicas meanwhile (and cleans it up, or did already) does not
+    join the answer (seed 30148 --nodes 4 --paxos --membership: a removed node held a key again);
+    while both replicate it, what the peer lacks goes back to it, as read repair does."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r1, r3 = replica("n1", st), replica("n3", st)
+    b1 = pm.Ballot(hlc=10 << 16, node="n2")  # decided by n2's round: a version n3 missed
+    c1 = pm.Commit(req=1, sender="n1", key=KEY, ballot=b1, value=b"v1", origin=b1, after=pm.ZERO_BALLOT)
+    r1.step("n1", dm.Paxos(data=pm.encode(c1)), 5, 5_000)
+    for r in (r1, r3):  # n3 gets a commit without provenance: it catches up
+        out = r.step("n1", dm.Paxos(data=pm.encode(pm.Commit(req=2, sender="n1", key=KEY, ballot=pm.Ballot(
+            hlc=20 << 16, node="n1"), value=b"v2"))), 6, 6_000)
+    gets = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Get)}
+    (reply,) = [e.msg for e in r1.step("n3", gets["n1"], 7, 7_000) if isinstance(e, Send)]
+    assert r3.store.key_digest(KEY) != r1.store.key_digest(KEY)
+    # n3 left: n4 took its place, and the answer comes after the switch
+    r3.membership = mb.Membership("n3", mb.RingState(epoch=3, members=tuple(member(n) for n in ("n1", "n2", "n4"))),
+                                  replicas=3, vnodes=16)
+    before = r3.store.key_blob(KEY)
+    assert r3.step("n1", reply, 8, 8_000) == [] and r3.store.key_blob(KEY) == before

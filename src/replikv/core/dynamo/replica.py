@@ -486,13 +486,8 @@ class Replica:
         return out
 
     def _join_answers(self, answers: dict[str, Any], now_ms: int, out: list[Any]) -> None:
-        changed: list[bytes] = []
-        for peer, states in answers.items():
-            for key, blob in states:
-                if blob is not None and self._join(key, blob, now_ms, out):
-                    changed.append(key)
-        if changed:
-            out.append(Changed(keys=tuple(changed)))
+        for states in answers.values():
+            self._join_states(states, now_ms, out)
         for peer, states in answers.items():
             repairs = []
             for key, blob in states:
@@ -502,6 +497,12 @@ class Replica:
             if repairs:
                 self.stats["read_repairs"] += len(repairs)
                 out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(repairs))))
+
+    def _join_states(self, states: Iterable[tuple[bytes, bytes | None]], now_ms: int, out: list[Any]) -> None:
+        """Join a peer's key states (None: it holds nothing of that key); ``Changed`` for those joined."""
+        changed = [key for key, blob in states if blob is not None and self._join(key, blob, now_ms, out)]
+        if changed:
+            out.append(Changed(keys=tuple(changed)))
 
     def _join(self, key: bytes, blob: bytes, now_ms: int, out: list[Any]) -> bool:
         try:
@@ -639,7 +640,14 @@ class Replica:
                 sess = self.ae.pop(msg.req)
                 self._join_answers({sess.peer: msg.states}, now_ms, out)
             case dm.GetReply() if msg.req in self.catch_ups:
-                self._join_answers({self.catch_ups.pop(msg.req)[0]: msg.states}, now_ms, out)
+                key = self.catch_ups.pop(msg.req)[1]
+                replicas = self.membership.paxos_replicas(key)[0]
+                if self.node not in replicas:
+                    pass  # this node left the key's replicas meanwhile (and cleans it up): not joined
+                elif peer in replicas:  # and what it lacks goes back to it, as read repair does
+                    self._join_answers({peer: msg.states}, now_ms, out)
+                else:  # it left them: it may have cleaned the key up, so nothing goes back
+                    self._join_states(msg.states, now_ms, out)
             case dm.GetReply():
                 out.extend(self._coordinated(self.coord.step(peer, msg, now_us), now_ms))
             case dm.TreeGet():
@@ -1081,7 +1089,8 @@ class Replica:
     def _catch_up(self, key: bytes, now_ms: int, out: list[Any]) -> None:
         """This replica missed a commit of ``key`` (paxos.py, "A replica that missed a commit"): ask
         the key's other replicas for their whole states of it; each reply is joined as read repair
-        joins one (``_join_answers``: and this node's state goes back to a peer that lacks some)."""
+        joins one (``_join_answers``: what the peer lacks goes back to it), while both are still
+        among the key's replicas (a node that left may have cleaned the key up already)."""
         self.stats["paxos_catch_ups"] += 1
         for peer in self.membership.paxos_replicas(key)[0]:
             if peer != self.node:
