@@ -18,8 +18,8 @@ to the peers that announced them); on every 4th seed n2 runs as a node of
 the older version (no ``Hello``, single ``Put``s and acks, Paxos requests
 without an electorate, deltas without ``put`` mutations), and a frame it
 would drop or a delta it would refuse (a ``Puts``, a ``PutAcks``, a
-``Hello`` not alone, a Paxos request naming its electorate, a delta with a
-``put``) fails the run.
+``Hello`` not alone, a Paxos request naming its electorate, a quiet Paxos
+commit, a delta with a ``put``) fails the run.
 
 The durability rule as the runtime carries it out: ``Persist`` entries are
 appended to the WAL and synced before any ``Send`` of the same batch leaves
@@ -232,6 +232,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 n.replica.batch_peers = {p for p in n.believed if p not in self.old}
                 n.replica.electorate_peers = set(n.replica.batch_peers)
                 n.replica.provenance_peers = set(n.replica.batch_peers)
+                n.replica.quiet_commit_peers = set(n.replica.batch_peers)
                 n.replica.put_peers = set(n.replica.batch_peers)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
         if self.planned:
@@ -340,7 +341,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             msgs = msg.msgs if isinstance(msg, dm.Batch) else (msg,)
             if any(isinstance(m, (dm.Puts, dm.PutAcks)) for m in msgs) or (
                     isinstance(msg, dm.Batch) and any(isinstance(m, dm.Hello) for m in msgs)) or any(
-                    isinstance(m, dm.Paxos) and getattr(pm.decode(m.data), "electorate", None) is not None
+                    isinstance(m, dm.Paxos) and (getattr(pm.decode(m.data), "electorate", None) is not None
+                                                 or getattr(pm.decode(m.data), "ack", True) is False)
                     for m in msgs) or any(
                     isinstance(m, dm.Put) and m.delta and any(mut[0] == "put" for mut in decode_delta(m.delta)[2])
                     for m in msgs):

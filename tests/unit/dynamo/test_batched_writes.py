@@ -12,7 +12,8 @@ import pytest
 
 from replikv.config import NodeOptions
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.replica import Changed, Persist, Replica, Send, WriteDone
+from replikv.core.dynamo import paxos_messages as pm
+from replikv.core.dynamo.replica import ASKING_HELLO, HELLO_ASKS, Changed, Persist, Replica, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 
@@ -123,7 +124,7 @@ def test_a_peer_that_never_announced_gets_single_puts_and_acks_and_a_new_node_ta
     assert old.step("n1", dm.Hello(features=(dm.FEATURE_PUTS,)), 12, 12_000) == [] and not old.batch_peers
     assert frames_to(old, back, "n1") == [[dm.PutAck(req=1, ok=True), dm.PutAck(req=2, ok=True)]]
     assert "n2" not in n1.batch_peers and n1.peer_connected("n2", 13, 13_000)[:1] == [
-        Send(to="n2", msg=dm.Hello(features=dm.FEATURES))]
+        Send(to="n2", msg=ASKING_HELLO)]
     assert [e for e in old.peer_connected("n1", 13, 13_000) if isinstance(e.msg, dm.Hello)] == []
 
 
@@ -131,11 +132,59 @@ def test_a_hello_leaves_alone_in_its_own_frame_and_a_disconnect_forgets_the_anno
     n1 = replica("n1")
     effects = [*write(n1, 1, 10, b"SET", b"a", b"1"), *n1.peer_connected("n2", 11, 11_000)]
     frames = [(to, dm.decode(f)) for to, f in n1.frames([e for e in effects if isinstance(e, Send)], FRAME_BYTES)]
-    assert frames[0] == ("n2", dm.Hello(features=dm.FEATURES))
+    assert frames[0] == ("n2", ASKING_HELLO)
     n1.peer_down("n2", 12, 12_000)
     assert "n2" not in n1.batch_peers
     [frame] = frames_to(n1, write(n1, 2, 13, b"SET", b"a", b"2"), "n2")
     assert [type(m) for m in frame] == [dm.Put]  # until it announces again
+
+
+def hellos(effects: list[Any], peer: str) -> list[dm.Hello]:
+    return [e.msg for e in effects if isinstance(e, Send) and e.to == peer and isinstance(e.msg, dm.Hello)]
+
+
+def test_an_asking_hello_is_answered_and_sent_again_every_tick_until_the_peer_announces() -> None:
+    """Replica's module docstring, "The asking Hello": a peer forgets our features when its own
+    connection drops, and a Hello can be lost, so the Hello sent on connect asks for an answer
+    and goes again each tick until one from the peer arrives (``HELLO_ASKS`` at most)."""
+    n1, n2 = replica("n1", announced=()), replica("n2", announced=())
+    assert hellos(n1.peer_connected("n2", 10, 10_000), "n2") == [ASKING_HELLO]  # lost on its way
+    for now in (11, 12):
+        assert hellos(n1.tick(now, now * 1000, ["n2"]), "n2") == [ASKING_HELLO]
+    answer = n2.step("n1", ASKING_HELLO, 13, 13_000)  # n2 learns n1's features and answers
+    assert "n1" in n2.provenance_peers and hellos(answer, "n1") == [dm.Hello(features=dm.FEATURES)]
+    assert n1.step("n2", hellos(answer, "n1")[0], 14, 14_000) == []  # an answer is not answered
+    assert {"n2"} <= n1.batch_peers & n1.provenance_peers & n1.electorate_peers & n1.put_peers
+    assert hellos(n1.tick(15, 15_000, ["n2"]), "n2") == []  # answered: no more asking
+    # an older node never answers: asked HELLO_ASKS times in all, only while it is up, then left alone
+    old = replica("n3", batches=False, announced=())
+    assert old.step("n1", ASKING_HELLO, 16, 16_000) == [] and hellos(old.peer_connected("n1", 16, 0), "n1") == []
+    sent = len(hellos(n1.peer_connected("n3", 16, 16_000), "n3"))
+    assert hellos(n1.tick(17, 17_000, ["n2"]), "n3") == []  # down: not asked, the ask not spent
+    for now in range(18, 18 + 2 * HELLO_ASKS):
+        sent += len(hellos(n1.tick(now, now * 1000, ["n2", "n3"]), "n3"))
+    assert sent == HELLO_ASKS and "n3" not in n1.batch_peers
+    n1.peer_connected("n2", 40, 40_000)  # n2 reconnected: ask again; a disconnect ends the asking
+    n1.peer_down("n2", 41, 41_000)
+    assert hellos(n1.tick(42, 42_000, ["n2"]), "n2") == []
+
+
+def test_a_paxos_message_with_provenance_proves_its_sender_reads_provenance() -> None:
+    """A node sends provenance only to peers it knows read it, so a Paxos message that carries it
+    comes from a node that reads it: the receiver sends it provenance from then on, even if its
+    Hello never arrived. One without it proves nothing (an older node, or our Hello lost)."""
+    n1 = replica("n1", announced=())
+    ballot = pm.Ballot(hlc=5 << 16, node="n2")
+    plain = pm.Commit(req=1, sender="n2", key=b"k", ballot=ballot, value=b"v")
+    n1.step("n2", dm.Paxos(data=pm.encode(plain)), 10, 10_000)
+    assert "n2" not in n1.provenance_peers
+    n1.step("n2", dm.Paxos(data=pm.encode(pm.Commit(req=2, sender="n2", key=b"k", ballot=ballot, value=b"v",
+                                                  origin=ballot, after=pm.ZERO_BALLOT))), 11, 11_000)
+    assert "n2" in n1.provenance_peers and "n2" not in n1.batch_peers
+    old = replica("n3", batches=False, announced=())  # an older node keeps sending the older forms
+    old.step("n2", dm.Paxos(data=pm.encode(pm.Commit(req=3, sender="n2", key=b"k", ballot=ballot, value=b"v",
+                                                   origin=ballot, after=pm.ZERO_BALLOT))), 12, 12_000)
+    assert not old.provenance_peers
 
 
 def test_batched_messages_take_the_place_of_the_first_they_replace() -> None:

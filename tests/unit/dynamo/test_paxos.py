@@ -402,8 +402,28 @@ def test_older_commit_is_repaired_and_newest_commit_wins_over_stale_data() -> No
                  current_hlc=old.ballot.hlc, current=b"old")
     assert p.step(pa) == []
     out = p.step(pc)
-    assert out == [Send(to="c", msg=Commit(req=1, sender="a", key=K, ballot=new.ballot, value=b"new")),
-                   Decide(key=K, current=b"new")]
+    assert out == [Send(to="c", msg=Commit(req=1, sender="a", key=K, ballot=new.ballot, value=b"new", ack=False)),
+                   Decide(key=K, current=b"new")]  # a repair is not waited for: quiet
+
+
+def test_a_commit_repair_carries_the_provenance_so_the_stale_replica_writes_the_version_that_decided_it() -> None:
+    """A repaired replica writes the chosen value as the version of the ballot that decided it,
+    as every other commit of that value does: without ``origin`` it wrote a second version (at
+    the commit's ballot), which the other replicas held as a concurrent sibling until
+    anti-entropy (the simulator, seed 40006 --nodes 5 --paxos, with the thrifty Propose)."""
+    p = make_proposer("a")
+    ballot = sends(p.start(100))[0].msg.ballot
+    origin = Ballot(hlc=40 << 16, node="c")  # decided by c's round; finished and committed by b's
+    new = Proposal(ballot=Ballot(hlc=50 << 16, node="b"), value=b"new", origin=origin,
+                   after=Ballot(hlc=20 << 16, node="b"))
+    old = Proposal(ballot=Ballot(hlc=20 << 16, node="b"), value=b"old", origin=Ballot(hlc=20 << 16, node="b"),
+                   after=ZERO_BALLOT)
+    p.step(_promise("a", ballot, committed=new, current_hlc=origin.hlc, current=b"new"))
+    [repair] = sends(p.step(_promise("c", ballot, committed=old, current_hlc=old.ballot.hlc, current=b"old")))
+    assert repair.to == "c" and isinstance(repair.msg, Commit)
+    assert (repair.msg.ballot, repair.msg.origin, repair.msg.after) == (new.ballot, origin, new.after)
+    _, effects = acceptor_step("c", AcceptorState(promised=ballot, committed=old), repair.msg)
+    assert [e for e in effects if isinstance(e, ApplyCommit)] == [ApplyCommit(key=K, ballot=origin, value=b"new")]
 
 
 def test_data_hlc_at_or_above_the_ballot_starts_a_higher_round() -> None:
@@ -493,8 +513,8 @@ def test_change_refused_after_one_acceptance_is_finished_by_its_next_round() -> 
     assert not any(isinstance(e, Decide) for e in out)  # ours is finished, not decided again
     p.step(Accepted(req=1, sender="a", key=K, ballot=b2))
     out = p.step(Accepted(req=1, sender="b", key=K, ballot=b2))
-    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=b2, value=b"v", origin=b,
-                                                  after=ZERO_BALLOT)}  # decided at b: its provenance
+    assert {replace(s.msg, ack=True) for s in sends(out)} == {  # decided at b: its provenance
+        Commit(req=1, sender="a", key=K, ballot=b2, value=b"v", origin=b, after=ZERO_BALLOT)}
     p.step(CommitAck(req=1, sender="a", key=K, ballot=b2))
     out = p.step(CommitAck(req=1, sender="b", key=K, ballot=b2))
     assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=None, value=b"v"))]
@@ -553,8 +573,8 @@ def test_held_change_nowhere_in_a_quorum_is_decided_again_and_closed_by_a_record
     p.decided(None)  # e.g. a SET XX on an absent key: nothing to change
     for n in ("b", "c"):
         out = p.step(Accepted(req=1, sender=n, key=K, ballot=b2))
-    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=b2, value=None, noop=False,
-                                                  origin=b2, after=ZERO_BALLOT)}
+    assert {replace(s.msg, ack=True) for s in sends(out)} == {
+        Commit(req=1, sender="a", key=K, ballot=b2, value=None, noop=False, origin=b2, after=ZERO_BALLOT)}
     for n in ("b", "c"):
         out = p.step(CommitAck(req=1, sender=n, key=K, ballot=b2))
     assert out == [Done(outcome=Chosen(key=K, ballot=b2, previous=None, value=None))]
@@ -652,6 +672,105 @@ def test_majority_down_times_out_with_counts() -> None:
     assert p.outcome == Timeout(phase=Phase.PREPARE, answered=1, needed=2, may_be_applied=False)
     resent = [to for to, m in net.log if isinstance(m, Prepare) and to != "a"]
     assert resent.count("b") > 1  # unanswered replicas were asked again
+
+
+def test_a_proposal_goes_to_the_quorum_that_promised_and_the_commit_to_every_replica() -> None:
+    net = Net()
+    p = net.add(make_proposer("a", timeout_ticks=20, resend_ticks=2), lambda cur: b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert isinstance(p.outcome, Chosen) and p.outcome.value == b"v"
+    assert sorted(to for to, m in net.log if isinstance(m, Propose)) == ["a", "b"]  # a and b promised first
+    assert sorted(to for to, m in net.log if isinstance(m, Commit)) == ["a", "b", "c"]
+    c = net.replicas["c"]
+    assert c.data == (p.ballot.hlc, b"v")  # the commit wrote the value at c as well
+    assert c.acceptor.state(K) == AcceptorState(promised=p.ballot, committed=Proposal(
+        ballot=p.ballot, value=b"v", origin=p.ballot, after=ZERO_BALLOT))
+
+
+def test_the_commit_asks_its_acks_of_the_replicas_that_accepted_and_is_quiet_to_the_rest() -> None:
+    """A quorum of acks is still waited for (a QUORUM read after the reply meets the value), but
+    only from the replicas that accepted: the third replica applies a quiet commit and sends no
+    ack, which the proposer dropped (one remote message fewer on a 3-replica key)."""
+    net = Net()
+    p = net.add(make_proposer("a", timeout_ticks=20, resend_ticks=2), lambda cur: b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert isinstance(p.outcome, Chosen) and p.outcome.value == b"v"
+    assert sorted((to, m.ack) for to, m in net.log if isinstance(m, Commit)) == [
+        ("a", True), ("b", True), ("c", False)]
+    assert sorted(m.sender for _, m in net.log if isinstance(m, CommitAck)) == ["a", "b"]
+    assert net.replicas["c"].data == (p.ballot.hlc, b"v")  # applied all the same
+    state = AcceptorState(promised=p.ballot)
+    quiet = next(m for to, m in net.log if to == "c" and isinstance(m, Commit))
+    for msg in (quiet, replace(quiet, noop=True)):  # a quiet commit, a no-op or a duplicate, is never acked
+        new, effects = acceptor_step("c", state, msg)
+        assert not any(isinstance(e, Send) for e in effects)
+        assert acceptor_step("c", new, msg) == (new, [])
+
+
+def test_a_commit_ack_lost_is_asked_again_of_every_replica_that_has_not_acked() -> None:
+    """The acks of a quorum: when an accepting replica's ack does not come, the resend asks every
+    replica that has not acked, the quiet one among them, and the round ends on their acks."""
+    net = Net()
+    p = net.add(make_proposer("a", timeout_ticks=20, resend_ticks=2), lambda cur: b"v")
+    net.carry(p, p.start(1))
+    while p.phase is not Phase.COMMIT:
+        net.deliver(*net.queue.pop(0))
+    net.down.add("b")  # b accepted; its commit and ack are lost from now on
+    net.run()
+    assert isinstance(p.outcome, Chosen)
+    assert [(to, m.ack) for to, m in net.log if isinstance(m, Commit) and to == "c"] == [("c", False), ("c", True)]
+
+
+def test_a_prepare_goes_to_the_first_quorum_of_the_order_and_a_resend_to_every_replica_that_has_not_promised() -> None:
+    """Module docstring, 1.: with an ``order`` and resends the Prepare asks a quorum (any quorum's
+    promises serve); c, last in the order, is asked only when the resend is due and b has not
+    promised, and the round then ends on c's promise."""
+    p = PaxosProposer(node="a", key=K, replicas=ABC, quorum=2, rng=random.Random(0), hlc=Hlc(), req=1,
+                      timeout_ticks=20, resend_ticks=3, order=lambda ps: ["a", "b", "c"])
+    assert [s.to for s in sends(p.start(1))] == ["a", "b"]
+    acceptor = PaxosAcceptor("a")
+    (promise,) = sends(acceptor.step(Prepare(req=1, sender="a", key=K, ballot=p.ballot), (0, None)))
+    p.step(promise.msg)
+    resent = [s.to for _ in range(3) for s in sends(p.tick())]
+    assert resent == ["b", "c"]  # b lost it, c was never asked
+    out = p.step(Promise(req=1, sender="c", key=K, ballot=p.ballot, accepted=None, committed=None,
+                         current_hlc=0, current=None))
+    assert [type(e) for e in out] == [Decide]
+    unordered = make_proposer("a", timeout_ticks=20, resend_ticks=3)  # no order: every replica
+    assert [s.to for s in sends(unordered.start(1))] == list(ABC)
+
+
+def test_a_refused_proposal_goes_at_once_to_the_replicas_not_asked_yet() -> None:
+    acceptors = {n: PaxosAcceptor(n) for n in ABC}
+    p = make_proposer("a", timeout_ticks=20, resend_ticks=5)
+    (prepare, *_) = [s.msg for s in sends(p.start(1))]
+    out: list[Effect] = []
+    for n in ("a", "b"):
+        (reply,) = sends(acceptors[n].step(prepare, (0, None)))
+        out = p.step(reply.msg)
+    (decide,) = out
+    assert isinstance(decide, Decide)
+    proposes = sends(p.decided(b"v"))
+    assert [s.to for s in proposes] == ["a", "b"]
+    higher = Ballot(hlc=prepare.ballot.hlc + 1, node="z")
+    out = p.step(Nack(req=p.req, sender="b", key=K, ballot=p.ballot, phase=NackPhase.PROPOSE, promised=higher))
+    assert [(s.to, s.msg) for s in sends(out)] == [("c", proposes[0].msg)]  # before any tick
+    p.step(Accepted(req=p.req, sender="a", key=K, ballot=p.ballot))
+    commits = sends(p.step(Accepted(req=p.req, sender="c", key=K, ballot=p.ballot)))
+    assert [s.to for s in commits] == list(ABC) and all(isinstance(s.msg, Commit) for s in commits)
+
+
+def test_a_proposal_lost_on_its_way_to_the_quorum_is_resent_to_every_replica_that_has_not_answered() -> None:
+    net = Net()
+    p = net.add(make_proposer("a", timeout_ticks=20, resend_ticks=2), lambda cur: net.down.add("b") or b"v")
+    net.carry(p, p.start(1))
+    net.run()
+    assert isinstance(p.outcome, Chosen) and p.outcome.value == b"v"
+    proposed = [to for to, m in net.log if isinstance(m, Propose)]
+    assert proposed[:2] == ["a", "b"] and sorted(proposed[2:]) == ["b", "c"]  # the resend
+    assert net.replicas["c"].data == (p.ballot.hlc, b"v")
 
 
 def test_majority_lost_while_proposing_times_out_and_may_be_applied() -> None:
@@ -755,6 +874,9 @@ MESSAGES: list[PaxosMsg] = [
     Propose(req=3, sender="c", key=b"k", ballot=B1, value=b"v", origin=B1, electorate=Electorate(("a", "b", "c"), 2)),
     Commit(req=5, sender="a", key=b"k", ballot=B1, value=b"v", origin=B1, after=ZERO_BALLOT),
     Commit(req=5, sender="a", key=b"k", ballot=B1, value=None, noop=True, origin=B1, after=None),
+    # a quiet commit (no ack asked), with or without provenance
+    Commit(req=5, sender="a", key=b"k", ballot=B1, value=b"v", origin=B1, after=ZERO_BALLOT, ack=False),
+    Commit(req=5, sender="a", key=b"k", ballot=B1, value=b"v", ack=False),
     Promise(req=2, sender="b", key=b"k", ballot=B1, accepted=Proposal(ballot=B1, value=b"v", origin=ZERO_BALLOT),
             committed=Proposal(ballot=B1, value=b"w", origin=B1, after=Ballot(hlc=1, node="z")),
             current_hlc=3, current=b"c"),
@@ -798,6 +920,7 @@ def _pack(body: object) -> bytes:
     _pack([1, 1, "a", b"k", [1, "n"], [[], 0]]),  # an empty electorate
     _pack([3, 1, "a", b"k", [1, "n"], b"v", [["a", 1], 2]]),  # a member not a string
     _pack([1, 1, "a", b"k", [1, "n"], [["a"], 1], 0]),  # too long
+    _pack([5, 1, "a", b"k", [1, "n"], b"v", False, None, None, True]),  # a commit's ack: false when present
 ])
 def test_decode_rejects_garbage_with_a_typed_error(frame: bytes) -> None:
     with pytest.raises(PaxosCodecError):
@@ -1185,5 +1308,5 @@ def test_finishing_a_proposal_without_provenance_commits_no_proof() -> None:
     assert {(type(s.msg), getattr(s.msg, "origin", None)) for s in sends(out)} == {(Propose, old.ballot)}
     p.step(Accepted(req=1, sender="a", key=K, ballot=ballot))
     out = p.step(Accepted(req=1, sender="b", key=K, ballot=ballot))
-    assert {s.msg for s in sends(out)} == {Commit(req=1, sender="a", key=K, ballot=ballot, value=b"x",
-                                                  origin=old.ballot, after=None)}
+    assert {replace(s.msg, ack=True) for s in sends(out)} == {
+        Commit(req=1, sender="a", key=K, ballot=ballot, value=b"x", origin=old.ballot, after=None)}

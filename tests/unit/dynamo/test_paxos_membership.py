@@ -10,11 +10,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
-from replikv.core.dynamo.replica import PaxosDone, Persist, Replica, Send
+from replikv.core.dynamo.replica import CATCH_UP_TRIES, PaxosDone, Persist, Replica, Send
 from replikv.core.dynamo.ring import Ring
 from replikv.core.crdt.hlc import Hlc
 
@@ -81,7 +83,9 @@ def run_round(r: Replica, answering: list[str], value: bytes) -> list[Any]:
     out = r.paxos(7, KEY, lambda current: value, 0)
     sent = paxos_sends(out)
     prepares = {to: m for to, m in sent if isinstance(m, pm.Prepare)}
-    assert set(prepares) | {r.node} == set(r.membership.paxos_replicas(KEY)[0])
+    participants, pending = r.membership.paxos_replicas(KEY)  # a quorum of them is asked first
+    assert set(prepares) | {r.node} <= set(participants)
+    assert len(set(prepares) | {r.node}) == px.paxos_quorum(len(participants), pending)
     prepare = next(iter(prepares.values()))
     assert isinstance(prepare, pm.Prepare)
     for node in answering:
@@ -97,7 +101,7 @@ def test_a_node_reading_new_needs_more_than_a_quorum_of_the_new_owners() -> None
     out = run_round(r, ["n4"], b"w")
     assert not any(isinstance(m, pm.Propose) for _, m in paxos_sends(out))
     out = run_round(replica("n1", join_state(2, True)), ["n4", "n2"], b"w")
-    assert {to for to, m in paxos_sends(out) if isinstance(m, pm.Propose)} == {"n2", "n3", "n4"}
+    assert {to for to, m in paxos_sends(out) if isinstance(m, pm.Propose)} == {"n2", "n4"}  # the promisers
 
 
 def test_a_node_on_the_announce_needs_the_pending_owner_as_well() -> None:
@@ -203,12 +207,16 @@ def test_merging_acceptor_states_keeps_the_highest_of_each_part() -> None:
 
 
 def test_a_phase_is_encoded_once_per_wire_form_and_its_frame_shared_by_the_peers_of_that_form() -> None:
-    """A Prepare goes to n2, n3 and n4; n4 did not announce ``FEATURE_ELECTORATE``, so it gets the
-    form without the electorate, and n2 and n3 share one frame (one encode for the phase)."""
+    """A Prepare goes to n2, n3 and n4 (as a resend does); n4 did not announce
+    ``FEATURE_ELECTORATE``, so it gets the form without the electorate, and n2 and n3 share one
+    frame (one encode for the phase)."""
     r = replica("n1", join_state(1, False))
     r.electorate_peers = {"n2", "n3"}
     r.provenance_peers = {"n2", "n3", "n4"}
-    out = r.paxos(7, KEY, lambda current: b"v", 0)
+    prepare = pm.Prepare(req=7, sender="n1", key=KEY, ballot=pm.Ballot(hlc=9 << 16, node="n1"),
+                         electorate=r._electorate(KEY))
+    out: list[Any] = []
+    assert r._paxos_effects([px.Send(to=n, msg=prepare) for n in ("n2", "n3", "n4")], 7, 0, out) == []
     frames = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)}
     assert set(frames) == {"n2", "n3", "n4"}
     assert frames["n2"] is frames["n3"] and frames["n4"] is not frames["n2"]
@@ -244,3 +252,116 @@ def test_stream_chunks_are_bounded_in_bytes_and_carry_every_key_once(monkeypatch
     assert [k for c in chunks for k in c] == sorted(keys) and len(chunks) > 3 and [keys[4]] in chunks
     assert src.stats["keys_streamed"] == len(keys)
     assert any(isinstance(e, Send) and isinstance(e.msg, dm.StreamDone) for e in out)
+
+
+def test_a_replica_that_missed_a_commit_joins_the_committers_state_of_the_key() -> None:
+    """paxos.py, "A replica that missed a commit": n3 missed the commit of v1 (decided at n1's
+    ballot b1) and gets the next one, v2 (decided at n2's b2, after b1). Its data gets v2, but
+    written over its own context, which lacks b1's version, so it differed from n1's until
+    anti-entropy; the commit's ``after`` tells it that it is behind, and it joins the other
+    replicas' states (n1's holds b1's version)."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r1, r3 = replica("n1", st), replica("n3", st)
+    r1.provenance_peers = r3.provenance_peers = {"n1", "n2", "n3"}
+    b1, b2 = pm.Ballot(hlc=10 << 16, node="n1"), pm.Ballot(hlc=20 << 16, node="n2")
+    c1 = pm.Commit(req=1, sender="n1", key=KEY, ballot=b1, value=b"v1", origin=b1, after=pm.ZERO_BALLOT)
+    c2 = pm.Commit(req=2, sender="n1", key=KEY, ballot=b2, value=b"v2", origin=b2, after=b1)
+    for c in (c1, c2):
+        r1.step("n1", dm.Paxos(data=pm.encode(c)), 5, 5_000)  # as its own acceptor gets them
+    assert [e for e in r1.step("n1", dm.Paxos(data=pm.encode(c2)), 6, 6_000)  # a duplicate: no catch-up
+            if isinstance(e, Send) and isinstance(e.msg, dm.Get)] == []
+    out = r3.step("n1", dm.Paxos(data=pm.encode(c2)), 7, 7_000)
+    assert r3.store.visible(KEY) == r1.store.visible(KEY) and r3.store.key_digest(KEY) != r1.store.key_digest(KEY)
+    gets = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Get)}
+    assert set(gets) == {"n1", "n2"} and gets["n1"].keys == (KEY,) and r3.stats["paxos_catch_ups"] == 1
+    (reply,) = [e.msg for e in r1.step("n3", gets["n1"], 8, 8_000) if isinstance(e, Send)]
+    joined = r3.step("n1", reply, 9, 9_000)
+    assert r3.store.key_digest(KEY) == r1.store.key_digest(KEY) and len(r3.catch_ups) == 1  # n2's is due
+    assert any(isinstance(e, Persist) and e.entry[0] == "j" for e in joined)  # durable, as any join
+    # a replica that holds the commit before (after == its own) is not behind
+    r2 = replica("n2", st)
+    for c in (c1, c2):
+        assert [e for e in r2.step("n1", dm.Paxos(data=pm.encode(c)), 10, 10_000)
+                if isinstance(e, Send) and isinstance(e.msg, dm.Get)] == []
+    # a commit without provenance cannot tell (an older node's, or sent before the Hellos crossed)
+    c3 = pm.Commit(req=3, sender="n1", key=KEY, ballot=pm.Ballot(hlc=30 << 16, node="n1"), value=b"v3")
+    assert {e.to for e in r2.step("n1", dm.Paxos(data=pm.encode(c3)), 11, 11_000)
+            if isinstance(e, Send) and isinstance(e.msg, dm.Get)} == {"n1", "n3"}
+    # an unanswered Get is asked again at its deadline, a few times at most, while the peer is up
+    asks = 0
+    for now in range(12, 12 + 10 * (1 + 10**9 // 1000), 10**9 // 1000):
+        asks += sum(1 for e in r2.tick(now, now * 1000, ["n1", "n3"])
+                    if isinstance(e, Send) and isinstance(e.msg, dm.Get) and e.to == "n1")
+    assert asks == CATCH_UP_TRIES - 1 and not r2.catch_ups
+    # nor can the commit after it (the version c3 wrote may be a second one): it catches up again
+    b4 = pm.Ballot(hlc=40 << 16, node="n1")
+    c4 = pm.Commit(req=4, sender="n1", key=KEY, ballot=b4, value=b"v4", origin=b4, after=c3.ballot)
+    assert {e.to for e in r2.step("n1", dm.Paxos(data=pm.encode(c4)), 10**8, 10**11)
+            if isinstance(e, Send) and isinstance(e.msg, dm.Get)} == {"n1", "n3"}
+
+
+def _answer(node: str, frame: dm.Paxos) -> dm.Paxos:
+    """``node``'s fresh acceptor answering the request in ``frame`` (data absent)."""
+    msg = pm.decode(frame.data)
+    _, effects = px.acceptor_step(node, pm.AcceptorState(promised=msg.ballot), msg, (0, None))
+    (reply,) = [e.msg for e in effects if isinstance(e, px.Send)]
+    return dm.Paxos(data=pm.encode(reply))
+
+
+@pytest.mark.parametrize("quiet_peer", [True, False])
+def test_a_quiet_commit_goes_quiet_only_to_a_peer_that_announced_it(quiet_peer: bool) -> None:
+    """The commit's ack is asked of the replicas that accepted (n1 itself and n2); n3 gets it quiet
+    if it announced ``FEATURE_QUIET_COMMIT``, else the acknowledged form it decodes (its ack is
+    then dropped, as before)."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r = replica("n1", st)
+    r.electorate_peers = r.provenance_peers = {"n2", "n3"}
+    r.quiet_commit_peers = {"n2", "n3"} if quiet_peer else {"n2"}
+    out = r.paxos(7, KEY, lambda current: b"v", 0)
+    prepares = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)}
+    out = r.step("n2", _answer("n2", prepares["n2"]), 1, 1_000)
+    (propose,) = [(to, m) for to, m in paxos_sends(out) if isinstance(m, pm.Propose)]
+    assert propose[0] == "n2"  # the quorum that promised: n1 and n2
+    out = r.step("n2", dm.Paxos(data=pm.encode(pm.Accepted(req=7, sender="n2", key=KEY, ballot=propose[1].ballot))),
+                 2, 2_000)
+    commits = {to: m for to, m in paxos_sends(out) if isinstance(m, pm.Commit)}
+    assert set(commits) == {"n2", "n3"} and commits["n2"].ack and commits["n3"].ack is not quiet_peer
+    assert commits["n3"].value == b"v" and commits["n3"].origin == commits["n2"].origin
+
+
+def test_a_round_asks_this_node_first_then_the_peers_heard_from_most_recently() -> None:
+    """paxos.py, 1.: the Prepare asks a quorum, this node and the peer that sent a Paxos message
+    last; a peer that went down is forgotten, so a live one is asked instead."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r = replica("n1", st)
+    for peer, now in (("n3", 5), ("n2", 6)):
+        r.step(peer, dm.Paxos(data=pm.encode(pm.CommitAck(req=99, sender=peer, key=KEY,
+                                                           ballot=pm.Ballot(hlc=1, node="n1")))), now, now * 1000)
+    assert r._paxos_order(("n3", "n2", "n1")) == ["n1", "n2", "n3"]
+    prepares = [to for to, m in paxos_sends(r.paxos(7, KEY, lambda current: b"v", 7)) if isinstance(m, pm.Prepare)]
+    assert prepares == ["n2"]
+    r.peer_down("n2", 8, 8_000)
+    prepares = [to for to, m in paxos_sends(r.paxos(8, KEY, lambda current: b"v", 9)) if isinstance(m, pm.Prepare)]
+    assert prepares == ["n3"]
+
+
+def test_a_catch_up_answer_is_joined_only_while_this_node_replicates_the_key() -> None:
+    """A node that left the key's replicas meanwhile (and cleans it up, or did already) does not
+    join the answer (seed 30148 --nodes 4 --paxos --membership: a removed node held a key again);
+    while both replicate it, what the peer lacks goes back to it, as read repair does."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r1, r3 = replica("n1", st), replica("n3", st)
+    b1 = pm.Ballot(hlc=10 << 16, node="n2")  # decided by n2's round: a version n3 missed
+    c1 = pm.Commit(req=1, sender="n1", key=KEY, ballot=b1, value=b"v1", origin=b1, after=pm.ZERO_BALLOT)
+    r1.step("n1", dm.Paxos(data=pm.encode(c1)), 5, 5_000)
+    for r in (r1, r3):  # n3 gets a commit without provenance: it catches up
+        out = r.step("n1", dm.Paxos(data=pm.encode(pm.Commit(req=2, sender="n1", key=KEY, ballot=pm.Ballot(
+            hlc=20 << 16, node="n1"), value=b"v2"))), 6, 6_000)
+    gets = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Get)}
+    (reply,) = [e.msg for e in r1.step("n3", gets["n1"], 7, 7_000) if isinstance(e, Send)]
+    assert r3.store.key_digest(KEY) != r1.store.key_digest(KEY)
+    # n3 left: n4 took its place, and the answer comes after the switch
+    r3.membership = mb.Membership("n3", mb.RingState(epoch=3, members=tuple(member(n) for n in ("n1", "n2", "n4"))),
+                                  replicas=3, vnodes=16)
+    before = r3.store.key_blob(KEY)
+    assert r3.step("n1", reply, 8, 8_000) == [] and r3.store.key_blob(KEY) == before

@@ -43,11 +43,15 @@ applied only where the receiver holds its base, whole states otherwise.
 - ``Hello``: the features this node understands (``FEATURES``; a Paxos
   Prepare or Propose keeps its electorate only to a peer that announced
   ``FEATURE_ELECTORATE``, and Paxos messages and acceptor states keep their proposals'
-  provenance only to one that announced ``FEATURE_PROVENANCE``; a delta carries a ``put`` mutation only to
+  provenance only to one that announced ``FEATURE_PROVENANCE``, a quiet Paxos Commit goes only
+  to one that announced ``FEATURE_QUIET_COMMIT``; a delta carries a ``put`` mutation only to
   replicas that all announced ``FEATURE_PUT_MUT``), sent alone in its own
   frame whenever a peer connects (an older node drops that frame with a
   warning and nothing else; it never announces, so it keeps getting the
-  single messages).
+  single messages). The Hello sent on connect also names ``HELLO_ASK``: the
+  receiver answers with its own Hello (without it), and the sender sends it
+  again until a Hello from the peer arrives (a few times at most:
+  ``Replica``'s "asking Hello").
 - ``Get``: send back your states of these keys; ``GetReply`` carries them
   (``None``: the replica holds nothing of that key).
 
@@ -85,7 +89,7 @@ import msgpack
 from replikv.core.framing import cut_by_bytes
 
 __all__ = ["BATCH_HEAD_BYTES", "PUTS_HEAD_BYTES", "PUTS_WRITE_BYTES", "Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "FEATURES", "FEATURE_ELECTORATE", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURES", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch", "encode_frames"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -127,7 +131,12 @@ FEATURE_PUTS = "puts"  # understands Puts and PutAcks
 FEATURE_ELECTORATE = "paxos-electorate"  # reads a Paxos Prepare / Propose that names its electorate
 FEATURE_PUT_MUT = "put-mutation"  # applies a delta whose mutations include ``put`` (core/crdt/store.py)
 FEATURE_PROVENANCE = "paxos-provenance"  # reads Paxos proposals with their provenance (origin, after)
-FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE)  # what this version announces
+FEATURE_QUIET_COMMIT = "paxos-quiet-commit"  # reads a Paxos Commit that asks for no ack (paxos_messages.py)
+# what this version announces
+FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE, FEATURE_QUIET_COMMIT)
+# Not a feature: a Hello that names it asks the receiver to answer with its own (``Replica``'s
+# "asking Hello"). An older node ignores a name it does not know, so the form stays the same.
+HELLO_ASK = "answer-hello"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

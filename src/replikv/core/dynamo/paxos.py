@@ -36,6 +36,20 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   promises show, below), hence above the origin of c's value. During a rolling
   upgrade a node of an older version writes the committing ballot's version:
   copies again, as before, for anti-entropy.
+- A replica that missed a commit (lost on the way, or the replica was cut
+  off) still gets the value from the next commit it receives, but that commit
+  writes it over the replica's own version context, which lacks the versions
+  of the commits it missed: its state differs from the others' (a concurrent
+  sibling, or only the context) until anti-entropy joins them. A commit names
+  the commit before it (``after``, provenance); an acceptor whose most recent
+  commit is older knows it missed one, and ``ApplyCommit`` says so
+  (``behind``; also for a commit without provenance, which cannot tell: from
+  an older node, which writes the committing ballot's version, or sent
+  before the Hellos crossed; and for the commit after such a one, whose
+  version may have been a second one, when the first catch-up could not
+  reach the others): the driver joins the other replicas' whole states of the key
+  (the versions it missed are in a quorum's: the commits they acked), as
+  read repair would, instead of waiting for anti-entropy.
 - The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
   the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
   quorum of acks means a quorum of replicas holds the value.
@@ -43,6 +57,15 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
 Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-op: one):
 1. PREPARE with a ballot above every ballot and HLC it has seen. Any Nack:
    back off a random number of ticks (injected ``random.Random``) and retry.
+   With resends and an ``order`` (the driver's: itself first, then the peers
+   it heard from most recently), the Prepare goes to a quorum only, the
+   first of that order, and a resend to every replica that has not
+   promised: any quorum of promises serves the rules below (Paxos Made
+   Simple §2.2, P2c needs a majority, not all), and on a 3-replica key the
+   third replica's Prepare and Promise were two more of the round's remote
+   messages. It gets the commit all the same; a peer that is down or slow is
+   not heard from, so it goes last, and a round that asked it anyway waits
+   one resend for the others.
 2. On a quorum of promises:
    - if some promise reports an HLC (data, accepted or committed ballot) at or
      above our ballot's, start over at once with a higher ballot. (Not in
@@ -54,7 +77,9 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    - if the newest accepted proposal is newer than the newest commit, finish
      it: propose its value with our ballot, commit it, then start over.
    - replicas whose most recent commit is older than the newest one get that
-     commit again (repair, not waited for).
+     commit again (repair, not waited for), with its provenance, so that the
+     stale replica writes the version of the ballot that decided the value,
+     as every other commit of it does (Commit, above).
    - the current value is the newest, by HLC, of the replicas' data and the
      newest commit (at the HLC of the version it writes, its origin's). (Cassandra reads the data only; the commit is included
      because a crash between ``Persist`` and ``ApplyCommit`` would otherwise
@@ -102,8 +127,23 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    it, as after a proposing round's commit acks. A quorum that disagrees
    (a replica missing the newest commit, a lost ``ApplyCommit``) takes the
    full round, whose commit repair and no-op commit settle it, as before.
-3. PROPOSE to all; a quorum of Accepted -> 4. COMMIT to all; a quorum of
-   acks -> ``Done(Chosen(...))``.
+3. PROPOSE to the quorum whose promises the round used (with resends on;
+   without them, to all); a quorum of Accepted -> 4. COMMIT to all; a quorum of
+   acks -> ``Done(Chosen(...))``. Any quorum that accepts chooses the value
+   (Paxos Made Simple §2.2: the proposer sends its proposal "to some set of
+   acceptors"), and on a 3-replica key with the coordinator among them that
+   quorum is the coordinator and the first peer to promise: the other peer's
+   Propose and Accepted were two of the round's 12 remote messages. The
+   commit still goes to all, so every replica's data gets the value. A
+   refused Propose goes at once to the replicas not asked yet
+   (``_ask_the_rest``), so the refusal rules below see every replica's answer
+   as before; a lost one is resent to every replica that has not answered.
+   The commit's acks are asked of the replicas that accepted (a quorum, so
+   the durability rule above holds as before); the rest get it quiet
+   (``ack`` False: applied, not acknowledged), as do the stale replicas a
+   round repairs: their acks were received and dropped (on a 3-replica key,
+   one remote message fewer). A replica that has not acked when the resend
+   is due gets the commit again asking for its ack, asked before or not.
    Refusals while proposing: when the proposal is the caller's change (not a
    no-op, not a finished proposal), a plain retry would be wrong if any replica
    accepted it, since a later round may finish it and the caller would be told
@@ -202,7 +242,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from replikv.core.crdt.hlc import Hlc
@@ -274,6 +314,7 @@ class ApplyCommit:
     key: bytes
     ballot: Ballot
     value: Value
+    behind: bool = False  # the replica missed a commit before this one: join the other replicas' states
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -436,22 +477,30 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
             ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
         case Commit():
-            ack_c = Send(to=reply_to, msg=CommitAck(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))
+            ack_c: list[Effect] = [Send(to=reply_to, msg=CommitAck(
+                req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))] if msg.ack else []
             if state.committed is not None and msg.ballot <= state.committed.ballot:
-                return state, [ack_c]  # a duplicate, or older than what was applied
+                return state, ack_c  # a duplicate, or older than what was applied
             accepted = state.accepted
             if accepted is not None and accepted.ballot <= msg.ballot:
                 accepted = None
             if msg.noop:  # nothing changed: forget the proposal, no commit to record or apply
                 new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
                                     committed=state.committed)
-                return new, _persisted(msg.key, state, new, [ack_c])
+                return new, _persisted(msg.key, state, new, ack_c)
             new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
                                 committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
                                                    after=msg.after))
+            # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
+            # Without provenance (an older node's commit, or one sent before the Hellos crossed)
+            # it cannot tell, and the version it writes may be a second one: it catches up now,
+            # and at the next commit too (its most recent commit has no origin).
+            behind = msg.after is None or (msg.after != ZERO_BALLOT and (
+                state.committed is None or state.committed.ballot < msg.after
+                or state.committed.origin is None))
             return new, [Persist(key=msg.key, state=new),
                          ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
-                                     value=msg.value), ack_c]
+                                     value=msg.value, behind=behind), *ack_c]
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
 
@@ -524,7 +573,9 @@ class PaxosProposer:
     emitted; afterwards every input returns ``[]``. ``view``: the key's electorate as the
     node's ring gives it now, read again at the start of every round after the first (a round
     fenced by its electorate, see the module docstring); without it the round keeps
-    ``replicas`` and ``quorum``."""
+    ``replicas`` and ``quorum``. ``order``: the participants, those likeliest to answer first
+    first; with it (and resends) a round's Prepare goes to the first quorum of them (module
+    docstring, 1.)."""
 
     def __init__(
         self,
@@ -541,6 +592,7 @@ class PaxosProposer:
         backoff_ticks_max: int = 16,
         max_rounds: int = 50,
         view: Callable[[], Electorate] | None = None,
+        order: Callable[[tuple[str, ...]], list[str]] | None = None,
     ) -> None:
         self.node = node
         self.key = key
@@ -552,6 +604,7 @@ class PaxosProposer:
         invariant(timeout_ticks > 0 and resend_ticks >= 0 and backoff_ticks_max > 0 and max_rounds > 0,
                   "tick counts and max_rounds must be positive")
         self._view = view
+        self._order = order
         self.quorum = quorum
         self.req = req
         self.timeout_ticks = timeout_ticks
@@ -574,6 +627,7 @@ class PaxosProposer:
         self._yes: set[str] = set()  # Accepted / CommitAck senders of this phase
         self._refused: dict[str, bool] = {}  # PROPOSE Nack sender -> maybe_accepted
         self._message: PaxosMsg | None = None  # this phase's request, for resends
+        self._unasked: tuple[str, ...] = ()  # replicas this round's Propose has not gone to (yet)
         self._finishing = False  # proposing an accepted value found in progress
         self._own_change = False  # proposing the caller's change
         self._proposing_mine = False  # this round proposes a value of this operation's
@@ -615,6 +669,7 @@ class PaxosProposer:
         if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
             answered_set = (self._promises.keys() if self.phase is Phase.PREPARE
                             else self._yes | self._refused.keys())
+            self._unasked = ()  # a resend goes to every replica that has not answered
             return self._send_phase([r for r in self.replicas if r not in answered_set])
         return []
 
@@ -651,7 +706,7 @@ class PaxosProposer:
                     return self._backoff()
                 if self.phase is Phase.PROPOSE and msg.phase is NackPhase.PROPOSE:
                     self._refused.setdefault(msg.sender, msg.maybe_accepted)
-                    return self._on_refusal()
+                    return self._ask_the_rest() + self._on_refusal()
                 return []
             case Accepted():
                 if self.phase is not Phase.PROPOSE or msg.ballot != self.ballot:
@@ -698,7 +753,11 @@ class PaxosProposer:
         self._deadline = self._now + self.timeout_ticks
         self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
                                 electorate=self.electorate)
-        return self._send_phase(self.replicas)
+        if self._order is None or not self.resend_ticks:  # no resends to fall back on: to all
+            return self._send_phase(self.replicas)
+        # To a quorum, the likeliest to answer first (3.: any quorum will do); a resend goes to
+        # every replica that has not promised.
+        return self._send_phase(self._order(self.replicas)[:self.quorum])
 
     def _send_phase(self, targets: Iterable[str]) -> list[Effect]:
         self._last_send = self._now
@@ -719,8 +778,11 @@ class PaxosProposer:
         effects: list[Effect] = []
         self._after = newest.ballot if newest is not None else ZERO_BALLOT
         if newest is not None:
+            # With its provenance: without ``origin`` the stale replica would write the value as
+            # a second version, at the commit's ballot (acceptor_step, Commit).
+            # Quiet: a repair is not waited for (its ack was received and dropped).
             repair = Commit(req=self.req, sender=self.node, key=self.key, ballot=newest.ballot,
-                            value=newest.value)
+                            value=newest.value, origin=newest.origin, after=newest.after, ack=False)
             effects = [Send(to=p.sender, msg=repair) for p in promises
                        if p.committed is None or p.committed.ballot < newest.ballot]
         accepted = [p.accepted for p in promises if p.accepted is not None]
@@ -768,7 +830,18 @@ class PaxosProposer:
         self._deadline = self._now + self.timeout_ticks
         self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value,
                                 electorate=self.electorate, origin=origin)
-        return self._send_phase(self.replicas)
+        if not self.resend_ticks:  # no resends to fall back on: every replica at once
+            return self._send_phase(self.replicas)
+        # To the quorum that promised (Paxos Made Simple §2.2: "to some set of acceptors"; any
+        # quorum that accepts chooses the value): the rest get it on a refusal or a resend.
+        self._unasked = tuple(r for r in self.replicas if r not in self._promises)
+        return self._send_phase(self._promises)
+
+    def _ask_the_rest(self) -> list[Effect]:
+        """A Propose refused: the replicas it has not gone to get it now, so that the round
+        goes on exactly as if it had gone to every replica (``_on_refusal`` counts them all)."""
+        rest, self._unasked = self._unasked, ()
+        return [Send(to=r, msg=self._message) for r in rest if self._message is not None]
 
     def _on_refusal(self) -> list[Effect]:
         n = len(self.replicas)
@@ -794,16 +867,28 @@ class PaxosProposer:
 
     def _commit(self) -> list[Effect]:
         self.phase = Phase.COMMIT
-        self._yes = set()
         self._deadline = self._now + self.timeout_ticks
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("a commit follows a proposal")
         # A held proposal of ours is superseded only by a recorded commit (a no-op leaves none).
-        self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                               value=proposal.value, origin=self._origin, after=self._after,
-                               noop=not self._own_change and not self._finishing and not self._mine)
-        return self._send_phase(self.replicas)
+        commit = self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
+                                        value=proposal.value, origin=self._origin, after=self._after,
+                                        noop=not self._own_change and not self._finishing and not self._mine)
+        # The acks come from the replicas that accepted (a quorum); the rest get it quiet, their
+        # acks unneeded (module docstring, 3.); a resend asks every replica that has not acked.
+        accepted, self._yes = self._yes, set()
+        self._last_send = self._now
+        quiet = None
+        effects: list[Effect] = []
+        for r in self.replicas:
+            if r in accepted:
+                effects.append(Send(to=r, msg=commit))
+            else:
+                if quiet is None:
+                    quiet = replace(commit, ack=False)
+                effects.append(Send(to=r, msg=quiet))
+        return effects
 
     def _backoff(self) -> list[Effect]:
         self._nacked_rounds += 1

@@ -19,6 +19,13 @@ to an earlier round of its own.
   but neither record a commit nor write data (Cassandra commits an empty
   update): rewriting the value read would clobber whatever the data holds
   beside it (a counter's increments on other replicas).
+  ``ack`` False (a quiet commit): the acceptor applies it but sends no
+  ``CommitAck``. The proposer waits for a quorum of acks, and asks them of
+  the replicas that accepted its proposal (a quorum); the others, and the
+  stale replicas a round repairs, are sent it quiet: their acks were received
+  and dropped. Only to a peer that announced ``FEATURE_QUIET_COMMIT``
+  (messages.py; ``Replica`` sends the others the acknowledged form, whose
+  ack the proposer drops as before).
 - ``Electorate``: the participants of a round for its key (sorted) and the
   quorum it needs of them, as the proposer's ring says; ``Prepare`` and
   ``Propose`` carry it, and an acceptor whose own ring gives the key another
@@ -82,6 +89,7 @@ __all__ = [
     "decode_state",
     "encode",
     "encode_state",
+    "has_provenance",
     "state_without_provenance",
     "without_provenance",
 ]
@@ -201,6 +209,7 @@ class Commit:
     noop: bool = False  # the round changed nothing (a failed CAS, a SERIAL read): no data write
     origin: Ballot | None = None  # provenance, as ``Proposal``'s (None: an older node)
     after: Ballot | None = None
+    ack: bool = True  # False: a quiet commit, applied but not acknowledged (module docstring)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,6 +265,19 @@ def without_provenance(msg: PaxosMsg) -> PaxosMsg:
     return msg
 
 
+def has_provenance(msg: PaxosMsg) -> bool:
+    """Whether ``msg`` carries provenance. A node sends it only to a peer it knows reads it, so
+    it comes only from a node of a version that reads it too (its codec decodes what it encodes):
+    the receiver may send that node provenance from then on, even if its ``Hello`` was lost."""
+    match msg:
+        case Propose() | Commit():
+            return msg.origin is not None
+        case Promise():
+            return ((msg.accepted is not None and msg.accepted.origin is not None)
+                    or (msg.committed is not None and msg.committed.origin is not None))
+    return False
+
+
 def state_without_provenance(state: AcceptorState) -> AcceptorState:
     """``state`` as a node of an older version reads it (``without_provenance``)."""
     return AcceptorState(promised=state.promised, accepted=_plain(state.accepted), committed=_plain(state.committed))
@@ -297,6 +319,8 @@ def _wire(msg: PaxosMsg) -> list[Any]:
         case Accepted():
             return [_ACCEPTED, *head]
         case Commit():
+            if not msg.ack:  # the quiet form: both provenance slots, then False
+                return [_COMMIT, *head, msg.value, msg.noop, _ob(msg.origin), _ob(msg.after), False]
             provenance = [] if msg.origin is None and msg.after is None else [_ob(msg.origin), _ob(msg.after)]
             return [_COMMIT, *head, msg.value, msg.noop, *provenance]
         case CommitAck():
@@ -371,7 +395,7 @@ def _unpack(data: bytes) -> list[Any]:
 
 
 _LENGTHS: dict[int, tuple[int, ...]] = {  # the optional last field: an electorate, or a Nack's fenced
-    _PREPARE: (5, 6), _PROMISE: (9,), _PROPOSE: (6, 7, 8), _ACCEPTED: (5,), _COMMIT: (7, 9), _COMMIT_ACK: (5,),
+    _PREPARE: (5, 6), _PROMISE: (9,), _PROPOSE: (6, 7, 8), _ACCEPTED: (5,), _COMMIT: (7, 9, 10), _COMMIT_ACK: (5,),
     _NACK: (8, 9)}
 
 
@@ -440,9 +464,11 @@ def decode(data: bytes) -> PaxosMsg:
     if tag == _COMMIT:
         if type(body[6]) is not bool:
             raise PaxosCodecError("commit noop: expected a boolean")
+        if len(body) == 10 and body[9] is not False:
+            raise PaxosCodecError("commit ack: expected false when present")
         return Commit(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"),
-                      noop=body[6], origin=_opt_ballot(body[7], "origin") if len(body) == 9 else None,
-                      after=_opt_ballot(body[8], "after") if len(body) == 9 else None)
+                      noop=body[6], origin=_opt_ballot(body[7], "origin") if len(body) >= 9 else None,
+                      after=_opt_ballot(body[8], "after") if len(body) >= 9 else None, ack=len(body) != 10)
     if tag == _COMMIT_ACK:
         return CommitAck(req=req, sender=sender, key=key, ballot=ballot)
     # _NACK

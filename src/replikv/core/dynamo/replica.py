@@ -42,6 +42,20 @@ Rules:
   No frame passes the transport's limit (``frames``' size rule, issue 9):
   where they would, a peer's messages leave in several frames and its
   writes in several ``Puts``, in order.
+- The asking Hello: a peer's features are forgotten whenever this node's
+  connection to it drops (``peer_down``: it may come back as another
+  version), but the peer announces again only when its own connection comes
+  up; and a Hello can be lost (the simulator's lossy links; a connection
+  that broke with it in flight). Until it announces again the peer gets the
+  older forms, Paxos messages without provenance among them, and a Commit
+  without its ``origin`` writes a second version of its chosen value (paxos.py,
+  Commit): the replicas then differ in their version contexts until
+  anti-entropy joins them. So the Hello sent on connect names
+  ``dm.HELLO_ASK``: a node answers such a Hello with its own (not asking), and
+  the asker sends it again at every ``tick`` until a Hello from the peer
+  arrives, ``HELLO_ASKS`` times at most (an older node never answers). A
+  Paxos message that carries provenance also proves that its sender reads it
+  (``pm.has_provenance``).
 - A SET's overwrite is one ``put`` mutation (``core/crdt/store.py``: one
   register and one TTL entry replace what the write observed, where the
   ``del`` + ``set`` + ``ttl`` it stands for sweep three times) when every
@@ -153,6 +167,10 @@ AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
 AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
 STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
+CATCH_UP_TRIES = 5  # Gets a catch-up sends each peer at most, one per timeout (``Replica._catch_up``)
+HELLO_ASKS = 10  # asking Hellos sent per connect at most, one per tick (module docstring, "The asking Hello")
+ASKING_HELLO = dm.Hello(features=(*dm.FEATURES, dm.HELLO_ASK))  # sent on connect: answer with yours
+ANSWER_HELLO = dm.Hello(features=dm.FEATURES)
 
 
 @dataclass(slots=True, kw_only=True)  # not frozen: see coordinator.Send
@@ -290,7 +308,9 @@ class Replica:
         self.batch_peers: set[str] = set()  # peers that announced FEATURE_PUTS since they last connected
         self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
         self.provenance_peers: set[str] = set()  # peers that announced FEATURE_PROVENANCE since then
+        self.quiet_commit_peers: set[str] = set()  # peers that announced FEATURE_QUIET_COMMIT since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
+        self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
             members = tuple(mb.Member(id=n, host="", port=0, peer_port=0) for n in ring.nodes)
@@ -318,6 +338,9 @@ class Replica:
         # keys changed since the trees last took their digests, oldest first (``_update_trees``)
         self.dirty: dict[bytes, None] = {}
         self.ae: dict[int, _AeSession] = {}
+        # req -> (peer, key, deadline ms, tries left): ``_catch_up``'s Gets, each asked again when unanswered
+        self.catch_ups: dict[int, tuple[str, bytes, int, int]] = {}
+        self.paxos_heard: dict[str, int] = {}  # peer -> when a Paxos message last came from it (ms)
         self._ae_next = rng.randrange(1 << 16)  # which group next (round robin from a random start)
         self._ae_due_ms = 0
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
@@ -326,7 +349,7 @@ class Replica:
                       "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0,
                       "write_batches": 0, "batched_writes": 0, "keys_streamed": 0,
                       "streams_done": 0, "keys_forwarded": 0,
-                      "keys_cleaned": 0, "paxos_fenced": 0}
+                      "keys_cleaned": 0, "paxos_fenced": 0, "paxos_catch_ups": 0}
 
     def _req(self) -> int:
         self._reqs += 1
@@ -490,13 +513,8 @@ class Replica:
         return out
 
     def _join_answers(self, answers: dict[str, Any], now_ms: int, out: list[Any]) -> None:
-        changed: list[bytes] = []
-        for peer, states in answers.items():
-            for key, blob in states:
-                if blob is not None and self._join(key, blob, now_ms, out):
-                    changed.append(key)
-        if changed:
-            out.append(Changed(keys=tuple(changed)))
+        for states in answers.values():
+            self._join_states(states, now_ms, out)
         for peer, states in answers.items():
             repairs = []
             for key, blob in states:
@@ -506,6 +524,12 @@ class Replica:
             if repairs:
                 self.stats["read_repairs"] += len(repairs)
                 out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(repairs))))
+
+    def _join_states(self, states: Iterable[tuple[bytes, bytes | None]], now_ms: int, out: list[Any]) -> None:
+        """Join a peer's key states (None: it holds nothing of that key); ``Changed`` for those joined."""
+        changed = [key for key, blob in states if blob is not None and self._join(key, blob, now_ms, out)]
+        if changed:
+            out.append(Changed(keys=tuple(changed)))
 
     def _join(self, key: bytes, blob: bytes, now_ms: int, out: list[Any]) -> bool:
         try:
@@ -621,12 +645,18 @@ class Replica:
             case dm.PutAck():
                 self._acked(peer, msg.req, msg.ok, now_ms, now_us, out)
             case dm.Hello():
+                if self.batches:
+                    self.hello_asks.pop(peer, None)
+                    if dm.HELLO_ASK in msg.features:  # its connection came up: it forgot ours
+                        out.append(Send(to=peer, msg=ANSWER_HELLO))
                 if self.batches and dm.FEATURE_PUTS in msg.features:
                     self.batch_peers.add(peer)
                 if self.batches and dm.FEATURE_ELECTORATE in msg.features:
                     self.electorate_peers.add(peer)
                 if self.batches and dm.FEATURE_PROVENANCE in msg.features:
                     self.provenance_peers.add(peer)
+                if self.batches and dm.FEATURE_QUIET_COMMIT in msg.features:
+                    self.quiet_commit_peers.add(peer)
                 if self.batches and dm.FEATURE_PUT_MUT in msg.features:
                     self.put_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
@@ -650,6 +680,15 @@ class Replica:
             case dm.GetReply() if msg.req in self.ae:
                 sess = self.ae.pop(msg.req)
                 self._join_answers({sess.peer: msg.states}, now_ms, out)
+            case dm.GetReply() if msg.req in self.catch_ups:
+                key = self.catch_ups.pop(msg.req)[1]
+                replicas = self.membership.paxos_replicas(key)[0]
+                if self.node not in replicas:
+                    pass  # this node left the key's replicas meanwhile (and cleans it up): not joined
+                elif peer in replicas:  # and what it lacks goes back to it, as read repair does
+                    self._join_answers({peer: msg.states}, now_ms, out)
+                else:  # it left them: it may have cleaned the key up, so nothing goes back
+                    self._join_states(msg.states, now_ms, out)
             case dm.GetReply():
                 out.extend(self._coordinated(self.coord.step(peer, msg, now_us), now_ms))
             case dm.TreeGet():
@@ -667,6 +706,9 @@ class Replica:
                     self.stats["bad_states"] += 1
                     return out
                 if pmsg.sender == peer:
+                    self.paxos_heard[peer] = now_ms
+                    if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
+                        self.provenance_peers.add(peer)  # it reads provenance: it wrote some (see ``pm.has_provenance``)
                     self._paxos_run([pmsg], now_ms, out, writable)
         return out
 
@@ -752,7 +794,10 @@ class Replica:
     def peer_connected(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
         """A peer connected: tell it the features this node understands (``Hello``), our ring
         (gossip), deliver its hints."""
-        out: list[Any] = [Send(to=peer, msg=dm.Hello(features=dm.FEATURES))] if self.batches else []
+        out: list[Any] = []
+        if self.batches:
+            out.append(Send(to=peer, msg=ASKING_HELLO))
+            self.hello_asks[peer] = HELLO_ASKS - 1
         self._members(self.membership.on_connect(peer), now_ms, now_us, out)
         out.extend(self.deliver_hints(peer, now_us, self.coord.timeout_us, now_ms))
         return out
@@ -940,13 +985,19 @@ class Replica:
         self.batch_peers.discard(peer)  # it may come back as another version: it announces again
         self.electorate_peers.discard(peer)
         self.provenance_peers.discard(peer)
+        self.quiet_commit_peers.discard(peer)
         self.put_peers.discard(peer)
+        self.hello_asks.pop(peer, None)
+        self.paxos_heard.pop(peer, None)
         for req, (node, _, _) in list(self.hint_sends.items()):
             if node == peer:
                 del self.hint_sends[req]
         for req, sess in list(self.ae.items()):
             if sess.peer == peer:
                 del self.ae[req]
+        for req, (node, *_) in list(self.catch_ups.items()):
+            if node == peer:
+                del self.catch_ups[req]
         return self._coordinated(self.coord.peer_down(peer, now_us), now_ms)
 
     # ------------------------------------------------------------ Paxos
@@ -962,11 +1013,18 @@ class Replica:
                                 quorum=px.paxos_quorum(len(replicas), pending),
                                 rng=self.rng, hlc=self.hlc, req=req, timeout_ticks=self.paxos_timeout_ticks,
                                 resend_ticks=max(1, self.paxos_timeout_ticks // 5),
-                                view=lambda: self._electorate(key))
+                                view=lambda: self._electorate(key), order=self._paxos_order)
         self.proposers[req] = (prop, decide)
         out: list[Any] = []
         self._paxos_run(self._paxos_effects(prop.start(now_ms), req, now_ms, out), now_ms, out)
         return out
+
+    def _paxos_order(self, participants: tuple[str, ...]) -> list[str]:
+        """A round's participants in the order its Prepare asks them (paxos.py, 1.: a quorum
+        first): this node, then the peers it heard a Paxos message from most recently (one
+        down or slow is not heard from, so it goes last)."""
+        heard = self.paxos_heard
+        return sorted(participants, key=lambda p: -1 << 62 if p == self.node else -heard.get(p, -1))
 
     def _electorate(self, key: bytes) -> pm.Electorate:
         """``key``'s Paxos electorate in this node's ring now: what its proposers send, and what
@@ -1010,20 +1068,23 @@ class Replica:
         (a peer of an older version reads one without electorate or provenance) and the peers of
         one form share the frame's ``dm.Paxos``, which is immutable."""
         local: list[pm.PaxosMsg] = []
-        framed: dict[tuple[int, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
+        framed: dict[tuple[int, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
         for e in effects:
             if isinstance(e, px.Send):
                 if e.to == self.node:
                     local.append(e.msg)
                 else:
                     msg = e.msg
-                    form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers)
+                    form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers,
+                            e.to in self.quiet_commit_peers)
                     known = framed.get(form)
                     if known is None or known[0] is not msg:  # the id alone: reused once msg is freed
                         if isinstance(msg, (pm.Prepare, pm.Propose)) and not form[1]:
                             msg = replace(msg, electorate=None)  # an older version: it would drop it
                         if not form[2]:
                             msg = pm.without_provenance(msg)  # likewise
+                        if not form[3] and isinstance(msg, pm.Commit) and not msg.ack:
+                            msg = replace(msg, ack=True)  # likewise: it acks, and the ack is dropped
                         known = framed[form] = (e.msg, dm.Paxos(data=pm.encode(msg)))
                     out.append(Send(to=e.to, msg=known[1]))
             elif isinstance(e, px.Persist):
@@ -1033,6 +1094,8 @@ class Replica:
                     self._forward_acceptor(e.key, e.state, out)
             elif isinstance(e, px.ApplyCommit):
                 self._apply_commit(e, now_ms, out)
+                if e.behind:
+                    self._catch_up(e.key, now_ms, out)
             elif isinstance(e, px.Decide):
                 prop, decide = self.proposers[req]
                 local_effects = prop.decided(decide(e.current))
@@ -1066,6 +1129,21 @@ class Replica:
                 self._forward_to_targets(changed, out)  # as a joined Put (see the module docstring)
             elif self.membership.state.epoch and not self.membership.changing:
                 self._late_write(changed, now_ms, out)  # a proposer on the previous ring: as a late Put
+
+    def _catch_up(self, key: bytes, now_ms: int, out: list[Any]) -> None:
+        """This replica missed a commit of ``key`` (paxos.py, "A replica that missed a commit"): ask
+        the key's other replicas for their whole states of it; each reply is joined as read repair
+        joins one (``_join_answers``: what the peer lacks goes back to it), while both are still
+        among the key's replicas (a node that left may have cleaned the key up already)."""
+        self.stats["paxos_catch_ups"] += 1
+        for peer in self.membership.paxos_replicas(key)[0]:
+            if peer != self.node:
+                self._catch_up_get(peer, key, now_ms, CATCH_UP_TRIES - 1, out)
+
+    def _catch_up_get(self, peer: str, key: bytes, now_ms: int, left: int, out: list[Any]) -> None:
+        req = self._req()
+        self.catch_ups[req] = (peer, key, now_ms + self.coord.timeout_us // 1000, left)
+        out.append(Send(to=peer, msg=dm.Get(req=req, keys=(key,))))
 
     # ------------------------------------------------------------ hints
 
@@ -1129,12 +1207,24 @@ class Replica:
         up = set(alive)
         out = self.requests_due(now_ms, now_us)
         out.extend(self.membership_tick(now_ms, now_us, up))
+        for peer, left in list(self.hello_asks.items()):  # unanswered asking Hellos (module docstring)
+            if peer in up:
+                out.append(Send(to=peer, msg=ASKING_HELLO))
+                if left <= 1:
+                    del self.hello_asks[peer]
+                else:
+                    self.hello_asks[peer] = left - 1
         for req, (_, _, deadline) in list(self.hint_sends.items()):
             if now_us >= deadline:
                 del self.hint_sends[req]
         for req, sess in list(self.ae.items()):
             if now_us >= sess.deadline_us:
                 del self.ae[req]
+        for req, (peer, key, deadline_ms, left) in list(self.catch_ups.items()):
+            if now_ms >= deadline_ms:
+                del self.catch_ups[req]
+                if left and peer in up:  # lost on the way (a lossy link): ask again
+                    self._catch_up_get(peer, key, now_ms, left - 1, out)
         for node in self.hints.nodes():
             if node in up:
                 out.extend(self.deliver_hints(node, now_us, self.coord.timeout_us, now_ms))
