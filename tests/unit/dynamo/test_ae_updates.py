@@ -65,8 +65,9 @@ def test_an_update_under_the_bound_digests_every_changed_key() -> None:
     assert r.trees[next(iter(r.trees))].root() == exact_root(r)
 
 
-def run_rounds(nodes: dict[str, Replica], now: int, rounds: int) -> int:
-    """Anti-entropy rounds (every node's tick, then messages until none is left); the time after."""
+def run_rounds(nodes: dict[str, Replica], now: int, rounds: int, sent: list[Any] | None = None) -> int:
+    """Anti-entropy rounds (every node's tick, then messages until none is left); the time after.
+    ``sent``: gets every message sent, in order."""
     for _ in range(rounds):
         now += 1000
         queue: list[tuple[str, Any]] = []
@@ -75,6 +76,8 @@ def run_rounds(nodes: dict[str, Replica], now: int, rounds: int) -> int:
         while queue:
             frm, e = queue.pop(0)
             if isinstance(e, Send):
+                if sent is not None:
+                    sent.append(e.msg)
                 msg = dm.decode(dm.encode(e.msg))
                 for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
                     queue.extend((e.to, x) for x in nodes[e.to].step(frm, one, now, now * 1000))
@@ -118,3 +121,33 @@ def test_a_rounds_push_is_cut_into_puts_that_fit_a_frame(monkeypatch: Any) -> No
     assert all(len(p.states) == 1 or sum(len(k) + len(b) for k, b in p.states) <= 2500 for p in pushes)
     blobs = [{k: r.store.key_blob(k) for k in r.store.stored_keys()} for r in nodes.values()]
     assert len(blobs[0]) == 12 and blobs[0] == blobs[1] == blobs[2]
+
+
+def test_what_a_round_asks_for_comes_back_in_answers_of_one_key_each(monkeypatch: Any) -> None:
+    """Issue 9: a round asks the peer for the states it lacks with one ``Get`` per key, since a
+    ``GetReply`` cannot be cut (a key left out would read as "holds nothing") and one answer of
+    every differing key of large values could pass the peer frame limit; and the repairs a
+    node sends back of what the answers lack are ``Put``s cut as a round's push is. Every
+    message of key states stays within ``PUT_STATES_MAX_BYTES`` (bar a single state), and the
+    replicas converge."""
+    monkeypatch.setattr(rp, "PUT_STATES_MAX_BYTES", 2500)
+    nodes = {n: replica(n, ae_ms=1000) for n in N3}
+    for i in range(12):
+        local_set(nodes["n1"], b"key%02d" % i, b"x" * 1000, 10 + i)
+        local_set(nodes["n2"], b"key%02d" % i, b"y" * 1000, 30 + i)  # newer: n1's answers are repaired
+    sent: list[Any] = []
+    run_rounds(nodes, 1000, 12, sent)
+
+    def size(states: tuple[tuple[bytes, bytes | None], ...]) -> int:
+        return sum(len(k) + len(b or b"") for k, b in states)
+
+    gets = [m for m in sent if isinstance(m, dm.Get)]
+    answers = [m for m in sent if isinstance(m, dm.GetReply)]
+    assert gets and all(len(m.keys) == 1 for m in gets) and len(answers) == len(gets)
+    puts = [m for m in sent if isinstance(m, dm.Put) and m.states]
+    assert any(len(p.states) > 1 for p in puts)
+    assert all(len(m.states) == 1 or size(m.states) <= 2500 for m in (*answers, *puts))
+    blobs = [{k: r.store.key_blob(k) for k in r.store.stored_keys()} for r in nodes.values()]
+    assert len(blobs[0]) == 12 and blobs[0] == blobs[1] == blobs[2]
+    assert all(nodes["n3"].store.key_blob(b"key%02d" % i) == nodes["n2"].store.key_blob(b"key%02d" % i)
+               for i in range(12))

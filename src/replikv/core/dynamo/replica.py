@@ -76,7 +76,10 @@ Rules:
   by a Merkle walk (``merkle.py``); for the keys whose digests differ each
   side gets the other's state (this node sends its own with ``Put``s of at
   most ``PUT_STATES_MAX_BYTES`` each, bar the first state, and asks for the
-  peer's with ``Get``). Trees are updated lazily from the keys
+  peer's with one ``Get`` per key, so that no answer passes the frame
+  limit: a ``GetReply`` cannot be cut). Every ``Put`` of key states this node
+  sends without an ack (repairs, forwards) is cut the same way
+  (``_put_states``). Trees are updated lazily from the keys
   changed since the last walk, at most ``AE_DIGESTS_PER_UPDATE`` per update,
   the longest waiting first (``_update_trees``).
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
@@ -223,6 +226,16 @@ class _StreamOut:
     req: int = 0  # the chunk in flight
     deadline_us: int = 0
     count: int = 0  # keys[pos:pos + count] are the chunk in flight
+
+
+def _put_states(peer: str, states: Sequence[tuple[bytes, bytes]], out: list[Any]) -> None:
+    """``states`` sent to ``peer`` as unacknowledged ``Put``s of at most ``PUT_STATES_MAX_BYTES``
+    each (bar a single state above it), in order: a ``Put`` is one message and must fit a peer
+    frame (``frames`` cuts frames between messages, not inside a ``Put`` of states)."""
+    start = 0
+    for end in cut_by_bytes([len(k) + len(b) for k, b in states], PUT_STATES_MAX_BYTES):
+        out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(states[start:end]))))
+        start = end
 
 
 @dataclass(slots=True)
@@ -523,7 +536,7 @@ class Replica:
                     repairs.append((key, mine))
             if repairs:
                 self.stats["read_repairs"] += len(repairs)
-                out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(repairs))))
+                _put_states(peer, repairs, out)
 
     def _join_states(self, states: Iterable[tuple[bytes, bytes | None]], now_ms: int, out: list[Any]) -> None:
         """Join a peer's key states (None: it holds nothing of that key); ``Changed`` for those joined."""
@@ -913,7 +926,7 @@ class Replica:
                         and (b := self.store.key_blob(k)) is not None)
             if fwd and target != self.node:
                 self.stats["keys_forwarded"] += len(fwd)
-                out.append(Send(to=target, msg=dm.Put(req=0, states=fwd)))
+                _put_states(target, fwd, out)
 
     def _forward_acceptor(self, key: bytes, state: pm.AcceptorState, out: list[Any]) -> None:
         token = token_of(key)
@@ -941,7 +954,7 @@ class Replica:
                     by_node.setdefault(n, []).append((k, blob))
         for n, states in sorted(by_node.items()):
             self.stats["keys_forwarded"] += len(states)
-            out.append(Send(to=n, msg=dm.Put(req=0, states=tuple(states))))
+            _put_states(n, states, out)
         if self.membership.cleanup_due_ms is None:
             self.membership.cleanup_due_ms = now_ms + self.membership.cleanup_delay_ms
 
@@ -1184,7 +1197,7 @@ class Replica:
                 self.stats["hints_delivered"] += 1
                 out.append(Persist(entry=["hd", node, key, blob]))
         for n, states in sorted(by_node.items()):
-            out.append(Send(to=n, msg=dm.Put(req=0, states=tuple(states))))
+            _put_states(n, states, out)
         return keep
 
     def _hints_acked(self, req: int, ok: bool, out: list[Any]) -> None:
@@ -1363,14 +1376,14 @@ class Replica:
         if not differ:
             return
         self.stats["ae_keys_repaired"] += len(differ)
-        send = [(k, b) for k in differ if (b := self.store.key_blob(k)) is not None]
-        start = 0
-        for end in cut_by_bytes([len(k) + len(b) for k, b in send], PUT_STATES_MAX_BYTES):
-            out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(send[start:end]))))  # each fits a frame
-            start = end
-        ask = tuple(k for k in differ if k in theirs)
-        if ask:
-            req = self._req()
-            sess.phase = "keys"
-            self.ae[req] = sess
-            out.append(Send(to=peer, msg=dm.Get(req=req, keys=ask)))
+        _put_states(peer, [(k, b) for k in differ if (b := self.store.key_blob(k)) is not None], out)
+        # One Get per key: the answer to a Get is one GetReply, which cannot be cut (a key left out
+        # would read as "holds nothing"), and the states of up to AE_KEYS_PER_ROUND keys of large
+        # values would pass the frame limit, closing the link at every round; each answer is one
+        # key's state, and ``frames`` packs the answers into frames within the limit.
+        sess.phase = "keys"
+        for key in differ:
+            if key in theirs:
+                req = self._req()
+                self.ae[req] = sess
+                out.append(Send(to=peer, msg=dm.Get(req=req, keys=(key,))))
