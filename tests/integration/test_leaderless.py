@@ -481,3 +481,31 @@ def test_hints_of_large_values_reach_the_returning_replica(tmp_path: Path, monke
         assert "exceeds the limit" not in c.log_text("n3")
     finally:
         c.close()
+
+
+def test_anti_entropy_refills_an_emptied_replica_of_large_values_without_a_link_drop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: a replica whose disk was replaced starts empty; its own anti-entropy rounds alone
+    (n1 and n2 run none, no read repair, no hints: the writes were at ALL) refill it with twelve
+    values of about 1 MiB under a peer frame limit of 3 MiB. It asks for what it lacks one key
+    per ``Get``: a single answer of every differing key (12 MiB) closed the link at every round."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
+    bulk = 1024 * 1024
+    c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, anti_entropy_ms=0, read_repair_pct=0)
+    try:
+        r = level(c.client("n1", timeout=60, single_connection_client=True), write="all")
+        values = {f"a{i}": bytes([65 + i]) * (bulk - i) for i in range(12)}
+        for k, v in values.items():
+            assert r.set(k, v) is True
+        c.kill("n3")
+        shutil.rmtree(c.config.nodes["n3"].data_dir)  # its disk was replaced: it starts empty
+        c.config.options.anti_entropy_ms = 100  # n3 alone runs rounds: it asks, the others answer
+        c.config.save(tmp_path / "n3.toml")
+        c.start("n3", config_path=tmp_path / "n3.toml")
+        one = level(c.client("n3", timeout=60, single_connection_client=True), read="one")
+        wait_for(lambda: all(one.get(k) == v for k, v in values.items()), 60, "anti-entropy to refill n3")
+        for node in c.config.nodes:
+            assert "exceeds the limit" not in c.log_text(node), node
+            assert "closing peer connection" not in c.log_text(node), node
+    finally:
+        c.close()
