@@ -8,7 +8,7 @@ cuts the join where it would pass the limit; a piece larger than the limit
 on its own is left alone, in a run of its own: its size is bounded where it
 is made (one client write, whose value is at most ``max_bulk_len``).
 
-Used by the leaderless replica's frames (``core/dynamo/replica.py``: its
+``cut_runs`` gives the runs themselves. Used by the leaderless replica's frames (``core/dynamo/replica.py``: its
 ``Puts`` and the frame's batch of messages) and the multi-leader runtime's
 ``Ops`` frames (``runtime/multi_leader.py``); ``take_within`` by what sends
 several key states in one message (one ``Put``: a hint delivery, a stream
@@ -18,8 +18,11 @@ chunk), which no frame cut can split.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TypeVar, cast
 
-__all__ = ["cut_by_bytes", "take_within"]
+__all__ = ["cut_by_bytes", "cut_runs", "take_within"]
+
+S = TypeVar("S", bound=Sequence[object])
 
 
 def cut_by_bytes(sizes: Sequence[int], budget: int) -> list[int]:
@@ -40,6 +43,17 @@ def cut_by_bytes(sizes: Sequence[int], budget: int) -> list[int]:
     if sizes:
         ends.append(len(sizes))
     return ends
+
+
+def cut_runs(items: S, sizes: Sequence[int], budget: int) -> list[S]:
+    """``items`` (a list or tuple, ``sizes`` the bytes of each) as the runs ``cut_by_bytes``
+    cuts them into, each a slice of the same type, in order."""
+    runs: list[S] = []
+    start = 0
+    for end in cut_by_bytes(sizes, budget):
+        runs.append(cast(S, items[start:end]))  # a list's or tuple's slice is one again
+        start = end
+    return runs
 
 
 def take_within(states: Iterable[tuple[bytes, bytes | None]], max_count: int,

@@ -86,7 +86,7 @@ from typing import Any
 
 import msgpack
 
-from replikv.core.framing import cut_by_bytes
+from replikv.core.framing import cut_runs
 
 __all__ = ["BATCH_HEAD_BYTES", "PUTS_HEAD_BYTES", "PUTS_WRITE_BYTES", "Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
            "FEATURES", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
@@ -259,12 +259,7 @@ def encode_frames(encoded: list[bytes], max_bytes: int) -> list[bytes]:
     """Already encoded messages (``encode``'s output) in frames of at most ``max_bytes`` each
     (``encode_batch``), in order, cut as ``cut_by_bytes`` cuts them; a message above
     ``max_bytes`` on its own is a frame of its own (its maker bounds it: one client write)."""
-    out: list[bytes] = []
-    start = 0
-    for end in cut_by_bytes([len(e) for e in encoded], max_bytes - BATCH_HEAD_BYTES):
-        out.append(encode_batch(encoded[start:end]))
-        start = end
-    return out
+    return [encode_batch(run) for run in cut_runs(encoded, [len(e) for e in encoded], max_bytes - BATCH_HEAD_BYTES)]
 
 
 def encode_batch(frames: list[bytes]) -> bytes:

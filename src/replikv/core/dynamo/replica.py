@@ -153,7 +153,7 @@ from replikv.core.dynamo.coordinator import Coordinator, Hint, LateAnswer, ReadD
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo.merkle import MerkleError, MerkleTree, MerkleWalk
 from replikv.core.dynamo.ring import Range, Ring, token_of
-from replikv.core.framing import cut_by_bytes, take_within
+from replikv.core.framing import cut_runs, take_within
 
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
@@ -232,10 +232,8 @@ def _put_states(peer: str, states: Sequence[tuple[bytes, bytes]], out: list[Any]
     """``states`` sent to ``peer`` as unacknowledged ``Put``s of at most ``PUT_STATES_MAX_BYTES``
     each (bar a single state above it), in order: a ``Put`` is one message and must fit a peer
     frame (``frames`` cuts frames between messages, not inside a ``Put`` of states)."""
-    start = 0
-    for end in cut_by_bytes([len(k) + len(b) for k, b in states], PUT_STATES_MAX_BYTES):
-        out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(states[start:end]))))
-        start = end
+    for run in cut_runs(states, [len(k) + len(b) for k, b in states], PUT_STATES_MAX_BYTES):
+        out.append(Send(to=peer, msg=dm.Put(req=0, states=tuple(run))))
 
 
 @dataclass(slots=True)
@@ -286,10 +284,8 @@ def _cut(msgs: list[dm.One], encoded: list[bytes], max_bytes: int) -> list[bytes
     pieces: list[bytes] = []
     for m, e in zip(msgs, encoded):
         if len(e) > budget and isinstance(m, dm.Puts) and len(m.writes) > 1:
-            start = 0
-            for end in cut_by_bytes([len(d) + dm.PUTS_WRITE_BYTES for _, d in m.writes], budget - dm.PUTS_HEAD_BYTES):
-                pieces.append(dm.encode(dm.Puts(writes=m.writes[start:end])))
-                start = end
+            sizes = [len(d) + dm.PUTS_WRITE_BYTES for _, d in m.writes]
+            pieces.extend(dm.encode(dm.Puts(writes=run)) for run in cut_runs(m.writes, sizes, budget - dm.PUTS_HEAD_BYTES))
         else:
             pieces.append(e)
     return dm.encode_frames(pieces, max_bytes)

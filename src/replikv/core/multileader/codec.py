@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from replikv.core.framing import cut_by_bytes
+from replikv.core.framing import cut_runs
 from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 __all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "encode_ops_frames", "pack_op"]
@@ -67,12 +67,7 @@ def encode_ops_frames(sender: str, packed_ops: list[bytes], max_bytes: int) -> l
     budget = max_bytes - 7 - len(msgpack.packb(sender, use_bin_type=True))
     if len(packed_ops) == 1 or sum(map(len, packed_ops)) <= budget:
         return [encode_ops(sender, packed_ops)]
-    out: list[bytes] = []
-    start = 0
-    for end in cut_by_bytes([len(p) for p in packed_ops], budget):
-        out.append(encode_ops(sender, packed_ops[start:end]))
-        start = end
-    return out
+    return [encode_ops(sender, run) for run in cut_runs(packed_ops, [len(p) for p in packed_ops], budget)]
 
 
 def encode(msg: MlMsg) -> bytes:
