@@ -347,10 +347,10 @@ class ShardedRaftRunner(BaseRunner):
                 self._unroutable(conn, route, commands, transaction)
             return
         slot, g = route
-        grp = self.groups.get(g)
-        if grp is None or grp.core.role is not Role.LEADER:  # not self.leads(g)
+        if not self.leads(g):
             self._elsewhere(conn, slot, g, commands, transaction, client)
             return
+        grp = self.groups[g]
         commands = [with_body(self.sm, argv) for argv in commands]  # the node's SCRIPT LOAD cache
         if (grp.txns.locks or grp.proposing) and self._park(
                 g, conn, command_keys(commands),

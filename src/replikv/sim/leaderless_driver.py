@@ -164,6 +164,12 @@ class LlSimNode:
 _MAX_FRAME_BYTES = NodeOptions().max_frame_bytes
 
 
+def _newer_paxos_form(msg: Any) -> bool:
+    """A Paxos message in a form a node of the older version drops: a request naming its
+    electorate, or a quiet commit (no ack asked)."""
+    return getattr(msg, "electorate", None) is not None or getattr(msg, "ack", True) is False
+
+
 class LeaderlessDriver(GroupCommitDriver, NodeTable):
     mode = "leaderless"
     workload = "append"
@@ -341,9 +347,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             msgs = msg.msgs if isinstance(msg, dm.Batch) else (msg,)
             if any(isinstance(m, (dm.Puts, dm.PutAcks)) for m in msgs) or (
                     isinstance(msg, dm.Batch) and any(isinstance(m, dm.Hello) for m in msgs)) or any(
-                    isinstance(m, dm.Paxos) and (getattr(pm.decode(m.data), "electorate", None) is not None
-                                                 or getattr(pm.decode(m.data), "ack", True) is False)
-                    for m in msgs) or any(
+                    isinstance(m, dm.Paxos) and _newer_paxos_form(pm.decode(m.data)) for m in msgs) or any(
                     isinstance(m, dm.Put) and m.delta and any(mut[0] == "put" for mut in decode_delta(m.delta)[2])
                     for m in msgs):
                 self.engine.fail(f"{src} sent {n.name}, a node of the older version, a frame it drops: {msg!r}")
