@@ -509,3 +509,27 @@ def test_anti_entropy_refills_an_emptied_replica_of_large_values_without_a_link_
             assert "closing peer connection" not in c.log_text(node), node
     finally:
         c.close()
+
+
+def test_a_multi_key_read_of_large_values_answers_under_the_frame_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9: an MGET at QUORUM and at ALL of six values of about 1 MiB (6 MiB, twice the peer
+    frame limit of 3 MiB here: ``max_bulk_len`` 1 MiB, ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB)
+    answers every value: the replicas send their answers in parts that fit a frame. One answer
+    of them all closed the link, and the read failed with the level's error."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
+    bulk = 1024 * 1024
+    c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, anti_entropy_ms=0, read_repair_pct=0)
+    try:
+        w = level(c.client("n1", timeout=60, single_connection_client=True), write="all")
+        values = {f"g{i}": bytes([65 + i]) * (bulk - i) for i in range(6)}
+        for k, v in values.items():
+            assert w.set(k, v) is True
+        keys = [*values, "missing"]
+        for read in ("quorum", "all"):
+            r = level(c.client("n2", timeout=60, single_connection_client=True), read=read)
+            assert r.mget(keys) == [*values.values(), None], read
+        for node in c.config.nodes:
+            assert "closing peer connection" not in c.log_text(node), node
+    finally:
+        c.close()

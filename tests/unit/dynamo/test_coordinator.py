@@ -147,8 +147,30 @@ def test_read_repair_chance_asks_every_replica() -> None:
 def test_a_read_whose_replicas_are_gone_fails_with_the_counts() -> None:
     c = coord()
     c.read(6, (b"k",), REPLICAS, 3, {"b", "c"}, 0)
-    c.step("b", m.GetReply(req=6, states=()), 1)
-    assert c.peer_down("c", 2) == [ReadDone(req=6, ok=False, answered=2, needed=3, answers={"b": ()})]
+    c.step("b", m.GetReply(req=6, states=((b"k", None),)), 1)
+    assert c.peer_down("c", 2) == [ReadDone(req=6, ok=False, answered=2, needed=3, answers={"b": ((b"k", None),)})]
+
+
+def test_an_answer_in_parts_counts_once_it_holds_a_state_per_key_asked() -> None:
+    """A replica that joins parts (``FEATURE_GET_PARTS``) may answer a read of several keys in
+    several ``GetReply``s: none alone is its answer (a key it lacks would read as "holds
+    nothing"); the parts joined in order are, and a later answer in parts is a late answer."""
+    c = coord()
+    keys = (b"x", b"y", b"z")
+    c.read(7, keys, REPLICAS, 3, {"b", "c"}, 0)
+    assert c.step("b", m.GetReply(req=7, states=((b"x", b"1"),)), 1) == []
+    assert c.step("c", m.GetReply(req=7, states=((b"x", b"1"), (b"y", None), (b"z", b"3"))), 2) == []
+    done = c.step("b", m.GetReply(req=7, states=((b"y", None), (b"z", b"3"))), 3)
+    assert done == [ReadDone(req=7, ok=True, answered=3, needed=3, answers={
+        "b": ((b"x", b"1"), (b"y", None), (b"z", b"3")), "c": ((b"x", b"1"), (b"y", None), (b"z", b"3"))})]
+    assert c.reads == {}
+    c = coord(read_repair_chance=1.0)  # every replica asked; the read completes at the first answer
+    whole = ((b"x", b"1"), (b"y", None), (b"z", b"3"))
+    c.read(8, keys, REPLICAS, 2, {"b", "c"}, 10)
+    assert [e.ok for e in c.step("b", m.GetReply(req=8, states=whole), 11)] == [True]  # type: ignore[attr-defined]
+    assert c.step("c", m.GetReply(req=8, states=whole[:2]), 12) == []
+    assert c.step("c", m.GetReply(req=8, states=whole[2:]), 13) == [LateAnswer(req=8, peer="c", states=whole)]
+    assert c.reads == {}
 
 
 def test_the_wire_form_round_trips_and_garbage_is_refused() -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from replikv.config import PEER_FRAME_SLACK_BYTES, NodeOptions
 from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.replica import Replica, Send
+from replikv.core.dynamo.coordinator import ReadDone
+from replikv.core.dynamo.replica import PUT_STATES_MAX_BYTES, Replica, Send
 from replikv.core.dynamo.ring import Ring
 from replikv.core.framing import cut_by_bytes
 from replikv.kv.crdt_writes import translate
@@ -140,3 +141,36 @@ def test_a_message_above_the_limit_on_its_own_is_a_frame_of_its_own() -> None:
     frames = n1.frames([Send(to="n2", msg=m) for m in msgs], 1000)
     assert [len(f) > 1000 for _, f in frames] == [False, True, False]
     assert received(frames, "n2") == msgs
+
+
+def test_a_multi_key_read_of_large_values_is_answered_in_parts_that_fit_and_joined_by_the_asker() -> None:
+    """A read of five keys of ~400 KiB each (an MGET) from a peer that joins parts is answered by
+    ``GetReply``s of at most ``PUT_STATES_MAX_BYTES`` bar a single larger state, in order, so each
+    fits a frame of a little over 1 MiB; the asking coordinator joins them into one answer per
+    replica, and completes the read only once it holds a state per key. To a peer of an older
+    version (no ``FEATURE_GET_PARTS``) the answer stays one reply, as it reads it."""
+    n1, n2 = replica("n1"), replica("n2")
+    keys = tuple(b"m%d" % i for i in range(5)) + (b"absent",)
+    for i, k in enumerate(keys[:-1]):
+        for e in sends(write(n1, i + 1, k, bytes([65 + i]) * 400_000)):
+            if e.to == "n2":
+                n2.step("n1", e.msg, 11, 11_000)
+    asked = sends(n1.read(50, keys, N3, 2, N3, 12, 12_000))
+    (get,) = [e.msg for e in asked if e.to == "n2"]
+    answer = sends(n2.step("n1", get, 13, 13_000))
+    parts = [e.msg for e in answer]
+    assert len(parts) == 3 and all(isinstance(p, dm.GetReply) and p.req == 50 for p in parts)
+    assert [k for p in parts for k, _ in p.states] == list(keys)
+    assert all(sum(len(k) + len(b or b"") for k, b in p.states) <= PUT_STATES_MAX_BYTES or len(p.states) == 1
+               for p in parts)
+    limit = PUT_STATES_MAX_BYTES + 64 * 1024
+    assert all(len(f) <= limit for _, f in n2.frames(answer, limit))
+    assert not [e for e in n1.step("n2", parts[0], 14, 14_000) if isinstance(e, ReadDone)]
+    assert not [e for e in n1.step("n2", parts[1], 14, 14_000) if isinstance(e, ReadDone)]
+    (done,) = [e for e in n1.step("n2", parts[2], 14, 14_000) if isinstance(e, ReadDone)]
+    assert done.ok and done.answers == {"n2": tuple(s for p in parts for s in p.states)}
+    old = replica("n2", announced=())
+    for e in sends(write(n1, 9, b"m0", b"z" * 400_000)):
+        if e.to == "n2":
+            old.step("n1", e.msg, 15, 15_000)
+    assert [type(e.msg) for e in sends(old.step("n1", get, 16, 16_000))] == [dm.GetReply]

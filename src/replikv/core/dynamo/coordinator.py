@@ -48,7 +48,12 @@ to one) and then hands the coordinator the key states to replicate. Rules:
   once it answers again). With probability ``read_repair_chance`` every
   replica is asked, so replicas no client read from are repaired too.
   Answers after a read completed come out as ``LateAnswer`` (the runtime
-  repairs those replicas in the background).
+  repairs those replicas in the background). A replica's answer is a state
+  per key asked, in order; one that announced ``FEATURE_GET_PARTS`` may
+  send it as several ``GetReply`` parts (``messages.py``): the parts are
+  joined in order, and the replica has answered once they hold a state per
+  key (no part alone is an answer: a key missing from it would read as
+  "holds nothing").
 
 Time arrives as integer microseconds (``now_us``); randomness from the
 injected ``random.Random``; no I/O.
@@ -186,6 +191,7 @@ class _Read:
     spare: list[str]  # replicas not asked yet, fastest first
     answers: dict[str, Answer] = field(default_factory=dict)
     done: bool = False
+    parts: dict[str, list[tuple[bytes, bytes | None]]] | None = None  # node -> the parts of its answer so far
 
 
 class Coordinator:
@@ -426,14 +432,24 @@ class Coordinator:
         rd = self.reads.get(msg.req)
         if rd is None or peer not in rd.asked or peer in rd.answers:
             return []
+        states = msg.states
+        if len(states) < len(rd.keys):  # one part of its answer: the answer once they cover every key
+            if rd.parts is None:
+                rd.parts = {}
+            got = rd.parts.setdefault(peer, [])
+            got.extend(states)
+            if len(got) < len(rd.keys):
+                return []
+            states = tuple(got)
+            del rd.parts[peer]
         took = max(0, now_us - rd.asked[peer])
         self._record(took)
         old = self.peer_us.get(peer)
         self.peer_us[peer] = float(took) if old is None else 0.8 * old + 0.2 * took
-        rd.answers[peer] = msg.states
+        rd.answers[peer] = states
         out: list[Effect] = []
         if rd.done:
-            out.append(LateAnswer(req=msg.req, peer=peer, states=msg.states))
+            out.append(LateAnswer(req=msg.req, peer=peer, states=states))
         elif rd.local + len(rd.answers) >= rd.needed:
             rd.done = True
             out.append(ReadDone(req=msg.req, ok=True, answered=rd.local + len(rd.answers), needed=rd.needed,

@@ -53,7 +53,13 @@ applied only where the receiver holds its base, whole states otherwise.
   again until a Hello from the peer arrives (a few times at most:
   ``Replica``'s "asking Hello").
 - ``Get``: send back your states of these keys; ``GetReply`` carries them
-  (``None``: the replica holds nothing of that key).
+  (``None``: the replica holds nothing of that key), in the order asked.
+  To a peer that announced ``FEATURE_GET_PARTS`` the answer to a Get of
+  several keys may come as several ``GetReply`` of one ``req``, each the
+  states of the next keys in order, of at most ``PUT_STATES_MAX_BYTES``
+  (``replica.py``) bar a single larger state, so that a multi-key read of
+  large values fits peer frames; the asker joins the parts until it holds
+  a state per key asked (``Coordinator``). An older peer gets one reply.
 
 - ``TreeGet`` / ``TreeHashes``: anti-entropy (Dynamo §4.7): the hashes of
   some nodes of one level of the receiver's Merkle tree of the keys whose
@@ -89,7 +95,7 @@ import msgpack
 from replikv.core.framing import cut_runs
 
 __all__ = ["BATCH_HEAD_BYTES", "PUTS_HEAD_BYTES", "PUTS_WRITE_BYTES", "Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "FEATURES", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURES", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "FEATURE_GET_PARTS", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch", "encode_frames"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -132,8 +138,10 @@ FEATURE_ELECTORATE = "paxos-electorate"  # reads a Paxos Prepare / Propose that 
 FEATURE_PUT_MUT = "put-mutation"  # applies a delta whose mutations include ``put`` (core/crdt/store.py)
 FEATURE_PROVENANCE = "paxos-provenance"  # reads Paxos proposals with their provenance (origin, after)
 FEATURE_QUIET_COMMIT = "paxos-quiet-commit"  # reads a Paxos Commit that asks for no ack (paxos_messages.py)
+FEATURE_GET_PARTS = "get-reply-parts"  # joins a Get's answer sent as several GetReplys (core/dynamo/coordinator.py)
 # what this version announces
-FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE, FEATURE_QUIET_COMMIT)
+FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE, FEATURE_QUIET_COMMIT,
+            FEATURE_GET_PARTS)
 # Not a feature: a Hello that names it asks the receiver to answer with its own (``Replica``'s
 # "asking Hello"). An older node ignores a name it does not know, so the form stays the same.
 HELLO_ASK = "answer-hello"

@@ -319,6 +319,7 @@ class Replica:
         self.provenance_peers: set[str] = set()  # peers that announced FEATURE_PROVENANCE since then
         self.quiet_commit_peers: set[str] = set()  # peers that announced FEATURE_QUIET_COMMIT since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
+        self.get_parts_peers: set[str] = set()  # peers that announced FEATURE_GET_PARTS since then
         self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
@@ -521,6 +522,19 @@ class Replica:
                 out.append(e)
         return out
 
+    def _answer_get(self, peer: str, msg: dm.Get, out: list[Any]) -> None:
+        """This replica's states of ``msg.keys``, in order: one ``GetReply``, or, to a peer that joins
+        parts (``FEATURE_GET_PARTS``) asking for several keys, ``GetReply``s of the same ``req`` of
+        at most ``PUT_STATES_MAX_BYTES`` each (bar a single state above it), so that each fits a
+        peer frame as ``_put_states``' ``Put``s do."""
+        states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
+        if len(states) > 1 and peer in self.get_parts_peers:
+            sizes = [len(k) + (len(b) if b is not None else 0) for k, b in states]
+            for run in cut_runs(states, sizes, PUT_STATES_MAX_BYTES):
+                out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=run)))
+        else:
+            out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=states)))
+
     def _join_answers(self, answers: dict[str, Any], now_ms: int, out: list[Any]) -> None:
         for states in answers.values():
             self._join_states(states, now_ms, out)
@@ -668,6 +682,8 @@ class Replica:
                     self.quiet_commit_peers.add(peer)
                 if self.batches and dm.FEATURE_PUT_MUT in msg.features:
                     self.put_peers.add(peer)
+                if self.batches and dm.FEATURE_GET_PARTS in msg.features:
+                    self.get_parts_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
                 need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k)) is not None)
                 if len(need) < len(msg.keys):  # dropped meanwhile: the states the write took (``pin``)
@@ -679,8 +695,7 @@ class Replica:
                     out.extend(self._coordinated(self.coord.step(peer, dm.PutAck(req=msg.req, ok=False), now_us),
                                                  now_ms))
             case dm.Get():
-                states = tuple((k, self.store.key_blob(k)) for k in msg.keys)
-                out.append(Send(to=peer, msg=dm.GetReply(req=msg.req, states=states)))
+                self._answer_get(peer, msg, out)
             case dm.RingMsg() | dm.RingAck() | dm.StreamDone():
                 self._members(self.membership.step(peer, msg, now_ms), now_ms, now_us, out)
             case dm.StreamStart():
@@ -996,6 +1011,7 @@ class Replica:
         self.provenance_peers.discard(peer)
         self.quiet_commit_peers.discard(peer)
         self.put_peers.discard(peer)
+        self.get_parts_peers.discard(peer)
         self.hello_asks.pop(peer, None)
         self.paxos_heard.pop(peer, None)
         for req, (node, _, _) in list(self.hint_sends.items()):
