@@ -157,3 +157,102 @@ def test_client_query_buffer_limit_closes_an_authenticated_client_too(tmp_path: 
         assert r.get("k") is None and r.ping() is True
     finally:
         c.close()
+
+
+MIB = 1024 * 1024
+
+
+def _limited_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> Cluster:
+    """Three nodes whose peer frames hold at most 3 MiB (``max_bulk_len`` 1 MiB and
+    ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB): ``max_command_bytes`` is 2 MiB."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * MIB))
+    c = Cluster(tmp_path / "c", 3, max_bulk_len=MIB, election_timeout_ms=300)
+    c.config.mode = mode
+    c.config.save(c.path)
+    return c.start()
+
+
+def _everywhere(c: Cluster, key: str, value: bytes) -> None:
+    """Every node holds ``key`` = ``value`` (read where each node's own copy answers)."""
+    for node in c.procs:
+        r = c.client(node, timeout=30)
+        if c.config.mode == "leaderless":
+            r.execute_command("CONSISTENCY", "READ", "one")
+        elif c.config.mode != "multi-leader":
+            r.execute_command("CONSISTENCY", "READ", "eventual")
+        wait_for(lambda: r.get(key) == value, 30, f"{node} to hold {key}")
+
+
+@pytest.mark.parametrize("mode", ["leader-follower", "raft", "multi-leader", "leaderless"])
+def test_a_command_too_large_to_replicate_is_refused_and_replication_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Issue 9 (bad input loses nothing): an MSET of 3 MiB and a MULTI block of 3 MiB, each
+    above ``max_command_bytes`` (2 MiB here) though every value is within ``max_bulk_len``,
+    are refused with an error that says why, in their place in the pipeline; the writes
+    around them and a value of ``max_bulk_len`` reach every node. Before, what each mode
+    replicated of such a command (a raft entry, a stream record, an op, a delta) was one
+    message above the peer frame limit: the link closed at every resend (raft's leader then
+    committed nothing more; the other modes stopped replicating to that peer)."""
+    c = _limited_cluster(tmp_path, monkeypatch, mode)
+    try:
+        r = c.client(c.leader(), timeout=60)
+        big = {f"b{i}": bytes([65 + i]) * (MIB - 10) for i in range(3)}
+        p = r.pipeline(transaction=False)
+        p.set("before", "1").mset(big).set("after", b"Z" * MIB)
+        replies = p.execute(raise_on_error=False)
+        assert replies[0] is True and replies[2] is True, replies
+        assert isinstance(replies[1], redis.ResponseError)
+        assert re.match(r"command of \d+ bytes is above the largest a node replicates \(2097152 bytes",
+                        str(replies[1])), replies[1]
+        t = r.pipeline(transaction=True)
+        for k, v in big.items():
+            t.set(k, v)
+        with pytest.raises(redis.exceptions.ExecAbortError, match="Transaction of .* bytes is above"):
+            t.execute()
+        assert r.exists(*big) == 0
+        _everywhere(c, "after", b"Z" * MIB)
+        for node in c.procs:
+            assert "closing peer connection" not in c.log_text(node), node
+    finally:
+        c.close()
+
+
+def test_a_leader_follower_script_stops_at_the_write_its_effects_entry_cannot_hold(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leader-follower leader logs a script's effects as one entry: the write that would
+    take them past ``max_command_bytes`` fails in the script (a script error names the limit),
+    the writes before it are kept (no rollback, as Redis) and replicated."""
+    c = _limited_cluster(tmp_path, monkeypatch, "leader-follower")
+    try:
+        r = c.client(c.leader(), timeout=60)
+        script = "for i = 1, 3 do redis.call('SET', 'e' .. i, string.rep('x', 1000000)) end return 1"
+        with pytest.raises(redis.ResponseError, match="the script's writes come to more than the 2097152 bytes"):
+            r.eval(script, 0)
+        assert [r.exists(k) for k in ("e1", "e2", "e3")] == [1, 1, 0]  # two such writes fit 2 MiB, not three
+        _everywhere(c, "e2", b"x" * 1_000_000)
+        for node in c.procs:
+            assert "closing peer connection" not in c.log_text(node), node
+    finally:
+        c.close()
+
+
+def test_proto_max_bulk_len_is_lowered_live_but_not_raised_past_the_peer_frame_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONFIG SET proto-max-bulk-len: the peer links' frame limit was fixed at start from
+    cluster.toml's value, so a larger bulk could reach no peer (each resend closing the link):
+    it may be lowered live (a larger value is then refused), and raised again up to the start's
+    value, not past it."""
+    c = _limited_cluster(tmp_path, monkeypatch, "leader-follower")
+    try:
+        r = c.client(c.leader(), timeout=30)
+        assert r.config_set("proto-max-bulk-len", 64 * 1024) is True
+        fresh = c.client(c.leader(), timeout=30, single_connection_client=True)  # new connections take it
+        with pytest.raises(redis.ResponseError, match="Protocol error: invalid bulk length"):
+            fresh.set("k", b"x" * (64 * 1024 + 1))
+        assert r.config_set("proto-max-bulk-len", MIB) is True
+        assert c.client(c.leader(), timeout=30).set("k", b"x" * MIB) is True
+        with pytest.raises(redis.ResponseError, match="proto-max-bulk-len.*between 1024 and 1048576"):
+            r.config_set("proto-max-bulk-len", MIB + 1)
+        assert r.config_get("proto-max-bulk-len") == {"proto-max-bulk-len": str(MIB)}
+    finally:
+        c.close()

@@ -54,6 +54,7 @@ __all__ = [
     "ProtocolError",
     "ReplyParser",
     "RequestParser",
+    "command_bytes",
     "encode_bulk",
     "encode_command",
     "encode_int",
@@ -538,6 +539,12 @@ EMPTY_ARRAY_REPLY: Final = b"*0\r\n"
 
 _SIMPLE_CACHE: Final = {"OK": OK_REPLY, "PONG": PONG_REPLY, "QUEUED": QUEUED_REPLY}
 _I64_LIMIT: Final = 2**63
+
+
+def command_bytes(argv: list[bytes]) -> int:
+    """A command's size as the replication limit counts it (``NodeOptions.max_command_bytes``):
+    its arguments' bytes and 16 per argument (what an encoding spends on each: a length, a tag)."""
+    return sum(map(len, argv)) + 16 * len(argv)
 
 
 def encode_bulk(b: bytes) -> bytes:

@@ -80,7 +80,7 @@ and maintained on every change afterwards through :meth:`new_key`,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import WRONGTYPE, RespError, wrong_arity
 from replikv.kv import dump, expiry
@@ -95,6 +95,9 @@ from replikv.kv.rewrite import prepare
 from replikv.kv.scan_index import ScanIndex
 from replikv.kv.watch import ChangeIndex
 
+if TYPE_CHECKING:
+    from replikv.config import NodeOptions
+
 __all__ = ["EXPIRE_DUE", "SNAPSHOT_VERSION", "ApplyContext", "StateMachine"]
 
 Reply = Any
@@ -107,7 +110,8 @@ _spec = COMMANDS.get  # the one command table, looked up by the name as sent, th
 class StateMachine:
     """The key space plus TTLs; see the module docstring for the rules."""
 
-    __slots__ = ("_scripts", "changes", "data", "dirty", "expires", "expiry_heap", "locks", "scan_index")
+    __slots__ = ("_scripts", "changes", "data", "dirty", "expires", "expiry_heap", "limits", "locks",
+                 "scan_index")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
@@ -120,6 +124,9 @@ class StateMachine:
         self.changes = ChangeIndex()  # WATCH: where each key last changed (kv/watch.py)
         self.locks = LockTable()  # named locks, beside the key space (kv/locks.py)
         self._scripts: ScriptEngine | None = None
+        # the node's options, where a leader-follower leader's state: its ``max_command_bytes``
+        # bounds what it logs of one script's effects (one entry; kv/types/scripting.py)
+        self.limits: NodeOptions | None = None
 
     @property
     def scripts(self) -> ScriptEngine:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 from replikv import __version__
 from replikv import modes
+from replikv.core.resp import command_bytes
 from replikv.core.replies import OK, RespError, SYNTAX_ERROR, wrong_arity
 from replikv.kv.commands import command_reply
 from replikv.runtime.client_cmd import client_command
@@ -309,6 +310,11 @@ def exec_(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
     if not queued and not watched:
         conn.reply([])
         return
+    size, limit = sum(map(command_bytes, queued)), node.options.max_command_bytes
+    if size > limit:  # the block is replicated as one message (see NodeOptions.max_command_bytes)
+        conn.watch = {}
+        raise RespError(f"EXECABORT Transaction of {size} bytes is above the largest a node replicates "
+                        f"({limit} bytes: proto-max-bulk-len and room for the peer message)")
     node.exec_transaction(conn, queued)  # the mode reads conn.watch now, and decides with it
     conn.watch = {}
 

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from replikv.config import PEER_FRAME_SLACK_BYTES
 from replikv.core.replies import OK, RespError
 from replikv.kv import glob
 
@@ -119,6 +120,14 @@ def _parameters(node: "BaseRunner") -> dict[str, tuple[Callable[[], str], Callab
             raise _Bad("client-output-buffer-limit", "argument must be 'normal <hard> <soft> <seconds>'")
         opts.client_output_buffer_limit = _memory("client-output-buffer-limit")(parts[1]) or (1 << 62)
 
+    def max_bulk_len(text: str) -> None:
+        # The peer links' frame limit was fixed at start (``NodeOptions.max_frame_bytes``, from
+        # cluster.toml's max_bulk_len, on every node): a larger bulk, or a command sized by the
+        # larger limit, would be a frame no peer takes. Lowering it is live; raising it past the
+        # start's value is for cluster.toml and a restart of every node.
+        high = node.transport.max_frame_bytes - PEER_FRAME_SLACK_BYTES  # the start's max_bulk_len
+        opts.max_bulk_len = _int("proto-max-bulk-len", 1024, high)(text)
+
     mem = node.memory
 
     def maxmemory(text: str) -> None:
@@ -131,8 +140,7 @@ def _parameters(node: "BaseRunner") -> dict[str, tuple[Callable[[], str], Callab
     return {
         "timeout": (lambda: str(opts.timeout), setter("timeout", _int("timeout"))),
         "maxclients": (lambda: str(opts.maxclients), setter("maxclients", _int("maxclients", 1))),
-        "proto-max-bulk-len": (lambda: str(opts.max_bulk_len),
-                               setter("max_bulk_len", _int("proto-max-bulk-len", 1024))),
+        "proto-max-bulk-len": (lambda: str(opts.max_bulk_len), max_bulk_len),
         "client-query-buffer-limit": (lambda: str(opts.client_query_buffer_limit),
                                       setter("client_query_buffer_limit",
                                              _memory("client-query-buffer-limit"))),

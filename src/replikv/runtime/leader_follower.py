@@ -123,6 +123,7 @@ class LeaderFollowerRunner(BaseRunner):
         if snap is not None:
             self.sm, epoch_starts = restore_app(snap.data)
             base_index, base_epoch = snap.index, snap.epoch
+        self.sm.limits = self.options  # bounds a script's logged effects (kv/types/scripting.py)
         shipping_log = ShippingLog(base_index, base_epoch, epoch_starts)
         opts = self.options
         replayed = 0
@@ -688,6 +689,7 @@ class LeaderFollowerRunner(BaseRunner):
             raise RuntimeError(f"snapshot at {start} does not match the log's {core_log.snapshot_index}")
         replay(sm, core_log.slice(start + 1, core_log.last_index - start))
         sm.changes = ChangeIndex(core_log.last_index)  # a rolled-back state: older WATCHes abort
+        sm.limits = self.options
         self.sm = sm
 
     # -- snapshots ------------------------------------------------------------------
@@ -880,6 +882,7 @@ class LeaderFollowerRunner(BaseRunner):
                          self.snapshot_meta[0], exc_info=True)
             raise
         self._installing = None
+        sm.limits = self.options
         self.sm = sm
         return_freed_memory()  # the old data set's pages (runtime/memory.py)
         index, epoch, epoch_starts = self.snapshot_meta

@@ -21,8 +21,9 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from replikv.core.resp import ProtocolError, RequestParser, encode_reply
+from replikv.core.resp import ProtocolError, RequestParser, command_bytes, encode_reply
 from replikv.config import is_loopback
+from replikv.core.replies import RespError
 from replikv.runtime.acl import User
 
 if TYPE_CHECKING:
@@ -176,10 +177,13 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         parser.feed(data)
         self.last_active = time.monotonic()
-        if parser.pending > self.node.options.client_query_buffer_limit:
+        opts = self.node.options
+        if parser.pending > opts.client_query_buffer_limit:
             self.reply_error_and_close(f"Protocol error: query buffer of {parser.pending} bytes is over "
                                        "client-query-buffer-limit")
             return
+        # a command above max_command_bytes (> max_bulk_len) completes only in a read of that many bytes
+        large = parser.pending > opts.max_bulk_len and parser.pending > opts.max_command_bytes
         error: ProtocolError | None = None
         try:
             commands = parser.commands()
@@ -187,7 +191,9 @@ class ClientConnection(asyncio.Protocol):
             # As Redis: the complete commands before the bad bytes run, then
             # the client gets the error and the connection closes.
             commands, error = e.commands, e
-        if len(commands) == 1:
+        if large:
+            self._execute_within_limit(commands)
+        elif len(commands) == 1:
             self.node.execute(self, commands[0])
         elif commands:
             self.node.execute_batch(self, commands)
@@ -195,6 +201,25 @@ class ClientConnection(asyncio.Protocol):
             self.reply_error_and_close(str(error))
             return
         self.flush()
+
+    def _execute_within_limit(self, commands: list[list[bytes]]) -> None:
+        """``commands``, in order, each one above ``max_command_bytes`` refused with an error
+        instead (what a node replicates of it would not fit a peer frame; in a MULTI block the
+        EXEC then aborts, as after any command refused while queueing)."""
+        limit = self.node.options.max_command_bytes
+        start = 0
+        for i, argv in enumerate(commands):
+            size = command_bytes(argv)
+            if size > limit:
+                if i > start:
+                    self.node.execute_batch(self, commands[start:i])
+                self.reply(RespError(f"ERR command of {size} bytes is above the largest a node replicates "
+                                     f"({limit} bytes: proto-max-bulk-len and room for the peer message)"))
+                if self.multi is not None:
+                    self.multi_dirty = True
+                start = i + 1
+        if start < len(commands):
+            self.node.execute_batch(self, commands[start:])
 
     # -- replies --------------------------------------------------------------
     def reply(self, value: Any) -> None:

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import RespError, wrong_arity
+from replikv.core.resp import command_bytes
 from replikv.kv.args import NEEDS_CLOCK, parse_int
 from replikv.kv.commands import command, keys_after_numkeys, lookup
 from replikv.kv.lua import ScriptEngine
@@ -173,7 +174,7 @@ class _Calls:
     """How one script run's ``redis.call`` reaches the state machine (see the
     module docstring for the three modes)."""
 
-    __slots__ = ("ctx", "engine", "log", "mode", "now", "sm")
+    __slots__ = ("ctx", "engine", "log", "logged", "mode", "now", "sm")
 
     def __init__(self, sm: StateMachine, ctx: ApplyContext | None, now: int, mode: int) -> None:
         self.sm = sm
@@ -182,6 +183,7 @@ class _Calls:
         self.now = now
         self.mode = mode
         self.log: Cmds = []
+        self.logged = 0  # command_bytes of log
 
     def __call__(self, argv: list[bytes]) -> tuple[bool, Any]:
         return self.engine.to_lua(self._reply(argv))
@@ -221,9 +223,13 @@ class _Calls:
         ctx = self.ctx
         assert ctx is not None
         if self.mode == _LEADER:
+            if sm.limits is not None and self.logged + command_bytes(argv) > sm.limits.max_command_bytes:
+                return RespError(f"ERR the script's writes come to more than the {sm.limits.max_command_bytes} "
+                                 "bytes a node replicates as one entry; its writes before this one are kept")
             reply, cmds = sm.execute(argv, ctx)
             if cmds:
                 self.log += cmds
+                self.logged += sum(map(command_bytes, cmds))
             return reply
         err, cmds = sm.prepare(argv, ctx, exact=False)
         if cmds is None:
