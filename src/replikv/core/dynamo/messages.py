@@ -44,7 +44,8 @@ applied only where the receiver holds its base, whole states otherwise.
   Prepare or Propose keeps its electorate only to a peer that announced
   ``FEATURE_ELECTORATE``, and Paxos messages and acceptor states keep their proposals'
   provenance only to one that announced ``FEATURE_PROVENANCE``, a quiet Paxos Commit goes only
-  to one that announced ``FEATURE_QUIET_COMMIT``; a delta carries a ``put`` mutation only to
+  to one that announced ``FEATURE_QUIET_COMMIT``, a Propose that commits on accept only to one
+  that announced ``FEATURE_COMMIT_ON_ACCEPT``; a delta carries a ``put`` mutation only to
   replicas that all announced ``FEATURE_PUT_MUT``), sent alone in its own
   frame whenever a peer connects (an older node drops that frame with a
   warning and nothing else; it never announces, so it keeps getting the
@@ -89,7 +90,7 @@ import msgpack
 from replikv.core.framing import cut_runs
 
 __all__ = ["BATCH_HEAD_BYTES", "PUTS_HEAD_BYTES", "PUTS_WRITE_BYTES", "Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "FEATURES", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURES", "FEATURE_COMMIT_ON_ACCEPT", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch", "encode_frames"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -132,8 +133,11 @@ FEATURE_ELECTORATE = "paxos-electorate"  # reads a Paxos Prepare / Propose that 
 FEATURE_PUT_MUT = "put-mutation"  # applies a delta whose mutations include ``put`` (core/crdt/store.py)
 FEATURE_PROVENANCE = "paxos-provenance"  # reads Paxos proposals with their provenance (origin, after)
 FEATURE_QUIET_COMMIT = "paxos-quiet-commit"  # reads a Paxos Commit that asks for no ack (paxos_messages.py)
+# reads a Paxos Propose that commits on accept, and answers it with a committed Accepted (paxos.py)
+FEATURE_COMMIT_ON_ACCEPT = "paxos-commit-on-accept"
 # what this version announces
-FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE, FEATURE_QUIET_COMMIT)
+FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE, FEATURE_QUIET_COMMIT,
+            FEATURE_COMMIT_ON_ACCEPT)
 # Not a feature: a Hello that names it asks the receiver to answer with its own (``Replica``'s
 # "asking Hello"). An older node ignores a name it does not know, so the form stays the same.
 HELLO_ASK = "answer-hello"

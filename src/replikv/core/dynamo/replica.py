@@ -98,7 +98,11 @@ Rules:
   that depends on it leaves the node. A commit is written into the store as
   an overwrite stamped with the ballot (origin = the proposer, hlc = the
   ballot's), the same mutations on every replica (``overwrite_muts``).
-  ``paxos_tick`` drives the proposers' timeouts, resends and backoff.
+  ``paxos_tick`` drives the proposers' timeouts, resends and backoff. A
+  round commits on accept (paxos.py) with the peers that announced
+  ``FEATURE_COMMIT_ON_ACCEPT``: its own acceptor's Propose is stepped (and
+  its ``Persist`` returned) before the peer's Propose, so the peer's commit
+  rests on an accept that is durable before that frame leaves.
 - Membership changes (``membership.py``: epochs, pending ranges, the
   change's progress): the ring messages go to ``membership``; its
   ``SaveRing`` and ``RingChanged`` effects pass to the driver (which saves
@@ -318,6 +322,7 @@ class Replica:
         self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
         self.provenance_peers: set[str] = set()  # peers that announced FEATURE_PROVENANCE since then
         self.quiet_commit_peers: set[str] = set()  # peers that announced FEATURE_QUIET_COMMIT since then
+        self.commit_accept_peers: set[str] = set()  # peers that announced FEATURE_COMMIT_ON_ACCEPT since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
@@ -666,6 +671,8 @@ class Replica:
                     self.provenance_peers.add(peer)
                 if self.batches and dm.FEATURE_QUIET_COMMIT in msg.features:
                     self.quiet_commit_peers.add(peer)
+                if self.batches and dm.FEATURE_COMMIT_ON_ACCEPT in msg.features:
+                    self.commit_accept_peers.add(peer)
                 if self.batches and dm.FEATURE_PUT_MUT in msg.features:
                     self.put_peers.add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
@@ -995,6 +1002,7 @@ class Replica:
         self.electorate_peers.discard(peer)
         self.provenance_peers.discard(peer)
         self.quiet_commit_peers.discard(peer)
+        self.commit_accept_peers.discard(peer)
         self.put_peers.discard(peer)
         self.hello_asks.pop(peer, None)
         self.paxos_heard.pop(peer, None)
@@ -1022,7 +1030,8 @@ class Replica:
                                 quorum=px.paxos_quorum(len(replicas), pending),
                                 rng=self.rng, hlc=self.hlc, req=req, timeout_ticks=self.paxos_timeout_ticks,
                                 resend_ticks=max(1, self.paxos_timeout_ticks // 5),
-                                view=lambda: self._electorate(key), order=self._paxos_order)
+                                view=lambda: self._electorate(key), order=self._paxos_order,
+                                commit_on_accept=self.batches)
         self.proposers[req] = (prop, decide)
         out: list[Any] = []
         self._paxos_run(self._paxos_effects(prop.start(now_ms), req, now_ms, out), now_ms, out)
@@ -1074,10 +1083,11 @@ class Replica:
         """Carry out Paxos effects; the messages addressed to this node are returned, to be stepped.
 
         A phase sends one message object to every participant: it is encoded once per wire form
-        (a peer of an older version reads one without electorate or provenance) and the peers of
-        one form share the frame's ``dm.Paxos``, which is immutable."""
+        (a peer of an older version reads one without electorate or provenance, and a Propose
+        without ``commit``: paxos.py, "Commit on accept") and the peers of one form share the
+        frame's ``dm.Paxos``, which is immutable."""
         local: list[pm.PaxosMsg] = []
-        framed: dict[tuple[int, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
+        framed: dict[tuple[int, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
         for e in effects:
             if isinstance(e, px.Send):
                 if e.to == self.node:
@@ -1085,9 +1095,11 @@ class Replica:
                 else:
                     msg = e.msg
                     form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers,
-                            e.to in self.quiet_commit_peers)
+                            e.to in self.quiet_commit_peers, e.to in self.commit_accept_peers)
                     known = framed.get(form)
                     if known is None or known[0] is not msg:  # the id alone: reused once msg is freed
+                        if isinstance(msg, pm.Propose) and msg.commit and not (form[1] and form[4]):
+                            msg = replace(msg, commit=False, after=None, noop=False)  # it would drop it
                         if isinstance(msg, (pm.Prepare, pm.Propose)) and not form[1]:
                             msg = replace(msg, electorate=None)  # an older version: it would drop it
                         if not form[2]:
