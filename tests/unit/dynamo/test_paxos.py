@@ -545,6 +545,19 @@ def test_held_change_finished_by_a_rival_round_is_reported_chosen() -> None:
     assert out == [Done(outcome=Chosen(key=K, ballot=high, previous=None, value=b"v"))]
 
 
+def test_held_change_a_peer_committed_on_accept_is_reported_chosen() -> None:
+    # Commit on accept: a peer committed ours at our own ballot, its committed Accepted was lost
+    # and our resend was refused (a higher promise), so we hold the change. The next round's
+    # promises show that commit, at the held ballot itself: the change was applied (seed 40135
+    # --nodes 5 --paxos answered the CAS "failed": only a commit above the held ballot counted).
+    p = make_proposer()
+    b, _ = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    ours = Proposal(ballot=b, value=b"v", origin=b, after=ZERO_BALLOT)
+    out = _promises_showing(p, b2, ours)
+    assert out == [Done(outcome=Chosen(key=K, ballot=b, previous=None, value=b"v"))]
+
+
 def test_held_change_whose_instance_was_closed_with_another_value_is_decided_again() -> None:
     # The rival's commit closed the instance ours was decided in (after: the same commit, none
     # here) with its own value: ours was not chosen, and is below a recorded commit for good. The
