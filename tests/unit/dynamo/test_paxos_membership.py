@@ -396,6 +396,7 @@ def test_a_round_commits_on_accept_only_with_a_peer_that_announced_it_after_its_
     out2 = r2.step("n1", next(e.msg for e in out if isinstance(e, Send) and e.to == "n2"), 4, 4_000)
     (accepted,) = paxos_sends(out2)
     assert isinstance(accepted[1], pm.Accepted) and accepted[1].committed is announced
+    assert r2.stats["paxos_commits_on_accept"] == int(announced)  # INFO replikv_paxos_commits_on_accept
     if announced:  # persisted and applied before the answer leaves
         assert [e.entry[0] for e in out2 if isinstance(e, Persist)] == ["px", "w"]
         assert r2.store.state(KEY) is not None and r2._current(KEY)[1] == b"v"

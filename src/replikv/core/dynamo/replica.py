@@ -363,7 +363,8 @@ class Replica:
                       "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0,
                       "write_batches": 0, "batched_writes": 0, "keys_streamed": 0,
                       "streams_done": 0, "keys_forwarded": 0,
-                      "keys_cleaned": 0, "paxos_fenced": 0, "paxos_catch_ups": 0}
+                      "keys_cleaned": 0, "paxos_fenced": 0, "paxos_catch_ups": 0,
+                      "paxos_commits_on_accept": 0}
 
     def _req(self) -> int:
         self._reqs += 1
@@ -1073,6 +1074,9 @@ class Replica:
                 effects = self.acceptor.step(msg, current, mine)
                 if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
                     self.stats["paxos_fenced"] += 1
+                elif isinstance(msg, pm.Propose) and msg.commit and effects and isinstance(
+                        e := effects[-1], px.Send) and isinstance(e.msg, pm.Accepted) and e.msg.committed:
+                    self.stats["paxos_commits_on_accept"] += 1
                 work.extend(self._paxos_effects(effects, 0, now_ms, out))
             else:
                 entry = self.proposers.get(msg.req)
