@@ -166,8 +166,10 @@ _MAX_FRAME_BYTES = NodeOptions().max_frame_bytes
 
 def _newer_paxos_form(msg: Any) -> bool:
     """A Paxos message in a form a node of the older version drops: a request naming its
-    electorate, or a quiet commit (no ack asked)."""
-    return getattr(msg, "electorate", None) is not None or getattr(msg, "ack", True) is False
+    electorate, a quiet commit (no ack asked), a Propose that commits on accept or the Accepted
+    that answers one."""
+    return (getattr(msg, "electorate", None) is not None or getattr(msg, "ack", True) is False
+            or getattr(msg, "commit", False) is True or getattr(msg, "committed", False) is True)
 
 
 class LeaderlessDriver(GroupCommitDriver, NodeTable):
@@ -239,6 +241,7 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 n.replica.electorate_peers = set(n.replica.batch_peers)
                 n.replica.provenance_peers = set(n.replica.batch_peers)
                 n.replica.quiet_commit_peers = set(n.replica.batch_peers)
+                n.replica.commit_accept_peers = set(n.replica.batch_peers)
                 n.replica.put_peers = set(n.replica.batch_peers)
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
         if self.planned:

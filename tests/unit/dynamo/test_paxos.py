@@ -81,6 +81,7 @@ class Replica:
     disk: dict[bytes, AcceptorState] = field(default_factory=dict)
     applied: list[tuple[Ballot, bytes | None]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    mine: Electorate | None = None  # the key's electorate as this acceptor checks it (None: unchecked)
 
     def __post_init__(self) -> None:
         self.acceptor = PaxosAcceptor(self.node)
@@ -109,7 +110,7 @@ class Replica:
 
     def handle(self, msg: PaxosMsg, crash_after_persist: bool = False) -> list[Send]:
         current = self.data if isinstance(msg, Prepare) else None
-        return self.carry(self.acceptor.step(msg, current), crash_after_persist)
+        return self.carry(self.acceptor.step(msg, current, self.mine), crash_after_persist)
 
     def restart(self) -> None:
         self.acceptor = PaxosAcceptor(self.node)
@@ -544,6 +545,19 @@ def test_held_change_finished_by_a_rival_round_is_reported_chosen() -> None:
     assert out == [Done(outcome=Chosen(key=K, ballot=high, previous=None, value=b"v"))]
 
 
+def test_held_change_a_peer_committed_on_accept_is_reported_chosen() -> None:
+    # Commit on accept: a peer committed ours at our own ballot, its committed Accepted was lost
+    # and our resend was refused (a higher promise), so we hold the change. The next round's
+    # promises show that commit, at the held ballot itself: the change was applied (seed 40135
+    # --nodes 5 --paxos answered the CAS "failed": only a commit above the held ballot counted).
+    p = make_proposer()
+    b, _ = _preempted_after(p, accepted=("a",))
+    b2 = _next_prepare(p)
+    ours = Proposal(ballot=b, value=b"v", origin=b, after=ZERO_BALLOT)
+    out = _promises_showing(p, b2, ours)
+    assert out == [Done(outcome=Chosen(key=K, ballot=b, previous=None, value=b"v"))]
+
+
 def test_held_change_whose_instance_was_closed_with_another_value_is_decided_again() -> None:
     # The rival's commit closed the instance ours was decided in (after: the same commit, none
     # here) with its own value: ours was not chosen, and is below a recorded commit for good. The
@@ -880,6 +894,12 @@ MESSAGES: list[PaxosMsg] = [
     Promise(req=2, sender="b", key=b"k", ballot=B1, accepted=Proposal(ballot=B1, value=b"v", origin=ZERO_BALLOT),
             committed=Proposal(ballot=B1, value=b"w", origin=B1, after=Ballot(hlc=1, node="z")),
             current_hlc=3, current=b"c"),
+    # commit on accept: the Propose that asks for it, and the Accepted that says it was done
+    Propose(req=3, sender="c", key=b"k", ballot=B1, value=b"v", origin=B1, electorate=Electorate(("a", "b", "c"), 2),
+            commit=True, after=ZERO_BALLOT),
+    Propose(req=3, sender="c", key=b"k", ballot=B1, value=None, origin=B1, electorate=Electorate(("a", "b", "c"), 2),
+            commit=True, after=None, noop=True),
+    Accepted(req=4, sender="a", key=b"k", ballot=B1, committed=True),
 ]
 
 
@@ -921,6 +941,10 @@ def _pack(body: object) -> bytes:
     _pack([3, 1, "a", b"k", [1, "n"], b"v", [["a", 1], 2]]),  # a member not a string
     _pack([1, 1, "a", b"k", [1, "n"], [["a"], 1], 0]),  # too long
     _pack([5, 1, "a", b"k", [1, "n"], b"v", False, None, None, True]),  # a commit's ack: false when present
+    _pack([4, 1, "a", b"k", [1, "n"], False]),  # an Accepted's committed: true when present
+    _pack([3, 1, "a", b"k", [1, "n"], b"v", [["a", "b", "c"], 2], [1, "n"], None, 1]),  # noop not a bool
+    _pack([3, 1, "a", b"k", [1, "n"], b"v", None, [1, "n"], None, False]),  # commit on accept: no electorate
+    _pack([3, 1, "a", b"k", [1, "n"], b"v", [["a", "b", "c"], 2], None, None, False]),  # nor origin
 ])
 def test_decode_rejects_garbage_with_a_typed_error(frame: bytes) -> None:
     with pytest.raises(PaxosCodecError):
@@ -975,7 +999,7 @@ class SimOp:
     end: int | None = None
 
 
-def simulate(seed: int) -> tuple[list[SimOp], list[bytes | None], dict[str, int]]:
+def simulate(seed: int, commit_on_accept: bool = False) -> tuple[list[SimOp], list[bytes | None], dict[str, int]]:
     """Clients on random nodes run CAS (expecting the last value they saw) and
     SERIAL reads on one key over a network that drops, duplicates, delays
     and reorders; acceptors crash right after persisting now and then.
@@ -994,9 +1018,13 @@ def simulate(seed: int) -> tuple[list[SimOp], list[bytes | None], dict[str, int]
     clients = [Client(node=rng.choice(nodes), next_at=rng.randrange(3)) for _ in range(3)]
     next_req = 0
     now = 0
-    counters = {"crashes": 0, "rounds": 0}
+    counters = {"crashes": 0, "rounds": 0, "committed_on_accept": 0}
+    if commit_on_accept:  # the acceptors check the electorate, which commit on accept needs
+        for r in replicas.values():
+            r.mine = electorate(nodes)
 
     def send(s: Send) -> None:
+        counters["committed_on_accept"] += isinstance(s.msg, Accepted) and s.msg.committed
         if rng.random() < drop:
             return
         for _ in range(2 if rng.random() < dup else 1):
@@ -1038,7 +1066,7 @@ def simulate(seed: int) -> tuple[list[SimOp], list[bytes | None], dict[str, int]
                 next_req += 1
                 p = PaxosProposer(node=node, key=K, replicas=nodes, quorum=quorum,
                                   rng=random.Random(rng.random()), hlc=clocks[node], req=next_req, timeout_ticks=40, resend_ticks=4,
-                                  backoff_ticks_max=8, max_rounds=12)
+                                  backoff_ticks_max=8, max_rounds=12, commit_on_accept=commit_on_accept)
                 kind = "cas" if rng.random() < 0.7 else "read"
                 op = SimOp(client=i, kind=kind, start=now, expected=c.seen,
                            new=f"{i}.{c.left}@{seed}".encode(), proposer=p)
@@ -1294,6 +1322,9 @@ def test_provenance_is_stripped_to_the_form_an_older_node_decodes() -> None:
     assert [len(p) for p in msgpack.unpackb(encode_state(state_without_provenance(state)))[1:]] == [3, 3]
     plain_msg = Propose(req=3, sender="c", key=K, ballot=B1, value=b"v")
     assert without_provenance(plain_msg) is plain_msg
+    committing = Propose(req=3, sender="c", key=K, ballot=B1, value=b"v", origin=B1, electorate=E3, commit=True,
+                         after=ZERO_BALLOT)
+    assert without_provenance(committing) == replace(plain_msg, electorate=E3)  # commit on accept needs provenance
 
 
 def test_finishing_a_proposal_without_provenance_commits_no_proof() -> None:
@@ -1310,3 +1341,150 @@ def test_finishing_a_proposal_without_provenance_commits_no_proof() -> None:
     out = p.step(Accepted(req=1, sender="b", key=K, ballot=ballot))
     assert {replace(s.msg, ack=True) for s in sends(out)} == {
         Commit(req=1, sender="a", key=K, ballot=ballot, value=b"x", origin=old.ballot, after=None)}
+
+
+# ------------------------------------------------------- commit on accept (a quorum of two)
+
+E3 = electorate(ABC)
+
+
+def committing_round(**kw: Any) -> tuple[PaxosProposer, dict[str, PaxosAcceptor], Ballot]:
+    """A proposer at a that commits on accept, its Prepare answered by a and b (b's acceptor
+    committed v0 before: the round's ``after``), and the caller's change decided: the Propose
+    is out."""
+    acceptors = {n: PaxosAcceptor(n) for n in ABC}
+    b0 = Ballot(hlc=1, node="c")
+    acceptors["b"].restore(K, AcceptorState(promised=b0, committed=Proposal(ballot=b0, value=b"v0", origin=b0,
+                                                                             after=ZERO_BALLOT)))
+    p = PaxosProposer(node="a", key=K, replicas=ABC, quorum=2, rng=random.Random(0), hlc=Hlc(), req=1,
+                      timeout_ticks=20, resend_ticks=3, order=lambda ps: ["a", "b", "c"], commit_on_accept=True,
+                      **kw)
+    (prepare, _) = sends(p.start(1 << 20))
+    for n in ("a", "b"):
+        (promise,) = [s for s in sends(acceptors[n].step(prepare.msg, (0, None), E3))]
+        out = p.step(promise.msg)
+    assert [type(e) for e in out] == [Send, Decide]  # a's repair commit (v0), then the decision
+    return p, acceptors, prepare.msg.ballot
+
+
+def test_commit_on_accept_takes_five_remote_messages_and_both_members_apply_before_the_reply() -> None:
+    """Module docstring, "Commit on accept": the Propose goes to this node's acceptor first and,
+    once it accepted, to the peer that promised with ``commit``; the peer records and applies the
+    commit with its accept and says so; the proposer then commits at its own acceptor, sends c a
+    quiet commit and is done on its own ack: no Commit to b and no CommitAck from it."""
+    p, acceptors, ballot = committing_round()
+    out = p.decided(b"v")
+    assert [(s.to, s.msg.commit) for s in sends(out) if isinstance(s.msg, Propose)] == [("a", False)]
+    (accepted_a,) = sends(acceptors["a"].step(sends(out)[0].msg, None, E3))
+    (to_b,) = sends(p.step(accepted_a.msg))
+    assert to_b.to == "b" and isinstance(to_b.msg, Propose)
+    assert to_b.msg == Propose(req=1, sender="a", key=K, ballot=ballot, value=b"v", electorate=E3, origin=ballot,
+                               commit=True, after=Ballot(hlc=1, node="c"), noop=False)
+    eff = acceptors["b"].step(to_b.msg, None, E3)
+    assert [type(e) for e in eff] == [Persist, ApplyCommit, Send]  # durable and applied before the answer
+    assert eff[1] == ApplyCommit(key=K, ballot=ballot, value=b"v")
+    committed = Proposal(ballot=ballot, value=b"v", origin=ballot, after=Ballot(hlc=1, node="c"))
+    assert acceptors["b"].state(K) == AcceptorState(promised=ballot, committed=committed)
+    assert eff[2].msg == Accepted(req=1, sender="b", key=K, ballot=ballot, committed=True)
+    out = p.step(eff[2].msg)
+    assert sorted((s.to, s.msg.ack) for s in sends(out)) == [("a", True), ("c", False)]  # none to b
+    commit_a = next(s.msg for s in sends(out) if s.to == "a")
+    assert commit_a == Commit(req=1, sender="a", key=K, ballot=ballot, value=b"v", origin=ballot,
+                              after=Ballot(hlc=1, node="c"))
+    (ack_a,) = sends(acceptors["a"].step(commit_a))
+    assert p.step(ack_a.msg) == [Done(outcome=Chosen(key=K, ballot=ballot, previous=b"v0", value=b"v"))]
+    assert acceptors["a"].state(K).committed == committed  # the same commit at both members
+
+
+def test_a_peer_that_answers_a_plain_accepted_gets_the_commit_as_before() -> None:
+    """A peer that did not commit (an older version got the plain Propose, or could not check the
+    electorate) answers a plain Accepted: the round sends it the Commit and waits for its ack."""
+    p, acceptors, ballot = committing_round()
+    out = p.decided(b"v")
+    (accepted_a,) = sends(acceptors["a"].step(sends(out)[0].msg, None, E3))
+    (to_b,) = sends(p.step(accepted_a.msg))
+    (plain,) = sends(acceptors["b"].step(replace(to_b.msg, commit=False, after=None), None, E3))
+    assert plain.msg == Accepted(req=1, sender="b", key=K, ballot=ballot)
+    assert acceptors["b"].state(K).accepted is not None  # accepted, not committed
+    out = p.step(plain.msg)
+    assert sorted((s.to, s.msg.ack) for s in sends(out)) == [("a", True), ("b", True), ("c", False)]
+    (ack_a,) = sends(acceptors["a"].step(next(s.msg for s in sends(out) if s.to == "a")))
+    assert p.step(ack_a.msg) == []  # b's ack is needed: only it and a applied the value
+    (ack_b,) = sends(acceptors["b"].step(next(s.msg for s in sends(out) if s.to == "b")))
+    assert isinstance(p.step(ack_b.msg)[0], Done)
+
+
+def test_an_own_acceptor_that_refuses_sends_the_rest_the_plain_proposal() -> None:
+    """Nothing is sent with ``commit`` unless this node's acceptor accepted: on its refusal the
+    replicas not asked yet get the plain Propose at once, and the round goes on as before."""
+    p, acceptors, ballot = committing_round()
+    out = p.decided(b"v")
+    higher = Ballot(hlc=ballot.hlc + 1, node="z")
+    acceptors["a"].step(Prepare(req=9, sender="z", key=K, ballot=higher), (0, None), E3)
+    (nack,) = sends(acceptors["a"].step(sends(out)[0].msg, None, E3))
+    assert isinstance(nack.msg, Nack)
+    out = p.step(nack.msg)
+    assert [(s.to, s.msg.commit) for s in sends(out)] == [("b", False), ("c", False)]
+    ticks = [s for _ in range(3) for s in sends(p.tick())]
+    assert ticks and not any(isinstance(s.msg, Propose) and s.msg.commit for s in ticks)
+
+
+def test_a_resend_after_the_own_accept_asks_every_replica_that_has_not_answered_to_commit_on_accept() -> None:
+    """b's answer is lost: the resend goes to b and c with ``commit`` (a and either of them are a
+    quorum of two); c commits on accept, and the round ends without b."""
+    p, acceptors, ballot = committing_round()
+    out = p.decided(b"v")
+    (accepted_a,) = sends(acceptors["a"].step(sends(out)[0].msg, None, E3))
+    p.step(accepted_a.msg)  # b's Propose is lost
+    resent = [s for _ in range(3) for s in sends(p.tick())]
+    assert sorted((s.to, s.msg.commit) for s in resent) == [("b", True), ("c", True)]
+    (from_c,) = sends(acceptors["c"].step(next(s.msg for s in resent if s.to == "c"), None, E3))
+    assert from_c.msg.committed and acceptors["c"].state(K).committed is not None
+    out = p.step(from_c.msg)
+    assert sorted((s.to, s.msg.ack) for s in sends(out)) == [("a", True), ("b", False)]
+
+
+@pytest.mark.parametrize("case", ["own", "quorum3", "unknown", "outsider", "self"])
+def test_an_acceptor_commits_on_accept_only_in_its_own_electorate_of_quorum_two(case: str) -> None:
+    """``_commits_on_accept``: two distinct members of the acceptor's own electorate, quorum two.
+    Otherwise the Propose is only accepted (a plain Accepted), never committed."""
+    ballot = Ballot(hlc=5, node="a")
+    e = {"quorum3": electorate(("a", "b", "c", "d"), pending=1), "unknown": None}.get(case, E3)
+    sender = {"outsider": "z", "self": "b"}.get(case, "a")
+    msg = Propose(req=1, sender=sender, key=K, ballot=ballot, value=b"v", origin=ballot, commit=True,
+                  after=ZERO_BALLOT, electorate=e)
+    new, eff = acceptor_step("b", AcceptorState(promised=ballot), msg, None, e)
+    (reply,) = sends(eff)
+    assert reply.msg.committed is (case == "own")
+    assert (new.committed is not None) is (case == "own") and (new.accepted is None) is (case == "own")
+
+
+def test_a_commit_on_accept_refused_or_repeated_changes_nothing() -> None:
+    """A higher promise refuses it as any Propose (a Nack, the state unchanged: nothing committed);
+    a duplicate is answered ``committed`` again without a second write; a no-op forgets the
+    accepted proposal and records no commit, as the round's no-op Commit does."""
+    ballot = Ballot(hlc=5, node="a")
+    msg = Propose(req=1, sender="a", key=K, ballot=ballot, value=b"v", origin=ballot, commit=True,
+                  after=ZERO_BALLOT, electorate=E3)
+    higher = AcceptorState(promised=Ballot(hlc=6, node="c"))
+    assert acceptor_step("b", higher, msg, None, E3) == (higher, [Send(to="a", msg=Nack(
+        req=1, sender="b", key=K, ballot=ballot, phase=NackPhase.PROPOSE, promised=higher.promised))])
+    once, _ = acceptor_step("b", AcceptorState(promised=ballot), msg, None, E3)
+    again, eff = acceptor_step("b", once, msg, None, E3)
+    assert again == once and [type(e) for e in eff] == [Send] and eff[0].msg.committed  # type: ignore[union-attr]
+    old = Proposal(ballot=Ballot(hlc=4, node="c"), value=b"x", origin=Ballot(hlc=4, node="c"))
+    new, eff = acceptor_step("b", AcceptorState(promised=ballot, accepted=old), replace(msg, noop=True), None, E3)
+    assert new == AcceptorState(promised=ballot) and [type(e) for e in eff] == [Persist, Send]
+
+
+def test_simulation_with_commit_on_accept_is_one_linearizable_chain() -> None:
+    """The seeded simulation above (loss, duplicates, reordering, acceptor crashes right after a
+    persist, the proposers' own messages on the same lossy network) with commit on accept on
+    the 3-node runs: still one linearizable chain, and peers did commit on accept."""
+    totals = {"write": 0, "noop": 0, "uncertain": 0, "failed": 0, "committed_on_accept": 0}
+    for seed in range(300):
+        ops, chain, counters = simulate(seed, commit_on_accept=True)
+        for k, v in check_linearizable(seed, ops, chain).items():
+            totals[k] += v
+        totals["committed_on_accept"] += counters["committed_on_accept"]
+    assert totals["write"] > 300 and totals["committed_on_accept"] > 300, totals

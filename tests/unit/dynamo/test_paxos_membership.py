@@ -365,3 +365,50 @@ def test_a_catch_up_answer_is_joined_only_while_this_node_replicates_the_key() -
                                   replicas=3, vnodes=16)
     before = r3.store.key_blob(KEY)
     assert r3.step("n1", reply, 8, 8_000) == [] and r3.store.key_blob(KEY) == before
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_round_commits_on_accept_only_with_a_peer_that_announced_it_after_its_own_accept_is_persisted(
+        announced: bool) -> None:
+    """paxos.py, "Commit on accept", in the replica: n1's own acceptor steps the Propose first and
+    its ``Persist`` comes before the Propose to n2 (the durability rule: n2's commit rests on that
+    accept); n2, if it announced ``FEATURE_COMMIT_ON_ACCEPT`` (``Hello``), gets ``commit``,
+    persists and applies the value before its committed Accepted, and n1 then answers with a quiet
+    commit to n3 and none to n2. A peer that did not announce it gets the plain Propose and the
+    round's Commit, as before."""
+    st = mb.RingState(epoch=0, members=tuple(member(n) for n in N3))
+    r1, r2 = replica("n1", st), replica("n2", st)
+    r1.step("n3", dm.Hello(features=dm.FEATURES), 0, 0)
+    r1.step("n2", dm.Hello(features=dm.FEATURES if announced else tuple(
+        f for f in dm.FEATURES if f != dm.FEATURE_COMMIT_ON_ACCEPT)), 0, 0)
+    assert r1.commit_accept_peers == ({"n2", "n3"} if announced else {"n3"})
+    r2.step("n1", dm.Hello(features=dm.FEATURES), 0, 0)
+    out = r1.paxos(7, KEY, lambda current: b"v", 1)
+    (prepare,) = [e.msg for e in out if isinstance(e, Send) and e.to == "n2"]
+    promise = [e.msg for e in r2.step("n1", prepare, 2, 2_000) if isinstance(e, Send)]
+    out = r1.step("n2", promise[0], 3, 3_000)
+    (propose,) = [(i, m) for i, (to, m) in enumerate(
+        (e.to, pm.decode(e.msg.data)) if isinstance(e, Send) else ("", None) for e in out) if to == "n2"]
+    assert isinstance(propose[1], pm.Propose) and propose[1].commit is announced
+    own_accept = [i for i, e in enumerate(out) if isinstance(e, Persist) and e.entry[0] == "px"
+                  and pm.decode_state(e.entry[2]).accepted is not None]
+    assert own_accept and own_accept[0] < propose[0]  # durable before the peer's Propose leaves
+    out2 = r2.step("n1", next(e.msg for e in out if isinstance(e, Send) and e.to == "n2"), 4, 4_000)
+    (accepted,) = paxos_sends(out2)
+    assert isinstance(accepted[1], pm.Accepted) and accepted[1].committed is announced
+    assert r2.stats["paxos_commits_on_accept"] == int(announced)  # INFO replikv_paxos_commits_on_accept
+    if announced:  # persisted and applied before the answer leaves
+        assert [e.entry[0] for e in out2 if isinstance(e, Persist)] == ["px", "w"]
+        assert r2.store.state(KEY) is not None and r2._current(KEY)[1] == b"v"
+    out = r1.step("n2", next(e.msg for e in out2 if isinstance(e, Send)), 5, 5_000)
+    commits = {to: m for to, m in paxos_sends(out) if isinstance(m, pm.Commit)}
+    if announced:
+        assert set(commits) == {"n3"} and not commits["n3"].ack
+        (done,) = [e for e in out if isinstance(e, PaxosDone)]
+        assert isinstance(done.outcome, px.Chosen) and done.outcome.value == b"v"
+        assert r1._current(KEY)[1] == b"v"
+    else:
+        assert set(commits) == {"n2", "n3"} and commits["n2"].ack
+        assert not any(isinstance(e, PaxosDone) for e in out)  # n2's ack is waited for
+    r1.peer_down("n2", 6, 6_000)  # it may come back as another version: it announces again
+    assert "n2" not in r1.commit_accept_peers

@@ -44,7 +44,8 @@ applied only where the receiver holds its base, whole states otherwise.
   Prepare or Propose keeps its electorate only to a peer that announced
   ``FEATURE_ELECTORATE``, and Paxos messages and acceptor states keep their proposals'
   provenance only to one that announced ``FEATURE_PROVENANCE``, a quiet Paxos Commit goes only
-  to one that announced ``FEATURE_QUIET_COMMIT``; a delta carries a ``put`` mutation only to
+  to one that announced ``FEATURE_QUIET_COMMIT``, a Propose that commits on accept only to one
+  that announced ``FEATURE_COMMIT_ON_ACCEPT``; a delta carries a ``put`` mutation only to
   replicas that all announced ``FEATURE_PUT_MUT``), sent alone in its own
   frame whenever a peer connects (an older node drops that frame with a
   warning and nothing else; it never announces, so it keeps getting the
@@ -95,7 +96,7 @@ import msgpack
 from replikv.core.framing import cut_runs
 
 __all__ = ["BATCH_HEAD_BYTES", "PUTS_HEAD_BYTES", "PUTS_WRITE_BYTES", "Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "FEATURES", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "FEATURE_GET_PARTS", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURES", "FEATURE_COMMIT_ON_ACCEPT", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "FEATURE_GET_PARTS", "Hello", "Paxos", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch", "encode_frames"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -139,9 +140,11 @@ FEATURE_PUT_MUT = "put-mutation"  # applies a delta whose mutations include ``pu
 FEATURE_PROVENANCE = "paxos-provenance"  # reads Paxos proposals with their provenance (origin, after)
 FEATURE_QUIET_COMMIT = "paxos-quiet-commit"  # reads a Paxos Commit that asks for no ack (paxos_messages.py)
 FEATURE_GET_PARTS = "get-reply-parts"  # joins a Get's answer sent as several GetReplys (core/dynamo/coordinator.py)
+# reads a Paxos Propose that commits on accept, and answers it with a committed Accepted (paxos.py)
+FEATURE_COMMIT_ON_ACCEPT = "paxos-commit-on-accept"
 # what this version announces
 FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE, FEATURE_QUIET_COMMIT,
-            FEATURE_GET_PARTS)
+            FEATURE_GET_PARTS, FEATURE_COMMIT_ON_ACCEPT)
 # Not a feature: a Hello that names it asks the receiver to answer with its own (``Replica``'s
 # "asking Hello"). An older node ignores a name it does not know, so the form stays the same.
 HELLO_ASK = "answer-hello"

@@ -164,8 +164,11 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
      recorded even if nothing changed (a no-op leaves no trace, and the held
      proposal, accepted at some replica, could be finished after the caller's
      answer).
-   - a newer commit says it was decided at the held ballot (``origin``): a
-     rival round finished it: ``Chosen``.
+   - a commit at or above the held ballot says it was decided at the held
+     ballot (``origin``): a rival round finished it, or (at the held ballot
+     itself) a peer committed it on accept (below) while its answer was lost:
+     ``Chosen``. (Without the "at": seed 40135 --nodes 5 --paxos told a CAS
+     whose value a peer had committed on accept that it failed.)
    - a newer commit says it closed the instance the held change was decided
      in (``after`` = the commit the held change was decided after) with
      another round's value: the held change was not chosen, and being below a
@@ -181,6 +184,49 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    progress, so its value is the first chosen after it, or a copy (same
    origin) of that first one. A no-op or a
    finished value is retried as soon as a quorum is out of reach.
+Commit on accept (a quorum of two: N = 3, or 2; ``commit_on_accept``, the driver's choice for
+peers that announced it): phase 3 and the Commit's round trip to the peer of the quorum merge.
+The proposer sends its Propose to its own acceptor first; once that acceptor accepted (in the
+driver, before the peer's frame leaves: its ``Persist`` comes first, the durability rule) the
+Propose goes to the peer that promised with ``commit`` set and what the round's Commit would
+carry (``after``, ``noop``; ``origin`` it carries already). An acceptor that accepts such a
+Propose, in an electorate that is its own (fenced as any Propose), whose quorum is two and
+whose members include the sender and itself, records and applies the commit at once, persisted
+with the accept as one state, and answers ``Accepted(committed=True)``. The proposer counts that
+as the peer's commit ack: it commits at its own acceptor, sends the rest a quiet commit and is
+done on its own ack: on a 3-replica key 5 remote messages and 2 round trips (Prepare, Promise,
+Propose, Accepted, one quiet Commit) instead of 7 and 3, both members of the quorum having
+applied the value durably before the reply, as the durability rule asks. Why it is safe:
+  - Chosen (Paxos Made Simple §2.2: a value is chosen once a majority of acceptors accepted the
+    same numbered proposal; §2.3's proof of P2 counts acceptances at any time, a later promise
+    or a commit that forgets the proposal does not undo it): the sender's acceptor accepted
+    (ballot b, v) durably before the Propose left (the flag is set only on its own Accepted for
+    b; one value per ballot), this acceptor accepts (b, v) now, two distinct members of an
+    electorate whose quorum is two: a quorum. So v is chosen at b, and every later round's
+    promise quorum meets one of the two, which shows (b, v) accepted, or a commit at or above b.
+  - The same transitions as before: the acceptor's new state is exactly that of the Propose
+    followed at once by the Commit the round would send (``_commit_rules``; same value, origin,
+    after, noop), which the old flow allows (the Commit could arrive just after the Accepted
+    left); the third replica's quiet commit and the proposer's own are unchanged; so the rules
+    above (finishing, held changes, repairs, catch-up) see only states the old flow reaches.
+  - A refusal (a higher promise, or another electorate) changes nothing and is a Nack as
+    before: the proposer's refusal rules run unchanged. Its own acceptor refusing: nothing was
+    sent with ``commit``; the rest get the plain Propose (``_ask_the_rest``). A resend goes to
+    every replica that has not answered, with ``commit`` once this node's acceptor accepted
+    (any of them accepting makes a quorum of two with it).
+  - A held change (``_mine``): ``noop`` is computed as the Commit's (``_noop``), so a round
+    that may close a held proposal records its commit, as before.
+  - Membership: the round's electorate is fixed per round and checked by both acceptors
+    against their own rings (the fence), so the two accepts are a quorum of one electorate, as
+    two Accepteds were; while a change is pending the quorum is above two (``paxos_quorum``)
+    unless the electorate has two members, both needed: no commit on accept otherwise.
+  - The proposer crashing after the peer committed, before its reply: the client's request
+    fails without an answer ("may still be applied", allowed); the value is chosen and the
+    peer holds the commit, so the next round of the key (its promises meet the peer or the
+    proposer's accepted proposal, durable) finishes or repairs it.
+  - A peer of an older version gets the plain Propose (``Replica`` strips ``commit`` for a peer
+    that did not announce ``FEATURE_COMMIT_ON_ACCEPT``) and answers a plain Accepted: the round
+    goes on to its Commit as before.
 Time is integer ticks (``tick()``): each phase has a timeout
 (``Timeout(phase, answered, needed)``), unanswered replicas are sent the
 phase's message again every ``resend_ticks`` (every message is idempotent),
@@ -472,6 +518,16 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                 return state, [Send(to=reply_to, msg=Nack(
                     req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PROPOSE,
                     promised=state.promised, maybe_accepted=highest >= msg.ballot, fenced=fenced))]
+            if msg.commit and _commits_on_accept(node, msg, mine):
+                # Accepted by the sender's acceptor and now by this one: a quorum of two, the value
+                # is chosen. Exactly a Propose followed at once by the round's Commit (module
+                # docstring, "Commit on accept"), persisted as one state.
+                raised = AcceptorState(promised=msg.ballot, accepted=state.accepted, committed=state.committed)
+                new, applied = _commit_rules(raised, Commit(
+                    req=msg.req, sender=msg.sender, key=msg.key, ballot=msg.ballot, value=msg.value,
+                    noop=msg.noop, origin=msg.origin, after=msg.after, ack=False))
+                ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, committed=True)
+                return new, _persisted(msg.key, state, new, [*applied, Send(to=reply_to, msg=ack)])
             new = AcceptorState(promised=msg.ballot, committed=state.committed,
                                 accepted=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin))
             ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
@@ -479,30 +535,43 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
         case Commit():
             ack_c: list[Effect] = [Send(to=reply_to, msg=CommitAck(
                 req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))] if msg.ack else []
-            if state.committed is not None and msg.ballot <= state.committed.ballot:
-                return state, ack_c  # a duplicate, or older than what was applied
-            accepted = state.accepted
-            if accepted is not None and accepted.ballot <= msg.ballot:
-                accepted = None
-            if msg.noop:  # nothing changed: forget the proposal, no commit to record or apply
-                new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
-                                    committed=state.committed)
-                return new, _persisted(msg.key, state, new, ack_c)
-            new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
-                                committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin,
-                                                   after=msg.after))
-            # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
-            # Without provenance (an older node's commit, or one sent before the Hellos crossed)
-            # it cannot tell, and the version it writes may be a second one: it catches up now,
-            # and at the next commit too (its most recent commit has no origin).
-            behind = msg.after is None or (msg.after != ZERO_BALLOT and (
-                state.committed is None or state.committed.ballot < msg.after
-                or state.committed.origin is None))
-            return new, [Persist(key=msg.key, state=new),
-                         ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
-                                     value=msg.value, behind=behind), *ack_c]
+            new, applied = _commit_rules(state, msg)
+            return new, _persisted(msg.key, state, new, [*applied, *ack_c])
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
+
+
+def _commits_on_accept(node: str, msg: Propose, mine: Electorate | None) -> bool:
+    """Whether this acceptor, accepting ``msg`` (a Propose with ``commit``: its sender's acceptor
+    accepted it), may conclude that the value is chosen: the round's electorate is this
+    acceptor's own (checked, so never when either is unknown), its quorum is two, and the sender
+    and this node are two distinct members of it (module docstring, "Commit on accept")."""
+    return (mine is not None and msg.electorate == mine and mine.quorum == 2 and msg.sender != node
+            and msg.sender in mine.members and node in mine.members)
+
+
+def _commit_rules(state: AcceptorState, msg: Commit) -> tuple[AcceptorState, list[Effect]]:
+    """The acceptor's Commit rule (module docstring) without the ack: the new state and the
+    ``ApplyCommit`` to carry out (none for a duplicate, an older commit or a no-op)."""
+    if state.committed is not None and msg.ballot <= state.committed.ballot:
+        return state, []  # a duplicate, or older than what was applied
+    accepted = state.accepted
+    if accepted is not None and accepted.ballot <= msg.ballot:
+        accepted = None
+    if msg.noop:  # nothing changed: forget the proposal, no commit to record or apply
+        return AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
+                             committed=state.committed), []
+    new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
+                        committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin, after=msg.after))
+    # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
+    # Without provenance (an older node's commit, or one sent before the Hellos crossed)
+    # it cannot tell, and the version it writes may be a second one: it catches up now,
+    # and at the next commit too (its most recent commit has no origin).
+    behind = msg.after is None or (msg.after != ZERO_BALLOT and (
+        state.committed is None or state.committed.ballot < msg.after
+        or state.committed.origin is None))
+    return new, [ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
+                             value=msg.value, behind=behind)]
 
 
 def _persisted(key: bytes, old: AcceptorState, new: AcceptorState, then: list[Effect]) -> list[Effect]:
@@ -593,6 +662,7 @@ class PaxosProposer:
         max_rounds: int = 50,
         view: Callable[[], Electorate] | None = None,
         order: Callable[[tuple[str, ...]], list[str]] | None = None,
+        commit_on_accept: bool = False,
     ) -> None:
         self.node = node
         self.key = key
@@ -605,6 +675,7 @@ class PaxosProposer:
                   "tick counts and max_rounds must be positive")
         self._view = view
         self._order = order
+        self._commit_on_accept = commit_on_accept
         self.quorum = quorum
         self.req = req
         self.timeout_ticks = timeout_ticks
@@ -628,6 +699,8 @@ class PaxosProposer:
         self._refused: dict[str, bool] = {}  # PROPOSE Nack sender -> maybe_accepted
         self._message: PaxosMsg | None = None  # this phase's request, for resends
         self._unasked: tuple[str, ...] = ()  # replicas this round's Propose has not gone to (yet)
+        self._held: tuple[str, ...] = ()  # commit on accept: peers asked once this node's acceptor accepted
+        self._applied: set[str] = set()  # peers that committed this round's proposal on accepting it
         self._finishing = False  # proposing an accepted value found in progress
         self._own_change = False  # proposing the caller's change
         self._proposing_mine = False  # this round proposes a value of this operation's
@@ -669,7 +742,7 @@ class PaxosProposer:
         if self.resend_ticks and self._now - self._last_send >= self.resend_ticks:
             answered_set = (self._promises.keys() if self.phase is Phase.PREPARE
                             else self._yes | self._refused.keys())
-            self._unasked = ()  # a resend goes to every replica that has not answered
+            self._unasked = self._held = ()  # a resend goes to every replica that has not answered
             return self._send_phase([r for r in self.replicas if r not in answered_set])
         return []
 
@@ -712,19 +785,18 @@ class PaxosProposer:
                 if self.phase is not Phase.PROPOSE or msg.ballot != self.ballot:
                     return []
                 self._yes.add(msg.sender)
+                if msg.committed:
+                    self._applied.add(msg.sender)
                 if len(self._yes) >= self.quorum:
                     return self._commit()
+                if msg.sender == self.node and self._held:
+                    return self._commit_on_accept_sends()
                 return self._on_refusal() if self._refused else []
             case CommitAck():
                 if self.phase is not Phase.COMMIT or msg.ballot != self.ballot:
                     return []
                 self._yes.add(msg.sender)
-                if len(self._yes) < self.quorum:
-                    return []
-                if self._finishing and not self._proposing_mine:
-                    return self._new_round()
-                return self._done(Chosen(key=self.key, ballot=self.ballot, previous=self._previous,
-                                         value=self._value))
+                return self._committed() if len(self._yes) >= self.quorum else []
             case _:
                 return []  # a request sent to a proposer: not ours to answer
 
@@ -796,7 +868,7 @@ class PaxosProposer:
                 self._previous, self._value, _ = self._mine[origin]
                 self._proposing_mine = True
             return effects + self._propose(in_progress.value, origin)
-        if self._mine and newest is not None and newest.ballot > min(self._mine):
+        if self._mine and newest is not None and newest.ballot >= min(self._mine):
             held = self._mine.get(newest.decided_at)
             if held is not None:  # ours was chosen, and finished by some round
                 return effects + self._done(Chosen(key=self.key, ballot=newest.ballot, previous=held[0],
@@ -826,7 +898,9 @@ class PaxosProposer:
         self.phase = Phase.PROPOSE
         self._origin = origin
         self._yes = set()
+        self._applied = set()
         self._refused = {}
+        self._held = ()
         self._deadline = self._now + self.timeout_ticks
         self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value,
                                 electorate=self.electorate, origin=origin)
@@ -835,12 +909,34 @@ class PaxosProposer:
         # To the quorum that promised (Paxos Made Simple §2.2: "to some set of acceptors"; any
         # quorum that accepts chooses the value): the rest get it on a refusal or a resend.
         self._unasked = tuple(r for r in self.replicas if r not in self._promises)
+        if self._commit_on_accept and self.quorum == 2 and self.node in self._promises:
+            # Commit on accept (module docstring): this node's acceptor first; the peer that
+            # promised gets the Propose once it accepted (``_commit_on_accept_sends``).
+            self._held = tuple(r for r in self._promises if r != self.node)
+            self._unasked = self._held + self._unasked
+            return self._send_phase([self.node])
         return self._send_phase(self._promises)
+
+    def _commit_on_accept_sends(self) -> list[Effect]:
+        """This node's acceptor accepted the round's proposal: from now on the Propose says so
+        (``commit``, with what the round's Commit would carry), and the peers held back get it."""
+        proposal = self._message
+        if not isinstance(proposal, Propose):
+            violated("commit on accept follows a proposal")
+        self._message = replace(proposal, commit=True, after=self._after, noop=self._noop())
+        held, self._held = self._held, ()
+        self._unasked = tuple(r for r in self._unasked if r not in held)
+        return [Send(to=r, msg=self._message) for r in held]
+
+    def _noop(self) -> bool:
+        """The round's commit changes nothing (a failed CAS, a read): not recorded. A held
+        proposal of ours is superseded only by a recorded commit (a no-op leaves none)."""
+        return not self._own_change and not self._finishing and not self._mine
 
     def _ask_the_rest(self) -> list[Effect]:
         """A Propose refused: the replicas it has not gone to get it now, so that the round
         goes on exactly as if it had gone to every replica (``_on_refusal`` counts them all)."""
-        rest, self._unasked = self._unasked, ()
+        rest, self._unasked, self._held = self._unasked, (), ()
         return [Send(to=r, msg=self._message) for r in rest if self._message is not None]
 
     def _on_refusal(self) -> list[Effect]:
@@ -871,24 +967,33 @@ class PaxosProposer:
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("a commit follows a proposal")
-        # A held proposal of ours is superseded only by a recorded commit (a no-op leaves none).
         commit = self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
                                         value=proposal.value, origin=self._origin, after=self._after,
-                                        noop=not self._own_change and not self._finishing and not self._mine)
+                                        noop=self._noop())
         # The acks come from the replicas that accepted (a quorum); the rest get it quiet, their
         # acks unneeded (module docstring, 3.); a resend asks every replica that has not acked.
-        accepted, self._yes = self._yes, set()
+        # A peer that committed on accept acked already: its Accepted said it applied the commit.
+        accepted, self._yes = self._yes, set(self._applied)
         self._last_send = self._now
         quiet = None
         effects: list[Effect] = []
         for r in self.replicas:
+            if r in self._applied:
+                continue
             if r in accepted:
                 effects.append(Send(to=r, msg=commit))
             else:
                 if quiet is None:
                     quiet = replace(commit, ack=False)
                 effects.append(Send(to=r, msg=quiet))
-        return effects
+        return effects + self._committed() if len(self._yes) >= self.quorum else effects
+
+    def _committed(self) -> list[Effect]:
+        """A quorum acknowledged the commit (the durability rule): done, or, when the round
+        finished another's proposal, the caller's operation starts over."""
+        if self._finishing and not self._proposing_mine:
+            return self._new_round()
+        return self._done(Chosen(key=self.key, ballot=self.ballot, previous=self._previous, value=self._value))
 
     def _backoff(self) -> list[Effect]:
         self._nacked_rounds += 1

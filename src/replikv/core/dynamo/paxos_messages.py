@@ -11,7 +11,12 @@ to an earlier round of its own.
   accepted proposal (or None), its most recent commit (or None) and the
   replica's current data for the key (``current_hlc``, ``current``), because
   plain writes may have written the key outside Paxos.
-- ``Propose`` / ``Accepted``: phase 2.
+- ``Propose`` / ``Accepted``: phase 2. ``commit`` (with ``after`` and ``noop``, the fields the
+  round's Commit would carry): commit on accept (paxos.py, "Commit on accept"): the sender's own
+  acceptor accepted this proposal before it left and the electorate's quorum is two, so an
+  acceptor that accepts it knows the value chosen and commits it at once, saying so in its
+  ``Accepted`` (``committed``). Only to a peer that announced ``FEATURE_COMMIT_ON_ACCEPT``
+  (messages.py; ``Replica`` sends the others the plain form, and the round goes on as before).
 - ``Commit`` / ``CommitAck``: Cassandra's third round: the chosen value is
   applied to the replicas' data and the acceptors' Paxos state is reset.
   ``noop``: the round proposed the value it read (a failed CAS, a SERIAL
@@ -189,6 +194,11 @@ class Propose:
     value: Value
     electorate: Electorate | None = None
     origin: Ballot | None = None  # the round that decided value (None: this one, or an older node)
+    # Commit on accept (module docstring): the sender's acceptor accepted this proposal; one that
+    # accepts it commits it at once, as the Commit (``after``, ``noop``) the round would send.
+    commit: bool = False
+    after: Ballot | None = None  # commit only: the newest commit the round saw (Commit.after)
+    noop: bool = False  # commit only: Commit.noop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +207,7 @@ class Accepted:
     sender: str
     key: bytes
     ballot: Ballot
+    committed: bool = False  # the answer to a Propose with ``commit``: accepted and committed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,8 +267,8 @@ def without_provenance(msg: PaxosMsg) -> PaxosMsg:
     proposal without it as decided at its own ballot and a commit without ``after`` as closing
     an unknown instance: never a proof about its own held proposal)."""
     match msg:
-        case Propose() if msg.origin is not None:
-            return replace(msg, origin=None)
+        case Propose() if msg.origin is not None or msg.commit:
+            return replace(msg, origin=None, commit=False, after=None, noop=False)
         case Commit() if msg.origin is not None or msg.after is not None:
             return replace(msg, origin=None, after=None)
         case Promise() if _plain(msg.accepted) is not msg.accepted or _plain(msg.committed) is not msg.committed:
@@ -313,11 +324,15 @@ def _wire(msg: PaxosMsg) -> list[Any]:
         case Promise():
             return [_PROMISE, *head, _p(msg.accepted), _p(msg.committed), msg.current_hlc, msg.current]
         case Propose():
+            if msg.commit:  # commit on accept: electorate and origin always, then after and noop
+                invariant(msg.electorate is not None and msg.origin is not None,
+                          "a Propose that commits on accept names its electorate and origin")
+                return [_PROPOSE, *head, msg.value, *_e(msg.electorate), _ob(msg.origin), _ob(msg.after), msg.noop]
             if msg.origin is not None:
                 return [_PROPOSE, *head, msg.value, *(_e(msg.electorate) or [None]), _b(msg.origin)]
             return [_PROPOSE, *head, msg.value, *_e(msg.electorate)]
         case Accepted():
-            return [_ACCEPTED, *head]
+            return [_ACCEPTED, *head, True] if msg.committed else [_ACCEPTED, *head]
         case Commit():
             if not msg.ack:  # the quiet form: both provenance slots, then False
                 return [_COMMIT, *head, msg.value, msg.noop, _ob(msg.origin), _ob(msg.after), False]
@@ -395,7 +410,7 @@ def _unpack(data: bytes) -> list[Any]:
 
 
 _LENGTHS: dict[int, tuple[int, ...]] = {  # the optional last field: an electorate, or a Nack's fenced
-    _PREPARE: (5, 6), _PROMISE: (9,), _PROPOSE: (6, 7, 8), _ACCEPTED: (5,), _COMMIT: (7, 9, 10), _COMMIT_ACK: (5,),
+    _PREPARE: (5, 6), _PROMISE: (9,), _PROPOSE: (6, 7, 8, 10), _ACCEPTED: (5, 6), _COMMIT: (7, 9, 10), _COMMIT_ACK: (5,),
     _NACK: (8, 9)}
 
 
@@ -455,12 +470,23 @@ def decode(data: bytes) -> PaxosMsg:
         return Promise(req=req, sender=sender, key=key, ballot=ballot,
                        accepted=_proposal(body[5], "accepted"), committed=_proposal(body[6], "committed"),
                        current_hlc=_int(body[7], "current hlc"), current=_value(body[8], "current"))
+    if tag == _PROPOSE and len(body) == 10:  # commit on accept
+        if type(body[9]) is not bool:
+            raise PaxosCodecError("propose noop: expected a boolean")
+        e = _electorate(body, 6)
+        if e is None:
+            raise PaxosCodecError("propose: a commit on accept names its electorate")
+        return Propose(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"),
+                       electorate=e, origin=_ballot(body[7], "origin"), commit=True,
+                       after=_opt_ballot(body[8], "after"), noop=body[9])
     if tag == _PROPOSE:
         return Propose(req=req, sender=sender, key=key, ballot=ballot, value=_value(body[5], "value"),
                        electorate=None if len(body) == 8 and body[6] is None else _electorate(body, 6),
                        origin=_ballot(body[7], "origin") if len(body) == 8 else None)
     if tag == _ACCEPTED:
-        return Accepted(req=req, sender=sender, key=key, ballot=ballot)
+        if len(body) == 6 and body[5] is not True:
+            raise PaxosCodecError("accepted committed: expected true when present")
+        return Accepted(req=req, sender=sender, key=key, ballot=ballot, committed=len(body) == 6)
     if tag == _COMMIT:
         if type(body[6]) is not bool:
             raise PaxosCodecError("commit noop: expected a boolean")

@@ -98,7 +98,11 @@ Rules:
   that depends on it leaves the node. A commit is written into the store as
   an overwrite stamped with the ballot (origin = the proposer, hlc = the
   ballot's), the same mutations on every replica (``overwrite_muts``).
-  ``paxos_tick`` drives the proposers' timeouts, resends and backoff.
+  ``paxos_tick`` drives the proposers' timeouts, resends and backoff. A
+  round commits on accept (paxos.py) with the peers that announced
+  ``FEATURE_COMMIT_ON_ACCEPT``: its own acceptor's Propose is stepped (and
+  its ``Persist`` returned) before the peer's Propose, so the peer's commit
+  rests on an accept that is durable before that frame leaves.
 - Membership changes (``membership.py``: epochs, pending ranges, the
   change's progress): the ring messages go to ``membership``; its
   ``SaveRing`` and ``RingChanged`` effects pass to the driver (which saves
@@ -318,6 +322,7 @@ class Replica:
         self.electorate_peers: set[str] = set()  # peers that announced FEATURE_ELECTORATE since then
         self.provenance_peers: set[str] = set()  # peers that announced FEATURE_PROVENANCE since then
         self.quiet_commit_peers: set[str] = set()  # peers that announced FEATURE_QUIET_COMMIT since then
+        self.commit_accept_peers: set[str] = set()  # peers that announced FEATURE_COMMIT_ON_ACCEPT since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.get_parts_peers: set[str] = set()  # peers that announced FEATURE_GET_PARTS since then
         self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
@@ -359,7 +364,8 @@ class Replica:
                       "bad_states": 0, "deltas_applied": 0, "deltas_missing_base": 0,
                       "write_batches": 0, "batched_writes": 0, "keys_streamed": 0,
                       "streams_done": 0, "keys_forwarded": 0,
-                      "keys_cleaned": 0, "paxos_fenced": 0, "paxos_catch_ups": 0}
+                      "keys_cleaned": 0, "paxos_fenced": 0, "paxos_catch_ups": 0,
+                      "paxos_commits_on_accept": 0}
 
     def _req(self) -> int:
         self._reqs += 1
@@ -680,6 +686,8 @@ class Replica:
                     self.provenance_peers.add(peer)
                 if self.batches and dm.FEATURE_QUIET_COMMIT in msg.features:
                     self.quiet_commit_peers.add(peer)
+                if self.batches and dm.FEATURE_COMMIT_ON_ACCEPT in msg.features:
+                    self.commit_accept_peers.add(peer)
                 if self.batches and dm.FEATURE_PUT_MUT in msg.features:
                     self.put_peers.add(peer)
                 if self.batches and dm.FEATURE_GET_PARTS in msg.features:
@@ -1010,6 +1018,7 @@ class Replica:
         self.electorate_peers.discard(peer)
         self.provenance_peers.discard(peer)
         self.quiet_commit_peers.discard(peer)
+        self.commit_accept_peers.discard(peer)
         self.put_peers.discard(peer)
         self.get_parts_peers.discard(peer)
         self.hello_asks.pop(peer, None)
@@ -1038,7 +1047,8 @@ class Replica:
                                 quorum=px.paxos_quorum(len(replicas), pending),
                                 rng=self.rng, hlc=self.hlc, req=req, timeout_ticks=self.paxos_timeout_ticks,
                                 resend_ticks=max(1, self.paxos_timeout_ticks // 5),
-                                view=lambda: self._electorate(key), order=self._paxos_order)
+                                view=lambda: self._electorate(key), order=self._paxos_order,
+                                commit_on_accept=self.batches)
         self.proposers[req] = (prop, decide)
         out: list[Any] = []
         self._paxos_run(self._paxos_effects(prop.start(now_ms), req, now_ms, out), now_ms, out)
@@ -1080,6 +1090,9 @@ class Replica:
                 effects = self.acceptor.step(msg, current, mine)
                 if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
                     self.stats["paxos_fenced"] += 1
+                elif isinstance(msg, pm.Propose) and msg.commit and effects and isinstance(
+                        e := effects[-1], px.Send) and isinstance(e.msg, pm.Accepted) and e.msg.committed:
+                    self.stats["paxos_commits_on_accept"] += 1
                 work.extend(self._paxos_effects(effects, 0, now_ms, out))
             else:
                 entry = self.proposers.get(msg.req)
@@ -1090,10 +1103,11 @@ class Replica:
         """Carry out Paxos effects; the messages addressed to this node are returned, to be stepped.
 
         A phase sends one message object to every participant: it is encoded once per wire form
-        (a peer of an older version reads one without electorate or provenance) and the peers of
-        one form share the frame's ``dm.Paxos``, which is immutable."""
+        (a peer of an older version reads one without electorate or provenance, and a Propose
+        without ``commit``: paxos.py, "Commit on accept") and the peers of one form share the
+        frame's ``dm.Paxos``, which is immutable."""
         local: list[pm.PaxosMsg] = []
-        framed: dict[tuple[int, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
+        framed: dict[tuple[int, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
         for e in effects:
             if isinstance(e, px.Send):
                 if e.to == self.node:
@@ -1101,9 +1115,11 @@ class Replica:
                 else:
                     msg = e.msg
                     form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers,
-                            e.to in self.quiet_commit_peers)
+                            e.to in self.quiet_commit_peers, e.to in self.commit_accept_peers)
                     known = framed.get(form)
                     if known is None or known[0] is not msg:  # the id alone: reused once msg is freed
+                        if isinstance(msg, pm.Propose) and msg.commit and not (form[1] and form[4]):
+                            msg = replace(msg, commit=False, after=None, noop=False)  # it would drop it
                         if isinstance(msg, (pm.Prepare, pm.Propose)) and not form[1]:
                             msg = replace(msg, electorate=None)  # an older version: it would drop it
                         if not form[2]:
