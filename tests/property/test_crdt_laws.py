@@ -33,7 +33,7 @@ def assert_parts_absent_when_empty(store: CrdtStore) -> None:
         if ks.one is not None:
             assert ks._reg is None and ks._ttl is None, key
         cells = [ks, *(ks.hash or {}).values()]
-        assert all(c.ctr != {} for c in cells), key
+        assert all(c.ctr != [] for c in cells), key
         assert all(eids for eids in (ks.set or {}).values()), key
 
 
