@@ -158,7 +158,9 @@ _new_visible = tuple.__new__  # Visible(...) without the NamedTuple's Python-lev
 # a cell with no counter history has ``ctr`` None). An INCR touches one list of the key,
 # not a dict and a list (a cold line each on a node with many keys). Only the in-memory
 # form: ``dump``, ``load``, ``ctr_totals`` and the mutations name origins as before
-# (``ctr_entries`` reads a counter as ``origin -> entry`` pairs).
+# (``ctr_entries`` reads a counter as ``origin -> entry`` pairs). Origins are node ids (the
+# multi-leader op's origin, the leaderless dot's coordinator): a handful per process, so the
+# lists stay short (a counter reaches the highest slot among its own origins).
 
 _SLOT: dict[str, int] = {}  # origin -> its offset in every counter list (grows, never changes)
 _ORIGIN: list[str] = []  # slot number k -> origin (offset 5 * k)
