@@ -10,7 +10,9 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.crdt.store import CrdtStore, _visible_parts, ctr_totals, put_allowed, without_put
+from replikv.core.crdt.store import (
+    Cell, CrdtStore, _visible_parts, ctr_live, ctr_totals, ctr_value, put_allowed, without_put,
+)
 
 NODES = ["a", "b", "c"]
 KEYS = [b"k1", b"k2"]
@@ -33,8 +35,24 @@ def assert_parts_absent_when_empty(store: CrdtStore) -> None:
         if ks.one is not None:
             assert ks._reg is None and ks._ttl is None, key
         cells = [ks, *(ks.hash or {}).values()]
-        assert all(c.ctr != {} for c in cells), key
+        assert all(c.ctr != [] for c in cells), key
         assert all(eids for eids in (ks.set or {}).values()), key
+        for c in cells:
+            assert_flat_counter(c)
+
+
+def assert_flat_counter(cell: Cell) -> None:
+    """The flat counter's form (core/crdt/store.py, "counters"): five numbers per origin slot,
+    each slot all ints or all None, no trailing empty slot (equal counters are equal lists);
+    and its cached sum, when known, is the recount."""
+    ctr = cell.ctr
+    if ctr is not None:
+        assert len(ctr) % 5 == 0 and ctr[-5] is not None, ctr
+        for s in range(0, len(ctr), 5):
+            group = ctr[s:s + 5]
+            assert all(x is None for x in group) or all(type(x) is int for x in group), ctr
+    if cell.ctot is not None:
+        assert (cell.ctot, cell.clive) == (ctr_value(ctr), ctr_live(ctr)), (ctr, cell.ctot, cell.clive)
 
 
 def random_muts(store: CrdtStore, rng: random.Random) -> list:

@@ -7,7 +7,7 @@ import gc
 import pytest
 
 from replikv.core.crdt import CrdtStore, Hlc, covers, hlc_ms, leq, merge, parse_vv_text, vv_text
-from replikv.core.crdt.store import position_between
+from replikv.core.crdt.store import ctr_totals, position_between
 
 
 def test_hlc_monotonic_and_observe():
@@ -255,3 +255,38 @@ def test_an_old_snapshot_restores_to_the_same_state():
     fresh.apply("a", 1, 10, {}, [("put", b"s", b"v", None)])
     fresh.join(_OLD_SNAPSHOT)
     assert fresh.snapshot() == _OLD_SNAPSHOT
+
+
+# A snapshot written by the code before counters were flat lists (a45daf0): a counter with
+# three origins (one reset by a DEL that observed two of them) and a hash field counter.
+_OLD_COUNTERS = bytes.fromhex(
+    "929392a26e310292a26e320292a26e33029292c401639592909396a26e31280200020d96a26e32040000000c96a2"
+    "6e33070007000a9090909092c4016895929090909192c4016692909296a26e32030000000e96a26e33050000000f9090"
+)
+
+
+def test_a_counter_is_one_flat_list_and_an_old_snapshot_of_counters_loads_to_the_same_bytes():
+    """A counter is held as one list of every origin's five numbers at the origin's slot (no
+    dict, no per-origin list), the same list whatever order the origins came in; the stored
+    form did not change: the old code's snapshot restores, shows what it showed, snapshots to
+    the same bytes, and takes adds of a known and of a new origin."""
+    s = CrdtStore.restore(_OLD_COUNTERS)
+    assert s.snapshot() == _OLD_COUNTERS
+    assert s.visible(b"c") == ("string", b"44", None)
+    assert s.visible(b"h") == ("hash", {b"f": b"8"}, None)
+    ctr = s.state(b"c").ctr
+    assert type(ctr) is list and len(ctr) % 5 == 0 and ctr[-5] is not None
+    assert all(type(x) is int or x is None for x in ctr)
+    assert ctr_totals(ctr) == {"n1": [40, 2], "n2": [4, 0], "n3": [7, 0]}
+    s.apply("n1", 3, 20, dict(s.vv), [("incr", b"c", 1)])
+    s.apply("z9", 1, 21, dict(s.vv), [("incr", b"c", -5), ("hincr", b"h", b"f", 2)])
+    assert s.visible(b"c") == ("string", b"40", None)
+    assert s.visible(b"h") == ("hash", {b"f": b"10"}, None)
+    assert CrdtStore.restore(s.snapshot()).snapshot() == s.snapshot()
+    # the same adds, the origins met in two orders: equal lists, equal snapshots
+    one, two = CrdtStore(), CrdtStore()
+    for store, order in ((one, ["q3", "q1", "q2"]), (two, ["q2", "q1", "q3"])):
+        for o in order:
+            store.apply(o, 1, 40, {}, [("incr", b"k", 3)])
+    assert one.state(b"k").ctr == two.state(b"k").ctr
+    assert one.snapshot() == two.snapshot() and one.visible(b"k") == ("string", b"9", None)

@@ -29,7 +29,8 @@ Parts of one key:
 - ``reg``: string register entries ``id -> (hlc, value)``; ``conflicts="siblings"``
   shows them all in ``siblings``; both modes keep concurrent entries (no
   pruning, so both converge to the same state).
-- ``ctr``: string counter, ``origin -> [P, N, base_P, base_N, hlc]``; value
+- ``ctr``: string counter, ``origin -> [P, N, base_P, base_N, hlc]`` (held flat in memory:
+  see "counters" in the code); value
   = sum over origins ``(P - base_P) - (N - base_N)``; live iff some origin has
   ``P > base_P`` or ``N > base_N``.
 - ``set``: OR-set, ``member -> {id: hlc}``.
@@ -123,7 +124,7 @@ Eid = tuple[str, int, int]  # (origin, seq, i)
 Lid = tuple[str, int, int, int]  # (origin, seq, i, j)
 Digit = tuple[int, int, str, int, int, int]  # (n, hlc, origin, seq, i, j)
 Pos = tuple[Digit, ...]
-Ctr = dict[str, list[int]]  # origin -> [P, N, base_P, base_N, hlc]
+Ctr = list[Any]  # flat: an origin's [P, N, base_P, base_N, hlc] at its slot (see counters)
 
 _INT = re.compile(rb"-?[1-9][0-9]*|0")
 I64_MIN = -(1 << 63)
@@ -148,79 +149,143 @@ class Visible(NamedTuple):
 
 _new_visible = tuple.__new__  # Visible(...) without the NamedTuple's Python-level __new__
 # ---------------------------------------------------------------- counters
+#
+# A counter is one flat list (``Ctr``), not a dict of per-origin lists: every origin has a
+# slot, the same in every counter of the process (``_SLOT``: origin -> offset ``5 * k``), and
+# a counter holds at ``[s, s + 5)`` the origin's ``[P, N, base_P, base_N, hlc]``, or five
+# Nones when the origin has no entry in it. The list ends with its last origin that has an
+# entry (no trailing Nones: equal counters are equal lists), and is never empty (``Cell``:
+# a cell with no counter history has ``ctr`` None). An INCR touches one list of the key,
+# not a dict and a list (a cold line each on a node with many keys). Only the in-memory
+# form: ``dump``, ``load``, ``ctr_totals`` and the mutations name origins as before
+# (``ctr_entries`` reads a counter as ``origin -> entry`` pairs). Origins are node ids (the
+# multi-leader op's origin, the leaderless dot's coordinator): a handful per process, so the
+# lists stay short (a counter reaches the highest slot among its own origins).
+
+_SLOT: dict[str, int] = {}  # origin -> its offset in every counter list (grows, never changes)
+_ORIGIN: list[str] = []  # slot number k -> origin (offset 5 * k)
+
+
+def _slot(origin: str) -> int:
+    """``origin``'s offset in every counter list, given on first use (stores are used from
+    one thread, their node's loop: DESIGN.md's sans-I/O cores)."""
+    s = _SLOT.get(origin)
+    if s is None:
+        s = _SLOT[origin] = 5 * len(_ORIGIN)
+        _ORIGIN.append(origin)
+    return s
+
+
+def _ctr_at(ctr: Ctr, origin: str) -> int:
+    """``origin``'s offset in ``ctr``, its entry made (zeros) when it has none."""
+    s = _slot(origin)
+    if len(ctr) <= s:
+        ctr.extend([None] * (s + 5 - len(ctr)))
+    if ctr[s] is None:
+        ctr[s:s + 5] = [0, 0, 0, 0, 0]
+    return s
+
+
+def ctr_entries(ctr: Ctr | None) -> Iterator[tuple[str, list[int]]]:
+    """``(origin, [P, N, base_P, base_N, hlc])`` of every origin with an entry in ``ctr``
+    (copies), in slot order."""
+    if not ctr:
+        return
+    origins = _ORIGIN
+    for s in range(0, len(ctr), 5):
+        if ctr[s] is not None:
+            yield origins[s // 5], ctr[s:s + 5]
+
+
+def ctr_from(entries: Iterable[Sequence[Any]]) -> Ctr | None:
+    """The counter of ``[origin, P, N, base_P, base_N, hlc]`` rows (``Cell.dump``'s), None for none."""
+    ctr: Ctr = []
+    for o, *c in entries:
+        s = _ctr_at(ctr, o)
+        ctr[s:s + 5] = c
+    return ctr or None
 
 
 def ctr_value(ctr: Ctr | None) -> int:
     if not ctr:
         return 0
-    return sum((p - bp) - (n - bn) for p, n, bp, bn, _ in ctr.values())
+    total = 0
+    for p, n, bp, bn in zip(ctr[0::5], ctr[1::5], ctr[2::5], ctr[3::5], strict=True):
+        if p is not None:
+            total += (p - bp) - (n - bn)
+    return total
 
 
 def ctr_live(ctr: Ctr | None) -> bool:
     if not ctr:
         return False
-    for p, n, bp, bn, _ in ctr.values():  # a loop, not any() over a generator: on every read
-        if p > bp or n > bn:
+    for p, n, bp, bn in zip(ctr[0::5], ctr[1::5], ctr[2::5], ctr[3::5], strict=True):  # a loop: on every read
+        if p is not None and (p > bp or n > bn):
             return True
     return False
 
 
 def ctr_totals(ctr: Ctr | None) -> dict[str, list[int]]:
-    """What an origin observed: ``origin -> [P, N]`` (carried by a reset)."""
+    """What an origin observed: ``origin -> [P, N]`` (carried by a reset), by origin."""
     if not ctr:
         return {}
-    return {o: [c[0], c[1]] for o, c in sorted(ctr.items())}
+    return {o: [c[0], c[1]] for o, c in sorted(ctr_entries(ctr))}
 
 
 def _ctr_reset(cell: Cell, totals: Mapping[str, Sequence[int]]) -> None:
     """The reset a write that observed ``totals`` makes of ``cell``'s counter."""
     ctr = cell.counter()
-    cell.csum = None  # recounted when next read
+    cell.ctot = None  # recounted when next read
     for o, (p, n) in totals.items():
-        c = ctr.get(o)
-        if c is None:
-            c = ctr[o] = [0, 0, 0, 0, 0]
-        c[2] = max(c[2], p)
-        c[3] = max(c[3], n)
-        c[0] = max(c[0], p)
-        c[1] = max(c[1], n)
+        s = _ctr_at(ctr, o)
+        ctr[s + 2] = max(ctr[s + 2], p)
+        ctr[s + 3] = max(ctr[s + 3], n)
+        ctr[s] = max(ctr[s], p)
+        ctr[s + 1] = max(ctr[s + 1], n)
 
 
 def _ctr_add(cell: Cell, origin: str, delta: int, hlc: int) -> None:
-    """``origin`` adds ``delta`` to ``cell``'s counter. Its cached value (``Cell.csum``)
+    """``origin`` adds ``delta`` to ``cell``'s counter. Its cached value (``Cell.ctot``)
     moves by ``delta`` and is live after a non-zero one: P >= base_P and N >= base_N hold
     for every origin (resets and joins take maxima), so a grown P or N is above its base."""
+    s = _SLOT.get(origin)
+    if s is None:
+        s = _slot(origin)
     ctr = cell.ctr
     if ctr is None:  # cell.counter(), without the call
-        ctr = cell.ctr = {}
-    c = ctr.get(origin)
-    if c is None:
-        c = ctr[origin] = [0, 0, 0, 0, 0]
+        ctr = cell.ctr = [None] * s + [0, 0, 0, 0, 0]
+    elif len(ctr) <= s or ctr[s] is None:
+        s = _ctr_at(ctr, origin)
     if delta >= 0:
-        c[0] += delta
+        ctr[s] += delta
     else:
-        c[1] -= delta
-    if hlc > c[4]:
-        c[4] = hlc
-    csum = cell.csum
-    if csum is not None and delta:
-        cell.csum = (csum[0] + delta, True)
+        ctr[s + 1] -= delta
+    if hlc > ctr[s + 4]:
+        ctr[s + 4] = hlc
+    if delta:
+        ctot = cell.ctot
+        if ctot is not None:
+            cell.ctot = ctot + delta
+            cell.clive = True
 
 
 def _ctr_join(cell: Cell, b: Ctr) -> bool:
     """Pointwise maximum of ``b`` into ``cell``'s counter; whether it changed."""
     a = cell.counter()
-    cell.csum = None  # recounted when next read
+    cell.ctot = None  # recounted when next read
     changed = False
-    for o, cb in b.items():
-        ca = a.get(o)
-        if ca is None:
-            a[o] = list(cb)
+    if len(a) < len(b):
+        a.extend([None] * (len(b) - len(a)))
+    for s in range(0, len(b), 5):
+        if b[s] is None:
+            continue
+        if a[s] is None:
+            a[s:s + 5] = b[s:s + 5]
             changed = True
-        else:
-            joined = [max(x, y) for x, y in zip(ca, cb, strict=True)]
-            if joined != ca:
-                a[o] = joined
+            continue
+        for j in range(s, s + 5):
+            if b[j] > a[j]:
+                a[j] = b[j]
                 changed = True
     return changed
 
@@ -229,7 +294,7 @@ def _ctr_rank(ctr: Ctr | None) -> tuple[int, str, int, int] | None:
     best: tuple[int, str, int, int] | None = None
     if not ctr:
         return None
-    for o, (p, n, bp, bn, h) in ctr.items():
+    for o, (p, n, bp, bn, h) in ctr_entries(ctr):
         if p > bp or n > bn:
             r = (h, o, 0, 0)
             if best is None or r > best:
@@ -243,35 +308,38 @@ def _ctr_rank(ctr: Ctr | None) -> tuple[int, str, int, int] | None:
 class Cell:
     """A string value: LWW register entries plus a counter (also a hash field).
 
-    ``ctr`` is None while the cell has no counter history (never an empty dict:
+    ``ctr`` is None while the cell has no counter history (never an empty list:
     a plain string holds no counter object); ``counter()`` creates it on the
     first increment or reset. Counter history is never removed, so once set it
-    stays a non-empty dict."""
+    stays a non-empty list (the flat form, see "counters" above)."""
 
-    __slots__ = ("csum", "ctr", "reg")
+    __slots__ = ("clive", "ctot", "ctr", "reg")
 
     def __init__(self) -> None:
         self.reg: dict[Eid, tuple[int, bytes]] = {}
         self.ctr: Ctr | None = None
-        # the counter's (value, live), kept by _ctr_add, None when unknown (after a reset, a
-        # join, a load): counter_sum() recounts it; (0, False) for no counter
-        self.csum: tuple[int, bool] | None = (0, False)
+        # the counter's value and whether it is live, kept by _ctr_add (two slots, no tuple
+        # per add); ctot None when unknown (after a reset, a join, a load): counter_sum()
+        # recounts both; 0 and False for no counter
+        self.ctot: int | None = 0
+        self.clive = False
 
     def counter_sum(self) -> tuple[int, bool]:
         """``(ctr_value(ctr), ctr_live(ctr))``, from the cache when known: an INCR reads
         the value it adds to, and the view shows it after, without reading every origin's
         counter entry (tests/property/test_crdt_laws.py holds it to the recount)."""
-        csum = self.csum
-        if csum is None:
+        ctot = self.ctot
+        if ctot is None:
             ctr = self.ctr
-            csum = self.csum = (ctr_value(ctr), ctr_live(ctr))
-        return csum
+            ctot = self.ctot = ctr_value(ctr)
+            self.clive = ctr_live(ctr)
+        return ctot, self.clive
 
     def counter(self) -> Ctr:
-        """The counter dict, created on first use (the caller adds to it at once)."""
+        """The counter list, created on first use (the caller adds to it at once)."""
         ctr = self.ctr
         if ctr is None:
-            ctr = self.ctr = {}
+            ctr = self.ctr = []
         return ctr
 
     def empty(self) -> bool:
@@ -314,7 +382,7 @@ class Cell:
         ctr = self.ctr
         return [
             sorted([list(e), h, v] for e, (h, v) in self.reg.items()),
-            sorted([o, *c] for o, c in ctr.items()) if ctr else [],
+            sorted([o, *c] for o, c in ctr_entries(ctr)) if ctr else [],
         ]
 
     @classmethod
@@ -323,8 +391,8 @@ class Cell:
         for e, h, v in data[0]:
             cell.reg[(e[0], e[1], e[2])] = (h, v)
         if data[1]:
-            cell.ctr = {o: list(c) for o, *c in data[1]}
-            cell.csum = None
+            cell.ctr = ctr_from(data[1])
+            cell.ctot = None
         return cell
 
 
@@ -338,7 +406,7 @@ class KeyState(Cell):
     ``Cell.empty(ks)``, ``Cell.dump(ks)``).
 
     Invariant: ``set``, ``hash``, ``lst`` and ``ttl`` are None when the part has
-    no entry, never an empty dict (and ``ctr`` likewise, see ``Cell``), so a
+    no entry, never an empty dict (and ``ctr`` never an empty list, see ``Cell``), so a
     plain string key is this object, the register dict and the TTL dict:
     reading it touches no dict of a part it does not use. A write creates a part
     on first use (``sets``, ``hashes``, ``lists``, ``ttls``); whatever may empty
@@ -368,7 +436,8 @@ class KeyState(Cell):
         self._reg: dict[Eid, tuple[int, bytes]] | None = {}
         self._ttl: dict[Eid, tuple[int, int | None]] | None = None
         self.ctr = None
-        self.csum = (0, False)
+        self.ctot = 0
+        self.clive = False
         self.set: dict[bytes, dict[Eid, int]] | None = None
         self.hash: dict[bytes, Cell] | None = None
         self.lst: dict[Lid, tuple[Pos, bytes, int]] | None = None
@@ -378,7 +447,8 @@ class KeyState(Cell):
         reads it without looking the key up again: ``kv/crdt_view.materialize``)."""
         if not self.ctr or self.one is not None or self._reg or self._ttl or self.set or self.hash or self.lst:
             return None
-        return self.csum or self.counter_sum()
+        ctot = self.ctot
+        return self.counter_sum() if ctot is None else (ctot, self.clive)
 
     def _unpack_one(self) -> None:
         """``one`` as the two dicts it stands for."""
@@ -514,7 +584,7 @@ class KeyState(Cell):
             origin, seq, i, hlc, value, deadline = one
             ctr = self.ctr
             string: list[Any] = [[[[origin, seq, i], hlc, value]],
-                                 sorted([o, *c] for o, c in ctr.items()) if ctr else []]
+                                 sorted([o, *c] for o, c in ctr_entries(ctr)) if ctr else []]
             ttl_part: list[Any] = [[[origin, seq, i], hlc, deadline]]
         else:
             ttl = self.ttl
@@ -535,7 +605,7 @@ class KeyState(Cell):
         writes them)."""
         ks = cls()
         string = Cell.load(data[0])
-        ks.reg, ks.ctr, ks.csum = string.reg, string.ctr, string.csum
+        ks.reg, ks.ctr, ks.ctot, ks.clive = string.reg, string.ctr, string.ctot, string.clive
         if data[1]:
             ks.set = {m: {(e[0], e[1], e[2]): h for e, h in eids} for m, eids in data[1]}
         if data[2]:
@@ -654,7 +724,7 @@ class CrdtStore:
                 for _, one in reg.values():
                     return _new_visible(Visible, ("string", one, ks.deadline()))
             if ctr and not reg:  # a counter alone: what INCR leaves (Cell.value, ctr_live)
-                total, live = ks.csum or ks.counter_sum()  # the cache, else the recount
+                total, live = ks.counter_sum()  # the cache, else the recount
                 return _new_visible(Visible, ("string", str(total).encode(), ks.deadline())) if live else None
         return _visible_parts(ks)
 
