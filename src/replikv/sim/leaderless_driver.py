@@ -89,7 +89,7 @@ from replikv.core.dynamo.coordinator import level_count, needed_acks
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
-from replikv.core.dynamo.replica import Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteDone
+from replikv.core.dynamo.replica import FEATURE_PEERS, Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 from replikv.sim.clock import NodeClock
@@ -237,12 +237,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             n.replica = self._make(n)
             n.believed = self._reachable(n)
             if n.replica.batches:  # as if each had announced its features when it connected (Hello)
-                n.replica.batch_peers = {p for p in n.believed if p not in self.old}
-                n.replica.electorate_peers = set(n.replica.batch_peers)
-                n.replica.provenance_peers = set(n.replica.batch_peers)
-                n.replica.quiet_commit_peers = set(n.replica.batch_peers)
-                n.replica.commit_accept_peers = set(n.replica.batch_peers)
-                n.replica.put_peers = set(n.replica.batch_peers)
+                for _, attr in FEATURE_PEERS:
+                    setattr(n.replica, attr, {p for p in n.believed if p not in self.old})
             self.engine.at(n.clock.next_tick(0), self._tick, n.id, n.epoch)
         if self.planned:
             self.engine.at(self.rng.randint(100_000, self.engine.cfg.fault_us * 3 // 5), self._change)

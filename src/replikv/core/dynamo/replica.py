@@ -176,6 +176,12 @@ STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per str
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 CATCH_UP_TRIES = 5  # Gets a catch-up sends each peer at most, one per timeout (``Replica._catch_up``)
 HELLO_ASKS = 10  # asking Hellos sent per connect at most, one per tick (module docstring, "The asking Hello")
+# each feature a peer may announce (``Hello``), and the set of this Replica's that holds the peers
+# that announced it since they last connected
+FEATURE_PEERS = ((dm.FEATURE_PUTS, "batch_peers"), (dm.FEATURE_ELECTORATE, "electorate_peers"),
+                 (dm.FEATURE_PROVENANCE, "provenance_peers"), (dm.FEATURE_QUIET_COMMIT, "quiet_commit_peers"),
+                 (dm.FEATURE_COMMIT_ON_ACCEPT, "commit_accept_peers"), (dm.FEATURE_PUT_MUT, "put_peers"),
+                 (dm.FEATURE_GET_PARTS, "get_parts_peers"))
 ASKING_HELLO = dm.Hello(features=(*dm.FEATURES, dm.HELLO_ASK))  # sent on connect: answer with yours
 ANSWER_HELLO = dm.Hello(features=dm.FEATURES)
 
@@ -678,20 +684,9 @@ class Replica:
                     self.hello_asks.pop(peer, None)
                     if dm.HELLO_ASK in msg.features:  # its connection came up: it forgot ours
                         out.append(Send(to=peer, msg=ANSWER_HELLO))
-                if self.batches and dm.FEATURE_PUTS in msg.features:
-                    self.batch_peers.add(peer)
-                if self.batches and dm.FEATURE_ELECTORATE in msg.features:
-                    self.electorate_peers.add(peer)
-                if self.batches and dm.FEATURE_PROVENANCE in msg.features:
-                    self.provenance_peers.add(peer)
-                if self.batches and dm.FEATURE_QUIET_COMMIT in msg.features:
-                    self.quiet_commit_peers.add(peer)
-                if self.batches and dm.FEATURE_COMMIT_ON_ACCEPT in msg.features:
-                    self.commit_accept_peers.add(peer)
-                if self.batches and dm.FEATURE_PUT_MUT in msg.features:
-                    self.put_peers.add(peer)
-                if self.batches and dm.FEATURE_GET_PARTS in msg.features:
-                    self.get_parts_peers.add(peer)
+                    for feature, attr in FEATURE_PEERS:
+                        if feature in msg.features:
+                            getattr(self, attr).add(peer)
             case dm.PutNeed():  # a replica lacks the base of our delta: the whole states, same req
                 need = tuple((k, b) for k in msg.keys if (b := self.store.key_blob(k)) is not None)
                 if len(need) < len(msg.keys):  # dropped meanwhile: the states the write took (``pin``)
@@ -1014,13 +1009,8 @@ class Replica:
             out.append(Persist(entry=["drop", key]))
 
     def peer_down(self, peer: str, now_ms: int, now_us: int) -> list[Any]:
-        self.batch_peers.discard(peer)  # it may come back as another version: it announces again
-        self.electorate_peers.discard(peer)
-        self.provenance_peers.discard(peer)
-        self.quiet_commit_peers.discard(peer)
-        self.commit_accept_peers.discard(peer)
-        self.put_peers.discard(peer)
-        self.get_parts_peers.discard(peer)
+        for _, attr in FEATURE_PEERS:  # it may come back as another version: it announces again
+            getattr(self, attr).discard(peer)
         self.hello_asks.pop(peer, None)
         self.paxos_heard.pop(peer, None)
         for req, (node, _, _) in list(self.hint_sends.items()):
