@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import shutil
+import time
 
 import msgpack
 import pytest
@@ -21,7 +22,8 @@ from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.core.multiraft.messages import Batch
 from replikv.core.raft.messages import AppendEntries
 from replikv.core.raft.node import Role
-from replikv.core.sharding import SlotMap
+from replikv.core.replies import RespError
+from replikv.core.sharding import SlotMap, key_slot
 from replikv.core.sharding.placement import parse_prefer_entry, prefer_entry
 from replikv.runtime.raft_group import RaftGroup
 from replikv.runtime.resp_server import Slot
@@ -342,3 +344,181 @@ def test_flushall_still_runs_in_every_group_the_node_leads(runner: ShardedRaftRu
     runner._drain()
     assert client.slots and client.slots[0].data == b"+OK\r\n"
     assert _keys(runner) == {g: [] for g in runner.groups}
+
+
+class _Wire(_NoTransport):
+    """Frames recorded for ``_exchange``; every peer connected."""
+
+    def connected(self, name: str) -> bool:
+        return True
+
+
+class _PlainClient(_Client):
+    """A client that knows nothing of slots: its writes are forwarded."""
+
+    write_level, read_level = "", "linearizable"
+
+    def __init__(self, node: ShardedRaftRunner) -> None:
+        super().__init__(node, [])
+        self.session_index = 0
+
+
+def _cluster(root: Path) -> dict[str, ShardedRaftRunner]:
+    """Three nodes with 3 groups (each leads one), built in process; frames recorded and handed
+    over by ``_exchange`` (the FEATURES exchange included)."""
+    nodes = {n: NodeAddress(id=n, host="127.0.0.1", port=1 + i, peer_port=101 + i, data_dir=str(root / n))
+             for i, n in enumerate(("n1", "n2", "n3"))}
+    cfg = ClusterConfig(mode="raft", secret="s", initial_leader="n1", nodes=nodes,
+                        options=NodeOptions(shards=3, fsync="no"))
+    runners = {n: ShardedRaftRunner(cfg, n) for n in nodes}
+    for r in runners.values():
+        r.transport = _Wire()  # type: ignore[assignment]
+    for n, r in runners.items():
+        for peer in runners:
+            if peer != n:
+                r._on_peer_connected(peer)
+    _exchange(runners)
+    for r in runners.values():
+        for _ in range(r.election_ticks):
+            r.host.tick()
+        for g, grp in r.groups.items():
+            if r.placement[g][0] == r.raft_id:
+                r.host.call(g, grp.core.campaign())
+    _rounds(runners, 20)
+    assert sorted(g for r in runners.values() for g in r.groups if r.leads(g)) == [0, 1, 2]
+    return runners
+
+
+def _rounds(runners: dict[str, ShardedRaftRunner], n: int) -> list[tuple[str, str, bytes]]:
+    """``n`` rounds of every node's drain, then every frame delivered; the frames moved."""
+    moved = []
+    for _ in range(n):
+        for r in runners.values():
+            r._drain()
+        moved += _exchange(runners)
+    return moved
+
+
+def _exchange(runners: dict[str, ShardedRaftRunner]) -> list[tuple[str, str, bytes]]:
+    moved = []
+    for src, r in runners.items():
+        sent, r.transport.sent = r.transport.sent, []  # type: ignore[attr-defined]
+        for dst, frame in sent:
+            moved.append((src, dst, frame))
+            runners[dst]._on_frame(src, frame)
+    return moved
+
+
+def _key_of(r: ShardedRaftRunner, g: int) -> bytes:
+    return next(k for k in (b"k%d" % i for i in range(10_000)) if r.slot_group[key_slot(k)] == g)
+
+
+def test_a_forwarded_write_is_answered_at_the_forwarders_apply_without_a_forward_reply(tmp_path: Path) -> None:
+    """Module doc, "answered at the forwarder's apply": a plain client's write on a node that
+    does not lead the key's group is answered by that node when it applies the entry (it is a
+    follower of the group), with the applied result and the entry's index as its session
+    position; the leader sends no FORWARD_REPLY (before: the reply came in one). The write is
+    in the leader's replica and the forwarder's, which answered once it applied the entry."""
+    runners = _cluster(tmp_path)
+    try:
+        leader = next(r for r in runners.values() if r.leads(0))
+        forwarder = next(r for r in runners.values() if not r.leads(0))
+        key = _key_of(forwarder, 0)
+        client = _PlainClient(forwarder)
+        forwarder.write(client, [[b"SET", key, b"v1"]], transaction=False)
+        client2 = _PlainClient(forwarder)
+        forwarder.write(client2, [[b"INCR", key]], transaction=False)  # an error result, answered alike
+        moved = _rounds(runners, 6)
+        assert [s.data for s in client.slots] == [b"+OK\r\n"]
+        assert [s.data for s in client2.slots] == [b"-ERR value is not an integer or out of range\r\n"]
+        assert [f for src, dst, f in moved if f[:1] == b"F" and dst == leader.id]  # forwarded
+        assert not [f for src, _dst, f in moved if f[:1] == b"G"]  # no FORWARD_REPLY
+        grp = forwarder.groups[0]
+        assert client.session_index > 0 and grp.core.log.commit >= client.session_index
+        assert key in leader.groups[0].sm.data and key in grp.sm.data
+        assert not forwarder.forwarder.pending and not leader.writes and not leader.host.prompt
+        assert forwarder.stats["answered_at_apply"] == 2
+    finally:
+        for r in runners.values():
+            r.node_log.close()
+
+
+def test_a_peer_without_the_feature_gets_its_forward_reply(tmp_path: Path) -> None:
+    """A forwarding node that did not announce ``answer-at-apply`` (an older version) is
+    answered by the leader's FORWARD_REPLY, as before."""
+    runners = _cluster(tmp_path)
+    try:
+        leader = next(r for r in runners.values() if r.leads(0))
+        forwarder = next(r for r in runners.values() if not r.leads(0))
+        leader.peer_features.forget(forwarder.id)
+        client = _PlainClient(forwarder)
+        forwarder.write(client, [[b"SET", _key_of(forwarder, 0), b"v"]], transaction=False)
+        moved = _rounds(runners, 6)
+        assert [s.data for s in client.slots] == [b"+OK\r\n"]
+        assert [f for src, dst, f in moved if f[:1] == b"G" and src == leader.id and dst == forwarder.id]
+    finally:
+        for r in runners.values():
+            r.node_log.close()
+
+
+def test_an_entry_naming_an_older_incarnation_of_the_forwarder_answers_nothing(tmp_path: Path) -> None:
+    """Request ids start again when a node restarts: an entry naming the forwarder's earlier
+    incarnation (applied after its restart, while it catches up) answers none of its
+    requests; the forwarder's own deadline answers the request (TRYAGAIN: it may or may not be
+    applied) instead of a wrong reply."""
+    runners = _cluster(tmp_path)
+    try:
+        leader = next(r for r in runners.values() if r.leads(0))
+        forwarder = next(r for r in runners.values() if not r.leads(0))
+        forwarder.host.incarnation += 1  # the leader still knows the earlier one
+        client = _PlainClient(forwarder)
+        forwarder.write(client, [[b"SET", _key_of(forwarder, 0), b"v"]], transaction=False)
+        _rounds(runners, 6)
+        assert client.slots[0].data is None and len(forwarder.forwarder.pending) == 1
+        assert forwarder.groups[0].answers == [] and not leader.writes  # applied on the leader, unanswered
+        assert forwarder.forwarder.expire(time.monotonic() + 3600)
+        assert client.slots[0].data is not None and client.slots[0].data.startswith(b"-TRYAGAIN")
+    finally:
+        for r in runners.values():
+            r.node_log.close()
+
+
+def test_an_entry_answered_at_apply_applies_alike_on_a_node_that_ignores_the_field() -> None:
+    """raft_app.encode_write: a write entry carrying ``answer_at`` (five fields) gives the same
+    result and data on a node that reads it without the field (an older version), and the
+    field reads back."""
+    from replikv.core.raft.messages import normal_entry
+    from replikv.kv.state_machine import StateMachine
+    from replikv.runtime.raft_app import ANSWER_AT_FORM, answer_at, apply_normal, encode_write
+    plain_sm, tagged_sm = StateMachine(), StateMachine()
+    results = []
+    for sm, at in ((plain_sm, None), (tagged_sm, [2, 7, 41])):
+        for i, argv in enumerate(([b"SET", b"k", b"1"], [b"INCR", b"k"], [b"LPUSH", b"k", b"x"]), start=1):
+            err, data = encode_write(sm, [argv], False, 1000, "n1", None, at)
+            assert err is None
+            assert (data[:1] == ANSWER_AT_FORM) == (at is not None)
+            if at is not None:
+                assert answer_at(data) == at
+            results.append(apply_normal(sm, normal_entry(1, i, data, None, None)))
+    assert results[:3] == results[3:]
+    assert plain_sm.data == tagged_sm.data
+
+
+def test_a_write_refused_at_apply_is_still_answered_at_the_forwarders_apply(runner: ShardedRaftRunner) -> None:
+    """A replica that refuses an entry before applying it (its slot moving, a key locked by a
+    transaction: ``RaftGroup._apply_normal``) still reports the entry's ``answer_at`` with the
+    refusal, so the forwarding node answers its client with it; only an entry naming this node
+    is reported."""
+    from replikv.core.raft.effects import new_apply
+    from replikv.core.raft.messages import normal_entry
+    from replikv.runtime.raft_app import encode_write
+    grp = runner.groups[0]
+    refusal = RespError("TRYAGAIN the key's slot is moving to another group (or has moved); retry")
+    grp._apply_normal = lambda entry: refusal  # type: ignore[method-assign]
+    mine, other = [runner.raft_id, 1, 9], [runner.raft_id + 1, 1, 9]
+    entries = []
+    for at in (mine, other):
+        _err, data = encode_write(grp.sm, [[b"SET", b"k", b"v"]], False, 1000, "n1", None, at)
+        entries.append(normal_entry(grp.core.term, grp.applied + 1 + len(entries), data, None, None))
+    assert grp.apply(new_apply(tuple(entries), ())) == []
+    assert grp.answers == [(mine, refusal, entries[0].index)]  # another node's entry: not this one's to answer
