@@ -50,8 +50,8 @@ from replikv.core.sharding.placement import PREFER_ENTRY, parse_prefer_entry
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.raft_app import (ANSWER_AT_FORM, answer_at, app_snapshot, apply_normal, restore_app, restore_app_steps, split_stored,
-                                      stored_head, unpack_app)
+from replikv.runtime.raft_app import (ANSWER_AT_FORM, answer_at, app_snapshot, apply_normal, restore_app,
+                                      restore_app_steps, split_stored, stored_head, unpack_app)
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
 from replikv.storage.errors import StorageError, WalBlockedError
 from replikv.storage.files import private_dir
