@@ -24,10 +24,6 @@ Rules:
 - One forwarded request gets exactly one reply: the leader's, or TRYAGAIN
   when its deadline passes or the connection to the leader drops; both say
   the write may or may not be applied, since the leader may have logged it.
-  The sharded raft mode may answer a forwarded write at the forwarding node's
-  own apply of its entry instead of the leader's FORWARD_REPLY
-  (runtime/sharded_raft.py, "answered at the forwarder's apply"); whichever
-  answer comes first is the one (``pending.pop``), the other is dropped.
 - A command is never forwarded twice (a leader that lost its leadership
   answers TRYAGAIN), so a forward cannot loop.
 - EVALSHA is forwarded as EVAL with the body when this node has the
@@ -73,9 +69,6 @@ class ForwardedCommand(PeerReplyConnection):
 
     cluster_aware = False  # never redirected: a forwarded command is answered where it landed
     readonly = False
-    # (group, forwarding node's raft id) when the forwarding node answers the client at its own
-    # apply (runtime/sharded_raft.py): the leader then sends no FORWARD_REPLY for a success
-    answer_key: tuple[int, int] | None = None
 
     def __init__(self, node: "BaseRunner", peer: str, rid: int, resp3: bool) -> None:
         super().__init__(resp3)

@@ -49,29 +49,18 @@ __all__ = ["app_snapshot", "apply_items", "apply_normal", "encode_write", "prepa
            "restore_app_steps", "stored_pieces", "unpack_app"]
 
 
-ANSWER_AT_FORM = b"\x95"  # msgpack's fixarray of 5: a write entry carrying ``answer_at`` (encode_write)
-
-
 def encode_write(sm: StateMachine, commands: list[list[bytes]], transaction: bool,
                  now_ms: int, origin: str,
-                 watch: dict[bytes, int] | None = None,
-                 answer_at: list[int] | None = None) -> tuple[RespError | None, bytes]:
+                 watch: dict[bytes, int] | None = None) -> tuple[RespError | None, bytes]:
     """The entry data for a client write, prepared on the leader; ``(error, b"")``
     when a single command is refused before it is logged. ``watch``: the
-    keys an EXEC's client WATCHed, each with the position it was watched at.
-    ``answer_at``: ``[node, incarnation, request id]`` of the node that forwarded a single
-    command and answers its client at its own apply (runtime/sharded_raft.py, "answered at the
-    forwarder's apply"): the entry is then ``[now, False, items, [], answer_at]``, five fields
-    (its first byte ``ANSWER_AT_FORM``); a node that does not know the fifth field takes the
-    empty fourth as no WATCH and ignores the rest, so any version applies it alike."""
+    keys an EXEC's client WATCHed, each with the position it was watched at."""
     items = prepare_items(sm, commands, now_ms, origin)
     if not transaction and isinstance(items[0], str):
         return RespError(items[0]), b""
     fields: list[Any] = [now_ms, transaction, items]
     if watch:
         fields.append([[key, since] for key, since in watch.items()])
-    elif answer_at is not None and not transaction:
-        fields += ([], answer_at)
     data: bytes = msgpack.packb(fields)
     return None, data
 
@@ -103,21 +92,11 @@ def apply_items(sm: StateMachine, items: list[Any], ctx: ApplyContext) -> list[A
     return replies
 
 
-def answer_at(data: bytes) -> Any:
-    """The fifth field of an entry of ``ANSWER_AT_FORM`` (``encode_write``), as stored: the
-    caller checks its form (it is replicated data, not trusted to be well formed)."""
-    return msgpack.unpackb(data)[4]
-
-
-def apply_normal(sm: StateMachine, entry: Entry, answer_at: list[Any] | None = None) -> Any:
-    """Apply one NORMAL entry to ``sm``; the result is what its client gets. ``answer_at``, if
-    given, gets the entry's ``answer_at`` field when it has one (``encode_write``), without a
-    second unpack."""
+def apply_normal(sm: StateMachine, entry: Entry) -> Any:
+    """Apply one NORMAL entry to ``sm``; the result is what its client gets."""
     now_ms, transaction, items, *watch = msgpack.unpackb(entry.data)
     result: Any
-    if answer_at is not None and len(watch) > 1:
-        answer_at.append(watch[1])
-    if watch and watch[0] and sm.changes.any_changed(watch[0]):
+    if watch and sm.changes.any_changed(watch[0]):
         result = NULL_ARRAY  # a WATCHed key changed: the EXEC is aborted on every replica
     else:
         replies = apply_items(sm, items, ApplyContext(now_ms, "", entry.index))  # no origin in the entry

@@ -50,8 +50,8 @@ from replikv.core.sharding.placement import PREFER_ENTRY, parse_prefer_entry
 from replikv.core.txn import TxnTable
 from replikv.kv.commands import lookup
 from replikv.kv.state_machine import StateMachine
-from replikv.runtime.raft_app import (ANSWER_AT_FORM, answer_at, app_snapshot, apply_normal, restore_app,
-                                      restore_app_steps, split_stored, stored_head, unpack_app)
+from replikv.runtime.raft_app import (app_snapshot, apply_normal, restore_app, restore_app_steps, split_stored,
+                                      stored_head, unpack_app)
 from replikv.runtime.txn_entries import TXN_ENTRY, apply_txn
 from replikv.storage.errors import StorageError, WalBlockedError
 from replikv.storage.files import private_dir
@@ -160,10 +160,6 @@ class RaftGroup:
         self.wal_after_snapshot = self.wal.size_bytes
         self.snapshot_on_disk = base  # a snapshot already on disk (the child wrote it): persist only compacts
         self.expiry_inflight = False
-        # (answer_at, result, index) of each applied write this node forwarded and answers at its
-        # own apply (raft_app.encode_write), for the runner (sharded_raft.py ``_answer_forwarded``)
-        self.answers: list[tuple[Any, Any, int]] = []
-        self._answer_at: list[Any] = []  # apply_normal's out-parameter
         self.exactly_once_hits = 0  # retried exactly-once writes answered from the session table
         self.move_events: list[tuple[str, tuple[int, ...], int, int]] = []  # applied slot moves, for the runner
         self.on_config = on_config
@@ -294,10 +290,6 @@ class RaftGroup:
                     result = self._apply_prefer(entry)
                 else:
                     result = self.sessions.apply(entry, self._apply_normal)
-                    if self._answer_at or entry.data[:1] == ANSWER_AT_FORM:  # (a refusal: not unpacked yet)
-                        at = self._answer_at.pop() if self._answer_at else answer_at(entry.data)
-                        if type(at) is list and len(at) == 3 and at[0] == self.core.id:  # this node's
-                            self.answers.append((at, result, entry.index))
                 if entry.client_id is not None and self._last_applied != entry.index:
                     self.exactly_once_hits += 1  # a retry: the cached result, not applied again
             elif entry.kind is EntryKind.CONFIG and self.on_config is not None:
@@ -320,7 +312,7 @@ class RaftGroup:
             if holder is not None:  # proposed before the prepare applied (a new leader's, or a race)
                 return RespError(f"TRYAGAIN a key is locked by transaction {holder.decode(errors='replace')} "
                                  "being committed; retry")
-        return apply_normal(self.sm, entry, self._answer_at)
+        return apply_normal(self.sm, entry)
 
     def _apply_txn(self, entry: Entry) -> Any:
         """A transaction step (runtime/txn_entries.py). Its leader checked it before proposing

@@ -22,23 +22,6 @@ Routing a client command (rules Redis Cluster users expect):
   is served by forwarding the command to that leader (runtime/forwarding.py),
   as in the unsharded mode, so a client that knows nothing of slots works
   (``--redirect``: every client gets the MOVED).
-- Answered at the forwarder's apply: a forwarding node hosts a replica of the group it forwards
-  to (with 3 groups on 3 nodes, always) and applies the write's entry itself, so the leader
-  puts ``[forwarder, its incarnation, its request id]`` in the entry (raft_app.encode_write)
-  and the forwarder answers its client when it applies the entry (``_answer_forwarded``),
-  from its own replica's result; the leader sends no FORWARD_REPLY for it (one frame and its
-  handling on both nodes less per forwarded write). Linearizable: a follower applies only
-  committed entries, so the answer comes after the write took effect, and a replica's result
-  is the leader's (the same log applied to the same state). Only a single command without an
-  exactly-once id or MULTI, from a peer that announced ``ANSWER_AT_APPLY`` (an older one reads
-  FORWARD_REPLY only) and is a member of the group, whose incarnation the leader knows (an
-  entry from before the forwarder restarted names an older incarnation and answers nothing).
-  A refusal (not leader, the entry overwritten) still goes back in a FORWARD_REPLY; an entry
-  the forwarder never applies (it lost it to a new leader, was removed from the group, or
-  caught up by a snapshot) leaves its client with the forwarder's TRYAGAIN at its deadline, as
-  a lost leader does. The leader's commit notices to that follower are not held while such a
-  write waits (core/multiraft/host.py ``prompt``): the forwarder learns the commit at once,
-  as it learned the reply.
 - Leaders spread: each group's preferred leader is the first node of its
   placement; a leader hands a group back to its preferred leader once that
   node is live and caught up (``_hand_back_leadership``).
@@ -99,7 +82,6 @@ from replikv.kv.commands import lookup
 from replikv.kv.lua import with_body
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
-from replikv.runtime.forwarding import ForwardedCommand
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.peer_features import PeerFeatures
@@ -121,8 +103,6 @@ LEADERS = b"L"  # msgpack [groups this node leads, moved slots as [first, last, 
 MEMBER_CHECK = b"M"  # msgpack [[group, the sender's last config index], ...]: "am I still a member?"
 GONE = b"X"  # msgpack [[group, config index], ...]: "a committed configuration at that index excludes you"
 FEATURES = b"V"  # msgpack [[feature, ...], ask]: what this node's version reads (runtime/peer_features.py)
-# a peer that answers a forwarded write's client at its own apply of the entry (module doc)
-ANSWER_AT_APPLY = "answer-at-apply"
 MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups it follows
 
 # the node log's segments kept before the groups that pin older ones are carried forward
@@ -142,7 +122,6 @@ class ShardedRaftRunner(BaseRunner):
         opts = self.options
         self.raft_id = raft_id(node_id)
         self.names = {raft_id(name): name for name in config.nodes}
-        self.raft_ids = {name: raft_id(name) for name in config.nodes}
         self.peer_ids = [p for p in config.nodes if p != node_id]
         self.tick_s = opts.tick_ms / 1000
         self.election_ticks = max(2, opts.election_timeout_ms // opts.tick_ms)
@@ -166,7 +145,7 @@ class ShardedRaftRunner(BaseRunner):
         self.host = GroupHost(self.raft_id, heartbeat_ticks=hb_ticks, election_timeout_ticks=self.election_ticks,
                               incarnation=incarnation)
         # which peers take batches with embedded messages (a rolling upgrade: older nodes refuse them)
-        self.peer_features = PeerFeatures((batch_codec.FEATURE_EMBEDDED, ANSWER_AT_APPLY))
+        self.peer_features = PeerFeatures((batch_codec.FEATURE_EMBEDDED,))
         self.groups: dict[int, RaftGroup] = {}
         self.hb_ticks = hb_ticks
         self.tombstones = {int(g): int(i) for g, i in state.get("tombstones", {}).items()}  # _drop_group
@@ -207,7 +186,7 @@ class ShardedRaftRunner(BaseRunner):
         self.parked: dict[int, list[tuple[float, list[bytes], _Held, Callable[[_Held], None]]]] = {}
         self.lock_service = LockService(self)  # leases and LOCK ... WAIT (runtime/locks.py)
         self.stats.update({"snapshots_taken": 0, "snapshots_installed": 0, "moved_replies": 0,
-                           "tick_stalls": 0, "drains": 0, "answered_at_apply": 0})
+                           "tick_stalls": 0, "drains": 0})
         log.info("node %s hosts %d of %d groups (%s)", node_id, len(self.groups), opts.shards,
                  ",".join(str(g) for g in sorted(self.groups)))
 
@@ -381,35 +360,16 @@ class ShardedRaftRunner(BaseRunner):
         if self._moving(grp, commands):
             conn.reply(RespError("TRYAGAIN the key's slot is moving to another group; retry"))
             return
-        at = self._answer_at(g, grp, conn) if type(conn) is ForwardedCommand and not (transaction or client) \
-            else None
         err, data = encode_write(grp.sm, commands, transaction, wall_ms(), self.id,
-                                 conn.watch if transaction else None, at)
+                                 conn.watch if transaction else None)
         if err is not None:
             conn.reply(err)
             return
-        if at is not None:
-            key = conn.answer_key = (g, at[0])
-            prompt = self.host.prompt
-            prompt[key] = prompt.get(key, 0) + 1
         rid = next(self._rids)
         self.writes.add(rid, conn, time.monotonic() + 2 * self.options.ack_timeout_ms / 1000, _WRITE_EXPIRED)
         cid, seq = client if client else (None, None)
         self.pending.setdefault(g, []).append((data, rid, cid, seq))
         self._schedule()
-
-    def _answer_at(self, g: int, grp: RaftGroup, proxy: ForwardedCommand) -> list[int] | None:
-        """``[node, incarnation, request id]`` for the entry of a write a peer forwarded, when
-        that peer answers its client at its own apply (module doc, "answered at the forwarder's
-        apply"): it announced ``ANSWER_AT_APPLY``, is a member of the group (it applies the
-        entry) and its incarnation is known (a restarted peer's request ids start again)."""
-        if not self.peer_features.has(proxy.peer, ANSWER_AT_APPLY):
-            return None
-        src = self.raft_ids.get(proxy.peer)
-        incarnation = self.host.incarnations.get(src) if src is not None else None
-        if incarnation is None or src not in grp.core.progress:  # the leader replicates to every member
-            return None
-        return [src, incarnation, proxy.rid]
 
     def _unroutable(self, conn: Any, error: RespError, commands: list[list[bytes]], transaction: bool) -> None:
         """A MULTI block whose keys span groups by this node's slot map (a node with an older map
@@ -724,7 +684,6 @@ class ShardedRaftRunner(BaseRunner):
 
     def _address_learned(self, name: str) -> None:
         self.names[raft_id(name)] = name
-        self.raft_ids[name] = raft_id(name)
 
     def _reshard(self, conn: Any, argv: list[bytes]) -> None:
         try:
@@ -933,8 +892,6 @@ class ShardedRaftRunner(BaseRunner):
                 if kind is Apply:
                     for rid, result, index in grp.apply(e):
                         self._resolve_write(g, rid, result, index)
-                    if grp.answers:
-                        self._answer_forwarded(grp)
                 elif kind is RestoreSnapshot:
                     grp.restore(e.snapshot)
                     self.stats["snapshots_installed"] += 1
@@ -994,39 +951,7 @@ class ShardedRaftRunner(BaseRunner):
             self.index_replies.discard(rid)
             result = index
         if waiting is not None:
-            conn = waiting.conn
-            if type(conn) is ForwardedCommand and conn.answer_key is not None:
-                conn.sent = True  # applied: the forwarding node answers at its own apply (module doc)
-                self._unprompt(conn.answer_key)
-                return
-            waiting.slot.resolve(encode_reply(result, conn.resp3))
-
-    def _unprompt(self, key: tuple[int, int]) -> None:
-        """One write answered at its forwarder's apply left the leader's table: the group's
-        commit notices to that follower may be held again once none is left (module doc)."""
-        prompt = self.host.prompt
-        left = prompt.get(key, 0) - 1
-        if left > 0:
-            prompt[key] = left
-        else:
-            prompt.pop(key, None)
-
-    def _answer_forwarded(self, grp: RaftGroup) -> None:
-        """Writes this node forwarded whose entries it just applied: each client gets its reply
-        here, from this replica's own result (module doc, "answered at the forwarder's apply").
-        Only an entry naming this node in this incarnation answers, and only a request still
-        waiting (the leader's FORWARD_REPLY, an error, may have come first)."""
-        answers, grp.answers = grp.answers, []
-        incarnation, pending = self.host.incarnation, self.forwarder.pending
-        for at, result, index in answers:  # each names this node (RaftGroup.apply)
-            if at[1] == incarnation:
-                waiting = pending.pop(at[2])
-                if waiting is not None:
-                    conn = waiting.conn
-                    if index > conn.session_index:
-                        conn.session_index = index
-                    waiting.slot.resolve(encode_reply(result, conn.resp3))
-                    self.stats["answered_at_apply"] += 1  # INFO stats: forwarded writes answered here
+            waiting.slot.resolve(encode_reply(result, waiting.conn.resp3))
 
     def _on_reply(self, g: int, rid: object, result: object) -> None:
         self.index_replies.discard(rid)
@@ -1042,8 +967,6 @@ class ShardedRaftRunner(BaseRunner):
             fan.done(err or RespError("TRYAGAIN a group did not take the write"))
             return
         target = self.writes.pop(rid) or self.reads.pop(rid)
-        if target is not None and type(target.conn) is ForwardedCommand and target.conn.answer_key is not None:
-            self._unprompt(target.conn.answer_key)  # refused: the leader answers (FORWARD_REPLY)
         if target is not None:
             target.slot.resolve(encode_reply(err or OK, target.conn.resp3))
 
@@ -1258,12 +1181,6 @@ class ShardedRaftRunner(BaseRunner):
         if now >= self._member_check_at:
             self._member_check_at = now + MEMBER_CHECK_S
             self._check_membership()
-        prompt: dict[tuple[int, int], int] = {}  # what _unprompt missed (a write expired) is dropped
-        for waiting in self.writes.values():
-            key = waiting.conn.answer_key if type(waiting.conn) is ForwardedCommand else None
-            if key is not None:
-                prompt[key] = prompt.get(key, 0) + 1
-        self.host.prompt = prompt
         node_log = self.node_log
         for grp in self.groups.values():
             grp.record_commit()

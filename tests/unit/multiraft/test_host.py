@@ -131,26 +131,6 @@ def test_commit_notices_are_held_and_dropped_when_the_groups_next_append_entries
     assert lh.stats["notices_dropped"] == dropped + 2
 
 
-def test_commit_notices_to_a_follower_in_prompt_leave_at_once() -> None:
-    """module doc: a follower named in ``prompt`` for the group (it answers a client at its own
-    apply of a write it forwarded) gets the commit notice in this round, not at the next tick;
-    the other follower's is held as before."""
-    sim = make(3, 1)
-    g, lh, x_index, followers = _committed_without_a_new_proposal(sim)
-    prompt, other = followers
-    lh.prompt[(g, prompt)] = 1
-    sent = {b.dst: [m for grp, m in b.msgs if grp == g] for b in lh.ready().batches if b.msgs}
-    assert list(sent) == [prompt]
-    notice = sent[prompt][0]
-    assert isinstance(notice, AppendEntries) and not notice.entries and notice.leader_commit == x_index
-    fh = sim.hosts[prompt]
-    assert fh is not None
-    fh.step(Batch(src=lh.node, dst=prompt, incarnation=lh.incarnation, msgs=((g, notice),)))
-    fh.ready()
-    assert fh.groups[g].log.applied == x_index
-    assert (g, other) in lh._notices
-
-
 def test_commit_notices_leave_at_the_next_tick_and_the_followers_apply() -> None:
     sim = make(3, 1)
     g, lh, x_index, followers = _committed_without_a_new_proposal(sim)

@@ -79,10 +79,8 @@ answer) at most one per group and follower, the newest, and:
 Holding a message is a delay and dropping it a loss, both of which Raft tolerates; a
 follower in REPLICATE sees its commit index at most one tick late (what it applies and
 serves to follower reads of no strong level), and no leader waits on a notice's answer.
-A probe (PROBE state) or a snapshot never waits. Nor does a notice to a follower named in
-``prompt`` for the group (the driver's: the follower answers a client at its own apply of a
-write it forwarded, runtime/sharded_raft.py, so the commit is its reply and goes at once).
-Test: ``tests/unit/multiraft/test_host.py::test_commit_notices_*``.
+A probe (PROBE state) or a snapshot never waits. Test:
+``tests/unit/multiraft/test_host.py::test_commit_notices_*``.
 
 Ordering contract of ``Ready`` (the durability rule of core/raft/effects.py,
 carried over many groups): the driver first carries out every ``Persist`` of
@@ -178,9 +176,6 @@ class GroupHost:
         self._wake: dict[int, list[int]] = {}
         self._effects: list[tuple[int, list[Effect]]] = []
         self._notices: dict[tuple[int, int], AppendEntries] = {}  # (group, follower) -> held (module doc)
-        # (group, follower) -> writes the follower answers at its own apply, not yet applied here
-        # (set by the driver): the group's commit notices to it are never held (module doc)
-        self.prompt: dict[tuple[int, int], int] = {}
         # a round's inputs per group, handed to its core in one advance by _settle (module doc)
         self._inbox: dict[int, list[RaftMsg]] = {}
         self._proposals: dict[int, list[tuple[bytes, object, int | None, int | None]]] = {}
@@ -360,7 +355,7 @@ class GroupHost:
             if type(e) is Send:
                 msg, dst = e.msg, e.to
                 if type(msg) is AppendEntries:
-                    if not msg.entries and self._replicating(group, dst) and (group, dst) not in self.prompt:
+                    if not msg.entries and self._replicating(group, dst):
                         if notices.pop((group, dst), None) is not None:
                             self.stats["notices_dropped"] += 1
                         notices[(group, dst)] = msg  # held: the newest per group and follower
