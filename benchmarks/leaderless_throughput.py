@@ -32,12 +32,16 @@ import csv
 import io
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
 
@@ -45,6 +49,7 @@ from multileader_throughput import bench_spread, console, load_average, replikv_
 from resp_throughput import ensure_redis_tools
 
 
+T = TypeVar("T")
 KEYSPACE = 10_000
 FRESH_KEYSPACE = 100_000_000  # SET NX on keys drawn from this many: nearly every one is new
 
@@ -78,6 +83,82 @@ def bench_cas(ports: list[int], requests: int, clients: int) -> dict[str, tuple[
                                  keyspace=FRESH_KEYSPACE)}
 
 
+# INFO counters of the leaderless nodes whose change over a phase tells what background work ran
+# in it (``--probe-ms``)
+WORK_COUNTERS = ("ae_rounds", "ae_keys_repaired", "read_repairs", "states_joined", "hints_stored",
+                 "hints_delivered", "speculative_retries")
+
+
+def work_counters(ports: list[int]) -> dict[str, int]:
+    """The sum over ``ports``' nodes of ``WORK_COUNTERS`` (INFO replication)."""
+    total = dict.fromkeys(WORK_COUNTERS, 0)
+    for port in ports:
+        info = redis.Redis(port=port, socket_timeout=2).info("replication")
+        for name in WORK_COUNTERS:
+            total[name] += int(info.get(f"replikv_{name}", 0))
+    return total
+
+
+class Phases:
+    """The wall-clock span of every benchmark phase, to line up the nodes' loop stalls with
+    (``--probe-ms``: the nodes log each stall with its wall time; runtime/base.py ``LoopProbe``),
+    and (``counted``: the nodes to ask) the change of the nodes' ``WORK_COUNTERS`` over it."""
+
+    def __init__(self, counted: list[int] | None = None) -> None:
+        self.spans: list[tuple[str, float, float]] = []
+        self.work: dict[str, dict[str, int]] = {}
+        self.counted = counted
+
+    def run(self, name: str, fn: Callable[..., T], *args: Any, counted: list[int] | None = None) -> T:
+        """``fn(*args)``, its span recorded as phase ``name`` (``counted``: the nodes to count the
+        work of, if not ``self.counted``)."""
+        ports = counted if counted is not None else self.counted
+        before = work_counters(ports) if ports else {}
+        start = time.time()
+        try:
+            return fn(*args)
+        finally:
+            self.spans.append((name, start, time.time()))
+            if ports:
+                after = work_counters(ports)
+                self.work[name] = {k: after[k] - before[k] for k in WORK_COUNTERS if after[k] != before[k]}
+
+    def of(self, at: float) -> str:
+        """The phase running at wall time ``at``, or the gap it fell in."""
+        before = "start-up"
+        for name, start, end in self.spans:
+            if start <= at <= end:
+                return name
+            if at > end:
+                before = f"after {name}"
+        return before
+
+
+STALL = re.compile(r"(n\d+).*loop stall (\d+) ms ending at ([\d.]+)")
+
+
+def stall_report(data: Path, phases: Phases, keep: Path | None) -> None:
+    """Per phase: the nodes' loop stalls (count, worst ms, per node) from their logs."""
+    per: dict[str, list[tuple[str, int]]] = {}
+    for log in sorted(data.glob("**/node.log")):
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, keep / f"{data.name}-{log.parent.name}.log")
+        for line in log.read_text(errors="replace").splitlines():
+            m = STALL.search(line)
+            if m:
+                per.setdefault(phases.of(float(m.group(3))), []).append((m.group(1), int(m.group(2))))
+    for name, start, end in phases.spans:
+        for label in (name, f"after {name}"):
+            got = per.get(label, [])
+            if got or label == name:
+                nodes = {n: sum(1 for m, _ in got if m == n) for n in sorted({m for m, _ in got})}
+                console.print(f"  {label:<40} {end - start if label == name else 0:6.1f} s  stalls {len(got):3d}"
+                              f"  worst {max((ms for _, ms in got), default=0):4d} ms  {nodes}")
+                if label == name and phases.work.get(name):
+                    console.print(f"    {'':<38} work: {phases.work[name]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", "-n", type=int, default=60_000)
@@ -86,6 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6000 requests per test")
     parser.add_argument("--pipelines", default="1,16")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--levels", default="quorum,one",
+                        help="the leaderless levels to run (a diagnostic run: --levels quorum --no-raft)")
+    parser.add_argument("--no-raft", action="store_true", help="skip the raft cluster (no ratios)")
+    parser.add_argument("--probe-ms", type=int, default=0,
+                        help="start the nodes with REPLIKV_LOOP_PROBE_MS (log event-loop stalls over "
+                             "this many ms) and report the stalls of each leaderless phase")
+    parser.add_argument("--probe-stacks", action="store_true",
+                        help="with --probe-ms: the nodes also log the main thread's stack in a stall "
+                             "(REPLIKV_LOOP_PROBE_STACKS=1; a watchdog thread that itself costs some latency)")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the node logs here")
     args = parser.parse_args(argv)
     requests = 6_000 if args.quick else args.requests
     pipelines = [int(p) for p in args.pipelines.split(",")]
@@ -99,31 +190,43 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|--:|--:|--:|--:|--:|"]
     figures: dict[tuple[str, str, str, int], tuple[float, float, float]] = {}
     try:
-        with replikv_up(root, "raft", args.fsync) as ports:
-            for p in pipelines:
-                for test in ("SET", "GET"):
-                    figures[("raft", "majority", test, p)] = bench_spread(ports, test, requests, args.clients, p)
-            for test, figure in bench_cas(ports, requests // 4, args.clients).items():
-                figures[("raft", "majority", test, 1)] = figure
-        for level in ("quorum", "one"):
-            flags = ("--write-consistency", level, "--read-consistency", level)
-            with replikv_up(root, "leaderless", args.fsync, extra=flags) as ports:
+        for _ in range(0 if args.no_raft else 1):
+            with replikv_up(root, "raft", args.fsync) as ports:
                 for p in pipelines:
                     for test in ("SET", "GET"):
-                        figures[("leaderless", level, test, p)] = bench_spread(ports, test, requests, args.clients, p)
+                        figures[("raft", "majority", test, p)] = bench_spread(ports, test, requests, args.clients, p)
+                for test, figure in bench_cas(ports, requests // 4, args.clients).items():
+                    figures[("raft", "majority", test, 1)] = figure
+        if args.probe_ms:  # the leaderless nodes only (the phases below are the ones reported)
+            os.environ["REPLIKV_LOOP_PROBE_MS"] = str(args.probe_ms)
+            if args.probe_stacks:
+                os.environ["REPLIKV_LOOP_PROBE_STACKS"] = "1"
+        for level in args.levels.split(","):
+            flags = ("--write-consistency", level, "--read-consistency", level)
+            with replikv_up(root, "leaderless", args.fsync, extra=flags) as ports:
+                phases = Phases(ports if args.probe_ms else None)
+                for p in pipelines:
+                    for test in ("SET", "GET"):
+                        figures[("leaderless", level, test, p)] = phases.run(
+                            f"{level} {test} -P {p}", bench_spread, ports, test, requests, args.clients, p)
                 if level == "quorum":
-                    for test, figure in bench_cas(ports, requests // 4, args.clients).items():
+                    for test, figure in phases.run(
+                            "CAS and SET NX", bench_cas, ports, requests // 4, args.clients).items():
                         figures[("leaderless", "serial", test, 1)] = figure
                     two = ports[:2]
-                    before = bench_spread(two, "GET", requests // 2, args.clients, 1)
+                    before = phases.run("GET 3 up", bench_spread, two, "GET", requests // 2, args.clients, 1)
                     pid = int(redis.Redis(port=ports[2]).info("server")["process_id"])
                     os.kill(pid, signal.SIGSTOP)
                     try:
-                        paused = bench_spread(two, "GET", requests // 2, args.clients, 1)
+                        paused = phases.run("GET 1 paused", bench_spread, two, "GET", requests // 2, args.clients, 1,
+                                            counted=two if args.probe_ms else None)
                     finally:
                         os.kill(pid, signal.SIGCONT)
                     figures[("leaderless", "quorum, 3 up", "GET", 1)] = before
                     figures[("leaderless", "quorum, 1 paused", "GET", 1)] = paused
+            if args.probe_ms or args.keep_logs:
+                console.print(f"loop stalls over {args.probe_ms} ms, leaderless {level}:")
+                stall_report(root / f"leaderless-{args.fsync}-0-{len(flags)}-{ports[0]}", phases, args.keep_logs)
         for key, (ops, p50, p99) in figures.items():
             system, level, test, p = key
             ref = figures.get(("raft", "majority", test, p))

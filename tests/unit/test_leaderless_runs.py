@@ -122,7 +122,8 @@ def counted(node: LeaderlessRunner, name: str) -> list[list[Any]]:
 
 def test_a_runs_changed_keys_move_the_view_and_watch_index_once_at_its_end(make_client) -> None:
     piped, alone = make_client(), make_client()
-    before = piped.node.applied_index + len(piped.node.entries)  # a WATCH taken now is at this position
+    piped.node.watch_position()  # a WATCH taken now (it arms the index: kv/watch.py "At rest") ...
+    before = piped.node.applied_index + len(piped.node.entries)  # ... is at most this position
     piped_changed, alone_changed = counted(piped.node, "_changed"), counted(alone.node, "_changed")
     assert piped.send(*RUN) == alone.one_by_one(*RUN)
     assert [sorted(keys) for (keys,) in piped_changed] == [[f"k{i}".encode() for i in range(5)]]  # once

@@ -195,7 +195,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         self.applied_index = self.wal.last_index
         self.sm = StateMachine()
         materialize(self.store, self.sm, list(self.store.keys()))
-        self.sm.changes = ChangeIndex(self.applied_index)
+        self.sm.changes = ChangeIndex(self.applied_index, watching=False)  # armed by watch_position
         if not meta:
             self._ring_meta = {"mode": self.config.mode}
             self.meta.save(self._ring_meta)
@@ -599,7 +599,9 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         if keys:
             due = self._view_due
             due.update(dict.fromkeys(keys))
-            self._sm.changes.touch_keys(dict.fromkeys(keys, self.applied_index + len(self.entries)))
+            changes = self._sm.changes
+            if changes.watching:  # at rest while no position may be read (``watch_position``)
+                changes.touch_keys(dict.fromkeys(keys, self.applied_index + len(self.entries)))
             if len(due) > VIEW_DUE_KEYS:
                 self._fill_view()
 
@@ -614,6 +616,10 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
         _Sequence(self, conn, queued).next(conn.slot())
 
     def watch_position(self, key: bytes | None = None) -> int:
+        """The position WATCH and a blocked command read from; the WATCH index records changes
+        from here on (it rests while no such position is held: ``rest_change_index`` at each
+        tick, kv/watch.py "At rest": WATCH and blocked commands are decided on this node)."""
+        self.sm.changes.arm()
         return self.applied_index
 
     def wait_replicas(self, conn: ClientConnection, numreplicas: int, timeout_ms: int) -> None:
@@ -929,6 +935,7 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             await asyncio.sleep(interval)
             self._run(self.replica.tick(wall_ms(), _now_us(), self._alive(), writable=self.disk_error is None))
             self._flush_clients()
+            self.rest_change_index()
             if self._departed:
                 self._drop_departed()
             now = time.monotonic()

@@ -151,3 +151,65 @@ def test_what_a_round_asks_for_comes_back_in_answers_of_one_key_each(monkeypatch
     assert len(blobs[0]) == 12 and blobs[0] == blobs[1] == blobs[2]
     assert all(nodes["n3"].store.key_blob(b"key%02d" % i) == nodes["n2"].store.key_blob(b"key%02d" % i)
                for i in range(12))
+
+
+def round_started(effects: list[Any]) -> bool:
+    return any(isinstance(e, Send) and isinstance(e.msg, dm.TreeGet) for e in effects)
+
+
+def test_a_due_round_first_digests_the_keys_waiting_then_a_tick_at_a_time(monkeypatch: Any) -> None:
+    """Issue 9 (QUORUM GET p99 spikes): a round that comes due while changed keys wait does not
+    start at once, leaving the backlog to its steps (then 1,000 keys a step on both members,
+    10-70 ms of event loop each, and stale digests that made every leaf differ): each tick
+    digests at most ``AE_DIGESTS_PER_UPDATE`` of the keys waiting when it came due, and the round
+    starts once they are digested; keys changed meanwhile do not hold it back."""
+    monkeypatch.setattr(rp, "AE_DIGESTS_PER_UPDATE", 10)
+    r = replica("n1", ae_ms=1000)
+    now = 1000
+    assert not round_started(r.tick(now, now * 1000, N3))  # the first round's time is chosen
+    for i in range(35):
+        local_set(r, b"k%03d" % i, b"v", now + i)
+    now += 1000  # past the first round's time
+    waiting = [len(r.dirty)]
+    started = False
+    for tick in range(10):
+        effects = r.tick(now + tick * 100, (now + tick * 100) * 1000, N3)
+        local_set(r, b"new%d" % tick, b"v", now + tick * 100)  # changed after it came due
+        started = round_started(effects)
+        if started:
+            break
+        waiting.append(len(r.dirty) - 1)  # the key just written is not part of the backlog
+    assert started and tick == 3  # 35 keys waiting, 10 a tick: the 4th tick digests the last 5 and starts it
+    assert all(before - after <= 10 for before, after in zip(waiting, waiting[1:]))
+    assert not any(k.startswith(b"k") for k in r.dirty)  # the backlog it waited for is digested
+
+
+def test_the_first_round_comes_at_a_random_time_within_one_interval() -> None:
+    """Nodes started together do not run their rounds at the same moments (every node's round,
+    and the peer's part of it, came at once every interval)."""
+    firsts = set()
+    for seed in range(8):
+        r = Replica("n1", Ring(N3, 3, 16), conflicts="lww", timeout_us=10**9, rng=random.Random(seed),
+                    ae_interval_ms=1000)
+        for now in range(1000, 3000, 10):
+            if round_started(r.tick(now, now * 1000, N3)):
+                firsts.add(now)
+                break
+    assert all(1000 < t < 2000 + 10 for t in firsts) and len(firsts) > 4
+
+
+def test_a_round_compares_the_keys_of_at_most_AE_LEAVES_PER_ROUND_leaves(monkeypatch: Any) -> None:
+    """A round whose walk finds many leaves differing asks the peer for the keys of at most
+    ``AE_LEAVES_PER_ROUND`` of them (every key of 1,024 leaves was 90-240 ms of event loop on each
+    side), a window from a random start; the replicas still converge over rounds."""
+    monkeypatch.setattr(rp, "AE_LEAVES_PER_ROUND", 4)
+    nodes = {n: replica(n, ae_ms=1000) for n in N3}
+    for i in range(80):
+        local_set(nodes["n1"], b"key%02d" % i, b"v%d" % i, 10 + i)
+    sent: list[Any] = []
+    run_rounds(nodes, 1000, 60, sent)
+    leaf_gets = [m for m in sent if isinstance(m, dm.LeafGet)]
+    assert leaf_gets and all(len(m.leaves) <= 4 for m in leaf_gets)
+    assert len({m.leaves for m in leaf_gets}) > 1
+    blobs = [{k: r.store.key_blob(k) for k in r.store.stored_keys()} for r in nodes.values()]
+    assert len(blobs[0]) == 80 and blobs[0] == blobs[1] == blobs[2]

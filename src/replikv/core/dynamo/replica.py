@@ -79,9 +79,14 @@ Rules:
   peer's with one ``Get`` per key, so that no answer passes the frame
   limit: a ``GetReply`` cannot be cut). Every ``Put`` of key states this node
   sends without an ack (repairs, forwards) is cut the same way
-  (``_put_states``). Trees are updated lazily from the keys
-  changed since the last walk, at most ``AE_DIGESTS_PER_UPDATE`` per update,
-  the longest waiting first (``_update_trees``).
+  (``_put_states``). Trees are updated from the keys changed since they
+  last took their digests, at most ``AE_DIGESTS_PER_UPDATE`` per update, the
+  longest waiting first (``_update_trees``): once a round is due, one update
+  per tick until the keys waiting then are digested, and the round starts
+  (its own digests current); one at each step of a walk. The first round
+  comes at a random time within one interval. A round compares the keys of at most
+  ``AE_LEAVES_PER_ROUND`` differing leaves (a window from a random start),
+  so what one step costs the event loop is bounded (``_ae_tick``).
 - Tombstones are collected ``tombstone_grace_ms`` after the delete.
 - Paxos (``paxos.py``, Cassandra's lightweight transactions): this node's
   acceptor for every key it holds, and the proposers of the operations it
@@ -171,7 +176,10 @@ HINT_BATCH_KEYS = 256  # key states per hint delivery, at most
 PUT_STATES_MAX_BYTES = 1024 * 1024
 AE_TREE_DEPTH = 10  # 1024 leaves per replica group
 AE_KEYS_PER_ROUND = 512  # key states one anti-entropy round exchanges at most
-AE_DIGESTS_PER_UPDATE = 1000  # changed keys one tree update digests at most (_update_trees)
+# changed keys one tree update digests at most (_update_trees; ~2-5 ms of loop time): every tick
+# digests that many while keys wait, and a round starts once none wait ("Anti-entropy" above)
+AE_DIGESTS_PER_UPDATE = 200
+AE_LEAVES_PER_ROUND = 32  # differing leaves one round compares the keys of at most
 STREAM_CHUNK_KEYS = 256  # key states per streaming chunk (one in flight per stream)
 CLEANUP_KEYS_PER_TICK = 1000  # keys a cleanup drops per tick at most
 CATCH_UP_TRIES = 5  # Gets a catch-up sends each peer at most, one per timeout (``Replica._catch_up``)
@@ -253,6 +261,7 @@ class _AeSession:
     walk: MerkleWalk
     deadline_us: int
     phase: str = "tree"  # "tree" (walking) | "leaves" (comparing keys)
+    leaves: tuple[int, ...] = ()  # the differing leaves whose keys the round compares
 
 
 def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
@@ -363,7 +372,8 @@ class Replica:
         self.catch_ups: dict[int, tuple[str, bytes, int, int]] = {}
         self.paxos_heard: dict[str, int] = {}  # peer -> when a Paxos message last came from it (ms)
         self._ae_next = rng.randrange(1 << 16)  # which group next (round robin from a random start)
-        self._ae_due_ms = 0
+        self._ae_due_ms: int | None = None  # the next round's time (the first: at random in one interval)
+        self._ae_backlog: int | None = None  # keys waiting when the due round began digesting (_ae_tick)
         self._reqs = 1 << 40  # the replica's own request ids (the runtime's client requests count from 1)
         self.stats = {"read_repairs": 0, "hints_stored": 0, "hints_delivered": 0, "tombstones_collected": 0,
                       "states_joined": 0, "ae_rounds": 0, "ae_groups_in_sync": 0, "ae_keys_repaired": 0,
@@ -1271,16 +1281,47 @@ class Replica:
                 self.stats["tombstones_collected"] += 1
                 self.dirty[key] = None
                 out.append(Persist(entry=["gc", key]))
-        if self.ae_interval_ms and now_ms >= self._ae_due_ms and not self.ae:
-            self._ae_due_ms = now_ms + self.ae_interval_ms
-            self._ae_start(up, now_us, out)
+        if self.ae_interval_ms:
+            self._ae_tick(up, now_ms, now_us, out)
         return out
 
     # ------------------------------------------------------------ anti-entropy
 
-    def _update_trees(self) -> None:
+    def _ae_tick(self, up: set[str], now_ms: int, now_us: int, out: list[Any]) -> None:
+        """Once a round is due: digest the keys that were waiting then, ``AE_DIGESTS_PER_UPDATE``
+        per tick, then start the round (its own digests are current; keys changed since are
+        newer than the round).
+
+        Before, the round started at once and its steps digested the backlog, 1,000 keys per
+        step (10-70 ms on the event loop) on both members, on every node at once (all rounds
+        came due together), and compared stale digests, which made nearly every leaf differ and
+        the leaf exchange carry every key (90-240 ms): the QUORUM GET p99 spikes of issue 9's
+        benchmark, after the 15,000 fresh keys of its SET NX phase. Each key is still digested
+        once per drain (no more CPU), a tick at a time. The first round comes at a random time
+        within one interval, so nodes started together do not run their rounds together."""
+        due = self._ae_due_ms
+        if due is None:
+            self._ae_due_ms = now_ms + self.rng.randrange(self.ae_interval_ms)
+            return
+        if now_ms < due or self.ae:
+            return
+        if self._ae_backlog is None:
+            if not self.trees:
+                self._update_trees(0)  # the trees exist, every stored key waiting
+            self._ae_backlog = len(self.dirty)
+        if self._ae_backlog > 0 and self.dirty:
+            before = len(self.dirty)
+            self._update_trees()
+            self._ae_backlog -= before - len(self.dirty)
+            if self._ae_backlog > 0 and self.dirty:
+                return
+        self._ae_backlog = None
+        self._ae_due_ms = now_ms + self.ae_interval_ms
+        self._ae_start(up, now_us, out)
+
+    def _update_trees(self, limit: int | None = None) -> None:
         """Bring the trees up to date with the keys changed since they took their digests, at most
-        ``AE_DIGESTS_PER_UPDATE`` of them per call, the longest waiting first.
+        ``limit`` (``AE_DIGESTS_PER_UPDATE``) of them per call, the longest waiting first.
 
         Invariant: a key whose stored state may differ from its digest in the trees is in
         ``dirty`` (every change adds it; a call removes only the keys it digests). ``dirty`` keeps
@@ -1296,11 +1337,12 @@ class Replica:
             self.trees = {g: MerkleTree(_CIRCLE, AE_TREE_DEPTH) for g in sorted(groups)}
             self.dirty.update(dict.fromkeys(self.store.stored_keys()))
         dirty = self.dirty
-        if len(dirty) <= AE_DIGESTS_PER_UPDATE:
+        limit = AE_DIGESTS_PER_UPDATE if limit is None else limit
+        if len(dirty) <= limit:
             keys: Iterable[bytes] = list(dirty)
             dirty.clear()
         else:
-            keys = list(islice(dirty, AE_DIGESTS_PER_UPDATE))
+            keys = list(islice(dirty, limit))
             for key in keys:
                 del dirty[key]
         for key in keys:
@@ -1373,10 +1415,14 @@ class Replica:
         if not leaves:
             self.stats["ae_groups_in_sync"] += 1
             return
+        if len(leaves) > AE_LEAVES_PER_ROUND:  # a window from a random start: every leaf has its turn
+            start = self.rng.randrange(len(leaves))
+            leaves = (leaves[start:] + leaves[:start])[:AE_LEAVES_PER_ROUND]
         req = self._req()
         sess.phase = "leaves"
+        sess.leaves = tuple(leaves)
         self.ae[req] = sess
-        out.append(Send(to=peer, msg=dm.LeafGet(req=req, group=sess.group, leaves=tuple(leaves))))
+        out.append(Send(to=peer, msg=dm.LeafGet(req=req, group=sess.group, leaves=sess.leaves)))
 
     def _ae_keys(self, peer: str, msg: dm.LeafKeys, now_us: int, out: list[Any]) -> None:
         sess = self.ae.pop(msg.req, None)
@@ -1388,7 +1434,7 @@ class Replica:
             return
         theirs = dict(msg.entries)
         mine: dict[bytes, bytes] = {}
-        for leaf in sess.walk.differing_leaves:
+        for leaf in sess.leaves:
             mine.update(tree.keys_in_leaf(leaf))
         differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))[:AE_KEYS_PER_ROUND]
         if not differ:
