@@ -189,11 +189,11 @@ class NodeOptions:
     @property
     def max_command_bytes(self) -> int:
         """The largest command (or MULTI block, or a leader-follower script's effects) a node
-        takes, by ``core/resp.command_bytes``: what a node
-        replicates of one command or block (a raft entry, a leader-follower stream record, a
-        multi-leader op, a leaderless write, a forward) is one message, and must fit one peer
-        frame (``max_frame_bytes``) with room for what the message adds; a larger one closed
-        the link at every resend (issue 9). Half the slack is that room."""
+        takes, by ``core/resp.command_bytes``. What a node replicates of one command or block (a
+        raft entry, a leader-follower stream record, a multi-leader op, a leaderless write, a
+        forward) is one message, and must fit one peer frame (``max_frame_bytes``) with room for
+        what the message adds; a larger one closed the link at every resend (issue 9). Half the
+        slack is that room."""
         return self.max_bulk_len + PEER_FRAME_SLACK_BYTES // 2
 
     def link_delays(self, node_id: str) -> dict[str, int]:

@@ -124,8 +124,9 @@ class StateMachine:
         self.changes = ChangeIndex()  # WATCH: where each key last changed (kv/watch.py)
         self.locks = LockTable()  # named locks, beside the key space (kv/locks.py)
         self._scripts: ScriptEngine | None = None
-        # the node's options, where a leader-follower leader's state: its ``max_command_bytes``
-        # bounds what it logs of one script's effects (one entry; kv/types/scripting.py)
+        # the node's options on a leader-follower node (None in the other modes): their
+        # ``max_command_bytes`` bounds what a leader logs of one script's effects (one entry;
+        # kv/types/scripting.py)
         self.limits: NodeOptions | None = None
 
     @property
