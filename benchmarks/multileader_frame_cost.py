@@ -18,13 +18,12 @@ import random
 import time
 
 from crdt_path import workload
-from multileader_remote import Node, fold_keys
+from multileader_remote import Node, fold_keys, run_ops
 
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Deliver
-from replikv.core.multileader.messages import Op, Sync
-from replikv.kv.crdt_view import deliver_ops, show_applied
-from replikv.kv.crdt_writes import translate
+from replikv.core.multileader.messages import Sync
+from replikv.kv.crdt_view import deliver_ops
 
 
 def frame_cost(kind: str, n: int, run_len: int) -> tuple[float, float]:
@@ -35,20 +34,7 @@ def frame_cost(kind: str, n: int, run_len: int) -> tuple[float, float]:
     for x, y in ((a, "b"), (b, "a")):
         x.replica.step(Sync(sender=y, vv={}, matrix={}))
     argvs = fold_keys(workload(kind, n), 10_000)
-    made: list[Op] = []
-    for r in range(0, len(argvs), run_len):  # as MultiLeaderRunner._write_run makes a run one op
-        seq, deps, hlc = a.replica.vv.get("a", 0) + 1, dict(a.replica.vv), (now << 16) + r
-        payload: list = []
-        changed: dict[bytes, None] = {}
-        for argv in argvs[r:r + run_len]:
-            muts, _ = translate(a.store, argv, now, rng)
-            changed.update(dict.fromkeys(a.store.apply_muts("a", seq, hlc, deps, muts, len(payload))))
-            payload += muts
-        op, _ = a.replica.local(hlc, payload)
-        a.store.advance("a", seq)
-        a.applied += 1
-        show_applied(a.store, a.view, changed, a.applied)
-        made.append(op)
+    made = run_ops(a, argvs, run_len, now, rng)
     frames = [codec.encode_ops("a", [codec.pack_op(op)]) for op in made]
     gc.collect()
     gc.freeze()

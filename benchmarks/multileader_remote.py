@@ -58,6 +58,26 @@ def fold_keys(argvs: list[list[bytes]], keys: int) -> list[list[bytes]]:
     return out
 
 
+def run_ops(a: Node, argvs: list[list[bytes]], run_len: int, now: int, rng: random.Random) -> list[Op]:
+    """Node ``a`` (origin "a") runs ``argvs`` as ``MultiLeaderRunner._write_run`` makes a
+    pipelined run of ``run_len`` writes into one op: the ops, in order."""
+    made: list[Op] = []
+    for r in range(0, len(argvs), run_len):
+        seq, deps, hlc = a.replica.vv.get("a", 0) + 1, dict(a.replica.vv), (now << 16) + r
+        payload: list = []
+        changed: dict[bytes, None] = {}
+        for argv in argvs[r:r + run_len]:
+            muts, _ = translate(a.store, argv, now, rng)
+            changed.update(dict.fromkeys(a.store.apply_muts("a", seq, hlc, deps, muts, len(payload))))
+            payload += muts
+        op, _ = a.replica.local(hlc, payload)
+        a.store.advance("a", seq)
+        a.applied += 1
+        show_applied(a.store, a.view, changed, a.applied)
+        made.append(op)
+    return made
+
+
 def run(kind: str, n: int, batch: int, profile: str | None, keys: int | None = None, run_len: int = 1) -> None:
     a, b = Node("a"), Node("b")
     rng = random.Random(7)
@@ -81,20 +101,8 @@ def run(kind: str, n: int, batch: int, profile: str | None, keys: int | None = N
             op, effects = a.replica.local((now << 16) + i, muts)
             a.applied = deliver_ops(a.store, a.view, [op], "a", a.applied)[0]
             made.append(op)
-    else:  # as MultiLeaderRunner._write_run makes a pipelined run into one op
-        for r in range(0, len(argvs), run_len):
-            seq, deps, hlc = a.replica.vv.get("a", 0) + 1, dict(a.replica.vv), (now << 16) + r
-            payload: list = []
-            changed: dict[bytes, None] = {}
-            for argv in argvs[r:r + run_len]:
-                muts, _ = translate(a.store, argv, now, rng)
-                changed.update(dict.fromkeys(a.store.apply_muts("a", seq, hlc, deps, muts, len(payload))))
-                payload += muts
-            op, effects = a.replica.local(hlc, payload)
-            a.store.advance("a", seq)
-            a.applied += 1
-            show_applied(a.store, a.view, changed, a.applied)
-            made.append(op)
+    else:
+        made = run_ops(a, argvs, run_len, now, rng)
     t_origin = perf() - t0
     if prof:
         prof.disable()
