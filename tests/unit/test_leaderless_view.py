@@ -17,13 +17,12 @@ import pytest
 
 from replikv.core.crdt.keyed import KeyedStore, write_delta
 from replikv.core.dynamo import messages as dm
-from replikv.core.resp import encode_command
 from replikv.kv.crdt_view import materialize
 from replikv.kv.crdt_writes import translate
 from replikv.kv.state_machine import StateMachine
 from replikv.runtime import leaderless
 from replikv.runtime.leaderless import LeaderlessRunner
-from tests.unit.test_pipelined_runs import Client, offline_node
+from tests.unit.test_pipelined_runs import Client, check_watch_index_at_rest, offline_node
 
 
 @pytest.fixture
@@ -124,11 +123,8 @@ def test_a_peers_writes_applied_here_are_read_as_written(make_client, filled) ->
 
 
 def test_the_watch_index_records_changes_only_while_a_position_may_be_read(make_client) -> None:
-    """kv/watch.py "At rest", in leaderless mode (WATCH and blocked commands are decided on the
-    node that handed out their positions): with no WATCH held and no command blocked, writes of
-    this node and of its peers leave the WATCH index empty; a WATCH or a blocked command arms
-    it, so a write after it still aborts the EXEC or wakes the command; the tick puts it back at
-    rest once nothing holds a position (``BaseRunner.rest_change_index``)."""
+    """kv/watch.py "At rest" in leaderless mode (``check_watch_index_at_rest``), the peer's writes
+    arriving as ``Puts``."""
     a = make_client()
     node = a.node
     b, c = Client(node), Client(node)
@@ -143,25 +139,4 @@ def test_the_watch_index_records_changes_only_while_a_position_may_be_read(make_
         peer.apply_write("n2", hlc, muts, 1_000)
         node._run(node.replica.step("n2", dm.Puts(writes=((i, blob),)), 1_000, 1_000))
 
-    assert a.send(["SET", "k", "1"], ["INCR", "n"]) == ["OK", 1]
-    peer_write(1, b"p", b"v")
-    assert a.send(["GET", "p"]) == [b"v"] and node.sm.changes.last == {}  # at rest: nothing recorded
-    assert b.send(["WATCH", "k"]) == ["OK"]
-    assert a.send(["SET", "k", "2"]) == ["OK"]
-    node.rest_change_index()  # b holds a WATCH: stays armed
-    peer_write(2, b"q", b"v")
-    assert a.send(["GET", "q"]) == [b"v"] and set(node.sm.changes.last) == {b"k", b"q"}
-    assert b.send(["MULTI"], ["GET", "k"], ["EXEC"]) == ["OK", "QUEUED", None]  # k written after WATCH
-    node.rest_change_index()  # the EXEC dropped b's WATCH: nothing holds a position
-    assert node.sm.changes.last == {} and not node.sm.changes.watching
-    assert b.send(["WATCH", "q"]) == ["OK"]  # a WATCH after the rest, then a peer's write of q
-    peer_write(3, b"q", b"w")
-    assert b.send(["MULTI"], ["GET", "q"], ["EXEC"]) == ["OK", "QUEUED", None]
-    c.conn.data_received(encode_command(["BLPOP", "l", "0"]))  # blocked: holds a position
-    node.loop.run()  # type: ignore[attr-defined]
-    node.rest_change_index()
-    assert node.sm.changes.watching
-    assert a.send(["RPUSH", "l", "x"]) == [1]
-    assert c.replies() == [[b"l", b"x"]]
-    node.rest_change_index()
-    assert not node.sm.changes.watching
+    check_watch_index_at_rest(node, a, b, c, peer_write)

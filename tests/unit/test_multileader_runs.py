@@ -26,7 +26,7 @@ from replikv.core.resp import encode_command
 from replikv.kv.crdt_writes import translate
 from replikv.runtime import multi_leader
 from replikv.runtime.multi_leader import MultiLeaderRunner
-from tests.unit.test_pipelined_runs import Client, FakeLoop, offline_node
+from tests.unit.test_pipelined_runs import Client, FakeLoop, check_watch_index_at_rest, offline_node
 
 PIPELINE = [
     ["SET", "a", "1"], ["SET", "b", "x"], ["SET", "a", "2"],            # a run: a's later SET wins
@@ -276,35 +276,14 @@ def test_the_packed_ops_are_kept_only_while_sends_that_may_use_them_are_held(mak
 
 
 def test_the_watch_index_records_changes_only_while_a_position_may_be_read(make_node, monkeypatch) -> None:
-    """kv/watch.py "At rest": with no WATCH held and no command blocked, writes of this node
-    and of its peers leave the WATCH index empty; a WATCH or a blocked command arms it, so a
-    write after it still aborts the EXEC or wakes the command; the tick puts it back at rest
-    once nothing holds a position (``BaseRunner.rest_change_index``)."""
+    """kv/watch.py "At rest" in multi-leader mode (``check_watch_index_at_rest``), the peer's
+    writes arriving as Ops frames."""
     monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 0)  # sends at each flush: no timer
     node = make_node("n")
-    a, b, c = Client(node), Client(node), Client(node)
-    assert a.send(["SET", "k", "1"], ["INCR", "n"]) == ["OK", 1]
-    node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", 1, 1, {"n1": 1, "n2": 0, "n3": 0},
-                                                      [("put", b"p", b"v", None)]))]))
-    assert node.sm.data[b"p"] == b"v" and node.sm.changes.last == {}  # at rest: nothing recorded
-    assert b.send(["WATCH", "k"]) == ["OK"]
-    assert a.send(["SET", "k", "2"]) == ["OK"]
-    node.rest_change_index()  # b holds a WATCH: stays armed
-    node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", 2, 2, {"n1": 2, "n2": 1, "n3": 0},
-                                                      [("put", b"q", b"v", None)]))]))
-    assert set(node.sm.changes.last) == {b"k", b"q"}
-    assert b.send(["MULTI"], ["GET", "k"], ["EXEC"]) == ["OK", "QUEUED", None]  # k written after WATCH
-    node.rest_change_index()  # the EXEC dropped b's WATCH: nothing holds a position
-    assert node.sm.changes.last == {} and not node.sm.changes.watching
-    assert b.send(["WATCH", "q"]) == ["OK"]  # a WATCH after the rest, then a peer's write of q
-    node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", 3, 3, {"n1": 2, "n2": 2, "n3": 0},
-                                                      [("put", b"q", b"w", None)]))]))
-    assert b.send(["MULTI"], ["GET", "q"], ["EXEC"]) == ["OK", "QUEUED", None]
-    c.conn.data_received(encode_command(["BLPOP", "l", "0"]))  # blocked: holds a position
-    node.loop.run()  # type: ignore[attr-defined]
-    node.rest_change_index()
-    assert node.sm.changes.watching
-    assert a.send(["RPUSH", "l", "x"]) == [1]
-    assert c.replies() == [[b"l", b"x"]]
-    node.rest_change_index()
-    assert not node.sm.changes.watching
+    seen_n1 = {1: 1, 2: 2, 3: 2}  # this node's ops the peer's i-th write follows
+
+    def peer_write(i: int, key: bytes, value: bytes) -> None:
+        node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", i, i, {"n1": seen_n1[i], "n2": i - 1, "n3": 0},
+                                                          [("put", key, value, None)]))]))
+
+    check_watch_index_at_rest(node, Client(node), Client(node), Client(node), peer_write)

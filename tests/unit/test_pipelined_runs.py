@@ -114,6 +114,38 @@ class Client:
         return [reply for c in commands for reply in self.send(c)]
 
 
+def check_watch_index_at_rest(node: Any, a: Client, b: Client, c: Client,
+                              peer_write: Callable[[int, bytes, bytes], None]) -> None:
+    """kv/watch.py "At rest", on a node whose WATCH and blocked commands are decided where their
+    positions were handed out (multi-leader, leaderless): with no WATCH held and no command
+    blocked, writes of this node and of its peers (``peer_write(i, key, value)``: the peer's
+    ``i``-th write, delivered at once) leave the WATCH index empty; a WATCH or a blocked command
+    arms it, so a write after it still aborts the EXEC or wakes the command; the tick puts it
+    back at rest once nothing holds a position (``BaseRunner.rest_change_index``)."""
+    assert a.send(["SET", "k", "1"], ["INCR", "n"]) == ["OK", 1]
+    peer_write(1, b"p", b"v")
+    assert a.send(["GET", "p"]) == [b"v"] and node.sm.changes.last == {}  # at rest: nothing recorded
+    assert b.send(["WATCH", "k"]) == ["OK"]
+    assert a.send(["SET", "k", "2"]) == ["OK"]
+    node.rest_change_index()  # b holds a WATCH: stays armed
+    peer_write(2, b"q", b"v")
+    assert a.send(["GET", "q"]) == [b"v"] and set(node.sm.changes.last) == {b"k", b"q"}
+    assert b.send(["MULTI"], ["GET", "k"], ["EXEC"]) == ["OK", "QUEUED", None]  # k written after WATCH
+    node.rest_change_index()  # the EXEC dropped b's WATCH: nothing holds a position
+    assert node.sm.changes.last == {} and not node.sm.changes.watching
+    assert b.send(["WATCH", "q"]) == ["OK"]  # a WATCH after the rest, then a peer's write of q
+    peer_write(3, b"q", b"w")
+    assert b.send(["MULTI"], ["GET", "q"], ["EXEC"]) == ["OK", "QUEUED", None]
+    c.conn.data_received(encode_command(["BLPOP", "l", "0"]))  # blocked: holds a position
+    node.loop.run()
+    node.rest_change_index()
+    assert node.sm.changes.watching
+    assert a.send(["RPUSH", "l", "x"]) == [1]
+    assert c.replies() == [[b"l", b"x"]]
+    node.rest_change_index()
+    assert not node.sm.changes.watching
+
+
 def offline_node(runner: Callable[[ClusterConfig, str], Any], mode: str, root: Path) -> Any:
     """Node n1 of a 3-node ``mode`` cluster under ``root``, in-process: no sockets, the loop
     and the peers faked (the group commit runs when a test says so)."""
