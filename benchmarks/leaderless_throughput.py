@@ -101,7 +101,7 @@ def work_counters(ports: list[int]) -> dict[str, int]:
 
 class Phases:
     """The wall-clock span of every benchmark phase, to line up the nodes' loop stalls with
-    (``--probe-ms``: the nodes log each stall with its wall time; runtime/base.py ``LoopProbe``),
+    (``--probe-ms``: the nodes log each stall with its wall time; runtime/loop_probe.py ``LoopProbe``),
     and (``counted``: the nodes to ask) the change of the nodes' ``WORK_COUNTERS`` over it."""
 
     def __init__(self, counted: list[int] | None = None) -> None:

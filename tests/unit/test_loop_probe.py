@@ -1,4 +1,4 @@
-"""runtime/base.py ``LoopProbe`` (REPLIKV_LOOP_PROBE_MS, a diagnostic): an event-loop iteration
+"""runtime/loop_probe.py ``LoopProbe`` (REPLIKV_LOOP_PROBE_MS, a diagnostic): an event-loop iteration
 that keeps the loop past the threshold is counted, its length and the main thread's CPU time
 over it logged; ordinary iterations are not."""
 
@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from replikv.runtime.base import LoopProbe
+from replikv.runtime.loop_probe import LoopProbe
 
 
 async def _until(cond: Any, deadline_s: float) -> None:
