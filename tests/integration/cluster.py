@@ -43,6 +43,15 @@ def read_until_closed(s: socket.socket) -> bytes:
     return data
 
 
+def limit_peer_frames(monkeypatch: Any) -> int:
+    """Peer frames of at most 3 MiB for the nodes started after this (``max_frame_bytes``: the
+    ``max_bulk_len`` returned, 1 MiB, which the caller gives its nodes, and
+    ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB set here; ``max_command_bytes`` is then 2 MiB): the
+    limits a few large values pass, as 64 MiB of slack meets with more of them."""
+    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
+    return 1024 * 1024
+
+
 def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition",
              interval: float = 0.02) -> T:
     """Poll ``condition`` until it returns a truthy value; fail at the deadline."""

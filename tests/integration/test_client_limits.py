@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.cluster import Cluster, read_until_closed, wait_for
+from tests.integration.cluster import Cluster, limit_peer_frames, read_until_closed, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -163,10 +163,9 @@ MIB = 1024 * 1024
 
 
 def _limited_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> Cluster:
-    """Three nodes whose peer frames hold at most 3 MiB (``max_bulk_len`` 1 MiB and
-    ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB): ``max_command_bytes`` is 2 MiB."""
-    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * MIB))
-    c = Cluster(tmp_path / "c", 3, max_bulk_len=MIB, election_timeout_ms=300)
+    """Three nodes of ``mode`` whose peer frames hold at most 3 MiB (``limit_peer_frames``):
+    ``max_command_bytes`` is 2 MiB."""
+    c = Cluster(tmp_path / "c", 3, max_bulk_len=limit_peer_frames(monkeypatch), election_timeout_ms=300)
     c.config.mode = mode
     c.config.save(c.path)
     return c.start()

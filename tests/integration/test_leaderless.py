@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from replikv.core.dynamo.ring import Ring
-from tests.integration.cluster import Cluster, wait_for
+from tests.integration.cluster import Cluster, limit_peer_frames, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -407,8 +407,7 @@ def test_large_values_of_one_loop_iteration_reach_every_replica_without_a_link_d
     overflow as 64 MiB of slack meets with more values, on a smaller scale). The frames are cut
     at the limit and a run's batch at its bytes bound: every SET is acknowledged, every replica
     holds every value, no link was dropped, and no hint was needed."""
-    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
-    bulk = 1024 * 1024
+    bulk = limit_peer_frames(monkeypatch)
     c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, ack_timeout_ms=20000)
     try:
         n = 40
@@ -464,8 +463,7 @@ def test_hints_of_large_values_reach_the_returning_replica(tmp_path: Path, monke
     them as hints when it is back, in deliveries that fit a peer frame (3 MiB here: ``max_bulk_len``
     1 MiB and ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB), not in one frame the size of them all,
     which would close the link at every reconnect."""
-    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
-    bulk = 1024 * 1024
+    bulk = limit_peer_frames(monkeypatch)
     c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, anti_entropy_ms=0, read_repair_pct=0)
     try:
         c.kill("n3")
@@ -489,8 +487,7 @@ def test_anti_entropy_refills_an_emptied_replica_of_large_values_without_a_link_
     (n1 and n2 run none, no read repair, no hints: the writes were at ALL) refill it with twelve
     values of about 1 MiB under a peer frame limit of 3 MiB. It asks for what it lacks one key
     per ``Get``: a single answer of every differing key (12 MiB) closed the link at every round."""
-    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
-    bulk = 1024 * 1024
+    bulk = limit_peer_frames(monkeypatch)
     c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, anti_entropy_ms=0, read_repair_pct=0)
     try:
         r = level(c.client("n1", timeout=60, single_connection_client=True), write="all")
@@ -517,8 +514,7 @@ def test_a_multi_key_read_of_large_values_answers_under_the_frame_limit(
     frame limit of 3 MiB here: ``max_bulk_len`` 1 MiB, ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB)
     answers every value: the replicas send their answers in parts that fit a frame. One answer
     of them all closed the link, and the read failed with the level's error."""
-    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
-    bulk = 1024 * 1024
+    bulk = limit_peer_frames(monkeypatch)
     c = ll_cluster(tmp_path / "c", max_bulk_len=bulk, anti_entropy_ms=0, read_repair_pct=0)
     try:
         w = level(c.client("n1", timeout=60, single_connection_client=True), write="all")

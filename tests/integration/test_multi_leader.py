@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.integration.cluster import Cluster, wait_for
+from tests.integration.cluster import Cluster, limit_peer_frames, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -245,8 +245,7 @@ def test_a_pipeline_of_large_values_replicates_without_a_link_drop(tmp_path: Pat
     most the peer frame limit (3 MiB here: ``max_bulk_len`` 1 MiB and
     ``REPLIKV_PEER_FRAME_SLACK_BYTES`` 2 MiB), not in one frame of every op due, which closed the
     link: a pipeline of 40 values of about 1 MiB reaches every node, and no link dropped."""
-    monkeypatch.setenv("REPLIKV_PEER_FRAME_SLACK_BYTES", str(2 * 1024 * 1024))
-    bulk = 1024 * 1024
+    bulk = limit_peer_frames(monkeypatch)
     c = ml_cluster(tmp_path / "c", max_bulk_len=bulk)
     try:
         values = {f"m{i}": bytes([65 + i % 26]) * (bulk - i) for i in range(40)}
