@@ -220,7 +220,8 @@ def test_a_leader_follower_script_stops_at_the_write_its_effects_entry_cannot_ho
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The leader-follower leader logs a script's effects as one entry: the write that would
     take them past ``max_command_bytes`` fails in the script (a script error names the limit),
-    the writes before it are kept (no rollback, as Redis) and replicated."""
+    the writes before it are kept (no rollback, as Redis) and replicated; in a MULTI block the
+    limit holds for the block's entry, what its scripts logged before counted."""
     c = _limited_cluster(tmp_path, monkeypatch, "leader-follower")
     try:
         r = c.client(c.leader(), timeout=60)
@@ -228,7 +229,18 @@ def test_a_leader_follower_script_stops_at_the_write_its_effects_entry_cannot_ho
         with pytest.raises(redis.ResponseError, match="the script's writes come to more than the 2097152 bytes"):
             r.eval(script, 0)
         assert [r.exists(k) for k in ("e1", "e2", "e3")] == [1, 1, 0]  # two such writes fit 2 MiB, not three
+        # A MULTI block of two such scripts, each within the limit alone, together past the
+        # peer frame (3 MiB): the block's entry counts them both, the second one fails.
+        three = "for i = 1, 3 do redis.call('SET', ARGV[1] .. i, string.rep('y', 650000)) end return 1"
+        t = r.pipeline(transaction=True)
+        t.eval(three, 0, "a").eval(three, 0, "b").set("after-block", "1")
+        replies = t.execute(raise_on_error=False)
+        assert replies[0] == 1 and replies[2] is True, replies
+        assert "the script's writes come to more than the 2097152 bytes" in str(replies[1]), replies
         _everywhere(c, "e2", b"x" * 1_000_000)
+        _everywhere(c, "a3", b"y" * 650_000)
+        _everywhere(c, "after-block", b"1")
+        assert r.exists("b1") == 0
         for node in c.procs:
             assert "closing peer connection" not in c.log_text(node), node
     finally:

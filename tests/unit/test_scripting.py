@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from replikv.core.replies import RespError
+from replikv import config
+from replikv.core.replies import OK, RespError
+from replikv.core.resp import command_bytes
 from replikv.kv.args import NEEDS_CLOCK
 from replikv.kv.context import ApplyContext
 from replikv.kv.lua import ScriptEngine, script_command, sha1hex, with_body
@@ -90,6 +92,32 @@ def test_a_transaction_of_scripts_is_one_entry() -> None:
     assert cmds is not None and len(cmds) == 3
     follower.apply(cmds, ApplyContext(None))
     assert follower.digest() == leader.digest()
+
+
+def test_a_transaction_entry_stops_at_the_command_that_would_pass_max_command_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """EXEC bounds a block by its commands' sizes, but a script's effects may outweigh the
+    script: the leader-follower leader counts what the block logs (NodeOptions.
+    max_command_bytes, 2 MiB here). A script counts from what the block logged before it and
+    fails at the write that would pass the limit; a later command that would pass it fails in
+    its place; smaller commands after still run; the entry holds the writes before."""
+    monkeypatch.setattr(config, "PEER_FRAME_SLACK_BYTES", 2 * 1024 * 1024)
+    leader, follower = StateMachine(), StateMachine()
+    leader.limits = config.NodeOptions(max_bulk_len=1024 * 1024)
+    assert leader.limits.max_command_bytes == 2 * 1024 * 1024
+    two = "for i = 1, 2 do redis.call('SET', ARGV[1] .. i, string.rep('x', 600000)) end return 1"
+    replies, cmds = leader.execute_transaction(
+        [_eval(two, "0", "a"), _eval(two, "0", "b"), [b"SET", b"c", b"y" * 600_000], [b"SET", b"d", b"1"]], CTX)
+    assert replies[0] == 1  # 1.2 MB logged
+    assert isinstance(replies[1], RespError) and "the script's writes come to more than the 2097152" in str(replies[1])
+    assert isinstance(replies[2], RespError) and "the transaction's writes come to more than" in str(replies[2])
+    assert replies[3] is OK
+    assert cmds is not None and [c[1] for c in cmds] == [b"a1", b"a2", b"b1", b"d"]
+    assert sum(map(command_bytes, cmds)) <= leader.limits.max_command_bytes
+    follower.apply(cmds, ApplyContext(None))
+    assert follower.digest() == leader.digest()
+    assert leader.logged_in_block == 0  # a script run alone counts from nothing again
+    assert leader.execute(_eval(two, "0", "e"), CTX)[0] == 1
 
 
 # --- raft: script replication --------------------------------------------------------------

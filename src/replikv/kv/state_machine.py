@@ -79,10 +79,12 @@ and maintained on every change afterwards through :meth:`new_key`,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from replikv.core.replies import WRONGTYPE, RespError, wrong_arity
+from replikv.core.resp import command_bytes
 from replikv.kv import dump, expiry
 from replikv.kv.args import NEEDS_CLOCK
 from replikv.kv.commands import COMMANDS, unknown_command
@@ -111,7 +113,7 @@ class StateMachine:
     """The key space plus TTLs; see the module docstring for the rules."""
 
     __slots__ = ("_scripts", "changes", "data", "dirty", "expires", "expiry_heap", "limits", "locks",
-                 "scan_index")
+                 "logged_in_block", "scan_index")
 
     def __init__(self) -> None:
         self.data: dict[bytes, Any] = {}
@@ -125,9 +127,12 @@ class StateMachine:
         self.locks = LockTable()  # named locks, beside the key space (kv/locks.py)
         self._scripts: ScriptEngine | None = None
         # the node's options on a leader-follower node (None in the other modes): their
-        # ``max_command_bytes`` bounds what a leader logs of one script's effects (one entry;
-        # kv/types/scripting.py)
+        # ``max_command_bytes`` bounds what a leader logs as one entry: one script's effects
+        # (kv/types/scripting.py), a MULTI block's writes (execute_transaction)
         self.limits: NodeOptions | None = None
+        # the command_bytes a MULTI block being executed has logged before its current
+        # command (0 outside one): where a script in the block starts counting its effects
+        self.logged_in_block = 0
 
     @property
     def scripts(self) -> ScriptEngine:
@@ -313,11 +318,30 @@ class StateMachine:
         """
         replies: list[Reply] = []
         log: Cmds = []
-        for argv in queued:
-            reply, cmds = self.execute(argv, ctx)
-            if cmds:
-                log.extend(cmds)
-            replies.append(reply)
+        # The entry must stay within max_command_bytes (one peer message): EXEC refused a
+        # block whose commands pass it, but a script's effects may be larger than the
+        # script, so the block counts what it logs. A command whose arguments would take
+        # the entry past the limit fails in its place (its logged form is its arguments,
+        # rewritten by at most a few bytes, which the frame's slack holds); a script counts
+        # from what the block logged before it (_Calls) and stops at its write that would
+        # pass it. The writes before are kept, as Redis keeps a block's other writes.
+        limit = self.limits.max_command_bytes if self.limits is not None else sys.maxsize
+        logged = 0
+        try:
+            for argv in queued:
+                if logged + command_bytes(argv) > limit:
+                    replies.append(RespError(
+                        f"ERR the transaction's writes come to more than the {limit} bytes a node "
+                        "replicates as one entry; its writes before this command are kept"))
+                    continue
+                self.logged_in_block = logged
+                reply, cmds = self.execute(argv, ctx)
+                if cmds:
+                    log.extend(cmds)
+                    logged += sum(map(command_bytes, cmds))
+                replies.append(reply)
+        finally:
+            self.logged_in_block = 0
         return replies, (log or None)
 
     def read(self, argv: list[bytes], now_ms: int) -> Reply:

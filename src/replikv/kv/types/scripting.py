@@ -183,7 +183,8 @@ class _Calls:
         self.now = now
         self.mode = mode
         self.log: Cmds = []
-        self.logged = 0  # command_bytes of log
+        # command_bytes of log, plus what the MULTI block running this script logged before it
+        self.logged = sm.logged_in_block
 
     def __call__(self, argv: list[bytes]) -> tuple[bool, Any]:
         return self.engine.to_lua(self._reply(argv))
