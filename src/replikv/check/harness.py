@@ -51,6 +51,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from replikv import modes
+from replikv.check.convergence import Parts, check_convergence
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.parent_death import child_env
 from replikv.ports import free_port
@@ -407,25 +408,27 @@ class Harness:
                 out[f] += int(info.get(f, 0))
         return out
 
-    def digests(self) -> dict[str, str | None]:
-        out: dict[str, str | None] = {}
+    def digests(self) -> dict[str, Parts | None]:
+        """Each node's ``REPLIKV DIGESTS`` (its data in parts, each with the nodes that must hold
+        it: check/convergence.py); None for a node that did not answer or answered garbage."""
+        out: dict[str, Parts | None] = {}
         for nid in self.ids:
             try:
-                d = self._ask(nid, "REPLIKV", "DIGEST", timeout_s=2.0)
-                out[nid] = d if isinstance(d, str) else repr(d)
-            except (redis.RedisError, OSError):
+                parts = self._ask(nid, "REPLIKV", "DIGESTS", timeout_s=2.0)
+                out[nid] = [(str(label), tuple(map(str, holders)), str(d)) for label, holders, d in parts]
+            except (redis.RedisError, OSError, TypeError, ValueError):
                 out[nid] = None
         return out
 
-    def wait_converged(self, timeout_s: float) -> dict[str, str | None]:
-        """Wait until every node answers with one digest; returns the last digests seen."""
-        last: dict[str, str | None] = {}
+    def wait_converged(self, timeout_s: float) -> dict[str, Parts | None]:
+        """Wait until every node answers and every part of the data is equal on the nodes that
+        hold it (``check_convergence`` passes); returns the last digests seen."""
+        last: dict[str, Parts | None] = {}
 
         def same() -> bool:
             nonlocal last
             last = self.digests()
-            values = set(last.values())
-            return None not in values and len(values) == 1
+            return check_convergence(last).status == "pass"
         with contextlib.suppress(HarnessError):
             wait_for(same, timeout_s, "replicas to converge", interval_s=0.2)
         return last

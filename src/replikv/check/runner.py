@@ -26,7 +26,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ import redis
 from replikv import modes
 from replikv.check import checkers as ck
 from replikv.check.clients import ClientPool, run_final_reads
+from replikv.check.convergence import Parts
 from replikv.check.harness import Harness, HarnessError, mode_available
 from replikv.check.history import NEMESIS_PROCESS, HistoryFile, HistoryWriter, Op, by_key, dump_history
 from replikv.check.txnblock import BLOCKED_LOCKS, check_blocked_locks
@@ -146,7 +147,7 @@ def judge(claims: list[Claim], results: list[ck.CheckResult]) -> tuple[int, str]
     return 0, "held"
 
 
-def run_checkers(history: Sequence[Op], workload: str, digests: dict[str, str | None],
+def run_checkers(history: Sequence[Op], workload: str, digests: Mapping[str, Parts | str | None],
                  timeout_s: float = 60.0, summary: Summary | None = None,
                  claims: Sequence[Claim] = (), node_of: Callable[[int], int] | None = None
                  ) -> list[ck.CheckResult]:
@@ -215,7 +216,7 @@ def run_check(*, mode: str, workload: str, nemeses: list[str], time_s: float, cl
     harness = Harness(cluster_dir, mode, nodes, clock="clock" in active, env=env, **options)
     history_path = directory / "history.jsonl"
     writer = HistoryWriter(history_path)
-    digests: dict[str, str | None] = {}
+    digests: dict[str, Parts | None] = {}
     lock_pool: LockClientPool | None = None
     try:
         say(f"starting {nodes} {mode} node(s)", None)

@@ -512,6 +512,14 @@ class BaseRunner:
         digest: bytes = self.sm.digest()  # type: ignore[attr-defined]
         return digest
 
+    def digest_parts(self) -> list[tuple[str, tuple[str, ...], bytes]]:
+        """REPLIKV DIGESTS: the data this node holds in parts, each with the nodes that must
+        hold it: ``(label, holders, digest)``, converged when every holder of a part has it
+        with one digest (check/convergence.py). ``holders`` empty: every node, as here, where
+        each node holds all the data; a mode whose nodes hold different shares (leaderless
+        with fewer replicas than nodes, sharded raft) names each share's nodes."""
+        return [("all", (), self.digest())]
+
     def default_read_level(self) -> tuple[str, int]:
         return self.spec.default_read(self.options), 0
 

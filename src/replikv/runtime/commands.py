@@ -534,12 +534,15 @@ def failover(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
 
 @handler("REPLIKV")
 def replikv(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
-    """Admin: REPLIKV DIGEST | SNAPSHOT | ROLE on every mode; a mode's own
+    """Admin: REPLIKV DIGEST | DIGESTS | SNAPSHOT | ROLE on every mode; a mode's own
     subcommands (``spec.admin``, e.g. raft's EXEC and CLUSTER) go to its runner."""
     sub = argv[1].upper()
     name = sub.decode(errors="replace")
     if sub == b"DIGEST":
         conn.reply(node.digest().hex().encode())
+    elif sub == b"DIGESTS":
+        conn.reply([[label.encode(), [h.encode() for h in holders], d.hex().encode()]
+                    for label, holders, d in node.digest_parts()])
     elif sub == b"SNAPSHOT":
         conn.reply(node.take_snapshot())
     elif sub == b"ROLE":
@@ -550,7 +553,8 @@ def replikv(node: "Mode", conn: "ClientConnection", argv: list[bytes]) -> None:
         having = [s.name for s in modes.specs() if name in s.admin]
         raise RespError(f"ERR REPLIKV {name} needs --mode {' or '.join(having)}")
     else:
-        raise RespError("ERR usage: REPLIKV " + " | ".join(("DIGEST", "SNAPSHOT", "ROLE", *node.spec.admin)))
+        raise RespError("ERR usage: REPLIKV " + " | ".join(("DIGEST", "DIGESTS", "SNAPSHOT", "ROLE",
+                                                            *node.spec.admin)))
 
 
 from replikv.runtime import locks as _locks  # noqa: E402,F401  (registers LOCK, RENEW, UNLOCK, LOCKINFO)

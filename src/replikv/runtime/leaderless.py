@@ -50,6 +50,7 @@ Rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import random
@@ -637,6 +638,25 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
 
     def take_snapshot(self) -> int:
         return self._take_snapshot()
+
+    def digest_parts(self) -> list[tuple[str, tuple[str, ...], bytes]]:
+        """REPLIKV DIGESTS: the keys this node stores (tombstones too) grouped by their
+        preference list, each group's digest over its keys' states in key order
+        (``KeyedStore.key_digest``): every node of a list holds that part with one digest once
+        they converged, and a node outside it holds none of it (the simulator's
+        ``converged`` asks the same per key). With as many replicas as nodes: one part."""
+        store, ring = self.store, self.ring
+        parts: dict[tuple[str, ...], list[bytes]] = {}
+        for key in store.stored_keys():
+            parts.setdefault(tuple(sorted(ring.preference_list(key))), []).append(key)
+        out: list[tuple[str, tuple[str, ...], bytes]] = []
+        for holders, keys in sorted(parts.items()):
+            h = hashlib.blake2b(digest_size=16)
+            for key in sorted(keys):
+                h.update(b"%d:%b" % (len(key), key))
+                h.update(store.key_digest(key) or b"")
+            out.append((f"keys of {','.join(holders)}", holders, h.digest()))
+        return out
 
     def evict(self, keys: list[bytes]) -> None:
         """maxmemory: delete ``keys`` here and send the deletes to each key's other replicas

@@ -1268,6 +1268,12 @@ class ShardedRaftRunner(BaseRunner):
             h.update(g.to_bytes(4, "big") + self.groups[g].sm.digest())
         return h.digest()
 
+    def digest_parts(self) -> list[tuple[str, tuple[str, ...], bytes]]:
+        """REPLIKV DIGESTS: one part per group this node hosts, held by its placement's nodes."""
+        names = self.names
+        return [(f"group {g}", tuple(sorted(names.get(i, str(i)) for i in self.placement.get(g, ()))),
+                 self.groups[g].sm.digest()) for g in sorted(self.groups)]
+
     # -- Redis Cluster's view (core/sharding/cluster_replies.py) ---------------------------------
     def cluster_view(self) -> ClusterView:
         names = self.names
