@@ -8,13 +8,20 @@ every node ticking every 100 ms (anti-entropy every 10 s), messages delivered at
 the CPU time of every tick/step call over 5 ms: count, max, total, and the worst per kind
 (each call is one event-loop callback on a node: what a client's request may wait behind).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/leaderless_ae_steps.py [fresh keys, 15000]
+    PYTHONPATH=src .venv/bin/python benchmarks/leaderless_ae_steps.py [fresh keys, 15000] [--rate W]
+
+The GC is frozen once a virtual second, as a node freezes it once a second (``BaseRunner._fsync_loop``).
+
+``--rate W``: also W writes a second over the 10,000 keys all along (n1 coordinates, n2 and n3
+join them at once), as a sustained write phase (ONE SET -P 16) keeps every node's backlog of
+undigested keys full while the rounds run (session 25, helper ll25).
 
 A script, not a test: it asserts nothing."""
 from __future__ import annotations
 
+import argparse
+import gc
 import random
-import sys
 import time
 from typing import Any
 
@@ -24,7 +31,11 @@ from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 
 N3 = ["n1", "n2", "n3"]
-KEYS = int(sys.argv[1]) if len(sys.argv) > 1 else 15000
+parser = argparse.ArgumentParser()
+parser.add_argument("keys", type=int, nargs="?", default=15000)
+parser.add_argument("--rate", type=int, default=0, help="writes a second over the 10,000 keys, all along")
+args = parser.parse_args()
+KEYS = args.keys
 nodes = {n: Replica(n, Ring(N3, 3, 16), conflicts="lww", timeout_us=10**9, rng=random.Random(i + 7),
                     ae_interval_ms=10_000) for i, n in enumerate(N3)}
 now = 1000
@@ -51,6 +62,7 @@ for i in range(KEYS):  # the SET NX phase's fresh keys
 
 costs: list[float] = []
 worst: dict[str, float] = {}
+spent: dict[str, float] = {}
 def timed(fn: Any, *a: Any, **k: Any) -> Any:
     t = time.thread_time()
     out = fn(*a, **k)
@@ -58,11 +70,18 @@ def timed(fn: Any, *a: Any, **k: Any) -> Any:
     costs.append(ms)
     kind = type(a[1]).__name__ if fn.__name__ == "step" else "tick"
     worst[kind] = max(worst.get(kind, 0.0), ms)
+    spent[kind] = spent.get(kind, 0.0) + ms
     return out
 
 
+wrng = random.Random(5)
 for step in range(400):
     now += 100
+    if step % 10 == 0:  # as a node does once a second (BaseRunner._fsync_loop): else the cyclic GC's
+        gc.collect(1)   # full collections over the 25,000 keys' states land in whichever call is
+        gc.freeze()     # running (50-100 ms: seen as one "LeafGet" or "Put" of 95 ms before this)
+    for _ in range(args.rate // 10):
+        write(b"key:%012d" % wrng.randrange(10_000))
     queue: list[tuple[str, Any]] = []
     for name, r in nodes.items():
         queue.extend((name, e) for e in timed(r.tick, now, now * 1000, N3))
@@ -73,8 +92,9 @@ for step in range(400):
             for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
                 queue.extend((e.to, x) for x in timed(nodes[e.to].step, frm, one, now, now * 1000))
 big = [c for c in costs if c > 5]
-print(f"keys {KEYS}: calls over 5 ms {len(big)}, over 10 ms {sum(c > 10 for c in costs)}, max {max(costs):.1f} ms, "
+print(f"keys {KEYS}, rate {args.rate}/s: calls over 5 ms {len(big)}, over 10 ms {sum(c > 10 for c in costs)}, max {max(costs):.1f} ms, "
       f"total {sum(costs):.0f} ms CPU; rounds {sum(n.stats['ae_rounds'] for n in nodes.values())}, "
       f"keys repaired {sum(n.stats['ae_keys_repaired'] for n in nodes.values())}, "
       f"dirty left {[len(n.dirty) for n in nodes.values()]}")
 print("worst per call kind (ms CPU):", {k: round(v, 1) for k, v in sorted(worst.items(), key=lambda kv: -kv[1]) if v > 1})
+print("CPU per call kind (ms):", {k: round(v) for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v >= 1})

@@ -9,7 +9,11 @@ frames (``Replica.frames``) go through the wire form to the other two (``message
 what the cores of the three nodes spend together per write, without the machine's other load
 setting the figure as a cluster run's ops/s do (it still moves with cache and CPU contention).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/leaderless_core_cpu.py [--level 2] [--iterations 3000]
+    PYTHONPATH=src .venv/bin/python benchmarks/leaderless_core_cpu.py [--level 2] [--iterations 3000] [--batched]
+
+``--batched``: each iteration's 16 SETs as the runtime's pipelined run makes them
+(``LeaderlessRunner._write_run``: ``Replica.begin_batch``, ``batch_add`` per SET, ``end_batch``):
+one write of the coordinator, one delta and one ack per replica.
 
 A script, not a test: it asserts nothing about speed.
 """
@@ -35,6 +39,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--level", type=int, default=2, help="acks a write needs (2: QUORUM, 1: ONE)")
     ap.add_argument("--iterations", type=int, default=3000, help="loop iterations (16 SETs each)")
+    ap.add_argument("--batched", action="store_true", help="the 16 SETs as one batch (the runtime's runs)")
     args = ap.parse_args()
     nodes = {n: Replica(n, Ring(N3, 3, 16), conflicts="lww", timeout_us=10**12, rng=random.Random(1),
                         ae_interval_ms=0) for n in N3}
@@ -63,7 +68,14 @@ def main() -> int:
         r = nodes[name]
         now = 1_000_000 + it
         effects: list[Any] = []
-        for _ in range(16):
+        if args.batched:
+            batch = r.begin_batch(r.hlc.now(now), N3, now)
+            for _ in range(16):
+                muts, _ = translate(r.store, [b"SET", b"key:%012d" % rng.randrange(10000), value], now, rng)
+                r.batch_add(batch, muts)
+            req += 1
+            effects.extend(r.end_batch(batch, req, args.level, N3, now * 1000))
+        for _ in range(0 if args.batched else 16):
             req += 1
             muts, _ = translate(r.store, [b"SET", b"key:%012d" % rng.randrange(10000), value], now, rng)
             effects.extend(r.write(req, muts, r.hlc.now(now), N3, args.level, N3, (), now, now * 1000))

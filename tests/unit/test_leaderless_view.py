@@ -140,3 +140,19 @@ def test_the_watch_index_records_changes_only_while_a_position_may_be_read(make_
         node._run(node.replica.step("n2", dm.Puts(writes=((i, blob),)), 1_000, 1_000))
 
     check_watch_index_at_rest(node, a, b, c, peer_write)
+
+
+def test_the_ticks_watch_index_check_leaves_the_view_to_be_filled_when_read(make_client, filled) -> None:
+    """``rest_change_index`` runs at every tick: it reads the WATCH index alone
+    (``LeaderlessRunner.change_index``), so a key written in several ticks is still filled once."""
+    client = make_client()
+    node = client.node
+    assert client.send(["WATCH", "a"]) == ["OK"]
+    assert client.send(["SET", "a", "1"], ["SET", "b", "1"], ["UNWATCH"]) == ["OK", "OK", "OK"]
+    node.rest_change_index()  # no WATCH held: the index goes to rest
+    assert not node.change_index.watching
+    client.send(["SET", "a", "2"])
+    node.rest_change_index()
+    assert filled == [] and set(node._view_due) == {b"a", b"b"}
+    assert client.send(["MGET", "a", "b"]) == [[b"2", b"1"]]
+    assert sorted(filled) == [b"a", b"b"]

@@ -56,6 +56,7 @@ from replikv.core.invariant import InvariantViolation
 from replikv.core.replies import RespError, wrong_arity
 from replikv.core.resp import QUEUED_REPLY
 from replikv.kv.commands import lookup, unknown_command
+from replikv.kv.watch import ChangeIndex
 from replikv.runtime.acl import AccessControl
 from replikv.runtime.blocking import Blocking
 from replikv.runtime.config_cmd import ACCEPTED
@@ -901,12 +902,18 @@ class BaseRunner:
         for name in self.stats:
             self.stats[name] = 0
 
+    @property
+    def change_index(self) -> ChangeIndex:
+        """The WATCH index (``kv/watch.py``) by itself: a mode whose view is filled when it is read
+        (leaderless, ``LeaderlessRunner.sm``) gives it without filling the view."""
+        return self.sm.changes
+
     def rest_change_index(self) -> None:
         """Put the WATCH index at rest (``kv/watch.py``, "At rest") when no position it answers
         for may still be read here: no client holds a WATCH and no command is blocked (the
         only holders of ``watch_position``'s positions). For a mode that decides WATCH and
         blocked commands on this node alone and arms the index in ``watch_position``."""
-        changes = self.sm.changes
+        changes = self.change_index
         if changes.watching and not self.blocking.blocked and not any(c.watch for c in self.clients.values()):
             changes.rest()
 
