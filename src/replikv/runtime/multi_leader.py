@@ -68,7 +68,7 @@ from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.crdt.vv import parse_vv_text, vv_text
 from replikv.core.invariant import InvariantViolation, invariant
 from replikv.core.multileader import codec
-from replikv.core.multileader.effects import Deliver, Persist, Send, SendState
+from replikv.core.multileader.effects import Ack, Deliver, Persist, Send, SendState
 from replikv.core.multileader.messages import Op, Ops, State, StateAck, StateChunk
 from replikv.core.multileader.replica import Replica
 from replikv.core.multileader.transfer import StateExport, StateReceiver
@@ -168,13 +168,13 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             raise ConfigError(f"hub {opts.hub!r} is not one of the nodes")
         self.hlc = Hlc()
         self.rng = random.Random()
-        self.sends: list[Send] = []
+        self.sends: list[Send | Ack] = []
         self.ack_waiters: list[AckWaiter] = []
         self.session_reads: list[SessionRead] = []
         self.flush_scheduled = False
         self._sent_at = 0.0  # when _send_peers last sent (PEER_SEND_EVERY_S)
         self._send_timer: asyncio.TimerHandle | None = None  # the held sends' flush
-        self._committed: list[Send] = []  # sends whose ops the WAL holds, held (_send_peers)
+        self._committed: list[Send | Ack] = []  # sends whose ops the WAL holds, held (_send_peers)
         self._open: _OpenOp | None = None  # async client writes of this loop iteration (_join)
         self._packed: dict[tuple[str, int], bytes] = {}  # (origin, seq) -> the op packed, Persist to flush
         self._wal_bytes_after_snapshot = 0
@@ -537,7 +537,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                         self.applied_index += 1
                     else:
                         self._deliver(effect.ops)
-                case Send():
+                case Send() | Ack():
                     self.sends.append(effect)
                 case SendState():
                     self.loop.create_task(self._send_state(effect.to))
@@ -595,8 +595,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     def _send_peers(self) -> None:
         """Send ``self._committed`` (the sends whose ops a WAL commit holds: persist before send): one
         ``Ops`` frame with every op due to a peer (several, in order, where one would pass the
-        transport's ``max_frame_bytes``: ``codec.encode_ops_frames``) and at most one Sync (the
-        newest) per peer.
+        transport's ``max_frame_bytes``: ``codec.encode_ops_frames``) and at most one Sync per peer,
+        built now (``Replica.sync_for``; the replica asks for one per received frame, ``Ack``):
+        the newest, whatever number of frames and ticks asked for one.
 
         Batching rule: after a send, the next waits until ``PEER_SEND_EVERY_S`` has passed
         (``_flush`` holds the sends and sets a timer that flushes again then), so under load a
@@ -610,21 +611,22 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._sent_at = time.monotonic()
         sends, self._committed = self._committed, []
         batched: dict[str, list[Op]] = {}
-        syncs: dict[str, Any] = {}
+        syncs: dict[str, None] = {}  # the peers due a Sync, in the order first asked
         send = self.transport.send
         for effect in sends:  # one Ops frame and at most one Sync (the newest) per peer per flush
-            if isinstance(effect.msg, Ops):
+            if type(effect) is Send and isinstance(effect.msg, Ops):
                 batched.setdefault(effect.to, []).extend(effect.msg.ops)
-            else:
-                syncs[effect.to] = effect.msg
+            else:  # a Sync or an Ack: the Sync built now (Replica.sync_for) says the most
+                syncs[effect.to] = None
         cache, pack, limit = self._packed, codec.pack_op, self.transport.max_frame_bytes
         for peer, ops in batched.items():  # several frames where one would pass the limit (issue 9)
             for frame in codec.encode_ops_frames(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops],
                                                  limit):
                 send(peer, frame)
         cache.clear()
-        for peer, sync in syncs.items():
-            send(peer, codec.encode(sync))
+        sync_for = self.core.sync_for
+        for peer in syncs:
+            send(peer, codec.encode(sync_for(peer)))
 
     def _release_ack_waiters(self, now: float) -> None:
         keep: list[AckWaiter] = []

@@ -58,7 +58,7 @@ import msgpack
 from replikv.check.history import Op as HistOp
 from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.multileader import codec
-from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
+from replikv.core.multileader.effects import Ack, Deliver, Effect, Persist, Send, SendState
 from replikv.core.multileader.messages import VV, Op, State, StateChunk
 from replikv.core.multileader.replica import TOPOLOGIES, Replica, covers
 from replikv.core.multileader.transfer import StateExport, StateReceiver
@@ -136,7 +136,7 @@ class MlSimNode:
         self.slow = False
         self.syncing = False
         # held until the WAL is synced: sends and client acks
-        self.outbox: list[Send | SendState | ChunkDue] = []
+        self.outbox: list[Send | Ack | SendState | ChunkDue] = []
         self.exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
         self.receiver = StateReceiver()
         self.acks: list[tuple[Client, tuple[int, int]]] = []
@@ -239,7 +239,7 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
                         n.store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
                         n.applied[op.origin] = op.seq
                         self.delivered += 1
-                case Send() | SendState():
+                case Send() | SendState() | Ack():
                     n.outbox.append(e)
                 case _:
                     raise AssertionError(f"unknown effect {e!r}")
@@ -251,8 +251,9 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         out, n.outbox = n.outbox, []
         for e in out:
             dst = self.ids[e.to]
-            if isinstance(e, Send):
-                self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(e.msg)))
+            if isinstance(e, Send | Ack):  # an Ack's Sync built as it leaves, as the runtime does
+                msg = e.msg if isinstance(e, Send) else n.replica.sync_for(e.to)
+                self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
                 continue
             if isinstance(e, SendState):  # a new transfer replaces the one streaming to that peer
                 self.transfers += 1
