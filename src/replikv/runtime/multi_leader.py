@@ -180,6 +180,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._wal_bytes_after_snapshot = 0
         self._exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
         self.receiver = StateReceiver()
+        self._decoder = codec.Decoder()  # peer frames, one unpacker for all (_decode)
         self._chunks_in: deque[StateChunk] = deque()  # received, to be joined one per loop turn
         self._joining = False
         self._prune_at = 0.0
@@ -682,7 +683,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
     def _decode(self, payload: bytes) -> Any:
         """A peer frame; the ops of an ``Ops`` frame this node has are left undecoded
         (duplicates: the replica would drop them)."""
-        return codec.decode(payload, self.core.vv)
+        return self._decoder.decode(payload, self.core.vv)
 
     def _on_peer_connected(self, peer: str) -> None:
         self._run(self.core.connected(peer))  # a Sync: the exchange resumes from the version vectors
