@@ -310,3 +310,18 @@ def test_mesh_relays_another_origins_op_only_after_a_sync_period() -> None:
     assert delivered(eff) == [("b", 1)] and sent_ops(eff, "c") == []  # c gets it from b itself
     assert sent_ops(r.tick(), "c") == []  # held less than a period: still on its way from b
     assert sent_ops(r.tick(), "c") == [("b", 1)]  # c still lacks it a period later: relayed
+
+
+def test_an_ops_frame_carries_the_ack_only_when_it_ends_with_our_newest_op_made_after_all_delivered() -> None:
+    """``carries_ack``: the receiver takes an op's seq and deps as what its sender has, so a
+    frame ending with our newest op, made after everything we delivered, says our vv."""
+    r = Replica("a", NODES)
+    r.step(sync("b"))
+    r.step(sync("c"))
+    o1, _ = r.local(1, ["x"])
+    assert r.carries_ack(o1)
+    r.step(Ops(sender="b", ops=(op("b", 1),)))
+    assert not r.carries_ack(o1)  # b's op came after it: o1's deps do not ack it
+    o2, _ = r.local(2, ["y"])
+    assert r.carries_ack(o2) and not r.carries_ack(o1)  # only our newest
+    assert not r.carries_ack(op("b", 1))  # another origin's op says what b had, not us

@@ -186,7 +186,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._prune_at = 0.0
         self.stats.update({"ops_local": 0, "ops_received": 0, "conflicts_merged": 0, "state_transfers_sent": 0,
                            "state_transfers_received": 0, "state_chunks_sent": 0, "state_chunks_received": 0,
-                           "state_transfer_refused_writes": 0, "expired_deletes": 0})
+                           "state_transfer_refused_writes": 0, "expired_deletes": 0, "peer_acks_in_ops": 0})
         self._recover()
 
     # -- start-up ---------------------------------------------------------------------
@@ -598,7 +598,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         ``Ops`` frame with every op due to a peer (several, in order, where one would pass the
         transport's ``max_frame_bytes``: ``codec.encode_ops_frames``) and at most one Sync per peer,
         built now (``Replica.sync_for``; the replica asks for one per received frame, ``Ack``):
-        the newest, whatever number of frames and ticks asked for one.
+        the newest, whatever number of frames and ticks asked for one. A peer due a Sync only
+        for ``Ack``s gets none when its ``Ops`` frame ends with our newest op made after
+        everything we delivered (``Replica.carries_ack``): the frame acks it all already; a
+        tick's or a connect's Sync always leaves.
 
         Batching rule: after a send, the next waits until ``PEER_SEND_EVERY_S`` has passed
         (``_flush`` holds the sends and sets a timer that flushes again then), so under load a
@@ -612,20 +615,26 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._sent_at = time.monotonic()
         sends, self._committed = self._committed, []
         batched: dict[str, list[Op]] = {}
-        syncs: dict[str, None] = {}  # the peers due a Sync, in the order first asked
+        syncs: dict[str, bool] = {}  # the peers due a Sync, in the order first asked: whether a tick's or a connect's
         send = self.transport.send
         for effect in sends:  # one Ops frame and at most one Sync (the newest) per peer per flush
-            if type(effect) is Send and isinstance(effect.msg, Ops):
+            if isinstance(effect, Ack):
+                syncs.setdefault(effect.to, False)
+            elif isinstance(effect.msg, Ops):
                 batched.setdefault(effect.to, []).extend(effect.msg.ops)
-            else:  # a Sync or an Ack: the Sync built now (Replica.sync_for) says the most
-                syncs[effect.to] = None
+            else:  # a Sync: the one built now (Replica.sync_for) says the most
+                syncs[effect.to] = True
+        core = self.core
         cache, pack, limit = self._packed, codec.pack_op, self.transport.max_frame_bytes
         for peer, ops in batched.items():  # several frames where one would pass the limit (issue 9)
             for frame in codec.encode_ops_frames(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops],
                                                  limit):
                 send(peer, frame)
+            if syncs.get(peer) is False and core.carries_ack(ops[-1]):  # acks only, and the frame says as much
+                del syncs[peer]
+                self.stats["peer_acks_in_ops"] += 1
         cache.clear()
-        sync_for = self.core.sync_for
+        sync_for = core.sync_for
         for peer in syncs:
             send(peer, codec.encode(sync_for(peer)))
 

@@ -59,7 +59,7 @@ from replikv.check.history import Op as HistOp
 from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Ack, Deliver, Effect, Persist, Send, SendState
-from replikv.core.multileader.messages import VV, Op, State, StateChunk
+from replikv.core.multileader.messages import VV, Op, Ops, State, StateChunk, Sync
 from replikv.core.multileader.replica import TOPOLOGIES, Replica, covers
 from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.sim.clock import NodeClock
@@ -249,9 +249,18 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         """The WAL synced (one group commit), then what waited for it leaves."""
         n.wal.sync()
         out, n.outbox = n.outbox, []
+        # as the runtime's _send_peers: one Sync per peer for its Acks, built as it leaves, and
+        # none behind an Ops frame that acks as much (Replica.carries_ack); a tick's always
+        last = {e.to: e.msg.ops[-1] for e in out if isinstance(e, Send) and isinstance(e.msg, Ops) and e.msg.ops}
+        forced = {e.to for e in out if isinstance(e, Send) and isinstance(e.msg, Sync)}
+        acked: set[str] = set()
         for e in out:
             dst = self.ids[e.to]
-            if isinstance(e, Send | Ack):  # an Ack's Sync built as it leaves, as the runtime does
+            if isinstance(e, Ack):
+                if e.to in acked or (e.to not in forced and e.to in last and n.replica.carries_ack(last[e.to])):
+                    continue
+                acked.add(e.to)
+            if isinstance(e, Send | Ack):
                 msg = e.msg if isinstance(e, Send) else n.replica.sync_for(e.to)
                 self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
                 continue

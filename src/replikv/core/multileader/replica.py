@@ -314,6 +314,22 @@ class Replica:
         matrix[to] = dict(self.got[to])
         return Sync(sender=self.id, vv=dict(self.vv), matrix=matrix)
 
+    def carries_ack(self, op: Op) -> bool:
+        """Does an ``Ops`` frame ending with ``op`` tell its receiver all that an ack's Sync
+        would of our vv (rule 3)? Yes when ``op`` is our newest and its deps are our vv: the
+        receiver takes an op's seq and deps as what its sender has (``_on_ops``; rule 8), so it
+        learns our vv from the frame. Not the Sync's matrix (rule 8), which the tick's Syncs
+        carry: a driver may leave out an ``Ack``'s Sync behind such a frame, never a tick's or
+        a connect's."""
+        me, vv = self.id, self.vv
+        if op.origin != me or op.seq != vv[me]:
+            return False
+        deps = op.deps
+        for o, s in vv.items():  # a loop, not all() over a generator: once per peer per send
+            if deps.get(o, 0) < s and o != me:
+                return False
+        return True
+
     def needs_state(self, vv: VV) -> bool:
         """Would a state covering ``vv`` bring anything this replica lacks?"""
         return not covers(self.vv, vv)
