@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.multileader.codec import MlCodecError, decode, encode, encode_ops, encode_ops_frames, pack_op
+from replikv.core.multileader.codec import Decoder, MlCodecError, decode, encode, encode_ops, encode_ops_frames, pack_op
 from replikv.core.multileader.messages import MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 MSGS: list[MlMsg] = [
@@ -111,6 +111,27 @@ def test_ops_the_receiver_has_are_left_out_undecoded() -> None:
         decode(frame + b"\x00", {"n1": 9, "n2": 9})  # trailing bytes
     with pytest.raises(MlCodecError):
         decode(frame[:-3], {"n1": 9, "n2": 9})  # cut short inside a skipped op
+
+
+def test_a_decoder_reads_frame_after_frame_and_starts_clean_after_a_bad_one() -> None:
+    """``Decoder`` keeps one unpacker for every frame: each decodes as ``decode`` would (the
+    ops, their bytes, what ``have`` left out), and a frame it rejects (cut short, trailing
+    bytes, a bad op) leaves nothing behind that the next frame would be read with."""
+    ops = [Op(origin="n1", seq=s, hlc=s, deps={"n1": s - 1, "n2": 4}, payload=(("put", b"k%d" % s, b"v", None),))
+           for s in (1, 2, 3)]
+    frames = [encode(Ops(sender="n1", ops=tuple(ops[:k]))) for k in (1, 3, 2)]
+    dec = Decoder()
+    for have in (None, {"n1": 1}):
+        for frame in frames:
+            got, want = dec.decode(frame, have), decode(frame, have)
+            assert got == want and got.packed == want.packed
+    for bad in (frames[1][:-3], frames[1] + b"\x93", msgpack.packb([6, "n1", [["n1", 2, 0, {"n1": 0}, None]]])):
+        with pytest.raises(MlCodecError):
+            dec.decode(bad)
+        got = dec.decode(frames[1])  # the bytes the bad frame left unread are gone
+        assert got == decode(frames[1]) and got.packed == tuple(pack_op(o) for o in ops)
+    for msg in MSGS:  # every other message as decode reads it
+        assert dec.decode(encode(msg)) == msg
 
 
 @settings(max_examples=300, deadline=None)

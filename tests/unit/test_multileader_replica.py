@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from replikv.core.invariant import InvariantViolation
-from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
+from replikv.core.multileader.effects import Ack, Deliver, Effect, Persist, Send, SendState
 from replikv.core.multileader.messages import Op, Ops, State, Sync
 from replikv.core.multileader.replica import Replica, neighbours_of
 
@@ -93,6 +93,24 @@ def test_duplicates_are_dropped_and_out_of_order_ops_wait_for_their_deps() -> No
     assert kinds.index(Persist) < kinds.index(Deliver)
     assert r.vv == {"a": 0, "b": 2, "c": 1} and not r.pending
     assert r.step(Ops(sender="b", ops=(b1, b2))) == []  # exactly once
+
+
+def test_received_ops_are_acked_by_a_sync_built_when_it_leaves() -> None:
+    """Rule 3's ack is ``Ack(sender)``, not a Sync built per received frame: the driver builds
+    one (``sync_for``) when it sends, and that one covers every frame received before."""
+    r = Replica("a", NODES)
+    r.step(sync("b"))
+    r.step(sync("c"))
+    acks = [e for e in r.step(Ops(sender="b", ops=(op("b", 1),))) if not isinstance(e, Persist | Deliver)]
+    assert acks == [Ack(to="b")]
+    assert [e for e in r.step(Ops(sender="b", ops=(op("b", 2),))) if isinstance(e, Ack | Send)] == [Ack(to="b")]
+    assert r.step(Ops(sender="b", ops=(op("b", 2),))) == []  # a duplicate delivers nothing: no ack
+    r.local(7, ["x"])
+    s = r.sync_for("b")  # built as it leaves: both frames and the later local op
+    assert s.sender == "a" and s.vv == {"a": 1, "b": 2, "c": 0}
+    assert s.matrix["b"] == {"b": 2}  # what we got from b (rule 8)
+    s.vv["b"] = 0
+    assert r.vv["b"] == 2  # the Sync holds copies
 
 
 def test_ops_are_relayed_to_neighbours_that_lack_them_and_never_back() -> None:
@@ -292,3 +310,18 @@ def test_mesh_relays_another_origins_op_only_after_a_sync_period() -> None:
     assert delivered(eff) == [("b", 1)] and sent_ops(eff, "c") == []  # c gets it from b itself
     assert sent_ops(r.tick(), "c") == []  # held less than a period: still on its way from b
     assert sent_ops(r.tick(), "c") == [("b", 1)]  # c still lacks it a period later: relayed
+
+
+def test_an_ops_frame_carries_the_ack_only_when_it_ends_with_our_newest_op_made_after_all_delivered() -> None:
+    """``carries_ack``: the receiver takes an op's seq and deps as what its sender has, so a
+    frame ending with our newest op, made after everything we delivered, says our vv."""
+    r = Replica("a", NODES)
+    r.step(sync("b"))
+    r.step(sync("c"))
+    o1, _ = r.local(1, ["x"])
+    assert r.carries_ack(o1)
+    r.step(Ops(sender="b", ops=(op("b", 1),)))
+    assert not r.carries_ack(o1)  # b's op came after it: o1's deps do not ack it
+    o2, _ = r.local(2, ["y"])
+    assert r.carries_ack(o2) and not r.carries_ack(o1)  # only our newest
+    assert not r.carries_ack(op("b", 1))  # another origin's op says what b had, not us

@@ -237,6 +237,67 @@ def test_sends_after_a_send_wait_the_batching_interval_and_leave_as_one_frame(ma
     assert sent_ops(node, "n2") == [[1], [2, 3], [4]] and sent_ops(node, "n3") == [[1], [2, 3]]
 
 
+def sent_kinds(node: MultiLeaderRunner, to: str) -> list[str]:
+    """The kinds of the frames sent to ``to`` so far, in order."""
+    return [type(codec.decode(payload, {})).__name__ for peer, payload in node.transport.sent  # type: ignore[attr-defined]
+            if peer == to]
+
+
+def test_an_ack_leaves_as_one_sync_built_at_the_send_or_not_at_all_behind_ops_that_say_as_much(make_node,
+                                                                                               monkeypatch) -> None:
+    """``_send_peers``: the Syncs the replica asks for per received frame (``Ack``) leave as one
+    per peer, built as it leaves (covering every frame), and none where the ``Ops`` frame sent
+    to that peer ends with our newest op made after all we delivered (``carries_ack``); where
+    it does not, the ack waits one batch for ops that do, then leaves as a Sync; a peer sent
+    no ops gets its Sync at once; a tick's Sync always leaves."""
+    monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 60.0)
+    node = make_node("n")
+    node.loop = TimerLoop()
+    for peer in ("n2", "n3"):
+        node._on_frame(peer, codec.encode(Sync(sender=peer, vv={"n1": 0, "n2": 0, "n3": 0}, matrix={})))
+    client = Client(node)
+    assert client.send(["SET", "a", "1"]) == ["OK"]  # sent at once: the next sends are held
+
+    def remote(seq: int) -> bytes:
+        muts, _ = translate(CrdtStore(), [b"SET", b"r%d" % seq, b"x"], 0, node.rng)
+        return encode_ops("n2", [pack_op(Op("n2", seq, seq, {"n1": 0, "n2": seq - 1, "n3": 0}, muts))])
+
+    node._on_frame("n2", remote(1))  # two frames from n2, then a write of ours that saw them
+    node._on_frame("n2", remote(2))
+    assert client.send(["SET", "b", "2"]) == ["OK"]
+    node.loop.fire()
+    assert sent_kinds(node, "n2") == ["Ops", "Ops"] and sent_kinds(node, "n3") == ["Ops", "Ops"]
+    assert node.stats["peer_acks_in_ops"] == 1
+    got = [codec.decode(p, {}) for to, p in node.transport.sent if to == "n2"][-1]  # type: ignore[attr-defined]
+    assert got.ops[-1].deps["n2"] == 2  # the frame acks both of n2's ops
+    assert client.send(["SET", "c", "3"]) == ["OK"]  # a write of ours, then a frame it did not see
+    node._on_frame("n2", remote(3))
+    node.loop.fire()
+    assert sent_kinds(node, "n2")[2:] == ["Ops"]  # the ack waits a batch for ops that say it ...
+    assert client.send(["SET", "d", "4"]) == ["OK"]  # ... and the next one's op does
+    node.loop.fire()
+    assert sent_kinds(node, "n2")[2:] == ["Ops", "Ops"] and node.stats["peer_acks_in_ops"] == 2
+    assert client.send(["SET", "e", "5"]) == ["OK"]  # a write, then frames it did not see,
+    node._on_frame("n2", remote(4))
+    node.loop.fire()
+    node._on_frame("n2", remote(5))
+    node.loop.fire()  # and no write of ours in the next batch: the Sync leaves then,
+    assert sent_kinds(node, "n2")[4:] == ["Ops", "Sync"]  # one for both frames,
+    sync = codec.decode(node.transport.sent[-1][1], {})  # type: ignore[attr-defined]
+    assert isinstance(sync, Sync) and sync.vv["n2"] == 5  # built as it left
+    node._on_frame("n2", remote(6))
+    node.loop.run()  # type: ignore[attr-defined]
+    node.loop.fire()  # we sent n2 no ops since: its Sync at the next batch
+    assert sent_kinds(node, "n2")[6:] == ["Sync"]
+    node._on_frame("n2", remote(7))
+    assert client.send(["SET", "f", "6"]) == ["OK"]  # saw it: the Ops frame acks it ...
+    node.core.ticks = node.core.sync_every - 1
+    node._run(node.core.tick())  # ... but a tick asks for a Sync: it leaves
+    node.loop.fire()
+    assert sent_kinds(node, "n2")[7:] == ["Ops", "Sync"] and sent_kinds(node, "n3")[-2:] == ["Ops", "Sync"]
+    assert not node._committed and not node.loop.timers  # nothing held, no timer left
+
+
 def test_held_sends_that_would_pass_the_frame_limit_leave_in_several_frames(make_node, monkeypatch) -> None:
     """Issue 9: the ops held for one send (``_send_peers``) leave in frames of at most the
     transport's ``max_frame_bytes``, every op once, in order (one frame would close the link)."""

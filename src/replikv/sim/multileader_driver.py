@@ -58,8 +58,8 @@ import msgpack
 from replikv.check.history import Op as HistOp
 from replikv.core.crdt import CrdtStore, Hlc
 from replikv.core.multileader import codec
-from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
-from replikv.core.multileader.messages import VV, Op, State, StateChunk
+from replikv.core.multileader.effects import Ack, Deliver, Effect, Persist, Send, SendState
+from replikv.core.multileader.messages import VV, Op, Ops, State, StateChunk, Sync
 from replikv.core.multileader.replica import TOPOLOGIES, Replica, covers
 from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.sim.clock import NodeClock
@@ -136,7 +136,7 @@ class MlSimNode:
         self.slow = False
         self.syncing = False
         # held until the WAL is synced: sends and client acks
-        self.outbox: list[Send | SendState | ChunkDue] = []
+        self.outbox: list[Send | Ack | SendState | ChunkDue] = []
         self.exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
         self.receiver = StateReceiver()
         self.acks: list[tuple[Client, tuple[int, int]]] = []
@@ -239,7 +239,7 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
                         n.store.apply(op.origin, op.seq, op.hlc, op.deps, op.payload)
                         n.applied[op.origin] = op.seq
                         self.delivered += 1
-                case Send() | SendState():
+                case Send() | SendState() | Ack():
                     n.outbox.append(e)
                 case _:
                     raise AssertionError(f"unknown effect {e!r}")
@@ -249,10 +249,20 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         """The WAL synced (one group commit), then what waited for it leaves."""
         n.wal.sync()
         out, n.outbox = n.outbox, []
+        # as the runtime's _send_peers: one Sync per peer for its Acks, built as it leaves, and
+        # none behind an Ops frame that acks as much (Replica.carries_ack); a tick's always
+        last = {e.to: e.msg.ops[-1] for e in out if isinstance(e, Send) and isinstance(e.msg, Ops) and e.msg.ops}
+        forced = {e.to for e in out if isinstance(e, Send) and isinstance(e.msg, Sync)}
+        acked: set[str] = set()
         for e in out:
             dst = self.ids[e.to]
-            if isinstance(e, Send):
-                self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(e.msg)))
+            if isinstance(e, Ack):
+                if e.to in acked or (e.to not in forced and e.to in last and n.replica.carries_ack(last[e.to])):
+                    continue
+                acked.add(e.to)
+            if isinstance(e, Send | Ack):
+                msg = e.msg if isinstance(e, Send) else n.replica.sync_for(e.to)
+                self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
                 continue
             if isinstance(e, SendState):  # a new transfer replaces the one streaming to that peer
                 self.transfers += 1

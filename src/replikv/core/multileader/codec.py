@@ -22,7 +22,7 @@ import msgpack
 from replikv.core.framing import cut_runs
 from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
-__all__ = ["MlCodecError", "array_header", "decode", "encode", "encode_ops", "encode_ops_frames", "pack_op"]
+__all__ = ["Decoder", "MlCodecError", "array_header", "decode", "encode", "encode_ops", "encode_ops_frames", "pack_op"]
 
 _SYNC, _OPS_V1, _STATE, _CHUNK, _ACK, _OPS = 1, 2, 3, 4, 5, 6
 _OPS_TAGS = (bytes((_OPS,)), bytes((_OPS_V1,)))
@@ -116,7 +116,11 @@ def _vv(x: object, what: str) -> VV:
     return {_str(k, what): _int(v, what) for k, v in x.items()}
 
 
-def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
+def _unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, use_list=False, strict_map_key=True)
+
+
+def _decode_ops(data: bytes, have: Mapping[str, int], up: msgpack.Unpacker | None = None) -> Ops:
     """An ``Ops`` frame (``data[:2]`` is its header and tag), read op by op (each one
     ``unpack`` call): an op whose seq ``have`` covers is only counted (the replica would drop
     it as a duplicate), the others are checked field by field and come with their bytes
@@ -124,8 +128,11 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
     tuples (an op's fields, its payload's mutations and what they hold): cheaper to build than
     lists, and the cyclic GC stops tracking a tuple of atoms after one look, where it scans a
     list on every young collection while the op is held. A payload's readers only index and
-    unpack it."""
-    up = msgpack.Unpacker(raw=False, use_list=False, strict_map_key=True)
+    unpack it. ``up``: an unpacker whose buffer holds nothing unread (``Decoder``'s), fed the
+    frame here; by default a new one."""
+    if up is None:
+        up = _unpacker()
+    at = up.tell()  # bytes it read before this frame (its offsets count from its first feed)
     up.feed(data)
     try:
         up.read_array_header()
@@ -137,11 +144,11 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
         covered: dict[str, int] = {}
         dropped = 0
         count = up.read_array_header()
-        end = tell()
+        end = tell() - at
         for _ in range(count):
             start = end
             wire = unpack()  # one call per op (C): a duplicate is built too, then dropped
-            end = tell()
+            end = tell() - at
             if type(wire) is not tuple or len(wire) != 5:
                 raise MlCodecError("op: expected [origin, seq, hlc, deps, payload]")
             origin, seq, hlc, deps, payload = wire
@@ -164,13 +171,37 @@ def _decode_ops(data: bytes, have: Mapping[str, int]) -> Ops:
                 raise MlCodecError(f"op {origin}:{seq}: deps[{origin}] must be {seq - 1}")
             ops.append(Op(origin, seq, hlc, deps, payload))
             packed.append(data[start:end])
-        if up.tell() != len(data):
+        if up.tell() - at != len(data):
             raise MlCodecError("trailing bytes after the ops")
     except MlCodecError:
         raise
     except Exception as e:  # msgpack raises many kinds (OutOfData, ValueError, StackError, ...)
         raise MlCodecError(f"ops: not a well-formed frame: {type(e).__name__}") from None
     return Ops(sender=sender, ops=tuple(ops), covered=covered, dropped=dropped, packed=tuple(packed))
+
+
+class Decoder:
+    """``decode`` for one receiver's frames, one at a time, with one msgpack ``Unpacker`` kept
+    for the ``Ops`` frames of all its calls: a new one per frame (``decode``) costs ~3 µs, its
+    buffer's allocation and free, a fifth of a one-op frame's decode. Invariant: between calls
+    the unpacker's buffer holds nothing unread (a frame decoded is read to its end, checked);
+    after a frame it could not decode, what that frame left unread goes with the unpacker, and
+    the next call gets a new one."""
+
+    __slots__ = ("_up",)
+
+    def __init__(self) -> None:
+        self._up = _unpacker()
+
+    def decode(self, data: bytes, have: Mapping[str, int] | None = None) -> MlMsg:
+        """``codec.decode(data, have)``."""
+        if data[:1] == b"\x93" and data[1:2] in _OPS_TAGS:
+            try:
+                return _decode_ops(data, have or {}, self._up)
+            except MlCodecError:
+                self._up = _unpacker()
+                raise
+        return decode(data, have)
 
 
 def decode(data: bytes, have: Mapping[str, int] | None = None) -> MlMsg:

@@ -6,6 +6,11 @@ is never sent before it is durable, so a restarted node never reuses a seq
 another node has seen, and a vv another node learnt from us never goes back.
 ``Deliver`` applies ops to the store in the order given (causal order).
 
+An ``Ack(to)`` asks for a Sync to ``to`` built when it leaves (``Replica.sync_for``), not
+when it was asked for: a driver that sends at most one Sync per peer per batch (the newest)
+builds only that one, and a Sync built later only says more (its vv and matrix only grow;
+everything the replica's vv covers is durable by the time a send leaves).
+
 Effects are slotted dataclasses, not frozen ones (a frozen one costs about twice as much
 to build, and the replica builds four per local write), and are never changed once
 built: the driver only reads them.
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 
 from replikv.core.multileader.messages import MlMsg, Op
 
-__all__ = ["Deliver", "Effect", "Persist", "Send", "SendState"]
+__all__ = ["Ack", "Deliver", "Effect", "Persist", "Send", "SendState"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -48,4 +53,12 @@ class SendState:
     to: str
 
 
-Effect = Persist | Deliver | Send | SendState
+@dataclass(slots=True, kw_only=True)
+class Ack:
+    """Send ``to`` a Sync (``Replica.sync_for(to)``), built when it leaves: an ack of the ops
+    just received from it (rule 3)."""
+
+    to: str
+
+
+Effect = Persist | Deliver | Send | SendState | Ack

@@ -18,7 +18,9 @@ Rules (issue 10; the brief of the multileader core):
    never waits, so a full buffer cannot block the op it waits for); every op that becomes
    deliverable (seq == vv[origin] + 1 and deps <= vv) is persisted, then
    delivered, in causal order, then relayed, and the sender gets a Sync at once
-   (an ack: a write waiting for n other nodes need not wait for a heartbeat).
+   (an ack: a write waiting for n other nodes need not wait for a heartbeat), asked for
+   as ``Ack(sender)``: the driver builds it (``sync_for``) when it leaves, once per peer
+   per batch of sends however many frames that peer's batch acks.
    Receiving an op from a neighbour tells us it has that op and its deps (a
    node sends only ops it has delivered).
 4. Nothing loops: a neighbour is sent only ops its known vv lacks, past what was
@@ -76,7 +78,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from replikv.core.invariant import invariant
-from replikv.core.multileader.effects import Deliver, Effect, Persist, Send, SendState
+from replikv.core.multileader.effects import Ack, Deliver, Effect, Persist, Send, SendState
 from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 __all__ = ["TOPOLOGIES", "Replica", "covers", "neighbours_of"]
@@ -163,6 +165,7 @@ class Replica:
         # its Syncs say it got from us
         self.got: dict[str, VV] = {n: {} for n in self.neighbours}
         self.reached: dict[str, VV] = {n: {} for n in self.neighbours}
+        self._acks = {n: Ack(to=n) for n in self.neighbours}  # never changed: one per neighbour
 
     # ------------------------------------------------------------ restart
     def restore(self, vv: VV, ops: Iterable[Op]) -> None:
@@ -280,12 +283,12 @@ class Replica:
             out += self._drain()
         effects = self._delivered(out)
         if effects:  # an ack: the sender learns at once what we hold (CONSISTENCY WRITE <n>, WAIT)
-            effects.append(Send(to=msg.sender, msg=self._sync(msg.sender)))
+            effects.append(self._acks[msg.sender])  # its Sync built when it leaves (sync_for)
         return effects
 
     def connected(self, nb: str) -> list[Effect]:
         """The link to ``nb`` is up (again): tell it where we stand, so it sends what we lack."""
-        return [Send(to=nb, msg=self._sync(nb))] if nb in self.neighbours else []
+        return [Send(to=nb, msg=self.sync_for(nb))] if nb in self.neighbours else []
 
     def disconnected(self, nb: str) -> None:
         """The link to ``nb`` dropped, and what was in flight on it with it: once a Sync says
@@ -303,11 +306,29 @@ class Replica:
             self.sending_state.discard(nb)
             self._state_sent_at[nb] = self.ticks
 
-    def _sync(self, to: str) -> Sync:
-        """A Sync for neighbour ``to``: its matrix entry is what we got from it (rule 8)."""
+    def sync_for(self, to: str) -> Sync:
+        """A Sync for neighbour ``to``: its matrix entry is what we got from it (rule 8). The
+        driver calls it for an ``Ack(to)`` as the Sync leaves (after the WAL commit that holds
+        what our vv covers: persist before send)."""
         matrix = {n: dict(v) for n, v in self.known.items()}
         matrix[to] = dict(self.got[to])
         return Sync(sender=self.id, vv=dict(self.vv), matrix=matrix)
+
+    def carries_ack(self, op: Op) -> bool:
+        """Does an ``Ops`` frame ending with ``op`` tell its receiver all that an ack's Sync
+        would of our vv (rule 3)? Yes when ``op`` is our newest and its deps are our vv: the
+        receiver takes an op's seq and deps as what its sender has (``_on_ops``; rule 8), so it
+        learns our vv from the frame. Not the Sync's matrix (rule 8), which the tick's Syncs
+        carry: a driver may leave out an ``Ack``'s Sync behind such a frame, never a tick's or
+        a connect's."""
+        me, vv = self.id, self.vv
+        if op.origin != me or op.seq != vv[me]:
+            return False
+        deps = op.deps
+        for o, s in vv.items():  # a loop, not all() over a generator: once per peer per send
+            if deps.get(o, 0) < s and o != me:
+                return False
+        return True
 
     def needs_state(self, vv: VV) -> bool:
         """Would a state covering ``vv`` bring anything this replica lacks?"""
@@ -328,7 +349,7 @@ class Replica:
         self._forget_stale_pending()
         effects = self._delivered(self._drain())
         if sender in self.neighbours:  # it need not wait for a heartbeat to send what follows
-            effects.append(Send(to=sender, msg=self._sync(sender)))
+            effects.append(Send(to=sender, msg=self.sync_for(sender)))
         return effects
 
     def _deliverable(self, op: Op) -> bool:
@@ -477,7 +498,7 @@ class Replica:
         self._trim()
         effects: list[Effect] = []
         for nb in self.neighbours:
-            effects.append(Send(to=nb, msg=self._sync(nb)))
+            effects.append(Send(to=nb, msg=self.sync_for(nb)))
             kn, cur, prev = self.known[nb], self.cursor[nb], self._cursor_prev[nb]
             was, reached = self._known_prev.get(nb, {}), self.reached[nb]
             for o, s in prev.items():
