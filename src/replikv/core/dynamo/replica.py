@@ -647,6 +647,9 @@ class Replica:
         """A peer's message. ``writable`` False: the WAL refuses writes (the disk guard): a
         ``Put`` is refused with ``PutAck(ok=False)`` and nothing is joined."""
         out: list[Any] = []
+        if type(msg) is dm.Paxos:  # the Paxos path's only message: before the 20 cases below
+            self._paxos_frame(peer, msg, now_ms, out, writable)
+            return out
         match msg:
             case dm.Put():
                 if not writable:
@@ -737,17 +740,21 @@ class Replica:
             case dm.LeafKeys():
                 self._ae_keys(peer, msg, now_us, out)
             case dm.Paxos():
-                try:
-                    pmsg = pm.decode(msg.data)
-                except pm.PaxosCodecError:
-                    self.stats["bad_states"] += 1
-                    return out
-                if pmsg.sender == peer:
-                    self.paxos_heard[peer] = now_ms
-                    if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
-                        self.provenance_peers.add(peer)  # it reads provenance: it wrote some (see ``pm.has_provenance``)
-                    self._paxos_run([pmsg], now_ms, out, writable)
+                self._paxos_frame(peer, msg, now_ms, out, writable)
         return out
+
+    def _paxos_frame(self, peer: str, msg: dm.Paxos, now_ms: int, out: list[Any], writable: bool) -> None:
+        """A peer's Paxos message: decoded, and stepped if its sender is the peer."""
+        try:
+            pmsg = pm.decode(msg.data)
+        except pm.PaxosCodecError:
+            self.stats["bad_states"] += 1
+            return
+        if pmsg.sender == peer:
+            self.paxos_heard[peer] = now_ms
+            if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
+                self.provenance_peers.add(peer)  # it reads provenance: it wrote some (see ``pm.has_provenance``)
+            self._paxos_run([pmsg], now_ms, out, writable)
 
     def _acked(self, peer: str, req: int, ok: bool, now_ms: int, now_us: int, out: list[Any]) -> None:
         """A ``PutAck`` (alone or in a ``PutAcks``): a hint delivery's, a stream chunk's or a write's."""
@@ -1080,13 +1087,16 @@ class Replica:
     def _paxos_run(self, msgs: list[pm.PaxosMsg], now_ms: int, out: list[Any], writable: bool = True) -> None:
         """Step Paxos messages addressed to this node (from a peer, or sent to itself), in order."""
         work = list(msgs)
-        while work:
-            msg = work.pop(0)
-            if isinstance(msg, (pm.Prepare, pm.Propose, pm.Commit)):
+        at = 0
+        while at < len(work):  # first in, first out (what the messages stepped send is appended)
+            msg = work[at]
+            at += 1
+            kind = type(msg)  # the message classes are final: the exact type says which it is
+            if kind is pm.Prepare or kind is pm.Propose or kind is pm.Commit:
                 if not writable:
                     continue  # the disk guard: no promise that cannot be made durable
-                current = self._current(msg.key) if isinstance(msg, pm.Prepare) else None
-                mine = None if isinstance(msg, pm.Commit) else self._electorate(msg.key)
+                current = self._current(msg.key) if kind is pm.Prepare else None
+                mine = None if kind is pm.Commit else self._electorate(msg.key)
                 effects = self.acceptor.step(msg, current, mine)
                 if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
                     self.stats["paxos_fenced"] += 1
@@ -1109,7 +1119,8 @@ class Replica:
         local: list[pm.PaxosMsg] = []
         framed: dict[tuple[int, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
         for e in effects:
-            if isinstance(e, px.Send):
+            kind = type(e)  # the effect classes are final: the exact type says which it is
+            if kind is px.Send:
                 if e.to == self.node:
                     local.append(e.msg)
                 else:
@@ -1128,20 +1139,20 @@ class Replica:
                             msg = replace(msg, ack=True)  # likewise: it acks, and the ack is dropped
                         known = framed[form] = (e.msg, dm.Paxos(data=pm.encode(msg)))
                     out.append(Send(to=e.to, msg=known[1]))
-            elif isinstance(e, px.Persist):
+            elif kind is px.Persist:
                 blob = pm.encode_state(e.state)
                 out.append(Persist(entry=["px", e.key, blob]))
                 if self.stream_ranges:  # a range streamed: the new owner learns the change too
                     self._forward_acceptor(e.key, e.state, out)
-            elif isinstance(e, px.ApplyCommit):
+            elif kind is px.ApplyCommit:
                 self._apply_commit(e, now_ms, out)
                 if e.behind:
                     self._catch_up(e.key, now_ms, out)
-            elif isinstance(e, px.Decide):
+            elif kind is px.Decide:
                 prop, decide = self.proposers[req]
                 local_effects = prop.decided(decide(e.current))
                 local.extend(self._paxos_effects(local_effects, req, now_ms, out))
-            elif isinstance(e, px.Done):
+            elif kind is px.Done:
                 self.proposers.pop(req, None)
                 out.append(PaxosDone(req=req, outcome=e.outcome))
         return local
