@@ -288,7 +288,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 from replikv.core.crdt.hlc import Hlc
@@ -476,6 +476,13 @@ def electorate(participants: Iterable[str], pending: int = 0) -> Electorate:
 def _electorate_of(participants: tuple[str, ...], pending: int) -> Electorate:
     members = tuple(sorted(participants))
     return Electorate(members, paxos_quorum(len(members), pending))
+
+
+@functools.lru_cache(maxsize=4096)
+def _electorate_quorum(members: tuple[str, ...], quorum: int) -> Electorate:
+    """``Electorate(members, quorum)``, built (and checked) once per distinct pair: a proposer
+    is made per operation, over one of the ring's few replica sets. Electorates are immutable."""
+    return Electorate(members, quorum)
 
 
 def _fenced(msg: Prepare | Propose, mine: Electorate | None) -> bool:
@@ -670,7 +677,7 @@ class PaxosProposer:
         n = len(self.replicas)
         invariant(len(set(self.replicas)) == n and n > 0, "replicas: a non-empty list without repeats")
         # Two quorums must intersect (Paxos Made Simple §2.2): quorum > N/2 (Electorate checks it).
-        self.electorate = Electorate(tuple(sorted(self.replicas)), quorum)
+        self.electorate = _electorate_quorum(tuple(sorted(self.replicas)), quorum)
         invariant(timeout_ticks > 0 and resend_ticks >= 0 and backoff_ticks_max > 0 and max_rounds > 0,
                   "tick counts and max_rounds must be positive")
         self._view = view
@@ -923,7 +930,9 @@ class PaxosProposer:
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("commit on accept follows a proposal")
-        self._message = replace(proposal, commit=True, after=self._after, noop=self._noop())
+        self._message = Propose(req=proposal.req, sender=proposal.sender, key=proposal.key, ballot=proposal.ballot,
+                                value=proposal.value, electorate=proposal.electorate, origin=proposal.origin,
+                                commit=True, after=self._after, noop=self._noop())  # ``replace`` is ~4x slower
         held, self._held = self._held, ()
         self._unasked = tuple(r for r in self._unasked if r not in held)
         return [Send(to=r, msg=self._message) for r in held]
@@ -983,8 +992,10 @@ class PaxosProposer:
             if r in accepted:
                 effects.append(Send(to=r, msg=commit))
             else:
-                if quiet is None:
-                    quiet = replace(commit, ack=False)
+                if quiet is None:  # ``commit`` with ack=False (``replace`` is ~4x slower)
+                    quiet = Commit(req=commit.req, sender=commit.sender, key=commit.key, ballot=commit.ballot,
+                                   value=commit.value, noop=commit.noop, origin=commit.origin, after=commit.after,
+                                   ack=False)
                 effects.append(Send(to=r, msg=quiet))
         return effects + self._committed() if len(self._yes) >= self.quorum else effects
 
