@@ -582,7 +582,10 @@ def _commit_rules(state: AcceptorState, msg: Commit) -> tuple[AcceptorState, lis
 
 
 def _persisted(key: bytes, old: AcceptorState, new: AcceptorState, then: list[Effect]) -> list[Effect]:
-    return then if new == old else [Persist(key=key, state=new), *then]
+    return then if new is old or new == old else [Persist(key=key, state=new), *then]
+
+
+_NEW_KEY = AcceptorState()  # a key never seen (states are immutable: one shared)
 
 
 class PaxosAcceptor:
@@ -597,7 +600,7 @@ class PaxosAcceptor:
         self._states: dict[bytes, AcceptorState] = {}
 
     def state(self, key: bytes) -> AcceptorState:
-        return self._states.get(key) or AcceptorState()
+        return self._states.get(key) or _NEW_KEY
 
     def restore(self, key: bytes, state: AcceptorState) -> None:
         self._states[key] = state

@@ -72,7 +72,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from replikv.core.invariant import invariant
+from replikv.core.invariant import invariant, violated
 
 __all__ = [
     "ZERO_BALLOT",
@@ -144,11 +144,11 @@ class AcceptorState:
     accepted: Proposal | None = None
     committed: Proposal | None = None  # the most recent commit
 
-    def __post_init__(self) -> None:
-        invariant(self.accepted is None or self.accepted.ballot <= self.promised,
-                  "accepted ballot above the promised one")
-        invariant(self.committed is None or self.committed.ballot <= self.promised,
-                  "committed ballot above the promised one")
+    def __post_init__(self) -> None:  # the checks in line: ~10 states are made per Paxos write
+        if self.accepted is not None and self.accepted.ballot > self.promised:
+            violated("accepted ballot above the promised one")
+        if self.committed is not None and self.committed.ballot > self.promised:
+            violated("committed ballot above the promised one")
 
 
 @dataclass(frozen=True, slots=True)
