@@ -272,7 +272,9 @@ def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
     out: list[Any] = []
     puts_at = acks_at = -1
     for m in msgs:
-        if isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
+        if type(m) is dm.Paxos:  # the Paxos path's message, passed as is
+            out.append(m)
+        elif isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
             if puts_at < 0:
                 puts_at = len(out)
                 out.append(None)
@@ -1119,8 +1121,7 @@ class Replica:
         local: list[pm.PaxosMsg] = []
         framed: dict[tuple[int, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
         for e in effects:
-            kind = type(e)  # the effect classes are final: the exact type says which it is
-            if kind is px.Send:
+            if isinstance(e, px.Send):
                 if e.to == self.node:
                     local.append(e.msg)
                 else:
@@ -1139,20 +1140,20 @@ class Replica:
                             msg = replace(msg, ack=True)  # likewise: it acks, and the ack is dropped
                         known = framed[form] = (e.msg, dm.Paxos(data=pm.encode(msg)))
                     out.append(Send(to=e.to, msg=known[1]))
-            elif kind is px.Persist:
+            elif isinstance(e, px.Persist):
                 blob = pm.encode_state(e.state)
                 out.append(Persist(entry=["px", e.key, blob]))
                 if self.stream_ranges:  # a range streamed: the new owner learns the change too
                     self._forward_acceptor(e.key, e.state, out)
-            elif kind is px.ApplyCommit:
+            elif isinstance(e, px.ApplyCommit):
                 self._apply_commit(e, now_ms, out)
                 if e.behind:
                     self._catch_up(e.key, now_ms, out)
-            elif kind is px.Decide:
+            elif isinstance(e, px.Decide):
                 prop, decide = self.proposers[req]
                 local_effects = prop.decided(decide(e.current))
                 local.extend(self._paxos_effects(local_effects, req, now_ms, out))
-            elif kind is px.Done:
+            elif isinstance(e, px.Done):
                 self.proposers.pop(req, None)
                 out.append(PaxosDone(req=req, outcome=e.outcome))
         return local
