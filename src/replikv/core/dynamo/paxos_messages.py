@@ -461,9 +461,10 @@ def decode(data: bytes) -> PaxosMsg:
     tag = body[0]
     if type(tag) is not int or len(body) not in _LENGTHS.get(tag, ()):
         raise PaxosCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")
-    req = _int(body[1], "req")
-    sender = _str(body[2], "sender")
-    if not sender:
+    req, sender = body[1], body[2]  # ``_int`` and ``_str``'s checks in line (5 decodes a Paxos write)
+    if type(req) is not int or not 0 <= req < _I64:
+        raise PaxosCodecError("req: expected an integer in [0, 2**63)")
+    if type(sender) is not str or not sender:
         raise PaxosCodecError("sender: expected a non-empty string")
     key = body[3]
     if type(key) is not bytes:
