@@ -94,8 +94,10 @@ __all__ = [
     "decode_state",
     "encode",
     "encode_state",
+    "from_wire",
     "has_provenance",
     "state_without_provenance",
+    "wire",
     "without_provenance",
 ]
 
@@ -355,6 +357,12 @@ def encode(msg: PaxosMsg) -> bytes:
     return out
 
 
+def wire(msg: PaxosMsg) -> list[Any]:
+    """``msg`` as the list ``encode`` packs: a frame that carries it in line (messages.py,
+    ``PaxosBody``) packs it once with the frame's other fields; ``from_wire`` reads it back."""
+    return _wire(msg)
+
+
 def encode_state(state: AcceptorState) -> bytes:
     """The stored form of one key's acceptor state."""
     body = [_b(state.promised), _p(state.accepted), _p(state.committed)]
@@ -457,7 +465,14 @@ def _checked_electorate(x: Any) -> Electorate:
 
 
 def decode(data: bytes) -> PaxosMsg:
-    body = _unpack(data)
+    return from_wire(_unpack(data))
+
+
+def from_wire(body: Any) -> PaxosMsg:
+    """The message ``wire`` gave, unpacked (by ``decode``, or in line in a frame): every field
+    checked as ``decode`` checks it; ``PaxosCodecError`` otherwise."""
+    if type(body) is not list or not body:
+        raise PaxosCodecError("expected a non-empty list")
     tag = body[0]
     if type(tag) is not int or len(body) not in _LENGTHS.get(tag, ()):
         raise PaxosCodecError(f"unknown message tag {tag!r} or wrong length {len(body)}")

@@ -189,7 +189,7 @@ HELLO_ASKS = 10  # asking Hellos sent per connect at most, one per tick (module 
 FEATURE_PEERS = ((dm.FEATURE_PUTS, "batch_peers"), (dm.FEATURE_ELECTORATE, "electorate_peers"),
                  (dm.FEATURE_PROVENANCE, "provenance_peers"), (dm.FEATURE_QUIET_COMMIT, "quiet_commit_peers"),
                  (dm.FEATURE_COMMIT_ON_ACCEPT, "commit_accept_peers"), (dm.FEATURE_PUT_MUT, "put_peers"),
-                 (dm.FEATURE_GET_PARTS, "get_parts_peers"))
+                 (dm.FEATURE_GET_PARTS, "get_parts_peers"), (dm.FEATURE_PAXOS_BODY, "paxos_body_peers"))
 ASKING_HELLO = dm.Hello(features=(*dm.FEATURES, dm.HELLO_ASK))  # sent on connect: answer with yours
 ANSWER_HELLO = dm.Hello(features=dm.FEATURES)
 
@@ -272,7 +272,7 @@ def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
     out: list[Any] = []
     puts_at = acks_at = -1
     for m in msgs:
-        if type(m) is dm.Paxos:  # the Paxos path's message, passed as is
+        if type(m) is dm.PaxosBody or type(m) is dm.Paxos:  # the Paxos path's messages, passed as is
             out.append(m)
         elif isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
             if puts_at < 0:
@@ -342,6 +342,7 @@ class Replica:
         self.commit_accept_peers: set[str] = set()  # peers that announced FEATURE_COMMIT_ON_ACCEPT since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.get_parts_peers: set[str] = set()  # peers that announced FEATURE_GET_PARTS since then
+        self.paxos_body_peers: set[str] = set()  # peers that announced FEATURE_PAXOS_BODY since then
         self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
@@ -649,7 +650,10 @@ class Replica:
         """A peer's message. ``writable`` False: the WAL refuses writes (the disk guard): a
         ``Put`` is refused with ``PutAck(ok=False)`` and nothing is joined."""
         out: list[Any] = []
-        if type(msg) is dm.Paxos:  # the Paxos path's only message: before the 20 cases below
+        if type(msg) is dm.PaxosBody:  # the Paxos path's messages: before the 20 cases below
+            self._paxos_in(peer, msg.msg, now_ms, out, writable)
+            return out
+        if type(msg) is dm.Paxos:
             self._paxos_frame(peer, msg, now_ms, out, writable)
             return out
         match msg:
@@ -743,15 +747,21 @@ class Replica:
                 self._ae_keys(peer, msg, now_us, out)
             case dm.Paxos():
                 self._paxos_frame(peer, msg, now_ms, out, writable)
+            case dm.PaxosBody():
+                self._paxos_in(peer, msg.msg, now_ms, out, writable)
         return out
 
     def _paxos_frame(self, peer: str, msg: dm.Paxos, now_ms: int, out: list[Any], writable: bool) -> None:
-        """A peer's Paxos message: decoded, and stepped if its sender is the peer."""
+        """A peer's Paxos message in the packed form (``dm.Paxos``): decoded, then ``_paxos_in``."""
         try:
             pmsg = pm.decode(msg.data)
         except pm.PaxosCodecError:
             self.stats["bad_states"] += 1
             return
+        self._paxos_in(peer, pmsg, now_ms, out, writable)
+
+    def _paxos_in(self, peer: str, pmsg: pm.PaxosMsg, now_ms: int, out: list[Any], writable: bool) -> None:
+        """A peer's Paxos message, decoded (either form): stepped if its sender is the peer."""
         if pmsg.sender == peer:
             self.paxos_heard[peer] = now_ms
             if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
@@ -1116,10 +1126,11 @@ class Replica:
 
         A phase sends one message object to every participant: it is encoded once per wire form
         (a peer of an older version reads one without electorate or provenance, and a Propose
-        without ``commit``: paxos.py, "Commit on accept") and the peers of one form share the
-        frame's ``dm.Paxos``, which is immutable."""
+        without ``commit``: paxos.py, "Commit on accept"; in line, ``dm.PaxosBody``, only to a
+        peer that announced ``FEATURE_PAXOS_BODY``, packed in a ``dm.Paxos`` to the others) and
+        the peers of one form share the frame's message, which is immutable."""
         local: list[pm.PaxosMsg] = []
-        framed: dict[tuple[int, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
+        framed: dict[tuple[int, bool, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.PaxosBody | dm.Paxos]] = {}
         for e in effects:
             if isinstance(e, px.Send):
                 if e.to == self.node:
@@ -1127,7 +1138,8 @@ class Replica:
                 else:
                     msg = e.msg
                     form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers,
-                            e.to in self.quiet_commit_peers, e.to in self.commit_accept_peers)
+                            e.to in self.quiet_commit_peers, e.to in self.commit_accept_peers,
+                            e.to in self.paxos_body_peers)
                     known = framed.get(form)
                     if known is None or known[0] is not msg:  # the id alone: reused once msg is freed
                         if isinstance(msg, pm.Propose) and msg.commit and not (form[1] and form[4]):
@@ -1138,7 +1150,12 @@ class Replica:
                             msg = pm.without_provenance(msg)  # likewise
                         if not form[3] and isinstance(msg, pm.Commit) and not msg.ack:
                             msg = replace(msg, ack=True)  # likewise: it acks, and the ack is dropped
-                        known = framed[form] = (e.msg, dm.Paxos(data=pm.encode(msg)))
+                        framed_msg: dm.PaxosBody | dm.Paxos
+                        if form[5]:
+                            framed_msg = dm.paxos_body(msg)
+                        else:
+                            framed_msg = dm.Paxos(data=pm.encode(msg))
+                        known = framed[form] = (e.msg, framed_msg)
                     out.append(Send(to=e.to, msg=known[1]))
             elif isinstance(e, px.Persist):
                 blob = pm.encode_state(e.state)
