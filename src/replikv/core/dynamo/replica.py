@@ -1185,11 +1185,19 @@ class Replica:
         return (win[1] if win is not None else 0, value)
 
     def _apply_commit(self, e: px.ApplyCommit, now_ms: int, out: list[Any]) -> None:
-        muts = overwrite_muts(self.store, e.key, e.value)
+        """A chosen value applied to the data as the write ``(ballot.node, ballot.hlc)`` of
+        ``overwrite_muts`` (the same mutations on every replica, so the entries' ids agree), and
+        logged as such; a key absent here takes ``overwrite_absent``, the same state built
+        directly (a fresh key's SET NX: most commits)."""
+        store, key, value = self.store, e.key, e.value
+        muts = overwrite_muts(store, key, value)
         origin, hlc = e.ballot.node, e.ballot.hlc
-        if self.store.context(e.key).get(origin, 0) >= hlc:
+        if store.context(key).get(origin, 0) >= hlc:
             return  # this commit (or a later write of its proposer) is here already
-        changed = self.store.apply_write(origin, hlc, muts, now_ms)
+        if value is not None and key not in store.data:
+            changed = store.overwrite_absent(origin, hlc, key, value, now_ms)
+        else:
+            changed = store.apply_write(origin, hlc, muts, now_ms)
         self.hlc.observe(hlc, now_ms)
         out.append(Persist(entry=["w", hlc, list(muts), now_ms, origin]))
         if changed:
