@@ -528,11 +528,11 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
             if msg.commit and _commits_on_accept(node, msg, mine):
                 # Accepted by the sender's acceptor and now by this one: a quorum of two, the value
                 # is chosen. Exactly a Propose followed at once by the round's Commit (module
-                # docstring, "Commit on accept"), persisted as one state.
-                raised = AcceptorState(promised=msg.ballot, accepted=state.accepted, committed=state.committed)
-                new, applied = _commit_rules(raised, Commit(
-                    req=msg.req, sender=msg.sender, key=msg.key, ballot=msg.ballot, value=msg.value,
-                    noop=msg.noop, origin=msg.origin, after=msg.after, ack=False))
+                # docstring, "Commit on accept"), persisted as one state: the Commit rule on the
+                # state before the Propose, which raises the promise to the ballot as the Propose
+                # would (``msg.ballot >= state.promised``, checked above), and leaves it unchanged
+                # only when the promise is the ballot already.
+                new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
                 ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, committed=True)
                 return new, _persisted(msg.key, state, new, [*applied, Send(to=reply_to, msg=ack)])
             new = AcceptorState(promised=msg.ballot, committed=state.committed,
@@ -542,7 +542,7 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
         case Commit():
             ack_c: list[Effect] = [Send(to=reply_to, msg=CommitAck(
                 req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))] if msg.ack else []
-            new, applied = _commit_rules(state, msg)
+            new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
             return new, _persisted(msg.key, state, new, [*applied, *ack_c])
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
@@ -557,28 +557,31 @@ def _commits_on_accept(node: str, msg: Propose, mine: Electorate | None) -> bool
             and msg.sender in mine.members and node in mine.members)
 
 
-def _commit_rules(state: AcceptorState, msg: Commit) -> tuple[AcceptorState, list[Effect]]:
-    """The acceptor's Commit rule (module docstring) without the ack: the new state and the
-    ``ApplyCommit`` to carry out (none for a duplicate, an older commit or a no-op)."""
-    if state.committed is not None and msg.ballot <= state.committed.ballot:
+def _commit_rules(state: AcceptorState, key: bytes, ballot: Ballot, value: Value, noop: bool,
+                  origin: Ballot | None, after: Ballot | None) -> tuple[AcceptorState, list[Effect]]:
+    """The acceptor's Commit rule (module docstring) without the ack, for a Commit of these
+    fields (a Commit's, or a Propose's that commits on accept: no message built for it): the
+    new state and the ``ApplyCommit`` to carry out (none for a duplicate, an older commit or a
+    no-op)."""
+    if state.committed is not None and ballot <= state.committed.ballot:
         return state, []  # a duplicate, or older than what was applied
     accepted = state.accepted
-    if accepted is not None and accepted.ballot <= msg.ballot:
+    if accepted is not None and accepted.ballot <= ballot:
         accepted = None
-    if msg.noop:  # nothing changed: forget the proposal, no commit to record or apply
-        return AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
+    if noop:  # nothing changed: forget the proposal, no commit to record or apply
+        return AcceptorState(promised=max(state.promised, ballot), accepted=accepted,
                              committed=state.committed), []
-    new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
-                        committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin, after=msg.after))
+    new = AcceptorState(promised=max(state.promised, ballot), accepted=accepted,
+                        committed=Proposal(ballot=ballot, value=value, origin=origin, after=after))
     # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
     # Without provenance (an older node's commit, or one sent before the Hellos crossed)
     # it cannot tell, and the version it writes may be a second one: it catches up now,
     # and at the next commit too (its most recent commit has no origin).
-    behind = msg.after is None or (msg.after != ZERO_BALLOT and (
-        state.committed is None or state.committed.ballot < msg.after
+    behind = after is None or (after != ZERO_BALLOT and (
+        state.committed is None or state.committed.ballot < after
         or state.committed.origin is None))
-    return new, [ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
-                             value=msg.value, behind=behind)]
+    return new, [ApplyCommit(key=key, ballot=origin if origin is not None else ballot,
+                             value=value, behind=behind)]
 
 
 def _persisted(key: bytes, old: AcceptorState, new: AcceptorState, then: list[Effect]) -> list[Effect]:
