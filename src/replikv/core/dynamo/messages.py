@@ -45,7 +45,8 @@ applied only where the receiver holds its base, whole states otherwise.
   ``FEATURE_ELECTORATE``, and Paxos messages and acceptor states keep their proposals'
   provenance only to one that announced ``FEATURE_PROVENANCE``, a quiet Paxos Commit goes only
   to one that announced ``FEATURE_QUIET_COMMIT``, a Propose that commits on accept only to one
-  that announced ``FEATURE_COMMIT_ON_ACCEPT``; a delta carries a ``put`` mutation only to
+  that announced ``FEATURE_COMMIT_ON_ACCEPT``, a Paxos message in line (``PaxosBody``) only
+  to one that announced ``FEATURE_PAXOS_BODY``; a delta carries a ``put`` mutation only to
   replicas that all announced ``FEATURE_PUT_MUT``), sent alone in its own
   frame whenever a peer connects (an older node drops that frame with a
   warning and nothing else; it never announces, so it keeps getting the
