@@ -19,7 +19,7 @@ the older version (no ``Hello``, single ``Put``s and acks, Paxos requests
 without an electorate, deltas without ``put`` mutations), and a frame it
 would drop or a delta it would refuse (a ``Puts``, a ``PutAcks``, a
 ``Hello`` not alone, a Paxos request naming its electorate, a quiet Paxos
-commit, a delta with a ``put``) fails the run.
+commit, a Paxos message in line (``PaxosBody``), a delta with a ``put``) fails the run.
 
 The durability rule as the runtime carries it out: ``Persist`` entries are
 appended to the WAL and synced before any ``Send`` of the same batch leaves
@@ -346,7 +346,8 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             msgs = msg.msgs if isinstance(msg, dm.Batch) else (msg,)
             if any(isinstance(m, (dm.Puts, dm.PutAcks)) for m in msgs) or (
                     isinstance(msg, dm.Batch) and any(isinstance(m, dm.Hello) for m in msgs)) or any(
-                    isinstance(m, dm.Paxos) and _newer_paxos_form(pm.decode(m.data)) for m in msgs) or any(
+                    isinstance(m, dm.PaxosBody) or isinstance(m, dm.Paxos) and _newer_paxos_form(pm.decode(m.data))
+                    for m in msgs) or any(
                     isinstance(m, dm.Put) and m.delta and any(mut[0] == "put" for mut in decode_delta(m.delta)[2])
                     for m in msgs):
                 self.engine.fail(f"{src} sent {n.name}, a node of the older version, a frame it drops: {msg!r}")

@@ -439,7 +439,8 @@ def test_write_placement_kept_per_key_follows_every_state_a_membership_adopts(me
     """``write_placement`` keeps each key's placement until the state changes: one ``Membership``
     taken through an add (announced, ``reads_new``, switched) and then a remove, adopting each state
     from a ring message, answers every key as ``write_replicas`` and ``coordinates`` do after each
-    adoption, for keys it was asked about before it (a placement kept across a state fails it)."""
+    adoption, for keys it was asked about before it (a placement kept across a state fails it);
+    ``paxos_replicas``, which reads the kept placements, as ``write_replicas`` does."""
     later = [mb.RingState(epoch=2, members=tuple(member(i) for i in N3), change="add", node=member(4),
                           coordinator="n1"),
              mb.RingState(epoch=3, members=tuple(member(i) for i in N3), change="add", node=member(4),
@@ -458,6 +459,7 @@ def test_write_placement_kept_per_key_follows_every_state_a_membership_adopts(me
             assert m.state.epoch == st.epoch  # adopted
         for key in keys:
             assert m.write_placement(key) == (*m.write_replicas(key), m.coordinates(key))
+            assert m.paxos_replicas(key) == m.write_replicas(key)  # read from the kept placements
         if st is not None:
             changed += sum(a != b for a, b in zip(before, (m.write_placement(k) for k in keys)))
     assert changed  # the states moved some keys' placements

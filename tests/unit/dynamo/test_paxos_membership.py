@@ -45,8 +45,13 @@ def replica(name: str, st: mb.RingState, seed: int = 1) -> Replica:
                    hlc=Hlc(), membership=ms)
 
 
+def paxos_of(m: dm.Paxos | dm.PaxosBody) -> pm.PaxosMsg:
+    """The Paxos message a frame's message carries, in either form (messages.py)."""
+    return m.msg if isinstance(m, dm.PaxosBody) else pm.decode(m.data)
+
+
 def paxos_sends(out: list[Any]) -> list[tuple[str, pm.PaxosMsg]]:
-    return [(e.to, pm.decode(e.msg.data)) for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)]
+    return [(e.to, paxos_of(e.msg)) for e in out if isinstance(e, Send) and isinstance(e.msg, (dm.Paxos, dm.PaxosBody))]
 
 
 def promise_from(node: str, prepare: pm.Prepare, state: pm.AcceptorState = pm.AcceptorState(),
@@ -300,9 +305,9 @@ def test_a_replica_that_missed_a_commit_joins_the_committers_state_of_the_key() 
             if isinstance(e, Send) and isinstance(e.msg, dm.Get)} == {"n1", "n3"}
 
 
-def _answer(node: str, frame: dm.Paxos) -> dm.Paxos:
+def _answer(node: str, frame: dm.Paxos | dm.PaxosBody) -> dm.Paxos:
     """``node``'s fresh acceptor answering the request in ``frame`` (data absent)."""
-    msg = pm.decode(frame.data)
+    msg = paxos_of(frame)
     _, effects = px.acceptor_step(node, pm.AcceptorState(promised=msg.ballot), msg, (0, None))
     (reply,) = [e.msg for e in effects if isinstance(e, px.Send)]
     return dm.Paxos(data=pm.encode(reply))
@@ -318,7 +323,7 @@ def test_a_quiet_commit_goes_quiet_only_to_a_peer_that_announced_it(quiet_peer: 
     r.electorate_peers = r.provenance_peers = {"n2", "n3"}
     r.quiet_commit_peers = {"n2", "n3"} if quiet_peer else {"n2"}
     out = r.paxos(7, KEY, lambda current: b"v", 0)
-    prepares = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, dm.Paxos)}
+    prepares = {e.to: e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, (dm.Paxos, dm.PaxosBody))}
     out = r.step("n2", _answer("n2", prepares["n2"]), 1, 1_000)
     (propose,) = [(to, m) for to, m in paxos_sends(out) if isinstance(m, pm.Propose)]
     assert propose[0] == "n2"  # the quorum that promised: n1 and n2
@@ -388,7 +393,7 @@ def test_a_round_commits_on_accept_only_with_a_peer_that_announced_it_after_its_
     promise = [e.msg for e in r2.step("n1", prepare, 2, 2_000) if isinstance(e, Send)]
     out = r1.step("n2", promise[0], 3, 3_000)
     (propose,) = [(i, m) for i, (to, m) in enumerate(
-        (e.to, pm.decode(e.msg.data)) if isinstance(e, Send) else ("", None) for e in out) if to == "n2"]
+        (e.to, paxos_of(e.msg)) if isinstance(e, Send) else ("", None) for e in out) if to == "n2"]
     assert isinstance(propose[1], pm.Propose) and propose[1].commit is announced
     own_accept = [i for i, e in enumerate(out) if isinstance(e, Persist) and e.entry[0] == "px"
                   and pm.decode_state(e.entry[2]).accepted is not None]

@@ -164,6 +164,26 @@ class KeyedStore(CrdtStore):
             self._written(key, origin, hlc, now_ms)
         return changed
 
+    def overwrite_absent(self, origin: str, hlc: int, key: bytes, value: bytes, now_ms: int) -> list[bytes]:
+        """``apply_write(origin, hlc, overwrite_muts(self, key, value), now_ms)`` for a ``key`` not
+        in ``data`` (absent, or a tombstone: a context and no entry) and a ``value`` (not None),
+        built directly: the ``del`` (0) finds no entry and no counter (``overwrite_muts`` gave it
+        no totals), the ``set`` (1) adds the register entry ``(origin, hlc, 1)``, the ``ttl`` (2)
+        the TTL entry ``(origin, hlc, 2)`` without a deadline; the ``del`` drops the key's view
+        hint. The same state, key context and blob (tests/property/test_overwrite_absent.py);
+        a Paxos commit of a fresh key (``Replica._apply_commit``) takes it. The caller checked
+        that the key's context does not hold the write already."""
+        if key in self.data:
+            raise ValueError("overwrite_absent: the key is present")
+        ks = KeyState()
+        ks._reg = {(origin, hlc, 1): (hlc, value)}
+        ks._ttl = {(origin, hlc, 2): (hlc, None)}
+        self.data[key] = ks
+        if self.hints:
+            self.hints.pop(key, None)
+        self._written(key, origin, hlc, now_ms)
+        return [key]
+
     def write_more(self, origin: str, hlc: int, muts: Sequence[Mut], start: int,
                    before: dict[bytes, dict[str, int]], now_ms: int) -> list[bytes]:
         """Mutations ``start, start + 1, ...`` of a write ``(origin, hlc)`` this replica coordinates

@@ -368,8 +368,10 @@ class Membership:
         ``paxos.paxos_quorum(len(participants), pending)`` of them (see the module docstring).
         Reads moved to the new owners alone let a node still on the announce (old set) and one
         reading new (new set) choose on disjoint quorums (the membership simulator, seed 30193
-        --nodes 4 --paxos --membership)."""
-        return self.write_replicas(key)
+        --nodes 4 --paxos --membership). From ``write_placement``, kept per key: every acceptor
+        step of a Prepare or Propose asks for it, and so does the round's proposer."""
+        placed = self.write_placement(key)
+        return placed[0], placed[1]
 
     def coordinates(self, key: bytes) -> bool:
         """Whether this node may coordinate a request for ``key``: it is one of its read

@@ -288,7 +288,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 from replikv.core.crdt.hlc import Hlc
@@ -478,6 +478,13 @@ def _electorate_of(participants: tuple[str, ...], pending: int) -> Electorate:
     return Electorate(members, paxos_quorum(len(members), pending))
 
 
+@functools.lru_cache(maxsize=4096)
+def _electorate_quorum(members: tuple[str, ...], quorum: int) -> Electorate:
+    """``Electorate(members, quorum)``, built (and checked) once per distinct pair: a proposer
+    is made per operation, over one of the ring's few replica sets. Electorates are immutable."""
+    return Electorate(members, quorum)
+
+
 def _fenced(msg: Prepare | Propose, mine: Electorate | None) -> bool:
     """The request names an electorate for the key other than this acceptor's (see the module
     docstring); either side unknown (a node of an older version): not fenced."""
@@ -521,11 +528,11 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
             if msg.commit and _commits_on_accept(node, msg, mine):
                 # Accepted by the sender's acceptor and now by this one: a quorum of two, the value
                 # is chosen. Exactly a Propose followed at once by the round's Commit (module
-                # docstring, "Commit on accept"), persisted as one state.
-                raised = AcceptorState(promised=msg.ballot, accepted=state.accepted, committed=state.committed)
-                new, applied = _commit_rules(raised, Commit(
-                    req=msg.req, sender=msg.sender, key=msg.key, ballot=msg.ballot, value=msg.value,
-                    noop=msg.noop, origin=msg.origin, after=msg.after, ack=False))
+                # docstring, "Commit on accept"), persisted as one state: the Commit rule on the
+                # state before the Propose, which raises the promise to the ballot as the Propose
+                # would (``msg.ballot >= state.promised``, checked above), and leaves it unchanged
+                # only when the promise is the ballot already.
+                new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
                 ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, committed=True)
                 return new, _persisted(msg.key, state, new, [*applied, Send(to=reply_to, msg=ack)])
             new = AcceptorState(promised=msg.ballot, committed=state.committed,
@@ -535,7 +542,7 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
         case Commit():
             ack_c: list[Effect] = [Send(to=reply_to, msg=CommitAck(
                 req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))] if msg.ack else []
-            new, applied = _commit_rules(state, msg)
+            new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
             return new, _persisted(msg.key, state, new, [*applied, *ack_c])
         case _:
             violated(f"an acceptor was stepped with a reply: {type(msg).__name__}")
@@ -550,32 +557,38 @@ def _commits_on_accept(node: str, msg: Propose, mine: Electorate | None) -> bool
             and msg.sender in mine.members and node in mine.members)
 
 
-def _commit_rules(state: AcceptorState, msg: Commit) -> tuple[AcceptorState, list[Effect]]:
-    """The acceptor's Commit rule (module docstring) without the ack: the new state and the
-    ``ApplyCommit`` to carry out (none for a duplicate, an older commit or a no-op)."""
-    if state.committed is not None and msg.ballot <= state.committed.ballot:
+def _commit_rules(state: AcceptorState, key: bytes, ballot: Ballot, value: Value, noop: bool,
+                  origin: Ballot | None, after: Ballot | None) -> tuple[AcceptorState, list[Effect]]:
+    """The acceptor's Commit rule (module docstring) without the ack, for a Commit of these
+    fields (a Commit's, or a Propose's that commits on accept: no message built for it): the
+    new state and the ``ApplyCommit`` to carry out (none for a duplicate, an older commit or a
+    no-op)."""
+    if state.committed is not None and ballot <= state.committed.ballot:
         return state, []  # a duplicate, or older than what was applied
     accepted = state.accepted
-    if accepted is not None and accepted.ballot <= msg.ballot:
+    if accepted is not None and accepted.ballot <= ballot:
         accepted = None
-    if msg.noop:  # nothing changed: forget the proposal, no commit to record or apply
-        return AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
+    if noop:  # nothing changed: forget the proposal, no commit to record or apply
+        return AcceptorState(promised=max(state.promised, ballot), accepted=accepted,
                              committed=state.committed), []
-    new = AcceptorState(promised=max(state.promised, msg.ballot), accepted=accepted,
-                        committed=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin, after=msg.after))
+    new = AcceptorState(promised=max(state.promised, ballot), accepted=accepted,
+                        committed=Proposal(ballot=ballot, value=value, origin=origin, after=after))
     # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
     # Without provenance (an older node's commit, or one sent before the Hellos crossed)
     # it cannot tell, and the version it writes may be a second one: it catches up now,
     # and at the next commit too (its most recent commit has no origin).
-    behind = msg.after is None or (msg.after != ZERO_BALLOT and (
-        state.committed is None or state.committed.ballot < msg.after
+    behind = after is None or (after != ZERO_BALLOT and (
+        state.committed is None or state.committed.ballot < after
         or state.committed.origin is None))
-    return new, [ApplyCommit(key=msg.key, ballot=msg.origin if msg.origin is not None else msg.ballot,
-                             value=msg.value, behind=behind)]
+    return new, [ApplyCommit(key=key, ballot=origin if origin is not None else ballot,
+                             value=value, behind=behind)]
 
 
 def _persisted(key: bytes, old: AcceptorState, new: AcceptorState, then: list[Effect]) -> list[Effect]:
-    return then if new == old else [Persist(key=key, state=new), *then]
+    return then if new is old or new == old else [Persist(key=key, state=new), *then]
+
+
+_NEW_KEY = AcceptorState()  # a key never seen (states are immutable: one shared)
 
 
 class PaxosAcceptor:
@@ -590,7 +603,7 @@ class PaxosAcceptor:
         self._states: dict[bytes, AcceptorState] = {}
 
     def state(self, key: bytes) -> AcceptorState:
-        return self._states.get(key) or AcceptorState()
+        return self._states.get(key) or _NEW_KEY
 
     def restore(self, key: bytes, state: AcceptorState) -> None:
         self._states[key] = state
@@ -670,7 +683,7 @@ class PaxosProposer:
         n = len(self.replicas)
         invariant(len(set(self.replicas)) == n and n > 0, "replicas: a non-empty list without repeats")
         # Two quorums must intersect (Paxos Made Simple §2.2): quorum > N/2 (Electorate checks it).
-        self.electorate = Electorate(tuple(sorted(self.replicas)), quorum)
+        self.electorate = _electorate_quorum(tuple(sorted(self.replicas)), quorum)
         invariant(timeout_ticks > 0 and resend_ticks >= 0 and backoff_ticks_max > 0 and max_rounds > 0,
                   "tick counts and max_rounds must be positive")
         self._view = view
@@ -923,7 +936,9 @@ class PaxosProposer:
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("commit on accept follows a proposal")
-        self._message = replace(proposal, commit=True, after=self._after, noop=self._noop())
+        self._message = Propose(req=proposal.req, sender=proposal.sender, key=proposal.key, ballot=proposal.ballot,
+                                value=proposal.value, electorate=proposal.electorate, origin=proposal.origin,
+                                commit=True, after=self._after, noop=self._noop())  # ``replace`` is ~4x slower
         held, self._held = self._held, ()
         self._unasked = tuple(r for r in self._unasked if r not in held)
         return [Send(to=r, msg=self._message) for r in held]
@@ -983,8 +998,10 @@ class PaxosProposer:
             if r in accepted:
                 effects.append(Send(to=r, msg=commit))
             else:
-                if quiet is None:
-                    quiet = replace(commit, ack=False)
+                if quiet is None:  # ``commit`` with ack=False (``replace`` is ~4x slower)
+                    quiet = Commit(req=commit.req, sender=commit.sender, key=commit.key, ballot=commit.ballot,
+                                   value=commit.value, noop=commit.noop, origin=commit.origin, after=commit.after,
+                                   ack=False)
                 effects.append(Send(to=r, msg=quiet))
         return effects + self._committed() if len(self._yes) >= self.quorum else effects
 

@@ -189,7 +189,7 @@ HELLO_ASKS = 10  # asking Hellos sent per connect at most, one per tick (module 
 FEATURE_PEERS = ((dm.FEATURE_PUTS, "batch_peers"), (dm.FEATURE_ELECTORATE, "electorate_peers"),
                  (dm.FEATURE_PROVENANCE, "provenance_peers"), (dm.FEATURE_QUIET_COMMIT, "quiet_commit_peers"),
                  (dm.FEATURE_COMMIT_ON_ACCEPT, "commit_accept_peers"), (dm.FEATURE_PUT_MUT, "put_peers"),
-                 (dm.FEATURE_GET_PARTS, "get_parts_peers"))
+                 (dm.FEATURE_GET_PARTS, "get_parts_peers"), (dm.FEATURE_PAXOS_BODY, "paxos_body_peers"))
 ASKING_HELLO = dm.Hello(features=(*dm.FEATURES, dm.HELLO_ASK))  # sent on connect: answer with yours
 ANSWER_HELLO = dm.Hello(features=dm.FEATURES)
 
@@ -272,7 +272,9 @@ def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
     out: list[Any] = []
     puts_at = acks_at = -1
     for m in msgs:
-        if isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
+        if type(m) is dm.PaxosBody or type(m) is dm.Paxos:  # the Paxos path's messages, passed as is
+            out.append(m)
+        elif isinstance(m, dm.Put) and m.delta and m.req and not m.hint_for:
             if puts_at < 0:
                 puts_at = len(out)
                 out.append(None)
@@ -340,6 +342,7 @@ class Replica:
         self.commit_accept_peers: set[str] = set()  # peers that announced FEATURE_COMMIT_ON_ACCEPT since then
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.get_parts_peers: set[str] = set()  # peers that announced FEATURE_GET_PARTS since then
+        self.paxos_body_peers: set[str] = set()  # peers that announced FEATURE_PAXOS_BODY since then
         self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
@@ -647,6 +650,12 @@ class Replica:
         """A peer's message. ``writable`` False: the WAL refuses writes (the disk guard): a
         ``Put`` is refused with ``PutAck(ok=False)`` and nothing is joined."""
         out: list[Any] = []
+        if type(msg) is dm.PaxosBody:  # the Paxos path's messages: before the 20 cases below
+            self._paxos_in(peer, msg.msg, now_ms, out, writable)
+            return out
+        if type(msg) is dm.Paxos:
+            self._paxos_frame(peer, msg, now_ms, out, writable)
+            return out
         match msg:
             case dm.Put():
                 if not writable:
@@ -737,17 +746,27 @@ class Replica:
             case dm.LeafKeys():
                 self._ae_keys(peer, msg, now_us, out)
             case dm.Paxos():
-                try:
-                    pmsg = pm.decode(msg.data)
-                except pm.PaxosCodecError:
-                    self.stats["bad_states"] += 1
-                    return out
-                if pmsg.sender == peer:
-                    self.paxos_heard[peer] = now_ms
-                    if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
-                        self.provenance_peers.add(peer)  # it reads provenance: it wrote some (see ``pm.has_provenance``)
-                    self._paxos_run([pmsg], now_ms, out, writable)
+                self._paxos_frame(peer, msg, now_ms, out, writable)
+            case dm.PaxosBody():
+                self._paxos_in(peer, msg.msg, now_ms, out, writable)
         return out
+
+    def _paxos_frame(self, peer: str, msg: dm.Paxos, now_ms: int, out: list[Any], writable: bool) -> None:
+        """A peer's Paxos message in the packed form (``dm.Paxos``): decoded, then ``_paxos_in``."""
+        try:
+            pmsg = pm.decode(msg.data)
+        except pm.PaxosCodecError:
+            self.stats["bad_states"] += 1
+            return
+        self._paxos_in(peer, pmsg, now_ms, out, writable)
+
+    def _paxos_in(self, peer: str, pmsg: pm.PaxosMsg, now_ms: int, out: list[Any], writable: bool) -> None:
+        """A peer's Paxos message, decoded (either form): stepped if its sender is the peer."""
+        if pmsg.sender == peer:
+            self.paxos_heard[peer] = now_ms
+            if self.batches and peer not in self.provenance_peers and pm.has_provenance(pmsg):
+                self.provenance_peers.add(peer)  # it reads provenance: it wrote some (see ``pm.has_provenance``)
+            self._paxos_run([pmsg], now_ms, out, writable)
 
     def _acked(self, peer: str, req: int, ok: bool, now_ms: int, now_us: int, out: list[Any]) -> None:
         """A ``PutAck`` (alone or in a ``PutAcks``): a hint delivery's, a stream chunk's or a write's."""
@@ -1080,13 +1099,16 @@ class Replica:
     def _paxos_run(self, msgs: list[pm.PaxosMsg], now_ms: int, out: list[Any], writable: bool = True) -> None:
         """Step Paxos messages addressed to this node (from a peer, or sent to itself), in order."""
         work = list(msgs)
-        while work:
-            msg = work.pop(0)
-            if isinstance(msg, (pm.Prepare, pm.Propose, pm.Commit)):
+        at = 0
+        while at < len(work):  # first in, first out (what the messages stepped send is appended)
+            msg = work[at]
+            at += 1
+            kind = type(msg)  # the message classes are final: the exact type says which it is
+            if kind is pm.Prepare or kind is pm.Propose or kind is pm.Commit:
                 if not writable:
                     continue  # the disk guard: no promise that cannot be made durable
-                current = self._current(msg.key) if isinstance(msg, pm.Prepare) else None
-                mine = None if isinstance(msg, pm.Commit) else self._electorate(msg.key)
+                current = self._current(msg.key) if kind is pm.Prepare else None
+                mine = None if kind is pm.Commit else self._electorate(msg.key)
                 effects = self.acceptor.step(msg, current, mine)
                 if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
                     self.stats["paxos_fenced"] += 1
@@ -1104,10 +1126,11 @@ class Replica:
 
         A phase sends one message object to every participant: it is encoded once per wire form
         (a peer of an older version reads one without electorate or provenance, and a Propose
-        without ``commit``: paxos.py, "Commit on accept") and the peers of one form share the
-        frame's ``dm.Paxos``, which is immutable."""
+        without ``commit``: paxos.py, "Commit on accept"; in line, ``dm.PaxosBody``, only to a
+        peer that announced ``FEATURE_PAXOS_BODY``, packed in a ``dm.Paxos`` to the others) and
+        the peers of one form share the frame's message, which is immutable."""
         local: list[pm.PaxosMsg] = []
-        framed: dict[tuple[int, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.Paxos]] = {}
+        framed: dict[tuple[int, bool, bool, bool, bool, bool], tuple[pm.PaxosMsg, dm.PaxosBody | dm.Paxos]] = {}
         for e in effects:
             if isinstance(e, px.Send):
                 if e.to == self.node:
@@ -1115,7 +1138,8 @@ class Replica:
                 else:
                     msg = e.msg
                     form = (id(msg), e.to in self.electorate_peers, e.to in self.provenance_peers,
-                            e.to in self.quiet_commit_peers, e.to in self.commit_accept_peers)
+                            e.to in self.quiet_commit_peers, e.to in self.commit_accept_peers,
+                            e.to in self.paxos_body_peers)
                     known = framed.get(form)
                     if known is None or known[0] is not msg:  # the id alone: reused once msg is freed
                         if isinstance(msg, pm.Propose) and msg.commit and not (form[1] and form[4]):
@@ -1126,7 +1150,12 @@ class Replica:
                             msg = pm.without_provenance(msg)  # likewise
                         if not form[3] and isinstance(msg, pm.Commit) and not msg.ack:
                             msg = replace(msg, ack=True)  # likewise: it acks, and the ack is dropped
-                        known = framed[form] = (e.msg, dm.Paxos(data=pm.encode(msg)))
+                        framed_msg: dm.PaxosBody | dm.Paxos
+                        if form[5]:
+                            framed_msg = dm.paxos_body(msg)
+                        else:
+                            framed_msg = dm.Paxos(data=pm.encode(msg))
+                        known = framed[form] = (e.msg, framed_msg)
                     out.append(Send(to=e.to, msg=known[1]))
             elif isinstance(e, px.Persist):
                 blob = pm.encode_state(e.state)
@@ -1156,11 +1185,19 @@ class Replica:
         return (win[1] if win is not None else 0, value)
 
     def _apply_commit(self, e: px.ApplyCommit, now_ms: int, out: list[Any]) -> None:
-        muts = overwrite_muts(self.store, e.key, e.value)
+        """A chosen value applied to the data as the write ``(ballot.node, ballot.hlc)`` of
+        ``overwrite_muts`` (the same mutations on every replica, so the entries' ids agree), and
+        logged as such; a key absent here takes ``overwrite_absent``, the same state built
+        directly (a fresh key's SET NX: most commits)."""
+        store, key, value = self.store, e.key, e.value
+        muts = overwrite_muts(store, key, value)
         origin, hlc = e.ballot.node, e.ballot.hlc
-        if self.store.context(e.key).get(origin, 0) >= hlc:
+        if store.context(key).get(origin, 0) >= hlc:
             return  # this commit (or a later write of its proposer) is here already
-        changed = self.store.apply_write(origin, hlc, muts, now_ms)
+        if value is not None and key not in store.data:
+            changed = store.overwrite_absent(origin, hlc, key, value, now_ms)
+        else:
+            changed = store.apply_write(origin, hlc, muts, now_ms)
         self.hlc.observe(hlc, now_ms)
         out.append(Persist(entry=["w", hlc, list(muts), now_ms, origin]))
         if changed:
