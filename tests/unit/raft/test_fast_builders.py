@@ -44,20 +44,22 @@ def test_builders_make_equal_frozen_objects() -> None:
                 obj.entries = ()  # type: ignore[misc,union-attr]
 
 
-def test_a_class_that_checks_its_fields_gets_no_builder() -> None:
+def test_a_class_that_checks_its_fields_has_them_checked_by_its_builder() -> None:
     from dataclasses import dataclass
 
-    from replikv.core.invariant import InvariantViolation
+    from replikv.core.invariant import InvariantViolation, invariant
 
     @dataclass(frozen=True, slots=True)
     class Checked:
         a: int
 
         def __post_init__(self) -> None:
-            assert self.a >= 0
+            invariant(self.a >= 0, "a >= 0")
 
+    build = positional_builder(Checked)
+    assert build(3) == Checked(3) and type(build(3)) is Checked
     with pytest.raises(InvariantViolation):
-        positional_builder(Checked)
+        build(-1)
 
 
 def test_size_between_is_entries_size_of_the_slice_after_compactions() -> None:

@@ -307,6 +307,15 @@ from replikv.core.dynamo.paxos_messages import (
     Promise,
     Proposal,
     Propose,
+    new_accepted,
+    new_commit,
+    new_commit_ack,
+    new_nack,
+    new_prepare,
+    new_promise,
+    new_propose,
+    new_proposal,
+    new_state,
 )
 from replikv.core.invariant import invariant, violated
 
@@ -462,7 +471,7 @@ def merge_states(mine: AcceptorState, theirs: AcceptorState) -> AcceptorState:
         accepted = None
     promised = max(mine.promised, theirs.promised,
                    accepted.ballot if accepted else ZERO_BALLOT, committed.ballot if committed else ZERO_BALLOT)
-    return AcceptorState(promised=promised, accepted=accepted, committed=committed)
+    return new_state(promised, accepted, committed)
 
 
 def electorate(participants: Iterable[str], pending: int = 0) -> Electorate:
@@ -501,30 +510,27 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
     match msg:
         case Prepare():
             if _fenced(msg, mine):
-                return state, [Send(to=reply_to, msg=Nack(
-                    req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PREPARE,
-                    promised=state.promised, fenced=True))]
+                return state, [Send(to=reply_to, msg=new_nack(
+                    msg.req, node, msg.key, msg.ballot, NackPhase.PREPARE, state.promised, False, True))]
             if msg.ballot < state.promised:
-                return state, [Send(to=reply_to, msg=Nack(
-                    req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PREPARE,
-                    promised=state.promised))]
+                return state, [Send(to=reply_to, msg=new_nack(
+                    msg.req, node, msg.key, msg.ballot, NackPhase.PREPARE, state.promised, False, False))]
             if current is None:
                 violated("a Prepare is stepped with the replica's current data")
             new = state
             if msg.ballot > state.promised:
-                new = AcceptorState(promised=msg.ballot, accepted=state.accepted, committed=state.committed)
-            promise = Promise(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot,
-                              accepted=new.accepted, committed=new.committed,
-                              current_hlc=current[0], current=current[1])
+                new = new_state(msg.ballot, state.accepted, state.committed)
+            promise = new_promise(msg.req, node, msg.key, msg.ballot, new.accepted, new.committed,
+                                  current[0], current[1])
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=promise)])
         case Propose():
             fenced = _fenced(msg, mine)
             if fenced or msg.ballot < state.promised:
                 highest = max(state.accepted.ballot if state.accepted else ZERO_BALLOT,
                               state.committed.ballot if state.committed else ZERO_BALLOT)
-                return state, [Send(to=reply_to, msg=Nack(
-                    req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, phase=NackPhase.PROPOSE,
-                    promised=state.promised, maybe_accepted=highest >= msg.ballot, fenced=fenced))]
+                return state, [Send(to=reply_to, msg=new_nack(
+                    msg.req, node, msg.key, msg.ballot, NackPhase.PROPOSE, state.promised, highest >= msg.ballot,
+                    fenced))]
             if msg.commit and _commits_on_accept(node, msg, mine):
                 # Accepted by the sender's acceptor and now by this one: a quorum of two, the value
                 # is chosen. Exactly a Propose followed at once by the round's Commit (module
@@ -533,15 +539,14 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                 # would (``msg.ballot >= state.promised``, checked above), and leaves it unchanged
                 # only when the promise is the ballot already.
                 new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
-                ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot, committed=True)
+                ack = new_accepted(msg.req, node, msg.key, msg.ballot, True)
                 return new, _persisted(msg.key, state, new, [*applied, Send(to=reply_to, msg=ack)])
-            new = AcceptorState(promised=msg.ballot, committed=state.committed,
-                                accepted=Proposal(ballot=msg.ballot, value=msg.value, origin=msg.origin))
-            ack = Accepted(req=msg.req, sender=node, key=msg.key, ballot=msg.ballot)
+            new = new_state(msg.ballot, new_proposal(msg.ballot, msg.value, msg.origin, None), state.committed)
+            ack = new_accepted(msg.req, node, msg.key, msg.ballot, False)
             return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
         case Commit():
-            ack_c: list[Effect] = [Send(to=reply_to, msg=CommitAck(
-                req=msg.req, sender=node, key=msg.key, ballot=msg.ballot))] if msg.ack else []
+            ack_c: list[Effect] = [Send(to=reply_to, msg=new_commit_ack(msg.req, node, msg.key, msg.ballot))
+                                   ] if msg.ack else []
             new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
             return new, _persisted(msg.key, state, new, [*applied, *ack_c])
         case _:
@@ -569,10 +574,8 @@ def _commit_rules(state: AcceptorState, key: bytes, ballot: Ballot, value: Value
     if accepted is not None and accepted.ballot <= ballot:
         accepted = None
     if noop:  # nothing changed: forget the proposal, no commit to record or apply
-        return AcceptorState(promised=max(state.promised, ballot), accepted=accepted,
-                             committed=state.committed), []
-    new = AcceptorState(promised=max(state.promised, ballot), accepted=accepted,
-                        committed=Proposal(ballot=ballot, value=value, origin=origin, after=after))
+        return new_state(max(state.promised, ballot), accepted, state.committed), []
+    new = new_state(max(state.promised, ballot), accepted, new_proposal(ballot, value, origin, after))
     # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
     # Without provenance (an older node's commit, or one sent before the Hellos crossed)
     # it cannot tell, and the version it writes may be a second one: it catches up now,
@@ -836,8 +839,7 @@ class PaxosProposer:
         self._settled = False
         self._previous = self._value = None
         self._deadline = self._now + self.timeout_ticks
-        self._message = Prepare(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                                electorate=self.electorate)
+        self._message = new_prepare(self.req, self.node, self.key, self.ballot, self.electorate)
         if self._order is None or not self.resend_ticks:  # no resends to fall back on: to all
             return self._send_phase(self.replicas)
         # To a quorum, the likeliest to answer first (3.: any quorum will do); a resend goes to
@@ -915,8 +917,8 @@ class PaxosProposer:
         self._refused = {}
         self._held = ()
         self._deadline = self._now + self.timeout_ticks
-        self._message = Propose(req=self.req, sender=self.node, key=self.key, ballot=self.ballot, value=value,
-                                electorate=self.electorate, origin=origin)
+        self._message = new_propose(self.req, self.node, self.key, self.ballot, value, self.electorate, origin,
+                                    False, None, False)
         if not self.resend_ticks:  # no resends to fall back on: every replica at once
             return self._send_phase(self.replicas)
         # To the quorum that promised (Paxos Made Simple §2.2: "to some set of acceptors"; any
@@ -936,9 +938,9 @@ class PaxosProposer:
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("commit on accept follows a proposal")
-        self._message = Propose(req=proposal.req, sender=proposal.sender, key=proposal.key, ballot=proposal.ballot,
-                                value=proposal.value, electorate=proposal.electorate, origin=proposal.origin,
-                                commit=True, after=self._after, noop=self._noop())  # ``replace`` is ~4x slower
+        self._message = new_propose(proposal.req, proposal.sender, proposal.key, proposal.ballot, proposal.value,
+                                    proposal.electorate, proposal.origin, True, self._after,
+                                    self._noop())  # ``replace`` is ~4x slower
         held, self._held = self._held, ()
         self._unasked = tuple(r for r in self._unasked if r not in held)
         return [Send(to=r, msg=self._message) for r in held]
@@ -982,9 +984,8 @@ class PaxosProposer:
         proposal = self._message
         if not isinstance(proposal, Propose):
             violated("a commit follows a proposal")
-        commit = self._message = Commit(req=self.req, sender=self.node, key=self.key, ballot=self.ballot,
-                                        value=proposal.value, origin=self._origin, after=self._after,
-                                        noop=self._noop())
+        commit = self._message = new_commit(self.req, self.node, self.key, self.ballot, proposal.value,
+                                            self._noop(), self._origin, self._after, True)
         # The acks come from the replicas that accepted (a quorum); the rest get it quiet, their
         # acks unneeded (module docstring, 3.); a resend asks every replica that has not acked.
         # A peer that committed on accept acked already: its Accepted said it applied the commit.
@@ -999,9 +1000,8 @@ class PaxosProposer:
                 effects.append(Send(to=r, msg=commit))
             else:
                 if quiet is None:  # ``commit`` with ack=False (``replace`` is ~4x slower)
-                    quiet = Commit(req=commit.req, sender=commit.sender, key=commit.key, ballot=commit.ballot,
-                                   value=commit.value, noop=commit.noop, origin=commit.origin, after=commit.after,
-                                   ack=False)
+                    quiet = new_commit(commit.req, commit.sender, commit.key, commit.ballot, commit.value,
+                                       commit.noop, commit.origin, commit.after, False)
                 effects.append(Send(to=r, msg=quiet))
         return effects + self._committed() if len(self._yes) >= self.quorum else effects
 

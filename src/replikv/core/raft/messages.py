@@ -17,11 +17,10 @@ Differences from the paper's two RPCs, each after etcd-io/raft:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any, TypeVar
 
+from replikv.core.builders import positional_builder
 from replikv.core.invariant import invariant
 
 __all__ = [
@@ -127,30 +126,6 @@ def normal_entry(term: int, index: int, data: bytes, client_id: int | None, seq:
     set_seq(e, seq)
     set_config(e, None)
     return e
-
-
-_T = TypeVar("_T")
-
-
-def positional_builder(cls: type[_T]) -> Callable[..., _T]:
-    """A constructor of the frozen, slotted dataclass ``cls`` taking every field positionally,
-    in declaration order, with no defaults: the object is created with ``object.__new__`` and
-    each field set through its slot's setter, as ``normal_entry`` does, instead of the
-    dataclass's keyword ``__init__``, which sets each field through ``object.__setattr__``
-    (an AppendEntries 1.0 -> 0.4 us, a Persist 0.8 -> 0.3 us; BENCHMARKS.md, session 22).
-    The result is an ordinary, equal, still frozen instance. Only for classes without
-    ``__post_init__`` (nothing is checked here that ``__init__`` would check); the
-    constructor's source is generated, as ``dataclasses`` generates ``__init__``."""
-    invariant(not hasattr(cls, "__post_init__"), lambda: f"{cls.__name__} checks its fields in __post_init__")
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]  # a dataclass (raises otherwise)
-    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for name in names:
-        ns[f"_set_{name}"] = getattr(cls, name).__set__
-    sets = "".join(f"    _set_{name}(o, {name})\n" for name in names)
-    exec(f"def {cls.__name__}_(" + ", ".join(names) + "):\n    o = _new(_cls)\n" + sets + "    return o\n", ns)
-    build: Callable[..., _T] = ns[f"{cls.__name__}_"]
-    build.__doc__ = f"{cls.__name__}({', '.join(names)}), every field positional (positional_builder)."
-    return build
 
 
 def entries_size(entries: list[Entry] | tuple[Entry, ...]) -> int:
