@@ -291,6 +291,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from replikv.core.builders import positional_builder
 from replikv.core.crdt.hlc import Hlc
 from replikv.core.dynamo.paxos_messages import (
     ZERO_BALLOT,
@@ -313,8 +314,8 @@ from replikv.core.dynamo.paxos_messages import (
     new_nack,
     new_prepare,
     new_promise,
-    new_propose,
     new_proposal,
+    new_propose,
     new_state,
 )
 from replikv.core.invariant import invariant, violated
@@ -379,6 +380,14 @@ class Decide:
 
     key: bytes
     current: Value
+
+
+# The effects a Paxos write makes most (~20 Sends, ~6 Persists and 3 ApplyCommits on its three
+# replicas), built positionally (builders.positional_builder, as paxos_messages.new_*): the same,
+# equal, frozen objects in half the time.
+_send = positional_builder(Send)  # (to, msg)
+_persist = positional_builder(Persist)  # (key, state)
+_apply_commit = positional_builder(ApplyCommit)  # (key, ballot, value, behind)
 
 
 class Phase(Enum):
@@ -510,10 +519,10 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
     match msg:
         case Prepare():
             if _fenced(msg, mine):
-                return state, [Send(to=reply_to, msg=new_nack(
+                return state, [_send(reply_to, new_nack(
                     msg.req, node, msg.key, msg.ballot, NackPhase.PREPARE, state.promised, False, True))]
             if msg.ballot < state.promised:
-                return state, [Send(to=reply_to, msg=new_nack(
+                return state, [_send(reply_to, new_nack(
                     msg.req, node, msg.key, msg.ballot, NackPhase.PREPARE, state.promised, False, False))]
             if current is None:
                 violated("a Prepare is stepped with the replica's current data")
@@ -522,13 +531,13 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                 new = new_state(msg.ballot, state.accepted, state.committed)
             promise = new_promise(msg.req, node, msg.key, msg.ballot, new.accepted, new.committed,
                                   current[0], current[1])
-            return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=promise)])
+            return new, _persisted(msg.key, state, new, [_send(reply_to, promise)])
         case Propose():
             fenced = _fenced(msg, mine)
             if fenced or msg.ballot < state.promised:
                 highest = max(state.accepted.ballot if state.accepted else ZERO_BALLOT,
                               state.committed.ballot if state.committed else ZERO_BALLOT)
-                return state, [Send(to=reply_to, msg=new_nack(
+                return state, [_send(reply_to, new_nack(
                     msg.req, node, msg.key, msg.ballot, NackPhase.PROPOSE, state.promised, highest >= msg.ballot,
                     fenced))]
             if msg.commit and _commits_on_accept(node, msg, mine):
@@ -540,12 +549,12 @@ def acceptor_step(node: str, state: AcceptorState, msg: PaxosMsg, current: Curre
                 # only when the promise is the ballot already.
                 new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
                 ack = new_accepted(msg.req, node, msg.key, msg.ballot, True)
-                return new, _persisted(msg.key, state, new, [*applied, Send(to=reply_to, msg=ack)])
+                return new, _persisted(msg.key, state, new, [*applied, _send(reply_to, ack)])
             new = new_state(msg.ballot, new_proposal(msg.ballot, msg.value, msg.origin, None), state.committed)
             ack = new_accepted(msg.req, node, msg.key, msg.ballot, False)
-            return new, _persisted(msg.key, state, new, [Send(to=reply_to, msg=ack)])
+            return new, _persisted(msg.key, state, new, [_send(reply_to, ack)])
         case Commit():
-            ack_c: list[Effect] = [Send(to=reply_to, msg=new_commit_ack(msg.req, node, msg.key, msg.ballot))
+            ack_c: list[Effect] = [_send(reply_to, new_commit_ack(msg.req, node, msg.key, msg.ballot))
                                    ] if msg.ack else []
             new, applied = _commit_rules(state, msg.key, msg.ballot, msg.value, msg.noop, msg.origin, msg.after)
             return new, _persisted(msg.key, state, new, [*applied, *ack_c])
@@ -583,12 +592,11 @@ def _commit_rules(state: AcceptorState, key: bytes, ballot: Ballot, value: Value
     behind = after is None or (after != ZERO_BALLOT and (
         state.committed is None or state.committed.ballot < after
         or state.committed.origin is None))
-    return new, [ApplyCommit(key=key, ballot=origin if origin is not None else ballot,
-                             value=value, behind=behind)]
+    return new, [_apply_commit(key, origin if origin is not None else ballot, value, behind)]
 
 
 def _persisted(key: bytes, old: AcceptorState, new: AcceptorState, then: list[Effect]) -> list[Effect]:
-    return then if new is old or new == old else [Persist(key=key, state=new), *then]
+    return then if new is old or new == old else [_persist(key, new), *then]
 
 
 _NEW_KEY = AcceptorState()  # a key never seen (states are immutable: one shared)
@@ -851,7 +859,7 @@ class PaxosProposer:
         msg = self._message
         if msg is None:
             violated("a phase has a message")
-        return [Send(to=r, msg=msg) for r in targets]
+        return [_send(r, msg) for r in targets]
 
     def _on_promises(self) -> list[Effect]:
         promises = list(self._promises.values())
@@ -870,7 +878,7 @@ class PaxosProposer:
             # Quiet: a repair is not waited for (its ack was received and dropped).
             repair = Commit(req=self.req, sender=self.node, key=self.key, ballot=newest.ballot,
                             value=newest.value, origin=newest.origin, after=newest.after, ack=False)
-            effects = [Send(to=p.sender, msg=repair) for p in promises
+            effects = [_send(p.sender, repair) for p in promises
                        if p.committed is None or p.committed.ballot < newest.ballot]
         accepted = [p.accepted for p in promises if p.accepted is not None]
         in_progress = max(accepted, key=lambda a: a.ballot) if accepted else None
@@ -943,7 +951,7 @@ class PaxosProposer:
                                     self._noop())  # ``replace`` is ~4x slower
         held, self._held = self._held, ()
         self._unasked = tuple(r for r in self._unasked if r not in held)
-        return [Send(to=r, msg=self._message) for r in held]
+        return [_send(r, self._message) for r in held]
 
     def _noop(self) -> bool:
         """The round's commit changes nothing (a failed CAS, a read): not recorded. A held
@@ -954,7 +962,7 @@ class PaxosProposer:
         """A Propose refused: the replicas it has not gone to get it now, so that the round
         goes on exactly as if it had gone to every replica (``_on_refusal`` counts them all)."""
         rest, self._unasked, self._held = self._unasked, (), ()
-        return [Send(to=r, msg=self._message) for r in rest if self._message is not None]
+        return [_send(r, self._message) for r in rest if self._message is not None]
 
     def _on_refusal(self) -> list[Effect]:
         n = len(self.replicas)
@@ -997,12 +1005,12 @@ class PaxosProposer:
             if r in self._applied:
                 continue
             if r in accepted:
-                effects.append(Send(to=r, msg=commit))
+                effects.append(_send(r, commit))
             else:
                 if quiet is None:  # ``commit`` with ack=False (``replace`` is ~4x slower)
                     quiet = new_commit(commit.req, commit.sender, commit.key, commit.ballot, commit.value,
                                        commit.noop, commit.origin, commit.after, False)
-                effects.append(Send(to=r, msg=quiet))
+                effects.append(_send(r, quiet))
         return effects + self._committed() if len(self._yes) >= self.quorum else effects
 
     def _committed(self) -> list[Effect]:
