@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 
+import replikv.core.dynamo.messages as dm
 import replikv.core.dynamo.paxos as px
 import replikv.core.dynamo.paxos_messages as pm
 from replikv.core.invariant import InvariantViolation
@@ -46,6 +47,8 @@ def _pairs() -> list[tuple[object, object]]:
         (px._persist(b"k", pm.new_state(B4, P2, P1)),
          px.Persist(key=b"k", state=pm.AcceptorState(promised=B4, accepted=P2, committed=P1))),
         (px._apply_commit(b"k", B2, b"v", True), px.ApplyCommit(key=b"k", ballot=B2, value=b"v", behind=True)),
+        (dm._new_paxos_body(pm.new_commit_ack(3, "n2", b"k", B1), b"x"),
+         dm.PaxosBody(msg=pm.CommitAck(req=3, sender="n2", key=b"k", ballot=B1), encoded=b"x")),
     ]
 
 
@@ -56,7 +59,7 @@ def test_builders_make_the_objects_the_constructors_make() -> None:
         assert dataclasses.astuple(built) == dataclasses.astuple(ref)  # type: ignore[call-overload]
         if isinstance(ref, pm.AcceptorState):
             assert pm.encode_state(built) == pm.encode_state(ref)  # type: ignore[arg-type]
-        elif not isinstance(ref, (pm.Proposal, px.Send, px.Persist, px.ApplyCommit)):
+        elif not isinstance(ref, (pm.Proposal, px.Send, px.Persist, px.ApplyCommit, dm.PaxosBody)):
             assert pm.encode(built) == pm.encode(ref)  # type: ignore[arg-type]
             assert pm.decode(pm.encode(built)) == ref  # type: ignore[arg-type]
         for obj in (built, ref):  # still frozen: assigning a field fails alike for both (TypeError:
