@@ -25,14 +25,8 @@ import random
 import time
 from typing import Any
 
-from replikv.config import NodeOptions
-from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.replica import Replica, Send
-from replikv.core.dynamo.ring import Ring
+from dynamo_cores import N3, deliver, three_replicas
 from replikv.kv.crdt_writes import translate
-
-N3 = ["n1", "n2", "n3"]
-FRAME_BYTES = NodeOptions().max_frame_bytes  # the runtime's default
 
 
 def main() -> int:
@@ -41,24 +35,7 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=3000, help="loop iterations (16 SETs each)")
     ap.add_argument("--batched", action="store_true", help="the 16 SETs as one batch (the runtime's runs)")
     args = ap.parse_args()
-    nodes = {n: Replica(n, Ring(N3, 3, 16), conflicts="lww", timeout_us=10**12, rng=random.Random(1),
-                        ae_interval_ms=0) for n in N3}
-
-    def deliver(frm: str, effects: list[Any], now: int) -> None:
-        sends = [e for e in effects if isinstance(e, Send)]
-        if not sends:
-            return
-        for peer, frame in nodes[frm].frames(sends, FRAME_BYTES):
-            msg = dm.decode(frame)
-            out: list[Any] = []
-            for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
-                out.extend(nodes[peer].step(frm, one, now, now * 1000))
-            deliver(peer, out, now)
-
-    for a in N3:
-        for b in N3:
-            if a != b:
-                deliver(a, nodes[a].peer_connected(b, 0, 0), 0)
+    nodes = three_replicas()
     rng = random.Random(7)
     value = b"x" * 16
     req = 0
@@ -79,7 +56,7 @@ def main() -> int:
             req += 1
             muts, _ = translate(r.store, [b"SET", b"key:%012d" % rng.randrange(10000), value], now, rng)
             effects.extend(r.write(req, muts, r.hlc.now(now), N3, args.level, N3, (), now, now * 1000))
-        deliver(name, effects, now)
+        deliver(nodes, name, effects, now)
     took = time.process_time() - started
     left = sum(len(n.coord.writes) for n in nodes.values())
     print(f"{1e6 * took / (args.iterations * 16):.1f} us CPU per write (core path, 3 replicas, level {args.level}); "

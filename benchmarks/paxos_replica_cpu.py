@@ -25,13 +25,8 @@ import random
 import time
 from typing import Any
 
-from replikv.config import NodeOptions
-from replikv.core.dynamo import messages as dm
-from replikv.core.dynamo.replica import PaxosDone, Replica, Send
-from replikv.core.dynamo.ring import Ring
-
-N3 = ["n1", "n2", "n3"]
-FRAME_BYTES = NodeOptions().max_frame_bytes  # the runtime's default
+from dynamo_cores import N3, deliver, three_replicas
+from replikv.core.dynamo.replica import PaxosDone
 
 
 def main() -> int:
@@ -40,30 +35,13 @@ def main() -> int:
     ap.add_argument("--per", type=int, default=4, help="writes a replica starts per iteration")
     ap.add_argument("--profile", action="store_true", help="cProfile the run instead (top 35 by own time)")
     args = ap.parse_args()
-    nodes = {n: Replica(n, Ring(N3, 3, 16), conflicts="lww", timeout_us=10**12, rng=random.Random(1),
-                        ae_interval_ms=0) for n in N3}
+    nodes = three_replicas()
     done = [0]
 
-    def deliver(frm: str, effects: list[Any], now: int) -> None:
-        sends = []
-        for e in effects:
-            if isinstance(e, Send):
-                sends.append(e)
-            elif isinstance(e, PaxosDone):
-                done[0] += 1
-        if not sends:
-            return
-        for peer, frame in nodes[frm].frames(sends, FRAME_BYTES):
-            msg = dm.decode(frame)
-            out: list[Any] = []
-            for one in msg.msgs if isinstance(msg, dm.Batch) else (msg,):
-                out.extend(nodes[peer].step(frm, one, now, now * 1000))
-            deliver(peer, out, now)
+    def count(e: Any) -> None:
+        if isinstance(e, PaxosDone):
+            done[0] += 1
 
-    for a in N3:
-        for b in N3:
-            if a != b:
-                deliver(a, nodes[a].peer_connected(b, 0, 0), 0)
     rng = random.Random(7)
 
     def decide(current: bytes | None) -> bytes | None:
@@ -78,7 +56,7 @@ def main() -> int:
             for _ in range(args.per):
                 req += 1
                 effects.extend(nodes[name].paxos(req, b"fresh:%012d" % rng.randrange(10**8), decide, now))
-            deliver(name, effects, now)
+            deliver(nodes, name, effects, now, count)
 
     if args.profile:
         import cProfile
