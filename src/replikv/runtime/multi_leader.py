@@ -105,7 +105,9 @@ STATE_WINDOW_CHUNKS = 16  # chunks sent that the receiver has not yet taken in (
 # at every flush), growing under load (at least PEER_SEND_BUSY_OPS ops per PEER_SEND_EVERY_S in a
 # peer's frame) to at most PEER_SEND_MAX_S (REPLIKV_ML_SEND_MAX_MS).
 PEER_SEND_EVERY_S = float(os.environ.get("REPLIKV_ML_SEND_EVERY_MS", 2)) / 1000
-PEER_SEND_MAX_S = float(os.environ.get("REPLIKV_ML_SEND_MAX_MS", 10)) / 1000
+# 5 ms, not 10: as little CPU per write in the cluster (BENCHMARKS.md, session 25, ml25b), half
+# the replication lag under load.
+PEER_SEND_MAX_S = float(os.environ.get("REPLIKV_ML_SEND_MAX_MS", 5)) / 1000
 PEER_SEND_BUSY_OPS = 2
 
 
@@ -634,8 +636,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         writes), and halves, to no less than ``PEER_SEND_EVERY_S``, when it carried fewer. An
         idle or lightly loaded node (under ``PEER_SEND_BUSY_OPS`` ops per ``PEER_SEND_EVERY_S``)
         so keeps the minimum interval and its lag; a busy one sends less often, which saves
-        each node the wake-ups, loop iterations and Syncs of the sends it leaves out (2 -> 10 ms:
-        SET -P 1 ~20 % less CPU per write, BENCHMARKS.md, session 25)."""
+        each node the wake-ups, loop iterations and Syncs of the sends it leaves out (a fixed
+        2 -> 5 ms: SET -P 1 ~20 % less CPU per write; this rule -P 1 up to ~10 % less, under
+        load a replication lag p50 of ~4 ms instead of ~3; BENCHMARKS.md, session 25)."""
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
