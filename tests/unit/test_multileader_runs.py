@@ -237,6 +237,86 @@ def test_sends_after_a_send_wait_the_batching_interval_and_leave_as_one_frame(ma
     assert sent_ops(node, "n2") == [[1], [2, 3], [4]] and sent_ops(node, "n3") == [[1], [2, 3]]
 
 
+class ClockLoop(TimerLoop):
+    """``TimerLoop`` with a clock of its own: ``advance`` moves it, firing each timer when it is due."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1000.0  # as a monotonic clock: long after 0
+        self.due: dict[Timer, float] = {}
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer:
+        timer = super().call_later(delay, fn, *args)
+        self.due[timer] = self.now + delay
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while True:
+            due = sorted((at, i) for i, t in enumerate(self.timers) if not t.cancelled
+                         for at in [self.due[t]] if at <= end)
+            if not due:
+                break
+            self.now = max(self.now, due[0][0])
+            timer = self.timers.pop(due[0][1])
+            timer.fn(*timer.args)
+            self.run()
+        self.now = end
+
+
+def test_the_send_interval_grows_under_a_steady_stream_of_ops_and_is_the_minimum_again_once_quiet(
+        make_node) -> None:
+    """``_send_peers``' interval rule: a node making ops faster than ``PEER_SEND_BUSY_OPS`` per
+    ``PEER_SEND_EVERY_S`` sends less and less often, doubling the interval up to
+    ``PEER_SEND_MAX_S`` (frames carry more ops each); after a quiet spell the first op leaves at
+    once and the interval is the minimum again, and a light load keeps it there."""
+    loop = ClockLoop()
+    node = make_node("n")
+    node.loop, node._now = loop, loop.time
+    for peer in ("n2", "n3"):
+        node._on_frame(peer, codec.encode(Sync(sender=peer, vv={"n1": 0, "n2": 0, "n3": 0}, matrix={})))
+    client = Client(node)
+    sent_at: list[float] = []  # when each Ops frame to n2 left
+    send = node.transport.send
+
+    def timed_send(to: str, payload: bytes) -> bool:
+        if to == "n2" and isinstance(codec.decode(payload, {}), Ops):
+            sent_at.append(loop.now)
+        return send(to, payload)
+
+    node.transport.send = timed_send  # type: ignore[method-assign]
+
+    def write(after: float) -> None:
+        loop.advance(after)
+        assert client.send(["INCR", "n"])  # answered at its commit, whatever the send waits for
+
+    every = multi_leader.PEER_SEND_EVERY_S
+    step = every / (4 * multi_leader.PEER_SEND_BUSY_OPS)  # four times as fast as busy
+    for _ in range(400):
+        write(step)
+    gaps = [round(b - a, 6) for a, b in zip(sent_at, sent_at[1:])]
+    assert gaps[0] == pytest.approx(every, abs=step)  # the minimum at first ...
+    assert max(gaps) > 2 * every  # ... growing ...
+    assert gaps[-3:] == [pytest.approx(multi_leader.PEER_SEND_MAX_S, abs=step)] * 3  # ... to the bound
+    assert max(gaps) <= multi_leader.PEER_SEND_MAX_S + step
+    assert len(sent_ops(node, "n2")[-1]) >= multi_leader.PEER_SEND_MAX_S / step - 1  # a frame holds them all
+    loop.advance(multi_leader.PEER_SEND_MAX_S)  # the held ops leave at their timer
+    assert sum(map(len, sent_ops(node, "n2"))) == 400 and not loop.timers
+    sent_at.clear()
+    write(10 * multi_leader.PEER_SEND_MAX_S)  # quiet, then a write: it leaves at once,
+    assert sent_at == [loop.now]
+    for _ in range(5):  # and a light load (one op per 1.5 intervals) keeps the minimum interval:
+        write(1.5 * every)  # each op leaves at its commit
+    assert len(sent_at) == 6 and sent_ops(node, "n2")[-6:] == [[401 + i] for i in range(6)]
+    write(every / 2)  # one within the interval waits for it, no longer
+    loop.advance(every)
+    assert sent_at[-1] == pytest.approx(sent_at[-2] + every) and len(sent_at) == 7
+    assert sum(map(len, sent_ops(node, "n2"))) == 407 and not loop.timers
+
+
 def sent_kinds(node: MultiLeaderRunner, to: str) -> list[str]:
     """The kinds of the frames sent to ``to`` so far, in order."""
     return [type(codec.decode(payload, {})).__name__ for peer, payload in node.transport.sent  # type: ignore[attr-defined]

@@ -19,9 +19,11 @@ Rules it keeps:
   every connection in one iteration join one open operation (``_OpenOp``),
   sealed (stamped by the replica, persisted, sent) at the iteration's flush
   or before anything that must see it stamped (``_seal`` lists them).
-- Peer sends batched in time: after a send to the peers, the next leaves no sooner than
-  ``PEER_SEND_EVERY_S`` later (the first after a quiet spell at once), so under load a frame
-  holds the ops of several loop iterations (``_send_peers``). Replies never wait for it.
+- Peer sends batched in time: after a send to the peers, the next leaves no sooner than the
+  send interval later (the first after a quiet spell at once), so under load a frame holds the
+  ops of several loop iterations (``_send_peers``). The interval grows with load, from
+  ``PEER_SEND_EVERY_S`` (idle, light load) to at most ``PEER_SEND_MAX_S``. Replies never wait
+  for it.
 - Persist before send: an operation leaves the node only after the WAL
   commit that holds it, so a restarted node never reuses a sequence number
   it already sent (the replica's rule; with ``--fsync always`` this holds
@@ -98,9 +100,15 @@ STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 64 * 1024))
 STATE_TURN_S = 0.01
 STATE_QUEUE_CHUNKS = 4
 STATE_WINDOW_CHUNKS = 16  # chunks sent that the receiver has not yet taken in (StateAck)
-# Peer sends: at most one batch per this long (``MultiLeaderRunner._send_peers`` has the rule;
-# REPLIKV_ML_SEND_EVERY_MS overrides it, 0 sends at every flush).
+# Peer sends: at most one batch per send interval (``MultiLeaderRunner._send_peers`` has the
+# rule): this long when idle or lightly loaded (REPLIKV_ML_SEND_EVERY_MS overrides it, 0 sends
+# at every flush), growing under load (at least PEER_SEND_BUSY_OPS ops per PEER_SEND_EVERY_S in a
+# peer's frame) to at most PEER_SEND_MAX_S (REPLIKV_ML_SEND_MAX_MS).
 PEER_SEND_EVERY_S = float(os.environ.get("REPLIKV_ML_SEND_EVERY_MS", 2)) / 1000
+# 5 ms, not 10: as little CPU per write in the cluster (BENCHMARKS.md, session 25, ml25b), half
+# the replication lag under load.
+PEER_SEND_MAX_S = float(os.environ.get("REPLIKV_ML_SEND_MAX_MS", 5)) / 1000
+PEER_SEND_BUSY_OPS = 2
 
 
 def entry_op(entry: list[Any]) -> Op:
@@ -172,7 +180,9 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.ack_waiters: list[AckWaiter] = []
         self.session_reads: list[SessionRead] = []
         self.flush_scheduled = False
-        self._sent_at = 0.0  # when _send_peers last sent (PEER_SEND_EVERY_S)
+        self._sent_at = 0.0  # when _send_peers last sent (the send interval)
+        self._send_every = PEER_SEND_EVERY_S  # the send interval: grows with load (_send_peers)
+        self._now = time.monotonic  # the send interval's clock (a test's own)
         self._send_timer: asyncio.TimerHandle | None = None  # the held sends' flush
         self._committed: list[Send | Ack] = []  # sends whose ops the WAL holds, held (_send_peers)
         self._held_acks: set[str] = set()  # peers whose ack waits a batch for our ops to carry it (_send_peers)
@@ -558,8 +568,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     def _flush(self, send_now: bool = False) -> None:
         """Seal the open op, commit the WAL, release the replies it made durable, then send
-        (``_send_peers``; held for at most ``PEER_SEND_EVERY_S`` after the previous send,
-        unless ``send_now``)."""
+        (``_send_peers``; held for at most the send interval after the previous send, unless
+        ``send_now``)."""
         self.flush_scheduled = False
         self._seal()
         if self.disk_error is not None:
@@ -575,12 +585,12 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self._committed += self.sends
             self.sends = []
         if self._committed:
-            wait = self._sent_at + PEER_SEND_EVERY_S - time.monotonic()
+            wait = self._sent_at + self._send_every - self._now()
             if wait <= 0 or send_now:
-                self._send_peers()
+                self._send_peers(held=send_now or self._send_timer is not None)
             elif self._send_timer is None:
                 self._send_timer = self.loop.call_later(wait, self._send_due)
-        if not self._committed:  # nothing held that may use them (at most PEER_SEND_EVERY_S)
+        if not self._committed:  # nothing held that may use them (at most one send interval)
             self._packed.clear()
         if self.ack_waiters:
             self._release_ack_waiters(time.monotonic())
@@ -594,7 +604,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._send_timer = None
         self._flush(True)
 
-    def _send_peers(self) -> None:
+    def _send_peers(self, held: bool) -> None:
         """Send ``self._committed`` (the sends whose ops a WAL commit holds: persist before send): one
         ``Ops`` frame with every op due to a peer (several, in order, where one would pass the
         transport's ``max_frame_bytes``: ``codec.encode_ops_frames``) and at most one Sync per peer,
@@ -602,24 +612,38 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         the newest, whatever number of frames and ticks asked for one. A peer due a Sync only
         for ``Ack``s gets none when its ``Ops`` frame ends with our newest op made after
         everything we delivered (``Replica.carries_ack``): the frame acks it all already. When
-        its frame does not, the ack waits for the next batch (once: at most
-        ``PEER_SEND_EVERY_S`` more, a timer set here), whose ops, made after, usually do; it
+        its frame does not, the ack waits for the next batch (once: at most one send
+        interval more, a timer set here), whose ops, made after, usually do; it
         leaves as a Sync then if they do not. A peer this batch sends no ops to (it writes,
         we do not) gets its Sync at once, and a tick's or a connect's Sync always leaves.
         Under load every Sync frame is a wake-up and a loop iteration at the peer: with sends
         every 10 ms instead of 2 a node spent ~25 % less CPU per write (BENCHMARKS.md, session
         25).
 
-        Batching rule: after a send, the next waits until ``PEER_SEND_EVERY_S`` has passed
+        Batching rule: after a send, the next waits until the send interval has passed
         (``_flush`` holds the sends and sets a timer that flushes again then), so under load a
         frame carries the ops of every loop iteration in that time instead of one frame per
         peer per iteration; the first send after a quiet spell leaves at once. It delays only
         what goes to peers: a local write is answered at its WAL commit as before; replication
-        and the acks of ``CONSISTENCY WRITE n`` / WAIT wait at most that much longer."""
+        and the acks of ``CONSISTENCY WRITE n`` / WAIT wait at most one interval longer, never
+        more than ``PEER_SEND_MAX_S``.
+
+        Interval rule (set at each send, for the next): a send that nothing held (``held``
+        false: the first after a quiet spell of at least one interval) sets it to
+        ``PEER_SEND_EVERY_S``; otherwise it doubles, to at most ``PEER_SEND_MAX_S``, when the
+        largest frame sent carried at least ``PEER_SEND_BUSY_OPS`` ops per ``PEER_SEND_EVERY_S``
+        since the previous send (this node made ops that fast: one per loop iteration with
+        writes), and halves, to no less than ``PEER_SEND_EVERY_S``, when it carried fewer. An
+        idle or lightly loaded node (under ``PEER_SEND_BUSY_OPS`` ops per ``PEER_SEND_EVERY_S``)
+        so keeps the minimum interval and its lag; a busy one sends less often, which saves
+        each node the wake-ups, loop iterations and Syncs of the sends it leaves out (a fixed
+        2 -> 5 ms: SET -P 1 ~20 % less CPU per write; this rule -P 1 up to ~10 % less, under
+        load a replication lag p50 of ~4 ms instead of ~3; BENCHMARKS.md, session 25)."""
         if self._send_timer is not None:
             self._send_timer.cancel()
             self._send_timer = None
-        self._sent_at = time.monotonic()
+        now = self._now()
+        since, self._sent_at = now - self._sent_at, now
         sends, self._committed = self._committed, []
         batched: dict[str, list[Op]] = {}
         syncs: dict[str, bool] = {}  # the peers due a Sync, in the order first asked: whether a tick's or a connect's
@@ -633,10 +657,12 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                 syncs[effect.to] = True
         core, held_acks = self.core, self._held_acks
         cache, pack, limit = self._packed, codec.pack_op, self.transport.max_frame_bytes
+        most = 0  # the ops in the largest frame: how fast this node made them (the interval rule)
         for peer, ops in batched.items():  # several frames where one would pass the limit (issue 9)
             for frame in codec.encode_ops_frames(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops],
                                                  limit):
                 send(peer, frame)
+            most = max(most, len(ops))
             if syncs.get(peer) is False:  # acks only
                 if core.carries_ack(ops[-1]):  # the frame says as much
                     del syncs[peer]
@@ -651,8 +677,14 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         for peer in syncs:
             held_acks.discard(peer)
             send(peer, codec.encode(sync_for(peer)))
+        if not held:
+            self._send_every = PEER_SEND_EVERY_S
+        elif most * PEER_SEND_EVERY_S >= PEER_SEND_BUSY_OPS * since:
+            self._send_every = min(max(PEER_SEND_MAX_S, PEER_SEND_EVERY_S), 2 * self._send_every)
+        else:
+            self._send_every = max(PEER_SEND_EVERY_S, self._send_every / 2)
         if self._committed:  # held acks: the next batch leaves at the latest one interval from now
-            self._send_timer = self.loop.call_later(PEER_SEND_EVERY_S, self._send_due)
+            self._send_timer = self.loop.call_later(self._send_every, self._send_due)
 
     def _release_ack_waiters(self, now: float) -> None:
         keep: list[AckWaiter] = []
