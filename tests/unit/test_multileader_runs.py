@@ -303,6 +303,8 @@ def test_the_send_interval_grows_under_a_steady_stream_of_ops_and_is_the_minimum
     assert gaps[-3:] == [pytest.approx(multi_leader.PEER_SEND_MAX_S, abs=step)] * 3  # ... to the bound
     assert max(gaps) <= multi_leader.PEER_SEND_MAX_S + step
     assert len(sent_ops(node, "n2")[-1]) >= multi_leader.PEER_SEND_MAX_S / step - 1  # a frame holds them all
+    shown = f"replikv_peer_send_interval_ms:{multi_leader.PEER_SEND_MAX_S * 1000:g}\r\n"
+    assert shown in node.info(["replication"])  # INFO shows the interval reached
     loop.advance(multi_leader.PEER_SEND_MAX_S)  # the held ops leave at their timer
     assert sum(map(len, sent_ops(node, "n2"))) == 400 and not loop.timers
     sent_at.clear()
@@ -315,6 +317,7 @@ def test_the_send_interval_grows_under_a_steady_stream_of_ops_and_is_the_minimum
     loop.advance(every)
     assert sent_at[-1] == pytest.approx(sent_at[-2] + every) and len(sent_at) == 7
     assert sum(map(len, sent_ops(node, "n2"))) == 407 and not loop.timers
+    assert f"replikv_peer_send_interval_ms:{every * 1000:g}\r\n" in node.info(["replication"])
 
 
 def sent_kinds(node: MultiLeaderRunner, to: str) -> list[str]:

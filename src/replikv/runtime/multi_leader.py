@@ -909,6 +909,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                f"replikv_state_transfers_in:{self.receiver.in_progress()}",
                f"replikv_state_chunks_queued:{len(self._chunks_in)}",
                f"replikv_keys_awaiting_ops:{len(self.store.kctx)}",
+               f"replikv_peer_send_interval_ms:{self._send_every * 1000:g}",  # grows with load (_send_peers)
                f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}"]
         for i, peer in enumerate(self.peer_ids):
             known = core.known.get(peer, {})
