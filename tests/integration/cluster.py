@@ -108,6 +108,12 @@ class Cluster:
     def log_text(self, node_id: str) -> str:
         return self.log_path(node_id).read_text(errors="replace")
 
+    def assert_no_peer_link_closed(self) -> None:
+        """No node's log says it closed a peer link (a frame above the peer frame limit, or one
+        it could not read): what the large-value tests check once their writes replicated."""
+        for node in self.config.nodes:
+            assert "closing peer connection" not in self.log_text(node), node
+
     def kill(self, node_id: str) -> None:
         proc = self.procs.pop(node_id)
         proc.kill()
