@@ -58,6 +58,7 @@ import functools
 import hashlib
 import itertools
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -108,6 +109,11 @@ MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups i
 # the node log's segments kept before the groups that pin older ones are carried forward
 # (storage/node_log.py): at the default 64 MiB a segment, 256 MiB of log
 LOG_SEGMENTS_KEPT = 4
+
+# A group leader of three voters sends each round to one follower at once and to the other every
+# this many rounds and at every tick (RaftNode's lazy_follower_rounds, core/raft/node.py; 0: every
+# follower every round). A send policy only: the followers' code is the same, so no wire change.
+LAZY_FOLLOWER_ROUNDS = int(os.environ.get("REPLIKV_LAZY_FOLLOWER_ROUNDS", 3))
 
 _KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})
 _KEYLESS_WRITES = frozenset({b"FLUSHALL", b"FLUSHDB"})
@@ -680,7 +686,8 @@ class ShardedRaftRunner(BaseRunner):
                          self.election_ticks, self.hb_ticks, slot_map=SlotMap.even(self.options.shards),  # the
                          # initial map: the group's log (SlotMoves) records the moves beyond it
                          disk_errors=self.disk_errors, node_log=self.node_log,
-                         on_config=functools.partial(self._config_applied, g))
+                         on_config=functools.partial(self._config_applied, g),
+                         lazy_follower_rounds=LAZY_FOLLOWER_ROUNDS)
 
     def _address_learned(self, name: str) -> None:
         self.names[raft_id(name)] = name
