@@ -72,7 +72,7 @@ from replikv.core.multiraft.host import GroupHost, creates_replica
 from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot
 from replikv.core.raft import codec
 from replikv.core.raft.errors import RaftError
-from replikv.core.raft.node import Role
+from replikv.core.raft.node import RaftNode, Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_nodes, cluster_shards,
@@ -1370,11 +1370,20 @@ class ShardedRaftRunner(BaseRunner):
             slots = format_ranges(self.slot_map.ranges_of(g), sep="/")
             rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
                        f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"
-                       f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}")
+                       f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}"
+                       + self._lazy_info(core))
         sections["replication"] = rep
         dbsize = sum(self.groups[g].sm.dbsize for g in led)
         sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
         return render_info(sections, wanted)
+
+    def _lazy_info(self, core: RaftNode) -> str:
+        """A group leader's lazy third replica (core/raft/node.py): the follower sent each round
+        at once, how often the roles swapped, and the rounds held for the lazy follower."""
+        if core.role is not Role.LEADER or core.eager_follower is None:
+            return ""
+        return (f",eager={self.names.get(core.eager_follower, core.eager_follower)},"
+                f"lazy_swaps={core.lazy_swaps},lazy_rounds_held={core.lazy_rounds_held}")
 
 
 class _Held:
