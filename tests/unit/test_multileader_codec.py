@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replikv.core.multileader.codec import FEATURE_OPS_ACK, FEATURES, Decoder, MlCodecError, decode, encode, encode_ops, encode_ops_frames, pack_op
+from replikv.core.multileader.codec import Decoder, MlCodecError, decode, encode, encode_ops, encode_ops_frames, pack_op
 from replikv.core.multileader.messages import MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
 MSGS: list[MlMsg] = [
@@ -15,8 +15,6 @@ MSGS: list[MlMsg] = [
     Ops(sender="n2", ops=(Op(origin="n1", seq=1, hlc=17, deps={"n1": 0}, payload=(("incr", "k", 2),)),
                           Op(origin="n3", seq=4, hlc=18, deps={"n3": 3, "n1": 1}, payload={"b": b"\x00"}))),
     Ops(sender="n2", ops=()),
-    Ops(sender="n2", ops=(Op(origin="n2", seq=5, hlc=19, deps={"n2": 4, "n1": 1}, payload=()),),
-        ack={"n1": 1, "n2": 5, "n3": 0}),
     State(sender="n3", vv={"n1": 9}, blob=b"\x01\x02"),
     StateChunk(sender="n1", transfer=7, index=2, vv={"n1": 9}, at={"n1": 11, "n2": 1}, keys=b"\x90", last=True),
     StateAck(sender="n2", transfer=7, count=3),
@@ -162,32 +160,3 @@ def test_ops_frames_fit_the_limit_and_carry_every_op_in_order() -> None:
     big = Op(origin="n1", seq=21, hlc=21, deps={"n1": 20}, payload=(("set", b"k", b"x" * 1000),))
     frames = encode_ops_frames("n1", [*packed[:2], pack_op(big), packed[2]], limit)
     assert [[op.seq for op in decode(f).ops] for f in frames] == [[1, 2], [21], [3]]  # type: ignore[union-attr]
-
-
-def test_an_ops_frame_carries_an_ack_as_a_fourth_item_that_only_its_tag_may_have() -> None:
-    """``Ops.ack``: ``[6, sender, ops, vv]``, made from packed ops too (the last of several frames
-    carries it, within the limit); the plain frame stays three items (what an older node reads);
-    a fourth item that is no vv, or on the old tag, is refused; this version announces it."""
-    assert FEATURE_OPS_ACK in FEATURES
-    ops = [Op(origin="n1", seq=i + 1, hlc=i + 1, deps={"n1": i}, payload=(("set", b"k", b"v" * 200),))
-           for i in range(12)]
-    packed = [pack_op(op) for op in ops]
-    ack = {"n1": 12, "n2": 7, "n3": 3}
-    plain, carrying = encode_ops("n1", packed), encode_ops("n1", packed, ack)
-    assert plain[:1] == b"\x93" and carrying[:1] == b"\x94"
-    assert carrying == encode(Ops(sender="n1", ops=tuple(ops), ack=ack))
-    for data in (carrying, plain):
-        for msg in (decode(data), Decoder().decode(data, {"n1": 2})):
-            assert isinstance(msg, Ops) and msg.ack == (ack if data is carrying else None)
-    got = Decoder().decode(carrying, {"n1": 2})
-    assert [op.seq for op in got.ops] == list(range(3, 13)) and got.dropped == 2  # type: ignore[union-attr]
-    frames = encode_ops_frames("n1", packed, 1000, ack)
-    assert len(frames) > 2 and all(len(f) <= 1000 for f in frames)
-    assert [decode(f).ack for f in frames] == [None] * (len(frames) - 1) + [ack]  # type: ignore[union-attr]
-    assert [op for f in frames for op in decode(f).ops] == ops  # type: ignore[union-attr]
-    for bad in (msgpack.packb([6, "n1", [], "vv"]), msgpack.packb([6, "n1", [], {"n1": -1}]),
-                msgpack.packb([2, "n1", [], {"n1": 1}]), msgpack.packb([6, "n1", [], {}, {}])):
-        with pytest.raises(MlCodecError):
-            decode(bad)
-        with pytest.raises(MlCodecError):
-            Decoder().decode(bad)

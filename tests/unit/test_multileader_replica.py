@@ -325,28 +325,3 @@ def test_an_ops_frame_carries_the_ack_only_when_it_ends_with_our_newest_op_made_
     o2, _ = r.local(2, ["y"])
     assert r.carries_ack(o2) and not r.carries_ack(o1)  # only our newest
     assert not r.carries_ack(op("b", 1))  # another origin's op says what b had, not us
-
-
-def test_an_ack_in_an_ops_frame_is_recorded_as_a_syncs_vv() -> None:
-    """Rule 3: ``Ops.ack`` (the sender's vv as the frame left) tells the receiver what the
-    sender has, as a Sync's vv would: ``acked`` counts it, and an ack naming an op of ours we
-    do not have is the same invariant violation. ``ack_in_ops``: the vv to carry for a peer
-    that reads it, else whether the frame says as much (``carries_ack``)."""
-    a, b = Replica("a", NODES), Replica("b", NODES)
-    a.step(sync("b", {"a": 0, "b": 0, "c": 0}))
-    b.step(sync("a", {"a": 0, "b": 0, "c": 0}))
-    (op1, _), (op2, _) = a.local(1, ["x"]), a.local(2, ["y"])
-    out = b.step(Ops(sender="a", ops=(op1, op2)))
-    assert delivered(out) == [("a", 1), ("a", 2)] and a.acked("a", 2) == 0
-    mine, _ = b.local(3, ["z"])  # made after both: it says as much
-    assert b.ack_in_ops(mine, False) == (True, None)
-    assert b.ack_in_ops(mine, True) == (True, {"a": 2, "b": 1, "c": 0})
-    a.step(Ops(sender="b", ops=(), ack={"a": 2, "b": 1, "c": 0}))
-    assert a.acked("a", 2) == 1 and a.known["b"]["b"] == 1
-    c = Replica("c", NODES)
-    c.step(Ops(sender="a", ops=(op1,)))
-    old, _ = c.local(4, ["w"])
-    c.step(Ops(sender="a", ops=(op2,)))  # delivered after our newest op: it does not say so
-    assert c.ack_in_ops(old, False) == (False, None) and c.ack_in_ops(old, True)[1] == {"a": 2, "b": 0, "c": 1}
-    with pytest.raises(InvariantViolation):
-        a.step(Ops(sender="c", ops=(), ack={"a": 3}))

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 
 from replikv.core.crdt.store import CrdtStore
@@ -27,7 +26,6 @@ from replikv.core.resp import encode_command
 from replikv.kv.crdt_writes import translate
 from replikv.runtime import multi_leader
 from replikv.runtime.multi_leader import MultiLeaderRunner
-from replikv.runtime.peer_features import FEATURES_FRAME
 from tests.unit.test_pipelined_runs import Client, FakeLoop, check_watch_index_at_rest, offline_node
 
 PIPELINE = [
@@ -381,7 +379,7 @@ def test_the_send_interval_grows_under_a_steady_stream_of_ops_and_is_the_minimum
 def sent_kinds(node: MultiLeaderRunner, to: str) -> list[str]:
     """The kinds of the frames sent to ``to`` so far, in order."""
     return [type(codec.decode(payload, {})).__name__ for peer, payload in node.transport.sent  # type: ignore[attr-defined]
-            if peer == to and payload[:1] != FEATURES_FRAME]
+            if peer == to]
 
 
 def test_an_ack_leaves_as_one_sync_built_at_the_send_or_not_at_all_behind_ops_that_say_as_much(make_node,
@@ -439,45 +437,6 @@ def test_an_ack_leaves_as_one_sync_built_at_the_send_or_not_at_all_behind_ops_th
     node.loop.fire()
     assert sent_kinds(node, "n2")[7:] == ["Ops", "Sync"] and sent_kinds(node, "n3")[-2:] == ["Ops", "Sync"]
     assert not node._committed and not node.loop.timers  # nothing held, no timer left
-
-
-def test_an_ack_rides_in_the_ops_frame_to_a_peer_that_reads_it_and_leaves_as_a_sync_to_an_older_one(
-        make_node, monkeypatch) -> None:
-    """``_send_peers`` in a cluster of mixed versions: a peer that announced
-    ``FEATURE_OPS_ACK`` (runtime/peer_features.py) gets its ack inside the ``Ops`` frame
-    (``Ops.ack``, our vv as it left) and no Sync, even where our ops did not see its frames; an
-    older peer (it announced nothing) gets only three-item frames, which it reads, and the ack
-    as a Sync. A peer's features are forgotten with its link."""
-    monkeypatch.setattr(multi_leader, "PEER_SEND_EVERY_S", 60.0)
-    node = make_node("n")
-    node.loop = TimerLoop()
-    node._on_frame("n2", FEATURES_FRAME + msgpack.packb([[codec.FEATURE_OPS_ACK], True]))
-    answer = node.transport.sent[-1]  # type: ignore[attr-defined]
-    assert answer[0] == "n2" and msgpack.unpackb(answer[1][1:]) == [list(codec.FEATURES), False]
-    for peer in ("n2", "n3"):
-        node._on_frame(peer, codec.encode(Sync(sender=peer, vv={"n1": 0, "n2": 0, "n3": 0}, matrix={})))
-    client = Client(node)
-    assert client.send(["SET", "a", "1"]) == ["OK"]  # sent at once: the next sends are held
-
-    def remote(peer: str) -> bytes:
-        muts, _ = translate(CrdtStore(), [b"SET", peer.encode(), b"x"], 0, node.rng)
-        return encode_ops(peer, [pack_op(Op(peer, 1, 1, {"n1": 0, "n2": 0, "n3": 0}, muts))])
-
-    assert client.send(["SET", "b", "2"]) == ["OK"]  # a write of ours, then frames it did not see
-    node._on_frame("n2", remote("n2"))
-    node._on_frame("n3", remote("n3"))
-    node.loop.fire()
-    assert sent_kinds(node, "n2") == ["Ops", "Ops"] and sent_kinds(node, "n3") == ["Ops", "Ops"]
-    last = [p for to, p in node.transport.sent if to == "n2"][-1]  # type: ignore[attr-defined]
-    got = codec.decode(last, {})
-    assert isinstance(got, Ops) and got.ack == {"n1": 2, "n2": 1, "n3": 1} and got.ops[-1].deps["n2"] == 0
-    assert node.stats["peer_acks_in_ops"] == node.stats["peer_ack_fields_sent"] == 1
-    node.loop.fire()  # the older peer's ack waited a batch for ops that say it: none came
-    assert sent_kinds(node, "n2") == ["Ops", "Ops"] and sent_kinds(node, "n3") == ["Ops", "Ops", "Sync"]
-    assert all(p[:1] == b"\x93" for to, p in node.transport.sent  # type: ignore[attr-defined]
-               if to == "n3" and isinstance(codec.decode(p, {}), Ops))
-    node._on_peer_disconnected("n2")
-    assert not node.peer_features.has("n2", codec.FEATURE_OPS_ACK)
 
 
 def test_held_sends_that_would_pass_the_frame_limit_leave_in_several_frames(make_node, monkeypatch) -> None:

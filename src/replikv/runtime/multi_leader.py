@@ -85,7 +85,6 @@ from replikv.modes.multi_leader import NodesAck
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.state_snapshots import WholeStateSnapshots
 from replikv.runtime.info import render as render_info
-from replikv.runtime.peer_features import FEATURES_FRAME, PeerFeatures
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.storage.errors import WalFailedError
 
@@ -193,20 +192,13 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
         self.receiver = StateReceiver()
         self._decoder = codec.Decoder()  # peer frames, one unpacker for all (_decode)
-        # what each peer's version reads: an ack in an Ops frame (codec.FEATURE_OPS_ACK) goes only to
-        # a peer that announced it (REPLIKV_ML_PEER_FEATURES: what this node announces, for tests of
-        # a cluster of mixed versions; "" announces nothing, as a node before it)
-        features = os.environ.get("REPLIKV_ML_PEER_FEATURES")
-        self.peer_features = PeerFeatures(codec.FEATURES if features is None
-                                          else tuple(f for f in features.split(",") if f))
         self._frames: list[tuple[str, MlMsg]] = []  # Ops and Sync frames, taken at the flush (_on_frame)
         self._chunks_in: deque[StateChunk] = deque()  # received, to be joined one per loop turn
         self._joining = False
         self._prune_at = 0.0
         self.stats.update({"ops_local": 0, "ops_received": 0, "conflicts_merged": 0, "state_transfers_sent": 0,
                            "state_transfers_received": 0, "state_chunks_sent": 0, "state_chunks_received": 0,
-                           "state_transfer_refused_writes": 0, "expired_deletes": 0, "peer_acks_in_ops": 0,
-                           "peer_ack_fields_sent": 0, "peer_ack_fields_received": 0})
+                           "state_transfer_refused_writes": 0, "expired_deletes": 0, "peer_acks_in_ops": 0})
         self._recover()
 
     # -- start-up ---------------------------------------------------------------------
@@ -672,25 +664,20 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         core, held_acks = self.core, self._held_acks
         cache, pack, limit = self._packed, codec.pack_op, self.transport.max_frame_bytes
         most = 0  # the ops in the largest frame: how fast this node made them (the interval rule)
-        reads_ack = self.peer_features.has
         for peer, ops in batched.items():  # several frames where one would pass the limit (issue 9)
-            ack = None
+            for frame in codec.encode_ops_frames(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops],
+                                                 limit):
+                send(peer, frame)
+            most = max(most, len(ops))
             if syncs.get(peer) is False:  # acks only
-                carried, ack = core.ack_in_ops(ops[-1], reads_ack(peer, codec.FEATURE_OPS_ACK))
-                if carried:  # the frame carries it (Ops.ack) or says as much
+                if core.carries_ack(ops[-1]):  # the frame says as much
                     del syncs[peer]
                     held_acks.discard(peer)
                     self.stats["peer_acks_in_ops"] += 1
-                    if ack is not None:
-                        self.stats["peer_ack_fields_sent"] += 1
                 elif peer not in held_acks:  # the next batch's ops, made after, may say it
                     del syncs[peer]
                     held_acks.add(peer)
                     self._committed.append(Ack(to=peer))
-            for frame in codec.encode_ops_frames(self.id, [cache.get((op.origin, op.seq)) or pack(op) for op in ops],
-                                                 limit, ack):
-                send(peer, frame)
-            most = max(most, len(ops))
         cache.clear()
         sync_for = core.sync_for
         for peer in syncs:
@@ -735,15 +722,6 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.frames_in += 1
         if self.service_frame(peer, payload):
             return
-        if payload[:1] == FEATURES_FRAME:  # the peer's version: what it reads (runtime/peer_features.py)
-            try:
-                reply = self.peer_features.received(peer, payload[1:])
-            except ValueError as e:
-                log.warning("dropping a bad features frame from peer %s: %s", peer, e)
-                return
-            if reply is not None:
-                self.transport.send(peer, FEATURES_FRAME + reply)
-            return
         if self.disk_error is not None:
             self._seal()
             return  # frozen: the peer sees a silent node; exchange resumes from the version vectors
@@ -778,13 +756,10 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             if export is not None and export.transfer == msg.transfer:
                 export.on_ack(msg.count)
             return
-        if isinstance(msg, Ops):
-            if msg.packed:  # their bytes as received: the WAL need not pack them
-                cache = self._packed
-                for op, data in zip(msg.ops, msg.packed):
-                    cache.setdefault((op.origin, op.seq), data)
-            if msg.ack is not None:
-                self.stats["peer_ack_fields_received"] += 1
+        if isinstance(msg, Ops) and msg.packed:  # their bytes as received: the WAL need not pack them
+            cache = self._packed
+            for op, data in zip(msg.ops, msg.packed):
+                cache.setdefault((op.origin, op.seq), data)
         if isinstance(msg, StateChunk):
             self._run(self.core.step(msg))  # records what the sender has
             self.stats["state_chunks_received"] += 1
@@ -801,7 +776,6 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         return self._decoder.decode(payload, self.core.vv)
 
     def _on_peer_connected(self, peer: str) -> None:
-        self.transport.send(peer, FEATURES_FRAME + self.peer_features.hello())  # what this version reads
         self._run(self.core.connected(peer))  # a Sync: the exchange resumes from the version vectors
 
     def _on_peer_disconnected(self, peer: str) -> None:
@@ -810,7 +784,6 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self._take_frames()
         self._exports.pop(peer, None)  # its task stops; after the reconnect a new transfer starts over
         self._held_acks.discard(peer)
-        self.peer_features.forget(peer)  # it may come back as another version
         self.receiver.cancel(peer)
         self.core.disconnected(peer)
         # what was held for it went with the link: after the reconnect its Sync says what it lacks

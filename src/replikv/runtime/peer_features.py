@@ -1,7 +1,7 @@
 """What each peer's version of the peer protocol understands, learned from the peer itself, so
 that during a rolling upgrade a node sends a newer wire form only to peers that take it.
 
-The exchange (the sharded raft and multi-leader modes' ``FEATURES_FRAME``; the leaderless mode has its own, its
+The exchange (the sharded raft mode's FEATURES frame; the leaderless mode has its own, its
 core's ``Hello``): when a node's connection to a peer comes up it sends ``[its features,
 True]``; a node that receives one with ``True`` (``ask``) records it and answers with its own
 ``[features, False]``. So each side learns the other's, whichever of the two connections came
@@ -18,11 +18,8 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["FEATURES_FRAME", "PeerFeatures"]
+__all__ = ["PeerFeatures"]
 
-# A features frame: this byte, then the body (``hello``, ``received``); no mode's codec starts a
-# frame with it (the sharded raft mode's kinds, multi-leader's msgpack arrays)
-FEATURES_FRAME = b"V"
 MAX_FEATURES = 64  # a peer announcing more is speaking garbage
 
 

@@ -84,7 +84,7 @@ from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
-from replikv.runtime.peer_features import FEATURES_FRAME, PeerFeatures
+from replikv.runtime.peer_features import PeerFeatures
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write
 from replikv.core.sharding.moves import MoveBusy, MoveDriver, MoveStep, move_entry
@@ -102,7 +102,7 @@ BATCH = b"B"  # a GroupHost batch (core/multiraft/codec.py)
 LEADERS = b"L"  # msgpack [groups this node leads, moved slots as [first, last, group, epoch] runs]
 MEMBER_CHECK = b"M"  # msgpack [[group, the sender's last config index], ...]: "am I still a member?"
 GONE = b"X"  # msgpack [[group, config index], ...]: "a committed configuration at that index excludes you"
-FEATURES = FEATURES_FRAME  # msgpack [[feature, ...], ask]: what this node's version reads (runtime/peer_features.py)
+FEATURES = b"V"  # msgpack [[feature, ...], ask]: what this node's version reads (runtime/peer_features.py)
 MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups it follows
 
 # the node log's segments kept before the groups that pin older ones are carried forward

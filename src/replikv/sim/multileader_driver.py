@@ -250,31 +250,18 @@ class MultiLeaderDriver(GroupCommitDriver, NodeTable):
         n.wal.sync()
         out, n.outbox = n.outbox, []
         # as the runtime's _send_peers: one Sync per peer for its Acks, built as it leaves, and
-        # none where the last Ops frame to that peer acks it (Replica.ack_in_ops: every node here
-        # reads Ops.ack); a tick's always
-        last = {e.to: i for i, e in enumerate(out) if isinstance(e, Send) and isinstance(e.msg, Ops) and e.msg.ops}
+        # none behind an Ops frame that acks as much (Replica.carries_ack); a tick's always
+        last = {e.to: e.msg.ops[-1] for e in out if isinstance(e, Send) and isinstance(e.msg, Ops) and e.msg.ops}
         forced = {e.to for e in out if isinstance(e, Send) and isinstance(e.msg, Sync)}
-        due = {e.to for e in out if isinstance(e, Ack)} - forced
         acked: set[str] = set()
-        carry: dict[int, Any] = {}  # index in out of an Ops frame -> the ack it carries
-        for to in due & set(last):
-            frame = out[last[to]]
-            assert isinstance(frame, Send) and isinstance(frame.msg, Ops)
-            carried, ack = n.replica.ack_in_ops(frame.msg.ops[-1], True)
-            if carried:
-                acked.add(to)
-                carry[last[to]] = ack
-        for i, e in enumerate(out):
+        for e in out:
             dst = self.ids[e.to]
             if isinstance(e, Ack):
-                if e.to in acked:
+                if e.to in acked or (e.to not in forced and e.to in last and n.replica.carries_ack(last[e.to])):
                     continue
                 acked.add(e.to)
             if isinstance(e, Send | Ack):
                 msg = e.msg if isinstance(e, Send) else n.replica.sync_for(e.to)
-                if i in carry:
-                    assert isinstance(msg, Ops)
-                    msg = Ops(sender=msg.sender, ops=msg.ops, ack=carry[i])
                 self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, codec.encode(msg)))
                 continue
             if isinstance(e, SendState):  # a new transfer replaces the one streaming to that peer

@@ -9,11 +9,6 @@ sent them, still decoded), 3 ``State``, 4 ``StateChunk``, 5 ``StateAck``. Ops
 go out under tag 6 because their payloads may hold ``put`` mutations
 (``core/crdt/store.py``), which an older node cannot apply: it drops a frame of
 a tag it does not know with a logged warning instead of applying half an op.
-
-An ``Ops`` frame with an ack (``Ops.ack``) is ``[6, sender, ops, ack vv]``: four items where
-the plain one has three. A node before it drops such a frame (a wrong length), so it is sent
-only to a peer that announced ``FEATURE_OPS_ACK`` (runtime/peer_features.py); the others get
-the three-item frame and the ack as a Sync.
 """
 
 from __future__ import annotations
@@ -27,14 +22,10 @@ import msgpack
 from replikv.core.framing import cut_runs
 from replikv.core.multileader.messages import VV, MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
 
-__all__ = ["FEATURE_OPS_ACK", "FEATURES", "Decoder", "MlCodecError", "array_header", "decode", "encode", "encode_ops", "encode_ops_frames", "pack_op"]
+__all__ = ["Decoder", "MlCodecError", "array_header", "decode", "encode", "encode_ops", "encode_ops_frames", "pack_op"]
 
 _SYNC, _OPS_V1, _STATE, _CHUNK, _ACK, _OPS = 1, 2, 3, 4, 5, 6
 _OPS_TAGS = (bytes((_OPS,)), bytes((_OPS_V1,)))
-_OPS_ACK_HEAD = b"\x94" + bytes((_OPS,))  # msgpack's 4-item array header, then the tag: an Ops frame with an ack
-
-FEATURE_OPS_ACK = "ops-ack"  # this node reads an Ops frame that carries an ack (``Ops.ack``)
-FEATURES = (FEATURE_OPS_ACK,)  # what this version announces (runtime/peer_features.py)
 
 
 class MlCodecError(ValueError):
@@ -60,32 +51,23 @@ def array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def encode_ops(sender: str, packed_ops: list[bytes], ack: VV | None = None) -> bytes:
-    """``encode(Ops(sender, ops, ack=ack))`` from the ops' ``pack_op`` bytes, without packing
-    them again."""
+def encode_ops(sender: str, packed_ops: list[bytes]) -> bytes:
+    """``encode(Ops(sender, ops))`` from the ops' ``pack_op`` bytes, without packing them again."""
     head: bytes = msgpack.packb(sender, use_bin_type=True)
-    body = head + array_header(len(packed_ops)) + b"".join(packed_ops)
-    if ack is None:
-        return b"\x93" + bytes((_OPS,)) + body
-    tail: bytes = msgpack.packb(ack, use_bin_type=True)
-    return _OPS_ACK_HEAD + body + tail
+    return b"\x93" + bytes((_OPS,)) + head + array_header(len(packed_ops)) + b"".join(packed_ops)
 
 
-def encode_ops_frames(sender: str, packed_ops: list[bytes], max_bytes: int, ack: VV | None = None) -> list[bytes]:
+def encode_ops_frames(sender: str, packed_ops: list[bytes], max_bytes: int) -> list[bytes]:
     """``encode_ops`` in as many frames of at most ``max_bytes`` as the ops need, in order (issue 9:
     the transport closes a link on a larger frame): one when they fit it together (the usual
     case), else cut where the next op would pass it (``cut_by_bytes``); an op above it on its
     own is a frame of its own (an op is bounded where it is made: ``OPEN_OP_MAX_BYTES`` of
     client arguments and its last write). An ``Ops`` frame adds to its ops at most the sender's
-    packed name and 7 bytes (its fixarray, tag and array header), and ``ack``, which the last
-    frame carries (``Ops.ack``), its packed vv."""
+    packed name and 7 bytes (its fixarray, tag and array header)."""
     budget = max_bytes - 7 - len(msgpack.packb(sender, use_bin_type=True))
-    if ack is not None:
-        budget -= len(msgpack.packb(ack, use_bin_type=True))
     if len(packed_ops) == 1 or sum(map(len, packed_ops)) <= budget:
-        return [encode_ops(sender, packed_ops, ack)]
-    runs = cut_runs(packed_ops, [len(p) for p in packed_ops], budget)
-    return [encode_ops(sender, run, ack if i == len(runs) - 1 else None) for i, run in enumerate(runs)]
+        return [encode_ops(sender, packed_ops)]
+    return [encode_ops(sender, run) for run in cut_runs(packed_ops, [len(p) for p in packed_ops], budget)]
 
 
 def encode(msg: MlMsg) -> bytes:
@@ -94,8 +76,6 @@ def encode(msg: MlMsg) -> bytes:
             body: list[Any] = [_SYNC, msg.sender, msg.vv, msg.matrix]
         case Ops():
             body = [_OPS, msg.sender, [_op_wire(op) for op in msg.ops]]
-            if msg.ack is not None:
-                body.append(msg.ack)
         case State():
             body = [_STATE, msg.sender, msg.vv, msg.blob]
         case StateChunk():
@@ -155,7 +135,7 @@ def _decode_ops(data: bytes, have: Mapping[str, int], up: msgpack.Unpacker | Non
     at = up.tell()  # bytes it read before this frame (its offsets count from its first feed)
     up.feed(data)
     try:
-        items = up.read_array_header()  # 3, or 4 with an ack (tag 6 only: the decoders' checks)
+        up.read_array_header()
         up.skip()  # the tag
         sender = _str(up.unpack(), "sender")
         unpack, tell = up.unpack, up.tell
@@ -191,14 +171,13 @@ def _decode_ops(data: bytes, have: Mapping[str, int], up: msgpack.Unpacker | Non
                 raise MlCodecError(f"op {origin}:{seq}: deps[{origin}] must be {seq - 1}")
             ops.append(Op(origin, seq, hlc, deps, payload))
             packed.append(data[start:end])
-        ack = _vv(unpack(), "ops ack") if items == 4 else None
         if up.tell() - at != len(data):
             raise MlCodecError("trailing bytes after the ops")
     except MlCodecError:
         raise
     except Exception as e:  # msgpack raises many kinds (OutOfData, ValueError, StackError, ...)
         raise MlCodecError(f"ops: not a well-formed frame: {type(e).__name__}") from None
-    return Ops(sender=sender, ops=tuple(ops), ack=ack, covered=covered, dropped=dropped, packed=tuple(packed))
+    return Ops(sender=sender, ops=tuple(ops), covered=covered, dropped=dropped, packed=tuple(packed))
 
 
 class Decoder:
@@ -216,7 +195,7 @@ class Decoder:
 
     def decode(self, data: bytes, have: Mapping[str, int] | None = None) -> MlMsg:
         """``codec.decode(data, have)``."""
-        if (data[:1] == b"\x93" and data[1:2] in _OPS_TAGS) or data[:2] == _OPS_ACK_HEAD:
+        if data[:1] == b"\x93" and data[1:2] in _OPS_TAGS:
             try:
                 return _decode_ops(data, have or {}, self._up)
             except MlCodecError:
@@ -229,7 +208,7 @@ def decode(data: bytes, have: Mapping[str, int] | None = None) -> MlMsg:
     """The message ``data`` holds, or ``MlCodecError``. ``have`` (the receiver's version
     vector): the ops of an ``Ops`` frame it covers are left out of ``Ops.ops`` undecoded,
     and only counted (``Ops.dropped``, ``Ops.covered``)."""
-    if (data[:1] == b"\x93" and data[1:2] in _OPS_TAGS) or data[:2] == _OPS_ACK_HEAD:  # 3-item, 4-item headers
+    if data[:1] == b"\x93" and data[1:2] in _OPS_TAGS:  # msgpack's header of every 3-item frame
         return _decode_ops(data, have or {})
     try:
         body = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)

@@ -6,8 +6,7 @@
   msgpack-able ``payload`` (CRDT mutations, applied by the store).
 - ``Sync``: heartbeat and ack: the sender's version vector and its matrix
   clock (for every node, the version vector the sender knows it has).
-- ``Ops``: a batch of ops, in an order that respects causality; optionally (``ack``) the
-  sender's version vector, an ack carried by the frame instead of a Sync of its own.
+- ``Ops``: a batch of ops, in an order that respects causality.
 - ``State``: a full-state transfer in one frame: the sender's version vector
   and an opaque blob (the store's state covering exactly that vector). Still
   understood; nodes now send ``StateChunk``s.
@@ -61,9 +60,6 @@ class Ops:
 
     sender: str
     ops: tuple[Op, ...]
-    # Sent only to a peer that announced ``codec.FEATURE_OPS_ACK``: the sender's version vector
-    # when the frame left, an ack of what it received (as a Sync's vv, without its matrix)
-    ack: VV | None = None
     # Not sent: filled in by the receiver's decoder (codec.decode), which leaves out the ops its
     # version vector already covers: how many (``dropped``) and, per origin, the highest seq
     # among them (``covered``: the sender has those ops).

@@ -22,10 +22,7 @@ Rules (issue 10; the brief of the multileader core):
    as ``Ack(sender)``: the driver builds it (``sync_for``) when it leaves, once per peer
    per batch of sends however many frames that peer's batch acks.
    Receiving an op from a neighbour tells us it has that op and its deps (a
-   node sends only ops it has delivered). An ``Ops`` frame may carry the sender's
-   vv (``Ops.ack``): recorded as a Sync's vv is (``known``, ``got``), so a driver
-   whose peer reads it sends an ack there instead of a Sync of its own
-   (``ack_in_ops``).
+   node sends only ops it has delivered).
 4. Nothing loops: a neighbour is sent only ops its known vv lacks, past what was
    already sent to it (``cursor``), in delivery order (causal; a scan position per
    neighbour keeps a relay from rereading the whole retained log), at most
@@ -246,14 +243,6 @@ class Replica:
 
     def _on_ops(self, msg: Ops) -> list[Effect]:
         kn, got = self.known[msg.sender], self.got[msg.sender]
-        ack = msg.ack
-        if ack is not None:  # the sender's vv as it sent the frame: its Sync's vv (rule 3)
-            sender = msg.sender
-            invariant(ack.get(self.id, 0) <= self.vv[self.id],
-                      lambda: f"{sender} has {self.id}'s op {ack.get(self.id)} beyond {self.id}'s "
-                              f"own {self.vv[self.id]}: a seq was reused or a persisted op lost")
-            _merge(kn, ack)
-            _merge(got, ack)
         if msg.dropped:  # duplicates the decoder left out (codec.decode with our vv)
             self.duplicates += msg.dropped
             _merge(kn, msg.covered)
@@ -340,18 +329,6 @@ class Replica:
             if deps.get(o, 0) < s and o != me:
                 return False
         return True
-
-    def ack_in_ops(self, last: Op, peer_reads_ack: bool) -> tuple[bool, VV | None]:
-        """How an ``Ops`` frame ending with ``last`` acks its receiver, which is due an ack
-        (``Ack``) and no other Sync: ``(True, vv)`` to send with the frame as ``Ops.ack`` (a
-        peer that reads it: ``codec.FEATURE_OPS_ACK``), ``(True, None)`` when the frame says as
-        much without it (``carries_ack``), else ``(False, None)``: the ack needs a Sync. Either
-        way the Sync's matrix waits for a tick's (rule 8). The runtime and the simulator both
-        decide by this. Call it after the WAL commit that holds what our vv covers (persist
-        before send)."""
-        if peer_reads_ack:
-            return True, dict(self.vv)
-        return self.carries_ack(last), None
 
     def needs_state(self, vv: VV) -> bool:
         """Would a state covering ``vv`` bring anything this replica lacks?"""
