@@ -21,7 +21,7 @@ import pytest
 from replikv.core.crdt.store import CrdtStore
 from replikv.core.multileader import codec
 from replikv.core.multileader.codec import encode_ops, pack_op
-from replikv.core.multileader.messages import Op, Ops, StateAck, Sync
+from replikv.core.multileader.messages import Op, Ops, Sync
 from replikv.core.resp import encode_command
 from replikv.kv.crdt_writes import translate
 from replikv.runtime import multi_leader
@@ -144,10 +144,7 @@ def test_watch_seals_the_open_op_so_its_position_covers_the_writes_before_it(mak
     assert b.send(["MULTI"], ["GET", "k"], ["EXEC"]) == ["OK", "QUEUED", None]  # k written after WATCH
 
 
-def test_peer_frames_amid_an_iterations_writes_are_delivered_at_its_flush_after_them_as_one_op(make_node) -> None:
-    """``_on_frame``: an ``Ops`` frame received amid a loop iteration's async writes does not
-    split them: they are one op, sealed at the flush before the frame is delivered; a write of
-    the next iteration sees it."""
+def test_a_peer_frame_seals_the_open_op_before_what_it_delivers(make_node) -> None:
     node = make_node("n")
     a, b = Client(node), Client(node)
     muts, _ = translate(CrdtStore(), [b"SET", b"k", b"remote"], 0, node.rng)
@@ -155,65 +152,12 @@ def test_peer_frames_amid_an_iterations_writes_are_delivered_at_its_flush_after_
     a.conn.data_received(encode_command(["SET", "k", "mine"]))
     node._on_frame("n2", encode_ops("n2", [pack_op(remote)]))
     b.conn.data_received(encode_command(["SET", "k", "last"]))
-    assert node.core.vv["n2"] == 0  # not yet delivered: the flush does it
     node.loop.run()  # type: ignore[attr-defined]
-    assert a.replies() == ["OK"] and b.replies() == ["OK"]
-    ours, theirs = node.core.retained()
-    assert (ours.origin, ours.seq, ours.deps["n2"], len(ours.payload)) == ("n1", 1, 0, 2)  # both writes, n2's unseen
-    assert (theirs.origin, theirs.seq) == ("n2", 1)
-    assert node.stats["ops_local"] == 1 and node.applied_index == 2
+    first, second = node.core.retained()[0], node.core.retained()[-1]
+    assert (first.seq, first.deps["n2"]) == (1, 0)  # stamped before the frame: n2's op unseen
+    assert (second.origin, second.seq, second.deps["n2"]) == ("n1", 2, 1)  # b's write saw it
     assert node.sm.data[b"k"] == b"last"
-    assert a.send(["SET", "j", "1"]) == ["OK"]
-    assert node.core.retained()[-1].deps["n2"] == 1  # the next iteration's write saw it
     assert retained_state(node).digest() == node.store.digest()
-    node.wal.close()
-    again = MultiLeaderRunner(node.config, "n1")  # the WAL holds them in delivery order
-    try:
-        assert again.store.digest() == node.store.digest() and again.sm.data == node.sm.data
-    finally:
-        again.wal.close()
-
-
-def test_peer_frames_are_stepped_in_the_order_they_arrived(make_node, monkeypatch) -> None:
-    """``_on_frame``: the queued ``Ops`` and ``Sync`` frames are stepped at the flush in the
-    order they arrived (per link: a Sync after an ``Ops`` frame after it); a frame of another
-    kind, and a link's disconnect, take the queued frames first."""
-    node = make_node("n")
-    node.loop = TimerLoop()
-    stepped: list[tuple[str, str]] = []
-    step = node.core.step
-
-    def recording(msg: Any) -> Any:
-        stepped.append((msg.sender, type(msg).__name__))
-        return step(msg)
-
-    monkeypatch.setattr(node.core, "step", recording)
-
-    def ops(peer: str, seq: int) -> bytes:
-        muts, _ = translate(CrdtStore(), [b"SET", b"%s:%d" % (peer.encode(), seq), b"x"], 0, node.rng)
-        deps = {"n1": 0, "n2": 0, "n3": 0, peer: seq - 1}
-        return encode_ops(peer, [pack_op(Op(peer, seq, seq, deps, muts))])
-
-    def sync(peer: str, seq: int) -> bytes:
-        return codec.encode(Sync(sender=peer, vv={"n1": 0, "n2": 0, "n3": 0, peer: seq}, matrix={}))
-
-    node._on_frame("n2", ops("n2", 1))
-    node._on_frame("n2", sync("n2", 1))
-    node._on_frame("n3", sync("n3", 0))
-    node._on_frame("n2", ops("n2", 2))
-    assert stepped == []
-    node.loop.run()  # type: ignore[attr-defined]
-    assert stepped == [("n2", "Ops"), ("n2", "Sync"), ("n3", "Sync"), ("n2", "Ops")]
-    assert node.core.vv["n2"] == 2 and node.core.known["n2"]["n2"] == 2
-    stepped.clear()
-    node._on_frame("n3", ops("n3", 1))
-    node._on_frame("n3", codec.encode(StateAck(sender="n3", transfer=1, count=1)))  # not queued
-    assert stepped == [("n3", "Ops")]
-    node._on_frame("n2", sync("n2", 2))
-    node._on_peer_disconnected("n2")
-    assert stepped == [("n3", "Ops"), ("n2", "Sync")] and "n2" not in node.core.heard
-    node.loop.run()  # type: ignore[attr-defined]
-    assert len(stepped) == 2
 
 
 def test_an_open_op_is_sealed_at_its_bound(make_node, monkeypatch) -> None:
@@ -403,7 +347,6 @@ def test_an_ack_leaves_as_one_sync_built_at_the_send_or_not_at_all_behind_ops_th
 
     node._on_frame("n2", remote(1))  # two frames from n2, then a write of ours that saw them
     node._on_frame("n2", remote(2))
-    node.loop.run()  # delivered at this iteration's flush (_on_frame)
     assert client.send(["SET", "b", "2"]) == ["OK"]
     node.loop.fire()
     assert sent_kinds(node, "n2") == ["Ops", "Ops"] and sent_kinds(node, "n3") == ["Ops", "Ops"]
@@ -430,7 +373,6 @@ def test_an_ack_leaves_as_one_sync_built_at_the_send_or_not_at_all_behind_ops_th
     node.loop.fire()  # we sent n2 no ops since: its Sync at the next batch
     assert sent_kinds(node, "n2")[6:] == ["Sync"]
     node._on_frame("n2", remote(7))
-    node.loop.run()  # type: ignore[attr-defined]
     assert client.send(["SET", "f", "6"]) == ["OK"]  # saw it: the Ops frame acks it ...
     node.core.ticks = node.core.sync_every - 1
     node._run(node.core.tick())  # ... but a tick asks for a Sync: it leaves
@@ -487,6 +429,5 @@ def test_the_watch_index_records_changes_only_while_a_position_may_be_read(make_
     def peer_write(i: int, key: bytes, value: bytes) -> None:
         node._on_frame("n2", encode_ops("n2", [pack_op(Op("n2", i, i, {"n1": seen_n1[i], "n2": i - 1, "n3": 0},
                                                           [("put", key, value, None)]))]))
-        node.loop.run()  # type: ignore[attr-defined]  # delivered at the flush (_on_frame)
 
     check_watch_index_at_rest(node, Client(node), Client(node), Client(node), peer_write)

@@ -71,7 +71,7 @@ from replikv.core.crdt.vv import parse_vv_text, vv_text
 from replikv.core.invariant import InvariantViolation, invariant
 from replikv.core.multileader import codec
 from replikv.core.multileader.effects import Ack, Deliver, Persist, Send, SendState
-from replikv.core.multileader.messages import MlMsg, Op, Ops, State, StateAck, StateChunk, Sync
+from replikv.core.multileader.messages import Op, Ops, State, StateAck, StateChunk
 from replikv.core.multileader.replica import Replica
 from replikv.core.multileader.transfer import StateExport, StateReceiver
 from replikv.core.replies import NULL_ARRAY, RespError
@@ -192,7 +192,6 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._exports: dict[str, StateExport] = {}  # peer -> the transfer streaming to it
         self.receiver = StateReceiver()
         self._decoder = codec.Decoder()  # peer frames, one unpacker for all (_decode)
-        self._frames: list[tuple[str, MlMsg]] = []  # Ops and Sync frames, taken at the flush (_on_frame)
         self._chunks_in: deque[StateChunk] = deque()  # received, to be joined one per loop turn
         self._joining = False
         self._prune_at = 0.0
@@ -568,17 +567,12 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self.stats["conflicts_merged"] += conflicts
 
     def _flush(self, send_now: bool = False) -> None:
-        """Seal the open op, take the peer frames received since the last flush (``_on_frame``),
-        commit the WAL, release the replies it made durable, then send
+        """Seal the open op, commit the WAL, release the replies it made durable, then send
         (``_send_peers``; held for at most the send interval after the previous send, unless
         ``send_now``)."""
-        self._seal()
-        if self._frames:
-            self._take_frames()
-        # what the seal and the frames asked for is this flush's: no second flush for them
         self.flush_scheduled = False
+        self._seal()
         if self.disk_error is not None:
-            self._frames.clear()
             self._on_disk_blocked()
             return
         try:
@@ -712,42 +706,15 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
 
     # -- peers ------------------------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
-        """A peer frame. ``Ops`` and ``Sync`` frames are queued and taken at the loop iteration's
-        flush (``_take_frames``), after the open op is sealed: the async writes of the whole
-        iteration stay one op, however many frames arrive among them, and the frames' deliveries
-        join that op's WAL commit. Any other frame takes the queued ones first. So every frame
-        is taken in the order it arrived (per link: a Sync after an ``Ops`` frame is stepped
-        after it), and the frames received before a loop iteration's flush are delivered by it
-        (the replies it releases, the ack waiters and session reads it checks see them)."""
         self.frames_in += 1
         if self.service_frame(peer, payload):
             return
+        self._seal()  # this node's writes so far come before what the frame delivers
         if self.disk_error is not None:
-            self._seal()
             return  # frozen: the peer sees a silent node; exchange resumes from the version vectors
         msg = self.peer_message(peer, payload, self._decode)
         if msg is None:
             return
-        if isinstance(msg, (Ops, Sync)):
-            self._frames.append((peer, msg))
-            self._schedule_flush()
-            return
-        self._seal()  # this node's writes so far come before what the frame delivers
-        self._take_frames()
-        self._take(peer, msg)
-
-    def _take_frames(self) -> None:
-        """Step the queued peer frames (``_on_frame``), in the order they arrived; the caller
-        sealed the open op first (``_OpenOp``: nothing moves the replica's vv while one is open)."""
-        while self._frames and self.disk_error is None:
-            frames, self._frames = self._frames, []
-            for peer, msg in frames:
-                if self.disk_error is not None:
-                    break  # frozen: the rest are dropped, as frames arriving now are
-                self._take(peer, msg)
-        self._frames.clear()
-
-    def _take(self, peer: str, msg: Any) -> None:
         if isinstance(msg, State):
             self._install_state(msg)
             return
@@ -779,9 +746,6 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self._run(self.core.connected(peer))  # a Sync: the exchange resumes from the version vectors
 
     def _on_peer_disconnected(self, peer: str) -> None:
-        if self._frames:  # what arrived on the link comes before its end (a late Sync would mark it heard)
-            self._seal()
-            self._take_frames()
         self._exports.pop(peer, None)  # its task stops; after the reconnect a new transfer starts over
         self._held_acks.discard(peer)
         self.receiver.cancel(peer)
