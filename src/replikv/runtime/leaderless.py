@@ -957,12 +957,11 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                 self._held_timer = None
             per_peer: dict[str, int] = {}
             for s in sends:
-                if s.unawaited and type(s.msg) is dm.Put:  # the writes (not the held acks)
+                if s.unawaited:
                     per_peer[s.to] = per_peer.get(s.to, 0) + 1
             self._interval.sent(self._now(), True, max(per_peer.values(), default=0))
         elif later:  # a flush's own unawaited sends leave with it: a send the interval counts
-            writes = [s.to for s in later if type(s.msg) is dm.Put]
-            self._interval.sent(self._now(), due, len(writes) // max(1, len(set(writes))))
+            self._interval.sent(self._now(), due, len(later) // max(1, len({s.to for s in later})))
         self._frames(sends)
 
     def _held_due(self) -> None:
