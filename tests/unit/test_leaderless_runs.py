@@ -21,7 +21,6 @@ from replikv.core.dynamo import messages as dm
 from replikv.core.dynamo.replica import Replica
 from replikv.core.dynamo.ring import Ring
 from replikv.core.resp import encode_command
-from replikv.runtime import leaderless
 from replikv.runtime.leaderless import LeaderlessRunner
 from tests.unit.test_pipelined_runs import Client, offline_node
 
@@ -47,10 +46,8 @@ class Down:
 
 
 @pytest.fixture
-def make_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Client]]:
+def make_client(tmp_path: Path) -> Iterator[Callable[..., Client]]:
     made: list[LeaderlessRunner] = []
-    # every flush sends what it made (the held sends and their interval: test_leaderless_held.py)
-    monkeypatch.setattr(leaderless, "PEER_SEND_EVERY_S", 0.0)
 
     def make(level: str = "one", down: frozenset[str] = frozenset()) -> Client:
         node: LeaderlessRunner = offline_node(LeaderlessRunner, "leaderless", tmp_path / f"c{len(made)}")

@@ -26,10 +26,8 @@ from tests.unit.test_pipelined_runs import Client, check_watch_index_at_rest, of
 
 
 @pytest.fixture
-def make_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Client]]:
+def make_client(tmp_path: Path) -> Iterator[Callable[[], Client]]:
     made: list[LeaderlessRunner] = []
-    # every flush sends what it made (the held sends and their interval: test_leaderless_held.py)
-    monkeypatch.setattr(leaderless, "PEER_SEND_EVERY_S", 0.0)
 
     def make() -> Client:
         node: LeaderlessRunner = offline_node(LeaderlessRunner, "leaderless", tmp_path / f"c{len(made)}")

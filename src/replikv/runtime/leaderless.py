@@ -69,8 +69,7 @@ from replikv.core.dynamo import membership as mb
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
-from replikv.core.dynamo.replica import (Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteBatch, WriteDone,
-                                         held_sends)
+from replikv.core.dynamo.replica import Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteBatch, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
@@ -80,7 +79,6 @@ from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.modes.leaderless import NAME, ReplicasAck
-from replikv.runtime import send_interval
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.state_snapshots import WholeStateSnapshots
 from replikv.runtime.info import render as render_info
@@ -92,12 +90,6 @@ PAXOS_TICK_MS = 10  # the proposers' clock (timeouts, resends, backoff)
 RING_RESEND_MS = 500  # a change's coordinator resends its ring state this often to who has not acked it
 CLEANUP_DELAY_MS = 5_000  # after a switch, how long a node keeps keys it no longer replicates
 DEPARTED_PEER_KEEP_S = 30.0  # a removed node stays a transport peer this long (it must hear of the switch)
-# Held sends (``LeaderlessRunner._ship``): the writes' sends nothing waits for (ONE) leave at most
-# one send interval after the previous send (runtime/send_interval.py, multi-leader's rule): this
-# long when idle or lightly loaded (REPLIKV_LL_SEND_EVERY_MS overrides it; 0 holds nothing),
-# growing under load to at most PEER_SEND_MAX_S (REPLIKV_LL_SEND_MAX_MS).
-PEER_SEND_EVERY_S = send_interval.from_env("REPLIKV_LL_SEND_EVERY_MS", send_interval.LEAST_MS)
-PEER_SEND_MAX_S = send_interval.from_env("REPLIKV_LL_SEND_MAX_MS", send_interval.MOST_MS)
 VIEW_DUE_KEYS = 8_192  # keys the view may lag behind the store by before they are filled unasked (``sm``)
 
 
@@ -163,10 +155,6 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                                ae_interval_ms=opts.anti_entropy_ms)
         self.coord = self._replica.coord
         self.sends: list[Send] = []  # messages that leave after the next WAL commit (Replica.frames)
-        self._held: list[Send] = []  # sent, committed, held for the send interval (``_ship``)
-        self._held_timer: asyncio.TimerHandle | None = None
-        self._interval = send_interval.SendInterval(PEER_SEND_EVERY_S, PEER_SEND_MAX_S)
-        self._now = time.monotonic  # the send interval's clock (the loop's; a test's own)
         self.entries: list[list[Any]] = []  # WAL entries of this loop iteration
         self.pending: dict[int, Pending] = {}  # client requests waiting for replicas
         self._reqs = itertools.count(1)
@@ -282,8 +270,6 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
 
     async def stop(self) -> None:
         self.snapshotter.stop()
-        if self._held:  # held writes leave before the links close
-            self._ship([], True)
         await self.stop_io()
         self._flush()
         self.wal.close()
@@ -896,86 +882,12 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
             return
         self.release_committed()
         sends, self.sends = self.sends, []
-        if sends:  # their entries are in the WAL now (persist before send)
-            self._ship(sends, False)
+        if sends:  # a frame per peer (a Batch of this iteration's messages; Puts / PutAcks), cut at the limit
+            send = self.transport.send
+            for peer, frame in self.replica.frames(sends, self.transport.max_frame_bytes):
+                send(peer, frame)
         self._flush_clients()
         self._snapshot_due()
-
-    def _ship(self, sends: list[Send], due: bool) -> None:
-        """Send ``sends`` (one flush's, in order, their entries committed) and the held ones: a
-        frame per peer (``Replica.frames``: a Batch of the messages, the writes as one ``Puts``,
-        the acks as one ``PutAcks``, cut at the frame limit). ``due``: the held sends' timer fired.
-
-        Hold rule (issue 9): a write's sends that nothing waits for (``Send.unawaited``: the
-        coordinator made them with the write's level already met, i.e. ONE) are held, so that
-        the writes of several loop iterations leave in one frame per replica and each replica
-        answers them with one ack frame, instead of a frame each way per iteration. They leave
-        when the send interval allows (runtime/send_interval.py, the rule multi-leader paces its
-        sends by: the first after a quiet spell at once, the next ones at most one interval after
-        the previous send, an interval of ``PEER_SEND_EVERY_S`` growing under load to
-        ``PEER_SEND_MAX_S``), or at once, with everything else of the flush, as soon as a
-        flush has any message to send other than write acknowledgements (``PutAck``): a
-        QUORUM / ALL / <n> write, a read, read repair, Paxos, membership or anti-entropy
-        traffic is never delayed. The acks of held writes are held too by their replica (the
-        ``Puts`` says it is unawaited: ``FEATURE_PUTS_UNAWAITED``), so two nodes writing at ONE
-        exchange one frame each way per interval; any other ack leaves at once and alone (the
-        coordinator may wait for it; an ack carrying this node's held writes would make the
-        peer's ack carry its own, back and forth at every frame, the unbatched exchange again).
-        Core rule: ``held_sends`` (core/dynamo/replica.py, "Held sends").
-
-        Order: held sends leave before, and in the same frame as, every send made after them
-        (they are older); only acks overtake them, which the replica core accepts (every
-        message but a write's delta survives reordering; the deltas, the writes, keep their
-        order: ``Replica.frames``). Durability: a held write is in this node's WAL already
-        (what ONE promises); a crash before it leaves leaves it only here, which ONE allows,
-        and hinted handoff / anti-entropy repair the others. The coordinator tracks it as any
-        write (``Coordinator`` "Unawaited sends": its deadline is the ack timeout, seconds, far
-        above the hold, so a held send is never taken for a timed-out replica)."""
-        held = self._held
-        later, release = held_sends(sends)  # the rule's split (core/dynamo/replica.py)
-        if not (release or due) and (later or held):
-            # the interval passed (the first after a quiet spell, or a flush after the held ones'
-            # due time: they go with it, the timer is only for a node that flushes no more)
-            release = self._interval.wait(self._now()) <= 0
-        elif due:
-            release = True
-        if not release:
-            if later:
-                held.extend(later)
-                if self._held_timer is None:
-                    self._held_timer = self.loop.call_later(max(0.0, self._interval.wait(self._now())),
-                                                            self._held_due)
-                if len(later) == len(sends):
-                    return
-                sends = [s for s in sends if not s.unawaited]  # the acks: at once
-            self._frames(sends)
-            return
-        if held:
-            sends, self._held = held + sends, []
-            if self._held_timer is not None:
-                self._held_timer.cancel()
-                self._held_timer = None
-            per_peer: dict[str, int] = {}
-            for s in sends:
-                if s.unawaited:
-                    per_peer[s.to] = per_peer.get(s.to, 0) + 1
-            self._interval.sent(self._now(), True, max(per_peer.values(), default=0))
-        elif later:  # a flush's own unawaited sends leave with it: a send the interval counts
-            self._interval.sent(self._now(), due, len(later) // max(1, len({s.to for s in later})))
-        self._frames(sends)
-
-    def _held_due(self) -> None:
-        """The held sends' timer (``_ship``)."""
-        self._held_timer = None
-        if self._held:
-            self._ship([], True)
-
-    def _frames(self, sends: list[Send]) -> None:
-        """A frame per peer (``Replica.frames``), cut at the transport's frame limit."""
-        if sends:
-            send = self.transport.send
-            for peer, frame in self._replica.frames(sends, self.transport.max_frame_bytes):  # reads no store
-                send(peer, frame)
 
     # -- peers ------------------------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
@@ -1146,7 +1058,6 @@ class LeaderlessRunner(WholeStateSnapshots, BaseRunner):
                *(f"replikv_{k}:{v}" for k, v in self.replica.stats.items()),
                f"replikv_speculative_retries:{self.coord.speculative_retries}",
                f"replikv_requests_in_flight:{len(self.pending)}",
-               f"replikv_peer_send_interval_ms:{self._interval.every * 1000:g}",  # of held sends (_ship)
                f"replikv_applied_index:{self.applied_index}", f"master_repl_offset:{self.applied_index}",
                *(f"replikv_ring_{k}:{','.join(v) if isinstance(v, list) else v}"
                  for k, v in self.replica.membership.status().items()),

@@ -20,9 +20,6 @@ without an electorate, deltas without ``put`` mutations), and a frame it
 would drop or a delta it would refuse (a ``Puts``, a ``PutAcks``, a
 ``Hello`` not alone, a Paxos request naming its electorate, a quiet Paxos
 commit, a Paxos message in line (``PaxosBody``), a delta with a ``put``) fails the run.
-The held sends (replica.py, "Held sends": the runtime's ``_ship``) are held as the runtime
-holds them, with the node's next tick as their timer (longer than the runtime's send interval:
-more delay, more interleaving); a crash loses them.
 
 The durability rule as the runtime carries it out: ``Persist`` entries are
 appended to the WAL and synced before any ``Send`` of the same batch leaves
@@ -92,8 +89,7 @@ from replikv.core.dynamo.coordinator import level_count, needed_acks
 from replikv.core.dynamo.hints import Hints
 from replikv.core.dynamo import paxos as px
 from replikv.core.dynamo import paxos_messages as pm
-from replikv.core.dynamo.replica import (FEATURE_PEERS, Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteDone,
-                                         held_sends)
+from replikv.core.dynamo.replica import FEATURE_PEERS, Changed, PaxosDone, Persist, Replica, ReadDone, Send, WriteDone
 from replikv.core.dynamo.ring import Ring
 from replikv.kv.crdt_writes import translate
 from replikv.sim.clock import NodeClock
@@ -155,7 +151,6 @@ class LlSimNode:
         self.syncing = False
         self.believed: set[str] = set()  # peers this node believes alive
         self.outbox: list[Send] = []
-        self.held: list[Send] = []  # sends held until the next tick (replica.py, "Held sends")
         # replies waiting for the WAL sync: (client, attempt, ok, value, (key, dot) of an acknowledged write)
         self.replies: list[tuple[Client, tuple[int, int], bool | None, str | None, Any]] = []
         self.unsynced: list[tuple[str, int]] = []  # dots of own writes not yet durable
@@ -326,9 +321,6 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             return
         now_us = self.engine.now_us
         now_ms = n.wall_ms(now_us)
-        if n.held:  # the held sends' timer (the runtime's: its send interval)
-            held, n.held = n.held, []
-            self._send(n, held)
         self._refresh_beliefs(n)
         self.handle(n, n.replica.tick(now_ms, now_us, n.believed))
         if n.replica.proposers:
@@ -395,13 +387,10 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
                 self.incrs[dot] = amount
         n.unsynced = []
         out, n.outbox = n.outbox, []
-        later, release = held_sends(out)  # the runtime's hold rule, its timer the node's tick
-        if release:
-            out, n.held = n.held + out, []
-        elif later:
-            n.held.extend(later)
-            out = [s for s in out if not s.unawaited]
-        self._send(n, out)
+        # the runtime's framing (Puts / PutAcks to who announced), at its default frame limit
+        for peer, frame in n.replica.frames(out, _MAX_FRAME_BYTES):
+            dst = self.ids[peer]
+            self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, frame))
         replies, n.replies = n.replies, []
         for client, rid, ok, value, write in replies:
             if self.engine.current(client, rid):
@@ -413,12 +402,6 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
             n.snapshot = msgpack.packb([n.replica.store.snapshot(), n.replica.hints.snapshot(),
                                         n.replica.paxos_states()], use_bin_type=True)
             n.wal.reset(n.wal.last_index + 1)
-
-    def _send(self, n: LlSimNode, sends: list[Send]) -> None:
-        """The runtime's framing (Puts / PutAcks to who announced), at its default frame limit."""
-        for peer, frame in n.replica.frames(sends, _MAX_FRAME_BYTES):
-            dst = self.ids[peer]
-            self.engine.send(n.id, dst, self._deliver, Envelope(n.id, dst, frame))
 
     # ------------------------------------------------------------ clients
     def submit(self, client: Client, op: PendingOp, nid: int, rid: tuple[int, int]) -> None:
@@ -546,7 +529,6 @@ class LeaderlessDriver(GroupCommitDriver, NodeTable):
         n.wal.crash(self.crash_rng)
         n.limbo.extend(n.unsynced)  # never sent, never acknowledged; a torn tail may still hold them
         n.unsynced, n.outbox, n.replies, n.requests, n.syncing = [], [], [], {}, False
-        n.held = []  # never sent: the write is on this node only, as ONE allows (hints, anti-entropy)
 
     def restart(self, nid: int) -> None:
         n = self.nodes[nid]

@@ -39,13 +39,6 @@ to one) and then hands the coordinator the key states to replicate. Rules:
 - **Timeouts.** A request that has not reached its level by its deadline
   ends with ``ok=False`` and the counts (for a write: it may still be
   applied: the coordinator's replica has it and replicas may still join it).
-- **Unawaited sends.** A write done at once (its level met by this node's
-  own replica: ONE) sends its replicas' ``Put``s with ``unawaited``: no
-  reply waits for them, so the driver may hold them a bounded while (the
-  leaderless runtime's ``_ship``, at most its send interval, a few ms) to
-  send several in one frame. The write is tracked as any (its deadline from
-  when it was made, far above the hold), so an ack that comes later only
-  because its send was held is never taken for a timed-out replica.
 - **Reads** go to the R replicas that answered fastest lately (the
   coordinator's own replica first: it answers without a message). If an
   answer is late past the ``speculative_pct`` percentile of recent read
@@ -133,9 +126,6 @@ class Send:
 
     to: str
     msg: One
-    # Nothing waits for it (a write's replica once the write's level is met: ``Coordinator.write``):
-    # the driver may hold it a while to send it with others (the leaderless runtime's held sends).
-    unawaited: bool = False
 
 
 @dataclass(slots=True, kw_only=True)  # not frozen: see Send
@@ -284,13 +274,12 @@ class Coordinator:
         out: list[Effect] = []
         # one message for every replica (frozen, so shared): the same write to each
         put = Put(req=req, states=(), delta=delta) if delta else Put(req=req, states=states or ())
-        done = acks >= needed  # the reply waits for no replica: their sends are not awaited
         for r in replicas:
             if r == node:
                 continue
             if r in up:
                 pending[r] = r
-                out.append(Send(to=r, msg=put, unawaited=done))
+                out.append(Send(to=r, msg=put))
             elif spare:
                 assert states is not None  # taken above: a replica is down
                 s = spare.pop(0)
@@ -300,7 +289,7 @@ class Coordinator:
                 assert states is not None
                 out.append(Hint(node=r, states=states))  # no stand-in: this node holds the hint
         w = _Write(needed, now_us + self.timeout_us, acks, pending, states, keys)
-        if done:
+        if acks >= needed:
             w.done = True
             out.append(WriteDone(req=req, ok=True, acks=acks, needed=needed, hinted=0))
         if pending:

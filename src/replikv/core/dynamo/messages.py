@@ -39,12 +39,7 @@ applied only where the receiver holds its base, whole states otherwise.
   ``refused``: the ``req`` of each ``PutAck`` with ``ok`` True / False).
   Both are sent only to a peer that announced ``FEATURE_PUTS`` with
   ``Hello`` (a node of an older version does not decode them, and drops
-  the whole frame that holds one): ``Replica.frames``. A ``Puts`` whose
-  writes no reply waits for (their level met: ONE) says so
-  (``unawaited``, a third field), to a peer that announced
-  ``FEATURE_PUTS_UNAWAITED`` only (an older one refuses the form): its
-  ``PutAcks`` may then be held as the writes were (replica.py, "Held
-  sends").
+  the whole frame that holds one): ``Replica.frames``.
 - ``Hello``: the features this node understands (``FEATURES``; a Paxos
   Prepare or Propose keeps its electorate only to a peer that announced
   ``FEATURE_ELECTORATE``, and Paxos messages and acceptor states keep their proposals'
@@ -110,7 +105,7 @@ from replikv.core.dynamo import paxos_messages as pm
 from replikv.core.framing import cut_runs
 
 __all__ = ["BATCH_HEAD_BYTES", "PUTS_HEAD_BYTES", "PUTS_WRITE_BYTES", "Batch", "DynamoCodecError", "DynamoMsg", "Get", "GetReply", "LeafGet", "LeafKeys", "One", "Put",
-           "FEATURES", "FEATURE_COMMIT_ON_ACCEPT", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "FEATURE_GET_PARTS", "FEATURE_PAXOS_BODY", "FEATURE_PUTS_UNAWAITED", "Hello", "Paxos", "PaxosBody", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
+           "FEATURES", "FEATURE_COMMIT_ON_ACCEPT", "FEATURE_ELECTORATE", "HELLO_ASK", "FEATURE_PROVENANCE", "FEATURE_PUTS", "FEATURE_PUT_MUT", "FEATURE_QUIET_COMMIT", "FEATURE_GET_PARTS", "FEATURE_PAXOS_BODY", "Hello", "Paxos", "PaxosBody", "PutAck", "PutAcks", "PutNeed", "Puts", "RingAck", "RingMsg", "StreamDone", "StreamStart", "TreeGet", "TreeHashes",
            "decode", "encode", "encode_batch", "encode_frames", "paxos_body"]
 
 States = tuple[tuple[bytes, bytes], ...]
@@ -140,10 +135,6 @@ class PutAck:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Puts:
     writes: tuple[tuple[int, bytes], ...]  # (req, delta), in the order the coordinator made them
-    # no reply waits for any of these writes' acks (their level is met: ONE): the receiver's
-    # PutAcks may be held as the coordinator held the writes (replica.py, "Held sends"); encoded
-    # as a third field only when True, and sent only to a peer that announced FEATURE_PUTS_UNAWAITED
-    unawaited: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,10 +152,9 @@ FEATURE_GET_PARTS = "get-reply-parts"  # joins a Get's answer sent as several Ge
 # reads a Paxos Propose that commits on accept, and answers it with a committed Accepted (paxos.py)
 FEATURE_COMMIT_ON_ACCEPT = "paxos-commit-on-accept"
 FEATURE_PAXOS_BODY = "paxos-body"  # decodes a Paxos message in line in the frame (``PaxosBody``)
-FEATURE_PUTS_UNAWAITED = "puts-unawaited"  # decodes a Puts marked ``unawaited`` (its third field)
 # what this version announces
 FEATURES = (FEATURE_PUTS, FEATURE_ELECTORATE, FEATURE_PUT_MUT, FEATURE_PROVENANCE, FEATURE_QUIET_COMMIT,
-            FEATURE_GET_PARTS, FEATURE_COMMIT_ON_ACCEPT, FEATURE_PAXOS_BODY, FEATURE_PUTS_UNAWAITED)
+            FEATURE_GET_PARTS, FEATURE_COMMIT_ON_ACCEPT, FEATURE_PAXOS_BODY)
 # Not a feature: a Hello that names it asks the receiver to answer with its own (``Replica``'s
 # "asking Hello"). An older node ignores a name it does not know, so the form stays the same.
 HELLO_ASK = "answer-hello"
@@ -344,8 +334,6 @@ def _wire(msg: DynamoMsg) -> list[Any]:
             body = [_PUT_NEED, msg.req, list(msg.keys)]
         case Puts():
             body = [_PUTS, [[r, d] for r, d in msg.writes]]
-            if msg.unawaited:
-                body.append(True)
         case PutAcks():
             body = [_PUT_ACKS, list(msg.ok), list(msg.refused)]
         case Hello():
@@ -457,13 +445,13 @@ def _message(body: Any) -> One:
         if type(keys) is not list or any(type(k) is not bytes for k in keys):
             raise DynamoCodecError("put-need keys: expected a list of bytes")
         return PutNeed(req=_req(body[1]), keys=tuple(keys))
-    if tag == _PUTS and (len(body) == 2 or len(body) == 3 and body[2] is True) and type(body[1]) is list:
+    if tag == _PUTS and len(body) == 2 and type(body[1]) is list:
         writes = []
         for item in body[1]:
             if type(item) is not list or len(item) != 2 or type(item[1]) is not bytes or not item[1]:
                 raise DynamoCodecError("puts: expected [req, delta] pairs")
             writes.append((_req(item[0]), item[1]))
-        return Puts(writes=tuple(writes), unawaited=len(body) == 3)
+        return Puts(writes=tuple(writes))
     if tag == _PUT_ACKS and len(body) == 3:
         return PutAcks(ok=_ints(body[1], "acked reqs"), refused=_ints(body[2], "refused reqs"))
     if tag == _HELLO and len(body) == 2 and type(body[1]) is list and all(type(f) is str for f in body[1]):

@@ -42,24 +42,6 @@ Rules:
   No frame passes the transport's limit (``frames``' size rule, issue 9):
   where they would, a peer's messages leave in several frames and its
   writes in several ``Puts``, in order.
-- Held sends (``held_sends``, issue 9): a write done at once (ONE) makes
-  its replicas' sends ``unawaited`` (coordinator.py); a driver may hold
-  them a bounded while and send them with later ones, one frame per
-  replica for several loop iterations' writes. They leave at the latest at
-  the driver's timer, and at once with any send that may be waited for
-  (anything but a write's ack: a QUORUM write, a read, read repair, Paxos,
-  membership, anti-entropy), ahead of it, so the writes to a peer keep
-  their order. A ``Puts`` of unawaited writes only says so (``unawaited``,
-  to a peer that announced ``FEATURE_PUTS_UNAWAITED``), and its replica's
-  ``PutAcks`` is unawaited too: held, it leaves with that replica's own
-  held writes, one frame each way per interval. Any other ack leaves at
-  once, without the held sends (the coordinator may wait for it, and an
-  ack carrying held writes would make the peer's ack carry its own: no
-  batching). Every message but a write's delta survives reordering, so an
-  ack overtaking a held write, or held behind one, is harmless. The
-  runtime holds them for its send interval (runtime/leaderless.py
-  ``_ship``), the simulator until the node's next tick
-  (sim/leaderless_driver.py).
 - The asking Hello: a peer's features are forgotten whenever this node's
   connection to it drops (``peer_down``: it may come back as another
   version), but the peer announces again only when its own connection comes
@@ -185,7 +167,7 @@ from replikv.core.framing import cut_runs, take_within
 Group = tuple[str, ...]  # a replica set, sorted
 _CIRCLE = Range(start=0, end=0)
 
-__all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteBatch", "WriteDone", "held_sends"]
+__all__ = ["Changed", "PaxosDone", "Persist", "ReadDone", "Replica", "Send", "WriteBatch", "WriteDone"]
 
 _NO_CTX: dict[str, int] = {}  # the context of a key this replica holds nothing of (read only)
 HINT_BATCH_KEYS = 256  # key states per hint delivery, at most
@@ -207,8 +189,7 @@ HELLO_ASKS = 10  # asking Hellos sent per connect at most, one per tick (module 
 FEATURE_PEERS = ((dm.FEATURE_PUTS, "batch_peers"), (dm.FEATURE_ELECTORATE, "electorate_peers"),
                  (dm.FEATURE_PROVENANCE, "provenance_peers"), (dm.FEATURE_QUIET_COMMIT, "quiet_commit_peers"),
                  (dm.FEATURE_COMMIT_ON_ACCEPT, "commit_accept_peers"), (dm.FEATURE_PUT_MUT, "put_peers"),
-                 (dm.FEATURE_GET_PARTS, "get_parts_peers"), (dm.FEATURE_PAXOS_BODY, "paxos_body_peers"),
-                 (dm.FEATURE_PUTS_UNAWAITED, "unawaited_peers"))
+                 (dm.FEATURE_GET_PARTS, "get_parts_peers"), (dm.FEATURE_PAXOS_BODY, "paxos_body_peers"))
 ASKING_HELLO = dm.Hello(features=(*dm.FEATURES, dm.HELLO_ASK))  # sent on connect: answer with yours
 ANSWER_HELLO = dm.Hello(features=dm.FEATURES)
 
@@ -283,8 +264,8 @@ class _AeSession:
     leaves: tuple[int, ...] = ()  # the differing leaves whose keys the round compares
 
 
-def _coalesce(msgs: list[dm.One], unawaited: bool = False) -> list[dm.One]:
-    """``Replica.frames``' batching of one peer's messages; ``unawaited``: the ``Puts`` says so."""
+def _coalesce(msgs: list[dm.One]) -> list[dm.One]:
+    """``Replica.frames``' batching of one peer's messages."""
     writes: list[tuple[int, bytes]] = []
     ok: list[int] = []
     refused: list[int] = []
@@ -310,7 +291,7 @@ def _coalesce(msgs: list[dm.One], unawaited: bool = False) -> list[dm.One]:
         else:
             out.append(m)
     if puts_at >= 0:
-        out[puts_at] = dm.Puts(writes=tuple(writes), unawaited=unawaited)
+        out[puts_at] = dm.Puts(writes=tuple(writes))
     if acks_at >= 0:
         out[acks_at] = dm.PutAcks(ok=tuple(ok), refused=tuple(refused))
     return out
@@ -325,26 +306,10 @@ def _cut(msgs: list[dm.One], encoded: list[bytes], max_bytes: int) -> list[bytes
     for m, e in zip(msgs, encoded):
         if len(e) > budget and isinstance(m, dm.Puts) and len(m.writes) > 1:
             sizes = [len(d) + dm.PUTS_WRITE_BYTES for _, d in m.writes]
-            pieces.extend(dm.encode(dm.Puts(writes=run, unawaited=m.unawaited))
-                          for run in cut_runs(m.writes, sizes, budget - dm.PUTS_HEAD_BYTES))
+            pieces.extend(dm.encode(dm.Puts(writes=run)) for run in cut_runs(m.writes, sizes, budget - dm.PUTS_HEAD_BYTES))
         else:
             pieces.append(e)
     return dm.encode_frames(pieces, max_bytes)
-
-
-def held_sends(sends: Sequence[Send]) -> tuple[list[Send], bool]:
-    """The hold rule's split of one flush's sends (module docstring, "Held sends"): the ones a
-    driver may hold (``Send.unawaited``: a write's replicas once its level is met, and their acks), and whether
-    the flush sends anything that may be waited for (anything but a write's ack), which takes
-    every held send with it, ahead of its own (they are older: the writes keep their order)."""
-    later: list[Send] = []
-    release = False
-    for s in sends:
-        if s.unawaited:
-            later.append(s)
-        elif not release and type(s.msg) is not dm.PutAck and type(s.msg) is not dm.PutAcks:
-            release = True
-    return later, release
 
 
 class Replica:
@@ -378,7 +343,6 @@ class Replica:
         self.put_peers: set[str] = set()  # peers that announced FEATURE_PUT_MUT since then
         self.get_parts_peers: set[str] = set()  # peers that announced FEATURE_GET_PARTS since then
         self.paxos_body_peers: set[str] = set()  # peers that announced FEATURE_PAXOS_BODY since then
-        self.unawaited_peers: set[str] = set()  # peers that announced FEATURE_PUTS_UNAWAITED since then
         self.hello_asks: dict[str, int] = {}  # peer -> asking Hellos left to send until it announces
         self.deltas = deltas  # False: writes ship whole key states (as before deltas; the simulator mixes both)
         if membership is None:  # a fixed ring (epoch 0), as the simulator runs it
@@ -665,20 +629,15 @@ class Replica:
         (``max_bulk_len`` + 64 MiB) with room to spare."""
         out: list[tuple[str, bytes]] = []
         by_peer: dict[str, list[dm.One]] = {}
-        awaited: set[str] = set()  # the peers sent a write some reply waits for (its Puts is not unawaited)
         for s in sends:
-            msg = s.msg
-            if type(msg) is dm.Hello:
-                out.append((s.to, dm.encode(msg)))
+            if type(s.msg) is dm.Hello:
+                out.append((s.to, dm.encode(s.msg)))
             else:
-                by_peer.setdefault(s.to, []).append(msg)
-                if not s.unawaited and type(msg) is dm.Put:
-                    awaited.add(s.to)
+                by_peer.setdefault(s.to, []).append(s.msg)
         encode, head = dm.encode, dm.BATCH_HEAD_BYTES
-        unawaited_peers = self.unawaited_peers
         for peer, msgs in by_peer.items():
             if peer in self.batch_peers:
-                msgs = _coalesce(msgs, peer in unawaited_peers and peer not in awaited)
+                msgs = _coalesce(msgs)
             encoded = [encode(m) for m in msgs]
             if sum(map(len, encoded)) + head <= max_bytes:  # the usual case: one frame
                 out.append((peer, dm.encode_batch(encoded)))
@@ -726,7 +685,7 @@ class Replica:
                 self.stats["write_batches"] += 1
                 self.stats["batched_writes"] += len(msg.writes)
                 if writable:
-                    self._put_deltas(peer, msg.writes, now_ms, out, batched=True, unawaited=msg.unawaited)
+                    self._put_deltas(peer, msg.writes, now_ms, out, batched=True)
                 else:
                     out.append(Send(to=peer, msg=dm.PutAcks(ok=(), refused=tuple(req for req, _ in msg.writes))))
             case dm.PutAcks():
@@ -820,7 +779,7 @@ class Replica:
             out.extend(self._coordinated(self.coord.acked(peer, req, ok), now_ms))
 
     def _put_deltas(self, peer: str, writes: Iterable[tuple[int, bytes]], now_ms: int, out: list[Any],
-                    batched: bool = False, unawaited: bool = False) -> None:
+                    batched: bool = False) -> None:
         """Writes shipped as deltas (``keyed.py``; one ``Put`` or a ``Puts``), in order: each is
         applied to the keys whose base this replica holds and acknowledged (``PutAck``;
         ``batched``, the writes of a ``Puts``: one ``PutAcks``, which its
@@ -875,8 +834,7 @@ class Replica:
         out.extend(acks)
         if batched:
             if acked or refused:
-                # a Puts no reply waits for: nor for its acks (they may be held: "Held sends")
-                out.append(Send(to=peer, msg=dm.PutAcks(ok=tuple(acked), refused=tuple(refused)), unawaited=unawaited))
+                out.append(Send(to=peer, msg=dm.PutAcks(ok=tuple(acked), refused=tuple(refused))))
         else:
             out.extend(Send(to=peer, msg=dm.PutAck(req=req, ok=True)) for req in acked)
             out.extend(Send(to=peer, msg=dm.PutAck(req=req, ok=False)) for req in refused)
