@@ -82,7 +82,6 @@ from replikv.kv.crdt_writes import translate, vget
 from replikv.kv.state_machine import StateMachine
 from replikv.kv.watch import ChangeIndex
 from replikv.modes.multi_leader import NodesAck
-from replikv.runtime import send_interval
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.state_snapshots import WholeStateSnapshots
 from replikv.runtime.info import render as render_info
@@ -101,14 +100,15 @@ STATE_CHUNK_BYTES = int(os.environ.get("REPLIKV_STATE_CHUNK_BYTES", 64 * 1024))
 STATE_TURN_S = 0.01
 STATE_QUEUE_CHUNKS = 4
 STATE_WINDOW_CHUNKS = 16  # chunks sent that the receiver has not yet taken in (StateAck)
-# Peer sends: at most one batch per send interval (``MultiLeaderRunner._send_peers``; the rule is
-# runtime/send_interval.py's, shared with leaderless): this long when idle or lightly loaded
-# (REPLIKV_ML_SEND_EVERY_MS overrides it, 0 sends at every flush), growing under load (at least
-# PEER_SEND_BUSY_OPS ops per PEER_SEND_EVERY_S in a peer's frame) to at most PEER_SEND_MAX_S
-# (REPLIKV_ML_SEND_MAX_MS).
-PEER_SEND_EVERY_S = send_interval.from_env("REPLIKV_ML_SEND_EVERY_MS", send_interval.LEAST_MS)
-PEER_SEND_MAX_S = send_interval.from_env("REPLIKV_ML_SEND_MAX_MS", send_interval.MOST_MS)
-PEER_SEND_BUSY_OPS = send_interval.BUSY_WRITES
+# Peer sends: at most one batch per send interval (``MultiLeaderRunner._send_peers`` has the
+# rule): this long when idle or lightly loaded (REPLIKV_ML_SEND_EVERY_MS overrides it, 0 sends
+# at every flush), growing under load (at least PEER_SEND_BUSY_OPS ops per PEER_SEND_EVERY_S in a
+# peer's frame) to at most PEER_SEND_MAX_S (REPLIKV_ML_SEND_MAX_MS).
+PEER_SEND_EVERY_S = float(os.environ.get("REPLIKV_ML_SEND_EVERY_MS", 2)) / 1000
+# 5 ms, not 10: as little CPU per write in the cluster (BENCHMARKS.md, session 25, ml25b), half
+# the replication lag under load.
+PEER_SEND_MAX_S = float(os.environ.get("REPLIKV_ML_SEND_MAX_MS", 5)) / 1000
+PEER_SEND_BUSY_OPS = 2
 
 
 def entry_op(entry: list[Any]) -> Op:
@@ -180,8 +180,8 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         self.ack_waiters: list[AckWaiter] = []
         self.session_reads: list[SessionRead] = []
         self.flush_scheduled = False
-        # the send interval (runtime/send_interval.py): grows with load (_send_peers)
-        self._interval = send_interval.SendInterval(PEER_SEND_EVERY_S, PEER_SEND_MAX_S, PEER_SEND_BUSY_OPS)
+        self._sent_at = 0.0  # when _send_peers last sent (the send interval)
+        self._send_every = PEER_SEND_EVERY_S  # the send interval: grows with load (_send_peers)
         self._now = time.monotonic  # the send interval's clock (a test's own)
         self._send_timer: asyncio.TimerHandle | None = None  # the held sends' flush
         self._committed: list[Send | Ack] = []  # sends whose ops the WAL holds, held (_send_peers)
@@ -585,7 +585,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self._committed += self.sends
             self.sends = []
         if self._committed:
-            wait = self._interval.wait(self._now())
+            wait = self._sent_at + self._send_every - self._now()
             if wait <= 0 or send_now:
                 self._send_peers(held=send_now or self._send_timer is not None)
             elif self._send_timer is None:
@@ -628,8 +628,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         and the acks of ``CONSISTENCY WRITE n`` / WAIT wait at most one interval longer, never
         more than ``PEER_SEND_MAX_S``.
 
-        Interval rule (``SendInterval.sent``, runtime/send_interval.py, shared with leaderless; set
-        at each send, for the next): a send that nothing held (``held``
+        Interval rule (set at each send, for the next): a send that nothing held (``held``
         false: the first after a quiet spell of at least one interval) sets it to
         ``PEER_SEND_EVERY_S``; otherwise it doubles, to at most ``PEER_SEND_MAX_S``, when the
         largest frame sent carried at least ``PEER_SEND_BUSY_OPS`` ops per ``PEER_SEND_EVERY_S``
@@ -644,6 +643,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
             self._send_timer.cancel()
             self._send_timer = None
         now = self._now()
+        since, self._sent_at = now - self._sent_at, now
         sends, self._committed = self._committed, []
         batched: dict[str, list[Op]] = {}
         syncs: dict[str, bool] = {}  # the peers due a Sync, in the order first asked: whether a tick's or a connect's
@@ -677,9 +677,14 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
         for peer in syncs:
             held_acks.discard(peer)
             send(peer, codec.encode(sync_for(peer)))
-        self._interval.sent(now, held, most)  # the interval rule
+        if not held:
+            self._send_every = PEER_SEND_EVERY_S
+        elif most * PEER_SEND_EVERY_S >= PEER_SEND_BUSY_OPS * since:
+            self._send_every = min(max(PEER_SEND_MAX_S, PEER_SEND_EVERY_S), 2 * self._send_every)
+        else:
+            self._send_every = max(PEER_SEND_EVERY_S, self._send_every / 2)
         if self._committed:  # held acks: the next batch leaves at the latest one interval from now
-            self._send_timer = self.loop.call_later(self._interval.every, self._send_due)
+            self._send_timer = self.loop.call_later(self._send_every, self._send_due)
 
     def _release_ack_waiters(self, now: float) -> None:
         keep: list[AckWaiter] = []
@@ -904,7 +909,7 @@ class MultiLeaderRunner(WholeStateSnapshots, BaseRunner):
                f"replikv_state_transfers_in:{self.receiver.in_progress()}",
                f"replikv_state_chunks_queued:{len(self._chunks_in)}",
                f"replikv_keys_awaiting_ops:{len(self.store.kctx)}",
-               f"replikv_peer_send_interval_ms:{self._interval.every * 1000:g}",  # grows with load (_send_peers)
+               f"replikv_peer_send_interval_ms:{self._send_every * 1000:g}",  # grows with load (_send_peers)
                f"connected_slaves:{sum(1 for p in self.peer_ids if self.transport.connected(p))}"]
         for i, peer in enumerate(self.peer_ids):
             known = core.known.get(peer, {})
