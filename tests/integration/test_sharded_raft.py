@@ -124,6 +124,51 @@ def test_every_node_serves_every_group_and_leaders_spread(tmp_path: Path) -> Non
         c.close()
 
 
+def test_writes_keep_committing_while_the_eager_follower_is_paused(tmp_path: Path) -> None:
+    """The lazy third replica (core/raft/node.py ``lazy_follower_rounds``): group 0's leader sends
+    each round at once to one follower, the eager one. Pausing that node (SIGSTOP: alive to the
+    kernel, silent to its peers) must not stop group 0's writes: the other follower gets a batch
+    at each tick and its answer commits them, and the roles swap about two ticks later. The
+    leader keeps its term (no election), and the paused node, once resumed and caught up, takes
+    the eager role back (the preferred one, which spreads the role over the nodes)."""
+    c = sharded(tmp_path / "c")
+    try:
+        wait_for(lambda: settled(c, ["n1", "n2", "n3"], 3), 20, "every group led by its preferred leader")
+        before = c.replication("n1")["group0"]
+        eager, term = before["eager"], before["term"]
+        assert eager in ("n2", "n3")
+        keys = keys_per_group(3, 60)[0]
+        r = c.client("n1")  # n1 leads group 0: its writes are its own, never forwarded
+        base = []
+        for k in keys:
+            start = time.monotonic()
+            assert retrying(lambda: r.set(k, "before")) is True
+            base.append(time.monotonic() - start)
+        c.pause(eager)
+        try:
+            took = []
+            for k in keys:
+                start = time.monotonic()
+                assert r.set(k, "during") is True  # no TRYAGAIN, no timeout: committed without it
+                took.append(time.monotonic() - start)
+            during = c.replication("n1")["group0"]
+            assert during["eager"] != eager and during["term"] == term
+            assert int(during["lazy_swaps"]) >= 1
+            for what, ts in (("before the pause", base), ("with the eager follower paused", took)):
+                print(f"{len(ts)} SETs {what}: median {sorted(ts)[len(ts) // 2] * 1000:.1f} ms, "
+                      f"max {max(ts) * 1000:.1f} ms")  # for the reader: the test asserts no time
+        finally:
+            c.resume(eager)
+        wait_for(lambda: c.replication("n1")["group0"]["eager"] == eager, 20, "the preferred follower eager again")
+        assert c.replication("n1")["group0"]["term"] == term
+        one = c.client(eager)
+        one.execute_command("CONSISTENCY", "READ", "linearizable")
+        for k in keys:
+            assert retrying(lambda: one.get(k)) == b"during"
+    finally:
+        c.close()
+
+
 def test_a_killed_node_loses_its_groups_to_the_others_and_comes_back(tmp_path: Path) -> None:
     c = sharded(tmp_path / "c")
     try:

@@ -100,7 +100,8 @@ class RaftGroup:
     def __init__(self, gid: int, directory: Path, opts: NodeOptions, raft_id: int, voters: tuple[int, ...],
                  election_ticks: int, heartbeat_ticks: int, *, async_persist: bool = False,
                  on_config: Callable[[Entry], None] | None = None, slot_map: SlotMap | None = None,
-                 disk_errors: list[WalBlockedError] | None = None, node_log: NodeLog | None = None) -> None:
+                 disk_errors: list[WalBlockedError] | None = None, node_log: NodeLog | None = None,
+                 lazy_follower_rounds: int = 0) -> None:
         """Recover the group's replica from ``directory`` (the unsharded raft node is the group
         of one: its data directory). ``voters``: the bootstrap configuration, used only when
         nothing stored names one. ``on_config``: told each CONFIG entry as it applies.
@@ -169,7 +170,7 @@ class RaftGroup:
                                                                          entries=tuple(entries)),
                              rng=random.Random(), election_timeout_ticks=election_ticks,
                              heartbeat_ticks=heartbeat_ticks, lease_reads=True, async_persist=async_persist,
-                             snapshot_chunk_bytes=SNAPSHOT_CHUNK_BYTES,
+                             snapshot_chunk_bytes=SNAPSHOT_CHUNK_BYTES, lazy_follower_rounds=lazy_follower_rounds,
                              snapshot_sink=lambda index, term, config: _FileSink(self, index, term, config))
 
     # -- storage -------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ import functools
 import hashlib
 import itertools
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -71,7 +72,7 @@ from replikv.core.multiraft.host import GroupHost, creates_replica
 from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply, RestoreSnapshot
 from replikv.core.raft import codec
 from replikv.core.raft.errors import RaftError
-from replikv.core.raft.node import Role
+from replikv.core.raft.node import RaftNode, Role
 from replikv.core.replies import NULL_ARRAY, OK, RespError
 from replikv.core.resp import encode_reply
 from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_nodes, cluster_shards,
@@ -108,6 +109,11 @@ MEMBER_CHECK_S = 10.0  # how often a node asks the other members of the groups i
 # the node log's segments kept before the groups that pin older ones are carried forward
 # (storage/node_log.py): at the default 64 MiB a segment, 256 MiB of log
 LOG_SEGMENTS_KEPT = 4
+
+# A group leader of three voters sends each round to one follower at once and to the other every
+# this many rounds and at every tick (RaftNode's lazy_follower_rounds, core/raft/node.py; 0: every
+# follower every round). A send policy only: the followers' code is the same, so no wire change.
+LAZY_FOLLOWER_ROUNDS = int(os.environ.get("REPLIKV_LAZY_FOLLOWER_ROUNDS", 3))
 
 _KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})
 _KEYLESS_WRITES = frozenset({b"FLUSHALL", b"FLUSHDB"})
@@ -680,7 +686,8 @@ class ShardedRaftRunner(BaseRunner):
                          self.election_ticks, self.hb_ticks, slot_map=SlotMap.even(self.options.shards),  # the
                          # initial map: the group's log (SlotMoves) records the moves beyond it
                          disk_errors=self.disk_errors, node_log=self.node_log,
-                         on_config=functools.partial(self._config_applied, g))
+                         on_config=functools.partial(self._config_applied, g),
+                         lazy_follower_rounds=LAZY_FOLLOWER_ROUNDS)
 
     def _address_learned(self, name: str) -> None:
         self.names[raft_id(name)] = name
@@ -1363,11 +1370,20 @@ class ShardedRaftRunner(BaseRunner):
             slots = format_ranges(self.slot_map.ranges_of(g), sep="/")
             rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
                        f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"
-                       f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}")
+                       f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}"
+                       + self._lazy_info(core))
         sections["replication"] = rep
         dbsize = sum(self.groups[g].sm.dbsize for g in led)
         sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
         return render_info(sections, wanted)
+
+    def _lazy_info(self, core: RaftNode) -> str:
+        """A group leader's lazy third replica (core/raft/node.py): the follower sent each round
+        at once, how often the roles swapped, and the rounds held for the lazy follower."""
+        if core.role is not Role.LEADER or core.eager_follower is None:
+            return ""
+        return (f",eager={self.names.get(core.eager_follower, core.eager_follower)},"
+                f"lazy_swaps={core.lazy_swaps},lazy_rounds_held={core.lazy_rounds_held}")
 
 
 class _Held:

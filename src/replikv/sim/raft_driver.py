@@ -74,6 +74,9 @@ class RaftOptions:
     heartbeat_ticks: int = 2
     lease_reads: bool | None = None  # None: on for one seed in four
     async_persist: bool | None = None  # None: on for odd seeds
+    # the core's lazy third replica (core/raft/node.py), with 3 voters; None: 3 rounds for seeds
+    # 2, 5, 8... (one in three, independent of the options above, which go by two and four)
+    lazy_follower_rounds: int | None = None
     fsync_us: tuple[int, int] = (100, 3_000)  # async_persist: how long one fsync takes
     compact_every: int = 12
     snapshot_chunk_bytes: int = 48
@@ -110,6 +113,9 @@ class RaftDriver(NodeTable):
         cfg = engine.cfg
         seed = cfg.seed
         self.lease = self.opts.lease_reads if self.opts.lease_reads is not None else seed % 4 == 0
+        self.lazy_rounds = (self.opts.lazy_follower_rounds if self.opts.lazy_follower_rounds is not None
+                            else 3 if seed % 3 == 2 else 0)
+        self.lazy_held = self.lazy_swaps = 0  # of cores replaced at restarts (_count_lazy)
         self.async_persist = (self.opts.async_persist if self.opts.async_persist is not None
                               else seed % 2 == 1)
         self.rng = random.Random(engine.rng.getrandbits(64))
@@ -129,7 +135,7 @@ class RaftDriver(NodeTable):
             election_timeout_ticks=o.election_timeout_ticks, heartbeat_ticks=o.heartbeat_ticks,
             pre_vote=True, check_quorum=True, lease_reads=self.lease,
             snapshot_chunk_bytes=o.snapshot_chunk_bytes, max_msg_bytes=256, max_inflight_msgs=4,
-            async_persist=self.async_persist)
+            async_persist=self.async_persist, lazy_follower_rounds=self.lazy_rounds)
 
     def boot(self) -> None:
         for n in self.nodes.values():
@@ -362,6 +368,7 @@ class RaftDriver(NodeTable):
 
     def restart(self, nid: int) -> None:
         n = self.nodes[nid]
+        self._count_lazy(n.core)
         n.core = self._make_core(n, self._load(n))
         snap = n.snapshot
         if snap is not None and snap.data:
@@ -478,5 +485,15 @@ class RaftDriver(NodeTable):
                          f"a{n.core.log.applied} l{n.core.log.last_index}{'' if n.up else ' down'}"
                          for n in self.nodes.values())
 
+    def _count_lazy(self, core: RaftNode) -> None:
+        """Keep a core's lazy-follower counters across its restart (a new core starts at 0)."""
+        self.lazy_held += core.lazy_rounds_held
+        self.lazy_swaps += core.lazy_swaps
+
     def stats(self) -> dict[str, int]:
-        return {"committed": max(self.committed, default=0), "terms_with_leader": len(self.leaders)}
+        out = {"committed": max(self.committed, default=0), "terms_with_leader": len(self.leaders)}
+        if self.lazy_rounds:
+            cores = [n.core for n in self.nodes.values()]
+            out["lazy_rounds_held"] = self.lazy_held + sum(c.lazy_rounds_held for c in cores)
+            out["lazy_swaps"] = self.lazy_swaps + sum(c.lazy_swaps for c in cores)
+        return out

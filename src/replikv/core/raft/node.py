@@ -22,6 +22,11 @@ Practice"):
   once the change commits (thesis §4.2.2).
 - Leadership transfer with TimeoutNow (thesis §3.10).
 - ReadIndex reads and lease reads (thesis §6.4, §6.4.1; read_index.py).
+- Optionally (``lazy_follower_rounds``), a send policy for a group of three
+  voters: one follower (the "eager" one) gets each round's AppendEntries at
+  once, the other (the "lazy" one) every few rounds and at every tick
+  (``_send_append``, ``_flush_lazy``, ``_lazy_tick``). Raft §5.3 leaves to the
+  leader what it sends each follower and when; commit still counts matches.
 - Back-pressure on writers for a follower caught up too far behind
   (`lagging_follower`, the leader-follower mode's rule 10) and compaction
   that waits for one (`catch_up_floor`, `compaction_waits`); and for a log
@@ -202,12 +207,14 @@ class RaftNode:
         max_pending_reads: int = 4096,
         async_persist: bool = False,
         snapshot_sink: SinkFactory = MemorySink,
+        lazy_follower_rounds: int = 0,
     ) -> None:
         invariant(
             heartbeat_ticks < election_timeout_ticks, "heartbeat must be below election timeout"
         )
         invariant(not lease_reads or check_quorum, "lease reads rely on CheckQuorum stickiness")
         invariant(0 <= lease_drift_margin_ticks < election_timeout_ticks, "drift margin < timeout")
+        invariant(lazy_follower_rounds >= 0, "lazy_follower_rounds is a count of rounds")
         self.id = id
         self.rng = rng
         self.election_timeout_ticks = election_timeout_ticks
@@ -269,6 +276,24 @@ class RaftNode:
         self._restore_out: Snapshot | None = None
         self._persisted_hs = hs
         self._commit_notice = False  # leader: commit advanced, followers not yet told
+        # The lazy third replica (``_send_append``; 0: off, every follower gets every round).
+        # Leader only, set by _sync_progress: the follower sent to at once, the one held, the
+        # one that is eager while both keep up (spreads the role over nodes: the voter after
+        # this one in id order), calls that held something for the lazy one since its last
+        # batch, whether this call held something, and each follower's last index sent as of
+        # the previous tick (``_lazy_tick``'s bound).
+        self.lazy_follower_rounds = lazy_follower_rounds
+        self.eager_follower: int | None = None
+        self.lazy_follower: int | None = None
+        self._preferred_eager: int | None = None
+        self._lazy_rounds = 0
+        self._lazy_held_now = False
+        self._lazy_owed = False
+        self._lazy_counted_to = 0
+        self._lazy_open = False
+        self._lazy_due: dict[int, int] = {}
+        self.lazy_swaps = 0  # roles swapped because the eager follower fell behind (or back)
+        self.lazy_rounds_held = 0  # rounds whose AppendEntries to the lazy follower were held
 
     # ------------------------------------------------------------------ API
     def step(self, msg: RaftMsg) -> list[Effect]:
@@ -628,6 +653,7 @@ class RaftNode:
         self.election_elapsed = 0
         self.reads.reset()
         self.progress = {}
+        self._preferred_eager = None  # the lazy follower's state starts afresh (_pick_lazy_follower)
         self._sync_progress()
         # Conservative: a config entry of an earlier term may still be uncommitted.
         self.pending_conf_index = self.log.last_index
@@ -664,6 +690,8 @@ class RaftNode:
         if self.heartbeat_elapsed >= self.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._broadcast_heartbeat()
+        if self.lazy_follower is not None:
+            self._lazy_tick()
 
     def _campaign(self, *, transfer: bool) -> None:
         if self.pre_vote and not transfer:
@@ -1062,6 +1090,13 @@ class RaftNode:
         last = log.last_index
         if not send_if_empty and pr.next == last + 1:
             return False  # nothing new (what the checks below conclude; the pipelining loop's end)
+        if to == self.lazy_follower and not self._lazy_open and self._lazy_holds(pr):
+            # sent with the lazy follower's next batch: a round of entries counts towards it
+            # (_flush); a commit notice alone waits for the batch or the tick (_lazy_tick)
+            self._lazy_owed = True
+            if pr.next <= last:
+                self._lazy_held_now = True
+            return False
         if pr.is_paused():
             return False
         prev = pr.next - 1
@@ -1081,6 +1116,90 @@ class RaftNode:
         elif pr.state is ProgressState.PROBE:
             pr.probe_sent = True
         return True
+
+    def _lazy_holds(self, lazy: Progress) -> bool:
+        """Is this round's AppendEntries to the lazy follower held for its next batch? Only while
+        both followers replicate (REPLICATE: the leader knows where their logs match ours and
+        pipelines) and no leadership transfer runs (the target must be brought up to date at
+        once, thesis §3.10). A probe, a snapshot, or an eager follower that is not replicating
+        sends at once, so a follower that restarted or fell behind never waits for a batch.
+        Holding a message is a delay, which Raft tolerates (§5.3: the leader decides what to
+        send each follower and when); commit still needs a majority's match (§5.4.2), here the
+        leader and the eager follower, or the lazy one once its batch arrives."""
+        if lazy.state is not ProgressState.REPLICATE or self.lead_transferee is not None:
+            return False
+        eager = self.progress.get(self.eager_follower) if self.eager_follower is not None else None
+        return eager is not None and eager.state is ProgressState.REPLICATE
+
+    def _flush_lazy(self, *, notice: bool) -> None:
+        """Send the lazy follower what was held for it: every entry it lacks (pipelined up to
+        the inflight window) with the current commit index; with ``notice``, an empty
+        AppendEntries carrying the commit index if no entry was due."""
+        lazy = self.lazy_follower
+        if lazy is None or lazy not in self.progress:
+            return
+        self._lazy_rounds = 0
+        self._lazy_owed = False
+        self._lazy_open = True
+        try:
+            if self._send_append(lazy, send_if_empty=notice):
+                while self._send_append(lazy, send_if_empty=False):
+                    pass
+        finally:
+            self._lazy_open = False
+
+    def _lazy_tick(self) -> None:
+        """Leader, each tick: the lazy follower's time bound and the eager follower's liveness
+        bound. A follower keeps up if it acknowledged every entry sent to it before the
+        previous tick. If the eager one does not and the lazy one does, they swap roles (the
+        new eager one is sent everything at once), so a slow, paused, dead or partitioned
+        eager follower costs at most about two ticks of commit latency, never availability
+        (the lazy one gets a batch at every tick meanwhile, and its match counts for commit).
+        The preferred eager follower takes the role back once it keeps up. Then whatever was
+        held for the lazy follower leaves."""
+        eager, lazy = self.eager_follower, self.lazy_follower
+        pe = self.progress.get(eager) if eager is not None else None
+        pl = self.progress.get(lazy) if lazy is not None else None
+        if pe is None or pl is None or eager is None or lazy is None:
+            return
+        due = self._lazy_due
+        lazy_ok = pl.match >= due.get(lazy, 0)
+        if lazy_ok and (pe.match < due.get(eager, 0) or lazy == self._preferred_eager):
+            self.eager_follower, self.lazy_follower = lazy, eager
+            self.lazy_swaps += 1
+            self._lazy_open = True
+            try:
+                self._lazy_rounds = 0
+                self._lazy_owed = False
+                if self._send_append(lazy, send_if_empty=False):
+                    while self._send_append(lazy, send_if_empty=False):
+                        pass
+            finally:
+                self._lazy_open = False
+        if self._lazy_owed:
+            self._flush_lazy(notice=True)
+        due[eager] = pe.next - 1
+        due[lazy] = pl.next - 1
+
+    def _pick_lazy_follower(self) -> None:
+        """Leader, on election and on a configuration change (_sync_progress): the policy runs
+        in a configuration of exactly three voters including this one (a majority is this node
+        and one follower); otherwise every follower gets every round."""
+        voters = self.log.config().voters
+        if self.lazy_follower_rounds < 1 or len(voters) != 3 or self.id not in voters:
+            if self.lazy_follower is not None:
+                self._flush_lazy(notice=False)
+            self.eager_follower = self.lazy_follower = self._preferred_eager = None
+            return
+        others = sorted(voters - {self.id})
+        preferred = next((v for v in others if v > self.id), others[0])  # spreads the eager role
+        if self._preferred_eager == preferred and {self.eager_follower, self.lazy_follower} == set(others):
+            return  # unchanged
+        self._preferred_eager = self.eager_follower = preferred
+        self.lazy_follower = others[1] if others[0] == preferred else others[0]
+        self._lazy_rounds = 0
+        self._lazy_owed = False
+        self._lazy_due = {}
 
     def _send_snapshot_chunk(self, to: int) -> None:
         pr = self.progress[to]
@@ -1250,6 +1369,8 @@ class RaftNode:
                 self.progress[pid] = pr
         if self.lead_transferee is not None and self.lead_transferee not in members:
             self.lead_transferee = None
+        if self.lazy_follower_rounds:
+            self._pick_lazy_follower()
 
     def _handle_read(self, origin: int, rid: object, lease: bool) -> None:
         """Thesis §6.4 steps 1-3 (step 4, waiting for apply, is the driver's)."""
@@ -1412,6 +1533,16 @@ class RaftNode:
         """Assemble this call's effects in the durability order (effects.py)."""
         if self._commit_notice:
             self._notify_commit()
+        if self._lazy_held_now:
+            # one more round held for the lazy follower; its batch leaves every
+            # lazy_follower_rounds rounds (and at each tick: _lazy_tick)
+            self._lazy_held_now = False
+            if self.role is Role.LEADER and self.log.last_index > self._lazy_counted_to:
+                self._lazy_counted_to = self.log.last_index  # a round: this call added entries
+                self.lazy_rounds_held += 1
+                self._lazy_rounds += 1
+                if self._lazy_rounds >= self.lazy_follower_rounds:
+                    self._flush_lazy(notice=True)
         if len(self._sends) > 1 and self.role is not Role.LEADER:
             self._coalesce_acks()
         if (
