@@ -1138,12 +1138,18 @@ class RaftNode:
         lazy = self.lazy_follower
         if lazy is None or lazy not in self.progress:
             return
+        self._send_held(lazy, notice=notice)
+
+    def _send_held(self, to: int, *, notice: bool) -> None:
+        """Send ``to`` every entry it lacks now, unheld (pipelined up to the inflight window; with
+        ``notice``, an empty AppendEntries with the commit index if no entry was due); the lazy
+        follower's count of held rounds starts again."""
         self._lazy_rounds = 0
         self._lazy_owed = False
         self._lazy_open = True
         try:
-            if self._send_append(lazy, send_if_empty=notice):
-                while self._send_append(lazy, send_if_empty=False):
+            if self._send_append(to, send_if_empty=notice):
+                while self._send_append(to, send_if_empty=False):
                     pass
         finally:
             self._lazy_open = False
@@ -1167,15 +1173,7 @@ class RaftNode:
         if lazy_ok and (pe.match < due.get(eager, 0) or lazy == self._preferred_eager):
             self.eager_follower, self.lazy_follower = lazy, eager
             self.lazy_swaps += 1
-            self._lazy_open = True
-            try:
-                self._lazy_rounds = 0
-                self._lazy_owed = False
-                if self._send_append(lazy, send_if_empty=False):
-                    while self._send_append(lazy, send_if_empty=False):
-                        pass
-            finally:
-                self._lazy_open = False
+            self._send_held(lazy, notice=False)
         if self._lazy_owed:
             self._flush_lazy(notice=True)
         due[eager] = pe.next - 1
