@@ -45,6 +45,10 @@ from replikv.sim.workload import Client, PendingOp
 __all__ = ["Driver", "Engine", "NodeTable", "SafetyViolation", "SimConfig", "SimResult", "replay_command", "run"]
 
 
+RETRY_FIRST_US = 2_000  # a refused attempt's first retry (Engine.client_retry)
+RETRY_MAX_US = 16_000  # the backoff's bound
+
+
 class SafetyViolation(AssertionError):
     """A safety property, the convergence bound or the history check failed for a seed."""
 
@@ -250,10 +254,19 @@ class Engine:
         self._schedule_client(c)
 
     def client_retry(self, c: Client, rid: tuple[int, int], hint: int | None = None) -> None:
-        """The attempt was refused before it could take effect: try again soon."""
+        """The attempt was refused before it could take effect: try again soon, after
+        ``RETRY_FIRST_US`` doubled at each refusal of the same operation, at most ``RETRY_MAX_US``
+        (exponential backoff, as a Redis client's retry policy does). A fixed 2 ms had each client
+        retry ~150 times through an election: 85 % of a raft seed's attempts were refusals and
+        most of its simulation time (session 27)."""
         if hint is not None:
             c.leader_hint = hint
-        self.after(2_000, self._client_timeout_retry, c, rid)
+        p = c.pending
+        refusals = 0
+        if p is not None:
+            refusals = p.refusals
+            p.refusals += 1
+        self.after(min(RETRY_FIRST_US << refusals, RETRY_MAX_US), self._client_timeout_retry, c, rid)
 
     def _client_timeout_retry(self, c: Client, rid: tuple[int, int]) -> None:
         if self.current(c, rid):

@@ -42,6 +42,7 @@ class PendingOp:
     call_us: int
     seq: int
     attempts: int = 0
+    refusals: int = 0  # attempts refused before taking effect (the engine's retry backoff)
     attempt_id: int = 0
     node: int | None = None
 
