@@ -31,6 +31,7 @@ from replikv.core.raft.effects import Apply, Persist, ReadReady, Reply
 from replikv.core.raft.messages import EntryKind
 from replikv.core.raft.node import RaftNode, Role
 from replikv.sim.engine import SafetyViolation
+from replikv.sim.raft_driver import seeded_lazy_rounds
 from replikv.sim.raft_env import MemoryDisk
 
 __all__ = ["Placement", "ScaleReport", "ShardedSim", "round_robin_placement", "scale_report"]
@@ -53,8 +54,8 @@ class ShardedSim:
     heartbeat_ticks: int = 10
     quiesce: bool = True
     lease_reads: bool = False
-    # RaftNode's lazy third replica (core/raft/node.py): None runs it (3 rounds) for one seed in
-    # three, so the sharded simulators check it under their faults
+    # RaftNode's lazy third replica (core/raft/node.py); None: the seed decides
+    # (raft_driver.seeded_lazy_rounds)
     lazy_follower_rounds: int | None = None
     delay_ticks: tuple[int, int] = (1, 1)
     placement: Placement = field(default_factory=dict)
@@ -112,16 +113,9 @@ class ShardedSim:
         raft = RaftNode(n, voters=self._bootstrap_voters(n, g), storage=disk.load(),
                         rng=random.Random(self.rng.random()), election_timeout_ticks=self.election_timeout_ticks,
                         heartbeat_ticks=self.heartbeat_ticks, lease_reads=self.lease_reads,
-                        lazy_follower_rounds=self.lazy_rounds())
+                        lazy_follower_rounds=seeded_lazy_rounds(self.seed, self.lazy_follower_rounds))
         self.applied[(n, g)] = raft.log.applied
         host.add_group(g, raft)
-
-    def lazy_rounds(self) -> int:
-        """The groups' ``lazy_follower_rounds``: as given, else 3 for seeds 2, 5, 8... (one in
-        three; independent of the other seed-chosen options, which go by two and four)."""
-        if self.lazy_follower_rounds is not None:
-            return self.lazy_follower_rounds
-        return 3 if self.seed % 3 == 2 else 0
 
     def crash(self, n: int) -> None:
         self.hosts[n] = None

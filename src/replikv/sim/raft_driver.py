@@ -63,9 +63,19 @@ from replikv.sim.engine import NodeTable
 if TYPE_CHECKING:
     from replikv.sim.engine import Engine
 
-__all__ = ["RaftDriver", "RaftOptions"]
+__all__ = ["RaftDriver", "RaftOptions", "seeded_lazy_rounds"]
 
 SLOW_FSYNC_US = (10_000, 80_000)
+
+
+def seeded_lazy_rounds(seed: int, given: int | None) -> int:
+    """The Raft cores' ``lazy_follower_rounds`` (core/raft/node.py) in a simulator run: ``given``,
+    else 3 for seeds 2, 5, 8... (one in three, independent of the other seed-chosen options,
+    which go by two and four), so the simulators check the lazy third replica under their
+    faults. The raft driver and the sharded simulator (multiraft_cluster.py) both take it."""
+    if given is not None:
+        return given
+    return 3 if seed % 3 == 2 else 0
 
 
 @dataclass
@@ -74,8 +84,8 @@ class RaftOptions:
     heartbeat_ticks: int = 2
     lease_reads: bool | None = None  # None: on for one seed in four
     async_persist: bool | None = None  # None: on for odd seeds
-    # the core's lazy third replica (core/raft/node.py), with 3 voters; None: 3 rounds for seeds
-    # 2, 5, 8... (one in three, independent of the options above, which go by two and four)
+    # the core's lazy third replica (core/raft/node.py), with 3 voters; None: the seed decides
+    # (seeded_lazy_rounds: one seed in three)
     lazy_follower_rounds: int | None = None
     fsync_us: tuple[int, int] = (100, 3_000)  # async_persist: how long one fsync takes
     compact_every: int = 12
@@ -113,8 +123,7 @@ class RaftDriver(NodeTable):
         cfg = engine.cfg
         seed = cfg.seed
         self.lease = self.opts.lease_reads if self.opts.lease_reads is not None else seed % 4 == 0
-        self.lazy_rounds = (self.opts.lazy_follower_rounds if self.opts.lazy_follower_rounds is not None
-                            else 3 if seed % 3 == 2 else 0)
+        self.lazy_rounds = seeded_lazy_rounds(seed, self.opts.lazy_follower_rounds)
         self.lazy_held = self.lazy_swaps = 0  # of cores replaced at restarts (_count_lazy)
         self.async_persist = (self.opts.async_persist if self.opts.async_persist is not None
                               else seed % 2 == 1)
