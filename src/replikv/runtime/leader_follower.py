@@ -142,7 +142,8 @@ class LeaderFollowerRunner(BaseRunner):
                                  log=shipping_log, led_epochs=list(meta.get("led_epochs", [])),
                                  sync_retry_ms=3 * opts.heartbeat_ms,
                                  repl_backlog_bytes=opts.repl_backlog_bytes,
-                                 max_lag_bytes=opts.repl_max_lag_bytes, lag_stall_ms=opts.repl_lag_stall_ms)
+                                 max_lag_bytes=opts.repl_max_lag_bytes, lag_stall_ms=opts.repl_lag_stall_ms,
+                                 frame_bytes=opts.max_command_bytes)
         log.info("node %s recovered: snapshot at %d, %d WAL entries replayed, last index %d, epoch %d, role %s",
                  self.id, base_index, replayed, shipping_log.last_index, self.core.epoch, self.core.role)
 

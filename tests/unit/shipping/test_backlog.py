@@ -197,6 +197,32 @@ def test_catch_up_frames_stay_within_the_byte_window():
     assert acked == 90
 
 
+def test_no_append_holds_more_than_frame_bytes_of_entries_unless_it_is_one_entry():
+    """Two entries, each within ``frame_bytes`` (the peer frame limit's share), together past
+    it: a follower syncing after both gets them in two frames, and a new batch of such entries
+    goes to a streaming follower as catch-up frames, not as one frame (the link closes on a
+    frame over its limit; the full suite saw a follower sent two 2 MB script entries in one
+    3.95 MB frame over a 3 MiB limit, at every resend). One entry alone always goes."""
+    big = b"x" * 6_000
+    leader = ShippingNode("n1", ["n2"], epoch=1, leader="n1", frame_bytes=10_000)
+    leader.propose([[[b"SET", b"e1", big], [b"SET", b"e2", big[:3000]]]], 0)  # one entry, ~9 kB
+    leader.propose([[[b"SET", b"a1", big]]], 0)
+    out = leader.step(m.SyncRequest(sender="n2", epoch=1, last_index=0, epoch_starts=[]), 0)
+    frames = [e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append)]
+    assert [f.count for f in frames] == [1, 1]
+    assert all(len(f.entries) <= 10_000 for f in frames)
+    leader.step(m.Ack(sender="n2", epoch=1, durable_index=2), 0)
+    # a batch of three entries, ~18 kB: three frames, in order, from the follower's next index
+    _, out = leader.propose([[[b"SET", b"b%d" % i, big]] for i in range(3)], 0)
+    frames = [e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append)]
+    assert [(f.prev_index, f.count) for f in frames] == [(2, 1), (3, 1), (4, 1)]
+    assert all(len(f.entries) <= 10_000 for f in frames)
+    # one entry over frame_bytes goes alone (a command fits the frame limit by itself)
+    _, out = leader.propose([[[b"SET", b"c", big * 2]]], 0)
+    frames = [e.msg for e in out if isinstance(e, Send) and isinstance(e.msg, m.Append)]
+    assert [(f.prev_index, f.count) for f in frames] == [(5, 1)]
+
+
 def test_count_within_takes_whole_batches_by_offset_and_single_entries_by_size():
     log = ShippingLog()
     log.append([[1, [[b"SET", b"a", VALUE]]] for _ in range(10)], 10_000)  # 1..10, one batch

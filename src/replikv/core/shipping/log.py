@@ -150,15 +150,22 @@ class ShippingLog:
         """How many entries from ``first_index`` (> base_index) fit in ``max_bytes``:
         whole batches by their offsets, else entries of the first batch by their
         estimated size; at least one, at most ``max_count`` (a catch-up frame of
-        2048 64 KiB values would be 128 MiB, packed again on every sync)."""
+        2048 64 KiB values would be 128 MiB, packed again on every sync). The
+        offsets count only from a batch's end: from inside a batch (a frame that
+        took part of it, or the base of a log compacted inside one) they would
+        take that batch's rest as free, so the entries' sizes count instead (a
+        frame then held two 2 MB entries for a 2 MB budget)."""
         last = self.last_index
         if first_index > last:
             return 0
         offsets = self.offsets
-        limit = self.offset_at(first_index - 1) + max_bytes
-        pos = bisect.bisect_right(offsets, limit, key=lambda o: o[1]) - 1
-        if pos >= 0 and offsets[pos][0] >= first_index:
-            return min(max_count, offsets[pos][0] - first_index + 1)
+        before = first_index - 1
+        at = bisect.bisect_left(offsets, before, key=lambda o: o[0])
+        if at < len(offsets) and offsets[at][0] == before:  # from a batch's end: whole batches
+            limit = offsets[at][1] + max_bytes
+            pos = bisect.bisect_right(offsets, limit, key=lambda o: o[1]) - 1
+            if offsets[pos][0] >= first_index:
+                return min(max_count, offsets[pos][0] - first_index + 1)
         count = total = 0
         for entry in self.slice(first_index, max_count):
             total += estimate_bytes([entry])

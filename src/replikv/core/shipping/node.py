@@ -41,7 +41,12 @@ The rules (what Redis PSYNC, MySQL semi-sync and Kafka's leader epochs do):
    follower into an endless full resync). While a follower is sent a
    snapshot, no new snapshot compacts the log (``full_resync_in_progress``),
    so the entries it needs next are still there when it lands: a full
-   resync that starts can finish.
+   resync that starts can finish. No Append holds more than ``frame_bytes``
+   of entries unless it is one entry (which fits the peer frame limit: a
+   command is at most ``max_command_bytes``): a new batch past it goes as
+   catch-up frames. Before, a follower that synced after two 2 MB script
+   entries (each within the limit) was sent both in one 3.95 MB frame, over
+   its 3 MiB limit, and the link closed at every resend.
 6. Acks: a follower acks the highest index in its WAL after the driver has
    persisted it; the leader's ``ack_watermark(k)`` is the highest index that
    k followers hold (semi-sync k; sync is k = number of followers), and never
@@ -178,7 +183,7 @@ class ShippingNode:
                  window_entries: int = 50_000, window_bytes: int = 32 * 1024 * 1024,
                  max_batch_entries: int = 2048, sync_retry_ms: int = 300,
                  repl_backlog_bytes: int = 256 * 1024 * 1024, max_lag_bytes: int = 128 * 1024 * 1024,
-                 lag_stall_ms: int = 5000) -> None:
+                 lag_stall_ms: int = 5000, frame_bytes: int = 32 * 1024 * 1024) -> None:
         invariant(node_id not in peers, "a node is not its own peer")
         self.id = node_id
         self.peers = list(peers)
@@ -188,6 +193,9 @@ class ShippingNode:
         self.led_epochs = list(led_epochs or ([epoch] if leader == node_id else []))
         self.window_entries = window_entries
         self.window_bytes = window_bytes
+        # rule 5: the most entry bytes one Append holds, unless one entry alone is more (the
+        # driver's peer frame limit less room for the message's own fields)
+        self.frame_bytes = frame_bytes
         self.max_batch_entries = max_batch_entries
         self.repl_backlog_bytes = repl_backlog_bytes
         self.max_lag_bytes = max_lag_bytes  # rule 10
@@ -293,6 +301,11 @@ class ShippingNode:
             del marks[:2048]
         prev_epoch = self.log.epoch_at(first - 1)
         last = self.log.last_index
+        if len(packed) > self.frame_bytes:  # more than one frame holds: catch-up frames (rule 5)
+            for peer, pr in self.progress.items():
+                if pr.state == STREAM and pr.next_index == first:
+                    effects += self._send_more(peer)
+            return first, effects
         for peer, pr in self.progress.items():
             if pr.state == STREAM and pr.next_index == first and self._window_open(pr, last, len(packed)):
                 effects.append(Send(to=peer, msg=Append(
@@ -321,6 +334,7 @@ class ShippingNode:
         last = self.log.last_index
         while pr.state == STREAM and pr.next_index <= last:
             room = self.window_bytes - pr.inflight_bytes if pr.inflight_bytes else self.window_bytes
+            room = min(room, self.frame_bytes)
             if room <= 0 or pr.next_index - pr.match_index > self.window_entries:
                 break  # the next ack opens the window again
             count = self.log.count_within(pr.next_index, self.max_batch_entries, room)
