@@ -1404,6 +1404,12 @@ def join_key_state(a: KeyState, b: KeyState, keep_mine: Any, keep_theirs: Any) -
 
 
 def _join_dots(a: dict[Any, Any], b: dict[Any, Any], keep_a: Any, keep_b: Any) -> dict[Any, Any]:
+    """The join of two dot maps: an entry on both sides stays (``a``'s value), one on a single
+    side stays iff ``keep_a``/``keep_b`` says the other side never saw it. Equal maps (two
+    replicas that agree, the common case of anti-entropy) join to ``a`` itself, the same
+    entries, with one C-level comparison instead of a test per entry."""
+    if a == b:
+        return a
     out = {}
     for k, v in a.items():
         if k in b or keep_a(k[0], k[1]):
