@@ -52,26 +52,7 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   read repair would, instead of waiting for anti-entropy.
 - The durability rule (etcd's Ready): ``Persist(key, state)`` comes before
   the ``Send`` that depends on it, and ``ApplyCommit`` before the ack, so a
-  quorum of acks means a quorum of replicas holds the value. One exception,
-  taken by the driver (``Replica._paxos_run``, outside a membership change):
-  an acceptor's promise to a round of its own node's proposer is not logged.
-  Only that proposer counts it, and the proposer lives in the same process
-  and dies with it: if the node crashes before the promise reaches disk in a
-  later state, the round ends with it. And it does reach disk before it can
-  matter to anyone else: a Propose of the round leaves in the same flush as
-  this acceptor's own answer to it, or later (the round asks its own
-  acceptor first: "Commit on accept", or in the same effects as the others;
-  the driver writes every ``Persist`` of a flush before that flush's frames),
-  and that answer is logged: an accept (promise = the ballot), or a refusal,
-  for which the driver logs the acceptor's state (its promise above the
-  ballot may be another own round's, itself not logged; without this, a
-  crash right after that flush let the acceptor promise a lower ballot that
-  the refused round's promise quorum had excluded, while the round's
-  Propose was out). A recovered acceptor that lost such a promise is one
-  whose round sent no proposal, so a ballot reissued after a restart (its
-  HLC was not on disk) finds nothing accepted at it.
-  Saves one state encoding and one WAL entry per write at the coordinator
-  (the Paxos write's ~575 us of cluster CPU: about 2 %, BENCHMARKS.md).
+  quorum of acks means a quorum of replicas holds the value.
 
 Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-op: one):
 1. PREPARE with a ballot above every ballot and HLC it has seen. Any Nack:
