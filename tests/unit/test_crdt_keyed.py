@@ -193,3 +193,39 @@ def test_any_interleaving_of_writes_and_joins_converges(steps: list[tuple[int, i
         digests = {r.store.key_digest(key) for r in rs}
         assert len(digests) == 1, key
         assert all(r.store.visible(key) == rs[0].store.visible(key) for r in rs)
+
+
+def test_a_join_under_a_covering_context_that_drops_their_entries_keeps_its_own_blob() -> None:
+    """Two replicas can reach equal contexts with different entries (a Paxos commit written over
+    a context that missed the commit before it: paxos.py, "A replica that missed a commit"):
+    ``a`` applied the second commit over the first value, ``b`` applied it without the first and
+    then joined the first value's state, which keeps both as siblings, and a tombstone's dot.
+    Joining ``b``'s state (its context covers ``a``'s) into ``a`` drops ``b``'s entry that
+    ``a``'s context covers; ``a``'s ``key_blob`` must be its own
+    state, not ``b``'s blob (it once was: the digests then lied and anti-entropy swapped the
+    two states for ever), and the two converge."""
+    from replikv.core.crdt.store import overwrite_muts
+
+    key = b"k"
+    first, second = ("n1", 100 << 16), ("n3", 200 << 16)
+    a, b, old = KeyedStore(), KeyedStore(), KeyedStore()
+    for store in (a, old):
+        store.apply_write(*first, overwrite_muts(store, key, b"first"), 1)
+    a.apply_write(*second, overwrite_muts(a, key, b"second"), 2)
+    b.apply_write(*second, overwrite_muts(b, key, b"second"), 2)
+    old_blob = old.key_blob(key)
+    assert old_blob is not None and b.join_key(key, old_blob, 3)
+    assert a.context(key) == b.context(key) and a.key_blob(key) != b.key_blob(key)
+    gone = KeyedStore()  # and a dot ``a`` has not seen: ``b``'s context now covers ``a``'s strictly
+    gone.apply_write("n2", 150 << 16, overwrite_muts(gone, key, None), 1)
+    gone_blob = gone.key_blob(key)
+    assert gone_blob is not None and b.join_key(key, gone_blob, 3)
+    b_blob = b.key_blob(key)
+    assert b_blob is not None
+    a.join_key(key, b_blob, 4)
+    fresh = KeyedStore.restore(a.snapshot())
+    assert a.key_blob(key) == fresh.key_blob(key)  # its own state, packed
+    a_blob = a.key_blob(key)
+    assert a_blob is not None
+    b.join_key(key, a_blob, 5)
+    assert a.key_blob(key) == b.key_blob(key) == KeyedStore.restore(b.snapshot()).key_blob(key)

@@ -325,10 +325,18 @@ class KeyedStore(CrdtStore):
     def join_key(self, key: bytes, blob: bytes, now_ms: int) -> bool:
         """Join another replica's ``key_blob(key)``; whether this state changed.
         Raises ValueError on a blob that does not decode as one. When the
-        incoming context covers this replica's, the join is the incoming state
-        (the rule of the module docstring) and ``blob`` (a peer's ``key_blob``,
-        deterministic) is kept as this key's ``key_blob``: no dump to digest
-        it for the Merkle trees or to compare it in read repair."""
+        join is the incoming state, ``blob`` (a peer's ``key_blob``,
+        deterministic) is kept as this key's ``key_blob``: no packing to digest
+        it for the Merkle trees or to compare it in read repair. The incoming
+        context covering this replica's is not enough to say so (the rule of
+        the module docstring assumed it): a replica that missed a Paxos commit
+        writes the next one over a context without it, so two replicas can
+        reach equal contexts with different entries (``paxos.py``, "A replica
+        that missed a commit"); the join then drops the incoming entries this
+        replica's context covers. Keeping their blob for it once made two
+        replicas' digests and shipped states lie about the data they held, and
+        anti-entropy swapped them forever (the simulator, seed 90222
+        --paxos with session 28's reverted own-promise change)."""
         try:
             raw_ctx, dump = msgpack.unpackb(blob, raw=False, use_list=True)
             theirs = {str(o): int(s) for o, s in raw_ctx}
@@ -355,8 +363,8 @@ class KeyedStore(CrdtStore):
         else:
             self.data[key] = a
         self.ctx[key] = new_ctx
-        if new_ctx == theirs:  # their context covers ours: the join is their state, this very blob
-            self._blobs[key] = blob
+        if new_ctx == theirs and (None if a.empty() else a.dump()) == dump:
+            self._blobs[key] = blob  # the join is their state: this very blob
         self._mark(key, now_ms)
         return True
 
