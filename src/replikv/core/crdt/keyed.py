@@ -336,7 +336,8 @@ class KeyedStore(CrdtStore):
         replica's context covers. Keeping their blob for it once made two
         replicas' digests and shipped states lie about the data they held, and
         anti-entropy swapped them forever (the simulator, seed 90222
-        --paxos with session 28's reverted own-promise change)."""
+        --paxos with session 28's reverted own-promise change). So their
+        blob is kept only when no entry of theirs was left out."""
         try:
             raw_ctx, dump = msgpack.unpackb(blob, raw=False, use_list=True)
             theirs = {str(o): int(s) for o, s in raw_ctx}
@@ -344,12 +345,17 @@ class KeyedStore(CrdtStore):
         except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as err:
             raise ValueError(f"bad key state: {err}") from err
         mine = self.ctx.get(key, {})
+        dropped = False  # an entry of theirs that this replica's context covers left out
 
         def keep_mine(o: str, s: int) -> bool:
             return s > theirs.get(o, 0)
 
         def keep_theirs(o: str, s: int) -> bool:
-            return s > mine.get(o, 0)
+            nonlocal dropped
+            if s > mine.get(o, 0):
+                return True
+            dropped = True
+            return False
 
         a = self.data.get(key) or KeyState()
         changed = join_key_state(a, b, keep_mine, keep_theirs)
@@ -363,8 +369,12 @@ class KeyedStore(CrdtStore):
         else:
             self.data[key] = a
         self.ctx[key] = new_ctx
-        if new_ctx == theirs and (None if a.empty() else a.dump()) == dump:
-            self._blobs[key] = blob  # the join is their state: this very blob
+        if new_ctx == theirs and not dropped and (not (a.ctr or a.hash or b.ctr or b.hash) or (
+                None if a.empty() else a.dump()) == dump):
+            # The join is their state, this very blob: their context covers ours, so every entry
+            # of ours is on their side or left out (``keep_mine``), and none of theirs was left
+            # out; counters (joined by maximum) are compared whole.
+            self._blobs[key] = blob
         self._mark(key, now_ms)
         return True
 
