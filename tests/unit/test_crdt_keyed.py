@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from replikv.core.crdt.hlc import Hlc
 from replikv.core.crdt.keyed import KeyedStore
+from replikv.core.crdt.store import overwrite_muts
 from replikv.core.replies import OK
 from replikv.kv.crdt_writes import translate, vget
 
@@ -204,8 +205,6 @@ def test_a_join_under_a_covering_context_that_drops_their_entries_keeps_its_own_
     ``a``'s context covers; ``a``'s ``key_blob`` must be its own
     state, not ``b``'s blob (it once was: the digests then lied and anti-entropy swapped the
     two states for ever), and the two converge."""
-    from replikv.core.crdt.store import overwrite_muts
-
     key = b"k"
     first, second = ("n1", 100 << 16), ("n3", 200 << 16)
     a, b, old = KeyedStore(), KeyedStore(), KeyedStore()

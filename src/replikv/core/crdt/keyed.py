@@ -26,7 +26,12 @@ Rules:
   of o for this key. (Caveat stated in docs/leaderless.md: an origin that
   loses its own acknowledged write to a machine crash under
   ``--fsync everysec`` can later ship a context covering a dot it no longer
-  holds, which removes that write from the replicas that have it.)
+  holds, which removes that write from the replicas that have it.) A second
+  exception: a replica that missed a Paxos commit writes the next one over a
+  context without it (``paxos.py``, "A replica that missed a commit"), so two
+  replicas can hold covering, even equal, contexts with different entries.
+  The join is still the rule above, but a state whose context covers
+  another's is then not the join of the two.
 - A write can travel as a delta instead (``write_delta`` / ``apply_delta``;
   Almeida et al.'s delta-mutators, in op form): its dot, its mutations and,
   for each key it touches, the key's context on the coordinator just before
@@ -328,16 +333,12 @@ class KeyedStore(CrdtStore):
         join is the incoming state, ``blob`` (a peer's ``key_blob``,
         deterministic) is kept as this key's ``key_blob``: no packing to digest
         it for the Merkle trees or to compare it in read repair. The incoming
-        context covering this replica's is not enough to say so (the rule of
-        the module docstring assumed it): a replica that missed a Paxos commit
-        writes the next one over a context without it, so two replicas can
-        reach equal contexts with different entries (``paxos.py``, "A replica
-        that missed a commit"); the join then drops the incoming entries this
-        replica's context covers. Keeping their blob for it once made two
-        replicas' digests and shipped states lie about the data they held, and
-        anti-entropy swapped them forever (the simulator, seed 90222
-        --paxos with session 28's reverted own-promise change). So their
-        blob is kept only when no entry of theirs was left out."""
+        context covering this replica's does not make it so (the module
+        docstring's second exception): it is so when, besides, no incoming
+        entry was left out. Keeping their blob on the context alone once made
+        two replicas' digests and shipped states lie about the data they held,
+        and anti-entropy swapped them for ever (the simulator, seed 90222
+        --paxos with session 28's reverted own-promise change)."""
         try:
             raw_ctx, dump = msgpack.unpackb(blob, raw=False, use_list=True)
             theirs = {str(o): int(s) for o, s in raw_ctx}
