@@ -1110,6 +1110,9 @@ class Replica:
                 current = self._current(msg.key) if kind is pm.Prepare else None
                 mine = None if kind is pm.Commit else self._electorate(msg.key)
                 effects = self.acceptor.step(msg, current, mine)
+                if kind is pm.Prepare and msg.sender == self.node and effects and type(effects[0]) is px.Persist \
+                        and not self.stream_ranges and not self.membership.changing:
+                    del effects[0]  # its own round's promise: not logged (paxos.py, "the durability rule")
                 if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
                     self.stats["paxos_fenced"] += 1
                 elif isinstance(msg, pm.Propose) and msg.commit and effects and isinstance(
