@@ -1,8 +1,9 @@
 """What a replica logs of its acceptor's states (paxos.py, "the durability rule"): a promise to
 a peer's round is logged before the Promise leaves; a promise to a round of its own proposer
 is not (only that proposer counts it, and it dies with the process), except while a membership
-change is under way; the accept that follows holds the promise, and is logged before the
-Propose leaves."""
+change is under way; the acceptor's answer to its own round's Propose is logged before the
+Propose goes to the others: an accept holds the promise, and a refusal logs the state whose
+(possibly unlogged) higher promise refused it."""
 
 from __future__ import annotations
 
@@ -82,3 +83,23 @@ def test_its_own_rounds_promise_is_logged_while_a_range_streams() -> None:
     nodes["n1"].stream_ranges["n4"] = []
     start = nodes["n1"].paxos(1, b"fresh:2", _set_nx, 1000)
     assert [s.promised.node for s in _px_states(start, b"fresh:2")] == ["n1"]
+
+
+def test_a_refusal_of_its_own_rounds_propose_logs_the_promise_before_the_round_asks_the_others() -> None:
+    """Two rounds of n1's on one key: the second's promise (not logged) makes n1's acceptor
+    refuse the first's Propose; the first then asks the other replicas. Before that Propose
+    leaves, the acceptor's state, promised to the second round's ballot, is logged: a crash
+    right after must not leave n1 free to promise a ballot below the first round's."""
+    nodes = _cluster()
+    key = b"fresh:3"
+    first = nodes["n1"].paxos(1, key, _set_nx, 1000)
+    second = nodes["n1"].paxos(2, key, _set_nx, 1000)
+    assert _px_states(first, key) == [] and _px_states(second, key) == []
+    (peer, prepare), = [(p, m) for p, m in _frames(nodes, "n1", first) if m.msg.req == 1]
+    later = nodes["n1"].acceptor.state(key).promised
+    assert prepare.msg.ballot < later
+    (_, promise), = _frames(nodes, peer, nodes[peer].step("n1", prepare, 1000, 1000 * 1000))
+    refused = nodes["n1"].step(peer, promise, 1000, 1000 * 1000)
+    assert [s.promised for s in _px_states(refused, key)] == [later]
+    proposes = [(p, m.msg) for p, m in _frames(nodes, "n1", refused) if isinstance(m.msg, pm.Propose)]
+    assert proposes and all(m.req == 1 and m.ballot == prepare.msg.ballot for _, m in proposes)

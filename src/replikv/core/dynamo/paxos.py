@@ -58,13 +58,18 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   Only that proposer counts it, and the proposer lives in the same process
   and dies with it: if the node crashes before the promise reaches disk in a
   later state, the round ends with it. And it does reach disk before it can
-  matter to anyone else: a Propose of the round leaves only after this
-  acceptor's own accept of it (itself first: "Commit on accept", and the
-  driver writes every ``Persist`` of a flush before that flush's frames), or
-  after a higher promise, and both states hold a promise at or above the
-  round's ballot. A recovered acceptor that lost such a promise is one that
-  never made it; a ballot reissued after a restart (its HLC was not on disk)
-  reaches no peer with a proposal before the acceptor's own accept of it.
+  matter to anyone else: a Propose of the round leaves in the same flush as
+  this acceptor's own answer to it, or later (the round asks its own
+  acceptor first: "Commit on accept", or in the same effects as the others;
+  the driver writes every ``Persist`` of a flush before that flush's frames),
+  and that answer is logged: an accept (promise = the ballot), or a refusal,
+  for which the driver logs the acceptor's state (its promise above the
+  ballot may be another own round's, itself not logged; without this, a
+  crash right after that flush let the acceptor promise a lower ballot that
+  the refused round's promise quorum had excluded, while the round's
+  Propose was out). A recovered acceptor that lost such a promise is one
+  whose round sent no proposal, so a ballot reissued after a restart (its
+  HLC was not on disk) finds nothing accepted at it.
   Saves one state encoding and one WAL entry per write at the coordinator
   (the Paxos write's ~575 us of cluster CPU: about 2 %, BENCHMARKS.md).
 

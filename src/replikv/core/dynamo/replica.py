@@ -1110,9 +1110,15 @@ class Replica:
                 current = self._current(msg.key) if kind is pm.Prepare else None
                 mine = None if kind is pm.Commit else self._electorate(msg.key)
                 effects = self.acceptor.step(msg, current, mine)
-                if kind is pm.Prepare and msg.sender == self.node and effects and type(effects[0]) is px.Persist \
-                        and not self.stream_ranges and not self.membership.changing:
-                    del effects[0]  # its own round's promise: not logged (paxos.py, "the durability rule")
+                if msg.sender == self.node and effects:  # its own round's (paxos.py, "the durability rule")
+                    first = effects[0]
+                    if kind is pm.Prepare and type(first) is px.Persist and not self.stream_ranges \
+                            and not self.membership.changing:
+                        del effects[0]  # its promise: not logged
+                    elif kind is pm.Propose and type(first) is px.Send and type(first.msg) is pm.Nack:
+                        # its Propose refused: the promise above it may be another own round's, not
+                        # logged; logged now, before the round's Propose goes to the other replicas
+                        effects.insert(0, px.Persist(key=msg.key, state=self.acceptor.state(msg.key)))
                 if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
                     self.stats["paxos_fenced"] += 1
                 elif isinstance(msg, pm.Propose) and msg.commit and effects and isinstance(
