@@ -69,7 +69,12 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   the refused round's promise quorum had excluded, while the round's
   Propose was out). A recovered acceptor that lost such a promise is one
   whose round sent no proposal, so a ballot reissued after a restart (its
-  HLC was not on disk) finds nothing accepted at it.
+  HLC was not on disk) finds nothing accepted at it. Such a round may have
+  answered a no-op from its promises ("No-ops answered by the prepare",
+  below); a proposal below its ballot that the recovered acceptor accepts
+  then is chosen after that answer, so its operation is answered after it
+  too, or was answered "may still be applied": linearized after the read,
+  as in (b) there.
   Saves one state encoding and one WAL entry per write at the coordinator
   (the Paxos write's ~575 us of cluster CPU: about 2 %, BENCHMARKS.md).
 
