@@ -68,6 +68,9 @@ def test_seeds(chunk: tuple[int, int, int, bool]) -> None:
 # Paxos (issue 9's compare-and-set): every read, write and CAS a Paxos round; ~0.1 s a seed
 PAXOS_PLAN = [(3, 30_000, 300, False), (5, 40_000, 100, False)]
 PAXOS_CHUNKS = split(PAXOS_PLAN, CHUNK, LONG_CHUNK)
+# Seeds that once failed: 101167, a read's no-op commit erased a chosen value's accepted proposal
+# at a replica that had missed its commit (paxos.py, the acceptor's Commit rule)
+PAXOS_REGRESSIONS = [(3, 101_167)]
 
 
 @pytest.mark.parametrize("chunk", PAXOS_CHUNKS, ids=lambda c: chunk_id(c, "llpx"))
@@ -75,6 +78,11 @@ def test_paxos_seeds(chunk: tuple[int, int, int, bool]) -> None:
     """The Paxos history of every seed is linearizable and the replicas end equal."""
     nodes, start, count, long = chunk
     assert_seeds_pass(lambda seed: run_seed(seed, nodes, long, paxos=True), start, count)
+
+
+@pytest.mark.parametrize("nodes,seed", PAXOS_REGRESSIONS)
+def test_paxos_regression_seeds(nodes: int, seed: int) -> None:
+    run_seed(seed, nodes, paxos=True)
 
 
 def test_paxos_runs_choose_values_and_exercise_every_outcome() -> None:

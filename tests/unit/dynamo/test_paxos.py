@@ -1477,6 +1477,29 @@ def test_a_commit_on_accept_refused_or_repeated_changes_nothing() -> None:
     assert new == AcceptorState(promised=ballot) and [type(e) for e in eff] == [Persist, Send]
 
 
+def test_a_noop_commit_keeps_the_accepted_proposal_of_a_commit_the_acceptor_missed() -> None:
+    """An acceptor that accepted the proposal of the commit a no-op round read from (``after``)
+    but missed that commit keeps the proposal when the no-op's Commit, or its commit on accept,
+    arrives: it may be the only trace there of the newest chosen value (seed 101167 --paxos). One
+    that holds that commit forgets a proposal at or below the no-op's ballot, as before."""
+    older = Proposal(ballot=Ballot(hlc=3, node="a"), value=b"w", origin=Ballot(hlc=3, node="a"))
+    chosen = Ballot(hlc=4, node="a")
+    accepted = Proposal(ballot=chosen, value=b"x", origin=chosen)
+    missed = AcceptorState(promised=chosen, accepted=accepted, committed=older)
+    noop = Ballot(hlc=5, node="b")
+    commit = Commit(req=2, sender="b", key=K, ballot=noop, value=b"x", noop=True, origin=noop, after=chosen)
+    on_accept = Propose(req=2, sender="b", key=K, ballot=noop, value=b"x", origin=noop, commit=True,
+                        after=chosen, noop=True, electorate=E3)
+    for msg in (commit, on_accept):
+        new, eff = acceptor_step("a", missed, msg, None, E3)
+        assert new == AcceptorState(promised=noop, accepted=accepted, committed=older)
+        assert not [e for e in eff if isinstance(e, ApplyCommit)]
+    held = AcceptorState(promised=chosen, accepted=accepted, committed=Proposal(
+        ballot=chosen, value=b"x", origin=chosen, after=older.ballot))
+    new, _ = acceptor_step("a", held, commit, None, E3)
+    assert new == AcceptorState(promised=noop, committed=held.committed)
+
+
 def test_simulation_with_commit_on_accept_is_one_linearizable_chain() -> None:
     """The seeded simulation above (loss, duplicates, reordering, acceptor crashes right after a
     persist, the proposers' own messages on the same lossy network) with commit on accept on

@@ -21,6 +21,17 @@ Acceptor (``PaxosAcceptor`` / ``acceptor_step``), per key:
   ask the driver to write v into its data as the version of the ballot that
   decided v (``ApplyCommit``: its origin, b itself unless the round finished
   another's proposal; b for a commit without provenance). Always acknowledged.
+  A no-op's Commit (the round changed nothing) records nothing and applies
+  nothing; it raises the promise, and forgets an accepted proposal at or
+  below b only when the acceptor holds the commit the round read from
+  (``after``, below): an acceptor that missed it may hold that very commit's
+  proposal, accepted, as its only trace of a chosen value (the simulator,
+  seed 101167 --paxos: a lost repair, then a read's no-op commit erased the
+  accepted proposal of the newest chosen value at one of the two replicas
+  that had accepted it; a read from that replica and the third, neither
+  holding the value, was then answered from their promises with the value
+  before it). Kept, it is in progress to the next round that asks, which
+  finishes it.
   Why the origin: one chosen value may be committed by several rounds (its
   own, and a rival that found it accepted and finished it while the first
   commit was on its way), each at its own ballot. Written as the version of
@@ -144,8 +155,9 @@ Proposer (``PaxosProposer``), one per operation, four round trips (a settled no-
    applied" (a held change is settled by a recorded commit, below); either
    way it is linearized after this read. That is the same argument as for a
    no-op that proposes (its propose and unrecorded commit leave the acceptors
-   as its prepare did, promised b and nothing accepted, when they arrive;
-   a delayed proposal outside the quorum is finished later either way).
+   as its prepare did, promised b, with nothing accepted unless an acceptor
+   missed the commit the round read from, when they arrive; a delayed
+   proposal outside the quorum is finished later either way).
    (c) Every member of the promise quorum holds the value in its data and the
    commit behind it, so a later QUORUM read (which meets that quorum) sees
    it, as after a proposing round's commit acks. A quorum that disagrees
@@ -603,12 +615,6 @@ def _commit_rules(state: AcceptorState, key: bytes, ballot: Ballot, value: Value
     no-op)."""
     if state.committed is not None and ballot <= state.committed.ballot:
         return state, []  # a duplicate, or older than what was applied
-    accepted = state.accepted
-    if accepted is not None and accepted.ballot <= ballot:
-        accepted = None
-    if noop:  # nothing changed: forget the proposal, no commit to record or apply
-        return new_state(max(state.promised, ballot), accepted, state.committed), []
-    new = new_state(max(state.promised, ballot), accepted, new_proposal(ballot, value, origin, after))
     # Missed the commit this one follows (``after``, newer than ours): catch up (docstring).
     # Without provenance (an older node's commit, or one sent before the Hellos crossed)
     # it cannot tell, and the version it writes may be a second one: it catches up now,
@@ -616,6 +622,15 @@ def _commit_rules(state: AcceptorState, key: bytes, ballot: Ballot, value: Value
     behind = after is None or (after != ZERO_BALLOT and (
         state.committed is None or state.committed.ballot < after
         or state.committed.origin is None))
+    accepted = state.accepted
+    if noop:  # nothing changed: no commit to record or apply
+        if behind:  # the proposal may be the missed commit: kept (docstring, Commit)
+            return new_state(max(state.promised, ballot), accepted, state.committed), []
+        accepted = None if accepted is not None and accepted.ballot <= ballot else accepted
+        return new_state(max(state.promised, ballot), accepted, state.committed), []
+    if accepted is not None and accepted.ballot <= ballot:
+        accepted = None
+    new = new_state(max(state.promised, ballot), accepted, new_proposal(ballot, value, origin, after))
     return new, [_apply_commit(key, origin if origin is not None else ballot, value, behind)]
 
 
