@@ -21,6 +21,8 @@ connections; the figure is all their requests over the slowest one's span
     .venv/bin/python benchmarks/leaderless_throughput.py             # the full run
     .venv/bin/python benchmarks/leaderless_throughput.py --quick     # a smoke run
     .venv/bin/python benchmarks/leaderless_throughput.py --markdown  # also tables for BENCHMARKS.md
+    .venv/bin/python benchmarks/leaderless_throughput.py --levels quorum --pipelines 1 --no-raft \
+        --ratio-rounds 6   # issue 9's Paxos ratio, six more rounds back to back
 
 This is a script, not a test: it asserts nothing about speed.
 """
@@ -36,6 +38,7 @@ import re
 import shutil
 import signal
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -74,13 +77,18 @@ def spread_cmd(ports: list[int], requests: int, clients: int, pipeline: int,
                   lambda port, n, c: bench_cmd(port, n, c, pipeline, *command, keyspace=keyspace))
 
 
-def bench_cas(ports: list[int], requests: int, clients: int) -> dict[str, tuple[float, float, float]]:
-    """The two CAS figures: every one failing (``CAS`` whose expected value the SET test's keys do
-    not hold: a Paxos read) and nearly every one succeeding (``SET NX`` on fresh keys: a Paxos
-    write)."""
-    return {"CAS": spread_cmd(ports, requests, clients, 1, "CAS", "key:__rand_int__", "x", "y"),
-            "SET NX": spread_cmd(ports, requests, clients, 1, "SET", "fresh:__rand_int__", "y", "NX",
-                                 keyspace=FRESH_KEYSPACE)}
+def bench_cas(ports: list[int], requests: int, clients: int, only: str | None = None,
+              fresh: str = "fresh") -> dict[str, tuple[float, float, float]]:
+    """The two CAS figures (or ``only`` one of them): every one failing (``CAS`` whose expected
+    value the SET test's keys do not hold: a Paxos read) and nearly every one succeeding (``SET NX``
+    on fresh keys: a Paxos write). A later run of ``SET NX`` takes another ``fresh`` prefix:
+    redis-benchmark seeds its key generator with the time and its pid, so a later run may draw
+    an earlier one's keys again (seen: one of three runs did, and its SET NXs were all Paxos
+    reads, at twice the rate)."""
+    commands = {"CAS": (("CAS", "key:__rand_int__", "x", "y"), KEYSPACE),
+                "SET NX": (("SET", f"{fresh}:__rand_int__", "y", "NX"), FRESH_KEYSPACE)}
+    return {name: spread_cmd(ports, requests, clients, 1, *command, keyspace=keyspace)
+            for name, (command, keyspace) in commands.items() if only in (None, name)}
 
 
 # INFO counters of the leaderless nodes whose change over a phase tells what background work ran
@@ -170,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="quorum,one",
                         help="the leaderless levels to run (a diagnostic run: --levels quorum --no-raft)")
     parser.add_argument("--no-raft", action="store_true", help="skip the raft cluster (no ratios)")
+    parser.add_argument("--ratio-rounds", type=int, default=0,
+                        help="then this many more rounds of QUORUM SET -P 1 and the Paxos write, "
+                             "back to back, each round's ratio printed (on a VM whose speed drifts "
+                             "the ratio of one round varies more than the figures' own noise)")
     parser.add_argument("--probe-ms", type=int, default=0,
                         help="start the nodes with REPLIKV_LOOP_PROBE_MS (log event-loop stalls over "
                              "this many ms) and report the stalls of each leaderless phase")
@@ -189,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["| system | level | test | pipeline | ops/s | p50 ms | p99 ms | vs raft |",
             "|---|---|---|--:|--:|--:|--:|--:|"]
     figures: dict[tuple[str, str, str, int], tuple[float, float, float]] = {}
+    ratios: list[float] = []  # --ratio-rounds
     try:
         for _ in range(0 if args.no_raft else 1):
             with replikv_up(root, "raft", args.fsync) as ports:
@@ -213,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
                     for test, figure in phases.run(
                             "CAS and SET NX", bench_cas, ports, requests // 4, args.clients).items():
                         figures[("leaderless", "serial", test, 1)] = figure
+                    for rnd in range(args.ratio_rounds):
+                        qs = bench_spread(ports, "SET", requests, args.clients, 1)[0]
+                        px = bench_cas(ports, requests // 4, args.clients, only="SET NX",
+                                       fresh=f"fresh{rnd + 1}")["SET NX"][0]
+                        ratios.append(px / qs)
+                        console.print(f"round {rnd + 1}: QUORUM SET {qs:,.0f} ops/s, Paxos write {px:,.0f} "
+                                      f"ops/s, ratio {px / qs:.4f}")
                     two = ports[:2]
                     before = phases.run("GET 3 up", bench_spread, two, "GET", requests // 2, args.clients, 1)
                     pid = int(redis.Redis(port=ports[2]).info("server")["process_id"])
@@ -239,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             paxos = figures.get(("leaderless", "serial", test, 1))
             if quorum_set and paxos:
                 console.print(f"Paxos {what} / QUORUM SET at -P 1: {paxos[0] / quorum_set[0]:.2f}")
+        if ratios:
+            console.print(f"Paxos write / QUORUM SET at -P 1 over {len(ratios)} more rounds: median "
+                          f"{statistics.median(ratios):.4f}, lowest {min(ratios):.4f}, highest {max(ratios):.4f}")
         console.print(f"load average after: {load_average()}")
         if args.markdown:
             print("\n".join(rows))
