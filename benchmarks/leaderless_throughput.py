@@ -37,8 +37,8 @@ import platform
 import re
 import shutil
 import signal
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time

@@ -1110,6 +1110,11 @@ class Replica:
                 current = self._current(msg.key) if kind is pm.Prepare else None
                 mine = None if kind is pm.Commit else self._electorate(msg.key)
                 effects = self.acceptor.step(msg, current, mine)
+                if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
+                    self.stats["paxos_fenced"] += 1
+                elif isinstance(msg, pm.Propose) and msg.commit and effects and isinstance(
+                        e := effects[-1], px.Send) and isinstance(e.msg, pm.Accepted) and e.msg.committed:
+                    self.stats["paxos_commits_on_accept"] += 1
                 if msg.sender == self.node and effects:  # its own round's (paxos.py, "the durability rule")
                     first = effects[0]
                     if kind is pm.Prepare and type(first) is px.Persist and not self.stream_ranges \
@@ -1119,11 +1124,6 @@ class Replica:
                         # its Propose refused: the promise above it may be another own round's, not
                         # logged; logged now, before the round's Propose goes to the other replicas
                         effects.insert(0, px.Persist(key=msg.key, state=self.acceptor.state(msg.key)))
-                if effects and isinstance(e := effects[0], px.Send) and isinstance(e.msg, pm.Nack) and e.msg.fenced:
-                    self.stats["paxos_fenced"] += 1
-                elif isinstance(msg, pm.Propose) and msg.commit and effects and isinstance(
-                        e := effects[-1], px.Send) and isinstance(e.msg, pm.Accepted) and e.msg.committed:
-                    self.stats["paxos_commits_on_accept"] += 1
                 work.extend(self._paxos_effects(effects, 0, now_ms, out))
             else:
                 entry = self.proposers.get(msg.req)
