@@ -338,7 +338,8 @@ class KeyedStore(CrdtStore):
         entry was left out. Keeping their blob on the context alone once made
         two replicas' digests and shipped states lie about the data they held,
         and anti-entropy swapped them for ever (the simulator, seed 90222
-        --paxos with session 28's reverted own-promise change)."""
+        --paxos, with the coordinator's own promise not logged: ``paxos.py``,
+        the durability rule)."""
         try:
             raw_ctx, dump = msgpack.unpackb(blob, raw=False, use_list=True)
             theirs = {str(o): int(s) for o, s in raw_ctx}

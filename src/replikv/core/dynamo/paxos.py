@@ -623,13 +623,12 @@ def _commit_rules(state: AcceptorState, key: bytes, ballot: Ballot, value: Value
         state.committed is None or state.committed.ballot < after
         or state.committed.origin is None))
     accepted = state.accepted
-    if noop:  # nothing changed: no commit to record or apply
-        if behind:  # the proposal may be the missed commit: kept (docstring, Commit)
-            return new_state(max(state.promised, ballot), accepted, state.committed), []
-        accepted = None if accepted is not None and accepted.ballot <= ballot else accepted
-        return new_state(max(state.promised, ballot), accepted, state.committed), []
-    if accepted is not None and accepted.ballot <= ballot:
+    # forgotten at or below the commit, but a no-op's keeps the proposal when this acceptor
+    # missed the commit the round read from: it may be that commit's (docstring, Commit)
+    if accepted is not None and accepted.ballot <= ballot and not (noop and behind):
         accepted = None
+    if noop:  # nothing changed: no commit to record or apply
+        return new_state(max(state.promised, ballot), accepted, state.committed), []
     new = new_state(max(state.promised, ballot), accepted, new_proposal(ballot, value, origin, after))
     return new, [_apply_commit(key, origin if origin is not None else ballot, value, behind)]
 
