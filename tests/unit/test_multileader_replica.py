@@ -240,6 +240,24 @@ def test_retention_counts_the_mutations_an_op_holds_and_keeps_the_newest_op() ->
     assert [o.seq for o in b.retained()] == [3, 4] and b.base["a"] == 2
 
 
+def test_ops_every_node_has_trimmed_leave_the_bound_to_ops_a_peer_lacks_once_past_retain_ops() -> None:
+    """Rule 9 over a long run: once an origin has made more than ``retain_ops`` mutations, a
+    peer a few ops behind (far within the bound) is still sent ops, never a state transfer. The
+    count must remember what trimming ops every node has already dropped: forgetting it made
+    each trim drop the oldest op a peer still lacked (session 30: after ~500,000 writes per
+    node, the default bound, a loaded 3-node cluster fell into state transfers and its
+    clients got TRYAGAIN)."""
+    r = Replica("a", NODES, retain_ops=10, sync_every=1)
+    for seq in range(1, 41):
+        _, eff = r.local(0, [("put", b"k", b"v", None)])
+        for peer in ("b", "c"):  # each peer lacks the newest three ops
+            eff += r.step(sync(peer, {"a": max(0, seq - 3)}))
+        eff += r.tick()
+        assert not any(isinstance(e, SendState) for e in eff), f"op {seq}: a state transfer"
+        assert r.base["a"] == max(0, seq - 3), f"op {seq}: base {r.base['a']} beyond what the peers have"
+        assert [o.seq for o in r.retained()] == list(range(max(1, seq - 2), seq + 1))
+
+
 def test_a_laggard_gets_a_state_transfer_rate_limited_and_installed_releases_pending() -> None:
     r = Replica("a", NODES, retain_ops=2, state_every_ticks=10)
     for i in range(5):

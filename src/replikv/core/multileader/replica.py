@@ -142,8 +142,9 @@ class Replica:
         # delivered here): base[o] < seq <= vv[o]
         self.log: list[tuple[int, Op]] = []
         self._next_pos = 0
-        # rule 9's count, per origin: mutations delivered, and (seq, that count through the
-        # op) for the delivered ops not yet below base
+        # rule 9's count, per origin: mutations delivered, and (seq, that count BEFORE the op)
+        # for the delivered ops not yet below base: the first entry's count is then what the
+        # ops at or below base held, which trimming dropped from the deque but not from the sum
         self._muts: dict[str, int] = {}
         self._muts_at: dict[str, deque[tuple[int, int]]] = {}
         self.known: dict[str, VV] = {n: {} for n in self.nodes if n != node_id}
@@ -417,23 +418,30 @@ class Replica:
     def _count(self, op: Op) -> None:
         """Rule 9's count of a delivered op's mutations (a payload that is no list counts one)."""
         n = len(op.payload) if isinstance(op.payload, (list, tuple)) else 1
-        total = self._muts[op.origin] = self._muts.get(op.origin, 0) + max(1, n)
+        before = self._muts.get(op.origin, 0)
+        self._muts[op.origin] = before + max(1, n)
         at = self._muts_at.get(op.origin)
         if at is None:
             at = self._muts_at[op.origin] = deque()
-        at.append((op.seq, total))
+        at.append((op.seq, before))
 
     def _size_floor(self, origin: str, have: int) -> int:
         """The lowest base for ``origin`` that leaves at most ``retain_ops`` of its mutations
-        retained, the newest op kept whatever it holds (rule 9); 0 when all fit."""
+        retained, the newest op kept whatever it holds (rule 9); 0 when all fit.
+
+        Kept from op ``s`` on, the retained mutations are the total less the count before
+        ``s``: an op whose count before it is below ``total - retain_ops`` must go. The ops
+        already below base count too (the first entry's count holds them): a floor computed
+        from the retained ops alone would drop one more op a neighbour lacks at every trim."""
         at = self._muts_at.get(origin)
         if not at:
             return 0
-        least = self._muts[origin] - self.retain_ops  # an op whose count is below this must go
-        while at and at[0][1] < least:
+        least = self._muts[origin] - self.retain_ops
+        if at[0][1] >= least:
+            return 0  # what is retained fits
+        while len(at) > 1 and at[0][1] < least:
             at.popleft()
-        floor = at[0][0] if at and at[0][1] >= least > 0 else 0
-        return min(floor, have - 1)
+        return min(at[0][0] - 1, have - 1)
 
     # ------------------------------------------------------------- sending
     def _relay(self) -> list[Effect]:
