@@ -11,9 +11,18 @@ For each pipeline depth (-P 1 and -P 16) and each test (SET, INCR):
   * leader-follower: one redis-benchmark with all the connections at the
     leader (async acks: what the leader alone can take).
 
-Both clusters use the same --fsync. While the multi-leader run goes on, a
-probe writes a fresh key on n1 every 20 ms and times how long n2 takes to
-show it: replication lag p50/p99. Then the same multi-leader cluster is
+Both clusters use the same --fsync and are up at once; each test runs on the
+leader-follower cluster, then at once on the multi-leader one (the idle
+cluster's ticks cost both alike), and ``--rounds N`` repeats that N times:
+the figures are the medians and the ratio the median of the N rounds'
+ratios (this VM's speed drifts by ~20 % within minutes, and a -P 16 run of
+150,000 requests lasts about a second). Replication lag under that load is
+measured in a second pass of the same multi-leader runs (``--lag-requests``
+each): a probe writes a fresh key on n1 every 20 ms and times how long n2
+takes to show it, polling every 0.1 ms, p50/p99. The throughput figures
+come from the first pass, with no probe: the probe's client and the GETs it
+sends take a share of the 2 cores the leader-follower runs do not pay for
+(until session 30 it ran beside the throughput runs, and spun on GETs). Then the same multi-leader cluster is
 started with 50 ms injected between every pair of nodes (``--peer-delay-ms
 50``, "regions" on one machine) and a raft cluster with the same delay, and
 the latency of single writes (redis-benchmark -c 1 -P 1) is compared: a
@@ -21,6 +30,7 @@ multi-leader write answers from the local log, a raft write waits for a
 majority's round trip.
 
     .venv/bin/python benchmarks/multileader_throughput.py            # the full run
+    .venv/bin/python benchmarks/multileader_throughput.py --rounds 5 # issue 10's ratios, five rounds
     .venv/bin/python benchmarks/multileader_throughput.py --quick    # a smoke run
     .venv/bin/python benchmarks/multileader_throughput.py --markdown # also tables for BENCHMARKS.md
 
@@ -160,6 +170,9 @@ def spread(ports: list[int], requests: int, clients: int,
     return (each * len(ports) / span_s, statistics.median(r[1] for r in results), max(r[2] for r in results))
 
 
+POLL_S = 0.0001  # between the probe's GETs: a busy loop of GETs would take a core's share from the nodes
+
+
 class LagProbe(Background):
     """Every 20 ms: SET a fresh key on one node, time until another node shows it."""
 
@@ -178,6 +191,7 @@ class LagProbe(Background):
             while self.dst.get(key) is None:
                 if time.perf_counter() - start > 10:
                     break
+                time.sleep(POLL_S)
             self.samples_ms.append((time.perf_counter() - start) * 1000)
             self._stop.wait(0.02)
 
@@ -197,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 15000 requests per test")
     parser.add_argument("--pipelines", default="1,16")
     parser.add_argument("--no-regions", action="store_true", help="skip the 50 ms injected-latency part")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of every test, each a leader-follower run then a multi-leader one; "
+                             "the figures are the medians, the ratio the median of the rounds' ratios")
+    parser.add_argument("--lag-requests", type=int, default=None,
+                        help="requests per multi-leader run of the lag pass (default: a third of --requests)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     requests = 15_000 if args.quick else args.requests
@@ -210,28 +229,37 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[str] = ["| system | test | pipeline | ops/s | p50 ms | p99 ms | ML / LF |",
                        "|---|---|--:|--:|--:|--:|--:|"]
     try:
-        figures: dict[tuple[str, str, int], tuple[float, float, float]] = {}
-        with replikv_up(root, "leader-follower", args.fsync) as ports:
-            leader = leader_port(ports)
-            for p in pipelines:
-                for test in TESTS:
-                    figures[("leader-follower", test, p)] = bench(leader, test, requests, args.clients, p)
-        lag = "no lag measured"
-        with replikv_up(root, "multi-leader", args.fsync) as ports:
-            with LagProbe(ports[0], ports[1]) as probe:
+        runs: dict[tuple[str, str, int], list[tuple[float, float, float]]] = {}
+        ratios: dict[tuple[str, int], list[float]] = {}
+        with replikv_up(root, "leader-follower", args.fsync) as lf_ports, \
+                replikv_up(root, "multi-leader", args.fsync) as ports:
+            leader = leader_port(lf_ports)
+            for rnd in range(args.rounds):
+                for p in pipelines:
+                    for test in TESTS:  # each pair back to back: the VM's drift hits both alike
+                        lf = bench(leader, test, requests, args.clients, p)
+                        ml = bench_spread(ports, test, requests, args.clients, p)
+                        runs.setdefault(("leader-follower", test, p), []).append(lf)
+                        runs.setdefault(("multi-leader", test, p), []).append(ml)
+                        ratios.setdefault((test, p), []).append(ml[0] / lf[0])
+                        if args.rounds > 1:
+                            console.print(f"round {rnd + 1}: {test:<4} -P {p:<2} ML / LF {ml[0]:,.0f} / "
+                                          f"{lf[0]:,.0f} = {ml[0] / lf[0]:.2f}")
+            with LagProbe(ports[0], ports[1]) as probe:  # the lag pass: the same runs, shorter
                 for p in pipelines:
                     for test in TESTS:
-                        figures[("multi-leader", test, p)] = bench_spread(ports, test, requests, args.clients, p)
+                        bench_spread(ports, test, args.lag_requests or max(15_000, requests // 3), args.clients, p)
             lag = probe.summary()
         for p in pipelines:
             for test in TESTS:
-                lf = figures[("leader-follower", test, p)]
+                ratio = statistics.median(ratios[(test, p)])
                 for system in ("leader-follower", "multi-leader"):
-                    ops, p50, p99 = figures[(system, test, p)]
-                    ratio = f"{ops / lf[0]:.2f}" if system == "multi-leader" else ""
-                    rows.append(f"| {system} | {test} | {p} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | {ratio} |")
+                    got = runs[(system, test, p)]
+                    ops, p50, p99 = (statistics.median(r[i] for r in got) for i in range(3))
+                    shown = f"{ratio:.2f}" if system == "multi-leader" else ""
+                    rows.append(f"| {system} | {test} | {p} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | {shown} |")
                     console.print(f"{system:<16} {test:<4} -P {p:<2} {ops:>10,.0f} ops/s  p50 {p50:.3f} ms  "
-                                  f"p99 {p99:.3f} ms  {ratio}")
+                                  f"p99 {p99:.3f} ms  {shown}")
         console.print(lag)
         if not args.no_regions:
             region_rows = ["| system (50 ms between nodes) | SET p50 ms | SET p99 ms | ops/s (1 client) |",
