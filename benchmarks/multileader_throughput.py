@@ -27,7 +27,9 @@ started with 50 ms injected between every pair of nodes (``--peer-delay-ms
 50``, "regions" on one machine) and a raft cluster with the same delay, and
 the latency of single writes (redis-benchmark -c 1 -P 1) is compared: a
 multi-leader write answers from the local log, a raft write waits for a
-majority's round trip.
+majority's round trip; the multi-leader cluster then takes the spread load
+again, with the lag probe beside it (writes do not wait for the delay; the
+lag is the delay plus the send interval).
 
     .venv/bin/python benchmarks/multileader_throughput.py            # the full run
     .venv/bin/python benchmarks/multileader_throughput.py --rounds 5 # issue 10's ratios, five rounds
@@ -270,6 +272,14 @@ def main(argv: list[str] | None = None) -> int:
                     port = ports[0] if mode == "multi-leader" else leader_port(ports)
                     # a raft write waits ~100 ms (a majority's round trip): 300 of them take 30 s
                     ops, p50, p99 = bench(port, "SET", n if mode == "multi-leader" else min(n, 300), 1, 1)
+                    if mode == "multi-leader":  # the spread load too, and the lag under it
+                        with LagProbe(ports[0], ports[1]) as probe:
+                            for p in pipelines:
+                                for test in TESTS:
+                                    got = bench_spread(ports, test, requests, args.clients, p)
+                                    console.print(f"50 ms between nodes: multi-leader {test:<4} -P {p:<2} "
+                                                  f"{got[0]:>10,.0f} ops/s  p50 {got[1]:.3f} ms  p99 {got[2]:.3f} ms")
+                        console.print(f"50 ms between nodes, under that load: {probe.summary()}")
                 region_rows.append(f"| {mode} | {p50:.3f} | {p99:.3f} | {ops:,.0f} |")
                 console.print(f"50 ms between nodes: {mode:<13} SET p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
                               f"{ops:,.0f} ops/s (one client)")
