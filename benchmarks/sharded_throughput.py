@@ -13,6 +13,12 @@ SET (utime + stime from /proc) and how long each node waited for a core per seco
 run-queue time, /proc/<pid>/task/*/schedstat): on a saturated 2-core machine a request that waits
 is waiting for a core, not for a timer, when the nodes are runnable nearly all the time.
 
+Every layout's cluster is up at once (an idle sharded cluster quiesces; an idle raft cluster
+only heartbeats), and each run goes through the layouts back to back; ``--rounds N`` repeats
+that N times, and the figures are the medians, the ratio the median of the rounds' ratios. The
+unsharded cluster's -P 1 rate alone moved from 7,500 to 17,700 SET/s between runs of session 30
+(its rounds per SET move with the timing), so one run's ratio says little.
+
 With ``--clients cluster`` (or ``plain,cluster``), also cluster-aware clients:
 ``redis-benchmark --cluster`` (each command sent to its group's leader) against the
 sharded clusters, and one redis-benchmark at the leader (no forwarding either) against the
@@ -21,6 +27,8 @@ left idle once every group has a leader, and each node's CPU is read from /proc 
 ``--idle-seconds``: what quiesced groups cost (issue 13's target: under 5% of a core per node).
 
     .venv/bin/python benchmarks/sharded_throughput.py [--quick] [--markdown]
+    .venv/bin/python benchmarks/sharded_throughput.py --shards 0,3 --client-kinds plain,cluster \
+        --rounds 5 --idle-groups 0       # issue 13's ratio, five rounds
 
 This is a script, not a test: it asserts nothing about speed.
 """
@@ -32,10 +40,12 @@ import csv
 import io
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import redis
@@ -124,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipelines", default="1,16")
     ap.add_argument("--idle-groups", type=int, default=1000)
     ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of every run, each layout back to back; "
+                    "the figures are the medians, the ratio the median of the rounds' ratios")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 15000 requests per test")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
@@ -132,13 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.python_version()}; "
           f"load average {load_average()}")
     rows: list[tuple[str, int, int, float, float, float, float, float]] = []
-    with tempfile.TemporaryDirectory(prefix="replikv-shard-bench-") as tmp:
+    ratios: dict[tuple[str, int, int], list[float]] = {}  # (kind, shards, pipeline): each round's
+    with tempfile.TemporaryDirectory(prefix="replikv-shard-bench-") as tmp, ExitStack() as clusters:
         root = Path(tmp)
-        for shards in (int(s) for s in args.shards.split(",")):
-            extra = ("--shards", str(shards)) if shards else ()
-            with replikv_up(root, "raft", args.fsync, extra=extra, ready_when=all_groups_led(shards)) as ports:
-                for kind in args.client_kinds.split(","):
-                    for pipeline in (int(p) for p in args.pipelines.split(",")):
+        counts = [int(s) for s in args.shards.split(",")]
+        up = {shards: clusters.enter_context(replikv_up(
+            root, "raft", args.fsync, extra=("--shards", str(shards)) if shards else (),
+            ready_when=all_groups_led(shards))) for shards in counts}
+        for rnd in range(args.rounds):
+            for kind in args.client_kinds.split(","):
+                for pipeline in (int(p) for p in args.pipelines.split(",")):
+                    this_round: dict[int, float] = {}
+                    for shards in counts:  # back to back: the VM's drift hits every layout alike
+                        ports = up[shards]
                         before = wal_fsyncs(ports)
                         with NodeUsage(ports) as usage:
                             if kind == "cluster":
@@ -149,22 +167,38 @@ def main(argv: list[str] | None = None) -> int:
                         per_set = (wal_fsyncs(ports) - before) / requests
                         cpu_us = usage.cpu_s / requests * 1e6
                         rows.append((kind, shards, pipeline, ops, p50, p99, per_set, cpu_us))
-                        print(f"{kind} clients, shards {shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s "
+                        this_round[shards] = ops
+                        if 0 in this_round:
+                            ratios.setdefault((kind, shards, pipeline), []).append(ops / this_round[0])
+                        print(f"{'' if args.rounds == 1 else f'round {rnd + 1}: '}{kind} clients, shards "
+                              f"{shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s "
                               f"(from the clients' own reports: {rates:,.0f}) p50 {p50:.3f} ms p99 {p99:.3f} ms, "
                               f"{cpu_us:.1f} us node CPU per SET, each node waiting for a core "
                               f"{'/'.join(f'{w:.2f}' for w in usage.waits)} s per s, {per_set:.3f} fsyncs per SET "
                               f"(load {load_average()})", flush=True)
-        base = {(k, p): (ops, cpu) for k, s, p, ops, _p50, _p99, _f, cpu in rows if s == 0}
+        clusters.close()  # before the idle-groups part, which reads CPU over a quiet machine
         print()
         print("| clients | groups | pipeline | SET/s | p50 ms | p99 ms | vs unsharded | node CPU per SET (us) "
               "| vs unsharded | fsyncs per SET (3 nodes) |")
         print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-        for kind, shards, pipeline, ops, p50, p99, per_set, cpu_us in rows:
-            ref = base.get((kind, pipeline))
-            ratio = f"{ops / ref[0]:.2f}" if ref else ""
-            cpu_ratio = f"{cpu_us / ref[1]:.2f}" if ref else ""
-            print(f"| {kind} | {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | "
-                  f"{ratio} | {cpu_us:.1f} | {cpu_ratio} | {per_set:.3f} |")
+        for kind in args.client_kinds.split(","):
+            for pipeline in (int(p) for p in args.pipelines.split(",")):
+                for shards in counts:
+                    got = [r for r in rows if r[:3] == (kind, shards, pipeline)]
+                    ops, p50, p99, per_set, cpu_us = (statistics.median(r[i] for r in got) for i in range(3, 8))
+                    ref_cpu = statistics.median(r[7] for r in rows if r[:3] == (kind, 0, pipeline)) \
+                        if 0 in counts else None
+                    ratio = f"{statistics.median(ratios[(kind, shards, pipeline)]):.2f}" \
+                        if (kind, shards, pipeline) in ratios else ""
+                    cpu_ratio = f"{cpu_us / ref_cpu:.2f}" if ref_cpu else ""
+                    print(f"| {kind} | {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | "
+                          f"{ratio} | {cpu_us:.1f} | {cpu_ratio} | {per_set:.3f} |")
+        if args.rounds > 1:
+            print()
+            for (kind, shards, pipeline), got in ratios.items():
+                if shards:
+                    print(f"{kind} -P {pipeline}, {shards} groups / unsharded, per round: "
+                          + ", ".join(f"{r:.2f}" for r in got))
         if args.idle_groups:
             extra = ("--shards", str(args.idle_groups))
             with replikv_up(root, "raft", args.fsync, extra=extra,
