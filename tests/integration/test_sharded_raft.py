@@ -362,6 +362,32 @@ def test_a_follower_behind_the_groups_snapshots_catches_up_by_install_snapshot(t
         c.close()
 
 
+def test_snapshot_bytes_bounds_the_node_log_over_all_its_groups(tmp_path: Path) -> None:
+    """--snapshot-bytes is the node's bound, all groups together: writes that leave each of the
+    3 groups' logs under it but their sum above it make each node snapshot a group (the one
+    holding the most) within about a second. Before, a node only snapshotted a group whose own
+    log passed the bound, so K busy groups held K times the bound in memory and on disk."""
+    bound = 64 * 1024
+    c = sharded(tmp_path / "c", snapshot_bytes=bound, fsync="no")
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
+        r = c.client("n1")
+        value = "v" * 1000
+        for ks in keys_per_group(3, 30).values():  # ~31 KB of entries per group, ~93 KB in all
+            for k in ks:
+                assert retrying(lambda: r.set(k, value)) is True
+
+        def snapshots(n: str) -> int:
+            return int(c.client(n).info("stats").get("snapshots_taken", 0))
+        wait_for(lambda: all(snapshots(n) >= 1 for n in nodes), 10, "every node to snapshot a group")
+        assert all(snapshots(n) < 3 for n in nodes)  # one group's snapshot brings the sum under the bound
+        for ks in keys_per_group(3, 30).values():
+            assert retrying(lambda: r.get(ks[-1])) == value.encode()
+    finally:
+        c.close()
+
+
 def test_slots_move_between_groups_under_writes_and_nothing_acknowledged_is_lost(tmp_path: Path) -> None:
     c = sharded(tmp_path / "c")
     try:
