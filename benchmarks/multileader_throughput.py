@@ -25,8 +25,8 @@ sends take a share of the 2 cores the leader-follower runs do not pay for
 (until session 30 it ran beside the throughput runs, and spun on GETs).
 Then the same multi-leader cluster is started with 50 ms injected between
 every pair of nodes (``--peer-delay-ms 50``, "regions" on one machine) and a
-raft cluster with the same delay, and the latency of single writes (redis-benchmark -c 1 -P 1) is compared: a
-multi-leader write answers from the local log, a raft write waits for a
+raft cluster with the same delay, and the latency of single writes
+(redis-benchmark -c 1 -P 1) is compared: a multi-leader write answers from the local log, a raft write waits for a
 majority's round trip; the multi-leader cluster then takes the spread load
 again, with the lag probe beside it (writes do not wait for the delay; the
 lag is the delay plus the send interval).
