@@ -14,22 +14,22 @@ For each pipeline depth (-P 1 and -P 16) and each test (SET, INCR):
 Both clusters use the same --fsync and are up at once; each test runs on the
 leader-follower cluster, then at once on the multi-leader one (the idle
 cluster's ticks cost both alike), and ``--rounds N`` repeats that N times:
-the figures are the medians and the ratio the median of the N rounds'
-ratios (this VM's speed drifts by ~20 % within minutes, and a -P 16 run of
-150,000 requests lasts about a second). Replication lag under that load is
-measured in a second pass of the same multi-leader runs (``--lag-requests``
-each): a probe writes a fresh key on n1 every 20 ms and times how long n2
-takes to show it, polling every 0.1 ms, p50/p99. The throughput figures
-come from the first pass, with no probe: the probe's client and the GETs it
-sends take a share of the 2 cores the leader-follower runs do not pay for
-(until session 30 it ran beside the throughput runs, and spun on GETs).
-Then the same multi-leader cluster is started with 50 ms injected between
-every pair of nodes (``--peer-delay-ms 50``, "regions" on one machine) and a
-raft cluster with the same delay, and the latency of single writes
-(redis-benchmark -c 1 -P 1) is compared: a multi-leader write answers from the local log, a raft write waits for a
-majority's round trip; the multi-leader cluster then takes the spread load
-again, with the lag probe beside it (writes do not wait for the delay; the
-lag is the delay plus the send interval).
+the figures are the medians and the ratio the median of the N rounds' ratios
+(this VM's speed drifts by ~20 % within minutes, and a -P 16 run of 150,000
+requests lasts about a second). Replication lag under that load is measured
+in a second pass of the same multi-leader runs (``--lag-requests`` each): a
+probe writes a fresh key on n1 every 20 ms and times how long n2 takes to
+show it, polling every 0.1 ms, p50/p99. The throughput figures come from the
+first pass, with no probe: the probe's client and the GETs it sends take a
+share of the 2 cores the leader-follower runs do not pay for (until session
+30 it ran beside the throughput runs, and spun on GETs). Then the same
+multi-leader cluster is started with 50 ms injected between every pair of
+nodes (``--peer-delay-ms 50``, "regions" on one machine) and a raft cluster
+with the same delay, and the latency of single writes (redis-benchmark -c 1
+-P 1) is compared: a multi-leader write answers from the local log, a raft
+write waits for a majority's round trip; the multi-leader cluster then takes
+the spread load again, with the lag probe beside it (writes do not wait for
+the delay; the lag is the delay plus the send interval).
 
     .venv/bin/python benchmarks/multileader_throughput.py            # the full run
     .venv/bin/python benchmarks/multileader_throughput.py --rounds 5 # issue 10's ratios, five rounds
