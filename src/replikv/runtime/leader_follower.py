@@ -570,7 +570,8 @@ class LeaderFollowerRunner(BaseRunner):
         an Ack cannot make the leader step down, so the batch being gathered is not logged
         before it; every other frame first has the batch logged (below), and so does an
         Ack during a hand-over (the target must not be told it caught up while executed
-        writes are still outside the log)."""
+        writes are still outside the log). A shared service's frame (forwarding, Pub/Sub)
+        cannot make it step down either: it is taken before the batch is logged."""
         if self._installing is not None:  # stepped once the snapshot is in place (_install_step)
             self._held_frames.append((peer, payload))
             self.core.snapshot_frame(_ms())
@@ -587,14 +588,18 @@ class LeaderFollowerRunner(BaseRunner):
                     self._deferred_scheduled = True
                     self.loop.call_soon(self._run_deferred)
                 return
+        if msg is None and self.service_frame(peer, payload):
+            # a shared service's frame (a forwarded command, its reply, Pub/Sub) never makes
+            # this leader step down: a forwarded write joins the batch being gathered as a local
+            # client's does (logging the batch first made every forwarded write a batch of its
+            # own); refused with MISCONF while the disk guard holds
+            return
         if self.batch and self.disk_error is None:
             # Log what this leader already executed before any message can make
             # it step down: its state machine holds those writes, so they must
             # be in its log too (a later truncation then rolls them back).
             self._flush()
         if msg is None:
-            if self.service_frame(peer, payload):  # refused with MISCONF while the disk guard holds
-                return
             msg = self.peer_message(peer, payload, m.decode)
             if msg is None:
                 return
