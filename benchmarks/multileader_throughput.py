@@ -205,6 +205,15 @@ class LagProbe(Background):
                 f"({len(s)} probes)")
 
 
+def probed_spread(ports: list[int], requests: int, clients: int,
+                  pipelines: list[int]) -> tuple[list[tuple[str, int, tuple[float, float, float]]], str]:
+    """Every test's spread run with the lag probe (n1 -> n2) beside it: each run's (test,
+    pipeline, figures), and the replication lag under that load."""
+    with LagProbe(ports[0], ports[1]) as probe:
+        got = [(test, p, bench_spread(ports, test, requests, clients, p)) for p in pipelines for test in TESTS]
+    return got, probe.summary()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", "-n", type=int, default=150_000)
@@ -247,11 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                         if args.rounds > 1:
                             console.print(f"round {rnd + 1}: {test:<4} -P {p:<2} ML / LF {ml[0]:,.0f} / "
                                           f"{lf[0]:,.0f} = {ml[0] / lf[0]:.2f}")
-            with LagProbe(ports[0], ports[1]) as probe:  # the lag pass: the same runs, shorter
-                for p in pipelines:
-                    for test in TESTS:
-                        bench_spread(ports, test, args.lag_requests or max(15_000, requests // 3), args.clients, p)
-            lag = probe.summary()
+            # the lag pass: the same runs, shorter
+            _, lag = probed_spread(ports, args.lag_requests or max(15_000, requests // 3), args.clients, pipelines)
         for p in pipelines:
             for test in TESTS:
                 ratio = statistics.median(ratios[(test, p)])
@@ -273,13 +279,11 @@ def main(argv: list[str] | None = None) -> int:
                     # a raft write waits ~100 ms (a majority's round trip): 300 of them take 30 s
                     ops, p50, p99 = bench(port, "SET", n if mode == "multi-leader" else min(n, 300), 1, 1)
                     if mode == "multi-leader":  # the spread load too, and the lag under it
-                        with LagProbe(ports[0], ports[1]) as probe:
-                            for p in pipelines:
-                                for test in TESTS:
-                                    got = bench_spread(ports, test, requests, args.clients, p)
-                                    console.print(f"50 ms between nodes: multi-leader {test:<4} -P {p:<2} "
-                                                  f"{got[0]:>10,.0f} ops/s  p50 {got[1]:.3f} ms  p99 {got[2]:.3f} ms")
-                        console.print(f"50 ms between nodes, under that load: {probe.summary()}")
+                        runs_50, lag_50 = probed_spread(ports, requests, args.clients, pipelines)
+                        for test, p, got in runs_50:
+                            console.print(f"50 ms between nodes: multi-leader {test:<4} -P {p:<2} "
+                                          f"{got[0]:>10,.0f} ops/s  p50 {got[1]:.3f} ms  p99 {got[2]:.3f} ms")
+                        console.print(f"50 ms between nodes, under that load: {lag_50}")
                 region_rows.append(f"| {mode} | {p50:.3f} | {p99:.3f} | {ops:,.0f} |")
                 console.print(f"50 ms between nodes: {mode:<13} SET p50 {p50:.3f} ms  p99 {p99:.3f} ms  "
                               f"{ops:,.0f} ops/s (one client)")

@@ -168,14 +168,15 @@ def main(argv: list[str] | None = None) -> int:
                         cpu_us = usage.cpu_s / requests * 1e6
                         rows.append((kind, shards, pipeline, ops, p50, p99, per_set, cpu_us))
                         this_round[shards] = ops
-                        if 0 in this_round:
-                            ratios.setdefault((kind, shards, pipeline), []).append(ops / this_round[0])
                         print(f"{'' if args.rounds == 1 else f'round {rnd + 1}: '}{kind} clients, shards "
                               f"{shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s "
                               f"(from the clients' own reports: {rates:,.0f}) p50 {p50:.3f} ms p99 {p99:.3f} ms, "
                               f"{cpu_us:.1f} us node CPU per SET, each node waiting for a core "
                               f"{'/'.join(f'{w:.2f}' for w in usage.waits)} s per s, {per_set:.3f} fsyncs per SET "
                               f"(load {load_average()})", flush=True)
+                    if 0 in this_round:  # each layout against the unsharded run of this round
+                        for shards, ops in this_round.items():
+                            ratios.setdefault((kind, shards, pipeline), []).append(ops / this_round[0])
         clusters.close()  # before the idle-groups part, which reads CPU over a quiet machine
         print()
         print("| clients | groups | pipeline | SET/s | p50 ms | p99 ms | vs unsharded | node CPU per SET (us) "

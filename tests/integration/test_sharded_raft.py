@@ -374,7 +374,8 @@ def test_snapshot_bytes_bounds_the_node_log_over_all_its_groups(tmp_path: Path) 
         wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
         r = c.client("n1")
         value = "v" * 1000
-        for ks in keys_per_group(3, 30).values():  # ~31 KB of entries per group, ~93 KB in all
+        keys = keys_per_group(3, 30)
+        for ks in keys.values():  # ~31 KB of entries per group, ~93 KB in all
             for k in ks:
                 assert retrying(lambda: r.set(k, value)) is True
 
@@ -382,7 +383,7 @@ def test_snapshot_bytes_bounds_the_node_log_over_all_its_groups(tmp_path: Path) 
             return int(c.client(n).info("stats").get("snapshots_taken", 0))
         wait_for(lambda: all(snapshots(n) >= 1 for n in nodes), 10, "every node to snapshot a group")
         assert all(snapshots(n) < 3 for n in nodes)  # one group's snapshot brings the sum under the bound
-        for ks in keys_per_group(3, 30).values():
+        for ks in keys.values():
             assert retrying(lambda: r.get(ks[-1])) == value.encode()
     finally:
         c.close()
