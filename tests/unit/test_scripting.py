@@ -18,7 +18,7 @@ from replikv.core.replies import OK, RespError
 from replikv.core.resp import command_bytes
 from replikv.kv.args import NEEDS_CLOCK
 from replikv.kv.context import ApplyContext
-from replikv.kv.lua import ScriptEngine, script_command, sha1hex, with_body
+from replikv.kv.lua import ScriptEngine, script_command, sha1hex, with_bodies, with_body
 from replikv.kv.state_machine import StateMachine
 
 NOW = 1_700_000_000_000
@@ -358,3 +358,8 @@ def test_a_node_forwards_evalsha_with_the_body_it_has() -> None:
     assert with_body(sm, unknown) is unknown
     other = [b"SET", b"k", b"v"]
     assert with_body(sm, other) is other
+    # a block of commands: the same list back unless one is an EVALSHA the node holds the body of
+    plain = [other, [b"GET", b"k"], [b"EVAL", b"return 1", b"0"], [b"EvalSha"]]
+    assert with_bodies(sm, plain) is plain
+    mixed = [other, [b"EvalSha", sha, b"0"], unknown]
+    assert with_bodies(sm, mixed) == [other, [b"EVAL", b"return 1", b"0"], unknown]

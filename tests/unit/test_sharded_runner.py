@@ -312,17 +312,18 @@ def test_a_command_routes_by_its_one_key_as_by_its_key_list(runner: ShardedRaftR
     from replikv.core.sharding import key_slot
     from replikv.kv.commands import COMMANDS
 
-    keys = [b"k", b"user:{42}:name", b"{42}", b"x" * 300, b"{}a", b""]
-    for name, spec in COMMANDS.items():
-        for key in keys:
-            argv = [name, key, b"v", b"w"][:max(2, abs(spec.arity))]
-            listed = spec.keys(argv)
-            expected = ((key_slot(listed[0]), runner.slot_group[key_slot(listed[0])]) if listed
-                        else None)
-            routed = runner._route([argv])
-            assert routed == runner._route([argv, argv])  # two commands: the key list's way
-            if expected is not None and all(runner.slot_group[key_slot(k)] == expected[1] for k in listed):
-                assert routed == expected, name
+    keys = [b"k", b"user:{42}:name", b"{42}", b"x" * 300, b"{}a", b"", b"a{b", b"}{x}"]
+    for upper, spec in COMMANDS.items():
+        for name in (upper, upper.lower(), upper.lower(), upper):  # each spelling twice: the cache's
+            for key in keys:
+                argv = [name, key, b"v", b"w"][:max(2, abs(spec.arity))]
+                listed = spec.keys(argv)
+                expected = ((key_slot(listed[0]), runner.slot_group[key_slot(listed[0])]) if listed
+                            else None)
+                routed = runner._route([argv])
+                assert routed == runner._route([argv, argv])  # two commands: the key list's way
+                if expected is not None and all(runner.slot_group[key_slot(k)] == expected[1] for k in listed):
+                    assert routed == expected, name
     home = runner.slot_group[key_slot(b"k")]
     far = next(k for k in (b"a%d" % i for i in range(100)) if runner.slot_group[key_slot(k)] != home)
     crossed = runner._route([[b"MSET", b"k", b"1", far, b"2"]])

@@ -80,7 +80,7 @@ from replikv.core.replies import NULL_ARRAY, Raw, RespError
 from replikv.core.resp import encode_reply
 from replikv.kv import lua_libs
 
-__all__ = ["Script", "ScriptEngine", "script_command", "sha1hex", "with_body"]
+__all__ = ["Script", "ScriptEngine", "script_command", "sha1hex", "with_bodies", "with_body"]
 
 Reply = Any
 # (argv) -> (is_error, Lua value): how redis.call reaches the data
@@ -758,6 +758,18 @@ def with_body(sm: Any, argv: list[bytes]) -> list[bytes]:
         return argv
     body = sm.scripts.body(argv[1])
     return argv if body is None else [name, body, *argv[2:]]
+
+
+_WITH_BODY_LENGTHS = frozenset(len(name) for name in _WITH_BODY)
+
+
+def with_bodies(sm: Any, commands: list[list[bytes]]) -> list[list[bytes]]:
+    """``with_body`` of each command; ``commands`` itself when none is an EVALSHA[_RO] (the
+    writes a node routes or forwards: no list built and no name upper-cased for them)."""
+    for argv in commands:
+        if len(argv[0]) in _WITH_BODY_LENGTHS and len(argv) > 1 and argv[0].upper() in _WITH_BODY:
+            return [with_body(sm, a) for a in commands]
+    return commands
 
 
 _SCRIPT_HELP = [

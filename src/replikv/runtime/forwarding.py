@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from replikv.core.replies import RespError
-from replikv.kv.lua import with_body
+from replikv.kv.lua import with_bodies
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.resp_server import PeerReplyConnection
 
@@ -113,7 +113,7 @@ class Forwarder:
         if not leader or not node.transport.connected(leader):
             conn.reply(no_leader_error(leader))
             return
-        commands = [with_body(node.sm, argv) for argv in commands]
+        commands = with_bodies(node.sm, commands)
         rid = next(self._rids)
         deadline = time.monotonic() + (node.options.ack_timeout_ms + 2000) / 1000
         self.pending.add(rid, conn, deadline, "TRYAGAIN the leader did not answer the forwarded command in "

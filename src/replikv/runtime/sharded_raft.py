@@ -80,7 +80,7 @@ from replikv.core.sharding import (ClusterView, SlotMap, cluster_info, cluster_n
                                    node_id, parse_ranges, ranges_to_slots, slots_to_ranges)
 from replikv.core.sharding.placement import PlacementError, prefer_entry
 from replikv.kv.commands import lookup
-from replikv.kv.lua import with_body
+from replikv.kv.lua import with_bodies
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
 from replikv.runtime.info import render as render_info
@@ -114,6 +114,20 @@ LOG_SEGMENTS_KEPT = 4
 # this many rounds and at every tick (RaftNode's lazy_follower_rounds, core/raft/node.py; 0: every
 # follower every round). A send policy only: the followers' code is the same, so no wire change.
 LAZY_FOLLOWER_ROUNDS = int(os.environ.get("REPLIKV_LAZY_FOLLOWER_ROUNDS", 3))
+
+# command name (as the client sent it) -> is its one key its first argument (SET, GET, INCR...)?
+# _route's short way; filled as names are seen, bounded since clients choose the names
+_ONE_KEY: dict[bytes, bool] = {}
+_ONE_KEY_NAMES = 4096
+
+
+def _one_key(name: bytes) -> bool:
+    spec = lookup(name)
+    one = spec is not None and spec.first_key == 1 and spec.last_key == 1 and spec.find_keys is None
+    if spec is not None and len(_ONE_KEY) < _ONE_KEY_NAMES:
+        _ONE_KEY[name] = one
+    return one
+
 
 _KEYLESS_READS = frozenset({b"DBSIZE", b"KEYS", b"RANDOMKEY", b"SCAN"})
 _KEYLESS_WRITES = frozenset({b"FLUSHALL", b"FLUSHDB"})
@@ -304,9 +318,10 @@ class ShardedRaftRunner(BaseRunner):
         below gives the same answer for it)."""
         if len(commands) == 1:
             argv = commands[0]
-            spec = lookup(argv[0])
-            if (spec is not None and spec.first_key == 1 and spec.last_key == 1 and spec.find_keys is None
-                    and len(argv) > 1):
+            one = _ONE_KEY.get(argv[0])
+            if one is None:
+                one = _one_key(argv[0])
+            if one and len(argv) > 1:
                 slot = key_slot(argv[1])
                 return slot, self.slot_group[slot]
         slot = -1
@@ -353,17 +368,17 @@ class ShardedRaftRunner(BaseRunner):
                 self._unroutable(conn, route, commands, transaction)
             return
         slot, g = route
-        if not self.leads(g):
+        grp = self.groups.get(g)
+        if grp is None or grp.core.role is not Role.LEADER:  # not self.leads(g)
             self._elsewhere(conn, slot, g, commands, transaction, client)
             return
-        grp = self.groups[g]
-        commands = [with_body(self.sm, argv) for argv in commands]  # the node's SCRIPT LOAD cache
+        commands = with_bodies(self.sm, commands)  # the node's SCRIPT LOAD cache
         if (grp.txns.locks or grp.proposing) and self._park(
                 g, conn, command_keys(commands),
                 lambda held: self.write(held, commands, transaction, client) if self.leads(g) else held.reply(
                     RespError(f"TRYAGAIN {self.id} is no longer the leader of group {g}; retry"))):
             return
-        if self._moving(grp, commands):
+        if grp.slots is not None and grp.slots.moving and self._moving(grp, commands):
             conn.reply(RespError("TRYAGAIN the key's slot is moving to another group; retry"))
             return
         err, data = encode_write(grp.sm, commands, transaction, wall_ms(), self.id,
@@ -501,7 +516,7 @@ class ShardedRaftRunner(BaseRunner):
         """A command on a slot the group does not serve now (frozen for a write, released or
         imported but not yet active): refused with TRYAGAIN, the client retries."""
         moves = grp.slots
-        if moves is None or not (moves.frozen or moves.released or moves.pending):
+        if moves is None or not moves.moving:
             return False
         for argv in commands:
             spec = lookup(argv[0])

@@ -42,7 +42,7 @@ from replikv.core.resp import encode_reply
 from replikv.core.txn import ABORTED, COMMITTED, Coordinator, Step
 from replikv.core.txn.coordinator import Outcome
 from replikv.kv.commands import lookup
-from replikv.kv.lua import with_body
+from replikv.kv.lua import with_bodies
 from replikv.runtime.base import wall_ms
 from replikv.runtime.raft_app import prepare_items
 from replikv.runtime.txn_entries import txn_entry
@@ -223,7 +223,7 @@ class TxnService:
             conn.reply(RespError("ERR LOCK, RENEW and UNLOCK cannot be part of a transaction across groups (a "
                                  "lease is granted by its group's leader alone); FENCED can"))
             return
-        queued = [with_body(node.sm, argv) for argv in queued]
+        queued = with_bodies(node.sm, queued)
         per_group: dict[int, list[list[bytes]]] = {}
         positions: dict[int, list[int]] = {}
         keyless: list[int] = []

@@ -82,8 +82,9 @@ def hash_tag(key: bytes) -> bytes:
 
 
 def key_slot(key: bytes) -> int:
-    """The hash slot of ``key``: ``CRC16(hash_tag(key)) mod 16384``."""
-    return binascii.crc_hqx(hash_tag(key), 0) & (SLOT_COUNT - 1)
+    """The hash slot of ``key``: ``CRC16(hash_tag(key)) mod 16384``. A key without ``{`` is its
+    own hash tag (the test is the routing of every keyed command: no call for it)."""
+    return binascii.crc_hqx(hash_tag(key) if b"{" in key else key, 0) & (SLOT_COUNT - 1)
 
 
 def _check_slot(slot: int) -> int:
