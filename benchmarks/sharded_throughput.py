@@ -29,6 +29,11 @@ left idle once every group has a leader, and each node's CPU is read from /proc 
     .venv/bin/python benchmarks/sharded_throughput.py [--quick] [--markdown]
     .venv/bin/python benchmarks/sharded_throughput.py --shards 0,3 --client-kinds plain,cluster \
         --rounds 5 --idle-groups 0       # issue 13's ratio, five rounds
+    ... --clients 48,144 ...             # and with three times the connections
+
+``--clients`` may list several counts: with 48 connections over 3 groups each leader serves 16,
+a third of the unsharded leader's 48, so its rounds are a third the size (BENCHMARKS.md, session
+23); the ratio against the connections shows where that stops mattering.
 
 This is a script, not a test: it asserts nothing about speed.
 """
@@ -126,7 +131,8 @@ def wal_fsyncs(ports: list[int]) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", "-n", type=int, default=150_000)
-    ap.add_argument("--clients", "-c", type=int, default=48)
+    ap.add_argument("--clients", "-c", default="48", help="connections, over all nodes; a list (48,96,192) "
+                    "runs each: a group's rounds grow with the connections each leader serves")
     ap.add_argument("--client-kinds", default="plain", help="plain (any node, forwarded), cluster "
                     "(cluster-aware: straight to the leader), or both: plain,cluster")
     ap.add_argument("--fsync", default="everysec", choices=("always", "everysec", "no"))
@@ -143,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     ensure_redis_tools()
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.python_version()}; "
           f"load average {load_average()}")
-    rows: list[tuple[str, int, int, float, float, float, float, float]] = []
-    ratios: dict[tuple[str, int, int], list[float]] = {}  # (kind, shards, pipeline): each round's
+    # a load: (connections, pipeline depth)
+    loads = [(int(c), int(p)) for c in args.clients.split(",") for p in args.pipelines.split(",")]
+    rows: list[tuple[str, int, tuple[int, int], float, float, float, float, float]] = []
+    ratios: dict[tuple[str, int, tuple[int, int]], list[float]] = {}  # (kind, shards, load): each round's
     with tempfile.TemporaryDirectory(prefix="replikv-shard-bench-") as tmp, ExitStack() as clusters:
         root = Path(tmp)
         counts = [int(s) for s in args.shards.split(",")]
@@ -153,52 +161,53 @@ def main(argv: list[str] | None = None) -> int:
             ready_when=all_groups_led(shards))) for shards in counts}
         for rnd in range(args.rounds):
             for kind in args.client_kinds.split(","):
-                for pipeline in (int(p) for p in args.pipelines.split(",")):
+                for load in loads:
+                    clients, pipeline = load
                     this_round: dict[int, float] = {}
                     for shards in counts:  # back to back: the VM's drift hits every layout alike
                         ports = up[shards]
                         before = wal_fsyncs(ports)
                         with NodeUsage(ports) as usage:
                             if kind == "cluster":
-                                rates, p50, p99 = bench_direct(ports, shards, requests, args.clients, pipeline)
+                                rates, p50, p99 = bench_direct(ports, shards, requests, clients, pipeline)
                             else:
-                                rates, p50, p99 = bench_spread(ports, "SET", requests, args.clients, pipeline)
+                                rates, p50, p99 = bench_spread(ports, "SET", requests, clients, pipeline)
                         ops = requests / usage.wall_s  # the aggregate (module doc), not ``rates``
                         per_set = (wal_fsyncs(ports) - before) / requests
                         cpu_us = usage.cpu_s / requests * 1e6
-                        rows.append((kind, shards, pipeline, ops, p50, p99, per_set, cpu_us))
+                        rows.append((kind, shards, load, ops, p50, p99, per_set, cpu_us))
                         this_round[shards] = ops
                         print(f"{'' if args.rounds == 1 else f'round {rnd + 1}: '}{kind} clients, shards "
-                              f"{shards or 'none'} -P {pipeline}: {ops:,.0f} SET/s "
+                              f"{shards or 'none'} -c {clients} -P {pipeline}: {ops:,.0f} SET/s "
                               f"(from the clients' own reports: {rates:,.0f}) p50 {p50:.3f} ms p99 {p99:.3f} ms, "
                               f"{cpu_us:.1f} us node CPU per SET, each node waiting for a core "
                               f"{'/'.join(f'{w:.2f}' for w in usage.waits)} s per s, {per_set:.3f} fsyncs per SET "
                               f"(load {load_average()})", flush=True)
                     if 0 in this_round:  # each layout against the unsharded run of this round
                         for shards, ops in this_round.items():
-                            ratios.setdefault((kind, shards, pipeline), []).append(ops / this_round[0])
+                            ratios.setdefault((kind, shards, load), []).append(ops / this_round[0])
         clusters.close()  # before the idle-groups part, which reads CPU over a quiet machine
         print()
-        print("| clients | groups | pipeline | SET/s | p50 ms | p99 ms | vs unsharded | node CPU per SET (us) "
-              "| vs unsharded | fsyncs per SET (3 nodes) |")
-        print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        print("| clients | connections | groups | pipeline | SET/s | p50 ms | p99 ms | vs unsharded "
+              "| node CPU per SET (us) | vs unsharded | fsyncs per SET (3 nodes) |")
+        print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for kind in args.client_kinds.split(","):
-            for pipeline in (int(p) for p in args.pipelines.split(",")):
+            for load in loads:
                 for shards in counts:
-                    got = [r for r in rows if r[:3] == (kind, shards, pipeline)]
+                    got = [r for r in rows if r[:3] == (kind, shards, load)]
                     ops, p50, p99, per_set, cpu_us = (statistics.median(r[i] for r in got) for i in range(3, 8))
-                    ref_cpu = statistics.median(r[7] for r in rows if r[:3] == (kind, 0, pipeline)) \
+                    ref_cpu = statistics.median(r[7] for r in rows if r[:3] == (kind, 0, load)) \
                         if 0 in counts else None
-                    ratio = f"{statistics.median(ratios[(kind, shards, pipeline)]):.2f}" \
-                        if (kind, shards, pipeline) in ratios else ""
+                    ratio = f"{statistics.median(ratios[(kind, shards, load)]):.2f}" \
+                        if (kind, shards, load) in ratios else ""
                     cpu_ratio = f"{cpu_us / ref_cpu:.2f}" if ref_cpu else ""
-                    print(f"| {kind} | {shards or '1 (unsharded)'} | {pipeline} | {ops:,.0f} | {p50:.3f} | {p99:.3f} | "
-                          f"{ratio} | {cpu_us:.1f} | {cpu_ratio} | {per_set:.3f} |")
+                    print(f"| {kind} | {load[0]} | {shards or '1 (unsharded)'} | {load[1]} | {ops:,.0f} | {p50:.3f} | "
+                          f"{p99:.3f} | {ratio} | {cpu_us:.1f} | {cpu_ratio} | {per_set:.3f} |")
         if args.rounds > 1:
             print()
-            for (kind, shards, pipeline), got in ratios.items():
+            for (kind, shards, (clients, pipeline)), got in ratios.items():
                 if shards:
-                    print(f"{kind} -P {pipeline}, {shards} groups / unsharded, per round: "
+                    print(f"{kind} -c {clients} -P {pipeline}, {shards} groups / unsharded, per round: "
                           + ", ".join(f"{r:.2f}" for r in got))
         if args.idle_groups:
             extra = ("--shards", str(args.idle_groups))
