@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -386,6 +388,62 @@ def test_snapshot_bytes_bounds_the_node_log_over_all_its_groups(tmp_path: Path) 
         for ks in keys.values():
             assert retrying(lambda: r.get(ks[-1])) == value.encode()
     finally:
+        c.close()
+
+
+def test_a_groups_snapshot_is_written_by_a_child_while_its_node_serves(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's snapshot (the node log's bound) is serialized and written by a forked child
+    (runtime/snapshotter.py), not on the node's loop: with every child stopped before it writes
+    (the snapshotter's failpoint, a snapshot stuck on a slow disk) the nodes take writes and
+    serve reads in every group and compact nothing; once the children go on, each node compacts
+    a group to its child's file; a node stopped while its next child is stuck (the child is
+    killed with it) restarts from what it wrote and holds the same data as the others."""
+    monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
+    monkeypatch.setenv("REPLIKV_SNAPSHOT_CHILD_STOP", "1")
+    c = sharded(tmp_path / "c", snapshot_bytes=64 * 1024, fsync="no")
+    try:
+        nodes = ["n1", "n2", "n3"]
+        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
+        r = c.client("n1")
+        value = "v" * 1000
+        keys = keys_per_group(3, 30)
+        for ks in keys.values():  # ~93 KB of entries in all: over the node's bound
+            for k in ks:
+                assert retrying(lambda: r.set(k, value)) is True
+
+        def child(n: str) -> int:
+            return int(c.client(n).info("persistence")["replikv_snapshot_child_pid"])
+
+        def snapshots(n: str) -> int:
+            return int(c.client(n).info("stats").get("snapshots_taken", 0))
+        wait_for(lambda: all(child(n) for n in nodes), 10, "a snapshot child on every node (stopped)")
+        for ks in keys.values():  # every node's loop goes on meanwhile, in every group
+            assert retrying(lambda: r.set(ks[0], "during")) is True
+            for n in nodes:
+                assert retrying(lambda: c.client(n).get(ks[0])) == b"during"
+        assert [snapshots(n) for n in nodes] == [0, 0, 0]  # nothing compacted before a file is written
+        for n in nodes:
+            os.kill(child(n), signal.SIGCONT)
+        wait_for(lambda: all(snapshots(n) >= 1 for n in nodes), 20, "every node to compact a group")
+        for ks in keys.values():  # more writes: the next children start, and stop too
+            for k in ks[1:]:
+                assert retrying(lambda: r.set(k, "after")) is True
+        wait_for(lambda: child("n2") != 0, 10, "n2's next snapshot child (stopped)")
+        c.stop("n2")
+        c.start("n2")
+        wait_for(lambda: settled(c, nodes, 3), 30, "every group led by its preferred leader again")
+        wait_for(lambda: len({c.digest(n) for n in nodes}) == 1, 30, "n2 to hold what the others hold")
+        n2 = c.client("n2")
+        n2.execute_command("READONLY")  # n2's own replicas answer (each group's follower read)
+        for ks in keys.values():
+            assert retrying(lambda: n2.get(ks[0])) == b"during"
+            assert retrying(lambda: n2.get(ks[-1])) == b"after"
+    finally:
+        for n in list(c.procs):
+            pid = int(c.client(n).info("persistence")["replikv_snapshot_child_pid"])
+            if pid:
+                os.kill(pid, signal.SIGCONT)
         c.close()
 
 

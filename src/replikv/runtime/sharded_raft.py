@@ -54,12 +54,14 @@ the groups that pin old ones are carried forward (``LOG_SEGMENTS_KEPT``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import itertools
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -87,15 +89,16 @@ from replikv.runtime.info import render as render_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.peer_features import PeerFeatures
 from replikv.runtime.pending import PendingReplies
-from replikv.runtime.raft_app import encode_write
+from replikv.runtime.raft_app import encode_write, split_stored, stored_head
 from replikv.core.sharding.moves import MoveBusy, MoveDriver, MoveStep, move_entry
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
 from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
-from replikv.storage.errors import WalBlockedError, WalFailedError
+from replikv.storage.errors import StorageError, WalBlockedError, WalFailedError
 from replikv.storage.meta import META_FILE, MetaStore
 from replikv.storage.node_log import GroupLog, NodeLog
+from replikv.storage.snapshot import load_latest_snapshot
 
 log = logging.getLogger("replikv.sharded")
 
@@ -280,6 +283,7 @@ class ShardedRaftRunner(BaseRunner):
 
     async def stop(self) -> None:
         await self.stop_io()
+        self.snapshotter.stop()
         self.node_log.close()
 
     def lock_tables(self) -> list[Any]:
@@ -957,7 +961,7 @@ class ShardedRaftRunner(BaseRunner):
         for g in written:
             grp = self.groups[g]
             if grp.snapshot_due(self.options.snapshot_bytes) and self.disk_error is None:
-                self._snapshot(grp)
+                self._snapshot_in_background(g)
 
     def _resolve_write(self, g: int, rid: object, result: Any, index: int) -> None:
         if type(rid) is tuple:  # ("expiry", g): the group's EXPIREDUE applied; ("move", g): a step
@@ -1005,15 +1009,85 @@ class ShardedRaftRunner(BaseRunner):
         self.stats["snapshots_taken"] += 1
 
     def take_snapshot(self) -> int:
-        """REPLIKV SNAPSHOT / SAVE: every hosted group now; returns the number of groups."""
+        """REPLIKV SNAPSHOT / SAVE: every hosted group now, on the loop (Redis's SAVE); returns the
+        number of groups."""
+        if self.snapshotter.running or self._reading_back is not None:
+            raise RespError("ERR a background snapshot is in progress; try again when it is done")
         self._drain()
         for grp in self.groups.values():
             self._snapshot(grp)
         return len(self.groups)
 
     def background_snapshot(self) -> bool:
-        self.take_snapshot()
-        return True
+        """BGSAVE: the group holding the most log since its snapshot, in a forked child; False if
+        none can start (one running, nothing applied since, the disk refusing). The others follow
+        as the node log's bound asks for them (``_bound_node_log``)."""
+        sizes = {g: grp.wal.size_bytes - grp.wal_after_snapshot for g, grp in self.groups.items()}
+        return any(self._snapshot_in_background(g) for g in sorted(sizes, key=sizes.__getitem__, reverse=True))
+
+    # a snapshot child's file being read back (``_snapshot_written``): no other starts meanwhile
+    _reading_back: threading.Thread | None = None
+
+    def _snapshot_in_background(self, g: int) -> bool:
+        """Snapshot group ``g``'s applied state in a forked child (runtime/snapshotter.py, one child
+        per node at a time), as the unsharded runner does: on the loop, a group of ~100 MB held
+        its node's loop 0.8-0.9 s, three of them 1.5 s, past an election timeout as the data grows
+        (BENCHMARKS.md, session 31). The child serializes the group as it was at the fork (its
+        ``applied`` index); once the file is durable and read back, the core compacts to it.
+        False when none starts (a child or a read-back running, nothing applied since the
+        group's last snapshot, the disk refusing)."""
+        grp = self.groups.get(g)
+        if grp is None or self.disk_error is not None or self._reading_back is not None or self.snapshotter.running:
+            return False
+        core_log = grp.core.log
+        index = grp.applied
+        if index <= core_log.snapshot.index:
+            return False
+        term, config = int(core_log.term(index) or 0), core_log.config_at(index)
+        self.snapshotter.directory = grp.snapshot_dir  # one child at a time: the group it writes
+        return self.snapshotter.start(index, term, lambda: [stored_head(config), grp.state_blob()],
+                                      lambda i: self._snapshot_written(g, grp, i))
+
+    def _snapshot_written(self, g: int, grp: RaftGroup, index: int) -> None:
+        """The child's snapshot of group ``g`` is durable: read it back (mapped) off the loop on a
+        one-shot thread (none may outlive it into the next fork), then compact."""
+        loop = asyncio.get_running_loop()
+        directory = grp.snapshot_dir
+
+        def read_back() -> None:
+            try:
+                stored: Any = load_latest_snapshot(directory, mapped=True)  # kept mapped, not on the heap
+            except StorageError as exc:
+                stored = exc
+            loop.call_soon_threadsafe(self._install_written, g, grp, index, stored)
+
+        self._reading_back = threading.Thread(target=read_back, name="snapshot-read-back", daemon=True)
+        self._reading_back.start()
+
+    def _install_written(self, g: int, grp: RaftGroup, index: int, stored: Any) -> None:
+        """Compact group ``g`` to the snapshot its child wrote, unless the group is gone (dropped
+        or reopened meanwhile) or already holds a snapshot as new (one from its leader)."""
+        self._reading_back = None
+        if self.groups.get(g) is not grp:
+            return
+        if isinstance(stored, StorageError):
+            log.error("node %s: cannot read back the snapshot of group %d at %d the child wrote: %s",
+                      self.id, g, index, stored)
+            return
+        if stored is None or stored.index != index or index <= grp.core.log.snapshot.index:
+            return
+        _voters, _learners, app = split_stored(stored.data)
+        grp.snapshot_on_disk = index  # persist keeps the file the child wrote, not a copy of it
+        try:
+            for e in grp.core.compact(index, app):
+                if isinstance(e, Persist):
+                    grp.persist(e)
+            self.node_log.commit()
+            self.node_log.reclaim()
+        except (WalFailedError, OSError) as exc:
+            self._disk_failed(exc)  # the log: retried as any refused write
+            return
+        self.stats["snapshots_taken"] += 1
 
     # -- peers -----------------------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
@@ -1225,7 +1299,8 @@ class ShardedRaftRunner(BaseRunner):
     def _bound_node_log(self) -> None:
         """``--snapshot-bytes`` bounds the entries the node logs after its groups' snapshots, all
         groups together, as it bounds the one group's of an unsharded node: while they exceed it,
-        the group holding the most is snapshotted (its log compacted, in memory and on disk).
+        the group holding the most is snapshotted (its log compacted, in memory and on disk), in
+        a forked child (``_snapshot_in_background``; one at a time, the next a second later).
         The drain's check of each group that wrote (``RaftGroup.snapshot_due``) alone let a node
         of K busy groups hold K times the bound, in its WAL and in the cores' logs in memory
         (session 30: 3 groups, 134 MB of WAL and no snapshot, the nodes' RSS twice an unsharded
@@ -1236,12 +1311,7 @@ class ShardedRaftRunner(BaseRunner):
             return
         self._drain()  # every Persist carried out: a snapshot covers what the group applied
         for g in sorted(sizes, key=sizes.__getitem__, reverse=True):
-            grp = self.groups.get(g)  # (the drain may have dropped it)
-            if grp is None:
-                continue
-            self._snapshot(grp)
-            total -= sizes[g]
-            if total <= self.options.snapshot_bytes or self.disk_error is not None:
+            if self._snapshot_in_background(g):  # one child at a time: the next one a second later
                 break
 
     def _expire_keys(self) -> None:
