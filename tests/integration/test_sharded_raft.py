@@ -364,22 +364,32 @@ def test_a_follower_behind_the_groups_snapshots_catches_up_by_install_snapshot(t
         c.close()
 
 
+SMALL_SNAPSHOT_BYTES = 64 * 1024  # the node log's bound of the snapshot tests
+
+
+def fill_past_the_node_bound(c: Cluster, nodes: list[str]) -> tuple[redis.Redis, str, dict[int, list[str]]]:
+    """Once every group has its preferred leader, 30 writes of 1,000 bytes into each of the 3
+    groups: ~31 KB of entries per group, under SMALL_SNAPSHOT_BYTES; ~93 KB in all, over it.
+    Returns the client (at n1), the value and the keys per group."""
+    wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
+    r = c.client("n1")
+    value = "v" * 1000
+    keys = keys_per_group(3, 30)
+    for ks in keys.values():
+        for k in ks:
+            assert retrying(lambda: r.set(k, value)) is True
+    return r, value, keys
+
+
 def test_snapshot_bytes_bounds_the_node_log_over_all_its_groups(tmp_path: Path) -> None:
     """--snapshot-bytes is the node's bound, all groups together: writes that leave each of the
     3 groups' logs under it but their sum above it make each node snapshot a group (the one
     holding the most) within about a second. Before, a node only snapshotted a group whose own
     log passed the bound, so K busy groups held K times the bound in memory and on disk."""
-    bound = 64 * 1024
-    c = sharded(tmp_path / "c", snapshot_bytes=bound, fsync="no")
+    c = sharded(tmp_path / "c", snapshot_bytes=SMALL_SNAPSHOT_BYTES, fsync="no")
     try:
         nodes = ["n1", "n2", "n3"]
-        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
-        r = c.client("n1")
-        value = "v" * 1000
-        keys = keys_per_group(3, 30)
-        for ks in keys.values():  # ~31 KB of entries per group, ~93 KB in all
-            for k in ks:
-                assert retrying(lambda: r.set(k, value)) is True
+        r, value, keys = fill_past_the_node_bound(c, nodes)
 
         def snapshots(n: str) -> int:
             return int(c.client(n).info("stats").get("snapshots_taken", 0))
@@ -401,16 +411,10 @@ def test_a_groups_snapshot_is_written_by_a_child_while_its_node_serves(tmp_path:
     killed with it) restarts from what it wrote and holds the same data as the others."""
     monkeypatch.setenv("REPLIKV_FAILPOINTS", "1")
     monkeypatch.setenv("REPLIKV_SNAPSHOT_CHILD_STOP", "1")
-    c = sharded(tmp_path / "c", snapshot_bytes=64 * 1024, fsync="no")
+    c = sharded(tmp_path / "c", snapshot_bytes=SMALL_SNAPSHOT_BYTES, fsync="no")
     try:
         nodes = ["n1", "n2", "n3"]
-        wait_for(lambda: settled(c, nodes, 3), 20, "every group led by its preferred leader")
-        r = c.client("n1")
-        value = "v" * 1000
-        keys = keys_per_group(3, 30)
-        for ks in keys.values():  # ~93 KB of entries in all: over the node's bound
-            for k in ks:
-                assert retrying(lambda: r.set(k, value)) is True
+        r, _value, keys = fill_past_the_node_bound(c, nodes)
 
         def child(n: str) -> int:
             return int(c.client(n).info("persistence")["replikv_snapshot_child_pid"])

@@ -86,8 +86,9 @@ from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import encode_write, split_stored, stored_pieces
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
+from replikv.runtime.snapshotter import read_back
 from replikv.storage.errors import StorageError, WalFailedError
-from replikv.storage.snapshot import load_latest_snapshot, release_pages
+from replikv.storage.snapshot import release_pages
 
 log = logging.getLogger("replikv.raft")
 
@@ -763,23 +764,9 @@ class RaftRunner(BaseRunner):
         self.snapshotter.start(index, term, lambda: stored_pieces(config, sm, sessions), self._snapshot_written)
 
     def _snapshot_written(self, index: int) -> None:
-        """The child's snapshot is durable: read it back off the loop, then compact.
-
-        A one-shot thread, not an executor pool: no thread may outlive it into
-        the next fork (a thread holding a lock at fork time can deadlock the
-        child), and no snapshot starts while it runs."""
-        loop = asyncio.get_running_loop()
-        directory = self.snapshot_dir
-
-        def read_back() -> None:
-            try:
-                stored: Any = load_latest_snapshot(directory, mapped=True)  # kept mapped, not on the heap
-            except StorageError as exc:
-                stored = exc
-            loop.call_soon_threadsafe(self._install_written, index, stored)
-
-        self._reading_back = threading.Thread(target=read_back, name="snapshot-read-back", daemon=True)
-        self._reading_back.start()
+        """The child's snapshot is durable: read it back off the loop (no snapshot starts while
+        that runs), then compact."""
+        self._reading_back = read_back(self.snapshot_dir, lambda stored: self._install_written(index, stored))
 
     _reading_back: threading.Thread | None = None
 

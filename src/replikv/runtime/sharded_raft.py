@@ -54,7 +54,6 @@ the groups that pin old ones are carried forward (``LOG_SEGMENTS_KEPT``).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import itertools
@@ -94,11 +93,11 @@ from replikv.core.sharding.moves import MoveBusy, MoveDriver, MoveStep, move_ent
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
+from replikv.runtime.snapshotter import read_back
 from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
 from replikv.storage.errors import StorageError, WalBlockedError, WalFailedError
 from replikv.storage.meta import META_FILE, MetaStore
 from replikv.storage.node_log import GroupLog, NodeLog
-from replikv.storage.snapshot import load_latest_snapshot
 
 log = logging.getLogger("replikv.sharded")
 
@@ -1049,20 +1048,10 @@ class ShardedRaftRunner(BaseRunner):
                                       lambda i: self._snapshot_written(g, grp, i))
 
     def _snapshot_written(self, g: int, grp: RaftGroup, index: int) -> None:
-        """The child's snapshot of group ``g`` is durable: read it back (mapped) off the loop on a
-        one-shot thread (none may outlive it into the next fork), then compact."""
-        loop = asyncio.get_running_loop()
-        directory = grp.snapshot_dir
-
-        def read_back() -> None:
-            try:
-                stored: Any = load_latest_snapshot(directory, mapped=True)  # kept mapped, not on the heap
-            except StorageError as exc:
-                stored = exc
-            loop.call_soon_threadsafe(self._install_written, g, grp, index, stored)
-
-        self._reading_back = threading.Thread(target=read_back, name="snapshot-read-back", daemon=True)
-        self._reading_back.start()
+        """The child's snapshot of group ``g`` is durable: read it back off the loop (no snapshot
+        starts while that runs), then compact."""
+        self._reading_back = read_back(grp.snapshot_dir,
+                                       lambda stored: self._install_written(g, grp, index, stored))
 
     def _install_written(self, g: int, grp: RaftGroup, index: int, stored: Any) -> None:
         """Compact group ``g`` to the snapshot its child wrote, unless the group is gone (dropped

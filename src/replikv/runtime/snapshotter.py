@@ -36,11 +36,14 @@ import ctypes
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from replikv.storage.snapshot import write_snapshot
+from replikv.storage.errors import StorageError
+from replikv.storage.snapshot import load_latest_snapshot, write_snapshot
 
 log = logging.getLogger("replikv.snapshot")
 
@@ -144,3 +147,23 @@ class BackgroundSnapshotter:
                 f"rdb_last_bgsave_time_sec:{round(self.last_duration_s) if self.last_duration_s >= 0 else -1}",
                 f"replikv_snapshot_child_pid:{self.pid}",
                 f"replikv_snapshots_in_background:{self.taken}"]
+
+
+def read_back(directory: Path, deliver: Callable[[Any], None]) -> threading.Thread:
+    """Read the newest snapshot in ``directory`` (the one a child just wrote) back off the loop,
+    mapped (not on the heap), and hand it, or the ``StorageError`` that refused it, to
+    ``deliver`` on the loop. A one-shot thread, not an executor pool: no thread may outlive it
+    into the next fork (a thread holding a lock at fork time can deadlock the child), and the
+    caller starts no snapshot while it runs."""
+    loop = asyncio.get_running_loop()
+
+    def run() -> None:
+        try:
+            stored: Any = load_latest_snapshot(directory, mapped=True)
+        except StorageError as exc:
+            stored = exc
+        loop.call_soon_threadsafe(deliver, stored)
+
+    thread = threading.Thread(target=run, name="snapshot-read-back", daemon=True)
+    thread.start()
+    return thread
