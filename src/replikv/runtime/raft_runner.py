@@ -87,7 +87,7 @@ from replikv.runtime.raft_app import encode_write, split_stored, stored_pieces
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
 from replikv.runtime.snapshotter import read_back
-from replikv.storage.errors import StorageError, WalFailedError
+from replikv.storage.errors import StorageError, WalBlockedError, WalFailedError
 from replikv.storage.snapshot import release_pages
 
 log = logging.getLogger("replikv.raft")
@@ -687,7 +687,13 @@ class RaftRunner(BaseRunner):
         self._recording = None
         exc = None if fut.cancelled() else fut.exception()
         if isinstance(exc, OSError):
-            self._disk_failed(exc)
+            # the record is written whole or not at all (tmp file, rename: the one before stays), so
+            # a full disk here is the disk guard's "blocked", retried, as a refused WAL write is;
+            # taken as fatal it stopped the node's writes for good whenever this write, once a
+            # second, met the full disk before a WAL write did (session 31, test_full_disk.py)
+            blocked = WalBlockedError(f"the commit index could not be recorded: {exc}")
+            blocked.__cause__ = exc  # the disk guard reports the OS error's reason
+            self._disk_failed(blocked)
         elif exc is not None:
             log.error("node %s: recording the commit index failed", self.id, exc_info=exc)
 
@@ -708,13 +714,16 @@ class RaftRunner(BaseRunner):
         self._flush_clients()
 
     def _retry_mode_storage(self) -> bool:
-        """Save the hard state (term, vote) if the failed batch carried one."""
+        """Save the hard state (term, vote) if the failed batch carried one, and the commit index
+        if a record of it is due (``_record_commit``'s write may be what met the full disk)."""
         hs = self.core.hard_state()
-        if (hs.term, hs.vote) != self.group.saved_tv:
-            try:
+        try:
+            if (hs.term, hs.vote) != self.group.saved_tv:
                 self.group.save_hard_state(hs)
-            except OSError:
-                return False
+            if self._recording is None:
+                self.group.record_commit()
+        except OSError:
+            return False
         return True
 
     def _on_disk_resumed(self) -> None:

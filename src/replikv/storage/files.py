@@ -45,11 +45,15 @@ def atomic_write_file(path: str | Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)  # a leftover .tmp may have been created wider
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            os.fchmod(fd, FILE_MODE)  # a leftover .tmp may have been created wider
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # a full disk: ``path`` is untouched; the part written gives its space back
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     fsync_directory(path.parent)
 
