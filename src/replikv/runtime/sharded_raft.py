@@ -381,7 +381,7 @@ class ShardedRaftRunner(BaseRunner):
                 lambda held: self.write(held, commands, transaction, client) if self.leads(g) else held.reply(
                     RespError(f"TRYAGAIN {self.id} is no longer the leader of group {g}; retry"))):
             return
-        if grp.slots is not None and grp.slots.moving and self._moving(grp, commands):
+        if self._moving(grp, commands):
             conn.reply(RespError("TRYAGAIN the key's slot is moving to another group; retry"))
             return
         err, data = encode_write(grp.sm, commands, transaction, wall_ms(), self.id,
@@ -1043,9 +1043,8 @@ class ShardedRaftRunner(BaseRunner):
         if index <= core_log.snapshot.index:
             return False
         term, config = int(core_log.term(index) or 0), core_log.config_at(index)
-        self.snapshotter.directory = grp.snapshot_dir  # one child at a time: the group it writes
         return self.snapshotter.start(index, term, lambda: [stored_head(config), grp.state_blob()],
-                                      lambda i: self._snapshot_written(g, grp, i))
+                                      lambda i: self._snapshot_written(g, grp, i), grp.snapshot_dir)
 
     def _snapshot_written(self, g: int, grp: RaftGroup, index: int) -> None:
         """The child's snapshot of group ``g`` is durable: read it back off the loop (no snapshot

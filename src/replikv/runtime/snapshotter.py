@@ -72,10 +72,11 @@ class BackgroundSnapshotter:
         return self.pid != 0
 
     def start(self, index: int, term: int, serialize: Callable[[], bytes | list[bytes]],
-              on_done: Callable[[int], None]) -> bool:
+              on_done: Callable[[int], None], directory: Path | None = None) -> bool:
         """Snapshot the state as of now (covering ``index``) in a child; False if
         one is running or the last failure is too recent. ``serialize`` gives the
-        snapshot's data, or its pieces in order (``write_snapshot``)."""
+        snapshot's data, or its pieces in order (``write_snapshot``); ``directory``:
+        where it goes, if not the node's (a sharded node's group has its own)."""
         if self.pid or (self._failed_at and time.monotonic() - self._failed_at < self.retry_s):
             return False
         loop = asyncio.get_running_loop()
@@ -92,7 +93,7 @@ class BackgroundSnapshotter:
                     pass
                 if self._stop_child:
                     os.kill(os.getpid(), signal.SIGSTOP)  # the failpoint above
-                write_snapshot(self.directory, index, term, serialize())
+                write_snapshot(directory or self.directory, index, term, serialize())
                 code = 0
             finally:
                 os._exit(code)
