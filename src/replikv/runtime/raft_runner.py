@@ -86,8 +86,8 @@ from replikv.runtime.pending import PendingReplies, SessionReads
 from replikv.runtime.raft_app import encode_write, split_stored, stored_pieces
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.resp_server import ClientConnection, Slot
-from replikv.runtime.snapshotter import read_back
-from replikv.storage.errors import StorageError, WalBlockedError, WalFailedError
+from replikv.runtime.snapshotter import SNAPSHOT_RUNNING, read_back
+from replikv.storage.errors import WalBlockedError, WalFailedError
 from replikv.storage.snapshot import release_pages
 
 log = logging.getLogger("replikv.raft")
@@ -739,7 +739,7 @@ class RaftRunner(BaseRunner):
         """Snapshot the applied state now, on the loop (REPLIKV SNAPSHOT: Redis's SAVE);
         the core compacts its log, the WAL drops segments."""
         if self.snapshotter.running:
-            raise RespError("ERR a background snapshot is in progress; try again when it is done")
+            raise RespError(SNAPSHOT_RUNNING)
         if self._loading is not None:
             raise RespError(LOADING)
         if self._effects or self.inbox or self.pending or self.pending_reads:
@@ -775,17 +775,14 @@ class RaftRunner(BaseRunner):
     def _snapshot_written(self, index: int) -> None:
         """The child's snapshot is durable: read it back off the loop (no snapshot starts while
         that runs), then compact."""
-        self._reading_back = read_back(self.snapshot_dir, lambda stored: self._install_written(index, stored))
+        self._reading_back = read_back(self.snapshot_dir, index, lambda stored: self._install_written(index, stored))
 
     _reading_back: threading.Thread | None = None
 
     def _install_written(self, index: int, stored: Any) -> None:
         self._reading_back = None
-        if isinstance(stored, StorageError):
-            log.error("node %s: cannot read back the snapshot at %d the child wrote: %s", self.id, index, stored)
-            return
-        if stored is None or stored.index != index or index <= self.core.log.snapshot.index:
-            return  # a newer snapshot (from the leader) superseded it
+        if stored is None or index <= self.core.log.snapshot.index:
+            return  # a newer snapshot (from the leader) superseded it, or the disk refused it
         _voters, _learners, app = split_stored(stored.data)
         self.group.snapshot_on_disk = index
         self.stats["snapshots_taken"] += 1

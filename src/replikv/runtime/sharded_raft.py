@@ -93,9 +93,9 @@ from replikv.core.sharding.moves import MoveBusy, MoveDriver, MoveStep, move_ent
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
-from replikv.runtime.snapshotter import read_back
+from replikv.runtime.snapshotter import SNAPSHOT_RUNNING, read_back
 from replikv.runtime.txn_service import InternalCall, TxnService, command_keys
-from replikv.storage.errors import StorageError, WalBlockedError, WalFailedError
+from replikv.storage.errors import WalBlockedError, WalFailedError
 from replikv.storage.meta import META_FILE, MetaStore
 from replikv.storage.node_log import GroupLog, NodeLog
 
@@ -1011,7 +1011,7 @@ class ShardedRaftRunner(BaseRunner):
         """REPLIKV SNAPSHOT / SAVE: every hosted group now, on the loop (Redis's SAVE); returns the
         number of groups."""
         if self.snapshotter.running or self._reading_back is not None:
-            raise RespError("ERR a background snapshot is in progress; try again when it is done")
+            raise RespError(SNAPSHOT_RUNNING)
         self._drain()
         for grp in self.groups.values():
             self._snapshot(grp)
@@ -1049,20 +1049,14 @@ class ShardedRaftRunner(BaseRunner):
     def _snapshot_written(self, g: int, grp: RaftGroup, index: int) -> None:
         """The child's snapshot of group ``g`` is durable: read it back off the loop (no snapshot
         starts while that runs), then compact."""
-        self._reading_back = read_back(grp.snapshot_dir,
+        self._reading_back = read_back(grp.snapshot_dir, index,
                                        lambda stored: self._install_written(g, grp, index, stored))
 
     def _install_written(self, g: int, grp: RaftGroup, index: int, stored: Any) -> None:
         """Compact group ``g`` to the snapshot its child wrote, unless the group is gone (dropped
         or reopened meanwhile) or already holds a snapshot as new (one from its leader)."""
         self._reading_back = None
-        if self.groups.get(g) is not grp:
-            return
-        if isinstance(stored, StorageError):
-            log.error("node %s: cannot read back the snapshot of group %d at %d the child wrote: %s",
-                      self.id, g, index, stored)
-            return
-        if stored is None or stored.index != index or index <= grp.core.log.snapshot.index:
+        if self.groups.get(g) is not grp or stored is None or index <= grp.core.log.snapshot.index:
             return
         _voters, _learners, app = split_stored(stored.data)
         grp.snapshot_on_disk = index  # persist keeps the file the child wrote, not a copy of it

@@ -150,10 +150,15 @@ class BackgroundSnapshotter:
                 f"replikv_snapshots_in_background:{self.taken}"]
 
 
-def read_back(directory: Path, deliver: Callable[[Any], None]) -> threading.Thread:
-    """Read the newest snapshot in ``directory`` (the one a child just wrote) back off the loop,
-    mapped (not on the heap), and hand it, or the ``StorageError`` that refused it, to
-    ``deliver`` on the loop. A one-shot thread, not an executor pool: no thread may outlive it
+# what SAVE / REPLIKV SNAPSHOT answer while a child writes (Redis: "Background save already in progress")
+SNAPSHOT_RUNNING = "ERR a background snapshot is in progress; try again when it is done"
+
+
+def read_back(directory: Path, index: int, deliver: Callable[[Any], None]) -> threading.Thread:
+    """Read the newest snapshot in ``directory`` (the one a child just wrote at ``index``) back
+    off the loop, mapped (not on the heap), and hand it to ``deliver`` on the loop; None instead
+    when it is not that snapshot any more (a newer one, from the leader, superseded it) or the
+    disk refused it (logged). A one-shot thread, not an executor pool: no thread may outlive it
     into the next fork (a thread holding a lock at fork time can deadlock the child), and the
     caller starts no snapshot while it runs."""
     loop = asyncio.get_running_loop()
@@ -162,8 +167,9 @@ def read_back(directory: Path, deliver: Callable[[Any], None]) -> threading.Thre
         try:
             stored: Any = load_latest_snapshot(directory, mapped=True)
         except StorageError as exc:
-            stored = exc
-        loop.call_soon_threadsafe(deliver, stored)
+            log.error("cannot read back the snapshot at %d a child wrote in %s: %s", index, directory, exc)
+            stored = None
+        loop.call_soon_threadsafe(deliver, stored if stored is not None and stored.index == index else None)
 
     thread = threading.Thread(target=run, name="snapshot-read-back", daemon=True)
     thread.start()
