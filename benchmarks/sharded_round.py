@@ -19,6 +19,10 @@ the cyclic GC's sight, as a node does once a second. The node log writes to a te
 
     cd benchmarks && PYTHONPATH=<tree>/src:<tree> python sharded_round.py [--shards 3] [--per-round 4]
 
+``--shards 0`` runs the same rounds on three unsharded ``RaftRunner`` nodes (raft mode without
+``--shards``: n1 leads the one group, no lazy third replica), the reference of issue 13's ratio:
+what the sharded runtime costs above it, round for round.
+
 Figures: us per round for a leader node and a follower-only node (``--shards 1``) or per node
 (``--shards 3``, each leads one and follows two), us per SET over the 3 nodes (the figure to
 compare with the cluster's CPU per SET), Raft messages and frames per round.
@@ -39,6 +43,7 @@ import msgpack
 
 from replikv.config import ClusterConfig, NodeAddress, NodeOptions
 from replikv.core.raft.node import Role
+from replikv.runtime.raft_runner import RaftRunner
 from replikv.runtime.sharded_raft import ShardedRaftRunner
 
 NAMES = ("n1", "n2", "n3")
@@ -54,26 +59,29 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
+        self.total = 0
 
     def send(self, name: str, frame: bytes) -> None:
         self.sent.append((name, frame))
+        self.total += 1
 
     def write_held(self) -> None:
         """Nothing is held: recorded frames are delivered by the benchmark."""
 
 
-def build(root: Path, shards: int) -> dict[str, ShardedRaftRunner]:
+def build(root: Path, shards: int) -> dict[str, Any]:
     nodes = {n: NodeAddress(id=n, host="127.0.0.1", port=1 + i, peer_port=101 + i, data_dir=str(root / n))
              for i, n in enumerate(NAMES)}
     cfg = ClusterConfig(mode="raft", secret="s", initial_leader="n1", nodes=nodes,
                         options=NodeOptions(shards=shards, fsync="everysec"))
-    runners = {n: ShardedRaftRunner(cfg, n) for n in NAMES}
+    kind = ShardedRaftRunner if shards else RaftRunner
+    runners = {n: kind(cfg, n) for n in NAMES}
     for r in runners.values():
         r.transport = _Recorder()
     return runners
 
 
-def deliver(runners: dict[str, ShardedRaftRunner], times: dict[str, int] | None = None) -> int:
+def deliver(runners: dict[str, Any], times: dict[str, int] | None = None) -> int:
     """Every recorded frame to its destination (``_on_frame``); the number delivered."""
     out: dict[str, list[tuple[str, bytes]]] = {n: [] for n in runners}
     for src, r in runners.items():
@@ -91,6 +99,30 @@ def deliver(runners: dict[str, ShardedRaftRunner], times: dict[str, int] | None 
             times[dst] += clock() - t0
         count += len(frames)
     return count
+
+
+def elect_unsharded(runners: dict[str, RaftRunner]) -> None:
+    """An election timeout of ticks (leader stickiness, as in ``elect``), n1 campaigns; frames
+    delivered until it leads."""
+    for r in runners.values():
+        for _ in range(r.election_ticks):
+            r._queue(r.core.tick())
+    n1 = runners["n1"]
+    n1._queue(n1.core.campaign())
+    for _ in range(50):
+        for r in runners.values():
+            r._drain()
+        deliver(runners)
+        if n1.core.role is Role.LEADER:
+            return
+    raise SystemExit("no leader elected")
+
+
+def messages_sent(runners: dict[str, Any]) -> int:
+    """Raft messages sent so far: a sharded node counts them (several per frame); an unsharded
+    node sends each in a frame of its own."""
+    return sum(r.host.stats["messages_sent"] if isinstance(r, ShardedRaftRunner) else r.transport.total
+               for r in runners.values())
 
 
 def elect(runners: dict[str, ShardedRaftRunner]) -> None:
@@ -123,13 +155,17 @@ def run(shards: int, per_round: int, rounds: int, warmup: int) -> dict[str, Any]
     root = Path(tempfile.mkdtemp(prefix="sharded_round_"))
     try:
         runners = build(root, shards)
-        elect(runners)
-        leaders = {g: n for n, r in runners.items() for g, grp in r.groups.items() if grp.core.role is Role.LEADER}
+        if shards:
+            elect(runners)
+            leaders = {g: n for n, r in runners.items() for g, grp in r.groups.items() if grp.core.role is Role.LEADER}
+        else:
+            elect_unsharded(runners)
+            leaders = {0: "n1"}
         rid = 0
         key = 0
         times = dict.fromkeys(runners, 0)
         frames = 0
-        msgs0 = sum(r.host.stats["messages_sent"] for r in runners.values())
+        msgs0 = messages_sent(runners)
         gc.collect()
         for i in range(warmup + rounds):
             if i % FREEZE_EVERY == 0:  # as a node does once a second (BaseRunner._fsync_loop)
@@ -138,10 +174,10 @@ def run(shards: int, per_round: int, rounds: int, warmup: int) -> dict[str, Any]
             if i == warmup:
                 times = dict.fromkeys(runners, 0)
                 frames = 0
-                msgs0 = sum(r.host.stats["messages_sent"] for r in runners.values())
+                msgs0 = messages_sent(runners)
             for g, n in leaders.items():
                 r = runners[n]
-                items = r.pending.setdefault(g, [])
+                items = r.pending.setdefault(g, []) if shards else r.pending
                 for _ in range(per_round):
                     rid += 1
                     key = (key + 7919) % 10000
@@ -154,10 +190,10 @@ def run(shards: int, per_round: int, rounds: int, warmup: int) -> dict[str, Any]
                 r._drain()
                 if counted:
                     times[n] += clock() - t0
-        msgs = sum(r.host.stats["messages_sent"] for r in runners.values()) - msgs0
+        msgs = messages_sent(runners) - msgs0
         sets = rounds * per_round * len(leaders)
         for r in runners.values():
-            r.node_log.close()
+            (r.node_log if shards else r.wal).close()
         return {"times": times, "sets": sets, "msgs": msgs, "frames": frames, "leaders": leaders}
     finally:
         shutil.rmtree(root, ignore_errors=True)
