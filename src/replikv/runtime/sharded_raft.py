@@ -90,6 +90,7 @@ from replikv.runtime.peer_features import PeerFeatures
 from replikv.runtime.pending import PendingReplies
 from replikv.runtime.raft_app import encode_write, split_stored, stored_head
 from replikv.core.sharding.moves import MoveBusy, MoveDriver, MoveStep, move_entry
+from replikv.runtime.memory import return_freed_memory
 from replikv.runtime.raft_group import RaftGroup, core_reply_error
 from replikv.runtime.raft_runner import raft_id
 from replikv.runtime.resp_server import ClientConnection
@@ -1006,6 +1007,7 @@ class ShardedRaftRunner(BaseRunner):
             self._disk_failed(exc)  # the snapshot file or the log: retried as any refused write
             return
         self.stats["snapshots_taken"] += 1
+        return_freed_memory()  # the state's serialized copy and the compacted entries (runtime/memory.py)
 
     def take_snapshot(self) -> int:
         """REPLIKV SNAPSHOT / SAVE: every hosted group now, on the loop (Redis's SAVE); returns the
@@ -1070,6 +1072,7 @@ class ShardedRaftRunner(BaseRunner):
             self._disk_failed(exc)  # the log: retried as any refused write
             return
         self.stats["snapshots_taken"] += 1
+        return_freed_memory()  # the compacted entries' pages (runtime/memory.py)
 
     # -- peers -----------------------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
