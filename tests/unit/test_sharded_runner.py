@@ -22,6 +22,7 @@ from replikv.core.multiraft.messages import Batch
 from replikv.core.raft.messages import AppendEntries
 from replikv.core.raft.node import Role
 from replikv.core.sharding import SlotMap
+from replikv.core.sharding.slots import key_slot
 from replikv.core.sharding.placement import parse_prefer_entry, prefer_entry
 from replikv.runtime.raft_group import RaftGroup
 from replikv.runtime.resp_server import Slot
@@ -41,6 +42,9 @@ class _NoTransport:
 
     def write_held(self) -> None:
         """Frames are recorded as sent: nothing is held."""
+
+    def connected(self, name: str) -> bool:
+        return False
 
 
 def _runner(directory: Path, cls: type[ShardedRaftRunner] | None = None, elect: bool = True,
@@ -213,6 +217,59 @@ def test_a_groups_compaction_hands_the_freed_heap_back(runner: ShardedRaftRunner
                    [stored_head(core_log.config_at(index)), grp.state_blob()])  # what the child writes
     runner._install_written(0, grp, index, load_latest_snapshot(grp.snapshot_dir, mapped=True))
     assert len(trims) == 2 and grp.core.log.snapshot.index == index
+
+
+def test_the_lock_service_looks_only_at_groups_whose_locks_changed_or_count_down(
+        runner: ShardedRaftRunner) -> None:
+    """``lock_groups`` (runtime/locks.py's view) yields the groups whose lock table changed or
+    holds a lease, not every hosted group each tick: a group enters through its table's watch
+    (a grant, a release, a snapshot's locks) and leaves once nothing is left to count down."""
+    def entry(*argv: bytes) -> Any:
+        return msgpack.packb([0, False, [list(argv)]])
+
+    def looked_at() -> list[int]:
+        return [g for g, *_ in runner.lock_groups()]
+
+    assert looked_at() == [] and not runner._lock_active
+    g = runner.slot_group[key_slot(b"L")]
+    grp = runner.groups[g]
+    runner.pending.setdefault(g, []).append((entry(b"LOCK", b"L", b"60000"), None, None, None))
+    runner._drain()
+    token = grp.sm.locks.get(b"L").holder  # type: ignore[union-attr]
+    assert token is not None and looked_at() == [g]
+    runner.lock_service.next_tick = 0.0
+    runner.lock_service.tick()  # observed: the lease counts down, the group stays
+    assert not grp.sm.locks.changed and grp.sm.locks.clock.deadlines and looked_at() == [g]
+    blob = grp.state_blob()
+    runner.pending.setdefault(g, []).append((entry(b"UNLOCK", b"L", b"%d" % token), None, None, None))
+    runner._drain()
+    runner.lock_service.next_tick = 0.0
+    runner.lock_service.tick()
+    assert looked_at() == [] and g not in runner._lock_active
+    grp.restore_state(blob, grp.applied)  # a snapshot holding the lock: its table is new, its watch kept
+    assert looked_at() == [g]
+
+
+def test_info_builds_the_group_lines_only_for_the_replication_section(
+        runner: ShardedRaftRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """INFO's line per hosted group (its slot ranges from one pass over the slot map) is built
+    when the replication section is shown: INFO stats on a node of 1,000 groups took 0.65 s of
+    its loop, each group's line scanning the whole map (BENCHMARKS.md, session 32)."""
+    passes: list[int] = []
+    whole_map = SlotMap.ranges
+    monkeypatch.setattr(SlotMap, "ranges", lambda self: passes.append(1) or whole_map(self))
+    runner.info(["stats"])
+    assert passes == []
+    runner.info(["replication"])
+    assert passes == [1]  # one pass for every group's line
+    ranges = {0: "0-5460", 1: "5461-10922", 2: "10923-16383"}
+    for wanted in ([], ["replication"], ["default"], ["all"], ["everything"], ["server", "Replication"]):
+        text = runner.info(wanted)
+        for g, slots in ranges.items():
+            assert f"group{g}:role=leader," in text and f",slots={slots}," in text, wanted
+    for wanted in (["stats"], ["server", "memory"], ["commandstats"]):
+        assert "group0:" not in runner.info(wanted)
+    assert "replikv_groups_hosted:3" in runner.info(["replication"])
 
 
 def test_a_busy_group_does_not_keep_the_quiet_groups_log_forever(tmp_path: Path) -> None:

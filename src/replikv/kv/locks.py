@@ -39,7 +39,7 @@ lease_index], ...]`` sorted by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
@@ -100,7 +100,7 @@ class LockState:
 class LockTable:
     """name -> :class:`LockState`; see the module docstring for the rules."""
 
-    __slots__ = ("changed", "clock", "counts", "locks")
+    __slots__ = ("changed", "clock", "counts", "locks", "watch")
 
     def __init__(self) -> None:
         self.locks: dict[bytes, LockState] = {}
@@ -109,12 +109,17 @@ class LockTable:
         # names whose holder or lease changed since the lease clock last looked (not replicated)
         self.changed: set[bytes] = set()
         self.clock = LeaseClock()  # this replica's countdown (not replicated)
+        # called at each change: a node of many tables looks only at those that changed or count
+        # a lease down, not at every idle one each tick (runtime/sharded_raft.py ``lock_groups``)
+        self.watch: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self.locks)
 
     def _changed(self, name: bytes) -> None:
         self.changed.add(name)
+        if self.watch is not None:
+            self.watch()
 
     # -- the operations (called at apply, deterministic) ------------------------------------
     def grant(self, name: bytes, ttl_ms: int, index: int) -> int | None:

@@ -389,9 +389,9 @@ class StateMachine:
         """Replace the whole state with a :meth:`snapshot`'s, decoded already
         (``dump.load_all`` or ``dump.load_steps``)."""
         self.data, self.expires, lock_rows = loaded
-        counts = self.locks.counts
+        old = self.locks
         self.locks = LockTable()  # a fresh lease clock: every countdown starts again in full
-        self.locks.counts = counts  # this replica's counters go on
+        self.locks.counts, self.locks.watch = old.counts, old.watch  # this replica's counters and watch go on
         self.locks.load(lock_rows)
         self.expiry_heap = None
         self.scan_index = None

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from replikv.core.replies import OK, RespError
 
-__all__ = ["CommandStats", "SlowLog", "cpu_section", "human_bytes", "render", "rss_bytes"]
+__all__ = ["CommandStats", "SlowLog", "cpu_section", "human_bytes", "render", "rss_bytes", "shown"]
 
 # Redis 7.0's order of sections, and which of them INFO shows by default
 ORDER = ("server", "clients", "memory", "persistence", "stats", "replication", "cpu",
@@ -33,11 +33,23 @@ DEFAULT = frozenset(ORDER) - {"commandstats"}
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def render(sections: dict[str, list[str]], wanted: Iterable[str]) -> str:
-    """Redis's INFO text: ``# Name`` headers, ``key:value`` lines, CRLF."""
+def _asked(wanted: Iterable[str]) -> set[str]:
     names = {w.lower() for w in wanted}
     if not names or "default" in names:
         names |= DEFAULT
+    return names
+
+
+def shown(wanted: Iterable[str], name: str) -> bool:
+    """Whether INFO asked for ``wanted`` shows section ``name`` (a mode skips building a costly
+    section nobody asked for: sharded raft's line per hosted group)."""
+    names = _asked(wanted)
+    return name in names or "all" in names or "everything" in names
+
+
+def render(sections: dict[str, list[str]], wanted: Iterable[str]) -> str:
+    """Redis's INFO text: ``# Name`` headers, ``key:value`` lines, CRLF."""
+    names = _asked(wanted)
     if "all" in names or "everything" in names:
         names |= set(sections)
     out = []

@@ -101,15 +101,17 @@ class RaftGroup:
                  election_ticks: int, heartbeat_ticks: int, *, async_persist: bool = False,
                  on_config: Callable[[Entry], None] | None = None, slot_map: SlotMap | None = None,
                  disk_errors: list[WalBlockedError] | None = None, node_log: NodeLog | None = None,
-                 lazy_follower_rounds: int = 0) -> None:
+                 lazy_follower_rounds: int = 0, lock_watch: Callable[[], None] | None = None) -> None:
         """Recover the group's replica from ``directory`` (the unsharded raft node is the group
         of one: its data directory). ``voters``: the bootstrap configuration, used only when
         nothing stored names one. ``on_config``: told each CONFIG entry as it applies.
         ``disk_errors``: where the snapshot sink reports a failed write, for the runner's disk
         guard (a list the runner shares among its groups; the group's own by default). ``node_log``:
         a sharded node's log, which holds the group's entries and hard state (else the group has a
-        WAL and a meta file of its own in ``directory``)."""
+        WAL and a meta file of its own in ``directory``). ``lock_watch``: called when the group's
+        lock table changes, whatever state machine holds it (``LockTable.watch``)."""
         self.gid = gid
+        self.lock_watch = lock_watch
         fresh = not directory.exists()
         self.dir = private_dir(directory)
         self.snapshot_dir = private_dir(self.dir / "snapshots", narrow=True)
@@ -128,6 +130,7 @@ class RaftGroup:
             require_meta(meta, stored is not None or bool(wire), f"group {gid}'s hard state",
                          f"{self.dir} and {self.wal.path}")
         self.sm = StateMachine()
+        self.sm.locks.watch = lock_watch
         self.sessions = SessionTable()
         self.slots = SlotMoves(gid, slot_map) if slot_map is not None else None
         self.txns = TxnTable()  # cross-group transactions: intents and records (core/txn/table.py)
@@ -266,6 +269,9 @@ class RaftGroup:
         """The state an app snapshot's ``fields`` hold: the state machine and session table
         (decoded), the slot moves, transactions and preferred leader (fields 3-5, if any)."""
         self.sm, self.sessions = sm, sessions
+        sm.locks.watch = self.lock_watch
+        if self.lock_watch is not None:
+            self.lock_watch()  # the new state's locks (if any) are counted down from the next tick
         if self.slots is not None:
             self.slots.load(fields[3] if len(fields) > 3 else [])
         self.txns = TxnTable.from_state(fields[4] if len(fields) > 4 else None)

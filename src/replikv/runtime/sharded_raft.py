@@ -84,7 +84,7 @@ from replikv.kv.commands import lookup
 from replikv.kv.lua import with_bodies
 from replikv.kv.state_machine import EXPIRE_DUE, StateMachine
 from replikv.runtime.base import BaseRunner, wall_ms
-from replikv.runtime.info import render as render_info
+from replikv.runtime.info import render as render_info, shown as shown_info
 from replikv.runtime.locks import LockService
 from replikv.runtime.peer_features import PeerFeatures
 from replikv.runtime.pending import PendingReplies
@@ -170,6 +170,7 @@ class ShardedRaftRunner(BaseRunner):
         # which peers take batches with embedded messages (a rolling upgrade: older nodes refuse them)
         self.peer_features = PeerFeatures((batch_codec.FEATURE_EMBEDDED,))
         self.groups: dict[int, RaftGroup] = {}
+        self._lock_active: set[int] = set()  # the groups the lock service looks at (lock_groups)
         self.hb_ticks = hb_ticks
         self.tombstones = {int(g): int(i) for g, i in state.get("tombstones", {}).items()}  # _drop_group
         self.index_replies: set[object] = set()  # REPLIKV GROUP REMOVE: answered with the change's index
@@ -706,7 +707,8 @@ class ShardedRaftRunner(BaseRunner):
                          # initial map: the group's log (SlotMoves) records the moves beyond it
                          disk_errors=self.disk_errors, node_log=self.node_log,
                          on_config=functools.partial(self._config_applied, g),
-                         lazy_follower_rounds=LAZY_FOLLOWER_ROUNDS)
+                         lazy_follower_rounds=LAZY_FOLLOWER_ROUNDS,
+                         lock_watch=functools.partial(self._lock_active.add, g))  # lock_groups
 
     def _address_learned(self, name: str) -> None:
         self.names[raft_id(name)] = name
@@ -1303,10 +1305,11 @@ class ShardedRaftRunner(BaseRunner):
         """Active expiry: each group this node leads proposes EXPIREDUE for its due keys."""
         now = wall_ms()
         for g, grp in self.groups.items():
-            if grp.core.role is not Role.LEADER:
-                grp.expiry_inflight = False  # the next leader proposes its own
+            if grp.expiry_inflight:
+                if grp.core.role is not Role.LEADER:
+                    grp.expiry_inflight = False  # the next leader proposes its own
                 continue
-            if grp.expiry_inflight or not grp.sm.expires:
+            if not grp.sm.expires or grp.core.role is not Role.LEADER:  # a group with no TTL: two tests
                 continue
             keys = grp.sm.expired_keys(now, 200)
             if keys and grp.txns.locks:  # a key a transaction holds expires once it is resolved
@@ -1318,11 +1321,20 @@ class ShardedRaftRunner(BaseRunner):
                 self._schedule()
 
     def lock_groups(self) -> Iterator[tuple[int, StateMachine, int, bool]]:
-        """The lock service's view (runtime/locks.py): the hosted groups with locks held or changed."""
-        for g, grp in self.groups.items():
-            table = grp.sm.locks
-            if table.changed or table.clock.deadlines:
-                yield g, grp.sm, grp.core.term, grp.core.role is Role.LEADER
+        """The lock service's view (runtime/locks.py): the hosted groups with locks held or changed.
+
+        Only the groups in ``_lock_active`` are looked at: a group enters it when its lock table
+        changes or is replaced by a snapshot's (``LockTable.watch``, ``RaftGroup.lock_watch``), and
+        leaves it once its table has no change left to observe and no lease counting down. A node of 1,000 idle groups looked at
+        every one of them 20 times a second (~1 % of a core, BENCHMARKS.md, session 32)."""
+        active = self._lock_active
+        for g in list(active):
+            grp = self.groups.get(g)
+            table = grp.sm.locks if grp is not None else None
+            if table is None or not (table.changed or table.clock.deadlines):
+                active.discard(g)
+                continue
+            yield g, grp.sm, grp.core.term, grp.core.role is Role.LEADER  # type: ignore[union-attr]
 
     def propose_internal(self, g: int, cmds: list[list[bytes]], rid: object) -> None:
         """Propose the group leader's own commands (LOCKEXPIRE) as one entry; ``rid`` a tuple."""
@@ -1456,11 +1468,14 @@ class ShardedRaftRunner(BaseRunner):
                "replikv_peers_older_form:" + ",".join(
                    p for p in self.peer_ids if self.transport.connected(p)
                    and not self.peer_features.has(p, batch_codec.FEATURE_EMBEDDED))]
-        for g in sorted(self.groups):
+        # a line per hosted group, only when the section is shown: with 1,000 groups every INFO
+        # built them, each scanning the slot map (0.65 s of the node's loop, BENCHMARKS.md, session 32)
+        by_group = self.slot_map.ranges_by_group() if shown_info(wanted, "replication") else None
+        for g in sorted(self.groups) if by_group is not None else ():
             grp = self.groups[g]
             core = grp.core
             members = "/".join(self.names.get(i, str(i)) for i in self.placement[g])
-            slots = format_ranges(self.slot_map.ranges_of(g), sep="/")
+            slots = format_ranges(by_group.get(g, []), sep="/")
             rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
                        f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"
                        f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}"

@@ -457,7 +457,7 @@ class TxnService:
         """Finish what a dead coordinator left (module docstring)."""
         node = self.node
         for g, grp in node.groups.items():
-            if not node.leads(g):
+            if not (grp.txns.prepared or grp.txns.records) or not node.leads(g):  # idle groups: one test
                 continue
             for p in list(grp.txns.prepared.values()):
                 if p.classic or now <= p.deadline or p.txn in self.running or p.txn in self.recovering:
