@@ -1324,17 +1324,19 @@ class ShardedRaftRunner(BaseRunner):
         """The lock service's view (runtime/locks.py): the hosted groups with locks held or changed.
 
         Only the groups in ``_lock_active`` are looked at: a group enters it when its lock table
-        changes or is replaced by a snapshot's (``LockTable.watch``, ``RaftGroup.lock_watch``), and
-        leaves it once its table has no change left to observe and no lease counting down. A node of 1,000 idle groups looked at
-        every one of them 20 times a second (~1 % of a core, BENCHMARKS.md, session 32)."""
+        changes or is replaced by a snapshot's (``LockTable.watch``, ``RaftGroup.lock_watch``),
+        and leaves it once its table has no change left to observe and no lease counting down.
+        A node of 1,000 idle groups looked at every one of them 20 times a second (~1 % of a
+        core, BENCHMARKS.md, session 32)."""
         active = self._lock_active
         for g in list(active):
             grp = self.groups.get(g)
-            table = grp.sm.locks if grp is not None else None
-            if table is None or not (table.changed or table.clock.deadlines):
-                active.discard(g)
-                continue
-            yield g, grp.sm, grp.core.term, grp.core.role is Role.LEADER  # type: ignore[union-attr]
+            if grp is not None:
+                table = grp.sm.locks
+                if table.changed or table.clock.deadlines:
+                    yield g, grp.sm, grp.core.term, grp.core.role is Role.LEADER
+                    continue
+            active.discard(g)
 
     def propose_internal(self, g: int, cmds: list[list[bytes]], rid: object) -> None:
         """Propose the group leader's own commands (LOCKEXPIRE) as one entry; ``rid`` a tuple."""
