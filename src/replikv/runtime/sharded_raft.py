@@ -999,17 +999,26 @@ class ShardedRaftRunner(BaseRunner):
             target.slot.resolve(encode_reply(err or OK, target.conn.resp3))
 
     def _snapshot(self, grp: RaftGroup) -> None:
+        """Snapshot the group's applied state now, on the loop (SAVE)."""
+        self._compact(grp, grp.applied, grp.state_blob())
+
+    def _compact(self, grp: RaftGroup, index: int, app: Any) -> None:
+        """Compact the group's log to the snapshot of its state ``app`` at ``index``: the core's
+        Persist effects (the snapshot file, unless ``snapshot_on_disk`` says a child wrote it; the
+        log's truncation), one node-log commit, the segments reclaimed, then the freed heap handed
+        back (runtime/memory.py). A disk failure goes to the disk guard, retried as any refused
+        write."""
         try:
-            for e in grp.take_snapshot():
+            for e in grp.core.compact(index, app):
                 if isinstance(e, Persist):
                     grp.persist(e)
             self.node_log.commit()
             self.node_log.reclaim()
         except (WalFailedError, OSError) as exc:
-            self._disk_failed(exc)  # the snapshot file or the log: retried as any refused write
+            self._disk_failed(exc)
             return
         self.stats["snapshots_taken"] += 1
-        return_freed_memory()  # the state's serialized copy and the compacted entries (runtime/memory.py)
+        return_freed_memory()
 
     def take_snapshot(self) -> int:
         """REPLIKV SNAPSHOT / SAVE: every hosted group now, on the loop (Redis's SAVE); returns the
@@ -1025,8 +1034,12 @@ class ShardedRaftRunner(BaseRunner):
         """BGSAVE: the group holding the most log since its snapshot, in a forked child; False if
         none can start (one running, nothing applied since, the disk refusing). The others follow
         as the node log's bound asks for them (``_bound_node_log``)."""
-        sizes = {g: grp.wal.size_bytes - grp.wal_after_snapshot for g, grp in self.groups.items()}
+        sizes = self._logged_since_snapshot()
         return any(self._snapshot_in_background(g) for g in sorted(sizes, key=sizes.__getitem__, reverse=True))
+
+    def _logged_since_snapshot(self) -> dict[int, int]:
+        """The bytes each hosted group logged since its last snapshot (what compacting it frees)."""
+        return {g: grp.wal.size_bytes - grp.wal_after_snapshot for g, grp in self.groups.items()}
 
     # a snapshot child's file being read back (``_snapshot_written``): no other starts meanwhile
     _reading_back: threading.Thread | None = None
@@ -1064,17 +1077,7 @@ class ShardedRaftRunner(BaseRunner):
             return
         _voters, _learners, app = split_stored(stored.data)
         grp.snapshot_on_disk = index  # persist keeps the file the child wrote, not a copy of it
-        try:
-            for e in grp.core.compact(index, app):
-                if isinstance(e, Persist):
-                    grp.persist(e)
-            self.node_log.commit()
-            self.node_log.reclaim()
-        except (WalFailedError, OSError) as exc:
-            self._disk_failed(exc)  # the log: retried as any refused write
-            return
-        self.stats["snapshots_taken"] += 1
-        return_freed_memory()  # the compacted entries' pages (runtime/memory.py)
+        self._compact(grp, index, app)
 
     # -- peers -----------------------------------------------------------------------------------
     def _on_frame(self, peer: str, payload: bytes) -> None:
@@ -1292,7 +1295,7 @@ class ShardedRaftRunner(BaseRunner):
         of K busy groups hold K times the bound, in its WAL and in the cores' logs in memory
         (session 30: 3 groups, 134 MB of WAL and no snapshot, the nodes' RSS twice an unsharded
         node's and their CPU per write rising with it)."""
-        sizes = {g: grp.wal.size_bytes - grp.wal_after_snapshot for g, grp in self.groups.items()}
+        sizes = self._logged_since_snapshot()
         total = sum(sizes.values())
         if total <= self.options.snapshot_bytes or self.disk_error is not None:
             return
@@ -1472,16 +1475,17 @@ class ShardedRaftRunner(BaseRunner):
                    and not self.peer_features.has(p, batch_codec.FEATURE_EMBEDDED))]
         # a line per hosted group, only when the section is shown: with 1,000 groups every INFO
         # built them, each scanning the slot map (0.65 s of the node's loop, BENCHMARKS.md, session 32)
-        by_group = self.slot_map.ranges_by_group() if shown_info(wanted, "replication") else None
-        for g in sorted(self.groups) if by_group is not None else ():
-            grp = self.groups[g]
-            core = grp.core
-            members = "/".join(self.names.get(i, str(i)) for i in self.placement[g])
-            slots = format_ranges(by_group.get(g, []), sep="/")
-            rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
-                       f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"
-                       f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}"
-                       + self._lazy_info(core))
+        if shown_info(wanted, "replication"):
+            by_group = self.slot_map.ranges_by_group()
+            for g in sorted(self.groups):
+                grp = self.groups[g]
+                core = grp.core
+                members = "/".join(self.names.get(i, str(i)) for i in self.placement[g])
+                slots = format_ranges(by_group.get(g, []), sep="/")
+                rep.append(f"group{g}:role={core.role.value},term={core.term},leader={self.leader_of(g)},"
+                           f"members={members},slots={slots},commit={core.log.commit},applied={grp.applied},"
+                           f"keys={grp.sm.dbsize},quiesced={int(self.host.is_quiesced(g))}"
+                           + self._lazy_info(core))
         sections["replication"] = rep
         dbsize = sum(self.groups[g].sm.dbsize for g in led)
         sections["keyspace"] = [f"db0:keys={dbsize},expires=0,avg_ttl=0"] if dbsize else []
